@@ -1,0 +1,32 @@
+# The README's two commands: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint install clean
+
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing torch (CPU) first, then the rest pinned against it..."
+	@$(PIP) install -q torch==2.13.0 2>&1 | grep -v "^WARNING: Location" || true
+	@$(PY) -c "import torch" 2>/dev/null || (echo "torch failed to install" >&2; exit 1)
+	@$(PIP) install -q -r requirements.txt -r requirements-dev.txt -c constraints.txt 2>&1 | grep -v "^WARNING: Location" || true
+	@$(PY) -c "import django, rest_framework, channels, celery, psycopg, uvicorn, openai, pytest" || (echo "install failed" >&2; exit 1)
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(PY) manage.py serve
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) .hub .pytest_cache

@@ -1,0 +1,187 @@
+"""Tenants, their members, API keys, the served-model catalog, entitlements and usage.
+
+Writes go through ``accounts.services``; these classes hold data and read-only helpers.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+slug_validator = RegexValidator(r"^[a-z0-9][a-z0-9-]{0,62}$", "lowercase letters, digits and dashes; 1-63 characters")
+model_id_validator = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$", "letters, digits and . _ : / -; 1-128 characters"
+)
+
+
+class Tenant(models.Model):
+    slug = models.SlugField(max_length=63, unique=True, validators=[slug_validator])
+    name = models.CharField(max_length=200)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    entitled_models = models.ManyToManyField(
+        "ServedModel", through="TenantEntitlement", related_name="tenants", blank=True
+    )
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Role(models.TextChoices):
+    OWNER = "owner", "Owner"
+    ADMIN = "admin", "Admin"
+    MEMBER = "member", "Member"
+    VIEWER = "viewer", "Viewer"
+
+
+# Higher rank may do everything a lower rank may.
+ROLE_RANK = {Role.VIEWER: 0, Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
+
+
+class Membership(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "tenant"], name="membership_user_tenant_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.tenant} ({self.role})"
+
+
+class ModelKind(models.TextChoices):
+    CHAT = "chat", "Chat"
+    COMPLETION = "completion", "Completion"
+    EMBEDDING = "embedding", "Embedding"
+    VISION = "vision", "Vision"
+    AUDIO = "audio", "Audio"
+
+
+class ServedModel(models.Model):
+    """A model id clients may name, with the limits the reference exposes as ``meta_data``."""
+
+    id = models.CharField(primary_key=True, max_length=128, validators=[model_id_validator])
+    kind = models.CharField(max_length=16, choices=ModelKind.choices)
+    max_sequence_length = models.PositiveIntegerField(default=0, help_text="prompt + output tokens; 0 = unknown")
+    hidden_size = models.PositiveIntegerField(default=0, help_text="embedding dimensions; 0 for generative models")
+    max_output_length = models.PositiveIntegerField(default=0, help_text="max generated tokens; 0 = no own limit")
+    owned_by = models.CharField(max_length=100, default="llm-hub")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.id
+
+    @property
+    def meta_data(self) -> dict[str, int]:
+        return {
+            "max_sequence_length": self.max_sequence_length,
+            "hidden_size": self.hidden_size,
+            "max_output_length": self.max_output_length,
+        }
+
+
+class Deployment(models.Model):
+    """Where a model is served: one of our inference services or an external OpenAI-compatible API."""
+
+    model = models.ForeignKey(ServedModel, on_delete=models.CASCADE, related_name="deployments")
+    base_url = models.URLField(max_length=500, help_text="OpenAI-compatible base URL, e.g. http://10.0.0.5:8100/v1")
+    upstream_model = models.CharField(max_length=200, blank=True, help_text="model name upstream; blank = same id")
+    api_key = models.CharField(max_length=500, blank=True, help_text="bearer key for an external upstream")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["model", "base_url"], name="deployment_model_url_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.model_id} @ {self.base_url}"
+
+
+class TenantEntitlement(models.Model):
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="entitlements")
+    model = models.ForeignKey(ServedModel, on_delete=models.CASCADE, related_name="entitlements")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "model"], name="entitlement_tenant_model_unique")]
+
+
+class ApiKeyQuerySet(models.QuerySet):
+    def usable(self, now=None):
+        now = now or timezone.now()
+        return self.filter(revoked_at__isnull=True).filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+
+
+class ApiKey(models.Model):
+    """A tenant's credential. Only a SHA-256 of the secret is stored; ``prefix`` is the visible part.
+
+    After a rotation the previous secret stays valid until ``previous_valid_until``.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=200, blank=True)
+    prefix = models.CharField(max_length=32, unique=True)
+    secret_hash = models.CharField(max_length=64)
+    previous_prefix = models.CharField(max_length=32, unique=True, null=True, blank=True)
+    previous_secret_hash = models.CharField(max_length=64, blank=True)
+    previous_valid_until = models.DateTimeField(null=True, blank=True)
+    # True: every model of the tenant, including ones granted later; else only ``allowed_models``.
+    all_models = models.BooleanField(default=False)
+    allowed_models = models.ManyToManyField(ServedModel, blank=True, related_name="api_keys")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.name or 'unnamed'})"
+
+    @property
+    def status(self) -> str:
+        if self.revoked_at:
+            return "revoked"
+        if self.expires_at and self.expires_at <= timezone.now():
+            return "expired"
+        return "active"
+
+
+class UsageRecord(models.Model):
+    """One row per request that reached a model: the source of truth for metering."""
+
+    request_id = models.CharField(max_length=64, db_index=True)
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="usage_records")
+    api_key = models.ForeignKey(ApiKey, null=True, on_delete=models.SET_NULL, related_name="usage_records")
+    model = models.CharField(max_length=128)
+    route = models.CharField(max_length=64)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    total_tokens = models.PositiveIntegerField(default=0)
+    status_code = models.PositiveSmallIntegerField(validators=[MinValueValidator(100)])
+    streamed = models.BooleanField(default=False)
+    aborted = models.BooleanField(default=False)
+    time_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "created_at"], name="usage_tenant_time")]

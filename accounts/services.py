@@ -1,0 +1,289 @@
+"""Every write to the control plane, each in one transaction.
+
+Functions that act on behalf of a person take ``actor`` and check the actor's role in the
+tenant (``None`` means the operator: management commands and the Django admin).
+Changes that affect authentication invalidate the auth cache once the transaction commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts import authcache
+from accounts.keys import generate_secret, hash_secret
+from accounts.models import (
+    ROLE_RANK,
+    ApiKey,
+    Deployment,
+    Membership,
+    ModelKind,
+    Role,
+    ServedModel,
+    Tenant,
+    TenantEntitlement,
+)
+
+
+def role_of(user: AbstractBaseUser | None, tenant: Tenant) -> Role | None:
+    """The user's role in the tenant; None for outsiders. Superusers act as owners."""
+    if user is None:
+        return None
+    if getattr(user, "is_superuser", False):
+        return Role.OWNER
+    membership = Membership.objects.filter(user=user, tenant=tenant).only("role").first()
+    return Role(membership.role) if membership else None
+
+
+def require_role(actor: AbstractBaseUser | None, tenant: Tenant, minimum: Role) -> None:
+    """Raise PermissionDenied unless ``actor`` (None = operator) holds at least ``minimum``."""
+    if actor is None:
+        return
+    role = role_of(actor, tenant)
+    if role is None or ROLE_RANK[role] < ROLE_RANK[minimum]:
+        # Same message for outsiders and under-privileged members: no hint the tenant exists.
+        raise PermissionDenied("not allowed")
+
+
+def tenants_of(user: AbstractBaseUser):
+    """The tenants a user may see (all of them for superusers)."""
+    if getattr(user, "is_superuser", False):
+        return Tenant.objects.all()
+    return Tenant.objects.filter(memberships__user=user)
+
+
+# --- tenants and members ---------------------------------------------------------------------
+
+
+@transaction.atomic
+def create_tenant(slug: str, name: str = "") -> Tenant:
+    tenant = Tenant(slug=slug, name=name or slug)
+    tenant.full_clean()
+    tenant.save()
+    return tenant
+
+
+@transaction.atomic
+def set_tenant_active(tenant: Tenant, active: bool) -> None:
+    Tenant.objects.filter(pk=tenant.pk).update(is_active=active)
+    _invalidate_tenant_keys(tenant)
+
+
+@transaction.atomic
+def add_member(tenant: Tenant, user: AbstractBaseUser, role: Role, *, actor: AbstractBaseUser | None = None):
+    require_role(actor, tenant, Role.ADMIN)
+    if actor is not None and role == Role.OWNER:
+        require_role(actor, tenant, Role.OWNER)
+    membership, _ = Membership.objects.update_or_create(user=user, tenant=tenant, defaults={"role": role})
+    return membership
+
+
+# --- the model catalog -------------------------------------------------------------------------
+
+
+@transaction.atomic
+def register_model(
+    model_id: str,
+    kind: str,
+    *,
+    max_sequence_length: int = 0,
+    hidden_size: int = 0,
+    max_output_length: int = 0,
+    owned_by: str = "llm-hub",
+    deployment_url: str | None = None,
+    upstream_model: str = "",
+    upstream_api_key: str = "",
+) -> ServedModel:
+    """Create or update a catalog entry (and optionally add a deployment)."""
+    if kind not in ModelKind.values:
+        raise ValidationError(f"kind must be one of {', '.join(ModelKind.values)}")
+    model = ServedModel.objects.filter(pk=model_id).first() or ServedModel(id=model_id)
+    model.kind = kind
+    model.max_sequence_length = max_sequence_length
+    model.hidden_size = hidden_size
+    model.max_output_length = max_output_length
+    model.owned_by = owned_by
+    model.full_clean()
+    model.save()
+    if deployment_url:
+        deployment = Deployment(
+            model=model, base_url=deployment_url, upstream_model=upstream_model, api_key=upstream_api_key
+        )
+        deployment.full_clean(validate_unique=False)
+        Deployment.objects.update_or_create(
+            model=model,
+            base_url=deployment_url,
+            defaults={"upstream_model": upstream_model, "api_key": upstream_api_key, "enabled": True},
+        )
+    authcache.bump_generation()
+    return model
+
+
+@transaction.atomic
+def set_model_enabled(model: ServedModel, enabled: bool) -> None:
+    ServedModel.objects.filter(pk=model.pk).update(enabled=enabled)
+    authcache.bump_generation()
+
+
+def _models_by_id(model_ids: Iterable[str]) -> list[ServedModel]:
+    ids = list(dict.fromkeys(model_ids))
+    found = {m.id: m for m in ServedModel.objects.filter(pk__in=ids)}
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise ValidationError(f"unknown model(s): {', '.join(missing)}")
+    return [found[i] for i in ids]
+
+
+@transaction.atomic
+def grant_models(tenant: Tenant, model_ids: Iterable[str]) -> list[ServedModel]:
+    models = _models_by_id(model_ids)
+    for model in models:
+        TenantEntitlement.objects.get_or_create(tenant=tenant, model=model)
+    authcache.bump_generation()
+    return models
+
+
+@transaction.atomic
+def revoke_models(tenant: Tenant, model_ids: Iterable[str]) -> None:
+    """Remove tenant entitlements, and the same models from every key of the tenant (subset rule)."""
+    models = _models_by_id(model_ids)
+    TenantEntitlement.objects.filter(tenant=tenant, model__in=models).delete()
+    ApiKey.allowed_models.through.objects.filter(apikey__tenant=tenant, servedmodel__in=models).delete()
+    authcache.bump_generation()
+
+
+# --- API keys --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    key: ApiKey
+    secret: str  # shown once to the caller, never stored
+
+
+def _new_secret_fields() -> tuple[str, str, str]:
+    secret = generate_secret()
+    return secret, secret[: len("sk-hub-") + 8], hash_secret(secret)
+
+
+def _check_key_models(tenant: Tenant, model_ids: list[str]) -> list[ServedModel]:
+    models = _models_by_id(model_ids)
+    entitled = set(TenantEntitlement.objects.filter(tenant=tenant).values_list("model_id", flat=True))
+    outside = [m.id for m in models if m.id not in entitled]
+    if outside:
+        raise ValidationError(f"tenant {tenant.slug} is not entitled to: {', '.join(outside)}")
+    return models
+
+
+@transaction.atomic
+def issue_key(
+    tenant: Tenant,
+    *,
+    name: str = "",
+    model_ids: list[str] | None = None,
+    expires_at: datetime | None = None,
+    actor: AbstractBaseUser | None = None,
+) -> IssuedKey:
+    """Create a key. ``model_ids=None`` means every model the tenant has, now and later."""
+    require_role(actor, tenant, Role.MEMBER)
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationError("expiry must be in the future")
+    models = _check_key_models(tenant, model_ids) if model_ids is not None else []
+    for _ in range(5):  # prefix collisions are ~1e-14 likely; retry rather than fail
+        secret, prefix, digest = _new_secret_fields()
+        try:
+            with transaction.atomic():
+                key = ApiKey.objects.create(
+                    tenant=tenant,
+                    name=name,
+                    prefix=prefix,
+                    secret_hash=digest,
+                    all_models=model_ids is None,
+                    expires_at=expires_at,
+                    created_by=actor,
+                )
+            break
+        except IntegrityError:
+            continue
+    else:  # pragma: no cover - astronomically unlikely
+        raise RuntimeError("could not allocate a unique key prefix")
+    key.allowed_models.set(models)
+    return IssuedKey(key=key, secret=secret)
+
+
+def _can_manage_key(actor: AbstractBaseUser | None, key: ApiKey) -> None:
+    """Admins manage every key of their tenant; members only the keys they created."""
+    if actor is None:
+        return
+    role = role_of(actor, key.tenant)
+    if role is not None and ROLE_RANK[role] >= ROLE_RANK[Role.ADMIN]:
+        return
+    if role is not None and ROLE_RANK[role] >= ROLE_RANK[Role.MEMBER] and key.created_by_id == actor.pk:
+        return
+    raise PermissionDenied("not allowed")
+
+
+@transaction.atomic
+def revoke_key(key: ApiKey, *, actor: AbstractBaseUser | None = None) -> ApiKey:
+    _can_manage_key(actor, key)
+    key = ApiKey.objects.select_for_update().get(pk=key.pk)
+    if key.revoked_at is None:
+        key.revoked_at = timezone.now()
+        key.previous_valid_until = None
+        key.save(update_fields=["revoked_at", "previous_valid_until"])
+    authcache.invalidate_key(key)
+    return key
+
+
+@transaction.atomic
+def rotate_key(key: ApiKey, *, actor: AbstractBaseUser | None = None, grace_seconds: int | None = None) -> IssuedKey:
+    """Issue a new secret for the same key; the old one works for ``grace_seconds`` more."""
+    _can_manage_key(actor, key)
+    key = ApiKey.objects.select_for_update().get(pk=key.pk)
+    if key.status != "active":
+        raise ValidationError(f"cannot rotate a {key.status} key")
+    grace = settings.HUB_KEY_ROTATION_GRACE_SECONDS if grace_seconds is None else grace_seconds
+    old_prefix = key.prefix
+    authcache.invalidate_key(key)  # both the old and (if any) the previous-previous prefix
+    secret, prefix, digest = _new_secret_fields()
+    key.previous_prefix, key.previous_secret_hash = (old_prefix, key.secret_hash) if grace > 0 else (None, "")
+    key.previous_valid_until = timezone.now() + timedelta(seconds=grace) if grace > 0 else None
+    key.prefix, key.secret_hash = prefix, digest
+    key.save(update_fields=["prefix", "secret_hash", "previous_prefix", "previous_secret_hash", "previous_valid_until"])
+    return IssuedKey(key=key, secret=secret)
+
+
+@transaction.atomic
+def set_key_models(key: ApiKey, model_ids: list[str] | None, *, actor: AbstractBaseUser | None = None) -> None:
+    _can_manage_key(actor, key)
+    models = _check_key_models(key.tenant, model_ids) if model_ids is not None else []
+    ApiKey.objects.filter(pk=key.pk).update(all_models=model_ids is None)
+    key.allowed_models.set(models)
+    authcache.invalidate_key(key)
+
+
+@transaction.atomic
+def set_key_expiry(key: ApiKey, expires_at: datetime | None, *, actor: AbstractBaseUser | None = None) -> None:
+    _can_manage_key(actor, key)
+    ApiKey.objects.filter(pk=key.pk).update(expires_at=expires_at)
+    authcache.invalidate_key(key)
+
+
+def _invalidate_tenant_keys(tenant: Tenant) -> None:
+    for key in ApiKey.objects.filter(tenant=tenant).only("prefix", "previous_prefix"):
+        authcache.invalidate_key(key)
+
+
+def touch_last_used(key_id: int) -> None:
+    """Record use without a write per request: at most one UPDATE per key per resolution window."""
+    from django.core.cache import cache
+
+    if cache.add(f"auth:last_used:{key_id}", 1, timeout=settings.HUB_LAST_USED_RESOLUTION_SECONDS):
+        ApiKey.objects.filter(pk=key_id).update(last_used_at=timezone.now())

@@ -1,0 +1,152 @@
+"""ASGI middleware in front of everything: request ids, and the checks every public API call shares.
+
+For paths under ``/v1``, ``/v2`` and ``/vision`` it refuses oversized bodies (413, counted as
+they arrive, not after), authenticates the bearer key (401), and for requests with a body
+requires JSON (415) that parses to an object (400). What it learned is handed downstream as
+``scope["hub"]`` (an ``EdgeContext``) so Django views and Channels consumers alike read the
+tenant, key and parsed body from one place. Every response gets ``x-request-id``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+
+from accounts.authn import KeyContext
+from hub.api import errors
+from hub.api.auth import authenticate
+from hub.api.paths import base_of, is_api_path
+
+log = logging.getLogger(__name__)
+
+_BODY_METHODS = {"POST", "PUT", "PATCH"}
+_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
+
+
+@dataclass
+class EdgeContext:
+    request_id: str
+    base: str  # "v1", "v2" or "vision"
+    key: KeyContext | None = None
+    json: Any = None
+    extra: dict = field(default_factory=dict)
+
+
+def new_request_id() -> str:
+    return "req_" + secrets.token_hex(12)
+
+
+def _header(scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _read_body(receive, limit: int) -> tuple[bytes, list[dict]]:
+    """Read the request body, stopping as soon as it exceeds ``limit``."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"".join(chunks), [message]
+        body = message.get("body", b"")
+        size += len(body)
+        if size > limit:
+            raise _BodyTooLarge
+        chunks.append(body)
+        if not message.get("more_body", False):
+            return b"".join(chunks), []
+
+
+class ApiEdgeMiddleware:
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        client_id = _header(scope, b"x-request-id")
+        request_id = client_id if client_id and _CLIENT_REQUEST_ID.match(client_id) else new_request_id()
+        rid_header = (b"x-request-id", request_id.encode())
+
+        async def send_with_id(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), rid_header]}
+            await send(message)
+
+        if not is_api_path(scope["path"]):
+            return await self.app(scope, receive, send_with_id)
+
+        ctx = EdgeContext(request_id=request_id, base=base_of(scope["path"]))
+        try:
+            replay = await self._check(scope, receive, ctx)
+        except errors.ApiError as error:
+            return await self._send_error(send_with_id, error)
+
+        pending = list(replay)
+
+        async def replay_receive():
+            if pending:
+                return pending.pop(0)
+            return await receive()
+
+        scope = {**scope, "hub": ctx}
+        await self.app(scope, replay_receive, send_with_id)
+
+    async def _check(self, scope, receive, ctx: EdgeContext) -> list[dict]:
+        limit = settings.HUB_MAX_BODY_BYTES
+        declared = _header(scope, b"content-length")
+        too_large = errors.PayloadTooLarge(f"Request body too large: the limit is {limit} bytes.")
+        if declared is not None:
+            try:
+                if int(declared) > limit:
+                    raise too_large
+            except ValueError:
+                raise errors.InvalidRequest("Invalid Content-Length header.") from None
+
+        ctx.key = await authenticate(_header(scope, b"authorization"))
+
+        if scope["method"] not in _BODY_METHODS:
+            return []
+        try:
+            body, tail = await _read_body(receive, limit)
+        except _BodyTooLarge:
+            raise too_large from None
+        content_type = (_header(scope, b"content-type") or "").split(";", 1)[0].strip().lower()
+        if content_type != "application/json" and not (
+            content_type.startswith("application/") and content_type.endswith("+json")
+        ):
+            shown = content_type or "none"
+            raise errors.UnsupportedMediaType(
+                f"Unsupported Content-Type '{shown}'. Send JSON with Content-Type: application/json."
+            )
+        try:
+            ctx.json = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise errors.InvalidJson(
+                f"We could not parse the JSON body of your request ({exc.__class__.__name__}: {exc}). "
+                "The OpenAI API expects a JSON payload."
+            ) from None
+        if not isinstance(ctx.json, dict):
+            raise errors.InvalidRequest("The request body must be a JSON object.")
+        return [{"type": "http.request", "body": body, "more_body": False}, *tail]
+
+    @staticmethod
+    async def _send_error(send, error: errors.ApiError) -> None:
+        body = errors.error_bytes(error)
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        headers += [(k.lower().encode(), v.encode()) for k, v in error.headers().items()]
+        await send({"type": "http.response.start", "status": error.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,159 @@
+"""One error hierarchy for the public API, rendered once as OpenAI's error object.
+
+``{"error": {"message", "type", "param", "code"}}`` with the status codes the OpenAI SDK maps
+to its exception classes (400 BadRequestError, 401 AuthenticationError, 403
+PermissionDeniedError, 404 NotFoundError, 409, 413, 415, 422, 429 RateLimitError, >=500
+InternalServerError).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from django.http import JsonResponse
+from rest_framework import exceptions as drf_exceptions
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    status = 500
+    type = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class InvalidRequest(ApiError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class InvalidJson(InvalidRequest):
+    code = "invalid_json"
+
+
+class AuthenticationError(ApiError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="llm-hub"'}
+
+
+class PermissionDenied(ApiError):
+    status = 403
+    type = "invalid_request_error"
+    code = "permission_denied"
+
+
+class NotFound(ApiError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+    def __init__(self, model_id: str, *, param: str | None = "model"):
+        # Same text whether the model exists for someone else or not at all.
+        super().__init__(f"The model '{model_id}' does not exist or you do not have access to it.", param=param)
+
+
+class UnknownUrl(NotFound):
+    code = "unknown_url"
+
+
+class MethodNotAllowed(ApiError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+    def __init__(self, method: str, path: str, allowed: list[str] | None = None):
+        super().__init__(f"Method {method} is not allowed for {path}.")
+        self.allowed = allowed or []
+
+    def headers(self) -> dict[str, str]:
+        return {"Allow": ", ".join(self.allowed)} if self.allowed else {}
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class UnsupportedMediaType(ApiError):
+    status = 415
+    type = "invalid_request_error"
+    code = "unsupported_media_type"
+
+
+class ServiceUnavailable(ApiError):
+    status = 503
+    type = "server_error"
+    code = "service_unavailable"
+
+
+def error_response(error: ApiError) -> JsonResponse:
+    response = JsonResponse(error.body(), status=error.status)
+    for name, value in error.headers().items():
+        response[name] = value
+    return response
+
+
+def error_bytes(error: ApiError) -> bytes:
+    return json.dumps(error.body()).encode()
+
+
+def internal_error() -> ApiError:
+    return ApiError("The server had an error while processing your request.", code="internal_error")
+
+
+def from_drf(exc: drf_exceptions.APIException, request) -> ApiError:
+    """Map DRF's own exceptions (raised by parsers, negotiation, dispatch) into ours."""
+    if isinstance(exc, drf_exceptions.ParseError):
+        return InvalidJson(f"We could not parse the JSON body of your request. ({exc.detail})")
+    if isinstance(exc, drf_exceptions.UnsupportedMediaType):
+        return UnsupportedMediaType(f"Unsupported Content-Type {request.content_type!r}; send 'application/json'.")
+    if isinstance(exc, drf_exceptions.MethodNotAllowed):
+        view = getattr(request, "parser_context", {}).get("view") if hasattr(request, "parser_context") else None
+        allowed = list(getattr(view, "allowed_methods", []))
+        return MethodNotAllowed(request.method, request.path, allowed)
+    if isinstance(exc, drf_exceptions.NotFound):
+        return NotFound(str(exc.detail))
+    if isinstance(exc, (drf_exceptions.NotAuthenticated, drf_exceptions.AuthenticationFailed)):
+        return AuthenticationError(str(exc.detail))
+    if isinstance(exc, drf_exceptions.ValidationError):
+        return InvalidRequest(json.dumps(exc.detail) if not isinstance(exc.detail, str) else exc.detail)
+    if exc.status_code == 413:
+        return PayloadTooLarge(str(exc.detail))
+    if exc.status_code < 500:
+        return InvalidRequest(str(exc.detail))
+    return internal_error()
+
+
+def drf_exception_handler(exc: Exception, context: dict):
+    """REST_FRAMEWORK['EXCEPTION_HANDLER']: every DRF view answers errors in OpenAI's shape."""
+    request = context.get("request")
+    if isinstance(exc, ApiError):
+        error = exc
+    elif isinstance(exc, drf_exceptions.APIException):
+        error = from_drf(exc, request)
+    else:
+        return None  # unexpected: let ApiExceptionMiddleware log it and answer a JSON 500
+    return error_response(error)

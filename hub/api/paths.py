@@ -1,0 +1,18 @@
+"""Which URL paths belong to the public OpenAI-compatible API.
+
+The reference serves the same API under ``/v1``, ``/v2`` and ``/vision``; ``/vision`` lists
+only vision models.
+"""
+
+from __future__ import annotations
+
+BASE_PATHS = ("v1", "v2", "vision")
+
+
+def is_api_path(path: str) -> bool:
+    head = path.lstrip("/").split("/", 1)[0]
+    return head in BASE_PATHS
+
+
+def base_of(path: str) -> str:
+    return path.lstrip("/").split("/", 1)[0]

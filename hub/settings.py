@@ -1,0 +1,208 @@
+"""Django settings for LLM Hub. Every value comes from the environment via ``hub.env``.
+
+Embedded default (nothing set): SQLite under ``HUB_DATA_DIR``, a file cache shared by the
+processes on this machine, the in-memory channel layer and Celery running tasks in process.
+Production (``HUB_DATABASE_URL`` / ``HUB_REDIS_URL`` set): PostgreSQL through psycopg 3 and
+Redis as cache, channel layer and Celery broker. The README lists every variable.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from hub.env import (
+    check_redis_url,
+    env_bool,
+    env_choice,
+    env_int,
+    env_list,
+    env_str,
+    parse_database_url,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+HUB_ENV = env_choice("HUB_ENV", "dev", ("dev", "test", "prod"))
+DATA_DIR = Path(env_str("HUB_DATA_DIR", str(BASE_DIR / ".hub"))).resolve()
+DEBUG = env_bool("HUB_DEBUG", False)
+
+
+def _secret_key() -> str:
+    key = env_str("HUB_SECRET_KEY")
+    if key:
+        if len(key) < 32:
+            raise ImproperlyConfigured("HUB_SECRET_KEY must be at least 32 characters")
+        return key
+    if HUB_ENV == "prod":
+        raise ImproperlyConfigured("HUB_SECRET_KEY must be set when HUB_ENV=prod")
+    # dev/test: one random key per data directory, so sessions survive restarts
+    # without a well-known key ever being shipped in the source.
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+
+ALLOWED_HOSTS = env_list("HUB_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if HUB_ENV != "prod" else [])
+if HUB_ENV == "prod" and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("HUB_ALLOWED_HOSTS must be set when HUB_ENV=prod")
+CSRF_TRUSTED_ORIGINS = env_list("HUB_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "channels",
+    "hub",
+    "accounts",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "hub.api.middleware.ApiExceptionMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "hub.urls"
+ASGI_APPLICATION = "hub.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database -------------------------------------------------------------------------
+_database_url = env_str("HUB_DATABASE_URL")
+if _database_url:
+    DATABASES = {"default": parse_database_url("HUB_DATABASE_URL", _database_url)}
+else:
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(DATA_DIR / "db.sqlite3"),
+            # A file (not :memory:) so the live-server tests' subprocess sees the test data.
+            "TEST": {"NAME": str(DATA_DIR / "test-db.sqlite3")},
+            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
+        }
+    }
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # WAL lets the server read while a management command writes.
+    DATABASES["default"]["OPTIONS"].setdefault("init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env_int("HUB_DB_CONN_MAX_AGE", 60, min_value=0)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- redis: cache, channel layer, celery broker -------------------------------------------
+REDIS_URL = env_str("HUB_REDIS_URL")
+if REDIS_URL:
+    check_redis_url("HUB_REDIS_URL", REDIS_URL)
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env_str("HUB_CACHE_PREFIX", "hub"),
+        }
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("HUB_CACHE_PREFIX", "hub") + ":channels"},
+        }
+    }
+else:
+    # A file cache rather than locmem: the server and management commands run in separate
+    # processes, and revoking a key in one must invalidate the auth cache of the other.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(DATA_DIR / "cache"),
+            "KEY_PREFIX": env_str("HUB_CACHE_PREFIX", "hub"),
+        }
+    }
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_RESULT_BACKEND = None
+# Without a broker the embedded default runs tasks in the calling process.
+CELERY_TASK_ALWAYS_EAGER = env_bool("HUB_CELERY_EAGER", REDIS_URL is None)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE: dict = {}
+
+# --- auth, i18n, static -------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "/admin/login/"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HUB_ENV == "prod"
+
+# --- the public API -----------------------------------------------------------------------
+# Bodies above this are refused with 413 before they are read in full.
+HUB_MAX_BODY_BYTES = env_int("HUB_MAX_BODY_BYTES", 8 * 1024 * 1024, min_value=1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = HUB_MAX_BODY_BYTES
+# How long a verified key is cached; revocation and entitlement changes invalidate at once.
+HUB_AUTH_CACHE_SECONDS = env_int("HUB_AUTH_CACHE_SECONDS", 300, min_value=0)
+# last_used_at is written at most once per key per this many seconds.
+HUB_LAST_USED_RESOLUTION_SECONDS = env_int("HUB_LAST_USED_RESOLUTION_SECONDS", 60, min_value=1)
+# After a rotation the old secret keeps working this long (default 24 h).
+HUB_KEY_ROTATION_GRACE_SECONDS = env_int("HUB_KEY_ROTATION_GRACE_SECONDS", 86400, min_value=0)
+HUB_HOST = env_str("HUB_HOST", "127.0.0.1")
+HUB_PORT = env_int("HUB_PORT", 8000, min_value=1, max_value=65535)
+HUB_PUBLIC_URL = env_str("HUB_PUBLIC_URL", f"http://{HUB_HOST}:{HUB_PORT}")
+
+REST_FRAMEWORK = {
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "EXCEPTION_HANDLER": "hub.api.errors.drf_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+LOG_LEVEL = env_choice("HUB_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.request": {"level": "ERROR"}},
+}

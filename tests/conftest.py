@@ -1,0 +1,191 @@
+"""Shared fixtures: the model catalog, tenants with owner / member / outsider, keys, a live hub.
+
+The live hub is a real ``manage.py serve`` subprocess on a free loopback port, using the test
+database and the same cache as the test process, so keys created here authenticate there and a
+revocation made here reaches it through the shared cache (Redis in CI).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+
+from accounts import services
+from accounts.models import ModelKind, Role
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def pytest_configure(config):
+    # CI must run on the real services: a missing variable is an error, never a skip.
+    if IN_CI:
+        missing = [name for name in ("HUB_DATABASE_URL", "HUB_REDIS_URL") if not os.environ.get(name)]
+        if missing:
+            raise pytest.UsageError(f"CI=true but {', '.join(missing)} not set: refusing to run without them")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    cache.clear()
+    yield
+
+
+# --- catalog and tenants --------------------------------------------------------------------
+
+
+@pytest.fixture
+def catalog(db):
+    """Four models: a chat, a completion, an embedding and a vision model."""
+    return {
+        "chat": services.register_model(
+            "chat-small", ModelKind.CHAT, max_sequence_length=8192, max_output_length=4096
+        ),
+        "completion": services.register_model(
+            "completion-small", ModelKind.COMPLETION, max_sequence_length=32768, max_output_length=8192
+        ),
+        "embedding": services.register_model(
+            "embed-small", ModelKind.EMBEDDING, max_sequence_length=512, hidden_size=384
+        ),
+        "vision": services.register_model(
+            "vision-small", ModelKind.VISION, max_sequence_length=4096, max_output_length=1024
+        ),
+    }
+
+
+@dataclass
+class TenantSetup:
+    tenant: object
+    owner: object
+    member: object
+    viewer: object
+
+
+def _user(username: str):
+    return get_user_model().objects.create_user(username, password="pw-" + username)
+
+
+@pytest.fixture
+def acme(catalog):
+    """Tenant A: entitled to chat, completion, embedding and vision; owner, member, viewer."""
+    tenant = services.create_tenant("acme", "Acme")
+    services.grant_models(tenant, ["chat-small", "completion-small", "embed-small", "vision-small"])
+    setup = TenantSetup(tenant, _user("acme-owner"), _user("acme-member"), _user("acme-viewer"))
+    services.add_member(tenant, setup.owner, Role.OWNER)
+    services.add_member(tenant, setup.member, Role.MEMBER)
+    services.add_member(tenant, setup.viewer, Role.VIEWER)
+    return setup
+
+
+@pytest.fixture
+def globex(catalog):
+    """Tenant B: entitled to the completion model only."""
+    tenant = services.create_tenant("globex", "Globex")
+    services.grant_models(tenant, ["completion-small"])
+    setup = TenantSetup(tenant, _user("globex-owner"), _user("globex-member"), _user("globex-viewer"))
+    services.add_member(tenant, setup.owner, Role.OWNER)
+    services.add_member(tenant, setup.member, Role.MEMBER)
+    services.add_member(tenant, setup.viewer, Role.VIEWER)
+    return setup
+
+
+@pytest.fixture
+def outsider(db):
+    """A user with no membership anywhere."""
+    return _user("outsider")
+
+
+# --- the live hub ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_url_for_subprocess() -> str:
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def manage(*args: str) -> subprocess.CompletedProcess:
+    """Run a management command in its own process, on the test database."""
+    env = {**os.environ, "HUB_DATABASE_URL": database_url_for_subprocess()}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+@dataclass
+class LiveHub:
+    url: str
+    process: subprocess.Popen
+
+    def api(self, base: str = "v1") -> str:
+        return f"{self.url}/{base}"
+
+
+def start_hub(env_overrides: dict[str, str], *args: str, timeout: float = 60) -> tuple[subprocess.Popen, str]:
+    """Start ``manage.py serve``; its output goes to a file (a full pipe would stall the server)."""
+    port = free_port()
+    env = {**os.environ, "HUB_PORT": str(port), "HUB_HOST": "127.0.0.1", **env_overrides}
+    log = tempfile.NamedTemporaryFile("w+", prefix=f"hub-{port}-", suffix=".log", delete=False)
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    process.log_path = log.name
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"hub exited with {process.returncode}:\n{hub_output(process)}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"hub did not answer /health within {timeout}s:\n{hub_output(process)}")
+
+
+def hub_output(process: subprocess.Popen) -> str:
+    return Path(process.log_path).read_text()
+
+
+def stop_hub(process: subprocess.Popen) -> str:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    output = hub_output(process)
+    Path(process.log_path).unlink(missing_ok=True)
+    return output
+
+
+@pytest.fixture(scope="session")
+def live_hub(django_db_setup, django_db_blocker):
+    """One hub server for the session, on the test database (data must be committed: use
+    ``transactional_db`` in tests that call it)."""
+    process, url = start_hub({"HUB_DATABASE_URL": database_url_for_subprocess()}, "--no-bootstrap")
+    yield LiveHub(url=url, process=process)
+    output = stop_hub(process)
+    assert "Traceback" not in output, f"the live hub logged a traceback:\n{output}"
