@@ -116,6 +116,14 @@ else:
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # WAL lets the server read while a management command writes.
     DATABASES["default"]["OPTIONS"].setdefault("init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
+elif env_bool("HUB_DB_POOL", True):
+    # Under ASGI, sync code runs in executor threads: a pool (psycopg_pool) hands connections
+    # back after each use instead of keeping one open per thread.
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": 1,
+        "max_size": env_int("HUB_DB_POOL_MAX_SIZE", 20, min_value=1),
+        "timeout": 10,
+    }
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env_int("HUB_DB_CONN_MAX_AGE", 60, min_value=0)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -156,7 +164,9 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = env_bool("HUB_CELERY_EAGER", REDIS_URL is None)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE = {
+    "forget-rotated-secrets": {"task": "accounts.forget_rotated_secrets", "schedule": 3600.0},
+}
 
 # --- auth, i18n, static -------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -171,6 +181,10 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+# Serve admin/console assets straight from the apps: no collectstatic step for the embedded default.
+WHITENOISE_USE_FINDERS = True
+if HUB_ENV != "prod":
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HUB_ENV == "prod"
 

@@ -50,9 +50,7 @@ def _fresh_cache():
 def catalog(db):
     """Four models: a chat, a completion, an embedding and a vision model."""
     return {
-        "chat": services.register_model(
-            "chat-small", ModelKind.CHAT, max_sequence_length=8192, max_output_length=4096
-        ),
+        "chat": services.register_model("chat-small", ModelKind.CHAT, max_sequence_length=8192, max_output_length=4096),
         "completion": services.register_model(
             "completion-small", ModelKind.COMPLETION, max_sequence_length=32768, max_output_length=8192
         ),

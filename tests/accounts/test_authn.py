@@ -8,7 +8,6 @@ from django.utils import timezone
 from accounts import services
 from accounts.authn import AuthFailed, Failure, authenticate_secret
 from accounts.keys import generate_secret
-from accounts.models import ApiKey
 
 pytestmark = pytest.mark.django_db(transaction=True)  # on_commit invalidation must really run
 

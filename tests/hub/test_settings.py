@@ -41,7 +41,13 @@ def test_good_values_parse(monkeypatch):
 def test_database_urls():
     pg = env.parse_database_url("U", "postgres://u:p%40ss@db.internal:6543/hub?sslmode=require")
     assert pg["ENGINE"] == "django.db.backends.postgresql"
-    assert (pg["USER"], pg["PASSWORD"], pg["HOST"], pg["PORT"], pg["NAME"]) == ("u", "p@ss", "db.internal", "6543", "hub")
+    assert (pg["USER"], pg["PASSWORD"], pg["HOST"], pg["PORT"], pg["NAME"]) == (
+        "u",
+        "p@ss",
+        "db.internal",
+        "6543",
+        "hub",
+    )
     assert pg["OPTIONS"] == {"sslmode": "require"}
     assert env.parse_database_url("U", "sqlite:////var/lib/hub.sqlite3")["NAME"] == "/var/lib/hub.sqlite3"
     for bad in ["mysql://x/y", "postgres://host:5432/", "sqlite://", "postgres://h:notaport/db"]:
@@ -69,7 +75,12 @@ def test_production_requires_a_secret_key_and_hosts(tmp_path):
     result = _load_settings({"HUB_ENV": "prod", "HUB_SECRET_KEY": "x" * 40, "HUB_DATA_DIR": str(tmp_path)})
     assert result.returncode != 0 and "HUB_ALLOWED_HOSTS" in result.stderr
     ok = _load_settings(
-        {"HUB_ENV": "prod", "HUB_SECRET_KEY": "x" * 40, "HUB_ALLOWED_HOSTS": "hub.example", "HUB_DATA_DIR": str(tmp_path)}
+        {
+            "HUB_ENV": "prod",
+            "HUB_SECRET_KEY": "x" * 40,
+            "HUB_ALLOWED_HOSTS": "hub.example",
+            "HUB_DATA_DIR": str(tmp_path),
+        }
     )
     assert ok.returncode == 0, ok.stderr
 

@@ -29,7 +29,6 @@ class Command(BaseCommand):
         first = None
         if not no_bootstrap:
             call_command("migrate", interactive=False, verbosity=0)
-            call_command("collectstatic", interactive=False, verbosity=0)
             inference_url = env_str("HUB_INFERENCE_URL", "http://127.0.0.1:8100/v1")
             first = bootstrap(inference_url)
         out = self.stdout.write

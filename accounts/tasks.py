@@ -1,0 +1,26 @@
+"""Background work for the control plane (Celery; in process when no broker is configured)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.db import transaction
+from django.utils import timezone
+
+from accounts import authcache
+from accounts.models import ApiKey
+
+
+@shared_task(name="accounts.forget_rotated_secrets")
+def forget_rotated_secrets() -> int:
+    """Drop the hash and prefix of previous secrets whose grace period is over.
+
+    Authentication already refuses them by date; this removes them from the database too.
+    Returns how many keys were cleaned.
+    """
+    with transaction.atomic():
+        count = ApiKey.objects.filter(previous_valid_until__lte=timezone.now()).update(
+            previous_prefix=None, previous_secret_hash="", previous_valid_until=None
+        )
+        if count:
+            authcache.bump_generation()
+    return count
