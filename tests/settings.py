@@ -17,3 +17,6 @@ os.environ.setdefault("HUB_CACHE_PREFIX", "test-" + secrets.token_hex(4))
 os.environ.setdefault("HUB_LOG_LEVEL", "WARNING")
 
 from hub.settings import *  # noqa: E402,F403
+
+# Fixtures create many users; the production hasher's 1M PBKDF2 rounds would dominate the run.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
