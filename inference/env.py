@@ -1,0 +1,35 @@
+"""The one reader of the environment for the inference service (no Django here)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the variable or field."""
+
+
+def env_str(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def env_int(name: str, default: int, min_value: int | None = None) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if min_value is not None and value < min_value:
+        raise ConfigError(f"{name} must be >= {min_value}, got {value}")
+    return value
+
+
+def cache_dir() -> Path:
+    """Converted weights and tokenizers live here (INFERENCE_CACHE_DIR, default ~/.cache/llm-hub)."""
+    path = Path(env_str("INFERENCE_CACHE_DIR", str(Path.home() / ".cache" / "llm-hub"))).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,124 @@
+"""Attention over a flat, mixed batch with an optional paged KV cache (torch reference path).
+
+The model runner assigns ``k_cache`` / ``v_cache`` ([num_blocks * block_size, num_kv_heads,
+head_dim] views) to each layer; tests and encoders run without. On CUDA the Triton kernels of
+``kernels/`` replace ``_attend`` (issue 5); this file is the CPU path and their reference.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from inference.engine.context import ForwardContext, get_context
+
+
+class Attention(nn.Module):
+    def __init__(
+        self,
+        num_heads: int,
+        num_kv_heads: int,
+        head_dim: int,
+        scale: float,
+        sliding_window: int | None = None,
+        causal: bool = True,
+    ):
+        super().__init__()
+        self.num_heads = num_heads
+        self.num_kv_heads = num_kv_heads
+        self.head_dim = head_dim
+        self.scale = scale
+        self.sliding_window = sliding_window
+        self.causal = causal
+        self.k_cache: torch.Tensor | None = None  # [slots, num_kv_heads, head_dim]
+        self.v_cache: torch.Tensor | None = None
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """q: [T, num_heads * head_dim], k/v: [T, num_kv_heads * head_dim] → [T, num_heads * head_dim]."""
+        ctx = get_context()
+        T = q.shape[0]
+        q = q.view(T, self.num_heads, self.head_dim)
+        k = k.view(T, self.num_kv_heads, self.head_dim)
+        v = v.view(T, self.num_kv_heads, self.head_dim)
+        if ctx.slot_mapping is not None and self.k_cache is not None:
+            self.k_cache[ctx.slot_mapping] = k.to(self.k_cache.dtype)
+            self.v_cache[ctx.slot_mapping] = v.to(self.v_cache.dtype)
+            if ctx.is_decode:
+                out = self._decode(q, ctx)
+            else:
+                out = self._prefill_cached(q, ctx)
+        else:
+            out = self._prefill_uncached(q, k, v, ctx)
+        return out.reshape(T, self.num_heads * self.head_dim)
+
+    # --- masks -----------------------------------------------------------------------------------
+
+    def _mask(self, q_pos: torch.Tensor, k_pos: torch.Tensor, causal: bool) -> torch.Tensor | None:
+        """Boolean [q, k] mask (True = attend) for absolute query / key positions."""
+        if not causal and self.sliding_window is None:
+            return None
+        diff = q_pos[:, None] - k_pos[None, :]
+        mask = torch.ones_like(diff, dtype=torch.bool)
+        if causal:
+            mask &= diff >= 0
+        if self.sliding_window is not None:
+            mask &= diff < self.sliding_window
+        return mask
+
+    # --- paths -----------------------------------------------------------------------------------
+
+    def _sdpa(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """q: [q_len, H, D], k/v: [k_len, Hkv, D] → [q_len, H, D]."""
+        out = F.scaled_dot_product_attention(
+            q.transpose(0, 1).unsqueeze(0),
+            k.transpose(0, 1).unsqueeze(0).to(q.dtype),
+            v.transpose(0, 1).unsqueeze(0).to(q.dtype),
+            attn_mask=mask,
+            scale=self.scale,
+            enable_gqa=self.num_heads != self.num_kv_heads,
+        )
+        return out.squeeze(0).transpose(0, 1)
+
+    def _prefill_uncached(self, q, k, v, ctx: ForwardContext) -> torch.Tensor:
+        causal = self.causal and ctx.causal
+        outs = []
+        for i in range(ctx.num_seqs):
+            s, e = ctx.cu_seqlens_q[i], ctx.cu_seqlens_q[i + 1]
+            pos = torch.arange(e - s)
+            outs.append(self._sdpa(q[s:e], k[s:e], v[s:e], self._mask(pos, pos, causal)))
+        return torch.cat(outs)
+
+    def _prefill_cached(self, q, ctx: ForwardContext) -> torch.Tensor:
+        outs = []
+        for i in range(ctx.num_seqs):
+            s, e = ctx.cu_seqlens_q[i], ctx.cu_seqlens_q[i + 1]
+            n_ctx = ctx.context_lens[i]
+            slots = ctx.context_slots[i, :n_ctx]
+            k_pos = torch.arange(n_ctx)
+            q_pos = k_pos[n_ctx - (e - s) :]
+            mask = self._mask(q_pos, k_pos, causal=True)
+            outs.append(self._sdpa(q[s:e], self.k_cache[slots], self.v_cache[slots], mask))
+        return torch.cat(outs)
+
+    def _decode(self, q, ctx: ForwardContext) -> torch.Tensor:
+        """One query per sequence: gather every sequence's context, padded, and attend in one call."""
+        S = ctx.num_seqs
+        slots = ctx.context_slots  # [S, max_len]
+        max_len = slots.shape[1]
+        k = self.k_cache[slots].to(q.dtype)  # [S, max_len, Hkv, D]
+        v = self.v_cache[slots].to(q.dtype)
+        lens = torch.tensor(ctx.context_lens)
+        k_pos = torch.arange(max_len)
+        mask = k_pos[None, :] < lens[:, None]  # [S, max_len]
+        if self.sliding_window is not None:
+            mask &= k_pos[None, :] > (lens[:, None] - 1 - self.sliding_window)
+        out = F.scaled_dot_product_attention(
+            q.unsqueeze(2),  # [S, H, 1, D]
+            k.permute(0, 2, 1, 3),  # [S, Hkv, max_len, D]
+            v.permute(0, 2, 1, 3),
+            attn_mask=mask[:, None, None, :],
+            scale=self.scale,
+            enable_gqa=self.num_heads != self.num_kv_heads,
+        )
+        return out.squeeze(2)  # [S, H, D]
