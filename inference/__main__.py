@@ -1,0 +1,93 @@
+"""``python -m inference serve``: load the configured models and serve the OpenAI-compatible API.
+
+    python -m inference serve                                  # the three packaged default models
+    python -m inference serve --config inference.toml          # models and port from a TOML file
+    python -m inference serve --model my-llama=/models/llama-3-8b:chat --port 8101
+    python -m inference convert path/to/model.gguf             # convert and cache only
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from inference.config import DEFAULT_MODELS, EngineConfig, ModelSpec, ServerConfig, load_config
+from inference.env import ConfigError
+
+
+def _model_flag(value: str) -> ModelSpec:
+    """ID=SOURCE:KIND, e.g. smollm2=packaged:smollm2:chat or llama=/models/llama:chat."""
+    try:
+        model_id, rest = value.split("=", 1)
+        source, kind = rest.rsplit(":", 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--model wants ID=SOURCE:KIND, got {value!r}") from None
+    return ModelSpec(id=model_id, source=source, kind=kind)
+
+
+def build_config(args: argparse.Namespace) -> ServerConfig:
+    if args.config:
+        config = load_config(Path(args.config))
+    else:
+        config = ServerConfig(models=list(args.model or DEFAULT_MODELS))
+    if args.host:
+        config.host = args.host
+    if args.port:
+        config.port = args.port
+    if args.threads:
+        config.threads = args.threads
+    if args.quantize:
+        for spec in config.models:
+            spec.engine = EngineConfig(**{**spec.engine.__dict__, "quantize": args.quantize})
+    config.__post_init__()
+    return config
+
+
+def serve(config: ServerConfig) -> None:
+    import torch
+    import uvicorn
+
+    from inference.server.app import create_app
+    from inference.server.metrics import Metrics
+    from inference.server.registry import ModelRegistry, load
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    metrics = Metrics()
+    registry = ModelRegistry([load(spec, metrics) for spec in config.models])
+    app = create_app(registry, metrics)
+    print(f"inference service: http://{config.host}:{config.port}/v1  models: {', '.join(registry.models)}", flush=True)
+    uvicorn.run(app, host=config.host, port=config.port, log_level="warning")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m inference")
+    sub = parser.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="serve models over an OpenAI-compatible HTTP API")
+    s.add_argument("--config", help="TOML file with [server], [engine] and [[models]]")
+    s.add_argument("--model", action="append", type=_model_flag, help="ID=SOURCE:KIND (repeatable)")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    s.add_argument("--quantize", choices=["none", "int8"], help="override every model's engine.quantize")
+    c = sub.add_parser("convert", help="convert a GGUF file into the cache (HF layout) and print the directory")
+    c.add_argument("gguf")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        if args.command == "convert":
+            from inference.loader.convert import ensure_converted
+
+            print(ensure_converted(Path(args.gguf)))
+            return 0
+        serve(build_config(args))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

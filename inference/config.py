@@ -1,0 +1,102 @@
+"""Typed, validated configuration of the inference service: engine, models, server."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from inference.env import ConfigError
+
+KINDS = ("chat", "completion", "embedding")
+
+
+@dataclass
+class EngineConfig:
+    max_num_seqs: int = 32  # sequences decoding together
+    max_batched_tokens: int = 2048  # tokens per step (prefill chunks + decodes)
+    block_size: int = 16  # tokens per KV block
+    kv_cache_tokens: int | None = None  # default: the model's context length (capped at 32768)
+    max_model_len: int | None = None  # default: min(context length, kv_cache_tokens)
+    dtype: str = "float32"  # compute dtype on CPU; bfloat16 on CUDA (issue 5)
+    quantize: str = "none"  # CPU: "int8" = dynamic int8 weights for the large matmuls
+
+    def __post_init__(self) -> None:
+        for name in ("max_num_seqs", "max_batched_tokens", "block_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"engine.{name} must be positive")
+        if self.kv_cache_tokens is not None and self.kv_cache_tokens < self.block_size:
+            raise ConfigError("engine.kv_cache_tokens must hold at least one block")
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise ConfigError(f"engine.dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
+        if self.quantize not in ("none", "int8"):
+            raise ConfigError(f"engine.quantize must be none or int8, got {self.quantize!r}")
+
+
+@dataclass
+class ModelSpec:
+    id: str  # the name clients use
+    source: str  # packaged:smollm2 | packaged:gemma3 | packaged:minilm | a .gguf file | an HF directory
+    kind: str  # chat | completion | embedding
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    max_output_length: int | None = None  # default: max_model_len
+
+    def __post_init__(self) -> None:
+        if not self.id or "/" in self.id.strip("/") and self.id.startswith("/"):
+            raise ConfigError(f"model id {self.id!r} is not valid")
+        if self.kind not in KINDS:
+            raise ConfigError(f"model {self.id}: kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if not self.source:
+            raise ConfigError(f"model {self.id}: source is required")
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8100
+    models: list[ModelSpec] = field(default_factory=list)
+    threads: int | None = None  # torch intra-op threads (default: all cores)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.port <= 65535:
+            raise ConfigError(f"server.port must be 1..65535, got {self.port}")
+        if not self.models:
+            raise ConfigError("no models configured")
+        ids = [m.id for m in self.models]
+        if len(set(ids)) != len(ids):
+            raise ConfigError(f"duplicate model ids: {ids}")
+
+
+DEFAULT_MODELS = [
+    ModelSpec(id="smollm2-135m-instruct", source="packaged:smollm2", kind="chat"),
+    ModelSpec(id="gemma-3-270m", source="packaged:gemma3", kind="completion"),
+    ModelSpec(id="all-minilm-l6-v2", source="packaged:minilm", kind="embedding"),
+]
+
+
+def _engine(raw: dict, where: str) -> EngineConfig:
+    try:
+        return EngineConfig(**raw)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def load_config(path: Path) -> ServerConfig:
+    """Read a TOML file: ``[server]`` host/port/threads, ``[engine]`` defaults, ``[[models]]`` entries."""
+    try:
+        raw = tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from None
+    defaults = raw.get("engine", {})
+    models = []
+    for i, entry in enumerate(raw.get("models", [])):
+        entry = dict(entry)
+        engine = _engine({**defaults, **entry.pop("engine", {})}, f"models[{i}].engine")
+        try:
+            models.append(ModelSpec(engine=engine, **entry))
+        except TypeError as exc:
+            raise ConfigError(f"models[{i}]: {exc}") from None
+    try:
+        return ServerConfig(models=models, **raw.get("server", {}))
+    except TypeError as exc:
+        raise ConfigError(f"server: {exc}") from None

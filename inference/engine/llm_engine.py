@@ -1,0 +1,145 @@
+"""The generation engine: requests in, one scheduler step at a time, per-sequence deltas out.
+
+Synchronous and single-threaded by design; ``engine/worker.py`` runs it in a thread for the
+asyncio server. Requests join and leave between steps (continuous batching).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from inference.config import EngineConfig
+from inference.engine.block_manager import BlockManager
+from inference.engine.model_runner import ModelRunner
+from inference.engine.output import OutputProcessor, SeqDelta
+from inference.engine.scheduler import Scheduler
+from inference.engine.sequence import Sequence, TokenLogprob
+from inference.layers.sampler import sample
+from inference.sampling_params import SamplingParams
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_limits(model_config, cfg: EngineConfig) -> tuple[int, int]:
+    """(max_model_len, kv cache tokens) from the model's context length and the engine settings."""
+    context = model_config.max_position_embeddings
+    kv_tokens = cfg.kv_cache_tokens or min(context, 32768)
+    max_len = min(cfg.max_model_len or context, context, kv_tokens)
+    return max_len, kv_tokens
+
+
+class LLMEngine:
+    def __init__(self, model: torch.nn.Module, tokenizer, detokenizer_factory, cfg: EngineConfig):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.detokenizer_factory = detokenizer_factory  # (tokenizer, prompt_ids) -> IncrementalDetokenizer
+        self.cfg = cfg
+        self.max_model_len, kv_tokens = resolve_limits(model.config, cfg)
+        self.blocks = BlockManager(-(-kv_tokens // cfg.block_size), cfg.block_size)
+        self.scheduler = Scheduler(self.blocks, cfg.max_num_seqs, cfg.max_batched_tokens)
+        device = next(model.parameters()).device
+        self.runner = ModelRunner(model, self.blocks, _DTYPES[cfg.dtype], device)
+        self.stop_token_ids = set(tokenizer.stop_token_ids)
+        self.outputs: dict[int, OutputProcessor] = {}
+        self.requests: dict[str, list[Sequence]] = {}
+
+    # --- requests ----------------------------------------------------------------------------------
+
+    def add_request(self, request_id: str, prompt_ids: list[int], params: SamplingParams, n: int = 1) -> None:
+        if not prompt_ids:
+            raise ValueError("empty prompt")
+        now = time.monotonic()
+        seqs = []
+        for i in range(n):
+            seq = Sequence(request_id, i, prompt_ids, params)
+            seq.arrival = now
+            self.outputs[seq.seq_id] = OutputProcessor(
+                seq, self.detokenizer_factory(self.tokenizer, prompt_ids), self.stop_token_ids, self.max_model_len
+            )
+            self.scheduler.add(seq)
+            seqs.append(seq)
+        self.requests[request_id] = seqs
+
+    def abort(self, request_id: str) -> list[SeqDelta]:
+        """Free the request's sequences now; returns their final deltas (reason "abort")."""
+        deltas = []
+        for seq in self.requests.pop(request_id, []):
+            if not seq.is_finished:
+                self.scheduler.finish(seq, "abort")
+                deltas.append(self.outputs[seq.seq_id].finish_now("abort"))
+            self.outputs.pop(seq.seq_id, None)
+        return deltas
+
+    @property
+    def has_work(self) -> bool:
+        return self.scheduler.has_work
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self.scheduler.waiting)
+
+    @property
+    def num_running(self) -> int:
+        return len(self.scheduler.running)
+
+    # --- one step ----------------------------------------------------------------------------------
+
+    def step(self) -> list[SeqDelta]:
+        step = self.scheduler.schedule()
+        if not step.seqs:
+            return []
+        result = self.runner.run(step)
+        for seq, n in zip(step.seqs, step.num_new_tokens):
+            seq.num_computed += n
+        deltas: list[SeqDelta] = []
+        for seq in step.seqs:
+            if seq.seq_id in result.prompt_logits:
+                first, logits = result.prompt_logits[seq.seq_id]
+                self._record_prompt_logprobs(seq, first, logits)
+        if result.sample_seqs:
+            sampled = sample(
+                result.logits,
+                [s.params for s in result.sample_seqs],
+                [(s.prompt_ids, s.output_ids) for s in result.sample_seqs],
+                [s.generator for s in result.sample_seqs],
+            )
+            now = time.monotonic()
+            for seq, token, lp in zip(result.sample_seqs, sampled.token_ids, sampled.logprobs):
+                if seq.first_token_at is None:
+                    seq.first_token_at = now
+                seq.output_ids.append(token)
+                if lp is not None:
+                    seq.logprobs.append(TokenLogprob(token, lp[0], lp[1]))
+                delta = self.outputs[seq.seq_id].on_token(token)
+                if seq.params.prompt_logprobs and len(seq.output_ids) == 1:
+                    delta.prompt_logprobs = seq.prompt_logprobs
+                if delta.finish_reason:
+                    self.scheduler.finish(seq, delta.finish_reason)
+                    self._forget(seq)
+                deltas.append(delta)
+        return deltas
+
+    def _record_prompt_logprobs(self, seq: Sequence, first: int, logits: torch.Tensor) -> None:
+        """logits[j] predicts prompt token first + j + 1; the very first prompt token has none."""
+        if first == 0:
+            seq.prompt_logprobs.append(None)
+        lp = torch.log_softmax(logits.float(), dim=-1)
+        k = seq.params.logprobs or 0
+        for j in range(lp.shape[0]):
+            target = first + j + 1
+            if target >= seq.num_prompt:
+                break
+            token = seq.prompt_ids[target]
+            top = []
+            if k:
+                values, ids = torch.topk(lp[j], k)
+                top = list(zip(ids.tolist(), values.tolist()))
+            seq.prompt_logprobs.append(TokenLogprob(token, float(lp[j, token]), top))
+
+    def _forget(self, seq: Sequence) -> None:
+        self.outputs.pop(seq.seq_id, None)
+        seqs = self.requests.get(seq.request_id, [])
+        if all(s.is_finished for s in seqs):
+            self.requests.pop(seq.request_id, None)

@@ -1,0 +1,83 @@
+"""Turns a scheduled step into tensors, runs the model over the paged KV cache, returns logits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from inference.engine.block_manager import BlockManager
+from inference.engine.context import ForwardContext, forward_context
+from inference.engine.scheduler import ScheduledStep
+from inference.engine.sequence import Sequence
+
+
+@dataclass
+class StepLogits:
+    sample_seqs: list[Sequence]  # sequences that get a new token this step
+    logits: torch.Tensor  # [len(sample_seqs), vocab] float32
+    # prompt logprobs: per sequence asking for them, (positions, logits [n, vocab]) of this chunk
+    prompt_logits: dict[int, tuple[int, torch.Tensor]]
+
+
+class ModelRunner:
+    def __init__(self, model: torch.nn.Module, blocks: BlockManager, kv_dtype: torch.dtype, device: torch.device):
+        self.model = model
+        self.blocks = blocks
+        self.device = device
+        cfg = model.config
+        slots = blocks.num_blocks * blocks.block_size
+        for layer in model.attention_layers():
+            # zeros, not empty: padded gathers read slot 0 and masked NaNs would still poison 0 * v
+            layer.k_cache = torch.zeros(slots, cfg.num_key_value_heads, cfg.head_dim, dtype=kv_dtype, device=device)
+            layer.v_cache = torch.zeros(slots, cfg.num_key_value_heads, cfg.head_dim, dtype=kv_dtype, device=device)
+
+    def _context_slots(self, seqs: list[Sequence], max_len: int) -> torch.Tensor:
+        """[S, max_len] cache slot of every position of every sequence (0 past its end)."""
+        bs = self.blocks.block_size
+        width = max(len(s.block_table) for s in seqs)
+        tables = torch.zeros(len(seqs), width, dtype=torch.long)
+        for i, seq in enumerate(seqs):
+            tables[i, : len(seq.block_table)] = torch.tensor(seq.block_table, dtype=torch.long)
+        pos = torch.arange(max_len)
+        return tables[:, pos // bs] * bs + pos % bs
+
+    @torch.inference_mode()
+    def run(self, step: ScheduledStep) -> StepLogits:
+        input_ids: list[int] = []
+        positions: list[int] = []
+        slots: list[int] = []
+        cu = [0]
+        context_lens: list[int] = []
+        sample_rows: list[int] = []
+        sample_seqs: list[Sequence] = []
+        prompt_rows: dict[int, tuple[int, int, int]] = {}
+        for seq, n in zip(step.seqs, step.num_new_tokens):
+            start = seq.num_computed
+            for p in range(start, start + n):
+                input_ids.append(seq.token_at(p))
+                positions.append(p)
+                slots.append(self.blocks.slot(seq, p))
+            cu.append(cu[-1] + n)
+            context_lens.append(start + n)
+            if seq.params.prompt_logprobs and start < seq.num_prompt:
+                prompt_rows[seq.seq_id] = (start, cu[-2], cu[-2] + min(n, seq.num_prompt - start))
+            if start + n == seq.num_tokens:  # everything known is computed: sample the next token
+                sample_rows.append(cu[-1] - 1)
+                sample_seqs.append(seq)
+        ctx = ForwardContext(
+            cu_seqlens_q=cu,
+            context_lens=context_lens,
+            slot_mapping=torch.tensor(slots, dtype=torch.long, device=self.device),
+            context_slots=self._context_slots(step.seqs, max(context_lens)).to(self.device),
+            is_decode=step.is_decode,
+        )
+        ids = torch.tensor(input_ids, dtype=torch.long, device=self.device)
+        pos = torch.tensor(positions, dtype=torch.long, device=self.device)
+        with forward_context(ctx):
+            hidden = self.model(ids, pos)
+        logits = self.model.compute_logits(hidden[sample_rows]) if sample_rows else hidden.new_zeros(0, 0)
+        prompt_logits = {
+            seq_id: (first, self.model.compute_logits(hidden[a:b])) for seq_id, (first, a, b) in prompt_rows.items()
+        }
+        return StepLogits(sample_seqs=sample_seqs, logits=logits.float(), prompt_logits=prompt_logits)

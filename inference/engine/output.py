@@ -1,0 +1,90 @@
+"""Per-sequence output processing: incremental text, stop tokens, stop strings across token
+boundaries (never part of the output), max_tokens, and the deltas a stream sends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from inference.engine.sequence import Sequence, TokenLogprob
+
+
+@dataclass
+class SeqDelta:
+    request_id: str
+    index: int
+    text: str
+    token_ids: list[int]
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    prompt_logprobs: list[TokenLogprob | None] | None = None
+
+
+class OutputProcessor:
+    """Owns one sequence's detokenizer and the text held back while it may still be a stop string."""
+
+    def __init__(self, seq: Sequence, detokenizer, stop_token_ids: set[int], max_model_len: int):
+        self.seq = seq
+        self.detok = detokenizer
+        self.stop_ids = set(seq.params.stop_token_ids) | (set() if seq.params.ignore_eos else stop_token_ids)
+        self.stops = seq.params.stop
+        self.max_model_len = max_model_len
+        self.pending = ""  # decoded, not yet sent: may be the start of a stop string
+        self.sent_tokens = 0
+        self.sent_logprobs = 0
+
+    def _held_back(self, text: str) -> int:
+        """Length of the longest suffix of ``text`` that is a proper prefix of a stop string."""
+        best = 0
+        for stop in self.stops:
+            for k in range(min(len(stop) - 1, len(text)), 0, -1):
+                if text.endswith(stop[:k]):
+                    best = max(best, k)
+                    break
+        return best
+
+    def on_token(self, token_id: int) -> SeqDelta:
+        """Account for a newly sampled token; decide whether the sequence is finished."""
+        seq = self.seq
+        finish: str | None = None
+        text = ""
+        if token_id in self.stop_ids:
+            finish = "stop"
+        else:
+            self.pending += self.detok.add(token_id)
+            cut = min((i for i in (self.pending.find(s) for s in self.stops) if i >= 0), default=-1)
+            if cut >= 0:
+                text, self.pending, finish = self.pending[:cut], "", "stop"
+            else:
+                keep = self._held_back(self.pending)
+                text, self.pending = self.pending[: len(self.pending) - keep], self.pending[len(self.pending) - keep :]
+        if finish is None and (
+            len(seq.output_ids) >= seq.params.max_tokens or seq.num_tokens >= self.max_model_len
+        ):
+            finish = "length"
+        if finish == "length":
+            text += self.pending
+            self.pending = ""
+        return self._delta(text, finish)
+
+    def finish_now(self, reason: str) -> SeqDelta:
+        text, self.pending = self.pending, ""
+        return self._delta(text, reason)
+
+    def _delta(self, text: str, finish: str | None) -> SeqDelta:
+        seq = self.seq
+        new_ids = seq.output_ids[self.sent_tokens :]
+        self.sent_tokens = len(seq.output_ids)
+        new_lp = seq.logprobs[self.sent_logprobs :]
+        self.sent_logprobs = len(seq.logprobs)
+        return SeqDelta(
+            request_id=seq.request_id,
+            index=seq.index,
+            text=text,
+            token_ids=new_ids,
+            logprobs=new_lp,
+            finish_reason=finish,
+            prompt_tokens=seq.num_prompt,
+            completion_tokens=len(seq.output_ids),
+        )

@@ -1,0 +1,98 @@
+"""Continuous batching: which sequences run in the next step, and how many tokens each.
+
+Every step has a token budget. Running sequences decode one token each first (they keep their
+latency), then waiting sequences prefill in arrival order, a prompt split into chunks when it
+does not fit the rest of the budget. Sequences join and leave between steps. When the KV cache
+is full the most recently started sequence is preempted and later recomputed.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from inference.engine.block_manager import BlockManager
+from inference.engine.sequence import Sequence, Status
+
+
+@dataclass
+class ScheduledStep:
+    seqs: list[Sequence]
+    num_new_tokens: list[int]  # tokens each sequence computes in this step
+
+    @property
+    def is_decode(self) -> bool:
+        return all(seq.num_computed + n == seq.num_tokens and n == 1 for seq, n in zip(self.seqs, self.num_new_tokens))
+
+
+class Scheduler:
+    def __init__(self, blocks: BlockManager, max_num_seqs: int, max_batched_tokens: int):
+        self.blocks = blocks
+        self.max_num_seqs = max_num_seqs
+        self.max_batched_tokens = max_batched_tokens
+        self.waiting: deque[Sequence] = deque()
+        self.running: list[Sequence] = []
+
+    def add(self, seq: Sequence) -> None:
+        self.waiting.append(seq)
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    def finish(self, seq: Sequence, reason: str) -> None:
+        seq.status = Status.FINISHED
+        seq.finish_reason = reason
+        self.blocks.free(seq)
+        if seq in self.running:
+            self.running.remove(seq)
+        else:
+            try:
+                self.waiting.remove(seq)
+            except ValueError:
+                pass
+
+    def _preempt_last(self) -> Sequence:
+        victim = self.running.pop()
+        self.blocks.free(victim)
+        victim.reset_for_recompute()
+        self.waiting.appendleft(victim)
+        return victim
+
+    def schedule(self) -> ScheduledStep:
+        seqs: list[Sequence] = []
+        counts: list[int] = []
+        budget = self.max_batched_tokens
+
+        # 1. decode (or finish the prefill of) running sequences
+        for seq in list(self.running):
+            if seq not in self.running:  # preempted below
+                continue
+            n = min(seq.num_tokens - seq.num_computed, budget)
+            if n <= 0:
+                continue
+            while not self.blocks.can_grow(seq, seq.num_computed + n):
+                victim = self._preempt_last()
+                if victim is seq:
+                    break
+            if seq not in self.running:
+                continue
+            self.blocks.grow(seq, seq.num_computed + n)
+            seqs.append(seq)
+            counts.append(n)
+            budget -= n
+
+        # 2. admit waiting sequences while budget, slots and blocks allow
+        while self.waiting and budget > 0 and len(self.running) < self.max_num_seqs:
+            seq = self.waiting[0]
+            n = min(seq.num_tokens - seq.num_computed, budget)
+            if not self.blocks.can_grow(seq, seq.num_computed + n):
+                break
+            self.waiting.popleft()
+            self.blocks.grow(seq, seq.num_computed + n)
+            seq.status = Status.RUNNING
+            self.running.append(seq)
+            seqs.append(seq)
+            counts.append(n)
+            budget -= n
+        return ScheduledStep(seqs=seqs, num_new_tokens=counts)

@@ -1,0 +1,44 @@
+"""Activations by their HF config names, and the gated form the decoder MLPs use."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# HF `hidden_act` / `hidden_activation` names -> function. "gelu" is the exact (erf) GELU;
+# "gelu_pytorch_tanh" and "gelu_new" are both the tanh approximation.
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "silu": F.silu,
+    "swish": F.silu,
+    "gelu": F.gelu,
+    "gelu_pytorch_tanh": partial(F.gelu, approximate="tanh"),
+    "gelu_new": partial(F.gelu, approximate="tanh"),
+    "relu": F.relu,
+}
+
+
+def get_activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(f"activation {name!r} is not supported (supported: {', '.join(ACTIVATIONS)})") from None
+
+
+class ActAndMul(nn.Module):
+    """Gated activation over a fused gate/up projection: [T, 2I] -> act(gate) * up, [T, I]."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name = name
+        self.act = get_activation(name)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = x.chunk(2, dim=-1)
+        return self.act(gate) * up
+
+    def extra_repr(self) -> str:
+        return self.name

@@ -1,0 +1,64 @@
+"""Rotary position embeddings (HF's rotate-half convention) with default, linear and llama3 scaling.
+
+cos/sin are computed from the step's positions on the fly, once per forward and shared by every layer
+with the same base: [T, head_dim/2] multiplies plus a cos and a sin are negligible next to the layers,
+and nothing sized by max_position_embeddings (128k for Llama 3.1, Gemma 3) is ever allocated.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from inference.models.config import RopeConfig
+
+
+def rope_inv_freq(rope: RopeConfig, head_dim: int) -> torch.Tensor:
+    """[head_dim / 2] float32 inverse frequencies, computed exactly as transformers does."""
+    inv_freq = 1.0 / (rope.theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
+    if rope.type == "linear":
+        return inv_freq / rope.factor
+    if rope.type == "llama3":
+        # long wavelengths are slowed down by `factor`, short ones kept, the band between interpolated
+        old_len = rope.original_max_position_embeddings
+        low_freq_wavelen = old_len / rope.low_freq_factor
+        high_freq_wavelen = old_len / rope.high_freq_factor
+        wavelen = 2 * math.pi / inv_freq
+        scaled = torch.where(wavelen > low_freq_wavelen, inv_freq / rope.factor, inv_freq)
+        smooth = (old_len / wavelen - rope.low_freq_factor) / (rope.high_freq_factor - rope.low_freq_factor)
+        smoothed = (1 - smooth) * scaled / rope.factor + smooth * scaled
+        is_medium = (wavelen >= high_freq_wavelen) & (wavelen <= low_freq_wavelen)
+        return torch.where(is_medium, smoothed, scaled)
+    return inv_freq
+
+
+class RotaryEmbedding(nn.Module):
+    """Holds no parameters or buffers: the inverse frequencies are made lazily per device, so the module
+    can be built on the meta device and moved with ``to_empty`` without losing them."""
+
+    def __init__(self, head_dim: int, rope: RopeConfig):
+        super().__init__()
+        self.head_dim = head_dim
+        self.rope = rope
+        self._inv_freq: dict[torch.device, torch.Tensor] = {}
+
+    def forward(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """positions [T] -> (cos, sin), each [T, head_dim] in ``dtype``."""
+        inv_freq = self._inv_freq.get(positions.device)
+        if inv_freq is None:
+            inv_freq = self._inv_freq[positions.device] = rope_inv_freq(self.rope, self.head_dim).to(positions.device)
+        freqs = positions.float()[:, None] * inv_freq[None, :]  # [T, head_dim / 2], float32 like HF
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos().to(dtype), emb.sin().to(dtype)
+
+    def extra_repr(self) -> str:
+        return f"head_dim={self.head_dim}, {self.rope}"
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x [T, heads, head_dim], cos/sin [T, head_dim] -> x rotated by its token's position."""
+    x1, x2 = x.chunk(2, dim=-1)
+    rotated = torch.cat((-x2, x1), dim=-1)
+    return x * cos[:, None, :] + rotated * sin[:, None, :]

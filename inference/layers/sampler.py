@@ -1,0 +1,88 @@
+"""Batched sampling with per-sequence settings (torch reference; the CUDA kernel comes in issue 5).
+
+Order (as vLLM / OpenAI): logit_bias and penalties on the raw logits, then temperature, top-k,
+top-p, min-p, then a draw. Logprobs are reported from the model's raw distribution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from inference.sampling_params import SamplingParams
+
+
+@dataclass
+class SampleResult:
+    token_ids: list[int]
+    # per row: (chosen logprob, [(token, logprob)] top-k) or None when not asked for
+    logprobs: list[tuple[float, list[tuple[int, float]]] | None]
+
+
+def _apply_penalties(logits: torch.Tensor, params: SamplingParams, prompt: list[int], output: list[int]) -> None:
+    """In place on one row: repetition over prompt+output, presence/frequency over the output."""
+    if params.repetition_penalty != 1.0:
+        seen = torch.tensor(sorted(set(prompt) | set(output)), dtype=torch.long)
+        values = logits[seen]
+        logits[seen] = torch.where(
+            values > 0, values / params.repetition_penalty, values * params.repetition_penalty
+        )
+    if output and (params.presence_penalty or params.frequency_penalty):
+        ids, counts = torch.unique(torch.tensor(output, dtype=torch.long), return_counts=True)
+        logits[ids] -= params.frequency_penalty * counts.to(logits.dtype) + params.presence_penalty
+
+
+def _filter(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """Temperature-scaled logits of one row with top-k / top-p / min-p applied (-inf elsewhere)."""
+    logits = logits / params.temperature
+    if params.top_k and params.top_k < logits.shape[-1]:
+        kth = torch.topk(logits, params.top_k).values[-1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if params.top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        probs = sorted_logits.softmax(-1)
+        # drop a token when the mass before it already reaches top_p (the first always stays)
+        drop = (probs.cumsum(-1) - probs) >= params.top_p
+        logits = logits.scatter(0, order, sorted_logits.masked_fill(drop, float("-inf")))
+    if params.min_p > 0.0:
+        probs = logits.softmax(-1)
+        logits = logits.masked_fill(probs < params.min_p * probs.max(), float("-inf"))
+    return logits
+
+
+def sample(
+    logits: torch.Tensor,
+    params: list[SamplingParams],
+    histories: list[tuple[list[int], list[int]]],
+    generators: list[torch.Generator | None],
+) -> SampleResult:
+    """logits: [N, vocab] float32, one row per sequence; histories: (prompt ids, output ids)."""
+    raw = logits
+    logits = logits.clone()
+    tokens: list[int] = []
+    for i, p in enumerate(params):
+        row = logits[i]
+        if p.logit_bias:
+            ids = torch.tensor(list(p.logit_bias), dtype=torch.long)
+            row[ids] += torch.tensor(list(p.logit_bias.values()), dtype=row.dtype)
+        if p.needs_penalties:
+            _apply_penalties(row, p, *histories[i])
+        if p.greedy:
+            tokens.append(int(row.argmax()))
+            continue
+        probs = _filter(row, p).softmax(-1)
+        tokens.append(int(torch.multinomial(probs, 1, generator=generators[i])))
+
+    logprobs: list[tuple[float, list[tuple[int, float]]] | None] = [None] * len(params)
+    wanted = [i for i, p in enumerate(params) if p.logprobs is not None]
+    if wanted:
+        lp = torch.log_softmax(raw[wanted], dim=-1)
+        for row, i in enumerate(wanted):
+            k = params[i].logprobs or 0
+            top: list[tuple[int, float]] = []
+            if k:
+                values, ids = torch.topk(lp[row], k)
+                top = list(zip(ids.tolist(), values.tolist()))
+            logprobs[i] = (float(lp[row, tokens[i]]), top)
+    return SampleResult(token_ids=tokens, logprobs=logprobs)

@@ -1,0 +1,294 @@
+"""GGUF -> HF-format checkpoint directory (config, float32 safetensors, tokenizer), converted once and cached.
+
+The directory has the exact layout transformers writes, so both ``AutoModelForCausalLM.from_pretrained``
+and our own model code (which uses HF parameter names) load it. The cache key hashes the GGUF header
+and samples of its data, so a changed file converts again; the conversion is written to a temporary
+directory and renamed into place, so a crash never leaves a half-written cache entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+
+from inference.env import cache_dir
+from inference.loader.gguf import GGUFFile
+from inference.tokenizer import gguf_vocab
+from inference.tokenizer.chat_template import END_OF_TURN_TOKENS, GEMMA3_CHAT_TEMPLATE
+
+CONVERTER_VERSION = 1  # bump when the output changes, so caches from older code are not reused
+SUPPORTED_ARCHITECTURES = ("llama", "gemma3")
+
+# GGUF block tensor -> HF name inside model.layers.N
+_BLOCK_NAMES = {
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "attn_q_norm": "self_attn.q_norm",
+    "attn_k_norm": "self_attn.k_norm",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+    "attn_norm": "input_layernorm",
+}
+_ARCH_BLOCK_NAMES = {
+    "llama": {"ffn_norm": "post_attention_layernorm"},
+    "gemma3": {
+        "post_attention_norm": "post_attention_layernorm",
+        "ffn_norm": "pre_feedforward_layernorm",
+        "post_ffw_norm": "post_feedforward_layernorm",
+    },
+}
+_GLOBAL_NAMES = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
+_BLOCK_RE = re.compile(r"blk\.(\d+)\.(\w+)\.(weight|bias)")
+
+
+class ConversionError(ValueError):
+    """A GGUF file we cannot convert; the message says why."""
+
+
+def cache_key(gguf_path: str | Path) -> str:
+    """``<stem>-<hash>``: the hash covers the header (metadata + tensor table), the size and data samples."""
+    path = Path(gguf_path)
+    digest = hashlib.sha256(f"v{CONVERTER_VERSION}".encode())
+    size = path.stat().st_size
+    with GGUFFile(path) as gguf:
+        header_end = gguf.data_start
+    with open(path, "rb") as f:
+        digest.update(f.read(header_end))
+        digest.update(str(size).encode())
+        for i in range(16):  # 16 x 64 KiB spread over the tensor data
+            f.seek(header_end + (size - header_end) * i // 16)
+            digest.update(f.read(65536))
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", path.stem)
+    return f"{stem}-{digest.hexdigest()[:16]}"
+
+
+def ensure_converted(gguf_path: str | Path, cache_root: str | Path | None = None, progress: bool = True) -> Path:
+    """The HF-format directory for ``gguf_path``, converting it first if it is not cached yet."""
+    path = Path(gguf_path)
+    if not path.is_file():
+        raise ConversionError(f"{path} does not exist")
+    root = Path(cache_root) if cache_root is not None else cache_dir() / "converted"
+    target = root / cache_key(path)
+    if (target / "model.safetensors").is_file():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=root))
+    try:
+        convert(path, staging, progress=progress)
+        # mkdtemp and safetensors create owner-only entries; a cache is for every user of the machine
+        os.chmod(staging, 0o755)
+        for file in staging.iterdir():
+            os.chmod(file, 0o644)
+        try:
+            os.rename(staging, target)  # atomic; fails if another process got there first
+        except OSError:
+            if not (target / "model.safetensors").is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def convert(gguf_path: str | Path, out_dir: str | Path, progress: bool = True) -> None:
+    """Write config.json, model.safetensors, tokenizer files and generation_config.json into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with GGUFFile(gguf_path) as gguf:
+        arch = gguf.architecture
+        if arch not in SUPPORTED_ARCHITECTURES:
+            raise ConversionError(
+                f"{gguf_path}: architecture {arch!r} is not supported (supported: {', '.join(SUPPORTED_ARCHITECTURES)})"
+            )
+        meta = gguf.metadata
+        config = _llama_config(meta, gguf.tensors) if arch == "llama" else _gemma3_config(meta, gguf.tensors)
+        tensors = {}
+        for name in tqdm(list(gguf.tensors), desc=f"converting {Path(gguf_path).name}", disable=not progress):
+            tensors[_hf_name(arch, name)] = _to_hf(arch, name, gguf.dequantize(name), config)
+        save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+        del tensors
+        tokenizer = gguf_vocab.build_tokenizer(meta)
+        tokenizer.save(str(out / "tokenizer.json"))
+        template = meta.get("tokenizer.chat_template") or (GEMMA3_CHAT_TEMPLATE if arch == "gemma3" else None)
+        _write_json(out / "tokenizer_config.json", _tokenizer_config(meta, template, config))
+        _write_json(out / "generation_config.json", _generation_config(meta, template))
+        _write_json(out / "config.json", config)
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _hf_name(arch: str, name: str) -> str:
+    if match := _BLOCK_RE.fullmatch(name):
+        layer, part, kind = match.groups()
+        hf = _ARCH_BLOCK_NAMES[arch].get(part) or _BLOCK_NAMES.get(part)
+        if hf is not None:
+            return f"model.layers.{layer}.{hf}.{kind}"
+    else:
+        base, _, kind = name.rpartition(".")
+        if base in _GLOBAL_NAMES and kind in ("weight", "bias"):
+            return f"{_GLOBAL_NAMES[base]}.{kind}"
+    raise ConversionError(f"tensor {name!r} has no HF equivalent for architecture {arch!r}")
+
+
+def _to_hf(arch: str, name: str, weight: torch.Tensor, config: dict[str, Any]) -> torch.Tensor:
+    """Undo llama.cpp's layout changes for one dequantized tensor."""
+    if arch == "llama" and name.endswith((".attn_q.weight", ".attn_k.weight")):
+        heads = config["num_attention_heads"] if ".attn_q." in name else config["num_key_value_heads"]
+        return _unpermute_rope_rows(weight, heads)
+    if arch == "gemma3" and name.endswith("norm.weight"):
+        # llama.cpp stores Gemma's RMSNorm scale as 1 + w; HF's Gemma3RMSNorm computes x * (1 + w)
+        return weight - 1.0
+    return weight
+
+
+def _unpermute_rope_rows(weight: torch.Tensor, heads: int) -> torch.Tensor:
+    """llama.cpp interleaves each head's rows (pairs for rotate-every-two RoPE); restore HF's halves.
+
+    Per head, llama.cpp maps rows ``[x0..x(d/2-1), y0..y(d/2-1)]`` to ``[x0, y0, x1, y1, ...]``:
+    view as (heads, d/2, 2, cols) and swap the middle axes to get (heads, 2, d/2, cols) back.
+    """
+    rows = weight.shape[0]
+    half = rows // heads // 2
+    return weight.reshape(heads, half, 2, *weight.shape[1:]).transpose(1, 2).reshape(weight.shape).contiguous()
+
+
+def _get(meta: dict[str, Any], arch: str, key: str, default: Any = None) -> Any:
+    value = meta.get(f"{arch}.{key}", default)
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _common_config(meta: dict[str, Any], tensors: dict[str, Any], arch: str) -> dict[str, Any]:
+    hidden = int(_get(meta, arch, "embedding_length"))
+    heads = int(_get(meta, arch, "attention.head_count"))
+    kv_heads = _get(meta, arch, "attention.head_count_kv", heads)
+    if not isinstance(kv_heads, int):  # an array means per-layer counts, which HF cannot express
+        raise ConversionError(f"{arch}.attention.head_count_kv varies per layer; not supported")
+    head_dim = _get(meta, arch, "attention.key_length") or _get(meta, arch, "rope.dimension_count") or hidden // heads
+    if _get(meta, arch, "attention.value_length", head_dim) != head_dim:
+        raise ConversionError("attention key_length != value_length is not supported")
+    scaling = _get(meta, arch, "rope.scaling.type", "none")
+    if scaling not in ("none", "linear") or "rope_freqs.weight" in tensors:
+        raise ConversionError(f"rope scaling {scaling!r} (or a rope_freqs tensor) is not supported")
+    return {
+        "vocab_size": int(_get(meta, arch, "vocab_size", len(meta["tokenizer.ggml.tokens"]))),
+        "hidden_size": hidden,
+        "intermediate_size": int(_get(meta, arch, "feed_forward_length")),
+        "num_hidden_layers": int(_get(meta, arch, "block_count")),
+        "num_attention_heads": heads,
+        "num_key_value_heads": int(kv_heads),
+        "head_dim": int(head_dim),
+        "max_position_embeddings": int(_get(meta, arch, "context_length", 2048)),
+        "rms_norm_eps": float(_get(meta, arch, "attention.layer_norm_rms_epsilon", 1e-6)),
+        "attention_bias": "blk.0.attn_q.bias" in tensors,
+        "attention_dropout": 0.0,
+        "initializer_range": 0.02,
+        # llama.cpp writes the output projection only when it is not the embedding matrix
+        "tie_word_embeddings": "output.weight" not in tensors,
+        "bos_token_id": _token_id(meta, "bos_token_id"),
+        "eos_token_id": _token_id(meta, "eos_token_id"),
+        "pad_token_id": _token_id(meta, "padding_token_id"),
+        "use_cache": True,
+        "dtype": "float32",
+    }
+
+
+def _rope(meta: dict[str, Any], arch: str, theta: float) -> dict[str, Any]:
+    rope: dict[str, Any] = {"rope_type": "default", "rope_theta": theta}
+    if _get(meta, arch, "rope.scaling.type", "none") == "linear":
+        rope.update(rope_type="linear", factor=float(_get(meta, arch, "rope.scaling.factor")))
+    return rope
+
+
+def _llama_config(meta: dict[str, Any], tensors: dict[str, Any]) -> dict[str, Any]:
+    config = _common_config(meta, tensors, "llama")
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        **config,
+        "hidden_act": "silu",
+        "mlp_bias": "blk.0.ffn_up.bias" in tensors,
+        "pretraining_tp": 1,
+        "rope_parameters": _rope(meta, "llama", float(_get(meta, "llama", "rope.freq_base", 10000.0))),
+    }
+
+
+def _gemma3_config(meta: dict[str, Any], tensors: dict[str, Any]) -> dict[str, Any]:
+    config = _common_config(meta, tensors, "gemma3")
+    layers = config["num_hidden_layers"]
+    # llama.cpp hard-codes Gemma 3's layout: 5 sliding-window layers (rope base 10k), then 1 global
+    pattern = _get(meta, "gemma3", "attention.sliding_window_pattern", 6)
+    if isinstance(pattern, int):
+        sliding = [bool((i + 1) % pattern) for i in range(layers)]
+    else:  # newer files: one flag per layer, true for sliding
+        sliding = [bool(flag) for flag in pattern]
+    return {
+        "architectures": ["Gemma3ForCausalLM"],
+        "model_type": "gemma3_text",
+        **config,
+        "hidden_activation": "gelu_pytorch_tanh",
+        "query_pre_attn_scalar": config["head_dim"],
+        "sliding_window": int(_get(meta, "gemma3", "attention.sliding_window", 512)),
+        "layer_types": ["sliding_attention" if s else "full_attention" for s in sliding],
+        "rope_parameters": {
+            "full_attention": _rope(meta, "gemma3", float(_get(meta, "gemma3", "rope.freq_base", 1_000_000.0))),
+            "sliding_attention": {
+                "rope_type": "default",
+                "rope_theta": float(_get(meta, "gemma3", "rope.freq_base_swa", 10_000.0)),
+            },
+        },
+        "final_logit_softcapping": _get(meta, "gemma3", "final_logit_softcapping"),
+        "attn_logit_softcapping": _get(meta, "gemma3", "attn_logit_softcapping"),
+        "use_bidirectional_attention": False,
+    }
+
+
+def _token_id(meta: dict[str, Any], key: str) -> int | None:
+    value = meta.get(f"tokenizer.ggml.{key}")
+    return int(value) if value is not None else None
+
+
+def _end_of_turn_ids(meta: dict[str, Any], template: str | None) -> list[int]:
+    """EOS, llama.cpp's eot/eom ids, and the known end-of-turn tokens the chat template writes."""
+    tokens = meta["tokenizer.ggml.tokens"]
+    ids = [_token_id(meta, key) for key in ("eos_token_id", "eot_token_id", "eom_token_id")]
+    index = {t: i for i, t in enumerate(tokens) if t in END_OF_TURN_TOKENS}
+    ids += [index[t] for t in END_OF_TURN_TOKENS if t in index and template and t in template]
+    return list(dict.fromkeys(i for i in ids if i is not None))
+
+
+def _generation_config(meta: dict[str, Any], template: str | None) -> dict[str, Any]:
+    return {
+        "bos_token_id": _token_id(meta, "bos_token_id"),
+        "eos_token_id": _end_of_turn_ids(meta, template),
+        "pad_token_id": _token_id(meta, "padding_token_id"),
+    }
+
+
+def _tokenizer_config(meta: dict[str, Any], template: str | None, config: dict[str, Any]) -> dict[str, Any]:
+    add_bos, add_eos = gguf_vocab.add_bos_eos(meta)
+    out: dict[str, Any] = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        **gguf_vocab.special_tokens(meta),
+        "add_bos_token": add_bos,
+        "add_eos_token": add_eos,
+        "clean_up_tokenization_spaces": False,
+        "model_max_length": config["max_position_embeddings"],
+    }
+    if template:
+        out["chat_template"] = template
+    return out

@@ -1,0 +1,72 @@
+"""Load an HF model directory (config.json + ``*.safetensors``, single file or sharded) into our models."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from torch import nn
+
+from inference.models.registry import build_model
+
+INDEX_FILE = "model.safetensors.index.json"
+
+
+def read_hf_config(model_dir: Path) -> dict:
+    path = Path(model_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: not an HF model directory")
+    return json.loads(path.read_text())
+
+
+def safetensors_files(model_dir: Path) -> list[Path]:
+    """The shards named by the index if there is one, else every ``*.safetensors`` in the directory."""
+    model_dir = Path(model_dir)
+    index = model_dir / INDEX_FILE
+    if index.is_file():
+        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        files = [model_dir / name for name in names]
+        absent = [str(f) for f in files if not f.is_file()]
+        if absent:
+            raise FileNotFoundError(f"{index} names missing shards: {', '.join(absent)}")
+        return files
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no *.safetensors files in {model_dir}")
+    return files
+
+
+def iter_safetensors(model_dir: Path) -> Iterator[tuple[str, torch.Tensor]]:
+    """(HF name, CPU tensor) one at a time: at most one tensor beyond the model is held in memory."""
+    for path in safetensors_files(model_dir):
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            for name in f.keys():
+                yield name, f.get_tensor(name)
+
+
+@contextmanager
+def _default_dtype(dtype: torch.dtype):
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def load_model(model_dir: Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> nn.Module:
+    """Build the model that config.json names and fill it from the safetensors, in ``dtype`` on ``device``.
+
+    The model is built on the meta device (no random init, no memory), materialised uninitialised on
+    ``device`` and then every parameter is overwritten: ``load_weights`` raises if any is left unset.
+    """
+    hf_config = read_hf_config(model_dir)
+    with torch.device("meta"), _default_dtype(dtype):
+        model = build_model(hf_config)
+    model.to_empty(device=device)
+    model.load_weights(iter_safetensors(model_dir))
+    return model.eval().requires_grad_(False)

@@ -1,0 +1,148 @@
+"""BERT encoder for sentence embeddings (all-MiniLM-L6-v2 and other sentence-transformers BERTs).
+
+Absolute position + token type embeddings, post-LayerNorm encoder layers, exact (erf) GELU,
+bidirectional attention. Module names follow HF's ``BertModel`` (``embeddings.*``,
+``encoder.layer.N.*``) except that query/key/value are fused into ``attention.self.qkv_proj``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from inference.engine.context import ForwardContext, forward_context
+from inference.layers.activation import get_activation
+from inference.layers.attention import Attention
+from inference.layers.linear import MergedLinear, load_hf_weights
+from inference.models.config import BertConfig
+
+PACKED_MODULES = {"query": ("qkv_proj", "q"), "key": ("qkv_proj", "k"), "value": ("qkv_proj", "v")}
+
+
+class BertEmbeddings(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+        x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
+        return self.LayerNorm(x + self.position_embeddings(positions))
+
+
+class BertSelfAttention(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        size = config.hidden_size
+        self.qkv_proj = MergedLinear(size, {"q": size, "k": size, "v": size}, bias=True)
+        heads = config.num_attention_heads
+        self.attn = Attention(heads, heads, config.head_dim, scale=config.head_dim**-0.5, causal=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attn(*self.qkv_proj.split(self.qkv_proj(x)))
+
+
+class BertAddNorm(nn.Module):
+    """Post-LN sublayer output: LayerNorm(residual + dense(x)) (HF's BertSelfOutput / BertOutput)."""
+
+    def __init__(self, in_features: int, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(in_features, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dense(x) + residual)
+
+
+class BertAttention(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.self = BertSelfAttention(config)  # `self.self`: the HF weight names say attention.self.*
+        self.output = BertAddNorm(config.hidden_size, config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.output(self.self(x), x)
+
+
+class BertIntermediate(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.act = get_activation(config.hidden_act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.dense(x))
+
+
+class BertLayer(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.attention = BertAttention(config)
+        self.intermediate = BertIntermediate(config)
+        self.output = BertAddNorm(config.intermediate_size, config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.attention(x)
+        return self.output(self.intermediate(x), x)
+
+
+class BertEncoder(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
+
+
+class BertModel(nn.Module):
+    config_class = BertConfig
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config
+        self.embeddings = BertEmbeddings(config)
+        self.encoder = BertEncoder(config)
+
+    def forward(
+        self, input_ids: torch.Tensor, positions: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Flat batch [T] (run under ``ForwardContext.for_prompts(lengths, causal=False)``) -> hidden [T, H]."""
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        x = self.embeddings(input_ids, positions, token_type_ids)
+        for layer in self.encoder.layer:
+            x = layer(x)
+        return x
+
+    @torch.inference_mode()
+    def embed(self, input_ids_list: list[list[int]]) -> torch.Tensor:
+        """Token id lists -> [S, H] float32 sentence embeddings: mean over each sequence's tokens, L2-normalised
+        (sentence-transformers' pooling + Normalize for all-MiniLM-L6-v2)."""
+        lengths = [len(ids) for ids in input_ids_list]
+        if not lengths or min(lengths) == 0:
+            raise ValueError("embed needs at least one sequence and no empty sequence")
+        if max(lengths) > self.config.max_position_embeddings:
+            raise ValueError(f"sequence of {max(lengths)} tokens > max_position_embeddings")
+        device = self.embeddings.word_embeddings.weight.device
+        input_ids = torch.tensor([t for ids in input_ids_list for t in ids], dtype=torch.long, device=device)
+        positions = torch.cat([torch.arange(n, device=device) for n in lengths])
+        with forward_context(ForwardContext.for_prompts(lengths, causal=False)):
+            hidden = self.forward(input_ids, positions).float()  # [T, H]
+        lens = torch.tensor(lengths, device=device)
+        seq_of_token = torch.repeat_interleave(torch.arange(len(lengths), device=device), lens)  # [T]
+        sums = hidden.new_zeros(len(lengths), hidden.shape[1]).index_add_(0, seq_of_token, hidden)
+        return F.normalize(sums / lens[:, None], p=2, dim=-1)
+
+    def attention_layers(self) -> list[Attention]:
+        return [layer.attention.self.attn for layer in self.encoder.layer]
+
+    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """HF ``BertModel`` names, with or without the ``bert.`` prefix of the task heads' checkpoints."""
+
+        def skip(name: str) -> bool:
+            return name.startswith("pooler.") or name in ("embeddings.position_ids", "embeddings.token_type_ids")
+
+        load_hf_weights(self, weights, PACKED_MODULES, skip=skip, rename=lambda n: n.removeprefix("bert."))

@@ -1,0 +1,326 @@
+"""Typed model configs, built from an HF ``config.json`` dict and validated on construction.
+
+``from_hf`` reads both ways transformers has stored RoPE settings: v4's top-level ``rope_theta`` /
+``rope_scaling`` and v5's ``rope_parameters`` (flat for Llama / Qwen2, nested per layer type for
+Gemma 3). Anything we cannot run faithfully is rejected here with a message naming the field,
+rather than producing a model that silently computes something else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from inference.layers.activation import ACTIVATIONS
+
+ROPE_TYPES = ("default", "linear", "llama3")
+GEMMA3_LAYER_TYPES = ("sliding_attention", "full_attention")
+
+
+class ConfigError(ValueError):
+    """A config.json we cannot build a model from; the message names the field and the problem."""
+
+
+def _require(hf: dict[str, Any], key: str, owner: str) -> Any:
+    if hf.get(key) is None:
+        raise ConfigError(f"{owner}: config.json has no {key!r}")
+    return hf[key]
+
+
+def _check_positive(owner: str, **values: int | float) -> None:
+    for name, value in values.items():
+        if not value > 0:
+            raise ConfigError(f"{owner}: {name} must be > 0, got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RopeConfig:
+    theta: float = 10_000.0
+    type: str = "default"  # one of ROPE_TYPES
+    factor: float = 1.0  # linear / llama3: how much the context was stretched
+    low_freq_factor: float = 1.0  # llama3 only
+    high_freq_factor: float = 4.0  # llama3 only
+    original_max_position_embeddings: int | None = None  # llama3 only: the pre-training context
+
+    def __post_init__(self) -> None:
+        if self.type not in ROPE_TYPES:
+            raise ConfigError(f"rope type {self.type!r} is not supported (supported: {', '.join(ROPE_TYPES)})")
+        _check_positive("rope", theta=self.theta, factor=self.factor)
+        if self.type == "llama3":
+            if self.original_max_position_embeddings is None:
+                raise ConfigError("llama3 rope needs original_max_position_embeddings")
+            if not self.high_freq_factor > self.low_freq_factor > 0:
+                raise ConfigError(
+                    f"llama3 rope needs high_freq_factor > low_freq_factor > 0, "
+                    f"got {self.high_freq_factor} and {self.low_freq_factor}"
+                )
+
+    @classmethod
+    def from_hf(cls, params: dict[str, Any] | None, theta: float, max_position_embeddings: int) -> RopeConfig:
+        """``params``: a v5 ``rope_parameters`` dict or a v4 ``rope_scaling`` dict (or None); ``theta``: the
+        base to use when ``params`` carries no ``rope_theta``."""
+        params = params or {}
+        if params.get("partial_rotary_factor", 1.0) != 1.0:
+            raise ConfigError(f"partial_rotary_factor={params['partial_rotary_factor']} is not supported")
+        rope_type = params.get("rope_type", params.get("type", "default"))
+        return cls(
+            theta=float(params.get("rope_theta", theta)),
+            type=rope_type,
+            factor=float(params.get("factor", 1.0)) if rope_type != "default" else 1.0,
+            low_freq_factor=float(params.get("low_freq_factor", 1.0)),
+            high_freq_factor=float(params.get("high_freq_factor", 4.0)),
+            original_max_position_embeddings=params.get("original_max_position_embeddings", max_position_embeddings),
+        )
+
+
+def _flat_rope(hf: dict[str, Any], max_pos: int) -> RopeConfig:
+    """Llama-style single rope: v5 ``rope_parameters`` wins over v4 ``rope_scaling`` / ``rope_theta``."""
+    params = {**(hf.get("rope_scaling") or {}), **(hf.get("rope_parameters") or {})}
+    if hf.get("partial_rotary_factor") is not None:
+        params.setdefault("partial_rotary_factor", hf["partial_rotary_factor"])
+    return RopeConfig.from_hf(params, theta=hf.get("rope_theta", 10_000.0), max_position_embeddings=max_pos)
+
+
+@dataclass(kw_only=True)
+class DecoderConfig:
+    """What every decoder-only model here shares; the fields the engine reads are part of the interface."""
+
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    max_position_embeddings: int
+    rope: RopeConfig = field(default_factory=RopeConfig)
+    rms_norm_eps: float = 1e-6
+    hidden_act: str = "silu"
+    tie_word_embeddings: bool = False
+    qkv_bias: bool = False
+    o_bias: bool = False
+    mlp_bias: bool = False
+    # per layer: the attention window (a query at p sees keys p-w < pos <= p) or None for full attention;
+    # left empty it means no sliding window anywhere
+    sliding_windows: list[int | None] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        _check_positive(
+            owner,
+            vocab_size=self.vocab_size,
+            hidden_size=self.hidden_size,
+            intermediate_size=self.intermediate_size,
+            num_hidden_layers=self.num_hidden_layers,
+            num_attention_heads=self.num_attention_heads,
+            num_key_value_heads=self.num_key_value_heads,
+            head_dim=self.head_dim,
+            max_position_embeddings=self.max_position_embeddings,
+            rms_norm_eps=self.rms_norm_eps,
+        )
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ConfigError(
+                f"{owner}: num_attention_heads ({self.num_attention_heads}) must be divisible by "
+                f"num_key_value_heads ({self.num_key_value_heads})"
+            )
+        if self.head_dim % 2:
+            raise ConfigError(f"{owner}: head_dim must be even for rotary embeddings, got {self.head_dim}")
+        if self.hidden_act not in ACTIVATIONS:
+            raise ConfigError(f"{owner}: hidden_act {self.hidden_act!r} is not supported ({', '.join(ACTIVATIONS)})")
+        if not self.sliding_windows:
+            self.sliding_windows = [None] * self.num_hidden_layers
+        if len(self.sliding_windows) != self.num_hidden_layers:
+            raise ConfigError(
+                f"{owner}: {len(self.sliding_windows)} sliding windows for {self.num_hidden_layers} layers"
+            )
+        for window in self.sliding_windows:
+            if window is not None and window <= 0:
+                raise ConfigError(f"{owner}: sliding windows must be > 0 or None, got {window!r}")
+
+    @staticmethod
+    def _common_from_hf(hf: dict[str, Any], owner: str) -> dict[str, Any]:
+        """The fields every decoder reads the same way from config.json."""
+        hidden = _require(hf, "hidden_size", owner)
+        heads = _require(hf, "num_attention_heads", owner)
+        max_pos = hf.get("max_position_embeddings", 2048)
+        return dict(
+            vocab_size=_require(hf, "vocab_size", owner),
+            hidden_size=hidden,
+            intermediate_size=_require(hf, "intermediate_size", owner),
+            num_hidden_layers=_require(hf, "num_hidden_layers", owner),
+            num_attention_heads=heads,
+            num_key_value_heads=hf.get("num_key_value_heads") or heads,
+            head_dim=hf.get("head_dim") or hidden // heads,
+            max_position_embeddings=max_pos,
+            rms_norm_eps=hf.get("rms_norm_eps", 1e-6),
+        )
+
+
+@dataclass(kw_only=True)
+class LlamaConfig(DecoderConfig):
+    @classmethod
+    def from_hf(cls, hf: dict[str, Any]) -> LlamaConfig:
+        common = cls._common_from_hf(hf, cls.__name__)
+        bias = bool(hf.get("attention_bias", False))
+        return cls(
+            **common,
+            rope=_flat_rope(hf, common["max_position_embeddings"]),
+            hidden_act=hf.get("hidden_act", "silu"),
+            tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
+            qkv_bias=bias,
+            o_bias=bias,
+            mlp_bias=bool(hf.get("mlp_bias", False)),
+        )
+
+
+@dataclass(kw_only=True)
+class Qwen2Config(DecoderConfig):
+    qkv_bias: bool = True  # Qwen2: biases on q/k/v, none on o_proj
+
+    @classmethod
+    def from_hf(cls, hf: dict[str, Any]) -> Qwen2Config:
+        common = cls._common_from_hf(hf, cls.__name__)
+        layers = common["num_hidden_layers"]
+        windows: list[int | None] = [None] * layers
+        if hf.get("use_sliding_window") and hf.get("sliding_window"):
+            # as transformers: explicit layer_types, else sliding from layer max_window_layers on
+            first = hf.get("max_window_layers", 28)
+            types = hf.get("layer_types") or [
+                "sliding_attention" if i >= first else "full_attention" for i in range(layers)
+            ]
+            windows = [hf["sliding_window"] if t == "sliding_attention" else None for t in types]
+        return cls(
+            **common,
+            rope=_flat_rope(hf, common["max_position_embeddings"]),
+            hidden_act=hf.get("hidden_act", "silu"),
+            tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
+            sliding_windows=windows,
+        )
+
+
+@dataclass(kw_only=True)
+class Gemma3TextConfig(DecoderConfig):
+    hidden_act: str = "gelu_pytorch_tanh"
+    tie_word_embeddings: bool = True
+    query_pre_attn_scalar: float = 256.0  # attention scale is query_pre_attn_scalar ** -0.5
+    sliding_window: int = 4096
+    # per layer "sliding_attention" or "full_attention"; empty: transformers' default, every 6th layer full
+    layer_types: list[str] = field(default_factory=list)
+    rope_local: RopeConfig = field(default_factory=RopeConfig)  # sliding layers; `rope` is for full layers
+    final_logit_softcapping: float | None = None
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        if not self.layer_types:
+            self.layer_types = [
+                "full_attention" if (i + 1) % 6 == 0 else "sliding_attention" for i in range(self.num_hidden_layers)
+            ]
+        if len(self.layer_types) != self.num_hidden_layers:
+            raise ConfigError(f"{owner}: {len(self.layer_types)} layer_types for {self.num_hidden_layers} layers")
+        unknown = sorted(set(self.layer_types) - set(GEMMA3_LAYER_TYPES))
+        if unknown:
+            raise ConfigError(f"{owner}: unknown layer_types {unknown} (known: {', '.join(GEMMA3_LAYER_TYPES)})")
+        _check_positive(owner, query_pre_attn_scalar=self.query_pre_attn_scalar, sliding_window=self.sliding_window)
+        if self.final_logit_softcapping is not None:
+            _check_positive(owner, final_logit_softcapping=self.final_logit_softcapping)
+        self.sliding_windows = [self.sliding_window if t == "sliding_attention" else None for t in self.layer_types]
+        super().__post_init__()
+
+    @classmethod
+    def from_hf(cls, hf: dict[str, Any]) -> Gemma3TextConfig:
+        owner = cls.__name__
+        if hf.get("attn_logit_softcapping") is not None:
+            raise ConfigError(f"{owner}: attn_logit_softcapping is not supported by our Attention")
+        if hf.get("use_bidirectional_attention"):
+            raise ConfigError(f"{owner}: use_bidirectional_attention (embedding Gemma) is not supported")
+        common = cls._common_from_hf(hf, owner)
+        max_pos = common["max_position_embeddings"]
+        params = hf.get("rope_parameters") or {}
+        if set(params) & set(GEMMA3_LAYER_TYPES):  # v5: one dict per layer type
+            global_params, local_params = params.get("full_attention"), params.get("sliding_attention")
+        else:  # v4: rope_theta / rope_scaling for full layers, rope_local_base_freq for sliding ones
+            global_params, local_params = {**(hf.get("rope_scaling") or {}), **params}, None
+        pattern = hf.get("sliding_window_pattern") or hf.get("_sliding_window_pattern") or 6
+        layer_types = hf.get("layer_types") or [
+            "full_attention" if (i + 1) % pattern == 0 else "sliding_attention"
+            for i in range(common["num_hidden_layers"])
+        ]
+        bias = bool(hf.get("attention_bias", False))
+        return cls(
+            **common,
+            rope=RopeConfig.from_hf(global_params, hf.get("rope_theta", 1_000_000.0), max_pos),
+            rope_local=RopeConfig.from_hf(local_params, hf.get("rope_local_base_freq", 10_000.0), max_pos),
+            hidden_act=hf.get("hidden_activation") or hf.get("hidden_act") or "gelu_pytorch_tanh",
+            tie_word_embeddings=bool(hf.get("tie_word_embeddings", True)),
+            qkv_bias=bias,
+            o_bias=bias,
+            query_pre_attn_scalar=hf.get("query_pre_attn_scalar", 256),
+            sliding_window=hf.get("sliding_window") or 4096,
+            layer_types=layer_types,
+            final_logit_softcapping=hf.get("final_logit_softcapping"),
+        )
+
+
+@dataclass(kw_only=True)
+class BertConfig:
+    vocab_size: int
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    hidden_act: str = "gelu"
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        _check_positive(
+            owner,
+            vocab_size=self.vocab_size,
+            hidden_size=self.hidden_size,
+            num_hidden_layers=self.num_hidden_layers,
+            num_attention_heads=self.num_attention_heads,
+            intermediate_size=self.intermediate_size,
+            max_position_embeddings=self.max_position_embeddings,
+            type_vocab_size=self.type_vocab_size,
+        )
+        if self.hidden_size % self.num_attention_heads:
+            raise ConfigError(
+                f"{owner}: hidden_size ({self.hidden_size}) must be divisible by "
+                f"num_attention_heads ({self.num_attention_heads})"
+            )
+        if self.hidden_act not in ACTIVATIONS:
+            raise ConfigError(f"{owner}: hidden_act {self.hidden_act!r} is not supported ({', '.join(ACTIVATIONS)})")
+
+    # the attention-shape fields the engine reads from every model config
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @property
+    def num_key_value_heads(self) -> int:
+        return self.num_attention_heads
+
+    @property
+    def sliding_windows(self) -> list[int | None]:
+        return [None] * self.num_hidden_layers
+
+    @classmethod
+    def from_hf(cls, hf: dict[str, Any]) -> BertConfig:
+        owner = cls.__name__
+        if hf.get("position_embedding_type", "absolute") != "absolute":
+            raise ConfigError(f"{owner}: position_embedding_type {hf['position_embedding_type']!r} is not supported")
+        if hf.get("is_decoder") or hf.get("add_cross_attention"):
+            raise ConfigError(f"{owner}: decoder / cross-attention BERT is not supported")
+        return cls(
+            vocab_size=_require(hf, "vocab_size", owner),
+            hidden_size=_require(hf, "hidden_size", owner),
+            num_hidden_layers=_require(hf, "num_hidden_layers", owner),
+            num_attention_heads=_require(hf, "num_attention_heads", owner),
+            intermediate_size=_require(hf, "intermediate_size", owner),
+            max_position_embeddings=hf.get("max_position_embeddings", 512),
+            type_vocab_size=hf.get("type_vocab_size", 2),
+            layer_norm_eps=hf.get("layer_norm_eps", 1e-12),
+            hidden_act=hf.get("hidden_act", "gelu"),
+        )

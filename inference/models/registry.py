@@ -1,0 +1,46 @@
+"""HF ``architectures`` names -> our model classes (each carries its ``config_class``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from inference.models.bert import BertModel
+from inference.models.gemma3 import Gemma3ForCausalLM
+from inference.models.llama import LlamaForCausalLM
+from inference.models.qwen2 import Qwen2ForCausalLM
+
+MODELS: dict[str, type[nn.Module]] = {
+    "LlamaForCausalLM": LlamaForCausalLM,
+    "Qwen2ForCausalLM": Qwen2ForCausalLM,
+    "Gemma3ForCausalLM": Gemma3ForCausalLM,
+    "BertModel": BertModel,
+}
+
+
+class UnsupportedArchitectureError(ValueError):
+    pass
+
+
+def supported_architectures() -> list[str]:
+    return sorted(MODELS)
+
+
+def resolve_model_class(hf_config: dict[str, Any]) -> type[nn.Module]:
+    """The class for the first supported name in the config's ``architectures``."""
+    architectures = hf_config.get("architectures") or []
+    for name in architectures:
+        if name in MODELS:
+            return MODELS[name]
+    found = ", ".join(architectures) if architectures else "none listed in config.json"
+    raise UnsupportedArchitectureError(
+        f"unsupported model architecture ({found}); supported: {', '.join(supported_architectures())}"
+    )
+
+
+def build_model(hf_config: dict[str, Any]) -> nn.Module:
+    """Config dict -> freshly initialised model on the current default device and dtype (``load_model`` builds it
+    on the meta device and loads every weight afterwards)."""
+    cls = resolve_model_class(hf_config)
+    return cls(cls.config_class.from_hf(hf_config))

@@ -1,0 +1,131 @@
+"""The inference service's HTTP API (Starlette): OpenAI routes plus health, metrics, tokenize."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from inference.server import protocol
+from inference.server.embeddings import embeddings
+from inference.server.errors import NotFound, ServerError, ServiceError
+from inference.server.generate import chat_completions, completions
+from inference.server.metrics import Metrics
+from inference.server.registry import ModelRegistry
+
+log = logging.getLogger("inference.server")
+MAX_BODY = 16 * 1024 * 1024
+
+
+async def _json(request: Request) -> dict:
+    if "json" not in request.headers.get("content-type", ""):
+        raise ServiceError("Send a JSON body with Content-Type: application/json.", status=415)
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise ServiceError("Request body too large.", status=413)
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ServiceError(f"We could not parse the JSON body of your request ({exc}).", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise ServiceError("The request body must be a JSON object.")
+    return data
+
+
+def _post(handler):
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request, await _json(request))
+        except ServiceError as error:
+            return error.response()
+        except Exception:  # noqa: BLE001 - logged here, answered as JSON, never a traceback to the client
+            log.exception("unhandled error on %s %s", request.method, request.url.path)
+            return ServerError("The server had an error while processing your request.").response()
+
+    return endpoint
+
+
+async def list_models(request: Request) -> JSONResponse:
+    registry: ModelRegistry = request.app.state.registry
+    return JSONResponse({"object": "list", "data": [m.card() for m in registry.models.values()]})
+
+
+async def get_model(request: Request) -> JSONResponse:
+    try:
+        return JSONResponse(request.app.state.registry.get(request.path_params["model"]).card())
+    except ServiceError as error:
+        return error.response()
+
+
+async def health(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok", "models": list(request.app.state.registry.models)})
+
+
+async def metrics(request: Request) -> Response:
+    return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+async def tokenize(request: Request, body: dict) -> JSONResponse:
+    model = request.app.state.registry.get(body.get("model"))
+    if "messages" in body:
+        ids = model.tokenizer.apply_chat_template(
+            protocol.read_messages(body), add_generation_prompt=bool(body.get("add_generation_prompt", True))
+        )
+    elif isinstance(body.get("prompt"), str):
+        ids = model.tokenizer.encode(body["prompt"], add_special_tokens=bool(body.get("add_special_tokens", True)))
+    else:
+        raise ServiceError("Give 'prompt' (a string) or 'messages'.", param="prompt")
+    return JSONResponse({"tokens": ids, "count": len(ids), "max_model_len": model.max_model_len})
+
+
+async def detokenize(request: Request, body: dict) -> JSONResponse:
+    model = request.app.state.registry.get(body.get("model"))
+    tokens = body.get("tokens")
+    if not isinstance(tokens, list) or not all(isinstance(t, int) and 0 <= t < model.vocab_size for t in tokens):
+        raise ServiceError("'tokens' must be a list of token ids of this model.", param="tokens")
+    return JSONResponse({"prompt": model.tokenizer.decode(tokens, skip_special_tokens=False)})
+
+
+async def _not_found(request: Request, exc) -> JSONResponse:
+    return NotFound(f"Invalid URL ({request.method} {request.url.path})", code="unknown_url").response()
+
+
+async def _method_not_allowed(request: Request, exc) -> JSONResponse:
+    return ServiceError(f"Method {request.method} is not allowed for {request.url.path}.", status=405).response()
+
+
+async def _server_error(request: Request, exc) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return ServerError("The server had an error while processing your request.").response()
+
+
+def create_app(registry: ModelRegistry, metrics_: Metrics) -> Starlette:
+    routes = [
+        Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/models/{model:path}", get_model, methods=["GET"]),
+        Route("/v1/chat/completions", _post(chat_completions), methods=["POST"]),
+        Route("/v1/completions", _post(completions), methods=["POST"]),
+        Route("/v1/embeddings", _post(embeddings), methods=["POST"]),
+        Route("/tokenize", _post(tokenize), methods=["POST"]),
+        Route("/detokenize", _post(detokenize), methods=["POST"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        registry.stop()
+
+    app = Starlette(
+        routes=routes,
+        exception_handlers={404: _not_found, 405: _method_not_allowed, 500: _server_error, Exception: _server_error},
+        lifespan=lifespan,
+    )
+    app.state.registry = registry
+    app.state.metrics = metrics_
+    return app

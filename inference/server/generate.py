@@ -1,0 +1,230 @@
+"""POST /v1/chat/completions and /v1/completions, streaming and not, in OpenAI's format."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+
+from inference.engine.output import SeqDelta
+from inference.server import protocol
+from inference.server.errors import ServiceError, context_length_exceeded
+from inference.server.registry import LoadedModel
+from inference.server.streams import ClientGone, deltas, new_id, sse, wait_disconnect
+
+
+def _finalize_max_tokens(model: LoadedModel, gen: protocol.GenerationRequest, prompt_len: int, what: str) -> None:
+    """Check prompt + max_tokens against the model's limits (400 with the numbers), fill the default."""
+    room = model.max_model_len - prompt_len
+    if gen.max_tokens is None:
+        if room < 1:
+            raise context_length_exceeded(model.max_model_len, prompt_len, 1, what)
+        gen.params.max_tokens = min(room, model.max_output_length)
+        return
+    if gen.max_tokens > model.max_output_length:
+        raise ServiceError(
+            f"max_tokens is too large: {gen.max_tokens}. This model supports at most {model.max_output_length} "
+            "completion tokens.",
+            param="max_tokens",
+            code="max_tokens_exceeded",
+        )
+    if gen.max_tokens > room:
+        raise context_length_exceeded(model.max_model_len, prompt_len, gen.max_tokens, what)
+    gen.params.max_tokens = gen.max_tokens
+
+
+def _logprobs_chat(delta: SeqDelta, tokenizer) -> dict | None:
+    if not delta.logprobs:
+        return None
+
+    def entry(token_id: int, logprob: float) -> dict:
+        text = tokenizer.decode([token_id], skip_special_tokens=False)
+        return {"token": text, "logprob": logprob, "bytes": list(text.encode())}
+
+    return {
+        "content": [
+            {**entry(lp.token_id, lp.logprob), "top_logprobs": [entry(t, v) for t, v in lp.top]}
+            for lp in delta.logprobs
+        ]
+    }
+
+
+def _logprobs_completion(items, tokenizer, text_offset: int) -> dict:
+    tokens, token_logprobs, top, offsets = [], [], [], []
+    for lp in items:
+        if lp is None:  # the first prompt token has no logprob
+            continue
+        text = tokenizer.decode([lp.token_id], skip_special_tokens=False)
+        tokens.append(text)
+        token_logprobs.append(lp.logprob)
+        top.append({tokenizer.decode([t], skip_special_tokens=False): v for t, v in lp.top} if lp.top else None)
+        offsets.append(text_offset)
+        text_offset += len(text)
+    return {"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": top, "text_offset": offsets}
+
+
+def _usage(prompt: int, completion: int) -> dict:
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+class _Run:
+    """One generation request: submitted to the engine, consumed as a stream or collected."""
+
+    def __init__(self, request: Request, app_state, model: LoadedModel, prompt_ids, gen, kind: str):
+        self.request, self.state, self.model, self.gen, self.kind = request, app_state, model, gen, kind
+        self.id = new_id("chatcmpl" if kind == "chat" else "cmpl")
+        self.created = int(time.time())
+        self.prompt_ids = prompt_ids
+        self.queue = model.worker.submit(self.id, prompt_ids, gen.params, gen.n)
+        self.state.metrics.prompt_tokens.labels(model.id).inc(len(prompt_ids) * gen.n)
+
+    def _base(self) -> dict:
+        obj = "chat.completion.chunk" if self.kind == "chat" else "text_completion"
+        return {"id": self.id, "object": obj, "created": self.created, "model": self.model.id}
+
+    def _count(self, delta: SeqDelta) -> None:
+        self.state.metrics.generation_tokens.labels(self.model.id).inc(len(delta.token_ids))
+
+    async def stream(self, echo_text: str = ""):
+        completion_tokens: dict[int, int] = {}
+        status = "ok"
+        try:
+            if self.kind == "chat":
+                for i in range(self.gen.n):
+                    choice = {"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None}
+                    yield sse({**self._base(), "choices": [{**choice, "finish_reason": None}]})
+            elif echo_text:
+                for i in range(self.gen.n):
+                    choice = {"index": i, "text": echo_text, "logprobs": None, "finish_reason": None}
+                    yield sse({**self._base(), "choices": [choice]})
+            async for delta in deltas(self.model, self.id, self.queue, self.gen.n, self.state.metrics):
+                self._count(delta)
+                completion_tokens[delta.index] = delta.completion_tokens
+                if not delta.text and not delta.finish_reason and not delta.logprobs:
+                    continue
+                if self.kind == "chat":
+                    choice = {"index": delta.index, "delta": {"content": delta.text} if delta.text else {}}
+                    choice["logprobs"] = _logprobs_chat(delta, self.model.tokenizer)
+                else:
+                    lp = _logprobs_completion(delta.logprobs, self.model.tokenizer, 0) if delta.logprobs else None
+                    choice = {"index": delta.index, "text": delta.text, "logprobs": lp}
+                choice["finish_reason"] = delta.finish_reason
+                yield sse({**self._base(), "choices": [choice]})
+            if self.gen.include_usage:
+                usage = _usage(len(self.prompt_ids) * self.gen.n, sum(completion_tokens.values()))
+                yield sse({**self._base(), "choices": [], "usage": usage})
+            yield sse("[DONE]")
+        except ServiceError as error:
+            status = "error"
+            yield sse(error.body())
+        except asyncio.CancelledError:
+            status = "aborted"
+            raise
+        finally:
+            self.state.metrics.requests.labels(self.model.id, self.kind, status).inc()
+
+    async def collect(self) -> list[dict]:
+        """Every choice's full text, token logprobs and finish reason; aborts if the client leaves."""
+        disconnected = asyncio.ensure_future(wait_disconnect(self.request.receive))
+        choices = [{"text": "", "logprobs": [], "prompt_logprobs": None, "finish": None, "tokens": 0}
+                   for _ in range(self.gen.n)]  # fmt: skip
+        try:
+            async for delta in deltas(self.model, self.id, self.queue, self.gen.n, self.state.metrics, disconnected):
+                self._count(delta)
+                c = choices[delta.index]
+                c["text"] += delta.text
+                c["logprobs"] += delta.logprobs
+                c["finish"] = delta.finish_reason or c["finish"]
+                c["tokens"] = delta.completion_tokens
+                if delta.prompt_logprobs is not None:
+                    c["prompt_logprobs"] = delta.prompt_logprobs
+        except ClientGone:
+            self.state.metrics.requests.labels(self.model.id, self.kind, "aborted").inc()
+            raise
+        finally:
+            disconnected.cancel()
+        self.state.metrics.requests.labels(self.model.id, self.kind, "ok").inc()
+        return choices
+
+
+async def chat_completions(request: Request, body: dict) -> JSONResponse | StreamingResponse:
+    state = request.app.state
+    model = state.registry.get(body.get("model"))
+    if model.kind == "embedding":
+        raise ServiceError(f"'{model.id}' is an embedding model; use /v1/embeddings.", param="model")
+    if body.get("tools") or body.get("functions"):
+        raise ServiceError("Function calling is not supported by this server yet.", param="tools")
+    response_format = body.get("response_format")
+    if response_format not in (None, {"type": "text"}):
+        raise ServiceError("Only response_format {'type': 'text'} is supported yet.", param="response_format")
+    messages = protocol.read_messages(body)
+    gen = protocol.read_generation(body, model.vocab_size, chat=True)
+    try:
+        prompt_ids = model.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+    except ValueError as exc:
+        raise ServiceError(str(exc), param="messages") from None
+    _finalize_max_tokens(model, gen, len(prompt_ids), "messages")
+    run = _Run(request, state, model, prompt_ids, gen, "chat")
+    if gen.stream:
+        return StreamingResponse(run.stream(), media_type="text/event-stream")
+    choices = await run.collect()
+    return JSONResponse({
+        "id": run.id, "object": "chat.completion", "created": run.created, "model": model.id,
+        "choices": [
+            {
+                "index": i,
+                "message": {"role": "assistant", "content": c["text"]},
+                "logprobs": _logprobs_chat(SeqDelta(run.id, i, "", [], c["logprobs"]), model.tokenizer)
+                if gen.params.logprobs is not None else None,
+                "finish_reason": c["finish"],
+            }
+            for i, c in enumerate(choices)
+        ],
+        "usage": _usage(len(prompt_ids) * gen.n, sum(c["tokens"] for c in choices)),
+    })  # fmt: skip
+
+
+async def completions(request: Request, body: dict) -> JSONResponse | StreamingResponse:
+    state = request.app.state
+    model = state.registry.get(body.get("model"))
+    if model.kind == "embedding":
+        raise ServiceError(f"'{model.id}' is an embedding model; use /v1/embeddings.", param="model")
+    if body.get("suffix"):
+        raise ServiceError("'suffix' is not supported by this model.", param="suffix")
+    prompts = protocol.read_prompts(body)
+    gen = protocol.read_generation(body, model.vocab_size, chat=False)
+    echo = bool(body.get("echo"))
+    if len(prompts) > 1 and gen.stream:
+        raise ServiceError("Streaming supports a single prompt per request.", param="prompt")
+    encoded = [p if isinstance(p, list) else model.tokenizer.encode(p, add_special_tokens=True) for p in prompts]
+    for ids in encoded:
+        if any(not 0 <= t < model.vocab_size for t in ids):
+            raise ServiceError("'prompt' contains token ids outside the vocabulary.", param="prompt")
+    for ids in encoded:
+        _finalize_max_tokens(model, gen, len(ids), "prompt")
+    if gen.stream:
+        ids = encoded[0]
+        echo_text = model.tokenizer.decode(ids, skip_special_tokens=True) if echo else ""
+        run = _Run(request, state, model, ids, gen, "completion")
+        return StreamingResponse(run.stream(echo_text), media_type="text/event-stream")
+    runs = [_Run(request, state, model, ids, gen, "completion") for ids in encoded]
+    results = await asyncio.gather(*(r.collect() for r in runs))
+    out_choices, prompt_total, completion_total = [], 0, 0
+    for p, (run, choices) in enumerate(zip(runs, results)):
+        prefix = model.tokenizer.decode(run.prompt_ids, skip_special_tokens=True) if echo else ""
+        prompt_total += len(run.prompt_ids) * gen.n
+        for i, c in enumerate(choices):
+            completion_total += c["tokens"]
+            logprobs = None
+            if gen.params.logprobs is not None:
+                items = (c["prompt_logprobs"] or []) + c["logprobs"] if echo else c["logprobs"]
+                logprobs = _logprobs_completion(items, model.tokenizer, 0)
+            out_choices.append({
+                "index": p * gen.n + i, "text": prefix + c["text"], "logprobs": logprobs, "finish_reason": c["finish"],
+            })  # fmt: skip
+    return JSONResponse({
+        "id": runs[0].id, "object": "text_completion", "created": runs[0].created, "model": model.id,
+        "choices": out_choices, "usage": _usage(prompt_total, completion_total),
+    })  # fmt: skip

@@ -1,0 +1,38 @@
+"""Prometheus metrics of the service: requests, tokens, queue depth, batch size, latencies."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("inference_requests", "Requests by model, route and status", ["model", "route", "status"], registry=r)  # noqa: E501
+        self.prompt_tokens = Counter("inference_prompt_tokens", "Prompt tokens processed", ["model"], registry=r)
+        self.generation_tokens = Counter("inference_generation_tokens", "Tokens generated", ["model"], registry=r)
+        self.queue_depth = Gauge("inference_queue_depth", "Sequences waiting to be scheduled", ["model"], registry=r)
+        self.running = Gauge("inference_running_batch_size", "Sequences in the running batch", ["model"], registry=r)
+        self.ttft = Histogram(
+            "inference_time_to_first_token_seconds", "Time to first token", ["model"], buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )  # fmt: skip
+        self.tpot = Histogram(
+            "inference_time_per_output_token_seconds", "Time between output tokens", ["model"],
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.step = Histogram("inference_step_seconds", "Engine step time", ["model"], buckets=_LATENCY_BUCKETS, registry=r)  # noqa: E501
+
+    def on_step(self, model_id: str):
+        def hook(engine, seconds: float) -> None:
+            self.step.labels(model_id).observe(seconds)
+            self.queue_depth.labels(model_id).set(engine.num_waiting)
+            self.running.labels(model_id).set(engine.num_running)
+
+        return hook
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

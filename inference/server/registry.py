@@ -1,0 +1,130 @@
+"""The models one service serves: loaded once at start, each with its engine running in a thread."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from inference.config import ModelSpec
+from inference.engine.embedding_engine import EmbeddingEngine
+from inference.engine.llm_engine import LLMEngine
+from inference.engine.worker import EngineWorker
+from inference.env import ConfigError
+from inference.server.errors import model_not_found
+from inference.server.metrics import Metrics
+
+log = logging.getLogger("inference.registry")
+
+
+def resolve_source(source: str) -> Path:
+    """An HF-format directory for a model source (GGUF files are converted once and cached)."""
+    from inference import packaged
+    from inference.loader.convert import ensure_converted
+
+    if source.startswith("packaged:"):
+        name = source.split(":", 1)[1]
+        if name == "minilm":
+            return packaged.minilm_dir()
+        files = {"smollm2": packaged.smollm2_gguf, "gemma3": packaged.gemma3_gguf}
+        if name not in files:
+            raise ConfigError(f"unknown packaged model {name!r}; packaged models: smollm2, gemma3, minilm")
+        return ensure_converted(files[name]())
+    path = Path(source).expanduser()
+    if path.suffix == ".gguf" and path.is_file():
+        return ensure_converted(path)
+    if path.is_dir() and (path / "config.json").exists():
+        return path
+    raise ConfigError(f"model source {source!r} is neither a .gguf file nor an HF directory with config.json")
+
+
+@dataclass
+class LoadedModel:
+    spec: ModelSpec
+    tokenizer: object
+    engine: object
+    worker: EngineWorker
+    max_model_len: int
+    max_output_length: int
+    hidden_size: int  # embedding dimensions (0 for generative models, as the reference reports)
+    vocab_size: int
+    created: int
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+    def card(self) -> dict:
+        return {
+            "id": self.id,
+            "object": "model",
+            "created": self.created,
+            "owned_by": "llm-hub",
+            "kind": self.kind,
+            "max_model_len": self.max_model_len,
+            "meta_data": {
+                "max_sequence_length": self.max_model_len,
+                "hidden_size": self.hidden_size,
+                "max_output_length": self.max_output_length,
+            },
+        }
+
+
+def load(spec: ModelSpec, metrics: Metrics) -> LoadedModel:
+    from inference.loader.safetensors import load_model
+    from inference.quantize import quantize_int8
+    from inference.tokenizer.detokenizer import IncrementalDetokenizer
+    from inference.tokenizer.tokenizer import Tokenizer
+
+    start = time.perf_counter()
+    directory = resolve_source(spec.source)
+    dtype = getattr(torch, spec.engine.dtype)
+    model = load_model(directory, dtype=dtype).eval()
+    tokenizer = Tokenizer.from_dir(directory)
+    if spec.engine.quantize == "int8":
+        quantize_int8(model)
+    if spec.kind == "embedding":
+        engine = EmbeddingEngine(model, spec.engine.max_batched_tokens)
+        max_len, hidden, max_out = engine.max_model_len, model.config.hidden_size, 0
+    else:
+
+        def detokenizer(tok, prompt_ids):
+            return IncrementalDetokenizer(tok, prompt_ids)
+
+        engine = LLMEngine(model, tokenizer, detokenizer, spec.engine)
+        max_len, hidden = engine.max_model_len, 0
+        max_out = min(spec.max_output_length or max_len, max_len)
+    worker = EngineWorker(engine, spec.id, on_step=metrics.on_step(spec.id))
+    log.info("loaded %s from %s in %.1fs", spec.id, directory, time.perf_counter() - start)
+    return LoadedModel(
+        spec=spec,
+        tokenizer=tokenizer,
+        engine=engine,
+        worker=worker,
+        max_model_len=max_len,
+        max_output_length=max_out,
+        hidden_size=hidden,
+        vocab_size=model.config.vocab_size,
+        created=int(time.time()),
+    )
+
+
+class ModelRegistry:
+    def __init__(self, models: list[LoadedModel]):
+        self.models = {m.id: m for m in models}
+
+    def get(self, model_id) -> LoadedModel:
+        if not isinstance(model_id, str) or model_id not in self.models:
+            raise model_not_found(str(model_id))
+        return self.models[model_id]
+
+    def stop(self) -> None:
+        for model in self.models.values():
+            model.worker.stop()

@@ -1,0 +1,70 @@
+"""Consuming an engine request from asyncio: deltas in order, disconnects noticed, errors surfaced."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator
+
+from inference.engine.output import SeqDelta
+from inference.server.errors import ServerError
+from inference.server.metrics import Metrics
+from inference.server.registry import LoadedModel
+
+
+class ClientGone(Exception):
+    pass
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(12)}"
+
+
+def sse(obj: dict | str) -> bytes:
+    return f"data: {obj if isinstance(obj, str) else json.dumps(obj, ensure_ascii=False)}\n\n".encode()
+
+
+async def deltas(
+    model: LoadedModel, request_id: str, queue: asyncio.Queue, n: int, metrics: Metrics, disconnected=None
+) -> AsyncIterator[SeqDelta]:
+    """Yield a request's deltas until its ``n`` sequences finish. Aborts the request upstream if the
+    consumer stops early (cancellation, client gone) so its KV blocks are freed within a step."""
+    finished = 0
+    start = time.monotonic()
+    last: dict[int, float] = {}
+    try:
+        while finished < n:
+            if disconnected is None:
+                item = await queue.get()
+            else:
+                getter = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait({getter, disconnected}, return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    raise ClientGone
+                item = getter.result()
+            if isinstance(item, Exception):
+                raise ServerError(f"The model failed while generating: {item.__class__.__name__}.")
+            now = time.monotonic()
+            if getattr(item, "token_ids", None):
+                if item.index not in last:
+                    metrics.ttft.labels(model.id).observe(now - start)
+                else:
+                    metrics.tpot.labels(model.id).observe((now - last[item.index]) / len(item.token_ids))
+                last[item.index] = now
+            if item.finish_reason:
+                finished += 1
+            yield item
+    finally:
+        if finished < n:
+            model.worker.abort(request_id)
+
+
+async def wait_disconnect(receive) -> None:
+    """Completes when the client goes away (the body was already read, so only disconnect remains)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return

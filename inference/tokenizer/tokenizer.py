@@ -1,0 +1,276 @@
+"""The tokenizer of one model, loaded from an HF-format directory.
+
+Serves converted GGUF models and native HF checkpoints alike: ``tokenizer.json`` (required),
+``tokenizer_config.json`` (special tokens, chat template), ``generation_config.json`` / ``config.json``
+(end-of-sequence ids), ``chat_template.jinja`` (newer transformers keep the template there).
+
+Control tokens typed by a user are text, never control tokens: ``encode`` does not parse them, and
+``apply_chat_template`` parses them only where the template itself wrote them. To know where that is,
+any control-token text inside the messages is swapped for a per-call placeholder before rendering and
+swapped back after, marking the spans that must be tokenized as plain text.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import re
+import secrets
+from pathlib import Path
+from typing import Any
+
+from tokenizers import Tokenizer as _Backend
+
+from inference.tokenizer import chat_template
+
+
+class TokenizerError(ValueError):
+    """A tokenizer directory we cannot load; the message names the file."""
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise TokenizerError(f"cannot read {path}: {exc}") from exc
+
+
+def _content(value: Any) -> str | None:
+    """A special token as tokenizer_config.json writes it: a string or ``{"content": ...}``."""
+    if isinstance(value, dict):
+        value = value.get("content")
+    return value if isinstance(value, str) else None
+
+
+def _ids(value: Any) -> list[int]:
+    if value is None:
+        return []
+    return [int(v) for v in value] if isinstance(value, list) else [int(value)]
+
+
+class Tokenizer:
+    """Encode / decode / chat-template one model's text; thread-safe (the backends are never mutated)."""
+
+    def __init__(
+        self,
+        tokenizer_json: str,
+        tokenizer_config: dict[str, Any] | None = None,
+        generation_config: dict[str, Any] | None = None,
+        model_config: dict[str, Any] | None = None,
+        chat_template_text: str | None = None,
+    ) -> None:
+        # two backends so that no call ever flips a shared flag: one reads control tokens typed in the
+        # text as text (user input), the other parses them (a rendered template)
+        self._plain = _Backend.from_str(tokenizer_json)
+        self._plain.encode_special_tokens = True
+        self._parsing = _Backend.from_str(tokenizer_json)
+        self._parsing.encode_special_tokens = False
+        for backend in (self._plain, self._parsing):
+            # a tokenizer.json may carry padding / truncation (sentence-transformers dirs do); lengths are
+            # the engine's business, as with transformers, which turns both off unless asked per call
+            backend.no_padding()
+            backend.no_truncation()
+        config = tokenizer_config or {}
+        generation = generation_config or {}
+        model = model_config or {}
+
+        added = self._plain.get_added_tokens_decoder()
+        self.special_tokens: dict[str, int] = {t.content: i for i, t in added.items() if t.special and t.content}
+        self.special_token_ids: frozenset[int] = frozenset(self.special_tokens.values())
+        # for the control-token scan: candidate start characters, then the lengths to try, longest first
+        self._lengths = sorted({len(t) for t in self.special_tokens}, reverse=True)
+        first_chars = "".join(sorted({re.escape(t[0]) for t in self.special_tokens}))
+        self._starts = re.compile(f"[{first_chars}]") if first_chars else None
+        # END_OF_TURN_TOKENS that are special here
+        self._turn_end_tokens = [t for t in chat_template.END_OF_TURN_TOKENS if t in self.special_tokens]
+
+        names = ("bos_token", "eos_token", "unk_token", "pad_token")
+        self.token_strings: dict[str, str | None] = {name: _content(config.get(name)) for name in names}
+        self.chat_template = chat_template_text or _template_from_config(config.get("chat_template"))
+
+        bos = self._id_of(self.token_strings["bos_token"])
+        fallback_bos = _ids(generation.get("bos_token_id")) or _ids(model.get("bos_token_id"))
+        self.bos_token_id: int | None = bos if bos is not None else (fallback_bos[0] if fallback_bos else None)
+        eos = _ids(generation.get("eos_token_id")) or _ids(model.get("eos_token_id"))
+        own_eos = self._id_of(self.token_strings["eos_token"])
+        self.eos_token_ids: list[int] = list(dict.fromkeys(eos + ([own_eos] if own_eos is not None else [])))
+        # stop on every end-of-turn token the template writes, even if generation_config forgot it
+        template = self.chat_template or ""
+        turn_ends = [self.special_tokens[t] for t in self._turn_end_tokens if t in template]
+        self.stop_token_ids: list[int] = list(dict.fromkeys(self.eos_token_ids + turn_ends))
+        pad = self._id_of(self.token_strings["pad_token"])
+        fallback_pad = _ids(generation.get("pad_token_id"))
+        self.pad_token_id: int | None = pad if pad is not None else (fallback_pad[0] if fallback_pad else None)
+
+    @classmethod
+    def from_dir(cls, directory: str | Path) -> Tokenizer:
+        directory = Path(directory)
+        path = directory / "tokenizer.json"
+        if not path.is_file():
+            raise TokenizerError(
+                f"{directory} has no tokenizer.json (slow-tokenizer-only checkpoints are not supported)"
+            )
+        jinja = directory / "chat_template.jinja"
+        return cls(
+            path.read_text(encoding="utf-8"),
+            tokenizer_config=_read_json(directory / "tokenizer_config.json"),
+            generation_config=_read_json(directory / "generation_config.json"),
+            model_config=_read_json(directory / "config.json"),
+            chat_template_text=jinja.read_text(encoding="utf-8") if jinja.is_file() else None,
+        )
+
+    # --- basic properties -----------------------------------------------------------------------
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of token ids, added tokens included."""
+        return self._plain.get_vocab_size(with_added_tokens=True)
+
+    @property
+    def eos_token_id(self) -> int | None:
+        return self.eos_token_ids[0] if self.eos_token_ids else None
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(self.chat_template)
+
+    def token_to_id(self, token: str) -> int | None:
+        return self._plain.token_to_id(token)
+
+    def id_to_token(self, token_id: int) -> str | None:
+        return self._plain.id_to_token(token_id)
+
+    def _id_of(self, token: str | None) -> int | None:
+        return None if token is None else self._plain.token_to_id(token)
+
+    # --- encode / decode ------------------------------------------------------------------------
+
+    def encode(self, text: str, add_special_tokens: bool = True, parse_special: bool = False) -> list[int]:
+        """Token ids of ``text``. Control tokens written in it stay text unless ``parse_special`` (trusted
+        text only). ``add_special_tokens`` adds what the model adds to every input (e.g. Gemma's BOS)."""
+        backend = self._parsing if parse_special else self._plain
+        return backend.encode(text, add_special_tokens=add_special_tokens).ids
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+        return self._plain.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    # --- chat -----------------------------------------------------------------------------------
+
+    def render_chat(
+        self,
+        messages: list[dict[str, Any]],
+        add_generation_prompt: bool = True,
+        tools: list[dict[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """The prompt text the template makes of ``messages`` (what ``apply_chat_template`` tokenizes)."""
+        return self._render(messages, add_generation_prompt, tools, kwargs)[0]
+
+    def apply_chat_template(
+        self,
+        messages: list[dict[str, Any]],
+        add_generation_prompt: bool = True,
+        tools: list[dict[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> list[int]:
+        """Token ids of the rendered conversation; only the template's own control tokens are special."""
+        text, protected = self._render(messages, add_generation_prompt, tools, kwargs)
+        if not protected:  # nothing in the messages looks like a control token: tokenize as HF does
+            return self._parsing.encode(text, add_special_tokens=False).ids
+        ids: list[int] = []
+        pos = 0
+        for start, token in self._template_specials(text, protected):
+            ids += self._plain.encode(text[pos:start], add_special_tokens=False).ids
+            ids.append(self.special_tokens[token])
+            pos = start + len(token)
+        return ids + self._plain.encode(text[pos:], add_special_tokens=False).ids
+
+    def _render(
+        self, messages: list[dict[str, Any]], add_generation_prompt: bool, tools: Any, kwargs: dict[str, Any]
+    ) -> tuple[str, list[tuple[int, int]]]:
+        """(prompt text, sorted [start, end) spans of control-token text that came from the messages)."""
+        if not self.chat_template:
+            raise chat_template.ChatTemplateError("this model has no chat template; use a completion request")
+        originals: list[str] = []
+        nonce = str(secrets.randbelow(10**12)).zfill(12)  # digits survive |upper, |lower, |trim
+
+        def shield(value: Any, key: str | None = None) -> Any:
+            if isinstance(value, str):
+                if key == "role" or not self.special_tokens:
+                    return value
+                return self._special_text(value, lambda tok: _placeholder(nonce, originals, tok))
+            if isinstance(value, dict):
+                return {k: shield(v, k) for k, v in value.items()}
+            if isinstance(value, list):
+                return [shield(v) for v in value]
+            return value
+
+        rendered = chat_template.render(
+            self.chat_template,
+            shield(chat_template.normalize_messages(messages)),
+            add_generation_prompt=add_generation_prompt,
+            tools=shield(tools),
+            special_tokens=self.token_strings,
+            **kwargs,
+        )
+        if not originals:
+            return rendered, []
+        parts: list[str] = []
+        spans: list[tuple[int, int]] = []
+        length, pos = 0, 0
+        for match in re.finditer(f"\ue000{nonce}:(\\d+)\ue001", rendered):
+            parts.append(rendered[pos : match.start()])
+            length += match.start() - pos
+            original = originals[int(match.group(1))]
+            spans.append((length, length + len(original)))
+            parts.append(original)
+            length += len(original)
+            pos = match.end()
+        parts.append(rendered[pos:])
+        return "".join(parts), spans
+
+    def _special_text(self, text: str, replace: Any) -> str:
+        """``text`` with every control-token occurrence (leftmost-longest) replaced by ``replace(token)``."""
+        out, pos = [], 0
+        for start, token in self._template_specials(text, []):
+            out += [text[pos:start], replace(token)]
+            pos = start + len(token)
+        return "".join(out) + text[pos:] if out else text
+
+    def _template_specials(self, text: str, protected: list[tuple[int, int]]) -> list[tuple[int, str]]:
+        """Leftmost-longest control-token occurrences in ``text`` that overlap no protected span."""
+        if self._starts is None:
+            return []
+        starts = [s for s, _ in protected]
+        found: list[tuple[int, str]] = []
+        pos = 0
+        while (match := self._starts.search(text, pos)) is not None:
+            i = match.start()
+            k = bisect.bisect_right(starts, i) - 1
+            if k >= 0 and i < protected[k][1]:  # inside message text: skip the whole span
+                pos = protected[k][1]
+                continue
+            limit = starts[k + 1] if k + 1 < len(starts) else len(text)  # must end before the next span
+            candidates = (text[i : i + n] for n in self._lengths if i + n <= limit)
+            token = next((c for c in candidates if c in self.special_tokens), None)
+            if token is None:
+                pos = i + 1
+                continue
+            found.append((i, token))
+            pos = i + len(token)
+        return found
+
+
+def _placeholder(nonce: str, originals: list[str], token: str) -> str:
+    originals.append(token)
+    return f"\ue000{nonce}:{len(originals) - 1}\ue001"
+
+
+def _template_from_config(value: Any) -> str | None:
+    """tokenizer_config.json's ``chat_template``: a string, or a list of named templates (use "default")."""
+    if isinstance(value, list):
+        named = {t.get("name"): t.get("template") for t in value if isinstance(t, dict)}
+        value = named.get("default") or next(iter(named.values()), None)
+    return value if isinstance(value, str) and value else None
