@@ -1,9 +1,9 @@
 """``python -m inference serve``: load the configured models and serve the OpenAI-compatible API.
 
-    python -m inference serve                                  # the three packaged default models
-    python -m inference serve --config inference.toml          # models and port from a TOML file
-    python -m inference serve --model my-llama=/models/llama-3-8b:chat --port 8101
-    python -m inference convert path/to/model.gguf             # convert and cache only
+python -m inference serve                                  # the three packaged default models
+python -m inference serve --config inference.toml          # models and port from a TOML file
+python -m inference serve --model my-llama=/models/llama-3-8b:chat --port 8101
+python -m inference convert path/to/model.gguf             # convert and cache only
 """
 
 from __future__ import annotations

@@ -91,7 +91,7 @@ class LLMEngine:
         if not step.seqs:
             return []
         result = self.runner.run(step)
-        for seq, n in zip(step.seqs, step.num_new_tokens):
+        for seq, n in zip(step.seqs, step.num_new_tokens, strict=True):
             seq.num_computed += n
         deltas: list[SeqDelta] = []
         for seq in step.seqs:
@@ -106,7 +106,7 @@ class LLMEngine:
                 [s.generator for s in result.sample_seqs],
             )
             now = time.monotonic()
-            for seq, token, lp in zip(result.sample_seqs, sampled.token_ids, sampled.logprobs):
+            for seq, token, lp in zip(result.sample_seqs, sampled.token_ids, sampled.logprobs, strict=True):
                 if seq.first_token_at is None:
                     seq.first_token_at = now
                 seq.output_ids.append(token)
@@ -135,7 +135,7 @@ class LLMEngine:
             top = []
             if k:
                 values, ids = torch.topk(lp[j], k)
-                top = list(zip(ids.tolist(), values.tolist()))
+                top = list(zip(ids.tolist(), values.tolist(), strict=True))
             seq.prompt_logprobs.append(TokenLogprob(token, float(lp[j, token]), top))
 
     def _forget(self, seq: Sequence) -> None:

@@ -52,7 +52,7 @@ class ModelRunner:
         sample_rows: list[int] = []
         sample_seqs: list[Sequence] = []
         prompt_rows: dict[int, tuple[int, int, int]] = {}
-        for seq, n in zip(step.seqs, step.num_new_tokens):
+        for seq, n in zip(step.seqs, step.num_new_tokens, strict=True):
             start = seq.num_computed
             for p in range(start, start + n):
                 input_ids.append(seq.token_at(p))

@@ -59,17 +59,15 @@ class OutputProcessor:
             else:
                 keep = self._held_back(self.pending)
                 text, self.pending = self.pending[: len(self.pending) - keep], self.pending[len(self.pending) - keep :]
-        if finish is None and (
-            len(seq.output_ids) >= seq.params.max_tokens or seq.num_tokens >= self.max_model_len
-        ):
+        if finish is None and (len(seq.output_ids) >= seq.params.max_tokens or seq.num_tokens >= self.max_model_len):
             finish = "length"
-        if finish == "length":
-            text += self.pending
+        if finish == "length":  # nothing more comes: release what was held back, incomplete bytes too
+            text += self.pending + self.detok.flush()
             self.pending = ""
         return self._delta(text, finish)
 
     def finish_now(self, reason: str) -> SeqDelta:
-        text, self.pending = self.pending, ""
+        text, self.pending = self.pending + self.detok.flush(), ""
         return self._delta(text, reason)
 
     def _delta(self, text: str, finish: str | None) -> SeqDelta:

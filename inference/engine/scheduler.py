@@ -22,7 +22,10 @@ class ScheduledStep:
 
     @property
     def is_decode(self) -> bool:
-        return all(seq.num_computed + n == seq.num_tokens and n == 1 for seq, n in zip(self.seqs, self.num_new_tokens))
+        return all(
+            seq.num_computed + n == seq.num_tokens and n == 1
+            for seq, n in zip(self.seqs, self.num_new_tokens, strict=True)
+        )
 
 
 class Scheduler:

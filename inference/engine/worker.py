@@ -101,6 +101,9 @@ class EngineWorker:
                 self.on_step(self.engine, time.perf_counter() - start)
             for out in outputs:
                 self._deliver(out.request_id, out)
-                if out.finish_reason and out.request_id not in self.engine.requests:
-                    with self._cv:
-                        self._queues.pop(out.request_id, None)
+            # only after the whole step: several choices of one request can finish in the same step
+            done = {out.request_id for out in outputs if out.finish_reason} - set(self.engine.requests)
+            if done:
+                with self._cv:
+                    for request_id in done:
+                        self._queues.pop(request_id, None)

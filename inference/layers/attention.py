@@ -103,7 +103,6 @@ class Attention(nn.Module):
 
     def _decode(self, q, ctx: ForwardContext) -> torch.Tensor:
         """One query per sequence: gather every sequence's context, padded, and attend in one call."""
-        S = ctx.num_seqs
         slots = ctx.context_slots  # [S, max_len]
         max_len = slots.shape[1]
         k = self.k_cache[slots].to(q.dtype)  # [S, max_len, Hkv, D]

@@ -25,9 +25,7 @@ def _apply_penalties(logits: torch.Tensor, params: SamplingParams, prompt: list[
     if params.repetition_penalty != 1.0:
         seen = torch.tensor(sorted(set(prompt) | set(output)), dtype=torch.long)
         values = logits[seen]
-        logits[seen] = torch.where(
-            values > 0, values / params.repetition_penalty, values * params.repetition_penalty
-        )
+        logits[seen] = torch.where(values > 0, values / params.repetition_penalty, values * params.repetition_penalty)
     if output and (params.presence_penalty or params.frequency_penalty):
         ids, counts = torch.unique(torch.tensor(output, dtype=torch.long), return_counts=True)
         logits[ids] -= params.frequency_penalty * counts.to(logits.dtype) + params.presence_penalty
@@ -83,6 +81,6 @@ def sample(
             top: list[tuple[int, float]] = []
             if k:
                 values, ids = torch.topk(lp[row], k)
-                top = list(zip(ids.tolist(), values.tolist()))
+                top = list(zip(ids.tolist(), values.tolist(), strict=True))
             logprobs[i] = (float(lp[row, tokens[i]]), top)
     return SampleResult(token_ids=tokens, logprobs=logprobs)

@@ -115,13 +115,13 @@ def convert(gguf_path: str | Path, out_dir: str | Path, progress: bool = True) -
             )
         meta = gguf.metadata
         config = _llama_config(meta, gguf.tensors) if arch == "llama" else _gemma3_config(meta, gguf.tensors)
+        names = {name: _hf_name(arch, name) for name in gguf.tensors}  # fail on unknown tensors before the work
+        gguf_vocab.build_tokenizer(meta).save(str(out / "tokenizer.json"))
         tensors = {}
-        for name in tqdm(list(gguf.tensors), desc=f"converting {Path(gguf_path).name}", disable=not progress):
-            tensors[_hf_name(arch, name)] = _to_hf(arch, name, gguf.dequantize(name), config)
+        for name in tqdm(names, desc=f"converting {Path(gguf_path).name}", disable=not progress):
+            tensors[names[name]] = _to_hf(arch, name, gguf.dequantize(name), config)
         save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
         del tensors
-        tokenizer = gguf_vocab.build_tokenizer(meta)
-        tokenizer.save(str(out / "tokenizer.json"))
         template = meta.get("tokenizer.chat_template") or (GEMMA3_CHAT_TEMPLATE if arch == "gemma3" else None)
         _write_json(out / "tokenizer_config.json", _tokenizer_config(meta, template, config))
         _write_json(out / "generation_config.json", _generation_config(meta, template))
@@ -172,9 +172,18 @@ def _get(meta: dict[str, Any], arch: str, key: str, default: Any = None) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+def _require(meta: dict[str, Any], arch: str, key: str) -> int:
+    value = _get(meta, arch, key)
+    if not isinstance(value, int):
+        raise ConversionError(f"the GGUF metadata has no integer {arch}.{key}")
+    return value
+
+
 def _common_config(meta: dict[str, Any], tensors: dict[str, Any], arch: str) -> dict[str, Any]:
-    hidden = int(_get(meta, arch, "embedding_length"))
-    heads = int(_get(meta, arch, "attention.head_count"))
+    if "tokenizer.ggml.tokens" not in meta:
+        raise ConversionError("the GGUF metadata has no tokenizer.ggml.tokens; a vocabulary is needed")
+    hidden = _require(meta, arch, "embedding_length")
+    heads = _require(meta, arch, "attention.head_count")
     kv_heads = _get(meta, arch, "attention.head_count_kv", heads)
     if not isinstance(kv_heads, int):  # an array means per-layer counts, which HF cannot express
         raise ConversionError(f"{arch}.attention.head_count_kv varies per layer; not supported")
@@ -187,8 +196,8 @@ def _common_config(meta: dict[str, Any], tensors: dict[str, Any], arch: str) -> 
     return {
         "vocab_size": int(_get(meta, arch, "vocab_size", len(meta["tokenizer.ggml.tokens"]))),
         "hidden_size": hidden,
-        "intermediate_size": int(_get(meta, arch, "feed_forward_length")),
-        "num_hidden_layers": int(_get(meta, arch, "block_count")),
+        "intermediate_size": _require(meta, arch, "feed_forward_length"),
+        "num_hidden_layers": _require(meta, arch, "block_count"),
         "num_attention_heads": heads,
         "num_key_value_heads": int(kv_heads),
         "head_dim": int(head_dim),

@@ -63,7 +63,11 @@ async def get_model(request: Request) -> JSONResponse:
 
 
 async def health(request: Request) -> JSONResponse:
-    return JSONResponse({"status": "ok", "models": list(request.app.state.registry.models)})
+    models = {
+        m.id: {"kind": m.kind, "running": m.engine.num_running, "waiting": m.engine.num_waiting}
+        for m in request.app.state.registry.models.values()
+    }
+    return JSONResponse({"status": "ok", "models": models})
 
 
 async def metrics(request: Request) -> Response:
@@ -116,6 +120,7 @@ def create_app(registry: ModelRegistry, metrics_: Metrics) -> Starlette:
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
+
     @contextlib.asynccontextmanager
     async def lifespan(app):
         yield

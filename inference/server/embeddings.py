@@ -29,9 +29,7 @@ async def embeddings(request: Request, body: dict) -> JSONResponse:
             f"'dimensions' must be omitted or {model.hidden_size}.",
             param="dimensions",
         )
-    encoded = [
-        ids if isinstance(ids, list) else model.tokenizer.encode(ids, add_special_tokens=True) for ids in inputs
-    ]
+    encoded = [ids if isinstance(ids, list) else model.tokenizer.encode(ids, add_special_tokens=True) for ids in inputs]
     for i, ids in enumerate(encoded):
         if any(not 0 <= t < model.vocab_size for t in ids):
             raise ServiceError(f"input[{i}] contains token ids outside the vocabulary.", param="input")

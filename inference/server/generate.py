@@ -212,7 +212,7 @@ async def completions(request: Request, body: dict) -> JSONResponse | StreamingR
     runs = [_Run(request, state, model, ids, gen, "completion") for ids in encoded]
     results = await asyncio.gather(*(r.collect() for r in runs))
     out_choices, prompt_total, completion_total = [], 0, 0
-    for p, (run, choices) in enumerate(zip(runs, results)):
+    for p, (run, choices) in enumerate(zip(runs, results, strict=True)):
         prefix = model.tokenizer.decode(run.prompt_ids, skip_special_tokens=True) if echo else ""
         prompt_total += len(run.prompt_ids) * gen.n
         for i, c in enumerate(choices):

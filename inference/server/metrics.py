@@ -11,7 +11,9 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("inference_requests", "Requests by model, route and status", ["model", "route", "status"], registry=r)  # noqa: E501
+        self.requests = Counter(
+            "inference_requests", "Requests by model, route and status", ["model", "route", "status"], registry=r
+        )  # noqa: E501
         self.prompt_tokens = Counter("inference_prompt_tokens", "Prompt tokens processed", ["model"], registry=r)
         self.generation_tokens = Counter("inference_generation_tokens", "Tokens generated", ["model"], registry=r)
         self.queue_depth = Gauge("inference_queue_depth", "Sequences waiting to be scheduled", ["model"], registry=r)
@@ -24,7 +26,9 @@ class Metrics:
             "inference_time_per_output_token_seconds", "Time between output tokens", ["model"],
             buckets=_LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
-        self.step = Histogram("inference_step_seconds", "Engine step time", ["model"], buckets=_LATENCY_BUCKETS, registry=r)  # noqa: E501
+        self.step = Histogram(
+            "inference_step_seconds", "Engine step time", ["model"], buckets=_LATENCY_BUCKETS, registry=r
+        )  # noqa: E501
 
     def on_step(self, model_id: str):
         def hook(engine, seconds: float) -> None:

@@ -112,14 +112,16 @@ def _sentencepiece_bpe(metadata: dict[str, Any]) -> Tokenizer:
     unk = tokens[int(unk_id)] if unk_id is not None else None
     merges = _merges_from_scores(tokens, scores, types)
     tokenizer = Tokenizer(BPE(vocab=vocab, merges=merges, unk_token=unk, fuse_unk=True, byte_fallback=True))
-    tokenizer.normalizer = normalizers.Replace(" ", SPIECE_SPACE)
     steps = [decoders.Replace(SPIECE_SPACE, " "), decoders.ByteFallback(), decoders.Fuse()]
     if metadata.get("tokenizer.ggml.add_space_prefix", True):
-        # SentencePiece's dummy prefix: one ▁ before the text, dropped again when decoding
-        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(
-            replacement=SPIECE_SPACE, prepend_scheme="first", split=False
+        # SentencePiece's dummy prefix: always one more ▁ before the text (Metaspace would skip it when the
+        # text already starts with a space), dropped again when decoding
+        tokenizer.normalizer = normalizers.Sequence(
+            [normalizers.Prepend(SPIECE_SPACE), normalizers.Replace(" ", SPIECE_SPACE)]
         )
         steps.append(decoders.Strip(content=" ", left=1, right=0))
+    else:
+        tokenizer.normalizer = normalizers.Replace(" ", SPIECE_SPACE)
     tokenizer.decoder = decoders.Sequence(steps)
     return tokenizer
 
@@ -128,8 +130,9 @@ def _merges_from_scores(tokens: list[str], scores: Any, types: list[int]) -> lis
     """Every (left, right) whose concatenation is a normal piece, best result score first.
 
     Only normal pieces take part: control, byte and user-defined pieces are never merged into or out of
-    by SentencePiece (user-defined symbols are matched whole before BPE runs). Within one result the
-    order follows transformers' ``generate_merges`` (longer left part first), so both agree.
+    by SentencePiece (user-defined symbols are matched whole before BPE runs). Ties are ordered as in
+    transformers' ``generate_merges`` (longer left part first): SentencePiece takes the leftmost pair
+    instead, which only differs when two different pairs building equal-score pieces overlap.
     """
     normal = {token: index for index, token in enumerate(tokens) if types[index] == NORMAL}
     ranked: list[tuple[float, int, int, int, str, str]] = []

@@ -44,6 +44,11 @@ def _content(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _first(*candidates: list[int | None]) -> int | None:
+    """The first id found in the first list that has one (tokenizer_config wins over the config files)."""
+    return next((i for ids in candidates for i in ids if i is not None), None)
+
+
 def _ids(value: Any) -> list[int]:
     if value is None:
         return []
@@ -90,19 +95,19 @@ class Tokenizer:
         self.token_strings: dict[str, str | None] = {name: _content(config.get(name)) for name in names}
         self.chat_template = chat_template_text or _template_from_config(config.get("chat_template"))
 
-        bos = self._id_of(self.token_strings["bos_token"])
-        fallback_bos = _ids(generation.get("bos_token_id")) or _ids(model.get("bos_token_id"))
-        self.bos_token_id: int | None = bos if bos is not None else (fallback_bos[0] if fallback_bos else None)
+        self.bos_token_id = _first(
+            [self._id_of(self.token_strings["bos_token"])],
+            _ids(generation.get("bos_token_id")),
+            _ids(model.get("bos_token_id")),
+        )
+        self.pad_token_id = _first([self._id_of(self.token_strings["pad_token"])], _ids(generation.get("pad_token_id")))
         eos = _ids(generation.get("eos_token_id")) or _ids(model.get("eos_token_id"))
-        own_eos = self._id_of(self.token_strings["eos_token"])
-        self.eos_token_ids: list[int] = list(dict.fromkeys(eos + ([own_eos] if own_eos is not None else [])))
+        own_eos = [i for i in [self._id_of(self.token_strings["eos_token"])] if i is not None]
+        self.eos_token_ids: list[int] = list(dict.fromkeys(eos + own_eos))
         # stop on every end-of-turn token the template writes, even if generation_config forgot it
         template = self.chat_template or ""
         turn_ends = [self.special_tokens[t] for t in self._turn_end_tokens if t in template]
         self.stop_token_ids: list[int] = list(dict.fromkeys(self.eos_token_ids + turn_ends))
-        pad = self._id_of(self.token_strings["pad_token"])
-        fallback_pad = _ids(generation.get("pad_token_id"))
-        self.pad_token_id: int | None = pad if pad is not None else (fallback_pad[0] if fallback_pad else None)
 
     @classmethod
     def from_dir(cls, directory: str | Path) -> Tokenizer:
@@ -196,13 +201,11 @@ class Tokenizer:
         originals: list[str] = []
         nonce = str(secrets.randbelow(10**12)).zfill(12)  # digits survive |upper, |lower, |trim
 
-        def shield(value: Any, key: str | None = None) -> Any:
+        def shield(value: Any) -> Any:  # every string the caller sent, roles and tool schemas included
             if isinstance(value, str):
-                if key == "role" or not self.special_tokens:
-                    return value
                 return self._special_text(value, lambda tok: _placeholder(nonce, originals, tok))
             if isinstance(value, dict):
-                return {k: shield(v, k) for k, v in value.items()}
+                return {k: shield(v) for k, v in value.items()}
             if isinstance(value, list):
                 return [shield(v) for v in value]
             return value

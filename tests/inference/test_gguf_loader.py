@@ -165,12 +165,14 @@ def test_reader_rejects_a_file_that_is_not_gguf(tmp_path):
 # --- the conversion ---------------------------------------------------------------------------------
 
 
-def _tiny_gguf(path: Path, arch: str, extra_tensor: str | None = None) -> Path:
+def _tiny_gguf(path: Path, arch: str, metadata: dict[str, int] | None = None, extra: str | None = None) -> Path:
     writer = gguf.GGUFWriter(path, arch)
-    writer.add_block_count(1)
+    for key, value in (metadata or {}).items():
+        writer.add_uint32(f"{arch}.{key}", value)
+    writer.add_token_list(["a", "b", "c", "d"])
     writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
-    if extra_tensor:
-        writer.add_tensor(extra_tensor, np.zeros(8, dtype=np.float32))
+    if extra:
+        writer.add_tensor(extra, np.zeros(8, dtype=np.float32))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -178,11 +180,18 @@ def _tiny_gguf(path: Path, arch: str, extra_tensor: str | None = None) -> Path:
     return path
 
 
-def test_unsupported_architecture_is_a_clear_error_and_leaves_no_cache(tmp_path):
+def test_unconvertible_files_are_clear_errors_and_leave_no_cache(tmp_path):
     cache = tmp_path / "cache"
-    with pytest.raises(ConversionError, match=r"'gpt2' is not supported \(supported: llama, gemma3\)"):
-        ensure_converted(_tiny_gguf(tmp_path / "g.gguf", "gpt2"), cache_root=cache, progress=False)
-    assert list(cache.iterdir()) == []  # the staging directory was removed
+    shape = {"embedding_length": 8, "attention.head_count": 2, "feed_forward_length": 16, "block_count": 1}
+    cases = [
+        (_tiny_gguf(tmp_path / "a.gguf", "gpt2"), r"'gpt2' is not supported \(supported: llama, gemma3\)"),
+        (_tiny_gguf(tmp_path / "b.gguf", "llama", {"block_count": 1}), "no integer llama.embedding_length"),
+        (_tiny_gguf(tmp_path / "c.gguf", "llama", shape, "blk.0.odd.weight"), "'blk.0.odd.weight' has no HF"),
+    ]
+    for path, message in cases:
+        with pytest.raises(ConversionError, match=message):
+            ensure_converted(path, cache_root=cache, progress=False)
+    assert list(cache.iterdir()) == []  # every staging directory was removed
 
 
 def test_second_call_reuses_the_cache(paths, converted):
@@ -269,6 +278,11 @@ def _reference(gguf_path: Path, converted_dir: Path, ids: list[int]) -> dict:
 
 
 @pytest.fixture(scope="module")
+def tokenizers(converted) -> dict[str, Tokenizer]:
+    return {name: Tokenizer.from_dir(d) for name, d in converted.items()}
+
+
+@pytest.fixture(scope="module")
 def hf_models(converted):
     from transformers import AutoModelForCausalLM
 
@@ -276,8 +290,8 @@ def hf_models(converted):
 
 
 @pytest.mark.parametrize("model", ["smollm2", "gemma3"])
-def test_logits_equal_transformers_gguf_loading(paths, converted, hf_models, model):
-    ids = Tokenizer.from_dir(converted[model]).encode(PROMPTS[model])
+def test_logits_equal_transformers_gguf_loading(paths, converted, tokenizers, hf_models, model):
+    ids = tokenizers[model].encode(PROMPTS[model])
     reference = _reference(paths[model], converted[model], ids)
     with torch.no_grad():
         logits = hf_models[model](torch.tensor([ids])).logits[0]
@@ -301,10 +315,10 @@ FACTS = [
 
 
 @pytest.mark.parametrize(("model", "prompt", "expected"), FACTS)
-def test_greedy_continuation_knows_a_fact(converted, hf_models, model, prompt, expected):
-    tok = Tokenizer.from_dir(converted[model])
+def test_greedy_continuation_knows_a_fact(tokenizers, hf_models, model, prompt, expected):
+    tok = tokenizers[model]
     ids = tok.encode(prompt)
     with torch.no_grad():
-        out = hf_models[model].generate(torch.tensor([ids]), max_new_tokens=6, do_sample=False)
+        out = hf_models[model].generate(torch.tensor([ids]), max_new_tokens=4, do_sample=False)
     text = tok.decode(out[0, len(ids) :].tolist())
     assert expected in text, text

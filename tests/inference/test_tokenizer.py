@@ -7,6 +7,7 @@ tokenizer conversion. Both must agree token for token on a varied corpus.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from tokenizers import Tokenizer as RawTokenizer
 
@@ -15,6 +16,7 @@ from inference.loader.convert import ensure_converted
 from inference.loader.gguf import GGUFFile
 from inference.tokenizer.chat_template import ChatTemplateError
 from inference.tokenizer.detokenizer import IncrementalDetokenizer
+from inference.tokenizer.gguf_vocab import build_tokenizer
 from inference.tokenizer.tokenizer import Tokenizer
 
 CORPUS = [
@@ -55,13 +57,11 @@ def toks(dirs) -> dict[str, Tokenizer]:
     return {name: Tokenizer.from_dir(d) for name, d in dirs.items()}
 
 
-@pytest.fixture(scope="module")
-def sentencepiece_gemma(gguf_paths):
-    """SentencePiece running Gemma's pieces, scores and types straight from the GGUF."""
+def _sentencepiece(meta: dict):
+    """SentencePiece running the pieces, scores and types of a GGUF vocabulary."""
     import sentencepiece as spm
     from sentencepiece import sentencepiece_model_pb2 as pb
 
-    meta = GGUFFile(gguf_paths["gemma3"]).metadata
     proto = pb.ModelProto()
     for piece, score, kind in zip(
         meta["tokenizer.ggml.tokens"], meta["tokenizer.ggml.scores"], meta["tokenizer.ggml.token_type"], strict=True
@@ -75,13 +75,21 @@ def sentencepiece_gemma(gguf_paths):
     trainer.model_type = pb.TrainerSpec.BPE
     trainer.byte_fallback = True
     trainer.vocab_size = len(proto.pieces)
-    trainer.unk_id, trainer.bos_id, trainer.eos_id, trainer.pad_id = 3, 2, 1, 0
+    trainer.unk_id = int(meta["tokenizer.ggml.unknown_token_id"])
+    trainer.bos_id = int(meta["tokenizer.ggml.bos_token_id"])
+    trainer.eos_id = int(meta["tokenizer.ggml.eos_token_id"])
+    trainer.pad_id = int(meta.get("tokenizer.ggml.padding_token_id", -1))
     normalizer = proto.normalizer_spec
     normalizer.name = "identity"
     normalizer.add_dummy_prefix = bool(meta["tokenizer.ggml.add_space_prefix"])
     normalizer.remove_extra_whitespaces = False
     normalizer.escape_whitespaces = True
     return spm.SentencePieceProcessor(model_proto=proto.SerializeToString())
+
+
+@pytest.fixture(scope="module")
+def sentencepiece_gemma(gguf_paths):
+    return _sentencepiece(GGUFFile(gguf_paths["gemma3"]).metadata)
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +119,49 @@ def test_smollm2_matches_transformers_gguf_tokenizer(toks, transformers_smollm2,
     assert tok.encode(text, add_special_tokens=False) == expected
     assert tok.encode(text) == expected  # SmolLM2 adds nothing
     assert tok.decode(expected, skip_special_tokens=False) == text
+
+
+@pytest.mark.parametrize("space_prefix", [True, False])
+def test_sentencepiece_rebuild_with_and_without_dummy_prefix(space_prefix):
+    """A tiny vocabulary in both SentencePiece whitespace modes (Gemma only exercises "no dummy prefix")."""
+    normal = [
+        "\u2581",
+        "a",
+        "b",
+        "c",
+        "d",
+        "\u2581a",
+        "ab",
+        "bc",
+        "\u2581ab",
+        "abc",
+        "cd",
+        "\u2581abc",
+        "\u2581\u2581",
+        "dd",
+    ]
+    tokens = ["<unk>", "<s>", "</s>", *(f"<0x{b:02X}>" for b in range(256)), *normal, "<sep>"]
+    types = [2, 3, 3, *[6] * 256, *[1] * len(normal), 4]
+    scores = [0.0] * 259 + [-float(i) for i in range(len(normal))] + [0.0]
+    meta = {
+        "tokenizer.ggml.model": "llama",
+        "tokenizer.ggml.tokens": tokens,
+        "tokenizer.ggml.scores": np.array(scores, dtype=np.float32),
+        "tokenizer.ggml.token_type": np.array(types, dtype=np.int32),
+        "tokenizer.ggml.unknown_token_id": 0,
+        "tokenizer.ggml.bos_token_id": 1,
+        "tokenizer.ggml.eos_token_id": 2,
+        "tokenizer.ggml.add_space_prefix": space_prefix,
+    }
+    ours, reference = build_tokenizer(meta), _sentencepiece(meta)
+    texts = ["abc", " abc", "abcd dd", "a  b", "", " ", "  ", "ébc", "cab bca", "dddd abcd"]
+    if not space_prefix:  # with a dummy prefix, SentencePiece, HF and llama.cpp disagree after added tokens
+        texts.append("ab<sep>cd <sep>")
+    for text in texts:
+        ids = ours.encode(text, add_special_tokens=False).ids
+        assert ids == reference.encode(text), text
+        assert ours.encode(text).ids == [1, *ids]  # add_bos defaults on for SentencePiece vocabularies
+        assert ours.decode(ids) == reference.decode(ids) == text
 
 
 def test_corpus_exercises_byte_fallback_and_multi_token_characters(toks):

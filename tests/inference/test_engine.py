@@ -1,0 +1,170 @@
+"""The engine on the real packaged models: exact greedy decoding, continuous batching, sampling."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from inference.sampling_params import SamplingParams
+from tests.inference.real_models import loaded, make_engine, model_dir, run_to_end
+
+PROMPTS = [
+    "The capital of France is",
+    "def fibonacci(n):\n    ",
+    "Once upon a time, in a small village by the sea,",
+    "1, 2, 3, 4,",
+]
+
+
+def greedy(max_tokens: int = 24, **kw) -> SamplingParams:
+    return SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=True, **kw)
+
+
+def encode(name: str, text: str) -> list[int]:
+    return loaded(name)[1].encode(text, add_special_tokens=True)
+
+
+@pytest.mark.parametrize("name", ["smollm2", "gemma3"])
+def test_greedy_matches_transformers_for_32_tokens(name):
+    from transformers import AutoModelForCausalLM
+
+    ids = encode(name, PROMPTS[0])
+    hf = AutoModelForCausalLM.from_pretrained(model_dir(name), dtype=torch.float32).eval()
+    hf.generation_config.eos_token_id = None  # plain argmax for 32 steps, like ignore_eos (no suppression)
+    reference = hf.generate(torch.tensor([ids]), max_new_tokens=32, do_sample=False)[0, len(ids) :]
+    assert len(reference) == 32
+    engine = make_engine(name)
+    engine.add_request("r", ids, greedy(32))
+    assert run_to_end(engine)[("r", 0)]["ids"] == reference.tolist()
+
+
+@pytest.fixture(scope="module")
+def alone():
+    """Each prompt decoded on its own: the reference for every batching test."""
+    out = {}
+    for i, text in enumerate(PROMPTS):
+        engine = make_engine("smollm2")
+        engine.add_request(str(i), encode("smollm2", text), greedy())
+        out[str(i)] = run_to_end(engine)[(str(i), 0)]["ids"]
+    return out
+
+
+def test_requests_joining_mid_flight_get_the_same_tokens(alone):
+    engine = make_engine("smollm2")
+    engine.add_request("0", encode("smollm2", PROMPTS[0]), greedy())
+    engine.add_request("1", encode("smollm2", PROMPTS[1]), greedy())
+    results: dict = {}
+    for _ in range(5):  # two sequences decode; then two more join the running batch
+        for d in engine.step():
+            results.setdefault(d.request_id, []).extend(d.token_ids)
+    engine.add_request("2", encode("smollm2", PROMPTS[2]), greedy())
+    engine.add_request("3", encode("smollm2", PROMPTS[3]), greedy())
+    for key, r in run_to_end(engine).items():
+        results.setdefault(key[0], []).extend(r["ids"])
+    assert results == alone
+
+
+def test_chunked_prefill_and_mixed_steps(alone):
+    engine = make_engine("smollm2", max_batched_tokens=5)  # prompts split into 5-token chunks
+    for i, text in enumerate(PROMPTS):
+        engine.add_request(str(i), encode("smollm2", text), greedy())
+    assert {k[0]: r["ids"] for k, r in run_to_end(engine).items()} == alone
+
+
+def test_preemption_when_the_cache_is_full(alone):
+    # 6 blocks of 8 tokens cannot hold four ~35-token sequences: some are preempted and recomputed
+    engine = make_engine("smollm2", kv_cache_tokens=48, block_size=8, max_model_len=48)
+    for i, text in enumerate(PROMPTS):
+        engine.add_request(str(i), encode("smollm2", text), greedy())
+    assert {k[0]: r["ids"] for k, r in run_to_end(engine).items()} == alone
+    assert engine.blocks.num_free == engine.blocks.num_blocks
+
+
+def test_seed_reproduces_and_n_gives_distinct_choices():
+    ids = encode("smollm2", PROMPTS[2])
+
+    def sampled(seed, n=1):
+        engine = make_engine("smollm2")
+        engine.add_request("s", ids, SamplingParams(max_tokens=16, temperature=1.0, seed=seed, ignore_eos=True), n=n)
+        return [r["ids"] for _, r in sorted(run_to_end(engine).items())]
+
+    assert sampled(7) == sampled(7)
+    assert sampled(7) != sampled(8)
+    choices = sampled(11, n=3)
+    assert len(choices) == 3 and len({tuple(c) for c in choices}) == 3
+
+
+def test_stop_string_across_tokens_is_not_in_the_output():
+    ids = encode("smollm2", PROMPTS[0])
+    engine = make_engine("smollm2")
+    engine.add_request("full", ids, greedy(24))
+    full = run_to_end(engine)[("full", 0)]["text"]
+    # a stop string that starts inside one token and ends in a later one
+    stop = full[5:14]
+    engine.add_request("cut", ids, greedy(24, stop=[stop]))
+    cut = run_to_end(engine)[("cut", 0)]
+    assert cut["text"] == full[: full.index(stop)]
+    assert cut["finish"] == "stop"
+
+
+def test_max_tokens_and_eos():
+    engine = make_engine("smollm2")
+    engine.add_request("len", encode("smollm2", PROMPTS[3]), greedy(3))
+    result = run_to_end(engine)[("len", 0)]
+    assert len(result["ids"]) == 3 and result["finish"] == "length"
+    tokenizer = loaded("smollm2")[1]
+    chat = tokenizer.apply_chat_template([{"role": "user", "content": "Say hi."}], add_generation_prompt=True)
+    engine.add_request("eos", chat, SamplingParams(max_tokens=200, temperature=0.0))
+    result = run_to_end(engine)[("eos", 0)]
+    assert result["finish"] == "stop" and result["ids"][-1] in tokenizer.stop_token_ids
+    assert "<|im_end|>" not in result["text"]
+
+
+def test_logprobs_are_the_models_distribution():
+    ids = encode("smollm2", PROMPTS[0])
+    engine = make_engine("smollm2")
+    engine.add_request("lp", ids, greedy(4, logprobs=3))
+    result = run_to_end(engine)[("lp", 0)]
+    model, _ = loaded("smollm2")
+    from inference.engine.context import ForwardContext, forward_context
+
+    with torch.inference_mode(), forward_context(ForwardContext.for_prompts([len(ids)])):
+        logits = model.compute_logits(model(torch.tensor(ids), torch.arange(len(ids)))[-1:])
+    expected = torch.log_softmax(logits[0], -1)
+    first = result["lp"][0]
+    assert first.token_id == result["ids"][0] == int(expected.argmax())
+    assert abs(first.logprob - float(expected.max())) < 1e-4
+    assert [t for t, _ in first.top] == torch.topk(expected, 3).indices.tolist()
+    assert len(result["lp"]) == 4
+
+
+def test_logit_bias_forces_a_token():
+    tokenizer = loaded("smollm2")[1]
+    forced = tokenizer.encode(" banana", add_special_tokens=False)[0]
+    engine = make_engine("smollm2")
+    engine.add_request("b", encode("smollm2", PROMPTS[0]), greedy(5, logit_bias={forced: 100.0}))
+    assert run_to_end(engine)[("b", 0)]["ids"] == [forced] * 5
+
+
+def test_repetition_and_frequency_penalties_change_the_output():
+    ids = encode("smollm2", PROMPTS[3])
+    outputs = []
+    for params in [greedy(24), greedy(24, repetition_penalty=1.5), greedy(24, frequency_penalty=2.0)]:
+        engine = make_engine("smollm2")
+        engine.add_request("p", ids, params)
+        outputs.append(run_to_end(engine)[("p", 0)]["ids"])
+    plain, repeated, frequent = outputs
+    assert repeated != plain and frequent != plain
+    assert len(set(frequent)) >= len(set(plain))  # penalised output repeats itself less
+
+
+def test_abort_frees_the_sequence_at_once():
+    engine = make_engine("smollm2")
+    engine.add_request("a", encode("smollm2", PROMPTS[1]), greedy(200))
+    engine.add_request("b", encode("smollm2", PROMPTS[2]), greedy(3))
+    engine.step()
+    assert engine.blocks.num_free < engine.blocks.num_blocks
+    [delta] = engine.abort("a")
+    assert delta.finish_reason == "abort"
+    assert run_to_end(engine)[("b", 0)]["finish"] == "length"
+    assert not engine.has_work and engine.blocks.num_free == engine.blocks.num_blocks

@@ -1,0 +1,231 @@
+"""The inference service over HTTP, with the OpenAI SDK (sync, async, streaming) as the client."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import openai
+import pytest
+from openai import AsyncOpenAI, OpenAI
+
+ROOT = Path(__file__).resolve().parents[2]
+CHAT, COMPLETION, EMBED = "smollm2", "gemma", "minilm"
+
+
+@pytest.fixture(scope="module")
+def service():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
+    cmd = [sys.executable, "-m", "inference", "serve", "--port", str(port),
+           "--model", f"{CHAT}=packaged:smollm2:chat", "--model", f"{COMPLETION}=packaged:gemma3:completion",
+           "--model", f"{EMBED}=packaged:minilm:embedding"]  # fmt: skip
+    process = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        assert process.poll() is None, Path(log.name).read_text()
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+    output = Path(log.name).read_text()
+    assert "Traceback" not in output, output
+
+
+@pytest.fixture
+def client(service) -> OpenAI:
+    return OpenAI(base_url=f"{service}/v1", api_key="unused", max_retries=0)
+
+
+MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "What is 2 + 2?"}]
+
+
+def test_models_carry_meta_data(client):
+    models = {m.id: m for m in client.models.list().data}
+    assert set(models) == {CHAT, COMPLETION, EMBED}
+    assert models[CHAT].meta_data == {"max_sequence_length": 8192, "hidden_size": 0, "max_output_length": 8192}
+    assert models[EMBED].meta_data["hidden_size"] == 384
+    assert client.models.retrieve(COMPLETION).meta_data["max_sequence_length"] == 32768
+
+
+def test_chat_non_streaming(client):
+    response = client.chat.completions.create(model=CHAT, messages=MESSAGES, max_tokens=20, temperature=0)
+    choice = response.choices[0]
+    assert choice.message.role == "assistant" and choice.message.content
+    assert choice.finish_reason in ("stop", "length")
+    assert response.usage.prompt_tokens > 10 and response.usage.completion_tokens >= 1
+    assert response.usage.total_tokens == response.usage.prompt_tokens + response.usage.completion_tokens
+    assert response.id.startswith("chatcmpl-") and response.object == "chat.completion"
+
+
+def test_chat_streaming_equals_non_streaming(client):
+    kwargs = dict(model=CHAT, messages=MESSAGES, max_tokens=24, temperature=0)
+    whole = client.chat.completions.create(**kwargs)
+    chunks = list(client.chat.completions.create(stream=True, stream_options={"include_usage": True}, **kwargs))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content
+    finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finish == [whole.choices[0].finish_reason]
+    assert chunks[-1].choices == [] and chunks[-1].usage == whole.usage
+
+
+def test_raw_sse_framing(service):
+    body = {"model": CHAT, "messages": MESSAGES, "max_tokens": 5, "stream": True}
+    with httpx.stream("POST", f"{service}/v1/chat/completions", json=body, timeout=60) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        raw = "".join(response.iter_text())
+    events = [e for e in raw.split("\n\n") if e]
+    assert all(e.startswith("data: ") for e in events)
+    assert events[-1] == "data: [DONE]"
+    assert all(json.loads(e[6:])["object"] == "chat.completion.chunk" for e in events[:-1])
+
+
+def test_async_client_concurrent_requests(service):
+    async def main():
+        client = AsyncOpenAI(base_url=f"{service}/v1", api_key="unused", max_retries=0)
+        prompts = ["Name a color.", "Name a fruit.", "Name an animal.", "Name a city."]
+        calls = [
+            client.chat.completions.create(model=CHAT, messages=[{"role": "user", "content": p}], max_tokens=12,
+                                           temperature=0)
+            for p in prompts
+        ]  # fmt: skip
+        return await asyncio.gather(*calls)
+
+    results = asyncio.run(main())
+    assert len(results) == 4 and all(r.choices[0].message.content for r in results)
+
+
+def test_completions_echo_logprobs_and_n(client):
+    response = client.completions.create(
+        model=COMPLETION, prompt="The capital of France is", max_tokens=6, temperature=0, echo=True, logprobs=2
+    )
+    choice = response.choices[0]
+    assert choice.text.startswith("The capital of France is") and len(choice.text) > len("The capital of France is")
+    lp = choice.logprobs
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs)
+    assert len(lp.tokens) == response.usage.prompt_tokens - 1 + response.usage.completion_tokens
+    sampled = client.completions.create(model=COMPLETION, prompt="Once upon a time", max_tokens=8, n=3, seed=1)
+    assert [c.index for c in sampled.choices] == [0, 1, 2]
+    assert 3 <= sampled.usage.completion_tokens <= 24
+    assert len({c.text for c in sampled.choices}) > 1
+
+
+def test_completions_streaming(client):
+    stream = client.completions.create(model=COMPLETION, prompt="1, 2, 3,", max_tokens=8, temperature=0, stream=True)
+    text = "".join(chunk.choices[0].text for chunk in stream if chunk.choices)
+    whole = client.completions.create(model=COMPLETION, prompt="1, 2, 3,", max_tokens=8, temperature=0)
+    assert text == whole.choices[0].text and text
+
+
+def test_stop_sequences_and_seed(client):
+    kwargs = dict(model=COMPLETION, prompt="1, 2, 3, 4,", max_tokens=20, temperature=0)
+    full = client.completions.create(**kwargs).choices[0].text
+    stopped = client.completions.create(stop=[" 7"], **kwargs).choices[0]
+    assert " 7" in full and stopped.text == full[: full.index(" 7")] and stopped.finish_reason == "stop"
+    sampled = [client.completions.create(model=COMPLETION, prompt="Hello", max_tokens=10, seed=42).choices[0].text
+               for _ in range(2)]  # fmt: skip
+    assert sampled[0] == sampled[1]
+
+
+def test_embeddings_float_and_base64(client, service):
+    texts = ["I am Batman and I'm rich", "I am Spiderman", "I am the president of USA"]
+    response = client.embeddings.create(model=EMBED, input=texts)  # the SDK asks for base64
+    assert len(response.data) == 3 and len(response.data[0].embedding) == 384
+    assert response.usage.prompt_tokens == response.usage.total_tokens > 3
+    raw = httpx.post(f"{service}/v1/embeddings", json={"model": EMBED, "input": texts[0]}).json()
+    as_float = np.array(raw["data"][0]["embedding"], dtype=np.float32)
+    b64 = httpx.post(
+        f"{service}/v1/embeddings", json={"model": EMBED, "input": texts[0], "encoding_format": "base64"}
+    ).json()
+    assert np.array_equal(np.frombuffer(base64.b64decode(b64["data"][0]["embedding"]), dtype=np.float32), as_float)
+    assert abs(float(np.linalg.norm(as_float)) - 1.0) < 1e-5
+    ids = client.embeddings.create(model=EMBED, input=[[101, 7592, 2088, 102]])
+    assert len(ids.data[0].embedding) == 384
+
+
+@pytest.mark.parametrize(
+    "route, body, status, param",
+    [
+        ("chat/completions", {"model": "nope", "messages": MESSAGES}, 404, "model"),
+        ("chat/completions", {"model": CHAT, "messages": []}, 400, "messages"),
+        ("chat/completions", {"model": CHAT, "messages": MESSAGES, "temperature": 3}, 400, "temperature"),
+        ("chat/completions", {"model": CHAT, "messages": MESSAGES, "n": 0}, 400, "n"),
+        ("chat/completions", {"model": CHAT, "messages": MESSAGES, "top_p": "high"}, 400, "top_p"),
+        ("chat/completions", {"model": CHAT, "messages": MESSAGES, "max_tokens": 9000}, 400, "max_tokens"),
+        ("chat/completions", {"model": EMBED, "messages": MESSAGES}, 400, "model"),
+        ("completions", {"model": COMPLETION, "prompt": 7}, 400, "prompt"),
+        ("completions", {"model": COMPLETION, "prompt": "x", "logit_bias": {"abc": 1}}, 400, "logit_bias"),
+        ("embeddings", {"model": EMBED, "input": "x", "dimensions": 100}, 400, "dimensions"),
+        ("embeddings", {"model": EMBED, "input": ""}, 400, "input"),
+    ],
+)
+def test_bad_requests_get_openai_errors(service, route, body, status, param):
+    response = httpx.post(f"{service}/v1/{route}", json=body, timeout=60)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["param"] == param
+
+
+def test_context_length_exceeded_names_the_numbers(client):
+    long_prompt = "word " * 8200
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model=CHAT, messages=[{"role": "user", "content": long_prompt}], max_tokens=10)
+    assert err.value.code == "context_length_exceeded"
+    assert "8192" in err.value.message and "10 in the completion" in err.value.message
+
+
+def test_malformed_json_and_unknown_route(service):
+    bad = httpx.post(f"{service}/v1/chat/completions", content=b"{nope", headers={"content-type": "application/json"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_json"
+    assert httpx.get(f"{service}/v1/nothing").status_code == 404
+    assert httpx.get(f"{service}/v1/chat/completions").status_code == 405
+
+
+def test_tokenize_and_detokenize(service):
+    tokens = httpx.post(f"{service}/tokenize", json={"model": CHAT, "prompt": "Hello world"}).json()
+    assert tokens["count"] == len(tokens["tokens"]) > 0 and tokens["max_model_len"] == 8192
+    text = httpx.post(f"{service}/detokenize", json={"model": CHAT, "tokens": tokens["tokens"]}).json()
+    assert text["prompt"] == "Hello world"
+    chat = httpx.post(f"{service}/tokenize", json={"model": CHAT, "messages": MESSAGES}).json()
+    assert chat["count"] > tokens["count"]
+
+
+def test_client_disconnect_frees_the_sequence(service):
+    body = {"model": CHAT, "messages": MESSAGES, "max_tokens": 4000, "stream": True, "ignore_eos": True}
+    with httpx.stream("POST", f"{service}/v1/chat/completions", json=body, timeout=60) as response:
+        lines = response.iter_lines()
+        for _ in range(6):
+            next(lines)
+        assert httpx.get(f"{service}/health").json()["models"][CHAT]["running"] == 1
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{service}/health").json()["models"][CHAT]["running"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert httpx.get(f"{service}/health").json()["models"][CHAT]["running"] == 0
+
+
+def test_metrics_are_prometheus(client, service):
+    client.chat.completions.create(model=CHAT, messages=MESSAGES, max_tokens=3)
+    text = httpx.get(f"{service}/metrics").text
+    names = ["inference_requests_total", "inference_prompt_tokens_total", "inference_generation_tokens_total"]
+    names += ["inference_queue_depth", "inference_running_batch_size", "inference_step_seconds_bucket"]
+    names += ["inference_time_to_first_token_seconds_bucket", "inference_time_per_output_token_seconds_bucket"]
+    for name in names:
+        assert name in text, name
