@@ -20,7 +20,7 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-models.txt constrai
 install: $(STAMP)
 
 run: $(STAMP)
-	$(PY) manage.py serve
+	$(PY) manage.py serve --with-inference
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

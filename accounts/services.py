@@ -287,3 +287,29 @@ def touch_last_used(key_id: int) -> None:
 
     if cache.add(f"auth:last_used:{key_id}", 1, timeout=settings.HUB_LAST_USED_RESOLUTION_SECONDS):
         ApiKey.objects.filter(pk=key_id).update(last_used_at=timezone.now())
+
+
+_SERVICE_KINDS = {"chat": ModelKind.CHAT, "completion": ModelKind.COMPLETION, "embedding": ModelKind.EMBEDDING}
+
+
+@transaction.atomic
+def sync_deployment(base_url: str, cards: list[dict]) -> list[ServedModel]:
+    """Register the models an inference service reports (its ``/v1/models`` cards, with ``meta_data``
+    measured from the loaded models) and record that service as a deployment of each."""
+    synced = []
+    for card in cards:
+        meta = card.get("meta_data") or {}
+        kind = _SERVICE_KINDS.get(card.get("kind", "chat"))
+        if kind is None:
+            raise ValidationError(f"model {card.get('id')!r}: unknown kind {card.get('kind')!r}")
+        synced.append(
+            register_model(
+                card["id"],
+                kind,
+                max_sequence_length=int(meta.get("max_sequence_length", 0)),
+                hidden_size=int(meta.get("hidden_size", 0)),
+                max_output_length=int(meta.get("max_output_length", 0)),
+                deployment_url=base_url,
+            )
+        )
+    return synced

@@ -15,8 +15,8 @@ from accounts.models import ModelKind, Role, ServedModel, Tenant
 DEMO_TENANT = "demo"
 ADMIN_USERNAME = "admin"
 
-# The packaged default models the inference service serves (issue 3 replaces these figures
-# with the ones read from the loaded models). Limits are the models' own context sizes.
+# The packaged default models, for a hub started without its inference service (with it, the
+# catalog is synced from the loaded models instead). Limits are the models' own context sizes.
 DEFAULT_MODELS = [
     dict(model_id="smollm2-135m-instruct", kind=ModelKind.CHAT, max_sequence_length=8192, max_output_length=4096),
     dict(model_id="gemma-3-270m", kind=ModelKind.COMPLETION, max_sequence_length=32768, max_output_length=8192),
@@ -31,15 +31,18 @@ class FirstStart:
 
 
 def bootstrap(inference_url: str) -> FirstStart | None:
-    """Create the demo data unless the database already has a tenant. Returns the secrets once."""
+    """Create the demo data unless the database already has a tenant. Returns the secrets once.
+
+    The demo tenant gets every model in the catalog (synced from the inference service when it
+    runs beside the hub; else the packaged defaults are registered with their known limits)."""
     if Tenant.objects.exists():
         return None
     with transaction.atomic():
-        for spec in DEFAULT_MODELS:
-            if not ServedModel.objects.filter(pk=spec["model_id"]).exists():
+        if not ServedModel.objects.exists():
+            for spec in DEFAULT_MODELS:
                 services.register_model(deployment_url=inference_url, **spec)
         tenant = services.create_tenant(DEMO_TENANT, "Demo tenant")
-        services.grant_models(tenant, [m["model_id"] for m in DEFAULT_MODELS])
+        services.grant_models(tenant, ServedModel.objects.filter(enabled=True).values_list("id", flat=True))
         User = get_user_model()
         password = os.environ.get("HUB_ADMIN_PASSWORD") or None
         admin = User.objects.filter(username=ADMIN_USERNAME).first()

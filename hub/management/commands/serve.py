@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import ctypes
+import shlex
+import signal
+import subprocess
+import sys
+from urllib.parse import urlsplit
+
 import uvicorn
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
+from accounts.services import sync_deployment
 from hub.bootstrap import ADMIN_USERNAME, DEMO_TENANT, bootstrap
-from hub.env import env_str
+from hub.env import env_int, env_str
+from hub.inference_client import InferenceUnavailable, model_cards, wait_ready
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it when the hub dies, however the hub dies (uvicorn
+    re-raises SIGTERM after its shutdown, so no ``finally`` of ours runs then)."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
 
 SNIPPET = """\
 from openai import OpenAI
@@ -23,13 +39,45 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--no-bootstrap", action="store_true", help="skip migrations and demo set-up")
+        parser.add_argument(
+            "--with-inference",
+            action="store_true",
+            help="start the inference service (python -m inference serve) beside the hub and sync its models",
+        )
 
-    def handle(self, no_bootstrap, **options):
+    def start_inference(self, inference_url: str) -> subprocess.Popen:
+        """The embedded default's inference service: a child process on HUB_INFERENCE_URL's port."""
+        port = urlsplit(inference_url).port or 8100
+        args = [sys.executable, "-m", "inference", "serve", "--port", str(port)]
+        args += shlex.split(env_str("HUB_INFERENCE_ARGS", ""))
+        log_path = settings.DATA_DIR / "inference.log"
+        self.stdout.write(f"starting the inference service on :{port} (log: {log_path}); the first start converts")
+        self.stdout.write("the packaged models into the cache, later starts take seconds...")
+        self.stdout.flush()
+        log = open(log_path, "a")  # noqa: SIM115 - handed to the child for its whole life
+        preexec = _die_with_parent if sys.platform.startswith("linux") else None
+        child = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec)
+        try:
+            wait_ready(
+                inference_url, env_int("HUB_INFERENCE_START_TIMEOUT", 900, min_value=1), lambda: child.poll() is None
+            )
+        except InferenceUnavailable as exc:
+            child.kill()
+            raise CommandError(f"{exc}; see {log_path}") from None
+        return child
+
+    def handle(self, no_bootstrap, with_inference, **options):
         base_url = settings.HUB_PUBLIC_URL.rstrip("/") + "/v1"
+        inference_url = env_str("HUB_INFERENCE_URL", "http://127.0.0.1:8100/v1").rstrip("/")
         first = None
+        child = None
         if not no_bootstrap:
             call_command("migrate", interactive=False, verbosity=0)
-            inference_url = env_str("HUB_INFERENCE_URL", "http://127.0.0.1:8100/v1")
+        if with_inference:
+            child = self.start_inference(inference_url)
+            synced = sync_deployment(inference_url, model_cards(inference_url))
+            self.stdout.write(f"inference service ready: {', '.join(m.id for m in synced)}")
+        if not no_bootstrap:
             first = bootstrap(inference_url)
         out = self.stdout.write
         out("")
@@ -52,11 +100,19 @@ class Command(BaseCommand):
         out(SNIPPET.format(base_url=base_url, key=key))
         out("")
         self.stdout.flush()
-        uvicorn.run(
-            "hub.asgi:application",
-            host=settings.HUB_HOST,
-            port=settings.HUB_PORT,
-            lifespan="off",
-            log_level=settings.LOG_LEVEL.lower(),
-            proxy_headers=True,
-        )
+        if child is not None:
+            out(f"Inference service (direct, no keys): {inference_url}")
+            out("")
+        try:
+            uvicorn.run(
+                "hub.asgi:application",
+                host=settings.HUB_HOST,
+                port=settings.HUB_PORT,
+                lifespan="off",
+                log_level=settings.LOG_LEVEL.lower(),
+                proxy_headers=True,
+            )
+        finally:
+            if child is not None:
+                child.terminate()
+                child.wait(timeout=30)

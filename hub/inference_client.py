@@ -1,0 +1,40 @@
+"""Talking to an inference service from the control plane: readiness and its model catalog."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+
+class InferenceUnavailable(RuntimeError):
+    pass
+
+
+def root_of(base_url: str) -> str:
+    """``http://host:8100/v1`` -> ``http://host:8100`` (health lives at the root)."""
+    url = base_url.rstrip("/")
+    return url[: -len("/v1")] if url.endswith("/v1") else url
+
+
+def wait_ready(base_url: str, timeout: float, is_alive=lambda: True) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not is_alive():
+            raise InferenceUnavailable("the inference service exited while starting")
+        try:
+            if httpx.get(f"{root_of(base_url)}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise InferenceUnavailable(f"no answer from {base_url} within {timeout:.0f}s")
+
+
+def model_cards(base_url: str) -> list[dict]:
+    try:
+        response = httpx.get(f"{base_url.rstrip('/')}/models", timeout=10)
+        response.raise_for_status()
+        return response.json()["data"]
+    except (httpx.HTTPError, KeyError, ValueError) as exc:
+        raise InferenceUnavailable(f"cannot read {base_url}/models: {exc}") from None
