@@ -13,7 +13,7 @@ that is how encoders and the model tests run.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -27,6 +27,8 @@ class ForwardContext:
     context_slots: torch.Tensor | None = None
     is_decode: bool = False  # every sequence contributes exactly one token
     causal: bool = True
+    # per-step values every layer would otherwise rebuild (attention masks per window)
+    cache: dict = field(default_factory=dict)
 
     @property
     def num_seqs(self) -> int:

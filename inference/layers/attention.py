@@ -104,20 +104,27 @@ class Attention(nn.Module):
     def _decode(self, q, ctx: ForwardContext) -> torch.Tensor:
         """One query per sequence: gather every sequence's context, padded, and attend in one call."""
         slots = ctx.context_slots  # [S, max_len]
-        max_len = slots.shape[1]
         k = self.k_cache[slots].to(q.dtype)  # [S, max_len, Hkv, D]
         v = self.v_cache[slots].to(q.dtype)
-        lens = torch.tensor(ctx.context_lens)
-        k_pos = torch.arange(max_len)
-        mask = k_pos[None, :] < lens[:, None]  # [S, max_len]
-        if self.sliding_window is not None:
-            mask &= k_pos[None, :] > (lens[:, None] - 1 - self.sliding_window)
         out = F.scaled_dot_product_attention(
             q.unsqueeze(2),  # [S, H, 1, D]
             k.permute(0, 2, 1, 3),  # [S, Hkv, max_len, D]
             v.permute(0, 2, 1, 3),
-            attn_mask=mask[:, None, None, :],
+            attn_mask=self._decode_mask(ctx),
             scale=self.scale,
             enable_gqa=self.num_heads != self.num_kv_heads,
         )
         return out.squeeze(2)  # [S, H, D]
+
+    def _decode_mask(self, ctx: ForwardContext) -> torch.Tensor:
+        """[S, 1, 1, max_len] keys each sequence may see; built once per step and window, not per layer."""
+        key = ("decode_mask", self.sliding_window)
+        mask = ctx.cache.get(key)
+        if mask is None:
+            lens = torch.tensor(ctx.context_lens, device=ctx.context_slots.device)
+            k_pos = torch.arange(ctx.context_slots.shape[1], device=lens.device)
+            mask = k_pos[None, :] < lens[:, None]
+            if self.sliding_window is not None:
+                mask &= k_pos[None, :] > (lens[:, None] - 1 - self.sliding_window)
+            mask = ctx.cache[key] = mask[:, None, None, :]
+        return mask
