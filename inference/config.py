@@ -19,7 +19,15 @@ class EngineConfig:
     kv_cache_tokens: int | None = None  # default: the model's context length (capped at 32768)
     max_model_len: int | None = None  # default: min(context length, kv_cache_tokens)
     dtype: str = "float32"  # compute dtype on CPU; bfloat16 on CUDA (issue 5)
+    device: str = "auto"  # "auto" (cuda when present, else cpu), "cpu", "cuda" or "cuda:N"
     quantize: str = "none"  # CPU: "int8" = dynamic int8 weights for the large matmuls
+
+    def resolved_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
 
     def __post_init__(self) -> None:
         for name in ("max_num_seqs", "max_batched_tokens", "block_size"):
@@ -29,6 +37,8 @@ class EngineConfig:
             raise ConfigError("engine.kv_cache_tokens must hold at least one block")
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise ConfigError(f"engine.dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
+        if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
+            raise ConfigError(f"engine.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if self.quantize not in ("none", "int8"):
             raise ConfigError(f"engine.quantize must be none or int8, got {self.quantize!r}")
 

@@ -86,9 +86,10 @@ def load(spec: ModelSpec, metrics: Metrics) -> LoadedModel:
     start = time.perf_counter()
     directory = resolve_source(spec.source)
     dtype = getattr(torch, spec.engine.dtype)
-    model = load_model(directory, dtype=dtype).eval()
+    device = spec.engine.resolved_device()  # chosen once, at start; kernels plug in on CUDA (issue 5)
+    model = load_model(directory, dtype=dtype, device=device).eval()
     tokenizer = Tokenizer.from_dir(directory)
-    if spec.engine.quantize == "int8":
+    if spec.engine.quantize == "int8" and device == "cpu":
         quantize_int8(model)
     if spec.kind == "embedding":
         engine = EmbeddingEngine(model, spec.engine.max_batched_tokens)

@@ -19,6 +19,7 @@ from hub.bootstrap import ADMIN_USERNAME, DEMO_TENANT, bootstrap
 from hub.env import env_int, env_str
 from hub.inference_client import InferenceUnavailable, model_cards, wait_ready
 
+
 def _die_with_parent() -> None:
     """Runs in the child before exec: SIGTERM it when the hub dies, however the hub dies (uvicorn
     re-raises SIGTERM after its shutdown, so no ``finally`` of ours runs then)."""

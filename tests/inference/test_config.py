@@ -1,0 +1,100 @@
+"""Service configuration: TOML file, CLI flags and sampling parameters fail loudly and clearly."""
+
+import argparse
+
+import pytest
+
+from inference.__main__ import _model_flag
+from inference.config import EngineConfig, ModelSpec, ServerConfig, load_config
+from inference.env import ConfigError
+from inference.sampling_params import InvalidParam, SamplingParams
+
+GOOD = """
+[server]
+port = 8101
+threads = 2
+
+[engine]
+max_num_seqs = 8
+quantize = "int8"
+
+[[models]]
+id = "chat"
+source = "packaged:smollm2"
+kind = "chat"
+
+[[models]]
+id = "big"
+source = "/models/qwen"
+kind = "chat"
+max_output_length = 1024
+engine = { max_model_len = 4096, dtype = "bfloat16" }
+"""
+
+
+def test_toml_config(tmp_path):
+    path = tmp_path / "inference.toml"
+    path.write_text(GOOD)
+    config = load_config(path)
+    assert config.port == 8101 and config.threads == 2
+    chat, big = config.models
+    assert chat.engine.max_num_seqs == 8 and chat.engine.quantize == "int8"
+    assert big.engine.max_model_len == 4096 and big.engine.dtype == "bfloat16" and big.engine.max_num_seqs == 8
+    assert big.max_output_length == 1024
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[server]\nport = 0\n[[models]]\nid='a'\nsource='x'\nkind='chat'", "port"),
+        ("[[models]]\nid='a'\nsource='x'\nkind='vision'", "kind must be one of"),
+        ("[[models]]\nid='a'\nsource='x'\nkind='chat'\n[[models]]\nid='a'\nsource='y'\nkind='chat'", "duplicate"),
+        ("[[models]]\nid='a'\nsource='x'\nkind='chat'\nengine={dtype='float8'}", "dtype"),
+        ("[[models]]\nid='a'\nsource='x'\nkind='chat'\nengine={max_num_seqs=0}", "max_num_seqs"),
+        ("[[models]]\nid='a'\nsource='x'\nkind='chat'\nengine={colour='red'}", "colour"),
+        ("[[models]]\nid='a'\nsource='x'\nkind='chat'\nspeed=3", "speed"),
+        ("[server]\nport = 8100\n", "no models"),
+        ("not toml [", "cannot read"),
+    ],
+)
+def test_bad_config_names_the_problem(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_model_flag():
+    spec = _model_flag("my-llama=/models/llama:chat")
+    assert (spec.id, spec.source, spec.kind) == ("my-llama", "/models/llama", "chat")
+    assert _model_flag("s=packaged:smollm2:chat").source == "packaged:smollm2"
+    with pytest.raises(argparse.ArgumentTypeError):
+        _model_flag("no-equals-sign")
+
+
+def test_engine_device_choice():
+    assert EngineConfig(device="cpu").resolved_device() == "cpu"
+    assert EngineConfig().resolved_device() in ("cpu", "cuda")
+    with pytest.raises(ConfigError):
+        EngineConfig(device="tpu")
+    with pytest.raises(ConfigError):
+        ServerConfig(models=[ModelSpec(id="a", source="x", kind="chat")], port=70000)
+
+
+@pytest.mark.parametrize(
+    "kwargs, param",
+    [
+        ({"temperature": 2.5}, "temperature"),
+        ({"top_p": 0.0}, "top_p"),
+        ({"top_k": -2}, "top_k"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"presence_penalty": 3}, "presence_penalty"),
+        ({"logprobs": 21}, "logprobs"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"logit_bias": {5: 101.0}}, "logit_bias"),
+    ],
+)
+def test_sampling_params_name_the_bad_parameter(kwargs, param):
+    with pytest.raises(InvalidParam) as err:
+        SamplingParams(**kwargs)
+    assert err.value.param == param
