@@ -20,7 +20,7 @@ class EngineConfig:
     max_model_len: int | None = None  # default: min(context length, kv_cache_tokens)
     dtype: str = "float32"  # compute dtype on CPU; bfloat16 on CUDA (issue 5)
     device: str = "auto"  # "auto" (cuda when present, else cpu), "cpu", "cuda" or "cuda:N"
-    quantize: str = "none"  # CPU: "int8" = dynamic int8 weights for the large matmuls
+    quantize: str = "none"  # CPU decode weights: "int8" (per channel) or "int4" (grouped); prefill stays float
 
     def resolved_device(self) -> str:
         if self.device != "auto":
@@ -39,8 +39,8 @@ class EngineConfig:
             raise ConfigError(f"engine.dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
         if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
             raise ConfigError(f"engine.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-        if self.quantize not in ("none", "int8"):
-            raise ConfigError(f"engine.quantize must be none or int8, got {self.quantize!r}")
+        if self.quantize not in ("none", "int8", "int4"):
+            raise ConfigError(f"engine.quantize must be none, int8 or int4, got {self.quantize!r}")
 
 
 @dataclass

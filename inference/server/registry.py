@@ -79,7 +79,6 @@ class LoadedModel:
 
 def load(spec: ModelSpec, metrics: Metrics) -> LoadedModel:
     from inference.loader.safetensors import load_model
-    from inference.quantize import quantize_int8
     from inference.tokenizer.detokenizer import IncrementalDetokenizer
     from inference.tokenizer.tokenizer import Tokenizer
 
@@ -89,8 +88,10 @@ def load(spec: ModelSpec, metrics: Metrics) -> LoadedModel:
     device = spec.engine.resolved_device()  # chosen once, at start; kernels plug in on CUDA (issue 5)
     model = load_model(directory, dtype=dtype, device=device).eval()
     tokenizer = Tokenizer.from_dir(directory)
-    if spec.engine.quantize == "int8" and device == "cpu":
-        quantize_int8(model)
+    if spec.engine.quantize != "none" and device == "cpu":
+        from inference.quantize import quantize
+
+        quantize(model, spec.engine.quantize)
     if spec.kind == "embedding":
         engine = EmbeddingEngine(model, spec.engine.max_batched_tokens)
         max_len, hidden, max_out = engine.max_model_len, model.config.hidden_size, 0
