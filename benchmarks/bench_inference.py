@@ -109,7 +109,7 @@ def measure(server: Server, eos_id: int, n_prompt: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--quantize", default="int8", choices=["none", "int8", "int4"])
+    parser.add_argument("--quantize", default="auto", choices=["none", "int8", "int4", "int4x2", "auto"])
     parser.add_argument("--llama-python", default=os.environ.get("LLAMA_CPP_PYTHON", "/root/bench-venv/bin/python"))
     parser.add_argument("--models", default="gemma3,smollm2")
     args = parser.parse_args()

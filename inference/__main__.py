@@ -13,7 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
-from inference.config import DEFAULT_MODELS, EngineConfig, ModelSpec, ServerConfig, load_config
+from inference.config import DEFAULT_MODELS, QUANTIZE_MODES, EngineConfig, ModelSpec, ServerConfig, load_config
 from inference.env import ConfigError
 
 
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--host")
     s.add_argument("--port", type=int)
     s.add_argument("--threads", type=int, help="torch threads (default: all cores)")
-    s.add_argument("--quantize", choices=["none", "int8", "int4"], help="override every model's engine.quantize")
+    s.add_argument("--quantize", choices=list(QUANTIZE_MODES), help="override every model's engine.quantize")
     c = sub.add_parser("convert", help="convert a GGUF file into the cache (HF layout) and print the directory")
     c.add_argument("gguf")
     args = parser.parse_args(argv)

@@ -9,6 +9,10 @@ from pathlib import Path
 from inference.env import ConfigError
 
 KINDS = ("chat", "completion", "embedding")
+# none: float weights; the rest are CPU decode weights (inference/quantize.py): int8 per row, int4 in
+# groups of 32 (head int4x2), int4x2 (two int4 levels, ~8 bits), auto (int4 where it is lossless,
+# as for GGUF Q4 weights, else int4x2)
+QUANTIZE_MODES = ("none", "int8", "int4", "int4x2", "auto")
 
 
 @dataclass
@@ -20,7 +24,7 @@ class EngineConfig:
     max_model_len: int | None = None  # default: min(context length, kv_cache_tokens)
     dtype: str = "float32"  # compute dtype on CPU; bfloat16 on CUDA (issue 5)
     device: str = "auto"  # "auto" (cuda when present, else cpu), "cpu", "cuda" or "cuda:N"
-    quantize: str = "none"  # CPU decode weights: "int8" (per channel) or "int4" (grouped); prefill stays float
+    quantize: str = "none"  # CPU decode weights, one of QUANTIZE_MODES; prefill stays float
 
     def resolved_device(self) -> str:
         if self.device != "auto":
@@ -39,8 +43,8 @@ class EngineConfig:
             raise ConfigError(f"engine.dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
         if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
             raise ConfigError(f"engine.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-        if self.quantize not in ("none", "int8", "int4"):
-            raise ConfigError(f"engine.quantize must be none, int8 or int4, got {self.quantize!r}")
+        if self.quantize not in QUANTIZE_MODES:
+            raise ConfigError(f"engine.quantize must be one of {', '.join(QUANTIZE_MODES)}, got {self.quantize!r}")
 
 
 @dataclass
