@@ -34,6 +34,7 @@ its float weight (no copy) and uses it above ``FLOAT_ROWS`` rows, so prefill is 
 
 from __future__ import annotations
 
+import abc
 from typing import NamedTuple
 
 import torch
@@ -79,7 +80,7 @@ _INT4_MM = torch.ops.aten._weight_int4pack_mm_for_cpu.default
 _INT4_PACK = torch.ops.aten._convert_weight_to_int4pack_for_cpu.default
 
 
-class QuantizedLinear(nn.Module):
+class QuantizedLinear(nn.Module, abc.ABC):
     """A Linear whose few-row calls use a quantized kernel and many-row calls the float weight.
 
     Kernel operands are plain attributes, not buffers: a buffer goes through ``nn.Module.__getattr__``
@@ -96,9 +97,9 @@ class QuantizedLinear(nn.Module):
         # > 0 (output heads): recompute this many largest outputs per row from the float weight
         self.exact_top = 0
 
+    @abc.abstractmethod
     def _mm(self, x: torch.Tensor) -> torch.Tensor:
-        """x [rows, in] bf16 -> [rows, out] bf16."""
-        raise NotImplementedError
+        """x [rows, in] bf16 -> [rows, out] bf16 (each format's kernel)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [..., in] -> [..., out] in x's dtype."""
