@@ -10,7 +10,7 @@ from inference.env import ConfigError
 
 KINDS = ("chat", "completion", "embedding")
 # none: float weights; the rest are CPU decode weights (inference/quantize.py): int8 per row, int4 in
-# groups of 32 (head int4x2), int4x2 (two int4 levels, ~8 bits), auto (int4 where it is lossless,
+# groups of 32 (head int4 with its top 1024 logits exact), int4x2 (two int4 levels, ~8 bits), auto (int4 where lossless,
 # as for GGUF Q4 weights, else int4x2)
 QUANTIZE_MODES = ("none", "int8", "int4", "int4x2", "auto")
 

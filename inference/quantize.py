@@ -10,19 +10,21 @@ activations (their fp32-activation paths are scalar code, ~25x slower):
   every output row, packed once by ``_convert_weight_to_int4pack_for_cpu`` into 64-row blocks that it
   streams at ~15-21 GB/s; at ~35 G weights/s it is close to compute-bound too.
 
-Modes (``quantize(model, mode)``), with decode tok/s and KL(fp32 || quantized) on the packaged Gemma 3 270M
-and SmolLM2-135M (``benchmarks/bench_quantize.py``; fp32 decodes at ~8 / ~16 tok/s):
+Modes (``quantize(model, mode)``), with batch-1 decode tok/s and KL(fp32 || quantized) on the packaged
+Gemma 3 270M and SmolLM2-135M (``benchmarks/bench_quantize.py``; fp32 decodes at ~9 / ~16 tok/s; +-10% noise):
 
-- ``int8``: every Linear and the head in int8 (``quantize_int8``). Gemma ~28 tok/s, KL 0.0033; SmolLM2 ~45,
+- ``int8``: every Linear and the head in int8 (``quantize_int8``). Gemma ~31 tok/s, KL 0.0033; SmolLM2 ~43,
   KL 0.0048.
-- ``int4``: every Linear in int4 groups of 32. Right for checkpoints that were 4-bit already (SmolLM2's
-  Q4_1: ~60 tok/s, KL 0.0012); on Gemma, whose q/k/v and gate/up were Q5_0, it costs KL 0.11 (~37 tok/s).
+- ``int4``: every Linear in int4 groups of 32 (``quantize_int4``). Right for checkpoints that were 4-bit
+  already (SmolLM2's Q4_1: ~57-65 tok/s, KL 0.0012); Gemma, whose q/k/v and gate/up were Q5_0, gets ~43
+  tok/s but KL 0.12 (top-1 agreement 87%).
 - ``int4x2``: two int4 levels, W ~ W1 + W2 with W2 the int4 code of W1's rounding error, ~8 bits per group
-  of 32 in one kernel call over [x, x]: more accurate than int8 (KL 0.0009 / 0.0008) and as fast or faster.
+  of 32 in one kernel call over [x, x]: more accurate than int8 (KL 0.0009 / 0.0008), as fast or faster
+  (Gemma ~31, SmolLM2 ~50 tok/s).
 - ``auto`` (the one to use): per matrix, int4 where int4 loses nothing -- relative error below
   ``LOSSLESS_INT4``, as for a GGUF matrix already quantized to 4 bits in groups of 32 (Q4_0/Q4_1/Q4_K) --
-  and int4x2 elsewhere (Q5_0, Q6_K, Q8_0 or float weights, where int4 adds ~8% error). Gemma ~39 tok/s,
-  KL 0.0010; SmolLM2 ~59 tok/s, KL 0.0012.
+  and int4x2 elsewhere (Q5_0, Q6_K, Q8_0 or float weights, where int4 adds ~8% error). Gemma ~41 tok/s,
+  KL 0.0010; SmolLM2 as int4.
 
 Heads: int4 for int4 and auto, recomputing the ``EXACT_TOP`` largest logits per row from the float weight
 (``QuantizedLinear._exact_top``): a plain 4-bit head costs KL ~0.03-0.04 against int4x2's 0.001, but with
