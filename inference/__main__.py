@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 
 from inference.config import DEFAULT_MODELS, QUANTIZE_MODES, EngineConfig, ModelSpec, ServerConfig, load_config
@@ -45,10 +46,15 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
     return config
 
 
-def serve(config: ServerConfig) -> None:
+def serve(config: ServerConfig) -> int:
+    """Engines on this (main) thread, HTTP on a second one; see ``inference.engine.worker`` for why."""
+    import signal
+    import threading
+
     import torch
     import uvicorn
 
+    from inference.engine.worker import EngineLoop
     from inference.server.app import create_app
     from inference.server.metrics import Metrics
     from inference.server.registry import ModelRegistry, load
@@ -56,10 +62,32 @@ def serve(config: ServerConfig) -> None:
     if config.threads:
         torch.set_num_threads(config.threads)
     metrics = Metrics()
-    registry = ModelRegistry([load(spec, metrics) for spec in config.models])
-    app = create_app(registry, metrics)
-    print(f"inference service: http://{config.host}:{config.port}/v1  models: {', '.join(registry.models)}", flush=True)
-    uvicorn.run(app, host=config.host, port=config.port, log_level="warning")
+    engines = EngineLoop()
+    registry = ModelRegistry([load(spec, metrics, engines) for spec in config.models])
+    server = uvicorn.Server(uvicorn.Config(create_app(registry, metrics), host=config.host, port=config.port,
+                                           log_level="warning"))  # fmt: skip
+
+    def serve_http() -> None:
+        try:
+            server.run()
+        finally:  # stopped, or it could not bind: the engines stop with it
+            engines.stop()
+
+    def on_signal(signum, frame) -> None:
+        server.should_exit = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    http = threading.Thread(target=serve_http, name="http", daemon=True)
+    http.start()
+    while not server.started and http.is_alive():
+        time.sleep(0.05)
+    if server.started:
+        print(f"inference service: http://{config.host}:{config.port}/v1  models: {', '.join(registry.models)}",
+              flush=True)  # fmt: skip
+    engines.run()
+    http.join(timeout=30)
+    return 0 if server.started else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
             print(ensure_converted(Path(args.gguf)))
             return 0
-        serve(build_config(args))
+        return serve(build_config(args))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,9 +1,15 @@
-"""Runs an engine's steps in a thread and hands each request's deltas to its asyncio queue.
+"""Steps every model's engine on one thread and hands each request's deltas to its asyncio queue.
 
-The model's forward pass blocks (torch releases the GIL inside ops), so it cannot run on the
-event loop. Requests and aborts cross over through a locked inbox; deltas come back with
-``loop.call_soon_threadsafe``. An abort is applied before the next step starts, so a client
-that disconnects frees its sequence within one step.
+The forward passes block, so they cannot run on the event loop. In the service the engines run on
+the process's **main thread** and the HTTP server on another: on the CPU, torch's OpenMP parallel
+regions started from any other thread cost ~60 us more each (measured: an index or an attention
+call of a decode step takes 8-11 us on the main thread and 65-80 us on a second one, which made
+batch-1 decode ~1.7x slower). One loop for all models also keeps them from fighting over the cores:
+each pass steps every engine that has work once, in turn.
+
+Requests and aborts cross over through a locked inbox per engine; deltas come back with
+``loop.call_soon_threadsafe``. An abort is applied before the engine's next step, so a client that
+disconnects frees its sequence within one step.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,40 +30,85 @@ class _Add:
     payload: tuple
 
 
+class EngineLoop:
+    """Runs the engines of several models; ``run()`` blocks the calling thread until ``stop()``."""
+
+    IDLE_WAKE_SECONDS = 1.0  # idle waits time out so that signal handlers on the main thread get to run
+
+    def __init__(self) -> None:
+        self.cv = threading.Condition()
+        self.workers: list[EngineWorker] = []
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+
+    def add(self, engine, name: str, on_step: Callable[[object, float], None] | None = None) -> EngineWorker:
+        worker = EngineWorker(self, engine, name, on_step)
+        self.workers.append(worker)
+        return worker
+
+    def stop(self) -> None:
+        with self.cv:
+            self._stopped = True
+            self.cv.notify_all()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    def start_thread(self) -> EngineLoop:
+        """Run on a background thread instead (tools and tests; the service runs it on the main thread)."""
+        self._thread = threading.Thread(target=self.run, name="engines", daemon=True)
+        self._thread.start()
+        return self
+
+    def run(self) -> None:
+        while True:
+            with self.cv:
+                while not self._stopped and not any(w.pending for w in self.workers):
+                    self.cv.wait(self.IDLE_WAKE_SECONDS)
+                if self._stopped:
+                    return
+            for worker in self.workers:
+                worker.run_once()
+
+
 class EngineWorker:
-    def __init__(self, engine, name: str, on_step: Callable[[object, float], None] | None = None):
+    """One model's engine inside an ``EngineLoop``: submit / abort from the event loop."""
+
+    def __init__(self, loop: EngineLoop, engine, name: str, on_step: Callable[[object, float], None] | None = None):
+        self.loop = loop
         self.engine = engine
         self.name = name
         self.on_step = on_step  # metrics hook: (engine, step seconds)
         self._inbox: list[_Add | str] = []
-        self._cv = threading.Condition()
         self._queues: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = {}
-        self._stopped = False
-        self._thread = threading.Thread(target=self._loop, name=f"engine-{name}", daemon=True)
-        self._thread.start()
+
+    @property
+    def pending(self) -> bool:
+        """Called under the loop's lock: anything to add, abort or step."""
+        return bool(self._inbox) or self.engine.has_work
 
     def submit(self, request_id: str, *payload) -> asyncio.Queue:
         """Queue a request (``engine.add_request(request_id, *payload)``); deltas arrive on the queue.
         A queue item that is an Exception means the request failed."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
-        with self._cv:
+        with self.loop.cv:
             self._queues[request_id] = (loop, queue)
             self._inbox.append(_Add(request_id, payload))
-            self._cv.notify()
+            self.loop.cv.notify()
         return queue
 
     def abort(self, request_id: str) -> None:
-        with self._cv:
+        with self.loop.cv:
             if request_id in self._queues:
                 self._inbox.append(request_id)
-                self._cv.notify()
+                self.loop.cv.notify()
 
     def stop(self) -> None:
-        with self._cv:
-            self._stopped = True
-            self._cv.notify()
-        self._thread.join(timeout=10)
+        self.loop.stop()
 
     def _deliver(self, request_id: str, item) -> None:
         target = self._queues.get(request_id)
@@ -64,46 +116,41 @@ class EngineWorker:
             loop, queue = target
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
-    def _loop(self) -> None:
-        import time
+    def _forget(self, request_ids) -> None:
+        with self.loop.cv:
+            for request_id in request_ids:
+                self._queues.pop(request_id, None)
 
-        while True:
-            with self._cv:
-                while not self._stopped and not self._inbox and not self.engine.has_work:
-                    self._cv.wait()
-                if self._stopped:
-                    return
-                inbox, self._inbox = self._inbox, []
-            for item in inbox:
-                if isinstance(item, str):
-                    self.engine.abort(item)  # the client is gone: nothing to deliver
-                    with self._cv:
-                        self._queues.pop(item, None)
-                    continue
-                try:
-                    self.engine.add_request(item.request_id, *item.payload)
-                except Exception as exc:  # noqa: BLE001 - reported to the request, the loop goes on
-                    self._deliver(item.request_id, exc)
-                    with self._cv:
-                        self._queues.pop(item.request_id, None)
-            if not self.engine.has_work:
+    def run_once(self) -> None:
+        """Apply the inbox, then one engine step if there is work (on the loop's thread)."""
+        with self.loop.cv:
+            inbox, self._inbox = self._inbox, []
+        for item in inbox:
+            if isinstance(item, str):
+                self.engine.abort(item)  # the client is gone: nothing to deliver
+                self._forget([item])
                 continue
-            start = time.perf_counter()
             try:
-                outputs = self.engine.step()
-            except Exception as exc:  # noqa: BLE001 - fail every request in flight, keep serving
-                log.exception("engine %s step failed", self.name)
-                for request_id in list(self.engine.requests):
-                    self.engine.abort(request_id)
-                    self._deliver(request_id, exc)
-                continue
-            if self.on_step is not None:
-                self.on_step(self.engine, time.perf_counter() - start)
-            for out in outputs:
-                self._deliver(out.request_id, out)
-            # only after the whole step: several choices of one request can finish in the same step
-            done = {out.request_id for out in outputs if out.finish_reason} - set(self.engine.requests)
-            if done:
-                with self._cv:
-                    for request_id in done:
-                        self._queues.pop(request_id, None)
+                self.engine.add_request(item.request_id, *item.payload)
+            except Exception as exc:  # noqa: BLE001 - reported to the request, the loop goes on
+                self._deliver(item.request_id, exc)
+                self._forget([item.request_id])
+        if not self.engine.has_work:
+            return
+        start = time.perf_counter()
+        try:
+            outputs = self.engine.step()
+        except Exception as exc:  # noqa: BLE001 - fail every request in flight, keep serving
+            log.exception("engine %s step failed", self.name)
+            for request_id in list(self.engine.requests):
+                self.engine.abort(request_id)
+                self._deliver(request_id, exc)
+            return
+        if self.on_step is not None:
+            self.on_step(self.engine, time.perf_counter() - start)
+        for out in outputs:
+            self._deliver(out.request_id, out)
+        # only after the whole step: several choices of one request can finish in the same step
+        done = {out.request_id for out in outputs if out.finish_reason} - set(self.engine.requests)
+        if done:
+            self._forget(done)

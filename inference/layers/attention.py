@@ -85,7 +85,7 @@ class Attention(nn.Module):
         outs = []
         for i in range(ctx.num_seqs):
             s, e = ctx.cu_seqlens_q[i], ctx.cu_seqlens_q[i + 1]
-            pos = torch.arange(e - s)
+            pos = torch.arange(e - s, device=q.device)
             outs.append(self._sdpa(q[s:e], k[s:e], v[s:e], self._mask(pos, pos, causal)))
         return torch.cat(outs)
 
@@ -95,7 +95,7 @@ class Attention(nn.Module):
             s, e = ctx.cu_seqlens_q[i], ctx.cu_seqlens_q[i + 1]
             n_ctx = ctx.context_lens[i]
             slots = ctx.context_slots[i, :n_ctx]
-            k_pos = torch.arange(n_ctx)
+            k_pos = torch.arange(n_ctx, device=q.device)
             q_pos = k_pos[n_ctx - (e - s) :]
             mask = self._mask(q_pos, k_pos, causal=True)
             outs.append(self._sdpa(q[s:e], self.k_cache[slots], self.v_cache[slots], mask))

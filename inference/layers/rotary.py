@@ -45,20 +45,27 @@ class RotaryEmbedding(nn.Module):
         self._inv_freq: dict[torch.device, torch.Tensor] = {}
 
     def forward(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """positions [T] -> (cos, sin), each [T, head_dim] in ``dtype``."""
+        """positions [T] -> (cos, signed_sin), each [T, 1, head_dim] in ``dtype``, for ``apply_rotary``.
+
+        ``signed_sin`` is [-sin, sin] over the two halves: rotate-half's sign folded in once per step,
+        so each layer's rotation is a roll, a multiply and a multiply-add.
+        """
         inv_freq = self._inv_freq.get(positions.device)
         if inv_freq is None:
             inv_freq = self._inv_freq[positions.device] = rope_inv_freq(self.rope, self.head_dim).to(positions.device)
         freqs = positions.float()[:, None] * inv_freq[None, :]  # [T, head_dim / 2], float32 like HF
-        emb = torch.cat((freqs, freqs), dim=-1)
-        return emb.cos().to(dtype), emb.sin().to(dtype)
+        sin = freqs.sin()
+        cos = torch.cat((freqs, freqs), dim=-1).cos()
+        signed_sin = torch.cat((-sin, sin), dim=-1)
+        return cos.to(dtype)[:, None, :], signed_sin.to(dtype)[:, None, :]
 
     def extra_repr(self) -> str:
         return f"head_dim={self.head_dim}, {self.rope}"
 
 
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x [T, heads, head_dim], cos/sin [T, head_dim] -> x rotated by its token's position."""
-    x1, x2 = x.chunk(2, dim=-1)
-    rotated = torch.cat((-x2, x1), dim=-1)
-    return x * cos[:, None, :] + rotated * sin[:, None, :]
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """x [T, heads, head_dim], cos / signed_sin [T, 1, head_dim] -> x rotated by its token's position.
+
+    HF's ``x * cos + rotate_half(x) * sin`` with rotate_half(x) = [-x2, x1] = roll(x, half) * [-1, 1].
+    """
+    return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, -1), signed_sin)

@@ -23,11 +23,11 @@ class SampleResult:
 def _apply_penalties(logits: torch.Tensor, params: SamplingParams, prompt: list[int], output: list[int]) -> None:
     """In place on one row: repetition over prompt+output, presence/frequency over the output."""
     if params.repetition_penalty != 1.0:
-        seen = torch.tensor(sorted(set(prompt) | set(output)), dtype=torch.long)
+        seen = torch.tensor(sorted(set(prompt) | set(output)), dtype=torch.long, device=logits.device)
         values = logits[seen]
         logits[seen] = torch.where(values > 0, values / params.repetition_penalty, values * params.repetition_penalty)
     if output and (params.presence_penalty or params.frequency_penalty):
-        ids, counts = torch.unique(torch.tensor(output, dtype=torch.long), return_counts=True)
+        ids, counts = torch.unique(torch.tensor(output, dtype=torch.long, device=logits.device), return_counts=True)
         logits[ids] -= params.frequency_penalty * counts.to(logits.dtype) + params.presence_penalty
 
 
@@ -62,15 +62,18 @@ def sample(
     for i, p in enumerate(params):
         row = logits[i]
         if p.logit_bias:
-            ids = torch.tensor(list(p.logit_bias), dtype=torch.long)
-            row[ids] += torch.tensor(list(p.logit_bias.values()), dtype=row.dtype)
+            ids = torch.tensor(list(p.logit_bias), dtype=torch.long, device=row.device)
+            row[ids] += torch.tensor(list(p.logit_bias.values()), dtype=row.dtype, device=row.device)
         if p.needs_penalties:
             _apply_penalties(row, p, *histories[i])
         if p.greedy:
             tokens.append(int(row.argmax()))
             continue
         probs = _filter(row, p).softmax(-1)
-        tokens.append(int(torch.multinomial(probs, 1, generator=generators[i])))
+        gen = generators[i]
+        if gen is not None and gen.device != probs.device:  # seeds live on the CPU: same draw on any device
+            probs = probs.to(gen.device)
+        tokens.append(int(torch.multinomial(probs, 1, generator=gen)))
 
     logprobs: list[tuple[float, list[tuple[int, float]]] | None] = [None] * len(params)
     wanted = [i for i, p in enumerate(params) if p.logprobs is not None]

@@ -12,7 +12,7 @@ import torch
 from inference.config import ModelSpec
 from inference.engine.embedding_engine import EmbeddingEngine
 from inference.engine.llm_engine import LLMEngine
-from inference.engine.worker import EngineWorker
+from inference.engine.worker import EngineLoop, EngineWorker
 from inference.env import ConfigError
 from inference.server.errors import model_not_found
 from inference.server.metrics import Metrics
@@ -77,7 +77,8 @@ class LoadedModel:
         }
 
 
-def load(spec: ModelSpec, metrics: Metrics) -> LoadedModel:
+def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop) -> LoadedModel:
+    """Load one model and add its engine to ``engines`` (the loop that steps it)."""
     from inference.loader.safetensors import load_model
     from inference.tokenizer.detokenizer import IncrementalDetokenizer
     from inference.tokenizer.tokenizer import Tokenizer
@@ -103,7 +104,7 @@ def load(spec: ModelSpec, metrics: Metrics) -> LoadedModel:
         engine = LLMEngine(model, tokenizer, detokenizer, spec.engine)
         max_len, hidden = engine.max_model_len, 0
         max_out = min(spec.max_output_length or max_len, max_len)
-    worker = EngineWorker(engine, spec.id, on_step=metrics.on_step(spec.id))
+    worker = engines.add(engine, spec.id, on_step=metrics.on_step(spec.id))
     log.info("loaded %s from %s in %.1fs", spec.id, directory, time.perf_counter() - start)
     return LoadedModel(
         spec=spec,
