@@ -99,6 +99,11 @@ class Deployment(models.Model):
     base_url = models.URLField(max_length=500, help_text="OpenAI-compatible base URL, e.g. http://10.0.0.5:8100/v1")
     upstream_model = models.CharField(max_length=200, blank=True, help_text="model name upstream; blank = same id")
     api_key = models.CharField(max_length=500, blank=True, help_text="bearer key for an external upstream")
+    external = models.BooleanField(
+        default=False,
+        help_text="an external OpenAI-compatible API rather than our inference service: it is not asked for "
+        "running usage in every stream chunk, only for the final usage chunk",
+    )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
 

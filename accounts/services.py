@@ -29,6 +29,7 @@ from accounts.models import (
     ServedModel,
     Tenant,
     TenantEntitlement,
+    UsageRecord,
 )
 
 
@@ -100,8 +101,10 @@ def register_model(
     deployment_url: str | None = None,
     upstream_model: str = "",
     upstream_api_key: str = "",
+    external: bool = False,
 ) -> ServedModel:
-    """Create or update a catalog entry (and optionally add a deployment)."""
+    """Create or update a catalog entry (and optionally add a deployment; ``external``: an OpenAI-compatible
+    API other than our inference service)."""
     if kind not in ModelKind.values:
         raise ValidationError(f"kind must be one of {', '.join(ModelKind.values)}")
     model = ServedModel.objects.filter(pk=model_id).first() or ServedModel(id=model_id)
@@ -114,13 +117,19 @@ def register_model(
     model.save()
     if deployment_url:
         deployment = Deployment(
-            model=model, base_url=deployment_url, upstream_model=upstream_model, api_key=upstream_api_key
-        )
+            model=model, base_url=deployment_url, upstream_model=upstream_model, api_key=upstream_api_key,
+            external=external,
+        )  # fmt: skip
         deployment.full_clean(validate_unique=False)
         Deployment.objects.update_or_create(
             model=model,
             base_url=deployment_url,
-            defaults={"upstream_model": upstream_model, "api_key": upstream_api_key, "enabled": True},
+            defaults={
+                "upstream_model": upstream_model,
+                "api_key": upstream_api_key,
+                "external": external,
+                "enabled": True,
+            },  # fmt: skip
         )
     authcache.bump_generation()
     return model
@@ -313,3 +322,42 @@ def sync_deployment(base_url: str, cards: list[dict]) -> list[ServedModel]:
             )
         )
     return synced
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What one request that reached a model cost, as the model's service counted it."""
+
+    request_id: str
+    tenant_id: int
+    api_key_id: int | None
+    model: str
+    route: str
+    prompt_tokens: int
+    completion_tokens: int
+    status_code: int
+    streamed: bool
+    aborted: bool
+    time_to_first_token_ms: int | None
+    duration_ms: int
+
+
+@transaction.atomic
+def record_usage(usage: Usage) -> UsageRecord:
+    """One metering row per request that reached a model (successes, errors after the model started,
+    client-aborted streams): the source of truth that roll-ups and reports are built from."""
+    return UsageRecord.objects.create(
+        request_id=usage.request_id,
+        tenant_id=usage.tenant_id,
+        api_key_id=usage.api_key_id,
+        model=usage.model,
+        route=usage.route,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.prompt_tokens + usage.completion_tokens,
+        status_code=usage.status_code,
+        streamed=usage.streamed,
+        aborted=usage.aborted,
+        time_to_first_token_ms=usage.time_to_first_token_ms,
+        duration_ms=usage.duration_ms,
+    )

@@ -103,6 +103,14 @@ class UnsupportedMediaType(ApiError):
     code = "unsupported_media_type"
 
 
+class UpstreamError(ApiError):
+    """The model's deployment failed or answered with something that is not an OpenAI response."""
+
+    status = 502
+    type = "api_error"
+    code = "upstream_error"
+
+
 class ServiceUnavailable(ApiError):
     status = 503
     type = "server_error"

@@ -111,7 +111,10 @@ class _Run:
                     lp = _logprobs_completion(delta.logprobs, self.model.tokenizer, 0) if delta.logprobs else None
                     choice = {"index": delta.index, "text": delta.text, "logprobs": lp}
                 choice["finish_reason"] = delta.finish_reason
-                yield sse({**self._base(), "choices": [choice]})
+                chunk = {**self._base(), "choices": [choice]}
+                if self.gen.continuous_usage:  # what a gateway meters from if the client goes away
+                    chunk["usage"] = _usage(len(self.prompt_ids) * self.gen.n, sum(completion_tokens.values()))
+                yield sse(chunk)
             if self.gen.include_usage:
                 usage = _usage(len(self.prompt_ids) * self.gen.n, sum(completion_tokens.values()))
                 yield sse({**self._base(), "choices": [], "usage": usage})

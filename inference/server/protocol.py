@@ -58,6 +58,7 @@ class GenerationRequest:
     n: int
     stream: bool
     include_usage: bool
+    continuous_usage: bool  # vLLM's stream_options.continuous_usage_stats: usage so far in every chunk
 
 
 def read_generation(body: dict, vocab_size: int, *, chat: bool) -> GenerationRequest:
@@ -112,6 +113,7 @@ def read_generation(body: dict, vocab_size: int, *, chat: bool) -> GenerationReq
         n=n,
         stream=stream,
         include_usage=bool(_get(stream_options, "include_usage", (bool,), "a boolean", False)),
+        continuous_usage=bool(_get(stream_options, "continuous_usage_stats", (bool,), "a boolean", False)),
     )
 
 

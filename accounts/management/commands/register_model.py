@@ -20,6 +20,7 @@ class Command(OperatorCommand):
         parser.add_argument("--deployment", default=None, help="OpenAI-compatible base URL serving it")
         parser.add_argument("--upstream-model", default="")
         parser.add_argument("--upstream-api-key", default="")
+        parser.add_argument("--external", action="store_true", help="the deployment is not our inference service")
 
     def handle(self, model_id, **o):
         model = services.register_model(
@@ -32,5 +33,6 @@ class Command(OperatorCommand):
             deployment_url=o["deployment"],
             upstream_model=o["upstream_model"],
             upstream_api_key=o["upstream_api_key"],
+            external=o["external"],
         )
         self.stdout.write(f"registered {model.id} ({model.kind})")

@@ -1,0 +1,301 @@
+"""The generation routes: chat completions, completions and embeddings, relayed to a deployment.
+
+Served by a Channels consumer (``GatewayConsumer``), ahead of Django in the hub's ASGI router, for
+streaming and non-streaming calls alike. The edge middleware has already authenticated the key
+and parsed the JSON body (``scope["hub"]``). Here: the model must be one the key is entitled to
+(404 ``model_not_found``), of a kind the route serves, and ``max_tokens`` within the model's
+``max_output_length`` (400 ``context_length_exceeded`` with the numbers); prompt + ``max_tokens``
+against ``max_sequence_length`` is checked by the deployment, which alone holds the tokenizer, and
+answers with the same error. Then the request goes to a deployment (``upstream.py``).
+
+Metering: the deployment always reports usage (the hub asks for it on every stream, and for running
+counts in every chunk from our inference service, vLLM's ``continuous_usage_stats``), so one usage
+row per request that reached a model is written with counted tokens, never estimates: for
+successes, for upstream failures after the model started, and for streams the client aborted (the
+tokens generated up to the last chunk relayed). A client that goes away cancels the relay task,
+which closes the upstream stream: our inference service aborts the generation within a step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from contextlib import suppress
+
+import httpx
+from asgiref.sync import sync_to_async
+from channels.consumer import AsyncConsumer
+from channels.exceptions import StopConsumer
+from django.db import close_old_connections
+
+from accounts import services
+from accounts.models import ModelKind
+from hub.api import errors
+from hub.api.edge import EdgeContext
+from hub.api.upstream import ModelInfo, Target, upstreams
+
+log = logging.getLogger(__name__)
+
+# route -> model kinds it serves
+ROUTES = {
+    "chat/completions": {ModelKind.CHAT, ModelKind.VISION},
+    "completions": {ModelKind.CHAT, ModelKind.COMPLETION, ModelKind.VISION},
+    "embeddings": {ModelKind.EMBEDDING},
+}
+SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+
+
+def _record(usage: services.Usage) -> None:
+    try:
+        services.record_usage(usage)
+    finally:
+        close_old_connections()
+
+
+class _Meter:
+    """Counts for one request as the deployment reported them, and how it ended."""
+
+    def __init__(self, ctx: EdgeContext, model: str, route: str, streamed: bool):
+        self.ctx, self.model, self.route, self.streamed = ctx, model, route, streamed
+        self.start = time.monotonic()
+        self.first_token: float | None = None
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.status = 200
+        self.aborted = False
+
+    def take(self, usage: dict | None) -> None:
+        if isinstance(usage, dict):
+            self.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+            self.completion_tokens = int(usage.get("completion_tokens") or 0)
+
+    async def save(self) -> None:
+        now = time.monotonic()
+        ttft = None if self.first_token is None else int((self.first_token - self.start) * 1000)
+        usage = services.Usage(
+            request_id=self.ctx.request_id, tenant_id=self.ctx.key.tenant_id, api_key_id=self.ctx.key.key_id,
+            model=self.model, route=self.route, prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens, status_code=self.status, streamed=self.streamed,
+            aborted=self.aborted, time_to_first_token_ms=ttft, duration_ms=int((now - self.start) * 1000),
+        )  # fmt: skip
+        await sync_to_async(_record, thread_sensitive=False)(usage)
+
+
+def _check_model(ctx: EdgeContext, route: str, body: dict) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise errors.InvalidRequest("You must provide a model parameter.", param="model", code="missing_model")
+    if not ctx.key.may_use(model):
+        raise errors.ModelNotFound(model)
+    return model
+
+
+def _check_limits(info: ModelInfo, route: str, body: dict) -> None:
+    if info.kind not in ROUTES[route]:
+        hint = "/embeddings" if info.kind == ModelKind.EMBEDDING else "/chat/completions or /completions"
+        raise errors.InvalidRequest(f"'{info.id}' is a {info.kind} model; use {hint}.", param="model")
+    if route == "embeddings":
+        dims = body.get("dimensions")
+        if dims is not None and dims != info.hidden_size:
+            raise errors.InvalidRequest(
+                f"This model does not support specifying dimensions: it returns {info.hidden_size} dimensions.",
+                param="dimensions",
+            )
+        return
+    for param in ("max_completion_tokens", "max_tokens"):
+        value = body.get(param)
+        if isinstance(value, int) and not isinstance(value, bool) and 0 < info.max_output_length < value:
+            raise errors.InvalidRequest(
+                f"This model's maximum output length is {info.max_output_length} tokens. However, you requested "
+                f"{value} output tokens ({param}). Please reduce {param}.",
+                param=param,
+                code="context_length_exceeded",
+            )
+
+
+def _upstream_body(body: dict, target: Target, stream: bool) -> dict:
+    out = {**body, "model": target.model}
+    if stream:
+        options = dict(body.get("stream_options") or {})
+        options["include_usage"] = True  # always: streams are metered from counted tokens
+        if not target.external:
+            options["continuous_usage_stats"] = True
+        out["stream_options"] = options
+    return out
+
+
+def _error_from_upstream(status: int, content: bytes) -> errors.ApiError:
+    """An upstream error answer as ours: its OpenAI error object when it sent one."""
+    try:
+        err = json.loads(content)["error"]
+        error = errors.ApiError(str(err.get("message")), param=err.get("param"), code=err.get("code"))
+        error.type = str(err.get("type") or "api_error")
+        error.status = status
+        return error
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return errors.UpstreamError(f"The model's deployment answered {status} without an OpenAI error object.")
+
+
+class GatewayConsumer(AsyncConsumer):
+    """One HTTP request. The work runs in a task so that ``http.disconnect`` is seen while it streams."""
+
+    task: asyncio.Task | None = None
+    headers_sent = False
+
+    async def http_request(self, message) -> None:
+        if message.get("more_body"):  # the edge replays the whole body as one message
+            return
+        self.task = asyncio.create_task(self._serve())
+
+    async def http_disconnect(self, message) -> None:
+        if self.task is not None and not self.task.done():  # the client went away mid-request
+            self.task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self.task
+        raise StopConsumer()
+
+    # --- responses ---------------------------------------------------------------------------------
+
+    async def _json(self, status: int, payload: dict) -> None:
+        body = json.dumps(payload).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await self.send({"type": "http.response.start", "status": status, "headers": headers})
+        await self.send({"type": "http.response.body", "body": body})
+        self.headers_sent = True
+
+    async def _error(self, error: errors.ApiError) -> None:
+        if self.headers_sent:  # mid-stream: OpenAI's error event, then the end of the stream
+            await self._event(error.body())
+            await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        body = errors.error_bytes(error)
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        headers += [(k.lower().encode(), v.encode()) for k, v in error.headers().items()]
+        await self.send({"type": "http.response.start", "status": error.status, "headers": headers})
+        await self.send({"type": "http.response.body", "body": body})
+        self.headers_sent = True
+
+    async def _event(self, data) -> None:
+        text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+        await self.send({"type": "http.response.body", "body": f"data: {text}\n\n".encode(), "more_body": True})
+
+    # --- the request -------------------------------------------------------------------------------
+
+    async def _serve(self) -> None:
+        ctx: EdgeContext = self.scope["hub"]
+        route = self.scope["path"].strip("/").split("/", 1)[1]
+        try:
+            if self.scope["method"] != "POST":
+                raise errors.MethodNotAllowed(self.scope["method"], self.scope["path"], ["POST"])
+            body = ctx.json
+            model_id = _check_model(ctx, route, body)
+            info, targets = await upstreams.model(model_id)
+            if info is None or not info.enabled or (ctx.base == "vision" and info.kind != ModelKind.VISION):
+                raise errors.ModelNotFound(model_id)
+            _check_limits(info, route, body)
+            stream = body.get("stream") is True and route != "embeddings"
+            if not targets:
+                raise errors.ServiceUnavailable(f"No deployment of the model '{model_id}' is available right now.")
+            meter = _Meter(ctx, model_id, route, stream)
+            await self._forward(ctx, route, body, model_id, targets, meter, stream)
+        except errors.ApiError as error:
+            await self._error(error)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - logged with the request id, answered as OpenAI's server error
+            log.exception("gateway error on %s (request %s)", self.scope["path"], ctx.request_id)
+            with suppress(Exception):
+                await self._error(errors.internal_error())
+
+    async def _forward(self, ctx, route, body, model_id, targets, meter: _Meter, stream: bool) -> None:
+        client = upstreams.client()
+        last_error: Exception | None = None
+        for target in upstreams.order(targets):
+            payload, headers = _upstream_body(body, target, stream), target.headers(ctx.request_id)
+            request = client.build_request("POST", target.url(route), json=payload, headers=headers)
+            upstreams.acquire(target)
+            try:
+                response = await client.send(request, stream=True)
+            except httpx.TransportError as exc:  # never reached the model: try the next deployment
+                upstreams.release(target)
+                upstreams.bench(target)
+                last_error = exc
+                continue
+            try:
+                if stream and response.status_code == 200:
+                    await self._relay_stream(response, body, model_id, meter)
+                else:
+                    await self._relay_json(response, model_id, meter)
+            finally:
+                upstreams.release(target)
+                await response.aclose()
+            return
+        log.warning("no deployment of %s reachable: %s", model_id, last_error)
+        raise errors.ServiceUnavailable(f"No deployment of the model '{model_id}' is reachable right now.")
+
+    async def _relay_json(self, response: httpx.Response, model_id: str, meter: _Meter) -> None:
+        try:
+            content = await response.aread()
+        except httpx.TransportError:
+            meter.status = 502
+            await meter.save()
+            raise errors.UpstreamError("The model's deployment failed while answering.") from None
+        if response.status_code != 200:
+            if response.status_code >= 500:  # the model may have run: metered, with no tokens counted
+                meter.status = response.status_code
+                await meter.save()
+            raise _error_from_upstream(response.status_code, content)
+        try:
+            payload = json.loads(content)
+        except ValueError:
+            meter.status = 502
+            await meter.save()
+            raise errors.UpstreamError("The model's deployment answered with something other than JSON.") from None
+        payload["model"] = model_id
+        meter.take(payload.get("usage"))
+        meter.first_token = time.monotonic()
+        await meter.save()
+        await self._json(200, payload)
+
+    async def _relay_stream(self, response: httpx.Response, body: dict, model_id: str, meter: _Meter) -> None:
+        options = body.get("stream_options") or {}
+        wants_usage = options.get("include_usage") is True
+        wants_running_usage = options.get("continuous_usage_stats") is True
+        await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        self.headers_sent = True
+        try:
+            async for line in response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    await self._event("[DONE]")
+                    continue
+                chunk = json.loads(data)
+                if "error" in chunk:
+                    meter.status = 502
+                    await self._event(chunk)
+                    continue
+                meter.take(chunk.get("usage"))
+                if not chunk.get("choices") and "usage" in chunk:  # the final usage chunk
+                    if not wants_usage:
+                        continue
+                elif "usage" in chunk and not wants_running_usage:
+                    del chunk["usage"]
+                if meter.first_token is None and chunk.get("choices"):
+                    meter.first_token = time.monotonic()
+                chunk["model"] = model_id
+                await self._event(chunk)
+            await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            meter.aborted = True
+            meter.status = 499  # client closed the request (nginx's code): it was not an error of ours
+            raise
+        except (httpx.TransportError, ValueError) as exc:
+            log.warning("upstream stream of %s failed: %s", model_id, exc)
+            meter.status = 502
+            await self._error(errors.UpstreamError("The model's deployment failed while streaming; the answer is cut."))
+        finally:
+            await asyncio.shield(meter.save())

@@ -1,0 +1,117 @@
+"""Deployments of a model and the pooled HTTP client that reaches them.
+
+A model may have several deployments (our inference services, or an external OpenAI-compatible
+API with its own key). Each request goes to the healthy one with the fewest requests outstanding
+from this process; one that refuses connections is benched for ``BENCH_SECONDS`` and the request
+moves on to the next. The deployment list is read from the database at most every
+``CACHE_SECONDS`` per model (a deployment change reaches every hub process within that).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import httpx
+from asgiref.sync import sync_to_async
+
+from accounts.models import Deployment, ServedModel
+
+CACHE_SECONDS = 5.0
+BENCH_SECONDS = 10.0
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 600.0  # a long generation streams for minutes; each chunk resets it
+
+
+@dataclass(frozen=True)
+class Target:
+    deployment_id: int
+    base_url: str  # ".../v1"
+    model: str  # the model's name upstream
+    api_key: str
+    external: bool
+
+    def url(self, route: str) -> str:
+        return f"{self.base_url.rstrip('/')}/{route}"
+
+    def headers(self, request_id: str) -> dict[str, str]:
+        headers = {"x-request-id": request_id}
+        if self.api_key:
+            headers["authorization"] = f"Bearer {self.api_key}"
+        return headers
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    id: str
+    kind: str
+    max_sequence_length: int
+    max_output_length: int
+    hidden_size: int
+    enabled: bool
+
+
+def _load(model_id: str) -> tuple[ModelInfo | None, list[Target]]:
+    model = ServedModel.objects.filter(pk=model_id).first()
+    if model is None:
+        return None, []
+    info = ModelInfo(model.id, model.kind, model.max_sequence_length, model.max_output_length, model.hidden_size,
+                     model.enabled)  # fmt: skip
+    targets = [
+        Target(d.id, d.base_url, d.upstream_model or model.id, d.api_key, d.external)
+        for d in Deployment.objects.filter(model_id=model_id, enabled=True).order_by("id")
+    ]
+    return info, targets
+
+
+class Upstreams:
+    """Per process: the deployment cache, outstanding counts, benched deployments and the client."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, tuple[float, ModelInfo | None, list[Target]]] = {}
+        self._outstanding: dict[int, int] = {}
+        self._benched_until: dict[int, float] = {}
+        self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+
+    def client(self) -> httpx.AsyncClient:
+        """One pooled client per event loop (a client cannot be shared across loops)."""
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            timeout = httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT)
+            limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
+            client = self._clients[loop] = httpx.AsyncClient(timeout=timeout, limits=limits)
+        return client
+
+    async def model(self, model_id: str) -> tuple[ModelInfo | None, list[Target]]:
+        now = time.monotonic()
+        cached = self._cache.get(model_id)
+        if cached is None or now - cached[0] > CACHE_SECONDS:
+            info, targets = await sync_to_async(_load, thread_sensitive=False)(model_id)
+            cached = self._cache[model_id] = (now, info, targets)
+        return cached[1], cached[2]
+
+    def order(self, targets: list[Target]) -> list[Target]:
+        """Healthy deployments first, fewest outstanding requests first; benched ones last (still tried)."""
+        now = time.monotonic()
+
+        def key(t: Target) -> tuple[bool, int]:
+            return self._benched_until.get(t.deployment_id, 0) > now, self._outstanding.get(t.deployment_id, 0)
+
+        return sorted(targets, key=key)
+
+    def bench(self, target: Target) -> None:
+        self._benched_until[target.deployment_id] = time.monotonic() + BENCH_SECONDS
+
+    def acquire(self, target: Target) -> None:
+        self._outstanding[target.deployment_id] = self._outstanding.get(target.deployment_id, 0) + 1
+
+    def release(self, target: Target) -> None:
+        self._outstanding[target.deployment_id] -= 1
+
+    def outstanding(self, target: Target) -> int:
+        return self._outstanding.get(target.deployment_id, 0)
+
+
+upstreams = Upstreams()

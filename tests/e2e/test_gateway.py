@@ -1,0 +1,194 @@
+"""Generation through the hub: a live hub in front of a live inference service (the three packaged
+models), the OpenAI SDK as the client, and the usage rows the hub wrote checked against what the
+client received."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from openai import OpenAI
+
+from accounts import services
+from accounts.models import ModelKind, UsageRecord
+from hub.inference_client import model_cards
+from tests.conftest import ROOT, free_port
+
+pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+
+CHAT, COMPLETION, EMBED = "smollm2-135m-instruct", "gemma-3-270m", "all-minilm-l6-v2"
+
+
+@pytest.fixture(scope="session")
+def inference_url():
+    """`python -m inference serve` with its default models, once per session."""
+    port = free_port()
+    log = tempfile.NamedTemporaryFile("w+", prefix="gateway-inference-", suffix=".log", delete=False)
+    process = subprocess.Popen([sys.executable, "-m", "inference", "serve", "--port", str(port)], cwd=ROOT,
+                               stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        assert process.poll() is None, Path(log.name).read_text()
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    yield f"{url}/v1"
+    process.terminate()
+    process.wait(timeout=60)
+    assert "Traceback" not in Path(log.name).read_text()
+
+
+@pytest.fixture
+def hub(live_hub, inference_url):
+    """The catalog synced from the service; tenant acme entitled to all three; a key for all of them
+    and one for the embedding model only."""
+    services.sync_deployment(inference_url, model_cards(inference_url))
+    tenant = services.create_tenant("acme", "Acme")
+    services.grant_models(tenant, [CHAT, COMPLETION, EMBED])
+    everything = services.issue_key(tenant, name="all")
+    embed_only = services.issue_key(tenant, name="embed", model_ids=[EMBED])
+
+    def client(key=everything, base: str = "v1") -> OpenAI:
+        return OpenAI(base_url=live_hub.api(base), api_key=key.secret, max_retries=0)
+
+    client.everything, client.embed_only, client.tenant, client.url = everything, embed_only, tenant, live_hub.url
+    client.inference_health = lambda: inference_url.removesuffix("/v1") + "/health"
+    return client
+
+
+def rows(**filters) -> list[UsageRecord]:
+    """Usage rows, waiting briefly: a stream's row is written as the relay ends, just after the client's last read."""
+    deadline = time.monotonic() + 10
+    while True:
+        found = list(UsageRecord.objects.filter(**filters).order_by("id"))
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+def test_chat_completion_is_relayed_and_metered_exactly(hub):
+    response = hub().chat.completions.with_raw_response.create(
+        model=CHAT, messages=[{"role": "user", "content": "Say hello."}], max_tokens=12, temperature=0
+    )
+    completion = response.parse()
+    request_id = response.headers["x-request-id"]
+    assert completion.model == CHAT and completion.choices[0].message.content
+    [row] = rows(request_id=request_id)
+    assert (row.prompt_tokens, row.completion_tokens, row.total_tokens) == (
+        completion.usage.prompt_tokens, completion.usage.completion_tokens, completion.usage.total_tokens,
+    )  # fmt: skip
+    assert row.tenant_id == hub.tenant.id and row.api_key_id == hub.everything.key.id
+    assert (row.model, row.route, row.status_code) == (CHAT, "chat/completions", 200)
+    assert not row.streamed and not row.aborted
+
+
+@pytest.mark.parametrize("include_usage", [True, False])
+def test_streamed_chat_is_metered_whether_or_not_the_client_asks_for_usage(hub, include_usage):
+    options = {"include_usage": True} if include_usage else None
+    with hub().chat.completions.with_streaming_response.create(
+        model=CHAT, messages=[{"role": "user", "content": "Count to five."}], max_tokens=16, temperature=0,
+        stream=True, stream_options=options,
+    ) as response:  # fmt: skip
+        request_id = response.headers["x-request-id"]
+        chunks = list(response.parse())
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert all(c.model == CHAT for c in chunks)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text
+    usage_chunks = [c for c in chunks if c.usage is not None]
+    [row] = rows(request_id=request_id)
+    assert row.streamed and not row.aborted and row.status_code == 200
+    assert row.completion_tokens == 16 or chunks[-2 if include_usage else -1].choices[0].finish_reason == "stop"
+    if include_usage:  # exactly one usage chunk, last, with no choices, equal to the row
+        assert len(usage_chunks) == 1 and chunks[-1].usage is not None and chunks[-1].choices == []
+        assert (row.prompt_tokens, row.completion_tokens) == (
+            chunks[-1].usage.prompt_tokens,
+            chunks[-1].usage.completion_tokens,
+        )
+    else:
+        assert usage_chunks == [] and row.completion_tokens > 0 and row.prompt_tokens > 0
+    assert row.time_to_first_token_ms is not None and row.time_to_first_token_ms <= row.duration_ms
+
+
+def test_an_aborted_stream_is_metered_with_the_tokens_it_produced(hub):
+    """The client reads a few chunks and hangs up: the hub aborts upstream and meters what was generated."""
+    with httpx.stream(
+        "POST", f"{hub.url}/v1/completions", headers={"authorization": f"Bearer {hub.everything.secret}"},
+        json={"model": COMPLETION, "prompt": "Once upon a time", "max_tokens": 400, "temperature": 0,
+              "stream": True, "logit_bias": {"1": -100}}, timeout=60,
+    ) as response:  # fmt: skip
+        request_id = response.headers["x-request-id"]
+        seen = 0
+        for line in response.iter_lines():
+            if line.startswith("data: {"):
+                seen += 1
+            if seen == 5:
+                break
+    [row] = rows(request_id=request_id)
+    assert row.aborted and row.streamed and row.status_code == 499
+    assert 5 <= row.completion_tokens < 400 and row.prompt_tokens > 0
+    # the service freed the sequence: nothing left running
+    deadline = time.monotonic() + 10
+    health = {}
+    while time.monotonic() < deadline:
+        health = httpx.get(hub.inference_health(), timeout=5).json()["models"][COMPLETION]
+        if health["running"] == 0:
+            break
+        time.sleep(0.1)
+    assert health["running"] == 0
+
+
+def test_completions_and_embeddings_through_every_base_url(hub):
+    for base in ("v1", "v2"):
+        completion = hub(base=base).completions.create(model=COMPLETION, prompt="The capital of France is",
+                                                       max_tokens=5, temperature=0)  # fmt: skip
+        assert completion.model == COMPLETION and completion.usage.completion_tokens == 5
+        embedding = hub(base=base).embeddings.create(model=EMBED, input=["hello", "world"])  # base64 by default
+        assert len(embedding.data) == 2 and len(embedding.data[0].embedding) == 384
+        assert embedding.usage.prompt_tokens > 0
+    floats = hub().embeddings.create(model=EMBED, input="hello", encoding_format="float")
+    assert abs(sum(x * x for x in floats.data[0].embedding) - 1) < 1e-4
+    metered = rows(model=EMBED)
+    assert len(metered) == 3 and all(r.route == "embeddings" and r.completion_tokens == 0 for r in metered)
+
+
+def test_entitlements_limits_and_kinds(hub):
+    embed_only = hub(hub.embed_only)
+    with pytest.raises(openai.NotFoundError) as exc:
+        embed_only.chat.completions.create(model=CHAT, messages=[{"role": "user", "content": "hi"}])
+    assert exc.value.body["code"] == "model_not_found"
+    with pytest.raises(openai.NotFoundError):  # /vision serves vision models only
+        hub(base="vision").chat.completions.create(model=CHAT, messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(openai.BadRequestError) as exc:
+        hub().chat.completions.create(model=CHAT, messages=[{"role": "user", "content": "hi"}], max_tokens=10**6)
+    assert exc.value.body["code"] == "context_length_exceeded" and "1000000" in exc.value.body["message"]
+    with pytest.raises(openai.BadRequestError) as exc:  # prompt + max_tokens: checked by the deployment
+        hub().completions.create(model=COMPLETION, prompt="word " * 40000, max_tokens=10)
+    assert exc.value.body["code"] == "context_length_exceeded"
+    with pytest.raises(openai.BadRequestError) as exc:
+        hub().embeddings.create(model=EMBED, input="hi", dimensions=64)
+    assert exc.value.body["param"] == "dimensions"
+    with pytest.raises(openai.BadRequestError):
+        hub().embeddings.create(model=CHAT, input="hi")
+    assert rows() == []  # nothing reached a model
+
+
+def test_method_not_allowed_and_unreachable_deployment(hub, inference_url):
+    response = httpx.get(f"{hub.url}/v1/chat/completions", headers={"authorization": f"Bearer {hub.everything.secret}"})
+    assert response.status_code == 405 and response.json()["error"]["code"] == "method_not_allowed"
+    services.register_model("ghost", ModelKind.CHAT, max_sequence_length=512, max_output_length=64,
+                            deployment_url=f"http://127.0.0.1:{free_port()}/v1")  # fmt: skip
+    services.grant_models(hub.tenant, ["ghost"])
+    with pytest.raises(openai.InternalServerError) as exc:
+        hub().chat.completions.create(model="ghost", messages=[{"role": "user", "content": "hi"}])
+    assert exc.value.status_code == 503 and exc.value.body["code"] == "service_unavailable"
