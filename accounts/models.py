@@ -190,3 +190,36 @@ class UsageRecord(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["tenant", "created_at"], name="usage_tenant_time")]
+
+
+class RollupPeriod(models.TextChoices):
+    HOUR = "hour", "hour"
+    DAY = "day", "day"
+
+
+class UsageRollup(models.Model):
+    """Usage summed per period (hour or day, UTC) and tenant / key / model, for charts and reports.
+
+    Derived data: ``accounts.tasks.rollup_usage`` rebuilds buckets from the ``UsageRecord`` rows, which
+    stay the source of truth (``manage.py rebuild_rollups`` rebuilds them all).
+    """
+
+    period = models.CharField(max_length=8, choices=RollupPeriod.choices)
+    bucket_start = models.DateTimeField()
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="usage_rollups")
+    api_key = models.ForeignKey(ApiKey, null=True, on_delete=models.SET_NULL, related_name="usage_rollups")
+    model = models.CharField(max_length=128)
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    aborted = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    total_tokens = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["period", "bucket_start", "tenant", "api_key", "model"], name="rollup_bucket_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["tenant", "period", "bucket_start"], name="rollup_tenant_period")]

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
 from accounts import authcache
@@ -26,10 +28,12 @@ from accounts.models import (
     Membership,
     ModelKind,
     Role,
+    RollupPeriod,
     ServedModel,
     Tenant,
     TenantEntitlement,
     UsageRecord,
+    UsageRollup,
 )
 
 
@@ -361,3 +365,77 @@ def record_usage(usage: Usage) -> UsageRecord:
         time_to_first_token_ms=usage.time_to_first_token_ms,
         duration_ms=usage.duration_ms,
     )
+
+
+# --- usage roll-ups --------------------------------------------------------------------------------
+
+_BUCKET = {RollupPeriod.HOUR: (TruncHour, timedelta(hours=1)), RollupPeriod.DAY: (TruncDay, timedelta(days=1))}
+
+
+def bucket_floor(moment: datetime, period: str) -> datetime:
+    moment = moment.astimezone(UTC)
+    if period == RollupPeriod.DAY:
+        return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+@transaction.atomic
+def rebuild_rollups(period: str, start: datetime | None = None) -> int:
+    """Recompute the ``period`` buckets from ``start`` (floored to a bucket; None: all) from the raw rows.
+
+    Hour buckets sum ``UsageRecord`` rows; day buckets sum the hour buckets (so rebuild hours first).
+    Idempotent: the buckets in range are replaced. Returns how many buckets were written.
+    """
+    trunc, _ = _BUCKET[RollupPeriod(period)]
+    if period == RollupPeriod.HOUR:
+        source = UsageRecord.objects.all()
+        time_field = "created_at"
+        sums = {
+            "requests": Count("id"),
+            "errors": Count("id", filter=Q(status_code__gte=400) & ~Q(status_code=499)),
+            "aborted_n": Count("id", filter=Q(aborted=True)),
+            "prompt": Sum("prompt_tokens"),
+            "completion": Sum("completion_tokens"),
+            "total": Sum("total_tokens"),
+        }
+    else:
+        source = UsageRollup.objects.filter(period=RollupPeriod.HOUR)
+        time_field = "bucket_start"
+        sums = {
+            "requests": Sum("requests"),
+            "errors": Sum("errors"),
+            "aborted_n": Sum("aborted"),
+            "prompt": Sum("prompt_tokens"),
+            "completion": Sum("completion_tokens"),
+            "total": Sum("total_tokens"),
+        }
+    stale = UsageRollup.objects.filter(period=period)
+    if start is not None:
+        start = bucket_floor(start, period)
+        source = source.filter(**{f"{time_field}__gte": start})
+        stale = stale.filter(bucket_start__gte=start)
+    stale.delete()
+    groups = (
+        source.annotate(bucket=trunc(time_field, tzinfo=UTC))
+        .values("bucket", "tenant_id", "api_key_id", "model")
+        .annotate(**sums)
+        .order_by()
+    )
+    buckets = [
+        UsageRollup(
+            period=period,
+            bucket_start=g["bucket"],
+            tenant_id=g["tenant_id"],
+            api_key_id=g["api_key_id"],
+            model=g["model"],
+            requests=g["requests"] or 0,
+            errors=g["errors"] or 0,
+            aborted=g["aborted_n"] or 0,
+            prompt_tokens=g["prompt"] or 0,
+            completion_tokens=g["completion"] or 0,
+            total_tokens=g["total"] or 0,
+        )  # fmt: skip
+        for g in groups
+    ]
+    UsageRollup.objects.bulk_create(buckets)
+    return len(buckets)

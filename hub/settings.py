@@ -166,6 +166,7 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "forget-rotated-secrets": {"task": "accounts.forget_rotated_secrets", "schedule": 3600.0},
+    "rollup-usage": {"task": "accounts.rollup_usage", "schedule": env_int("HUB_ROLLUP_SECONDS", 300, min_value=1)},
 }
 
 # --- auth, i18n, static -------------------------------------------------------------------

@@ -6,5 +6,6 @@ from hub.api import views
 api_patterns = [
     path("models", views.ModelListView.as_view(), name="models"),
     path("models/<path:model_id>", views.ModelDetailView.as_view(), name="model-detail"),
+    path("usage", views.UsageView.as_view(), name="usage"),
     re_path(r"^.*$", views.unknown_url),
 ]

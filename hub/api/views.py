@@ -1,4 +1,4 @@
-"""The OpenAI-compatible read routes served by Django: the model catalog.
+"""The OpenAI-compatible read routes served by Django: the model catalog and the usage API.
 
 Every view here derives from ``TenantAPIView``: it receives the key's tenant and entitlements
 from the edge (``scope["hub"]``) and may only answer from them — tenant scoping lives in this
@@ -7,6 +7,10 @@ one base class, not in each view.
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, time, timedelta
+
+from django.db.models import Count, Sum
+from django.db.models.functions import TruncDay
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
@@ -14,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authn import KeyContext
-from accounts.models import ModelKind, ServedModel
+from accounts.models import ModelKind, ServedModel, UsageRecord
 from hub.api import errors
 
 
@@ -73,3 +77,72 @@ class ModelDetailView(TenantAPIView):
 @csrf_exempt
 def unknown_url(request, *args, **kwargs):
     return errors.error_response(errors.UnknownUrl(f"Invalid URL ({request.method} {request.path})"))
+
+
+GROUP_BY = {"day": (), "model": ("model",), "key": ("api_key__prefix",)}
+MAX_USAGE_DAYS = 366
+
+
+def _date_param(request: Request, name: str, default: date) -> date:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise errors.InvalidRequest(f"'{name}' must be a date as YYYY-MM-DD, got {raw!r}.", param=name) from None
+
+
+class UsageView(TenantAPIView):
+    """``GET /v1/usage?start=YYYY-MM-DD&end=YYYY-MM-DD&group_by=day|model|key``: this tenant's metered
+    requests and tokens in daily buckets (UTC; ``end`` inclusive; default the last 7 days), shaped like
+    OpenAI's organization usage API. Read from the raw usage rows, so it is exact and current."""
+
+    def get(self, request: Request) -> Response:
+        today = datetime.now(UTC).date()
+        end = _date_param(request, "end", today)
+        start = _date_param(request, "start", end - timedelta(days=6))
+        group_by = request.query_params.get("group_by", "day")
+        if group_by not in GROUP_BY:
+            raise errors.InvalidRequest(f"'group_by' must be one of {', '.join(GROUP_BY)}.", param="group_by")
+        if start > end:
+            raise errors.InvalidRequest("'start' must not be after 'end'.", param="start")
+        if (end - start).days >= MAX_USAGE_DAYS:
+            raise errors.InvalidRequest(f"Ask for at most {MAX_USAGE_DAYS} days at a time.", param="end")
+        lo = datetime.combine(start, time.min, UTC)
+        hi = datetime.combine(end + timedelta(days=1), time.min, UTC)
+        rows = (
+            UsageRecord.objects.filter(tenant_id=self.key.tenant_id, created_at__gte=lo, created_at__lt=hi)
+            .annotate(day=TruncDay("created_at", tzinfo=UTC))
+            .values("day", *GROUP_BY[group_by])
+            .annotate(
+                requests=Count("id"),
+                prompt=Sum("prompt_tokens"),
+                completion=Sum("completion_tokens"),
+                total=Sum("total_tokens"),
+            )
+            .order_by("day", *GROUP_BY[group_by])
+        )
+        by_day: dict[date, list[dict]] = {}
+        for row in rows:
+            by_day.setdefault(row["day"].date(), []).append({
+                "object": "organization.usage.completions.result",
+                "input_tokens": row["prompt"] or 0,
+                "output_tokens": row["completion"] or 0,
+                "total_tokens": row["total"] or 0,
+                "num_model_requests": row["requests"],
+                "model": row.get("model"),
+                "api_key_id": row.get("api_key__prefix"),
+            })  # fmt: skip
+        buckets = []
+        day = start
+        while day <= end:
+            begin = datetime.combine(day, time.min, UTC)
+            buckets.append({
+                "object": "bucket",
+                "start_time": int(begin.timestamp()),
+                "end_time": int((begin + timedelta(days=1)).timestamp()),
+                "results": by_day.get(day, []),
+            })  # fmt: skip
+            day += timedelta(days=1)
+        return Response({"object": "page", "data": buckets, "has_more": False, "next_page": None})

@@ -104,6 +104,12 @@ class Command(BaseCommand):
         if child is not None:
             out(f"Inference service (direct, no keys): {inference_url}")
             out("")
+        beat = None
+        if settings.CELERY_TASK_ALWAYS_EAGER:  # no broker: the beat schedule runs in this process
+            from hub.beat import InProcessBeat
+
+            beat = InProcessBeat()
+            beat.start()
         try:
             uvicorn.run(
                 "hub.asgi:application",
@@ -114,6 +120,8 @@ class Command(BaseCommand):
                 proxy_headers=True,
             )
         finally:
+            if beat is not None:
+                beat.stop()
             if child is not None:
                 child.terminate()
                 child.wait(timeout=30)

@@ -1,0 +1,71 @@
+"""GET /v1/usage on a live hub: only the key's tenant, daily buckets, grouped by day, model or key."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from accounts import services
+from accounts.models import UsageRecord
+
+pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+
+DAY = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+def _usage(tenant, key, model, at, prompt, completion):
+    row = services.record_usage(services.Usage(
+        request_id="req_x", tenant_id=tenant.id, api_key_id=key.id, model=model, route="completions",
+        prompt_tokens=prompt, completion_tokens=completion, status_code=200, streamed=False, aborted=False,
+        time_to_first_token_ms=1, duration_ms=2,
+    ))  # fmt: skip
+    UsageRecord.objects.filter(pk=row.pk).update(created_at=at)
+
+
+def _get(live_hub, secret, **params):
+    return httpx.get(f"{live_hub.url}/v1/usage", params=params, headers={"authorization": f"Bearer {secret}"})
+
+
+def test_usage_api_buckets_and_groups_only_the_tenants_own_rows(live_hub, acme, globex):
+    a1 = services.issue_key(acme.tenant, name="one")
+    a2 = services.issue_key(acme.tenant, name="two")
+    g = services.issue_key(globex.tenant, name="g")
+    _usage(acme.tenant, a1.key, "chat-small", DAY, 10, 5)
+    _usage(acme.tenant, a2.key, "chat-small", DAY + timedelta(hours=3), 1, 2)
+    _usage(acme.tenant, a1.key, "embed-small", DAY + timedelta(days=1), 7, 0)
+    _usage(globex.tenant, g.key, "completion-small", DAY, 1000, 1000)
+
+    page = _get(live_hub, a1.secret, start="2026-11-20", end="2026-11-22").json()
+    assert page["object"] == "page" and page["has_more"] is False
+    assert [b["start_time"] for b in page["data"]] == [int((DAY.replace(hour=0) + timedelta(days=i)).timestamp())
+                                                       for i in range(3)]  # fmt: skip
+    first, second, third = (b["results"] for b in page["data"])
+    assert [(r["input_tokens"], r["output_tokens"], r["num_model_requests"]) for r in first] == [(11, 7, 2)]
+    assert [(r["input_tokens"], r["num_model_requests"]) for r in second] == [(7, 1)] and third == []
+
+    by_model = _get(live_hub, a1.secret, start="2026-11-20", end="2026-11-20", group_by="model").json()
+    assert [(r["model"], r["total_tokens"]) for r in by_model["data"][0]["results"]] == [("chat-small", 18)]
+    by_key = _get(live_hub, a2.secret, start="2026-11-20", end="2026-11-20", group_by="key").json()
+    assert sorted((r["api_key_id"], r["total_tokens"]) for r in by_key["data"][0]["results"]) == sorted(
+        [(a1.key.prefix, 15), (a2.key.prefix, 3)]
+    )
+    theirs = _get(live_hub, g.secret, start="2026-11-20", end="2026-11-21").json()
+    assert [r["total_tokens"] for b in theirs["data"] for r in b["results"]] == [2000]
+
+
+@pytest.mark.parametrize(
+    "params, param",
+    [({"start": "20-11-2026"}, "start"), ({"group_by": "hour"}, "group_by"),
+     ({"start": "2026-11-22", "end": "2026-11-20"}, "start"), ({"start": "2024-01-01", "end": "2026-01-01"}, "end")],
+)  # fmt: skip
+def test_usage_api_rejects_bad_parameters(live_hub, acme, params, param):
+    key = services.issue_key(acme.tenant, name="one")
+    response = _get(live_hub, key.secret, **params)
+    assert response.status_code == 400 and response.json()["error"]["param"] == param
+
+
+def test_usage_api_needs_a_key(live_hub, db):
+    response = httpx.get(f"{live_hub.url}/v1/usage")
+    assert response.status_code == 401 and response.json()["error"]["code"] == "missing_api_key"
