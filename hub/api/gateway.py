@@ -141,6 +141,9 @@ def _error_from_upstream(status: int, content: bytes) -> errors.ApiError:
 class GatewayConsumer(AsyncConsumer):
     """One HTTP request. The work runs in a task so that ``http.disconnect`` is seen while it streams."""
 
+    # No channel layer: a relay talks to nobody else, and a layer would cost a Redis channel and a
+    # blocking BRPOP per request (whose cancellation at the end channels_redis reports as an error).
+    channel_layer_alias = "gateway-needs-no-channel-layer"
     task: asyncio.Task | None = None
     headers_sent = False
 

@@ -4,6 +4,7 @@ client received."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -192,3 +193,52 @@ def test_method_not_allowed_and_unreachable_deployment(hub, inference_url):
     with pytest.raises(openai.InternalServerError) as exc:
         hub().chat.completions.create(model="ghost", messages=[{"role": "user", "content": "hi"}])
     assert exc.value.status_code == 503 and exc.value.body["code"] == "service_unavailable"
+
+
+@pytest.fixture
+def broken_upstream():
+    """An external OpenAI-compatible API that streams three chunks and then drops the connection."""
+    import threading
+
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.responses import StreamingResponse
+    from starlette.routing import Route
+
+    async def chat(request):
+        async def events():
+            for i in range(3):
+                chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "up",
+                         "choices": [{"index": 0, "delta": {"content": f"w{i} "}, "finish_reason": None}]}  # fmt: skip
+                yield f"data: {json.dumps(chunk)}\n\n"
+            raise RuntimeError("the upstream dies mid-stream")
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])]),
+                                           host="127.0.0.1", port=port, log_level="critical"))  # fmt: skip
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/v1"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_an_upstream_failure_mid_stream_ends_with_an_error_event_and_is_metered(hub, broken_upstream):
+    services.register_model("flaky", ModelKind.CHAT, max_sequence_length=512, max_output_length=64,
+                            deployment_url=broken_upstream, upstream_api_key="sk-upstream", external=True)  # fmt: skip
+    services.grant_models(hub.tenant, ["flaky"])
+    with httpx.stream(
+        "POST", f"{hub.url}/v1/chat/completions", headers={"authorization": f"Bearer {hub.everything.secret}"},
+        json={"model": "flaky", "messages": [{"role": "user", "content": "hi"}], "stream": True}, timeout=30,
+    ) as response:  # fmt: skip
+        request_id = response.headers["x-request-id"]
+        events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: {")]
+    assert [e["choices"][0]["delta"]["content"] for e in events[:3]] == ["w0 ", "w1 ", "w2 "]
+    assert all(e["model"] == "flaky" for e in events[:3])
+    assert events[-1]["error"]["code"] == "upstream_error" and len(events) == 4
+    [row] = rows(request_id=request_id)
+    assert row.status_code == 502 and row.streamed and not row.aborted
