@@ -5,12 +5,7 @@ client received."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
 import openai
@@ -20,7 +15,8 @@ from openai import OpenAI
 from accounts import services
 from accounts.models import ModelKind, UsageRecord
 from hub.inference_client import model_cards
-from tests.conftest import ROOT, free_port
+from tests.conftest import free_port
+from tests.inference.live_service import inference_service
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -30,23 +26,8 @@ CHAT, COMPLETION, EMBED = "smollm2-135m-instruct", "gemma-3-270m", "all-minilm-l
 @pytest.fixture(scope="session")
 def inference_url():
     """`python -m inference serve` with its default models, once per session."""
-    port = free_port()
-    log = tempfile.NamedTemporaryFile("w+", prefix="gateway-inference-", suffix=".log", delete=False)
-    process = subprocess.Popen([sys.executable, "-m", "inference", "serve", "--port", str(port)], cwd=ROOT,
-                               stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        assert process.poll() is None, Path(log.name).read_text()
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    yield f"{url}/v1"
-    process.terminate()
-    process.wait(timeout=60)
-    assert "Traceback" not in Path(log.name).read_text()
+    with inference_service() as url:
+        yield f"{url}/v1"
 
 
 @pytest.fixture

@@ -5,13 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -19,34 +13,20 @@ import openai
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.inference.live_service import inference_service
+
 CHAT, COMPLETION, EMBED = "smollm2", "gemma", "minilm"
 
 
 @pytest.fixture(scope="module")
 def service():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
-    cmd = [sys.executable, "-m", "inference", "serve", "--port", str(port),
-           "--model", f"{CHAT}=packaged:smollm2:chat", "--model", f"{COMPLETION}=packaged:gemma3:completion",
-           "--model", f"{EMBED}=packaged:minilm:embedding"]  # fmt: skip
-    process = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        assert process.poll() is None, Path(log.name).read_text()
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
-    output = Path(log.name).read_text()
-    assert "Traceback" not in output, output
+    models = [
+        f"{CHAT}=packaged:smollm2:chat",
+        f"{COMPLETION}=packaged:gemma3:completion",
+        f"{EMBED}=packaged:minilm:embedding",
+    ]
+    with inference_service(*[arg for model in models for arg in ("--model", model)]) as url:
+        yield url
 
 
 @pytest.fixture
