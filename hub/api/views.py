@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from django.db.models import Count, Sum
 from django.db.models.functions import TruncDay
 from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -20,6 +21,8 @@ from rest_framework.views import APIView
 from accounts.authn import KeyContext
 from accounts.models import ModelKind, ServedModel, UsageRecord
 from hub.api import errors
+from hub.api.openapi import errors_for
+from hub.api.openapi_schemas import ref
 
 
 class EdgeKeyAuthentication(BaseAuthentication):
@@ -62,11 +65,25 @@ def model_object(model: ServedModel) -> dict:
 
 
 class ModelListView(TenantAPIView):
+    @extend_schema(
+        operation_id="list_models",
+        summary="List models",
+        description="The models this key is entitled to, with `meta_data` (under `/vision`: vision models only).",
+        tags=["models"],
+        responses={200: ref("ModelList"), **errors_for(401)},
+    )
     def get(self, request: Request) -> Response:
         return Response({"object": "list", "data": [model_object(m) for m in self.visible_models()]})
 
 
 class ModelDetailView(TenantAPIView):
+    @extend_schema(
+        operation_id="retrieve_model",
+        summary="Retrieve model",
+        tags=["models"],
+        parameters=[OpenApiParameter("model_id", str, OpenApiParameter.PATH)],
+        responses={200: ref("Model"), **errors_for(401, 404)},
+    )
     def get(self, request: Request, model_id: str) -> Response:
         model = self.visible_models().filter(id=model_id).first()
         if model is None:
@@ -98,6 +115,19 @@ class UsageView(TenantAPIView):
     requests and tokens in daily buckets (UTC; ``end`` inclusive; default the last 7 days), shaped like
     OpenAI's organization usage API. Read from the raw usage rows, so it is exact and current."""
 
+    @extend_schema(
+        operation_id="get_usage",
+        summary="Usage of this tenant",
+        description="Metered requests and tokens of the key's tenant in daily UTC buckets, shaped like "
+        "OpenAI's organization usage API.",
+        tags=["usage"],
+        parameters=[
+            OpenApiParameter("start", str, description="First day, YYYY-MM-DD (default: `end` - 6 days)."),
+            OpenApiParameter("end", str, description="Last day, inclusive, YYYY-MM-DD (default: today, UTC)."),
+            OpenApiParameter("group_by", str, enum=list(GROUP_BY), description="Split each day's results."),
+        ],
+        responses={200: ref("UsagePage"), **errors_for(400, 401)},
+    )
     def get(self, request: Request) -> Response:
         today = datetime.now(UTC).date()
         end = _date_param(request, "end", today)

@@ -1,0 +1,267 @@
+"""Gateway overhead: the hub against LiteLLM's proxy, both in front of the same fast fake upstream.
+
+For non-streaming chat completions at concurrency 1, 8 and 32: requests/s and latency p50 / p99, and
+the latency each gateway adds over calling the fake upstream directly; for streams, the time to the
+first content byte and what each gateway adds to it. The hub runs as operators run it (``HUB_ENV=prod``,
+PostgreSQL and Redis; ``--stack embedded`` for SQLite), with a tenant key, entitlement and limit checks
+and a usage row per request. LiteLLM runs with its master key and no database: its virtual keys and
+spend logs need Prisma, whose engines are downloaded at first start (impossible offline), so it does
+less work per request than the hub. Targets alternate within each round; medians over rounds.
+
+    .venv/bin/python benchmarks/bench_gateway.py [--rounds 3] [--requests 400] \
+        [--litellm /root/litellm-venv/bin/litellm] [--stack production|embedded]
+
+LiteLLM is the optional peer: ``python3 -m venv /root/litellm-venv &&
+/root/litellm-venv/bin/pip install "litellm[proxy]"`` (under 2 minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = "fake-chat"
+BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16}
+LITELLM_MASTER_KEY = "sk-bench-master"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Process:
+    def __init__(self, name: str, cmd: list[str], env: dict | None = None, ready: str | None = None):
+        self.name = name
+        self.log = tempfile.NamedTemporaryFile("w+", prefix=f"bench-{name}-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+        if ready:
+            self.wait(ready)
+
+    def wait(self, url: str, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {Path(self.log.name).read_text()[-3000:]}")
+            try:
+                if httpx.get(url, timeout=2).status_code < 500:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"{self.name} not ready: {Path(self.log.name).read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def _manage(env: dict, *args: str) -> str:
+    run = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    if run.returncode:
+        raise RuntimeError(f"manage.py {' '.join(args)}: {run.stderr[-2000:]}")
+    return run.stdout
+
+
+def _fresh_postgres_database(name: str) -> str:
+    import psycopg
+
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"postgres://postgres@127.0.0.1:5432/{name}"
+
+
+def start_hub(upstream: str, stack: str, data_dir: Path) -> tuple[Process, str, str]:
+    """A hub with one tenant, one key and the fake model as an external deployment."""
+    port = free_port()
+    env = {**os.environ, "HUB_ENV": "prod", "HUB_SECRET_KEY": "bench-" + "x" * 40, "HUB_ALLOWED_HOSTS": "127.0.0.1",
+           "HUB_DATA_DIR": str(data_dir), "HUB_HOST": "127.0.0.1", "HUB_PORT": str(port)}  # fmt: skip
+    env.pop("HUB_DATABASE_URL", None), env.pop("HUB_REDIS_URL", None)
+    if stack == "production":
+        env["HUB_DATABASE_URL"] = _fresh_postgres_database("hub_bench")
+        env["HUB_REDIS_URL"] = "redis://127.0.0.1:6379/5"
+        subprocess.run(["redis-cli", "-n", "5", "flushdb"], capture_output=True)
+    _manage(env, "migrate")
+    _manage(env, "register_model", MODEL, "--kind", "chat", "--max-sequence-length", "8192",
+            "--max-output-length", "4096", "--deployment", upstream, "--external")  # fmt: skip
+    _manage(env, "create_tenant", "bench")
+    _manage(env, "grant_models", "bench", MODEL)
+    secret = _manage(env, "create_api_key", "bench", "--name", "bench").strip().splitlines()[-1]
+    hub = Process("hub", [sys.executable, "manage.py", "serve", "--no-bootstrap"], env, f"http://127.0.0.1:{port}/health")
+    return hub, f"http://127.0.0.1:{port}/v1", secret
+
+
+def start_litellm(litellm: str, upstream: str, data_dir: Path) -> tuple[Process, str, str]:
+    port = free_port()
+    config = data_dir / "litellm.yaml"
+    config.write_text(
+        f"model_list:\n  - model_name: {MODEL}\n    litellm_params:\n      model: openai/{MODEL}\n"
+        f"      api_base: {upstream}\n      api_key: fake\n"
+        f"general_settings:\n  master_key: {LITELLM_MASTER_KEY}\n"
+        "litellm_settings:\n  telemetry: false\n"
+    )
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False"}
+    cmd = [litellm, "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"]
+    proc = Process("litellm", cmd, env, f"http://127.0.0.1:{port}/health/liveliness")
+    return proc, f"http://127.0.0.1:{port}/v1", LITELLM_MASTER_KEY
+
+
+@dataclass
+class Target:
+    name: str
+    base_url: str
+    key: str
+
+
+@dataclass
+class Result:
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def rps(self) -> float:
+        return len(self.latencies) / self.seconds
+
+    def pct(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+async def _load(target: Target, concurrency: int, total: int, stream: bool) -> Result:
+    """``total`` calls by ``concurrency`` workers; latency is to the whole answer, or to the first
+    content chunk of a stream (the rest of the stream is read too)."""
+    headers = {"authorization": f"Bearer {target.key}"}
+    body = {**BODY, "stream": True} if stream else BODY
+    latencies: list[float] = []
+    remaining = total
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=target.base_url, headers=headers, limits=limits, timeout=60) as client:
+
+        async def worker() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                start = time.perf_counter()
+                if not stream:
+                    response = await client.post("/chat/completions", json=body)
+                    assert response.status_code == 200, (target.name, response.status_code, response.text[:300])
+                    latencies.append(time.perf_counter() - start)
+                    continue
+                async with client.stream("POST", "/chat/completions", json=body) as response:
+                    assert response.status_code == 200, (target.name, response.status_code)
+                    first = None
+                    async for line in response.aiter_lines():
+                        if first is None and line.startswith("data: {") and '"content"' in line:
+                            first = time.perf_counter() - start
+                    assert first is not None, target.name
+                    latencies.append(first)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return Result(time.perf_counter() - began, latencies)
+
+
+def run(target: Target, concurrency: int, total: int, stream: bool = False) -> Result:
+    return asyncio.run(_load(target, concurrency, total, stream))
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=400, help="calls per target, concurrency and round")
+    parser.add_argument("--stream-requests", type=int, default=200)
+    parser.add_argument("--litellm", default=shutil.which("litellm") or "/root/litellm-venv/bin/litellm")
+    parser.add_argument("--stack", choices=("production", "embedded"), default="production")
+    args = parser.parse_args()
+
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
+    up_port = free_port()
+    upstream = Process("upstream", [sys.executable, "benchmarks/fake_upstream.py", "--port", str(up_port)])
+    upstream.wait(f"http://127.0.0.1:{up_port}/v1/models")
+    upstream_url = f"http://127.0.0.1:{up_port}/v1"
+    processes = [upstream]
+    try:
+        hub, hub_url, hub_key = start_hub(upstream_url, args.stack, data_dir)
+        processes.append(hub)
+        targets = [Target("direct", upstream_url, "fake"), Target("hub", hub_url, hub_key)]
+        if Path(args.litellm).exists():
+            litellm, litellm_url, litellm_key = start_litellm(args.litellm, upstream_url, data_dir)
+            processes.append(litellm)
+            targets.append(Target("litellm", litellm_url, litellm_key))
+        else:
+            print(f"LiteLLM not found at {args.litellm}: measuring the hub alone")
+        for target in targets:  # warm up: connections, caches, first-request imports
+            run(target, 4, 40)
+            run(target, 2, 10, stream=True)
+
+        cases = [(c, False) for c in (1, 8, 32)] + [(1, True), (8, True)]
+        results: dict[tuple, dict[str, list[Result]]] = {case: {t.name: [] for t in targets} for case in cases}
+        for round_ in range(args.rounds):
+            for concurrency, stream in cases:
+                order = targets[round_ % len(targets) :] + targets[: round_ % len(targets)]
+                for target in order:
+                    total = args.stream_requests if stream else args.requests
+                    results[(concurrency, stream)][target.name].append(run(target, concurrency, total, stream))
+            print(f"round {round_ + 1}/{args.rounds} done", flush=True)
+        report(results, targets, args)
+    finally:
+        for process in reversed(processes):
+            process.stop()
+
+
+def report(results, targets, args) -> None:
+    names = [t.name for t in targets if t.name != "direct"]
+    print()
+    print(f"gateway overhead ({args.stack} stack, {args.rounds} rounds, medians; times in ms)")
+    print("fake upstream direct, then each gateway; 'added' = gateway minus direct at the same percentile")
+    header = f"{'case':<22}{'target':<9}{'req/s':>8}{'p50':>8}{'p99':>8}{'added p50':>11}{'added p99':>11}"
+    print(header)
+    print("-" * len(header))
+    summary = {}
+    for (concurrency, stream), by_target in results.items():
+        label = f"{'stream TTFB' if stream else 'non-stream'} c={concurrency}"
+        direct = by_target["direct"]
+        d50 = median([r.pct(0.5) for r in direct])
+        d99 = median([r.pct(0.99) for r in direct])
+        for name in ["direct", *names]:
+            runs = by_target[name]
+            rps, p50, p99 = median([r.rps for r in runs]), median([r.pct(0.5) for r in runs]), median([r.pct(0.99) for r in runs])
+            added = "" if name == "direct" else f"{p50 - d50:>11.2f}{p99 - d99:>11.2f}"
+            print(f"{label:<22}{name:<9}{rps:>8.0f}{p50:>8.2f}{p99:>8.2f}{added}")
+            summary[(label, name)] = (rps, p50 - d50, p99 - d99)
+    if "litellm" in names:
+        print()
+        print("hub vs LiteLLM: requests/s ratio (hub / LiteLLM), added latency ratio (LiteLLM / hub)")
+        for (concurrency, stream) in results:
+            label = f"{'stream TTFB' if stream else 'non-stream'} c={concurrency}"
+            hub, lite = summary[(label, "hub")], summary[(label, "litellm")]
+            print(f"{label:<22} req/s x{hub[0] / lite[0]:.2f}   added p50 x{lite[1] / hub[1]:.2f}   "
+                  f"added p99 x{lite[2] / hub[2]:.2f}")  # fmt: skip
+    print()
+    print("reproduce: .venv/bin/python benchmarks/bench_gateway.py " + " ".join(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()

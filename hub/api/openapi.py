@@ -1,0 +1,114 @@
+"""The public API's OpenAPI document (drf-spectacular), served at ``/openapi.json``, ``/docs`` and ``/redoc``.
+
+drf-spectacular describes the DRF views (models, usage). The generation routes are a Channels
+consumer that spectacular cannot see, so a post-processing hook adds them from ``GENERATION_PATHS``.
+Paths are written once, relative to the base URL; the document's ``servers`` are ``/v1``, ``/v2``
+and ``/vision``, which serve the same routes.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import OpenApiResponse
+
+from hub.api.openapi_schemas import SCHEMAS, ref
+from hub.api.paths import BASE_PATHS
+
+DESCRIPTION = """
+OpenAI-compatible API of this LLM Hub. Point the OpenAI SDK (or LangChain, LlamaIndex) at
+`<hub>/v1` (or `/v2`; `/vision` lists and serves only vision models) with an API key issued by
+your tenant's owner. Every call needs `Authorization: Bearer <key>`; a key sees only the models
+it is entitled to. Errors are OpenAI's error object. Every response carries `x-request-id`.
+"""
+
+
+ERROR_TEXT = {
+    400: "Invalid request, or `context_length_exceeded` with the numbers.",
+    401: "Missing, unknown, revoked or expired API key.",
+    404: "`model_not_found`: the model does not exist or the key is not entitled to it.",
+    413: "Request body too large.",
+    415: "The body is not JSON.",
+    429: "Rate limit or quota exceeded.",
+    502: "`upstream_error`: the model's deployment failed.",
+    503: "`service_unavailable`: no deployment of the model is reachable.",
+}
+ERRORS = {
+    str(code): {"description": text, "content": {"application/json": {"schema": ref("Error")}}}
+    for code, text in ERROR_TEXT.items()
+}
+
+
+def errors_for(*codes: int) -> dict[int, OpenApiResponse]:
+    """Error responses for a DRF view's ``extend_schema``."""
+    return {code: OpenApiResponse(response=ref("Error"), description=ERROR_TEXT[code]) for code in codes}
+
+
+def _generation(summary: str, request: str, response: str, chunk: str | None, description: str) -> dict:
+    content = {"application/json": {"schema": ref(response)}}
+    if chunk is not None:
+        content["text/event-stream"] = {
+            "schema": {"type": "string", "description": f"`data: <{chunk}>` events, then `data: [DONE]`."}
+        }
+    return {
+        "post": {
+            "operationId": summary.lower().replace(" ", "_"),
+            "summary": summary,
+            "description": description,
+            "tags": ["generation"],
+            "security": [{"ApiKey": []}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": ref(request)}}},
+            "responses": {"200": {"description": "OK", "content": content}, **ERRORS},
+        }
+    }
+
+
+GENERATION_PATHS = {
+    "/chat/completions": _generation(
+        "Create chat completion",
+        "ChatCompletionRequest",
+        "ChatCompletion",
+        "ChatCompletionChunk",
+        "A chat model's answer to the messages, through the model's chat template. With `stream: true`, "
+        "server-sent events; `stream_options.include_usage` adds a last chunk with the usage.",
+    ),
+    "/completions": _generation(
+        "Create completion",
+        "CompletionRequest",
+        "Completion",
+        "Completion",
+        "Raw text continuation, without a chat template.",
+    ),
+    "/embeddings": _generation(
+        "Create embeddings", "EmbeddingRequest", "EmbeddingList", None, "Embedding vectors of the input texts."
+    ),
+}
+
+
+class EdgeKeyScheme(OpenApiAuthenticationExtension):
+    """The bearer API key the edge middleware verifies."""
+
+    target_class = "hub.api.views.EdgeKeyAuthentication"
+    name = "ApiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "description": "An API key of your tenant (`sk-...`)."}
+
+
+def public_routes_once(endpoints):
+    """Keep the ``/v1`` copy of each public route, written relative to the base URL; drop the rest."""
+    prefix = f"/{BASE_PATHS[0]}"
+    kept = []
+    for path, path_regex, method, callback in endpoints:
+        if path.startswith(prefix + "/"):
+            kept.append((path.removeprefix(prefix), path_regex, method, callback))
+    return kept
+
+
+def add_generation_routes(result, generator, request, public):
+    """Add the consumer's routes and the shared component schemas."""
+    result["paths"] = {**GENERATION_PATHS, **result.get("paths", {})}
+    components = result.setdefault("components", {})
+    components.setdefault("schemas", {}).update(SCHEMAS)
+    result["info"]["description"] = DESCRIPTION.strip()
+    result["servers"] = [{"url": f"/{base}"} for base in BASE_PATHS]
+    return result

@@ -1,0 +1,266 @@
+"""The OpenAPI component schemas of the public API (OpenAI's shapes, as far as the hub serves them).
+
+Plain JSON Schema dicts: the generation routes are a Channels consumer, not DRF views, so their
+request and response bodies are described here by hand; the DRF views refer to the same components.
+"""
+
+from __future__ import annotations
+
+
+def ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(properties: dict, required: tuple[str, ...] = (), **extra) -> dict:
+    return {"type": "object", "properties": properties, "required": list(required), **extra}
+
+
+_INT = {"type": "integer"}
+_NUM = {"type": "number"}
+_STR = {"type": "string"}
+_BOOL = {"type": "boolean"}
+_NULLABLE_STR = {"type": ["string", "null"]}
+_TOKEN_IDS = {"type": "array", "items": _INT}
+
+_SAMPLING = {
+    "temperature": {**_NUM, "minimum": 0, "maximum": 2, "default": 1, "description": "0 is greedy."},
+    "top_p": {**_NUM, "exclusiveMinimum": 0, "maximum": 1, "default": 1},
+    "top_k": {**_INT, "default": 0, "description": "vLLM extension; 0 disables it."},
+    "min_p": {**_NUM, "default": 0, "description": "vLLM extension."},
+    "n": {**_INT, "minimum": 1, "maximum": 16, "default": 1},
+    "stop": {"oneOf": [_STR, {"type": "array", "items": _STR, "maxItems": 4}], "description": "Stop sequences."},
+    "stop_token_ids": {**_TOKEN_IDS, "description": "vLLM extension."},
+    "ignore_eos": {**_BOOL, "default": False, "description": "vLLM extension."},
+    "seed": {**_INT, "description": "Reproducible sampling for the same request."},
+    "presence_penalty": {**_NUM, "minimum": -2, "maximum": 2, "default": 0},
+    "frequency_penalty": {**_NUM, "minimum": -2, "maximum": 2, "default": 0},
+    "repetition_penalty": {**_NUM, "default": 1, "description": "vLLM extension."},
+    "logit_bias": {"type": "object", "additionalProperties": {**_NUM, "minimum": -100, "maximum": 100}},
+    "stream": {**_BOOL, "default": False, "description": "Server-sent events, ended by `data: [DONE]`."},
+    "stream_options": _obj(
+        {
+            "include_usage": {**_BOOL, "description": "A last chunk with `usage` and no choices."},
+            "continuous_usage_stats": {**_BOOL, "description": "vLLM extension: usage so far in every chunk."},
+        }
+    ),
+    "user": _STR,
+}
+
+_USAGE = _obj(
+    {"prompt_tokens": _INT, "completion_tokens": _INT, "total_tokens": _INT},
+    ("prompt_tokens", "total_tokens"),
+    description="Counted by the model's tokenizer, never estimated; the hub meters exactly these.",
+)
+
+_TEXT_PART = _obj({"type": {"const": "text"}, "text": _STR}, ("type", "text"))
+_IMAGE_PART = _obj(
+    {"type": {"const": "image_url"}, "image_url": _obj({"url": _STR, "detail": _STR}, ("url",))},
+    ("type", "image_url"),
+    description="Vision models (see issue 7); an http(s) or data: URL.",
+)
+_MESSAGE = _obj(
+    {
+        "role": {"enum": ["system", "developer", "user", "assistant", "tool"]},
+        "content": {
+            "oneOf": [_STR, {"type": "array", "items": {"oneOf": [_TEXT_PART, _IMAGE_PART]}}, {"type": "null"}]
+        },
+        "name": _STR,
+        "tool_calls": {"type": "array", "items": {"type": "object"}},
+        "tool_call_id": _STR,
+    },
+    ("role",),
+)
+
+_LOGPROBS = {"type": ["object", "null"], "description": "Per-token log probabilities when asked for."}
+
+SCHEMAS: dict[str, dict] = {
+    "Error": _obj(
+        {
+            "error": _obj(
+                {"message": _STR, "type": _STR, "param": _NULLABLE_STR, "code": _NULLABLE_STR},
+                ("message", "type", "param", "code"),
+            )
+        },
+        ("error",),
+        description="Every error, from the hub or from a deployment, in OpenAI's shape.",
+    ),
+    "Usage": _USAGE,
+    "ModelMetaData": _obj(
+        {
+            "max_sequence_length": {**_INT, "description": "Prompt + output tokens the model can process."},
+            "hidden_size": {**_INT, "description": "Embedding dimensions (embedding models only, else 0)."},
+            "max_output_length": {**_INT, "description": "Most tokens the model may generate (0: no own limit)."},
+        },
+        ("max_sequence_length", "hidden_size", "max_output_length"),
+    ),
+    "Model": _obj(
+        {
+            "id": _STR,
+            "object": {"const": "model"},
+            "created": _INT,
+            "owned_by": _STR,
+            "meta_data": ref("ModelMetaData"),
+        },
+        ("id", "object", "created", "owned_by", "meta_data"),
+    ),
+    "ModelList": _obj(
+        {"object": {"const": "list"}, "data": {"type": "array", "items": ref("Model")}}, ("object", "data")
+    ),
+    "ChatCompletionRequest": _obj(
+        {
+            "model": _STR,
+            "messages": {"type": "array", "items": _MESSAGE, "minItems": 1},
+            "max_tokens": {**_INT, "minimum": 1, "description": "At most the model's `max_output_length`."},
+            "max_completion_tokens": {**_INT, "minimum": 1},
+            "logprobs": _BOOL,
+            "top_logprobs": {**_INT, "minimum": 0, "maximum": 20},
+            "tools": {"type": "array", "items": {"type": "object"}, "description": "Function calling (issue 6)."},
+            "tool_choice": {"oneOf": [_STR, {"type": "object"}]},
+            **_SAMPLING,
+        },
+        ("model", "messages"),
+    ),
+    "ChatCompletion": _obj(
+        {
+            "id": _STR,
+            "object": {"const": "chat.completion"},
+            "created": _INT,
+            "model": _STR,
+            "choices": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "index": _INT,
+                        "message": _obj({"role": {"const": "assistant"}, "content": _NULLABLE_STR}),
+                        "finish_reason": {"enum": ["stop", "length", "tool_calls"]},
+                        "logprobs": _LOGPROBS,
+                    }
+                ),
+            },
+            "usage": ref("Usage"),
+        },
+        ("id", "object", "created", "model", "choices", "usage"),
+    ),
+    "ChatCompletionChunk": _obj(
+        {
+            "id": _STR,
+            "object": {"const": "chat.completion.chunk"},
+            "created": _INT,
+            "model": _STR,
+            "choices": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "index": _INT,
+                        "delta": _obj({"role": _STR, "content": _NULLABLE_STR}),
+                        "finish_reason": {"type": ["string", "null"]},
+                        "logprobs": _LOGPROBS,
+                    }
+                ),
+            },
+            "usage": {"oneOf": [ref("Usage"), {"type": "null"}]},
+        },
+        ("id", "object", "created", "model", "choices"),
+        description="One `data:` event of a chat stream.",
+    ),
+    "CompletionRequest": _obj(
+        {
+            "model": _STR,
+            "prompt": {
+                "oneOf": [_STR, {"type": "array", "items": _STR}, _TOKEN_IDS, {"type": "array", "items": _TOKEN_IDS}]
+            },
+            "max_tokens": {**_INT, "minimum": 1, "default": 16},
+            "echo": _BOOL,
+            "logprobs": {**_INT, "minimum": 0, "maximum": 5},
+            **_SAMPLING,
+        },
+        ("model", "prompt"),
+    ),
+    "Completion": _obj(
+        {
+            "id": _STR,
+            "object": {"const": "text_completion"},
+            "created": _INT,
+            "model": _STR,
+            "choices": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "index": _INT,
+                        "text": _STR,
+                        "finish_reason": {"type": ["string", "null"]},
+                        "logprobs": _LOGPROBS,
+                    }
+                ),
+            },
+            "usage": ref("Usage"),
+        },
+        ("id", "object", "created", "model", "choices"),
+        description="The whole answer, or one `data:` event of a completion stream.",
+    ),
+    "EmbeddingRequest": _obj(
+        {
+            "model": _STR,
+            "input": {
+                "oneOf": [_STR, {"type": "array", "items": _STR}, _TOKEN_IDS, {"type": "array", "items": _TOKEN_IDS}]
+            },
+            "encoding_format": {"enum": ["float", "base64"], "default": "float"},
+            "dimensions": {**_INT, "description": "Must equal the model's `hidden_size` (400 otherwise)."},
+            "user": _STR,
+        },
+        ("model", "input"),
+    ),
+    "EmbeddingList": _obj(
+        {
+            "object": {"const": "list"},
+            "model": _STR,
+            "data": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "object": {"const": "embedding"},
+                        "index": _INT,
+                        "embedding": {
+                            "oneOf": [{"type": "array", "items": _NUM}, _STR],
+                            "description": "floats, or little-endian float32 in base64",
+                        },
+                    }
+                ),
+            },
+            "usage": _obj({"prompt_tokens": _INT, "total_tokens": _INT}),
+        },
+        ("object", "model", "data", "usage"),
+    ),
+    "UsagePage": _obj(
+        {
+            "object": {"const": "page"},
+            "data": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "object": {"const": "bucket"},
+                        "start_time": _INT,
+                        "end_time": _INT,
+                        "results": {
+                            "type": "array",
+                            "items": _obj(
+                                {
+                                    "object": {"const": "organization.usage.completions.result"},
+                                    "input_tokens": _INT,
+                                    "output_tokens": _INT,
+                                    "total_tokens": _INT,
+                                    "num_model_requests": _INT,
+                                    "model": _NULLABLE_STR,
+                                    "api_key_id": {**_NULLABLE_STR, "description": "The key's public prefix."},
+                                }
+                            ),
+                        },
+                    }
+                ),
+            },
+            "has_more": _BOOL,
+            "next_page": _NULLABLE_STR,
+        },
+        ("object", "data", "has_more"),
+    ),
+}

@@ -1,0 +1,50 @@
+"""A live hub in front of a live inference service serving the three packaged models, once per session."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from openai import OpenAI
+
+from accounts import services
+from accounts.models import UsageRecord
+from hub.inference_client import model_cards
+from tests.inference.live_service import inference_service
+
+CHAT, COMPLETION, EMBED = "smollm2-135m-instruct", "gemma-3-270m", "all-minilm-l6-v2"
+
+
+@pytest.fixture(scope="session")
+def inference_url():
+    """`python -m inference serve` with its default models, once per session."""
+    with inference_service() as url:
+        yield f"{url}/v1"
+
+
+@pytest.fixture
+def hub(live_hub, inference_url):
+    """The catalog synced from the service; tenant acme entitled to all three; a key for all of them
+    and one for the embedding model only."""
+    services.sync_deployment(inference_url, model_cards(inference_url))
+    tenant = services.create_tenant("acme", "Acme")
+    services.grant_models(tenant, [CHAT, COMPLETION, EMBED])
+    everything = services.issue_key(tenant, name="all")
+    embed_only = services.issue_key(tenant, name="embed", model_ids=[EMBED])
+
+    def client(key=everything, base: str = "v1") -> OpenAI:
+        return OpenAI(base_url=live_hub.api(base), api_key=key.secret, max_retries=0)
+
+    client.everything, client.embed_only, client.tenant, client.url = everything, embed_only, tenant, live_hub.url
+    client.inference_health = lambda: inference_url.removesuffix("/v1") + "/health"
+    return client
+
+
+def rows(**filters) -> list[UsageRecord]:
+    """Usage rows, waiting briefly: a stream's row is written as the relay ends, just after the client's last read."""
+    deadline = time.monotonic() + 10
+    while True:
+        found = list(UsageRecord.objects.filter(**filters).order_by("id"))
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)

@@ -1,0 +1,80 @@
+"""The API documentation: the OpenAPI document, Swagger UI at /docs and ReDoc at /redoc, all served
+without the internet (assets from drf-spectacular-sidecar). That the document describes the real
+answers is checked against a live hub in ``tests/e2e/test_reference_examples.py``."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from drf_spectacular.validation import validate_schema
+
+pytestmark = pytest.mark.django_db
+
+PUBLIC_ROUTES = {
+    "/chat/completions": "post",
+    "/completions": "post",
+    "/embeddings": "post",
+    "/models": "get",
+    "/models/{model_id}": "get",
+    "/usage": "get",
+}
+
+
+@pytest.fixture
+def schema(client):
+    response = client.get("/openapi.json")
+    assert response.status_code == 200 and response["content-type"].startswith("application/")
+    return response.json()
+
+
+def _refs(node) -> set[str]:
+    if isinstance(node, dict):
+        found = {node["$ref"]} if isinstance(node.get("$ref"), str) else set()
+        return found.union(*(_refs(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_refs(v) for v in node))
+    return set()
+
+
+def test_the_schema_is_valid_openapi_with_every_public_route_once(schema):
+    validate_schema(schema)
+    assert {path: next(iter(ops)) for path, ops in schema["paths"].items()} == PUBLIC_ROUTES
+    assert [s["url"] for s in schema["servers"]] == ["/v1", "/v2", "/vision"]
+    assert schema["components"]["securitySchemes"]["ApiKey"] == {
+        "type": "http", "scheme": "bearer", "description": "An API key of your tenant (`sk-...`).",
+    }  # fmt: skip
+    for path, method in PUBLIC_ROUTES.items():
+        operation = schema["paths"][path][method]
+        assert operation["security"] == [{"ApiKey": []}], path
+        assert operation["responses"]["401"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/Error"
+        }
+    defined = {f"#/components/schemas/{name}" for name in schema["components"]["schemas"]}
+    assert _refs(schema) <= defined, _refs(schema) - defined
+
+
+def test_generation_routes_document_their_bodies_and_streams(schema):
+    chat = schema["paths"]["/chat/completions"]["post"]
+    assert chat["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/ChatCompletionRequest")
+    assert set(chat["responses"]["200"]["content"]) == {"application/json", "text/event-stream"}
+    assert {"400", "401", "404", "502", "503"} <= set(chat["responses"])
+    request = schema["components"]["schemas"]["ChatCompletionRequest"]
+    assert request["required"] == ["model", "messages"]
+    assert {"max_tokens", "temperature", "stream", "stream_options", "seed"} <= set(request["properties"])
+    embeddings = schema["components"]["schemas"]["EmbeddingRequest"]["properties"]
+    assert embeddings["encoding_format"]["enum"] == ["float", "base64"]
+
+
+@pytest.mark.parametrize("page, marker", [("/docs", "SwaggerUIBundle"), ("/redoc", "<redoc")])
+def test_swagger_ui_and_redoc_are_served_with_local_assets(client, page, marker):
+    response = client.get(page)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert marker in html and "/openapi.json" in html
+    scripts = re.findall(r'src="([^"]+\.js)"', html)
+    assert scripts and all(src.startswith("/static/") for src in scripts), scripts
+    for src in scripts:
+        asset = client.get(src)
+        assert asset.status_code == 200, src
+        assert b"".join(asset.streaming_content if asset.streaming else [asset.content])
