@@ -60,7 +60,8 @@ class FakeUpstream(asyncio.Protocol):
             if head_end < 0:
                 return
             head = self.buffer[:head_end].decode("latin-1").split("\r\n")
-            headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in head[1:] if ":" in line)}
+            pairs = (line.split(":", 1) for line in head[1:] if ":" in line)
+            headers = {k.strip().lower(): v.strip() for k, v in pairs}
             length = int(headers.get("content-length", "0"))
             if len(self.buffer) < head_end + 4 + length:
                 return
@@ -80,7 +81,8 @@ class FakeUpstream(asyncio.Protocol):
         if not request.get("stream"):
             return self._send(200, b"application/json", _completion(model))
         options = request.get("stream_options") or {}
-        events = _stream(model, self.chunks, bool(options.get("include_usage")), bool(options.get("continuous_usage_stats")))
+        usage, running = bool(options.get("include_usage")), bool(options.get("continuous_usage_stats"))
+        events = _stream(model, self.chunks, usage, running)
         self.transport.write(
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
             + b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in events)

@@ -26,7 +26,7 @@ from contextlib import suppress
 
 import httpx
 from asgiref.sync import sync_to_async
-from channels.consumer import AsyncConsumer
+from channels.consumer import AsyncConsumer, get_handler_name
 from channels.exceptions import StopConsumer
 from django.db import close_old_connections
 
@@ -147,6 +147,15 @@ class GatewayConsumer(AsyncConsumer):
     task: asyncio.Task | None = None
     headers_sent = False
 
+    async def dispatch(self, message) -> None:
+        # Channels' dispatch first runs close_old_connections in the one thread-sensitive executor, a
+        # serialized thread hop per message. This consumer never touches the ORM on that thread: its
+        # database work runs in pool threads that hand their connections back themselves.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
     async def http_request(self, message) -> None:
         if message.get("more_body"):  # the edge replays the whole body as one message
             return
@@ -259,8 +268,10 @@ class GatewayConsumer(AsyncConsumer):
         payload["model"] = model_id
         meter.take(payload.get("usage"))
         meter.first_token = time.monotonic()
-        await meter.save()
-        await self._json(200, payload)
+        try:  # the answer first: the client need not wait for the usage row's commit
+            await self._json(200, payload)
+        finally:
+            await asyncio.shield(meter.save())
 
     async def _relay_stream(self, response: httpx.Response, body: dict, model_id: str, meter: _Meter) -> None:
         options = body.get("stream_options") or {}

@@ -40,11 +40,12 @@ def hub(live_hub, inference_url):
     return client
 
 
-def rows(**filters) -> list[UsageRecord]:
-    """Usage rows, waiting briefly: a stream's row is written as the relay ends, just after the client's last read."""
+def rows(count: int = 1, **filters) -> list[UsageRecord]:
+    """Usage rows, waiting (up to 10 s) for at least ``count``: a row is written just after its answer is
+    sent, so the client can be a moment ahead of it."""
     deadline = time.monotonic() + 10
     while True:
         found = list(UsageRecord.objects.filter(**filters).order_by("id"))
-        if found or time.monotonic() > deadline:
+        if len(found) >= count or time.monotonic() > deadline:
             return found
-        time.sleep(0.1)
+        time.sleep(0.05)

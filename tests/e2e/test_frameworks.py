@@ -51,7 +51,7 @@ def test_langchain_openai_embeddings(hub):
     assert [len(v) for v in vectors] == [384, 384, 384] and len(query) == 384
     a, b, c = (np.array(v) for v in vectors)
     assert a @ b > a @ c  # normalized MiniLM vectors: the paraphrase is closer than the unrelated sentence
-    assert sorted(r.route for r in rows(route="embeddings")) == ["embeddings", "embeddings"]
+    assert sorted(r.route for r in rows(2, route="embeddings")) == ["embeddings", "embeddings"]
 
 
 def test_llamaindex_openai_like_chat_complete_stream_and_async(hub):
@@ -65,6 +65,6 @@ def test_llamaindex_openai_like_chat_complete_stream_and_async(hub):
     assert result["chat"] and result["complete"] and result["achat"]
     assert "".join(result["stream"]) and len(result["stream"]) > 1
     assert result["chat_usage"]["completion_tokens"] > 0
-    metered = rows(route="chat/completions")
+    metered = rows(4, route="chat/completions")
     assert len(metered) == 4 and sum(r.streamed for r in metered) == 1
     assert all(r.status_code == 200 and r.completion_tokens > 0 for r in metered)
