@@ -101,8 +101,15 @@ def test_completions_and_embeddings_through_every_base_url(hub):
         assert embedding.usage.prompt_tokens > 0
     floats = hub().embeddings.create(model=EMBED, input="hello", encoding_format="float")
     assert abs(sum(x * x for x in floats.data[0].embedding) - 1) < 1e-4
-    metered = rows(3, model=EMBED)
-    assert len(metered) == 3 and all(r.route == "embeddings" and r.completion_tokens == 0 for r in metered)
+    # token ids ([CLS] hello world [SEP] in MiniLM's vocabulary), alone or as a batch, and the model's own dimensions
+    text = hub().embeddings.create(model=EMBED, input="hello world", encoding_format="float", dimensions=384)
+    ids = hub().embeddings.create(model=EMBED, input=[101, 7592, 2088, 102], encoding_format="float")
+    batch = hub().embeddings.create(model=EMBED, input=[[101, 7592, 2088, 102], [101, 2088, 102]])
+    assert max(abs(a - b) for a, b in zip(text.data[0].embedding, ids.data[0].embedding, strict=True)) < 1e-5
+    assert len(batch.data) == 2 and (ids.usage.prompt_tokens, batch.usage.prompt_tokens) == (4, 7)
+    metered = rows(6, model=EMBED)
+    assert len(metered) == 6 and all(r.route == "embeddings" and r.completion_tokens == 0 for r in metered)
+    assert [r.prompt_tokens for r in metered[-2:]] == [4, 7]
 
 
 def test_entitlements_limits_and_kinds(hub):
