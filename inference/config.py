@@ -20,13 +20,19 @@ class EngineConfig:
     max_num_seqs: int = 32  # sequences decoding together
     max_batched_tokens: int = 2048  # tokens per step (prefill chunks + decodes)
     block_size: int = 16  # tokens per KV block
-    kv_cache_tokens: int | None = None  # default: the model's context length (capped at 32768)
+    # default: on CUDA what fits in gpu_memory_utilization of the GPU; on the CPU one context (max 32768)
+    kv_cache_tokens: int | None = None
+    gpu_memory_utilization: float = 0.9  # weights + activations + KV cache, of the GPU's memory
     max_model_len: int | None = None  # default: min(context length, kv_cache_tokens)
-    dtype: str = "float32"  # compute dtype on CPU; bfloat16 on CUDA (issue 5)
+    dtype: str = "auto"  # weights, activations and KV cache: auto = float32 on the CPU, bfloat16 on CUDA
     device: str = "auto"  # "auto" (cuda when present, else cpu), "cpu", "cuda" or "cuda:N"
     # CPU weights, one of QUANTIZE_MODES: quantized for decode, bf16 copies for prefill ("none": float
     # everywhere, ~5x slower decode); ignored on CUDA
     quantize: str = "auto"
+    # the Triton kernels of kernels/: "auto" (on CUDA yes, on the CPU no), "on" (on the CPU only under
+    # TRITON_INTERPRET=1: slow, for tests), "off" (the torch path everywhere)
+    kernels: str = "auto"
+    cuda_graphs: bool = True  # decode steps replayed as CUDA graphs (CUDA with kernels only)
 
     def resolved_device(self) -> str:
         if self.device != "auto":
@@ -35,16 +41,34 @@ class EngineConfig:
 
         return "cuda" if torch.cuda.is_available() else "cpu"
 
+    def resolved_dtype(self) -> str:
+        if self.dtype != "auto":
+            return self.dtype
+        return "bfloat16" if self.resolved_device().startswith("cuda") else "float32"
+
+    def resolved_kernels(self) -> bool:
+        """Whether the model runs on the Triton kernels; "on" where Triton cannot run is an error."""
+        from inference.layers.kernel_switch import kernels_available
+
+        device = self.resolved_device()
+        if self.kernels == "on" and not kernels_available(device):
+            raise ConfigError("engine.kernels = on needs CUDA, or TRITON_INTERPRET=1 on the CPU (tests only)")
+        return self.kernels == "on" or (self.kernels == "auto" and device.startswith("cuda"))
+
     def __post_init__(self) -> None:
         for name in ("max_num_seqs", "max_batched_tokens", "block_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"engine.{name} must be positive")
         if self.kv_cache_tokens is not None and self.kv_cache_tokens < self.block_size:
             raise ConfigError("engine.kv_cache_tokens must hold at least one block")
-        if self.dtype not in ("float32", "bfloat16", "float16"):
-            raise ConfigError(f"engine.dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
+        if not 0.0 < self.gpu_memory_utilization <= 1.0:
+            raise ConfigError("engine.gpu_memory_utilization must be in (0, 1]")
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ConfigError(f"engine.dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
         if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
             raise ConfigError(f"engine.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.kernels not in ("auto", "on", "off"):
+            raise ConfigError(f"engine.kernels must be auto, on or off, got {self.kernels!r}")
         if self.quantize not in QUANTIZE_MODES:
             raise ConfigError(f"engine.quantize must be one of {', '.join(QUANTIZE_MODES)}, got {self.quantize!r}")
 

@@ -8,6 +8,11 @@ revocation made here reaches it through the shared cache (Redis in CI).
 from __future__ import annotations
 
 import os
+
+# Triton kernels run on the CPU only under its interpreter, which must be chosen before any kernel module
+# is imported. On a GPU machine, INFERENCE_TEST_DEVICE=cuda runs them compiled.
+if os.environ.get("INFERENCE_TEST_DEVICE", "cpu") == "cpu":
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 import socket
 import subprocess
 import sys

@@ -27,6 +27,12 @@ class ForwardContext:
     context_slots: torch.Tensor | None = None
     is_decode: bool = False  # every sequence contributes exactly one token
     causal: bool = True
+    # the Triton kernels' view of the same batch (set by the model runner when the model runs on kernels)
+    block_tables: torch.Tensor | None = None  # [S, max_blocks] int32
+    context_lens_t: torch.Tensor | None = None  # [S] int32, context_lens on the device
+    cu_seqlens_q_t: torch.Tensor | None = None  # [S + 1] int32
+    max_seqlen_q: int = 0
+    block_size: int = 0
     # per-step values every layer would otherwise rebuild (attention masks per window)
     cache: dict = field(default_factory=dict)
 

@@ -12,20 +12,23 @@ import torch
 
 from inference.config import EngineConfig
 from inference.engine.block_manager import BlockManager
+from inference.engine.kv_budget import cuda_kv_tokens
 from inference.engine.model_runner import ModelRunner
 from inference.engine.output import OutputProcessor, SeqDelta
 from inference.engine.scheduler import Scheduler
 from inference.engine.sequence import Sequence, TokenLogprob
+from inference.layers.kernel_switch import use_kernels
 from inference.layers.sampler import sample
 from inference.sampling_params import SamplingParams
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def resolve_limits(model_config, cfg: EngineConfig) -> tuple[int, int]:
-    """(max_model_len, kv cache tokens) from the model's context length and the engine settings."""
+def resolve_limits(model_config, cfg: EngineConfig, measured_kv_tokens: int | None = None) -> tuple[int, int]:
+    """(max_model_len, kv cache tokens) from the model's context length and the engine settings; on CUDA the
+    cache defaults to what the GPU's memory holds (``measured_kv_tokens``)."""
     context = model_config.max_position_embeddings
-    kv_tokens = cfg.kv_cache_tokens or min(context, 32768)
+    kv_tokens = cfg.kv_cache_tokens or measured_kv_tokens or min(context, 32768)
     max_len = min(cfg.max_model_len or context, context, kv_tokens)
     return max_len, kv_tokens
 
@@ -36,11 +39,19 @@ class LLMEngine:
         self.tokenizer = tokenizer
         self.detokenizer_factory = detokenizer_factory  # (tokenizer, prompt_ids) -> IncrementalDetokenizer
         self.cfg = cfg
-        self.max_model_len, kv_tokens = resolve_limits(model.config, cfg)
+        device = next(model.parameters()).device
+        kernels = cfg.resolved_kernels()
+        use_kernels(model, kernels)
+        measured = None
+        if device.type == "cuda" and cfg.kv_cache_tokens is None:
+            measured = cuda_kv_tokens(model, _DTYPES[cfg.resolved_dtype()], cfg, device)
+        self.max_model_len, kv_tokens = resolve_limits(model.config, cfg, measured)
         self.blocks = BlockManager(-(-kv_tokens // cfg.block_size), cfg.block_size)
         self.scheduler = Scheduler(self.blocks, cfg.max_num_seqs, cfg.max_batched_tokens)
-        device = next(model.parameters()).device
-        self.runner = ModelRunner(model, self.blocks, _DTYPES[cfg.dtype], device)
+        graphs_for = (cfg.max_num_seqs, self.max_model_len) if cfg.cuda_graphs else None
+        self.runner = ModelRunner(
+            model, self.blocks, _DTYPES[cfg.resolved_dtype()], device, kernels=kernels, graphs_for=graphs_for
+        )
         self.stop_token_ids = set(tokenizer.stop_token_ids)
         self.outputs: dict[int, OutputProcessor] = {}
         self.requests: dict[str, list[Sequence]] = {}
@@ -104,6 +115,7 @@ class LLMEngine:
                 [s.params for s in result.sample_seqs],
                 [(s.prompt_ids, s.output_ids) for s in result.sample_seqs],
                 [s.generator for s in result.sample_seqs],
+                kernels=self.runner.kernels,
             )
             now = time.monotonic()
             for seq, token, lp in zip(result.sample_seqs, sampled.token_ids, sampled.logprobs, strict=True):

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
 
 from inference.engine.block_manager import BlockManager
 from inference.engine.context import ForwardContext, forward_context
+from inference.engine.cuda_graphs import DecodeGraphs
 from inference.engine.scheduler import ScheduledStep
 from inference.engine.sequence import Sequence
+
+log = logging.getLogger("inference.model_runner")
 
 
 @dataclass
@@ -21,8 +25,18 @@ class StepLogits:
 
 
 class ModelRunner:
-    def __init__(self, model: torch.nn.Module, blocks: BlockManager, kv_dtype: torch.dtype, device: torch.device):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        blocks: BlockManager,
+        kv_dtype: torch.dtype,
+        device: torch.device,
+        kernels: bool = False,
+        graphs_for: tuple[int, int] | None = None,
+    ):
+        """``graphs_for``: (max_num_seqs, max_model_len) to capture decode CUDA graphs for (CUDA, kernels)."""
         self.model = model
+        self.kernels = kernels  # the model's layers run on the Triton kernels: give them block tables
         self.blocks = blocks
         self.device = device
         cfg = model.config
@@ -31,6 +45,14 @@ class ModelRunner:
             # zeros, not empty: padded gathers read slot 0 and masked NaNs would still poison 0 * v
             layer.k_cache = torch.zeros(slots, cfg.num_key_value_heads, cfg.head_dim, dtype=kv_dtype, device=device)
             layer.v_cache = torch.zeros(slots, cfg.num_key_value_heads, cfg.head_dim, dtype=kv_dtype, device=device)
+        self.graphs: DecodeGraphs | None = None
+        if graphs_for is not None and kernels and device.type == "cuda":
+            max_num_seqs, max_model_len = graphs_for
+            try:
+                self.graphs = DecodeGraphs(model, max_num_seqs, -(-max_model_len // blocks.block_size),
+                                           blocks.block_size, device)  # fmt: skip
+            except Exception:  # noqa: BLE001 - a model the graphs cannot capture still runs, eagerly
+                log.exception("decode CUDA graphs could not be captured; decoding eagerly")
 
     def _context_slots(self, seqs: list[Sequence], max_len: int) -> torch.Tensor:
         """[S, max_len] cache slot of every position of every sequence (0 past its end)."""
@@ -41,6 +63,20 @@ class ModelRunner:
             tables[i, : len(seq.block_table)] = torch.tensor(seq.block_table, dtype=torch.long)
         pos = torch.arange(max_len)
         return tables[:, pos // bs] * bs + pos % bs
+
+    def _kernel_tensors(self, seqs: list[Sequence], cu: list[int], context_lens: list[int]) -> dict:
+        """What the attention kernels read: block tables [S, max_blocks] int32 and lengths on the device."""
+        width = max(len(s.block_table) for s in seqs)
+        tables = torch.zeros(len(seqs), width, dtype=torch.int32)
+        for i, seq in enumerate(seqs):
+            tables[i, : len(seq.block_table)] = torch.tensor(seq.block_table, dtype=torch.int32)
+        return {
+            "block_tables": tables.to(self.device),
+            "context_lens_t": torch.tensor(context_lens, dtype=torch.int32, device=self.device),
+            "cu_seqlens_q_t": torch.tensor(cu, dtype=torch.int32, device=self.device),
+            "max_seqlen_q": max(b - a for a, b in zip(cu, cu[1:], strict=False)),
+            "block_size": self.blocks.block_size,
+        }
 
     @torch.inference_mode()
     def run(self, step: ScheduledStep) -> StepLogits:
@@ -69,13 +105,20 @@ class ModelRunner:
             cu_seqlens_q=cu,
             context_lens=context_lens,
             slot_mapping=torch.tensor(slots, dtype=torch.long, device=self.device),
-            context_slots=self._context_slots(step.seqs, max(context_lens)).to(self.device),
             is_decode=step.is_decode,
+            **(
+                self._kernel_tensors(step.seqs, cu, context_lens)
+                if self.kernels
+                else {"context_slots": self._context_slots(step.seqs, max(context_lens)).to(self.device)}
+            ),
         )
         ids = torch.tensor(input_ids, dtype=torch.long, device=self.device)
         pos = torch.tensor(positions, dtype=torch.long, device=self.device)
-        with forward_context(ctx):
-            hidden = self.model(ids, pos)
+        if self.graphs is not None and step.is_decode and self.graphs.fits(len(cu) - 1, ctx.block_tables.shape[1]):
+            hidden = self.graphs.run(ids, pos, ctx.slot_mapping, ctx.block_tables, ctx.context_lens_t)
+        else:
+            with forward_context(ctx):
+                hidden = self.model(ids, pos)
         logits = self.model.compute_logits(hidden[sample_rows]) if sample_rows else hidden.new_zeros(0, 0)
         prompt_logits = {
             seq_id: (first, self.model.compute_logits(hidden[a:b])) for seq_id, (first, a, b) in prompt_rows.items()

@@ -28,8 +28,16 @@ def get_activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
         raise ValueError(f"activation {name!r} is not supported (supported: {', '.join(ACTIVATIONS)})") from None
 
 
+# gated activations with a fused Triton kernel (kernels/activation.py)
+_KERNELS = {"silu": "silu_and_mul", "swish": "silu_and_mul", "gelu_pytorch_tanh": "gelu_tanh_and_mul",
+            "gelu_new": "gelu_tanh_and_mul"}  # fmt: skip
+
+
 class ActAndMul(nn.Module):
-    """Gated activation over a fused gate/up projection: [T, 2I] -> act(gate) * up, [T, I]."""
+    """Gated activation over a fused gate/up projection: [T, 2I] -> act(gate) * up, [T, I]. With ``kernels``
+    set (CUDA), one fused Triton kernel where there is one for the activation."""
+
+    kernels = False
 
     def __init__(self, name: str):
         super().__init__()
@@ -37,6 +45,10 @@ class ActAndMul(nn.Module):
         self.act = get_activation(name)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kernels and self.name in _KERNELS:
+            from kernels import activation as fused
+
+            return getattr(fused, _KERNELS[self.name])(x)
         gate, up = x.chunk(2, dim=-1)
         return self.act(gate) * up
 

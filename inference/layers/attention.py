@@ -34,6 +34,8 @@ class Attention(nn.Module):
         self.k_cache: torch.Tensor | None = None  # [slots, num_kv_heads, head_dim]
         self.v_cache: torch.Tensor | None = None
 
+    kernels = False  # on the Triton kernels (set for the whole model by inference.layers.kernel_switch)
+
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """q: [T, num_heads * head_dim], k/v: [T, num_kv_heads * head_dim] → [T, num_heads * head_dim]."""
         ctx = get_context()
@@ -41,6 +43,8 @@ class Attention(nn.Module):
         q = q.view(T, self.num_heads, self.head_dim)
         k = k.view(T, self.num_kv_heads, self.head_dim)
         v = v.view(T, self.num_kv_heads, self.head_dim)
+        if self.kernels:
+            return self._forward_kernels(q, k, v, ctx).reshape(T, self.num_heads * self.head_dim)
         if ctx.slot_mapping is not None and self.k_cache is not None:
             self.k_cache[ctx.slot_mapping] = k.to(self.k_cache.dtype)
             self.v_cache[ctx.slot_mapping] = v.to(self.v_cache.dtype)
@@ -51,6 +55,30 @@ class Attention(nn.Module):
         else:
             out = self._prefill_uncached(q, k, v, ctx)
         return out.reshape(T, self.num_heads * self.head_dim)
+
+    def _forward_kernels(self, q, k, v, ctx: ForwardContext) -> torch.Tensor:
+        """The same three cases on the Triton kernels: q [T, H, D], k/v [T, Hkv, D] → [T, H, D]."""
+        from kernels.decode_attention import decode_attention
+        from kernels.kv_cache import store_kv
+        from kernels.prefill_attention import paged_attention, varlen_attention
+
+        window = self.sliding_window
+        if ctx.slot_mapping is not None and self.k_cache is not None:
+            store_kv(k, v, self.k_cache, self.v_cache, ctx.slot_mapping)
+            args = (q, self.k_cache, self.v_cache, ctx.block_tables)
+            if ctx.is_decode:
+                return decode_attention(*args, ctx.context_lens_t, ctx.block_size, self.scale, sliding_window=window)
+            return paged_attention(
+                *args, ctx.cu_seqlens_q_t, ctx.context_lens_t, ctx.block_size, self.scale, sliding_window=window,
+                max_seqlen_q=ctx.max_seqlen_q,
+            )  # fmt: skip
+        cu = ctx.cache.get("cu_seqlens")
+        if cu is None:  # no cache (encoders, tests): each sequence attends to its own tokens
+            cu = ctx.cache["cu_seqlens"] = torch.tensor(ctx.cu_seqlens_q, dtype=torch.int32, device=q.device)
+        max_len = max(b - a for a, b in zip(ctx.cu_seqlens_q, ctx.cu_seqlens_q[1:], strict=False))
+        return varlen_attention(
+            q, k, v, cu, cu, self.scale, causal=self.causal and ctx.causal, sliding_window=window, max_seqlen_q=max_len
+        )
 
     # --- masks -----------------------------------------------------------------------------------
 

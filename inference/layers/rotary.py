@@ -8,6 +8,7 @@ and nothing sized by max_position_embeddings (128k for Llama 3.1, Gemma 3) is ev
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -34,9 +35,21 @@ def rope_inv_freq(rope: RopeConfig, head_dim: int) -> torch.Tensor:
     return inv_freq
 
 
+class Rope(NamedTuple):
+    """One step's rotary inputs for the layers sharing a base: cos / signed_sin [T, 1, head_dim] for the
+    torch path, or the positions [T] and inverse frequencies [head_dim / 2] for the Triton kernel."""
+
+    cos: torch.Tensor | None = None
+    signed_sin: torch.Tensor | None = None
+    positions: torch.Tensor | None = None
+    inv_freq: torch.Tensor | None = None
+
+
 class RotaryEmbedding(nn.Module):
     """Holds no parameters or buffers: the inverse frequencies are made lazily per device, so the module
     can be built on the meta device and moved with ``to_empty`` without losing them."""
+
+    kernels = False
 
     def __init__(self, head_dim: int, rope: RopeConfig):
         super().__init__()
@@ -44,20 +57,23 @@ class RotaryEmbedding(nn.Module):
         self.rope = rope
         self._inv_freq: dict[torch.device, torch.Tensor] = {}
 
-    def forward(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """positions [T] -> (cos, signed_sin), each [T, 1, head_dim] in ``dtype``, for ``apply_rotary``.
+    def forward(self, positions: torch.Tensor, dtype: torch.dtype) -> Rope:
+        """positions [T] -> the step's ``Rope`` for ``apply_rope``.
 
-        ``signed_sin`` is [-sin, sin] over the two halves: rotate-half's sign folded in once per step,
-        so each layer's rotation is a roll, a multiply and a multiply-add.
+        Torch path: ``signed_sin`` is [-sin, sin] over the two halves: rotate-half's sign folded in once per
+        step, so each layer's rotation is a roll, a multiply and a multiply-add. Kernel path: the kernel
+        computes cos / sin itself from the positions, in float32.
         """
         inv_freq = self._inv_freq.get(positions.device)
         if inv_freq is None:
             inv_freq = self._inv_freq[positions.device] = rope_inv_freq(self.rope, self.head_dim).to(positions.device)
+        if self.kernels:
+            return Rope(positions=positions, inv_freq=inv_freq)
         freqs = positions.float()[:, None] * inv_freq[None, :]  # [T, head_dim / 2], float32 like HF
         sin = freqs.sin()
         cos = torch.cat((freqs, freqs), dim=-1).cos()
         signed_sin = torch.cat((-sin, sin), dim=-1)
-        return cos.to(dtype)[:, None, :], signed_sin.to(dtype)[:, None, :]
+        return Rope(cos=cos.to(dtype)[:, None, :], signed_sin=signed_sin.to(dtype)[:, None, :])
 
     def extra_repr(self) -> str:
         return f"head_dim={self.head_dim}, {self.rope}"
@@ -69,3 +85,12 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -
     HF's ``x * cos + rotate_half(x) * sin`` with rotate_half(x) = [-x2, x1] = roll(x, half) * [-1, 1].
     """
     return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, -1), signed_sin)
+
+
+def apply_rope(q: torch.Tensor, k: torch.Tensor, rope: Rope) -> tuple[torch.Tensor, torch.Tensor]:
+    """q [T, H, D], k [T, Hkv, D] → both rotated; on the kernel path in place (q and k may be views)."""
+    if rope.cos is None:
+        from kernels.rotary import rotary_embedding
+
+        return rotary_embedding(q, k, rope.positions, rope.inv_freq, inplace=True)
+    return apply_rotary(q, rope.cos, rope.signed_sin), apply_rotary(k, rope.cos, rope.signed_sin)

@@ -49,16 +49,44 @@ def _filter(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
     return logits
 
 
+def _uniform(gen: torch.Generator | None) -> float:
+    """One draw in [0, 1): from the request's own generator when it is seeded (reproducible anywhere)."""
+    return float(torch.rand(1, generator=gen)) if gen is not None else float(torch.rand(1))
+
+
+def _sample_with_kernel(logits: torch.Tensor, rows: list[int], params: list[SamplingParams], generators) -> list[int]:
+    """Temperature / top-k / top-p rows in one Triton kernel call over the full vocabulary (no sort)."""
+    from kernels.sampling import top_k_top_p_sample
+
+    device = logits.device
+
+    def column(values, dtype) -> torch.Tensor:
+        return torch.tensor(values, dtype=dtype, device=device)
+
+    chosen = [params[i] for i in rows]
+    ids = top_k_top_p_sample(
+        logits[rows].contiguous(),
+        column([p.temperature for p in chosen], torch.float32),
+        column([p.top_k for p in chosen], torch.int32),
+        column([p.top_p for p in chosen], torch.float32),
+        column([_uniform(generators[i]) for i in rows], torch.float32),
+    )
+    return ids.tolist()
+
+
 def sample(
     logits: torch.Tensor,
     params: list[SamplingParams],
     histories: list[tuple[list[int], list[int]]],
     generators: list[torch.Generator | None],
+    kernels: bool = False,
 ) -> SampleResult:
-    """logits: [N, vocab] float32, one row per sequence; histories: (prompt ids, output ids)."""
+    """logits: [N, vocab] float32, one row per sequence; histories: (prompt ids, output ids). With ``kernels``,
+    rows sampled with temperature / top-k / top-p (no min-p) go through the Triton sampling kernel."""
     raw = logits
     logits = logits.clone()
     tokens: list[int] = []
+    deferred: list[int] = []  # rows the kernel samples, after the loop
     for i, p in enumerate(params):
         row = logits[i]
         if p.logit_bias:
@@ -69,11 +97,18 @@ def sample(
         if p.greedy:
             tokens.append(int(row.argmax()))
             continue
+        if kernels and p.min_p == 0.0:
+            tokens.append(-1)
+            deferred.append(i)
+            continue
         probs = _filter(row, p).softmax(-1)
         gen = generators[i]
         if gen is not None and gen.device != probs.device:  # seeds live on the CPU: same draw on any device
             probs = probs.to(gen.device)
         tokens.append(int(torch.multinomial(probs, 1, generator=gen)))
+    if deferred:
+        for i, token in zip(deferred, _sample_with_kernel(logits, deferred, params, generators), strict=True):
+            tokens[i] = token
 
     logprobs: list[tuple[float, list[tuple[int, float]]] | None] = [None] * len(params)
     wanted = [i for i, p in enumerate(params) if p.logprobs is not None]

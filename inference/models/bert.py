@@ -17,6 +17,7 @@ from inference.engine.context import ForwardContext, forward_context
 from inference.layers.activation import get_activation
 from inference.layers.attention import Attention
 from inference.layers.linear import MergedLinear, load_hf_weights
+from inference.layers.norm import LayerNorm
 from inference.models.config import BertConfig
 
 PACKED_MODULES = {"query": ("qkv_proj", "q"), "key": ("qkv_proj", "k"), "value": ("qkv_proj", "v")}
@@ -28,7 +29,7 @@ class BertEmbeddings(nn.Module):
         self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.LayerNorm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
         x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
@@ -53,7 +54,7 @@ class BertAddNorm(nn.Module):
     def __init__(self, in_features: int, config: BertConfig):
         super().__init__()
         self.dense = nn.Linear(in_features, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.LayerNorm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         return self.LayerNorm(self.dense(x) + residual)

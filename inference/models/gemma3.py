@@ -14,7 +14,7 @@ from torch import nn
 from inference.layers.attention import Attention
 from inference.layers.linear import MergedLinear
 from inference.layers.norm import GemmaRMSNorm
-from inference.layers.rotary import RotaryEmbedding, apply_rotary
+from inference.layers.rotary import Rope, RotaryEmbedding, apply_rope
 from inference.models.config import Gemma3TextConfig
 from inference.models.llama import LlamaForCausalLM, LlamaMLP
 
@@ -38,12 +38,13 @@ class Gemma3Attention(nn.Module):
             sliding_window=config.sliding_windows[layer_idx],
         )
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        """x [T, hidden], cos/sin [T, head_dim] of this layer's RoPE base -> [T, hidden]."""
+    def forward(self, x: torch.Tensor, rope: Rope) -> torch.Tensor:
+        """x [T, hidden], the rope of this layer's base -> [T, hidden]."""
         T = x.shape[0]
         q, k, v = self.qkv_proj.split(self.qkv_proj(x))
-        q = apply_rotary(self.q_norm(q.view(T, self.num_heads, self.head_dim)), cos, sin)  # norm, then rotate
-        k = apply_rotary(self.k_norm(k.view(T, self.num_kv_heads, self.head_dim)), cos, sin)
+        q = self.q_norm(q.view(T, self.num_heads, self.head_dim))  # norm, then rotate
+        k = self.k_norm(k.view(T, self.num_kv_heads, self.head_dim))
+        q, k = apply_rope(q, k, rope)
         return self.o_proj(self.attn(q.reshape(T, -1), k.reshape(T, -1), v))
 
 
@@ -59,9 +60,16 @@ class Gemma3DecoderLayer(nn.Module):
         self.mlp = LlamaMLP(config.hidden_size, config.intermediate_size, config.hidden_act)
         self.post_feedforward_layernorm = GemmaRMSNorm(config.hidden_size, eps)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.post_attention_layernorm(self.self_attn(self.input_layernorm(x), cos, sin))
-        return x + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(x)))
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None, rope: Rope) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x, residual) -> (this layer's output, the residual stream before it is added), as Llama's; the
+        sandwich norms around attention and MLP normalise the sublayer outputs before they are added."""
+        if residual is None:
+            residual, x = x, self.input_layernorm(x)
+        else:
+            x, residual = self.input_layernorm(x, residual)
+        x = self.post_attention_layernorm(self.self_attn(x, rope))
+        x, residual = self.pre_feedforward_layernorm(x, residual)
+        return self.post_feedforward_layernorm(self.mlp(x)), residual
 
 
 class Gemma3TextModel(nn.Module):
@@ -82,9 +90,10 @@ class Gemma3TextModel(nn.Module):
             "full_attention": self.rotary_emb(positions, x.dtype),
             "sliding_attention": self.rotary_emb_local(positions, x.dtype),
         }
+        residual = None
         for layer in self.layers:
-            x = layer(x, *rope[layer.layer_type])
-        return self.norm(x)
+            x, residual = layer(x, residual, rope[layer.layer_type])
+        return self.norm(x, residual)[0]
 
 
 class Gemma3ForCausalLM(LlamaForCausalLM):

@@ -15,7 +15,7 @@ from inference.layers.activation import ActAndMul
 from inference.layers.attention import Attention
 from inference.layers.linear import MergedLinear, load_hf_weights
 from inference.layers.norm import RMSNorm
-from inference.layers.rotary import RotaryEmbedding, apply_rotary
+from inference.layers.rotary import Rope, RotaryEmbedding, apply_rope
 from inference.models.config import DecoderConfig, LlamaConfig
 
 # HF projections that live inside our fused ones
@@ -47,12 +47,11 @@ class LlamaAttention(nn.Module):
             sliding_window=config.sliding_windows[layer_idx],
         )
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        """x [T, hidden], cos/sin [T, head_dim] -> [T, hidden]."""
+    def forward(self, x: torch.Tensor, rope: Rope) -> torch.Tensor:
+        """x [T, hidden] -> [T, hidden]."""
         T = x.shape[0]
         q, k, v = self.qkv_proj.split(self.qkv_proj(x))
-        q = apply_rotary(q.view(T, self.num_heads, self.head_dim), cos, sin)
-        k = apply_rotary(k.view(T, self.num_kv_heads, self.head_dim), cos, sin)
+        q, k = apply_rope(q.view(T, self.num_heads, self.head_dim), k.view(T, self.num_kv_heads, self.head_dim), rope)
         return self.o_proj(self.attn(q.reshape(T, -1), k.reshape(T, -1), v))
 
 
@@ -77,9 +76,16 @@ class LlamaDecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = LlamaMLP(config.hidden_size, config.intermediate_size, config.hidden_act, config.mlp_bias)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin)
-        return x + self.mlp(self.post_attention_layernorm(x))
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None, rope: Rope) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x, residual) -> (this layer's output, the residual stream before it is added). The add is fused
+        into the next norm: x + residual is formed by the norm that reads it."""
+        if residual is None:
+            residual, x = x, self.input_layernorm(x)
+        else:
+            x, residual = self.input_layernorm(x, residual)
+        x = self.self_attn(x, rope)
+        x, residual = self.post_attention_layernorm(x, residual)
+        return self.mlp(x), residual
 
 
 class LlamaModel(nn.Module):
@@ -92,10 +98,11 @@ class LlamaModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         x = self.embed_tokens(input_ids)
-        cos, sin = self.rotary_emb(positions, x.dtype)
+        rope = self.rotary_emb(positions, x.dtype)
+        residual = None
         for layer in self.layers:
-            x = layer(x, cos, sin)
-        return self.norm(x)
+            x, residual = layer(x, residual, rope)
+        return self.norm(x, residual)[0]
 
 
 class LlamaForCausalLM(nn.Module):

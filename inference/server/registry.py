@@ -14,6 +14,7 @@ from inference.engine.embedding_engine import EmbeddingEngine
 from inference.engine.llm_engine import LLMEngine
 from inference.engine.worker import EngineLoop, EngineWorker
 from inference.env import ConfigError
+from inference.layers.kernel_switch import use_kernels
 from inference.server.errors import model_not_found
 from inference.server.metrics import Metrics
 
@@ -85,8 +86,8 @@ def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop) -> LoadedModel:
 
     start = time.perf_counter()
     directory = resolve_source(spec.source)
-    dtype = getattr(torch, spec.engine.dtype)
-    device = spec.engine.resolved_device()  # chosen once, at start; kernels plug in on CUDA (issue 5)
+    dtype = getattr(torch, spec.engine.resolved_dtype())
+    device = spec.engine.resolved_device()  # chosen once, at start; on CUDA the layers run on Triton kernels
     model = load_model(directory, dtype=dtype, device=device).eval()
     tokenizer = Tokenizer.from_dir(directory)
     if spec.engine.quantize != "none" and device == "cpu":
@@ -94,6 +95,7 @@ def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop) -> LoadedModel:
 
         quantize(model, spec.engine.quantize)
     if spec.kind == "embedding":
+        use_kernels(model, spec.engine.resolved_kernels())
         engine = EmbeddingEngine(model, spec.engine.max_batched_tokens)
         max_len, hidden, max_out = engine.max_model_len, model.config.hidden_size, 0
     else:

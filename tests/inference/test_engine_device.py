@@ -2,7 +2,8 @@
 
 ``INFERENCE_TEST_DEVICE`` picks the device (``cpu`` by default, as in CI); on a GPU machine
 ``INFERENCE_TEST_DEVICE=cuda`` runs the same assertions through the CUDA path, so the engine's
-device handling is checked by the very tests that run everywhere else.
+device handling is checked by the very tests that run everywhere else. Each test runs twice: on the
+torch layers and on the Triton kernels (``kernels="on"``: compiled on CUDA, interpreted on the CPU).
 """
 
 from __future__ import annotations
@@ -49,9 +50,15 @@ def checkpoint(request, tmp_path_factory):
     return request.param, BUILDERS[request.param](tmp_path_factory.mktemp(request.param))
 
 
-def _engine(path, **options) -> LLMEngine:
+@pytest.fixture(params=["off", "on"], ids=["torch", "kernels"])
+def kernels(request) -> str:
+    return request.param
+
+
+def _engine(path, kernels: str, **options) -> LLMEngine:
     model = load_model(path, dtype=torch.float32, device=DEVICE).eval()
-    cfg = EngineConfig(device=DEVICE, kv_cache_tokens=512, block_size=16, **options)
+    # block size 5: blocks never line up with prompts, chunks or the kernels' tiles
+    cfg = EngineConfig(device=DEVICE, kv_cache_tokens=512, block_size=5, kernels=kernels, **options)
     return LLMEngine(model, _Tokenizer(), _Detokenizer, cfg)
 
 
@@ -68,7 +75,7 @@ def _prompts() -> list[list[int]]:
     return [torch.randint(0, rc.VOCAB, (n,), generator=gen).tolist() for n in (40, 23, 7)]
 
 
-def test_engine_greedy_matches_transformers_on_the_device(checkpoint):
+def test_engine_greedy_matches_transformers_on_the_device(checkpoint, kernels):
     """Three requests batched with chunked prefill (a 32-token budget splits the 40-token prompt),
     one of them joining mid-flight, decode exactly what transformers' generate() gives each alone."""
     name, path = checkpoint
@@ -80,7 +87,7 @@ def test_engine_greedy_matches_transformers_on_the_device(checkpoint):
         ids = torch.tensor([p], device=DEVICE)
         out = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS, do_sample=False)
         expected[f"{i}/0"] = out[0, len(p) :].tolist()
-    engine = _engine(path, max_batched_tokens=32)
+    engine = _engine(path, kernels, max_batched_tokens=32)
     assert next(engine.model.parameters()).device.type == torch.device(DEVICE).type
     greedy = SamplingParams(max_tokens=NEW_TOKENS, temperature=0.0, ignore_eos=True)
     engine.add_request("0", prompts[0], greedy)
@@ -95,20 +102,25 @@ def test_engine_greedy_matches_transformers_on_the_device(checkpoint):
     assert got == expected, name
 
 
-def test_sampling_options_run_on_the_device_and_seeds_repeat(checkpoint):
+def test_sampling_options_run_on_the_device_and_seeds_repeat(checkpoint, kernels):
     """Seeded sampling with every filter and penalty, logit_bias and logprobs: the same seed gives the
-    same tokens, n=2 gives two different draws, and a +100 bias forces its token."""
+    same tokens, n=2 gives two different draws, and a +100 bias forces its token. Without min-p the
+    kernels' sampler draws (temperature, top-k, top-p), with the same guarantees."""
     _, path = checkpoint
-    engine = _engine(path)
+    engine = _engine(path, kernels)
     params = SamplingParams(max_tokens=12, temperature=0.9, top_p=0.9, top_k=40, min_p=0.01, seed=7,
                             presence_penalty=0.5, frequency_penalty=0.3, repetition_penalty=1.1,
                             logprobs=3, ignore_eos=True)  # fmt: skip
     prompt = _prompts()[1]
     engine.add_request("a", prompt, params, n=2)
     engine.add_request("b", prompt, params, n=2)
+    no_min_p = SamplingParams(max_tokens=12, temperature=1.3, top_p=0.95, top_k=50, seed=11, ignore_eos=True)
+    engine.add_request("d", prompt, no_min_p, n=2)
+    engine.add_request("e", prompt, no_min_p, n=2)
     out = _run(engine)
-    assert out["a/0"] == out["b/0"] and out["a/1"] == out["b/1"]
-    assert out["a/0"] != out["a/1"]
+    for first, second in (("a", "b"), ("d", "e")):
+        assert out[f"{first}/0"] == out[f"{second}/0"] and out[f"{first}/1"] == out[f"{second}/1"]
+        assert out[f"{first}/0"] != out[f"{first}/1"]
     biased = SamplingParams(max_tokens=5, temperature=1.0, logit_bias={17: 100.0}, ignore_eos=True)
     engine.add_request("c", prompt, biased)
     assert _run(engine)["c/0"] == [17] * 5

@@ -1,0 +1,424 @@
+"""Matmul with the weight kept in GGUF's quantized blocks (``reference.dequantize`` / ``reference.quant_matmul``).
+
+The weight stays as the GGUF file stores it, [N, K / block_weights * block_bytes] uint8, one row of blocks per
+output feature; it is dequantized in registers, never materialised as a float matrix:
+
+- Q8_0: 34-byte blocks of 32 weights: fp16 d, 32 x int8 q; w = q * d.
+- Q4_K: 144-byte super-blocks of 256 weights: fp16 d, fp16 dmin, 12 bytes of 6-bit (scale, min) for 8 sub-blocks of
+  32, 128 bytes of nibbles (byte j of chunk c = j // 32 holds weight c*64 + j%32 low, c*64 + 32 + j%32 high);
+  w = (d * sc) * q - (dmin * m).
+- Q6_K: 210-byte super-blocks of 256 weights: 128 bytes ql (low 4 bits), 64 bytes qh (high 2 bits), 16 int8 scales
+  (one per 16 weights), fp16 d; w = (d * scale) * (q - 32).
+
+Block sizes are not multiples of 4 bytes (34, 210), so every field is read as uint8 and the fp16 scales are built
+from their two bytes. Each helper below decodes a fixed group of 32-weight columns from the bytes it loads once
+(a Q4_K byte chunk gives two groups, a Q6_K half super-block four); the kernels pair every group with the matching
+32 columns of x, so the weight never needs re-interleaving. All arithmetic follows ``gguf.quants`` operation for
+operation in float32, which makes ``dequantize`` bit for bit equal to it.
+
+Two matmul paths:
+- GEMV (decode, M <= GEMV_MAX_M): each program owns BLOCK_N output features for all M rows and streams its share of
+  the weight exactly once (memory-bound: ~4.5 bits per weight read for Q4_K instead of 16). Products are summed
+  into a [BLOCK_M, BLOCK_N, 32] float32 accumulator reduced once at the end. When N alone gives too few programs to
+  fill the GPU, K is split across programs that write float32 partials, summed afterwards (deterministic, no atomics).
+- GEMM (prefill): BLOCK_M x BLOCK_N tiles; each 32-deep slice of the weight tile is dequantized in registers,
+  rounded to x's dtype and fed to ``tl.dot`` with float32 accumulation.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels.reference import GGUF_BLOCKS
+
+# rows of x up to which the GEMV path is taken: weights streamed once, all rows handled by every program
+GEMV_MAX_M = 8
+# K is walked in chunks of 256 weights: one Q4_K / Q6_K super-block, eight Q8_0 blocks
+CHUNK = 256
+
+
+# --- dequantization helpers (shared by all kernels) -------------------------------------------------------------
+# ``blk`` is a tensor of byte pointers to the start of a block (one per weight row, shape S: [BN, 1] or [1, BN]),
+# ``i`` the column inside a 32-weight group ([1, 32] or [32, 1]), ``mask`` (shape S) the rows that exist. The
+# decoded group has the broadcast shape of blk and i. Masked rows read zero bytes and decode to 0.0, never NaN.
+
+
+@triton.jit
+def _load_f16(ptr, mask):
+    """Two little-endian bytes at ``ptr`` (any shape) → float32 (exact)."""
+    lo = tl.load(ptr, mask=mask, other=0).to(tl.uint16)
+    hi = tl.load(ptr + 1, mask=mask, other=0).to(tl.uint16)
+    return ((hi << 8) | lo).to(tl.uint16).to(tl.float16, bitcast=True).to(tl.float32)
+
+
+@triton.jit
+def _q8_0(blk, i, mask):
+    """Q8_0 block [d fp16][32 x int8] → weights i of it: q * d."""
+    d = _load_f16(blk, mask)
+    q = tl.load(blk + 2 + i, mask=mask, other=0).to(tl.int8, bitcast=True).to(tl.float32)
+    return q * d
+
+
+@triton.jit
+def _q4_k_scale_min(sc_ptr, S: tl.constexpr, mask):
+    """(scale, min) of Q4_K sub-block S (0..7) from the 12 packed bytes at ``sc_ptr`` → two float32.
+
+    Bytes 0-3: low 6 bits of scales 0-3, top 2 bits of scales 4-7; bytes 4-7: the same for the mins; bytes 8-11:
+    low 4 bits of scale (low nibble) and min (high nibble) 4-7."""
+    if S < 4:
+        sc = tl.load(sc_ptr + S, mask=mask, other=0) & 0x3F
+        m = tl.load(sc_ptr + (S + 4), mask=mask, other=0) & 0x3F
+    else:
+        sc_hi = tl.load(sc_ptr + (S - 4), mask=mask, other=0)
+        m_hi = tl.load(sc_ptr + S, mask=mask, other=0)
+        low = tl.load(sc_ptr + (S + 4), mask=mask, other=0)
+        sc = (low & 0x0F) | ((sc_hi >> 2) & 0x30)
+        m = (low >> 4) | ((m_hi >> 2) & 0x30)
+    return sc.to(tl.float32), m.to(tl.float32)
+
+
+@triton.jit
+def _q4_k_chunk(blk, d, dmin, C: tl.constexpr, i, mask):
+    """Q4_K super-block with decoded d, dmin → its weights C*64 + i (low nibbles, sub-block 2C) and C*64 + 32 + i
+    (high nibbles, sub-block 2C + 1), from one load of the chunk's 32 bytes."""
+    sc0, m0 = _q4_k_scale_min(blk + 4, 2 * C, mask)
+    sc1, m1 = _q4_k_scale_min(blk + 4, 2 * C + 1, mask)
+    qs = tl.load(blk + (16 + C * 32) + i, mask=mask, other=0)
+    # gguf's order: (d * sc) * q - (dmin * m), two roundings after the products (no FMA: see dequantize)
+    lo = (d * sc0) * (qs & 0x0F).to(tl.float32) - dmin * m0
+    hi = (d * sc1) * (qs >> 4).to(tl.float32) - dmin * m1
+    return lo, hi
+
+
+@triton.jit
+def _q6_k_group(blk, d, ql, qh, H: tl.constexpr, T: tl.constexpr, i, mask):
+    """Q6_K weights H*128 + T*32 + i (T in 0..3) of a super-block, from its loaded bytes ``ql`` (ql[H*64 + (T%2)*32
+    + i]) and ``qh`` (qh[H*32 + i]): low nibble (T // 2 picks which) | 2 high bits (T picks which) << 4, minus 32."""
+    q = ((ql >> (4 * (T // 2))) & 0x0F) | (((qh >> (2 * T)) & 0x03) << 4)
+    q = (q.to(tl.int32) - 32).to(tl.float32)
+    # 16 weights per scale: this group spans scales H*8 + T*2 and the next
+    s_ptr = blk + (192 + H * 8 + T * 2)
+    s0 = tl.load(s_ptr, mask=mask, other=0).to(tl.int8, bitcast=True).to(tl.float32)
+    s1 = tl.load(s_ptr + 1, mask=mask, other=0).to(tl.int8, bitcast=True).to(tl.float32)
+    return tl.where(i < 16, d * s0, d * s1) * q
+
+
+@triton.jit
+def _q6_k_half(blk, d, H: tl.constexpr, i, mask):
+    """The 4 groups of 32 weights of half H of a Q6_K super-block: each ql / qh byte is loaded once."""
+    ql0 = tl.load(blk + H * 64 + i, mask=mask, other=0)
+    ql1 = tl.load(blk + (H * 64 + 32) + i, mask=mask, other=0)
+    qh = tl.load(blk + (128 + H * 32) + i, mask=mask, other=0)
+    w0 = _q6_k_group(blk, d, ql0, qh, H, 0, i, mask)
+    w1 = _q6_k_group(blk, d, ql1, qh, H, 1, i, mask)
+    w2 = _q6_k_group(blk, d, ql0, qh, H, 2, i, mask)
+    w3 = _q6_k_group(blk, d, ql1, qh, H, 3, i, mask)
+    return w0, w1, w2, w3
+
+
+# --- dequantize --------------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _dequantize_kernel(w_ptr, out_ptr, N, K, stride_wn, stride_on, QTYPE: tl.constexpr, BLOCK_N: tl.constexpr):
+    # grid (cdiv(N, BLOCK_N), cdiv(K, CHUNK)): BLOCK_N rows x one 256-weight chunk per program
+    u = tl.program_id(1)
+    offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask = (offs_n < N)[:, None]  # [BN, 1]
+    rows = w_ptr + offs_n.to(tl.int64)[:, None] * stride_wn
+    out = out_ptr + offs_n.to(tl.int64)[:, None] * stride_on + u * 256
+    i = tl.arange(0, 32)[None, :]  # [1, 32]
+    if QTYPE == "Q8_0":
+        for j in tl.static_range(8):
+            ok = mask & (u * 256 + j * 32 < K)
+            tl.store(out + j * 32 + i, _q8_0(rows + (u * 8 + j) * 34, i, ok), mask=ok)
+    elif QTYPE == "Q4_K":
+        blk = rows + u * 144
+        d = _load_f16(blk, mask)
+        dmin = _load_f16(blk + 2, mask)
+        for c in tl.static_range(4):
+            lo, hi = _q4_k_chunk(blk, d, dmin, c, i, mask)
+            tl.store(out + c * 64 + i, lo, mask=mask)
+            tl.store(out + (c * 64 + 32) + i, hi, mask=mask)
+    else:
+        blk = rows + u * 210
+        d = _load_f16(blk + 208, mask)
+        for h in tl.static_range(2):
+            w0, w1, w2, w3 = _q6_k_half(blk, d, h, i, mask)
+            tl.store(out + h * 128 + i, w0, mask=mask)
+            tl.store(out + (h * 128 + 32) + i, w1, mask=mask)
+            tl.store(out + (h * 128 + 64) + i, w2, mask=mask)
+            tl.store(out + (h * 128 + 96) + i, w3, mask=mask)
+
+
+def _check(blocks: torch.Tensor, qtype: str) -> tuple[int, int]:
+    """Validates the block tensor → (N, K)."""
+    if qtype not in GGUF_BLOCKS:
+        raise ValueError(f"GGUF type {qtype!r} is not supported (supported: {', '.join(GGUF_BLOCKS)})")
+    weights, nbytes = GGUF_BLOCKS[qtype]
+    if blocks.dtype != torch.uint8 or blocks.dim() != 2 or blocks.shape[1] % nbytes:
+        raise ValueError(
+            f"{qtype} blocks must be a [N, K / {weights} * {nbytes}] uint8 tensor, got {tuple(blocks.shape)} "
+            f"{blocks.dtype}"
+        )
+    return blocks.shape[0], blocks.shape[1] // nbytes * weights
+
+
+def dequantize(blocks: torch.Tensor, qtype: str) -> torch.Tensor:
+    """GGUF blocks [N, K / block_weights * block_bytes] uint8 → the weight [N, K] float32, bit for bit
+    ``gguf.quants.dequantize`` (``reference.dequantize``). ``qtype``: "Q8_0", "Q4_K" or "Q6_K"."""
+    N, K = _check(blocks, qtype)
+    if blocks.stride(1) != 1:
+        blocks = blocks.contiguous()
+    out = torch.empty((N, K), dtype=torch.float32, device=blocks.device)
+    if N == 0 or K == 0:
+        return out
+    BLOCK_N = 16
+    grid = (triton.cdiv(N, BLOCK_N), triton.cdiv(K, CHUNK))
+    # enable_fp_fusion=False: no mul + add may be contracted into an FMA (LLVM and ptxas both do so by default), since
+    # an FMA rounds once where numpy rounds twice. Q4_K's (d * sc) * q - dmin * m is the only such pair; with an fp16
+    # d, a 6-bit sc and a 4-bit q its product is exact in float32, so today an FMA would happen to give the same bits,
+    # but bit-exactness should not rest on that argument (and fusion buys nothing in this memory-bound kernel).
+    _dequantize_kernel[grid](
+        blocks, out, N, K, blocks.stride(0), out.stride(0), QTYPE=qtype, BLOCK_N=BLOCK_N, num_warps=4,
+        enable_fp_fusion=False,
+    )  # fmt: skip
+    return out
+
+
+# --- GEMV (decode) -----------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _gemv_fma(acc, x_rows, x_mask, k, w):
+    """acc [BM, BN, 32] += x[:, k] [BM, 32] (x) w [BN, 32], in float32."""
+    x = tl.load(x_rows + k, mask=x_mask, other=0.0).to(tl.float32)
+    return acc + x[:, None, :] * w[None, :, :]
+
+
+@triton.jit
+def _gemv_kernel(
+    x_ptr,
+    w_ptr,
+    out_ptr,
+    M,
+    N,
+    K,
+    stride_xm,
+    stride_wn,
+    stride_os,
+    stride_om,
+    units_per_split,
+    QTYPE: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    # grid (cdiv(N, BLOCK_N), splits): BLOCK_N features x all M rows x chunks [pid_k * units_per_split, +units)
+    pid_k = tl.program_id(1)
+    offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask = (offs_n < N)[:, None]  # [BN, 1]
+    rows = w_ptr + offs_n.to(tl.int64)[:, None] * stride_wn
+    offs_m = tl.arange(0, BLOCK_M)
+    x_mask = (offs_m < M)[:, None]  # [BM, 1]
+    x_rows = x_ptr + offs_m[:, None] * stride_xm  # [BM, 1]
+    i = tl.arange(0, 32)[None, :]  # [1, 32]
+    # products summed per (row, feature, lane): one reduction over the 32 lanes at the end, none in the loop
+    acc = tl.zeros((BLOCK_M, BLOCK_N, 32), dtype=tl.float32)
+
+    u_start = pid_k * units_per_split
+    u_end = tl.minimum(u_start + units_per_split, tl.cdiv(K, 256))
+    for u in range(u_start, u_end):
+        k0 = u * 256
+        if QTYPE == "Q8_0":
+            for j in tl.static_range(8):
+                in_k = k0 + j * 32 < K
+                w = _q8_0(rows + (u * 8 + j) * 34, i, mask & in_k)
+                acc = _gemv_fma(acc, x_rows, x_mask & in_k, k0 + j * 32 + i, w)
+        elif QTYPE == "Q4_K":
+            blk = rows + u * 144
+            d = _load_f16(blk, mask)
+            dmin = _load_f16(blk + 2, mask)
+            for c in tl.static_range(4):
+                lo, hi = _q4_k_chunk(blk, d, dmin, c, i, mask)
+                acc = _gemv_fma(acc, x_rows, x_mask, k0 + c * 64 + i, lo)
+                acc = _gemv_fma(acc, x_rows, x_mask, k0 + (c * 64 + 32) + i, hi)
+        else:
+            blk = rows + u * 210
+            d = _load_f16(blk + 208, mask)
+            for h in tl.static_range(2):
+                w0, w1, w2, w3 = _q6_k_half(blk, d, h, i, mask)
+                acc = _gemv_fma(acc, x_rows, x_mask, k0 + h * 128 + i, w0)
+                acc = _gemv_fma(acc, x_rows, x_mask, k0 + (h * 128 + 32) + i, w1)
+                acc = _gemv_fma(acc, x_rows, x_mask, k0 + (h * 128 + 64) + i, w2)
+                acc = _gemv_fma(acc, x_rows, x_mask, k0 + (h * 128 + 96) + i, w3)
+
+    out = tl.sum(acc, axis=2)  # [BM, BN]
+    out_ptrs = out_ptr + pid_k * stride_os + offs_m[:, None] * stride_om + offs_n[None, :]
+    tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=x_mask & (offs_n < N)[None, :])
+
+
+@functools.cache
+def _num_sms(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    # the interpreter: few programs keep the CPU tests fast, and small N still exercises the K split
+    return 4
+
+
+def _gemv(x: torch.Tensor, blocks: torch.Tensor, qtype: str, splits: int | None = None) -> torch.Tensor:
+    """x [M, K] (M <= GEMV_MAX_M, contiguous last axis) → [M, N] in x.dtype. ``splits``: force the K split."""
+    M, K = x.shape
+    N = blocks.shape[0]
+    BLOCK_M = triton.next_power_of_2(M)
+    # the accumulator holds BLOCK_M * BLOCK_N * 32 floats over 128 threads: 32 per thread
+    BLOCK_N = 64 if BLOCK_M <= 2 else 32 if BLOCK_M <= 4 else 16
+    programs_n = triton.cdiv(N, BLOCK_N)
+    units = triton.cdiv(K, CHUNK)
+    if splits is None:
+        # enough programs for ~4 per SM: a memory-bound stream needs many loads in flight
+        splits = max(1, min(units, triton.cdiv(4 * _num_sms(x.device), programs_n)))
+    units_per_split = triton.cdiv(units, max(1, min(splits, units)))
+    splits = triton.cdiv(units, units_per_split)  # no empty splits
+    if splits == 1:
+        out = torch.empty((M, N), dtype=x.dtype, device=x.device)
+    else:
+        out = torch.empty((splits, M, N), dtype=torch.float32, device=x.device)
+    _gemv_kernel[(programs_n, splits)](
+        x, blocks, out, M, N, K, x.stride(0), blocks.stride(0), out.stride(0) if splits > 1 else 0, out.stride(-2),
+        units_per_split, QTYPE=qtype, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, num_warps=4,
+    )  # fmt: skip
+    return out if splits == 1 else out.sum(0).to(x.dtype)
+
+
+# --- GEMM (prefill) ----------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _gemm_dot(acc, x_rows, x_mask, k, w, DOT_F32: tl.constexpr, PRECISION: tl.constexpr):
+    """acc [BM, BN] += x[:, k] [BM, 32] @ w [32, BN], w rounded to x's dtype (the tensor-core operand)."""
+    x = tl.load(x_rows + k, mask=x_mask, other=0.0)
+    w = w.to(x.dtype)
+    if DOT_F32:
+        # the interpreter's tl.dot is wrong on bf16: same operands, exact float32 products
+        return tl.dot(x.to(tl.float32), w.to(tl.float32), acc, input_precision=PRECISION)
+    return tl.dot(x, w, acc, input_precision=PRECISION)
+
+
+@triton.jit
+def _gemm_kernel(
+    x_ptr,
+    w_ptr,
+    out_ptr,
+    M,
+    N,
+    K,
+    stride_xm,
+    stride_wn,
+    stride_om,
+    QTYPE: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    GROUP_M: tl.constexpr,
+    DOT_F32: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    # grouped launch order: GROUP_M row tiles share each column tile, so the weight is re-read from L2, not HBM
+    pid = tl.program_id(0)
+    tiles_m = tl.cdiv(M, BLOCK_M)
+    tiles_n = tl.cdiv(N, BLOCK_N)
+    per_group = GROUP_M * tiles_n
+    first_m = (pid // per_group) * GROUP_M
+    group_m = tl.minimum(tiles_m - first_m, GROUP_M)
+    pid_m = first_m + (pid % per_group) % group_m
+    pid_n = (pid % per_group) // group_m
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    x_mask = (offs_m < M)[:, None]  # [BM, 1]
+    x_rows = x_ptr + offs_m.to(tl.int64)[:, None] * stride_xm
+    kx = tl.arange(0, 32)[None, :]  # [1, 32]: k of the x slice
+    mask = (offs_n < N)[None, :]  # [1, BN]
+    rows = w_ptr + offs_n.to(tl.int64)[None, :] * stride_wn
+    i = tl.arange(0, 32)[:, None]  # [32, 1]: k of the weight slice, which is [32, BN]
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+
+    for u in range(0, tl.cdiv(K, 256)):
+        k0 = u * 256
+        if QTYPE == "Q8_0":
+            for j in tl.static_range(8):
+                in_k = k0 + j * 32 < K
+                w = _q8_0(rows + (u * 8 + j) * 34, i, mask & in_k)
+                acc = _gemm_dot(acc, x_rows, x_mask & in_k, k0 + j * 32 + kx, w, DOT_F32, PRECISION)
+        elif QTYPE == "Q4_K":
+            blk = rows + u * 144
+            d = _load_f16(blk, mask)
+            dmin = _load_f16(blk + 2, mask)
+            for c in tl.static_range(4):
+                lo, hi = _q4_k_chunk(blk, d, dmin, c, i, mask)
+                acc = _gemm_dot(acc, x_rows, x_mask, k0 + c * 64 + kx, lo, DOT_F32, PRECISION)
+                acc = _gemm_dot(acc, x_rows, x_mask, k0 + (c * 64 + 32) + kx, hi, DOT_F32, PRECISION)
+        else:
+            blk = rows + u * 210
+            d = _load_f16(blk + 208, mask)
+            for h in tl.static_range(2):
+                w0, w1, w2, w3 = _q6_k_half(blk, d, h, i, mask)
+                acc = _gemm_dot(acc, x_rows, x_mask, k0 + h * 128 + kx, w0, DOT_F32, PRECISION)
+                acc = _gemm_dot(acc, x_rows, x_mask, k0 + (h * 128 + 32) + kx, w1, DOT_F32, PRECISION)
+                acc = _gemm_dot(acc, x_rows, x_mask, k0 + (h * 128 + 64) + kx, w2, DOT_F32, PRECISION)
+                acc = _gemm_dot(acc, x_rows, x_mask, k0 + (h * 128 + 96) + kx, w3, DOT_F32, PRECISION)
+
+    out_ptrs = out_ptr + offs_m.to(tl.int64)[:, None] * stride_om + offs_n[None, :]
+    tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=x_mask & mask)
+
+
+def _gemm(
+    x: torch.Tensor, blocks: torch.Tensor, qtype: str, block_m: int | None = None, block_n: int | None = None
+) -> torch.Tensor:
+    """x [M, K] (contiguous last axis) → [M, N] in x.dtype. ``block_m``, ``block_n``: force the tile (>= 16)."""
+    M, K = x.shape
+    N = blocks.shape[0]
+    BLOCK_M = block_m or min(128, max(16, triton.next_power_of_2(M)))
+    BLOCK_N = block_n or (128 if BLOCK_M == 128 else 64)
+    out = torch.empty((M, N), dtype=x.dtype, device=x.device)
+    grid = (triton.cdiv(M, BLOCK_M) * triton.cdiv(N, BLOCK_N),)
+    _gemm_kernel[grid](
+        x, blocks, out, M, N, K, x.stride(0), blocks.stride(0), out.stride(0), QTYPE=qtype, BLOCK_M=BLOCK_M,
+        BLOCK_N=BLOCK_N, GROUP_M=8, DOT_F32=x.device.type != "cuda",
+        # float32 x: true float32 products (TF32 would lose ~3 decimal digits); 16-bit x: tensor cores
+        PRECISION="ieee" if x.dtype == torch.float32 else "tf32",
+        num_warps=8 if BLOCK_M * BLOCK_N >= 128 * 128 else 4, num_stages=3,
+    )  # fmt: skip
+    return out
+
+
+def quant_matmul(x: torch.Tensor, blocks: torch.Tensor, qtype: str) -> torch.Tensor:
+    """x [..., K] float32 / float16 / bfloat16 @ the GGUF weight [N, K] (``blocks`` [N, K / block_weights *
+    block_bytes] uint8, as stored) transposed → [..., N] in x.dtype, accumulated in float32.
+
+    ``qtype``: "Q8_0", "Q4_K" or "Q6_K"; K must be a multiple of the type's block (32 or 256 weights). Up to
+    GEMV_MAX_M rows take the streaming GEMV path, more the tensor-core GEMM path."""
+    N, K = _check(blocks, qtype)
+    if x.shape[-1] != K:
+        raise ValueError(f"x has {x.shape[-1]} columns but the {qtype} weight has K = {K}")
+    if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"x must be float32, float16 or bfloat16, got {x.dtype}")
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, K)
+    if x2.stride(-1) != 1:
+        x2 = x2.contiguous()
+    if blocks.stride(1) != 1:
+        blocks = blocks.contiguous()
+    M = x2.shape[0]
+    if M == 0 or N == 0:
+        out = torch.empty((M, N), dtype=x.dtype, device=x.device)
+    elif K == 0:
+        out = torch.zeros((M, N), dtype=x.dtype, device=x.device)
+    elif M <= GEMV_MAX_M:
+        out = _gemv(x2, blocks, qtype)
+    else:
+        out = _gemm(x2, blocks, qtype)
+    return out.reshape(*lead, N)

@@ -1,0 +1,293 @@
+"""PyTorch references of every kernel in ``kernels/``: the tests compare against them, the benchmarks time
+them as the eager baseline, and the CPU path of the inference service is built from the same maths.
+
+Conventions shared with the kernels:
+- activations are [T, ...] flat batches (T tokens of S sequences, ``cu_seqlens`` offsets);
+- the paged KV cache of one layer is [num_blocks * block_size, num_kv_heads, head_dim] (a flat slot
+  axis, slot = block * block_size + offset), with ``block_tables`` [S, max_blocks] int32 per sequence;
+- reductions (norms, softmax, dot products) run in float32 and results are cast to the input dtype.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+# --- norms -----------------------------------------------------------------------------------------
+
+
+def rms_norm(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    eps: float,
+    residual: torch.Tensor | None = None,
+    gemma: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """x [T, D] (optionally + residual [T, D] first) → RMSNorm(x) [T, D], in x.dtype.
+
+    Llama convention: ``weight * norm(x).to(dtype)``. Gemma convention (``gemma=True``): the weight is
+    zero-centred and the product stays in float32, ``(norm(x) * (1 + weight)).to(dtype)``.
+    With ``residual``, returns ``(out, x + residual)``: the sum (in x.dtype) is the next residual, the
+    fused add of a pre-norm decoder layer.
+    """
+    if residual is not None:
+        x = x + residual
+    normed = F.rms_norm(x.float(), (x.shape[-1],), None, eps)
+    if gemma:
+        out = (normed * (1.0 + weight.float())).to(x.dtype)
+    else:
+        out = weight * normed.to(x.dtype)
+    return (out, x) if residual is not None else out
+
+
+def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
+    """BERT's LayerNorm: x [T, D] → [T, D], statistics in float32."""
+    return F.layer_norm(x.float(), (x.shape[-1],), weight.float(), bias.float(), eps).to(x.dtype)
+
+
+# --- rotary ----------------------------------------------------------------------------------------
+
+
+def rotary_embedding(
+    q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, inv_freq: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """HF's rotate-half rotary: q [T, H, D], k [T, Hkv, D], positions [T] int, inv_freq [D/2] float32 (the
+    layer's own base and scaling: Gemma 3's local and global layers differ) → rotated (q, k), in float32
+    maths, cast back to the inputs' dtype."""
+    freqs = positions.float()[:, None] * inv_freq.float()[None, :]  # [T, D/2]
+    cos, sin = freqs.cos()[:, None, :], freqs.sin()[:, None, :]  # [T, 1, D/2]
+
+    def rotate(x: torch.Tensor) -> torch.Tensor:
+        x1, x2 = x.float().chunk(2, dim=-1)
+        return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1).to(x.dtype)
+
+    return rotate(q), rotate(k)
+
+
+# --- gated activations -----------------------------------------------------------------------------
+
+
+def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
+    """x [T, 2I] = [gate, up] → silu(gate) * up [T, I], computed in float32."""
+    gate, up = x.float().chunk(2, dim=-1)
+    return (F.silu(gate) * up).to(x.dtype)
+
+
+def gelu_tanh_and_mul(x: torch.Tensor) -> torch.Tensor:
+    """x [T, 2I] = [gate, up] → gelu_tanh(gate) * up [T, I] (Gemma's MLP), computed in float32."""
+    gate, up = x.float().chunk(2, dim=-1)
+    return (F.gelu(gate, approximate="tanh") * up).to(x.dtype)
+
+
+# --- KV cache --------------------------------------------------------------------------------------
+
+
+def store_kv(
+    k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, slot_mapping: torch.Tensor
+) -> None:
+    """In place: k/v [T, Hkv, D] into the caches [slots, Hkv, D] at ``slot_mapping`` [T]; a negative slot
+    (padding in a CUDA-graph batch) is skipped."""
+    keep = slot_mapping >= 0
+    slots = slot_mapping[keep].long()
+    k_cache[slots] = k[keep].to(k_cache.dtype)
+    v_cache[slots] = v[keep].to(v_cache.dtype)
+
+
+# --- attention -------------------------------------------------------------------------------------
+
+
+def _attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    q_pos: torch.Tensor,
+    k_pos: torch.Tensor,
+    scale: float,
+    causal: bool,
+    sliding_window: int | None,
+) -> torch.Tensor:
+    """One sequence: q [n, H, D], k/v [m, Hkv, D], absolute positions → [n, H, D], softmax in float32."""
+    group = q.shape[1] // k.shape[1]
+    k = k.float().repeat_interleave(group, dim=1)
+    v = v.float().repeat_interleave(group, dim=1)
+    scores = torch.einsum("nhd,mhd->hnm", q.float(), k) * scale
+    diff = q_pos[:, None] - k_pos[None, :]
+    allowed = torch.ones_like(diff, dtype=torch.bool)
+    if causal:
+        allowed &= diff >= 0
+    if sliding_window is not None:
+        allowed &= diff < sliding_window
+    scores = scores.masked_fill(~allowed, float("-inf"))
+    probs = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # a row that sees nothing attends to nothing
+    return torch.einsum("hnm,mhd->nhd", probs, v).to(q.dtype)
+
+
+def varlen_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_seqlens_q: torch.Tensor,
+    cu_seqlens_k: torch.Tensor,
+    scale: float,
+    causal: bool = True,
+    sliding_window: int | None = None,
+) -> torch.Tensor:
+    """Prefill over contiguous K/V: q [Tq, H, D], k/v [Tk, Hkv, D] (H a multiple of Hkv: GQA). Sequence i
+    has queries ``cu_seqlens_q[i]:[i+1]`` and keys ``cu_seqlens_k[i]:[i+1]``; its queries are its last
+    positions (query j of n sits at position m - n + j of m keys). ``causal=False`` for encoders."""
+    out = torch.empty_like(q)
+    cq, ck = cu_seqlens_q.tolist(), cu_seqlens_k.tolist()
+    for i in range(len(cq) - 1):
+        n, m = cq[i + 1] - cq[i], ck[i + 1] - ck[i]
+        k_pos = torch.arange(m, device=q.device)
+        q_pos = k_pos[m - n :] if n <= m else torch.arange(n, device=q.device)
+        out[cq[i] : cq[i + 1]] = _attend(
+            q[cq[i] : cq[i + 1]], k[ck[i] : ck[i + 1]], v[ck[i] : ck[i + 1]], q_pos, k_pos, scale, causal,
+            sliding_window,
+        )  # fmt: skip
+    return out
+
+
+def gather_paged(cache: torch.Tensor, block_table: torch.Tensor, length: int, block_size: int) -> torch.Tensor:
+    """The first ``length`` positions of one sequence from a paged cache [slots, Hkv, D] → [length, Hkv, D]."""
+    pos = torch.arange(length, device=cache.device)
+    slots = block_table.long()[pos // block_size] * block_size + pos % block_size
+    return cache[slots]
+
+
+def paged_attention(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    block_tables: torch.Tensor,
+    cu_seqlens_q: torch.Tensor,
+    context_lens: torch.Tensor,
+    block_size: int,
+    scale: float,
+    sliding_window: int | None = None,
+) -> torch.Tensor:
+    """Causal attention of new tokens over the paged cache (their own K/V already stored): q [T, H, D];
+    sequence i has queries ``cu_seqlens_q[i]:[i+1]``, the last positions of its ``context_lens[i]``
+    cached tokens, read through ``block_tables[i]``. Chunked prefill and decode (one query each) alike."""
+    out = torch.empty_like(q)
+    cq, lens = cu_seqlens_q.tolist(), context_lens.tolist()
+    for i in range(len(lens)):
+        n, m = cq[i + 1] - cq[i], lens[i]
+        if m == 0:  # a padding row of a CUDA-graph batch: nothing to attend to
+            out[cq[i] : cq[i + 1]] = 0
+            continue
+        k = gather_paged(k_cache, block_tables[i], m, block_size)
+        v = gather_paged(v_cache, block_tables[i], m, block_size)
+        k_pos = torch.arange(m, device=q.device)
+        out[cq[i] : cq[i + 1]] = _attend(q[cq[i] : cq[i + 1]], k, v, k_pos[m - n :], k_pos, scale, True, sliding_window)
+    return out
+
+
+def decode_attention(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    block_tables: torch.Tensor,
+    context_lens: torch.Tensor,
+    block_size: int,
+    scale: float,
+    sliding_window: int | None = None,
+) -> torch.Tensor:
+    """One query per sequence: q [S, H, D] at position ``context_lens[i] - 1`` → [S, H, D]."""
+    cu = torch.arange(q.shape[0] + 1, device=q.device)
+    return paged_attention(q, k_cache, v_cache, block_tables, cu, context_lens, block_size, scale, sliding_window)
+
+
+# --- GGUF block quantization -----------------------------------------------------------------------
+
+QK_K = 256
+# type name → (weights per block, bytes per block)
+GGUF_BLOCKS = {"Q8_0": (32, 34), "Q4_K": (256, 144), "Q6_K": (256, 210)}
+
+
+def _f16(raw: torch.Tensor) -> torch.Tensor:
+    """[..., 2] uint8 little-endian halves → [...] float32."""
+    return raw.contiguous().view(torch.float16).squeeze(-1).float()
+
+
+def dequantize(blocks: torch.Tensor, qtype: str) -> torch.Tensor:
+    """GGUF blocks as stored, [N, K / block_weights * block_bytes] uint8 (one row per output feature) →
+    [N, K] float32, operation for operation as ``gguf.quants`` (and so bit for bit)."""
+    weights, nbytes = GGUF_BLOCKS[qtype]
+    n = blocks.shape[0]
+    b = blocks.reshape(-1, nbytes)
+    if qtype == "Q8_0":
+        d = _f16(b[:, :2])[:, None]
+        x = b[:, 2:].contiguous().view(torch.int8).float()
+        out = x * d
+    elif qtype == "Q4_K":
+        d, dmin = _f16(b[:, 0:2]), _f16(b[:, 2:4])
+        sc, m = q4k_scale_min(b[:, 4:16])
+        d_sc = (d[:, None] * sc.float())[:, :, None]  # [B, 8, 1]
+        dm = (dmin[:, None] * m.float())[:, :, None]
+        shifts = torch.tensor([0, 4], dtype=torch.uint8, device=b.device).view(1, 1, 2, 1)
+        q = ((b[:, 16:].reshape(-1, 4, 1, 32) >> shifts) & 0x0F).reshape(-1, 8, 32).float()
+        out = d_sc * q - dm
+    elif qtype == "Q6_K":
+        ql, qh, scales, d = b[:, :128], b[:, 128:192], b[:, 192:208], _f16(b[:, 208:210])
+        d_sc = (d[:, None] * scales.contiguous().view(torch.int8).float()).reshape(-1, 16, 1)
+        shifts = torch.tensor([0, 4], dtype=torch.uint8, device=b.device).view(1, 1, 2, 1)
+        lo = ((ql.reshape(-1, 2, 1, 64) >> shifts) & 0x0F).reshape(-1, 8, 32)
+        shifts = torch.tensor([0, 2, 4, 6], dtype=torch.uint8, device=b.device).view(1, 1, 4, 1)
+        hi = ((qh.reshape(-1, 2, 1, 32) >> shifts) & 0x03).reshape(-1, 8, 32)
+        q = ((lo | (hi << 4)).view(torch.int8) - 32).reshape(-1, 16, 16).float()
+        out = d_sc * q
+    else:
+        raise ValueError(f"GGUF type {qtype!r} is not supported (supported: {', '.join(GGUF_BLOCKS)})")
+    return out.reshape(n, -1)
+
+
+def q4k_scale_min(scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Q4_K's 12 packed bytes per block → (scales, mins), each [B, 8] uint8 (6 bits each)."""
+    s = scales.reshape(-1, 3, 4)
+    d, m, m_d = s[:, 0], s[:, 1], s[:, 2]
+    sc = torch.cat([d & 0x3F, (m_d & 0x0F) | ((d >> 2) & 0x30)], dim=-1)
+    mn = torch.cat([m & 0x3F, (m_d >> 4) | ((m >> 2) & 0x30)], dim=-1)
+    return sc, mn
+
+
+def quant_matmul(x: torch.Tensor, blocks: torch.Tensor, qtype: str) -> torch.Tensor:
+    """x [M, K] @ dequantize(blocks) [N, K] transposed → [M, N] in x.dtype, accumulated in float32."""
+    return (x.float() @ dequantize(blocks, qtype).T).to(x.dtype)
+
+
+# --- sampling --------------------------------------------------------------------------------------
+
+
+def top_k_top_p_probs(logits: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor):
+    """logits [N, V] float32, per row temperature (> 0), top_k (0: off) and top_p (1: off) [N] → the
+    renormalised sampling distribution [N, V] float32 (zero outside the kept set).
+
+    top-k keeps every token whose logit is at least the k-th largest; top-p then keeps the smallest set of
+    the most likely tokens whose mass reaches p (the first token always stays), as in vLLM."""
+    scaled = logits / temperature[:, None]
+    out = torch.empty_like(scaled)
+    for i in range(scaled.shape[0]):
+        row = scaled[i]
+        k = int(top_k[i])
+        if 0 < k < row.shape[0]:
+            row = row.masked_fill(row < torch.topk(row, k).values[-1], float("-inf"))
+        probs = row.softmax(-1)
+        p = float(top_p[i])
+        if p < 1.0:
+            sorted_probs, order = torch.sort(probs, descending=True)
+            drop = (sorted_probs.cumsum(-1) - sorted_probs) >= p
+            probs = probs.scatter(0, order, sorted_probs.masked_fill(drop, 0.0))
+            probs = probs / probs.sum()
+        out[i] = probs
+    return out
+
+
+def sample_from_probs(probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """Inverse-CDF draw in vocabulary order: for each row the first token whose cumulative probability
+    exceeds ``uniform`` [N] in [0, 1) → [N] int64 (the last kept token if rounding leaves u above the sum)."""
+    cdf = probs.double().cumsum(-1)
+    u = uniform.double()[:, None] * cdf[:, -1:]
+    idx = (cdf <= u).sum(-1)
+    last_kept = probs.shape[1] - 1 - (probs > 0).flip(-1).int().argmax(-1)
+    return torch.minimum(idx, last_kept)

@@ -1,0 +1,209 @@
+"""kernels.sampling against reference.top_k_top_p_probs / reference.sample_from_probs: mixed per-row settings,
+masked vocabularies, draws on the same uniforms, a stratified distribution check, ties."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kernels import reference
+from kernels.sampling import top_k_top_p_probs, top_k_top_p_sample
+from tests.kernels.conftest import DEVICE, shapes
+
+BIG = 10**9  # a top_k above any vocabulary: off
+# (temperature, top_k, top_p, masked): row i of a batch takes SETTINGS[i % len]. A masked row has -inf logits
+# (a grammar, a -100 logit_bias) over its first 30 % (whole blocks) and at every 7th token.
+SETTINGS = [
+    (1.0, 0, 1.0, False),  # plain temperature sampling
+    (0.5, 0, 0.5, False),
+    (1.7, 0, 0.9, False),
+    (1.0, 1, 1.0, False),
+    (1.0, 3, 1.0, False),
+    (0.5, 3, 0.9, False),
+    (1.7, 50, 0.5, False),
+    (1.0, 50, 0.9, False),
+    (1.0, BIG, 0.9, False),
+    (1.7, 0, 0.9, True),
+    (0.5, 50, 1.0, True),
+]
+# A cumulative probability the float32 kernel and the reference may disagree on: a top-p cut this close to a
+# partial sum, or a uniform this close to a CDF step, has no single right answer.
+TOL = 1e-5
+# (V, BLOCK_V, BLOCK_S, CAP): blocks smaller than V on the CPU, so every loop runs over several (and a ragged last
+# one); a CAP that always holds the candidates (V = 7), one that rarely does (16), one in between; the kernel's own
+# choices on real vocabularies.
+VOCABS = shapes(
+    [(1, None, None, None), (7, None, None, None), (1000, 256, 128, 16), (5000, 1024, 512, None)],
+    [(262144, None, None, None), (128256, None, None, None)],
+)
+
+
+def _logits(n: int, v: int, seed: int, masked: torch.Tensor | None = None) -> torch.Tensor:
+    """[n, v] distinct logits, laid out with a row stride of v + 5: a N(0, 2) tail and a head of up to 16 tokens
+    at random places. Small vocabularies share the mass between head (around +12) and tail; a real one's head
+    (around +30) holds all but a sliver of it, as a language model's does, so that the top-p cuts and the CDF
+    steps near a draw stay further apart than float32 can blur."""
+    gen = torch.Generator().manual_seed(seed)
+    # the tail: the N(0, 2) quantiles in a random order, distinct by construction (random floats collide)
+    tail = (torch.special.ndtri((torch.arange(v, dtype=torch.float64) + 0.5) / v) * 2).float()
+    x = torch.stack([tail[torch.randperm(v, generator=gen)] for _ in range(n)])
+    head = min(16, v // 2)
+    for i in range(n):
+        where = torch.randperm(v, generator=gen)[:head]
+        x[i, where] = (12 if v <= 5000 else 30) + 3 * torch.randn(head, generator=gen)
+    if masked is not None:
+        cols = torch.arange(v)
+        x[masked] = x[masked].masked_fill((cols < v * 3 // 10) | (cols % 7 == 3), float("-inf"))
+    padded = torch.zeros(n, v + 5)
+    padded[:, :v] = x
+    return padded.to(DEVICE)[:, :v]
+
+
+def _batch(n: int, v: int, seed: int = 0):
+    rows = [SETTINGS[i % len(SETTINGS)] for i in range(n)]
+    masked = torch.tensor([r[3] and v > 1 for r in rows])
+    logits = _logits(n, v, seed, masked)
+    temperature = torch.tensor([r[0] for r in rows], device=DEVICE)
+    top_k = torch.tensor([r[1] for r in rows], device=DEVICE)
+    top_p = torch.tensor([r[2] for r in rows], device=DEVICE)
+    for i in range(n):  # the tests rely on distinct values (the reference breaks ties arbitrarily)
+        row = (logits[i] / temperature[i])[logits[i] > float("-inf")]
+        assert row.unique().numel() == row.numel()
+    _assert_top_p_cuts_clear(logits, temperature, top_k, top_p)
+    return logits, temperature, top_k, top_p
+
+
+def _assert_top_p_cuts_clear(logits, temperature, top_k, top_p) -> None:
+    """Precondition on the test data: no partial sum of a row's sorted top-k probabilities lies within TOL of
+    its top_p, so the kept set does not depend on summation order."""
+    kept = reference.top_k_top_p_probs(logits, temperature, top_k, torch.ones_like(top_p))
+    sums = kept.double().sort(-1, descending=True).values.cumsum(-1)
+    on = top_p < 1
+    if on.any():
+        gap = (sums[on] - top_p[on, None].double()).abs().min()
+        assert gap > TOL, f"test data puts a top-p cut {gap:.2e} from a partial sum"
+
+
+def _check_draws(got: torch.Tensor, probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """Draws against the reference on the same uniforms: equal where u * total is further than TOL from every
+    CDF step; within TOL of one, the drawn token must be kept and its CDF interval must come within TOL of
+    u * total. Returns which rows were near a step."""
+    want = reference.sample_from_probs(probs, uniform)
+    cdf = probs.double().cumsum(-1)
+    target = uniform.double() * cdf[:, -1]
+    # the steps: the upper edge of each kept token but the last (whose upper edge is the total)
+    steps = torch.where((probs > 0) & (cdf < cdf[:, -1:]), cdf, float("inf"))
+    near = (steps - target[:, None]).abs().min(-1).values < TOL
+    assert torch.equal(got[~near], want[~near]), (got[~near], want[~near])
+    rows = torch.arange(len(got), device=got.device)
+    upper = cdf[rows, got]
+    lower = upper - probs[rows, got].double()
+    assert (probs[rows, got] > 0).all()
+    assert ((lower - TOL <= target) & (target <= upper + TOL))[near].all()
+    return near
+
+
+@pytest.mark.parametrize("V, block_v, block_s, cap", VOCABS)
+def test_probs_match_reference(V, block_v, block_s, cap):
+    n = len(SETTINGS) if V <= 5000 else 256
+    logits, temperature, top_k, top_p = _batch(n, V)
+    got = top_k_top_p_probs(logits, temperature, top_k, top_p, block_v=block_v, block_s=block_s, cap=cap)
+    want = reference.top_k_top_p_probs(logits, temperature, top_k, top_p)
+    assert got.shape == want.shape and got.dtype == torch.float32
+    assert torch.equal(got > 0, want > 0)  # the same kept set
+    torch.testing.assert_close(got, want, atol=1e-7, rtol=1e-4)
+
+
+@pytest.mark.parametrize("V, block_v, block_s, cap", VOCABS)
+def test_sample_matches_reference(V, block_v, block_s, cap):
+    n = len(SETTINGS) if V <= 5000 else 256
+    logits, temperature, top_k, top_p = _batch(n, V, seed=2)
+    probs = reference.top_k_top_p_probs(logits, temperature, top_k, top_p)
+    uniform = torch.rand(n, generator=torch.Generator().manual_seed(2)).to(DEVICE)
+    uniform[0] = uniform[9] = 0.0  # the first kept token (row 9: past the masked ones)
+    uniform[1] = 1 - 2**-24  # the largest float32 below 1: the last kept token, or one within TOL of the top
+    uniform[4] = 2.0  # rounding's u * total above the running sum, exaggerated: the last kept token
+    # Row 2 (top_p 0.9 over the whole vocabulary) exactly on a CDF step, so both sides of the step are fair.
+    cdf = probs[2].double().cumsum(-1)
+    step = int((probs[2] > 0).nonzero()[0])
+    if V > 1:
+        uniform[2] = float(cdf[step] / cdf[-1])
+    got = top_k_top_p_sample(logits, temperature, top_k, top_p, uniform, block_v=block_v, block_s=block_s, cap=cap)
+    assert got.shape == (n,) and got.dtype == torch.int64
+    near = _check_draws(got, probs, uniform)
+    assert bool(near[2]) == (V > 1)  # the step was hit, and the tolerant comparison exercised
+    assert int(near.sum()) <= 1 + n // 8  # random uniforms land near a step rarely
+
+
+@pytest.mark.parametrize("M, V", shapes([(128, 50)], [(16384, 262144)]))
+def test_draws_follow_the_distribution(M, V):
+    # M draws of one row (the batch is an expanded view: row stride 0) on the stratified grid u_i = (i + 0.5) / M:
+    # token j gets floor or ceil of M * p_j draws, so the check is tight and cannot flake.
+    logits = _logits(1, V, seed=3) / 4  # a flatter head: several of its tokens stay
+    temperature, top_k, top_p = (torch.tensor([x], device=DEVICE) for x in (1.3, 10, 0.9))
+    _assert_top_p_cuts_clear(logits, temperature, top_k, top_p)
+    probs = reference.top_k_top_p_probs(logits, temperature, top_k, top_p)[0].double()
+    assert (probs > 0).sum() >= 4  # a real distribution, not a single token
+    uniform = ((torch.arange(M, device=DEVICE, dtype=torch.float64) + 0.5) / M).float()
+    blocks = {"block_v": 32, "block_s": 32} if V <= 5000 else {}
+    settings = (t.expand(M) for t in (temperature, top_k, top_p))
+    got = top_k_top_p_sample(logits.expand(M, V), *settings, uniform, **blocks)
+    counts = torch.bincount(got, minlength=V).double()
+    expected = M * probs
+    assert counts[probs == 0].sum() == 0  # nothing outside the kept set
+    assert (counts - expected).abs().max() <= 2  # stratification: within 1, plus one for a rounded CDF step
+    # The chi-square statistic over the tokens expected 5+ times: tiny here, where random uniforms would give
+    # about the number of such tokens; 3 is far below any rejection level.
+    big = expected >= 5
+    chi2 = float((((counts - expected) ** 2)[big] / expected[big]).sum())
+    assert chi2 < 3.0, chi2
+
+
+@pytest.mark.parametrize("V", shapes([1, 300], [262144]))
+def test_top_k_one_is_the_argmax(V):
+    n = 6
+    logits = _logits(n, V, seed=4)
+    if V > 1:
+        logits[0, 0] = 100.0  # the argmax first, in the last (partial) block
+        logits[1, V - 1] = 100.0
+    temperature = torch.tensor([0.5, 1.0, 1.7, 1.0, 0.5, 1.7], device=DEVICE)
+    top_k = torch.ones(n, dtype=torch.int64, device=DEVICE)
+    top_p = torch.tensor([1.0, 0.5, 0.9, 1.0, 0.9, 0.5], device=DEVICE)
+    uniform = torch.tensor([0.0, 1 - 2**-24, 0.5, 0.999, 0.25, 0.75], device=DEVICE)
+    blocks = {"block_v": 128, "block_s": 64} if V <= 5000 else {}
+    got = top_k_top_p_sample(logits, temperature, top_k, top_p, uniform, **blocks)
+    argmax = logits.argmax(-1)
+    assert torch.equal(got, argmax)
+    probs = top_k_top_p_probs(logits, temperature, top_k, top_p, **blocks)
+    assert torch.equal(probs, torch.nn.functional.one_hot(argmax, V).float())
+
+
+def test_top_k_keeps_every_token_tied_with_the_kth():
+    # As the reference: every token whose logit is at least the k-th largest.
+    logits = _logits(2, 40, seed=5)
+    second = logits[0].sort(descending=True).values[1]
+    logits[0, [5, 17, 33]] = second  # the 2nd largest, four times over
+    logits[1, [2, 30]] = logits[1].max()  # the largest, three times over (top_k 2 keeps all three)
+    temperature = torch.tensor([1.0, 0.8], device=DEVICE)
+    top_k = torch.tensor([2, 2], device=DEVICE)
+    top_p = torch.ones(2, device=DEVICE)
+    got = top_k_top_p_probs(logits, temperature, top_k, top_p, block_v=16, block_s=16)
+    want = reference.top_k_top_p_probs(logits, temperature, top_k, top_p)
+    assert ((got > 0).sum(-1) == torch.tensor([5, 3], device=DEVICE)).all()
+    torch.testing.assert_close(got, want, atol=1e-7, rtol=1e-5)
+
+
+def test_top_p_keeps_every_token_tied_at_the_cut():
+    # Where the cut falls inside a group of equal logits, the kernel keeps the whole group (the reference keeps
+    # an arbitrary part of it): top_p 0.6 over probabilities ~ [0.35, 0.2, 0.2, 0.2, small...] keeps four.
+    v = 20
+    logits = torch.full((1, v), -4.0)
+    logits[0, :4] = torch.tensor([0.0, -0.56, -0.56, -0.56])
+    logits[0, 4:] -= torch.arange(v - 4) * 0.01  # the rest distinct
+    logits = logits.to(DEVICE)
+    temperature, top_k, top_p = (torch.tensor([x], device=DEVICE) for x in (1.0, 0, 0.6))
+    got = top_k_top_p_probs(logits, temperature, top_k, top_p, block_v=8, block_s=8)
+    base = torch.softmax(logits[0], -1)
+    assert 0.6 > base[:2].sum() + 1e-3 and base[:3].sum() > 0.6 + 1e-3  # the cut falls in the tied group
+    want = torch.where(torch.arange(v, device=DEVICE) < 4, base, 0.0)
+    torch.testing.assert_close(got[0], want / want.sum(), atol=1e-7, rtol=1e-5)
