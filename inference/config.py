@@ -33,6 +33,9 @@ class EngineConfig:
     # TRITON_INTERPRET=1: slow, for tests), "off" (the torch path everywhere)
     kernels: str = "auto"
     cuda_graphs: bool = True  # decode steps replayed as CUDA graphs (CUDA with kernels only)
+    # "dense": weights in ``dtype``; "gguf": a GGUF model's Q8_0 / Q4_K / Q6_K matrices stay in their blocks,
+    # read by the Triton matmul (needs the kernels), the rest dense
+    weights: str = "dense"
 
     def resolved_device(self) -> str:
         if self.device != "auto":
@@ -67,6 +70,8 @@ class EngineConfig:
             raise ConfigError(f"engine.dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
         if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
             raise ConfigError(f"engine.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.weights not in ("dense", "gguf"):
+            raise ConfigError(f"engine.weights must be dense or gguf, got {self.weights!r}")
         if self.kernels not in ("auto", "on", "off"):
             raise ConfigError(f"engine.kernels must be auto, on or off, got {self.kernels!r}")
         if self.quantize not in QUANTIZE_MODES:

@@ -340,8 +340,9 @@ def top_k_top_p_sample(
     block_s: int | None = None,
     cap: int | None = None,
 ) -> torch.Tensor:
-    """logits [N, V] float32; per row temperature [N] (> 0: greedy rows are the caller's argmax), top_k [N] int
-    (0 or >= V: off), top_p [N] (1: off) and uniform [N] in [0, 1) → sampled token ids [N] int64.
+    """logits [N, V] float32 (finite or -inf); per row temperature [N] (> 0: greedy rows are the caller's
+    argmax), top_k [N] int (<= 0 or >= V: off), top_p [N] (>= 1: off; <= 0 keeps the most likely token only)
+    and uniform [N] in [0, 1) → sampled token ids [N] int64; -1 for a row without a finite logit.
 
     The draw is the inverse CDF of ``top_k_top_p_probs`` in vocabulary order: the first token whose cumulative
     probability exceeds u (the last kept one if rounding leaves u above the total), as

@@ -21,6 +21,18 @@ from inference.server.metrics import Metrics
 log = logging.getLogger("inference.registry")
 
 
+def gguf_file(source: str) -> Path | None:
+    """The GGUF file behind a model source, if it is one."""
+    from inference import packaged
+
+    if source.startswith("packaged:"):
+        files = {"smollm2": packaged.smollm2_gguf, "gemma3": packaged.gemma3_gguf}
+        name = source.split(":", 1)[1]
+        return Path(files[name]()) if name in files else None
+    path = Path(source).expanduser()
+    return path if path.suffix == ".gguf" else None
+
+
 def resolve_source(source: str) -> Path:
     """An HF-format directory for a model source (GGUF files are converted once and cached)."""
     from inference import packaged
@@ -90,7 +102,14 @@ def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop) -> LoadedModel:
     device = spec.engine.resolved_device()  # chosen once, at start; on CUDA the layers run on Triton kernels
     model = load_model(directory, dtype=dtype, device=device).eval()
     tokenizer = Tokenizer.from_dir(directory)
-    if spec.engine.quantize != "none" and device == "cpu":
+    if spec.engine.weights == "gguf":
+        from inference.gguf_weights import use_gguf_weights
+
+        gguf = gguf_file(spec.source)
+        if gguf is None or not spec.engine.resolved_kernels():
+            raise ConfigError(f"model {spec.id}: engine.weights = gguf needs a GGUF source and the kernels (CUDA)")
+        use_gguf_weights(model, gguf, torch.device(device))
+    elif spec.engine.quantize != "none" and device == "cpu":
         from inference.quantize import quantize
 
         quantize(model, spec.engine.quantize)

@@ -1,0 +1,119 @@
+"""GGUF weights kept in their quantized blocks for the Triton matmul (``engine.weights = "gguf"``).
+
+Decode reads every weight once per step, so on a GPU its speed is set by bytes: a Q4_K matrix is 4.5 bits
+a weight against bf16's 16. Each projection whose GGUF tensors are all of one type the kernel reads
+(Q8_0, Q4_K, Q6_K) becomes a ``GGUFLinear`` holding the file's blocks on the device; fused projections
+(q/k/v, gate/up) stack their parts' block rows. Everything else (other types, norms, embeddings) stays
+dense. A tied output head reuses the token embedding's blocks.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from kernels.reference import GGUF_BLOCKS
+
+log = logging.getLogger("inference.gguf_weights")
+
+
+class GGUFLinear(nn.Module):
+    """x [..., K] → [..., N] through ``kernels.quant_matmul`` on blocks [N, K / block_weights * block_bytes]."""
+
+    def __init__(self, qtype: str, blocks: torch.Tensor, in_features: int, bias: torch.Tensor | None):
+        super().__init__()
+        if qtype not in GGUF_BLOCKS:
+            raise ValueError(f"GGUF type {qtype!r} has no kernel (supported: {', '.join(GGUF_BLOCKS)})")
+        self.qtype = qtype
+        self.in_features, self.out_features = in_features, blocks.shape[0]
+        self.register_buffer("blocks", blocks, persistent=False)
+        self.bias = None if bias is None else nn.Parameter(bias.detach(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from kernels.quant_matmul import quant_matmul
+
+        out = quant_matmul(x, self.blocks, self.qtype)
+        return out if self.bias is None else out + self.bias
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, {self.qtype}"
+
+
+def _unpermute_rows(raw: np.ndarray, heads: int) -> np.ndarray:
+    """llama.cpp's interleaved q/k rows back to HF's halves, on block rows (quantization runs along a row,
+    so moving whole rows moves their blocks): the same permutation as the converter applies to weights."""
+    rows = raw.shape[0]
+    half = rows // heads // 2
+    return raw.reshape(heads, half, 2, -1).transpose(0, 2, 1, 3).reshape(raw.shape)
+
+
+def _hf_modules(gguf, arch: str) -> dict[str, str]:
+    """HF module name (``model.layers.0.self_attn.q_proj``) → the GGUF tensor holding its weight."""
+    from inference.loader.convert import ConversionError, _hf_name
+
+    names = {}
+    for name in gguf.tensors:
+        if name.endswith(".weight"):
+            try:
+                names[_hf_name(arch, name).removesuffix(".weight")] = name
+            except ConversionError:
+                continue
+    return names
+
+
+def _qtype(gguf, name: str) -> str:
+    return gguf.tensors[name].ggml_type.name
+
+
+def use_gguf_weights(model: nn.Module, gguf_path: str | Path, device: torch.device) -> int:
+    """Replace the projections of ``model`` (loaded from the conversion of ``gguf_path``) whose GGUF tensors
+    the kernel reads by ``GGUFLinear``s on ``device``; returns how many were replaced."""
+    from inference.loader.gguf import GGUFFile
+
+    config = model.config
+    packed = {ours: {} for ours, _ in getattr(model, "packed_modules", {}).values()}
+    for hf_part, (ours, shard) in getattr(model, "packed_modules", {}).items():
+        packed[ours][shard] = hf_part
+    replaced = 0
+    with GGUFFile(gguf_path) as gguf:
+        arch = gguf.architecture
+        hf_to_gguf = _hf_modules(gguf, arch)
+        for module_name, module in list(model.named_modules()):
+            if not isinstance(module, nn.Linear):
+                continue
+            parent_name, _, leaf = module_name.rpartition(".")
+            if hasattr(module, "shard_sizes"):  # fused: its HF parts in shard order
+                parts = [f"{parent_name}.{packed[leaf][shard]}" for shard in module.shard_sizes]
+            else:
+                parts = [module_name]
+            names = [hf_to_gguf.get(p) for p in parts]
+            if None in names:
+                continue
+            types = {_qtype(gguf, n) for n in names}
+            if len(types) != 1 or next(iter(types)) not in GGUF_BLOCKS:
+                continue
+            rows = []
+            for hf, name in zip(parts, names, strict=True):
+                raw = np.array(gguf.raw(name))  # a copy: the file's mapping closes after loading
+                if arch == "llama" and hf.endswith(("q_proj", "k_proj")):
+                    heads = config.num_attention_heads if hf.endswith("q_proj") else config.num_key_value_heads
+                    raw = _unpermute_rows(raw, heads)
+                rows.append(raw)
+            blocks = torch.from_numpy(np.ascontiguousarray(np.concatenate(rows))).to(device)
+            layer = GGUFLinear(next(iter(types)), blocks, module.in_features, module.bias)
+            if hasattr(module, "split"):
+                layer.split = module.split
+            setattr(model.get_submodule(parent_name) if parent_name else model, leaf, layer)
+            replaced += 1
+        if getattr(model, "lm_head", "absent") is None:  # tied: the head reads the embedding's blocks
+            name = hf_to_gguf.get("model.embed_tokens")
+            if name is not None and _qtype(gguf, name) in GGUF_BLOCKS:
+                blocks = torch.from_numpy(np.array(gguf.raw(name))).to(device)
+                model.lm_head = GGUFLinear(_qtype(gguf, name), blocks, config.hidden_size, None)
+                replaced += 1
+    log.info("%d projections on GGUF blocks", replaced)
+    return replaced
