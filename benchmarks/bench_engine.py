@@ -1,11 +1,15 @@
-"""The engine alone (no HTTP) on a random-weight model of a real architecture's shape, on any device.
+"""The engine alone (no HTTP), on a GPU or the CPU: time to first token and decode tok/s by batch size.
 
-Prefill tok/s on a 512-token prompt, decode tok/s at batch 1, and total tok/s with N concurrent
-sequences, for a Llama-shaped model (default: Llama 3.2 1B's shape). Random weights cost nothing to
-ship and give the same speed as trained ones; nothing here needs a model hub.
+A random-weight model of a real shape (default Llama-3-8B's; random weights cost nothing to ship and run as
+fast as trained ones), or a packaged model. Weights dense (bf16) or in GGUF blocks (``--weights q4_k``:
+random Q4_K blocks; ``gguf``: the packaged file's own). Beside each decode rate: the memory-bandwidth
+roofline (weights + the KV cache read per step, at the GPU's data-sheet bandwidth) and, with ``--hf``,
+transformers' ``generate`` with a static cache on the same GPU in the same run.
 
-    .venv/bin/python benchmarks/bench_engine.py --device cpu --shape smollm2 --dtype float32
-    python3 benchmarks/bench_engine.py --device cuda --shape llama-1b --dtype bfloat16 --concurrency 1 8 64
+    python3 benchmarks/bench_engine.py --shape llama-8b --weights dense --batch 1 8 64 256 --hf
+    python3 benchmarks/bench_engine.py --shape llama-8b --weights q4_k
+    python3 benchmarks/bench_engine.py --model packaged:gemma3 --weights gguf --hf
+    .venv/bin/python benchmarks/bench_engine.py --device cpu --shape smollm2 --dtype float32 --batch 1 8
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from inference.config import EngineConfig  # noqa: E402
 from inference.engine.llm_engine import LLMEngine  # noqa: E402
@@ -27,6 +32,8 @@ from inference.sampling_params import SamplingParams  # noqa: E402
 
 # HF config.json fields of a few Llama-family shapes
 SHAPES = {
+    "tiny": dict(hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, vocab_size=1024, tie_word_embeddings=True),  # checks the script
     "smollm2": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
                     num_key_value_heads=3, vocab_size=49152, tie_word_embeddings=True),
     "llama-1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
@@ -88,35 +95,156 @@ def run(engine: LLMEngine, prompts: list[list[int]], max_tokens: int, device: st
     return first, time.perf_counter() - start, tokens
 
 
+def random_gguf_weights(model: torch.nn.Module, qtype: str, device: str) -> None:
+    """Every projection (and the head) as random ``qtype`` blocks: the bytes a Q4_K checkpoint reads."""
+    from inference.gguf_weights import GGUFLinear
+    from kernels.reference import GGUF_BLOCKS
+
+    weights, nbytes = GGUF_BLOCKS[qtype]
+    scale_at = {"Q8_0": (0,), "Q4_K": (0, 2), "Q6_K": (nbytes - 2,)}[qtype]
+    gen = torch.Generator().manual_seed(2)
+    for name, module in list(model.named_modules()):
+        if not isinstance(module, torch.nn.Linear):
+            continue
+        n, k = module.out_features, module.in_features
+        raw = torch.randint(0, 256, (n, k // weights, nbytes), generator=gen, dtype=torch.uint8)
+        for offset in scale_at:  # small finite fp16 scales, so activations stay sane
+            raw[:, :, offset : offset + 2] = (torch.rand(n, k // weights, generator=gen) * 1e-3).half().view(
+                torch.uint8).view(n, k // weights, 2)  # fmt: skip
+        layer = GGUFLinear(qtype, raw.view(n, -1).to(device), k, module.bias)
+        if hasattr(module, "split"):
+            layer.split = module.split
+        parent, _, leaf = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, leaf, layer)
+
+
+def weight_bytes(model: torch.nn.Module) -> int:
+    """Bytes a decode step reads for weights: every projection and the head (an untied embedding table is
+    only gathered from, a tied one is read whole as the head)."""
+    from inference.gguf_weights import GGUFLinear
+
+    total = 0
+    for module in model.modules():
+        if isinstance(module, GGUFLinear):
+            total += module.blocks.numel()
+        elif isinstance(module, torch.nn.Linear):
+            total += module.weight.numel() * module.weight.element_size()
+    if getattr(model, "lm_head", "absent") is None:
+        embed = model.model.embed_tokens.weight
+        total += embed.numel() * embed.element_size()
+    return total
+
+
+def peak_bandwidth(device: str) -> tuple[float, str]:
+    """GB/s of the device's memory (data sheet), and its name."""
+    if not device.startswith("cuda"):
+        return float("nan"), "cpu"
+    from bench_kernels import PEAKS
+
+    name = torch.cuda.get_device_name()
+    return next((v[0] for k, v in PEAKS.items() if k in name), float("nan")), name
+
+
+def hf_generate_rate(model_source, device: str, dtype: torch.dtype, batch: int, new_tokens: int, vocab: int) -> float:
+    """transformers' generate with a static cache, greedy, ``batch`` 16-token prompts: decode tok/s."""
+    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    if isinstance(model_source, dict):
+        hf = LlamaForCausalLM(LlamaConfig(**model_source)).to(device=device, dtype=dtype)
+    else:
+        hf = AutoModelForCausalLM.from_pretrained(model_source, dtype=dtype).to(device)
+    hf.eval()
+    gen = torch.Generator().manual_seed(3)
+    ids = torch.randint(0, vocab, (batch, 16), generator=gen).to(device)
+    common = dict(attention_mask=torch.ones_like(ids), pad_token_id=0, do_sample=False, cache_implementation="static")
+    kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, **common)
+    hf.generate(ids, max_new_tokens=4, **common)  # warm-up
+    sync(device)
+    start = time.perf_counter()
+    first = hf.generate(ids, max_new_tokens=1, **common)
+    sync(device)
+    prefill = time.perf_counter() - start
+    start = time.perf_counter()
+    out = hf.generate(ids, **kwargs)
+    sync(device)
+    total = time.perf_counter() - start
+    del hf, first
+    return batch * (out.shape[1] - 16 - 1) / max(total - prefill, 1e-9)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--shape", default="llama-1b", choices=sorted(SHAPES))
+    parser.add_argument("--shape", default="llama-8b", choices=sorted(SHAPES), help="a random-weight model")
+    parser.add_argument("--model", help="a packaged model instead (packaged:gemma3, packaged:smollm2)")
     parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
+    parser.add_argument(
+        "--weights",
+        default="dense",
+        choices=["dense", "q4_k", "gguf"],
+        help="dense; q4_k: random Q4_K blocks (random shapes); gguf: the packaged file's blocks",
+    )
+    parser.add_argument("--kernels", default="auto", choices=["auto", "on", "off"])
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8, 64, 256])
     parser.add_argument("--decode-tokens", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--hf", action="store_true", help="also transformers' generate (static cache), same GPU")
     args = parser.parse_args()
-    model = random_model(args.shape, getattr(torch, args.dtype), args.device)
+    dtype = getattr(torch, args.dtype)
+    if args.model:
+        from inference.loader.safetensors import load_model
+        from inference.server.registry import gguf_file, resolve_source
+
+        source = resolve_source(args.model)
+        model = load_model(source, dtype=dtype, device=args.device).eval()
+        if args.weights == "gguf":
+            from inference.gguf_weights import use_gguf_weights
+
+            use_gguf_weights(model, gguf_file(args.model), torch.device(args.device))
+        label, hf_source = args.model, source
+    else:
+        model = random_model(args.shape, dtype, args.device)
+        if args.weights == "q4_k":
+            random_gguf_weights(model, "Q4_K", args.device)
+        label = args.shape
+        hf_source = {"max_position_embeddings": 8192, "rms_norm_eps": 1e-5, "rope_theta": 500000.0,
+                     **SHAPES[args.shape]}  # fmt: skip
     vocab = model.config.vocab_size
-    cfg = EngineConfig(device=args.device, dtype=args.dtype, max_num_seqs=max(max(args.concurrency), 1),
-                       kv_cache_tokens=max(args.concurrency) * 1024 + 1024, max_batched_tokens=2048)  # fmt: skip
+    most = max(args.batch)
+    kv_tokens = most * (16 + args.decode_tokens + 16) + 1024
+    cfg = EngineConfig(device=args.device, dtype=args.dtype, max_num_seqs=most, kernels=args.kernels,
+                       kv_cache_tokens=kv_tokens, max_batched_tokens=2048)  # fmt: skip
     engine = LLMEngine(model, _Tokenizer(), _Detokenizer, cfg)
+    per_token_kv = sum(2 * a.num_kv_heads * a.head_dim * a.k_cache.element_size() for a in model.attention_layers())
+    wbytes = weight_bytes(model)
+    bandwidth, gpu = peak_bandwidth(args.device)
+    print(f"{label}, {args.dtype}, weights {args.weights} ({wbytes / 1e9:.2f} GB read per step), kernels "
+          f"{engine.runner.kernels}, CUDA graphs {engine.runner.graphs is not None}, on {gpu}")  # fmt: skip
     gen = torch.Generator().manual_seed(1)
     prompt = torch.randint(0, vocab, (512,), generator=gen).tolist()
     run(engine, [prompt[:16]], 8, args.device)  # warm-up
-    prefill = statistics.median(512 / run(engine, [prompt], 1, args.device)[0] for _ in range(args.rounds))
-    print(f"{args.shape} {args.dtype} on {args.device}: prefill {prefill:.0f} tok/s (512-token prompt)")
-    for n in args.concurrency:
+    ttft = statistics.median(run(engine, [prompt], 1, args.device)[0] for _ in range(args.rounds))
+    print(f"time to first token, 512-token prompt: {ttft * 1000:.1f} ms ({512 / ttft:.0f} prefill tok/s)")
+    header = f"{'batch':>6}{'ours tok/s':>12}{'roofline':>10}{'of roofline':>12}" + (
+        f"{'HF static':>12}{'vs HF':>8}" if args.hf else ""
+    )
+    print(header)
+    for batch in args.batch:
         rates = []
         for _ in range(args.rounds):
-            prompts = [torch.randint(0, vocab, (16,), generator=gen).tolist() for _ in range(n)]
+            prompts = [torch.randint(0, vocab, (16,), generator=gen).tolist() for _ in range(batch)]
             first, total, tokens = run(engine, prompts, args.decode_tokens, args.device)
-            rates.append((tokens - n) / (total - first))  # decode steps only: the prefill step excluded
-        print(f"{args.shape} {args.dtype} on {args.device}: decode {statistics.median(rates):.1f} tok/s total "
-              f"with {n} concurrent sequence(s)")  # fmt: skip
-    print(f"reproduce: python benchmarks/bench_engine.py --device {args.device} --shape {args.shape} "
-          f"--dtype {args.dtype} --concurrency {' '.join(map(str, args.concurrency))}")  # fmt: skip
+            rates.append((tokens - batch) / (total - first))  # decode steps only: the prefill step excluded
+        ours = statistics.median(rates)
+        context = 16 + args.decode_tokens / 2  # the average context a decode step reads
+        step_bytes = wbytes + batch * context * per_token_kv
+        roofline = batch * bandwidth * 1e9 / step_bytes
+        line = f"{batch:>6}{ours:>12.1f}{roofline:>10.0f}{ours / roofline:>12.1%}"
+        if args.hf:
+            hf = hf_generate_rate(hf_source, args.device, dtype, batch, args.decode_tokens, vocab)
+            line += f"{hf:>12.1f}{ours / hf:>7.2f}x"
+        print(line, flush=True)
+    print(f"reproduce: python3 benchmarks/bench_engine.py {' '.join(sys.argv[1:])}")
 
 
 if __name__ == "__main__":
