@@ -1,4 +1,5 @@
-"""Sizing the paged KV cache: the arithmetic from GPU memory, and the bytes per token of a real layout."""
+"""Sizing the paged KV cache (the arithmetic from GPU memory, the bytes per token of a real layout) and the
+batch sizes decode CUDA graphs are captured for."""
 
 from __future__ import annotations
 
@@ -32,3 +33,14 @@ def test_bytes_per_token_count_k_and_v_of_every_attention_layer(tmp_path):
     expected = cfg.num_hidden_layers * 2 * cfg.num_key_value_heads * cfg.head_dim
     assert kv_bytes_per_token(model, torch.bfloat16) == expected * 2
     assert kv_bytes_per_token(model, torch.float32) == expected * 4
+
+
+def test_decode_graphs_cover_every_batch_size_up_to_max_num_seqs():
+    from inference.engine.cuda_graphs import graph_batch_sizes
+
+    assert graph_batch_sizes(1) == [1]
+    assert graph_batch_sizes(8) == [1, 2, 4, 8]
+    assert graph_batch_sizes(40) == [1, 2, 4, 8, 16, 32, 40]
+    assert graph_batch_sizes(256)[-3:] == [224, 240, 256]
+    sizes = graph_batch_sizes(100)
+    assert all(any(s >= n for s in sizes) for n in range(1, 101)) and sizes[-1] == 100
