@@ -1,0 +1,1 @@
+"""Function calling: tool-call formats per model (``parsers.py``)."""
