@@ -43,14 +43,6 @@ class GGUFLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, {self.qtype}"
 
 
-def _unpermute_rows(raw: np.ndarray, heads: int) -> np.ndarray:
-    """llama.cpp's interleaved q/k rows back to HF's halves, on block rows (quantization runs along a row,
-    so moving whole rows moves their blocks): the same permutation as the converter applies to weights."""
-    rows = raw.shape[0]
-    half = rows // heads // 2
-    return raw.reshape(heads, half, 2, -1).transpose(0, 2, 1, 3).reshape(raw.shape)
-
-
 def _hf_modules(gguf, arch: str) -> dict[str, str]:
     """HF module name (``model.layers.0.self_attn.q_proj``) → the GGUF tensor holding its weight."""
     from inference.loader.convert import ConversionError, _hf_name
@@ -72,6 +64,7 @@ def _qtype(gguf, name: str) -> str:
 def use_gguf_weights(model: nn.Module, gguf_path: str | Path, device: torch.device) -> int:
     """Replace the projections of ``model`` (loaded from the conversion of ``gguf_path``) whose GGUF tensors
     the kernel reads by ``GGUFLinear``s on ``device``; returns how many were replaced."""
+    from inference.loader.convert import _unpermute_rope_rows
     from inference.loader.gguf import GGUFFile
 
     config = model.config
@@ -98,12 +91,13 @@ def use_gguf_weights(model: nn.Module, gguf_path: str | Path, device: torch.devi
                 continue
             rows = []
             for hf, name in zip(parts, names, strict=True):
-                raw = np.array(gguf.raw(name))  # a copy: the file's mapping closes after loading
+                raw = torch.from_numpy(np.array(gguf.raw(name)))  # a copy: the file's mapping closes after loading
                 if arch == "llama" and hf.endswith(("q_proj", "k_proj")):
+                    # quantization runs along a row, so the converter's row permutation moves whole blocks
                     heads = config.num_attention_heads if hf.endswith("q_proj") else config.num_key_value_heads
-                    raw = _unpermute_rows(raw, heads)
+                    raw = _unpermute_rope_rows(raw, heads)
                 rows.append(raw)
-            blocks = torch.from_numpy(np.ascontiguousarray(np.concatenate(rows))).to(device)
+            blocks = torch.cat(rows).contiguous().to(device)
             layer = GGUFLinear(next(iter(types)), blocks, module.in_features, module.bias)
             if hasattr(module, "split"):
                 layer.split = module.split

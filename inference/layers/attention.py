@@ -72,10 +72,11 @@ class Attention(nn.Module):
                 *args, ctx.cu_seqlens_q_t, ctx.context_lens_t, ctx.block_size, self.scale, sliding_window=window,
                 max_seqlen_q=ctx.max_seqlen_q,
             )  # fmt: skip
-        cu = ctx.cache.get("cu_seqlens")
-        if cu is None:  # no cache (encoders, tests): each sequence attends to its own tokens
-            cu = ctx.cache["cu_seqlens"] = torch.tensor(ctx.cu_seqlens_q, dtype=torch.int32, device=q.device)
-        max_len = max(b - a for a, b in zip(ctx.cu_seqlens_q, ctx.cu_seqlens_q[1:], strict=False))
+        if "cu_seqlens" not in ctx.cache:  # no cache (encoders, tests): each sequence attends to its own tokens
+            lens = ctx.cu_seqlens_q
+            ctx.cache["cu_seqlens"] = torch.tensor(lens, dtype=torch.int32, device=q.device)
+            ctx.cache["max_seqlen"] = max(b - a for a, b in zip(lens, lens[1:], strict=False))
+        cu, max_len = ctx.cache["cu_seqlens"], ctx.cache["max_seqlen"]
         return varlen_attention(
             q, k, v, cu, cu, self.scale, causal=self.causal and ctx.causal, sliding_window=window, max_seqlen_q=max_len
         )

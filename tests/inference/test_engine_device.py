@@ -124,3 +124,15 @@ def test_sampling_options_run_on_the_device_and_seeds_repeat(checkpoint, kernels
     biased = SamplingParams(max_tokens=5, temperature=1.0, logit_bias={17: 100.0}, ignore_eos=True)
     engine.add_request("c", prompt, biased)
     assert _run(engine)["c/0"] == [17] * 5
+
+
+def test_encoder_embeddings_on_the_kernels_equal_the_torch_path(tmp_path):
+    """BERT on the kernels (LayerNorm, non-causal variable-length attention) embeds a ragged batch as the torch
+    layers do."""
+    from inference.layers.kernel_switch import use_kernels
+
+    model = load_model(rc.bert_checkpoint(tmp_path), dtype=torch.float32, device=DEVICE).eval()
+    inputs = [[101, 7, 8, 9, 102], [101, 5, 102], [101, *range(10, 27), 102]]
+    expected = model.embed(inputs)
+    assert use_kernels(model) > 0
+    torch.testing.assert_close(model.embed(inputs), expected, atol=1e-5, rtol=1e-5)

@@ -9,7 +9,7 @@ import torch
 from gguf import quants
 
 from inference import packaged
-from inference.gguf_weights import GGUFLinear, _unpermute_rows, use_gguf_weights
+from inference.gguf_weights import GGUFLinear, use_gguf_weights
 from inference.loader.convert import _unpermute_rope_rows, ensure_converted
 from inference.loader.safetensors import load_model
 
@@ -58,9 +58,9 @@ def test_rope_rows_are_unpermuted_on_blocks_as_on_weights():
     """Llama's q/k rows come interleaved from llama.cpp; moving block rows equals moving weight rows."""
     heads, head_dim, k = 4, 8, 64
     weights = np.random.default_rng(0).standard_normal((heads * head_dim, k)).astype(np.float32)
-    blocks = quants.quantize(weights, quants.GGMLQuantizationType.Q8_0)
-    on_blocks = quants.dequantize(_unpermute_rows(blocks, heads), quants.GGMLQuantizationType.Q8_0)
-    on_weights = _unpermute_rope_rows(
-        torch.from_numpy(quants.dequantize(blocks, quants.GGMLQuantizationType.Q8_0)), heads
-    )
+    q8 = quants.GGMLQuantizationType.Q8_0
+    blocks = quants.quantize(weights, q8)
+    # what use_gguf_weights does to block rows: the converter's own permutation, applied to bytes
+    on_blocks = quants.dequantize(_unpermute_rope_rows(torch.from_numpy(blocks), heads).numpy(), q8)
+    on_weights = _unpermute_rope_rows(torch.from_numpy(quants.dequantize(blocks, q8)), heads)
     assert np.array_equal(on_blocks, on_weights.numpy())
