@@ -37,7 +37,20 @@ def hub(live_hub, inference_url):
 
     client.everything, client.embed_only, client.tenant, client.url = everything, embed_only, tenant, live_hub.url
     client.inference_health = lambda: inference_url.removesuffix("/v1") + "/health"
-    return client
+    yield client
+    _settle()
+
+
+def _settle(quiet: float = 0.3, limit: float = 10) -> None:
+    """Wait until the hub has written the usage rows of the test's last answers (a row is committed just
+    after its answer is sent): flushing the database under an in-flight insert deadlocks on PostgreSQL."""
+    deadline = time.monotonic() + limit
+    count, since = UsageRecord.objects.count(), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - since < quiet:
+        time.sleep(0.05)
+        now = UsageRecord.objects.count()
+        if now != count:
+            count, since = now, time.monotonic()
 
 
 def rows(count: int = 1, **filters) -> list[UsageRecord]:

@@ -37,6 +37,7 @@ def test_langchain_chat_openai_invoke_stream_and_batch(hub):
     assert [a.content != "" for a in llm.batch(["Hi", "Bye"])] == [True, True]
     [streamed_row] = rows(streamed=True)
     assert streamed_row.completion_tokens == streamed_usage[0]["output_tokens"]
+    assert len(rows(4, route="chat/completions")) == 4  # invoke, stream and the batch's two
 
 
 def test_langchain_openai_embeddings(hub):
