@@ -85,8 +85,18 @@ class ModelSpec:
     kind: str  # chat | completion | embedding
     engine: EngineConfig = field(default_factory=EngineConfig)
     max_output_length: int | None = None  # default: max_model_len
+    # how the model writes tool calls (LightLLM's --tool_call_parser): auto (from its chat template), hermes,
+    # qwen25, llama3, mistral or json_block
+    tool_call_format: str = "auto"
 
     def __post_init__(self) -> None:
+        from inference.tools.formats import FORMAT_NAMES
+
+        if self.tool_call_format not in FORMAT_NAMES:
+            raise ConfigError(
+                f"model {self.id}: tool_call_format must be one of {', '.join(FORMAT_NAMES)}, "
+                f"got {self.tool_call_format!r}"
+            )
         if not self.id or "/" in self.id.strip("/") and self.id.startswith("/"):
             raise ConfigError(f"model id {self.id!r} is not valid")
         if self.kind not in KINDS:

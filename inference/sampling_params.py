@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class InvalidParam(ValueError):
@@ -28,6 +29,10 @@ class SamplingParams:
     logit_bias: dict[int, float] = field(default_factory=dict)
     logprobs: int | None = None  # None: none; k >= 0: the chosen token's plus the top k
     prompt_logprobs: bool = False  # completions' echo + logprobs
+    # constrained decoding: a compiled grammar (inference.engine.guided.Guide) every sequence follows
+    guide: Any = None
+    # control tokens decoded into the text anyway: a tool-call format's markers (e.g. Mistral's [TOOL_CALLS])
+    keep_special_ids: frozenset[int] = frozenset()
 
     def __post_init__(self) -> None:
         if self.top_k == -1:

@@ -52,6 +52,55 @@ _USAGE = _obj(
     description="Counted by the model's tokenizer, never estimated; the hub meters exactly these.",
 )
 
+_TOOL = _obj(
+    {
+        "type": {"const": "function"},
+        "function": _obj(
+            {
+                "name": {**_STR, "pattern": "^[a-zA-Z0-9_-]{1,64}$"},
+                "description": _STR,
+                "parameters": {"type": "object", "description": "A JSON Schema; the arguments always follow it."},
+                "strict": _BOOL,
+            },
+            ("name",),
+        ),
+    },
+    ("type", "function"),
+)
+_TOOL_CALL = _obj(
+    {
+        "id": _STR,
+        "type": {"const": "function"},
+        "function": _obj(
+            {"name": _STR, "arguments": {**_STR, "description": "A JSON object, serialised."}}, ("name", "arguments")
+        ),  # fmt: skip
+    },
+    ("id", "type", "function"),
+)
+_TOOL_CALL_DELTA = _obj(
+    {
+        "index": _INT,
+        "id": _STR,
+        "type": {"const": "function"},
+        "function": _obj({"name": _STR, "arguments": _STR}),
+    },
+    ("index",),
+    description="The first fragment of a call carries id, type and function.name; later ones arguments pieces.",
+)
+_RESPONSE_FORMAT = {
+    "oneOf": [
+        _obj({"type": {"enum": ["text", "json_object"]}}, ("type",)),
+        _obj(
+            {
+                "type": {"const": "json_schema"},
+                "json_schema": _obj({"name": _STR, "schema": {"type": "object"}, "strict": _BOOL}, ("name",)),
+            },
+            ("type", "json_schema"),
+        ),
+    ],
+    "description": "The answer is enforced by a grammar (llguidance) to be this JSON.",
+}
+
 _TEXT_PART = _obj({"type": {"const": "text"}, "text": _STR}, ("type", "text"))
 _IMAGE_PART = _obj(
     {"type": {"const": "image_url"}, "image_url": _obj({"url": _STR, "detail": _STR}, ("url",))},
@@ -65,7 +114,7 @@ _MESSAGE = _obj(
             "oneOf": [_STR, {"type": "array", "items": {"oneOf": [_TEXT_PART, _IMAGE_PART]}}, {"type": "null"}]
         },
         "name": _STR,
-        "tool_calls": {"type": "array", "items": {"type": "object"}},
+        "tool_calls": {"type": "array", "items": _TOOL_CALL},
         "tool_call_id": _STR,
     },
     ("role",),
@@ -114,8 +163,19 @@ SCHEMAS: dict[str, dict] = {
             "max_completion_tokens": {**_INT, "minimum": 1},
             "logprobs": _BOOL,
             "top_logprobs": {**_INT, "minimum": 0, "maximum": 20},
-            "tools": {"type": "array", "items": {"type": "object"}, "description": "Function calling (issue 6)."},
-            "tool_choice": {"oneOf": [_STR, {"type": "object"}]},
+            "tools": {"type": "array", "items": _TOOL, "minItems": 1},
+            "tool_choice": {
+                "oneOf": [
+                    {"enum": ["none", "auto", "required"]},
+                    _obj(
+                        {"type": {"const": "function"}, "function": _obj({"name": _STR}, ("name",))},
+                        ("type", "function"),
+                    ),
+                ],
+                "description": "Default: auto with tools, none without. Required and named calls are enforced.",
+            },  # fmt: skip
+            "parallel_tool_calls": {**_BOOL, "default": True},
+            "response_format": _RESPONSE_FORMAT,
             **_SAMPLING,
         },
         ("model", "messages"),
@@ -131,7 +191,13 @@ SCHEMAS: dict[str, dict] = {
                 "items": _obj(
                     {
                         "index": _INT,
-                        "message": _obj({"role": {"const": "assistant"}, "content": _NULLABLE_STR}),
+                        "message": _obj(
+                            {
+                                "role": {"const": "assistant"},
+                                "content": _NULLABLE_STR,
+                                "tool_calls": {"type": "array", "items": _TOOL_CALL},
+                            }
+                        ),
                         "finish_reason": {"enum": ["stop", "length", "tool_calls"]},
                         "logprobs": _LOGPROBS,
                     }
@@ -152,7 +218,13 @@ SCHEMAS: dict[str, dict] = {
                 "items": _obj(
                     {
                         "index": _INT,
-                        "delta": _obj({"role": _STR, "content": _NULLABLE_STR}),
+                        "delta": _obj(
+                            {
+                                "role": _STR,
+                                "content": _NULLABLE_STR,
+                                "tool_calls": {"type": "array", "items": _TOOL_CALL_DELTA},
+                            }
+                        ),
                         "finish_reason": {"type": ["string", "null"]},
                         "logprobs": _LOGPROBS,
                     }

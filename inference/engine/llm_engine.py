@@ -6,12 +6,14 @@ asyncio server. Requests join and leave between steps (continuous batching).
 
 from __future__ import annotations
 
+import logging
 import time
 
 import torch
 
 from inference.config import EngineConfig
 from inference.engine.block_manager import BlockManager
+from inference.engine.guided import MaskFiller
 from inference.engine.kv_budget import cuda_kv_tokens
 from inference.engine.model_runner import ModelRunner
 from inference.engine.output import OutputProcessor, SeqDelta
@@ -20,6 +22,8 @@ from inference.engine.sequence import Sequence, TokenLogprob
 from inference.layers.kernel_switch import use_kernels
 from inference.layers.sampler import sample
 from inference.sampling_params import SamplingParams
+
+log = logging.getLogger("inference.engine")
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -53,6 +57,7 @@ class LLMEngine:
             model, self.blocks, _DTYPES[cfg.resolved_dtype()], device, kernels=kernels, graphs_for=graphs_for
         )
         self.stop_token_ids = set(tokenizer.stop_token_ids)
+        self.masks = MaskFiller()
         self.outputs: dict[int, OutputProcessor] = {}
         self.requests: dict[str, list[Sequence]] = {}
 
@@ -66,9 +71,10 @@ class LLMEngine:
         for i in range(n):
             seq = Sequence(request_id, i, prompt_ids, params)
             seq.arrival = now
-            self.outputs[seq.seq_id] = OutputProcessor(
-                seq, self.detokenizer_factory(self.tokenizer, prompt_ids), self.stop_token_ids, self.max_model_len
-            )
+            detokenizer = self.detokenizer_factory(self.tokenizer, prompt_ids)
+            if params.keep_special_ids:
+                detokenizer.keep_special_ids = params.keep_special_ids
+            self.outputs[seq.seq_id] = OutputProcessor(seq, detokenizer, self.stop_token_ids, self.max_model_len)
             self.scheduler.add(seq)
             seqs.append(seq)
         self.requests[request_id] = seqs
@@ -101,6 +107,12 @@ class LLMEngine:
         step = self.scheduler.schedule()
         if not step.seqs:
             return []
+        # constrained sequences that sample this step: their masks are computed while the model runs
+        guided = [
+            seq for seq, n in zip(step.seqs, step.num_new_tokens, strict=True)
+            if seq.matcher is not None and seq.num_computed + n == seq.num_tokens
+        ]  # fmt: skip
+        masks = self.masks.start([s.matcher for s in guided], guided[0].params.guide.vocab_size) if guided else None
         result = self.runner.run(step)
         for seq, n in zip(step.seqs, step.num_new_tokens, strict=True):
             seq.num_computed += n
@@ -110,12 +122,17 @@ class LLMEngine:
                 first, logits = result.prompt_logits[seq.seq_id]
                 self._record_prompt_logprobs(seq, first, logits)
         if result.sample_seqs:
+            allowed = None
+            if masks is not None:
+                row = {s.seq_id: i for i, s in enumerate(result.sample_seqs)}
+                allowed = ([row[s.seq_id] for s in guided], self._never_empty(masks.result()))
             sampled = sample(
                 result.logits,
                 [s.params for s in result.sample_seqs],
                 [(s.prompt_ids, s.output_ids) for s in result.sample_seqs],
                 [s.generator for s in result.sample_seqs],
                 kernels=self.runner.kernels,
+                allowed=allowed,
             )
             now = time.monotonic()
             for seq, token, lp in zip(result.sample_seqs, sampled.token_ids, sampled.logprobs, strict=True):
@@ -125,6 +142,10 @@ class LLMEngine:
                 if lp is not None:
                     seq.logprobs.append(TokenLogprob(token, lp[0], lp[1]))
                 delta = self.outputs[seq.seq_id].on_token(token)
+                if seq.matcher is not None and not delta.finish_reason and not self._advance(seq, token):
+                    end = self.outputs[seq.seq_id].finish_now("stop")  # the grammar is complete
+                    delta.text += end.text
+                    delta.finish_reason = "stop"
                 if seq.params.prompt_logprobs and len(seq.output_ids) == 1:
                     delta.prompt_logprobs = seq.prompt_logprobs
                 if delta.finish_reason:
@@ -132,6 +153,23 @@ class LLMEngine:
                     self._forget(seq)
                 deltas.append(delta)
         return deltas
+
+    def _never_empty(self, masks: torch.Tensor) -> torch.Tensor:
+        """A grammar at a dead end allows nothing: let those sequences stop instead of sampling from nothing."""
+        empty = ~masks.any(dim=1)
+        if bool(empty.any()):
+            stops = torch.tensor(sorted(i for i in self.stop_token_ids if i < masks.shape[1]), dtype=torch.long)
+            masks[empty.nonzero().flatten().unsqueeze(1), stops.unsqueeze(0)] = True
+        return masks
+
+    @staticmethod
+    def _advance(seq: Sequence, token: int) -> bool:
+        """Feed the sampled token to the sequence's grammar; False when the grammar allows nothing more."""
+        if not seq.matcher.consume_token(token):
+            log.warning("request %s: token %d rejected by its grammar: %s", seq.request_id, token,
+                        seq.matcher.get_error())  # fmt: skip
+            return False
+        return not seq.matcher.is_stopped()
 
     def _record_prompt_logprobs(self, seq: Sequence, first: int, logits: torch.Tensor) -> None:
         """logits[j] predicts prompt token first + j + 1; the very first prompt token has none."""

@@ -43,6 +43,8 @@ class Sequence:
         self.generator: torch.Generator | None = None
         if params.seed is not None:
             self.generator = torch.Generator().manual_seed(params.seed + index)
+        # its grammar state (an llguidance matcher) when the request constrains the output
+        self.matcher = params.guide.matcher() if params.guide is not None else None
         self.arrival = 0.0
         self.first_token_at: float | None = None
 

@@ -80,11 +80,22 @@ def sample(
     histories: list[tuple[list[int], list[int]]],
     generators: list[torch.Generator | None],
     kernels: bool = False,
+    allowed: tuple[list[int], torch.Tensor] | None = None,
 ) -> SampleResult:
     """logits: [N, vocab] float32, one row per sequence; histories: (prompt ids, output ids). With ``kernels``,
-    rows sampled with temperature / top-k / top-p (no min-p) go through the Triton sampling kernel."""
+    rows sampled with temperature / top-k / top-p (no min-p) go through the Triton sampling kernel.
+    ``allowed``: (rows, [len(rows), V] bool) the only tokens those rows may take (constrained decoding); logprobs
+    stay those of the model's own distribution."""
     raw = logits
     logits = logits.clone()
+    if allowed is not None:
+        rows, masks = allowed
+        vocab = logits.shape[1]
+        if masks.shape[1] < vocab:  # ids past the grammar's tokenizer are never allowed
+            masks = torch.nn.functional.pad(masks, (0, vocab - masks.shape[1]), value=False)
+        masks = masks[:, :vocab].to(logits.device)
+        index = torch.tensor(rows, dtype=torch.long, device=logits.device)
+        logits[index] = logits[index].masked_fill(~masks, float("-inf"))
     tokens: list[int] = []
     deferred: list[int] = []  # rows the kernel samples, after the loop
     for i, p in enumerate(params):

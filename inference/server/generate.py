@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 
 from inference.engine.output import SeqDelta
-from inference.server import protocol
+from inference.server import chat_tools, protocol
 from inference.server.errors import ServiceError, context_length_exceeded
 from inference.server.registry import LoadedModel
 from inference.server.streams import ClientGone, deltas, new_id, sse, wait_disconnect
@@ -72,8 +72,9 @@ def _usage(prompt: int, completion: int) -> dict:
 class _Run:
     """One generation request: submitted to the engine, consumed as a stream or collected."""
 
-    def __init__(self, request: Request, app_state, model: LoadedModel, prompt_ids, gen, kind: str):
+    def __init__(self, request: Request, app_state, model: LoadedModel, prompt_ids, gen, kind: str, tools=None):
         self.request, self.state, self.model, self.gen, self.kind = request, app_state, model, gen, kind
+        self.tools: chat_tools.ChatTools | None = tools
         self.id = new_id("chatcmpl" if kind == "chat" else "cmpl")
         self.created = int(time.time())
         self.prompt_ids = prompt_ids
@@ -90,10 +91,14 @@ class _Run:
     async def stream(self, echo_text: str = ""):
         completion_tokens: dict[int, int] = {}
         status = "ok"
+        parsers = [self.tools.parser() if self.tools else None for _ in range(self.gen.n)]
+        called = [False] * self.gen.n
         try:
             if self.kind == "chat":
+                # content null, not "": an answer of tool calls only has no content (as the non-streamed one)
+                first = {"role": "assistant", "content": None if parsers[0] else ""}
                 for i in range(self.gen.n):
-                    choice = {"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None}
+                    choice = {"index": i, "delta": first, "logprobs": None}
                     yield sse({**self._base(), "choices": [{**choice, "finish_reason": None}]})
             elif echo_text:
                 for i in range(self.gen.n):
@@ -105,16 +110,28 @@ class _Run:
                 if not delta.text and not delta.finish_reason and not delta.logprobs:
                     continue
                 if self.kind == "chat":
-                    choice = {"index": delta.index, "delta": {"content": delta.text} if delta.text else {}}
-                    choice["logprobs"] = _logprobs_chat(delta, self.model.tokenizer)
+                    parser = parsers[delta.index]
+                    if parser is None:
+                        pieces = [{"content": delta.text}] if delta.text else []
+                    else:
+                        events = parser.feed(delta.text) + (parser.finish() if delta.finish_reason else [])
+                        pieces = chat_tools.stream_deltas(events)
+                        called[delta.index] = called[delta.index] or bool(parser.calls)
+                        if not pieces and not delta.finish_reason and not delta.logprobs:
+                            continue  # text held back inside a call's markup: nothing to send yet
+                    choices = [{"index": delta.index, "delta": piece, "logprobs": None, "finish_reason": None}
+                               for piece in pieces or [{}]]  # fmt: skip
+                    choices[0]["logprobs"] = _logprobs_chat(delta, self.model.tokenizer)
+                    choices[-1]["finish_reason"] = chat_tools.finish_reason(delta.finish_reason, called[delta.index])
                 else:
                     lp = _logprobs_completion(delta.logprobs, self.model.tokenizer, 0) if delta.logprobs else None
-                    choice = {"index": delta.index, "text": delta.text, "logprobs": lp}
-                choice["finish_reason"] = delta.finish_reason
-                chunk = {**self._base(), "choices": [choice]}
-                if self.gen.continuous_usage:  # what a gateway meters from if the client goes away
-                    chunk["usage"] = _usage(len(self.prompt_ids) * self.gen.n, sum(completion_tokens.values()))
-                yield sse(chunk)
+                    choices = [{"index": delta.index, "text": delta.text, "logprobs": lp,
+                                "finish_reason": delta.finish_reason}]  # fmt: skip
+                for choice in choices:
+                    chunk = {**self._base(), "choices": [choice]}
+                    if self.gen.continuous_usage:  # what a gateway meters from if the client goes away
+                        chunk["usage"] = _usage(len(self.prompt_ids) * self.gen.n, sum(completion_tokens.values()))
+                    yield sse(chunk)
             if self.gen.include_usage:
                 usage = _usage(len(self.prompt_ids) * self.gen.n, sum(completion_tokens.values()))
                 yield sse({**self._base(), "choices": [], "usage": usage})
@@ -157,33 +174,34 @@ async def chat_completions(request: Request, body: dict) -> JSONResponse | Strea
     model = state.registry.get(body.get("model"))
     if model.kind == "embedding":
         raise ServiceError(f"'{model.id}' is an embedding model; use /v1/embeddings.", param="model")
-    if body.get("tools") or body.get("functions"):
-        raise ServiceError("Function calling is not supported by this server yet.", param="tools")
-    response_format = body.get("response_format")
-    if response_format not in (None, {"type": "text"}):
-        raise ServiceError("Only response_format {'type': 'text'} is supported yet.", param="response_format")
+    tools = chat_tools.read(body, model)
     messages = protocol.read_messages(body)
     gen = protocol.read_generation(body, model.vocab_size, chat=True)
     try:
-        prompt_ids = model.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+        prompt_ids = chat_tools.prompt(tools, model, messages)
     except ValueError as exc:
         raise ServiceError(str(exc), param="messages") from None
     _finalize_max_tokens(model, gen, len(prompt_ids), "messages")
-    run = _Run(request, state, model, prompt_ids, gen, "chat")
+    await chat_tools.constrain(tools, model, gen.params)
+    run = _Run(request, state, model, prompt_ids, gen, "chat", tools)
     if gen.stream:
         return StreamingResponse(run.stream(), media_type="text/event-stream")
     choices = await run.collect()
+    answers = []
+    for c in choices:
+        parser = tools.parser()
+        answers.append(parser.parse(c["text"]) if parser else None)
     return JSONResponse({
         "id": run.id, "object": "chat.completion", "created": run.created, "model": model.id,
         "choices": [
             {
                 "index": i,
-                "message": {"role": "assistant", "content": c["text"]},
+                "message": chat_tools.message(answer, c["text"]),
                 "logprobs": _logprobs_chat(SeqDelta(run.id, i, "", [], c["logprobs"]), model.tokenizer)
                 if gen.params.logprobs is not None else None,
-                "finish_reason": c["finish"],
+                "finish_reason": chat_tools.finish_reason(c["finish"], bool(answer and answer.tool_calls)),
             }
-            for i, c in enumerate(choices)
+            for i, (c, answer) in enumerate(zip(choices, answers, strict=True))
         ],
         "usage": _usage(len(prompt_ids) * gen.n, sum(c["tokens"] for c in choices)),
     })  # fmt: skip

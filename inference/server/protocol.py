@@ -117,35 +117,77 @@ def read_generation(body: dict, vocab_size: int, *, chat: bool) -> GenerationReq
     )
 
 
+def _tool_calls(value, i: int) -> list[dict]:
+    """An assistant message's ``tool_calls``, as sent back in the history."""
+    param = f"messages[{i}].tool_calls"
+    if not isinstance(value, list):
+        raise ServiceError(f"'{param}' must be a list.", param=param, code="invalid_type")
+    calls = []
+    for j, call in enumerate(value):
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not isinstance(call.get("id"), str):
+            raise ServiceError(
+                f"'{param}[{j}]' must be {{'id': str, 'type': 'function', "
+                "'function': {'name': str, 'arguments': str}}.",
+                param=f"{param}[{j}]",
+            )
+        arguments = fn.get("arguments", "")
+        if not isinstance(arguments, str):
+            raise ServiceError(f"'{param}[{j}].function.arguments' must be a JSON string.",
+                               param=f"{param}[{j}].function.arguments", code="invalid_type")  # fmt: skip
+        calls.append({"id": call["id"], "type": "function", "function": {"name": fn["name"], "arguments": arguments}})
+    return calls
+
+
+def _text(content, i: int) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for j, part in enumerate(content):
+            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+                raise ServiceError(
+                    f"messages[{i}].content[{j}]: content parts of type {kind!r} are not supported by this "
+                    "model; only text parts are.",
+                    param=f"messages[{i}].content[{j}]",
+                )
+            texts.append(part["text"])
+        return "".join(texts)
+    raise ServiceError(f"messages[{i}].content must be a string or a list of parts.", param=f"messages[{i}]")
+
+
+ROLES = ("system", "developer", "user", "assistant", "tool")
+
+
 def read_messages(body: dict) -> list[dict]:
+    """The conversation: ``{"role", "content"}``, plus ``tool_calls`` on assistant turns that called tools and
+    ``tool_call_id`` on tool results. Developer messages are system messages."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise ServiceError("'messages' must be a non-empty list.", param="messages")
     out = []
     for i, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ("system", "developer", "user", "assistant"):
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
             raise ServiceError(
-                f"messages[{i}] needs a role of system, developer, user or assistant.", param=f"messages[{i}].role"
+                f"messages[{i}] needs a role of system, developer, user, assistant or tool.",
+                param=f"messages[{i}].role",
             )
-        content = message.get("content")
-        if isinstance(content, list):
-            texts = []
-            for j, part in enumerate(content):
-                if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                    kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-                    raise ServiceError(
-                        f"messages[{i}].content[{j}]: content parts of type {kind!r} are not supported by this "
-                        "model; only text parts are.",
-                        param=f"messages[{i}].content[{j}]",
-                    )
-                texts.append(part["text"])
-            content = "".join(texts)
-        elif content is None and message["role"] == "assistant":
-            content = ""
-        elif not isinstance(content, str):
-            raise ServiceError(f"messages[{i}].content must be a string or a list of parts.", param=f"messages[{i}]")
         role = "system" if message["role"] == "developer" else message["role"]
-        out.append({"role": role, "content": content})
+        content = message.get("content")
+        item: dict = {"role": role}
+        if role == "assistant" and message.get("tool_calls"):
+            item["tool_calls"] = _tool_calls(message["tool_calls"], i)
+            item["content"] = _text(content, i) if content is not None else None
+        else:
+            item["content"] = "" if content is None and role == "assistant" else _text(content, i)
+        if role == "tool":
+            if not isinstance(message.get("tool_call_id"), str):
+                raise ServiceError(f"messages[{i}]: a tool message needs 'tool_call_id', the id of the call it "
+                                   "answers.", param=f"messages[{i}].tool_call_id",
+                                   code="missing_required_parameter")  # fmt: skip
+            item["tool_call_id"] = message["tool_call_id"]
+        out.append(item)
     return out
 
 

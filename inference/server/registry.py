@@ -65,6 +65,8 @@ class LoadedModel:
     hidden_size: int  # embedding dimensions (0 for generative models, as the reference reports)
     vocab_size: int
     created: int
+    tool_format: str = "hermes"  # how this model writes tool calls (inference/tools/formats.py)
+    guides: object = None  # its grammar compiler (inference.engine.guided.GuideCompiler), chat models only
 
     @property
     def id(self) -> str:
@@ -126,6 +128,16 @@ def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop) -> LoadedModel:
         max_len, hidden = engine.max_model_len, 0
         max_out = min(spec.max_output_length or max_len, max_len)
     worker = engines.add(engine, spec.id, on_step=metrics.on_step(spec.id))
+    guides, tool_format = None, "hermes"
+    if spec.kind != "embedding":
+        from inference.engine.guided import GuideCompiler
+        from inference.tools.formats import ALIASES, detect_format
+
+        guides = GuideCompiler(tokenizer.tokenizer_json, tokenizer.stop_token_ids, model.config.vocab_size)
+        tool_format = spec.tool_call_format
+        if tool_format == "auto":
+            tool_format = detect_format(tokenizer.chat_template)
+        tool_format = ALIASES.get(tool_format, tool_format)
     log.info("loaded %s from %s in %.1fs", spec.id, directory, time.perf_counter() - start)
     return LoadedModel(
         spec=spec,
@@ -137,6 +149,8 @@ def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop) -> LoadedModel:
         hidden_size=hidden,
         vocab_size=model.config.vocab_size,
         created=int(time.time()),
+        tool_format=tool_format,
+        guides=guides,
     )
 
 

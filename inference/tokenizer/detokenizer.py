@@ -35,9 +35,20 @@ class IncrementalDetokenizer:
         self.prefix_offset = 0  # start of the window decoded for context only
         self.read_offset = len(context)  # everything before this has been emitted (or is prompt)
         self.text = ""  # all text emitted so far
+        # control tokens written out even when the others are skipped (a tool-call format's markers)
+        self.keep_special_ids: frozenset[int] = frozenset()
 
     def _decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=self.skip_special_tokens)
+        if not self.keep_special_ids or self.keep_special_ids.isdisjoint(ids):
+            return self.tokenizer.decode(ids, skip_special_tokens=self.skip_special_tokens)
+        parts, start = [], 0
+        for i, token in enumerate(ids):
+            if token in self.keep_special_ids:
+                parts.append(self.tokenizer.decode(ids[start:i], skip_special_tokens=self.skip_special_tokens))
+                parts.append(self.tokenizer.decode([token], skip_special_tokens=False))
+                start = i + 1
+        parts.append(self.tokenizer.decode(ids[start:], skip_special_tokens=self.skip_special_tokens))
+        return "".join(parts)
 
     def add(self, token_id: int) -> str:
         """Newly completed text after ``token_id`` (may be ``""`` while a character is incomplete)."""

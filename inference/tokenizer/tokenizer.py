@@ -68,6 +68,7 @@ class Tokenizer:
     ) -> None:
         # two backends so that no call ever flips a shared flag: one reads control tokens typed in the
         # text as text (user input), the other parses them (a rendered template)
+        self.tokenizer_json = tokenizer_json  # the grammar engine builds its own view of the vocabulary from it
         self._plain = _Backend.from_str(tokenizer_json)
         self._plain.encode_special_tokens = True
         self._parsing = _Backend.from_str(tokenizer_json)

@@ -192,3 +192,62 @@ def test_an_upstream_failure_mid_stream_ends_with_an_error_event_and_is_metered(
     assert events[-1]["error"]["code"] == "upstream_error" and len(events) == 4
     [row] = rows(request_id=request_id)
     assert row.status_code == 502 and row.streamed and not row.aborted
+
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_current_weather",
+        "description": "Get the current weather",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "location": {"type": "string"},
+                "format": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+            },
+            "required": ["location", "format"],
+        },
+    },
+}
+
+
+def test_tool_calls_and_structured_outputs_pass_through_unchanged_and_are_metered(hub, inference_url):
+    """The hub relays tools, tool_choice and response_format as they are: its answers equal the service's own,
+    streamed tool calls assemble to them, and every request is metered."""
+    kwargs = dict(
+        model=CHAT, messages=[{"role": "user", "content": "Weather in Hamburg?"}], tools=[WEATHER_TOOL],
+        tool_choice="required", max_tokens=80, temperature=0.7, seed=9,
+    )  # fmt: skip
+    through_hub = hub().chat.completions.create(**kwargs)
+    direct = openai.OpenAI(base_url=inference_url, api_key="x", max_retries=0).chat.completions.create(**kwargs)
+    [mine], [theirs] = through_hub.choices, direct.choices
+    assert mine.finish_reason == theirs.finish_reason == "tool_calls"
+    assert [(c.function.name, c.function.arguments) for c in mine.message.tool_calls] == [
+        (c.function.name, c.function.arguments) for c in theirs.message.tool_calls
+    ]
+    assert json.loads(mine.message.tool_calls[0].function.arguments)["format"] in ("celsius", "fahrenheit")
+
+    with hub().chat.completions.stream(**kwargs) as stream:
+        for _ in stream:
+            pass
+        final = stream.get_final_completion()
+    assert [(c.function.name, c.function.arguments) for c in final.choices[0].message.tool_calls] == [
+        (c.function.name, c.function.arguments) for c in mine.message.tool_calls
+    ]
+    assert final.choices[0].finish_reason == "tool_calls"
+
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    answer = hub().chat.completions.create(
+        model=CHAT, messages=[{"role": "user", "content": "Name a city."}], max_tokens=40, temperature=0,
+        response_format={"type": "json_schema", "json_schema": {"name": "city", "schema": schema, "strict": True}},
+    )  # fmt: skip
+    assert answer.choices[0].finish_reason == "stop" and "city" in json.loads(answer.choices[0].message.content)
+
+    with pytest.raises(openai.BadRequestError) as raised:
+        hub().chat.completions.create(model=CHAT, messages=kwargs["messages"], tools=[], max_tokens=5)
+    assert raised.value.body["param"] == "tools"
+
+    metered = rows(3, tenant_id=hub.tenant.id, model=CHAT)
+    assert len(metered) == 3 and all(r.status_code == 200 and r.completion_tokens > 0 for r in metered)
+    assert metered[0].completion_tokens == through_hub.usage.completion_tokens
+    assert [r.streamed for r in metered] == [False, True, False]

@@ -1,0 +1,115 @@
+"""The llguidance grammar (Lark, with JSON schemas inline) that a chat request's answer must follow.
+
+- ``tool_choice`` "required" / a named function: the answer is calls in the model's format, nothing else;
+- "auto": free text, but from the moment the model opens a call (a lazy trigger on the format's marker) the
+  call must be well formed and its arguments valid against the function's schema;
+- ``response_format`` json_object / json_schema: the answer is that JSON (or, with "auto", a call instead).
+
+Each call is ``{"name": <one of the allowed tools>, "arguments": <its parameters schema>}``, name first, so
+that a stream can announce the call before its arguments.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from inference.tools.formats import ToolFormat
+from inference.tools.request import Function, ToolRequest
+
+# how the model writes JSON: json.dumps' separators, which is what models have seen most
+JSON_STYLE = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+ANY_OBJECT: dict = {"type": "object"}
+
+
+class SchemaUnsupported(ValueError):
+    def __init__(self, message: str, param: str):
+        super().__init__(message)
+        self.param = param
+
+
+def _json(schema: dict) -> str:
+    return "%json " + json.dumps({**schema, "x-guidance": JSON_STYLE})
+
+
+def _literal(text: str, special: dict[str, int]) -> str:
+    """A Lark literal; a control token of the vocabulary by its id (text would never match it)."""
+    if text in special:
+        return f"<[{special[text]}]>"
+    return json.dumps(text)
+
+
+def _call_schema(fn: Function, args_schema: dict, args_key: str) -> dict:
+    return {
+        "type": "object",
+        "properties": {"name": {"const": fn.name}, args_key: args_schema},
+        "required": ["name", args_key],
+        "additionalProperties": False,
+    }
+
+
+def _arguments_schema(fn: Function, args_key: str, check: Callable[[str], str]) -> dict:
+    """The function's parameters schema if llguidance supports it; with ``strict`` an unsupported schema is an
+    error, without it the arguments fall back to any JSON object."""
+    error = check("start: " + _json(_call_schema(fn, fn.parameters, args_key)))
+    if not error:
+        return fn.parameters
+    if fn.strict:
+        raise SchemaUnsupported(f"Invalid schema for function '{fn.name}': {error}", f"{fn.param}.parameters")
+    return ANY_OBJECT
+
+
+def build_grammar(
+    request: ToolRequest, fmt: ToolFormat, special: dict[str, int], check: Callable[[str], str]
+) -> str | None:
+    """The grammar of the answer, or None when it is free text. ``check(grammar)`` returns "" or why it fails."""
+    answer = request.response_format
+    json_answer = None
+    if answer.type != "text":
+        schema = answer.schema if answer.type == "json_schema" and answer.schema is not None else ANY_OBJECT
+        error = check("start: " + _json(schema))
+        if error:
+            if answer.strict or answer.type == "json_object":
+                raise SchemaUnsupported(f"Invalid schema for response_format: {error}", "response_format")
+            schema = ANY_OBJECT
+        json_answer = _json(schema)
+    if not request.calls_tools:
+        return None if json_answer is None else f"start: {json_answer}\n"
+
+    rules = [
+        f"call_{i}: " + _json(_call_schema(fn, _arguments_schema(fn, fmt.args_key, check), fmt.args_key))
+        for i, fn in enumerate(request.allowed)
+    ]
+    rules.append("call: " + " | ".join(f"call_{i}" for i in range(len(request.allowed))))
+    many = request.parallel and request.choice != "function"
+    open_, close = _literal(fmt.open, special) if fmt.open else "", _literal(fmt.close, special) if fmt.close else ""
+    if fmt.array:
+        body = '"[" call (", " call)* "]"' if many else '"[" call "]"'
+        rules.append(f"calls: {open_} {body} {close}")
+        first_rest = f"{body} {close}"
+    elif fmt.open:
+        rules.append(f"section: {open_} call {close}")
+        more = f" ({_literal(fmt.separator, special)} section)*" if many else ""
+        rules.append(f"calls: section{more}")
+        first_rest = f"call {close}{more}"
+    else:  # llama3: bare objects
+        rules.append(f"calls: call ({_literal(fmt.separator, special)} call)*" if many else "calls: call")
+        first_rest = ""
+
+    if request.choice in ("required", "function"):
+        start = "start: calls"
+    elif json_answer is not None:
+        start = f"start: calls | {json_answer}"
+    elif not fmt.open:  # llama3 in auto: a call is the whole answer, so text must not start like one
+        start = "start: calls | TEXT_NOT_A_CALL"
+        rules.append(r"TEXT_NOT_A_CALL: /([^{](.|\n)*)?/")
+    else:  # auto: free text, then the call grammar from the moment the marker appears
+        trigger = fmt.open.strip()
+        rest = _literal(fmt.open[len(trigger) :], special) if fmt.open[len(trigger) :] else ""
+        if trigger in special:
+            start = f"start: TEXT | TEXT {_literal(trigger, special)} {rest} {first_rest}"
+        else:
+            rules.append(f"head[lazy]: TEXT {json.dumps(trigger)}")
+            start = f"start: TEXT | head {rest} {first_rest}"
+        rules.append(r"TEXT: /(.|\n)*/")
+    return "%llguidance {}\n" + start + "\n" + "\n".join(rules) + "\n"
