@@ -50,7 +50,7 @@ def test_forced_calls_always_parse_and_validate(engine, compiler, choice):
     results = run_to_end(engine)
     schemas = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
     finished = [r for r in results.values() if r["finish"] == "stop"]
-    # a 135M model at temperature 1 can ramble inside a string until max_tokens; with this seed 7 of 8 end
+    # a 135M model at temperature 1 can ramble inside a string until max_tokens; with this seed most end
     assert len(finished) >= 6 and all(r["finish"] in ("stop", "length") for r in results.values())
     for result in finished:
         parsed = parse_tool_calls(result["text"], list(schemas), "hermes", live=True)
