@@ -15,6 +15,7 @@ from accounts import services
 from accounts.models import ModelKind, UsageRecord
 from tests.conftest import free_port
 from tests.e2e.conftest import CHAT, COMPLETION, EMBED, rows
+from tests.inference.test_tool_grammar import WEATHER
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -194,28 +195,11 @@ def test_an_upstream_failure_mid_stream_ends_with_an_error_event_and_is_metered(
     assert row.status_code == 502 and row.streamed and not row.aborted
 
 
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_current_weather",
-        "description": "Get the current weather",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "location": {"type": "string"},
-                "format": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-            },
-            "required": ["location", "format"],
-        },
-    },
-}
-
-
 def test_tool_calls_and_structured_outputs_pass_through_unchanged_and_are_metered(hub, inference_url):
     """The hub relays tools, tool_choice and response_format as they are: its answers equal the service's own,
     streamed tool calls assemble to them, and every request is metered."""
     kwargs = dict(
-        model=CHAT, messages=[{"role": "user", "content": "Weather in Hamburg?"}], tools=[WEATHER_TOOL],
+        model=CHAT, messages=[{"role": "user", "content": "Weather in Hamburg?"}], tools=[WEATHER],
         tool_choice="required", max_tokens=80, temperature=0.7, seed=9,
     )  # fmt: skip
     through_hub = hub().chat.completions.create(**kwargs)
