@@ -302,7 +302,12 @@ def touch_last_used(key_id: int) -> None:
         ApiKey.objects.filter(pk=key_id).update(last_used_at=timezone.now())
 
 
-_SERVICE_KINDS = {"chat": ModelKind.CHAT, "completion": ModelKind.COMPLETION, "embedding": ModelKind.EMBEDDING}
+_SERVICE_KINDS = {
+    "chat": ModelKind.CHAT,
+    "completion": ModelKind.COMPLETION,
+    "embedding": ModelKind.EMBEDDING,
+    "vision": ModelKind.VISION,
+}
 
 
 @transaction.atomic

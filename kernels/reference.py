@@ -10,6 +10,8 @@ Conventions shared with the kernels:
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -62,6 +64,28 @@ def rotary_embedding(
         return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1).to(x.dtype)
 
     return rotate(q), rotate(k)
+
+
+# --- activations -----------------------------------------------------------------------------------
+
+
+def gelu(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
+    """Elementwise GELU of any shape, computed in float32: exact (erf, HF "gelu") for ``approximate="none"``,
+    the tanh approximation (HF "gelu_pytorch_tanh" / "gelu_new") for ``"tanh"``. Written out from the
+    definitions (the tests check it against ``F.gelu``)."""
+    xf = x.float()
+    if approximate == "none":
+        return (0.5 * xf * (1.0 + torch.erf(xf * math.sqrt(0.5)))).to(x.dtype)
+    if approximate == "tanh":
+        inner = math.sqrt(2.0 / math.pi) * (xf + 0.044715 * xf.pow(3))
+        return (0.5 * xf * (1.0 + torch.tanh(inner))).to(x.dtype)
+    raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+
+
+def quick_gelu(x: torch.Tensor) -> torch.Tensor:
+    """Elementwise QuickGELU of any shape (HF "quick_gelu", CLIP): x * sigmoid(1.702 x), computed in float32."""
+    xf = x.float()
+    return (xf * torch.sigmoid(1.702 * xf)).to(x.dtype)
 
 
 # --- gated activations -----------------------------------------------------------------------------

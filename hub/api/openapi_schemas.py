@@ -103,9 +103,13 @@ _RESPONSE_FORMAT = {
 
 _TEXT_PART = _obj({"type": {"const": "text"}, "text": _STR}, ("type", "text"))
 _IMAGE_PART = _obj(
-    {"type": {"const": "image_url"}, "image_url": _obj({"url": _STR, "detail": _STR}, ("url",))},
+    {
+        "type": {"const": "image_url"},
+        "image_url": _obj({"url": _STR, "detail": {"type": "string", "enum": ["auto", "low", "high"]}}, ("url",)),
+    },
     ("type", "image_url"),
-    description="Vision models (see issue 7); an http(s) or data: URL.",
+    description="Vision models only (listed under /vision): an http(s) URL or a data:image/...;base64 URL; "
+    "`detail` is auto, low or high (LLaVA sees every image at its own resolution).",
 )
 _MESSAGE = _obj(
     {

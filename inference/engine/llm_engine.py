@@ -21,6 +21,7 @@ from inference.engine.scheduler import Scheduler
 from inference.engine.sequence import Sequence, TokenLogprob
 from inference.layers.kernel_switch import use_kernels
 from inference.layers.sampler import sample
+from inference.multimodal.inputs import MultiModalPrompt
 from inference.sampling_params import SamplingParams
 
 log = logging.getLogger("inference.engine")
@@ -63,13 +64,23 @@ class LLMEngine:
 
     # --- requests ----------------------------------------------------------------------------------
 
-    def add_request(self, request_id: str, prompt_ids: list[int], params: SamplingParams, n: int = 1) -> None:
+    def add_request(
+        self,
+        request_id: str,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        n: int = 1,
+        mm: MultiModalPrompt | None = None,
+    ) -> None:
+        """``mm``: the prompt's images (a vision model; their image tokens are already in ``prompt_ids``)."""
         if not prompt_ids:
             raise ValueError("empty prompt")
+        if mm is not None and not hasattr(self.model, "encode_images"):
+            raise ValueError("this model does not take images")
         now = time.monotonic()
         seqs = []
         for i in range(n):
-            seq = Sequence(request_id, i, prompt_ids, params)
+            seq = Sequence(request_id, i, prompt_ids, params, mm)
             seq.arrival = now
             detokenizer = self.detokenizer_factory(self.tokenizer, prompt_ids)
             if params.keep_special_ids:

@@ -78,6 +78,20 @@ class ModelRunner:
             "block_size": self.blocks.block_size,
         }
 
+    def _image_embeds(self, ids: torch.Tensor, with_images: list[tuple[int, Sequence, int, int]]) -> torch.Tensor:
+        """[T, hidden] input vectors: token embeddings, with each prompt's image tokens in this step replaced by
+        its images' features (the vision tower runs once per request, when its first image token is reached)."""
+        x = self.model.embed_tokens(ids)
+        for offset, seq, start, n in with_images:
+            mm = seq.mm
+            local, rows = mm.rows(start, start + n)
+            if not local.numel():
+                continue
+            if mm.embeds is None:
+                mm.embeds = self.model.encode_images(mm.images)
+            x[offset + local.to(x.device)] = mm.embeds[rows.to(mm.embeds.device)].to(x.dtype)
+        return x
+
     @torch.inference_mode()
     def run(self, step: ScheduledStep) -> StepLogits:
         input_ids: list[int] = []
@@ -88,8 +102,11 @@ class ModelRunner:
         sample_rows: list[int] = []
         sample_seqs: list[Sequence] = []
         prompt_rows: dict[int, tuple[int, int, int]] = {}
+        with_images: list[tuple[int, Sequence, int, int]] = []  # (offset in the batch, seq, first position, n)
         for seq, n in zip(step.seqs, step.num_new_tokens, strict=True):
             start = seq.num_computed
+            if seq.mm is not None and start <= seq.mm.last_position:
+                with_images.append((len(input_ids), seq, start, n))
             for p in range(start, start + n):
                 input_ids.append(seq.token_at(p))
                 positions.append(p)
@@ -114,8 +131,12 @@ class ModelRunner:
         )
         ids = torch.tensor(input_ids, dtype=torch.long, device=self.device)
         pos = torch.tensor(positions, dtype=torch.long, device=self.device)
+        embeds = self._image_embeds(ids, with_images) if with_images else None
         if self.graphs is not None and step.is_decode and self.graphs.fits(len(cu) - 1, ctx.block_tables.shape[1]):
             hidden = self.graphs.run(ids, pos, ctx.slot_mapping, ctx.block_tables, ctx.context_lens_t)
+        elif embeds is not None:
+            with forward_context(ctx):
+                hidden = self.model(ids, pos, embeds)
         else:
             with forward_context(ctx):
                 hidden = self.model(ids, pos)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from inference.multimodal.inputs import MultiModalPrompt
 from inference.sampling_params import SamplingParams
 
 _ids = itertools.count()
@@ -27,13 +28,21 @@ class TokenLogprob:
 
 
 class Sequence:
-    def __init__(self, request_id: str, index: int, prompt_ids: list[int], params: SamplingParams):
+    def __init__(
+        self,
+        request_id: str,
+        index: int,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        mm: MultiModalPrompt | None = None,
+    ):
         self.seq_id = next(_ids)
         self.request_id = request_id
         self.index = index  # choice index within the request (n > 1)
         self.prompt_ids = list(prompt_ids)
         self.output_ids: list[int] = []
         self.params = params
+        self.mm = mm  # its images (their tokens are in prompt_ids), shared by the request's n sequences
         self.status = Status.WAITING
         self.block_table: list[int] = []
         self.num_computed = 0  # tokens whose K/V are in the cache

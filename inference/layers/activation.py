@@ -9,6 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+
+def quick_gelu(x: torch.Tensor) -> torch.Tensor:
+    """HF "quick_gelu" (CLIP): x * sigmoid(1.702 x)."""
+    return x * torch.sigmoid(1.702 * x)
+
+
 # HF `hidden_act` / `hidden_activation` names -> function. "gelu" is the exact (erf) GELU;
 # "gelu_pytorch_tanh" and "gelu_new" are both the tanh approximation.
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -18,6 +24,7 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "gelu_pytorch_tanh": partial(F.gelu, approximate="tanh"),
     "gelu_new": partial(F.gelu, approximate="tanh"),
     "relu": F.relu,
+    "quick_gelu": quick_gelu,
 }
 
 
@@ -51,6 +58,38 @@ class ActAndMul(nn.Module):
             return getattr(fused, _KERNELS[self.name])(x)
         gate, up = x.chunk(2, dim=-1)
         return self.act(gate) * up
+
+    def extra_repr(self) -> str:
+        return self.name
+
+
+# plain activations with a Triton kernel (kernels/activation.py): name -> (function, keyword arguments)
+_PLAIN_KERNELS: dict[str, tuple[str, dict[str, str]]] = {
+    "gelu": ("gelu", {}),
+    "gelu_pytorch_tanh": ("gelu", {"approximate": "tanh"}),
+    "gelu_new": ("gelu", {"approximate": "tanh"}),
+    "quick_gelu": ("quick_gelu", {}),
+}
+
+
+class Activation(nn.Module):
+    """Plain elementwise activation by its HF name, any shape (the CLIP vision tower's MLP). With ``kernels``
+    set (CUDA), the Triton kernel where there is one for the activation."""
+
+    kernels = False
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name = name
+        self.act = get_activation(name)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kernels and self.name in _PLAIN_KERNELS:
+            from kernels import activation as fused
+
+            fn, kwargs = _PLAIN_KERNELS[self.name]
+            return getattr(fused, fn)(x, **kwargs)
+        return self.act(x)
 
     def extra_repr(self) -> str:
         return self.name

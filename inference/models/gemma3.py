@@ -82,8 +82,11 @@ class Gemma3TextModel(nn.Module):
         self.rotary_emb = RotaryEmbedding(config.head_dim, config.rope)  # full-attention layers
         self.rotary_emb_local = RotaryEmbedding(config.head_dim, config.rope_local)  # sliding layers
 
-    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        x = self.embed_tokens(input_ids)
+    def forward(
+        self, input_ids: torch.Tensor, positions: torch.Tensor, inputs_embeds: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``inputs_embeds``: token embeddings (unscaled) given instead of looked up."""
+        x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
         # the scale is rounded to the weight dtype first, as HF does (sqrt(640) is 25.25 in bf16)
         x = x * torch.tensor(self.embed_scale, dtype=x.dtype)
         rope = {

@@ -9,13 +9,18 @@ from torch import nn
 from inference.models.bert import BertModel
 from inference.models.gemma3 import Gemma3ForCausalLM
 from inference.models.llama import LlamaForCausalLM
+from inference.models.llava import LlavaForConditionalGeneration, LlavaNextForConditionalGeneration
+from inference.models.mistral import MistralForCausalLM
 from inference.models.qwen2 import Qwen2ForCausalLM
 
 MODELS: dict[str, type[nn.Module]] = {
     "LlamaForCausalLM": LlamaForCausalLM,
     "Qwen2ForCausalLM": Qwen2ForCausalLM,
     "Gemma3ForCausalLM": Gemma3ForCausalLM,
+    "MistralForCausalLM": MistralForCausalLM,
     "BertModel": BertModel,
+    "LlavaForConditionalGeneration": LlavaForConditionalGeneration,
+    "LlavaNextForConditionalGeneration": LlavaNextForConditionalGeneration,
 }
 
 

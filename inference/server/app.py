@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from inference.multimodal.fetch import FetchPolicy
 from inference.server import protocol
 from inference.server.embeddings import embeddings
 from inference.server.errors import NotFound, ServerError, ServiceError
@@ -108,7 +109,8 @@ async def _server_error(request: Request, exc) -> JSONResponse:
     return ServerError("The server had an error while processing your request.").response()
 
 
-def create_app(registry: ModelRegistry, metrics_: Metrics) -> Starlette:
+def create_app(registry: ModelRegistry, metrics_: Metrics, image_policy: FetchPolicy | None = None) -> Starlette:
+    """``image_policy``: how vision requests may fetch images (default: from the INFERENCE_IMAGE_* variables)."""
     routes = [
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", get_model, methods=["GET"]),
@@ -133,4 +135,5 @@ def create_app(registry: ModelRegistry, metrics_: Metrics) -> Starlette:
     )
     app.state.registry = registry
     app.state.metrics = metrics_
+    app.state.image_policy = image_policy or FetchPolicy.from_env()
     return app

@@ -7,6 +7,7 @@ import asyncio
 from dataclasses import dataclass
 
 from inference.engine.guided import GrammarError
+from inference.multimodal.prompt import ImageMarkers, split_markers
 from inference.server.errors import ServiceError
 from inference.server.registry import LoadedModel
 from inference.tools.formats import ToolFormat, get_format
@@ -33,10 +34,19 @@ def read(body: dict, model: LoadedModel) -> ChatTools:
     return ChatTools(read_tool_request(body), get_format(model.tool_format), constrained=False)
 
 
-def prompt(tools: ChatTools, model: LoadedModel, messages: list[dict]) -> list[int]:
-    """The prompt's token ids: the conversation and the tools, in the template's way or in ours."""
+def prompt(tools: ChatTools, model: LoadedModel, messages: list[dict], images: ImageMarkers | None = None) -> list[int]:
+    """The prompt's token ids: the conversation and the tools, in the template's way or in ours. ``images``: the
+    markers standing for the request's images in ``messages``; each becomes one image token."""
     messages, template_tools = prepare(messages, tools.request, model.tokenizer.chat_template, tools.fmt)
-    return model.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tools=template_tools)
+    render = model.tokenizer.apply_chat_template
+    if images is None:
+        return render(messages, add_generation_prompt=True, tools=template_tools)
+    if model.vision.content_format == "parts":
+        return render(split_markers(messages, images), add_generation_prompt=True, tools=template_tools, parts=True)
+    pattern = images.pattern()
+    marks = {m: model.vision.image_token for msg in messages if isinstance(msg.get("content"), str)
+             for m in pattern.findall(msg["content"])}  # fmt: skip
+    return render(messages, add_generation_prompt=True, tools=template_tools, placeholders=marks)
 
 
 def _markers(model: LoadedModel, fmt: ToolFormat) -> dict[str, int]:

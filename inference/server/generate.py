@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 
 from inference.engine.output import SeqDelta
-from inference.server import chat_tools, protocol
+from inference.server import chat_tools, protocol, vision
 from inference.server.errors import ServiceError, context_length_exceeded
 from inference.server.registry import LoadedModel
 from inference.server.streams import ClientGone, deltas, new_id, sse, wait_disconnect
@@ -72,13 +72,15 @@ def _usage(prompt: int, completion: int) -> dict:
 class _Run:
     """One generation request: submitted to the engine, consumed as a stream or collected."""
 
-    def __init__(self, request: Request, app_state, model: LoadedModel, prompt_ids, gen, kind: str, tools=None):
+    def __init__(
+        self, request: Request, app_state, model: LoadedModel, prompt_ids, gen, kind: str, tools=None, mm=None
+    ):
         self.request, self.state, self.model, self.gen, self.kind = request, app_state, model, gen, kind
         self.tools: chat_tools.ChatTools | None = tools
         self.id = new_id("chatcmpl" if kind == "chat" else "cmpl")
         self.created = int(time.time())
         self.prompt_ids = prompt_ids
-        self.queue = model.worker.submit(self.id, prompt_ids, gen.params, gen.n)
+        self.queue = model.worker.submit(self.id, prompt_ids, gen.params, gen.n, mm)
         self.state.metrics.prompt_tokens.labels(model.id).inc(len(prompt_ids) * gen.n)
 
     def _base(self) -> dict:
@@ -175,15 +177,19 @@ async def chat_completions(request: Request, body: dict) -> JSONResponse | Strea
     if model.kind == "embedding":
         raise ServiceError(f"'{model.id}' is an embedding model; use /v1/embeddings.", param="model")
     tools = chat_tools.read(body, model)
-    messages = protocol.read_messages(body)
+    messages = protocol.read_messages(body, images=model.vision is not None)
     gen = protocol.read_generation(body, model.vocab_size, chat=True)
+    mm = None
     try:
-        prompt_ids = chat_tools.prompt(tools, model, messages)
+        if model.vision is not None:
+            prompt_ids, mm = await vision.prompt(tools, model, messages, state.image_policy)
+        else:
+            prompt_ids = chat_tools.prompt(tools, model, messages)
     except ValueError as exc:
         raise ServiceError(str(exc), param="messages") from None
     _finalize_max_tokens(model, gen, len(prompt_ids), "messages")
     await chat_tools.constrain(tools, model, gen.params)
-    run = _Run(request, state, model, prompt_ids, gen, "chat", tools)
+    run = _Run(request, state, model, prompt_ids, gen, "chat", tools, mm)
     if gen.stream:
         return StreamingResponse(run.stream(), media_type="text/event-stream")
     choices = await run.collect()

@@ -148,8 +148,8 @@ def _text(content, i: int) -> str:
             if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
                 kind = part.get("type") if isinstance(part, dict) else type(part).__name__
                 raise ServiceError(
-                    f"messages[{i}].content[{j}]: content parts of type {kind!r} are not supported by this "
-                    "model; only text parts are.",
+                    f"messages[{i}].content[{j}]: content parts of type {kind!r} are not supported here; only text "
+                    "parts are.",
                     param=f"messages[{i}].content[{j}]",
                 )
             texts.append(part["text"])
@@ -157,12 +157,58 @@ def _text(content, i: int) -> str:
     raise ServiceError(f"messages[{i}].content must be a string or a list of parts.", param=f"messages[{i}]")
 
 
+DETAILS = ("auto", "low", "high")
+
+
+def _image_part(part: dict, i: int, j: int) -> dict:
+    """``{"type": "image_url", "image_url": {"url", "detail"}}`` (a bare URL string is accepted too)."""
+    param = f"messages[{i}].content[{j}].image_url"
+    value = part.get("image_url")
+    if isinstance(value, str):
+        value = {"url": value}
+    if not isinstance(value, dict) or not isinstance(value.get("url"), str) or not value["url"]:
+        raise ServiceError(f"'{param}' must be an object with a 'url' (an http(s) or data: URL).", param=param)
+    detail = value.get("detail", "auto")
+    if detail not in DETAILS:
+        raise ServiceError(f"'{param}.detail' must be one of {', '.join(DETAILS)}.", param=f"{param}.detail")
+    return {"type": "image_url", "url": value["url"], "detail": detail}
+
+
+def _parts(content, i: int, role: str, model: str, images: bool) -> str | list[dict]:
+    """A content that may hold images: a string, or a list of text and image parts (``image_url``)."""
+    if not isinstance(content, list) or not any(isinstance(p, dict) and p.get("type") == "image_url" for p in content):
+        return _text(content, i)
+    j = next(j for j, p in enumerate(content) if isinstance(p, dict) and p.get("type") == "image_url")
+    if not images:
+        raise ServiceError(
+            f"The model '{model}' does not accept images (messages[{i}].content[{j}] is an image_url part). Send "
+            "text only, or use a vision model (listed under /vision/models).",
+            param=f"messages[{i}].content[{j}]", code="image_input_not_supported",
+        )  # fmt: skip
+    if role not in ("system", "user"):
+        raise ServiceError(f"messages[{i}]: images are allowed in system and user messages only, not in {role} "
+                           "messages.", param=f"messages[{i}].content[{j}]")  # fmt: skip
+    out = []
+    for j, part in enumerate(content):
+        if isinstance(part, dict) and part.get("type") == "image_url":
+            out.append(_image_part(part, i, j))
+        elif isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+            out.append({"type": "text", "text": part["text"]})
+        else:
+            kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+            raise ServiceError(f"messages[{i}].content[{j}]: content parts of type {kind!r} are not supported; "
+                               "use text and image_url parts.", param=f"messages[{i}].content[{j}]")  # fmt: skip
+    return out
+
+
 ROLES = ("system", "developer", "user", "assistant", "tool")
 
 
-def read_messages(body: dict) -> list[dict]:
+def read_messages(body: dict, images: bool = False) -> list[dict]:
     """The conversation: ``{"role", "content"}``, plus ``tool_calls`` on assistant turns that called tools and
-    ``tool_call_id`` on tool results. Developer messages are system messages."""
+    ``tool_call_id`` on tool results. Developer messages are system messages. ``images``: the model takes them;
+    then a system or user content may be a list of ``{"type": "text", "text"}`` and ``{"type": "image_url",
+    "url", "detail"}`` parts. Otherwise an image part is a 400 that says so."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise ServiceError("'messages' must be a non-empty list.", param="messages")
@@ -180,7 +226,8 @@ def read_messages(body: dict) -> list[dict]:
             item["tool_calls"] = _tool_calls(message["tool_calls"], i)
             item["content"] = _text(content, i) if content is not None else None
         else:
-            item["content"] = "" if content is None and role == "assistant" else _text(content, i)
+            model = str(body.get("model"))
+            item["content"] = "" if content is None and role == "assistant" else _parts(content, i, role, model, images)
         if role == "tool":
             if not isinstance(message.get("tool_call_id"), str):
                 raise ServiceError(f"messages[{i}]: a tool message needs 'tool_call_id', the id of the call it "

@@ -55,6 +55,34 @@ def resolve_source(source: str) -> Path:
 
 
 @dataclass
+class VisionSupport:
+    """How a vision model takes images: its preprocessing, its image token, how its template places images."""
+
+    processor: object  # inference.multimodal.processor.ImageProcessor
+    image_token: str
+    image_token_id: int
+    content_format: str  # "parts" or "string" (inference.multimodal.prompt.detect_content_format)
+
+
+def _vision_support(spec: ModelSpec, model: torch.nn.Module, tokenizer, directory: Path) -> VisionSupport:
+    from inference.multimodal.processor import ImageProcessor, ProcessorConfigError
+    from inference.multimodal.prompt import detect_content_format
+
+    if not hasattr(model, "encode_images"):
+        raise ConfigError(f"model {spec.id}: kind vision needs a vision-language checkpoint (LLaVA 1.5 or NeXT)")
+    try:
+        processor = ImageProcessor.from_dir(directory, model.llava_config)
+    except ProcessorConfigError as exc:
+        raise ConfigError(f"model {spec.id}: {exc}") from None
+    token = tokenizer.id_to_token(model.image_token_id)
+    if token is None or token not in tokenizer.special_tokens:
+        raise ConfigError(
+            f"model {spec.id}: image token id {model.image_token_id} is not a special token of its tokenizer"
+        )
+    return VisionSupport(processor, token, model.image_token_id, detect_content_format(tokenizer, token))
+
+
+@dataclass
 class LoadedModel:
     spec: ModelSpec
     tokenizer: object
@@ -67,6 +95,7 @@ class LoadedModel:
     created: int
     tool_format: str = "hermes"  # how this model writes tool calls (inference/tools/formats.py)
     guides: object = None  # its grammar compiler (inference.engine.guided.GuideCompiler), chat models only
+    vision: VisionSupport | None = None  # vision models only
 
     @property
     def id(self) -> str:
@@ -114,7 +143,8 @@ def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop) -> LoadedModel:
     elif spec.engine.quantize != "none" and device == "cpu":
         from inference.quantize import quantize
 
-        quantize(model, spec.engine.quantize)
+        # a vision-language model's tower and projector run once per image, like a prefill: they stay float
+        quantize(getattr(model, "language_model", model), spec.engine.quantize)
     if spec.kind == "embedding":
         use_kernels(model, spec.engine.resolved_kernels())
         engine = EmbeddingEngine(model, spec.engine.max_batched_tokens)
@@ -127,6 +157,7 @@ def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop) -> LoadedModel:
         engine = LLMEngine(model, tokenizer, detokenizer, spec.engine)
         max_len, hidden = engine.max_model_len, 0
         max_out = min(spec.max_output_length or max_len, max_len)
+    vision = _vision_support(spec, model, tokenizer, directory) if spec.kind == "vision" else None
     worker = engines.add(engine, spec.id, on_step=metrics.on_step(spec.id))
     guides, tool_format = None, "hermes"
     if spec.kind != "embedding":
@@ -151,6 +182,7 @@ def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop) -> LoadedModel:
         created=int(time.time()),
         tool_format=tool_format,
         guides=guides,
+        vision=vision,
     )
 
 

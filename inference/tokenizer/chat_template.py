@@ -135,8 +135,10 @@ def render(
         raise ChatTemplateError(f"the chat template failed: {exc}") from exc
 
 
-def normalize_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Copies with list-of-parts content (``[{"type": "text", "text": ...}]``) joined into one string."""
+def normalize_messages(messages: list[dict[str, Any]], keep_parts: bool = False) -> list[dict[str, Any]]:
+    """Copies with list-of-parts content (``[{"type": "text", "text": ...}]``) joined into one string; with
+    ``keep_parts``, every content as a list of ``{"type": "text", "text"}`` / ``{"type": "image"}`` parts
+    instead (templates that iterate over parts, as llava-hf's do)."""
     out = []
     for message in messages:
         if not isinstance(message, dict) or "role" not in message:
@@ -144,13 +146,20 @@ def normalize_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         message = dict(message)
         content = message.get("content")
         if isinstance(content, list):
-            texts = []
+            kept, texts = [], []
             for part in content:
+                if isinstance(part, dict) and part.get("type") == "image" and keep_parts:
+                    kept.append({"type": "image"})
+                    continue
                 if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
                     raise ChatTemplateError("message content parts must be {'type': 'text', 'text': str}")
+                kept.append({"type": "text", "text": part["text"]})
                 texts.append(part["text"])
-            message["content"] = "\n".join(texts)
-        elif content is not None and not isinstance(content, str):  # None: e.g. an assistant turn of tool calls
+            message["content"] = kept if keep_parts else "\n".join(texts)
+        elif isinstance(content, str):
+            if keep_parts:
+                message["content"] = [{"type": "text", "text": content}]
+        elif content is not None:  # None: e.g. an assistant turn of tool calls
             raise ChatTemplateError("message content must be a string or a list of text parts")
         out.append(message)
     return out

@@ -169,20 +169,31 @@ class Tokenizer:
         messages: list[dict[str, Any]],
         add_generation_prompt: bool = True,
         tools: list[dict[str, Any]] | None = None,
+        *,
+        parts: bool = False,
+        placeholders: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> str:
         """The prompt text the template makes of ``messages`` (what ``apply_chat_template`` tokenizes)."""
-        return self._render(messages, add_generation_prompt, tools, kwargs)[0]
+        return self._render(messages, add_generation_prompt, tools, kwargs, parts, placeholders)[0]
 
     def apply_chat_template(
         self,
         messages: list[dict[str, Any]],
         add_generation_prompt: bool = True,
         tools: list[dict[str, Any]] | None = None,
+        *,
+        parts: bool = False,
+        placeholders: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> list[int]:
-        """Token ids of the rendered conversation; only the template's own control tokens are special."""
-        text, protected = self._render(messages, add_generation_prompt, tools, kwargs)
+        """Token ids of the rendered conversation; only the template's own control tokens are special.
+
+        ``parts``: pass contents to the template as lists of parts (``{"type": "text"|"image"}``), for templates
+        that place images themselves (llava-hf's). ``placeholders``: marker text the caller put in the messages
+        -> the control token it stands for (an image token, for templates that only know strings); markers are
+        unguessable per call, so a user cannot write one."""
+        text, protected = self._render(messages, add_generation_prompt, tools, kwargs, parts, placeholders)
         if not protected:  # nothing in the messages looks like a control token: tokenize as HF does
             return self._parsing.encode(text, add_special_tokens=False).ids
         ids: list[int] = []
@@ -194,7 +205,13 @@ class Tokenizer:
         return ids + self._plain.encode(text[pos:], add_special_tokens=False).ids
 
     def _render(
-        self, messages: list[dict[str, Any]], add_generation_prompt: bool, tools: Any, kwargs: dict[str, Any]
+        self,
+        messages: list[dict[str, Any]],
+        add_generation_prompt: bool,
+        tools: Any,
+        kwargs: dict[str, Any],
+        parts: bool = False,
+        placeholders: dict[str, str] | None = None,
     ) -> tuple[str, list[tuple[int, int]]]:
         """(prompt text, sorted [start, end) spans of control-token text that came from the messages)."""
         if not self.chat_template:
@@ -213,12 +230,14 @@ class Tokenizer:
 
         rendered = chat_template.render(
             self.chat_template,
-            shield(chat_template.normalize_messages(messages)),
+            shield(chat_template.normalize_messages(messages, keep_parts=parts)),
             add_generation_prompt=add_generation_prompt,
             tools=shield(tools),
             special_tokens=self.token_strings,
             **kwargs,
         )
+        for marker, token in (placeholders or {}).items():  # not shielded: they become template control tokens
+            rendered = rendered.replace(marker, token)
         if not originals:
             return rendered, []
         parts: list[str] = []

@@ -1,4 +1,5 @@
-"""A live hub in front of a live inference service serving the three packaged models, once per session."""
+"""A live hub in front of a live inference service serving the three packaged models and two tiny random-weight
+LLaVAs (1.5 and NeXT, written by transformers), once per session; a local image server its allow-list permits."""
 
 from __future__ import annotations
 
@@ -10,25 +11,44 @@ from openai import OpenAI
 from accounts import services
 from accounts.models import UsageRecord
 from hub.inference_client import model_cards
+from tests.inference.image_server import image_server
 from tests.inference.live_service import inference_service
+from tests.inference.reference_checkpoints import llava_checkpoint
 
 CHAT, COMPLETION, EMBED = "smollm2-135m-instruct", "gemma-3-270m", "all-minilm-l6-v2"
+VISION_NEXT, VISION_15 = "llava-next-tiny", "llava-1.5-tiny"
 
 
 @pytest.fixture(scope="session")
-def inference_url():
-    """`python -m inference serve` with its default models, once per session."""
-    with inference_service() as url:
+def images():
+    """Pictures over http on 127.0.0.1 (``images.url``), which the service's allow-list permits."""
+    with image_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def inference_url(tmp_path_factory, images):
+    """`python -m inference serve` with the packaged models and the two LLaVAs, once per session."""
+    root = tmp_path_factory.mktemp("llava")
+    models = [
+        f"{CHAT}=packaged:smollm2:chat",
+        f"{COMPLETION}=packaged:gemma3:completion",
+        f"{EMBED}=packaged:minilm:embedding",
+        f"{VISION_NEXT}={llava_checkpoint(root / 'next', next_=True)}:vision",
+        f"{VISION_15}={llava_checkpoint(root / 'v15')}:vision",
+    ]
+    args = [arg for model in models for arg in ("--model", model)]
+    with inference_service(*args, env={"INFERENCE_IMAGE_ALLOW_HOSTS": "127.0.0.1"}) as url:
         yield f"{url}/v1"
 
 
 @pytest.fixture
 def hub(live_hub, inference_url):
-    """The catalog synced from the service; tenant acme entitled to all three; a key for all of them
+    """The catalog synced from the service; tenant acme entitled to all five; a key for all of them
     and one for the embedding model only."""
     services.sync_deployment(inference_url, model_cards(inference_url))
     tenant = services.create_tenant("acme", "Acme")
-    services.grant_models(tenant, [CHAT, COMPLETION, EMBED])
+    services.grant_models(tenant, [CHAT, COMPLETION, EMBED, VISION_NEXT, VISION_15])
     everything = services.issue_key(tenant, name="all")
     embed_only = services.issue_key(tenant, name="embed", model_ids=[EMBED])
 

@@ -1,6 +1,6 @@
 """Generation through the hub: a live hub in front of a live inference service (the three packaged
-models), the OpenAI SDK as the client, and the usage rows the hub wrote checked against what the
-client received."""
+models and two tiny LLaVAs), the OpenAI SDK as the client, and the usage rows the hub wrote checked against
+what the client received."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import pytest
 from accounts import services
 from accounts.models import ModelKind, UsageRecord
 from tests.conftest import free_port
-from tests.e2e.conftest import CHAT, COMPLETION, EMBED, rows
+from tests.e2e.conftest import CHAT, COMPLETION, EMBED, VISION_15, VISION_NEXT, rows
+from tests.inference.test_server_vision import data_url
 from tests.inference.test_tool_grammar import WEATHER
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -235,3 +236,38 @@ def test_tool_calls_and_structured_outputs_pass_through_unchanged_and_are_metere
     assert len(metered) == 3 and all(r.status_code == 200 and r.completion_tokens > 0 for r in metered)
     assert metered[0].completion_tokens == through_hub.usage.completion_tokens
     assert [r.streamed for r in metered] == [False, True, False]
+
+
+def _look(url: str, text: str = "What's in this image?") -> list[dict]:
+    return [
+        {"role": "user", "content": [{"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": url}}]}
+    ]
+
+
+def test_vision_models_under_vision_are_served_and_metered(hub, images):
+    vision = hub(base="vision")
+    assert sorted(m.id for m in vision.models.list().data) == sorted([VISION_NEXT, VISION_15])
+    response = vision.chat.completions.with_raw_response.create(
+        model=VISION_NEXT, messages=_look(f"{images.url}/photo.jpg"), max_tokens=6, temperature=0.01
+    )
+    completion = response.parse()
+    [row] = rows(request_id=response.headers["x-request-id"])
+    # the image's 70 tokens are in the prompt count the hub meters
+    assert completion.usage.prompt_tokens > 70 and row.prompt_tokens == completion.usage.prompt_tokens
+    assert (row.model, row.status_code, row.completion_tokens) == (VISION_NEXT, 200, completion.usage.completion_tokens)
+    stream = vision.chat.completions.create(model=VISION_15, messages=_look(data_url()), max_tokens=5, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    [row] = rows(model=VISION_15)
+    assert row.streamed and row.prompt_tokens > 16 and row.completion_tokens == 5
+
+
+def test_images_refused_through_the_hub_are_400s_and_not_metered(hub):
+    with pytest.raises(openai.BadRequestError) as exc:
+        hub().chat.completions.create(model=CHAT, messages=_look(data_url()), max_tokens=5)
+    assert "does not accept images" in exc.value.body["message"] and "vision model" in exc.value.body["message"]
+    with pytest.raises(openai.BadRequestError) as exc:
+        hub(base="vision").chat.completions.create(model=VISION_NEXT, messages=_look("http://10.0.0.1/x.jpg"))
+    assert exc.value.body["param"] == "messages[0].content[1].image_url"
+    assert "private address" in exc.value.body["message"]
+    time.sleep(0.5)
+    assert not UsageRecord.objects.exists()  # refused before any model ran

@@ -18,15 +18,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextmanager
-def inference_service(*args: str, timeout: float = 600) -> Iterator[str]:
-    """Start the service on a free loopback port with ``args`` (models...), yield its root URL, stop it,
-    and fail if it logged a traceback."""
+def inference_service(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Start the service on a free loopback port with ``args`` (models...) and ``env`` added to the environment,
+    yield its root URL, stop it, and fail if it logged a traceback."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     log = tempfile.NamedTemporaryFile("w+", prefix="inference-", suffix=".log", delete=False)
     cmd = [sys.executable, "-m", "inference", "serve", "--port", str(port), *args]
-    process = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+    process = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                               env={**os.environ, **(env or {})})  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -31,8 +31,10 @@ def _randomize(model: nn.Module, seed: int, embed_std: float, zero_centred_norms
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
             elif "embed" in name:
                 p.copy_(torch.randn(p.shape, generator=gen) * embed_std)
-            else:  # Linear [out, in]
-                p.copy_(torch.randn(p.shape, generator=gen) / math.sqrt(p.shape[1]))
+            elif p.dim() == 1:  # bare vectors (CLIP's class embedding, LLaVA-NeXT's image newline)
+                p.copy_(torch.randn(p.shape, generator=gen))
+            else:  # Linear [out, in], Conv2d [out, in, k, k]: scaled by the fan-in
+                p.copy_(torch.randn(p.shape, generator=gen) / math.sqrt(p[0].numel()))
 
 
 def _save(model: nn.Module, path: Path, max_shard_size: str | None = None) -> Path:
@@ -154,3 +156,114 @@ def bert_checkpoint(path: Path) -> Path:
     model = BertModel(config)
     _randomize(model, seed=4, embed_std=1.0)
     return _save(model, path)
+
+
+# --- LLaVA -----------------------------------------------------------------------------------------
+
+# The vision examples' tiny models: a byte-level BPE (any text encodes), a CLIP tower on 32x32 tiles of 8x8
+# patches, a Llama (1.5) or Mistral (NeXT) language model. Vicuna's conversation format, as llava-v1.6-vicuna.
+IMAGE_TOKEN = "<image>"
+LLAVA_CHAT_TEMPLATE = (  # llava-hf/llava-v1.6-vicuna-7b-hf's: images first in each message, then its text
+    "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}{% endif %}"
+    "{# Render all images first #}{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<image>\n' }}{% endfor %}{# Render all text next #}{% if message['role'] != 'assistant' %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] + ' '}}"
+    "{% endfor %}{% else %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{% generation %}{{ content['text'] + ' '}}{% endgeneration %}{% endfor %}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+_CORPUS = [
+    "A chat between a curious human and an artificial intelligence assistant. The assistant gives helpful answers.",
+    "What is in this image? The image shows a wooden boardwalk through a field of tall green grass under a sky.",
+    "You are a helpful AI assistant named LLava; help people answer their question based on the image and text.",
+]
+
+
+def _byte_bpe_tokenizer(vocab_size: int = 320):
+    """A byte-level BPE trained on a few sentences (offline, deterministic), with LLaVA's special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<unk>", "<s>", "</s>", IMAGE_TOKEN],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(_CORPUS, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+        extra_special_tokens={"image_token": IMAGE_TOKEN},
+    )  # fmt: skip
+
+
+def llava_checkpoint(path: Path, next_: bool = False) -> Path:
+    """A random-weight LLaVA-1.5 (``LlavaForConditionalGeneration``) or LLaVA-NeXT
+    (``LlavaNextForConditionalGeneration``, any-resolution tiles of 32 and an image newline) with its processor
+    (tokenizer, image processor config, chat template) saved beside it, as llava-hf checkpoints are.
+
+    CLIP: hidden 32, 3 layers, 2 heads of 16, quick_gelu, features from layer -2 without CLS. The language model
+    has a 2048-token context so that the reference's examples (max_tokens=1000) fit."""
+    from transformers import (
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaImageProcessorPil,
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        LlavaNextImageProcessorPil,
+        LlavaNextProcessor,
+        LlavaProcessor,
+        MistralConfig,
+    )
+
+    torch.manual_seed(0)
+    tokenizer = _byte_bpe_tokenizer()
+    image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    vision = CLIPVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2, image_size=32,
+        patch_size=8, projection_dim=16, hidden_act="quick_gelu", layer_norm_eps=1e-5,
+    )  # fmt: skip
+    text_kwargs = dict(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=2048, rms_norm_eps=1e-5, tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=None,
+    )  # fmt: skip
+    mean, std = [0.48, 0.46, 0.41], [0.27, 0.26, 0.28]
+    if next_:
+        pinpoints = [[32, 64], [64, 32], [64, 64], [96, 32]]
+        config = LlavaNextConfig(
+            vision_config=vision, text_config=MistralConfig(**text_kwargs, sliding_window=None),
+            image_token_index=image_token_id, image_grid_pinpoints=pinpoints, projector_hidden_act="gelu",
+            vision_feature_layer=-2, vision_feature_select_strategy="default",
+        )  # fmt: skip
+        model = LlavaNextForConditionalGeneration(config)
+        images = LlavaNextImageProcessorPil(
+            size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, image_grid_pinpoints=pinpoints,
+            image_mean=mean, image_std=std,
+        )  # fmt: skip
+        processor_class = LlavaNextProcessor
+    else:
+        config = LlavaConfig(
+            vision_config=vision, text_config=LlamaConfig(**text_kwargs), image_token_index=image_token_id,
+            projector_hidden_act="gelu", vision_feature_layer=-2, vision_feature_select_strategy="default",
+        )  # fmt: skip
+        model = LlavaForConditionalGeneration(config)
+        # LLaVA-1.5's own preprocessing: pad to a square of the mean colour, then resize (no crop needed)
+        images = LlavaImageProcessorPil(
+            size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, do_pad=True, image_mean=mean,
+            image_std=std,
+        )  # fmt: skip
+        processor_class = LlavaProcessor
+    _randomize(model, seed=5, embed_std=0.5)
+    processor = processor_class(
+        image_processor=images, tokenizer=tokenizer, patch_size=8, vision_feature_select_strategy="default",
+        chat_template=LLAVA_CHAT_TEMPLATE, num_additional_image_tokens=1,
+    )  # fmt: skip
+    _save(model, path)
+    processor.save_pretrained(path)
+    return Path(path)

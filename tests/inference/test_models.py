@@ -268,10 +268,12 @@ def test_config_errors_are_clear(cls, overrides, message):
 
 
 def test_registry_names_supported_architectures(tmp_path):
-    assert resolve_model_class({"architectures": ["MistralForCausalLM", "Qwen2ForCausalLM"]}) is Qwen2ForCausalLM
+    assert resolve_model_class({"architectures": ["PhiForCausalLM", "Qwen2ForCausalLM"]}) is Qwen2ForCausalLM
     with pytest.raises(UnsupportedArchitectureError) as err:
         resolve_model_class({"architectures": ["MambaForCausalLM"]})
-    for name in ("MambaForCausalLM", "LlamaForCausalLM", "Qwen2ForCausalLM", "Gemma3ForCausalLM", "BertModel"):
+    names = ["MambaForCausalLM", "LlamaForCausalLM", "Qwen2ForCausalLM", "Gemma3ForCausalLM", "BertModel"]
+    names += ["MistralForCausalLM", "LlavaForConditionalGeneration", "LlavaNextForConditionalGeneration"]
+    for name in names:
         assert name in str(err.value)
     (tmp_path / "config.json").write_text(json.dumps({**_LLAMA, "architectures": ["GPT2LMHeadModel"]}))
     with pytest.raises(UnsupportedArchitectureError, match="supported: BertModel, Gemma3ForCausalLM"):

@@ -1,0 +1,10 @@
+"""Mistral: Llama's layers, with a sliding window on every layer when its config sets one."""
+
+from __future__ import annotations
+
+from inference.models.llama import LlamaForCausalLM
+from inference.models.vision_config import MistralConfig
+
+
+class MistralForCausalLM(LlamaForCausalLM):
+    config_class = MistralConfig

@@ -1,0 +1,1 @@
+"""Multimodal inputs for vision models: fetching and decoding the images of chat requests."""

@@ -1,0 +1,61 @@
+"""A real image server on 127.0.0.1 for the vision tests: photos, and redirects to addresses that must be refused."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+from PIL import Image
+
+
+def photo(height: int = 80, width: int = 120, fmt: str = "JPEG", seed: int = 0) -> bytes:
+    """A noisy RGB picture (random pixels, so that no two sizes or seeds give the same features)."""
+    pixels = np.random.default_rng(seed).integers(0, 255, (height, width, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+FILES = {"/photo.jpg": (photo(), "image/jpeg"), "/photo.png": (photo(fmt="PNG", seed=1), "image/png")}
+REDIRECTS = {"/to-private": "http://10.0.0.1/photo.jpg", "/to-metadata": "http://169.254.169.254/latest/meta-data"}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        self.server.requests.append(self.path)
+        if self.path in FILES:
+            body, kind = FILES[self.path]
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        elif self.path in REDIRECTS:
+            self.send_response(302)
+            self.send_header("Location", REDIRECTS[self.path])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        else:
+            self.send_error(404)
+
+
+@contextmanager
+def image_server() -> Iterator[ThreadingHTTPServer]:
+    """Serves ``FILES`` and ``REDIRECTS``; ``server.url`` is its root, ``server.requests`` the paths asked for."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.requests = []
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()

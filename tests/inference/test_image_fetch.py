@@ -1,0 +1,437 @@
+"""Image fetching for vision requests: data: URLs, http(s) through a real loopback server, SSRF refusals.
+
+Nothing here leaves the machine: refused addresses are refused before any connection, and the only server
+that is reached listens on 127.0.0.1 and is allow-listed explicitly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import ipaddress
+import shutil
+import socket
+import ssl
+import struct
+import subprocess
+import threading
+import time
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from PIL import Image
+
+from inference.env import ConfigError
+from inference.multimodal.fetch import FetchPolicy, ImageFetchError, decode_image, fetch_image_bytes, load_image
+
+LOCAL = FetchPolicy(allow_hosts=("127.0.0.1",), timeout=5.0)
+
+
+def _encode(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def _png() -> bytes:
+    image = Image.new("RGBA", (32, 24), (255, 0, 0, 255))
+    image.paste((0, 0, 0, 0), (0, 0, 8, 8))  # fully transparent black corner: must come out white
+    return _encode(image, "PNG")
+
+
+def _gif() -> bytes:
+    frames = [Image.new("RGB", (16, 16), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    return _encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+
+
+IMAGES = {
+    "png": (_png(), (32, 24)),
+    "jpeg": (_encode(Image.new("RGB", (40, 30), (0, 128, 0)), "JPEG"), (40, 30)),
+    "webp": (_encode(Image.new("RGB", (20, 10), (0, 0, 200)), "WEBP"), (20, 10)),
+    "gif": (_gif(), (16, 16)),
+}
+
+
+def _bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:
+    """A PNG header claiming huge dimensions, with no pixel data behind it."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+    return b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    seen: list[tuple[str, str]]  # (path, Host header), set on the per-server subclass
+    headers_by_path: dict[str, dict[str, str]]
+
+    def log_message(self, *args) -> None:  # keep pytest output clean
+        pass
+
+    def _send(self, status: int, body: bytes = b"", content_type: str = "image/png", **headers: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        self.seen.append((self.path, self.headers.get("Host", "")))
+        self.headers_by_path[self.path] = dict(self.headers)
+        path = self.path.split("?")[0]
+        port = self.server.server_address[1]
+        redirects = {
+            "/relative": "image.png",
+            "/to-private": "http://10.0.0.1/image.png",
+            "/to-metadata": "http://169.254.169.254/latest/meta-data",
+            "/to-localhost": f"http://localhost:{port}/image.png",
+            "/to-file": "file:///etc/passwd",
+        }
+        try:
+            if path.startswith("/image.") and path[7:] in IMAGES:
+                self._send(200, IMAGES[path[7:]][0])
+            elif path == "/text-as-png":
+                self._send(200, b"this is not an image at all")
+            elif path == "/gzipped":
+                self._send(200, zlib.compress(IMAGES["png"][0]), **{"Content-Encoding": "deflate"})
+            elif path == "/huge":
+                self._send(200, b"\0" * 5000)
+            elif path == "/stream":  # no Content-Length: the body ends when the connection closes
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.end_headers()
+                for _ in range(64):
+                    self.wfile.write(b"\0" * 65536)
+            elif path == "/slow":
+                time.sleep(1.5)
+                self._send(200, IMAGES["png"][0])
+            elif path.startswith("/redirect/"):
+                hops = int(path.rsplit("/", 1)[1])
+                self._send(302, Location=f"/redirect/{hops - 1}" if hops > 1 else "/image.png")
+            elif path in redirects:
+                self._send(302, Location=redirects[path])
+            else:
+                self._send(404, b"not found", "text/plain")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client stopped reading, which is what the limits are for
+
+
+@pytest.fixture(scope="module")
+def server():
+    handler = type("Handler", (_Handler,), {"seen": [], "headers_by_path": {}})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.handle_error = lambda request, client_address: None
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    httpd.base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.seen, httpd.headers_by_path = handler.seen, handler.headers_by_path
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _fetch(url: str, policy: FetchPolicy = LOCAL) -> bytes:
+    return asyncio.run(fetch_image_bytes(url, policy))
+
+
+def _load(url: str, policy: FetchPolicy = LOCAL) -> Image.Image:
+    return asyncio.run(load_image(url, policy))
+
+
+def _refused(url: str, policy: FetchPolicy = LOCAL) -> str:
+    with pytest.raises(ImageFetchError) as info:
+        _load(url, policy)
+    return str(info.value)
+
+
+# --- http(s) through the loopback server ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(IMAGES))
+def test_fetches_each_format_over_http(server, name):
+    image = _load(f"{server.base}/image.{name}")
+    assert image.mode == "RGB" and image.size == IMAGES[name][1]
+
+
+def test_first_gif_frame_and_transparency_on_white(server):
+    assert _load(f"{server.base}/image.gif").getpixel((8, 8))[0] > 200  # red first frame, not blue
+    png = _load(f"{server.base}/image.png")
+    assert png.getpixel((0, 0)) == (255, 255, 255) and png.getpixel((20, 20)) == (255, 0, 0)
+
+
+def test_host_header_is_the_url_host(server):
+    _fetch(f"{server.base}/image.png?host-header")
+    assert ("/image.png?host-header", server.base[7:]) in server.seen
+    assert server.headers_by_path["/image.png?host-header"]["Accept-Encoding"] == "identity"
+
+
+def test_loopback_refused_without_allow_list_and_nothing_connects(server):
+    message = _refused(f"{server.base}/image.png?refused-loopback", FetchPolicy())
+    assert "host '127.0.0.1' resolves to a loopback address (127.0.0.1)" in message
+    assert "not allowed" in message
+    assert not [seen for seen in server.seen if "refused-loopback" in seen[0]]
+
+
+def test_decimal_ip_is_resolved_and_checked(server):
+    port = server.server_address[1]
+    assert "resolves to a loopback address (127.0.0.1)" in _refused(f"http://2130706433:{port}/x", FetchPolicy())
+    assert _fetch(f"http://2130706433:{port}/image.png") == IMAGES["png"][0]
+
+
+def test_redirects_are_followed_up_to_the_limit(server):
+    assert _load(f"{server.base}/redirect/3").size == (32, 24)
+    assert _load(f"{server.base}/relative").size == (32, 24)
+    assert "redirected more than 3 times" in _refused(f"{server.base}/redirect/4")
+    no_redirects = FetchPolicy(allow_hosts=("127.0.0.1",), max_redirects=0)
+    assert "redirected more than 0 times" in _refused(f"{server.base}/redirect/1", no_redirects)
+
+
+def test_redirect_targets_are_checked_again(server):
+    assert "'10.0.0.1' resolves to a private address" in _refused(f"{server.base}/to-private")
+    with_link_local = FetchPolicy(allow_hosts=("127.0.0.1", "169.254.0.0/16"))
+    message = _refused(f"{server.base}/to-metadata", with_link_local)
+    assert "'169.254.169.254' resolves to a cloud metadata address" in message
+    assert "scheme 'file:' is not supported" in _refused(f"{server.base}/to-file")
+
+
+def test_localhost_redirect_needs_every_address_allowed(server):
+    # Only addresses are allow-listed, not the name "localhost": it passes when everything it resolves to is
+    # allowed (127.0.0.1, and ::1 where /etc/hosts maps it too), and is refused otherwise.
+    port = server.server_address[1]
+    resolved = {info[4][0] for info in socket.getaddrinfo("localhost", port, type=socket.SOCK_STREAM)}
+    if resolved == {"127.0.0.1"}:
+        assert _load(f"{server.base}/to-localhost").size == (32, 24)
+    else:
+        assert "'localhost' resolves to a loopback address" in _refused(f"{server.base}/to-localhost")
+    both = FetchPolicy(allow_hosts=("127.0.0.1", "::1"))
+    assert _load(f"{server.base}/to-localhost?both", both).size == (32, 24)
+    assert ("/image.png", f"localhost:{port}") in server.seen  # connected to the checked IP, original Host header
+    assert _load(f"http://localhost:{port}/image.png", FetchPolicy(allow_hosts=("LocalHost",))).size == (32, 24)
+
+
+def test_http_errors(server):
+    assert "HTTP status 404" in _refused(f"{server.base}/missing")
+    assert "not a JPEG, PNG, WEBP or GIF image" in _refused(f"{server.base}/text-as-png")
+    small = FetchPolicy(allow_hosts=("127.0.0.1",), max_bytes=1000)
+    assert "larger than the limit of 1000 bytes" in _refused(f"{server.base}/huge", small)
+    assert "larger than the limit of 1000 bytes" in _refused(f"{server.base}/stream", small)
+    assert "response is compressed (deflate); only plain bodies are read" in _refused(f"{server.base}/gzipped")
+    assert ("/gzipped", server.base[7:]) in server.seen
+
+
+def test_slow_server_times_out(server):
+    start = time.monotonic()
+    message = _refused(f"{server.base}/slow", FetchPolicy(allow_hosts=("127.0.0.1",), timeout=0.3))
+    assert "timed out after 0.3 s" in message
+    assert time.monotonic() - start < 1.2
+
+
+def test_connection_refused_is_a_short_error(server):
+    with socket.socket() as unused:  # bound but not listening: connecting to it is refused
+        unused.bind(("127.0.0.1", 0))
+        message = _refused(f"http://127.0.0.1:{unused.getsockname()[1]}/image.png")
+    assert message.startswith("could not connect to image URL host '127.0.0.1'") and "Traceback" not in message
+
+
+def test_https_connects_to_the_checked_ip_with_the_host_name_for_sni_and_verification(tmp_path):
+    """The connection goes to the resolved IP, yet TLS names the host (SNI) and the certificate is verified."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is needed to make a throwaway certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        + ["-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost"],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    names: list[str | None] = []
+    context.sni_callback = lambda sock, name, ctx: names.append(name)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        def handshake() -> None:
+            connection, _ = listener.accept()
+            try:
+                context.wrap_socket(connection, server_side=True).close()
+            except (ssl.SSLError, OSError):
+                connection.close()  # the client rejects the self-signed certificate, as it should
+
+        thread = threading.Thread(target=handshake, daemon=True)
+        thread.start()
+        url = f"https://localhost:{listener.getsockname()[1]}/image.png"
+        message = _refused(url, FetchPolicy(allow_hosts=("localhost",), timeout=5.0))
+        thread.join(5)
+    assert names == ["localhost"]
+    assert "could not connect to image URL host 'localhost'" in message and "CERTIFICATE_VERIFY_FAILED" in message
+
+
+# --- refused addresses, as literal IPs (nothing connects) -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "phrase"),
+    [
+        ("http://127.0.0.1/x", "'127.0.0.1' resolves to a loopback address"),
+        ("http://[::1]/x", "'::1' resolves to a loopback address"),
+        ("http://localhost/x", "'localhost' resolves to a loopback address"),
+        ("http://10.1.2.3/x", "'10.1.2.3' resolves to a private address (10.1.2.3)"),
+        ("http://172.16.5.4/x", "'172.16.5.4' resolves to a private address"),
+        ("http://192.168.1.1/x", "'192.168.1.1' resolves to a private address"),
+        ("http://[fd12::1]/x", "'fd12::1' resolves to a private address"),
+        ("http://169.254.10.10/x", "'169.254.10.10' resolves to a link-local address"),
+        ("http://[fe80::1]/x", "'fe80::1' resolves to a link-local address"),
+        ("http://224.0.0.1/x", "'224.0.0.1' resolves to a multicast address"),
+        ("http://239.1.2.3/x", "'239.1.2.3' resolves to a multicast address"),
+        ("http://[ff02::1]/x", "'ff02::1' resolves to a multicast address"),
+        ("http://0.0.0.0/x", "'0.0.0.0' resolves to an unspecified address"),
+        ("http://[::]/x", "'::' resolves to an unspecified address"),
+        ("http://100.64.1.1/x", "'100.64.1.1' resolves to a shared (CGNAT) address"),
+        ("http://240.0.0.1/x", "'240.0.0.1' resolves to a reserved address"),
+        ("http://169.254.169.254/latest/meta-data", "'169.254.169.254' resolves to a cloud metadata address"),
+        ("http://100.100.100.200/x", "resolves to a cloud metadata address"),
+        ("http://[fd00:ec2::254]/x", "resolves to a cloud metadata address"),
+        (
+            "http://[::ffff:127.0.0.1]/x",
+            "'::ffff:127.0.0.1' resolves to a loopback address (::ffff:7f00:1, which embeds 127.0.0.1)",
+        ),
+        ("http://[::ffff:169.254.169.254]/x", "resolves to a cloud metadata address"),
+        ("http://[2002:a00:1::]/x", "resolves to a private address"),  # 6to4 of 10.0.0.1
+        ("http://[64:ff9b::a9fe:a9fe]/x", "resolves to a cloud metadata address"),  # NAT64 of 169.254.169.254
+    ],
+)
+def test_non_public_addresses_are_refused(url, phrase):
+    message = _refused(url, FetchPolicy())
+    assert phrase in message and "fetching from it is not allowed" in message
+
+
+def test_metadata_needs_its_exact_address_listed():
+    metadata = ipaddress.ip_address("169.254.169.254")
+    assert FetchPolicy(allow_hosts=("169.254.0.0/16",)).refusal("169.254.169.254", metadata) == "a cloud metadata"
+    assert FetchPolicy(allow_hosts=("metadata.internal",)).refusal("metadata.internal", metadata)
+    assert FetchPolicy(allow_hosts=("169.254.169.254",)).refusal("169.254.169.254", metadata) is None
+    assert FetchPolicy(allow_hosts=("10.0.0.0/8",)).refusal("10.9.9.9", ipaddress.ip_address("10.9.9.9")) is None
+
+
+@pytest.mark.parametrize(
+    ("url", "phrase"),
+    [
+        ("file:///etc/passwd", "scheme 'file:' is not supported"),
+        ("ftp://example.com/a.png", "scheme 'ftp:' is not supported"),
+        ("gopher://example.com/a.png", "scheme 'gopher:' is not supported"),
+        ("http://user:secret@127.0.0.1/a.png", "must not contain credentials"),
+        ("http:///a.png", "has no host"),
+        ("http://[::1/a.png", "invalid image URL"),
+        ("http://no-such-host.invalid/a.png", "'no-such-host.invalid' could not be resolved"),
+    ],
+)
+def test_bad_urls(url, phrase):
+    assert phrase in _refused(url)
+
+
+def test_http_can_be_disabled():
+    assert "send the image inline as a data: URL" in _refused(
+        "https://example.com/a.png", FetchPolicy(allow_http=False)
+    )
+
+
+# --- data: URLs and decoding ---------------------------------------------------------------------------
+
+
+def _data_url(data: bytes, media_type: str = "image/png") -> str:
+    return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
+
+
+@pytest.mark.parametrize("name", sorted(IMAGES))
+def test_data_url_each_format(name):
+    media_type = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "gif": "image/gif"}[name]
+    image = _load(_data_url(IMAGES[name][0], media_type), FetchPolicy(allow_http=False))
+    assert image.mode == "RGB" and image.size == IMAGES[name][1]
+
+
+def test_data_url_media_type_is_not_trusted_and_padding_is_optional():
+    assert _load(_data_url(IMAGES["jpeg"][0], "image/jpg")).size == (40, 30)
+    assert _load(_data_url(IMAGES["png"][0], "IMAGE/PNG").rstrip("=")).size == (32, 24)
+
+
+@pytest.mark.parametrize(
+    ("url", "phrase"),
+    [
+        ("data:image/svg+xml;base64,PHN2Zz4=", "media type 'image/svg+xml' is not supported"),
+        ("data:text/plain;base64,aGVsbG8=", "media type 'text/plain' is not supported"),
+        ("data:;base64,aGVsbG8=", "media type '(none)' is not supported"),
+        ("data:image/png,rawbytes", "must be base64-encoded"),
+        ("data:image/png;base64", "has no ','"),
+        ("data:image/png;base64,@@not*base64@@", "not valid base64"),
+        ("data:image/png;base64,aGVs bG8=", "not valid base64"),
+        (_data_url(b"hello, not an image"), "not a JPEG, PNG, WEBP or GIF image"),
+        (_data_url(_encode(Image.new("RGB", (4, 4)), "BMP")), "not a JPEG, PNG, WEBP or GIF image"),
+        (_data_url(IMAGES["png"][0][:60]), "PNG image could not be decoded: it is truncated or corrupt"),
+    ],
+)
+def test_bad_data_urls(url, phrase):
+    assert phrase in _refused(url)
+
+
+def test_data_url_size_limit():
+    small = FetchPolicy(max_bytes=100)
+    assert "larger than the limit of 100 bytes" in _refused(_data_url(b"\0" * 101), small)
+    assert "larger than the limit of 100 bytes" in _refused("data:image/png;base64," + "A" * 10_000_000, small)
+    assert _fetch(_data_url(b"\1" * 100), small) == b"\1" * 100
+
+
+def test_decompression_bombs():
+    with pytest.raises(ImageFetchError, match="more than the limit of 50000000 pixels"):
+        decode_image(_bomb_png(), FetchPolicy())
+    with pytest.raises(ImageFetchError, match=r"is 8000x8000, more than the limit of 50000000 pixels"):
+        decode_image(_bomb_png(8000, 8000), FetchPolicy())
+    with pytest.raises(ImageFetchError, match=r"is 32x24, more than the limit of 100 pixels"):
+        decode_image(IMAGES["png"][0], FetchPolicy(max_pixels=100))
+
+
+# --- policy --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "phrase"),
+    [
+        ({"max_bytes": 0}, "max_bytes"),
+        ({"timeout": -1.0}, "timeout"),
+        ({"max_pixels": 0}, "max_pixels"),
+        ({"max_redirects": -1}, "max_redirects"),
+        ({"allow_hosts": "127.0.0.1"}, "allow_hosts must be a tuple"),
+        ({"allow_hosts": ("bad host!",)}, "allow_hosts entry 'bad host!'"),
+        ({"allow_hosts": ("10.0.0.0/33",)}, "allow_hosts entry '10.0.0.0/33'"),
+    ],
+)
+def test_policy_validation(kwargs, phrase):
+    with pytest.raises(ValueError, match=phrase):
+        FetchPolicy(**kwargs)
+
+
+def test_policy_from_env(monkeypatch):
+    assert FetchPolicy.from_env() == FetchPolicy()
+    monkeypatch.setenv("INFERENCE_IMAGE_ALLOW_HOSTS", " images.internal, 10.0.0.0/8 ,,::1")
+    monkeypatch.setenv("INFERENCE_IMAGE_MAX_BYTES", "1234")
+    monkeypatch.setenv("INFERENCE_IMAGE_FETCH_TIMEOUT", "2.5")
+    monkeypatch.setenv("INFERENCE_IMAGE_MAX_REDIRECTS", "0")
+    monkeypatch.setenv("INFERENCE_IMAGE_ALLOW_HTTP", "false")
+    policy = FetchPolicy.from_env()
+    assert policy == FetchPolicy(("images.internal", "10.0.0.0/8", "::1"), 1234, 2.5, 0, allow_http=False)
+    for name, value in [
+        ("INFERENCE_IMAGE_ALLOW_HTTP", "maybe"),
+        ("INFERENCE_IMAGE_FETCH_TIMEOUT", "soon"),
+        ("INFERENCE_IMAGE_FETCH_TIMEOUT", "0"),
+        ("INFERENCE_IMAGE_MAX_BYTES", "lots"),
+        ("INFERENCE_IMAGE_ALLOW_HOSTS", "ok.example, not a host"),
+    ]:
+        with monkeypatch.context() as patch:
+            patch.setenv(name, value)
+            with pytest.raises(ConfigError, match=name):
+                FetchPolicy.from_env()
