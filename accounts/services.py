@@ -83,10 +83,40 @@ def set_tenant_active(tenant: Tenant, active: bool) -> None:
 
 @transaction.atomic
 def add_member(tenant: Tenant, user: AbstractBaseUser, role: Role, *, actor: AbstractBaseUser | None = None):
+    """Add ``user`` with ``role``; an existing member's role changes through ``set_role`` (which guards owners)."""
     require_role(actor, tenant, Role.ADMIN)
     if actor is not None and role == Role.OWNER:
         require_role(actor, tenant, Role.OWNER)
-    membership, _ = Membership.objects.update_or_create(user=user, tenant=tenant, defaults={"role": role})
+    if Membership.objects.filter(user=user, tenant=tenant).exists():
+        return set_role(tenant, user, role, actor=actor)
+    return Membership.objects.create(user=user, tenant=tenant, role=role)
+
+
+@transaction.atomic
+def set_role(
+    tenant: Tenant, user: AbstractBaseUser, role: Role, *, actor: AbstractBaseUser | None = None
+) -> Membership:
+    """Change an existing member's role.
+
+    Admins manage members, but only an owner may make or unmake an owner (an admin must not be able
+    to promote themselves or demote the people above them), and the last owner cannot step down, so a
+    tenant is never left without someone who can manage its admins.
+    """
+    require_role(actor, tenant, Role.ADMIN)
+    role = Role(role)
+    membership = Membership.objects.select_for_update().filter(tenant=tenant, user=user).first()
+    if membership is None:
+        raise ValidationError("not a member of this tenant")
+    if actor is not None and Role.OWNER in (role, membership.role):
+        require_role(actor, tenant, Role.OWNER)
+    if membership.role == Role.OWNER and role != Role.OWNER:
+        # Lock the owner rows so two owners demoting each other at once cannot both succeed.
+        owners = Membership.objects.select_for_update().filter(tenant=tenant, role=Role.OWNER)
+        if len(owners.values_list("pk", flat=True)) <= 1:
+            raise ValidationError("a tenant needs at least one owner")
+    if membership.role != role:
+        membership.role = role
+        membership.save(update_fields=["role"])
     return membership
 
 

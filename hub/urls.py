@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from hub import views
@@ -7,7 +8,9 @@ from hub.api.paths import BASE_PATHS
 from hub.api.urls import api_patterns
 
 urlpatterns = [
+    path("", RedirectView.as_view(url="/console/", permanent=False), name="home"),
     path("health", views.health, name="health"),
+    path("console/", include("hub.console.urls")),
     path("admin/", admin.site.urls),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("docs", SpectacularSwaggerView.as_view(url_name="openapi"), name="docs"),

@@ -124,3 +124,17 @@ def test_tenants_of_scopes_users(acme, globex, outsider, django_user_model):
     assert list(services.tenants_of(outsider)) == []
     root = django_user_model.objects.create_superuser("root", "", "pw")
     assert set(services.tenants_of(root)) == set(Tenant.objects.all())
+
+
+def test_an_admin_cannot_demote_an_owner_by_adding_them_again(acme):
+    from django.contrib.auth import get_user_model
+
+    from accounts.models import Membership
+
+    admin = get_user_model().objects.create_user("acme-admin", password="pw-acme-admin")
+    services.add_member(acme.tenant, admin, Role.ADMIN)
+    with pytest.raises(PermissionDenied):
+        services.add_member(acme.tenant, acme.owner, Role.MEMBER, actor=admin)
+    assert Membership.objects.get(tenant=acme.tenant, user=acme.owner).role == Role.OWNER
+    services.add_member(acme.tenant, acme.viewer, Role.MEMBER, actor=admin)  # re-adding changes a lower role
+    assert Membership.objects.get(tenant=acme.tenant, user=acme.viewer).role == Role.MEMBER
