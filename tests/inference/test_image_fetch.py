@@ -241,8 +241,7 @@ def test_connection_refused_is_a_short_error(server):
 def test_https_connects_to_the_checked_ip_with_the_host_name_for_sni_and_verification(tmp_path):
     """The connection goes to the resolved IP, yet TLS names the host (SNI) and the certificate is verified."""
     openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the openssl command is needed to make a throwaway certificate")
+    assert openssl is not None, "the openssl command makes the throwaway certificate (apt-get install openssl)"
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(
         [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
