@@ -40,29 +40,6 @@ _KERNELS = {"silu": "silu_and_mul", "swish": "silu_and_mul", "gelu_pytorch_tanh"
             "gelu_new": "gelu_tanh_and_mul"}  # fmt: skip
 
 
-class ActAndMul(nn.Module):
-    """Gated activation over a fused gate/up projection: [T, 2I] -> act(gate) * up, [T, I]. With ``kernels``
-    set (CUDA), one fused Triton kernel where there is one for the activation."""
-
-    kernels = False
-
-    def __init__(self, name: str):
-        super().__init__()
-        self.name = name
-        self.act = get_activation(name)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kernels and self.name in _KERNELS:
-            from kernels import activation as fused
-
-            return getattr(fused, _KERNELS[self.name])(x)
-        gate, up = x.chunk(2, dim=-1)
-        return self.act(gate) * up
-
-    def extra_repr(self) -> str:
-        return self.name
-
-
 # plain activations with a Triton kernel (kernels/activation.py): name -> (function, keyword arguments)
 _PLAIN_KERNELS: dict[str, tuple[str, dict[str, str]]] = {
     "gelu": ("gelu", {}),
@@ -93,3 +70,16 @@ class Activation(nn.Module):
 
     def extra_repr(self) -> str:
         return self.name
+
+
+class ActAndMul(Activation):
+    """Gated activation over a fused gate/up projection: [T, 2I] -> act(gate) * up, [T, I]. With ``kernels``
+    set (CUDA), one fused Triton kernel where there is one for the activation."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kernels and self.name in _KERNELS:
+            from kernels import activation as fused
+
+            return getattr(fused, _KERNELS[self.name])(x)
+        gate, up = x.chunk(2, dim=-1)
+        return self.act(gate) * up

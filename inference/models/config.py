@@ -27,6 +27,19 @@ def _require(hf: dict[str, Any], key: str, owner: str) -> Any:
     return hf[key]
 
 
+def _check_activation(owner: str, field: str, name: str) -> None:
+    if name not in ACTIVATIONS:
+        raise ConfigError(f"{owner}: {field} {name!r} is not supported ({', '.join(ACTIVATIONS)})")
+
+
+def _check_heads(owner: str, hidden_size: int, num_attention_heads: int) -> None:
+    """Encoders split ``hidden_size`` evenly over the heads."""
+    if hidden_size % num_attention_heads:
+        raise ConfigError(
+            f"{owner}: hidden_size ({hidden_size}) must be divisible by num_attention_heads ({num_attention_heads})"
+        )
+
+
 def _check_positive(owner: str, **values: int | float) -> None:
     for name, value in values.items():
         if not value > 0:
@@ -125,8 +138,7 @@ class DecoderConfig:
             )
         if self.head_dim % 2:
             raise ConfigError(f"{owner}: head_dim must be even for rotary embeddings, got {self.head_dim}")
-        if self.hidden_act not in ACTIVATIONS:
-            raise ConfigError(f"{owner}: hidden_act {self.hidden_act!r} is not supported ({', '.join(ACTIVATIONS)})")
+        _check_activation(owner, "hidden_act", self.hidden_act)
         if not self.sliding_windows:
             self.sliding_windows = [None] * self.num_hidden_layers
         if len(self.sliding_windows) != self.num_hidden_layers:
@@ -171,6 +183,17 @@ class LlamaConfig(DecoderConfig):
             o_bias=bias,
             mlp_bias=bool(hf.get("mlp_bias", False)),
         )
+
+
+@dataclass(kw_only=True)
+class MistralConfig(LlamaConfig):
+    """Llama's layers with an optional sliding window on every layer (Mistral 7B v0.1; null from v0.2 on)."""
+
+    @classmethod
+    def from_hf(cls, hf: dict[str, Any]) -> MistralConfig:
+        base = LlamaConfig.from_hf(hf)
+        window = hf.get("sliding_window")
+        return cls(**{**base.__dict__, "sliding_windows": [window] * base.num_hidden_layers if window else []})
 
 
 @dataclass(kw_only=True)
@@ -285,13 +308,8 @@ class BertConfig:
             max_position_embeddings=self.max_position_embeddings,
             type_vocab_size=self.type_vocab_size,
         )
-        if self.hidden_size % self.num_attention_heads:
-            raise ConfigError(
-                f"{owner}: hidden_size ({self.hidden_size}) must be divisible by "
-                f"num_attention_heads ({self.num_attention_heads})"
-            )
-        if self.hidden_act not in ACTIVATIONS:
-            raise ConfigError(f"{owner}: hidden_act {self.hidden_act!r} is not supported ({', '.join(ACTIVATIONS)})")
+        _check_heads(owner, self.hidden_size, self.num_attention_heads)
+        _check_activation(owner, "hidden_act", self.hidden_act)
 
     # the attention-shape fields the engine reads from every model config
     @property

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from inference.models.config import MistralConfig
 from inference.models.llama import LlamaForCausalLM
-from inference.models.vision_config import MistralConfig
 
 
 class MistralForCausalLM(LlamaForCausalLM):

@@ -9,8 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from inference.layers.activation import ACTIVATIONS
-from inference.models.config import ConfigError, DecoderConfig, LlamaConfig, _check_positive, _require
+from inference.models.config import (
+    ConfigError,
+    DecoderConfig,
+    LlamaConfig,
+    MistralConfig,
+    _check_activation,
+    _check_heads,
+    _check_positive,
+    _require,
+)
 
 FEATURE_STRATEGIES = ("default", "full")  # default: drop CLS from the tower's features; full: keep it
 
@@ -34,12 +42,10 @@ class CLIPVisionConfig:
             num_hidden_layers=self.num_hidden_layers, num_attention_heads=self.num_attention_heads,
             image_size=self.image_size, patch_size=self.patch_size, num_channels=self.num_channels,
         )  # fmt: skip
-        if self.hidden_size % self.num_attention_heads:
-            raise ConfigError(f"{owner}: hidden_size must be divisible by num_attention_heads")
+        _check_heads(owner, self.hidden_size, self.num_attention_heads)
         if self.image_size % self.patch_size:
             raise ConfigError(f"{owner}: image_size ({self.image_size}) must be a multiple of patch_size")
-        if self.hidden_act not in ACTIVATIONS:
-            raise ConfigError(f"{owner}: hidden_act {self.hidden_act!r} is not supported ({', '.join(ACTIVATIONS)})")
+        _check_activation(owner, "hidden_act", self.hidden_act)
 
     @property
     def head_dim(self) -> int:
@@ -71,17 +77,6 @@ class CLIPVisionConfig:
         )
 
 
-@dataclass(kw_only=True)
-class MistralConfig(LlamaConfig):
-    """Llama's layers with an optional sliding window on every layer (Mistral 7B v0.1; null from v0.2 on)."""
-
-    @classmethod
-    def from_hf(cls, hf: dict[str, Any]) -> MistralConfig:
-        base = LlamaConfig.from_hf(hf)
-        window = hf.get("sliding_window")
-        return cls(**{**base.__dict__, "sliding_windows": [window] * base.num_hidden_layers if window else []})
-
-
 TEXT_CONFIGS: dict[str, type[DecoderConfig]] = {"llama": LlamaConfig, "mistral": MistralConfig}
 
 
@@ -103,8 +98,7 @@ class LlavaConfig:
         owner = type(self).__name__
         if self.feature_strategy not in FEATURE_STRATEGIES:
             raise ConfigError(f"{owner}: vision_feature_select_strategy must be one of {FEATURE_STRATEGIES}")
-        if self.projector_hidden_act not in ACTIVATIONS:
-            raise ConfigError(f"{owner}: projector_hidden_act {self.projector_hidden_act!r} is not supported")
+        _check_activation(owner, "projector_hidden_act", self.projector_hidden_act)
         depth = self.vision.num_hidden_layers
         for layer in self.vision_feature_layers:
             if not -(depth + 1) <= layer <= depth:

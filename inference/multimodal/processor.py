@@ -162,9 +162,9 @@ class ImageProcessor:
                 image = _resize(image, cfg.size["height"], cfg.size["width"], cfg.resample)
         if cfg.do_center_crop:
             image = _center_crop(image, cfg.crop_size["height"], cfg.crop_size["width"])
-        out = image.astype(np.float32)
-        if cfg.do_rescale:
-            out = (image.astype(np.float64) * cfg.rescale_factor).astype(np.float32)
+        # rescaled in float64 then cast, as transformers does (bit-identical pixels)
+        scale = cfg.rescale_factor if cfg.do_rescale else 1.0
+        out = (image.astype(np.float64) * scale).astype(np.float32)
         if cfg.do_normalize:
             mean = np.asarray(cfg.image_mean, dtype=np.float32)[:, None, None]
             std = np.asarray(cfg.image_std, dtype=np.float32)[:, None, None]

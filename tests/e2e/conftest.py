@@ -11,8 +11,8 @@ from openai import OpenAI
 from accounts import services
 from accounts.models import UsageRecord
 from hub.inference_client import model_cards
-from tests.inference.image_server import image_server
-from tests.inference.live_service import inference_service
+from tests.inference.image_server import ALLOW_LOCAL_IMAGES, image_server
+from tests.inference.live_service import inference_service, model_flags
 from tests.inference.reference_checkpoints import llava_checkpoint
 
 CHAT, COMPLETION, EMBED = "smollm2-135m-instruct", "gemma-3-270m", "all-minilm-l6-v2"
@@ -37,8 +37,7 @@ def inference_url(tmp_path_factory, images):
         f"{VISION_NEXT}={llava_checkpoint(root / 'next', next_=True)}:vision",
         f"{VISION_15}={llava_checkpoint(root / 'v15')}:vision",
     ]
-    args = [arg for model in models for arg in ("--model", model)]
-    with inference_service(*args, env={"INFERENCE_IMAGE_ALLOW_HOSTS": "127.0.0.1"}) as url:
+    with inference_service(*model_flags(*models), env=ALLOW_LOCAL_IMAGES) as url:
         yield f"{url}/v1"
 
 

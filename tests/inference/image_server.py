@@ -20,6 +20,8 @@ def photo(height: int = 80, width: int = 120, fmt: str = "JPEG", seed: int = 0) 
     return buffer.getvalue()
 
 
+# the inference service's environment for tests that fetch from this server: its loopback address allow-listed
+ALLOW_LOCAL_IMAGES = {"INFERENCE_IMAGE_ALLOW_HOSTS": "127.0.0.1"}
 FILES = {"/photo.jpg": (photo(), "image/jpeg"), "/photo.png": (photo(fmt="PNG", seed=1), "image/png")}
 REDIRECTS = {"/to-private": "http://10.0.0.1/photo.jpg", "/to-metadata": "http://169.254.169.254/latest/meta-data"}
 

@@ -17,6 +17,11 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def model_flags(*specs: str) -> list[str]:
+    """``--model ID=SOURCE:KIND`` for each spec."""
+    return [arg for spec in specs for arg in ("--model", spec)]
+
+
 @contextmanager
 def inference_service(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> Iterator[str]:
     """Start the service on a free loopback port with ``args`` (models...) and ``env`` added to the environment,

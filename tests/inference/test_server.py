@@ -13,7 +13,7 @@ import openai
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
-from tests.inference.live_service import inference_service
+from tests.inference.live_service import inference_service, model_flags
 
 CHAT, COMPLETION, EMBED = "smollm2", "gemma", "minilm"
 
@@ -25,7 +25,7 @@ def service():
         f"{COMPLETION}=packaged:gemma3:completion",
         f"{EMBED}=packaged:minilm:embedding",
     ]
-    with inference_service(*[arg for model in models for arg in ("--model", model)]) as url:
+    with inference_service(*model_flags(*models)) as url:
         yield url
 
 

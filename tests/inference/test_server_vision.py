@@ -10,8 +10,8 @@ import httpx
 import pytest
 from openai import BadRequestError, OpenAI
 
-from tests.inference.image_server import image_server, photo
-from tests.inference.live_service import inference_service
+from tests.inference.image_server import ALLOW_LOCAL_IMAGES, image_server, photo
+from tests.inference.live_service import inference_service, model_flags
 from tests.inference.reference_checkpoints import llava_checkpoint
 
 NEXT, V15, TEXT = "llava-next-tiny", "llava-1.5-tiny", "llava-as-text"
@@ -28,8 +28,7 @@ def client(tmp_path_factory, images):
     root = tmp_path_factory.mktemp("vision")
     next_dir, v15_dir = llava_checkpoint(root / "next", next_=True), llava_checkpoint(root / "v15")
     models = [f"{NEXT}={next_dir}:vision", f"{V15}={v15_dir}:vision", f"{TEXT}={next_dir}:chat"]
-    args = [a for m in models for a in ("--model", m)]
-    with inference_service(*args, env={"INFERENCE_IMAGE_ALLOW_HOSTS": "127.0.0.1"}) as url:
+    with inference_service(*model_flags(*models), env=ALLOW_LOCAL_IMAGES) as url:
         yield OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
 
 
