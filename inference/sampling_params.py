@@ -12,6 +12,9 @@ class InvalidParam(ValueError):
         self.param = param
 
 
+GREEDY_BELOW = 1e-5  # temperatures below this sample greedily
+
+
 @dataclass
 class SamplingParams:
     max_tokens: int = 16
@@ -40,7 +43,7 @@ class SamplingParams:
         checks = [
             ("max_tokens", self.max_tokens >= 1, "must be at least 1"),
             ("temperature", 0.0 <= self.temperature <= 2.0, "must be between 0 and 2"),
-            ("top_p", 0.0 < self.top_p <= 1.0, "must be in (0, 1]"),
+            ("top_p", 0.0 <= self.top_p <= 1.0, "must be in [0, 1]"),
             ("top_k", self.top_k >= 0, "must be -1, 0 or positive"),
             ("min_p", 0.0 <= self.min_p <= 1.0, "must be between 0 and 1"),
             ("presence_penalty", -2.0 <= self.presence_penalty <= 2.0, "must be between -2 and 2"),
@@ -58,7 +61,9 @@ class SamplingParams:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0.0
+        # Below this, dividing the logits by the temperature overflows to inf and the softmax to NaN; the draw
+        # would be the argmax anyway (vLLM treats such temperatures as greedy too).
+        return self.temperature < GREEDY_BELOW
 
     @property
     def needs_penalties(self) -> bool:

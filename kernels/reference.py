@@ -301,6 +301,7 @@ def top_k_top_p_probs(logits: torch.Tensor, temperature: torch.Tensor, top_k: to
         if p < 1.0:
             sorted_probs, order = torch.sort(probs, descending=True)
             drop = (sorted_probs.cumsum(-1) - sorted_probs) >= p
+            drop[0] = False  # p <= 0 keeps the most likely token only
             probs = probs.scatter(0, order, sorted_probs.masked_fill(drop, 0.0))
             probs = probs / probs.sum()
         out[i] = probs

@@ -40,8 +40,10 @@ def _filter(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
     if params.top_p < 1.0:
         sorted_logits, order = torch.sort(logits, descending=True)
         probs = sorted_logits.softmax(-1)
-        # drop a token when the mass before it already reaches top_p (the first always stays)
+        # drop a token when the mass before it already reaches top_p; the first always stays, so top_p = 0
+        # keeps the most likely token only (OpenAI accepts 0) instead of dropping every token
         drop = (probs.cumsum(-1) - probs) >= params.top_p
+        drop[0] = False
         logits = logits.scatter(0, order, sorted_logits.masked_fill(drop, float("-inf")))
     if params.min_p > 0.0:
         probs = logits.softmax(-1)

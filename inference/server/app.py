@@ -18,6 +18,7 @@ from inference.server.errors import NotFound, ServerError, ServiceError
 from inference.server.generate import chat_completions, completions
 from inference.server.metrics import Metrics
 from inference.server.registry import ModelRegistry
+from inference.server.streams import ClientGone
 
 log = logging.getLogger("inference.server")
 MAX_BODY = 16 * 1024 * 1024
@@ -44,6 +45,9 @@ def _post(handler):
             return await handler(request, await _json(request))
         except ServiceError as error:
             return error.response()
+        except ClientGone:  # the client left before a non-streamed answer was ready: its generation is aborted
+            log.info("client gone on %s %s; the generation was aborted", request.method, request.url.path)
+            return Response(status_code=499)
         except Exception:  # noqa: BLE001 - logged here, answered as JSON, never a traceback to the client
             log.exception("unhandled error on %s %s", request.method, request.url.path)
             return ServerError("The server had an error while processing your request.").response()

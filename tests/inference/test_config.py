@@ -3,6 +3,7 @@
 import argparse
 
 import pytest
+import torch
 
 from inference.__main__ import _model_flag
 from inference.config import EngineConfig, ModelSpec, ServerConfig, load_config
@@ -85,7 +86,7 @@ def test_engine_device_choice():
     "kwargs, param",
     [
         ({"temperature": 2.5}, "temperature"),
-        ({"top_p": 0.0}, "top_p"),
+        ({"top_p": -0.1}, "top_p"),
         ({"top_k": -2}, "top_k"),
         ({"max_tokens": 0}, "max_tokens"),
         ({"presence_penalty": 3}, "presence_penalty"),
@@ -98,3 +99,24 @@ def test_sampling_params_name_the_bad_parameter(kwargs, param):
     with pytest.raises(InvalidParam) as err:
         SamplingParams(**kwargs)
     assert err.value.param == param
+
+
+def test_a_vanishing_temperature_samples_greedily():
+    """5e-324 once turned the logits into inf and the probabilities into NaN (a 500 the hub's fuzz found)."""
+    from inference.layers.sampler import sample
+
+    logits = torch.randn(2, 50, generator=torch.Generator().manual_seed(0))
+    params = [SamplingParams(temperature=5e-324), SamplingParams(temperature=1e-30, top_p=0.5)]
+    assert all(p.greedy for p in params) and not SamplingParams(temperature=1e-5).greedy
+    result = sample(logits, params, [([], []), ([], [])], [None, None])
+    assert result.token_ids == logits.argmax(-1).tolist()
+
+
+def test_top_p_zero_keeps_the_most_likely_token():
+    """OpenAI accepts top_p = 0; the cut once dropped every token (NaN probabilities)."""
+    from inference.layers.sampler import sample
+
+    logits = torch.randn(3, 50, generator=torch.Generator().manual_seed(1))
+    params = [SamplingParams(temperature=1.5, top_p=0.0, seed=s) for s in range(3)]
+    result = sample(logits, params, [([], [])] * 3, [None] * 3)
+    assert result.token_ids == logits.argmax(-1).tolist()

@@ -201,6 +201,17 @@ def test_client_disconnect_frees_the_sequence(service):
     assert httpx.get(f"{service}/health").json()["models"][CHAT]["running"] == 0
 
 
+def test_a_client_leaving_a_non_streamed_request_aborts_it_quietly(service):
+    """No traceback in the service's log (the fixture fails on one) and the sequence is freed."""
+    body = {"model": CHAT, "messages": MESSAGES, "max_tokens": 4000, "ignore_eos": True}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{service}/v1/chat/completions", json=body, timeout=httpx.Timeout(60, read=1.5))
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{service}/health").json()["models"][CHAT]["running"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert httpx.get(f"{service}/health").json()["models"][CHAT]["running"] == 0
+
+
 def test_metrics_are_prometheus(client, service):
     client.chat.completions.create(model=CHAT, messages=MESSAGES, max_tokens=3)
     text = httpx.get(f"{service}/metrics").text

@@ -223,3 +223,16 @@ def test_settings_at_their_limits_and_a_row_without_finite_logits():
     assert int(got[0]) == int(reference.sample_from_probs(probs, uniform[:1])[0])
     assert got[1:3].tolist() == logits[1:3].argmax(-1).tolist()
     assert int(got[3]) == -1
+
+
+@pytest.mark.parametrize("v", [1, 7, 5000])
+def test_top_p_zero_keeps_the_most_likely_token_only(v):
+    """OpenAI accepts top_p = 0: the kernel and the reference keep the argmax alone (no NaN row), at any k."""
+    logits = _logits(3, v, 4, torch.tensor([False, False, True]) if v > 1 else torch.tensor([False] * 3))
+    temperature = torch.tensor([1.0, 0.7, 1.3], device=DEVICE)
+    top_k, top_p = torch.tensor([0, 5, 0], device=DEVICE), torch.zeros(3, device=DEVICE)
+    want = torch.nn.functional.one_hot(logits.argmax(-1), v).float()
+    assert torch.equal(reference.top_k_top_p_probs(logits, temperature, top_k, top_p), want)
+    assert torch.equal(top_k_top_p_probs(logits, temperature, top_k, top_p), want)
+    uniform = torch.tensor([0.0, 0.5, 0.999], device=DEVICE)
+    assert torch.equal(top_k_top_p_sample(logits, temperature, top_k, top_p, uniform), logits.argmax(-1))
