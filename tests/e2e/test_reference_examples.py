@@ -124,8 +124,10 @@ def _tsystems_call(output: str) -> None:
     if "tool_calls=None" in output:
         assert "content=None" not in output, output
         return
+    # Text the model wrote before its call is the message's content, as vLLM's tool parsers and OpenAI
+    # return it, so content may be None or that text.
     found = re.findall(r"Function\(arguments='(.*?)', name='(\w+)'", output)
-    assert found and "content=None" in output, output
+    assert found, output
     for raw, name in found:
         jsonschema.validate(json.loads(raw), schemas[name])
 
