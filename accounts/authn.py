@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from accounts import authcache
 from accounts.keys import prefix_of, secret_matches
+from accounts.limits import Limits
 from accounts.models import ApiKey, ServedModel
 
 
@@ -29,13 +30,16 @@ class AuthFailed(Exception):
 
 @dataclass(frozen=True)
 class KeyContext:
-    """What a request may do, as verified from its key."""
+    """What a request may do, as verified from its key (``key_id`` None: the console's playground, which a
+    signed-in member uses on the tenant's behalf without a key)."""
 
-    key_id: int
+    key_id: int | None
     prefix: str
     tenant_id: int
     tenant_slug: str
     model_ids: frozenset[str]
+    limits: Limits = Limits()  # the key's own
+    tenant_limits: Limits = Limits()
 
     def may_use(self, model_id: str) -> bool:
         return model_id in self.model_ids
@@ -71,6 +75,8 @@ def _load(prefix: str) -> dict | None:
         "revoked": key.revoked_at is not None,
         "valid_until": valid_until.timestamp() if valid_until else None,
         "models": sorted(effective_model_ids(key)),
+        "limits": Limits.of(key).as_dict(),
+        "tenant_limits": Limits.of(key.tenant).as_dict(),
     }
 
 
@@ -100,4 +106,6 @@ def authenticate_secret(secret: str) -> KeyContext:
         tenant_id=entry["tenant_id"],
         tenant_slug=entry["tenant_slug"],
         model_ids=frozenset(entry["models"]),
+        limits=Limits(**entry.get("limits", {})),
+        tenant_limits=Limits(**entry.get("tenant_limits", {})),
     )

@@ -17,7 +17,30 @@ model_id_validator = RegexValidator(
 )
 
 
-class Tenant(models.Model):
+class BudgetPeriod(models.TextChoices):
+    DAY = "day", "per day"
+    MONTH = "month", "per month"
+
+
+class LimitFields(models.Model):
+    """Rate limits and a token budget (null: unlimited), on a tenant and on each of its keys; both apply.
+
+    Enforced by the gateway (``hub/api/ratelimit.py``): requests and tokens per minute as token buckets, the
+    budget as tokens per UTC day or calendar month, reserved at the worst case and settled to the count.
+    """
+
+    rpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="requests per minute; empty = no limit")
+    tpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="tokens per minute; empty = no limit")
+    token_budget = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="tokens (prompt + completion) per budget period; empty = no budget"
+    )
+    budget_period = models.CharField(max_length=8, choices=BudgetPeriod.choices, default=BudgetPeriod.MONTH)
+
+    class Meta:
+        abstract = True
+
+
+class Tenant(LimitFields):
     slug = models.SlugField(max_length=63, unique=True, validators=[slug_validator])
     name = models.CharField(max_length=200)
     is_active = models.BooleanField(default=True)
@@ -129,7 +152,7 @@ class ApiKeyQuerySet(models.QuerySet):
         return self.filter(revoked_at__isnull=True).filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
 
 
-class ApiKey(models.Model):
+class ApiKey(LimitFields):
     """A tenant's credential. Only a SHA-256 of the secret is stored; ``prefix`` is the visible part.
 
     After a rotation the previous secret stays valid until ``previous_valid_until``.
@@ -152,6 +175,9 @@ class ApiKey(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    max_streams = models.PositiveIntegerField(
+        null=True, blank=True, help_text="streams open at once through this key; empty = no limit"
+    )
 
     objects = ApiKeyQuerySet.as_manager()
 
@@ -223,3 +249,36 @@ class UsageRollup(models.Model):
             )
         ]
         indexes = [models.Index(fields=["tenant", "period", "bucket_start"], name="rollup_tenant_period")]
+
+
+class RollupWatermark(models.Model):
+    """How far the roll-ups reach: every raw row before ``until`` is in them, none after.
+
+    One row. Dashboards add the raw rows from ``until`` on (minutes of them) to the roll-ups, so they are
+    current without reading the raw table's history (``accounts.usage``).
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    until = models.DateTimeField()
+
+
+class UsageReport(models.Model):
+    """A tenant's usage for one calendar month (UTC): the CSV and a chart, built by ``accounts.tasks``."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="usage_reports")
+    month = models.DateField(help_text="the month's first day")
+    csv = models.BinaryField()
+    chart_png = models.BinaryField()
+    requests = models.PositiveBigIntegerField(default=0)
+    total_tokens = models.PositiveBigIntegerField(default=0)
+    built_at = models.DateTimeField(default=timezone.now)
+    built_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-month", "tenant__slug"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "month"], name="report_tenant_month_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant} {self.month:%Y-%m}"

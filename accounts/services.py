@@ -7,6 +7,7 @@ Changes that affect authentication invalidate the auth cache once the transactio
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -14,13 +15,14 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, transaction
-from django.db.models import Count, Q, Sum
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
+from django.db.models import Max, Min, Sum
 from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
-from accounts import authcache
+from accounts import authcache, usage
 from accounts.keys import generate_secret, hash_secret
+from accounts.limits import Limits
 from accounts.models import (
     ROLE_RANK,
     ApiKey,
@@ -29,12 +31,15 @@ from accounts.models import (
     ModelKind,
     Role,
     RollupPeriod,
+    RollupWatermark,
     ServedModel,
     Tenant,
     TenantEntitlement,
     UsageRecord,
     UsageRollup,
 )
+
+log = logging.getLogger(__name__)
 
 
 def role_of(user: AbstractBaseUser | None, tenant: Tenant) -> Role | None:
@@ -319,6 +324,38 @@ def set_key_expiry(key: ApiKey, expires_at: datetime | None, *, actor: AbstractB
     authcache.invalidate_key(key)
 
 
+@transaction.atomic
+def set_limits(owner: Tenant | ApiKey, limits: Limits, *, actor: AbstractBaseUser | None = None) -> None:
+    """Set a tenant's or a key's rate limits and budget (``Limits``; None fields: unlimited).
+
+    A tenant's limits are the operator's to set (its own admins could otherwise lift them); a key's, its
+    tenant's admins'. Both apply to every request through the key. The auth cache, which carries the
+    limits to the gateway, is invalidated when this commits.
+    """
+    if isinstance(owner, Tenant):
+        if actor is not None and not getattr(actor, "is_superuser", False):
+            raise PermissionDenied("only an operator may change a tenant's limits")
+        if limits.max_streams is not None:
+            raise ValidationError("a stream limit applies to keys, not tenants")
+    else:
+        require_role(actor, owner.tenant, Role.ADMIN)
+    fields = {
+        "rpm_limit": limits.rpm,
+        "tpm_limit": limits.tpm,
+        "token_budget": limits.budget,
+        "budget_period": limits.budget_period,
+    }
+    if isinstance(owner, ApiKey):
+        fields["max_streams"] = limits.max_streams
+    type(owner).objects.filter(pk=owner.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(owner, name, value)
+    if isinstance(owner, Tenant):
+        _invalidate_tenant_keys(owner)
+    else:
+        authcache.invalidate_key(owner)
+
+
 def _invalidate_tenant_keys(tenant: Tenant) -> None:
     for key in ApiKey.objects.filter(tenant=tenant).only("prefix", "previous_prefix"):
         authcache.invalidate_key(key)
@@ -328,8 +365,15 @@ def touch_last_used(key_id: int) -> None:
     """Record use without a write per request: at most one UPDATE per key per resolution window."""
     from django.core.cache import cache
 
-    if cache.add(f"auth:last_used:{key_id}", 1, timeout=settings.HUB_LAST_USED_RESOLUTION_SECONDS):
-        ApiKey.objects.filter(pk=key_id).update(last_used_at=timezone.now())
+    try:
+        first = cache.add(f"auth:last_used:{key_id}", 1, timeout=settings.HUB_LAST_USED_RESOLUTION_SECONDS)
+    except Exception:  # noqa: BLE001 - the cache (Redis) is down: skip it rather than write on every request
+        return
+    if first:
+        try:
+            ApiKey.objects.filter(pk=key_id).update(last_used_at=timezone.now())
+        except (OperationalError, InterfaceError) as exc:  # the database down: a cached key still serves
+            log.warning("last_used_at of key %s not written, the database is unreachable: %s", key_id, exc)
 
 
 _SERVICE_KINDS = {
@@ -379,13 +423,12 @@ class Usage:
     aborted: bool
     time_to_first_token_ms: int | None
     duration_ms: int
+    created_at: datetime | None = None  # None: now (set when the row is spooled, so it keeps its time)
 
 
-@transaction.atomic
-def record_usage(usage: Usage) -> UsageRecord:
-    """One metering row per request that reached a model (successes, errors after the model started,
-    client-aborted streams): the source of truth that roll-ups and reports are built from."""
-    return UsageRecord.objects.create(
+def usage_record(usage: Usage) -> UsageRecord:
+    """The unsaved row of one ``Usage``."""
+    return UsageRecord(
         request_id=usage.request_id,
         tenant_id=usage.tenant_id,
         api_key_id=usage.api_key_id,
@@ -399,12 +442,24 @@ def record_usage(usage: Usage) -> UsageRecord:
         aborted=usage.aborted,
         time_to_first_token_ms=usage.time_to_first_token_ms,
         duration_ms=usage.duration_ms,
+        created_at=usage.created_at or timezone.now(),
     )
+
+
+@transaction.atomic
+def record_usage(usage: Usage) -> UsageRecord:
+    """One metering row per request that reached a model (successes, errors after the model started,
+    client-aborted streams): the source of truth that roll-ups and reports are built from."""
+    record = usage_record(usage)
+    record.save(force_insert=True)
+    return record
 
 
 # --- usage roll-ups --------------------------------------------------------------------------------
 
 _BUCKET = {RollupPeriod.HOUR: (TruncHour, timedelta(hours=1)), RollupPeriod.DAY: (TruncDay, timedelta(days=1))}
+# How much source a rebuild sums per query: a day of raw rows into hours, a month of hours into days.
+ROLLUP_WINDOW = {RollupPeriod.HOUR: timedelta(days=1), RollupPeriod.DAY: timedelta(days=32)}
 
 
 def bucket_floor(moment: datetime, period: str) -> datetime:
@@ -415,62 +470,72 @@ def bucket_floor(moment: datetime, period: str) -> datetime:
 
 
 @transaction.atomic
-def rebuild_rollups(period: str, start: datetime | None = None) -> int:
-    """Recompute the ``period`` buckets from ``start`` (floored to a bucket; None: all) from the raw rows.
+def rebuild_rollups(period: str, start: datetime | None = None, until: datetime | None = None) -> int:
+    """Recompute the ``period`` buckets from ``start`` (floored to a bucket; None: all) from the raw rows
+    created before ``until`` (None: all of them).
 
     Hour buckets sum ``UsageRecord`` rows; day buckets sum the hour buckets (so rebuild hours first).
     Idempotent: the buckets in range are replaced. Returns how many buckets were written.
     """
     trunc, _ = _BUCKET[RollupPeriod(period)]
     if period == RollupPeriod.HOUR:
-        source = UsageRecord.objects.all()
-        time_field = "created_at"
-        sums = {
-            "requests": Count("id"),
-            "errors": Count("id", filter=Q(status_code__gte=400) & ~Q(status_code=499)),
-            "aborted_n": Count("id", filter=Q(aborted=True)),
-            "prompt": Sum("prompt_tokens"),
-            "completion": Sum("completion_tokens"),
-            "total": Sum("total_tokens"),
-        }
+        source, time_field, sums = UsageRecord.objects.all(), "created_at", usage.RAW_SUMS
     else:
-        source = UsageRollup.objects.filter(period=RollupPeriod.HOUR)
-        time_field = "bucket_start"
-        sums = {
-            "requests": Sum("requests"),
-            "errors": Sum("errors"),
-            "aborted_n": Sum("aborted"),
-            "prompt": Sum("prompt_tokens"),
-            "completion": Sum("completion_tokens"),
-            "total": Sum("total_tokens"),
-        }
+        source, time_field = UsageRollup.objects.filter(period=RollupPeriod.HOUR), "bucket_start"
+        sums = dict(zip(usage.RAW_SUMS, (Sum(name) for name in usage.FIELDS), strict=True))
     stale = UsageRollup.objects.filter(period=period)
     if start is not None:
         start = bucket_floor(start, period)
         source = source.filter(**{f"{time_field}__gte": start})
         stale = stale.filter(bucket_start__gte=start)
+    if until is not None and period == RollupPeriod.HOUR:
+        source = source.filter(created_at__lt=until)
     stale.delete()
-    groups = (
-        source.annotate(bucket=trunc(time_field, tzinfo=UTC))
-        .values("bucket", "tenant_id", "api_key_id", "model")
-        .annotate(**sums)
-        .order_by()
-    )
-    buckets = [
-        UsageRollup(
-            period=period,
-            bucket_start=g["bucket"],
-            tenant_id=g["tenant_id"],
-            api_key_id=g["api_key_id"],
-            model=g["model"],
-            requests=g["requests"] or 0,
-            errors=g["errors"] or 0,
-            aborted=g["aborted_n"] or 0,
-            prompt_tokens=g["prompt"] or 0,
-            completion_tokens=g["completion"] or 0,
-            total_tokens=g["total"] or 0,
-        )  # fmt: skip
-        for g in groups
-    ]
-    UsageRollup.objects.bulk_create(buckets)
-    return len(buckets)
+    bounds = source.aggregate(first=Min(time_field), last=Max(time_field))
+    if bounds["first"] is None:
+        return 0
+    # A window of source rows at a time (aligned to buckets): a full rebuild of millions of rows never holds
+    # more than one window's buckets in memory.
+    written, lo = 0, bucket_floor(bounds["first"], RollupPeriod.DAY)
+    while lo <= bounds["last"]:
+        hi = lo + ROLLUP_WINDOW[period]
+        groups = (
+            source.filter(**{f"{time_field}__gte": lo, f"{time_field}__lt": hi})
+            .annotate(bucket=trunc(time_field, tzinfo=UTC))
+            .values("bucket", "tenant_id", "api_key_id", "model")
+            .annotate(**sums)
+            .order_by()
+        )
+        buckets = [
+            UsageRollup(
+                period=period,
+                bucket_start=g["bucket"],
+                tenant_id=g["tenant_id"],
+                api_key_id=g["api_key_id"],
+                model=g["model"],
+                **{name: g[short] or 0 for name, short in zip(usage.FIELDS, sums, strict=True)},
+            )  # fmt: skip
+            for g in groups
+        ]
+        UsageRollup.objects.bulk_create(buckets, batch_size=5000)
+        written, lo = written + len(buckets), hi
+    return written
+
+
+# Rows are stamped when written, committed a moment later: the watermark stays this far behind "now" so
+# that no row stamped before it commits after the roll-up has read past it.
+WATERMARK_LAG = timedelta(seconds=5)
+
+
+@transaction.atomic
+def refresh_rollups(since: datetime | None = None, now: datetime | None = None) -> dict[str, int]:
+    """Rebuild the hour then day buckets from ``since`` (None: all) up to the new watermark, and record it.
+
+    Readers (``accounts.usage``) take roll-ups for rows before the watermark and raw rows after it, so each
+    row is counted once, in one transaction with the buckets it moved into.
+    """
+    until = (now or timezone.now()) - WATERMARK_LAG
+    hours = rebuild_rollups(RollupPeriod.HOUR, since, until)
+    days = rebuild_rollups(RollupPeriod.DAY, since)
+    RollupWatermark.objects.update_or_create(id=1, defaults={"until": until})
+    return {"hour": hours, "day": days}

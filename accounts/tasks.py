@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from celery import shared_task
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from accounts import authcache, services
-from accounts.models import ApiKey, RollupPeriod
+from accounts import authcache, reports, services
+from accounts.models import ApiKey, Tenant, UsageReport
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(name="accounts.forget_rotated_secrets")
@@ -35,7 +39,31 @@ ROLLUP_LOOKBACK = timedelta(hours=3)
 @shared_task(name="accounts.rollup_usage")
 def rollup_usage() -> dict[str, int]:
     """Refresh the recent hour buckets from the raw usage rows, then the day buckets they touch."""
-    since = timezone.now() - ROLLUP_LOOKBACK
-    hours = services.rebuild_rollups(RollupPeriod.HOUR, since)
-    days = services.rebuild_rollups(RollupPeriod.DAY, since)
-    return {"hour": hours, "day": days}
+    return services.refresh_rollups(since=timezone.now() - ROLLUP_LOOKBACK)
+
+
+@shared_task(name="accounts.build_monthly_reports")
+def build_monthly_reports() -> int:
+    """Build last month's report for every active tenant that has none yet. Idempotent: run on the beat, it
+    builds each report once, and a tenant whose build failed is tried again on the next run. Returns how many
+    it built."""
+    month = reports.previous_month(timezone.now())
+    done = UsageReport.objects.filter(month=month).values_list("tenant_id", flat=True)
+    built = 0
+    for tenant in Tenant.objects.filter(is_active=True).exclude(pk__in=done):
+        try:
+            reports.build_report(tenant, month)
+        except Exception:  # noqa: BLE001 - one tenant's failure must not cost the others their report
+            log.exception("usage report of %s for %s failed", tenant.slug, month)
+        else:
+            built += 1
+    return built
+
+
+@shared_task(name="accounts.build_usage_report")
+def build_usage_report(tenant_id: int, month_iso: str, user_id: int | None = None) -> int:
+    """Build (or rebuild) one report on demand; ``user_id`` is the person who asked (None: the operator).
+    Returns the report's id."""
+    tenant = Tenant.objects.get(pk=tenant_id)
+    actor = get_user_model().objects.get(pk=user_id) if user_id is not None else None
+    return reports.build_report(tenant, reports.parse_month(month_iso), actor=actor).pk

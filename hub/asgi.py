@@ -1,7 +1,8 @@
 """The hub's ASGI application: Channels' router with the API edge in front.
 
 Django serves the pages and JSON routes; the generation routes (chat completions, completions,
-embeddings, streaming or not) are a Channels consumer, matched ahead of the Django catch-all.
+embeddings, streaming or not) are a Channels consumer, matched ahead of the Django catch-all, and so
+are the console's two streams (live usage, the playground's chat).
 """
 
 import os
@@ -13,18 +14,38 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.sessions import SessionMiddlewareStack  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
 from hub.api.edge import ApiEdgeMiddleware  # noqa: E402
 from hub.api.gateway import ROUTES, GatewayConsumer  # noqa: E402
 from hub.api.paths import BASE_PATHS  # noqa: E402
+from hub.console.live import PlaygroundRelay, UsageStream  # noqa: E402
 
 _GENERATION = rf"^/?({'|'.join(BASE_PATHS)})/({'|'.join(ROUTES)})/?$"
+
+# The console's streams, signed in by its session cookie (hub/console/live.py).
+_TENANT = r"^/?console/t/(?P<tenant>[-a-zA-Z0-9_]+)"
+_CONSOLE_STREAMS = [
+    re_path(rf"{_TENANT}/usage/live/?$", SessionMiddlewareStack(UsageStream.as_asgi())),
+    re_path(r"^/?console/usage/live/?$", SessionMiddlewareStack(UsageStream.as_asgi())),
+    re_path(rf"{_TENANT}/playground/chat/completions/?$", SessionMiddlewareStack(PlaygroundRelay.as_asgi())),
+]
 
 application = ProtocolTypeRouter(
     {
         "http": ApiEdgeMiddleware(
-            URLRouter([re_path(_GENERATION, GatewayConsumer.as_asgi()), re_path(r"", django_asgi_app)])
+            URLRouter(
+                [
+                    re_path(_GENERATION, GatewayConsumer.as_asgi()),
+                    *_CONSOLE_STREAMS,
+                    re_path(r"", django_asgi_app),
+                ]
+            )
         ),
     }
 )
+
+from accounts import spool  # noqa: E402
+
+spool.replay_soon()  # rows a previous run spooled while the database was down

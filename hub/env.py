@@ -57,6 +57,19 @@ def env_int(name: str, default: int, *, min_value: int | None = None, max_value:
     return number
 
 
+def env_float(name: str, default: float, *, min_value: float | None = None) -> float:
+    value = _raw(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {value!r}") from None
+    if number != number or (min_value is not None and number < min_value):  # NaN compares unequal to itself
+        raise ImproperlyConfigured(f"{name} must be >= {min_value}, got {value!r}")
+    return number
+
+
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     value = env_str(name, default)
     assert value is not None

@@ -17,6 +17,7 @@ from hub.env import (
     check_redis_url,
     env_bool,
     env_choice,
+    env_float,
     env_int,
     env_list,
     env_str,
@@ -62,6 +63,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI and ReDoc assets served locally: the hub may have no internet
@@ -124,7 +126,8 @@ elif env_bool("HUB_DB_POOL", True):
     DATABASES["default"]["OPTIONS"]["pool"] = {
         "min_size": 1,
         "max_size": env_int("HUB_DB_POOL_MAX_SIZE", 20, min_value=1),
-        "timeout": 10,
+        # How long a request waits for a connection (the pool full, or the database down) before its 503.
+        "timeout": env_float("HUB_DB_POOL_TIMEOUT", 10.0, min_value=0.1),
     }
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env_int("HUB_DB_CONN_MAX_AGE", 60, min_value=0)
@@ -133,6 +136,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- redis: cache, channel layer, celery broker -------------------------------------------
 REDIS_URL = env_str("HUB_REDIS_URL")
+HUB_CACHE_PREFIX = env_str("HUB_CACHE_PREFIX", "hub")
 if REDIS_URL:
     check_redis_url("HUB_REDIS_URL", REDIS_URL)
     CACHES = {
@@ -169,6 +173,12 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "forget-rotated-secrets": {"task": "accounts.forget_rotated_secrets", "schedule": 3600.0},
     "rollup-usage": {"task": "accounts.rollup_usage", "schedule": env_int("HUB_ROLLUP_SECONDS", 300, min_value=1)},
+    # Hourly although a report is monthly: a run with nothing to build is one query, and the in-process beat
+    # counts from the hub's start, so a daily period could be missed by a hub restarted more often than that.
+    "build-monthly-reports": {
+        "task": "accounts.build_monthly_reports",
+        "schedule": env_int("HUB_REPORTS_SECONDS", 3600, min_value=1),
+    },
 }
 
 # --- auth, i18n, static -------------------------------------------------------------------
@@ -198,6 +208,12 @@ HUB_MAX_BODY_BYTES = env_int("HUB_MAX_BODY_BYTES", 8 * 1024 * 1024, min_value=10
 DATA_UPLOAD_MAX_MEMORY_SIZE = HUB_MAX_BODY_BYTES
 # How long a verified key is cached; revocation and entitlement changes invalidate at once.
 HUB_AUTH_CACHE_SECONDS = env_int("HUB_AUTH_CACHE_SECONDS", 300, min_value=0)
+# Rate limits and budgets live in Redis (in this process without it). With Redis unreachable, requests through
+# limited keys or tenants are refused with 503 (fail closed: a budget is never overshot); true lets them through.
+HUB_LIMITS_FAIL_OPEN = env_bool("HUB_LIMITS_FAIL_OPEN", False)
+# Usage rows that cannot be written (the database down) wait here, and are replayed this often until written.
+HUB_SPOOL_DIR = Path(env_str("HUB_SPOOL_DIR", str(DATA_DIR / "spool"))).resolve()
+HUB_SPOOL_RETRY_SECONDS = env_float("HUB_SPOOL_RETRY_SECONDS", 5.0, min_value=0.1)
 # last_used_at is written at most once per key per this many seconds.
 HUB_LAST_USED_RESOLUTION_SECONDS = env_int("HUB_LAST_USED_RESOLUTION_SECONDS", 60, min_value=1)
 # After a rotation the old secret keeps working this long (default 24 h).
@@ -215,6 +231,12 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
+
+# --- the console ----------------------------------------------------------------------------
+# How often an open usage dashboard is summed again (pushed only when it changed), and how long one live
+# stream lasts before the browser reconnects (and the session and role are checked again).
+HUB_CONSOLE_LIVE_SECONDS = env_float("HUB_CONSOLE_LIVE_SECONDS", 2.0, min_value=0.1)
+HUB_CONSOLE_LIVE_MAX_SECONDS = env_int("HUB_CONSOLE_LIVE_MAX_SECONDS", 300, min_value=5)
 
 # The public API's OpenAPI document: /openapi.json, Swagger UI at /docs, ReDoc at /redoc.
 SPECTACULAR_SETTINGS = {

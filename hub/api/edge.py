@@ -19,7 +19,7 @@ from typing import Any
 from django.conf import settings
 
 from accounts.authn import KeyContext
-from hub.api import errors
+from hub.api import errors, validation
 from hub.api.auth import authenticate
 from hub.api.paths import base_of, is_api_path
 
@@ -86,13 +86,16 @@ class ApiEdgeMiddleware:
                 message = {**message, "headers": [*message.get("headers", []), rid_header]}
             await send(message)
 
-        if not is_api_path(scope["path"]):
-            return await self.app(scope, receive, send_with_id)
+        if not is_api_path(scope["path"]):  # the console's streams read the id to meter with it
+            return await self.app({**scope, "request_id": request_id}, receive, send_with_id)
 
         ctx = EdgeContext(request_id=request_id, base=base_of(scope["path"]))
         try:
             replay = await self._check(scope, receive, ctx)
         except errors.ApiError as error:
+            return await self._send_error(send_with_id, error)
+        except Exception as exc:  # noqa: BLE001 - the database down while verifying the key: 503, else a 500
+            error = errors.for_unexpected(exc, f"{scope['method']} {scope['path']}")
             return await self._send_error(send_with_id, error)
 
         pending = list(replay)
@@ -134,11 +137,14 @@ class ApiEdgeMiddleware:
             )
         try:
             ctx.json = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, ValueError) as exc:  # ValueError: JSONDecodeError, or an int of 4300+ digits
             raise errors.InvalidJson(
                 f"We could not parse the JSON body of your request ({exc.__class__.__name__}: {exc}). "
                 "The OpenAI API expects a JSON payload."
             ) from None
+        except RecursionError:  # nested deeper than the parser's recursion limit
+            raise validation.too_deep() from None
+        validation.check_json(ctx.json)  # depth, NaN / Infinity
         if not isinstance(ctx.json, dict):
             raise errors.InvalidRequest("The request body must be a JSON object.")
         return [{"type": "http.request", "body": body, "more_body": False}, *tail]

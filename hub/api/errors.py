@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 
+from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
 from rest_framework import exceptions as drf_exceptions
 
@@ -103,6 +105,41 @@ class UnsupportedMediaType(ApiError):
     code = "unsupported_media_type"
 
 
+class RateLimited(ApiError):
+    """429: a requests- or tokens-per-minute limit, or the key's concurrent streams. ``retry_after`` (s) becomes
+    ``Retry-After``, which the OpenAI SDKs wait for before retrying; None: retrying cannot help."""
+
+    status = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, code: str | None = None, kind: str = "requests"):
+        super().__init__(message, code=code)
+        self.type = kind
+        self.retry_after: float | None = None
+        self.extra_headers: dict[str, str] = {}
+
+    def headers(self) -> dict[str, str]:
+        headers = dict(self.extra_headers)
+        if self.retry_after is None:
+            headers["x-should-retry"] = "false"
+        else:
+            headers["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
+            headers["retry-after-ms"] = str(max(1, math.ceil(self.retry_after * 1000)))
+        return headers
+
+
+class QuotaExceeded(ApiError):
+    """429 ``insufficient_quota``: a token budget is spent; the SDKs are told not to retry."""
+
+    status = 429
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+
+    def headers(self) -> dict[str, str]:
+        return {"x-should-retry": "false"}
+
+
 class UpstreamError(ApiError):
     """The model's deployment failed or answered with something that is not an OpenAI response."""
 
@@ -130,6 +167,21 @@ def error_bytes(error: ApiError) -> bytes:
 
 def internal_error() -> ApiError:
     return ApiError("The server had an error while processing your request.", code="internal_error")
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """The database is down or out of connections (not a bad query): the client may retry."""
+    return isinstance(exc, (OperationalError, InterfaceError))
+
+
+def for_unexpected(exc: BaseException, where: str) -> ApiError:
+    """The answer to an exception no handler expected: the database being unreachable is a 503 (logged without a
+    traceback: it is not our bug); anything else is logged with its traceback and answered as OpenAI's 500."""
+    if database_unreachable(exc):
+        log.warning("database unreachable on %s: %s", where, str(exc).strip() or exc.__class__.__name__)
+        return ServiceUnavailable("The hub's database is unreachable right now; please retry shortly.")
+    log.error("unhandled error on %s", where, exc_info=exc)
+    return internal_error()
 
 
 def from_drf(exc: drf_exceptions.APIException, request) -> ApiError:

@@ -8,6 +8,10 @@ and parsed the JSON body (``scope["hub"]``). Here: the model must be one the key
 against ``max_sequence_length`` is checked by the deployment, which alone holds the tokenizer, and
 answers with the same error. Then the request goes to a deployment (``upstream.py``).
 
+Limits (``ratelimit.py``): before a request goes to a deployment it reserves its worst-case tokens against
+the key's and the tenant's rate limits and budgets (429 when one is spent; ``x-ratelimit-*`` headers on
+the answer), and settles to the counted tokens when it ends, however it ends.
+
 Metering: the deployment always reports usage (the hub asks for it on every stream, and for running
 counts in every chunk from our inference service, vLLM's ``continuous_usage_stats``), so one usage
 row per request that reached a model is written with counted tokens, never estimates: for
@@ -28,12 +32,14 @@ import httpx
 from asgiref.sync import sync_to_async
 from channels.consumer import AsyncConsumer, get_handler_name
 from channels.exceptions import StopConsumer
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
+from django.utils import timezone
 
-from accounts import services
+from accounts import services, spool
 from accounts.models import ModelKind
-from hub.api import errors
+from hub.api import errors, validation
 from hub.api.edge import EdgeContext
+from hub.api.ratelimit import estimate_tokens, limiter
 from hub.api.upstream import ModelInfo, Target, upstreams
 
 log = logging.getLogger(__name__)
@@ -47,9 +53,45 @@ ROUTES = {
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
 
 
+async def _sse_lines(response: httpx.Response):
+    """The stream's lines, split at ``\n`` only, as server-sent events define them. (httpx's ``aiter_lines``
+    also splits at U+2028, U+0085 and the like, which a model may generate and JSON carries unescaped.)"""
+    pending = b""
+    async for data in response.aiter_bytes():
+        pending += data
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield line.rstrip(b"\r").decode("utf-8", "replace")
+    if pending:
+        yield pending.rstrip(b"\r").decode("utf-8", "replace")
+
+
+def _has_output(chunk: dict) -> bool:
+    """Whether a stream chunk carries generated output (text, a tool call), for the time to first token."""
+    for choice in chunk.get("choices") or []:
+        delta = choice.get("delta") or {}
+        if choice.get("text") or delta.get("content") or delta.get("tool_calls") or delta.get("reasoning_content"):
+            return True
+    return False
+
+
+def _header_list(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+
+
 def _record(usage: services.Usage) -> None:
+    """Write the row; with the database down, spool it to disk (``accounts.spool``) to be replayed. While rows wait
+    there the database is (or just was) down: new rows queue behind them instead of each waiting for a connection."""
     try:
-        services.record_usage(usage)
+        if not spool.pending():
+            try:
+                services.record_usage(usage)
+                return
+            except DatabaseError as exc:
+                if not errors.database_unreachable(exc):
+                    raise
+        spool.append(usage)
+        spool.replay_soon()
     finally:
         close_old_connections()
 
@@ -65,6 +107,7 @@ class _Meter:
         self.completion_tokens = 0
         self.status = 200
         self.aborted = False
+        self.upstream_broke = False  # the deployment's connection failed mid-answer (killed, crashed)
 
     def take(self, usage: dict | None) -> None:
         if isinstance(usage, dict):
@@ -79,6 +122,7 @@ class _Meter:
             model=self.model, route=self.route, prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens, status_code=self.status, streamed=self.streamed,
             aborted=self.aborted, time_to_first_token_ms=ttft, duration_ms=int((now - self.start) * 1000),
+            created_at=timezone.now(),
         )  # fmt: skip
         await sync_to_async(_record, thread_sensitive=False)(usage)
 
@@ -146,6 +190,7 @@ class GatewayConsumer(AsyncConsumer):
     channel_layer_alias = "gateway-needs-no-channel-layer"
     task: asyncio.Task | None = None
     headers_sent = False
+    limit_headers: list[tuple[bytes, bytes]] = []  # x-ratelimit-*, once the limits let the request in
 
     async def dispatch(self, message) -> None:
         # Channels' dispatch first runs close_old_connections in the one thread-sensitive executor, a
@@ -168,11 +213,16 @@ class GatewayConsumer(AsyncConsumer):
                 await self.task
         raise StopConsumer()
 
+    def route(self) -> str:
+        """The API route after the base path: ``/v1/chat/completions`` -> ``chat/completions``."""
+        return self.scope["path"].strip("/").split("/", 1)[1]
+
     # --- responses ---------------------------------------------------------------------------------
 
     async def _json(self, status: int, payload: dict) -> None:
         body = json.dumps(payload).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        headers += self.limit_headers
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
         await self.send({"type": "http.response.body", "body": body})
         self.headers_sent = True
@@ -184,7 +234,7 @@ class GatewayConsumer(AsyncConsumer):
             return
         body = errors.error_bytes(error)
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        headers += [(k.lower().encode(), v.encode()) for k, v in error.headers().items()]
+        headers += _header_list(error.headers()) + self.limit_headers
         await self.send({"type": "http.response.start", "status": error.status, "headers": headers})
         await self.send({"type": "http.response.body", "body": body})
         self.headers_sent = True
@@ -197,7 +247,7 @@ class GatewayConsumer(AsyncConsumer):
 
     async def _serve(self) -> None:
         ctx: EdgeContext = self.scope["hub"]
-        route = self.scope["path"].strip("/").split("/", 1)[1]
+        route = self.route()
         try:
             if self.scope["method"] != "POST":
                 raise errors.MethodNotAllowed(self.scope["method"], self.scope["path"], ["POST"])
@@ -207,19 +257,25 @@ class GatewayConsumer(AsyncConsumer):
             if info is None or not info.enabled or (ctx.base == "vision" and info.kind != ModelKind.VISION):
                 raise errors.ModelNotFound(model_id)
             _check_limits(info, route, body)
+            validation.check_body(route, body)
             stream = body.get("stream") is True and route != "embeddings"
             if not targets:
                 raise errors.ServiceUnavailable(f"No deployment of the model '{model_id}' is available right now.")
-            meter = _Meter(ctx, model_id, route, stream)
-            await self._forward(ctx, route, body, model_id, targets, meter, stream)
+            grant = await limiter.acquire(ctx.key, ctx.request_id, estimate_tokens(route, body, info), stream)
+            self.limit_headers = _header_list(grant.headers) if grant else []
+            meter = _Meter(ctx, model_id, ctx.extra.get("metered_route", route), stream)
+            try:
+                await self._forward(ctx, route, body, model_id, targets, meter, stream)
+            finally:  # the reservation becomes the counted tokens (none if no model was reached)
+                await asyncio.shield(limiter.settle(grant, meter.prompt_tokens + meter.completion_tokens))
         except errors.ApiError as error:
             await self._error(error)
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - logged with the request id, answered as OpenAI's server error
-            log.exception("gateway error on %s (request %s)", self.scope["path"], ctx.request_id)
+        except Exception as exc:  # noqa: BLE001 - logged with the request id, answered as OpenAI's server error
+            error = errors.for_unexpected(exc, f"{self.scope['path']} (request {ctx.request_id})")
             with suppress(Exception):
-                await self._error(errors.internal_error())
+                await self._error(error)
 
     async def _forward(self, ctx, route, body, model_id, targets, meter: _Meter, stream: bool) -> None:
         client = upstreams.client()
@@ -243,6 +299,8 @@ class GatewayConsumer(AsyncConsumer):
             finally:
                 upstreams.release(target)
                 await response.aclose()
+                if meter.upstream_broke:  # the next requests try the other deployments first
+                    upstreams.bench(target)
             return
         log.warning("no deployment of %s reachable: %s", model_id, last_error)
         raise errors.ServiceUnavailable(f"No deployment of the model '{model_id}' is reachable right now.")
@@ -251,7 +309,7 @@ class GatewayConsumer(AsyncConsumer):
         try:
             content = await response.aread()
         except httpx.TransportError:
-            meter.status = 502
+            meter.status, meter.upstream_broke = 502, True
             await meter.save()
             raise errors.UpstreamError("The model's deployment failed while answering.") from None
         if response.status_code != 200:
@@ -277,10 +335,10 @@ class GatewayConsumer(AsyncConsumer):
         options = body.get("stream_options") or {}
         wants_usage = options.get("include_usage") is True
         wants_running_usage = options.get("continuous_usage_stats") is True
-        await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + self.limit_headers})
         self.headers_sent = True
         try:
-            async for line in response.aiter_lines():
+            async for line in _sse_lines(response):
                 if not line.startswith("data:"):
                     continue
                 data = line[5:].strip()
@@ -298,7 +356,7 @@ class GatewayConsumer(AsyncConsumer):
                         continue
                 elif "usage" in chunk and not wants_running_usage:
                     del chunk["usage"]
-                if meter.first_token is None and chunk.get("choices"):
+                if meter.first_token is None and _has_output(chunk):  # not the role-only first chunk
                     meter.first_token = time.monotonic()
                 chunk["model"] = model_id
                 await self._event(chunk)
@@ -309,7 +367,7 @@ class GatewayConsumer(AsyncConsumer):
             raise
         except (httpx.TransportError, ValueError) as exc:
             log.warning("upstream stream of %s failed: %s", model_id, exc)
-            meter.status = 502
+            meter.status, meter.upstream_broke = 502, isinstance(exc, httpx.TransportError)
             await self._error(errors.UpstreamError("The model's deployment failed while streaming; the answer is cut."))
         finally:
             await asyncio.shield(meter.save())

@@ -1,7 +1,8 @@
 """Django middleware: on API paths, no HTML ever, and no traceback ever.
 
 Views raise ``ApiError`` subclasses or DRF exceptions (rendered by DRF's handler); anything
-else that escapes a view on an API path is logged and answered as OpenAI's JSON 500. Django's
+else that escapes a view on an API path is logged and answered as OpenAI's JSON 500 (503 when the database
+is unreachable; a plain 503 on the console's pages). Django's
 own HTML answers on API paths (CSRF failure, 404 from the resolver) are replaced with JSON too.
 """
 
@@ -10,12 +11,13 @@ from __future__ import annotations
 import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpResponse
 
 from hub.api import errors
 from hub.api.paths import is_api_path
 
 log = logging.getLogger("hub.api")
+UNREACHABLE = "The hub's database is unreachable right now; please retry shortly.\n"
 
 
 class ApiExceptionMiddleware:
@@ -46,6 +48,9 @@ class ApiExceptionMiddleware:
 
     def process_exception(self, request, exception):
         if not is_api_path(request.path):
+            if errors.database_unreachable(exception):  # the console: a plain 503, not a 500 page
+                errors.for_unexpected(exception, f"{request.method} {request.path}")  # logs it
+                return HttpResponse(UNREACHABLE, status=503, content_type="text/plain; charset=utf-8")
             return None
         if isinstance(exception, errors.ApiError):
             return errors.error_response(exception)
@@ -53,5 +58,4 @@ class ApiExceptionMiddleware:
             return errors.error_response(errors.UnknownUrl(f"Invalid URL ({request.method} {request.path})"))
         if isinstance(exception, DjangoPermissionDenied):
             return errors.error_response(errors.PermissionDenied("You are not allowed to perform this request."))
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return errors.error_response(errors.internal_error())
+        return errors.error_response(errors.for_unexpected(exception, f"{request.method} {request.path}"))

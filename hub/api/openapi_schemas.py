@@ -1,10 +1,13 @@
 """The OpenAPI component schemas of the public API (OpenAI's shapes, as far as the hub serves them).
 
 Plain JSON Schema dicts: the generation routes are a Channels consumer, not DRF views, so their
-request and response bodies are described here by hand; the DRF views refer to the same components.
+request and response bodies are described here by hand; the DRF views refer to the same components. The request
+schemas state the limits ``hub.api.validation`` enforces, from its own constants.
 """
 
 from __future__ import annotations
+
+from hub.api import validation as v
 
 
 def ref(name: str) -> dict:
@@ -22,20 +25,41 @@ _BOOL = {"type": "boolean"}
 _NULLABLE_STR = {"type": ["string", "null"]}
 _TOKEN_IDS = {"type": "array", "items": _INT}
 
+_TEXT = {**_STR, "maxLength": v.MAX_STRING_CHARS}
+
 _SAMPLING = {
-    "temperature": {**_NUM, "minimum": 0, "maximum": 2, "default": 1, "description": "0 is greedy."},
-    "top_p": {**_NUM, "exclusiveMinimum": 0, "maximum": 1, "default": 1},
-    "top_k": {**_INT, "default": 0, "description": "vLLM extension; 0 disables it."},
-    "min_p": {**_NUM, "default": 0, "description": "vLLM extension."},
-    "n": {**_INT, "minimum": 1, "maximum": 16, "default": 1},
-    "stop": {"oneOf": [_STR, {"type": "array", "items": _STR, "maxItems": 4}], "description": "Stop sequences."},
+    "temperature": {
+        **_NUM,
+        "minimum": 0,
+        "maximum": 2,
+        "default": 1,
+        "description": f"0 is greedy (so is anything below {v.MIN_POSITIVE}).",
+    },  # fmt: skip
+    "top_p": {**_NUM, "minimum": 0, "maximum": 1, "default": 1, "description": "0 keeps the most likely token only."},
+    "top_k": {**_INT, "minimum": -1, "maximum": v.INT32_MAX, "default": 0, "description": "vLLM; -1 or 0: off."},
+    "min_p": {**_NUM, "minimum": 0, "maximum": 1, "default": 0, "description": "vLLM extension."},
+    "n": {**_INT, "minimum": 1, "maximum": v.MAX_N, "default": 1},
+    "stop": {
+        "oneOf": [_TEXT, {"type": "array", "items": _TEXT, "maxItems": v.MAX_STOP}, {"type": "null"}],
+        "description": "Stop sequences.",
+    },
     "stop_token_ids": {**_TOKEN_IDS, "description": "vLLM extension."},
     "ignore_eos": {**_BOOL, "default": False, "description": "vLLM extension."},
-    "seed": {**_INT, "description": "Reproducible sampling for the same request."},
+    "seed": {
+        **_INT,
+        "minimum": v.INT64[0],
+        "maximum": v.INT64[1],
+        "description": "Reproducible sampling for the same request.",
+    },  # fmt: skip
     "presence_penalty": {**_NUM, "minimum": -2, "maximum": 2, "default": 0},
     "frequency_penalty": {**_NUM, "minimum": -2, "maximum": 2, "default": 0},
-    "repetition_penalty": {**_NUM, "default": 1, "description": "vLLM extension."},
-    "logit_bias": {"type": "object", "additionalProperties": {**_NUM, "minimum": -100, "maximum": 100}},
+    "repetition_penalty": {**_NUM, "minimum": v.MIN_POSITIVE, "maximum": 10, "default": 1, "description": "vLLM."},
+    "logit_bias": {
+        "type": "object",
+        "propertyNames": {"pattern": "^[0-9]{1,10}$"},
+        "additionalProperties": {**_NUM, "minimum": -100, "maximum": 100},
+        "description": "Token id → bias.",
+    },
     "stream": {**_BOOL, "default": False, "description": "Server-sent events, ended by `data: [DONE]`."},
     "stream_options": _obj(
         {
@@ -43,7 +67,7 @@ _SAMPLING = {
             "continuous_usage_stats": {**_BOOL, "description": "vLLM extension: usage so far in every chunk."},
         }
     ),
-    "user": _STR,
+    "user": {**_STR, "maxLength": v.MAX_USER_CHARS},
 }
 
 _USAGE = _obj(
@@ -101,7 +125,7 @@ _RESPONSE_FORMAT = {
     "description": "The answer is enforced by a grammar (llguidance) to be this JSON.",
 }
 
-_TEXT_PART = _obj({"type": {"const": "text"}, "text": _STR}, ("type", "text"))
+_TEXT_PART = _obj({"type": {"const": "text"}, "text": _TEXT}, ("type", "text"))
 _IMAGE_PART = _obj(
     {
         "type": {"const": "image_url"},
@@ -115,7 +139,7 @@ _MESSAGE = _obj(
     {
         "role": {"enum": ["system", "developer", "user", "assistant", "tool"]},
         "content": {
-            "oneOf": [_STR, {"type": "array", "items": {"oneOf": [_TEXT_PART, _IMAGE_PART]}}, {"type": "null"}]
+            "oneOf": [_TEXT, {"type": "array", "items": {"oneOf": [_TEXT_PART, _IMAGE_PART]}}, {"type": "null"}]
         },
         "name": _STR,
         "tool_calls": {"type": "array", "items": _TOOL_CALL},
@@ -162,12 +186,12 @@ SCHEMAS: dict[str, dict] = {
     "ChatCompletionRequest": _obj(
         {
             "model": _STR,
-            "messages": {"type": "array", "items": _MESSAGE, "minItems": 1},
+            "messages": {"type": "array", "items": _MESSAGE, "minItems": 1, "maxItems": v.MAX_MESSAGES},
             "max_tokens": {**_INT, "minimum": 1, "description": "At most the model's `max_output_length`."},
             "max_completion_tokens": {**_INT, "minimum": 1},
             "logprobs": _BOOL,
-            "top_logprobs": {**_INT, "minimum": 0, "maximum": 20},
-            "tools": {"type": "array", "items": _TOOL, "minItems": 1},
+            "top_logprobs": {**_INT, "minimum": 0, "maximum": v.MAX_TOP_LOGPROBS},
+            "tools": {"type": "array", "items": _TOOL, "minItems": 1, "maxItems": v.MAX_TOOLS},
             "tool_choice": {
                 "oneOf": [
                     {"enum": ["none", "auto", "required"]},
@@ -243,11 +267,16 @@ SCHEMAS: dict[str, dict] = {
         {
             "model": _STR,
             "prompt": {
-                "oneOf": [_STR, {"type": "array", "items": _STR}, _TOKEN_IDS, {"type": "array", "items": _TOKEN_IDS}]
+                "oneOf": [
+                    _TEXT,
+                    {"type": "array", "items": _TEXT, "maxItems": v.MAX_INPUTS},
+                    _TOKEN_IDS,
+                    {"type": "array", "items": _TOKEN_IDS, "maxItems": v.MAX_INPUTS},
+                ]
             },
             "max_tokens": {**_INT, "minimum": 1, "default": 16},
             "echo": _BOOL,
-            "logprobs": {**_INT, "minimum": 0, "maximum": 5},
+            "logprobs": {**_INT, "minimum": 0, "maximum": v.MAX_COMPLETION_LOGPROBS},
             **_SAMPLING,
         },
         ("model", "prompt"),
@@ -278,11 +307,16 @@ SCHEMAS: dict[str, dict] = {
         {
             "model": _STR,
             "input": {
-                "oneOf": [_STR, {"type": "array", "items": _STR}, _TOKEN_IDS, {"type": "array", "items": _TOKEN_IDS}]
+                "oneOf": [
+                    _TEXT,
+                    {"type": "array", "items": _TEXT, "maxItems": v.MAX_INPUTS},
+                    _TOKEN_IDS,
+                    {"type": "array", "items": _TOKEN_IDS, "maxItems": v.MAX_INPUTS},
+                ]
             },
             "encoding_format": {"enum": ["float", "base64"], "default": "float"},
             "dimensions": {**_INT, "description": "Must equal the model's `hidden_size` (400 otherwise)."},
-            "user": _STR,
+            "user": {**_STR, "maxLength": v.MAX_USER_CHARS},
         },
         ("model", "input"),
     ),

@@ -4,19 +4,25 @@ A model may have several deployments (our inference services, or an external Ope
 API with its own key). Each request goes to the healthy one with the fewest requests outstanding
 from this process; one that refuses connections is benched for ``BENCH_SECONDS`` and the request
 moves on to the next. The deployment list is read from the database at most every
-``CACHE_SECONDS`` per model (a deployment change reaches every hub process within that).
+``CACHE_SECONDS`` per model (a deployment change reaches every hub process within that); while the database is
+unreachable, the last list read keeps being used.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 
 import httpx
 from asgiref.sync import sync_to_async
+from django.db import DatabaseError
 
 from accounts.models import Deployment, ServedModel
+from hub.api.errors import database_unreachable
+
+log = logging.getLogger(__name__)
 
 CACHE_SECONDS = 5.0
 BENCH_SECONDS = 10.0
@@ -88,7 +94,14 @@ class Upstreams:
         now = time.monotonic()
         cached = self._cache.get(model_id)
         if cached is None or now - cached[0] > CACHE_SECONDS:
-            info, targets = await sync_to_async(_load, thread_sensitive=False)(model_id)
+            try:
+                info, targets = await sync_to_async(_load, thread_sensitive=False)(model_id)
+            except DatabaseError as exc:
+                if cached is None or not database_unreachable(exc):
+                    raise
+                # The database is down: keep routing by what we knew, and ask it again CACHE_SECONDS from now.
+                log.warning("database unreachable: the deployments of %s are served from the cache", model_id)
+                info, targets = cached[1], cached[2]
             cached = self._cache[model_id] = (now, info, targets)
         return cached[1], cached[2]
 

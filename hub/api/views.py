@@ -85,7 +85,8 @@ class ModelDetailView(TenantAPIView):
         responses={200: ref("Model"), **errors_for(401, 404)},
     )
     def get(self, request: Request, model_id: str) -> Response:
-        model = self.visible_models().filter(id=model_id).first()
+        # A NUL cannot be in any model id, and PostgreSQL refuses it in a query: not found, like any unknown id.
+        model = None if "\x00" in model_id else self.visible_models().filter(id=model_id).first()
         if model is None:
             raise errors.ModelNotFound(model_id, param=None)
         return Response(model_object(model))
@@ -98,6 +99,7 @@ def unknown_url(request, *args, **kwargs):
 
 GROUP_BY = {"day": (), "model": ("model",), "key": ("api_key__prefix",)}
 MAX_USAGE_DAYS = 366
+USAGE_FIRST_DAY, USAGE_LAST_DAY = date(1970, 1, 1), date(9999, 12, 30)
 
 
 def _date_param(request: Request, name: str, default: date) -> date:
@@ -105,9 +107,15 @@ def _date_param(request: Request, name: str, default: date) -> date:
     if raw is None:
         return default
     try:
-        return date.fromisoformat(raw)
+        day = date.fromisoformat(raw)
     except ValueError:
         raise errors.InvalidRequest(f"'{name}' must be a date as YYYY-MM-DD, got {raw!r}.", param=name) from None
+    # Day arithmetic (the default start, the end's next day) must stay within datetime's range.
+    if not USAGE_FIRST_DAY <= day <= USAGE_LAST_DAY:
+        raise errors.InvalidRequest(
+            f"'{name}' must be between {USAGE_FIRST_DAY} and {USAGE_LAST_DAY}, got {raw!r}.", param=name
+        )
+    return day
 
 
 class UsageView(TenantAPIView):

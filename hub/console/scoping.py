@@ -5,6 +5,8 @@ answers 404 to anyone with no role in the tenant (the same answer as for a tenan
 the console never confirms a tenant's name to an outsider), and 403 to members below the role the view
 declares for reading (``minimum_role``) or writing (``write_role``). Views never check roles themselves;
 the services check again (defence in depth), and their ``PermissionDenied`` is rendered as the same 403.
+The console's streaming endpoints (``hub/console/live.py``: live usage, the playground's chat) are Channels
+consumers rather than views; they apply the same ``tenant_of`` and ``check_role``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,19 @@ from accounts.services import role_of, tenants_of
 
 # Methods that only read; everything else needs ``write_role``.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def tenant_of(user: Any, slug: str | None) -> Tenant:
+    """The tenant the URL names, for a user with a role in it; else 404, whether or not it exists."""
+    tenant = Tenant.objects.filter(slug=slug).first() if slug else None
+    if tenant is None or not getattr(user, "is_authenticated", False) or role_of(user, tenant) is None:
+        raise Http404("no such page")
+    return tenant
+
+
+def check_role(role: Role, needed: Role) -> None:
+    if ROLE_RANK[role] < ROLE_RANK[needed]:
+        raise PermissionDenied("not allowed")
 
 
 class ConsoleView(LoginRequiredMixin, View):
@@ -62,15 +77,10 @@ class TenantScopedView(ConsoleView):
         # Sign-in first: an anonymous visitor must learn nothing about tenants, not even a 404.
         if not request.user.is_authenticated:
             return self.handle_no_permission()
-        tenant = Tenant.objects.filter(slug=kwargs.get("tenant")).first()
-        role = role_of(request.user, tenant) if tenant is not None else None
-        if tenant is None or role is None:
-            raise Http404("no such page")  # same answer whether or not the tenant exists
-        self.tenant, self.role = tenant, role
-        needed = self.minimum_role if request.method in SAFE_METHODS else self.write_role
+        self.tenant = tenant_of(request.user, kwargs.get("tenant"))
+        self.role = role_of(request.user, self.tenant)
         try:
-            if ROLE_RANK[role] < ROLE_RANK[needed]:
-                raise PermissionDenied("not allowed")
+            check_role(self.role, self.minimum_role if request.method in SAFE_METHODS else self.write_role)
             return super().dispatch(request, *args, **kwargs)
         except PermissionDenied:
             # The console's own 403 page, with the layout: the project has no global 403 template.
@@ -89,3 +99,19 @@ class TenantScopedView(ConsoleView):
             can_write=self.has_role(self.write_role),
             **kwargs,
         )
+
+
+class OperatorView(ConsoleView):
+    """A page for operators (superusers) only: across tenants. Everyone else gets the console's 403."""
+
+    section: str = ""
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return self.handle_no_permission()
+        if not request.user.is_superuser:
+            return render(request, "console/403.html", self.get_context_data(), status=403)
+        return super().dispatch(request, *args, **kwargs)
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        return super().get_context_data(section=self.section, **kwargs)

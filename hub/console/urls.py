@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from hub.console import views
+from hub.console import limits, reports, usage, views
 
 app_name = "console"
 
@@ -23,7 +23,23 @@ urlpatterns = [
     path("t/<slug:tenant>/keys/<int:key_id>/", views.KeyDetailView.as_view(), name="key"),
     path("t/<slug:tenant>/keys/<int:key_id>/revoke/", views.RevokeKeyView.as_view(), name="key-revoke"),
     path("t/<slug:tenant>/keys/<int:key_id>/rotate/", views.RotateKeyView.as_view(), name="key-rotate"),
+    path("t/<slug:tenant>/keys/<int:key_id>/limits/", limits.KeyLimitsView.as_view(), name="key-limits"),
+    path("t/<slug:tenant>/limits/", limits.TenantLimitsView.as_view(), name="limits"),
     path("t/<slug:tenant>/members/", views.MembersView.as_view(), name="members"),
     path("t/<slug:tenant>/members/<int:user_id>/role/", views.MemberRoleView.as_view(), name="member-role"),
     path("t/<slug:tenant>/models/", views.ModelsView.as_view(), name="models"),
+    path("t/<slug:tenant>/usage/", usage.TenantUsageView.as_view(), name="usage"),
+    path("t/<slug:tenant>/usage.csv", usage.TenantUsageCsvView.as_view(), name="usage-csv"),
+    path("t/<slug:tenant>/playground/", usage.PlaygroundView.as_view(), name="playground"),
+    path("health.json", views.HealthJsonView.as_view(), name="health"),
+    path("usage/", usage.OperatorUsageView.as_view(), name="operator-usage"),
+    path("usage.csv", usage.OperatorUsageCsvView.as_view(), name="operator-usage-csv"),
+    # reports: hub/console/reports.py
+    path("t/<slug:tenant>/reports/", reports.ReportsView.as_view(), name="reports"),
+    path(
+        "t/<slug:tenant>/reports/<int:report_id>.<str:fmt>",
+        reports.ReportDownloadView.as_view(),
+        name="report-download",
+    ),
+    path("reports/", reports.OperatorReportsView.as_view(), name="operator-reports"),
 ]

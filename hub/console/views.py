@@ -11,15 +11,19 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count, Prefetch, Q
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 
 from accounts import selectors, services
+from accounts.limits import Limits
 from accounts.models import ApiKey, Deployment, Membership, Role, ServedModel, Tenant
+from hub.console import health
 from hub.console.forms import AddMemberForm, CreateKeyForm, EditKeyForm, RoleForm, grantable_roles
-from hub.console.scoping import ConsoleView, TenantScopedView
+from hub.console.limits import LimitsForm, budget_used
+from hub.console.scoping import ConsoleView, OperatorView, TenantScopedView
 
 
 def error_text(exc: ValidationError) -> str:
@@ -41,10 +45,27 @@ class IndexView(ConsoleView):
                 n_keys=Count("api_keys", filter=Q(api_keys__revoked_at__isnull=True), distinct=True),
                 n_models=Count("entitlements", distinct=True),
             )
-            context["catalog"] = ServedModel.objects.prefetch_related(
-                Prefetch("deployments", queryset=Deployment.objects.order_by("base_url"))
+            catalog = list(
+                ServedModel.objects.prefetch_related(
+                    Prefetch("deployments", queryset=Deployment.objects.order_by("base_url"))
+                )
             )
+            deployments = [d for m in catalog for d in m.deployments.all()]
+            states = health.check(deployments)
+            for d in deployments:  # the prefetched objects the template iterates
+                d.health = states[d.pk]
+            context["catalog"] = catalog
         return render(request, "console/index.html", context)
+
+
+class HealthJsonView(OperatorView):
+    """``/console/health.json``: every deployment's health now, for the overview's badges to follow."""
+
+    def get(self, request: HttpRequest) -> JsonResponse:
+        states = health.check(list(Deployment.objects.all()))
+        return JsonResponse({"checked_at": timezone.now().isoformat(), "deployments": {
+            str(pk): state.as_dict() for pk, state in states.items()
+        }})  # fmt: skip
 
 
 class TenantHomeView(TenantScopedView):
@@ -149,7 +170,10 @@ class KeyDetailView(KeyScopedView):
         return self.render_page(key, form)
 
     def render_page(self, key: ApiKey, form: EditKeyForm) -> HttpResponse:
-        context = self.get_context_data(key=key, form=form, can_manage=self.can_manage(key))
+        context = self.get_context_data(
+            key=key, form=form, can_manage=self.can_manage(key), limits=Limits.of(key), budget_used=budget_used(key),
+            limits_form=LimitsForm(owner=key), can_set_limits=self.has_role(Role.ADMIN),
+        )  # fmt: skip
         return render(self.request, "console/key_detail.html", context)
 
 

@@ -58,7 +58,9 @@ def test_usage_api_buckets_and_groups_only_the_tenants_own_rows(live_hub, acme, 
 @pytest.mark.parametrize(
     "params, param",
     [({"start": "20-11-2026"}, "start"), ({"group_by": "hour"}, "group_by"),
-     ({"start": "2026-11-22", "end": "2026-11-20"}, "start"), ({"start": "2024-01-01", "end": "2026-01-01"}, "end")],
+     ({"start": "2026-11-22", "end": "2026-11-20"}, "start"), ({"start": "2024-01-01", "end": "2026-01-01"}, "end"),
+     ({"end": "9999-12-31"}, "end"), ({"end": "0001-01-01"}, "end"),
+     ({"start": "0001-01-01", "end": "0001-01-02"}, "end")],
 )  # fmt: skip
 def test_usage_api_rejects_bad_parameters(live_hub, acme, params, param):
     key = services.issue_key(acme.tenant, name="one")
@@ -69,3 +71,9 @@ def test_usage_api_rejects_bad_parameters(live_hub, acme, params, param):
 def test_usage_api_needs_a_key(live_hub, db):
     response = httpx.get(f"{live_hub.url}/v1/usage")
     assert response.status_code == 401 and response.json()["error"]["code"] == "missing_api_key"
+
+
+def test_a_nul_in_a_model_id_is_not_found(live_hub, acme):
+    key = services.issue_key(acme.tenant, name="one")
+    response = httpx.get(f"{live_hub.url}/v1/models/chat%00small", headers={"authorization": f"Bearer {key.secret}"})
+    assert response.status_code == 404 and response.json()["error"]["code"] == "model_not_found"

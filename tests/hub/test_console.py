@@ -34,7 +34,10 @@ def secret_in(response) -> str:
 def acme_pages(acme) -> list[str]:
     key = services.issue_key(acme.tenant, name="existing").key
     base = "/console/t/acme"
-    return [f"{base}/", f"{base}/keys/", f"{base}/keys/{key.pk}/", f"{base}/members/", f"{base}/models/"]
+    return [
+        f"{base}/", f"{base}/keys/", f"{base}/keys/{key.pk}/", f"{base}/members/", f"{base}/models/",
+        f"{base}/usage/", f"{base}/usage.csv", f"{base}/playground/",
+    ]  # fmt: skip
 
 
 def acme_posts(acme) -> list[tuple[str, dict]]:

@@ -59,4 +59,47 @@
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("fieldset.models").forEach(syncModelChoices);
   });
+  // The usage dashboard: while its range includes today, the server pushes the re-rendered body as
+  // server-sent events whenever the figures change (hub/console/live.py). EventSource reconnects by itself.
+  function followUsage(container) {
+    var source = new EventSource(container.dataset.live);
+    container.classList.add("is-live");
+    source.addEventListener("usage", function (event) {
+      container.innerHTML = JSON.parse(event.data).html;
+      container.classList.add("is-live");
+      container.classList.remove("is-stale");
+    });
+    source.addEventListener("error", function () { container.classList.add("is-stale"); });
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    var container = document.querySelector("#usage-body[data-live]");
+    if (container && window.EventSource) { followUsage(container); }
+  });
+  // The operator's overview: deployments' health badges follow /console/health.json every 10 s.
+  function followHealth(note) {
+    var refresh = function () {
+      fetch(note.dataset.healthUrl, { credentials: "same-origin" }).then(function (response) {
+        return response.ok ? response.json() : null;
+      }).then(function (data) {
+        if (!data) { return; }
+        Object.keys(data.deployments).forEach(function (id) {
+          var state = data.deployments[id];
+          var badge = document.querySelector('[data-health="' + id + '"]');
+          if (badge) {
+            badge.className = "badge health " + state.state;
+            badge.title = state.detail;
+            badge.textContent = state.state + (state.latency_ms === null ? "" : " · " + state.latency_ms + " ms");
+          }
+          var load = document.querySelector('[data-load="' + id + '"]');
+          if (load) { load.textContent = state.running === null ? "" : state.detail; }
+        });
+        note.textContent = "deployment health checked " + new Date(data.checked_at).toLocaleTimeString();
+      }).catch(function () { note.textContent = "deployment health: the hub did not answer"; });
+    };
+    window.setInterval(refresh, 10000);
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    var note = document.getElementById("health-note");
+    if (note) { followHealth(note); }
+  });
 })();

@@ -1,0 +1,262 @@
+"""Per-key and per-tenant limits on the generation routes: requests and tokens per minute, concurrent streams
+per key, and token budgets per day or month. Checked in one atomic step before a request goes to a model
+(``limit_store``: one Redis script, so several hub processes share the limits exactly), settled to the
+counted tokens after it.
+
+A request reserves its worst case: a bound on its prompt (the hub has no tokenizer, but a byte-level one makes
+at most a token of each byte, plus the chat template's own) and every token it may generate (``max_tokens``
+or the model's limit, times ``n``). When it ends, the reservation is settled to the usage the deployment
+counted, so concurrent requests can never together overshoot a budget, and tokens-per-minute charge what was
+used.
+
+Keys and tenants without limits cost nothing here (no Redis call). When Redis is unreachable, limited
+requests are refused with 503 (``HUB_LIMITS_FAIL_OPEN=true``: let them through unlimited, logged).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.utils import timezone
+
+from accounts.authn import KeyContext
+from accounts.limits import Limits, period_bounds
+from hub.api import errors
+from hub.api.limit_store import BUDGET, RATE, STREAMS, Check, LocalStore, RedisStore
+from hub.api.upstream import ModelInfo
+
+log = logging.getLogger(__name__)
+
+STREAM_LEASE = 900.0  # s; a stream's slot frees itself after this if its hub died without releasing it
+# Bounds beyond the text's bytes: an image (LLaVA-NeXT's largest grid: 5 tiles of 576 and their row ends), a
+# message's role markers, and a chat template's fixed part (a default system prompt, the generation prompt).
+IMAGE_TOKENS = 3000
+MESSAGE_TOKENS = 8
+TEMPLATE_TOKENS = 64
+
+
+def estimate_tokens(route: str, body: dict, info: ModelInfo) -> int:
+    """The most a request can spend: a bound on its prompt plus all it may generate (``max_tokens``, else the
+    model's output limit, else the rest of its context; times ``n``)."""
+    field_ = {"chat/completions": "messages", "embeddings": "input"}.get(route, "prompt")
+    prompt = _bound(body.get(field_)) + (TEMPLATE_TOKENS if route == "chat/completions" else 0)
+    if info.max_sequence_length:
+        prompt = min(prompt, info.max_sequence_length)  # longer prompts are refused before they run
+    if route == "embeddings":
+        return prompt
+    out = next((body[p] for p in ("max_completion_tokens", "max_tokens") if _is_int(body.get(p))), None)
+    if out is None:
+        room = info.max_sequence_length - prompt if info.max_sequence_length else 0
+        out = info.max_output_length or max(room, 0) or 4096
+    n = body["n"] if _is_int(body.get("n")) else 1
+    return prompt + max(1, out) * max(1, n)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _bound(value, depth: int = 0) -> int:
+    """Tokens a prompt can take at most: a byte-level tokenizer makes at most one token of each byte."""
+    if depth > 64:
+        return 0
+    if isinstance(value, str):
+        return len(value.encode("utf-8", "surrogatepass"))
+    if _is_int(value):
+        return 1  # a token id
+    if isinstance(value, list):
+        return sum(_bound(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        if value.get("type") == "image_url":
+            return IMAGE_TOKENS
+        fields = ("content", "text", "name", "arguments", "tool_calls", "function")
+        return MESSAGE_TOKENS + sum(_bound(v, depth + 1) for k, v in value.items() if k in fields)
+    return 0
+
+
+def reset_text(seconds: float) -> str:
+    """OpenAI's ``x-ratelimit-reset-*`` format: ``20ms``, ``1.5s``, ``6m0s``."""
+    if seconds < 1:
+        return f"{max(0, round(seconds * 1000))}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}".rstrip("0").rstrip(".") + "s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}m{rest}s"
+
+
+@dataclass
+class Grant:
+    """What one request holds: its checks (to settle) and the rate-limit headers of its response."""
+
+    member: str
+    reserved: int
+    checks: list[Check]
+    headers: dict[str, str] = field(default_factory=dict)
+    settled: bool = False
+
+
+@dataclass(frozen=True)
+class _Party:
+    kind: str  # "key" or "tenant"
+    ident: str
+    label: str
+    limits: Limits
+    tenant_id: int
+
+
+class Limiter:
+    def __init__(self) -> None:
+        self._store: RedisStore | LocalStore | None = None
+
+    @property
+    def store(self) -> RedisStore | LocalStore:
+        if self._store is None:
+            prefix = f"{settings.HUB_CACHE_PREFIX}:limits:"
+            self._store = RedisStore(settings.REDIS_URL, prefix) if settings.REDIS_URL else LocalStore()
+        return self._store
+
+    def reset(self) -> None:
+        """Tests: start from empty counters (another store, or Redis keys expiring on their own)."""
+        self._store = None
+
+    async def acquire(self, ctx: KeyContext, request_id: str, tokens: int, stream: bool) -> Grant | None:
+        """Reserve ``tokens`` (and a stream slot); raise the 429 (or 503) the first failing check calls for."""
+        parties = [_Party("tenant", str(ctx.tenant_id), f"tenant {ctx.tenant_slug}", ctx.tenant_limits, ctx.tenant_id)]
+        if ctx.key_id is not None:
+            parties.insert(0, _Party("key", str(ctx.key_id), f"key {ctx.prefix}…", ctx.limits, ctx.tenant_id))
+        parties = [p for p in parties if p.limits.any]
+        if not parties:
+            return None
+        now = time.time()
+        checks, owners = self._checks(parties, tokens, stream, now)
+        if not checks:
+            return None
+        try:
+            await self._seed_budgets(checks, owners)
+            outcome = await self.store.acquire(checks, request_id, now)
+        except Exception as exc:  # noqa: BLE001 - Redis down or failing: the documented choice below
+            if settings.HUB_LIMITS_FAIL_OPEN:
+                log.warning("limits not enforced (HUB_LIMITS_FAIL_OPEN): %s", exc)
+                return None
+            log.error("rate limiter unavailable: %s", exc)
+            raise errors.ServiceUnavailable(
+                "The hub cannot check this key's rate limits right now (its limit store is unreachable). "
+                "Please retry shortly."
+            ) from None
+        headers = self._headers(checks, outcome.remaining if outcome.failed is None else None, now)
+        if outcome.failed is not None:
+            raise self._refusal(checks[outcome.failed], owners[outcome.failed], outcome, tokens, headers)
+        return Grant(request_id, tokens, checks, headers)
+
+    async def settle(self, grant: Grant | None, used_tokens: int) -> None:
+        """Charge what the request really used instead of its reservation; free its stream slot."""
+        if grant is None or grant.settled:
+            return
+        grant.settled = True
+        delta = used_tokens - grant.reserved
+        adjust = [(c, delta) for c in grant.checks if c.key.endswith((":tpm", ":budget"))]
+        adjust += [(c, 0) for c in grant.checks if c.kind == STREAMS]
+        if adjust:
+            try:
+                await self.store.settle(adjust, grant.member, time.time())
+            except Exception as exc:  # noqa: BLE001 - the reservation stays charged: safe side of a budget
+                log.error("could not settle limits of %s: %s", grant.member, exc)
+
+    # --- helpers ------------------------------------------------------------------------------------
+
+    def _checks(self, parties: list[_Party], tokens: int, stream: bool, now: float):
+        checks: list[Check] = []
+        owners: list[_Party] = []
+        for p in parties:
+            base = f"{p.kind}:{p.ident}"
+            lim = p.limits
+            if lim.rpm is not None:
+                checks.append(Check(RATE, f"{base}:rpm", lim.rpm, 1))
+            if lim.tpm is not None:
+                checks.append(Check(RATE, f"{base}:tpm", lim.tpm, tokens))
+            if lim.budget is not None:
+                start, end = period_bounds(lim.budget_period, timezone.now())
+                key = f"{base}:{lim.budget_period}:{start:%Y%m%d}:budget"
+                checks.append(Check(BUDGET, key, lim.budget, tokens, end.timestamp()))
+            if stream and p.kind == "key" and lim.max_streams is not None:
+                checks.append(Check(STREAMS, f"{base}:streams", lim.max_streams, 1, STREAM_LEASE))
+            owners += [p] * (len(checks) - len(owners))
+        return checks, owners
+
+    async def _seed_budgets(self, checks: list[Check], owners: list[_Party]) -> None:
+        """A budget counter starts from the period's metered usage (the database), once per period."""
+        from asgiref.sync import sync_to_async
+
+        for c, p in zip(checks, owners, strict=True):
+            if c.kind == BUDGET and not await self.store.has(c.key):
+                used = await sync_to_async(_used_tokens, thread_sensitive=False)(p, c)
+                await self.store.seed(c.key, used, c.extra)
+
+    def _headers(self, checks: list[Check], remaining: list[float] | None, now: float) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if remaining is None:
+            return headers
+        for suffix, name in ((":rpm", "requests"), (":tpm", "tokens")):
+            rates = [
+                (c, r) for c, r in zip(checks, remaining, strict=True) if c.kind == RATE and c.key.endswith(suffix)
+            ]
+            if not rates:
+                continue
+            check, left = min(rates, key=lambda cr: cr[1] / cr[0].limit)
+            headers[f"x-ratelimit-limit-{name}"] = str(check.limit)
+            headers[f"x-ratelimit-remaining-{name}"] = str(max(0, int(left)))
+            headers[f"x-ratelimit-reset-{name}"] = reset_text((check.limit - max(left, 0)) * 60.0 / check.limit)
+        return headers
+
+    def _refusal(self, check: Check, party: _Party, outcome, tokens: int, headers: dict) -> errors.ApiError:
+        wait = outcome.retry_after
+        if check.kind == BUDGET:
+            period = "day" if ":day:" in check.key else "month"
+            return errors.QuotaExceeded(
+                f"You exceeded your current quota: the {party.label} has a budget of {check.limit:,} tokens per "
+                f"{period} and {max(0, int(outcome.remaining[0])):,} are left; this request may use up to "
+                f"{tokens:,}. The budget renews at the start of the next {period} (UTC)."
+            )
+        if check.kind == STREAMS:
+            error = errors.RateLimited(
+                f"Too many concurrent streams on {party.label}: the limit is {check.limit}. "
+                "Close a stream or retry shortly.", code="concurrent_streams_exceeded", kind="requests",
+            )  # fmt: skip
+            error.retry_after = wait
+            return error
+        unit = "requests" if check.key.endswith(":rpm") else "tokens"
+        short = "RPM" if unit == "requests" else "TPM"
+        if wait < 0:
+            return errors.RateLimited(
+                f"Request too large for {party.label}: {unit} per minute ({short}) limit {check.limit:,}, "
+                f"requested {check.cost:,}. Lower max_tokens or the prompt.", kind=unit,
+            )  # fmt: skip
+        error = errors.RateLimited(
+            f"Rate limit reached for {unit} per minute ({short}) on {party.label}: limit {check.limit:,}, "
+            f"requested {check.cost:,}. Please try again in {reset_text(wait)}.", kind=unit,
+        )  # fmt: skip
+        error.retry_after = wait
+        error.extra_headers = headers
+        return error
+
+
+def _used_tokens(party: _Party, check: Check) -> int:
+    """Tokens metered in the budget's period so far (the roll-ups plus the raw rows after them)."""
+    from django.db import close_old_connections
+
+    from accounts import usage
+
+    try:
+        start, _ = period_bounds(party.limits.budget_period, timezone.now())
+        found = usage.buckets(start.date(), timezone.now().date(), party.tenant_id)
+        if party.kind == "key":
+            found = [b for b in found if b.api_key_id == int(party.ident)]
+        return sum(b.total_tokens for b in found)
+    finally:
+        close_old_connections()
+
+
+limiter = Limiter()

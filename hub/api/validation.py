@@ -1,0 +1,316 @@
+"""Input hardening of the public API: shapes, types and ranges of request bodies, refused in OpenAI's words.
+
+Two layers. ``check_json`` runs at the edge on every API body: nesting depth, and NaN / Infinity, which
+Python's json accepts but nothing can write back out (relaying one upstream would fail on our side).
+``check_body`` runs in the gateway once the model is known: per route, each known field's type and range, the
+number of messages, inputs, tools and stop strings, and the length of texts. Unknown fields pass through
+untouched, as OpenAI tolerates them. The limits mirror the inference service's (``inference/server/protocol.py``,
+``inference/sampling_params.py``) so the hub refuses what it would refuse, first, with ``param`` naming the
+field (``messages[3].content``); and they bound what would break it (an int64 seed, an int32 top_k, a positive
+temperature too small to divide by).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from hub.api.errors import InvalidJson, InvalidRequest
+
+MAX_JSON_DEPTH = 64  # OpenAI's shapes nest < 10 deep; JSON Schemas in tools a few more
+MAX_STRING_CHARS = 1_048_576  # OpenAI's cap on one string (a message's content, a prompt, an input)
+MAX_MESSAGES = 2048
+MAX_INPUTS = 2048  # embeddings' input and completions' prompt, as a list (OpenAI: 2048)
+MAX_TOOLS = 128  # OpenAI's
+MAX_STOP = 4
+MAX_N = 16  # the inference service's limit, documented in the OpenAPI schema (OpenAI allows 128)
+MAX_TOP_LOGPROBS = 20
+MAX_COMPLETION_LOGPROBS = 5
+MAX_USER_CHARS = 256
+INT32_MAX = 2**31 - 1
+INT64 = (-(2**63), 2**63 - 1)  # a seed is a 64-bit integer; the engine adds the choice's index to it
+# The least positive repetition_penalty (vLLM's sampling epsilon): the engine divides float32 logits by it, and a
+# smaller one overflows to NaN probabilities. Temperatures below it sample greedily in the engine and a top_p of 0
+# keeps the most likely token only, so both take OpenAI's whole ranges.
+MIN_POSITIVE = 1e-5
+
+ROLES = ("system", "developer", "user", "assistant", "tool")
+DETAILS = ("auto", "low", "high")
+_TOKEN_ID_KEY = re.compile(r"[0-9]{1,10}")
+
+# (name, integer?, minimum, maximum) of the sampling fields of both generation routes
+_NUMBERS: tuple[tuple[str, bool, float | None, float | None], ...] = (
+    ("temperature", False, 0, 2),
+    ("top_p", False, 0, 1),
+    ("presence_penalty", False, -2, 2),
+    ("frequency_penalty", False, -2, 2),
+    ("n", True, 1, MAX_N),
+    ("max_tokens", True, 1, None),
+    ("max_completion_tokens", True, 1, None),
+    ("seed", True, *INT64),
+    ("top_k", True, -1, INT32_MAX),  # vLLM extensions from here on
+    ("min_p", False, 0, 1),
+    ("repetition_penalty", False, MIN_POSITIVE, 10),
+)
+_BOOLS = ("stream", "ignore_eos")
+
+
+def _kind(value: Any) -> str:
+    """A JSON value's type as OpenAI's errors name it."""
+    if value is None:
+        return "null"
+    for kind, name in ((bool, "a boolean"), (int, "an integer"), (float, "a decimal"), (str, "a string")):
+        if isinstance(value, kind):
+            return name
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON's true is no 1
+
+
+def _refuse(param: str, code: str, message: str) -> InvalidRequest:
+    return InvalidRequest(message, param=param, code=code)
+
+
+def wrong_type(param: str, expected: str, value: Any) -> InvalidRequest:
+    message = f"Invalid type for '{param}': expected {expected}, but got {_kind(value)} instead."
+    return _refuse(param, "invalid_type", message)
+
+
+def missing(param: str) -> InvalidRequest:
+    return _refuse(param, "missing_required_parameter", f"Missing required parameter: '{param}'.")
+
+
+def too_deep() -> InvalidJson:
+    return InvalidJson(f"The JSON body of your request is nested too deeply: at most {MAX_JSON_DEPTH} levels.")
+
+
+def check_json(value: Any) -> None:
+    """Every body at the edge: depth and non-finite numbers. Iterative, so no depth can overflow the stack."""
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise too_deep()
+        for child in node.values() if type(node) is dict else node:  # type(): json.loads makes no subclasses
+            kind = type(child)
+            if kind is dict or kind is list:
+                stack.append((child, depth + 1))
+            elif kind is float and not math.isfinite(child):
+                raise InvalidJson("The JSON body of your request contains NaN or Infinity, which JSON does not allow.")
+
+
+def _number(value: Any, param: str, integer: bool, low: float | None, high: float | None) -> None:
+    """A number in range. None (absent, or null as OpenAI's SDKs send it) passes."""
+    if value is None:
+        return
+    if not (_is_int(value) if integer else _is_int(value) or isinstance(value, float)):
+        raise wrong_type(param, "an integer" if integer else "a decimal", value)
+    kind, shown = "integer" if integer else "decimal", json.dumps(value)
+    if low is not None and not value >= low:  # `not`: NaN fails too
+        raise _refuse(param, f"{kind}_below_min_value", f"{shown} is less than the minimum of {low} - '{param}'")
+    if high is not None and not value <= high:
+        raise _refuse(param, f"{kind}_above_max_value", f"{shown} is greater than the maximum of {high} - '{param}'")
+
+
+def _bool(body: dict, name: str, param: str | None = None) -> None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, bool):
+        raise wrong_type(param or name, "a boolean", value)
+
+
+def _string(value: Any, param: str, *, limit: int | None = MAX_STRING_CHARS, empty: bool = True) -> None:
+    if not isinstance(value, str):
+        raise wrong_type(param, "a string", value)
+    if limit is not None and len(value) > limit:
+        raise _refuse(param, "string_above_max_length", f"Invalid '{param}': string too long. Expected a string with "
+                      f"maximum length {limit}, but got a string with length {len(value)} instead.")  # fmt: skip
+    if not empty and not value:
+        raise _refuse(param, "empty_string", f"Invalid '{param}': empty string. Expected a non-empty string.")
+
+
+def _array(value: Any, param: str, limit: int | None, expected: str = "an array") -> list:
+    if not isinstance(value, list):
+        raise wrong_type(param, expected, value)
+    if not value:
+        raise _refuse(param, "empty_array", f"Invalid '{param}': empty array. Expected an array with minimum length 1, "
+                      "but got an empty array instead.")  # fmt: skip
+    if limit is not None and len(value) > limit:
+        raise _refuse(param, "array_above_max_length", f"Invalid '{param}': array too long. Expected an array with "
+                      f"maximum length {limit}, but got an array with length {len(value)} instead.")  # fmt: skip
+    return value
+
+
+def _object(value: Any, param: str) -> dict:
+    if not isinstance(value, dict):
+        raise wrong_type(param, "an object", value)
+    return value
+
+
+def _part(part: Any, param: str) -> None:
+    """A content part: text and image_url are checked; other types are the deployment's to accept or refuse."""
+    kind = _object(part, param).get("type")
+    if not isinstance(kind, str):
+        raise missing(f"{param}.type") if kind is None else wrong_type(f"{param}.type", "a string", kind)
+    if kind == "text":
+        _string(part.get("text"), f"{param}.text")
+    elif kind == "image_url":
+        image = part.get("image_url")
+        if not isinstance(image, str):
+            # no cap on a URL: a data: URL is as long as the body allows
+            _string(_object(image, f"{param}.image_url").get("url"), f"{param}.image_url.url", limit=None, empty=False)
+            if image.get("detail") not in (None, *DETAILS):
+                where = f"{param}.image_url.detail"
+                raise _refuse(where, "invalid_value", f"Invalid value for '{where}': expected 'auto', 'low' or 'high'.")
+
+
+def _message(message: Any, param: str) -> None:
+    role = _object(message, param).get("role")
+    if role is None:
+        raise missing(f"{param}.role")
+    if role not in ROLES:  # a list or an object is no role either (and is not hashable: no `in` on a set)
+        shown = repr(role) if isinstance(role, str) else _kind(role)
+        raise _refuse(f"{param}.role", "invalid_value", f"Invalid value: {shown}. Supported values are: "
+                      f"{', '.join(map(repr, ROLES))}.")  # fmt: skip
+    content = message.get("content")
+    if isinstance(content, list):
+        for j, part in enumerate(content):
+            _part(part, f"{param}.content[{j}]")
+    elif content is not None or role != "assistant":  # an assistant's turn may be only tool calls
+        if "content" not in message:
+            raise missing(f"{param}.content")
+        if not isinstance(content, str):
+            raise wrong_type(f"{param}.content", "a string or an array of content parts", content)
+        _string(content, f"{param}.content")
+    if message.get("name") is not None:
+        _string(message["name"], f"{param}.name", limit=MAX_USER_CHARS)
+    if role == "assistant" and message.get("tool_calls"):
+        for j, call in enumerate(_array(message["tool_calls"], f"{param}.tool_calls", MAX_TOOLS)):
+            where = f"{param}.tool_calls[{j}]"
+            _string(_object(call, where).get("id"), f"{where}.id")
+            function = _object(call.get("function"), f"{where}.function")
+            _string(function.get("name"), f"{where}.function.name")
+            _string(function.get("arguments", ""), f"{where}.function.arguments")
+    if role == "tool":
+        if message.get("tool_call_id") is None:
+            raise missing(f"{param}.tool_call_id")
+        _string(message["tool_call_id"], f"{param}.tool_call_id")
+
+
+def _tools(body: dict) -> None:
+    if body.get("tools") is not None:
+        for i, tool in enumerate(_array(body["tools"], "tools", MAX_TOOLS)):
+            function = _object(_object(tool, f"tools[{i}]").get("function"), f"tools[{i}].function")
+            _string(function.get("name"), f"tools[{i}].function.name", limit=64, empty=False)
+            if function.get("description") is not None:
+                _string(function["description"], f"tools[{i}].function.description")
+            if function.get("parameters") is not None:
+                _object(function["parameters"], f"tools[{i}].function.parameters")
+    choice = body.get("tool_choice")
+    if choice is not None and not isinstance(choice, (str, dict)):
+        raise wrong_type("tool_choice", "a string or an object", choice)
+    if body.get("response_format") is not None:
+        _object(body["response_format"], "response_format")
+    _bool(body, "parallel_tool_calls")
+
+
+def _stop(body: dict) -> None:
+    stop = body.get("stop")
+    if stop is None:
+        return
+    if isinstance(stop, str):
+        return _string(stop, "stop", empty=False)  # an empty stop string would end every answer at once
+    for i, item in enumerate(_array(stop, "stop", MAX_STOP, "a string or an array of strings")):
+        _string(item, f"stop[{i}]", empty=False)
+
+
+def _logit_bias(body: dict) -> None:
+    bias = body.get("logit_bias")
+    if bias is None:
+        return
+    for key, value in _object(bias, "logit_bias").items():
+        if not _TOKEN_ID_KEY.fullmatch(key) or int(key) > INT32_MAX:
+            message = f"Invalid key in 'logit_bias': {key[:40]!r} is not a token id."
+            raise _refuse("logit_bias", "invalid_value", message)
+        if value is None:
+            raise wrong_type(f"logit_bias.{key}", "a decimal", value)
+        _number(value, f"logit_bias.{key}", False, -100, 100)
+
+
+def _sampling(body: dict, chat: bool) -> None:
+    for name, *spec in _NUMBERS:
+        _number(body.get(name), name, *spec)
+    for name in _BOOLS:
+        _bool(body, name)
+    if chat:
+        _bool(body, "logprobs")
+        _number(body.get("top_logprobs"), "top_logprobs", True, 0, MAX_TOP_LOGPROBS)
+        if body.get("top_logprobs") is not None and body.get("logprobs") is not True:
+            raise _refuse("top_logprobs", "invalid_value", "Invalid value for 'top_logprobs': 'logprobs' must be true.")
+    else:
+        _number(body.get("logprobs"), "logprobs", True, 0, MAX_COMPLETION_LOGPROBS)
+    _stop(body)
+    _logit_bias(body)
+    ids = body.get("stop_token_ids")
+    if ids is not None and not (isinstance(ids, list) and all(_is_int(t) and 0 <= t <= INT32_MAX for t in ids)):
+        raise wrong_type("stop_token_ids", "an array of token ids", ids)
+    options = body.get("stream_options")
+    if options is not None:
+        for name in ("include_usage", "continuous_usage_stats"):
+            _bool(_object(options, "stream_options"), name, f"stream_options.{name}")
+        if options and body.get("stream") is not True:
+            raise _refuse("stream_options", "invalid_value", "The 'stream_options' parameter is only allowed when "
+                          "'stream' is enabled.")  # fmt: skip
+
+
+def _texts_or_tokens(body: dict, name: str) -> None:
+    """``prompt`` / ``input``: a string, or an array of strings, of token ids, or of arrays of token ids."""
+    value = body.get(name)
+    if value is None:
+        raise missing(name)
+    if isinstance(value, str):
+        return _string(value, name, empty=False)
+    if isinstance(value, list) and value and type(value[0]) is int:  # token ids: the context is the limit
+        if not all(type(t) is int for t in value):  # one fast pass first: a prompt may be long
+            i = next(i for i, t in enumerate(value) if type(t) is not int)
+            raise wrong_type(f"{name}[{i}]", "a token id (an integer)", value[i])
+        return
+    items = _array(value, name, MAX_INPUTS, "a string or an array of strings, of token ids or of arrays of token ids")
+    first = items[0]
+    for i, item in enumerate(items):
+        where = f"{name}[{i}]"
+        if isinstance(first, str):
+            _string(item, where, empty=False)
+        elif isinstance(first, list):
+            if not all(type(t) is int for t in _array(item, where, None, "an array of token ids")):
+                raise wrong_type(where, "an array of token ids", item)
+        else:
+            raise wrong_type(where, "a string, a token id or an array of token ids", item)
+
+
+def check_body(route: str, body: dict) -> None:
+    """A generation route's body (``chat/completions``, ``completions``, ``embeddings``); raises InvalidRequest."""
+    if route == "embeddings":
+        _texts_or_tokens(body, "input")
+        if body.get("encoding_format") not in (None, "float", "base64"):
+            message = "Invalid value for 'encoding_format': expected 'float' or 'base64'."
+            raise _refuse("encoding_format", "invalid_value", message)
+        _number(body.get("dimensions"), "dimensions", True, 1, None)
+    elif route == "chat/completions":
+        if body.get("messages") is None:
+            raise missing("messages")
+        for i, message in enumerate(_array(body["messages"], "messages", MAX_MESSAGES)):
+            _message(message, f"messages[{i}]")
+        _tools(body)
+        _sampling(body, chat=True)
+    else:
+        _texts_or_tokens(body, "prompt")  # "" may tokenize to nothing (no BOS): nothing to continue
+        _bool(body, "echo")
+        if body.get("suffix") is not None:
+            _string(body["suffix"], "suffix")
+        _sampling(body, chat=False)
+    if body.get("user") is not None:
+        _string(body["user"], "user", limit=MAX_USER_CHARS)

@@ -1,0 +1,206 @@
+"""The limits' counters, on real Redis (shared by hub processes) and in process (the embedded default): token
+buckets, budgets that concurrent requests cannot overshoot, stream slots, all-or-nothing checks; and the
+limiter's refusals, headers and its behaviour with Redis unreachable."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import subprocess
+import sys
+
+import pytest
+
+from accounts.authn import KeyContext
+from accounts.limits import Limits
+from hub.api import errors
+from hub.api.limit_store import BUDGET, RATE, STREAMS, Check, LocalStore, RedisStore
+from hub.api.ratelimit import Limiter, estimate_tokens, reset_text
+from hub.api.upstream import ModelInfo
+from tests.conftest import ROOT
+
+REDIS = "redis://127.0.0.1:6379/0"  # the real one every machine here runs; CI too
+T0 = 1_800_000_000.0
+
+
+def redis_store() -> RedisStore:
+    return RedisStore(REDIS, f"test-limits-{secrets.token_hex(6)}:")
+
+
+@pytest.fixture(params=["redis", "local"])
+def store(request):
+    return redis_store() if request.param == "redis" else LocalStore()
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_a_rate_bucket_refills_at_its_limit_per_minute(store):
+    rpm = Check(RATE, "k:rpm", 3, 1)
+    results = [run(store.acquire([rpm], f"r{i}", T0)) for i in range(4)]
+    assert [r.failed for r in results] == [None, None, None, 0]
+    assert [r.remaining for r in results[:3]] == [[2], [1], [0]]
+    assert results[3].retry_after == pytest.approx(20.0)  # one request per 20 s at 3 a minute
+    assert run(store.acquire([rpm], "later", T0 + 20)).failed is None
+
+
+def test_checks_are_all_or_nothing(store):
+    key_rpm, tenant_tpm = Check(RATE, "key:rpm", 10, 1), Check(RATE, "tenant:tpm", 100, 80)
+    assert run(store.acquire([key_rpm, tenant_tpm], "a", T0)).failed is None
+    refused = run(store.acquire([key_rpm, tenant_tpm], "b", T0))
+    assert refused.failed == 1 and refused.retry_after == pytest.approx(36.0)  # 60 tokens short at 100/min
+    after = run(store.acquire([key_rpm], "c", T0))
+    assert after.remaining == [8]  # the refused request took nothing from the key's bucket
+
+
+def test_a_request_larger_than_the_limit_can_never_pass(store):
+    outcome = run(store.acquire([Check(RATE, "k:tpm", 100, 101)], "big", T0))
+    assert outcome.failed == 0 and outcome.retry_after == -1
+
+
+def test_settling_gives_back_or_charges_the_difference(store):
+    tpm = Check(RATE, "k:tpm", 1000, 600)
+    run(store.acquire([tpm], "r", T0))
+    run(store.settle([(tpm, 50 - 600)], "r", T0))  # used 50 of the 600 reserved
+    assert run(store.acquire([Check(RATE, "k:tpm", 1000, 0)], "probe", T0)).remaining == [950]
+    run(store.settle([(tpm, 2000)], "r", T0))  # used far more than reserved: the bucket goes into debt
+    assert run(store.acquire([Check(RATE, "k:tpm", 1000, 1)], "next", T0)).failed == 0
+
+
+def test_concurrent_requests_cannot_overshoot_a_budget(store):
+    budget = Check(BUDGET, "k:month:budget", 100, 10, T0 + 3600)
+
+    async def burst():
+        return await asyncio.gather(*(store.acquire([budget], f"r{i}", T0) for i in range(50)))
+
+    outcomes = run(burst())
+    assert sum(o.failed is None for o in outcomes) == 10
+    refused = next(o for o in outcomes if o.failed is not None)
+    assert refused.retry_after == pytest.approx(3600) and refused.remaining == [0]
+    # Each used 4 tokens, not 10: settling frees 60, so six more fit.
+    run(store.settle([(budget, 4 - 10)] * 10, "x", T0))
+    assert sum(run(store.acquire([budget], f"s{i}", T0)).failed is None for i in range(8)) == 6
+
+
+def test_a_budget_counter_is_seeded_once_from_what_was_metered(store):
+    assert not run(store.has("k:budget"))
+    run(store.seed("k:budget", 90, T0 + 60))
+    run(store.seed("k:budget", 0, T0 + 60))  # another process, later: ignored
+    assert run(store.has("k:budget"))
+    assert run(store.acquire([Check(BUDGET, "k:budget", 100, 11, T0 + 60)], "r", T0)).failed == 0
+
+
+def test_stream_slots_are_released_or_expire(store):
+    streams = Check(STREAMS, "k:streams", 2, 1, 900)
+    assert run(store.acquire([streams], "a", T0)).failed is None
+    assert run(store.acquire([streams], "b", T0)).failed is None
+    assert run(store.acquire([streams], "c", T0)).failed == 0
+    run(store.settle([(streams, 0)], "a", T0))
+    assert run(store.acquire([streams], "c", T0)).failed is None
+    assert run(store.acquire([streams], "d", T0 + 901)).failed is None  # b and c's leases ran out
+
+
+HAMMER = """
+import asyncio, sys
+from hub.api.limit_store import BUDGET, Check, RedisStore
+store = RedisStore(sys.argv[1], sys.argv[2])
+budget = Check(BUDGET, "shared:budget", 100, 1, {end})
+print(sum(asyncio.run(store.acquire([budget], str(i), {now})).failed is None for i in range(60)))
+"""
+
+
+def test_processes_sharing_redis_share_one_limit():
+    """Four OS processes (as four hub replicas would) race for one budget of 100: exactly 100 get through."""
+    prefix = f"test-limits-{secrets.token_hex(6)}:"
+    code = HAMMER.format(end=T0 + 3600, now=T0)
+    workers = [
+        subprocess.Popen([sys.executable, "-c", code, REDIS, prefix], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    granted = [int(w.communicate(timeout=120)[0]) for w in workers]
+    assert sum(granted) == 100 and all(g > 0 for g in granted), granted
+
+
+# --- the limiter ------------------------------------------------------------------------------------------
+
+INFO = ModelInfo("chat", "chat", max_sequence_length=2048, max_output_length=512, hidden_size=0, enabled=True)
+
+
+def context(key: Limits | None = None, tenant: Limits | None = None) -> KeyContext:
+    key, tenant = key or Limits(), tenant or Limits()
+    return KeyContext(7, "sk-hub-abcdefgh", 3, "acme", frozenset({"chat"}), limits=key, tenant_limits=tenant)
+
+
+def test_the_worst_case_estimate():
+    body = {"messages": [{"role": "user", "content": "é" * 200}], "max_tokens": 50, "n": 2}
+    assert estimate_tokens("chat/completions", body, INFO) == (64 + 8 + 400) + 100  # bytes bound the tokens
+    assert estimate_tokens("chat/completions", {"messages": []}, INFO) == 64 + 512  # the model's output limit
+    assert estimate_tokens("completions", {"prompt": "x" * 5000, "max_tokens": 1}, INFO) == 2048 + 1
+    assert estimate_tokens("embeddings", {"input": ["abcd", "efgh"]}, INFO) == 8
+    image = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]}
+    assert estimate_tokens("chat/completions", {"messages": [image], "max_tokens": 1}, INFO) == 2048 + 1  # the context
+    assert [reset_text(s) for s in (0.02, 1.5, 6, 360)] == ["20ms", "1.5s", "6s", "6m0s"]
+
+
+@pytest.fixture
+def limiter(settings):
+    settings.REDIS_URL = None  # this process's store: the Redis one is covered above and live
+    return Limiter()
+
+
+def test_no_limits_no_work(limiter):
+    assert run(limiter.acquire(context(), "r", 100, stream=True)) is None
+
+
+def test_refusals_are_openai_errors_with_retry_headers(limiter):
+    ctx = context(key=Limits(rpm=1), tenant=Limits(tpm=1000))
+    grant = run(limiter.acquire(ctx, "r1", 300, stream=False))
+    assert grant.headers["x-ratelimit-limit-requests"] == "1"
+    assert grant.headers["x-ratelimit-remaining-requests"] == "0"
+    assert grant.headers["x-ratelimit-reset-requests"] == "1m0s"
+    assert grant.headers["x-ratelimit-remaining-tokens"] == "700"
+    with pytest.raises(errors.RateLimited) as caught:
+        run(limiter.acquire(ctx, "r2", 300, stream=False))
+    error = caught.value
+    assert error.status == 429 and error.type == "requests" and error.code == "rate_limit_exceeded"
+    assert "requests per minute (RPM) on key sk-hub-abcdefgh…" in error.message
+    assert error.headers()["Retry-After"] == "60"
+    with pytest.raises(errors.RateLimited) as caught:
+        run(limiter.acquire(context(tenant=Limits(tpm=100)), "r3", 101, stream=False))
+    assert "Request too large" in caught.value.message and caught.value.headers()["x-should-retry"] == "false"
+
+
+@pytest.mark.django_db
+def test_a_spent_budget_is_insufficient_quota_and_settling_returns_the_unused(limiter):
+    ctx = context(tenant=Limits(budget=1000, budget_period="day"))
+    grant = run(limiter.acquire(ctx, "r1", 800, stream=False))
+    with pytest.raises(errors.QuotaExceeded) as caught:
+        run(limiter.acquire(ctx, "r2", 300, stream=False))
+    assert caught.value.code == "insufficient_quota" and "tenant acme has a budget of 1,000 tokens per day" in (
+        caught.value.message
+    )
+    assert caught.value.headers() == {"x-should-retry": "false"}
+    run(limiter.settle(grant, 100))  # it used 100
+    assert run(limiter.acquire(ctx, "r3", 300, stream=False)) is not None
+
+
+def test_streams_per_key(limiter):
+    ctx = context(key=Limits(max_streams=1))
+    first = run(limiter.acquire(ctx, "s1", 10, stream=True))
+    assert run(limiter.acquire(ctx, "n1", 10, stream=False)) is None  # not a stream: no slot needed
+    with pytest.raises(errors.RateLimited) as caught:
+        run(limiter.acquire(ctx, "s2", 10, stream=True))
+    assert caught.value.code == "concurrent_streams_exceeded"
+    run(limiter.settle(first, 5))
+    assert run(limiter.acquire(ctx, "s3", 10, stream=True)) is not None
+
+
+def test_redis_unreachable_fails_closed_or_open_as_configured(settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    limiter = Limiter()
+    with pytest.raises(errors.ServiceUnavailable) as caught:
+        run(limiter.acquire(context(key=Limits(rpm=5)), "r", 1, stream=False))
+    assert "limit store is unreachable" in caught.value.message
+    settings.HUB_LIMITS_FAIL_OPEN = True
+    assert run(limiter.acquire(context(key=Limits(rpm=5)), "r", 1, stream=False)) is None
