@@ -35,7 +35,7 @@ PROMPT, COMPLETION = "#2457c5", "#f08c2e"  # blue and orange: apart for every co
 def tenant_reports(actor: AbstractBaseUser, tenant: Tenant) -> QuerySet[UsageReport]:
     """A tenant's reports, newest first, without their files (every member may read them)."""
     services.require_role(actor, tenant, Role.VIEWER)
-    return UsageReport.objects.filter(tenant=tenant).defer("csv", "chart_png").select_related("built_by")
+    return UsageReport.objects.filter(tenant=tenant).defer("csv", "chart_png").select_related("tenant", "built_by")
 
 
 def parse_month(text: str) -> date:

@@ -23,23 +23,7 @@ FIELDS = ("requests", "errors", "aborted", "prompt_tokens", "completion_tokens",
 NO_KEY = "no key: playground or deleted keys"
 
 
-@dataclass(frozen=True)
-class Bucket:
-    """One day's usage of one model through one key (``api_key_id`` None: a deleted key or the playground)."""
-
-    day: date
-    tenant_id: int
-    api_key_id: int | None
-    model: str
-    requests: int = 0
-    errors: int = 0
-    aborted: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
-
-
-@dataclass
+@dataclass(kw_only=True)
 class Totals:
     requests: int = 0
     errors: int = 0
@@ -48,12 +32,22 @@ class Totals:
     completion_tokens: int = 0
     total_tokens: int = 0
 
-    def add(self, bucket: Bucket) -> None:
+    def add(self, other: Totals) -> None:
         for name in FIELDS:
-            setattr(self, name, getattr(self, name) + getattr(bucket, name))
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in FIELDS}
+
+
+@dataclass
+class Bucket(Totals):
+    """One day's usage of one model through one key (``api_key_id`` None: a deleted key or the playground)."""
+
+    day: date
+    tenant_id: int
+    api_key_id: int | None
+    model: str
 
 
 @dataclass

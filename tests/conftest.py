@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,6 +134,26 @@ def manage(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
+
+
+def run_on_worker(send: Callable[[], object], done: Callable[[], bool], timeout: float = 60) -> str:
+    """Start a Celery worker on the configured broker (Redis) and the test database, ``send`` a task and wait
+    (up to ``timeout``) until ``done()``; returns the worker's output, for the failure message."""
+    env = {**os.environ, "HUB_DATABASE_URL": database_url_for_subprocess()}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "hub", "worker", "--pool", "solo", "--concurrency", "1",
+         "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        send()
+        deadline = time.monotonic() + timeout
+        while not done() and time.monotonic() < deadline:
+            time.sleep(0.25)
+    finally:
+        worker.terminate()
+        output = worker.communicate(timeout=30)[0]
+    return output
 
 
 @dataclass

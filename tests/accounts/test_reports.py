@@ -6,8 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
@@ -23,7 +21,7 @@ from accounts.models import Role, UsageRecord, UsageReport
 from accounts.tasks import build_monthly_reports, build_usage_report
 from hub.beat import InProcessBeat
 from hub.celery import app
-from tests.conftest import ROOT, database_url_for_subprocess
+from tests.conftest import run_on_worker
 
 MONTH = date(2026, 10, 1)
 NOVEMBER = date(2026, 11, 1)
@@ -197,20 +195,7 @@ def test_an_on_demand_build_runs_through_the_configured_broker(acme):
         # Embedded default: no broker, the task runs in the calling process.
         report_id = build_usage_report.delay(*args).get()
     else:
-        env = {**os.environ, "HUB_DATABASE_URL": database_url_for_subprocess()}
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "hub", "worker", "--pool", "solo", "--concurrency", "1",
-             "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-        try:
-            build_usage_report.delay(*args)
-            deadline = time.monotonic() + 60
-            while not UsageReport.objects.exists() and time.monotonic() < deadline:
-                time.sleep(0.25)
-        finally:
-            worker.terminate()
-            output = worker.communicate(timeout=30)[0]
+        output = run_on_worker(lambda: build_usage_report.delay(*args), UsageReport.objects.exists)
         assert UsageReport.objects.exists(), f"the worker did not build it:\n{output}"
         report_id = UsageReport.objects.get().pk
     report = UsageReport.objects.get(pk=report_id)

@@ -1,9 +1,6 @@
 """Celery tasks, run by a real worker on the Redis broker when one is configured."""
 
 import os
-import subprocess
-import sys
-import time
 from datetime import timedelta
 
 import pytest
@@ -13,7 +10,7 @@ from accounts import services
 from accounts.authn import AuthFailed, authenticate_secret
 from accounts.models import ApiKey
 from accounts.tasks import forget_rotated_secrets
-from tests.conftest import ROOT, database_url_for_subprocess
+from tests.conftest import run_on_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -43,20 +40,7 @@ def test_task_runs_through_the_configured_broker(acme):
         # Embedded default: no broker, the task runs in the calling process.
         assert forget_rotated_secrets.delay().get() == 1
     else:
-        env = {**os.environ, "HUB_DATABASE_URL": database_url_for_subprocess()}
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "hub", "worker", "--pool", "solo", "--concurrency", "1",
-             "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-        try:
-            forget_rotated_secrets.delay()
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                if ApiKey.objects.get(pk=old.key.pk).previous_prefix is None:
-                    break
-                time.sleep(0.25)
-        finally:
-            worker.terminate()
-            output = worker.communicate(timeout=30)[0]
+        output = run_on_worker(
+            forget_rotated_secrets.delay, lambda: ApiKey.objects.get(pk=old.key.pk).previous_prefix is None
+        )
         assert ApiKey.objects.get(pk=old.key.pk).previous_prefix is None, f"the worker did not run it:\n{output}"
