@@ -25,6 +25,7 @@ from hub.api.errors import database_unreachable
 log = logging.getLogger(__name__)
 
 CACHE_SECONDS = 5.0
+OUTAGE_RETRY_SECONDS = 30.0  # with the database unreachable, how long the last list read is used before asking again
 BENCH_SECONDS = 10.0
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 600.0  # a long generation streams for minutes; each chunk resets it
@@ -99,9 +100,11 @@ class Upstreams:
             except DatabaseError as exc:
                 if cached is None or not database_unreachable(exc):
                     raise
-                # The database is down: keep routing by what we knew, and ask it again CACHE_SECONDS from now.
+                # The database is down: keep routing by what we knew, and ask it again OUTAGE_RETRY_SECONDS from
+                # now (each try may hold a request for the pool's timeout).
                 log.warning("database unreachable: the deployments of %s are served from the cache", model_id)
-                info, targets = cached[1], cached[2]
+                self._cache[model_id] = (now + OUTAGE_RETRY_SECONDS - CACHE_SECONDS, cached[1], cached[2])
+                return cached[1], cached[2]
             cached = self._cache[model_id] = (now, info, targets)
         return cached[1], cached[2]
 
