@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Run ON the GPU machine (device tool), from the repository root, with .whl carried (fetch_wheels.sh made it):
+#   bash benchmarks/gpu/run_issue5.sh [tests|kernels|engine|all]
+# Installs the carried wheels beside the image's torch / triton, then runs issue 5's GPU checks, each
+# logged to $OUT (which comes back). Django is not there, so pytest runs without the project's conftest.
+set -uo pipefail
+export PYTHONUNBUFFERED=1 INFERENCE_TEST_DEVICE=cuda
+unset TRITON_INTERPRET
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$OUT/gpu.txt"
+git rev-parse HEAD 2>/dev/null | tee -a "$OUT/gpu.txt"
+what=${1:-all}
+if [[ $what == tests || $what == all ]]; then
+  python3 -m pytest -q -p no:cacheprovider --noconftest -c /dev/null --rootdir . \
+    tests/kernels tests/inference/test_engine_device.py 2>&1 | tee "$OUT/tests.log" | tail -25
+fi
+if [[ $what == kernels || $what == all ]]; then
+  python3 benchmarks/bench_kernels.py 2>&1 | tee "$OUT/bench_kernels.log"
+fi
+if [[ $what == engine || $what == all ]]; then
+  for weights in dense q4_k; do
+    python3 benchmarks/bench_engine.py --shape llama-8b --weights $weights --batch 1 8 64 256 \
+      $([[ $weights == dense ]] && echo --hf) 2>&1 | tee "$OUT/bench_engine_$weights.log"
+  done
+fi
