@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 ACTIVE = "usage.jsonl"
 CLAIMED = ".replaying"
 FAILED = ".failed"
+CHUNK = 1000  # rows per query when replaying
 
 
 def directory() -> Path:
@@ -113,14 +114,15 @@ def _insert(rows: list[dict]) -> int:
     from accounts.usage import watermark
 
     usages = [services.Usage(**{**row, "created_at": datetime.fromisoformat(row["created_at"])}) for row in rows]
-    with transaction.atomic():
-        present = set(
-            UsageRecord.objects.filter(request_id__in=[u.request_id for u in usages]).values_list(
-                "request_id", "created_at"
-            )
-        )
-        fresh = [u for u in usages if (u.request_id, u.created_at) not in present]
-        UsageRecord.objects.bulk_create([services.usage_record(u) for u in fresh])
+    fresh: list[services.Usage] = []
+    with transaction.atomic():  # a long outage spools many rows: CHUNK at a time (a query binds at most 65,535)
+        for start in range(0, len(usages), CHUNK):
+            chunk = usages[start : start + CHUNK]
+            ids = {u.request_id for u in chunk}
+            present = set(UsageRecord.objects.filter(request_id__in=ids).values_list("request_id", "created_at"))
+            new = [u for u in chunk if (u.request_id, u.created_at) not in present]
+            UsageRecord.objects.bulk_create([services.usage_record(u) for u in new])
+            fresh += new
     mark = watermark()
     oldest = min((u.created_at for u in fresh), default=None)
     if mark is not None and oldest is not None and oldest < mark:  # the roll-ups already passed their time

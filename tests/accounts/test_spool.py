@@ -75,6 +75,18 @@ def test_a_file_left_by_a_dead_replayer_is_replayed_without_doubles(acme, spool_
     assert os.listdir(spool_dir) == []
 
 
+def test_a_long_outage_is_replayed_chunk_by_chunk(acme, spool_dir, monkeypatch):
+    """Rows are deduplicated and inserted CHUNK at a time (one query may bind at most 65,535 values), doubles
+    across chunks included."""
+    monkeypatch.setattr(spool, "CHUNK", 3)
+    rows = [_usage(acme.tenant.id, n) for n in range(8)]
+    services.record_usage(rows[4])  # already written: in the second chunk
+    for row in rows:
+        spool.append(row)
+    assert spool.replay() == 7
+    assert sorted(UsageRecord.objects.values_list("request_id", flat=True)) == sorted(r.request_id for r in rows)
+
+
 def test_a_file_another_replayer_holds_is_left_to_it(acme, spool_dir):
     spool.append(_usage(acme.tenant.id, 1))
     claimed = spool_dir / f"usage.busy{spool.CLAIMED}"
