@@ -10,17 +10,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, InterfaceError, OperationalError, transaction
-from django.db.models import Max, Min, Sum
-from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
-from accounts import authcache, usage
+from accounts import authcache
 from accounts.keys import generate_secret, hash_secret
 from accounts.limits import Limits
 from accounts.models import (
@@ -30,13 +28,9 @@ from accounts.models import (
     Membership,
     ModelKind,
     Role,
-    RollupPeriod,
-    RollupWatermark,
     ServedModel,
     Tenant,
     TenantEntitlement,
-    UsageRecord,
-    UsageRollup,
 )
 
 log = logging.getLogger(__name__)
@@ -405,137 +399,3 @@ def sync_deployment(base_url: str, cards: list[dict]) -> list[ServedModel]:
             )
         )
     return synced
-
-
-@dataclass(frozen=True)
-class Usage:
-    """What one request that reached a model cost, as the model's service counted it."""
-
-    request_id: str
-    tenant_id: int
-    api_key_id: int | None
-    model: str
-    route: str
-    prompt_tokens: int
-    completion_tokens: int
-    status_code: int
-    streamed: bool
-    aborted: bool
-    time_to_first_token_ms: int | None
-    duration_ms: int
-    created_at: datetime | None = None  # None: now (set when the row is spooled, so it keeps its time)
-
-
-def usage_record(usage: Usage) -> UsageRecord:
-    """The unsaved row of one ``Usage``."""
-    return UsageRecord(
-        request_id=usage.request_id,
-        tenant_id=usage.tenant_id,
-        api_key_id=usage.api_key_id,
-        model=usage.model,
-        route=usage.route,
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        total_tokens=usage.prompt_tokens + usage.completion_tokens,
-        status_code=usage.status_code,
-        streamed=usage.streamed,
-        aborted=usage.aborted,
-        time_to_first_token_ms=usage.time_to_first_token_ms,
-        duration_ms=usage.duration_ms,
-        created_at=usage.created_at or timezone.now(),
-    )
-
-
-@transaction.atomic
-def record_usage(usage: Usage) -> UsageRecord:
-    """One metering row per request that reached a model (successes, errors after the model started,
-    client-aborted streams): the source of truth that roll-ups and reports are built from."""
-    record = usage_record(usage)
-    record.save(force_insert=True)
-    return record
-
-
-# --- usage roll-ups --------------------------------------------------------------------------------
-
-_BUCKET = {RollupPeriod.HOUR: (TruncHour, timedelta(hours=1)), RollupPeriod.DAY: (TruncDay, timedelta(days=1))}
-# How much source a rebuild sums per query: a day of raw rows into hours, a month of hours into days.
-ROLLUP_WINDOW = {RollupPeriod.HOUR: timedelta(days=1), RollupPeriod.DAY: timedelta(days=32)}
-
-
-def bucket_floor(moment: datetime, period: str) -> datetime:
-    moment = moment.astimezone(UTC)
-    if period == RollupPeriod.DAY:
-        return moment.replace(hour=0, minute=0, second=0, microsecond=0)
-    return moment.replace(minute=0, second=0, microsecond=0)
-
-
-@transaction.atomic
-def rebuild_rollups(period: str, start: datetime | None = None, until: datetime | None = None) -> int:
-    """Recompute the ``period`` buckets from ``start`` (floored to a bucket; None: all) from the raw rows
-    created before ``until`` (None: all of them).
-
-    Hour buckets sum ``UsageRecord`` rows; day buckets sum the hour buckets (so rebuild hours first).
-    Idempotent: the buckets in range are replaced. Returns how many buckets were written.
-    """
-    trunc, _ = _BUCKET[RollupPeriod(period)]
-    if period == RollupPeriod.HOUR:
-        source, time_field, sums = UsageRecord.objects.all(), "created_at", usage.RAW_SUMS
-    else:
-        source, time_field = UsageRollup.objects.filter(period=RollupPeriod.HOUR), "bucket_start"
-        sums = dict(zip(usage.RAW_SUMS, (Sum(name) for name in usage.FIELDS), strict=True))
-    stale = UsageRollup.objects.filter(period=period)
-    if start is not None:
-        start = bucket_floor(start, period)
-        source = source.filter(**{f"{time_field}__gte": start})
-        stale = stale.filter(bucket_start__gte=start)
-    if until is not None and period == RollupPeriod.HOUR:
-        source = source.filter(created_at__lt=until)
-    stale.delete()
-    bounds = source.aggregate(first=Min(time_field), last=Max(time_field))
-    if bounds["first"] is None:
-        return 0
-    # A window of source rows at a time (aligned to buckets): a full rebuild of millions of rows never holds
-    # more than one window's buckets in memory.
-    written, lo = 0, bucket_floor(bounds["first"], RollupPeriod.DAY)
-    while lo <= bounds["last"]:
-        hi = lo + ROLLUP_WINDOW[period]
-        groups = (
-            source.filter(**{f"{time_field}__gte": lo, f"{time_field}__lt": hi})
-            .annotate(bucket=trunc(time_field, tzinfo=UTC))
-            .values("bucket", "tenant_id", "api_key_id", "model")
-            .annotate(**sums)
-            .order_by()
-        )
-        buckets = [
-            UsageRollup(
-                period=period,
-                bucket_start=g["bucket"],
-                tenant_id=g["tenant_id"],
-                api_key_id=g["api_key_id"],
-                model=g["model"],
-                **{name: g[short] or 0 for name, short in zip(usage.FIELDS, sums, strict=True)},
-            )  # fmt: skip
-            for g in groups
-        ]
-        UsageRollup.objects.bulk_create(buckets, batch_size=5000)
-        written, lo = written + len(buckets), hi
-    return written
-
-
-# Rows are stamped when written, committed a moment later: the watermark stays this far behind "now" so
-# that no row stamped before it commits after the roll-up has read past it.
-WATERMARK_LAG = timedelta(seconds=5)
-
-
-@transaction.atomic
-def refresh_rollups(since: datetime | None = None, now: datetime | None = None) -> dict[str, int]:
-    """Rebuild the hour then day buckets from ``since`` (None: all) up to the new watermark, and record it.
-
-    Readers (``accounts.usage``) take roll-ups for rows before the watermark and raw rows after it, so each
-    row is counted once, in one transaction with the buckets it moved into.
-    """
-    until = (now or timezone.now()) - WATERMARK_LAG
-    hours = rebuild_rollups(RollupPeriod.HOUR, since, until)
-    days = rebuild_rollups(RollupPeriod.DAY, since)
-    RollupWatermark.objects.update_or_create(id=1, defaults={"until": until})
-    return {"hour": hours, "day": days}

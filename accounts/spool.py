@@ -44,7 +44,7 @@ def directory() -> Path:
 
 
 def append(usage) -> None:
-    """Keep one ``services.Usage`` (with its ``created_at`` set) on disk until it can be written."""
+    """Keep one ``metering.Usage`` (with its ``created_at`` set) on disk until it can be written."""
     line = (json.dumps({**asdict(usage), "created_at": usage.created_at.isoformat()}) + "\n").encode()
     folder = directory()
     folder.mkdir(parents=True, exist_ok=True)
@@ -109,24 +109,24 @@ def _read(fd: int, path: Path) -> list[dict]:
 
 
 def _insert(rows: list[dict]) -> int:
-    from accounts import services
+    from accounts import metering
     from accounts.models import UsageRecord
     from accounts.usage import watermark
 
-    usages = [services.Usage(**{**row, "created_at": datetime.fromisoformat(row["created_at"])}) for row in rows]
-    fresh: list[services.Usage] = []
+    usages = [metering.Usage(**{**row, "created_at": datetime.fromisoformat(row["created_at"])}) for row in rows]
+    fresh: list[metering.Usage] = []
     with transaction.atomic():  # a long outage spools many rows: CHUNK at a time (a query binds at most 65,535)
         for start in range(0, len(usages), CHUNK):
             chunk = usages[start : start + CHUNK]
             ids = {u.request_id for u in chunk}
             present = set(UsageRecord.objects.filter(request_id__in=ids).values_list("request_id", "created_at"))
             new = [u for u in chunk if (u.request_id, u.created_at) not in present]
-            UsageRecord.objects.bulk_create([services.usage_record(u) for u in new])
+            UsageRecord.objects.bulk_create([metering.usage_record(u) for u in new])
             fresh += new
     mark = watermark()
     oldest = min((u.created_at for u in fresh), default=None)
     if mark is not None and oldest is not None and oldest < mark:  # the roll-ups already passed their time
-        services.refresh_rollups(since=oldest)
+        metering.refresh_rollups(since=oldest)
     return len(fresh)
 
 

@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from accounts import authcache, reports, services
+from accounts import authcache, metering, reports
 from accounts.models import ApiKey, Tenant, UsageReport
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ ROLLUP_LOOKBACK = timedelta(hours=3)
 @shared_task(name="accounts.rollup_usage")
 def rollup_usage() -> dict[str, int]:
     """Refresh the recent hour buckets from the raw usage rows, then the day buckets they touch."""
-    return services.refresh_rollups(since=timezone.now() - ROLLUP_LOOKBACK)
+    return metering.refresh_rollups(since=timezone.now() - ROLLUP_LOOKBACK)
 
 
 @shared_task(name="accounts.build_monthly_reports")

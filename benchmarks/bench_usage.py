@@ -6,7 +6,7 @@ the rows, a few percent of errors (4xx/5xx) and aborted streams (499). Then it t
 
 * the fill itself (server-side ``INSERT ... SELECT ... FROM generate_series``, 1M rows a statement), and
   the ``VACUUM ANALYZE`` that autovacuum would do after it;
-* the full roll-up build (``services.refresh_rollups()`` over all history) and the incremental run the
+* the full roll-up build (``metering.refresh_rollups()`` over all history) and the incremental run the
   beat schedules every few minutes (``accounts.tasks.rollup_usage``: ``refresh_rollups`` since now - 3 h);
 * with the watermark set and a few thousand raw rows written after it (the dashboard's raw tail):
   ``accounts.usage.summary`` of the big tenant over the last 30 days, the current month and 90 days, the
@@ -417,7 +417,7 @@ def main() -> None:
     from django.core.management import call_command
     from django.utils import timezone
 
-    from accounts import services, usage
+    from accounts import metering, usage
     from accounts.models import Tenant, UsageRecord, UsageRollup
     from accounts.tasks import ROLLUP_LOOKBACK
 
@@ -443,14 +443,14 @@ def main() -> None:
         print(f"reusing the {previous:,} rows filled earlier (--fresh refills)", flush=True)
 
     print("roll-ups", flush=True)
-    elapsed, built = timed(services.refresh_rollups)
+    elapsed, built = timed(metering.refresh_rollups)
     detail = f"{built['hour']:,} hour + {built['day']:,} day buckets"
     figures.append(Figure("full roll-up build (refresh_rollups())", [elapsed], detail))
     print(f"  full build: {elapsed:.1f} s  {built}", flush=True)
     vacuum_analyze(UsageRollup._meta.db_table)  # what autovacuum does after the rebuild's delete + insert
 
     def incremental() -> dict[str, int]:
-        return services.refresh_rollups(since=timezone.now() - ROLLUP_LOOKBACK)
+        return metering.refresh_rollups(since=timezone.now() - ROLLUP_LOOKBACK)
 
     figures.append(repeat("incremental roll-up (beat run, last 3 h)", incremental, args.repeat, str))
     add_tail(ids, args.big_share)

@@ -35,7 +35,7 @@ from channels.exceptions import StopConsumer
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
-from accounts import services, spool
+from accounts import metering, spool
 from accounts.models import ModelKind
 from hub.api import errors, validation
 from hub.api.edge import EdgeContext
@@ -79,13 +79,13 @@ def _header_list(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
     return [(k.lower().encode(), v.encode()) for k, v in headers.items()]
 
 
-def _record(usage: services.Usage) -> None:
+def _record(usage: metering.Usage) -> None:
     """Write the row; with the database down, spool it to disk (``accounts.spool``) to be replayed. While rows wait
     there the database is (or just was) down: new rows queue behind them instead of each waiting for a connection."""
     try:
         if not spool.pending():
             try:
-                services.record_usage(usage)
+                metering.record_usage(usage)
                 return
             except DatabaseError as exc:
                 if not errors.database_unreachable(exc):
@@ -117,7 +117,7 @@ class _Meter:
     async def save(self) -> None:
         now = time.monotonic()
         ttft = None if self.first_token is None else int((self.first_token - self.start) * 1000)
-        usage = services.Usage(
+        usage = metering.Usage(
             request_id=self.ctx.request_id, tenant_id=self.ctx.key.tenant_id, api_key_id=self.ctx.key.key_id,
             model=self.model, route=self.route, prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens, status_code=self.status, streamed=self.streamed,

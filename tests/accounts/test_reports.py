@@ -16,7 +16,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 from PIL import Image
 
-from accounts import reports, services, usage
+from accounts import metering, reports, services, usage
 from accounts.models import Role, UsageRecord, UsageReport
 from accounts.tasks import build_monthly_reports, build_usage_report
 from hub.beat import InProcessBeat
@@ -29,7 +29,7 @@ WATERMARK_AT = datetime(2026, 10, 15, tzinfo=UTC)
 
 
 def record(tenant, key, model: str, at: datetime, prompt: int, completion: int, status: int = 200, aborted=False):
-    row = services.record_usage(services.Usage(
+    row = metering.record_usage(metering.Usage(
         request_id=f"req_{prompt}_{completion}_{at.timestamp()}", tenant_id=tenant.id,
         api_key_id=key.id if key else None, model=model, route="chat/completions", prompt_tokens=prompt,
         completion_tokens=completion, status_code=status, streamed=True, aborted=aborted,
@@ -60,7 +60,7 @@ def october(acme, globex):
     record(acme.tenant, a, "chat-small", datetime(2026, 9, 30, 23, 59, 59, tzinfo=UTC), 100, 100)
     record(acme.tenant, a, "chat-small", datetime(2026, 11, 1, tzinfo=UTC), 100, 100)
     record(globex.tenant, g, "completion-small", at(3), 1000, 500)
-    services.refresh_rollups(now=WATERMARK_AT)
+    metering.refresh_rollups(now=WATERMARK_AT)
     return acme, {a.pk: a, b.pk: b}
 
 

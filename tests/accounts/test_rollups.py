@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from accounts import services
+from accounts import metering, services
 from accounts.models import RollupPeriod, UsageRecord, UsageRollup
 from hub.beat import InProcessBeat
 
@@ -15,7 +15,7 @@ T0 = datetime(2026, 11, 20, 9, 15, tzinfo=UTC)
 
 
 def _usage(tenant, key, model: str, at: datetime, prompt: int, completion: int, status: int = 200, aborted=False):
-    row = services.record_usage(services.Usage(
+    row = metering.record_usage(metering.Usage(
         request_id=f"req_{prompt}_{completion}_{at.timestamp()}", tenant_id=tenant.id, api_key_id=key.id,
         model=model, route="chat/completions", prompt_tokens=prompt, completion_tokens=completion,
         status_code=status, streamed=True, aborted=aborted, time_to_first_token_ms=5, duration_ms=10,
@@ -37,8 +37,8 @@ def rows(acme, globex):
 
 def test_hour_and_day_buckets_sum_the_raw_rows(rows):
     acme, globex, key = rows
-    assert services.rebuild_rollups(RollupPeriod.HOUR) == 4
-    assert services.rebuild_rollups(RollupPeriod.DAY) == 3
+    assert metering.rebuild_rollups(RollupPeriod.HOUR) == 4
+    assert metering.rebuild_rollups(RollupPeriod.DAY) == 3
     nine = UsageRollup.objects.get(period="hour", tenant=acme.tenant, bucket_start=T0.replace(minute=0))
     assert (nine.requests, nine.prompt_tokens, nine.completion_tokens, nine.total_tokens) == (2, 17, 8, 25)
     assert (nine.aborted, nine.errors) == (1, 0)  # a client abort (499) is not an error
@@ -47,10 +47,10 @@ def test_hour_and_day_buckets_sum_the_raw_rows(rows):
     assert day.bucket_start == T0.replace(hour=0, minute=0)
     assert UsageRollup.objects.get(period="day", tenant=globex.tenant).total_tokens == 150
     # idempotent, and a partial rebuild from a moment replaces only the buckets from there on
-    services.rebuild_rollups(RollupPeriod.HOUR)
+    metering.rebuild_rollups(RollupPeriod.HOUR)
     assert UsageRollup.objects.filter(period="hour").count() == 4
     _usage(acme.tenant, key, "chat-small", T0 + timedelta(hours=1, minutes=5), 2, 2)
-    assert services.rebuild_rollups(RollupPeriod.HOUR, T0 + timedelta(hours=1, minutes=40)) == 2
+    assert metering.rebuild_rollups(RollupPeriod.HOUR, T0 + timedelta(hours=1, minutes=40)) == 2
     ten = UsageRollup.objects.get(period="hour", tenant=acme.tenant, bucket_start=T0.replace(hour=10, minute=0))
     assert (ten.requests, ten.total_tokens) == (2, 6)
     assert UsageRollup.objects.filter(period="hour").count() == 4

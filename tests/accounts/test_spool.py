@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from accounts import services, spool, usage
+from accounts import metering, services, spool, usage
 from accounts.models import UsageRecord
 
 pytestmark = pytest.mark.django_db
@@ -26,17 +26,17 @@ def spool_dir(settings, tmp_path):
     return settings.HUB_SPOOL_DIR
 
 
-def _usage(tenant_id: int, n: int, age: timedelta = timedelta(minutes=1), **extra) -> services.Usage:
+def _usage(tenant_id: int, n: int, age: timedelta = timedelta(minutes=1), **extra) -> metering.Usage:
     fields = {
         "request_id": f"req_spool_{n}", "tenant_id": tenant_id, "api_key_id": None, "model": "chat-small",
         "route": "chat/completions", "prompt_tokens": 10 + n, "completion_tokens": n, "status_code": 200,
         "streamed": True, "aborted": False, "time_to_first_token_ms": 5, "duration_ms": 50,
         "created_at": timezone.now() - age,
     }  # fmt: skip
-    return services.Usage(**{**fields, **extra})
+    return metering.Usage(**{**fields, **extra})
 
 
-def _line(u: services.Usage) -> str:
+def _line(u: metering.Usage) -> str:
     return json.dumps({**asdict(u), "created_at": u.created_at.isoformat()}) + "\n"
 
 
@@ -63,7 +63,7 @@ def test_a_file_left_by_a_dead_replayer_is_replayed_without_doubles(acme, spool_
     """A replayer that died between its commit and deleting its claimed file: the rows already written are
     recognised (same request id and time) and only the others are inserted."""
     written, missing = _usage(acme.tenant.id, 1), _usage(acme.tenant.id, 2)
-    services.record_usage(written)
+    metering.record_usage(written)
     spool_dir.mkdir()
     (spool_dir / f"usage.dead{spool.CLAIMED}").write_text(_line(written) + _line(missing))
     reused_id = _usage(acme.tenant.id, 1, age=timedelta(seconds=1))  # a client may send the same x-request-id again
@@ -80,7 +80,7 @@ def test_a_long_outage_is_replayed_chunk_by_chunk(acme, spool_dir, monkeypatch):
     across chunks included."""
     monkeypatch.setattr(spool, "CHUNK", 3)
     rows = [_usage(acme.tenant.id, n) for n in range(8)]
-    services.record_usage(rows[4])  # already written: in the second chunk
+    metering.record_usage(rows[4])  # already written: in the second chunk
     for row in rows:
         spool.append(row)
     assert spool.replay() == 7
@@ -114,8 +114,8 @@ def test_a_torn_last_line_is_dropped_and_logged(acme, spool_dir, caplog):
 def test_rows_older_than_the_rollups_watermark_rebuild_them(acme, spool_dir):
     """The roll-ups already summed the hours a late row belongs to (an outage longer than the beat's look-back):
     the replay rebuilds them, so dashboards count the row."""
-    services.record_usage(_usage(acme.tenant.id, 1, age=timedelta(hours=7)))
-    services.refresh_rollups(since=None)
+    metering.record_usage(_usage(acme.tenant.id, 1, age=timedelta(hours=7)))
+    metering.refresh_rollups(since=None)
     late = _usage(acme.tenant.id, 2, age=timedelta(hours=6))
     assert usage.watermark() > late.created_at
     spool.append(late)

@@ -22,7 +22,7 @@ from django.utils import timezone
 from openai import OpenAI
 from playwright.sync_api import Page, expect, sync_playwright
 
-from accounts import reports, services
+from accounts import metering, reports, services
 from accounts.models import Role, UsageRecord
 from tests.e2e.conftest import CHAT, EMBED, rows
 
@@ -68,14 +68,14 @@ def history(tenant, keys) -> None:
             for _ in range(n):
                 prompt = 150 + (day * 37 + i * 11) % 400
                 completion = 0 if model == EMBED else 60 + (day * 53) % 220
-                row = services.record_usage(services.Usage(
+                row = metering.record_usage(metering.Usage(
                     request_id="req_history", tenant_id=tenant.pk, api_key_id=key.pk, model=model,
                     route="embeddings" if model == EMBED else "chat/completions", prompt_tokens=prompt,
                     completion_tokens=completion, status_code=502 if (day + i) % 11 == 0 else 200, streamed=False,
                     aborted=False, time_to_first_token_ms=40, duration_ms=400,
                 ))  # fmt: skip
                 UsageRecord.objects.filter(pk=row.pk).update(created_at=now - timedelta(days=day, hours=i))
-    services.refresh_rollups()
+    metering.refresh_rollups()
 
 
 def sign_in(page: Page, url: str, username: str, password: str = PASSWORD) -> None:

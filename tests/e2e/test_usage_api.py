@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from accounts import services
+from accounts import metering, services
 from accounts.models import UsageRecord
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -16,7 +16,7 @@ DAY = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
 def _usage(tenant, key, model, at, prompt, completion):
-    row = services.record_usage(services.Usage(
+    row = metering.record_usage(metering.Usage(
         request_id="req_x", tenant_id=tenant.id, api_key_id=key.id, model=model, route="completions",
         prompt_tokens=prompt, completion_tokens=completion, status_code=200, streamed=False, aborted=False,
         time_to_first_token_ms=1, duration_ms=2,

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 import pytest
 from PIL import Image
 
-from accounts import reports, services
+from accounts import metering, reports, services
 from accounts.models import Role, UsageRecord, UsageReport
 
 pytestmark = pytest.mark.django_db
@@ -24,7 +24,7 @@ def signed_in(client, user):
 
 def with_usage(setup, model: str, prompt: int, completion: int) -> UsageReport:
     key = services.issue_key(setup.tenant, name="k").key
-    row = services.record_usage(services.Usage(
+    row = metering.record_usage(metering.Usage(
         request_id=f"req_{setup.tenant.slug}", tenant_id=setup.tenant.id, api_key_id=key.id, model=model,
         route="chat/completions", prompt_tokens=prompt, completion_tokens=completion, status_code=200,
         streamed=False, aborted=False, time_to_first_token_ms=None, duration_ms=10,

@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from accounts import services, usage
+from accounts import metering, services, usage
 from accounts.models import UsageRecord
 
 pytestmark = pytest.mark.django_db
@@ -21,7 +21,7 @@ RANGE = "?start=2026-11-09&end=2026-11-12"
 
 
 def record(tenant, key, model: str, at: datetime, prompt: int, completion: int, status: int = 200) -> None:
-    row = services.record_usage(services.Usage(
+    row = metering.record_usage(metering.Usage(
         request_id="req_t", tenant_id=tenant.id, api_key_id=key.id if key else None, model=model,
         route="chat/completions", prompt_tokens=prompt, completion_tokens=completion, status_code=status,
         streamed=False, aborted=status == 499, time_to_first_token_ms=1, duration_ms=2,
@@ -39,7 +39,7 @@ def traffic(acme, globex):
     record(acme.tenant, one, "chat-small", DAY + timedelta(hours=1), 50, 10, status=502)
     record(acme.tenant, two, "embed-small", DAY + timedelta(days=1), 7, 0)
     record(globex.tenant, g, "completion-small", DAY, 9000, 9000)
-    services.refresh_rollups(now=DAY + timedelta(days=1, hours=1))  # watermark: day 2, 13:00 minus the lag
+    metering.refresh_rollups(now=DAY + timedelta(days=1, hours=1))  # watermark: day 2, 13:00 minus the lag
     record(acme.tenant, two, "chat-small", DAY + timedelta(days=1, hours=5), 3, 4)  # after it: raw tail
     record(acme.tenant, None, "chat-small", DAY + timedelta(days=2), 1, 1)  # the playground's rows have no key
     return acme, globex, one, two

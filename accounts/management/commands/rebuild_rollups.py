@@ -2,12 +2,12 @@
 
 from django.core.management.base import BaseCommand
 
-from accounts import services
+from accounts import metering
 
 
 class Command(BaseCommand):
     help = "Rebuild the hourly and daily usage roll-ups from the raw usage rows (the source of truth)."
 
     def handle(self, **options):
-        counts = services.refresh_rollups()
+        counts = metering.refresh_rollups()
         self.stdout.write(f"rebuilt {counts['hour']} hour and {counts['day']} day buckets")
