@@ -50,7 +50,7 @@ def append(usage) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / ACTIVE
     while True:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
@@ -59,7 +59,10 @@ def append(usage) -> None:
                 current = None
             if current != os.fstat(fd).st_ino:  # a replayer took this file while we waited: write to a new one
                 continue
-            os.write(fd, line)
+            size = os.fstat(fd).st_size
+            # after a line a crash cut short, start a new one: the torn line alone is lost, not this one too
+            torn = size > 0 and os.pread(fd, 1, size - 1) != b"\n"
+            os.write(fd, b"\n" + line if torn else line)
             os.fsync(fd)
             break
         finally:

@@ -102,13 +102,15 @@ def test_a_file_another_replayer_holds_is_left_to_it(acme, spool_dir):
 
 
 def test_a_torn_last_line_is_dropped_and_logged(acme, spool_dir, caplog):
-    """A crash while appending leaves half a line; it was never acknowledged (no fsync returned), the rest is kept."""
+    """A crash while appending leaves half a line; it was never acknowledged (no fsync returned), the rest is kept,
+    rows appended after it included."""
     spool.append(_usage(acme.tenant.id, 1))
     with open(spool_dir / spool.ACTIVE, "a") as file:
         file.write(_line(_usage(acme.tenant.id, 2))[:40])
-    assert spool.replay() == 1
+    spool.append(_usage(acme.tenant.id, 3))  # the process restarted and spooled on: a line of its own
+    assert spool.replay() == 2
     assert "line 2 is unreadable" in caplog.text
-    assert list(UsageRecord.objects.values_list("request_id", flat=True)) == ["req_spool_1"]
+    assert sorted(UsageRecord.objects.values_list("request_id", flat=True)) == ["req_spool_1", "req_spool_3"]
 
 
 def test_rows_older_than_the_rollups_watermark_rebuild_them(acme, spool_dir):
