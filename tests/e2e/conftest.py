@@ -3,6 +3,7 @@ LLaVAs (1.5 and NeXT, written by transformers), once per session; a local image 
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -12,7 +13,7 @@ from accounts import services
 from accounts.models import UsageRecord
 from hub.inference_client import model_cards
 from tests.inference.image_server import ALLOW_LOCAL_IMAGES, image_server
-from tests.inference.live_service import inference_service, model_flags
+from tests.inference.live_service import inference_service
 from tests.inference.reference_checkpoints import llava_checkpoint
 
 CHAT, COMPLETION, EMBED = "smollm2-135m-instruct", "gemma-3-270m", "all-minilm-l6-v2"
@@ -26,18 +27,31 @@ def images():
         yield server
 
 
+# The chat deployment's output cap, as an operator sets it: a chat without max_tokens (most reference examples)
+# stops there instead of at the 8192-token context, which on this CPU can outlast an example's 5-minute timeout.
+CHAT_MAX_OUTPUT = 1024
+
+
 @pytest.fixture(scope="session")
 def inference_url(tmp_path_factory, images):
     """`python -m inference serve` with the packaged models and the two LLaVAs, once per session."""
     root = tmp_path_factory.mktemp("llava")
     models = [
-        f"{CHAT}=packaged:smollm2:chat",
-        f"{COMPLETION}=packaged:gemma3:completion",
-        f"{EMBED}=packaged:minilm:embedding",
-        f"{VISION_NEXT}={llava_checkpoint(root / 'next', next_=True)}:vision",
-        f"{VISION_15}={llava_checkpoint(root / 'v15')}:vision",
+        (CHAT, "packaged:smollm2", "chat", CHAT_MAX_OUTPUT),
+        (COMPLETION, "packaged:gemma3", "completion", None),
+        (EMBED, "packaged:minilm", "embedding", None),
+        (VISION_NEXT, str(llava_checkpoint(root / "next", next_=True)), "vision", None),
+        (VISION_15, str(llava_checkpoint(root / "v15")), "vision", None),
     ]
-    with inference_service(*model_flags(*models), env=ALLOW_LOCAL_IMAGES) as url:
+    config = root / "inference.toml"
+    config.write_text(
+        "".join(
+            f"[[models]]\nid = {json.dumps(i)}\nsource = {json.dumps(src)}\nkind = {json.dumps(kind)}\n"
+            + (f"max_output_length = {cap}\n" if cap else "")
+            for i, src, kind, cap in models
+        )
+    )
+    with inference_service("--config", str(config), env=ALLOW_LOCAL_IMAGES) as url:
         yield f"{url}/v1"
 
 
