@@ -75,6 +75,21 @@ def pending() -> bool:
     return folder.is_dir() and any(name == ACTIVE or name.endswith(CLAIMED) for name in os.listdir(folder))
 
 
+def waiting() -> int:
+    """How many rows the spool holds (torn lines included)."""
+    folder = directory()
+    if not folder.is_dir():
+        return 0
+    names = [n for n in os.listdir(folder) if n == ACTIVE or n.endswith(CLAIMED)]
+    total = 0
+    for name in names:
+        try:
+            total += (folder / name).read_bytes().count(b"\n")
+        except FileNotFoundError:  # replayed meanwhile
+            pass
+    return total
+
+
 def _claim(path: Path) -> tuple[int, Path] | None:
     """Lock ``path`` without waiting; rename an active file to a claimed one. None: someone else holds it."""
     try:

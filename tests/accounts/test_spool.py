@@ -153,3 +153,18 @@ def test_processes_appending_while_another_replays_lose_nothing(acme, spool_dir)
     ids = list(UsageRecord.objects.values_list("request_id", flat=True))
     assert len(ids) == len(set(ids)) == 600
     assert os.listdir(spool_dir) == []
+
+
+def test_the_operator_command_counts_and_writes_the_waiting_rows(acme, spool_dir):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    for n in range(3):
+        spool.append(_usage(acme.tenant.id, n))
+    out = StringIO()
+    call_command("replay_usage_spool", "--check", stdout=out)
+    assert f"3 usage rows waiting in {spool_dir}" in out.getvalue() and not UsageRecord.objects.exists()
+    call_command("replay_usage_spool", stdout=out)
+    assert "wrote 3 rows; 0 left" in out.getvalue()
+    assert UsageRecord.objects.count() == 3 and spool.waiting() == 0
