@@ -164,7 +164,13 @@ def replay() -> int:
         fd, path = claim
         try:
             rows = _read(fd, path)
-            inserted += _insert(rows) if rows else 0
+            try:
+                inserted += _insert(rows) if rows else 0
+            except IntegrityError:  # refused for good (a key or tenant deleted meanwhile): out of the way
+                failed = path.with_name(path.name.removesuffix(CLAIMED) + FAILED)
+                log.exception("spooled usage %s refused by the database; kept aside as %s", path, failed)
+                os.rename(path, failed)
+                continue
             path.unlink()
         finally:
             os.close(fd)
@@ -182,9 +188,6 @@ def _replay_until_empty() -> None:
     while True:
         try:
             replay()
-        except IntegrityError:  # a row the database refuses for good (its key or tenant deleted meanwhile)
-            log.exception("spooled usage refused by the database; kept aside in %s as *%s", directory(), FAILED)
-            _set_aside()
         except DatabaseError as exc:
             log.warning("spooled usage not replayed yet, the database is still unreachable: %s", exc)
         except Exception:  # noqa: BLE001 - logged; the files stay and the next try reads them again
@@ -196,15 +199,6 @@ def _replay_until_empty() -> None:
                 _replayer = None
                 return
         time.sleep(settings.HUB_SPOOL_RETRY_SECONDS)
-
-
-def _set_aside() -> None:
-    """Move the claimed files no one holds out of the replayer's way, for the operator to look at."""
-    for name in os.listdir(directory()):
-        if name.endswith(CLAIMED) and (claim := _claim(directory() / name)) is not None:
-            fd, path = claim
-            os.rename(path, path.with_name(path.name.removesuffix(CLAIMED) + FAILED))
-            os.close(fd)
 
 
 def replay_soon() -> None:

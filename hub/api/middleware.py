@@ -49,7 +49,7 @@ class ApiExceptionMiddleware:
     def process_exception(self, request, exception):
         if not is_api_path(request.path):
             if errors.database_unreachable(exception):  # the console: a plain 503, not a 500 page
-                errors.for_unexpected(exception, f"{request.method} {request.path}")  # logs it
+                log.warning("database unreachable on %s %s: %s", request.method, request.path, exception)
                 return HttpResponse(UNREACHABLE, status=503, content_type="text/plain; charset=utf-8")
             return None
         if isinstance(exception, errors.ApiError):

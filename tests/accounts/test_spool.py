@@ -168,3 +168,17 @@ def test_the_operator_command_counts_and_writes_the_waiting_rows(acme, spool_dir
     call_command("replay_usage_spool", stdout=out)
     assert "wrote 3 rows; 0 left" in out.getvalue()
     assert UsageRecord.objects.count() == 3 and spool.waiting() == 0
+
+
+@pytest.mark.django_db(transaction=True)  # foreign keys are checked at commit
+def test_rows_the_database_refuses_for_good_are_set_aside(acme, spool_dir, caplog):
+    """A file whose rows the database refuses (its tenant deleted meanwhile) is renamed *.failed for the operator
+    and logged; the other files are written and the spool is empty again."""
+    spool.append(_usage(acme.tenant.id + 1000, 1))  # no such tenant
+    claimed = spool_dir / f"usage.left{spool.CLAIMED}"
+    os.rename(spool_dir / spool.ACTIVE, claimed)
+    spool.append(_usage(acme.tenant.id, 2))
+    assert spool.replay() == 1
+    assert list(UsageRecord.objects.values_list("request_id", flat=True)) == ["req_spool_2"]
+    assert os.listdir(spool_dir) == [f"usage.left{spool.FAILED}"] and not spool.pending()
+    assert "refused by the database" in caplog.text
