@@ -98,10 +98,10 @@ def run(engine: LLMEngine, prompts: list[list[int]], max_tokens: int, device: st
 def random_gguf_weights(model: torch.nn.Module, qtype: str, device: str) -> None:
     """Every projection (and the head) as random ``qtype`` blocks: the bytes a Q4_K checkpoint reads."""
     from inference.gguf_weights import GGUFLinear
-    from kernels.reference import GGUF_BLOCKS
+    from kernels.reference import GGUF_BLOCKS, GGUF_HALF_FIELDS
 
     weights, nbytes = GGUF_BLOCKS[qtype]
-    scale_at = {"Q8_0": (0,), "Q4_K": (0, 2), "Q6_K": (nbytes - 2,)}[qtype]
+    scale_at = GGUF_HALF_FIELDS[qtype]
     gen = torch.Generator().manual_seed(2)
     for name, module in list(model.named_modules()):
         if not isinstance(module, torch.nn.Linear):
@@ -126,7 +126,7 @@ def weight_bytes(model: torch.nn.Module) -> int:
     total = 0
     for module in model.modules():
         if isinstance(module, GGUFLinear):
-            total += module.blocks.numel()
+            total += module.weight_bytes()
         elif isinstance(module, torch.nn.Linear):
             total += module.weight.numel() * module.weight.element_size()
     if getattr(model, "lm_head", "absent") is None:

@@ -171,10 +171,10 @@ def cases(device: str, dtype: torch.dtype, smoke: bool, use_compile: bool) -> li
     # --- GGUF matmul: GEMV (decode, memory-bound) and GEMM (prefill, compute-bound)
     N, K = size(14336), size(4096) if smoke else 4096
     K = max(256, K - K % 256)
-    for qtype in ("Q4_K", "Q6_K", "Q8_0"):
+    for qtype in ("Q4_K", "Q6_K", "Q8_0", "Q4_1", "Q5_0"):  # the last two: SmolLM2's and Gemma 3's main types
         weights, nbytes = ref.GGUF_BLOCKS[qtype]
         raw = torch.randint(0, 256, (N, K // weights * nbytes), generator=g, dtype=torch.uint8)
-        for offset in (0, 2) if qtype == "Q4_K" else (0,) if qtype == "Q8_0" else (nbytes - 2,):
+        for offset in ref.GGUF_HALF_FIELDS[qtype]:
             raw.view(N, -1, nbytes)[:, :, offset : offset + 2] = (
                 (torch.rand(N, K // weights, generator=g) * 1e-3).half().view(torch.uint8).view(N, K // weights, 2)
             )

@@ -33,8 +33,8 @@ class EngineConfig:
     # TRITON_INTERPRET=1: slow, for tests), "off" (the torch path everywhere)
     kernels: str = "auto"
     cuda_graphs: bool = True  # decode steps replayed as CUDA graphs (CUDA with kernels only)
-    # "dense": weights in ``dtype``; "gguf": a GGUF model's Q8_0 / Q4_K / Q6_K matrices stay in their blocks,
-    # read by the Triton matmul (needs the kernels), the rest dense
+    # "dense": weights in ``dtype``; "gguf": a GGUF model's matrices in Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K or
+    # Q6_K stay in their blocks, read by the Triton matmul (needs the kernels), the rest dense
     weights: str = "dense"
 
     def resolved_device(self) -> str:

@@ -56,11 +56,32 @@ def _load_f16(ptr, mask):
 
 
 @triton.jit
-def _q8_0(blk, i, mask):
-    """Q8_0 block [d fp16][32 x int8] → weights i of it: q * d."""
+def _q32(blk, i, mask, QTYPE: tl.constexpr):
+    """A 32-weight block → its weights i. Q8_0: [d fp16][32 x int8], w = q * d. The 4/5-bit types: [d fp16]
+    [m fp16: _1 types][qh: 4 bytes, bit j = weight j's fifth bit: Q5 types][16 bytes: weight j in the low nibble
+    of byte j, weight j + 16 in the high one]; w = d * (q - 8 or 16) for _0 types, (d * q) + m for _1 types."""
     d = _load_f16(blk, mask)
-    q = tl.load(blk + 2 + i, mask=mask, other=0).to(tl.int8, bitcast=True).to(tl.float32)
-    return q * d
+    if QTYPE == "Q8_0":
+        w = tl.load(blk + 2 + i, mask=mask, other=0).to(tl.int8, bitcast=True).to(tl.float32) * d
+    else:
+        qs = blk + 2
+        if QTYPE == "Q4_1":
+            qs = blk + 4
+        if QTYPE == "Q5_0":
+            qs = blk + 6
+        if QTYPE == "Q5_1":
+            qs = blk + 8
+        q = (tl.load(qs + (i % 16), mask=mask, other=0).to(tl.int32) >> (4 * (i // 16))) & 0x0F
+        if QTYPE == "Q5_0" or QTYPE == "Q5_1":
+            high = tl.load(qs - 4 + (i // 8), mask=mask, other=0).to(tl.int32)
+            q = q | (((high >> (i % 8)) & 1) << 4)
+        if QTYPE == "Q4_0":
+            w = d * (q - 8).to(tl.float32)
+        elif QTYPE == "Q5_0":
+            w = d * (q - 16).to(tl.float32)
+        else:
+            w = d * q.to(tl.float32) + _load_f16(blk + 2, mask)
+    return w
 
 
 @triton.jit
@@ -124,7 +145,9 @@ def _q6_k_half(blk, d, H: tl.constexpr, i, mask):
 
 
 @triton.jit
-def _dequantize_kernel(w_ptr, out_ptr, N, K, stride_wn, stride_on, QTYPE: tl.constexpr, BLOCK_N: tl.constexpr):
+def _dequantize_kernel(
+    w_ptr, out_ptr, N, K, stride_wn, stride_on, QTYPE: tl.constexpr, NBYTES: tl.constexpr, BLOCK_N: tl.constexpr
+):
     # grid (cdiv(N, BLOCK_N), cdiv(K, CHUNK)): BLOCK_N rows x one 256-weight chunk per program
     u = tl.program_id(1)
     offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -132,11 +155,7 @@ def _dequantize_kernel(w_ptr, out_ptr, N, K, stride_wn, stride_on, QTYPE: tl.con
     rows = w_ptr + offs_n.to(tl.int64)[:, None] * stride_wn
     out = out_ptr + offs_n.to(tl.int64)[:, None] * stride_on + u * 256
     i = tl.arange(0, 32)[None, :]  # [1, 32]
-    if QTYPE == "Q8_0":
-        for j in tl.static_range(8):
-            ok = mask & (u * 256 + j * 32 < K)
-            tl.store(out + j * 32 + i, _q8_0(rows + (u * 8 + j) * 34, i, ok), mask=ok)
-    elif QTYPE == "Q4_K":
+    if QTYPE == "Q4_K":
         blk = rows + u * 144
         d = _load_f16(blk, mask)
         dmin = _load_f16(blk + 2, mask)
@@ -144,7 +163,7 @@ def _dequantize_kernel(w_ptr, out_ptr, N, K, stride_wn, stride_on, QTYPE: tl.con
             lo, hi = _q4_k_chunk(blk, d, dmin, c, i, mask)
             tl.store(out + c * 64 + i, lo, mask=mask)
             tl.store(out + (c * 64 + 32) + i, hi, mask=mask)
-    else:
+    elif QTYPE == "Q6_K":
         blk = rows + u * 210
         d = _load_f16(blk + 208, mask)
         for h in tl.static_range(2):
@@ -153,6 +172,10 @@ def _dequantize_kernel(w_ptr, out_ptr, N, K, stride_wn, stride_on, QTYPE: tl.con
             tl.store(out + (h * 128 + 32) + i, w1, mask=mask)
             tl.store(out + (h * 128 + 64) + i, w2, mask=mask)
             tl.store(out + (h * 128 + 96) + i, w3, mask=mask)
+    else:  # eight 32-weight blocks
+        for j in tl.static_range(8):
+            ok = mask & (u * 256 + j * 32 < K)
+            tl.store(out + j * 32 + i, _q32(rows + (u * 8 + j) * NBYTES, i, ok, QTYPE), mask=ok)
 
 
 def _check(blocks: torch.Tensor, qtype: str) -> tuple[int, int]:
@@ -180,11 +203,11 @@ def dequantize(blocks: torch.Tensor, qtype: str) -> torch.Tensor:
     BLOCK_N = 16
     grid = (triton.cdiv(N, BLOCK_N), triton.cdiv(K, CHUNK))
     # enable_fp_fusion=False: no mul + add may be contracted into an FMA (LLVM and ptxas both do so by default), since
-    # an FMA rounds once where numpy rounds twice. Q4_K's (d * sc) * q - dmin * m is the only such pair; with an fp16
-    # d, a 6-bit sc and a 4-bit q its product is exact in float32, so today an FMA would happen to give the same bits,
-    # but bit-exactness should not rest on that argument (and fusion buys nothing in this memory-bound kernel).
+    # an FMA rounds once where numpy rounds twice: Q4_1 / Q5_1's (d * q) + m would differ in the last bit (Q4_K's
+    # (d * sc) * q - dmin * m happens to be exact, its product fitting in float32). Fusion buys nothing here anyway.
     _dequantize_kernel[grid](
-        blocks, out, N, K, blocks.stride(0), out.stride(0), QTYPE=qtype, BLOCK_N=BLOCK_N, num_warps=4,
+        blocks, out, N, K, blocks.stride(0), out.stride(0), QTYPE=qtype, NBYTES=GGUF_BLOCKS[qtype][1], BLOCK_N=BLOCK_N,
+        num_warps=4,
         enable_fp_fusion=False,
     )  # fmt: skip
     return out
@@ -214,6 +237,7 @@ def _gemv_kernel(
     stride_om,
     units_per_split,
     QTYPE: tl.constexpr,
+    NBYTES: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
@@ -233,12 +257,7 @@ def _gemv_kernel(
     u_end = tl.minimum(u_start + units_per_split, tl.cdiv(K, 256))
     for u in range(u_start, u_end):
         k0 = u * 256
-        if QTYPE == "Q8_0":
-            for j in tl.static_range(8):
-                in_k = k0 + j * 32 < K
-                w = _q8_0(rows + (u * 8 + j) * 34, i, mask & in_k)
-                acc = _gemv_fma(acc, x_rows, x_mask & in_k, k0 + j * 32 + i, w)
-        elif QTYPE == "Q4_K":
+        if QTYPE == "Q4_K":
             blk = rows + u * 144
             d = _load_f16(blk, mask)
             dmin = _load_f16(blk + 2, mask)
@@ -246,7 +265,7 @@ def _gemv_kernel(
                 lo, hi = _q4_k_chunk(blk, d, dmin, c, i, mask)
                 acc = _gemv_fma(acc, x_rows, x_mask, k0 + c * 64 + i, lo)
                 acc = _gemv_fma(acc, x_rows, x_mask, k0 + (c * 64 + 32) + i, hi)
-        else:
+        elif QTYPE == "Q6_K":
             blk = rows + u * 210
             d = _load_f16(blk + 208, mask)
             for h in tl.static_range(2):
@@ -255,6 +274,11 @@ def _gemv_kernel(
                 acc = _gemv_fma(acc, x_rows, x_mask, k0 + (h * 128 + 32) + i, w1)
                 acc = _gemv_fma(acc, x_rows, x_mask, k0 + (h * 128 + 64) + i, w2)
                 acc = _gemv_fma(acc, x_rows, x_mask, k0 + (h * 128 + 96) + i, w3)
+        else:  # eight 32-weight blocks; K need only be a multiple of 32
+            for j in tl.static_range(8):
+                in_k = k0 + j * 32 < K
+                w = _q32(rows + (u * 8 + j) * NBYTES, i, mask & in_k, QTYPE)
+                acc = _gemv_fma(acc, x_rows, x_mask & in_k, k0 + j * 32 + i, w)
 
     out = tl.sum(acc, axis=2)  # [BM, BN]
     out_ptrs = out_ptr + pid_k * stride_os + offs_m[:, None] * stride_om + offs_n[None, :]
@@ -289,7 +313,7 @@ def _gemv(x: torch.Tensor, blocks: torch.Tensor, qtype: str, splits: int | None 
         out = torch.empty((splits, M, N), dtype=torch.float32, device=x.device)
     _gemv_kernel[(programs_n, splits)](
         x, blocks, out, M, N, K, x.stride(0), blocks.stride(0), out.stride(0) if splits > 1 else 0, out.stride(-2),
-        units_per_split, QTYPE=qtype, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, num_warps=4,
+        units_per_split, QTYPE=qtype, NBYTES=GGUF_BLOCKS[qtype][1], BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, num_warps=4,
     )  # fmt: skip
     return out if splits == 1 else out.sum(0).to(x.dtype)
 
@@ -320,6 +344,7 @@ def _gemm_kernel(
     stride_wn,
     stride_om,
     QTYPE: tl.constexpr,
+    NBYTES: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     GROUP_M: tl.constexpr,
@@ -348,12 +373,7 @@ def _gemm_kernel(
 
     for u in range(0, tl.cdiv(K, 256)):
         k0 = u * 256
-        if QTYPE == "Q8_0":
-            for j in tl.static_range(8):
-                in_k = k0 + j * 32 < K
-                w = _q8_0(rows + (u * 8 + j) * 34, i, mask & in_k)
-                acc = _gemm_dot(acc, x_rows, x_mask & in_k, k0 + j * 32 + kx, w, DOT_F32, PRECISION)
-        elif QTYPE == "Q4_K":
+        if QTYPE == "Q4_K":
             blk = rows + u * 144
             d = _load_f16(blk, mask)
             dmin = _load_f16(blk + 2, mask)
@@ -361,7 +381,7 @@ def _gemm_kernel(
                 lo, hi = _q4_k_chunk(blk, d, dmin, c, i, mask)
                 acc = _gemm_dot(acc, x_rows, x_mask, k0 + c * 64 + kx, lo, DOT_F32, PRECISION)
                 acc = _gemm_dot(acc, x_rows, x_mask, k0 + (c * 64 + 32) + kx, hi, DOT_F32, PRECISION)
-        else:
+        elif QTYPE == "Q6_K":
             blk = rows + u * 210
             d = _load_f16(blk + 208, mask)
             for h in tl.static_range(2):
@@ -370,6 +390,11 @@ def _gemm_kernel(
                 acc = _gemm_dot(acc, x_rows, x_mask, k0 + (h * 128 + 32) + kx, w1, DOT_F32, PRECISION)
                 acc = _gemm_dot(acc, x_rows, x_mask, k0 + (h * 128 + 64) + kx, w2, DOT_F32, PRECISION)
                 acc = _gemm_dot(acc, x_rows, x_mask, k0 + (h * 128 + 96) + kx, w3, DOT_F32, PRECISION)
+        else:  # eight 32-weight blocks
+            for j in tl.static_range(8):
+                in_k = k0 + j * 32 < K
+                w = _q32(rows + (u * 8 + j) * NBYTES, i, mask & in_k, QTYPE)
+                acc = _gemm_dot(acc, x_rows, x_mask & in_k, k0 + j * 32 + kx, w, DOT_F32, PRECISION)
 
     out_ptrs = out_ptr + offs_m.to(tl.int64)[:, None] * stride_om + offs_n[None, :]
     tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=x_mask & mask)
@@ -386,8 +411,8 @@ def _gemm(
     out = torch.empty((M, N), dtype=x.dtype, device=x.device)
     grid = (triton.cdiv(M, BLOCK_M) * triton.cdiv(N, BLOCK_N),)
     _gemm_kernel[grid](
-        x, blocks, out, M, N, K, x.stride(0), blocks.stride(0), out.stride(0), QTYPE=qtype, BLOCK_M=BLOCK_M,
-        BLOCK_N=BLOCK_N, GROUP_M=8, DOT_F32=x.device.type != "cuda",
+        x, blocks, out, M, N, K, x.stride(0), blocks.stride(0), out.stride(0), QTYPE=qtype,
+        NBYTES=GGUF_BLOCKS[qtype][1], BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, GROUP_M=8, DOT_F32=x.device.type != "cuda",
         # float32 x: true float32 products (TF32 would lose ~3 decimal digits); 16-bit x: tensor cores
         PRECISION="ieee" if x.dtype == torch.float32 else "tf32",
         num_warps=8 if BLOCK_M * BLOCK_N >= 128 * 128 else 4, num_stages=3,

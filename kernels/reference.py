@@ -226,7 +226,25 @@ def decode_attention(
 
 QK_K = 256
 # type name → (weights per block, bytes per block)
-GGUF_BLOCKS = {"Q8_0": (32, 34), "Q4_K": (256, 144), "Q6_K": (256, 210)}
+GGUF_BLOCKS = {
+    "Q8_0": (32, 34),
+    "Q4_0": (32, 18),
+    "Q4_1": (32, 20),
+    "Q5_0": (32, 22),
+    "Q5_1": (32, 24),
+    "Q4_K": (256, 144),
+    "Q6_K": (256, 210),
+}
+# type name → byte offsets of its fp16 fields in a block (scales and mins), for tools that write random blocks
+GGUF_HALF_FIELDS = {
+    "Q8_0": (0,),
+    "Q4_0": (0,),
+    "Q4_1": (0, 2),
+    "Q5_0": (0,),
+    "Q5_1": (0, 2),
+    "Q4_K": (0, 2),
+    "Q6_K": (208,),
+}
 
 
 def _f16(raw: torch.Tensor) -> torch.Tensor:
@@ -244,6 +262,23 @@ def dequantize(blocks: torch.Tensor, qtype: str) -> torch.Tensor:
         d = _f16(b[:, :2])[:, None]
         x = b[:, 2:].contiguous().view(torch.int8).float()
         out = x * d
+    elif qtype in ("Q4_0", "Q4_1", "Q5_0", "Q5_1"):
+        # [d fp16][m fp16: _1 types][qh: 32 high bits, _5 types][16 bytes: weight j low nibble, j + 16 high]
+        d = _f16(b[:, 0:2])[:, None]
+        off = 4 if qtype.endswith("_1") else 2
+        if qtype.startswith("Q5"):
+            shifts = torch.arange(8, dtype=torch.uint8, device=b.device)
+            high = ((b[:, off : off + 4, None] >> shifts) & 1).reshape(-1, 32)  # bit j of the little-endian u32
+            off += 4
+        else:
+            high = torch.zeros((b.shape[0], 32), dtype=torch.uint8, device=b.device)
+        qs = b[:, off:]
+        q = torch.cat([qs & 0x0F, qs >> 4], dim=1) | (high << 4)  # [B, 32]
+        if qtype.endswith("_0"):  # symmetric: q - 8 (4 bits) or q - 16 (5 bits), as int8
+            q = q.view(torch.int8) - (8 if qtype == "Q4_0" else 16)
+            out = d * q.float()
+        else:  # (d * q) + m: two roundings, as numpy
+            out = d * q.float() + _f16(b[:, 2:4])[:, None]
     elif qtype == "Q4_K":
         d, dmin = _f16(b[:, 0:2]), _f16(b[:, 2:4])
         sc, m = q4k_scale_min(b[:, 4:16])

@@ -1,5 +1,5 @@
 """GGUF weights kept in their blocks (``engine.weights = "gguf"``): which projections move to the Triton
-matmul on the real Gemma 3 file, and that they compute what the dense (converted) weights compute."""
+matmul on the real Gemma 3 and SmolLM2 files, and that they compute what the dense (converted) weights compute."""
 
 from __future__ import annotations
 
@@ -14,9 +14,7 @@ from inference.loader.convert import _unpermute_rope_rows, ensure_converted
 from inference.loader.safetensors import load_model
 
 
-@pytest.fixture(scope="module")
-def gemma():
-    path = packaged.gemma3_gguf()
+def _on_blocks(path):
     model = load_model(ensure_converted(path), dtype=torch.float32, device="cpu").eval()
     dense = {name: module for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
     embed = model.model.embed_tokens.weight.detach().clone()
@@ -24,25 +22,65 @@ def gemma():
     return model, dense, embed, replaced
 
 
-def test_supported_gguf_types_move_to_blocks_and_the_rest_stays_dense(gemma):
-    model, _, _, replaced = gemma
+@pytest.fixture(scope="module")
+def gemma():
+    return _on_blocks(packaged.gemma3_gguf())
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    return _on_blocks(packaged.smollm2_gguf())
+
+
+def test_every_gemma_projection_moves_to_blocks(gemma):
+    model, dense, _, replaced = gemma
+    kinds = {name: m.qtype for name, m in model.named_modules() if isinstance(m, GGUFLinear)}
+    # Gemma 3 270M Q4_K_M, 18 layers: q/k/v (one fused projection) and gate/up in Q5_0, except v in Q8_0 on half
+    # the layers; o_proj in Q4_K; down_proj in Q4_K or Q6_K; the tied head reads the Q8_0 embedding
+    assert replaced == len(kinds) == 18 * 4 + 1 and not any(isinstance(m, torch.nn.Linear) for m in model.modules())
+    assert kinds["model.layers.0.self_attn.qkv_proj"] == "Q5_0+Q8_0"
+    assert kinds["model.layers.2.self_attn.qkv_proj"] == "Q5_0"
+    assert kinds["model.layers.2.mlp.gate_up_proj"] == "Q5_0"
+    assert kinds["model.layers.0.mlp.down_proj"] == "Q6_K" and kinds["model.layers.2.mlp.down_proj"] == "Q4_K"
+    assert kinds["model.layers.0.self_attn.o_proj"] == "Q4_K" and kinds["lm_head"] == "Q8_0"
+    assert hasattr(model.model.layers[0].self_attn.qkv_proj, "split")
+    for name, module in dense.items():  # same shapes as the dense layers they replace
+        ours = model.get_submodule(name)
+        assert (ours.in_features, ours.out_features) == (module.in_features, module.out_features)
+
+
+def test_every_smollm2_projection_moves_to_q4_1_blocks(smollm2):
+    model, _, _, replaced = smollm2
     kinds = [m.qtype for m in model.modules() if isinstance(m, GGUFLinear)]
-    # Gemma 3 270M Q4_K_M: o_proj Q4_K, down_proj Q4_K / Q6_K, the tied head reads the Q8_0 embedding;
-    # q/k/v and gate/up are Q5_0 (no kernel), so they stay dense
-    assert replaced == len(kinds) == 37 and sorted(set(kinds)) == ["Q4_K", "Q6_K", "Q8_0"]
-    layer = model.model.layers[0]
-    assert isinstance(layer.self_attn.o_proj, GGUFLinear) and isinstance(layer.mlp.down_proj, GGUFLinear)
-    assert not isinstance(layer.self_attn.qkv_proj, GGUFLinear) and hasattr(layer.self_attn.qkv_proj, "split")
-    assert isinstance(model.lm_head, GGUFLinear) and model.lm_head.qtype == "Q8_0"
+    # 30 layers x (qkv, o, gate/up, down) in Q4_1, and the tied head on the Q8_0 embedding
+    assert replaced == len(kinds) == 30 * 4 + 1
+    assert kinds.count("Q4_1") == 120 and model.lm_head.qtype == "Q8_0"
 
 
-@pytest.mark.parametrize("name", ["model.layers.0.self_attn.o_proj", "model.layers.0.mlp.down_proj",
-                                  "model.layers.17.mlp.down_proj"])  # fmt: skip
-def test_block_projections_compute_what_the_converted_weights_do(gemma, name):
-    model, dense, _, _ = gemma
+@pytest.mark.parametrize(
+    "which,name",
+    [
+        ("gemma", "model.layers.0.self_attn.o_proj"),  # Q4_K
+        ("gemma", "model.layers.0.mlp.down_proj"),  # Q6_K
+        ("gemma", "model.layers.0.self_attn.qkv_proj"),  # Q5_0 + Q8_0, two matmuls concatenated
+        ("gemma", "model.layers.2.mlp.gate_up_proj"),  # Q5_0
+        ("smollm2", "model.layers.0.self_attn.qkv_proj"),  # Q4_1, llama's q/k rows unpermuted on blocks
+        ("smollm2", "model.layers.29.mlp.down_proj"),  # Q4_1
+    ],
+)
+def test_block_projections_compute_what_the_converted_weights_do(request, which, name):
+    model, dense, _, _ = request.getfixturevalue(which)
     ours = model.get_submodule(name)
     x = torch.randn(3, ours.in_features, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(ours(x), dense[name](x), atol=1e-4, rtol=1e-4)
+    if len(ours.qtypes) > 1:
+        with pytest.raises(TypeError, match="one block tensor per type"):
+            ours.blocks  # noqa: B018
+
+
+def test_unsupported_gguf_type_is_refused():
+    with pytest.raises(ValueError, match="Q2_K.*supported: Q8_0"):
+        GGUFLinear("Q2_K", torch.zeros(2, 84, dtype=torch.uint8), 256, None)
 
 
 def test_tied_head_reads_the_embedding_blocks(gemma):

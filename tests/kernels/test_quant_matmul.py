@@ -1,6 +1,8 @@
-"""kernels.quant_matmul against gguf.quants and reference.quant_matmul: dequantization bit for bit on real Gemma 3
-blocks and on random ones (subnormal, huge and negative scales, -0.0 results), the GEMV path (with and without a
-K split) and the GEMM path for every type and dtype, ragged N and M, strided x.
+"""kernels.quant_matmul against gguf.quants and reference.quant_matmul: dequantization bit for bit on real blocks
+(Gemma 3's Q8_0 / Q5_0 / Q4_K / Q6_K and SmolLM2's Q4_1 from the packaged files; Q4_0 and Q5_1, which neither file
+uses, quantized by gguf.quants from real Gemma weights) and on random ones (subnormal, huge and negative scales,
+-0.0 results), the GEMV path (with and without a K split) and the GEMM path for every type and dtype, ragged N
+and M, strided x.
 
 The real GGUF is read with the repo's ``inference.loader.gguf.GGUFFile`` (its header and tensors are checked against
 ``gguf.GGUFReader`` in tests/inference): GGUFReader takes ~10 s to parse the 262k-token vocabulary."""
@@ -17,8 +19,8 @@ from kernels import reference
 from tests.kernels.conftest import DEVICE, DTYPES, shapes
 
 QTYPES = list(reference.GGUF_BLOCKS)
-# where each type's fp16 fields sit in its block (byte offsets)
-HALF_FIELDS = {"Q8_0": (0,), "Q4_K": (0, 2), "Q6_K": (208,)}
+# the 32-weight block types: K need only be a multiple of 32
+QTYPES_32 = [q for q, (weights, _) in reference.GGUF_BLOCKS.items() if weights == 32]
 
 
 def random_blocks(n: int, k: int, qtype: str, g: torch.Generator, halves: torch.Tensor | None = None) -> torch.Tensor:
@@ -26,7 +28,7 @@ def random_blocks(n: int, k: int, qtype: str, g: torch.Generator, halves: torch.
     with replacement) or, by default, random finite bit patterns (subnormals and values up to 65504 included)."""
     weights, nbytes = reference.GGUF_BLOCKS[qtype]
     b = torch.randint(0, 256, (n, k // weights, nbytes), generator=g, dtype=torch.uint8)
-    for off in HALF_FIELDS[qtype]:
+    for off in reference.GGUF_HALF_FIELDS[qtype]:
         if halves is None:
             bits = torch.randint(0, 1 << 16, (n, k // weights), generator=g, dtype=torch.int32)
             bits = torch.where(((bits >> 10) & 0x1F) == 0x1F, bits & 0x83FF, bits)  # inf / NaN exponent → subnormal
@@ -43,6 +45,18 @@ def plant_negative_zero(blocks: torch.Tensor, qtype: str) -> torch.Tensor:
     if qtype == "Q8_0":
         b[:, 1] |= 0x80  # d < 0
         b[:, 2] = 0  # q = 0
+    elif qtype in ("Q4_0", "Q5_0"):
+        b[:, 1] |= 0x80  # d < 0
+        qs = 2 if qtype == "Q4_0" else 6
+        b[:, qs] = (b[:, qs] & 0xF0) | (8 if qtype == "Q4_0" else 0)  # q - 8 = 0; Q5_0: low nibble 0 ...
+        if qtype == "Q5_0":
+            b[:, 2] |= 1  # ... with the fifth bit set: q - 16 = 0
+    elif qtype in ("Q4_1", "Q5_1"):
+        b[:, 1] |= 0x80  # d < 0, so d * 0 = -0.0 ...
+        b[:, 2], b[:, 3] = 0, 0x80  # ... plus m = -0.0 stays -0.0
+        b[:, 4] &= 0xF0 if qtype == "Q4_1" else 0xFE  # q = 0 (Q5_1: fifth bit clear ...)
+        if qtype == "Q5_1":
+            b[:, 8] &= 0xF0  # ... and low nibble 0)
     elif qtype == "Q4_K":
         b[:, 1] |= 0x80  # d < 0, so (d * sc) * 0 = -0.0 ...
         b[:, 4] |= 1  # ... with sc > 0
@@ -69,18 +83,29 @@ def assert_bit_equal(ours: torch.Tensor, ref: np.ndarray) -> None:
 
 @pytest.fixture(scope="module")
 def gemma_blocks() -> dict[str, np.ndarray]:
-    """A handful of rows of real Gemma 3 270M tensors, one per type: [rows, bytes] uint8."""
+    """A handful of rows of real tensors, one per type: [rows, bytes] uint8."""
     from inference import packaged
     from inference.loader.gguf import GGUFFile
 
-    f = GGUFFile(packaged.gemma3_gguf())
-    picks = {"Q8_0": "token_embd.weight", "Q4_K": "blk.0.attn_output.weight", "Q6_K": "blk.0.ffn_down.weight"}
+    picks = {
+        "Q8_0": (packaged.gemma3_gguf(), "token_embd.weight"),
+        "Q5_0": (packaged.gemma3_gguf(), "blk.0.attn_q.weight"),
+        "Q4_K": (packaged.gemma3_gguf(), "blk.0.attn_output.weight"),
+        "Q6_K": (packaged.gemma3_gguf(), "blk.0.ffn_down.weight"),
+        "Q4_1": (packaged.smollm2_gguf(), "blk.0.ffn_up.weight"),
+    }
     out = {}
-    for qtype, name in picks.items():
-        assert f.tensors[name].ggml_type.name == qtype
-        raw = f.raw(name)
-        rows = np.linspace(0, raw.shape[0] - 1, 24).round().astype(np.int64)  # spread over the tensor
-        out[qtype] = np.ascontiguousarray(raw[rows])
+    for qtype, (path, name) in picks.items():
+        with GGUFFile(path) as f:
+            assert f.tensors[name].ggml_type.name == qtype
+            raw = f.raw(name)
+            rows = np.linspace(0, raw.shape[0] - 1, 24).round().astype(np.int64)  # spread over the tensor
+            out[qtype] = np.ascontiguousarray(raw[rows])
+    # Q4_0 and Q5_1: the same real weights, quantized as llama.cpp does (gguf.quants is its Python port)
+    weights = gguf.quants.dequantize(out["Q5_0"], gguf.GGMLQuantizationType.Q5_0)
+    for qtype in ("Q4_0", "Q5_1"):
+        out[qtype] = gguf.quants.quantize(weights, gguf.GGMLQuantizationType[qtype])
+    assert set(out) == set(QTYPES)
     return out
 
 
@@ -103,16 +128,17 @@ def test_dequantize_random_blocks_bit_for_bit(qtype, rows, k):
     assert_bit_equal(qm.dequantize(blocks.to(DEVICE), qtype), reference.dequantize(blocks, qtype).numpy())
 
 
+@pytest.mark.parametrize("qtype", QTYPES_32)
 @pytest.mark.parametrize("rows,k", [(3, 32), (2, 96), (7, 288)])
-def test_dequantize_q8_0_rows_of_odd_block_counts(rows, k):
+def test_dequantize_32_weight_blocks_rows_of_odd_block_counts(qtype, rows, k):
     g = torch.Generator().manual_seed(k)
-    blocks = random_blocks(rows, k, "Q8_0", g)
-    assert_bit_equal(qm.dequantize(blocks.to(DEVICE), "Q8_0"), reference.dequantize(blocks, "Q8_0").numpy())
+    blocks = random_blocks(rows, k, qtype, g)
+    assert_bit_equal(qm.dequantize(blocks.to(DEVICE), qtype), reference.dequantize(blocks, qtype).numpy())
 
 
 def test_dequantize_rejects_bad_blocks():
     with pytest.raises(ValueError, match="not supported"):
-        qm.dequantize(torch.zeros(2, 34, dtype=torch.uint8, device=DEVICE), "Q5_0")
+        qm.dequantize(torch.zeros(2, 84, dtype=torch.uint8, device=DEVICE), "Q2_K")
     with pytest.raises(ValueError, match="uint8"):
         qm.dequantize(torch.zeros(2, 143, dtype=torch.uint8, device=DEVICE), "Q4_K")
     with pytest.raises(ValueError, match="uint8"):
@@ -165,11 +191,12 @@ def test_quant_matmul(m, n, k, qtype, dtype, atol, rtol):
 
 
 @pytest.mark.parametrize("dtype,atol,rtol", DTYPES)
+@pytest.mark.parametrize("qtype", QTYPES_32)
 @pytest.mark.parametrize("m,n,k", [(1, 17, 32), (3, 64, 96), (33, 17, 96), (2, 5, 288)])
-def test_quant_matmul_q8_0_small_k(m, n, k, dtype, atol, rtol):
-    """Q8_0 blocks are 32 weights: K need not be a multiple of the 256-weight chunks the kernels walk."""
-    x, blocks = matmul_case(m, n, k, "Q8_0", dtype, seed=k)
-    check_matmul(qm.quant_matmul(x, blocks, "Q8_0"), x, blocks, "Q8_0", atol, rtol)
+def test_quant_matmul_32_weight_blocks_small_k(m, n, k, qtype, dtype, atol, rtol):
+    """32-weight blocks: K need not be a multiple of the 256-weight chunks the kernels walk."""
+    x, blocks = matmul_case(m, n, k, qtype, dtype, seed=k)
+    check_matmul(qm.quant_matmul(x, blocks, qtype), x, blocks, qtype, atol, rtol)
 
 
 @pytest.mark.parametrize("qtype", QTYPES)
