@@ -21,6 +21,8 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.launch import launch_fitting
+
 # Under the interpreter tl.dot on bf16/fp16 is wrong: the operands are converted to float32 there. Compiled,
 # fp16/bf16 operands go to the tensor cores as they are (accumulating in fp32).
 _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
@@ -285,14 +287,17 @@ def _launch(
     grid = (triton.cdiv(max_seqlen_q, block_m), H, num_seqs)
     if grid[0] == 0:
         return out
-    _prefill_attention_kernel[grid](
+    fp32_dot = _INTERPRET or q.dtype == torch.float32
+    key = ("prefill", q.device, q.dtype, k.dtype, H // hkv, causal, sliding_window is not None, paged, fp32_dot, D,
+           block_m, block_n, block_d, num_warps)  # fmt: skip
+    launch_fitting(
+        _prefill_attention_kernel, grid, key, num_stages,
         q, k, v, out, cu_seqlens_q, kv_lens, block_tables if paged else cu_seqlens_q,
         block_size, block_tables.stride(0) if paged else 0,
         *q.stride(), *k.stride(), *v.stride(), *out.stride(),
         scale * _LOG2E, sliding_window or 0,
         GROUP=H // hkv, CAUSAL=causal, WINDOW=sliding_window is not None, PAGED=paged,
-        FP32_DOT=_INTERPRET or q.dtype == torch.float32, HEAD_D=D,
-        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d, num_warps=num_warps, num_stages=num_stages,
+        FP32_DOT=fp32_dot, HEAD_D=D, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d, num_warps=num_warps,
     )  # fmt: skip
     return out
 

@@ -28,13 +28,17 @@ Two matmul paths:
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
 import triton
 import triton.language as tl
 
+from kernels.launch import launch_fitting
 from kernels.reference import GGUF_BLOCKS
 
+# the interpreter's tl.dot is wrong on bf16: under it the GEMM feeds float32 operands
+_INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 # rows of x up to which the GEMV path is taken: weights streamed once, all rows handled by every program
 GEMV_MAX_M = 8
 # K is walked in chunks of 256 weights: one Q4_K / Q6_K super-block, eight Q8_0 blocks
@@ -400,22 +404,32 @@ def _gemm_kernel(
     tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=x_mask & mask)
 
 
+def _gemm_config(M: int, dtype: torch.dtype) -> tuple[int, int, int, int]:
+    """(BLOCK_M, BLOCK_N, num_warps, num_stages) for x [M, K] of ``dtype``, for an H100: the 128 x 128 tile
+    takes 2 stages, its 3 would need 232-320 KiB of shared memory (the limit is 227; ``kernels.cuda_compile``
+    reports each). Smaller GPUs drop stages at launch (``launch_fitting``)."""
+    block_m = min(128, max(16, triton.next_power_of_2(M)))
+    if block_m == 128:
+        return 128, 128, 8, 2
+    return block_m, 64, 4, 3
+
+
 def _gemm(
-    x: torch.Tensor, blocks: torch.Tensor, qtype: str, block_m: int | None = None, block_n: int | None = None
+    x: torch.Tensor, blocks: torch.Tensor, qtype: str, config: tuple[int, int, int, int] | None = None
 ) -> torch.Tensor:
-    """x [M, K] (contiguous last axis) → [M, N] in x.dtype. ``block_m``, ``block_n``: force the tile (>= 16)."""
+    """x [M, K] (contiguous last axis) → [M, N] in x.dtype. ``config``: force (BLOCK_M >= 16, BLOCK_N >= 16,
+    num_warps, num_stages)."""
     M, K = x.shape
     N = blocks.shape[0]
-    BLOCK_M = block_m or min(128, max(16, triton.next_power_of_2(M)))
-    BLOCK_N = block_n or (128 if BLOCK_M == 128 else 64)
+    BLOCK_M, BLOCK_N, num_warps, num_stages = config or _gemm_config(M, x.dtype)
     out = torch.empty((M, N), dtype=x.dtype, device=x.device)
     grid = (triton.cdiv(M, BLOCK_M) * triton.cdiv(N, BLOCK_N),)
-    _gemm_kernel[grid](
+    launch_fitting(
+        _gemm_kernel, grid, ("gemm", x.device, x.dtype, qtype, BLOCK_M, BLOCK_N, num_warps), num_stages,
         x, blocks, out, M, N, K, x.stride(0), blocks.stride(0), out.stride(0), QTYPE=qtype,
-        NBYTES=GGUF_BLOCKS[qtype][1], BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, GROUP_M=8, DOT_F32=x.device.type != "cuda",
+        NBYTES=GGUF_BLOCKS[qtype][1], BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, GROUP_M=8, DOT_F32=_INTERPRET,
         # float32 x: true float32 products (TF32 would lose ~3 decimal digits); 16-bit x: tensor cores
-        PRECISION="ieee" if x.dtype == torch.float32 else "tf32",
-        num_warps=8 if BLOCK_M * BLOCK_N >= 128 * 128 else 4, num_stages=3,
+        PRECISION="ieee" if x.dtype == torch.float32 else "tf32", num_warps=num_warps,
     )  # fmt: skip
     return out
 

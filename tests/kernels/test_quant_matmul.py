@@ -218,7 +218,7 @@ def test_gemv_k_split(qtype, splits):
 def test_gemm_grouped_tile_order(qtype):
     """More row tiles than GROUP_M (10 of 16 rows, the last ragged) times 3 column tiles: every tile exactly once."""
     x, blocks = matmul_case(150, 40, 256, qtype, torch.float16, seed=150)
-    check_matmul(qm._gemm(x, blocks, qtype, block_m=16, block_n=16), x, blocks, qtype, 2e-3, 2e-3)
+    check_matmul(qm._gemm(x, blocks, qtype, config=(16, 16, 4, 3)), x, blocks, qtype, 2e-3, 2e-3)
 
 
 @pytest.mark.parametrize("m", [2, 20])
