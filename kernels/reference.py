@@ -318,12 +318,19 @@ def quant_matmul(x: torch.Tensor, blocks: torch.Tensor, qtype: str) -> torch.Ten
 # --- sampling --------------------------------------------------------------------------------------
 
 
-def top_k_top_p_probs(logits: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor):
-    """logits [N, V] float32, per row temperature (> 0), top_k (0: off) and top_p (1: off) [N] → the
-    renormalised sampling distribution [N, V] float32 (zero outside the kept set).
+def top_k_top_p_probs(
+    logits: torch.Tensor,
+    temperature: torch.Tensor,
+    top_k: torch.Tensor,
+    top_p: torch.Tensor,
+    min_p: torch.Tensor | None = None,
+):
+    """logits [N, V] float32, per row temperature (> 0), top_k (0: off), top_p (1: off) and min_p (0: off) [N]
+    → the renormalised sampling distribution [N, V] float32 (zero outside the kept set).
 
     top-k keeps every token whose logit is at least the k-th largest; top-p then keeps the smallest set of
-    the most likely tokens whose mass reaches p (the first token always stays), as in vLLM."""
+    the most likely tokens whose mass reaches p (the first token always stays), as in vLLM; min-p then keeps
+    the tokens at least min_p times as likely as the most likely one."""
     scaled = logits / temperature[:, None]
     out = torch.empty_like(scaled)
     for i in range(scaled.shape[0]):
@@ -338,6 +345,10 @@ def top_k_top_p_probs(logits: torch.Tensor, temperature: torch.Tensor, top_k: to
             drop = (sorted_probs.cumsum(-1) - sorted_probs) >= p
             drop[0] = False  # p <= 0 keeps the most likely token only
             probs = probs.scatter(0, order, sorted_probs.masked_fill(drop, 0.0))
+            probs = probs / probs.sum()
+        mp = 0.0 if min_p is None else float(min_p[i])
+        if mp > 0.0:
+            probs = probs.masked_fill(probs < mp * probs.max(), 0.0)
             probs = probs / probs.sum()
         out[i] = probs
     return out

@@ -1,4 +1,4 @@
-"""Sampling with per-row temperature, top-k and top-p over the full vocabulary, without sorting it.
+"""Sampling with per-row temperature, top-k, top-p and min-p over the full vocabulary, without sorting it.
 
 One program per row of logits [N, V] float32; it streams the row several times (a 262144-float row is 1 MiB):
 
@@ -11,7 +11,10 @@ One program per row of logits [N, V] float32; it streams the row several times (
 3. top-p (p < 1): the same search with each token weighted by its unnormalised probability, for the largest
    key t whose mass {key >= t} (among the top-k kept) still reaches p times the kept mass. Its first pass also
    gives the kept mass itself, which is all that is needed when top-k is on and top-p off;
-4. the kept set is {key >= threshold}: either the renormalised probabilities are written, or the token is
+4. min-p (> 0) keeps the tokens weighing at least min_p times the most likely one. The weights being
+   exp2((x - max) * log2(e) / T), that is x >= max + T * ln(min_p): a threshold on the logits, raised to it
+   when above the top-k / top-p one, and then one weighted pass for the kept mass;
+5. the kept set is {key >= threshold}: either the renormalised probabilities are written, or the token is
    drawn by inverse CDF in vocabulary order (a blocked running sum: tl.cumsum in a block plus a carry),
    stopping at the block where the running sum first exceeds u * total.
 
@@ -190,6 +193,7 @@ def _sampling_kernel(
     TEMPERATURE,
     TOP_K,
     TOP_P,
+    MIN_P,
     UNIFORM,
     TOKENS,
     PROBS,
@@ -251,10 +255,22 @@ def _sampling_kernel(
         True, CAP, BLOCK_S, NUM_PIV,
     )  # fmt: skip
     total = tl.where(k_on | p_on, kept, z)
+
+    # 4. min-p: the cut on the logits, kept when above the top-k / top-p one; then the mass of what is left.
+    min_p = tl.load(MIN_P + row)
+    cut = _key(m + tl.log2(tl.maximum(min_p, 1e-30)) / c).to(tl.int64)
+    raise_cut = (min_p > 0.0) & (cut > thr)
+    thr = tl.where(raise_cut, cut, thr)
+    p_off = tl.full([], 1.0, tl.float32)  # weighted mode with top-p off: one pass, for the mass at thr
+    thr, kept, src, n_src, on_cand = _search(
+        src, n_src, on_cand, cx, ci, tl.minimum(n_kept, n_all), thr, hi, raise_cut, no_target, p_off, m, c,
+        True, CAP, BLOCK_S, NUM_PIV,
+    )  # fmt: skip
+    total = tl.where(raise_cut, kept, total)
     thr = thr.to(tl.int32)
 
     if WRITE_PROBS:
-        # 4a. the kept, renormalised distribution, over the whole row.
+        # 5a. the kept, renormalised distribution, over the whole row.
         inv_total = 1.0 / total
         out_ptr = PROBS + row * stride_p
         for start in range(0, V, BLOCK_V):
@@ -264,7 +280,7 @@ def _sampling_kernel(
             w = tl.where(_key(x) >= thr, tl.exp2((x - m) * c), 0.0)
             tl.store(out_ptr + offs, w * inv_total, mask=valid)
     else:
-        # 4b. inverse-CDF draw in vocabulary order (the candidates keep it): the first token whose running sum
+        # 5b. inverse-CDF draw in vocabulary order (the candidates keep it): the first token whose running sum
         # exceeds u * total.
         target = tl.load(UNIFORM + row) * total
         carry = 0.0
@@ -292,6 +308,7 @@ def _launch(
     temperature: torch.Tensor,
     top_k: torch.Tensor,
     top_p: torch.Tensor,
+    min_p: torch.Tensor | None,
     uniform: torch.Tensor | None,
     block_v: int | None,
     block_s: int | None,
@@ -299,7 +316,8 @@ def _launch(
 ) -> torch.Tensor:
     assert logits.dim() == 2 and logits.dtype == torch.float32, (logits.shape, logits.dtype)
     n, v = logits.shape
-    for name, t in (("temperature", temperature), ("top_k", top_k), ("top_p", top_p), ("uniform", uniform)):
+    checked = (("temperature", temperature), ("top_k", top_k), ("top_p", top_p), ("min_p", min_p), ("uniform", uniform))
+    for name, t in checked:
         assert t is None or t.shape == (n,), (name, t.shape, n)
     if logits.stride(1) != 1:
         logits = logits.contiguous()
@@ -307,6 +325,9 @@ def _launch(
     temperature = temperature.to(device=dev, dtype=torch.float32).contiguous()
     top_k = top_k.to(device=dev, dtype=torch.int32).contiguous()
     top_p = top_p.to(device=dev, dtype=torch.float32).contiguous()
+    if min_p is None:
+        min_p = torch.zeros(n, device=dev, dtype=torch.float32)
+    min_p = min_p.to(device=dev, dtype=torch.float32).contiguous()
     write_probs = uniform is None
     if write_probs:
         out = torch.empty((n, v), device=dev, dtype=torch.float32)
@@ -323,7 +344,7 @@ def _launch(
     cand_x = torch.empty((n, cap), device=dev, dtype=torch.float32)
     cand_i = torch.empty((n, cap), device=dev, dtype=torch.int32)
     _sampling_kernel[(n,)](
-        logits, temperature, top_k, top_p, uniform, tokens, out, cand_x, cand_i, v, logits.stride(0), stride_p,
+        logits, temperature, top_k, top_p, min_p, uniform, tokens, out, cand_x, cand_i, v, logits.stride(0), stride_p,
         WRITE_PROBS=write_probs, CAP=cap, BLOCK_V=block_v, BLOCK_S=block_s, NUM_PIV=NUM_PIV, num_warps=NUM_WARPS,
     )  # fmt: skip
     return out
@@ -336,20 +357,22 @@ def top_k_top_p_sample(
     top_p: torch.Tensor,
     uniform: torch.Tensor,
     *,
+    min_p: torch.Tensor | None = None,
     block_v: int | None = None,
     block_s: int | None = None,
     cap: int | None = None,
 ) -> torch.Tensor:
     """logits [N, V] float32 (finite or -inf); per row temperature [N] (> 0: greedy rows are the caller's
-    argmax), top_k [N] int (<= 0 or >= V: off), top_p [N] (>= 1: off; <= 0 keeps the most likely token only)
-    and uniform [N] in [0, 1) → sampled token ids [N] int64; -1 for a row without a finite logit.
+    argmax), top_k [N] int (<= 0 or >= V: off), top_p [N] (>= 1: off; <= 0 keeps the most likely token only),
+    uniform [N] in [0, 1) and min_p [N] (<= 0 or None: off) → sampled token ids [N] int64; -1 for a row
+    without a finite logit.
 
     The draw is the inverse CDF of ``top_k_top_p_probs`` in vocabulary order: the first token whose cumulative
     probability exceeds u (the last kept one if rounding leaves u above the total), as
     ``reference.sample_from_probs``. ``block_v``, ``block_s`` (tokens per step of the plain and the search
     passes) and ``cap`` (candidates kept per row once the search has narrowed down to them), powers of two,
     exist for the tests."""
-    return _launch(logits, temperature, top_k, top_p, uniform, block_v, block_s, cap)
+    return _launch(logits, temperature, top_k, top_p, min_p, uniform, block_v, block_s, cap)
 
 
 def top_k_top_p_probs(
@@ -358,6 +381,7 @@ def top_k_top_p_probs(
     top_k: torch.Tensor,
     top_p: torch.Tensor,
     *,
+    min_p: torch.Tensor | None = None,
     block_v: int | None = None,
     block_s: int | None = None,
     cap: int | None = None,
@@ -366,6 +390,7 @@ def top_k_top_p_probs(
     → [N, V] float32, softmax(logits / T) restricted to the kept tokens and renormalised (zero elsewhere).
 
     top-k keeps every token whose logit is at least the k-th largest; top-p then keeps the smallest set of
-    the most likely tokens whose mass reaches p (the most likely always stays); tokens tied at a threshold
-    are all kept. ``block_v``, ``block_s``, ``cap``: as ``top_k_top_p_sample``."""
-    return _launch(logits, temperature, top_k, top_p, None, block_v, block_s, cap)
+    the most likely tokens whose mass reaches p (the most likely always stays); min-p then keeps the tokens
+    at least min_p times as likely as the most likely one; tokens tied at a threshold are all kept.
+    ``block_v``, ``block_s``, ``cap``: as ``top_k_top_p_sample``."""
+    return _launch(logits, temperature, top_k, top_p, min_p, None, block_v, block_s, cap)

@@ -1,4 +1,5 @@
-"""Batched sampling with per-sequence settings (torch reference; the CUDA kernel comes in issue 5).
+"""Batched sampling with per-sequence settings: the torch path, and ``kernels.sampling`` for the rows that
+sample with the kernels on.
 
 Order (as vLLM / OpenAI): logit_bias and penalties on the raw logits, then temperature, top-k,
 top-p, min-p, then a draw. Logprobs are reported from the model's raw distribution.
@@ -57,7 +58,7 @@ def _uniform(gen: torch.Generator | None) -> float:
 
 
 def _sample_with_kernel(logits: torch.Tensor, rows: list[int], params: list[SamplingParams], generators) -> list[int]:
-    """Temperature / top-k / top-p rows in one Triton kernel call over the full vocabulary (no sort)."""
+    """Temperature / top-k / top-p / min-p rows in one Triton kernel call over the full vocabulary (no sort)."""
     from kernels.sampling import top_k_top_p_sample
 
     device = logits.device
@@ -72,6 +73,7 @@ def _sample_with_kernel(logits: torch.Tensor, rows: list[int], params: list[Samp
         column([p.top_k for p in chosen], torch.int32),
         column([p.top_p for p in chosen], torch.float32),
         column([_uniform(generators[i]) for i in rows], torch.float32),
+        min_p=column([p.min_p for p in chosen], torch.float32),
     )
     return ids.tolist()
 
@@ -85,7 +87,7 @@ def sample(
     allowed: tuple[list[int], torch.Tensor] | None = None,
 ) -> SampleResult:
     """logits: [N, vocab] float32, one row per sequence; histories: (prompt ids, output ids). With ``kernels``,
-    rows sampled with temperature / top-k / top-p (no min-p) go through the Triton sampling kernel.
+    the rows that sample (not greedy) go through the Triton sampling kernel.
     ``allowed``: (rows, [len(rows), V] bool) the only tokens those rows may take (constrained decoding); logprobs
     stay those of the model's own distribution."""
     raw = logits
@@ -110,7 +112,7 @@ def sample(
         if p.greedy:
             tokens.append(int(row.argmax()))
             continue
-        if kernels and p.min_p == 0.0:
+        if kernels:
             tokens.append(-1)
             deferred.append(i)
             continue

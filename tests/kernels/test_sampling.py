@@ -236,3 +236,67 @@ def test_top_p_zero_keeps_the_most_likely_token_only(v):
     assert torch.equal(top_k_top_p_probs(logits, temperature, top_k, top_p), want)
     uniform = torch.tensor([0.0, 0.5, 0.999], device=DEVICE)
     assert torch.equal(top_k_top_p_sample(logits, temperature, top_k, top_p, uniform), logits.argmax(-1))
+
+
+# (temperature, top_k, top_p, min_p): min-p alone, and after top-k and top-p; 1.0 keeps the argmax (and its ties)
+MIN_P_SETTINGS = [
+    (1.0, 0, 1.0, 0.05),
+    (0.7, 0, 1.0, 0.3),
+    (1.7, 50, 1.0, 0.01),
+    (1.0, 0, 0.9, 0.2),
+    (0.5, 3, 0.9, 0.5),
+    (1.3, 0, 1.0, 1.0),
+    (1.0, 0, 0.5, 0.0),  # off, beside rows that have it on
+]
+
+
+def _min_p_batch(n: int, v: int, seed: int):
+    rows = [MIN_P_SETTINGS[i % len(MIN_P_SETTINGS)] for i in range(n)]
+    logits = _logits(n, v, seed)
+    temperature, top_k, top_p, min_p = (torch.tensor([r[j] for r in rows], device=DEVICE) for j in range(4))
+    _assert_top_p_cuts_clear(logits, temperature, top_k, top_p)
+    # Precondition: no token's likelihood relative to the argmax (which always stays) within 1e-4 (in log space)
+    # of a row's min_p, so the kept set does not depend on rounding
+    scaled = logits / temperature[:, None]
+    log_ratio = scaled - scaled.max(-1, keepdim=True).values
+    log_ratio = log_ratio.masked_fill(log_ratio == 0, float("-inf"))
+    on = min_p > 0
+    gap = (log_ratio[on] - min_p[on, None].log()).abs().min()
+    assert gap > 1e-4, f"test data puts a token {gap:.2e} from a min-p cut"
+    return logits, temperature, top_k, top_p, min_p
+
+
+@pytest.mark.parametrize("V, block_v, block_s, cap", VOCABS)
+def test_min_p_probs_and_draws_match_reference(V, block_v, block_s, cap):
+    n = len(MIN_P_SETTINGS) if V <= 5000 else 64
+    logits, temperature, top_k, top_p, min_p = _min_p_batch(n, V, seed=8)
+    sizes = dict(block_v=block_v, block_s=block_s, cap=cap)
+    want = reference.top_k_top_p_probs(logits, temperature, top_k, top_p, min_p)
+    got = top_k_top_p_probs(logits, temperature, top_k, top_p, min_p=min_p, **sizes)
+    assert torch.equal(got > 0, want > 0)  # the same kept set
+    torch.testing.assert_close(got, want, atol=1e-7, rtol=1e-4)
+    if V >= 1000:  # min-p cut tokens the other settings kept, in most rows that have it on
+        loose = (reference.top_k_top_p_probs(logits, temperature, top_k, top_p) > 0).sum(-1)
+        assert (loose > (want > 0).sum(-1)).sum() >= 5, (loose, (want > 0).sum(-1))
+    uniform = torch.rand(n, generator=torch.Generator().manual_seed(9)).to(DEVICE)
+    drawn = top_k_top_p_sample(logits, temperature, top_k, top_p, uniform, min_p=min_p, **sizes)
+    _check_draws(drawn, want, uniform)
+    # min_p = 1 keeps the argmax alone
+    assert drawn[5].item() == logits[5].argmax().item()
+
+
+def test_the_engine_sampler_sends_min_p_rows_to_the_kernel():
+    """inference.layers.sampler with the kernels on: rows with min_p draw inside the min-p kept set."""
+    from inference.layers.sampler import sample
+    from inference.sampling_params import SamplingParams
+
+    v = 300
+    logits = _logits(6, v, seed=10).contiguous()
+    params = [SamplingParams(temperature=1.0, min_p=mp, seed=i) for i, mp in enumerate([0.05, 0.2, 0.5, 0.9, 1.0, 0.3])]
+    gens = [torch.Generator().manual_seed(i) for i in range(6)]
+    tokens = sample(logits, params, [([], [])] * 6, gens, kernels=True).token_ids
+    ones = torch.ones(6, device=DEVICE)
+    kept = reference.top_k_top_p_probs(logits, ones, torch.zeros(6, device=DEVICE), ones,
+                                       torch.tensor([p.min_p for p in params], device=DEVICE))  # fmt: skip
+    assert all(kept[i, t] > 0 for i, t in enumerate(tokens)), tokens
+    assert tokens[4] == int(logits[4].argmax())
