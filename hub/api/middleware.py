@@ -2,7 +2,7 @@
 
 Views raise ``ApiError`` subclasses or DRF exceptions (rendered by DRF's handler); anything
 else that escapes a view on an API path is logged and answered as OpenAI's JSON 500 (503 when the database
-is unreachable; a plain 503 on the console's pages). Django's
+is unreachable; a 503 page on the console's). Django's
 own HTML answers on API paths (CSRF failure, 404 from the resolver) are replaced with JSON too.
 """
 
@@ -12,12 +12,13 @@ import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpResponse
+from django.template.loader import render_to_string
 
 from hub.api import errors
 from hub.api.paths import is_api_path
 
 log = logging.getLogger("hub.api")
-UNREACHABLE = "The hub's database is unreachable right now; please retry shortly.\n"
+RETRY_AFTER_SECONDS = 30
 
 
 class ApiExceptionMiddleware:
@@ -48,9 +49,12 @@ class ApiExceptionMiddleware:
 
     def process_exception(self, request, exception):
         if not is_api_path(request.path):
-            if errors.database_unreachable(exception):  # the console: a plain 503, not a 500 page
+            if errors.database_unreachable(exception):  # the console: a 503 page, not a 500 one
                 log.warning("database unreachable on %s %s: %s", request.method, request.path, exception)
-                return HttpResponse(UNREACHABLE, status=503, content_type="text/plain; charset=utf-8")
+                # rendered without the request: its context processors would ask the database for the user
+                response = HttpResponse(render_to_string("console/unavailable.html"), status=503)
+                response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+                return response
             return None
         if isinstance(exception, errors.ApiError):
             return errors.error_response(exception)

@@ -3,6 +3,7 @@ cuts, so the rest of the suite keeps its database); an inference service killed 
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
@@ -85,8 +86,8 @@ def test_redis_down_limited_keys_fail_closed_others_keep_working(hub):
 def test_postgres_down_answers_503_spools_usage_and_replays_it(hub, tmp_path):
     """With its database gone, the hub stays up: a key it verified before (cached in Redis) keeps being served
     and its usage is spooled on the hub's disk, a stream that was running finishes and is spooled too, and what
-    needs the database (a key never seen, the model list) gets 503 with a clear message. When the database is
-    back, the spooled rows are written, once, with the tokens the clients were given."""
+    needs the database (a key never seen, the model list, the console's sign-in) gets 503 with a clear message.
+    When the database is back, the spooled rows are written, once, with the tokens the clients were given."""
     db = settings.DATABASES["default"]
     if not db["ENGINE"].endswith("postgresql"):
         pytest.fail("this test cuts the hub's PostgreSQL: run the suite with HUB_DATABASE_URL (make test does)")
@@ -110,6 +111,9 @@ def test_postgres_down_answers_503_spools_usage_and_replays_it(hub, tmp_path):
         )  # fmt: skip
         chunks = iter(stream)
         assert next(chunks).choices
+        browser = httpx.Client(base_url=url, timeout=30)
+        login = browser.get("/console/login/")  # needs no database: the form and its CSRF token
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login.text).group(1)
         proxy.cut()
         streamed = list(chunks)[-1].usage  # the stream goes on to its end
         assert streamed.completion_tokens == 24
@@ -124,6 +128,11 @@ def test_postgres_down_answers_503_spools_usage_and_replays_it(hub, tmp_path):
             error = caught.value.response.json()["error"]
             assert caught.value.status_code == 503 and error["code"] == "service_unavailable", error
             assert "database is unreachable" in error["message"]
+        # an operator signing in to the console: a 503 page saying why, not a 500
+        page = browser.post("/console/login/", data={"username": "op", "password": "pw", "csrfmiddlewaretoken": token})
+        assert page.status_code == 503 and page.headers["content-type"].startswith("text/html"), page.text[:500]
+        assert page.headers["retry-after"] == "30" and "database is unreachable" in page.text
+        browser.close()
         deadline = time.monotonic() + 10  # a row is written just after its answer is sent
         while _spooled(spool_dir) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
