@@ -43,6 +43,22 @@ def pytest_configure(config):
             raise pytest.UsageError(f"CI=true but {', '.join(missing)} not set: refusing to run without them")
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's test database, and before it is dropped, every other session on it ended: connections
+    opened by this process's other threads (asgiref's executor, in-process servers) are never closed by
+    Django, and PostgreSQL refuses to drop a database in use ("being accessed by other users")."""
+    yield
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+
+
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     cache.clear()
