@@ -110,7 +110,7 @@ def compile_only(arch: int = 90) -> Iterator[Callable[[str, str], list[Compiled]
         raise RuntimeError("unset TRITON_INTERPRET: the interpreter replaces the compiler")
     if arch not in MAX_SHARED:
         raise ValueError(f"unknown arch {arch} (known: {', '.join(map(str, MAX_SHARED))})")
-    from kernels import decode_attention, quant_matmul
+    from kernels import launch
 
     launched: list = []
     original_run = JITFunction.run
@@ -141,13 +141,13 @@ def compile_only(arch: int = 90) -> Iterator[Callable[[str, str], list[Compiled]
     driver.set_active(_CompileOnlyDriver(GPUTarget("cuda", arch, 32)))
     JITFunction.run = run
     # the launchers size grids from the SM count: the GPU's, not the interpreter's stand-in
-    saved = quant_matmul._num_sms, decode_attention._sm_count
-    quant_matmul._num_sms = decode_attention._sm_count = lambda device: SM_COUNT
+    saved = launch.sm_count
+    launch.sm_count = lambda device: SM_COUNT
     try:
         yield record
     finally:
         JITFunction.run = original_run
-        quant_matmul._num_sms, decode_attention._sm_count = saved
+        launch.sm_count = saved
         driver._active = previous
 
 

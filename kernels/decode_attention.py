@@ -13,11 +13,11 @@ in a CUDA graph and replayed for any context lengths up to the block table's cap
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import triton
 import triton.language as tl
+
+from kernels import launch
 
 LOG2E = 1.4426950408889634
 # Stage 1 splits a sequence only while each split keeps at least this many positions of the table's
@@ -181,13 +181,6 @@ def _decode_stage2_kernel(
     tl.store(OUT + seq * stride_os + head * stride_oh + offs_d, out.to(OUT.dtype.element_ty), mask=d_mask)
 
 
-@functools.lru_cache
-def _sm_count(device: torch.device) -> int:
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).multi_processor_count
-    return 1  # the interpreter runs programs one after the other: no parallelism to fill
-
-
 def decode_num_splits(
     num_seqs: int, num_kv_heads: int, max_context: int, device: torch.device, sliding_window: int | None = None
 ) -> int:
@@ -197,7 +190,9 @@ def decode_num_splits(
     on shapes only, so a CUDA graph captured for a batch size stays valid; size a workspace with it."""
     if sliding_window is not None:
         max_context = min(max_context, sliding_window)
-    wanted = triton.cdiv(2 * _sm_count(torch.device(device)), max(1, num_seqs * num_kv_heads))
+    # the interpreter (no SM count) runs programs one after the other: no parallelism to fill
+    sms = launch.sm_count(torch.device(device)) or 1
+    wanted = triton.cdiv(2 * sms, max(1, num_seqs * num_kv_heads))
     useful = triton.cdiv(max(1, max_context), MIN_TOKENS_PER_SPLIT)
     return max(1, min(wanted, useful, MAX_SPLITS))
 

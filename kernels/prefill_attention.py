@@ -15,17 +15,14 @@ inside it run without the mask, so the cost scales with what is visible. A row t
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 
-from kernels.launch import launch_fitting
+from kernels.launch import INTERPRET, launch_fitting
 
-# Under the interpreter tl.dot on bf16/fp16 is wrong: the operands are converted to float32 there. Compiled,
-# fp16/bf16 operands go to the tensor cores as they are (accumulating in fp32).
-_INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+# Compiled, fp16/bf16 operands go to the tensor cores as they are (accumulating in fp32); under the interpreter
+# (INTERPRET) tl.dot on them is wrong, so they are converted to float32 there.
 _LOG2E = 1.4426950408889634
 
 
@@ -236,7 +233,7 @@ def _config(head_dim: int, dtype: torch.dtype, max_seqlen_q: int) -> tuple[int, 
     sm_90 without register spills, within the shared memory); 16 x 16 tiles under the interpreter, so that the
     tests' tiny sequences still span several query and key tiles."""
     block_d = max(16, triton.next_power_of_2(head_dim))
-    if _INTERPRET:
+    if INTERPRET:
         return 16, 16, block_d, 4, 1
     if dtype == torch.float32:
         # exact fp32 ("ieee") dots run on the FMA units, not the tensor cores: a correctness path (tests), on
@@ -287,7 +284,7 @@ def _launch(
     grid = (triton.cdiv(max_seqlen_q, block_m), H, num_seqs)
     if grid[0] == 0:
         return out
-    fp32_dot = _INTERPRET or q.dtype == torch.float32
+    fp32_dot = INTERPRET or q.dtype == torch.float32
     key = ("prefill", q.device, q.dtype, k.dtype, H // hkv, causal, sliding_window is not None, paged, fp32_dot, D,
            block_m, block_n, block_d, num_warps)  # fmt: skip
     launch_fitting(

@@ -4,14 +4,17 @@ The weight stays as the GGUF file stores it, [N, K / block_weights * block_bytes
 output feature; it is dequantized in registers, never materialised as a float matrix:
 
 - Q8_0: 34-byte blocks of 32 weights: fp16 d, 32 x int8 q; w = q * d.
+- Q4_0 / Q4_1 / Q5_0 / Q5_1: 18- / 20- / 22- / 24-byte blocks of 32 weights: fp16 d, fp16 m (the _1 types), 4 bytes
+  of fifth bits (the Q5 types), 16 bytes of nibbles (byte j: weight j low, weight j + 16 high); w = d * (q - 8 or
+  16) for the _0 types, (d * q) + m for the _1 types.
 - Q4_K: 144-byte super-blocks of 256 weights: fp16 d, fp16 dmin, 12 bytes of 6-bit (scale, min) for 8 sub-blocks of
   32, 128 bytes of nibbles (byte j of chunk c = j // 32 holds weight c*64 + j%32 low, c*64 + 32 + j%32 high);
   w = (d * sc) * q - (dmin * m).
 - Q6_K: 210-byte super-blocks of 256 weights: 128 bytes ql (low 4 bits), 64 bytes qh (high 2 bits), 16 int8 scales
   (one per 16 weights), fp16 d; w = (d * scale) * (q - 32).
 
-Block sizes are not multiples of 4 bytes (34, 210), so every field is read as uint8 and the fp16 scales are built
-from their two bytes. Each helper below decodes a fixed group of 32-weight columns from the bytes it loads once
+Block sizes are not multiples of 4 bytes (34, 18, 22, 210), so every field is read as uint8 and the fp16 scales are
+built from their two bytes. Each helper below decodes a fixed group of 32-weight columns from the bytes it loads once
 (a Q4_K byte chunk gives two groups, a Q6_K half super-block four); the kernels pair every group with the matching
 32 columns of x, so the weight never needs re-interleaving. All arithmetic follows ``gguf.quants`` operation for
 operation in float32, which makes ``dequantize`` bit for bit equal to it.
@@ -27,21 +30,16 @@ Two matmul paths:
 
 from __future__ import annotations
 
-import functools
-import os
-
 import torch
 import triton
 import triton.language as tl
 
-from kernels.launch import launch_fitting
+from kernels import launch
 from kernels.reference import GGUF_BLOCKS
 
-# the interpreter's tl.dot is wrong on bf16: under it the GEMM feeds float32 operands
-_INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 # rows of x up to which the GEMV path is taken: weights streamed once, all rows handled by every program
 GEMV_MAX_M = 8
-# K is walked in chunks of 256 weights: one Q4_K / Q6_K super-block, eight Q8_0 blocks
+# K is walked in chunks of 256 weights: one Q4_K / Q6_K super-block, eight 32-weight blocks
 CHUNK = 256
 
 
@@ -197,7 +195,7 @@ def _check(blocks: torch.Tensor, qtype: str) -> tuple[int, int]:
 
 def dequantize(blocks: torch.Tensor, qtype: str) -> torch.Tensor:
     """GGUF blocks [N, K / block_weights * block_bytes] uint8 → the weight [N, K] float32, bit for bit
-    ``gguf.quants.dequantize`` (``reference.dequantize``). ``qtype``: "Q8_0", "Q4_K" or "Q6_K"."""
+    ``gguf.quants.dequantize`` (``reference.dequantize``). ``qtype``: a key of ``GGUF_BLOCKS``."""
     N, K = _check(blocks, qtype)
     if blocks.stride(1) != 1:
         blocks = blocks.contiguous()
@@ -211,8 +209,7 @@ def dequantize(blocks: torch.Tensor, qtype: str) -> torch.Tensor:
     # (d * sc) * q - dmin * m happens to be exact, its product fitting in float32). Fusion buys nothing here anyway.
     _dequantize_kernel[grid](
         blocks, out, N, K, blocks.stride(0), out.stride(0), QTYPE=qtype, NBYTES=GGUF_BLOCKS[qtype][1], BLOCK_N=BLOCK_N,
-        num_warps=4,
-        enable_fp_fusion=False,
+        num_warps=4, enable_fp_fusion=False,
     )  # fmt: skip
     return out
 
@@ -289,14 +286,6 @@ def _gemv_kernel(
     tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=x_mask & (offs_n < N)[None, :])
 
 
-@functools.cache
-def _num_sms(device: torch.device) -> int:
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).multi_processor_count
-    # the interpreter: few programs keep the CPU tests fast, and small N still exercises the K split
-    return 4
-
-
 def _gemv(x: torch.Tensor, blocks: torch.Tensor, qtype: str, splits: int | None = None) -> torch.Tensor:
     """x [M, K] (M <= GEMV_MAX_M, contiguous last axis) → [M, N] in x.dtype. ``splits``: force the K split."""
     M, K = x.shape
@@ -308,7 +297,9 @@ def _gemv(x: torch.Tensor, blocks: torch.Tensor, qtype: str, splits: int | None 
     units = triton.cdiv(K, CHUNK)
     if splits is None:
         # enough programs for ~4 per SM: a memory-bound stream needs many loads in flight
-        splits = max(1, min(units, triton.cdiv(4 * _num_sms(x.device), programs_n)))
+        # the interpreter (no SM count): few programs keep the CPU tests fast, small N still splits K
+        sms = launch.sm_count(x.device) or 4
+        splits = max(1, min(units, triton.cdiv(4 * sms, programs_n)))
     units_per_split = triton.cdiv(units, max(1, min(splits, units)))
     splits = triton.cdiv(units, units_per_split)  # no empty splits
     if splits == 1:
@@ -404,8 +395,8 @@ def _gemm_kernel(
     tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=x_mask & mask)
 
 
-def _gemm_config(M: int, dtype: torch.dtype) -> tuple[int, int, int, int]:
-    """(BLOCK_M, BLOCK_N, num_warps, num_stages) for x [M, K] of ``dtype``, for an H100: the 128 x 128 tile
+def _gemm_config(M: int) -> tuple[int, int, int, int]:
+    """(BLOCK_M, BLOCK_N, num_warps, num_stages) for x [M, K], for an H100: the 128 x 128 tile
     takes 2 stages, its 3 would need 232-320 KiB of shared memory (the limit is 227; ``kernels.cuda_compile``
     reports each). Smaller GPUs drop stages at launch (``launch_fitting``)."""
     block_m = min(128, max(16, triton.next_power_of_2(M)))
@@ -421,13 +412,13 @@ def _gemm(
     num_warps, num_stages)."""
     M, K = x.shape
     N = blocks.shape[0]
-    BLOCK_M, BLOCK_N, num_warps, num_stages = config or _gemm_config(M, x.dtype)
+    BLOCK_M, BLOCK_N, num_warps, num_stages = config or _gemm_config(M)
     out = torch.empty((M, N), dtype=x.dtype, device=x.device)
     grid = (triton.cdiv(M, BLOCK_M) * triton.cdiv(N, BLOCK_N),)
-    launch_fitting(
+    launch.launch_fitting(
         _gemm_kernel, grid, ("gemm", x.device, x.dtype, qtype, BLOCK_M, BLOCK_N, num_warps), num_stages,
         x, blocks, out, M, N, K, x.stride(0), blocks.stride(0), out.stride(0), QTYPE=qtype,
-        NBYTES=GGUF_BLOCKS[qtype][1], BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, GROUP_M=8, DOT_F32=_INTERPRET,
+        NBYTES=GGUF_BLOCKS[qtype][1], BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, GROUP_M=8, DOT_F32=launch.INTERPRET,
         # float32 x: true float32 products (TF32 would lose ~3 decimal digits); 16-bit x: tensor cores
         PRECISION="ieee" if x.dtype == torch.float32 else "tf32", num_warps=num_warps,
     )  # fmt: skip
@@ -438,7 +429,7 @@ def quant_matmul(x: torch.Tensor, blocks: torch.Tensor, qtype: str) -> torch.Ten
     """x [..., K] float32 / float16 / bfloat16 @ the GGUF weight [N, K] (``blocks`` [N, K / block_weights *
     block_bytes] uint8, as stored) transposed → [..., N] in x.dtype, accumulated in float32.
 
-    ``qtype``: "Q8_0", "Q4_K" or "Q6_K"; K must be a multiple of the type's block (32 or 256 weights). Up to
+    ``qtype``: a key of ``GGUF_BLOCKS``; K must be a multiple of the type's block (32 or 256 weights). Up to
     GEMV_MAX_M rows take the streaming GEMV path, more the tensor-core GEMM path."""
     N, K = _check(blocks, qtype)
     if x.shape[-1] != K:

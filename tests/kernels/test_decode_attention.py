@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from kernels import decode_attention as da
-from kernels import reference
+from kernels import launch, reference
 from tests.kernels.conftest import DEVICE, DTYPES, shapes
 
 
@@ -148,7 +148,7 @@ def test_workspace_reused():
 def test_default_num_splits(monkeypatch):
     # Shapes only: about two waves of (S, Hkv, split) programs over 132 SMs, each split keeping ≥ 64 of the
     # positions the table (or the window) allows.
-    monkeypatch.setattr(da, "_sm_count", lambda device: 132)
+    monkeypatch.setattr(launch, "sm_count", lambda device: 132)
     cuda = torch.device("cuda")
     assert da.decode_num_splits(1, 8, 4096, cuda) == 33
     assert da.decode_num_splits(1, 1, 4096, cuda) == da.MAX_SPLITS
