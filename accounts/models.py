@@ -98,6 +98,11 @@ class ServedModel(models.Model):
     max_output_length = models.PositiveIntegerField(default=0, help_text="max generated tokens; 0 = no own limit")
     owned_by = models.CharField(max_length=100, default="llm-hub")
     enabled = models.BooleanField(default=True)
+    unserved_since = models.DateTimeField(
+        null=True, blank=True,
+        help_text="set when the last service serving it stopped (the sync disabled it); cleared when one serves "
+        "it again",
+    )  # fmt: skip
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -153,7 +153,8 @@ def register_model(
             model=model, base_url=deployment_url, upstream_model=upstream_model, api_key=upstream_api_key,
             external=external,
         )  # fmt: skip
-        deployment.full_clean(validate_unique=False)
+        # The (model, base_url) pair may exist already: a restart or a re-sync updates it in place.
+        deployment.full_clean(validate_unique=False, validate_constraints=False)
         Deployment.objects.update_or_create(
             model=model,
             base_url=deployment_url,
@@ -379,9 +380,15 @@ _SERVICE_KINDS = {
 
 
 @transaction.atomic
-def sync_deployment(base_url: str, cards: list[dict]) -> list[ServedModel]:
+def sync_deployment(base_url: str, cards: list[dict], api_key: str = "") -> list[ServedModel]:
     """Register the models an inference service reports (its ``/v1/models`` cards, with ``meta_data``
-    measured from the loaded models) and record that service as a deployment of each."""
+    measured from the loaded models) and record that service as a deployment of each.
+
+    Idempotent: a restart updates the same rows. A model this service served before and serves no
+    more loses its deployment here (disabled, not deleted); when no deployment of it is left, the model
+    is disabled too (``unserved_since``), its entitlements and usage history kept, until a service
+    serves it again. A model an operator disabled stays disabled. ``api_key``: the service's shared secret
+    (its INFERENCE_API_KEY), sent by the gateway with every request to it."""
     synced = []
     for card in cards:
         meta = card.get("meta_data") or {}
@@ -396,6 +403,17 @@ def sync_deployment(base_url: str, cards: list[dict]) -> list[ServedModel]:
                 hidden_size=int(meta.get("hidden_size", 0)),
                 max_output_length=int(meta.get("max_output_length", 0)),
                 deployment_url=base_url,
+                upstream_api_key=api_key,
             )
         )
+    served = [m.id for m in synced]
+    ServedModel.objects.filter(pk__in=served, unserved_since__isnull=False).update(enabled=True, unserved_since=None)
+    gone = Deployment.objects.filter(base_url=base_url, enabled=True).exclude(model_id__in=served)
+    gone_ids = list(gone.values_list("model_id", flat=True))
+    if gone_ids:
+        gone.update(enabled=False)
+        log.warning("%s no longer serves %s: its deployment there is disabled", base_url, ", ".join(gone_ids))
+        orphaned = ServedModel.objects.filter(pk__in=gone_ids, enabled=True).exclude(deployments__enabled=True)
+        orphaned.update(enabled=False, unserved_since=timezone.now())
+    authcache.bump_generation()
     return synced

@@ -31,9 +31,11 @@ def wait_ready(base_url: str, timeout: float, is_alive=lambda: True) -> None:
     raise InferenceUnavailable(f"no answer from {base_url} within {timeout:.0f}s")
 
 
-def model_cards(base_url: str) -> list[dict]:
+def model_cards(base_url: str, api_key: str = "") -> list[dict]:
+    """The service's ``/v1/models`` cards; ``api_key``: its shared secret (INFERENCE_API_KEY), if it has one."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        response = httpx.get(f"{base_url.rstrip('/')}/models", timeout=10)
+        response = httpx.get(f"{base_url.rstrip('/')}/models", headers=headers, timeout=10)
         response.raise_for_status()
         return response.json()["data"]
     except (httpx.HTTPError, KeyError, ValueError) as exc:

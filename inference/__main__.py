@@ -64,8 +64,8 @@ def serve(config: ServerConfig) -> int:
     metrics = Metrics()
     engines = EngineLoop()
     registry = ModelRegistry([load(spec, metrics, engines) for spec in config.models])
-    server = uvicorn.Server(uvicorn.Config(create_app(registry, metrics), host=config.host, port=config.port,
-                                           log_level="warning"))  # fmt: skip
+    server = uvicorn.Server(uvicorn.Config(create_app(registry, metrics, api_key=config.api_key), host=config.host,
+                                           port=config.port, log_level="warning"))  # fmt: skip
 
     def serve_http() -> None:
         try:

@@ -6,7 +6,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from inference.env import ConfigError
+from inference.env import ConfigError, env_str
 
 KINDS = ("chat", "completion", "embedding", "vision")  # vision: a chat model that takes images (LLaVA)
 # none: float weights; the rest are CPU decode weights (inference/quantize.py): int8 per row, int4 in
@@ -105,16 +105,33 @@ class ModelSpec:
             raise ConfigError(f"model {self.id}: source is required")
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def is_loopback(host: str) -> bool:
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
 @dataclass
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8100
     models: list[ModelSpec] = field(default_factory=list)
     threads: int | None = None  # torch intra-op threads (default: all cores)
+    # The shared secret the hub sends as "Authorization: Bearer ..." (default: INFERENCE_API_KEY). Required when
+    # the service listens beyond loopback: without it, anything that reaches the port skips keys, limits, metering.
+    api_key: str | None = field(default_factory=lambda: env_str("INFERENCE_API_KEY", "") or None)
 
     def __post_init__(self) -> None:
         if not 1 <= self.port <= 65535:
             raise ConfigError(f"server.port must be 1..65535, got {self.port}")
+        if self.api_key is not None and len(self.api_key) < 16:
+            raise ConfigError("the inference API key (INFERENCE_API_KEY) must be at least 16 characters")
+        if not self.api_key and not is_loopback(self.host):
+            raise ConfigError(
+                f"listening on {self.host} (beyond loopback) needs a shared secret: set INFERENCE_API_KEY (or "
+                "server.api_key) here, and give the hub the same one (manage.py sync_models URL --api-key KEY)"
+            )
         if not self.models:
             raise ConfigError("no models configured")
         ids = [m.id for m in self.models]

@@ -181,14 +181,22 @@ class LiveHub:
         return f"{self.url}/{base}"
 
 
-def start_hub(env_overrides: dict[str, str], *args: str, timeout: float = 60) -> tuple[subprocess.Popen, str]:
-    """Start ``manage.py serve``; its output goes to a file (a full pipe would stall the server)."""
-    port = free_port()
+def start_hub(
+    env_overrides: dict[str, str],
+    *args: str,
+    timeout: float = 60,
+    command: list[str] | None = None,
+    port: int | None = None,
+) -> tuple[subprocess.Popen, str]:
+    """Start ``manage.py serve`` (or ``command``, e.g. ``make run``, in its own process group as a terminal
+    would start it); its output goes to a file (a full pipe would stall the server)."""
+    port = port or free_port()
     env = {**os.environ, "HUB_PORT": str(port), "HUB_HOST": "127.0.0.1", **env_overrides}
     log = tempfile.NamedTemporaryFile("w+", prefix=f"hub-{port}-", suffix=".log", delete=False)
     process = subprocess.Popen(
-        [sys.executable, "manage.py", "serve", *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
+        command or [sys.executable, "manage.py", "serve", *args],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=command is not None,
+    )  # fmt: skip
     process.log_path = log.name
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout

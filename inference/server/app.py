@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import hmac
 import json
 import logging
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -113,8 +115,29 @@ async def _server_error(request: Request, exc) -> JSONResponse:
     return ServerError("The server had an error while processing your request.").response()
 
 
-def create_app(registry: ModelRegistry, metrics_: Metrics, image_policy: FetchPolicy | None = None) -> Starlette:
-    """``image_policy``: how vision requests may fetch images (default: from the INFERENCE_IMAGE_* variables)."""
+class RequireKey:
+    """Every route but ``/health`` (probes) needs ``Authorization: Bearer <api_key>``: the hub's shared secret."""
+
+    OPEN = frozenset({"/health"})
+
+    def __init__(self, app, api_key: str) -> None:
+        self.app, self.expected = app, f"Bearer {api_key}".encode()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"] not in self.OPEN:
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                error = ServiceError("This inference service needs its API key (Authorization: Bearer ...).",
+                                     code="invalid_api_key", status=401)  # fmt: skip
+                return await error.response()(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+def create_app(
+    registry: ModelRegistry, metrics_: Metrics, image_policy: FetchPolicy | None = None, api_key: str | None = None
+) -> Starlette:
+    """``image_policy``: how vision requests may fetch images (default: from the INFERENCE_IMAGE_* variables);
+    ``api_key``: the shared secret every request but ``/health`` must carry (None: none, loopback only)."""
     routes = [
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", get_model, methods=["GET"]),
@@ -136,6 +159,7 @@ def create_app(registry: ModelRegistry, metrics_: Metrics, image_policy: FetchPo
         routes=routes,
         exception_handlers={404: _not_found, 405: _method_not_allowed, 500: _server_error, Exception: _server_error},
         lifespan=lifespan,
+        middleware=[Middleware(RequireKey, api_key=api_key)] if api_key else [],
     )
     app.state.registry = registry
     app.state.metrics = metrics_

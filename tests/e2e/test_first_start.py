@@ -1,68 +1,147 @@
-"""`make run`'s command (`manage.py serve --with-inference`) on the embedded default: it starts the
-inference service, syncs the catalog from the loaded models, sets up a demo and prints the key
-once; the printed snippet's values work with the OpenAI SDK; a restart prints no key."""
+"""The README's run command (`make run`) on the embedded default, started as a user starts it, twice on one
+data directory: the first start converts the models, syncs the catalog, sets up a demo and prints the key once;
+Ctrl-C stops the hub and its inference service and leaves nothing listening; the second start keeps every
+tenant, key, limit and usage row, prints no key, and the old key chats again. A port already taken gets one
+line naming it and the variable that moves it."""
 
 import os
 import re
+import signal
+import socket
+import subprocess
 import time
 
 import httpx
 import pytest
 from openai import OpenAI
 
-from tests.conftest import free_port, start_hub, stop_hub
+from tests.conftest import ROOT, free_port, hub_output, start_hub, stop_hub
 
 pytestmark = pytest.mark.live
 
+MAKE_RUN = ["make", "--no-print-directory", "run"]
+CHAT = "smollm2-135m-instruct"
 
-def test_first_start_prints_a_working_key_and_snippet(tmp_path):
+
+def test_make_run_twice_on_one_data_directory(tmp_path):
     # The embedded default: no database or Redis URL, a fresh data directory.
     inference_url = f"http://127.0.0.1:{free_port()}/v1"
-    env = {"HUB_DATA_DIR": str(tmp_path), "HUB_DATABASE_URL": "", "HUB_REDIS_URL": "", "HUB_ADMIN_PASSWORD": ""}
-    env["HUB_INFERENCE_URL"] = inference_url
-    saved = {k: os.environ.pop(k) for k in ("HUB_DATABASE_URL", "HUB_REDIS_URL") if k in os.environ}
+    env = {
+        "HUB_DATA_DIR": str(tmp_path), "HUB_DATABASE_URL": "", "HUB_REDIS_URL": "", "HUB_ADMIN_PASSWORD": "",
+        "HUB_INFERENCE_URL": inference_url, "HUB_INFERENCE_ARGS": "",
+    }  # fmt: skip
+    port = free_port()
+    process, url = start_hub(env, command=MAKE_RUN, port=port, timeout=900)
     try:
-        process, url = start_hub(env, "--with-inference", timeout=600)
-        try:
-            client_check(url, process, inference_url)
-        finally:
-            first_output = stop_hub(process)
-        assert inference_stops(inference_url), "the inference service outlived the hub"
-        process, url = start_hub(env, timeout=120)  # a restart (without inference this time)
-        second_output = stop_hub(process)
+        first_output = hub_output(process)
+        secret = client_check(url, first_output, inference_url)
+        client = OpenAI(base_url=f"{url}/v1", api_key=secret, max_retries=0)
+        assert chat(client)
+        prefix = secret[: len("sk-hub-") + 8]
+        manage(env, "set_limits", prefix, "--rpm", "1000")  # an operator's change, kept across the restart
     finally:
-        os.environ.update(saved)
-    secret = re.search(r"api_key\s+(sk-hub-\S+)", first_output).group(1)
-    assert f'api_key="{secret}"' in first_output  # the snippet carries the key
-    assert "base_url     http://127.0.0.1:" in first_output and "password" in first_output
+        first_output = ctrl_c(process)
+    assert nothing_listens(port) and nothing_listens(inference_port(inference_url)), first_output
+
+    # The operator restarts with the chat model only: the others are disabled, not deleted.
+    second_env = {**env, "HUB_INFERENCE_ARGS": f"--model {CHAT}=packaged:smollm2:chat"}
+    process, url = start_hub(second_env, command=MAKE_RUN, port=port, timeout=600)
+    try:
+        client = OpenAI(base_url=f"{url}/v1", api_key=secret, max_retries=0)  # the old key
+        answer = client.chat.completions.with_raw_response.create(
+            model=CHAT, messages=[{"role": "user", "content": "Say hi."}], max_tokens=4, temperature=0
+        )
+        assert answer.parse().choices[0].message.content
+        assert answer.headers["x-ratelimit-limit-requests"] == "1000"
+        assert [m.id for m in client.models.list().data] == [CHAT]
+        usage = httpx.get(f"{url}/v1/usage", params={"group_by": "model"}, headers=bearer(secret)).json()
+        requests = {r["model"]: r["num_model_requests"] for b in usage["data"] for r in b["results"]}
+        assert requests == {CHAT: 2}  # the first run's call is still metered, beside this one
+
+        # A second hub on the same port, and one whose inference port is taken: one line each, no traceback.
+        taken = run_to_exit(env, port)
+        assert f"port {port}" in taken and "HUB_PORT" in taken and "Traceback" not in taken, taken
+        taken = run_to_exit(env, free_port())
+        assert f"port {inference_port(inference_url)}" in taken and "HUB_INFERENCE_URL" in taken, taken
+        assert "Traceback" not in taken
+    finally:
+        second_output = ctrl_c(process)
+    assert nothing_listens(port) and nothing_listens(inference_port(inference_url)), second_output
+
     assert "sk-hub-" not in second_output  # shown once, never again
+    assert "Traceback" not in first_output + second_output, first_output + second_output
     assert (tmp_path / "db.sqlite3").exists()
-    assert "Traceback" not in first_output + second_output
 
 
-def inference_stops(inference_url: str, within: float = 60) -> bool:
-    """The child service gets SIGTERM when the hub dies; its graceful shutdown takes a moment."""
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def chat(client: OpenAI) -> str:
+    answer = client.chat.completions.create(
+        model=CHAT, messages=[{"role": "user", "content": "Say hi."}], max_tokens=4, temperature=0
+    )
+    return answer.choices[0].message.content
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [str(ROOT / ".venv/bin/python"), "manage.py", *args], cwd=ROOT, env={**os.environ, **env},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def run_to_exit(env: dict[str, str], port: int) -> str:
+    result = subprocess.run(
+        MAKE_RUN, cwd=ROOT, env={**os.environ, **env, "HUB_PORT": str(port), "HUB_HOST": "127.0.0.1"},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0
+    return result.stdout + result.stderr
+
+
+def ctrl_c(process: subprocess.Popen, within: float = 60) -> str:
+    """What a terminal does on Ctrl-C: SIGINT to the whole foreground process group (make, the hub, the
+    inference service), then wait for all of it to end."""
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        process.wait(timeout=within)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        output = stop_hub(process)
+        raise AssertionError(f"make run did not stop within {within}s of Ctrl-C:\n{output}") from None
+    return stop_hub(process)
+
+
+def inference_port(inference_url: str) -> int:
+    return int(re.search(r":(\d+)/", inference_url).group(1))
+
+
+def nothing_listens(port: int, within: float = 30) -> bool:
+    """Nothing accepts on the port any more (the inference service may take a moment after the hub)."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        try:
-            httpx.get(inference_url.removesuffix("/v1") + "/health", timeout=2)
-        except httpx.HTTPError:
-            return True
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) != 0:
+                return True
         time.sleep(0.25)
     return False
 
 
-def client_check(url, process, inference_url):
-    from tests.conftest import hub_output
-
-    output = hub_output(process)
+def client_check(url: str, output: str, inference_url: str) -> str:
     secret = re.search(r"api_key\s+(sk-hub-\S+)", output).group(1)
+    assert f'api_key="{secret}"' in output  # the snippet carries the key
+    assert "base_url     http://127.0.0.1:" in output and "password" in output
     base_url = re.search(r"base_url\s+(\S+)", output).group(1)
     assert base_url == f"{url}/v1"
     client = OpenAI(base_url=base_url, api_key=secret, max_retries=0)
     hub_models = {m.id: m.meta_data for m in client.models.list().data}
-    assert sorted(hub_models) == ["all-minilm-l6-v2", "gemma-3-270m", "smollm2-135m-instruct"]
+    assert sorted(hub_models) == ["all-minilm-l6-v2", "gemma-3-270m", CHAT]
     # the catalog's limits are the ones the inference service measured on the loaded models
     served = {m["id"]: m["meta_data"] for m in httpx.get(f"{inference_url}/models").json()["data"]}
     assert hub_models == served
     assert served["all-minilm-l6-v2"]["hidden_size"] == 384
+    return secret

@@ -120,3 +120,16 @@ def test_top_p_zero_keeps_the_most_likely_token():
     params = [SamplingParams(temperature=1.5, top_p=0.0, seed=s) for s in range(3)]
     result = sample(logits, params, [([], [])] * 3, [None] * 3)
     assert result.token_ids == logits.argmax(-1).tolist()
+
+
+def test_listening_beyond_loopback_needs_a_shared_secret(monkeypatch):
+    monkeypatch.delenv("INFERENCE_API_KEY", raising=False)
+    models = [ModelSpec(id="a", source="x", kind="chat")]
+    with pytest.raises(ConfigError, match="INFERENCE_API_KEY"):
+        ServerConfig(models=models, host="0.0.0.0")
+    with pytest.raises(ConfigError, match="at least 16"):
+        ServerConfig(models=models, host="0.0.0.0", api_key="short")
+    assert ServerConfig(models=models, host="0.0.0.0", api_key="k" * 16).api_key == "k" * 16
+    assert ServerConfig(models=models, host="127.0.0.1").api_key is None  # loopback: no secret needed
+    monkeypatch.setenv("INFERENCE_API_KEY", "e" * 20)
+    assert ServerConfig(models=models, host="::").api_key == "e" * 20

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ctypes
+import errno
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 from urllib.parse import urlsplit
@@ -25,6 +27,20 @@ def _die_with_parent() -> None:
     re-raises SIGTERM after its shutdown, so no ``finally`` of ours runs then)."""
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _port_taken(host: str, port: int) -> bool:
+    """Whether binding host:port fails because something listens there (checked before anything starts)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+            raise
+    return False
 
 
 SNIPPET = """\
@@ -67,16 +83,33 @@ class Command(BaseCommand):
             raise CommandError(f"{exc}; see {log_path}") from None
         return child
 
+    def check_ports(self, inference_url: str, with_inference: bool) -> None:
+        """One line naming the port and the variable that moves it, instead of a traceback from deep inside."""
+        if _port_taken(settings.HUB_HOST, settings.HUB_PORT):
+            raise CommandError(
+                f"port {settings.HUB_PORT} on {settings.HUB_HOST} is already in use (another hub?): "
+                f"set HUB_PORT to a free one, e.g. HUB_PORT={settings.HUB_PORT + 1} make run"
+            )
+        parts = urlsplit(inference_url)
+        if with_inference and _port_taken(parts.hostname or "127.0.0.1", parts.port or 8100):
+            moved = parts._replace(netloc=f"{parts.hostname}:{(parts.port or 8100) + 1}").geturl()
+            raise CommandError(
+                f"port {parts.port or 8100} (the inference service) is already in use: "
+                f"set HUB_INFERENCE_URL to a free one, e.g. HUB_INFERENCE_URL={moved} make run"
+            )
+
     def handle(self, no_bootstrap, with_inference, **options):
         base_url = settings.HUB_PUBLIC_URL.rstrip("/") + "/v1"
         inference_url = env_str("HUB_INFERENCE_URL", "http://127.0.0.1:8100/v1").rstrip("/")
+        self.check_ports(inference_url, with_inference)
         first = None
         child = None
         if not no_bootstrap:
             call_command("migrate", interactive=False, verbosity=0)
         if with_inference:
             child = self.start_inference(inference_url)
-            synced = sync_deployment(inference_url, model_cards(inference_url))
+            api_key = env_str("INFERENCE_API_KEY", "")  # the child reads the same variable
+            synced = sync_deployment(inference_url, model_cards(inference_url, api_key), api_key)
             self.stdout.write(f"inference service ready: {', '.join(m.id for m in synced)}")
         if not no_bootstrap:
             first = bootstrap(inference_url)
