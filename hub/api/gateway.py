@@ -39,7 +39,7 @@ from accounts import metering, spool
 from accounts.models import ModelKind
 from hub.api import errors, validation
 from hub.api.edge import EdgeContext
-from hub.api.ratelimit import estimate_tokens, limiter
+from hub.api.ratelimit import COMPLETIONS_DEFAULT_MAX_TOKENS, estimate_tokens, limiter
 from hub.api.upstream import ModelInfo, Target, upstreams
 
 log = logging.getLogger(__name__)
@@ -159,8 +159,10 @@ def _check_limits(info: ModelInfo, route: str, body: dict) -> None:
             )
 
 
-def _upstream_body(body: dict, target: Target, stream: bool) -> dict:
+def _upstream_body(route: str, body: dict, target: Target, stream: bool) -> dict:
     out = {**body, "model": target.model}
+    if route == "completions" and body.get("max_tokens") is None:
+        out["max_tokens"] = COMPLETIONS_DEFAULT_MAX_TOKENS  # as OpenAI's, whatever the upstream's own default
     if stream:
         options = dict(body.get("stream_options") or {})
         options["include_usage"] = True  # always: streams are metered from counted tokens
@@ -260,7 +262,9 @@ class GatewayConsumer(AsyncConsumer):
             validation.check_body(route, body)
             stream = body.get("stream") is True and route != "embeddings"
             if not targets:
-                raise errors.ServiceUnavailable(f"No deployment of the model '{model_id}' is available right now.")
+                raise errors.ServiceUnavailable(
+                    f"No deployment of the model '{errors.shown(model_id)}' is available right now."
+                )
             grant = await limiter.acquire(ctx.key, ctx.request_id, estimate_tokens(route, body, info), stream)
             self.limit_headers = _header_list(grant.headers) if grant else []
             meter = _Meter(ctx, model_id, ctx.extra.get("metered_route", route), stream)
@@ -281,7 +285,7 @@ class GatewayConsumer(AsyncConsumer):
         client = upstreams.client()
         last_error: Exception | None = None
         for target in upstreams.order(targets):
-            payload, headers = _upstream_body(body, target, stream), target.headers(ctx.request_id)
+            payload, headers = _upstream_body(route, body, target, stream), target.headers(ctx.request_id)
             request = client.build_request("POST", target.url(route), json=payload, headers=headers)
             upstreams.acquire(target)
             try:
@@ -303,7 +307,9 @@ class GatewayConsumer(AsyncConsumer):
                     upstreams.bench(target)
             return
         log.warning("no deployment of %s reachable: %s", model_id, last_error)
-        raise errors.ServiceUnavailable(f"No deployment of the model '{model_id}' is reachable right now.")
+        raise errors.ServiceUnavailable(
+            f"No deployment of the model '{errors.shown(model_id)}' is reachable right now."
+        )
 
     async def _relay_json(self, response: httpx.Response, model_id: str, meter: _Meter) -> None:
         try:
@@ -354,8 +360,10 @@ class GatewayConsumer(AsyncConsumer):
                 if not chunk.get("choices") and "usage" in chunk:  # the final usage chunk
                     if not wants_usage:
                         continue
-                elif "usage" in chunk and not wants_running_usage:
-                    del chunk["usage"]
+                elif not wants_running_usage:
+                    chunk.pop("usage", None)
+                    if wants_usage:  # as OpenAI: every chunk before the usage chunk carries "usage": null
+                        chunk["usage"] = None
                 if meter.first_token is None and _has_output(chunk):  # not the role-only first chunk
                     meter.first_token = time.monotonic()
                 chunk["model"] = model_id

@@ -36,6 +36,7 @@ STREAM_LEASE = 900.0  # s; a stream's slot frees itself after this if its hub di
 IMAGE_TOKENS = 3000
 MESSAGE_TOKENS = 8
 TEMPLATE_TOKENS = 64
+COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions; the gateway sends it upstream
 
 
 def estimate_tokens(route: str, body: dict, info: ModelInfo) -> int:
@@ -48,6 +49,8 @@ def estimate_tokens(route: str, body: dict, info: ModelInfo) -> int:
     if route == "embeddings":
         return prompt
     out = next((body[p] for p in ("max_completion_tokens", "max_tokens") if _is_int(body.get(p))), None)
+    if out is None and route == "completions":
+        out = COMPLETIONS_DEFAULT_MAX_TOKENS
     if out is None:
         room = info.max_sequence_length - prompt if info.max_sequence_length else 0
         out = info.max_output_length or max(room, 0) or 4096

@@ -77,9 +77,10 @@ async def constrain(tools: ChatTools, model: LoadedModel, params) -> None:
 
 
 def message(parsed: Parsed | None, text: str) -> dict:
+    # refusal: always null (our models have no refusal channel), present as in OpenAI's answers
     if parsed is None:
-        return {"role": "assistant", "content": text}
-    out: dict = {"role": "assistant", "content": parsed.content}
+        return {"role": "assistant", "content": text, "refusal": None}
+    out: dict = {"role": "assistant", "content": parsed.content, "refusal": None}
     if parsed.tool_calls:
         out["tool_calls"] = [c.to_openai() for c in parsed.tool_calls]
     return out

@@ -14,6 +14,9 @@ from inference.server.errors import ServiceError, context_length_exceeded
 from inference.server.registry import LoadedModel
 from inference.server.streams import ClientGone, deltas, new_id, sse, wait_disconnect
 
+# OpenAI's /v1/completions generates 16 tokens when max_tokens is not given (chat: up to the model's limit)
+COMPLETIONS_DEFAULT_MAX_TOKENS = 16
+
 
 def _finalize_max_tokens(model: LoadedModel, gen: protocol.GenerationRequest, prompt_len: int, what: str) -> None:
     """Check prompt + max_tokens against the model's limits (400 with the numbers), fill the default."""
@@ -21,7 +24,8 @@ def _finalize_max_tokens(model: LoadedModel, gen: protocol.GenerationRequest, pr
     if gen.max_tokens is None:
         if room < 1:
             raise context_length_exceeded(model.max_model_len, prompt_len, 1, what)
-        gen.params.max_tokens = min(room, model.max_output_length)
+        default = COMPLETIONS_DEFAULT_MAX_TOKENS if what == "prompt" else model.max_output_length
+        gen.params.max_tokens = min(room, default, model.max_output_length)
         return
     if gen.max_tokens > model.max_output_length:
         raise ServiceError(
@@ -47,7 +51,8 @@ def _logprobs_chat(delta: SeqDelta, tokenizer) -> dict | None:
         "content": [
             {**entry(lp.token_id, lp.logprob), "top_logprobs": [entry(t, v) for t, v in lp.top]}
             for lp in delta.logprobs
-        ]
+        ],
+        "refusal": None,
     }
 
 
@@ -87,6 +92,12 @@ class _Run:
         obj = "chat.completion.chunk" if self.kind == "chat" else "text_completion"
         return {"id": self.id, "object": obj, "created": self.created, "model": self.model.id}
 
+    def _no_usage(self) -> dict:
+        """A chunk before any token was counted: ``usage`` null where the client asked for a usage chunk."""
+        if self.gen.continuous_usage:
+            return {"usage": _usage(len(self.prompt_ids) * self.gen.n, 0)}
+        return {"usage": None} if self.gen.include_usage else {}
+
     def _count(self, delta: SeqDelta) -> None:
         self.state.metrics.generation_tokens.labels(self.model.id).inc(len(delta.token_ids))
 
@@ -98,14 +109,14 @@ class _Run:
         try:
             if self.kind == "chat":
                 # content null, not "": an answer of tool calls only has no content (as the non-streamed one)
-                first = {"role": "assistant", "content": None if parsers[0] else ""}
+                first = {"role": "assistant", "content": None if parsers[0] else "", "refusal": None}
                 for i in range(self.gen.n):
                     choice = {"index": i, "delta": first, "logprobs": None}
-                    yield sse({**self._base(), "choices": [{**choice, "finish_reason": None}]})
+                    yield sse({**self._base(), "choices": [{**choice, "finish_reason": None}], **self._no_usage()})
             elif echo_text:
                 for i in range(self.gen.n):
                     choice = {"index": i, "text": echo_text, "logprobs": None, "finish_reason": None}
-                    yield sse({**self._base(), "choices": [choice]})
+                    yield sse({**self._base(), "choices": [choice], **self._no_usage()})
             async for delta in deltas(self.model, self.id, self.queue, self.gen.n, self.state.metrics):
                 self._count(delta)
                 completion_tokens[delta.index] = delta.completion_tokens
@@ -133,6 +144,8 @@ class _Run:
                     chunk = {**self._base(), "choices": [choice]}
                     if self.gen.continuous_usage:  # what a gateway meters from if the client goes away
                         chunk["usage"] = _usage(len(self.prompt_ids) * self.gen.n, sum(completion_tokens.values()))
+                    elif self.gen.include_usage:  # OpenAI: every chunk but the last carries "usage": null
+                        chunk["usage"] = None
                     yield sse(chunk)
             if self.gen.include_usage:
                 usage = _usage(len(self.prompt_ids) * self.gen.n, sum(completion_tokens.values()))

@@ -1,0 +1,75 @@
+"""Answers through the hub, from the real models, checked against OpenAI's published response schemas (from
+its OpenAPI document): ``refusal`` present, ``usage: null`` on every chunk before the usage chunk when the
+client asked for one, and ``/v1/completions`` generating 16 tokens when it sends no ``max_tokens``."""
+
+import json
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import CHAT, COMPLETION, EMBED, rows
+from tests.openai_spec import assert_valid
+
+pytestmark = pytest.mark.live
+
+MESSAGES = [{"role": "user", "content": "Name a colour."}]
+
+
+def post(hub, route: str, body: dict) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {hub.everything.secret}"}
+    return httpx.post(f"{hub.url}/v1/{route}", json=body, headers=headers, timeout=120)
+
+
+def events(hub, route: str, body: dict) -> list[dict]:
+    headers = {"Authorization": f"Bearer {hub.everything.secret}"}
+    with httpx.stream("POST", f"{hub.url}/v1/{route}", json=body, headers=headers, timeout=120) as response:
+        assert response.status_code == 200
+        raw = "".join(response.iter_text())
+    data = [e[len("data: ") :] for e in raw.split("\n\n") if e.startswith("data: ")]
+    assert data[-1] == "[DONE]"
+    return [json.loads(d) for d in data[:-1]]
+
+
+def test_chat_answer_is_openais_shape_with_refusal_null(transactional_db, hub):
+    body = {"model": CHAT, "messages": MESSAGES, "max_tokens": 5, "temperature": 0, "logprobs": True,
+            "top_logprobs": 2}  # fmt: skip
+    answer = post(hub, "chat/completions", body).json()
+    assert_valid("CreateChatCompletionResponse", answer)
+    choice = answer["choices"][0]
+    assert choice["message"]["refusal"] is None and "refusal" in choice["message"]
+    assert choice["logprobs"]["refusal"] is None and len(choice["logprobs"]["content"]) == 5
+
+
+def test_streamed_chunks_carry_usage_null_until_the_usage_chunk(transactional_db, hub):
+    body = {"model": CHAT, "messages": MESSAGES, "max_tokens": 5, "temperature": 0, "stream": True,
+            "stream_options": {"include_usage": True}}  # fmt: skip
+    chunks = events(hub, "chat/completions", body)
+    for chunk in chunks:
+        assert_valid("CreateChatCompletionStreamResponse", chunk)
+    *before, last = chunks
+    assert all("usage" in c and c["usage"] is None for c in before)
+    assert last["choices"] == [] and last["usage"]["completion_tokens"] == 5
+    assert before[0]["choices"][0]["delta"] == {"role": "assistant", "content": "", "refusal": None}
+
+    body.pop("stream_options")  # not asked: no usage key at all, as OpenAI's
+    assert all("usage" not in c for c in events(hub, "chat/completions", body))
+
+
+def test_completions_default_to_16_tokens(transactional_db, hub):
+    body = {"model": COMPLETION, "prompt": "Once upon a time, in a land far away,", "temperature": 0,
+            "stop": None}  # fmt: skip
+    answer = post(hub, "completions", body).json()
+    assert_valid("CreateCompletionResponse", answer)
+    assert answer["usage"]["completion_tokens"] <= 16
+    if answer["choices"][0]["finish_reason"] == "length":
+        assert answer["usage"]["completion_tokens"] == 16
+    streamed = events(hub, "completions", {**body, "stream": True, "stream_options": {"include_usage": True}})
+    assert streamed[-1]["usage"] == answer["usage"]  # same default, streamed or not
+    assert rows(2, model=COMPLETION)[-1].completion_tokens == answer["usage"]["completion_tokens"]
+
+
+def test_embeddings_and_models_are_openais_shape(transactional_db, hub):
+    assert_valid("CreateEmbeddingResponse", post(hub, "embeddings", {"model": EMBED, "input": ["a", "b"]}).json())
+    listed = httpx.get(f"{hub.url}/v1/models", headers={"Authorization": f"Bearer {hub.everything.secret}"}).json()
+    assert_valid("ListModelsResponse", listed)
+    assert_valid("ErrorResponse", post(hub, "chat/completions", {"model": "nope", "messages": MESSAGES}).json())
