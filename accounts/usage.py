@@ -19,6 +19,8 @@ from django.db.models.functions import TruncDay
 
 from accounts.models import ApiKey, RollupPeriod, RollupWatermark, Tenant, UsageRecord, UsageRollup
 
+# The days a usage query may name: a day's end (the next day's start) must stay within datetime's range.
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(9999, 12, 30)
 FIELDS = ("requests", "errors", "aborted", "prompt_tokens", "completion_tokens", "total_tokens")
 NO_KEY = "no key: playground or deleted keys"
 

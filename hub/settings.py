@@ -200,7 +200,26 @@ WHITENOISE_USE_FINDERS = True
 if HUB_ENV != "prod":
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
+# --- production: HTTPS in front (a TLS-terminating proxy or load balancer) ---------------------------------
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HUB_ENV == "prod"
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+if HUB_ENV == "prod":
+    # Browsers keep to HTTPS for a year once they have seen the hub over it (0 turns it off).
+    SECURE_HSTS_SECONDS = env_int("HUB_HSTS_SECONDS", 31536000, min_value=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("HUB_HSTS_INCLUDE_SUBDOMAINS", False)
+    SECURE_HSTS_PRELOAD = env_bool("HUB_HSTS_PRELOAD", False)
+    # The proxy terminates TLS and says so in X-Forwarded-Proto: without this every request looks like plain HTTP
+    # (secure cookies never sent back, CSRF's origin check refuses). Only safe behind a proxy that sets the header
+    # itself: HUB_TRUST_PROXY_HEADERS=false when the hub is reached directly.
+    if env_bool("HUB_TRUST_PROXY_HEADERS", True):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+        USE_X_FORWARDED_HOST = env_bool("HUB_USE_X_FORWARDED_HOST", False)
+    # Redirect plain HTTP to HTTPS (off by default: health probes and the proxy's own checks often speak HTTP).
+    SECURE_SSL_REDIRECT = env_bool("HUB_SSL_REDIRECT", False)
+    SECURE_REDIRECT_EXEMPT = [r"^health$"]
 
 # --- the public API -----------------------------------------------------------------------
 # Bodies above this are refused with 413 before they are read in full.

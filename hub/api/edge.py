@@ -131,9 +131,9 @@ class ApiEdgeMiddleware:
         if content_type != "application/json" and not (
             content_type.startswith("application/") and content_type.endswith("+json")
         ):
-            shown = content_type or "none"
             raise errors.UnsupportedMediaType(
-                f"Unsupported Content-Type '{shown}'. Send JSON with Content-Type: application/json."
+                f"Unsupported Content-Type '{errors.shown(content_type or 'none')}'. Send JSON with Content-Type: "
+                "application/json."
             )
         try:
             ctx.json = json.loads(body)

@@ -18,6 +18,15 @@ from rest_framework import exceptions as drf_exceptions
 
 log = logging.getLogger(__name__)
 
+SHOWN_CHARS = 200  # the most of a client's value an error message repeats
+MAX_MESSAGE_CHARS = 1000  # and the longest message, whatever it quotes
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """A client's value as an error message quotes it: at most ``limit`` characters, then how many more."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit} more characters)"
+
 
 class ApiError(Exception):
     status = 500
@@ -32,7 +41,8 @@ class ApiError(Exception):
             self.code = code
 
     def body(self) -> dict:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        message = shown(self.message, MAX_MESSAGE_CHARS)  # a safety net: messages quote values through shown()
+        return {"error": {"message": message, "type": self.type, "param": self.param, "code": self.code}}
 
     def headers(self) -> dict[str, str]:
         return {}
@@ -73,7 +83,7 @@ class ModelNotFound(NotFound):
 
     def __init__(self, model_id: str, *, param: str | None = "model"):
         # Same text whether the model exists for someone else or not at all.
-        super().__init__(f"The model '{model_id}' does not exist or you do not have access to it.", param=param)
+        super().__init__(f"The model '{shown(model_id)}' does not exist or you do not have access to it.", param=param)
 
 
 class UnknownUrl(NotFound):
@@ -189,7 +199,9 @@ def from_drf(exc: drf_exceptions.APIException, request) -> ApiError:
     if isinstance(exc, drf_exceptions.ParseError):
         return InvalidJson(f"We could not parse the JSON body of your request. ({exc.detail})")
     if isinstance(exc, drf_exceptions.UnsupportedMediaType):
-        return UnsupportedMediaType(f"Unsupported Content-Type {request.content_type!r}; send 'application/json'.")
+        return UnsupportedMediaType(
+            f"Unsupported Content-Type '{shown(request.content_type)}'; send 'application/json'."
+        )
     if isinstance(exc, drf_exceptions.MethodNotAllowed):
         view = getattr(request, "parser_context", {}).get("view") if hasattr(request, "parser_context") else None
         allowed = list(getattr(view, "allowed_methods", []))

@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 
 from accounts.authn import KeyContext
 from accounts.models import ModelKind, ServedModel, UsageRecord
+from accounts.usage import FIRST_DAY, LAST_DAY
 from hub.api import errors
 from hub.api.openapi import errors_for
 from hub.api.openapi_schemas import ref
@@ -99,7 +100,7 @@ def unknown_url(request, *args, **kwargs):
 
 GROUP_BY = {"day": (), "model": ("model",), "key": ("api_key__prefix",)}
 MAX_USAGE_DAYS = 366
-USAGE_FIRST_DAY, USAGE_LAST_DAY = date(1970, 1, 1), date(9999, 12, 30)
+USAGE_FIRST_DAY, USAGE_LAST_DAY = FIRST_DAY, LAST_DAY
 
 
 def _date_param(request: Request, name: str, default: date) -> date:
@@ -109,11 +110,13 @@ def _date_param(request: Request, name: str, default: date) -> date:
     try:
         day = date.fromisoformat(raw)
     except ValueError:
-        raise errors.InvalidRequest(f"'{name}' must be a date as YYYY-MM-DD, got {raw!r}.", param=name) from None
+        raise errors.InvalidRequest(
+            f"'{name}' must be a date as YYYY-MM-DD, got '{errors.shown(raw)}'.", param=name
+        ) from None
     # Day arithmetic (the default start, the end's next day) must stay within datetime's range.
     if not USAGE_FIRST_DAY <= day <= USAGE_LAST_DAY:
         raise errors.InvalidRequest(
-            f"'{name}' must be between {USAGE_FIRST_DAY} and {USAGE_LAST_DAY}, got {raw!r}.", param=name
+            f"'{name}' must be between {USAGE_FIRST_DAY} and {USAGE_LAST_DAY}, got '{errors.shown(raw)}'.", param=name
         )
     return day
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from contextlib import suppress
 from urllib.parse import urlsplit
 
@@ -39,6 +40,8 @@ from hub.api.edge import EdgeContext, new_request_id
 from hub.api.gateway import SSE_HEADERS, GatewayConsumer
 from hub.console.scoping import check_role, tenant_of
 from hub.console.usage import parse_range, render_fragment
+
+log = logging.getLogger(__name__)
 
 PLAIN = [(b"content-type", b"text/plain; charset=utf-8")]
 
@@ -103,7 +106,13 @@ class UsageStream(AsyncConsumer):
             return await self._plain(403, "Not allowed.")
         start, end, _ = parse_range(QueryDict(self.scope.get("query_string", b"").decode("latin-1")))
         await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        await self._stream(start, end, tenant_id)
+        try:
+            await self._stream(start, end, tenant_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - logged, and the stream ends (the browser reconnects) instead of hanging
+            log.exception("the live usage stream of %s failed", slug or "the operator")
+            await self.send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _stream(self, start, end, tenant_id: int | None) -> None:
         interval = settings.HUB_CONSOLE_LIVE_SECONDS

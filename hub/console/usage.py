@@ -50,6 +50,8 @@ def parse_range(params: QueryDict) -> tuple[date, date, str]:
             end_in = date.fromisoformat(params.get("end") or end.isoformat())
             if start_in > end_in:
                 raise ValueError("the start is after the end")
+            if not (usage.FIRST_DAY <= start_in and end_in <= usage.LAST_DAY):
+                raise ValueError(f"dates must be between {usage.FIRST_DAY} and {usage.LAST_DAY}")
             if (end_in - start_in).days >= MAX_DAYS:
                 raise ValueError(f"at most {MAX_DAYS} days at a time")
             start, end = start_in, end_in

@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from starlette.responses import JSONResponse
 
+SHOWN_CHARS = 200  # the most of a client's value an error message repeats
+MAX_MESSAGE_CHARS = 1000  # and the longest message, whatever it quotes
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """A client's value as an error message quotes it: at most ``limit`` characters, then how many more."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit} more characters)"
+
 
 class ServiceError(Exception):
     status = 400
@@ -16,7 +25,8 @@ class ServiceError(Exception):
             self.status = status
 
     def body(self) -> dict:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        message = shown(self.message, MAX_MESSAGE_CHARS)  # a safety net: messages quote values through shown()
+        return {"error": {"message": message, "type": self.type, "param": self.param, "code": self.code}}
 
     def response(self) -> JSONResponse:
         return JSONResponse(self.body(), status_code=self.status)
@@ -32,7 +42,7 @@ class ServerError(ServiceError):
 
 
 def model_not_found(model: str) -> NotFound:
-    return NotFound(f"The model '{model}' does not exist.", param="model", code="model_not_found")
+    return NotFound(f"The model '{shown(model)}' does not exist.", param="model", code="model_not_found")
 
 
 def context_length_exceeded(max_len: int, prompt: int, completion: int, what: str = "messages") -> ServiceError:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from inference.sampling_params import InvalidParam, SamplingParams
-from inference.server.errors import ServiceError
+from inference.server.errors import ServiceError, shown
 
 
 def _type_error(param: str, expected: str) -> ServiceError:
@@ -42,7 +42,7 @@ def _logit_bias(body: dict, vocab_size: int) -> dict[int, float]:
         try:
             token = int(key)
         except (TypeError, ValueError):
-            raise ServiceError(f"logit_bias key {key!r} is not a token id.", param="logit_bias") from None
+            raise ServiceError(f"logit_bias key {shown(key)!r} is not a token id.", param="logit_bias") from None
         if not 0 <= token < vocab_size:
             raise ServiceError(f"logit_bias token {token} is outside the vocabulary.", param="logit_bias")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -148,8 +148,8 @@ def _text(content, i: int) -> str:
             if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
                 kind = part.get("type") if isinstance(part, dict) else type(part).__name__
                 raise ServiceError(
-                    f"messages[{i}].content[{j}]: content parts of type {kind!r} are not supported here; only text "
-                    "parts are.",
+                    f"messages[{i}].content[{j}]: content parts of type {shown(kind)!r} are not supported here; "
+                    "only text parts are.",
                     param=f"messages[{i}].content[{j}]",
                 )
             texts.append(part["text"])
@@ -186,7 +186,7 @@ def _parts(content, i: int, role: str, model: str, images: bool) -> str | list[d
             param=f"messages[{i}].content[{j}]", code="image_input_not_supported",
         )  # fmt: skip
     if role not in ("system", "user"):
-        raise ServiceError(f"messages[{i}]: images are allowed in system and user messages only, not in {role} "
+        raise ServiceError(f"messages[{i}]: images are allowed in system and user messages only, not in {shown(role)} "
                            "messages.", param=f"messages[{i}].content[{j}]")  # fmt: skip
     out = []
     for j, part in enumerate(content):
@@ -196,7 +196,7 @@ def _parts(content, i: int, role: str, model: str, images: bool) -> str | list[d
             out.append({"type": "text", "text": part["text"]})
         else:
             kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-            raise ServiceError(f"messages[{i}].content[{j}]: content parts of type {kind!r} are not supported; "
+            raise ServiceError(f"messages[{i}].content[{j}]: content parts of type {shown(kind)!r} are not supported; "
                                "use text and image_url parts.", param=f"messages[{i}].content[{j}]")  # fmt: skip
     return out
 

@@ -9,6 +9,7 @@ import re
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from accounts import metering, services, usage
@@ -95,6 +96,19 @@ def test_a_bad_range_falls_back_to_the_default_with_a_note(client, acme):
         f'value="{(today - timedelta(days=6)).isoformat()}"'
         in client.get("/console/t/acme/usage/?days=7").content.decode()
     )
+
+
+@pytest.mark.parametrize("query", ["?start=9999-12-25&end=9999-12-31", "?start=0001-01-01&end=0001-01-02"])
+def test_dates_at_the_calendars_ends_are_refused_on_every_page(client, acme, query):
+    """Not a 500: the range is bounded like the usage API's, on the pages, the CSVs and the live stream's range."""
+    client.force_login(acme.owner)
+    for path in ("/console/t/acme/usage/", "/console/usage/"):
+        if path == "/console/usage/":
+            client.force_login(get_user_model().objects.create_superuser("op", "", "pw"))
+        html = client.get(path + query)
+        assert html.status_code == 200 and "dates must be between 1970-01-01 and 9999-12-30" in html.content.decode()
+    assert client.get("/console/t/acme/usage.csv" + query).status_code == 200
+    assert client.get("/console/usage.csv" + query).status_code == 200
 
 
 def test_csv_export_has_one_row_per_day_model_and_key(client, traffic):

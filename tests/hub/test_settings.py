@@ -1,6 +1,7 @@
 """Settings come from the environment through helpers that fail loudly; the real services are used."""
 
 import os
+import secrets
 import subprocess
 import sys
 
@@ -167,3 +168,21 @@ def test_ci_runs_on_postgres_and_redis():
             "django.db.backends.postgresql",
             "django.db.backends.sqlite3",
         )
+
+
+def test_production_sets_hsts_secure_cookies_and_proxy_headers(tmp_path):
+    """Django's own deployment check finds nothing to warn about in a production configuration."""
+    env = {"HUB_ENV": "prod", "HUB_SECRET_KEY": secrets.token_urlsafe(50), "HUB_ALLOWED_HOSTS": "hub.example",
+           "HUB_DATA_DIR": str(tmp_path), "HUB_SSL_REDIRECT": "true", "HUB_HSTS_INCLUDE_SUBDOMAINS": "true",
+           "HUB_HSTS_PRELOAD": "true", "DJANGO_SETTINGS_MODULE": "hub.settings"}  # fmt: skip
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    code = (
+        "import hub.settings as s; print(s.SECURE_HSTS_SECONDS, s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, "
+        "s.SECURE_PROXY_SSL_HEADER[0])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**environ, **env}, capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
+    assert out.stdout.split() == ["31536000", "True", "True", "HTTP_X_FORWARDED_PROTO"], out.stderr
+    check = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT,
+                           env={**environ, **env}, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
