@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.http.request import split_domain_port, validate_host
 
 from accounts.authn import KeyContext
 from hub.api import errors, validation
@@ -47,6 +48,12 @@ def _header(scope, name: bytes) -> str | None:
         if key == name:
             return value.decode("latin-1")
     return None
+
+
+def host_allowed(host: str | None) -> bool:
+    """Django's own Host rule (``ALLOWED_HOSTS``, from HUB_ALLOWED_HOSTS), for every route, the consumers' too."""
+    domain, _port = split_domain_port(host or "")
+    return bool(domain) and validate_host(domain, settings.ALLOWED_HOSTS)
 
 
 class _BodyTooLarge(Exception):
@@ -85,6 +92,17 @@ class ApiEdgeMiddleware:
             if message["type"] == "http.response.start":
                 message = {**message, "headers": [*message.get("headers", []), rid_header]}
             await send(message)
+
+        server = scope.get("server") or ("", None)
+        if not host_allowed(_header(scope, b"host") or server[0]):  # no Host (HTTP/1.0): the address, as Django
+            error = errors.InvalidRequest(
+                "Invalid Host header: this hub does not answer for that name (HUB_ALLOWED_HOSTS).", code="invalid_host"
+            )
+            if is_api_path(scope["path"]):
+                return await self._send_error(send_with_id, error)
+            await send_with_id({"type": "http.response.start", "status": 400,
+                                "headers": [(b"content-type", b"text/plain; charset=utf-8")]})  # fmt: skip
+            return await send_with_id({"type": "http.response.body", "body": error.message.encode()})
 
         if not is_api_path(scope["path"]):  # the console's streams read the id to meter with it
             return await self.app({**scope, "request_id": request_id}, receive, send_with_id)

@@ -8,9 +8,9 @@
   has no key and the route ``playground``.
 
 Both sign the user in from the session cookie and scope the tenant with ``scoping.tenant_of``/``check_role``,
-the rules of every console page (404 for outsiders, 403 below the role). The relay takes JSON only and, when
-the browser names an ``Origin``, only this host's: with the session cookie's SameSite=Lax, another site's page
-cannot make a signed-in browser spend the tenant's tokens.
+the rules of every console page (404 for outsiders, 403 below the role). The relay takes JSON only, and only
+with this host's ``Origin`` or, from a browser that sends none, the page's CSRF token: another site's page cannot
+make a signed-in browser spend the tenant's tokens.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import close_old_connections
 from django.http import Http404, QueryDict
+from django.http.cookie import parse_cookie
+from django.middleware import csrf
 
 from accounts import usage
 from accounts.authn import KeyContext
@@ -141,6 +143,18 @@ def _summary(start, end, tenant_id):
         close_old_connections()
 
 
+def _csrf_token_matches(scope) -> bool:
+    """The page's CSRF token (``X-CSRFToken``) against the CSRF cookie, as Django's middleware checks a form."""
+    cookie = parse_cookie(_header(scope, b"cookie") or "").get(settings.CSRF_COOKIE_NAME, "")
+    token = _header(scope, b"x-csrftoken") or ""
+    try:
+        csrf._check_token_format(cookie)
+        csrf._check_token_format(token)
+    except csrf.InvalidTokenFormat:
+        return False
+    return csrf._does_token_match(token, cookie)
+
+
 def _chat_models(tenant_id: int) -> frozenset[str]:
     try:
         models = ServedModel.objects.filter(enabled=True, entitlements__tenant_id=tenant_id)
@@ -175,8 +189,12 @@ class PlaygroundRelay(GatewayConsumer):
         if self.scope["method"] != "POST":
             raise errors.MethodNotAllowed(self.scope["method"], self.scope["path"], ["POST"])
         origin = _header(self.scope, b"origin")
-        if origin is not None and urlsplit(origin).netloc != (_header(self.scope, b"host") or ""):
-            raise errors.PermissionDenied("The playground takes requests from the console's own pages only.")
+        same_origin = origin is not None and urlsplit(origin).netloc == (_header(self.scope, b"host") or "")
+        if not (same_origin or (origin is None and _csrf_token_matches(self.scope))):
+            raise errors.PermissionDenied(
+                "The playground takes requests from the console's own pages only (a same-origin Origin header, or "
+                "the page's CSRF token)."
+            )
         content_type = (_header(self.scope, b"content-type") or "").split(";", 1)[0].strip().lower()
         if content_type != "application/json":
             raise errors.UnsupportedMediaType("Send JSON with Content-Type: application/json.")

@@ -41,7 +41,8 @@ def chat(hub, cookies, body=None, *, tenant="acme", headers=None) -> httpx.Respo
     return httpx.post(
         f"{hub.url}/console/t/{tenant}/playground/chat/completions",
         content=json.dumps(body) if not isinstance(body, bytes) else body,
-        headers={"content-type": "application/json", "origin": hub.url, **(headers or {})},
+        headers={k: v for k, v in {"content-type": "application/json", "origin": hub.url, **(headers or {})}.items()
+                 if v is not None},
         cookies=cookies, timeout=120,
     )  # fmt: skip
 
@@ -87,6 +88,35 @@ def test_playground_refuses_what_the_console_would(hub):
         assert error["type"] == "invalid_request_error" and set(error) == {"message", "type", "param", "code"}
         assert code is None or error["code"] == code, error
     assert len(rows(0, route="playground")) == 0  # nothing reached a model
+
+
+def test_playground_needs_a_same_origin_origin_or_the_pages_csrf_token(hub):
+    from django.middleware.csrf import _get_new_csrf_string, _mask_cipher_secret
+
+    dev = session_for(member(hub.tenant, "dev", Role.MEMBER))
+    body = {"model": CHAT, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
+    no_origin = {"origin": None}
+    refused = chat(hub, dev, body, headers=no_origin)  # neither: a form post from anywhere, a script without CORS
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "permission_denied"
+    secret = _get_new_csrf_string()
+    forged = chat(hub, {**dev, "csrftoken": secret}, body, headers={**no_origin, "x-csrftoken": "x" * 64})
+    assert forged.status_code == 403
+    page_token = _mask_cipher_secret(secret)  # what the page renders for this cookie
+    passed = chat(hub, {**dev, "csrftoken": secret}, body, headers={**no_origin, "x-csrftoken": page_token})
+    assert passed.status_code == 200, passed.text
+    assert chat(hub, dev, body).status_code == 200  # the browser's own Origin alone
+
+
+def test_every_route_honours_the_allowed_hosts(hub):
+    """Django refuses an unknown Host on its own routes; the gateway and the console streams refuse it too."""
+    evil = {"host": "evil.example"}
+    secret = hub.everything.secret
+    answer = httpx.post(f"{hub.url}/v1/chat/completions", json={"model": CHAT, "messages": []}, timeout=30,
+                        headers={**evil, "Authorization": f"Bearer {secret}"})  # fmt: skip
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_host"
+    assert httpx.get(f"{hub.url}/console/t/acme/usage/live", headers=evil, timeout=30).status_code == 400
+    assert httpx.get(f"{hub.url}/v1/models", headers=evil, timeout=30).status_code == 400
+    assert httpx.get(f"{hub.url}/v1/models", headers={"Authorization": f"Bearer {secret}"}, timeout=30).is_success
 
 
 def test_usage_stream_pushes_new_figures_while_requests_flow(hub):

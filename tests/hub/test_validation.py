@@ -303,7 +303,7 @@ def _post(secret: str, body: bytes) -> tuple[int, dict | None, bool]:
 
     scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": [
         (b"authorization", f"Bearer {secret}".encode()), (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode())]}  # fmt: skip
+        (b"content-length", str(len(body)).encode()), (b"host", b"127.0.0.1:8000")]}  # fmt: skip
     asyncio.run(ApiEdgeMiddleware(inner)(scope, receive, send))
     if passed:
         return 200, None, True

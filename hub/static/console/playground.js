@@ -54,7 +54,9 @@
       var response = await fetch(root.dataset.endpoint, {
         method: "POST",
         credentials: "same-origin",
-        headers: { "Content-Type": "application/json", "Accept": "text/event-stream" },
+        headers: {
+          "Content-Type": "application/json", "Accept": "text/event-stream", "X-CSRFToken": root.dataset.csrf
+        },
         body: JSON.stringify({
           model: $("pg-model").value,
           messages: messages,
