@@ -80,6 +80,34 @@ class Membership(models.Model):
         return f"{self.user} @ {self.tenant} ({self.role})"
 
 
+class InvitationQuerySet(models.QuerySet):
+    def pending(self, now=None):
+        now = now or timezone.now()
+        return self.filter(accepted_at__isnull=True, declined_at__isnull=True, expires_at__gt=now)
+
+
+class Invitation(models.Model):
+    """A tenant admin's offer of membership to a username: the user joins only by accepting it (signed in as
+    that username). The admin learns nothing about which usernames exist: every invitation reads the same."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="invitations")
+    username = models.CharField(max_length=150)
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    declined_at = models.DateTimeField(null=True, blank=True)
+
+    objects = InvitationQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["username"], name="invitation_username_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.username} → {self.tenant} ({self.role})"
+
+
 class ModelKind(models.TextChoices):
     CHAT = "chat", "Chat"
     COMPLETION = "completion", "Completion"

@@ -25,6 +25,7 @@ from accounts.models import (
     ROLE_RANK,
     ApiKey,
     Deployment,
+    Invitation,
     Membership,
     ModelKind,
     Role,
@@ -89,6 +90,66 @@ def add_member(tenant: Tenant, user: AbstractBaseUser, role: Role, *, actor: Abs
     if Membership.objects.filter(user=user, tenant=tenant).exists():
         return set_role(tenant, user, role, actor=actor)
     return Membership.objects.create(user=user, tenant=tenant, role=role)
+
+
+INVITATION_DAYS = 14
+
+
+@transaction.atomic
+def invite_member(tenant: Tenant, username: str, role: Role, *, actor: AbstractBaseUser | None) -> Invitation:
+    """Offer ``username`` membership with ``role``; nothing changes until that user accepts. The same answer
+    whether the username exists or not (no one learns which accounts the hub has); a pending invitation of the
+    same username is renewed."""
+    require_role(actor, tenant, Role.ADMIN)
+    role = Role(role)
+    if actor is not None and role == Role.OWNER:
+        require_role(actor, tenant, Role.OWNER)
+    username = username.strip()
+    if not username or len(username) > 150:
+        raise ValidationError("a username is 1 to 150 characters")
+    if Membership.objects.filter(tenant=tenant, user__username=username).exists():  # the page lists members
+        raise ValidationError("already a member: change the role in the table instead")
+    expires = timezone.now() + timedelta(days=INVITATION_DAYS)
+    invitation = Invitation.objects.pending().select_for_update().filter(tenant=tenant, username=username).first()
+    if invitation is None:
+        invitation = Invitation(tenant=tenant, username=username)
+    invitation.role, invitation.invited_by, invitation.expires_at = role, actor, expires
+    invitation.save()
+    log.info("%s invited %r to %s as %s", actor, username, tenant.slug, role)
+    return invitation
+
+
+def invitations_for(user: AbstractBaseUser):
+    """The pending invitations addressed to this user's username."""
+    return Invitation.objects.pending().filter(username=user.get_username()).select_related("tenant", "invited_by")
+
+
+@transaction.atomic
+def answer_invitation(invitation_id: int, user: AbstractBaseUser, *, accept: bool) -> Membership | None:
+    """The invited user accepts (joins with the offered role) or declines. Only the addressee may answer, and only
+    while it is pending: anything else is as if there were no such invitation."""
+    invitation = (
+        Invitation.objects.pending().select_for_update().filter(pk=invitation_id, username=user.get_username()).first()
+    )
+    if invitation is None:
+        raise Invitation.DoesNotExist
+    now = timezone.now()
+    if not accept:
+        invitation.declined_at = now
+        invitation.save(update_fields=["declined_at"])
+        return None
+    invitation.accepted_at = now
+    invitation.save(update_fields=["accepted_at"])
+    membership, _ = Membership.objects.get_or_create(tenant=invitation.tenant, user=user,
+                                                     defaults={"role": invitation.role})  # fmt: skip
+    log.info("%s accepted the invitation to %s as %s", user, invitation.tenant.slug, invitation.role)
+    return membership
+
+
+@transaction.atomic
+def cancel_invitation(tenant: Tenant, invitation_id: int, *, actor: AbstractBaseUser | None) -> None:
+    require_role(actor, tenant, Role.ADMIN)
+    Invitation.objects.pending().filter(tenant=tenant, pk=invitation_id).update(declined_at=timezone.now())
 
 
 @transaction.atomic

@@ -9,6 +9,7 @@ Redis as cache, channel layer and Celery broker. The README lists every variable
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -68,6 +69,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI and ReDoc assets served locally: the hub may have no internet
     "channels",
+    "axes",  # sign-in throttling (below)
+    "csp",  # the Content-Security-Policy header (below)
     "hub",
     "accounts",
 ]
@@ -82,6 +85,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # answers a locked-out sign-in with the lockout page (429)
+    "csp.middleware.CSPMiddleware",
 ]
 
 ROOT_URLCONF = "hub.urls"
@@ -187,6 +192,21 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+# Sign-in throttling (django-axes) on /console/login/ and /admin/login/: after HUB_LOGIN_FAILURE_LIMIT wrong
+# passwords for one username, or from one address, that username / address is refused for HUB_LOGIN_COOLOFF_SECONDS
+# (the right password included). Counted in Redis when there is one (every hub process shares it; atomic
+# increments), else in the database (the embedded default's file cache has no atomic increment); each failure and
+# lockout is logged by hub.audit.
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler" if REDIS_URL else "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = env_int("HUB_LOGIN_FAILURE_LIMIT", 10, min_value=1)
+AXES_COOLOFF_TIME = timedelta(seconds=env_int("HUB_LOGIN_COOLOFF_SECONDS", 900, min_value=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own: per account and per address
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_VERBOSE = False  # hub.audit logs instead, one line each
+AXES_ENABLE_ACCESS_FAILURE_LOG = False
 LOGIN_URL = "/console/login/"
 LOGIN_REDIRECT_URL = "/console/"
 LANGUAGE_CODE = "en-us"
@@ -199,6 +219,24 @@ STATIC_ROOT = DATA_DIR / "static"
 WHITENOISE_USE_FINDERS = True
 if HUB_ENV != "prod":
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+
+# The console's pages run only the hub's own script and styles (no inline script, nothing from elsewhere): an
+# injected <script> or on* handler does not run. Django's admin and the API docs pages (Swagger UI, ReDoc) keep
+# their own inline code and are left out.
+CONTENT_SECURITY_POLICY = {
+    "EXCLUDE_URL_PREFIXES": ["/admin/", "/docs", "/redoc"],
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 # --- production: HTTPS in front (a TLS-terminating proxy or load balancer) ---------------------------------
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HUB_ENV == "prod"

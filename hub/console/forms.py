@@ -114,22 +114,29 @@ def grantable_roles(actor_role: Role) -> list[tuple[str, str]]:
 
 
 class AddMemberForm(forms.Form):
-    username = forms.CharField(max_length=150, help_text="An existing user account.")
+    """A tenant admin invites a username (the user joins by accepting); an operator adds an existing user at once.
+    Only the operator's form says whether a username exists: a tenant admin learns nothing of other tenants."""
+
+    username = forms.CharField(max_length=150, help_text="Their username: they join when they accept the invitation.")
     role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER)
 
-    def __init__(self, *args: Any, tenant: Tenant, actor_role: Role, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, tenant: Tenant, actor_role: Role, operator: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.tenant = tenant
+        self.tenant, self.operator = tenant, operator
         self.fields["role"].choices = grantable_roles(actor_role)
+        if operator:
+            self.fields["username"].help_text = "An existing user account: added at once (you are an operator)."
 
     def clean_username(self) -> Any:
         username = self.cleaned_data["username"].strip()
+        # add_member would overwrite the role of an existing member: changing roles is a separate action.
+        if Membership.objects.filter(tenant=self.tenant, user__username=username).exists():
+            raise forms.ValidationError("Already a member: change the role in the table instead.")
+        if not self.operator:
+            return username
         user = get_user_model().objects.filter(username=username, is_active=True).first()
         if user is None:
             raise forms.ValidationError("No active user with this username.")
-        # add_member would overwrite the role of an existing member: changing roles is a separate action.
-        if Membership.objects.filter(tenant=self.tenant, user=user).exists():
-            raise forms.ValidationError("Already a member: change the role in the table instead.")
         return user
 
 

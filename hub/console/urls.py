@@ -27,6 +27,14 @@ urlpatterns = [
     path("t/<slug:tenant>/limits/", limits.TenantLimitsView.as_view(), name="limits"),
     path("t/<slug:tenant>/members/", views.MembersView.as_view(), name="members"),
     path("t/<slug:tenant>/members/<int:user_id>/role/", views.MemberRoleView.as_view(), name="member-role"),
+    path(
+        "t/<slug:tenant>/invitations/<int:invitation_id>/cancel/",
+        views.CancelInvitationView.as_view(),
+        name="invitation-cancel",
+    ),
+    path(
+        "invitations/<int:invitation_id>/<str:answer>/", views.AnswerInvitationView.as_view(), name="invitation-answer"
+    ),
     path("t/<slug:tenant>/models/", views.ModelsView.as_view(), name="models"),
     path("t/<slug:tenant>/usage/", usage.TenantUsageView.as_view(), name="usage"),
     path("t/<slug:tenant>/usage.csv", usage.TenantUsageCsvView.as_view(), name="usage-csv"),

@@ -19,7 +19,7 @@ from django.utils.cache import add_never_cache_headers
 
 from accounts import selectors, services
 from accounts.limits import Limits
-from accounts.models import ApiKey, Deployment, Membership, Role, ServedModel, Tenant
+from accounts.models import ApiKey, Deployment, Invitation, Membership, Role, ServedModel, Tenant
 from hub.console import health
 from hub.console.forms import AddMemberForm, CreateKeyForm, EditKeyForm, RoleForm, grantable_roles
 from hub.console.limits import LimitsForm, budget_used
@@ -39,6 +39,7 @@ class IndexView(ConsoleView):
         context = self.get_context_data()
         roles = dict(Membership.objects.filter(user=user).values_list("tenant_id", "role"))
         context["tenants"] = [(t, Role(roles[t.pk]).label if t.pk in roles else "") for t in services.tenants_of(user)]
+        context["invitations"] = services.invitations_for(user)
         if context["is_operator"]:
             context["all_tenants"] = Tenant.objects.annotate(
                 n_members=Count("memberships", distinct=True),
@@ -207,19 +208,28 @@ class MembersView(TenantScopedView):
     section = "members"
     write_role = Role.ADMIN
 
+    def form(self, data=None) -> AddMemberForm:
+        operator = self.request.user.is_superuser
+        return AddMemberForm(data, tenant=self.tenant, actor_role=self.role, operator=operator)
+
     def get(self, request: HttpRequest, tenant: str) -> HttpResponse:
-        return self.render_page(AddMemberForm(tenant=self.tenant, actor_role=self.role))
+        return self.render_page(self.form())
 
     def post(self, request: HttpRequest, tenant: str) -> HttpResponse:
-        form = AddMemberForm(request.POST, tenant=self.tenant, actor_role=self.role)
+        form = self.form(request.POST)
         if form.is_valid():
-            user, role = form.cleaned_data["username"], Role(form.cleaned_data["role"])
+            who, role = form.cleaned_data["username"], Role(form.cleaned_data["role"])
             try:
-                services.add_member(self.tenant, user, role, actor=request.user)
+                if form.operator:  # an operator's action: the user joins at once
+                    services.add_member(self.tenant, who, role, actor=request.user)
+                    note = f"{who.get_username()} added as {role.label.lower()}."
+                else:
+                    services.invite_member(self.tenant, who, role, actor=request.user)
+                    note = f"{who} is invited as {role.label.lower()}: they join when they accept it in their console."
             except ValidationError as exc:
                 form.add_error(None, error_text(exc))
             else:
-                messages.success(request, f"{user.get_username()} added as {role.label.lower()}.")
+                messages.success(request, note)
                 return redirect("console:members", tenant=self.tenant.slug)
         return self.render_page(form)
 
@@ -228,8 +238,40 @@ class MembersView(TenantScopedView):
         is_owner = self.role == Role.OWNER
         # Admins cannot touch owners (the services refuse it); don't offer them the control.
         rows = [(m, self.has_role(Role.ADMIN) and (is_owner or m.role != Role.OWNER)) for m in memberships]
-        context = self.get_context_data(rows=rows, form=form, role_choices=grantable_roles(self.role))
+        invitations = Invitation.objects.pending().filter(tenant=self.tenant).order_by("username")
+        context = self.get_context_data(rows=rows, form=form, role_choices=grantable_roles(self.role),
+                                        invitations=invitations if self.has_role(Role.ADMIN) else [])  # fmt: skip
         return render(self.request, "console/members.html", context)
+
+
+class CancelInvitationView(TenantScopedView):
+    http_method_names = ["post"]
+    section = "members"
+    write_role = Role.ADMIN
+
+    def post(self, request: HttpRequest, tenant: str, invitation_id: int) -> HttpResponse:
+        services.cancel_invitation(self.tenant, invitation_id, actor=request.user)
+        messages.success(request, "Invitation cancelled.")
+        return redirect("console:members", tenant=self.tenant.slug)
+
+
+class AnswerInvitationView(ConsoleView):
+    """``POST /console/invitations/<id>/accept|decline/``: the invited user's answer (404 for anyone else)."""
+
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, invitation_id: int, answer: str) -> HttpResponse:
+        if answer not in ("accept", "decline"):
+            raise Http404("no such answer")
+        try:
+            membership = services.answer_invitation(invitation_id, request.user, accept=answer == "accept")
+        except Invitation.DoesNotExist:
+            raise Http404("no such invitation") from None
+        if membership is None:
+            messages.success(request, "Invitation declined.")
+            return redirect("console:index")
+        messages.success(request, f"You joined {membership.tenant.name} as {Role(membership.role).label.lower()}.")
+        return redirect("console:keys", tenant=membership.tenant.slug)
 
 
 class MemberRoleView(TenantScopedView):

@@ -13,7 +13,7 @@ from django.utils import timezone
 from accounts import services
 from accounts.authn import AuthFailed, authenticate_secret
 from accounts.keys import hash_secret
-from accounts.models import ApiKey, Membership, ModelKind, Role
+from accounts.models import ApiKey, Invitation, Membership, ModelKind, Role
 
 pytestmark = pytest.mark.django_db
 
@@ -339,21 +339,52 @@ def test_members_page_lists_roles(client, acme):
     assert "Add a member" not in page
 
 
-def test_owner_adds_a_member_and_changes_roles(client, acme, outsider):
+def test_owner_invites_a_member_who_accepts_and_roles_change(client, acme, outsider):
     signed_in(client, acme.owner)
-    response = client.post("/console/t/acme/members/", {"username": "outsider", "role": "viewer"})
-    assert response.status_code == 302
+    response = client.post("/console/t/acme/members/", {"username": "outsider", "role": "viewer"}, follow=True)
+    assert b"they join when they accept" in response.content
+    assert not Membership.objects.filter(tenant=acme.tenant, user=outsider).exists()  # not without consent
+    assert "outsider" in client.get("/console/t/acme/members/").content.decode()  # listed as invited
+    invitation = Invitation.objects.get(tenant=acme.tenant, username="outsider")
+    # only the addressee may answer
+    assert client.post(f"/console/invitations/{invitation.pk}/accept/").status_code == 404
+    signed_in(client, outsider)
+    assert "Acme" in client.get("/console/").content.decode()  # the invitation, on their landing page
+    assert client.post(f"/console/invitations/{invitation.pk}/accept/").status_code == 302
     assert Membership.objects.get(tenant=acme.tenant, user=outsider).role == Role.VIEWER
+    assert client.post(f"/console/invitations/{invitation.pk}/accept/").status_code == 404  # answered once
+    signed_in(client, acme.owner)
     assert client.post(f"/console/t/acme/members/{outsider.pk}/role/", {"role": "admin"}).status_code == 302
     assert Membership.objects.get(tenant=acme.tenant, user=outsider).role == Role.ADMIN
-    # The new member now sees acme; errors are form errors.
-    for form, error in [
-        ({"username": "nobody", "role": "member"}, b"No active user"),
-        ({"username": "acme-member", "role": "viewer"}, b"Already a member"),
-    ]:
-        response = client.post("/console/t/acme/members/", form)
-        assert response.status_code == 200 and error in response.content
+    response = client.post("/console/t/acme/members/", {"username": "acme-member", "role": "viewer"})
+    assert response.status_code == 200 and b"Already a member" in response.content
     assert Membership.objects.get(tenant=acme.tenant, user=acme.member).role == Role.MEMBER
+
+
+def test_inviting_tells_nothing_about_which_usernames_exist(client, acme, globex):
+    signed_in(client, acme.owner)
+    answers = [
+        client.post("/console/t/acme/members/", {"username": name, "role": "member"}, follow=True).content.decode()
+        for name in ("globex-owner", "no-such-user-anywhere")
+    ]
+    for answer, name in zip(answers, ("globex-owner", "no-such-user-anywhere"), strict=True):
+        assert f"{name} is invited as member: they join when they accept it" in answer  # the same words for both
+    assert all("No active user" not in a for a in answers)
+    assert not Membership.objects.filter(tenant=acme.tenant, user=globex.owner).exists()
+    # the invited user declines: still not a member, and the invitation is gone
+    invitation = Invitation.objects.get(username="globex-owner")
+    signed_in(client, globex.owner)
+    assert client.post(f"/console/invitations/{invitation.pk}/decline/").status_code == 302
+    assert not Membership.objects.filter(tenant=acme.tenant, user=globex.owner).exists()
+    assert not Invitation.objects.pending().filter(username="globex-owner").exists()
+
+
+def test_an_operator_adds_an_existing_user_at_once(client, acme, outsider, django_user_model):
+    signed_in(client, django_user_model.objects.create_superuser("root", "", "pw"))
+    assert client.post("/console/t/acme/members/", {"username": "outsider", "role": "viewer"}).status_code == 302
+    assert Membership.objects.get(tenant=acme.tenant, user=outsider).role == Role.VIEWER
+    response = client.post("/console/t/acme/members/", {"username": "nobody", "role": "member"})
+    assert response.status_code == 200 and b"No active user" in response.content
 
 
 def test_admin_cannot_make_or_unmake_owners(client, acme, outsider):
@@ -363,7 +394,7 @@ def test_admin_cannot_make_or_unmake_owners(client, acme, outsider):
     assert '<option value="owner"' not in page
     response = client.post("/console/t/acme/members/", {"username": "outsider", "role": "owner"})
     assert response.status_code == 200 and b"errorlist" in response.content
-    assert not Membership.objects.filter(user=outsider).exists()
+    assert not Membership.objects.filter(user=outsider).exists() and not Invitation.objects.exists()
     assert client.post(f"/console/t/acme/members/{acme.owner.pk}/role/", {"role": "viewer"}).status_code == 403
     assert client.post(f"/console/t/acme/members/{acme.viewer.pk}/role/", {"role": "owner"}).status_code == 403
     assert Membership.objects.get(tenant=acme.tenant, user=acme.owner).role == Role.OWNER

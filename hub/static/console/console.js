@@ -65,7 +65,9 @@
     var source = new EventSource(container.dataset.live);
     container.classList.add("is-live");
     source.addEventListener("usage", function (event) {
-      container.innerHTML = JSON.parse(event.data).html;
+      // Parsed inert (DOMParser runs no script) and moved in node by node, never assigned as markup.
+      var doc = new DOMParser().parseFromString(JSON.parse(event.data).html, "text/html");
+      container.replaceChildren.apply(container, Array.prototype.slice.call(doc.body.childNodes));
       container.classList.add("is-live");
       container.classList.remove("is-stale");
     });
