@@ -31,6 +31,15 @@ def wait_ready(base_url: str, timeout: float, is_alive=lambda: True) -> None:
     raise InferenceUnavailable(f"no answer from {base_url} within {timeout:.0f}s")
 
 
+def load_times(base_url: str) -> dict[str, float]:
+    """How long the service took to load each model (its ``/health``); empty if it does not say."""
+    try:
+        models = httpx.get(f"{root_of(base_url)}/health", timeout=5).json().get("models", {})
+        return {name: float(m["load_seconds"]) for name, m in models.items() if "load_seconds" in m}
+    except (httpx.HTTPError, ValueError, TypeError, KeyError, AttributeError):
+        return {}
+
+
 def model_cards(base_url: str, api_key: str = "") -> list[dict]:
     """The service's ``/v1/models`` cards; ``api_key``: its shared secret (INFERENCE_API_KEY), if it has one."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}

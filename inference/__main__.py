@@ -39,9 +39,10 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         config.port = args.port
     if args.threads:
         config.threads = args.threads
-    if args.quantize:
+    if args.quantize:  # the generative models': an embedding model is quantized only by its own engine.quantize
         for spec in config.models:
-            spec.engine = EngineConfig(**{**spec.engine.__dict__, "quantize": args.quantize})
+            if spec.kind != "embedding":
+                spec.engine = EngineConfig(**{**spec.engine.__dict__, "quantize": args.quantize})
     config.__post_init__()
     return config
 
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--host")
     s.add_argument("--port", type=int)
     s.add_argument("--threads", type=int, help="torch threads (default: all cores)")
-    s.add_argument("--quantize", choices=list(QUANTIZE_MODES), help="override every model's engine.quantize")
+    s.add_argument("--quantize", choices=list(QUANTIZE_MODES), help="override every generative model's engine.quantize")
     c = sub.add_parser("convert", help="convert a GGUF file into the cache (HF layout) and print the directory")
     c.add_argument("gguf")
     args = parser.parse_args(argv)

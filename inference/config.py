@@ -27,8 +27,9 @@ class EngineConfig:
     dtype: str = "auto"  # weights, activations and KV cache: auto = float32 on the CPU, bfloat16 on CUDA
     device: str = "auto"  # "auto" (cuda when present, else cpu), "cpu", "cuda" or "cuda:N"
     # CPU weights, one of QUANTIZE_MODES: quantized for decode, bf16 copies for prefill ("none": float
-    # everywhere, ~5x slower decode); ignored on CUDA
-    quantize: str = "auto"
+    # everywhere, ~5x slower decode); ignored on CUDA. None (the default): "auto" for generative models, "none"
+    # for embedding models, which are never quantized lossily unless asked (an embedding is read to 1e-5)
+    quantize: str | None = None
     # the Triton kernels of kernels/: "auto" (on CUDA yes, on the CPU no), "on" (on the CPU only under
     # TRITON_INTERPRET=1: slow, for tests), "off" (the torch path everywhere)
     kernels: str = "auto"
@@ -74,7 +75,7 @@ class EngineConfig:
             raise ConfigError(f"engine.weights must be dense or gguf, got {self.weights!r}")
         if self.kernels not in ("auto", "on", "off"):
             raise ConfigError(f"engine.kernels must be auto, on or off, got {self.kernels!r}")
-        if self.quantize not in QUANTIZE_MODES:
+        if self.quantize is not None and self.quantize not in QUANTIZE_MODES:
             raise ConfigError(f"engine.quantize must be one of {', '.join(QUANTIZE_MODES)}, got {self.quantize!r}")
 
 
@@ -88,6 +89,12 @@ class ModelSpec:
     # how the model writes tool calls (LightLLM's --tool_call_parser): auto (from its chat template), hermes,
     # qwen25, llama3, mistral or json_block
     tool_call_format: str = "auto"
+
+    def quantize_mode(self) -> str:
+        """The CPU weights' mode: the engine's, else the kind's default ("none" for embeddings, else "auto")."""
+        if self.engine.quantize is not None:
+            return self.engine.quantize
+        return "none" if self.kind == "embedding" else "auto"
 
     def __post_init__(self) -> None:
         from inference.tools.formats import FORMAT_NAMES

@@ -46,6 +46,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from inference.engine.context import current_context
+
 # Above this many rows (prefill) layers multiply by their float weight: prefill stays fp32 bit for bit and as
 # fast as without quantization. Gemma's layers, all of them once, fp32 GEMM against the kernels: int4x2 and
 # int8 fall behind at ~24-48 rows, int4 at ~128; 16 keeps batched decode of up to 16 sequences on the kernels.
@@ -102,6 +104,7 @@ class QuantizedLinear(nn.Module, abc.ABC):
         # > 0 (output heads): recompute this many largest outputs per row from the float weight
         self.exact_top = 0
         self.prefill_weight: torch.Tensor | None = None  # a bf16 copy for many-row calls (``use_bf16_prefill``)
+        self.head = False  # the output head: every row on the kernel (``quantize`` sets it)
 
     def use_bf16_prefill(self) -> None:
         """Multiply many-row inputs (prefill) by a bf16 copy of the weight, in bf16 (see the module docstring)."""
@@ -116,12 +119,44 @@ class QuantizedLinear(nn.Module, abc.ABC):
         """x [..., in] -> [..., out] in x's dtype."""
         if x.dim() != 2:  # the models pass flat [T, hidden]; anything else goes through 2-D
             return self(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], self.out_features)
-        if x.shape[0] > FLOAT_ROWS and self.prefill_weight is not None:
+        ctx = current_context()
+        if ctx is not None and ctx.prompt_lens is not None and x.shape[0] == ctx.num_tokens:
+            return self._by_role(x, *ctx.row_roles())
+        if self.head:  # every row on the kernel: a row's logits do not depend on how many rows there are
+            return self._decode(x)
+        return self._by_rows(x)
+
+    def _by_role(self, x: torch.Tensor, prompt: torch.Tensor | None, generated: torch.Tensor | None) -> torch.Tensor:
+        """Batch invariant: prompt rows on the prefill weights, generated rows on the kernel, however many of each
+        (both are bit for bit the same for a row whatever the row count; fp32 GEMM is not)."""
+        if generated is None:
+            return self._prefill(x)
+        if prompt is None:
+            return self._decode(x)
+        out = x.new_empty(x.shape[0], self.out_features)
+        out[prompt] = self._prefill(x[prompt])
+        out[generated] = self._decode(x[generated])
+        return out
+
+    def _prefill(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] == 1:  # oneDNN's one-row GEMM (a GEMV) rounds differently from its many-row one: two rows
+            return self._prefill(torch.cat([x, x]))[:1]
+        if self.prefill_weight is not None:
             out = F.linear(x.bfloat16(), self.prefill_weight)
             out = out if self.bias is None else torch.add(self.bias, out)
             return out.to(x.dtype)
-        if x.shape[0] > FLOAT_ROWS and self.float_weight is not None:
+        if self.float_weight is not None:
             return F.linear(x, self.float_weight.to(x.dtype), self.bias)
+        return self._decode(x)
+
+    def _by_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """Outside the engine's steps (tests, encoders): many rows on the prefill weights, few on the kernel."""
+        return self._prefill(x) if x.shape[0] > FLOAT_ROWS else self._decode(x)
+
+    def _decode(self, x: torch.Tensor) -> torch.Tensor:
+        """The format's kernel (bf16 activations), then the exact top logits of a head."""
+        if x.shape[0] == 1:  # the kernels' one-row path rounds differently from their many-row one: two rows
+            return self._decode(torch.cat([x, x]))[:1]
         # .bfloat16() / .float() take ~2.3 us where .to(dtype) takes ~3.8 us; 2 per call, 73-121 calls a step
         out = self._mm(x.bfloat16())
         if self.bias is not None:
@@ -380,6 +415,7 @@ def quantize(
         model.lm_head = quantized_linear(embed.weight, None, head, group_size)
     if isinstance(getattr(model, "lm_head", None), QuantizedLinear):
         new_head = model.lm_head
+        new_head.head = True
         # a lossy one-level int4 head gets exact top logits; a lossless one (a GGUF head stored in 4 bits,
         # as SmolLM2's Q4_1) has nothing to correct, and the top-k + row gather cost ~2 ms a step there
         lossy_int4 = (

@@ -35,10 +35,37 @@ class ForwardContext:
     block_size: int = 0
     # per-step values every layer would otherwise rebuild (attention masks per window)
     cache: dict = field(default_factory=dict)
+    # Batch invariance (the CPU path, set by the model runner): each sequence's prompt length. With it every row
+    # is computed the same way whatever else is in the step: prompt rows as a prefill (linear layers on their
+    # bf16 weights, attention in blocks of absolute positions), generated rows one by one (the decode kernels,
+    # attention over their own keys); see ``inference/layers/invariant_attention.py``. None (tests, encoders):
+    # layers choose by row count.
+    prompt_lens: list[int] | None = None
 
     @property
     def num_seqs(self) -> int:
         return len(self.context_lens)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.cu_seqlens_q[-1]
+
+    def row_roles(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(prompt rows, generated rows) of the flat batch as index tensors [n] int64, None where there are none."""
+        roles = self.cache.get("roles")
+        if roles is None:
+            prompt: list[int] = []
+            generated: list[int] = []
+            for i, n_ctx in enumerate(self.context_lens):
+                s, e = self.cu_seqlens_q[i], self.cu_seqlens_q[i + 1]
+                cut = s + min(max(self.prompt_lens[i] - (n_ctx - (e - s)), 0), e - s)  # [s, cut): prompt rows
+                prompt.extend(range(s, cut))
+                generated.extend(range(cut, e))
+            device = self.slot_mapping.device if self.slot_mapping is not None else None
+            roles = self.cache["roles"] = tuple(
+                torch.tensor(rows, dtype=torch.long, device=device) if rows else None for rows in (prompt, generated)
+            )
+        return roles
 
     @staticmethod
     def for_prompts(lengths: list[int], causal: bool = True) -> ForwardContext:
@@ -50,6 +77,11 @@ class ForwardContext:
 
 
 _CONTEXT: ForwardContext | None = None
+
+
+def current_context() -> ForwardContext | None:
+    """The step's context, or None outside a forward pass (the output head runs after it)."""
+    return _CONTEXT
 
 
 def get_context() -> ForwardContext:

@@ -123,6 +123,8 @@ class ModelRunner:
             context_lens=context_lens,
             slot_mapping=torch.tensor(slots, dtype=torch.long, device=self.device),
             is_decode=step.is_decode,
+            # the CPU path computes every row alike whatever the batch (the kernels' path: issue 28)
+            prompt_lens=None if self.kernels else [seq.num_prompt for seq in step.seqs],
             **(
                 self._kernel_tensors(step.seqs, cu, context_lens)
                 if self.kernels

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from inference.engine.context import ForwardContext, get_context
+from inference.layers import invariant_attention
 
 
 class Attention(nn.Module):
@@ -48,7 +49,9 @@ class Attention(nn.Module):
         if ctx.slot_mapping is not None and self.k_cache is not None:
             self.k_cache[ctx.slot_mapping] = k.to(self.k_cache.dtype)
             self.v_cache[ctx.slot_mapping] = v.to(self.v_cache.dtype)
-            if ctx.is_decode:
+            if ctx.prompt_lens is not None:  # the engine's steps: every row alike whatever the batch
+                out = invariant_attention.attend(self, q, ctx)
+            elif ctx.is_decode:
                 out = self._decode(q, ctx)
             else:
                 out = self._prefill_cached(q, ctx)

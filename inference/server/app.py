@@ -71,7 +71,12 @@ async def get_model(request: Request) -> JSONResponse:
 
 async def health(request: Request) -> JSONResponse:
     models = {
-        m.id: {"kind": m.kind, "running": m.engine.num_running, "waiting": m.engine.num_waiting}
+        m.id: {
+            "kind": m.kind,
+            "running": m.engine.num_running,
+            "waiting": m.engine.num_waiting,
+            "load_seconds": m.load_seconds,
+        }  # fmt: skip
         for m in request.app.state.registry.models.values()
     }
     return JSONResponse({"status": "ok", "models": models})

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from inference import weights_cache
 from inference.config import ModelSpec
 from inference.engine.embedding_engine import EmbeddingEngine
 from inference.engine.llm_engine import LLMEngine
@@ -96,6 +97,7 @@ class LoadedModel:
     tool_format: str = "hermes"  # how this model writes tool calls (inference/tools/formats.py)
     guides: object = None  # its grammar compiler (inference.engine.guided.GuideCompiler), chat models only
     vision: VisionSupport | None = None  # vision models only
+    load_seconds: float = 0.0  # how long this start took to load it (prepared weights cached: seconds)
 
     @property
     def id(self) -> str:
@@ -121,18 +123,28 @@ class LoadedModel:
         }
 
 
-def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop) -> LoadedModel:
-    """Load one model and add its engine to ``engines`` (the loop that steps it)."""
+def build_model(spec: ModelSpec):
+    """The model as ``spec`` serves it (weights, dtype, device, quantization), its tokenizer and directory."""
     from inference.loader.safetensors import load_model
-    from inference.tokenizer.detokenizer import IncrementalDetokenizer
     from inference.tokenizer.tokenizer import Tokenizer
 
-    start = time.perf_counter()
     directory = resolve_source(spec.source)
     dtype = getattr(torch, spec.engine.resolved_dtype())
     device = spec.engine.resolved_device()  # chosen once, at start; on CUDA the layers run on Triton kernels
-    model = load_model(directory, dtype=dtype, device=device).eval()
     tokenizer = Tokenizer.from_dir(directory)
+    if device == "cpu" and spec.engine.weights == "dense":  # prepared once, memory-mapped on later starts
+        path = weights_cache.entry_path(directory, spec.quantize_mode(), dtype)
+        model = weights_cache.load(path)
+        if model is None:
+            model = load_model(directory, dtype=dtype, device=device).eval()
+            if spec.quantize_mode() != "none":
+                from inference.quantize import quantize
+
+                # a vision-language model's tower and projector run once per image, like a prefill: they stay float
+                quantize(getattr(model, "language_model", model), spec.quantize_mode())
+            weights_cache.save(model, path)
+        return model, tokenizer, directory
+    model = load_model(directory, dtype=dtype, device=device).eval()
     if spec.engine.weights == "gguf":
         from inference.gguf_weights import use_gguf_weights
 
@@ -140,11 +152,15 @@ def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop) -> LoadedModel:
         if gguf is None or not spec.engine.resolved_kernels():
             raise ConfigError(f"model {spec.id}: engine.weights = gguf needs a GGUF source and the kernels (CUDA)")
         use_gguf_weights(model, gguf, torch.device(device))
-    elif spec.engine.quantize != "none" and device == "cpu":
-        from inference.quantize import quantize
+    return model, tokenizer, directory
 
-        # a vision-language model's tower and projector run once per image, like a prefill: they stay float
-        quantize(getattr(model, "language_model", model), spec.engine.quantize)
+
+def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop) -> LoadedModel:
+    """Load one model and add its engine to ``engines`` (the loop that steps it)."""
+    from inference.tokenizer.detokenizer import IncrementalDetokenizer
+
+    start = time.perf_counter()
+    model, tokenizer, directory = build_model(spec)
     if spec.kind == "embedding":
         use_kernels(model, spec.engine.resolved_kernels())
         engine = EmbeddingEngine(model, spec.engine.max_batched_tokens)
@@ -169,7 +185,8 @@ def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop) -> LoadedModel:
         if tool_format == "auto":
             tool_format = detect_format(tokenizer.chat_template)
         tool_format = ALIASES.get(tool_format, tool_format)
-    log.info("loaded %s from %s in %.1fs", spec.id, directory, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    log.info("loaded %s from %s in %.1fs", spec.id, directory, seconds)
     return LoadedModel(
         spec=spec,
         tokenizer=tokenizer,
@@ -183,6 +200,7 @@ def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop) -> LoadedModel:
         tool_format=tool_format,
         guides=guides,
         vision=vision,
+        load_seconds=round(seconds, 2),
     )
 
 

@@ -141,6 +141,15 @@ def test_usage_stream_pushes_new_figures_while_requests_flow(hub):
     assert "all" in html and CHAT in html  # the key's name and the model, in the tables
 
 
+def test_usage_stream_at_the_calendars_end_falls_back_to_the_default_range(hub):
+    """end=9999-12-31 once killed the stream's task silently, leaving the connection open with nothing sent."""
+    cookies = session_for(member(hub.tenant, "watcher", Role.VIEWER))
+    url = f"{hub.url}/console/t/acme/usage/live?start=9999-12-25&end=9999-12-31"
+    with httpx.stream("GET", url, cookies=cookies, timeout=60) as stream:
+        assert stream.status_code == 200
+        assert 'data-figure="requests">0<' in next_event(stream.iter_lines())
+
+
 def next_event(lines) -> str:
     """The html of the next ``usage`` event (comments and blank lines skipped)."""
     kind = None

@@ -69,6 +69,8 @@ def test_make_run_twice_on_one_data_directory(tmp_path):
     assert nothing_listens(port) and nothing_listens(inference_port(inference_url)), second_output
 
     assert "sk-hub-" not in second_output  # shown once, never again
+    # the banner names each model with its load time; the restart memory-maps the prepared weights
+    assert re.search(r"inference service ready in [\d.]+ s: .*smollm2-135m-instruct \([\d.]+ s\)", second_output)
     assert "Traceback" not in first_output + second_output, first_output + second_output
     assert (tmp_path / "db.sqlite3").exists()
 

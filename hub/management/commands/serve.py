@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from urllib.parse import urlsplit
 
 import uvicorn
@@ -19,7 +20,7 @@ from django.core.management.base import BaseCommand, CommandError
 from accounts.services import sync_deployment
 from hub.bootstrap import ADMIN_USERNAME, DEMO_TENANT, bootstrap
 from hub.env import env_int, env_str
-from hub.inference_client import InferenceUnavailable, model_cards, wait_ready
+from hub.inference_client import InferenceUnavailable, load_times, model_cards, wait_ready
 
 
 def _die_with_parent() -> None:
@@ -69,7 +70,9 @@ class Command(BaseCommand):
         args += shlex.split(env_str("HUB_INFERENCE_ARGS", ""))
         log_path = settings.DATA_DIR / "inference.log"
         self.stdout.write(f"starting the inference service on :{port} (log: {log_path}); the first start converts")
-        self.stdout.write("the packaged models into the cache, later starts take seconds...")
+        self.stdout.write(
+            "and quantizes the packaged models into the cache (a minute or two), later starts take seconds..."
+        )
         self.stdout.flush()
         log = open(log_path, "a")  # noqa: SIM115 - handed to the child for its whole life
         preexec = _die_with_parent if sys.platform.startswith("linux") else None
@@ -107,10 +110,13 @@ class Command(BaseCommand):
         if not no_bootstrap:
             call_command("migrate", interactive=False, verbosity=0)
         if with_inference:
+            started = time.monotonic()
             child = self.start_inference(inference_url)
             api_key = env_str("INFERENCE_API_KEY", "")  # the child reads the same variable
             synced = sync_deployment(inference_url, model_cards(inference_url, api_key), api_key)
-            self.stdout.write(f"inference service ready: {', '.join(m.id for m in synced)}")
+            loads = load_times(inference_url)
+            shown = ", ".join(f"{m.id} ({loads[m.id]:.1f} s)" if m.id in loads else m.id for m in synced)
+            self.stdout.write(f"inference service ready in {time.monotonic() - started:.1f} s: {shown}")
         if not no_bootstrap:
             first = bootstrap(inference_url)
         out = self.stdout.write
