@@ -20,14 +20,17 @@ from inference.tokenizer.detokenizer import IncrementalDetokenizer
 from tests.inference.real_models import run_to_end
 from tests.inference.test_embeddings import SENTENCES
 
-PROMPTS = [
+PROMPTS = [  # each is checked alone and beside the 7 others
     "The capital of France is",
     "def fibonacci(n):\n    ",
     "Once upon a time, in a small village by the sea,",
     "The best way to learn a new language is",
     "1, 2, 3, 4,",
+    "import numpy as np\n",
+    "Water boils at",
+    "My favourite colour is blue because",
 ]
-TOKENS = 32
+TOKENS = 24
 
 
 @functools.cache
