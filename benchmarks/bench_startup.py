@@ -88,8 +88,10 @@ def main() -> None:
             f"{m} {statistics.median(loads[m] for _, loads in runs if m in loads):.1f} s" for m in models
         )
         print(f"| {kind} | {statistics.median(s for s, _ in runs):.1f} s | {per_model} |")
-    print(f"\n{args.rounds} rounds on {os.cpu_count()} cores; command: {sys.executable} benchmarks/bench_startup.py "
-          f"--rounds {args.rounds}")
+    print(
+        f"\n{args.rounds} rounds on {os.cpu_count()} cores; command: {sys.executable} benchmarks/bench_startup.py "
+        f"--rounds {args.rounds}"
+    )
 
 
 if __name__ == "__main__":
