@@ -24,9 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from hub.inference_client import InferenceUnavailable, wait_ready  # noqa: E402
 
 
 def free_port() -> int:
@@ -48,17 +49,10 @@ def start(data: Path, cache: Path, timeout: float = 1200) -> tuple[float, dict[s
         process = subprocess.Popen(["make", "--no-print-directory", "run"], cwd=ROOT, env=env, stdout=out,
                                    stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     try:
-        while time.monotonic() - began < timeout:
-            if process.poll() is not None:
-                raise RuntimeError(f"make run exited:\n{log.read_text()}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        else:
-            raise RuntimeError(f"no answer within {timeout}s:\n{log.read_text()}")
+        try:  # the hub answers /health at its root once the inference service is ready and synced
+            wait_ready(f"http://127.0.0.1:{port}", timeout, lambda: process.poll() is None, poll=0.1)
+        except InferenceUnavailable as exc:
+            raise RuntimeError(f"{exc}:\n{log.read_text()}") from None
         seconds = time.monotonic() - began
     finally:
         os.killpg(process.pid, signal.SIGINT)

@@ -17,7 +17,7 @@ def root_of(base_url: str) -> str:
     return url[: -len("/v1")] if url.endswith("/v1") else url
 
 
-def wait_ready(base_url: str, timeout: float, is_alive=lambda: True) -> None:
+def wait_ready(base_url: str, timeout: float, is_alive=lambda: True, poll: float = 0.5) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not is_alive():
@@ -27,7 +27,7 @@ def wait_ready(base_url: str, timeout: float, is_alive=lambda: True) -> None:
                 return
         except httpx.HTTPError:
             pass
-        time.sleep(0.5)
+        time.sleep(poll)
     raise InferenceUnavailable(f"no answer from {base_url} within {timeout:.0f}s")
 
 

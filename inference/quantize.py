@@ -48,9 +48,10 @@ from torch import nn
 
 from inference.engine.context import current_context
 
-# Above this many rows (prefill) layers multiply by their float weight: prefill stays fp32 bit for bit and as
-# fast as without quantization. Gemma's layers, all of them once, fp32 GEMM against the kernels: int4x2 and
-# int8 fall behind at ~24-48 rows, int4 at ~128; 16 keeps batched decode of up to 16 sequences on the kernels.
+# Outside the engine's steps (tests, encoders; in a step rows go by role, see ``QuantizedLinear._by_role``), above
+# this many rows layers multiply by their prefill weight: prefill stays as fast as without quantization. Gemma's
+# layers, all of them once, fp32 GEMM against the kernels: int4x2 and int8 fall behind at ~24-48 rows, int4 at
+# ~128; 16 keeps batched decode of up to 16 sequences on the kernels.
 FLOAT_ROWS = 16
 
 # What ``_weight_int4pack_mm_for_cpu`` accepts: a group must divide K, and N must be a multiple of 16.

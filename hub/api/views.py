@@ -100,7 +100,6 @@ def unknown_url(request, *args, **kwargs):
 
 GROUP_BY = {"day": (), "model": ("model",), "key": ("api_key__prefix",)}
 MAX_USAGE_DAYS = 366
-USAGE_FIRST_DAY, USAGE_LAST_DAY = FIRST_DAY, LAST_DAY
 
 
 def _date_param(request: Request, name: str, default: date) -> date:
@@ -114,9 +113,9 @@ def _date_param(request: Request, name: str, default: date) -> date:
             f"'{name}' must be a date as YYYY-MM-DD, got '{errors.shown(raw)}'.", param=name
         ) from None
     # Day arithmetic (the default start, the end's next day) must stay within datetime's range.
-    if not USAGE_FIRST_DAY <= day <= USAGE_LAST_DAY:
+    if not FIRST_DAY <= day <= LAST_DAY:
         raise errors.InvalidRequest(
-            f"'{name}' must be between {USAGE_FIRST_DAY} and {USAGE_LAST_DAY}, got '{errors.shown(raw)}'.", param=name
+            f"'{name}' must be between {FIRST_DAY} and {LAST_DAY}, got '{errors.shown(raw)}'.", param=name
         )
     return day
 

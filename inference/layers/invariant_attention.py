@@ -29,6 +29,17 @@ def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
+def _gathered(cache: torch.Tensor, slots: torch.Tensor, length: int, dtype: torch.dtype) -> torch.Tensor:
+    """[length, Hkv, D]: the cache rows at ``slots``, then zeros: gathered straight into place (decode hot path)."""
+    out = torch.empty(length, *cache.shape[1:], dtype=dtype, device=cache.device)
+    if cache.dtype == dtype:
+        torch.index_select(cache, 0, slots, out=out[: len(slots)])
+    else:
+        out[: len(slots)] = cache[slots]
+    out[len(slots) :].zero_()
+    return out
+
+
 def _mask(ctx: ForwardContext, q_first: int, rows: int, keys: int, window: int | None) -> torch.Tensor:
     """[rows, keys] bool (True = attend): causal on absolute positions, within the sliding window if any."""
     cache_key = ("invariant_mask", q_first, rows, keys, window)
@@ -49,13 +60,11 @@ def attend(layer, q: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
     for i, n_ctx in enumerate(ctx.context_lens):
         s, e = ctx.cu_seqlens_q[i], ctx.cu_seqlens_q[i + 1]
         first, prompt = n_ctx - (e - s), ctx.prompt_lens[i]
-        # this sequence's keys and values, zero-padded far enough for every call below: [L, Hkv, D]
+        # this sequence's keys and values, zero-padded past the last key any call below reads: [L, Hkv, D]
         length = max(_round_up(n_ctx, PROMPT_BLOCK), _round_up(n_ctx, KEY_BLOCK))
         slots = ctx.context_slots[i, :n_ctx]
-        k = q.new_zeros(length, layer.num_kv_heads, layer.head_dim)
-        v = q.new_zeros(length, layer.num_kv_heads, layer.head_dim)
-        k[:n_ctx] = layer.k_cache[slots]
-        v[:n_ctx] = layer.v_cache[slots]
+        k = _gathered(layer.k_cache, slots, length, q.dtype)
+        v = _gathered(layer.v_cache, slots, length, q.dtype)
         p = first
         while p < n_ctx:
             if p < prompt:  # the prompt rows of p's block that this step brings

@@ -132,17 +132,10 @@ def build_model(spec: ModelSpec):
     dtype = getattr(torch, spec.engine.resolved_dtype())
     device = spec.engine.resolved_device()  # chosen once, at start; on CUDA the layers run on Triton kernels
     tokenizer = Tokenizer.from_dir(directory)
-    if device == "cpu" and spec.engine.weights == "dense":  # prepared once, memory-mapped on later starts
-        path = weights_cache.entry_path(directory, spec.quantize_mode(), dtype)
-        model = weights_cache.load(path)
-        if model is None:
-            model = load_model(directory, dtype=dtype, device=device).eval()
-            if spec.quantize_mode() != "none":
-                from inference.quantize import quantize
-
-                # a vision-language model's tower and projector run once per image, like a prefill: they stay float
-                quantize(getattr(model, "language_model", model), spec.quantize_mode())
-            weights_cache.save(model, path)
+    # the CPU's dense weights are prepared once (quantized, bf16 copies) and memory-mapped on later starts
+    cached = weights_cache.entry_path(directory, spec.quantize_mode(), dtype) if device == "cpu" else None
+    model = weights_cache.load(cached) if cached and spec.engine.weights == "dense" else None
+    if model is not None:
         return model, tokenizer, directory
     model = load_model(directory, dtype=dtype, device=device).eval()
     if spec.engine.weights == "gguf":
@@ -152,6 +145,13 @@ def build_model(spec: ModelSpec):
         if gguf is None or not spec.engine.resolved_kernels():
             raise ConfigError(f"model {spec.id}: engine.weights = gguf needs a GGUF source and the kernels (CUDA)")
         use_gguf_weights(model, gguf, torch.device(device))
+    elif device == "cpu":
+        if spec.quantize_mode() != "none":
+            from inference.quantize import quantize
+
+            # a vision-language model's tower and projector run once per image, like a prefill: they stay float
+            quantize(getattr(model, "language_model", model), spec.quantize_mode())
+        weights_cache.save(model, cached)
     return model, tokenizer, directory
 
 
