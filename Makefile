@@ -34,8 +34,9 @@ $(CHROMIUM):
 	@DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
 	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
 
+# The suite runs on the machine's PostgreSQL and Redis, started when down (tests/services.sh), as in CI.
 test: $(STAMP) $(CHROMIUM)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	@bash tests/services.sh $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

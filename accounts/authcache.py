@@ -1,19 +1,26 @@
 """Cache of verified API keys that never serves a revoked key.
 
-Entries are tagged with a global generation number read *before* the database; every change
-that affects authentication (revocation, rotation, expiry, entitlements, catalog, tenant
-state) bumps the generation when its transaction commits. A request that finds an entry of an
-older generation reloads from the database, so a change takes effect on the very next
-request in every process that shares the cache (Redis in production, a file cache embedded).
+Entries are tagged with the cache's current generation, read *before* the database; every change that affects
+authentication (revocation, rotation, expiry, entitlements, catalog, tenant state) replaces the generation when
+its transaction commits. A request that finds an entry of another generation reloads from the database, so a
+change takes effect on the very next request in every process that shares the cache (Redis in production, a file
+cache embedded).
+
+A generation is a random 63-bit number, never a counter: a cache may drop the generation's entry (the file cache
+culls at ``MAX_ENTRIES``, Redis evicts under ``maxmemory``) while entries tagged with it survive, and a counter
+would then restart at a value an old entry carries, serving it again after the revocation that outdated it. A
+number drawn afresh after an eviction matches no entry written before it. (A number, not a string: hub processes
+of the previous release, which count, keep working beside these during a rolling upgrade.)
 
 With the cache unreachable, keys are verified against the database on every request (the auth path does not
-fail with Redis), and a change made meanwhile cannot bump the generation: entries cached before it expire
+fail with Redis), and a change made meanwhile cannot replace the generation: entries cached before it expire
 after ``HUB_AUTH_CACHE_SECONDS`` (Redis without persistence, as run here, comes back empty anyway).
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 
 from django.conf import settings
 from django.core.cache import cache
@@ -28,21 +35,24 @@ def entry_key(prefix: str) -> str:
     return f"auth:key:{prefix}"
 
 
+def _fresh() -> int:
+    return secrets.randbits(63)
+
+
 def current_generation() -> int:
+    """The generation now; a new one when the cache has none (first use, or the entry was evicted)."""
     gen = cache.get(GEN_KEY)
     if gen is None:
-        cache.add(GEN_KEY, 1, timeout=None)
-        gen = cache.get(GEN_KEY, 1)
+        cache.add(GEN_KEY, _fresh(), timeout=None)  # one process's number wins a race; all then read it
+        gen = cache.get(GEN_KEY)
+    if gen is None:  # evicted again at once: a number of our own, which no cached entry carries
+        gen = _fresh()
     return int(gen)
 
 
 def _bump() -> None:
     try:
-        cache.add(GEN_KEY, 1, timeout=None)
-        try:
-            cache.incr(GEN_KEY)
-        except ValueError:  # evicted between add and incr
-            cache.set(GEN_KEY, 2, timeout=None)
+        cache.set(GEN_KEY, _fresh(), timeout=None)
     except Exception as exc:  # noqa: BLE001 - the change is committed; cached entries expire on their own
         log.error(
             "auth cache unreachable: cached keys may serve their old state for up to HUB_AUTH_CACHE_SECONDS: %s", exc

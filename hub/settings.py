@@ -148,13 +148,13 @@ if REDIS_URL:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": env_str("HUB_CACHE_PREFIX", "hub"),
+            "KEY_PREFIX": HUB_CACHE_PREFIX,
         }
     }
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("HUB_CACHE_PREFIX", "hub") + ":channels"},
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": HUB_CACHE_PREFIX + ":channels"},
         }
     }
 else:
@@ -164,13 +164,16 @@ else:
         "default": {
             "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
             "LOCATION": str(DATA_DIR / "cache"),
-            "KEY_PREFIX": env_str("HUB_CACHE_PREFIX", "hub"),
+            "KEY_PREFIX": HUB_CACHE_PREFIX,
         }
     }
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None
+# The queue the hub sends tasks to and its workers read: hubs sharing one Redis for different purposes (a test
+# run beside a live hub) each name their own.
+CELERY_TASK_DEFAULT_QUEUE = env_str("HUB_CELERY_QUEUE", "celery")
 # Without a broker the embedded default runs tasks in the calling process.
 CELERY_TASK_ALWAYS_EAGER = env_bool("HUB_CELERY_EAGER", REDIS_URL is None)
 CELERY_TASK_EAGER_PROPAGATES = True

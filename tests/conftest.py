@@ -13,6 +13,7 @@ import os
 # is imported. On a GPU machine, INFERENCE_TEST_DEVICE=cuda runs them compiled.
 if os.environ.get("INFERENCE_TEST_DEVICE", "cpu") == "cpu":
     os.environ.setdefault("TRITON_INTERPRET", "1")
+import shutil
 import socket
 import subprocess
 import sys
@@ -59,10 +60,62 @@ def django_db_setup(django_db_setup, django_db_blocker):
             )
 
 
+def clear_run_cache() -> None:
+    """Empty this run's cache. On Redis only this run's keys (``HUB_CACHE_PREFIX``: the cache, the limit counters,
+    the channel layer), never the whole database, which a live hub or another run may be using."""
+    if not settings.REDIS_URL:
+        cache.clear()  # the file cache under this run's HUB_DATA_DIR
+        return
+    client = cache._cache.get_client(write=True)
+    keys = list(client.scan_iter(match=f"{settings.HUB_CACHE_PREFIX}:*", count=1000))
+    for start in range(0, len(keys), 1000):
+        client.delete(*keys[start : start + 1000])
+
+
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    cache.clear()
+    clear_run_cache()
     yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _run_keys_removed():
+    """The run leaves nothing in a shared Redis: its keys and its Celery queue go when it ends."""
+    yield
+    if settings.REDIS_URL:
+        clear_run_cache()
+        cache._cache.get_client(write=True).delete(settings.CELERY_TASK_DEFAULT_QUEUE)
+
+
+def redis_server(port: int) -> subprocess.Popen:
+    """A private redis-server on ``port`` (nothing kept on disk), started and answering."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is missing: these machines have it (Debian's redis-server)")
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        ping = subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True)
+        if ping.stdout.strip() == "PONG":
+            return process
+        time.sleep(0.1)
+    process.kill()
+    pytest.fail("redis-server did not start")
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """The suite's Redis (``HUB_REDIS_URL``, as ``make test`` and CI set it), else a private one for this run."""
+    if settings.REDIS_URL:
+        yield settings.REDIS_URL
+        return
+    process = redis_server(port := free_port())
+    yield f"redis://127.0.0.1:{port}/0"
+    process.kill()
+    process.wait()
 
 
 # --- catalog and tenants --------------------------------------------------------------------

@@ -39,7 +39,7 @@ from accounts import metering, spool
 from accounts.models import ModelKind
 from hub.api import errors, validation
 from hub.api.edge import EdgeContext
-from hub.api.ratelimit import COMPLETIONS_DEFAULT_MAX_TOKENS, estimate_tokens, limiter
+from hub.api.ratelimit import COMPLETIONS_DEFAULT_MAX_TOKENS, Estimate, Grant, estimate, limiter
 from hub.api.upstream import ModelInfo, Target, upstreams
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,10 @@ ROUTES = {
     "completions": {ModelKind.CHAT, ModelKind.COMPLETION, ModelKind.VISION},
     "embeddings": {ModelKind.EMBEDDING},
 }
+# Our inference service refuses a prompt longer than the reservation the gateway names (413, before it runs) and
+# gives the exact count; the gateway then reserves that and sends the request again (``_serve``).
+RESERVED_PROMPT_HEADER = "x-reserved-prompt-tokens"
+PROMPT_TOKENS_HEADER = "x-prompt-tokens"
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
 
 
@@ -127,6 +131,23 @@ class _Meter:
         await sync_to_async(_record, thread_sensitive=False)(usage)
 
 
+class _OverReservation(Exception):
+    """The deployment counted more prompt tokens than were reserved, and did not run the request."""
+
+    def __init__(self, prompt_tokens: int):
+        super().__init__(prompt_tokens)
+        self.prompt_tokens = prompt_tokens
+
+
+def _over_reservation(response: httpx.Response) -> int | None:
+    if response.status_code != 413:
+        return None
+    try:
+        return int(response.headers[PROMPT_TOKENS_HEADER])
+    except (KeyError, ValueError):
+        return None
+
+
 def _check_model(ctx: EdgeContext, route: str, body: dict) -> str:
     model = body.get("model")
     if not isinstance(model, str) or not model:
@@ -182,6 +203,13 @@ def _error_from_upstream(status: int, content: bytes) -> errors.ApiError:
         return error
     except (ValueError, KeyError, TypeError, AttributeError):
         return errors.UpstreamError(f"The model's deployment answered {status} without an OpenAI error object.")
+
+
+def _reserved(grant: Grant | None, need: Estimate) -> int | None:
+    """The prompt tokens a limited request reserved (None: no token limit to keep, nothing to tell the service)."""
+    if grant is None or not any(c.key.endswith((":tpm", ":budget")) for c in grant.checks):
+        return None
+    return need.prompt
 
 
 class GatewayConsumer(AsyncConsumer):
@@ -265,13 +293,20 @@ class GatewayConsumer(AsyncConsumer):
                 raise errors.ServiceUnavailable(
                     f"No deployment of the model '{errors.shown(model_id)}' is available right now."
                 )
-            grant = await limiter.acquire(ctx.key, ctx.request_id, estimate_tokens(route, body, info), stream)
-            self.limit_headers = _header_list(grant.headers) if grant else []
+            need = estimate(route, body, info)
             meter = _Meter(ctx, model_id, ctx.extra.get("metered_route", route), stream)
-            try:
-                await self._forward(ctx, route, body, model_id, targets, meter, stream)
-            finally:  # the reservation becomes the counted tokens (none if no model was reached)
-                await asyncio.shield(limiter.settle(grant, meter.prompt_tokens + meter.completion_tokens))
+            for attempt in range(2):
+                grant = await limiter.acquire(ctx.key, ctx.request_id, need.total, stream)
+                self.limit_headers = _header_list(grant.headers) if grant else []
+                try:
+                    await self._forward(ctx, route, body, model_id, targets, meter, stream, _reserved(grant, need))
+                    break
+                except _OverReservation as over:
+                    if attempt:  # the deployment counted again and differently: not ours to guess
+                        raise errors.UpstreamError("The model's deployment miscounted the prompt.") from None
+                    need = Estimate(over.prompt_tokens, need.output)  # the exact prompt, reserved afresh
+                finally:  # the reservation becomes the counted tokens (none if no model was reached)
+                    await asyncio.shield(limiter.settle(grant, meter.prompt_tokens + meter.completion_tokens))
         except errors.ApiError as error:
             await self._error(error)
         except asyncio.CancelledError:
@@ -281,11 +316,15 @@ class GatewayConsumer(AsyncConsumer):
             with suppress(Exception):
                 await self._error(error)
 
-    async def _forward(self, ctx, route, body, model_id, targets, meter: _Meter, stream: bool) -> None:
+    async def _forward(
+        self, ctx, route, body, model_id, targets, meter: _Meter, stream: bool, reserved: int | None
+    ) -> None:
         client = upstreams.client()
         last_error: Exception | None = None
         for target in upstreams.order(targets):
             payload, headers = _upstream_body(route, body, target, stream), target.headers(ctx.request_id)
+            if reserved is not None and not target.external:
+                headers[RESERVED_PROMPT_HEADER] = str(reserved)
             request = client.build_request("POST", target.url(route), json=payload, headers=headers)
             upstreams.acquire(target)
             try:
@@ -296,6 +335,8 @@ class GatewayConsumer(AsyncConsumer):
                 last_error = exc
                 continue
             try:
+                if (counted := _over_reservation(response)) is not None:
+                    raise _OverReservation(counted)
                 if stream and response.status_code == 200:
                     await self._relay_stream(response, body, model_id, meter)
                 else:
@@ -343,14 +384,16 @@ class GatewayConsumer(AsyncConsumer):
         wants_running_usage = options.get("continuous_usage_stats") is True
         await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + self.limit_headers})
         self.headers_sent = True
+        complete = False
         try:
             async for line in _sse_lines(response):
                 if not line.startswith("data:"):
                     continue
                 data = line[5:].strip()
                 if data == "[DONE]":
+                    complete = True  # the whole answer is relayed: a client that now hangs up aborted nothing
                     await self._event("[DONE]")
-                    continue
+                    break
                 chunk = json.loads(data)
                 if "error" in chunk:
                     meter.status = 502
@@ -370,8 +413,9 @@ class GatewayConsumer(AsyncConsumer):
                 await self._event(chunk)
             await self.send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
-            meter.aborted = True
-            meter.status = 499  # client closed the request (nginx's code): it was not an error of ours
+            if not complete:
+                meter.aborted = True
+                meter.status = 499  # client closed the request (nginx's code): it was not an error of ours
             raise
         except (httpx.TransportError, ValueError) as exc:
             log.warning("upstream stream of %s failed: %s", model_id, exc)

@@ -15,6 +15,7 @@ requests are refused with 503 (``HUB_LIMITS_FAIL_OPEN=true``: let them through u
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -36,26 +37,80 @@ STREAM_LEASE = 900.0  # s; a stream's slot frees itself after this if its hub di
 IMAGE_TOKENS = 3000
 MESSAGE_TOKENS = 8
 TEMPLATE_TOKENS = 64
+TOOL_TOKENS = 64  # per tool: the framing of its listing and of its example call
+FORMAT_TOKENS = 32  # a response_format's instruction
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions; the gateway sends it upstream
 
 
-def estimate_tokens(route: str, body: dict, info: ModelInfo) -> int:
-    """The most a request can spend: a bound on its prompt plus all it may generate (``max_tokens``, else the
-    model's output limit, else the rest of its context; times ``n``)."""
-    field_ = {"chat/completions": "messages", "embeddings": "input"}.get(route, "prompt")
-    prompt = _bound(body.get(field_)) + (TEMPLATE_TOKENS if route == "chat/completions" else 0)
-    if info.max_sequence_length:
-        prompt = min(prompt, info.max_sequence_length)  # longer prompts are refused before they run
+@dataclass(frozen=True)
+class Estimate:
+    """The most a request may spend, in the deployment's counting: ``prompt`` (each prompt once per choice, as
+    usage reports it) and ``output`` (everything it may generate)."""
+
+    prompt: int
+    output: int
+
+    @property
+    def total(self) -> int:
+        return self.prompt + self.output
+
+
+def estimate(route: str, body: dict, info: ModelInfo) -> Estimate:
+    """A request's reservation: a bound on each prompt (its text's bytes; the tools' and the response format's
+    JSON, twice for the tools as our prompt format lists each and shows an example call; images at their most),
+    times ``n``, plus all it may generate (``max_tokens``, else the model's output limit, else the rest of its
+    context; per prompt and choice). For our inference service it need not be exact: the service refuses a prompt
+    longer than the reservation before running it, with the exact count, and the gateway reserves that instead."""
+    limit = info.max_sequence_length or None
     if route == "embeddings":
-        return prompt
+        inputs = body.get("input")
+        items = inputs if isinstance(inputs, list) and inputs and not _is_int(inputs[0]) else [inputs]
+        return Estimate(sum(_clamp(_bound(item), limit) for item in items), 0)
+    n = body["n"] if _is_int(body.get("n")) and body["n"] > 0 else 1
+    if route == "chat/completions":
+        each = _bound(body.get("messages")) + TEMPLATE_TOKENS + _tools_bound(body) + _format_bound(body)
+        prompts = [_clamp(each, limit)]
+    else:
+        value = body.get("prompt")
+        many = isinstance(value, list) and value and (isinstance(value[0], (str, list)))
+        prompts = [_clamp(_bound(p), limit) for p in (value if many else [value])]
     out = next((body[p] for p in ("max_completion_tokens", "max_tokens") if _is_int(body.get(p))), None)
     if out is None and route == "completions":
         out = COMPLETIONS_DEFAULT_MAX_TOKENS
     if out is None:
-        room = info.max_sequence_length - prompt if info.max_sequence_length else 0
+        room = limit - prompts[0] if limit else 0
         out = info.max_output_length or max(room, 0) or 4096
-    n = body["n"] if _is_int(body.get("n")) else 1
-    return prompt + max(1, out) * max(1, n)
+    return Estimate(sum(prompts) * n, max(1, out) * n * len(prompts))
+
+
+def estimate_tokens(route: str, body: dict, info: ModelInfo) -> int:
+    return estimate(route, body, info).total
+
+
+def _clamp(tokens: int, limit: int | None) -> int:
+    return min(tokens, limit) if limit else tokens  # longer prompts are refused before they run
+
+
+def _json_bytes(value) -> int:
+    try:
+        return len(json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    except (TypeError, ValueError):
+        return 0  # not JSON: refused by validation or the deployment
+
+
+def _tools_bound(body: dict) -> int:
+    tools = body.get("tools")
+    if not isinstance(tools, list) or body.get("tool_choice") == "none":
+        return 0
+    return sum(2 * _json_bytes(tool) + TOOL_TOKENS for tool in tools)
+
+
+def _format_bound(body: dict) -> int:
+    answer = body.get("response_format")
+    if not isinstance(answer, dict) or answer.get("type") not in ("json_object", "json_schema"):
+        return 0
+    schema = answer.get("json_schema")
+    return (0 if schema is None else _json_bytes(schema)) + FORMAT_TOKENS
 
 
 def _is_int(value) -> bool:

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from inference.server import protocol
-from inference.server.errors import ServiceError
+from inference.server.errors import ServiceError, check_reservation
 from inference.server.streams import deltas, new_id
 
 
@@ -40,6 +40,7 @@ async def embeddings(request: Request, body: dict) -> JSONResponse:
                 param="input",
                 code="context_length_exceeded",
             )
+    check_reservation(request.headers, sum(len(ids) for ids in encoded))
     request_id = new_id("embd")
     queue = model.worker.submit(request_id, encoded)
     result = None

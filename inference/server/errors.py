@@ -29,7 +29,10 @@ class ServiceError(Exception):
         return {"error": {"message": message, "type": self.type, "param": self.param, "code": self.code}}
 
     def response(self) -> JSONResponse:
-        return JSONResponse(self.body(), status_code=self.status)
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers())
+
+    def headers(self) -> dict[str, str]:
+        return {}
 
 
 class NotFound(ServiceError):
@@ -53,3 +56,38 @@ def context_length_exceeded(max_len: int, prompt: int, completion: int, what: st
         param=what,
         code="context_length_exceeded",
     )
+
+
+# A gateway that reserved tokens against a budget names the prompt tokens it reserved; a longer prompt is refused
+# before it runs (no model time, nothing to meter), with the exact count, so the gateway can reserve that and send
+# the request again. Without the header nothing is checked.
+RESERVED_PROMPT_HEADER = "x-reserved-prompt-tokens"
+PROMPT_TOKENS_HEADER = "x-prompt-tokens"
+
+
+class OverReservation(ServiceError):
+    status = 413
+
+    def __init__(self, prompt_tokens: int, reserved: int):
+        super().__init__(
+            f"The prompt has {prompt_tokens} tokens, more than the {reserved} reserved for it "
+            f"({RESERVED_PROMPT_HEADER}); it was not run.",
+            code="prompt_exceeds_reservation",
+        )
+        self.prompt_tokens = prompt_tokens
+
+    def headers(self) -> dict[str, str]:
+        return {PROMPT_TOKENS_HEADER: str(self.prompt_tokens)}
+
+
+def check_reservation(headers, prompt_tokens: int) -> None:
+    """``prompt_tokens``: as usage will report them (every prompt, once per choice)."""
+    raw = headers.get(RESERVED_PROMPT_HEADER)
+    if raw is None:
+        return
+    try:
+        reserved = int(raw)
+    except ValueError:
+        raise ServiceError(f"{RESERVED_PROMPT_HEADER} must be an integer, got {shown(raw)}.") from None
+    if prompt_tokens > reserved:
+        raise OverReservation(prompt_tokens, reserved)

@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 
 from inference.engine.output import SeqDelta
 from inference.server import chat_tools, protocol, vision
-from inference.server.errors import ServiceError, context_length_exceeded
+from inference.server.errors import ServiceError, check_reservation, context_length_exceeded
 from inference.server.registry import LoadedModel
 from inference.server.streams import ClientGone, deltas, new_id, sse, wait_disconnect
 
@@ -201,6 +201,7 @@ async def chat_completions(request: Request, body: dict) -> JSONResponse | Strea
     except ValueError as exc:
         raise ServiceError(str(exc), param="messages") from None
     _finalize_max_tokens(model, gen, len(prompt_ids), "messages")
+    check_reservation(request.headers, len(prompt_ids) * gen.n)
     await chat_tools.constrain(tools, model, gen.params)
     run = _Run(request, state, model, prompt_ids, gen, "chat", tools, mm)
     if gen.stream:
@@ -244,6 +245,7 @@ async def completions(request: Request, body: dict) -> JSONResponse | StreamingR
             raise ServiceError("'prompt' contains token ids outside the vocabulary.", param="prompt")
     for ids in encoded:
         _finalize_max_tokens(model, gen, len(ids), "prompt")
+    check_reservation(request.headers, sum(len(ids) for ids in encoded) * gen.n)
     if gen.stream:
         ids = encoded[0]
         echo_text = model.tokenizer.decode(ids, skip_special_tokens=True) if echo else ""

@@ -4,7 +4,10 @@ LLaVAs (1.5 and NeXT, written by transformers), once per session; a local image 
 from __future__ import annotations
 
 import json
+import secrets
+import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 from openai import OpenAI
@@ -12,6 +15,7 @@ from openai import OpenAI
 from accounts import services
 from accounts.models import UsageRecord
 from hub.inference_client import model_cards
+from tests.conftest import free_port
 from tests.inference.image_server import ALLOW_LOCAL_IMAGES, image_server
 from tests.inference.live_service import inference_service
 from tests.inference.reference_checkpoints import llava_checkpoint
@@ -95,3 +99,34 @@ def rows(count: int = 1, **filters) -> list[UsageRecord]:
         if len(found) >= count or time.monotonic() > deadline:
             return found
         time.sleep(0.05)
+
+
+def barrier(hub) -> None:
+    """Before asserting that requests wrote no usage row (or no more than some): one metered request sent after
+    them, and its row seen. The hub writes a request's row just after its answer, so rows of answers that came
+    back before the barrier's are written by the time the barrier's is (or were never to be written)."""
+    request_id = f"req_barrier_{secrets.token_hex(6)}"
+    hub().embeddings.create(model=EMBED, input="barrier", extra_headers={"x-request-id": request_id})
+    assert rows(request_id=request_id), "the barrier request's usage row was not written within 10 s"
+
+
+@contextmanager
+def chat_upstream(endpoint):
+    """A fake deployment (for the gateway's own behaviour) on a loopback port: ``endpoint``, a Starlette endpoint,
+    serves ``/v1/chat/completions``; yields the base URL to register."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    port = free_port()
+    app = Starlette(routes=[Route("/v1/chat/completions", endpoint, methods=["POST"])])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

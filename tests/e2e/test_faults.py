@@ -4,8 +4,6 @@ cuts, so the rest of the suite keeps its database); an inference service killed 
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 import time
 from urllib.parse import urlsplit
 
@@ -19,32 +17,12 @@ from accounts import services
 from accounts.limits import Limits
 from accounts.models import UsageRecord
 from hub.inference_client import model_cards
-from tests.conftest import database_url_for_subprocess, free_port, start_hub, stop_hub
+from tests.conftest import database_url_for_subprocess, free_port, redis_server, start_hub, stop_hub
 from tests.e2e.conftest import CHAT, EMBED, rows
 from tests.e2e.tcp_proxy import TcpProxy
 from tests.inference.live_service import model_flags, start_service
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
-
-
-def redis_server(port: int) -> subprocess.Popen:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is missing: these machines have it (Debian's redis-server)")
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if (
-            subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True).stdout.strip()
-            == "PONG"
-        ):
-            return process
-        time.sleep(0.1)
-    process.kill()
-    pytest.fail("redis-server did not start")
 
 
 def test_redis_down_limited_keys_fail_closed_others_keep_working(hub):
@@ -90,7 +68,7 @@ def test_postgres_down_answers_503_spools_usage_and_replays_it(hub, tmp_path):
     When the database is back, the spooled rows are written, once, with the tokens the clients were given."""
     db = settings.DATABASES["default"]
     if not db["ENGINE"].endswith("postgresql"):
-        pytest.fail("this test cuts the hub's PostgreSQL: run the suite with HUB_DATABASE_URL (make test does)")
+        pytest.fail("this test cuts the hub's PostgreSQL: run the suite on it, as `make test` does (HUB_DATABASE_URL)")
     proxy = TcpProxy(db["HOST"] or "127.0.0.1", int(db["PORT"] or 5432))
     spool_dir = tmp_path / "spool"
     env = {

@@ -4,7 +4,9 @@ what the client received."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 import time
 
 import httpx
@@ -14,7 +16,7 @@ import pytest
 from accounts import services
 from accounts.models import ModelKind, UsageRecord
 from tests.conftest import free_port
-from tests.e2e.conftest import CHAT, COMPLETION, EMBED, VISION_15, VISION_NEXT, rows
+from tests.e2e.conftest import CHAT, COMPLETION, EMBED, VISION_15, VISION_NEXT, barrier, chat_upstream, rows
 from tests.inference.test_server_vision import data_url
 from tests.inference.test_tool_grammar import WEATHER
 
@@ -65,23 +67,37 @@ def test_streamed_chat_is_metered_whether_or_not_the_client_asks_for_usage(hub, 
     assert row.time_to_first_token_ms is not None and row.time_to_first_token_ms <= row.duration_ms
 
 
-def test_an_aborted_stream_is_metered_with_the_tokens_it_produced(hub):
-    """The client reads a few chunks and hangs up: the hub aborts upstream and meters what was generated."""
+def _read_then_hang_up(hub, model: str, route: str, body: dict, chunks: int) -> tuple[str, dict]:
+    """Stream with running usage in every chunk, read ``chunks`` data chunks, hang up: (request id, the usage in
+    the last chunk read, i.e. the tokens the client received)."""
+    body = {**body, "model": model, "stream": True,
+            "stream_options": {"include_usage": True, "continuous_usage_stats": True}}  # fmt: skip
     with httpx.stream(
-        "POST", f"{hub.url}/v1/completions", headers={"authorization": f"Bearer {hub.everything.secret}"},
-        json={"model": COMPLETION, "prompt": "Once upon a time", "max_tokens": 400, "temperature": 0,
-              "stream": True, "logit_bias": {"1": -100}}, timeout=60,
+        "POST", f"{hub.url}/v1/{route}", headers={"authorization": f"Bearer {hub.everything.secret}"}, json=body,
+        timeout=60,
     ) as response:  # fmt: skip
         request_id = response.headers["x-request-id"]
-        seen = 0
+        seen, usage = 0, {}
         for line in response.iter_lines():
             if line.startswith("data: {"):
                 seen += 1
-            if seen == 5:
+                usage = json.loads(line[6:])["usage"] or usage
+            if seen == chunks:
                 break
+    return request_id, usage
+
+
+def test_an_aborted_stream_is_metered_with_the_tokens_it_produced(hub):
+    """The client reads a few chunks of a real model's stream and hangs up: the hub aborts upstream and meters
+    what was generated up to the last chunk it relayed: the prompt exactly, and at least the tokens the client
+    read (chunks relayed after its last read, in flight or unread in its socket when it closed, count too; the
+    exact equality is checked against an upstream that stops where the client does, below)."""
+    body = {"prompt": "Once upon a time", "max_tokens": 400, "temperature": 0, "logit_bias": {"1": -100}}
+    request_id, seen = _read_then_hang_up(hub, COMPLETION, "completions", body, chunks=5)
     [row] = rows(request_id=request_id)
     assert row.aborted and row.streamed and row.status_code == 499
-    assert 5 <= row.completion_tokens < 400 and row.prompt_tokens > 0
+    assert row.prompt_tokens == seen["prompt_tokens"] and 5 <= seen["completion_tokens"] <= row.completion_tokens
+    assert row.completion_tokens < 400  # stopped: the service aborted the generation
     # the service freed the sequence: nothing left running
     deadline = time.monotonic() + 10
     health = {}
@@ -91,6 +107,100 @@ def test_an_aborted_stream_is_metered_with_the_tokens_it_produced(hub):
             break
         time.sleep(0.1)
     assert health["running"] == 0
+
+
+def _chunk(i: int) -> dict:
+    """Our service's chunk ``i``: a word, and the running usage (3 tokens a chunk)."""
+    usage = {"prompt_tokens": 11, "completion_tokens": 3 * (i + 1), "total_tokens": 11 + 3 * (i + 1)}
+    choice = {"index": 0, "delta": {"content": f"w{i} "}, "finish_reason": None}
+    return {
+        "id": "x",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "up",
+        "choices": [choice],
+        "usage": usage,
+    }
+
+
+@pytest.fixture
+def paused_upstream():
+    """A deployment (as our inference service answers: running usage in each chunk) that streams five chunks and
+    then holds until ``release`` is set, before five more: a client that hangs up after the fifth has received
+    every chunk relayed. ``closed`` is set when the hub closes the upstream stream."""
+    from starlette.responses import StreamingResponse
+
+    release, closed = threading.Event(), threading.Event()
+
+    async def chat(request):
+        body = await request.json()
+        assert body["stream_options"] == {"include_usage": True, "continuous_usage_stats": True}
+
+        async def events():
+            try:
+                for i in range(10):
+                    while i == 5 and not release.is_set():
+                        await asyncio.sleep(0.02)
+                    yield f"data: {json.dumps(_chunk(i))}\n\n"
+                yield "data: [DONE]\n\n"
+            finally:
+                closed.set()
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    with chat_upstream(chat) as url:
+        yield url, release, closed
+        release.set()
+
+
+def test_an_aborted_stream_is_metered_exactly_as_the_client_received_it(hub, paused_upstream):
+    """The usage row of a stream the client closed holds exactly the tokens in the last chunk it received, however
+    many chunks it read (5 here, the upstream holding the sixth); the hub closes the upstream stream."""
+    url, release, closed = paused_upstream
+    services.register_model("paused", ModelKind.CHAT, max_sequence_length=512, max_output_length=64,
+                            deployment_url=url)  # fmt: skip
+    services.grant_models(hub.tenant, ["paused"])
+    body = {"messages": [{"role": "user", "content": "hi"}]}
+    request_id, seen = _read_then_hang_up(hub, "paused", "chat/completions", body, chunks=5)
+    [row] = rows(request_id=request_id)
+    assert seen == {"prompt_tokens": 11, "completion_tokens": 15, "total_tokens": 26}
+    assert (row.prompt_tokens, row.completion_tokens) == (11, 15)
+    assert row.aborted and row.status_code == 499
+    assert closed.wait(10), "the hub did not close the upstream stream"
+    release.set()
+
+
+@pytest.fixture
+def lingering_upstream():
+    """A deployment that ends its stream with ``[DONE]`` but keeps the connection open a while after it."""
+    from starlette.responses import StreamingResponse
+
+    async def chat(request):
+        async def events():
+            for i in range(3):
+                yield f"data: {json.dumps(_chunk(i))}\n\n"
+            yield "data: [DONE]\n\n"
+            await asyncio.sleep(5)
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    with chat_upstream(chat) as url:
+        yield url
+
+
+def test_a_stream_the_client_closes_after_done_is_metered_as_complete(hub, lingering_upstream):
+    """The SDK stops reading at ``[DONE]`` and closes: the answer was whole, so its row is a success (200), not an
+    abort, even when the deployment has not closed its side yet."""
+    services.register_model("lingering", ModelKind.CHAT, max_sequence_length=512, max_output_length=64,
+                            deployment_url=lingering_upstream)  # fmt: skip
+    services.grant_models(hub.tenant, ["lingering"])
+    with hub().chat.completions.with_streaming_response.create(
+        model="lingering", messages=[{"role": "user", "content": "hi"}], stream=True
+    ) as response:
+        request_id = response.headers["x-request-id"]
+        assert "".join(c.choices[0].delta.content for c in response.parse()) == "w0 w1 w2 "
+    [row] = rows(request_id=request_id)
+    assert (row.status_code, row.aborted, row.completion_tokens) == (200, False, 9)
 
 
 def test_completions_and_embeddings_through_every_base_url(hub):
@@ -132,8 +242,8 @@ def test_entitlements_limits_and_kinds(hub):
     assert exc.value.body["param"] == "dimensions"
     with pytest.raises(openai.BadRequestError):
         hub().embeddings.create(model=CHAT, input="hi")
-    time.sleep(0.5)  # a row would be written just after its answer
-    assert not UsageRecord.objects.exists()  # nothing reached a model
+    barrier(hub)
+    assert not UsageRecord.objects.exclude(request_id__startswith="req_barrier_").exists()  # nothing reached a model
 
 
 def test_method_not_allowed_and_unreachable_deployment(hub, inference_url):
@@ -150,12 +260,7 @@ def test_method_not_allowed_and_unreachable_deployment(hub, inference_url):
 @pytest.fixture
 def broken_upstream():
     """An external OpenAI-compatible API that streams three chunks and then drops the connection."""
-    import threading
-
-    import uvicorn
-    from starlette.applications import Starlette
     from starlette.responses import StreamingResponse
-    from starlette.routing import Route
 
     async def chat(request):
         async def events():
@@ -167,16 +272,8 @@ def broken_upstream():
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])]),
-                                           host="127.0.0.1", port=port, log_level="critical"))  # fmt: skip
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/v1"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with chat_upstream(chat) as url:
+        yield url
 
 
 def test_an_upstream_failure_mid_stream_ends_with_an_error_event_and_is_metered(hub, broken_upstream):
@@ -269,5 +366,5 @@ def test_images_refused_through_the_hub_are_400s_and_not_metered(hub):
         hub(base="vision").chat.completions.create(model=VISION_NEXT, messages=_look("http://10.0.0.1/x.jpg"))
     assert exc.value.body["param"] == "messages[0].content[1].image_url"
     assert "private address" in exc.value.body["message"]
-    time.sleep(0.5)
-    assert not UsageRecord.objects.exists()  # refused before any model ran
+    barrier(hub)
+    assert not UsageRecord.objects.exclude(request_id__startswith="req_barrier_").exists()  # refused before a model

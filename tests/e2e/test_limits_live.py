@@ -9,13 +9,14 @@ import asyncio
 import httpx
 import openai
 import pytest
+from django.conf import settings
 from openai import AsyncOpenAI, OpenAI
 
 from accounts import services
 from accounts.limits import Limits
-from accounts.models import UsageRecord
+from accounts.models import ModelKind, UsageRecord
 from tests.conftest import database_url_for_subprocess, start_hub, stop_hub
-from tests.e2e.conftest import CHAT, EMBED, rows
+from tests.e2e.conftest import CHAT, EMBED, barrier, chat_upstream
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -41,7 +42,8 @@ def test_requests_per_minute_with_openai_headers_and_429(hub):
     assert response.status_code == 429 and int(response.headers["retry-after"]) >= 1
     error = response.json()["error"]
     assert error["code"] == "rate_limit_exceeded" and error["type"] == "requests" and "RPM" in error["message"]
-    assert len(rows(2, api_key_id=issued.key.pk)) == 2  # the refused request never reached a model
+    barrier(hub)
+    assert UsageRecord.objects.filter(api_key=issued.key).count() == 2  # the refused request never reached a model
 
 
 def test_a_tenant_budget_holds_under_concurrent_requests(hub):
@@ -67,8 +69,122 @@ def test_a_tenant_budget_holds_under_concurrent_requests(hub):
     assert len(ok) + len(refused) == 8 and len(ok) == 3, results
     assert all(r.response.json()["error"]["code"] == "insufficient_quota" for r in refused)
     assert refused[0].response.headers["x-should-retry"] == "false"
-    metered = sum(r.total_tokens for r in rows(len(ok), tenant_id=other.pk))
-    assert metered == sum(r.usage.total_tokens for r in ok) <= BUDGET
+    barrier(hub)
+    metered = UsageRecord.objects.filter(tenant=other)
+    assert metered.count() == len(ok)
+    assert sum(r.total_tokens for r in metered) == sum(r.usage.total_tokens for r in ok) <= BUDGET
+
+
+def _tool(i: int) -> dict:
+    """A tool of a realistic size (~500 bytes of JSON schema)."""
+    fields = {f"field_{j}": {"type": "string", "description": f"The {j}th detail of the order, e.g. item {j}"}
+              for j in range(6)}  # fmt: skip
+    return {"type": "function", "function": {
+        "name": f"lookup_{i}", "description": f"Look up record {i} of the customer's orders and return its details.",
+        "parameters": {"type": "object", "properties": fields, "required": list(fields)},
+    }}  # fmt: skip
+
+
+TOOLS_BODY = {
+    "model": CHAT, "messages": [{"role": "user", "content": "Find my last order."}], "max_tokens": 8,
+    "tools": [_tool(i) for i in range(8)],
+    "response_format": {"type": "json_schema", "json_schema": {"name": "order", "strict": True, "schema": {
+        "type": "object", "properties": {"id": {"type": "string"}, "total": {"type": "number"}},
+        "required": ["id", "total"], "additionalProperties": False}}},
+}  # fmt: skip
+
+
+def test_a_budget_holds_with_tools_and_a_schema_in_the_prompt(hub):
+    """Fifty requests at once whose prompts are mostly tools (eight, each listed with an example call) and a JSON
+    schema, against a budget of two and a half of their reservations: what is metered stays within the budget (a
+    reservation that counted only the messages would let every request in and spend ~20 times the budget)."""
+    from accounts.models import ServedModel
+    from hub.api.ratelimit import estimate
+    from hub.api.upstream import ModelInfo
+
+    other = services.create_tenant("tools", "Tools")
+    services.grant_models(other, [CHAT])
+    issued = services.issue_key(other, name="k")
+    row = ServedModel.objects.get(id=CHAT)
+    info = ModelInfo(CHAT, row.kind, row.max_sequence_length, row.max_output_length, row.hidden_size, True)
+    reservation = estimate("chat/completions", TOOLS_BODY, info).total
+    budget = reservation * 5 // 2
+    services.set_limits(other, Limits(budget=budget, budget_period="day"))
+
+    async def burst():
+        client = AsyncOpenAI(base_url=f"{hub.url}/v1", api_key=issued.secret, max_retries=0)
+        body = {k: v for k, v in TOOLS_BODY.items() if k != "model"}
+        return await asyncio.gather(
+            *(client.chat.completions.create(model=CHAT, **body) for _ in range(50)), return_exceptions=True
+        )
+
+    results = asyncio.run(burst())
+    ok = [r for r in results if not isinstance(r, Exception)]
+    refused = [r for r in results if isinstance(r, openai.RateLimitError)]
+    assert len(ok) + len(refused) == 50 and ok, results
+    assert all(r.response.json()["error"]["code"] == "insufficient_quota" for r in refused)
+    assert min(r.usage.prompt_tokens for r in ok) > 8 * 100  # the tools are in the prompt
+    barrier(hub)
+    metered = UsageRecord.objects.filter(tenant=other)
+    assert sorted(r.total_tokens for r in metered) == sorted(r.usage.total_tokens for r in ok)
+    assert sum(r.total_tokens for r in metered) <= budget
+
+
+@pytest.fixture
+def long_prompt_upstream():
+    """A deployment that speaks our service's reservation protocol and whose template makes every prompt 5000
+    tokens (far beyond the hub's bound for a short message): a request that reserved less is refused before it
+    runs (413 with the count). ``seen``: the reservation header of each request it got."""
+    from starlette.responses import JSONResponse
+
+    seen: list[str | None] = []
+
+    async def chat(request):
+        reserved = request.headers.get("x-reserved-prompt-tokens")
+        seen.append(reserved)
+        if reserved is not None and int(reserved) < 5000:
+            error = {"message": "over", "type": "invalid_request_error", "param": None,
+                     "code": "prompt_exceeds_reservation"}  # fmt: skip
+            return JSONResponse({"error": error}, status_code=413, headers={"x-prompt-tokens": "5000"})
+        return JSONResponse({
+            "id": "x", "object": "chat.completion", "created": 0, "model": "up",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5000, "completion_tokens": 1, "total_tokens": 5001},
+        })  # fmt: skip
+
+    with chat_upstream(chat) as url:
+        services.register_model("long-prompt", ModelKind.CHAT, max_sequence_length=8192, max_output_length=64,
+                                deployment_url=url)  # fmt: skip
+        yield seen
+
+
+def test_a_prompt_longer_than_reserved_is_reserved_again_exactly(hub, long_prompt_upstream):
+    """The hub's bound is short of what the deployment's template makes of the prompt: the deployment refuses it
+    unrun with the exact count, and the hub reserves that and sends it again, or answers insufficient_quota when
+    the budget cannot hold it; a key without token limits sends no reservation at all."""
+    seen = long_prompt_upstream
+    hi = {"model": "long-prompt", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
+    tenants = {}
+    for slug, budget in (("roomy", 10_000), ("short", 1_000), ("free", None)):
+        tenants[slug] = services.create_tenant(slug, slug.title())
+        services.grant_models(tenants[slug], ["long-prompt"])
+        if budget:
+            services.set_limits(tenants[slug], Limits(budget=budget, budget_period="day"))
+    keys = {slug: services.issue_key(t, name="k") for slug, t in tenants.items()}
+    hub_client = {slug: OpenAI(base_url=f"{hub.url}/v1", api_key=k.secret, max_retries=0) for slug, k in keys.items()}
+
+    answer = hub_client["roomy"].chat.completions.create(**hi)
+    assert answer.usage.prompt_tokens == 5000
+    assert seen == ["74", "5000"]  # the bound (2 bytes + 8 for the message + 64 for the template), then exact
+    seen.clear()
+    with pytest.raises(openai.RateLimitError) as caught:
+        hub_client["short"].chat.completions.create(**hi)
+    assert caught.value.response.json()["error"]["code"] == "insufficient_quota" and seen == ["74"]
+    seen.clear()
+    assert hub_client["free"].chat.completions.create(**hi).usage.prompt_tokens == 5000 and seen == [None]
+    barrier(hub)
+    metered = {r.tenant.slug: r.total_tokens for r in UsageRecord.objects.filter(model="long-prompt")}
+    assert metered == {"roomy": 5001, "free": 5001}  # the refused ones reached no model
 
 
 def test_concurrent_streams_per_key(hub):
@@ -91,10 +207,11 @@ def test_concurrent_streams_per_key(hub):
     assert chunks
 
 
-def test_two_hub_processes_share_one_limit_through_redis(hub, live_hub):
-    """A second hub on the same database and the same Redis: a key's 4 requests a minute are 4 in all."""
-    redis_url = "redis://127.0.0.1:6379/3"
-    env = {"HUB_DATABASE_URL": database_url_for_subprocess(), "HUB_REDIS_URL": redis_url, "HUB_CACHE_PREFIX": "two"}
+def test_two_hub_processes_share_one_limit_through_redis(hub, live_hub, redis_url):
+    """Two more hubs on the same database and their own Redis namespace (inside this run's): a key's 4 requests a
+    minute are 4 in all."""
+    env = {"HUB_DATABASE_URL": database_url_for_subprocess(), "HUB_REDIS_URL": redis_url,
+           "HUB_CACHE_PREFIX": f"{settings.HUB_CACHE_PREFIX}:two"}  # fmt: skip
     first, first_url = start_hub(env, "--no-bootstrap")
     second, second_url = start_hub(env, "--no-bootstrap")
     try:
@@ -115,4 +232,5 @@ def test_two_hub_processes_share_one_limit_through_redis(hub, live_hub):
     finally:
         for process in (first, second):
             assert "Traceback" not in stop_hub(process)
+    # both hubs stopped (drained): every row they were to write is written
     assert UsageRecord.objects.filter(api_key=issued.key).count() == 4

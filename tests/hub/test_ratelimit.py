@@ -5,31 +5,33 @@ limiter's refusals, headers and its behaviour with Redis unreachable."""
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import subprocess
 import sys
 
 import pytest
+from django.conf import settings
 
 from accounts.authn import KeyContext
 from accounts.limits import Limits
 from hub.api import errors
 from hub.api.limit_store import BUDGET, RATE, STREAMS, Check, LocalStore, RedisStore
-from hub.api.ratelimit import Limiter, estimate_tokens, reset_text
+from hub.api.ratelimit import Estimate, Limiter, estimate, estimate_tokens, reset_text
 from hub.api.upstream import ModelInfo
 from tests.conftest import ROOT
 
-REDIS = "redis://127.0.0.1:6379/0"  # the real one every machine here runs; CI too
 T0 = 1_800_000_000.0
 
 
-def redis_store() -> RedisStore:
-    return RedisStore(REDIS, f"test-limits-{secrets.token_hex(6)}:")
+def run_prefix() -> str:
+    """Counters of one test, inside this run's namespace (removed when the run ends)."""
+    return f"{settings.HUB_CACHE_PREFIX}:limits-test-{secrets.token_hex(6)}:"
 
 
 @pytest.fixture(params=["redis", "local"])
-def store(request):
-    return redis_store() if request.param == "redis" else LocalStore()
+def store(request, redis_url):
+    return RedisStore(redis_url, run_prefix()) if request.param == "redis" else LocalStore()
 
 
 def run(coro):
@@ -110,12 +112,12 @@ print(sum(asyncio.run(store.acquire([budget], str(i), {now})).failed is None for
 """
 
 
-def test_processes_sharing_redis_share_one_limit():
+def test_processes_sharing_redis_share_one_limit(redis_url):
     """Four OS processes (as four hub replicas would) race for one budget of 100: exactly 100 get through."""
-    prefix = f"test-limits-{secrets.token_hex(6)}:"
+    prefix = run_prefix()
     code = HAMMER.format(end=T0 + 3600, now=T0)
     workers = [
-        subprocess.Popen([sys.executable, "-c", code, REDIS, prefix], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        subprocess.Popen([sys.executable, "-c", code, redis_url, prefix], cwd=ROOT, stdout=subprocess.PIPE, text=True)
         for _ in range(4)
     ]
     granted = [int(w.communicate(timeout=120)[0]) for w in workers]
@@ -134,12 +136,39 @@ def context(key: Limits | None = None, tenant: Limits | None = None) -> KeyConte
 
 def test_the_worst_case_estimate():
     body = {"messages": [{"role": "user", "content": "é" * 200}], "max_tokens": 50, "n": 2}
-    assert estimate_tokens("chat/completions", body, INFO) == (64 + 8 + 400) + 100  # bytes bound the tokens
+    # bytes bound the tokens; each choice counts its prompt (as usage reports it) and its output
+    assert estimate("chat/completions", body, INFO) == Estimate((64 + 8 + 400) * 2, 100)
     assert estimate_tokens("chat/completions", {"messages": []}, INFO) == 64 + 512  # the model's output limit
     assert estimate_tokens("completions", {"prompt": "x" * 5000, "max_tokens": 1}, INFO) == 2048 + 1
+    # several prompts: each bounded by the context, each generating max_tokens per choice
+    body = {"prompt": ["x" * 5000, "abc", [1, 2, 3, 4]], "max_tokens": 7, "n": 3}
+    assert estimate("completions", body, INFO) == Estimate((2048 + 3 + 4) * 3, 7 * 3 * 3)
+    assert estimate("completions", {"prompt": [5, 6, 7]}, INFO) == Estimate(3, 16)  # one prompt of token ids
     assert estimate_tokens("embeddings", {"input": ["abcd", "efgh"]}, INFO) == 8
+    assert estimate_tokens("embeddings", {"input": ["x" * 3000, "x" * 3000]}, INFO) == 2 * 2048  # each input
+    assert estimate_tokens("embeddings", {"input": [[1, 2], [3]]}, INFO) == 3
     image = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]}
     assert estimate_tokens("chat/completions", {"messages": [image], "max_tokens": 1}, INFO) == 2048 + 1  # the context
+
+
+def test_tools_and_response_formats_are_reserved():
+    """What reaches the prompt besides the messages: each tool's JSON twice (listed, and an example call) plus its
+    framing, and a JSON schema with its instruction."""
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
+    size = len(json.dumps(tool))
+    plain = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    base = estimate("chat/completions", plain, INFO).prompt
+    assert estimate("chat/completions", {**plain, "tools": [tool] * 3}, INFO).prompt == base + 3 * (2 * size + 64)
+    assert estimate("chat/completions", {**plain, "tools": [tool], "tool_choice": "none"}, INFO).prompt == base
+    schema = {"name": "answer", "schema": {"type": "object", "properties": {"é": {"type": "string"}}}}
+    answer = {**plain, "response_format": {"type": "json_schema", "json_schema": schema}}
+    schema_bytes = len(json.dumps(schema, ensure_ascii=False).encode())
+    assert estimate("chat/completions", answer, INFO).prompt == base + schema_bytes + 32
+    assert estimate("chat/completions", {**plain, "response_format": {"type": "json_object"}}, INFO).prompt == base + 32
+    assert estimate("chat/completions", {**plain, "response_format": {"type": "text"}}, INFO).prompt == base
+
+
+def test_reset_text():
     assert [reset_text(s) for s in (0.02, 1.5, 6, 360)] == ["20ms", "1.5s", "6s", "6m0s"]
 
 

@@ -1,13 +1,15 @@
 """Image fetching for vision requests: data: URLs, http(s) through a real loopback server, SSRF refusals.
 
-Nothing here leaves the machine: refused addresses are refused before any connection, and the only server
-that is reached listens on 127.0.0.1 and is allow-listed explicitly.
+Nothing here leaves the machine: refused addresses are refused before any connection, and the only servers
+that are reached listen on loopback addresses (127.0.0.1, allow-listed explicitly; 127.0.0.2 for the DNS
+rebinding test, where a fake resolver stands in for DNS).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import ipaddress
 import shutil
@@ -110,6 +112,15 @@ class _Handler(BaseHTTPRequestHandler):
             elif path == "/slow":
                 time.sleep(1.5)
                 self._send(200, IMAGES["png"][0])
+            elif path == "/trickle":  # a byte every 50 ms for 10 s: each read is quick, the whole is not
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", "200")
+                self.end_headers()
+                for _ in range(200):
+                    self.wfile.write(b"\0")
+                    self.wfile.flush()
+                    time.sleep(0.05)
             elif path.startswith("/redirect/"):
                 hops = int(path.rsplit("/", 1)[1])
                 self._send(302, Location=f"/redirect/{hops - 1}" if hops > 1 else "/image.png")
@@ -121,18 +132,27 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # the client stopped reading, which is what the limits are for
 
 
+@contextlib.contextmanager
+def _serving(host: str = "127.0.0.1", port: int = 0):
+    """A test server on ``host``; ``seen`` lists the (path, Host header) of every request that reached it."""
+    handler = type("Handler", (_Handler,), {"seen": [], "headers_by_path": {}})
+    httpd = ThreadingHTTPServer((host, port), handler)
+    httpd.handle_error = lambda request, client_address: None
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    httpd.base = f"http://{host}:{httpd.server_address[1]}"
+    httpd.seen, httpd.headers_by_path = handler.seen, handler.headers_by_path
+    try:
+        yield httpd
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 @pytest.fixture(scope="module")
 def server():
-    handler = type("Handler", (_Handler,), {"seen": [], "headers_by_path": {}})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.handle_error = lambda request, client_address: None
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    httpd.base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.seen, httpd.headers_by_path = handler.seen, handler.headers_by_path
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    with _serving() as httpd:
+        yield httpd
 
 
 def _fetch(url: str, policy: FetchPolicy = LOCAL) -> bytes:
@@ -225,10 +245,70 @@ def test_http_errors(server):
 
 
 def test_slow_server_times_out(server):
-    start = time.monotonic()
+    # /slow sends a valid PNG after 1.5 s: a fetch that waited for it would return the image, so the timeout
+    # error is the proof that the fetch was cut off at the limit before the answer came.
     message = _refused(f"{server.base}/slow", FetchPolicy(allow_hosts=("127.0.0.1",), timeout=0.3))
     assert "timed out after 0.3 s" in message
-    assert time.monotonic() - start < 1.2
+
+
+def test_the_timeout_bounds_the_whole_fetch_not_each_read(server):
+    # /trickle sends a byte every 50 ms (no read waits anywhere near 0.3 s) for 10 s, and 200 zero bytes are
+    # not an image: had the fetch run to the end, the error would say so instead of naming the timeout.
+    message = _refused(f"{server.base}/trickle", FetchPolicy(allow_hosts=("127.0.0.1",), timeout=0.3))
+    assert message == "fetching the image timed out after 0.3 s"
+
+
+def _fake_dns(monkeypatch, name: str, answers: list[list[str]]) -> list[str]:
+    """Resolve ``name`` to ``answers[i]`` on its i-th lookup (the last one from then on), every other host as
+    usual; asyncio's getaddrinfo, which the fetch and httpx (through anyio, with the name as IDNA bytes) both
+    use, calls socket.getaddrinfo. Returns the list of lookups of ``name``."""
+    lookups: list[str] = []
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        asked = host.decode("ascii") if isinstance(host, bytes) else host
+        if asked != name:
+            return real(host, port, *args, **kwargs)
+        lookups.append(asked)
+        ips = answers[min(len(lookups), len(answers)) - 1]
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (ip, int(port))) for ip in ips]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return lookups
+
+
+def test_dns_rebinding_the_connection_goes_to_the_checked_address_with_one_lookup(monkeypatch):
+    """A name that answers an allowed address when checked and a private one on any later lookup: the fetch
+    resolves it once and connects to the address it checked. 127.0.0.1 (allow-listed) stands for the public
+    address and 127.0.0.2 (loopback, not allow-listed) for the private one; a server on each, on one port,
+    records what reaches it."""
+    with _serving("127.0.0.1") as checked, _serving("127.0.0.2", checked.server_address[1]) as private:
+        port = checked.server_address[1]
+        lookups = _fake_dns(monkeypatch, "images.example", [["127.0.0.1"], ["127.0.0.2"]])
+        assert _fetch(f"http://images.example:{port}/image.png?rebinding") == IMAGES["png"][0]
+    assert private.seen == []
+    assert checked.seen == [("/image.png?rebinding", f"images.example:{port}")]
+    assert lookups == ["images.example"]
+
+
+def test_dns_rebinding_each_redirect_hop_is_resolved_once(monkeypatch):
+    with _serving("127.0.0.1") as checked, _serving("127.0.0.2", checked.server_address[1]) as private:
+        port = checked.server_address[1]
+        lookups = _fake_dns(monkeypatch, "images.example", [["127.0.0.1"], ["127.0.0.1"], ["127.0.0.2"]])
+        assert _fetch(f"http://images.example:{port}/relative") == IMAGES["png"][0]  # a redirect to image.png
+    assert private.seen == []
+    assert checked.seen == [("/relative", f"images.example:{port}"), ("/image.png", f"images.example:{port}")]
+    assert lookups == ["images.example", "images.example"]
+
+
+def test_dns_answer_with_one_private_address_among_allowed_ones_is_refused(monkeypatch):
+    with _serving("127.0.0.1") as checked, _serving("127.0.0.2", checked.server_address[1]) as private:
+        port = checked.server_address[1]
+        lookups = _fake_dns(monkeypatch, "images.example", [["127.0.0.1", "127.0.0.2"]])
+        message = _refused(f"http://images.example:{port}/image.png")
+    assert "'images.example' resolves to a loopback address (127.0.0.2); fetching from it is not allowed" in message
+    assert lookups == ["images.example"]
+    assert checked.seen == [] and private.seen == []
 
 
 def test_connection_refused_is_a_short_error(server):
@@ -303,6 +383,29 @@ def test_https_connects_to_the_checked_ip_with_the_host_name_for_sni_and_verific
         ("http://[::ffff:169.254.169.254]/x", "resolves to a cloud metadata address"),
         ("http://[2002:a00:1::]/x", "resolves to a private address"),  # 6to4 of 10.0.0.1
         ("http://[64:ff9b::a9fe:a9fe]/x", "resolves to a cloud metadata address"),  # NAT64 of 169.254.169.254
+        ("http://169.254.170.2/v2/credentials", "'169.254.170.2' resolves to a cloud metadata address"),  # ECS
+        # Teredo (2001:0::/32, server 65.54.227.120 in the middle) stores the client IPv4 XOR 0xffffffff in
+        # its last 32 bits. The first is RFC 4380's own example (client 192.0.2.45, TEST-NET-1: not public).
+        (
+            "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/x",
+            "resolves to a private address (2001:0:4136:e378:8000:63bf:3fff:fdd2, which embeds 192.0.2.45)",
+        ),
+        (  # ~0x7f000001 = 0x80fffffe
+            "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/x",
+            "resolves to a loopback address (2001:0:4136:e378:8000:63bf:80ff:fffe, which embeds 127.0.0.1)",
+        ),
+        (  # ~0x0a000001 = 0xf5fffffe
+            "http://[2001:0:4136:e378:8000:63bf:f5ff:fffe]/x",
+            "resolves to a private address (2001:0:4136:e378:8000:63bf:f5ff:fffe, which embeds 10.0.0.1)",
+        ),
+        (  # ~0xa9fea9fe = 0x56015601
+            "http://[2001:0:4136:e378:8000:63bf:5601:5601]/x",
+            "resolves to a cloud metadata address (2001:0:4136:e378:8000:63bf:5601:5601, which embeds 169.254.169.254)",
+        ),
+        (  # ~0xa9feaa02 = 0x560155fd
+            "http://[2001:0:4136:e378:8000:63bf:5601:55fd]/x",
+            "resolves to a cloud metadata address (2001:0:4136:e378:8000:63bf:5601:55fd, which embeds 169.254.170.2)",
+        ),
     ],
 )
 def test_non_public_addresses_are_refused(url, phrase):
@@ -315,6 +418,12 @@ def test_metadata_needs_its_exact_address_listed():
     assert FetchPolicy(allow_hosts=("169.254.0.0/16",)).refusal("169.254.169.254", metadata) == "a cloud metadata"
     assert FetchPolicy(allow_hosts=("metadata.internal",)).refusal("metadata.internal", metadata)
     assert FetchPolicy(allow_hosts=("169.254.169.254",)).refusal("169.254.169.254", metadata) is None
+    ecs = ipaddress.ip_address("169.254.170.2")
+    assert FetchPolicy(allow_hosts=("169.254.0.0/16",)).refusal("169.254.170.2", ecs) == "a cloud metadata"
+    assert FetchPolicy(allow_hosts=("169.254.169.254",)).refusal("169.254.170.2", ecs) == "a cloud metadata"
+    assert FetchPolicy(allow_hosts=("169.254.170.2",)).refusal("169.254.170.2", ecs) is None
+    teredo_ecs = ipaddress.ip_address("2001:0:4136:e378:8000:63bf:5601:55fd")
+    assert FetchPolicy(allow_hosts=("169.254.0.0/16", "2001::/32")).refusal("t", teredo_ecs) == "a cloud metadata"
     assert FetchPolicy(allow_hosts=("10.0.0.0/8",)).refusal("10.9.9.9", ipaddress.ip_address("10.9.9.9")) is None
 
 

@@ -172,6 +172,32 @@ def test_context_length_exceeded_names_the_numbers(client):
     assert "8192" in err.value.message and "10 in the completion" in err.value.message
 
 
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [
+        ("chat/completions", {"model": CHAT, "messages": MESSAGES, "max_tokens": 2, "n": 2}),
+        ("completions", {"model": COMPLETION, "prompt": ["One two three", "four"], "max_tokens": 2, "n": 2}),
+        ("embeddings", {"model": EMBED, "input": ["hello world", "and more"]}),
+    ],
+)
+def test_a_prompt_longer_than_its_reservation_is_refused_with_its_count(service, route, body):
+    """A gateway names the prompt tokens it reserved (x-reserved-prompt-tokens): a longer prompt is refused before
+    it runs (413, the exact count in x-prompt-tokens, as usage counts it: every prompt once per choice); a
+    reservation of exactly that count runs, and reports that count."""
+    url = f"{service}/v1/{route}"
+    refused = httpx.post(url, json=body, headers={"x-reserved-prompt-tokens": "3"}, timeout=120)
+    assert refused.status_code == 413, refused.text
+    assert refused.json()["error"]["code"] == "prompt_exceeds_reservation"
+    exact = int(refused.headers["x-prompt-tokens"])
+    assert (
+        httpx.post(url, json=body, headers={"x-reserved-prompt-tokens": str(exact - 1)}, timeout=120).status_code == 413
+    )
+    answer = httpx.post(url, json=body, headers={"x-reserved-prompt-tokens": str(exact)}, timeout=120)
+    assert answer.status_code == 200 and answer.json()["usage"]["prompt_tokens"] == exact
+    bad = httpx.post(url, json=body, headers={"x-reserved-prompt-tokens": "many"}, timeout=120)
+    assert bad.status_code == 400 and "x-reserved-prompt-tokens" in bad.json()["error"]["message"]
+
+
 def test_malformed_json_and_unknown_route(service):
     bad = httpx.post(f"{service}/v1/chat/completions", content=b"{nope", headers={"content-type": "application/json"})
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_json"

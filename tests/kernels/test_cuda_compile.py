@@ -1,7 +1,15 @@
-"""The kernels build for a GPU on this GPU-less machine: ``python -m kernels.cuda_compile --quick`` compiles every
-op and code path at the engine's configurations through Triton's own JIT down to an sm_90 cubin (the interpreter,
-which the rest of tests/kernels uses, never compiles anything), then checks that no kernel spills registers or
-needs more shared memory than an H100 block has. In a subprocess: this process runs Triton's interpreter."""
+"""The kernels build for a GPU on this GPU-less machine. ``python -m kernels.cuda_compile --quick`` compiles the
+quick set (``QUICK`` in kernels/cuda_compile_cases.py) through Triton's own JIT down to an sm_90 cubin (the
+interpreter, which the rest of tests/kernels uses, never compiles anything), then this checks that no kernel spills
+registers or needs more shared memory than an H100 block has. In a subprocess: this process runs Triton's
+interpreter.
+
+The quick set has every op and every kernel, but not every dtype and shape: the norms, activations, rotary, KV
+writes, dequantize and sampling at all their cases; prefill, paged and decode attention for each model shape in
+bf16, and in fp32 only at heads 128 and 256 (llama8b, gemma3), never in fp16; the GGUF matmul at each quant type's
+GEMV (M=1) and largest GEMM tile (M=512) in bf16, every GEMV / GEMM tile width only for Q4_K in bf16, Q4_K in fp16
+at M=1 and 512, in fp32 at M=1 only. The full set, every case in kernels/cuda_compile_cases.py, is
+``python -m kernels.cuda_compile`` without ``--quick``; the tests do not run it."""
 
 from __future__ import annotations
 
