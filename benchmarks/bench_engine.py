@@ -97,8 +97,8 @@ def run(engine: LLMEngine, prompts: list[list[int]], max_tokens: int, device: st
 
 def random_gguf_weights(model: torch.nn.Module, qtype: str, device: str) -> None:
     """Every projection (and the head) as random ``qtype`` blocks: the bytes a Q4_K checkpoint reads."""
-    from inference.gguf_weights import GGUFLinear
-    from kernels.reference import GGUF_BLOCKS, GGUF_HALF_FIELDS
+    from inference.weights.gguf import GGUFLinear
+    from kernels.gguf_blocks import GGUF_BLOCKS, GGUF_HALF_FIELDS
 
     weights, nbytes = GGUF_BLOCKS[qtype]
     scale_at = GGUF_HALF_FIELDS[qtype]
@@ -121,7 +121,7 @@ def random_gguf_weights(model: torch.nn.Module, qtype: str, device: str) -> None
 def weight_bytes(model: torch.nn.Module) -> int:
     """Bytes a decode step reads for weights: every projection and the head (an untied embedding table is
     only gathered from, a tied one is read whole as the head)."""
-    from inference.gguf_weights import GGUFLinear
+    from inference.weights.gguf import GGUFLinear
 
     total = 0
     for module in model.modules():
@@ -193,12 +193,12 @@ def main() -> None:
     dtype = getattr(torch, args.dtype)
     if args.model:
         from inference.loader.safetensors import load_model
-        from inference.server.registry import gguf_file, resolve_source
+        from inference.loader.sources import gguf_file, resolve_source
 
         source = resolve_source(args.model)
         model = load_model(source, dtype=dtype, device=args.device).eval()
         if args.weights == "gguf":
-            from inference.gguf_weights import use_gguf_weights
+            from inference.weights.gguf import use_gguf_weights
 
             use_gguf_weights(model, gguf_file(args.model), torch.device(args.device))
         label, hf_source = args.model, source

@@ -15,10 +15,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from inference.engine.guided import GuideCompiler, MaskFiller  # noqa: E402
+from inference.function_calling.formats import FORMATS  # noqa: E402
+from inference.function_calling.grammar import build_grammar  # noqa: E402
+from inference.function_calling.request import read_tool_request  # noqa: E402
 from inference.sampling_params import SamplingParams  # noqa: E402
-from inference.tools.formats import FORMATS  # noqa: E402
-from inference.tools.grammar import build_grammar  # noqa: E402
-from inference.tools.request import read_tool_request  # noqa: E402
 from tests.inference.real_models import make_engine  # noqa: E402
 from tests.inference.test_tool_grammar import TOOLS  # noqa: E402
 

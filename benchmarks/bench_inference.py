@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from inference import packaged  # noqa: E402
-from inference.server.registry import resolve_source  # noqa: E402
+from inference.loader.sources import resolve_source  # noqa: E402
 from inference.tokenizer.tokenizer import Tokenizer  # noqa: E402
 
 PROMPT = (

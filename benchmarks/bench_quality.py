@@ -31,15 +31,15 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from inference import quantize as Q  # noqa: E402
 from inference.config import EngineConfig  # noqa: E402
-from inference.engine.context import ForwardContext, forward_context  # noqa: E402
 from inference.engine.llm_engine import LLMEngine  # noqa: E402
+from inference.layers.context import ForwardContext, forward_context  # noqa: E402
 from inference.loader.safetensors import load_model  # noqa: E402
+from inference.loader.sources import resolve_source  # noqa: E402
 from inference.sampling_params import SamplingParams  # noqa: E402
-from inference.server.registry import resolve_source  # noqa: E402
 from inference.tokenizer.detokenizer import IncrementalDetokenizer  # noqa: E402
 from inference.tokenizer.tokenizer import Tokenizer  # noqa: E402
+from inference.weights import quantize as Q  # noqa: E402
 
 TEXT = Path(__file__).with_name("data") / "alice.txt"
 AGREEMENT_PROMPTS = [

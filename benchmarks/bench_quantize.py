@@ -11,7 +11,7 @@
    model with every row on the quantized path: top-1 agreement, max |logit error|, mean KL(fp32 || quant);
    and how many of the engine's greedy decode tokens equal fp32's before the first difference.
 
-A mode is ``fp32`` or one of ``inference.quantize.MODES`` (int8, int4, int4x2, auto), optionally with
+A mode is ``fp32`` or one of ``inference.weights.quantize.MODES`` (int8, int4, int4x2, auto), optionally with
 ``quantize``'s arguments, e.g. ``int4:head=int8:group=64`` or ``auto:top=256`` (head_exact_top).
 
 Other processes skew the timings badly on a 2-core machine: every parallel op waits for the other core,
@@ -34,13 +34,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from inference import quantize as Q  # noqa: E402
 from inference.config import EngineConfig  # noqa: E402
-from inference.engine.context import ForwardContext, forward_context  # noqa: E402
 from inference.engine.llm_engine import LLMEngine  # noqa: E402
+from inference.layers.context import ForwardContext, forward_context  # noqa: E402
 from inference.loader.safetensors import load_model  # noqa: E402
 from inference.sampling_params import SamplingParams  # noqa: E402
 from inference.tokenizer.detokenizer import IncrementalDetokenizer  # noqa: E402
+from inference.weights import quantize as Q  # noqa: E402
 from tests.inference.real_models import loaded, model_dir  # noqa: E402
 
 PROMPTS = [

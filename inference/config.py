@@ -9,7 +9,7 @@ from pathlib import Path
 from inference.env import ConfigError, env_str
 
 KINDS = ("chat", "completion", "embedding", "vision")  # vision: a chat model that takes images (LLaVA)
-# none: float weights; the rest are CPU decode weights (inference/quantize.py): int8 per row, int4 in
+# none: float weights; the rest are CPU decode weights (inference/weights/quantize.py): int8 per row, int4 in
 # groups of 32 (head int4 with its top 1024 logits exact), int4x2 (two int4 levels, ~8 bits), auto (int4 where lossless,
 # as for GGUF Q4 weights, else int4x2)
 QUANTIZE_MODES = ("none", "int8", "int4", "int4x2", "auto")
@@ -97,7 +97,7 @@ class ModelSpec:
         return "none" if self.kind == "embedding" else "auto"
 
     def __post_init__(self) -> None:
-        from inference.tools.formats import FORMAT_NAMES
+        from inference.function_calling.formats import FORMAT_NAMES
 
         if self.tool_call_format not in FORMAT_NAMES:
             raise ConfigError(

@@ -16,11 +16,11 @@ import torch
 
 from kernels.activation import gelu, gelu_tanh_and_mul, quick_gelu, silu_and_mul
 from kernels.decode_attention import decode_attention
+from kernels.gguf_blocks import GGUF_BLOCKS
 from kernels.kv_cache import store_kv
 from kernels.layer_norm import layer_norm
 from kernels.prefill_attention import paged_attention, varlen_attention
 from kernels.quant_matmul import dequantize, quant_matmul
-from kernels.reference import GGUF_BLOCKS
 from kernels.rms_norm import rms_norm
 from kernels.rotary import rotary_embedding
 from kernels.sampling import top_k_top_p_probs, top_k_top_p_sample

@@ -35,7 +35,7 @@ import triton
 import triton.language as tl
 
 from kernels import launch
-from kernels.reference import GGUF_BLOCKS
+from kernels.gguf_blocks import GGUF_BLOCKS
 
 # rows of x up to which the GEMV path is taken: weights streamed once, all rows handled by every program
 GEMV_MAX_M = 8

@@ -15,6 +15,9 @@ import math
 import torch
 import torch.nn.functional as F
 
+# the block layouts live with the kernels that read them; the tests and benchmarks read them here too
+from kernels.gguf_blocks import GGUF_BLOCKS, GGUF_HALF_FIELDS  # noqa: F401
+
 # --- norms -----------------------------------------------------------------------------------------
 
 
@@ -225,26 +228,6 @@ def decode_attention(
 # --- GGUF block quantization -----------------------------------------------------------------------
 
 QK_K = 256
-# type name → (weights per block, bytes per block)
-GGUF_BLOCKS = {
-    "Q8_0": (32, 34),
-    "Q4_0": (32, 18),
-    "Q4_1": (32, 20),
-    "Q5_0": (32, 22),
-    "Q5_1": (32, 24),
-    "Q4_K": (256, 144),
-    "Q6_K": (256, 210),
-}
-# type name → byte offsets of its fp16 fields in a block (scales and mins), for tools that write random blocks
-GGUF_HALF_FIELDS = {
-    "Q8_0": (0,),
-    "Q4_0": (0,),
-    "Q4_1": (0, 2),
-    "Q5_0": (0,),
-    "Q5_1": (0, 2),
-    "Q4_K": (0, 2),
-    "Q6_K": (208,),
-}
 
 
 def _f16(raw: torch.Tensor) -> torch.Tensor:

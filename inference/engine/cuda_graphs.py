@@ -17,7 +17,7 @@ import logging
 
 import torch
 
-from inference.engine.context import ForwardContext, forward_context
+from inference.layers.context import ForwardContext, forward_context
 
 log = logging.getLogger("inference.cuda_graphs")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from inference.engine.context import ForwardContext, forward_context
 from inference.env import ConfigError
+from inference.layers.context import ForwardContext, forward_context
 
 
 def kv_bytes_per_token(model: torch.nn.Module, dtype: torch.dtype) -> int:

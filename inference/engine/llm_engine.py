@@ -1,7 +1,8 @@
 """The generation engine: requests in, one scheduler step at a time, per-sequence deltas out.
 
-Synchronous and single-threaded by design; ``engine/worker.py`` runs it in a thread for the
-asyncio server. Requests join and leave between steps (continuous batching).
+Synchronous and single-threaded by design; ``engine/worker.py`` steps it on the process's main thread (one loop
+for every model) and hands its deltas to the asyncio server on another. Requests join and leave between steps
+(continuous batching).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from inference.engine.scheduler import Scheduler
 from inference.engine.sequence import Sequence, TokenLogprob
 from inference.layers.kernel_switch import use_kernels
 from inference.layers.sampler import sample
-from inference.multimodal.inputs import MultiModalPrompt
+from inference.models.inputs import MultiModalPrompt
 from inference.sampling_params import SamplingParams
 
 log = logging.getLogger("inference.engine")

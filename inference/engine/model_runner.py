@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import torch
 
 from inference.engine.block_manager import BlockManager
-from inference.engine.context import ForwardContext, forward_context
 from inference.engine.cuda_graphs import DecodeGraphs
 from inference.engine.scheduler import ScheduledStep
 from inference.engine.sequence import Sequence
+from inference.layers.context import ForwardContext, forward_context
 
 log = logging.getLogger("inference.model_runner")
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from inference.multimodal.inputs import MultiModalPrompt
+from inference.models.inputs import MultiModalPrompt
 from inference.sampling_params import SamplingParams
 
 _ids = itertools.count()

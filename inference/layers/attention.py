@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from inference.engine.context import ForwardContext, get_context
 from inference.layers import invariant_attention
+from inference.layers.context import ForwardContext, get_context
 
 
 class Attention(nn.Module):

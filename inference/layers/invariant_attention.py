@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from inference.engine.context import ForwardContext
+from inference.layers.context import ForwardContext
 
 PROMPT_BLOCK = 64  # prompt positions per call: prefill runs in ~n/64 calls per layer per sequence
 KEY_BLOCK = 64  # a generated row's keys are padded to a multiple of this (at most 63 masked zeros)

@@ -8,15 +8,29 @@ and nothing sized by max_position_embeddings (128k for Llama 3.1, Gemma 3) is ev
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from inference.models.config import RopeConfig
+ROPE_TYPES = ("default", "linear", "llama3")
 
 
-def rope_inv_freq(rope: RopeConfig, head_dim: int) -> torch.Tensor:
+@dataclass(frozen=True, kw_only=True)
+class RopeParams:
+    """What the rotary embedding computes its frequencies from (the model configs' ``RopeConfig`` is one, read
+    from an HF config and validated)."""
+
+    theta: float = 10_000.0
+    type: str = "default"  # one of ROPE_TYPES
+    factor: float = 1.0  # linear / llama3: how much the context was stretched
+    low_freq_factor: float = 1.0  # llama3 only
+    high_freq_factor: float = 4.0  # llama3 only
+    original_max_position_embeddings: int | None = None  # llama3 only: the pre-training context
+
+
+def rope_inv_freq(rope: RopeParams, head_dim: int) -> torch.Tensor:
     """[head_dim / 2] float32 inverse frequencies, computed exactly as transformers does."""
     inv_freq = 1.0 / (rope.theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
     if rope.type == "linear":
@@ -51,7 +65,7 @@ class RotaryEmbedding(nn.Module):
 
     kernels = False
 
-    def __init__(self, head_dim: int, rope: RopeConfig):
+    def __init__(self, head_dim: int, rope: RopeParams):
         super().__init__()
         self.head_dim = head_dim
         self.rope = rope

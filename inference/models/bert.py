@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from inference.engine.context import ForwardContext, forward_context
 from inference.layers.activation import get_activation
 from inference.layers.attention import Attention
+from inference.layers.context import ForwardContext, forward_context
 from inference.layers.linear import MergedLinear, load_hf_weights
 from inference.layers.norm import LayerNorm
 from inference.models.config import BertConfig

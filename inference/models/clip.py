@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from inference.engine.context import ForwardContext, forward_context
 from inference.layers.activation import Activation
 from inference.layers.attention import Attention
+from inference.layers.context import ForwardContext, forward_context
 from inference.layers.linear import MergedLinear
 from inference.layers.norm import LayerNorm
 from inference.models.vision_config import CLIPVisionConfig

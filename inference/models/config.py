@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inference.layers.activation import ACTIVATIONS
+from inference.layers.rotary import ROPE_TYPES, RopeParams
 
-ROPE_TYPES = ("default", "linear", "llama3")
 GEMMA3_LAYER_TYPES = ("sliding_attention", "full_attention")
 
 
@@ -47,13 +47,8 @@ def _check_positive(owner: str, **values: int | float) -> None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class RopeConfig:
-    theta: float = 10_000.0
-    type: str = "default"  # one of ROPE_TYPES
-    factor: float = 1.0  # linear / llama3: how much the context was stretched
-    low_freq_factor: float = 1.0  # llama3 only
-    high_freq_factor: float = 4.0  # llama3 only
-    original_max_position_embeddings: int | None = None  # llama3 only: the pre-training context
+class RopeConfig(RopeParams):
+    """The rotary layer's ``RopeParams`` (theta, type, scaling), read from an HF config and validated."""
 
     def __post_init__(self) -> None:
         if self.type not in ROPE_TYPES:

@@ -1,6 +1,6 @@
 """Llama (2, 3, 3.1+ and compatible checkpoints such as SmolLM2): RMSNorm, rotary, SiLU-gated MLP, GQA.
 
-Runs a flat batch of T tokens (see ``inference.engine.context``); only ``Attention`` reads the context.
+Runs a flat batch of T tokens (see ``inference.layers.context``); only ``Attention`` reads the context.
 """
 
 from __future__ import annotations

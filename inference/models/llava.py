@@ -21,12 +21,13 @@ from torch import nn
 from inference.layers.activation import Activation
 from inference.layers.attention import Attention
 from inference.layers.linear import load_hf_weights
+from inference.models.anyres import best_resolution, unpadded_shape
 from inference.models.clip import PACKED_MODULES as CLIP_PACKED
 from inference.models.clip import CLIPVisionModel
+from inference.models.inputs import ImageInput
 from inference.models.llama import PACKED_MODULES as LLAMA_PACKED
 from inference.models.llama import LlamaForCausalLM
 from inference.models.vision_config import ConfigError, LlavaConfig
-from inference.multimodal.inputs import ImageInput
 
 # checkpoint layouts -> ours: llava-hf's (``vision_tower.vision_model.*``, ``language_model.model.*``) and
 # transformers v5's in-memory one (``model.vision_tower.*``, ``model.language_model.*``, ``lm_head``)
@@ -59,33 +60,6 @@ class LlavaMultiModalProjector(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear_2(self.act(self.linear_1(x)))
-
-
-def best_resolution(size: tuple[int, int], pinpoints: list[tuple[int, int]]) -> tuple[int, int]:
-    """(height, width) of the pinpoint that keeps most of the image's pixels, then wastes the least
-    (transformers' ``select_best_resolution``, which the checkpoints were trained with)."""
-    height, width = size
-    best, most, least = pinpoints[0], -1, float("inf")
-    for h, w in pinpoints:
-        scale = min(w / width, h / height)
-        effective = min(int(width * scale) * int(height * scale), width * height)
-        wasted = w * h - effective
-        if effective > most or (effective == most and wasted < least):
-            best, most, least = (h, w), effective, wasted
-    return best
-
-
-def unpadded_shape(size: tuple[int, int], rows: int, cols: int) -> tuple[int, int, int, int]:
-    """A (rows x cols) feature grid of an image of ``size`` padded to the grid's aspect: (top, bottom, left,
-    right) of the part that shows the image. Rounding as transformers' ``unpad_image``."""
-    height, width = size
-    if width / height > cols / rows:
-        new_rows = int(round(height * (cols / width), 7))
-        pad = (rows - new_rows) // 2
-        return pad, rows - pad, 0, cols
-    new_cols = int(round(width * (rows / height), 7))
-    pad = (cols - new_cols) // 2
-    return 0, rows, pad, cols - pad
 
 
 class LlavaForConditionalGeneration(nn.Module):

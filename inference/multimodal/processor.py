@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from inference.models.llava import best_resolution, unpadded_shape
+from inference.models.anyres import best_resolution, unpadded_shape
+from inference.models.inputs import ImageInput
 from inference.models.vision_config import LlavaConfig
-from inference.multimodal.inputs import ImageInput
 
 _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from inference.multimodal.inputs import ImageInput, MultiModalPrompt
+from inference.models.inputs import ImageInput, MultiModalPrompt
 
 
 @dataclass

@@ -13,24 +13,25 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from inference.errors import RequestError
 from inference.multimodal.fetch import FetchPolicy
-from inference.server import protocol
 from inference.server.embeddings import embeddings
-from inference.server.errors import NotFound, ServerError, ServiceError
+from inference.server.errors import NotFound, ServerError, ServiceError, render
 from inference.server.generate import chat_completions, completions
+from inference.server.limits import MAX_BODY_BYTES
+from inference.server.messages import read_messages
 from inference.server.metrics import Metrics
 from inference.server.registry import ModelRegistry
 from inference.server.streams import ClientGone
 
 log = logging.getLogger("inference.server")
-MAX_BODY = 16 * 1024 * 1024
 
 
 async def _json(request: Request) -> dict:
     if "json" not in request.headers.get("content-type", ""):
         raise ServiceError("Send a JSON body with Content-Type: application/json.", status=415)
     body = await request.body()
-    if len(body) > MAX_BODY:
+    if len(body) > MAX_BODY_BYTES:
         raise ServiceError("Request body too large.", status=413)
     try:
         data = json.loads(body)
@@ -45,8 +46,8 @@ def _post(handler):
     async def endpoint(request: Request) -> Response:
         try:
             return await handler(request, await _json(request))
-        except ServiceError as error:
-            return error.response()
+        except RequestError as error:  # the one place a request's error becomes its answer
+            return render(error)
         except ClientGone:  # the client left before a non-streamed answer was ready: its generation is aborted
             log.info("client gone on %s %s; the generation was aborted", request.method, request.url.path)
             return Response(status_code=499)
@@ -90,7 +91,7 @@ async def tokenize(request: Request, body: dict) -> JSONResponse:
     model = request.app.state.registry.get(body.get("model"))
     if "messages" in body:
         ids = model.tokenizer.apply_chat_template(
-            protocol.read_messages(body), add_generation_prompt=bool(body.get("add_generation_prompt", True))
+            read_messages(body), add_generation_prompt=bool(body.get("add_generation_prompt", True))
         )
     elif isinstance(body.get("prompt"), str):
         ids = model.tokenizer.encode(body["prompt"], add_special_tokens=bool(body.get("add_special_tokens", True)))

@@ -8,33 +8,23 @@ import numpy as np
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from inference.server import protocol
-from inference.server.errors import ServiceError, check_reservation
+from inference.errors import RequestError
+from inference.server.errors import check_reservation
+from inference.server.parse import parse_embedding
 from inference.server.streams import deltas, new_id
 
 
 async def embeddings(request: Request, body: dict) -> JSONResponse:
     state = request.app.state
     model = state.registry.get(body.get("model"))
-    if model.kind != "embedding":
-        raise ServiceError(f"'{model.id}' is not an embedding model.", param="model")
-    inputs = protocol.read_embedding_inputs(body)
-    fmt = body.get("encoding_format") or "float"
-    if fmt not in ("float", "base64"):
-        raise ServiceError("'encoding_format' must be 'float' or 'base64'.", param="encoding_format")
-    dimensions = body.get("dimensions")
-    if dimensions is not None and dimensions != model.hidden_size:
-        raise ServiceError(
-            f"This model produces {model.hidden_size}-dimensional embeddings and cannot shorten them; "
-            f"'dimensions' must be omitted or {model.hidden_size}.",
-            param="dimensions",
-        )
-    encoded = [ids if isinstance(ids, list) else model.tokenizer.encode(ids, add_special_tokens=True) for ids in inputs]
+    parsed = parse_embedding(body, model)
+    tokenizer = model.tokenizer
+    encoded = [i if isinstance(i, list) else tokenizer.encode(i, add_special_tokens=True) for i in parsed.inputs]
     for i, ids in enumerate(encoded):
         if any(not 0 <= t < model.vocab_size for t in ids):
-            raise ServiceError(f"input[{i}] contains token ids outside the vocabulary.", param="input")
+            raise RequestError(f"input[{i}] contains token ids outside the vocabulary.", param="input")
         if len(ids) > model.max_model_len:
-            raise ServiceError(
+            raise RequestError(
                 f"This model's maximum context length is {model.max_model_len} tokens, however input[{i}] has "
                 f"{len(ids)} tokens. Please reduce the length of the input.",
                 param="input",
@@ -49,7 +39,7 @@ async def embeddings(request: Request, body: dict) -> JSONResponse:
     vectors = result.embeddings.numpy().astype(np.float32)
     data = []
     for i, vector in enumerate(vectors):
-        value = base64.b64encode(vector.tobytes()).decode() if fmt == "base64" else vector.tolist()
+        value = base64.b64encode(vector.tobytes()).decode() if parsed.encoding_format == "base64" else vector.tolist()
         data.append({"object": "embedding", "index": i, "embedding": value})
     state.metrics.prompt_tokens.labels(model.id).inc(result.prompt_tokens)
     state.metrics.requests.labels(model.id, "embedding", "ok").inc()

@@ -1,8 +1,11 @@
-"""OpenAI-shaped errors of the inference service (it must not import the hub's)."""
+"""OpenAI-shaped errors of the inference service (it must not import the hub's): every ``RequestError`` raised
+below the server is a ``ServiceError``'s kind, rendered here as OpenAI's error object."""
 
 from __future__ import annotations
 
 from starlette.responses import JSONResponse
+
+from inference.errors import RequestError
 
 SHOWN_CHARS = 200  # the most of a client's value an error message repeats
 MAX_MESSAGE_CHARS = 1000  # and the longest message, whatever it quotes
@@ -14,15 +17,8 @@ def shown(value: object, limit: int = SHOWN_CHARS) -> str:
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit} more characters)"
 
 
-class ServiceError(Exception):
-    status = 400
-    type = "invalid_request_error"
-
-    def __init__(self, message: str, param: str | None = None, code: str | None = None, status: int | None = None):
-        super().__init__(message)
-        self.message, self.param, self.code = message, param, code
-        if status is not None:
-            self.status = status
+class ServiceError(RequestError):
+    """A request error the server answers itself; ``render`` answers any ``RequestError`` the same way."""
 
     def body(self) -> dict:
         message = shown(self.message, MAX_MESSAGE_CHARS)  # a safety net: messages quote values through shown()
@@ -33,6 +29,13 @@ class ServiceError(Exception):
 
     def headers(self) -> dict[str, str]:
         return {}
+
+
+def render(error: RequestError) -> JSONResponse:
+    """The one place a request error becomes an answer."""
+    if not isinstance(error, ServiceError):
+        error = ServiceError(error.message, param=error.param, code=error.code, status=error.status)
+    return error.response()
 
 
 class NotFound(ServiceError):

@@ -1,42 +1,24 @@
-"""POST /v1/chat/completions and /v1/completions, streaming and not, in OpenAI's format."""
+"""POST /v1/chat/completions and /v1/completions, streaming and not, in OpenAI's format. Each reads straight
+through: parse the body (``parse.py``), build the prompt (``prompt.py``), check it against the gateway's
+reservation, submit it to the engine, then stream or collect the answer (``answers.py`` shapes a chat's)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 
 from inference.engine.output import SeqDelta
-from inference.server import chat_tools, protocol, vision
-from inference.server.errors import ServiceError, check_reservation, context_length_exceeded
+from inference.function_calling.parsers import ToolCallParser
+from inference.server import answers
+from inference.server.errors import ServiceError, check_reservation
+from inference.server.parse import GenerationRequest, parse_chat, parse_completion
+from inference.server.prompt import build_chat, build_completion
 from inference.server.registry import LoadedModel
 from inference.server.streams import ClientGone, deltas, new_id, sse, wait_disconnect
-
-# OpenAI's /v1/completions generates 16 tokens when max_tokens is not given (chat: up to the model's limit)
-COMPLETIONS_DEFAULT_MAX_TOKENS = 16
-
-
-def _finalize_max_tokens(model: LoadedModel, gen: protocol.GenerationRequest, prompt_len: int, what: str) -> None:
-    """Check prompt + max_tokens against the model's limits (400 with the numbers), fill the default."""
-    room = model.max_model_len - prompt_len
-    if gen.max_tokens is None:
-        if room < 1:
-            raise context_length_exceeded(model.max_model_len, prompt_len, 1, what)
-        default = COMPLETIONS_DEFAULT_MAX_TOKENS if what == "prompt" else model.max_output_length
-        gen.params.max_tokens = min(room, default, model.max_output_length)
-        return
-    if gen.max_tokens > model.max_output_length:
-        raise ServiceError(
-            f"max_tokens is too large: {gen.max_tokens}. This model supports at most {model.max_output_length} "
-            "completion tokens.",
-            param="max_tokens",
-            code="max_tokens_exceeded",
-        )
-    if gen.max_tokens > room:
-        raise context_length_exceeded(model.max_model_len, prompt_len, gen.max_tokens, what)
-    gen.params.max_tokens = gen.max_tokens
 
 
 def _logprobs_chat(delta: SeqDelta, tokenizer) -> dict | None:
@@ -78,10 +60,18 @@ class _Run:
     """One generation request: submitted to the engine, consumed as a stream or collected."""
 
     def __init__(
-        self, request: Request, app_state, model: LoadedModel, prompt_ids, gen, kind: str, tools=None, mm=None
+        self,
+        request: Request,
+        app_state,
+        model: LoadedModel,
+        prompt_ids: list[int],
+        gen: GenerationRequest,
+        kind: str,
+        parser: Callable[[], ToolCallParser | None] | None = None,
+        mm=None,
     ):
         self.request, self.state, self.model, self.gen, self.kind = request, app_state, model, gen, kind
-        self.tools: chat_tools.ChatTools | None = tools
+        self.parser = parser or (lambda: None)  # a chat's tool-call parser, one per choice
         self.id = new_id("chatcmpl" if kind == "chat" else "cmpl")
         self.created = int(time.time())
         self.prompt_ids = prompt_ids
@@ -104,7 +94,7 @@ class _Run:
     async def stream(self, echo_text: str = ""):
         completion_tokens: dict[int, int] = {}
         status = "ok"
-        parsers = [self.tools.parser() if self.tools else None for _ in range(self.gen.n)]
+        parsers = [self.parser() for _ in range(self.gen.n)]
         called = [False] * self.gen.n
         try:
             if self.kind == "chat":
@@ -128,14 +118,14 @@ class _Run:
                         pieces = [{"content": delta.text}] if delta.text else []
                     else:
                         events = parser.feed(delta.text) + (parser.finish() if delta.finish_reason else [])
-                        pieces = chat_tools.stream_deltas(events)
+                        pieces = answers.stream_deltas(events)
                         called[delta.index] = called[delta.index] or bool(parser.calls)
                         if not pieces and not delta.finish_reason and not delta.logprobs:
                             continue  # text held back inside a call's markup: nothing to send yet
                     choices = [{"index": delta.index, "delta": piece, "logprobs": None, "finish_reason": None}
                                for piece in pieces or [{}]]  # fmt: skip
                     choices[0]["logprobs"] = _logprobs_chat(delta, self.model.tokenizer)
-                    choices[-1]["finish_reason"] = chat_tools.finish_reason(delta.finish_reason, called[delta.index])
+                    choices[-1]["finish_reason"] = answers.finish_reason(delta.finish_reason, called[delta.index])
                 else:
                     lp = _logprobs_completion(delta.logprobs, self.model.tokenizer, 0) if delta.logprobs else None
                     choices = [{"index": delta.index, "text": delta.text, "logprobs": lp,
@@ -187,64 +177,40 @@ class _Run:
 async def chat_completions(request: Request, body: dict) -> JSONResponse | StreamingResponse:
     state = request.app.state
     model = state.registry.get(body.get("model"))
-    if model.kind == "embedding":
-        raise ServiceError(f"'{model.id}' is an embedding model; use /v1/embeddings.", param="model")
-    tools = chat_tools.read(body, model)
-    messages = protocol.read_messages(body, images=model.vision is not None)
-    gen = protocol.read_generation(body, model.vocab_size, chat=True)
-    mm = None
-    try:
-        if model.vision is not None:
-            prompt_ids, mm = await vision.prompt(tools, model, messages, state.image_policy)
-        else:
-            prompt_ids = chat_tools.prompt(tools, model, messages)
-    except ValueError as exc:
-        raise ServiceError(str(exc), param="messages") from None
-    _finalize_max_tokens(model, gen, len(prompt_ids), "messages")
-    check_reservation(request.headers, len(prompt_ids) * gen.n)
-    await chat_tools.constrain(tools, model, gen.params)
-    run = _Run(request, state, model, prompt_ids, gen, "chat", tools, mm)
+    chat = parse_chat(body, model)
+    prompt = await build_chat(chat, model, state.image_policy)
+    gen = chat.generation
+    check_reservation(request.headers, len(prompt.ids) * gen.n)
+    run = _Run(request, state, model, prompt.ids, gen, "chat", lambda: answers.new_parser(chat, prompt), prompt.mm)
     if gen.stream:
         return StreamingResponse(run.stream(), media_type="text/event-stream")
     choices = await run.collect()
-    answers = []
+    replies = []
     for c in choices:
-        parser = tools.parser()
-        answers.append(parser.parse(c["text"]) if parser else None)
+        parser = answers.new_parser(chat, prompt)
+        replies.append(parser.parse(c["text"]) if parser else None)
     return JSONResponse({
         "id": run.id, "object": "chat.completion", "created": run.created, "model": model.id,
         "choices": [
             {
                 "index": i,
-                "message": chat_tools.message(answer, c["text"]),
+                "message": answers.message(reply, c["text"]),
                 "logprobs": _logprobs_chat(SeqDelta(run.id, i, "", [], c["logprobs"]), model.tokenizer)
                 if gen.params.logprobs is not None else None,
-                "finish_reason": chat_tools.finish_reason(c["finish"], bool(answer and answer.tool_calls)),
+                "finish_reason": answers.finish_reason(c["finish"], bool(reply and reply.tool_calls)),
             }
-            for i, (c, answer) in enumerate(zip(choices, answers, strict=True))
+            for i, (c, reply) in enumerate(zip(choices, replies, strict=True))
         ],
-        "usage": _usage(len(prompt_ids) * gen.n, sum(c["tokens"] for c in choices)),
+        "usage": _usage(len(prompt.ids) * gen.n, sum(c["tokens"] for c in choices)),
     })  # fmt: skip
 
 
 async def completions(request: Request, body: dict) -> JSONResponse | StreamingResponse:
     state = request.app.state
     model = state.registry.get(body.get("model"))
-    if model.kind == "embedding":
-        raise ServiceError(f"'{model.id}' is an embedding model; use /v1/embeddings.", param="model")
-    if body.get("suffix"):
-        raise ServiceError("'suffix' is not supported by this model.", param="suffix")
-    prompts = protocol.read_prompts(body)
-    gen = protocol.read_generation(body, model.vocab_size, chat=False)
-    echo = bool(body.get("echo"))
-    if len(prompts) > 1 and gen.stream:
-        raise ServiceError("Streaming supports a single prompt per request.", param="prompt")
-    encoded = [p if isinstance(p, list) else model.tokenizer.encode(p, add_special_tokens=True) for p in prompts]
-    for ids in encoded:
-        if any(not 0 <= t < model.vocab_size for t in ids):
-            raise ServiceError("'prompt' contains token ids outside the vocabulary.", param="prompt")
-    for ids in encoded:
-        _finalize_max_tokens(model, gen, len(ids), "prompt")
+    completion = parse_completion(body, model)
+    encoded = build_completion(completion, model)
+    gen, echo = completion.generation, completion.echo
     check_reservation(request.headers, sum(len(ids) for ids in encoded) * gen.n)
     if gen.stream:
         ids = encoded[0]

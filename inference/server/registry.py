@@ -1,4 +1,5 @@
-"""The models one service serves: loaded once at start, each with its engine running in a thread."""
+"""The models one service serves: loaded once at start, each with its engine, which one loop on the main thread
+steps (``engine/worker.py``)."""
 
 from __future__ import annotations
 
@@ -16,43 +17,11 @@ from inference.engine.llm_engine import LLMEngine
 from inference.engine.worker import EngineLoop, EngineWorker
 from inference.env import ConfigError
 from inference.layers.kernel_switch import use_kernels
+from inference.loader.sources import gguf_file, resolve_source
 from inference.server.errors import model_not_found
 from inference.server.metrics import Metrics
 
 log = logging.getLogger("inference.registry")
-
-
-def gguf_file(source: str) -> Path | None:
-    """The GGUF file behind a model source, if it is one."""
-    from inference import packaged
-
-    if source.startswith("packaged:"):
-        files = {"smollm2": packaged.smollm2_gguf, "gemma3": packaged.gemma3_gguf}
-        name = source.split(":", 1)[1]
-        return Path(files[name]()) if name in files else None
-    path = Path(source).expanduser()
-    return path if path.suffix == ".gguf" else None
-
-
-def resolve_source(source: str) -> Path:
-    """An HF-format directory for a model source (GGUF files are converted once and cached)."""
-    from inference import packaged
-    from inference.loader.convert import ensure_converted
-
-    if source.startswith("packaged:"):
-        name = source.split(":", 1)[1]
-        if name == "minilm":
-            return packaged.minilm_dir()
-        files = {"smollm2": packaged.smollm2_gguf, "gemma3": packaged.gemma3_gguf}
-        if name not in files:
-            raise ConfigError(f"unknown packaged model {name!r}; packaged models: smollm2, gemma3, minilm")
-        return ensure_converted(files[name]())
-    path = Path(source).expanduser()
-    if path.suffix == ".gguf" and path.is_file():
-        return ensure_converted(path)
-    if path.is_dir() and (path / "config.json").exists():
-        return path
-    raise ConfigError(f"model source {source!r} is neither a .gguf file nor an HF directory with config.json")
 
 
 @dataclass
@@ -94,7 +63,7 @@ class LoadedModel:
     hidden_size: int  # embedding dimensions (0 for generative models, as the reference reports)
     vocab_size: int
     created: int
-    tool_format: str = "hermes"  # how this model writes tool calls (inference/tools/formats.py)
+    tool_format: str = "hermes"  # how this model writes tool calls (inference/function_calling/formats.py)
     guides: object = None  # its grammar compiler (inference.engine.guided.GuideCompiler), chat models only
     vision: VisionSupport | None = None  # vision models only
     load_seconds: float = 0.0  # how long this start took to load it (prepared weights cached: seconds)
@@ -139,7 +108,7 @@ def build_model(spec: ModelSpec):
         return model, tokenizer, directory
     model = load_model(directory, dtype=dtype, device=device).eval()
     if spec.engine.weights == "gguf":
-        from inference.gguf_weights import use_gguf_weights
+        from inference.weights.gguf import use_gguf_weights
 
         gguf = gguf_file(spec.source)
         if gguf is None or not spec.engine.resolved_kernels():
@@ -147,7 +116,7 @@ def build_model(spec: ModelSpec):
         use_gguf_weights(model, gguf, torch.device(device))
     elif device == "cpu":
         if spec.quantize_mode() != "none":
-            from inference.quantize import quantize
+            from inference.weights.quantize import quantize
 
             # a vision-language model's tower and projector run once per image, like a prefill: they stay float
             quantize(getattr(model, "language_model", model), spec.quantize_mode())
@@ -178,7 +147,7 @@ def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop) -> LoadedModel:
     guides, tool_format = None, "hermes"
     if spec.kind != "embedding":
         from inference.engine.guided import GuideCompiler
-        from inference.tools.formats import ALIASES, detect_format
+        from inference.function_calling.formats import ALIASES, detect_format
 
         guides = GuideCompiler(tokenizer.tokenizer_json, tokenizer.stop_token_ids, model.config.vocab_size)
         tool_format = spec.tool_call_format

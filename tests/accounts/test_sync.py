@@ -81,7 +81,7 @@ def test_an_operators_disable_survives_a_restart(served):
 
 def test_sync_models_command_runs_twice(served, monkeypatch):
     cards = [card("chat-small"), card("embed-small", "embedding", 512)]
-    monkeypatch.setattr("accounts.management.commands.sync_models.model_cards", lambda url, key="": cards)
+    monkeypatch.setattr("hub.management.commands.sync_models.model_cards", lambda url, key="": cards)
     call_command("sync_models", URL)
     call_command("sync_models", URL + "/")
     assert Deployment.objects.filter(base_url=URL).count() == 2

@@ -7,7 +7,7 @@ import functools
 from inference.config import EngineConfig
 from inference.engine.llm_engine import LLMEngine
 from inference.loader.safetensors import load_model
-from inference.server.registry import resolve_source
+from inference.loader.sources import resolve_source
 from inference.tokenizer.detokenizer import IncrementalDetokenizer
 from inference.tokenizer.tokenizer import Tokenizer
 

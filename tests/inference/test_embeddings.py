@@ -10,7 +10,7 @@ from sentence_transformers import SentenceTransformer
 from tokenizers import Tokenizer
 from transformers import BertModel as HFBertModel
 
-from inference.engine.context import ForwardContext, forward_context
+from inference.layers.context import ForwardContext, forward_context
 from inference.loader.safetensors import iter_safetensors, load_model
 from inference.models.bert import BertModel
 from inference.packaged import minilm_dir

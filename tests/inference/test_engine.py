@@ -30,7 +30,7 @@ def test_logits_and_greedy_match_transformers_on_the_real_models(name):
     batch of prompts; then 32 greedy tokens through the engine (paged KV cache) equal generate()."""
     from transformers import AutoModelForCausalLM
 
-    from inference.engine.context import ForwardContext, forward_context
+    from inference.layers.context import ForwardContext, forward_context
 
     ids = encode(name, PROMPTS[0])
     hf = AutoModelForCausalLM.from_pretrained(model_dir(name), dtype=torch.float32).eval()
@@ -139,7 +139,7 @@ def test_logprobs_are_the_models_distribution():
     engine.add_request("lp", ids, greedy(4, logprobs=3))
     result = run_to_end(engine)[("lp", 0)]
     model, _ = loaded("smollm2")
-    from inference.engine.context import ForwardContext, forward_context
+    from inference.layers.context import ForwardContext, forward_context
 
     with torch.inference_mode(), forward_context(ForwardContext.for_prompts([len(ids)])):
         logits = model.compute_logits(model(torch.tensor(ids), torch.arange(len(ids)))[-1:])

@@ -9,9 +9,9 @@ import torch
 from gguf import quants
 
 from inference import packaged
-from inference.gguf_weights import GGUFLinear, use_gguf_weights
 from inference.loader.convert import _unpermute_rope_rows, ensure_converted
 from inference.loader.safetensors import load_model
+from inference.weights.gguf import GGUFLinear, use_gguf_weights
 
 
 def _on_blocks(path):

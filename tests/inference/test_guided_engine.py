@@ -10,12 +10,12 @@ import jsonschema
 import pytest
 
 from inference.engine.guided import GuideCompiler
+from inference.function_calling.formats import FORMATS
+from inference.function_calling.grammar import build_grammar
+from inference.function_calling.parsers import parse_tool_calls
+from inference.function_calling.prompt import prepare
+from inference.function_calling.request import read_tool_request
 from inference.sampling_params import SamplingParams
-from inference.tools.formats import FORMATS
-from inference.tools.grammar import build_grammar
-from inference.tools.parsers import parse_tool_calls
-from inference.tools.prompt import prepare
-from inference.tools.request import read_tool_request
 from tests.inference.real_models import make_engine, run_to_end
 from tests.inference.test_tool_grammar import TOOLS, WEATHER
 

@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from inference.config import EngineConfig
-from inference.engine.context import ForwardContext, forward_context
 from inference.engine.llm_engine import LLMEngine
+from inference.layers.context import ForwardContext, forward_context
 from inference.loader.safetensors import load_model
 from inference.models.vision_config import ConfigError, LlavaConfig
 from inference.multimodal.processor import ImageProcessor

@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM
 from transformers import LlamaConfig as HFLlamaConfig
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
-from inference.engine.context import ForwardContext, forward_context
+from inference.layers.context import ForwardContext, forward_context
 from inference.layers.rotary import rope_inv_freq
 from inference.loader.safetensors import iter_safetensors, load_model
 from inference.models.config import ConfigError, Gemma3TextConfig, LlamaConfig

@@ -1,4 +1,4 @@
-"""Weight-only quantization (``inference.quantize``): kernels against their dequantized weights, the int4 grid
+"""Weight-only quantization (``inference.weights.quantize``): kernels against their dequantized weights, the int4 grid
 search, which path runs for decode- and prefill-sized inputs, fused ``split``, tied heads, the exact top
 logits, and every mode's logits against fp32 on a tiny random Llama and on the real SmolLM2.
 
@@ -18,10 +18,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from inference import quantize as Q
-from inference.engine.context import ForwardContext, forward_context
+from inference.layers.context import ForwardContext, forward_context
 from inference.layers.linear import MergedLinear
 from inference.loader.safetensors import load_model
+from inference.weights import quantize as Q
 from tests.inference import reference_checkpoints as rc
 from tests.inference.real_models import loaded
 

@@ -9,12 +9,12 @@ import json
 import pytest
 
 from inference.engine.guided import GrammarError, GuideCompiler, unpack_bitmask
-from inference.server.errors import ServiceError
+from inference.errors import RequestError
+from inference.function_calling.formats import FORMATS, detect_format, template_supports_tools
+from inference.function_calling.grammar import SchemaUnsupported, build_grammar
+from inference.function_calling.prompt import prepare
+from inference.function_calling.request import read_tool_request
 from inference.tokenizer.tokenizer import Tokenizer
-from inference.tools.formats import FORMATS, detect_format, template_supports_tools
-from inference.tools.grammar import SchemaUnsupported, build_grammar
-from inference.tools.prompt import prepare
-from inference.tools.request import read_tool_request
 from tests.inference.real_models import model_dir
 
 WEATHER = {
@@ -68,7 +68,7 @@ TOOLS = [WEATHER, CALC]
     ],
 )  # fmt: skip
 def test_bad_tool_requests_name_the_parameter(body, param):
-    with pytest.raises(ServiceError) as error:
+    with pytest.raises(RequestError) as error:
         read_tool_request(body)
     assert error.value.status == 400 and error.value.param == param and error.value.message
 

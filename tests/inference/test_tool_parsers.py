@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from inference.tools.formats import FORMAT_NAMES
-from inference.tools.parsers import CallDelta, Content, ToolCallParser, assemble, parse_tool_calls
+from inference.function_calling.formats import FORMAT_NAMES
+from inference.function_calling.parsers import CallDelta, Content, ToolCallParser, assemble, parse_tool_calls
 
 TOOLS = ["get_current_weather", "calculate"]
 WEATHER = {"location": "Hamburg", "format": "celsius"}

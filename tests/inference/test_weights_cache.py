@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import torch
 
-from inference import quantize as Q
 from inference import weights_cache
 from inference.config import EngineConfig, ModelSpec
-from inference.engine.context import ForwardContext, forward_context
+from inference.layers.context import ForwardContext, forward_context
 from inference.loader import convert
 from inference.packaged import smollm2_gguf
 from inference.server.registry import build_model
+from inference.weights import quantize as Q
 from tests.inference import reference_checkpoints as rc
 
 

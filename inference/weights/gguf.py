@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from kernels.reference import GGUF_BLOCKS
+from kernels.gguf_blocks import GGUF_BLOCKS
 
 log = logging.getLogger("inference.gguf_weights")
 

@@ -17,8 +17,8 @@ import json
 import re
 from typing import Any
 
-from inference.tools.formats import ToolFormat, template_supports_tools
-from inference.tools.request import Function, ToolRequest
+from inference.function_calling.formats import ToolFormat, template_supports_tools
+from inference.function_calling.request import Function, ToolRequest
 
 MAX_EXAMPLES = 3
 _EG = re.compile(r"\be\.g\.,?\s*([^.;()]+?)\s*(?:[.;)]|$)")

@@ -1,3 +1,6 @@
+"""``manage.py sync_models``: the hub asks an inference service (over HTTP, ``hub/inference_client.py``) what it
+serves, and records its models and their deployment in the catalog (``accounts.services.sync_deployment``)."""
+
 from django.core.management.base import CommandError
 
 from accounts import services

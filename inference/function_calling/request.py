@@ -10,7 +10,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from inference.server.errors import ServiceError
+from inference.errors import RequestError
 
 _NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 EMPTY_PARAMETERS: dict = {"type": "object", "properties": {}}
@@ -59,8 +59,8 @@ class ToolRequest:
         return self.tools if self.choice != "none" else []
 
 
-def _error(message: str, param: str, code: str | None = "invalid_value") -> ServiceError:
-    return ServiceError(message, param=param, code=code)
+def _error(message: str, param: str, code: str | None = "invalid_value") -> RequestError:
+    return RequestError(message, param=param, code=code)
 
 
 def _schema(value: Any, param: str) -> dict:

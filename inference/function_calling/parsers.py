@@ -19,7 +19,7 @@ import secrets
 from collections.abc import Generator
 from dataclasses import dataclass, field
 
-from inference.tools.formats import ToolFormat, get_format
+from inference.function_calling.formats import ToolFormat, get_format
 
 _EOF = "\x00EOF"  # end of the answer, sent to a section still open
 _PYTHON_TAG = "<|python_tag|>"

@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from inference.engine.context import current_context
+from inference.layers.context import current_context
 
 # Outside the engine's steps (tests, encoders; in a step rows go by role, see ``QuantizedLinear._by_role``), above
 # this many rows layers multiply by their prefill weight: prefill stays as fast as without quantization. Gemma's

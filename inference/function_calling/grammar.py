@@ -14,18 +14,20 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from inference.tools.formats import ToolFormat
-from inference.tools.request import Function, ToolRequest
+from inference.errors import RequestError
+from inference.function_calling.formats import ToolFormat
+from inference.function_calling.request import Function, ToolRequest
 
 # how the model writes JSON: json.dumps' separators, which is what models have seen most
 JSON_STYLE = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
 ANY_OBJECT: dict = {"type": "object"}
 
 
-class SchemaUnsupported(ValueError):
+class SchemaUnsupported(RequestError):
+    """A valid JSON Schema using what our grammars cannot enforce."""
+
     def __init__(self, message: str, param: str):
-        super().__init__(message)
-        self.param = param
+        super().__init__(message, param=param, code="invalid_schema")
 
 
 def _json(schema: dict) -> str:

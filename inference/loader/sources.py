@@ -1,0 +1,42 @@
+"""Where a model's weights come from: a model source (``packaged:smollm2|gemma3|minilm``, a ``.gguf`` file or an
+HF directory) resolved to the HF-format directory the loader reads, and to the GGUF file behind it if there is one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from inference.env import ConfigError
+
+
+def gguf_file(source: str) -> Path | None:
+    """The GGUF file behind a model source, if it is one."""
+    from inference import packaged
+
+    if source.startswith("packaged:"):
+        files = {"smollm2": packaged.smollm2_gguf, "gemma3": packaged.gemma3_gguf}
+        name = source.split(":", 1)[1]
+        return Path(files[name]()) if name in files else None
+    path = Path(source).expanduser()
+    return path if path.suffix == ".gguf" else None
+
+
+def resolve_source(source: str) -> Path:
+    """An HF-format directory for a model source (GGUF files are converted once and cached)."""
+    from inference import packaged
+    from inference.loader.convert import ensure_converted
+
+    if source.startswith("packaged:"):
+        name = source.split(":", 1)[1]
+        if name == "minilm":
+            return packaged.minilm_dir()
+        files = {"smollm2": packaged.smollm2_gguf, "gemma3": packaged.gemma3_gguf}
+        if name not in files:
+            raise ConfigError(f"unknown packaged model {name!r}; packaged models: smollm2, gemma3, minilm")
+        return ensure_converted(files[name]())
+    path = Path(source).expanduser()
+    if path.suffix == ".gguf" and path.is_file():
+        return ensure_converted(path)
+    if path.is_dir() and (path / "config.json").exists():
+        return path
+    raise ConfigError(f"model source {source!r} is neither a .gguf file nor an HF directory with config.json")

@@ -1,0 +1,46 @@
+"""A chat answer's text turned back into OpenAI's shapes: ``content`` and ``tool_calls`` (whole, or as stream
+deltas), and the finish reason a call implies."""
+
+from __future__ import annotations
+
+from inference.function_calling.parsers import CallDelta, Content, Event, Parsed, ToolCallParser
+from inference.server.parse import ChatRequest
+from inference.server.prompt import ChatPrompt
+
+
+def new_parser(request: ChatRequest, prompt: ChatPrompt) -> ToolCallParser | None:
+    """A fresh parser per choice, or None when the answer cannot hold calls."""
+    if not request.tools.calls_tools:
+        return None
+    return ToolCallParser(prompt.fmt, [t.name for t in request.tools.allowed], live=prompt.constrained)
+
+
+def message(parsed: Parsed | None, text: str) -> dict:
+    # refusal: always null (our models have no refusal channel), present as in OpenAI's answers
+    if parsed is None:
+        return {"role": "assistant", "content": text, "refusal": None}
+    out: dict = {"role": "assistant", "content": parsed.content, "refusal": None}
+    if parsed.tool_calls:
+        out["tool_calls"] = [c.to_openai() for c in parsed.tool_calls]
+    return out
+
+
+def finish_reason(reason: str | None, has_calls: bool) -> str | None:
+    return "tool_calls" if has_calls and reason == "stop" else reason
+
+
+def stream_deltas(events: list[Event]) -> list[dict]:
+    """Parser events → chat chunk ``delta`` objects: a call's first piece carries ``index``, ``id``, ``type``
+    and ``function.name``; later ones ``index`` and ``function.arguments``."""
+    deltas = []
+    for event in events:
+        if isinstance(event, Content):
+            deltas.append({"content": event.text})
+        elif isinstance(event, CallDelta):
+            piece: dict = {"index": event.index}
+            if event.name is not None:
+                piece.update(id=event.id, type="function", function={"name": event.name, "arguments": event.arguments})
+            else:
+                piece["function"] = {"arguments": event.arguments}
+            deltas.append({"tool_calls": [piece]})
+    return deltas

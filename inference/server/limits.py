@@ -1,0 +1,13 @@
+"""The limits the service puts on a request's values, in one place. The hub validates the same ones before a
+request leaves it (``hub/api/validation.py``, a separate service that imports nothing of ours); a test keeps the
+two equal."""
+
+from __future__ import annotations
+
+MAX_N = 16  # choices per request
+MAX_TOP_LOGPROBS = 20  # chat's top_logprobs (the sampler returns at most this many)
+MAX_COMPLETION_LOGPROBS = 5  # completions' logprobs, as OpenAI's
+MAX_IMAGES = 8  # per request: LLaVA was trained on one; each costs up to ~2900 tokens
+MAX_BODY_BYTES = 16 * 1024 * 1024
+ROLES = ("system", "developer", "user", "assistant", "tool")
+IMAGE_DETAILS = ("auto", "low", "high")

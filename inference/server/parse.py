@@ -1,0 +1,228 @@
+"""The front door of the OpenAI routes: a request's body parsed once into a typed request (``parse_chat``,
+``parse_completion``, ``parse_embedding``), with OpenAI's parameter names in every error (``RequestError``,
+answered as a 400 by the app). What comes next reads only the typed request: the prompt (``prompt.py``), then the
+engine (``generate.py``, ``embeddings.py``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from inference.errors import RequestError
+from inference.function_calling.request import ToolRequest, read_tool_request
+from inference.sampling_params import InvalidParam, SamplingParams
+from inference.server.errors import shown
+from inference.server.limits import MAX_COMPLETION_LOGPROBS, MAX_N, MAX_TOP_LOGPROBS
+from inference.server.messages import read_messages
+from inference.server.registry import LoadedModel
+
+
+def _type_error(param: str, expected: str) -> RequestError:
+    return RequestError(f"'{param}' must be {expected}.", param=param, code="invalid_type")
+
+
+def _get(body: dict, name: str, kinds: tuple[type, ...], expected: str, default: Any = None) -> Any:
+    value = body.get(name, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) and bool not in kinds:
+        raise _type_error(name, expected)
+    if not isinstance(value, kinds):
+        raise _type_error(name, expected)
+    return value
+
+
+def _stop(body: dict) -> list[str]:
+    stop = body.get("stop")
+    if stop is None:
+        return []
+    if isinstance(stop, str):
+        return [stop]
+    if isinstance(stop, list) and all(isinstance(s, str) for s in stop):
+        return stop
+    raise _type_error("stop", "a string or a list of strings")
+
+
+def _logit_bias(body: dict, vocab_size: int) -> dict[int, float]:
+    raw = _get(body, "logit_bias", (dict,), "an object mapping token ids to numbers", {})
+    bias = {}
+    for key, value in raw.items():
+        try:
+            token = int(key)
+        except (TypeError, ValueError):
+            raise RequestError(f"logit_bias key {shown(key)!r} is not a token id.", param="logit_bias") from None
+        if not 0 <= token < vocab_size:
+            raise RequestError(f"logit_bias token {token} is outside the vocabulary.", param="logit_bias")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _type_error("logit_bias", "an object mapping token ids to numbers")
+        bias[token] = float(value)
+    return bias
+
+
+@dataclass
+class GenerationRequest:
+    params: SamplingParams
+    max_tokens: int | None  # None: fill the context (capped by the model's output limit)
+    n: int
+    stream: bool
+    include_usage: bool
+    continuous_usage: bool  # vLLM's stream_options.continuous_usage_stats: usage so far in every chunk
+
+
+def read_generation(body: dict, vocab_size: int, *, chat: bool) -> GenerationRequest:
+    """The sampling part shared by chat completions and completions."""
+    max_tokens = _get(body, "max_completion_tokens" if chat else "max_tokens", (int,), "an integer")
+    if max_tokens is None:
+        max_tokens = _get(body, "max_tokens", (int,), "an integer")
+    number = (int, float)
+    logprobs_flag: Any
+    if chat:
+        logprobs_flag = _get(body, "logprobs", (bool,), "a boolean", False)
+        top = _get(body, "top_logprobs", (int,), "an integer")
+        if top is not None and not 0 <= top <= MAX_TOP_LOGPROBS:
+            raise RequestError(f"'top_logprobs' must be between 0 and {MAX_TOP_LOGPROBS}.", param="top_logprobs")
+        if top is not None and not logprobs_flag:
+            raise RequestError("'top_logprobs' requires 'logprobs' to be true.", param="top_logprobs")
+        logprobs = (top or 0) if logprobs_flag else None
+    else:
+        logprobs = _get(body, "logprobs", (int,), "an integer")
+        if logprobs is not None and logprobs > MAX_COMPLETION_LOGPROBS:
+            raise RequestError(
+                f"'logprobs' must be between 0 and {MAX_COMPLETION_LOGPROBS} for completions.", param="logprobs"
+            )
+    stream = _get(body, "stream", (bool,), "a boolean", False)
+    stream_options = _get(body, "stream_options", (dict,), "an object", {})
+    if stream_options and not stream:
+        raise RequestError("'stream_options' is only allowed when 'stream' is true.", param="stream_options")
+    n = _get(body, "n", (int,), "an integer", 1)
+    if not 1 <= n <= MAX_N:
+        raise RequestError(f"'n' must be between 1 and {MAX_N}.", param="n")
+    if max_tokens is not None and max_tokens < 1:
+        raise RequestError("'max_tokens' must be at least 1.", param="max_tokens")
+    try:
+        params = SamplingParams(
+            max_tokens=max_tokens or 1,
+            temperature=float(_get(body, "temperature", number, "a number", 1.0)),
+            top_p=float(_get(body, "top_p", number, "a number", 1.0)),
+            top_k=_get(body, "top_k", (int,), "an integer", 0),
+            min_p=float(_get(body, "min_p", number, "a number", 0.0)),
+            seed=_get(body, "seed", (int,), "an integer"),
+            stop=_stop(body),
+            stop_token_ids=_get(body, "stop_token_ids", (list,), "a list of token ids", []),
+            ignore_eos=_get(body, "ignore_eos", (bool,), "a boolean", False),
+            presence_penalty=float(_get(body, "presence_penalty", number, "a number", 0.0)),
+            frequency_penalty=float(_get(body, "frequency_penalty", number, "a number", 0.0)),
+            repetition_penalty=float(_get(body, "repetition_penalty", number, "a number", 1.0)),
+            logit_bias=_logit_bias(body, vocab_size),
+            logprobs=logprobs,
+            prompt_logprobs=bool(not chat and body.get("echo") and logprobs is not None),
+        )
+    except InvalidParam as exc:
+        raise RequestError(str(exc), param=exc.param) from None
+    return GenerationRequest(
+        params=params,
+        max_tokens=max_tokens,
+        n=n,
+        stream=stream,
+        include_usage=bool(_get(stream_options, "include_usage", (bool,), "a boolean", False)),
+        continuous_usage=bool(_get(stream_options, "continuous_usage_stats", (bool,), "a boolean", False)),
+    )
+
+
+def read_prompts(body: dict) -> list[str | list[int]]:
+    """Completions' ``prompt``: a string, a list of strings, token ids, or lists of token ids."""
+    prompt = body.get("prompt")
+    if isinstance(prompt, str):
+        return [prompt]
+    if isinstance(prompt, list) and prompt:
+        if all(isinstance(p, str) for p in prompt):
+            return list(prompt)
+        if all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
+            return [list(prompt)]
+        if all(isinstance(p, list) and p and all(isinstance(t, int) for t in p) for p in prompt):
+            return [list(p) for p in prompt]
+    raise RequestError(
+        "'prompt' must be a string, a list of strings, a list of token ids or a list of lists of token ids.",
+        param="prompt",
+    )
+
+
+def read_embedding_inputs(body: dict) -> list[str | list[int]]:
+    value = body.get("input")
+    if isinstance(value, str):
+        if not value:
+            raise RequestError("'input' cannot be an empty string.", param="input")
+        return [value]
+    if isinstance(value, list) and value:
+        if all(isinstance(v, str) and v for v in value):
+            return list(value)
+        if all(isinstance(t, int) and not isinstance(t, bool) for t in value):
+            return [list(value)]
+        if all(isinstance(v, list) and v and all(isinstance(t, int) for t in v) for v in value):
+            return [list(v) for v in value]
+    raise RequestError(
+        "'input' must be a non-empty string, a list of strings, token ids, or lists of token ids.", param="input"
+    )
+
+
+# --- the typed requests -----------------------------------------------------------------------------
+
+
+@dataclass
+class ChatRequest:
+    messages: list[dict]  # read_messages' conversation; image parts only for a vision model
+    tools: ToolRequest  # tools, tool_choice, parallel_tool_calls, response_format
+    generation: GenerationRequest
+
+
+@dataclass
+class CompletionRequest:
+    prompts: list[str | list[int]]  # one or several prompts, as text or token ids
+    echo: bool
+    generation: GenerationRequest
+
+
+@dataclass
+class EmbeddingRequest:
+    inputs: list[str | list[int]]
+    encoding_format: str  # float | base64
+
+
+def _generative(model: LoadedModel) -> None:
+    if model.kind == "embedding":
+        raise RequestError(f"'{model.id}' is an embedding model; use /v1/embeddings.", param="model")
+
+
+def parse_chat(body: dict, model: LoadedModel) -> ChatRequest:
+    _generative(model)
+    tools = read_tool_request(body)
+    messages = read_messages(body, images=model.vision is not None)
+    return ChatRequest(messages, tools, read_generation(body, model.vocab_size, chat=True))
+
+
+def parse_completion(body: dict, model: LoadedModel) -> CompletionRequest:
+    _generative(model)
+    if body.get("suffix"):
+        raise RequestError("'suffix' is not supported by this model.", param="suffix")
+    prompts = read_prompts(body)
+    generation = read_generation(body, model.vocab_size, chat=False)
+    if len(prompts) > 1 and generation.stream:
+        raise RequestError("Streaming supports a single prompt per request.", param="prompt")
+    return CompletionRequest(prompts, bool(body.get("echo")), generation)
+
+
+def parse_embedding(body: dict, model: LoadedModel) -> EmbeddingRequest:
+    if model.kind != "embedding":
+        raise RequestError(f"'{model.id}' is not an embedding model.", param="model")
+    inputs = read_embedding_inputs(body)
+    fmt = body.get("encoding_format") or "float"
+    if fmt not in ("float", "base64"):
+        raise RequestError("'encoding_format' must be 'float' or 'base64'.", param="encoding_format")
+    dimensions = body.get("dimensions")
+    if dimensions is not None and dimensions != model.hidden_size:
+        raise RequestError(
+            f"This model produces {model.hidden_size}-dimensional embeddings and cannot shorten them; "
+            f"'dimensions' must be omitted or {model.hidden_size}.",
+            param="dimensions",
+        )
+    return EmbeddingRequest(inputs, fmt)

@@ -1,0 +1,139 @@
+"""A parsed request's prompt, built once: the conversation and its tools rendered by the model's chat template
+(or our tool format, ``function_calling/prompt.py``), each image fetched and its tokens placed, the prompt's
+length checked against the context (filling ``max_tokens``), and the grammar an answer with tools or a schema
+must follow. Completions' prompts are encoded and checked the same way."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from inference.engine.guided import GrammarError
+from inference.errors import RequestError
+from inference.function_calling.formats import ToolFormat, get_format
+from inference.function_calling.grammar import build_grammar
+from inference.function_calling.prompt import prepare
+from inference.function_calling.request import ToolRequest
+from inference.models.inputs import MultiModalPrompt
+from inference.multimodal.fetch import FetchPolicy
+from inference.multimodal.prompt import ImageMarkers, expand_image_tokens, flatten_images, split_markers
+from inference.server.errors import context_length_exceeded
+from inference.server.parse import ChatRequest, CompletionRequest, GenerationRequest
+from inference.server.registry import LoadedModel
+from inference.server.vision import load_images
+
+# OpenAI's /v1/completions generates 16 tokens when max_tokens is not given (chat: up to the model's limit)
+COMPLETIONS_DEFAULT_MAX_TOKENS = 16
+
+
+@dataclass
+class ChatPrompt:
+    ids: list[int]
+    mm: MultiModalPrompt | None  # the images' inputs, placed at their tokens
+    fmt: ToolFormat  # how this model writes tool calls
+    constrained: bool  # a grammar shapes the answer (then its tool calls are always well formed)
+
+
+async def build_chat(request: ChatRequest, model: LoadedModel, policy: FetchPolicy) -> ChatPrompt:
+    fmt = get_format(model.tool_format)
+    try:
+        ids, mm = await _chat_ids(request, model, fmt, policy)
+    except ValueError as exc:  # the chat template refused the conversation (its raise_exception)
+        raise RequestError(str(exc), param="messages") from None
+    finalize_max_tokens(model, request.generation, len(ids), "messages")
+    constrained = await _constrain(request.tools, fmt, model, request.generation)
+    return ChatPrompt(ids, mm, fmt, constrained)
+
+
+def build_completion(request: CompletionRequest, model: LoadedModel) -> list[list[int]]:
+    """Each prompt's token ids."""
+    tokenizer = model.tokenizer
+    encoded = [p if isinstance(p, list) else tokenizer.encode(p, add_special_tokens=True) for p in request.prompts]
+    for ids in encoded:
+        if any(not 0 <= t < model.vocab_size for t in ids):
+            raise RequestError("'prompt' contains token ids outside the vocabulary.", param="prompt")
+    for ids in encoded:
+        finalize_max_tokens(model, request.generation, len(ids), "prompt")
+    return encoded
+
+
+def finalize_max_tokens(model: LoadedModel, gen: GenerationRequest, prompt_len: int, what: str) -> None:
+    """Check prompt + max_tokens against the model's limits (400 with the numbers), fill the default."""
+    room = model.max_model_len - prompt_len
+    if gen.max_tokens is None:
+        if room < 1:
+            raise context_length_exceeded(model.max_model_len, prompt_len, 1, what)
+        default = COMPLETIONS_DEFAULT_MAX_TOKENS if what == "prompt" else model.max_output_length
+        gen.params.max_tokens = min(room, default, model.max_output_length)
+        return
+    if gen.max_tokens > model.max_output_length:
+        raise RequestError(
+            f"max_tokens is too large: {gen.max_tokens}. This model supports at most {model.max_output_length} "
+            "completion tokens.",
+            param="max_tokens",
+            code="max_tokens_exceeded",
+        )
+    if gen.max_tokens > room:
+        raise context_length_exceeded(model.max_model_len, prompt_len, gen.max_tokens, what)
+    gen.params.max_tokens = gen.max_tokens
+
+
+async def _chat_ids(
+    request: ChatRequest, model: LoadedModel, fmt: ToolFormat, policy: FetchPolicy
+) -> tuple[list[int], MultiModalPrompt | None]:
+    """(prompt ids with every image's tokens, the images' inputs or None)."""
+    images: list[tuple[str, str]] = []
+    if model.vision is not None:
+        markers = ImageMarkers.new()
+        flat, images = flatten_images(request.messages, markers)
+    if not images:
+        return _render(request.tools, fmt, model, request.messages), None
+    inputs = await load_images(images, model, policy)
+    ids = _render(request.tools, fmt, model, flat, markers)
+    try:
+        return expand_image_tokens(ids, model.vision.image_token_id, inputs)
+    except ValueError as exc:  # the template dropped or repeated an image
+        raise RequestError(f"The chat template did not place every image once: {exc}.", param="messages") from None
+
+
+def _render(
+    tools: ToolRequest, fmt: ToolFormat, model: LoadedModel, messages: list[dict], images: ImageMarkers | None = None
+) -> list[int]:
+    """The conversation and the tools, in the template's way or in ours. ``images``: the markers standing for the
+    request's images in ``messages``; each becomes one image token."""
+    messages, template_tools = prepare(messages, tools, model.tokenizer.chat_template, fmt)
+    render = model.tokenizer.apply_chat_template
+    if images is None:
+        return render(messages, add_generation_prompt=True, tools=template_tools)
+    if model.vision.content_format == "parts":
+        return render(split_markers(messages, images), add_generation_prompt=True, tools=template_tools, parts=True)
+    pattern = images.pattern()
+    marks = {m: model.vision.image_token for msg in messages if isinstance(msg.get("content"), str)
+             for m in pattern.findall(msg["content"])}  # fmt: skip
+    return render(messages, add_generation_prompt=True, tools=template_tools, placeholders=marks)
+
+
+def _markers(model: LoadedModel, fmt: ToolFormat) -> dict[str, int]:
+    """The format's markers that are control tokens of this vocabulary (e.g. Mistral's ``[TOOL_CALLS]``)."""
+    special = model.tokenizer.special_tokens
+    return {m: special[m] for m in (fmt.open.strip(), fmt.close.strip()) if m and m in special}
+
+
+async def _constrain(tools: ToolRequest, fmt: ToolFormat, model: LoadedModel, gen: GenerationRequest) -> bool:
+    """Compile the answer's grammar (off the event loop: the first one builds the vocabulary, ~0.2 s) into the
+    sampling params; False when the answer is free text."""
+    markers = _markers(model, fmt)
+
+    def compile_guide():
+        grammar = build_grammar(tools, fmt, markers, model.guides.check)
+        return None if grammar is None else model.guides.compile(grammar)
+
+    try:
+        guide = await asyncio.to_thread(compile_guide)
+    except GrammarError as exc:
+        raise RequestError(f"The tools or response_format cannot be enforced: {exc}", param="tools") from None
+    if guide is None:
+        return False
+    gen.params.guide = guide
+    gen.params.keep_special_ids = frozenset(markers.values())
+    return True
