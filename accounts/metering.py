@@ -1,17 +1,20 @@
-"""Metering: one row per request that reached a model (``record_usage``), and the hour / day roll-ups that
-dashboards, reports and ``/v1/usage`` read (``refresh_rollups``, run by the Celery beat)."""
+"""Metering: one row per request that reached a model (``record_usage``; ``record_or_spool``, what the gateway
+calls, spools the row to disk while the database is down), and the hour / day roll-ups that dashboards, reports
+and ``/v1/usage`` read (``refresh_rollups``, run by the Celery beat)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from django.db import Error as DBError
 from django.db import transaction
 from django.db.models import Max, Min, Sum
 from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
-from accounts import usage
+from accounts import spool, usage
+from accounts.database import database_unreachable
 from accounts.models import RollupPeriod, RollupWatermark, UsageRecord, UsageRollup
 
 
@@ -61,6 +64,23 @@ def record_usage(usage: Usage) -> UsageRecord:
     record = usage_record(usage)
     record.save(force_insert=True)
     return record
+
+
+def record_or_spool(usage: Usage) -> None:
+    """Write the row; with the database down, spool it to disk (``accounts.spool``) to be replayed. While rows wait
+    there the database is (or just was) down: new rows queue behind them instead of each waiting for a connection.
+    Any other database error is raised. Set ``created_at``: a spooled row keeps that time.
+
+    The caller closes its thread's connections afterwards (the gateway runs this in a pool thread)."""
+    if not spool.pending():
+        try:
+            record_usage(usage)
+            return
+        except DBError as exc:  # Django's Error: DatabaseError and InterfaceError (a closed connection) alike
+            if not database_unreachable(exc):
+                raise
+    spool.append(usage)
+    spool.replay_soon()
 
 
 # --- usage roll-ups --------------------------------------------------------------------------------

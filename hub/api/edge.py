@@ -2,14 +2,14 @@
 
 For paths under ``/v1``, ``/v2`` and ``/vision`` it refuses oversized bodies (413, counted as
 they arrive, not after), authenticates the bearer key (401), and for requests with a body
-requires JSON (415) that parses to an object (400). What it learned is handed downstream as
+requires JSON (415) that parses to an object (400), read by ``hub/api/body.py`` as the console's
+playground reads its own. What it learned is handed downstream as
 ``scope["hub"]`` (an ``EdgeContext``) so Django views and Channels consumers alike read the
 tenant, key and parsed body from one place. Every response gets ``x-request-id``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import secrets
@@ -20,7 +20,8 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 from accounts.authn import KeyContext
-from hub.api import errors, validation
+from hub.api import body as body_reader
+from hub.api import errors
 from hub.api.auth import authenticate
 from hub.api.paths import base_of, is_api_path
 
@@ -129,7 +130,7 @@ class ApiEdgeMiddleware:
     async def _check(self, scope, receive, ctx: EdgeContext) -> list[dict]:
         limit = settings.HUB_MAX_BODY_BYTES
         declared = _header(scope, b"content-length")
-        too_large = errors.PayloadTooLarge(f"Request body too large: the limit is {limit} bytes.")
+        too_large = body_reader.too_large(limit)
         if declared is not None:
             try:
                 if int(declared) > limit:
@@ -145,26 +146,7 @@ class ApiEdgeMiddleware:
             body, tail = await _read_body(receive, limit)
         except _BodyTooLarge:
             raise too_large from None
-        content_type = (_header(scope, b"content-type") or "").split(";", 1)[0].strip().lower()
-        if content_type != "application/json" and not (
-            content_type.startswith("application/") and content_type.endswith("+json")
-        ):
-            raise errors.UnsupportedMediaType(
-                f"Unsupported Content-Type '{errors.shown(content_type or 'none')}'. Send JSON with Content-Type: "
-                "application/json."
-            )
-        try:
-            ctx.json = json.loads(body)
-        except (UnicodeDecodeError, ValueError) as exc:  # ValueError: JSONDecodeError, or an int of 4300+ digits
-            raise errors.InvalidJson(
-                f"We could not parse the JSON body of your request ({exc.__class__.__name__}: {exc}). "
-                "The OpenAI API expects a JSON payload."
-            ) from None
-        except RecursionError:  # nested deeper than the parser's recursion limit
-            raise validation.too_deep() from None
-        validation.check_json(ctx.json)  # depth, NaN / Infinity
-        if not isinstance(ctx.json, dict):
-            raise errors.InvalidRequest("The request body must be a JSON object.")
+        ctx.json = body_reader.read_json(body, _header(scope, b"content-type"), limit)  # 415, 400
         return [{"type": "http.request", "body": body, "more_body": False}, *tail]
 
     @staticmethod

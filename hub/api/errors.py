@@ -12,9 +12,10 @@ import json
 import logging
 import math
 
-from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
 from rest_framework import exceptions as drf_exceptions
+
+from accounts.database import database_unreachable  # accounts' to decide (metering spools on it); named here too
 
 log = logging.getLogger(__name__)
 
@@ -177,11 +178,6 @@ def error_bytes(error: ApiError) -> bytes:
 
 def internal_error() -> ApiError:
     return ApiError("The server had an error while processing your request.", code="internal_error")
-
-
-def database_unreachable(exc: BaseException) -> bool:
-    """The database is down or out of connections (not a bad query): the client may retry."""
-    return isinstance(exc, (OperationalError, InterfaceError))
 
 
 def for_unexpected(exc: BaseException, where: str) -> ApiError:

@@ -32,10 +32,10 @@ import httpx
 from asgiref.sync import sync_to_async
 from channels.consumer import AsyncConsumer, get_handler_name
 from channels.exceptions import StopConsumer
-from django.db import DatabaseError, close_old_connections
+from django.db import close_old_connections
 from django.utils import timezone
 
-from accounts import metering, spool
+from accounts import metering
 from accounts.models import ModelKind
 from hub.api import errors, validation
 from hub.api.edge import EdgeContext
@@ -84,18 +84,10 @@ def _header_list(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
 
 
 def _record(usage: metering.Usage) -> None:
-    """Write the row; with the database down, spool it to disk (``accounts.spool``) to be replayed. While rows wait
-    there the database is (or just was) down: new rows queue behind them instead of each waiting for a connection."""
+    """The row, written or, with the database down, spooled (``metering.record_or_spool``); in a pool thread, which
+    hands its connection back."""
     try:
-        if not spool.pending():
-            try:
-                metering.record_usage(usage)
-                return
-            except DatabaseError as exc:
-                if not errors.database_unreachable(exc):
-                    raise
-        spool.append(usage)
-        spool.replay_soon()
+        metering.record_or_spool(usage)
     finally:
         close_old_connections()
 

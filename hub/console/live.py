@@ -8,7 +8,8 @@
   has no key and the route ``playground``.
 
 Both sign the user in from the session cookie and scope the tenant with ``scoping.tenant_of``/``check_role``,
-the rules of every console page (404 for outsiders, 403 below the role). The relay takes JSON only, and only
+the rules of every console page (404 for outsiders, 403 below the role). The relay reads its body as the API edge
+does (``hub/api/body.py``: JSON only, ``application/json`` or ``application/*+json``), and takes it only
 with this host's ``Origin`` or, from a browser that sends none, the page's CSRF token: another site's page cannot
 make a signed-in browser spend the tenant's tokens.
 """
@@ -37,7 +38,8 @@ from accounts.authn import KeyContext
 from accounts.limits import Limits
 from accounts.models import ModelKind, Role, ServedModel
 from accounts.services import role_of
-from hub.api import errors, validation
+from hub.api import errors
+from hub.api.body import check_content_type, read_json, too_large
 from hub.api.edge import EdgeContext, new_request_id
 from hub.api.gateway import SSE_HEADERS, GatewayConsumer
 from hub.console.scoping import check_role, tenant_of
@@ -170,10 +172,12 @@ class PlaygroundRelay(GatewayConsumer):
         return "chat/completions"
 
     async def http_request(self, message) -> None:
+        if self.task is not None:  # refused as too large already: the rest of the body is not read
+            return
         self.body = getattr(self, "body", b"") + message.get("body", b"")
         if len(self.body) > settings.HUB_MAX_BODY_BYTES:
             self.body = b""
-            self.task = asyncio.create_task(self._error(errors.PayloadTooLarge("Request body too large.")))
+            self.task = asyncio.create_task(self._error(too_large(settings.HUB_MAX_BODY_BYTES)))
             return
         if not message.get("more_body"):
             self.task = asyncio.create_task(self._start())
@@ -195,9 +199,8 @@ class PlaygroundRelay(GatewayConsumer):
                 "The playground takes requests from the console's own pages only (a same-origin Origin header, or "
                 "the page's CSRF token)."
             )
-        content_type = (_header(self.scope, b"content-type") or "").split(";", 1)[0].strip().lower()
-        if content_type != "application/json":
-            raise errors.UnsupportedMediaType("Send JSON with Content-Type: application/json.")
+        content_type = _header(self.scope, b"content-type")
+        check_content_type(content_type)  # before the session, as ever; read_json below checks it again, the edge's way
         user = await get_user(self.scope)
         if not user.is_authenticated:
             raise errors.AuthenticationError("Sign in to the console first.", code="session_required")
@@ -208,15 +211,7 @@ class PlaygroundRelay(GatewayConsumer):
             raise errors.NotFound("No such page.") from None
         except PermissionDenied:
             raise errors.PermissionDenied("Viewers cannot use the playground: it spends the tenant's tokens.") from None
-        try:
-            body = json.loads(self.body)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise errors.InvalidJson(f"We could not parse the JSON body of your request ({exc}).") from None
-        except RecursionError:
-            raise validation.too_deep() from None
-        if not isinstance(body, dict):
-            raise errors.InvalidRequest("The request body must be a JSON object.")
-        validation.check_json(body)  # the API edge's checks: depth, NaN / Infinity
+        body = read_json(self.body, content_type, settings.HUB_MAX_BODY_BYTES)  # the API edge's reader
         models = await sync_to_async(_chat_models, thread_sensitive=False)(tenant.pk)
         key = KeyContext(
             key_id=None, prefix="", tenant_id=tenant.pk, tenant_slug=tenant.slug, model_ids=models,
