@@ -22,7 +22,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,44 +33,13 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.processes import Process, free_port  # noqa: E402
+
 MODEL = "fake-chat"
 BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16}
 LITELLM_MASTER_KEY = "sk-bench-master"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Process:
-    def __init__(self, name: str, cmd: list[str], env: dict | None = None, ready: str | None = None):
-        self.name = name
-        self.log = tempfile.NamedTemporaryFile("w+", prefix=f"bench-{name}-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
-        if ready:
-            self.wait(ready)
-
-    def wait(self, url: str, timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited: {Path(self.log.name).read_text()[-3000:]}")
-            try:
-                if httpx.get(url, timeout=2).status_code < 500:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"{self.name} not ready: {Path(self.log.name).read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 def _manage(env: dict, *args: str) -> str:
@@ -106,9 +74,8 @@ def start_hub(upstream: str, stack: str, data_dir: Path) -> tuple[Process, str, 
     _manage(env, "create_tenant", "bench")
     _manage(env, "grant_models", "bench", MODEL)
     secret = _manage(env, "create_api_key", "bench", "--name", "bench").strip().splitlines()[-1]
-    hub = Process(
-        "hub", [sys.executable, "manage.py", "serve", "--no-bootstrap"], env, f"http://127.0.0.1:{port}/health"
-    )
+    hub = Process("bench-hub", [sys.executable, "manage.py", "serve", "--no-bootstrap"], env)
+    hub.wait_healthy(f"http://127.0.0.1:{port}/health", 180, ok=lambda status: status < 500)
     return hub, f"http://127.0.0.1:{port}/v1", secret
 
 
@@ -123,7 +90,8 @@ def start_litellm(litellm: str, upstream: str, data_dir: Path) -> tuple[Process,
     )
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False"}
     cmd = [litellm, "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"]
-    proc = Process("litellm", cmd, env, f"http://127.0.0.1:{port}/health/liveliness")
+    proc = Process("bench-litellm", cmd, env)
+    proc.wait_healthy(f"http://127.0.0.1:{port}/health/liveliness", 180, ok=lambda status: status < 500)
     return proc, f"http://127.0.0.1:{port}/v1", LITELLM_MASTER_KEY
 
 
@@ -235,8 +203,8 @@ def main() -> None:
 
     data_dir = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
     up_port = free_port()
-    upstream = Process("upstream", [sys.executable, "benchmarks/fake_upstream.py", "--port", str(up_port)])
-    upstream.wait(f"http://127.0.0.1:{up_port}/v1/models")
+    upstream = Process("bench-upstream", [sys.executable, "benchmarks/fake_upstream.py", "--port", str(up_port)])
+    upstream.wait_healthy(f"http://127.0.0.1:{up_port}/v1/models", 180, ok=lambda status: status < 500)
     upstream_url = f"http://127.0.0.1:{up_port}/v1"
     processes = [upstream]
     try:

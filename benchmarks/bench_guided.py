@@ -19,8 +19,8 @@ from inference.function_calling.formats import FORMATS  # noqa: E402
 from inference.function_calling.grammar import build_grammar  # noqa: E402
 from inference.function_calling.request import read_tool_request  # noqa: E402
 from inference.sampling_params import SamplingParams  # noqa: E402
-from tests.inference.real_models import make_engine  # noqa: E402
-from tests.inference.test_tool_grammar import TOOLS  # noqa: E402
+from tests.support.models import make_engine  # noqa: E402
+from tests.support.samples import TOOLS  # noqa: E402
 
 CALL = (
     '<tool_call>\n{"name": "get_current_weather", "arguments": {"location": "Hamburg", "format": "celsius"}}'

@@ -18,11 +18,8 @@ import argparse
 import concurrent.futures
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from inference import packaged  # noqa: E402
 from inference.loader.sources import resolve_source  # noqa: E402
 from inference.tokenizer.tokenizer import Tokenizer  # noqa: E402
+from tests.support.processes import Process, free_port  # noqa: E402
 
 PROMPT = (
     "The history of the printing press begins in the fifteenth century, when Johannes Gutenberg "
@@ -41,32 +39,17 @@ PROMPT = (
 ) * 16  # ~512 tokens with both tokenizers (checked at run time and printed)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Server:
+    """One OpenAI-compatible server (ours or the peer) on ``port``, serving ``model``."""
+
     def __init__(self, name: str, cmd: list[str], port: int, model: str):
         self.name, self.port, self.model = name, port, model
-        self.log = tempfile.NamedTemporaryFile("w+", prefix=f"bench-{name}-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
         self.url = f"http://127.0.0.1:{port}/v1"
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{name} exited: {Path(self.log.name).read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/models", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        raise RuntimeError(f"{name} did not start")
+        self.process = Process(f"bench-{name}", cmd)
+        self.process.wait_healthy(f"{self.url}/models", 600)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=60)
+        self.process.stop(timeout=60)
 
     def stream(self, prompt: str, max_tokens: int, eos_id: int) -> tuple[float, float, int, int]:
         """(time to first token, time of last token, tokens received, prompt tokens) for one stream."""

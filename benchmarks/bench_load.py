@@ -43,9 +43,7 @@ import os
 import random
 import secrets
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -55,10 +53,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 from openai import APIConnectionError, APIError, APIStatusError, APITimeoutError, AsyncOpenAI
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.django_env import setup_django  # noqa: E402
+from tests.support.processes import Process, free_port  # noqa: E402
+
 MODEL = "smollm2-135m-instruct"
 DATABASE_URL = "postgres://postgres@127.0.0.1:5432/bench_load"
 REDIS_URL = "redis://127.0.0.1:6379/5"
@@ -80,47 +82,6 @@ TASKS = [
 
 
 # --- processes -------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Process:
-    """A child process whose output goes to a log file (a full pipe would stall it)."""
-
-    def __init__(self, name: str, cmd: list[str], env: dict[str, str], health: str, timeout: float = 900):
-        self.name = name
-        self.log = tempfile.NamedTemporaryFile("w+", prefix=f"bench-load-{name}-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {self.proc.returncode}:\n{self.output()[-3000:]}")
-            try:
-                if httpx.get(health, timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"{name} not ready within {timeout:.0f}s:\n{self.output()[-3000:]}")
-
-    def output(self) -> str:
-        return Path(self.log.name).read_text(errors="replace")
-
-    def stop(self) -> str:
-        """Stop it; its log."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.output()
 
 
 def ensure_database(url: str) -> None:
@@ -150,20 +111,6 @@ def hub_environment(stack: str, data_dir: Path) -> dict[str, str]:
         env["HUB_DATABASE_URL"] = DATABASE_URL
         env["HUB_REDIS_URL"] = REDIS_URL
     return env
-
-
-def setup_django(hub_env: dict[str, str]) -> None:
-    """Django in this process, on the hub's database and cache (one plain connection, no pool)."""
-    for name in ("HUB_DATABASE_URL", "HUB_REDIS_URL"):
-        os.environ.pop(name, None)
-    os.environ.update(hub_env)
-    os.environ["HUB_DB_POOL"] = "0"
-    os.environ["HUB_LOG_LEVEL"] = "WARNING"
-    os.environ["DJANGO_SETTINGS_MODULE"] = "hub.settings"
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
 
 
 def prepare_hub_data(inference_v1: str) -> tuple[str, int, str]:
@@ -529,16 +476,18 @@ def main() -> int:
         if args.threads:
             cmd += ["--threads", str(args.threads)]
         print("starting the inference service...", flush=True)
-        processes.append(Process("inference", cmd, base_env, f"http://127.0.0.1:{port}/health"))
+        processes.append(Process("inference", cmd, base_env))
+        processes[-1].wait_healthy(f"http://127.0.0.1:{port}/health", 900)
         inference_v1 = f"http://127.0.0.1:{port}/v1"
 
-        setup_django(hub_env)
+        setup_django({**hub_env, "HUB_LOG_LEVEL": "WARNING"})
         secret, key_id, warm_secret = prepare_hub_data(inference_v1)
         hub_port = free_port()
         env = {**base_env, **hub_env, "HUB_PORT": str(hub_port)}
         print("starting the hub...", flush=True)
         hub_cmd = [sys.executable, "manage.py", "serve", "--no-bootstrap"]
-        processes.append(Process("hub", hub_cmd, env, f"http://127.0.0.1:{hub_port}/health", timeout=120))
+        processes.append(Process("hub", hub_cmd, env))
+        processes[-1].wait_healthy(f"http://127.0.0.1:{hub_port}/health", 120)
         base_url = f"http://127.0.0.1:{hub_port}/v1"
 
         asyncio.run(warm_up(base_url, warm_secret))
@@ -548,14 +497,14 @@ def main() -> int:
         checks, problems = metering(run.calls, rows)
     finally:
         for process in reversed(processes):
-            output = process.stop()
+            output = process.stop(keep_log=True)
             if process.name == "hub":
                 hub_log = [line for line in output.splitlines() if " WARNING " in line or " ERROR " in line]
             if "Traceback" in output:
-                print(f"WARNING: the {process.name} logged a traceback (log kept: {process.log.name}):")
+                print(f"WARNING: the {process.name} logged a traceback (log kept: {process.log_path}):")
                 print(output[output.index("Traceback") :][:3000])
             else:
-                Path(process.log.name).unlink(missing_ok=True)
+                Path(process.log_path).unlink(missing_ok=True)
         shutil.rmtree(data_dir, ignore_errors=True)
     passed = report(args, run, checks, problems, rows, hub_log)
     return 0 if passed or args.no_fail else 1

@@ -41,7 +41,7 @@ from inference.loader.safetensors import load_model  # noqa: E402
 from inference.sampling_params import SamplingParams  # noqa: E402
 from inference.tokenizer.detokenizer import IncrementalDetokenizer  # noqa: E402
 from inference.weights import quantize as Q  # noqa: E402
-from tests.inference.real_models import loaded, model_dir  # noqa: E402
+from tests.support.models import loaded, model_dir  # noqa: E402
 
 PROMPTS = [
     "The capital of France is",

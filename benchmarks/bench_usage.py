@@ -44,6 +44,10 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.django_env import setup_django  # noqa: E402
+
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/bench_usage"
 TENANTS = 50
 KEYS_PER_TENANT = 4
@@ -114,21 +118,6 @@ def ensure_database(url: str, fresh: bool) -> None:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None:
             print(f"creating database {name}", flush=True)
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
-def setup_django(url: str) -> None:
-    """Settings come from the environment (``hub/env.py``): PostgreSQL, no Redis (file cache, eager
-    Celery), one plain connection rather than a pool, and a throw-away data dir for the file cache."""
-    os.environ["HUB_DATABASE_URL"] = url
-    os.environ["HUB_ENV"] = "dev"
-    os.environ["HUB_DB_POOL"] = "0"
-    os.environ["HUB_DATA_DIR"] = tempfile.mkdtemp(prefix="bench-usage-")
-    os.environ.pop("HUB_REDIS_URL", None)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -412,7 +401,9 @@ def human_bytes(n: int) -> str:
 def main() -> None:
     args = parse_args()
     ensure_database(args.database_url, args.fresh)
-    setup_django(args.database_url)
+    # PostgreSQL, no Redis (the file cache, eager Celery), a throw-away data dir for the file cache
+    setup_django({"HUB_DATABASE_URL": args.database_url, "HUB_ENV": "dev",
+                  "HUB_DATA_DIR": tempfile.mkdtemp(prefix="bench-usage-")})  # fmt: skip
 
     from django.core.management import call_command
     from django.utils import timezone

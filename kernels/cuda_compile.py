@@ -10,7 +10,7 @@ an SM can hold.
 This catches what the interpreter cannot: code that only fails to compile (a loop-carried value changing type,
 an op without a lowering, too much shared memory) and register spills. It says nothing about speed.
 
-    python -m kernels.cuda_compile [--arch 90] [--only quant_matmul decode_attention ...]
+    python -m kernels.cuda_compile [--arch 90] [--only quant_matmul decode_attention ...] [--quick] [--shard I/N]
 
 TRITON_INTERPRET must be unset: the interpreter replaces the JIT (the tests run this in a subprocess).
 """
@@ -152,18 +152,27 @@ def compile_only(arch: int = 90) -> Iterator[Callable[[str, str], list[Compiled]
 
 
 def run_cases(
-    arch: int = 90, only: list[str] | None = None, match: str | None = None, quick: bool = False, log=print
+    arch: int = 90,
+    only: list[str] | None = None,
+    match: str | None = None,
+    quick: bool = False,
+    log=print,
+    shard: tuple[int, int] = (0, 1),
 ) -> list[Compiled]:
     """Compiles the cases of ``kernels.cuda_compile_cases`` → what was built; a case that fails to compile, or
     whose kernel would not fit the GPU's shared memory, raises, naming it. ``only``: those ops; ``match``: cases
-    whose label holds it; ``quick``: the cases marked quick (every op and code path, fewer dtypes and shapes)."""
+    whose label holds it; ``quick``: the cases marked quick (every op and code path, fewer dtypes and shapes);
+    ``shard`` (i, n): every n-th of the chosen cases from the i-th, so that n processes share the work."""
     from kernels.cuda_compile_cases import CASES, QUICK
 
+    chosen = [
+        (op, case, call)
+        for op, case, call in CASES
+        if not ((only and op not in only) or (match and match not in case) or (quick and (op, case) not in QUICK))
+    ]
     built = []
     with compile_only(arch) as record:
-        for op, case, call in CASES:
-            if (only and op not in only) or (match and match not in case) or (quick and (op, case) not in QUICK):
-                continue
+        for op, case, call in chosen[shard[0] :: shard[1]]:
             start = time.perf_counter()
             try:
                 call()
@@ -194,10 +203,14 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", help="ops to compile (quant_matmul, decode_attention...)")
     parser.add_argument("--match", help="only the cases whose label holds this")
     parser.add_argument("--quick", action="store_true", help="every op and code path, fewer dtypes and shapes")
+    parser.add_argument("--shard", default="0/1", help="I/N: every N-th chosen case from the I-th (N processes)")
     args = parser.parse_args()
+    index, count = (int(n) for n in args.shard.split("/"))
+    if not 0 <= index < count:
+        parser.error("--shard I/N needs 0 <= I < N")
     start = time.perf_counter()
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
-    built = run_cases(args.arch, args.only, args.match, args.quick, log=log)
+    built = run_cases(args.arch, args.only, args.match, args.quick, log=log, shard=(index, count))
     print(report(built))
     spilling = [c for c in built if c.spilled]
     print(

@@ -13,35 +13,70 @@ import os
 # is imported. On a GPU machine, INFERENCE_TEST_DEVICE=cuda runs them compiled.
 if os.environ.get("INFERENCE_TEST_DEVICE", "cpu") == "cpu":
     os.environ.setdefault("TRITON_INTERPRET", "1")
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
+from openai import OpenAI
 
 from accounts import services
 from accounts.models import ModelKind, Role
-
-ROOT = Path(__file__).resolve().parent.parent
-IN_CI = os.environ.get("CI", "").lower() == "true"
+from tests.support import IN_CI, markers
+from tests.support.fake_service import fake_service
+from tests.support.hub import LiveHub, clear_run_cache, database_url_for_subprocess, start_hub, stop_hub
+from tests.support.live import FAKE_CHAT, FAKE_EMBED, settle
+from tests.support.processes import free_port, redis_server
 
 
 def pytest_configure(config):
+    for name, description in markers.MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {description}")
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        _interpreter_needs_its_marker()
     # CI must run on the real services: a missing variable is an error, never a skip.
     if IN_CI:
         missing = [name for name in ("HUB_DATABASE_URL", "HUB_REDIS_URL") if not os.environ.get(name)]
         if missing:
             raise pytest.UsageError(f"CI=true but {', '.join(missing)} not set: refusing to run without them")
+
+
+KERNEL_TESTS = Path(__file__).parent / "kernels"
+
+
+def _interpreter_needs_its_marker() -> None:
+    """A kernel launched under Triton's interpreter fails a test not marked ``interpreter`` (the benchmarks and a
+    GPU run, which compile, are untouched)."""
+    from triton.runtime.interpreter import InterpretedFunction
+
+    run = InterpretedFunction.run
+
+    def checked(self, *args, grid, warmup, **kwargs):
+        markers.require("interpreter", f"runs the Triton kernel {self.fn.__name__} under the interpreter")
+        return run(self, *args, grid=grid, warmup=warmup, **kwargs)
+
+    InterpretedFunction.run = checked
+
+
+def pytest_collection_modifyitems(config, items):
+    """The markers that follow from a test's fixtures or place (the others are the modules' ``pytestmark``)."""
+    interpreted = os.environ.get("TRITON_INTERPRET") == "1"
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & {"live_hub", "inference_url"}:
+            item.add_marker(pytest.mark.live)
+        if "inference_url" in fixtures:  # the session's service with the packaged models
+            item.add_marker(pytest.mark.real_model)
+        if interpreted and KERNEL_TESTS in item.path.parents:
+            item.add_marker(pytest.mark.interpreter)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Before the test's fixtures: its markers, which the helpers that start servers or load models check."""
+    markers.set_current({mark.name for mark in item.iter_markers()})
 
 
 @pytest.fixture(scope="session")
@@ -60,18 +95,6 @@ def django_db_setup(django_db_setup, django_db_blocker):
             )
 
 
-def clear_run_cache() -> None:
-    """Empty this run's cache. On Redis only this run's keys (``HUB_CACHE_PREFIX``: the cache, the limit counters,
-    the channel layer), never the whole database, which a live hub or another run may be using."""
-    if not settings.REDIS_URL:
-        cache.clear()  # the file cache under this run's HUB_DATA_DIR
-        return
-    client = cache._cache.get_client(write=True)
-    keys = list(client.scan_iter(match=f"{settings.HUB_CACHE_PREFIX}:*", count=1000))
-    for start in range(0, len(keys), 1000):
-        client.delete(*keys[start : start + 1000])
-
-
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     clear_run_cache()
@@ -85,25 +108,6 @@ def _run_keys_removed():
     if settings.REDIS_URL:
         clear_run_cache()
         cache._cache.get_client(write=True).delete(settings.CELERY_TASK_DEFAULT_QUEUE)
-
-
-def redis_server(port: int) -> subprocess.Popen:
-    """A private redis-server on ``port`` (nothing kept on disk), started and answering."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is missing: these machines have it (Debian's redis-server)")
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        ping = subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True)
-        if ping.stdout.strip() == "PONG":
-            return process
-        time.sleep(0.1)
-    process.kill()
-    pytest.fail("redis-server did not start")
 
 
 @pytest.fixture(scope="session")
@@ -183,105 +187,6 @@ def outsider(db):
 # --- the live hub ---------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def database_url_for_subprocess() -> str:
-    db = settings.DATABASES["default"]
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-def manage(*args: str) -> subprocess.CompletedProcess:
-    """Run a management command in its own process, on the test database."""
-    env = {**os.environ, "HUB_DATABASE_URL": database_url_for_subprocess()}
-    return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
-
-
-def run_on_worker(send: Callable[[], object], done: Callable[[], bool], timeout: float = 60) -> str:
-    """Start a Celery worker on the configured broker (Redis) and the test database, ``send`` a task and wait
-    (up to ``timeout``) until ``done()``; returns the worker's output, for the failure message."""
-    env = {**os.environ, "HUB_DATABASE_URL": database_url_for_subprocess()}
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "hub", "worker", "--pool", "solo", "--concurrency", "1",
-         "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    try:
-        send()
-        deadline = time.monotonic() + timeout
-        while not done() and time.monotonic() < deadline:
-            time.sleep(0.25)
-    finally:
-        worker.terminate()
-        output = worker.communicate(timeout=30)[0]
-    return output
-
-
-@dataclass
-class LiveHub:
-    url: str
-    process: subprocess.Popen
-
-    def api(self, base: str = "v1") -> str:
-        return f"{self.url}/{base}"
-
-
-def start_hub(
-    env_overrides: dict[str, str],
-    *args: str,
-    timeout: float = 60,
-    command: list[str] | None = None,
-    port: int | None = None,
-) -> tuple[subprocess.Popen, str]:
-    """Start ``manage.py serve`` (or ``command``, e.g. ``make run``, in its own process group as a terminal
-    would start it); its output goes to a file (a full pipe would stall the server)."""
-    port = port or free_port()
-    env = {**os.environ, "HUB_PORT": str(port), "HUB_HOST": "127.0.0.1", **env_overrides}
-    log = tempfile.NamedTemporaryFile("w+", prefix=f"hub-{port}-", suffix=".log", delete=False)
-    process = subprocess.Popen(
-        command or [sys.executable, "manage.py", "serve", *args],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=command is not None,
-    )  # fmt: skip
-    process.log_path = log.name
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"hub exited with {process.returncode}:\n{hub_output(process)}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"hub did not answer /health within {timeout}s:\n{hub_output(process)}")
-
-
-def hub_output(process: subprocess.Popen) -> str:
-    return Path(process.log_path).read_text()
-
-
-def stop_hub(process: subprocess.Popen) -> str:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    output = hub_output(process)
-    Path(process.log_path).unlink(missing_ok=True)
-    return output
-
-
 @pytest.fixture(scope="session")
 def live_hub(django_db_setup, django_db_blocker):
     """One hub server for the session, on the test database (data must be committed: use
@@ -290,3 +195,37 @@ def live_hub(django_db_setup, django_db_blocker):
     yield LiveHub(url=url, process=process)
     output = stop_hub(process)
     assert "Traceback" not in output, f"the live hub logged a traceback:\n{output}"
+
+
+# --- the live hub in front of a fake of our service -------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def fake():
+    """A fake of our inference service (``tests/support/fake_service.py``): the gateway's behaviour, no model."""
+    with fake_service() as service:
+        yield service
+
+
+@pytest.fixture
+def fake_hub(live_hub, fake):
+    """The live hub with two models served by ``fake``: ``fake-chat`` (up to 256 tokens out) and ``fake-embed``;
+    tenant acme entitled to both, a key for both (``everything``) and one for ``fake-embed`` only."""
+    services.register_model(FAKE_CHAT, ModelKind.CHAT, max_sequence_length=4096, max_output_length=256,
+                            deployment_url=fake.url)  # fmt: skip
+    services.register_model(FAKE_EMBED, ModelKind.EMBEDDING, max_sequence_length=512, hidden_size=8,
+                            deployment_url=fake.url)  # fmt: skip
+    tenant = services.create_tenant("acme", "Acme")
+    services.grant_models(tenant, [FAKE_CHAT, FAKE_EMBED])
+    everything = services.issue_key(tenant, name="all")
+    embed_only = services.issue_key(tenant, name="embed", model_ids=[FAKE_EMBED])
+
+    def client(key=everything, base: str = "v1") -> OpenAI:
+        return OpenAI(base_url=live_hub.api(base), api_key=key.secret, max_retries=0)
+
+    client.everything, client.embed_only, client.tenant, client.url = everything, embed_only, tenant, live_hub.url
+    client.barrier_model = FAKE_EMBED
+    fake.requests.clear()
+    fake.chunk_delay, fake.default_tokens = 0.0, 64
+    yield client
+    settle()

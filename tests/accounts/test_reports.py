@@ -21,7 +21,7 @@ from accounts.models import Role, UsageRecord, UsageReport
 from accounts.tasks import build_monthly_reports, build_usage_report
 from hub.beat import InProcessBeat
 from hub.celery import app
-from tests.conftest import run_on_worker
+from tests.support.hub import run_on_worker
 
 MONTH = date(2026, 10, 1)
 NOVEMBER = date(2026, 11, 1)

@@ -10,7 +10,7 @@ from accounts import services
 from accounts.authn import AuthFailed, authenticate_secret
 from accounts.models import ApiKey
 from accounts.tasks import forget_rotated_secrets
-from tests.conftest import run_on_worker
+from tests.support.hub import run_on_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -13,7 +13,7 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 # The accounts schema of the last release (what main served before this one's migrations): a database it
 # created must migrate forward. Move it on when a release ships new migrations.
@@ -65,11 +65,11 @@ def test_a_previous_release_database_migrates_forward_with_its_data(fresh_databa
     env = fresh_database
     _manage(env, "migrate", "accounts", PREVIOUS_RELEASE, "--no-input")  # the old release's schema
     _manage(env, "migrate", "auth", "--no-input")
-    _manage(env, "shell", "-c", f"from tests.accounts.upgrade_steps import populate; populate({PREVIOUS_RELEASE!r})")
+    _manage(env, "shell", "-c", f"from tests.support.upgrade_steps import populate; populate({PREVIOUS_RELEASE!r})")
     plan = _manage(env, "migrate", "--plan")
     assert "accounts." in plan  # there is something to migrate
     _manage(env, "migrate", "--no-input")
-    out = _manage(env, "shell", "-c", "from tests.accounts.upgrade_steps import check; check()")
+    out = _manage(env, "shell", "-c", "from tests.support.upgrade_steps import check; check()")
     seen = json.loads(out.strip().splitlines()[-1])
     assert seen == {
         "tenant_rpm": 600,

@@ -4,24 +4,16 @@ LLaVAs (1.5 and NeXT, written by transformers), once per session; a local image 
 from __future__ import annotations
 
 import json
-import secrets
-import threading
-import time
-from contextlib import contextmanager
 
 import pytest
 from openai import OpenAI
 
 from accounts import services
-from accounts.models import UsageRecord
 from hub.inference_client import model_cards
-from tests.conftest import free_port
-from tests.inference.image_server import ALLOW_LOCAL_IMAGES, image_server
-from tests.inference.live_service import inference_service
-from tests.inference.reference_checkpoints import llava_checkpoint
-
-CHAT, COMPLETION, EMBED = "smollm2-135m-instruct", "gemma-3-270m", "all-minilm-l6-v2"
-VISION_NEXT, VISION_15 = "llava-next-tiny", "llava-1.5-tiny"
+from tests.support.checkpoints import llava_checkpoint
+from tests.support.images import ALLOW_LOCAL_IMAGES, image_server
+from tests.support.inference import inference_service
+from tests.support.live import CHAT, CHAT_MAX_OUTPUT, COMPLETION, EMBED, VISION_15, VISION_NEXT, settle
 
 
 @pytest.fixture(scope="session")
@@ -29,11 +21,6 @@ def images():
     """Pictures over http on 127.0.0.1 (``images.url``), which the service's allow-list permits."""
     with image_server() as server:
         yield server
-
-
-# The chat deployment's output cap, as an operator sets it: a chat without max_tokens (most reference examples)
-# stops there instead of at the 8192-token context, which on this CPU can outlast an example's 5-minute timeout.
-CHAT_MAX_OUTPUT = 1024
 
 
 @pytest.fixture(scope="session")
@@ -75,58 +62,4 @@ def hub(live_hub, inference_url):
     client.everything, client.embed_only, client.tenant, client.url = everything, embed_only, tenant, live_hub.url
     client.inference_health = lambda: inference_url.removesuffix("/v1") + "/health"
     yield client
-    _settle()
-
-
-def _settle(quiet: float = 0.3, limit: float = 10) -> None:
-    """Wait until the hub has written the usage rows of the test's last answers (a row is committed just
-    after its answer is sent): flushing the database under an in-flight insert deadlocks on PostgreSQL."""
-    deadline = time.monotonic() + limit
-    count, since = UsageRecord.objects.count(), time.monotonic()
-    while time.monotonic() < deadline and time.monotonic() - since < quiet:
-        time.sleep(0.05)
-        now = UsageRecord.objects.count()
-        if now != count:
-            count, since = now, time.monotonic()
-
-
-def rows(count: int = 1, **filters) -> list[UsageRecord]:
-    """Usage rows, waiting (up to 10 s) for at least ``count``: a row is written just after its answer is
-    sent, so the client can be a moment ahead of it."""
-    deadline = time.monotonic() + 10
-    while True:
-        found = list(UsageRecord.objects.filter(**filters).order_by("id"))
-        if len(found) >= count or time.monotonic() > deadline:
-            return found
-        time.sleep(0.05)
-
-
-def barrier(hub) -> None:
-    """Before asserting that requests wrote no usage row (or no more than some): one metered request sent after
-    them, and its row seen. The hub writes a request's row just after its answer, so rows of answers that came
-    back before the barrier's are written by the time the barrier's is (or were never to be written)."""
-    request_id = f"req_barrier_{secrets.token_hex(6)}"
-    hub().embeddings.create(model=EMBED, input="barrier", extra_headers={"x-request-id": request_id})
-    assert rows(request_id=request_id), "the barrier request's usage row was not written within 10 s"
-
-
-@contextmanager
-def chat_upstream(endpoint):
-    """A fake deployment (for the gateway's own behaviour) on a loopback port: ``endpoint``, a Starlette endpoint,
-    serves ``/v1/chat/completions``; yields the base URL to register."""
-    import uvicorn
-    from starlette.applications import Starlette
-    from starlette.routing import Route
-
-    port = free_port()
-    app = Starlette(routes=[Route("/v1/chat/completions", endpoint, methods=["POST"])])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    settle()

@@ -7,8 +7,8 @@ import json
 import httpx
 import pytest
 
-from tests.e2e.conftest import CHAT, COMPLETION, EMBED, rows
 from tests.openai_spec import assert_valid
+from tests.support.live import CHAT, COMPLETION, EMBED, rows
 
 pytestmark = pytest.mark.live
 

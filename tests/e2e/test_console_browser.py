@@ -24,9 +24,9 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from accounts import metering, reports, services
 from accounts.models import Role, UsageRecord
-from tests.e2e.conftest import CHAT, EMBED, rows
+from tests.support.live import CHAT, EMBED, rows
 
-pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "correct horse battery staple"

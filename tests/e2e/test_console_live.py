@@ -14,8 +14,8 @@ from django.test import Client
 
 from accounts import services
 from accounts.models import Deployment, ModelKind, Role, UsageRecord
-from tests.conftest import free_port
-from tests.e2e.conftest import CHAT, EMBED, barrier, rows
+from tests.support.live import CHAT, EMBED, barrier, rows
+from tests.support.processes import free_port
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 

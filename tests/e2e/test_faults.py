@@ -17,12 +17,13 @@ from accounts import services
 from accounts.limits import Limits
 from accounts.models import UsageRecord
 from hub.inference_client import model_cards
-from tests.conftest import database_url_for_subprocess, free_port, redis_server, start_hub, stop_hub
-from tests.e2e.conftest import CHAT, EMBED, rows
-from tests.e2e.tcp_proxy import TcpProxy
-from tests.inference.live_service import model_flags, start_service
+from tests.support.hub import database_url_for_subprocess, start_hub, stop_hub
+from tests.support.inference import model_flags, start_service
+from tests.support.live import CHAT, EMBED, rows
+from tests.support.processes import free_port, redis_server
+from tests.support.tcp_proxy import TcpProxy
 
-pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.real_model, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
 
 def test_redis_down_limited_keys_fail_closed_others_keep_working(hub):

@@ -15,9 +15,11 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from tests.conftest import ROOT, free_port, hub_output, start_hub, stop_hub
+from tests.support import ROOT
+from tests.support.hub import hub_output, start_hub, stop_hub
+from tests.support.processes import free_port
 
-pytestmark = pytest.mark.live
+pytestmark = [pytest.mark.real_model, pytest.mark.live]
 
 MAKE_RUN = ["make", "--no-print-directory", "run"]
 CHAT = "smollm2-135m-instruct"

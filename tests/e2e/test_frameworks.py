@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from langchain_openai import ChatOpenAI, OpenAIEmbeddings
 
-from tests.e2e.conftest import CHAT, EMBED, rows
+from tests.support.live import CHAT, EMBED, rows
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 

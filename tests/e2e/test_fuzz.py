@@ -25,7 +25,7 @@ from schemathesis import GenerationMode
 
 from accounts import services
 from accounts.models import ModelKind
-from tests.e2e.conftest import CHAT, EMBED
+from tests.support.live import CHAT, EMBED
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 

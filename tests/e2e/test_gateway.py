@@ -1,90 +1,23 @@
 """Generation through the hub: a live hub in front of a live inference service (the three packaged
 models and two tiny LLaVAs), the OpenAI SDK as the client, and the usage rows the hub wrote checked against
-what the client received."""
+what the client received: answers of real models, aborts that stop a real generation, entitlements and the
+deployment's own checks, tool calls and vision. The gateway's behaviour that needs no model is test_relay.py's."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import time
 
 import httpx
 import openai
 import pytest
 
-from accounts import services
-from accounts.models import ModelKind, UsageRecord
-from tests.conftest import free_port
-from tests.e2e.conftest import CHAT, COMPLETION, EMBED, VISION_15, VISION_NEXT, barrier, chat_upstream, rows
-from tests.inference.test_server_vision import data_url
-from tests.inference.test_tool_grammar import WEATHER
+from accounts.models import UsageRecord
+from tests.support.images import data_url
+from tests.support.live import CHAT, COMPLETION, EMBED, VISION_15, VISION_NEXT, barrier, read_then_hang_up, rows
+from tests.support.samples import WEATHER
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
-
-
-def test_chat_completion_is_relayed_and_metered_exactly(hub):
-    response = hub().chat.completions.with_raw_response.create(
-        model=CHAT, messages=[{"role": "user", "content": "Say hello."}], max_tokens=12, temperature=0
-    )
-    completion = response.parse()
-    request_id = response.headers["x-request-id"]
-    assert completion.model == CHAT and completion.choices[0].message.content
-    [row] = rows(request_id=request_id)
-    assert (row.prompt_tokens, row.completion_tokens, row.total_tokens) == (
-        completion.usage.prompt_tokens, completion.usage.completion_tokens, completion.usage.total_tokens,
-    )  # fmt: skip
-    assert row.tenant_id == hub.tenant.id and row.api_key_id == hub.everything.key.id
-    assert (row.model, row.route, row.status_code) == (CHAT, "chat/completions", 200)
-    assert not row.streamed and not row.aborted
-
-
-@pytest.mark.parametrize("include_usage", [True, False])
-def test_streamed_chat_is_metered_whether_or_not_the_client_asks_for_usage(hub, include_usage):
-    options = {"include_usage": True} if include_usage else None
-    with hub().chat.completions.with_streaming_response.create(
-        model=CHAT, messages=[{"role": "user", "content": "Count to five."}], max_tokens=16, temperature=0,
-        stream=True, stream_options=options,
-    ) as response:  # fmt: skip
-        request_id = response.headers["x-request-id"]
-        chunks = list(response.parse())
-    assert chunks[0].choices[0].delta.role == "assistant"
-    assert all(c.model == CHAT for c in chunks)
-    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text
-    usage_chunks = [c for c in chunks if c.usage is not None]
-    [row] = rows(request_id=request_id)
-    assert row.streamed and not row.aborted and row.status_code == 200
-    assert row.completion_tokens == 16 or chunks[-2 if include_usage else -1].choices[0].finish_reason == "stop"
-    if include_usage:  # exactly one usage chunk, last, with no choices, equal to the row
-        assert len(usage_chunks) == 1 and chunks[-1].usage is not None and chunks[-1].choices == []
-        assert (row.prompt_tokens, row.completion_tokens) == (
-            chunks[-1].usage.prompt_tokens,
-            chunks[-1].usage.completion_tokens,
-        )
-    else:
-        assert usage_chunks == [] and row.completion_tokens > 0 and row.prompt_tokens > 0
-    assert row.time_to_first_token_ms is not None and row.time_to_first_token_ms <= row.duration_ms
-
-
-def _read_then_hang_up(hub, model: str, route: str, body: dict, chunks: int) -> tuple[str, dict]:
-    """Stream with running usage in every chunk, read ``chunks`` data chunks, hang up: (request id, the usage in
-    the last chunk read, i.e. the tokens the client received)."""
-    body = {**body, "model": model, "stream": True,
-            "stream_options": {"include_usage": True, "continuous_usage_stats": True}}  # fmt: skip
-    with httpx.stream(
-        "POST", f"{hub.url}/v1/{route}", headers={"authorization": f"Bearer {hub.everything.secret}"}, json=body,
-        timeout=60,
-    ) as response:  # fmt: skip
-        request_id = response.headers["x-request-id"]
-        seen, usage = 0, {}
-        for line in response.iter_lines():
-            if line.startswith("data: {"):
-                seen += 1
-                usage = json.loads(line[6:])["usage"] or usage
-            if seen == chunks:
-                break
-    return request_id, usage
 
 
 def test_an_aborted_stream_is_metered_with_the_tokens_it_produced(hub):
@@ -93,7 +26,7 @@ def test_an_aborted_stream_is_metered_with_the_tokens_it_produced(hub):
     read (chunks relayed after its last read, in flight or unread in its socket when it closed, count too; the
     exact equality is checked against an upstream that stops where the client does, below)."""
     body = {"prompt": "Once upon a time", "max_tokens": 400, "temperature": 0, "logit_bias": {"1": -100}}
-    request_id, seen = _read_then_hang_up(hub, COMPLETION, "completions", body, chunks=5)
+    request_id, seen = read_then_hang_up(hub, COMPLETION, "completions", body, chunks=5)
     [row] = rows(request_id=request_id)
     assert row.aborted and row.streamed and row.status_code == 499
     assert row.prompt_tokens == seen["prompt_tokens"] and 5 <= seen["completion_tokens"] <= row.completion_tokens
@@ -107,100 +40,6 @@ def test_an_aborted_stream_is_metered_with_the_tokens_it_produced(hub):
             break
         time.sleep(0.1)
     assert health["running"] == 0
-
-
-def _chunk(i: int) -> dict:
-    """Our service's chunk ``i``: a word, and the running usage (3 tokens a chunk)."""
-    usage = {"prompt_tokens": 11, "completion_tokens": 3 * (i + 1), "total_tokens": 11 + 3 * (i + 1)}
-    choice = {"index": 0, "delta": {"content": f"w{i} "}, "finish_reason": None}
-    return {
-        "id": "x",
-        "object": "chat.completion.chunk",
-        "created": 0,
-        "model": "up",
-        "choices": [choice],
-        "usage": usage,
-    }
-
-
-@pytest.fixture
-def paused_upstream():
-    """A deployment (as our inference service answers: running usage in each chunk) that streams five chunks and
-    then holds until ``release`` is set, before five more: a client that hangs up after the fifth has received
-    every chunk relayed. ``closed`` is set when the hub closes the upstream stream."""
-    from starlette.responses import StreamingResponse
-
-    release, closed = threading.Event(), threading.Event()
-
-    async def chat(request):
-        body = await request.json()
-        assert body["stream_options"] == {"include_usage": True, "continuous_usage_stats": True}
-
-        async def events():
-            try:
-                for i in range(10):
-                    while i == 5 and not release.is_set():
-                        await asyncio.sleep(0.02)
-                    yield f"data: {json.dumps(_chunk(i))}\n\n"
-                yield "data: [DONE]\n\n"
-            finally:
-                closed.set()
-
-        return StreamingResponse(events(), media_type="text/event-stream")
-
-    with chat_upstream(chat) as url:
-        yield url, release, closed
-        release.set()
-
-
-def test_an_aborted_stream_is_metered_exactly_as_the_client_received_it(hub, paused_upstream):
-    """The usage row of a stream the client closed holds exactly the tokens in the last chunk it received, however
-    many chunks it read (5 here, the upstream holding the sixth); the hub closes the upstream stream."""
-    url, release, closed = paused_upstream
-    services.register_model("paused", ModelKind.CHAT, max_sequence_length=512, max_output_length=64,
-                            deployment_url=url)  # fmt: skip
-    services.grant_models(hub.tenant, ["paused"])
-    body = {"messages": [{"role": "user", "content": "hi"}]}
-    request_id, seen = _read_then_hang_up(hub, "paused", "chat/completions", body, chunks=5)
-    [row] = rows(request_id=request_id)
-    assert seen == {"prompt_tokens": 11, "completion_tokens": 15, "total_tokens": 26}
-    assert (row.prompt_tokens, row.completion_tokens) == (11, 15)
-    assert row.aborted and row.status_code == 499
-    assert closed.wait(10), "the hub did not close the upstream stream"
-    release.set()
-
-
-@pytest.fixture
-def lingering_upstream():
-    """A deployment that ends its stream with ``[DONE]`` but keeps the connection open a while after it."""
-    from starlette.responses import StreamingResponse
-
-    async def chat(request):
-        async def events():
-            for i in range(3):
-                yield f"data: {json.dumps(_chunk(i))}\n\n"
-            yield "data: [DONE]\n\n"
-            await asyncio.sleep(5)
-
-        return StreamingResponse(events(), media_type="text/event-stream")
-
-    with chat_upstream(chat) as url:
-        yield url
-
-
-def test_a_stream_the_client_closes_after_done_is_metered_as_complete(hub, lingering_upstream):
-    """The SDK stops reading at ``[DONE]`` and closes: the answer was whole, so its row is a success (200), not an
-    abort, even when the deployment has not closed its side yet."""
-    services.register_model("lingering", ModelKind.CHAT, max_sequence_length=512, max_output_length=64,
-                            deployment_url=lingering_upstream)  # fmt: skip
-    services.grant_models(hub.tenant, ["lingering"])
-    with hub().chat.completions.with_streaming_response.create(
-        model="lingering", messages=[{"role": "user", "content": "hi"}], stream=True
-    ) as response:
-        request_id = response.headers["x-request-id"]
-        assert "".join(c.choices[0].delta.content for c in response.parse()) == "w0 w1 w2 "
-    [row] = rows(request_id=request_id)
-    assert (row.status_code, row.aborted, row.completion_tokens) == (200, False, 9)
 
 
 def test_completions_and_embeddings_through_every_base_url(hub):
@@ -244,53 +83,6 @@ def test_entitlements_limits_and_kinds(hub):
         hub().embeddings.create(model=CHAT, input="hi")
     barrier(hub)
     assert not UsageRecord.objects.exclude(request_id__startswith="req_barrier_").exists()  # nothing reached a model
-
-
-def test_method_not_allowed_and_unreachable_deployment(hub, inference_url):
-    response = httpx.get(f"{hub.url}/v1/chat/completions", headers={"authorization": f"Bearer {hub.everything.secret}"})
-    assert response.status_code == 405 and response.json()["error"]["code"] == "method_not_allowed"
-    services.register_model("ghost", ModelKind.CHAT, max_sequence_length=512, max_output_length=64,
-                            deployment_url=f"http://127.0.0.1:{free_port()}/v1")  # fmt: skip
-    services.grant_models(hub.tenant, ["ghost"])
-    with pytest.raises(openai.InternalServerError) as exc:
-        hub().chat.completions.create(model="ghost", messages=[{"role": "user", "content": "hi"}])
-    assert exc.value.status_code == 503 and exc.value.body["code"] == "service_unavailable"
-
-
-@pytest.fixture
-def broken_upstream():
-    """An external OpenAI-compatible API that streams three chunks and then drops the connection."""
-    from starlette.responses import StreamingResponse
-
-    async def chat(request):
-        async def events():
-            for i in range(3):
-                chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "up",
-                         "choices": [{"index": 0, "delta": {"content": f"w{i} "}, "finish_reason": None}]}  # fmt: skip
-                yield f"data: {json.dumps(chunk)}\n\n"
-            raise RuntimeError("the upstream dies mid-stream")
-
-        return StreamingResponse(events(), media_type="text/event-stream")
-
-    with chat_upstream(chat) as url:
-        yield url
-
-
-def test_an_upstream_failure_mid_stream_ends_with_an_error_event_and_is_metered(hub, broken_upstream):
-    services.register_model("flaky", ModelKind.CHAT, max_sequence_length=512, max_output_length=64,
-                            deployment_url=broken_upstream, upstream_api_key="sk-upstream", external=True)  # fmt: skip
-    services.grant_models(hub.tenant, ["flaky"])
-    with httpx.stream(
-        "POST", f"{hub.url}/v1/chat/completions", headers={"authorization": f"Bearer {hub.everything.secret}"},
-        json={"model": "flaky", "messages": [{"role": "user", "content": "hi"}], "stream": True}, timeout=30,
-    ) as response:  # fmt: skip
-        request_id = response.headers["x-request-id"]
-        events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: {")]
-    assert [e["choices"][0]["delta"]["content"] for e in events[:3]] == ["w0 ", "w1 ", "w2 "]
-    assert all(e["model"] == "flaky" for e in events[:3])
-    assert events[-1]["error"]["code"] == "upstream_error" and len(events) == 4
-    [row] = rows(request_id=request_id)
-    assert row.status_code == 502 and row.streamed and not row.aborted
 
 
 def test_tool_calls_and_structured_outputs_pass_through_unchanged_and_are_metered(hub, inference_url):

@@ -8,10 +8,10 @@ from openai import OpenAI
 
 from accounts import services
 from accounts.models import Deployment
-from tests.e2e.conftest import rows
-from tests.inference.live_service import inference_service, model_flags
+from tests.support.inference import inference_service, model_flags
+from tests.support.live import rows
 
-pytestmark = pytest.mark.live
+pytestmark = [pytest.mark.real_model, pytest.mark.live]
 
 SECRET = "inference-secret-0123456789"
 EMBED = "keyed-minilm"

@@ -9,7 +9,7 @@ from openai import OpenAI
 
 from accounts import services
 from accounts.keys import generate_secret
-from tests.conftest import manage
+from tests.support.hub import manage
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from jsonschema import Draft202012Validator
 
-from tests.e2e.conftest import CHAT, COMPLETION, EMBED
+from tests.support.live import CHAT, COMPLETION, EMBED
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 

@@ -30,8 +30,8 @@ import jsonschema
 import pytest
 
 from accounts.models import UsageRecord
-from tests.e2e.conftest import CHAT, EMBED, VISION_15, VISION_NEXT
-from tests.inference.image_server import photo
+from tests.support.images import photo
+from tests.support.live import CHAT, EMBED, VISION_15, VISION_NEXT
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 

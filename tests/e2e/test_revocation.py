@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from accounts import authcache, services
 from accounts.models import ApiKey, ModelKind, Role
-from tests.conftest import database_url_for_subprocess, start_hub, stop_hub
+from tests.support.hub import database_url_for_subprocess, start_hub, stop_hub
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 

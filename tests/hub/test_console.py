@@ -14,6 +14,7 @@ from accounts import services
 from accounts.authn import AuthFailed, authenticate_secret
 from accounts.keys import hash_secret
 from accounts.models import ApiKey, Invitation, Membership, ModelKind, Role
+from tests.support.console import acme_pages
 
 pytestmark = pytest.mark.django_db
 
@@ -29,15 +30,6 @@ def secret_in(response) -> str:
     match = SECRET_RE.search(response.content.decode())
     assert match, response.content.decode()[:3000]
     return match.group()
-
-
-def acme_pages(acme) -> list[str]:
-    key = services.issue_key(acme.tenant, name="existing").key
-    base = "/console/t/acme"
-    return [
-        f"{base}/", f"{base}/keys/", f"{base}/keys/{key.pk}/", f"{base}/members/", f"{base}/models/",
-        f"{base}/usage/", f"{base}/usage.csv", f"{base}/playground/",
-    ]  # fmt: skip
 
 
 def acme_posts(acme) -> list[tuple[str, dict]]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 
-from tests.hub.test_console import acme_pages
+from tests.support.console import acme_pages
 
 pytestmark = pytest.mark.django_db
 

@@ -19,7 +19,7 @@ from hub.api import errors
 from hub.api.limit_store import BUDGET, RATE, STREAMS, Check, LocalStore, RedisStore
 from hub.api.ratelimit import Estimate, Limiter, estimate, estimate_tokens, reset_text
 from hub.api.upstream import ModelInfo
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 T0 = 1_800_000_000.0
 

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from hub import env
-from tests.conftest import IN_CI, ROOT
+from tests.support import IN_CI, ROOT
 
 
 @pytest.mark.parametrize(

@@ -17,8 +17,10 @@ from inference.packaged import minilm_dir
 from inference.sampling_params import SamplingParams
 from inference.server.registry import build_model
 from inference.tokenizer.detokenizer import IncrementalDetokenizer
-from tests.inference.real_models import run_to_end
-from tests.inference.test_embeddings import SENTENCES
+from tests.support.models import run_to_end
+from tests.support.samples import SENTENCES
+
+pytestmark = pytest.mark.real_model
 
 PROMPTS = [  # each is checked alone and beside the 7 others
     "The capital of France is",

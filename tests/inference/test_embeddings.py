@@ -14,7 +14,8 @@ from inference.layers.context import ForwardContext, forward_context
 from inference.loader.safetensors import iter_safetensors, load_model
 from inference.models.bert import BertModel
 from inference.packaged import minilm_dir
-from tests.inference import reference_checkpoints as rc
+from tests.support import checkpoints as rc
+from tests.support.samples import SENTENCES
 
 LENGTHS = (17, 5, 30)
 
@@ -90,21 +91,7 @@ def test_embed_rejects_empty_and_overlong_inputs(tiny):
         ours.embed([[1] * (ours.config.max_position_embeddings + 1)])
 
 
-SENTENCES = [
-    "The quick brown fox jumps over the lazy dog.",
-    "A self-hosted LLM platform serves models behind an OpenAI-compatible API.",
-    "Paris is the capital of France.",
-    "¿Dónde está la biblioteca? Je ne sais pas.",
-    "def fibonacci(n): return n if n < 2 else fibonacci(n - 1) + fibonacci(n - 2)",
-    "I love this movie!!! 10/10 would watch again 😀",
-    "Quantum entanglement links the states of two particles regardless of distance.",
-    "ok",
-    "The stock market fell 3.2% on Tuesday after the central bank raised interest rates by 50 basis points.",
-    # far past the model's 256-token limit: both sides must truncate
-    " ".join(f"word{i} and some filler text about embeddings" for i in range(80)),
-]
-
-
+@pytest.mark.real_model
 def test_minilm_matches_sentence_transformers():
     directory = minilm_dir()
     reference = SentenceTransformer(str(directory), device="cpu")

@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from inference.sampling_params import SamplingParams
-from tests.inference.real_models import loaded, make_engine, model_dir, run_to_end
+from tests.support.models import loaded, make_engine, model_dir, run_to_end
+
+pytestmark = pytest.mark.real_model
 
 PROMPTS = [
     "The capital of France is",
@@ -51,75 +53,6 @@ def test_logits_and_greedy_match_transformers_on_the_real_models(name):
     assert run_to_end(engine)[("r", 0)]["ids"] == reference.tolist()
 
 
-@pytest.fixture(scope="module")
-def alone():
-    """Each prompt decoded on its own: the reference for every batching test."""
-    out = {}
-    for i, text in enumerate(PROMPTS):
-        engine = make_engine("smollm2")
-        engine.add_request(str(i), encode("smollm2", text), greedy())
-        out[str(i)] = run_to_end(engine)[(str(i), 0)]["ids"]
-    return out
-
-
-def test_requests_joining_mid_flight_get_the_same_tokens(alone):
-    engine = make_engine("smollm2")
-    engine.add_request("0", encode("smollm2", PROMPTS[0]), greedy())
-    engine.add_request("1", encode("smollm2", PROMPTS[1]), greedy())
-    results: dict = {}
-    for _ in range(5):  # two sequences decode; then two more join the running batch
-        for d in engine.step():
-            results.setdefault(d.request_id, []).extend(d.token_ids)
-    engine.add_request("2", encode("smollm2", PROMPTS[2]), greedy())
-    engine.add_request("3", encode("smollm2", PROMPTS[3]), greedy())
-    for key, r in run_to_end(engine).items():
-        results.setdefault(key[0], []).extend(r["ids"])
-    assert results == alone
-
-
-def test_chunked_prefill_and_mixed_steps(alone):
-    engine = make_engine("smollm2", max_batched_tokens=5)  # prompts split into 5-token chunks
-    for i, text in enumerate(PROMPTS):
-        engine.add_request(str(i), encode("smollm2", text), greedy())
-    assert {k[0]: r["ids"] for k, r in run_to_end(engine).items()} == alone
-
-
-def test_preemption_when_the_cache_is_full(alone):
-    # 6 blocks of 8 tokens cannot hold four ~35-token sequences: some are preempted and recomputed
-    engine = make_engine("smollm2", kv_cache_tokens=48, block_size=8, max_model_len=48)
-    for i, text in enumerate(PROMPTS):
-        engine.add_request(str(i), encode("smollm2", text), greedy())
-    assert {k[0]: r["ids"] for k, r in run_to_end(engine).items()} == alone
-    assert engine.blocks.num_free == engine.blocks.num_blocks
-
-
-def test_seed_reproduces_and_n_gives_distinct_choices():
-    ids = encode("smollm2", PROMPTS[2])
-
-    def sampled(seed, n=1):
-        engine = make_engine("smollm2")
-        engine.add_request("s", ids, SamplingParams(max_tokens=16, temperature=1.0, seed=seed, ignore_eos=True), n=n)
-        return [r["ids"] for _, r in sorted(run_to_end(engine).items())]
-
-    assert sampled(7) == sampled(7)
-    assert sampled(7) != sampled(8)
-    choices = sampled(11, n=3)
-    assert len(choices) == 3 and len({tuple(c) for c in choices}) == 3
-
-
-def test_stop_string_across_tokens_is_not_in_the_output():
-    ids = encode("smollm2", PROMPTS[0])
-    engine = make_engine("smollm2")
-    engine.add_request("full", ids, greedy(24))
-    full = run_to_end(engine)[("full", 0)]["text"]
-    # a stop string that starts inside one token and ends in a later one
-    stop = full[5:14]
-    engine.add_request("cut", ids, greedy(24, stop=[stop]))
-    cut = run_to_end(engine)[("cut", 0)]
-    assert cut["text"] == full[: full.index(stop)]
-    assert cut["finish"] == "stop"
-
-
 def test_max_tokens_and_eos():
     engine = make_engine("smollm2")
     engine.add_request("len", encode("smollm2", PROMPTS[3]), greedy(3))
@@ -157,27 +90,3 @@ def test_logit_bias_forces_a_token():
     engine = make_engine("smollm2")
     engine.add_request("b", encode("smollm2", PROMPTS[0]), greedy(5, logit_bias={forced: 100.0}))
     assert run_to_end(engine)[("b", 0)]["ids"] == [forced] * 5
-
-
-def test_repetition_and_frequency_penalties_change_the_output():
-    ids = encode("smollm2", PROMPTS[3])
-    outputs = []
-    for params in [greedy(24), greedy(24, repetition_penalty=1.5), greedy(24, frequency_penalty=2.0)]:
-        engine = make_engine("smollm2")
-        engine.add_request("p", ids, params)
-        outputs.append(run_to_end(engine)[("p", 0)]["ids"])
-    plain, repeated, frequent = outputs
-    assert repeated != plain and frequent != plain
-    assert len(set(frequent)) >= len(set(plain))  # penalised output repeats itself less
-
-
-def test_abort_frees_the_sequence_at_once():
-    engine = make_engine("smollm2")
-    engine.add_request("a", encode("smollm2", PROMPTS[1]), greedy(200))
-    engine.add_request("b", encode("smollm2", PROMPTS[2]), greedy(3))
-    engine.step()
-    assert engine.blocks.num_free < engine.blocks.num_blocks
-    [delta] = engine.abort("a")
-    assert delta.finish_reason == "abort"
-    assert run_to_end(engine)[("b", 0)]["finish"] == "length"
-    assert not engine.has_work and engine.blocks.num_free == engine.blocks.num_blocks

@@ -18,10 +18,12 @@ from inference.config import EngineConfig
 from inference.engine.llm_engine import LLMEngine
 from inference.loader.safetensors import load_model
 from inference.sampling_params import SamplingParams
-from tests.inference import reference_checkpoints as rc
+from tests.support import checkpoints as rc
 
 DEVICE = os.environ.get("INFERENCE_TEST_DEVICE", "cpu")
-BUILDERS = {"llama": rc.llama_checkpoint, "gemma3": rc.gemma3_checkpoint}
+# Gemma 3 with its three layers of both kinds (sliding, full, sliding): the layer pattern's derivation from the
+# config is test_models.py's, on the seven-layer checkpoint
+BUILDERS = {"llama": rc.llama_checkpoint, "gemma3": lambda path: rc.gemma3_checkpoint(path, short=True)}
 NEW_TOKENS = 24
 
 
@@ -50,7 +52,7 @@ def checkpoint(request, tmp_path_factory):
     return request.param, BUILDERS[request.param](tmp_path_factory.mktemp(request.param))
 
 
-@pytest.fixture(params=["off", "on"], ids=["torch", "kernels"])
+@pytest.fixture(params=["off", pytest.param("on", marks=pytest.mark.interpreter)], ids=["torch", "kernels"])
 def kernels(request) -> str:
     return request.param
 
@@ -126,6 +128,7 @@ def test_sampling_options_run_on_the_device_and_seeds_repeat(checkpoint, kernels
     assert _run(engine)["c/0"] == [17] * 5
 
 
+@pytest.mark.interpreter
 def test_encoder_embeddings_on_the_kernels_equal_the_torch_path(tmp_path):
     """BERT on the kernels (LayerNorm, non-causal variable-length attention) embeds a ragged batch as the torch
     layers do."""

@@ -299,6 +299,7 @@ def hf_models(converted):
     return {name: AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval() for name, d in converted.items()}
 
 
+@pytest.mark.real_model
 @pytest.mark.parametrize("model", ["smollm2", "gemma3"])
 def test_logits_equal_transformers_gguf_loading(paths, converted, tokenizers, hf_models, model):
     ids = tokenizers[model].encode(PROMPTS[model])
@@ -324,6 +325,7 @@ FACTS = [
 ]
 
 
+@pytest.mark.real_model
 @pytest.mark.parametrize(("model", "prompt", "expected"), FACTS)
 def test_greedy_continuation_knows_a_fact(tokenizers, hf_models, model, prompt, expected):
     tok = tokenizers[model]

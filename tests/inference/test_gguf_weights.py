@@ -13,6 +13,8 @@ from inference.loader.convert import _unpermute_rope_rows, ensure_converted
 from inference.loader.safetensors import load_model
 from inference.weights.gguf import GGUFLinear, use_gguf_weights
 
+pytestmark = pytest.mark.real_model
+
 
 def _on_blocks(path):
     model = load_model(ensure_converted(path), dtype=torch.float32, device="cpu").eval()

@@ -16,8 +16,10 @@ from inference.function_calling.parsers import parse_tool_calls
 from inference.function_calling.prompt import prepare
 from inference.function_calling.request import read_tool_request
 from inference.sampling_params import SamplingParams
-from tests.inference.real_models import make_engine, run_to_end
-from tests.inference.test_tool_grammar import TOOLS, WEATHER
+from tests.support.models import make_engine, run_to_end
+from tests.support.samples import TOOLS, WEATHER
+
+pytestmark = pytest.mark.real_model
 
 QUESTION = [{"role": "user", "content": "What's the weather like today in Hamburg?"}]
 

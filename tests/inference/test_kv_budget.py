@@ -9,7 +9,7 @@ import torch
 from inference.engine.kv_budget import kv_bytes_per_token, kv_tokens_for_memory
 from inference.env import ConfigError
 from inference.loader.safetensors import load_model
-from tests.inference import reference_checkpoints as rc
+from tests.support import checkpoints as rc
 
 GiB = 2**30
 

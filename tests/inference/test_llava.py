@@ -21,7 +21,7 @@ from inference.multimodal.prompt import ImageMarkers, expand_image_tokens, flatt
 from inference.sampling_params import SamplingParams
 from inference.tokenizer.detokenizer import IncrementalDetokenizer
 from inference.tokenizer.tokenizer import Tokenizer
-from tests.inference.reference_checkpoints import IMAGE_TOKEN, llava_checkpoint
+from tests.support.checkpoints import IMAGE_TOKEN, llava_checkpoint
 
 ARCHS = ["llava-1.5", "llava-next"]
 # (height, width): wide, tall, square, tiny, and sizes whose unpadding rounds
@@ -172,6 +172,7 @@ def test_config_refuses_what_we_cannot_run(checkpoint):
         LlavaConfig.from_hf({**hf, "vision_feature_layer": -9})
 
 
+@pytest.mark.interpreter
 def test_vision_tower_on_the_kernels_matches_the_torch_path(checkpoint):
     """What the engine runs on CUDA: the tower's non-causal attention, LayerNorm and QuickGELU (and the projector's
     GELU) on our Triton kernels (here under Triton's interpreter, or compiled with INFERENCE_TEST_DEVICE=cuda)."""

@@ -21,7 +21,7 @@ from inference.models.gemma3 import Gemma3ForCausalLM
 from inference.models.llama import LlamaForCausalLM
 from inference.models.qwen2 import Qwen2ForCausalLM
 from inference.models.registry import UnsupportedArchitectureError, resolve_model_class
-from tests.inference import reference_checkpoints as rc
+from tests.support import checkpoints as rc
 
 BUILDERS = {
     "llama": rc.llama_checkpoint,

@@ -22,8 +22,8 @@ from inference.layers.context import ForwardContext, forward_context
 from inference.layers.linear import MergedLinear
 from inference.loader.safetensors import load_model
 from inference.weights import quantize as Q
-from tests.inference import reference_checkpoints as rc
-from tests.inference.real_models import loaded
+from tests.support import checkpoints as rc
+from tests.support.models import loaded
 
 MODES = Q.MODES  # int8, int4, int4x2, auto
 # max |logit - fp32| / max |fp32 logit| on the tiny Llama, every row on the quantized path; measured
@@ -253,6 +253,7 @@ def smollm2():
     return model, tokenizer, sequences, [_logits(model, ids) for _, ids in sequences]
 
 
+@pytest.mark.real_model
 @pytest.mark.parametrize("mode", MODES)
 def test_smollm2_logits_stay_close_to_fp32(smollm2, mode, quantized_rows_only):
     base, _, sequences, references = smollm2

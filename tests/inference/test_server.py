@@ -13,7 +13,9 @@ import openai
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
-from tests.inference.live_service import inference_service, model_flags
+from tests.support.inference import inference_service, model_flags
+
+pytestmark = [pytest.mark.real_model, pytest.mark.live]
 
 CHAT, COMPLETION, EMBED = "smollm2", "gemma", "minilm"
 

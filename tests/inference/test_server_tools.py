@@ -11,8 +11,10 @@ import pytest
 from openai import OpenAI
 from pydantic import BaseModel
 
-from tests.inference.live_service import inference_service
-from tests.inference.test_tool_grammar import CALC, HISTORY, TOOLS, WEATHER
+from tests.support.inference import inference_service
+from tests.support.samples import CALC, HISTORY, TOOLS, WEATHER
+
+pytestmark = [pytest.mark.real_model, pytest.mark.live]
 
 CHAT = "smollm2"
 ASK = [{"role": "user", "content": "What's the weather like today in Hamburg?"}]

@@ -4,15 +4,15 @@ and user messages, image tokens in ``usage``, and a 400 with a clear message for
 
 from __future__ import annotations
 
-import base64
-
 import httpx
 import pytest
 from openai import BadRequestError, OpenAI
 
-from tests.inference.image_server import ALLOW_LOCAL_IMAGES, image_server, photo
-from tests.inference.live_service import inference_service, model_flags
-from tests.inference.reference_checkpoints import llava_checkpoint
+from tests.support.checkpoints import llava_checkpoint
+from tests.support.images import ALLOW_LOCAL_IMAGES, data_url, image_server
+from tests.support.inference import inference_service, model_flags
+
+pytestmark = pytest.mark.live
 
 NEXT, V15, TEXT = "llava-next-tiny", "llava-1.5-tiny", "llava-as-text"
 
@@ -30,11 +30,6 @@ def client(tmp_path_factory, images):
     models = [f"{NEXT}={next_dir}:vision", f"{V15}={v15_dir}:vision", f"{TEXT}={next_dir}:chat"]
     with inference_service(*model_flags(*models), env=ALLOW_LOCAL_IMAGES) as url:
         yield OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
-
-
-def data_url(fmt: str = "JPEG", height: int = 80, width: int = 120, seed: int = 0) -> str:
-    kind = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp", "GIF": "gif"}[fmt]
-    return f"data:image/{kind};base64,{base64.b64encode(photo(height, width, fmt, seed)).decode()}"
 
 
 def ask(client: OpenAI, model: str, *urls: str, system_image: str | None = None, **kwargs):

@@ -15,31 +15,8 @@ from inference.function_calling.grammar import SchemaUnsupported, build_grammar
 from inference.function_calling.prompt import prepare
 from inference.function_calling.request import read_tool_request
 from inference.tokenizer.tokenizer import Tokenizer
-from tests.inference.real_models import model_dir
-
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_current_weather",
-        "description": "Get the current weather",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "location": {"type": "string", "description": "The city and state, e.g. San Francisco, CA"},
-                "format": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-            },
-            "required": ["location", "format"],
-            "additionalProperties": False,
-        },
-    },
-}
-CALC = {
-    "type": "function",
-    "function": {"name": "calculate", "parameters": {"type": "object", "properties": {"expression": {"type": "string"}},
-                                                     "required": ["expression"]}},
-}  # fmt: skip
-TOOLS = [WEATHER, CALC]
-
+from tests.support.models import model_dir
+from tests.support.samples import HISTORY, TOOLS, WEATHER
 
 # --- the request --------------------------------------------------------------------------------------
 
@@ -84,18 +61,6 @@ def test_tool_choice_defaults_and_named_choice():
 
 
 # --- the prompt ---------------------------------------------------------------------------------------
-
-HISTORY = [
-    {"role": "user", "content": "Weather in Hamburg and Paris?"},
-    {"role": "assistant", "content": None, "tool_calls": [
-        {"id": "call_1", "type": "function",
-         "function": {"name": "get_current_weather", "arguments": '{"location": "Hamburg", "format": "celsius"}'}},
-        {"id": "call_2", "type": "function",
-         "function": {"name": "get_current_weather", "arguments": '{"location": "Paris", "format": "celsius"}'}},
-    ]},
-    {"role": "tool", "tool_call_id": "call_1", "content": "12 C"},
-    {"role": "tool", "tool_call_id": "call_2", "content": "15 C"},
-]  # fmt: skip
 
 
 def test_templates_without_tool_support_get_our_system_prompt_examples_and_replayed_calls():

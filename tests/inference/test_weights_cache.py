@@ -13,7 +13,7 @@ from inference.loader import convert
 from inference.packaged import smollm2_gguf
 from inference.server.registry import build_model
 from inference.weights import quantize as Q
-from tests.inference import reference_checkpoints as rc
+from tests.support import checkpoints as rc
 
 
 def _checkpoint(path):

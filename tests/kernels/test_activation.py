@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from inference.layers.activation import ACTIVATIONS, Activation
 from kernels import reference
 from kernels.activation import gelu, gelu_tanh_and_mul, quick_gelu, silu_and_mul
-from tests.kernels.conftest import DEVICE, DTYPES, shapes
+from tests.support.kernel_cases import DEVICE, DTYPES, shapes
 
 OPS = [
     pytest.param(silu_and_mul, reference.silu_and_mul, id="silu"),

@@ -12,7 +12,7 @@ import torch
 
 from kernels import decode_attention as da
 from kernels import launch, reference
-from tests.kernels.conftest import DEVICE, DTYPES, shapes
+from tests.support.kernel_cases import DEVICE, DTYPES, shapes
 
 
 def _lens(n: int, high: int, seed: int) -> list[int]:

@@ -7,7 +7,7 @@ import torch
 
 from kernels import reference
 from kernels.kv_cache import store_kv
-from tests.kernels.conftest import DEVICE, DTYPES, ON_GPU, shapes
+from tests.support.kernel_cases import DEVICE, DTYPES, ON_GPU, shapes
 
 # (tokens, query heads, kv heads, head_dim)
 SHAPES = shapes(

@@ -7,7 +7,7 @@ import torch
 
 from kernels import reference
 from kernels.layer_norm import layer_norm
-from tests.kernels.conftest import DEVICE, DTYPES, ON_GPU, shapes
+from tests.support.kernel_cases import DEVICE, DTYPES, ON_GPU, shapes
 
 EPS = 1e-12  # BERT's
 

@@ -11,7 +11,7 @@ import torch
 
 from kernels import prefill_attention, reference
 from kernels.prefill_attention import paged_attention, varlen_attention
-from tests.kernels.conftest import DEVICE, DTYPES, shapes
+from tests.support.kernel_cases import DEVICE, DTYPES, shapes
 
 # (query heads, kv heads, head_dim): GQA 1, 2, 4; 48 is padded to a 64-wide tile
 HEADS = shapes(

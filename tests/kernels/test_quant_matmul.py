@@ -16,7 +16,7 @@ import torch
 
 from kernels import quant_matmul as qm
 from kernels import reference
-from tests.kernels.conftest import DEVICE, DTYPES, shapes
+from tests.support.kernel_cases import DEVICE, DTYPES, shapes
 
 QTYPES = list(reference.GGUF_BLOCKS)
 # the 32-weight block types: K need only be a multiple of 32

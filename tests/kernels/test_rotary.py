@@ -7,7 +7,7 @@ import torch
 
 from kernels import reference
 from kernels.rotary import rotary_embedding
-from tests.kernels.conftest import DEVICE, DTYPES, shapes
+from tests.support.kernel_cases import DEVICE, DTYPES, shapes
 
 
 def _inv_freq(D: int, base: float, factor: float = 1.0) -> torch.Tensor:

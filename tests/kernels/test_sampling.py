@@ -8,7 +8,7 @@ import torch
 
 from kernels import reference
 from kernels.sampling import top_k_top_p_probs, top_k_top_p_sample
-from tests.kernels.conftest import DEVICE, shapes
+from tests.support.kernel_cases import DEVICE, shapes
 
 BIG = 10**9  # a top_k above any vocabulary: off
 # (temperature, top_k, top_p, masked): row i of a batch takes SETTINGS[i % len]. A masked row has -inf logits

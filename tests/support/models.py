@@ -10,21 +10,37 @@ from inference.loader.safetensors import load_model
 from inference.loader.sources import resolve_source
 from inference.tokenizer.detokenizer import IncrementalDetokenizer
 from inference.tokenizer.tokenizer import Tokenizer
+from tests.support.markers import require
+
+
+def model_dir(name: str):
+    """The packaged model's directory (its tokenizer and config; converted once per machine, cached)."""
+    return _resolved(name)
+
+
+def loaded(name: str):
+    require("real_model", f"loads the packaged model {name}")
+    return _loaded(name)
 
 
 @functools.cache
-def model_dir(name: str):
+def _resolved(name: str):
     return resolve_source(f"packaged:{name}")
 
 
 @functools.cache
-def loaded(name: str):
-    directory = model_dir(name)
+def _loaded(name: str):
+    directory = _resolved(name)
     return load_model(directory).eval(), Tokenizer.from_dir(directory)
 
 
 def make_engine(name: str, **engine_options) -> LLMEngine:
-    model, tokenizer = loaded(name)
+    """An engine on the packaged model ``name`` (loaded once per session)."""
+    return engine_on(*loaded(name), **engine_options)
+
+
+def engine_on(model, tokenizer: Tokenizer, **engine_options) -> LLMEngine:
+    """An engine on ``model`` with a 1024-token KV cache unless ``engine_options`` say otherwise."""
     options = {"kv_cache_tokens": 1024, **engine_options}
     return LLMEngine(model, tokenizer, lambda tok, prompt: IncrementalDetokenizer(tok, prompt), EngineConfig(**options))
 

@@ -108,17 +108,20 @@ def qwen2_checkpoint(path: Path, sliding_window: bool = False) -> Path:
     return _save(model, path, max_shard_size="100KB")
 
 
-def gemma3_checkpoint(path: Path) -> Path:
+def gemma3_checkpoint(path: Path, short: bool = False) -> Path:
     """7 layers (sliding x5, full, sliding: the default pattern of 6), window 8, local base 10k and a global
-    base of 1M with linear scaling, QK-norm, attention scale 24**-0.5 != head_dim**-0.5, final softcapping."""
+    base of 1M with linear scaling, QK-norm, attention scale 24**-0.5 != head_dim**-0.5, final softcapping.
+    ``short``: 3 layers (sliding, full, sliding) named in ``layer_types``: every kind of layer at less than half
+    the cost, for the tests that run the whole engine under Triton's interpreter."""
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
     torch.manual_seed(0)
+    layers = {"num_hidden_layers": 3, "layer_types": ["sliding_attention", "full_attention", "sliding_attention"]}
     config = Gemma3TextConfig(
         vocab_size=VOCAB,
         hidden_size=64,
         intermediate_size=96,
-        num_hidden_layers=7,
+        **(layers if short else {"num_hidden_layers": 7}),
         num_attention_heads=4,
         num_key_value_heads=2,
         head_dim=16,
@@ -156,6 +159,58 @@ def bert_checkpoint(path: Path) -> Path:
     model = BertModel(config)
     _randomize(model, seed=4, embed_std=1.0)
     return _save(model, path)
+
+
+# --- a tiny text model with a tokenizer -----------------------------------------------------------------------
+
+_ASCII_CORPUS = [
+    "The capital of France is Paris. Once upon a time, in a small village by the sea, there lived a fisher.",
+    "def fibonacci(n):\n    return n if n < 2 else fibonacci(n - 1) + fibonacci(n - 2)\n",
+    "1, 2, 3, 4, 5, 6, 7, 8, 9, 10. The quick brown fox jumps over the lazy dog!",
+]
+
+
+def _ascii_bpe_tokenizer():
+    """A byte-level BPE over printable ASCII and newline only (no lone high bytes: every id decodes to text), with
+    ``VOCAB`` entries: <unk> <s> </s>, 96 characters, and merges learned from a few sentences."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    byte_level = _gpt2_byte_chars()
+    backend = Tokenizer(models.BPE(unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB,
+        special_tokens=["<unk>", "<s>", "</s>"],
+        initial_alphabet=[byte_level[b] for b in [10, *range(32, 127)]],
+        limit_alphabet=96,
+        show_progress=False,
+    )
+    backend.train_from_iterator(_ASCII_CORPUS, trainer)
+    assert backend.get_vocab_size() == VOCAB
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+
+
+def _gpt2_byte_chars() -> dict[int, str]:
+    """GPT-2's byte -> printable character map, which the byte-level pre-tokenizer writes tokens in."""
+    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            chars[b] = chr(b)
+        else:
+            chars[b] = chr(256 + extra)
+            extra += 1
+    return chars
+
+
+def tiny_chat_checkpoint(path: Path) -> Path:
+    """``llama_checkpoint`` with its tokenizer (``</s>`` ends a sequence) saved beside it: a whole model the engine
+    loads as it loads a packaged one, in a fraction of a second, for the scheduler's and sampler's tests."""
+    path = llama_checkpoint(path)
+    _ascii_bpe_tokenizer().save_pretrained(path)
+    return path
 
 
 # --- LLaVA -----------------------------------------------------------------------------------------

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.markers import require
+from tests.support.processes import Process, free_port
 
 
 def model_flags(*specs: str) -> list[str]:
@@ -25,36 +20,26 @@ def model_flags(*specs: str) -> list[str]:
 
 @dataclass
 class Service:
-    process: subprocess.Popen
+    process: Process
     url: str
-    log_path: str
 
     def output(self) -> str:
-        return Path(self.log_path).read_text()
+        return self.process.output()
 
 
 def start_service(*args: str, timeout: float = 600, env: dict[str, str] | None = None, port: int = 0) -> Service:
     """Start the service with ``args`` (models...) and ``env`` added to the environment on ``port`` (0: a free
     loopback port) and wait until it answers /health."""
-    if not port:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-    log = tempfile.NamedTemporaryFile("w+", prefix="inference-", suffix=".log", delete=False)
+    require("live", "starts an inference service")
+    config = args[args.index("--config") + 1] if "--config" in args else None
+    if any("packaged:" in arg for arg in args) or (config and "packaged:" in Path(config).read_text()):
+        require("real_model", "serves a packaged model")
+    port = port or free_port()
     cmd = [sys.executable, "-m", "inference", "serve", "--port", str(port), *args]
-    process = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                               env={**os.environ, **(env or {})})  # fmt: skip
-    service = Service(process, f"http://127.0.0.1:{port}", log.name)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, service.output()
-        try:
-            if httpx.get(f"{service.url}/health", timeout=1).status_code == 200:
-                return service
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    process.kill()
-    raise AssertionError(f"the inference service did not answer /health within {timeout}s:\n{service.output()}")
+    process = Process("inference", cmd, {**os.environ, **(env or {})})
+    service = Service(process, f"http://127.0.0.1:{port}")
+    process.wait_healthy(f"{service.url}/health", timeout)
+    return service
 
 
 @contextmanager
@@ -65,7 +50,5 @@ def inference_service(*args: str, timeout: float = 600, env: dict[str, str] | No
     try:
         yield service.url
     finally:
-        service.process.terminate()
-        service.process.wait(timeout=60)
-    output = service.output()
+        output = service.process.stop(timeout=60)
     assert "Traceback" not in output, output

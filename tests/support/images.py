@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import threading
 from collections.abc import Iterator
@@ -18,6 +19,12 @@ def photo(height: int = 80, width: int = 120, fmt: str = "JPEG", seed: int = 0) 
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format=fmt)
     return buffer.getvalue()
+
+
+def data_url(fmt: str = "JPEG", height: int = 80, width: int = 120, seed: int = 0) -> str:
+    """``photo`` as a data: URL."""
+    kind = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp", "GIF": "gif"}[fmt]
+    return f"data:image/{kind};base64,{base64.b64encode(photo(height, width, fmt, seed)).decode()}"
 
 
 # the inference service's environment for tests that fetch from this server: its loopback address allow-listed

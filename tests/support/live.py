@@ -1,0 +1,99 @@
+"""The live end-to-end setup's names (the models ``tests/e2e/conftest.py`` serves) and its waits: usage rows as the
+hub writes them just after each answer, a barrier before asserting absence, and a fake deployment for the gateway's
+own behaviour."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from contextlib import contextmanager
+
+import httpx
+
+from accounts.models import UsageRecord
+from tests.support.processes import free_port
+
+CHAT, COMPLETION, EMBED = "smollm2-135m-instruct", "gemma-3-270m", "all-minilm-l6-v2"
+VISION_NEXT, VISION_15 = "llava-next-tiny", "llava-1.5-tiny"
+FAKE_CHAT, FAKE_EMBED = "fake-chat", "fake-embed"  # the models the ``fake_hub`` fixture serves from a fake service
+
+# The chat deployment's output cap, as an operator sets it: a chat without max_tokens (most reference examples)
+# stops there instead of at the 8192-token context, which on this CPU can outlast an example's 5-minute timeout.
+CHAT_MAX_OUTPUT = 1024
+
+
+def settle(quiet: float = 0.3, limit: float = 10) -> None:
+    """Wait until the hub has written the usage rows of the test's last answers (a row is committed just
+    after its answer is sent): flushing the database under an in-flight insert deadlocks on PostgreSQL."""
+    deadline = time.monotonic() + limit
+    count, since = UsageRecord.objects.count(), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - since < quiet:
+        time.sleep(0.05)
+        now = UsageRecord.objects.count()
+        if now != count:
+            count, since = now, time.monotonic()
+
+
+def rows(count: int = 1, **filters) -> list[UsageRecord]:
+    """Usage rows, waiting (up to 10 s) for at least ``count``: a row is written just after its answer is
+    sent, so the client can be a moment ahead of it."""
+    deadline = time.monotonic() + 10
+    while True:
+        found = list(UsageRecord.objects.filter(**filters).order_by("id"))
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+def barrier(hub) -> None:
+    """Before asserting that requests wrote no usage row (or no more than some): one metered request sent after
+    them, and its row seen. The hub writes a request's row just after its answer, so rows of answers that came
+    back before the barrier's are written by the time the barrier's is (or were never to be written)."""
+    request_id = f"req_barrier_{secrets.token_hex(6)}"
+    model = getattr(hub, "barrier_model", EMBED)  # the fake_hub fixture's embedding model, else the real one
+    hub().embeddings.create(model=model, input="barrier", extra_headers={"x-request-id": request_id})
+    assert rows(request_id=request_id), "the barrier request's usage row was not written within 10 s"
+
+
+@contextmanager
+def chat_upstream(endpoint):
+    """A fake deployment (for the gateway's own behaviour) on a loopback port: ``endpoint``, a Starlette endpoint,
+    serves ``/v1/chat/completions``; yields the base URL to register."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    port = free_port()
+    app = Starlette(routes=[Route("/v1/chat/completions", endpoint, methods=["POST"])])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def read_then_hang_up(hub, model: str, route: str, body: dict, chunks: int) -> tuple[str, dict]:
+    """Stream with running usage in every chunk, read ``chunks`` data chunks, hang up: (request id, the usage in
+    the last chunk read, i.e. the tokens the client received)."""
+    body = {**body, "model": model, "stream": True,
+            "stream_options": {"include_usage": True, "continuous_usage_stats": True}}  # fmt: skip
+    with httpx.stream(
+        "POST", f"{hub.url}/v1/{route}", headers={"authorization": f"Bearer {hub.everything.secret}"}, json=body,
+        timeout=60,
+    ) as response:  # fmt: skip
+        request_id = response.headers["x-request-id"]
+        seen, usage = 0, {}
+        for line in response.iter_lines():
+            if line.startswith("data: {"):
+                seen += 1
+                usage = json.loads(line[6:])["usage"] or usage
+            if seen == chunks:
+                break
+    return request_id, usage
