@@ -111,7 +111,7 @@ def test_member_and_owner_keys_see_the_tenant_outsider_cannot_issue(live_hub, ac
         ("Basic dXNlcjpwYXNz", "missing_api_key"),
         ("Bearer", "missing_api_key"),
         ("Bearer not-a-hub-key", "invalid_api_key"),
-        ("Bearer " + generate_secret(), "invalid_api_key"),
+        pytest.param("Bearer " + generate_secret(), "invalid_api_key", id="unknown-key"),  # an id every worker shares
     ],
 )
 def test_401_for_missing_malformed_and_unknown_keys(live_hub, db, authorization, code):

@@ -13,7 +13,7 @@ from inference.loader.convert import _unpermute_rope_rows, ensure_converted
 from inference.loader.safetensors import load_model
 from inference.weights.gguf import GGUFLinear, use_gguf_weights
 
-pytestmark = pytest.mark.real_model
+pytestmark = [pytest.mark.real_model, pytest.mark.interpreter]
 
 
 def _on_blocks(path):
