@@ -103,9 +103,18 @@ def test_stream_slots_are_released_or_expire(store):
     assert run(store.acquire([streams], "d", T0 + 901)).failed is None  # b and c's leases ran out
 
 
+# Each process waits at a start line until all four are there (a process slow to start, behind another test's
+# load, would otherwise find the budget already spent and get none), then takes 60 tries at the budget.
 HAMMER = """
-import asyncio, sys
+import asyncio, sys, time
+import redis
 from hub.api.limit_store import BUDGET, Check, RedisStore
+start = sys.argv[2] + ":hammer-start"
+client = redis.Redis.from_url(sys.argv[1])
+client.incr(start)
+deadline = time.monotonic() + 60
+while int(client.get(start)) < 4 and time.monotonic() < deadline:
+    time.sleep(0.005)
 store = RedisStore(sys.argv[1], sys.argv[2])
 budget = Check(BUDGET, "shared:budget", 100, 1, {end})
 print(sum(asyncio.run(store.acquire([budget], str(i), {now})).failed is None for i in range(60)))
