@@ -15,10 +15,12 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, InterfaceError, OperationalError, transaction
+from django.db import Error as DBError
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts import authcache
+from accounts.database import database_unreachable
 from accounts.keys import generate_secret, hash_secret
 from accounts.limits import Limits
 from accounts.models import (
@@ -428,7 +430,10 @@ def touch_last_used(key_id: int) -> None:
     if first:
         try:
             ApiKey.objects.filter(pk=key_id).update(last_used_at=timezone.now())
-        except (OperationalError, InterfaceError) as exc:  # the database down: a cached key still serves
+        except DBError as exc:  # Django's Error: DatabaseError and InterfaceError (a closed connection) alike
+            if not database_unreachable(exc):
+                raise
+            # the database down: a cached key still serves
             log.warning("last_used_at of key %s not written, the database is unreachable: %s", key_id, exc)
 
 

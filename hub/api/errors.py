@@ -15,7 +15,7 @@ import math
 from django.http import JsonResponse
 from rest_framework import exceptions as drf_exceptions
 
-from accounts.database import database_unreachable  # accounts' to decide (metering spools on it); named here too
+from accounts.database import database_unreachable
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpResponse
 from django.template.loader import render_to_string
 
+from accounts.database import database_unreachable
 from hub.api import errors
 from hub.api.paths import is_api_path
 
@@ -49,7 +50,7 @@ class ApiExceptionMiddleware:
 
     def process_exception(self, request, exception):
         if not is_api_path(request.path):
-            if errors.database_unreachable(exception):  # the console: a 503 page, not a 500 one
+            if database_unreachable(exception):  # the console: a 503 page, not a 500 one
                 log.warning("database unreachable on %s %s: %s", request.method, request.path, exception)
                 # rendered without the request: its context processors would ask the database for the user
                 response = HttpResponse(render_to_string("console/unavailable.html"), status=503)

@@ -19,8 +19,8 @@ import httpx
 from asgiref.sync import sync_to_async
 from django.db import DatabaseError
 
+from accounts.database import database_unreachable
 from accounts.models import Deployment, ServedModel
-from hub.api.errors import database_unreachable
 
 log = logging.getLogger(__name__)
 

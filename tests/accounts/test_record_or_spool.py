@@ -69,7 +69,7 @@ def test_what_counts_as_the_database_unreachable(exc, unreachable):
     from hub.api import errors
 
     assert database_unreachable(exc) is unreachable
-    assert errors.database_unreachable is database_unreachable  # the hub's name for it, its 503s, is this one
+    assert errors.database_unreachable is database_unreachable  # the hub's 503s decide with this one, not a copy
 
 
 def test_a_row_is_written_when_the_database_is_up(acme, spool_dir, replayers):
