@@ -20,14 +20,13 @@ import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
-from openai import OpenAI
 
 from accounts import services
 from accounts.models import ModelKind, Role
 from tests.support import IN_CI, markers
 from tests.support.fake_service import fake_service
 from tests.support.hub import LiveHub, clear_run_cache, database_url_for_subprocess, start_hub, stop_hub
-from tests.support.live import FAKE_CHAT, FAKE_EMBED, settle
+from tests.support.live import FAKE_CHAT, FAKE_EMBED, hub_clients, settle
 from tests.support.processes import free_port, redis_server
 
 
@@ -215,16 +214,7 @@ def fake_hub(live_hub, fake):
                             deployment_url=fake.url)  # fmt: skip
     services.register_model(FAKE_EMBED, ModelKind.EMBEDDING, max_sequence_length=512, hidden_size=8,
                             deployment_url=fake.url)  # fmt: skip
-    tenant = services.create_tenant("acme", "Acme")
-    services.grant_models(tenant, [FAKE_CHAT, FAKE_EMBED])
-    everything = services.issue_key(tenant, name="all")
-    embed_only = services.issue_key(tenant, name="embed", model_ids=[FAKE_EMBED])
-
-    def client(key=everything, base: str = "v1") -> OpenAI:
-        return OpenAI(base_url=live_hub.api(base), api_key=key.secret, max_retries=0)
-
-    client.everything, client.embed_only, client.tenant, client.url = everything, embed_only, tenant, live_hub.url
-    client.barrier_model = FAKE_EMBED
+    client = hub_clients(live_hub, services.create_tenant("acme", "Acme"), [FAKE_CHAT, FAKE_EMBED], FAKE_EMBED)
     fake.requests.clear()
     fake.chunk_delay, fake.default_tokens = 0.0, 64
     yield client

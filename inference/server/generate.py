@@ -75,8 +75,9 @@ class _Run:
         self.id = new_id("chatcmpl" if kind == "chat" else "cmpl")
         self.created = int(time.time())
         self.prompt_ids = prompt_ids
+        self.prompt_tokens = len(prompt_ids) * gen.n  # usage counts the prompt once per choice
         self.queue = model.worker.submit(self.id, prompt_ids, gen.params, gen.n, mm)
-        self.state.metrics.prompt_tokens.labels(model.id).inc(len(prompt_ids) * gen.n)
+        self.state.metrics.prompt_tokens.labels(model.id).inc(self.prompt_tokens)
 
     def _base(self) -> dict:
         obj = "chat.completion.chunk" if self.kind == "chat" else "text_completion"
@@ -85,7 +86,7 @@ class _Run:
     def _no_usage(self) -> dict:
         """A chunk before any token was counted: ``usage`` null where the client asked for a usage chunk."""
         if self.gen.continuous_usage:
-            return {"usage": _usage(len(self.prompt_ids) * self.gen.n, 0)}
+            return {"usage": _usage(self.prompt_tokens, 0)}
         return {"usage": None} if self.gen.include_usage else {}
 
     def _count(self, delta: SeqDelta) -> None:
@@ -133,12 +134,12 @@ class _Run:
                 for choice in choices:
                     chunk = {**self._base(), "choices": [choice]}
                     if self.gen.continuous_usage:  # what a gateway meters from if the client goes away
-                        chunk["usage"] = _usage(len(self.prompt_ids) * self.gen.n, sum(completion_tokens.values()))
+                        chunk["usage"] = _usage(self.prompt_tokens, sum(completion_tokens.values()))
                     elif self.gen.include_usage:  # OpenAI: every chunk but the last carries "usage": null
                         chunk["usage"] = None
                     yield sse(chunk)
             if self.gen.include_usage:
-                usage = _usage(len(self.prompt_ids) * self.gen.n, sum(completion_tokens.values()))
+                usage = _usage(self.prompt_tokens, sum(completion_tokens.values()))
                 yield sse({**self._base(), "choices": [], "usage": usage})
             yield sse("[DONE]")
         except ServiceError as error:
@@ -201,7 +202,7 @@ async def chat_completions(request: Request, body: dict) -> JSONResponse | Strea
             }
             for i, (c, reply) in enumerate(zip(choices, replies, strict=True))
         ],
-        "usage": _usage(len(prompt.ids) * gen.n, sum(c["tokens"] for c in choices)),
+        "usage": _usage(run.prompt_tokens, sum(c["tokens"] for c in choices)),
     })  # fmt: skip
 
 
@@ -222,7 +223,7 @@ async def completions(request: Request, body: dict) -> JSONResponse | StreamingR
     out_choices, prompt_total, completion_total = [], 0, 0
     for p, (run, choices) in enumerate(zip(runs, results, strict=True)):
         prefix = model.tokenizer.decode(run.prompt_ids, skip_special_tokens=True) if echo else ""
-        prompt_total += len(run.prompt_ids) * gen.n
+        prompt_total += run.prompt_tokens
         for i, c in enumerate(choices):
             completion_total += c["tokens"]
             logprobs = None

@@ -129,18 +129,27 @@ def read_generation(body: dict, vocab_size: int, *, chat: bool) -> GenerationReq
     )
 
 
+def _texts_or_token_ids(value: object, empty_texts: bool) -> list[str | list[int]] | None:
+    """A list of strings, token ids, or lists of token ids, as the inputs it holds (each a string or a list of
+    ids); None if ``value`` is none of these. Empty strings are inputs only if ``empty_texts``."""
+    if not isinstance(value, list) or not value:
+        return None
+    if all(isinstance(v, str) and (empty_texts or v) for v in value):
+        return list(value)
+    if all(isinstance(t, int) and not isinstance(t, bool) for t in value):
+        return [list(value)]
+    if all(isinstance(v, list) and v and all(isinstance(t, int) for t in v) for v in value):
+        return [list(v) for v in value]
+    return None
+
+
 def read_prompts(body: dict) -> list[str | list[int]]:
     """Completions' ``prompt``: a string, a list of strings, token ids, or lists of token ids."""
     prompt = body.get("prompt")
     if isinstance(prompt, str):
         return [prompt]
-    if isinstance(prompt, list) and prompt:
-        if all(isinstance(p, str) for p in prompt):
-            return list(prompt)
-        if all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
-            return [list(prompt)]
-        if all(isinstance(p, list) and p and all(isinstance(t, int) for t in p) for p in prompt):
-            return [list(p) for p in prompt]
+    if (prompts := _texts_or_token_ids(prompt, empty_texts=True)) is not None:
+        return prompts
     raise RequestError(
         "'prompt' must be a string, a list of strings, a list of token ids or a list of lists of token ids.",
         param="prompt",
@@ -153,13 +162,8 @@ def read_embedding_inputs(body: dict) -> list[str | list[int]]:
         if not value:
             raise RequestError("'input' cannot be an empty string.", param="input")
         return [value]
-    if isinstance(value, list) and value:
-        if all(isinstance(v, str) and v for v in value):
-            return list(value)
-        if all(isinstance(t, int) and not isinstance(t, bool) for t in value):
-            return [list(value)]
-        if all(isinstance(v, list) and v and all(isinstance(t, int) for t in v) for v in value):
-            return [list(v) for v in value]
+    if (inputs := _texts_or_token_ids(value, empty_texts=False)) is not None:
+        return inputs
     raise RequestError(
         "'input' must be a non-empty string, a list of strings, token ids, or lists of token ids.", param="input"
     )

@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from openai import OpenAI
 
 from accounts import services
 from hub.inference_client import model_cards
 from tests.support.checkpoints import llava_checkpoint
 from tests.support.images import ALLOW_LOCAL_IMAGES, image_server
 from tests.support.inference import inference_service
-from tests.support.live import CHAT, CHAT_MAX_OUTPUT, COMPLETION, EMBED, VISION_15, VISION_NEXT, settle
+from tests.support.live import CHAT, CHAT_MAX_OUTPUT, COMPLETION, EMBED, VISION_15, VISION_NEXT, hub_clients, settle
 
 
 @pytest.fixture(scope="session")
@@ -52,14 +51,7 @@ def hub(live_hub, inference_url):
     and one for the embedding model only."""
     services.sync_deployment(inference_url, model_cards(inference_url))
     tenant = services.create_tenant("acme", "Acme")
-    services.grant_models(tenant, [CHAT, COMPLETION, EMBED, VISION_NEXT, VISION_15])
-    everything = services.issue_key(tenant, name="all")
-    embed_only = services.issue_key(tenant, name="embed", model_ids=[EMBED])
-
-    def client(key=everything, base: str = "v1") -> OpenAI:
-        return OpenAI(base_url=live_hub.api(base), api_key=key.secret, max_retries=0)
-
-    client.everything, client.embed_only, client.tenant, client.url = everything, embed_only, tenant, live_hub.url
+    client = hub_clients(live_hub, tenant, [CHAT, COMPLETION, EMBED, VISION_NEXT, VISION_15], EMBED)
     client.inference_health = lambda: inference_url.removesuffix("/v1") + "/health"
     yield client
     settle()

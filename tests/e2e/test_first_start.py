@@ -16,7 +16,7 @@ import pytest
 from openai import OpenAI
 
 from tests.support import ROOT
-from tests.support.hub import hub_output, start_hub, stop_hub
+from tests.support.hub import start_hub, stop_hub
 from tests.support.processes import free_port
 
 pytestmark = [pytest.mark.real_model, pytest.mark.live]
@@ -35,7 +35,7 @@ def test_make_run_twice_on_one_data_directory(tmp_path):
     port = free_port()
     process, url = start_hub(env, command=MAKE_RUN, port=port, timeout=900)
     try:
-        first_output = hub_output(process)
+        first_output = process.output()
         secret = client_check(url, first_output, inference_url)
         client = OpenAI(base_url=f"{url}/v1", api_key=secret, max_retries=0)
         assert chat(client)

@@ -14,8 +14,8 @@ from django.test import Client
 
 from accounts import services
 from hub.api import body as body_reader
-from hub.api.edge import ApiEdgeMiddleware
 from hub.console.live import PlaygroundRelay
+from tests.support.edge import post_through_edge, request_messages
 
 pytestmark = pytest.mark.django_db(transaction=True)  # both authenticate in other threads: rows must be committed
 
@@ -100,20 +100,7 @@ def _outcome(sent: list[dict], passed: list) -> tuple:
 
 
 def through_edge(secret: str, content_type: str | None, body: bytes) -> tuple:
-    passed, sent = [], []
-
-    async def inner(scope, receive, send):
-        passed.append(scope["hub"].json)
-
-    async def receive():
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message):
-        sent.append(message)
-
-    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "query_string": b"",
-             "headers": _headers(content_type, body, (b"authorization", f"Bearer {secret}".encode()))}  # fmt: skip
-    asyncio.run(ApiEdgeMiddleware(inner)(scope, receive, send))
+    passed, sent = post_through_edge(secret, body, content_type)
     return _outcome(sent, passed)
 
 
@@ -123,11 +110,7 @@ def through_playground(
     """POST ``body`` to the playground relay as hub/asgi.py routes it (sessions, the tenant from the URL), in
     ``chunk``-byte messages (None: one)."""
     sent: list[dict] = []
-    step = chunk or max(len(body), 1)
-    messages = [
-        {"type": "http.request", "body": body[i : i + step], "more_body": i + step < len(body)}
-        for i in range(0, max(len(body), 1), step)
-    ]
+    messages = request_messages(body, chunk)
 
     async def run():
         answered = asyncio.Event()
@@ -176,24 +159,7 @@ def test_a_body_too_large_is_refused_as_it_arrives_by_both(small_limit, secret, 
     body = GOOD + b" " * (2 * LIMIT)
     expected = (413, body_reader.too_large(LIMIT).body())
     assert through_playground(session_cookie, JSON, body, playground_reached, chunk=1000) == expected
-    passed, sent = [], []
-
-    async def inner(scope, receive, send):
-        passed.append(scope["hub"].json)
-
-    chunks = [{"type": "http.request", "body": body[i : i + 1000], "more_body": i + 1000 < len(body)}
-              for i in range(0, len(body), 1000)]  # fmt: skip
-
-    async def receive():
-        return chunks.pop(0)
-
-    async def send(message):
-        sent.append(message)
-
-    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "query_string": b"",
-             "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", JSON.encode()),
-                         (b"authorization", f"Bearer {secret}".encode())]}  # fmt: skip
-    asyncio.run(ApiEdgeMiddleware(inner)(scope, receive, send))
+    passed, sent = post_through_edge(secret, body, JSON, chunk=1000)
     assert _outcome(sent, passed) == expected
 
 

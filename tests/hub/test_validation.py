@@ -3,15 +3,14 @@ bodies (with unknown fields, as OpenAI tolerates them) pass; the edge refuses de
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
 
 from accounts import services
 from hub.api import validation
-from hub.api.edge import ApiEdgeMiddleware
 from hub.api.errors import InvalidRequest
+from tests.support.edge import post_through_edge
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "Hi"}]}
 COMPLETION = {"model": "m", "prompt": "Once"}
@@ -290,21 +289,7 @@ def test_check_json_depth_limit():
 
 def _post(secret: str, body: bytes) -> tuple[int, dict | None, bool]:
     """POST ``body`` to /v1/chat/completions through the edge alone: (status, error body, whether it passed)."""
-    passed, sent = [], []
-
-    async def inner(scope, receive, send):
-        passed.append(scope["hub"].json)
-
-    async def receive():
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message):
-        sent.append(message)
-
-    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": [
-        (b"authorization", f"Bearer {secret}".encode()), (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()), (b"host", b"127.0.0.1:8000")]}  # fmt: skip
-    asyncio.run(ApiEdgeMiddleware(inner)(scope, receive, send))
+    passed, sent = post_through_edge(secret, body)
     if passed:
         return 200, None, True
     return sent[0]["status"], json.loads(sent[1]["body"]), False

@@ -175,8 +175,9 @@ def _ascii_bpe_tokenizer():
     ``VOCAB`` entries: <unk> <s> </s>, 96 characters, and merges learned from a few sentences."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-    byte_level = _gpt2_byte_chars()
+    byte_level = bytes_to_unicode()  # GPT-2's byte -> character map, which byte-level tokens are written in
     backend = Tokenizer(models.BPE(unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
@@ -190,19 +191,6 @@ def _ascii_bpe_tokenizer():
     backend.train_from_iterator(_ASCII_CORPUS, trainer)
     assert backend.get_vocab_size() == VOCAB
     return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
-
-
-def _gpt2_byte_chars() -> dict[int, str]:
-    """GPT-2's byte -> printable character map, which the byte-level pre-tokenizer writes tokens in."""
-    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
-    chars, extra = {}, 0
-    for b in range(256):
-        if b in printable:
-            chars[b] = chr(b)
-        else:
-            chars[b] = chr(256 + extra)
-            extra += 1
-    return chars
 
 
 def tiny_chat_checkpoint(path: Path) -> Path:

@@ -98,9 +98,5 @@ def start_hub(
     return process, url
 
 
-def hub_output(process: Process) -> str:
-    return process.output()
-
-
 def stop_hub(process: Process) -> str:
     return process.stop(timeout=15)

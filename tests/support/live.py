@@ -47,13 +47,32 @@ def rows(count: int = 1, **filters) -> list[UsageRecord]:
         time.sleep(0.05)
 
 
+def hub_clients(live_hub, tenant, models: list[str], embed_model: str):
+    """Tenant ``tenant`` entitled to ``models`` on ``live_hub``, a key for all of them (``everything``) and one for
+    ``embed_model`` only (``embed_only``); returns ``client(key=everything, base="v1")``, an OpenAI client through
+    the hub, which also carries the keys, the tenant, the hub's URL and the model ``barrier`` asks."""
+    from openai import OpenAI
+
+    from accounts import services
+
+    services.grant_models(tenant, models)
+    everything = services.issue_key(tenant, name="all")
+    embed_only = services.issue_key(tenant, name="embed", model_ids=[embed_model])
+
+    def client(key=everything, base: str = "v1") -> OpenAI:
+        return OpenAI(base_url=live_hub.api(base), api_key=key.secret, max_retries=0)
+
+    client.everything, client.embed_only, client.tenant, client.url = everything, embed_only, tenant, live_hub.url
+    client.barrier_model = embed_model
+    return client
+
+
 def barrier(hub) -> None:
     """Before asserting that requests wrote no usage row (or no more than some): one metered request sent after
     them, and its row seen. The hub writes a request's row just after its answer, so rows of answers that came
     back before the barrier's are written by the time the barrier's is (or were never to be written)."""
     request_id = f"req_barrier_{secrets.token_hex(6)}"
-    model = getattr(hub, "barrier_model", EMBED)  # the fake_hub fixture's embedding model, else the real one
-    hub().embeddings.create(model=model, input="barrier", extra_headers={"x-request-id": request_id})
+    hub().embeddings.create(model=hub.barrier_model, input="barrier", extra_headers={"x-request-id": request_id})
     assert rows(request_id=request_id), "the barrier request's usage row was not written within 10 s"
 
 
