@@ -34,8 +34,15 @@ $(CHROMIUM):
 	@DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
 	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
 
+# The speech tests speak their sentences with Debian's espeak-ng: installed here when missing (as root).
+ESPEAK := /usr/bin/espeak-ng
+$(ESPEAK):
+	@echo "installing Debian's espeak-ng for the speech tests..."
+	@DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng >/dev/null 2>&1 || \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng)
+
 # The suite runs on the machine's PostgreSQL and Redis, started when down (tests/services.sh), as in CI.
-test: $(STAMP) $(CHROMIUM)
+test: $(STAMP) $(CHROMIUM) $(ESPEAK)
 	@bash tests/services.sh $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

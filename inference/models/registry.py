@@ -12,6 +12,7 @@ from inference.models.llama import LlamaForCausalLM
 from inference.models.llava import LlavaForConditionalGeneration, LlavaNextForConditionalGeneration
 from inference.models.mistral import MistralForCausalLM
 from inference.models.qwen2 import Qwen2ForCausalLM
+from inference.models.whisper import WhisperForConditionalGeneration
 
 MODELS: dict[str, type[nn.Module]] = {
     "LlamaForCausalLM": LlamaForCausalLM,
@@ -21,6 +22,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "BertModel": BertModel,
     "LlavaForConditionalGeneration": LlavaForConditionalGeneration,
     "LlavaNextForConditionalGeneration": LlavaNextForConditionalGeneration,
+    "WhisperForConditionalGeneration": WhisperForConditionalGeneration,
 }
 
 

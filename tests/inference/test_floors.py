@@ -32,6 +32,8 @@ FLOORS: list[tuple[str, ...]] = [
         "inference.weights",
         "inference.weights_cache",
         "inference.function_calling",
+        "inference.audio",
+        "inference.speech",
     ),
     ("inference.engine",),
     ("inference.server", "inference.__main__"),

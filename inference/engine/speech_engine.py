@@ -1,0 +1,187 @@
+"""Transcriptions batched: each step encodes the windows that are waiting (together, as one batch), starts their
+decoding, and advances every decoding row by one token in one decoder pass.
+
+A request is one row at a time (its current window); a long recording goes window after window while short ones
+join and leave beside it, so nothing waits for a whole file. Rows live in one ``DecoderState`` of ``max_rows``
+rows: the first ``len(self.rows)`` are in use; a row that leaves takes the last row's place, so the rows in use
+stay one contiguous view and a step copies nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from inference.speech.rules import apply_rules, sample
+from inference.speech.transcription import MAX_WINDOW_TOKENS, Segment, Transcription
+from inference.speech.vocab import WhisperVocab
+
+
+@dataclass
+class SpeechOutput:
+    request_id: str
+    segments: list[Segment]  # accepted this step (a window's segments arrive together)
+    sampled_tokens: int  # tokens sampled this step, retries included (metering of aborted streams)
+    finish_reason: str | None = None  # "stop" once the whole recording is written
+    transcription: Transcription | None = None  # with the finish: the whole result
+    index: int = 0
+
+
+@dataclass
+class _Row:
+    request_id: str
+    job: Transcription
+    sot_index: int
+    tokens: list[int] = field(default_factory=list)
+    sum_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+    prefix_len: int = 0
+
+
+class SpeechEngine:
+    def __init__(self, model: torch.nn.Module, vocab: WhisperVocab, max_rows: int = 16, max_windows_per_step: int = 4):
+        self.model = model
+        self.vocab = vocab
+        self.max_rows = max_rows
+        self.max_windows_per_step = max_windows_per_step
+        self.max_model_len = model.config.max_target_positions
+        self.state = model.new_state(max_rows)
+        self.rows: list[_Row] = []
+        self.next_logits: torch.Tensor | None = None  # [len(rows), vocab] float32
+        self.waiting: list[tuple[str, Transcription]] = []  # need a window encoded (new, or past their last one)
+        self.requests: dict[str, Transcription] = {}
+
+    # --- the worker's interface ------------------------------------------------------------------
+
+    def add_request(self, request_id: str, job: Transcription) -> None:
+        self.requests[request_id] = job
+        self.waiting.append((request_id, job))
+
+    def abort(self, request_id: str) -> list:
+        self.requests.pop(request_id, None)
+        self.waiting = [(r, j) for r, j in self.waiting if r != request_id]
+        for i in reversed(range(len(self.rows))):
+            if self.rows[i].request_id == request_id:
+                self._drop(i)
+        return []
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.rows)
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self.waiting)
+
+    @property
+    def num_running(self) -> int:
+        return len(self.rows)
+
+    # --- a step ----------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def step(self) -> list[SpeechOutput]:
+        outputs: dict[str, SpeechOutput] = {}
+        self._admit(outputs)
+        if self.rows:
+            self._advance(outputs)
+        return list(outputs.values())
+
+    def _output(self, outputs: dict[str, SpeechOutput], request_id: str) -> SpeechOutput:
+        return outputs.setdefault(request_id, SpeechOutput(request_id, [], 0))
+
+    def _admit(self, outputs: dict[str, SpeechOutput]) -> None:
+        """Encode the waiting windows that fit, one batch; detect languages; prefill each new row."""
+        room = min(self.max_rows - len(self.rows), self.max_windows_per_step)
+        if room <= 0 or not self.waiting:
+            return
+        admitted, self.waiting = self.waiting[:room], self.waiting[room:]
+        features = torch.stack([job.window() for _, job in admitted])
+        weight = self.model.model.encoder.conv1.weight
+        encoded = self.model.encode(features.to(weight.device, weight.dtype))  # [n, 1500, d]
+        first = len(self.rows)
+        self.model.set_audio(self.state.view(first, first + len(admitted)), encoded)
+        for offset, (request_id, job) in enumerate(admitted):
+            slot = first + offset
+            if job.language is None:
+                job.language = self._detect_language(slot)
+            self.rows.append(_Row(request_id, job, 0))
+            self._prefill(slot)
+
+    def _detect_language(self, slot: int) -> str:
+        """The likeliest language token after ``<|startoftranscript|>`` (on the request's first window)."""
+        view = self.state.view(slot, slot + 1)
+        logits = self.model.decode(torch.tensor([[self.vocab.sot]], device=view.lengths.device), view)[0, -1]
+        view.lengths.zero_()
+        codes = list(self.vocab.languages)
+        ids = torch.tensor([self.vocab.languages[c] for c in codes], device=logits.device)
+        return codes[int(logits[ids].argmax())]
+
+    def _prefill(self, slot: int) -> None:
+        """Start (or restart, at the next temperature) the decoding of a row's window."""
+        row = self.rows[slot]
+        prefix, row.sot_index = row.job.prefix()
+        row.tokens, row.sum_logprob, row.prefix_len = [], 0.0, len(prefix)
+        view = self.state.view(slot, slot + 1)
+        view.lengths.zero_()
+        logits = self.model.decode(torch.tensor([prefix], device=view.lengths.device), view)[0]  # [T, V]
+        row.no_speech_prob = float(torch.softmax(logits[row.sot_index], dim=-1)[self.vocab.no_speech])
+        last = logits[-1:].clone()
+        if self.next_logits is None or self.next_logits.shape[0] < slot + 1:
+            previous = self.next_logits if self.next_logits is not None else last[:0]
+            self.next_logits = torch.cat([previous[:slot], last])
+        else:
+            self.next_logits[slot] = last[0]
+
+    def _advance(self, outputs: dict[str, SpeechOutput]) -> None:
+        """Sample one token for every row; rows whose window ended leave; the rest decode it together."""
+        logits = apply_rules(self.next_logits[: len(self.rows)].clone(), [r.tokens for r in self.rows], self.vocab)
+        temperatures = [r.job.temperature for r in self.rows]
+        tokens, logprobs = sample(logits, temperatures, [r.job.generator for r in self.rows])
+        ended: list[int] = []
+        for i, (row, token, logprob) in enumerate(zip(self.rows, tokens, logprobs, strict=True)):
+            row.job.sampled_tokens += 1
+            self._output(outputs, row.request_id).sampled_tokens += 1
+            if token == self.vocab.eot:
+                ended.append(i)
+                continue
+            row.tokens.append(token)
+            row.sum_logprob += logprob
+            if len(row.tokens) >= MAX_WINDOW_TOKENS or row.prefix_len + len(row.tokens) >= self.max_model_len:
+                ended.append(i)
+        if len(ended) < len(self.rows):
+            # the rows that ended ride along at position 0 (their caches are reset or left behind next)
+            self.state.lengths[ended] = 0
+            step = torch.tensor([[t] for t in tokens], device=self.state.lengths.device)
+            self.next_logits = self.model.decode(step, self.state.view(0, len(self.rows)))[:, -1]
+        for i in reversed(ended):  # descending: a row moved into a place by _drop has been seen already
+            self._end_window(i, outputs)
+
+    def _end_window(self, i: int, outputs: dict[str, SpeechOutput]) -> None:
+        row = self.rows[i]
+        job = row.job
+        segments = job.finish_window(row.tokens, row.sum_logprob, row.no_speech_prob)
+        if segments is None:  # decode the window again, hotter, from the same encoded audio
+            self._prefill(i)
+            return
+        out = self._output(outputs, row.request_id)
+        out.segments.extend(segments)
+        self._drop(i)
+        if job.done:
+            self.requests.pop(row.request_id, None)
+            out.finish_reason, out.transcription = "stop", job
+        else:
+            self.waiting.append((row.request_id, job))
+
+    def _drop(self, i: int) -> None:
+        """Row i leaves; the last row takes its place."""
+        last = len(self.rows) - 1
+        if i != last:
+            self.state.move_row(last, i)
+            self.rows[i] = self.rows[last]
+            if self.next_logits is not None:
+                self.next_logits[i] = self.next_logits[last]
+        self.rows.pop()
+        if self.next_logits is not None:
+            self.next_logits = self.next_logits[: len(self.rows)]

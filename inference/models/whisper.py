@@ -1,0 +1,275 @@
+"""Whisper (``WhisperForConditionalGeneration``): a convolution front and a Transformer encoder over 30 s of log-mel
+features, and a Transformer decoder that writes text tokens attending to its own past (self-attention, cached) and
+to the encoded audio (cross-attention, its keys and values computed once per window).
+
+Pre-LayerNorm blocks, exact GELU, learned decoder positions, sinusoidal encoder positions (stored as weights), and
+the output projection tied to the token embeddings. HF parameter names, except that the self-attention's
+q/k/v are fused into ``qkv_proj`` and the cross-attention's k/v into ``kv_proj``; HF's ``k_proj`` has no bias, so
+the fused ones carry zeros in its rows.
+
+The encoder runs a batch of windows as one flat batch through ``Attention`` (the Triton kernels when the model is
+on them); the decoder's rows each sit at their own position in ``DecoderState`` and attend with torch's SDPA.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from inference.layers.activation import get_activation
+from inference.layers.attention import Attention
+from inference.layers.context import ForwardContext, forward_context
+from inference.layers.linear import MergedLinear, load_hf_weights
+from inference.layers.norm import LayerNorm
+from inference.models.whisper_config import WhisperConfig
+
+PACKED_MODULES = {
+    "self_q": ("qkv_proj", "q"),
+    "self_k": ("qkv_proj", "k"),
+    "self_v": ("qkv_proj", "v"),
+    "cross_k": ("kv_proj", "k"),
+    "cross_v": ("kv_proj", "v"),
+}
+# HF's attention projections -> the names PACKED_MODULES fuses (self-attention q/k/v, cross-attention k/v)
+_RENAMES = [(f".{block}.{p}_proj", f".{block}.{prefix}_{p}") for block, prefix, names in
+            (("self_attn", "self", "qkv"), ("encoder_attn", "cross", "kv")) for p in names]  # fmt: skip
+_DECODER_RENAMES = [(".self_attn.out_proj", ".self_out_proj"), (".encoder_attn.out_proj", ".cross_out_proj"),
+                    (".self_attn.", "."), (".encoder_attn.", ".")]  # fmt: skip
+
+
+def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """[B, T, heads * D] -> [B, heads, T, D]."""
+    B, T, _ = x.shape
+    return x.view(B, T, heads, -1).transpose(1, 2)
+
+
+def _merge(x: torch.Tensor) -> torch.Tensor:
+    """[B, heads, T, D] -> [B, T, heads * D]."""
+    B, H, T, D = x.shape
+    return x.transpose(1, 2).reshape(B, T, H * D)
+
+
+@dataclass
+class DecoderState:
+    """The decoder's caches for a batch of rows. Per layer: self-attention keys / values
+    [rows, H, max_target_positions, D] written as tokens arrive, and cross-attention keys / values [rows, H, 1500, D]
+    of each row's encoded window. The engine keeps one state for all its rows and works on views of row ranges, so
+    a row joins, steps and leaves without the others being copied."""
+
+    self_k: list[torch.Tensor]
+    self_v: list[torch.Tensor]
+    cross_k: list[torch.Tensor]
+    cross_v: list[torch.Tensor]
+    lengths: torch.Tensor  # [rows] int64: tokens cached in each row
+
+    @property
+    def rows(self) -> int:
+        return int(self.lengths.shape[0])
+
+    def view(self, start: int, stop: int) -> DecoderState:
+        """Rows ``start:stop``, sharing memory with this state."""
+
+        def cut(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+            return [t[start:stop] for t in tensors]
+
+        return DecoderState(cut(self.self_k), cut(self.self_v), cut(self.cross_k), cut(self.cross_v),
+                            self.lengths[start:stop])  # fmt: skip
+
+    def move_row(self, src: int, dst: int) -> None:
+        """Copy row ``src`` over row ``dst`` (the engine fills a departed row's place with its last row)."""
+        for tensors in (self.self_k, self.self_v, self.cross_k, self.cross_v):
+            for t in tensors:
+                t[dst].copy_(t[src])
+        self.lengths[dst] = self.lengths[src]
+
+
+class WhisperEncoderAttention(nn.Module):
+    def __init__(self, config: WhisperConfig):
+        super().__init__()
+        d, heads = config.d_model, config.encoder_attention_heads
+        self.qkv_proj = MergedLinear(d, {"q": d, "k": d, "v": d}, bias=True)
+        self.attn = Attention(heads, heads, d // heads, scale=(d // heads) ** -0.5, causal=False)
+        self.out_proj = nn.Linear(d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Flat windows [T, d] under a non-causal ``ForwardContext`` -> [T, d]."""
+        return self.out_proj(self.attn(*self.qkv_proj.split(self.qkv_proj(x))))
+
+
+class WhisperEncoderLayer(nn.Module):
+    def __init__(self, config: WhisperConfig):
+        super().__init__()
+        d = config.d_model
+        self.self_attn_layer_norm = LayerNorm(d, eps=config.layer_norm_eps)
+        self.self_attn = WhisperEncoderAttention(config)
+        self.final_layer_norm = LayerNorm(d, eps=config.layer_norm_eps)
+        self.fc1 = nn.Linear(d, config.encoder_ffn_dim)
+        self.fc2 = nn.Linear(config.encoder_ffn_dim, d)
+        self.act = get_activation(config.activation_function)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.self_attn(self.self_attn_layer_norm(x))
+        return x + self.fc2(self.act(self.fc1(self.final_layer_norm(x))))
+
+
+class WhisperEncoder(nn.Module):
+    def __init__(self, config: WhisperConfig):
+        super().__init__()
+        d = config.d_model
+        self.conv1 = nn.Conv1d(config.num_mel_bins, d, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv1d(d, d, kernel_size=3, stride=2, padding=1)
+        self.embed_positions = nn.Embedding(config.max_source_positions, d)
+        self.layers = nn.ModuleList(WhisperEncoderLayer(config) for _ in range(config.encoder_layers))
+        self.layer_norm = LayerNorm(d, eps=config.layer_norm_eps)
+        self.act = get_activation(config.activation_function)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """[B, n_mels, 3000] log-mel windows -> [B, 1500, d]."""
+        x = self.act(self.conv2(self.act(self.conv1(features.to(self.conv1.weight.dtype)))))
+        x = x.transpose(1, 2) + self.embed_positions.weight  # [B, 1500, d]
+        B, T, d = x.shape
+        flat = x.reshape(B * T, d)
+        with forward_context(ForwardContext.for_prompts([T] * B, causal=False)):
+            for layer in self.layers:
+                flat = layer(flat)
+        return self.layer_norm(flat).view(B, T, d)
+
+
+class WhisperDecoderLayer(nn.Module):
+    def __init__(self, config: WhisperConfig):
+        super().__init__()
+        d = config.d_model
+        self.heads = config.decoder_attention_heads
+        self.scale = (d // self.heads) ** -0.5
+        self.self_attn_layer_norm = LayerNorm(d, eps=config.layer_norm_eps)
+        self.qkv_proj = MergedLinear(d, {"q": d, "k": d, "v": d}, bias=True)
+        self.self_out_proj = nn.Linear(d, d)
+        self.encoder_attn_layer_norm = LayerNorm(d, eps=config.layer_norm_eps)
+        self.q_proj = nn.Linear(d, d)
+        self.kv_proj = MergedLinear(d, {"k": d, "v": d}, bias=True)
+        self.cross_out_proj = nn.Linear(d, d)
+        self.final_layer_norm = LayerNorm(d, eps=config.layer_norm_eps)
+        self.fc1 = nn.Linear(d, config.decoder_ffn_dim)
+        self.fc2 = nn.Linear(config.decoder_ffn_dim, d)
+        self.act = get_activation(config.activation_function)
+
+    def cross_kv(self, encoded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B, 1500, d] -> keys, values [B, H, 1500, D]."""
+        k, v = self.kv_proj.split(self.kv_proj(encoded))
+        return _heads(k, self.heads), _heads(v, self.heads)
+
+    def forward(self, x, positions, state: DecoderState, i: int, mask: torch.Tensor) -> torch.Tensor:
+        """x [B, T, d] at ``positions`` [B, T]; ``mask`` [B, 1, T, L] the keys each query may see."""
+        q, k, v = (_heads(t, self.heads) for t in self.qkv_proj.split(self.qkv_proj(self.self_attn_layer_norm(x))))
+        rows = torch.arange(x.shape[0], device=x.device)[:, None]
+        state.self_k[i][rows, :, positions] = k.transpose(1, 2).to(state.self_k[i].dtype)  # [B, T, H, D]
+        state.self_v[i][rows, :, positions] = v.transpose(1, 2).to(state.self_v[i].dtype)
+        L = mask.shape[-1]
+        keys, values = state.self_k[i][:, :, :L].to(q.dtype), state.self_v[i][:, :, :L].to(q.dtype)
+        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=self.scale)
+        x = x + self.self_out_proj(_merge(out))
+        q = _heads(self.q_proj(self.encoder_attn_layer_norm(x)), self.heads)
+        cross_k, cross_v = state.cross_k[i].to(q.dtype), state.cross_v[i].to(q.dtype)
+        out = F.scaled_dot_product_attention(q, cross_k, cross_v, scale=self.scale)
+        x = x + self.cross_out_proj(_merge(out))
+        return x + self.fc2(self.act(self.fc1(self.final_layer_norm(x))))
+
+
+class WhisperDecoder(nn.Module):
+    def __init__(self, config: WhisperConfig):
+        super().__init__()
+        d = config.d_model
+        self.embed_tokens = nn.Embedding(config.vocab_size, d)
+        self.embed_positions = nn.Embedding(config.max_target_positions, d)
+        self.layers = nn.ModuleList(WhisperDecoderLayer(config) for _ in range(config.decoder_layers))
+        self.layer_norm = LayerNorm(d, eps=config.layer_norm_eps)
+
+
+class WhisperModel(nn.Module):
+    def __init__(self, config: WhisperConfig):
+        super().__init__()
+        self.encoder = WhisperEncoder(config)
+        self.decoder = WhisperDecoder(config)
+
+
+class WhisperForConditionalGeneration(nn.Module):
+    config_class = WhisperConfig
+
+    def __init__(self, config: WhisperConfig):
+        super().__init__()
+        self.config = config
+        self.model = WhisperModel(config)
+
+    @torch.inference_mode()
+    def encode(self, features: torch.Tensor) -> torch.Tensor:
+        """[B, n_mels, 3000] -> [B, 1500, d]."""
+        return self.model.encoder(features)
+
+    def new_state(self, rows: int, dtype: torch.dtype | None = None) -> DecoderState:
+        """Caches for ``rows`` rows (empty until ``set_audio``)."""
+        cfg = self.config
+        weight = self.model.decoder.embed_tokens.weight
+        dtype = dtype or weight.dtype
+        heads, head_dim = cfg.decoder_attention_heads, cfg.d_model // cfg.decoder_attention_heads
+
+        def zeros(positions: int) -> list[torch.Tensor]:
+            return [
+                weight.new_zeros((rows, heads, positions, head_dim), dtype=dtype) for _ in range(cfg.decoder_layers)
+            ]
+
+        return DecoderState(zeros(cfg.max_target_positions), zeros(cfg.max_target_positions),
+                            zeros(cfg.max_source_positions), zeros(cfg.max_source_positions),
+                            torch.zeros(rows, dtype=torch.long, device=weight.device))  # fmt: skip
+
+    @torch.inference_mode()
+    def set_audio(self, state: DecoderState, encoded: torch.Tensor) -> None:
+        """Point ``state``'s rows at encoded windows [rows, 1500, d]: their cross-attention keys / values, and
+        empty self-attention caches."""
+        for i, layer in enumerate(self.model.decoder.layers):
+            k, v = layer.cross_kv(encoded)
+            state.cross_k[i].copy_(k)
+            state.cross_v[i].copy_(v)
+        state.lengths.zero_()
+
+    @torch.inference_mode()
+    def decode(self, tokens: torch.Tensor, state: DecoderState) -> torch.Tensor:
+        """tokens [B, T] appended to each row of ``state`` at its own length -> logits [B, T, vocab] (float32)."""
+        decoder = self.model.decoder
+        B, T = tokens.shape
+        positions = state.lengths[:, None] + torch.arange(T, device=tokens.device)  # [B, T]
+        if int(positions.max()) >= self.config.max_target_positions:
+            raise ValueError(f"the decoder holds at most {self.config.max_target_positions} tokens")
+        x = decoder.embed_tokens(tokens) + decoder.embed_positions(positions)
+        L = int(positions.max()) + 1
+        mask = (torch.arange(L, device=tokens.device)[None, None, :] <= positions[:, :, None])[:, None]
+        for i, layer in enumerate(decoder.layers):
+            x = layer(x, positions, state, i, mask)
+        state.lengths += T
+        return F.linear(decoder.layer_norm(x), decoder.embed_tokens.weight).float()
+
+    def attention_layers(self) -> list[Attention]:
+        return [layer.self_attn.attn for layer in self.model.encoder.layers]
+
+    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """HF ``WhisperForConditionalGeneration`` names; ``proj_out`` is the tied embedding and is skipped."""
+
+        def with_key_biases(items: Iterable[tuple[str, torch.Tensor]]) -> Iterator[tuple[str, torch.Tensor]]:
+            for name, tensor in items:
+                yield name, tensor
+                if name.endswith("k_proj.weight"):  # HF's k_proj has no bias: the fused rows get zeros
+                    yield name.removesuffix("weight") + "bias", tensor.new_zeros(tensor.shape[0])
+
+        def rename(name: str) -> str:
+            for old, new in _RENAMES:
+                name = name.replace(old, new)
+            if ".decoder.layers." in name:  # the decoder layer holds both attentions' projections itself
+                for old, new in _DECODER_RENAMES:
+                    name = name.replace(old, new)
+            return name
+
+        load_hf_weights(self, with_key_biases(weights), PACKED_MODULES, skip=lambda n: n == "proj_out.weight",
+                        rename=rename)  # fmt: skip

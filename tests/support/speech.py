@@ -1,0 +1,111 @@
+"""Speech for the Whisper tests: sentences spoken by Debian's ``espeak-ng`` (installed by the Makefile with the
+test tools), the word error rate, and the packaged Whisper base loaded once per session."""
+
+from __future__ import annotations
+
+import functools
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from tests.support.markers import require
+
+ENGLISH = [
+    "Please send the report to my office before noon.",
+    "She bought three apples and a loaf of bread at the market.",
+    "Our train leaves the station at half past seven.",
+    "The children played football in the park after school.",
+]
+GERMAN = [
+    "Ich habe heute keine Zeit.",
+    "Ich fahre morgen mit dem Zug nach Berlin.",
+    "Meine Schwester wohnt in einer kleinen Stadt.",
+]
+VOICES = {"en": "en-us", "de": "de"}
+
+
+def speak(text: str, language: str, path: Path, words_per_minute: int = 140) -> Path:
+    """``text`` spoken into a 22.05 kHz mono wav at ``path``."""
+    subprocess.run(["espeak-ng", "-v", VOICES[language], "-s", str(words_per_minute), "-w", str(path), text],
+                   check=True, capture_output=True)  # fmt: skip
+    return path
+
+
+def _words(text: str) -> list[str]:
+    return re.sub(r"[^\w\s']", " ", text.lower()).split()
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """Word-level edit distance over the reference's length (lower case, punctuation ignored)."""
+    ref, hyp = _words(reference), _words(hypothesis)
+    row = list(range(len(hyp) + 1))
+    for i, word in enumerate(ref, 1):
+        previous, row[0] = row[0], i
+        for j, other in enumerate(hyp, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (word != other))
+    return row[-1] / max(len(ref), 1)
+
+
+def samples(path: Path) -> np.ndarray:
+    """A file's 16 kHz mono float32 samples, decoded as the service decodes uploads."""
+    from inference.audio.decode import decode_audio
+
+    return decode_audio(Path(path).read_bytes(), max_seconds=3600)
+
+
+def whisper_dir() -> Path:
+    """The packaged Whisper base as an HF-format directory (converted once per machine, cached)."""
+    return _whisper_dir()
+
+
+@functools.cache
+def _whisper_dir() -> Path:
+    from inference.loader.sources import resolve_source
+
+    return resolve_source("packaged:whisper-base")
+
+
+def whisper():
+    """(model, vocab) of the packaged Whisper base, float32, loaded once per session."""
+    require("real_model", "loads the packaged Whisper base")
+    return _whisper()
+
+
+@functools.cache
+def _whisper():
+    from inference.loader.safetensors import load_model
+    from inference.speech.vocab import WhisperVocab
+
+    return load_model(whisper_dir()), WhisperVocab.from_dir(whisper_dir())
+
+
+# container -> (PyAV format, codec, sample rate) for the upload formats OpenAI lists
+CONTAINERS = {
+    "wav": ("wav", "pcm_s16le", 16000),
+    "flac": ("flac", "flac", 16000),
+    "mp3": ("mp3", "libmp3lame", 16000),
+    "ogg": ("ogg", "libopus", 48000),
+    "m4a": ("ipod", "aac", 16000),
+    "mp4": ("mp4", "aac", 16000),
+    "webm": ("webm", "libopus", 48000),
+}
+
+
+def encode(samples: np.ndarray, container: str, path: Path) -> Path:
+    """16 kHz mono float32 ``samples`` written as a ``container`` file (see CONTAINERS) with PyAV."""
+    import av
+
+    fmt, codec, rate = CONTAINERS[container]
+    with av.open(str(path), mode="w", format=fmt) as out:
+        stream = out.add_stream(codec, rate=rate, layout="mono")
+        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1).astype(np.float32), format="flt", layout="mono")
+        frame.sample_rate = 16000
+        resampler = av.AudioResampler(format=stream.codec_context.format.name, layout="mono", rate=rate)
+        for piece in [*resampler.resample(frame), *resampler.resample(None)]:
+            for packet in stream.encode(piece):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
