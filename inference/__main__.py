@@ -39,9 +39,9 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         config.port = args.port
     if args.threads:
         config.threads = args.threads
-    if args.quantize:  # the generative models': an embedding model is quantized only by its own engine.quantize
+    if args.quantize:  # the generative models': embedding and speech models only by their own engine.quantize
         for spec in config.models:
-            if spec.kind != "embedding":
+            if spec.kind not in ("embedding", "audio"):
                 spec.engine = EngineConfig(**{**spec.engine.__dict__, "quantize": args.quantize})
     config.__post_init__()
     return config

@@ -22,6 +22,7 @@ from inference.server.limits import MAX_BODY_BYTES
 from inference.server.messages import read_messages
 from inference.server.metrics import Metrics
 from inference.server.registry import ModelRegistry
+from inference.server.speech import transcriptions, translations
 from inference.server.streams import ClientGone
 
 log = logging.getLogger("inference.server")
@@ -42,10 +43,12 @@ async def _json(request: Request) -> dict:
     return data
 
 
-def _post(handler):
+def _post(handler, json_body: bool = True):
+    """``handler(request, body)`` for a JSON route; ``handler(request)`` when it reads its own body (a form)."""
+
     async def endpoint(request: Request) -> Response:
         try:
-            return await handler(request, await _json(request))
+            return await (handler(request, await _json(request)) if json_body else handler(request))
         except RequestError as error:  # the one place a request's error becomes its answer
             return render(error)
         except ClientGone:  # the client left before a non-streamed answer was ready: its generation is aborted
@@ -150,6 +153,8 @@ def create_app(
         Route("/v1/chat/completions", _post(chat_completions), methods=["POST"]),
         Route("/v1/completions", _post(completions), methods=["POST"]),
         Route("/v1/embeddings", _post(embeddings), methods=["POST"]),
+        Route("/v1/audio/transcriptions", _post(transcriptions, json_body=False), methods=["POST"]),
+        Route("/v1/audio/translations", _post(translations, json_body=False), methods=["POST"]),
         Route("/tokenize", _post(tokenize), methods=["POST"]),
         Route("/detokenize", _post(detokenize), methods=["POST"]),
         Route("/health", health, methods=["GET"]),

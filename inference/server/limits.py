@@ -11,3 +11,5 @@ MAX_IMAGES = 8  # per request: LLaVA was trained on one; each costs up to ~2900 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 ROLES = ("system", "developer", "user", "assistant", "tool")
 IMAGE_DETAILS = ("auto", "low", "high")
+MAX_AUDIO_BYTES = 25 * 1024 * 1024  # an upload to /v1/audio/*, as OpenAI's 25 MB
+RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")  # of /v1/audio/*

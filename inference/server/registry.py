@@ -53,6 +53,14 @@ def _vision_support(spec: ModelSpec, model: torch.nn.Module, tokenizer, director
 
 
 @dataclass
+class SpeechSupport:
+    """How a speech model takes audio: its special tokens and languages, its mel bins."""
+
+    vocab: object  # inference.speech.vocab.WhisperVocab
+    n_mels: int
+
+
+@dataclass
 class LoadedModel:
     spec: ModelSpec
     tokenizer: object
@@ -66,6 +74,7 @@ class LoadedModel:
     tool_format: str = "hermes"  # how this model writes tool calls (inference/function_calling/formats.py)
     guides: object = None  # its grammar compiler (inference.engine.guided.GuideCompiler), chat models only
     vision: VisionSupport | None = None  # vision models only
+    speech: SpeechSupport | None = None  # audio models only
     load_seconds: float = 0.0  # how long this start took to load it (prepared weights cached: seconds)
 
     @property
@@ -100,6 +109,13 @@ def build_model(spec: ModelSpec):
     directory = resolve_source(spec.source)
     dtype = getattr(torch, spec.engine.resolved_dtype())
     device = spec.engine.resolved_device()  # chosen once, at start; on CUDA the layers run on Triton kernels
+    if spec.kind == "audio":  # Whisper: float weights as stored, its own vocabulary
+        from inference.speech.vocab import WhisperVocab
+
+        model = load_model(directory, dtype=dtype, device=device).eval()
+        if not hasattr(model, "new_state"):
+            raise ConfigError(f"model {spec.id}: kind audio needs a Whisper checkpoint")
+        return model, WhisperVocab.from_dir(directory), directory
     tokenizer = Tokenizer.from_dir(directory)
     # the CPU's dense weights are prepared once (quantized, bf16 copies) and memory-mapped on later starts
     cached = weights_cache.entry_path(directory, spec.quantize_mode(), dtype) if device == "cpu" else None
@@ -130,11 +146,21 @@ def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop) -> LoadedModel:
 
     start = time.perf_counter()
     model, tokenizer, directory = build_model(spec)
+    speech = None
     if spec.kind == "embedding":
         use_kernels(model, spec.engine.resolved_kernels())
         engine = EmbeddingEngine(model, spec.engine.max_batched_tokens)
         max_len, hidden, max_out = engine.max_model_len, model.config.hidden_size, 0
+    elif spec.kind == "audio":
+        from inference.engine.speech_engine import SpeechEngine
+
+        use_kernels(model, spec.engine.resolved_kernels())
+        engine = SpeechEngine(model, tokenizer, max_rows=min(spec.engine.max_num_seqs, 16))
+        speech = SpeechSupport(tokenizer, model.config.num_mel_bins)
+        max_len, hidden, max_out = engine.max_model_len, 0, engine.max_model_len
     else:
+        if hasattr(model, "new_state"):
+            raise ConfigError(f"model {spec.id}: a Whisper checkpoint serves kind audio, not {spec.kind}")
 
         def detokenizer(tok, prompt_ids):
             return IncrementalDetokenizer(tok, prompt_ids)
@@ -145,7 +171,7 @@ def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop) -> LoadedModel:
     vision = _vision_support(spec, model, tokenizer, directory) if spec.kind == "vision" else None
     worker = engines.add(engine, spec.id, on_step=metrics.on_step(spec.id))
     guides, tool_format = None, "hermes"
-    if spec.kind != "embedding":
+    if spec.kind not in ("embedding", "audio"):
         from inference.engine.guided import GuideCompiler
         from inference.function_calling.formats import ALIASES, detect_format
 
@@ -169,6 +195,7 @@ def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop) -> LoadedModel:
         tool_format=tool_format,
         guides=guides,
         vision=vision,
+        speech=speech,
         load_seconds=round(seconds, 2),
     )
 

@@ -48,7 +48,7 @@ def test_toml_config(tmp_path):
     "text, message",
     [
         ("[server]\nport = 0\n[[models]]\nid='a'\nsource='x'\nkind='chat'", "port"),
-        ("[[models]]\nid='a'\nsource='x'\nkind='audio'", "kind must be one of"),
+        ("[[models]]\nid='a'\nsource='x'\nkind='speech'", "kind must be one of"),
         ("[[models]]\nid='a'\nsource='x'\nkind='chat'\n[[models]]\nid='a'\nsource='y'\nkind='chat'", "duplicate"),
         ("[[models]]\nid='a'\nsource='x'\nkind='chat'\nengine={dtype='float8'}", "dtype"),
         ("[[models]]\nid='a'\nsource='x'\nkind='chat'\nengine={max_num_seqs=0}", "max_num_seqs"),

@@ -1,0 +1,145 @@
+"""POST /v1/audio/transcriptions and /v1/audio/translations: an upload decoded off the event loop, transcribed by
+the model's speech engine, answered in the asked format (json, text, srt, vtt, verbose_json) or streamed as
+OpenAI streams transcriptions (``transcript.text.delta`` events, then ``transcript.text.done`` with the usage)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+
+from inference.audio.decode import decode_audio
+from inference.audio.features import padded_log_mel
+from inference.env import env_float
+from inference.server.errors import ServiceError
+from inference.server.speech_request import SpeechRequest, parse_speech
+from inference.server.streams import ClientGone, deltas, new_id, sse, wait_disconnect
+from inference.speech.transcription import Segment, Transcription
+from inference.speech.vocab import LANGUAGES
+
+AUDIO_TOKENS_PER_SECOND = 50  # Whisper's encoder positions: 1500 per 30 s window (the usage's audio tokens)
+
+
+def max_audio_seconds() -> float:
+    return env_float("INFERENCE_MAX_AUDIO_SECONDS", 1500.0, min_value=1.0)
+
+
+def usage_seconds(duration: float) -> int:
+    """Seconds as OpenAI bills them: whole seconds, rounded up."""
+    return max(1, math.ceil(duration - 1e-9))
+
+
+async def _job(request: Request, task: str) -> tuple[object, SpeechRequest, Transcription]:
+    if "multipart/form-data" not in request.headers.get("content-type", ""):
+        raise ServiceError("Send the audio as multipart/form-data (a 'file' field and a 'model' field).", status=415)
+    try:
+        form = await request.form(max_files=1, max_fields=32)
+    except HTTPException as exc:  # a malformed multipart body
+        raise ServiceError(f"The multipart form could not be read ({exc.detail}).") from None
+    model = request.app.state.registry.get(form.get("model"))
+    parsed = await parse_speech(form, model, task)
+    samples = await run_in_threadpool(decode_audio, parsed.data, max_audio_seconds())
+    features = await run_in_threadpool(padded_log_mel, samples, model.speech.n_mels)
+    job = Transcription(features, len(samples) // 160, model.speech.vocab, parsed.options)
+    return model, parsed, job
+
+
+def _timestamp(seconds: float, separator: str) -> str:
+    ms = round(seconds * 1000)
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{separator}{ms:03d}"
+
+
+def _srt(segments: list[Segment]) -> str:
+    return "\n".join(f"{i}\n{_timestamp(s.start, ',')} --> {_timestamp(s.end, ',')}\n{s.text.strip()}\n"
+                     for i, s in enumerate(segments, 1))  # fmt: skip
+
+
+def _vtt(segments: list[Segment]) -> str:
+    cues = "".join(f"{_timestamp(s.start, '.')} --> {_timestamp(s.end, '.')}\n{s.text.strip()}\n\n" for s in segments)
+    return f"WEBVTT\n\n{cues}"
+
+
+def _segment(s: Segment) -> dict:
+    return {"id": s.id, "seek": s.seek, "start": s.start, "end": s.end, "text": s.text, "tokens": s.tokens,
+            "temperature": s.temperature, "avg_logprob": s.avg_logprob, "compression_ratio": s.compression_ratio,
+            "no_speech_prob": s.no_speech_prob}  # fmt: skip
+
+
+def answer(job: Transcription, parsed: SpeechRequest) -> Response:
+    """The finished transcription in the asked format; usage in seconds (``x-audio-seconds`` for text formats)."""
+    seconds = usage_seconds(job.duration)
+    headers = {"x-audio-seconds": str(seconds), "x-output-tokens": str(job.sampled_tokens)}
+    usage = {"type": "duration", "seconds": seconds}
+    fmt = parsed.response_format
+    if fmt == "json":
+        return JSONResponse({"text": job.text, "usage": usage}, headers=headers)
+    if fmt == "verbose_json":
+        body = {"task": job.options.task, "language": LANGUAGES.get(job.language, job.language),
+                "duration": round(job.duration, 2), "text": job.text,
+                "segments": [_segment(s) for s in job.segments], "usage": usage}  # fmt: skip
+        return JSONResponse(body, headers=headers)
+    text = {"text": job.text + "\n", "srt": _srt(job.segments), "vtt": _vtt(job.segments)}[fmt]
+    return PlainTextResponse(text, headers=headers)
+
+
+async def _stream(request: Request, model, job: Transcription, request_id: str, queue):
+    """OpenAI's transcription events: a delta per segment as each window is accepted, then the whole text."""
+    metrics = request.app.state.metrics
+    sampled, first = 0, True
+    status = "ok"
+    try:
+        async for out in deltas(model, request_id, queue, 1, metrics):
+            sampled += out.sampled_tokens
+            for segment in out.segments:
+                text = segment.text.lstrip() if first else segment.text
+                first = False
+                yield sse({"type": "transcript.text.delta", "delta": text})
+        audio_tokens = math.ceil(job.duration * AUDIO_TOKENS_PER_SECOND)
+        usage = {"type": "tokens", "input_tokens": audio_tokens, "output_tokens": sampled,
+                 "total_tokens": audio_tokens + sampled, "input_token_details": {"audio_tokens": audio_tokens,
+                 "text_tokens": 0}, "seconds": usage_seconds(job.duration)}  # fmt: skip
+        yield sse({"type": "transcript.text.done", "text": job.text, "usage": usage})
+        yield sse("[DONE]")
+    except ServiceError as error:
+        status = "error"
+        yield sse(error.body())
+    except asyncio.CancelledError:
+        status = "aborted"
+        raise
+    finally:
+        metrics.requests.labels(model.id, "audio", status).inc()
+
+
+async def _run(request: Request, task: str) -> Response:
+    model, parsed, job = await _job(request, task)
+    request_id = new_id("trsc")
+    queue = model.worker.submit(request_id, job)
+    if parsed.stream:
+        return StreamingResponse(_stream(request, model, job, request_id, queue), media_type="text/event-stream")
+    metrics = request.app.state.metrics
+    disconnected = asyncio.ensure_future(wait_disconnect(request.receive))
+    try:
+        async for _ in deltas(model, request_id, queue, 1, metrics, disconnected):
+            pass
+    except ClientGone:
+        metrics.requests.labels(model.id, "audio", "aborted").inc()
+        raise
+    finally:
+        disconnected.cancel()
+    metrics.requests.labels(model.id, "audio", "ok").inc()
+    return answer(job, parsed)
+
+
+async def transcriptions(request: Request) -> Response:
+    return await _run(request, "transcribe")
+
+
+async def translations(request: Request) -> Response:
+    return await _run(request, "translate")

@@ -1,0 +1,97 @@
+"""The front door of ``/v1/audio/transcriptions`` and ``/translations``: a multipart form parsed once into a
+``SpeechRequest`` (OpenAI's field names in every error), the upload decoded to samples and features."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.datastructures import FormData, UploadFile
+
+from inference.errors import RequestError
+from inference.server.limits import MAX_AUDIO_BYTES, RESPONSE_FORMATS
+from inference.server.registry import LoadedModel
+from inference.speech.transcription import SpeechOptions
+
+GRANULARITIES = ("segment", "word")
+_FIELDS = {"file", "model", "language", "prompt", "response_format", "temperature", "timestamp_granularities[]",
+           "timestamp_granularities", "stream", "seed", "include[]", "chunking_strategy"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SpeechRequest:
+    data: bytes
+    options: SpeechOptions
+    response_format: str
+    stream: bool
+    granularities: tuple[str, ...]
+
+
+def _text(form: FormData, name: str) -> str | None:
+    value = form.get(name)
+    if value is None:
+        return None
+    if isinstance(value, UploadFile):
+        raise RequestError(f"'{name}' must be a text field, not a file.", param=name)
+    return value
+
+
+def _flag(form: FormData, name: str) -> bool:
+    value = (_text(form, name) or "false").strip().lower()
+    if value not in ("true", "false", "1", "0"):
+        raise RequestError(f"'{name}' must be true or false.", param=name, code="invalid_type")
+    return value in ("true", "1")
+
+
+async def parse_speech(form: FormData, model: LoadedModel, task: str) -> SpeechRequest:
+    if model.kind != "audio":
+        raise RequestError(f"The model '{model.id}' does not transcribe audio (its kind is {model.kind}).",
+                           param="model", code="model_not_supported")  # fmt: skip
+    unknown = sorted(set(form.keys()) - _FIELDS)
+    if unknown:
+        raise RequestError(f"Unrecognized request argument supplied: {unknown[0]}", param=unknown[0],
+                           code="unknown_parameter")  # fmt: skip
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise RequestError("Send the audio as the form's 'file' field (a file upload).", param="file")
+    data = await upload.read(MAX_AUDIO_BYTES + 1)
+    if len(data) > MAX_AUDIO_BYTES:
+        raise RequestError(f"The audio file is larger than {MAX_AUDIO_BYTES // (1024 * 1024)} MB.", param="file",
+                           code="file_too_large", status=413)  # fmt: skip
+    response_format = _text(form, "response_format") or "json"
+    if response_format not in RESPONSE_FORMATS:
+        raise RequestError(f"'response_format' must be one of {', '.join(RESPONSE_FORMATS)}, got "
+                           f"{response_format!r}.", param="response_format")  # fmt: skip
+    raw_temperature = _text(form, "temperature") or "0"
+    try:
+        temperature = float(raw_temperature)
+    except ValueError:
+        raise RequestError("'temperature' must be a number.", param="temperature", code="invalid_type") from None
+    if not 0.0 <= temperature <= 1.0:
+        raise RequestError("'temperature' must be between 0 and 1.", param="temperature")
+    language = _text(form, "language")
+    code = None
+    if language:
+        code = model.speech.vocab.language_code(language)
+        if code is None:
+            raise RequestError(f"Language {language!r} is not supported by this model (give an ISO-639-1 code such "
+                               "as 'en' or 'de').", param="language", code="unsupported_language")  # fmt: skip
+    granularities = tuple(form.getlist("timestamp_granularities[]") or form.getlist("timestamp_granularities"))
+    for g in granularities:
+        if g not in GRANULARITIES:
+            raise RequestError(f"'timestamp_granularities' items must be 'segment' or 'word', got {g!r}.",
+                               param="timestamp_granularities")  # fmt: skip
+    if granularities and response_format != "verbose_json":
+        raise RequestError("'timestamp_granularities' needs response_format 'verbose_json'.",
+                           param="timestamp_granularities")  # fmt: skip
+    if "word" in granularities:
+        raise RequestError("Word timestamps are not supported by this server; ask for 'segment'.",
+                           param="timestamp_granularities", code="unsupported_value")  # fmt: skip
+    stream = _flag(form, "stream")
+    if stream and response_format not in ("json", "text"):
+        raise RequestError("Streaming is available with response_format 'json' or 'text'.", param="stream")
+    seed = _text(form, "seed")
+    if seed is not None and not seed.strip().lstrip("-").isdigit():
+        raise RequestError("'seed' must be an integer.", param="seed", code="invalid_type")
+    options = SpeechOptions(task=task, language=code, temperature=temperature, prompt=_text(form, "prompt"),
+                            seed=int(seed) if seed is not None else None)  # fmt: skip
+    return SpeechRequest(data, options, response_format, stream, granularities)
