@@ -48,7 +48,9 @@ class SpeechEngine:
         self.max_model_len = model.config.max_target_positions
         self.state = model.new_state(max_rows)
         self.rows: list[_Row] = []
-        self.next_logits: torch.Tensor | None = None  # [len(rows), vocab] float32
+        # [max_rows, vocab] float32: each row's logits for its next token (the first len(rows) rows are in use)
+        weight = model.model.decoder.embed_tokens.weight
+        self.next_logits = torch.zeros(max_rows, model.config.vocab_size, device=weight.device)
         self.waiting: list[tuple[str, Transcription]] = []  # need a window encoded (new, or past their last one)
         self.requests: dict[str, Transcription] = {}
 
@@ -127,12 +129,7 @@ class SpeechEngine:
         view.lengths.zero_()
         logits = self.model.decode(torch.tensor([prefix], device=view.lengths.device), view)[0]  # [T, V]
         row.no_speech_prob = float(torch.softmax(logits[row.sot_index], dim=-1)[self.vocab.no_speech])
-        last = logits[-1:].clone()
-        if self.next_logits is None or self.next_logits.shape[0] < slot + 1:
-            previous = self.next_logits if self.next_logits is not None else last[:0]
-            self.next_logits = torch.cat([previous[:slot], last])
-        else:
-            self.next_logits[slot] = last[0]
+        self.next_logits[slot] = logits[-1]
 
     def _advance(self, outputs: dict[str, SpeechOutput]) -> None:
         """Sample one token for every row; rows whose window ended leave; the rest decode it together."""
@@ -154,7 +151,7 @@ class SpeechEngine:
             # the rows that ended ride along at position 0 (their caches are reset or left behind next)
             self.state.lengths[ended] = 0
             step = torch.tensor([[t] for t in tokens], device=self.state.lengths.device)
-            self.next_logits = self.model.decode(step, self.state.view(0, len(self.rows)))[:, -1]
+            self.next_logits[: len(self.rows)] = self.model.decode(step, self.state.view(0, len(self.rows)))[:, -1]
         for i in reversed(ended):  # descending: a row moved into a place by _drop has been seen already
             self._end_window(i, outputs)
 
@@ -180,8 +177,5 @@ class SpeechEngine:
         if i != last:
             self.state.move_row(last, i)
             self.rows[i] = self.rows[last]
-            if self.next_logits is not None:
-                self.next_logits[i] = self.next_logits[last]
+            self.next_logits[i] = self.next_logits[last]
         self.rows.pop()
-        if self.next_logits is not None:
-            self.next_logits = self.next_logits[: len(self.rows)]

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from inference.env import cache_dir
 
-CONVERTER_VERSION = 1
+CONVERTER_VERSION = 1  # bump when the output changes, so caches from older code are not reused
 _DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}  # 5: bfloat16, read as uint16
 _BFLOAT16 = 5
 
@@ -79,13 +79,13 @@ def read_model_bin(path: Path) -> tuple[str, dict[str, np.ndarray | torch.Tensor
 
 
 def _float(variables: dict, name: str) -> torch.Tensor:
-    """A weight as a float tensor; int8 / int16 weights are dequantized with their ``*_scale``."""
+    """A weight in its stored float type; int8 / int16 weights are dequantized to float32 with their ``*_scale``."""
     value = variables[name]
     tensor = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.array(value))
     if tensor.dtype in (torch.int8, torch.int16):
         scale = torch.from_numpy(np.array(variables[f"{name}_scale"], dtype=np.float32))
         tensor = tensor.float() / (scale[:, None] if scale.ndim else scale)
-    return tensor.to(torch.float16) if tensor.dtype != torch.float16 else tensor
+    return tensor
 
 
 def _attention(variables: dict, src: str, dst: str, fused: str, names: tuple[str, ...]) -> dict[str, torch.Tensor]:
@@ -111,12 +111,21 @@ def _norm(variables: dict, src: str, dst: str) -> dict[str, torch.Tensor]:
     return {f"{dst}.weight": _float(variables, f"{src}/gamma"), f"{dst}.bias": _float(variables, f"{src}/beta")}
 
 
+def _self_attention(variables: dict, src: str, dst: str) -> dict[str, torch.Tensor]:
+    """A layer's self-attention: its LayerNorm, q/k/v (fused in ``linear_0``) and output projection."""
+    return (
+        _norm(variables, f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm")
+        | _attention(variables, f"{src}/self_attention", f"{dst}.self_attn", "linear_0", ("q", "k", "v"))
+        | _linear(variables, f"{src}/self_attention/linear_1", f"{dst}.self_attn.out_proj")
+    )
+
+
 def _layers(variables: dict, side: str) -> int:
     return len({name.split("/")[1] for name in variables if re.match(rf"{side}/layer_\d+/", name)})
 
 
 def whisper_state_dict(variables: dict) -> dict[str, torch.Tensor]:
-    """CTranslate2 WhisperSpec variables -> HF ``WhisperForConditionalGeneration`` tensors (float16)."""
+    """CTranslate2 WhisperSpec variables -> HF ``WhisperForConditionalGeneration`` tensors (the stored float type)."""
     sd: dict[str, torch.Tensor] = {}
     enc, dec = "model.encoder", "model.decoder"
     for conv in ("conv1", "conv2"):
@@ -124,18 +133,13 @@ def whisper_state_dict(variables: dict) -> dict[str, torch.Tensor]:
     sd[f"{enc}.embed_positions.weight"] = _float(variables, "encoder/position_encodings/encodings")
     for i in range(_layers(variables, "encoder")):
         src, dst = f"encoder/layer_{i}", f"{enc}.layers.{i}"
-        sd |= _norm(variables, f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm")
-        sd |= _attention(variables, f"{src}/self_attention", f"{dst}.self_attn", "linear_0", ("q", "k", "v"))
-        sd |= _linear(variables, f"{src}/self_attention/linear_1", f"{dst}.self_attn.out_proj")
-        sd |= _ffn(variables, src, dst)
+        sd |= _self_attention(variables, src, dst) | _ffn(variables, src, dst)
     sd |= _norm(variables, "encoder/layer_norm", f"{enc}.layer_norm")
     sd[f"{dec}.embed_tokens.weight"] = _float(variables, "decoder/embeddings/weight")
     sd[f"{dec}.embed_positions.weight"] = _float(variables, "decoder/position_encodings/encodings")
     for i in range(_layers(variables, "decoder")):
         src, dst = f"decoder/layer_{i}", f"{dec}.layers.{i}"
-        sd |= _norm(variables, f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm")
-        sd |= _attention(variables, f"{src}/self_attention", f"{dst}.self_attn", "linear_0", ("q", "k", "v"))
-        sd |= _linear(variables, f"{src}/self_attention/linear_1", f"{dst}.self_attn.out_proj")
+        sd |= _self_attention(variables, src, dst)
         sd |= _norm(variables, f"{src}/attention/layer_norm", f"{dst}.encoder_attn_layer_norm")
         sd |= _linear(variables, f"{src}/attention/linear_0", f"{dst}.encoder_attn.q_proj")
         sd |= _attention(variables, f"{src}/attention", f"{dst}.encoder_attn", "linear_1", ("k", "v"))
@@ -181,7 +185,7 @@ def hf_config(variables: dict, ct2_config: dict, tokenizer: dict) -> tuple[dict,
         "bos_token_id": eot,
         "eos_token_id": eot,
         "decoder_start_token_id": sot,
-        "torch_dtype": "float16",
+        "torch_dtype": str(_float(variables, "decoder/embeddings/weight").dtype).removeprefix("torch."),
     }
     language_ids = set(ct2_config.get("lang_ids", []))
     languages = {token: token_id for token, token_id in vocab_ids.items() if token_id in language_ids}

@@ -251,9 +251,6 @@ class WhisperForConditionalGeneration(nn.Module):
         state.lengths += T
         return F.linear(decoder.layer_norm(x), decoder.embed_tokens.weight).float()
 
-    def attention_layers(self) -> list[Attention]:
-        return [layer.self_attn.attn for layer in self.model.encoder.layers]
-
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
         """HF ``WhisperForConditionalGeneration`` names; ``proj_out`` is the tied embedding and is skipped."""
 

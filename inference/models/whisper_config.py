@@ -46,19 +46,6 @@ class WhisperConfig:
         _check_heads(owner, self.d_model, self.decoder_attention_heads)
         _check_activation(owner, "activation_function", self.activation_function)
 
-    # what the engine and the registry read from every model config
-    @property
-    def hidden_size(self) -> int:
-        return self.d_model
-
-    @property
-    def max_position_embeddings(self) -> int:
-        return self.max_target_positions
-
-    @property
-    def head_dim(self) -> int:
-        return self.d_model // self.decoder_attention_heads
-
     @classmethod
     def from_hf(cls, hf: dict[str, Any]) -> WhisperConfig:
         owner = "WhisperForConditionalGeneration"

@@ -14,11 +14,11 @@ from starlette.responses import JSONResponse, StreamingResponse
 from inference.engine.output import SeqDelta
 from inference.function_calling.parsers import ToolCallParser
 from inference.server import answers
-from inference.server.errors import ServiceError, check_reservation
+from inference.server.errors import check_reservation
 from inference.server.parse import GenerationRequest, parse_chat, parse_completion
 from inference.server.prompt import build_chat, build_completion
 from inference.server.registry import LoadedModel
-from inference.server.streams import ClientGone, deltas, new_id, sse, wait_disconnect
+from inference.server.streams import ClientGone, counted_sse, deltas, new_id, sse, wait_disconnect
 
 
 def _logprobs_chat(delta: SeqDelta, tokenizer) -> dict | None:
@@ -92,64 +92,57 @@ class _Run:
     def _count(self, delta: SeqDelta) -> None:
         self.state.metrics.generation_tokens.labels(self.model.id).inc(len(delta.token_ids))
 
-    async def stream(self, echo_text: str = ""):
+    def stream(self, echo_text: str = ""):
+        return counted_sse(self._events(echo_text), self.state.metrics, self.model.id, self.kind)
+
+    async def _events(self, echo_text: str):
         completion_tokens: dict[int, int] = {}
-        status = "ok"
         parsers = [self.parser() for _ in range(self.gen.n)]
         called = [False] * self.gen.n
-        try:
+        if self.kind == "chat":
+            # content null, not "": an answer of tool calls only has no content (as the non-streamed one)
+            first = {"role": "assistant", "content": None if parsers[0] else "", "refusal": None}
+            for i in range(self.gen.n):
+                choice = {"index": i, "delta": first, "logprobs": None}
+                yield sse({**self._base(), "choices": [{**choice, "finish_reason": None}], **self._no_usage()})
+        elif echo_text:
+            for i in range(self.gen.n):
+                choice = {"index": i, "text": echo_text, "logprobs": None, "finish_reason": None}
+                yield sse({**self._base(), "choices": [choice], **self._no_usage()})
+        async for delta in deltas(self.model, self.id, self.queue, self.gen.n, self.state.metrics):
+            self._count(delta)
+            completion_tokens[delta.index] = delta.completion_tokens
+            if not delta.text and not delta.finish_reason and not delta.logprobs:
+                continue
             if self.kind == "chat":
-                # content null, not "": an answer of tool calls only has no content (as the non-streamed one)
-                first = {"role": "assistant", "content": None if parsers[0] else "", "refusal": None}
-                for i in range(self.gen.n):
-                    choice = {"index": i, "delta": first, "logprobs": None}
-                    yield sse({**self._base(), "choices": [{**choice, "finish_reason": None}], **self._no_usage()})
-            elif echo_text:
-                for i in range(self.gen.n):
-                    choice = {"index": i, "text": echo_text, "logprobs": None, "finish_reason": None}
-                    yield sse({**self._base(), "choices": [choice], **self._no_usage()})
-            async for delta in deltas(self.model, self.id, self.queue, self.gen.n, self.state.metrics):
-                self._count(delta)
-                completion_tokens[delta.index] = delta.completion_tokens
-                if not delta.text and not delta.finish_reason and not delta.logprobs:
-                    continue
-                if self.kind == "chat":
-                    parser = parsers[delta.index]
-                    if parser is None:
-                        pieces = [{"content": delta.text}] if delta.text else []
-                    else:
-                        events = parser.feed(delta.text) + (parser.finish() if delta.finish_reason else [])
-                        pieces = answers.stream_deltas(events)
-                        called[delta.index] = called[delta.index] or bool(parser.calls)
-                        if not pieces and not delta.finish_reason and not delta.logprobs:
-                            continue  # text held back inside a call's markup: nothing to send yet
-                    choices = [{"index": delta.index, "delta": piece, "logprobs": None, "finish_reason": None}
-                               for piece in pieces or [{}]]  # fmt: skip
-                    choices[0]["logprobs"] = _logprobs_chat(delta, self.model.tokenizer)
-                    choices[-1]["finish_reason"] = answers.finish_reason(delta.finish_reason, called[delta.index])
+                parser = parsers[delta.index]
+                if parser is None:
+                    pieces = [{"content": delta.text}] if delta.text else []
                 else:
-                    lp = _logprobs_completion(delta.logprobs, self.model.tokenizer, 0) if delta.logprobs else None
-                    choices = [{"index": delta.index, "text": delta.text, "logprobs": lp,
-                                "finish_reason": delta.finish_reason}]  # fmt: skip
-                for choice in choices:
-                    chunk = {**self._base(), "choices": [choice]}
-                    if self.gen.continuous_usage:  # what a gateway meters from if the client goes away
-                        chunk["usage"] = _usage(self.prompt_tokens, sum(completion_tokens.values()))
-                    elif self.gen.include_usage:  # OpenAI: every chunk but the last carries "usage": null
-                        chunk["usage"] = None
-                    yield sse(chunk)
-            if self.gen.include_usage:
-                usage = _usage(self.prompt_tokens, sum(completion_tokens.values()))
-                yield sse({**self._base(), "choices": [], "usage": usage})
-            yield sse("[DONE]")
-        except ServiceError as error:
-            status = "error"
-            yield sse(error.body())
-        except asyncio.CancelledError:
-            status = "aborted"
-            raise
-        finally:
-            self.state.metrics.requests.labels(self.model.id, self.kind, status).inc()
+                    events = parser.feed(delta.text) + (parser.finish() if delta.finish_reason else [])
+                    pieces = answers.stream_deltas(events)
+                    called[delta.index] = called[delta.index] or bool(parser.calls)
+                    if not pieces and not delta.finish_reason and not delta.logprobs:
+                        continue  # text held back inside a call's markup: nothing to send yet
+                choices = [{"index": delta.index, "delta": piece, "logprobs": None, "finish_reason": None}
+                           for piece in pieces or [{}]]  # fmt: skip
+                choices[0]["logprobs"] = _logprobs_chat(delta, self.model.tokenizer)
+                choices[-1]["finish_reason"] = answers.finish_reason(delta.finish_reason, called[delta.index])
+            else:
+                lp = _logprobs_completion(delta.logprobs, self.model.tokenizer, 0) if delta.logprobs else None
+                choices = [{"index": delta.index, "text": delta.text, "logprobs": lp,
+                            "finish_reason": delta.finish_reason}]  # fmt: skip
+            for choice in choices:
+                chunk = {**self._base(), "choices": [choice]}
+                if self.gen.continuous_usage:  # what a gateway meters from if the client goes away
+                    chunk["usage"] = _usage(self.prompt_tokens, sum(completion_tokens.values()))
+                elif self.gen.include_usage:  # OpenAI: every chunk but the last carries "usage": null
+                    chunk["usage"] = None
+                yield sse(chunk)
+        if self.gen.include_usage:
+            usage = _usage(self.prompt_tokens, sum(completion_tokens.values()))
+            yield sse({**self._base(), "choices": [], "usage": usage})
+        yield sse("[DONE]")
 
     async def collect(self) -> list[dict]:
         """Every choice's full text, token logprobs and finish reason; aborts if the client leaves."""

@@ -17,7 +17,7 @@ from inference.audio.features import padded_log_mel
 from inference.env import env_float
 from inference.server.errors import ServiceError
 from inference.server.speech_request import SpeechRequest, parse_speech
-from inference.server.streams import ClientGone, deltas, new_id, sse, wait_disconnect
+from inference.server.streams import ClientGone, counted_sse, deltas, new_id, sse, wait_disconnect
 from inference.speech.transcription import Segment, Transcription
 from inference.speech.vocab import LANGUAGES
 
@@ -89,41 +89,31 @@ def answer(job: Transcription, parsed: SpeechRequest) -> Response:
     return PlainTextResponse(text, headers=headers)
 
 
-async def _stream(request: Request, model, job: Transcription, request_id: str, queue):
+async def _events(model, job: Transcription, request_id: str, queue, metrics):
     """OpenAI's transcription events: a delta per segment as each window is accepted, then the whole text."""
-    metrics = request.app.state.metrics
     sampled, first = 0, True
-    status = "ok"
-    try:
-        async for out in deltas(model, request_id, queue, 1, metrics):
-            sampled += out.sampled_tokens
-            for segment in out.segments:
-                text = segment.text.lstrip() if first else segment.text
-                first = False
-                yield sse({"type": "transcript.text.delta", "delta": text})
-        audio_tokens = math.ceil(job.duration * AUDIO_TOKENS_PER_SECOND)
-        usage = {"type": "tokens", "input_tokens": audio_tokens, "output_tokens": sampled,
-                 "total_tokens": audio_tokens + sampled, "input_token_details": {"audio_tokens": audio_tokens,
-                 "text_tokens": 0}, "seconds": usage_seconds(job.duration)}  # fmt: skip
-        yield sse({"type": "transcript.text.done", "text": job.text, "usage": usage})
-        yield sse("[DONE]")
-    except ServiceError as error:
-        status = "error"
-        yield sse(error.body())
-    except asyncio.CancelledError:
-        status = "aborted"
-        raise
-    finally:
-        metrics.requests.labels(model.id, "audio", status).inc()
+    async for out in deltas(model, request_id, queue, 1, metrics):
+        sampled += out.sampled_tokens
+        for segment in out.segments:
+            text = segment.text.lstrip() if first else segment.text
+            first = False
+            yield sse({"type": "transcript.text.delta", "delta": text})
+    audio_tokens = math.ceil(job.duration * AUDIO_TOKENS_PER_SECOND)
+    usage = {"type": "tokens", "input_tokens": audio_tokens, "output_tokens": sampled,
+             "total_tokens": audio_tokens + sampled, "input_token_details": {"audio_tokens": audio_tokens,
+             "text_tokens": 0}, "seconds": usage_seconds(job.duration)}  # fmt: skip
+    yield sse({"type": "transcript.text.done", "text": job.text, "usage": usage})
+    yield sse("[DONE]")
 
 
 async def _run(request: Request, task: str) -> Response:
     model, parsed, job = await _job(request, task)
     request_id = new_id("trsc")
     queue = model.worker.submit(request_id, job)
-    if parsed.stream:
-        return StreamingResponse(_stream(request, model, job, request_id, queue), media_type="text/event-stream")
     metrics = request.app.state.metrics
+    if parsed.stream:
+        events = counted_sse(_events(model, job, request_id, queue, metrics), metrics, model.id, "audio")
+        return StreamingResponse(events, media_type="text/event-stream")
     disconnected = asyncio.ensure_future(wait_disconnect(request.receive))
     try:
         async for _ in deltas(model, request_id, queue, 1, metrics, disconnected):

@@ -14,7 +14,7 @@ from inference.speech.transcription import SpeechOptions
 
 GRANULARITIES = ("segment", "word")
 _FIELDS = {"file", "model", "language", "prompt", "response_format", "temperature", "timestamp_granularities[]",
-           "timestamp_granularities", "stream", "seed", "include[]", "chunking_strategy"}  # fmt: skip
+           "timestamp_granularities", "stream", "seed", "chunking_strategy"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,8 @@ async def parse_speech(form: FormData, model: LoadedModel, task: str) -> SpeechR
     if "word" in granularities:
         raise RequestError("Word timestamps are not supported by this server; ask for 'segment'.",
                            param="timestamp_granularities", code="unsupported_value")  # fmt: skip
+    if (_text(form, "chunking_strategy") or "auto") != "auto":  # Whisper's own 30 s windows are its chunking
+        raise RequestError("'chunking_strategy' must be 'auto'.", param="chunking_strategy")
     stream = _flag(form, "stream")
     if stream and response_format not in ("json", "text"):
         raise RequestError("Streaming is available with response_format 'json' or 'text'.", param="stream")

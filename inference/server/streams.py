@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator
 
 from inference.engine.output import SeqDelta
-from inference.server.errors import ServerError
+from inference.server.errors import ServerError, ServiceError
 from inference.server.metrics import Metrics
 from inference.server.registry import LoadedModel
 
@@ -68,3 +68,20 @@ async def wait_disconnect(receive) -> None:
         message = await receive()
         if message["type"] == "http.disconnect":
             return
+
+
+async def counted_sse(events: AsyncIterator[bytes], metrics: Metrics, model_id: str, kind: str) -> AsyncIterator[bytes]:
+    """A route's SSE events, passed on; an error raised while streaming becomes its OpenAI error event, and the
+    request is counted once by how it ended (ok, error, or aborted when the client went away)."""
+    status = "ok"
+    try:
+        async for event in events:
+            yield event
+    except ServiceError as error:
+        status = "error"
+        yield sse(error.body())
+    except asyncio.CancelledError:
+        status = "aborted"
+        raise
+    finally:
+        metrics.requests.labels(model_id, kind, status).inc()

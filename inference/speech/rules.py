@@ -21,9 +21,7 @@ def apply_rules(logits: torch.Tensor, sampled: list[list[int]], vocab: WhisperVo
     """logits [B, V] float32 (changed in place and returned); ``sampled[b]``: row b's tokens after its prefix."""
     ts, eot = vocab.timestamp_begin, vocab.eot
     inf = float("-inf")
-    if vocab.suppress:
-        logits[:, list(vocab.suppress)] = inf
-    logits[:, eot + 1 : ts] = inf  # the special tokens between the text and the timestamps, no_timestamps included
+    logits[:, vocab.never_sampled.to(logits.device)] = inf
     for b, seq in enumerate(sampled):
         row = logits[b]
         if not seq:

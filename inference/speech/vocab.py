@@ -7,10 +7,12 @@ and 1501 timestamp tokens ``<|0.00|>`` .. ``<|30.00|>`` (0.02 s apart), which ne
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from tokenizers import Tokenizer
 
 # Whisper's language codes and names, in the order of their tokens
@@ -140,6 +142,12 @@ class WhisperVocab:
     @property
     def timestamp_begin(self) -> int:
         return self.no_timestamps + 1
+
+    @functools.cached_property
+    def never_sampled(self) -> torch.Tensor:
+        """[n] int64: the suppressed tokens and every special token between the end of text and the timestamps
+        (``<|notimestamps|>`` included: the decoder always runs with timestamps)."""
+        return torch.tensor(sorted({*self.suppress, *range(self.eot + 1, self.timestamp_begin)}), dtype=torch.long)
 
     @classmethod
     def from_dir(cls, directory: Path) -> WhisperVocab:

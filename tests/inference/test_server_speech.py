@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 
+import httpx
 import openai
 import pytest
 
@@ -86,13 +87,13 @@ def test_translation_and_language(client, german):
         ({"model": "whisper-base", "timestamp_granularities[]": "word", "response_format": "verbose_json"}, None, 400,
          "timestamp_granularities"),
         ({"model": "whisper-base", "frobnicate": "1"}, None, 400, "frobnicate"),
+        ({"model": "whisper-base", "include[]": "logprobs"}, None, 400, "include[]"),
+        ({"model": "whisper-base", "chunking_strategy": "server_vad"}, None, 400, "chunking_strategy"),
     ],
     ids=["text-file", "empty", "not-audio-model", "unknown-model", "format", "temperature", "language", "word",
-         "unknown-field"],
+         "unknown-field", "include", "chunking"],
 )  # fmt: skip
 def test_bad_requests_get_openai_errors(client, english, fields, upload, status, param):
-    import httpx
-
     files = {"file": upload or ("en.wav", english.read_bytes())}
     response = httpx.post(f"{client.base_url}audio/transcriptions", data=fields, files=files, timeout=60)
     assert response.status_code == status, response.text
@@ -101,7 +102,5 @@ def test_bad_requests_get_openai_errors(client, english, fields, upload, status,
 
 
 def test_json_body_is_refused_with_415(client):
-    import httpx
-
     response = httpx.post(f"{client.base_url}audio/transcriptions", json={"model": "whisper-base"}, timeout=30)
     assert response.status_code == 415 and json.loads(response.text)["error"]["message"]
