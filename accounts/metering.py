@@ -35,6 +35,7 @@ class Usage:
     time_to_first_token_ms: int | None
     duration_ms: int
     created_at: datetime | None = None  # None: now (set when the row is spooled, so it keeps its time)
+    audio_seconds: float = 0.0  # speech routes: the audio's duration, to the millisecond
 
 
 def usage_record(usage: Usage) -> UsageRecord:
@@ -53,6 +54,7 @@ def usage_record(usage: Usage) -> UsageRecord:
         aborted=usage.aborted,
         time_to_first_token_ms=usage.time_to_first_token_ms,
         duration_ms=usage.duration_ms,
+        audio_seconds=round(usage.audio_seconds, 3),
         created_at=usage.created_at or timezone.now(),
     )
 

@@ -240,6 +240,8 @@ class UsageRecord(models.Model):
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
     total_tokens = models.PositiveIntegerField(default=0)
+    # Speech routes: the audio's duration (the decoder's tokens are completion_tokens, the audio's prompt_tokens).
+    audio_seconds = models.FloatField(default=0.0)
     status_code = models.PositiveSmallIntegerField(validators=[MinValueValidator(100)])
     streamed = models.BooleanField(default=False)
     aborted = models.BooleanField(default=False)
@@ -274,6 +276,7 @@ class UsageRollup(models.Model):
     prompt_tokens = models.PositiveBigIntegerField(default=0)
     completion_tokens = models.PositiveBigIntegerField(default=0)
     total_tokens = models.PositiveBigIntegerField(default=0)
+    audio_seconds = models.FloatField(default=0.0)
 
     class Meta:
         constraints = [
@@ -304,6 +307,7 @@ class UsageReport(models.Model):
     chart_png = models.BinaryField()
     requests = models.PositiveBigIntegerField(default=0)
     total_tokens = models.PositiveBigIntegerField(default=0)
+    audio_seconds = models.FloatField(default=0.0)
     built_at = models.DateTimeField(default=timezone.now)
     built_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -78,6 +78,7 @@ def build_report(tenant: Tenant, month: date, actor: AbstractBaseUser | None = N
         "chart_png": render_chart(summary, f"{tenant.name} · {first:%B %Y}"),
         "requests": summary.total.requests,
         "total_tokens": summary.total.total_tokens,
+        "audio_seconds": round(summary.total.audio_seconds, 3),
         "built_at": timezone.now(),
         "built_by": actor,
     }
@@ -124,6 +125,8 @@ def render_chart(summary: usage.Summary, title: str) -> bytes:
         f"Tokens per day (UTC): {total.total_tokens:,} tokens ({total.prompt_tokens:,} prompt + "
         f"{total.completion_tokens:,} completion) in {total.requests:,} request{'' if total.requests == 1 else 's'}"
     )
+    if total.audio_seconds:  # speech routes: their audio counts as prompt tokens (docs/metering.md)
+        subtitle += f", {total.audio_seconds:,.1f} s of audio"
     draw.text((28, 56), subtitle, font=_font(14), fill=MUTED)
     _legend(draw, width - RIGHT, 28)
 

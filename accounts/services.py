@@ -442,6 +442,7 @@ _SERVICE_KINDS = {
     "completion": ModelKind.COMPLETION,
     "embedding": ModelKind.EMBEDDING,
     "vision": ModelKind.VISION,
+    "audio": ModelKind.AUDIO,
 }
 
 

@@ -21,7 +21,7 @@ from accounts.models import ApiKey, RollupPeriod, RollupWatermark, Tenant, Usage
 
 # The days a usage query may name: a day's end (the next day's start) must stay within datetime's range.
 FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(9999, 12, 30)
-FIELDS = ("requests", "errors", "aborted", "prompt_tokens", "completion_tokens", "total_tokens")
+FIELDS = ("requests", "errors", "aborted", "prompt_tokens", "completion_tokens", "total_tokens", "audio_seconds")
 NO_KEY = "no key: playground or deleted keys"
 
 
@@ -33,12 +33,13 @@ class Totals:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    audio_seconds: float = 0.0  # speech routes' audio (their tokens are in the token counts too)
 
     def add(self, other: Totals) -> None:
         for name in FIELDS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, float]:
         return {name: getattr(self, name) for name in FIELDS}
 
 
@@ -134,6 +135,7 @@ RAW_SUMS = {
     "p": Sum("prompt_tokens"),
     "c": Sum("completion_tokens"),
     "t": Sum("total_tokens"),
+    "s": Sum("audio_seconds"),
 }
 
 
@@ -167,6 +169,10 @@ def _cell(text: str) -> str:
     return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
+def _figures(totals: Totals) -> list:
+    return [round(getattr(totals, f), 3) if f == "audio_seconds" else getattr(totals, f) for f in FIELDS]
+
+
 def write_csv(out, summary: Summary, *, per_tenant: bool = False, total: bool = False) -> None:
     """One row per day x (tenant x) model x key, in day order; ``total``: then a total line."""
     keys = key_labels({b.api_key_id for b in summary.buckets})
@@ -176,7 +182,7 @@ def write_csv(out, summary: Summary, *, per_tenant: bool = False, total: bool = 
     for b in summary.buckets:
         prefix, name = keys.get(b.api_key_id, ("", "deleted"))
         tenant = [tenants.get(b.tenant_id, "")] if per_tenant else []
-        writer.writerow([b.day.isoformat(), *tenant, b.model, prefix, _cell(name), *(getattr(b, f) for f in FIELDS)])
+        writer.writerow([b.day.isoformat(), *tenant, b.model, prefix, _cell(name), *_figures(b)])
     if total:
         blanks = [""] * (4 if per_tenant else 3)
-        writer.writerow(["total", *blanks, *(getattr(summary.total, f) for f in FIELDS)])
+        writer.writerow(["total", *blanks, *_figures(summary.total)])

@@ -21,6 +21,7 @@ DEFAULT_MODELS = [
     dict(model_id="smollm2-135m-instruct", kind=ModelKind.CHAT, max_sequence_length=8192, max_output_length=4096),
     dict(model_id="gemma-3-270m", kind=ModelKind.COMPLETION, max_sequence_length=32768, max_output_length=8192),
     dict(model_id="all-minilm-l6-v2", kind=ModelKind.EMBEDDING, max_sequence_length=512, hidden_size=384),
+    dict(model_id="whisper-base", kind=ModelKind.AUDIO, max_sequence_length=448, max_output_length=448),
 ]
 
 

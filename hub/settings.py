@@ -266,6 +266,8 @@ if HUB_ENV == "prod":
 # Bodies above this are refused with 413 before they are read in full.
 HUB_MAX_BODY_BYTES = env_int("HUB_MAX_BODY_BYTES", 8 * 1024 * 1024, min_value=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = HUB_MAX_BODY_BYTES
+# The speech routes' uploads (multipart/form-data): the audio file's limit, 25 MB as OpenAI's.
+HUB_MAX_AUDIO_BYTES = env_int("HUB_MAX_AUDIO_BYTES", 25 * 1024 * 1024, min_value=1024)
 # How long a verified key is cached; revocation and entitlement changes invalidate at once.
 HUB_AUTH_CACHE_SECONDS = env_int("HUB_AUTH_CACHE_SECONDS", 300, min_value=0)
 # Rate limits and budgets live in Redis (in this process without it). With Redis unreachable, requests through

@@ -151,6 +151,7 @@ DEFAULT_MODELS = [
     ModelSpec(id="smollm2-135m-instruct", source="packaged:smollm2", kind="chat"),
     ModelSpec(id="gemma-3-270m", source="packaged:gemma3", kind="completion"),
     ModelSpec(id="all-minilm-l6-v2", source="packaged:minilm", kind="embedding"),
+    ModelSpec(id="whisper-base", source="packaged:whisper-base", kind="audio"),
 ]
 
 

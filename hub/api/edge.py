@@ -3,7 +3,9 @@
 For paths under ``/v1``, ``/v2`` and ``/vision`` it refuses oversized bodies (413, counted as
 they arrive, not after), authenticates the bearer key (401), and for requests with a body
 requires JSON (415) that parses to an object (400), read by ``hub/api/body.py`` as the console's
-playground reads its own. What it learned is handed downstream as
+playground reads its own; the speech routes (``/audio/...``) take a multipart/form-data upload instead
+(``hub/api/form.py``; up to ``HUB_MAX_AUDIO_BYTES``), its text fields as ``json`` and its file as ``upload``.
+What it learned is handed downstream as
 ``scope["hub"]`` (an ``EdgeContext``) so Django views and Channels consumers alike read the
 tenant, key and parsed body from one place. Every response gets ``x-request-id``.
 """
@@ -21,9 +23,9 @@ from django.http.request import split_domain_port, validate_host
 
 from accounts.authn import KeyContext
 from hub.api import body as body_reader
-from hub.api import errors
+from hub.api import errors, form
 from hub.api.auth import authenticate
-from hub.api.paths import base_of, is_api_path
+from hub.api.paths import base_of, is_api_path, is_upload_path
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,8 @@ class EdgeContext:
     request_id: str
     base: str  # "v1", "v2" or "vision"
     key: KeyContext | None = None
-    json: Any = None
+    json: Any = None  # the JSON body; a speech upload's text fields
+    upload: form.Upload | None = None  # a speech upload's file
     extra: dict = field(default_factory=dict)
 
 
@@ -128,9 +131,10 @@ class ApiEdgeMiddleware:
         await self.app(scope, replay_receive, send_with_id)
 
     async def _check(self, scope, receive, ctx: EdgeContext) -> list[dict]:
-        limit = settings.HUB_MAX_BODY_BYTES
+        upload = is_upload_path(scope["path"])
+        limit = settings.HUB_MAX_AUDIO_BYTES + form.FORM_OVERHEAD if upload else settings.HUB_MAX_BODY_BYTES
         declared = _header(scope, b"content-length")
-        too_large = body_reader.too_large(limit)
+        too_large = form.too_large(settings.HUB_MAX_AUDIO_BYTES) if upload else body_reader.too_large(limit)
         if declared is not None:
             try:
                 if int(declared) > limit:
@@ -146,6 +150,10 @@ class ApiEdgeMiddleware:
             body, tail = await _read_body(receive, limit)
         except _BodyTooLarge:
             raise too_large from None
+        if upload:  # 415, 400, 413 for the file itself
+            parsed = form.read_form(body, _header(scope, b"content-type"), settings.HUB_MAX_AUDIO_BYTES)
+            ctx.json, ctx.upload = parsed.fields, parsed.file
+            return [{"type": "http.request", "body": b"", "more_body": False}, *tail]  # read from ctx, not twice
         ctx.json = body_reader.read_json(body, _header(scope, b"content-type"), limit)  # 415, 400
         return [{"type": "http.request", "body": body, "more_body": False}, *tail]
 

@@ -1,4 +1,5 @@
-"""The generation routes: chat completions, completions and embeddings, relayed to a deployment.
+"""The generation routes: chat completions, completions, embeddings and the speech routes (audio transcriptions
+and translations), relayed to a deployment.
 
 Served by a Channels consumer (``GatewayConsumer``), ahead of Django in the hub's ASGI router, for
 streaming and non-streaming calls alike. The edge middleware has already authenticated the key
@@ -18,6 +19,11 @@ row per request that reached a model is written with counted tokens, never estim
 successes, for upstream failures after the model started, and for streams the client aborted (the
 tokens generated up to the last chunk relayed). A client that goes away cancels the relay task,
 which closes the upstream stream: our inference service aborts the generation within a step.
+
+Speech routes: the edge parsed the multipart upload (its fields as the body, its file as ``ctx.upload``); the
+gateway sends a new form to the deployment. Their rows record the audio's duration (``audio_seconds``, from our
+service's ``x-audio-duration`` header, or OpenAI's ``usage.seconds``), its tokens (50 per second) as prompt tokens
+and the decoder's as completion tokens, which is how budgets and tokens-per-minute count them.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from contextlib import suppress
 
@@ -39,7 +46,15 @@ from accounts import metering
 from accounts.models import ModelKind
 from hub.api import errors, validation
 from hub.api.edge import EdgeContext
-from hub.api.ratelimit import COMPLETIONS_DEFAULT_MAX_TOKENS, Estimate, Grant, estimate, limiter
+from hub.api.ratelimit import (
+    AUDIO_TOKENS_PER_SECOND,
+    COMPLETIONS_DEFAULT_MAX_TOKENS,
+    Estimate,
+    Grant,
+    audio_estimate,
+    estimate,
+    limiter,
+)
 from hub.api.upstream import ModelInfo, Target, upstreams
 
 log = logging.getLogger(__name__)
@@ -49,6 +64,12 @@ ROUTES = {
     "chat/completions": {ModelKind.CHAT, ModelKind.VISION},
     "completions": {ModelKind.CHAT, ModelKind.COMPLETION, ModelKind.VISION},
     "embeddings": {ModelKind.EMBEDDING},
+    "audio/transcriptions": {ModelKind.AUDIO},
+    "audio/translations": {ModelKind.AUDIO},
+}
+_ROUTE_HINT = {
+    ModelKind.EMBEDDING: "/embeddings",
+    ModelKind.AUDIO: "/audio/transcriptions or /audio/translations",
 }
 # Our inference service refuses a prompt longer than the reservation the gateway names (413, before it runs) and
 # gives the exact count; the gateway then reserves that and sends the request again (``_serve``).
@@ -104,11 +125,28 @@ class _Meter:
         self.status = 200
         self.aborted = False
         self.upstream_broke = False  # the deployment's connection failed mid-answer (killed, crashed)
+        self.audio_seconds = 0.0
 
     def take(self, usage: dict | None) -> None:
-        if isinstance(usage, dict):
+        if not isinstance(usage, dict):
+            return
+        if usage.get("type") == "duration":  # a transcription's usage: seconds (OpenAI's), tokens per second (ours)
+            self.audio_seconds = self.audio_seconds or float(usage.get("seconds") or 0)
+            self.prompt_tokens = self.prompt_tokens or math.ceil(self.audio_seconds * AUDIO_TOKENS_PER_SECOND)
+        elif usage.get("type") == "tokens":  # a transcription stream's
+            self.prompt_tokens = int(usage.get("input_tokens") or 0)
+            self.completion_tokens = int(usage.get("output_tokens") or 0)
+            self.audio_seconds = self.audio_seconds or float(usage.get("seconds") or 0)
+        else:
             self.prompt_tokens = int(usage.get("prompt_tokens") or 0)
             self.completion_tokens = int(usage.get("completion_tokens") or 0)
+
+    def take_headers(self, headers: httpx.Headers) -> None:
+        """Our service's speech answers name the audio's exact duration and tokens (and, when done, the output's)."""
+        with suppress(KeyError, ValueError):
+            self.audio_seconds = float(headers["x-audio-duration"])
+            self.prompt_tokens = int(headers["x-audio-tokens"])
+            self.completion_tokens = int(headers["x-output-tokens"])
 
     async def save(self) -> None:
         now = time.monotonic()
@@ -118,7 +156,7 @@ class _Meter:
             model=self.model, route=self.route, prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens, status_code=self.status, streamed=self.streamed,
             aborted=self.aborted, time_to_first_token_ms=ttft, duration_ms=int((now - self.start) * 1000),
-            created_at=timezone.now(),
+            created_at=timezone.now(), audio_seconds=self.audio_seconds,
         )  # fmt: skip
         await sync_to_async(_record, thread_sensitive=False)(usage)
 
@@ -151,8 +189,10 @@ def _check_model(ctx: EdgeContext, route: str, body: dict) -> str:
 
 def _check_limits(info: ModelInfo, route: str, body: dict) -> None:
     if info.kind not in ROUTES[route]:
-        hint = "/embeddings" if info.kind == ModelKind.EMBEDDING else "/chat/completions or /completions"
+        hint = _ROUTE_HINT.get(info.kind, "/chat/completions or /completions")
         raise errors.InvalidRequest(f"'{info.id}' is a {info.kind} model; use {hint}.", param="model")
+    if route.startswith("audio/"):
+        return
     if route == "embeddings":
         dims = body.get("dimensions")
         if dims is not None and dims != info.hidden_size:
@@ -174,6 +214,10 @@ def _check_limits(info: ModelInfo, route: str, body: dict) -> None:
 
 def _upstream_body(route: str, body: dict, target: Target, stream: bool) -> dict:
     out = {**body, "model": target.model}
+    if route.startswith("audio/"):  # a form's fields
+        if stream and not target.external:
+            out["stream_continuous_usage_stats"] = "true"  # vLLM's field: usage in every delta, to meter an abort
+        return out
     if route == "completions" and body.get("max_tokens") is None:
         out["max_tokens"] = COMPLETIONS_DEFAULT_MAX_TOKENS  # as OpenAI's, whatever the upstream's own default
     if stream:
@@ -275,17 +319,21 @@ class GatewayConsumer(AsyncConsumer):
                 raise errors.MethodNotAllowed(self.scope["method"], self.scope["path"], ["POST"])
             body = ctx.json
             model_id = _check_model(ctx, route, body)
+            audio = route.startswith("audio/")
             info, targets = await upstreams.model(model_id)
             if info is None or not info.enabled or (ctx.base == "vision" and info.kind != ModelKind.VISION):
                 raise errors.ModelNotFound(model_id)
             _check_limits(info, route, body)
-            validation.check_body(route, body)
-            stream = body.get("stream") is True and route != "embeddings"
+            if audio:
+                stream = validation.check_form(body, ctx.upload)
+            else:
+                validation.check_body(route, body)
+                stream = body.get("stream") is True and route != "embeddings"
             if not targets:
                 raise errors.ServiceUnavailable(
                     f"No deployment of the model '{errors.shown(model_id)}' is available right now."
                 )
-            need = estimate(route, body, info)
+            need = audio_estimate(len(ctx.upload.data)) if audio else estimate(route, body, info)
             meter = _Meter(ctx, model_id, ctx.extra.get("metered_route", route), stream)
             for attempt in range(2):
                 grant = await limiter.acquire(ctx.key, ctx.request_id, need.total, stream)
@@ -317,7 +365,11 @@ class GatewayConsumer(AsyncConsumer):
             payload, headers = _upstream_body(route, body, target, stream), target.headers(ctx.request_id)
             if reserved is not None and not target.external:
                 headers[RESERVED_PROMPT_HEADER] = str(reserved)
-            request = client.build_request("POST", target.url(route), json=payload, headers=headers)
+            if ctx.upload is not None:  # a speech upload: a new form, the deployment's model name in it
+                file = {"file": (ctx.upload.filename, ctx.upload.data, ctx.upload.content_type)}
+                request = client.build_request("POST", target.url(route), data=payload, files=file, headers=headers)
+            else:
+                request = client.build_request("POST", target.url(route), json=payload, headers=headers)
             upstreams.acquire(target)
             try:
                 response = await client.send(request, stream=True)
@@ -331,6 +383,8 @@ class GatewayConsumer(AsyncConsumer):
                     raise _OverReservation(counted)
                 if stream and response.status_code == 200:
                     await self._relay_stream(response, body, model_id, meter)
+                elif ctx.upload is not None and response.status_code == 200:
+                    await self._relay_speech(response, meter)
                 else:
                     await self._relay_json(response, model_id, meter)
             finally:
@@ -370,10 +424,36 @@ class GatewayConsumer(AsyncConsumer):
         finally:
             await asyncio.shield(meter.save())
 
+    async def _relay_speech(self, response: httpx.Response, meter: _Meter) -> None:
+        """A transcription: JSON (``json``, ``verbose_json``) or text (``text``, ``srt``, ``vtt``), relayed as is."""
+        meter.take_headers(response.headers)
+        try:
+            content = await response.aread()
+        except httpx.TransportError:
+            meter.status, meter.upstream_broke = 502, True
+            await meter.save()
+            raise errors.UpstreamError("The model's deployment failed while answering.") from None
+        kind = response.headers.get("content-type", "application/json")
+        if kind.startswith("application/json"):
+            with suppress(ValueError, AttributeError):
+                meter.take(json.loads(content).get("usage"))
+        meter.first_token = time.monotonic()
+        headers = [(b"content-type", kind.encode()), (b"content-length", str(len(content)).encode())]
+        try:
+            await self.send({"type": "http.response.start", "status": 200, "headers": headers + self.limit_headers})
+            await self.send({"type": "http.response.body", "body": content})
+            self.headers_sent = True
+        finally:
+            await asyncio.shield(meter.save())
+
     async def _relay_stream(self, response: httpx.Response, body: dict, model_id: str, meter: _Meter) -> None:
-        options = body.get("stream_options") or {}
+        speech = self.scope["hub"].upload is not None
+        options = body.get("stream_options") if isinstance(body.get("stream_options"), dict) else {}
         wants_usage = options.get("include_usage") is True
         wants_running_usage = options.get("continuous_usage_stats") is True
+        if speech:  # transcript.text.* events: the done event always has the usage; running usage only if asked
+            meter.take_headers(response.headers)
+            wants_running_usage = body.get("stream_continuous_usage_stats") in ("true", "1")
         await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + self.limit_headers})
         self.headers_sent = True
         complete = False
@@ -392,6 +472,13 @@ class GatewayConsumer(AsyncConsumer):
                     await self._event(chunk)
                     continue
                 meter.take(chunk.get("usage"))
+                if speech:
+                    if not wants_running_usage and chunk.get("type") == "transcript.text.delta":
+                        chunk.pop("usage", None)
+                    if meter.first_token is None and chunk.get("delta"):
+                        meter.first_token = time.monotonic()
+                    await self._event(chunk)
+                    continue
                 if not chunk.get("choices") and "usage" in chunk:  # the final usage chunk
                     if not wants_usage:
                         continue

@@ -355,7 +355,17 @@ SCHEMAS: dict[str, dict] = {
                             "type": "array",
                             "items": _obj(
                                 {
-                                    "object": {"const": "organization.usage.completions.result"},
+                                    "object": {
+                                        "enum": [
+                                            "organization.usage.completions.result",
+                                            "organization.usage.audio_transcriptions.result",
+                                        ]
+                                    },
+                                    "seconds": {
+                                        "type": "number",
+                                        "description": "Audio seconds (audio_transcriptions results only); "
+                                        "their tokens are counted as 50 input tokens per second.",
+                                    },
                                     "input_tokens": _INT,
                                     "output_tokens": _INT,
                                     "total_tokens": _INT,

@@ -16,3 +16,9 @@ def is_api_path(path: str) -> bool:
 
 def base_of(path: str) -> str:
     return path.lstrip("/").split("/", 1)[0]
+
+
+def is_upload_path(path: str) -> bool:
+    """The speech routes, whose bodies are multipart/form-data uploads rather than JSON."""
+    parts = path.strip("/").split("/")
+    return len(parts) == 3 and parts[1] == "audio"

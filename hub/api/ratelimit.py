@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -40,6 +41,12 @@ TEMPLATE_TOKENS = 64
 TOOL_TOKENS = 64  # per tool: the framing of its listing and of its example call
 FORMAT_TOKENS = 32  # a response_format's instruction
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions; the gateway sends it upstream
+# Speech routes: an audio second counts as 50 prompt tokens (Whisper's encoder positions per second), the text the
+# decoder writes as completion tokens. A reservation assumes 128 kbps audio (a longer duration is refused by our
+# inference service before it runs, with the exact count, and reserved again) and a full window of text per 30 s.
+AUDIO_TOKENS_PER_SECOND = 50
+AUDIO_BYTES_PER_SECOND = 16_000
+AUDIO_WINDOW_TOKENS = 224
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,12 @@ def estimate(route: str, body: dict, info: ModelInfo) -> Estimate:
         room = limit - prompts[0] if limit else 0
         out = info.max_output_length or max(room, 0) or 4096
     return Estimate(sum(prompts) * n, max(1, out) * n * len(prompts))
+
+
+def audio_estimate(size: int) -> Estimate:
+    """A speech upload of ``size`` bytes: its audio's tokens at 128 kbps, and a full window of text per 30 s."""
+    seconds = max(1, math.ceil(size / AUDIO_BYTES_PER_SECOND))
+    return Estimate(seconds * AUDIO_TOKENS_PER_SECOND, math.ceil(seconds / 30) * AUDIO_WINDOW_TOKENS)
 
 
 def estimate_tokens(route: str, body: dict, info: ModelInfo) -> int:

@@ -314,3 +314,18 @@ def check_body(route: str, body: dict) -> None:
         _sampling(body, chat=False)
     if body.get("user") is not None:
         _string(body["user"], "user", limit=MAX_USER_CHARS)
+
+
+_FLAGS = {"true": True, "1": True, "false": False, "0": False}
+
+
+def check_form(fields: dict, upload: object | None) -> bool:
+    """A speech route's form: it has a file, and ``stream`` (a form field: ``true`` / ``false``) reads as a flag;
+    returns whether it streams. Its other fields are checked by the deployment, which answers OpenAI's errors."""
+    if upload is None:
+        raise missing("file")
+    raw = fields.get("stream", "false")
+    flag = _FLAGS.get(raw.strip().lower()) if isinstance(raw, str) else None
+    if flag is None:
+        raise _refuse("stream", "invalid_type", "'stream' must be true or false.")
+    return flag

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 
-from django.db.models import Count, Sum
+from django.db.models import BooleanField, Count, ExpressionWrapper, Q, Sum
 from django.db.models.functions import TruncDay
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -99,6 +99,7 @@ def unknown_url(request, *args, **kwargs):
 
 
 GROUP_BY = {"day": (), "model": ("model",), "key": ("api_key__prefix",)}
+_AUDIO_ROUTE = ExpressionWrapper(Q(route__startswith="audio/"), output_field=BooleanField())
 MAX_USAGE_DAYS = 366
 
 
@@ -123,7 +124,8 @@ def _date_param(request: Request, name: str, default: date) -> date:
 class UsageView(TenantAPIView):
     """``GET /v1/usage?start=YYYY-MM-DD&end=YYYY-MM-DD&group_by=day|model|key``: this tenant's metered
     requests and tokens in daily buckets (UTC; ``end`` inclusive; default the last 7 days), shaped like
-    OpenAI's organization usage API. Read from the raw usage rows, so it is exact and current."""
+    OpenAI's organization usage API: completions results, and audio_transcriptions results (with the audio's
+    ``seconds``) for the speech routes. Read from the raw usage rows, so it is exact and current."""
 
     @extend_schema(
         operation_id="get_usage",
@@ -153,19 +155,20 @@ class UsageView(TenantAPIView):
         hi = datetime.combine(end + timedelta(days=1), time.min, UTC)
         rows = (
             UsageRecord.objects.filter(tenant_id=self.key.tenant_id, created_at__gte=lo, created_at__lt=hi)
-            .annotate(day=TruncDay("created_at", tzinfo=UTC))
-            .values("day", *GROUP_BY[group_by])
+            .annotate(day=TruncDay("created_at", tzinfo=UTC), audio=_AUDIO_ROUTE)
+            .values("day", "audio", *GROUP_BY[group_by])
             .annotate(
                 requests=Count("id"),
                 prompt=Sum("prompt_tokens"),
                 completion=Sum("completion_tokens"),
                 total=Sum("total_tokens"),
+                seconds=Sum("audio_seconds"),
             )
-            .order_by("day", *GROUP_BY[group_by])
+            .order_by("day", "audio", *GROUP_BY[group_by])
         )
         by_day: dict[date, list[dict]] = {}
         for row in rows:
-            by_day.setdefault(row["day"].date(), []).append({
+            result = {
                 "object": "organization.usage.completions.result",
                 "input_tokens": row["prompt"] or 0,
                 "output_tokens": row["completion"] or 0,
@@ -173,7 +176,10 @@ class UsageView(TenantAPIView):
                 "num_model_requests": row["requests"],
                 "model": row.get("model"),
                 "api_key_id": row.get("api_key__prefix"),
-            })  # fmt: skip
+            }  # fmt: skip
+            if row["audio"]:  # as OpenAI's audio_transcriptions results: the seconds (and the tokens they count as)
+                result.update(object="organization.usage.audio_transcriptions.result", seconds=round(row["seconds"], 3))
+            by_day.setdefault(row["day"].date(), []).append(result)
         buckets = []
         day = start
         while day <= end:

@@ -60,6 +60,15 @@ def parse_range(params: QueryDict) -> tuple[date, date, str]:
     return start, end, note
 
 
+def audio_duration(seconds: float) -> str:
+    """``4000.2`` -> ``1 h 6 min``, ``75.5`` -> ``1 min 16 s``, ``3.2`` -> ``3.2 s``: audio time at a glance."""
+    if seconds < 60:
+        return f"{seconds:.1f} s".replace(".0 s", " s")
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min {secs} s"
+
+
 def fragment_context(summary: usage.Summary, *, operator: bool) -> dict[str, Any]:
     labels = [d.strftime("%b %-d") for d in summary.by_day]
     days = list(summary.by_day.items())
@@ -80,6 +89,7 @@ def fragment_context(summary: usage.Summary, *, operator: bool) -> dict[str, Any
                 "",
             ),
             ("Failed / aborted", f"{total.errors:,} / {total.aborted:,}", ""),
+            ("Audio transcribed", audio_duration(total.audio_seconds), f"{total.audio_seconds:,.3f} s"),
         ],
         "tokens_chart": stacked_bars(
             labels,

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from inference.audio.decode import decode_audio
 from inference.audio.features import padded_log_mel
 from inference.env import env_float
-from inference.server.errors import ServiceError
+from inference.server.errors import ServiceError, check_reservation
 from inference.server.speech_request import SpeechRequest, parse_speech
 from inference.server.streams import ClientGone, counted_sse, deltas, new_id, sse, wait_disconnect
 from inference.speech.transcription import Segment, Transcription
@@ -33,6 +33,26 @@ def usage_seconds(duration: float) -> int:
     return max(1, math.ceil(duration - 1e-9))
 
 
+def audio_tokens(duration: float) -> int:
+    """The audio as prompt tokens: what a gateway reserves and meters (budgets and TPM count these)."""
+    return math.ceil(duration * AUDIO_TOKENS_PER_SECOND)
+
+
+def usage_headers(job: Transcription) -> dict[str, str]:
+    """What a gateway meters: the exact duration, the audio's tokens and (once known) the sampled tokens."""
+    headers = {"x-audio-duration": f"{job.duration:.3f}", "x-audio-tokens": str(audio_tokens(job.duration))}
+    if job.done:
+        headers["x-output-tokens"] = str(job.sampled_tokens)
+    return headers
+
+
+def _stream_usage(job: Transcription, sampled: int) -> dict:
+    tokens = audio_tokens(job.duration)
+    return {"type": "tokens", "input_tokens": tokens, "output_tokens": sampled, "total_tokens": tokens + sampled,
+            "input_token_details": {"audio_tokens": tokens, "text_tokens": 0},
+            "seconds": usage_seconds(job.duration)}  # fmt: skip
+
+
 async def _job(request: Request, task: str) -> tuple[object, SpeechRequest, Transcription]:
     if "multipart/form-data" not in request.headers.get("content-type", ""):
         raise ServiceError("Send the audio as multipart/form-data (a 'file' field and a 'model' field).", status=415)
@@ -44,7 +64,8 @@ async def _job(request: Request, task: str) -> tuple[object, SpeechRequest, Tran
     parsed = await parse_speech(form, model, task)
     samples = await run_in_threadpool(decode_audio, parsed.data, max_audio_seconds())
     features = await run_in_threadpool(padded_log_mel, samples, model.speech.n_mels)
-    job = Transcription(features, len(samples) // 160, model.speech.vocab, parsed.options)
+    job = Transcription(features, len(samples) // 160, model.speech.vocab, parsed.options, samples=len(samples))
+    check_reservation(request.headers, audio_tokens(job.duration))  # before it runs, as the text routes
     return model, parsed, job
 
 
@@ -74,9 +95,8 @@ def _segment(s: Segment) -> dict:
 
 def answer(job: Transcription, parsed: SpeechRequest) -> Response:
     """The finished transcription in the asked format; usage in seconds (``x-audio-seconds`` for text formats)."""
-    seconds = usage_seconds(job.duration)
-    headers = {"x-audio-seconds": str(seconds), "x-output-tokens": str(job.sampled_tokens)}
-    usage = {"type": "duration", "seconds": seconds}
+    headers = usage_headers(job)
+    usage = {"type": "duration", "seconds": usage_seconds(job.duration)}
     fmt = parsed.response_format
     if fmt == "json":
         return JSONResponse({"text": job.text, "usage": usage}, headers=headers)
@@ -89,20 +109,20 @@ def answer(job: Transcription, parsed: SpeechRequest) -> Response:
     return PlainTextResponse(text, headers=headers)
 
 
-async def _events(model, job: Transcription, request_id: str, queue, metrics):
-    """OpenAI's transcription events: a delta per segment as each window is accepted, then the whole text."""
+async def _events(model, job: Transcription, parsed: SpeechRequest, request_id: str, queue, metrics):
+    """OpenAI's transcription events: a delta per segment as each window is accepted, then the whole text.
+    With ``running_usage`` every delta carries the usage so far (a gateway meters an aborted stream by it)."""
     sampled, first = 0, True
     async for out in deltas(model, request_id, queue, 1, metrics):
         sampled += out.sampled_tokens
         for segment in out.segments:
             text = segment.text.lstrip() if first else segment.text
             first = False
-            yield sse({"type": "transcript.text.delta", "delta": text})
-    audio_tokens = math.ceil(job.duration * AUDIO_TOKENS_PER_SECOND)
-    usage = {"type": "tokens", "input_tokens": audio_tokens, "output_tokens": sampled,
-             "total_tokens": audio_tokens + sampled, "input_token_details": {"audio_tokens": audio_tokens,
-             "text_tokens": 0}, "seconds": usage_seconds(job.duration)}  # fmt: skip
-    yield sse({"type": "transcript.text.done", "text": job.text, "usage": usage})
+            event = {"type": "transcript.text.delta", "delta": text}
+            if parsed.running_usage:
+                event["usage"] = _stream_usage(job, sampled)
+            yield sse(event)
+    yield sse({"type": "transcript.text.done", "text": job.text, "usage": _stream_usage(job, sampled)})
     yield sse("[DONE]")
 
 
@@ -112,8 +132,8 @@ async def _run(request: Request, task: str) -> Response:
     queue = model.worker.submit(request_id, job)
     metrics = request.app.state.metrics
     if parsed.stream:
-        events = counted_sse(_events(model, job, request_id, queue, metrics), metrics, model.id, "audio")
-        return StreamingResponse(events, media_type="text/event-stream")
+        events = counted_sse(_events(model, job, parsed, request_id, queue, metrics), metrics, model.id, "audio")
+        return StreamingResponse(events, media_type="text/event-stream", headers=usage_headers(job))
     disconnected = asyncio.ensure_future(wait_disconnect(request.receive))
     try:
         async for _ in deltas(model, request_id, queue, 1, metrics, disconnected):

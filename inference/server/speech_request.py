@@ -13,8 +13,21 @@ from inference.server.registry import LoadedModel
 from inference.speech.transcription import SpeechOptions
 
 GRANULARITIES = ("segment", "word")
-_FIELDS = {"file", "model", "language", "prompt", "response_format", "temperature", "timestamp_granularities[]",
-           "timestamp_granularities", "stream", "seed", "chunking_strategy"}  # fmt: skip
+_FIELDS = {
+    "file",
+    "model",
+    "language",
+    "prompt",
+    "response_format",
+    "temperature",
+    "timestamp_granularities[]",
+    "timestamp_granularities",
+    "stream",
+    "seed",
+    "chunking_strategy",
+    "stream_include_usage",
+    "stream_continuous_usage_stats",
+}  # fmt: skip (the last two: vLLM's)
 
 
 @dataclass(frozen=True)
@@ -24,6 +37,7 @@ class SpeechRequest:
     response_format: str
     stream: bool
     granularities: tuple[str, ...]
+    running_usage: bool = False  # vLLM's stream_continuous_usage_stats: usage in every delta (the hub meters by it)
 
 
 def _text(form: FormData, name: str) -> str | None:
@@ -96,4 +110,6 @@ async def parse_speech(form: FormData, model: LoadedModel, task: str) -> SpeechR
         raise RequestError("'seed' must be an integer.", param="seed", code="invalid_type")
     options = SpeechOptions(task=task, language=code, temperature=temperature, prompt=_text(form, "prompt"),
                             seed=int(seed) if seed is not None else None)  # fmt: skip
-    return SpeechRequest(data, options, response_format, stream, granularities)
+    _flag(form, "stream_include_usage")  # checked only: the done event always carries the usage, as OpenAI's
+    running = _flag(form, "stream_continuous_usage_stats")
+    return SpeechRequest(data, options, response_format, stream, granularities, running)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from inference.audio.decode import SAMPLE_RATE
 from inference.audio.features import CHUNK_FRAMES, FRAMES_PER_SECOND, window_at
 from inference.speech.vocab import TIME_PRECISION, WhisperVocab
 
@@ -81,6 +82,7 @@ class Transcription:
     sampled_tokens: int = 0  # every token sampled, retries included: what the request cost
     done: bool = False
     generator: torch.Generator | None = None
+    samples: int = 0  # 16 kHz samples of the recording (0: as many as its frames hold), for its exact duration
 
     def __post_init__(self) -> None:
         self.language = self.options.language
@@ -95,7 +97,7 @@ class Transcription:
 
     @property
     def duration(self) -> float:
-        return self.frames / FRAMES_PER_SECOND
+        return self.samples / SAMPLE_RATE if self.samples else self.frames / FRAMES_PER_SECOND
 
     @property
     def temperature(self) -> float:

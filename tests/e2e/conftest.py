@@ -1,5 +1,6 @@
-"""A live hub in front of a live inference service serving the three packaged models and two tiny random-weight
-LLaVAs (1.5 and NeXT, written by transformers), once per session; a local image server its allow-list permits."""
+"""A live hub in front of a live inference service serving the four packaged models (Whisper base among them, with
+a 300-second limit on a request's audio) and two tiny random-weight LLaVAs (1.5 and NeXT, written by transformers),
+once per session; a local image server its allow-list permits."""
 
 from __future__ import annotations
 
@@ -12,7 +13,18 @@ from hub.inference_client import model_cards
 from tests.support.checkpoints import llava_checkpoint
 from tests.support.images import ALLOW_LOCAL_IMAGES, image_server
 from tests.support.inference import inference_service
-from tests.support.live import CHAT, CHAT_MAX_OUTPUT, COMPLETION, EMBED, VISION_15, VISION_NEXT, hub_clients, settle
+from tests.support.live import (
+    CHAT,
+    CHAT_MAX_OUTPUT,
+    COMPLETION,
+    EMBED,
+    MAX_AUDIO_SECONDS,
+    VISION_15,
+    VISION_NEXT,
+    WHISPER,
+    hub_clients,
+    settle,
+)
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +42,7 @@ def inference_url(tmp_path_factory, images):
         (CHAT, "packaged:smollm2", "chat", CHAT_MAX_OUTPUT),
         (COMPLETION, "packaged:gemma3", "completion", None),
         (EMBED, "packaged:minilm", "embedding", None),
+        (WHISPER, "packaged:whisper-base", "audio", None),
         (VISION_NEXT, str(llava_checkpoint(root / "next", next_=True)), "vision", None),
         (VISION_15, str(llava_checkpoint(root / "v15")), "vision", None),
     ]
@@ -41,17 +54,18 @@ def inference_url(tmp_path_factory, images):
             for i, src, kind, cap in models
         )
     )
-    with inference_service("--config", str(config), env=ALLOW_LOCAL_IMAGES) as url:
+    env = {**ALLOW_LOCAL_IMAGES, "INFERENCE_MAX_AUDIO_SECONDS": str(MAX_AUDIO_SECONDS)}
+    with inference_service("--config", str(config), env=env) as url:
         yield f"{url}/v1"
 
 
 @pytest.fixture
 def hub(live_hub, inference_url):
-    """The catalog synced from the service; tenant acme entitled to all five; a key for all of them
+    """The catalog synced from the service; tenant acme entitled to all six; a key for all of them
     and one for the embedding model only."""
     services.sync_deployment(inference_url, model_cards(inference_url))
     tenant = services.create_tenant("acme", "Acme")
-    client = hub_clients(live_hub, tenant, [CHAT, COMPLETION, EMBED, VISION_NEXT, VISION_15], EMBED)
+    client = hub_clients(live_hub, tenant, [CHAT, COMPLETION, EMBED, WHISPER, VISION_NEXT, VISION_15], EMBED)
     client.inference_health = lambda: inference_url.removesuffix("/v1") + "/health"
     yield client
     settle()

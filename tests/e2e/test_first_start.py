@@ -1,21 +1,24 @@
 """The README's run command (`make run`) on the embedded default, started as a user starts it, twice on one
-data directory: the first start converts the models, syncs the catalog, sets up a demo and prints the key once;
+data directory: the first start converts the models, syncs the catalog, sets up a demo and prints the key once
+(and a transcription example, which transcribes speech through the hub);
 Ctrl-C stops the hub and its inference service and leaves nothing listening; the second start keeps every
 tenant, key, limit and usage row, prints no key, and the old key chats again. A port already taken gets one
 line naming it and the variable that moves it."""
 
+import io
 import os
 import re
 import signal
 import socket
 import subprocess
 import time
+from contextlib import redirect_stdout
 
 import httpx
 import pytest
 from openai import OpenAI
 
-from tests.support import ROOT
+from tests.support import ROOT, speech
 from tests.support.hub import start_hub, stop_hub
 from tests.support.processes import free_port
 
@@ -23,6 +26,7 @@ pytestmark = [pytest.mark.real_model, pytest.mark.live]
 
 MAKE_RUN = ["make", "--no-print-directory", "run"]
 CHAT = "smollm2-135m-instruct"
+WHISPER = "whisper-base"
 
 
 def test_make_run_twice_on_one_data_directory(tmp_path):
@@ -39,6 +43,7 @@ def test_make_run_twice_on_one_data_directory(tmp_path):
         secret = client_check(url, first_output, inference_url)
         client = OpenAI(base_url=f"{url}/v1", api_key=secret, max_retries=0)
         assert chat(client)
+        transcribe(client, first_output, tmp_path)
         prefix = secret[: len("sk-hub-") + 8]
         manage(env, "set_limits", prefix, "--rpm", "1000")  # an operator's change, kept across the restart
     finally:
@@ -58,7 +63,7 @@ def test_make_run_twice_on_one_data_directory(tmp_path):
         assert [m.id for m in client.models.list().data] == [CHAT]
         usage = httpx.get(f"{url}/v1/usage", params={"group_by": "model"}, headers=bearer(secret)).json()
         requests = {r["model"]: r["num_model_requests"] for b in usage["data"] for r in b["results"]}
-        assert requests == {CHAT: 2}  # the first run's call is still metered, beside this one
+        assert requests == {CHAT: 2, WHISPER: 1}  # the first run's calls are still metered, beside this one
 
         # A second hub on the same port, and one whose inference port is taken: one line each, no traceback.
         taken = run_to_exit(env, port)
@@ -86,6 +91,23 @@ def chat(client: OpenAI) -> str:
         model=CHAT, messages=[{"role": "user", "content": "Say hi."}], max_tokens=4, temperature=0
     )
     return answer.choices[0].message.content
+
+
+def transcribe(client: OpenAI, output: str, tmp_path) -> None:
+    """The banner's transcription example, run as printed on a sentence espeak-ng speaks."""
+    snippet = output[output.index('with open("speech.mp3"') :].split("\n\n", 1)[0]
+    assert f'model="{WHISPER}"' in snippet, output
+    sentence = speech.ENGLISH[0]
+    speech.encode(speech.samples(speech.speak(sentence, "en", tmp_path / "speech.wav")), "mp3", tmp_path / "speech.mp3")
+    printed = io.StringIO()
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        with redirect_stdout(printed):
+            exec(snippet, {"client": client})  # noqa: S102 - the banner's own example
+    finally:
+        os.chdir(cwd)
+    assert speech.word_error_rate(sentence, printed.getvalue()) <= 0.1, printed.getvalue()
 
 
 def manage(env: dict[str, str], *args: str) -> str:
@@ -143,7 +165,7 @@ def client_check(url: str, output: str, inference_url: str) -> str:
     assert base_url == f"{url}/v1"
     client = OpenAI(base_url=base_url, api_key=secret, max_retries=0)
     hub_models = {m.id: m.meta_data for m in client.models.list().data}
-    assert sorted(hub_models) == ["all-minilm-l6-v2", "gemma-3-270m", CHAT]
+    assert sorted(hub_models) == ["all-minilm-l6-v2", "gemma-3-270m", CHAT, WHISPER]
     # the catalog's limits are the ones the inference service measured on the loaded models
     served = {m["id"]: m["meta_data"] for m in httpx.get(f"{inference_url}/models").json()["data"]}
     assert hub_models == served

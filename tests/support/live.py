@@ -17,6 +17,8 @@ from tests.support.processes import free_port
 
 CHAT, COMPLETION, EMBED = "smollm2-135m-instruct", "gemma-3-270m", "all-minilm-l6-v2"
 VISION_NEXT, VISION_15 = "llava-next-tiny", "llava-1.5-tiny"
+WHISPER = "whisper-base"
+MAX_AUDIO_SECONDS = 300  # the live service's INFERENCE_MAX_AUDIO_SECONDS
 FAKE_CHAT, FAKE_EMBED = "fake-chat", "fake-embed"  # the models the ``fake_hub`` fixture serves from a fake service
 
 # The chat deployment's output cap, as an operator sets it: a chat without max_tokens (most reference examples)

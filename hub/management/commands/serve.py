@@ -10,13 +10,16 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import suppress
 from urllib.parse import urlsplit
 
 import uvicorn
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 
+from accounts.models import ModelKind, ServedModel
 from accounts.services import sync_deployment
 from hub.bootstrap import ADMIN_USERNAME, DEMO_TENANT, bootstrap
 from hub.env import env_int, env_str
@@ -50,6 +53,10 @@ client = OpenAI(base_url="{base_url}", api_key="{key}")
 for model in client.models.list().data:
     print(model.id, model.meta_data)
 print(client.models.retrieve("smollm2-135m-instruct"))"""
+
+SPEECH_SNIPPET = """\
+with open("speech.mp3", "rb") as audio:  # wav, mp3, m4a, ogg, webm or flac, up to 25 MB
+    print(client.audio.transcriptions.create(model="{model}", file=audio).text)"""
 
 
 class Command(BaseCommand):
@@ -139,6 +146,14 @@ class Command(BaseCommand):
         out("")
         out(SNIPPET.format(base_url=base_url, key=key))
         out("")
+        speech = None
+        with suppress(DatabaseError):  # --no-bootstrap on a database not migrated yet: no example, no crash
+            speech = ServedModel.objects.filter(kind=ModelKind.AUDIO, enabled=True).order_by("id").first()
+        if speech is not None:
+            out("Transcribe speech with the same client:")
+            out("")
+            out(SPEECH_SNIPPET.format(model=speech.id))
+            out("")
         self.stdout.flush()
         if child is not None:
             out(f"Inference service (direct, no keys): {inference_url}")
