@@ -125,7 +125,7 @@ def render_chart(summary: usage.Summary, title: str) -> bytes:
         f"Tokens per day (UTC): {total.total_tokens:,} tokens ({total.prompt_tokens:,} prompt + "
         f"{total.completion_tokens:,} completion) in {total.requests:,} request{'' if total.requests == 1 else 's'}"
     )
-    if total.audio_seconds:  # speech routes: their audio counts as prompt tokens (docs/metering.md)
+    if total.audio_seconds:  # speech routes: their audio counts as prompt tokens too (docs/speech.md)
         subtitle += f", {total.audio_seconds:,.1f} s of audio"
     draw.text((28, 56), subtitle, font=_font(14), fill=MUTED)
     _legend(draw, width - RIGHT, 28)

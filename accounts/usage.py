@@ -170,7 +170,7 @@ def _cell(text: str) -> str:
 
 
 def _figures(totals: Totals) -> list:
-    return [round(getattr(totals, f), 3) if f == "audio_seconds" else getattr(totals, f) for f in FIELDS]
+    return [round(float(getattr(totals, f)), 3) if f == "audio_seconds" else getattr(totals, f) for f in FIELDS]
 
 
 def write_csv(out, summary: Summary, *, per_tenant: bool = False, total: bool = False) -> None:

@@ -1,7 +1,8 @@
 """The public API's OpenAPI document (drf-spectacular), served at ``/openapi.json``, ``/docs`` and ``/redoc``.
 
-drf-spectacular describes the DRF views (models, usage). The generation routes are a Channels
-consumer that spectacular cannot see, so a post-processing hook adds them from ``GENERATION_PATHS``.
+drf-spectacular describes the DRF views (models, usage). The generation and audio routes are a Channels
+consumer that spectacular cannot see, so a post-processing hook adds them from ``GENERATION_PATHS`` and
+``SPEECH_PATHS``.
 Paths are written once, relative to the base URL; the document's ``servers`` are ``/v1``, ``/v2``
 and ``/vision``, which serve the same routes.
 """
@@ -26,8 +27,8 @@ ERROR_TEXT = {
     400: "Invalid request, or `context_length_exceeded` with the numbers.",
     401: "Missing, unknown, revoked or expired API key.",
     404: "`model_not_found`: the model does not exist or the key is not entitled to it.",
-    413: "Request body too large.",
-    415: "The body is not JSON.",
+    413: "Request body too large (`file_too_large`: an audio upload over `HUB_MAX_AUDIO_BYTES`, 25 MB by default).",
+    415: "The body is not JSON (on the audio routes: not multipart/form-data).",
     429: "Rate limit or quota exceeded.",
     502: "`upstream_error`: the model's deployment failed.",
     503: "`service_unavailable`: no deployment of the model is reachable.",
@@ -84,6 +85,51 @@ GENERATION_PATHS = {
 }
 
 
+def _speech(summary: str, request: str, description: str) -> dict:
+    """An audio route: a multipart upload in; JSON, text or (streamed) server-sent events out."""
+    text = {"schema": {"type": "string", "description": "`text`, `srt` or `vtt` (response_format)."}}
+    events = {"schema": {"type": "string", "description": "`data: <TranscriptTextEvent>` events, then `data: [DONE]`."}}
+    answer = {"oneOf": [ref("CreateTranscriptionResponseJson"), ref("CreateTranscriptionResponseVerboseJson")]}
+    return {
+        "post": {
+            "operationId": summary.lower().replace(" ", "_"),
+            "summary": summary,
+            "description": description,
+            "tags": ["audio"],
+            "security": [{"ApiKey": []}],
+            "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": ref(request)}}},
+            "responses": {
+                "200": {
+                    "description": "OK",
+                    "content": {
+                        "application/json": {"schema": answer},
+                        "text/plain": text,
+                        "text/event-stream": events,
+                    },
+                },  # fmt: skip
+                **ERRORS,
+            },
+        }
+    }
+
+
+SPEECH_PATHS = {
+    "/audio/transcriptions": _speech(
+        "Create transcription",
+        "CreateTranscriptionRequest",
+        "Speech to text in the spoken language (detected unless `language` names it), by an `audio` model. "
+        "Metered by the second: the usage row records the audio's duration; budgets and tokens per minute count "
+        "50 prompt tokens per audio second plus the tokens of the text written. With `stream: true` (`json` or "
+        "`text`), `transcript.text.delta` events and a last `transcript.text.done` with the usage.",
+    ),
+    "/audio/translations": _speech(
+        "Create translation",
+        "CreateTranslationRequest",
+        "Speech in any language to English text, by an `audio` model; metered as transcriptions.",
+    ),
+}
+
+
 class EdgeKeyScheme(OpenApiAuthenticationExtension):
     """The bearer API key the edge middleware verifies."""
 
@@ -106,7 +152,7 @@ def public_routes_once(endpoints):
 
 def add_generation_routes(result, generator, request, public):
     """Add the consumer's routes and the shared component schemas."""
-    result["paths"] = {**GENERATION_PATHS, **result.get("paths", {})}
+    result["paths"] = {**GENERATION_PATHS, **SPEECH_PATHS, **result.get("paths", {})}
     components = result.setdefault("components", {})
     components.setdefault("schemas", {}).update(SCHEMAS)
     result["info"]["description"] = DESCRIPTION.strip()

@@ -27,6 +27,57 @@ _TOKEN_IDS = {"type": "array", "items": _INT}
 
 _TEXT = {**_STR, "maxLength": v.MAX_STRING_CHARS}
 
+_SPEECH_FIELDS = {
+    "file": {
+        **_STR, "format": "binary",
+        "description": "The audio: flac, mp3, mp4, mpeg, mpga, m4a, ogg, wav or webm; up to 25 MB by default "
+        "(HUB_MAX_AUDIO_BYTES).",
+    },
+    "model": {**_STR, "description": "An `audio` model the key is entitled to, e.g. `whisper-base`."},
+    "prompt": {**_STR, "description": "Text to continue from: spellings, names, the previous part's text."},
+    "response_format": {"enum": ["json", "text", "srt", "verbose_json", "vtt"], "default": "json"},
+    "temperature": {**_NUM, "minimum": 0, "maximum": 1, "default": 0,
+                    "description": "0: greedy, with Whisper's fallback to higher temperatures on a failed window."},
+}  # fmt: skip
+_SEGMENT = _obj(
+    {
+        "id": _INT, "seek": _INT, "start": _NUM, "end": _NUM, "text": _STR, "tokens": {"type": "array", "items": _INT},
+        "temperature": _NUM, "avg_logprob": _NUM, "compression_ratio": _NUM, "no_speech_prob": _NUM,
+    },
+    ("id", "seek", "start", "end", "text", "tokens", "temperature", "avg_logprob", "compression_ratio",
+     "no_speech_prob"),
+)  # fmt: skip
+_DURATION_USAGE = _obj({"type": {"const": "duration"}, "seconds": _NUM}, ("type", "seconds"))
+SPEECH_SCHEMAS = {
+    "CreateTranscriptionRequest": _obj(
+        {
+            **_SPEECH_FIELDS,
+            "language": {**_STR, "description": "ISO-639-1 code (`en`, `de`); detected when absent."},
+            "timestamp_granularities[]": {
+                "type": "array",
+                "items": {"enum": ["segment"]},
+                "description": "`segment` (with `verbose_json`); `word` is refused.",
+            },
+            "stream": {**_BOOL, "default": False},
+            "chunking_strategy": {"const": "auto"},
+        },
+        ("file", "model"),
+    ),  # fmt: skip
+    "CreateTranslationRequest": _obj(_SPEECH_FIELDS, ("file", "model")),
+    "CreateTranscriptionResponseJson": _obj({"text": _STR, "usage": _DURATION_USAGE}, ("text",)),
+    "CreateTranscriptionResponseVerboseJson": _obj(
+        {
+            "task": _STR,
+            "language": _STR,
+            "duration": _NUM,
+            "text": _STR,
+            "segments": {"type": "array", "items": _SEGMENT},
+            "usage": _DURATION_USAGE,
+        },
+        ("language", "duration", "text"),
+    ),  # fmt: skip
+}
+
 _SAMPLING = {
     "temperature": {
         **_NUM,
@@ -341,6 +392,7 @@ SCHEMAS: dict[str, dict] = {
         },
         ("object", "model", "data", "usage"),
     ),
+    **SPEECH_SCHEMAS,
     "UsagePage": _obj(
         {
             "object": {"const": "page"},

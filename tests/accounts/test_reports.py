@@ -28,12 +28,13 @@ NOVEMBER = date(2026, 11, 1)
 WATERMARK_AT = datetime(2026, 10, 15, tzinfo=UTC)
 
 
-def record(tenant, key, model: str, at: datetime, prompt: int, completion: int, status: int = 200, aborted=False):
+def record(tenant, key, model: str, at: datetime, prompt: int, completion: int, status: int = 200, aborted=False,
+           audio: float = 0.0):  # fmt: skip
     row = metering.record_usage(metering.Usage(
         request_id=f"req_{prompt}_{completion}_{at.timestamp()}", tenant_id=tenant.id,
-        api_key_id=key.id if key else None, model=model, route="chat/completions", prompt_tokens=prompt,
-        completion_tokens=completion, status_code=status, streamed=True, aborted=aborted,
-        time_to_first_token_ms=5, duration_ms=10,
+        api_key_id=key.id if key else None, model=model, route="audio/transcriptions" if audio else "chat/completions",
+        prompt_tokens=prompt, completion_tokens=completion, status_code=status, streamed=True, aborted=aborted,
+        time_to_first_token_ms=5, duration_ms=10, audio_seconds=audio,
     ))  # fmt: skip
     UsageRecord.objects.filter(pk=row.pk).update(created_at=at)
 
@@ -53,6 +54,8 @@ def october(acme, globex):
     record(acme.tenant, a, "chat-small", at(3, 14), 7, 3, status=499, aborted=True)
     record(acme.tenant, a, "chat-small", at(3, 15), 1, 1, status=502)
     record(acme.tenant, b, "embed-small", at(4), 40, 0)
+    record(acme.tenant, a, "whisper", at(5), 150, 20, audio=2.5)  # speech: its audio seconds sum beside the tokens
+    record(acme.tenant, a, "whisper", at(22), 101, 7, audio=2.013)  # after the watermark
     record(acme.tenant, a, "chat-small", at(1, 0), 2, 2)
     record(acme.tenant, None, "chat-small", at(20), 2, 3)  # after the watermark
     record(acme.tenant, a, "chat-small", datetime(2026, 10, 31, 23, 59, 59, tzinfo=UTC), 1, 8)
@@ -66,18 +69,18 @@ def october(acme, globex):
 
 def expected_rows(tenant, keys) -> list[list[str]]:
     """The CSV the month's raw rows add up to, summed here in Python."""
-    sums: dict[tuple, list[int]] = defaultdict(lambda: [0] * 6)
+    sums: dict[tuple, list[float]] = defaultdict(lambda: [0] * 6 + [0.0])
     rows = UsageRecord.objects.filter(tenant=tenant, created_at__gte=at(1, 0), created_at__lt=at(1, 0, NOVEMBER))
     for r in rows:
         s = sums[(r.created_at.date().isoformat(), r.model, r.api_key_id or 0)]
         counts = (1, int(r.status_code >= 400 and r.status_code != 499), int(r.aborted))
-        for i, value in enumerate((*counts, r.prompt_tokens, r.completion_tokens, r.total_tokens)):
+        for i, value in enumerate((*counts, r.prompt_tokens, r.completion_tokens, r.total_tokens, r.audio_seconds)):
             s[i] += value
     out = []
     for (day, model, key_id), s in sorted(sums.items()):
         prefix, name = (keys[key_id].prefix, keys[key_id].name) if key_id else ("", usage.NO_KEY)
         out.append([day, model, prefix, "'" + name if name.startswith("=") else name, *map(str, s)])
-    total = [str(sum(s[i] for s in sums.values())) for i in range(6)]
+    total = [str(sum(s[i] for s in sums.values())) for i in range(7)]
     return [*out, ["total", "", "", "", *total]]
 
 
@@ -90,15 +93,16 @@ def test_the_csv_sums_the_months_usage_from_the_rollups_and_the_rows_after_the_w
     expected = expected_rows(acme.tenant, keys)
     # Prove the roll-ups are read: the rows they hold are gone from the raw table; the later rows are not.
     UsageRecord.objects.filter(created_at__lt=usage.watermark()).delete()
-    assert UsageRecord.objects.filter(tenant=acme.tenant, created_at__month=10).count() == 3
+    assert UsageRecord.objects.filter(tenant=acme.tenant, created_at__month=10).count() == 4
 
     report = reports.build_report(acme.tenant, date(2026, 10, 17))
     rows = read_csv(report)
     assert rows[0] == ["date", "model", "key_prefix", "key_name", *usage.FIELDS]
     assert rows[1:] == expected
     assert [r[0] for r in rows[1:-1]] == sorted(r[0] for r in rows[1:-1])
-    assert rows[-1] == ["total", "", "", "", "8", "1", "1", "69", "22", "91"]
-    assert (report.month, report.requests, report.total_tokens, report.built_by) == (MONTH, 8, 91, None)
+    assert rows[-1] == ["total", "", "", "", "10", "1", "1", "320", "49", "369", "4.513"]
+    assert (report.month, report.requests, report.total_tokens, report.built_by) == (MONTH, 10, 369, None)
+    assert report.audio_seconds == 4.513
     assert any(r[3] == "'=HYPERLINK(1)" for r in rows)  # a key name is never a spreadsheet formula
 
 
@@ -120,7 +124,7 @@ def test_a_rebuild_replaces_the_report(october, django_user_model):
     assert UsageReport.objects.filter(tenant=acme.tenant).count() == 1
     assert second.pk == first.pk and second.built_at > first.built_at
     assert (second.total_tokens - first.total_tokens, second.built_by) == (100, acme.owner)
-    assert read_csv(UsageReport.objects.get(pk=first.pk))[-1][-1] == str(second.total_tokens)
+    assert read_csv(UsageReport.objects.get(pk=first.pk))[-1][-2] == str(second.total_tokens)
 
 
 def test_only_admins_and_operators_build(acme, globex, django_user_model):

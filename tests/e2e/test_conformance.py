@@ -1,6 +1,7 @@
 """Answers through the hub, from the real models, checked against OpenAI's published response schemas (from
-its OpenAPI document): ``refusal`` present, ``usage: null`` on every chunk before the usage chunk when the
-client asked for one, and ``/v1/completions`` generating 16 tokens when it sends no ``max_tokens``."""
+its OpenAPI document), transcriptions and their stream events too: ``refusal`` present, ``usage: null`` on every
+chunk before the usage chunk when the client asked for one, and ``/v1/completions`` generating 16 tokens when it
+sends no ``max_tokens``."""
 
 import json
 
@@ -8,7 +9,8 @@ import httpx
 import pytest
 
 from tests.openai_spec import assert_valid
-from tests.support.live import CHAT, COMPLETION, EMBED, rows
+from tests.support import speech
+from tests.support.live import CHAT, COMPLETION, EMBED, WHISPER, rows
 
 pytestmark = pytest.mark.live
 
@@ -73,3 +75,23 @@ def test_embeddings_and_models_are_openais_shape(transactional_db, hub):
     listed = httpx.get(f"{hub.url}/v1/models", headers={"Authorization": f"Bearer {hub.everything.secret}"}).json()
     assert_valid("ListModelsResponse", listed)
     assert_valid("ErrorResponse", post(hub, "chat/completions", {"model": "nope", "messages": MESSAGES}).json())
+
+
+def test_transcriptions_and_their_events_are_openais_shape(transactional_db, hub, tmp_path):
+    audio = speech.speak(speech.ENGLISH[2], "en", tmp_path / "en.wav").read_bytes()
+    headers = {"Authorization": f"Bearer {hub.everything.secret}"}
+
+    def transcribe(route: str = "transcriptions", **fields) -> httpx.Response:
+        return httpx.post(f"{hub.url}/v1/audio/{route}", data={"model": WHISPER, **fields},
+                          files={"file": ("en.wav", audio)}, headers=headers, timeout=120)  # fmt: skip
+
+    assert_valid("CreateTranscriptionResponseJson", transcribe().json())
+    assert_valid("CreateTranscriptionResponseVerboseJson", transcribe(response_format="verbose_json").json())
+    assert_valid("CreateTranslationResponseJson", transcribe("translations").json())
+    raw = transcribe(stream="true").text
+    data = [e[len("data: ") :] for e in raw.split("\n\n") if e.startswith("data: ")]
+    assert data[-1] == "[DONE]"
+    *deltas, done = [json.loads(d) for d in data[:-1]]
+    for delta in deltas:
+        assert_valid("TranscriptTextDeltaEvent", delta)
+    assert_valid("TranscriptTextDoneEvent", done)

@@ -14,7 +14,10 @@ import numpy as np
 import openai
 import pytest
 
+from accounts import services
+from accounts.limits import Limits
 from accounts.models import UsageRecord
+from hub.api.ratelimit import AUDIO_BYTES_PER_SECOND, AUDIO_TOKENS_PER_SECOND, AUDIO_WINDOW_TOKENS
 from tests.support import speech
 from tests.support.live import CHAT, EMBED, MAX_AUDIO_SECONDS, WHISPER, barrier, rows
 
@@ -41,7 +44,9 @@ def audio(tmp_path_factory):
         texts.append(speech.ENGLISH[i])
         seconds += (len(spoken[i]) + len(pause)) / 16000
     long = speech.encode(np.concatenate(pieces), "flac", root / "long.flac")
-    return {"en": english, "de": german, "long": long, "long_text": " ".join(texts), "long_seconds": seconds}
+    short = speech.encode(np.concatenate(pieces[: 2 * len(spoken)]), "ogg", root / "four.ogg")  # Opus: few bytes
+    return {"en": english, "de": german, "long": long, "long_text": " ".join(texts), "long_seconds": seconds,
+            "four": short}  # fmt: skip
 
 
 def _upload(path):
@@ -84,6 +89,16 @@ def test_every_response_format_is_relayed_and_metered_by_the_second(hub, audio):
     assert srt.startswith("1\n00:00:00,000 --> 00:00:0") and plain.text.split()[0] in srt
     vtt = hub(base="v2").audio.transcriptions.create(model=WHISPER, file=_upload(english), response_format="vtt")
     assert vtt.startswith("WEBVTT\n\n00:00:00.000 --> ")
+
+    barrier(hub)  # every row written; the usage API shows them as OpenAI's audio_transcriptions results
+    metered = UsageRecord.objects.filter(tenant=hub.tenant, route__startswith="audio/")
+    page = httpx.get(f"{hub.url}/v1/usage", params={"group_by": "model"},
+                     headers={"Authorization": f"Bearer {hub.everything.secret}"}).json()  # fmt: skip
+    results = [r for b in page["data"] for r in b["results"] if r["model"] == WHISPER]
+    assert [r["object"] for r in results] == ["organization.usage.audio_transcriptions.result"]
+    assert results[0]["num_model_requests"] == metered.count() == 5
+    assert results[0]["seconds"] == round(sum(r.audio_seconds for r in metered), 3)
+    assert abs(results[0]["seconds"] - 5 * round(seconds, 3)) < 1e-6  # each row: the duration to the millisecond
 
 
 def test_a_stream_ends_with_the_text_and_usage_and_its_row_counts_the_same(hub, audio):
@@ -229,3 +244,30 @@ def test_entitlement_and_kinds(hub, audio):
     json_body = httpx.post(f"{hub.url}/v1/audio/transcriptions", json={"model": WHISPER}, timeout=30,
                            headers={"Authorization": f"Bearer {hub.everything.secret}"})  # fmt: skip
     assert json_body.status_code == 415 and json_body.json()["error"]["code"] == "unsupported_media_type"
+
+
+def test_a_budget_counts_audio_seconds_as_tokens(hub, audio):
+    """An Opus file holds more seconds than its bytes suggest: its first reservation is too small, the service
+    refuses it before running with the exact count, and the hub reserves that and sends it again. The budget fits
+    it; then a sentence's reservation (its audio's tokens and a window of text) no longer fits."""
+    four, english = audio["four"], audio["en"]
+    seconds, size = _duration(four), four.stat().st_size
+    guessed = math.ceil(size / AUDIO_BYTES_PER_SECOND)
+    assert guessed < seconds  # the reservation's guess is short: the retry path is taken
+    audio_tokens = math.ceil(seconds * AUDIO_TOKENS_PER_SECOND)
+    budget = audio_tokens + math.ceil(guessed / 30) * AUDIO_WINDOW_TOKENS + 10
+    tenant = services.create_tenant("voice", "Voice")
+    services.grant_models(tenant, [WHISPER])
+    key = services.issue_key(tenant, name="k")
+    services.set_limits(tenant, Limits(budget=budget, budget_period="day"))
+    client = openai.OpenAI(base_url=f"{hub.url}/v1", api_key=key.secret, max_retries=0)
+
+    first = client.audio.transcriptions.with_raw_response.create(model=WHISPER, file=_upload(four), language="en")
+    assert speech.word_error_rate(" ".join(speech.ENGLISH), first.parse().text) <= 0.15
+    row = _row(first.headers["x-request-id"])
+    assert row.prompt_tokens == audio_tokens and abs(row.audio_seconds - seconds) < 1e-3 and row.completion_tokens
+    with pytest.raises(openai.RateLimitError) as refused:
+        client.audio.transcriptions.create(model=WHISPER, file=_upload(english))
+    assert refused.value.body["code"] == "insufficient_quota"
+    barrier(hub)
+    assert UsageRecord.objects.filter(tenant=tenant).count() == 1

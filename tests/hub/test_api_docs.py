@@ -15,6 +15,8 @@ PUBLIC_ROUTES = {
     "/chat/completions": "post",
     "/completions": "post",
     "/embeddings": "post",
+    "/audio/transcriptions": "post",
+    "/audio/translations": "post",
     "/models": "get",
     "/models/{model_id}": "get",
     "/usage": "get",
@@ -64,6 +66,12 @@ def test_generation_routes_document_their_bodies_and_streams(schema):
     assert {"max_tokens", "temperature", "stream", "stream_options", "seed"} <= set(request["properties"])
     embeddings = schema["components"]["schemas"]["EmbeddingRequest"]["properties"]
     assert embeddings["encoding_format"]["enum"] == ["float", "base64"]
+    speech = schema["paths"]["/audio/transcriptions"]["post"]
+    upload = speech["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
+    assert upload.endswith("/CreateTranscriptionRequest")
+    assert set(speech["responses"]["200"]["content"]) == {"application/json", "text/plain", "text/event-stream"}
+    form = schema["components"]["schemas"]["CreateTranscriptionRequest"]
+    assert form["required"] == ["file", "model"] and form["properties"]["file"]["format"] == "binary"
 
 
 @pytest.mark.parametrize("page, marker", [("/docs", "SwaggerUIBundle"), ("/redoc", "<redoc")])

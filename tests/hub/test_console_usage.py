@@ -156,3 +156,26 @@ def test_playground_lists_the_tenants_chat_models_for_members_only(client, acme)
     assert "/static/console/playground.js" in html
     client.force_login(acme.viewer)
     assert client.get("/console/t/acme/playground/").status_code == 403
+
+
+def test_audio_seconds_sum_through_rollups_into_the_dashboard_and_csv(client, acme):
+    """Speech rows: their audio seconds add up like tokens, rolled up or raw, on the page and in the export."""
+    key = services.issue_key(acme.tenant, name="voice").key
+    for seconds, at in ((75.5, DAY), (3.25, DAY + timedelta(days=1, hours=5))):
+        row = metering.record_usage(metering.Usage(
+            request_id="req_a", tenant_id=acme.tenant.id, api_key_id=key.id, model="whisper",
+            route="audio/transcriptions", prompt_tokens=round(seconds * 50), completion_tokens=9, status_code=200,
+            streamed=False, aborted=False, time_to_first_token_ms=1, duration_ms=2, audio_seconds=seconds,
+        ))  # fmt: skip
+        UsageRecord.objects.filter(pk=row.pk).update(created_at=at)
+        if seconds == 75.5:
+            metering.refresh_rollups(now=DAY + timedelta(days=1))  # the first row rolled up, the second raw
+    summary = usage.summary(date(2026, 11, 9), date(2026, 11, 12), acme.tenant.pk)
+    assert summary.total.audio_seconds == summary.by_model["whisper"].audio_seconds == 78.75
+    assert summary.total.prompt_tokens == 3775 + 162
+    client.force_login(acme.viewer)
+    html = client.get(f"/console/t/acme/usage/{RANGE}").content.decode()
+    assert 'title="78.750 s" data-figure="audio-transcribed">1 min 19 s<' in html
+    assert '<th class="num">Audio s</th>' in html and ">78.8</td>" in html
+    rows = list(csv.DictReader(io.StringIO(client.get(f"/console/t/acme/usage.csv{RANGE}").content.decode())))
+    assert [r["audio_seconds"] for r in rows] == ["75.5", "3.25"]

@@ -19,6 +19,11 @@ ROOTS = [
     "CreateEmbeddingResponse",
     "ListModelsResponse",
     "ErrorResponse",
+    "CreateTranscriptionResponseJson",
+    "CreateTranscriptionResponseVerboseJson",
+    "CreateTranslationResponseJson",
+    "TranscriptTextDeltaEvent",
+    "TranscriptTextDoneEvent",
 ]
 OUT = Path(__file__).with_name("responses.json")
 
