@@ -8,8 +8,11 @@ Files: English sentences spoken by espeak-ng (tests/support/speech.py), joined w
 recordings of about 40 s. Two measures, each a median over the rounds:
 - batch 1: one recording alone; its real-time factor (seconds of compute per second of audio, lower is better);
 - 4 at once: four recordings submitted together; audio seconds written per wall-clock second (higher is better).
-Both sides: float32 weights, greedy first (faster-whisper ``beam_size=1``, ``best_of=1``), the same temperature
-fallback and thresholds, the previous text as prompt, timestamps, language detected, no VAD. Each side's time
+Weights: ours as the service serves them (``--quantize``: auto, what ``make run`` serves: the decoder's steps on
+int4x2 kernels, its head int4 with the top 1024 logits exact, the encoder and window prefixes on bf16 copies; int8;
+none: float32) and faster-whisper's ``compute_type`` (int8, float32).
+Both sides: greedy first (faster-whisper ``beam_size=1``, ``best_of=1``), the same temperature fallback and
+thresholds, the previous text as prompt, timestamps, language detected, no VAD. Each side's time
 includes decoding the file and its features. Word error rates against the spoken text are printed for both.
 faster-whisper takes 4 files at once as 4 threads on one model (``num_workers=4``).
 """
@@ -40,6 +43,7 @@ from inference.loader.safetensors import load_model  # noqa: E402
 from inference.loader.sources import resolve_source  # noqa: E402
 from inference.speech.transcription import SpeechOptions, Transcription  # noqa: E402
 from inference.speech.vocab import WhisperVocab  # noqa: E402
+from inference.weights.quantize import quantize  # noqa: E402
 from tests.support import speech  # noqa: E402
 
 SENTENCES = [
@@ -55,7 +59,7 @@ PEER = textwrap.dedent(
     import json, sys, time
     from concurrent.futures import ThreadPoolExecutor
     from faster_whisper import WhisperModel
-    model = WhisperModel(sys.argv[1], device="cpu", compute_type="float32", cpu_threads=int(sys.argv[2]),
+    model = WhisperModel(sys.argv[1], device="cpu", compute_type=sys.argv[3], cpu_threads=int(sys.argv[2]),
                          num_workers=4)
     def run(path):
         segments, info = model.transcribe(path, beam_size=1, best_of=1, vad_filter=False,
@@ -87,9 +91,11 @@ def recordings(folder: Path, count: int) -> list[tuple[Path, str, float]]:
 
 
 class Ours:
-    def __init__(self) -> None:
+    def __init__(self, mode: str) -> None:
         directory = resolve_source("packaged:whisper-base")
         self.model = load_model(directory)
+        if mode != "none":  # as the service builds it (inference/server/registry.py)
+            quantize(self.model, mode)
         self.vocab = WhisperVocab.from_dir(directory)
         self.engine = SpeechEngine(self.model, self.vocab, max_rows=8, max_windows_per_step=4)
 
@@ -98,7 +104,8 @@ class Ours:
         for i, path in enumerate(paths):
             samples = decode_audio(path.read_bytes(), max_seconds=3600)
             features = padded_log_mel(samples, self.model.config.num_mel_bins)
-            self.engine.add_request(str(i), Transcription(features, len(samples) // 160, self.vocab, SpeechOptions()))
+            job = Transcription(features, len(samples) // 160, self.vocab, SpeechOptions(), samples=len(samples))
+            self.engine.add_request(str(i), job)
         texts: dict[str, str] = {}
         while self.engine.has_work:
             for out in self.engine.step():
@@ -108,17 +115,18 @@ class Ours:
 
 
 class Peer:
-    def __init__(self, python: str, threads: int, folder: Path) -> None:
+    def __init__(self, python: str, threads: int, folder: Path, compute_type: str) -> None:
         script = folder / "faster_whisper_worker.py"
         script.write_text(PEER)
         ct2_dir, model_bin = packaged.whisper_base()
         model_dir = folder / "ct2"  # faster-whisper wants model.bin beside the config and tokenizer
-        model_dir.mkdir()
-        for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
-            (model_dir / name).symlink_to(ct2_dir / name)
-        (model_dir / "model.bin").symlink_to(model_bin)
-        self.process = subprocess.Popen([python, str(script), str(model_dir), str(threads)], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, text=True)  # fmt: skip
+        if not model_dir.exists():
+            model_dir.mkdir()
+            for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+                (model_dir / name).symlink_to(ct2_dir / name)
+            (model_dir / "model.bin").symlink_to(model_bin)
+        command = [python, str(script), str(model_dir), str(threads), compute_type]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         json.loads(self.process.stdout.readline())
 
     def run(self, paths: list[Path]) -> tuple[float, list[str]]:
@@ -132,13 +140,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--faster-whisper", help="the python of a venv with faster-whisper (the peer)")
+    parser.add_argument("--quantize", default="auto,none", help="our weight modes (auto: what make run serves)")
+    parser.add_argument("--compute-types", default="int8,float32", help="faster-whisper's compute types")
     args = parser.parse_args()
     threads = torch.get_num_threads()
     folder = Path(tempfile.mkdtemp(prefix="bench-audio-"))
     files = recordings(folder, 4)
-    sides = {"ours": Ours()}
+    sides: dict[str, Ours | Peer] = {f"ours {mode}": Ours(mode) for mode in args.quantize.split(",")}
     if args.faster_whisper:
-        sides["faster-whisper"] = Peer(args.faster_whisper, threads, folder)
+        for kind in args.compute_types.split(","):
+            sides[f"faster-whisper {kind}"] = Peer(args.faster_whisper, threads, folder, kind)
     results: dict[tuple[str, str], list[float]] = {}
     errors: dict[str, list[float]] = {}
     for _ in range(args.rounds):
@@ -151,12 +162,12 @@ def main() -> None:
                 )
                 for (_, text, _), hyp in zip(chosen, texts, strict=True):
                     errors.setdefault(name, []).append(speech.word_error_rate(text, hyp))
-    print(f"{len(files)} recordings of {files[0][2]:.1f} s, {args.rounds} rounds, {threads} threads, float32")
-    print(f"{'':16} {'RTF, batch 1':>14} {'audio s/s, 4 at once':>22} {'WER':>6}")
+    print(f"{len(files)} recordings of {files[0][2]:.1f} s, {args.rounds} rounds, {threads} threads")
+    print(f"{'':24} {'RTF, batch 1':>14} {'audio s/s, 4 at once':>22} {'WER':>6}")
     for name in sides:
         rtf = statistics.median(results[(name, "batch 1")])
         throughput = statistics.median(results[(name, "4 at once")])
-        print(f"{name:16} {rtf:14.3f} {throughput:22.1f} {statistics.mean(errors[name]):6.3f}")
+        print(f"{name:24} {rtf:14.3f} {throughput:22.1f} {statistics.mean(errors[name]):6.3f}")
     print("reproduce: .venv/bin/python benchmarks/bench_audio.py " + " ".join(sys.argv[1:]))
 
 

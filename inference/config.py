@@ -91,11 +91,11 @@ class ModelSpec:
     tool_call_format: str = "auto"
 
     def quantize_mode(self) -> str:
-        """The CPU weights' mode: the engine's, else the kind's default ("none" for embeddings and speech, else
-        "auto")."""
+        """The CPU weights' mode: the engine's, else the kind's default ("none" for embeddings, else "auto"; for
+        speech, the decoder's steps on the int kernels, the encoder and window prefixes on bf16 copies)."""
         if self.engine.quantize is not None:
             return self.engine.quantize
-        return "none" if self.kind in ("embedding", "audio") else "auto"
+        return "none" if self.kind == "embedding" else "auto"
 
     def __post_init__(self) -> None:
         from inference.function_calling.formats import FORMAT_NAMES

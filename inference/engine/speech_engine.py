@@ -127,7 +127,7 @@ class SpeechEngine:
         row.tokens, row.sum_logprob, row.prefix_len = [], 0.0, len(prefix)
         view = self.state.view(slot, slot + 1)
         view.lengths.zero_()
-        logits = self.model.decode(torch.tensor([prefix], device=view.lengths.device), view)[0]  # [T, V]
+        logits = self.model.decode(torch.tensor([prefix], device=view.lengths.device), view, prompt=True)[0]  # [T, V]
         row.no_speech_prob = float(torch.softmax(logits[row.sot_index], dim=-1)[self.vocab.no_speech])
         self.next_logits[slot] = logits[-1]
 

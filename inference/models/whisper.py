@@ -203,6 +203,12 @@ class WhisperForConditionalGeneration(nn.Module):
         super().__init__()
         self.config = config
         self.model = WhisperModel(config)
+        self.lm_head: nn.Module | None = None  # None: the tied embedding; a quantized head once quantized
+
+    @property
+    def tied_embeddings(self) -> nn.Embedding:
+        """The token embeddings the output projection shares (``quantize`` gives them a quantized head)."""
+        return self.model.decoder.embed_tokens
 
     @torch.inference_mode()
     def encode(self, features: torch.Tensor) -> torch.Tensor:
@@ -236,8 +242,18 @@ class WhisperForConditionalGeneration(nn.Module):
         state.lengths.zero_()
 
     @torch.inference_mode()
-    def decode(self, tokens: torch.Tensor, state: DecoderState) -> torch.Tensor:
-        """tokens [B, T] appended to each row of ``state`` at its own length -> logits [B, T, vocab] (float32)."""
+    def decode(self, tokens: torch.Tensor, state: DecoderState, prompt: bool = False) -> torch.Tensor:
+        """tokens [B, T] appended to each row of ``state`` at its own length -> logits [B, T, vocab] (float32).
+
+        ``prompt``: the tokens are a window's prefix (quantized layers multiply them by their prefill weights), else
+        sampled tokens (the decode kernels): a row's numbers never depend on how many rows there are."""
+        B, T = tokens.shape
+        roles = ForwardContext(cu_seqlens_q=list(range(0, B * T + 1, T)), context_lens=[T] * B,
+                               prompt_lens=[T if prompt else 0] * B)  # fmt: skip
+        with forward_context(roles):
+            return self._decode(tokens, state)
+
+    def _decode(self, tokens: torch.Tensor, state: DecoderState) -> torch.Tensor:
         decoder = self.model.decoder
         B, T = tokens.shape
         positions = state.lengths[:, None] + torch.arange(T, device=tokens.device)  # [B, T]
@@ -249,7 +265,10 @@ class WhisperForConditionalGeneration(nn.Module):
         for i, layer in enumerate(decoder.layers):
             x = layer(x, positions, state, i, mask)
         state.lengths += T
-        return F.linear(decoder.layer_norm(x), decoder.embed_tokens.weight).float()
+        x = decoder.layer_norm(x)
+        if self.lm_head is not None:
+            return self.lm_head(x).float()
+        return F.linear(x, decoder.embed_tokens.weight).float()
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
         """HF ``WhisperForConditionalGeneration`` names; ``proj_out`` is the tied embedding and is skipped."""

@@ -115,6 +115,11 @@ def build_model(spec: ModelSpec):
         model = load_model(directory, dtype=dtype, device=device).eval()
         if not hasattr(model, "new_state"):
             raise ConfigError(f"model {spec.id}: kind audio needs a Whisper checkpoint")
+        if device == "cpu" and spec.quantize_mode() != "none":
+            from inference.weights.quantize import quantize
+
+            # every layer: the decoder's steps on the int kernels, the encoder and window prefixes on bf16 copies
+            quantize(model, spec.quantize_mode())
         return model, WhisperVocab.from_dir(directory), directory
     tokenizer = Tokenizer.from_dir(directory)
     # the CPU's dense weights are prepared once (quantized, bf16 copies) and memory-mapped on later starts

@@ -410,7 +410,7 @@ def quantize(
                 if prefill == "bfloat16" and child is not lm_head:
                     q.use_bf16_prefill()
                 setattr(module, child_name, q)
-    embed = getattr(getattr(model, "model", None), "embed_tokens", None)
+    embed = getattr(model, "tied_embeddings", None) or getattr(getattr(model, "model", None), "embed_tokens", None)
     if lm_head is None and embed is not None:
         # tied: compute_logits uses lm_head once it is set; the embedding stays float for lookups
         model.lm_head = quantized_linear(embed.weight, None, head, group_size)

@@ -175,7 +175,7 @@ def test_console_journey_in_a_browser(hub, browser, shots, django_user_model):
     operator = browser.new_page(viewport={"width": 1280, "height": 860})
     sign_in(operator, url, "root")
     expect(operator.locator("#operator")).to_contain_text("acme")
-    expect(operator.locator(".badge.health.up")).to_have_count(5)  # the live service's five models, probed
+    expect(operator.locator(".badge.health.up")).to_have_count(6)  # the live service's six models, probed
     shots(operator, "operator")
     operator.get_by_role("link", name="Global usage").click()
     expect(operator.locator("#by-tenant")).to_contain_text("acme")

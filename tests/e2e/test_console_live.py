@@ -170,13 +170,13 @@ def test_operator_sees_each_deployments_live_health(hub, client, django_user_mod
     client.force_login(django_user_model.objects.create_superuser("root", "", "pw"))
     states = client.get("/console/health.json").json()["deployments"]
     served = Deployment.objects.exclude(pk__in=[ghost.pk, closed.pk])
-    assert served.count() == 5
+    assert served.count() == 6  # the six models of the session's service
     for d in served:
         state = states[str(d.pk)]
         assert state["state"] == "up" and state["running"] == 0 and state["latency_ms"] >= 0, state
     assert states[str(ghost.pk)]["state"] == "missing"
     assert states[str(closed.pk)]["state"] == "down" and "unreachable" in states[str(closed.pk)]["detail"]
     page = client.get("/console/").content.decode()
-    assert page.count('class="badge health up"') == 5 and 'class="badge health down"' in page
+    assert page.count('class="badge health up"') == 6 and 'class="badge health down"' in page
     client.force_login(get_user_model().objects.create_user("plain", password="pw"))
     assert client.get("/console/health.json").status_code == 403

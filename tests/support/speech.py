@@ -73,6 +73,21 @@ def whisper():
     return _whisper()
 
 
+def served_whisper():
+    """(model, vocab) of the packaged Whisper base as ``make run`` serves it (its default quantization), once."""
+    require("real_model", "loads the packaged Whisper base")
+    return _served_whisper()
+
+
+@functools.cache
+def _served_whisper():
+    from inference.config import DEFAULT_MODELS
+    from inference.server.registry import build_model
+
+    model, vocab, _ = build_model(next(spec for spec in DEFAULT_MODELS if spec.kind == "audio"))
+    return model, vocab
+
+
 @functools.cache
 def _whisper():
     from inference.loader.safetensors import load_model
