@@ -91,5 +91,6 @@ class LayerNorm(nn.LayerNorm):
         if self.kernels:
             from kernels.layer_norm import layer_norm
 
-            return layer_norm(x, self.weight, self.bias, self.eps)
+            flat = x.reshape(-1, x.shape[-1])  # the kernel takes rows [T, D]; Whisper's decoder passes [B, T, D]
+            return layer_norm(flat, self.weight, self.bias, self.eps).view(x.shape)
         return super().forward(x)

@@ -8,11 +8,14 @@ q/k/v are fused into ``qkv_proj`` and the cross-attention's k/v into ``kv_proj``
 the fused ones carry zeros in its rows.
 
 The encoder runs a batch of windows as one flat batch through ``Attention`` (the Triton kernels when the model is
-on them); the decoder's rows each sit at their own position in ``DecoderState`` and attend with torch's SDPA.
+on them); the decoder's rows each sit at their own position in ``DecoderState`` and attend with torch's SDPA, or on
+the kernels with each row's cache as one block of a paged cache (self-attention) and as one sequence of a
+variable-length batch (cross-attention).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -42,29 +45,26 @@ _DECODER_RENAMES = [(".self_attn.out_proj", ".self_out_proj"), (".encoder_attn.o
 
 
 def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
-    """[B, T, heads * D] -> [B, heads, T, D]."""
+    """[B, T, heads * D] -> [B, T, heads, D]."""
     B, T, _ = x.shape
-    return x.view(B, T, heads, -1).transpose(1, 2)
-
-
-def _merge(x: torch.Tensor) -> torch.Tensor:
-    """[B, heads, T, D] -> [B, T, heads * D]."""
-    B, H, T, D = x.shape
-    return x.transpose(1, 2).reshape(B, T, H * D)
+    return x.view(B, T, heads, -1)
 
 
 @dataclass
 class DecoderState:
     """The decoder's caches for a batch of rows. Per layer: self-attention keys / values
     [rows, H, max_target_positions, D] written as tokens arrive, and cross-attention keys / values [rows, H, 1500, D]
-    of each row's encoded window. The engine keeps one state for all its rows and works on views of row ranges, so
-    a row joins, steps and leaves without the others being copied."""
+    of each row's encoded window; ``position_major`` (the kernels' layout): [rows, positions, H, D], so that a row
+    range flattens to a cache of [slots, H, D] (torch's SDPA reads heads-first at half the time). The engine keeps one
+    state for all its rows and works on views of row ranges, so a row joins, steps and leaves without the others
+    being copied."""
 
     self_k: list[torch.Tensor]
     self_v: list[torch.Tensor]
     cross_k: list[torch.Tensor]
     cross_v: list[torch.Tensor]
     lengths: torch.Tensor  # [rows] int64: tokens cached in each row
+    position_major: bool = False
 
     @property
     def rows(self) -> int:
@@ -77,7 +77,7 @@ class DecoderState:
             return [t[start:stop] for t in tensors]
 
         return DecoderState(cut(self.self_k), cut(self.self_v), cut(self.cross_k), cut(self.cross_v),
-                            self.lengths[start:stop])  # fmt: skip
+                            self.lengths[start:stop], self.position_major)  # fmt: skip
 
     def move_row(self, src: int, dst: int) -> None:
         """Copy row ``src`` over row ``dst`` (the engine fills a departed row's place with its last row)."""
@@ -140,6 +140,8 @@ class WhisperEncoder(nn.Module):
 
 
 class WhisperDecoderLayer(nn.Module):
+    kernels = False  # its attentions on the Triton kernels (set for the whole model by inference.layers.kernel_switch)
+
     def __init__(self, config: WhisperConfig):
         super().__init__()
         d = config.d_model
@@ -158,7 +160,7 @@ class WhisperDecoderLayer(nn.Module):
         self.act = get_activation(config.activation_function)
 
     def cross_kv(self, encoded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """[B, 1500, d] -> keys, values [B, H, 1500, D]."""
+        """[B, 1500, d] -> keys, values [B, 1500, H, D]."""
         k, v = self.kv_proj.split(self.kv_proj(encoded))
         return _heads(k, self.heads), _heads(v, self.heads)
 
@@ -166,17 +168,49 @@ class WhisperDecoderLayer(nn.Module):
         """x [B, T, d] at ``positions`` [B, T]; ``mask`` [B, 1, T, L] the keys each query may see."""
         q, k, v = (_heads(t, self.heads) for t in self.qkv_proj.split(self.qkv_proj(self.self_attn_layer_norm(x))))
         rows = torch.arange(x.shape[0], device=x.device)[:, None]
-        state.self_k[i][rows, :, positions] = k.transpose(1, 2).to(state.self_k[i].dtype)  # [B, T, H, D]
-        state.self_v[i][rows, :, positions] = v.transpose(1, 2).to(state.self_v[i].dtype)
-        L = mask.shape[-1]
-        keys, values = state.self_k[i][:, :, :L].to(q.dtype), state.self_v[i][:, :, :L].to(q.dtype)
-        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=self.scale)
-        x = x + self.self_out_proj(_merge(out))
+        at = (rows, positions) if state.position_major else (rows, slice(None), positions)
+        state.self_k[i][at] = k.to(state.self_k[i].dtype)  # [B, T, H, D] at each row's positions
+        state.self_v[i][at] = v.to(state.self_v[i].dtype)
+        if self.kernels:
+            assert state.position_major, "a state made before the model went on the kernels (make a new one)"
+            attend = self._attend_kernels
+        else:
+            attend = functools.partial(self._attend, position_major=state.position_major)
+        x = x + self.self_out_proj(attend(q, state.self_k[i], state.self_v[i], mask))
         q = _heads(self.q_proj(self.encoder_attn_layer_norm(x)), self.heads)
-        cross_k, cross_v = state.cross_k[i].to(q.dtype), state.cross_v[i].to(q.dtype)
-        out = F.scaled_dot_product_attention(q, cross_k, cross_v, scale=self.scale)
-        x = x + self.cross_out_proj(_merge(out))
+        x = x + self.cross_out_proj(attend(q, state.cross_k[i], state.cross_v[i], None))
         return x + self.fc2(self.act(self.fc1(self.final_layer_norm(x))))
+
+    def _attend(self, q, keys, values, mask: torch.Tensor | None, position_major: bool) -> torch.Tensor:
+        """q [B, T, H, D] over each row's keys / values [B, H, P, D] (position-major: [B, P, H, D]); self-attention:
+        the first L, under ``mask`` [B, 1, T, L]; cross: all -> [B, T, H * D]."""
+        if position_major:
+            keys, values = keys.transpose(1, 2), values.transpose(1, 2)
+        if mask is not None:
+            keys, values = keys[:, :, : mask.shape[-1]], values[:, :, : mask.shape[-1]]
+        keys, values = keys.to(q.dtype), values.to(q.dtype)
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), keys, values, attn_mask=mask, scale=self.scale)
+        return out.transpose(1, 2).reshape(*q.shape[:2], -1)
+
+    def _attend_kernels(self, q, keys, values, mask: torch.Tensor | None) -> torch.Tensor:
+        """``_attend`` on the Triton kernels: self-attention reads each row's cache as one block of ``P`` slots of a
+        paged cache (its queries are the last of ``context`` positions, ``mask``'s last column + 1); cross-attention
+        takes the rows' windows as a variable-length batch of sequences of ``P`` keys."""
+        from kernels.prefill_attention import paged_attention, varlen_attention
+
+        B, T, H, D = q.shape
+        P = keys.shape[1]
+        flat_q = q.reshape(B * T, H, D)
+        flat_k, flat_v = keys.reshape(B * P, H, D), values.reshape(B * P, H, D)
+        cu_q = torch.arange(0, B * T + 1, T, dtype=torch.int32, device=q.device)
+        if mask is None:
+            cu_k = torch.arange(0, B * P + 1, P, dtype=torch.int32, device=q.device)
+            out = varlen_attention(flat_q, flat_k, flat_v, cu_q, cu_k, self.scale, causal=False, max_seqlen_q=T)
+        else:
+            tables = torch.arange(B, dtype=torch.int32, device=q.device)[:, None]
+            context = mask[:, 0, -1].sum(-1).to(torch.int32)  # [B]: the last query sees its whole row
+            out = paged_attention(flat_q, flat_k, flat_v, tables, cu_q, context, P, self.scale, max_seqlen_q=T)
+        return out.reshape(B, T, H * D)
 
 
 class WhisperDecoder(nn.Module):
@@ -216,29 +250,30 @@ class WhisperForConditionalGeneration(nn.Module):
         return self.model.encoder(features)
 
     def new_state(self, rows: int, dtype: torch.dtype | None = None) -> DecoderState:
-        """Caches for ``rows`` rows (empty until ``set_audio``)."""
+        """Caches for ``rows`` rows (empty until ``set_audio``), in the layout of the layers' attention (switch the
+        model to the kernels first)."""
         cfg = self.config
+        position_major = self.model.decoder.layers[0].kernels
         weight = self.model.decoder.embed_tokens.weight
         dtype = dtype or weight.dtype
         heads, head_dim = cfg.decoder_attention_heads, cfg.d_model // cfg.decoder_attention_heads
 
         def zeros(positions: int) -> list[torch.Tensor]:
-            return [
-                weight.new_zeros((rows, heads, positions, head_dim), dtype=dtype) for _ in range(cfg.decoder_layers)
-            ]
+            shape = (rows, positions, heads, head_dim) if position_major else (rows, heads, positions, head_dim)
+            return [weight.new_zeros(shape, dtype=dtype) for _ in range(cfg.decoder_layers)]
 
         return DecoderState(zeros(cfg.max_target_positions), zeros(cfg.max_target_positions),
                             zeros(cfg.max_source_positions), zeros(cfg.max_source_positions),
-                            torch.zeros(rows, dtype=torch.long, device=weight.device))  # fmt: skip
+                            torch.zeros(rows, dtype=torch.long, device=weight.device), position_major)  # fmt: skip
 
     @torch.inference_mode()
     def set_audio(self, state: DecoderState, encoded: torch.Tensor) -> None:
         """Point ``state``'s rows at encoded windows [rows, 1500, d]: their cross-attention keys / values, and
         empty self-attention caches."""
         for i, layer in enumerate(self.model.decoder.layers):
-            k, v = layer.cross_kv(encoded)
-            state.cross_k[i].copy_(k)
-            state.cross_v[i].copy_(v)
+            k, v = layer.cross_kv(encoded)  # [rows, 1500, H, D]
+            state.cross_k[i].copy_(k if state.position_major else k.transpose(1, 2))
+            state.cross_v[i].copy_(v if state.position_major else v.transpose(1, 2))
         state.lengths.zero_()
 
     @torch.inference_mode()

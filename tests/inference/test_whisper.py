@@ -83,6 +83,33 @@ def test_tiny_whisper_logits_and_greedy_tokens_equal_transformers(tmp_path, n_me
     assert answers[0] != answers[1]  # the audio steers the answer (a random model soon repeats one token)
 
 
+@pytest.mark.interpreter
+def test_tiny_whisper_decoder_on_the_kernels_equals_the_torch_path(tmp_path):
+    """The decoder's two attentions and its LayerNorms on the Triton kernels (each row's cache a block of a paged
+    cache; the windows a variable-length batch): prefixes of different lengths, then steps of three rows at three
+    lengths, the logits of the torch path."""
+    from inference.layers.kernel_switch import use_kernels
+
+    # 37 encoder positions: the windows are made up (the encoder's kernels: test_engine_device.py's BERT test)
+    model = load_model(checkpoints.whisper_checkpoint(tmp_path, source_positions=37))
+    encoded = torch.randn(2, 37, 64, generator=torch.Generator().manual_seed(2))
+
+    def run() -> list[torch.Tensor]:
+        state = model.new_state(3)
+        model.set_audio(state.view(0, 2), encoded)
+        model.set_audio(state.view(2, 3), encoded[1:])
+        logits = [model.decode(torch.tensor([prefix]), state.view(r, r + 1), prompt=True)
+                  for r, prefix in enumerate([[126, 3, 7], [126, 5], [126]])]  # fmt: skip
+        for step in range(3):
+            logits.append(model.decode(torch.tensor([[9 + step], [20], [30 + step]]), state))
+        return logits
+
+    expected = run()
+    assert use_kernels(model) > 0
+    for got, want in zip(run(), expected, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
 def _transformers_from_ctranslate2(ct2_file) -> WhisperForConditionalGeneration:
     """transformers' Whisper filled straight from the CTranslate2 variables (this test's own mapping)."""
     from transformers import WhisperConfig
