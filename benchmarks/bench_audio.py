@@ -104,7 +104,7 @@ class Ours:
         for i, path in enumerate(paths):
             samples = decode_audio(path.read_bytes(), max_seconds=3600)
             features = padded_log_mel(samples, self.model.config.num_mel_bins)
-            job = Transcription(features, len(samples) // 160, self.vocab, SpeechOptions(), samples=len(samples))
+            job = Transcription(features, len(samples), self.vocab, SpeechOptions())
             self.engine.add_request(str(i), job)
         texts: dict[str, str] = {}
         while self.engine.has_work:

@@ -286,8 +286,10 @@ class GatewayConsumer(AsyncConsumer):
     # --- responses ---------------------------------------------------------------------------------
 
     async def _json(self, status: int, payload: dict) -> None:
-        body = json.dumps(payload).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await self._body(status, "application/json", json.dumps(payload).encode())
+
+    async def _body(self, status: int, content_type: str, body: bytes) -> None:
+        headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
         headers += self.limit_headers
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
         await self.send({"type": "http.response.body", "body": body})
@@ -398,13 +400,18 @@ class GatewayConsumer(AsyncConsumer):
             f"No deployment of the model '{errors.shown(model_id)}' is reachable right now."
         )
 
-    async def _relay_json(self, response: httpx.Response, model_id: str, meter: _Meter) -> None:
+    @staticmethod
+    async def _read(response: httpx.Response, meter: _Meter) -> bytes:
+        """The whole answer; a connection that breaks meanwhile is metered (502) and answered as upstream_error."""
         try:
-            content = await response.aread()
+            return await response.aread()
         except httpx.TransportError:
             meter.status, meter.upstream_broke = 502, True
             await meter.save()
             raise errors.UpstreamError("The model's deployment failed while answering.") from None
+
+    async def _relay_json(self, response: httpx.Response, model_id: str, meter: _Meter) -> None:
+        content = await self._read(response, meter)
         if response.status_code != 200:
             if response.status_code >= 500:  # the model may have run: metered, with no tokens counted
                 meter.status = response.status_code
@@ -427,28 +434,20 @@ class GatewayConsumer(AsyncConsumer):
     async def _relay_speech(self, response: httpx.Response, meter: _Meter) -> None:
         """A transcription: JSON (``json``, ``verbose_json``) or text (``text``, ``srt``, ``vtt``), relayed as is."""
         meter.take_headers(response.headers)
-        try:
-            content = await response.aread()
-        except httpx.TransportError:
-            meter.status, meter.upstream_broke = 502, True
-            await meter.save()
-            raise errors.UpstreamError("The model's deployment failed while answering.") from None
+        content = await self._read(response, meter)
         kind = response.headers.get("content-type", "application/json")
         if kind.startswith("application/json"):
             with suppress(ValueError, AttributeError):
                 meter.take(json.loads(content).get("usage"))
         meter.first_token = time.monotonic()
-        headers = [(b"content-type", kind.encode()), (b"content-length", str(len(content)).encode())]
         try:
-            await self.send({"type": "http.response.start", "status": 200, "headers": headers + self.limit_headers})
-            await self.send({"type": "http.response.body", "body": content})
-            self.headers_sent = True
+            await self._body(200, kind, content)
         finally:
             await asyncio.shield(meter.save())
 
     async def _relay_stream(self, response: httpx.Response, body: dict, model_id: str, meter: _Meter) -> None:
         speech = self.scope["hub"].upload is not None
-        options = body.get("stream_options") if isinstance(body.get("stream_options"), dict) else {}
+        options = body.get("stream_options") or {}
         wants_usage = options.get("include_usage") is True
         wants_running_usage = options.get("continuous_usage_stats") is True
         if speech:  # transcript.text.* events: the done event always has the usage; running usage only if asked

@@ -44,23 +44,30 @@ def errors_for(*codes: int) -> dict[int, OpenApiResponse]:
     return {code: OpenApiResponse(response=ref("Error"), description=ERROR_TEXT[code]) for code in codes}
 
 
-def _generation(summary: str, request: str, response: str, chunk: str | None, description: str) -> dict:
-    content = {"application/json": {"schema": ref(response)}}
-    if chunk is not None:
-        content["text/event-stream"] = {
-            "schema": {"type": "string", "description": f"`data: <{chunk}>` events, then `data: [DONE]`."}
-        }
+def _post(summary: str, description: str, tag: str, request: dict, content: dict) -> dict:
+    """A POST route of the consumer: ``request`` the body's media types, ``content`` the 200 answer's."""
     return {
         "post": {
             "operationId": summary.lower().replace(" ", "_"),
             "summary": summary,
             "description": description,
-            "tags": ["generation"],
+            "tags": [tag],
             "security": [{"ApiKey": []}],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": ref(request)}}},
+            "requestBody": {"required": True, "content": request},
             "responses": {"200": {"description": "OK", "content": content}, **ERRORS},
         }
     }
+
+
+def _events(event: str) -> dict:
+    return {"schema": {"type": "string", "description": f"`data: <{event}>` events, then `data: [DONE]`."}}
+
+
+def _generation(summary: str, request: str, response: str, chunk: str | None, description: str) -> dict:
+    content = {"application/json": {"schema": ref(response)}}
+    if chunk is not None:
+        content["text/event-stream"] = _events(chunk)
+    return _post(summary, description, "generation", {"application/json": {"schema": ref(request)}}, content)
 
 
 GENERATION_PATHS = {
@@ -87,30 +94,14 @@ GENERATION_PATHS = {
 
 def _speech(summary: str, request: str, description: str) -> dict:
     """An audio route: a multipart upload in; JSON, text or (streamed) server-sent events out."""
-    text = {"schema": {"type": "string", "description": "`text`, `srt` or `vtt` (response_format)."}}
-    events = {"schema": {"type": "string", "description": "`data: <TranscriptTextEvent>` events, then `data: [DONE]`."}}
-    answer = {"oneOf": [ref("CreateTranscriptionResponseJson"), ref("CreateTranscriptionResponseVerboseJson")]}
-    return {
-        "post": {
-            "operationId": summary.lower().replace(" ", "_"),
-            "summary": summary,
-            "description": description,
-            "tags": ["audio"],
-            "security": [{"ApiKey": []}],
-            "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": ref(request)}}},
-            "responses": {
-                "200": {
-                    "description": "OK",
-                    "content": {
-                        "application/json": {"schema": answer},
-                        "text/plain": text,
-                        "text/event-stream": events,
-                    },
-                },  # fmt: skip
-                **ERRORS,
-            },
-        }
+    content = {
+        "application/json": {
+            "schema": {"oneOf": [ref("CreateTranscriptionResponseJson"), ref("CreateTranscriptionResponseVerboseJson")]}
+        },
+        "text/plain": {"schema": {"type": "string", "description": "`text`, `srt` or `vtt` (response_format)."}},
+        "text/event-stream": _events("TranscriptTextEvent"),
     }
+    return _post(summary, description, "audio", {"multipart/form-data": {"schema": ref(request)}}, content)
 
 
 SPEECH_PATHS = {

@@ -15,7 +15,6 @@ variable-length batch (cross-attention).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -171,14 +170,10 @@ class WhisperDecoderLayer(nn.Module):
         at = (rows, positions) if state.position_major else (rows, slice(None), positions)
         state.self_k[i][at] = k.to(state.self_k[i].dtype)  # [B, T, H, D] at each row's positions
         state.self_v[i][at] = v.to(state.self_v[i].dtype)
-        if self.kernels:
-            assert state.position_major, "a state made before the model went on the kernels (make a new one)"
-            attend = self._attend_kernels
-        else:
-            attend = functools.partial(self._attend, position_major=state.position_major)
-        x = x + self.self_out_proj(attend(q, state.self_k[i], state.self_v[i], mask))
+        attend = self._attend_kernels if self.kernels else self._attend
+        x = x + self.self_out_proj(attend(q, state.self_k[i], state.self_v[i], mask, state.position_major))
         q = _heads(self.q_proj(self.encoder_attn_layer_norm(x)), self.heads)
-        x = x + self.cross_out_proj(attend(q, state.cross_k[i], state.cross_v[i], None))
+        x = x + self.cross_out_proj(attend(q, state.cross_k[i], state.cross_v[i], None, state.position_major))
         return x + self.fc2(self.act(self.fc1(self.final_layer_norm(x))))
 
     def _attend(self, q, keys, values, mask: torch.Tensor | None, position_major: bool) -> torch.Tensor:
@@ -192,12 +187,13 @@ class WhisperDecoderLayer(nn.Module):
         out = F.scaled_dot_product_attention(q.transpose(1, 2), keys, values, attn_mask=mask, scale=self.scale)
         return out.transpose(1, 2).reshape(*q.shape[:2], -1)
 
-    def _attend_kernels(self, q, keys, values, mask: torch.Tensor | None) -> torch.Tensor:
+    def _attend_kernels(self, q, keys, values, mask: torch.Tensor | None, position_major: bool) -> torch.Tensor:
         """``_attend`` on the Triton kernels: self-attention reads each row's cache as one block of ``P`` slots of a
         paged cache (its queries are the last of ``context`` positions, ``mask``'s last column + 1); cross-attention
         takes the rows' windows as a variable-length batch of sequences of ``P`` keys."""
         from kernels.prefill_attention import paged_attention, varlen_attention
 
+        assert position_major, "a state made before the model went on the kernels (make a new one)"
         B, T, H, D = q.shape
         P = keys.shape[1]
         flat_q = q.reshape(B * T, H, D)

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
-from inference.audio.decode import decode_audio
+from inference.audio.decode import SAMPLE_RATE, decode_audio
 from inference.audio.features import padded_log_mel
 from inference.env import env_float
 from inference.server.errors import ServiceError, check_reservation
@@ -63,10 +63,10 @@ async def _job(request: Request, task: str) -> tuple[object, SpeechRequest, Tran
     model = request.app.state.registry.get(form.get("model"))
     parsed = await parse_speech(form, model, task)
     samples = await run_in_threadpool(decode_audio, parsed.data, max_audio_seconds())
+    # before anything runs on the audio, as the text routes check their prompts
+    check_reservation(request.headers, audio_tokens(len(samples) / SAMPLE_RATE))
     features = await run_in_threadpool(padded_log_mel, samples, model.speech.n_mels)
-    job = Transcription(features, len(samples) // 160, model.speech.vocab, parsed.options, samples=len(samples))
-    check_reservation(request.headers, audio_tokens(job.duration))  # before it runs, as the text routes
-    return model, parsed, job
+    return model, parsed, Transcription(features, len(samples), model.speech.vocab, parsed.options)
 
 
 def _timestamp(seconds: float, separator: str) -> str:
@@ -94,7 +94,7 @@ def _segment(s: Segment) -> dict:
 
 
 def answer(job: Transcription, parsed: SpeechRequest) -> Response:
-    """The finished transcription in the asked format; usage in seconds (``x-audio-seconds`` for text formats)."""
+    """The finished transcription in the asked format; usage in seconds (and in ``usage_headers`` for every format)."""
     headers = usage_headers(job)
     usage = {"type": "duration", "seconds": usage_seconds(job.duration)}
     fmt = parsed.response_format

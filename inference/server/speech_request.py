@@ -13,21 +13,10 @@ from inference.server.registry import LoadedModel
 from inference.speech.transcription import SpeechOptions
 
 GRANULARITIES = ("segment", "word")
-_FIELDS = {
-    "file",
-    "model",
-    "language",
-    "prompt",
-    "response_format",
-    "temperature",
-    "timestamp_granularities[]",
-    "timestamp_granularities",
-    "stream",
-    "seed",
-    "chunking_strategy",
-    "stream_include_usage",
-    "stream_continuous_usage_stats",
-}  # fmt: skip (the last two: vLLM's)
+# OpenAI's fields, and vLLM's two stream options (a gateway asks for running usage to meter an aborted stream)
+_FIELDS = {"file", "model", "language", "prompt", "response_format", "temperature", "timestamp_granularities[]",
+           "timestamp_granularities", "stream", "seed", "chunking_strategy", "stream_include_usage",
+           "stream_continuous_usage_stats"}  # fmt: skip
 
 
 @dataclass(frozen=True)

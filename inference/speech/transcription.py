@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from inference.audio.decode import SAMPLE_RATE
-from inference.audio.features import CHUNK_FRAMES, FRAMES_PER_SECOND, window_at
+from inference.audio.features import CHUNK_FRAMES, FRAMES_PER_SECOND, HOP_LENGTH, window_at
 from inference.speech.vocab import TIME_PRECISION, WhisperVocab
 
 COMPRESSION_RATIO_THRESHOLD = 2.4
@@ -70,7 +70,7 @@ class Transcription:
     """A request's state: where it is in the recording, what it has written, the attempt under way."""
 
     features: torch.Tensor  # [n_mels, frames + 3000]: the recording's log-mel with 30 s of silence after it
-    frames: int  # mel frames of the recording itself
+    samples: int  # 16 kHz samples of the recording itself
     vocab: WhisperVocab
     options: SpeechOptions
     seek: int = 0
@@ -82,7 +82,6 @@ class Transcription:
     sampled_tokens: int = 0  # every token sampled, retries included: what the request cost
     done: bool = False
     generator: torch.Generator | None = None
-    samples: int = 0  # 16 kHz samples of the recording (0: as many as its frames hold), for its exact duration
 
     def __post_init__(self) -> None:
         self.language = self.options.language
@@ -96,8 +95,13 @@ class Transcription:
         self._attempts: list[tuple] = []  # (looped, -avg logprob, temperature, tokens, ratio) of the window so far
 
     @property
+    def frames(self) -> int:
+        """Mel frames of the recording itself."""
+        return self.samples // HOP_LENGTH
+
+    @property
     def duration(self) -> float:
-        return self.samples / SAMPLE_RATE if self.samples else self.frames / FRAMES_PER_SECOND
+        return self.samples / SAMPLE_RATE
 
     @property
     def temperature(self) -> float:
@@ -148,7 +152,8 @@ class Transcription:
         segments = []
         for start, end, piece in pieces:
             piece_text = v.decode_text(piece)
-            begin, finish = offset + start, min(offset + end, self.duration)
+            # ends within the recording's last whole mel frame (10 ms steps: rounded to 2 places, never past its end)
+            begin, finish = offset + start, min(offset + end, self.frames / FRAMES_PER_SECOND)
             if finish <= begin or not piece_text.strip():
                 continue  # an instant or an empty segment
             segment = Segment(id=len(self.segments), seek=self.seek, start=round(begin, 2), end=round(finish, 2),

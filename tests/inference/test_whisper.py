@@ -177,7 +177,7 @@ def test_packaged_whisper_logits_and_greedy_tokens_equal_transformers(spoken):
 
 
 def _job(samples: np.ndarray, vocab, **options) -> Transcription:
-    return Transcription(padded_log_mel(samples, 80), len(samples) // 160, vocab, SpeechOptions(**options))
+    return Transcription(padded_log_mel(samples, 80), len(samples), vocab, SpeechOptions(**options))
 
 
 def _run(engine: SpeechEngine) -> dict[str, Transcription]:
