@@ -41,9 +41,11 @@ $(ESPEAK):
 	@DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng >/dev/null 2>&1 || \
 	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng)
 
-# The suite runs on the machine's PostgreSQL and Redis, started when down (tests/services.sh), as in CI.
+# The suite runs on the machine's PostgreSQL and Redis, started when down (tests/services.sh), as in CI, in two
+# pytest-xdist workers (TEST_WORKERS=1 for one): much of a test's time is spent waiting on a server it started.
+TEST_WORKERS ?= 2
 test: $(STAMP) $(CHROMIUM) $(ESPEAK)
-	@bash tests/services.sh $(PY) -m pytest $(PYTEST_ARGS)
+	@bash tests/services.sh $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -13,6 +13,12 @@ import os
 # is imported. On a GPU machine, INFERENCE_TEST_DEVICE=cuda runs them compiled.
 if os.environ.get("INFERENCE_TEST_DEVICE", "cpu") == "cpu":
     os.environ.setdefault("TRITON_INTERPRET", "1")
+# Under pytest-xdist the cores are shared out between the workers, and the servers they start inherit their share:
+# torch's OpenMP threads spin while they wait, so two processes with a thread for every core each run far slower
+# than one (a batch-invariance test took 134 s instead of 18 s).
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(_share))
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,14 +29,16 @@ from django.core.cache import cache
 
 from accounts import services
 from accounts.models import ModelKind, Role
-from tests.support import IN_CI, markers
+from tests.support import IN_CI, markers, parallel
 from tests.support.fake_service import fake_service
 from tests.support.hub import LiveHub, clear_run_cache, database_url_for_subprocess, start_hub, stop_hub
 from tests.support.live import FAKE_CHAT, FAKE_EMBED, hub_clients, settle
+from tests.support.parallel import pytest_configure_node, pytest_xdist_make_scheduler  # noqa: F401 (hooks)
 from tests.support.processes import free_port, redis_server
 
 
 def pytest_configure(config):
+    parallel.configure(config)
     for name, description in markers.MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {description}")
     if os.environ.get("TRITON_INTERPRET") == "1":
@@ -40,6 +48,10 @@ def pytest_configure(config):
         missing = [name for name in ("HUB_DATABASE_URL", "HUB_REDIS_URL") if not os.environ.get(name)]
         if missing:
             raise pytest.UsageError(f"CI=true but {', '.join(missing)} not set: refusing to run without them")
+
+
+def pytest_unconfigure(config):
+    parallel.unconfigure(config)
 
 
 KERNEL_TESTS = Path(__file__).parent / "kernels"
@@ -70,6 +82,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.real_model)
         if interpreted and KERNEL_TESTS in item.path.parents:
             item.add_marker(pytest.mark.interpreter)
+    parallel.publish(config, items)  # under pytest-xdist: the groups these markers make (tests/support/parallel.py)
 
 
 @pytest.hookimpl(tryfirst=True)

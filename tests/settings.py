@@ -18,6 +18,15 @@ os.environ.setdefault("HUB_DATA_DIR", str(_root / ".hub" / "test"))
 os.environ.setdefault("HUB_CACHE_PREFIX", "test-" + secrets.token_hex(4))
 os.environ.setdefault("HUB_CELERY_QUEUE", os.environ["HUB_CACHE_PREFIX"] + "-celery")
 os.environ.setdefault("HUB_LOG_LEVEL", "WARNING")
+# A pytest-xdist worker inherits the controller's environment (set above, before the workers start) and is a run of
+# its own: its own data directory (the spool, the file cache), key prefix and Celery queue. HUB_TEST_WORKER marks
+# them done, so a subprocess that loads these settings again (a live hub) keeps its worker's.
+_worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _worker and os.environ.get("HUB_TEST_WORKER") != _worker:
+    os.environ["HUB_TEST_WORKER"] = _worker
+    os.environ["HUB_DATA_DIR"] = str(Path(os.environ["HUB_DATA_DIR"]) / _worker)
+    os.environ["HUB_CACHE_PREFIX"] += "-" + _worker
+    os.environ["HUB_CELERY_QUEUE"] = os.environ["HUB_CACHE_PREFIX"] + "-celery"
 
 from hub.settings import *  # noqa: E402,F403
 
