@@ -11,6 +11,8 @@ addressing modes share the kernel (constexpr ``PAGED``):
 Queries are the last positions of their sequence's keys. A key is visible iff (causal) k_pos <= q_pos and
 (window) q_pos - window < k_pos. Key tiles wholly outside that band are never visited, and tiles wholly
 inside it run without the mask, so the cost scales with what is visible. A row that sees no key yields 0.
+``ALIBI`` (JinaBERT): each head's score gets -slope_h * |q_pos - k_pos| (symmetric ALiBi; causal ALiBi is its
+restriction to k_pos <= q_pos).
 """
 
 from __future__ import annotations
@@ -48,10 +50,12 @@ def _attn_tiles(
     offs_d,
     qk_scale,
     window,
+    slope,
     MASK: tl.constexpr,
     CAUSAL: tl.constexpr,
     WINDOW: tl.constexpr,
     PAGED: tl.constexpr,
+    ALIBI: tl.constexpr,
     EVEN_D: tl.constexpr,
     FP32_DOT: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -91,6 +95,8 @@ def _attn_tiles(
         else:
             qk = tl.dot(q, tl.trans(k.to(q.dtype)))
         qk = qk * qk_scale  # [BLOCK_M, BLOCK_N], log2 units
+        if ALIBI:  # slope in log2 units too
+            qk = qk - slope * tl.abs(offs_n[None, :] - q_pos[:, None]).to(tl.float32)
         if MASK:
             ok = n_ok[None, :]
             if CAUSAL:
@@ -141,10 +147,12 @@ def _prefill_attention_kernel(
     stride_od,
     qk_scale,
     window,
+    SLOPES,  # [H] float32 ALiBi slopes (ALIBI only)
     GROUP: tl.constexpr,  # query heads per kv head
     CAUSAL: tl.constexpr,
     WINDOW: tl.constexpr,
     PAGED: tl.constexpr,
+    ALIBI: tl.constexpr,
     FP32_DOT: tl.constexpr,
     HEAD_D: tl.constexpr,
     BLOCK_M: tl.constexpr,
@@ -182,6 +190,10 @@ def _prefill_attention_kernel(
     if FP32_DOT:
         q = q.to(tl.float32)
     q_pos = q_off + offs_m
+    if ALIBI:
+        slope = tl.load(SLOPES + h) * 1.4426950408889634  # exp(x) = exp2(x * log2 e)
+    else:
+        slope = 0.0
 
     # Key range of the tile's real rows: visible [lo, hi), and the part [full_lo, full_hi) visible to all.
     min_q = q_off + pid_m * BLOCK_M
@@ -208,18 +220,18 @@ def _prefill_attention_kernel(
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
     acc, l_i, m_i = _attn_tiles(
         acc, l_i, m_i, q, q_pos, K, V, BT, block_size, kv_start, k_len, lo, b,
-        stride_kt, stride_vt, stride_kd, stride_vd, offs_d, qk_scale, window,
-        True, CAUSAL, WINDOW, PAGED, BLOCK_D == HEAD_D, FP32_DOT, BLOCK_N, HEAD_D,
+        stride_kt, stride_vt, stride_kd, stride_vd, offs_d, qk_scale, window, slope,
+        True, CAUSAL, WINDOW, PAGED, ALIBI, BLOCK_D == HEAD_D, FP32_DOT, BLOCK_N, HEAD_D,
     )  # fmt: skip
     acc, l_i, m_i = _attn_tiles(
         acc, l_i, m_i, q, q_pos, K, V, BT, block_size, kv_start, k_len, b, c,
-        stride_kt, stride_vt, stride_kd, stride_vd, offs_d, qk_scale, window,
-        False, CAUSAL, WINDOW, PAGED, BLOCK_D == HEAD_D, FP32_DOT, BLOCK_N, HEAD_D,
+        stride_kt, stride_vt, stride_kd, stride_vd, offs_d, qk_scale, window, slope,
+        False, CAUSAL, WINDOW, PAGED, ALIBI, BLOCK_D == HEAD_D, FP32_DOT, BLOCK_N, HEAD_D,
     )  # fmt: skip
     acc, l_i, m_i = _attn_tiles(
         acc, l_i, m_i, q, q_pos, K, V, BT, block_size, kv_start, k_len, c, hi,
-        stride_kt, stride_vt, stride_kd, stride_vd, offs_d, qk_scale, window,
-        True, CAUSAL, WINDOW, PAGED, BLOCK_D == HEAD_D, FP32_DOT, BLOCK_N, HEAD_D,
+        stride_kt, stride_vt, stride_kd, stride_vd, offs_d, qk_scale, window, slope,
+        True, CAUSAL, WINDOW, PAGED, ALIBI, BLOCK_D == HEAD_D, FP32_DOT, BLOCK_N, HEAD_D,
     )  # fmt: skip
 
     # rows that saw no key have acc = 0 and l = 0: divide by 1 to output zeros
@@ -267,12 +279,14 @@ def _launch(
     causal: bool,
     sliding_window: int | None,
     max_seqlen_q: int | None,
+    alibi_slopes: torch.Tensor | None = None,
 ) -> torch.Tensor:
     T, H, D = q.shape
     hkv = k.shape[1]
     assert k.shape[2] == D and v.shape == k.shape, (q.shape, k.shape, v.shape)
     assert H % hkv == 0, f"{H} query heads are not a multiple of {hkv} kv heads"
     assert sliding_window is None or sliding_window > 0, sliding_window
+    assert alibi_slopes is None or alibi_slopes.shape == (H,), alibi_slopes
     out = torch.empty((T, H, D), dtype=q.dtype, device=q.device)
     num_seqs = cu_seqlens_q.shape[0] - 1
     if T == 0 or num_seqs == 0:
@@ -285,15 +299,16 @@ def _launch(
     if grid[0] == 0:
         return out
     fp32_dot = INTERPRET or q.dtype == torch.float32
-    key = ("prefill", q.device, q.dtype, k.dtype, H // hkv, causal, sliding_window is not None, paged, fp32_dot, D,
-           block_m, block_n, block_d, num_warps)  # fmt: skip
+    alibi = alibi_slopes is not None
+    key = ("prefill", q.device, q.dtype, k.dtype, H // hkv, causal, sliding_window is not None, paged, alibi, fp32_dot,
+           D, block_m, block_n, block_d, num_warps)  # fmt: skip
     launch_fitting(
         _prefill_attention_kernel, grid, key, num_stages,
         q, k, v, out, cu_seqlens_q, kv_lens, block_tables if paged else cu_seqlens_q,
         block_size, block_tables.stride(0) if paged else 0,
         *q.stride(), *k.stride(), *v.stride(), *out.stride(),
-        scale * _LOG2E, sliding_window or 0,
-        GROUP=H // hkv, CAUSAL=causal, WINDOW=sliding_window is not None, PAGED=paged,
+        scale * _LOG2E, sliding_window or 0, alibi_slopes.float().contiguous() if alibi else cu_seqlens_q,
+        GROUP=H // hkv, CAUSAL=causal, WINDOW=sliding_window is not None, PAGED=paged, ALIBI=alibi,
         FP32_DOT=fp32_dot, HEAD_D=D, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d, num_warps=num_warps,
     )  # fmt: skip
     return out
@@ -309,6 +324,7 @@ def varlen_attention(
     causal: bool = True,
     sliding_window: int | None = None,
     max_seqlen_q: int | None = None,
+    alibi_slopes: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Prefill over contiguous K/V → [Tq, H, D] in q.dtype.
 
@@ -316,9 +332,12 @@ def varlen_attention(
     cu_seqlens_q / cu_seqlens_k [S + 1] int32: sequence i has queries ``cu_seqlens_q[i]:[i+1]`` and keys
     ``cu_seqlens_k[i]:[i+1]``, its queries being its last positions. ``causal=False`` for encoders;
     ``sliding_window`` w: key visible iff q_pos - w < k_pos. ``max_seqlen_q`` (the longest query run) sizes
-    the grid; without it it is read from cu_seqlens_q (a host sync).
+    the grid; without it it is read from cu_seqlens_q (a host sync). ``alibi_slopes`` [H]: add
+    -slope_h * |q_pos - k_pos| to head h's scores (JinaBERT).
     """
-    return _launch(q, k, v, cu_seqlens_q, cu_seqlens_k, None, 1, scale, causal, sliding_window, max_seqlen_q)
+    return _launch(
+        q, k, v, cu_seqlens_q, cu_seqlens_k, None, 1, scale, causal, sliding_window, max_seqlen_q, alibi_slopes
+    )  # fmt: skip
 
 
 def paged_attention(

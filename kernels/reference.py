@@ -54,13 +54,13 @@ def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: f
 
 
 def rotary_embedding(
-    q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, inv_freq: torch.Tensor
+    q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, inv_freq: torch.Tensor, scale: float = 1.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """HF's rotate-half rotary: q [T, H, D], k [T, Hkv, D], positions [T] int, inv_freq [D/2] float32 (the
     layer's own base and scaling: Gemma 3's local and global layers differ) → rotated (q, k), in float32
-    maths, cast back to the inputs' dtype."""
+    maths, cast back to the inputs' dtype. ``scale`` multiplies cos and sin (yarn's attention factor)."""
     freqs = positions.float()[:, None] * inv_freq.float()[None, :]  # [T, D/2]
-    cos, sin = freqs.cos()[:, None, :], freqs.sin()[:, None, :]  # [T, 1, D/2]
+    cos, sin = (freqs.cos() * scale)[:, None, :], (freqs.sin() * scale)[:, None, :]  # [T, 1, D/2]
 
     def rotate(x: torch.Tensor) -> torch.Tensor:
         x1, x2 = x.float().chunk(2, dim=-1)
@@ -132,13 +132,17 @@ def _attend(
     scale: float,
     causal: bool,
     sliding_window: int | None,
+    alibi_slopes: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One sequence: q [n, H, D], k/v [m, Hkv, D], absolute positions → [n, H, D], softmax in float32."""
+    """One sequence: q [n, H, D], k/v [m, Hkv, D], absolute positions → [n, H, D], softmax in float32.
+    ``alibi_slopes`` [H]: symmetric ALiBi, -slope_h * |q_pos - k_pos| added to head h's scores."""
     group = q.shape[1] // k.shape[1]
     k = k.float().repeat_interleave(group, dim=1)
     v = v.float().repeat_interleave(group, dim=1)
     scores = torch.einsum("nhd,mhd->hnm", q.float(), k) * scale
     diff = q_pos[:, None] - k_pos[None, :]
+    if alibi_slopes is not None:
+        scores = scores - alibi_slopes.float()[:, None, None] * diff.abs().float()
     allowed = torch.ones_like(diff, dtype=torch.bool)
     if causal:
         allowed &= diff >= 0
@@ -158,10 +162,12 @@ def varlen_attention(
     scale: float,
     causal: bool = True,
     sliding_window: int | None = None,
+    alibi_slopes: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Prefill over contiguous K/V: q [Tq, H, D], k/v [Tk, Hkv, D] (H a multiple of Hkv: GQA). Sequence i
     has queries ``cu_seqlens_q[i]:[i+1]`` and keys ``cu_seqlens_k[i]:[i+1]``; its queries are its last
-    positions (query j of n sits at position m - n + j of m keys). ``causal=False`` for encoders."""
+    positions (query j of n sits at position m - n + j of m keys). ``causal=False`` for encoders;
+    ``alibi_slopes`` [H]: symmetric ALiBi (JinaBERT), -slope_h * |q_pos - k_pos| on head h's scores."""
     out = torch.empty_like(q)
     cq, ck = cu_seqlens_q.tolist(), cu_seqlens_k.tolist()
     for i in range(len(cq) - 1):
@@ -170,7 +176,7 @@ def varlen_attention(
         q_pos = k_pos[m - n :] if n <= m else torch.arange(n, device=q.device)
         out[cq[i] : cq[i + 1]] = _attend(
             q[cq[i] : cq[i + 1]], k[ck[i] : ck[i + 1]], v[ck[i] : ck[i + 1]], q_pos, k_pos, scale, causal,
-            sliding_window,
+            sliding_window, alibi_slopes,
         )  # fmt: skip
     return out
 

@@ -58,6 +58,7 @@ def _rotary_kernel(
     k_out_ptr,
     pos_ptr,
     inv_freq_ptr,
+    scale,
     n_q_heads,
     n_k_heads,
     half,
@@ -89,8 +90,9 @@ def _rotary_kernel(
     r = r - turns * _2PI_B
     r = r - turns * _2PI_C
     r = r - turns * _2PI_D
-    cos = tl.cos(r)[None, :]
-    sin = tl.sin(r)[None, :]
+    # yarn's attention factor scales cos and sin (1 for every other rope), after they are computed in float32
+    cos = (tl.cos(r) * scale)[None, :]
+    sin = (tl.sin(r) * scale)[None, :]
 
     if pid_h < n_q_blocks:
         _rotate_heads(
@@ -110,9 +112,10 @@ def rotary_embedding(
     positions: torch.Tensor,
     inv_freq: torch.Tensor,
     inplace: bool = False,
+    scale: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Rotate-half rotary: q [T, H, D], k [T, Hkv, D], positions [T] int, inv_freq [D/2] float32 → (q, k) rotated,
-    in float32 maths, in the inputs' dtypes.
+    in float32 maths, in the inputs' dtypes. ``scale`` multiplies cos and sin (yarn's attention factor).
 
     By default returns new contiguous tensors. ``inplace=True`` writes into q and k and returns them: they may be
     strided views (e.g. of a fused qkv projection, row stride above H * D) with a contiguous last axis.
@@ -146,7 +149,7 @@ def rotary_embedding(
     n_blocks = triton.cdiv(H, BLOCK_HQ) + triton.cdiv(Hkv, BLOCK_HK)
     if T > 0 and n_blocks > 0 and half > 0:
         _rotary_kernel[(T, n_blocks)](
-            q, k, q_out, k_out, positions, inv_freq, H, Hkv, half,
+            q, k, q_out, k_out, positions, inv_freq, float(scale), H, Hkv, half,
             q.stride(0), q.stride(1), k.stride(0), k.stride(1),
             q_out.stride(0), q_out.stride(1), k_out.stride(0), k_out.stride(1),
             BLOCK_HQ=BLOCK_HQ, BLOCK_HK=BLOCK_HK, BLOCK_HALF=BLOCK_HALF, num_warps=4,

@@ -24,6 +24,7 @@ class Attention(nn.Module):
         scale: float,
         sliding_window: int | None = None,
         causal: bool = True,
+        alibi_slopes: list[float] | None = None,
     ):
         super().__init__()
         self.num_heads = num_heads
@@ -32,6 +33,9 @@ class Attention(nn.Module):
         self.scale = scale
         self.sliding_window = sliding_window
         self.causal = causal
+        # [num_heads] ALiBi slopes (JinaBERT): -slope_h * |q_pos - k_pos| added to head h's scores; uncached only
+        # (a list, not a buffer: the loader materialises models from the meta device and loads only the weights)
+        self.alibi_slopes = alibi_slopes
         self.k_cache: torch.Tensor | None = None  # [slots, num_kv_heads, head_dim]
         self.v_cache: torch.Tensor | None = None
 
@@ -44,6 +48,8 @@ class Attention(nn.Module):
         q = q.view(T, self.num_heads, self.head_dim)
         k = k.view(T, self.num_kv_heads, self.head_dim)
         v = v.view(T, self.num_kv_heads, self.head_dim)
+        if self.alibi_slopes is not None and ctx.slot_mapping is not None and self.k_cache is not None:
+            raise NotImplementedError("ALiBi attention runs without a KV cache only (encoders)")
         if self.kernels:
             return self._forward_kernels(q, k, v, ctx).reshape(T, self.num_heads * self.head_dim)
         if ctx.slot_mapping is not None and self.k_cache is not None:
@@ -81,8 +87,9 @@ class Attention(nn.Module):
             ctx.cache["max_seqlen"] = max(b - a for a, b in zip(lens, lens[1:], strict=False))
         cu, max_len = ctx.cache["cu_seqlens"], ctx.cache["max_seqlen"]
         return varlen_attention(
-            q, k, v, cu, cu, self.scale, causal=self.causal and ctx.causal, sliding_window=window, max_seqlen_q=max_len
-        )
+            q, k, v, cu, cu, self.scale, causal=self.causal and ctx.causal, sliding_window=window, max_seqlen_q=max_len,
+            alibi_slopes=self._slopes(q.device),
+        )  # fmt: skip
 
     # --- masks -----------------------------------------------------------------------------------
 
@@ -118,8 +125,30 @@ class Attention(nn.Module):
         for i in range(ctx.num_seqs):
             s, e = ctx.cu_seqlens_q[i], ctx.cu_seqlens_q[i + 1]
             pos = torch.arange(e - s, device=q.device)
-            outs.append(self._sdpa(q[s:e], k[s:e], v[s:e], self._mask(pos, pos, causal)))
+            mask = self._mask(pos, pos, causal)
+            if self.alibi_slopes is None:
+                outs.append(self._sdpa(q[s:e], k[s:e], v[s:e], mask))
+            else:  # in float32: a bf16 bias would round -slope * |i - j| by up to 1/256 of it
+                out = self._sdpa(q[s:e].float(), k[s:e], v[s:e], self._alibi_bias(pos, mask))
+                outs.append(out.to(q.dtype))
         return torch.cat(outs)
+
+    def _slopes(self, device: torch.device) -> torch.Tensor | None:
+        """The ALiBi slopes as a float32 [H] tensor on ``device`` (None without ALiBi)."""
+        if self.alibi_slopes is None:
+            return None
+        cached = getattr(self, "_slopes_t", None)
+        if cached is None or cached.device != device:  # built once per device, not per forward
+            cached = self._slopes_t = torch.tensor(self.alibi_slopes, dtype=torch.float32, device=device)
+        return cached
+
+    def _alibi_bias(self, pos: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """float32 [H, n, n] scores bias: -slope_h * |i - j|, -inf where ``mask`` forbids."""
+        distance = (pos[:, None] - pos[None, :]).abs().float()
+        bias = -self._slopes(pos.device)[:, None, None] * distance
+        if mask is not None:
+            bias = bias.masked_fill(~mask, float("-inf"))
+        return bias
 
     def _prefill_cached(self, q, ctx: ForwardContext) -> torch.Tensor:
         outs = []

@@ -4,6 +4,9 @@ The directory has the exact layout transformers writes, so both ``AutoModelForCa
 and our own model code (which uses HF parameter names) load it. The cache key hashes the GGUF header
 and samples of its data, so a changed file converts again; the conversion is written to a temporary
 directory and renamed into place, so a crash never leaves a half-written cache entry.
+
+Architectures: ``llama`` (Llama 2 / 3.x, SmolLM2, Mistral), ``qwen2``, ``qwen3`` and ``gemma3``; the metadata
+becomes config.json in ``gguf_config``, the tensors are renamed and un-permuted here.
 """
 
 from __future__ import annotations
@@ -17,18 +20,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from inference.env import cache_dir
 from inference.loader.gguf import GGUFFile
+from inference.loader.gguf_config import ROPE_FREQS, ConversionError, hf_config, token_id
 from inference.tokenizer import gguf_vocab
 from inference.tokenizer.chat_template import END_OF_TURN_TOKENS, GEMMA3_CHAT_TEMPLATE
 
-CONVERTER_VERSION = 1  # bump when the output changes, so caches from older code are not reused
-SUPPORTED_ARCHITECTURES = ("llama", "gemma3")
+CONVERTER_VERSION = 2  # bump when the output changes, so caches from older code are not reused
+SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "qwen3", "gemma3")
+__all__ = ["ConversionError", "SUPPORTED_ARCHITECTURES", "convert", "ensure_converted"]
 
 # GGUF block tensor -> HF name inside model.layers.N
 _BLOCK_NAMES = {
@@ -45,6 +49,8 @@ _BLOCK_NAMES = {
 }
 _ARCH_BLOCK_NAMES = {
     "llama": {"ffn_norm": "post_attention_layernorm"},
+    "qwen2": {"ffn_norm": "post_attention_layernorm"},
+    "qwen3": {"ffn_norm": "post_attention_layernorm"},
     "gemma3": {
         "post_attention_norm": "post_attention_layernorm",
         "ffn_norm": "pre_feedforward_layernorm",
@@ -53,10 +59,6 @@ _ARCH_BLOCK_NAMES = {
 }
 _GLOBAL_NAMES = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
 _BLOCK_RE = re.compile(r"blk\.(\d+)\.(\w+)\.(weight|bias)")
-
-
-class ConversionError(ValueError):
-    """A GGUF file we cannot convert; the message says why."""
 
 
 def cache_key(gguf_path: str | Path) -> str:
@@ -114,8 +116,10 @@ def convert(gguf_path: str | Path, out_dir: str | Path, progress: bool = True) -
                 f"{gguf_path}: architecture {arch!r} is not supported (supported: {', '.join(SUPPORTED_ARCHITECTURES)})"
             )
         meta = gguf.metadata
-        config = _llama_config(meta, gguf.tensors) if arch == "llama" else _gemma3_config(meta, gguf.tensors)
-        names = {name: _hf_name(arch, name) for name in gguf.tensors}  # fail on unknown tensors before the work
+        rope_freqs = gguf.dequantize(ROPE_FREQS) if ROPE_FREQS in gguf.tensors else None
+        config = hf_config(arch, meta, gguf.tensors, rope_freqs)
+        # fail on unknown tensors before the work; rope_freqs went into the config, it is no weight
+        names = {name: _hf_name(arch, name) for name in gguf.tensors if name != ROPE_FREQS}
         gguf_vocab.build_tokenizer(meta).save(str(out / "tokenizer.json"))
         tensors = {}
         for name in tqdm(names, desc=f"converting {Path(gguf_path).name}", disable=not progress):
@@ -147,7 +151,8 @@ def _hf_name(arch: str, name: str) -> str:
 
 def _to_hf(arch: str, name: str, weight: torch.Tensor, config: dict[str, Any]) -> torch.Tensor:
     """Undo llama.cpp's layout changes for one dequantized tensor."""
-    if arch == "llama" and name.endswith((".attn_q.weight", ".attn_k.weight")):
+    if arch == "llama" and name.endswith((".attn_q.weight", ".attn_k.weight", ".attn_q.bias", ".attn_k.bias")):
+        # convert_hf_to_gguf.py permutes the biases of q / k as it does their rows
         heads = config["num_attention_heads"] if ".attn_q." in name else config["num_key_value_heads"]
         return _unpermute_rope_rows(weight, heads)
     if arch == "gemma3" and name.endswith("norm.weight"):
@@ -167,114 +172,10 @@ def _unpermute_rope_rows(weight: torch.Tensor, heads: int) -> torch.Tensor:
     return weight.reshape(heads, half, 2, *weight.shape[1:]).transpose(1, 2).reshape(weight.shape).contiguous()
 
 
-def _get(meta: dict[str, Any], arch: str, key: str, default: Any = None) -> Any:
-    value = meta.get(f"{arch}.{key}", default)
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _require(meta: dict[str, Any], arch: str, key: str) -> int:
-    value = _get(meta, arch, key)
-    if not isinstance(value, int):
-        raise ConversionError(f"the GGUF metadata has no integer {arch}.{key}")
-    return value
-
-
-def _common_config(meta: dict[str, Any], tensors: dict[str, Any], arch: str) -> dict[str, Any]:
-    if "tokenizer.ggml.tokens" not in meta:
-        raise ConversionError("the GGUF metadata has no tokenizer.ggml.tokens; a vocabulary is needed")
-    hidden = _require(meta, arch, "embedding_length")
-    heads = _require(meta, arch, "attention.head_count")
-    kv_heads = _get(meta, arch, "attention.head_count_kv", heads)
-    if not isinstance(kv_heads, int):  # an array means per-layer counts, which HF cannot express
-        raise ConversionError(f"{arch}.attention.head_count_kv varies per layer; not supported")
-    head_dim = _get(meta, arch, "attention.key_length") or _get(meta, arch, "rope.dimension_count") or hidden // heads
-    if _get(meta, arch, "attention.value_length", head_dim) != head_dim:
-        raise ConversionError("attention key_length != value_length is not supported")
-    scaling = _get(meta, arch, "rope.scaling.type", "none")
-    if scaling not in ("none", "linear") or "rope_freqs.weight" in tensors:
-        raise ConversionError(f"rope scaling {scaling!r} (or a rope_freqs tensor) is not supported")
-    return {
-        "vocab_size": int(_get(meta, arch, "vocab_size", len(meta["tokenizer.ggml.tokens"]))),
-        "hidden_size": hidden,
-        "intermediate_size": _require(meta, arch, "feed_forward_length"),
-        "num_hidden_layers": _require(meta, arch, "block_count"),
-        "num_attention_heads": heads,
-        "num_key_value_heads": int(kv_heads),
-        "head_dim": int(head_dim),
-        "max_position_embeddings": int(_get(meta, arch, "context_length", 2048)),
-        "rms_norm_eps": float(_get(meta, arch, "attention.layer_norm_rms_epsilon", 1e-6)),
-        "attention_bias": "blk.0.attn_q.bias" in tensors,
-        "attention_dropout": 0.0,
-        "initializer_range": 0.02,
-        # llama.cpp writes the output projection only when it is not the embedding matrix
-        "tie_word_embeddings": "output.weight" not in tensors,
-        "bos_token_id": _token_id(meta, "bos_token_id"),
-        "eos_token_id": _token_id(meta, "eos_token_id"),
-        "pad_token_id": _token_id(meta, "padding_token_id"),
-        "use_cache": True,
-        "dtype": "float32",
-    }
-
-
-def _rope(meta: dict[str, Any], arch: str, theta: float) -> dict[str, Any]:
-    rope: dict[str, Any] = {"rope_type": "default", "rope_theta": theta}
-    if _get(meta, arch, "rope.scaling.type", "none") == "linear":
-        rope.update(rope_type="linear", factor=float(_get(meta, arch, "rope.scaling.factor")))
-    return rope
-
-
-def _llama_config(meta: dict[str, Any], tensors: dict[str, Any]) -> dict[str, Any]:
-    config = _common_config(meta, tensors, "llama")
-    return {
-        "architectures": ["LlamaForCausalLM"],
-        "model_type": "llama",
-        **config,
-        "hidden_act": "silu",
-        "mlp_bias": "blk.0.ffn_up.bias" in tensors,
-        "pretraining_tp": 1,
-        "rope_parameters": _rope(meta, "llama", float(_get(meta, "llama", "rope.freq_base", 10000.0))),
-    }
-
-
-def _gemma3_config(meta: dict[str, Any], tensors: dict[str, Any]) -> dict[str, Any]:
-    config = _common_config(meta, tensors, "gemma3")
-    layers = config["num_hidden_layers"]
-    # llama.cpp hard-codes Gemma 3's layout: 5 sliding-window layers (rope base 10k), then 1 global
-    pattern = _get(meta, "gemma3", "attention.sliding_window_pattern", 6)
-    if isinstance(pattern, int):
-        sliding = [bool((i + 1) % pattern) for i in range(layers)]
-    else:  # newer files: one flag per layer, true for sliding
-        sliding = [bool(flag) for flag in pattern]
-    return {
-        "architectures": ["Gemma3ForCausalLM"],
-        "model_type": "gemma3_text",
-        **config,
-        "hidden_activation": "gelu_pytorch_tanh",
-        "query_pre_attn_scalar": config["head_dim"],
-        "sliding_window": int(_get(meta, "gemma3", "attention.sliding_window", 512)),
-        "layer_types": ["sliding_attention" if s else "full_attention" for s in sliding],
-        "rope_parameters": {
-            "full_attention": _rope(meta, "gemma3", float(_get(meta, "gemma3", "rope.freq_base", 1_000_000.0))),
-            "sliding_attention": {
-                "rope_type": "default",
-                "rope_theta": float(_get(meta, "gemma3", "rope.freq_base_swa", 10_000.0)),
-            },
-        },
-        "final_logit_softcapping": _get(meta, "gemma3", "final_logit_softcapping"),
-        "attn_logit_softcapping": _get(meta, "gemma3", "attn_logit_softcapping"),
-        "use_bidirectional_attention": False,
-    }
-
-
-def _token_id(meta: dict[str, Any], key: str) -> int | None:
-    value = meta.get(f"tokenizer.ggml.{key}")
-    return int(value) if value is not None else None
-
-
 def _end_of_turn_ids(meta: dict[str, Any], template: str | None) -> list[int]:
     """EOS, llama.cpp's eot/eom ids, and the known end-of-turn tokens the chat template writes."""
     tokens = meta["tokenizer.ggml.tokens"]
-    ids = [_token_id(meta, key) for key in ("eos_token_id", "eot_token_id", "eom_token_id")]
+    ids = [token_id(meta, key) for key in ("eos_token_id", "eot_token_id", "eom_token_id")]
     index = {t: i for i, t in enumerate(tokens) if t in END_OF_TURN_TOKENS}
     ids += [index[t] for t in END_OF_TURN_TOKENS if t in index and template and t in template]
     return list(dict.fromkeys(i for i in ids if i is not None))
@@ -282,9 +183,9 @@ def _end_of_turn_ids(meta: dict[str, Any], template: str | None) -> list[int]:
 
 def _generation_config(meta: dict[str, Any], template: str | None) -> dict[str, Any]:
     return {
-        "bos_token_id": _token_id(meta, "bos_token_id"),
+        "bos_token_id": token_id(meta, "bos_token_id"),
         "eos_token_id": _end_of_turn_ids(meta, template),
-        "pad_token_id": _token_id(meta, "padding_token_id"),
+        "pad_token_id": token_id(meta, "padding_token_id"),
     }
 
 

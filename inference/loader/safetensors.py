@@ -1,4 +1,5 @@
-"""Load an HF model directory (config.json + ``*.safetensors``, single file or sharded) into our models."""
+"""Load an HF model directory (config.json + ``*.safetensors``, single file or sharded, or PyTorch's
+``pytorch_model*.bin`` where there are no safetensors) into our models."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
+from inference.models.pooling import read_pooling
 from inference.models.registry import build_model
 
 INDEX_FILE = "model.safetensors.index.json"
+BIN_INDEX_FILE = "pytorch_model.bin.index.json"
 
 
 def read_hf_config(model_dir: Path) -> dict:
@@ -48,6 +51,33 @@ def iter_safetensors(model_dir: Path) -> Iterator[tuple[str, torch.Tensor]]:
                 yield name, f.get_tensor(name)
 
 
+def torch_bin_files(model_dir: Path) -> list[Path]:
+    """``pytorch_model.bin``, or the shards its index names."""
+    model_dir = Path(model_dir)
+    index = model_dir / BIN_INDEX_FILE
+    if index.is_file():
+        files = [model_dir / name for name in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+    else:
+        files = [model_dir / "pytorch_model.bin"]
+    absent = [str(f) for f in files if not f.is_file()]
+    if absent:
+        raise FileNotFoundError(f"no *.safetensors in {model_dir} and missing: {', '.join(absent)}")
+    return files
+
+
+def iter_weights(model_dir: Path) -> Iterator[tuple[str, torch.Tensor]]:
+    """The checkpoint's tensors: the safetensors if there are any, else the PyTorch pickles, read with
+    ``weights_only=True`` (tensors and plain containers only: a checkpoint cannot run code) and memory-mapped."""
+    model_dir = Path(model_dir)
+    if (model_dir / INDEX_FILE).is_file() or any(model_dir.glob("*.safetensors")):
+        yield from iter_safetensors(model_dir)
+        return
+    for path in torch_bin_files(model_dir):
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        yield from state.items()
+        del state
+
+
 @contextmanager
 def _default_dtype(dtype: torch.dtype):
     previous = torch.get_default_dtype()
@@ -59,7 +89,7 @@ def _default_dtype(dtype: torch.dtype):
 
 
 def load_model(model_dir: Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> nn.Module:
-    """Build the model that config.json names and fill it from the safetensors, in ``dtype`` on ``device``.
+    """Build the model that config.json names and fill it from its weights, in ``dtype`` on ``device``.
 
     The model is built on the meta device (no random init, no memory), materialised uninitialised on
     ``device`` and then every parameter is overwritten: ``load_weights`` raises if any is left unset.
@@ -68,5 +98,8 @@ def load_model(model_dir: Path, dtype: torch.dtype = torch.float32, device: str 
     with torch.device("meta"), _default_dtype(dtype):
         model = build_model(hf_config)
     model.to_empty(device=device)
-    model.load_weights(iter_safetensors(model_dir))
+    model.load_weights(iter_weights(model_dir))
+    # embedding models (and decoders packaged as one): the pooling of the checkpoint's sentence-transformers files
+    if hasattr(model, "default_pooling") or (Path(model_dir) / "modules.json").is_file():
+        model.pooling = read_pooling(model_dir, getattr(model, "default_pooling", None))
     return model.eval().requires_grad_(False)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from inference.layers.activation import get_activation
@@ -19,6 +18,7 @@ from inference.layers.context import ForwardContext, forward_context
 from inference.layers.linear import MergedLinear, load_hf_weights
 from inference.layers.norm import LayerNorm
 from inference.models.config import BertConfig
+from inference.models.pooling import Pooling, pool
 
 PACKED_MODULES = {"query": ("qkv_proj", "q"), "key": ("qkv_proj", "k"), "value": ("qkv_proj", "v")}
 
@@ -118,24 +118,36 @@ class BertModel(nn.Module):
             x = layer(x)
         return x
 
+    default_pooling = Pooling("mean", normalize=True)  # all-MiniLM-L6-v2's pipeline, when the files do not say
+    pooling: Pooling | None = None  # set by the loader from the checkpoint's sentence-transformers files
+
+    def positions(self, lengths: list[int], device: torch.device) -> torch.Tensor:
+        """Flat [T] position ids: 0..n-1 per sequence (XLM-R offsets them)."""
+        return torch.cat([torch.arange(n, device=device) for n in lengths])
+
+    @property
+    def max_input_len(self) -> int:
+        return self.config.max_position_embeddings
+
     @torch.inference_mode()
-    def embed(self, input_ids_list: list[list[int]]) -> torch.Tensor:
-        """Token id lists -> [S, H] float32 sentence embeddings: mean over each sequence's tokens, L2-normalised
-        (sentence-transformers' pooling + Normalize for all-MiniLM-L6-v2)."""
+    def encode(self, input_ids_list: list[list[int]]) -> torch.Tensor:
+        """Token id lists -> last hidden states [T, H] of the flat batch, each sequence attending to itself."""
         lengths = [len(ids) for ids in input_ids_list]
         if not lengths or min(lengths) == 0:
             raise ValueError("embed needs at least one sequence and no empty sequence")
-        if max(lengths) > self.config.max_position_embeddings:
-            raise ValueError(f"sequence of {max(lengths)} tokens > max_position_embeddings")
+        if max(lengths) > self.max_input_len:
+            raise ValueError(f"sequence of {max(lengths)} tokens > {self.max_input_len} (max_position_embeddings)")
         device = self.embeddings.word_embeddings.weight.device
         input_ids = torch.tensor([t for ids in input_ids_list for t in ids], dtype=torch.long, device=device)
-        positions = torch.cat([torch.arange(n, device=device) for n in lengths])
         with forward_context(ForwardContext.for_prompts(lengths, causal=False)):
-            hidden = self.forward(input_ids, positions).float()  # [T, H]
-        lens = torch.tensor(lengths, device=device)
-        seq_of_token = torch.repeat_interleave(torch.arange(len(lengths), device=device), lens)  # [T]
-        sums = hidden.new_zeros(len(lengths), hidden.shape[1]).index_add_(0, seq_of_token, hidden)
-        return F.normalize(sums / lens[:, None], p=2, dim=-1)
+            return self.forward(input_ids, self.positions(lengths, device))
+
+    @torch.inference_mode()
+    def embed(self, input_ids_list: list[list[int]]) -> torch.Tensor:
+        """Token id lists -> [S, H] float32 sentence embeddings, pooled as the checkpoint says (default: mean over
+        each sequence's tokens, L2-normalised: sentence-transformers' pipeline for all-MiniLM-L6-v2)."""
+        lengths = [len(ids) for ids in input_ids_list]
+        return pool(self.encode(input_ids_list), lengths, self.pooling or self.default_pooling)
 
     def attention_layers(self) -> list[Attention]:
         return [layer.attention.self.attn for layer in self.encoder.layer]

@@ -46,6 +46,10 @@ def _check_positive(owner: str, **values: int | float) -> None:
             raise ConfigError(f"{owner}: {name} must be > 0, got {value!r}")
 
 
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 @dataclass(frozen=True, kw_only=True)
 class RopeConfig(RopeParams):
     """The rotary layer's ``RopeParams`` (theta, type, scaling), read from an HF config and validated."""
@@ -54,30 +58,59 @@ class RopeConfig(RopeParams):
         if self.type not in ROPE_TYPES:
             raise ConfigError(f"rope type {self.type!r} is not supported (supported: {', '.join(ROPE_TYPES)})")
         _check_positive("rope", theta=self.theta, factor=self.factor)
-        if self.type == "llama3":
+        if self.type in ("llama3", "yarn", "dynamic"):
             if self.original_max_position_embeddings is None:
-                raise ConfigError("llama3 rope needs original_max_position_embeddings")
-            if not self.high_freq_factor > self.low_freq_factor > 0:
+                raise ConfigError(f"{self.type} rope needs original_max_position_embeddings")
+            _check_positive(f"{self.type} rope", original_max_position_embeddings=self.original_max_position_embeddings)
+        if self.type == "llama3" and not self.high_freq_factor > self.low_freq_factor > 0:
+            raise ConfigError(
+                f"llama3 rope needs high_freq_factor > low_freq_factor > 0, "
+                f"got {self.high_freq_factor} and {self.low_freq_factor}"
+            )
+        if self.type in ("yarn", "dynamic") and self.factor < 1:
+            raise ConfigError(f"{self.type} rope: factor must be >= 1 (it stretches the context), got {self.factor}")
+        if self.type == "yarn":
+            if self.attention_factor is not None:
+                _check_positive("yarn rope", attention_factor=self.attention_factor)
+            if not self.beta_fast > self.beta_slow > 0:
                 raise ConfigError(
-                    f"llama3 rope needs high_freq_factor > low_freq_factor > 0, "
-                    f"got {self.high_freq_factor} and {self.low_freq_factor}"
+                    f"yarn rope needs beta_fast > beta_slow > 0, got beta_fast={self.beta_fast} and "
+                    f"beta_slow={self.beta_slow}"
                 )
+            for name in ("mscale", "mscale_all_dim"):
+                value = getattr(self, name)
+                if value is not None and value < 0:
+                    raise ConfigError(f"yarn rope: {name} must be >= 0, got {value}")
 
     @classmethod
     def from_hf(cls, params: dict[str, Any] | None, theta: float, max_position_embeddings: int) -> RopeConfig:
         """``params``: a v5 ``rope_parameters`` dict or a v4 ``rope_scaling`` dict (or None); ``theta``: the
-        base to use when ``params`` carries no ``rope_theta``."""
+        base to use when ``params`` carries no ``rope_theta``. Defaults as transformers fills them in."""
         params = params or {}
         if params.get("partial_rotary_factor", 1.0) != 1.0:
             raise ConfigError(f"partial_rotary_factor={params['partial_rotary_factor']} is not supported")
         rope_type = params.get("rope_type", params.get("type", "default"))
+        original = params.get("original_max_position_embeddings", max_position_embeddings)
+        factor = params.get("factor", 1.0)
+        if rope_type == "yarn" and factor is None:  # as transformers (DeepSeek-V3): the ratio of the contexts
+            factor = max_position_embeddings / original
+        if factor is None and rope_type != "default":
+            raise ConfigError(f"{rope_type} rope needs a factor")
+        if rope_type == "dynamic":  # transformers' dynamic NTK divides by the config's own context
+            original = max_position_embeddings
         return cls(
             theta=float(params.get("rope_theta", theta)),
             type=rope_type,
-            factor=float(params.get("factor", 1.0)) if rope_type != "default" else 1.0,
+            factor=float(factor) if rope_type != "default" else 1.0,
             low_freq_factor=float(params.get("low_freq_factor", 1.0)),
             high_freq_factor=float(params.get("high_freq_factor", 4.0)),
-            original_max_position_embeddings=params.get("original_max_position_embeddings", max_position_embeddings),
+            original_max_position_embeddings=original,
+            attention_factor=_float_or_none(params.get("attention_factor")),
+            mscale=_float_or_none(params.get("mscale")),
+            mscale_all_dim=_float_or_none(params.get("mscale_all_dim")),
+            beta_fast=float(params.get("beta_fast") or 32.0),  # `or`: transformers treats null (and 0) as unset
+            beta_slow=float(params.get("beta_slow") or 1.0),
+            truncate=bool(params.get("truncate", True)),
         )
 
 
@@ -191,6 +224,16 @@ class MistralConfig(LlamaConfig):
         return cls(**{**base.__dict__, "sliding_windows": [window] * base.num_hidden_layers if window else []})
 
 
+def _qwen_sliding_windows(hf: dict[str, Any], layers: int) -> list[int | None]:
+    """Qwen2 / Qwen3's per-layer windows, as transformers derives them: none unless ``use_sliding_window``; then
+    explicit layer_types, else sliding from layer max_window_layers on."""
+    if not (hf.get("use_sliding_window") and hf.get("sliding_window")):
+        return [None] * layers
+    first = hf.get("max_window_layers", 28)
+    types = hf.get("layer_types") or ["sliding_attention" if i >= first else "full_attention" for i in range(layers)]
+    return [hf["sliding_window"] if t == "sliding_attention" else None for t in types]
+
+
 @dataclass(kw_only=True)
 class Qwen2Config(DecoderConfig):
     qkv_bias: bool = True  # Qwen2: biases on q/k/v, none on o_proj
@@ -198,21 +241,34 @@ class Qwen2Config(DecoderConfig):
     @classmethod
     def from_hf(cls, hf: dict[str, Any]) -> Qwen2Config:
         common = cls._common_from_hf(hf, cls.__name__)
-        layers = common["num_hidden_layers"]
-        windows: list[int | None] = [None] * layers
-        if hf.get("use_sliding_window") and hf.get("sliding_window"):
-            # as transformers: explicit layer_types, else sliding from layer max_window_layers on
-            first = hf.get("max_window_layers", 28)
-            types = hf.get("layer_types") or [
-                "sliding_attention" if i >= first else "full_attention" for i in range(layers)
-            ]
-            windows = [hf["sliding_window"] if t == "sliding_attention" else None for t in types]
         return cls(
             **common,
             rope=_flat_rope(hf, common["max_position_embeddings"]),
             hidden_act=hf.get("hidden_act", "silu"),
             tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
-            sliding_windows=windows,
+            sliding_windows=_qwen_sliding_windows(hf, common["num_hidden_layers"]),
+        )
+
+
+@dataclass(kw_only=True)
+class Qwen3Config(DecoderConfig):
+    """Qwen3: Llama's layers with RMSNorm over each head's q and k (the model's concern, nothing to configure),
+    an explicit head_dim (transformers' default 128 when absent), ``attention_bias`` on q/k/v and o, and Qwen2's
+    optional sliding window."""
+
+    @classmethod
+    def from_hf(cls, hf: dict[str, Any]) -> Qwen3Config:
+        common = cls._common_from_hf(hf, cls.__name__)
+        common["head_dim"] = hf.get("head_dim") or 128
+        bias = bool(hf.get("attention_bias", False))
+        return cls(
+            **common,
+            rope=_flat_rope(hf, common["max_position_embeddings"]),
+            hidden_act=hf.get("hidden_act", "silu"),
+            tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
+            qkv_bias=bias,
+            o_bias=bias,
+            sliding_windows=_qwen_sliding_windows(hf, common["num_hidden_layers"]),
         )
 
 

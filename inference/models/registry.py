@@ -8,18 +8,28 @@ from torch import nn
 
 from inference.models.bert import BertModel
 from inference.models.gemma3 import Gemma3ForCausalLM
+from inference.models.headless import Qwen2Model, Qwen3Model
+from inference.models.jina_bert import JinaBertModel
 from inference.models.llama import LlamaForCausalLM
 from inference.models.llava import LlavaForConditionalGeneration, LlavaNextForConditionalGeneration
 from inference.models.mistral import MistralForCausalLM
 from inference.models.qwen2 import Qwen2ForCausalLM
+from inference.models.qwen3 import Qwen3ForCausalLM
 from inference.models.whisper import WhisperForConditionalGeneration
+from inference.models.xlm_roberta import XLMRobertaModel
 
 MODELS: dict[str, type[nn.Module]] = {
     "LlamaForCausalLM": LlamaForCausalLM,
     "Qwen2ForCausalLM": Qwen2ForCausalLM,
+    "Qwen3ForCausalLM": Qwen3ForCausalLM,
     "Gemma3ForCausalLM": Gemma3ForCausalLM,
     "MistralForCausalLM": MistralForCausalLM,
     "BertModel": BertModel,
+    "XLMRobertaModel": XLMRobertaModel,
+    "JinaBertModel": JinaBertModel,
+    "JinaBertForMaskedLM": JinaBertModel,  # jina-embeddings-v2's config names its MLM class; the head is skipped
+    "Qwen2Model": Qwen2Model,  # decoder bodies without a head: embedding checkpoints (Qwen3-Embedding)
+    "Qwen3Model": Qwen3Model,
     "LlavaForConditionalGeneration": LlavaForConditionalGeneration,
     "LlavaNextForConditionalGeneration": LlavaNextForConditionalGeneration,
     "WhisperForConditionalGeneration": WhisperForConditionalGeneration,

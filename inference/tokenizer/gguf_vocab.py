@@ -46,7 +46,10 @@ BYTE_LEVEL_PRESETS: dict[str, tuple[str, ...]] = {
     "refact": (r"\p{N}", _GPT2_SPLIT),
     "llama-bpe": (_LLAMA3_SPLIT,),
     "llama3": (_LLAMA3_SPLIT,),
+    "llama-v3": (_LLAMA3_SPLIT,),
+    # Qwen2 / 2.5 / 3 files; DeepSeek-R1's Qwen distillations name the same split their own way
     "qwen2": (_QWEN2_SPLIT,),
+    "deepseek-r1-qwen": (_QWEN2_SPLIT,),
 }
 
 

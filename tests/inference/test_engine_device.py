@@ -27,26 +27,6 @@ BUILDERS = {"llama": rc.llama_checkpoint, "gemma3": lambda path: rc.gemma3_check
 NEW_TOKENS = 24
 
 
-class _Tokenizer:
-    """The engine needs only stop ids and ``decode``; token ids stand for themselves as text."""
-
-    stop_token_ids: list[int] = []
-
-    def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
-        return "".join(f"<{i}>" for i in ids)
-
-
-class _Detokenizer:
-    def __init__(self, tokenizer, prompt_ids):
-        self.tokenizer = tokenizer
-
-    def add(self, token_id: int) -> str:
-        return self.tokenizer.decode([token_id])
-
-    def flush(self) -> str:
-        return ""
-
-
 @pytest.fixture(scope="module", params=list(BUILDERS))
 def checkpoint(request, tmp_path_factory):
     return request.param, BUILDERS[request.param](tmp_path_factory.mktemp(request.param))
@@ -61,7 +41,7 @@ def _engine(path, kernels: str, **options) -> LLMEngine:
     model = load_model(path, dtype=torch.float32, device=DEVICE).eval()
     # block size 5: blocks never line up with prompts, chunks or the kernels' tiles
     cfg = EngineConfig(device=DEVICE, kv_cache_tokens=512, block_size=5, kernels=kernels, **options)
-    return LLMEngine(model, _Tokenizer(), _Detokenizer, cfg)
+    return LLMEngine(model, rc.IdTokenizer(), rc.IdDetokenizer, cfg)
 
 
 def _run(engine: LLMEngine) -> dict[str, list[int]]:

@@ -185,7 +185,10 @@ def test_unconvertible_files_are_clear_errors_and_leave_no_cache(tmp_path):
     cache = tmp_path / "cache"
     shape = {"embedding_length": 8, "attention.head_count": 2, "feed_forward_length": 16, "block_count": 1}
     cases = [
-        (_tiny_gguf(tmp_path / "a.gguf", "gpt2"), r"'gpt2' is not supported \(supported: llama, gemma3\)"),
+        (
+            _tiny_gguf(tmp_path / "a.gguf", "gpt2"),
+            r"'gpt2' is not supported \(supported: llama, qwen2, qwen3, gemma3\)",
+        ),
         (_tiny_gguf(tmp_path / "b.gguf", "llama", {"block_count": 1}), "no integer llama.embedding_length"),
         (_tiny_gguf(tmp_path / "c.gguf", "llama", shape, "blk.0.odd.weight"), "'blk.0.odd.weight' has no HF"),
     ]

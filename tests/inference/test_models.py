@@ -253,7 +253,7 @@ def test_gemma3_config_from_v4_fields():
             "num_attention_heads (4) must be divisible by num_key_value_heads (3)",
         ),
         (LlamaConfig, {"hidden_size": None}, "no 'hidden_size'"),
-        (LlamaConfig, {"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}, "rope type 'yarn' is not supported"),
+        (LlamaConfig, {"rope_scaling": {"rope_type": "longrope", "factor": 2.0}}, "rope type 'longrope' is not"),
         (LlamaConfig, {"hidden_act": "mish"}, "hidden_act 'mish' is not supported"),
         (LlamaConfig, {"head_dim": 15}, "head_dim must be even"),
         (Gemma3TextConfig, {"attn_logit_softcapping": 50.0}, "attn_logit_softcapping is not supported"),

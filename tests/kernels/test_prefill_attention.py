@@ -168,3 +168,23 @@ def test_batches(H, Hkv, D, causal, window, lens, chunks, dtype, atol, rtol):
     _check_varlen(lens, lens, H, Hkv, D, dtype, atol, rtol, causal, window, max_seqlen_q=max(lens))
     if chunks is not None:
         _check_paged(chunks, lens, H, Hkv, D, dtype, atol, rtol, 16, window)
+
+
+@pytest.mark.parametrize("causal,window", [(False, None), (True, None), (False, 9)])
+@pytest.mark.parametrize("dtype,atol,rtol", DTYPES)
+def test_varlen_alibi(causal, window, dtype, atol, rtol):
+    """ALiBi (JinaBERT): -slope_h * |q_pos - k_pos| on head h's scores. Three heads (GQA 3/1), head_dim 40 (a
+    padded tile), ragged sequences spanning several tiles, one with fewer queries than keys; slopes steep enough
+    that a wrong sign or distance changes the output."""
+    torch.manual_seed(10)
+    q_lens, k_lens, H, D = [33, 1, 6], [33, 1, 19], 3, 40
+    q = _randn(sum(q_lens), H, D, dtype=dtype)
+    k = _randn(sum(k_lens), 1, D, dtype=dtype)
+    v = _randn(sum(k_lens), 1, D, dtype=dtype)
+    cu_q, cu_k = _cu(q_lens), _cu(k_lens)
+    slopes = torch.tensor([0.5, 0.125, 2**-0.5], device=DEVICE)
+    out = varlen_attention(q, k, v, cu_q, cu_k, D**-0.5, causal, window, alibi_slopes=slopes)
+    ref = reference.varlen_attention(q, k, v, cu_q, cu_k, D**-0.5, causal, window, alibi_slopes=slopes)
+    torch.testing.assert_close(out, ref, atol=atol, rtol=rtol)
+    plain = reference.varlen_attention(q, k, v, cu_q, cu_k, D**-0.5, causal, window)
+    assert (plain.float() - ref.float()).abs().max() > 0.1  # the bias matters at these slopes

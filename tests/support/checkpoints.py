@@ -80,10 +80,11 @@ def llama_checkpoint(path: Path) -> Path:
     return _save(model, path)
 
 
-def qwen2_checkpoint(path: Path, sliding_window: bool = False) -> Path:
+def qwen2_checkpoint(path: Path, sliding_window: bool = False, rope_parameters: dict | None = None) -> Path:
     """q/k/v biases, one kv head, tied embeddings, linear rope scaling, saved in several shards (with an
     index). ``sliding_window``: turn on Qwen2's window (12) for layers >= 1; otherwise the config still carries
-    a window of 4 that must be ignored because ``use_sliding_window`` is off."""
+    a window of 4 that must be ignored because ``use_sliding_window`` is off. ``rope_parameters``: another
+    rope (yarn, dynamic) instead of the linear one."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(0)
@@ -101,11 +102,43 @@ def qwen2_checkpoint(path: Path, sliding_window: bool = False) -> Path:
         max_window_layers=1,
         bos_token_id=None,
         eos_token_id=None,
-        rope_parameters={"rope_type": "linear", "rope_theta": 1_000_000.0, "factor": 2.0},
+        rope_parameters=rope_parameters or {"rope_type": "linear", "rope_theta": 1_000_000.0, "factor": 2.0},
     )
     model = Qwen2ForCausalLM(config)
     _randomize(model, seed=2, embed_std=0.1)
     return _save(model, path, max_shard_size="100KB")
+
+
+def qwen3_checkpoint(path: Path, tied: bool = False, sliding_window: bool = False) -> Path:
+    """Qwen3: QK-norm, head_dim 24 != 64/4, GQA (4 heads / 2 kv), q/k/v/o biases (``attention_bias``), base 1M.
+    ``tied``: tied embeddings (the small Qwen3s), else an lm_head; ``sliding_window``: Qwen2's window (12) on
+    layers >= 1, else a window of 4 in the config that ``use_sliding_window`` off must make ignored."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(0)
+    config = Qwen3Config(
+        vocab_size=VOCAB,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=24,
+        max_position_embeddings=256,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=tied,
+        attention_bias=True,
+        use_sliding_window=sliding_window,
+        sliding_window=12 if sliding_window else 4,
+        max_window_layers=1,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=None,
+        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
+    )
+    model = Qwen3ForCausalLM(config)
+    _randomize(model, seed=6, embed_std=0.1 if tied else 1.0)
+    return _save(model, path)
 
 
 def gemma3_checkpoint(path: Path, short: bool = False) -> Path:
@@ -142,13 +175,13 @@ def gemma3_checkpoint(path: Path, short: bool = False) -> Path:
     return _save(model, path)
 
 
-def bert_checkpoint(path: Path) -> Path:
+def bert_checkpoint(path: Path, vocab: int = VOCAB, seed: int = 4) -> Path:
     """A 2-layer BERT with two token types and a pooler (which our encoder must ignore)."""
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=VOCAB,
+        vocab_size=vocab,
         hidden_size=64,
         num_hidden_layers=2,
         num_attention_heads=4,
@@ -157,7 +190,7 @@ def bert_checkpoint(path: Path) -> Path:
         type_vocab_size=2,
     )
     model = BertModel(config)
-    _randomize(model, seed=4, embed_std=1.0)
+    _randomize(model, seed=seed, embed_std=1.0)
     return _save(model, path)
 
 
@@ -338,3 +371,26 @@ def whisper_checkpoint(path: Path, num_mel_bins: int = 80, source_positions: int
     model = WhisperForConditionalGeneration(config)
     _randomize(model, seed=5, embed_std=0.1)
     return _save(model, path)
+
+
+# --- a tokenizer for checkpoints without one -----------------------------------------------------------------
+
+
+class IdTokenizer:
+    """All the engine needs of a tokenizer: stop ids and ``decode``; token ids stand for themselves as text."""
+
+    stop_token_ids: list[int] = []
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+        return "".join(f"<{i}>" for i in ids)
+
+
+class IdDetokenizer:
+    def __init__(self, tokenizer, prompt_ids):
+        self.tokenizer = tokenizer
+
+    def add(self, token_id: int) -> str:
+        return self.tokenizer.decode([token_id])
+
+    def flush(self) -> str:
+        return ""
