@@ -15,7 +15,6 @@ from safetensors import safe_open
 from tokenizers import Tokenizer
 from transformers import AutoModelForCausalLM
 
-from inference.layers.context import ForwardContext, forward_context
 from inference.layers.rotary import RopeParams
 from inference.loader.convert import ConversionError, ensure_converted
 from inference.loader.gguf import GGUFFile
@@ -23,6 +22,7 @@ from inference.loader.gguf_config import llama3_rope_from_freqs
 from inference.loader.safetensors import load_model
 from inference.tokenizer.gguf_vocab import build_tokenizer
 from inference.weights.gguf import GGUFLinear, use_gguf_weights
+from tests.support import checkpoints as rc
 from tests.support import gguf_files as gf
 
 # name -> (checkpoint builder, llama.cpp architecture, tokenizer preset, extra metadata, HF class after conversion)
@@ -84,19 +84,6 @@ def _prompts(vocab: int) -> list[list[int]]:
     return [torch.randint(0, vocab, (n,), generator=gen).tolist() for n in PROMPT_LENS]
 
 
-def _logits(model, prompts: list[list[int]]) -> torch.Tensor:
-    """Our model on the prompts as one flat batch -> [sum(lens), vocab]."""
-    ids = torch.tensor([t for p in prompts for t in p])
-    positions = torch.cat([torch.arange(len(p)) for p in prompts])
-    with torch.inference_mode(), forward_context(ForwardContext.for_prompts([len(p) for p in prompts])):
-        return model.compute_logits(model(ids, positions))
-
-
-def _hf_logits(hf, prompts: list[list[int]]) -> torch.Tensor:
-    with torch.inference_mode():
-        return torch.cat([hf(torch.tensor([p])).logits[0] for p in prompts]).float()
-
-
 def test_converted_config_and_weights(family):
     name, path, converted, _, _ = family
     config = json.loads((converted / "config.json").read_text())
@@ -123,7 +110,7 @@ def test_transformers_loads_the_conversion_as_the_original(family):
     name, _, converted, hf, _ = family
     again = AutoModelForCausalLM.from_pretrained(converted, attn_implementation="eager", dtype=torch.float32).eval()
     prompts = _prompts(hf.config.vocab_size)
-    diff = (_hf_logits(again, prompts) - _hf_logits(hf, prompts)).abs().max().item()
+    diff = (rc.hf_logits(again, prompts) - rc.hf_logits(hf, prompts)).abs().max().item()
     print(f"{name}: max |converted - original| in transformers = {diff:.3g}")
     assert diff < 1e-5
 
@@ -132,7 +119,7 @@ def test_our_model_on_the_conversion_matches_transformers(family):
     name, _, converted, hf, _ = family
     ours = load_model(converted)
     prompts = _prompts(hf.config.vocab_size)
-    diff = (_logits(ours, prompts) - _hf_logits(hf, prompts)).abs().max().item()
+    diff = (rc.prefill_logits(ours, prompts) - rc.hf_logits(hf, prompts)).abs().max().item()
     print(f"{name}: max |ours - transformers| = {diff:.3g}")
     assert diff < 1e-3
 
@@ -147,13 +134,13 @@ def test_llama3_rope_from_rope_freqs_over_a_long_prompt(name, tokenizers, tmp_pa
     ours = load_model(ensure_converted(path, cache_root=tmp_path / "cache", progress=False))
     hf = AutoModelForCausalLM.from_pretrained(hf_dir, attn_implementation="eager", dtype=torch.float32).eval()
     prompt = torch.randint(0, hf.config.vocab_size, (600,), generator=torch.Generator().manual_seed(6)).tolist()
-    expected = _hf_logits(hf, [prompt])
-    logits = _logits(ours, [prompt])
+    expected = rc.hf_logits(hf, [prompt])
+    logits = rc.prefill_logits(ours, [prompt])
     assert (logits - expected).abs().max().item() < 1e-3
     rotary = ours.model.rotary_emb
     rotary.rope = RopeParams(theta=rotary.rope.theta)  # the base frequencies: what ignoring rope_freqs gives
     rotary._inv_freq.clear()
-    assert (_logits(ours, [prompt]) - expected).abs().max().item() > 0.05
+    assert (rc.prefill_logits(ours, [prompt]) - expected).abs().max().item() > 0.05
 
 
 def test_greedy_decode_matches_generate(family):
@@ -167,7 +154,7 @@ def test_greedy_decode_matches_generate(family):
         assert len(expected) == NEW_TOKENS and len(set(expected)) >= 3, expected  # not a degenerate run
         tokens = list(prompt)
         for _ in range(NEW_TOKENS):
-            tokens.append(int(_logits(ours, [tokens])[-1].argmax()))
+            tokens.append(int(rc.prefill_logits(ours, [tokens])[-1].argmax()))
         assert tokens[len(prompt) :] == expected
 
 
@@ -252,11 +239,11 @@ def test_q8_0_served_on_blocks_computes_what_the_conversion_does(q8_0):
     name, _, path, converted = q8_0
     model = load_model(converted)
     prompts = _prompts(model.config.vocab_size)[1:]
-    dense = _logits(model, prompts)
+    dense = rc.prefill_logits(model, prompts)
     replaced = use_gguf_weights(model, path, torch.device("cpu"))
     layers = model.config.num_hidden_layers
     tied = model.config.tie_word_embeddings  # a tied head reads the embedding's blocks; else lm_head's own
     assert replaced == layers * 4 + 1 == sum(isinstance(m, GGUFLinear) for m in model.modules()), (name, tied)
-    diff = (_logits(model, prompts) - dense).abs().max().item()
+    diff = (rc.prefill_logits(model, prompts) - dense).abs().max().item()
     print(f"{name} Q8_0: max |blocks - dense| = {diff:.3g}")
     assert diff < 1e-4

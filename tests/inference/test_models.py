@@ -53,25 +53,12 @@ def pair(request, tmp_path_factory):
     return name, path, load_model(path), hf
 
 
-def _prefill_logits(model, prompts: list[list[int]]) -> torch.Tensor:
-    """All prompts as one flat batch without cache -> logits [sum(lens), vocab]."""
-    ids = torch.tensor([t for p in prompts for t in p])
-    positions = torch.cat([torch.arange(len(p)) for p in prompts])
-    with torch.inference_mode(), forward_context(ForwardContext.for_prompts([len(p) for p in prompts])):
-        return model.compute_logits(model(ids, positions))
-
-
-def _hf_logits(hf, prompts: list[list[int]]) -> torch.Tensor:
-    with torch.inference_mode():
-        return torch.cat([hf(torch.tensor([p])).logits[0] for p in prompts]).float()
-
-
 def test_prefill_logits_match_transformers(pair):
     name, _, ours, hf = pair
     prompts = _prompts()
-    logits = _prefill_logits(ours, prompts)
+    logits = rc.prefill_logits(ours, prompts)
     assert logits.dtype == torch.float32 and logits.shape == (sum(PROMPT_LENS), rc.VOCAB)
-    diff = (logits - _hf_logits(hf, prompts)).abs().max().item()
+    diff = (logits - rc.hf_logits(hf, prompts)).abs().max().item()
     print(f"{name}: max |logits - transformers| = {diff:.3g}")
     assert diff < 1e-3
 
@@ -82,10 +69,10 @@ def test_sliding_windows_change_the_logits(name, tmp_path):
     model = load_model(BUILDERS[name](tmp_path))
     assert any(w is not None for w in model.config.sliding_windows)
     prompts = _prompts()
-    windowed = _prefill_logits(model, prompts)
+    windowed = rc.prefill_logits(model, prompts)
     for layer in model.attention_layers():
         layer.sliding_window = None
-    assert (windowed - _prefill_logits(model, prompts)).abs().max() > 1e-2
+    assert (windowed - rc.prefill_logits(model, prompts)).abs().max() > 1e-2
 
 
 class ContiguousKVCache:
@@ -315,6 +302,6 @@ def test_tied_model_ignores_a_stored_lm_head(tmp_path):
 def test_load_model_in_bfloat16_stays_close(llama_dir):
     ref, bf16 = load_model(llama_dir), load_model(llama_dir, dtype=torch.bfloat16)
     assert {p.dtype for p in bf16.parameters()} == {torch.bfloat16}
-    logits = _prefill_logits(bf16, _prompts())
+    logits = rc.prefill_logits(bf16, _prompts())
     assert logits.dtype == torch.float32
-    assert (logits - _prefill_logits(ref, _prompts())).abs().max() < 0.25
+    assert (logits - rc.prefill_logits(ref, _prompts())).abs().max() < 0.25

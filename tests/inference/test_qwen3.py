@@ -12,7 +12,6 @@ from transformers import AutoModelForCausalLM
 
 from inference.config import EngineConfig
 from inference.engine.llm_engine import LLMEngine
-from inference.layers.context import ForwardContext, forward_context
 from inference.loader.safetensors import load_model
 from inference.models.config import ConfigError, Qwen3Config
 from inference.models.qwen3 import Qwen3ForCausalLM
@@ -42,14 +41,6 @@ def checkpoint(request, tmp_path_factory):
     return request.param, path, hf
 
 
-def _prefill_logits(model, prompts: list[list[int]]) -> torch.Tensor:
-    """All prompts as one flat batch without cache -> logits [sum(lens), vocab]."""
-    ids = torch.tensor([t for p in prompts for t in p])
-    positions = torch.cat([torch.arange(len(p)) for p in prompts])
-    with torch.inference_mode(), forward_context(ForwardContext.for_prompts([len(p) for p in prompts])):
-        return model.compute_logits(model(ids, positions))
-
-
 def test_prefill_logits_match_transformers(checkpoint):
     name, path, hf = checkpoint
     ours = load_model(path, dtype=torch.float32)
@@ -57,13 +48,13 @@ def test_prefill_logits_match_transformers(checkpoint):
     prompts = _prompts()
     with torch.inference_mode():
         expected = torch.cat([hf(torch.tensor([p])).logits[0] for p in prompts]).float()
-    diff = (_prefill_logits(ours, prompts) - expected).abs().max().item()
+    diff = (rc.prefill_logits(ours, prompts) - expected).abs().max().item()
     print(f"{name}: max |logits - transformers| = {diff:.3g}")
     assert diff < 1e-3
     # the QK-norms are exercised: with them dropped the logits move
     for layer in ours.model.layers:
         layer.self_attn.q_norm.weight.data.fill_(1.0)
-    assert (_prefill_logits(ours, prompts) - expected).abs().max() > 1e-2
+    assert (rc.prefill_logits(ours, prompts) - expected).abs().max() > 1e-2
 
 
 def test_config_windows_and_tying(checkpoint):

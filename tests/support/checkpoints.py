@@ -373,6 +373,25 @@ def whisper_checkpoint(path: Path, num_mel_bins: int = 80, source_positions: int
     return _save(model, path)
 
 
+# --- running them -----------------------------------------------------------------------------------------------
+
+
+def prefill_logits(model, prompts: list[list[int]]) -> torch.Tensor:
+    """Our model on all prompts as one flat batch without cache -> logits [sum(lens), vocab]."""
+    from inference.layers.context import ForwardContext, forward_context
+
+    ids = torch.tensor([t for p in prompts for t in p])
+    positions = torch.cat([torch.arange(len(p)) for p in prompts])
+    with torch.inference_mode(), forward_context(ForwardContext.for_prompts([len(p) for p in prompts])):
+        return model.compute_logits(model(ids, positions))
+
+
+def hf_logits(hf, prompts: list[list[int]]) -> torch.Tensor:
+    """A transformers model on each prompt alone -> logits [sum(lens), vocab], float32."""
+    with torch.inference_mode():
+        return torch.cat([hf(torch.tensor([p])).logits[0] for p in prompts]).float()
+
+
 # --- a tokenizer for checkpoints without one -----------------------------------------------------------------
 
 
