@@ -126,10 +126,11 @@ def _tsystems_call(output: str) -> None:
         return
     # Text the model wrote before its call is the message's content, as vLLM's tool parsers and OpenAI
     # return it, so content may be None or that text.
-    found = re.findall(r"Function\(arguments='(.*?)', name='(\w+)'", output)
+    # the arguments as Python's repr printed them (quotes and backslashes escaped): read back as the string literal
+    found = re.findall(r"""Function\(arguments=('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"), name='(\w+)'""", output)
     assert found, output
-    for raw, name in found:
-        jsonschema.validate(json.loads(raw), schemas[name])
+    for literal, name in found:
+        jsonschema.validate(json.loads(ast.literal_eval(literal)), schemas[name])
 
 
 def _only_vision_models(output: str) -> None:
