@@ -112,6 +112,7 @@ class ModelKind(models.TextChoices):
     CHAT = "chat", "Chat"
     COMPLETION = "completion", "Completion"
     EMBEDDING = "embedding", "Embedding"
+    RERANK = "rerank", "Rerank"  # a cross-encoder: /rerank and /score
     VISION = "vision", "Vision"
     AUDIO = "audio", "Audio"
 

@@ -441,6 +441,7 @@ _SERVICE_KINDS = {
     "chat": ModelKind.CHAT,
     "completion": ModelKind.COMPLETION,
     "embedding": ModelKind.EMBEDDING,
+    "rerank": ModelKind.RERANK,
     "vision": ModelKind.VISION,
     "audio": ModelKind.AUDIO,
 }

@@ -39,9 +39,9 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         config.port = args.port
     if args.threads:
         config.threads = args.threads
-    if args.quantize:  # the generative models': embedding and speech models only by their own engine.quantize
+    if args.quantize:  # the generative models': encoders and speech models only by their own engine.quantize
         for spec in config.models:
-            if spec.kind not in ("embedding", "audio"):
+            if spec.kind not in ("embedding", "rerank", "audio"):
                 spec.engine = EngineConfig(**{**spec.engine.__dict__, "quantize": args.quantize})
     config.__post_init__()
     return config

@@ -1,5 +1,5 @@
-"""The generation routes: chat completions, completions, embeddings and the speech routes (audio transcriptions
-and translations), relayed to a deployment.
+"""The model routes: chat completions, completions, embeddings, rerank and score, and the speech routes (audio
+transcriptions and translations), relayed to a deployment.
 
 Served by a Channels consumer (``GatewayConsumer``), ahead of Django in the hub's ASGI router, for
 streaming and non-streaming calls alike. The edge middleware has already authenticated the key
@@ -64,17 +64,21 @@ ROUTES = {
     "chat/completions": {ModelKind.CHAT, ModelKind.VISION},
     "completions": {ModelKind.CHAT, ModelKind.COMPLETION, ModelKind.VISION},
     "embeddings": {ModelKind.EMBEDDING},
+    "rerank": {ModelKind.RERANK},  # Jina's and Cohere's shape (also under /v2, Cohere's v2 path)
+    "score": {ModelKind.RERANK},  # vLLM's
     "audio/transcriptions": {ModelKind.AUDIO},
     "audio/translations": {ModelKind.AUDIO},
 }
 _ROUTE_HINT = {
     ModelKind.EMBEDDING: "/embeddings",
+    ModelKind.RERANK: "/rerank or /score",
     ModelKind.AUDIO: "/audio/transcriptions or /audio/translations",
 }
 # Our inference service refuses a prompt longer than the reservation the gateway names (413, before it runs) and
 # gives the exact count; the gateway then reserves that and sends the request again (``_serve``).
 RESERVED_PROMPT_HEADER = "x-reserved-prompt-tokens"
 PROMPT_TOKENS_HEADER = "x-prompt-tokens"
+ENCODER_ROUTES = ("embeddings", "rerank", "score")  # one JSON answer, no generation: no stream, no max_tokens
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
 
 
@@ -192,6 +196,8 @@ def _check_limits(info: ModelInfo, route: str, body: dict) -> None:
         hint = _ROUTE_HINT.get(info.kind, "/chat/completions or /completions")
         raise errors.InvalidRequest(f"'{info.id}' is a {info.kind} model; use {hint}.", param="model")
     if route.startswith("audio/"):
+        return
+    if route in ("rerank", "score"):
         return
     if route == "embeddings":
         dims = body.get("dimensions")
@@ -330,7 +336,7 @@ class GatewayConsumer(AsyncConsumer):
                 stream = validation.check_form(body, ctx.upload)
             else:
                 validation.check_body(route, body)
-                stream = body.get("stream") is True and route != "embeddings"
+                stream = body.get("stream") is True and route not in ENCODER_ROUTES
             if not targets:
                 raise errors.ServiceUnavailable(
                     f"No deployment of the model '{errors.shown(model_id)}' is available right now."

@@ -12,6 +12,7 @@ from __future__ import annotations
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse
 
+from hub.api.openapi_rerank import RERANK_SCHEMAS
 from hub.api.openapi_schemas import SCHEMAS, ref
 from hub.api.paths import BASE_PATHS
 
@@ -89,6 +90,21 @@ GENERATION_PATHS = {
     "/embeddings": _generation(
         "Create embeddings", "EmbeddingRequest", "EmbeddingList", None, "Embedding vectors of the input texts."
     ),
+    "/rerank": _generation(
+        "Create rerank",
+        "RerankRequest",
+        "RerankResponse",
+        None,
+        "The documents ordered by their relevance to the query, by a `rerank` model (a cross-encoder), in Jina's "
+        "and Cohere's shape (`/v2/rerank` is Cohere's v2 path). Metered by the tokens the model read.",
+    ),
+    "/score": _generation(
+        "Create score",
+        "ScoreRequest",
+        "ScoreResponse",
+        None,
+        "vLLM's score route: a `rerank` model's score of each (`text_1`, `text_2`) pair.",
+    ),
 }
 
 
@@ -145,7 +161,7 @@ def add_generation_routes(result, generator, request, public):
     """Add the consumer's routes and the shared component schemas."""
     result["paths"] = {**GENERATION_PATHS, **SPEECH_PATHS, **result.get("paths", {})}
     components = result.setdefault("components", {})
-    components.setdefault("schemas", {}).update(SCHEMAS)
+    components.setdefault("schemas", {}).update({**SCHEMAS, **RERANK_SCHEMAS})
     result["info"]["description"] = DESCRIPTION.strip()
     result["servers"] = [{"url": f"/{base}"} for base in BASE_PATHS]
     return result

@@ -40,6 +40,7 @@ MESSAGE_TOKENS = 8
 TEMPLATE_TOKENS = 64
 TOOL_TOKENS = 64  # per tool: the framing of its listing and of its example call
 FORMAT_TOKENS = 32  # a response_format's instruction
+PAIR_TOKENS = 4  # a cross-encoder's pair markers (XLM-R's <s> a </s></s> b </s>)
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions; the gateway sends it upstream
 # Speech routes: an audio second counts as 50 prompt tokens (Whisper's encoder positions per second), the text the
 # decoder writes as completion tokens. A reservation assumes 128 kbps audio (a longer duration is refused by our
@@ -69,6 +70,8 @@ def estimate(route: str, body: dict, info: ModelInfo) -> Estimate:
     context; per prompt and choice). For our inference service it need not be exact: the service refuses a prompt
     longer than the reservation before running it, with the exact count, and the gateway reserves that instead."""
     limit = info.max_sequence_length or None
+    if route in ("rerank", "score"):  # a (query, document) pair per document, cut at the model's context
+        return Estimate(sum(_clamp(_bound(a) + _bound(b) + PAIR_TOKENS, limit) for a, b in _pairs(route, body)), 0)
     if route == "embeddings":
         inputs = body.get("input")
         items = inputs if isinstance(inputs, list) and inputs and not _is_int(inputs[0]) else [inputs]
@@ -88,6 +91,16 @@ def estimate(route: str, body: dict, info: ModelInfo) -> Estimate:
         room = limit - prompts[0] if limit else 0
         out = info.max_output_length or max(room, 0) or 4096
     return Estimate(sum(prompts) * n, max(1, out) * n * len(prompts))
+
+
+def _pairs(route: str, body: dict) -> list[tuple[object, object]]:
+    """The texts a rerank or score request pairs (validated by then: strings, or documents with ``text``)."""
+    if route == "rerank":
+        docs = [d.get("text") if isinstance(d, dict) else d for d in body.get("documents") or []]
+        return [(body.get("query"), d) for d in docs]
+    first, second = body.get("text_1"), body.get("text_2")
+    first, second = [first] if isinstance(first, str) else first, [second] if isinstance(second, str) else second
+    return list(zip(first * len(second) if len(first) == 1 else first, second, strict=False))
 
 
 def audio_estimate(size: int) -> Estimate:

@@ -24,6 +24,7 @@ MAX_STRING_CHARS = 1_048_576  # OpenAI's cap on one string (a message's content,
 MAX_MESSAGES = 2048
 MAX_INPUTS = 2048  # embeddings' input and completions' prompt, as a list (OpenAI: 2048)
 MAX_TOOLS = 128  # OpenAI's
+MAX_DOCUMENTS = 1000  # rerank's documents and score's texts (Cohere's limit; the inference service's too)
 MAX_STOP = 4
 MAX_N = 16  # the inference service's limit, documented in the OpenAPI schema (OpenAI allows 128)
 MAX_TOP_LOGPROBS = 20
@@ -291,9 +292,51 @@ def _texts_or_tokens(body: dict, name: str) -> None:
             raise wrong_type(where, "a string, a token id or an array of token ids", item)
 
 
+def _documents(body: dict) -> None:
+    """rerank's ``documents``: strings, or objects with a ``text`` (Jina's and Cohere's shapes)."""
+    if body.get("documents") is None:
+        raise missing("documents")
+    for i, doc in enumerate(_array(body["documents"], "documents", MAX_DOCUMENTS, "an array of documents")):
+        if isinstance(doc, dict):
+            _string(doc.get("text"), f"documents[{i}].text")
+        elif not isinstance(doc, str):
+            raise wrong_type(f"documents[{i}]", "a string or an object with 'text'", doc)
+        else:
+            _string(doc, f"documents[{i}]")
+
+
+def _score_texts(body: dict) -> None:
+    """score's ``text_1`` and ``text_2``: a string or an array of strings each; one ``text_1`` or as many."""
+    sizes = []
+    for name in ("text_1", "text_2"):
+        value = body.get(name)
+        if value is None:
+            raise missing(name)
+        if isinstance(value, str):
+            _string(value, name)
+            sizes.append(1)
+            continue
+        for i, item in enumerate(_array(value, name, MAX_DOCUMENTS, "a string or an array of strings")):
+            _string(item, f"{name}[{i}]")
+        sizes.append(len(value))
+    if sizes[0] not in (1, sizes[1]):
+        raise _refuse("text_2", "invalid_value", f"'text_1' has {sizes[0]} texts and 'text_2' {sizes[1]}: give one "
+                      "'text_1', or as many as 'text_2'.")  # fmt: skip
+
+
 def check_body(route: str, body: dict) -> None:
-    """A generation route's body (``chat/completions``, ``completions``, ``embeddings``); raises InvalidRequest."""
-    if route == "embeddings":
+    """A model route's JSON body (``chat/completions``, ``completions``, ``embeddings``, ``rerank``, ``score``);
+    raises InvalidRequest."""
+    if route == "rerank":
+        if body.get("query") is None:
+            raise missing("query")
+        _string(body["query"], "query")
+        _documents(body)
+        _number(body.get("top_n"), "top_n", True, 1, None)
+        _bool(body, "return_documents")
+    elif route == "score":
+        _score_texts(body)
+    elif route == "embeddings":
         _texts_or_tokens(body, "input")
         if body.get("encoding_format") not in (None, "float", "base64"):
             message = "Invalid value for 'encoding_format': expected 'float' or 'base64'."

@@ -1,4 +1,6 @@
-"""Embeddings: waiting inputs are batched into one forward pass per step, then pooled into sentence vectors.
+"""Embeddings and rerank scores: waiting inputs are batched into one forward pass per step, then pooled into
+sentence vectors (embedding models) or read through a cross-encoder's head into relevance scores (rerank models,
+whose inputs are query-document pairs with their token types).
 
 Encoders (BERT, XLM-R, JinaBERT) run bidirectionally through their ``encode``; a decoder (Qwen3-Embedding, any
 causal LM without its head) runs its causal forward over each input. The pooling is the one the checkpoint's
@@ -21,7 +23,9 @@ DECODER_POOLING = Pooling("lasttoken", normalize=True)  # Qwen3-Embedding's pipe
 @dataclass
 class EmbeddingResult:
     request_id: str
-    embeddings: torch.Tensor  # [num_inputs, hidden] float32 (L2-normalised unless the checkpoint says otherwise)
+    # [num_inputs, hidden] float32 vectors (L2-normalised unless the checkpoint says otherwise), or for a
+    # cross-encoder [num_inputs] float32 relevance scores
+    values: torch.Tensor
     prompt_tokens: int
     finish_reason: str = "stop"
 
@@ -60,17 +64,21 @@ class EmbeddingEngine:
         self.model = model
         self.max_batched_tokens = max_batched_tokens
         self.max_model_len = max_input_len(model)
-        self.waiting: list[tuple[str, list[list[int]]]] = []
+        self.scores = hasattr(model, "scores")  # a cross-encoder: pairs in, one relevance score each out
+        self.waiting: list[tuple[str, list[list[int]], list[list[int]] | None]] = []
         self.requests: dict[str, object] = {}
 
-    def add_request(self, request_id: str, inputs: list[list[int]]) -> None:
+    def add_request(self, request_id: str, inputs: list[list[int]], token_types: list[list[int]] | None = None) -> None:
+        """``inputs``: token id lists; ``token_types``: a cross-encoder's segment ids, one list per input."""
         if not inputs or any(not ids for ids in inputs):
             raise ValueError("empty input")
-        self.waiting.append((request_id, inputs))
+        if token_types is not None and [len(t) for t in token_types] != [len(i) for i in inputs]:
+            raise ValueError("token_types must give one type per token")
+        self.waiting.append((request_id, inputs, token_types))
         self.requests[request_id] = inputs
 
     def abort(self, request_id: str) -> list:
-        self.waiting = [(r, i) for r, i in self.waiting if r != request_id]
+        self.waiting = [w for w in self.waiting if w[0] != request_id]
         self.requests.pop(request_id, None)
         return []
 
@@ -86,17 +94,20 @@ class EmbeddingEngine:
 
     @torch.inference_mode()
     def step(self) -> list[EmbeddingResult]:
-        batch: list[tuple[str, list[list[int]]]] = []
+        batch: list[tuple[str, list[list[int]], list[list[int]] | None]] = []
         tokens = 0
         while self.waiting and (not batch or tokens + sum(map(len, self.waiting[0][1])) <= self.max_batched_tokens):
-            request_id, inputs = self.waiting.pop(0)
-            batch.append((request_id, inputs))
-            tokens += sum(map(len, inputs))
-        flat = [ids for _, inputs in batch for ids in inputs]
-        vectors = embed(self.model, flat)
+            batch.append(self.waiting.pop(0))
+            tokens += sum(map(len, batch[-1][1]))
+        flat = [ids for _, inputs, _ in batch for ids in inputs]
+        if self.scores:
+            types = [t for _, inputs, token_types in batch for t in (token_types or [[0] * len(i) for i in inputs])]
+            values = self.model.scores(flat, types)
+        else:
+            values = embed(self.model, flat)
         results, offset = [], 0
-        for request_id, inputs in batch:
-            results.append(EmbeddingResult(request_id, vectors[offset : offset + len(inputs)], sum(map(len, inputs))))
+        for request_id, inputs, _ in batch:
+            results.append(EmbeddingResult(request_id, values[offset : offset + len(inputs)], sum(map(len, inputs))))
             offset += len(inputs)
             self.requests.pop(request_id, None)
         return results

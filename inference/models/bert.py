@@ -130,8 +130,11 @@ class BertModel(nn.Module):
         return self.config.max_position_embeddings
 
     @torch.inference_mode()
-    def encode(self, input_ids_list: list[list[int]]) -> torch.Tensor:
-        """Token id lists -> last hidden states [T, H] of the flat batch, each sequence attending to itself."""
+    def encode(
+        self, input_ids_list: list[list[int]], token_type_ids_list: list[list[int]] | None = None
+    ) -> torch.Tensor:
+        """Token id lists -> last hidden states [T, H] of the flat batch, each sequence attending to itself.
+        ``token_type_ids_list``: the segment of each token (a cross-encoder's query 0, document 1); default 0."""
         lengths = [len(ids) for ids in input_ids_list]
         if not lengths or min(lengths) == 0:
             raise ValueError("embed needs at least one sequence and no empty sequence")
@@ -139,8 +142,15 @@ class BertModel(nn.Module):
             raise ValueError(f"sequence of {max(lengths)} tokens > {self.max_input_len} (max_position_embeddings)")
         device = self.embeddings.word_embeddings.weight.device
         input_ids = torch.tensor([t for ids in input_ids_list for t in ids], dtype=torch.long, device=device)
+        token_types = None
+        if token_type_ids_list is not None:
+            if [len(t) for t in token_type_ids_list] != lengths:
+                raise ValueError("token_type_ids_list must give one type per token")
+            flat = [t for types in token_type_ids_list for t in types]
+            # a one-type model (XLM-R) reads every segment as type 0, as its tokenizer's model inputs do
+            token_types = torch.tensor(flat, dtype=torch.long, device=device).clamp_(0, self.config.type_vocab_size - 1)
         with forward_context(ForwardContext.for_prompts(lengths, causal=False)):
-            return self.forward(input_ids, self.positions(lengths, device))
+            return self.forward(input_ids, self.positions(lengths, device), token_types)
 
     @torch.inference_mode()
     def embed(self, input_ids_list: list[list[int]]) -> torch.Tensor:

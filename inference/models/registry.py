@@ -7,6 +7,7 @@ from typing import Any
 from torch import nn
 
 from inference.models.bert import BertModel
+from inference.models.cross_encoder import BertForSequenceClassification, XLMRobertaForSequenceClassification
 from inference.models.gemma3 import Gemma3ForCausalLM
 from inference.models.headless import Qwen2Model, Qwen3Model
 from inference.models.jina_bert import JinaBertModel
@@ -28,6 +29,8 @@ MODELS: dict[str, type[nn.Module]] = {
     "XLMRobertaModel": XLMRobertaModel,
     "JinaBertModel": JinaBertModel,
     "JinaBertForMaskedLM": JinaBertModel,  # jina-embeddings-v2's config names its MLM class; the head is skipped
+    "BertForSequenceClassification": BertForSequenceClassification,  # cross-encoders: rerank
+    "XLMRobertaForSequenceClassification": XLMRobertaForSequenceClassification,
     "Qwen2Model": Qwen2Model,  # decoder bodies without a head: embedding checkpoints (Qwen3-Embedding)
     "Qwen3Model": Qwen3Model,
     "LlavaForConditionalGeneration": LlavaForConditionalGeneration,

@@ -22,6 +22,7 @@ from inference.server.limits import MAX_BODY_BYTES
 from inference.server.messages import read_messages
 from inference.server.metrics import Metrics
 from inference.server.registry import ModelRegistry
+from inference.server.rerank import rerank, score
 from inference.server.speech import transcriptions, translations
 from inference.server.streams import ClientGone
 
@@ -153,6 +154,9 @@ def create_app(
         Route("/v1/chat/completions", _post(chat_completions), methods=["POST"]),
         Route("/v1/completions", _post(completions), methods=["POST"]),
         Route("/v1/embeddings", _post(embeddings), methods=["POST"]),
+        Route("/v1/rerank", _post(rerank), methods=["POST"]),
+        Route("/v2/rerank", _post(rerank), methods=["POST"]),  # Cohere's v2 path, as vLLM serves it too
+        Route("/v1/score", _post(score), methods=["POST"]),
         Route("/v1/audio/transcriptions", _post(transcriptions, json_body=False), methods=["POST"]),
         Route("/v1/audio/translations", _post(translations, json_body=False), methods=["POST"]),
         Route("/tokenize", _post(tokenize), methods=["POST"]),

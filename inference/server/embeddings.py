@@ -36,7 +36,7 @@ async def embeddings(request: Request, body: dict) -> JSONResponse:
     result = None
     async for item in deltas(model, request_id, queue, 1, state.metrics):
         result = item
-    vectors = result.embeddings.numpy().astype(np.float32)
+    vectors = result.values.numpy().astype(np.float32)
     data = []
     for i, vector in enumerate(vectors):
         value = base64.b64encode(vector.tobytes()).decode() if parsed.encoding_format == "base64" else vector.tolist()

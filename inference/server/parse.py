@@ -192,9 +192,18 @@ class EmbeddingRequest:
     encoding_format: str  # float | base64
 
 
+_ROUTES_OF_KIND = {
+    "embedding": "/v1/embeddings",
+    "rerank": "/v1/rerank or /v1/score",
+    "audio": "/v1/audio/transcriptions or /v1/audio/translations",
+}
+
+
 def _generative(model: LoadedModel) -> None:
-    if model.kind == "embedding":
-        raise RequestError(f"'{model.id}' is an embedding model; use /v1/embeddings.", param="model")
+    if model.kind in _ROUTES_OF_KIND:
+        article = "an" if model.kind[0] in "aeiou" else "a"
+        raise RequestError(f"'{model.id}' is {article} {model.kind} model; use {_ROUTES_OF_KIND[model.kind]}.",
+                           param="model")  # fmt: skip
 
 
 def parse_chat(body: dict, model: LoadedModel) -> ChatRequest:

@@ -152,7 +152,11 @@ def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop) -> LoadedModel:
     start = time.perf_counter()
     model, tokenizer, directory = build_model(spec)
     speech = None
-    if spec.kind == "embedding":
+    if spec.kind in ("embedding", "rerank"):
+        if spec.kind == "rerank" and not hasattr(model, "scores"):
+            raise ConfigError(f"model {spec.id}: kind rerank needs a cross-encoder (*ForSequenceClassification)")
+        if spec.kind == "embedding" and hasattr(model, "scores"):
+            raise ConfigError(f"model {spec.id}: a cross-encoder scores pairs; serve it as kind rerank, not embedding")
         use_kernels(model, spec.engine.resolved_kernels())
         engine = EmbeddingEngine(model, spec.engine.max_batched_tokens)
         max_len, hidden, max_out = engine.max_model_len, model.config.hidden_size, 0
@@ -176,7 +180,7 @@ def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop) -> LoadedModel:
     vision = _vision_support(spec, model, tokenizer, directory) if spec.kind == "vision" else None
     worker = engines.add(engine, spec.id, on_step=metrics.on_step(spec.id))
     guides, tool_format = None, "hermes"
-    if spec.kind not in ("embedding", "audio"):
+    if spec.kind not in ("embedding", "rerank", "audio"):
         from inference.engine.guided import GuideCompiler
         from inference.function_calling.formats import ALIASES, detect_format
 

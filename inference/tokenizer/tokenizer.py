@@ -159,6 +159,21 @@ class Tokenizer:
         backend = self._parsing if parse_special else self._plain
         return backend.encode(text, add_special_tokens=add_special_tokens).ids
 
+    def encode_pair(self, first: str, second: str, max_length: int) -> tuple[list[int], list[int]]:
+        """A cross-encoder's input: the two texts joined as the tokenizer's post-processor joins a pair (BERT's
+        ``[CLS] a [SEP] b [SEP]``, XLM-R's ``<s> a </s></s> b </s>``), ``second`` cut at its end to fit
+        ``max_length`` tokens (transformers' ``truncation="only_second"``). Returns the ids and the token type ids;
+        raises TokenizerError when ``first`` alone leaves no room for ``second``."""
+        a = self._plain.encode(first, add_special_tokens=False)
+        b = self._plain.encode(second, add_special_tokens=False)
+        room = max_length - self._plain.num_special_tokens_to_add(True) - len(a.ids)
+        if room < 1:
+            raise TokenizerError(f"the first text has {len(a.ids)} tokens, which leaves no room in {max_length}")
+        if len(b.ids) > room:
+            b.truncate(room)
+        pair = self._plain.post_process(a, b, add_special_tokens=True)
+        return pair.ids, pair.type_ids
+
     def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
         return self._plain.decode(list(ids), skip_special_tokens=skip_special_tokens)
 

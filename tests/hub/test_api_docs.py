@@ -15,6 +15,8 @@ PUBLIC_ROUTES = {
     "/chat/completions": "post",
     "/completions": "post",
     "/embeddings": "post",
+    "/rerank": "post",
+    "/score": "post",
     "/audio/transcriptions": "post",
     "/audio/translations": "post",
     "/models": "get",

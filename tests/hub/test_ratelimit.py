@@ -156,6 +156,11 @@ def test_the_worst_case_estimate():
     assert estimate_tokens("embeddings", {"input": ["abcd", "efgh"]}, INFO) == 8
     assert estimate_tokens("embeddings", {"input": ["x" * 3000, "x" * 3000]}, INFO) == 2 * 2048  # each input
     assert estimate_tokens("embeddings", {"input": [[1, 2], [3]]}, INFO) == 3
+    # rerank and score: a (query, document) pair per document with its markers, each bounded by the context
+    rerank = {"query": "abc", "documents": ["de", {"text": "x" * 5000}]}
+    assert estimate("rerank", rerank, INFO) == Estimate((3 + 2 + 4) + 2048, 0)
+    assert estimate_tokens("score", {"text_1": "ab", "text_2": ["c", "d"]}, INFO) == 2 * (2 + 1 + 4)
+    assert estimate_tokens("score", {"text_1": ["ab", "abc"], "text_2": ["c", "d"]}, INFO) == (2 + 1 + 4) + (3 + 1 + 4)
     image = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]}
     assert estimate_tokens("chat/completions", {"messages": [image], "max_tokens": 1}, INFO) == 2048 + 1  # the context
 

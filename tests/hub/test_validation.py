@@ -15,6 +15,8 @@ from tests.support.edge import post_through_edge
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "Hi"}]}
 COMPLETION = {"model": "m", "prompt": "Once"}
 EMBEDDING = {"model": "m", "input": "text"}
+RERANK = {"model": "m", "query": "q", "documents": ["a", {"text": "b"}]}
+SCORE = {"model": "m", "text_1": "q", "text_2": ["a", "b"]}
 TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
 
 
@@ -27,6 +29,11 @@ def _messages(*messages: dict) -> dict:
 
 
 GOOD = [
+    ("rerank", RERANK),
+    ("rerank", _with(RERANK, documents=[""], top_n=1, return_documents=False, some_future_field=1)),
+    ("score", SCORE),
+    ("score", _with(SCORE, text_1=["q", "r"])),
+    ("score", _with(SCORE, text_1="q", text_2="d")),
     ("chat/completions", CHAT),
     ("chat/completions", _with(CHAT, some_future_field={"x": [1]}, metadata={"a": "b"}, store=False)),
     ("chat/completions", _with(CHAT, temperature=0, top_p=1, n=16, max_tokens=1, seed=-(2**63), stop=["a", "b"])),
@@ -233,6 +240,21 @@ BAD = [
     ("embeddings", _with(EMBEDDING, input={"text": "a"}), "input", "invalid_type"),
     ("embeddings", _with(EMBEDDING, encoding_format="int8"), "encoding_format", "invalid_value"),
     ("embeddings", _with(EMBEDDING, dimensions=0), "dimensions", "integer_below_min_value"),
+    ("rerank", _with(RERANK, query=None), "query", "missing_required_parameter"),
+    ("rerank", _with(RERANK, query=["q"]), "query", "invalid_type"),
+    ("rerank", _with(RERANK, documents=None), "documents", "missing_required_parameter"),
+    ("rerank", _with(RERANK, documents=[]), "documents", "empty_array"),
+    ("rerank", _with(RERANK, documents="a"), "documents", "invalid_type"),
+    ("rerank", _with(RERANK, documents=["a"] * 1001), "documents", "array_above_max_length"),
+    ("rerank", _with(RERANK, documents=["a", 3]), "documents[1]", "invalid_type"),
+    ("rerank", _with(RERANK, documents=[{"title": "t"}]), "documents[0].text", "invalid_type"),
+    ("rerank", _with(RERANK, top_n=0), "top_n", "integer_below_min_value"),
+    ("rerank", _with(RERANK, top_n=True), "top_n", "invalid_type"),
+    ("rerank", _with(RERANK, return_documents="yes"), "return_documents", "invalid_type"),
+    ("score", _with(SCORE, text_1=None), "text_1", "missing_required_parameter"),
+    ("score", _with(SCORE, text_2=[]), "text_2", "empty_array"),
+    ("score", _with(SCORE, text_2=["a", 1]), "text_2[1]", "invalid_type"),
+    ("score", _with(SCORE, text_1=["a", "b", "c"]), "text_2", "invalid_value"),
 ]
 
 

@@ -157,7 +157,7 @@ def test_engine_embeds_a_decoder_checkpoint(tmp_path_factory):
     engine.add_request("b", ids[2:])
     results = engine.step() + engine.step()  # 22 tokens, then 31: one request per step
     assert [r.request_id for r in results] == ["a", "b"] and not engine.has_work
-    torch.testing.assert_close(torch.cat([r.embeddings for r in results]), embed(model, ids), atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.cat([r.values for r in results]), embed(model, ids), atol=1e-5, rtol=0)
     assert [r.prompt_tokens for r in results] == [22, 31]
 
 

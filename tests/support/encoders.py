@@ -183,3 +183,90 @@ def jina_bert_checkpoint(path: Path) -> tuple[Path, dict[str, torch.Tensor]]:
     save_file(state, str(path / "model.safetensors"))
     (path / "config.json").write_text(json.dumps(JINA_CONFIG, indent=2))
     return path, state
+
+
+# --- cross-encoders (rerank) -----------------------------------------------------------------------------------
+
+RERANK_MAX_POSITIONS = 48  # short, so that the tests' longer documents are cut
+
+
+def bert_reranker_checkpoint(path: Path) -> Path:
+    """ms-marco-MiniLM-L-6-v2's shape in miniature: ``BertForSequenceClassification`` with one label, two token
+    types, all-MiniLM-L6-v2's WordPiece tokenizer (the packaged model's: [CLS] query [SEP] document [SEP])."""
+    import shutil
+
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from inference.packaged import minilm_dir
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=48,
+        max_position_embeddings=RERANK_MAX_POSITIONS,
+        type_vocab_size=2,
+        num_labels=1,
+    )
+    model = BertForSequenceClassification(config)
+    _randomize(model, seed=11, embed_std=1.0)
+    path = _save(model, path)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        shutil.copy(minilm_dir() / name, path / name)
+    return path
+
+
+def byte_tokenizer():
+    """A byte-level BPE (any text encodes) with XLM-R's special tokens at XLM-R's ids (<s> 0, <pad> 1, </s> 2,
+    <unk> 3) and RoBERTa's template (``<s> a </s>``, a pair ``<s> a </s></s> b </s>``), ``VOCAB`` entries: the
+    tokenizer the tests' models of this vocabulary are served with."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE(unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(  # every byte in the alphabet: any text encodes
+        vocab_size=VOCAB, special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )  # fmt: skip
+    backend.train_from_iterator(checkpoints._ASCII_CORPUS * 3, trainer)
+    backend.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>",
+        unk_token="<unk>", pad_token="<pad>", model_max_length=RERANK_MAX_POSITIONS - 2,
+    )  # fmt: skip
+
+
+def xlm_roberta_reranker_checkpoint(path: Path, activation: str | None = None) -> Path:
+    """bge-reranker-v2-m3's shape in miniature: ``XLMRobertaForSequenceClassification`` with one label (RoBERTa's
+    dense + tanh + out_proj head), positions offset by the padding index. ``activation``: the score activation
+    sentence-transformers' CrossEncoder records in config.json (e.g. ``torch.nn.modules.linear.Identity``)."""
+    from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
+
+    torch.manual_seed(0)
+    config = XLMRobertaConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=48,
+        max_position_embeddings=RERANK_MAX_POSITIONS,
+        type_vocab_size=1,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        layer_norm_eps=1e-5,
+        num_labels=1,
+    )
+    model = XLMRobertaForSequenceClassification(config)
+    _randomize(model, seed=12, embed_std=1.0)
+    path = _save(model, path)
+    byte_tokenizer().save_pretrained(path)
+    if activation is not None:
+        data = json.loads((path / "config.json").read_text())
+        data["sentence_transformers"] = {"activation_fn": activation}
+        (path / "config.json").write_text(json.dumps(data, indent=2))
+    return path
