@@ -90,6 +90,9 @@ class ModelSpec:
     # how the model writes tool calls (LightLLM's --tool_call_parser): auto (from its chat template), hermes,
     # qwen25, llama3, mistral or json_block
     tool_call_format: str = "auto"
+    # a reasoning model's think block (Qwen3's <think>...</think>): "auto" returns it apart, as reasoning_content,
+    # when the template and vocabulary have one; "off" leaves it in the content
+    reasoning: str = "auto"
 
     def quantize_mode(self) -> str:
         """The CPU weights' mode: the engine's, else the kind's default ("none" for encoders, else "auto"; for
@@ -106,6 +109,8 @@ class ModelSpec:
                 f"model {self.id}: tool_call_format must be one of {', '.join(FORMAT_NAMES)}, "
                 f"got {self.tool_call_format!r}"
             )
+        if self.reasoning not in ("auto", "off"):
+            raise ConfigError(f"model {self.id}: reasoning must be auto or off, got {self.reasoning!r}")
         if not self.id or "/" in self.id.strip("/") and self.id.startswith("/"):
             raise ConfigError(f"model id {self.id!r} is not valid")
         if self.kind not in KINDS:

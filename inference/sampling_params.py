@@ -15,6 +15,17 @@ class InvalidParam(ValueError):
 GREEDY_BELOW = 1e-5  # temperatures below this sample greedily
 
 
+@dataclass(frozen=True)
+class ThinkMarks:
+    """A reasoning model's think block (Qwen3's ``<think>`` ... ``</think>``): a grammar shapes the answer after it,
+    never the reasoning. ``opened``: the prompt itself opened the block (DeepSeek-R1's templates), so the model
+    starts inside it; else the model may open it with its first token, or answer at once."""
+
+    start_id: int
+    end_id: int
+    opened: bool = False
+
+
 @dataclass
 class SamplingParams:
     max_tokens: int = 16
@@ -36,6 +47,8 @@ class SamplingParams:
     guide: Any = None
     # control tokens decoded into the text anyway: a tool-call format's markers (e.g. Mistral's [TOOL_CALLS])
     keep_special_ids: frozenset[int] = frozenset()
+    # a reasoning model's think block, when it may think: the guide waits for the end of it
+    think: ThinkMarks | None = None
 
     def __post_init__(self) -> None:
         if self.top_k == -1:

@@ -121,8 +121,21 @@ _SAMPLING = {
     "user": {**_STR, "maxLength": v.MAX_USER_CHARS},
 }
 
+_REASONING = {
+    **_NULLABLE_STR,
+    "description": "A reasoning model's think block (Qwen3, DeepSeek-R1), apart from `content`; null when the answer "
+    "did not think. `reasoning` is the same text under vLLM's newer name.",
+}
 _USAGE = _obj(
-    {"prompt_tokens": _INT, "completion_tokens": _INT, "total_tokens": _INT},
+    {
+        "prompt_tokens": _INT,
+        "completion_tokens": _INT,
+        "total_tokens": _INT,
+        "completion_tokens_details": _obj(
+            {"reasoning_tokens": _INT},
+            description="A reasoning model's: the tokens of its think blocks, already in `completion_tokens`.",
+        ),
+    },
     ("prompt_tokens", "total_tokens"),
     description="Counted by the model's tokenizer, never estimated; the hub meters exactly these.",
 )
@@ -255,6 +268,11 @@ SCHEMAS: dict[str, dict] = {
             },  # fmt: skip
             "parallel_tool_calls": {**_BOOL, "default": True},
             "response_format": _RESPONSE_FORMAT,
+            "chat_template_kwargs": {
+                "type": "object",
+                "description": "vLLM's: extra variables for the model's chat template, e.g. "
+                '`{"enable_thinking": false}` for Qwen3.',
+            },
             **_SAMPLING,
         },
         ("model", "messages"),
@@ -274,6 +292,8 @@ SCHEMAS: dict[str, dict] = {
                             {
                                 "role": {"const": "assistant"},
                                 "content": _NULLABLE_STR,
+                                "reasoning_content": _REASONING,
+                                "reasoning": _REASONING,
                                 "tool_calls": {"type": "array", "items": _TOOL_CALL},
                             }
                         ),
@@ -301,6 +321,8 @@ SCHEMAS: dict[str, dict] = {
                             {
                                 "role": _STR,
                                 "content": _NULLABLE_STR,
+                                "reasoning_content": _REASONING,
+                                "reasoning": _REASONING,
                                 "tool_calls": {"type": "array", "items": _TOOL_CALL_DELTA},
                             }
                         ),

@@ -122,7 +122,7 @@ class LLMEngine:
         # constrained sequences that sample this step: their masks are computed while the model runs
         guided = [
             seq for seq, n in zip(step.seqs, step.num_new_tokens, strict=True)
-            if seq.matcher is not None and seq.num_computed + n == seq.num_tokens
+            if seq.matcher is not None and seq.guide_state != "thinking" and seq.num_computed + n == seq.num_tokens
         ]  # fmt: skip
         masks = self.masks.start([s.matcher for s in guided], guided[0].params.guide.vocab_size) if guided else None
         result = self.runner.run(step)
@@ -137,7 +137,8 @@ class LLMEngine:
             allowed = None
             if masks is not None:
                 row = {s.seq_id: i for i, s in enumerate(result.sample_seqs)}
-                allowed = ([row[s.seq_id] for s in guided], self._never_empty(masks.result()))
+                mask = self._may_think(guided, masks.result())
+                allowed = ([row[s.seq_id] for s in guided], self._never_empty(mask))
             sampled = sample(
                 result.logits,
                 [s.params for s in result.sample_seqs],
@@ -175,8 +176,27 @@ class LLMEngine:
         return masks
 
     @staticmethod
+    def _may_think(guided: list[Sequence], masks: torch.Tensor) -> torch.Tensor:
+        """A reasoning model's first token may open its think block as well as start the grammar's answer."""
+        for i, seq in enumerate(guided):
+            if seq.guide_state == "undecided" and seq.params.think.start_id < masks.shape[1]:
+                masks[i, seq.params.think.start_id] = True
+        return masks
+
+    @staticmethod
     def _advance(seq: Sequence, token: int) -> bool:
-        """Feed the sampled token to the sequence's grammar; False when the grammar allows nothing more."""
+        """Feed the sampled token to the sequence's grammar; False when the grammar allows nothing more. Inside a
+        think block the grammar waits: it starts with the token after the block's end."""
+        if seq.guide_state != "on":
+            think = seq.params.think
+            if seq.guide_state == "undecided" and token == think.start_id:
+                seq.guide_state = "thinking"
+                return True
+            if seq.guide_state == "thinking":
+                if token == think.end_id:
+                    seq.guide_state = "on"
+                return True
+            seq.guide_state = "on"  # the answer began at once: this token is the grammar's
         if not seq.matcher.consume_token(token):
             log.warning("request %s: token %d rejected by its grammar: %s", seq.request_id, token,
                         seq.matcher.get_error())  # fmt: skip

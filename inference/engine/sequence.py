@@ -54,6 +54,10 @@ class Sequence:
             self.generator = torch.Generator().manual_seed(params.seed + index)
         # its grammar state (an llguidance matcher) when the request constrains the output
         self.matcher = params.guide.matcher() if params.guide is not None else None
+        # where a reasoning model stands with its grammar: "on" (it applies), "thinking" (inside the think block:
+        # free text until its end token), "undecided" (the first token may open the block, or start the answer)
+        think = params.think if self.matcher is not None else None
+        self.guide_state = "on" if think is None else "thinking" if think.opened else "undecided"
         self.arrival = 0.0
         self.first_token_at: float | None = None
 

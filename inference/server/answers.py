@@ -1,11 +1,12 @@
-"""A chat answer's text turned back into OpenAI's shapes: ``content`` and ``tool_calls`` (whole, or as stream
-deltas), and the finish reason a call implies."""
+"""A chat answer's text turned back into OpenAI's shapes: ``reasoning_content``, ``content`` and ``tool_calls``
+(whole, or as stream deltas), and the finish reason a call implies."""
 
 from __future__ import annotations
 
 from inference.function_calling.parsers import CallDelta, Content, Event, Parsed, ToolCallParser
 from inference.server.parse import ChatRequest
 from inference.server.prompt import ChatPrompt
+from inference.server.reasoning import ReasoningSplitter
 
 
 def new_parser(request: ChatRequest, prompt: ChatPrompt) -> ToolCallParser | None:
@@ -15,14 +16,25 @@ def new_parser(request: ChatRequest, prompt: ChatPrompt) -> ToolCallParser | Non
     return ToolCallParser(prompt.fmt, [t.name for t in request.tools.allowed], live=prompt.constrained)
 
 
-def message(parsed: Parsed | None, text: str) -> dict:
+def new_splitter(model, prompt: ChatPrompt) -> ReasoningSplitter | None:
+    """A reasoning model's splitter per choice (its think block apart from the content), else None."""
+    return ReasoningSplitter(prompt.think) if model.reasoning is not None else None
+
+
+def message(parsed: Parsed | None, text: str, reasoning: str | None = None, reasons: bool = False) -> dict:
+    """``reasons``: the model is a reasoning model, whose messages always carry ``reasoning_content`` (null when
+    this answer did not think) and vLLM's newer name for it, ``reasoning``."""
     # refusal: always null (our models have no refusal channel), present as in OpenAI's answers
-    if parsed is None:
-        return {"role": "assistant", "content": text, "refusal": None}
-    out: dict = {"role": "assistant", "content": parsed.content, "refusal": None}
-    if parsed.tool_calls:
+    out: dict = {"role": "assistant", "content": text if parsed is None else parsed.content, "refusal": None}
+    if reasons:
+        out.update(reasoning_content=reasoning, reasoning=reasoning)
+    if parsed is not None and parsed.tool_calls:
         out["tool_calls"] = [c.to_openai() for c in parsed.tool_calls]
     return out
+
+
+def reasoning_delta(text: str) -> dict:
+    return {"reasoning_content": text, "reasoning": text}
 
 
 def finish_reason(reason: str | None, has_calls: bool) -> str | None:

@@ -13,10 +13,12 @@ from starlette.responses import JSONResponse, StreamingResponse
 
 from inference.engine.output import SeqDelta
 from inference.function_calling.parsers import ToolCallParser
+from inference.sampling_params import ThinkMarks
 from inference.server import answers
 from inference.server.errors import check_reservation
 from inference.server.parse import GenerationRequest, parse_chat, parse_completion
 from inference.server.prompt import build_chat, build_completion
+from inference.server.reasoning import ReasoningSplitter, reasoning_tokens
 from inference.server.registry import LoadedModel
 from inference.server.streams import ClientGone, counted_sse, deltas, new_id, sse, wait_disconnect
 
@@ -52,8 +54,12 @@ def _logprobs_completion(items, tokenizer, text_offset: int) -> dict:
     return {"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": top, "text_offset": offsets}
 
 
-def _usage(prompt: int, completion: int) -> dict:
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+def _usage(prompt: int, completion: int, reasoning: int | None = None) -> dict:
+    """``reasoning``: a reasoning model's tokens in its think blocks, already part of ``completion``."""
+    usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    if reasoning is not None:
+        usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+    return usage
 
 
 class _Run:
@@ -69,9 +75,13 @@ class _Run:
         kind: str,
         parser: Callable[[], ToolCallParser | None] | None = None,
         mm=None,
+        splitter: Callable[[], ReasoningSplitter | None] | None = None,
+        think: ThinkMarks | None = None,
     ):
         self.request, self.state, self.model, self.gen, self.kind = request, app_state, model, gen, kind
         self.parser = parser or (lambda: None)  # a chat's tool-call parser, one per choice
+        self.splitter = splitter or (lambda: None)  # a reasoning model's think block apart, one per choice
+        self.think = think
         self.id = new_id("chatcmpl" if kind == "chat" else "cmpl")
         self.created = int(time.time())
         self.prompt_ids = prompt_ids
@@ -95,9 +105,17 @@ class _Run:
     def stream(self, echo_text: str = ""):
         return counted_sse(self._events(echo_text), self.state.metrics, self.model.id, self.kind)
 
+    def reasoning_tokens(self, outputs: list[list[int]]) -> int | None:
+        """The choices' tokens in think blocks (None: not a reasoning model)."""
+        if self.model.reasoning is None or self.kind != "chat":
+            return None
+        return sum(reasoning_tokens(self.think, ids) for ids in outputs)
+
     async def _events(self, echo_text: str):
         completion_tokens: dict[int, int] = {}
+        outputs: list[list[int]] = [[] for _ in range(self.gen.n)]
         parsers = [self.parser() for _ in range(self.gen.n)]
+        splitters = [self.splitter() for _ in range(self.gen.n)]
         called = [False] * self.gen.n
         if self.kind == "chat":
             # content null, not "": an answer of tool calls only has no content (as the non-streamed one)
@@ -112,18 +130,27 @@ class _Run:
         async for delta in deltas(self.model, self.id, self.queue, self.gen.n, self.state.metrics):
             self._count(delta)
             completion_tokens[delta.index] = delta.completion_tokens
+            outputs[delta.index] += delta.token_ids
             if not delta.text and not delta.finish_reason and not delta.logprobs:
                 continue
             if self.kind == "chat":
-                parser = parsers[delta.index]
-                if parser is None:
-                    pieces = [{"content": delta.text}] if delta.text else []
-                else:
-                    events = parser.feed(delta.text) + (parser.finish() if delta.finish_reason else [])
-                    pieces = answers.stream_deltas(events)
+                parser, splitter = parsers[delta.index], splitters[delta.index]
+                parts = [("content", delta.text)] if splitter is None else splitter.feed(delta.text)
+                if splitter is not None and delta.finish_reason:
+                    parts += splitter.finish()
+                pieces = []
+                for kind, text in parts:
+                    if kind == "reasoning":
+                        pieces.append(answers.reasoning_delta(text))
+                    elif parser is None:
+                        pieces += [{"content": text}] if text else []
+                    else:
+                        pieces += answers.stream_deltas(parser.feed(text))
+                if parser is not None:
+                    pieces += answers.stream_deltas(parser.finish()) if delta.finish_reason else []
                     called[delta.index] = called[delta.index] or bool(parser.calls)
-                    if not pieces and not delta.finish_reason and not delta.logprobs:
-                        continue  # text held back inside a call's markup: nothing to send yet
+                if not pieces and not delta.finish_reason and not delta.logprobs:
+                    continue  # text held back (a call's markup, a think tag): nothing to send yet
                 choices = [{"index": delta.index, "delta": piece, "logprobs": None, "finish_reason": None}
                            for piece in pieces or [{}]]  # fmt: skip
                 choices[0]["logprobs"] = _logprobs_chat(delta, self.model.tokenizer)
@@ -140,20 +167,21 @@ class _Run:
                     chunk["usage"] = None
                 yield sse(chunk)
         if self.gen.include_usage:
-            usage = _usage(self.prompt_tokens, sum(completion_tokens.values()))
+            usage = _usage(self.prompt_tokens, sum(completion_tokens.values()), self.reasoning_tokens(outputs))
             yield sse({**self._base(), "choices": [], "usage": usage})
         yield sse("[DONE]")
 
     async def collect(self) -> list[dict]:
         """Every choice's full text, token logprobs and finish reason; aborts if the client leaves."""
         disconnected = asyncio.ensure_future(wait_disconnect(self.request.receive))
-        choices = [{"text": "", "logprobs": [], "prompt_logprobs": None, "finish": None, "tokens": 0}
+        choices = [{"text": "", "ids": [], "logprobs": [], "prompt_logprobs": None, "finish": None, "tokens": 0}
                    for _ in range(self.gen.n)]  # fmt: skip
         try:
             async for delta in deltas(self.model, self.id, self.queue, self.gen.n, self.state.metrics, disconnected):
                 self._count(delta)
                 c = choices[delta.index]
                 c["text"] += delta.text
+                c["ids"] += delta.token_ids
                 c["logprobs"] += delta.logprobs
                 c["finish"] = delta.finish_reason or c["finish"]
                 c["tokens"] = delta.completion_tokens
@@ -175,27 +203,32 @@ async def chat_completions(request: Request, body: dict) -> JSONResponse | Strea
     prompt = await build_chat(chat, model, state.image_policy)
     gen = chat.generation
     check_reservation(request.headers, len(prompt.ids) * gen.n)
-    run = _Run(request, state, model, prompt.ids, gen, "chat", lambda: answers.new_parser(chat, prompt), prompt.mm)
+    run = _Run(request, state, model, prompt.ids, gen, "chat", lambda: answers.new_parser(chat, prompt), prompt.mm,
+               lambda: answers.new_splitter(model, prompt), prompt.think)  # fmt: skip
     if gen.stream:
         return StreamingResponse(run.stream(), media_type="text/event-stream")
     choices = await run.collect()
     replies = []
     for c in choices:
+        splitter = answers.new_splitter(model, prompt)
+        c["reasoning"], c["text"] = splitter.split(c["text"]) if splitter else (None, c["text"])
         parser = answers.new_parser(chat, prompt)
         replies.append(parser.parse(c["text"]) if parser else None)
+    reasons = model.reasoning is not None
     return JSONResponse({
         "id": run.id, "object": "chat.completion", "created": run.created, "model": model.id,
         "choices": [
             {
                 "index": i,
-                "message": answers.message(reply, c["text"]),
+                "message": answers.message(reply, c["text"], c["reasoning"], reasons),
                 "logprobs": _logprobs_chat(SeqDelta(run.id, i, "", [], c["logprobs"]), model.tokenizer)
                 if gen.params.logprobs is not None else None,
                 "finish_reason": answers.finish_reason(c["finish"], bool(reply and reply.tool_calls)),
             }
             for i, (c, reply) in enumerate(zip(choices, replies, strict=True))
         ],
-        "usage": _usage(run.prompt_tokens, sum(c["tokens"] for c in choices)),
+        "usage": _usage(run.prompt_tokens, sum(c["tokens"] for c in choices),
+                        run.reasoning_tokens([c["ids"] for c in choices])),
     })  # fmt: skip
 
 

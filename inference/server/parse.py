@@ -5,7 +5,7 @@ engine (``generate.py``, ``embeddings.py``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from inference.errors import RequestError
@@ -177,6 +177,24 @@ class ChatRequest:
     messages: list[dict]  # read_messages' conversation; image parts only for a vision model
     tools: ToolRequest  # tools, tool_choice, parallel_tool_calls, response_format
     generation: GenerationRequest
+    template_kwargs: dict[str, Any] = field(default_factory=dict)  # vLLM's chat_template_kwargs
+
+
+# the names the renderer gives the template itself, which a request's chat_template_kwargs may not replace
+_TEMPLATE_NAMES = frozenset({
+    "messages", "tools", "add_generation_prompt", "bos_token", "eos_token", "unk_token", "pad_token",
+    "special_tokens", "raise_exception", "strftime_now", "parts", "placeholders",
+})  # fmt: skip
+
+
+def read_template_kwargs(body: dict) -> dict[str, Any]:
+    """``chat_template_kwargs`` (vLLM's): extra variables for the chat template, e.g. ``{"enable_thinking": false}``
+    for Qwen3. Names are identifiers; the template's own variables cannot be replaced."""
+    raw = _get(body, "chat_template_kwargs", (dict,), "an object", {})
+    for name in raw:
+        if not name.isidentifier() or name in _TEMPLATE_NAMES:
+            raise RequestError(f"chat_template_kwargs cannot set {shown(name)!r}.", param="chat_template_kwargs")
+    return dict(raw)
 
 
 @dataclass
@@ -210,7 +228,8 @@ def parse_chat(body: dict, model: LoadedModel) -> ChatRequest:
     _generative(model)
     tools = read_tool_request(body)
     messages = read_messages(body, images=model.vision is not None)
-    return ChatRequest(messages, tools, read_generation(body, model.vocab_size, chat=True))
+    generation = read_generation(body, model.vocab_size, chat=True)
+    return ChatRequest(messages, tools, generation, read_template_kwargs(body))
 
 
 def parse_completion(body: dict, model: LoadedModel) -> CompletionRequest:

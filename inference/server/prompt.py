@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from functools import partial
 
 from inference.engine.guided import GrammarError
 from inference.errors import RequestError
@@ -17,6 +18,7 @@ from inference.function_calling.request import ToolRequest
 from inference.models.inputs import MultiModalPrompt
 from inference.multimodal.fetch import FetchPolicy
 from inference.multimodal.prompt import ImageMarkers, expand_image_tokens, flatten_images, split_markers
+from inference.sampling_params import ThinkMarks
 from inference.server.errors import context_length_exceeded
 from inference.server.parse import ChatRequest, CompletionRequest, GenerationRequest
 from inference.server.registry import LoadedModel
@@ -32,6 +34,7 @@ class ChatPrompt:
     mm: MultiModalPrompt | None  # the images' inputs, placed at their tokens
     fmt: ToolFormat  # how this model writes tool calls
     constrained: bool  # a grammar shapes the answer (then its tool calls are always well formed)
+    think: ThinkMarks | None = None  # a reasoning model that may think in this answer: its think block
 
 
 async def build_chat(request: ChatRequest, model: LoadedModel, policy: FetchPolicy) -> ChatPrompt:
@@ -42,7 +45,12 @@ async def build_chat(request: ChatRequest, model: LoadedModel, policy: FetchPoli
         raise RequestError(str(exc), param="messages") from None
     finalize_max_tokens(model, request.generation, len(ids), "messages")
     constrained = await _constrain(request.tools, fmt, model, request.generation)
-    return ChatPrompt(ids, mm, fmt, constrained)
+    think = model.reasoning.marks(ids, model.tokenizer.stop_token_ids) if model.reasoning is not None else None
+    if think is not None:
+        params = request.generation.params
+        params.think = think  # a grammar waits for the end of the reasoning
+        params.keep_special_ids = params.keep_special_ids | {think.start_id, think.end_id}  # the splitter reads them
+    return ChatPrompt(ids, mm, fmt, constrained, think)
 
 
 def build_completion(request: CompletionRequest, model: LoadedModel) -> list[list[int]]:
@@ -86,10 +94,11 @@ async def _chat_ids(
     if model.vision is not None:
         markers = ImageMarkers.new()
         flat, images = flatten_images(request.messages, markers)
+    kwargs = request.template_kwargs
     if not images:
-        return _render(request.tools, fmt, model, request.messages), None
+        return _render(request.tools, fmt, model, request.messages, kwargs=kwargs), None
     inputs = await load_images(images, model, policy)
-    ids = _render(request.tools, fmt, model, flat, markers)
+    ids = _render(request.tools, fmt, model, flat, markers, kwargs)
     try:
         return expand_image_tokens(ids, model.vision.image_token_id, inputs)
     except ValueError as exc:  # the template dropped or repeated an image
@@ -97,12 +106,17 @@ async def _chat_ids(
 
 
 def _render(
-    tools: ToolRequest, fmt: ToolFormat, model: LoadedModel, messages: list[dict], images: ImageMarkers | None = None
+    tools: ToolRequest,
+    fmt: ToolFormat,
+    model: LoadedModel,
+    messages: list[dict],
+    images: ImageMarkers | None = None,
+    kwargs: dict | None = None,
 ) -> list[int]:
     """The conversation and the tools, in the template's way or in ours. ``images``: the markers standing for the
-    request's images in ``messages``; each becomes one image token."""
+    request's images in ``messages``; each becomes one image token. ``kwargs``: the request's template variables."""
     messages, template_tools = prepare(messages, tools, model.tokenizer.chat_template, fmt)
-    render = model.tokenizer.apply_chat_template
+    render = partial(model.tokenizer.apply_chat_template, **(kwargs or {}))
     if images is None:
         return render(messages, add_generation_prompt=True, tools=template_tools)
     if model.vision.content_format == "parts":

@@ -73,6 +73,7 @@ class LoadedModel:
     created: int
     tool_format: str = "hermes"  # how this model writes tool calls (inference/function_calling/formats.py)
     guides: object = None  # its grammar compiler (inference.engine.guided.GuideCompiler), chat models only
+    reasoning: object = None  # a reasoning model's think markers (inference.server.reasoning.ReasoningFormat)
     vision: VisionSupport | None = None  # vision models only
     speech: SpeechSupport | None = None  # audio models only
     load_seconds: float = 0.0  # how long this start took to load it (prepared weights cached: seconds)
@@ -179,10 +180,13 @@ def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop) -> LoadedModel:
         max_out = min(spec.max_output_length or max_len, max_len)
     vision = _vision_support(spec, model, tokenizer, directory) if spec.kind == "vision" else None
     worker = engines.add(engine, spec.id, on_step=metrics.on_step(spec.id))
-    guides, tool_format = None, "hermes"
+    guides, tool_format, reasoning = None, "hermes", None
     if spec.kind not in ("embedding", "rerank", "audio"):
         from inference.engine.guided import GuideCompiler
         from inference.function_calling.formats import ALIASES, detect_format
+        from inference.server.reasoning import detect
+
+        reasoning = detect(tokenizer) if spec.reasoning == "auto" else None
 
         guides = GuideCompiler(tokenizer.tokenizer_json, tokenizer.stop_token_ids, model.config.vocab_size)
         tool_format = spec.tool_call_format
@@ -203,6 +207,7 @@ def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop) -> LoadedModel:
         created=int(time.time()),
         tool_format=tool_format,
         guides=guides,
+        reasoning=reasoning,
         vision=vision,
         speech=speech,
         load_seconds=round(seconds, 2),

@@ -249,7 +249,7 @@ class Tokenizer:
             add_generation_prompt=add_generation_prompt,
             tools=shield(tools),
             special_tokens=self.token_strings,
-            **kwargs,
+            **{name: shield(value) for name, value in kwargs.items()},  # a request's chat_template_kwargs too
         )
         for marker, token in (placeholders or {}).items():  # not shielded: they become template control tokens
             rendered = rendered.replace(marker, token)

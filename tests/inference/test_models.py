@@ -260,10 +260,11 @@ def test_registry_names_supported_architectures(tmp_path):
         resolve_model_class({"architectures": ["MambaForCausalLM"]})
     names = ["MambaForCausalLM", "LlamaForCausalLM", "Qwen2ForCausalLM", "Gemma3ForCausalLM", "BertModel"]
     names += ["MistralForCausalLM", "LlavaForConditionalGeneration", "LlavaNextForConditionalGeneration"]
+    names += ["BertForSequenceClassification", "XLMRobertaForSequenceClassification", "Qwen3ForCausalLM"]
     for name in names:
         assert name in str(err.value)
     (tmp_path / "config.json").write_text(json.dumps({**_LLAMA, "architectures": ["GPT2LMHeadModel"]}))
-    with pytest.raises(UnsupportedArchitectureError, match="supported: BertModel, Gemma3ForCausalLM"):
+    with pytest.raises(UnsupportedArchitectureError, match="supported: BertForSequenceClassification, BertModel, Gemma3"):
         load_model(tmp_path)
 
 
