@@ -35,6 +35,13 @@ _QWEN2_SPLIT = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
     r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
+# Mistral's Tekken (Mistral-Nemo, Pixtral): cased words split at their capitals, digits alone; the tokenizer.json
+# regex, which llama.cpp rewrites for its own regex engine
+_TEKKEN_SPLIT = (
+    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+"
+    r"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*"
+    r"|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 # tokenizer.ggml.pre -> (split regexes applied in order, each "isolated"), from llama.cpp's llama-vocab.cpp
 BYTE_LEVEL_PRESETS: dict[str, tuple[str, ...]] = {
     "default": (_GPT2_SPLIT,),
@@ -50,6 +57,7 @@ BYTE_LEVEL_PRESETS: dict[str, tuple[str, ...]] = {
     # Qwen2 / 2.5 / 3 files; DeepSeek-R1's Qwen distillations name the same split their own way
     "qwen2": (_QWEN2_SPLIT,),
     "deepseek-r1-qwen": (_QWEN2_SPLIT,),
+    "tekken": (_TEKKEN_SPLIT,),
 }
 
 

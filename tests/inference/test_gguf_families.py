@@ -43,6 +43,7 @@ FAMILIES = {
         {"attention.sliding_window": 8},
         "MistralForCausalLM",
     ),  # fmt: skip
+    "mistral-nemo": (gf.mistral_checkpoint, "llama", "tekken", {}, "LlamaForCausalLM"),  # Tekken's split
     "qwen2": (gf.qwen2_checkpoint, "qwen2", "qwen2", {}, "Qwen2ForCausalLM"),
     "qwen3": (gf.qwen3_checkpoint, "qwen3", "qwen2", {}, "Qwen3ForCausalLM"),
 }
@@ -63,6 +64,7 @@ def tokenizers() -> dict[str, Tokenizer]:
     return {
         "qwen2": gf.bpe_tokenizer(gf.QWEN2_PATTERN),
         "llama-bpe": gf.bpe_tokenizer(gf.LLAMA3_PATTERN, bos="<|begin_of_text|>"),
+        "tekken": gf.bpe_tokenizer(gf.TEKKEN_PATTERN, bos="<s>"),
     }
 
 
