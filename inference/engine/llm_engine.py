@@ -33,7 +33,7 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 def resolve_limits(model_config, cfg: EngineConfig, measured_kv_tokens: int | None = None) -> tuple[int, int]:
     """(max_model_len, kv cache tokens) from the model's context length and the engine settings; on CUDA the
     cache defaults to what the GPU's memory holds (``measured_kv_tokens``)."""
-    context = model_config.max_position_embeddings
+    context = getattr(model_config, "context_length", model_config.max_position_embeddings)  # rope-stretched
     kv_tokens = cfg.kv_cache_tokens or measured_kv_tokens or min(context, 32768)
     max_len = min(cfg.max_model_len or context, context, kv_tokens)
     return max_len, kv_tokens

@@ -177,6 +177,18 @@ class DecoderConfig:
             if window is not None and window <= 0:
                 raise ConfigError(f"{owner}: sliding windows must be > 0 or None, got {window!r}")
 
+    @property
+    def context_length(self) -> int:
+        """The longest sequence the model serves: ``max_position_embeddings``, or the context a rope that stretches
+        it names, as vLLM reads it (yarn: the original context times the factor, e.g. Qwen2.5's 32k x 4; dynamic
+        NTK: the context times the factor, the length its frequencies are fixed at)."""
+        rope = self.rope
+        if rope.type == "yarn":
+            return max(self.max_position_embeddings, int(rope.original_max_position_embeddings * rope.factor))
+        if rope.type == "dynamic":
+            return int(self.max_position_embeddings * rope.factor)
+        return self.max_position_embeddings
+
     @staticmethod
     def _common_from_hf(hf: dict[str, Any], owner: str) -> dict[str, Any]:
         """The fields every decoder reads the same way from config.json."""

@@ -264,7 +264,7 @@ def test_registry_names_supported_architectures(tmp_path):
     for name in names:
         assert name in str(err.value)
     (tmp_path / "config.json").write_text(json.dumps({**_LLAMA, "architectures": ["GPT2LMHeadModel"]}))
-    with pytest.raises(UnsupportedArchitectureError, match="supported: BertForSequenceClassification, BertModel, Gemma3"):
+    with pytest.raises(UnsupportedArchitectureError, match="supported: BertForSequenceClassification, BertModel, "):
         load_model(tmp_path)
 
 

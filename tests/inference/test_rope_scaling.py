@@ -219,3 +219,27 @@ def test_qwen2_with_yarn_matches_transformers_past_the_original_context(tmp_path
     diff = (logits - expected).abs().max().item()
     print(f"qwen2 yarn: max |logits - transformers| = {diff:.3g}")
     assert diff < 1e-3
+
+
+@pytest.mark.parametrize(
+    ("max_pos", "params", "context"),
+    [
+        (32, {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32}, 128),  # Qwen2.5 + yarn
+        (128, {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32}, 128),  # DeepSeek's way
+        (64, {"rope_type": "dynamic", "factor": 2.0}, 128),
+        (64, {"rope_type": "llama3", "factor": 8.0, "original_max_position_embeddings": 16}, 64),  # already long
+        (64, {"rope_type": "linear", "factor": 2.0}, 64),
+        (64, None, 64),
+    ],
+)
+def test_a_stretching_rope_is_the_context_the_engine_serves(max_pos, params, context):
+    """As vLLM reads it: yarn serves the original context times the factor, dynamic NTK the context times it."""
+    from inference.config import EngineConfig
+    from inference.engine.llm_engine import resolve_limits
+
+    config = Qwen2Config.from_hf(
+        dict(vocab_size=32, hidden_size=256, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+             max_position_embeddings=max_pos, rope_parameters={"rope_theta": 10_000.0, **(params or {})})
+    )  # fmt: skip
+    assert config.context_length == context
+    assert resolve_limits(config, EngineConfig(kv_cache_tokens=4096)) == (context, 4096)
