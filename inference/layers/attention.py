@@ -27,6 +27,8 @@ class Attention(nn.Module):
         alibi_slopes: list[float] | None = None,
     ):
         super().__init__()
+        if alibi_slopes is not None and causal:
+            raise ValueError("ALiBi attention is the encoders' here: bidirectional and without a KV cache")
         self.num_heads = num_heads
         self.num_kv_heads = num_kv_heads
         self.head_dim = head_dim
@@ -48,8 +50,6 @@ class Attention(nn.Module):
         q = q.view(T, self.num_heads, self.head_dim)
         k = k.view(T, self.num_kv_heads, self.head_dim)
         v = v.view(T, self.num_kv_heads, self.head_dim)
-        if self.alibi_slopes is not None and ctx.slot_mapping is not None and self.k_cache is not None:
-            raise NotImplementedError("ALiBi attention runs without a KV cache only (encoders)")
         if self.kernels:
             return self._forward_kernels(q, k, v, ctx).reshape(T, self.num_heads * self.head_dim)
         if ctx.slot_mapping is not None and self.k_cache is not None:

@@ -17,7 +17,7 @@ from inference.layers.attention import Attention
 from inference.layers.context import ForwardContext, forward_context
 from inference.layers.linear import MergedLinear, load_hf_weights
 from inference.layers.norm import LayerNorm
-from inference.models.config import BertConfig
+from inference.models.bert_config import BertConfig
 from inference.models.pooling import Pooling, pool
 
 PACKED_MODULES = {"query": ("qkv_proj", "q"), "key": ("qkv_proj", "k"), "value": ("qkv_proj", "v")}
@@ -37,12 +37,15 @@ class BertEmbeddings(nn.Module):
 
 
 class BertSelfAttention(nn.Module):
-    def __init__(self, config: BertConfig):
+    """``alibi_slopes``: JinaBERT's position biases, one per head (it has no position embeddings)."""
+
+    def __init__(self, config: BertConfig, alibi_slopes: list[float] | None = None):
         super().__init__()
         size = config.hidden_size
         self.qkv_proj = MergedLinear(size, {"q": size, "k": size, "v": size}, bias=True)
         heads = config.num_attention_heads
-        self.attn = Attention(heads, heads, config.head_dim, scale=config.head_dim**-0.5, causal=False)
+        self.attn = Attention(heads, heads, config.head_dim, scale=config.head_dim**-0.5, causal=False,
+                              alibi_slopes=alibi_slopes)  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.attn(*self.qkv_proj.split(self.qkv_proj(x)))
@@ -61,9 +64,9 @@ class BertAddNorm(nn.Module):
 
 
 class BertAttention(nn.Module):
-    def __init__(self, config: BertConfig):
+    def __init__(self, config: BertConfig, alibi_slopes: list[float] | None = None):
         super().__init__()
-        self.self = BertSelfAttention(config)  # `self.self`: the HF weight names say attention.self.*
+        self.self = BertSelfAttention(config, alibi_slopes)  # `self.self`: the HF weight names say attention.self.*
         self.output = BertAddNorm(config.hidden_size, config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

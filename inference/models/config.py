@@ -246,20 +246,24 @@ def _qwen_sliding_windows(hf: dict[str, Any], layers: int) -> list[int | None]:
     return [hf["sliding_window"] if t == "sliding_attention" else None for t in types]
 
 
+def _qwen_fields(hf: dict[str, Any], common: dict[str, Any]) -> dict[str, Any]:
+    """What Qwen2 and Qwen3 read alike besides the common fields: rope, activation, tying, sliding windows."""
+    return dict(
+        **common,
+        rope=_flat_rope(hf, common["max_position_embeddings"]),
+        hidden_act=hf.get("hidden_act", "silu"),
+        tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
+        sliding_windows=_qwen_sliding_windows(hf, common["num_hidden_layers"]),
+    )
+
+
 @dataclass(kw_only=True)
 class Qwen2Config(DecoderConfig):
     qkv_bias: bool = True  # Qwen2: biases on q/k/v, none on o_proj
 
     @classmethod
     def from_hf(cls, hf: dict[str, Any]) -> Qwen2Config:
-        common = cls._common_from_hf(hf, cls.__name__)
-        return cls(
-            **common,
-            rope=_flat_rope(hf, common["max_position_embeddings"]),
-            hidden_act=hf.get("hidden_act", "silu"),
-            tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
-            sliding_windows=_qwen_sliding_windows(hf, common["num_hidden_layers"]),
-        )
+        return cls(**_qwen_fields(hf, cls._common_from_hf(hf, cls.__name__)))
 
 
 @dataclass(kw_only=True)
@@ -273,15 +277,7 @@ class Qwen3Config(DecoderConfig):
         common = cls._common_from_hf(hf, cls.__name__)
         common["head_dim"] = hf.get("head_dim") or 128
         bias = bool(hf.get("attention_bias", False))
-        return cls(
-            **common,
-            rope=_flat_rope(hf, common["max_position_embeddings"]),
-            hidden_act=hf.get("hidden_act", "silu"),
-            tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
-            qkv_bias=bias,
-            o_bias=bias,
-            sliding_windows=_qwen_sliding_windows(hf, common["num_hidden_layers"]),
-        )
+        return cls(**_qwen_fields(hf, common), qkv_bias=bias, o_bias=bias)
 
 
 @dataclass(kw_only=True)
@@ -344,64 +340,4 @@ class Gemma3TextConfig(DecoderConfig):
             sliding_window=hf.get("sliding_window") or 4096,
             layer_types=layer_types,
             final_logit_softcapping=hf.get("final_logit_softcapping"),
-        )
-
-
-@dataclass(kw_only=True)
-class BertConfig:
-    vocab_size: int
-    hidden_size: int
-    num_hidden_layers: int
-    num_attention_heads: int
-    intermediate_size: int
-    max_position_embeddings: int = 512
-    type_vocab_size: int = 2
-    layer_norm_eps: float = 1e-12
-    hidden_act: str = "gelu"
-
-    def __post_init__(self) -> None:
-        owner = type(self).__name__
-        _check_positive(
-            owner,
-            vocab_size=self.vocab_size,
-            hidden_size=self.hidden_size,
-            num_hidden_layers=self.num_hidden_layers,
-            num_attention_heads=self.num_attention_heads,
-            intermediate_size=self.intermediate_size,
-            max_position_embeddings=self.max_position_embeddings,
-            type_vocab_size=self.type_vocab_size,
-        )
-        _check_heads(owner, self.hidden_size, self.num_attention_heads)
-        _check_activation(owner, "hidden_act", self.hidden_act)
-
-    # the attention-shape fields the engine reads from every model config
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
-
-    @property
-    def num_key_value_heads(self) -> int:
-        return self.num_attention_heads
-
-    @property
-    def sliding_windows(self) -> list[int | None]:
-        return [None] * self.num_hidden_layers
-
-    @classmethod
-    def from_hf(cls, hf: dict[str, Any]) -> BertConfig:
-        owner = cls.__name__
-        if hf.get("position_embedding_type", "absolute") != "absolute":
-            raise ConfigError(f"{owner}: position_embedding_type {hf['position_embedding_type']!r} is not supported")
-        if hf.get("is_decoder") or hf.get("add_cross_attention"):
-            raise ConfigError(f"{owner}: decoder / cross-attention BERT is not supported")
-        return cls(
-            vocab_size=_require(hf, "vocab_size", owner),
-            hidden_size=_require(hf, "hidden_size", owner),
-            num_hidden_layers=_require(hf, "num_hidden_layers", owner),
-            num_attention_heads=_require(hf, "num_attention_heads", owner),
-            intermediate_size=_require(hf, "intermediate_size", owner),
-            max_position_embeddings=hf.get("max_position_embeddings", 512),
-            type_vocab_size=hf.get("type_vocab_size", 2),
-            layer_norm_eps=hf.get("layer_norm_eps", 1e-12),
-            hidden_act=hf.get("hidden_act", "gelu"),
         )

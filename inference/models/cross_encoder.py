@@ -19,7 +19,8 @@ from torch import nn
 
 from inference.layers.linear import load_hf_weights
 from inference.models.bert import PACKED_MODULES, BertModel
-from inference.models.config import BertConfig, ConfigError
+from inference.models.bert_config import BertConfig
+from inference.models.config import ConfigError
 from inference.models.xlm_roberta import XLMRobertaConfig, XLMRobertaModel
 
 ACTIVATIONS = ("sigmoid", "identity")
@@ -48,7 +49,10 @@ def _check_classifier(config: Any) -> None:
 
 
 @dataclass
-class BertClassifierConfig(BertConfig):
+class _ClassifierFields:
+    """The head's fields, read beside the encoder's own (``from_hf`` of the encoder config that follows in the
+    MRO) and validated after them."""
+
     num_labels: int = 1
     score_activation: str = "sigmoid"
 
@@ -57,22 +61,18 @@ class BertClassifierConfig(BertConfig):
         _check_classifier(self)
 
     @classmethod
-    def from_hf(cls, hf: dict[str, Any]) -> BertClassifierConfig:
+    def from_hf(cls, hf: dict[str, Any]):
         return dataclasses.replace(super().from_hf(hf), **_classifier_fields(hf, cls.__name__))
 
 
 @dataclass
-class XLMRobertaClassifierConfig(XLMRobertaConfig):
-    num_labels: int = 1
-    score_activation: str = "sigmoid"
+class BertClassifierConfig(_ClassifierFields, BertConfig):
+    pass
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_classifier(self)
 
-    @classmethod
-    def from_hf(cls, hf: dict[str, Any]) -> XLMRobertaClassifierConfig:
-        return dataclasses.replace(super().from_hf(hf), **_classifier_fields(hf, cls.__name__))
+@dataclass
+class XLMRobertaClassifierConfig(_ClassifierFields, XLMRobertaConfig):
+    pass
 
 
 def activate(logits: torch.Tensor, activation: str) -> torch.Tensor:

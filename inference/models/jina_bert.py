@@ -19,11 +19,11 @@ import torch
 from torch import nn
 
 from inference.layers.activation import ActAndMul
-from inference.layers.attention import Attention
-from inference.layers.linear import MergedLinear, load_hf_weights
+from inference.layers.linear import load_hf_weights
 from inference.layers.norm import LayerNorm
-from inference.models.bert import PACKED_MODULES, BertAddNorm, BertModel
-from inference.models.config import BertConfig, ConfigError
+from inference.models.bert import PACKED_MODULES, BertAttention, BertModel
+from inference.models.bert_config import BertConfig
+from inference.models.config import ConfigError
 from inference.models.pooling import Pooling
 
 FEED_FORWARD = {"geglu": "gelu", "reglu": "relu"}  # feed_forward_type -> activation of the gated half
@@ -77,29 +77,6 @@ class JinaBertEmbeddings(nn.Module):
         return self.LayerNorm(self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids))
 
 
-class JinaBertSelfAttention(nn.Module):
-    def __init__(self, config: JinaBertConfig):
-        super().__init__()
-        size, heads = config.hidden_size, config.num_attention_heads
-        self.qkv_proj = MergedLinear(size, {"q": size, "k": size, "v": size}, bias=True)
-        self.attn = Attention(
-            heads, heads, config.head_dim, scale=config.head_dim**-0.5, causal=False, alibi_slopes=alibi_slopes(heads)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.attn(*self.qkv_proj.split(self.qkv_proj(x)))
-
-
-class JinaBertAttention(nn.Module):
-    def __init__(self, config: JinaBertConfig):
-        super().__init__()
-        self.self = JinaBertSelfAttention(config)
-        self.output = BertAddNorm(config.hidden_size, config)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.output(self.self(x), x)
-
-
 class JinaBertGLUMLP(nn.Module):
     """[T, H] -> layernorm(wo(act(gated) * non_gated) + x), gated_layers [T, 2I] = [gated | non_gated]."""
 
@@ -117,7 +94,7 @@ class JinaBertGLUMLP(nn.Module):
 class JinaBertLayer(nn.Module):
     def __init__(self, config: JinaBertConfig):
         super().__init__()
-        self.attention = JinaBertAttention(config)
+        self.attention = BertAttention(config, alibi_slopes(config.num_attention_heads))
         self.mlp = JinaBertGLUMLP(config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,8 @@ import torch
 
 from inference.layers.linear import load_hf_weights
 from inference.models.bert import PACKED_MODULES, BertModel
-from inference.models.config import BertConfig, ConfigError
+from inference.models.bert_config import BertConfig
+from inference.models.config import ConfigError
 from inference.models.pooling import Pooling
 
 

@@ -295,3 +295,11 @@ def test_jina_bert_in_bfloat16_stays_close(jina):
     ids = _ids()
     half = embed(load_model(path, dtype=torch.bfloat16), ids)
     assert F.cosine_similarity(half, embed(model, ids), dim=-1).min() >= 0.999
+
+
+def test_alibi_is_refused_on_causal_attention():
+    from inference.layers.attention import Attention
+
+    with pytest.raises(ValueError, match="ALiBi"):
+        Attention(2, 2, 8, 1.0, causal=True, alibi_slopes=[0.5, 0.25])
+    assert Attention(2, 2, 8, 1.0, causal=False, alibi_slopes=[0.5, 0.25]).alibi_slopes == [0.5, 0.25]

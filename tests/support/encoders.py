@@ -188,6 +188,9 @@ def jina_bert_checkpoint(path: Path) -> tuple[Path, dict[str, torch.Tensor]]:
 # --- cross-encoders (rerank) -----------------------------------------------------------------------------------
 
 RERANK_MAX_POSITIONS = 48  # short, so that the tests' longer documents are cut
+# what the two tiny rerankers share: their encoder's size, one label
+_RERANKER = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
+                 max_position_embeddings=RERANK_MAX_POSITIONS, num_labels=1)  # fmt: skip
 
 
 def bert_reranker_checkpoint(path: Path) -> Path:
@@ -200,16 +203,7 @@ def bert_reranker_checkpoint(path: Path) -> Path:
     from inference.packaged import minilm_dir
 
     torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=48,
-        max_position_embeddings=RERANK_MAX_POSITIONS,
-        type_vocab_size=2,
-        num_labels=1,
-    )
+    config = BertConfig(vocab_size=30522, type_vocab_size=2, **_RERANKER)
     model = BertForSequenceClassification(config)
     _randomize(model, seed=11, embed_std=1.0)
     path = _save(model, path)
@@ -247,20 +241,8 @@ def xlm_roberta_reranker_checkpoint(path: Path, activation: str | None = None) -
     from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
 
     torch.manual_seed(0)
-    config = XLMRobertaConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=48,
-        max_position_embeddings=RERANK_MAX_POSITIONS,
-        type_vocab_size=1,
-        pad_token_id=1,
-        bos_token_id=0,
-        eos_token_id=2,
-        layer_norm_eps=1e-5,
-        num_labels=1,
-    )
+    config = XLMRobertaConfig(vocab_size=VOCAB, type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+                              layer_norm_eps=1e-5, **_RERANKER)  # fmt: skip
     model = XLMRobertaForSequenceClassification(config)
     _randomize(model, seed=12, embed_std=1.0)
     path = _save(model, path)
