@@ -75,24 +75,20 @@ def bert_checkpoint(path: Path) -> Path:
     return checkpoints.bert_checkpoint(path, vocab=VOCAB, seed=6)
 
 
+# the tiny decoder embedding models' shape: GQA 4/2, tied embeddings (no lm head), no BOS / EOS
+_EMBEDDING_DECODER = dict(
+    vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+    num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=True, bos_token_id=None,
+    eos_token_id=None, rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
+)  # fmt: skip
+
+
 def qwen2_checkpoint(path: Path) -> Path:
     """A causal Qwen2 (GQA 4/2, q/k/v biases, tied embeddings: no lm head) to embed with last-token pooling."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(0)
-    config = Qwen2Config(
-        vocab_size=VOCAB,
-        hidden_size=64,
-        intermediate_size=96,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        tie_word_embeddings=True,
-        bos_token_id=None,
-        eos_token_id=None,
-        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
-    )
+    config = Qwen2Config(**_EMBEDDING_DECODER)
     model = Qwen2ForCausalLM(config)
     _randomize(model, seed=7, embed_std=1.0)
     return _save(model, path)
@@ -104,20 +100,7 @@ def qwen3_checkpoint(path: Path, headless: bool = False) -> Path:
     from transformers import Qwen3Config, Qwen3ForCausalLM, Qwen3Model
 
     torch.manual_seed(0)
-    config = Qwen3Config(
-        vocab_size=VOCAB,
-        hidden_size=64,
-        intermediate_size=96,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=32,
-        max_position_embeddings=128,
-        tie_word_embeddings=True,
-        bos_token_id=None,
-        eos_token_id=None,
-        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
-    )
+    config = Qwen3Config(**_EMBEDDING_DECODER, head_dim=32)
     model = (Qwen3Model if headless else Qwen3ForCausalLM)(config)
     _randomize(model, seed=8, embed_std=1.0)
     return _save(model, path)
