@@ -160,7 +160,8 @@ def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop) -> LoadedModel:
             raise ConfigError(f"model {spec.id}: a cross-encoder scores pairs; serve it as kind rerank, not embedding")
         use_kernels(model, spec.engine.resolved_kernels())
         engine = EmbeddingEngine(model, spec.engine.max_batched_tokens)
-        max_len, hidden, max_out = engine.max_model_len, model.config.hidden_size, 0
+        max_len, max_out = engine.max_model_len, 0
+        hidden = model.config.hidden_size if spec.kind == "embedding" else 0  # a reranker returns no vectors
     elif spec.kind == "audio":
         from inference.engine.speech_engine import SpeechEngine
 

@@ -114,6 +114,8 @@ def test_rerank_and_score_through_the_hub(hub, served):
         assert not errors, f"{name}: {errors[0].message} at {list(errors[0].absolute_path)}\n{instance}"
 
     with _http(hub) as http:
+        meta = http.get(f"/models/{RERANKERS[0]}").json()["meta_data"]  # the context; no embedding dimensions
+        assert (meta["max_sequence_length"], meta["hidden_size"]) == (encoders.RERANK_MAX_POSITIONS, 0)
         for name in RERANKERS:
             scores = _in_process_scores(paths[name], TEXTS)
             response = http.post("/rerank", json={"model": name, "query": QUERY, "documents": DOCUMENTS})
