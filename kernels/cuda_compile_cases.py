@@ -1,7 +1,8 @@
 """The launches ``kernels.cuda_compile`` compiles: each public kernel function at the configurations the engine
 uses on a GPU. Shapes come from the models we serve: SmolLM2-135M (head 64, 9 / 3 heads, Q4_1), Gemma 3 270M
 (head 256, 4 / 1 heads, window 512, Gemma norms, Q5_0 / Q8_0 / Q4_K / Q6_K), Llama-3-8B (head 128, 32 / 8
-heads, bf16 or Q4_K), MiniLM (head 32, LayerNorm, non-causal) and LLaVA's CLIP tower (QuickGELU). bf16 is the
+heads, bf16 or Q4_K), MiniLM (head 32, LayerNorm, non-causal), LLaVA's CLIP tower (QuickGELU) and the experts of
+Mixtral-8x7B (8 of 14336 over 4096, top 2) and Qwen3-30B-A3B (128 of 768 over 2048, top 8). bf16 is the
 engine's GPU dtype; fp16 and fp32 (the tests' exact path) are compiled where a kernel specializes on them.
 
 Tensors are CPU tensors of the real shapes (their contents never matter: nothing runs), except where only a
@@ -16,6 +17,7 @@ import torch
 
 from kernels.activation import gelu, gelu_tanh_and_mul, quick_gelu, silu_and_mul
 from kernels.decode_attention import decode_attention
+from kernels.fused_moe import fused_moe
 from kernels.gguf_blocks import GGUF_BLOCKS
 from kernels.kv_cache import store_kv
 from kernels.layer_norm import layer_norm
@@ -192,6 +194,18 @@ for qtype in GGUF_BLOCKS:
                     torch.empty(m, 4096, dtype=dt), _blocks(qtype, 14336, 4096), qtype
                 )
             )
+
+
+# --- mixture of experts ----------------------------------------------------------------------------------------------
+
+for name, experts, top_k, hidden, inter in (("mixtral", 8, 2, 4096, 14336), ("qwen3-moe", 128, 8, 2048, 768)):
+    for tokens, dt in ((4, BF16), (512, BF16), (4, FP32)):  # the decode tile, the prefill tile, the test path
+        case("fused_moe", f"{name} T={tokens} {_dt(dt)}", quick=name == "mixtral" or dt == BF16)(
+            lambda e=experts, k=top_k, h=hidden, i=inter, t=tokens, dt=dt: fused_moe(
+                torch.empty(t, h, dtype=dt), torch.empty(e, 2 * i, h, dtype=dt), torch.empty(e, h, i, dtype=dt),
+                torch.ones(t, k), torch.arange(t * k).view(t, k) % e,
+            )
+        )  # fmt: skip
 
 
 # --- sampling ------------------------------------------------------------------------------------------------------

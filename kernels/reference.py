@@ -106,6 +106,40 @@ def gelu_tanh_and_mul(x: torch.Tensor) -> torch.Tensor:
     return (F.gelu(gate, approximate="tanh") * up).to(x.dtype)
 
 
+# --- mixture of experts ---------------------------------------------------------------------------
+
+
+def fused_moe(
+    x: torch.Tensor,
+    w13: torch.Tensor,
+    w2: torch.Tensor,
+    weights: torch.Tensor,
+    ids: torch.Tensor,
+    activation: str = "silu",
+) -> torch.Tensor:
+    """x [T, H], w13 [E, 2I, H] (each expert's gate rows then up rows), w2 [E, H, I], weights / ids [T, k] (the
+    router's choice) → [T, H] in x.dtype: sum_j weights[t, j] * w2[e] @ act(gate_e x_t) * (up_e x_t), e = ids[t, j].
+
+    The T*k (token, expert) pairs sorted by expert: each expert with tokens runs once over all of its rows (one
+    matmul, not one per token), each row scaled by its routing weight in float32; a token's k rows are summed in
+    float32 in the router's order, so a token's answer does not depend on the others."""
+    act = gelu_tanh_and_mul if activation == "gelu_tanh" else silu_and_mul
+    T, k = ids.shape
+    flat = ids.reshape(-1)
+    order = torch.argsort(flat, stable=True)  # pair indices t*k + j grouped by expert
+    counts = torch.bincount(flat, minlength=w13.shape[0]).tolist()
+    scale = weights.reshape(-1).float()
+    rows = torch.zeros(T * k, x.shape[1], dtype=torch.float32, device=x.device)
+    start = 0
+    for expert, count in enumerate(counts):
+        if count:
+            pairs = order[start : start + count]
+            hidden = act(x[pairs // k] @ w13[expert].t())  # [n, I]
+            rows[pairs] = (hidden @ w2[expert].t()).float() * scale[pairs, None]
+            start += count
+    return rows.view(T, k, -1).sum(dim=1).to(x.dtype)
+
+
 # --- KV cache --------------------------------------------------------------------------------------
 
 

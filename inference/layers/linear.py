@@ -27,18 +27,23 @@ class MergedLinear(nn.Linear):
             self._offsets[name] = offset
             offset += size
 
+    def param_shards(self) -> dict[str, list[str]]:
+        """Each parameter's shards (``load_hf_weights`` loads every one): the weight's and the bias's rows."""
+        return {name: list(self.shard_sizes) for name, _ in self.named_parameters(recurse=False)}
+
     def load_shard(self, param: nn.Parameter, shard: str, tensor: torch.Tensor, hf_name: str) -> None:
         """Copy one HF weight or bias into the rows of ``shard``."""
         offset, size = self._offsets[shard], self.shard_sizes[shard]
         target = param.data[offset : offset + size]
-        _copy(target, tensor, hf_name)
+        copy_checked(target, tensor, hf_name)
 
     def split(self, out: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """[..., sum(sizes)] -> one view per shard, in declaration order."""
         return out.split(list(self.shard_sizes.values()), dim=-1)
 
 
-def _copy(target: torch.Tensor, tensor: torch.Tensor, hf_name: str) -> None:
+def copy_checked(target: torch.Tensor, tensor: torch.Tensor, hf_name: str) -> None:
+    """Copy a checkpoint tensor into a parameter (or a slice of one), refusing a shape that differs."""
     if tuple(tensor.shape) != tuple(target.shape):
         raise ValueError(f"weight {hf_name!r}: checkpoint shape {tuple(tensor.shape)} != model {tuple(target.shape)}")
     with torch.no_grad():
@@ -50,18 +55,20 @@ def load_hf_weights(
     weights: Iterable[tuple[str, torch.Tensor]],
     packed: PackedModules | None = None,
     skip: Callable[[str], bool] | None = None,
-    rename: Callable[[str], str] | None = None,
+    rename: Callable[[str], str | tuple[str, str]] | None = None,
 ) -> None:
     """Load HF-named tensors into ``model``; every parameter (every shard of merged ones) must be set.
 
-    ``rename`` maps a checkpoint name onto the model's layout (e.g. dropping a ``bert.`` prefix);
-    ``skip`` drops names that are not parameters here (``rotary_emb.inv_freq``, pooler weights...).
-    Unknown names, shape mismatches and anything left unset raise.
+    ``rename`` maps a checkpoint name onto the model's layout (e.g. dropping a ``bert.`` prefix), or onto
+    (our parameter, its shard) directly (an expert's matrix in a ``FusedMoE``'s stack); ``skip`` drops names
+    that are not parameters here (``rotary_emb.inv_freq``, pooler weights...). Modules whose parameters are
+    filled in shards (``MergedLinear``, ``FusedMoE``) name them in ``param_shards`` and copy them in
+    ``load_shard``. Unknown names, shape mismatches and anything left unset raise.
     """
     packed = packed or {}
     unpacked = {(ours, shard): hf for hf, (ours, shard) in packed.items()}
     params = dict(model.named_parameters())
-    merged = {name: m for name, m in model.named_modules() if isinstance(m, MergedLinear)}
+    merged = {name: m for name, m in model.named_modules() if hasattr(m, "param_shards")}
 
     # what must be loaded: (our parameter, shard or None) -> the HF name that fills it, for error messages
     expected: dict[tuple[str, str | None], str] = {}
@@ -69,7 +76,7 @@ def load_hf_weights(
         module_name, _, leaf = pname.rpartition(".")
         if module_name in merged:
             parent, _, ours = module_name.rpartition(".")
-            for shard in merged[module_name].shard_sizes:
+            for shard in merged[module_name].param_shards()[leaf]:
                 hf = unpacked.get((ours, shard), f"{ours}[{shard}]")
                 expected[(pname, shard)] = f"{parent}.{hf}.{leaf}" if parent else f"{hf}.{leaf}"
         else:
@@ -78,17 +85,20 @@ def load_hf_weights(
     loaded: set[tuple[str, str | None]] = set()
     for hf_name, tensor in weights:
         name = rename(hf_name) if rename else hf_name
-        if skip is not None and skip(name):
-            continue
-        parts = name.split(".")
-        shard = None
-        if len(parts) >= 2 and parts[-2] in packed:
-            parts[-2], shard = packed[parts[-2]]
-        pname = ".".join(parts)
+        if isinstance(name, tuple):  # (our parameter, its shard), named by the model
+            pname, shard = name
+        else:
+            if skip is not None and skip(name):
+                continue
+            parts = name.split(".")
+            shard = None
+            if len(parts) >= 2 and parts[-2] in packed:
+                parts[-2], shard = packed[parts[-2]]
+            pname = ".".join(parts)
         if pname not in params or (pname, shard) not in expected:
             raise KeyError(f"checkpoint weight {hf_name!r} has no place in {type(model).__name__}")
         if shard is None:
-            _copy(params[pname].data, tensor, hf_name)
+            copy_checked(params[pname].data, tensor, hf_name)
         else:
             merged[pname.rpartition(".")[0]].load_shard(params[pname], shard, tensor, hf_name)
         loaded.add((pname, shard))

@@ -5,7 +5,7 @@ Runs a flat batch of T tokens (see ``inference.layers.context``); only ``Attenti
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -89,10 +89,12 @@ class LlamaDecoderLayer(nn.Module):
 
 
 class LlamaModel(nn.Module):
+    layer_class: type[nn.Module] = LlamaDecoderLayer  # (config, layer_idx) -> a layer; the families' own
+
     def __init__(self, config: DecoderConfig):
         super().__init__()
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList(LlamaDecoderLayer(config, i) for i in range(config.num_hidden_layers))
+        self.layers = nn.ModuleList(self.layer_class(config, i) for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.rotary_emb = RotaryEmbedding(config.head_dim, config.rope)
 
@@ -113,6 +115,8 @@ class LlamaForCausalLM(nn.Module):
     config_class: type[DecoderConfig] = LlamaConfig
     model_class: type[nn.Module] = LlamaModel
     packed_modules = PACKED_MODULES
+    # a checkpoint name -> ours, or (our parameter, its shard): the mixture-of-experts families' experts
+    checkpoint_name: Callable[[str], str | tuple[str, str]] | None = None
 
     def __init__(self, config: DecoderConfig):
         super().__init__()
@@ -144,4 +148,4 @@ class LlamaForCausalLM(nn.Module):
             # tied checkpoints may still carry a copy of the embedding as lm_head.weight
             return name.endswith(_NON_PARAMETERS) or (tied and name == "lm_head.weight")
 
-        load_hf_weights(self, weights, self.packed_modules, skip=skip)
+        load_hf_weights(self, weights, self.packed_modules, skip=skip, rename=self.checkpoint_name)

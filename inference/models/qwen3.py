@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from inference.layers.norm import RMSNorm
-from inference.layers.rotary import Rope, RotaryEmbedding, apply_rope
+from inference.layers.rotary import Rope, apply_rope
 from inference.models.config import Qwen3Config
 from inference.models.llama import LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM, LlamaMLP, LlamaModel
 
@@ -39,12 +39,7 @@ class Qwen3DecoderLayer(LlamaDecoderLayer):
 
 
 class Qwen3Model(LlamaModel):
-    def __init__(self, config: Qwen3Config):
-        nn.Module.__init__(self)  # Llama's model with Qwen3's layers
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList(Qwen3DecoderLayer(config, i) for i in range(config.num_hidden_layers))
-        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.rotary_emb = RotaryEmbedding(config.head_dim, config.rope)
+    layer_class = Qwen3DecoderLayer
 
 
 class Qwen3ForCausalLM(LlamaForCausalLM):

@@ -14,8 +14,11 @@ from inference.models.jina_bert import JinaBertModel
 from inference.models.llama import LlamaForCausalLM
 from inference.models.llava import LlavaForConditionalGeneration, LlavaNextForConditionalGeneration
 from inference.models.mistral import MistralForCausalLM
+from inference.models.mixtral import MixtralForCausalLM
 from inference.models.qwen2 import Qwen2ForCausalLM
+from inference.models.qwen2_moe import Qwen2MoeForCausalLM
 from inference.models.qwen3 import Qwen3ForCausalLM
+from inference.models.qwen3_moe import Qwen3MoeForCausalLM
 from inference.models.whisper import WhisperForConditionalGeneration
 from inference.models.xlm_roberta import XLMRobertaModel
 
@@ -25,6 +28,9 @@ MODELS: dict[str, type[nn.Module]] = {
     "Qwen3ForCausalLM": Qwen3ForCausalLM,
     "Gemma3ForCausalLM": Gemma3ForCausalLM,
     "MistralForCausalLM": MistralForCausalLM,
+    "MixtralForCausalLM": MixtralForCausalLM,  # mixtures of experts
+    "Qwen2MoeForCausalLM": Qwen2MoeForCausalLM,
+    "Qwen3MoeForCausalLM": Qwen3MoeForCausalLM,
     "BertModel": BertModel,
     "XLMRobertaModel": XLMRobertaModel,
     "JinaBertModel": JinaBertModel,
