@@ -10,9 +10,23 @@ from inference.layers.context import ForwardContext, forward_context
 
 
 def kv_bytes_per_token(model: torch.nn.Module, dtype: torch.dtype) -> int:
-    """K and V of one token across every attention layer of ``model``."""
+    """K and V of one token across every attention layer of ``model`` (one buffer for MLA's shared latent)."""
     size = torch.tensor([], dtype=dtype).element_size()
-    return sum(2 * layer.num_kv_heads * layer.head_dim * size for layer in model.attention_layers())
+    return sum((1 if layer.shared_kv else 2) * layer.num_kv_heads * layer.head_dim * size
+               for layer in model.attention_layers())  # fmt: skip
+
+
+def describe_kv_cache(model: torch.nn.Module, dtype: torch.dtype, tokens: int) -> str:
+    """The start-up line about the cache; for MLA (a shared latent per token) the saving against the dense cache
+    of the same heads (k of qk_head_dim and v of v_head_dim per head)."""
+    per_token = kv_bytes_per_token(model, dtype)
+    line = f"KV cache: {tokens} tokens, {per_token} bytes per token"
+    cfg = model.config
+    if any(layer.shared_kv for layer in model.attention_layers()) and hasattr(cfg, "v_head_dim"):
+        size = torch.tensor([], dtype=dtype).element_size()
+        dense = cfg.num_hidden_layers * cfg.num_attention_heads * (cfg.qk_head_dim + cfg.v_head_dim) * size
+        line += f" (MLA latents: a dense cache of the same heads would take {dense}, {dense / per_token:.1f}x more)"
+    return line
 
 
 def kv_tokens_for_memory(

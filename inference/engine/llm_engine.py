@@ -15,7 +15,7 @@ import torch
 from inference.config import EngineConfig
 from inference.engine.block_manager import BlockManager
 from inference.engine.guided import MaskFiller
-from inference.engine.kv_budget import cuda_kv_tokens
+from inference.engine.kv_budget import cuda_kv_tokens, describe_kv_cache
 from inference.engine.model_runner import ModelRunner
 from inference.engine.output import OutputProcessor, SeqDelta
 from inference.engine.scheduler import Scheduler
@@ -58,6 +58,7 @@ class LLMEngine:
         self.runner = ModelRunner(
             model, self.blocks, _DTYPES[cfg.resolved_dtype()], device, kernels=kernels, graphs_for=graphs_for
         )
+        log.info("%s", describe_kv_cache(model, _DTYPES[cfg.resolved_dtype()], kv_tokens))
         self.stop_token_ids = set(tokenizer.stop_token_ids)
         self.masks = MaskFiller()
         self.outputs: dict[int, OutputProcessor] = {}

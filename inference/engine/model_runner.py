@@ -39,12 +39,13 @@ class ModelRunner:
         self.kernels = kernels  # the model's layers run on the Triton kernels: give them block tables
         self.blocks = blocks
         self.device = device
-        cfg = model.config
         slots = blocks.num_blocks * blocks.block_size
         for layer in model.attention_layers():
             # zeros, not empty: padded gathers read slot 0 and masked NaNs would still poison 0 * v
-            layer.k_cache = torch.zeros(slots, cfg.num_key_value_heads, cfg.head_dim, dtype=kv_dtype, device=device)
-            layer.v_cache = torch.zeros(slots, cfg.num_key_value_heads, cfg.head_dim, dtype=kv_dtype, device=device)
+            shape = (slots, layer.num_kv_heads, layer.head_dim)
+            layer.k_cache = torch.zeros(shape, dtype=kv_dtype, device=device)
+            # MLA: the values are the keys' latent part, so one buffer serves both (written twice, alike)
+            layer.v_cache = layer.k_cache if layer.shared_kv else torch.zeros(shape, dtype=kv_dtype, device=device)
         self.graphs: DecodeGraphs | None = None
         if graphs_for is not None and kernels and device.type == "cuda":
             max_num_seqs, max_model_len = graphs_for

@@ -25,6 +25,7 @@ class Attention(nn.Module):
         sliding_window: int | None = None,
         causal: bool = True,
         alibi_slopes: list[float] | None = None,
+        shared_kv: bool = False,
     ):
         super().__init__()
         if alibi_slopes is not None and causal:
@@ -38,6 +39,8 @@ class Attention(nn.Module):
         # [num_heads] ALiBi slopes (JinaBERT): -slope_h * |q_pos - k_pos| added to head h's scores; uncached only
         # (a list, not a buffer: the loader materialises models from the meta device and loads only the weights)
         self.alibi_slopes = alibi_slopes
+        # MLA (DeepSeek-V2): v is k (the latent with the rope key), so the engine gives both one cache buffer
+        self.shared_kv = shared_kv
         self.k_cache: torch.Tensor | None = None  # [slots, num_kv_heads, head_dim]
         self.v_cache: torch.Tensor | None = None
 

@@ -20,19 +20,31 @@ _ACTIVATIONS = {"silu": "silu", "swish": "silu", "gelu_pytorch_tanh": "gelu_tanh
 
 
 def route(
-    router_logits: torch.Tensor, top_k: int, renormalize: bool, scoring: str = "softmax"
+    router_logits: torch.Tensor,
+    top_k: int,
+    renormalize: bool,
+    scoring: str = "softmax",
+    groups: tuple[int, int] | None = None,
+    scale: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """router_logits [T, E] -> (weights [T, top_k] float32, expert ids [T, top_k] int64): the top_k experts by
-    score (softmax, as Mixtral and Qwen; sigmoid, as DeepSeek-V3), their scores renormalised to sum to 1 when
-    ``renormalize`` (Mixtral, Qwen3-MoE) or kept as they are (Qwen2-MoE, DeepSeek-V2)."""
+    score (softmax, as Mixtral, Qwen and DeepSeek-V2; sigmoid, as DeepSeek-V3), their scores renormalised to sum
+    to 1 when ``renormalize`` (Mixtral, Qwen3-MoE) or kept as they are (Qwen2-MoE, DeepSeek-V2), then times
+    ``scale`` (DeepSeek's routed_scaling_factor). ``groups`` (n_group, topk_group): DeepSeek-V2's group-limited
+    routing, the experts of the topk_group groups whose best expert scores highest only."""
     if scoring not in SCORINGS:
         raise ValueError(f"scoring {scoring!r} is not supported ({', '.join(SCORINGS)})")
     logits = router_logits.float()
     scores = logits.softmax(dim=-1) if scoring == "softmax" else logits.sigmoid()
+    if groups is not None:
+        n_group, topk_group = groups
+        best = scores.view(scores.shape[0], n_group, -1).amax(dim=-1)  # [T, n_group]
+        keep = torch.zeros_like(best, dtype=torch.bool).scatter_(1, torch.topk(best, topk_group, dim=-1).indices, True)
+        scores = scores.masked_fill(~keep.repeat_interleave(scores.shape[1] // n_group, dim=1), 0.0)
     weights, ids = torch.topk(scores, top_k, dim=-1)
     if renormalize:
         weights = weights / weights.sum(dim=-1, keepdim=True)
-    return weights, ids
+    return weights * scale if scale != 1.0 else weights, ids
 
 
 class FusedMoE(nn.Module):

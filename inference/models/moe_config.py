@@ -118,3 +118,85 @@ class Qwen3MoeConfig(MoEConfig):
         bias = bool(hf.get("attention_bias", False))
         layers = common["num_hidden_layers"]
         return cls(**_qwen_fields(hf, common), **_qwen_moe_fields(hf, owner, layers), qkv_bias=bias, o_bias=bias)
+
+
+TOPK_METHODS = ("greedy", "group_limited_greedy")
+
+
+@dataclass(kw_only=True)
+class DeepseekV2Config(MoEConfig):
+    """DeepSeek-V2 (and -Lite, Coder-V2): multi-head latent attention (q optionally through a low-rank
+    ``q_lora_rank`` with its norm, k/v through the ``kv_lora_rank`` latent with its norm, a rope part of the
+    q/k heads apart from the rest, ``v_head_dim`` != the q/k head size), yarn rope with its mscale; experts
+    routed by softmax, top k (within the ``topk_group`` best of ``n_group`` groups when group-limited), their
+    weights times ``routed_scaling_factor``, plus ``n_shared_experts`` always on; the first
+    ``first_k_dense_replace`` layers dense. ``head_dim`` is the rope part's, as transformers sets it."""
+
+    q_lora_rank: int | None = None
+    kv_lora_rank: int
+    qk_nope_head_dim: int
+    qk_rope_head_dim: int
+    v_head_dim: int
+    routed_scaling_factor: float = 1.0
+    topk_method: str = "greedy"
+    n_group: int = 1
+    topk_group: int = 1
+    n_shared_experts: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        owner = type(self).__name__
+        _check_positive(owner, kv_lora_rank=self.kv_lora_rank, qk_nope_head_dim=self.qk_nope_head_dim,
+                        qk_rope_head_dim=self.qk_rope_head_dim, v_head_dim=self.v_head_dim,
+                        routed_scaling_factor=self.routed_scaling_factor)  # fmt: skip
+        if self.q_lora_rank is not None:
+            _check_positive(owner, q_lora_rank=self.q_lora_rank)
+        if self.topk_method not in TOPK_METHODS:
+            raise ConfigError(f"{owner}: topk_method {self.topk_method!r} is not supported ({', '.join(TOPK_METHODS)})")
+        if self.topk_method == "group_limited_greedy" and (
+            self.num_experts % self.n_group or not 1 <= self.topk_group <= self.n_group
+        ):
+            raise ConfigError(
+                f"{owner}: group-limited routing needs n_group ({self.n_group}) dividing n_routed_experts "
+                f"({self.num_experts}) and 1 <= topk_group ({self.topk_group}) <= n_group"
+            )
+
+    @property
+    def qk_head_dim(self) -> int:
+        return self.qk_nope_head_dim + self.qk_rope_head_dim
+
+    @classmethod
+    def from_hf(cls, hf: dict[str, Any]) -> DeepseekV2Config:
+        owner = cls.__name__
+        if hf.get("topk_method") == "noaux_tc" or hf.get("scoring_func", "softmax") != "softmax":
+            raise ConfigError(f"{owner}: DeepSeek-V3's sigmoid routing (noaux_tc) is not supported")
+        common = cls._common_from_hf(hf, owner)
+        rope_dim = _require(hf, "qk_rope_head_dim", owner)
+        common["head_dim"] = rope_dim
+        layers = common["num_hidden_layers"]
+        first_dense = hf.get("first_k_dense_replace") or 0
+        step = hf.get("moe_layer_freq") or 1
+        key = "n_routed_experts" if hf.get("n_routed_experts") is not None else "num_local_experts"
+        return cls(
+            **common,
+            rope=_flat_rope(hf, common["max_position_embeddings"]),
+            hidden_act=hf.get("hidden_act", "silu"),
+            tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
+            num_experts=_require(hf, key, owner),
+            num_experts_per_tok=_require(hf, "num_experts_per_tok", owner),
+            moe_intermediate_size=_require(hf, "moe_intermediate_size", owner),
+            norm_topk_prob=bool(hf.get("norm_topk_prob", False)),
+            sparse_layers=[i >= first_dense and i % step == 0 for i in range(layers)],
+            q_lora_rank=hf.get("q_lora_rank"),
+            kv_lora_rank=_require(hf, "kv_lora_rank", owner),
+            qk_nope_head_dim=_require(hf, "qk_nope_head_dim", owner),
+            qk_rope_head_dim=rope_dim,
+            v_head_dim=_require(hf, "v_head_dim", owner),
+            routed_scaling_factor=float(hf.get("routed_scaling_factor", 1.0)),
+            topk_method=hf.get("topk_method") or "greedy",
+            n_group=hf.get("n_group") or 1,
+            topk_group=hf.get("topk_group") or 1,
+            n_shared_experts=hf.get("n_shared_experts") or 0,
+            qkv_bias=bool(hf.get("attention_bias", False)),
+            o_bias=bool(hf.get("attention_bias", False)),
+        )

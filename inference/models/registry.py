@@ -8,6 +8,7 @@ from torch import nn
 
 from inference.models.bert import BertModel
 from inference.models.cross_encoder import BertForSequenceClassification, XLMRobertaForSequenceClassification
+from inference.models.deepseek_v2 import DeepseekV2ForCausalLM
 from inference.models.gemma3 import Gemma3ForCausalLM
 from inference.models.headless import Qwen2Model, Qwen3Model
 from inference.models.jina_bert import JinaBertModel
@@ -31,6 +32,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "MixtralForCausalLM": MixtralForCausalLM,  # mixtures of experts
     "Qwen2MoeForCausalLM": Qwen2MoeForCausalLM,
     "Qwen3MoeForCausalLM": Qwen3MoeForCausalLM,
+    "DeepseekV2ForCausalLM": DeepseekV2ForCausalLM,  # MLA and experts
     "BertModel": BertModel,
     "XLMRobertaModel": XLMRobertaModel,
     "JinaBertModel": JinaBertModel,
