@@ -31,7 +31,7 @@ from inference.tokenizer import gguf_vocab
 from inference.tokenizer.chat_template import END_OF_TURN_TOKENS, GEMMA3_CHAT_TEMPLATE
 
 CONVERTER_VERSION = 2  # bump when the output changes, so caches from older code are not reused
-SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "qwen3", "gemma3")
+SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "qwen3", "qwen2moe", "qwen3moe", "gemma3")
 __all__ = ["ConversionError", "SUPPORTED_ARCHITECTURES", "convert", "ensure_converted"]
 
 # GGUF block tensor -> HF name inside model.layers.N
@@ -47,10 +47,29 @@ _BLOCK_NAMES = {
     "ffn_down": "mlp.down_proj",
     "attn_norm": "input_layernorm",
 }
+# mixture-of-experts tensors: the router, and the experts stacked [E, rows, cols] (written out one per expert)
+_MOE_NAMES = {
+    "ffn_gate_inp": "mlp.gate",
+    "ffn_gate_exps": "mlp.experts.{e}.gate_proj",
+    "ffn_up_exps": "mlp.experts.{e}.up_proj",
+    "ffn_down_exps": "mlp.experts.{e}.down_proj",
+    "ffn_gate_inp_shexp": "mlp.shared_expert_gate",  # Qwen2-MoE's shared expert and its gate
+    "ffn_gate_shexp": "mlp.shared_expert.gate_proj",
+    "ffn_up_shexp": "mlp.shared_expert.up_proj",
+    "ffn_down_shexp": "mlp.shared_expert.down_proj",
+}
+_MIXTRAL_NAMES = {  # Mixtral's files are `llama` files with experts; its HF names are its own
+    "ffn_gate_inp": "block_sparse_moe.gate",
+    "ffn_gate_exps": "block_sparse_moe.experts.{e}.w1",
+    "ffn_up_exps": "block_sparse_moe.experts.{e}.w3",
+    "ffn_down_exps": "block_sparse_moe.experts.{e}.w2",
+}
 _ARCH_BLOCK_NAMES = {
-    "llama": {"ffn_norm": "post_attention_layernorm"},
+    "llama": {"ffn_norm": "post_attention_layernorm", **_MIXTRAL_NAMES},
     "qwen2": {"ffn_norm": "post_attention_layernorm"},
     "qwen3": {"ffn_norm": "post_attention_layernorm"},
+    "qwen2moe": {"ffn_norm": "post_attention_layernorm", **_MOE_NAMES},
+    "qwen3moe": {"ffn_norm": "post_attention_layernorm", **_MOE_NAMES},
     "gemma3": {
         "post_attention_norm": "post_attention_layernorm",
         "ffn_norm": "pre_feedforward_layernorm",
@@ -123,7 +142,11 @@ def convert(gguf_path: str | Path, out_dir: str | Path, progress: bool = True) -
         gguf_vocab.build_tokenizer(meta).save(str(out / "tokenizer.json"))
         tensors = {}
         for name in tqdm(names, desc=f"converting {Path(gguf_path).name}", disable=not progress):
-            tensors[names[name]] = _to_hf(arch, name, gguf.dequantize(name), config)
+            weight = _to_hf(arch, name, gguf.dequantize(name), config)
+            if "{e}" in names[name]:  # the experts' stack [E, rows, cols]: one matrix per expert, as HF names them
+                tensors.update({names[name].format(e=e): w.contiguous() for e, w in enumerate(weight)})
+            else:
+                tensors[names[name]] = weight
         save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
         del tensors
         template = meta.get("tokenizer.chat_template") or (GEMMA3_CHAT_TEMPLATE if arch == "gemma3" else None)

@@ -55,6 +55,18 @@ def hf_config(arch: str, meta: dict[str, Any], tensors: dict[str, Any], rope_fre
             raise ConversionError(f"rope scaling {rope['rope_type']!r} together with a rope_freqs tensor")
         rope = llama3_rope_from_freqs(rope_freqs, rope["rope_theta"], config["head_dim"])
     config["rope_parameters"] = rope
+    if arch == "llama" and get(meta, "llama", "expert_count"):
+        return {
+            "architectures": ["MixtralForCausalLM"],
+            "model_type": "mixtral",
+            **config,
+            "hidden_act": "silu",
+            "num_local_experts": int(get(meta, "llama", "expert_count")),
+            "num_experts_per_tok": int(_require(meta, "llama", "expert_used_count")),
+            "sliding_window": get(meta, "llama", "attention.sliding_window"),
+        }
+    if arch in ("qwen2moe", "qwen3moe"):
+        return _qwen_moe_config(arch, meta, config)
     if arch == "llama":
         window = get(meta, "llama", "attention.sliding_window")
         # Mistral's GGUFs are `llama` files; llama.cpp writes no window for them (v0.2 on has none anyway)
@@ -80,6 +92,32 @@ def hf_config(arch: str, meta: dict[str, Any], tensors: dict[str, Any], rope_fre
         "architectures": [name],
         "model_type": arch,
         **config,
+        "hidden_act": "silu",
+        "use_sliding_window": False,
+        "sliding_window": None,
+        "max_window_layers": config["num_hidden_layers"],
+    }
+
+
+def _qwen_moe_config(arch: str, meta: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """Qwen2-MoE (a shared expert: ``expert_shared_feed_forward_length``) and Qwen3-MoE; llama.cpp renormalises
+    the top-k weights for Qwen3-MoE and not for Qwen2-MoE, as their released configs say."""
+    moe = {
+        "num_experts": int(_require(meta, arch, "expert_count")),
+        "num_experts_per_tok": int(_require(meta, arch, "expert_used_count")),
+        "moe_intermediate_size": int(_require(meta, arch, "expert_feed_forward_length")),
+        "norm_topk_prob": arch == "qwen3moe",
+        "decoder_sparse_step": 1,
+        "mlp_only_layers": [],
+    }
+    if arch == "qwen2moe":
+        moe["shared_expert_intermediate_size"] = int(_require(meta, arch, "expert_shared_feed_forward_length"))
+        del config["attention_bias"]  # like Qwen2: q/k/v biases always, none on o_proj
+    return {
+        "architectures": ["Qwen2MoeForCausalLM" if arch == "qwen2moe" else "Qwen3MoeForCausalLM"],
+        "model_type": "qwen2_moe" if arch == "qwen2moe" else "qwen3_moe",
+        **config,
+        **moe,
         "hidden_act": "silu",
         "use_sliding_window": False,
         "sliding_window": None,

@@ -46,7 +46,14 @@ FAMILIES = {
     "mistral-nemo": (gf.mistral_checkpoint, "llama", "tekken", {}, "LlamaForCausalLM"),  # Tekken's split
     "qwen2": (gf.qwen2_checkpoint, "qwen2", "qwen2", {}, "Qwen2ForCausalLM"),
     "qwen3": (gf.qwen3_checkpoint, "qwen3", "qwen2", {}, "Qwen3ForCausalLM"),
-}
+    "mixtral": (gf.mixtral_checkpoint, "llama", "llama-bpe", {"expert_count": 6, "expert_used_count": 2},
+                "MixtralForCausalLM"),
+    "qwen2moe": (gf.qwen2_moe_checkpoint, "qwen2moe", "qwen2",
+                 {"expert_count": 5, "expert_used_count": 2, "expert_shared_feed_forward_length": 40},
+                 "Qwen2MoeForCausalLM"),
+    "qwen3moe": (gf.qwen3_moe_checkpoint, "qwen3moe", "qwen2", {"expert_count": 6, "expert_used_count": 3},
+                 "Qwen3MoeForCausalLM"),
+}  # fmt: skip
 PROMPT_LENS = (30, 17)  # longer than mistral_swa's window of 8
 NEW_TOKENS = 32
 TEXTS = [  # the training sentences (where the merges are) and unseen text
@@ -104,8 +111,17 @@ def test_converted_config_and_weights(family):
     with safe_open(converted / "model.safetensors", "pt") as weights:
         names = set(weights.keys())
     assert not any("rope" in n for n in names)
-    assert ("model.layers.0.self_attn.q_norm.weight" in names) == (name == "qwen3")
-    assert ("model.layers.0.self_attn.q_proj.bias" in names) == (name in ("llama3.1", "llama3.2", "qwen2"))
+    assert ("model.layers.0.self_attn.q_norm.weight" in names) == (name in ("qwen3", "qwen3moe"))
+    assert ("model.layers.0.self_attn.q_proj.bias" in names) == (name in ("llama3.1", "llama3.2", "qwen2", "qwen2moe"))
+    # the experts' stacks written out one matrix per expert, under the family's HF names
+    experts = {"mixtral": ("block_sparse_moe.experts.5.w2", 6, 2), "qwen2moe": ("mlp.experts.4.down_proj", 5, 2),
+               "qwen3moe": ("mlp.experts.5.down_proj", 6, 3)}.get(name)  # fmt: skip
+    if experts is not None:
+        key, count, used = experts
+        assert f"model.layers.1.{key}.weight" in names
+        assert config.get("num_local_experts", config.get("num_experts")) == count
+        assert config["num_experts_per_tok"] == used
+    assert ("model.layers.0.mlp.shared_expert_gate.weight" in names) == (name == "qwen2moe")
 
 
 def test_transformers_loads_the_conversion_as_the_original(family):
@@ -204,7 +220,8 @@ def test_unknown_architecture_is_refused_naming_the_supported_ones(tmp_path):
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    with pytest.raises(ConversionError, match=r"'phi3' is not supported \(supported: llama, qwen2, qwen3, gemma3\)"):
+    supported = r"\(supported: llama, qwen2, qwen3, qwen2moe, qwen3moe, gemma3\)"
+    with pytest.raises(ConversionError, match=rf"'phi3' is not supported {supported}"):
         ensure_converted(tmp_path / "phi3.gguf", cache_root=tmp_path / "cache", progress=False)
 
 

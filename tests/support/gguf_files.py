@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import gguf
@@ -152,8 +153,28 @@ _BLOCK = {
     "self_attn.o_proj": "attn_output", "self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm",
     "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down",
     "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
+    # mixture of experts: the router, a shared expert and its gate (the experts themselves are stacked)
+    "block_sparse_moe.gate": "ffn_gate_inp", "mlp.gate": "ffn_gate_inp", "mlp.shared_expert_gate": "ffn_gate_inp_shexp",
+    "mlp.shared_expert.gate_proj": "ffn_gate_shexp", "mlp.shared_expert.up_proj": "ffn_up_shexp",
+    "mlp.shared_expert.down_proj": "ffn_down_shexp",
 }  # fmt: skip
 _GLOBAL = {"model.embed_tokens": "token_embd", "model.norm": "output_norm", "lm_head": "output"}
+_EXPERT = re.compile(r"model\.layers\.(\d+)\.(?:block_sparse_moe|mlp)\.experts\.(\d+)\.(\w+)\.weight")
+_EXPERT_STACK = {"w1": "gate", "gate_proj": "gate", "w3": "up", "up_proj": "up", "w2": "down", "down_proj": "down"}
+
+
+def _gguf_tensors(hf: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """HF tensors under llama.cpp's names; each layer's experts stacked as ``ffn_{gate,up,down}_exps`` [E, ...]."""
+    tensors, experts = {}, {}
+    for name, weight in hf.items():
+        if match := _EXPERT.fullmatch(name):
+            layer, expert, proj = match.groups()
+            experts.setdefault(f"blk.{layer}.ffn_{_EXPERT_STACK[proj]}_exps.weight", {})[int(expert)] = weight
+        else:
+            tensors[_gguf_name(name)] = weight
+    for name, by_expert in experts.items():
+        tensors[name] = torch.stack([by_expert[e] for e in sorted(by_expert)])
+    return tensors
 
 
 def _gguf_name(hf: str) -> str:
@@ -215,6 +236,8 @@ def write_gguf(
     writer.add_embedding_length(config["hidden_size"])
     writer.add_block_count(config["num_hidden_layers"])
     writer.add_feed_forward_length(config["intermediate_size"])
+    if config.get("moe_intermediate_size"):
+        writer.add_expert_feed_forward_length(config["moe_intermediate_size"])
     writer.add_head_count(heads)
     writer.add_head_count_kv(kv_heads)
     writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
@@ -232,7 +255,7 @@ def write_gguf(
         writer.add_uint32(f"{arch}.{key}", value)
     _add_vocab(writer, tokenizer, pre)
 
-    tensors = {_gguf_name(name): w.float() for name, w in hf_weights(hf_dir).items()}
+    tensors = {name: w.float() for name, w in _gguf_tensors(hf_weights(hf_dir)).items()}
     if config.get("tie_word_embeddings"):
         tensors.pop("output.weight", None)
     if rope["rope_type"] == "llama3":
@@ -270,3 +293,54 @@ def _add_vocab(writer: gguf.GGUFWriter, tokenizer: Tokenizer, pre: str) -> None:
     bos = [t for t in special if t not in SPECIALS]
     writer.add_bos_token_id(vocab[bos[0]] if bos else vocab["<|endoftext|>"])
     writer.add_add_bos_token(bool(bos))
+
+
+# --- mixtures of experts -------------------------------------------------------------------------------------
+
+
+def mixtral_checkpoint(path: Path, tokenizer: Tokenizer) -> Path:
+    """Mixtral: 6 experts of 96 (the feed-forward length), the top 2, GQA 4/2; llama.cpp writes it as a ``llama``
+    file with experts."""
+    from transformers import MixtralConfig, MixtralForCausalLM
+
+    torch.manual_seed(0)
+    config = MixtralConfig(
+        **_common(tokenizer.get_vocab_size()), num_key_value_heads=2, num_local_experts=6,
+        num_experts_per_tok=2, tie_word_embeddings=False,
+        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
+    )  # fmt: skip
+    model = MixtralForCausalLM(config)
+    _randomize(model, seed=15, embed_std=1.0)
+    return _save(model, path)
+
+
+def qwen2_moe_checkpoint(path: Path, tokenizer: Tokenizer) -> Path:
+    """Qwen2-MoE: 5 experts of 32, the top 2 not renormalised, a shared expert of 40 with its gate, q/k/v biases."""
+    from transformers import Qwen2MoeConfig, Qwen2MoeForCausalLM
+
+    torch.manual_seed(0)
+    config = Qwen2MoeConfig(
+        **_common(tokenizer.get_vocab_size()), num_key_value_heads=2, moe_intermediate_size=32, num_experts=5,
+        num_experts_per_tok=2, norm_topk_prob=False, shared_expert_intermediate_size=40, decoder_sparse_step=1,
+        mlp_only_layers=[], use_sliding_window=False, tie_word_embeddings=False,
+        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
+    )  # fmt: skip
+    model = Qwen2MoeForCausalLM(config)
+    _randomize(model, seed=16, embed_std=1.0)
+    return _save(model, path)
+
+
+def qwen3_moe_checkpoint(path: Path, tokenizer: Tokenizer) -> Path:
+    """Qwen3-MoE: QK-norm, head_dim 32, 6 experts of 32, the top 3 renormalised."""
+    from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
+
+    torch.manual_seed(0)
+    config = Qwen3MoeConfig(
+        **_common(tokenizer.get_vocab_size()), num_key_value_heads=2, head_dim=32, moe_intermediate_size=32,
+        num_experts=6, num_experts_per_tok=3, norm_topk_prob=True, decoder_sparse_step=1, mlp_only_layers=[],
+        use_sliding_window=False, tie_word_embeddings=False,
+        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
+    )  # fmt: skip
+    model = Qwen3MoeForCausalLM(config)
+    _randomize(model, seed=17, embed_std=1.0)
+    return _save(model, path)
