@@ -2,13 +2,16 @@
 
 A random-weight model of a real shape (default Llama-3-8B's; random weights cost nothing to ship and run as
 fast as trained ones), or a packaged model. Weights dense (bf16) or in GGUF blocks (``--weights q4_k``:
-random Q4_K blocks; ``gguf``: the packaged file's own). Beside each decode rate: the memory-bandwidth
-roofline (weights + the KV cache read per step, at the GPU's data-sheet bandwidth) and, with ``--hf``,
+random Q4_K blocks; ``gguf``: the packaged file's own; a mixture of experts keeps its experts dense). Beside each
+decode rate: the memory-bandwidth roofline (weights, of a mixture of experts the experts the batch touches, + the
+KV cache read per step, at the GPU's data-sheet bandwidth) and, with ``--hf``,
 transformers' ``generate`` with a static cache on the same GPU in the same run.
 
     python3 benchmarks/bench_engine.py --shape llama-8b --weights dense --batch 1 8 64 256 --hf
     python3 benchmarks/bench_engine.py --shape llama-8b --weights q4_k
     python3 benchmarks/bench_engine.py --model packaged:gemma3 --weights gguf --hf
+    python3 benchmarks/bench_engine.py --shape mixtral-8x7b --batch 1 8 64 --hf    # the experts' active bytes
+    python3 benchmarks/bench_engine.py --shape deepseek-v2-lite --batch 1 8 64 --hf
     .venv/bin/python benchmarks/bench_engine.py --device cpu --shape smollm2 --dtype float32 --batch 1 8
 """
 
@@ -26,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from inference.config import EngineConfig  # noqa: E402
+from inference.engine.kv_budget import kv_bytes_per_token  # noqa: E402
 from inference.engine.llm_engine import LLMEngine  # noqa: E402
 from inference.models.registry import build_model  # noqa: E402
 from inference.sampling_params import SamplingParams  # noqa: E402
@@ -40,6 +44,24 @@ SHAPES = {
                      num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=True),
     "llama-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
                      num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=False),
+    # mixtures of experts (issue 23): Mixtral-8x7B, DeepSeek-V2-Lite (MLA), and a small pair for the CPU: 8
+    # experts of 768 with 2 active against a dense MLP of 1536 (the same active parameters)
+    "mixtral-8x7b": dict(architectures=["MixtralForCausalLM"], hidden_size=4096, intermediate_size=14336,
+                         num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8, vocab_size=32000,
+                         num_local_experts=8, num_experts_per_tok=2, tie_word_embeddings=False),
+    "deepseek-v2-lite": dict(architectures=["DeepseekV2ForCausalLM"], hidden_size=2048, intermediate_size=10944,
+                             moe_intermediate_size=1408, num_hidden_layers=27, num_attention_heads=16,
+                             num_key_value_heads=16, vocab_size=102400, n_routed_experts=64, num_experts_per_tok=6,
+                             n_shared_experts=2, first_k_dense_replace=1, kv_lora_rank=512, q_lora_rank=None,
+                             qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128, tie_word_embeddings=False,
+                             rope_scaling={"type": "yarn", "factor": 40, "original_max_position_embeddings": 4096,
+                                           "mscale": 0.707, "mscale_all_dim": 0.707, "beta_fast": 32,
+                                           "beta_slow": 1}),
+    "moe-small": dict(architectures=["MixtralForCausalLM"], hidden_size=512, intermediate_size=768,
+                      num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=2, vocab_size=32000,
+                      num_local_experts=8, num_experts_per_tok=2, tie_word_embeddings=True),
+    "moe-small-dense": dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=8, num_attention_heads=8,
+                            num_key_value_heads=2, vocab_size=32000, tie_word_embeddings=True),
 }  # fmt: skip
 
 
@@ -64,6 +86,8 @@ class _Detokenizer:
 def random_model(shape: str, dtype: torch.dtype, device: str) -> torch.nn.Module:
     hf = {"architectures": ["LlamaForCausalLM"], "max_position_embeddings": 8192, "rms_norm_eps": 1e-5,
           "rope_theta": 500000.0, **SHAPES[shape]}  # fmt: skip
+    if hf["architectures"] == ["DeepseekV2ForCausalLM"]:
+        hf["max_position_embeddings"] = 163840  # 4096 x its yarn factor of 40
     with torch.device("meta"):
         model = build_model(hf)
     model.to_empty(device=device).to(dtype)
@@ -118,9 +142,11 @@ def random_gguf_weights(model: torch.nn.Module, qtype: str, device: str) -> None
         setattr(model.get_submodule(parent) if parent else model, leaf, layer)
 
 
-def weight_bytes(model: torch.nn.Module) -> int:
-    """Bytes a decode step reads for weights: every projection and the head (an untied embedding table is
-    only gathered from, a tied one is read whole as the head)."""
+def weight_bytes(model: torch.nn.Module, batch: int = 1) -> int:
+    """Bytes a decode step of ``batch`` tokens reads for weights: every projection and the head (an untied
+    embedding table is only gathered from, a tied one is read whole as the head); of a mixture of experts, the
+    experts the batch is expected to touch (each token picks k of E: E * (1 - (1 - k/E)^batch) of them)."""
+    from inference.layers.moe import FusedMoE
     from inference.weights.gguf import GGUFLinear
 
     total = 0
@@ -129,6 +155,11 @@ def weight_bytes(model: torch.nn.Module) -> int:
             total += module.weight_bytes()
         elif isinstance(module, torch.nn.Linear):
             total += module.weight.numel() * module.weight.element_size()
+        elif hasattr(module, "top_k") and isinstance(getattr(module, "experts", None), FusedMoE):
+            experts = module.experts
+            share = 1 - (1 - module.top_k / experts.num_experts) ** batch
+            stacked = experts.w13_weight.numel() + experts.w2_weight.numel()
+            total += int(share * stacked * experts.w13_weight.element_size())
     if getattr(model, "lm_head", "absent") is None:
         embed = model.model.embed_tokens.weight
         total += embed.numel() * embed.element_size()
@@ -147,10 +178,14 @@ def peak_bandwidth(device: str) -> tuple[float, str]:
 
 def hf_generate_rate(model_source, device: str, dtype: torch.dtype, batch: int, new_tokens: int, vocab: int) -> float:
     """transformers' generate with a static cache, greedy, ``batch`` 16-token prompts: decode tok/s."""
-    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+    import transformers
+    from transformers import AutoModelForCausalLM
 
     if isinstance(model_source, dict):
-        hf = LlamaForCausalLM(LlamaConfig(**model_source)).to(device=device, dtype=dtype)
+        fields = dict(model_source)
+        arch = fields.pop("architectures", ["LlamaForCausalLM"])[0]
+        config = getattr(transformers, arch.replace("ForCausalLM", "Config"))(**fields)
+        hf = getattr(transformers, arch)(config).to(device=device, dtype=dtype)
     else:
         hf = AutoModelForCausalLM.from_pretrained(model_source, dtype=dtype).to(device)
     hf.eval()
@@ -215,7 +250,7 @@ def main() -> None:
     cfg = EngineConfig(device=args.device, dtype=args.dtype, max_num_seqs=most, kernels=args.kernels,
                        kv_cache_tokens=kv_tokens, max_batched_tokens=2048)  # fmt: skip
     engine = LLMEngine(model, _Tokenizer(), _Detokenizer, cfg)
-    per_token_kv = sum(2 * a.num_kv_heads * a.head_dim * a.k_cache.element_size() for a in model.attention_layers())
+    per_token_kv = kv_bytes_per_token(model, model.attention_layers()[0].k_cache.dtype)  # MLA: the latent once
     wbytes = weight_bytes(model)
     bandwidth, gpu = peak_bandwidth(args.device)
     print(f"{label}, {args.dtype}, weights {args.weights} ({wbytes / 1e9:.2f} GB read per step), kernels "
@@ -237,7 +272,7 @@ def main() -> None:
             rates.append((tokens - batch) / (total - first))  # decode steps only: the prefill step excluded
         ours = statistics.median(rates)
         context = 16 + args.decode_tokens / 2  # the average context a decode step reads
-        step_bytes = wbytes + batch * context * per_token_kv
+        step_bytes = weight_bytes(model, batch) + batch * context * per_token_kv
         roofline = batch * bandwidth * 1e9 / step_bytes
         line = f"{batch:>6}{ours:>12.1f}{roofline:>10.0f}{ours / roofline:>12.1%}"
         if args.hf:

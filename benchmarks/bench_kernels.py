@@ -191,6 +191,26 @@ def cases(device: str, dtype: torch.dtype, smoke: bool, use_compile: bool) -> li
                 case.flops = 2 * M * N * K
             out.append(case)
 
+    # --- mixture of experts, Mixtral-8x7B's experts: decode (memory-bound: the experts touched, read once) and
+    # prefill (compute-bound), against the torch reference (one matmul per expert) and its torch.compile
+    from inference.layers.moe import route
+    from kernels.fused_moe import fused_moe
+
+    experts, top_k = 8, 2
+    w13, w2 = rand(experts, 2 * I, D) * 0.02, rand(experts, D, I) * 0.02
+    for T in (1, size(512)):
+        x = rand(T, D)
+        weights, ids = route(torch.randn(T, experts, generator=g).to(device), top_k, True)
+        eager = partial(ref.fused_moe, x, w13, w2, weights, ids)
+        ours = partial(fused_moe, x, w13, w2, weights, ids)
+        case = Case(f"fused_moe T={T} E={experts} k={top_k} H={D} I={I}", "fused_moe", ours, eager,
+                    compile_or_none(eager, use_compile))  # fmt: skip
+        if T == 1:
+            case.bytes = top_k * 3 * I * D * e  # the two experts' gate, up and down
+        else:
+            case.flops = 2 * T * top_k * 3 * I * D
+        out.append(case)
+
     # --- sampling over a full vocabulary
     rows, vocab = size(64), size(262144)
     if True:

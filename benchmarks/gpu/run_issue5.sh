@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run ON the GPU machine (device tool), from the repository root, with .whl carried (fetch_wheels.sh made it):
-#   bash benchmarks/gpu/run_issue5.sh [tests|kernels|engine|all]
+#   bash benchmarks/gpu/run_issue5.sh [tests|kernels|engine|moe|all]
 # Installs the carried wheels beside the image's torch / triton, then runs issue 5's GPU checks, each
 # logged to $OUT (which comes back). Django is not there, so pytest runs without the project's conftest.
 set -uo pipefail
@@ -24,5 +24,11 @@ if [[ $what == engine || $what == all ]]; then
   for weights in dense q4_k; do
     python3 benchmarks/bench_engine.py --shape llama-8b --weights $weights --batch 1 8 64 256 \
       $([[ $weights == dense ]] && echo --hf) 2>&1 | tee "$OUT/bench_engine_$weights.log"
+  done
+fi
+if [[ $what == moe || $what == all ]]; then  # issue 23: the experts' kernel and the MoE shapes (active bytes)
+  python3 benchmarks/bench_moe.py --rounds 5 2>&1 | tee "$OUT/bench_moe.log"
+  for shape in mixtral-8x7b deepseek-v2-lite; do
+    python3 benchmarks/bench_engine.py --shape $shape --batch 1 8 64 --hf 2>&1 | tee "$OUT/bench_engine_$shape.log"
   done
 fi
