@@ -55,6 +55,18 @@ def _dot(acc, a, b, DOT_F32: tl.constexpr, PRECISION: tl.constexpr):
 
 
 @triton.jit
+def _tile(pairs_ptr, experts_ptr, num_pairs, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """This program's tile: its row block's expert (E past the last run), its sorted rows, their pairs (which
+    are real: ``valid``) and its output columns, of N."""
+    tiles_n = tl.cdiv(N, BLOCK_N)
+    pid_m = tl.program_id(0) // tiles_n
+    pid_n = tl.program_id(0) % tiles_n
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    pairs = tl.load(pairs_ptr + rows)
+    return tl.load(experts_ptr + pid_m), rows, pairs, pairs < num_pairs, pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+
+
+@triton.jit
 def _gate_up_kernel(
     x_ptr, w_ptr, inter_ptr, pairs_ptr, experts_ptr,
     num_pairs, num_experts, H, I,  # noqa: E741 - I: the experts' intermediate size, as in the docs
@@ -62,17 +74,10 @@ def _gate_up_kernel(
     TOPK: tl.constexpr, GELU_TANH: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
-    tiles_n = tl.cdiv(I, BLOCK_N)
-    pid_m = tl.program_id(0) // tiles_n
-    pid_n = tl.program_id(0) % tiles_n
-    expert = tl.load(experts_ptr + pid_m)
+    expert, rows, pairs, valid, cols = _tile(pairs_ptr, experts_ptr, num_pairs, I, BLOCK_M, BLOCK_N)
     if expert >= num_experts:
         return
-    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    pairs = tl.load(pairs_ptr + rows)
-    valid = pairs < num_pairs
     tokens = (pairs // TOPK).to(tl.int64)
-    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     k = tl.arange(0, BLOCK_K)
     a_ptrs = x_ptr + tokens[:, None] * stride_xt + k[None, :]  # [BM, BK]
     w_rows = w_ptr + expert.to(tl.int64) * stride_we + cols.to(tl.int64)[None, :] * stride_wn
@@ -105,16 +110,9 @@ def _down_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr,
     PRECISION: tl.constexpr,
 ):  # fmt: skip
-    tiles_n = tl.cdiv(H, BLOCK_N)
-    pid_m = tl.program_id(0) // tiles_n
-    pid_n = tl.program_id(0) % tiles_n
-    expert = tl.load(experts_ptr + pid_m)
+    expert, rows, pairs, valid, cols = _tile(pairs_ptr, experts_ptr, num_pairs, H, BLOCK_M, BLOCK_N)
     if expert >= num_experts:
         return
-    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    pairs = tl.load(pairs_ptr + rows)
-    valid = pairs < num_pairs
-    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     k = tl.arange(0, BLOCK_K)
     a_ptrs = inter_ptr + rows.to(tl.int64)[:, None] * stride_ip + k[None, :]  # [BM, BK]
     w_ptrs = w_ptr + expert.to(tl.int64) * stride_we + cols.to(tl.int64)[None, :] * stride_wn + k[:, None]

@@ -16,10 +16,9 @@ from inference.loader.safetensors import load_model
 from inference.models.config import ConfigError
 from inference.models.deepseek_v2 import DeepseekV2ForCausalLM
 from inference.models.moe_config import DeepseekV2Config
-from inference.sampling_params import SamplingParams
 from tests.support import checkpoints as rc
 from tests.support import moe_checkpoints as mc
-from tests.support.kernel_cases import DEVICE
+from tests.support.greedy import engine_greedy, hf_greedy
 
 BUILDERS = {
     "v2-lite": mc.deepseek_v2_checkpoint,  # q_proj, greedy routing
@@ -67,6 +66,11 @@ def test_the_cache_holds_one_latent_per_token(checkpoint):
     assert kv_bytes_per_token(model, torch.float32) == layers * (32 + 8) * 4
     dense = layers * (4 * (16 + 8) + 4 * 12) * 4
     assert dense / kv_bytes_per_token(model, torch.float32) == pytest.approx(144 / 40)
+    # the engine gives each layer one buffer of one head, both its keys and its values
+    cfg = EngineConfig(device="cpu", kv_cache_tokens=64, block_size=16, kernels="off", quantize="none")
+    LLMEngine(model, rc.IdTokenizer(), rc.IdDetokenizer, cfg)
+    layer = model.attention_layers()[0]
+    assert layer.v_cache is layer.k_cache and tuple(layer.k_cache.shape) == (64, 1, 32 + 8)
     # said at start, with the numbers
     line = describe_kv_cache(model, torch.float32, 512)
     per_token = layers * 40 * 4
@@ -93,43 +97,12 @@ def test_config_errors_name_the_field():
         DeepseekV2Config.from_hf({**base, "topk_method": "noaux_tc"})
 
 
-def _engine_greedy(path, prompts: list[list[int]], new_tokens: int, kernels: str = "off") -> dict[str, list[int]]:
-    """The first prompt chunked (a 32-token budget), blocks of 5, the second joining after three steps; on
-    ``INFERENCE_TEST_DEVICE`` (the kernels compiled there on a GPU, interpreted on the CPU)."""
-    model = load_model(path, dtype=torch.float32, device=str(DEVICE)).eval()
-    cfg = EngineConfig(device=str(DEVICE), kv_cache_tokens=512, block_size=5, kernels=kernels,
-                       max_batched_tokens=32, quantize="none")  # fmt: skip
-    engine = LLMEngine(model, rc.IdTokenizer(), rc.IdDetokenizer, cfg)
-    layer = model.attention_layers()[0]
-    assert layer.v_cache is layer.k_cache and layer.k_cache.shape[1:] == (1, 32 + 8)  # one buffer, one head
-    greedy = SamplingParams(max_tokens=new_tokens, temperature=0.0, ignore_eos=True)
-    engine.add_request("0", prompts[0], greedy)
-    got: dict[str, list[int]] = {}
-    steps = 0
-    while engine.has_work or steps < 3:
-        if steps == 3:
-            engine.add_request("1", prompts[1], greedy)  # joins mid-flight
-        for delta in engine.step():
-            got.setdefault(delta.request_id, []).extend(delta.token_ids)
-        steps += 1
-    return got
-
-
-def _generate(hf, prompts: list[list[int]], new_tokens: int) -> dict[str, list[int]]:
-    expected = {}
-    for i, p in enumerate(prompts):
-        ids = torch.tensor([p])
-        out = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens, do_sample=False)
-        expected[str(i)] = out[0, len(p) :].tolist()
-    return expected
-
-
 def test_engine_greedy_matches_transformers(checkpoint):
     name, path, hf = checkpoint
     prompts = _prompts()
-    expected = _generate(hf, prompts, NEW_TOKENS)
+    expected = hf_greedy(hf, prompts, NEW_TOKENS)
     assert all(len(set(e)) >= 3 for e in expected.values()), expected
-    assert _engine_greedy(path, prompts, NEW_TOKENS) == expected, name
+    assert engine_greedy(path, prompts, NEW_TOKENS, join_after=3) == expected, name
 
 
 @pytest.mark.interpreter
@@ -138,5 +111,5 @@ def test_engine_greedy_on_the_kernels_matches_transformers(checkpoint):
     one buffer; a few steps under the interpreter."""
     name, path, hf = checkpoint
     prompts = [p[:17] for p in _prompts()]
-    expected = _generate(hf, prompts, 4)
-    assert _engine_greedy(path, prompts, 4, kernels="on") == expected, name
+    expected = hf_greedy(hf, prompts, 4)
+    assert engine_greedy(path, prompts, 4, kernels="on", join_after=2) == expected, name

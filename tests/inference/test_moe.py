@@ -12,8 +12,6 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
-from inference.config import EngineConfig
-from inference.engine.llm_engine import LLMEngine
 from inference.layers.moe import FusedMoE, route
 from inference.loader.safetensors import load_model
 from inference.models.config import ConfigError
@@ -23,11 +21,10 @@ from inference.models.moe_config import MixtralConfig, Qwen2MoeConfig, Qwen3MoeC
 from inference.models.qwen2_moe import Qwen2MoeForCausalLM
 from inference.models.qwen3_moe import Qwen3MoeForCausalLM
 from inference.models.registry import resolve_model_class
-from inference.sampling_params import SamplingParams
 from kernels import reference
 from tests.support import checkpoints as rc
 from tests.support import moe_checkpoints as mc
-from tests.support.kernel_cases import DEVICE
+from tests.support.greedy import engine_greedy, hf_greedy
 
 FAMILIES = {
     "mixtral": (mc.mixtral_checkpoint, MixtralForCausalLM),
@@ -162,41 +159,12 @@ def test_an_expert_left_out_of_the_checkpoint_is_named(tmp_path):
 # --- the whole engine ---------------------------------------------------------------------------
 
 
-def _generate(hf, prompts: list[list[int]], new_tokens: int) -> dict[str, list[int]]:
-    expected = {}
-    for i, p in enumerate(prompts):
-        ids = torch.tensor([p])
-        out = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens, do_sample=False)
-        expected[str(i)] = out[0, len(p) :].tolist()
-    return expected
-
-
-def _engine_greedy(path, prompts: list[list[int]], new_tokens: int, kernels: str = "off") -> dict[str, list[int]]:
-    """The first prompt chunked (a 32-token budget), blocks of 5; the second joins after three steps. On
-    ``INFERENCE_TEST_DEVICE`` (the kernels compiled there on a GPU, interpreted on the CPU)."""
-    model = load_model(path, dtype=torch.float32, device=str(DEVICE)).eval()
-    cfg = EngineConfig(device=str(DEVICE), kv_cache_tokens=512, block_size=5, kernels=kernels, max_batched_tokens=32,
-                       quantize="none")  # fmt: skip
-    engine = LLMEngine(model, rc.IdTokenizer(), rc.IdDetokenizer, cfg)
-    greedy = SamplingParams(max_tokens=new_tokens, temperature=0.0, ignore_eos=True)
-    engine.add_request("0", prompts[0], greedy)
-    got: dict[str, list[int]] = {}
-    steps = 0
-    while engine.has_work or steps < 3:
-        if steps == 3:
-            engine.add_request("1", prompts[1], greedy)
-        for delta in engine.step():
-            got.setdefault(delta.request_id, []).extend(delta.token_ids)
-        steps += 1
-    return got
-
-
 def test_engine_greedy_matches_transformers(checkpoint):
     name, path, hf = checkpoint
     prompts = _prompts()
-    expected = _generate(hf, prompts, NEW_TOKENS)
+    expected = hf_greedy(hf, prompts, NEW_TOKENS)
     assert all(len(set(e)) >= 3 for e in expected.values()), expected  # not a degenerate run
-    assert _engine_greedy(path, prompts, NEW_TOKENS) == expected, name
+    assert engine_greedy(path, prompts, NEW_TOKENS, join_after=3) == expected, name
 
 
 @pytest.mark.interpreter
@@ -204,5 +172,5 @@ def test_engine_greedy_on_the_kernels_matches_transformers(checkpoint):
     """The fused MoE kernel in the engine (with the other kernels): a few steps under the interpreter."""
     name, path, hf = checkpoint
     prompts = [p[:17] for p in _prompts()]
-    expected = _generate(hf, prompts, 4)
-    assert _engine_greedy(path, prompts, 4, kernels="on") == expected, name
+    expected = hf_greedy(hf, prompts, 4)
+    assert engine_greedy(path, prompts, 4, kernels="on", join_after=2) == expected, name

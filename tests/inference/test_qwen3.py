@@ -10,15 +10,12 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from inference.config import EngineConfig
-from inference.engine.llm_engine import LLMEngine
 from inference.loader.safetensors import load_model
 from inference.models.config import ConfigError, Qwen3Config
 from inference.models.qwen3 import Qwen3ForCausalLM
 from inference.models.registry import resolve_model_class
-from inference.sampling_params import SamplingParams
 from tests.support import checkpoints as rc
-from tests.support.kernel_cases import DEVICE
+from tests.support.greedy import engine_greedy, hf_greedy
 
 BUILDERS = {
     "untied": rc.qwen3_checkpoint,
@@ -82,37 +79,12 @@ def test_config_errors_name_the_field():
 # --- the whole engine ---------------------------------------------------------------------------
 
 
-def _generate(hf, prompts: list[list[int]], new_tokens: int) -> dict[str, list[int]]:
-    expected = {}
-    for i, p in enumerate(prompts):
-        ids = torch.tensor([p])
-        out = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens, do_sample=False)
-        expected[str(i)] = out[0, len(p) :].tolist()
-    return expected
-
-
-def _engine_greedy(path, prompts: list[list[int]], new_tokens: int, kernels: str) -> dict[str, list[int]]:
-    """Every prompt through one engine, batched, the long one chunked (a 32-token budget), blocks of 5; on
-    ``INFERENCE_TEST_DEVICE`` (the kernels compiled there on a GPU, interpreted on the CPU)."""
-    model = load_model(path, dtype=torch.float32, device=str(DEVICE)).eval()
-    cfg = EngineConfig(device=str(DEVICE), kv_cache_tokens=512, block_size=5, kernels=kernels, max_batched_tokens=32)
-    engine = LLMEngine(model, rc.IdTokenizer(), rc.IdDetokenizer, cfg)
-    greedy = SamplingParams(max_tokens=new_tokens, temperature=0.0, ignore_eos=True)
-    for i, p in enumerate(prompts):
-        engine.add_request(str(i), p, greedy)
-    got: dict[str, list[int]] = {}
-    while engine.has_work:
-        for delta in engine.step():
-            got.setdefault(delta.request_id, []).extend(delta.token_ids)
-    return got
-
-
 def test_engine_greedy_matches_transformers(checkpoint):
     name, path, hf = checkpoint
     prompts = _prompts()
-    expected = _generate(hf, prompts, NEW_TOKENS)
+    expected = hf_greedy(hf, prompts, NEW_TOKENS)
     assert all(len(set(e)) >= 3 for e in expected.values()), expected  # not a degenerate run
-    assert _engine_greedy(path, prompts, NEW_TOKENS, kernels="off") == expected, name
+    assert engine_greedy(path, prompts, NEW_TOKENS) == expected, name
 
 
 @pytest.mark.interpreter
@@ -121,5 +93,5 @@ def test_engine_greedy_on_the_kernels_matches_transformers(checkpoint):
     interpreter; the prompts are longer than the window."""
     name, path, hf = checkpoint
     prompts = [p[:17] for p in _prompts()]
-    expected = _generate(hf, prompts, 4)
-    assert _engine_greedy(path, prompts, 4, kernels="on") == expected, name
+    expected = hf_greedy(hf, prompts, 4)
+    assert engine_greedy(path, prompts, 4, kernels="on") == expected, name
