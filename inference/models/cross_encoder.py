@@ -80,12 +80,10 @@ def activate(logits: torch.Tensor, activation: str) -> torch.Tensor:
 
 
 class _CrossEncoder:
-    """What rerank needs of a cross-encoder: ``logits`` of token-id pairs and ``scores`` through the activation."""
+    """What rerank needs of a cross-encoder: ``logits`` of token-id pairs and ``scores`` through the activation.
+    Each family gives its head as ``classify`` ([S, H] first-token states -> [S, num_labels])."""
 
     config: Any
-
-    def classify(self, cls_hidden: torch.Tensor) -> torch.Tensor:  # [S, H] -> [S, num_labels]
-        raise NotImplementedError
 
     @torch.inference_mode()
     def logits(self, input_ids_list: list[list[int]], token_type_ids_list: list[list[int]] | None = None):

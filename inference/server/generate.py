@@ -130,7 +130,8 @@ class _Run:
         async for delta in deltas(self.model, self.id, self.queue, self.gen.n, self.state.metrics):
             self._count(delta)
             completion_tokens[delta.index] = delta.completion_tokens
-            outputs[delta.index] += delta.token_ids
+            if self.model.reasoning is not None:  # only a reasoning model's usage reads the tokens back
+                outputs[delta.index] += delta.token_ids
             if not delta.text and not delta.finish_reason and not delta.logprobs:
                 continue
             if self.kind == "chat":
@@ -181,7 +182,8 @@ class _Run:
                 self._count(delta)
                 c = choices[delta.index]
                 c["text"] += delta.text
-                c["ids"] += delta.token_ids
+                if self.model.reasoning is not None:  # for the usage's reasoning tokens only
+                    c["ids"] += delta.token_ids
                 c["logprobs"] += delta.logprobs
                 c["finish"] = delta.finish_reason or c["finish"]
                 c["tokens"] = delta.completion_tokens
