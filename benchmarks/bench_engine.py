@@ -2,7 +2,7 @@
 
 A random-weight model of a real shape (default Llama-3-8B's; random weights cost nothing to ship and run as
 fast as trained ones), or a packaged model. Weights dense (bf16) or in GGUF blocks (``--weights q4_k``:
-random Q4_K blocks; ``gguf``: the packaged file's own; a mixture of experts keeps its experts dense). Beside each
+random Q4_K blocks, a mixture of experts' stacks included; ``gguf``: the packaged file's own). Beside each
 decode rate: the memory-bandwidth roofline (weights, of a mixture of experts the experts the batch touches, + the
 KV cache read per step, at the GPU's data-sheet bandwidth) and, with ``--hf``,
 transformers' ``generate`` with a static cache on the same GPU in the same run.
@@ -11,6 +11,7 @@ transformers' ``generate`` with a static cache on the same GPU in the same run.
     python3 benchmarks/bench_engine.py --shape llama-8b --weights q4_k
     python3 benchmarks/bench_engine.py --model packaged:gemma3 --weights gguf --hf
     python3 benchmarks/bench_engine.py --shape mixtral-8x7b --batch 1 8 64 --hf    # the experts' active bytes
+    python3 benchmarks/bench_engine.py --shape mixtral-8x7b --weights q4_k --batch 1 8 64
     python3 benchmarks/bench_engine.py --shape deepseek-v2-lite --batch 1 8 64 --hf
     .venv/bin/python benchmarks/bench_engine.py --device cpu --shape smollm2 --dtype float32 --batch 1 8
 """
@@ -120,24 +121,35 @@ def run(engine: LLMEngine, prompts: list[list[int]], max_tokens: int, device: st
 
 
 def random_gguf_weights(model: torch.nn.Module, qtype: str, device: str) -> None:
-    """Every projection (and the head) as random ``qtype`` blocks: the bytes a Q4_K checkpoint reads."""
-    from inference.weights.gguf import GGUFLinear
+    """Every projection (and the head) as random ``qtype`` blocks: the bytes a Q4_K checkpoint reads; a mixture
+    of experts' stacks too (``GGUFExperts``, gate / up / down all in ``qtype``)."""
+    from inference.layers.moe import FusedMoE
+    from inference.weights.gguf import GGUFExperts, GGUFLinear
     from kernels.gguf_blocks import GGUF_BLOCKS, GGUF_HALF_FIELDS
 
     weights, nbytes = GGUF_BLOCKS[qtype]
-    scale_at = GGUF_HALF_FIELDS[qtype]
     gen = torch.Generator().manual_seed(2)
-    for name, module in list(model.named_modules()):
-        if not isinstance(module, torch.nn.Linear):
-            continue
-        n, k = module.out_features, module.in_features
+
+    def blocks(n: int, k: int) -> torch.Tensor:  # [n, k / weights * nbytes] on the device
         raw = torch.randint(0, 256, (n, k // weights, nbytes), generator=gen, dtype=torch.uint8)
-        for offset in scale_at:  # small finite fp16 scales, so activations stay sane
+        for offset in GGUF_HALF_FIELDS[qtype]:  # small finite fp16 scales, so activations stay sane
             raw[:, :, offset : offset + 2] = (torch.rand(n, k // weights, generator=gen) * 1e-3).half().view(
                 torch.uint8).view(n, k // weights, 2)  # fmt: skip
-        layer = GGUFLinear(qtype, raw.view(n, -1).to(device), k, module.bias)
-        if hasattr(module, "split"):
-            layer.split = module.split
+        return raw.view(n, -1).to(device)
+
+    for name, module in list(model.named_modules()):
+        if isinstance(module, FusedMoE):
+            e, inter, hidden = module.w13_weight.shape[0], module.intermediate_size, module.w13_weight.shape[2]
+            stacks = [(blocks(e * rows, k).view(e, rows, -1), qtype) for rows, k in ((inter, hidden),
+                      (inter, hidden), (hidden, inter))]  # fmt: skip
+            layer = GGUFExperts(*stacks, module.activation)
+        elif isinstance(module, torch.nn.Linear):
+            layer = GGUFLinear(qtype, blocks(module.out_features, module.in_features), module.in_features,
+                               module.bias)  # fmt: skip
+            if hasattr(module, "split"):
+                layer.split = module.split
+        else:
+            continue
         parent, _, leaf = name.rpartition(".")
         setattr(model.get_submodule(parent) if parent else model, leaf, layer)
 
@@ -147,7 +159,7 @@ def weight_bytes(model: torch.nn.Module, batch: int = 1) -> int:
     embedding table is only gathered from, a tied one is read whole as the head); of a mixture of experts, the
     experts the batch is expected to touch (each token picks k of E: E * (1 - (1 - k/E)^batch) of them)."""
     from inference.layers.moe import FusedMoE
-    from inference.weights.gguf import GGUFLinear
+    from inference.weights.gguf import GGUFExperts, GGUFLinear
 
     total = 0
     for module in model.modules():
@@ -155,11 +167,14 @@ def weight_bytes(model: torch.nn.Module, batch: int = 1) -> int:
             total += module.weight_bytes()
         elif isinstance(module, torch.nn.Linear):
             total += module.weight.numel() * module.weight.element_size()
-        elif hasattr(module, "top_k") and isinstance(getattr(module, "experts", None), FusedMoE):
+        elif hasattr(module, "top_k") and isinstance(getattr(module, "experts", None), FusedMoE | GGUFExperts):
             experts = module.experts
             share = 1 - (1 - module.top_k / experts.num_experts) ** batch
-            stacked = experts.w13_weight.numel() + experts.w2_weight.numel()
-            total += int(share * stacked * experts.w13_weight.element_size())
+            if isinstance(experts, GGUFExperts):
+                stacked = experts.weight_bytes()
+            else:
+                stacked = (experts.w13_weight.numel() + experts.w2_weight.numel()) * experts.w13_weight.element_size()
+            total += int(share * stacked)
     if getattr(model, "lm_head", "absent") is None:
         embed = model.model.embed_tokens.weight
         total += embed.numel() * embed.element_size()

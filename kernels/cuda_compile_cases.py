@@ -2,7 +2,8 @@
 uses on a GPU. Shapes come from the models we serve: SmolLM2-135M (head 64, 9 / 3 heads, Q4_1), Gemma 3 270M
 (head 256, 4 / 1 heads, window 512, Gemma norms, Q5_0 / Q8_0 / Q4_K / Q6_K), Llama-3-8B (head 128, 32 / 8
 heads, bf16 or Q4_K), MiniLM (head 32, LayerNorm, non-causal), LLaVA's CLIP tower (QuickGELU) and the experts of
-Mixtral-8x7B (8 of 14336 over 4096, top 2) and Qwen3-30B-A3B (128 of 768 over 2048, top 8). bf16 is the
+Mixtral-8x7B (8 of 14336 over 4096, top 2; bf16 or Q4_K_M), Qwen3-30B-A3B (128 of 768 over 2048, top 8) and
+DeepSeek-V2-Lite (64 of 1408 over 2048, top 6; Q4_K with down in Q8_0). bf16 is the
 engine's GPU dtype; fp16 and fp32 (the tests' exact path) are compiled where a kernel specializes on them.
 
 Tensors are CPU tensors of the real shapes (their contents never matter: nothing runs), except where only a
@@ -18,6 +19,7 @@ import torch
 from kernels.activation import gelu, gelu_tanh_and_mul, quick_gelu, silu_and_mul
 from kernels.decode_attention import decode_attention
 from kernels.fused_moe import fused_moe
+from kernels.fused_moe_gguf import fused_moe_gguf
 from kernels.gguf_blocks import GGUF_BLOCKS
 from kernels.kv_cache import store_kv
 from kernels.layer_norm import layer_norm
@@ -203,6 +205,22 @@ for name, experts, top_k, hidden, inter in (("mixtral", 8, 2, 4096, 14336), ("qw
         case("fused_moe", f"{name} T={tokens} {_dt(dt)}", quick=name == "mixtral" or dt == BF16)(
             lambda e=experts, k=top_k, h=hidden, i=inter, t=tokens, dt=dt: fused_moe(
                 torch.empty(t, h, dtype=dt), torch.empty(e, 2 * i, h, dtype=dt), torch.empty(e, h, i, dtype=dt),
+                torch.ones(t, k), torch.arange(t * k).view(t, k) % e,
+            )
+        )  # fmt: skip
+
+
+# the experts in GGUF blocks: Mixtral's Q4_K_M (gate / up Q4_K, down Q6_K), DeepSeek-V2-Lite's (I = 1408 is no
+# multiple of 256: llama.cpp falls back to a 32-weight type for down)
+for name, experts, top_k, hidden, inter, types in (
+    ("mixtral", 8, 2, 4096, 14336, ("Q4_K", "Q4_K", "Q6_K")),
+    ("deepseek-v2-lite", 64, 6, 2048, 1408, ("Q4_K", "Q4_K", "Q8_0")),
+):
+    for tokens in (4, 512):  # the decode tile, the prefill tile
+        case("fused_moe_gguf", f"{name} {'/'.join(types)} T={tokens} bf16", quick=name == "mixtral")(
+            lambda e=experts, k=top_k, h=hidden, i=inter, t=tokens, ty=types: fused_moe_gguf(
+                torch.empty(t, h, dtype=BF16), (_blocks(ty[0], e * i, h).view(e, i, -1), ty[0]),
+                (_blocks(ty[1], e * i, h).view(e, i, -1), ty[1]), (_blocks(ty[2], e * h, i).view(e, h, -1), ty[2]),
                 torch.ones(t, k), torch.arange(t * k).view(t, k) % e,
             )
         )  # fmt: skip

@@ -116,9 +116,11 @@ def fused_moe(
     weights: torch.Tensor,
     ids: torch.Tensor,
     activation: str = "silu",
+    intermediate_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """x [T, H], w13 [E, 2I, H] (each expert's gate rows then up rows), w2 [E, H, I], weights / ids [T, k] (the
     router's choice) → [T, H] in x.dtype: sum_j weights[t, j] * w2[e] @ act(gate_e x_t) * (up_e x_t), e = ids[t, j].
+    ``intermediate_dtype``: round act(gate) * up to it, as the kernels store it (in their activations' dtype).
 
     The T*k (token, expert) pairs sorted by expert: each expert with tokens runs once over all of its rows (one
     matmul, not one per token), each row scaled by its routing weight in float32; a token's k rows are summed in
@@ -135,9 +137,33 @@ def fused_moe(
         if count:
             pairs = order[start : start + count]
             hidden = act(x[pairs // k] @ w13[expert].t())  # [n, I]
+            if intermediate_dtype is not None:
+                hidden = hidden.to(intermediate_dtype).to(x.dtype)
             rows[pairs] = (hidden @ w2[expert].t()).float() * scale[pairs, None]
             start += count
     return rows.view(T, k, -1).sum(dim=1).to(x.dtype)
+
+
+def fused_moe_gguf(
+    x: torch.Tensor,
+    gate: tuple[torch.Tensor, str],
+    up: tuple[torch.Tensor, str],
+    down: tuple[torch.Tensor, str],
+    weights: torch.Tensor,
+    ids: torch.Tensor,
+    activation: str = "silu",
+) -> torch.Tensor:
+    """``fused_moe`` on GGUF-quantized experts: ``gate`` / ``up`` ([E, I, H / bw * bb] uint8, type) and ``down``
+    ([E, H, I / bw * bb] uint8, type) as llama.cpp stacks them, dequantized (``dequantize``) and rounded to x's
+    dtype (the operand the kernels give tensor cores), then ``fused_moe`` in float32 with the intermediate rounded
+    to x's dtype (as the kernels store it); the result in x.dtype."""
+
+    def dense(blocks: torch.Tensor, qtype: str) -> torch.Tensor:  # [E, rows, K] float32, x.dtype's values
+        w = dequantize(blocks.reshape(-1, blocks.shape[-1]), qtype).view(*blocks.shape[:2], -1)
+        return w.to(x.dtype).float()
+
+    w13 = torch.cat([dense(*gate), dense(*up)], dim=1)
+    return fused_moe(x.float(), w13, dense(*down), weights, ids, activation, x.dtype).to(x.dtype)
 
 
 # --- KV cache --------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ and our own model code (which uses HF parameter names) load it. The cache key ha
 and samples of its data, so a changed file converts again; the conversion is written to a temporary
 directory and renamed into place, so a crash never leaves a half-written cache entry.
 
-Architectures: ``llama`` (Llama 2 / 3.x, SmolLM2, Mistral), ``qwen2``, ``qwen3`` and ``gemma3``; the metadata
+Architectures: ``llama`` (Llama 2 / 3.x, SmolLM2, Mistral, Mixtral), ``qwen2``, ``qwen3``, ``qwen2moe``,
+``qwen3moe``, ``deepseek2`` (DeepSeek-V2 / -Lite / Coder-V2) and ``gemma3``; the metadata
 becomes config.json in ``gguf_config``, the tensors are renamed and un-permuted here.
 """
 
@@ -31,7 +32,7 @@ from inference.tokenizer import gguf_vocab
 from inference.tokenizer.chat_template import END_OF_TURN_TOKENS, GEMMA3_CHAT_TEMPLATE
 
 CONVERTER_VERSION = 2  # bump when the output changes, so caches from older code are not reused
-SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "qwen3", "qwen2moe", "qwen3moe", "gemma3")
+SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "qwen3", "qwen2moe", "qwen3moe", "deepseek2", "gemma3")
 __all__ = ["ConversionError", "SUPPORTED_ARCHITECTURES", "convert", "ensure_converted"]
 
 # GGUF block tensor -> HF name inside model.layers.N
@@ -64,12 +65,26 @@ _MIXTRAL_NAMES = {  # Mixtral's files are `llama` files with experts; its HF nam
     "ffn_up_exps": "block_sparse_moe.experts.{e}.w3",
     "ffn_down_exps": "block_sparse_moe.experts.{e}.w2",
 }
+_DEEPSEEK2_NAMES = {  # MLA's projections and norms; the shared experts are one MLP, ``shared_experts``
+    "attn_q_a": "self_attn.q_a_proj",
+    "attn_q_a_norm": "self_attn.q_a_layernorm",
+    "attn_q_b": "self_attn.q_b_proj",
+    "attn_kv_a_mqa": "self_attn.kv_a_proj_with_mqa",
+    "attn_kv_a_norm": "self_attn.kv_a_layernorm",
+    "attn_kv_b": "self_attn.kv_b_proj",  # older files; newer ones split it (``_kv_b``)
+    "ffn_gate_shexp": "mlp.shared_experts.gate_proj",
+    "ffn_up_shexp": "mlp.shared_experts.up_proj",
+    "ffn_down_shexp": "mlp.shared_experts.down_proj",
+}
+# newer llama.cpp files split kv_b_proj per head into attn_k_b (W_UK, transposed) and attn_v_b (W_UV)
+_SPLIT_KV_B = (".attn_k_b.weight", ".attn_v_b.weight")
 _ARCH_BLOCK_NAMES = {
     "llama": {"ffn_norm": "post_attention_layernorm", **_MIXTRAL_NAMES},
     "qwen2": {"ffn_norm": "post_attention_layernorm"},
     "qwen3": {"ffn_norm": "post_attention_layernorm"},
     "qwen2moe": {"ffn_norm": "post_attention_layernorm", **_MOE_NAMES},
     "qwen3moe": {"ffn_norm": "post_attention_layernorm", **_MOE_NAMES},
+    "deepseek2": {"ffn_norm": "post_attention_layernorm", **_MOE_NAMES, **_DEEPSEEK2_NAMES},
     "gemma3": {
         "post_attention_norm": "post_attention_layernorm",
         "ffn_norm": "pre_feedforward_layernorm",
@@ -138,7 +153,9 @@ def convert(gguf_path: str | Path, out_dir: str | Path, progress: bool = True) -
         rope_freqs = gguf.dequantize(ROPE_FREQS) if ROPE_FREQS in gguf.tensors else None
         config = hf_config(arch, meta, gguf.tensors, rope_freqs)
         # fail on unknown tensors before the work; rope_freqs went into the config, it is no weight
-        names = {name: _hf_name(arch, name) for name in gguf.tensors if name != ROPE_FREQS}
+        names = {
+            name: _hf_name(arch, name) for name in gguf.tensors if name != ROPE_FREQS and not name.endswith(_SPLIT_KV_B)
+        }
         gguf_vocab.build_tokenizer(meta).save(str(out / "tokenizer.json"))
         tensors = {}
         for name in tqdm(names, desc=f"converting {Path(gguf_path).name}", disable=not progress):
@@ -147,6 +164,11 @@ def convert(gguf_path: str | Path, out_dir: str | Path, progress: bool = True) -
                 tensors.update({names[name].format(e=e): w.contiguous() for e, w in enumerate(weight)})
             else:
                 tensors[names[name]] = weight
+        for name in gguf.tensors:
+            if name.endswith(_SPLIT_KV_B[0]):
+                layer = name.split(".")[1]
+                k_b, v_b = gguf.dequantize(name), gguf.dequantize(name.replace("attn_k_b", "attn_v_b"))
+                tensors[f"model.layers.{layer}.self_attn.kv_b_proj.weight"] = _kv_b(k_b, v_b)
         save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
         del tensors
         template = meta.get("tokenizer.chat_template") or (GEMMA3_CHAT_TEMPLATE if arch == "gemma3" else None)
@@ -182,6 +204,13 @@ def _to_hf(arch: str, name: str, weight: torch.Tensor, config: dict[str, Any]) -
         # llama.cpp stores Gemma's RMSNorm scale as 1 + w; HF's Gemma3RMSNorm computes x * (1 + w)
         return weight - 1.0
     return weight
+
+
+def _kv_b(k_b: torch.Tensor, v_b: torch.Tensor) -> torch.Tensor:
+    """DeepSeek's kv_b_proj [heads * (nope + v), latent] from llama.cpp's halves: k_b [heads, latent, nope] (W_UK,
+    transposed) and v_b [heads, v, latent] (W_UV)."""
+    heads, latent, _ = k_b.shape
+    return torch.cat([k_b.transpose(1, 2), v_b], dim=1).reshape(-1, latent).contiguous()
 
 
 def _unpermute_rope_rows(weight: torch.Tensor, heads: int) -> torch.Tensor:

@@ -48,6 +48,8 @@ def hf_config(arch: str, meta: dict[str, Any], tensors: dict[str, Any], rope_fre
         if rope_freqs is not None:
             raise ConversionError("a rope_freqs tensor in a gemma3 file is not supported")
         return _gemma3_config(meta, tensors)
+    if arch == "deepseek2":
+        return _deepseek2_config(meta, tensors)
     config = _common_config(meta, tensors, arch)
     rope = _rope(meta, arch, float(get(meta, arch, "rope.freq_base", 10000.0)))
     if rope_freqs is not None:
@@ -122,6 +124,84 @@ def _qwen_moe_config(arch: str, meta: dict[str, Any], config: dict[str, Any]) ->
         "use_sliding_window": False,
         "sliding_window": None,
         "max_window_layers": config["num_hidden_layers"],
+    }
+
+
+def _deepseek2_config(meta: dict[str, Any], tensors: dict[str, Any]) -> dict[str, Any]:
+    """DeepSeek-V2 / V2-Lite / Coder-V2. llama.cpp writes MLA as one KV head: newer files (``attn_k_b`` /
+    ``attn_v_b``) give the latent's lengths as key/value_length and the heads' as key/value_length_mla, older ones
+    (``attn_kv_b``) the heads' as key/value_length. Its yarn keeps ``0.1 * mscale_all_dim`` (the log multiplier)
+    only; DeepSeek's released configs have mscale equal to it, which is what makes the query's and key's mscales
+    cancel. DeepSeek-V3's sigmoid routing (gating function 2, ``exp_probs_b``) is refused."""
+    arch = "deepseek2"
+    if "tokenizer.ggml.tokens" not in meta:
+        raise ConversionError("the GGUF metadata has no tokenizer.ggml.tokens; a vocabulary is needed")
+    if (
+        get(meta, arch, "expert_gating_func", 1) != 1
+        or "blk.0.exp_probs_b.bias" in tensors
+        or any(name.endswith("exp_probs_b.bias") for name in tensors)
+    ):
+        raise ConversionError("DeepSeek-V3's sigmoid routing (expert_gating_func 2, exp_probs_b) is not supported")
+    heads = _require(meta, arch, "attention.head_count")
+    rope_dim = _require(meta, arch, "rope.dimension_count")
+    if get(meta, arch, "attention.key_length_mla"):
+        qk_head, v_head = (
+            _require(meta, arch, "attention.key_length_mla"),
+            _require(meta, arch, "attention.value_length_mla"),
+        )
+    else:
+        qk_head, v_head = _require(meta, arch, "attention.key_length"), _require(meta, arch, "attention.value_length")
+    groups = int(get(meta, arch, "expert_group_count", 1) or 1)
+    rope: dict[str, Any] = {"rope_type": "default", "rope_theta": float(get(meta, arch, "rope.freq_base", 10000.0))}
+    if get(meta, arch, "rope.scaling.type", "none") == "yarn":
+        # a float32 in the file: 0.1 * 0.707 comes back as 0.70699997 without the rounding
+        mscale = float(f"{float(get(meta, arch, 'rope.scaling.yarn_log_multiplier', 0.0)) / 0.1:.6g}")
+        rope.update(
+            rope_type="yarn", factor=float(get(meta, arch, "rope.scaling.factor")), mscale=mscale,
+            mscale_all_dim=mscale, beta_fast=float(get(meta, arch, "rope.scaling.yarn_beta_fast", 32.0)),
+            beta_slow=float(get(meta, arch, "rope.scaling.yarn_beta_slow", 1.0)),
+            original_max_position_embeddings=int(_require(meta, arch, "rope.scaling.original_context_length")),
+        )  # fmt: skip
+    elif get(meta, arch, "rope.scaling.type", "none") != "none":
+        raise ConversionError(f"deepseek2 rope scaling {get(meta, arch, 'rope.scaling.type')!r} is not supported")
+    return {
+        "architectures": ["DeepseekV2ForCausalLM"],
+        "model_type": "deepseek_v2",
+        "vocab_size": int(get(meta, arch, "vocab_size", len(meta["tokenizer.ggml.tokens"]))),
+        "hidden_size": _require(meta, arch, "embedding_length"),
+        "intermediate_size": _require(meta, arch, "feed_forward_length"),
+        "moe_intermediate_size": _require(meta, arch, "expert_feed_forward_length"),
+        "num_hidden_layers": _require(meta, arch, "block_count"),
+        "num_attention_heads": heads,
+        "num_key_value_heads": heads,
+        "n_routed_experts": _require(meta, arch, "expert_count"),
+        "num_experts_per_tok": _require(meta, arch, "expert_used_count"),
+        "n_shared_experts": int(get(meta, arch, "expert_shared_count", 0)),
+        "routed_scaling_factor": float(get(meta, arch, "expert_weights_scale", 1.0)),
+        "norm_topk_prob": bool(get(meta, arch, "expert_weights_norm", False)),
+        "topk_method": "group_limited_greedy" if groups > 1 else "greedy",
+        "n_group": groups,
+        "topk_group": int(get(meta, arch, "expert_group_used_count", 1) or 1),
+        "first_k_dense_replace": int(get(meta, arch, "leading_dense_block_count", 0)),
+        "q_lora_rank": get(meta, arch, "attention.q_lora_rank") or None,
+        "kv_lora_rank": _require(meta, arch, "attention.kv_lora_rank"),
+        "qk_nope_head_dim": qk_head - rope_dim,
+        "qk_rope_head_dim": rope_dim,
+        "head_dim": rope_dim,
+        "v_head_dim": v_head,
+        "hidden_act": "silu",
+        "max_position_embeddings": int(get(meta, arch, "context_length", 2048)),
+        "rms_norm_eps": float(get(meta, arch, "attention.layer_norm_rms_epsilon", 1e-6)),
+        "rope_parameters": rope,
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "initializer_range": 0.02,
+        "tie_word_embeddings": "output.weight" not in tensors,
+        "bos_token_id": token_id(meta, "bos_token_id"),
+        "eos_token_id": token_id(meta, "eos_token_id"),
+        "pad_token_id": token_id(meta, "padding_token_id"),
+        "use_cache": True,
+        "dtype": "float32",
     }
 
 

@@ -132,18 +132,32 @@ class DeepseekV2ForCausalLM(LlamaForCausalLM):
     checkpoint_name = staticmethod(expert_name)  # mlp.experts.{e}.*; the shared experts are a plain MLP
     packed_modules = {n: PACKED_MODULES[n] for n in ("gate_proj", "up_proj")}  # MLA's projections stay apart
 
+    # read as matrices (W_UK absorbed into the query, W_UV applied to the output), never called: weights kept in
+    # GGUF blocks leave them dense
+    dense_only = ("kv_b_proj",)
+
+    def row_order(self, module_name: str) -> torch.Tensor | None:
+        """How ``load_weights`` reorders a projection's rows (its weight becomes ``weight[order]``): the rope rows of
+        q and of kv_a's rope key de-interleaved; None for the others. Weights kept in GGUF blocks reorder the same."""
+        cfg: DeepseekV2Config = self.config
+        leaf = module_name.rpartition(".")[2]
+        perm = _interleaved_to_halves(cfg.qk_rope_head_dim)
+        if leaf in ("q_proj", "q_b_proj"):
+            rows = torch.arange(cfg.num_attention_heads * cfg.qk_head_dim).view(cfg.num_attention_heads, -1)
+            rows[:, cfg.qk_nope_head_dim :] = rows[:, cfg.qk_nope_head_dim :][:, perm]
+            return rows.reshape(-1)
+        if leaf == "kv_a_proj_with_mqa":
+            rows = torch.arange(cfg.kv_lora_rank + cfg.qk_rope_head_dim)
+            rows[cfg.kv_lora_rank :] = rows[cfg.kv_lora_rank :][perm]
+            return rows
+        return None
+
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
         super().load_weights(weights)
-        cfg: DeepseekV2Config = self.config
-        order = _interleaved_to_halves(cfg.qk_rope_head_dim)
         with torch.no_grad():
-            for layer in self.model.layers:
-                attn = layer.self_attn
-                q = attn.q_proj if hasattr(attn, "q_proj") else attn.q_b_proj
-                w = q.weight.data.view(cfg.num_attention_heads, cfg.qk_head_dim, -1)
-                w[:, cfg.qk_nope_head_dim :] = w[:, cfg.qk_nope_head_dim :][:, order.to(w.device)]
-                kv = attn.kv_a_proj_with_mqa
-                rows = slice(cfg.kv_lora_rank, None)
-                kv.weight.data[rows] = kv.weight.data[rows][order.to(kv.weight.device)]
-                if kv.bias is not None:
-                    kv.bias.data[rows] = kv.bias.data[rows][order.to(kv.bias.device)]
+            for name, module in self.named_modules():
+                order = self.row_order(name) if isinstance(module, nn.Linear) else None
+                if order is not None:
+                    module.weight.data = module.weight.data[order.to(module.weight.device)]
+                    if module.bias is not None:
+                        module.bias.data = module.bias.data[order.to(module.bias.device)]

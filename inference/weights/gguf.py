@@ -4,13 +4,15 @@ Decode reads every weight once per step, so on a GPU its speed is set by bytes: 
 a weight against bf16's 16. Each projection whose GGUF tensors are of types the kernel reads (Q8_0, Q4_0,
 Q4_1, Q5_0, Q5_1, Q4_K, Q6_K: every matrix of the packaged SmolLM2 Q4_1 and Gemma 3 Q4_K_M files) becomes a
 ``GGUFLinear`` holding the file's blocks on the device; fused projections (q/k/v, gate/up) stack their parts'
-block rows, one stack per type. Everything else (other types, norms, embeddings) stays dense. A tied output
-head reuses the token embedding's blocks.
+block rows, one stack per type. A mixture of experts' stacks (``ffn_{gate,up,down}_exps``) become a
+``GGUFExperts`` on the fused MoE kernel. Everything else (other types, norms, embeddings, routers) stays dense. A
+tied output head reuses the token embedding's blocks.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +81,59 @@ class GGUFLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, {self.qtype}"
 
 
+class GGUFExperts(nn.Module):
+    """A mixture of experts' stacks in the file's blocks: forward(x [T, H], weights [T, k], ids [T, k]) -> [T, H]
+    through ``kernels.fused_moe_gguf``, as ``FusedMoE`` does on dense stacks. ``gate`` / ``up``: ([E, I, H / bw *
+    bb] uint8, type), ``down``: ([E, H, I / bw * bb] uint8, type), as llama.cpp stores ``ffn_{gate,up,down}_exps``."""
+
+    def __init__(self, gate: tuple[torch.Tensor, str], up: tuple[torch.Tensor, str], down: tuple[torch.Tensor, str],
+                 activation: str):  # fmt: skip
+        super().__init__()
+        for part, (blocks, qtype) in zip(("gate", "up", "down"), (gate, up, down), strict=True):
+            if qtype not in GGUF_BLOCKS:
+                raise ValueError(f"GGUF type {qtype!r} has no kernel (supported: {', '.join(GGUF_BLOCKS)})")
+            self.register_buffer(f"{part}_blocks", blocks.contiguous(), persistent=False)
+        self.qtypes = (gate[1], up[1], down[1])
+        self.num_experts, self.intermediate_size = gate[0].shape[:2]
+        self.activation = activation
+
+    def weight_bytes(self) -> int:
+        """Bytes of all the experts' blocks."""
+        return self.gate_blocks.numel() + self.up_blocks.numel() + self.down_blocks.numel()
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        from kernels.fused_moe_gguf import fused_moe_gguf
+
+        gate, up, down = self.qtypes
+        return fused_moe_gguf(x, (self.gate_blocks, gate), (self.up_blocks, up), (self.down_blocks, down), weights,
+                              ids, self.activation)  # fmt: skip
+
+    def extra_repr(self) -> str:
+        return f"num_experts={self.num_experts}, intermediate_size={self.intermediate_size}, {'/'.join(self.qtypes)}"
+
+
+def _experts_on_blocks(model: nn.Module, gguf, device: torch.device) -> int:
+    """Each layer's ``FusedMoE`` (``model.layers.N.mlp.experts``) whose three stacks (``blk.N.ffn_*_exps``) are of
+    types the kernel reads becomes a ``GGUFExperts``; returns how many did."""
+    from inference.layers.moe import FusedMoE
+
+    replaced = 0
+    for module_name, module in list(model.named_modules()):
+        match = re.fullmatch(r"model\.layers\.(\d+)\.mlp\.experts", module_name)
+        if not isinstance(module, FusedMoE) or match is None:
+            continue
+        names = [f"blk.{match.group(1)}.ffn_{part}_exps.weight" for part in ("gate", "up", "down")]
+        if any(n not in gguf.tensors or _qtype(gguf, n) not in GGUF_BLOCKS for n in names):
+            log.info("%s: experts' types %s have no kernel; kept dense", module_name,
+                     [_qtype(gguf, n) if n in gguf.tensors else None for n in names])  # fmt: skip
+            continue
+        stacks = [(torch.from_numpy(np.array(gguf.raw(n))).to(device), _qtype(gguf, n)) for n in names]
+        parent, _, leaf = module_name.rpartition(".")
+        setattr(model.get_submodule(parent), leaf, GGUFExperts(*stacks, module.activation))
+        replaced += 1
+    return replaced
+
+
 def _hf_modules(gguf, arch: str) -> dict[str, str]:
     """HF module name (``model.layers.0.self_attn.q_proj``) → the GGUF tensor holding its weight."""
     from inference.loader.convert import ConversionError, _hf_name
@@ -111,8 +166,14 @@ def use_gguf_weights(model: nn.Module, gguf_path: str | Path, device: torch.devi
     with GGUFFile(gguf_path) as gguf:
         arch = gguf.architecture
         hf_to_gguf = _hf_modules(gguf, arch)
+        rename = getattr(model, "checkpoint_name", None)
+        if rename is not None:  # the HF names as our modules have them (Mixtral's block_sparse_moe is our mlp)
+            ours = {hf: rename(f"{hf}.weight") for hf in hf_to_gguf}
+            hf_to_gguf = {ours[hf].removesuffix(".weight") if isinstance(ours[hf], str) else hf: name
+                          for hf, name in hf_to_gguf.items()}  # fmt: skip
         for module_name, module in list(model.named_modules()):
-            if not isinstance(module, nn.Linear):
+            # dense_only: read as matrices, never called (DeepSeek's kv_b_proj)
+            if not isinstance(module, nn.Linear) or module_name.rpartition(".")[2] in getattr(model, "dense_only", ()):
                 continue
             parent_name, _, leaf = module_name.rpartition(".")
             if hasattr(module, "shard_sizes"):  # fused: its HF parts in shard order
@@ -131,12 +192,16 @@ def use_gguf_weights(model: nn.Module, gguf_path: str | Path, device: torch.devi
                     # quantization runs along a row, so the converter's row permutation moves whole blocks
                     heads = config.num_attention_heads if hf.endswith("q_proj") else config.num_key_value_heads
                     raw = _unpermute_rope_rows(raw, heads)
+                order = model.row_order(hf) if hasattr(model, "row_order") else None
+                if order is not None:  # rows the model reorders at load (DeepSeek's rope rows): whole rows move
+                    raw = raw[order]
                 rows.append((_qtype(gguf, name), raw.to(device)))
             layer = GGUFLinear(None, rows, module.in_features, module.bias)
             if hasattr(module, "split"):
                 layer.split = module.split
             setattr(model.get_submodule(parent_name) if parent_name else model, leaf, layer)
             replaced += 1
+        replaced += _experts_on_blocks(model, gguf, device)
         if getattr(model, "lm_head", "absent") is None:  # tied: the head reads the embedding's blocks
             name = hf_to_gguf.get("model.embed_tokens")
             if name is not None and _qtype(gguf, name) in GGUF_BLOCKS:

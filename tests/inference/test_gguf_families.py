@@ -15,15 +15,17 @@ from safetensors import safe_open
 from tokenizers import Tokenizer
 from transformers import AutoModelForCausalLM
 
+from inference.layers.moe import FusedMoE
 from inference.layers.rotary import RopeParams
 from inference.loader.convert import ConversionError, ensure_converted
 from inference.loader.gguf import GGUFFile
 from inference.loader.gguf_config import llama3_rope_from_freqs
 from inference.loader.safetensors import load_model
 from inference.tokenizer.gguf_vocab import build_tokenizer
-from inference.weights.gguf import GGUFLinear, use_gguf_weights
+from inference.weights.gguf import GGUFExperts, GGUFLinear, use_gguf_weights
 from tests.support import checkpoints as rc
 from tests.support import gguf_files as gf
+from tests.support import moe_checkpoints as mc
 
 # name -> (checkpoint builder, llama.cpp architecture, tokenizer preset, extra metadata, HF class after conversion)
 FAMILIES = {
@@ -220,7 +222,7 @@ def test_unknown_architecture_is_refused_naming_the_supported_ones(tmp_path):
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    supported = r"\(supported: llama, qwen2, qwen3, qwen2moe, qwen3moe, gemma3\)"
+    supported = r"\(supported: llama, qwen2, qwen3, qwen2moe, qwen3moe, deepseek2, gemma3\)"
     with pytest.raises(ConversionError, match=rf"'phi3' is not supported {supported}"):
         ensure_converted(tmp_path / "phi3.gguf", cache_root=tmp_path / "cache", progress=False)
 
@@ -265,4 +267,124 @@ def test_q8_0_served_on_blocks_computes_what_the_conversion_does(q8_0):
     assert replaced == layers * 4 + 1 == sum(isinstance(m, GGUFLinear) for m in model.modules()), (name, tied)
     diff = (rc.prefill_logits(model, prompts) - dense).abs().max().item()
     print(f"{name} Q8_0: max |blocks - dense| = {diff:.3g}")
+    assert diff < 1e-4
+
+
+@pytest.fixture(scope="module", params=[("mixtral", "Q8_0"), ("qwen2moe", "Q4_0"), ("qwen3moe", "Q5_1")],
+                ids=lambda p: "-".join(p))  # fmt: skip
+def moe_quantized(request, tokenizers, tmp_path_factory):
+    name, qtype = request.param
+    build, arch, pre, metadata, _ = FAMILIES[name]
+    tmp = tmp_path_factory.mktemp(f"{name}-{qtype}")
+    hf_dir = build(tmp / "hf", tokenizers[pre])
+    path = gf.write_gguf(hf_dir, tokenizers[pre], tmp / "q.gguf", arch, pre, qtype=qtype, metadata=metadata)
+    return name, qtype, path, ensure_converted(path, cache_root=tmp / "cache", progress=False)
+
+
+@pytest.mark.interpreter
+def test_moe_experts_served_on_blocks_compute_what_the_conversion_does(moe_quantized):
+    """Every layer's expert stacks (ffn_{gate,up,down}_exps) stay in the file's blocks, on the fused MoE kernel;
+    attention, the router and the shared expert on the quantized matmul."""
+    name, qtype, path, converted = moe_quantized
+    model = load_model(converted)
+    prompts = _prompts(model.config.vocab_size)[1:]
+    dense = rc.prefill_logits(model, prompts)
+    replaced = use_gguf_weights(model, path, torch.device("cpu"))
+    layers = model.config.num_hidden_layers
+    experts = [m for m in model.modules() if isinstance(m, GGUFExperts)]
+    assert len(experts) == layers and all(e.qtypes == (qtype,) * 3 for e in experts)
+    assert not any(isinstance(m, FusedMoE) for m in model.modules())
+    # qkv, o, the router; Qwen2-MoE's shared expert: gate/up and its gate (its down, 40 wide, is no whole number of
+    # blocks: F32 in the file, dense here)
+    linears = layers * (3 + (2 if name == "qwen2moe" else 0)) + 1
+    assert sum(isinstance(m, GGUFLinear) for m in model.modules()) == linears and replaced == linears + layers
+    diff = (rc.prefill_logits(model, prompts) - dense).abs().max().item()
+    print(f"{name} {qtype}: max |blocks - dense| = {diff:.3g}")
+    assert diff < 1e-4
+
+
+# --- DeepSeek-V2 (deepseek2): MLA, experts, yarn ----------------------------------------------------------------
+
+# name -> (q_lora_rank, group-limited routing, kv_b split as current llama.cpp writes it)
+DEEPSEEK = {"v2-lite": (None, False, True), "v2-older-file": (24, True, False)}
+
+
+@pytest.fixture(scope="module", params=list(DEEPSEEK))
+def deepseek(request, tokenizers, tmp_path_factory):
+    q_lora, grouped, split = DEEPSEEK[request.param]
+    tmp = tmp_path_factory.mktemp(f"deepseek-{request.param}")
+    tok = tokenizers["qwen2"]
+    hf_dir = mc.deepseek_v2_checkpoint(tmp / "hf", q_lora, grouped, vocab_size=tok.get_vocab_size())
+    path = gf.write_deepseek2_gguf(hf_dir, tok, tmp / "f.gguf", "qwen2", split_kv_b=split)
+    converted = ensure_converted(path, cache_root=tmp / "cache", progress=False)
+    hf = AutoModelForCausalLM.from_pretrained(hf_dir, attn_implementation="eager", dtype=torch.float32).eval()
+    return request.param, path, converted, hf
+
+
+def test_deepseek2_conversion_is_the_original(deepseek):
+    """config.json as transformers wrote it for the fields that matter; kv_b_proj rebuilt from attn_k_b / attn_v_b;
+    transformers on the conversion computes what it computes on the original, and so does our model."""
+    name, path, converted, hf = deepseek
+    config = json.loads((converted / "config.json").read_text())
+    original = hf.config.to_dict()
+    for key in ("q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "n_routed_experts",
+                "num_experts_per_tok", "n_shared_experts", "routed_scaling_factor", "first_k_dense_replace",
+                "topk_method", "norm_topk_prob", "moe_intermediate_size", "intermediate_size"):  # fmt: skip
+        assert config[key] == original[key], key
+    assert config["rope_parameters"] == original["rope_parameters"]
+    if DEEPSEEK[name][1]:
+        assert (config["n_group"], config["topk_group"]) == (4, 2)
+    assert (".attn_k_b.weight" in "".join(GGUFFile(path).tensors)) == DEEPSEEK[name][2]
+    prompts = _prompts(hf.config.vocab_size)
+    again = AutoModelForCausalLM.from_pretrained(converted, attn_implementation="eager", dtype=torch.float32).eval()
+    assert (rc.hf_logits(again, prompts) - rc.hf_logits(hf, prompts)).abs().max().item() < 1e-5
+    diff = (rc.prefill_logits(load_model(converted), prompts) - rc.hf_logits(hf, prompts)).abs().max().item()
+    print(f"deepseek2 {name}: max |ours - transformers| = {diff:.3g}")
+    assert diff < 1e-3
+
+
+def test_deepseek2_v3_routing_is_refused(deepseek, tmp_path):
+    _, path, _, _ = deepseek
+    reader = GGUFFile(path)
+    writer = gguf.GGUFWriter(tmp_path / "v3.gguf", "deepseek2")
+    for key, value in reader.metadata.items():
+        if key.startswith("deepseek2.") or key == "tokenizer.ggml.tokens":
+            if isinstance(value, list):
+                writer.add_array(key, value)
+            elif isinstance(value, float):
+                writer.add_float32(key, value)
+            elif isinstance(value, bool):
+                writer.add_bool(key, value)
+            elif isinstance(value, int | np.integer):
+                writer.add_uint32(key, int(value))
+    writer.add_uint32("deepseek2.expert_gating_func", 2)  # sigmoid
+    writer.add_tensor("token_embd.weight", np.zeros((2, 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(ConversionError, match="sigmoid routing"):
+        ensure_converted(tmp_path / "v3.gguf", cache_root=tmp_path / "cache", progress=False)
+
+
+@pytest.mark.interpreter
+@pytest.mark.parametrize("split", [True, False], ids=["k_b-v_b", "kv_b"])
+def test_deepseek2_served_on_blocks_computes_what_the_conversion_does(tokenizers, tmp_path, split):
+    """Q8_0: the q and kv_a projections' rope rows reordered on the blocks as on the weights, kv_b_proj (read as
+    matrices) left dense, the experts on the fused MoE kernel, the dense first layer and shared experts on blocks."""
+    tok = tokenizers["qwen2"]
+    hf_dir = mc.deepseek_v2_checkpoint(tmp_path / "hf", vocab_size=tok.get_vocab_size())
+    path = gf.write_deepseek2_gguf(hf_dir, tok, tmp_path / "q8.gguf", "qwen2", qtype="Q8_0", split_kv_b=split)
+    model = load_model(ensure_converted(path, cache_root=tmp_path / "cache", progress=False))
+    prompts = _prompts(model.config.vocab_size)[1:]
+    dense = rc.prefill_logits(model, prompts)
+    use_gguf_weights(model, path, torch.device("cpu"))
+    layers = model.model.layers
+    assert isinstance(layers[0].self_attn.q_proj, GGUFLinear) and isinstance(layers[0].mlp.gate_up_proj, GGUFLinear)
+    assert isinstance(layers[0].self_attn.kv_a_proj_with_mqa, GGUFLinear)
+    assert all(isinstance(layer.self_attn.kv_b_proj, torch.nn.Linear) for layer in layers)
+    assert all(isinstance(layer.mlp.experts, GGUFExperts) for layer in layers[1:])
+    assert all(isinstance(layer.mlp.shared_experts.down_proj, GGUFLinear) for layer in layers[1:])
+    diff = (rc.prefill_logits(model, prompts) - dense).abs().max().item()
+    print(f"deepseek2 Q8_0 ({'k_b/v_b' if split else 'kv_b'}): max |blocks - dense| = {diff:.3g}")
     assert diff < 1e-4

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SHARDS = 2  # processes sharing the quick set, one per core of the CI machine
 OPS = ["rms_norm", "layer_norm", "rotary", "store_kv", "silu_and_mul", "gelu_tanh_and_mul", "gelu", "quick_gelu",
        "varlen_attention", "paged_attention", "decode_attention", "dequantize", "quant_matmul", "sampling",
-       "fused_moe"]  # fmt: skip
+       "fused_moe", "fused_moe_gguf"]  # fmt: skip
 
 
 def compile_check(*args: str) -> subprocess.CompletedProcess:

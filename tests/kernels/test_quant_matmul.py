@@ -81,34 +81,6 @@ def assert_bit_equal(ours: torch.Tensor, ref: np.ndarray) -> None:
 # --- dequantize, bit for bit ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def gemma_blocks() -> dict[str, np.ndarray]:
-    """A handful of rows of real tensors, one per type: [rows, bytes] uint8."""
-    from inference import packaged
-    from inference.loader.gguf import GGUFFile
-
-    picks = {
-        "Q8_0": (packaged.gemma3_gguf(), "token_embd.weight"),
-        "Q5_0": (packaged.gemma3_gguf(), "blk.0.attn_q.weight"),
-        "Q4_K": (packaged.gemma3_gguf(), "blk.0.attn_output.weight"),
-        "Q6_K": (packaged.gemma3_gguf(), "blk.0.ffn_down.weight"),
-        "Q4_1": (packaged.smollm2_gguf(), "blk.0.ffn_up.weight"),
-    }
-    out = {}
-    for qtype, (path, name) in picks.items():
-        with GGUFFile(path) as f:
-            assert f.tensors[name].ggml_type.name == qtype
-            raw = f.raw(name)
-            rows = np.linspace(0, raw.shape[0] - 1, 24).round().astype(np.int64)  # spread over the tensor
-            out[qtype] = np.ascontiguousarray(raw[rows])
-    # Q4_0 and Q5_1: the same real weights, quantized as llama.cpp does (gguf.quants is its Python port)
-    weights = gguf.quants.dequantize(out["Q5_0"], gguf.GGMLQuantizationType.Q5_0)
-    for qtype in ("Q4_0", "Q5_1"):
-        out[qtype] = gguf.quants.quantize(weights, gguf.GGMLQuantizationType[qtype])
-    assert set(out) == set(QTYPES)
-    return out
-
-
 @pytest.mark.parametrize("qtype", QTYPES)
 def test_dequantize_real_gguf_blocks_bit_for_bit(gemma_blocks, qtype):
     raw = gemma_blocks[qtype]

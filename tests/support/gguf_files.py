@@ -157,6 +157,11 @@ _BLOCK = {
     "block_sparse_moe.gate": "ffn_gate_inp", "mlp.gate": "ffn_gate_inp", "mlp.shared_expert_gate": "ffn_gate_inp_shexp",
     "mlp.shared_expert.gate_proj": "ffn_gate_shexp", "mlp.shared_expert.up_proj": "ffn_up_shexp",
     "mlp.shared_expert.down_proj": "ffn_down_shexp",
+    # DeepSeek-V2: MLA's projections and norms, the shared experts (one MLP)
+    "self_attn.q_a_proj": "attn_q_a", "self_attn.q_a_layernorm": "attn_q_a_norm", "self_attn.q_b_proj": "attn_q_b",
+    "self_attn.kv_a_proj_with_mqa": "attn_kv_a_mqa", "self_attn.kv_a_layernorm": "attn_kv_a_norm",
+    "self_attn.kv_b_proj": "attn_kv_b", "mlp.shared_experts.gate_proj": "ffn_gate_shexp",
+    "mlp.shared_experts.up_proj": "ffn_up_shexp", "mlp.shared_experts.down_proj": "ffn_down_shexp",
 }  # fmt: skip
 _GLOBAL = {"model.embed_tokens": "token_embd", "model.norm": "output_norm", "lm_head": "output"}
 _EXPERT = re.compile(r"model\.layers\.(\d+)\.(?:block_sparse_moe|mlp)\.experts\.(\d+)\.(\w+)\.weight")
@@ -265,17 +270,86 @@ def write_gguf(
             weight = _permute(weight, heads)
         elif arch == "llama" and name.endswith((".attn_k.weight", ".attn_k.bias")):
             weight = _permute(weight, kv_heads)
-        array = weight.numpy()
-        if qtype == "F32" or array.ndim == 1:
-            writer.add_tensor(name, array)
-        else:
-            kind = GGMLQuantizationType[qtype]
-            writer.add_tensor(name, quants.quantize(array, kind), raw_dtype=kind)
+        _add_tensor(writer, name, weight, qtype)
+    return _finish(writer, path)
+
+
+def _add_tensor(writer: gguf.GGUFWriter, name: str, weight: torch.Tensor, qtype: str) -> None:
+    """A matrix in ``qtype``; vectors, and rows that are no whole number of blocks, in F32 (llama.cpp falls back
+    to a type that fits as well)."""
+    array = weight.float().numpy()
+    if qtype == "F32" or array.ndim == 1 or array.shape[-1] % gguf.GGML_QUANT_SIZES[GGMLQuantizationType[qtype]][0]:
+        writer.add_tensor(name, array)
+    else:
+        kind = GGMLQuantizationType[qtype]
+        writer.add_tensor(name, quants.quantize(array, kind), raw_dtype=kind)
+
+
+def _finish(writer: gguf.GGUFWriter, path: Path) -> Path:
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def write_deepseek2_gguf(hf_dir: Path, tokenizer: Tokenizer, path: Path, pre: str, qtype: str = "F32",
+                         split_kv_b: bool = True) -> Path:  # fmt: skip
+    """A DeepSeek-V2 checkpoint as convert_hf_to_gguf.py's DeepseekV2Model writes it: MLA as one KV head, the
+    experts stacked, yarn's mscale_all_dim as its log multiplier; ``split_kv_b``: kv_b_proj split per head into
+    attn_k_b (W_UK transposed) and attn_v_b (W_UV) with the MLA lengths apart, as current llama.cpp does, else
+    one attn_kv_b as older files have."""
+    c = json.loads((Path(hf_dir) / "config.json").read_text())
+    keys = ("num_attention_heads", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "kv_lora_rank")
+    heads, nope, rope_dim, v_dim, latent = (c[k] for k in keys)
+    w = gguf.GGUFWriter(path, "deepseek2")
+    w.add_context_length(c["max_position_embeddings"])
+    w.add_embedding_length(c["hidden_size"])
+    w.add_block_count(c["num_hidden_layers"])
+    w.add_feed_forward_length(c["intermediate_size"])
+    w.add_head_count(heads)
+    w.add_head_count_kv(1)
+    w.add_layer_norm_rms_eps(c["rms_norm_eps"])
+    w.add_vocab_size(c["vocab_size"])
+    w.add_leading_dense_block_count(c["first_k_dense_replace"])
+    if c.get("q_lora_rank"):
+        w.add_q_lora_rank(c["q_lora_rank"])
+    w.add_kv_lora_rank(latent)
+    if split_kv_b:
+        w.add_key_length(latent + rope_dim)
+        w.add_value_length(latent)
+        w.add_key_length_mla(nope + rope_dim)
+        w.add_value_length_mla(v_dim)
+    else:
+        w.add_key_length(nope + rope_dim)
+        w.add_value_length(v_dim)
+    w.add_expert_feed_forward_length(c["moe_intermediate_size"])
+    w.add_expert_count(c["n_routed_experts"])
+    w.add_expert_used_count(c["num_experts_per_tok"])
+    w.add_expert_shared_count(c["n_shared_experts"])
+    w.add_expert_weights_scale(c["routed_scaling_factor"])
+    w.add_expert_weights_norm(c["norm_topk_prob"])
+    w.add_expert_gating_func(gguf.ExpertGatingFuncType.SOFTMAX)
+    if c.get("topk_method") == "group_limited_greedy":
+        w.add_expert_group_count(c["n_group"])
+        w.add_expert_group_used_count(c["topk_group"])
+    w.add_rope_dimension_count(rope_dim)
+    rope = c["rope_parameters"]
+    w.add_rope_freq_base(rope["rope_theta"])
+    if rope["rope_type"] == "yarn":
+        w.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+        w.add_rope_scaling_factor(rope["factor"])
+        w.add_rope_scaling_orig_ctx_len(rope["original_max_position_embeddings"])
+        w.add_rope_scaling_yarn_log_mul(0.1 * rope["mscale_all_dim"])
+    _add_vocab(w, tokenizer, pre)
+    for name, weight in _gguf_tensors(hf_weights(hf_dir)).items():
+        if split_kv_b and name.endswith(".attn_kv_b.weight"):
+            k_b, v_b = weight.view(heads, nope + v_dim, latent).split([nope, v_dim], dim=1)
+            _add_tensor(w, name.replace("attn_kv_b", "attn_k_b"), k_b.transpose(1, 2).contiguous(), qtype)
+            _add_tensor(w, name.replace("attn_kv_b", "attn_v_b"), v_b.contiguous(), qtype)
+        else:
+            _add_tensor(w, name, weight, qtype)
+    return _finish(w, path)
 
 
 def _add_vocab(writer: gguf.GGUFWriter, tokenizer: Tokenizer, pre: str) -> None:

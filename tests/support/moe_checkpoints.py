@@ -60,7 +60,9 @@ def qwen3_moe_checkpoint(path: Path) -> Path:
     return _save(model, path)
 
 
-def deepseek_v2_checkpoint(path: Path, q_lora_rank: int | None = None, grouped: bool = False) -> Path:
+def deepseek_v2_checkpoint(
+    path: Path, q_lora_rank: int | None = None, grouped: bool = False, vocab_size: int = VOCAB
+) -> Path:
     """DeepSeek-V2's shape in miniature: MLA (kv latent 32, q/k heads of 16 no-rope + 8 rope, v heads of 12;
     ``q_lora_rank``: V2's low-rank q, else V2-Lite's plain q_proj), yarn rope with mscale (as V2-Lite's), 8
     experts of 32, the top 3 scaled by 1.5 (``grouped``: within the best 2 of 4 groups), 2 shared experts, the
@@ -71,7 +73,8 @@ def deepseek_v2_checkpoint(path: Path, q_lora_rank: int | None = None, grouped: 
     rope = {"rope_type": "yarn", "rope_theta": 10_000.0, "factor": 4.0, "original_max_position_embeddings": 64,
             "mscale": 0.707, "mscale_all_dim": 0.707, "beta_fast": 32, "beta_slow": 1}  # fmt: skip
     config = DeepseekV2Config(
-        **{**_COMMON, "num_key_value_heads": 4}, intermediate_size=96, moe_intermediate_size=32,
+        **{**_COMMON, "num_key_value_heads": 4, "vocab_size": vocab_size}, intermediate_size=96,
+        moe_intermediate_size=32,
         q_lora_rank=q_lora_rank, kv_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=12,
         n_routed_experts=8, num_experts_per_tok=3, n_shared_experts=2, first_k_dense_replace=1,
         routed_scaling_factor=1.5, topk_method="group_limited_greedy" if grouped else "greedy",
