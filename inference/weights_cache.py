@@ -7,9 +7,9 @@ maps its tensors instead of reading them. Its name carries a key over everything
 converted checkpoint (whose own name carries the converter's version and the source's hash), the checkpoint's
 files (size and time), the quantize mode and dtype, this file's ``FORMAT_VERSION``, the torch version and a hash
 of the code that builds and quantizes models (``inference/models``, ``inference/layers``,
-``inference/weights/quantize.py``). So a cache written by an older converter, quantizer or model code is never read:
-it is rebuilt beside it. Only this service writes there (the pickle is trusted: it is our own output, in the user's
-own cache directory).
+``inference/weights/quantize.py`` and ``quantize_moe.py``). So a cache written by an older converter, quantizer or
+model code is never read: it is rebuilt beside it. Only this service writes there (the pickle is trusted: it is our
+own output, in the user's own cache directory).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from inference.env import cache_dir
 log = logging.getLogger("inference.weights_cache")
 
 FORMAT_VERSION = 1  # bump when what is saved changes shape
-_CODE = ("models", "layers", "weights/quantize.py", "weights_cache.py")
+_CODE = ("models", "layers", "weights/quantize.py", "weights/quantize_moe.py", "weights_cache.py")
 
 
 @cache

@@ -48,7 +48,7 @@ from torch import nn
 
 from inference.layers.context import current_context
 
-# Outside the engine's steps (tests, encoders; in a step rows go by role, see ``QuantizedLinear._by_role``), above
+# Outside the engine's steps (tests, encoders; in a step rows go by role, see ``QuantizedLinear.by_role``), above
 # this many rows layers multiply by their prefill weight: prefill stays as fast as without quantization. Gemma's
 # layers, all of them once, fp32 GEMM against the kernels: int4x2 and int8 fall behind at ~24-48 rows, int4 at
 # ~128; 16 keeps batched decode of up to 16 sequences on the kernels.
@@ -122,12 +122,12 @@ class QuantizedLinear(nn.Module, abc.ABC):
             return self(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], self.out_features)
         ctx = current_context()
         if ctx is not None and ctx.prompt_lens is not None and x.shape[0] == ctx.num_tokens:
-            return self._by_role(x, *ctx.row_roles())
+            return self.by_role(x, *ctx.row_roles())
         if self.head:  # every row on the kernel: a row's logits do not depend on how many rows there are
             return self._decode(x)
-        return self._by_rows(x)
+        return self.by_rows(x)
 
-    def _by_role(self, x: torch.Tensor, prompt: torch.Tensor | None, generated: torch.Tensor | None) -> torch.Tensor:
+    def by_role(self, x: torch.Tensor, prompt: torch.Tensor | None, generated: torch.Tensor | None) -> torch.Tensor:
         """Batch invariant: prompt rows on the prefill weights, generated rows on the kernel, however many of each
         (both are bit for bit the same for a row whatever the row count; fp32 GEMM is not)."""
         if generated is None:
@@ -150,7 +150,7 @@ class QuantizedLinear(nn.Module, abc.ABC):
             return F.linear(x, self.float_weight.to(x.dtype), self.bias)
         return self._decode(x)
 
-    def _by_rows(self, x: torch.Tensor) -> torch.Tensor:
+    def by_rows(self, x: torch.Tensor) -> torch.Tensor:
         """Outside the engine's steps (tests, encoders): many rows on the prefill weights, few on the kernel."""
         return self._prefill(x) if x.shape[0] > FLOAT_ROWS else self._decode(x)
 
@@ -386,7 +386,8 @@ def quantize(
     head_exact_top: int | None = None,
     prefill: str = "bfloat16",
 ) -> nn.Module:
-    """Replace every nn.Linear (fused ones keep their ``split``) and give tied models a quantized head.
+    """Replace every nn.Linear (fused ones keep their ``split``) and a mixture of experts' stacks
+    (``quantize_moe.QuantizedExperts``), and give tied models a quantized head.
 
     ``mode``: one of ``MODES`` (see the module docstring). ``head``: the output projection's mode, by
     default ``mode`` for int8 and int4x2 and int4 for int4 and auto. ``head_exact_top``: how many of the
@@ -401,15 +402,23 @@ def quantize(
         raise ValueError(f"quantize prefill must be bfloat16 or float32, got {prefill!r}")
     head = head or _DEFAULT_HEAD[mode]
     lm_head = getattr(model, "lm_head", "absent")
+    dense_only = getattr(model, "dense_only", ())  # read as matrices, never called (DeepSeek's kv_b_proj)
     for module in list(model.modules()):
         for child_name, child in list(module.named_children()):
-            if isinstance(child, nn.Linear):
+            if isinstance(child, nn.Linear) and child_name not in dense_only:
                 q = quantized_linear(child.weight, child.bias, head if child is lm_head else mode, group_size)
                 if hasattr(child, "split"):  # MergedLinear: keep how to split its output
                     q.split = child.split
                 if prefill == "bfloat16" and child is not lm_head:
                     q.use_bf16_prefill()
                 setattr(module, child_name, q)
+    from inference.layers.moe import FusedMoE
+    from inference.weights.quantize_moe import QuantizedExperts
+
+    for module in list(model.modules()):  # a mixture of experts' stacks: each expert's matrices as the Linears
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, FusedMoE):
+                setattr(module, child_name, QuantizedExperts(child, mode, group_size, prefill == "bfloat16"))
     embed = getattr(model, "tied_embeddings", None) or getattr(getattr(model, "model", None), "embed_tokens", None)
     if lm_head is None and embed is not None:
         # tied: compute_logits uses lm_head once it is set; the embedding stays float for lookups

@@ -1,0 +1,101 @@
+"""Mixtures of experts on the CPU as the service runs them (``quantize`` at its default, ``auto``): every expert's
+matrices quantized like the dense layers (``QuantizedExperts``), close to the float model, and answers that do not
+depend on what else is in the batch (a token's rows through an expert the same however many other tokens chose
+it): greedy tokens and logprobs bit for bit the same alone, together, and joining mid-flight in small chunks."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+from inference.config import EngineConfig
+from inference.engine.llm_engine import LLMEngine
+from inference.layers.moe import FusedMoE
+from inference.loader.safetensors import load_model
+from inference.sampling_params import SamplingParams
+from inference.weights.quantize import QuantizedLinear, quantize
+from inference.weights.quantize_moe import QuantizedExperts
+from tests.support import checkpoints as rc
+from tests.support import moe_checkpoints as mc
+from tests.support.checkpoints import IdDetokenizer, IdTokenizer
+from tests.support.models import run_to_end
+
+BUILDERS = {
+    "mixtral": mc.mixtral_checkpoint,
+    "qwen2moe": mc.qwen2_moe_checkpoint,  # a gated shared expert, a dense layer among sparse ones
+    "deepseek-v2": lambda p: mc.deepseek_v2_checkpoint(p, grouped=True),  # MLA, shared experts, dense first layer
+}
+PROMPT_LENS = (11, 3, 17, 6, 9, 14)
+TOKENS = 12
+
+
+@pytest.fixture(scope="module", params=list(BUILDERS))
+def served(request, tmp_path_factory):
+    """(name, the float model, the model as the service quantizes it)."""
+    path = BUILDERS[request.param](tmp_path_factory.mktemp(request.param))
+    return request.param, load_model(path).eval(), quantize(load_model(path).eval(), "auto")
+
+
+@functools.cache
+def _prompts(vocab: int) -> list[list[int]]:
+    gen = torch.Generator().manual_seed(3)
+    return [torch.randint(0, vocab, (n,), generator=gen).tolist() for n in PROMPT_LENS]
+
+
+def test_every_experts_stack_is_quantized_and_close_to_the_float_model(served):
+    name, dense, model = served
+    assert not any(isinstance(m, FusedMoE) for m in model.modules())
+    stacks = [m for m in model.modules() if isinstance(m, QuantizedExperts)]
+    assert stacks and all(len(s.w13) == len(s.w2) == s.num_experts for s in stacks)
+    assert all(isinstance(layer, QuantizedLinear) for s in stacks for layer in (*s.w13, *s.w2))
+    prompts = _prompts(model.config.vocab_size)
+    ours, reference = rc.prefill_logits(model, prompts), rc.prefill_logits(dense, prompts)
+    kl = torch.nn.functional.kl_div(ours.log_softmax(-1), reference.log_softmax(-1), log_target=True,
+                                    reduction="batchmean").item()  # fmt: skip
+    agree = (ours.argmax(-1) == reference.argmax(-1)).float().mean().item()
+    print(f"{name}: KL(float || quantized) {kl:.2g}, top-1 agreement {agree:.1%}")
+    assert kl < 0.01 and agree > 0.9
+
+
+def _engine(model, **options) -> LLMEngine:
+    config = EngineConfig(**{"kv_cache_tokens": 1024, "block_size": 4, **options})
+    return LLMEngine(model, IdTokenizer(), IdDetokenizer, config)
+
+
+def _answers(results: dict) -> dict[str, tuple[list[int], list[float]]]:
+    return {key[0]: (r["ids"], [lp.logprob for lp in r["lp"]]) for key, r in results.items()}
+
+
+def test_answers_do_not_depend_on_the_batch(served):
+    _, _, model = served
+    greedy = SamplingParams(max_tokens=TOKENS, temperature=0.0, ignore_eos=True, logprobs=0)
+    prompts = _prompts(model.config.vocab_size)
+    alone = {}
+    for i, prompt in enumerate(prompts):
+        e = _engine(model)
+        e.add_request(str(i), prompt, greedy)
+        alone.update(_answers(run_to_end(e)))
+    assert len({tuple(ids) for ids, _ in alone.values()}) == len(prompts)  # not one degenerate answer
+
+    together = _engine(model)
+    for i, prompt in enumerate(prompts):
+        together.add_request(str(i), prompt, greedy)
+    assert _answers(run_to_end(together)) == alone
+
+    e = _engine(model, max_batched_tokens=5)  # one decoding, the others joining mid-flight in 5-token chunks
+    e.add_request("0", prompts[0], greedy)
+    partial: dict = {}
+    for _ in range(4):
+        for d in e.step():
+            entry = partial.setdefault(d.request_id, ([], []))
+            entry[0].extend(d.token_ids)
+            entry[1].extend(lp.logprob for lp in d.logprobs)
+    for i, prompt in enumerate(prompts[1:], start=1):
+        e.add_request(str(i), prompt, greedy)
+    for key, (tokens, logprobs) in _answers(run_to_end(e)).items():
+        entry = partial.setdefault(key, ([], []))
+        entry[0].extend(tokens)
+        entry[1].extend(logprobs)
+    assert partial == alone
