@@ -211,6 +211,41 @@ def cases(device: str, dtype: torch.dtype, smoke: bool, use_compile: bool) -> li
             case.flops = 2 * T * top_k * 3 * I * D
         out.append(case)
 
+    # --- the same experts in Q4_K_M's blocks (gate / up Q4_K, down Q6_K), dequantized in registers, against the
+    # torch reference on the dequantized experts and its torch.compile
+    from kernels.fused_moe_gguf import fused_moe_gguf
+
+    def expert_blocks(qtype: str, rows: int, k: int) -> torch.Tensor:  # [experts, rows, k / bw * bb], small scales
+        weights_per, nbytes = ref.GGUF_BLOCKS[qtype]
+        raw = torch.randint(0, 256, (experts * rows, k // weights_per, nbytes), generator=g, dtype=torch.uint8)
+        for offset in ref.GGUF_HALF_FIELDS[qtype]:
+            raw[:, :, offset : offset + 2] = (torch.rand(experts * rows, k // weights_per, generator=g) * 1e-3).half(
+            ).view(torch.uint8).view(experts * rows, k // weights_per, 2)  # fmt: skip
+        return raw.view(experts, rows, -1).to(device)
+
+    types = ("Q4_K", "Q4_K", "Q6_K") if not smoke else ("Q8_0",) * 3  # --smoke: sizes no multiple of 256
+    gate, up, down = (
+        (expert_blocks(t, rows, k), t) for t, (rows, k) in zip(types, ((I, D), (I, D), (D, I)), strict=True)
+    )
+
+    def dense(stack: tuple[torch.Tensor, str]) -> torch.Tensor:  # [experts, rows, k] in the activations' dtype
+        blocks, qtype = stack
+        return ref.dequantize(blocks.reshape(-1, blocks.shape[-1]), qtype).view(*blocks.shape[:2], -1).to(dtype)
+
+    w13_q, w2_q = torch.cat([dense(gate), dense(up)], 1), dense(down)
+    for T in (1, size(512)):
+        x = rand(T, D)
+        weights, ids = route(torch.randn(T, experts, generator=g).to(device), top_k, True)
+        eager = partial(ref.fused_moe, x, w13_q, w2_q, weights, ids)
+        case = Case(f"fused_moe_gguf {'/'.join(types)} T={T} E={experts} k={top_k} H={D} I={I}", "fused_moe_gguf",
+                    partial(fused_moe_gguf, x, gate, up, down, weights, ids), eager,
+                    compile_or_none(eager, use_compile))  # fmt: skip
+        if T == 1:  # the two experts' blocks, read once
+            case.bytes = top_k * sum(b[0][0].numel() for b in (gate, up, down))
+        else:
+            case.flops = 2 * T * top_k * 3 * I * D
+        out.append(case)
+
     # --- sampling over a full vocabulary
     rows, vocab = size(64), size(262144)
     if True:

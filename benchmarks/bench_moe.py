@@ -3,7 +3,8 @@ through the engine, alternating, medians; on a GPU also the fused MoE kernel aga
 matmul per expert) and ``torch.compile`` of it, at Mixtral-8x7B's and Qwen3-30B-A3B's expert shapes, with the
 share of the GPU's bandwidth the active experts' bytes take.
 
-    .venv/bin/python benchmarks/bench_moe.py --device cpu --rounds 5
+    .venv/bin/python benchmarks/bench_moe.py --device cpu --rounds 5                   # weights as served: auto
+    .venv/bin/python benchmarks/bench_moe.py --device cpu --rounds 5 --quantize none   # float32
     python3 benchmarks/bench_moe.py                      # on a GPU: the engine pair and the kernel
 """
 
@@ -39,15 +40,19 @@ def decode_step_ms(engine: LLMEngine, batch: int, tokens: int, device: str, gen:
     return (total - first) / steps * 1000
 
 
-def engine_pair(device: str, dtype: str, batches: list[int], tokens: int, rounds: int) -> None:
+def engine_pair(device: str, dtype: str, batches: list[int], tokens: int, rounds: int, quantize: str) -> None:
     engines = {}
     for shape in PAIR:
         model = random_model(shape, getattr(torch, dtype), device)
-        cfg = EngineConfig(device=device, dtype=dtype, max_num_seqs=max(batches), kv_cache_tokens=8192,
-                           max_batched_tokens=2048, quantize="none")  # fmt: skip
-        engines[shape] = LLMEngine(model, _Tokenizer(), _Detokenizer, cfg)
         active = sum(p.numel() for p in model.parameters())
-        print(f"{shape}: {active / 1e6:.1f}M parameters")
+        if quantize != "none":  # as the service prepares CPU weights: the experts' stacks included
+            from inference.weights.quantize import quantize as quantize_model
+
+            quantize_model(model, quantize)
+        cfg = EngineConfig(device=device, dtype=dtype, max_num_seqs=max(batches), kv_cache_tokens=8192,
+                           max_batched_tokens=2048, quantize=quantize)  # fmt: skip
+        engines[shape] = LLMEngine(model, _Tokenizer(), _Detokenizer, cfg)
+        print(f"{shape}: {active / 1e6:.1f}M parameters, weights {quantize}")
     gen = torch.Generator().manual_seed(0)
     for engine in engines.values():
         decode_step_ms(engine, 1, 4, device, gen)  # warm-up
@@ -101,9 +106,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--decode-tokens", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--quantize", default=None, choices=["none", "int8", "int4", "int4x2", "auto"],
+                        help="CPU weights (default auto, as the service serves them; none on a GPU)")  # fmt: skip
     args = parser.parse_args()
-    dtype = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
-    engine_pair(args.device, dtype, args.batch, args.decode_tokens, args.rounds)
+    gpu = args.device.startswith("cuda")
+    dtype = args.dtype or ("bfloat16" if gpu else "float32")
+    engine_pair(
+        args.device, dtype, args.batch, args.decode_tokens, args.rounds, args.quantize or ("none" if gpu else "auto")
+    )
     if args.device.startswith("cuda"):
         kernel_rates(args.rounds)
     print(f"reproduce: python3 benchmarks/bench_moe.py {' '.join(sys.argv[1:])}")

@@ -31,4 +31,7 @@ if [[ $what == moe || $what == all ]]; then  # issue 23: the experts' kernel and
   for shape in mixtral-8x7b deepseek-v2-lite; do
     python3 benchmarks/bench_engine.py --shape $shape --batch 1 8 64 --hf 2>&1 | tee "$OUT/bench_engine_$shape.log"
   done
+  # the experts on Q4_K blocks (fused_moe_gguf): the bytes a Q4_K_M file reads
+  python3 benchmarks/bench_engine.py --shape mixtral-8x7b --weights q4_k --batch 1 8 64 2>&1 \
+    | tee "$OUT/bench_engine_mixtral-8x7b_q4_k.log"
 fi
