@@ -33,7 +33,9 @@ def align_by_expert(ids: torch.Tensor, num_experts: int, block_m: int) -> tuple[
     bounds T*k plus each expert's padding (known without reading the counts back to the host)."""
     flat = ids.reshape(-1).to(torch.int64)
     n = flat.numel()
-    counts = torch.bincount(flat, minlength=num_experts)  # [E]
+    # [E]; not torch.bincount, whose CUDA version reads the largest id back to size its output (a host sync, which
+    # a CUDA graph capture refuses)
+    counts = torch.zeros(num_experts, dtype=torch.int64, device=ids.device).scatter_add_(0, flat, torch.ones_like(flat))
     padded = (counts + block_m - 1) // block_m * block_m
     pad_end = torch.cumsum(padded, 0)
     order = torch.argsort(flat, stable=True)  # pair indices, grouped by expert, in token order within each

@@ -19,11 +19,19 @@ from inference.engine.llm_engine import LLMEngine
 from inference.loader.safetensors import load_model
 from inference.sampling_params import SamplingParams
 from tests.support import checkpoints as rc
+from tests.support import moe_checkpoints as mc
 
 DEVICE = os.environ.get("INFERENCE_TEST_DEVICE", "cpu")
 # Gemma 3 with its three layers of both kinds (sliding, full, sliding): the layer pattern's derivation from the
 # config is test_models.py's, on the seven-layer checkpoint
-BUILDERS = {"llama": rc.llama_checkpoint, "gemma3": lambda path: rc.gemma3_checkpoint(path, short=True)}
+# on a GPU also Mixtral and DeepSeek-V2: the fused MoE kernel and its expert sort captured into CUDA graphs, MLA's
+# one shared KV buffer (on the CPU tests/inference/test_moe.py and test_deepseek_v2.py run them on the kernels)
+BUILDERS = {
+    "llama": rc.llama_checkpoint,
+    "gemma3": lambda path: rc.gemma3_checkpoint(path, short=True),
+    **({"mixtral": mc.mixtral_checkpoint, "deepseek-v2": lambda path: mc.deepseek_v2_checkpoint(path, grouped=True)}
+       if DEVICE.startswith("cuda") else {}),
+}  # fmt: skip
 NEW_TOKENS = 24
 
 
