@@ -18,6 +18,8 @@ their own dtype (float32 operands under the interpreter, whose tl.dot is wrong o
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import triton
 import triton.language as tl
@@ -47,6 +49,26 @@ def align_by_expert(ids: torch.Tensor, num_experts: int, block_m: int) -> tuple[
     starts = torch.arange(0, bound, block_m, device=ids.device)
     block_experts = torch.searchsorted(pad_end, starts, right=True).to(torch.int32)  # E past the last run
     return sorted_pairs, block_experts
+
+
+class Plan(NamedTuple):
+    """What both MoE launchers (dense and GGUF experts) set up before their two kernels."""
+
+    sorted_pairs: torch.Tensor  # [P] int32: pair indices sorted by expert, padded (``align_by_expert``)
+    block_experts: torch.Tensor  # [P / BLOCK_M] int32: each row block's expert
+    intermediate: torch.Tensor  # [P, I] in x's dtype: act(gate) * up of every sorted row
+    per_pair: torch.Tensor  # [T * k, H] float32: each pair's weighted output, summed per token afterwards
+    precision: str  # tl.dot's: true float32 products for float32 x, tensor cores for 16-bit x
+
+
+def plan(x: torch.Tensor, ids: torch.Tensor, num_experts: int, inter: int, block_m: int) -> Plan:
+    sorted_pairs, block_experts = align_by_expert(ids, num_experts, block_m)
+    return Plan(
+        sorted_pairs, block_experts,
+        torch.empty((sorted_pairs.numel(), inter), dtype=x.dtype, device=x.device),
+        torch.empty((ids.numel(), x.shape[1]), dtype=torch.float32, device=x.device),
+        "ieee" if x.dtype == torch.float32 else "tf32",
+    )  # fmt: skip
 
 
 @triton.jit
@@ -165,25 +187,22 @@ def fused_moe(
         return out
     x, w13, w2 = (t if t.stride(-1) == 1 else t.contiguous() for t in (x, w13, w2))
     BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages = config or _config(num_pairs)
-    sorted_pairs, block_experts = align_by_expert(ids, E, BLOCK_M)
-    intermediate = torch.empty((sorted_pairs.numel(), inter), dtype=x.dtype, device=x.device)
-    precision = "ieee" if x.dtype == torch.float32 else "tf32"
-    blocks = block_experts.numel()
+    p = plan(x, ids, E, inter, BLOCK_M)
+    blocks = p.block_experts.numel()
     launch.launch_fitting(
         _gate_up_kernel, (blocks * triton.cdiv(inter, BLOCK_N),),
         ("moe_gate_up", x.device, x.dtype, w13.dtype, BLOCK_M, BLOCK_N, BLOCK_K, num_warps), num_stages,
-        x, w13, intermediate, sorted_pairs, block_experts, num_pairs, E, H, inter,
-        x.stride(0), w13.stride(0), w13.stride(1), intermediate.stride(0),
+        x, w13, p.intermediate, p.sorted_pairs, p.block_experts, num_pairs, E, H, inter,
+        x.stride(0), w13.stride(0), w13.stride(1), p.intermediate.stride(0),
         TOPK=topk, GELU_TANH=activation == "gelu_tanh", BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K,
-        DOT_F32=launch.INTERPRET, PRECISION=precision, num_warps=num_warps,
+        DOT_F32=launch.INTERPRET, PRECISION=p.precision, num_warps=num_warps,
     )  # fmt: skip
-    per_pair = torch.empty((num_pairs, H), dtype=torch.float32, device=x.device)
     launch.launch_fitting(
         _down_kernel, (blocks * triton.cdiv(H, BLOCK_N),),
         ("moe_down", x.device, x.dtype, w2.dtype, BLOCK_M, BLOCK_N, BLOCK_K, num_warps), num_stages,
-        intermediate, w2, per_pair, sorted_pairs, block_experts, weights.reshape(-1).float().contiguous(),
-        num_pairs, E, H, inter, intermediate.stride(0), w2.stride(0), w2.stride(1), per_pair.stride(0),
-        BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K, DOT_F32=launch.INTERPRET, PRECISION=precision,
+        p.intermediate, w2, p.per_pair, p.sorted_pairs, p.block_experts, weights.reshape(-1).float().contiguous(),
+        num_pairs, E, H, inter, p.intermediate.stride(0), w2.stride(0), w2.stride(1), p.per_pair.stride(0),
+        BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K, DOT_F32=launch.INTERPRET, PRECISION=p.precision,
         num_warps=num_warps,
     )  # fmt: skip
-    return per_pair.view(T, topk, H).sum(dim=1).to(x.dtype)
+    return p.per_pair.view(T, topk, H).sum(dim=1).to(x.dtype)

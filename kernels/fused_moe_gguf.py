@@ -24,7 +24,7 @@ import triton
 import triton.language as tl
 
 from kernels import launch
-from kernels.fused_moe import _SQRT_2_OVER_PI, ACTIVATIONS, _tile, align_by_expert
+from kernels.fused_moe import _SQRT_2_OVER_PI, ACTIVATIONS, _tile, plan
 from kernels.gguf_blocks import GGUF_BLOCKS
 from kernels.quant_matmul import _load_f16, _q4_k_chunk, _q6_k_group, _q32
 
@@ -193,26 +193,23 @@ def fused_moe_gguf(
         return out
     x = x if x.stride(-1) == 1 else x.contiguous()
     BLOCK_M, BLOCK_N, num_warps, num_stages = config or _config(num_pairs)
-    sorted_pairs, block_experts = align_by_expert(ids, E, BLOCK_M)
-    intermediate = torch.empty((sorted_pairs.numel(), inter), dtype=x.dtype, device=x.device)
-    precision = "ieee" if x.dtype == torch.float32 else "tf32"
-    blocks = block_experts.numel()
+    p = plan(x, ids, E, inter, BLOCK_M)
+    blocks = p.block_experts.numel()
     launch.launch_fitting(
         _gate_up_kernel, (blocks * triton.cdiv(inter, BLOCK_N),),
         ("moe_gguf_gate_up", x.device, x.dtype, g_type, u_type, BLOCK_M, BLOCK_N, num_warps), num_stages,
-        x, g_blocks, u_blocks, intermediate, sorted_pairs, block_experts, num_pairs, E, H, inter,
+        x, g_blocks, u_blocks, p.intermediate, p.sorted_pairs, p.block_experts, num_pairs, E, H, inter,
         x.stride(0), g_blocks.stride(0), g_blocks.stride(1), u_blocks.stride(0), u_blocks.stride(1),
-        intermediate.stride(0), TOPK=topk, G_TYPE=g_type, G_BYTES=GGUF_BLOCKS[g_type][1], U_TYPE=u_type,
+        p.intermediate.stride(0), TOPK=topk, G_TYPE=g_type, G_BYTES=GGUF_BLOCKS[g_type][1], U_TYPE=u_type,
         U_BYTES=GGUF_BLOCKS[u_type][1], GELU_TANH=activation == "gelu_tanh", BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N,
-        DOT_F32=launch.INTERPRET, PRECISION=precision, num_warps=num_warps,
+        DOT_F32=launch.INTERPRET, PRECISION=p.precision, num_warps=num_warps,
     )  # fmt: skip
-    per_pair = torch.empty((num_pairs, H), dtype=torch.float32, device=x.device)
     launch.launch_fitting(
         _down_kernel, (blocks * triton.cdiv(H, BLOCK_N),),
         ("moe_gguf_down", x.device, x.dtype, d_type, BLOCK_M, BLOCK_N, num_warps), num_stages,
-        intermediate, d_blocks, per_pair, sorted_pairs, block_experts, weights.reshape(-1).float().contiguous(),
-        num_pairs, E, H, inter, intermediate.stride(0), d_blocks.stride(0), d_blocks.stride(1), per_pair.stride(0),
+        p.intermediate, d_blocks, p.per_pair, p.sorted_pairs, p.block_experts, weights.reshape(-1).float().contiguous(),
+        num_pairs, E, H, inter, p.intermediate.stride(0), d_blocks.stride(0), d_blocks.stride(1), p.per_pair.stride(0),
         W_TYPE=d_type, W_BYTES=GGUF_BLOCKS[d_type][1], BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, DOT_F32=launch.INTERPRET,
-        PRECISION=precision, num_warps=num_warps,
+        PRECISION=p.precision, num_warps=num_warps,
     )  # fmt: skip
-    return per_pair.view(T, topk, H).sum(dim=1).to(x.dtype)
+    return p.per_pair.view(T, topk, H).sum(dim=1).to(x.dtype)

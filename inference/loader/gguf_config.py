@@ -127,6 +127,21 @@ def _qwen_moe_config(arch: str, meta: dict[str, Any], config: dict[str, Any]) ->
     }
 
 
+def _shared_fields(meta: dict[str, Any], tensors: dict[str, Any]) -> dict[str, Any]:
+    """What every architecture's config.json holds alike: special tokens, tying, the training-only fields."""
+    return {
+        "attention_dropout": 0.0,
+        "initializer_range": 0.02,
+        # llama.cpp writes the output projection only when it is not the embedding matrix
+        "tie_word_embeddings": "output.weight" not in tensors,
+        "bos_token_id": token_id(meta, "bos_token_id"),
+        "eos_token_id": token_id(meta, "eos_token_id"),
+        "pad_token_id": token_id(meta, "padding_token_id"),
+        "use_cache": True,
+        "dtype": "float32",
+    }
+
+
 def _deepseek2_config(meta: dict[str, Any], tensors: dict[str, Any]) -> dict[str, Any]:
     """DeepSeek-V2 / V2-Lite / Coder-V2. llama.cpp writes MLA as one KV head: newer files (``attn_k_b`` /
     ``attn_v_b``) give the latent's lengths as key/value_length and the heads' as key/value_length_mla, older ones
@@ -194,14 +209,7 @@ def _deepseek2_config(meta: dict[str, Any], tensors: dict[str, Any]) -> dict[str
         "rms_norm_eps": float(get(meta, arch, "attention.layer_norm_rms_epsilon", 1e-6)),
         "rope_parameters": rope,
         "attention_bias": False,
-        "attention_dropout": 0.0,
-        "initializer_range": 0.02,
-        "tie_word_embeddings": "output.weight" not in tensors,
-        "bos_token_id": token_id(meta, "bos_token_id"),
-        "eos_token_id": token_id(meta, "eos_token_id"),
-        "pad_token_id": token_id(meta, "padding_token_id"),
-        "use_cache": True,
-        "dtype": "float32",
+        **_shared_fields(meta, tensors),
     }
 
 
@@ -232,15 +240,7 @@ def _common_config(meta: dict[str, Any], tensors: dict[str, Any], arch: str) -> 
         "max_position_embeddings": int(get(meta, arch, "context_length", 2048)),
         "rms_norm_eps": float(get(meta, arch, "attention.layer_norm_rms_epsilon", 1e-6)),
         "attention_bias": "blk.0.attn_q.bias" in tensors,
-        "attention_dropout": 0.0,
-        "initializer_range": 0.02,
-        # llama.cpp writes the output projection only when it is not the embedding matrix
-        "tie_word_embeddings": "output.weight" not in tensors,
-        "bos_token_id": token_id(meta, "bos_token_id"),
-        "eos_token_id": token_id(meta, "eos_token_id"),
-        "pad_token_id": token_id(meta, "padding_token_id"),
-        "use_cache": True,
-        "dtype": "float32",
+        **_shared_fields(meta, tensors),
     }
 
 

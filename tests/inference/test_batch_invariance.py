@@ -17,7 +17,7 @@ from inference.packaged import minilm_dir
 from inference.sampling_params import SamplingParams
 from inference.server.registry import build_model
 from inference.tokenizer.detokenizer import IncrementalDetokenizer
-from tests.support.models import run_to_end
+from tests.support.models import answers_joining_mid_flight, greedy_answers, run_to_end
 from tests.support.samples import SENTENCES
 
 pytestmark = pytest.mark.real_model
@@ -54,10 +54,6 @@ def greedy() -> SamplingParams:
     return SamplingParams(max_tokens=TOKENS, temperature=0.0, ignore_eos=True, logprobs=0)
 
 
-def answers(results: dict) -> dict[str, tuple[list[int], list[float]]]:
-    return {key[0]: (r["ids"], [lp.logprob for lp in r["lp"]]) for key, r in results.items()}
-
-
 @pytest.mark.parametrize("model_id", ["smollm2-135m-instruct", "gemma-3-270m"])
 def test_greedy_answers_do_not_depend_on_the_batch(model_id):
     _, tokenizer = served(model_id)
@@ -66,28 +62,16 @@ def test_greedy_answers_do_not_depend_on_the_batch(model_id):
     for i, prompt in enumerate(ids):
         e = engine(model_id)
         e.add_request(str(i), prompt, greedy())
-        alone.update(answers(run_to_end(e)))
+        alone.update(greedy_answers(run_to_end(e)))
 
     for options in ({}, {"max_batched_tokens": 5}, {"max_batched_tokens": 37}):  # all at once; two chunk sizes
         e = engine(model_id, **options)
         for i, prompt in enumerate(ids):
             e.add_request(str(i), prompt, greedy())
-        assert answers(run_to_end(e)) == alone, options
+        assert greedy_answers(run_to_end(e)) == alone, options
 
-    e = engine(model_id, max_batched_tokens=7)  # one decoding, the others joining mid-flight in 7-token chunks
-    e.add_request("0", ids[0], greedy())
-    partial: dict = {}
-    for _ in range(4):
-        for d in e.step():
-            entry = partial.setdefault(d.request_id, ([], []))
-            entry[0].extend(d.token_ids)
-            entry[1].extend(lp.logprob for lp in d.logprobs)
-    for i, prompt in enumerate(ids[1:], start=1):
-        e.add_request(str(i), prompt, greedy())
-    for key, (tokens, logprobs) in answers(run_to_end(e)).items():
-        entry = partial.setdefault(key, ([], []))
-        entry[0].extend(tokens)
-        entry[1].extend(logprobs)
+    # one decoding, the others joining mid-flight in small chunks
+    partial = answers_joining_mid_flight(engine(model_id, max_batched_tokens=7), ids, greedy())
     assert partial == alone
 
 

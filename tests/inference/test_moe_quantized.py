@@ -20,7 +20,7 @@ from inference.weights.quantize_moe import QuantizedExperts
 from tests.support import checkpoints as rc
 from tests.support import moe_checkpoints as mc
 from tests.support.checkpoints import IdDetokenizer, IdTokenizer
-from tests.support.models import run_to_end
+from tests.support.models import answers_joining_mid_flight, greedy_answers, run_to_end
 
 BUILDERS = {
     "mixtral": mc.mixtral_checkpoint,
@@ -64,10 +64,6 @@ def _engine(model, **options) -> LLMEngine:
     return LLMEngine(model, IdTokenizer(), IdDetokenizer, config)
 
 
-def _answers(results: dict) -> dict[str, tuple[list[int], list[float]]]:
-    return {key[0]: (r["ids"], [lp.logprob for lp in r["lp"]]) for key, r in results.items()}
-
-
 def test_answers_do_not_depend_on_the_batch(served):
     _, _, model = served
     greedy = SamplingParams(max_tokens=TOKENS, temperature=0.0, ignore_eos=True, logprobs=0)
@@ -76,26 +72,14 @@ def test_answers_do_not_depend_on_the_batch(served):
     for i, prompt in enumerate(prompts):
         e = _engine(model)
         e.add_request(str(i), prompt, greedy)
-        alone.update(_answers(run_to_end(e)))
+        alone.update(greedy_answers(run_to_end(e)))
     assert len({tuple(ids) for ids, _ in alone.values()}) == len(prompts)  # not one degenerate answer
 
     together = _engine(model)
     for i, prompt in enumerate(prompts):
         together.add_request(str(i), prompt, greedy)
-    assert _answers(run_to_end(together)) == alone
+    assert greedy_answers(run_to_end(together)) == alone
 
-    e = _engine(model, max_batched_tokens=5)  # one decoding, the others joining mid-flight in 5-token chunks
-    e.add_request("0", prompts[0], greedy)
-    partial: dict = {}
-    for _ in range(4):
-        for d in e.step():
-            entry = partial.setdefault(d.request_id, ([], []))
-            entry[0].extend(d.token_ids)
-            entry[1].extend(lp.logprob for lp in d.logprobs)
-    for i, prompt in enumerate(prompts[1:], start=1):
-        e.add_request(str(i), prompt, greedy)
-    for key, (tokens, logprobs) in _answers(run_to_end(e)).items():
-        entry = partial.setdefault(key, ([], []))
-        entry[0].extend(tokens)
-        entry[1].extend(logprobs)
+    # one decoding, the others joining mid-flight in small chunks
+    partial = answers_joining_mid_flight(_engine(model, max_batched_tokens=5), prompts, greedy)
     assert partial == alone

@@ -56,3 +56,26 @@ def run_to_end(engine: LLMEngine) -> dict[tuple[str, int], dict]:
             r["lp"] += delta.logprobs
             r["finish"] = delta.finish_reason or r["finish"]
     return results
+
+
+def greedy_answers(results: dict) -> dict[str, tuple[list[int], list[float]]]:
+    """``run_to_end``'s results → request id → (token ids, their logprobs)."""
+    return {key[0]: (r["ids"], [lp.logprob for lp in r["lp"]]) for key, r in results.items()}
+
+
+def answers_joining_mid_flight(engine: LLMEngine, prompts: list[list[int]], params, steps: int = 4) -> dict:
+    """The first prompt decoding alone for ``steps`` steps, then the others joining: ``greedy_answers``' shape."""
+    engine.add_request("0", prompts[0], params)
+    partial: dict = {}
+    for _ in range(steps):
+        for d in engine.step():
+            entry = partial.setdefault(d.request_id, ([], []))
+            entry[0].extend(d.token_ids)
+            entry[1].extend(lp.logprob for lp in d.logprobs)
+    for i, prompt in enumerate(prompts[1:], start=1):
+        engine.add_request(str(i), prompt, params)
+    for key, (tokens, logprobs) in greedy_answers(run_to_end(engine)).items():
+        entry = partial.setdefault(key, ([], []))
+        entry[0].extend(tokens)
+        entry[1].extend(logprobs)
+    return partial
