@@ -38,6 +38,8 @@ class EngineConfig:
     # "dense": weights in ``dtype``; "gguf": a GGUF model's matrices in Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K or
     # Q6_K stay in their blocks, read by the Triton matmul (needs the kernels), the rest dense
     weights: str = "dense"
+    # automatic prefix caching: prompts that start like an earlier one reuse its computed KV blocks
+    enable_prefix_caching: bool = True
 
     def resolved_device(self) -> str:
         if self.device != "auto":

@@ -52,7 +52,7 @@ class LLMEngine:
         if device.type == "cuda" and cfg.kv_cache_tokens is None:
             measured = cuda_kv_tokens(model, _DTYPES[cfg.resolved_dtype()], cfg, device)
         self.max_model_len, kv_tokens = resolve_limits(model.config, cfg, measured)
-        self.blocks = BlockManager(-(-kv_tokens // cfg.block_size), cfg.block_size)
+        self.blocks = BlockManager(-(-kv_tokens // cfg.block_size), cfg.block_size, cfg.enable_prefix_caching)
         self.scheduler = Scheduler(self.blocks, cfg.max_num_seqs, cfg.max_batched_tokens)
         graphs_for = (cfg.max_num_seqs, self.max_model_len) if cfg.cuda_graphs else None
         self.runner = ModelRunner(
@@ -84,6 +84,8 @@ class LLMEngine:
         for i in range(n):
             seq = Sequence(request_id, i, prompt_ids, params, mm)
             seq.arrival = now
+            if i and self.blocks.caching:  # the prompt is computed once, by the first, then cached for the others
+                seq.leader = seqs[0]
             detokenizer = self.detokenizer_factory(self.tokenizer, prompt_ids)
             if params.keep_special_ids:
                 detokenizer.keep_special_ids = params.keep_special_ids
@@ -129,6 +131,7 @@ class LLMEngine:
         result = self.runner.run(step)
         for seq, n in zip(step.seqs, step.num_new_tokens, strict=True):
             seq.num_computed += n
+            self.blocks.register(seq)
         deltas: list[SeqDelta] = []
         for seq in step.seqs:
             if seq.seq_id in result.prompt_logits:

@@ -2,8 +2,9 @@
 
 Every step has a token budget. Running sequences decode one token each first (they keep their
 latency), then waiting sequences prefill in arrival order, a prompt split into chunks when it
-does not fit the rest of the budget. Sequences join and leave between steps. When the KV cache
-is full the most recently started sequence is preempted and later recomputed.
+does not fit the rest of the budget; a prompt whose first blocks are in the prefix cache starts after them.
+Sequences join and leave between steps. When the KV cache is full the most recently started sequence is preempted
+and later recomputed (its prompt's blocks, kept in the prefix cache, are found again unless evicted meanwhile).
 """
 
 from __future__ import annotations
@@ -85,14 +86,24 @@ class Scheduler:
             counts.append(n)
             budget -= n
 
-        # 2. admit waiting sequences while budget, slots and blocks allow
-        while self.waiting and budget > 0 and len(self.running) < self.max_num_seqs:
-            seq = self.waiting[0]
-            n = min(seq.num_tokens - seq.num_computed, budget)
-            if not self.blocks.can_grow(seq, seq.num_computed + n):
+        # 2. admit waiting sequences in arrival order while budget, slots and blocks allow; a prompt starts on the
+        # cached blocks of its prefix (not for prompt logprobs, which need every prompt position's logits)
+        for seq in list(self.waiting):
+            if budget <= 0 or len(self.running) >= self.max_num_seqs:
                 break
-            self.waiting.popleft()
-            self.blocks.grow(seq, seq.num_computed + n)
+            if seq.waits_for_leader:  # n > 1: behind its first sequence, which computes the prompt for all
+                continue
+            hits = self.blocks.match(seq) if not seq.params.prompt_logprobs else []
+            start = len(hits) * self.blocks.block_size
+            n = min(seq.num_tokens - start, budget)
+            if -(-(start + n) // self.blocks.block_size) - len(hits) + self.blocks.revived(hits) > self.blocks.num_free:
+                break
+            self.waiting.remove(seq)
+            if seq.cached_tokens is None:  # the first admission (not a recompute): what the request is told
+                seq.cached_tokens = start
+                self.blocks.count_lookup(seq.num_prompt, start)
+            self.blocks.take(seq, hits)
+            self.blocks.grow(seq, start + n)
             seq.status = Status.RUNNING
             self.running.append(seq)
             seqs.append(seq)

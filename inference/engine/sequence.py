@@ -60,6 +60,12 @@ class Sequence:
         self.guide_state = "on" if think is None else "thinking" if think.opened else "undecided"
         self.arrival = 0.0
         self.first_token_at: float | None = None
+        # prefix cache: prompt blocks registered so far; the prompt tokens the cache gave at admission (usage)
+        self.num_registered = 0
+        self.cached_tokens: int | None = None
+        # n > 1: the request's first sequence, which computes the prompt the others then find cached
+        self.leader: Sequence | None = None
+        self._prefix_keys: list[tuple] | None = None
 
     @property
     def num_tokens(self) -> int:
@@ -81,8 +87,28 @@ class Sequence:
     def is_finished(self) -> bool:
         return self.status is Status.FINISHED
 
+    def prefix_keys(self, block_size: int) -> list[tuple]:
+        """The prefix cache's key of each full prompt block: (hash of the previous key, the block's tokens, the
+        images' content for a vision prompt), so a key stands for everything before the block's end."""
+        if self._prefix_keys is None:
+            extra = self.mm.content_key() if self.mm is not None else None
+            keys: list[tuple] = []
+            parent = hash(extra)
+            for start in range(0, len(self.prompt_ids) - block_size + 1, block_size):
+                keys.append((parent, tuple(self.prompt_ids[start : start + block_size]), extra))
+                parent = hash(keys[-1])
+            self._prefix_keys = keys
+        return self._prefix_keys
+
+    @property
+    def waits_for_leader(self) -> bool:
+        """n > 1: the siblings start once the first sequence has computed the prompt (then cached for them)."""
+        leader = self.leader
+        return leader is not None and not leader.is_finished and leader.num_computed < leader.num_prompt
+
     def reset_for_recompute(self) -> None:
         """Preempted: its blocks are gone, so everything is recomputed as one longer prompt."""
         self.block_table = []
         self.num_computed = 0
+        self.num_registered = 0
         self.status = Status.WAITING

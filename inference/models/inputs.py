@@ -32,6 +32,18 @@ class MultiModalPrompt:
         hi = int(torch.searchsorted(self.positions, end))
         return self.positions[lo:hi] - start, torch.arange(lo, hi)
 
+    def content_key(self) -> str:
+        """A digest of the images' pixels and sizes: the prefix cache keys a vision prompt's blocks with it."""
+        if getattr(self, "_content_key", None) is None:
+            import hashlib
+
+            digest = hashlib.sha256()
+            for image in self.images:
+                digest.update(repr((tuple(image.pixels.shape), image.size, image.num_tokens)).encode())
+                digest.update(image.pixels.detach().cpu().contiguous().numpy().tobytes())
+            self._content_key = digest.hexdigest()
+        return self._content_key
+
     @property
     def last_position(self) -> int:
         return int(self.positions[-1]) if self.positions.numel() else -1
