@@ -42,6 +42,19 @@ class BlockManager:
         return len(self.free_blocks)
 
     @property
+    def num_in_use(self) -> int:
+        """Blocks some sequence holds."""
+        return self.num_blocks - len(self.free_blocks)
+
+    def occupancy(self) -> dict:
+        """What ``/health`` shows of the cache: blocks, in use, holding a cached prefix, and the hit rate so far."""
+        return {
+            "blocks": self.num_blocks, "block_size": self.block_size, "in_use": self.num_in_use,
+            "cached_prefix_blocks": self.num_cached, "prefix_caching": self.caching,
+            "prefix_hit_rate": round(self.hit_tokens / self.queried_tokens, 4) if self.queried_tokens else None,
+        }  # fmt: skip
+
+    @property
     def num_cached(self) -> int:
         """Blocks holding a registered prefix (in use or not)."""
         return len(self.cached)

@@ -18,6 +18,7 @@ class SeqDelta:
     finish_reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0  # of the prompt, found in the prefix cache (not computed)
     prompt_logprobs: list[TokenLogprob | None] | None = None
 
 
@@ -85,4 +86,5 @@ class OutputProcessor:
             finish_reason=finish,
             prompt_tokens=seq.num_prompt,
             completion_tokens=len(seq.output_ids),
+            cached_tokens=seq.cached_tokens or 0,
         )

@@ -81,6 +81,7 @@ async def health(request: Request) -> JSONResponse:
             "running": m.engine.num_running,
             "waiting": m.engine.num_waiting,
             "load_seconds": m.load_seconds,
+            **({"kv_cache": m.engine.blocks.occupancy()} if hasattr(m.engine, "blocks") else {}),
         }  # fmt: skip
         for m in request.app.state.registry.models.values()
     }

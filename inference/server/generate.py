@@ -54,9 +54,11 @@ def _logprobs_completion(items, tokenizer, text_offset: int) -> dict:
     return {"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": top, "text_offset": offsets}
 
 
-def _usage(prompt: int, completion: int, reasoning: int | None = None) -> dict:
-    """``reasoning``: a reasoning model's tokens in its think blocks, already part of ``completion``."""
-    usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+def _usage(prompt: int, completion: int, reasoning: int | None = None, cached: int = 0) -> dict:
+    """``reasoning``: a reasoning model's tokens in its think blocks, already part of ``completion``; ``cached``: the
+    prompt tokens the prefix cache held (part of ``prompt``), OpenAI's ``prompt_tokens_details.cached_tokens``."""
+    usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+             "prompt_tokens_details": {"cached_tokens": cached}}  # fmt: skip
     if reasoning is not None:
         usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
     return usage
@@ -127,9 +129,11 @@ class _Run:
             for i in range(self.gen.n):
                 choice = {"index": i, "text": echo_text, "logprobs": None, "finish_reason": None}
                 yield sse({**self._base(), "choices": [choice], **self._no_usage()})
+        cached: dict[int, int] = {}
         async for delta in deltas(self.model, self.id, self.queue, self.gen.n, self.state.metrics):
             self._count(delta)
             completion_tokens[delta.index] = delta.completion_tokens
+            cached[delta.index] = delta.cached_tokens
             if self.model.reasoning is not None:  # only a reasoning model's usage reads the tokens back
                 outputs[delta.index] += delta.token_ids
             if not delta.text and not delta.finish_reason and not delta.logprobs:
@@ -163,20 +167,22 @@ class _Run:
             for choice in choices:
                 chunk = {**self._base(), "choices": [choice]}
                 if self.gen.continuous_usage:  # what a gateway meters from if the client goes away
-                    chunk["usage"] = _usage(self.prompt_tokens, sum(completion_tokens.values()))
+                    chunk["usage"] = _usage(self.prompt_tokens, sum(completion_tokens.values()),
+                                            cached=sum(cached.values()))  # fmt: skip
                 elif self.gen.include_usage:  # OpenAI: every chunk but the last carries "usage": null
                     chunk["usage"] = None
                 yield sse(chunk)
         if self.gen.include_usage:
-            usage = _usage(self.prompt_tokens, sum(completion_tokens.values()), self.reasoning_tokens(outputs))
+            usage = _usage(self.prompt_tokens, sum(completion_tokens.values()), self.reasoning_tokens(outputs),
+                           sum(cached.values()))  # fmt: skip
             yield sse({**self._base(), "choices": [], "usage": usage})
         yield sse("[DONE]")
 
     async def collect(self) -> list[dict]:
         """Every choice's full text, token logprobs and finish reason; aborts if the client leaves."""
         disconnected = asyncio.ensure_future(wait_disconnect(self.request.receive))
-        choices = [{"text": "", "ids": [], "logprobs": [], "prompt_logprobs": None, "finish": None, "tokens": 0}
-                   for _ in range(self.gen.n)]  # fmt: skip
+        choices = [{"text": "", "ids": [], "logprobs": [], "prompt_logprobs": None, "finish": None, "tokens": 0,
+                    "cached": 0} for _ in range(self.gen.n)]  # fmt: skip
         try:
             async for delta in deltas(self.model, self.id, self.queue, self.gen.n, self.state.metrics, disconnected):
                 self._count(delta)
@@ -187,6 +193,7 @@ class _Run:
                 c["logprobs"] += delta.logprobs
                 c["finish"] = delta.finish_reason or c["finish"]
                 c["tokens"] = delta.completion_tokens
+                c["cached"] = delta.cached_tokens
                 if delta.prompt_logprobs is not None:
                     c["prompt_logprobs"] = delta.prompt_logprobs
         except ClientGone:
@@ -230,7 +237,7 @@ async def chat_completions(request: Request, body: dict) -> JSONResponse | Strea
             for i, (c, reply) in enumerate(zip(choices, replies, strict=True))
         ],
         "usage": _usage(run.prompt_tokens, sum(c["tokens"] for c in choices),
-                        run.reasoning_tokens([c["ids"] for c in choices])),
+                        run.reasoning_tokens([c["ids"] for c in choices]), sum(c["cached"] for c in choices)),
     })  # fmt: skip
 
 
@@ -248,12 +255,13 @@ async def completions(request: Request, body: dict) -> JSONResponse | StreamingR
         return StreamingResponse(run.stream(echo_text), media_type="text/event-stream")
     runs = [_Run(request, state, model, ids, gen, "completion") for ids in encoded]
     results = await asyncio.gather(*(r.collect() for r in runs))
-    out_choices, prompt_total, completion_total = [], 0, 0
+    out_choices, prompt_total, completion_total, cached_total = [], 0, 0, 0
     for p, (run, choices) in enumerate(zip(runs, results, strict=True)):
         prefix = model.tokenizer.decode(run.prompt_ids, skip_special_tokens=True) if echo else ""
         prompt_total += run.prompt_tokens
         for i, c in enumerate(choices):
             completion_total += c["tokens"]
+            cached_total += c["cached"]
             logprobs = None
             if gen.params.logprobs is not None:
                 items = (c["prompt_logprobs"] or []) + c["logprobs"] if echo else c["logprobs"]
@@ -263,5 +271,5 @@ async def completions(request: Request, body: dict) -> JSONResponse | StreamingR
             })  # fmt: skip
     return JSONResponse({
         "id": runs[0].id, "object": "text_completion", "created": runs[0].created, "model": model.id,
-        "choices": out_choices, "usage": _usage(prompt_total, completion_total),
+        "choices": out_choices, "usage": _usage(prompt_total, completion_total, cached=cached_total),
     })  # fmt: skip

@@ -30,11 +30,33 @@ class Metrics:
             "inference_step_seconds", "Engine step time", ["model"], buckets=_LATENCY_BUCKETS, registry=r
         )  # noqa: E501
 
+        # the prefix cache (vLLM's prefix_cache_queries / _hits): prompt tokens looked up, and found cached; the
+        # hit rate is hits / queries
+        self.prefix_queries = Counter(
+            "inference_prefix_cache_queries", "Prompt tokens looked up in the prefix cache", ["model"], registry=r
+        )
+        self.prefix_hits = Counter(
+            "inference_prefix_cache_hits", "Prompt tokens the prefix cache held (not computed)", ["model"], registry=r
+        )
+        self.kv_usage = Gauge("inference_kv_cache_usage", "Share of KV cache blocks in use", ["model"], registry=r)
+        self.kv_cached = Gauge(
+            "inference_prefix_cache_blocks", "KV cache blocks holding a cached prefix", ["model"], registry=r
+        )
+
     def on_step(self, model_id: str):
+        seen = {"queried": 0, "hits": 0}  # the block manager's totals at the last step
+
         def hook(engine, seconds: float) -> None:
             self.step.labels(model_id).observe(seconds)
             self.queue_depth.labels(model_id).set(engine.num_waiting)
             self.running.labels(model_id).set(engine.num_running)
+            blocks = getattr(engine, "blocks", None)
+            if blocks is not None:
+                self.prefix_queries.labels(model_id).inc(blocks.queried_tokens - seen["queried"])
+                self.prefix_hits.labels(model_id).inc(blocks.hit_tokens - seen["hits"])
+                seen.update(queried=blocks.queried_tokens, hits=blocks.hit_tokens)
+                self.kv_usage.labels(model_id).set(blocks.num_in_use / blocks.num_blocks)
+                self.kv_cached.labels(model_id).set(blocks.num_cached)
 
         return hook
 

@@ -66,7 +66,13 @@ def test_chat_streaming_equals_non_streaming(client):
     assert text == whole.choices[0].message.content
     finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     assert finish == [whole.choices[0].finish_reason]
-    assert chunks[-1].choices == [] and chunks[-1].usage == whole.usage
+    assert chunks[-1].choices == []
+    usage, whole_usage = chunks[-1].usage.model_dump(), whole.usage.model_dump()
+    # the same prompt just ran: the streamed request finds all its whole blocks of 16 in the prefix cache
+    details = usage.pop("prompt_tokens_details")
+    assert details["cached_tokens"] == (whole.usage.prompt_tokens - 1) // 16 * 16 > 0
+    whole_usage.pop("prompt_tokens_details")
+    assert usage == whole_usage
 
 
 def test_raw_sse_framing(service):
@@ -248,3 +254,31 @@ def test_metrics_are_prometheus(client, service):
     names += ["inference_time_to_first_token_seconds_bucket", "inference_time_per_output_token_seconds_bucket"]
     for name in names:
         assert name in text, name
+
+
+def test_prefix_cache_in_usage_metrics_and_health(client, service):
+    """A long system prompt sent twice: the second answer's usage reports the cached prefix (whole blocks of 16,
+    the last token always computed), /metrics counts the hits, /health shows the cache."""
+    system = "You answer questions about the city of Hamburg, briefly. " * 12
+    before = _metric(service, "inference_prefix_cache_hits_total")
+    usages = []
+    for question in ("Where is the harbour?", "Where is the harbour?"):
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
+        usages.append(client.chat.completions.create(model=CHAT, messages=messages, max_tokens=2).usage)
+    prompt = usages[1].prompt_tokens
+    assert usages[1].prompt_tokens_details.cached_tokens == (prompt - 1) // 16 * 16 > 100
+    assert _metric(service, "inference_prefix_cache_hits_total") - before >= (prompt - 1) // 16 * 16
+    assert _metric(service, "inference_prefix_cache_queries_total") >= 2 * prompt
+    cache = httpx.get(f"{service}/health").json()["models"][CHAT]["kv_cache"]
+    assert (
+        cache["prefix_caching"] and cache["cached_prefix_blocks"] >= prompt // 16 and 0 < cache["prefix_hit_rate"] <= 1
+    )
+    assert cache["in_use"] == 0 and cache["blocks"] * cache["block_size"] >= prompt  # idle: nothing held
+
+
+def _metric(service: str, name: str) -> float:
+    """The chat model's sample of ``name`` in /metrics (0 before its first)."""
+    for line in httpx.get(f"{service}/metrics").text.splitlines():
+        if line.startswith(f'{name}{{model="{CHAT}"}}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
