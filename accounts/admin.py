@@ -8,7 +8,16 @@ from django.core.exceptions import ValidationError
 from django.template.response import TemplateResponse
 
 from accounts import services
-from accounts.models import ApiKey, Deployment, Membership, ServedModel, Tenant, TenantEntitlement, UsageRecord
+from accounts.models import (
+    ApiKey,
+    Deployment,
+    Membership,
+    ModelPrice,
+    ServedModel,
+    Tenant,
+    TenantEntitlement,
+    UsageRecord,
+)
 
 
 class MembershipInline(admin.TabularInline):
@@ -37,12 +46,21 @@ class DeploymentInline(admin.TabularInline):
     fields = ["base_url", "upstream_model", "api_key", "enabled"]
 
 
+class PriceInline(admin.TabularInline):
+    """The model's price history: a new row from a date on; past rows keep the cost their usage was charged."""
+
+    model = ModelPrice
+    extra = 0
+    fields = ["effective_from", "input_per_million", "cached_input_per_million", "output_per_million",
+              "per_audio_minute"]  # fmt: skip
+
+
 @admin.register(ServedModel)
 class ServedModelAdmin(admin.ModelAdmin):
     list_display = ["id", "kind", "enabled", "max_sequence_length", "max_output_length", "hidden_size", "owned_by"]
     list_filter = ["kind", "enabled"]
     search_fields = ["id"]
-    inlines = [DeploymentInline]
+    inlines = [DeploymentInline, PriceInline]
 
 
 class ApiKeyForm(forms.ModelForm):
@@ -144,7 +162,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 @admin.register(UsageRecord)
 class UsageRecordAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "tenant", "api_key", "model", "route", "total_tokens", "status_code", "streamed"]
+    list_display = ["created_at", "tenant", "api_key", "model", "route", "total_tokens", "cached_tokens", "cost",
+                    "status_code", "streamed"]  # fmt: skip
     list_filter = ["tenant", "model", "route", "streamed", "aborted"]
     date_hierarchy = "created_at"
 

@@ -16,6 +16,7 @@ from django.utils import timezone
 from accounts import spool, usage
 from accounts.database import database_unreachable
 from accounts.models import RollupPeriod, RollupWatermark, UsageRecord, UsageRollup
+from accounts.pricing import PriceBook
 
 
 @dataclass(frozen=True)
@@ -36,10 +37,13 @@ class Usage:
     duration_ms: int
     created_at: datetime | None = None  # None: now (set when the row is spooled, so it keeps its time)
     audio_seconds: float = 0.0  # speech routes: the audio's duration, to the millisecond
+    cached_tokens: int = 0  # of prompt_tokens, found in the deployment's prefix cache
 
 
-def usage_record(usage: Usage) -> UsageRecord:
-    """The unsaved row of one ``Usage``."""
+def usage_record(usage: Usage, prices: PriceBook | None = None) -> UsageRecord:
+    """The unsaved row of one ``Usage``, its cost at the model's price at its time (``prices``: a batch's)."""
+    created_at = usage.created_at or timezone.now()
+    cached = min(usage.cached_tokens, usage.prompt_tokens)
     return UsageRecord(
         request_id=usage.request_id,
         tenant_id=usage.tenant_id,
@@ -55,8 +59,11 @@ def usage_record(usage: Usage) -> UsageRecord:
         time_to_first_token_ms=usage.time_to_first_token_ms,
         duration_ms=usage.duration_ms,
         audio_seconds=round(usage.audio_seconds, 3),
-        created_at=usage.created_at or timezone.now(),
-    )
+        cached_tokens=cached,
+        cost=(prices or PriceBook()).cost(usage.model, created_at, usage.prompt_tokens, cached,
+                                          usage.completion_tokens, usage.audio_seconds),
+        created_at=created_at,
+    )  # fmt: skip
 
 
 @transaction.atomic

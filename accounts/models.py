@@ -5,6 +5,8 @@ Writes go through ``accounts.services``; these classes hold data and read-only h
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
@@ -149,6 +151,29 @@ class ServedModel(models.Model):
         }
 
 
+class ModelPrice(models.Model):
+    """What a model costs from ``effective_from`` on, until the next price of the same model: a history, so that a
+    change applies from its date and never rewrites the cost of earlier usage. Per million tokens (cached prompt
+    tokens at their own price; empty: the input price) and per minute of audio (speech models)."""
+
+    model = models.ForeignKey(ServedModel, on_delete=models.CASCADE, related_name="prices")
+    effective_from = models.DateTimeField(default=timezone.now)
+    input_per_million = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
+    cached_input_per_million = models.DecimalField(
+        max_digits=14, decimal_places=6, null=True, blank=True, help_text="empty: the input price"
+    )
+    output_per_million = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
+    per_audio_minute = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["model", "-effective_from"]
+        constraints = [models.UniqueConstraint(fields=["model", "effective_from"], name="one_price_per_moment")]
+
+    def __str__(self) -> str:
+        return f"{self.model_id} from {self.effective_from:%Y-%m-%d %H:%M}"
+
+
 class Deployment(models.Model):
     """Where a model is served: one of our inference services or an external OpenAI-compatible API."""
 
@@ -243,6 +268,9 @@ class UsageRecord(models.Model):
     total_tokens = models.PositiveIntegerField(default=0)
     # Speech routes: the audio's duration (the decoder's tokens are completion_tokens, the audio's prompt_tokens).
     audio_seconds = models.FloatField(default=0.0)
+    cached_tokens = models.PositiveIntegerField(default=0, help_text="of prompt_tokens, found in a prefix cache")
+    # at the model's price when the row was written (accounts/pricing.py); exact, never a float
+    cost = models.DecimalField(max_digits=24, decimal_places=10, default=Decimal(0))
     status_code = models.PositiveSmallIntegerField(validators=[MinValueValidator(100)])
     streamed = models.BooleanField(default=False)
     aborted = models.BooleanField(default=False)

@@ -129,7 +129,10 @@ def _read(fd: int, path: Path) -> list[dict]:
 def _insert(rows: list[dict]) -> int:
     from accounts import metering
     from accounts.models import UsageRecord
+    from accounts.pricing import PriceBook
     from accounts.usage import watermark
+
+    prices = PriceBook()  # each model's prices read once for the whole replay
 
     usages = [metering.Usage(**{**row, "created_at": datetime.fromisoformat(row["created_at"])}) for row in rows]
     fresh: list[metering.Usage] = []
@@ -139,7 +142,7 @@ def _insert(rows: list[dict]) -> int:
             ids = {u.request_id for u in chunk}
             present = set(UsageRecord.objects.filter(request_id__in=ids).values_list("request_id", "created_at"))
             new = [u for u in chunk if (u.request_id, u.created_at) not in present]
-            UsageRecord.objects.bulk_create([metering.usage_record(u) for u in new])
+            UsageRecord.objects.bulk_create([metering.usage_record(u, prices) for u in new])
             fresh += new
     mark = watermark()
     oldest = min((u.created_at for u in fresh), default=None)

@@ -130,6 +130,7 @@ class _Meter:
         self.aborted = False
         self.upstream_broke = False  # the deployment's connection failed mid-answer (killed, crashed)
         self.audio_seconds = 0.0
+        self.cached_tokens = 0
 
     def take(self, usage: dict | None) -> None:
         if not isinstance(usage, dict):
@@ -144,6 +145,9 @@ class _Meter:
         else:
             self.prompt_tokens = int(usage.get("prompt_tokens") or 0)
             self.completion_tokens = int(usage.get("completion_tokens") or 0)
+            details = usage.get("prompt_tokens_details")
+            if isinstance(details, dict):  # OpenAI's (and ours): the prompt tokens found in a prefix cache
+                self.cached_tokens = int(details.get("cached_tokens") or 0)
 
     def take_headers(self, headers: httpx.Headers) -> None:
         """Our service's speech answers name the audio's exact duration and tokens (and, when done, the output's)."""
@@ -160,7 +164,7 @@ class _Meter:
             model=self.model, route=self.route, prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens, status_code=self.status, streamed=self.streamed,
             aborted=self.aborted, time_to_first_token_ms=ttft, duration_ms=int((now - self.start) * 1000),
-            created_at=timezone.now(), audio_seconds=self.audio_seconds,
+            created_at=timezone.now(), audio_seconds=self.audio_seconds, cached_tokens=self.cached_tokens,
         )  # fmt: skip
         await sync_to_async(_record, thread_sensitive=False)(usage)
 

@@ -163,3 +163,34 @@ def test_images_refused_through_the_hub_are_400s_and_not_metered(hub):
     assert "private address" in exc.value.body["message"]
     barrier(hub)
     assert not UsageRecord.objects.exclude(request_id__startswith="req_barrier_").exists()  # refused before a model
+
+
+def test_cached_tokens_reach_the_client_and_the_usage_row_with_its_cost(hub):
+    """A long system prompt sent twice through the hub with the OpenAI SDK: the second answer reports the cached
+    prefix in usage.prompt_tokens_details, streamed and not, and each usage row holds the tokens the client saw
+    and the cost the price table gives (cached tokens at their own price)."""
+    from decimal import Decimal
+
+    from accounts import pricing
+
+    pricing.set_price(CHAT, input_per_million=Decimal("0.2"), cached_input_per_million=Decimal("0.05"),
+                      output_per_million=Decimal("0.8"))  # fmt: skip
+    system = "You are the concierge of a hotel in Lisbon; answer in one short sentence. " * 10
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": "Is breakfast included?"}]
+    client = hub()
+    first = client.chat.completions.create(model=CHAT, messages=messages, max_tokens=3, temperature=0)
+    second = client.chat.completions.create(model=CHAT, messages=messages, max_tokens=3, temperature=0)
+    stream = list(client.chat.completions.create(model=CHAT, messages=messages, max_tokens=3, temperature=0,
+                                              stream=True, stream_options={"include_usage": True}))  # fmt: skip
+    prompt = second.usage.prompt_tokens
+    cached = (prompt - 1) // 16 * 16  # whole blocks of 16, the last token always computed
+    assert cached > 100 and second.usage.prompt_tokens_details.cached_tokens == cached
+    assert stream[-1].usage.prompt_tokens_details.cached_tokens == cached
+    _, *metered = rows(3, model=CHAT)  # this test's three requests, in order
+    for answer, row in zip((second, stream[-1]), metered, strict=True):
+        expected = ((prompt - cached) * Decimal("0.2") + cached * Decimal("0.05") +
+                    answer.usage.completion_tokens * Decimal("0.8")) / 1_000_000  # fmt: skip
+        assert (row.prompt_tokens, row.cached_tokens) == (prompt, cached)
+        assert row.completion_tokens == answer.usage.completion_tokens
+        assert row.cost == expected.quantize(Decimal("1e-10")) > 0
+    assert first.usage.prompt_tokens_details.cached_tokens in (0, cached)  # another test may have sent it before

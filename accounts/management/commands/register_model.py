@@ -1,4 +1,7 @@
-from accounts import services
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from accounts import pricing, services
 from accounts.management.commands._base import OperatorCommand
 from accounts.models import ModelKind
 
@@ -7,7 +10,8 @@ class Command(OperatorCommand):
     help = (
         "Add or update a catalog entry: register_model <model-id> --kind chat|completion|embedding|vision|audio "
         "[--max-sequence-length N] [--max-output-length N] [--hidden-size N] [--deployment URL "
-        "[--upstream-model NAME] [--upstream-api-key KEY]]"
+        "[--upstream-model NAME] [--upstream-api-key KEY]] [--price-input P --price-output P [--price-cached-input P] "
+        "[--price-audio-minute P] [--price-from ISO-DATE]] (prices per million tokens)"
     )
 
     def add_arguments(self, parser):
@@ -21,6 +25,12 @@ class Command(OperatorCommand):
         parser.add_argument("--upstream-model", default="")
         parser.add_argument("--upstream-api-key", default="")
         parser.add_argument("--external", action="store_true", help="the deployment is not our inference service")
+        # a price from --price-from (default now) on; earlier usage keeps the price it was charged
+        parser.add_argument("--price-input", type=Decimal, help="per million prompt tokens")
+        parser.add_argument("--price-cached-input", type=Decimal, help="per million cached prompt tokens")
+        parser.add_argument("--price-output", type=Decimal, help="per million completion tokens")
+        parser.add_argument("--price-audio-minute", type=Decimal, help="per minute of audio (speech models)")
+        parser.add_argument("--price-from", type=datetime.fromisoformat, help="when the price applies (ISO 8601)")
 
     def handle(self, model_id, **o):
         model = services.register_model(
@@ -36,3 +46,14 @@ class Command(OperatorCommand):
             external=o["external"],
         )
         self.stdout.write(f"registered {model.id} ({model.kind})")
+        prices = ("price_input", "price_cached_input", "price_output", "price_audio_minute")
+        if any(o[name] is not None for name in prices):
+            when = o["price_from"]
+            if when is not None and when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            price = pricing.set_price(
+                model.id, input_per_million=o["price_input"] or Decimal(0),
+                output_per_million=o["price_output"] or Decimal(0), cached_input_per_million=o["price_cached_input"],
+                per_audio_minute=o["price_audio_minute"] or Decimal(0), effective_from=when,
+            )  # fmt: skip
+            self.stdout.write(f"price of {model.id} from {price.effective_from.isoformat()}")
