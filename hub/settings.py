@@ -276,6 +276,8 @@ HUB_LIMITS_FAIL_OPEN = env_bool("HUB_LIMITS_FAIL_OPEN", False)
 # Usage rows that cannot be written (the database down) wait here, and are replayed this often until written.
 HUB_SPOOL_DIR = Path(env_str("HUB_SPOOL_DIR", str(DATA_DIR / "spool"))).resolve()
 HUB_SPOOL_RETRY_SECONDS = env_float("HUB_SPOOL_RETRY_SECONDS", 5.0, min_value=0.1)
+# the currency of the model prices (accounts.pricing) and of /v1/costs (ISO 4217, lower case as OpenAI writes it)
+HUB_CURRENCY = env_str("HUB_CURRENCY", "usd").lower()
 # last_used_at is written at most once per key per this many seconds.
 HUB_LAST_USED_RESOLUTION_SECONDS = env_int("HUB_LAST_USED_RESOLUTION_SECONDS", 60, min_value=1)
 # After a rotation the old secret keeps working this long (default 24 h).

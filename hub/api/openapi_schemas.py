@@ -135,6 +135,11 @@ _USAGE = _obj(
             {"reasoning_tokens": _INT},
             description="A reasoning model's: the tokens of its think blocks, already in `completion_tokens`.",
         ),
+        "prompt_tokens_details": _obj(
+            {"cached_tokens": _INT},
+            description="The prompt tokens found in the deployment's prefix cache (not computed again), already in "
+            "`prompt_tokens`; charged at the model's cached-input price.",
+        ),
     },
     ("prompt_tokens", "total_tokens"),
     description="Counted by the model's tokenizer, never estimated; the hub meters exactly these.",
@@ -441,6 +446,10 @@ SCHEMAS: dict[str, dict] = {
                                         "their tokens are counted as 50 input tokens per second.",
                                     },
                                     "input_tokens": _INT,
+                                    "input_cached_tokens": {
+                                        **_INT,
+                                        "description": "Of input_tokens, found in a prefix cache.",
+                                    },  # fmt: skip
                                     "output_tokens": _INT,
                                     "total_tokens": _INT,
                                     "num_model_requests": _INT,
@@ -456,5 +465,39 @@ SCHEMAS: dict[str, dict] = {
             "next_page": _NULLABLE_STR,
         },
         ("object", "data", "has_more"),
+    ),
+    "CostsPage": _obj(
+        {
+            "object": {"const": "page"},
+            "data": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "object": {"const": "bucket"},
+                        "start_time": _INT,
+                        "end_time": _INT,
+                        "results": {
+                            "type": "array",
+                            "items": _obj(
+                                {
+                                    "object": {"const": "organization.costs.result"},
+                                    "amount": _obj({"value": _NUM, "currency": _STR}, ("value", "currency")),
+                                    "line_item": {**_NULLABLE_STR, "description": "The model (group_by=line_item)."},
+                                    "project_id": {
+                                        **_NULLABLE_STR,
+                                        "description": "Always null: tenants have no projects.",
+                                    },  # fmt: skip
+                                }
+                            ),
+                        },
+                    }
+                ),
+            },
+            "has_more": _BOOL,
+            "next_page": _NULLABLE_STR,
+        },
+        ("object", "data", "has_more"),
+        description="OpenAI's /organization/costs shape: each day's cost at the prices in force when each request "
+        "was metered.",
     ),
 }

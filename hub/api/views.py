@@ -8,7 +8,9 @@ one base class, not in each view.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 
+from django.conf import settings
 from django.db.models import BooleanField, Count, ExpressionWrapper, Q, Sum
 from django.db.models.functions import TruncDay
 from django.views.decorators.csrf import csrf_exempt
@@ -141,16 +143,7 @@ class UsageView(TenantAPIView):
         responses={200: ref("UsagePage"), **errors_for(400, 401)},
     )
     def get(self, request: Request) -> Response:
-        today = datetime.now(UTC).date()
-        end = _date_param(request, "end", today)
-        start = _date_param(request, "start", end - timedelta(days=6))
-        group_by = request.query_params.get("group_by", "day")
-        if group_by not in GROUP_BY:
-            raise errors.InvalidRequest(f"'group_by' must be one of {', '.join(GROUP_BY)}.", param="group_by")
-        if start > end:
-            raise errors.InvalidRequest("'start' must not be after 'end'.", param="start")
-        if (end - start).days >= MAX_USAGE_DAYS:
-            raise errors.InvalidRequest(f"Ask for at most {MAX_USAGE_DAYS} days at a time.", param="end")
+        start, end, group_by = _range_params(request, GROUP_BY)
         lo = datetime.combine(start, time.min, UTC)
         hi = datetime.combine(end + timedelta(days=1), time.min, UTC)
         rows = (
@@ -163,6 +156,7 @@ class UsageView(TenantAPIView):
                 completion=Sum("completion_tokens"),
                 total=Sum("total_tokens"),
                 seconds=Sum("audio_seconds"),
+                cached=Sum("cached_tokens"),
             )
             .order_by("day", "audio", *GROUP_BY[group_by])
         )
@@ -171,6 +165,7 @@ class UsageView(TenantAPIView):
             result = {
                 "object": "organization.usage.completions.result",
                 "input_tokens": row["prompt"] or 0,
+                "input_cached_tokens": row["cached"] or 0,
                 "output_tokens": row["completion"] or 0,
                 "total_tokens": row["total"] or 0,
                 "num_model_requests": row["requests"],
@@ -180,15 +175,78 @@ class UsageView(TenantAPIView):
             if row["audio"]:  # as OpenAI's audio_transcriptions results: the seconds (and the tokens they count as)
                 result.update(object="organization.usage.audio_transcriptions.result", seconds=round(row["seconds"], 3))
             by_day.setdefault(row["day"].date(), []).append(result)
-        buckets = []
-        day = start
-        while day <= end:
-            begin = datetime.combine(day, time.min, UTC)
-            buckets.append({
-                "object": "bucket",
-                "start_time": int(begin.timestamp()),
-                "end_time": int((begin + timedelta(days=1)).timestamp()),
-                "results": by_day.get(day, []),
+        return Response(_page(start, end, by_day))
+
+
+def _range_params(request: Request, groups: dict) -> tuple[date, date, str]:
+    """(start, end inclusive, group_by) of a usage or costs query (default: the last 7 days, grouped by day)."""
+    today = datetime.now(UTC).date()
+    end = _date_param(request, "end", today)
+    start = _date_param(request, "start", end - timedelta(days=6))
+    group_by = request.query_params.get("group_by", "day")
+    if group_by not in groups:
+        raise errors.InvalidRequest(f"'group_by' must be one of {', '.join(groups)}.", param="group_by")
+    if start > end:
+        raise errors.InvalidRequest("'start' must not be after 'end'.", param="start")
+    if (end - start).days >= MAX_USAGE_DAYS:
+        raise errors.InvalidRequest(f"Ask for at most {MAX_USAGE_DAYS} days at a time.", param="end")
+    return start, end, group_by
+
+
+def _page(start: date, end: date, by_day: dict[date, list[dict]]) -> dict:
+    """OpenAI's page of daily buckets (every day of the range, empty ones too)."""
+    buckets = []
+    day = start
+    while day <= end:
+        begin = datetime.combine(day, time.min, UTC)
+        buckets.append({
+            "object": "bucket",
+            "start_time": int(begin.timestamp()),
+            "end_time": int((begin + timedelta(days=1)).timestamp()),
+            "results": by_day.get(day, []),
+        })  # fmt: skip
+        day += timedelta(days=1)
+    return {"object": "page", "data": buckets, "has_more": False, "next_page": None}
+
+
+COST_GROUPS = {"day": (), "line_item": ("model",)}
+
+
+class CostsView(TenantAPIView):
+    """``GET /v1/costs?start=YYYY-MM-DD&end=YYYY-MM-DD&group_by=day|line_item``: this tenant's costs in daily UTC
+    buckets, shaped like OpenAI's ``/organization/costs`` (a line item is a model). Each request was charged when
+    it was metered, at the price in force then (``accounts.pricing``); the sums are exact decimals."""
+
+    @extend_schema(
+        operation_id="get_costs",
+        summary="Costs of this tenant",
+        description="The cost of the key's tenant's metered requests in daily UTC buckets, shaped like OpenAI's "
+        "organization costs API.",
+        tags=["usage"],
+        parameters=[
+            OpenApiParameter("start", str, description="First day, YYYY-MM-DD (default: `end` - 6 days)."),
+            OpenApiParameter("end", str, description="Last day, inclusive, YYYY-MM-DD (default: today, UTC)."),
+            OpenApiParameter("group_by", str, enum=list(COST_GROUPS), description="Split each day by model."),
+        ],
+        responses={200: ref("CostsPage"), **errors_for(400, 401)},
+    )
+    def get(self, request: Request) -> Response:
+        start, end, group_by = _range_params(request, COST_GROUPS)
+        lo = datetime.combine(start, time.min, UTC)
+        hi = datetime.combine(end + timedelta(days=1), time.min, UTC)
+        rows = (
+            UsageRecord.objects.filter(tenant_id=self.key.tenant_id, created_at__gte=lo, created_at__lt=hi)
+            .annotate(day=TruncDay("created_at", tzinfo=UTC))
+            .values("day", *COST_GROUPS[group_by])
+            .annotate(cost=Sum("cost"))
+            .order_by("day", *COST_GROUPS[group_by])
+        )
+        by_day: dict[date, list[dict]] = {}
+        for row in rows:
+            by_day.setdefault(row["day"].date(), []).append({
+                "object": "organization.costs.result",
+                "amount": {"value": row["cost"] or Decimal(0), "currency": settings.HUB_CURRENCY},
+                "line_item": row.get("model"),
+                "project_id": None,
             })  # fmt: skip
-            day += timedelta(days=1)
-        return Response({"object": "page", "data": buckets, "has_more": False, "next_page": None})
+        return Response(_page(start, end, by_day))

@@ -3,36 +3,35 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import httpx
 import pytest
 
-from accounts import metering, services
-from accounts.models import UsageRecord
+from accounts import metering, pricing, services
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
 DAY = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
-def _usage(tenant, key, model, at, prompt, completion):
-    row = metering.record_usage(metering.Usage(
+def _usage(tenant, key, model, at, prompt, completion, cached=0):
+    metering.record_usage(metering.Usage(
         request_id="req_x", tenant_id=tenant.id, api_key_id=key.id, model=model, route="completions",
         prompt_tokens=prompt, completion_tokens=completion, status_code=200, streamed=False, aborted=False,
-        time_to_first_token_ms=1, duration_ms=2,
+        time_to_first_token_ms=1, duration_ms=2, created_at=at, cached_tokens=cached,
     ))  # fmt: skip
-    UsageRecord.objects.filter(pk=row.pk).update(created_at=at)
 
 
-def _get(live_hub, secret, **params):
-    return httpx.get(f"{live_hub.url}/v1/usage", params=params, headers={"authorization": f"Bearer {secret}"})
+def _get(live_hub, secret, route="usage", **params):
+    return httpx.get(f"{live_hub.url}/v1/{route}", params=params, headers={"authorization": f"Bearer {secret}"})
 
 
 def test_usage_api_buckets_and_groups_only_the_tenants_own_rows(live_hub, acme, globex):
     a1 = services.issue_key(acme.tenant, name="one")
     a2 = services.issue_key(acme.tenant, name="two")
     g = services.issue_key(globex.tenant, name="g")
-    _usage(acme.tenant, a1.key, "chat-small", DAY, 10, 5)
+    _usage(acme.tenant, a1.key, "chat-small", DAY, 10, 5, cached=8)
     _usage(acme.tenant, a2.key, "chat-small", DAY + timedelta(hours=3), 1, 2)
     _usage(acme.tenant, a1.key, "embed-small", DAY + timedelta(days=1), 7, 0)
     _usage(globex.tenant, g.key, "completion-small", DAY, 1000, 1000)
@@ -42,7 +41,8 @@ def test_usage_api_buckets_and_groups_only_the_tenants_own_rows(live_hub, acme, 
     assert [b["start_time"] for b in page["data"]] == [int((DAY.replace(hour=0) + timedelta(days=i)).timestamp())
                                                        for i in range(3)]  # fmt: skip
     first, second, third = (b["results"] for b in page["data"])
-    assert [(r["input_tokens"], r["output_tokens"], r["num_model_requests"]) for r in first] == [(11, 7, 2)]
+    assert [(r["input_tokens"], r["input_cached_tokens"], r["output_tokens"], r["num_model_requests"])
+            for r in first] == [(11, 8, 7, 2)]  # fmt: skip
     assert [(r["input_tokens"], r["num_model_requests"]) for r in second] == [(7, 1)] and third == []
 
     by_model = _get(live_hub, a1.secret, start="2026-11-20", end="2026-11-20", group_by="model").json()
@@ -66,6 +66,34 @@ def test_usage_api_rejects_bad_parameters(live_hub, acme, params, param):
     key = services.issue_key(acme.tenant, name="one")
     response = _get(live_hub, key.secret, **params)
     assert response.status_code == 400 and response.json()["error"]["param"] == param
+
+
+def test_costs_api_sums_each_rows_cost_at_its_own_price(live_hub, acme, globex):
+    """OpenAI's /organization/costs shape: daily buckets, a line item per model with group_by=line_item; a price
+    change between two days applies to the second only; another tenant's costs are not shown."""
+    pricing.set_price("chat-small", input_per_million=Decimal(1), cached_input_per_million=Decimal("0.1"),
+                      output_per_million=Decimal(4), effective_from=DAY - timedelta(days=30))  # fmt: skip
+    pricing.set_price("embed-small", input_per_million=Decimal("0.02"), output_per_million=Decimal(0),
+                      effective_from=DAY - timedelta(days=30))  # fmt: skip
+    pricing.set_price("chat-small", input_per_million=Decimal(2), cached_input_per_million=Decimal("0.2"),
+                      output_per_million=Decimal(8), effective_from=DAY + timedelta(hours=12))  # fmt: skip
+    key = services.issue_key(acme.tenant, name="one")
+    g = services.issue_key(globex.tenant, name="g")
+    _usage(acme.tenant, key.key, "chat-small", DAY, 1_000_000, 500_000, cached=600_000)  # 0.4 + 0.06 + 2
+    _usage(acme.tenant, key.key, "embed-small", DAY + timedelta(hours=1), 500_000, 0)  # 0.01
+    _usage(acme.tenant, key.key, "chat-small", DAY + timedelta(days=1), 1_000_000, 0)  # the new price: 2
+    _usage(globex.tenant, g.key, "completion-small", DAY, 1000, 1000)
+    page = _get(live_hub, key.secret, "costs", start="2026-11-20", end="2026-11-21").json()
+    assert [[(r["object"], r["amount"]) for r in b["results"]] for b in page["data"]] == [
+        [("organization.costs.result", {"value": 2.47, "currency": "usd"})],
+        [("organization.costs.result", {"value": 2.0, "currency": "usd"})],
+    ]
+    items = _get(live_hub, key.secret, "costs", start="2026-11-20", end="2026-11-20", group_by="line_item").json()
+    assert [(r["line_item"], r["amount"]["value"]) for r in items["data"][0]["results"]] == [
+        ("chat-small", 2.46),
+        ("embed-small", 0.01),
+    ]
+    assert _get(live_hub, key.secret, "costs", group_by="model").json()["error"]["param"] == "group_by"
 
 
 def test_usage_api_needs_a_key(live_hub, db):

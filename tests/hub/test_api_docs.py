@@ -22,6 +22,7 @@ PUBLIC_ROUTES = {
     "/models": "get",
     "/models/{model_id}": "get",
     "/usage": "get",
+    "/costs": "get",
 }
 
 
