@@ -278,6 +278,8 @@ HUB_SPOOL_DIR = Path(env_str("HUB_SPOOL_DIR", str(DATA_DIR / "spool"))).resolve(
 HUB_SPOOL_RETRY_SECONDS = env_float("HUB_SPOOL_RETRY_SECONDS", 5.0, min_value=0.1)
 # the currency of the model prices (accounts.pricing) and of /v1/costs (ISO 4217, lower case as OpenAI writes it)
 HUB_CURRENCY = env_str("HUB_CURRENCY", "usd").lower()
+if not (len(HUB_CURRENCY) == 3 and HUB_CURRENCY.isascii() and HUB_CURRENCY.isalpha()):
+    raise ImproperlyConfigured(f"HUB_CURRENCY must be a three-letter currency code (usd, eur), got {HUB_CURRENCY!r}")
 # last_used_at is written at most once per key per this many seconds.
 HUB_LAST_USED_RESOLUTION_SECONDS = env_int("HUB_LAST_USED_RESOLUTION_SECONDS", 60, min_value=1)
 # After a rotation the old secret keeps working this long (default 24 h).

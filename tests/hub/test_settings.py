@@ -186,3 +186,17 @@ def test_production_sets_hsts_secure_cookies_and_proxy_headers(tmp_path):
     check = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT,
                            env={**environ, **env}, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+@pytest.mark.parametrize("currency, ok", [("EUR", "eur"), ("dollars", None), ("€", None)])
+def test_the_currency_is_a_three_letter_code(tmp_path, currency, ok):
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    done = subprocess.run(
+        [sys.executable, "-c", "import hub.settings as s; print(s.HUB_CURRENCY)"], cwd=ROOT,
+        env={**environ, "HUB_DATA_DIR": str(tmp_path), "HUB_CURRENCY": currency}, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    if ok:
+        assert done.returncode == 0 and done.stdout.strip() == ok
+    else:
+        assert done.returncode != 0 and "HUB_CURRENCY must be a three-letter currency code" in done.stderr
