@@ -306,6 +306,8 @@ class UsageRollup(models.Model):
     completion_tokens = models.PositiveBigIntegerField(default=0)
     total_tokens = models.PositiveBigIntegerField(default=0)
     audio_seconds = models.FloatField(default=0.0)
+    cached_tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=28, decimal_places=10, default=Decimal(0))
 
     class Meta:
         constraints = [

@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDay
@@ -21,7 +22,8 @@ from accounts.models import ApiKey, RollupPeriod, RollupWatermark, Tenant, Usage
 
 # The days a usage query may name: a day's end (the next day's start) must stay within datetime's range.
 FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(9999, 12, 30)
-FIELDS = ("requests", "errors", "aborted", "prompt_tokens", "completion_tokens", "total_tokens", "audio_seconds")
+FIELDS = ("requests", "errors", "aborted", "prompt_tokens", "completion_tokens", "total_tokens", "audio_seconds",
+          "cached_tokens", "cost")  # fmt: skip
 NO_KEY = "no key: playground or deleted keys"
 
 
@@ -34,6 +36,8 @@ class Totals:
     completion_tokens: int = 0
     total_tokens: int = 0
     audio_seconds: float = 0.0  # speech routes' audio (their tokens are in the token counts too)
+    cached_tokens: int = 0  # of prompt_tokens, found in a prefix cache
+    cost: Decimal = Decimal(0)  # at each request's price when it was metered (accounts.pricing)
 
     def add(self, other: Totals) -> None:
         for name in FIELDS:
@@ -136,6 +140,8 @@ RAW_SUMS = {
     "c": Sum("completion_tokens"),
     "t": Sum("total_tokens"),
     "s": Sum("audio_seconds"),
+    "k": Sum("cached_tokens"),
+    "m": Sum("cost"),
 }
 
 
@@ -169,8 +175,16 @@ def _cell(text: str) -> str:
     return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
+def _figure(name: str, value) -> object:
+    if name == "audio_seconds":
+        return round(float(value), 3)
+    if name == "cost":  # exact, in plain notation: 0.00024, not 2.4E-4 or 0E-10
+        return format(Decimal(value).normalize(), "f")
+    return value
+
+
 def _figures(totals: Totals) -> list:
-    return [round(float(getattr(totals, f)), 3) if f == "audio_seconds" else getattr(totals, f) for f in FIELDS]
+    return [_figure(f, getattr(totals, f)) for f in FIELDS]
 
 
 def write_csv(out, summary: Summary, *, per_tenant: bool = False, total: bool = False) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
@@ -90,6 +91,9 @@ def fragment_context(summary: usage.Summary, *, operator: bool) -> dict[str, Any
             ),
             ("Failed / aborted", f"{total.errors:,} / {total.aborted:,}", ""),
             ("Audio transcribed", audio_duration(total.audio_seconds), f"{total.audio_seconds:,.3f} s"),
+            ("Cached prompt tokens", compact(total.cached_tokens), f"{total.cached_tokens:,}"),
+            # at each request's price when it was metered; the exact decimal in the title
+            ("Cost", f"{total.cost:,.2f} {settings.HUB_CURRENCY.upper()}", f"{total.cost}"),
         ],
         "tokens_chart": stacked_bars(
             labels,

@@ -9,6 +9,7 @@ import os
 import time
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from django.conf import settings
@@ -16,7 +17,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 from PIL import Image
 
-from accounts import metering, reports, services, usage
+from accounts import metering, pricing, reports, services, usage
 from accounts.models import Role, UsageRecord, UsageReport
 from accounts.tasks import build_monthly_reports, build_usage_report
 from hub.beat import InProcessBeat
@@ -29,14 +30,13 @@ WATERMARK_AT = datetime(2026, 10, 15, tzinfo=UTC)
 
 
 def record(tenant, key, model: str, at: datetime, prompt: int, completion: int, status: int = 200, aborted=False,
-           audio: float = 0.0):  # fmt: skip
-    row = metering.record_usage(metering.Usage(
+           audio: float = 0.0, cached: int = 0):  # fmt: skip
+    metering.record_usage(metering.Usage(
         request_id=f"req_{prompt}_{completion}_{at.timestamp()}", tenant_id=tenant.id,
         api_key_id=key.id if key else None, model=model, route="audio/transcriptions" if audio else "chat/completions",
         prompt_tokens=prompt, completion_tokens=completion, status_code=status, streamed=True, aborted=aborted,
-        time_to_first_token_ms=5, duration_ms=10, audio_seconds=audio,
+        time_to_first_token_ms=5, duration_ms=10, audio_seconds=audio, created_at=at, cached_tokens=cached,
     ))  # fmt: skip
-    UsageRecord.objects.filter(pk=row.pk).update(created_at=at)
 
 
 def at(day: int, hour: int = 12, month: date = MONTH) -> datetime:
@@ -50,14 +50,16 @@ def october(acme, globex):
     a = services.issue_key(acme.tenant, name="batch").key
     b = services.issue_key(acme.tenant, name="=HYPERLINK(1)").key
     g = services.issue_key(globex.tenant, name="g").key
-    record(acme.tenant, a, "chat-small", at(3, 10), 10, 5)
+    pricing.set_price("chat-small", input_per_million=Decimal(3), cached_input_per_million=Decimal("0.3"),
+                      output_per_million=Decimal(15), effective_from=datetime(2026, 1, 1, tzinfo=UTC))  # fmt: skip
+    record(acme.tenant, a, "chat-small", at(3, 10), 10, 5, cached=8)
     record(acme.tenant, a, "chat-small", at(3, 14), 7, 3, status=499, aborted=True)
     record(acme.tenant, a, "chat-small", at(3, 15), 1, 1, status=502)
     record(acme.tenant, b, "embed-small", at(4), 40, 0)
     record(acme.tenant, a, "whisper", at(5), 150, 20, audio=2.5)  # speech: its audio seconds sum beside the tokens
     record(acme.tenant, a, "whisper", at(22), 101, 7, audio=2.013)  # after the watermark
     record(acme.tenant, a, "chat-small", at(1, 0), 2, 2)
-    record(acme.tenant, None, "chat-small", at(20), 2, 3)  # after the watermark
+    record(acme.tenant, None, "chat-small", at(20), 2, 3, cached=1)  # after the watermark
     record(acme.tenant, a, "chat-small", datetime(2026, 10, 31, 23, 59, 59, tzinfo=UTC), 1, 8)
     record(acme.tenant, b, "embed-small", at(25), 6, 0)
     record(acme.tenant, a, "chat-small", datetime(2026, 9, 30, 23, 59, 59, tzinfo=UTC), 100, 100)
@@ -69,19 +71,24 @@ def october(acme, globex):
 
 def expected_rows(tenant, keys) -> list[list[str]]:
     """The CSV the month's raw rows add up to, summed here in Python."""
-    sums: dict[tuple, list[float]] = defaultdict(lambda: [0] * 6 + [0.0])
+    sums: dict[tuple, list] = defaultdict(lambda: [0] * 6 + [0.0, 0, Decimal(0)])
     rows = UsageRecord.objects.filter(tenant=tenant, created_at__gte=at(1, 0), created_at__lt=at(1, 0, NOVEMBER))
     for r in rows:
         s = sums[(r.created_at.date().isoformat(), r.model, r.api_key_id or 0)]
         counts = (1, int(r.status_code >= 400 and r.status_code != 499), int(r.aborted))
-        for i, value in enumerate((*counts, r.prompt_tokens, r.completion_tokens, r.total_tokens, r.audio_seconds)):
+        for i, value in enumerate((*counts, r.prompt_tokens, r.completion_tokens, r.total_tokens, r.audio_seconds,
+                                   r.cached_tokens, r.cost)):  # fmt: skip
             s[i] += value
+
+    def cells(s: list) -> list[str]:
+        return [*map(str, s[:-1]), format(s[-1].normalize(), "f")]
+
     out = []
     for (day, model, key_id), s in sorted(sums.items()):
         prefix, name = (keys[key_id].prefix, keys[key_id].name) if key_id else ("", usage.NO_KEY)
-        out.append([day, model, prefix, "'" + name if name.startswith("=") else name, *map(str, s)])
-    total = [str(sum(s[i] for s in sums.values())) for i in range(7)]
-    return [*out, ["total", "", "", "", *total]]
+        out.append([day, model, prefix, "'" + name if name.startswith("=") else name, *cells(s)])
+    total = [sum(s[i] for s in sums.values()) for i in range(9)]
+    return [*out, ["total", "", "", "", *cells(total)]]
 
 
 def read_csv(report: UsageReport) -> list[list[str]]:
@@ -100,7 +107,9 @@ def test_the_csv_sums_the_months_usage_from_the_rollups_and_the_rows_after_the_w
     assert rows[0] == ["date", "model", "key_prefix", "key_name", *usage.FIELDS]
     assert rows[1:] == expected
     assert [r[0] for r in rows[1:-1]] == sorted(r[0] for r in rows[1:-1])
-    assert rows[-1] == ["total", "", "", "", "10", "1", "1", "320", "49", "369", "4.513"]
+    # cost: chat-small's 2+10+7+1+2+1 prompt tokens (9 of them cached) and 2+5+3+1+3+8 completion tokens
+    cost = ((23 - 9) * Decimal(3) + 9 * Decimal("0.3") + 22 * Decimal(15)) / 1_000_000
+    assert rows[-1] == ["total", "", "", "", "10", "1", "1", "320", "49", "369", "4.513", "9", format(cost, "f")]
     assert (report.month, report.requests, report.total_tokens, report.built_by) == (MONTH, 10, 369, None)
     assert report.audio_seconds == 4.513
     assert any(r[3] == "'=HYPERLINK(1)" for r in rows)  # a key name is never a spreadsheet formula
@@ -124,7 +133,8 @@ def test_a_rebuild_replaces_the_report(october, django_user_model):
     assert UsageReport.objects.filter(tenant=acme.tenant).count() == 1
     assert second.pk == first.pk and second.built_at > first.built_at
     assert (second.total_tokens - first.total_tokens, second.built_by) == (100, acme.owner)
-    assert read_csv(UsageReport.objects.get(pk=first.pk))[-1][-2] == str(second.total_tokens)
+    total_row = read_csv(UsageReport.objects.get(pk=first.pk))[-1]
+    assert total_row[4 + usage.FIELDS.index("total_tokens")] == str(second.total_tokens)
 
 
 def test_only_admins_and_operators_build(acme, globex, django_user_model):

@@ -179,3 +179,32 @@ def test_audio_seconds_sum_through_rollups_into_the_dashboard_and_csv(client, ac
     assert '<th class="num">Audio s</th>' in html and ">78.8</td>" in html
     rows = list(csv.DictReader(io.StringIO(client.get(f"/console/t/acme/usage.csv{RANGE}").content.decode())))
     assert [r["audio_seconds"] for r in rows] == ["75.5", "3.25"]
+
+
+def test_cached_tokens_and_costs_on_the_dashboard_from_rollups_and_raw_rows(client, acme):
+    """Each row charged at its time's price; the summary adds the rolled-up days and the raw tail exactly (Decimal);
+    the cards and the by-model table show cached tokens and money."""
+    from decimal import Decimal
+
+    from accounts import pricing
+
+    pricing.set_price("chat-small", input_per_million=Decimal("0.5"), cached_input_per_million=Decimal("0.05"),
+                      output_per_million=Decimal(2), effective_from=DAY - timedelta(days=1))  # fmt: skip
+    key = services.issue_key(acme.tenant, name="k").key
+    rows = ((DAY, 2_000_000, 1_000_000, 100_000), (DAY + timedelta(days=1), 1_000_000, 0, 0))
+    for at, prompt, cached, completion in rows:
+        metering.record_usage(metering.Usage(
+            request_id="req_c", tenant_id=acme.tenant.id, api_key_id=key.id, model="chat-small",
+            route="chat/completions", prompt_tokens=prompt, completion_tokens=completion, status_code=200,
+            streamed=False, aborted=False, time_to_first_token_ms=1, duration_ms=2, created_at=at,
+            cached_tokens=cached,
+        ))  # fmt: skip
+    metering.refresh_rollups(now=DAY + timedelta(hours=12))  # the first day rolled up, the second raw
+    summary = usage.summary(date(2026, 11, 9), date(2026, 11, 12), acme.tenant.pk)
+    # 1M x 0.5 + 1M x 0.05 + 0.1M x 2 = 0.75; then 1M x 0.5
+    assert (summary.total.cached_tokens, summary.total.cost) == (1_000_000, Decimal("1.25"))
+    assert isinstance(summary.total.cost, Decimal)
+    client.force_login(acme.viewer)
+    html = client.get(f"/console/t/acme/usage/{RANGE}").content.decode()
+    assert 'data-figure="cost">1.25 USD</span>' in html and 'data-figure="cached-prompt-tokens">1M</span>' in html
+    assert '<td class="num">1,000,000</td>' in html  # the by-model table's cached column
