@@ -276,6 +276,9 @@ HUB_LIMITS_FAIL_OPEN = env_bool("HUB_LIMITS_FAIL_OPEN", False)
 # Usage rows that cannot be written (the database down) wait here, and are replayed this often until written.
 HUB_SPOOL_DIR = Path(env_str("HUB_SPOOL_DIR", str(DATA_DIR / "spool"))).resolve()
 HUB_SPOOL_RETRY_SECONDS = env_float("HUB_SPOOL_RETRY_SECONDS", 5.0, min_value=0.1)
+# several deployments of a model: send a request to the one most likely to hold its prompt's prefix in its KV cache
+# (within a load bound); false: fewest outstanding requests
+HUB_PREFIX_ROUTING = env_bool("HUB_PREFIX_ROUTING", True)
 # the currency of the model prices (accounts.pricing) and of /v1/costs (ISO 4217, lower case as OpenAI writes it)
 HUB_CURRENCY = env_str("HUB_CURRENCY", "usd").lower()
 if not (len(HUB_CURRENCY) == 3 and HUB_CURRENCY.isascii() and HUB_CURRENCY.isalpha()):

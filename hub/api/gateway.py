@@ -39,12 +39,14 @@ import httpx
 from asgiref.sync import sync_to_async
 from channels.consumer import AsyncConsumer, get_handler_name
 from channels.exceptions import StopConsumer
+from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
 from accounts import metering
 from accounts.models import ModelKind
 from hub.api import errors, validation
+from hub.api.affinity import prefix_key
 from hub.api.edge import EdgeContext
 from hub.api.ratelimit import (
     AUDIO_TOKENS_PER_SECOND,
@@ -373,7 +375,8 @@ class GatewayConsumer(AsyncConsumer):
     ) -> None:
         client = upstreams.client()
         last_error: Exception | None = None
-        for target in upstreams.order(targets):
+        affinity = prefix_key(route, body) if settings.HUB_PREFIX_ROUTING else None
+        for target in upstreams.order(targets, affinity):
             payload, headers = _upstream_body(route, body, target, stream), target.headers(ctx.request_id)
             if reserved is not None and not target.external:
                 headers[RESERVED_PROMPT_HEADER] = str(reserved)

@@ -1,8 +1,9 @@
 """Deployments of a model and the pooled HTTP client that reaches them.
 
 A model may have several deployments (our inference services, or an external OpenAI-compatible
-API with its own key). Each request goes to the healthy one with the fewest requests outstanding
-from this process; one that refuses connections is benched for ``BENCH_SECONDS`` and the request
+API with its own key). A generation request goes to the healthy one most likely to hold its prompt's prefix in
+its KV cache, within a load bound (``affinity.py``); others to the one with the fewest requests outstanding
+from this process. One that refuses connections is benched for ``BENCH_SECONDS`` and the request
 moves on to the next. The deployment list is read from the database at most every
 ``CACHE_SECONDS`` per model (a deployment change reaches every hub process within that); while the database is
 unreachable, the last list read keeps being used.
@@ -21,6 +22,7 @@ from django.db import DatabaseError
 
 from accounts.database import database_unreachable
 from accounts.models import Deployment, ServedModel
+from hub.api.affinity import rank
 
 log = logging.getLogger(__name__)
 
@@ -108,14 +110,22 @@ class Upstreams:
             cached = self._cache[model_id] = (now, info, targets)
         return cached[1], cached[2]
 
-    def order(self, targets: list[Target]) -> list[Target]:
-        """Healthy deployments first, fewest outstanding requests first; benched ones last (still tried)."""
+    def order(self, targets: list[Target], affinity: str | None = None) -> list[Target]:
+        """Healthy deployments first, benched ones last (still tried). Among the healthy: with an ``affinity`` key
+        (``affinity.prefix_key``) the one most likely to hold the prompt's prefix in its cache, within a load
+        bound (``affinity.rank``); without, fewest outstanding requests first."""
         now = time.monotonic()
 
         def key(t: Target) -> tuple[bool, int]:
             return self._benched_until.get(t.deployment_id, 0) > now, self._outstanding.get(t.deployment_id, 0)
 
-        return sorted(targets, key=key)
+        ordered = sorted(targets, key=key)
+        healthy = [t for t in ordered if self._benched_until.get(t.deployment_id, 0) <= now]
+        if affinity is None or len(healthy) < 2:
+            return ordered
+        by_id = {t.deployment_id: t for t in healthy}
+        ranked = [by_id[i] for i in rank(affinity, list(by_id), self._outstanding)]
+        return ranked + ordered[len(healthy) :]
 
     def bench(self, target: Target) -> None:
         self._benched_until[target.deployment_id] = time.monotonic() + BENCH_SECONDS
