@@ -6,18 +6,22 @@ deployment that served the earlier one. The gateway has no tokenizer; it keys a 
 a chat's tools, system messages and first user message (what every later turn repeats first), a completion's first
 ``PREFIX_BYTES`` of prompt. Rendezvous hashing ranks the deployments for that key (the same key always prefers the
 same deployment; adding or removing one moves only its own keys) and a load bound skips a preferred deployment that
-already has more than its share of the requests in flight (bounded-load consistent hashing), so one popular prefix
-does not flood one deployment. Requests without a key keep least-outstanding order.
+has clearly more requests in flight than the least busy one, so one popular prefix does not flood one deployment.
+Requests without a key keep least-outstanding order.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 
 PREFIX_BYTES = 1024  # of a completion's prompt: enough to tell system prompts and documents apart
-LOAD_FACTOR = 1.25  # a deployment takes at most this times its share of the in-flight requests (plus one)
+# A preferred deployment is passed over only when it is clearly busier than the least busy one (SGLang's router's
+# balance thresholds): more than BALANCE_ABS requests in flight beyond it, and more than BALANCE_REL times as many.
+# A tight bound (a share of the average) diverts a conversation's turns whenever a few requests overlap, which on
+# two deployments cost a sixth of the cache hits (benchmarks/bench_prefix_routing.py).
+BALANCE_ABS = 8
+BALANCE_REL = 1.5
 
 
 def prefix_key(route: str, body: dict) -> str | None:
@@ -55,8 +59,13 @@ def rank(key: str, ids: list[int], outstanding: dict[int, int]) -> list[int]:
     bound moved behind the others in least-outstanding order."""
     if len(ids) < 2:
         return list(ids)
-    bound = math.ceil(LOAD_FACTOR * (sum(outstanding.get(i, 0) for i in ids) + 1) / len(ids))
+    least = min(outstanding.get(i, 0) for i in ids)
+
+    def overloaded(i: int) -> bool:
+        load = outstanding.get(i, 0)
+        return load - least > BALANCE_ABS and load > BALANCE_REL * least
+
     preferred = sorted(ids, key=lambda i: _score(key, i), reverse=True)
-    within = [i for i in preferred if outstanding.get(i, 0) < bound]
-    over = sorted((i for i in preferred if outstanding.get(i, 0) >= bound), key=lambda i: outstanding.get(i, 0))
+    within = [i for i in preferred if not overloaded(i)]
+    over = sorted((i for i in preferred if overloaded(i)), key=lambda i: outstanding.get(i, 0))
     return within + over

@@ -52,8 +52,10 @@ def test_the_same_key_prefers_one_deployment_and_keys_spread():
 def test_a_preferred_deployment_over_the_load_bound_is_passed_over():
     ids = [1, 2]
     key = next(f"k{i}" for i in range(100) if rank(f"k{i}", ids, {})[0] == 1)
-    assert rank(key, ids, {1: 2, 2: 1}) == [1, 2]  # bound ceil(1.25 * 4 / 2) = 3: within
-    assert rank(key, ids, {1: 3, 2: 0}) == [2, 1]  # bound ceil(1.25 * 4 / 2) = 3: deployment 1 is at it
+    assert rank(key, ids, {1: 8, 2: 0}) == [1, 2]  # 8 more in flight: still within
+    assert rank(key, ids, {1: 9, 2: 0}) == [2, 1]  # 9 more: passed over
+    assert rank(key, ids, {1: 30, 2: 20}) == [1, 2]  # 10 more, but not 1.5 times as many
+    assert rank(key, ids, {1: 31, 2: 20}) == [2, 1]
 
 
 def _targets(n: int) -> list[Target]:
