@@ -37,6 +37,10 @@ class LimitFields(models.Model):
         null=True, blank=True, help_text="tokens (prompt + completion) per budget period; empty = no budget"
     )
     budget_period = models.CharField(max_length=8, choices=BudgetPeriod.choices, default=BudgetPeriod.MONTH)
+    cost_budget = models.DecimalField(
+        max_digits=18, decimal_places=6, null=True, blank=True,
+        help_text="money (HUB_CURRENCY) per budget period, at the models' prices; empty = no money budget",
+    )  # fmt: skip
 
     class Meta:
         abstract = True

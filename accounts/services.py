@@ -384,7 +384,7 @@ def set_key_expiry(key: ApiKey, expires_at: datetime | None, *, actor: AbstractB
 
 @transaction.atomic
 def set_limits(owner: Tenant | ApiKey, limits: Limits, *, actor: AbstractBaseUser | None = None) -> None:
-    """Set a tenant's or a key's rate limits and budget (``Limits``; None fields: unlimited).
+    """Set a tenant's or a key's rate limits and budgets in tokens and money (``Limits``; None fields: unlimited).
 
     A tenant's limits are the operator's to set (its own admins could otherwise lift them); a key's, its
     tenant's admins'. Both apply to every request through the key. The auth cache, which carries the
@@ -402,6 +402,7 @@ def set_limits(owner: Tenant | ApiKey, limits: Limits, *, actor: AbstractBaseUse
         "tpm_limit": limits.tpm,
         "token_budget": limits.budget,
         "budget_period": limits.budget_period,
+        "cost_budget": limits.cost_limit,
     }
     if isinstance(owner, ApiKey):
         fields["max_streams"] = limits.max_streams

@@ -34,6 +34,7 @@ import logging
 import math
 import time
 from contextlib import suppress
+from decimal import Decimal
 
 import httpx
 from asgiref.sync import sync_to_async
@@ -43,7 +44,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from accounts import metering
+from accounts import metering, pricing
 from accounts.models import ModelKind
 from hub.api import errors, validation
 from hub.api.affinity import prefix_key
@@ -56,6 +57,7 @@ from hub.api.ratelimit import (
     audio_estimate,
     estimate,
     limiter,
+    reserved_cost,
 )
 from hub.api.upstream import ModelInfo, Target, upstreams
 
@@ -150,6 +152,10 @@ class _Meter:
             details = usage.get("prompt_tokens_details")
             if isinstance(details, dict):  # OpenAI's (and ours): the prompt tokens found in a prefix cache
                 self.cached_tokens = int(details.get("cached_tokens") or 0)
+
+    def cost(self, price) -> Decimal:
+        """What the counted usage costs at ``price`` (the usage row's own cost, unless the price changed since)."""
+        return pricing.cost(price, self.prompt_tokens, self.cached_tokens, self.completion_tokens, self.audio_seconds)
 
     def take_headers(self, headers: httpx.Headers) -> None:
         """Our service's speech answers name the audio's exact duration and tokens (and, when done, the output's)."""
@@ -350,7 +356,8 @@ class GatewayConsumer(AsyncConsumer):
             need = audio_estimate(len(ctx.upload.data)) if audio else estimate(route, body, info)
             meter = _Meter(ctx, model_id, ctx.extra.get("metered_route", route), stream)
             for attempt in range(2):
-                grant = await limiter.acquire(ctx.key, ctx.request_id, need.total, stream)
+                grant = await limiter.acquire(ctx.key, ctx.request_id, need.total, stream,
+                                              reserved_cost(need, info.price))  # fmt: skip
                 self.limit_headers = _header_list(grant.headers) if grant else []
                 try:
                     await self._forward(ctx, route, body, model_id, targets, meter, stream, _reserved(grant, need))
@@ -360,7 +367,8 @@ class GatewayConsumer(AsyncConsumer):
                         raise errors.UpstreamError("The model's deployment miscounted the prompt.") from None
                     need = Estimate(over.prompt_tokens, need.output)  # the exact prompt, reserved afresh
                 finally:  # the reservation becomes the counted tokens (none if no model was reached)
-                    await asyncio.shield(limiter.settle(grant, meter.prompt_tokens + meter.completion_tokens))
+                    await asyncio.shield(limiter.settle(grant, meter.prompt_tokens + meter.completion_tokens,
+                                                        meter.cost(info.price)))  # fmt: skip
         except errors.ApiError as error:
             await self._error(error)
         except asyncio.CancelledError:

@@ -20,6 +20,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, Decimal
 
 from django.conf import settings
 from django.utils import timezone
@@ -171,6 +172,24 @@ def reset_text(seconds: float) -> str:
     return f"{minutes}m{rest}s"
 
 
+# Money budgets count in units of 1e-8 of the currency, as integers (Redis's Lua numbers are doubles: exact up to
+# 2^53 units, 90 million in the currency); a reservation or a charge is rounded up to a unit, never down.
+COST_UNIT = Decimal("1e-8")
+
+
+def cost_units(amount: Decimal | None) -> int:
+    return 0 if not amount else int((amount / COST_UNIT).to_integral_value(ROUND_CEILING))
+
+
+def reserved_cost(need: Estimate, price) -> Decimal:
+    """The most ``need`` may cost at ``price`` (a ``ModelPrice``; None: nothing): the prompt at the uncached price,
+    every output token, and a speech prompt's audio (its tokens are 50 a second) per minute."""
+    if price is None:
+        return Decimal(0)
+    audio = Decimal(need.prompt) / AUDIO_TOKENS_PER_SECOND / 60 * price.per_audio_minute
+    return (need.prompt * price.input_per_million + need.output * price.output_per_million) / 1_000_000 + audio
+
+
 @dataclass
 class Grant:
     """What one request holds: its checks (to settle) and the rate-limit headers of its response."""
@@ -180,6 +199,7 @@ class Grant:
     checks: list[Check]
     headers: dict[str, str] = field(default_factory=dict)
     settled: bool = False
+    reserved_cost: int = 0  # units of COST_UNIT
 
 
 @dataclass(frozen=True)
@@ -206,8 +226,11 @@ class Limiter:
         """Tests: start from empty counters (another store, or Redis keys expiring on their own)."""
         self._store = None
 
-    async def acquire(self, ctx: KeyContext, request_id: str, tokens: int, stream: bool) -> Grant | None:
-        """Reserve ``tokens`` (and a stream slot); raise the 429 (or 503) the first failing check calls for."""
+    async def acquire(
+        self, ctx: KeyContext, request_id: str, tokens: int, stream: bool, cost: Decimal | None = None
+    ) -> Grant | None:
+        """Reserve ``tokens``, ``cost`` (money, for a money budget) and a stream slot; raise the 429 (or 503) the
+        first failing check calls for."""
         parties = [_Party("tenant", str(ctx.tenant_id), f"tenant {ctx.tenant_slug}", ctx.tenant_limits, ctx.tenant_id)]
         if ctx.key_id is not None:
             parties.insert(0, _Party("key", str(ctx.key_id), f"key {ctx.prefix}…", ctx.limits, ctx.tenant_id))
@@ -215,7 +238,7 @@ class Limiter:
         if not parties:
             return None
         now = time.time()
-        checks, owners = self._checks(parties, tokens, stream, now)
+        checks, owners = self._checks(parties, tokens, stream, now, cost_units(cost))
         if not checks:
             return None
         try:
@@ -233,15 +256,17 @@ class Limiter:
         headers = self._headers(checks, outcome.remaining if outcome.failed is None else None, now)
         if outcome.failed is not None:
             raise self._refusal(checks[outcome.failed], owners[outcome.failed], outcome, tokens, headers)
-        return Grant(request_id, tokens, checks, headers)
+        return Grant(request_id, tokens, checks, headers, reserved_cost=cost_units(cost))
 
-    async def settle(self, grant: Grant | None, used_tokens: int) -> None:
-        """Charge what the request really used instead of its reservation; free its stream slot."""
+    async def settle(self, grant: Grant | None, used_tokens: int, used_cost: Decimal | None = None) -> None:
+        """Charge what the request really used (tokens, and money at the price it reserved at) instead of its
+        reservation; free its stream slot."""
         if grant is None or grant.settled:
             return
         grant.settled = True
         delta = used_tokens - grant.reserved
         adjust = [(c, delta) for c in grant.checks if c.key.endswith((":tpm", ":budget"))]
+        adjust += [(c, cost_units(used_cost) - grant.reserved_cost) for c in grant.checks if c.key.endswith(":cost")]
         adjust += [(c, 0) for c in grant.checks if c.kind == STREAMS]
         if adjust:
             try:
@@ -251,7 +276,7 @@ class Limiter:
 
     # --- helpers ------------------------------------------------------------------------------------
 
-    def _checks(self, parties: list[_Party], tokens: int, stream: bool, now: float):
+    def _checks(self, parties: list[_Party], tokens: int, stream: bool, now: float, cost: int = 0):
         checks: list[Check] = []
         owners: list[_Party] = []
         for p in parties:
@@ -265,6 +290,10 @@ class Limiter:
                 start, end = period_bounds(lim.budget_period, timezone.now())
                 key = f"{base}:{lim.budget_period}:{start:%Y%m%d}:budget"
                 checks.append(Check(BUDGET, key, lim.budget, tokens, end.timestamp()))
+            if lim.cost_limit is not None:
+                start, end = period_bounds(lim.budget_period, timezone.now())
+                key = f"{base}:{lim.budget_period}:{start:%Y%m%d}:cost"
+                checks.append(Check(BUDGET, key, cost_units(lim.cost_limit), cost, end.timestamp()))
             if stream and p.kind == "key" and lim.max_streams is not None:
                 checks.append(Check(STREAMS, f"{base}:streams", lim.max_streams, 1, STREAM_LEASE))
             owners += [p] * (len(checks) - len(owners))
@@ -276,7 +305,8 @@ class Limiter:
 
         for c, p in zip(checks, owners, strict=True):
             if c.kind == BUDGET and not await self.store.has(c.key):
-                used = await sync_to_async(_used_tokens, thread_sensitive=False)(p, c)
+                counted = _used_cost if c.key.endswith(":cost") else _used_tokens
+                used = await sync_to_async(counted, thread_sensitive=False)(p, c)
                 await self.store.seed(c.key, used, c.extra)
 
     def _headers(self, checks: list[Check], remaining: list[float] | None, now: float) -> dict[str, str]:
@@ -297,6 +327,15 @@ class Limiter:
 
     def _refusal(self, check: Check, party: _Party, outcome, tokens: int, headers: dict) -> errors.ApiError:
         wait = outcome.retry_after
+        if check.kind == BUDGET and check.key.endswith(":cost"):
+            period = "day" if ":day:" in check.key else "month"
+            currency = settings.HUB_CURRENCY.upper()
+            left = max(0, int(outcome.remaining[0])) * COST_UNIT
+            return errors.QuotaExceeded(
+                f"You exceeded your current quota: the {party.label} has a budget of {check.limit * COST_UNIT:f} "
+                f"{currency} per {period} and {left:f} {currency} are left; this request may cost up to "
+                f"{check.cost * COST_UNIT:f} {currency}. The budget renews at the start of the next {period} (UTC)."
+            )
         if check.kind == BUDGET:
             period = "day" if ":day:" in check.key else "month"
             return errors.QuotaExceeded(
@@ -339,6 +378,22 @@ def _used_tokens(party: _Party, check: Check) -> int:
         if party.kind == "key":
             found = [b for b in found if b.api_key_id == int(party.ident)]
         return sum(b.total_tokens for b in found)
+    finally:
+        close_old_connections()
+
+
+def _used_cost(party: _Party, check: Check) -> int:
+    """Money metered in the budget's period so far, in units (the roll-ups plus the raw rows after them)."""
+    from django.db import close_old_connections
+
+    from accounts import usage
+
+    try:
+        start, _ = period_bounds(party.limits.budget_period, timezone.now())
+        found = usage.buckets(start.date(), timezone.now().date(), party.tenant_id)
+        if party.kind == "key":
+            found = [b for b in found if b.api_key_id == int(party.ident)]
+        return cost_units(sum((Decimal(b.cost) for b in found), Decimal(0)))
     finally:
         close_old_connections()
 

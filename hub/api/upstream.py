@@ -19,9 +19,11 @@ from dataclasses import dataclass
 import httpx
 from asgiref.sync import sync_to_async
 from django.db import DatabaseError
+from django.utils import timezone
 
 from accounts.database import database_unreachable
-from accounts.models import Deployment, ServedModel
+from accounts.models import Deployment, ModelPrice, ServedModel
+from accounts.pricing import PriceBook
 from hub.api.affinity import rank
 
 log = logging.getLogger(__name__)
@@ -59,14 +61,16 @@ class ModelInfo:
     max_output_length: int
     hidden_size: int
     enabled: bool
+    price: ModelPrice | None = None  # in force when read (a money budget reserves and settles at it)
 
 
 def _load(model_id: str) -> tuple[ModelInfo | None, list[Target]]:
     model = ServedModel.objects.filter(pk=model_id).first()
     if model is None:
         return None, []
+    price = PriceBook().price_at(model.id, timezone.now())
     info = ModelInfo(model.id, model.kind, model.max_sequence_length, model.max_output_length, model.hidden_size,
-                     model.enabled)  # fmt: skip
+                     model.enabled, price)  # fmt: skip
     targets = [
         Target(d.id, d.base_url, d.upstream_model or model.id, d.api_key, d.external)
         for d in Deployment.objects.filter(model_id=model_id, enabled=True).order_by("id")

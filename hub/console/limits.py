@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
@@ -26,6 +28,10 @@ class LimitsForm(forms.Form):
     budget = forms.IntegerField(label="Token budget", min_value=1, required=False, help_text="prompt + completion")
     budget_period = forms.ChoiceField(label="Budget period", choices=BudgetPeriod.choices)
     max_streams = forms.IntegerField(label="Concurrent streams", min_value=1, required=False)
+    cost_budget = forms.DecimalField(
+        label="Money budget", min_value=Decimal("0.000001"), max_digits=18, decimal_places=6, required=False,
+        help_text="per budget period, at the models' prices",
+    )  # fmt: skip
 
     def __init__(self, *args: Any, owner: Tenant | ApiKey, **kwargs: Any) -> None:
         current = Limits.of(owner)
@@ -36,17 +42,26 @@ class LimitsForm(forms.Form):
     @property
     def limits(self) -> Limits:
         data = self.cleaned_data
-        return Limits(data["rpm"], data["tpm"], data["budget"], data["budget_period"], data.get("max_streams"))
+        money = data.get("cost_budget")
+        return Limits(data["rpm"], data["tpm"], data["budget"], data["budget_period"], data.get("max_streams"),
+                      None if money is None else str(money))  # fmt: skip
+
+
+def _period_buckets(owner: Tenant | ApiKey) -> list:
+    start, _ = period_bounds(owner.budget_period, timezone.now())
+    tenant_id = owner.pk if isinstance(owner, Tenant) else owner.tenant_id
+    found = usage.buckets(start.date(), timezone.now().date(), tenant_id)
+    return [b for b in found if b.api_key_id == owner.pk] if isinstance(owner, ApiKey) else found
 
 
 def budget_used(owner: Tenant | ApiKey) -> int:
     """Tokens metered in the owner's current budget period (what the gateway's counter starts from)."""
-    start, _ = period_bounds(owner.budget_period, timezone.now())
-    tenant_id = owner.pk if isinstance(owner, Tenant) else owner.tenant_id
-    found = usage.buckets(start.date(), timezone.now().date(), tenant_id)
-    if isinstance(owner, ApiKey):
-        found = [b for b in found if b.api_key_id == owner.pk]
-    return sum(b.total_tokens for b in found)
+    return sum(b.total_tokens for b in _period_buckets(owner))
+
+
+def money_spent(owner: Tenant | ApiKey) -> Decimal:
+    """Money metered in the owner's current budget period, at each request's price."""
+    return sum((Decimal(b.cost) for b in _period_buckets(owner)), Decimal(0))
 
 
 class TenantLimitsView(TenantScopedView):
@@ -72,6 +87,7 @@ class TenantLimitsView(TenantScopedView):
         keys = selectors.tenant_keys(self.request.user, self.tenant).filter(revoked_at__isnull=True)
         context = self.get_context_data(
             form=form, limits=Limits.of(self.tenant), used=budget_used(self.tenant),
+            spent=format(money_spent(self.tenant).normalize(), "f"), currency=settings.HUB_CURRENCY.upper(),
             keys=[(k, Limits.of(k)) for k in keys], may_edit=self.request.user.is_superuser,
         )  # fmt: skip
         return render(self.request, "console/limits.html", context)

@@ -90,9 +90,12 @@ def test_limits_page_everyone_reads_only_operators_change_the_tenants(client, ac
     assert client.post("/console/t/acme/limits/", {"rpm": "1", "budget_period": "month"}).status_code == 403
     assert Tenant.objects.get(pk=acme.tenant.pk).rpm_limit == 100
     client.force_login(django_user_model.objects.create_superuser("op", "", "pw"))
-    response = client.post("/console/t/acme/limits/", {"rpm": "", "tpm": "2000", "budget": "", "budget_period": "day"})
+    response = client.post("/console/t/acme/limits/", {"rpm": "", "tpm": "2000", "budget": "", "budget_period": "day",
+                                                       "cost_budget": "25.5"})  # fmt: skip
     assert response.status_code == 302
-    assert Limits.of(Tenant.objects.get(pk=acme.tenant.pk)) == Limits(tpm=2000, budget_period="day")
+    assert Limits.of(Tenant.objects.get(pk=acme.tenant.pk)) == Limits(tpm=2000, budget_period="day", cost_budget="25.5")
+    page = client.get("/console/t/acme/limits/").content.decode()
+    assert "25.5 USD per day: <strong>0</strong> spent" in page
 
 
 def test_admins_set_a_keys_limits_on_its_page(client, acme, globex, outsider):

@@ -95,3 +95,23 @@ def test_a_spooled_row_replayed_later_is_charged_at_its_own_time(acme, tmp_path,
     spool.replay()
     costs = dict(UsageRecord.objects.values_list("request_id", "cost"))
     assert costs == {"spooled_10": Decimal(1), "spooled_20": Decimal(5)}  # no cached price: the input price
+
+
+def test_money_budgets_are_set_validated_and_carried_to_the_gateway(acme, django_capture_on_commit_callbacks):
+    from accounts.authn import authenticate_secret
+    from accounts.limits import Limits
+
+    issued = services.issue_key(acme.tenant, name="k")
+    out = StringIO()
+    call_command("set_limits", issued.key.prefix, "--cost-budget", "12.50", "--budget-period", "day", stdout=out)
+    assert "money budget 12.5 usd" in out.getvalue()
+    limits = authenticate_secret(issued.secret).limits  # what the gateway reads, through the auth cache
+    assert limits.cost_limit == Decimal("12.50") and limits.budget_period == "day" and limits.any
+    with django_capture_on_commit_callbacks(execute=True):  # the auth cache is invalidated when the change commits
+        call_command("set_limits", issued.key.prefix, "--cost-budget", "none", stdout=out)
+    assert authenticate_secret(issued.secret).limits.cost_budget is None
+    for bad in ("-1", "NaN", "lots"):
+        with pytest.raises(ValueError, match="cost_budget must be a non-negative amount"):
+            Limits(cost_budget=bad)
+    with pytest.raises(Exception, match="a money budget must be"):
+        call_command("set_limits", issued.key.prefix, "--cost-budget", "0", stdout=out)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 
 import httpx
 import openai
@@ -357,3 +358,49 @@ def test_two_hub_processes_share_one_limit_through_redis(hub, live_hub, redis_ur
             assert "Traceback" not in stop_hub(process)
     # both hubs stopped (drained): every row they were to write is written
     assert UsageRecord.objects.filter(api_key=issued.key).count() == 4
+
+
+def test_a_money_budget_under_50_concurrent_requests_never_overshoots(hub, fake):
+    """A tenant with 0.05 USD a day on an expensive model: 50 requests at once, each reserving its worst case in
+    money (prompt bound at the input price + max_tokens at the output price) and settled to its cost; the rows'
+    costs never add up to more than the budget, the refused ones get insufficient_quota, and all of it is
+    metered."""
+    from decimal import Decimal
+
+    from accounts import pricing
+    from hub.api.upstream import CACHE_SECONDS
+
+    pricing.set_price(FAKE_CHAT, input_per_million=Decimal(100), output_per_million=Decimal(1000))
+    # the hub reads a model's price with its deployments, at most CACHE_SECONDS old: an earlier test's requests
+    # may have left it a list read before this price existed
+    time.sleep(CACHE_SECONDS + 0.5)
+    tenant = services.create_tenant("spender", "Spender")
+    services.grant_models(tenant, [FAKE_CHAT])
+    services.set_limits(tenant, Limits(cost_budget="0.05", budget_period="day"))
+    key = services.issue_key(tenant, name="k")
+    fake.chunk_delay = 0.01  # requests overlap
+    outcomes: list[str] = []
+
+    def one(i: int) -> None:
+        body = {"model": FAKE_CHAT, "messages": [{"role": "user", "content": f"question {i}"}], "max_tokens": 4,
+                "stream": i % 2 == 0}  # fmt: skip
+        response = httpx.post(f"{hub.url}/v1/chat/completions", json=body, timeout=60,
+                              headers={"Authorization": f"Bearer {key.secret}"})  # fmt: skip
+        outcomes.append(str(response.status_code) if response.status_code != 429 else response.json()["error"]["code"])
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    barrier(hub)
+    spent = sum(UsageRecord.objects.filter(tenant=tenant).values_list("cost", flat=True), Decimal(0))
+    assert set(outcomes) <= {"200", "insufficient_quota"} and outcomes.count("200") >= 5
+    assert "insufficient_quota" in outcomes  # the budget ran out
+    assert 0 < spent <= Decimal("0.05") and UsageRecord.objects.filter(tenant=tenant).count() == outcomes.count("200")
+    with pytest.raises(openai.RateLimitError) as caught:  # 64 output tokens alone may cost 0.064: more than is left
+        OpenAI(base_url=f"{hub.url}/v1", api_key=key.secret, max_retries=0).chat.completions.create(
+            model=FAKE_CHAT, messages=HELLO, max_tokens=64
+        )
+    message = caught.value.response.json()["error"]["message"]
+    assert "has a budget of 0.05000000 USD per day" in message and "may cost up to 0.07140000 USD" in message

@@ -1,5 +1,8 @@
 """Set a key's or a tenant's rate limits and token budget."""
 
+from decimal import Decimal, InvalidOperation
+
+from django.conf import settings
 from django.core.management.base import CommandError
 
 from accounts import services
@@ -16,6 +19,8 @@ def add_limit_arguments(parser, *, streams: bool = True) -> None:
     parser.add_argument("--tpm", type=_limit, default=None, help="tokens per minute ('none': unlimited)")
     parser.add_argument("--budget", type=_limit, default=None, help="tokens per budget period ('none': no budget)")
     parser.add_argument("--budget-period", choices=BudgetPeriod.values, default=None)
+    parser.add_argument("--cost-budget", type=_amount, default=None,
+                        help="money per budget period at the models' prices ('none': no money budget)")  # fmt: skip
     if streams:
         parser.add_argument("--max-streams", type=_limit, default=None, help="concurrent streams ('none': unlimited)")
 
@@ -32,10 +37,23 @@ def _limit(text: str) -> int | str:
     return value
 
 
+def _amount(text: str) -> str:
+    if text.lower() == UNSET:
+        return UNSET
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise CommandError(f"a money budget must be an amount or '{UNSET}', got {text!r}") from None
+    if not value.is_finite() or value <= 0:
+        raise CommandError(f"a money budget must be more than 0 (or '{UNSET}'), got {text}")
+    return str(value)
+
+
 def merged(current: Limits, options: dict) -> Limits:
     """``current`` with the options given on the command line changed ('none' clears one)."""
     values = current.as_dict()
-    for option, name in (("rpm", "rpm"), ("tpm", "tpm"), ("budget", "budget"), ("max_streams", "max_streams")):
+    for option, name in (("rpm", "rpm"), ("tpm", "tpm"), ("budget", "budget"), ("max_streams", "max_streams"),
+                         ("cost_budget", "cost_budget")):  # fmt: skip
         given = options.get(option)
         if given is not None:
             values[name] = None if given == UNSET else given
@@ -49,7 +67,8 @@ def describe(limits: Limits) -> str:
         return "unlimited" if value is None else f"{value:,}"
 
     text = f"rpm {show(limits.rpm)}, tpm {show(limits.tpm)}, budget {show(limits.budget)} per {limits.budget_period}"
-    return text + f", streams {show(limits.max_streams)}"
+    money = "none" if limits.cost_budget is None else f"{limits.cost_budget} {settings.HUB_CURRENCY}"
+    return text + f", streams {show(limits.max_streams)}, money budget {money}"
 
 
 class Command(OperatorCommand):
