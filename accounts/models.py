@@ -343,6 +343,8 @@ class UsageReport(models.Model):
     requests = models.PositiveBigIntegerField(default=0)
     total_tokens = models.PositiveBigIntegerField(default=0)
     audio_seconds = models.FloatField(default=0.0)
+    cached_tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=28, decimal_places=10, default=Decimal(0))
     built_at = models.DateTimeField(default=timezone.now)
     built_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -12,6 +12,7 @@ import io
 import math
 from datetime import date, datetime, timedelta
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -79,6 +80,8 @@ def build_report(tenant: Tenant, month: date, actor: AbstractBaseUser | None = N
         "requests": summary.total.requests,
         "total_tokens": summary.total.total_tokens,
         "audio_seconds": round(summary.total.audio_seconds, 3),
+        "cached_tokens": summary.total.cached_tokens,
+        "cost": summary.total.cost,
         "built_at": timezone.now(),
         "built_by": actor,
     }
@@ -127,6 +130,10 @@ def render_chart(summary: usage.Summary, title: str) -> bytes:
     )
     if total.audio_seconds:  # speech routes: their audio counts as prompt tokens too (docs/speech.md)
         subtitle += f", {total.audio_seconds:,.1f} s of audio"
+    if total.cached_tokens:
+        subtitle += f"; {total.cached_tokens:,} prompt tokens cached"
+    if total.cost:
+        subtitle += f"; cost {total.cost:,.2f} {settings.HUB_CURRENCY.upper()}"
     draw.text((28, 56), subtitle, font=_font(14), fill=MUTED)
     _legend(draw, width - RIGHT, 28)
 

@@ -111,7 +111,7 @@ def test_the_csv_sums_the_months_usage_from_the_rollups_and_the_rows_after_the_w
     cost = ((23 - 9) * Decimal(3) + 9 * Decimal("0.3") + 22 * Decimal(15)) / 1_000_000
     assert rows[-1] == ["total", "", "", "", "10", "1", "1", "320", "49", "369", "4.513", "9", format(cost, "f")]
     assert (report.month, report.requests, report.total_tokens, report.built_by) == (MONTH, 10, 369, None)
-    assert report.audio_seconds == 4.513
+    assert report.audio_seconds == 4.513 and (report.cached_tokens, report.cost) == (9, cost)
     assert any(r[3] == "'=HYPERLINK(1)" for r in rows)  # a key name is never a spreadsheet formula
 
 
