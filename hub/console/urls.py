@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from hub.console import limits, reports, usage, views
+from hub.console import limits, prices, reports, usage, views
 
 app_name = "console"
 
@@ -50,4 +50,5 @@ urlpatterns = [
         name="report-download",
     ),
     path("reports/", reports.OperatorReportsView.as_view(), name="operator-reports"),
+    path("prices/", prices.PricesView.as_view(), name="prices"),
 ]
