@@ -219,6 +219,16 @@ _MESSAGE = _obj(
 
 _LOGPROBS = {"type": ["object", "null"], "description": "Per-token log probabilities when asked for."}
 
+
+def _daily_page(result: dict, description: str | None = None) -> dict:
+    """OpenAI's usage and costs pages: one bucket per day, each with its ``result`` items."""
+    bucket = _obj({"object": {"const": "bucket"}, "start_time": _INT, "end_time": _INT,
+                   "results": {"type": "array", "items": result}})  # fmt: skip
+    page = {"object": {"const": "page"}, "data": {"type": "array", "items": bucket}, "has_more": _BOOL,
+            "next_page": _NULLABLE_STR}  # fmt: skip
+    return _obj(page, ("object", "data", "has_more"), **({"description": description} if description else {}))
+
+
 SCHEMAS: dict[str, dict] = {
     "Error": _obj(
         {
@@ -420,83 +430,36 @@ SCHEMAS: dict[str, dict] = {
         ("object", "model", "data", "usage"),
     ),
     **SPEECH_SCHEMAS,
-    "UsagePage": _obj(
-        {
-            "object": {"const": "page"},
-            "data": {
-                "type": "array",
-                "items": _obj(
-                    {
-                        "object": {"const": "bucket"},
-                        "start_time": _INT,
-                        "end_time": _INT,
-                        "results": {
-                            "type": "array",
-                            "items": _obj(
-                                {
-                                    "object": {
-                                        "enum": [
-                                            "organization.usage.completions.result",
-                                            "organization.usage.audio_transcriptions.result",
-                                        ]
-                                    },
-                                    "seconds": {
-                                        "type": "number",
-                                        "description": "Audio seconds (audio_transcriptions results only); "
-                                        "their tokens are counted as 50 input tokens per second.",
-                                    },
-                                    "input_tokens": _INT,
-                                    "input_cached_tokens": {
-                                        **_INT,
-                                        "description": "Of input_tokens, found in a prefix cache.",
-                                    },  # fmt: skip
-                                    "output_tokens": _INT,
-                                    "total_tokens": _INT,
-                                    "num_model_requests": _INT,
-                                    "model": _NULLABLE_STR,
-                                    "api_key_id": {**_NULLABLE_STR, "description": "The key's public prefix."},
-                                }
-                            ),
-                        },
-                    }
-                ),
-            },
-            "has_more": _BOOL,
-            "next_page": _NULLABLE_STR,
-        },
-        ("object", "data", "has_more"),
+    "UsagePage": _daily_page(
+        _obj(
+            {
+                "object": {
+                    "enum": ["organization.usage.completions.result", "organization.usage.audio_transcriptions.result"]
+                },
+                "seconds": {
+                    "type": "number",
+                    "description": "Audio seconds (audio_transcriptions results only); their tokens are counted as "
+                    "50 input tokens per second.",
+                },
+                "input_tokens": _INT,
+                "input_cached_tokens": {**_INT, "description": "Of input_tokens, found in a prefix cache."},
+                "output_tokens": _INT,
+                "total_tokens": _INT,
+                "num_model_requests": _INT,
+                "model": _NULLABLE_STR,
+                "api_key_id": {**_NULLABLE_STR, "description": "The key's public prefix."},
+            }
+        )
     ),
-    "CostsPage": _obj(
-        {
-            "object": {"const": "page"},
-            "data": {
-                "type": "array",
-                "items": _obj(
-                    {
-                        "object": {"const": "bucket"},
-                        "start_time": _INT,
-                        "end_time": _INT,
-                        "results": {
-                            "type": "array",
-                            "items": _obj(
-                                {
-                                    "object": {"const": "organization.costs.result"},
-                                    "amount": _obj({"value": _NUM, "currency": _STR}, ("value", "currency")),
-                                    "line_item": {**_NULLABLE_STR, "description": "The model (group_by=line_item)."},
-                                    "project_id": {
-                                        **_NULLABLE_STR,
-                                        "description": "Always null: tenants have no projects.",
-                                    },  # fmt: skip
-                                }
-                            ),
-                        },
-                    }
-                ),
-            },
-            "has_more": _BOOL,
-            "next_page": _NULLABLE_STR,
-        },
-        ("object", "data", "has_more"),
+    "CostsPage": _daily_page(
+        _obj(
+            {
+                "object": {"const": "organization.costs.result"},
+                "amount": _obj({"value": _NUM, "currency": _STR}, ("value", "currency")),
+                "line_item": {**_NULLABLE_STR, "description": "The model (group_by=line_item)."},
+                "project_id": {**_NULLABLE_STR, "description": "Always null: tenants have no projects."},
+            }
+        ),
         description="OpenAI's /organization/costs shape: each day's cost at the prices in force when each request "
         "was metered.",
     ),

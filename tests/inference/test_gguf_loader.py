@@ -187,7 +187,7 @@ def test_unconvertible_files_are_clear_errors_and_leave_no_cache(tmp_path):
     cases = [
         (
             _tiny_gguf(tmp_path / "a.gguf", "gpt2"),
-            r"'gpt2' is not supported \(supported: llama, qwen2, qwen3, qwen2moe, qwen3moe, gemma3\)",
+            r"'gpt2' is not supported \(supported: llama, qwen2, qwen3, qwen2moe, qwen3moe, deepseek2, gemma3\)",
         ),
         (_tiny_gguf(tmp_path / "b.gguf", "llama", {"block_count": 1}), "no integer llama.embedding_length"),
         (_tiny_gguf(tmp_path / "c.gguf", "llama", shape, "blk.0.odd.weight"), "'blk.0.odd.weight' has no HF"),

@@ -11,8 +11,7 @@ import torch
 from inference.layers.moe import route
 from kernels import reference
 from kernels.fused_moe_gguf import fused_moe_gguf
-from tests.kernels.test_quant_matmul import QTYPES, QTYPES_32, random_blocks
-from tests.support.kernel_cases import DEVICE, DTYPES, shapes
+from tests.support.kernel_cases import DEVICE, DTYPES, QTYPES, QTYPES_32, random_blocks, shapes
 
 
 def _experts(e: int, rows: int, k: int, qtype: str, g: torch.Generator) -> tuple[torch.Tensor, str]:

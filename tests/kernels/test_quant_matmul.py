@@ -16,27 +16,7 @@ import torch
 
 from kernels import quant_matmul as qm
 from kernels import reference
-from tests.support.kernel_cases import DEVICE, DTYPES, shapes
-
-QTYPES = list(reference.GGUF_BLOCKS)
-# the 32-weight block types: K need only be a multiple of 32
-QTYPES_32 = [q for q, (weights, _) in reference.GGUF_BLOCKS.items() if weights == 32]
-
-
-def random_blocks(n: int, k: int, qtype: str, g: torch.Generator, halves: torch.Tensor | None = None) -> torch.Tensor:
-    """[n, k / weights * bytes] uint8: random bytes whose fp16 fields hold ``halves`` (a float16 tensor sampled
-    with replacement) or, by default, random finite bit patterns (subnormals and values up to 65504 included)."""
-    weights, nbytes = reference.GGUF_BLOCKS[qtype]
-    b = torch.randint(0, 256, (n, k // weights, nbytes), generator=g, dtype=torch.uint8)
-    for off in reference.GGUF_HALF_FIELDS[qtype]:
-        if halves is None:
-            bits = torch.randint(0, 1 << 16, (n, k // weights), generator=g, dtype=torch.int32)
-            bits = torch.where(((bits >> 10) & 0x1F) == 0x1F, bits & 0x83FF, bits)  # inf / NaN exponent → subnormal
-            h = bits.to(torch.int16).view(torch.float16)
-        else:
-            h = halves[torch.randint(0, halves.numel(), (n, k // weights), generator=g)]
-        b[:, :, off : off + 2] = h.contiguous().view(torch.uint8).reshape(n, k // weights, 2)
-    return b.reshape(n, -1)
+from tests.support.kernel_cases import DEVICE, DTYPES, QTYPES, QTYPES_32, random_blocks, shapes
 
 
 def plant_negative_zero(blocks: torch.Tensor, qtype: str) -> torch.Tensor:
