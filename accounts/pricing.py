@@ -11,7 +11,9 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.models import ModelPrice, ServedModel
 
@@ -60,9 +62,6 @@ def set_price(
     effective_from: datetime | None = None,
 ) -> ModelPrice:
     """A new price of ``model_id`` from ``effective_from`` (default: now); one at the same moment is replaced."""
-    from django.core.exceptions import ValidationError
-    from django.utils import timezone
-
     model = ServedModel.objects.filter(pk=model_id).first()
     if model is None:
         raise ValidationError(f"model {model_id!r} is not in the catalog")

@@ -151,6 +151,19 @@ def raw_day_sums(raw: QuerySet[UsageRecord]) -> QuerySet:
     return grouped.annotate(**RAW_SUMS).order_by()
 
 
+def period_totals(tenant_id: int, key_id: int | None, budget_period: str, now: datetime) -> Totals:
+    """What a tenant (``key_id`` None) or one of its keys used in the budget period holding ``now``: what budgets
+    start from."""
+    from accounts.limits import period_bounds
+
+    start, _ = period_bounds(budget_period, now)
+    total = Totals()
+    for bucket in buckets(start.date(), now.date(), tenant_id):
+        if key_id is None or bucket.api_key_id == key_id:
+            total.add(bucket)
+    return total
+
+
 def summary(start: date, end: date, tenant_id: int | None = None) -> Summary:
     return Summary(start=start, end=end, buckets=buckets(start, end, tenant_id))
 

@@ -72,6 +72,17 @@ def plan(x: torch.Tensor, ids: torch.Tensor, num_experts: int, inter: int, block
 
 
 @triton.jit
+def _round(v, dtype: tl.constexpr, INTERPRET: tl.constexpr):
+    """float32 v → dtype, to nearest even as on a GPU: the interpreter truncates to bfloat16, so there the bits are
+    rounded first (v + 0x7FFF + the kept lowest bit, then the low half dropped: exact in bfloat16)."""
+    if INTERPRET and dtype == tl.bfloat16:
+        bits = v.to(tl.uint32, bitcast=True)
+        bits = (bits + (0x7FFF + ((bits >> 16) & 1))) & 0xFFFF0000
+        v = bits.to(tl.float32, bitcast=True)
+    return v.to(dtype)
+
+
+@triton.jit
 def _dot(acc, a, b, DOT_F32: tl.constexpr, PRECISION: tl.constexpr):
     if DOT_F32:
         return tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision=PRECISION)
@@ -123,7 +134,7 @@ def _gate_up_kernel(
         z = -acc_g
     act = acc_g / (1.0 + tl.exp(tl.minimum(z, 80.0))) * acc_u
     out_ptrs = inter_ptr + rows.to(tl.int64)[:, None] * stride_ip + cols[None, :]
-    tl.store(out_ptrs, act.to(inter_ptr.dtype.element_ty), mask=valid[:, None] & col_mask)
+    tl.store(out_ptrs, _round(act, inter_ptr.dtype.element_ty, DOT_F32), mask=valid[:, None] & col_mask)
 
 
 @triton.jit

@@ -24,7 +24,7 @@ import triton
 import triton.language as tl
 
 from kernels import launch
-from kernels.fused_moe import _SQRT_2_OVER_PI, ACTIVATIONS, _tile, plan
+from kernels.fused_moe import _SQRT_2_OVER_PI, ACTIVATIONS, _round, _tile, plan
 from kernels.gguf_blocks import GGUF_BLOCKS
 from kernels.quant_matmul import _load_f16, _q4_k_chunk, _q6_k_group, _q32
 
@@ -53,17 +53,6 @@ def _group(rows, u, G: tl.constexpr, i, mask, K, QTYPE: tl.constexpr, NBYTES: tl
     else:  # eight 32-weight blocks per unit
         w = _q32(rows + (u * 8 + G) * NBYTES, i, mask & (u * 256 + G * 32 < K), QTYPE)
     return w
-
-
-@triton.jit
-def _round(v, dtype: tl.constexpr, INTERPRET: tl.constexpr):
-    """float32 v → dtype, to nearest even as on a GPU: the interpreter truncates to bfloat16, so there the bits are
-    rounded first (v + 0x7FFF + the kept lowest bit, then the low half dropped: exact in bfloat16)."""
-    if INTERPRET and dtype == tl.bfloat16:
-        bits = v.to(tl.uint32, bitcast=True)
-        bits = (bits + (0x7FFF + ((bits >> 16) & 1))) & 0xFFFF0000
-        v = bits.to(tl.float32, bitcast=True)
-    return v.to(dtype)
 
 
 @triton.jit

@@ -383,7 +383,8 @@ class GatewayConsumer(AsyncConsumer):
     ) -> None:
         client = upstreams.client()
         last_error: Exception | None = None
-        affinity = prefix_key(route, body) if settings.HUB_PREFIX_ROUTING else None
+        # hashing the prompt's head is only worth it when there is a deployment to choose
+        affinity = prefix_key(route, body) if settings.HUB_PREFIX_ROUTING and len(targets) > 1 else None
         for target in upstreams.order(targets, affinity):
             payload, headers = _upstream_body(route, body, target, stream), target.headers(ctx.request_id)
             if reserved is not None and not target.external:

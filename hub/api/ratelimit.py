@@ -286,14 +286,13 @@ class Limiter:
                 checks.append(Check(RATE, f"{base}:rpm", lim.rpm, 1))
             if lim.tpm is not None:
                 checks.append(Check(RATE, f"{base}:tpm", lim.tpm, tokens))
-            if lim.budget is not None:
+            if lim.budget is not None or lim.cost_limit is not None:  # counters named after the period's start
                 start, end = period_bounds(lim.budget_period, timezone.now())
-                key = f"{base}:{lim.budget_period}:{start:%Y%m%d}:budget"
-                checks.append(Check(BUDGET, key, lim.budget, tokens, end.timestamp()))
-            if lim.cost_limit is not None:
-                start, end = period_bounds(lim.budget_period, timezone.now())
-                key = f"{base}:{lim.budget_period}:{start:%Y%m%d}:cost"
-                checks.append(Check(BUDGET, key, cost_units(lim.cost_limit), cost, end.timestamp()))
+                period = f"{base}:{lim.budget_period}:{start:%Y%m%d}"
+                if lim.budget is not None:
+                    checks.append(Check(BUDGET, f"{period}:budget", lim.budget, tokens, end.timestamp()))
+                if lim.cost_limit is not None:
+                    checks.append(Check(BUDGET, f"{period}:cost", cost_units(lim.cost_limit), cost, end.timestamp()))
             if stream and p.kind == "key" and lim.max_streams is not None:
                 checks.append(Check(STREAMS, f"{base}:streams", lim.max_streams, 1, STREAM_LEASE))
             owners += [p] * (len(checks) - len(owners))
@@ -305,8 +304,7 @@ class Limiter:
 
         for c, p in zip(checks, owners, strict=True):
             if c.kind == BUDGET and not await self.store.has(c.key):
-                counted = _used_cost if c.key.endswith(":cost") else _used_tokens
-                used = await sync_to_async(counted, thread_sensitive=False)(p, c)
+                used = await sync_to_async(_used, thread_sensitive=False)(p, c)
                 await self.store.seed(c.key, used, c.extra)
 
     def _headers(self, checks: list[Check], remaining: list[float] | None, now: float) -> dict[str, str]:
@@ -366,34 +364,17 @@ class Limiter:
         return error
 
 
-def _used_tokens(party: _Party, check: Check) -> int:
-    """Tokens metered in the budget's period so far (the roll-ups plus the raw rows after them)."""
+def _used(party: _Party, check: Check) -> int:
+    """What the budget's period used so far (the roll-ups plus the raw rows after them): tokens, or money in units
+    for a money budget."""
     from django.db import close_old_connections
 
     from accounts import usage
 
     try:
-        start, _ = period_bounds(party.limits.budget_period, timezone.now())
-        found = usage.buckets(start.date(), timezone.now().date(), party.tenant_id)
-        if party.kind == "key":
-            found = [b for b in found if b.api_key_id == int(party.ident)]
-        return sum(b.total_tokens for b in found)
-    finally:
-        close_old_connections()
-
-
-def _used_cost(party: _Party, check: Check) -> int:
-    """Money metered in the budget's period so far, in units (the roll-ups plus the raw rows after them)."""
-    from django.db import close_old_connections
-
-    from accounts import usage
-
-    try:
-        start, _ = period_bounds(party.limits.budget_period, timezone.now())
-        found = usage.buckets(start.date(), timezone.now().date(), party.tenant_id)
-        if party.kind == "key":
-            found = [b for b in found if b.api_key_id == int(party.ident)]
-        return cost_units(sum((Decimal(b.cost) for b in found), Decimal(0)))
+        key_id = int(party.ident) if party.kind == "key" else None
+        totals = usage.period_totals(party.tenant_id, key_id, party.limits.budget_period, timezone.now())
+        return cost_units(Decimal(totals.cost)) if check.key.endswith(":cost") else totals.total_tokens
     finally:
         close_old_connections()
 

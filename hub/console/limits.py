@@ -15,7 +15,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 
 from accounts import selectors, services, usage
-from accounts.limits import Limits, period_bounds
+from accounts.limits import Limits
 from accounts.models import ApiKey, BudgetPeriod, Role, Tenant
 from hub.console.scoping import TenantScopedView
 
@@ -47,21 +47,20 @@ class LimitsForm(forms.Form):
                       None if money is None else str(money))  # fmt: skip
 
 
-def _period_buckets(owner: Tenant | ApiKey) -> list:
-    start, _ = period_bounds(owner.budget_period, timezone.now())
-    tenant_id = owner.pk if isinstance(owner, Tenant) else owner.tenant_id
-    found = usage.buckets(start.date(), timezone.now().date(), tenant_id)
-    return [b for b in found if b.api_key_id == owner.pk] if isinstance(owner, ApiKey) else found
+def _period_totals(owner: Tenant | ApiKey) -> usage.Totals:
+    if isinstance(owner, Tenant):
+        return usage.period_totals(owner.pk, None, owner.budget_period, timezone.now())
+    return usage.period_totals(owner.tenant_id, owner.pk, owner.budget_period, timezone.now())
 
 
 def budget_used(owner: Tenant | ApiKey) -> int:
     """Tokens metered in the owner's current budget period (what the gateway's counter starts from)."""
-    return sum(b.total_tokens for b in _period_buckets(owner))
+    return _period_totals(owner).total_tokens
 
 
 def money_spent(owner: Tenant | ApiKey) -> Decimal:
     """Money metered in the owner's current budget period, at each request's price."""
-    return sum((Decimal(b.cost) for b in _period_buckets(owner)), Decimal(0))
+    return Decimal(_period_totals(owner).cost)
 
 
 class TenantLimitsView(TenantScopedView):

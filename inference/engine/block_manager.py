@@ -125,9 +125,9 @@ class BlockManager:
 
     def register(self, seq: Sequence) -> None:
         """Key ``seq``'s prompt blocks computed since the last call, so that later prompts can share them."""
-        if not self.caching:
-            return
         done = min(seq.num_computed, seq.num_prompt) // self.block_size
+        if not self.caching or seq.num_registered >= done:  # decode steps: the prompt's blocks are registered
+            return
         keys = seq.prefix_keys(self.block_size)
         for i in range(seq.num_registered, done):
             block = seq.block_table[i]
