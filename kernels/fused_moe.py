@@ -83,6 +83,18 @@ def _round(v, dtype: tl.constexpr, INTERPRET: tl.constexpr):
 
 
 @triton.jit
+def _store_act(acc_g, acc_u, inter_ptr, rows, cols, stride_ip, mask, GELU_TANH: tl.constexpr, DOT_F32: tl.constexpr):
+    """act(gate) * up of a [BM, BN] tile (float32 accumulators) → the intermediate's sorted rows, in its dtype."""
+    if GELU_TANH:
+        z = -2.0 * _SQRT_2_OVER_PI * (acc_g + 0.044715 * acc_g * acc_g * acc_g)
+    else:
+        z = -acc_g
+    act = acc_g / (1.0 + tl.exp(tl.minimum(z, 80.0))) * acc_u
+    out_ptrs = inter_ptr + rows.to(tl.int64)[:, None] * stride_ip + cols[None, :]
+    tl.store(out_ptrs, _round(act, inter_ptr.dtype.element_ty, DOT_F32), mask=mask)
+
+
+@triton.jit
 def _dot(acc, a, b, DOT_F32: tl.constexpr, PRECISION: tl.constexpr):
     if DOT_F32:
         return tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision=PRECISION)
@@ -128,13 +140,7 @@ def _gate_up_kernel(
         u = tl.load(u_ptrs + k0, mask=in_k[:, None] & col_mask, other=0.0)
         acc_g = _dot(acc_g, a, g, DOT_F32, PRECISION)
         acc_u = _dot(acc_u, a, u, DOT_F32, PRECISION)
-    if GELU_TANH:
-        z = -2.0 * _SQRT_2_OVER_PI * (acc_g + 0.044715 * acc_g * acc_g * acc_g)
-    else:
-        z = -acc_g
-    act = acc_g / (1.0 + tl.exp(tl.minimum(z, 80.0))) * acc_u
-    out_ptrs = inter_ptr + rows.to(tl.int64)[:, None] * stride_ip + cols[None, :]
-    tl.store(out_ptrs, _round(act, inter_ptr.dtype.element_ty, DOT_F32), mask=valid[:, None] & col_mask)
+    _store_act(acc_g, acc_u, inter_ptr, rows, cols, stride_ip, valid[:, None] & col_mask, GELU_TANH, DOT_F32)
 
 
 @triton.jit

@@ -24,7 +24,7 @@ import triton
 import triton.language as tl
 
 from kernels import launch
-from kernels.fused_moe import _SQRT_2_OVER_PI, ACTIVATIONS, _round, _tile, plan
+from kernels.fused_moe import ACTIVATIONS, _round, _store_act, _tile, plan
 from kernels.gguf_blocks import GGUF_BLOCKS
 from kernels.quant_matmul import _load_f16, _q4_k_chunk, _q6_k_group, _q32
 
@@ -92,13 +92,7 @@ def _gate_up_kernel(
             a = tl.load(x_rows + k0 + kx, mask=valid[:, None] & (k0 + kx < H), other=0.0)
             acc_g = _dot(acc_g, a, _group(g_rows, u, G, i, col_mask, H, G_TYPE, G_BYTES), DOT_F32, PRECISION)
             acc_u = _dot(acc_u, a, _group(u_rows, u, G, i, col_mask, H, U_TYPE, U_BYTES), DOT_F32, PRECISION)
-    if GELU_TANH:
-        z = -2.0 * _SQRT_2_OVER_PI * (acc_g + 0.044715 * acc_g * acc_g * acc_g)
-    else:
-        z = -acc_g
-    act = acc_g / (1.0 + tl.exp(tl.minimum(z, 80.0))) * acc_u
-    out_ptrs = inter_ptr + rows.to(tl.int64)[:, None] * stride_ip + cols[None, :]
-    tl.store(out_ptrs, _round(act, inter_ptr.dtype.element_ty, DOT_F32), mask=valid[:, None] & col_mask)
+    _store_act(acc_g, acc_u, inter_ptr, rows, cols, stride_ip, valid[:, None] & col_mask, GELU_TANH, DOT_F32)
 
 
 @triton.jit
