@@ -356,3 +356,25 @@ class UsageReport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant} {self.month:%Y-%m}"
+
+
+class StoredResponse(models.Model):
+    """A Responses API answer kept for ``GET /v1/responses/{id}`` and ``previous_response_id`` (``store``, the
+    default): the whole context it answered, so a conversation continues from it whatever became of the turns
+    before (deleted, expired). Kept ``HUB_RESPONSES_RETENTION_DAYS`` days (``accounts.expire_responses``)."""
+
+    id = models.CharField(max_length=64, primary_key=True)  # resp_<48 hex>
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="stored_responses")
+    api_key = models.ForeignKey(ApiKey, null=True, on_delete=models.SET_NULL, related_name="+")
+    model = models.CharField(max_length=200)
+    created_at = models.DateTimeField(db_index=True)
+    history = models.JSONField(default=list)  # the items of the turns before this one (inputs and outputs)
+    input_items = models.JSONField(default=list)  # this request's own input items, with their ids
+    response = models.JSONField()  # the response object as the client got it
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "created_at"])]
+
+    def context(self) -> list[dict]:
+        """The items a response continuing this one starts from: everything before, this input, this output."""
+        return [*self.history, *self.input_items, *self.response.get("output", [])]

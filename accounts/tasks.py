@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from accounts import authcache, metering, reports
+from accounts import authcache, metering, reports, responses
 from accounts.models import ApiKey, Tenant, UsageReport
 
 log = logging.getLogger(__name__)
@@ -67,3 +67,9 @@ def build_usage_report(tenant_id: int, month_iso: str, user_id: int | None = Non
     tenant = Tenant.objects.get(pk=tenant_id)
     actor = get_user_model().objects.get(pk=user_id) if user_id is not None else None
     return reports.build_report(tenant, reports.parse_month(month_iso), actor=actor).pk
+
+
+@shared_task(name="accounts.expire_responses")
+def expire_responses() -> int:
+    """Delete stored Responses API answers older than ``HUB_RESPONSES_RETENTION_DAYS``; returns how many."""
+    return responses.expire()

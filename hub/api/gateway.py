@@ -59,6 +59,11 @@ from hub.api.ratelimit import (
     limiter,
     reserved_cost,
 )
+from hub.api.relay_common import error_from_upstream as _error_from_upstream
+from hub.api.relay_common import has_output as _has_output
+from hub.api.relay_common import sse_lines as _sse_lines
+from hub.api.responses_relay import ResponsesRelay
+from hub.api.responses_relay import plan as plan_response
 from hub.api.upstream import ModelInfo, Target, upstreams
 
 log = logging.getLogger(__name__)
@@ -66,6 +71,7 @@ log = logging.getLogger(__name__)
 # route -> model kinds it serves
 ROUTES = {
     "chat/completions": {ModelKind.CHAT, ModelKind.VISION},
+    "responses": {ModelKind.CHAT, ModelKind.VISION},  # OpenAI's Responses API (hub/api/responses_relay.py)
     "completions": {ModelKind.CHAT, ModelKind.COMPLETION, ModelKind.VISION},
     "embeddings": {ModelKind.EMBEDDING},
     "rerank": {ModelKind.RERANK},  # Jina's and Cohere's shape (also under /v2, Cohere's v2 path)
@@ -84,28 +90,6 @@ RESERVED_PROMPT_HEADER = "x-reserved-prompt-tokens"
 PROMPT_TOKENS_HEADER = "x-prompt-tokens"
 ENCODER_ROUTES = ("embeddings", "rerank", "score")  # one JSON answer, no generation: no stream, no max_tokens
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
-
-
-async def _sse_lines(response: httpx.Response):
-    """The stream's lines, split at ``\n`` only, as server-sent events define them. (httpx's ``aiter_lines``
-    also splits at U+2028, U+0085 and the like, which a model may generate and JSON carries unescaped.)"""
-    pending = b""
-    async for data in response.aiter_bytes():
-        pending += data
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            yield line.rstrip(b"\r").decode("utf-8", "replace")
-    if pending:
-        yield pending.rstrip(b"\r").decode("utf-8", "replace")
-
-
-def _has_output(chunk: dict) -> bool:
-    """Whether a stream chunk carries generated output (text, a tool call), for the time to first token."""
-    for choice in chunk.get("choices") or []:
-        delta = choice.get("delta") or {}
-        if choice.get("text") or delta.get("content") or delta.get("tool_calls") or delta.get("reasoning_content"):
-            return True
-    return False
 
 
 def _header_list(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
@@ -142,10 +126,13 @@ class _Meter:
         if usage.get("type") == "duration":  # a transcription's usage: seconds (OpenAI's), tokens per second (ours)
             self.audio_seconds = self.audio_seconds or float(usage.get("seconds") or 0)
             self.prompt_tokens = self.prompt_tokens or math.ceil(self.audio_seconds * AUDIO_TOKENS_PER_SECOND)
-        elif usage.get("type") == "tokens":  # a transcription stream's
+        elif usage.get("type") == "tokens" or "input_tokens" in usage:  # a transcription stream's; a response's
             self.prompt_tokens = int(usage.get("input_tokens") or 0)
             self.completion_tokens = int(usage.get("output_tokens") or 0)
             self.audio_seconds = self.audio_seconds or float(usage.get("seconds") or 0)
+            details = usage.get("input_tokens_details")
+            if isinstance(details, dict):
+                self.cached_tokens = int(details.get("cached_tokens") or 0)
         else:
             self.prompt_tokens = int(usage.get("prompt_tokens") or 0)
             self.completion_tokens = int(usage.get("completion_tokens") or 0)
@@ -219,7 +206,7 @@ def _check_limits(info: ModelInfo, route: str, body: dict) -> None:
                 param="dimensions",
             )
         return
-    for param in ("max_completion_tokens", "max_tokens"):
+    for param in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
         value = body.get(param)
         if isinstance(value, int) and not isinstance(value, bool) and 0 < info.max_output_length < value:
             raise errors.InvalidRequest(
@@ -247,18 +234,6 @@ def _upstream_body(route: str, body: dict, target: Target, stream: bool) -> dict
     return out
 
 
-def _error_from_upstream(status: int, content: bytes) -> errors.ApiError:
-    """An upstream error answer as ours: its OpenAI error object when it sent one."""
-    try:
-        err = json.loads(content)["error"]
-        error = errors.ApiError(str(err.get("message")), param=err.get("param"), code=err.get("code"))
-        error.type = str(err.get("type") or "api_error")
-        error.status = status
-        return error
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return errors.UpstreamError(f"The model's deployment answered {status} without an OpenAI error object.")
-
-
 def _reserved(grant: Grant | None, need: Estimate) -> int | None:
     """The prompt tokens a limited request reserved (None: no token limit to keep, nothing to tell the service)."""
     if grant is None or not any(c.key.endswith((":tpm", ":budget")) for c in grant.checks):
@@ -266,7 +241,7 @@ def _reserved(grant: Grant | None, need: Estimate) -> int | None:
     return need.prompt
 
 
-class GatewayConsumer(AsyncConsumer):
+class GatewayConsumer(ResponsesRelay, AsyncConsumer):
     """One HTTP request. The work runs in a task so that ``http.disconnect`` is seen while it streams."""
 
     # No channel layer: a relay talks to nobody else, and a layer would cost a Redis channel and a
@@ -346,6 +321,9 @@ class GatewayConsumer(AsyncConsumer):
             _check_limits(info, route, body)
             if audio:
                 stream = validation.check_form(body, ctx.upload)
+            elif route == "responses":  # checked, its stored conversation read, as a chat request for estimates
+                self.plan = await plan_response(ctx.key.tenant_id, body, model_id)
+                stream = body.get("stream") is True
             else:
                 validation.check_body(route, body)
                 stream = body.get("stream") is True and route not in ENCODER_ROUTES
@@ -353,7 +331,9 @@ class GatewayConsumer(AsyncConsumer):
                 raise errors.ServiceUnavailable(
                     f"No deployment of the model '{errors.shown(model_id)}' is available right now."
                 )
-            need = audio_estimate(len(ctx.upload.data)) if audio else estimate(route, body, info)
+            # a response reserves as the chat request it becomes
+            as_chat = ("chat/completions", self.plan.chat) if route == "responses" else (route, body)
+            need = audio_estimate(len(ctx.upload.data)) if audio else estimate(*as_chat, info)
             meter = _Meter(ctx, model_id, ctx.extra.get("metered_route", route), stream)
             for attempt in range(2):
                 grant = await limiter.acquire(ctx.key, ctx.request_id, need.total, stream,
@@ -384,16 +364,22 @@ class GatewayConsumer(AsyncConsumer):
         client = upstreams.client()
         last_error: Exception | None = None
         # hashing the prompt's head is only worth it when there is a deployment to choose
-        affinity = prefix_key(route, body) if settings.HUB_PREFIX_ROUTING and len(targets) > 1 else None
+        affinity = None
+        if settings.HUB_PREFIX_ROUTING and len(targets) > 1:
+            affinity = prefix_key(*(("chat/completions", self.plan.chat) if route == "responses" else (route, body)))
         for target in upstreams.order(targets, affinity):
-            payload, headers = _upstream_body(route, body, target, stream), target.headers(ctx.request_id)
+            headers = target.headers(ctx.request_id)
+            if route == "responses":
+                upstream_route, payload = self.plan.upstream(target, stream)
+            else:
+                upstream_route, payload = route, _upstream_body(route, body, target, stream)
             if reserved is not None and not target.external:
                 headers[RESERVED_PROMPT_HEADER] = str(reserved)
             if ctx.upload is not None:  # a speech upload: a new form, the deployment's model name in it
                 file = {"file": (ctx.upload.filename, ctx.upload.data, ctx.upload.content_type)}
                 request = client.build_request("POST", target.url(route), data=payload, files=file, headers=headers)
             else:
-                request = client.build_request("POST", target.url(route), json=payload, headers=headers)
+                request = client.build_request("POST", target.url(upstream_route), json=payload, headers=headers)
             upstreams.acquire(target)
             try:
                 response = await client.send(request, stream=True)
@@ -405,7 +391,9 @@ class GatewayConsumer(AsyncConsumer):
             try:
                 if (counted := _over_reservation(response)) is not None:
                     raise _OverReservation(counted)
-                if stream and response.status_code == 200:
+                if route == "responses":
+                    await self._relay_response(response, target, meter, stream)
+                elif stream and response.status_code == 200:
                     await self._relay_stream(response, body, model_id, meter)
                 elif ctx.upload is not None and response.status_code == 200:
                     await self._relay_speech(response, meter)

@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from hub.api import views
+from hub.api import responses_views, views
 
 # The same routes under every base URL of the reference (/v1, /v2, /vision).
 api_patterns = [
@@ -8,5 +8,9 @@ api_patterns = [
     path("models/<path:model_id>", views.ModelDetailView.as_view(), name="model-detail"),
     path("usage", views.UsageView.as_view(), name="usage"),
     path("costs", views.CostsView.as_view(), name="costs"),
+    # POST /responses is the gateway's (a Channels consumer); the stored responses are read here
+    path("responses/<str:response_id>", responses_views.ResponseDetailView.as_view(), name="response"),
+    path("responses/<str:response_id>/input_items", responses_views.InputItemsView.as_view(), name="input-items"),
+    path("responses/<str:response_id>/cancel", responses_views.CancelView.as_view(), name="response-cancel"),
     re_path(r"^.*$", views.unknown_url),
 ]

@@ -24,6 +24,9 @@ ROOTS = [
     "CreateTranslationResponseJson",
     "TranscriptTextDeltaEvent",
     "TranscriptTextDoneEvent",
+    "Response",
+    "ResponseStreamEvent",
+    "ResponseItemList",
 ]
 OUT = Path(__file__).with_name("responses.json")
 

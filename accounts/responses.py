@@ -1,0 +1,50 @@
+"""Stored Responses API answers, per tenant (``StoredResponse``): saved when a response ends, read back for
+``previous_response_id`` and the retrieve / input-items routes, deleted on request or when the retention period
+(``HUB_RESPONSES_RETENTION_DAYS``; 0 keeps them) is over. Every read names the tenant: another tenant's id is
+not found, exactly like an id that never existed."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import StoredResponse
+
+
+def find(tenant_id: int, response_id: str) -> StoredResponse | None:
+    if not isinstance(response_id, str) or "\x00" in response_id:  # PostgreSQL refuses a NUL in a query
+        return None
+    return StoredResponse.objects.filter(tenant_id=tenant_id, pk=response_id).first()
+
+
+def save(
+    *, tenant_id: int, api_key_id: int | None, history: list[dict], input_items: list[dict], response: dict
+) -> StoredResponse:
+    created = datetime.fromtimestamp(response["created_at"], tz=timezone.get_current_timezone())
+    with transaction.atomic():
+        return StoredResponse.objects.create(
+            id=response["id"], tenant_id=tenant_id, api_key_id=api_key_id, model=response["model"],
+            created_at=created, history=history, input_items=input_items, response=response,
+        )  # fmt: skip
+
+
+def delete(tenant_id: int, response_id: str) -> bool:
+    if "\x00" in response_id:
+        return False
+    with transaction.atomic():
+        deleted, _ = StoredResponse.objects.filter(tenant_id=tenant_id, pk=response_id).delete()
+    return bool(deleted)
+
+
+def expire(now: datetime | None = None) -> int:
+    """Delete the responses older than the retention period; returns how many."""
+    days = settings.HUB_RESPONSES_RETENTION_DAYS
+    if not days:
+        return 0
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    with transaction.atomic():
+        deleted, _ = StoredResponse.objects.filter(created_at__lt=cutoff).delete()
+    return deleted

@@ -1,0 +1,132 @@
+"""A Responses API request as the chat completions request our inference service runs, and the service's errors
+named in the Responses API's parameters.
+
+``instructions`` become the first (system) message; the context's items become messages in order: consecutive
+``function_call`` items one assistant turn with ``tool_calls`` (joined to the assistant message before them),
+each ``function_call_output`` a ``tool`` message, reasoning items dropped. Function tools take chat's nested
+shape (``strict`` defaults to true, as OpenAI's Responses API has it); ``text.format`` becomes
+``response_format``; ``max_output_tokens`` ``max_completion_tokens``; ``reasoning.effort: "none"`` closes the
+think block of a model that reasons (Qwen3's ``enable_thinking: false``).
+"""
+
+from __future__ import annotations
+
+import re
+
+LOGPROBS_INCLUDE = "message.output_text.logprobs"
+
+
+def _text(parts: list[dict]) -> str:
+    return "\n".join(p.get("text") or p.get("refusal") or "" for p in parts if p["type"] != "input_image")
+
+
+def _content(parts: list[dict]) -> str | list[dict]:
+    if not any(p["type"] == "input_image" for p in parts):
+        return _text(parts)
+    out = []
+    for p in parts:
+        if p["type"] == "input_image":
+            out.append({"type": "image_url", "image_url": {"url": p["image_url"], "detail": p.get("detail", "auto")}})
+        else:
+            out.append({"type": "text", "text": p.get("text") or p.get("refusal") or ""})
+    return out
+
+
+def messages(instructions: str | None, items: list[dict]) -> list[dict]:
+    out: list[dict] = [{"role": "system", "content": instructions}] if instructions else []
+    for item in items:
+        kind = item["type"]
+        if kind == "message":
+            out.append({"role": item["role"], "content": _content(item["content"])})
+        elif kind == "function_call":
+            call = {"id": item["call_id"], "type": "function",
+                    "function": {"name": item["name"], "arguments": item["arguments"]}}  # fmt: skip
+            last = out[-1] if out else None
+            if last is not None and last["role"] == "assistant":
+                last.setdefault("tool_calls", []).append(call)
+                if last.get("content") == "":
+                    last["content"] = None
+            else:
+                out.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif kind == "function_call_output":
+            output = item["output"]
+            out.append({"role": "tool", "tool_call_id": item["call_id"],
+                        "content": output if isinstance(output, str) else _content(output)})  # fmt: skip
+    return out
+
+
+def _tool(tool: dict) -> dict:
+    function = {"name": tool["name"], "parameters": tool.get("parameters") or {"type": "object", "properties": {}}}
+    if tool.get("description"):
+        function["description"] = tool["description"]
+    function["strict"] = tool.get("strict") is not False
+    return {"type": "function", "function": function}
+
+
+def _tools(body: dict) -> tuple[list[dict], object]:
+    """(chat tools, chat tool_choice)."""
+    tools = [_tool(t) for t in body.get("tools") or []]
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        return tools, {"type": "function", "function": {"name": choice["name"]}}
+    if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
+        allowed = {t.get("name") for t in choice["tools"]}
+        return [t for t in tools if t["function"]["name"] in allowed], choice.get("mode") or "auto"
+    return tools, choice
+
+
+def _response_format(body: dict) -> dict | None:
+    fmt = (body.get("text") or {}).get("format")
+    if not fmt or fmt.get("type") == "text":
+        return None
+    if fmt["type"] == "json_object":
+        return {"type": "json_object"}
+    schema = {"name": fmt["name"], "schema": fmt["schema"]}
+    for name in ("strict", "description"):
+        if fmt.get(name) is not None:
+            schema[name] = fmt[name]
+    return {"type": "json_schema", "json_schema": schema}
+
+
+def chat_body(body: dict, items: list[dict]) -> dict:
+    """The chat completions request for ``items`` (the whole context: the stored conversation and this input)."""
+    chat: dict = {"model": body["model"], "messages": messages(body.get("instructions"), items), "stream": True}
+    for name in ("temperature", "top_p", "user", "parallel_tool_calls"):
+        if body.get(name) is not None:
+            chat[name] = body[name]
+    if body.get("max_output_tokens") is not None:
+        chat["max_completion_tokens"] = body["max_output_tokens"]
+    tools, choice = _tools(body)
+    if tools:
+        chat["tools"] = tools
+    if choice is not None and (tools or choice == "none"):
+        chat["tool_choice"] = choice
+    if (fmt := _response_format(body)) is not None:
+        chat["response_format"] = fmt
+    top = body.get("top_logprobs")
+    if top or LOGPROBS_INCLUDE in (body.get("include") or []):
+        chat["logprobs"], chat["top_logprobs"] = True, top or 0
+    if (body.get("reasoning") or {}).get("effort") == "none":
+        chat["chat_template_kwargs"] = {"enable_thinking": False}
+    return chat
+
+
+_PARAMS = (
+    (re.compile(r"^tools\[(\d+)\]\.function\."), r"tools[\1]."),
+    (re.compile(r"^max_completion_tokens$"), "max_output_tokens"),
+    (re.compile(r"^max_tokens$"), "max_output_tokens"),
+    (re.compile(r"^response_format(\.json_schema)?"), "text.format"),
+    (re.compile(r"^messages(\[\d+\].*)?$"), "input"),
+    (re.compile(r"^top_logprobs$"), "top_logprobs"),
+)
+
+
+def response_param(param: str | None) -> str | None:
+    """A chat request's parameter as the Responses API names it (``tools[0].function.parameters`` ->
+    ``tools[0].parameters``), for the service's errors."""
+    if not param:
+        return param
+    for pattern, replacement in _PARAMS:
+        if pattern.search(param):
+            return pattern.sub(replacement, param)
+    return param

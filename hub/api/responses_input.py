@@ -1,0 +1,280 @@
+"""The Responses API's request (``POST /v1/responses``): checked in OpenAI's words, its input made into items with
+ids (as ``input_items`` lists them and a stored response keeps them), and the whole context turned into a chat
+completions request for our inference service, which does the work: the chat template, images, tools and their
+grammars (``strict``), structured output, reasoning.
+
+Items: messages (a string or ``input_text`` / ``input_image`` parts; an assistant's ``output_text``),
+``function_call``, ``function_call_output`` (its ``call_id`` must name a call before it), ``reasoning`` (kept in
+the history, not shown to the model again, as OpenAI and vLLM drop earlier reasoning) and ``item_reference``
+(an item of the stored conversation). Built-in tools (web search, file search, computer use, code interpreter...)
+are refused by name: this hub runs only the client's functions.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+from hub.api.errors import InvalidRequest
+from hub.api.validation import (
+    MAX_MESSAGES,
+    MAX_STRING_CHARS,
+    MAX_TOOLS,
+    MAX_USER_CHARS,
+    _array,
+    _bool,
+    _number,
+    _object,
+    _string,
+    missing,
+    wrong_type,
+)
+
+ITEM_TYPES = ("message", "function_call", "function_call_output", "reasoning", "item_reference")
+ROLES = ("user", "assistant", "system", "developer")
+BUILT_IN_TOOLS = {
+    "web_search": "web search", "web_search_preview": "web search", "web_search_2025_08_26": "web search",
+    "web_search_preview_2025_03_11": "web search", "file_search": "file search", "computer_use_preview": "computer use",
+    "computer": "computer use", "code_interpreter": "code interpreter", "image_generation": "image generation",
+    "mcp": "remote MCP servers", "local_shell": "local shell", "shell": "shell", "apply_patch": "apply patch",
+    "custom": "custom tools",
+}  # fmt: skip
+EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+MAX_METADATA = 16
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(24)}"
+
+
+def refuse(param: str, message: str, code: str | None = "invalid_value") -> InvalidRequest:
+    return InvalidRequest(message, param=param, code=code)
+
+
+def _choice(value: Any, param: str, allowed: tuple[str, ...]) -> None:
+    if value is not None and value not in allowed:
+        shown = repr(value) if isinstance(value, str) else type(value).__name__
+        raise refuse(param, f"Invalid value for '{param}': {shown}. Supported values are: "
+                     f"{', '.join(map(repr, allowed))}.")  # fmt: skip
+
+
+def _tool(tool: Any, param: str) -> None:
+    kind = _object(tool, param).get("type")
+    if kind in BUILT_IN_TOOLS:
+        raise refuse(f"{param}.type", f"The built-in tool '{kind}' ({BUILT_IN_TOOLS[kind]}) is not supported by this "
+                     "hub: only function tools ({'type': 'function', ...}) are.", "unsupported_tool")  # fmt: skip
+    if kind != "function":
+        raise refuse(f"{param}.type", f"Invalid value for '{param}.type': {kind!r}. Supported values are: 'function'.")
+    _string(tool.get("name"), f"{param}.name", limit=64, empty=False)
+    if tool.get("description") is not None:
+        _string(tool["description"], f"{param}.description")
+    if tool.get("parameters") is not None:
+        _object(tool["parameters"], f"{param}.parameters")
+    _bool(tool, "strict", f"{param}.strict")
+
+
+def _tool_choice(choice: Any, names: set[str]) -> None:
+    if choice is None or choice in ("auto", "none", "required"):
+        return
+    if isinstance(choice, str):
+        return _choice(choice, "tool_choice", ("auto", "none", "required"))
+    kind = _object(choice, "tool_choice").get("type")
+    if kind in BUILT_IN_TOOLS:
+        message = f"The built-in tool '{kind}' is not supported by this hub."
+        raise refuse("tool_choice.type", message, "unsupported_tool")
+    if kind == "function":
+        if choice.get("name") not in names:
+            raise refuse("tool_choice.name", f"Tool choice '{errors_shown(choice.get('name'))}' not found in 'tools'.")
+    elif kind == "allowed_tools":
+        _choice(choice.get("mode"), "tool_choice.mode", ("auto", "required"))
+        for i, tool in enumerate(_array(choice.get("tools"), "tool_choice.tools", MAX_TOOLS)):
+            if _object(tool, f"tool_choice.tools[{i}]").get("name") not in names:
+                message = f"Tool '{errors_shown(tool.get('name'))}' not found in 'tools'."
+                raise refuse(f"tool_choice.tools[{i}]", message)
+    else:
+        _choice(kind, "tool_choice.type", ("function", "allowed_tools"))
+
+
+def errors_shown(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)[:40]
+
+
+def _text_format(text: Any) -> None:
+    fmt = _object(text, "text").get("format")
+    if fmt is None:
+        return
+    kind = _object(fmt, "text.format").get("type")
+    _choice(kind, "text.format.type", ("text", "json_object", "json_schema"))
+    if kind is None:
+        raise missing("text.format.type")
+    if kind == "json_schema":
+        _string(fmt.get("name"), "text.format.name", limit=64, empty=False)
+        if fmt.get("schema") is None:
+            raise missing("text.format.schema")
+        _object(fmt["schema"], "text.format.schema")
+        _bool(fmt, "strict", "text.format.strict")
+
+
+def _metadata(value: Any) -> None:
+    if value is None:
+        return
+    if len(_object(value, "metadata")) > MAX_METADATA:
+        raise refuse("metadata", f"Invalid 'metadata': at most {MAX_METADATA} key-value pairs.")
+    for key, item in value.items():
+        _string(key, "metadata", limit=64)
+        _string(item, f"metadata.{key}", limit=512)
+
+
+def check_create(body: dict) -> None:
+    """The create request's fields (``input``'s items are checked as they are read, by ``read_input``)."""
+    if body.get("input") is None:
+        raise missing("input")
+    if not isinstance(body["input"], (str, list)):
+        raise wrong_type("input", "a string or an array of input items", body["input"])
+    if body.get("instructions") is not None:
+        _string(body["instructions"], "instructions")
+    _number(body.get("max_output_tokens"), "max_output_tokens", True, 1, None)
+    _number(body.get("temperature"), "temperature", False, 0, 2)
+    _number(body.get("top_p"), "top_p", False, 0, 1)
+    _number(body.get("top_logprobs"), "top_logprobs", True, 0, 20)
+    _number(body.get("max_tool_calls"), "max_tool_calls", True, 1, None)
+    for name in ("stream", "store", "parallel_tool_calls", "background"):
+        _bool(body, name)
+    if body.get("background") is True:
+        raise refuse("background", "Background responses are not supported by this hub: use 'stream' instead.",
+                     "unsupported_parameter")  # fmt: skip
+    for name in ("conversation", "prompt"):
+        if body.get(name) is not None:
+            what = "Conversations" if name == "conversation" else "Reusable prompts"
+            raise refuse(name, f"{what} ('{name}') are not supported by this hub: use 'previous_response_id' or "
+                         "send the input.", "unsupported_parameter")  # fmt: skip
+    if body.get("previous_response_id") is not None:
+        _string(body["previous_response_id"], "previous_response_id", limit=MAX_USER_CHARS, empty=False)
+    _metadata(body.get("metadata"))
+    for name in ("user", "safety_identifier", "prompt_cache_key"):
+        if body.get(name) is not None:
+            _string(body[name], name, limit=MAX_USER_CHARS)
+    _choice(body.get("truncation"), "truncation", ("auto", "disabled"))
+    if body.get("include") is not None and not (
+        isinstance(body["include"], list) and all(isinstance(v, str) for v in body["include"])
+    ):
+        raise wrong_type("include", "an array of strings", body["include"])
+    if body.get("reasoning") is not None:
+        _choice(_object(body["reasoning"], "reasoning").get("effort"), "reasoning.effort", EFFORTS)
+    if body.get("text") is not None:
+        _text_format(body["text"])
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise wrong_type("tools", "an array", tools)
+        if len(tools) > MAX_TOOLS:
+            raise refuse("tools", f"Invalid 'tools': at most {MAX_TOOLS} tools.", "array_above_max_length")
+        for i, tool in enumerate(tools):
+            _tool(tool, f"tools[{i}]")
+    _tool_choice(body.get("tool_choice"), {t["name"] for t in tools or []})
+
+
+# --- input items -------------------------------------------------------------------------------------------------
+
+
+def _part(part: Any, param: str, role: str) -> dict:
+    kind = _object(part, param).get("type")
+    if kind in ("input_text", "output_text", "text"):
+        _string(part.get("text"), f"{param}.text")
+        if role == "assistant":
+            return {"type": "output_text", "text": part["text"], "annotations": part.get("annotations") or []}
+        return {"type": "input_text", "text": part["text"]}
+    if kind == "refusal":
+        _string(part.get("refusal"), f"{param}.refusal")
+        return {"type": "refusal", "refusal": part["refusal"]}
+    if kind == "input_image":
+        if part.get("image_url") is None:
+            if part.get("file_id") is not None:
+                raise refuse(f"{param}.file_id", "An input_image by 'file_id' (the Files API) is not supported by this "
+                             "hub: send 'image_url' (an http(s) or data: URL).", "unsupported_value")  # fmt: skip
+            raise missing(f"{param}.image_url")
+        _string(part["image_url"], f"{param}.image_url", limit=None, empty=False)
+        _choice(part.get("detail"), f"{param}.detail", ("auto", "low", "high"))
+        return {"type": "input_image", "image_url": part["image_url"], "detail": part.get("detail") or "auto"}
+    if kind in ("input_file", "input_audio"):
+        raise refuse(f"{param}.type", f"'{kind}' content is not supported by this hub.", "unsupported_value")
+    if kind is None:
+        raise missing(f"{param}.type")
+    raise refuse(f"{param}.type", f"Invalid value for '{param}.type': {errors_shown(kind)}. Supported values are: "
+                 "'input_text', 'input_image', 'output_text' and 'refusal'.")  # fmt: skip
+
+
+def _message(item: dict, param: str) -> dict:
+    role = item.get("role")
+    if role is None:
+        raise missing(f"{param}.role")
+    _choice(role, f"{param}.role", ROLES)
+    content = item.get("content")
+    if isinstance(content, str):
+        _string(content, f"{param}.content", limit=MAX_STRING_CHARS)
+        kind = "output_text" if role == "assistant" else "input_text"
+        parts = [{"type": kind, "text": content, **({"annotations": []} if role == "assistant" else {})}]
+    elif isinstance(content, list):
+        parts = [_part(p, f"{param}.content[{j}]", role) for j, p in enumerate(content)]
+    elif content is None:
+        raise missing(f"{param}.content")
+    else:
+        raise wrong_type(f"{param}.content", "a string or an array of content parts", content)
+    return {"id": item.get("id") or new_id("msg"), "type": "message", "role": role, "content": parts,
+            "status": "completed"}  # fmt: skip
+
+
+def _item(item: Any, param: str) -> dict:
+    kind = _object(item, param).get("type", "message" if "role" in item else None)
+    if kind == "message":
+        return _message(item, param)
+    if kind == "function_call":
+        for name in ("call_id", "name", "arguments"):
+            _string(item.get(name), f"{param}.{name}", empty=name != "call_id")
+        return {"id": item.get("id") or new_id("fc"), "type": kind, "call_id": item["call_id"], "name": item["name"],
+                "arguments": item["arguments"], "status": "completed"}  # fmt: skip
+    if kind == "function_call_output":
+        _string(item.get("call_id"), f"{param}.call_id", empty=False)
+        output = item.get("output")
+        if isinstance(output, list):
+            output = [_part(p, f"{param}.output[{j}]", "tool") for j, p in enumerate(output)]
+        else:
+            _string(output, f"{param}.output")
+        return {"id": item.get("id") or new_id("fco"), "type": kind, "call_id": item["call_id"], "output": output,
+                "status": "completed"}  # fmt: skip
+    if kind == "reasoning":
+        return {**item, "id": item.get("id") or new_id("rs"), "summary": item.get("summary") or []}
+    if kind == "item_reference":
+        _string(item.get("id"), f"{param}.id", empty=False)
+        return {"type": kind, "id": item["id"]}
+    if kind is None:
+        raise missing(f"{param}.type")
+    raise refuse(f"{param}.type", f"Invalid value for '{param}.type': {errors_shown(kind)}. Supported item types "
+                 f"are: {', '.join(map(repr, ITEM_TYPES))}.", "unsupported_value")  # fmt: skip
+
+
+def read_input(body: dict, history: list[dict]) -> list[dict]:
+    """This request's input as items with ids. ``item_reference`` resolves against ``history`` (the stored
+    conversation) and the items before it; a ``function_call_output`` must answer a call made before it."""
+    raw = body["input"]
+    if isinstance(raw, str):
+        return [{"id": new_id("msg"), "type": "message", "role": "user",
+                 "content": [{"type": "input_text", "text": raw}], "status": "completed"}]  # fmt: skip
+    items: list[dict] = []
+    known = {i.get("id"): i for i in history if i.get("id")}
+    calls = {i["call_id"] for i in history if i.get("type") == "function_call"}
+    for n, entry in enumerate(_array(raw, "input", MAX_MESSAGES, "a string or an array of input items")):
+        item = _item(entry, f"input[{n}]")
+        if item["type"] == "item_reference":
+            if item["id"] not in known:
+                raise refuse(f"input[{n}].id", f"Item with id '{errors_shown(item['id'])}' not found.")
+            item = known[item["id"]]
+        if item["type"] == "function_call":
+            calls.add(item["call_id"])
+        elif item["type"] == "function_call_output" and item["call_id"] not in calls:
+            raise refuse("input", f"No tool call found for function call output with call_id "
+                         f"{errors_shown(item['call_id'])}.")  # fmt: skip
+        known[item["id"]] = item
+        items.append(item)
+    return items

@@ -1,0 +1,246 @@
+"""``POST /v1/responses`` in the gateway: the plan (the request checked, the stored conversation it continues,
+its chat completions form) and the relay of the answer.
+
+Our inference service gets the chat completions request (``responses_chat.py``), always streamed with running
+usage, whatever the client asked: the chunks become the Responses API's events (``responses_output.py``), sent
+as they come (``stream: true``) or gathered into one response object. An external deployment (``external``:
+OpenAI, vLLM, LiteLLM) gets the Responses API request itself, with the stored conversation written out as its
+``input`` and ``store: false`` (the hub keeps the conversation, per tenant); its answer is relayed under the hub's
+response id. Either way the response is stored (``store``, the default) before the client sees it complete, and
+metered like a chat: one row (route ``responses``) with the counted tokens, aborted streams included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+
+import httpx
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections
+
+from accounts import responses as stored
+from hub.api import errors
+from hub.api.relay_common import error_from_upstream, has_output, sse_lines
+from hub.api.responses_chat import chat_body, response_param
+from hub.api.responses_input import check_create, new_id, read_input
+from hub.api.responses_output import ResponseBuilder, response_object
+from hub.api.upstream import Target
+
+log = logging.getLogger(__name__)
+
+SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+FINAL_EVENTS = ("response.completed", "response.incomplete", "response.failed")
+# What an external deployment must not see: the hub keeps the conversation (and refuses background runs).
+_HUB_ONLY = ("previous_response_id", "store", "background", "stream_options")
+
+
+@dataclass
+class ResponsePlan:
+    body: dict
+    model_id: str
+    history: list[dict]  # the stored conversation this request continues
+    items: list[dict]  # this request's input items
+    chat: dict  # the chat completions request for our inference service
+    id: str = field(default_factory=lambda: new_id("resp"))
+    created_at: int = field(default_factory=lambda: int(time.time()))
+
+    @property
+    def store(self) -> bool:
+        return self.body.get("store") is not False
+
+    @property
+    def logprobs(self) -> bool:
+        return bool(self.chat.get("logprobs"))
+
+    def upstream(self, target: Target, stream: bool) -> tuple[str, dict]:
+        """(route, body) for ``target``."""
+        if target.external:
+            native = {k: v for k, v in self.body.items() if k not in _HUB_ONLY}
+            native.update(model=target.model, input=self.history + self.items, store=False, stream=stream)
+            return "responses", native
+        options = {"include_usage": True, "continuous_usage_stats": True}
+        return "chat/completions", {**self.chat, "model": target.model, "stream_options": options}
+
+    def new_response(self) -> dict:
+        return response_object(self.id, self.body, self.model_id, self.created_at)
+
+
+async def plan(tenant_id: int, body: dict, model_id: str) -> ResponsePlan:
+    check_create(body)
+    history: list[dict] = []
+    previous = body.get("previous_response_id")
+    if previous is not None:
+        found = await sync_to_async(_find, thread_sensitive=False)(tenant_id, previous)
+        if found is None:
+            raise errors.NotFound(f"Previous response with id '{errors.shown(previous)}' not found.",
+                                  param="previous_response_id")  # fmt: skip
+        history = found.context()
+    items = read_input(body, history)
+    return ResponsePlan(body, model_id, history, items, chat_body(body, history + items))
+
+
+def _find(tenant_id: int, response_id: str):
+    try:
+        return stored.find(tenant_id, response_id)
+    finally:
+        close_old_connections()
+
+
+def _save(plan: ResponsePlan, ctx, response: dict) -> None:
+    try:
+        stored.save(tenant_id=ctx.key.tenant_id, api_key_id=ctx.key.key_id, history=plan.history,
+                    input_items=plan.items, response=response)  # fmt: skip
+    except Exception:  # noqa: BLE001 - the answer is worth more than its copy: sent anyway, the failure logged
+        log.exception("response %s could not be stored", response.get("id"))
+    finally:
+        close_old_connections()
+
+
+def _sse(event: dict) -> bytes:
+    return f"event: {event['type']}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n".encode()
+
+
+class ResponsesRelay:
+    """The Responses API's half of ``GatewayConsumer`` (which provides ``send``, ``_read``, ``_json``, the meter
+    and the limits)."""
+
+    plan: ResponsePlan
+
+    async def _events(self, events: list[dict]) -> None:
+        if events:
+            body = b"".join(_sse(e) for e in events)
+            await self.send({"type": "http.response.body", "body": body, "more_body": True})
+
+    async def _start_stream(self) -> None:
+        await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + self.limit_headers})
+        self.headers_sent = True
+
+    async def _end_stream(self) -> None:
+        await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _store(self, response: dict) -> None:
+        if self.plan.store:
+            await sync_to_async(_save, thread_sensitive=False)(self.plan, self.scope["hub"], response)
+
+    async def _relay_response(self, response: httpx.Response, target: Target, meter, stream: bool) -> None:
+        if response.status_code != 200:
+            content = await self._read(response, meter)
+            if response.status_code >= 500:
+                meter.status = response.status_code
+                await meter.save()
+            error = error_from_upstream(response.status_code, content)
+            if not target.external:
+                error.param = response_param(error.param)
+            raise error
+        if target.external:
+            return await self._relay_native(response, meter, stream)
+        builder = ResponseBuilder(self.plan.new_response(), logprobs=self.plan.logprobs)
+        complete = False
+        try:
+            if stream:
+                await self._start_stream()
+                await self._events(builder.start())
+            async for line in sse_lines(response):
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    break
+                chunk = json.loads(data)
+                if "error" in chunk:  # the service failed mid-answer
+                    raise _Broken(str((chunk["error"] or {}).get("message") or "The model failed."))
+                meter.take(chunk.get("usage"))
+                if meter.first_token is None and has_output(chunk):
+                    meter.first_token = time.monotonic()
+                events = builder.feed(chunk)
+                if stream:
+                    await self._events(events)
+            events = builder.finish()
+            await self._store(builder.response)
+            if stream:
+                await self._events(events)
+                complete = True
+                await self._end_stream()
+            else:
+                complete = True
+                await self._json(200, builder.response)
+        except asyncio.CancelledError:
+            if not complete:
+                meter.aborted, meter.status = True, 499
+            raise
+        except (httpx.TransportError, ValueError, _Broken) as exc:
+            log.warning("upstream stream of %s failed: %s", self.plan.model_id, exc)
+            meter.status, meter.upstream_broke = 502, isinstance(exc, httpx.TransportError)
+            message = "The model's deployment failed while answering; the answer is cut."
+            if not stream:
+                raise errors.UpstreamError(message) from None
+            await self._events(builder.fail(message))
+            await self._end_stream()
+        finally:
+            await asyncio.shield(meter.save())
+
+    async def _relay_native(self, response: httpx.Response, meter, stream: bool) -> None:
+        """An external deployment's own Responses API answer, under the hub's id and model name."""
+        if not stream:
+            content = await self._read(response, meter)
+            try:
+                payload = json.loads(content)
+                self._rename(payload)
+            except (ValueError, TypeError, AttributeError):
+                meter.status = 502
+                await meter.save()
+                raise errors.UpstreamError("The model's deployment answered with something other than a response.")
+            meter.take(payload.get("usage"))
+            meter.first_token = time.monotonic()
+            try:
+                await self._store(payload)
+                await self._json(200, payload)
+            finally:
+                await asyncio.shield(meter.save())
+            return
+        complete = False
+        try:
+            await self._start_stream()
+            async for line in sse_lines(response):
+                if not line.startswith("data:") or line[5:].strip() == "[DONE]":
+                    continue
+                event = json.loads(line[5:].strip())
+                if isinstance(event.get("response"), dict):
+                    self._rename(event["response"])
+                if meter.first_token is None and str(event.get("type", "")).endswith(".delta"):
+                    meter.first_token = time.monotonic()
+                if event.get("type") in FINAL_EVENTS:
+                    meter.take(event["response"].get("usage"))
+                    if event["type"] == "response.failed":
+                        meter.status = 502
+                    else:
+                        await self._store(event["response"])
+                    complete = True
+                await self._events([event])
+            await self._end_stream()
+        except asyncio.CancelledError:
+            if not complete:
+                meter.aborted, meter.status = True, 499
+            raise
+        except (httpx.TransportError, ValueError) as exc:
+            log.warning("upstream stream of %s failed: %s", self.plan.model_id, exc)
+            meter.status, meter.upstream_broke = 502, isinstance(exc, httpx.TransportError)
+            error = {"type": "error", "code": "server_error", "param": None, "sequence_number": 0,
+                     "message": "The model's deployment failed while streaming; the answer is cut."}  # fmt: skip
+            await self._events([error])
+            await self._end_stream()
+        finally:
+            await asyncio.shield(meter.save())
+
+    def _rename(self, response: dict) -> None:
+        response["id"], response["model"] = self.plan.id, self.plan.model_id
+        response["previous_response_id"] = self.plan.body.get("previous_response_id")
+        response["store"] = self.plan.store
+
+
+class _Broken(Exception):
+    """The service's stream carried an error."""

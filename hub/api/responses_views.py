@@ -1,0 +1,116 @@
+"""The stored responses' routes: ``GET`` and ``DELETE /v1/responses/{id}``, ``GET /v1/responses/{id}/input_items``
+and ``POST /v1/responses/{id}/cancel``. Scoped to the key's tenant by ``TenantAPIView``: another tenant's id is
+answered exactly like an id that never existed (404)."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts import responses as stored
+from hub.api import errors
+from hub.api.openapi import errors_for
+from hub.api.openapi_schemas import ref
+from hub.api.views import TenantAPIView
+
+MAX_ITEMS = 100
+_ID = OpenApiParameter("response_id", str, OpenApiParameter.PATH, description="The response's id (`resp_...`).")
+
+
+def _not_found(response_id: str) -> errors.NotFound:
+    return errors.NotFound(f"Response with id '{errors.shown(response_id)}' not found.", param="response_id")
+
+
+class _StoredView(TenantAPIView):
+    def stored(self, response_id: str):
+        found = stored.find(self.key.tenant_id, response_id)
+        if found is None:
+            raise _not_found(response_id)
+        return found
+
+
+class ResponseDetailView(_StoredView):
+    @extend_schema(
+        operation_id="get_response",
+        summary="Retrieve a response",
+        description="A stored response (`store`, the default when it was created), as it was returned.",
+        tags=["responses"],
+        parameters=[_ID],
+        responses={200: ref("ResponseObject"), **errors_for(400, 401, 404)},
+    )
+    def get(self, request: Request, response_id: str) -> Response:
+        if request.query_params.get("stream") in ("true", "1"):
+            raise errors.InvalidRequest("Only background responses can be streamed again; this hub runs none.",
+                                        param="stream")  # fmt: skip
+        return Response(self.stored(response_id).response)
+
+    @extend_schema(
+        operation_id="delete_response",
+        summary="Delete a response",
+        description="Deletes a stored response. Responses that continue it keep their own copy of the conversation.",
+        tags=["responses"],
+        parameters=[_ID],
+        responses={200: ref("ResponseDeleted"), **errors_for(401, 404)},
+    )
+    def delete(self, request: Request, response_id: str) -> Response:
+        if not stored.delete(self.key.tenant_id, response_id):
+            raise _not_found(response_id)
+        return Response({"id": response_id, "object": "response.deleted", "deleted": True})
+
+
+class InputItemsView(_StoredView):
+    @extend_schema(
+        operation_id="list_input_items",
+        summary="List a response's input items",
+        description="The input items of the request that created the response (not those of the responses "
+        "it continued), with their ids.",
+        tags=["responses"],
+        parameters=[
+            _ID,
+            OpenApiParameter("limit", int, description=f"1 to {MAX_ITEMS} (default 20)."),
+            OpenApiParameter("order", str, enum=["asc", "desc"], description="Default `desc`."),
+            OpenApiParameter("after", str, description="An item id: list the items after it."),
+        ],
+        responses={200: ref("ResponseItemList"), **errors_for(400, 401, 404)},
+    )
+    def get(self, request: Request, response_id: str) -> Response:
+        raw_limit, order = request.query_params.get("limit", "20"), request.query_params.get("order", "desc")
+        try:
+            limit = int(raw_limit)
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= MAX_ITEMS:
+            raise errors.InvalidRequest(f"'limit' must be an integer from 1 to {MAX_ITEMS}.", param="limit")
+        if order not in ("asc", "desc"):
+            raise errors.InvalidRequest("'order' must be 'asc' or 'desc'.", param="order")
+        items = list(self.stored(response_id).input_items)
+        if order == "desc":
+            items.reverse()
+        after = request.query_params.get("after")
+        if after is not None:
+            ids = [item.get("id") for item in items]
+            if after not in ids:
+                raise errors.InvalidRequest(f"No input item with id '{errors.shown(after)}'.", param="after")
+            items = items[ids.index(after) + 1 :]
+        page = items[:limit]
+        return Response({
+            "object": "list", "data": page, "has_more": len(items) > limit,
+            "first_id": page[0]["id"] if page else None, "last_id": page[-1]["id"] if page else None,
+        })  # fmt: skip
+
+
+class CancelView(_StoredView):
+    @extend_schema(
+        operation_id="cancel_response",
+        summary="Cancel a response",
+        description="Only background responses can be cancelled, and this hub runs none: a stored response is "
+        "answered 400, an unknown one 404. (A streamed response is cancelled by closing the stream.)",
+        tags=["responses"],
+        parameters=[_ID],
+        responses={200: ref("ResponseObject"), **errors_for(400, 401, 404)},
+    )
+    def post(self, request: Request, response_id: str) -> Response:
+        self.stored(response_id)
+        raise errors.InvalidRequest("Only responses created with 'background': true can be cancelled.",
+                                    param="response_id")  # fmt: skip
