@@ -5,10 +5,11 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 STAMP  := $(VENV)/.installed
 LLAMAINDEX_VENV := .venv-llamaindex
+AGENTS_VENV := .venv-agents
 
 .PHONY: run test lint install clean
 
-$(STAMP): requirements.txt requirements-dev.txt requirements-models.txt requirements-llamaindex.txt constraints.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-models.txt requirements-llamaindex.txt requirements-agents.txt constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing torch (CPU) first, then the rest pinned against it..."
 	@$(PIP) install -q torch==2.13.0 2>&1 | grep -v "^WARNING: Location" || true
@@ -20,6 +21,10 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-models.txt requirem
 	@test -x $(LLAMAINDEX_VENV)/bin/python || $(PYTHON) -m venv $(LLAMAINDEX_VENV)
 	@$(LLAMAINDEX_VENV)/bin/python -m pip --disable-pip-version-check install -q -r requirements-llamaindex.txt 2>&1 | grep -v "^WARNING: Location" || true
 	@$(LLAMAINDEX_VENV)/bin/python -c "from llama_index.llms.openai_like import OpenAILike" || (echo "LlamaIndex install failed" >&2; exit 1)
+	@echo "installing the OpenAI Agents SDK (a test client) in its own venv: it needs websockets<17..."
+	@test -x $(AGENTS_VENV)/bin/python || $(PYTHON) -m venv $(AGENTS_VENV)
+	@$(AGENTS_VENV)/bin/python -m pip --disable-pip-version-check install -q -r requirements-agents.txt 2>&1 | grep -v "^WARNING: Location" || true
+	@$(AGENTS_VENV)/bin/python -c "from agents import Agent, Runner, function_tool" || (echo "OpenAI Agents SDK install failed" >&2; exit 1)
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -52,4 +57,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf $(VENV) $(LLAMAINDEX_VENV) .hub .pytest_cache
+	rm -rf $(VENV) $(LLAMAINDEX_VENV) $(AGENTS_VENV) .hub .pytest_cache

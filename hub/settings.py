@@ -180,10 +180,10 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "forget-rotated-secrets": {"task": "accounts.forget_rotated_secrets", "schedule": 3600.0},
+    "expire-responses": {"task": "accounts.expire_responses", "schedule": 3600.0},
     "rollup-usage": {"task": "accounts.rollup_usage", "schedule": env_int("HUB_ROLLUP_SECONDS", 300, min_value=1)},
     # Hourly although a report is monthly: a run with nothing to build is one query, and the in-process beat
     # counts from the hub's start, so a daily period could be missed by a hub restarted more often than that.
-    "expire-responses": {"task": "accounts.expire_responses", "schedule": 3600.0},
     "build-monthly-reports": {
         "task": "accounts.build_monthly_reports",
         "schedule": env_int("HUB_REPORTS_SECONDS", 3600, min_value=1),
@@ -268,10 +268,10 @@ if HUB_ENV == "prod":
 HUB_MAX_BODY_BYTES = env_int("HUB_MAX_BODY_BYTES", 8 * 1024 * 1024, min_value=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = HUB_MAX_BODY_BYTES
 # The speech routes' uploads (multipart/form-data): the audio file's limit, 25 MB as OpenAI's.
+HUB_MAX_AUDIO_BYTES = env_int("HUB_MAX_AUDIO_BYTES", 25 * 1024 * 1024, min_value=1024)
 # Stored Responses API answers (``store``, the default) are deleted this many days after they were made (OpenAI
 # keeps them 30); 0 keeps them until deleted.
 HUB_RESPONSES_RETENTION_DAYS = env_int("HUB_RESPONSES_RETENTION_DAYS", 30, min_value=0)
-HUB_MAX_AUDIO_BYTES = env_int("HUB_MAX_AUDIO_BYTES", 25 * 1024 * 1024, min_value=1024)
 # How long a verified key is cached; revocation and entitlement changes invalidate at once.
 HUB_AUTH_CACHE_SECONDS = env_int("HUB_AUTH_CACHE_SECONDS", 300, min_value=0)
 # Rate limits and budgets live in Redis (in this process without it). With Redis unreachable, requests through

@@ -1,8 +1,8 @@
 """The public API's OpenAPI document (drf-spectacular), served at ``/openapi.json``, ``/docs`` and ``/redoc``.
 
-drf-spectacular describes the DRF views (models, usage). The generation and audio routes are a Channels
-consumer that spectacular cannot see, so a post-processing hook adds them from ``GENERATION_PATHS`` and
-``SPEECH_PATHS``.
+drf-spectacular describes the DRF views (models, usage, stored responses). The generation, audio and
+``POST /responses`` routes are a Channels consumer that spectacular cannot see, so a post-processing hook adds
+them from ``GENERATION_PATHS``, ``SPEECH_PATHS`` and ``RESPONSES_PATHS``.
 Paths are written once, relative to the base URL; the document's ``servers`` are ``/v1``, ``/v2``
 and ``/vision``, which serve the same routes.
 """
@@ -13,6 +13,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse
 
 from hub.api.openapi_rerank import RERANK_SCHEMAS
+from hub.api.openapi_responses import RESPONSES_SCHEMAS
 from hub.api.openapi_schemas import SCHEMAS, ref
 from hub.api.paths import BASE_PATHS
 
@@ -137,6 +138,48 @@ SPEECH_PATHS = {
 }
 
 
+RESPONSE_EVENTS = (
+    "Server-sent events, each `event: <type>` and `data: <ResponseStreamEvent>` with its `sequence_number`, in this "
+    "order: `response.created`, `response.in_progress`; per output item `response.output_item.added`, then a "
+    "reasoning item's `response.reasoning_text.delta` ... `.done`, a message's `response.content_part.added`, "
+    "`response.output_text.delta` ... `.done`, `response.content_part.done`, or a function call's "
+    "`response.function_call_arguments.delta` ... `.done`, and `response.output_item.done`; last "
+    "`response.completed`, or `response.incomplete` (cut at `max_output_tokens`), or, when the deployment fails "
+    "mid-answer, `error` then `response.failed`. No `data: [DONE]`: the stream ends after the last event. An "
+    "external deployment's own events are relayed as they come, under the hub's response id."
+)
+
+
+def _responses() -> dict:
+    content = {
+        "application/json": {"schema": ref("ResponseObject")},
+        "text/event-stream": {"schema": {"type": "string", "description": RESPONSE_EVENTS}},
+    }
+    route = _post(
+        "Create response",
+        "OpenAI's Responses API on a `chat` or `vision` model. Our inference service runs it as a chat completion "
+        "(tools and `text.format` through the same grammars); an external deployment gets the Responses API "
+        "request itself, the stored conversation written into `input`, with `store: false`. "
+        "`previous_response_id` continues a stored response of the key's tenant; `store` (the default) keeps this "
+        "one for `GET /responses/{response_id}`, its input items and later turns, `HUB_RESPONSES_RETENTION_DAYS` "
+        "days (30 by default; 0: until deleted). Function tools only: built-in tools, `background`, "
+        "`conversation` and `prompt` are refused (400). Metered like a chat (route `responses`). With "
+        "`stream: true`: server-sent events (below), no `[DONE]`.",
+        "responses",
+        {"application/json": {"schema": ref("CreateResponseRequest")}},
+        content,
+    )
+    answers = route["post"]["responses"]
+    answers["404"] = {
+        **answers["404"],
+        "description": f"{ERROR_TEXT[404]} Or `not_found`: no stored response `previous_response_id` of this tenant.",
+    }
+    return route
+
+
+RESPONSES_PATHS = {"/responses": _responses()}
+
+
 class EdgeKeyScheme(OpenApiAuthenticationExtension):
     """The bearer API key the edge middleware verifies."""
 
@@ -159,9 +202,9 @@ def public_routes_once(endpoints):
 
 def add_generation_routes(result, generator, request, public):
     """Add the consumer's routes and the shared component schemas."""
-    result["paths"] = {**GENERATION_PATHS, **SPEECH_PATHS, **result.get("paths", {})}
+    result["paths"] = {**GENERATION_PATHS, **SPEECH_PATHS, **RESPONSES_PATHS, **result.get("paths", {})}
     components = result.setdefault("components", {})
-    components.setdefault("schemas", {}).update({**SCHEMAS, **RERANK_SCHEMAS})
+    components.setdefault("schemas", {}).update({**SCHEMAS, **RERANK_SCHEMAS, **RESPONSES_SCHEMAS})
     result["info"]["description"] = DESCRIPTION.strip()
     result["servers"] = [{"url": f"/{base}"} for base in BASE_PATHS]
     return result

@@ -103,6 +103,7 @@ class InputItemsView(_StoredView):
 class CancelView(_StoredView):
     @extend_schema(
         operation_id="cancel_response",
+        request=None,
         summary="Cancel a response",
         description="Only background responses can be cancelled, and this hub runs none: a stored response is "
         "answered 400, an unknown one 404. (A streamed response is cancelled by closing the stream.)",

@@ -1,5 +1,6 @@
-"""LangChain (``ChatOpenAI``, ``OpenAIEmbeddings``) and LlamaIndex (``OpenAILike``) as clients of a live hub,
-configured only with the hub's base URL, a key and our model names."""
+"""LangChain (``ChatOpenAI``, also on the Responses API, ``OpenAIEmbeddings``), LlamaIndex (``OpenAILike``) and the
+OpenAI Agents SDK (on the Responses API) as clients of a live hub, configured only with the hub's base URL, a key
+and our model names."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[2]
 LLAMAINDEX_PYTHON = ROOT / ".venv-llamaindex" / "bin" / "python"
+AGENTS_PYTHON = ROOT / ".venv-agents" / "bin" / "python"
 
 
 def test_langchain_chat_openai_invoke_stream_and_batch(hub):
@@ -69,3 +71,44 @@ def test_llamaindex_openai_like_chat_complete_stream_and_async(hub):
     metered = rows(4, route="chat/completions")
     assert len(metered) == 4 and sum(r.streamed for r in metered) == 1
     assert all(r.status_code == 200 and r.completion_tokens > 0 for r in metered)
+
+
+def test_langchain_chat_openai_on_the_responses_api(hub):
+    llm = ChatOpenAI(
+        model=CHAT, base_url=f"{hub.url}/v1", api_key=hub.everything.secret, max_tokens=12, temperature=0,
+        max_retries=0, use_responses_api=True,
+    )  # fmt: skip
+    answer = llm.invoke([("system", "Be brief."), ("human", "Say hello.")])
+    assert answer.text and answer.response_metadata["id"].startswith("resp_")
+    [row] = rows(route="responses")
+    assert (row.prompt_tokens, row.completion_tokens) == (
+        answer.usage_metadata["input_tokens"], answer.usage_metadata["output_tokens"],
+    )  # fmt: skip
+    parts = list(llm.stream("Count to three."))
+    assert "".join(p.text for p in parts)
+    [streamed] = rows(route="responses", streamed=True)
+    assert streamed.completion_tokens == sum((p.usage_metadata or {}).get("output_tokens", 0) for p in parts) > 0
+    city = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    weather = {"type": "function", "function": {"name": "get_weather", "description": "Weather.", "parameters": city}}
+    roomy = llm.model_copy(update={"max_tokens": 64})  # room for a whole call
+    called = roomy.bind_tools([weather], tool_choice="get_weather").invoke("Weather in Oslo?")
+    [call] = called.tool_calls
+    assert call["name"] == "get_weather" and set(call["args"]) == {"city"} and call["id"]
+
+
+def test_openai_agents_sdk_runs_an_agent_with_a_function_tool(hub):
+    run = subprocess.run(
+        [str(AGENTS_PYTHON), str(ROOT / "tests/e2e/clients/agents_client.py"), f"{hub.url}/v1",
+         hub.everything.secret, CHAT],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    # the tool was called (tool_choice "required"), its output went back to the model, which then answered
+    assert result["tool_calls"] and all(set(call) == {"city"} for call in result["tool_calls"])
+    assert result["items"][:2] == ["tool_call_item", "tool_call_output_item"]
+    assert result["items"][-1] == "message_output_item" and result["final_output"]
+    metered = rows(result["responses"], route="responses")
+    assert [(r.prompt_tokens, r.completion_tokens) for r in metered] == [
+        (u["input_tokens"], u["output_tokens"]) for u in result["usage"]
+    ]  # fmt: skip

@@ -1,0 +1,411 @@
+"""The OpenAPI component schemas of OpenAI's Responses API as the hub serves it: ``POST /responses`` (the gateway,
+``hub/api/responses_relay.py``) and the stored responses' routes (``hub/api/responses_views.py``). Their limits are
+``hub.api.validation``'s and ``hub.api.responses_input``'s."""
+
+from __future__ import annotations
+
+from hub.api import validation as v
+from hub.api.openapi_schemas import _BOOL, _INT, _NULLABLE_STR, _NUM, _STR, _TEXT, _obj, ref
+from hub.api.responses_input import EFFORTS, MAX_METADATA, ROLES
+
+_NULL = {"type": "null"}
+_NULLABLE_INT = {"type": ["integer", "null"]}
+_NAME = {**_STR, "minLength": 1, "maxLength": 64}
+_ID = {**_STR, "description": "Given by the hub when absent (`msg_...`, `fc_...`, `fco_...`, `rs_...`)."}
+_ITEM_STATUS = {"enum": ["in_progress", "completed", "incomplete"]}
+
+
+def _with_id(schema: dict) -> dict:
+    return {**schema, "required": [*schema["required"], "id"]}
+
+
+# --- content parts -----------------------------------------------------------------------------------------------
+
+_INPUT_TEXT = _obj({"type": {"const": "input_text"}, "text": _TEXT}, ("type", "text"))
+_INPUT_IMAGE = _obj(
+    {
+        "type": {"const": "input_image"},
+        "image_url": {**_STR, "description": "An http(s) URL or a data:image/...;base64 URL."},
+        "detail": {"enum": ["auto", "low", "high"], "default": "auto"},
+    },
+    ("type", "image_url"),
+    description="Vision models only. `file_id` (the Files API), `input_file` and `input_audio` are refused (400).",
+)
+_LOGPROB = _obj(
+    {
+        "token": _STR, "logprob": _NUM, "bytes": {"type": "array", "items": _INT},
+        "top_logprobs": {"type": "array", "items": _obj({"token": _STR, "logprob": _NUM, "bytes": {"type": "array"}})},
+    },
+    ("token", "logprob"),
+)  # fmt: skip
+_OUTPUT_TEXT = _obj(
+    {
+        "type": {"const": "output_text"},
+        "text": _STR,
+        "annotations": {"type": "array", "description": "Always empty from our inference service."},
+        "logprobs": {
+            "type": "array",
+            "items": _LOGPROB,
+            "description": 'Per token, with `top_logprobs` > 0 or `include: ["message.output_text.logprobs"]`.',
+        },
+    },
+    ("type", "text"),
+)
+_REFUSAL = _obj({"type": {"const": "refusal"}, "refusal": _STR}, ("type", "refusal"))
+
+# --- items -------------------------------------------------------------------------------------------------------
+
+_MESSAGE = _obj(
+    {
+        "type": {"const": "message", "description": "May be left out: an object with `role` is a message."},
+        "id": _ID,
+        "role": {"enum": list(ROLES)},
+        "content": {
+            "oneOf": [
+                _TEXT,
+                {"type": "array", "items": {"oneOf": [_INPUT_TEXT, _INPUT_IMAGE, _OUTPUT_TEXT, _REFUSAL]}},
+            ],
+            "description": "A string, or parts: `input_text` and `input_image`; an assistant's `output_text`.",
+        },
+        "status": _ITEM_STATUS,
+    },
+    ("role", "content"),
+)
+_FUNCTION_CALL = _obj(
+    {
+        "type": {"const": "function_call"},
+        "id": _ID,
+        "call_id": {**_STR, "minLength": 1, "description": "What the `function_call_output` answering it names."},
+        "name": _STR,
+        "arguments": {**_STR, "description": "A JSON object, serialised."},
+        "status": _ITEM_STATUS,
+    },
+    ("type", "call_id", "name", "arguments"),
+    description="A call the model made, as it came in the output.",
+)
+_FUNCTION_CALL_OUTPUT = _obj(
+    {
+        "type": {"const": "function_call_output"},
+        "id": _ID,
+        "call_id": {
+            **_STR,
+            "minLength": 1,
+            "description": "A `function_call`'s, earlier in the conversation (this input or the stored one); "
+            "400 otherwise: `No tool call found for function call output with call_id ...`.",
+        },
+        "output": {"oneOf": [_TEXT, {"type": "array", "items": {"oneOf": [_INPUT_TEXT, _INPUT_IMAGE]}}]},
+        "status": _ITEM_STATUS,
+    },
+    ("type", "call_id", "output"),
+    description="A function's result, given to the model as a `tool` message.",
+)
+_REASONING = _obj(
+    {
+        "type": {"const": "reasoning"},
+        "id": _ID,
+        "summary": {"type": "array", "items": _obj({"type": {"const": "summary_text"}, "text": _STR})},
+        "content": {"type": "array", "items": _obj({"type": {"const": "reasoning_text"}, "text": _STR})},
+        "status": _ITEM_STATUS,
+    },
+    ("type",),
+    description="A reasoning model's think block. Kept in the conversation, not shown to the model again.",
+)
+_ITEM_REFERENCE = _obj(
+    {"type": {"const": "item_reference"}, "id": _STR},
+    ("type", "id"),
+    description="An item of the stored conversation (`previous_response_id`) or earlier in this input, by id.",
+)
+_ITEM = {"oneOf": [_with_id(_MESSAGE), _with_id(_FUNCTION_CALL), _with_id(_FUNCTION_CALL_OUTPUT), _with_id(_REASONING)]}
+_OUTPUT_ITEM = {
+    "oneOf": [
+        _obj(
+            {
+                "type": {"const": "message"},
+                "id": _STR,
+                "role": {"const": "assistant"},
+                "content": {"type": "array", "items": {"oneOf": [_OUTPUT_TEXT, _REFUSAL]}},
+                "status": _ITEM_STATUS,
+            },
+            ("type", "id", "role", "content", "status"),
+            description="The answer's text: one `output_text` part.",
+        ),
+        _with_id(_FUNCTION_CALL),
+        _with_id(_REASONING),
+    ],
+    "description": "In the order the model wrote them: the think block (`reasoning`), the text (`message`), each "
+    "tool call (`function_call`, its `call_id` the one to answer).",
+}
+
+# --- request fields ----------------------------------------------------------------------------------------------
+
+_TOOL = _obj(
+    {
+        "type": {"const": "function"},
+        "name": _NAME,
+        "description": _STR,
+        "parameters": {"type": "object", "description": "A JSON Schema (default: no parameters)."},
+        "strict": {
+            **_BOOL,
+            "default": True,
+            "description": "The arguments are enforced by a grammar to follow `parameters` (true by default, as in "
+            "OpenAI's Responses API; chat completions' default is false).",
+        },
+    },
+    ("type", "name"),
+    description="A function, in the Responses API's flat shape. Built-in tools (`web_search`, `file_search`, "
+    "`computer_use_preview`, `code_interpreter`, `image_generation`, `mcp`, `local_shell`, `custom`...) are refused: "
+    "400 `unsupported_tool`.",
+)
+_NAMED = _obj({"type": {"const": "function"}, "name": _STR}, ("type", "name"))
+_TOOL_CHOICE = {
+    "oneOf": [
+        {"enum": ["auto", "none", "required"]},
+        _NAMED,
+        _obj(
+            {
+                "type": {"const": "allowed_tools"},
+                "mode": {"enum": ["auto", "required"], "default": "auto"},
+                "tools": {
+                    "type": "array",
+                    "items": _obj({"type": {"const": "function"}, "name": _STR}, ("name",)),
+                    "minItems": 1,
+                    "maxItems": v.MAX_TOOLS,
+                },
+            },
+            ("type", "tools"),
+        ),
+    ],
+    "description": "Default `auto`. A named function (or each of `allowed_tools`, which narrows `tools` to them) "
+    "must be in `tools`; `required` and named calls are enforced.",
+}
+_TEXT_FORMAT = {
+    "oneOf": [
+        _obj({"type": {"enum": ["text", "json_object"]}}, ("type",)),
+        _obj(
+            {
+                "type": {"const": "json_schema"},
+                "name": _NAME,
+                "schema": {"type": "object"},
+                "strict": _BOOL,
+                "description": _STR,
+            },
+            ("type", "name", "schema"),
+        ),
+    ],
+    "description": "The answer is enforced by a grammar (llguidance) to be this JSON, as chat's `response_format`.",
+}
+_EFFORT = {"enum": [*EFFORTS, None]}
+
+_USAGE = _obj(
+    {
+        "input_tokens": _INT,
+        "input_tokens_details": _obj(
+            {
+                "cached_tokens": {**_INT, "description": "Found in the deployment's prefix cache."},
+                "cache_write_tokens": {**_INT, "description": "Computed afresh (then held by the prefix cache)."},
+            },
+            ("cached_tokens",),
+            description="Both already in `input_tokens`.",
+        ),
+        "output_tokens": _INT,
+        "output_tokens_details": _obj(
+            {"reasoning_tokens": _INT},
+            ("reasoning_tokens",),
+            description="A reasoning model's think block; already in `output_tokens`.",
+        ),
+        "total_tokens": _INT,
+    },
+    ("input_tokens", "input_tokens_details", "output_tokens", "output_tokens_details", "total_tokens"),
+    description="Counted by the model's tokenizer, never estimated; the hub meters exactly these (route `responses`).",
+)
+
+RESPONSES_SCHEMAS: dict[str, dict] = {
+    "CreateResponseRequest": _obj(
+        {
+            "model": {**_STR, "description": "A `chat` or `vision` model the key is entitled to."},
+            "input": {
+                "oneOf": [
+                    _TEXT,
+                    {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": v.MAX_MESSAGES,
+                        "items": {
+                            "oneOf": [_MESSAGE, _FUNCTION_CALL, _FUNCTION_CALL_OUTPUT, _REASONING, _ITEM_REFERENCE]
+                        },
+                    },
+                ],
+                "description": "A string (one user message), or items. They follow the stored conversation of "
+                "`previous_response_id`, if any.",
+            },
+            "instructions": {
+                **_TEXT,
+                "description": "A system message before the context; not carried to responses that continue this one.",
+            },
+            "previous_response_id": {
+                **_STR,
+                "maxLength": v.MAX_USER_CHARS,
+                "description": "A stored response of the key's tenant: its whole context (inputs and outputs) comes "
+                "before `input`. 404 when there is none (another tenant's id included).",
+            },
+            "store": {
+                **_BOOL,
+                "default": True,
+                "description": "Keep the response for `GET /responses/{response_id}`, its input items and "
+                "`previous_response_id`, `HUB_RESPONSES_RETENTION_DAYS` days (30 by default; 0: until deleted).",
+            },
+            "stream": {**_BOOL, "default": False, "description": "Server-sent events (see the route); no `[DONE]`."},
+            "max_output_tokens": {**_INT, "minimum": 1, "description": "At most the model's `max_output_length`."},
+            "temperature": {**_NUM, "minimum": 0, "maximum": 2, "default": 1},
+            "top_p": {**_NUM, "minimum": 0, "maximum": 1, "default": 1},
+            "top_logprobs": {
+                **_INT,
+                "minimum": 0,
+                "maximum": v.MAX_TOP_LOGPROBS,
+                "description": "The most likely tokens at each position, in `output_text.logprobs`.",
+            },
+            "tools": {"type": "array", "items": _TOOL, "maxItems": v.MAX_TOOLS},
+            "tool_choice": _TOOL_CHOICE,
+            "parallel_tool_calls": {**_BOOL, "default": True},
+            "max_tool_calls": {
+                **_INT,
+                "minimum": 1,
+                "description": "Echoed and passed to an external deployment; our inference service does not apply it.",
+            },
+            "text": _obj({"format": _TEXT_FORMAT}),
+            "reasoning": _obj(
+                {
+                    "effort": {
+                        **_EFFORT,
+                        "description": "`none` turns a reasoning model's thinking off (Qwen3: `enable_thinking: "
+                        "false`); the other values are echoed (and passed to an external deployment).",
+                    },
+                    "summary": _NULLABLE_STR,
+                }
+            ),
+            "include": {
+                "type": "array",
+                "items": _STR,
+                "description": "`message.output_text.logprobs` adds the tokens' logprobs to `output_text`.",
+            },
+            "truncation": {
+                "enum": ["auto", "disabled"],
+                "default": "disabled",
+                "description": "Our inference service never drops items: a context over the model's length is a 400 "
+                "`context_length_exceeded` either way. Passed to an external deployment.",
+            },
+            "metadata": {
+                "type": "object",
+                "maxProperties": MAX_METADATA,
+                "propertyNames": {"maxLength": 64},
+                "additionalProperties": {**_STR, "maxLength": 512},
+                "description": "Kept with the response, echoed.",
+            },
+            "user": {**_STR, "maxLength": v.MAX_USER_CHARS},
+            "safety_identifier": {**_STR, "maxLength": v.MAX_USER_CHARS, "description": "Echoed."},
+            "prompt_cache_key": {**_STR, "maxLength": v.MAX_USER_CHARS, "description": "Echoed."},
+            "background": {
+                "enum": [False, None],
+                "description": "`true` is refused (400 `unsupported_parameter`): this hub runs no background "
+                "responses; stream instead.",
+            },
+            "conversation": {
+                **_NULL,
+                "description": "Refused (400 `unsupported_parameter`): use `previous_response_id`, or send the input.",
+            },
+            "prompt": {**_NULL, "description": "Reusable prompts: refused (400 `unsupported_parameter`)."},
+        },
+        ("model", "input"),
+    ),
+    "ResponseObject": _obj(
+        {
+            "id": {**_STR, "description": "`resp_...`"},
+            "object": {"const": "response"},
+            "created_at": _INT,
+            "completed_at": _NULLABLE_INT,
+            "status": {
+                "enum": ["in_progress", "completed", "incomplete", "failed"],
+                "description": "`incomplete`: cut at `max_output_tokens` (or by a content filter); `failed`: the "
+                "deployment failed mid-answer (streams only: a non-streamed answer is then a 502).",
+            },
+            "error": {"oneOf": [_obj({"code": _STR, "message": _STR}, ("code", "message")), _NULL]},
+            "incomplete_details": {
+                "oneOf": [_obj({"reason": {"enum": ["max_output_tokens", "content_filter"]}}, ("reason",)), _NULL]
+            },
+            "model": _STR,
+            "output": {"type": "array", "items": _OUTPUT_ITEM},
+            "usage": {**_USAGE, "description": f"{_USAGE['description']} Absent until the response ends."},
+            "instructions": _NULLABLE_STR,
+            "max_output_tokens": _NULLABLE_INT,
+            "max_tool_calls": _NULLABLE_INT,
+            "parallel_tool_calls": _BOOL,
+            "previous_response_id": _NULLABLE_STR,
+            "temperature": _NUM,
+            "top_p": _NUM,
+            "top_logprobs": _INT,
+            "tool_choice": _TOOL_CHOICE,
+            "tools": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "type": {"const": "function"},
+                        "name": _STR,
+                        "description": _NULLABLE_STR,
+                        "parameters": {"type": ["object", "null"]},
+                        "strict": _BOOL,
+                    },
+                    ("type", "name"),
+                ),
+            },
+            "text": _obj({"format": _TEXT_FORMAT, "verbosity": _STR}),
+            "reasoning": _obj({"effort": _EFFORT, "summary": _NULLABLE_STR}),
+            "truncation": {"enum": ["auto", "disabled"]},
+            "metadata": {"type": "object", "additionalProperties": _STR},
+            "store": _BOOL,
+            "background": _BOOL,
+            "user": {**_STR, "description": "Present when the request gave one."},
+            "safety_identifier": _NULLABLE_STR,
+            "prompt_cache_key": _NULLABLE_STR,
+            "service_tier": _STR,
+        },
+        ("id", "object", "created_at", "status", "model", "output"),
+        description="The request's fields are echoed (with OpenAI's defaults); `store` and `previous_response_id` "
+        "are the hub's, also for an external deployment's answer.",
+    ),
+    "ResponseStreamEvent": _obj(
+        {
+            "type": {**_STR, "description": "Also the event's SSE `event:` name."},
+            "sequence_number": _INT,
+            "response": ref("ResponseObject"),
+            "output_index": _INT,
+            "item_id": _STR,
+            "content_index": _INT,
+            "item": _OUTPUT_ITEM,
+            "part": _OUTPUT_TEXT,
+            "delta": _STR,
+            "text": _STR,
+            "arguments": _STR,
+            "name": _STR,
+            "logprobs": {"type": "array", "items": _LOGPROB},
+            "code": _NULLABLE_STR,
+            "message": _STR,
+            "param": _NULLABLE_STR,
+        },
+        ("type", "sequence_number"),
+        description="One `data:` of a Responses API stream, with the fields its `type` has: `response` (the "
+        "response so far) in `response.created`, `.in_progress`, `.completed`, `.incomplete` and `.failed`.",
+    ),
+    "ResponseDeleted": _obj(
+        {"id": _STR, "object": {"const": "response.deleted"}, "deleted": {"const": True}}, ("id", "object", "deleted")
+    ),
+    "ResponseItemList": _obj(
+        {
+            "object": {"const": "list"},
+            "data": {"type": "array", "items": _ITEM, "description": "Item references resolved, each with its `id`."},
+            "has_more": _BOOL,
+            "first_id": _NULLABLE_STR,
+            "last_id": _NULLABLE_STR,
+        },
+        ("object", "data", "has_more", "first_id", "last_id"),
+    ),
+}
