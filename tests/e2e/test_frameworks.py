@@ -21,6 +21,16 @@ LLAMAINDEX_PYTHON = ROOT / ".venv-llamaindex" / "bin" / "python"
 AGENTS_PYTHON = ROOT / ".venv-agents" / "bin" / "python"
 
 
+def run_client(python: Path, script: str, hub) -> dict:
+    """A client in its own venv (``tests/e2e/clients/<script>``) against the hub; the JSON it printed last."""
+    run = subprocess.run(
+        [str(python), str(ROOT / "tests/e2e/clients" / script), f"{hub.url}/v1", hub.everything.secret, CHAT],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
 def test_langchain_chat_openai_invoke_stream_and_batch(hub):
     llm = ChatOpenAI(
         model=CHAT, base_url=f"{hub.url}/v1", api_key=hub.everything.secret, max_tokens=12, temperature=0,
@@ -58,13 +68,7 @@ def test_langchain_openai_embeddings(hub):
 
 
 def test_llamaindex_openai_like_chat_complete_stream_and_async(hub):
-    run = subprocess.run(
-        [str(LLAMAINDEX_PYTHON), str(ROOT / "tests/e2e/clients/llamaindex_client.py"), f"{hub.url}/v1",
-         hub.everything.secret, CHAT],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(run.stdout.strip().splitlines()[-1])
+    result = run_client(LLAMAINDEX_PYTHON, "llamaindex_client.py", hub)
     assert result["chat"] and result["complete"] and result["achat"]
     assert "".join(result["stream"]) and len(result["stream"]) > 1
     assert result["chat_usage"]["completion_tokens"] > 0
@@ -97,13 +101,7 @@ def test_langchain_chat_openai_on_the_responses_api(hub):
 
 
 def test_openai_agents_sdk_runs_an_agent_with_a_function_tool(hub):
-    run = subprocess.run(
-        [str(AGENTS_PYTHON), str(ROOT / "tests/e2e/clients/agents_client.py"), f"{hub.url}/v1",
-         hub.everything.secret, CHAT],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(run.stdout.strip().splitlines()[-1])
+    result = run_client(AGENTS_PYTHON, "agents_client.py", hub)
     # the tool was called (tool_choice "required"), its output went back to the model, which then answered
     assert result["tool_calls"] and all(set(call) == {"city"} for call in result["tool_calls"])
     assert result["items"][:2] == ["tool_call_item", "tool_call_output_item"]

@@ -6,9 +6,6 @@ conversation written out, the hub's id and name on the answer, stored and metere
 from __future__ import annotations
 
 import json
-import threading
-import time
-from contextlib import contextmanager
 
 import httpx
 import openai
@@ -19,7 +16,6 @@ from accounts.limits import Limits
 from accounts.models import ModelKind, StoredResponse
 from tests.openai_spec import assert_valid
 from tests.support.live import FAKE_CHAT, chat_upstream, rows
-from tests.support.processes import free_port
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -100,27 +96,6 @@ def test_reasoning_comes_back_as_a_reasoning_item(hub, thinker):
     assert thinker[1]["chat_template_kwargs"] == {"enable_thinking": False}  # effort "none": thinking off
 
 
-@contextmanager
-def responses_upstream(endpoint):
-    """An external deployment that serves the Responses API itself (``/v1/responses``)."""
-    import uvicorn
-    from starlette.applications import Starlette
-    from starlette.routing import Route
-
-    port = free_port()
-    app = Starlette(routes=[Route("/v1/responses", endpoint, methods=["POST"])])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
 def _native_answer(body: dict) -> dict:
     text = f"{len(body['input'])} items"
     return {"id": "resp_upstream", "object": "response", "created_at": 1, "status": "completed", "model": "up-model",
@@ -158,7 +133,7 @@ def native():
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
-    with responses_upstream(responses) as url:
+    with chat_upstream(responses, "responses") as url:
         services.register_model("native", ModelKind.CHAT, max_sequence_length=4096, max_output_length=64,
                                 deployment_url=url, upstream_api_key="sk-up", external=True)  # fmt: skip
         yield received

@@ -79,15 +79,16 @@ def barrier(hub) -> None:
 
 
 @contextmanager
-def chat_upstream(endpoint):
+def chat_upstream(endpoint, route: str = "chat/completions"):
     """A fake deployment (for the gateway's own behaviour) on a loopback port: ``endpoint``, a Starlette endpoint,
-    serves ``/v1/chat/completions``; yields the base URL to register."""
+    serves ``/v1/<route>`` (chat completions, or the Responses API of an external one); yields the base URL to
+    register."""
     import uvicorn
     from starlette.applications import Starlette
     from starlette.routing import Route
 
     port = free_port()
-    app = Starlette(routes=[Route("/v1/chat/completions", endpoint, methods=["POST"])])
+    app = Starlette(routes=[Route(f"/v1/{route}", endpoint, methods=["POST"])])
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
