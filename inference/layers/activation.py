@@ -10,9 +10,16 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def sigmoid(x: torch.Tensor) -> torch.Tensor:
+    """1 / (1 + exp(-x)), elementwise, each element's value the same wherever it lies in the tensor. (torch.sigmoid
+    on the CPU computes a tail of the flat tensor on another path that rounds differently, on some CPUs: a token's
+    gate would depend on how many tokens share its step. exp, add and the reciprocal do not.)"""
+    return torch.reciprocal(1 + torch.exp(-x))
+
+
 def quick_gelu(x: torch.Tensor) -> torch.Tensor:
     """HF "quick_gelu" (CLIP): x * sigmoid(1.702 x)."""
-    return x * torch.sigmoid(1.702 * x)
+    return x * sigmoid(1.702 * x)
 
 
 # HF `hidden_act` / `hidden_activation` names -> function. "gelu" is the exact (erf) GELU;

@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from inference.layers.activation import sigmoid
+
 SCORINGS = ("softmax", "sigmoid")
 # HF hidden_act -> the fused kernel's activation
 _ACTIVATIONS = {"silu": "silu", "swish": "silu", "gelu_pytorch_tanh": "gelu_tanh", "gelu_new": "gelu_tanh"}
@@ -35,7 +37,7 @@ def route(
     if scoring not in SCORINGS:
         raise ValueError(f"scoring {scoring!r} is not supported ({', '.join(SCORINGS)})")
     logits = router_logits.float()
-    scores = logits.softmax(dim=-1) if scoring == "softmax" else logits.sigmoid()
+    scores = logits.softmax(dim=-1) if scoring == "softmax" else sigmoid(logits)
     if groups is not None:
         n_group, topk_group = groups
         best = scores.view(scores.shape[0], n_group, -1).amax(dim=-1)  # [T, n_group]

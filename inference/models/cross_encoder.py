@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from inference.layers.activation import sigmoid
 from inference.layers.linear import load_hf_weights
 from inference.models.bert import PACKED_MODULES, BertModel
 from inference.models.bert_config import BertConfig
@@ -76,7 +77,7 @@ class XLMRobertaClassifierConfig(_ClassifierFields, XLMRobertaConfig):
 
 
 def activate(logits: torch.Tensor, activation: str) -> torch.Tensor:
-    return torch.sigmoid(logits) if activation == "sigmoid" else logits
+    return sigmoid(logits) if activation == "sigmoid" else logits
 
 
 class _CrossEncoder:

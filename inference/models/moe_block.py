@@ -9,7 +9,7 @@ import re
 import torch
 from torch import nn
 
-from inference.layers.moe import FusedMoE, route
+from inference.layers.moe import FusedMoE, route, sigmoid
 from inference.layers.norm import RMSNorm
 from inference.models.llama import LlamaAttention, LlamaDecoderLayer, LlamaMLP
 from inference.models.moe_config import MoEConfig
@@ -34,7 +34,7 @@ class SparseMoeBlock(nn.Module):
         weights, ids = route(self.gate(x), self.top_k, self.renormalize)
         out = self.experts(x, weights, ids)
         if self.shared_expert is not None:
-            out = out + torch.sigmoid(self.shared_expert_gate(x)) * self.shared_expert(x)
+            out = out + sigmoid(self.shared_expert_gate(x)) * self.shared_expert(x)
         return out
 
 
