@@ -261,7 +261,7 @@ if HUB_ENV == "prod":
         USE_X_FORWARDED_HOST = env_bool("HUB_USE_X_FORWARDED_HOST", False)
     # Redirect plain HTTP to HTTPS (off by default: health probes and the proxy's own checks often speak HTTP).
     SECURE_SSL_REDIRECT = env_bool("HUB_SSL_REDIRECT", False)
-    SECURE_REDIRECT_EXEMPT = [r"^health$"]
+    SECURE_REDIRECT_EXEMPT = [r"^health$", r"^ready$"]
 
 # --- the public API -----------------------------------------------------------------------
 # Bodies above this are refused with 413 before they are read in full.

@@ -10,6 +10,7 @@ from hub.api.urls import api_patterns
 urlpatterns = [
     path("", RedirectView.as_view(url="/console/", permanent=False), name="home"),
     path("health", views.health, name="health"),
+    path("ready", views.ready, name="ready"),
     path("console/", include("hub.console.urls")),
     path("admin/", admin.site.urls),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),

@@ -267,6 +267,12 @@ def test_every_api_response_has_a_request_id(live_hub, acme_key):
     assert echoed.headers["x-request-id"] == "client-trace-0001"
 
 
-def test_health(live_hub, db):
-    body = httpx.get(f"{live_hub.url}/health").json()
-    assert body == {"status": "ok", "database": "ok", "cache": "ok"}
+def test_health_and_readiness(live_hub, db):
+    assert httpx.get(f"{live_hub.url}/health").json() == {"status": "ok"}
+    ready = httpx.get(f"{live_hub.url}/ready")
+    assert ready.status_code == 200
+    body = ready.json()
+    assert {k: body[k] for k in ("status", "database", "redis", "cache", "catalog")} == {
+        "status": "ok", "database": "ok", "redis": "ok", "cache": "ok", "catalog": "ok",
+    }  # fmt: skip
+    assert body["models"] >= 0 and body["deployments"] >= 0

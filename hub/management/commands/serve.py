@@ -65,6 +65,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--no-bootstrap", action="store_true", help="skip migrations and demo set-up")
         parser.add_argument(
+            "--workers",
+            type=int,
+            default=env_int("HUB_WORKERS", 1, min_value=1),
+            help="hub processes on this host (uvicorn's workers; default HUB_WORKERS or 1). Each holds its own "
+            "database pool of up to HUB_DB_POOL_MAX_SIZE connections: hosts x workers x pool size must stay "
+            "under PostgreSQL's max_connections",
+        )
+        parser.add_argument(
             "--with-inference",
             action="store_true",
             help="start the inference service (python -m inference serve) beside the hub and sync its models",
@@ -108,7 +116,11 @@ class Command(BaseCommand):
                 f"set HUB_INFERENCE_URL to a free one, e.g. HUB_INFERENCE_URL={moved} make run"
             )
 
-    def handle(self, no_bootstrap, with_inference, **options):
+    def handle(self, no_bootstrap, with_inference, workers, **options):
+        if workers < 1:
+            raise CommandError("--workers must be at least 1")
+        if workers > 1 and not settings.REDIS_URL:  # limits and the auth cache's invalidation live in Redis
+            raise CommandError("--workers > 1 needs HUB_REDIS_URL: the hub processes share limits through Redis")
         base_url = settings.HUB_PUBLIC_URL.rstrip("/") + "/v1"
         inference_url = env_str("HUB_INFERENCE_URL", "http://127.0.0.1:8100/v1").rstrip("/")
         self.check_ports(inference_url, with_inference)
@@ -172,6 +184,7 @@ class Command(BaseCommand):
                 lifespan="off",
                 log_level=settings.LOG_LEVEL.lower(),
                 proxy_headers=True,
+                workers=workers,  # > 1: uvicorn's supervisor forks them (each imports hub.asgi itself)
             )
         finally:
             if beat is not None:

@@ -1,0 +1,96 @@
+"""The hub's processes as an operator runs them: ``manage.py serve --workers N`` (uvicorn's workers, all serving
+one port, limits shared through Redis), refused without Redis; ``/health`` (liveness) and ``/ready`` (readiness:
+the database migrated, Redis, the cache, the catalog) with each dependency's state."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from accounts import services
+from accounts.limits import Limits
+from accounts.models import ModelKind
+from tests.support.hub import database_url_for_subprocess, start_hub, stop_hub
+from tests.support.live import FAKE_CHAT, rows
+from tests.support.processes import ROOT, free_port
+
+pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def _workers(pid: int, count: int, timeout: float = 30) -> list[int]:
+    """uvicorn's worker processes under the hub's supervisor (multiprocessing's helpers aside)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        workers = [c for c in _children(pid) if "multiprocessing.spawn" in Path(f"/proc/{c}/cmdline").read_text()
+                   and "resource_tracker" not in Path(f"/proc/{c}/cmdline").read_text()]  # fmt: skip
+        if len(workers) >= count or time.monotonic() > deadline:
+            return workers
+        time.sleep(0.2)
+
+
+def test_two_workers_serve_one_port_and_share_the_limits(live_hub, fake):
+    services.register_model(FAKE_CHAT, ModelKind.CHAT, max_sequence_length=4096, max_output_length=256,
+                            deployment_url=fake.url)  # fmt: skip
+    tenant = services.create_tenant("acme", "Acme")
+    services.grant_models(tenant, [FAKE_CHAT])
+    issued = services.issue_key(tenant, name="limited")
+    services.set_limits(issued.key, Limits(rpm=10))
+    env = {"HUB_DATABASE_URL": database_url_for_subprocess()}
+    process, url = start_hub(env, "--no-bootstrap", "--workers", "2")
+    try:
+        assert len(_workers(process.pid, 2)) == 2
+        assert httpx.get(f"{url}/ready", timeout=10).status_code == 200
+        headers = {"authorization": f"Bearer {issued.secret}"}
+
+        body = {"model": FAKE_CHAT, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
+
+        def call(_: int) -> int:  # new connections: the kernel spreads them over both workers' accepts
+            with httpx.Client(timeout=30) as client:
+                return client.post(f"{url}/v1/chat/completions", headers=headers, json=body).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(call, range(16)))
+        # the per-minute limit held across both processes: exactly 10 through, the rest refused
+        assert sorted(statuses) == [200] * 10 + [429] * 6
+        assert len(rows(10, route="chat/completions")) == 10  # each metered once
+    finally:
+        output = stop_hub(process)
+    assert "Traceback" not in output, output
+
+
+def test_several_workers_need_redis():
+    env = {k: v for k, v in os.environ.items() if k != "HUB_REDIS_URL"}
+    env.update(HUB_DATABASE_URL=database_url_for_subprocess(), HUB_PORT=str(free_port()), HUB_HOST="127.0.0.1")
+    result = subprocess.run([sys.executable, "manage.py", "serve", "--no-bootstrap", "--workers", "2"], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode != 0
+    assert "--workers > 1 needs HUB_REDIS_URL" in result.stderr
+
+
+def test_readiness_names_what_is_down(live_hub):
+    # liveness needs nothing; readiness fails, naming Redis, while Redis is unreachable
+    env = {"HUB_DATABASE_URL": database_url_for_subprocess(), "HUB_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+           "HUB_CELERY_EAGER": "true"}  # fmt: skip
+    process, url = start_hub(env, "--no-bootstrap")
+    try:
+        assert httpx.get(f"{url}/health").json() == {"status": "ok"}
+        ready = httpx.get(f"{url}/ready", timeout=30)
+        assert ready.status_code == 503
+        body = ready.json()
+        assert body["status"] == "unavailable" and body["redis"].startswith("error") and body["database"] == "ok"
+    finally:
+        stop_hub(process)
