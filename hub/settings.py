@@ -272,6 +272,9 @@ HUB_MAX_AUDIO_BYTES = env_int("HUB_MAX_AUDIO_BYTES", 25 * 1024 * 1024, min_value
 # Stored Responses API answers (``store``, the default) are deleted this many days after they were made (OpenAI
 # keeps them 30); 0 keeps them until deleted.
 HUB_RESPONSES_RETENTION_DAYS = env_int("HUB_RESPONSES_RETENTION_DAYS", 30, min_value=0)
+# A stopping hub process lets its streams run this long, then ends them with an error event (metered); uvicorn
+# closes what is left HUB_SHUTDOWN_GRACE_SECONDS + 5 s after the signal.
+HUB_SHUTDOWN_GRACE_SECONDS = env_float("HUB_SHUTDOWN_GRACE_SECONDS", 10.0, min_value=0.0)
 # How long a verified key is cached; revocation and entitlement changes invalidate at once.
 HUB_AUTH_CACHE_SECONDS = env_int("HUB_AUTH_CACHE_SECONDS", 300, min_value=0)
 # Rate limits and budgets live in Redis (in this process without it). With Redis unreachable, requests through

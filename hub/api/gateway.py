@@ -46,6 +46,7 @@ from django.utils import timezone
 
 from accounts import metering, pricing
 from accounts.models import ModelKind
+from hub import shutdown
 from hub.api import errors, validation
 from hub.api.affinity import prefix_key
 from hub.api.edge import EdgeContext
@@ -309,6 +310,7 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
     async def _serve(self) -> None:
         ctx: EdgeContext = self.scope["hub"]
         route = self.route()
+        shutdown.watch()
         try:
             if self.scope["method"] != "POST":
                 raise errors.MethodNotAllowed(self.scope["method"], self.scope["path"], ["POST"])
@@ -475,6 +477,8 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
                     complete = True  # the whole answer is relayed: a client that now hangs up aborted nothing
                     await self._event("[DONE]")
                     break
+                if shutdown.over():
+                    raise shutdown.ShuttingDown
                 chunk = json.loads(data)
                 if "error" in chunk:
                     meter.status = 502
@@ -505,6 +509,9 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
                 meter.aborted = True
                 meter.status = 499  # client closed the request (nginx's code): it was not an error of ours
             raise
+        except shutdown.ShuttingDown:
+            meter.status = 503
+            await self._error(errors.ServiceUnavailable(shutdown.ShuttingDown.message))
         except (httpx.TransportError, ValueError) as exc:
             log.warning("upstream stream of %s failed: %s", model_id, exc)
             meter.status, meter.upstream_broke = 502, isinstance(exc, httpx.TransportError)

@@ -23,6 +23,7 @@ from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
 from accounts import responses as stored
+from hub import shutdown
 from hub.api import errors
 from hub.api.relay_common import error_from_upstream, has_output, sse_lines
 from hub.api.responses_chat import chat_body, response_param
@@ -150,6 +151,8 @@ class ResponsesRelay:
                 data = line[5:].strip()
                 if data == "[DONE]":
                     break
+                if shutdown.over():
+                    raise shutdown.ShuttingDown
                 chunk = json.loads(data)
                 if "error" in chunk:  # the service failed mid-answer
                     raise _Broken(str((chunk["error"] or {}).get("message") or "The model failed."))
@@ -172,6 +175,12 @@ class ResponsesRelay:
             if not complete:
                 meter.aborted, meter.status = True, 499
             raise
+        except shutdown.ShuttingDown:
+            meter.status = 503
+            if not stream:
+                raise errors.ServiceUnavailable(shutdown.ShuttingDown.message) from None
+            await self._events(builder.fail(shutdown.ShuttingDown.message))
+            await self._end_stream()
         except (httpx.TransportError, ValueError, _Broken) as exc:
             log.warning("upstream stream of %s failed: %s", self.plan.model_id, exc)
             meter.status, meter.upstream_broke = 502, isinstance(exc, httpx.TransportError)
@@ -208,6 +217,8 @@ class ResponsesRelay:
             async for line in sse_lines(response):
                 if not line.startswith("data:") or line[5:].strip() == "[DONE]":
                     continue
+                if shutdown.over():
+                    raise shutdown.ShuttingDown
                 event = json.loads(line[5:].strip())
                 if isinstance(event.get("response"), dict):
                     self._rename(event["response"])
@@ -226,7 +237,7 @@ class ResponsesRelay:
             if not complete:
                 meter.aborted, meter.status = True, 499
             raise
-        except (httpx.TransportError, ValueError) as exc:
+        except (httpx.TransportError, ValueError, shutdown.ShuttingDown) as exc:
             log.warning("upstream stream of %s failed: %s", self.plan.model_id, exc)
             meter.status, meter.upstream_broke = 502, isinstance(exc, httpx.TransportError)
             error = {"type": "error", "code": "server_error", "param": None, "sequence_number": 0,

@@ -4,6 +4,7 @@ the database migrated, Redis, the cache, the catalog) with each dependency's sta
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -94,3 +95,35 @@ def test_readiness_names_what_is_down(live_hub):
         assert body["status"] == "unavailable" and body["redis"].startswith("error") and body["database"] == "ok"
     finally:
         stop_hub(process)
+
+
+def test_a_stopping_hub_ends_its_streams_with_an_error_event_and_meters_them(live_hub, fake):
+    services.register_model(FAKE_CHAT, ModelKind.CHAT, max_sequence_length=4096, max_output_length=256,
+                            deployment_url=fake.url)  # fmt: skip
+    tenant = services.create_tenant("acme", "Acme")
+    services.grant_models(tenant, [FAKE_CHAT])
+    issued = services.issue_key(tenant, name="k")
+    fake.chunk_delay, fake.default_tokens = 0.1, 200  # a 20-second stream
+    env = {"HUB_DATABASE_URL": database_url_for_subprocess(), "HUB_SHUTDOWN_GRACE_SECONDS": "1"}
+    process, url = start_hub(env, "--no-bootstrap")
+    body = {"model": FAKE_CHAT, "messages": [{"role": "user", "content": "Hi"}], "stream": True,
+            "stream_options": {"include_usage": True, "continuous_usage_stats": True}}  # fmt: skip
+    events, started = [], time.monotonic()
+    try:
+        with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=60,
+                          headers={"authorization": f"Bearer {issued.secret}"}) as response:  # fmt: skip
+            request_id = response.headers["x-request-id"]
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    events.append(line[6:])
+                    if len(events) == 5:
+                        process.terminate()  # SIGTERM, as Kubernetes and `docker stop` send it
+    finally:
+        output = stop_hub(process)
+        fake.chunk_delay, fake.default_tokens = 0.0, 64
+    *chunks, last = [json.loads(e) for e in events if e != "[DONE]"]
+    assert last["error"]["code"] == "service_unavailable" and "shutting down" in last["error"]["message"]
+    assert "[DONE]" not in events and time.monotonic() - started < 15  # ended at the grace period, not the answer
+    [row] = rows(request_id=request_id)
+    assert row.status_code == 503 and row.completion_tokens == chunks[-1]["usage"]["completion_tokens"] > 0
+    assert "Traceback" not in output, output

@@ -185,6 +185,8 @@ class Command(BaseCommand):
                 log_level=settings.LOG_LEVEL.lower(),
                 proxy_headers=True,
                 workers=workers,  # > 1: uvicorn's supervisor forks them (each imports hub.asgi itself)
+                # streams in flight end with an error event at the grace period's end (hub/shutdown.py): then close
+                timeout_graceful_shutdown=settings.HUB_SHUTDOWN_GRACE_SECONDS + 5,
             )
         finally:
             if beat is not None:
