@@ -250,6 +250,7 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
     channel_layer_alias = "gateway-needs-no-channel-layer"
     task: asyncio.Task | None = None
     headers_sent = False
+    answered = False  # the whole answer has been sent (what is left is metering)
     limit_headers: list[tuple[bytes, bytes]] = []  # x-ratelimit-*, once the limits let the request in
 
     async def dispatch(self, message) -> None:
@@ -267,11 +268,19 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
         self.task = asyncio.create_task(self._serve())
 
     async def http_disconnect(self, message) -> None:
-        if self.task is not None and not self.task.done():  # the client went away mid-request
-            self.task.cancel()
+        if self.task is not None and not self.task.done():
+            if not self.answered:  # the client went away mid-request: stop it (it meters what it produced)
+                self.task.cancel()
+            # the answer is out and the task is writing its usage row: wait for it, so that this request lasts
+            # until then and a stopping server (uvicorn waits for its requests) does not lose the row
             with suppress(asyncio.CancelledError):
                 await self.task
         raise StopConsumer()
+
+    async def send(self, message) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            self.answered = True
+        await super().send(message)
 
     def route(self) -> str:
         """The API route after the base path: ``/v1/chat/completions`` -> ``chat/completions``."""
