@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -22,6 +23,31 @@ class StepLogits:
     logits: torch.Tensor  # [len(sample_seqs), vocab] float32
     # prompt logprobs: per sequence asking for them, (positions, logits [n, vocab]) of this chunk
     prompt_logits: dict[int, tuple[int, torch.Tensor]]
+
+
+@dataclass
+class StepInputs:
+    """One step's forward pass as data: ``tables`` the attention's slot tables (CPU tensors), ``sample_rows`` the
+    rows to sample, ``prompt_rows`` seq_id -> (first position, first row, end row) of prompt logprobs;
+    ``with_images`` and ``sample_seqs`` are rank 0's own (sequences), not sent to other ranks."""
+
+    input_ids: list[int]
+    positions: list[int]
+    slots: list[int]
+    cu: list[int]
+    context_lens: list[int]
+    is_decode: bool
+    prompt_lens: list[int] | None
+    tables: dict
+    sample_rows: list[int]
+    prompt_rows: dict[int, tuple[int, int, int]]
+    with_images: list = field(default_factory=list)
+    sample_seqs: list = field(default_factory=list)
+
+    def for_other_ranks(self) -> StepInputs:
+        if self.with_images:
+            raise ValueError("images are not served with tensor parallelism")
+        return dataclasses.replace(self, sample_seqs=[])
 
 
 class ModelRunner:
@@ -66,15 +92,16 @@ class ModelRunner:
         return tables[:, pos // bs] * bs + pos % bs
 
     def _kernel_tensors(self, seqs: list[Sequence], cu: list[int], context_lens: list[int]) -> dict:
-        """What the attention kernels read: block tables [S, max_blocks] int32 and lengths on the device."""
+        """What the attention kernels read: block tables [S, max_blocks] int32 and lengths (``execute`` moves them to
+        the device)."""
         width = max(len(s.block_table) for s in seqs)
         tables = torch.zeros(len(seqs), width, dtype=torch.int32)
         for i, seq in enumerate(seqs):
             tables[i, : len(seq.block_table)] = torch.tensor(seq.block_table, dtype=torch.int32)
         return {
-            "block_tables": tables.to(self.device),
-            "context_lens_t": torch.tensor(context_lens, dtype=torch.int32, device=self.device),
-            "cu_seqlens_q_t": torch.tensor(cu, dtype=torch.int32, device=self.device),
+            "block_tables": tables,
+            "context_lens_t": torch.tensor(context_lens, dtype=torch.int32),
+            "cu_seqlens_q_t": torch.tensor(cu, dtype=torch.int32),
             "max_seqlen_q": max(b - a for a, b in zip(cu, cu[1:], strict=False)),
             "block_size": self.blocks.block_size,
         }
@@ -93,8 +120,9 @@ class ModelRunner:
             x[offset + local.to(x.device)] = mm.embeds[rows.to(mm.embeds.device)].to(x.dtype)
         return x
 
-    @torch.inference_mode()
-    def run(self, step: ScheduledStep) -> StepLogits:
+    def prepare(self, step: ScheduledStep) -> StepInputs:
+        """What a forward pass over ``step`` needs, in plain lists and CPU tensors (a tensor-parallel rank 0 sends
+        it to the other ranks, which have no sequences)."""
         input_ids: list[int] = []
         positions: list[int] = []
         slots: list[int] = []
@@ -119,23 +147,36 @@ class ModelRunner:
             if start + n == seq.num_tokens:  # everything known is computed: sample the next token
                 sample_rows.append(cu[-1] - 1)
                 sample_seqs.append(seq)
-        ctx = ForwardContext(
-            cu_seqlens_q=cu,
-            context_lens=context_lens,
-            slot_mapping=torch.tensor(slots, dtype=torch.long, device=self.device),
-            is_decode=step.is_decode,
-            # the CPU path computes every row alike whatever the batch (the kernels' path: issue 28)
-            prompt_lens=None if self.kernels else [seq.num_prompt for seq in step.seqs],
-            **(
-                self._kernel_tensors(step.seqs, cu, context_lens)
-                if self.kernels
-                else {"context_slots": self._context_slots(step.seqs, max(context_lens)).to(self.device)}
-            ),
+        tables = (
+            self._kernel_tensors(step.seqs, cu, context_lens)
+            if self.kernels
+            else {"context_slots": self._context_slots(step.seqs, max(context_lens))}
         )
-        ids = torch.tensor(input_ids, dtype=torch.long, device=self.device)
-        pos = torch.tensor(positions, dtype=torch.long, device=self.device)
-        embeds = self._image_embeds(ids, with_images) if with_images else None
-        if self.graphs is not None and step.is_decode and self.graphs.fits(len(cu) - 1, ctx.block_tables.shape[1]):
+        return StepInputs(
+            input_ids, positions, slots, cu, context_lens, step.is_decode,
+            None if self.kernels else [seq.num_prompt for seq in step.seqs],  # the CPU path: rows by role
+            tables, sample_rows, prompt_rows, with_images, sample_seqs,
+        )  # fmt: skip
+
+    @torch.inference_mode()
+    def execute(self, inputs: StepInputs) -> tuple[torch.Tensor, dict[int, tuple[int, torch.Tensor]]]:
+        """The forward pass: (logits of the rows to sample [S, vocab] float32, prompt logits per sequence)."""
+        device = self.device
+        tables = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.tables.items()}
+        ctx = ForwardContext(
+            cu_seqlens_q=inputs.cu,
+            context_lens=inputs.context_lens,
+            slot_mapping=torch.tensor(inputs.slots, dtype=torch.long, device=device),
+            is_decode=inputs.is_decode,
+            # the CPU path computes every row alike whatever the batch (the kernels' path: issue 28)
+            prompt_lens=inputs.prompt_lens,
+            **tables,
+        )
+        ids = torch.tensor(inputs.input_ids, dtype=torch.long, device=device)
+        pos = torch.tensor(inputs.positions, dtype=torch.long, device=device)
+        embeds = self._image_embeds(ids, inputs.with_images) if inputs.with_images else None
+        cu = inputs.cu
+        if self.graphs is not None and inputs.is_decode and self.graphs.fits(len(cu) - 1, ctx.block_tables.shape[1]):
             hidden = self.graphs.run(ids, pos, ctx.slot_mapping, ctx.block_tables, ctx.context_lens_t)
         elif embeds is not None:
             with forward_context(ctx):
@@ -143,8 +184,15 @@ class ModelRunner:
         else:
             with forward_context(ctx):
                 hidden = self.model(ids, pos)
-        logits = self.model.compute_logits(hidden[sample_rows]) if sample_rows else hidden.new_zeros(0, 0)
+        rows = inputs.sample_rows
+        logits = self.model.compute_logits(hidden[rows]) if rows else hidden.new_zeros(0, 0)
         prompt_logits = {
-            seq_id: (first, self.model.compute_logits(hidden[a:b])) for seq_id, (first, a, b) in prompt_rows.items()
+            seq_id: (first, self.model.compute_logits(hidden[a:b]))
+            for seq_id, (first, a, b) in inputs.prompt_rows.items()
         }
-        return StepLogits(sample_seqs=sample_seqs, logits=logits.float(), prompt_logits=prompt_logits)
+        return logits.float(), prompt_logits
+
+    def run(self, step: ScheduledStep) -> StepLogits:
+        inputs = self.prepare(step)
+        logits, prompt_logits = self.execute(inputs)
+        return StepLogits(sample_seqs=inputs.sample_seqs, logits=logits, prompt_logits=prompt_logits)
