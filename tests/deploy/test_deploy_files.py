@@ -504,6 +504,10 @@ def test_the_hub_scales_behind_a_service_an_ingress_and_an_autoscaler(helm):
     assert backend == {"name": "llm-hub-hub", "port": {"name": "http"}}
     pdb = by_kind(docs, "PodDisruptionBudget")["llm-hub-hub"]
     assert pdb["spec"]["selector"]["matchLabels"] == hub["spec"]["selector"]["matchLabels"]
+    # at its most (maxReplicas pods, one process each, plus the worker and beat), the hubs' database pools fit
+    # under PostgreSQL's default max_connections (100)
+    pool = int(config["HUB_DB_POOL_MAX_SIZE"])
+    assert (hpa["spec"]["maxReplicas"] + 2) * pool < 100, (hpa["spec"]["maxReplicas"], pool)
 
     fixed = by_kind(manifests(helm, SCENARIOS["gpu"]), "Deployment")["llm-hub-hub"]
     assert fixed["spec"]["replicas"] == 3
