@@ -39,6 +39,8 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         config.port = args.port
     if args.threads:
         config.threads = args.threads
+    if args.tensor_parallel_size:
+        config.tensor_parallel_size = args.tensor_parallel_size
     if args.quantize:  # the generative models': encoders and speech models only by their own engine.quantize
         for spec in config.models:
             if spec.kind not in ("embedding", "rerank", "audio"):
@@ -64,7 +66,12 @@ def serve(config: ServerConfig) -> int:
         torch.set_num_threads(config.threads)
     metrics = Metrics()
     engines = EngineLoop()
-    registry = ModelRegistry([load(spec, metrics, engines) for spec in config.models])
+    ranks = None
+    if config.tensor_parallel_size > 1:
+        from inference.server.tensor_parallel import start_ranks
+
+        ranks = start_ranks(config)  # the other ranks load their slices; this process is rank 0
+    registry = ModelRegistry([load(spec, metrics, engines, ranks) for spec in config.models])
     server = uvicorn.Server(uvicorn.Config(create_app(registry, metrics, api_key=config.api_key), host=config.host,
                                            port=config.port, log_level="warning"))  # fmt: skip
 
@@ -88,6 +95,8 @@ def serve(config: ServerConfig) -> int:
               flush=True)  # fmt: skip
     engines.run()
     http.join(timeout=30)
+    if ranks is not None:
+        ranks.stop()
     return 0 if server.started else 1
 
 
@@ -100,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--host")
     s.add_argument("--port", type=int)
     s.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    s.add_argument("--tensor-parallel-size", type=int, help="split the model over N processes (GPUs; gloo on the CPU)")
     s.add_argument("--quantize", choices=list(QUANTIZE_MODES), help="override every generative model's engine.quantize")
     c = sub.add_parser("convert", help="convert a GGUF file into the cache (HF layout) and print the directory")
     c.add_argument("gguf")

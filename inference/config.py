@@ -137,6 +137,9 @@ class ServerConfig:
     # The shared secret the hub sends as "Authorization: Bearer ..." (default: INFERENCE_API_KEY). Required when
     # the service listens beyond loopback: without it, anything that reaches the port skips keys, limits, metering.
     api_key: str | None = field(default_factory=lambda: env_str("INFERENCE_API_KEY", "") or None)
+    # > 1: the one generative model split over this many processes (``inference/parallel``; NCCL over that many
+    # GPUs, gloo on the CPU), one scheduler in this process driving them
+    tensor_parallel_size: int = 1
 
     def __post_init__(self) -> None:
         if not 1 <= self.port <= 65535:
@@ -153,6 +156,11 @@ class ServerConfig:
         ids = [m.id for m in self.models]
         if len(set(ids)) != len(ids):
             raise ConfigError(f"duplicate model ids: {ids}")
+        if self.tensor_parallel_size < 1:
+            raise ConfigError(f"server.tensor_parallel_size must be at least 1, got {self.tensor_parallel_size}")
+        if self.tensor_parallel_size > 1 and [m.kind for m in self.models] not in (["chat"], ["completion"]):
+            raise ConfigError("tensor parallelism serves one chat or completion model per service: configure only "
+                              f"that model, got {', '.join(f'{m.id} ({m.kind})' for m in self.models)}")  # fmt: skip
 
 
 DEFAULT_MODELS = [

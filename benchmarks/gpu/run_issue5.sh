@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run ON the GPU machine (device tool), from the repository root, with .whl carried (fetch_wheels.sh made it):
-#   bash benchmarks/gpu/run_issue5.sh [tests|kernels|engine|moe|all]
+#   bash benchmarks/gpu/run_issue5.sh [tests|kernels|engine|moe|tp|all]
 # Installs the carried wheels beside the image's torch / triton, then runs issue 5's GPU checks, each
 # logged to $OUT (which comes back). Django is not there, so pytest runs without the project's conftest.
 set -uo pipefail
@@ -34,4 +34,11 @@ if [[ $what == moe || $what == all ]]; then  # issue 23: the experts' kernel and
   # the experts on Q4_K blocks (fused_moe_gguf): the bytes a Q4_K_M file reads
   python3 benchmarks/bench_engine.py --shape mixtral-8x7b --weights q4_k --batch 1 8 64 2>&1 \
     | tee "$OUT/bench_engine_mixtral-8x7b_q4_k.log"
+fi
+if [[ $what == tp || $what == all ]]; then  # issue 26: tensor parallelism over NCCL, when the machine has 2+ GPUs
+  if (( $(nvidia-smi -L | wc -l) >= 2 )); then
+    python3 benchmarks/bench_tp.py --size 2 2>&1 | tee "$OUT/bench_tp.log"
+  else
+    echo "tensor parallelism: one GPU here; needs 2 or more" | tee "$OUT/bench_tp.log"
+  fi
 fi

@@ -102,8 +102,10 @@ class LoadedModel:
         }
 
 
-def build_model(spec: ModelSpec):
-    """The model as ``spec`` serves it (weights, dtype, device, quantization), its tokenizer and directory."""
+def build_model(spec: ModelSpec, tp: tuple[int, int] | None = None):
+    """The model as ``spec`` serves it (weights, dtype, device, quantization), its tokenizer and directory;
+    ``tp`` (rank, size): this rank's slice of it, unquantized (tensor parallelism is for GPUs; on the CPU it runs
+    for tests, in float)."""
     from inference.loader.safetensors import load_model
     from inference.tokenizer.tokenizer import Tokenizer
 
@@ -123,6 +125,10 @@ def build_model(spec: ModelSpec):
             quantize(model, spec.quantize_mode())
         return model, WhisperVocab.from_dir(directory), directory
     tokenizer = Tokenizer.from_dir(directory)
+    if tp is not None:
+        from inference.parallel.tensor_parallel import shard
+
+        return shard(load_model(directory, dtype=dtype, device=device).eval(), *tp), tokenizer, directory
     # the CPU's dense weights are prepared once (quantized, bf16 copies) and memory-mapped on later starts
     cached = weights_cache.entry_path(directory, spec.quantize_mode(), dtype) if device == "cpu" else None
     model = weights_cache.load(cached) if cached and spec.engine.weights == "dense" else None
@@ -146,12 +152,13 @@ def build_model(spec: ModelSpec):
     return model, tokenizer, directory
 
 
-def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop) -> LoadedModel:
-    """Load one model and add its engine to ``engines`` (the loop that steps it)."""
+def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop, ranks=None) -> LoadedModel:
+    """Load one model and add its engine to ``engines`` (the loop that steps it); ``ranks``: the other processes
+    of a tensor-parallel model (``inference.server.tensor_parallel``), this one rank 0."""
     from inference.tokenizer.detokenizer import IncrementalDetokenizer
 
     start = time.perf_counter()
-    model, tokenizer, directory = build_model(spec)
+    model, tokenizer, directory = build_model(spec, None if ranks is None else (0, ranks.size))
     speech = None
     if spec.kind in ("embedding", "rerank"):
         if spec.kind == "rerank" and not hasattr(model, "scores"):
@@ -177,6 +184,8 @@ def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop) -> LoadedModel:
             return IncrementalDetokenizer(tok, prompt_ids)
 
         engine = LLMEngine(model, tokenizer, detokenizer, spec.engine)
+        if ranks is not None:
+            ranks.drive(engine)
         max_len, hidden = engine.max_model_len, 0
         max_out = min(spec.max_output_length or max_len, max_len)
     vision = _vision_support(spec, model, tokenizer, directory) if spec.kind == "vision" else None

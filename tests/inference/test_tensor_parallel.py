@@ -7,6 +7,7 @@ greedy tokens and logprobs within 1e-4 as on one process. Each rank is its own p
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -106,3 +107,30 @@ def test_one_scheduler_drives_two_ranks_through_the_paged_cache(name, tmp_path):
     assert {k: ids for k, (ids, _) in split.items()} == {k: ids for k, (ids, _) in alone.items()}
     for key, (_, logprobs) in split.items():
         assert max(abs(a - b) for a, b in zip(logprobs, alone[key][1], strict=True)) < 1e-4
+
+
+@pytest.mark.live
+def test_the_service_serves_a_model_over_two_ranks(tmp_path):
+    """``python -m inference serve --tensor-parallel-size 2``: the same greedy completions (plain and streamed) as
+    one process serving the same float model, and a clean stop (no traceback from either rank)."""
+    import httpx
+
+    from tests.support.inference import inference_service
+
+    directory = rc.tiny_chat_checkpoint(tmp_path / "tiny")
+    model = ["--model", f"tiny={directory}:completion", "--threads", "1"]
+    bodies = [{"model": "tiny", "prompt": p, "max_tokens": 12, "temperature": 0} for p in ("Hello there", "A cat")]
+    answers = {}
+    for size in (1, 2):
+        args = [*model, "--tensor-parallel-size", str(size)] if size > 1 else [*model, "--quantize", "none"]
+        with inference_service(*args, timeout=120) as url:
+            texts = [httpx.post(f"{url}/v1/completions", json=b, timeout=60).json()["choices"][0]["text"]
+                     for b in bodies]  # fmt: skip
+            with httpx.stream("POST", f"{url}/v1/completions", json={**bodies[0], "stream": True}) as response:
+                streamed = "".join(
+                    json.loads(line[6:])["choices"][0]["text"]
+                    for line in response.iter_lines()
+                    if line.startswith("data: {") and json.loads(line[6:])["choices"]
+                )  # fmt: skip
+        answers[size] = (texts, streamed)
+    assert answers[2] == answers[1] and answers[1][0][0] == answers[1][1]
