@@ -1,8 +1,8 @@
 """Several hosts on one machine, for real: each a network namespace on one bridge (``deploy/multihost/hosts.sh``),
 two hub hosts behind HAProxy (Debian's; ``deploy/multihost/haproxy.cfg``: round robin, readiness checks on
 ``/ready``), two inference hosts serving the same model (a tiny random-weight Llama on our engine), PostgreSQL and
-Redis on the machine. Through the balancer, under a bounded load of streaming and plain requests: a key's
-requests-per-minute limit and a tenant's token budget hold exactly across both hubs; every request that reached a
+Redis on the machine. Through the balancer, under a bounded load of streaming and plain requests: a key's requests
+and tokens per minute and a tenant's token budget hold exactly across both hubs; every request that reached a
 model is metered once; a hub host stopped mid-load (SIGTERM) ends its streams with an error event (metered) and
 the balancer's check takes it out, with no request lost; an inference host killed mid-load, and its model keeps
 being served by the other. Prints the figures (``docs/benchmarks.md``)."""
@@ -38,7 +38,7 @@ BRIDGE = "10.77.0.1"
 HOSTS = {"hub1": "10.77.0.11", "hub2": "10.77.0.12", "inf1": "10.77.0.21", "inf2": "10.77.0.22"}
 SCRIPT = ROOT / "deploy/multihost/hosts.sh"
 MODEL, KEY, HOST_HEADER = "tiny-chat", "sk-inference-multihost", "hub.test"
-RPM = 30
+RPM, TPM = 30, 400
 
 
 def _in(host: str, name: str, cmd: list[str], env: dict[str, str]) -> Process:
@@ -167,6 +167,8 @@ def _scenario(url: str, hubs: dict[str, Process], inference: dict[str, Process])
     limited = services.issue_key(acme, name="rpm")
     services.set_limits(limited.key, Limits(rpm=RPM))
     free = services.issue_key(acme, name="free")
+    tokens = services.issue_key(acme, name="tpm")
+    services.set_limits(tokens.key, Limits(tpm=TPM))
     globex = services.create_tenant("globex", "Globex")
     services.grant_models(globex, [MODEL])
     services.set_limits(globex, Limits(budget=600, budget_period="day"))
@@ -194,7 +196,18 @@ def _scenario(url: str, hubs: dict[str, Process], inference: dict[str, Process])
     spent = sum(r.total_tokens for r in UsageRecord.objects.filter(tenant=globex))
     assert 0 < spent <= 600
 
-    # 3. hub1 stopped mid-load: its streams end with an error event (metered), the balancer takes it out
+    # 3. a key's tokens per minute, across both hubs: never more counted in the minute than the limit
+    with ThreadPoolExecutor(8) as pool, httpx.Client(timeout=60) as client:
+        third = list(pool.map(lambda _: _chat(client, url, tokens.secret, max_tokens=16), range(30)))
+    codes = [r.status_code for r in third]
+    assert 200 in codes and 429 in codes and set(codes) == {200, 429}
+    assert {r.headers["x-ratelimit-limit-tokens"] for r in third if r.status_code == 200} == {str(TPM)}
+    answered += [r.headers["x-request-id"] for r in third if r.status_code == 200]
+    refused += codes.count(429)
+    counted = sum(r.total_tokens for r in UsageRecord.objects.filter(api_key=tokens.key))
+    assert 0 < counted <= TPM
+
+    # 4. hub1 stopped mid-load: its streams end with an error event (metered), the balancer takes it out
     with ThreadPoolExecutor(14) as pool:
         flowing = threading.Semaphore(0)
         streams = [pool.submit(_stream, url, free.secret, 200, flowing) for _ in range(6)]
@@ -220,7 +233,7 @@ def _scenario(url: str, hubs: dict[str, Process], inference: dict[str, Process])
     assert {r.headers["x-served-by"] for r in after} == {"hub2"} and all(r.status_code == 200 for r in after)
     answered += [r.headers["x-request-id"] for r in after]
 
-    # 4. an inference host killed: its model keeps being served by the other
+    # 5. an inference host killed: its model keeps being served by the other
     inference["inf1"].kill()
     inference["inf1"].wait(30)
     with ThreadPoolExecutor(4) as pool, httpx.Client(timeout=60) as client:
