@@ -60,9 +60,7 @@ from hub.api.ratelimit import (
     limiter,
     reserved_cost,
 )
-from hub.api.relay_common import error_from_upstream as _error_from_upstream
-from hub.api.relay_common import has_output as _has_output
-from hub.api.relay_common import sse_lines as _sse_lines
+from hub.api.relay_common import error_from_upstream, has_output, sse_lines
 from hub.api.responses_relay import ResponsesRelay
 from hub.api.responses_relay import plan as plan_response
 from hub.api.upstream import ModelInfo, Target, upstreams
@@ -90,7 +88,6 @@ _ROUTE_HINT = {
 RESERVED_PROMPT_HEADER = "x-reserved-prompt-tokens"
 PROMPT_TOKENS_HEADER = "x-prompt-tokens"
 ENCODER_ROUTES = ("embeddings", "rerank", "score")  # one JSON answer, no generation: no stream, no max_tokens
-SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
 
 
 def _header_list(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
@@ -342,16 +339,19 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
                 raise errors.ServiceUnavailable(
                     f"No deployment of the model '{errors.shown(model_id)}' is available right now."
                 )
-            # a response reserves as the chat request it becomes
+            # a response reserves, and is routed by its prompt's head, as the chat request it becomes
             as_chat = ("chat/completions", self.plan.chat) if route == "responses" else (route, body)
             need = audio_estimate(len(ctx.upload.data)) if audio else estimate(*as_chat, info)
+            # hashing the prompt's head is only worth it when there is a deployment to choose
+            affinity = prefix_key(*as_chat) if settings.HUB_PREFIX_ROUTING and len(targets) > 1 else None
             meter = _Meter(ctx, model_id, ctx.extra.get("metered_route", route), stream)
             for attempt in range(2):
                 grant = await limiter.acquire(ctx.key, ctx.request_id, need.total, stream,
                                               reserved_cost(need, info.price))  # fmt: skip
                 self.limit_headers = _header_list(grant.headers) if grant else []
                 try:
-                    await self._forward(ctx, route, body, model_id, targets, meter, stream, _reserved(grant, need))
+                    await self._forward(ctx, route, body, model_id, targets, affinity, meter, stream,
+                                        _reserved(grant, need))  # fmt: skip
                     break
                 except _OverReservation as over:
                     if attempt:  # the deployment counted again and differently: not ours to guess
@@ -370,14 +370,11 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
                 await self._error(error)
 
     async def _forward(
-        self, ctx, route, body, model_id, targets, meter: _Meter, stream: bool, reserved: int | None
-    ) -> None:
+        self, ctx, route, body, model_id, targets, affinity: str | None, meter: _Meter, stream: bool,
+        reserved: int | None,
+    ) -> None:  # fmt: skip
         client = upstreams.client()
         last_error: Exception | None = None
-        # hashing the prompt's head is only worth it when there is a deployment to choose
-        affinity = None
-        if settings.HUB_PREFIX_ROUTING and len(targets) > 1:
-            affinity = prefix_key(*(("chat/completions", self.plan.chat) if route == "responses" else (route, body)))
         for target in upstreams.order(targets, affinity):
             headers = target.headers(ctx.request_id)
             if route == "responses":
@@ -437,7 +434,7 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
             if response.status_code >= 500:  # the model may have run: metered, with no tokens counted
                 meter.status = response.status_code
                 await meter.save()
-            raise _error_from_upstream(response.status_code, content)
+            raise error_from_upstream(response.status_code, content)
         try:
             payload = json.loads(content)
         except ValueError:
@@ -474,11 +471,10 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
         if speech:  # transcript.text.* events: the done event always has the usage; running usage only if asked
             meter.take_headers(response.headers)
             wants_running_usage = body.get("stream_continuous_usage_stats") in ("true", "1")
-        await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + self.limit_headers})
-        self.headers_sent = True
+        await self._start_stream()
         complete = False
         try:
-            async for line in _sse_lines(response):
+            async for line in sse_lines(response):
                 if not line.startswith("data:"):
                     continue
                 data = line[5:].strip()
@@ -508,7 +504,7 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
                     chunk.pop("usage", None)
                     if wants_usage:  # as OpenAI: every chunk before the usage chunk carries "usage": null
                         chunk["usage"] = None
-                if meter.first_token is None and _has_output(chunk):  # not the role-only first chunk
+                if meter.first_token is None and has_output(chunk):  # not the role-only first chunk
                     meter.first_token = time.monotonic()
                 chunk["model"] = model_id
                 await self._event(chunk)

@@ -1,5 +1,5 @@
-"""What the gateway's relays share: an upstream stream's lines, whether a chat chunk carries output, an upstream
-error answer as ours."""
+"""What the gateway's relays share: the stream's headers, an upstream stream's lines, whether a chat chunk carries
+output, an upstream error answer as ours."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import json
 import httpx
 
 from hub.api import errors
+
+SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
 
 
 async def sse_lines(response: httpx.Response):

@@ -25,7 +25,7 @@ from django.db import close_old_connections
 from accounts import responses as stored
 from hub import shutdown
 from hub.api import errors
-from hub.api.relay_common import error_from_upstream, has_output, sse_lines
+from hub.api.relay_common import SSE_HEADERS, error_from_upstream, has_output, sse_lines
 from hub.api.responses_chat import chat_body, response_param
 from hub.api.responses_input import check_create, new_id, read_input
 from hub.api.responses_output import ResponseBuilder, response_object
@@ -33,7 +33,6 @@ from hub.api.upstream import Target
 
 log = logging.getLogger(__name__)
 
-SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
 FINAL_EVENTS = ("response.completed", "response.incomplete", "response.failed")
 # What an external deployment must not see: the hub keeps the conversation (and refuses background runs).
 _HUB_ONLY = ("previous_response_id", "store", "background", "stream_options")

@@ -41,7 +41,8 @@ from accounts.services import role_of
 from hub.api import errors
 from hub.api.body import check_content_type, read_json, too_large
 from hub.api.edge import EdgeContext, new_request_id
-from hub.api.gateway import SSE_HEADERS, GatewayConsumer
+from hub.api.gateway import GatewayConsumer
+from hub.api.relay_common import SSE_HEADERS
 from hub.console.scoping import check_role, tenant_of
 from hub.console.usage import parse_range, render_fragment
 

@@ -43,12 +43,17 @@ def _workers(pid: int, count: int, timeout: float = 30) -> list[int]:
         time.sleep(0.2)
 
 
-def test_two_workers_serve_one_port_and_share_the_limits(live_hub, fake):
+def _key_on_the_fake(fake):
+    """A key of tenant acme, entitled to ``fake-chat`` served by the fake of our service."""
     services.register_model(FAKE_CHAT, ModelKind.CHAT, max_sequence_length=4096, max_output_length=256,
                             deployment_url=fake.url)  # fmt: skip
     tenant = services.create_tenant("acme", "Acme")
     services.grant_models(tenant, [FAKE_CHAT])
-    issued = services.issue_key(tenant, name="limited")
+    return services.issue_key(tenant, name="k")
+
+
+def test_two_workers_serve_one_port_and_share_the_limits(live_hub, fake):
+    issued = _key_on_the_fake(fake)
     services.set_limits(issued.key, Limits(rpm=10))
     env = {"HUB_DATABASE_URL": database_url_for_subprocess()}
     process, url = start_hub(env, "--no-bootstrap", "--workers", "2")
@@ -98,11 +103,7 @@ def test_readiness_names_what_is_down(live_hub):
 
 
 def test_a_stopping_hub_ends_its_streams_with_an_error_event_and_meters_them(live_hub, fake):
-    services.register_model(FAKE_CHAT, ModelKind.CHAT, max_sequence_length=4096, max_output_length=256,
-                            deployment_url=fake.url)  # fmt: skip
-    tenant = services.create_tenant("acme", "Acme")
-    services.grant_models(tenant, [FAKE_CHAT])
-    issued = services.issue_key(tenant, name="k")
+    issued = _key_on_the_fake(fake)
     fake.chunk_delay, fake.default_tokens = 0.1, 200  # a 20-second stream
     env = {"HUB_DATABASE_URL": database_url_for_subprocess(), "HUB_SHUTDOWN_GRACE_SECONDS": "1"}
     process, url = start_hub(env, "--no-bootstrap")

@@ -7,7 +7,7 @@ import json
 
 import httpx
 
-from hub.api.gateway import _sse_lines
+from hub.api.relay_common import sse_lines
 
 
 def test_unicode_line_separators_inside_json_do_not_split_an_event():
@@ -21,7 +21,7 @@ def test_unicode_line_separators_inside_json_do_not_split_an_event():
     response = httpx.Response(200, stream=httpx.ByteStream(b"".join(pieces)))
 
     async def read():
-        return [line async for line in _sse_lines(response)]
+        return [line async for line in sse_lines(response)]
 
     lines = [line for line in asyncio.run(read()) if line]
     assert [json.loads(line[5:]) for line in lines[:2]] == events
