@@ -9,7 +9,7 @@ AGENTS_VENV := .venv-agents
 
 .PHONY: run test lint install clean
 
-$(STAMP): requirements.txt requirements-dev.txt requirements-models.txt requirements-llamaindex.txt requirements-agents.txt constraints.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-models.txt requirements-llamaindex.txt requirements-agents.txt constraints.txt inference/cpu/decode.cpp
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing torch (CPU) first, then the rest pinned against it..."
 	@$(PIP) install -q torch==2.13.0 2>&1 | grep -v "^WARNING: Location" || true
@@ -25,6 +25,8 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-models.txt requirem
 	@test -x $(AGENTS_VENV)/bin/python || $(PYTHON) -m venv $(AGENTS_VENV)
 	@$(AGENTS_VENV)/bin/python -m pip --disable-pip-version-check install -q -r requirements-agents.txt 2>&1 | grep -v "^WARNING: Location" || true
 	@$(AGENTS_VENV)/bin/python -c "from agents import Agent, Runner, function_tool" || (echo "OpenAI Agents SDK install failed" >&2; exit 1)
+	@echo "building the fused CPU decode extension (g++, ~30 s; without a compiler the service decodes on the torch path)..."
+	@$(PY) -m inference.cpu.extension
 	@touch $(STAMP)
 
 install: $(STAMP)

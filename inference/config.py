@@ -35,6 +35,9 @@ class EngineConfig:
     # TRITON_INTERPRET=1: slow, for tests), "off" (the torch path everywhere)
     kernels: str = "auto"
     cuda_graphs: bool = True  # decode steps replayed as CUDA graphs (CUDA with kernels only)
+    # CPU, quantized Llama-family / Gemma 3 models: generated rows through one C++ call per step
+    # (inference/cpu/fused_decoder.py; the torch path when the extension cannot be built)
+    fused_decode: bool = True
     # "dense": weights in ``dtype``; "gguf": a GGUF model's matrices in Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K or
     # Q6_K stay in their blocks, read by the Triton matmul (needs the kernels), the rest dense
     weights: str = "dense"

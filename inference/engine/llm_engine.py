@@ -56,7 +56,13 @@ class LLMEngine:
         self.scheduler = Scheduler(self.blocks, cfg.max_num_seqs, cfg.max_batched_tokens)
         graphs_for = (cfg.max_num_seqs, self.max_model_len) if cfg.cuda_graphs else None
         self.runner = ModelRunner(
-            model, self.blocks, _DTYPES[cfg.resolved_dtype()], device, kernels=kernels, graphs_for=graphs_for
+            model,
+            self.blocks,
+            _DTYPES[cfg.resolved_dtype()],
+            device,
+            kernels=kernels,
+            graphs_for=graphs_for,
+            fused_decode=cfg.fused_decode,
         )
         log.info("%s", describe_kv_cache(model, _DTYPES[cfg.resolved_dtype()], kv_tokens))
         self.stop_token_ids = set(tokenizer.stop_token_ids)

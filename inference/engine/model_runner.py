@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from inference.cpu.fused_decoder import FusedDecoder
 from inference.engine.block_manager import BlockManager
 from inference.engine.cuda_graphs import DecodeGraphs
 from inference.engine.scheduler import ScheduledStep
@@ -59,8 +60,11 @@ class ModelRunner:
         device: torch.device,
         kernels: bool = False,
         graphs_for: tuple[int, int] | None = None,
+        fused_decode: bool = True,
     ):
-        """``graphs_for``: (max_num_seqs, max_model_len) to capture decode CUDA graphs for (CUDA, kernels)."""
+        """``graphs_for``: (max_num_seqs, max_model_len) to capture decode CUDA graphs for (CUDA, kernels).
+        ``fused_decode``: on the CPU, generated rows through the fused C++ decode step where the model allows
+        (``inference/cpu/fused_decoder.py``)."""
         self.model = model
         self.kernels = kernels  # the model's layers run on the Triton kernels: give them block tables
         self.blocks = blocks
@@ -72,6 +76,7 @@ class ModelRunner:
             layer.k_cache = torch.zeros(shape, dtype=kv_dtype, device=device)
             # MLA: the values are the keys' latent part, so one buffer serves both (written twice, alike)
             layer.v_cache = layer.k_cache if layer.shared_kv else torch.zeros(shape, dtype=kv_dtype, device=device)
+        self.fused = FusedDecoder.for_model(model) if fused_decode and device.type == "cpu" and not kernels else None
         self.graphs: DecodeGraphs | None = None
         if graphs_for is not None and kernels and device.type == "cuda":
             max_num_seqs, max_model_len = graphs_for
@@ -181,6 +186,8 @@ class ModelRunner:
         elif embeds is not None:
             with forward_context(ctx):
                 hidden = self.model(ids, pos, embeds)
+        elif self.fused is not None and ctx.prompt_lens is not None:
+            hidden = self._forward_fused(ids, pos, ctx)
         else:
             with forward_context(ctx):
                 hidden = self.model(ids, pos)
@@ -192,7 +199,46 @@ class ModelRunner:
         }
         return logits.float(), prompt_logits
 
+    def _forward_fused(self, ids: torch.Tensor, pos: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
+        """[T, hidden]: generated rows through the fused decoder, prompt rows (if any) through the model first, as a
+        step of their own (their keys are then in the cache for generated rows of the same sequence)."""
+        prompt, generated = ctx.row_roles()
+        if generated is None:
+            with forward_context(ctx):
+                return self.model(ids, pos)
+        # each generated row's own sequence: its cache slots are that sequence's row of context_slots
+        owner = torch.repeat_interleave(torch.arange(ctx.num_seqs), torch.tensor(ctx.cu_seqlens_q).diff())
+        if prompt is None:
+            keys = ctx.context_slots if ctx.is_decode else ctx.context_slots[owner]
+            return self.fused(ids, pos, ctx.slot_mapping, keys)
+        hidden = torch.empty(ctx.num_tokens, self.fused.hidden_size)
+        with forward_context(_prompt_context(ctx)):
+            hidden[prompt] = self.model(ids[prompt], pos[prompt])
+        keys = ctx.context_slots[owner[generated]]
+        hidden[generated] = self.fused(ids[generated], pos[generated], ctx.slot_mapping[generated], keys)
+        return hidden
+
     def run(self, step: ScheduledStep) -> StepLogits:
         inputs = self.prepare(step)
         logits, prompt_logits = self.execute(inputs)
         return StepLogits(sample_seqs=inputs.sample_seqs, logits=logits, prompt_logits=prompt_logits)
+
+
+def _prompt_context(ctx: ForwardContext) -> ForwardContext:
+    """The step restricted to its prompt rows: each sequence's rows before its first generated one."""
+    cu, lens, kept = [0], [], []
+    for i, n_ctx in enumerate(ctx.context_lens):
+        s, e = ctx.cu_seqlens_q[i], ctx.cu_seqlens_q[i + 1]
+        rows = min(max(ctx.prompt_lens[i] - (n_ctx - (e - s)), 0), e - s)
+        if rows:
+            cu.append(cu[-1] + rows)
+            lens.append(n_ctx - (e - s) + rows)
+            kept.append(i)
+    prompt, _ = ctx.row_roles()
+    return ForwardContext(
+        cu_seqlens_q=cu,
+        context_lens=lens,
+        slot_mapping=ctx.slot_mapping[prompt],
+        context_slots=ctx.context_slots[kept],
+        prompt_lens=[ctx.prompt_lens[i] for i in kept],
+    )

@@ -91,7 +91,8 @@ def sample(
     ``allowed``: (rows, [len(rows), V] bool) the only tokens those rows may take (constrained decoding); logprobs
     stay those of the model's own distribution."""
     raw = logits
-    logits = logits.clone()
+    if allowed is not None or any(p.logit_bias or p.needs_penalties for p in params):
+        logits = logits.clone()  # changed in place below; plain rows (greedy or sampled) read the raw logits
     if allowed is not None:
         rows, masks = allowed
         vocab = logits.shape[1]

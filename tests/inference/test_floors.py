@@ -31,6 +31,7 @@ FLOORS: list[tuple[str, ...]] = [
         "inference.multimodal",
         "inference.weights",
         "inference.weights_cache",
+        "inference.cpu",
         "inference.parallel",
         "inference.function_calling",
         "inference.audio",
