@@ -29,6 +29,7 @@ from inference.engine.output import OutputProcessor  # noqa: E402
 from inference.sampling_params import SamplingParams  # noqa: E402
 from inference.server.registry import build_model  # noqa: E402
 from inference.tokenizer.detokenizer import IncrementalDetokenizer  # noqa: E402
+from inference.weights.quantize import QuantizedLinear  # noqa: E402
 
 PROMPT = "Once upon a time, in a small village by the sea, there lived an old fisherman who"
 PARTS = ("prepare", "forward", "head", "sample", "output")
@@ -62,6 +63,10 @@ def _engine(model, tokenizer, fused: bool) -> llm_engine.LLMEngine:
 
 def measure(model, tokenizer, fused: bool, tokens: int, profile: bool) -> dict[str, float]:
     """ms per decode step of each part (and ``ops``, ``matmuls`` from the profiler when ``profile``)."""
+    if not fused:  # the torch path as before the fused one: a row alone multiplied as two (see fused_decoder.py)
+        for module in model.modules():
+            if isinstance(module, QuantizedLinear):
+                module.one_row = False
     engine = _engine(model, tokenizer, fused)
     assert (engine.runner.fused is not None) == fused, "the fused path is not available here"
     timers = Timers()

@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--quantize", default="auto", choices=["none", "int8", "int4", "int4x2", "auto"])
     parser.add_argument("--llama-python", default=os.environ.get("LLAMA_CPP_PYTHON", "/root/bench-venv/bin/python"))
     parser.add_argument("--models", default="gemma3,smollm2")
+    parser.add_argument("--torch-path", action="store_true", help="also ours with --no-fused-decode (before/after)")
     args = parser.parse_args()
     threads = os.cpu_count() or 2
     specs = {
@@ -112,9 +113,12 @@ def main() -> None:
         peer_cmd = [args.llama_python, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", model_id,
                     "--n_ctx", "4096", "--n_threads", str(threads), "--n_threads_batch", str(threads),
                     "--logits_all", "False", "--interrupt_requests", "False"]  # fmt: skip
-        results: dict[str, list[dict]] = {"ours": [], "llama.cpp": []}
+        servers = [("ours", ours_cmd), ("llama.cpp", peer_cmd)]
+        if args.torch_path:
+            servers.insert(1, ("ours, torch path", [*ours_cmd, "--no-fused-decode"]))
+        results: dict[str, list[dict]] = {name: [] for name, _ in servers}
         for _ in range(args.rounds):  # alternate, one server up at a time
-            for name, cmd in [("ours", ours_cmd), ("llama.cpp", peer_cmd)]:
+            for name, cmd in servers:
                 port = free_port()
                 server = Server(name, [*cmd, "--port", str(port)], port, model_id)
                 try:
@@ -124,14 +128,18 @@ def main() -> None:
         med = {name: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for name, runs in results.items()}
         rows.append((model_id, med))
         print(json.dumps({model_id: med}, indent=1), flush=True)
-    print(f"\n| model | metric | ours ({args.quantize}) | llama.cpp | ratio |\n|---|---|---|---|---|")
+    torch_column = " ours, torch path |" if args.torch_path else ""
+    print(f"\n| model | metric | ours ({args.quantize}) |{torch_column} llama.cpp | ratio |")
+    print("|---|---|---|---|---|" + ("---|" if args.torch_path else ""))
     for model_id, med in rows:
         for metric, label in [("prefill", "prefill tok/s (~512-token prompt)"), ("decode", "decode tok/s, batch 1"),
                               ("concurrent8", "total tok/s, 8 concurrent streams")]:  # fmt: skip
             ours, peer = med["ours"][metric], med["llama.cpp"][metric]
-            print(f"| {model_id} | {label} | {ours:.1f} | {peer:.1f} | {ours / peer:.2f}x |")
+            middle = f" {med['ours, torch path'][metric]:.1f} |" if args.torch_path else ""
+            print(f"| {model_id} | {label} | {ours:.1f} |{middle} {peer:.1f} | {ours / peer:.2f}x |")
     print(f"\nreproduce: .venv/bin/python benchmarks/bench_inference.py --rounds {args.rounds} "
-          f"--quantize {args.quantize} --llama-python {args.llama_python}")  # fmt: skip
+          f"--quantize {args.quantize} --llama-python {args.llama_python}"
+          + (" --torch-path" if args.torch_path else ""))  # fmt: skip
 
 
 if __name__ == "__main__":

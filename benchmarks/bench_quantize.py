@@ -12,7 +12,8 @@
    and how many of the engine's greedy decode tokens equal fp32's before the first difference.
 
 A mode is ``fp32`` or one of ``inference.weights.quantize.MODES`` (int8, int4, int4x2, auto), optionally with
-``quantize``'s arguments, e.g. ``int4:head=int8:group=64`` or ``auto:top=256`` (head_exact_top).
+``quantize``'s arguments, e.g. ``int4:head=int8:group=64`` or ``auto:top=256`` (head_exact_top); ``:torch`` at the
+end decodes on the torch path (the fused CPU decode step off), e.g. ``--modes auto:torch auto`` for before / after.
 
 Other processes skew the timings badly on a 2-core machine: every parallel op waits for the other core,
 so one busy process can add a scheduler quantum (~4-8 ms) to an op. The ``busy`` column is the largest
@@ -186,6 +187,7 @@ def kernel_sweep(model: torch.nn.Module, label: str, bandwidth: float, sweeps: i
 def apply_mode(model: torch.nn.Module, mode: str) -> torch.nn.Module:
     """``fp32`` | a quantize mode [``:head=M``][``:group=N``][``:top=K``] -> the model, quantized in place."""
     name, *options = mode.split(":")
+    options = [o for o in options if o != "torch"]  # the engine's option (``_engine``), not the quantizer's
     if name == "fp32":
         return model
     kwargs: dict[str, object] = {}
@@ -195,8 +197,10 @@ def apply_mode(model: torch.nn.Module, mode: str) -> torch.nn.Module:
     return Q.quantize(model, name, **kwargs)
 
 
-def _engine(model: torch.nn.Module, tokenizer) -> LLMEngine:
-    return LLMEngine(model, tokenizer, lambda t, p: IncrementalDetokenizer(t, p), EngineConfig(kv_cache_tokens=2048))
+def _engine(model: torch.nn.Module, tokenizer, mode: str) -> LLMEngine:
+    """``mode`` ending in ``:torch``: the fused CPU decode step off (the torch path, for before / after)."""
+    config = EngineConfig(kv_cache_tokens=2048, fused_decode=not mode.endswith(":torch"))
+    return LLMEngine(model, tokenizer, lambda t, p: IncrementalDetokenizer(t, p), config)
 
 
 def decode(engine: LLMEngine, prompt: list[int], tokens: int) -> tuple[float, list[int]]:
@@ -278,7 +282,7 @@ def main() -> None:
             # a copy of the module tree sharing the float weights (quantize replaces modules, never writes weights)
             shared = {id(p): p for p in bases[name].parameters()}
             models[name, mode] = apply_mode(copy.deepcopy(bases[name], memo=shared), mode)
-            engines[name, mode] = _engine(models[name, mode], tokenizers[name])
+            engines[name, mode] = _engine(models[name, mode], tokenizers[name], mode)
             if mode != "fp32":
                 print(f"quantized {name} {mode} in {time.perf_counter() - start:.1f}s")
 

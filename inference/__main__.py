@@ -45,6 +45,9 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         for spec in config.models:
             if spec.kind not in ("embedding", "rerank", "audio"):
                 spec.engine = EngineConfig(**{**spec.engine.__dict__, "quantize": args.quantize})
+    if args.no_fused_decode:
+        for spec in config.models:
+            spec.engine = EngineConfig(**{**spec.engine.__dict__, "fused_decode": False})
     config.__post_init__()
     return config
 
@@ -111,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     s.add_argument("--tensor-parallel-size", type=int, help="split the model over N processes (GPUs; gloo on the CPU)")
     s.add_argument("--quantize", choices=list(QUANTIZE_MODES), help="override every generative model's engine.quantize")
+    s.add_argument("--no-fused-decode", action="store_true", help="decode on the torch path (engine.fused_decode off)")
     c = sub.add_parser("convert", help="convert a GGUF file into the cache (HF layout) and print the directory")
     c.add_argument("gguf")
     args = parser.parse_args(argv)

@@ -31,14 +31,17 @@ struct Linear {
   Tensor bias;  // [out] float32, or undefined
   int64_t in = 0, out = 0;
   Tensor input;  // [max(rows, 2), levels * in] bf16, reused across calls
+  // The kernels give one row the bits they give it among several on this machine (checked at build by
+  // fused_decoder.py): one row is multiplied alone, not twice.
+  bool single_row = false;
 
   // x [rows, in] float32 (any strides) -> [rows, out] float32
   Tensor run(const Tensor& x_in, int64_t rows) {
-    // The torch path multiplies two rows when it has one (the kernels' one-row path rounds differently) and
+    // The torch path multiplies two rows when it has one (where the kernels' one-row path rounds differently) and
     // [x, x] by [W1, W2] for two levels: the same bf16 operand, written in place.
     const Tensor xc = x_in.contiguous();
     const float* x = xc.data_ptr<float>();
-    const int64_t kernel_rows = rows == 1 ? 2 : rows;
+    const int64_t kernel_rows = rows == 1 && !single_row ? 2 : rows;
     const int64_t width = levels * in;
     if (!input.defined() || input.size(0) != kernel_rows) {
       input = at::empty({kernel_rows, width}, at::TensorOptions().dtype(at::kBFloat16));
@@ -193,6 +196,12 @@ class Decoder {
     return norm(at::add(x, residual), final_norm_);
   }
 
+  void set_single_row(bool single) {
+    for (Layer& L : layers_) {
+      for (Linear* l : {&L.qkv, &L.o, &L.gate_up, &L.down}) l->single_row = single;
+    }
+  }
+
   // The model runner gives the attention layers new caches (a new engine on the same model): follow them.
   void set_caches(const std::vector<std::pair<Tensor, Tensor>>& caches) {
     TORCH_CHECK(caches.size() == layers_.size(), "one (k, v) cache pair per layer");
@@ -283,5 +292,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       .def("add_layer", &Decoder::add_layer)
       .def("forward", &Decoder::forward, py::call_guard<py::gil_scoped_release>())
       .def("set_caches", &Decoder::set_caches)
+      .def("set_single_row", &Decoder::set_single_row)
       .def("num_layers", &Decoder::num_layers);
 }

@@ -127,6 +127,15 @@ class FusedDecoder:
                 linears, tuple(_norm(m, eps) for m in (*norms, *heads)), rope, a.sliding_window or 0, a.k_cache,
                 a.v_cache,
             )  # fmt: skip
+        projections = [m for layer in layers for m in (layer.self_attn.qkv_proj, layer.self_attn.o_proj,
+                                                          layer.mlp.gate_up_proj, layer.mlp.down_proj)]  # fmt: skip
+        head = getattr(model, "lm_head", None)
+        if isinstance(head, Int4Linear | Int8Linear):
+            projections.append(head)
+        one_row = _one_row_is_exact(projections)
+        decoder.set_single_row(one_row)
+        for module in projections:  # the head (and the torch path's decode rows) too
+            module.one_row = one_row
         return cls(decoder, config.hidden_size, ropes, [layer.self_attn.attn for layer in layers])
 
     def __call__(
@@ -142,6 +151,25 @@ class FusedDecoder:
             rope = rotary(positions, torch.float32)
             tables.append((rope.cos, rope.signed_sin))
         return self._decoder.forward(ids, positions, write_slots, key_slots, tables)
+
+
+def _one_row_is_exact(projections: list) -> bool:
+    """Whether this machine's kernels give a row alone the bits they give it beside another, on every projection.
+
+    PyTorch's int4 CPU kernel computes each row on its own (the same sequence of FMAs whatever the row count), but
+    the torch path multiplies one row as two because some builds' one-row paths have rounded differently. Where they
+    agree here (3 random rows per projection, against the two-row call), the fused path multiplies one row alone:
+    ~15% less kernel time at batch 1 for the same bits (the output head included).
+    """
+    gen = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        for module in projections:
+            for _ in range(3):
+                x = torch.randn(1, module.in_features, generator=gen).bfloat16()
+                if not torch.equal(module._mm(x), module._mm(torch.cat([x, x]))[:1]):
+                    log.info("fused CPU decode: one-row kernel calls round differently here; two rows per call")
+                    return False
+    return True
 
 
 def _inner(model: torch.nn.Module) -> torch.nn.Module:

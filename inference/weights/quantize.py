@@ -96,6 +96,10 @@ class QuantizedLinear(nn.Module, abc.ABC):
     never moved or saved.
     """
 
+    # Set where a check found the kernel's one-row call giving the bits of its many-row one on this machine
+    # (``inference/cpu/fused_decoder.py``): one row is then multiplied alone, not as two.
+    one_row = False
+
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, keep_float: bool = True):
         super().__init__()
         # a reference, not a copy: the float model's memory is reused for prefill
@@ -156,7 +160,7 @@ class QuantizedLinear(nn.Module, abc.ABC):
 
     def _decode(self, x: torch.Tensor) -> torch.Tensor:
         """The format's kernel (bf16 activations), then the exact top logits of a head."""
-        if x.shape[0] == 1:  # the kernels' one-row path rounds differently from their many-row one: two rows
+        if x.shape[0] == 1 and not self.one_row:  # where the one-row path rounds differently: two rows
             out = self._kernel(torch.cat([x, x]))[:1]
         else:
             out = self._kernel(x)
