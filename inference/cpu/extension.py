@@ -1,7 +1,8 @@
 """Building and loading the fused CPU decode extension (``decode.cpp``) through torch's extension mechanism.
 
-``make install`` builds it (``python -m inference.cpu.extension``, ~1 minute with g++ on 2 cores) into
-``INFERENCE_CACHE_DIR/cpu-ext/<key>/``; ``key`` hashes the source, torch's version, the compiler flags and this
+``make install`` builds it (``python -m inference.cpu.extension``, ~30 s with g++ on 2 cores) into
+``INFERENCE_EXTENSION_DIR/<key>/`` (default ``build/cpu-ext/`` in the checkout: part of the install, not of the
+model cache, so a new ``INFERENCE_CACHE_DIR`` does not compile it again); ``key`` hashes the source, torch's version, the compiler flags and this
 CPU's model and flags (the code is compiled for the CPU it runs on, ``-march=native``), so a changed source or a
 cache copied to another machine builds anew and never loads a stale or illegal binary. A later start imports the
 built module directly (milliseconds). When it cannot be built (no compiler, no ninja, a failed build) the
@@ -21,11 +22,12 @@ from types import ModuleType
 
 import torch
 
-from inference.env import cache_dir
+from inference.env import env_str
 
 log = logging.getLogger("inference.cpu")
 
 SOURCE = Path(__file__).with_name("decode.cpp")
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "build" / "cpu-ext"
 CFLAGS = ["-O3", "-march=native", "-fopenmp", "-std=c++17"]
 _lock = threading.Lock()
 _loaded: dict[str, ModuleType | None] = {}
@@ -48,6 +50,11 @@ def build_key() -> str:
         digest.update(part)
         digest.update(b"\0")
     return digest.hexdigest()[:16]
+
+
+def extension_dir() -> Path:
+    """Where built extensions live (INFERENCE_EXTENSION_DIR, default build/cpu-ext in the checkout)."""
+    return Path(env_str("INFERENCE_EXTENSION_DIR", str(DEFAULT_DIR))).expanduser()
 
 
 def _module_name(key: str) -> str:
@@ -73,7 +80,7 @@ def load(build: bool = True) -> ModuleType | None:
     with _lock:
         if key in _loaded:
             return _loaded[key]
-        directory = cache_dir() / "cpu-ext" / key
+        directory = extension_dir() / key
         name = _module_name(key)
         module = None
         try:
@@ -113,7 +120,7 @@ def main() -> int:
     if module is None:
         print("fused CPU decode: not available here, the service decodes on the torch path (see the warning above)")
     else:
-        print(f"fused CPU decode: ready ({cache_dir() / 'cpu-ext' / build_key()})")
+        print(f"fused CPU decode: ready ({extension_dir() / build_key()})")
     return 0
 
 

@@ -162,7 +162,7 @@ def test_the_extension_is_built_once_and_imported_after(tmp_path):
 
 
 def test_without_a_compiler_the_service_falls_back_with_a_warning(tmp_path):
-    """No compiler (CXX pointing nowhere) and an empty cache: a warning, the torch path, never a failure."""
+    """No compiler (CXX pointing nowhere) and nothing built: a warning, the torch path, never a failure."""
     code = (
         "import json, logging, torch\n"
         "from inference.cpu import extension\n"
@@ -184,7 +184,7 @@ def test_without_a_compiler_the_service_falls_back_with_a_warning(tmp_path):
         "print(json.dumps({'fused': engine.runner.fused is not None, 'tokens': len(ids),\n"
         "                  'warnings': [r.getMessage() for r in records if r.levelno == logging.WARNING]}))\n"
     )
-    env = {**os.environ, "CXX": str(tmp_path / "no-compiler"), "INFERENCE_CACHE_DIR": str(tmp_path / "cache")}
+    env = {**os.environ, "CXX": str(tmp_path / "no-compiler"), "INFERENCE_EXTENSION_DIR": str(tmp_path / "ext")}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
