@@ -8,6 +8,8 @@ detokenizer); "other" is the rest of ``LLMEngine.step``. A torch.profiler pass o
 ATen ops per step and the time inside the quantized matmul kernels. Medians over the rounds.
 
     .venv/bin/python benchmarks/bench_decode_step.py [--rounds 3] [--tokens 64] [--models gemma-3-270m ...]
+
+``--paths torch`` runs the torch path alone, also in a checkout from before the fused path (a true "before").
 """
 
 from __future__ import annotations
@@ -57,7 +59,9 @@ class Timers:
 
 
 def _engine(model, tokenizer, fused: bool) -> llm_engine.LLMEngine:
-    config = EngineConfig(kv_cache_tokens=2048, fused_decode=fused)
+    # (a checkout from before the fused path has no such setting: --paths torch runs there, for a "before")
+    option = {"fused_decode": fused} if "fused_decode" in EngineConfig.__dataclass_fields__ else {}
+    config = EngineConfig(kv_cache_tokens=2048, **option)
     return llm_engine.LLMEngine(model, tokenizer, lambda t, p: IncrementalDetokenizer(t, p), config)
 
 
@@ -68,7 +72,7 @@ def measure(model, tokenizer, fused: bool, tokens: int, profile: bool) -> dict[s
             if isinstance(module, QuantizedLinear):
                 module.one_row = False
     engine = _engine(model, tokenizer, fused)
-    assert (engine.runner.fused is not None) == fused, "the fused path is not available here"
+    assert (getattr(engine.runner, "fused", None) is not None) == fused, "the fused path is not available here"
     timers = Timers()
     runner = engine.runner
     runner.prepare = timers.wrap("prepare", runner.prepare)
@@ -114,24 +118,27 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["smollm2-135m-instruct", "gemma-3-270m"])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--paths", nargs="+", default=["torch", "fused"], choices=["torch", "fused"])
     args = parser.parse_args()
+    paths = [p == "fused" for p in args.paths]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     for model_id in args.models:
         spec = next(s for s in DEFAULT_MODELS if s.id == model_id)
         model, tokenizer, _ = build_model(spec)
-        runs: dict[bool, list[dict[str, float]]] = {False: [], True: []}
+        runs: dict[bool, list[dict[str, float]]] = {fused: [] for fused in paths}
         profiles: dict[bool, dict[str, float]] = {}
-        measure(model, tokenizer, True, 8, False)  # warm-up: first calls, allocations
+        for fused in paths:  # warm-up: first calls, allocations
+            measure(model, tokenizer, fused, 8, False)
         for _ in range(args.rounds):
-            for fused in (False, True):
+            for fused in paths:
                 runs[fused].append(measure(model, tokenizer, fused, args.tokens, False))
-        for fused in (False, True):
+        for fused in paths:
             profiles[fused] = measure(model, tokenizer, fused, min(args.tokens, 16), True)
         print(f"\n{model_id} (quantize {spec.quantize_mode()}), batch-1 greedy decode, ms per step, "
               f"median of {args.rounds} rounds of {args.tokens} steps")  # fmt: skip
         print(f"  {'path':7s} {'total':>7s} {'tok/s':>7s} " + " ".join(f"{p:>8s}" for p in (*PARTS, "other"))
               + f" {'ATen ops':>9s} {'in matmuls':>11s}")  # fmt: skip
-        for fused in (False, True):
+        for fused in paths:
             med = {k: statistics.median(r[k] for r in runs[fused]) for k in (*PARTS, "other", "total")}
             print(f"  {'fused' if fused else 'torch':7s} {med['total']:7.2f} {1e3 / med['total']:7.1f} "
                   + " ".join(f"{med[p]:8.2f}" for p in (*PARTS, "other"))

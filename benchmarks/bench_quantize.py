@@ -199,7 +199,8 @@ def apply_mode(model: torch.nn.Module, mode: str) -> torch.nn.Module:
 
 def _engine(model: torch.nn.Module, tokenizer, mode: str) -> LLMEngine:
     """``mode`` ending in ``:torch``: the fused CPU decode step off (the torch path, for before / after)."""
-    config = EngineConfig(kv_cache_tokens=2048, fused_decode=not mode.endswith(":torch"))
+    # no prefix caching: the prefill rounds repeat one prompt, which the cache would answer without computing it
+    config = EngineConfig(kv_cache_tokens=2048, fused_decode=not mode.endswith(":torch"), enable_prefix_caching=False)
     return LLMEngine(model, tokenizer, lambda t, p: IncrementalDetokenizer(t, p), config)
 
 

@@ -2,11 +2,12 @@
 
 ``make install`` builds it (``python -m inference.cpu.extension``, ~30 s with g++ on 2 cores) into
 ``INFERENCE_EXTENSION_DIR/<key>/`` (default ``build/cpu-ext/`` in the checkout: part of the install, not of the
-model cache, so a new ``INFERENCE_CACHE_DIR`` does not compile it again); ``key`` hashes the source, torch's version, the compiler flags and this
-CPU's model and flags (the code is compiled for the CPU it runs on, ``-march=native``), so a changed source or a
-cache copied to another machine builds anew and never loads a stale or illegal binary. A later start imports the
-built module directly (milliseconds). When it cannot be built (no compiler, no ninja, a failed build) the
-service decodes on the torch path and says so once in a warning, never a failure.
+model cache, so a new ``INFERENCE_CACHE_DIR`` does not compile it again). ``key`` hashes the source, torch's
+version, the compiler flags and this CPU's model and flags (the code is compiled for the CPU it runs on,
+``-march=native``), so a changed source or a build copied to another machine builds anew and never loads a stale
+or illegal binary. A later start imports the built module directly (milliseconds). When it cannot be built (no
+compiler, no ninja, a failed build) the service decodes on the torch path and says so once in a warning, never a
+failure.
 """
 
 from __future__ import annotations
