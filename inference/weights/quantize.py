@@ -99,6 +99,7 @@ class QuantizedLinear(nn.Module, abc.ABC):
     # Set where a check found the kernel's one-row call giving the bits of its many-row one on this machine
     # (``inference/cpu/fused_decoder.py``): one row is then multiplied alone, not as two.
     one_row = False
+    one_row_checked = False
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, keep_float: bool = True):
         super().__init__()
