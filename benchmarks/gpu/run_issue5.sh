@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run ON the GPU machine (device tool), from the repository root, with .whl carried (fetch_wheels.sh made it):
-#   bash benchmarks/gpu/run_issue5.sh [tests|kernels|engine|moe|tp|all]
+#   bash benchmarks/gpu/run_issue5.sh [tests|models|kernels|engine|offline|moe|tp|all]
 # Installs the carried wheels beside the image's torch / triton, then runs issue 5's GPU checks, each
 # logged to $OUT (which comes back). Django is not there, so pytest runs without the project's conftest.
 set -uo pipefail
@@ -17,6 +17,11 @@ if [[ $what == tests || $what == all ]]; then
   python3 -m pytest -q -p no:cacheprovider --noconftest -c /dev/null --rootdir . \
     tests/kernels tests/inference/test_engine_device.py 2>&1 | tee "$OUT/tests.log" | tail -25
 fi
+if [[ $what == models || $what == all ]]; then  # issue 28: the model families' tests on the device (kernels compiled)
+  python3 -m pytest -q -p no:cacheprovider --noconftest -c /dev/null --rootdir . \
+    tests/inference/test_qwen3.py tests/inference/test_moe.py tests/inference/test_deepseek_v2.py \
+    tests/inference/test_rope_scaling.py tests/inference/test_llava.py 2>&1 | tee "$OUT/tests_models.log" | tail -25
+fi
 if [[ $what == kernels || $what == all ]]; then
   python3 benchmarks/bench_kernels.py 2>&1 | tee "$OUT/bench_kernels.log"
 fi
@@ -25,6 +30,9 @@ if [[ $what == engine || $what == all ]]; then
     python3 benchmarks/bench_engine.py --shape llama-8b --weights $weights --batch 1 8 64 256 \
       $([[ $weights == dense ]] && echo --hf) 2>&1 | tee "$OUT/bench_engine_$weights.log"
   done
+fi
+if [[ $what == offline || $what == all ]]; then  # issue 28: 1,000 ShareGPT-like prompts at once, Llama-3-8B bf16
+  python3 benchmarks/bench_offline.py --shape llama-8b --dtype bfloat16 --prompts 1000 2>&1 | tee "$OUT/bench_offline.log"
 fi
 if [[ $what == moe || $what == all ]]; then  # issue 23: the experts' kernel and the MoE shapes (active bytes)
   python3 benchmarks/bench_moe.py --rounds 5 2>&1 | tee "$OUT/bench_moe.log"
