@@ -70,7 +70,7 @@ def measure(model, tokenizer, fused: bool, tokens: int, profile: bool) -> dict[s
     if not fused:  # the torch path as before the fused one: a row alone multiplied as two (see fused_decoder.py)
         for module in model.modules():
             if isinstance(module, QuantizedLinear):
-                module.one_row = module.one_row_checked = False
+                module.one_row = None  # unchecked: two rows, as the torch path did
     engine = _engine(model, tokenizer, fused)
     assert (getattr(engine.runner, "fused", None) is not None) == fused, "the fused path is not available here"
     timers = Timers()

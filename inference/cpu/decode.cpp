@@ -14,6 +14,7 @@
 #include <c10/util/BFloat16.h>
 
 #include <cstring>
+#include <map>
 #include <utility>
 #include <vector>
 
@@ -31,8 +32,8 @@ struct Linear {
   Tensor bias;  // [out] float32, or undefined
   int64_t in = 0, out = 0;
   Tensor input;  // [max(rows, 2), levels * in] bf16, reused across calls
-  // The kernels give one row the bits they give it among several on this machine (checked at build by
-  // fused_decoder.py): one row is multiplied alone, not twice.
+  // The kernels give one row the bits they give it among several on this machine (checked by fused_decoder.py,
+  // the module's one_row): one row is multiplied alone, not twice.
   bool single_row = false;
 
   // x [rows, in] float32 (any strides) -> [rows, out] float32
@@ -99,7 +100,7 @@ class Decoder {
     TORCH_CHECK(heads % kv_heads == 0, "heads must be a multiple of kv_heads");
   }
 
-  // One projection: (kind, weight, scales, group, levels, bias or None, in, out)
+  // One projection: (kind, weight, scales, group, levels, bias or None, in, out, one row alone)
   static Linear linear(const py::tuple& t) {
     Linear l;
     l.kind = t[0].cast<int64_t>();
@@ -110,6 +111,7 @@ class Decoder {
     if (!t[5].is_none()) l.bias = t[5].cast<Tensor>().to(at::kFloat).contiguous();
     l.in = t[6].cast<int64_t>();
     l.out = t[7].cast<int64_t>();
+    l.single_row = t[8].cast<bool>();
     return l;
   }
 
@@ -156,6 +158,9 @@ class Decoder {
     for (int64_t r = 0; r < n; ++r) {
       for (int64_t i = 0; i < H; ++i) res[r * H + i] = emb[id[r] * H + i] * embed_scale_;
     }
+    const int64_t* slots = write_slots.data_ptr<int64_t>();
+    const int64_t* pos = positions.data_ptr<int64_t>();
+    std::map<int64_t, std::vector<Tensor>> masks;  // window -> each row's key mask, built once per step
     Tensor x;
     for (Layer& L : layers_) {
       // the residual stream (after adding the previous layer's output) normalised
@@ -173,14 +178,16 @@ class Decoder {
       q = at::addcmul(q * rope.first, q.roll({Dh / 2}, {-1}), rope.second);
       k = at::addcmul(k * rope.first, k.roll({Dh / 2}, {-1}), rope.second);
       Tensor attn = at::empty({n, heads_, Dh}, f32);
-      const int64_t* slots = write_slots.data_ptr<int64_t>();
-      const int64_t* pos = positions.data_ptr<int64_t>();
+      auto& row_masks = masks[L.window];
+      if (row_masks.empty()) {
+        for (int64_t r = 0; r < n; ++r) row_masks.push_back(key_mask(pos[r], L.window));
+      }
       if (L.k_cache.scalar_type() == at::kFloat) {
         write_cache<float>(L, k, v, slots, n);
       } else {
         write_cache<c10::BFloat16>(L, k, v, slots, n);
       }
-      for (int64_t r = 0; r < n; ++r) attend_row(L, q, attn, r, pos[r], keys);
+      for (int64_t r = 0; r < n; ++r) attend_row(L, q, attn, r, pos[r], keys, row_masks[r]);
       Tensor o = L.o.run(attn.view({n, q_size}), n);
       if (L.attn_out_norm.defined()) o = norm(o, L.attn_out_norm);
       residual = at::add(o, residual);
@@ -196,12 +203,6 @@ class Decoder {
     return norm(at::add(x, residual), final_norm_);
   }
 
-  void set_single_row(bool single) {
-    for (Layer& L : layers_) {
-      for (Linear* l : {&L.qkv, &L.o, &L.gate_up, &L.down}) l->single_row = single;
-    }
-  }
-
   // The model runner gives the attention layers new caches (a new engine on the same model): follow them.
   void set_caches(const std::vector<std::pair<Tensor, Tensor>>& caches) {
     TORCH_CHECK(caches.size() == layers_.size(), "one (k, v) cache pair per layer");
@@ -210,8 +211,6 @@ class Decoder {
       layers_[i].v_cache = caches[i].second;
     }
   }
-
-  int64_t num_layers() const { return static_cast<int64_t>(layers_.size()); }
 
  private:
   Tensor norm(const Tensor& x, const Tensor& weight) const {
@@ -234,12 +233,25 @@ class Decoder {
     }
   }
 
+  static constexpr int64_t kKeyBlock = 64;  // invariant_attention.KEY_BLOCK
+
+  static int64_t padded_keys(int64_t p) { return (p + 1 + kKeyBlock - 1) / kKeyBlock * kKeyBlock; }
+
+  // [1, keys] bool: the keys a row at position p attends (causal, within the window; the padding masked)
+  static Tensor key_mask(int64_t p, int64_t window) {
+    const int64_t keys = padded_keys(p);
+    Tensor mask = at::empty({1, keys}, at::TensorOptions().dtype(at::kBool));
+    bool* m = mask.data_ptr<bool>();
+    for (int64_t j = 0; j < keys; ++j) m[j] = j <= p && (window <= 0 || j > p - window);
+    return mask;
+  }
+
   // One generated row at position p, as inference/layers/invariant_attention.py computes it: alone, over its
   // keys [0, p] gathered and zero-padded to a multiple of 64 (masked), one SDPA call: the same call, the same
   // bits, whatever else is in the step.
-  void attend_row(Layer& L, const Tensor& q, Tensor& out, int64_t r, int64_t p, const Tensor& key_slots) const {
-    constexpr int64_t kKeyBlock = 64;
-    const int64_t keys = (p + 1 + kKeyBlock - 1) / kKeyBlock * kKeyBlock;
+  void attend_row(Layer& L, const Tensor& q, Tensor& out, int64_t r, int64_t p, const Tensor& key_slots,
+                  const Tensor& mask) const {
+    const int64_t keys = padded_keys(p);
     const int64_t width = kv_heads_ * head_dim_;
     const auto f32 = at::TensorOptions().dtype(at::kFloat);
     Tensor k = at::empty({keys, kv_heads_, head_dim_}, f32), v = at::empty({keys, kv_heads_, head_dim_}, f32);
@@ -265,9 +277,6 @@ class Decoder {
     }
     std::fill(kd + (p + 1) * width, kd + keys * width, 0.f);
     std::fill(vd + (p + 1) * width, vd + keys * width, 0.f);
-    Tensor mask = at::empty({1, keys}, at::TensorOptions().dtype(at::kBool));
-    bool* m = mask.data_ptr<bool>();
-    for (int64_t j = 0; j < keys; ++j) m[j] = j <= p && (L.window <= 0 || j > p - L.window);
     Tensor row = q.narrow(0, r, 1);  // [1, H, D]
     Tensor result = at::scaled_dot_product_attention(
         row.transpose(0, 1).unsqueeze(0), k.transpose(0, 1).unsqueeze(0), v.transpose(0, 1).unsqueeze(0), mask, 0.0,
@@ -291,7 +300,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       .def(py::init<Tensor, double, Tensor, int64_t, int64_t, int64_t, int64_t, double, double, int64_t>())
       .def("add_layer", &Decoder::add_layer)
       .def("forward", &Decoder::forward, py::call_guard<py::gil_scoped_release>())
-      .def("set_caches", &Decoder::set_caches)
-      .def("set_single_row", &Decoder::set_single_row)
-      .def("num_layers", &Decoder::num_layers);
+      .def("set_caches", &Decoder::set_caches);
 }

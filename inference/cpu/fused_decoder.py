@@ -31,14 +31,21 @@ class Unsupported(ValueError):
     """The model cannot take the fused path (the message says why); the torch path serves it."""
 
 
+def _quantized(module):
+    """``module`` if the fused path can take it (int4 / int8 weights), else ``Unsupported``."""
+    if not isinstance(module, Int4Linear | Int8Linear):
+        raise Unsupported(f"{type(module).__name__} projections (the fused path takes int4 / int8 weights)")
+    return module
+
+
 def _linear(module) -> tuple:
-    """The extension's view of a quantized projection: (kind, weight, scales, group, levels, bias, in, out)."""
+    """The extension's view of a quantized projection: (kind, weight, scales, group, levels, bias, in, out, one
+    row alone)."""
     if isinstance(module, Int4Linear):
         return (0, module.weight_int4, module.scales_and_zeros, module.group_size, module.levels, module.bias,
-                module.in_features, module.out_features)  # fmt: skip
-    if isinstance(module, Int8Linear):
-        return (1, module.weight_int8, module.scales, 0, 1, module.bias, module.in_features, module.out_features)
-    raise Unsupported(f"{type(module).__name__} projections (the fused path takes int4 / int8 weights)")
+                module.in_features, module.out_features, bool(module.one_row))  # fmt: skip
+    return (1, module.weight_int8, module.scales, 0, 1, module.bias, module.in_features, module.out_features,
+            bool(module.one_row))  # fmt: skip
 
 
 def _norm(module, eps: float) -> torch.Tensor | None:
@@ -71,14 +78,8 @@ class FusedDecoder:
         """The fused decoder of ``model`` (its caches already assigned), or None (logged) when it cannot run."""
         try:
             inner = _inner(model)
-        except Unsupported as why:
-            log.info("fused CPU decode off for %s: %s", type(model).__name__, why)
-            return None
-        module = extension.load()
-        if module is None:
-            return None
-        try:
-            return cls._build(module, model, inner)
+            module = extension.load()
+            return None if module is None else cls._build(module, model, inner)
         except Unsupported as why:
             log.info("fused CPU decode off for %s: %s", type(model).__name__, why)
             return None
@@ -100,11 +101,18 @@ class FusedDecoder:
             raise Unsupported("weights not float32 on the CPU")
         # Gemma scales the embeddings by sqrt(hidden) rounded to the weights' dtype, as the torch path does
         embed_scale = float(torch.tensor(inner.embed_scale, dtype=embed.dtype)) if gemma else 1.0
+        per_layer = [(lay.self_attn.qkv_proj, lay.self_attn.o_proj, lay.mlp.gate_up_proj, lay.mlp.down_proj)
+                     for lay in layers]  # fmt: skip
+        projections = [_quantized(m) for four in per_layer for m in four]
+        head = getattr(model, "lm_head", None)
+        if isinstance(head, Int4Linear | Int8Linear):
+            projections.append(head)  # the head (and the torch path's decode rows) follow the check too
+        _check_one_row(projections)
         decoder = module.Decoder(
             embed, embed_scale, _norm(inner.norm, eps), attn.num_heads, attn.num_kv_heads, attn.head_dim,
             config.intermediate_size, eps, attn.scale, act,
         )  # fmt: skip
-        for layer in layers:
+        for layer, four in zip(layers, per_layer, strict=True):
             sa, a = layer.self_attn, layer.self_attn.attn
             if (a.num_heads, a.num_kv_heads, a.head_dim, a.scale) != (attn.num_heads, attn.num_kv_heads,
                                                                       attn.head_dim, attn.scale):  # fmt: skip
@@ -113,8 +121,7 @@ class FusedDecoder:
                 raise Unsupported("no KV cache assigned")
             if layer.mlp.act.name != first.mlp.act.name:
                 raise Unsupported("layers with different activations")
-            linears = (_linear(sa.qkv_proj), _linear(sa.o_proj), _linear(layer.mlp.gate_up_proj),
-                       _linear(layer.mlp.down_proj))  # fmt: skip
+            linears = tuple(_linear(m) for m in four)
             if gemma:
                 norms = (layer.input_layernorm, layer.post_attention_layernorm, layer.pre_feedforward_layernorm,
                          layer.post_feedforward_layernorm)  # fmt: skip
@@ -127,15 +134,6 @@ class FusedDecoder:
                 linears, tuple(_norm(m, eps) for m in (*norms, *heads)), rope, a.sliding_window or 0, a.k_cache,
                 a.v_cache,
             )  # fmt: skip
-        projections = [m for layer in layers for m in (layer.self_attn.qkv_proj, layer.self_attn.o_proj,
-                                                          layer.mlp.gate_up_proj, layer.mlp.down_proj)]  # fmt: skip
-        head = getattr(model, "lm_head", None)
-        if isinstance(head, Int4Linear | Int8Linear):
-            projections.append(head)
-        one_row = _one_row_is_exact(projections)
-        decoder.set_single_row(one_row)
-        for module in projections:  # the head (and the torch path's decode rows) too
-            module.one_row, module.one_row_checked = one_row, True
         return cls(decoder, config.hidden_size, ropes, [layer.self_attn.attn for layer in layers])
 
     def __call__(
@@ -153,25 +151,29 @@ class FusedDecoder:
         return self._decoder.forward(ids, positions, write_slots, key_slots, tables)
 
 
-def _one_row_is_exact(projections: list) -> bool:
-    """Whether this machine's kernels give a row alone the bits they give it beside another, on every projection.
+def _check_one_row(projections: list) -> None:
+    """Set ``one_row`` on every projection: whether this machine's kernels give a row alone the bits they give it
+    beside another, on all of them (checked once per model; later engines on it read the answer).
 
     PyTorch's int4 CPU kernel computes each row on its own (the same sequence of FMAs whatever the row count), but
     the torch path multiplies one row as two because some builds' one-row paths have rounded differently. Where they
-    agree here (3 random rows per projection, against the two-row call), the fused path multiplies one row alone:
-    ~15% less kernel time at batch 1 for the same bits (the output head included).
+    agree here (3 random rows per projection, against the two-row call), one row is multiplied alone: ~15% less
+    kernel time at batch 1 for the same bits (the output head included).
     """
-    if all(getattr(m, "one_row_checked", False) for m in projections):  # another engine on this model checked
-        return all(m.one_row for m in projections)
+    if all(m.one_row is not None for m in projections):
+        return
     gen = torch.Generator().manual_seed(0)
+    exact = True
     with torch.inference_mode():
         for module in projections:
             for _ in range(3):
                 x = torch.randn(1, module.in_features, generator=gen).bfloat16()
-                if not torch.equal(module._mm(x), module._mm(torch.cat([x, x]))[:1]):
-                    log.info("fused CPU decode: one-row kernel calls round differently here; two rows per call")
-                    return False
-    return True
+                exact = exact and torch.equal(module._mm(x), module._mm(torch.cat([x, x]))[:1])
+            if not exact:
+                log.info("fused CPU decode: one-row kernel calls round differently here; two rows per call")
+                break
+    for module in projections:
+        module.one_row = exact
 
 
 def _inner(model: torch.nn.Module) -> torch.nn.Module:

@@ -206,13 +206,14 @@ class ModelRunner:
         if generated is None:
             with forward_context(ctx):
                 return self.model(ids, pos)
+        if prompt is None and ctx.is_decode:  # one generated row per sequence: its slots are its sequence's row
+            return self.fused(ids, pos, ctx.slot_mapping, ctx.context_slots)
         # each generated row's own sequence: its cache slots are that sequence's row of context_slots
         owner = torch.repeat_interleave(torch.arange(ctx.num_seqs), torch.tensor(ctx.cu_seqlens_q).diff())
         if prompt is None:
-            keys = ctx.context_slots if ctx.is_decode else ctx.context_slots[owner]
-            return self.fused(ids, pos, ctx.slot_mapping, keys)
+            return self.fused(ids, pos, ctx.slot_mapping, ctx.context_slots[owner])
         hidden = torch.empty(ctx.num_tokens, self.fused.hidden_size)
-        with forward_context(_prompt_context(ctx)):
+        with forward_context(ctx.prompt_only()):
             hidden[prompt] = self.model(ids[prompt], pos[prompt])
         keys = ctx.context_slots[owner[generated]]
         hidden[generated] = self.fused(ids[generated], pos[generated], ctx.slot_mapping[generated], keys)
@@ -222,23 +223,3 @@ class ModelRunner:
         inputs = self.prepare(step)
         logits, prompt_logits = self.execute(inputs)
         return StepLogits(sample_seqs=inputs.sample_seqs, logits=logits, prompt_logits=prompt_logits)
-
-
-def _prompt_context(ctx: ForwardContext) -> ForwardContext:
-    """The step restricted to its prompt rows: each sequence's rows before its first generated one."""
-    cu, lens, kept = [0], [], []
-    for i, n_ctx in enumerate(ctx.context_lens):
-        s, e = ctx.cu_seqlens_q[i], ctx.cu_seqlens_q[i + 1]
-        rows = min(max(ctx.prompt_lens[i] - (n_ctx - (e - s)), 0), e - s)
-        if rows:
-            cu.append(cu[-1] + rows)
-            lens.append(n_ctx - (e - s) + rows)
-            kept.append(i)
-    prompt, _ = ctx.row_roles()
-    return ForwardContext(
-        cu_seqlens_q=cu,
-        context_lens=lens,
-        slot_mapping=ctx.slot_mapping[prompt],
-        context_slots=ctx.context_slots[kept],
-        prompt_lens=[ctx.prompt_lens[i] for i in kept],
-    )

@@ -56,9 +56,9 @@ class ForwardContext:
         if roles is None:
             prompt: list[int] = []
             generated: list[int] = []
-            for i, n_ctx in enumerate(self.context_lens):
+            for i in range(self.num_seqs):
                 s, e = self.cu_seqlens_q[i], self.cu_seqlens_q[i + 1]
-                cut = s + min(max(self.prompt_lens[i] - (n_ctx - (e - s)), 0), e - s)  # [s, cut): prompt rows
+                cut = s + self._prompt_rows(i)  # [s, cut): prompt rows
                 prompt.extend(range(s, cut))
                 generated.extend(range(cut, e))
             device = self.slot_mapping.device if self.slot_mapping is not None else None
@@ -66,6 +66,31 @@ class ForwardContext:
                 torch.tensor(rows, dtype=torch.long, device=device) if rows else None for rows in (prompt, generated)
             )
         return roles
+
+    def _prompt_rows(self, i: int) -> int:
+        """How many of sequence i's rows in this step are prompt rows (they come first)."""
+        s, e = self.cu_seqlens_q[i], self.cu_seqlens_q[i + 1]
+        return min(max(self.prompt_lens[i] - (self.context_lens[i] - (e - s)), 0), e - s)
+
+    def prompt_only(self) -> ForwardContext:
+        """The step restricted to its prompt rows (each sequence's rows before its first generated one), as a step
+        of its own: the fused CPU decode runs them through the model before the generated rows."""
+        cu, lens, kept = [0], [], []
+        for i in range(self.num_seqs):
+            rows = self._prompt_rows(i)
+            if rows:
+                e = self.cu_seqlens_q[i + 1] - self.cu_seqlens_q[i]
+                cu.append(cu[-1] + rows)
+                lens.append(self.context_lens[i] - e + rows)
+                kept.append(i)
+        prompt, _ = self.row_roles()
+        return ForwardContext(
+            cu_seqlens_q=cu,
+            context_lens=lens,
+            slot_mapping=self.slot_mapping[prompt],
+            context_slots=self.context_slots[kept],
+            prompt_lens=[self.prompt_lens[i] for i in kept],
+        )
 
     @staticmethod
     def for_prompts(lengths: list[int], causal: bool = True) -> ForwardContext:

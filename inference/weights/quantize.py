@@ -96,10 +96,9 @@ class QuantizedLinear(nn.Module, abc.ABC):
     never moved or saved.
     """
 
-    # Set where a check found the kernel's one-row call giving the bits of its many-row one on this machine
-    # (``inference/cpu/fused_decoder.py``): one row is then multiplied alone, not as two.
-    one_row = False
-    one_row_checked = False
+    # Whether the kernel's one-row call gives the bits of its many-row one on this machine, once checked
+    # (``inference/cpu/fused_decoder.py``; None: not checked). True: one row is multiplied alone, not as two.
+    one_row: bool | None = None
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, keep_float: bool = True):
         super().__init__()
