@@ -15,6 +15,7 @@ The examples are read from the documents themselves, so an example added there i
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import os
 import re
@@ -35,8 +36,13 @@ from tests.support.live import CHAT, EMBED, VISION_15, VISION_NEXT
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
-# A copy of ../shared/reference, kept in the repository so that a clean clone can run this.
+# A copy of ../shared/reference, kept in the repository so that a clean clone can run this: byte for byte (ruff
+# leaves it alone), so the examples run are the published ones, their odd indentation and spacing included.
 REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "reference"
+PUBLISHED_SHA256 = {
+    "lightllm-openai-api.rst": "91db0c017a12ed98f8917ed063f7a8a580e5c5caa9af438cb431c7ff52803611",
+    "tsystems-llm-serving-api.md": "c24a372e402475774465be0f2e0febf0656f688330b258b433c1dc2d2eac3b9b",
+}
 
 # The model names of the documents, and ours in their place.
 MODELS = {
@@ -159,6 +165,12 @@ def _examples() -> list:
         Example("tsystems: vision, base64 image", t_vision_client + TSYSTEMS[7] + TSYSTEMS[8], [], 1),
     ]
     return [pytest.param(e, id=e.name) for e in cases]
+
+
+def test_the_copies_are_the_published_documents():
+    """A reformatted copy once ran re-indented examples instead of the published ones."""
+    for name, digest in PUBLISHED_SHA256.items():
+        assert hashlib.sha256((REFERENCE / name).read_bytes()).hexdigest() == digest, name
 
 
 def test_the_documents_hold_the_examples_this_file_runs():
