@@ -41,6 +41,15 @@ SHAPES = {
                  num_key_value_heads=2, vocab_size=1024, tie_word_embeddings=True),  # checks the script
     "smollm2": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
                     num_key_value_heads=3, vocab_size=49152, tie_word_embeddings=True),
+    # the packaged Gemma 3 270M's shape (its file does not travel to a lent GPU: ~64 MiB may): 5 sliding layers of
+    # 512 to one full, two rope bases, a 262k vocabulary
+    "gemma3-270m": dict(architectures=["Gemma3ForCausalLM"], model_type="gemma3_text", hidden_size=640,
+                        intermediate_size=2048, num_hidden_layers=18, num_attention_heads=4, num_key_value_heads=1,
+                        head_dim=256, vocab_size=262144, tie_word_embeddings=True, rms_norm_eps=1e-6,
+                        hidden_activation="gelu_pytorch_tanh", query_pre_attn_scalar=256, sliding_window=512,
+                        layer_types=(["sliding_attention"] * 5 + ["full_attention"]) * 3,
+                        rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": 1e6},
+                                         "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}}),
     "llama-1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
                      num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=True),
     "llama-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
@@ -191,35 +200,76 @@ def peak_bandwidth(device: str) -> tuple[float, str]:
     return next((v[0] for k, v in PEAKS.items() if k in name), float("nan")), name
 
 
-def hf_generate_rate(model_source, device: str, dtype: torch.dtype, batch: int, new_tokens: int, vocab: int) -> float:
-    """transformers' generate with a static cache, greedy, ``batch`` 16-token prompts: decode tok/s."""
+def hf_model(model_source, device: str, dtype: torch.dtype) -> torch.nn.Module:
+    """transformers' model of the same shape (random weights, built on the device) or of the same checkpoint."""
     import transformers
     from transformers import AutoModelForCausalLM
 
     if isinstance(model_source, dict):
         fields = dict(model_source)
         arch = fields.pop("architectures", ["LlamaForCausalLM"])[0]
-        config = getattr(transformers, arch.replace("ForCausalLM", "Config"))(**fields)
-        hf = getattr(transformers, arch)(config).to(device=device, dtype=dtype)
+        kind = {"MixtralForCausalLM": "mixtral", "DeepseekV2ForCausalLM": "deepseek_v2"}.get(arch, "llama")
+        config = transformers.AutoConfig.for_model(fields.pop("model_type", kind), **fields)
+        with torch.device(device):  # an 8B model built in fp32 on the host first would take minutes
+            hf = getattr(transformers, arch)._from_config(config, dtype=dtype)
     else:
         hf = AutoModelForCausalLM.from_pretrained(model_source, dtype=dtype).to(device)
-    hf.eval()
+    return hf.eval().requires_grad_(False)
+
+
+class _StepClock:
+    """A logits processor that only notes when each generated token's logits are ready (the device synced):
+    generate calls it once per new token, the first just after the prefill."""
+
+    def __init__(self, device: str) -> None:
+        self.device, self.times = device, []
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        sync(self.device)
+        self.times.append(time.perf_counter())
+        return scores
+
+
+def hf_first_token(hf: torch.nn.Module, device: str, prompt: list[int]) -> float:
+    """Seconds from generate's call to the first token's logits for one prompt (after a warm-up of the same)."""
+    from transformers import LogitsProcessorList
+
+    ids = torch.tensor([prompt], device=device)
+    kwargs = dict(
+        attention_mask=torch.ones_like(ids),
+        pad_token_id=0,
+        do_sample=False,
+        cache_implementation="static",
+        max_new_tokens=1,
+    )  # fmt: skip  (no decode step: nothing for generate to compile)
+    hf.generate(ids, **kwargs)
+    clock = _StepClock(device)
+    sync(device)
+    start = time.perf_counter()
+    hf.generate(ids, logits_processor=LogitsProcessorList([clock]), **kwargs)
+    return clock.times[0] - start
+
+
+def hf_generate_rate(hf: torch.nn.Module, device: str, batch: int, new_tokens: int, vocab: int) -> tuple[float, float]:
+    """transformers' generate with a static cache, greedy, ``batch`` 16-token prompts -> (decode tok/s, seconds
+    of the warm-up). The warm-up is the same call, so the static cache has the measured run's size and, on a GPU,
+    the forward generate compiles for it (transformers does so by default for a static cache) is compiled there;
+    the rate counts the steps after the first token, as ours does."""
+    from transformers import LogitsProcessorList
+
     gen = torch.Generator().manual_seed(3)
     ids = torch.randint(0, vocab, (batch, 16), generator=gen).to(device)
-    common = dict(attention_mask=torch.ones_like(ids), pad_token_id=0, do_sample=False, cache_implementation="static")
-    kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, **common)
-    hf.generate(ids, max_new_tokens=4, **common)  # warm-up
-    sync(device)
+    kwargs = dict(attention_mask=torch.ones_like(ids), pad_token_id=0, do_sample=False, cache_implementation="static",
+                  max_new_tokens=new_tokens, min_new_tokens=new_tokens)  # fmt: skip
     start = time.perf_counter()
-    first = hf.generate(ids, max_new_tokens=1, **common)
+    hf.generate(ids, **kwargs)  # warm-up (and compilation)
     sync(device)
-    prefill = time.perf_counter() - start
-    start = time.perf_counter()
-    out = hf.generate(ids, **kwargs)
-    sync(device)
-    total = time.perf_counter() - start
-    del hf, first
-    return batch * (out.shape[1] - 16 - 1) / max(total - prefill, 1e-9)
+    warm = time.perf_counter() - start
+    clock = _StepClock(device)
+    hf.generate(ids, logits_processor=LogitsProcessorList([clock]), **kwargs)
+    steps = len(clock.times) - 1
+    assert steps == new_tokens - 1, (steps, new_tokens)
+    return batch * steps / (clock.times[-1] - clock.times[0]), warm
 
 
 def main() -> None:
@@ -275,10 +325,9 @@ def main() -> None:
     run(engine, [prompt[:16]], 8, args.device)  # warm-up
     ttft = statistics.median(run(engine, [prompt], 1, args.device)[0] for _ in range(args.rounds))
     print(f"time to first token, 512-token prompt: {ttft * 1000:.1f} ms ({512 / ttft:.0f} prefill tok/s)")
-    header = f"{'batch':>6}{'ours tok/s':>12}{'roofline':>10}{'of roofline':>12}" + (
-        f"{'HF static':>12}{'vs HF':>8}" if args.hf else ""
-    )
-    print(header)
+    # ours at every batch size first, then transformers': a run cut short by a time limit keeps our figures
+    print(f"{'batch':>6}{'ours tok/s':>12}{'roofline':>10}{'of roofline':>12}")
+    rows = {}
     for batch in args.batch:
         rates = []
         for _ in range(args.rounds):
@@ -289,11 +338,18 @@ def main() -> None:
         context = 16 + args.decode_tokens / 2  # the average context a decode step reads
         step_bytes = weight_bytes(model, batch) + batch * context * per_token_kv
         roofline = batch * bandwidth * 1e9 / step_bytes
-        line = f"{batch:>6}{ours:>12.1f}{roofline:>10.0f}{ours / roofline:>12.1%}"
-        if args.hf:
-            hf = hf_generate_rate(hf_source, args.device, dtype, batch, args.decode_tokens, vocab)
-            line += f"{hf:>12.1f}{ours / hf:>7.2f}x"
-        print(line, flush=True)
+        rows[batch] = f"{batch:>6}{ours:>12.1f}{roofline:>10.0f}{ours / roofline:>12.1%}"
+        print(rows[batch], flush=True)
+    if args.hf:
+        hf = hf_model(hf_source, args.device, dtype)
+        hf_ttft = statistics.median(hf_first_token(hf, args.device, prompt) for _ in range(args.rounds))
+        print(f"transformers, time to first token, 512-token prompt: {hf_ttft * 1000:.1f} ms "
+              f"(ours / theirs {ttft / hf_ttft:.2f})", flush=True)  # fmt: skip
+        print(f"{'batch':>6}{'ours tok/s':>12}{'roofline':>10}{'of roofline':>12}{'HF static':>12}{'vs HF':>8}")
+        for batch in args.batch:
+            ours = float(rows[batch].split()[1])
+            hf_rate, warm = hf_generate_rate(hf, args.device, batch, args.decode_tokens, vocab)
+            print(f"{rows[batch]}{hf_rate:>12.1f}{ours / hf_rate:>7.2f}x   (HF warm-up {warm:.1f} s)", flush=True)
     print(f"reproduce: python3 benchmarks/bench_engine.py {' '.join(sys.argv[1:])}")
 
 

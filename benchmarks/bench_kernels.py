@@ -276,7 +276,11 @@ def main() -> None:
         sys.exit("on the CPU the kernels run only under TRITON_INTERPRET=1 (set it before starting)")
     dtype = getattr(torch, args.dtype)
     gbs, tflops, gpu = peaks(args.device, args.peak_gbs, args.peak_tflops)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    # COMMIT: set by benchmarks/gpu/run_issue5.sh, where the tree came without .git
+    commit = (
+        os.environ.get("COMMIT")
+        or subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    )
     print(f"{gpu}, {args.dtype}, commit {commit or '?'}, {time.strftime('%Y-%m-%d')}; peaks {gbs:.0f} GB/s, "
           f"{tflops:.0f} TFLOP/s")  # fmt: skip
     header = f"{'case':<50}{'ours ms':>10}{'eager ms':>10}{'compile ms':>11}{'achieved':>16}{'of peak':>9}"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import subprocess
 import sys
 import time
@@ -90,7 +91,11 @@ def main() -> None:
     n_in, n_out = sum(w[0] for w in work), sum(w[1] for w in work)
     assert produced == n_out, f"generated {produced} tokens, expected {n_out}"
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    # COMMIT: set by benchmarks/gpu/run_issue5.sh, where the tree came without .git
+    commit = (
+        os.environ.get("COMMIT")
+        or subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    )
     print(f"{device}, {args.shape} {args.dtype}, commit {commit or '?'}, {time.strftime('%Y-%m-%d')}")
     print(f"{args.prompts} prompts (seed {args.seed}): {n_in} input tokens (mean {n_in / args.prompts:.0f}), "
           f"{n_out} output tokens (mean {n_out / args.prompts:.0f}); max_num_seqs {args.max_num_seqs}, "

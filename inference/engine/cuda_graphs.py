@@ -41,6 +41,7 @@ class DecodeGraphs:
         self.context_lens = torch.zeros(b, dtype=torch.int32, device=device)
         self.cu_seqlens = torch.arange(b + 1, dtype=torch.int32, device=device)
         self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+        self.replays = 0  # decode steps served by a graph (the GPU tests check that steps do replay)
         pool = torch.cuda.graph_pool_handle()
         for size in reversed(self.sizes):  # largest first: the smaller ones reuse its memory
             self.graphs[size] = self._capture(size, pool)
@@ -98,4 +99,5 @@ class DecodeGraphs:
         self.context_lens[n:size].zero_()
         graph, hidden = self.graphs[size]
         graph.replay()
+        self.replays += 1
         return hidden[:n]

@@ -48,7 +48,8 @@ def kernels(request) -> str:
 def _engine(path, kernels: str, **options) -> LLMEngine:
     model = load_model(path, dtype=torch.float32, device=DEVICE).eval()
     # block size 5: blocks never line up with prompts, chunks or the kernels' tiles
-    cfg = EngineConfig(device=DEVICE, kv_cache_tokens=512, block_size=5, kernels=kernels, **options)
+    options = {"kv_cache_tokens": 512, **options}
+    cfg = EngineConfig(device=DEVICE, block_size=5, kernels=kernels, **options)
     return LLMEngine(model, rc.IdTokenizer(), rc.IdDetokenizer, cfg)
 
 
@@ -127,3 +128,60 @@ def test_encoder_embeddings_on_the_kernels_equal_the_torch_path(tmp_path):
     expected = model.embed(inputs)
     assert use_kernels(model) > 0
     torch.testing.assert_close(model.embed(inputs), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.interpreter
+def test_decode_steps_replay_cuda_graphs_with_the_eager_tokens(checkpoint):
+    """On a GPU the kernels' decode steps are captured as CUDA graphs and replayed, giving the eagerly run steps'
+    tokens (a capture that fails is logged and decodes eagerly, so the test looks that it did not). Three requests,
+    one joining mid-flight: batches of 2 and 3 replay the graphs of 2 and 4 (padded). The CPU captures none."""
+    _, path = checkpoint
+    greedy = SamplingParams(max_tokens=NEW_TOKENS, temperature=0.0, ignore_eos=True)
+    answers = []
+    for graphs in (True, False):
+        engine = _engine(path, "on", cuda_graphs=graphs)
+        prompts = _prompts()
+        engine.add_request("0", prompts[0], greedy)
+        engine.add_request("1", prompts[1], greedy)
+        got: dict[str, list[int]] = {}
+        for _ in range(4):
+            for delta in engine.step():
+                got.setdefault(delta.request_id, []).extend(delta.token_ids)
+        engine.add_request("2", prompts[2], greedy)
+        for key, ids in _run(engine).items():
+            got.setdefault(key.split("/")[0], []).extend(ids)
+        answers.append(got)
+        if graphs and DEVICE.startswith("cuda"):
+            assert engine.runner.graphs is not None, "decode CUDA graphs were not captured (see the log)"
+            assert engine.runner.graphs.sizes[-1] == engine.cfg.max_num_seqs
+            assert engine.runner.graphs.replays >= NEW_TOKENS - 1  # every pure decode step
+        else:
+            assert engine.runner.graphs is None
+    assert answers[0] == answers[1]
+    assert all(len(ids) == NEW_TOKENS for ids in answers[0].values())
+
+
+def test_kv_cache_fills_the_memory_it_is_given(checkpoint):
+    """On a GPU the cache's size comes from the memory free once the weights are loaded and a largest step has
+    run: at a utilization of (memory in use now + 3 GiB) / total, the engine leaves what was in use plus ~3 GiB
+    taken (the cache, less a step's activations). On the CPU it holds one context."""
+    _, path = checkpoint
+    if not DEVICE.startswith("cuda"):
+        engine = _engine(path, "off", kv_cache_tokens=None)
+        context = engine.model.config.max_position_embeddings
+        assert engine.blocks.num_blocks * engine.cfg.block_size >= min(context, 32768)
+        return
+    gib = 2**30
+    torch.cuda.empty_cache()
+    free, total = torch.cuda.mem_get_info()
+    utilization = (total - free + 3 * gib) / total  # what this process (and any other) holds now, plus 3 GiB
+    engine = _engine(path, "on", kv_cache_tokens=None, gpu_memory_utilization=utilization)
+    from inference.engine.kv_budget import kv_bytes_per_token
+
+    kv_bytes = engine.blocks.num_blocks * engine.cfg.block_size * kv_bytes_per_token(engine.model, torch.float32)
+    torch.cuda.synchronize()
+    free_after, _ = torch.cuda.mem_get_info()
+    # the weights of these tiny models are a few MiB: the cache takes the 3 GiB less a step's activations
+    assert 2 * gib < kv_bytes <= 3 * gib
+    assert free - free_after >= kv_bytes  # really allocated on the card
+    assert free - free_after < 3 * gib + 512 * 2**20  # and not past the budget (CUDA graphs' pool, allocator slack)
