@@ -230,46 +230,26 @@ class _StepClock:
         return scores
 
 
-def hf_first_token(hf: torch.nn.Module, device: str, prompt: list[int]) -> float:
-    """Seconds from generate's call to the first token's logits for one prompt (after a warm-up of the same)."""
+def hf_clocked(
+    hf: torch.nn.Module, device: str, ids: torch.Tensor, new_tokens: int
+) -> tuple[float, list[float], float]:
+    """transformers' greedy generate with a static cache for prompts ``ids`` [batch, len]: a warm-up, then the same
+    call clocked -> (its start, when each new token's logits were ready, seconds of the warm-up). The warm-up being
+    the same call, the static cache has the measured run's size, and on a GPU the forward generate compiles for it
+    (transformers does so by default for a static cache) is compiled before the clock starts."""
     from transformers import LogitsProcessorList
 
-    ids = torch.tensor([prompt], device=device)
-    kwargs = dict(
-        attention_mask=torch.ones_like(ids),
-        pad_token_id=0,
-        do_sample=False,
-        cache_implementation="static",
-        max_new_tokens=1,
-    )  # fmt: skip  (no decode step: nothing for generate to compile)
-    hf.generate(ids, **kwargs)
-    clock = _StepClock(device)
-    sync(device)
-    start = time.perf_counter()
-    hf.generate(ids, logits_processor=LogitsProcessorList([clock]), **kwargs)
-    return clock.times[0] - start
-
-
-def hf_generate_rate(hf: torch.nn.Module, device: str, batch: int, new_tokens: int, vocab: int) -> tuple[float, float]:
-    """transformers' generate with a static cache, greedy, ``batch`` 16-token prompts -> (decode tok/s, seconds
-    of the warm-up). The warm-up is the same call, so the static cache has the measured run's size and, on a GPU,
-    the forward generate compiles for it (transformers does so by default for a static cache) is compiled there;
-    the rate counts the steps after the first token, as ours does."""
-    from transformers import LogitsProcessorList
-
-    gen = torch.Generator().manual_seed(3)
-    ids = torch.randint(0, vocab, (batch, 16), generator=gen).to(device)
     kwargs = dict(attention_mask=torch.ones_like(ids), pad_token_id=0, do_sample=False, cache_implementation="static",
                   max_new_tokens=new_tokens, min_new_tokens=new_tokens)  # fmt: skip
     start = time.perf_counter()
-    hf.generate(ids, **kwargs)  # warm-up (and compilation)
+    hf.generate(ids, **kwargs)
     sync(device)
     warm = time.perf_counter() - start
     clock = _StepClock(device)
+    start = time.perf_counter()
     hf.generate(ids, logits_processor=LogitsProcessorList([clock]), **kwargs)
-    steps = len(clock.times) - 1
-    assert steps == new_tokens - 1, (steps, new_tokens)
-    return batch * steps / (clock.times[-1] - clock.times[0]), warm
+    assert len(clock.times) == new_tokens, (len(clock.times), new_tokens)
+    return start, clock.times, warm
 
 
 def main() -> None:
@@ -338,18 +318,21 @@ def main() -> None:
         context = 16 + args.decode_tokens / 2  # the average context a decode step reads
         step_bytes = weight_bytes(model, batch) + batch * context * per_token_kv
         roofline = batch * bandwidth * 1e9 / step_bytes
-        rows[batch] = f"{batch:>6}{ours:>12.1f}{roofline:>10.0f}{ours / roofline:>12.1%}"
-        print(rows[batch], flush=True)
+        rows[batch] = ours, f"{batch:>6}{ours:>12.1f}{roofline:>10.0f}{ours / roofline:>12.1%}"
+        print(rows[batch][1], flush=True)
     if args.hf:
         hf = hf_model(hf_source, args.device, dtype)
-        hf_ttft = statistics.median(hf_first_token(hf, args.device, prompt) for _ in range(args.rounds))
+        one = torch.tensor([prompt], device=args.device)
+        firsts = [hf_clocked(hf, args.device, one, 1) for _ in range(args.rounds)]  # one token: nothing to compile
+        hf_ttft = statistics.median(times[0] - start for start, times, _ in firsts)
         print(f"transformers, time to first token, 512-token prompt: {hf_ttft * 1000:.1f} ms "
               f"(ours / theirs {ttft / hf_ttft:.2f})", flush=True)  # fmt: skip
         print(f"{'batch':>6}{'ours tok/s':>12}{'roofline':>10}{'of roofline':>12}{'HF static':>12}{'vs HF':>8}")
-        for batch in args.batch:
-            ours = float(rows[batch].split()[1])
-            hf_rate, warm = hf_generate_rate(hf, args.device, batch, args.decode_tokens, vocab)
-            print(f"{rows[batch]}{hf_rate:>12.1f}{ours / hf_rate:>7.2f}x   (HF warm-up {warm:.1f} s)", flush=True)
+        for batch, (ours, line) in rows.items():
+            ids = torch.randint(0, vocab, (batch, 16), generator=torch.Generator().manual_seed(3)).to(args.device)
+            _, times, warm = hf_clocked(hf, args.device, ids, args.decode_tokens)
+            hf_rate = batch * (len(times) - 1) / (times[-1] - times[0])  # the steps after the first token, as ours
+            print(f"{line}{hf_rate:>12.1f}{ours / hf_rate:>7.2f}x   (HF warm-up {warm:.1f} s)", flush=True)
     print(f"reproduce: python3 benchmarks/bench_engine.py {' '.join(sys.argv[1:])}")
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from kernels.gguf_blocks import GGUF_BLOCKS
 from tests.support import gguf_blocks
 
 
@@ -17,7 +18,7 @@ def test_the_carried_blocks_file_holds_the_packaged_models_blocks(tmp_path, monk
     gguf_blocks.save(path)
     monkeypatch.setenv("INFERENCE_TEST_GGUF_BLOCKS", str(path))
     carried = gguf_blocks.blocks()
-    assert sorted(carried) == sorted(packaged) == sorted(gguf_blocks.QTYPES)
+    assert sorted(carried) == sorted(packaged) == sorted(GGUF_BLOCKS)
     for qtype, rows in packaged.items():
         assert rows.dtype == np.uint8 and rows.shape[0] == gguf_blocks.ROWS
         assert np.array_equal(carried[qtype], rows), qtype

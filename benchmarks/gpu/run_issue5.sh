@@ -62,19 +62,19 @@ pytest_=(python3 -m pytest -q -p no:cacheprovider -c /dev/null --rootdir . -W ig
 
 # small shapes for the rehearsal, the issue's shapes on the GPU
 if [[ ${DRY:-0} == 1 ]]; then
-  big=(--device cpu --shape tiny --dtype float32 --rounds 1 --decode-tokens 8)
-  small=(--device cpu --shape tiny --dtype float32 --rounds 1 --decode-tokens 8)
-  batches=(--batch 1 4)
-  q4_batches=(--batch 1 --decode-tokens 2)  # Q4_K blocks dequantize in the interpreter on the CPU: slow
+  engine_args=(--device cpu --dtype float32 --rounds 1 --decode-tokens 8 --batch 1 4)
+  q4_args=(--batch 1 --decode-tokens 2)  # Q4_K blocks dequantize in the interpreter on the CPU: slow
+  shape_8b=tiny
+  packaged_shapes=(tiny)
   kernel_args=(--device cpu --smoke --no-compile --rep 5)
   offline_args=(--device cpu --shape tiny --dtype float32 --prompts 16 --scale 0.05)
   moe_args=(--rounds 1)
   moe_shapes=()
 else
-  big=(--shape llama-8b --dtype bfloat16)
-  small=(--shape smollm2 --dtype bfloat16)
-  batches=(--batch 1 8 64 256)
-  q4_batches=("${batches[@]}")
+  engine_args=(--dtype bfloat16 --batch 1 8 64 256)
+  q4_args=()
+  shape_8b=llama-8b
+  packaged_shapes=(smollm2 gemma3-270m)  # their files (94 MB, 240 MB) are over what a call carries
   kernel_args=(--rep 100)  # ms of timed runs per figure; torch.compile's ~24 baselines take most of the section
   offline_args=(--shape llama-8b --dtype bfloat16 --prompts 1000)
   moe_args=(--rounds 5)
@@ -101,13 +101,13 @@ for what in "${targets[@]}"; do
     kernels)  # deliverable 3: each kernel against torch eager and torch.compile, share of the peak
       section kernels 200 python3 benchmarks/bench_kernels.py "${kernel_args[@]}" ;;
     engine)  # deliverable 4: decode tok/s at 1-256 and TTFT (512) against transformers' static-cache generate
-      section engine_8b_bf16 240 python3 benchmarks/bench_engine.py "${big[@]}" "${batches[@]}" --hf ;;
+      section engine_8b_bf16 240 python3 benchmarks/bench_engine.py "${engine_args[@]}" --shape "$shape_8b" --hf ;;
     engine_more)  # deliverable 4's other rows: Q4_K blocks, and the packaged models' shapes as random weights
-      # (their files, 94 MB and 240 MB, are over what a call carries)
-      section engine_8b_q4_k 90 python3 benchmarks/bench_engine.py "${big[@]}" --weights q4_k "${q4_batches[@]}"
-      section engine_smollm2 60 python3 benchmarks/bench_engine.py "${small[@]}" "${batches[@]}" --hf
-      section engine_gemma3 60 python3 benchmarks/bench_engine.py "${small[@]/smollm2/gemma3-270m}" "${batches[@]}" \
-        --hf ;;
+      section engine_8b_q4_k 90 python3 benchmarks/bench_engine.py "${engine_args[@]}" --shape "$shape_8b" \
+        --weights q4_k "${q4_args[@]}"
+      for shape in "${packaged_shapes[@]}"; do
+        section "engine_$shape" 60 python3 benchmarks/bench_engine.py "${engine_args[@]}" --shape "$shape" --hf
+      done ;;
     offline)  # deliverable 5: 1,000 ShareGPT-like prompts at once, Llama-3-8B bf16
       section offline 150 python3 benchmarks/bench_offline.py "${offline_args[@]}" ;;
     moe)  # issue 23: the experts' kernel and the MoE shapes (active bytes)

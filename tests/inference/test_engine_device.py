@@ -16,6 +16,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from inference.config import EngineConfig
+from inference.engine.kv_budget import kv_bytes_per_token
 from inference.engine.llm_engine import LLMEngine
 from inference.loader.safetensors import load_model
 from inference.sampling_params import SamplingParams
@@ -179,8 +180,6 @@ def test_kv_cache_fills_the_memory_it_is_given(checkpoint):
     free, total = torch.cuda.mem_get_info()
     utilization = (total - free + 3 * gib) / total  # what this process (and any other) holds now, plus 3 GiB
     engine = _engine(path, "on", kv_cache_tokens=None, gpu_memory_utilization=utilization)
-    from inference.engine.kv_budget import kv_bytes_per_token
-
     kv_bytes = engine.blocks.num_blocks * engine.cfg.block_size * kv_bytes_per_token(engine.model, torch.float32)
     torch.cuda.synchronize()
     free_after, _ = torch.cuda.mem_get_info()

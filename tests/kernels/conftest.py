@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kernels import reference
 from tests.support import gguf_blocks
 
 
@@ -14,6 +13,4 @@ from tests.support import gguf_blocks
 def gemma_blocks() -> dict[str, np.ndarray]:
     """A handful of rows of real tensors, one per GGUF type the kernels read: [rows, bytes] uint8 (see
     tests/support/gguf_blocks.py: from the packaged files, or the file of them the GPU run carries)."""
-    out = gguf_blocks.blocks()
-    assert set(out) == set(reference.GGUF_BLOCKS)
-    return out
+    return gguf_blocks.blocks()

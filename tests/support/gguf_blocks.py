@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from kernels.gguf_blocks import GGUF_BLOCKS
+
 ROWS = 24  # per type, spread over the tensor
-QTYPES = ("Q8_0", "Q5_0", "Q4_K", "Q6_K", "Q4_1", "Q4_0", "Q5_1")
 
 
 def pick() -> dict[str, np.ndarray]:
@@ -52,20 +53,25 @@ def save(path: Path) -> None:
 
 
 def load(path: Path) -> dict[str, np.ndarray]:
+    """The blocks ``save`` wrote, one array per GGUF type the kernels read (``kernels.gguf_blocks.GGUF_BLOCKS``)."""
     with np.load(path) as f:
         out = {qtype: f[qtype] for qtype in f.files}
-    if set(out) != set(QTYPES):
-        raise ValueError(f"{path} holds {sorted(out)}, not {sorted(QTYPES)}")
+    if set(out) != set(GGUF_BLOCKS):
+        raise ValueError(f"{path} holds {sorted(out)}, not {sorted(GGUF_BLOCKS)}")
     return out
 
 
 def blocks() -> dict[str, np.ndarray]:
     """From the file ``INFERENCE_TEST_GGUF_BLOCKS`` names, else from the packaged models."""
     saved = os.environ.get("INFERENCE_TEST_GGUF_BLOCKS")
-    return load(Path(saved)) if saved else pick()
+    if saved:
+        return load(Path(saved))
+    out = pick()
+    assert set(out) == set(GGUF_BLOCKS), sorted(out)  # every type the kernels read has its test blocks
+    return out
 
 
 if __name__ == "__main__":
     target = Path(sys.argv[1])
     save(target)
-    print(f"{target}: {target.stat().st_size} bytes, {', '.join(QTYPES)} x {ROWS} rows")
+    print(f"{target}: {target.stat().st_size} bytes, {', '.join(GGUF_BLOCKS)} x {ROWS} rows")
