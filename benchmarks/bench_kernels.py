@@ -46,6 +46,15 @@ class Case:
     flops: float = 0.0  # compute-bound cases
 
 
+def commit() -> str:
+    """The checkout's short commit: ``COMMIT`` where the tree came without .git (benchmarks/gpu/run_issue5.sh)."""
+    found = (
+        os.environ.get("COMMIT")
+        or subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    )
+    return found or "?"
+
+
 def peaks(device: str, gbs: float | None, tflops: float | None) -> tuple[float, float, str]:
     if device == "cpu":
         return gbs or 1.0, tflops or 1.0, "cpu"
@@ -276,12 +285,7 @@ def main() -> None:
         sys.exit("on the CPU the kernels run only under TRITON_INTERPRET=1 (set it before starting)")
     dtype = getattr(torch, args.dtype)
     gbs, tflops, gpu = peaks(args.device, args.peak_gbs, args.peak_tflops)
-    # COMMIT: set by benchmarks/gpu/run_issue5.sh, where the tree came without .git
-    commit = (
-        os.environ.get("COMMIT")
-        or subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    )
-    print(f"{gpu}, {args.dtype}, commit {commit or '?'}, {time.strftime('%Y-%m-%d')}; peaks {gbs:.0f} GB/s, "
+    print(f"{gpu}, {args.dtype}, commit {commit()}, {time.strftime('%Y-%m-%d')}; peaks {gbs:.0f} GB/s, "
           f"{tflops:.0f} TFLOP/s")  # fmt: skip
     header = f"{'case':<50}{'ours ms':>10}{'eager ms':>10}{'compile ms':>11}{'achieved':>16}{'of peak':>9}"
     print(header)

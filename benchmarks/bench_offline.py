@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_engine import SHAPES, _Detokenizer, _Tokenizer, random_model, sync  # noqa: E402
+from bench_kernels import commit  # noqa: E402
 
 from inference.config import EngineConfig  # noqa: E402
 from inference.engine.llm_engine import LLMEngine  # noqa: E402
@@ -91,12 +90,7 @@ def main() -> None:
     n_in, n_out = sum(w[0] for w in work), sum(w[1] for w in work)
     assert produced == n_out, f"generated {produced} tokens, expected {n_out}"
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
-    # COMMIT: set by benchmarks/gpu/run_issue5.sh, where the tree came without .git
-    commit = (
-        os.environ.get("COMMIT")
-        or subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    )
-    print(f"{device}, {args.shape} {args.dtype}, commit {commit or '?'}, {time.strftime('%Y-%m-%d')}")
+    print(f"{device}, {args.shape} {args.dtype}, commit {commit()}, {time.strftime('%Y-%m-%d')}")
     print(f"{args.prompts} prompts (seed {args.seed}): {n_in} input tokens (mean {n_in / args.prompts:.0f}), "
           f"{n_out} output tokens (mean {n_out / args.prompts:.0f}); max_num_seqs {args.max_num_seqs}, "
           f"max_batched_tokens {args.max_batched_tokens}")  # fmt: skip
