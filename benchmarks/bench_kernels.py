@@ -78,6 +78,18 @@ def timer(device: str, fn: Callable[[], object], reps: int) -> float:
     return statistics.median(times)
 
 
+def random_blocks(qtype: str, n: int, k: int, g: torch.Generator) -> torch.Tensor:
+    """A GGUF weight [n, k / block_weights * block_bytes] uint8 of random bytes, its fp16 scales small (below 1e-3)
+    so that products stay finite."""
+    weights, nbytes = ref.GGUF_BLOCKS[qtype]
+    raw = torch.randint(0, 256, (n, k // weights * nbytes), generator=g, dtype=torch.uint8)
+    for offset in ref.GGUF_HALF_FIELDS[qtype]:
+        raw.view(n, -1, nbytes)[:, :, offset : offset + 2] = (
+            (torch.rand(n, k // weights, generator=g) * 1e-3).half().view(torch.uint8).view(n, k // weights, 2)
+        )
+    return raw
+
+
 def compile_or_none(fn: Callable, enabled: bool) -> Callable | None:
     if not enabled:
         return None
@@ -181,13 +193,7 @@ def cases(device: str, dtype: torch.dtype, smoke: bool, use_compile: bool) -> li
     N, K = size(14336), size(4096) if smoke else 4096
     K = max(256, K - K % 256)
     for qtype in ("Q4_K", "Q6_K", "Q8_0", "Q4_1", "Q5_0"):  # the last two: SmolLM2's and Gemma 3's main types
-        weights, nbytes = ref.GGUF_BLOCKS[qtype]
-        raw = torch.randint(0, 256, (N, K // weights * nbytes), generator=g, dtype=torch.uint8)
-        for offset in ref.GGUF_HALF_FIELDS[qtype]:
-            raw.view(N, -1, nbytes)[:, :, offset : offset + 2] = (
-                (torch.rand(N, K // weights, generator=g) * 1e-3).half().view(torch.uint8).view(N, K // weights, 2)
-            )
-        blocks = raw.to(device)
+        blocks = random_blocks(qtype, N, K, g).to(device)
         dense = ref.dequantize(blocks, qtype).to(dtype)
         for M in (1, size(512)):
             x = rand(M, K)
@@ -225,12 +231,7 @@ def cases(device: str, dtype: torch.dtype, smoke: bool, use_compile: bool) -> li
     from kernels.fused_moe_gguf import fused_moe_gguf
 
     def expert_blocks(qtype: str, rows: int, k: int) -> torch.Tensor:  # [experts, rows, k / bw * bb], small scales
-        weights_per, nbytes = ref.GGUF_BLOCKS[qtype]
-        raw = torch.randint(0, 256, (experts * rows, k // weights_per, nbytes), generator=g, dtype=torch.uint8)
-        for offset in ref.GGUF_HALF_FIELDS[qtype]:
-            raw[:, :, offset : offset + 2] = (torch.rand(experts * rows, k // weights_per, generator=g) * 1e-3).half(
-            ).view(torch.uint8).view(experts * rows, k // weights_per, 2)  # fmt: skip
-        return raw.view(experts, rows, -1).to(device)
+        return random_blocks(qtype, experts * rows, k, g).view(experts, rows, -1).to(device)
 
     types = ("Q4_K", "Q4_K", "Q6_K") if not smoke else ("Q8_0",) * 3  # --smoke: sizes no multiple of 256
     gate, up, down = (

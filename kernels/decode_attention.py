@@ -224,6 +224,7 @@ def decode_attention(
     sliding_window: int | None = None,
     num_splits: int | None = None,
     workspace: torch.Tensor | None = None,
+    tiles: tuple[int, int, int] | None = None,
 ) -> torch.Tensor:
     """One query per sequence over the paged cache → [S, H, D] in q.dtype (contiguous).
 
@@ -233,7 +234,8 @@ def decode_attention(
     Sequence i attends to its first ``context_lens[i]`` positions, only the last ``sliding_window`` of them
     when given. ``num_splits`` defaults to ``decode_num_splits``; with more than one, the partials go to
     ``workspace`` (flat float32, at least ``decode_workspace_numel`` elements) or a fresh buffer.
-    No host synchronisation: capturable in a CUDA graph.
+    No host synchronisation: capturable in a CUDA graph. ``tiles``: force stage 1's (BLOCK_N positions a step,
+    num_warps, num_stages) (``benchmarks/bench_tune.py`` sweeps them on a GPU).
     """
     S, H, D = q.shape
     num_slots, hkv, d_cache = k_cache.shape
@@ -251,6 +253,9 @@ def decode_attention(
 
     group = H // hkv
     block_d, block_g, block_n, num_warps = _tiles(D, group)
+    num_stages = 2
+    if tiles is not None:
+        block_n, num_warps, num_stages = tiles
     if num_splits == 1:
         part = lse = out  # unused: stage 1 writes the output itself
     else:
@@ -270,7 +275,7 @@ def decode_attention(
         *q.stride(), *k_cache.stride(), *v_cache.stride(), block_tables.stride(0), *out.stride()[:2],
         GROUP=group, HEAD_DIM=D, BLOCK_SIZE=block_size, BLOCK_G=block_g, BLOCK_D=block_d, BLOCK_N=block_n,
         USE_DOT=block_g >= 16, DOT_PRECISION=dot_precision, HAS_WINDOW=sliding_window is not None,
-        DIRECT_OUT=num_splits == 1, num_warps=num_warps, num_stages=2,
+        DIRECT_OUT=num_splits == 1, num_warps=num_warps, num_stages=num_stages,
     )  # fmt: skip
     if num_splits > 1:
         block_p = triton.next_power_of_2(num_splits)

@@ -280,6 +280,7 @@ def _launch(
     sliding_window: int | None,
     max_seqlen_q: int | None,
     alibi_slopes: torch.Tensor | None = None,
+    config: tuple[int, int, int, int] | None = None,
 ) -> torch.Tensor:
     T, H, D = q.shape
     hkv = k.shape[1]
@@ -294,6 +295,8 @@ def _launch(
     if max_seqlen_q is None:
         max_seqlen_q = _max_seqlen(cu_seqlens_q)
     block_m, block_n, block_d, num_warps, num_stages = _config(D, q.dtype, max_seqlen_q)
+    if config is not None:
+        block_m, block_n, num_warps, num_stages = config
     paged = block_tables is not None
     grid = (triton.cdiv(max_seqlen_q, block_m), H, num_seqs)
     if grid[0] == 0:
@@ -351,14 +354,16 @@ def paged_attention(
     scale: float,
     sliding_window: int | None = None,
     max_seqlen_q: int | None = None,
+    config: tuple[int, int, int, int] | None = None,
 ) -> torch.Tensor:
     """Causal attention of new tokens over the paged cache (their own K/V already stored) → [T, H, D].
 
     q [T, H, D]; k_cache/v_cache [num_blocks * block_size, Hkv, D]; block_tables [S, max_blocks] int32;
     cu_seqlens_q [S + 1] int32; context_lens [S] int32: sequence i's queries are the last positions of its
-    ``context_lens[i]`` cached tokens. ``max_seqlen_q`` as in ``varlen_attention``.
+    ``context_lens[i]`` cached tokens. ``max_seqlen_q`` as in ``varlen_attention``. ``config``: force (BLOCK_M,
+    BLOCK_N, num_warps, num_stages) (``benchmarks/bench_tune.py`` sweeps them on a GPU).
     """
     return _launch(
         q, k_cache, v_cache, cu_seqlens_q, context_lens, block_tables, block_size, scale, True, sliding_window,
-        max_seqlen_q,
+        max_seqlen_q, config=config,
     )  # fmt: skip

@@ -286,20 +286,37 @@ def _gemv_kernel(
     tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=x_mask & (offs_n < N)[None, :])
 
 
-def _gemv(x: torch.Tensor, blocks: torch.Tensor, qtype: str, splits: int | None = None) -> torch.Tensor:
-    """x [M, K] (M <= GEMV_MAX_M, contiguous last axis) → [M, N] in x.dtype. ``splits``: force the K split."""
+def _gemv_config(block_m: int) -> tuple[int, int]:
+    """(BLOCK_N, num_warps) for ``block_m`` rows: the [BLOCK_M, BLOCK_N, 32] float32 accumulator spread over 128
+    threads, 32 registers each (``benchmarks/bench_tune.py`` sweeps the alternatives on a GPU)."""
+    return (64 if block_m <= 2 else 32 if block_m <= 4 else 16), 4
+
+
+def gemv_splits(units: int, programs_n: int, device: torch.device, per_sm: int = 4) -> int:
+    """How many ways the GEMV splits K's ``units`` (256-weight chunks) over ``programs_n`` column tiles: enough
+    programs for ``per_sm`` per SM, since a memory-bound stream needs many loads in flight. The interpreter (no SM
+    count) gets few programs, which keeps the CPU tests fast; a small N still splits K there."""
+    sms = launch.sm_count(device) or 4
+    return max(1, min(units, triton.cdiv(per_sm * sms, programs_n)))
+
+
+def _gemv(
+    x: torch.Tensor,
+    blocks: torch.Tensor,
+    qtype: str,
+    splits: int | None = None,
+    config: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """x [M, K] (M <= GEMV_MAX_M, contiguous last axis) → [M, N] in x.dtype. ``splits``: force the K split;
+    ``config``: force (BLOCK_N, num_warps)."""
     M, K = x.shape
     N = blocks.shape[0]
     BLOCK_M = triton.next_power_of_2(M)
-    # the accumulator holds BLOCK_M * BLOCK_N * 32 floats over 128 threads: 32 per thread
-    BLOCK_N = 64 if BLOCK_M <= 2 else 32 if BLOCK_M <= 4 else 16
+    BLOCK_N, num_warps = config or _gemv_config(BLOCK_M)
     programs_n = triton.cdiv(N, BLOCK_N)
     units = triton.cdiv(K, CHUNK)
     if splits is None:
-        # enough programs for ~4 per SM: a memory-bound stream needs many loads in flight
-        # the interpreter (no SM count): few programs keep the CPU tests fast, small N still splits K
-        sms = launch.sm_count(x.device) or 4
-        splits = max(1, min(units, triton.cdiv(4 * sms, programs_n)))
+        splits = gemv_splits(units, programs_n, x.device)
     units_per_split = triton.cdiv(units, max(1, min(splits, units)))
     splits = triton.cdiv(units, units_per_split)  # no empty splits
     if splits == 1:
@@ -308,7 +325,8 @@ def _gemv(x: torch.Tensor, blocks: torch.Tensor, qtype: str, splits: int | None 
         out = torch.empty((splits, M, N), dtype=torch.float32, device=x.device)
     _gemv_kernel[(programs_n, splits)](
         x, blocks, out, M, N, K, x.stride(0), blocks.stride(0), out.stride(0) if splits > 1 else 0, out.stride(-2),
-        units_per_split, QTYPE=qtype, NBYTES=GGUF_BLOCKS[qtype][1], BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, num_warps=4,
+        units_per_split, QTYPE=qtype, NBYTES=GGUF_BLOCKS[qtype][1], BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N,
+        num_warps=num_warps,
     )  # fmt: skip
     return out if splits == 1 else out.sum(0).to(x.dtype)
 

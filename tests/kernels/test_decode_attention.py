@@ -93,6 +93,17 @@ def test_matches_reference(
     torch.testing.assert_close(out, expected, atol=atol, rtol=rtol)
 
 
+@pytest.mark.parametrize("tiles", [(16, 2, 1), (128, 8, 3)], ids=["16pos-2warps-1stage", "128pos-8warps-3stages"])
+@pytest.mark.parametrize("num_splits", [1, 3])
+def test_forced_tiles(tiles, num_splits):
+    """The tiles benchmarks/bench_tune.py sweeps on a GPU: fewer and more positions a step than a block (16) and
+    than the shortest context, GQA 4 with a window, ragged contexts."""
+    q, (kc, vc), (kp, vp), tables, lens = make_case(8, 2, 64, 16, [1, 37, 150], 40, torch.float32, seed=tiles[0])
+    out = da.decode_attention(q, kp, vp, tables, lens, 16, 0.125, 40, num_splits=num_splits, tiles=tiles)
+    expected = reference.decode_attention(q, kc, vc, tables, lens, 16, 0.125, 40)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("num_splits", [1, 3])
 @pytest.mark.parametrize("window", [None, 4])
 def test_padding_rows_are_zero(num_splits, window):

@@ -76,6 +76,14 @@ def test_tile_shapes(monkeypatch, block_m, block_n):
     _check_paged([9, 50], [30, 70], 2, 1, 32, torch.float32, 1e-5, 1e-5, block_size=16, window=20)
 
 
+@pytest.mark.parametrize("config", [(32, 16, 4, 1), (64, 32, 8, 2)], ids=["32x16-4warps-1stage", "64x32-8warps"])
+def test_paged_forced_config(config):
+    """The tiles benchmarks/bench_tune.py sweeps on a GPU, passed in: query tiles longer than some sequences'
+    queries, key tiles crossing blocks of 5, a window."""
+    torch.manual_seed(6)
+    _check_paged([9, 50], [30, 70], 4, 2, 32, torch.float32, 1e-5, 1e-5, block_size=5, window=20, config=config)
+
+
 def test_max_seqlen_q_given():
     """With max_seqlen_q passed the grid is sized without reading cu_seqlens on the host; same result."""
     torch.manual_seed(4)
@@ -115,13 +123,15 @@ def _paged_cache(ctx_lens: list[int], Hkv: int, D: int, block_size: int, dtype: 
     return k_cache, v_cache, tables.to(DEVICE)
 
 
-def _check_paged(q_lens, ctx_lens, H, Hkv, D, dtype, atol, rtol, block_size, window=None, max_seqlen_q=None):
+def _check_paged(
+    q_lens, ctx_lens, H, Hkv, D, dtype, atol, rtol, block_size, window=None, max_seqlen_q=None, config=None
+):
     k_cache, v_cache, tables = _paged_cache(ctx_lens, Hkv, D, block_size, dtype)
     q = _randn(sum(q_lens), H, D, dtype=dtype)
     cu_q = _cu(q_lens)
     ctx = torch.tensor(ctx_lens, dtype=torch.int32, device=DEVICE)
     scale = D**-0.5
-    out = paged_attention(q, k_cache, v_cache, tables, cu_q, ctx, block_size, scale, window, max_seqlen_q)
+    out = paged_attention(q, k_cache, v_cache, tables, cu_q, ctx, block_size, scale, window, max_seqlen_q, config)
     ref = reference.paged_attention(q, k_cache, v_cache, tables, cu_q, ctx, block_size, scale, window)
     assert out.shape == q.shape and out.dtype == q.dtype
     torch.testing.assert_close(out, ref, atol=atol, rtol=rtol)

@@ -167,6 +167,15 @@ def test_gemv_k_split(qtype, splits):
 
 
 @pytest.mark.parametrize("qtype", QTYPES)
+@pytest.mark.parametrize("config", [(16, 1), (128, 8)], ids=["narrow-1warp", "wide-8warps"])
+def test_gemv_forced_configs(qtype, config):
+    """The configurations benchmarks/bench_tune.py sweeps on a GPU: a column tile narrower and wider than N = 40
+    (a ragged last tile, or one tile mostly masked), 1 and 8 warps, 3 rows padded to 4, K split 3 ways."""
+    x, blocks = matmul_case(3, 40, 768, qtype, torch.float32, seed=config[0])
+    check_matmul(qm._gemv(x, blocks, qtype, splits=3, config=config), x, blocks, qtype, 1e-5, 1e-5)
+
+
+@pytest.mark.parametrize("qtype", QTYPES)
 def test_gemm_grouped_tile_order(qtype):
     """More row tiles than GROUP_M (10 of 16 rows, the last ragged) times 3 column tiles: every tile exactly once."""
     x, blocks = matmul_case(150, 40, 256, qtype, torch.float16, seed=150)
