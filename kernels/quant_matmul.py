@@ -287,9 +287,17 @@ def _gemv_kernel(
 
 
 def _gemv_config(block_m: int) -> tuple[int, int]:
-    """(BLOCK_N, num_warps) for ``block_m`` rows: the [BLOCK_M, BLOCK_N, 32] float32 accumulator spread over 128
-    threads, 32 registers each (``benchmarks/bench_tune.py`` sweeps the alternatives on a GPU)."""
-    return (64 if block_m <= 2 else 32 if block_m <= 4 else 16), 4
+    """(BLOCK_N, num_warps) for ``block_m`` rows: at most 16 floats of the [BLOCK_M, BLOCK_N, 32] accumulator and
+    8 weights of each decoded [BLOCK_N, 32] group a thread.
+
+    Compiled for sm_90 (``benchmarks/bench_tune.py --compile``), the registers follow those shares, and a
+    memory-bound stream wants the warps that fewer registers let an SM hold. The earlier choice, 4 warps over 64 /
+    64 / 32 / 16 columns at 1 / 2 / 4 / 8 rows (16 weights, 16-32 floats a thread), took 72-239 registers by type
+    (Q6_K 181-239 at one or two rows, Q4_1 186-210), so 8-28 warps fitted on an SM; these take 48-119, and 16-40
+    warps fit, for every type. ``benchmarks/bench_tune.py`` times both, and the alternatives, on a GPU."""
+    if block_m <= 2:
+        return 32, 4
+    return (16, 4) if block_m == 4 else (16, 8)
 
 
 def gemv_splits(units: int, programs_n: int, device: torch.device, per_sm: int = 4) -> int:
