@@ -294,7 +294,12 @@ def _gemv_config(block_m: int) -> tuple[int, int]:
     memory-bound stream wants the warps that fewer registers let an SM hold. The earlier choice, 4 warps over 64 /
     64 / 32 / 16 columns at 1 / 2 / 4 / 8 rows (16 weights, 16-32 floats a thread), took 72-239 registers by type
     (Q6_K 181-239 at one or two rows, Q4_1 186-210), so 8-28 warps fitted on an SM; these take 48-119, and 16-40
-    warps fit, for every type. ``benchmarks/bench_tune.py`` times both, and the alternatives, on a GPU."""
+    warps fit, for every type. ``benchmarks/bench_tune.py`` times both, and the alternatives, on a GPU.
+
+    The interpreter (the CPU tests) has no registers to save and pays for every program: it keeps the earlier,
+    wider tiles, which halve the suite's GEMV time; narrower ones are tested there as forced configurations."""
+    if launch.INTERPRET:
+        return (64 if block_m <= 2 else 32 if block_m <= 4 else 16), 4
     if block_m <= 2:
         return 32, 4
     return (16, 4) if block_m == 4 else (16, 8)

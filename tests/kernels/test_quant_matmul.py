@@ -167,10 +167,11 @@ def test_gemv_k_split(qtype, splits):
 
 
 @pytest.mark.parametrize("qtype", QTYPES)
-@pytest.mark.parametrize("config", [(16, 1), (128, 8)], ids=["narrow-1warp", "wide-8warps"])
+@pytest.mark.parametrize("config", [(16, 8), (32, 4), (128, 8)], ids=["16x8", "32x4", "128x8"])
 def test_gemv_forced_configs(qtype, config):
-    """The configurations benchmarks/bench_tune.py sweeps on a GPU: a column tile narrower and wider than N = 40
-    (a ragged last tile, or one tile mostly masked), 1 and 8 warps, 3 rows padded to 4, K split 3 ways."""
+    """The GPU's tiles (the interpreter's are wider: _gemv_config) and the others benchmarks/bench_tune.py sweeps
+    there: column tiles narrower and wider than N = 40 (ragged last tiles, or one tile mostly masked), 3 rows padded
+    to 4, K split 3 ways."""
     x, blocks = matmul_case(3, 40, 768, qtype, torch.float32, seed=config[0])
     check_matmul(qm._gemv(x, blocks, qtype, splits=3, config=config), x, blocks, qtype, 1e-5, 1e-5)
 
