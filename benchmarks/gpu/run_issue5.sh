@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run ON the GPU machine (device tool), from the repository root, with .whl carried (fetch_wheels.sh made it):
-#   bash benchmarks/gpu/run_issue5.sh [tests|engine_tests|engine|kernels|tune|offline|engine_more|models|moe|tp|all ...]
+#   bash benchmarks/gpu/run_issue5.sh [tests|engine_tests|engine|kernels|tune|offline|invariance|engine_more|models|
+#                                      moe|tp|all ...]
 # Installs the carried wheels beside the image's torch / triton, then runs issue 28's GPU checks, section by
 # section, each under its own time limit (LIMIT_<section>=seconds overrides it) so that one hung or slow part cannot
 # eat the lease. Each section's log goes to /tmp/gpu-logs; after every section they are packed into $OUT/logs.tgz
@@ -12,7 +13,7 @@
 # sections' limits (below) in the issue's order of need:
 #   call 1: COMMIT=<sha> bash benchmarks/gpu/run_issue5.sh tests engine_tests engine      (at most 560 s)
 #   call 2: COMMIT=<sha> bash benchmarks/gpu/run_issue5.sh kernels offline                (at most 350 s)
-#   later lendings: tune engine_more models moe (tp on a machine of 2+ GPUs)
+#   later lendings: tune invariance engine_more models moe (tp on a machine of 2+ GPUs)
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
@@ -68,6 +69,7 @@ if [[ ${DRY:-0} == 1 ]]; then
   packaged_shapes=(tiny)
   kernel_args=(--device cpu --smoke --no-compile --rep 5)
   tune_args=(--device cpu --smoke --rep 5 --jobs 2)  # two processes: checks the precompiling path
+  invariance_args=(--device cpu --shape tiny --dtype float32 --prompts 4 --tokens 8)
   offline_args=(--device cpu --shape tiny --dtype float32 --prompts 16 --scale 0.05)
   moe_args=(--rounds 1)
   moe_shapes=()
@@ -77,7 +79,8 @@ else
   shape_8b=llama-8b
   packaged_shapes=(smollm2 gemma3-270m)  # their files (94 MB, 240 MB) are over what a call carries
   kernel_args=(--rep 100)  # ms of timed runs per figure; torch.compile's ~24 baselines take most of the section
-  tune_args=(--rep 25 --jobs 12)  # ~350 candidates, compiled by 12 processes before the timing
+  tune_args=(--rep 25 --jobs 12)  # 473 candidates, compiled by 12 processes before the timing
+  invariance_args=(--shape llama-1b --dtype bfloat16)
   offline_args=(--shape llama-8b --dtype bfloat16 --prompts 1000)
   moe_args=(--rounds 5)
   moe_shapes=(mixtral-8x7b deepseek-v2-lite)
@@ -85,7 +88,7 @@ fi
 
 targets=("$@")
 [[ ${#targets[@]} == 0 || " ${targets[*]} " == *" all "* ]] \
-  && targets=(tests engine_tests engine kernels offline tune engine_more models moe tp)
+  && targets=(tests engine_tests engine kernels offline tune invariance engine_more models moe tp)
 for what in "${targets[@]}"; do
   case $what in
     tests)  # deliverable 1: every kernel against its reference at odd shapes, compiled
@@ -104,6 +107,8 @@ for what in "${targets[@]}"; do
       section kernels 200 python3 benchmarks/bench_kernels.py "${kernel_args[@]}" ;;
     tune)  # deliverable 3's tuning: each kernel's candidate tiles, warps, stages and splits timed on Llama-8B's shapes
       section tune 240 python3 benchmarks/bench_tune.py "${tune_args[@]}" ;;
+    invariance)  # whether an answer depends on the batch on CUDA (kernels and torch layers): alone vs together
+      section invariance 120 python3 benchmarks/bench_invariance.py "${invariance_args[@]}" ;;
     engine)  # deliverable 4: decode tok/s at 1-256 and TTFT (512) against transformers' static-cache generate
       section engine_8b_bf16 240 python3 benchmarks/bench_engine.py "${engine_args[@]}" --shape "$shape_8b" --hf ;;
     engine_more)  # deliverable 4's other rows: Q4_K blocks, and the packaged models' shapes as random weights
