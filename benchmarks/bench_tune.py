@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_kernels import commit, peaks, random_blocks, timer  # noqa: E402
 
+from kernels import launch  # noqa: E402
 from kernels.gguf_blocks import GGUF_BLOCKS  # noqa: E402
 
 OPS = ("gemv", "gemm", "decode_attention", "prefill_attention")
@@ -80,7 +81,6 @@ class Maker:
 
 
 def _gemv_sweeps(make: Maker, smoke: bool) -> list[Sweep]:
-    from kernels import launch
     from kernels.quant_matmul import CHUNK, _gemv, _gemv_config, gemv_splits
 
     # Llama-3-8B in Q4_K_M: q/k/v fused, o, gate/up fused in Q4_K; down in Q6_K
@@ -255,9 +255,14 @@ def tune(device: str, smoke: bool, only: list[str] | None, rep: int, jobs: int) 
     summary = []
     for sweep in sweeps(device, smoke, only):
         print(f"\n{sweep.op} {sweep.shape}", flush=True)
-        base = sweep.run(sweep.default).float()
+        try:
+            base = sweep.run(sweep.default).float()
+        except REFUSED as exc:  # nothing to compare the candidates with
+            print(f"  the default {sweep.default}: {type(exc).__name__}: {str(exc)[:80]}")
+            continue
         best, default_ms = None, float("nan")
         for c in sweep.candidates:
+            fitted = dict(launch._STAGES)
             try:
                 got = sweep.run(c).float()
             except REFUSED as exc:  # a tile the GPU refuses: not a candidate here
@@ -268,8 +273,8 @@ def tune(device: str, smoke: bool, only: list[str] | None, rep: int, jobs: int) 
             rate, achieved = _rate(sweep, ms, gbs, tflops)
             wrong = error > 1e-2  # float32 sums in another order: far below this; a wrong tile: far above
             print(f"  {c!s:<24}{ms * 1000:>10.1f} us{achieved:>16}{rate:>8.1%}"
-                  f"{'  default' if c == sweep.default else ''}{f'  WRONG: rel. error {error:.2g}' if wrong else ''}",
-                  flush=True)  # fmt: skip
+                  f"{'  default' if c == sweep.default else ''}{f'  WRONG: rel. error {error:.2g}' if wrong else ''}"
+                  f"{_dropped(fitted)}", flush=True)  # fmt: skip
             if c == sweep.default:
                 default_ms = ms
             if not wrong and (best is None or ms < best[1]):
@@ -281,6 +286,14 @@ def tune(device: str, smoke: bool, only: list[str] | None, rep: int, jobs: int) 
     for sweep, default_ms, c, ms in summary:
         print(f"| {sweep.op} | {sweep.shape} | {sweep.default} | {default_ms * 1000:.1f} | {c} | {ms * 1000:.1f} | "
               f"{default_ms / ms:.2f}x | {_rate(sweep, ms, gbs, tflops)[0]:.1%} |")  # fmt: skip
+
+
+def _dropped(before: dict[tuple, int]) -> str:
+    """What ``launch_fitting`` did since ``before``: the pipeline stages a candidate ran with where the GPU's shared
+    memory did not hold the ones it asked for (its key ends with them)."""
+    return "".join(
+        f"  ran with {v} of {k[-1]} stages" for k, v in launch._STAGES.items() if k not in before and v != k[-1]
+    )
 
 
 def _rate(sweep: Sweep, ms: float, gbs: float, tflops: float) -> tuple[float, str]:

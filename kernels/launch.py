@@ -17,7 +17,7 @@ from triton.runtime.errors import OutOfResources
 # Under the interpreter (the CPU tests) tl.dot on bf16/fp16 is wrong: the kernels feed it float32 operands there.
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 
-# (kernel name, device, the launch's constexprs) → the pipeline stages that fit
+# (kernel name, device, the launch's constexprs, the stages asked for) → the pipeline stages that fit
 _STAGES: dict[tuple, int] = {}
 
 
@@ -33,7 +33,9 @@ def sm_count(device: torch.device) -> int | None:
 def launch_fitting(kernel, grid: tuple[int, ...], key: tuple, num_stages: int, *args, **kwargs) -> None:
     """``kernel[grid](*args, num_stages=num_stages, **kwargs)``, retried with one stage fewer while the GPU's
     shared memory is too small; the stages that fit are remembered per ``key`` (which must name everything the
-    kernel's shared memory depends on: device, dtypes, constexprs), so later launches go straight to them."""
+    kernel's shared memory depends on: device, dtypes, constexprs), and per stages asked for, so later launches
+    go straight to them and a launch asking for fewer (benchmarks/bench_tune.py's candidates) gets what it asks."""
+    key = (*key, num_stages)
     stages = _STAGES.get(key, num_stages)
     while True:
         try:
