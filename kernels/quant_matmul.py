@@ -292,9 +292,10 @@ def _gemv_config(block_m: int) -> tuple[int, int]:
 
     Compiled for sm_90 (``benchmarks/bench_tune.py --compile``), the registers follow those shares, and a
     memory-bound stream wants the warps that fewer registers let an SM hold. The earlier choice, 4 warps over 64 /
-    64 / 32 / 16 columns at 1 / 2 / 4 / 8 rows (16 weights, 16-32 floats a thread), took 72-239 registers by type
-    (Q6_K 181-239 at one or two rows, Q4_1 186-210), so 8-28 warps fitted on an SM; these take 48-119, and 16-40
-    warps fit, for every type. ``benchmarks/bench_tune.py`` times both, and the alternatives, on a GPU.
+    64 / 32 / 16 columns at 1 / 2 / 4 / 8 rows (16 weights a thread at one or two rows, 32 accumulator floats at
+    two to eight), took 72-239 registers by type under Triton 3.7 (Q6_K 181-239 at one or two rows) and 76-255
+    under 3.6, so 8-28 warps fitted on an SM; these take 48-119 (3.6: 48-168), and 12-40 warps fit.
+    ``benchmarks/bench_tune.py`` times both, and the alternatives, on a GPU (docs/benchmarks.md has every type).
 
     The interpreter (the CPU tests) has no registers to save and pays for every program: it keeps the earlier,
     wider tiles, which halve the suite's GEMV time; narrower ones are tested there as forced configurations."""
