@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_engine import SHAPES, _Detokenizer, _Tokenizer, random_model  # noqa: E402
 from bench_kernels import commit  # noqa: E402
+from bench_quality import run  # noqa: E402
 
 from inference.config import EngineConfig  # noqa: E402
 from inference.engine.llm_engine import LLMEngine  # noqa: E402
@@ -31,32 +32,21 @@ from inference.sampling_params import SamplingParams  # noqa: E402
 Answer = tuple[list[int], list[float]]  # greedy tokens, their logprobs
 
 
-def _drain(engine: LLMEngine, out: dict[str, Answer], steps: int | None = None) -> None:
-    """Steps the engine until it is idle, or ``steps`` times; each request's tokens and logprobs into ``out``."""
-    while engine.has_work and steps != 0:
-        for d in engine.step():
-            ids, lps = out.setdefault(d.request_id, ([], []))
-            ids.extend(d.token_ids)
-            lps.extend(lp.logprob for lp in d.logprobs)
-        steps = None if steps is None else steps - 1
-
-
 def answers(engine: LLMEngine, prompts: list[list[int]], tokens: int, together: bool) -> dict[str, Answer]:
     params = SamplingParams(max_tokens=tokens, temperature=0.0, ignore_eos=True, logprobs=0)
     out: dict[str, Answer] = {}
     if not together:
         for i, p in enumerate(prompts):
             engine.add_request(str(i), p, params)
-            _drain(engine, out)
+            run(engine, out)
         return out
     half = len(prompts) // 2
     for i, p in enumerate(prompts[:half]):
         engine.add_request(str(i), p, params)
-    _drain(engine, out, steps=5)  # the others join while these decode
+    run(engine, out, steps=5)  # the others join while these decode
     for i, p in enumerate(prompts[half:], half):
         engine.add_request(str(i), p, params)
-    _drain(engine, out)
-    return out
+    return run(engine, out)
 
 
 def compare(alone: dict[str, Answer], together: dict[str, Answer]) -> tuple[int, int, list[int]]:
@@ -92,8 +82,8 @@ def main() -> None:
           f"{time.strftime('%Y-%m-%d')}; {args.prompts} prompts of 5-199 tokens, {args.tokens} greedy tokens each, "
           f"together in {args.chunk}-token prefill chunks, half joining after 5 steps")  # fmt: skip
     print(f"{'kernels':>8}{'CUDA graphs':>13}{'same tokens':>13}{'same logprobs too':>19}  first differing token")
+    kv = args.prompts * (max(lengths) + args.tokens) + 1024
     for kernels in args.kernels:
-        kv = args.prompts * (max(lengths) + args.tokens) + 1024
         runs = []
         for together in (False, True):
             cfg = EngineConfig(device=args.device, dtype=args.dtype, kernels=kernels, max_num_seqs=args.prompts,

@@ -89,13 +89,17 @@ def engine(model, tokenizer, **options) -> LLMEngine:
     return LLMEngine(model, tokenizer, lambda tok, prompt: IncrementalDetokenizer(tok, prompt), config)
 
 
-def run(e: LLMEngine) -> dict[str, tuple[list[int], list[float]]]:
-    out: dict[str, tuple[list[int], list[float]]] = {}
-    while e.has_work:
+def run(
+    e: LLMEngine, out: dict[str, tuple[list[int], list[float]]] | None = None, steps: int | None = None
+) -> dict[str, tuple[list[int], list[float]]]:
+    """Steps the engine until it is idle, or ``steps`` times: each request's tokens and logprobs, added to ``out``."""
+    out = {} if out is None else out
+    while e.has_work and steps != 0:
         for d in e.step():
             ids, lps = out.setdefault(d.request_id, ([], []))
             ids.extend(d.token_ids)
             lps.extend(lp.logprob for lp in d.logprobs)
+        steps = None if steps is None else steps - 1
     return out
 
 

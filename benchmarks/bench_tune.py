@@ -88,6 +88,7 @@ def _gemv_sweeps(make: Maker, smoke: bool) -> list[Sweep]:
               ("down", 4096, 14336, "Q6_K")]  # fmt: skip
     if smoke:
         shapes = [("tiny", 40, 512, "Q4_K"), ("tiny", 40, 512, "Q6_K")]
+    sms = launch.sm_count(torch.device(make.device))  # for the label: the splits follow from it
     out = []
     for name, n, k, qtype in shapes:
         blocks = make.blocks(qtype, n, k)
@@ -111,7 +112,6 @@ def _gemv_sweeps(make: Maker, smoke: bool) -> list[Sweep]:
                 splits = gemv_splits(units, triton.cdiv(n, bn), x.device, per_sm)
                 return _gemv(x, blocks, qtype, splits=splits, config=(bn, warps))
 
-            sms = launch.sm_count(torch.device(make.device))
             out.append(Sweep("gemv", f"{name} {qtype} M={m} N={n} K={k} ({sms or '?'} SMs)", default,
                              _with_default(candidates, default, smoke), run, bytes=blocks.numel()))  # fmt: skip
     return out
