@@ -63,6 +63,11 @@ def peaks(device: str, gbs: float | None, tflops: float | None) -> tuple[float, 
     return gbs or found[0], tflops or found[1], name
 
 
+def header(gpu: str, dtype: str, gbs: float, tflops: float) -> str:
+    """The figures' first line: what ran them, on which commit and day, against which peaks."""
+    return f"{gpu}, {dtype}, commit {commit()}, {time.strftime('%Y-%m-%d')}; peaks {gbs:.0f} GB/s, {tflops:.0f} TFLOP/s"
+
+
 def timer(device: str, fn: Callable[[], object], reps: int) -> float:
     """Median milliseconds of ``fn``."""
     if device != "cpu":
@@ -286,11 +291,10 @@ def main() -> None:
         sys.exit("on the CPU the kernels run only under TRITON_INTERPRET=1 (set it before starting)")
     dtype = getattr(torch, args.dtype)
     gbs, tflops, gpu = peaks(args.device, args.peak_gbs, args.peak_tflops)
-    print(f"{gpu}, {args.dtype}, commit {commit()}, {time.strftime('%Y-%m-%d')}; peaks {gbs:.0f} GB/s, "
-          f"{tflops:.0f} TFLOP/s")  # fmt: skip
-    header = f"{'case':<50}{'ours ms':>10}{'eager ms':>10}{'compile ms':>11}{'achieved':>16}{'of peak':>9}"
-    print(header)
-    print("-" * len(header))
+    print(header(gpu, args.dtype, gbs, tflops))
+    columns = f"{'case':<50}{'ours ms':>10}{'eager ms':>10}{'compile ms':>11}{'achieved':>16}{'of peak':>9}"
+    print(columns)
+    print("-" * len(columns))
     use_compile = not args.no_compile and args.device != "cpu"
     for case in cases(args.device, dtype, args.smoke, use_compile):
         if args.only and case.op not in args.only:

@@ -35,7 +35,7 @@ from triton.runtime.errors import OutOfResources
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_kernels import commit, peaks, random_blocks, timer  # noqa: E402
+from bench_kernels import commit, header, peaks, random_blocks, timer  # noqa: E402
 
 from kernels import launch  # noqa: E402
 from kernels.gguf_blocks import GGUF_BLOCKS  # noqa: E402
@@ -245,8 +245,7 @@ def compile_report(arch: int, smoke: bool, only: list[str] | None) -> None:
 
 def tune(device: str, smoke: bool, only: list[str] | None, rep: int, jobs: int) -> None:
     gbs, tflops, gpu = peaks(device, None, None)
-    print(f"{gpu}, bfloat16, commit {commit()}, {time.strftime('%Y-%m-%d')}; peaks {gbs:.0f} GB/s, "
-          f"{tflops:.0f} TFLOP/s")  # fmt: skip
+    print(header(gpu, "bfloat16", gbs, tflops))
     if jobs > 1:  # on the CPU (the interpreter compiles nothing) only to check this path
         start = time.perf_counter()
         with multiprocessing.get_context("spawn").Pool(jobs) as pool:
