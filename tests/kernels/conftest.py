@@ -3,10 +3,15 @@ there: benchmarks/gpu/run_issue5.sh passes ``--confcutdir tests/kernels``), so i
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
-from tests.support import gguf_blocks
+from tests.support import gguf_blocks, triton_bounds
+
+if os.environ.get("TRITON_INTERPRET") == "1":
+    triton_bounds.install()  # every interpreted load and store inside its tensor arguments
 
 
 @pytest.fixture(scope="session")
