@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run ON the GPU machine (device tool), from the repository root, with .whl carried (fetch_wheels.sh made it):
-#   bash benchmarks/gpu/run_issue5.sh [tests|engine_tests|engine|kernels|tune|offline|invariance|engine_more|models|
-#                                      moe|tp|all ...]
+#   bash benchmarks/gpu/run_issue5.sh [tests|engine_tests|engine|kernels|offline|sanitize|tune|invariance|engine_more|
+#                                      models|moe|tp|all ...]
 # Installs the carried wheels beside the image's torch / triton, then runs issue 28's GPU checks, section by
 # section, each under its own time limit (LIMIT_<section>=seconds overrides it) so that one hung or slow part cannot
 # eat the lease. Each section's log goes to /tmp/gpu-logs; after every section they are packed into $OUT/logs.tgz
@@ -13,7 +13,8 @@
 # sections' limits (below) in the issue's order of need:
 #   call 1: COMMIT=<sha> bash benchmarks/gpu/run_issue5.sh tests engine_tests engine      (at most 560 s)
 #   call 2: COMMIT=<sha> bash benchmarks/gpu/run_issue5.sh kernels offline                (at most 350 s)
-#   later lendings: tune invariance engine_more models moe (tp on a machine of 2+ GPUs)
+#   later lendings: sanitize tune invariance engine_more models moe (tp on a machine of 2+ GPUs); `sanitize` at
+#   once if `tests` reports "an illegal memory access" (SANITIZE_K=<the file's name> narrows it)
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
@@ -88,14 +89,28 @@ fi
 
 targets=("$@")
 [[ ${#targets[@]} == 0 || " ${targets[*]} " == *" all "* ]] \
-  && targets=(tests engine_tests engine kernels offline tune invariance engine_more models moe tp)
+  && targets=(tests engine_tests engine kernels offline sanitize tune invariance engine_more models moe tp)
 for what in "${targets[@]}"; do
   case $what in
     tests)  # deliverable 1: every kernel against its reference at odd shapes, compiled
       # test_cuda_compile (sm_90 cubins through a stand-in driver) only in the rehearsal: there it checks that the
       # kernels compile under the image's Triton; on the GPU every test compiles them for real
+      # test_bounds checks the interpreter's out-of-bounds check (tests/support/triton_bounds.py): CPU only
       section tests 200 "${pytest_[@]}" -n "$workers" --confcutdir tests/kernels tests/kernels \
-        $([[ ${DRY:-0} == 1 ]] || echo --ignore=tests/kernels/test_cuda_compile.py) ;;
+        $([[ ${DRY:-0} == 1 ]] || echo --ignore=tests/kernels/test_cuda_compile.py --ignore=tests/kernels/test_bounds.py) ;;
+    sanitize)  # deliverable 1: the kernel tests under compute-sanitizer's memcheck (out-of-bounds and misaligned
+      # accesses, the GPU's counterpart of the interpreter's check). Without torch's caching allocator every tensor
+      # is its own allocation, so a read past a tensor's end is caught, not served from the pool's next block.
+      # SANITIZE_K narrows it (a pytest -k expression), e.g. to the file a failed `tests` run named.
+      if [[ ${DRY:-0} == 1 ]]; then
+        sanitize_=()  # the rehearsal runs the same selection without the sanitizer (there is no GPU to check)
+      else
+        sanitize_=("$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer | head -1)" \
+          --tool memcheck --leak-check no --error-exitcode 99 --target-processes all --print-limit 20)
+      fi
+      PYTORCH_NO_CUDA_MEMORY_CACHING=1 section sanitize 200 "${sanitize_[@]}" "${pytest_[@]}" -n "$workers" \
+        --confcutdir tests/kernels tests/kernels --ignore=tests/kernels/test_cuda_compile.py \
+        --ignore=tests/kernels/test_bounds.py ${SANITIZE_K:+-k "$SANITIZE_K"} ;;
     engine_tests)  # deliverables 1-2: the engine on the device (CUDA graphs replayed, the KV budget from free memory)
       # alone, not under xdist: the KV budget test reads the card's free memory
       section engine_tests 120 "${pytest_[@]}" --confcutdir tests/inference tests/inference/test_engine_device.py ;;
