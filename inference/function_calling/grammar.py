@@ -6,7 +6,8 @@
 - ``response_format`` json_object / json_schema: the answer is that JSON (or, with "auto", a call instead).
 
 Each call is ``{"name": <one of the allowed tools>, "arguments": <its parameters schema>}``, name first, so
-that a stream can announce the call before its arguments.
+that a stream can announce the call before its arguments. Objects that name their properties get only those
+(:func:`closed`), as with vLLM's default backend.
 """
 
 from __future__ import annotations
@@ -28,6 +29,46 @@ class SchemaUnsupported(RequestError):
 
     def __init__(self, message: str, param: str):
         super().__init__(message, param=param, code="invalid_schema")
+
+
+# keywords beside "properties" through which an object may take properties it does not name itself: closing such an
+# object would refuse those (in JSON Schema, additionalProperties sees only its sibling "properties")
+_OPENING = ("additionalProperties", "patternProperties", "unevaluatedProperties", "allOf", "anyOf", "oneOf", "$ref",
+            "if", "dependentSchemas")  # fmt: skip
+
+
+def closed(schema: dict) -> dict:
+    """The schema with every object that names its properties, and says nothing of others, closed to them
+    (``additionalProperties: false``); a copy, the request's own schema untouched.
+
+    JSON Schema lets such an object hold any other property, and the grammar would let the model write them: a small
+    model invents one ("description") and fills it until ``max_tokens`` stops it. vLLM's default grammar backend
+    (xgrammar, strict mode) and its llguidance option ``disable_additional_properties`` close them the same way. An
+    explicit ``additionalProperties`` is kept, and objects whose properties may come from combinators or references
+    are left open, as is a schema holding any ``allOf`` (closing the parts of an intersection empties it)."""
+    if '"allOf"' in json.dumps(schema):
+        return schema
+
+    def walk(node: object, close: bool = True) -> object:
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        out = {}
+        for key, value in node.items():
+            if key in ("properties", "$defs", "definitions") and isinstance(value, dict):
+                out[key] = {name: walk(sub) for name, sub in value.items()}  # names, each to a schema
+            elif key in ("anyOf", "oneOf"):  # alternatives: each may close, unless they add to the parent's properties
+                out[key] = [walk(sub, close="properties" not in node) for sub in value]
+            elif key in ("items", "prefixItems", "additionalProperties", "contains"):  # schemas of other values
+                out[key] = walk(value)
+            else:  # values (const, enum, default...), or schemas of this same value (not, then...), left as written
+                out[key] = value
+        if close and "properties" in node and not any(k in node for k in _OPENING):
+            out["additionalProperties"] = False
+        return out
+
+    return walk(schema)
 
 
 def _json(schema: dict) -> str:
@@ -53,9 +94,10 @@ def _call_schema(fn: Function, args_schema: dict, args_key: str) -> dict:
 def _arguments_schema(fn: Function, args_key: str, check: Callable[[str], str]) -> dict:
     """The function's parameters schema if llguidance supports it; with ``strict`` an unsupported schema is an
     error, without it the arguments fall back to any JSON object."""
-    error = check("start: " + _json(_call_schema(fn, fn.parameters, args_key)))
+    parameters = closed(fn.parameters)
+    error = check("start: " + _json(_call_schema(fn, parameters, args_key)))
     if not error:
-        return fn.parameters
+        return parameters
     if fn.strict:
         raise SchemaUnsupported(f"Invalid schema for function '{fn.name}': {error}", f"{fn.param}.parameters")
     return ANY_OBJECT
@@ -68,7 +110,7 @@ def build_grammar(
     answer = request.response_format
     json_answer = None
     if answer.type != "text":
-        schema = answer.schema if answer.type == "json_schema" and answer.schema is not None else ANY_OBJECT
+        schema = closed(answer.schema) if answer.type == "json_schema" and answer.schema is not None else ANY_OBJECT
         error = check("start: " + _json(schema))
         if error:
             if answer.strict or answer.type == "json_object":

@@ -11,7 +11,7 @@ import pytest
 from inference.engine.guided import GrammarError, GuideCompiler, unpack_bitmask
 from inference.errors import RequestError
 from inference.function_calling.formats import FORMATS, detect_format, template_supports_tools
-from inference.function_calling.grammar import SchemaUnsupported, build_grammar
+from inference.function_calling.grammar import SchemaUnsupported, build_grammar, closed
 from inference.function_calling.prompt import prepare
 from inference.function_calling.request import read_tool_request
 from inference.tokenizer.tokenizer import Tokenizer
@@ -178,6 +178,69 @@ def test_response_format_json_schema_and_json_object(compiler):
     assert _accepts(compiler, any_object, '{"fruits": ["apple", "pear"]}')
     assert not _accepts(compiler, any_object, "[1, 2]", then_stop=False)
     assert build_grammar(read_tool_request({}), FORMATS["hermes"], {}, compiler.check) is None
+
+
+def test_objects_get_only_the_properties_they_name_unless_they_say_otherwise(compiler):
+    """SmolLM2 once wrote the LightLLM example's call as {"city": ..., "unit": ..., "description": "...} and filled
+    the invented property until max_tokens=1000 cut it off: a schema that names its properties gets only those."""
+    city = {"type": "string"}
+    weather = {"type": "object", "properties": {"city": city, "unit": {"enum": ["celsius", "fahrenheit"]}},
+               "required": ["city"]}  # fmt: skip
+    tool = {"type": "function", "function": {"name": "get_current_weather", "parameters": weather}}
+    invented = '<tool_call>\n{"name": "get_current_weather", "arguments": {"city": "Beijing", "description": "'
+    named = invented.replace('"description": "', '"unit": "celsius"}}\n</tool_call>')
+    for choice in ("auto", "required"):
+        grammar = build_grammar(read_tool_request({"tools": [tool], "tool_choice": choice}), FORMATS["hermes"], {},
+                                compiler.check)  # fmt: skip
+        assert _accepts(compiler, grammar, named)
+        assert not _accepts(compiler, grammar, invented, then_stop=False), choice
+    # said otherwise: the model may add properties
+    open_ = {**weather, "additionalProperties": True}
+    tool_open = {"type": "function", "function": {"name": "get_current_weather", "parameters": open_}}
+    grammar = build_grammar(read_tool_request({"tools": [tool_open], "tool_choice": "required"}), FORMATS["hermes"],
+                            {}, compiler.check)  # fmt: skip
+    assert _accepts(compiler, grammar, invented + 'sunny"}}\n</tool_call>')
+    # a JSON response_format the same way; json_object stays any object
+    body = {"response_format": {"type": "json_schema", "json_schema": {"name": "w", "schema": weather}}}
+    grammar = build_grammar(read_tool_request(body), FORMATS["hermes"], {}, compiler.check)
+    assert _accepts(compiler, grammar, '{"city": "Beijing"}')
+    assert not _accepts(compiler, grammar, '{"city": "Beijing", "sky": ', then_stop=False)
+
+
+def test_closing_keeps_what_the_schema_says_and_never_touches_the_request():
+    point = {"type": "object", "properties": {"x": {"type": "number"}}}
+    schema = {
+        "type": "object",
+        "properties": {
+            "point": point,
+            "points": {"type": "array", "items": point, "prefixItems": [point]},
+            "tags": {"type": "object", "additionalProperties": {"type": "object", "properties": {"n": {}}}},
+            "free": {"type": "object"},  # names nothing: any object
+            "choice": {"anyOf": [point, {"type": "null"}]},
+            "example": {"const": {"properties": {"y": 1}}},  # a value, not a schema
+            "ref": {"$ref": "#/$defs/P", "properties": {"z": {}}},  # may take P's properties: left open
+            "negated": {"not": point},  # closing under "not" would widen it
+        },
+        "$defs": {"P": point},
+        "patternProperties": {"^x-": {}},  # the root may take more: left open
+    }
+    before = json.dumps(schema)
+    out = closed(schema)
+    assert json.dumps(schema) == before  # a copy
+    p = out["properties"]
+    assert p["point"]["additionalProperties"] is False and out["$defs"]["P"]["additionalProperties"] is False
+    assert p["points"]["items"]["additionalProperties"] is False
+    assert p["points"]["prefixItems"][0]["additionalProperties"] is False
+    assert p["tags"]["additionalProperties"]["additionalProperties"] is False  # the values' schema closed, not tags
+    assert "additionalProperties" not in p["free"] and "additionalProperties" not in out
+    assert p["choice"]["anyOf"][0]["additionalProperties"] is False
+    assert p["example"] == {"const": {"properties": {"y": 1}}}
+    assert "additionalProperties" not in p["ref"] and p["negated"] == {"not": point}
+    # alternatives that add to their parent's own properties stay open, as does any intersection
+    parent = {"type": "object", "properties": {"a": {}}, "anyOf": [{"properties": {"b": {}}}]}
+    assert closed(parent) == parent
+    both = {"type": "object", "properties": {"p": {"allOf": [point, {"properties": {"y": {}}}]}}}
+    assert closed(both) == both
 
 
 def test_unsupported_schemas_are_an_error_only_when_strict(compiler):
