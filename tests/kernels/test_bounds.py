@@ -1,5 +1,6 @@
-"""The interpreter's out-of-bounds check (tests/support/triton_bounds.py), which every kernel test runs under on the
-CPU: a planted overrun fails, the masked idiom passes, and the report names the argument it overran. The check is
+"""The interpreter's out-of-bounds and race checks (tests/support/triton_bounds.py), which every kernel test runs
+under on the CPU: a planted overrun fails, the masked idiom passes, and the report names the argument it overran;
+programs that share an element one of them writes fail, in-place work on a program's own elements passes. The check is
 the interpreter's, so the GPU run leaves this file out (benchmarks/gpu/run_issue5.sh)."""
 
 from __future__ import annotations
@@ -72,3 +73,37 @@ def test_span_follows_strides():
     assert triton_bounds.span("t", x.t()) == triton_bounds.Span("t", base, base + 24 * 4)
     assert triton_bounds.span("c", x[:, 2]) == triton_bounds.Span("c", base + 8, base + (2 + 3 * 6 + 1) * 4)
     assert triton_bounds.span("e", x[:0]) is None
+
+
+@triton.jit
+def _shift(x, n, BLOCK: tl.constexpr, SHIFT: tl.constexpr):
+    """In place: x[i] = 2 * x[i + SHIFT] (SHIFT 0: each program on its own elements)."""
+    offsets = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    values = tl.load(x + offsets + SHIFT, mask=offsets + SHIFT < n, other=0.0)
+    tl.store(x + offsets, 2 * values, mask=offsets < n)
+
+
+@triton.jit
+def _total(x, out, n, BLOCK: tl.constexpr):
+    """Every program stores its block's sum to the same out[0]: a lost update on a GPU."""
+    offsets = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    tl.store(out, tl.sum(tl.load(x + offsets, mask=offsets < n, other=0.0)))
+
+
+def test_in_place_work_on_a_programs_own_elements_passes():
+    x = torch.randn(40)
+    expected = 2 * x
+    _shift[(3,)](x, 40, BLOCK=16, SHIFT=0)
+    assert torch.equal(x, expected)
+
+
+def test_reading_what_another_program_writes_is_a_race():
+    """Program 0 reads x[16] which program 1 overwrites: here always before, on a GPU in either order."""
+    with pytest.raises(triton_bounds.Race, match=r"_shift: programs \(0, 0, 0\) and \(1, 0, 0\) .* byte 64 of 'x'"):
+        _shift[(3,)](torch.randn(40), 40, BLOCK=16, SHIFT=1)
+
+
+def test_programs_writing_one_element_are_a_race():
+    with pytest.raises(triton_bounds.Race, match="'out'"):
+        _total[(3,)](torch.randn(40), torch.zeros(1), 40, BLOCK=16)
+    _total[(1,)](torch.randn(16), torch.zeros(1), 16, BLOCK=16)  # one program: no one to race

@@ -8,6 +8,10 @@ lie wholly inside the memory of one of the kernel's tensor arguments (the span i
 otherwise the launch fails with :class:`OutOfBounds`, naming the kernel, the program, the access and the nearest
 argument. Pointers under a false mask are not checked: pointing past the end there is the normal idiom.
 
+It also catches what only a GPU's concurrency shows: the interpreter runs a launch's programs one after another, so
+a program that reads what another writes gets the same answer every time here, and on a GPU whichever ran first.
+After each launch, an element written by one program and read or written by another fails it with :class:`Race`.
+
 Imports only triton, torch and numpy: on the lent GPU it travels with ``tests/kernels`` (where the kernels are
 compiled and this check does not apply; ``compute-sanitizer`` is the GPU's counterpart).
 """
@@ -23,6 +27,11 @@ import torch
 
 class OutOfBounds(AssertionError):
     """A kernel under the interpreter touched memory outside its tensor arguments."""
+
+
+class Race(AssertionError):
+    """Two programs of one launch touched the same element, at least one writing it: on a GPU they run at the same
+    time in no fixed order, so the result depends on which ran first (the interpreter runs them one by one)."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,9 @@ class Launch:
                 merged.append([s.start, s.end])
         self.starts = np.array([m[0] for m in merged], dtype=np.uint64)
         self.ends = np.array([m[1] for m in merged], dtype=np.uint64)
+        # what each program read and wrote: (addresses, their intervals, the program) per access
+        self.reads: list[tuple[np.ndarray, np.ndarray, int]] = []
+        self.writes: list[tuple[np.ndarray, np.ndarray, int]] = []
 
     def check(self, op: str, pointers: np.ndarray, mask: np.ndarray | None, element_bytes: int, program) -> None:
         """pointers: uint64 addresses of any shape; mask: of the same shape, nonzero where active (None: all active;
@@ -79,12 +91,43 @@ class Launch:
         inside = at >= 0
         inside[inside] = active[inside] + np.uint64(element_bytes) <= self.ends[at[inside]]
         if inside.all():
+            if op != "atomic":  # atomics are meant to meet
+                (self.writes if op == "store" else self.reads).append((active, at, _program_id(program)))
             return
         bad = active[~inside]
         raise OutOfBounds(
             f"{self.kernel} (program {tuple(program)}): {op} of {bad.size} of {active.size} active elements "
             f"outside every tensor argument; e.g. {self._describe(int(bad[0]))}"
         )
+
+    def finish(self) -> None:
+        """After the launch: no element written by one program and read or written by another. Only the intervals
+        something wrote are compared, so the reads of weights and inputs cost nothing here."""
+        if not self.writes:
+            return
+        written = np.unique(np.concatenate([at for _, at, _ in self.writes]))
+        chunks = list(self.writes)
+        for addresses, at, program in self.reads:
+            keep = np.isin(at, written)
+            if keep.any():
+                chunks.append((addresses[keep], at[keep], program))
+        addresses = np.concatenate([a for a, _, _ in chunks])
+        programs = np.concatenate([np.full(a.size, p, dtype=np.int64) for a, _, p in chunks])
+        w_addresses = np.concatenate([a for a, _, _ in self.writes])
+        touched = np.isin(addresses, w_addresses)  # only elements someone wrote can race
+        addresses, programs = addresses[touched], programs[touched]
+        order = np.lexsort((programs, addresses))
+        addresses, programs = addresses[order], programs[order]
+        clash = (addresses[1:] == addresses[:-1]) & (programs[1:] != programs[:-1])
+        if clash.any():
+            i = int(np.argmax(clash))
+            address = int(addresses[i])
+            owner = next(s for s in self.spans if s.start <= address < s.end)
+            raise Race(
+                f"{self.kernel}: programs {_program(int(programs[i]))} and {_program(int(programs[i + 1]))} both touch "
+                f"byte {address - owner.start} of '{owner.name}', at least one writing it, and so do "
+                f"{int(clash.sum()) - 1} other pairs: on a GPU programs run in no fixed order"
+            )
 
     def _describe(self, address: int) -> str:
         if not self.spans:
@@ -95,6 +138,16 @@ class Launch:
         else:
             where = f"{nearest.start - address} bytes before the start of"
         return f"address {address:#x} is {where} '{nearest.name}' ({nearest.end - nearest.start} bytes)"
+
+
+def _program_id(program) -> int:
+    """A program's (x, y, z) in one integer (each under 2**21)."""
+    x, y, z = program
+    return (int(x) << 42) | (int(y) << 21) | int(z)
+
+
+def _program(packed: int) -> tuple[int, int, int]:
+    return packed >> 42, (packed >> 21) & (2**21 - 1), packed & (2**21 - 1)
 
 
 _current: list[Launch] = []  # the launch in flight (the interpreter runs one kernel at a time per thread)
@@ -127,8 +180,12 @@ def install() -> None:
     restore = executor._restore_args_dev
 
     def restore_checked(self, *args, **kwargs):
+        launch = _current.pop() if _current else None
         _current.clear()
-        return restore(self, *args, **kwargs)
+        result = restore(self, *args, **kwargs)
+        if launch is not None:
+            launch.finish()
+        return result
 
     call = executor.__call__
 
