@@ -29,7 +29,7 @@ from django.core.cache import cache
 
 from accounts import services
 from accounts.models import ModelKind, Role
-from tests.support import IN_CI, markers, parallel, triton_bounds
+from tests.support import IN_CI, interpreter_checks, markers, parallel
 from tests.support.fake_service import fake_service
 from tests.support.hub import LiveHub, clear_run_cache, database_url_for_subprocess, start_hub, stop_hub
 from tests.support.live import FAKE_CHAT, FAKE_EMBED, hub_clients, settle
@@ -43,7 +43,7 @@ def pytest_configure(config):
         config.addinivalue_line("markers", f"{name}: {description}")
     if os.environ.get("TRITON_INTERPRET") == "1":
         _interpreter_needs_its_marker()
-        triton_bounds.install()  # every interpreted load and store inside its tensor arguments (the engine's too)
+        interpreter_checks.install()  # interpreted loads and stores: in bounds, no races (the engine's too)
     # CI must run on the real services: a missing variable is an error, never a skip.
     if IN_CI:
         missing = [name for name in ("HUB_DATABASE_URL", "HUB_REDIS_URL") if not os.environ.get(name)]

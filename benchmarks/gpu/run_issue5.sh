@@ -95,9 +95,10 @@ for what in "${targets[@]}"; do
     tests)  # deliverable 1: every kernel against its reference at odd shapes, compiled
       # test_cuda_compile (sm_90 cubins through a stand-in driver) only in the rehearsal: there it checks that the
       # kernels compile under the image's Triton; on the GPU every test compiles them for real
-      # test_bounds checks the interpreter's out-of-bounds check (tests/support/triton_bounds.py): CPU only
+      # test_interpreter_checks checks the interpreter's own checks (tests/support/interpreter_checks.py): CPU only
+      cpu_only=(--ignore=tests/kernels/test_cuda_compile.py --ignore=tests/kernels/test_interpreter_checks.py)
       section tests 200 "${pytest_[@]}" -n "$workers" --confcutdir tests/kernels tests/kernels \
-        $([[ ${DRY:-0} == 1 ]] || echo --ignore=tests/kernels/test_cuda_compile.py --ignore=tests/kernels/test_bounds.py) ;;
+        $([[ ${DRY:-0} == 1 ]] || echo "${cpu_only[@]}") ;;
     sanitize)  # deliverable 1: the kernel tests under compute-sanitizer's memcheck (out-of-bounds and misaligned
       # accesses, the GPU's counterpart of the interpreter's check). Without torch's caching allocator every tensor
       # is its own allocation, so a read past a tensor's end is caught, not served from the pool's next block.
@@ -110,7 +111,7 @@ for what in "${targets[@]}"; do
       fi
       PYTORCH_NO_CUDA_MEMORY_CACHING=1 section sanitize 200 "${sanitize_[@]}" "${pytest_[@]}" -n "$workers" \
         --confcutdir tests/kernels tests/kernels --ignore=tests/kernels/test_cuda_compile.py \
-        --ignore=tests/kernels/test_bounds.py ${SANITIZE_K:+-k "$SANITIZE_K"} ;;
+        --ignore=tests/kernels/test_interpreter_checks.py ${SANITIZE_K:+-k "$SANITIZE_K"} ;;
     engine_tests)  # deliverables 1-2: the engine on the device (CUDA graphs replayed, the KV budget from free memory)
       # alone, not under xdist: the KV budget test reads the card's free memory
       section engine_tests 120 "${pytest_[@]}" --confcutdir tests/inference tests/inference/test_engine_device.py ;;

@@ -8,10 +8,10 @@ import os
 import numpy as np
 import pytest
 
-from tests.support import gguf_blocks, triton_bounds
+from tests.support import gguf_blocks, interpreter_checks
 
 if os.environ.get("TRITON_INTERPRET") == "1":
-    triton_bounds.install()  # every interpreted load and store inside its tensor arguments
+    interpreter_checks.install()  # interpreted loads and stores: in bounds, no races
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""The interpreter's out-of-bounds and race checks (tests/support/triton_bounds.py), which every kernel test runs
+"""The interpreter's out-of-bounds and race checks (tests/support/interpreter_checks.py), which every kernel test runs
 under on the CPU: a planted overrun fails, the masked idiom passes, and the report names the argument it overran;
 programs that share an element one of them writes fail, in-place work on a program's own elements passes. The check is
 the interpreter's, so the GPU run leaves this file out (benchmarks/gpu/run_issue5.sh)."""
@@ -10,7 +10,7 @@ import torch
 import triton
 import triton.language as tl
 
-from tests.support import triton_bounds
+from tests.support import interpreter_checks
 
 
 @triton.jit
@@ -63,16 +63,16 @@ def test_a_failed_launch_leaves_no_spans_behind():
     src, dst = torch.randn(37), torch.zeros(48)
     with pytest.raises(Exception, match="outside every tensor argument"):  # noqa: B017 (Triton wraps it)
         _copy[(3,)](src, dst, 48, 48, BLOCK=16)
-    assert triton_bounds._current == []
+    assert interpreter_checks._current == []
     _copy[(3,)](torch.randn(48), dst, 48, 48, BLOCK=16)
 
 
 def test_span_follows_strides():
     x = torch.randn(4, 6)
     base = x.data_ptr()
-    assert triton_bounds.span("t", x.t()) == triton_bounds.Span("t", base, base + 24 * 4)
-    assert triton_bounds.span("c", x[:, 2]) == triton_bounds.Span("c", base + 8, base + (2 + 3 * 6 + 1) * 4)
-    assert triton_bounds.span("e", x[:0]) is None
+    assert interpreter_checks.span("t", x.t()) == interpreter_checks.Span("t", base, base + 24 * 4)
+    assert interpreter_checks.span("c", x[:, 2]) == interpreter_checks.Span("c", base + 8, base + (2 + 3 * 6 + 1) * 4)
+    assert interpreter_checks.span("e", x[:0]) is None
 
 
 @triton.jit
@@ -99,11 +99,12 @@ def test_in_place_work_on_a_programs_own_elements_passes():
 
 def test_reading_what_another_program_writes_is_a_race():
     """Program 0 reads x[16] which program 1 overwrites: here always before, on a GPU in either order."""
-    with pytest.raises(triton_bounds.Race, match=r"_shift: programs \(0, 0, 0\) and \(1, 0, 0\) .* byte 64 of 'x'"):
+    race = r"_shift: programs \(0, 0, 0\) and \(1, 0, 0\) .* byte 64 of 'x'"
+    with pytest.raises(interpreter_checks.Race, match=race):
         _shift[(3,)](torch.randn(40), 40, BLOCK=16, SHIFT=1)
 
 
 def test_programs_writing_one_element_are_a_race():
-    with pytest.raises(triton_bounds.Race, match="'out'"):
+    with pytest.raises(interpreter_checks.Race, match="'out'"):
         _total[(3,)](torch.randn(40), torch.zeros(1), 40, BLOCK=16)
     _total[(1,)](torch.randn(16), torch.zeros(1), 16, BLOCK=16)  # one program: no one to race
