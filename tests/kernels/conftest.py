@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 from tests.support import gguf_blocks, interpreter_checks
 
@@ -19,3 +20,21 @@ def gemma_blocks() -> dict[str, np.ndarray]:
     """A handful of rows of real tensors, one per GGUF type the kernels read: [rows, bytes] uint8 (see
     tests/support/gguf_blocks.py: from the packaged files, or the file of them the GPU run carries)."""
     return gguf_blocks.blocks()
+
+
+@pytest.fixture(autouse=True)
+def poisoned_empty():
+    """Every ``torch.empty`` in a kernel test (the launchers' outputs and workspaces too) comes filled with NaN, or
+    an integer type's largest value: an element a kernel should write and does not shows, instead of whatever the
+    allocator's reused memory held (often the reference's own result, computed just before). PyTorch fills them
+    while deterministic algorithms are on; ``warn_only``: a nondeterministic op only warns."""
+    saved = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.utils.deterministic.fill_uninitialized_memory,
+    )
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = True
+    yield
+    torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+    torch.utils.deterministic.fill_uninitialized_memory = saved[2]
