@@ -28,26 +28,22 @@ def graph_batch_sizes(max_num_seqs: int) -> list[int]:
     return sorted(set(sizes + [max_num_seqs]))
 
 
-class DecodeGraphs:
-    def __init__(self, model: torch.nn.Module, max_num_seqs: int, max_blocks: int, block_size: int, device):
-        self.model = model
+class DecodeInputs:
+    """The static buffers a captured decode step reads, sized for ``max_num_seqs`` sequences, and the forward context
+    over their first ``size`` rows. ``load`` writes a batch of n into them, padding rows n..size as no sequence:
+    slot -1 (no KV written) and context 0 (nothing attended to)."""
+
+    def __init__(self, max_num_seqs: int, max_blocks: int, block_size: int, device):
+        b = max_num_seqs
         self.block_size = block_size
-        self.sizes = graph_batch_sizes(max_num_seqs)
-        b = self.sizes[-1]
         self.input_ids = torch.zeros(b, dtype=torch.long, device=device)
         self.positions = torch.zeros(b, dtype=torch.long, device=device)
         self.slot_mapping = torch.full((b,), -1, dtype=torch.long, device=device)
         self.block_tables = torch.zeros(b, max_blocks, dtype=torch.int32, device=device)
         self.context_lens = torch.zeros(b, dtype=torch.int32, device=device)
         self.cu_seqlens = torch.arange(b + 1, dtype=torch.int32, device=device)
-        self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
-        self.replays = 0  # decode steps served by a graph (the GPU tests check that steps do replay)
-        pool = torch.cuda.graph_pool_handle()
-        for size in reversed(self.sizes):  # largest first: the smaller ones reuse its memory
-            self.graphs[size] = self._capture(size, pool)
-        log.info("captured decode CUDA graphs for batch sizes %s", self.sizes)
 
-    def _context(self, size: int) -> ForwardContext:
+    def context(self, size: int) -> ForwardContext:
         return ForwardContext(
             cu_seqlens_q=list(range(size + 1)),
             context_lens=[1] * size,  # unused on the kernel path; the tensors below are what it reads
@@ -60,22 +56,63 @@ class DecodeGraphs:
             block_size=self.block_size,
         )
 
+    def fits(self, num_seqs: int, table_width: int) -> bool:
+        return num_seqs <= self.input_ids.shape[0] and table_width <= self.block_tables.shape[1]
+
+    def load(
+        self,
+        size: int,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        slot_mapping: torch.Tensor,
+        block_tables: torch.Tensor,
+        context_lens: torch.Tensor,
+    ) -> None:
+        """n sequences' decode inputs (device tensors) into rows 0..n, rows n..size padding."""
+        n = input_ids.shape[0]
+        self.input_ids[:n].copy_(input_ids)
+        self.positions[:n].copy_(positions)
+        self.slot_mapping[:n].copy_(slot_mapping)
+        self.slot_mapping[n:size].fill_(-1)
+        self.block_tables[:n].zero_()
+        self.block_tables[:n, : block_tables.shape[1]].copy_(block_tables)
+        self.context_lens[:n].copy_(context_lens)
+        self.context_lens[n:size].zero_()
+
+    def forward(self, model: torch.nn.Module, size: int) -> torch.Tensor:
+        """The model over rows 0..size: what a graph captures (no host synchronisation in it, which
+        ``tests/inference/test_cuda_graph_inputs.py`` checks on the CPU) → hidden states [size, hidden]."""
+        with forward_context(self.context(size)):
+            return model(self.input_ids[:size], self.positions[:size])
+
+
+class DecodeGraphs:
+    def __init__(self, model: torch.nn.Module, max_num_seqs: int, max_blocks: int, block_size: int, device):
+        self.model = model
+        self.sizes = graph_batch_sizes(max_num_seqs)
+        self.inputs = DecodeInputs(self.sizes[-1], max_blocks, block_size, device)
+        self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+        self.replays = 0  # decode steps served by a graph (the GPU tests check that steps do replay)
+        pool = torch.cuda.graph_pool_handle()
+        for size in reversed(self.sizes):  # largest first: the smaller ones reuse its memory
+            self.graphs[size] = self._capture(size, pool)
+        log.info("captured decode CUDA graphs for batch sizes %s", self.sizes)
+
     @torch.inference_mode()
     def _capture(self, size: int, pool) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
-        ids, pos = self.input_ids[:size], self.positions[:size]
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream), forward_context(self._context(size)):  # warm up: Triton compiles here
+        with torch.cuda.stream(stream):  # warm up: Triton compiles here
             for _ in range(2):
-                self.model(ids, pos)
+                self.inputs.forward(self.model, size)
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=pool), forward_context(self._context(size)):
-            hidden = self.model(ids, pos)
+        with torch.cuda.graph(graph, pool=pool):
+            hidden = self.inputs.forward(self.model, size)
         return graph, hidden
 
     def fits(self, num_seqs: int, table_width: int) -> bool:
-        return num_seqs <= self.sizes[-1] and table_width <= self.block_tables.shape[1]
+        return self.inputs.fits(num_seqs, table_width)
 
     @torch.inference_mode()
     def run(
@@ -89,14 +126,7 @@ class DecodeGraphs:
         """One decode step of n sequences (device tensors) → hidden states [n, hidden]."""
         n = input_ids.shape[0]
         size = next(s for s in self.sizes if s >= n)
-        self.input_ids[:n].copy_(input_ids)
-        self.positions[:n].copy_(positions)
-        self.slot_mapping[:n].copy_(slot_mapping)
-        self.slot_mapping[n:size].fill_(-1)
-        self.block_tables[:n].zero_()
-        self.block_tables[:n, : block_tables.shape[1]].copy_(block_tables)
-        self.context_lens[:n].copy_(context_lens)
-        self.context_lens[n:size].zero_()
+        self.inputs.load(size, input_ids, positions, slot_mapping, block_tables, context_lens)
         graph, hidden = self.graphs[size]
         graph.replay()
         self.replays += 1

@@ -101,13 +101,13 @@ def test_sampling_options_run_on_the_device_and_seeds_repeat(checkpoint, kernels
     kernels' sampler draws (temperature, top-k, top-p), with the same guarantees."""
     _, path = checkpoint
     engine = _engine(path, kernels)
-    params = SamplingParams(max_tokens=12, temperature=0.9, top_p=0.9, top_k=40, min_p=0.01, seed=7,
+    params = SamplingParams(max_tokens=8, temperature=0.9, top_p=0.9, top_k=40, min_p=0.01, seed=7,
                             presence_penalty=0.5, frequency_penalty=0.3, repetition_penalty=1.1,
                             logprobs=3, ignore_eos=True)  # fmt: skip
     prompt = _prompts()[1]
     engine.add_request("a", prompt, params, n=2)
     engine.add_request("b", prompt, params, n=2)
-    no_min_p = SamplingParams(max_tokens=12, temperature=1.3, top_p=0.95, top_k=50, seed=11, ignore_eos=True)
+    no_min_p = SamplingParams(max_tokens=8, temperature=1.3, top_p=0.95, top_k=50, seed=11, ignore_eos=True)
     engine.add_request("d", prompt, no_min_p, n=2)
     engine.add_request("e", prompt, no_min_p, n=2)
     out = _run(engine)
