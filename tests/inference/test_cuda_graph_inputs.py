@@ -3,9 +3,10 @@ padded inputs (``DecodeInputs`` in inference/engine/cuda_graphs.py) on the Trito
 
 A graph records one forward's launches and replays them over new values in the same buffers, so that forward must
 never read a value back to the host (``.item()``, ``.tolist()``, ``bool(t)``, ``nonzero``...): under capture that is
-an error, and the engine falls back to eager decoding. On a GPU, test_engine_device.py can only see that capture
-failed; here every decode step of a greedy run goes through ``DecodeInputs`` with those reads trapped, and the tokens
-are the plain engine's: the padding rows of a batch padded up to a graph's size change nothing.
+an error, and the engine falls back to eager decoding. Nor may it make a tensor from host data (``torch.tensor``):
+the graph would keep that step's values. On a GPU, test_engine_device.py can only see that capture failed; here
+every decode step of a greedy run goes through ``DecodeInputs`` with those calls trapped, and the tokens are the
+plain engine's: the padding rows of a batch padded up to a graph's size change nothing.
 """
 
 from __future__ import annotations
@@ -27,33 +28,36 @@ from tests.support import moe_checkpoints as mc
 
 pytestmark = pytest.mark.interpreter
 
-# what makes the host wait for the device: each is refused while a CUDA graph is being captured
-HOST_READS = ("item", "tolist", "numpy", "cpu", "nonzero", "__bool__", "__int__", "__float__", "__index__")
+# what makes the host wait for the device (refused while a CUDA graph is captured), and tensors made from host data
+# (on a GPU a copy whose values the graph would keep, whatever the next step's are)
+HOST_READS = [
+    *((torch.Tensor, name) for name in ("item", "tolist", "numpy", "cpu", "nonzero", "__bool__", "__int__",
+                                        "__float__", "__index__")),
+    *((torch, name) for name in ("tensor", "as_tensor", "from_numpy")),
+]  # fmt: skip
 
 
 @contextmanager
 def no_host_reads() -> Iterator[None]:
-    """Any of HOST_READS on a tensor fails, unless Triton's interpreter itself calls it (it is not on a GPU)."""
-    saved = {name: getattr(torch.Tensor, name) for name in HOST_READS}
+    """Any of HOST_READS fails, unless Triton's interpreter itself calls it (it is not on a GPU)."""
+    saved = [(owner, name, getattr(owner, name)) for owner, name in HOST_READS]
 
-    def trap(name: str):
-        original = saved[name]
-
-        def trapped(self, *args, **kwargs):
+    def trap(owner, name: str, original):
+        def trapped(*args, **kwargs):
             caller = sys._getframe(1).f_globals.get("__name__", "")
             if not caller.startswith("triton."):
-                raise AssertionError(f"Tensor.{name}() in {caller}, inside the forward a CUDA graph captures")
-            return original(self, *args, **kwargs)
+                raise AssertionError(f"{owner.__name__}.{name}() in {caller}, inside the forward a CUDA graph captures")
+            return original(*args, **kwargs)
 
         return trapped
 
-    for name in HOST_READS:
-        setattr(torch.Tensor, name, trap(name))
+    for owner, name, original in saved:
+        setattr(owner, name, trap(owner, name, original))
     try:
         yield
     finally:
-        for name, original in saved.items():
-            setattr(torch.Tensor, name, original)
+        for owner, name, original in saved:
+            setattr(owner, name, original)
 
 
 class EagerReplay:
@@ -82,10 +86,12 @@ class EagerReplay:
 def test_the_trap_catches_host_reads():
     x = torch.ones(3)
     with no_host_reads():
-        for read in (lambda: x.sum().item(), lambda: x.tolist(), lambda: bool(x[0]), lambda: x.nonzero()):
+        reads = (lambda: x.sum().item(), lambda: x.tolist(), lambda: bool(x[0]), lambda: x.nonzero(),
+                 lambda: torch.tensor([1, 2]))  # fmt: skip
+        for read in reads:
             with pytest.raises(AssertionError, match="inside the forward a CUDA graph captures"):
                 read()
-    assert x.sum().item() == 3.0  # restored
+    assert x.sum().item() == 3.0 and torch.tensor([1]).tolist() == [1]  # restored
 
 
 @pytest.mark.parametrize(
