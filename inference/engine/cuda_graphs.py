@@ -29,12 +29,13 @@ def graph_batch_sizes(max_num_seqs: int) -> list[int]:
 
 
 class DecodeInputs:
-    """The static buffers a captured decode step reads, sized for ``max_num_seqs`` sequences, and the forward context
-    over their first ``size`` rows. ``load`` writes a batch of n into them, padding rows n..size as no sequence:
-    slot -1 (no KV written) and context 0 (nothing attended to)."""
+    """The static buffers a captured decode step reads, sized for the largest of the graphs' batch ``sizes``, and the
+    forward context over their first ``size`` rows. ``load`` writes a batch of n into them, padded up to the next
+    size with rows of no sequence: slot -1 (no KV written) and context 0 (nothing attended to)."""
 
     def __init__(self, max_num_seqs: int, max_blocks: int, block_size: int, device):
-        b = max_num_seqs
+        self.sizes = graph_batch_sizes(max_num_seqs)
+        b = self.sizes[-1]
         self.block_size = block_size
         self.input_ids = torch.zeros(b, dtype=torch.long, device=device)
         self.positions = torch.zeros(b, dtype=torch.long, device=device)
@@ -61,15 +62,16 @@ class DecodeInputs:
 
     def load(
         self,
-        size: int,
         input_ids: torch.Tensor,
         positions: torch.Tensor,
         slot_mapping: torch.Tensor,
         block_tables: torch.Tensor,
         context_lens: torch.Tensor,
-    ) -> None:
-        """n sequences' decode inputs (device tensors) into rows 0..n, rows n..size padding."""
+    ) -> int:
+        """n sequences' decode inputs (device tensors) into rows 0..n → the batch size they are padded to (rows
+        n..size padding)."""
         n = input_ids.shape[0]
+        size = next(s for s in self.sizes if s >= n)
         self.input_ids[:n].copy_(input_ids)
         self.positions[:n].copy_(positions)
         self.slot_mapping[:n].copy_(slot_mapping)
@@ -78,6 +80,7 @@ class DecodeInputs:
         self.block_tables[:n, : block_tables.shape[1]].copy_(block_tables)
         self.context_lens[:n].copy_(context_lens)
         self.context_lens[n:size].zero_()
+        return size
 
     def forward(self, model: torch.nn.Module, size: int) -> torch.Tensor:
         """The model over rows 0..size: what a graph captures (no host synchronisation in it, which
@@ -89,14 +92,17 @@ class DecodeInputs:
 class DecodeGraphs:
     def __init__(self, model: torch.nn.Module, max_num_seqs: int, max_blocks: int, block_size: int, device):
         self.model = model
-        self.sizes = graph_batch_sizes(max_num_seqs)
-        self.inputs = DecodeInputs(self.sizes[-1], max_blocks, block_size, device)
+        self.inputs = DecodeInputs(max_num_seqs, max_blocks, block_size, device)
         self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self.replays = 0  # decode steps served by a graph (the GPU tests check that steps do replay)
         pool = torch.cuda.graph_pool_handle()
         for size in reversed(self.sizes):  # largest first: the smaller ones reuse its memory
             self.graphs[size] = self._capture(size, pool)
         log.info("captured decode CUDA graphs for batch sizes %s", self.sizes)
+
+    @property
+    def sizes(self) -> list[int]:
+        return self.inputs.sizes
 
     @torch.inference_mode()
     def _capture(self, size: int, pool) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
@@ -124,10 +130,8 @@ class DecodeGraphs:
         context_lens: torch.Tensor,
     ) -> torch.Tensor:
         """One decode step of n sequences (device tensors) → hidden states [n, hidden]."""
-        n = input_ids.shape[0]
-        size = next(s for s in self.sizes if s >= n)
-        self.inputs.load(size, input_ids, positions, slot_mapping, block_tables, context_lens)
+        size = self.inputs.load(input_ids, positions, slot_mapping, block_tables, context_lens)
         graph, hidden = self.graphs[size]
         graph.replay()
         self.replays += 1
-        return hidden[:n]
+        return hidden[: input_ids.shape[0]]

@@ -111,11 +111,11 @@ def _tools_of(code: str) -> dict[str, dict]:
 def _validate_arguments(raw: str, schema: dict, record: UsageRecord, max_tokens: int | None) -> None:
     """Arguments valid against the function's schema, or cut off where the answer reached its token limit.
 
-    The grammar keeps a call's arguments valid as they are written, but a schema that admits more properties than
-    it names (no ``additionalProperties: false``) lets a small model write an extra free-text one until the limit
-    stops it (seen: 1,000 tokens of a "description"). OpenAI returns such a call as it stands, with finish_reason
-    "length"; so do we. Only the limit may end arguments early: the request's ``max_tokens``, else the model's
-    (its catalog limit, or what the context leaves after the prompt)."""
+    The grammar keeps a call's arguments valid as they are written, but a small model can loop inside a string
+    until the limit stops it (seen before objects were closed to unnamed properties: 1,000 tokens of an invented
+    "description"). OpenAI returns such a call as it stands, with finish_reason "length"; so do we. Only the limit
+    may end arguments early: the request's ``max_tokens``, else the model's (its catalog limit, or what the context
+    leaves after the prompt)."""
     try:
         arguments = json.loads(raw)
     except json.JSONDecodeError:

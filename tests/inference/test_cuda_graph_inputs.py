@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from inference.config import EngineConfig
-from inference.engine.cuda_graphs import DecodeInputs, graph_batch_sizes
+from inference.engine.cuda_graphs import DecodeInputs
 from inference.engine.llm_engine import LLMEngine
 from inference.loader.safetensors import load_model
 from inference.sampling_params import SamplingParams
@@ -65,8 +65,7 @@ class EagerReplay:
 
     def __init__(self, model: torch.nn.Module, max_num_seqs: int, max_blocks: int, block_size: int):
         self.model = model
-        self.sizes = graph_batch_sizes(max_num_seqs)
-        self.inputs = DecodeInputs(self.sizes[-1], max_blocks, block_size, "cpu")
+        self.inputs = DecodeInputs(max_num_seqs, max_blocks, block_size, "cpu")
         self.padded: list[tuple[int, int]] = []  # (batch, graph size) per step
 
     def fits(self, num_seqs: int, table_width: int) -> bool:
@@ -74,11 +73,10 @@ class EagerReplay:
 
     @torch.inference_mode()
     def run(self, input_ids, positions, slot_mapping, block_tables, context_lens) -> torch.Tensor:
-        n = input_ids.shape[0]
-        size = next(s for s in self.sizes if s >= n)
-        self.inputs.load(size, input_ids, positions, slot_mapping, block_tables, context_lens)
+        size = self.inputs.load(input_ids, positions, slot_mapping, block_tables, context_lens)
         with no_host_reads():
             hidden = self.inputs.forward(self.model, size)
+        n = input_ids.shape[0]
         self.padded.append((n, size))
         return hidden[:n]
 
@@ -108,7 +106,7 @@ def test_decode_over_the_graphs_inputs_reads_nothing_back_and_gives_the_eager_to
         cfg = EngineConfig(device="cpu", block_size=5, kernels="on", kv_cache_tokens=256, max_num_seqs=8)
         engine = LLMEngine(model, rc.IdTokenizer(), rc.IdDetokenizer, cfg)
         if replay:
-            stand_in = EagerReplay(model, cfg.max_num_seqs, -(-engine.max_model_len // cfg.block_size), 5)
+            stand_in = EagerReplay(model, cfg.max_num_seqs, -(-engine.max_model_len // cfg.block_size), cfg.block_size)
             engine.runner.graphs = stand_in
         for i, prompt in enumerate(prompts[:2]):
             engine.add_request(str(i), prompt, greedy)

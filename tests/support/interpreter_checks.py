@@ -1,4 +1,4 @@
-"""Out-of-bounds checks for Triton kernels run under the interpreter (``TRITON_INTERPRET=1``).
+"""Out-of-bounds and race checks for Triton kernels run under the interpreter (``TRITON_INTERPRET=1``).
 
 On the CPU the interpreter reads and writes raw addresses: a load past the end of a tensor reads whatever the heap
 holds there and a test still passes when the value is masked or ignored later. On a GPU the same access can fault
@@ -105,16 +105,16 @@ class Launch:
         something wrote are compared, so the reads of weights and inputs cost nothing here."""
         if not self.writes:
             return
-        written = np.unique(np.concatenate([at for _, at, _ in self.writes]))
+        written_intervals = np.unique(np.concatenate([at for _, at, _ in self.writes]))
         chunks = list(self.writes)
         for addresses, at, program in self.reads:
-            keep = np.isin(at, written)
+            keep = np.isin(at, written_intervals)
             if keep.any():
                 chunks.append((addresses[keep], at[keep], program))
         addresses = np.concatenate([a for a, _, _ in chunks])
         programs = np.concatenate([np.full(a.size, p, dtype=np.int64) for a, _, p in chunks])
-        w_addresses = np.concatenate([a for a, _, _ in self.writes])
-        touched = np.isin(addresses, w_addresses)  # only elements someone wrote can race
+        n_written = sum(a.size for a, _, _ in self.writes)  # the writes lead the chunks
+        touched = np.isin(addresses, addresses[:n_written])  # only elements someone wrote can race
         addresses, programs = addresses[touched], programs[touched]
         order = np.lexsort((programs, addresses))
         addresses, programs = addresses[order], programs[order]
@@ -150,7 +150,7 @@ def _program(packed: int) -> tuple[int, int, int]:
     return packed >> 42, (packed >> 21) & (2**21 - 1), packed & (2**21 - 1)
 
 
-_current: list[Launch] = []  # the launch in flight (the interpreter runs one kernel at a time per thread)
+_current: list[Launch] = []  # the launch in flight, if any (the interpreter runs one kernel at a time)
 
 
 def _element_bytes(pointers) -> int:
@@ -163,9 +163,9 @@ def install() -> None:
     from triton.runtime import interpreter
 
     executor, builder = interpreter.GridExecutor, interpreter.InterpreterBuilder
-    if getattr(executor, "_bounds_checked", False):
+    if getattr(executor, "_interpreter_checks", False):
         return
-    executor._bounds_checked = True
+    executor._interpreter_checks = True
     init_args = executor._init_args_hst
 
     def init_args_checked(self, args_dev, kwargs):
@@ -179,12 +179,10 @@ def install() -> None:
 
     restore = executor._restore_args_dev
 
-    def restore_checked(self, *args, **kwargs):
-        launch = _current.pop() if _current else None
-        _current.clear()
+    def restore_checked(self, *args, **kwargs):  # the launch ran to its end
+        launch = _current.pop()
         result = restore(self, *args, **kwargs)
-        if launch is not None:
-            launch.finish()
+        launch.finish()
         return result
 
     call = executor.__call__
