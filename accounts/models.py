@@ -13,6 +13,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts.json_nul import NulSafeDecoder, NulSafeEncoder
+
 slug_validator = RegexValidator(r"^[a-z0-9][a-z0-9-]{0,62}$", "lowercase letters, digits and dashes; 1-63 characters")
 model_id_validator = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$", "letters, digits and . _ : / -; 1-128 characters"
@@ -368,9 +370,11 @@ class StoredResponse(models.Model):
     api_key = models.ForeignKey(ApiKey, null=True, on_delete=models.SET_NULL, related_name="+")
     model = models.CharField(max_length=200)
     created_at = models.DateTimeField(db_index=True)
-    history = models.JSONField(default=list)  # the items of the turns before this one (inputs and outputs)
-    input_items = models.JSONField(default=list)  # this request's own input items, with their ids
-    response = models.JSONField()  # the response object as the client got it
+    # the items of the turns before this one (inputs and outputs); NUL-safe: PostgreSQL's jsonb refuses U+0000
+    history = models.JSONField(default=list, encoder=NulSafeEncoder, decoder=NulSafeDecoder)
+    # this request's own input items, with their ids
+    input_items = models.JSONField(default=list, encoder=NulSafeEncoder, decoder=NulSafeDecoder)
+    response = models.JSONField(encoder=NulSafeEncoder, decoder=NulSafeDecoder)  # as the client got it
 
     class Meta:
         indexes = [models.Index(fields=["tenant", "created_at"])]

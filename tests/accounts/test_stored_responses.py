@@ -1,13 +1,17 @@
-"""Stored Responses API answers: found only by their own tenant, deleted once, and expired by the beat's task
-after ``HUB_RESPONSES_RETENTION_DAYS`` (0 keeps them)."""
+"""Stored Responses API answers: found only by their own tenant, deleted once, expired by the beat's task after
+``HUB_RESPONSES_RETENTION_DAYS`` (0 keeps them), and read back as written, NUL characters included (PostgreSQL's
+jsonb refuses them)."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
+from django.db import connection
 from django.utils import timezone
 
 from accounts import responses, tasks
+from accounts.json_nul import WRAPPER
 from accounts.models import StoredResponse
 
 
@@ -47,3 +51,33 @@ def test_retention_zero_keeps_them(acme, settings):
     settings.HUB_RESPONSES_RETENTION_DAYS = 0
     _store(acme.tenant, "resp_ancient", timedelta(days=3650))
     assert tasks.expire_responses.apply().get() == 0 and StoredResponse.objects.count() == 1
+
+
+# texts a request may send and a model may write: NUL, and the private-use character the storage escapes with,
+# alone and followed by what its escapes look like
+AWKWARD = ["a\x00b", "\x00", "\ue000", "\ue0000", "\ue0001\x00", "\x00\ue000\x00\ue0001", "plain"]
+
+
+def test_nul_characters_are_stored_and_read_back(acme):
+    stored = _store(acme.tenant, "resp_nul")
+    history = [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": t}]} for t in AWKWARD]
+    response = {**stored.response, "metadata": {f"k{t}": t for t in AWKWARD}}
+    response["output"][0]["content"][0]["text"] = "".join(AWKWARD)
+    StoredResponse.objects.filter(pk="resp_nul").delete()
+    responses.save(tenant_id=acme.tenant.id, api_key_id=None, history=history, input_items=stored.input_items,
+                   response=response)  # fmt: skip
+    found = responses.find(acme.tenant.id, "resp_nul")
+    assert (found.history, found.input_items, found.response) == (history, stored.input_items, response)
+    assert found.context()[-1]["content"][0]["text"] == "".join(AWKWARD)
+
+
+def test_values_without_nul_are_stored_as_they_are(acme):
+    """Rows written before the NUL-safe fields (or without a NUL) read back unchanged, escape-like text and all."""
+    _store(acme.tenant, "resp_plain")
+    text = "\ue0000 \ue0001"  # what an escape looks like, in a value that was never escaped
+    StoredResponse.objects.filter(pk="resp_plain").update(history=[{"text": text}])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT history, response FROM accounts_storedresponse WHERE id = %s", ["resp_plain"])
+        history, response = (json.loads(v) if isinstance(v, str) else v for v in cursor.fetchone())
+    assert history == [{"text": text}] and WRAPPER not in response
+    assert responses.find(acme.tenant.id, "resp_plain").history == [{"text": text}]
