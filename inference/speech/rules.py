@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from inference.sampling_params import GREEDY_BELOW
 from inference.speech.vocab import WhisperVocab
 
 MAX_INITIAL_TIMESTAMP_INDEX = 50  # 1.0 s: a window's first segment starts within its first second
@@ -51,13 +52,14 @@ def apply_rules(logits: torch.Tensor, sampled: list[list[int]], vocab: WhisperVo
 def sample(
     logits: torch.Tensor, temperatures: list[float], generators: list[torch.Generator | None]
 ) -> tuple[list[int], list[float]]:
-    """(token, its log-probability) per row of ruled logits [B, V]: argmax at temperature 0, else a draw from
+    """(token, its log-probability) per row of ruled logits [B, V]: argmax at temperature 0 (and below
+    ``GREEDY_BELOW``, as the chat sampler: logits / 1e-222 overflow to inf and the softmax to NaN), else a draw from
     softmax(logits / T) with the row's generator. The log-probability is the ruled distribution's at T = 1, which
     Whisper's average-logprob fallback test reads."""
     logprobs = torch.log_softmax(logits, dim=-1)
     tokens: list[int] = []
     for b, temperature in enumerate(temperatures):
-        if temperature <= 0:
+        if temperature < GREEDY_BELOW:
             tokens.append(int(logits[b].argmax()))
         else:
             probs = torch.softmax(logits[b] / temperature, dim=-1)

@@ -244,3 +244,17 @@ def test_a_recording_longer_than_a_window_is_written_window_after_window(spoken)
     assert ends[-1][1] <= len(samples) / 16000
     reference = " ".join(text for text, _ in sentences)
     assert speech.word_error_rate(reference, result.text) <= 0.15, result.text
+
+
+def test_a_tiny_positive_temperature_samples_greedily():
+    """A temperature of 1e-222 (OpenAI's range is [0, 1]) divided the logits to inf and the softmax to NaN, which
+    failed the engine's whole step (every transcription in the batch); below ``GREEDY_BELOW`` it is the argmax."""
+    from inference.speech.rules import sample
+
+    logits = torch.tensor([[-float("inf"), 2.0, 5.0, 1.0], [3.0, -float("inf"), 0.5, 2.9]])
+    generators = [torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)]
+    tokens, logprobs = sample(logits.clone(), [1.35e-222, 1e-6], generators)
+    assert tokens == [2, 0]
+    assert logprobs == pytest.approx(torch.log_softmax(logits, -1)[[0, 1], [2, 0]].tolist())
+    tokens, _ = sample(logits.clone(), [1e-3, 0.0], generators)  # small, but sampled: the top token all the same
+    assert tokens == [2, 0]
