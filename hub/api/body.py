@@ -4,6 +4,9 @@ and the console's playground relay (``hub/console/live.py``).
 ``read_json`` checks, in this order: the size (413), the Content-Type (415: ``application/json`` or any
 ``application/*+json``, parameters such as ``charset`` ignored), that it parses (400 ``invalid_json``), its depth
 and numbers (``validation.check_json``) and that it is an object (400); each answered with the same OpenAI error.
+A request with no body at all (empty, and no Content-Type) is read as ``{}``: there is no media type to refuse, a
+route that takes no body (``POST /responses/{id}/cancel``, which ``curl -X POST`` sends so) is served, and one
+that needs fields answers which is missing.
 """
 
 from __future__ import annotations
@@ -32,10 +35,17 @@ def check_content_type(content_type: str | None) -> None:
         )
 
 
+def no_body(body: bytes, content_type: str | None) -> bool:
+    """Nothing sent: read as ``{}``, with no media type to check."""
+    return not body and content_type is None
+
+
 def read_json(body: bytes, content_type: str | None, limit: int) -> dict:
     """The body as a JSON object, or the ``errors.ApiError`` that refuses it."""
     if len(body) > limit:
         raise too_large(limit)
+    if no_body(body, content_type):
+        return {}
     check_content_type(content_type)
     try:
         value = json.loads(body)

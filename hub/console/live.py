@@ -39,7 +39,7 @@ from accounts.limits import Limits
 from accounts.models import ModelKind, Role, ServedModel
 from accounts.services import role_of
 from hub.api import errors
-from hub.api.body import check_content_type, read_json, too_large
+from hub.api.body import check_content_type, no_body, read_json, too_large
 from hub.api.edge import EdgeContext, new_request_id
 from hub.api.gateway import GatewayConsumer
 from hub.api.relay_common import SSE_HEADERS
@@ -201,7 +201,8 @@ class PlaygroundRelay(GatewayConsumer):
                 "the page's CSRF token)."
             )
         content_type = _header(self.scope, b"content-type")
-        check_content_type(content_type)  # before the session, as ever; read_json below checks it again, the edge's way
+        if not no_body(self.body, content_type):  # before the session, as ever; read_json checks it again below
+            check_content_type(content_type)
         user = await get_user(self.scope)
         if not user.is_authenticated:
             raise errors.AuthenticationError("Sign in to the console first.", code="session_required")
