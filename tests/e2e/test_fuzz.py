@@ -1,21 +1,31 @@
 """Fuzzing every public route with schemathesis, generated from the live hub's own ``/openapi.json``: valid
 bodies (positive) and bodies that break the schema (negative: wrong types, out-of-range numbers, missing
 fields), against a live hub in front of the live inference service. Whatever comes in, no answer is a 5xx,
-every error is OpenAI's error object, and a stream carries no error event.
+every error is OpenAI's error object, a stream carries no error event, and the hub logs no traceback.
+
+The routes: models, usage and costs; chat, completions, embeddings; rerank and score (on a tiny random-weight
+cross-encoder that a service of this module's own serves); the Responses API, its stored responses (the steered
+cases name one the test stored) and cancel; transcriptions and translations (the steered positive cases carry a
+real recording, so that their other fields reach Whisper).
 
 The budget is fixed (``EXAMPLES`` per operation and mode, derandomized: the same cases on every run) so CI's time
 is known. To keep the CPU's generations short, the fuzz steers some cases to a catalog model of its own,
 ``fuzz-chat`` (the packaged chat model behind a tiny ``max_output_length``, so the hub refuses big ``max_tokens``
-itself), or to the embedding model; the rest keep their random model ids (404s). A body with no ``max_tokens``
-gets a small one: without it, a CPU model would generate up to its context length. Steered chat messages without
-a content get one (the schema requires only a role, so most valid-by-schema chats would stop at that 400). The
-first positive case of each operation is the canonical valid request, and a 200 must be among the answers.
+itself), or to the route's model; the rest keep their random model ids (404s). A body with no ``max_tokens``
+(``max_output_tokens``) gets a small one: without it, a CPU model would generate up to its context length.
+Steered chat messages without a content get one (the schema requires only a role, so most valid-by-schema chats
+would stop at that 400). The first positive case of each operation is the canonical valid request, and it must be
+served (cancel's is the documented 400: this hub runs no background responses).
 """
 
 from __future__ import annotations
 
+import functools
+import io
 import json
+import wave
 
+import numpy as np
 import pytest
 import requests
 import schemathesis
@@ -25,64 +35,141 @@ from schemathesis import GenerationMode
 
 from accounts import services
 from accounts.models import ModelKind
-from tests.support.live import CHAT, EMBED
+from tests.support import encoders
+from tests.support.inference import inference_service, model_flags
+from tests.support.live import CHAT, EMBED, WHISPER
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
 EXAMPLES = 50  # per operation and generation mode
+# fewer where a steered case runs Whisper on a real recording (about a second each on this CPU)
+FEWER_EXAMPLES = {"POST /audio/transcriptions": 20, "POST /audio/translations": 20}
 FUZZ_CHAT = "fuzz-chat"
 MAX_OUTPUT = 8  # fuzz-chat's max_output_length: a larger max_tokens is the hub's 400, not a long generation
 SMALL_MAX_TOKENS = 4  # given to bodies without one (see above)
+FUZZ_RERANK = "fuzz-rerank"  # a tiny random-weight cross-encoder, served by its own service (``reranker_url``)
+STORED = "{stored}"  # in VALID: the id of a response stored for the test (``_stored_response``)
 OPERATIONS = (
     "GET /models",
     "GET /models/{model_id}",
     "GET /usage",
+    "GET /costs",
     "POST /chat/completions",
     "POST /completions",
     "POST /embeddings",
+    "POST /rerank",
+    "POST /score",
+    "POST /responses",
+    "GET /responses/{response_id}",
+    "GET /responses/{response_id}/input_items",
+    "DELETE /responses/{response_id}",
+    "POST /responses/{response_id}/cancel",
+    "POST /audio/transcriptions",
+    "POST /audio/translations",
 )
 # the model a steered case uses, by path: the right kind for the route, and once in four the wrong kind
-RIGHT = {"/chat/completions": FUZZ_CHAT, "/completions": FUZZ_CHAT, "/embeddings": EMBED, "/models/{model_id}": CHAT}
-WRONG = {"/chat/completions": EMBED, "/completions": EMBED, "/embeddings": FUZZ_CHAT, "/models/{model_id}": "nope"}
+RIGHT = {
+    "/chat/completions": FUZZ_CHAT, "/completions": FUZZ_CHAT, "/responses": FUZZ_CHAT, "/embeddings": EMBED,
+    "/rerank": FUZZ_RERANK, "/score": FUZZ_RERANK, "/audio/transcriptions": WHISPER, "/audio/translations": WHISPER,
+    "/models/{model_id}": CHAT,
+}  # fmt: skip
+WRONG = {
+    "/chat/completions": EMBED, "/completions": EMBED, "/responses": EMBED, "/embeddings": FUZZ_CHAT,
+    "/rerank": EMBED, "/score": FUZZ_CHAT, "/audio/transcriptions": FUZZ_CHAT, "/audio/translations": EMBED,
+    "/models/{model_id}": "nope",
+}  # fmt: skip
+MAX_TOKENS_FIELD = {"/chat/completions": "max_tokens", "/completions": "max_tokens", "/responses": "max_output_tokens"}
 _HI = [{"role": "user", "content": "Hi"}]
+_AUDIO = {"model": WHISPER, "response_format": "text"}
 VALID = {  # one valid request per operation, as the OpenAI SDK sends it
     "GET /models": {},
     "GET /models/{model_id}": {"path_parameters": {"model_id": FUZZ_CHAT}},
     "GET /usage": {"query": {"group_by": "model"}},
+    "GET /costs": {"query": {"group_by": "line_item"}},
     "POST /chat/completions": {"body": {"model": FUZZ_CHAT, "messages": _HI, "max_tokens": 4, "stream": True}},
     "POST /completions": {"body": {"model": FUZZ_CHAT, "prompt": "Once", "max_tokens": 4}},
     "POST /embeddings": {"body": {"model": EMBED, "input": ["a", "b"]}},
+    "POST /rerank": {"body": {"model": FUZZ_RERANK, "query": "fox?", "documents": ["a fox", "Paris"], "top_n": 1}},
+    "POST /score": {"body": {"model": FUZZ_RERANK, "text_1": "fox?", "text_2": ["a fox", "Paris"]}},
+    "POST /responses": {"body": {"model": FUZZ_CHAT, "input": "Hi", "max_output_tokens": 4, "stream": True}},
+    "GET /responses/{response_id}": {"path_parameters": {"response_id": STORED}},
+    "GET /responses/{response_id}/input_items": {"path_parameters": {"response_id": STORED}, "query": {"limit": 1}},
+    "DELETE /responses/{response_id}": {"path_parameters": {"response_id": STORED}},
+    "POST /responses/{response_id}/cancel": {"path_parameters": {"response_id": STORED}},
+    "POST /audio/transcriptions": {"body": {**_AUDIO, "file": "{wav}"}},
+    "POST /audio/translations": {"body": {**_AUDIO, "file": "{wav}"}},
 }
+# the status of VALID's request: cancelling takes a background response, which this hub never runs (documented)
+VALID_STATUS = {"POST /responses/{response_id}/cancel": 400}
 ERROR_FIELDS = {"message", "type", "param", "code"}
+RESPONSE_ENDS = ("response.completed", "response.incomplete")  # a Responses stream's last event, unfailed
+
+
+@pytest.fixture(scope="module")
+def reranker_url(tmp_path_factory):
+    """A service serving a tiny random-weight BERT cross-encoder: the live service serves no rerank model."""
+    root = tmp_path_factory.mktemp("fuzz-rerank")
+    checkpoint = encoders.bert_reranker_checkpoint(root / "bert-rerank")
+    with inference_service(*model_flags(f"tiny-rerank={checkpoint}:rerank")) as url:
+        yield f"{url}/v1"
 
 
 @pytest.fixture
-def fuzz(hub, inference_url):
+def fuzz(hub, inference_url, reranker_url):
     """The hub's schema as schemathesis loads it, an HTTP session, a key entitled to every model, the base URL."""
     services.register_model(
         FUZZ_CHAT, ModelKind.CHAT, max_sequence_length=2048, max_output_length=MAX_OUTPUT,
         deployment_url=inference_url, upstream_model=CHAT,
     )  # fmt: skip
-    services.grant_models(hub.tenant, [FUZZ_CHAT])
+    services.register_model(
+        FUZZ_RERANK, ModelKind.RERANK, max_sequence_length=encoders.RERANK_MAX_POSITIONS,
+        deployment_url=reranker_url, upstream_model="tiny-rerank",
+    )  # fmt: skip
+    services.grant_models(hub.tenant, [FUZZ_CHAT, FUZZ_RERANK])
     auth = {"authorization": f"Bearer {hub.everything.secret}"}
     with requests.Session() as session:
         yield schemathesis.openapi.from_url(f"{hub.url}/openapi.json"), session, auth, f"{hub.url}/v1"
 
 
-def _steer(case: schemathesis.Case, pick: str | None, auth: dict[str, str]) -> None:
-    """Point a case at a served model with a valid key (``pick``: "right" or "wrong" kind; None keeps the case as
-    generated: a random model id, and in negative mode sometimes no key), and bound its generation."""
+def _stored_response(session: requests.Session, base_url: str, auth: dict[str, str]) -> str:
+    """The id of a response stored for this test: the one the ``{response_id}`` routes' steered cases name."""
+    body = {"model": FUZZ_CHAT, "input": "Hi", "max_output_tokens": SMALL_MAX_TOKENS}
+    answer = session.post(f"{base_url}/responses", json=body, headers=auth, timeout=120)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["id"]
+
+
+@functools.cache
+def _wav(seconds: float = 1.0, rate: int = 16000) -> bytes:
+    """A 440 Hz tone as a 16-bit mono wav: audio Whisper decodes (what it hears in it does not matter here)."""
+    samples = (np.sin(2 * np.pi * 440 * np.arange(int(seconds * rate)) / rate) * 8000).astype("<i2")
+    out = io.BytesIO()
+    with wave.open(out, "wb") as file:
+        file.setnchannels(1), file.setsampwidth(2), file.setframerate(rate), file.writeframes(samples.tobytes())
+    return out.getvalue()
+
+
+def _steer(case: schemathesis.Case, pick: str | None, auth: dict[str, str], stored: str | None, real: bool) -> None:
+    """Point a case at a served model (or, on the ``{response_id}`` routes, at the stored response ``stored``) with
+    a valid key (``pick``: "right" or "wrong" kind; None keeps the case as generated: a random model id, and in
+    negative mode sometimes no key), and bound its generation. ``real``: a steered audio case's file is a real
+    recording, so that its other fields reach the decoder (the negative cases' fields are refused before it)."""
     path = case.operation.path
     if pick:  # a header of the case itself: negative mode drops the key from the request otherwise
         case.headers = {**(case.headers or {}), **auth}
     if pick and path == "/models/{model_id}":
         case.path_parameters = {**(case.path_parameters or {}), "model_id": (RIGHT if pick == "right" else WRONG)[path]}
-    if not isinstance(case.body, dict) or case.operation.method.upper() != "POST":
+    if pick == "right" and "{response_id}" in path:
+        case.path_parameters = {**(case.path_parameters or {}), "response_id": stored}
+    if not isinstance(case.body, dict) or case.operation.method.upper() != "POST" or path not in RIGHT:
         return
     if pick:
         case.body["model"] = (RIGHT if pick == "right" else WRONG)[path]
-    if path != "/embeddings" and case.body.get("max_tokens") is None and case.body.get("max_completion_tokens") is None:
-        case.body["max_tokens"] = SMALL_MAX_TOKENS
+    field = MAX_TOKENS_FIELD.get(path)
+    if field and case.body.get(field) is None and case.body.get("max_completion_tokens") is None:
+        case.body[field] = SMALL_MAX_TOKENS
+    if real and pick == "right" and path.startswith("/audio/") and "file" in case.body:
+        case.body["file"] = _wav()
     messages = case.body.get("messages")
     if pick == "right" and isinstance(messages, list):  # the schema requires only a role; the hub a content too
         for message in messages:
@@ -103,8 +190,14 @@ def _check(case: schemathesis.Case, response: schemathesis.Response) -> None:
         assert all(error[f] is None or isinstance(error[f], str) for f in ("param", "code")), f"{where}\n{body}"
     elif content_type.startswith("text/event-stream"):
         events = [line[6:] for line in response.content.decode().splitlines() if line.startswith("data: ")]
-        assert not any("error" in json.loads(event) for event in events if event != "[DONE]"), f"{where}\n{events}"
-        assert response.stream_cut_short or events[-1] == "[DONE]", f"{where}\n{events}"
+        parsed = [json.loads(event) for event in events if event != "[DONE]"]
+        assert not any("error" in event for event in parsed), f"{where}\n{events}"
+        if case.operation.path == "/responses":  # typed events, the last one final; no [DONE]
+            assert not any(event["type"] in ("error", "response.failed") for event in parsed), f"{where}\n{events}"
+            last = parsed[-1]["type"] if parsed else None
+            assert response.stream_cut_short or last in RESPONSE_ENDS, f"{where}\n{events}"
+        else:
+            assert response.stream_cut_short or events[-1] == "[DONE]", f"{where}\n{events}"
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=["positive", "negative"])
@@ -113,21 +206,28 @@ def test_public_route_under_fuzzing(fuzz, label, mode):
     schema, session, auth, base_url = fuzz
     operation = schema.find_operation_by_label(label)
     assert operation is not None, f"{label} is missing from /openapi.json"
+    stored = _stored_response(session, base_url, auth) if "{response_id}" in label else None
     picks = st.sampled_from(["right", "wrong", None, "right"])  # Hypothesis draws the first one most
     statuses: list[int] = []
 
     @settings(
-        max_examples=EXAMPLES, derandomize=True, deadline=None, database=None, print_blob=False,
+        max_examples=FEWER_EXAMPLES.get(label, EXAMPLES), derandomize=True, deadline=None, database=None,
+        print_blob=False,
         suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate, Phase.shrink],
     )  # fmt: skip
     @given(case=operation.as_strategy(generation_mode=mode), pick=picks)
     def fuzz_one(case: schemathesis.Case, pick: str | None) -> None:
-        _steer(case, pick, auth)
+        _steer(case, pick, auth, stored, real=mode == GenerationMode.POSITIVE)
         response = case.call(base_url=base_url, session=session, headers=auth, timeout=120)
         statuses.append(response.status_code)
         _check(case, response)
 
     if mode == GenerationMode.POSITIVE:  # the canonical valid request, first: it must be served
-        fuzz_one = example(case=operation.Case(**VALID[label]), pick=None)(fuzz_one)
+        valid = {**VALID[label]}
+        if "path_parameters" in valid and STORED in valid["path_parameters"].values():
+            valid["path_parameters"] = {"response_id": stored}
+        if "file" in valid.get("body", {}):
+            valid["body"] = {**valid["body"], "file": _wav()}
+        fuzz_one = example(case=operation.Case(**valid), pick=None)(fuzz_one)
     fuzz_one()
-    assert mode == GenerationMode.NEGATIVE or 200 in statuses, statuses
+    assert mode == GenerationMode.NEGATIVE or statuses[0] == VALID_STATUS.get(label, 200), statuses
