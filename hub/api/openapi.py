@@ -35,6 +35,7 @@ ERROR_TEXT = {
     502: "`upstream_error`: the model's deployment failed.",
     503: "`service_unavailable`: no deployment of the model is reachable.",
 }
+_STRING = {"type": "string"}
 ERRORS = {
     str(code): {"description": text, "content": {"application/json": {"schema": ref("Error")}}}
     for code, text in ERROR_TEXT.items()
@@ -61,8 +62,19 @@ def _post(summary: str, description: str, tag: str, request: dict, content: dict
     }
 
 
-def _events(event: str) -> dict:
-    return {"schema": {"type": "string", "description": f"`data: <{event}>` events, then `data: [DONE]`."}}
+def _events(event: str, done: bool = True) -> dict:
+    """A server-sent event stream, each event (OpenAPI 3.1: the media type's schema describes one event) a
+    ``data:`` that is JSON of the ``event`` schema, or with ``done`` the last one, ``data: [DONE]``."""
+    data = {"type": "string", "contentMediaType": "application/json", "contentSchema": ref(event)}
+    ending = ", then `data: [DONE]`" if done else ""
+    return {
+        "schema": {
+            "type": "object",
+            "properties": {"event": _STRING, "data": {"oneOf": [data, {"const": "[DONE]"}]} if done else data},
+            "required": ["data"],
+            "description": f"Server-sent events: `data: <{event}>`{ending}.",
+        }
+    }
 
 
 def _generation(summary: str, request: str, response: str, chunk: str | None, description: str) -> dict:
@@ -151,10 +163,9 @@ RESPONSE_EVENTS = (
 
 
 def _responses() -> dict:
-    content = {
-        "application/json": {"schema": ref("ResponseObject")},
-        "text/event-stream": {"schema": {"type": "string", "description": RESPONSE_EVENTS}},
-    }
+    events = _events("ResponseStreamEvent", done=False)
+    events["schema"]["description"] = RESPONSE_EVENTS
+    content = {"application/json": {"schema": ref("ResponseObject")}, "text/event-stream": events}
     route = _post(
         "Create response",
         "OpenAI's Responses API on a `chat` or `vision` model. Our inference service runs it as a chat completion "

@@ -64,6 +64,27 @@ SPEECH_SCHEMAS = {
         ("file", "model"),
     ),  # fmt: skip
     "CreateTranslationRequest": _obj(_SPEECH_FIELDS, ("file", "model")),
+    "TranscriptTextEvent": _obj(
+        {
+            "type": {"enum": ["transcript.text.delta", "transcript.text.done"]},
+            "delta": _STR,
+            "text": _STR,
+            "usage": _obj(
+                {
+                    "type": {"const": "tokens"},
+                    "input_tokens": _INT,
+                    "output_tokens": _INT,
+                    "total_tokens": _INT,
+                    "input_token_details": _obj({"audio_tokens": _INT, "text_tokens": _INT}),
+                    "seconds": _NUM,
+                },
+                ("type", "input_tokens", "output_tokens", "total_tokens"),
+            ),  # fmt: skip
+        },
+        ("type",),
+        description="A `data:` of a streamed transcription: a `transcript.text.delta` per segment (`delta`; with "
+        "the usage so far when the hub asks), then `transcript.text.done` with the whole `text` and the usage.",
+    ),
     "CreateTranscriptionResponseJson": _obj({"text": _STR, "usage": _DURATION_USAGE}, ("text",)),
     "CreateTranscriptionResponseVerboseJson": _obj(
         {

@@ -1,7 +1,8 @@
 """Fuzzing every public route with schemathesis, generated from the live hub's own ``/openapi.json``: valid
 bodies (positive) and bodies that break the schema (negative: wrong types, out-of-range numbers, missing
 fields), against a live hub in front of the live inference service. Whatever comes in, no answer is a 5xx,
-every error is OpenAI's error object, a stream carries no error event, and the hub logs no traceback.
+every error is OpenAI's error object, a stream carries no error event, the hub logs no traceback, and every answer
+is one the document gives: its status, its media type and its body (each streamed event's JSON too).
 
 The routes: models, usage and costs; chat, completions, embeddings; rerank and score (on a tiny random-weight
 cross-encoder that a service of this module's own serves); the Responses API, its stored responses (the steered
@@ -32,6 +33,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
+from schemathesis.checks import content_type_conformance, response_schema_conformance, status_code_conformance
 
 from accounts import services
 from accounts.models import ModelKind
@@ -96,12 +98,13 @@ VALID = {  # one valid request per operation, as the OpenAI SDK sends it
     "GET /responses/{response_id}/input_items": {"path_parameters": {"response_id": STORED}, "query": {"limit": 1}},
     "DELETE /responses/{response_id}": {"path_parameters": {"response_id": STORED}},
     "POST /responses/{response_id}/cancel": {"path_parameters": {"response_id": STORED}},
-    "POST /audio/transcriptions": {"body": {**_AUDIO, "file": "{wav}"}},
+    "POST /audio/transcriptions": {"body": {**_AUDIO, "file": "{wav}", "stream": True}},
     "POST /audio/translations": {"body": {**_AUDIO, "file": "{wav}"}},
 }
 # the status of VALID's request: cancelling takes a background response, which this hub never runs (documented)
 VALID_STATUS = {"POST /responses/{response_id}/cancel": 400}
 ERROR_FIELDS = {"message", "type", "param", "code"}
+CONFORMANCE = [status_code_conformance, content_type_conformance, response_schema_conformance]
 RESPONSE_ENDS = ("response.completed", "response.incomplete")  # a Responses stream's last event, unfailed
 
 
@@ -221,6 +224,7 @@ def test_public_route_under_fuzzing(fuzz, label, mode):
         response = case.call(base_url=base_url, session=session, headers=auth, timeout=120)
         statuses.append(response.status_code)
         _check(case, response)
+        case.validate_response(response, checks=CONFORMANCE)  # the status, media type and body the document gives
 
     if mode == GenerationMode.POSITIVE:  # the canonical valid request, first: it must be served
         valid = {**VALID[label]}

@@ -1,6 +1,7 @@
 """The API documentation: the OpenAPI document, Swagger UI at /docs and ReDoc at /redoc, all served
 without the internet (assets from drf-spectacular-sidecar). That the document describes the real
-answers is checked against a live hub in ``tests/e2e/test_reference_examples.py``."""
+answers is checked against a live hub in ``tests/e2e/test_reference_examples.py`` and, for every route, streamed
+events included, in ``tests/e2e/test_fuzz.py``."""
 
 from __future__ import annotations
 
