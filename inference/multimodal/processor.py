@@ -107,8 +107,9 @@ def _resize(image: np.ndarray, height: int, width: int, resample: int) -> np.nda
     return np.asarray(pil.resize((width, height), resample=resample)).transpose(2, 0, 1)
 
 
-def _shortest_edge(image: np.ndarray, edge: int) -> tuple[int, int]:
-    height, width = image.shape[1:]
+def _shortest_edge(shape: tuple[int, int], edge: int) -> tuple[int, int]:
+    """(height, width) of an image of ``shape`` (height, width) resized to ``edge`` on its short side."""
+    height, width = shape
     short, long = (width, height) if width <= height else (height, width)
     new_long = int(edge * long / short)
     return (new_long, edge) if width <= height else (edge, new_long)
@@ -157,7 +158,7 @@ class ImageProcessor:
         cfg = self.config
         if cfg.do_resize:
             if "shortest_edge" in cfg.size:
-                image = _resize(image, *_shortest_edge(image, cfg.size["shortest_edge"]), cfg.resample)
+                image = _resize(image, *_shortest_edge(image.shape[1:], cfg.size["shortest_edge"]), cfg.resample)
             else:
                 image = _resize(image, cfg.size["height"], cfg.size["width"], cfg.resample)
         if cfg.do_center_crop:
@@ -205,6 +206,23 @@ class ImageProcessor:
                  for j in range(0, best_w, self.tile)]  # fmt: skip
         edge = self.config.size.get("shortest_edge") or min(self.config.size["height"], self.config.size["width"])
         return [_resize(image, edge, edge, self.config.resample), *tiles]
+
+    def work_pixels(self, size: tuple[int, int]) -> int:
+        """The most pixels an image made while preprocessing an image of ``size`` (height, width) holds. LLaVA-1.5's
+        square pad and a shortest-edge resize grow with the aspect ratio, not the image: a 2 x 16,000 image pads
+        to 256 M pixels (768 MB, several copies of it in Pillow), so the caller bounds this before preprocessing.
+        LLaVA-NeXT resizes into its grid resolutions and stays small."""
+        height, width = size
+        if self.model.is_next:
+            best_h, best_w = best_resolution(size, self.model.image_grid_pinpoints)
+            return max(height * width, best_h * best_w)
+        if self.config.do_pad:
+            height = width = max(height, width)
+        work = height * width
+        if self.config.do_resize and "shortest_edge" in self.config.size:
+            new_h, new_w = _shortest_edge((height, width), self.config.size["shortest_edge"])
+            work = max(work, new_h * new_w)
+        return work
 
     def num_tokens(self, size: tuple[int, int]) -> int:
         """Image tokens an image of ``size`` (height, width) takes in the prompt."""

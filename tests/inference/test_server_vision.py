@@ -137,6 +137,16 @@ def test_bad_images(client, images):
     _refused(client, NEXT, f"{images.url}/missing.jpg", "404")
 
 
+def test_an_elongated_sliver_is_refused_before_it_pads_to_gigabytes(client):
+    """A 16,000 x 2 PNG is 32 k pixels and a few hundred bytes, but LLaVA-1.5 pads it to a 16,000-pixel square (256 M
+    pixels): 8 s and 2.8 GB of memory here, and a 50,000 x 1 one would have taken the service down. Preprocessing may
+    make at most 4 x the decoded-image limit (50 M pixels); LLaVA-NeXT resizes into its grid and serves it."""
+    sliver = data_url("PNG", height=2, width=16000)
+    _refused(client, V15, sliver, "16000x2", "256000000-pixel image", "less elongated")
+    assert ask(client, NEXT, sliver).usage.completion_tokens == 8
+    assert ask(client, V15, data_url("PNG", height=40, width=4000)).usage.completion_tokens == 8  # pads to 16 M
+
+
 def test_refused_requests(client):
     _refused(client, TEXT, data_url(), f"The model '{TEXT}' does not accept images", "vision model")
     _refused(client, NEXT, data_url(), "images are allowed in system and user messages only", role="assistant")
