@@ -1,8 +1,9 @@
 """Fuzzing every public route with schemathesis, generated from the live hub's own ``/openapi.json``: valid
 bodies (positive) and bodies that break the schema (negative: wrong types, out-of-range numbers, missing
 fields), against a live hub in front of the live inference service. Whatever comes in, no answer is a 5xx,
-every error is OpenAI's error object, a stream carries no error event, the hub logs no traceback, and every answer
-is one the document gives: its status, its media type and its body (each streamed event's JSON too).
+every error is OpenAI's error object, a stream carries no error event, the hub logs no traceback, every answer
+is one the document gives (its status, its media type and its body, each streamed event's JSON too), and every
+answer a model gave is metered: its usage row is written.
 
 The routes: models, usage and costs; chat, completions, embeddings; rerank and score (on a tiny random-weight
 cross-encoder that a service of this module's own serves); the Responses API, its stored responses (the steered
@@ -39,7 +40,7 @@ from accounts import services
 from accounts.models import ModelKind
 from tests.support import encoders
 from tests.support.inference import inference_service, model_flags
-from tests.support.live import CHAT, EMBED, WHISPER
+from tests.support.live import CHAT, EMBED, WHISPER, rows
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -80,6 +81,9 @@ WRONG = {
     "/rerank": EMBED, "/score": FUZZ_CHAT, "/audio/transcriptions": FUZZ_CHAT, "/audio/translations": EMBED,
     "/models/{model_id}": "nope",
 }  # fmt: skip
+# the routes whose answers are metered: each 200 must have its usage row
+METERED = {"/chat/completions", "/completions", "/embeddings", "/rerank", "/score", "/responses",
+           "/audio/transcriptions", "/audio/translations"}  # fmt: skip
 MAX_TOKENS_FIELD = {"/chat/completions": "max_tokens", "/completions": "max_tokens", "/responses": "max_output_tokens"}
 _HI = [{"role": "user", "content": "Hi"}]
 _AUDIO = {"model": WHISPER, "response_format": "text"}
@@ -212,6 +216,7 @@ def test_public_route_under_fuzzing(fuzz, label, mode):
     stored = _stored_response(session, base_url, auth) if "{response_id}" in label else None
     picks = st.sampled_from(["right", "wrong", None, "right"])  # Hypothesis draws the first one most
     statuses: list[int] = []
+    served: list[str] = []  # the request ids of the answers a model gave
 
     @settings(
         max_examples=FEWER_EXAMPLES.get(label, EXAMPLES), derandomize=True, deadline=None, database=None,
@@ -224,6 +229,8 @@ def test_public_route_under_fuzzing(fuzz, label, mode):
         response = case.call(base_url=base_url, session=session, headers=auth, timeout=120)
         statuses.append(response.status_code)
         _check(case, response)
+        if response.status_code == 200 and case.operation.path in METERED:
+            served.append(response.headers["x-request-id"][0])
         case.validate_response(response, checks=CONFORMANCE)  # the status, media type and body the document gives
 
     if mode == GenerationMode.POSITIVE:  # the canonical valid request, first: it must be served
@@ -235,3 +242,5 @@ def test_public_route_under_fuzzing(fuzz, label, mode):
         fuzz_one = example(case=operation.Case(**valid), pick=None)(fuzz_one)
     fuzz_one()
     assert mode == GenerationMode.NEGATIVE or statuses[0] == VALID_STATUS.get(label, 200), statuses
+    metered = {row.request_id for row in rows(len(served), request_id__in=served)}
+    assert metered == set(served), f"answered but not metered: {sorted(set(served) - metered)}"
