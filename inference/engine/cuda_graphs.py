@@ -60,25 +60,19 @@ class DecodeInputs:
     def fits(self, num_seqs: int, table_width: int) -> bool:
         return num_seqs <= self.input_ids.shape[0] and table_width <= self.block_tables.shape[1]
 
-    def load(
-        self,
-        input_ids: torch.Tensor,
-        positions: torch.Tensor,
-        slot_mapping: torch.Tensor,
-        block_tables: torch.Tensor,
-        context_lens: torch.Tensor,
-    ) -> int:
-        """n sequences' decode inputs (device tensors) into rows 0..n → the batch size they are padded to (rows
-        n..size padding)."""
+    def load(self, input_ids: torch.Tensor, positions: torch.Tensor, ctx: ForwardContext) -> int:
+        """n sequences' decode inputs (device tensors; ``ctx`` the eager step's context, whose slot mapping, block
+        tables and context lengths are copied) into rows 0..n → the batch size they are padded to (rows n..size
+        padding)."""
         n = input_ids.shape[0]
         size = next(s for s in self.sizes if s >= n)
         self.input_ids[:n].copy_(input_ids)
         self.positions[:n].copy_(positions)
-        self.slot_mapping[:n].copy_(slot_mapping)
+        self.slot_mapping[:n].copy_(ctx.slot_mapping)
         self.slot_mapping[n:size].fill_(-1)
         self.block_tables[:n].zero_()
-        self.block_tables[:n, : block_tables.shape[1]].copy_(block_tables)
-        self.context_lens[:n].copy_(context_lens)
+        self.block_tables[:n, : ctx.block_tables.shape[1]].copy_(ctx.block_tables)
+        self.context_lens[:n].copy_(ctx.context_lens_t)
         self.context_lens[n:size].zero_()
         return size
 
@@ -121,16 +115,9 @@ class DecodeGraphs:
         return self.inputs.fits(num_seqs, table_width)
 
     @torch.inference_mode()
-    def run(
-        self,
-        input_ids: torch.Tensor,
-        positions: torch.Tensor,
-        slot_mapping: torch.Tensor,
-        block_tables: torch.Tensor,
-        context_lens: torch.Tensor,
-    ) -> torch.Tensor:
-        """One decode step of n sequences (device tensors) → hidden states [n, hidden]."""
-        size = self.inputs.load(input_ids, positions, slot_mapping, block_tables, context_lens)
+    def run(self, input_ids: torch.Tensor, positions: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
+        """One decode step of n sequences (device tensors, ``ctx`` their eager context) → hidden states [n, hidden]."""
+        size = self.inputs.load(input_ids, positions, ctx)
         graph, hidden = self.graphs[size]
         graph.replay()
         self.replays += 1

@@ -182,7 +182,7 @@ class ModelRunner:
         embeds = self._image_embeds(ids, inputs.with_images) if inputs.with_images else None
         cu = inputs.cu
         if self.graphs is not None and inputs.is_decode and self.graphs.fits(len(cu) - 1, ctx.block_tables.shape[1]):
-            hidden = self.graphs.run(ids, pos, ctx.slot_mapping, ctx.block_tables, ctx.context_lens_t)
+            hidden = self.graphs.run(ids, pos, ctx)
         elif embeds is not None:
             with forward_context(ctx):
                 hidden = self.model(ids, pos, embeds)

@@ -72,8 +72,8 @@ class EagerReplay:
         return self.inputs.fits(num_seqs, table_width)
 
     @torch.inference_mode()
-    def run(self, input_ids, positions, slot_mapping, block_tables, context_lens) -> torch.Tensor:
-        size = self.inputs.load(input_ids, positions, slot_mapping, block_tables, context_lens)
+    def run(self, input_ids, positions, ctx) -> torch.Tensor:
+        size = self.inputs.load(input_ids, positions, ctx)
         with no_host_reads():
             hidden = self.inputs.forward(self.model, size)
         n = input_ids.shape[0]
