@@ -58,13 +58,16 @@ class FetchPolicy:
     max_redirects: int = 3
     max_pixels: int = 50_000_000
     allow_http: bool = True
+    # images decoded and preprocessed at once, across all requests: each holds a decoded image and its copies
+    # (about 16 bytes a pixel at the peak), so this bounds the service's memory for images
+    workers: int = 2
     _names: frozenset[str] = field(init=False, repr=False, compare=False, default=frozenset())
     _networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(
         init=False, repr=False, compare=False, default=()
     )
 
     def __post_init__(self) -> None:
-        for name in ("max_bytes", "timeout", "max_pixels"):
+        for name in ("max_bytes", "timeout", "max_pixels", "workers"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"FetchPolicy.{name} must be > 0, got {getattr(self, name)!r}")
         if self.max_redirects < 0:
@@ -95,6 +98,7 @@ class FetchPolicy:
                 timeout=env_float("INFERENCE_IMAGE_FETCH_TIMEOUT", cls.timeout, min_value=0.001),
                 max_redirects=env_int("INFERENCE_IMAGE_MAX_REDIRECTS", cls.max_redirects, min_value=0),
                 allow_http=env_bool("INFERENCE_IMAGE_ALLOW_HTTP", cls.allow_http),
+                workers=env_int("INFERENCE_IMAGE_WORKERS", cls.workers, min_value=1),
             )
         except ConfigError as exc:
             if str(exc).startswith("INFERENCE_"):
@@ -275,8 +279,9 @@ async def fetch_image_bytes(url: str, policy: FetchPolicy) -> bytes:
         raise ImageFetchError(f"fetching the image timed out after {policy.timeout:g} s") from None
 
 
-def decode_image(data: bytes, policy: FetchPolicy) -> Image.Image:
-    """Bytes to an RGB image; only JPEG/PNG/WEBP/GIF parsers are tried, and the size is checked before decoding."""
+def open_image(data: bytes, policy: FetchPolicy) -> Image.Image:
+    """Bytes to an image whose header is read and checked (format and pixel count) but whose pixels are not
+    decoded yet: only JPEG/PNG/WEBP/GIF parsers are tried."""
     try:
         image = Image.open(io.BytesIO(data), formats=_FORMATS)
     except UnidentifiedImageError:
@@ -288,14 +293,25 @@ def decode_image(data: bytes, policy: FetchPolicy) -> Image.Image:
     width, height = image.size
     if width * height > policy.max_pixels:
         raise ImageFetchError(f"image is {width}x{height}, more than the limit of {policy.max_pixels} pixels")
+    return image
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Decode an opened image's pixels (the first frame of an animated GIF or WEBP) as RGB; an RGB image is
+    returned as it is, not copied."""
     try:
-        image.load()  # the first frame of an animated GIF or WEBP
+        image.load()
         if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
             rgba = image.convert("RGBA")
             return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
-        return image.convert("RGB")
+        return image if image.mode == "RGB" else image.convert("RGB")
     except (OSError, ValueError, SyntaxError, EOFError, struct.error):
         raise ImageFetchError(f"{image.format} image could not be decoded: it is truncated or corrupt") from None
+
+
+def decode_image(data: bytes, policy: FetchPolicy) -> Image.Image:
+    """Bytes to an RGB image; the size is checked before decoding."""
+    return to_rgb(open_image(data, policy))
 
 
 async def load_image(url: str, policy: FetchPolicy) -> Image.Image:

@@ -98,13 +98,21 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 # --- the steps, on channel-first uint8 / float32 arrays [C, H, W] --------------------------------------
+# The whole image's steps (pad, first resize) take the RGB Pillow image itself: a copy of a large image into
+# numpy and back into Pillow would hold two more full-size copies (about 7 bytes a pixel) for the same pixels.
 
 
-def _resize(image: np.ndarray, height: int, width: int, resample: int) -> np.ndarray:
+def _chw(image: Image.Image) -> np.ndarray:
+    return np.asarray(image).transpose(2, 0, 1)
+
+
+def _resize(image: np.ndarray | Image.Image, height: int, width: int, resample: int) -> np.ndarray:
+    if isinstance(image, Image.Image):
+        return _chw(image if image.size == (width, height) else image.resize((width, height), resample=resample))
     if image.shape[1:] == (height, width):
         return image
     pil = Image.fromarray(np.ascontiguousarray(image.transpose(1, 2, 0)))
-    return np.asarray(pil.resize((width, height), resample=resample)).transpose(2, 0, 1)
+    return _chw(pil.resize((width, height), resample=resample))
 
 
 def _shortest_edge(shape: tuple[int, int], edge: int) -> tuple[int, int]:
@@ -126,17 +134,14 @@ def _center_crop(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return image[:, top : top + height, left : left + width]
 
 
-def _pad_to_square(image: np.ndarray, color: tuple[int, ...]) -> np.ndarray:
-    c, h, w = image.shape
+def _pad_to_square(image: Image.Image, color: tuple[int, ...]) -> Image.Image:
+    """Centred on a square of ``color`` (transformers' ``expand_to_square``)."""
+    w, h = image.size
     if h == w:
         return image
     side = max(h, w)
-    out = np.empty((c, side, side), dtype=image.dtype)
-    out[:] = np.asarray(color, dtype=image.dtype)[:, None, None]
-    if w > h:
-        out[:, (side - h) // 2 : (side - h) // 2 + h, :] = image
-    else:
-        out[:, :, (side - w) // 2 : (side - w) // 2 + w] = image
+    out = Image.new("RGB", (side, side), color)
+    out.paste(image, ((side - w) // 2, (side - h) // 2))
     return out
 
 
@@ -153,14 +158,17 @@ class ImageProcessor:
     def from_dir(cls, directory: Path, model: LlavaConfig) -> ImageProcessor:
         return cls(ImageProcessorConfig.from_dir(directory), model)
 
-    def _finish(self, image: np.ndarray) -> np.ndarray:
+    def _finish(self, image: np.ndarray | Image.Image) -> np.ndarray:
         """resize, crop, rescale, normalise: one tile (or the whole 1.5 image) -> float32 [C, H, W]."""
         cfg = self.config
+        shape = (image.height, image.width) if isinstance(image, Image.Image) else image.shape[1:]
         if cfg.do_resize:
             if "shortest_edge" in cfg.size:
-                image = _resize(image, *_shortest_edge(image.shape[1:], cfg.size["shortest_edge"]), cfg.resample)
+                image = _resize(image, *_shortest_edge(shape, cfg.size["shortest_edge"]), cfg.resample)
             else:
                 image = _resize(image, cfg.size["height"], cfg.size["width"], cfg.resample)
+        elif isinstance(image, Image.Image):
+            image = _chw(image)
         if cfg.do_center_crop:
             image = _center_crop(image, cfg.crop_size["height"], cfg.crop_size["width"])
         # rescaled in float64 then cast, as transformers does (bit-identical pixels)
@@ -173,14 +181,14 @@ class ImageProcessor:
         return out
 
     def __call__(self, image: Image.Image) -> ImageInput:
-        array = np.asarray(image.convert("RGB")).transpose(2, 0, 1)  # [3, H, W] uint8
-        size = (array.shape[1], array.shape[2])
+        rgb = image if image.mode == "RGB" else image.convert("RGB")  # convert copies even an RGB image
+        size = (rgb.height, rgb.width)
         if self.model.is_next:
-            tiles = [self._finish(t) for t in self._next_tiles(array)]
+            tiles = [self._finish(t) for t in self._next_tiles(rgb)]
         else:
             if self.config.do_pad:
-                array = _pad_to_square(array, tuple(int(m * 255) for m in self.config.image_mean))
-            tiles = [self._finish(array)]
+                rgb = _pad_to_square(rgb, tuple(int(m * 255) for m in self.config.image_mean))
+            tiles = [self._finish(rgb)]
         pixels = torch.from_numpy(np.stack(tiles))
         if pixels.shape[-2:] != (self.tile, self.tile):
             raise ProcessorConfigError(
@@ -188,9 +196,9 @@ class ImageProcessor:
             )
         return ImageInput(pixels=pixels, size=size, num_tokens=self.num_tokens(size))
 
-    def _next_tiles(self, image: np.ndarray) -> list[np.ndarray]:
+    def _next_tiles(self, image: Image.Image) -> list[np.ndarray]:
         """The squashed whole image, then the tiles of the best grid resolution, row by row."""
-        height, width = image.shape[1:]
+        width, height = image.size
         best_h, best_w = best_resolution((height, width), self.model.image_grid_pinpoints)
         # resize into (best_h, best_w) keeping the aspect ratio (transformers' get_patch_output_size)
         scale_w, scale_h = best_w / width, best_h / height
@@ -200,7 +208,7 @@ class ImageProcessor:
             new_h, new_w = best_h, min(int(np.ceil(width * scale_h)), best_w)
         resized = _resize(image, new_h, new_w, self.config.resample)
         top, left = (best_h - new_h) // 2, (best_w - new_w) // 2
-        padded = np.zeros((image.shape[0], best_h, best_w), dtype=image.dtype)
+        padded = np.zeros((3, best_h, best_w), dtype=np.uint8)
         padded[:, top : top + new_h, left : left + new_w] = resized
         tiles = [padded[:, i : i + self.tile, j : j + self.tile] for i in range(0, best_h, self.tile)
                  for j in range(0, best_w, self.tile)]  # fmt: skip

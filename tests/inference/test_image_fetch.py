@@ -513,6 +513,7 @@ def test_decompression_bombs():
         ({"timeout": -1.0}, "timeout"),
         ({"max_pixels": 0}, "max_pixels"),
         ({"max_redirects": -1}, "max_redirects"),
+        ({"workers": 0}, "workers"),
         ({"allow_hosts": "127.0.0.1"}, "allow_hosts must be a tuple"),
         ({"allow_hosts": ("bad host!",)}, "allow_hosts entry 'bad host!'"),
         ({"allow_hosts": ("10.0.0.0/33",)}, "allow_hosts entry '10.0.0.0/33'"),
@@ -530,14 +531,16 @@ def test_policy_from_env(monkeypatch):
     monkeypatch.setenv("INFERENCE_IMAGE_FETCH_TIMEOUT", "2.5")
     monkeypatch.setenv("INFERENCE_IMAGE_MAX_REDIRECTS", "0")
     monkeypatch.setenv("INFERENCE_IMAGE_ALLOW_HTTP", "false")
+    monkeypatch.setenv("INFERENCE_IMAGE_WORKERS", "3")
     policy = FetchPolicy.from_env()
-    assert policy == FetchPolicy(("images.internal", "10.0.0.0/8", "::1"), 1234, 2.5, 0, allow_http=False)
+    assert policy == FetchPolicy(("images.internal", "10.0.0.0/8", "::1"), 1234, 2.5, 0, allow_http=False, workers=3)
     for name, value in [
         ("INFERENCE_IMAGE_ALLOW_HTTP", "maybe"),
         ("INFERENCE_IMAGE_FETCH_TIMEOUT", "soon"),
         ("INFERENCE_IMAGE_FETCH_TIMEOUT", "0"),
         ("INFERENCE_IMAGE_MAX_BYTES", "lots"),
         ("INFERENCE_IMAGE_ALLOW_HOSTS", "ok.example, not a host"),
+        ("INFERENCE_IMAGE_WORKERS", "0"),
     ]:
         with monkeypatch.context() as patch:
             patch.setenv(name, value)
