@@ -10,6 +10,13 @@ from decimal import Decimal, InvalidOperation
 
 from accounts.models import ApiKey, BudgetPeriod, Tenant
 
+# What the columns hold (``LimitFields``, ``ApiKey.max_streams``): a larger value would fail in the database
+MAX_RATE = 2**31 - 1  # rpm, tpm, max_streams: PositiveIntegerField (PostgreSQL integer)
+MAX_BUDGET = 2**63 - 1  # token_budget: PositiveBigIntegerField (bigint)
+COST_PLACES = Decimal("0.000001")  # cost_budget: DecimalField(max_digits=18, decimal_places=6)
+MAX_COST = Decimal("999999999999.999999")
+_MAXIMA = {"rpm": MAX_RATE, "tpm": MAX_RATE, "budget": MAX_BUDGET, "max_streams": MAX_RATE}
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -24,10 +31,12 @@ class Limits:
     cost_budget: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("rpm", "tpm", "budget", "max_streams"):
+        for name, most in _MAXIMA.items():
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise ValueError(f"{name} must be a non-negative integer or None, got {value!r}")
+            if value is not None and value > most:
+                raise ValueError(f"{name} must be at most {most:,}, got {value:,}")
         if self.budget_period not in BudgetPeriod.values:
             raise ValueError(f"budget_period must be one of {BudgetPeriod.values}, got {self.budget_period!r}")
         if self.cost_budget is not None:
@@ -37,6 +46,8 @@ class Limits:
                 amount = Decimal(-1)
             if not amount.is_finite() or amount < 0:
                 raise ValueError(f"cost_budget must be a non-negative amount or None, got {self.cost_budget!r}")
+            if amount > MAX_COST or amount != amount.quantize(COST_PLACES, rounding="ROUND_DOWN"):
+                raise ValueError(f"cost_budget must be at most {MAX_COST} with at most 6 decimal places, got {amount}")
             object.__setattr__(self, "cost_budget", format(amount.normalize(), "f"))  # 25.500000 and 25.5 alike
 
     @property

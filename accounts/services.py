@@ -301,6 +301,9 @@ def issue_key(
     require_role(actor, tenant, Role.MEMBER)
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationError("expiry must be in the future")
+    longest = ApiKey._meta.get_field("name").max_length
+    if len(name) > longest:
+        raise ValidationError(f"a key's name may have at most {longest} characters; this one has {len(name)}")
     models = _check_key_models(tenant, model_ids) if model_ids is not None else []
     for _ in range(5):  # prefix collisions are ~1e-14 likely; retry rather than fail
         secret, prefix, digest = _new_secret_fields()

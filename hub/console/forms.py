@@ -58,6 +58,11 @@ class KeyForm(forms.Form):
 
     def clean_expires_on(self) -> date | None:
         day = self.cleaned_data.get("expires_on")
+        if day is not None and day >= date.max:  # its expiry, the next midnight, is past the last date there is
+            raise forms.ValidationError(
+                f"The date must be {date.max - timedelta(days=1)} or earlier; leave it empty for a key that does "
+                "not expire."
+            )
         # An unchanged expiry is kept as it is, even if it has passed (the edit form only applies changes).
         if day is not None and "expires_on" in self.changed_data and expiry_from_date(day) <= timezone.now():
             raise forms.ValidationError("The date must be today or later.")

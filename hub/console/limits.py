@@ -15,7 +15,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 
 from accounts import selectors, services, usage
-from accounts.limits import Limits
+from accounts.limits import COST_PLACES, MAX_BUDGET, MAX_COST, MAX_RATE, Limits
 from accounts.models import ApiKey, BudgetPeriod, Role, Tenant
 from hub.console.scoping import TenantScopedView
 
@@ -23,14 +23,16 @@ from hub.console.scoping import TenantScopedView
 class LimitsForm(forms.Form):
     """Empty fields mean no limit."""
 
-    rpm = forms.IntegerField(label="Requests per minute", min_value=1, required=False)
-    tpm = forms.IntegerField(label="Tokens per minute", min_value=1, required=False)
-    budget = forms.IntegerField(label="Token budget", min_value=1, required=False, help_text="prompt + completion")
+    rpm = forms.IntegerField(label="Requests per minute", min_value=1, max_value=MAX_RATE, required=False)
+    tpm = forms.IntegerField(label="Tokens per minute", min_value=1, max_value=MAX_RATE, required=False)
+    budget = forms.IntegerField(
+        label="Token budget", min_value=1, max_value=MAX_BUDGET, required=False, help_text="prompt + completion"
+    )
     budget_period = forms.ChoiceField(label="Budget period", choices=BudgetPeriod.choices)
-    max_streams = forms.IntegerField(label="Concurrent streams", min_value=1, required=False)
+    max_streams = forms.IntegerField(label="Concurrent streams", min_value=1, max_value=MAX_RATE, required=False)
     cost_budget = forms.DecimalField(
-        label="Money budget", min_value=Decimal("0.000001"), max_digits=18, decimal_places=6, required=False,
-        help_text="per budget period, at the models' prices",
+        label="Money budget", min_value=COST_PLACES, max_value=MAX_COST, max_digits=18, decimal_places=6,
+        required=False, help_text="per budget period, at the models' prices",
     )  # fmt: skip
 
     def __init__(self, *args: Any, owner: Tenant | ApiKey, **kwargs: Any) -> None:

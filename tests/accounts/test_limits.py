@@ -57,6 +57,11 @@ def test_create_tenant_with_limits(catalog):
         (("--tenant", "acme", "--max-streams", "2"), "applies to keys only"),
         (("--tenant", "acme", "--rpm", "0"), "at least 1"),
         (("--tenant", "acme", "--rpm", "many"), "whole number"),
+        # past what the columns hold: refused by Limits, not a DataError from PostgreSQL
+        (("--tenant", "acme", "--rpm", "2147483648"), "rpm must be at most 2,147,483,647"),
+        (("--tenant", "acme", "--budget", "9223372036854775808"), "budget must be at most"),
+        (("--tenant", "acme", "--cost-budget", "1000000000000"), "cost_budget must be at most"),
+        (("--tenant", "acme", "--cost-budget", "0.0000001"), "at most 6 decimal places"),
     ],
 )
 def test_set_limits_errors(acme, args, message):

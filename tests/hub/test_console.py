@@ -192,6 +192,7 @@ def test_create_form_errors_are_shown(client, acme, globex):
         {"name": "a", "scope": "selected", "models": ["chat-small"]},  # not entitled: not even a choice
         {"name": "b", "scope": "selected"},  # no models picked
         {"name": "c", "scope": "all", "expires_on": date.today() - timedelta(days=2)},
+        {"name": "d", "scope": "all", "expires_on": "9999-12-31"},  # its expiry, the next midnight, is no date
     ]
     for form in cases:
         response = client.post("/console/t/globex/keys/", form)
@@ -199,6 +200,10 @@ def test_create_form_errors_are_shown(client, acme, globex):
         assert b"errorlist" in response.content, form
         assert not SECRET_RE.search(response.content.decode())
     assert not ApiKey.objects.filter(tenant=globex.tenant).exists()
+    assert b"must be 9999-12-30 or earlier" in response.content
+    last = client.post("/console/t/globex/keys/", {"name": "e", "scope": "all", "expires_on": "9999-12-30"})
+    assert last.status_code == 200 and SECRET_RE.search(last.content.decode())
+    assert ApiKey.objects.get(tenant=globex.tenant).expires_at == datetime(9999, 12, 31, tzinfo=UTC)
     page = client.get("/console/t/globex/keys/").content.decode()
     assert 'value="completion-small"' in page and 'value="chat-small"' not in page
 

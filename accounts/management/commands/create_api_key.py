@@ -34,7 +34,10 @@ class Command(OperatorCommand):
         if expires_in_days is not None:
             if expires_in_days <= 0:
                 raise CommandError("--expires-in-days must be positive")
-            expires_at = timezone.now() + timedelta(days=expires_in_days)
+            try:
+                expires_at = timezone.now() + timedelta(days=expires_in_days)
+            except OverflowError:
+                raise CommandError(f"--expires-in-days {expires_in_days} is past the last date there is") from None
         with transaction.atomic():
             issued = services.issue_key(tenant, name=name, model_ids=model_ids, expires_at=expires_at)
             if limits.any:

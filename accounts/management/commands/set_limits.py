@@ -59,7 +59,10 @@ def merged(current: Limits, options: dict) -> Limits:
             values[name] = None if given == UNSET else given
     if options.get("budget_period"):
         values["budget_period"] = options["budget_period"]
-    return Limits(**values)
+    try:
+        return Limits(**values)
+    except ValueError as exc:  # a value the columns can not hold
+        raise CommandError(str(exc)) from None
 
 
 def describe(limits: Limits) -> str:
