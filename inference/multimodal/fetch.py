@@ -58,8 +58,8 @@ class FetchPolicy:
     max_redirects: int = 3
     max_pixels: int = 50_000_000
     allow_http: bool = True
-    # images decoded and preprocessed at once, across all requests: each holds a decoded image and its copies
-    # (about 16 bytes a pixel at the peak), so this bounds the service's memory for images
+    # images decoded and preprocessed at once, across all requests (inference/server/vision.py): each holds a
+    # decoded image and its largest step (about 7 bytes a pixel at the peak), so this bounds the memory for images
     workers: int = 2
     _names: frozenset[str] = field(init=False, repr=False, compare=False, default=frozenset())
     _networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(
@@ -312,9 +312,3 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def decode_image(data: bytes, policy: FetchPolicy) -> Image.Image:
     """Bytes to an RGB image; the size is checked before decoding."""
     return to_rgb(open_image(data, policy))
-
-
-async def load_image(url: str, policy: FetchPolicy) -> Image.Image:
-    """Fetch and decode; decoding runs in a worker thread so a large image does not stall the event loop."""
-    data = await fetch_image_bytes(url, policy)
-    return await asyncio.to_thread(decode_image, data, policy)

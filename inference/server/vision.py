@@ -1,7 +1,7 @@
 """The images of a chat request to a vision model: fetched (safely, concurrently), then decoded and preprocessed
 off the event loop, one at a time, ready for the prompt (``prompt.py`` places their tokens).
 
-A decoded image is large next to its bytes: a PNG of 150 kB can hold 30 Mpx, which take about 500 MB while
+A decoded image is large next to its bytes: a PNG of 150 kB can hold 30 Mpx, which take about 270 MB while
 Pillow decodes it and the processor pads and resizes it. So the bytes are fetched concurrently, but each image
 is checked from its header before any is decoded, and the images are then decoded and processed one after the
 other on a pool of ``FetchPolicy.workers`` threads that all requests share: the service holds at most that

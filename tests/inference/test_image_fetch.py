@@ -26,7 +26,7 @@ import pytest
 from PIL import Image
 
 from inference.env import ConfigError
-from inference.multimodal.fetch import FetchPolicy, ImageFetchError, decode_image, fetch_image_bytes, load_image
+from inference.multimodal.fetch import FetchPolicy, ImageFetchError, decode_image, fetch_image_bytes
 
 LOCAL = FetchPolicy(allow_hosts=("127.0.0.1",), timeout=5.0)
 
@@ -160,7 +160,7 @@ def _fetch(url: str, policy: FetchPolicy = LOCAL) -> bytes:
 
 
 def _load(url: str, policy: FetchPolicy = LOCAL) -> Image.Image:
-    return asyncio.run(load_image(url, policy))
+    return decode_image(_fetch(url, policy), policy)
 
 
 def _refused(url: str, policy: FetchPolicy = LOCAL) -> str:
