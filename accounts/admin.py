@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.widgets import AutocompleteSelect
 from django.core.exceptions import ValidationError
 from django.template.response import TemplateResponse
 
@@ -20,10 +21,34 @@ from accounts.models import (
 )
 
 
+class ChosenAutocompleteSelect(AutocompleteSelect):
+    """Django's autocomplete select, which redraws an invalid form with the posted ids. Django 5.2's
+    ``optgroups`` filters the remote model by them as they came, so a posted "NaN" was a 500 (``ValueError:
+    Field 'id' expected a number``) instead of the form's "Select a valid choice" error: ids the target field
+    cannot read are dropped before that query (the form has already refused them)."""
+
+    def optgroups(self, name: str, value: list, attr: dict | None = None) -> list:
+        target = self.field.target_field
+        return super().optgroups(name, [v for v in value if _readable(target, v)], attr)
+
+
+def _readable(field, value) -> bool:
+    try:
+        field.get_prep_value(field.to_python(value))
+    except (ValidationError, ValueError, TypeError, OverflowError):
+        return False
+    return True
+
+
 class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 0
     autocomplete_fields = ["user"]
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name in self.autocomplete_fields:
+            kwargs["widget"] = ChosenAutocompleteSelect(db_field, self.admin_site, using=kwargs.get("using"))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
 class EntitlementInline(admin.TabularInline):

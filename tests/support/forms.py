@@ -7,6 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
+# Values no browser form sends: NUL, numbers past an int32, an int64 and a float, 7 decimals, the ends of the
+# calendar and an impossible date, very long text, a blank, Arabic-Indic digits.
+ODD = [
+    "\x00", "a\x00b", "-1", "0", "2147483648", "9223372036854775808", "1" + "0" * 30, "1e400", "NaN", "1.0000001",
+    "9999-12-31", "0001-01-01", "2026-02-30", "99999-01", "x" * 5000, " ", "١٢",
+]  # fmt: skip
+
 
 @dataclass
 class Form:
