@@ -18,6 +18,7 @@ import pytest
 from accounts import services
 from accounts.limits import Limits
 from accounts.models import ModelKind
+from tests.support.buckets import most_admitted, timed
 from tests.support.hub import database_url_for_subprocess, start_hub, stop_hub
 from tests.support.live import FAKE_CHAT, rows
 from tests.support.processes import ROOT, free_port
@@ -69,10 +70,12 @@ def test_two_workers_serve_one_port_and_share_the_limits(live_hub, fake):
                 return client.post(f"{url}/v1/chat/completions", headers=headers, json=body).status_code
 
         with ThreadPoolExecutor(8) as pool:
-            statuses = list(pool.map(call, range(16)))
-        # the per-minute limit held across both processes: exactly 10 through, the rest refused
-        assert sorted(statuses) == [200] * 10 + [429] * 6
-        assert len(rows(10, route="chat/completions")) == 10  # each metered once
+            statuses, elapsed = timed(lambda: list(pool.map(call, range(16))))
+        # the per-minute limit held across both processes: 10 through (and one more for each 6 s the burst took,
+        # the bucket's refill), the rest refused
+        through = statuses.count(200)
+        assert set(statuses) == {200, 429} and 10 <= through <= most_admitted(10, elapsed), (elapsed, statuses)
+        assert len(rows(through, route="chat/completions")) == through  # each metered once
     finally:
         output = stop_hub(process)
     assert "Traceback" not in output, output

@@ -24,7 +24,8 @@ BUDGET = 3 * (6 + 8 + 64 + 16) + 10
 def test_a_tenant_budget_holds_under_concurrent_requests(hub):
     """A budget fits three worst cases (a prompt's bound: its 6 bytes, 8 for the message, 64 for the template;
     plus 16 to generate); eight requests at once: three run, the rest get insufficient_quota, and what was
-    metered stays within the budget."""
+    metered stays within the budget. (A fourth may run if a loaded machine admits it only after two others have
+    finished and given back what they reserved and did not use: the budget still holds.)"""
     other = services.create_tenant("tight", "Tight")
     services.grant_models(other, [CHAT])
     issued = services.issue_key(other, name="k")
@@ -41,7 +42,7 @@ def test_a_tenant_budget_holds_under_concurrent_requests(hub):
     results = asyncio.run(burst())
     ok = [r for r in results if not isinstance(r, Exception)]
     refused = [r for r in results if isinstance(r, openai.RateLimitError)]
-    assert len(ok) + len(refused) == 8 and len(ok) == 3, results
+    assert len(ok) + len(refused) == 8 and len(ok) >= 3 and refused, results
     assert all(r.response.json()["error"]["code"] == "insufficient_quota" for r in refused)
     assert refused[0].response.headers["x-should-retry"] == "false"
     barrier(hub)

@@ -26,6 +26,7 @@ from django.conf import settings
 from accounts import services
 from accounts.limits import Limits
 from accounts.models import ModelKind, UsageRecord
+from tests.support.buckets import most_admitted, timed
 from tests.support.checkpoints import tiny_chat_checkpoint
 from tests.support.forward import forward
 from tests.support.hub import database_url_for_subprocess
@@ -176,14 +177,15 @@ def _scenario(url: str, hubs: dict[str, Process], inference: dict[str, Process])
     started, answered, refused = time.monotonic(), [], 0
     served_by: set[str] = set()
 
-    # 1. a key's requests per minute, across both hubs: exactly RPM through
+    # 1. a key's requests per minute, across both hubs: RPM through, and no more than the bucket refilled meanwhile
     with ThreadPoolExecutor(8) as pool, httpx.Client(timeout=60) as client:
-        first = list(pool.map(lambda _: _chat(client, url, limited.secret), range(RPM + 15)))
-    assert sorted(r.status_code for r in first) == [200] * RPM + [429] * 15, first[0].text
+        first, elapsed = timed(lambda: list(pool.map(lambda _: _chat(client, url, limited.secret), range(RPM + 15))))
+    codes = [r.status_code for r in first]
+    assert set(codes) == {200, 429} and RPM <= codes.count(200) <= most_admitted(RPM, elapsed), (elapsed, codes)
     served_by |= {r.headers["x-served-by"] for r in first}
     assert served_by == {"hub1", "hub2"}, served_by
     answered += [r.headers["x-request-id"] for r in first if r.status_code == 200]
-    refused += 15
+    refused += codes.count(429)
 
     # 2. a tenant's token budget, across both hubs: never overspent
     with ThreadPoolExecutor(8) as pool, httpx.Client(timeout=60) as client:
@@ -196,16 +198,17 @@ def _scenario(url: str, hubs: dict[str, Process], inference: dict[str, Process])
     spent = sum(r.total_tokens for r in UsageRecord.objects.filter(tenant=globex))
     assert 0 < spent <= 600
 
-    # 3. a key's tokens per minute, across both hubs: never more counted in the minute than the limit
+    # 3. a key's tokens per minute, across both hubs: never more counted than the bucket held and refilled
     with ThreadPoolExecutor(8) as pool, httpx.Client(timeout=60) as client:
-        third = list(pool.map(lambda _: _chat(client, url, tokens.secret, max_tokens=16), range(30)))
+        third, elapsed = timed(lambda: list(pool.map(lambda _: _chat(client, url, tokens.secret, max_tokens=16),
+                                                     range(30))))  # fmt: skip
     codes = [r.status_code for r in third]
     assert 200 in codes and 429 in codes and set(codes) == {200, 429}
     assert {r.headers["x-ratelimit-limit-tokens"] for r in third if r.status_code == 200} == {str(TPM)}
     answered += [r.headers["x-request-id"] for r in third if r.status_code == 200]
     refused += codes.count(429)
     counted = sum(r.total_tokens for r in UsageRecord.objects.filter(api_key=tokens.key))
-    assert 0 < counted <= TPM
+    assert 0 < counted <= most_admitted(TPM, elapsed), (counted, elapsed)
 
     # 4. hub1 stopped mid-load: its streams end with an error event (metered), the balancer takes it out
     with ThreadPoolExecutor(14) as pool:

@@ -21,6 +21,7 @@ from openai import OpenAI
 from accounts import services
 from accounts.limits import Limits
 from accounts.models import ModelKind, UsageRecord
+from tests.support.buckets import most_admitted, timed
 from tests.support.fake_service import UPSTREAM_NAME
 from tests.support.hub import database_url_for_subprocess, start_hub, stop_hub
 from tests.support.live import FAKE_CHAT, FAKE_EMBED, barrier, chat_upstream, read_then_hang_up, rows
@@ -344,20 +345,26 @@ def test_two_hub_processes_share_one_limit_through_redis(hub, live_hub, redis_ur
         clients = [
             OpenAI(base_url=f"{url}/v1", api_key=issued.secret, max_retries=0) for url in (first_url, second_url)
         ]
-        outcomes = []
-        for i in range(8):
-            try:
-                clients[i % 2].embeddings.create(model=FAKE_EMBED, input="x")
-                outcomes.append("ok")
-            except openai.RateLimitError:
-                outcomes.append("429")
-        assert outcomes.count("ok") == 4, outcomes
+
+        def burst() -> list[str]:
+            outcomes = []
+            for i in range(8):
+                try:
+                    clients[i % 2].embeddings.create(model=FAKE_EMBED, input="x")
+                    outcomes.append("ok")
+                except openai.RateLimitError:
+                    outcomes.append("429")
+            return outcomes
+
+        outcomes, elapsed = timed(burst)
+        through = outcomes.count("ok")  # 4, and one more for each 15 s the burst took (the bucket's refill)
+        assert "429" in outcomes and 4 <= through <= most_admitted(4, elapsed), (elapsed, outcomes)
         assert httpx.get(f"{second_url}/health").status_code == 200
     finally:
         for process in (first, second):
             assert "Traceback" not in stop_hub(process)
     # both hubs stopped (drained): every row they were to write is written
-    assert UsageRecord.objects.filter(api_key=issued.key).count() == 4
+    assert UsageRecord.objects.filter(api_key=issued.key).count() == through
 
 
 def test_a_money_budget_under_50_concurrent_requests_never_overshoots(hub, fake):

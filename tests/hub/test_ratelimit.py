@@ -104,7 +104,7 @@ def test_stream_slots_are_released_or_expire(store):
 
 
 # Each process waits at a start line until all four are there (a process slow to start, behind another test's
-# load, would otherwise find the budget already spent and get none), then takes 60 tries at the budget.
+# load, would otherwise most often find the budget already spent), then takes 60 tries at the budget.
 HAMMER = """
 import asyncio, sys, time
 import redis
@@ -130,7 +130,9 @@ def test_processes_sharing_redis_share_one_limit(redis_url):
         for _ in range(4)
     ]
     granted = [int(w.communicate(timeout=120)[0]) for w in workers]
-    assert sum(granted) == 100 and all(g > 0 for g in granted), granted
+    # 60 tries each: 100 through means at least two processes took part. Not that all four did: on a loaded machine
+    # one can be scheduled after the others have spent the budget, start line or not.
+    assert sum(granted) == 100, granted
 
 
 # --- the limiter ------------------------------------------------------------------------------------------
