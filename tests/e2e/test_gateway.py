@@ -121,10 +121,12 @@ def test_tool_calls_and_structured_outputs_pass_through_unchanged_and_are_metere
         hub().chat.completions.create(model=CHAT, messages=kwargs["messages"], tools=[], max_tokens=5)
     assert raised.value.body["param"] == "tools"
 
-    metered = rows(3, tenant_id=hub.tenant.id, model=CHAT)
-    assert len(metered) == 3 and all(r.status_code == 200 and r.completion_tokens > 0 for r in metered)
-    assert metered[0].completion_tokens == through_hub.usage.completion_tokens
-    assert [r.streamed for r in metered] == [False, True, False]
+    # each row found by its request's id: rows are written as answers end, in an order nothing promises
+    metered = {r.request_id: r for r in rows(3, tenant_id=hub.tenant.id, model=CHAT)}
+    assert len(metered) == 3 and all(r.status_code == 200 and r.completion_tokens > 0 for r in metered.values())
+    assert metered[through_hub._request_id].completion_tokens == through_hub.usage.completion_tokens
+    assert not metered[through_hub._request_id].streamed and not metered[answer._request_id].streamed
+    assert sum(r.streamed for r in metered.values()) == 1
 
 
 def _look(url: str, text: str = "What's in this image?") -> list[dict]:
@@ -186,8 +188,10 @@ def test_cached_tokens_reach_the_client_and_the_usage_row_with_its_cost(hub):
     cached = (prompt - 1) // 16 * 16  # whole blocks of 16, the last token always computed
     assert cached > 100 and second.usage.prompt_tokens_details.cached_tokens == cached
     assert stream[-1].usage.prompt_tokens_details.cached_tokens == cached
-    _, *metered = rows(3, model=CHAT)  # this test's three requests, in order
-    for answer, row in zip((second, stream[-1]), metered, strict=True):
+    metered = {r.request_id: r for r in rows(3, model=CHAT)}  # this test's three requests
+    assert len(metered) == 3
+    streamed = next(r for r in metered.values() if r.streamed)
+    for answer, row in ((second, metered[second._request_id]), (stream[-1], streamed)):
         expected = ((prompt - cached) * Decimal("0.2") + cached * Decimal("0.05") +
                     answer.usage.completion_tokens * Decimal("0.8")) / 1_000_000  # fmt: skip
         assert (row.prompt_tokens, row.cached_tokens) == (prompt, cached)

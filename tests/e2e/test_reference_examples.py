@@ -230,7 +230,7 @@ def test_reference_example_runs_unchanged(hub, images, tmp_path, example: Exampl
     script.write_text(code)
     last = UsageRecord.objects.order_by("-id").values_list("id", flat=True).first() or 0
     run = subprocess.run(
-        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=900,
         env={**os.environ, "API_KEY": hub.everything.secret},
     )  # fmt: skip
     output = run.stdout
