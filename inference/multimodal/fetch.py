@@ -61,13 +61,15 @@ class FetchPolicy:
     # images decoded and preprocessed at once, across all requests (inference/server/vision.py): each holds a
     # decoded image and its largest step (about 7 bytes a pixel at the peak), so this bounds the memory for images
     workers: int = 2
+    # fetched image bytes held at once, across requests, while they wait for that pool (inference/server/held_bytes.py)
+    held_bytes: int = 1024 * 1024 * 1024
     _names: frozenset[str] = field(init=False, repr=False, compare=False, default=frozenset())
     _networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(
         init=False, repr=False, compare=False, default=()
     )
 
     def __post_init__(self) -> None:
-        for name in ("max_bytes", "timeout", "max_pixels", "workers"):
+        for name in ("max_bytes", "timeout", "max_pixels", "workers", "held_bytes"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"FetchPolicy.{name} must be > 0, got {getattr(self, name)!r}")
         if self.max_redirects < 0:
@@ -99,6 +101,7 @@ class FetchPolicy:
                 max_redirects=env_int("INFERENCE_IMAGE_MAX_REDIRECTS", cls.max_redirects, min_value=0),
                 allow_http=env_bool("INFERENCE_IMAGE_ALLOW_HTTP", cls.allow_http),
                 workers=env_int("INFERENCE_IMAGE_WORKERS", cls.workers, min_value=1),
+                held_bytes=env_int("INFERENCE_IMAGE_HELD_BYTES", cls.held_bytes, min_value=1),
             )
         except ConfigError as exc:
             if str(exc).startswith("INFERENCE_"):

@@ -6,6 +6,7 @@ Pillow decodes it and the processor pads and resizes it. So the bytes are fetche
 is checked from its header before any is decoded, and the images are then decoded and processed one after the
 other on a pool of ``FetchPolicy.workers`` threads that all requests share: the service holds at most that
 many decoded images at once, however many images a request carries and however many requests come at once.
+The bytes fetched and waiting for that pool are bounded too, across requests (``held_bytes.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from inference.errors import RequestError
 from inference.multimodal.fetch import FetchPolicy, ImageFetchError, fetch_image_bytes, open_image, to_rgb
+from inference.server.held_bytes import HeldBytes
 from inference.server.limits import MAX_IMAGES
 from inference.server.registry import LoadedModel
 
@@ -27,6 +29,19 @@ WORK_FACTOR = 4
 @functools.cache
 def _pool(workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="images")
+
+
+@functools.cache
+def _held(capacity: int) -> HeldBytes:
+    return HeldBytes(capacity)
+
+
+def _share(url: str, policy: FetchPolicy) -> int:
+    """The most bytes an image can hold once fetched: a data: URL's decoded size, bounded from its length (a
+    base64 character carries 6 bits); an http(s) image's limit, until it has come."""
+    if url[:5].lower() == "data:":
+        return min(policy.max_bytes, len(url) * 3 // 4 + 3)
+    return policy.max_bytes
 
 
 def _refused(param: str, exc: ImageFetchError) -> RequestError:
@@ -73,10 +88,20 @@ async def load_images(images: list[tuple[str, str]], model: LoadedModel, policy:
     """``images``: (url, its param) in prompt order → the model's processed inputs, in that order."""
     if len(images) > MAX_IMAGES:
         raise RequestError(f"At most {MAX_IMAGES} images per request; this one has {len(images)}.", param="messages")
-    results = await asyncio.gather(*(_fetch(url, param, policy) for url, param in images), return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
+    held, share = _held(policy.held_bytes), sum(_share(url, policy) for url, _ in images)
+    await held.take(share)
+    try:
+        results = await asyncio.gather(*(_fetch(u, p, policy) for u, p in images), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        held.resize(share, fetched := sum(len(blob) for blob in results))
+    except BaseException:
+        held.give_back(share)
+        raise
     params = [param for _, param in images]
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_pool(policy.workers), _prepare, results, params, model.vision.processor, policy)
+    work = _pool(policy.workers).submit(_prepare, results, params, model.vision.processor, policy)
+    # given back when the pool is done with the bytes, not when the request is: a client gone meanwhile
+    # cancels the work only if it has not started
+    work.add_done_callback(lambda _: held.give_back(fetched))
+    return await asyncio.wrap_future(work)

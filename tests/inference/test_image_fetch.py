@@ -532,8 +532,10 @@ def test_policy_from_env(monkeypatch):
     monkeypatch.setenv("INFERENCE_IMAGE_MAX_REDIRECTS", "0")
     monkeypatch.setenv("INFERENCE_IMAGE_ALLOW_HTTP", "false")
     monkeypatch.setenv("INFERENCE_IMAGE_WORKERS", "3")
+    monkeypatch.setenv("INFERENCE_IMAGE_HELD_BYTES", "5000000")
     policy = FetchPolicy.from_env()
-    assert policy == FetchPolicy(("images.internal", "10.0.0.0/8", "::1"), 1234, 2.5, 0, allow_http=False, workers=3)
+    assert policy == FetchPolicy(("images.internal", "10.0.0.0/8", "::1"), 1234, 2.5, 0, allow_http=False, workers=3,
+                                 held_bytes=5_000_000)  # fmt: skip
     for name, value in [
         ("INFERENCE_IMAGE_ALLOW_HTTP", "maybe"),
         ("INFERENCE_IMAGE_FETCH_TIMEOUT", "soon"),
@@ -541,6 +543,7 @@ def test_policy_from_env(monkeypatch):
         ("INFERENCE_IMAGE_MAX_BYTES", "lots"),
         ("INFERENCE_IMAGE_ALLOW_HOSTS", "ok.example, not a host"),
         ("INFERENCE_IMAGE_WORKERS", "0"),
+        ("INFERENCE_IMAGE_HELD_BYTES", "0"),
     ]:
         with monkeypatch.context() as patch:
             patch.setenv(name, value)
