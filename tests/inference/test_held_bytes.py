@@ -25,13 +25,18 @@ async def _settle() -> None:
         await asyncio.sleep(0)
 
 
+async def _queue(held: HeldBytes, *amounts: int) -> list[asyncio.Task]:
+    """Requests asking for ``amounts``, in that order, once each has asked."""
+    tasks = [asyncio.create_task(held.take(amount)) for amount in amounts]
+    await _settle()
+    return tasks
+
+
 def test_shares_are_granted_in_arrival_order_within_the_capacity():
     async def scenario():
         held = HeldBytes(100)
         await held.take(60)
-        second = asyncio.create_task(held.take(50))
-        third = asyncio.create_task(held.take(10))  # fits now, but comes after one that waits: it waits too
-        await _settle()
+        second, third = await _queue(held, 50, 10)  # 10 fits now, but comes after one that waits: it waits too
         assert not second.done() and not third.done() and held.held == 60 and held.waited == 2
         held.resize(60, 40)  # fetched: 40 bytes, not the bound of 60
         await _settle()
@@ -48,9 +53,7 @@ def test_a_share_over_the_capacity_goes_alone():
     async def scenario():
         held = HeldBytes(100)
         await held.take(30)
-        big = asyncio.create_task(held.take(250))
-        small = asyncio.create_task(held.take(1))
-        await _settle()
+        big, small = await _queue(held, 250, 1)
         assert not big.done() and not small.done()
         held.give_back(30)
         await _settle()
@@ -66,15 +69,12 @@ def test_a_request_cancelled_while_waiting_holds_nothing_and_blocks_no_one():
     async def scenario():
         held = HeldBytes(100)
         await held.take(90)
-        head = asyncio.create_task(held.take(50))
-        behind = asyncio.create_task(held.take(10))
-        await _settle()
+        head, behind = await _queue(held, 50, 10)
         head.cancel()  # the client went away while its request waited at the head
         await _settle()
         assert head.cancelled() and behind.done() and held.held == 100
         # cancelled in the step it was granted: what it was granted comes back
-        late = asyncio.create_task(held.take(100))
-        await _settle()
+        [late] = await _queue(held, 100)
         held.give_back(90)
         held.give_back(10)  # grants ``late`` and wakes it on the next turn of the loop
         late.cancel()
