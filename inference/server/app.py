@@ -25,6 +25,7 @@ from inference.server.registry import ModelRegistry
 from inference.server.rerank import rerank, score
 from inference.server.speech import transcriptions, translations
 from inference.server.streams import ClientGone
+from inference.server.vision import held_for
 
 log = logging.getLogger("inference.server")
 
@@ -180,4 +181,5 @@ def create_app(
     app.state.registry = registry
     app.state.metrics = metrics_
     app.state.image_policy = image_policy or FetchPolicy.from_env()
+    metrics_.watch_images(held_for(app.state.image_policy))
     return app

@@ -39,8 +39,8 @@ class HeldBytes:
             raise ValueError(f"capacity must be > 0, got {capacity}")
         self.capacity = capacity
         self.held = 0
-        self.peak = 0  # the most held at once, for tests and the service's metrics
-        self.waited = 0  # requests that had to wait for their share
+        self.peak = 0  # the most held at once, for tests and benchmarks
+        self.waited = 0  # requests that had to wait for their share (/metrics: inference_image_waits_total)
         self._lock = threading.Lock()  # requests may come from more than one event loop (tests run several)
         self._queue: deque[_Waiter] = deque()
 

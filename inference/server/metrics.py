@@ -1,8 +1,12 @@
-"""Prometheus metrics of the service: requests, tokens, queue depth, batch size, latencies."""
+"""Prometheus metrics of the service: requests, tokens, queue depth, batch size, latencies, image bytes held."""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from inference.server.held_bytes import HeldBytes
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -60,5 +64,31 @@ class Metrics:
 
         return hook
 
+    def watch_images(self, held: HeldBytes) -> None:
+        """Report the fetched image bytes held (``held_bytes.py``), read at each scrape; once per registry."""
+        if not getattr(self, "_images_watched", False):
+            self.registry.register(_ImageBytes(held))
+            self._images_watched = True
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _ImageBytes(Collector):
+    def __init__(self, held: HeldBytes) -> None:
+        self.held = held
+
+    def collect(self):
+        held = self.held
+        yield GaugeMetricFamily(
+            "inference_image_bytes_held", "Fetched image bytes held by vision requests, waiting for or in "
+            "preprocessing (an http image counts the per-image limit until it has come)", value=held.held,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "inference_image_bytes_limit", "The most image bytes held at once (INFERENCE_IMAGE_HELD_BYTES)",
+            value=held.capacity,
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "inference_image_waits", "Vision requests that waited for their share of the image bytes",
+            value=held.waited,
+        )  # fmt: skip

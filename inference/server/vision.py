@@ -31,6 +31,11 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="images")
 
 
+def held_for(policy: FetchPolicy) -> HeldBytes:
+    """The bound on fetched image bytes that all requests under ``policy`` share."""
+    return _held(policy.held_bytes)
+
+
 @functools.cache
 def _held(capacity: int) -> HeldBytes:
     return HeldBytes(capacity)
@@ -88,7 +93,7 @@ async def load_images(images: list[tuple[str, str]], model: LoadedModel, policy:
     """``images``: (url, its param) in prompt order → the model's processed inputs, in that order."""
     if len(images) > MAX_IMAGES:
         raise RequestError(f"At most {MAX_IMAGES} images per request; this one has {len(images)}.", param="messages")
-    held, share = _held(policy.held_bytes), sum(_share(url, policy) for url, _ in images)
+    held, share = held_for(policy), sum(_share(url, policy) for url, _ in images)
     await held.take(share)
     try:
         results = await asyncio.gather(*(_fetch(u, p, policy) for u, p in images), return_exceptions=True)

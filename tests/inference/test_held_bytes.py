@@ -106,7 +106,7 @@ def test_load_images_holds_at_most_the_capacity_and_gives_every_share_back(model
             return await asyncio.gather(*(vision.load_images(b, model, policy) for b in batches))
 
         answers = asyncio.run(send())
-        held = vision._held(capacity)
+        held = vision.held_for(policy)
         assert [len(a) for a in answers] == [len(r) for r in requests]
         # never more than the capacity, or the request of three alone
         assert held.waited > 0 and 0 < held.peak <= max(capacity, 300_000) and held.held == 0

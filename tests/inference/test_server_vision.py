@@ -167,3 +167,16 @@ def test_raw_http_error_shape(client):
     error = response.json()["error"]
     assert error["param"] == "messages[0].content[0].image_url" and error["code"] == "invalid_image_url"
     assert "loopback" in error["message"]
+
+
+def test_the_image_bytes_held_are_in_metrics_and_given_back(client, images):
+    """Answered, refused at the fetch or refused at the header: each request's share of the fetched image bytes
+    (``held_bytes.py``) is back by the time it is answered, and /metrics shows the bound."""
+    assert ask(client, V15, f"{images.url}/photo.jpg", data_url()).usage.completion_tokens == 8
+    with pytest.raises(BadRequestError, match="404"):  # one image fetched, the other not found
+        ask(client, NEXT, f"{images.url}/photo.jpg", f"{images.url}/missing.jpg")
+    _refused(client, NEXT, "data:image/png;base64,bm90IGFuIGltYWdl", "not a JPEG, PNG, WEBP or GIF image")
+    text = httpx.get(f"{str(client.base_url).rstrip('/').removesuffix('/v1')}/metrics", timeout=30).text
+    values = {line.split()[0]: float(line.split()[1]) for line in text.splitlines() if line.startswith("inference_im")}
+    assert values["inference_image_bytes_held"] == 0 and values["inference_image_bytes_limit"] == 2**30, values
+    assert "inference_image_waits_total" in values, values
