@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
 
 import httpx
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
+from django.utils import timezone
 
 from accounts import services
 from accounts.models import Deployment, ModelKind, Role, UsageRecord
@@ -126,7 +128,11 @@ def test_usage_stream_pushes_new_figures_while_requests_flow(hub):
     assert httpx.get(url, timeout=10).status_code == 401
     other = services.create_tenant("other", "Other")
     assert httpx.get(url, cookies=session_for(member(other, "stranger", Role.OWNER)), timeout=10).status_code == 404
-    with httpx.stream("GET", url, cookies=cookies, timeout=120) as stream:  # a loaded CI machine is slow
+    # yesterday to tomorrow (UTC days, as the dashboard's): the stream fixes its range as it opens, and the default
+    # ends today, so a request sent just after midnight would count for a day the stream does not show
+    today = timezone.now().date()
+    days = f"?start={today - timedelta(days=1)}&end={today + timedelta(days=1)}"
+    with httpx.stream("GET", url + days, cookies=cookies, timeout=120) as stream:  # a loaded CI machine is slow
         assert stream.status_code == 200 and stream.headers["content-type"].startswith("text/event-stream")
         lines = stream.iter_lines()
         first = next_event(lines)
