@@ -14,6 +14,7 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._images_watched = False
         r = self.registry
         self.requests = Counter(
             "inference_requests", "Requests by model, route and status", ["model", "route", "status"], registry=r
@@ -66,7 +67,7 @@ class Metrics:
 
     def watch_images(self, held: HeldBytes) -> None:
         """Report the fetched image bytes held (``held_bytes.py``), read at each scrape; once per registry."""
-        if not getattr(self, "_images_watched", False):
+        if not self._images_watched:
             self.registry.register(_ImageBytes(held))
             self._images_watched = True
 
