@@ -269,9 +269,22 @@ async def _fetch_http(text: str, policy: FetchPolicy) -> bytes:
     raise ImageFetchError(f"image URL redirected more than {policy.max_redirects} times")
 
 
+def _is_data_url(url: str) -> bool:
+    return url[:5].lower() == "data:"
+
+
+def most_bytes(url: str, policy: FetchPolicy) -> int:
+    """The most bytes ``fetch_image_bytes(url)`` can return, known before fetching: a data: URL's decoded payload,
+    from its length (a base64 character carries 6 bits; padding only makes it less); an http(s) body, the policy's
+    limit."""
+    if _is_data_url(url):
+        return min(policy.max_bytes, (len(url) - url.find(",") - 1) * 3 // 4)  # the payload's length, not a copy
+    return policy.max_bytes
+
+
 async def fetch_image_bytes(url: str, policy: FetchPolicy) -> bytes:
     """The raw bytes behind a ``data:`` or http(s) image URL, within the policy's limits."""
-    if url[:5].lower() == "data:":
+    if _is_data_url(url):
         return _decode_data_url(url, policy)
     if not policy.allow_http:
         raise ImageFetchError("image URLs are disabled on this server; send the image inline as a data: URL")

@@ -16,7 +16,14 @@ import functools
 from concurrent.futures import ThreadPoolExecutor
 
 from inference.errors import RequestError
-from inference.multimodal.fetch import FetchPolicy, ImageFetchError, fetch_image_bytes, open_image, to_rgb
+from inference.multimodal.fetch import (
+    FetchPolicy,
+    ImageFetchError,
+    fetch_image_bytes,
+    most_bytes,
+    open_image,
+    to_rgb,
+)
 from inference.server.held_bytes import HeldBytes
 from inference.server.limits import MAX_IMAGES
 from inference.server.registry import LoadedModel
@@ -39,14 +46,6 @@ def held_for(policy: FetchPolicy) -> HeldBytes:
 @functools.cache
 def _held(capacity: int) -> HeldBytes:
     return HeldBytes(capacity)
-
-
-def _share(url: str, policy: FetchPolicy) -> int:
-    """The most bytes an image can hold once fetched: a data: URL's decoded size, bounded from its length (a
-    base64 character carries 6 bits); an http(s) image's limit, until it has come."""
-    if url[:5].lower() == "data:":
-        return min(policy.max_bytes, len(url) * 3 // 4 + 3)
-    return policy.max_bytes
 
 
 def _refused(param: str, exc: ImageFetchError) -> RequestError:
@@ -93,7 +92,8 @@ async def load_images(images: list[tuple[str, str]], model: LoadedModel, policy:
     """``images``: (url, its param) in prompt order → the model's processed inputs, in that order."""
     if len(images) > MAX_IMAGES:
         raise RequestError(f"At most {MAX_IMAGES} images per request; this one has {len(images)}.", param="messages")
-    held, share = held_for(policy), sum(_share(url, policy) for url, _ in images)
+    # its share until fetched: each image's most bytes (an http one's limit), then what came
+    held, share = held_for(policy), sum(most_bytes(url, policy) for url, _ in images)
     await held.take(share)
     try:
         results = await asyncio.gather(*(_fetch(u, p, policy) for u, p in images), return_exceptions=True)

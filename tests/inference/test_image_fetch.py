@@ -26,7 +26,7 @@ import pytest
 from PIL import Image
 
 from inference.env import ConfigError
-from inference.multimodal.fetch import FetchPolicy, ImageFetchError, decode_image, fetch_image_bytes
+from inference.multimodal.fetch import FetchPolicy, ImageFetchError, decode_image, fetch_image_bytes, most_bytes
 
 LOCAL = FetchPolicy(allow_hosts=("127.0.0.1",), timeout=5.0)
 
@@ -549,3 +549,16 @@ def test_policy_from_env(monkeypatch):
             patch.setenv(name, value)
             with pytest.raises(ConfigError, match=name):
                 FetchPolicy.from_env()
+
+
+def test_most_bytes_bounds_what_a_fetch_returns_before_it_runs():
+    """What a vision request counts for an image before fetching it (``held_bytes.py``): never less than the
+    bytes the fetch returns, for every payload length's padding; an http image counts the whole limit."""
+    for size in range(0, 40):
+        payload = base64.b64encode(bytes(range(size))).decode()
+        for url in (f"data:image/png;base64,{payload}", f"data:image/png;base64,{payload.rstrip('=')}"):
+            got = asyncio.run(fetch_image_bytes(url, LOCAL))
+            assert len(got) == size <= most_bytes(url, LOCAL) <= size + 2, (size, url)
+    assert most_bytes("https://images.example/x.jpg", LOCAL) == LOCAL.max_bytes
+    big = "data:image/png;base64," + "A" * (LOCAL.max_bytes * 2)
+    assert most_bytes(big, LOCAL) == LOCAL.max_bytes  # refused by the fetch; counted at the limit meanwhile
