@@ -10,12 +10,16 @@ else the last token, L2-normalised (decoder embedding models).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
 
+from inference.engine.output import RequestFailed
 from inference.layers.context import ForwardContext, forward_context
 from inference.models.pooling import Pooling, pool
+
+log = logging.getLogger("inference.embeddings")
 
 DECODER_POOLING = Pooling("lasttoken", normalize=True)  # Qwen3-Embedding's pipeline
 
@@ -92,13 +96,33 @@ class EmbeddingEngine:
 
     num_running = 0
 
-    @torch.inference_mode()
-    def step(self) -> list[EmbeddingResult]:
+    def step(self) -> list[EmbeddingResult | RequestFailed]:
         batch: list[tuple[str, list[list[int]], list[list[int]] | None]] = []
         tokens = 0
         while self.waiting and (not batch or tokens + sum(map(len, self.waiting[0][1])) <= self.max_batched_tokens):
             batch.append(self.waiting.pop(0))
             tokens += sum(map(len, batch[-1][1]))
+        try:
+            return self._run(batch)
+        except Exception as exc:  # noqa: BLE001 - whose input failed is unknown: each request runs again, alone
+            log.error("an embedding step over %d request(s) failed", len(batch), exc_info=exc)
+            if len(batch) == 1:
+                return [self._failed(batch[0][0], exc)]
+        results: list[EmbeddingResult | RequestFailed] = []
+        for item in batch:
+            try:
+                results += self._run([item])
+            except Exception as exc:  # noqa: BLE001 - this request's own failure: only it fails
+                results.append(self._failed(item[0], exc))
+        return results
+
+    def _failed(self, request_id: str, error: Exception) -> RequestFailed:
+        self.requests.pop(request_id, None)
+        return RequestFailed(request_id, error)
+
+    @torch.inference_mode()
+    def _run(self, batch: list[tuple[str, list[list[int]], list[list[int]] | None]]) -> list[EmbeddingResult]:
+        """One forward pass over ``batch``: every request's vectors (or scores)."""
         flat = [ids for _, inputs, _ in batch for ids in inputs]
         if self.scores:
             types = [t for _, inputs, token_types in batch for t in (token_types or [[0] * len(i) for i in inputs])]

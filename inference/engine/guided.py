@@ -10,10 +10,15 @@ lazy triggers, which is what tool calls in a model's own format need. vLLM, SGLa
 
 from __future__ import annotations
 
+import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
+
+from inference.engine.sequence import Sequence
+
+log = logging.getLogger("inference.engine")
 
 
 class GrammarError(ValueError):
@@ -99,3 +104,42 @@ class MaskFiller:
             [(m, i) for i, m in enumerate(matchers)], bitmask.data_ptr(), words * 4, len(matchers)
         )
         return unpack_bitmask(bitmask, vocab_size)
+
+
+# --- a step's constrained sequences (``LLMEngine.step``) ---
+
+
+def never_empty(masks: torch.Tensor, stop_token_ids: set[int]) -> torch.Tensor:
+    """A grammar at a dead end allows nothing: let those sequences stop instead of sampling from nothing."""
+    empty = ~masks.any(dim=1)
+    if bool(empty.any()):
+        stops = torch.tensor(sorted(i for i in stop_token_ids if i < masks.shape[1]), dtype=torch.long)
+        masks[empty.nonzero().flatten().unsqueeze(1), stops.unsqueeze(0)] = True
+    return masks
+
+
+def may_think(guided: list[Sequence], masks: torch.Tensor) -> torch.Tensor:
+    """A reasoning model's first token may open its think block as well as start the grammar's answer."""
+    for i, seq in enumerate(guided):
+        if seq.guide_state == "undecided" and seq.params.think.start_id < masks.shape[1]:
+            masks[i, seq.params.think.start_id] = True
+    return masks
+
+
+def advance(seq: Sequence, token: int) -> bool:
+    """Feed the sampled token to the sequence's grammar; False when the grammar allows nothing more. Inside a
+    think block the grammar waits: it starts with the token after the block's end."""
+    if seq.guide_state != "on":
+        think = seq.params.think
+        if seq.guide_state == "undecided" and token == think.start_id:
+            seq.guide_state = "thinking"
+            return True
+        if seq.guide_state == "thinking":
+            if token == think.end_id:
+                seq.guide_state = "on"
+            return True
+        seq.guide_state = "on"  # the answer began at once: this token is the grammar's
+    if not seq.matcher.consume_token(token):
+        log.warning("request %s: token %d rejected by its grammar: %s", seq.request_id, token, seq.matcher.get_error())
+        return False
+    return not seq.matcher.is_stopped()

@@ -14,11 +14,12 @@ import torch
 
 from inference.config import EngineConfig
 from inference.engine.block_manager import BlockManager
-from inference.engine.guided import MaskFiller
+from inference.engine.guided import MaskFiller, advance, may_think, never_empty
 from inference.engine.kv_budget import cuda_kv_tokens, describe_kv_cache
-from inference.engine.model_runner import ModelRunner
-from inference.engine.output import OutputProcessor, SeqDelta
-from inference.engine.scheduler import Scheduler
+from inference.engine.model_runner import ModelRunner, StepLogits
+from inference.engine.output import OutputProcessor, RequestFailed, SeqDelta
+from inference.engine.quarantine import Quarantine
+from inference.engine.scheduler import ScheduledStep, Scheduler
 from inference.engine.sequence import Sequence, TokenLogprob
 from inference.layers.kernel_switch import use_kernels
 from inference.layers.sampler import sample
@@ -69,6 +70,8 @@ class LLMEngine:
         self.masks = MaskFiller()
         self.outputs: dict[int, OutputProcessor] = {}
         self.requests: dict[str, list[Sequence]] = {}
+        self.quarantine = Quarantine()
+        self.failed_steps = 0  # steps that raised (their requests ran again, alone)
 
     # --- requests ----------------------------------------------------------------------------------
 
@@ -103,6 +106,7 @@ class LLMEngine:
     def abort(self, request_id: str) -> list[SeqDelta]:
         """Free the request's sequences now; returns their final deltas (reason "abort")."""
         deltas = []
+        self.quarantine.clear(request_id)
         for seq in self.requests.pop(request_id, []):
             if not seq.is_finished:
                 self.scheduler.finish(seq, "abort")
@@ -124,10 +128,47 @@ class LLMEngine:
 
     # --- one step ----------------------------------------------------------------------------------
 
-    def step(self) -> list[SeqDelta]:
-        step = self.scheduler.schedule()
+    def step(self) -> list[SeqDelta | RequestFailed]:
+        """One step's deltas; a request that failed in it gets a ``RequestFailed`` instead (``quarantine.py``)."""
+        step = self._schedule()
         if not step.seqs:
             return []
+        try:
+            result, sampled = self._compute(step)
+        except Exception as exc:  # noqa: BLE001 - nothing of the step is committed: its requests can run again
+            request_ids = list(dict.fromkeys(seq.request_id for seq in step.seqs))
+            log.error("a step over request(s) %s failed", ", ".join(request_ids), exc_info=exc)
+            self.failed_steps += 1
+            culprit = self.quarantine.on_failure(request_ids)
+            return [] if culprit is None else [self._fail(culprit, exc)]
+        tokens = dict(zip((s.seq_id for s in result.sample_seqs), sampled, strict=True))
+        now = time.monotonic()
+        deltas: list[SeqDelta | RequestFailed] = []
+        for seq, n in zip(step.seqs, step.num_new_tokens, strict=True):
+            if seq.is_finished:  # its request failed with another of its sequences, just before
+                continue
+            try:
+                delta = self._commit(seq, n, result, tokens.get(seq.seq_id), now)
+            except Exception as exc:  # noqa: BLE001 - this sequence's own work (its text, its grammar): fail its request
+                log.error("request %s failed", seq.request_id, exc_info=exc)
+                deltas.append(self._fail(seq.request_id, exc))
+                continue
+            self.quarantine.clear(seq.request_id)
+            if delta is not None:
+                deltas.append(delta)
+        return deltas
+
+    def _schedule(self) -> ScheduledStep:
+        """The next step: while a failed step's requests are suspected, one of them alone."""
+        while (suspect := self.quarantine.current()) is not None:
+            step = self.scheduler.schedule(only=suspect)
+            if step.seqs:
+                return step
+            self.quarantine.clear(suspect)  # it can not run now: it is not held up for its test
+        return self.scheduler.schedule()
+
+    def _compute(self, step: ScheduledStep) -> tuple[StepLogits, list[tuple[int, tuple | None]]]:
+        """The forward pass and the samples ((token, logprobs) per sampled sequence), changing no sequence."""
         # constrained sequences that sample this step: their masks are computed while the model runs
         guided = [
             seq for seq, n in zip(step.seqs, step.num_new_tokens, strict=True)
@@ -135,83 +176,53 @@ class LLMEngine:
         ]  # fmt: skip
         masks = self.masks.start([s.matcher for s in guided], guided[0].params.guide.vocab_size) if guided else None
         result = self.runner.run(step)
-        for seq, n in zip(step.seqs, step.num_new_tokens, strict=True):
-            seq.num_computed += n
-            self.blocks.register(seq)
-        deltas: list[SeqDelta] = []
-        for seq in step.seqs:
-            if seq.seq_id in result.prompt_logits:
-                first, logits = result.prompt_logits[seq.seq_id]
-                self._record_prompt_logprobs(seq, first, logits)
-        if result.sample_seqs:
-            allowed = None
-            if masks is not None:
-                row = {s.seq_id: i for i, s in enumerate(result.sample_seqs)}
-                mask = self._may_think(guided, masks.result())
-                allowed = ([row[s.seq_id] for s in guided], self._never_empty(mask))
-            sampled = sample(
-                result.logits,
-                [s.params for s in result.sample_seqs],
-                [(s.prompt_ids, s.output_ids) for s in result.sample_seqs],
-                [s.generator for s in result.sample_seqs],
-                kernels=self.runner.kernels,
-                allowed=allowed,
-            )
-            now = time.monotonic()
-            for seq, token, lp in zip(result.sample_seqs, sampled.token_ids, sampled.logprobs, strict=True):
-                if seq.first_token_at is None:
-                    seq.first_token_at = now
-                seq.output_ids.append(token)
-                if lp is not None:
-                    seq.logprobs.append(TokenLogprob(token, lp[0], lp[1]))
-                delta = self.outputs[seq.seq_id].on_token(token)
-                if seq.matcher is not None and not delta.finish_reason and not self._advance(seq, token):
-                    end = self.outputs[seq.seq_id].finish_now("stop")  # the grammar is complete
-                    delta.text += end.text
-                    delta.finish_reason = "stop"
-                if seq.params.prompt_logprobs and len(seq.output_ids) == 1:
-                    delta.prompt_logprobs = seq.prompt_logprobs
-                if delta.finish_reason:
-                    self.scheduler.finish(seq, delta.finish_reason)
-                    self._forget(seq)
-                deltas.append(delta)
-        return deltas
+        if not result.sample_seqs:
+            return result, []
+        allowed = None
+        if masks is not None:
+            row = {s.seq_id: i for i, s in enumerate(result.sample_seqs)}
+            mask = may_think(guided, masks.result())
+            allowed = ([row[s.seq_id] for s in guided], never_empty(mask, self.stop_token_ids))
+        sampled = sample(
+            result.logits,
+            [s.params for s in result.sample_seqs],
+            [(s.prompt_ids, s.output_ids) for s in result.sample_seqs],
+            [s.generator for s in result.sample_seqs],
+            kernels=self.runner.kernels,
+            allowed=allowed,
+        )
+        return result, list(zip(sampled.token_ids, sampled.logprobs, strict=True))
 
-    def _never_empty(self, masks: torch.Tensor) -> torch.Tensor:
-        """A grammar at a dead end allows nothing: let those sequences stop instead of sampling from nothing."""
-        empty = ~masks.any(dim=1)
-        if bool(empty.any()):
-            stops = torch.tensor(sorted(i for i in self.stop_token_ids if i < masks.shape[1]), dtype=torch.long)
-            masks[empty.nonzero().flatten().unsqueeze(1), stops.unsqueeze(0)] = True
-        return masks
+    def _commit(self, seq: Sequence, n: int, result: StepLogits, sampled: tuple | None, now: float) -> SeqDelta | None:
+        """``seq``'s part of a step that ran: its ``n`` tokens computed, its prompt logprobs, its sampled token."""
+        seq.num_computed += n
+        self.blocks.register(seq)
+        if seq.seq_id in result.prompt_logits:
+            first, logits = result.prompt_logits[seq.seq_id]
+            self._record_prompt_logprobs(seq, first, logits)
+        if sampled is None:  # a chunk of its prompt, not the last
+            return None
+        token, lp = sampled
+        if seq.first_token_at is None:
+            seq.first_token_at = now
+        seq.output_ids.append(token)
+        if lp is not None:
+            seq.logprobs.append(TokenLogprob(token, lp[0], lp[1]))
+        delta = self.outputs[seq.seq_id].on_token(token)
+        if seq.matcher is not None and not delta.finish_reason and not advance(seq, token):
+            end = self.outputs[seq.seq_id].finish_now("stop")  # the grammar is complete
+            delta.text += end.text
+            delta.finish_reason = "stop"
+        if seq.params.prompt_logprobs and len(seq.output_ids) == 1:
+            delta.prompt_logprobs = seq.prompt_logprobs
+        if delta.finish_reason:
+            self.scheduler.finish(seq, delta.finish_reason)
+            self._forget(seq)
+        return delta
 
-    @staticmethod
-    def _may_think(guided: list[Sequence], masks: torch.Tensor) -> torch.Tensor:
-        """A reasoning model's first token may open its think block as well as start the grammar's answer."""
-        for i, seq in enumerate(guided):
-            if seq.guide_state == "undecided" and seq.params.think.start_id < masks.shape[1]:
-                masks[i, seq.params.think.start_id] = True
-        return masks
-
-    @staticmethod
-    def _advance(seq: Sequence, token: int) -> bool:
-        """Feed the sampled token to the sequence's grammar; False when the grammar allows nothing more. Inside a
-        think block the grammar waits: it starts with the token after the block's end."""
-        if seq.guide_state != "on":
-            think = seq.params.think
-            if seq.guide_state == "undecided" and token == think.start_id:
-                seq.guide_state = "thinking"
-                return True
-            if seq.guide_state == "thinking":
-                if token == think.end_id:
-                    seq.guide_state = "on"
-                return True
-            seq.guide_state = "on"  # the answer began at once: this token is the grammar's
-        if not seq.matcher.consume_token(token):
-            log.warning("request %s: token %d rejected by its grammar: %s", seq.request_id, token,
-                        seq.matcher.get_error())  # fmt: skip
-            return False
-        return not seq.matcher.is_stopped()
+    def _fail(self, request_id: str, error: Exception) -> RequestFailed:
+        self.abort(request_id)
+        return RequestFailed(request_id, error)
 
     def _record_prompt_logprobs(self, seq: Sequence, first: int, logits: torch.Tensor) -> None:
         """logits[j] predicts prompt token first + j + 1; the very first prompt token has none."""
@@ -235,3 +246,4 @@ class LLMEngine:
         seqs = self.requests.get(seq.request_id, [])
         if all(s.is_finished for s in seqs):
             self.requests.pop(seq.request_id, None)
+            self.quarantine.clear(seq.request_id)

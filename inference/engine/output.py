@@ -22,6 +22,15 @@ class SeqDelta:
     prompt_logprobs: list[TokenLogprob | None] | None = None
 
 
+@dataclass
+class RequestFailed:
+    """An engine's output for a request it failed: ``error`` is raised to the request's consumer."""
+
+    request_id: str
+    error: Exception
+    finish_reason: str = "error"
+
+
 class OutputProcessor:
     """Owns one sequence's detokenizer and the text held back while it may still be a stop string."""
 

@@ -63,14 +63,15 @@ class Scheduler:
         self.waiting.appendleft(victim)
         return victim
 
-    def schedule(self) -> ScheduledStep:
+    def schedule(self, only: str | None = None) -> ScheduledStep:
+        """The next step; ``only``: a request id, the only request in it (a failed step's retry, ``quarantine.py``)."""
         seqs: list[Sequence] = []
         counts: list[int] = []
         budget = self.max_batched_tokens
 
         # 1. decode (or finish the prefill of) running sequences
         for seq in list(self.running):
-            if seq not in self.running:  # preempted below
+            if seq not in self.running or (only is not None and seq.request_id != only):  # preempted below
                 continue
             n = min(seq.num_tokens - seq.num_computed, budget)
             if n <= 0:
@@ -91,8 +92,8 @@ class Scheduler:
         for seq in list(self.waiting):
             if budget <= 0 or len(self.running) >= self.max_num_seqs:
                 break
-            if seq.waits_for_leader:  # n > 1: behind its first sequence, which computes the prompt for all
-                continue
+            if seq.waits_for_leader or (only is not None and seq.request_id != only):
+                continue  # n > 1: behind its first sequence, which computes the prompt for all
             hits = self.blocks.match(seq) if not seq.params.prompt_logprobs else []
             start = len(hits) * self.blocks.block_size
             n = min(seq.num_tokens - start, budget)

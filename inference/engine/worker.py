@@ -9,7 +9,9 @@ each pass steps every engine that has work once, in turn.
 
 Requests and aborts cross over through a locked inbox per engine; deltas come back with
 ``loop.call_soon_threadsafe``. An abort is applied before the engine's next step, so a client that
-disconnects frees its sequence within one step.
+disconnects frees its sequence within one step. A request the engine failed (``RequestFailed``, see
+``engine/quarantine.py``) gets its error on its queue; the rest of the batch goes on. A step that raises anyway
+(the scheduler itself) fails every request in flight, and the loop keeps serving new ones.
 """
 
 from __future__ import annotations
@@ -21,7 +23,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from inference.engine.output import RequestFailed
+
 log = logging.getLogger("inference.worker")
+
+StepHook = Callable[[object, float, int], None]  # (engine, step seconds, requests failed in the step): metrics
 
 
 @dataclass
@@ -41,7 +47,7 @@ class EngineLoop:
         self._stopped = False
         self._thread: threading.Thread | None = None
 
-    def add(self, engine, name: str, on_step: Callable[[object, float], None] | None = None) -> EngineWorker:
+    def add(self, engine, name: str, on_step: StepHook | None = None) -> EngineWorker:
         worker = EngineWorker(self, engine, name, on_step)
         self.workers.append(worker)
         return worker
@@ -77,11 +83,11 @@ class EngineLoop:
 class EngineWorker:
     """One model's engine inside an ``EngineLoop``: submit / abort from the event loop."""
 
-    def __init__(self, loop: EngineLoop, engine, name: str, on_step: Callable[[object, float], None] | None = None):
+    def __init__(self, loop: EngineLoop, engine, name: str, on_step: StepHook | None = None):
         self.loop = loop
         self.engine = engine
         self.name = name
-        self.on_step = on_step  # metrics hook: (engine, step seconds)
+        self.on_step = on_step
         self._inbox: list[_Add | str] = []
         self._queues: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = {}
 
@@ -140,16 +146,16 @@ class EngineWorker:
         start = time.perf_counter()
         try:
             outputs = self.engine.step()
-        except Exception as exc:  # noqa: BLE001 - fail every request in flight, keep serving
+        except Exception as exc:  # noqa: BLE001 - outside what the engine can retry: fail every request in flight
             log.exception("engine %s step failed", self.name)
-            for request_id in list(self.engine.requests):
-                self.engine.abort(request_id)
-                self._deliver(request_id, exc)
-            return
+            outputs = [RequestFailed(request_id, exc) for request_id in list(self.engine.requests)]
+            for out in outputs:
+                self.engine.abort(out.request_id)
+        failed = [out.request_id for out in outputs if isinstance(out, RequestFailed)]
         if self.on_step is not None:
-            self.on_step(self.engine, time.perf_counter() - start)
+            self.on_step(self.engine, time.perf_counter() - start, len(failed))
         for out in outputs:
-            self._deliver(out.request_id, out)
+            self._deliver(out.request_id, out.error if isinstance(out, RequestFailed) else out)
         # only after the whole step: several choices of one request can finish in the same step
         done = {out.request_id for out in outputs if out.finish_reason} - set(self.engine.requests)
         if done:

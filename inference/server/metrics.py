@@ -1,4 +1,4 @@
-"""Prometheus metrics of the service: requests, tokens, queue depth, batch size, latencies, image bytes held."""
+"""Prometheus metrics of the service: requests, tokens, queue depth, batch size, latencies, failures, image bytes."""
 
 from __future__ import annotations
 
@@ -31,6 +31,10 @@ class Metrics:
             "inference_time_per_output_token_seconds", "Time between output tokens", ["model"],
             buckets=_LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
+        self.failed = Counter(
+            "inference_failed_requests", "Requests the engine failed with an error while running them (see "
+            "engine/quarantine.py)", ["model"], registry=r,
+        )  # fmt: skip
         self.step = Histogram(
             "inference_step_seconds", "Engine step time", ["model"], buckets=_LATENCY_BUCKETS, registry=r
         )  # noqa: E501
@@ -51,8 +55,9 @@ class Metrics:
     def on_step(self, model_id: str):
         seen = {"queried": 0, "hits": 0}  # the block manager's totals at the last step
 
-        def hook(engine, seconds: float) -> None:
+        def hook(engine, seconds: float, failed: int) -> None:
             self.step.labels(model_id).observe(seconds)
+            self.failed.labels(model_id).inc(failed)
             self.queue_depth.labels(model_id).set(engine.num_waiting)
             self.running.labels(model_id).set(engine.num_running)
             blocks = getattr(engine, "blocks", None)
