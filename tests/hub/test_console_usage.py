@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from accounts import metering, services, usage
 from accounts.models import UsageRecord
+from tests.support.clock import clear_of_midnight
 
 pytestmark = pytest.mark.django_db
 
@@ -91,7 +92,8 @@ def test_a_bad_range_falls_back_to_the_default_with_a_note(client, acme):
     html = client.get("/console/t/acme/usage/?start=2026-11-12&end=2026-11-01").content.decode()
     assert "the start is after the end" in html
     assert "days must be" in client.get("/console/t/acme/usage/?days=0").content.decode()
-    today = timezone.now().date()
+    clear_of_midnight(10)
+    today = timezone.localdate()
     assert (
         f'value="{(today - timedelta(days=6)).isoformat()}"'
         in client.get("/console/t/acme/usage/?days=7").content.decode()
