@@ -9,13 +9,17 @@ stay one contiguous view and a step copies nothing.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import torch
 
+from inference.engine.output import RequestFailed
 from inference.speech.rules import apply_rules, sample
 from inference.speech.transcription import MAX_WINDOW_TOKENS, Segment, Transcription
 from inference.speech.vocab import WhisperVocab
+
+log = logging.getLogger("inference.speech")
 
 
 @dataclass
@@ -83,8 +87,8 @@ class SpeechEngine:
     # --- a step ----------------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def step(self) -> list[SpeechOutput]:
-        outputs: dict[str, SpeechOutput] = {}
+    def step(self) -> list[SpeechOutput | RequestFailed]:
+        outputs: dict[str, SpeechOutput | RequestFailed] = {}
         self._admit(outputs)
         if self.rows:
             self._advance(outputs)
@@ -93,23 +97,41 @@ class SpeechEngine:
     def _output(self, outputs: dict[str, SpeechOutput], request_id: str) -> SpeechOutput:
         return outputs.setdefault(request_id, SpeechOutput(request_id, [], 0))
 
-    def _admit(self, outputs: dict[str, SpeechOutput]) -> None:
-        """Encode the waiting windows that fit, one batch; detect languages; prefill each new row."""
+    def _admit(self, outputs: dict[str, SpeechOutput | RequestFailed]) -> None:
+        """Encode the waiting windows that fit, one batch; detect languages; prefill each new row. A request whose
+        own part fails (its window, its language, its prefix) fails alone."""
         room = min(self.max_rows - len(self.rows), self.max_windows_per_step)
         if room <= 0 or not self.waiting:
             return
-        admitted, self.waiting = self.waiting[:room], self.waiting[room:]
-        features = torch.stack([job.window() for _, job in admitted])
+        admitted, windows = [], []
+        for request_id, job in self.waiting[:room]:
+            try:
+                windows.append(job.window())
+            except Exception as exc:  # noqa: BLE001 - this request's audio: only it fails
+                self._failed(request_id, exc, outputs)
+            else:
+                admitted.append((request_id, job))
+        self.waiting = self.waiting[room:]
+        if not admitted:
+            return
         weight = self.model.model.encoder.conv1.weight
-        encoded = self.model.encode(features.to(weight.device, weight.dtype))  # [n, 1500, d]
+        encoded = self.model.encode(torch.stack(windows).to(weight.device, weight.dtype))  # [n, 1500, d]
         first = len(self.rows)
         self.model.set_audio(self.state.view(first, first + len(admitted)), encoded)
+        failed: list[tuple[int, Exception]] = []
         for offset, (request_id, job) in enumerate(admitted):
             slot = first + offset
-            if job.language is None:
-                job.language = self._detect_language(slot)
-            self.rows.append(_Row(request_id, job, 0))
-            self._prefill(slot)
+            self.rows.append(_Row(request_id, job, 0))  # its audio is in this slot, whatever happens next
+            try:
+                if job.language is None:
+                    job.language = self._detect_language(slot)
+                self._prefill(slot)
+            except Exception as exc:  # noqa: BLE001 - this request's own row: only it fails
+                failed.append((slot, exc))
+        for slot, exc in reversed(failed):  # descending: _drop moves the last row into the place it frees
+            request_id = self.rows[slot].request_id
+            self._drop(slot)
+            self._failed(request_id, exc, outputs)
 
     def _detect_language(self, slot: int) -> str:
         """The likeliest language token after ``<|startoftranscript|>`` (on the request's first window)."""
@@ -153,7 +175,13 @@ class SpeechEngine:
             step = torch.tensor([[t] for t in tokens], device=self.state.lengths.device)
             self.next_logits[: len(self.rows)] = self.model.decode(step, self.state.view(0, len(self.rows)))[:, -1]
         for i in reversed(ended):  # descending: a row moved into a place by _drop has been seen already
-            self._end_window(i, outputs)
+            request_id = self.rows[i].request_id
+            try:
+                self._end_window(i, outputs)
+            except Exception as exc:  # noqa: BLE001 - this request's segments or its retry: only it fails
+                if i < len(self.rows) and self.rows[i].request_id == request_id:  # not dropped before it failed
+                    self._drop(i)
+                self._failed(request_id, exc, outputs)
 
     def _end_window(self, i: int, outputs: dict[str, SpeechOutput]) -> None:
         row = self.rows[i]
@@ -170,6 +198,11 @@ class SpeechEngine:
             out.finish_reason, out.transcription = "stop", job
         else:
             self.waiting.append((row.request_id, job))
+
+    def _failed(self, request_id: str, error: Exception, outputs: dict) -> None:
+        log.error("transcription %s failed", request_id, exc_info=error)
+        self.requests.pop(request_id, None)
+        outputs[request_id] = RequestFailed(request_id, error)
 
     def _drop(self, i: int) -> None:
         """Row i leaves; the last row takes its place."""

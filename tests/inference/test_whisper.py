@@ -11,6 +11,7 @@ import torch
 from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration
 
 from inference.audio.features import CHUNK_FRAMES, padded_log_mel, window_at
+from inference.engine.output import RequestFailed
 from inference.engine.speech_engine import SpeechEngine
 from inference.loader.ctranslate2 import read_model_bin
 from inference.loader.safetensors import load_model
@@ -244,6 +245,45 @@ def test_a_recording_longer_than_a_window_is_written_window_after_window(spoken)
     assert ends[-1][1] <= len(samples) / 16000
     reference = " ".join(text for text, _ in sentences)
     assert speech.word_error_rate(reference, result.text) <= 0.15, result.text
+
+
+class Broken(RuntimeError):
+    pass
+
+
+def _broken(*args, **kwargs):
+    raise Broken("this request's own part failed")
+
+
+@pytest.mark.real_model
+def test_a_transcription_whose_own_part_fails_fails_alone(spoken):
+    """A request's window, its prefix or its window's end raising fails that request (``RequestFailed``): the others
+    in the batch get the texts they get without it. The prefix fails in the middle of the rows a step admits, so the
+    last of them moves into its place (``_drop``) and must still decode its own audio."""
+    model, vocab = speech.served_whisper()
+    clips = {"a": spoken["en"][0][1], "b": spoken["en"][2][1], "c": spoken["de"][0][1]}
+    engine = SpeechEngine(model, vocab, max_rows=8, max_windows_per_step=4)
+    for key, samples in clips.items():
+        engine.add_request(key, _job(samples, vocab, seed=0))
+    expected = {key: job.text for key, job in _run(engine).items()}
+    broken = {"bad-prefix": "prefix", "bad-window": "window", "bad-end": "finish_window"}
+    # the first step admits a, bad-prefix, b (bad-window fails before it is encoded); then c and bad-end
+    order = ["a", "bad-prefix", "b", "bad-window", "c", "bad-end"]
+    for key in order:
+        job = _job(clips.get(key, clips["a"]), vocab, seed=0)
+        if key in broken:
+            setattr(job, broken[key], _broken)
+        engine.add_request(key, job)
+    done, failed = {}, {}
+    while engine.has_work:
+        for out in engine.step():
+            if isinstance(out, RequestFailed):
+                failed[out.request_id] = out.error
+            elif out.finish_reason:
+                done[out.request_id] = out.transcription.text
+    assert done == expected
+    assert set(failed) == set(broken) and all(isinstance(e, Broken) for e in failed.values())
+    assert not engine.rows and not engine.requests and not engine.waiting
 
 
 def test_a_tiny_positive_temperature_samples_greedily():
