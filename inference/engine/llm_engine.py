@@ -183,14 +183,23 @@ class LLMEngine:
             row = {s.seq_id: i for i, s in enumerate(result.sample_seqs)}
             mask = may_think(guided, masks.result())
             allowed = ([row[s.seq_id] for s in guided], never_empty(mask, self.stop_token_ids))
-        sampled = sample(
-            result.logits,
-            [s.params for s in result.sample_seqs],
-            [(s.prompt_ids, s.output_ids) for s in result.sample_seqs],
-            [s.generator for s in result.sample_seqs],
-            kernels=self.runner.kernels,
-            allowed=allowed,
-        )
+        generators = [s.generator for s in result.sample_seqs]
+        # a seed's draws so far (5 KB each): if the sampler fails after some rows drew, the retry draws them again
+        seeded = [(g, g.get_state()) for g, s in zip(generators, result.sample_seqs, strict=True)
+                  if g is not None and not s.params.greedy]  # fmt: skip
+        try:
+            sampled = sample(
+                result.logits,
+                [s.params for s in result.sample_seqs],
+                [(s.prompt_ids, s.output_ids) for s in result.sample_seqs],
+                generators,
+                kernels=self.runner.kernels,
+                allowed=allowed,
+            )
+        except Exception:
+            for generator, state in seeded:
+                generator.set_state(state)
+            raise
         return result, list(zip(sampled.token_ids, sampled.logprobs, strict=True))
 
     def _commit(self, seq: Sequence, n: int, result: StepLogits, sampled: tuple | None, now: float) -> SeqDelta | None:

@@ -3,9 +3,10 @@
 A step's forward pass (or its sampler) runs every scheduled request at once, so an exception there cannot say whose
 input reached it: one image the vision tower can not read, one prompt that meets a bug in a model's code, a
 grammar whose mask fails. ``LLMEngine.step`` commits nothing of a step until all of it has run, so the step's
-requests can simply run again. They do, alone and in the order of the failed step: a request whose step
-succeeds is cleared, one that fails alone is the cause and fails with the error; the others never see it. Requests
-outside the failed step wait meanwhile (as many steps as the failed one had requests).
+requests can simply run again (a seeded request's generator is set back to its state before the step's draws). They
+do, alone and in the order of the failed step: a request whose step succeeds is cleared, one that fails alone is the
+cause and fails with the error; the others never see it. Requests outside the failed step wait meanwhile (as many
+steps as the failed one had requests).
 
 A failure that every step meets (a broken device) fails the requests one after another, each alone, where before the
 engine failed them all at once. A request that can not run alone now (no room for its prompt while the others hold

@@ -188,6 +188,36 @@ def test_a_sampler_that_fails_once_costs_no_request_its_tokens(tiny, encode, alo
     assert idle_and_free(engine)
 
 
+def test_seeded_requests_draw_alone_what_they_drew_before_a_sampler_failed(tiny, encode, poison, monkeypatch):
+    """The sampler fails on one request's row after the others drew theirs: the retries draw the same."""
+
+    def seeded(seed: int) -> SamplingParams:
+        return SamplingParams(max_tokens=16, temperature=1.0, seed=seed, ignore_eos=True)
+
+    def run_seeded(with_poison: bool) -> dict[str, list[int]]:
+        engine = engine_on(*tiny)
+        for seed, (key, text) in enumerate(PROMPTS.items()):
+            engine.add_request(key, encode(text), seeded(seed))
+        if with_poison:
+            engine.add_request("poison", poison, bad)
+        tokens, failed = run(engine)
+        assert list(failed) == (["poison"] if with_poison else [])
+        return tokens
+
+    bad = seeded(99)
+    real = llm_engine.sample
+
+    def sample_failing_on_the_poison(logits, params, *args, **kwargs):
+        result = real(logits, params, *args, **kwargs)  # every row drew
+        if any(p is bad for p in params):
+            raise Poisoned("the sampler failed on the poisoned row")
+        return result
+
+    expected = run_seeded(with_poison=False)
+    monkeypatch.setattr(llm_engine, "sample", sample_failing_on_the_poison)
+    assert run_seeded(with_poison=True) == expected
+
+
 def test_a_broken_model_fails_every_request_and_the_engine_still_serves(tiny, encode, faulty, alone):
     broken = [True]
     faulty(lambda ids, positions: broken[0])
