@@ -137,7 +137,8 @@ class LLMEngine:
             result, sampled = self._compute(step)
         except Exception as exc:  # noqa: BLE001 - nothing of the step is committed: its requests can run again
             request_ids = list(dict.fromkeys(seq.request_id for seq in step.seqs))
-            log.error("a step over request(s) %s failed", ", ".join(request_ids), exc_info=exc)
+            more = f" and {len(request_ids) - 8} more" if len(request_ids) > 8 else ""
+            log.error("a step over request(s) %s%s failed", ", ".join(request_ids[:8]), more, exc_info=exc)
             self.failed_steps += 1
             culprit = self.quarantine.on_failure(request_ids)
             return [] if culprit is None else [self._fail(culprit, exc)]
