@@ -386,6 +386,14 @@ SCHEMAS: dict[str, dict] = {
             "max_tokens": {**_INT, "minimum": 1, "default": 16},
             "echo": _BOOL,
             "logprobs": {**_INT, "minimum": 0, "maximum": v.MAX_COMPLETION_LOGPROBS},
+            "best_of": {
+                **_INT,
+                "minimum": 1,
+                "maximum": v.MAX_N,
+                "description": "Candidates generated per prompt (at least `n`); the `n` with the highest log "
+                "probability per token are returned, best first. Every candidate's tokens are counted. Not with "
+                "`stream` when above `n`.",
+            },
             **_SAMPLING,
         },
         ("model", "prompt"),

@@ -67,9 +67,10 @@ class Estimate:
 def estimate(route: str, body: dict, info: ModelInfo) -> Estimate:
     """A request's reservation: a bound on each prompt (its text's bytes; the tools' and the response format's
     JSON, twice for the tools as our prompt format lists each and shows an example call; images at their most),
-    times ``n``, plus all it may generate (``max_tokens``, else the model's output limit, else the rest of its
-    context; per prompt and choice). For our inference service it need not be exact: the service refuses a prompt
-    longer than the reservation before running it, with the exact count, and the gateway reserves that instead."""
+    times ``n`` (completions' ``best_of`` when more), plus all it may generate (``max_tokens``, else the model's
+    output limit, else the rest of its context; per prompt and choice). For our inference service it need not be
+    exact: the service refuses a prompt longer than the reservation before running it, with the exact count, and
+    the gateway reserves that instead."""
     limit = info.max_sequence_length or None
     if route in ("rerank", "score"):  # a (query, document) pair per document, cut at the model's context
         return Estimate(sum(_clamp(_bound(a) + _bound(b) + PAIR_TOKENS, limit) for a, b in _pairs(route, body)), 0)
@@ -78,6 +79,8 @@ def estimate(route: str, body: dict, info: ModelInfo) -> Estimate:
         items = inputs if isinstance(inputs, list) and inputs and not _is_int(inputs[0]) else [inputs]
         return Estimate(sum(_clamp(_bound(item), limit) for item in items), 0)
     n = body["n"] if _is_int(body.get("n")) and body["n"] > 0 else 1
+    if route == "completions" and _is_int(body.get("best_of")):  # every candidate is generated, and counted
+        n = max(n, body["best_of"])
     if route == "chat/completions":
         each = _bound(body.get("messages")) + TEMPLATE_TOKENS + _tools_bound(body) + _format_bound(body)
         prompts = [_clamp(each, limit)]

@@ -253,6 +253,7 @@ def _sampling(body: dict, chat: bool) -> None:
             raise _refuse("top_logprobs", "invalid_value", "Invalid value for 'top_logprobs': 'logprobs' must be true.")
     else:
         _number(body.get("logprobs"), "logprobs", True, 0, MAX_COMPLETION_LOGPROBS)
+        _best_of(body)
     _stop(body)
     _logit_bias(body)
     ids = body.get("stop_token_ids")
@@ -265,6 +266,20 @@ def _sampling(body: dict, chat: bool) -> None:
         if options and body.get("stream") is not True:
             raise _refuse("stream_options", "invalid_value", "The 'stream_options' parameter is only allowed when "
                           "'stream' is enabled.")  # fmt: skip
+
+
+def _best_of(body: dict) -> None:
+    """completions' ``best_of``: candidates per prompt, the ``n`` best returned; at least ``n``, and not streamed
+    when above it (OpenAI: "results cannot be streamed")."""
+    best_of, n = body.get("best_of"), body.get("n") or 1
+    _number(best_of, "best_of", True, 1, MAX_N)
+    if best_of is None:
+        return
+    if best_of < n:
+        raise _refuse("best_of", "invalid_value", f"Invalid value for 'best_of': it must be at least 'n' ({n}).")
+    if best_of > n and body.get("stream") is True:
+        raise _refuse("best_of", "invalid_value", "'best_of' above 'n' cannot be streamed: the best are known only "
+                      "at the end.")  # fmt: skip
 
 
 def _texts_or_tokens(body: dict, name: str) -> None:

@@ -5,6 +5,7 @@ reservation, submit it to the engine, then stream or collect the answer (``answe
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -247,21 +248,22 @@ async def completions(request: Request, body: dict) -> JSONResponse | StreamingR
     completion = parse_completion(body, model)
     encoded = build_completion(completion, model)
     gen, echo = completion.generation, completion.echo
-    check_reservation(request.headers, sum(len(ids) for ids in encoded) * gen.n)
+    check_reservation(request.headers, sum(len(ids) for ids in encoded) * completion.best_of)
     if gen.stream:
         ids = encoded[0]
         echo_text = model.tokenizer.decode(ids, skip_special_tokens=True) if echo else ""
         run = _Run(request, state, model, ids, gen, "completion")
         return StreamingResponse(run.stream(echo_text), media_type="text/event-stream")
-    runs = [_Run(request, state, model, ids, gen, "completion") for ids in encoded]
-    results = await asyncio.gather(*(r.collect() for r in runs))
+    candidates = _candidates(gen, completion.best_of)
+    runs = [_Run(request, state, model, ids, candidates, "completion") for ids in encoded]
+    results = [_best(choices, gen.n) for choices in await asyncio.gather(*(r.collect() for r in runs))]
     out_choices, prompt_total, completion_total, cached_total = [], 0, 0, 0
-    for p, (run, choices) in enumerate(zip(runs, results, strict=True)):
+    for p, (run, (choices, every)) in enumerate(zip(runs, results, strict=True)):
         prefix = model.tokenizer.decode(run.prompt_ids, skip_special_tokens=True) if echo else ""
         prompt_total += run.prompt_tokens
+        completion_total += sum(c["tokens"] for c in every)  # every candidate was generated: all are counted
+        cached_total += sum(c["cached"] for c in every)
         for i, c in enumerate(choices):
-            completion_total += c["tokens"]
-            cached_total += c["cached"]
             logprobs = None
             if gen.params.logprobs is not None:
                 items = (c["prompt_logprobs"] or []) + c["logprobs"] if echo else c["logprobs"]
@@ -273,3 +275,21 @@ async def completions(request: Request, body: dict) -> JSONResponse | StreamingR
         "id": runs[0].id, "object": "text_completion", "created": runs[0].created, "model": model.id,
         "choices": out_choices, "usage": _usage(prompt_total, completion_total, cached=cached_total),
     })  # fmt: skip
+
+
+def _candidates(gen: GenerationRequest, best_of: int) -> GenerationRequest:
+    """``best_of`` candidates instead of ``n`` choices, each with its sampled tokens' logprobs (to rank them)."""
+    if best_of == gen.n:
+        return gen
+    logprobs = 0 if gen.params.logprobs is None else gen.params.logprobs
+    return dataclasses.replace(gen, n=best_of, params=dataclasses.replace(gen.params, logprobs=logprobs))
+
+
+def _best(choices: list[dict], n: int) -> tuple[list[dict], list[dict]]:
+    """(the ``n`` candidates with the highest log probability per token, best first; all of them). OpenAI's
+    ``best_of``; a candidate's tokens include the one that stopped it. Ties keep the candidates' order."""
+    if len(choices) == n:
+        return choices, choices
+    mean = [sum(lp.logprob for lp in c["logprobs"]) / max(1, len(c["logprobs"])) for c in choices]
+    ranked = sorted(range(len(choices)), key=lambda i: -mean[i])
+    return [choices[i] for i in ranked[:n]], choices

@@ -202,6 +202,7 @@ class CompletionRequest:
     prompts: list[str | list[int]]  # one or several prompts, as text or token ids
     echo: bool
     generation: GenerationRequest
+    best_of: int  # candidates generated per prompt, of which the ``n`` likeliest per token are returned (>= n)
 
 
 @dataclass
@@ -240,7 +241,14 @@ def parse_completion(body: dict, model: LoadedModel) -> CompletionRequest:
     generation = read_generation(body, model.vocab_size, chat=False)
     if len(prompts) > 1 and generation.stream:
         raise RequestError("Streaming supports a single prompt per request.", param="prompt")
-    return CompletionRequest(prompts, bool(body.get("echo")), generation)
+    n = generation.n
+    best_of = _get(body, "best_of", (int,), "an integer", n)
+    if not n <= best_of <= MAX_N:
+        raise RequestError(f"'best_of' must be between 'n' ({n}) and {MAX_N}.", param="best_of")
+    if best_of > n and generation.stream:
+        raise RequestError("'best_of' above 'n' cannot be streamed: the best are known only at the end.",
+                           param="best_of")  # fmt: skip
+    return CompletionRequest(prompts, bool(body.get("echo")), generation, best_of)
 
 
 def parse_embedding(body: dict, model: LoadedModel) -> EmbeddingRequest:

@@ -63,6 +63,18 @@ def test_completions_and_embeddings_through_every_base_url(hub):
     assert [r.prompt_tokens for r in metered[-2:]] == [4, 7]
 
 
+def test_best_of_through_the_hub_is_metered_with_every_candidate(hub):
+    """The hub reserves for every candidate (not only the ``n`` returned) and meters what the service counted."""
+    completion = hub().completions.create(model=COMPLETION, prompt="The capital of France is", max_tokens=6, n=2,
+                                          best_of=3, seed=5, extra_body={"ignore_eos": True})  # fmt: skip
+    assert len(completion.choices) == 2 and completion.usage.completion_tokens == 3 * 6
+    [row] = rows(1, model=COMPLETION)
+    assert (row.prompt_tokens, row.completion_tokens) == (completion.usage.prompt_tokens, 18)
+    with pytest.raises(openai.BadRequestError) as refused:
+        hub().completions.create(model=COMPLETION, prompt="x", max_tokens=2, best_of=3, stream=True)
+    assert refused.value.body["param"] == "best_of"
+
+
 def test_entitlements_limits_and_kinds(hub):
     embed_only = hub(hub.embed_only)
     with pytest.raises(openai.NotFoundError) as exc:

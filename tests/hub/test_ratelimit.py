@@ -155,6 +155,8 @@ def test_the_worst_case_estimate():
     body = {"prompt": ["x" * 5000, "abc", [1, 2, 3, 4]], "max_tokens": 7, "n": 3}
     assert estimate("completions", body, INFO) == Estimate((2048 + 3 + 4) * 3, 7 * 3 * 3)
     assert estimate("completions", {"prompt": [5, 6, 7]}, INFO) == Estimate(3, 16)  # one prompt of token ids
+    # best_of: every candidate is generated and counted, as n of them would be
+    assert estimate("completions", {"prompt": [5, 6, 7], "n": 2, "best_of": 5}, INFO) == Estimate(3 * 5, 16 * 5)
     assert estimate_tokens("embeddings", {"input": ["abcd", "efgh"]}, INFO) == 8
     assert estimate_tokens("embeddings", {"input": ["x" * 3000, "x" * 3000]}, INFO) == 2 * 2048  # each input
     assert estimate_tokens("embeddings", {"input": [[1, 2], [3]]}, INFO) == 3

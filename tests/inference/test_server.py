@@ -161,6 +161,9 @@ def test_embeddings_float_and_base64(client, service):
         ("chat/completions", {"model": EMBED, "messages": MESSAGES}, 400, "model"),
         ("completions", {"model": COMPLETION, "prompt": 7}, 400, "prompt"),
         ("completions", {"model": COMPLETION, "prompt": "x", "logit_bias": {"abc": 1}}, 400, "logit_bias"),
+        ("completions", {"model": COMPLETION, "prompt": "x", "n": 3, "best_of": 2}, 400, "best_of"),
+        ("completions", {"model": COMPLETION, "prompt": "x", "best_of": 2, "stream": True}, 400, "best_of"),
+        ("completions", {"model": COMPLETION, "prompt": "x", "best_of": 17}, 400, "best_of"),
         ("embeddings", {"model": EMBED, "input": "x", "dimensions": 100}, 400, "dimensions"),
         ("embeddings", {"model": EMBED, "input": ""}, 400, "input"),
     ],
@@ -170,6 +173,24 @@ def test_bad_requests_get_openai_errors(service, route, body, status, param):
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"} and error["param"] == param
+
+
+def test_best_of_returns_the_likeliest_candidates_and_counts_them_all(client):
+    """OpenAI's ``best_of``: the same seeded candidates as ``n=4``, the two with the highest log probability per
+    token returned, best first; every candidate's tokens in the usage."""
+    kwargs = dict(model=COMPLETION, prompt=["The weather today is", "My favourite food"], max_tokens=8, seed=11)
+    every = client.completions.create(n=4, logprobs=0, **kwargs)
+    best = client.completions.create(n=2, best_of=4, **kwargs)
+    assert [c.index for c in best.choices] == [0, 1, 2, 3] and all(c.logprobs is None for c in best.choices)
+    for p in range(2):
+        candidates = every.choices[p * 4 : p * 4 + 4]
+        means = [sum(c.logprobs.token_logprobs) / len(c.logprobs.token_logprobs) for c in candidates]
+        assert len({round(m, 6) for m in means}) == 4  # no ties: the order is the ranking's
+        ranked = sorted(candidates, key=lambda c: -means[candidates.index(c)])
+        assert [c.text for c in best.choices[p * 2 : p * 2 + 2]] == [c.text for c in ranked[:2]]
+    assert (best.usage.prompt_tokens, best.usage.completion_tokens) == (
+        every.usage.prompt_tokens, every.usage.completion_tokens
+    )  # fmt: skip
 
 
 def test_context_length_exceeded_names_the_numbers(client):
