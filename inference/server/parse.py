@@ -225,8 +225,22 @@ def _generative(model: LoadedModel) -> None:
                            param="model")  # fmt: skip
 
 
+def _text_out_only(body: dict) -> None:
+    """Output the models here cannot give is refused, not silently left out: a client that asked for spoken
+    audio or for web results would otherwise read an answer without them as if they were there."""
+    modalities = body.get("modalities")
+    if modalities is not None and modalities != ["text"]:
+        raise RequestError("This model writes text only: 'modalities' may only be [\"text\"].", param="modalities")
+    if body.get("audio") is not None:
+        raise RequestError("This model writes text only: 'audio' output is not supported.", param="audio")
+    if body.get("web_search_options") is not None:
+        raise RequestError("This service does not search the web: 'web_search_options' is not supported.",
+                           param="web_search_options")  # fmt: skip
+
+
 def parse_chat(body: dict, model: LoadedModel) -> ChatRequest:
     _generative(model)
+    _text_out_only(body)
     tools = read_tool_request(body)
     messages = read_messages(body, images=model.vision is not None)
     generation = read_generation(body, model.vocab_size, chat=True)
