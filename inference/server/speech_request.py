@@ -16,7 +16,7 @@ GRANULARITIES = ("segment", "word")
 # OpenAI's fields, and vLLM's two stream options (a gateway asks for running usage to meter an aborted stream)
 _FIELDS = {"file", "model", "language", "prompt", "response_format", "temperature", "timestamp_granularities[]",
            "timestamp_granularities", "stream", "seed", "chunking_strategy", "stream_include_usage",
-           "stream_continuous_usage_stats"}  # fmt: skip
+           "stream_continuous_usage_stats", "include[]", "include"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,10 @@ async def parse_speech(form: FormData, model: LoadedModel, task: str) -> SpeechR
     if "word" in granularities:
         raise RequestError("Word timestamps are not supported by this server; ask for 'segment'.",
                            param="timestamp_granularities", code="unsupported_value")  # fmt: skip
+    included = form.getlist("include[]") or form.getlist("include")
+    if included:  # OpenAI's only value, "logprobs", is for its gpt-4o transcribe models, not Whisper
+        raise RequestError(f"'include' {included[0]!r} is not supported by this model: its transcriptions carry no "
+                           "log probabilities.", param="include[]", code="unsupported_value")  # fmt: skip
     if (_text(form, "chunking_strategy") or "auto") != "auto":  # Whisper's own 30 s windows are its chunking
         raise RequestError("'chunking_strategy' must be 'auto'.", param="chunking_strategy")
     stream = _flag(form, "stream")

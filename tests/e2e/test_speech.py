@@ -214,7 +214,7 @@ def _silence(seconds: float) -> bytes:
         ({"model": WHISPER, "frobnicate": "1"}, None, 400, "frobnicate", "unknown_parameter"),
         ({"model": WHISPER, "timestamp_granularities[]": "word", "response_format": "verbose_json"}, None, 400,
          "timestamp_granularities", None),
-        ({"model": WHISPER, "include[]": "logprobs"}, None, 400, "include[]", None),
+        ({"model": WHISPER, "include[]": "logprobs"}, None, 400, "include[]", "unsupported_value"),
         ({"model": WHISPER, "chunking_strategy": "server_vad"}, None, 400, "chunking_strategy", None),
     ],
     ids=["no-model", "unknown-model", "chat-model", "not-audio", "empty", "truncated", "too-long", "too-large",
