@@ -97,7 +97,11 @@ def serve(config: ServerConfig) -> int:
         print(f"inference service: http://{config.host}:{config.port}/v1  models: {', '.join(registry.models)}",
               flush=True)  # fmt: skip
     engines.run()
+    server.should_exit = True  # the engines stopped: by a signal (already set), or broken (EngineBroken)
     http.join(timeout=30)
+    if engines.broken is not None:  # a rank waits in a collective that never completes: do not wait on it
+        print(f"inference service: the engines broke ({engines.broken}); exiting to be restarted", flush=True)
+        return 1
     if ranks is not None:
         ranks.stop()
     return 0 if server.started else 1

@@ -18,7 +18,7 @@ from inference.engine.guided import MaskFiller, advance, may_think, never_empty
 from inference.engine.kv_budget import cuda_kv_tokens, describe_kv_cache
 from inference.engine.model_runner import ModelRunner, StepLogits
 from inference.engine.output import OutputProcessor, RequestFailed, SeqDelta
-from inference.engine.quarantine import Quarantine
+from inference.engine.quarantine import EngineBroken, Quarantine
 from inference.engine.scheduler import ScheduledStep, Scheduler
 from inference.engine.sequence import Sequence, TokenLogprob
 from inference.layers.kernel_switch import use_kernels
@@ -135,6 +135,8 @@ class LLMEngine:
             return []
         try:
             result, sampled = self._compute(step)
+        except EngineBroken:
+            raise
         except Exception as exc:  # noqa: BLE001 - nothing of the step is committed: its requests can run again
             request_ids = list(dict.fromkeys(seq.request_id for seq in step.seqs))
             more = f" and {len(request_ids) - 8} more" if len(request_ids) > 8 else ""

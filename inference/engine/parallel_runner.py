@@ -16,6 +16,7 @@ from inference.config import EngineConfig
 from inference.engine.block_manager import BlockManager
 from inference.engine.llm_engine import _DTYPES
 from inference.engine.model_runner import ModelRunner, StepLogits
+from inference.engine.quarantine import EngineBroken
 from inference.engine.scheduler import ScheduledStep
 from inference.layers.kernel_switch import use_kernels
 
@@ -31,9 +32,15 @@ class TensorParallelRunner:
         dist.broadcast_object_list([(runner.blocks.num_blocks, runner.blocks.block_size)], src=0)
 
     def run(self, step: ScheduledStep) -> StepLogits:
+        """A failure before the broadcast can be retried (nothing was sent); one in rank 0's forward pass after it
+        can not: the other ranks wait in the pass's collectives (``EngineBroken``). The sampler runs after this,
+        on rank 0 alone, so its failures are retried as on one rank."""
         inputs = self.runner.prepare(step)
         dist.broadcast_object_list([inputs.for_other_ranks()], src=0)
-        logits, prompt_logits = self.runner.execute(inputs)
+        try:
+            logits, prompt_logits = self.runner.execute(inputs)
+        except Exception as exc:
+            raise EngineBroken(f"rank 0 failed in a step the other ranks are running: {exc!r}") from exc
         return StepLogits(sample_seqs=inputs.sample_seqs, logits=logits, prompt_logits=prompt_logits)
 
     def stop(self) -> None:

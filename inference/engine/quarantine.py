@@ -11,12 +11,19 @@ steps as the failed one had requests).
 A failure that every step meets (a broken device) fails the requests one after another, each alone, where before the
 engine failed them all at once. A request that can not run alone now (no room for its prompt while the others hold
 the cache) is cleared without its test, so that the engine never waits on it. vLLM and SGLang stop the engine on a
-failed step; this keeps the innocent requests' answers, token for token what they get alone.
+failed step; this keeps the innocent requests' answers, token for token what they get alone. ``EngineBroken`` is the
+one failure never run again.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+
+class EngineBroken(RuntimeError):
+    """A failure the engine can not go on from, so no step is run again: a tensor-parallel rank 0 that failed in
+    its forward pass after it had sent the step to the other ranks, which now wait in a collective that will never
+    complete. The worker fails every request and stops the loop, and the service exits so that it is restarted."""
 
 
 @dataclass

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from inference.engine.output import RequestFailed
+from inference.engine.quarantine import EngineBroken
 
 log = logging.getLogger("inference.worker")
 
@@ -46,6 +47,7 @@ class EngineLoop:
         self.workers: list[EngineWorker] = []
         self._stopped = False
         self._thread: threading.Thread | None = None
+        self.broken: EngineBroken | None = None  # why the engines stopped by themselves (the service must restart)
 
     def add(self, engine, name: str, on_step: StepHook | None = None) -> EngineWorker:
         worker = EngineWorker(self, engine, name, on_step)
@@ -99,6 +101,8 @@ class EngineWorker:
     def submit(self, request_id: str, *payload) -> asyncio.Queue:
         """Queue a request (``engine.add_request(request_id, *payload)``); deltas arrive on the queue.
         A queue item that is an Exception means the request failed."""
+        if self.loop.broken is not None:  # nothing steps the engines any more: the service is stopping
+            raise EngineBroken(f"the engines stopped: {self.loop.broken}")
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         with self.loop.cv:
@@ -151,6 +155,10 @@ class EngineWorker:
             outputs = [RequestFailed(request_id, exc) for request_id in list(self.engine.requests)]
             for out in outputs:
                 self.engine.abort(out.request_id)
+            if isinstance(exc, EngineBroken):
+                log.critical("engine %s can not go on: the engines stop, and the service with them", self.name)
+                self.loop.broken = exc
+                self.loop.stop()
         failed = [out.request_id for out in outputs if isinstance(out, RequestFailed)]
         if self.on_step is not None:
             self.on_step(self.engine, time.perf_counter() - start, len(failed))

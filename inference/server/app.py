@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from inference.engine.quarantine import EngineBroken
 from inference.errors import RequestError
 from inference.multimodal.fetch import FetchPolicy
 from inference.server.embeddings import embeddings
@@ -56,6 +57,9 @@ def _post(handler, json_body: bool = True):
         except ClientGone:  # the client left before a non-streamed answer was ready: its generation is aborted
             log.info("client gone on %s %s; the generation was aborted", request.method, request.url.path)
             return Response(status_code=499)
+        except EngineBroken:  # sent after the engines stopped: the service is exiting, to be restarted
+            return ServerError("The model's engine has stopped and this service is restarting; try again shortly.",
+                               code="engine_stopped", status=503).response()  # fmt: skip
         except Exception:  # noqa: BLE001 - logged here, answered as JSON, never a traceback to the client
             log.exception("unhandled error on %s %s", request.method, request.url.path)
             return ServerError("The server had an error while processing your request.").response()
@@ -86,6 +90,10 @@ async def health(request: Request) -> JSONResponse:
         }  # fmt: skip
         for m in request.app.state.registry.models.values()
     }
+    broken = next((m.worker.loop.broken for m in request.app.state.registry.models.values() if m.worker.loop.broken),
+                  None)  # fmt: skip
+    if broken is not None:  # the engines stopped (EngineBroken) and the service is exiting: take it out of service
+        return JSONResponse({"status": "broken", "error": str(broken), "models": models}, status_code=503)
     return JSONResponse({"status": "ok", "models": models})
 
 

@@ -20,6 +20,7 @@ from inference.config import EngineConfig, ModelSpec
 from inference.engine import llm_engine
 from inference.engine.embedding_engine import EmbeddingEngine
 from inference.engine.output import RequestFailed
+from inference.engine.quarantine import EngineBroken
 from inference.engine.worker import EngineLoop
 from inference.loader.safetensors import load_model
 from inference.sampling_params import SamplingParams
@@ -395,3 +396,25 @@ def test_over_http_the_failing_requests_get_openai_errors_and_the_others_their_a
 def _raise_on_poison(ids: torch.Tensor, positions: torch.Tensor) -> None:
     if poisoned(ids, positions):
         raise Poisoned("the forward pass met the poisoned token")
+
+
+def test_a_broken_engine_fails_its_requests_and_takes_the_service_out(service, monkeypatch):
+    """``EngineBroken`` (a tensor-parallel rank 0 that failed after its broadcast: ``test_tensor_parallel.py``) is
+    never retried: the request fails, the engines stop, /health answers 503 so that the service is taken out, and
+    a new request is refused at once instead of waiting for an engine that no longer steps."""
+    url, loaded = service
+
+    def broken(step):
+        raise EngineBroken("rank 0 failed in a step the other ranks are running")
+
+    monkeypatch.setattr(loaded.engine.runner, "run", broken)
+    client = OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+    with pytest.raises(openai.InternalServerError) as refused:  # the request that broke it
+        client.completions.create(model="tiny", prompt=PROMPTS["a"], max_tokens=4)
+    assert refused.value.status_code == 500 and refused.value.response.json()["error"]["type"] == "server_error"
+    with pytest.raises(openai.InternalServerError) as refused:  # one sent after: refused at once
+        client.completions.create(model="tiny", prompt=PROMPTS["a"], max_tokens=4)
+    assert refused.value.status_code == 503 and refused.value.response.json()["error"]["code"] == "engine_stopped"
+    health = httpx.get(f"{url}/health")
+    assert health.status_code == 503 and health.json()["status"] == "broken"
+    assert loaded.engine.failed_steps == 0 and not loaded.engine.requests  # failed at once, not retried

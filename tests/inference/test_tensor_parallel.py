@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ import torch.multiprocessing as mp
 from inference.config import EngineConfig
 from inference.engine.llm_engine import LLMEngine
 from inference.engine.parallel_runner import TensorParallelRunner, follow
+from inference.engine.quarantine import EngineBroken
 from inference.loader.safetensors import load_model
 from inference.parallel.tensor_parallel import shard
 from inference.sampling_params import SamplingParams
@@ -34,6 +36,7 @@ BUILDERS = {
     "gemma3": rc.gemma3_checkpoint,
 }
 PROMPTS = [[1, 5, 9, 33, 2, 7, 100, 12, 4], [3, 64, 65, 8], [17] * 13]
+POISON = 77  # in no prompt of PROMPTS (the vocabulary has 128 ids)
 
 
 def _rank(rank: int, size: int, port: int, path: str, out: str) -> None:
@@ -134,3 +137,45 @@ def test_the_service_serves_a_model_over_two_ranks(tmp_path):
                 )  # fmt: skip
         answers[size] = (texts, streamed)
     assert answers[2] == answers[1] and answers[1][0][0] == answers[1][1]
+
+
+def _broken_rank(rank: int, size: int, port: int, path: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=size,
+                            timeout=timedelta(seconds=30))  # fmt: skip
+    torch.set_num_threads(1)
+    model = shard(load_model(Path(path)).eval(), rank, size)
+    if rank:
+        try:
+            follow(model, EngineConfig(**ENGINE))  # its step's collective fails when rank 0 leaves (or times out)
+        finally:
+            os._exit(0)
+    engine = LLMEngine(model, IdTokenizer(), IdDetokenizer, EngineConfig(**ENGINE))
+    engine.runner = TensorParallelRunner(engine.runner)
+
+    def hook(module, args):
+        if bool((args[0] == POISON).any()):
+            raise RuntimeError("the poisoned prompt")
+
+    model.register_forward_pre_hook(hook)
+    engine.add_request("ok", PROMPTS[0], GREEDY)
+    engine.add_request("poison", [POISON, 5, 6], GREEDY)
+    try:
+        run_to_end(engine)
+        outcome = "served"
+    except EngineBroken as exc:
+        outcome = f"{type(exc).__name__}: {exc}; {engine.failed_steps} steps retried"
+    torch.save(outcome, out)
+    os._exit(0)  # no barrier: rank 1 is in a collective that will never complete
+
+
+def test_a_rank_0_failure_after_the_broadcast_breaks_the_engine_instead_of_retrying(tmp_path):
+    """The other rank is waiting in the failed step's collectives: running a step again would pair collectives of
+    different steps (or hang). So the failure is ``EngineBroken``, which the engine never retries (the service then
+    exits to be restarted: ``test_step_failures.py``)."""
+    path = rc.llama_checkpoint(tmp_path / "llama")
+    out = tmp_path / "outcome.pt"
+    mp.spawn(_broken_rank, args=(2, free_port(), str(path), str(out)), nprocs=2, join=True)
+    assert torch.load(out) == (
+        "EngineBroken: rank 0 failed in a step the other ranks are running: RuntimeError('the poisoned prompt'); "
+        "0 steps retried"
+    )
