@@ -5,9 +5,12 @@ the tokens they get alone, the engine frees everything and goes on serving. On t
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
@@ -418,3 +421,47 @@ def test_a_broken_engine_fails_its_requests_and_takes_the_service_out(service, m
     health = httpx.get(f"{url}/health")
     assert health.status_code == 503 and health.json()["status"] == "broken"
     assert loaded.engine.failed_steps == 0 and not loaded.engine.requests  # failed at once, not retried
+
+
+BREAK_THE_ENGINE = """
+import sys
+sys.path.insert(0, sys.argv.pop(1))
+from inference.engine import llm_engine
+from inference.engine.quarantine import EngineBroken
+
+def step(self):  # the first step with work breaks, as a tensor-parallel rank 0 failing after its broadcast
+    self.scheduler.schedule()
+    raise EngineBroken("the test broke it")
+
+llm_engine.LLMEngine.step = step
+from inference.__main__ import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_the_service_exits_to_be_restarted_when_its_engine_breaks(tmp_path):
+    """``python -m inference serve`` with its engine broken on its first step (the wrapper replaces the step in the
+    service's own process): the request gets OpenAI's error, and the process exits 1 instead of hanging."""
+    script = tmp_path / "broken_serve.py"
+    script.write_text(BREAK_THE_ENGINE)
+    directory = checkpoints.tiny_chat_checkpoint(tmp_path / "tiny")
+    port = free_port()
+    root = str(Path(__file__).resolve().parents[2])
+    cmd = [sys.executable, str(script), root, "serve", "--port", str(port), "--model", f"tiny={directory}:completion"]
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        body = {"model": "tiny", "prompt": "Hello", "max_tokens": 3}
+        answer = httpx.post(f"http://127.0.0.1:{port}/v1/completions", json=body, timeout=60)
+        assert answer.status_code == 500 and answer.json()["error"]["type"] == "server_error"
+        output, _ = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 1, output
+    assert "the engines broke (the test broke it); exiting to be restarted" in output
