@@ -130,7 +130,7 @@ class LLMEngine:
 
     def step(self) -> list[SeqDelta | RequestFailed]:
         """One step's deltas; a request that failed in it gets a ``RequestFailed`` instead (``quarantine.py``)."""
-        step = self._schedule()
+        step, suspect = self._schedule()
         if not step.seqs:
             return []
         try:
@@ -156,19 +156,20 @@ class LLMEngine:
                 log.error("request %s failed", seq.request_id, exc_info=exc)
                 deltas.append(self._fail(seq.request_id, exc))
                 continue
-            self.quarantine.clear(seq.request_id)
             if delta is not None:
                 deltas.append(delta)
+        if suspect is not None:  # it ran alone and did not fail the step: cleared (if it failed, it is gone)
+            self.quarantine.clear(suspect)
         return deltas
 
-    def _schedule(self) -> ScheduledStep:
-        """The next step: while a failed step's requests are suspected, one of them alone."""
+    def _schedule(self) -> tuple[ScheduledStep, str | None]:
+        """The next step, and the suspect it runs alone while a failed step's requests are suspected (else None)."""
         while (suspect := self.quarantine.current()) is not None:
             step = self.scheduler.schedule(only=suspect)
             if step.seqs:
-                return step
+                return step, suspect
             self.quarantine.clear(suspect)  # it can not run now: it is not held up for its test
-        return self.scheduler.schedule()
+        return self.scheduler.schedule(), None
 
     def _compute(self, step: ScheduledStep) -> tuple[StepLogits, list[tuple[int, tuple | None]]]:
         """The forward pass and the samples ((token, logprobs) per sampled sequence), changing no sequence."""
@@ -258,4 +259,3 @@ class LLMEngine:
         seqs = self.requests.get(seq.request_id, [])
         if all(s.is_finished for s in seqs):
             self.requests.pop(seq.request_id, None)
-            self.quarantine.clear(seq.request_id)

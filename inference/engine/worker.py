@@ -159,9 +159,9 @@ class EngineWorker:
                 log.critical("engine %s can not go on: the engines stop, and the service with them", self.name)
                 self.loop.broken = exc
                 self.loop.stop()
-        failed = [out.request_id for out in outputs if isinstance(out, RequestFailed)]
-        if self.on_step is not None:
-            self.on_step(self.engine, time.perf_counter() - start, len(failed))
+        if self.on_step is not None:  # before the deliveries: a client told of its failure finds it counted
+            failed = sum(isinstance(out, RequestFailed) for out in outputs)
+            self.on_step(self.engine, time.perf_counter() - start, failed)
         for out in outputs:
             self._deliver(out.request_id, out.error if isinstance(out, RequestFailed) else out)
         # only after the whole step: several choices of one request can finish in the same step

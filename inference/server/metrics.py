@@ -57,7 +57,8 @@ class Metrics:
 
         def hook(engine, seconds: float, failed: int) -> None:
             self.step.labels(model_id).observe(seconds)
-            self.failed.labels(model_id).inc(failed)
+            if failed:
+                self.failed.labels(model_id).inc(failed)
             self.queue_depth.labels(model_id).set(engine.num_waiting)
             self.running.labels(model_id).set(engine.num_running)
             blocks = getattr(engine, "blocks", None)
