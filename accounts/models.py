@@ -382,3 +382,28 @@ class StoredResponse(models.Model):
     def context(self) -> list[dict]:
         """The items a response continuing this one starts from: everything before, this input, this output."""
         return [*self.history, *self.input_items, *self.response.get("output", [])]
+
+
+class StoredChatCompletion(models.Model):
+    """A chat completion kept for OpenAI's stored chat completions routes (``store: true`` on the request; OpenAI's
+    default is not to store): the request's messages and the answer as the client got it, with its ``metadata``
+    (the one thing that may change afterwards). Kept ``HUB_CHAT_COMPLETIONS_RETENTION_DAYS`` days
+    (``accounts.expire_chat_completions``)."""
+
+    id = models.CharField(max_length=64, primary_key=True)  # chatcmpl-<32 hex>, given by the hub
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="stored_chat_completions")
+    api_key = models.ForeignKey(ApiKey, null=True, on_delete=models.SET_NULL, related_name="+")
+    model = models.CharField(max_length=200)
+    # when it was stored (microseconds): the list's order, with the id to break ties
+    created_at = models.DateTimeField()
+    # plain JSON: the list filters on its keys in SQL, and the gateway refuses a NUL in it
+    metadata = models.JSONField(default=dict)
+    messages = models.JSONField(default=list, encoder=NulSafeEncoder, decoder=NulSafeDecoder)
+    completion = models.JSONField(encoder=NulSafeEncoder, decoder=NulSafeDecoder)  # as the client got it
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "created_at", "id"]), models.Index(fields=["created_at"])]
+
+    def answer(self) -> dict:
+        """The chat completion object the routes return: the answer, with its current metadata."""
+        return {**self.completion, "metadata": self.metadata}

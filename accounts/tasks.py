@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from accounts import authcache, metering, reports, responses
+from accounts import authcache, chat_completions, metering, reports, responses
 from accounts.models import ApiKey, Tenant, UsageReport
 
 log = logging.getLogger(__name__)
@@ -73,3 +73,9 @@ def build_usage_report(tenant_id: int, month_iso: str, user_id: int | None = Non
 def expire_responses() -> int:
     """Delete stored Responses API answers older than ``HUB_RESPONSES_RETENTION_DAYS``; returns how many."""
     return responses.expire()
+
+
+@shared_task(name="accounts.expire_chat_completions")
+def expire_chat_completions() -> int:
+    """Delete stored chat completions older than ``HUB_CHAT_COMPLETIONS_RETENTION_DAYS``; returns how many."""
+    return chat_completions.expire()

@@ -23,6 +23,17 @@ from hub.api.paths import BASE_PATHS  # noqa: E402
 from hub.console.live import PlaygroundRelay, UsageStream  # noqa: E402
 
 _GENERATION = rf"^/?({'|'.join(BASE_PATHS)})/({'|'.join(ROUTES)})/?$"
+_STORED_CHATS = rf"^/?({'|'.join(BASE_PATHS)})/chat/completions/?$"
+
+
+async def _chat_completions(scope, receive, send):
+    """``POST /chat/completions`` creates (the gateway); any other method is Django's: ``GET`` lists the stored
+    chat completions, the rest get its 405."""
+    app = gateway_app if scope["method"] == "POST" else django_asgi_app
+    return await app(scope, receive, send)
+
+
+gateway_app = GatewayConsumer.as_asgi()
 
 # The console's streams, signed in by its session cookie (hub/console/live.py).
 _TENANT = r"^/?console/t/(?P<tenant>[-a-zA-Z0-9_]+)"
@@ -37,7 +48,8 @@ application = ProtocolTypeRouter(
         "http": ApiEdgeMiddleware(
             URLRouter(
                 [
-                    re_path(_GENERATION, GatewayConsumer.as_asgi()),
+                    re_path(_STORED_CHATS, _chat_completions),
+                    re_path(_GENERATION, gateway_app),
                     *_CONSOLE_STREAMS,
                     re_path(r"", django_asgi_app),
                 ]

@@ -181,6 +181,7 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "forget-rotated-secrets": {"task": "accounts.forget_rotated_secrets", "schedule": 3600.0},
     "expire-responses": {"task": "accounts.expire_responses", "schedule": 3600.0},
+    "expire-chat-completions": {"task": "accounts.expire_chat_completions", "schedule": 3600.0},
     "rollup-usage": {"task": "accounts.rollup_usage", "schedule": env_int("HUB_ROLLUP_SECONDS", 300, min_value=1)},
     # Hourly although a report is monthly: a run with nothing to build is one query, and the in-process beat
     # counts from the hub's start, so a daily period could be missed by a hub restarted more often than that.
@@ -272,6 +273,8 @@ HUB_MAX_AUDIO_BYTES = env_int("HUB_MAX_AUDIO_BYTES", 25 * 1024 * 1024, min_value
 # Stored Responses API answers (``store``, the default) are deleted this many days after they were made (OpenAI
 # keeps them 30); 0 keeps them until deleted.
 HUB_RESPONSES_RETENTION_DAYS = env_int("HUB_RESPONSES_RETENTION_DAYS", 30, min_value=0)
+# Stored chat completions (``store: true``) likewise (OpenAI keeps them 30 days too).
+HUB_CHAT_COMPLETIONS_RETENTION_DAYS = env_int("HUB_CHAT_COMPLETIONS_RETENTION_DAYS", 30, min_value=0)
 # A stopping hub process lets its streams run this long, then ends them with an error event (metered); uvicorn
 # closes what is left HUB_SHUTDOWN_GRACE_SECONDS + 5 s after the signal.
 HUB_SHUTDOWN_GRACE_SECONDS = env_float("HUB_SHUTDOWN_GRACE_SECONDS", 10.0, min_value=0.0)

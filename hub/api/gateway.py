@@ -49,6 +49,7 @@ from accounts.models import ModelKind
 from hub import shutdown
 from hub.api import errors, validation
 from hub.api.affinity import prefix_key
+from hub.api.chat_store import HUB_ONLY, ChatStore
 from hub.api.edge import EdgeContext
 from hub.api.ratelimit import (
     AUDIO_TOKENS_PER_SECOND,
@@ -217,6 +218,9 @@ def _check_limits(info: ModelInfo, route: str, body: dict) -> None:
 
 def _upstream_body(route: str, body: dict, target: Target, stream: bool) -> dict:
     out = {**body, "model": target.model}
+    if route == "chat/completions":  # the hub stores chat completions itself (hub/api/chat_store.py)
+        for name in HUB_ONLY:
+            out.pop(name, None)
     if route.startswith("audio/"):  # a form's fields
         if stream and not target.external:
             out["stream_continuous_usage_stats"] = "true"  # vLLM's field: usage in every delta, to meter an abort
@@ -249,6 +253,7 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
     headers_sent = False
     answered = False  # the whole answer has been sent (what is left is metering)
     limit_headers: list[tuple[bytes, bytes]] = []  # x-ratelimit-*, once the limits let the request in
+    chat_store: ChatStore | None = None  # a chat completion with store: true
 
     async def dispatch(self, message) -> None:
         # Channels' dispatch first runs close_old_connections in the one thread-sensitive executor, a
@@ -335,6 +340,8 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
             else:
                 validation.check_body(route, body)
                 stream = body.get("stream") is True and route not in ENCODER_ROUTES
+                if route == "chat/completions":
+                    self.chat_store = ChatStore.wanted(ctx, body)
             if not targets:
                 raise errors.ServiceUnavailable(
                     f"No deployment of the model '{errors.shown(model_id)}' is available right now."
@@ -444,6 +451,9 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
         payload["model"] = model_id
         meter.take(payload.get("usage"))
         meter.first_token = time.monotonic()
+        if self.chat_store is not None:  # stored before it is sent: the client can retrieve it once it has it
+            payload["id"] = self.chat_store.id
+            await self.chat_store.save(payload)
         try:  # the answer first: the client need not wait for the usage row's commit
             await self._json(200, payload)
         finally:
@@ -465,6 +475,7 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
 
     async def _relay_stream(self, response: httpx.Response, body: dict, model_id: str, meter: _Meter) -> None:
         speech = self.scope["hub"].upload is not None
+        store = self.chat_store
         options = body.get("stream_options") or {}
         wants_usage = options.get("include_usage") is True
         wants_running_usage = options.get("continuous_usage_stats") is True
@@ -480,6 +491,8 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
                 data = line[5:].strip()
                 if data == "[DONE]":
                     complete = True  # the whole answer is relayed: a client that now hangs up aborted nothing
+                    if store is not None:
+                        await store.save(store.assembler.completion(store.id, model_id))
                     await self._event("[DONE]")
                     break
                 if shutdown.over():
@@ -490,6 +503,9 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
                     await self._event(chunk)
                     continue
                 meter.take(chunk.get("usage"))
+                if store is not None:
+                    chunk["id"] = store.id
+                    store.assembler.take(chunk)
                 if speech:
                     if not wants_running_usage and chunk.get("type") == "transcript.text.delta":
                         chunk.pop("usage", None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse
 
+from hub.api.openapi_chat_store import CHAT_STORE_SCHEMAS
 from hub.api.openapi_rerank import RERANK_SCHEMAS
 from hub.api.openapi_responses import RESPONSES_SCHEMAS
 from hub.api.openapi_schemas import SCHEMAS, ref
@@ -91,7 +92,8 @@ GENERATION_PATHS = {
         "ChatCompletion",
         "ChatCompletionChunk",
         "A chat model's answer to the messages, through the model's chat template. With `stream: true`, "
-        "server-sent events; `stream_options.include_usage` adds a last chunk with the usage.",
+        "server-sent events; `stream_options.include_usage` adds a last chunk with the usage. With `store: true`, "
+        "the hub keeps it (under its own id) for the stored chat completions routes.",
     ),
     "/completions": _generation(
         "Create completion",
@@ -213,9 +215,13 @@ def public_routes_once(endpoints):
 
 def add_generation_routes(result, generator, request, public):
     """Add the consumer's routes and the shared component schemas."""
-    result["paths"] = {**GENERATION_PATHS, **SPEECH_PATHS, **RESPONSES_PATHS, **result.get("paths", {})}
+    paths = {**GENERATION_PATHS, **SPEECH_PATHS, **RESPONSES_PATHS}
+    for path, operations in result.get("paths", {}).items():  # a path may be both (GET /chat/completions: Django)
+        paths[path] = {**paths.get(path, {}), **operations}
+    result["paths"] = paths
     components = result.setdefault("components", {})
-    components.setdefault("schemas", {}).update({**SCHEMAS, **RERANK_SCHEMAS, **RESPONSES_SCHEMAS})
+    components.setdefault("schemas", {}).update({**SCHEMAS, **RERANK_SCHEMAS, **RESPONSES_SCHEMAS,
+                                                 **CHAT_STORE_SCHEMAS})  # fmt: skip
     result["info"]["description"] = DESCRIPTION.strip()
     result["servers"] = [{"url": f"/{base}"} for base in BASE_PATHS]
     return result

@@ -5,8 +5,8 @@
 from __future__ import annotations
 
 from hub.api import validation as v
-from hub.api.openapi_schemas import _BOOL, _INT, _NULLABLE_STR, _NUM, _STR, _TEXT, _obj, ref
-from hub.api.responses_input import EFFORTS, MAX_METADATA, ROLES
+from hub.api.openapi_schemas import _BOOL, _INT, _NULLABLE_STR, _NUM, _STR, _TEXT, METADATA, _obj, ref
+from hub.api.responses_input import EFFORTS, ROLES
 
 _NULL = {"type": "null"}
 _NULLABLE_INT = {"type": ["integer", "null"]}
@@ -294,13 +294,7 @@ RESPONSES_SCHEMAS: dict[str, dict] = {
                 "description": "Our inference service never drops items: a context over the model's length is a 400 "
                 "`context_length_exceeded` either way. Passed to an external deployment.",
             },
-            "metadata": {
-                "type": "object",
-                "maxProperties": MAX_METADATA,
-                "propertyNames": {"maxLength": 64},
-                "additionalProperties": {**_STR, "maxLength": 512},
-                "description": "Kept with the response, echoed.",
-            },
+            "metadata": {**METADATA, "description": "Kept with the response, echoed."},
             "user": {**_STR, "maxLength": v.MAX_USER_CHARS},
             "safety_identifier": {**_STR, "maxLength": v.MAX_USER_CHARS, "description": "Echoed."},
             "prompt_cache_key": {**_STR, "maxLength": v.MAX_USER_CHARS, "description": "Echoed."},

@@ -26,6 +26,12 @@ _NULLABLE_STR = {"type": ["string", "null"]}
 _TOKEN_IDS = {"type": "array", "items": _INT}
 
 _TEXT = {**_STR, "maxLength": v.MAX_STRING_CHARS}
+METADATA = {
+    "type": "object",
+    "maxProperties": v.MAX_METADATA,
+    "propertyNames": {"maxLength": 64},
+    "additionalProperties": {**_STR, "maxLength": 512},
+}
 
 _SPEECH_FIELDS = {
     "file": {
@@ -309,6 +315,14 @@ SCHEMAS: dict[str, dict] = {
                 "description": "vLLM's: extra variables for the model's chat template, e.g. "
                 '`{"enable_thinking": false}` for Qwen3.',
             },
+            "store": {
+                **_BOOL,
+                "default": False,
+                "description": "Keep the completion for the stored chat completions routes (`GET /chat/completions`), "
+                "`HUB_CHAT_COMPLETIONS_RETENTION_DAYS` days (30 by default). Kept by the hub, whatever the "
+                "deployment: the answer then carries the hub's id.",
+            },
+            "metadata": {**METADATA, "description": "Kept with a stored completion, to filter the list on."},
             **_SAMPLING,
         },
         ("model", "messages"),

@@ -27,6 +27,7 @@ from hub.api.validation import (
     _number,
     _object,
     _string,
+    check_metadata,
     missing,
     wrong_type,
 )
@@ -41,7 +42,6 @@ BUILT_IN_TOOLS = {
     "custom": "custom tools",
 }  # fmt: skip
 EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
-MAX_METADATA = 16
 
 
 def new_id(prefix: str) -> str:
@@ -116,16 +116,6 @@ def _text_format(text: Any) -> None:
         _bool(fmt, "strict", "text.format.strict")
 
 
-def _metadata(value: Any) -> None:
-    if value is None:
-        return
-    if len(_object(value, "metadata")) > MAX_METADATA:
-        raise refuse("metadata", f"Invalid 'metadata': at most {MAX_METADATA} key-value pairs.")
-    for key, item in value.items():
-        _string(key, "metadata", limit=64)
-        _string(item, f"metadata.{key}", limit=512)
-
-
 def check_create(body: dict) -> None:
     """The create request's fields (``input``'s items are checked as they are read, by ``read_input``)."""
     if body.get("input") is None:
@@ -151,7 +141,7 @@ def check_create(body: dict) -> None:
                          "send the input.", "unsupported_parameter")  # fmt: skip
     if body.get("previous_response_id") is not None:
         _string(body["previous_response_id"], "previous_response_id", limit=MAX_USER_CHARS, empty=False)
-    _metadata(body.get("metadata"))
+    check_metadata(body.get("metadata"))
     for name in ("user", "safety_identifier", "prompt_cache_key"):
         if body.get(name) is not None:
             _string(body[name], name, limit=MAX_USER_CHARS)

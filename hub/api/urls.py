@@ -1,5 +1,6 @@
 from django.urls import path, re_path
 
+from hub.api import chat_completions_views as chats
 from hub.api import responses_views, views
 
 # The same routes under every base URL of the reference (/v1, /v2, /vision).
@@ -12,5 +13,13 @@ api_patterns = [
     path("responses/<str:response_id>", responses_views.ResponseDetailView.as_view(), name="response"),
     path("responses/<str:response_id>/input_items", responses_views.InputItemsView.as_view(), name="input-items"),
     path("responses/<str:response_id>/cancel", responses_views.CancelView.as_view(), name="response-cancel"),
+    # POST /chat/completions is the gateway's; GET lists the stored ones (hub/asgi.py sends it here)
+    path("chat/completions", chats.ChatCompletionListView.as_view(), name="chat-completions"),
+    path("chat/completions/<str:completion_id>", chats.ChatCompletionDetailView.as_view(), name="chat-completion"),
+    path(
+        "chat/completions/<str:completion_id>/messages",
+        chats.ChatCompletionMessagesView.as_view(),
+        name="chat-completion-messages",
+    ),  # fmt: skip
     re_path(r"^.*$", views.unknown_url),
 ]

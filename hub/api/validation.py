@@ -30,6 +30,7 @@ MAX_N = 16  # the inference service's limit, documented in the OpenAPI schema (O
 MAX_TOP_LOGPROBS = 20
 MAX_COMPLETION_LOGPROBS = 5
 MAX_USER_CHARS = 256
+MAX_METADATA = 16  # OpenAI's metadata: 16 pairs, keys up to 64 characters, values up to 512
 INT32_MAX = 2**31 - 1
 INT64 = (-(2**63), 2**63 - 1)  # a seed is a 64-bit integer; the engine adds the choice's index to it
 # The least positive repetition_penalty (vLLM's sampling epsilon): the engine divides float32 logits by it, and a
@@ -149,6 +150,22 @@ def _object(value: Any, param: str) -> dict:
     if not isinstance(value, dict):
         raise wrong_type(param, "an object", value)
     return value
+
+
+def check_metadata(value: Any, *, nul: bool = True) -> None:
+    """OpenAI's ``metadata`` (None passes). ``nul``: whether a NUL may be in it (stored chat completions' metadata
+    is filtered on in SQL, plain JSON, which PostgreSQL's jsonb refuses with a NUL)."""
+    if value is None:
+        return
+    if len(_object(value, "metadata")) > MAX_METADATA:
+        raise _refuse("metadata", "invalid_value", f"Invalid 'metadata': at most {MAX_METADATA} key-value pairs.")
+    for key, item in value.items():
+        _string(key, "metadata", limit=64)
+        _string(item, f"metadata.{key}", limit=512)
+        if not nul and ("\x00" in key or "\x00" in item):
+            raise _refuse(
+                "metadata", "invalid_value", "Invalid 'metadata': a NUL character (U+0000) in a key or value."
+            )
 
 
 def _part(part: Any, param: str) -> None:
@@ -364,6 +381,8 @@ def check_body(route: str, body: dict) -> None:
             _message(message, f"messages[{i}]")
         _tools(body)
         _sampling(body, chat=True)
+        _bool(body, "store")  # kept by the hub (hub/api/chat_store.py)
+        check_metadata(body.get("metadata"), nul=False)
     else:
         _texts_or_tokens(body, "prompt")  # "" may tokenize to nothing (no BOS): nothing to continue
         _bool(body, "echo")

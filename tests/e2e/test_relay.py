@@ -186,7 +186,7 @@ def test_a_stream_the_client_closes_after_done_is_metered_as_complete(hub, linge
 
 
 def test_method_not_allowed_and_unreachable_deployment(hub):
-    response = httpx.get(f"{hub.url}/v1/chat/completions", headers={"authorization": f"Bearer {hub.everything.secret}"})
+    response = httpx.get(f"{hub.url}/v1/embeddings", headers={"authorization": f"Bearer {hub.everything.secret}"})
     assert response.status_code == 405 and response.json()["error"]["code"] == "method_not_allowed"
     services.register_model("ghost", ModelKind.CHAT, max_sequence_length=512, max_output_length=64,
                             deployment_url=f"http://127.0.0.1:{free_port()}/v1")  # fmt: skip

@@ -27,6 +27,9 @@ ROOTS = [
     "Response",
     "ResponseStreamEvent",
     "ResponseItemList",
+    "ChatCompletionList",
+    "ChatCompletionMessageList",
+    "ChatCompletionDeleted",
 ]
 OUT = Path(__file__).with_name("responses.json")
 

@@ -1,0 +1,95 @@
+"""Stored chat completions, per tenant (``StoredChatCompletion``): saved when a ``store: true`` chat completion
+ends, listed (by model and metadata, in pages), read back, given new metadata, deleted on request or when the
+retention period (``HUB_CHAT_COMPLETIONS_RETENTION_DAYS``; 0 keeps them) is over. Every read names the tenant:
+another tenant's id is not found, exactly like an id that never existed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.db.models.fields.json import KeyTextTransform
+from django.utils import timezone
+
+from accounts.models import StoredChatCompletion
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[StoredChatCompletion]
+    has_more: bool
+
+
+def _valid_id(completion_id: object) -> bool:
+    return isinstance(completion_id, str) and "\x00" not in completion_id  # PostgreSQL refuses a NUL in a query
+
+
+def find(tenant_id: int, completion_id: str) -> StoredChatCompletion | None:
+    if not _valid_id(completion_id):
+        return None
+    return StoredChatCompletion.objects.filter(tenant_id=tenant_id, pk=completion_id).first()
+
+
+def save(
+    *, tenant_id: int, api_key_id: int | None, messages: list, metadata: dict, completion: dict
+) -> StoredChatCompletion:
+    with transaction.atomic():
+        return StoredChatCompletion.objects.create(
+            id=completion["id"], tenant_id=tenant_id, api_key_id=api_key_id, model=completion["model"],
+            created_at=timezone.now(), metadata=metadata, messages=messages, completion=completion,
+        )  # fmt: skip
+
+
+def page(
+    tenant_id: int, *, model: str | None, metadata: dict[str, str], after: StoredChatCompletion | None,
+    limit: int, descending: bool,
+) -> Page:  # fmt: skip
+    """One page of the tenant's stored completions, oldest first (or newest), after ``after`` in that order."""
+    rows = StoredChatCompletion.objects.filter(tenant_id=tenant_id)
+    if model is not None:
+        rows = rows.filter(model=model)
+    for i, (key, value) in enumerate(metadata.items()):
+        # KeyTextTransform takes the key whole ("a__b" is one key, not a path)
+        rows = rows.alias(**{f"meta_{i}": KeyTextTransform(key, "metadata")}).filter(**{f"meta_{i}": value})
+    if after is not None:
+        moment, pk = after.created_at, after.pk
+        if descending:
+            rows = rows.filter(Q(created_at__lt=moment) | Q(created_at=moment, pk__lt=pk))
+        else:
+            rows = rows.filter(Q(created_at__gt=moment) | Q(created_at=moment, pk__gt=pk))
+    order = ("-created_at", "-id") if descending else ("created_at", "id")
+    found = list(rows.order_by(*order)[: limit + 1])
+    return Page(found[:limit], len(found) > limit)
+
+
+def set_metadata(tenant_id: int, completion_id: str, metadata: dict) -> StoredChatCompletion | None:
+    if not _valid_id(completion_id):
+        return None
+    with transaction.atomic():
+        found = StoredChatCompletion.objects.select_for_update().filter(tenant_id=tenant_id, pk=completion_id).first()
+        if found is not None:
+            found.metadata = metadata
+            found.save(update_fields=["metadata"])
+    return found
+
+
+def delete(tenant_id: int, completion_id: str) -> bool:
+    if not _valid_id(completion_id):
+        return False
+    with transaction.atomic():
+        deleted, _ = StoredChatCompletion.objects.filter(tenant_id=tenant_id, pk=completion_id).delete()
+    return bool(deleted)
+
+
+def expire(now: datetime | None = None) -> int:
+    """Delete the completions older than the retention period; returns how many."""
+    days = settings.HUB_CHAT_COMPLETIONS_RETENTION_DAYS
+    if not days:
+        return 0
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    with transaction.atomic():
+        deleted, _ = StoredChatCompletion.objects.filter(created_at__lt=cutoff).delete()
+    return deleted
