@@ -407,3 +407,31 @@ class StoredChatCompletion(models.Model):
     def answer(self) -> dict:
         """The chat completion object the routes return: the answer, with its current metadata."""
         return {**self.completion, "metadata": self.metadata}
+
+
+class Conversation(models.Model):
+    """OpenAI's Conversations API: a tenant's list of Responses API items (``ConversationItem``), which a response
+    created with ``conversation`` continues and extends. Kept until deleted, as OpenAI keeps them."""
+
+    id = models.CharField(max_length=64, primary_key=True)  # conv_<48 hex>
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="conversations")
+    api_key = models.ForeignKey(ApiKey, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField()
+    metadata = models.JSONField(default=dict, encoder=NulSafeEncoder, decoder=NulSafeDecoder)
+
+    def resource(self) -> dict:
+        """OpenAI's conversation object."""
+        return {"id": self.pk, "object": "conversation", "created_at": int(self.created_at.timestamp()),
+                "metadata": self.metadata}  # fmt: skip
+
+
+class ConversationItem(models.Model):
+    """One item of a conversation, in the order added (the primary key); ``item_id`` is the item's own id."""
+
+    id = models.BigAutoField(primary_key=True)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="items")
+    item_id = models.CharField(max_length=200)
+    item = models.JSONField(encoder=NulSafeEncoder, decoder=NulSafeDecoder)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["conversation", "item_id"], name="conversation_item_unique")]

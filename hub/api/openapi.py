@@ -13,6 +13,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse
 
 from hub.api.openapi_chat_store import CHAT_STORE_SCHEMAS
+from hub.api.openapi_conversations import CONVERSATION_SCHEMAS
 from hub.api.openapi_rerank import RERANK_SCHEMAS
 from hub.api.openapi_responses import RESPONSES_SCHEMAS
 from hub.api.openapi_schemas import SCHEMAS, ref
@@ -175,9 +176,10 @@ def _responses() -> dict:
         "request itself, the stored conversation written into `input`, with `store: false`. "
         "`previous_response_id` continues a stored response of the key's tenant; `store` (the default) keeps this "
         "one for `GET /responses/{response_id}`, its input items and later turns, `HUB_RESPONSES_RETENTION_DAYS` "
-        "days (30 by default; 0: until deleted). Function tools only: built-in tools, `background`, "
-        "`conversation` and `prompt` are refused (400). Metered like a chat (route `responses`). With "
-        "`stream: true`: server-sent events (below), no `[DONE]`.",
+        "days (30 by default; 0: until deleted). `conversation` (not with `previous_response_id`) continues a "
+        "conversation of the tenant's (`/conversations`) and adds this input and the output to it. Function tools "
+        "only: built-in tools, `background` and `prompt` are refused (400). Metered like a chat (route "
+        "`responses`). With `stream: true`: server-sent events (below), no `[DONE]`.",
         "responses",
         {"application/json": {"schema": ref("CreateResponseRequest")}},
         content,
@@ -221,7 +223,7 @@ def add_generation_routes(result, generator, request, public):
     result["paths"] = paths
     components = result.setdefault("components", {})
     components.setdefault("schemas", {}).update({**SCHEMAS, **RERANK_SCHEMAS, **RESPONSES_SCHEMAS,
-                                                 **CHAT_STORE_SCHEMAS})  # fmt: skip
+                                                 **CHAT_STORE_SCHEMAS, **CONVERSATION_SCHEMAS})  # fmt: skip
     result["info"]["description"] = DESCRIPTION.strip()
     result["servers"] = [{"url": f"/{base}"} for base in BASE_PATHS]
     return result

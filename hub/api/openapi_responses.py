@@ -115,7 +115,7 @@ _ITEM_REFERENCE = _obj(
     ("type", "id"),
     description="An item of the stored conversation (`previous_response_id`) or earlier in this input, by id.",
 )
-_ITEM = {"oneOf": [_with_id(_MESSAGE), _with_id(_FUNCTION_CALL), _with_id(_FUNCTION_CALL_OUTPUT), _with_id(_REASONING)]}
+ITEM = {"oneOf": [_with_id(_MESSAGE), _with_id(_FUNCTION_CALL), _with_id(_FUNCTION_CALL_OUTPUT), _with_id(_REASONING)]}
 _OUTPUT_ITEM = {
     "oneOf": [
         _obj(
@@ -304,8 +304,9 @@ RESPONSES_SCHEMAS: dict[str, dict] = {
                 "responses; stream instead.",
             },
             "conversation": {
-                **_NULL,
-                "description": "Refused (400 `unsupported_parameter`): use `previous_response_id`, or send the input.",
+                "oneOf": [_STR, _obj({"id": _STR}, ("id",))],
+                "description": "A conversation of this tenant (`conv_...`, `POST /conversations`): its items come "
+                "before `input`, and this input and the output are added to it. Not with `previous_response_id`.",
             },
             "prompt": {**_NULL, "description": "Reusable prompts: refused (400 `unsupported_parameter`)."},
         },
@@ -334,6 +335,7 @@ RESPONSES_SCHEMAS: dict[str, dict] = {
             "max_tool_calls": _NULLABLE_INT,
             "parallel_tool_calls": _BOOL,
             "previous_response_id": _NULLABLE_STR,
+            "conversation": {"oneOf": [_obj({"id": _STR}, ("id",)), _NULL]},
             "temperature": _NUM,
             "top_p": _NUM,
             "top_logprobs": _INT,
@@ -363,8 +365,8 @@ RESPONSES_SCHEMAS: dict[str, dict] = {
             "service_tier": _STR,
         },
         ("id", "object", "created_at", "status", "model", "output"),
-        description="The request's fields are echoed (with OpenAI's defaults); `store` and `previous_response_id` "
-        "are the hub's, also for an external deployment's answer.",
+        description="The request's fields are echoed (with OpenAI's defaults); `store`, `previous_response_id` "
+        "and `conversation` are the hub's, also for an external deployment's answer.",
     ),
     "ResponseStreamEvent": _obj(
         {
@@ -395,7 +397,7 @@ RESPONSES_SCHEMAS: dict[str, dict] = {
     "ResponseItemList": _obj(
         {
             "object": {"const": "list"},
-            "data": {"type": "array", "items": _ITEM, "description": "Item references resolved, each with its `id`."},
+            "data": {"type": "array", "items": ITEM, "description": "Item references resolved, each with its `id`."},
             "has_more": _BOOL,
             "first_id": _NULLABLE_STR,
             "last_id": _NULLABLE_STR,

@@ -16,6 +16,7 @@ import json
 import secrets
 from typing import Any
 
+from accounts.conversations import MAX_ITEM_ID
 from hub.api.errors import InvalidRequest
 from hub.api.validation import (
     MAX_MESSAGES,
@@ -116,6 +117,22 @@ def _text_format(text: Any) -> None:
         _bool(fmt, "strict", "text.format.strict")
 
 
+def conversation_id(body: dict) -> str | None:
+    """``conversation``: a conversation's id, or ``{"id": ...}``."""
+    value = body.get("conversation")
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        if value.get("id") is None:
+            raise missing("conversation.id")
+        _string(value["id"], "conversation.id", limit=MAX_USER_CHARS, empty=False)
+        return value["id"]
+    if not isinstance(value, str):
+        raise wrong_type("conversation", "a string or an object with an 'id'", value)
+    _string(value, "conversation", limit=MAX_USER_CHARS, empty=False)
+    return value
+
+
 def check_create(body: dict) -> None:
     """The create request's fields (``input``'s items are checked as they are read, by ``read_input``)."""
     if body.get("input") is None:
@@ -134,13 +151,14 @@ def check_create(body: dict) -> None:
     if body.get("background") is True:
         raise refuse("background", "Background responses are not supported by this hub: use 'stream' instead.",
                      "unsupported_parameter")  # fmt: skip
-    for name in ("conversation", "prompt"):
-        if body.get(name) is not None:
-            what = "Conversations" if name == "conversation" else "Reusable prompts"
-            raise refuse(name, f"{what} ('{name}') are not supported by this hub: use 'previous_response_id' or "
-                         "send the input.", "unsupported_parameter")  # fmt: skip
+    if body.get("prompt") is not None:
+        raise refuse("prompt", "Reusable prompts ('prompt') are not supported by this hub: send the input.",
+                     "unsupported_parameter")  # fmt: skip
     if body.get("previous_response_id") is not None:
         _string(body["previous_response_id"], "previous_response_id", limit=MAX_USER_CHARS, empty=False)
+    if conversation_id(body) is not None and body.get("previous_response_id") is not None:
+        raise refuse("conversation", "'conversation' and 'previous_response_id' cannot be used together: a "
+                     "response continues one or the other.", "invalid_request")  # fmt: skip
     check_metadata(body.get("metadata"))
     for name in ("user", "safety_identifier", "prompt_cache_key"):
         if body.get(name) is not None:
@@ -173,7 +191,8 @@ def _part(part: Any, param: str, role: str) -> dict:
     if kind in ("input_text", "output_text", "text"):
         _string(part.get("text"), f"{param}.text")
         if role == "assistant":
-            return {"type": "output_text", "text": part["text"], "annotations": part.get("annotations") or []}
+            return {"type": "output_text", "text": part["text"], "annotations": part.get("annotations") or [],
+                    "logprobs": part.get("logprobs") or []}  # fmt: skip
         return {"type": "input_text", "text": part["text"]}
     if kind == "refusal":
         _string(part.get("refusal"), f"{param}.refusal")
@@ -204,7 +223,9 @@ def _message(item: dict, param: str) -> dict:
     if isinstance(content, str):
         _string(content, f"{param}.content", limit=MAX_STRING_CHARS)
         kind = "output_text" if role == "assistant" else "input_text"
-        parts = [{"type": kind, "text": content, **({"annotations": []} if role == "assistant" else {})}]
+        parts = [
+            {"type": kind, "text": content, **({"annotations": [], "logprobs": []} if role == "assistant" else {})}
+        ]
     elif isinstance(content, list):
         parts = [_part(p, f"{param}.content[{j}]", role) for j, p in enumerate(content)]
     elif content is None:
@@ -245,25 +266,34 @@ def _item(item: Any, param: str) -> dict:
 
 
 def read_input(body: dict, history: list[dict]) -> list[dict]:
-    """This request's input as items with ids. ``item_reference`` resolves against ``history`` (the stored
-    conversation) and the items before it; a ``function_call_output`` must answer a call made before it."""
+    """This request's input as items with ids (see ``read_items``)."""
     raw = body["input"]
     if isinstance(raw, str):
         return [{"id": new_id("msg"), "type": "message", "role": "user",
                  "content": [{"type": "input_text", "text": raw}], "status": "completed"}]  # fmt: skip
+    return read_items(_array(raw, "input", MAX_MESSAGES, "a string or an array of input items"), history, "input")
+
+
+def read_items(raw: list, history: list[dict], name: str) -> list[dict]:
+    """Items with ids (``name``: the field they came in, for errors). ``item_reference`` resolves against
+    ``history`` (the stored conversation) and the items before it; a ``function_call_output`` must answer a call
+    made before it. An id given is at most MAX_ITEM_ID characters, without NUL (a conversation's column)."""
     items: list[dict] = []
     known = {i.get("id"): i for i in history if i.get("id")}
     calls = {i["call_id"] for i in history if i.get("type") == "function_call"}
-    for n, entry in enumerate(_array(raw, "input", MAX_MESSAGES, "a string or an array of input items")):
-        item = _item(entry, f"input[{n}]")
+    for n, entry in enumerate(raw):
+        item = _item(entry, f"{name}[{n}]")
+        if not isinstance(item["id"], str) or len(item["id"]) > MAX_ITEM_ID or "\x00" in item["id"]:
+            raise refuse(f"{name}[{n}].id", f"Invalid '{name}[{n}].id': a string of at most {MAX_ITEM_ID} "
+                         "characters, without NUL.")  # fmt: skip
         if item["type"] == "item_reference":
             if item["id"] not in known:
-                raise refuse(f"input[{n}].id", f"Item with id '{errors_shown(item['id'])}' not found.")
+                raise refuse(f"{name}[{n}].id", f"Item with id '{errors_shown(item['id'])}' not found.")
             item = known[item["id"]]
         if item["type"] == "function_call":
             calls.add(item["call_id"])
         elif item["type"] == "function_call_output" and item["call_id"] not in calls:
-            raise refuse("input", f"No tool call found for function call output with call_id "
+            raise refuse(name, f"No tool call found for function call output with call_id "
                          f"{errors_shown(item['call_id'])}.")  # fmt: skip
         known[item["id"]] = item
         items.append(item)

@@ -22,12 +22,13 @@ import httpx
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
+from accounts import conversations
 from accounts import responses as stored
 from hub import shutdown
 from hub.api import errors
 from hub.api.relay_common import SSE_HEADERS, error_from_upstream, has_output, sse_lines
 from hub.api.responses_chat import chat_body, response_param
-from hub.api.responses_input import check_create, new_id, read_input
+from hub.api.responses_input import check_create, conversation_id, new_id, read_input
 from hub.api.responses_output import ResponseBuilder, response_object
 from hub.api.upstream import Target
 
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 
 FINAL_EVENTS = ("response.completed", "response.incomplete", "response.failed")
 # What an external deployment must not see: the hub keeps the conversation (and refuses background runs).
-_HUB_ONLY = ("previous_response_id", "store", "background", "stream_options")
+_HUB_ONLY = ("previous_response_id", "conversation", "store", "background", "stream_options")
 
 
 @dataclass
@@ -47,6 +48,7 @@ class ResponsePlan:
     chat: dict  # the chat completions request for our inference service
     id: str = field(default_factory=lambda: new_id("resp"))
     created_at: int = field(default_factory=lambda: int(time.time()))
+    conversation: str | None = None  # the conversation it continues and extends
 
     @property
     def store(self) -> bool:
@@ -66,26 +68,59 @@ class ResponsePlan:
         return "chat/completions", {**self.chat, "model": target.model, "stream_options": options}
 
     def new_response(self) -> dict:
-        return response_object(self.id, self.body, self.model_id, self.created_at)
+        response = response_object(self.id, self.body, self.model_id, self.created_at)
+        response["conversation"] = None if self.conversation is None else {"id": self.conversation}
+        return response
 
 
 async def plan(tenant_id: int, body: dict, model_id: str) -> ResponsePlan:
     check_create(body)
     history: list[dict] = []
-    previous = body.get("previous_response_id")
+    previous, conversation = body.get("previous_response_id"), conversation_id(body)
     if previous is not None:
         found = await sync_to_async(_find, thread_sensitive=False)(tenant_id, previous)
         if found is None:
             raise errors.NotFound(f"Previous response with id '{errors.shown(previous)}' not found.",
                                   param="previous_response_id")  # fmt: skip
         history = found.context()
+    elif conversation is not None:
+        history = await sync_to_async(_conversation_items, thread_sensitive=False)(tenant_id, conversation)
     items = read_input(body, history)
-    return ResponsePlan(body, model_id, history, items, chat_body(body, history + items))
+    return ResponsePlan(body, model_id, history, items, chat_body(body, history + items), conversation=conversation)
 
 
 def _find(tenant_id: int, response_id: str):
     try:
         return stored.find(tenant_id, response_id)
+    finally:
+        close_old_connections()
+
+
+def _conversation_items(tenant_id: int, conversation: str) -> list[dict]:
+    try:
+        if conversations.find(tenant_id, conversation) is None:
+            raise errors.NotFound(f"Conversation with id '{errors.shown(conversation)}' not found.",
+                                  param="conversation")  # fmt: skip
+        return conversations.items(conversation)
+    finally:
+        close_old_connections()
+
+
+def _extend(plan: ResponsePlan, response: dict) -> None:
+    """The response's input and output items added to its conversation, but for those it held already (an
+    ``item_reference`` to one of them, an item sent again by its id)."""
+    held, new = {item.get("id") for item in plan.history}, []
+    for item in plan.items:
+        if item["id"] not in held:
+            held.add(item["id"])
+            new.append(item)
+    try:
+        conversations.add_items(plan.conversation, [*new, *response.get("output", [])])
+    except conversations.DuplicateItem as twice:  # another response added it meanwhile
+        log.warning("conversation %s: item %s added meanwhile; this response's items not added",
+                    plan.conversation, twice.item_id)  # fmt: skip
+    except Exception:  # noqa: BLE001 - as _save: the answer is sent anyway, the failure logged
+        log.exception("response %s could not be added to conversation %s", response.get("id"), plan.conversation)
     finally:
         close_old_connections()
 
@@ -125,6 +160,8 @@ class ResponsesRelay:
     async def _store(self, response: dict) -> None:
         if self.plan.store:
             await sync_to_async(_save, thread_sensitive=False)(self.plan, self.scope["hub"], response)
+        if self.plan.conversation is not None:
+            await sync_to_async(_extend, thread_sensitive=False)(self.plan, response)
 
     async def _relay_response(self, response: httpx.Response, target: Target, meter, stream: bool) -> None:
         if response.status_code != 200:
@@ -250,6 +287,7 @@ class ResponsesRelay:
         response["id"], response["model"] = self.plan.id, self.plan.model_id
         response["previous_response_id"] = self.plan.body.get("previous_response_id")
         response["store"] = self.plan.store
+        response["conversation"] = None if self.plan.conversation is None else {"id": self.plan.conversation}
 
 
 class _Broken(Exception):

@@ -1,6 +1,7 @@
 from django.urls import path, re_path
 
 from hub.api import chat_completions_views as chats
+from hub.api import conversations_views as conversations
 from hub.api import responses_views, views
 
 # The same routes under every base URL of the reference (/v1, /v2, /vision).
@@ -20,6 +21,18 @@ api_patterns = [
         "chat/completions/<str:completion_id>/messages",
         chats.ChatCompletionMessagesView.as_view(),
         name="chat-completion-messages",
+    ),  # fmt: skip
+    path("conversations", conversations.ConversationCreateView.as_view(), name="conversations"),
+    path("conversations/<str:conversation_id>", conversations.ConversationDetailView.as_view(), name="conversation"),
+    path(
+        "conversations/<str:conversation_id>/items",
+        conversations.ConversationItemsView.as_view(),
+        name="conversation-items",
+    ),  # fmt: skip
+    path(
+        "conversations/<str:conversation_id>/items/<str:item_id>",
+        conversations.ConversationItemView.as_view(),
+        name="conversation-item",
     ),  # fmt: skip
     re_path(r"^.*$", views.unknown_url),
 ]

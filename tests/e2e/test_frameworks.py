@@ -100,6 +100,23 @@ def test_langchain_chat_openai_on_the_responses_api(hub):
     assert call["name"] == "get_weather" and set(call["args"]) == {"city"} and call["id"]
 
 
+def test_openai_agents_sdk_keeps_a_conversation_in_the_hub(hub):
+    """``OpenAIConversationsSession``: the SDK keeps each turn's items in a conversation of the hub's and sends them
+    before the next input; a run with ``conversation_id`` has the hub add them."""
+    result = run_client(AGENTS_PYTHON, "agents_session_client.py", hub)
+    assert result["after_two"] == [["message", "user"], ["message", "assistant"]] * 2
+    items = list(hub().conversations.items.list(result["conversation_id"], order="asc"))
+    assert [i.role for i in items] == ["user", "assistant", "user", "user", "assistant"]  # popped, then turn 3
+    assert result["popped"] not in {i.id for i in items} and items[-1].id == result["third_output_ids"][-1]
+    assert [i.content[0].text for i in items if i.role == "user"] == [
+        "My name is Ann.", "What is my name?", "Say hello.",
+    ]  # fmt: skip
+    # each turn was sent the turns before it: its prompt grew, as the metered rows show
+    metered = {r.request_id: r for r in rows(3, route="responses")}
+    prompts = sorted(r.prompt_tokens for r in metered.values())
+    assert len(metered) == 3 and prompts[0] < prompts[1] < prompts[2]
+
+
 def test_openai_agents_sdk_runs_an_agent_with_a_function_tool(hub):
     result = run_client(AGENTS_PYTHON, "agents_client.py", hub)
     # the tool was called (tool_choice "required"), its output went back to the model, which then answered

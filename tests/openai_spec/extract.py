@@ -30,6 +30,10 @@ ROOTS = [
     "ChatCompletionList",
     "ChatCompletionMessageList",
     "ChatCompletionDeleted",
+    "ConversationResource",
+    "DeletedConversationResource",
+    "ConversationItemList",
+    "ConversationItem",
 ]
 OUT = Path(__file__).with_name("responses.json")
 
