@@ -491,7 +491,7 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
                 data = line[5:].strip()
                 if data == "[DONE]":
                     complete = True  # the whole answer is relayed: a client that now hangs up aborted nothing
-                    if store is not None:
+                    if store is not None and meter.status != 502:  # not an answer cut by an error event
                         await store.save(store.assembler.completion(store.id, model_id))
                     await self._event("[DONE]")
                     break

@@ -6,8 +6,9 @@ is one the document gives (its status, its media type and its body, each streame
 answer a model gave is metered: its usage row is written.
 
 The routes: models, usage and costs; chat, completions, embeddings; rerank and score (on a tiny random-weight
-cross-encoder that a service of this module's own serves); the Responses API, its stored responses (the steered
-cases name one the test stored) and cancel; transcriptions and translations (the steered positive cases carry a
+cross-encoder that a service of this module's own serves); the Responses API, its stored responses and cancel;
+stored chat completions; conversations and their items (the steered cases of these name one the test stored);
+transcriptions and translations (the steered positive cases carry a
 real recording, so that their other fields reach Whisper).
 
 The budget is fixed (``EXAMPLES`` per operation and mode, derandomized: the same cases on every run) so CI's time
@@ -67,6 +68,19 @@ OPERATIONS = (
     "GET /responses/{response_id}/input_items",
     "DELETE /responses/{response_id}",
     "POST /responses/{response_id}/cancel",
+    "GET /chat/completions",
+    "GET /chat/completions/{completion_id}",
+    "POST /chat/completions/{completion_id}",
+    "DELETE /chat/completions/{completion_id}",
+    "GET /chat/completions/{completion_id}/messages",
+    "POST /conversations",
+    "GET /conversations/{conversation_id}",
+    "POST /conversations/{conversation_id}",
+    "DELETE /conversations/{conversation_id}",
+    "GET /conversations/{conversation_id}/items",
+    "POST /conversations/{conversation_id}/items",
+    "GET /conversations/{conversation_id}/items/{item_id}",
+    "DELETE /conversations/{conversation_id}/items/{item_id}",
     "POST /audio/transcriptions",
     "POST /audio/translations",
 )
@@ -81,7 +95,7 @@ WRONG = {
     "/rerank": EMBED, "/score": FUZZ_CHAT, "/audio/transcriptions": FUZZ_CHAT, "/audio/translations": EMBED,
     "/models/{model_id}": "nope",
 }  # fmt: skip
-# the routes whose answers are metered: each 200 must have its usage row
+# the routes whose answers are metered (POST: GET /chat/completions lists stored ones): each 200 has its usage row
 METERED = {"/chat/completions", "/completions", "/embeddings", "/rerank", "/score", "/responses",
            "/audio/transcriptions", "/audio/translations"}  # fmt: skip
 MAX_TOKENS_FIELD = {"/chat/completions": "max_tokens", "/completions": "max_tokens", "/responses": "max_output_tokens"}
@@ -102,6 +116,32 @@ VALID = {  # one valid request per operation, as the OpenAI SDK sends it
     "GET /responses/{response_id}/input_items": {"path_parameters": {"response_id": STORED}, "query": {"limit": 1}},
     "DELETE /responses/{response_id}": {"path_parameters": {"response_id": STORED}},
     "POST /responses/{response_id}/cancel": {"path_parameters": {"response_id": STORED}},
+    "GET /chat/completions": {"query": {"limit": 2, "order": "desc"}},
+    "GET /chat/completions/{completion_id}": {"path_parameters": {"completion_id": STORED}},
+    "POST /chat/completions/{completion_id}": {
+        "path_parameters": {"completion_id": STORED},
+        "body": {"metadata": {"a": "b"}},
+    },  # fmt: skip
+    "DELETE /chat/completions/{completion_id}": {"path_parameters": {"completion_id": STORED}},
+    "GET /chat/completions/{completion_id}/messages": {"path_parameters": {"completion_id": STORED}},
+    "POST /conversations": {"body": {"items": _HI, "metadata": {"a": "b"}}},
+    "GET /conversations/{conversation_id}": {"path_parameters": {"conversation_id": STORED}},
+    "POST /conversations/{conversation_id}": {
+        "path_parameters": {"conversation_id": STORED},
+        "body": {"metadata": {"a": "b"}},
+    },  # fmt: skip
+    "DELETE /conversations/{conversation_id}": {"path_parameters": {"conversation_id": STORED}},
+    "GET /conversations/{conversation_id}/items": {"path_parameters": {"conversation_id": STORED}},
+    "POST /conversations/{conversation_id}/items": {
+        "path_parameters": {"conversation_id": STORED},
+        "body": {"items": _HI},
+    },  # fmt: skip
+    "GET /conversations/{conversation_id}/items/{item_id}": {
+        "path_parameters": {"conversation_id": STORED, "item_id": STORED}
+    },
+    "DELETE /conversations/{conversation_id}/items/{item_id}": {
+        "path_parameters": {"conversation_id": STORED, "item_id": STORED}
+    },
     "POST /audio/transcriptions": {"body": {**_AUDIO, "file": "{wav}", "stream": True}},
     "POST /audio/translations": {"body": {**_AUDIO, "file": "{wav}"}},
 }
@@ -138,12 +178,26 @@ def fuzz(hub, inference_url, reranker_url):
         yield schemathesis.openapi.from_url(f"{hub.url}/openapi.json"), session, auth, f"{hub.url}/v1"
 
 
-def _stored_response(session: requests.Session, base_url: str, auth: dict[str, str]) -> str:
-    """The id of a response stored for this test: the one the ``{response_id}`` routes' steered cases name."""
-    body = {"model": FUZZ_CHAT, "input": "Hi", "max_output_tokens": SMALL_MAX_TOKENS}
-    answer = session.post(f"{base_url}/responses", json=body, headers=auth, timeout=120)
-    assert answer.status_code == 200, answer.text
-    return answer.json()["id"]
+def _stored(label: str, session: requests.Session, base_url: str, auth: dict[str, str]) -> dict[str, str]:
+    """What the steered cases of ``label`` name, stored for this test: a response, a chat completion, or a
+    conversation and its item (path parameter -> id)."""
+
+    def post(route: str, body: dict) -> dict:
+        answer = session.post(f"{base_url}/{route}", json=body, headers=auth, timeout=120)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    if "{response_id}" in label:
+        return {"response_id": post("responses", {"model": FUZZ_CHAT, "input": "Hi",
+                                                  "max_output_tokens": SMALL_MAX_TOKENS})["id"]}  # fmt: skip
+    if "{completion_id}" in label:
+        body = {"model": FUZZ_CHAT, "messages": _HI, "max_tokens": SMALL_MAX_TOKENS, "store": True}
+        return {"completion_id": post("chat/completions", body)["id"]}
+    if "{conversation_id}" in label:
+        conversation = post("conversations", {"items": _HI})["id"]
+        items = session.get(f"{base_url}/conversations/{conversation}/items", headers=auth, timeout=30).json()
+        return {"conversation_id": conversation, "item_id": items["data"][0]["id"]}
+    return {}
 
 
 @functools.cache
@@ -156,8 +210,9 @@ def _wav(seconds: float = 1.0, rate: int = 16000) -> bytes:
     return out.getvalue()
 
 
-def _steer(case: schemathesis.Case, pick: str | None, auth: dict[str, str], stored: str | None, real: bool) -> None:
-    """Point a case at a served model (or, on the ``{response_id}`` routes, at the stored response ``stored``) with
+def _steer(case: schemathesis.Case, pick: str | None, auth: dict[str, str], stored: dict[str, str],
+           real: bool) -> None:  # fmt: skip
+    """Point a case at a served model (or, on the routes of something stored, at ``_stored``'s) with
     a valid key (``pick``: "right" or "wrong" kind; None keeps the case as generated: a random model id, and in
     negative mode sometimes no key), and bound its generation. ``real``: a steered audio case's file is a real
     recording, so that its other fields reach the decoder (the negative cases' fields are refused before it)."""
@@ -166,8 +221,9 @@ def _steer(case: schemathesis.Case, pick: str | None, auth: dict[str, str], stor
         case.headers = {**(case.headers or {}), **auth}
     if pick and path == "/models/{model_id}":
         case.path_parameters = {**(case.path_parameters or {}), "model_id": (RIGHT if pick == "right" else WRONG)[path]}
-    if pick == "right" and "{response_id}" in path:
-        case.path_parameters = {**(case.path_parameters or {}), "response_id": stored}
+    if pick == "right" and stored:
+        case.path_parameters = {**(case.path_parameters or {}),
+                                **{k: v for k, v in stored.items() if f"{{{k}}}" in path}}  # fmt: skip
     if not isinstance(case.body, dict) or case.operation.method.upper() != "POST" or path not in RIGHT:
         return
     if pick:
@@ -213,7 +269,7 @@ def test_public_route_under_fuzzing(fuzz, label, mode):
     schema, session, auth, base_url = fuzz
     operation = schema.find_operation_by_label(label)
     assert operation is not None, f"{label} is missing from /openapi.json"
-    stored = _stored_response(session, base_url, auth) if "{response_id}" in label else None
+    stored = _stored(label, session, base_url, auth)
     picks = st.sampled_from(["right", "wrong", None, "right"])  # Hypothesis draws the first one most
     statuses: list[int] = []
     served: list[str] = []  # the request ids of the answers a model gave
@@ -229,14 +285,14 @@ def test_public_route_under_fuzzing(fuzz, label, mode):
         response = case.call(base_url=base_url, session=session, headers=auth, timeout=120)
         statuses.append(response.status_code)
         _check(case, response)
-        if response.status_code == 200 and case.operation.path in METERED:
+        if response.status_code == 200 and case.operation.method.upper() == "POST" and case.operation.path in METERED:
             served.append(response.headers["x-request-id"][0])
         case.validate_response(response, checks=CONFORMANCE)  # the status, media type and body the document gives
 
     if mode == GenerationMode.POSITIVE:  # the canonical valid request, first: it must be served
         valid = {**VALID[label]}
-        if "path_parameters" in valid and STORED in valid["path_parameters"].values():
-            valid["path_parameters"] = {"response_id": stored}
+        if "path_parameters" in valid:
+            valid["path_parameters"] = {k: stored[k] if v == STORED else v for k, v in valid["path_parameters"].items()}
         if "file" in valid.get("body", {}):
             valid["body"] = {**valid["body"], "file": _wav()}
         fuzz_one = example(case=operation.Case(**valid), pick=None)(fuzz_one)

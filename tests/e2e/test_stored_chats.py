@@ -6,13 +6,16 @@ streamed tool calls and log probabilities, and finds them equal to its whole ans
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import openai
 import pytest
 
 from accounts import services
+from accounts.models import ModelKind
 from tests.openai_spec import assert_valid, errors
-from tests.support.live import CHAT, FAKE_CHAT, barrier, read_then_hang_up, rows
+from tests.support.live import CHAT, FAKE_CHAT, barrier, chat_upstream, read_then_hang_up, rows
 from tests.support.samples import WEATHER
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -93,6 +96,43 @@ def test_nothing_is_stored_without_store_nor_for_an_aborted_stream(fake_hub, fak
     assert list(fake_hub().chat.completions.list()) == []
     with pytest.raises(openai.NotFoundError):
         fake_hub().chat.completions.retrieve(unstored.id)
+
+
+def test_an_answer_cut_by_an_error_event_is_not_stored(fake_hub):
+    """An external deployment that streams two chunks, an error event, then ``[DONE]``: relayed as it came,
+    metered as a failure (502), and nothing stored; it never saw ``store`` or ``metadata``."""
+    from starlette.responses import StreamingResponse
+
+    received: list[dict] = []
+
+    async def chat(request):
+        received.append(await request.json())
+
+        async def events():
+            for i in range(2):
+                chunk = {"id": "up", "object": "chat.completion.chunk", "created": 0, "model": "up",
+                         "choices": [{"index": 0, "delta": {"content": f"w{i} "}, "finish_reason": None}]}  # fmt: skip
+                yield f"data: {json.dumps(chunk)}\n\n"
+            yield f"data: {json.dumps({'error': {'message': 'boom', 'type': 'server_error'}})}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    with chat_upstream(chat) as url:
+        services.register_model("erring", ModelKind.CHAT, max_sequence_length=512, max_output_length=64,
+                                deployment_url=url, upstream_api_key="sk-up", external=True)  # fmt: skip
+        services.grant_models(fake_hub.tenant, ["erring"])
+        with httpx.stream("POST", f"{fake_hub.url}/v1/chat/completions",
+                          headers={"authorization": f"Bearer {fake_hub.everything.secret}"},
+                          json={"model": "erring", "messages": HELLO, "stream": True, "store": True,
+                                "metadata": {"a": "b"}}, timeout=30) as response:  # fmt: skip
+            request_id = response.headers["x-request-id"]
+            lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+    assert json.loads(lines[-2][6:])["error"]["message"] == "boom" and lines[-1] == "data: [DONE]"
+    assert "store" not in received[0] and "metadata" not in received[0]
+    [row] = rows(request_id=request_id)
+    assert row.status_code == 502
+    assert list(fake_hub().chat.completions.list()) == []
 
 
 def test_pages_through_the_sdk(fake_hub):
