@@ -54,6 +54,12 @@ _SEGMENT = _obj(
      "no_speech_prob"),
 )  # fmt: skip
 _DURATION_USAGE = _obj({"type": {"const": "duration"}, "seconds": _NUM}, ("type", "seconds"))
+_TOKEN_LOGPROBS = {
+    "type": "array",
+    "items": _obj({"token": _STR, "logprob": _NUM, "bytes": {"type": "array", "items": _INT}},
+                  ("token", "logprob", "bytes")),
+    "description": "With `include[]=logprobs`: each text token (timestamps left out).",
+}  # fmt: skip
 SPEECH_SCHEMAS = {
     "CreateTranscriptionRequest": _obj(
         {
@@ -66,6 +72,12 @@ SPEECH_SCHEMAS = {
             },
             "stream": {**_BOOL, "default": False},
             "chunking_strategy": {"const": "auto"},
+            "include[]": {
+                "type": "array",
+                "items": {"const": "logprobs"},
+                "description": "`logprobs` (with `json`): each text token's log-probability and bytes in `logprobs`, "
+                "and in the stream's events.",
+            },
         },
         ("file", "model"),
     ),  # fmt: skip
@@ -75,6 +87,7 @@ SPEECH_SCHEMAS = {
             "type": {"enum": ["transcript.text.delta", "transcript.text.done"]},
             "delta": _STR,
             "text": _STR,
+            "logprobs": _TOKEN_LOGPROBS,
             "usage": _obj(
                 {
                     "type": {"const": "tokens"},
@@ -91,7 +104,9 @@ SPEECH_SCHEMAS = {
         description="A `data:` of a streamed transcription: a `transcript.text.delta` per segment (`delta`; with "
         "the usage so far when the hub asks), then `transcript.text.done` with the whole `text` and the usage.",
     ),
-    "CreateTranscriptionResponseJson": _obj({"text": _STR, "usage": _DURATION_USAGE}, ("text",)),
+    "CreateTranscriptionResponseJson": _obj(
+        {"text": _STR, "usage": _DURATION_USAGE, "logprobs": _TOKEN_LOGPROBS}, ("text",)
+    ),
     "CreateTranscriptionResponseVerboseJson": _obj(
         {
             "task": _STR,

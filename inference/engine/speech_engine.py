@@ -38,7 +38,7 @@ class _Row:
     job: Transcription
     sot_index: int
     tokens: list[int] = field(default_factory=list)
-    sum_logprob: float = 0.0
+    logprobs: list[float] = field(default_factory=list)  # each sampled token's, for the fallback and the answer
     no_speech_prob: float = 0.0
     prefix_len: int = 0
 
@@ -146,7 +146,7 @@ class SpeechEngine:
         """Start (or restart, at the next temperature) the decoding of a row's window."""
         row = self.rows[slot]
         prefix, row.sot_index = row.job.prefix()
-        row.tokens, row.sum_logprob, row.prefix_len = [], 0.0, len(prefix)
+        row.tokens, row.logprobs, row.prefix_len = [], [], len(prefix)
         view = self.state.view(slot, slot + 1)
         view.lengths.zero_()
         logits = self.model.decode(torch.tensor([prefix], device=view.lengths.device), view, prompt=True)[0]  # [T, V]
@@ -166,7 +166,7 @@ class SpeechEngine:
                 ended.append(i)
                 continue
             row.tokens.append(token)
-            row.sum_logprob += logprob
+            row.logprobs.append(logprob)
             if len(row.tokens) >= MAX_WINDOW_TOKENS or row.prefix_len + len(row.tokens) >= self.max_model_len:
                 ended.append(i)
         if len(ended) < len(self.rows):
@@ -186,7 +186,7 @@ class SpeechEngine:
     def _end_window(self, i: int, outputs: dict[str, SpeechOutput]) -> None:
         row = self.rows[i]
         job = row.job
-        segments = job.finish_window(row.tokens, row.sum_logprob, row.no_speech_prob)
+        segments = job.finish_window(row.tokens, row.logprobs, row.no_speech_prob)
         if segments is None:  # decode the window again, hotter, from the same encoded audio
             self._prefill(i)
             return

@@ -19,7 +19,7 @@ from inference.server.errors import ServiceError, check_reservation
 from inference.server.speech_request import SpeechRequest, parse_speech
 from inference.server.streams import ClientGone, counted_sse, deltas, new_id, sse, wait_disconnect
 from inference.speech.transcription import Segment, Transcription
-from inference.speech.vocab import LANGUAGES
+from inference.speech.vocab import LANGUAGES, WhisperVocab
 
 AUDIO_TOKENS_PER_SECOND = 50  # Whisper's encoder positions: 1500 per 30 s window (the usage's audio tokens)
 
@@ -93,13 +93,27 @@ def _segment(s: Segment) -> dict:
             "no_speech_prob": s.no_speech_prob}  # fmt: skip
 
 
+def _logprobs(segments: list[Segment], vocab: WhisperVocab) -> list[dict]:
+    """OpenAI's ``logprobs`` of a transcription: each text token (timestamps left out) with its bytes."""
+    out = []
+    for segment in segments:
+        for token, logprob in zip(segment.tokens, segment.logprobs, strict=True):
+            if token < vocab.eot:
+                raw = vocab.token_bytes(token)
+                out.append({"token": raw.decode("utf-8", errors="replace"), "logprob": logprob, "bytes": list(raw)})
+    return out
+
+
 def answer(job: Transcription, parsed: SpeechRequest) -> Response:
     """The finished transcription in the asked format; usage in seconds (and in ``usage_headers`` for every format)."""
     headers = usage_headers(job)
     usage = {"type": "duration", "seconds": usage_seconds(job.duration)}
     fmt = parsed.response_format
     if fmt == "json":
-        return JSONResponse({"text": job.text, "usage": usage}, headers=headers)
+        body = {"text": job.text, "usage": usage}
+        if parsed.logprobs:
+            body["logprobs"] = _logprobs(job.segments, job.vocab)
+        return JSONResponse(body, headers=headers)
     if fmt == "verbose_json":
         body = {"task": job.options.task, "language": LANGUAGES.get(job.language, job.language),
                 "duration": round(job.duration, 2), "text": job.text,
@@ -119,10 +133,15 @@ async def _events(model, job: Transcription, parsed: SpeechRequest, request_id: 
             text = segment.text.lstrip() if first else segment.text
             first = False
             event = {"type": "transcript.text.delta", "delta": text}
+            if parsed.logprobs:
+                event["logprobs"] = _logprobs([segment], job.vocab)
             if parsed.running_usage:
                 event["usage"] = _stream_usage(job, sampled)
             yield sse(event)
-    yield sse({"type": "transcript.text.done", "text": job.text, "usage": _stream_usage(job, sampled)})
+    done = {"type": "transcript.text.done", "text": job.text, "usage": _stream_usage(job, sampled)}
+    if parsed.logprobs:
+        done["logprobs"] = _logprobs(job.segments, job.vocab)
+    yield sse(done)
     yield sse("[DONE]")
 
 

@@ -27,6 +27,7 @@ class SpeechRequest:
     stream: bool
     granularities: tuple[str, ...]
     running_usage: bool = False  # vLLM's stream_continuous_usage_stats: usage in every delta (the hub meters by it)
+    logprobs: bool = False  # include[]=logprobs: each text token's log-probability in the answer (json only)
 
 
 def _text(form: FormData, name: str) -> str | None:
@@ -89,10 +90,7 @@ async def parse_speech(form: FormData, model: LoadedModel, task: str) -> SpeechR
     if "word" in granularities:
         raise RequestError("Word timestamps are not supported by this server; ask for 'segment'.",
                            param="timestamp_granularities", code="unsupported_value")  # fmt: skip
-    included = form.getlist("include[]") or form.getlist("include")
-    if included:  # OpenAI's only value, "logprobs", is for its gpt-4o transcribe models, not Whisper
-        raise RequestError(f"'include' {included[0]!r} is not supported by this model: its transcriptions carry no "
-                           "log probabilities.", param="include[]", code="unsupported_value")  # fmt: skip
+    logprobs = _included(form, task, response_format)
     if (_text(form, "chunking_strategy") or "auto") != "auto":  # Whisper's own 30 s windows are its chunking
         raise RequestError("'chunking_strategy' must be 'auto'.", param="chunking_strategy")
     stream = _flag(form, "stream")
@@ -105,4 +103,19 @@ async def parse_speech(form: FormData, model: LoadedModel, task: str) -> SpeechR
                             seed=int(seed) if seed is not None else None)  # fmt: skip
     _flag(form, "stream_include_usage")  # checked only: the done event always carries the usage, as OpenAI's
     running = _flag(form, "stream_continuous_usage_stats")
-    return SpeechRequest(data, options, response_format, stream, granularities, running)
+    return SpeechRequest(data, options, response_format, stream, granularities, running, logprobs)
+
+
+def _included(form: FormData, task: str, response_format: str) -> bool:
+    """``include[]``: OpenAI's one value, ``logprobs``, on a transcription answered in ``json``."""
+    included = form.getlist("include[]") or form.getlist("include")
+    for value in included:
+        if value != "logprobs":
+            raise RequestError(f"'include' items must be 'logprobs', got {value!r}.", param="include[]")
+    if not included:
+        return False
+    if task == "translate":
+        raise RequestError("Translations take no 'include'.", param="include[]", code="unsupported_parameter")
+    if response_format != "json":
+        raise RequestError("'include[]=logprobs' needs response_format 'json'.", param="include[]")
+    return True

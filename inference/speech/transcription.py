@@ -58,6 +58,7 @@ class Segment:
     avg_logprob: float
     compression_ratio: float
     no_speech_prob: float
+    logprobs: list[float] = field(default_factory=list)  # each of ``tokens``' log-probability (as sampled)
 
 
 def compression_ratio(text: str) -> float:
@@ -92,7 +93,8 @@ class Transcription:
         if self.options.seed is not None:
             self.generator = torch.Generator().manual_seed(self.options.seed)
         self.done = self.frames <= 0
-        self._attempts: list[tuple] = []  # (looped, -avg logprob, temperature, tokens, ratio) of the window so far
+        # (looped, -avg logprob, temperature, tokens, ratio, logprobs) of the window's attempts so far
+        self._attempts: list[tuple] = []
 
     @property
     def frames(self) -> int:
@@ -119,23 +121,25 @@ class Transcription:
         head = [v.sot_prev, *prompt] if prompt else []
         return [*head, v.sot, v.languages[self.language], task], len(head)
 
-    def finish_window(self, tokens: list[int], sum_logprob: float, no_speech_prob: float) -> list[Segment] | None:
-        """An attempt at the current window ended (``tokens``: what it sampled, without the end token). Returns the
+    def finish_window(self, tokens: list[int], logprobs: list[float], no_speech_prob: float) -> list[Segment] | None:
+        """An attempt at the current window ended (``tokens``: what it sampled, without the end token, and each
+        one's log-probability; the end token's is not counted, as in Whisper's own sum). Returns the
         window's new segments (maybe none) and moves on, or None when the window is to be decoded again at the
         next temperature. When every temperature fails, the attempt with the best average log-probability among
         those that did not loop is kept (as faster-whisper does; OpenAI's keeps the last)."""
         v = self.vocab
         text = v.decode_text(tokens)
         ratio = compression_ratio(text)
-        avg_logprob = sum_logprob / (len(tokens) + 1)
+        avg_logprob = sum(logprobs) / (len(tokens) + 1)
         silent = no_speech_prob > NO_SPEECH_THRESHOLD and avg_logprob < LOGPROB_THRESHOLD
         failed = ratio > COMPRESSION_RATIO_THRESHOLD or avg_logprob < LOGPROB_THRESHOLD
-        self._attempts.append((ratio > COMPRESSION_RATIO_THRESHOLD, -avg_logprob, self.temperature, tokens, ratio))
+        looped = ratio > COMPRESSION_RATIO_THRESHOLD
+        self._attempts.append((looped, -avg_logprob, self.temperature, tokens, ratio, logprobs))
         if failed and not silent and self.attempt + 1 < len(self.temperatures):
             self.attempt += 1
             return None
         if failed and not silent:
-            _, neg_logprob, temperature, tokens, ratio = min(self._attempts, key=lambda a: a[:2])
+            _, neg_logprob, temperature, tokens, ratio, logprobs = min(self._attempts, key=lambda a: a[:2])
             avg_logprob = -neg_logprob
             self.attempt = self.temperatures.index(temperature)
         self._attempts = []
@@ -150,14 +154,15 @@ class Transcription:
         pieces, advance = self._split(tokens, size)
         offset = self.seek / FRAMES_PER_SECOND
         segments = []
-        for start, end, piece in pieces:
+        for start, end, lo, hi in pieces:
+            piece = tokens[lo:hi]
             piece_text = v.decode_text(piece)
             # ends within the recording's last whole mel frame (10 ms steps: rounded to 2 places, never past its end)
             begin, finish = offset + start, min(offset + end, self.frames / FRAMES_PER_SECOND)
             if finish <= begin or not piece_text.strip():
                 continue  # an instant or an empty segment
             segment = Segment(id=len(self.segments), seek=self.seek, start=round(begin, 2), end=round(finish, 2),
-                              text=piece_text, tokens=piece, **stats)  # fmt: skip
+                              text=piece_text, tokens=piece, logprobs=logprobs[lo:hi], **stats)  # fmt: skip
             self.segments.append(segment)
             segments.append(segment)
         self.all_tokens.extend(t for s in segments for t in s.tokens)
@@ -167,8 +172,9 @@ class Transcription:
         self._check_done()
         return segments
 
-    def _split(self, tokens: list[int], size: int) -> tuple[list[tuple[float, float, list[int]]], int]:
-        """The window's (start s, end s, tokens) pieces, and how many frames to advance."""
+    def _split(self, tokens: list[int], size: int) -> tuple[list[tuple[float, float, int, int]], int]:
+        """The window's pieces (start s, end s, and where in ``tokens`` they begin and end), and how many frames
+        to advance."""
         ts = self.vocab.timestamp_begin
         is_ts = [t >= ts for t in tokens]
         single_ending = is_ts[-2:] == [False, True]
@@ -178,8 +184,9 @@ class Transcription:
                 cuts.append(len(tokens))
             pieces, last = [], 0
             for cut in cuts:
-                piece = tokens[last:cut]
-                pieces.append(((piece[0] - ts) * TIME_PRECISION, (piece[-1] - ts) * TIME_PRECISION, piece))
+                pieces.append(
+                    ((tokens[last] - ts) * TIME_PRECISION, (tokens[cut - 1] - ts) * TIME_PRECISION, last, cut)
+                )
                 last = cut
             advance = size if single_ending else (tokens[last - 1] - ts) * INPUT_STRIDE
             return pieces, max(advance, 1)
@@ -187,7 +194,7 @@ class Transcription:
         stamps = [t for t in tokens if t >= ts]
         if stamps and stamps[-1] != ts:
             duration = (stamps[-1] - ts) * TIME_PRECISION
-        return [(0.0, duration, tokens)], size
+        return [(0.0, duration, 0, len(tokens))], size
 
     def _check_done(self) -> None:
         self.done = self.seek >= self.frames

@@ -185,6 +185,23 @@ class WhisperVocab:
         code = wanted if wanted in LANGUAGES else by_name.get(wanted)
         return code if code in self.languages else None
 
+    @functools.cached_property
+    def _byte_of(self) -> dict[str, int]:
+        """GPT-2's byte-level alphabet (Whisper's BPE): the character that stands for each byte, inverted."""
+        printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+        shown, extra = {}, 0
+        for byte in range(256):
+            if byte in printable:
+                shown[chr(byte)] = byte
+            else:
+                shown[chr(256 + extra)] = byte
+                extra += 1
+        return shown
+
+    def token_bytes(self, token: int) -> bytes:
+        """A text token's bytes (a piece of UTF-8, maybe not whole)."""
+        return bytes(self._byte_of[c] for c in self.tokenizer.id_to_token(token))
+
     def encode_text(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 

@@ -18,6 +18,7 @@ from accounts import services
 from accounts.limits import Limits
 from accounts.models import UsageRecord
 from hub.api.ratelimit import AUDIO_BYTES_PER_SECOND, AUDIO_TOKENS_PER_SECOND, AUDIO_WINDOW_TOKENS
+from tests.openai_spec import assert_valid
 from tests.support import speech
 from tests.support.live import CHAT, EMBED, MAX_AUDIO_SECONDS, WHISPER, barrier, rows
 
@@ -128,6 +129,29 @@ def test_a_stream_ends_with_the_text_and_usage_and_its_row_counts_the_same(hub, 
     assert abs(row.audio_seconds - _duration(english)) < 1e-3
 
 
+def test_log_probabilities_whole_and_streamed(hub, audio):
+    """``include[]=logprobs``: each text token with its log-probability and bytes, which together are the text;
+    the stream's deltas carry their tokens' and the done event all of them, the same as the whole answer's
+    (greedy); OpenAI's schemas hold."""
+    client = hub()
+    whole = client.audio.transcriptions.with_raw_response.create(
+        model=WHISPER, file=_upload(audio["en"]), include=["logprobs"], response_format="json"
+    ).http_response.json()
+    assert_valid("CreateTranscriptionResponseJson", whole)
+    entries = whole["logprobs"]
+    assert len(entries) > 5 and all(e["logprob"] <= 0 for e in entries)
+    assert b"".join(bytes(e["bytes"]) for e in entries).decode().strip() == whole["text"]
+    assert all(e["token"] == bytes(e["bytes"]).decode() for e in entries if bytes(e["bytes"]).isascii())
+    events = list(client.audio.transcriptions.create(model=WHISPER, file=_upload(audio["en"]), stream=True,
+                                                     include=["logprobs"]))  # fmt: skip
+    deltas = [e for e in events if e.type == "transcript.text.delta"]
+    [done] = [e for e in events if e.type == "transcript.text.done"]
+    streamed = [lp.model_dump() for e in deltas for lp in e.logprobs]
+    assert streamed == [lp.model_dump() for lp in done.logprobs] == entries
+    plain = client.audio.transcriptions.with_raw_response.create(model=WHISPER, file=_upload(audio["en"]))
+    assert "logprobs" not in plain.http_response.json()  # only when asked
+
+
 def test_translation_and_a_named_language(hub, audio):
     client = hub()
     # seeded: greedy decoding of this clip falls just under Whisper's log-probability threshold (SEED)
@@ -138,6 +162,9 @@ def test_translation_and_a_named_language(hub, audio):
     assert _row(translated.headers["x-request-id"]).route == "audio/translations"
     german = client.audio.transcriptions.create(model=WHISPER, file=_upload(audio["de"]), language="de")
     assert speech.word_error_rate(speech.GERMAN[1], german.text) <= 0.3
+    with pytest.raises(openai.BadRequestError) as refused:  # OpenAI's translations have no include
+        client.audio.translations.create(model=WHISPER, file=_upload(audio["de"]), extra_body={"include[]": "logprobs"})
+    assert refused.value.body["param"] == "include[]" and refused.value.body["code"] == "unsupported_parameter"
 
 
 def test_a_two_minute_recording_is_written_window_after_window(hub, audio):
@@ -214,11 +241,14 @@ def _silence(seconds: float) -> bytes:
         ({"model": WHISPER, "frobnicate": "1"}, None, 400, "frobnicate", "unknown_parameter"),
         ({"model": WHISPER, "timestamp_granularities[]": "word", "response_format": "verbose_json"}, None, 400,
          "timestamp_granularities", None),
-        ({"model": WHISPER, "include[]": "logprobs"}, None, 400, "include[]", "unsupported_value"),
+        ({"model": WHISPER, "include[]": "tokens"}, None, 400, "include[]", None),
+        ({"model": WHISPER, "include[]": "logprobs", "response_format": "verbose_json"}, None, 400, "include[]",
+         None),
         ({"model": WHISPER, "chunking_strategy": "server_vad"}, None, 400, "chunking_strategy", None),
     ],
     ids=["no-model", "unknown-model", "chat-model", "not-audio", "empty", "truncated", "too-long", "too-large",
-         "no-file", "stream", "format", "temperature", "language", "unknown-field", "word", "include", "chunking"],
+         "no-file", "stream", "format", "temperature", "language", "unknown-field", "word", "include",
+         "include-verbose", "chunking"],
 )  # fmt: skip
 def test_bad_uploads_get_openai_errors_and_no_usage_row(hub, audio, fields, upload, status, param, code):
     english = audio["en"].read_bytes()

@@ -298,3 +298,32 @@ def test_a_tiny_positive_temperature_samples_greedily():
     assert logprobs == pytest.approx(torch.log_softmax(logits, -1)[[0, 1], [2, 0]].tolist())
     tokens, _ = sample(logits.clone(), [1e-3, 0.0], generators)  # small, but sampled: the top token all the same
     assert tokens == [2, 0]
+
+
+@pytest.mark.real_model
+def test_each_token_carries_the_log_probability_it_was_sampled_with(spoken):
+    """A window's tokens, split into segments, keep each its own log-probability: the first segment's equal those
+    of the ruled distribution the same tokens get when the decoder reads them at once (teacher forcing), and the
+    window's average log-probability (the fallback's test) is theirs too when it is one segment."""
+    from inference.speech.rules import apply_rules
+
+    model, vocab = speech.whisper()
+    text, samples = spoken["en"][0]
+    engine = SpeechEngine(model, vocab, max_rows=2)
+    engine.add_request("a", _job(samples, vocab, language="en"))
+    job = _run(engine)["a"]
+    first = job.segments[0]
+    assert first.seek == 0 and len(first.logprobs) == len(first.tokens) > 3
+    prefix, _ = Transcription(job.features, job.samples, vocab, SpeechOptions(language="en")).prefix()
+    state = model.new_state(1)
+    with torch.no_grad():
+        model.set_audio(state, model.encode(window_at(job.features, 0)[None]))
+        logits = model.decode(torch.tensor([prefix + first.tokens]), state)[0, len(prefix) - 1 : -1]  # [n, V]
+    expected = [
+        float(torch.log_softmax(apply_rules(logits[i : i + 1].clone(), [first.tokens[:i]], vocab), dim=-1)[0, t])
+        for i, t in enumerate(first.tokens)
+    ]  # fmt: skip
+    assert first.logprobs == pytest.approx(expected, abs=1e-3)
+    assert all(lp <= 0 for lp in first.logprobs)
+    if len(job.segments) == 1:
+        assert first.avg_logprob == pytest.approx(sum(first.logprobs) / (len(first.tokens) + 1), abs=1e-6)
