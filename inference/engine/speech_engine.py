@@ -5,6 +5,10 @@ A request is one row at a time (its current window); a long recording goes windo
 join and leave beside it, so nothing waits for a whole file. Rows live in one ``DecoderState`` of ``max_rows``
 rows: the first ``len(self.rows)`` are in use; a row that leaves takes the last row's place, so the rows in use
 stay one contiguous view and a step copies nothing.
+
+A request's failure fails it alone: its own window, language or prefix, its window's end; and a batched pass that
+raises (the encoder's, the decoder's step) runs again request by request, so that only the one that fails alone
+fails (the rest go on as if nothing had happened: a row's numbers never depend on the batch).
 """
 
 from __future__ import annotations
@@ -114,8 +118,9 @@ class SpeechEngine:
         self.waiting = self.waiting[room:]
         if not admitted:
             return
-        weight = self.model.model.encoder.conv1.weight
-        encoded = self.model.encode(torch.stack(windows).to(weight.device, weight.dtype))  # [n, 1500, d]
+        admitted, encoded = self._encode(admitted, windows, outputs)
+        if not admitted:
+            return
         first = len(self.rows)
         self.model.set_audio(self.state.view(first, first + len(admitted)), encoded)
         failed: list[tuple[int, Exception]] = []
@@ -132,6 +137,48 @@ class SpeechEngine:
             request_id = self.rows[slot].request_id
             self._drop(slot)
             self._failed(request_id, exc, outputs)
+
+    def _encode(self, admitted: list, windows: list[torch.Tensor], outputs: dict) -> tuple[list, torch.Tensor]:
+        """The windows encoded in one batch -> (the requests, [n, 1500, d]). If the batch raises, each window again
+        alone: one that fails alone is the cause, and only its request fails (the encoder keeps no state)."""
+        weight = self.model.model.encoder.conv1.weight
+        try:
+            return admitted, self.model.encode(torch.stack(windows).to(weight.device, weight.dtype))
+        except Exception:  # noqa: BLE001 - retried window by window below
+            log.warning("a batch of %d windows failed to encode; encoding each alone", len(windows), exc_info=True)
+        kept, parts = [], []
+        for (request_id, job), window in zip(admitted, windows, strict=True):
+            try:
+                parts.append(self.model.encode(window[None].to(weight.device, weight.dtype)))
+            except Exception as exc:  # noqa: BLE001 - this window: only its request fails
+                self._failed(request_id, exc, outputs)
+            else:
+                kept.append((request_id, job))
+        return kept, torch.cat(parts) if parts else torch.empty(0)
+
+    def _decode_step(self, tokens: list[int], ended: list[int]) -> dict[int, Exception]:
+        """One sampled token for every row, in one decoder pass (the rows in ``ended`` ride along at position 0).
+        If the pass raises, each row still decoding runs its token again alone (the caches' lengths set back
+        first: a row's keys and values at its length are simply written again): a row that fails alone is the
+        cause. Returns {row: its error}; the other rows' next logits are as if nothing had failed."""
+        n = len(self.rows)
+        step = torch.tensor([[t] for t in tokens], device=self.state.lengths.device)
+        lengths = self.state.lengths[:n].clone()
+        try:
+            self.next_logits[:n] = self.model.decode(step, self.state.view(0, n))[:, -1]
+            return {}
+        except Exception:  # noqa: BLE001 - retried row by row below
+            log.warning("a decoder step of %d rows failed; decoding each row alone", n, exc_info=True)
+        self.state.lengths[:n] = lengths
+        failed: dict[int, Exception] = {}
+        for i in range(n):
+            if i in ended:
+                continue
+            try:
+                self.next_logits[i] = self.model.decode(step[i : i + 1], self.state.view(i, i + 1))[0, -1]
+            except Exception as exc:  # noqa: BLE001 - this row: only its request fails
+                failed[i] = exc
+        return failed
 
     def _detect_language(self, slot: int) -> str:
         """The likeliest language token after ``<|startoftranscript|>`` (on the request's first window)."""
@@ -169,13 +216,17 @@ class SpeechEngine:
             row.logprobs.append(logprob)
             if len(row.tokens) >= MAX_WINDOW_TOKENS or row.prefix_len + len(row.tokens) >= self.max_model_len:
                 ended.append(i)
+        failed: dict[int, Exception] = {}
         if len(ended) < len(self.rows):
             # the rows that ended ride along at position 0 (their caches are reset or left behind next)
             self.state.lengths[ended] = 0
-            step = torch.tensor([[t] for t in tokens], device=self.state.lengths.device)
-            self.next_logits[: len(self.rows)] = self.model.decode(step, self.state.view(0, len(self.rows)))[:, -1]
-        for i in reversed(ended):  # descending: a row moved into a place by _drop has been seen already
+            failed = self._decode_step(tokens, ended)
+        for i in sorted({*ended, *failed}, reverse=True):  # descending: a row moved into a place by _drop was seen
             request_id = self.rows[i].request_id
+            if i in failed:
+                self._drop(i)
+                self._failed(request_id, failed[i], outputs)
+                continue
             try:
                 self._end_window(i, outputs)
             except Exception as exc:  # noqa: BLE001 - this request's segments or its retry: only it fails

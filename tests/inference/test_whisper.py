@@ -286,6 +286,57 @@ def test_a_transcription_whose_own_part_fails_fails_alone(spoken):
     assert not engine.rows and not engine.requests and not engine.waiting
 
 
+@pytest.mark.real_model
+def test_a_batched_pass_that_fails_fails_only_the_request_that_fails_it_alone(spoken):
+    """The encoder raises on a batch holding a silent window, and the decoder's step raises on any pass holding
+    the row of request "bad" once it has written 5 tokens: each batch runs again request by request, only the
+    silent request and "bad" fail, and the others get the very texts they get without them."""
+    model, vocab = speech.served_whisper()
+    clips = {"a": spoken["en"][0][1], "b": spoken["en"][2][1], "c": spoken["de"][0][1]}
+    engine = SpeechEngine(model, vocab, max_rows=8, max_windows_per_step=4)
+    for key, samples in clips.items():
+        engine.add_request(key, _job(samples, vocab, seed=0))
+    expected = {key: job.text for key, job in _run(engine).items()}
+
+    real_encode, real_decode = model.encode, model.decode
+    passes = {"encode": 0, "decode": 0}
+
+    def encode(features):
+        passes["encode"] += 1
+        flat = features.flatten(1)
+        if (flat.amax(dim=1) == flat.amin(dim=1)).any():  # a silent window: constant log-mel
+            raise Broken("the encoder failed on a silent window")
+        return real_encode(features)
+
+    def decode(tokens, state, prompt=False):
+        if tokens.shape[1] == 1:
+            passes["decode"] += 1
+            first = (state.lengths.data_ptr() - engine.state.lengths.data_ptr()) // engine.state.lengths.element_size()
+            covered = {row.request_id: row for row in engine.rows[first : first + state.rows]}
+            if "bad" in covered and len(covered["bad"].tokens) >= 5:
+                raise Broken("the decoder failed on request bad's row")
+        return real_decode(tokens, state, prompt=prompt)
+
+    model.encode, model.decode = encode, decode
+    try:
+        for key in ["a", "silent", "b", "bad", "c"]:
+            samples = np.zeros(16000, dtype=np.float32) if key == "silent" else clips.get(key, clips["b"])
+            engine.add_request(key, _job(samples, vocab, seed=0))
+        done, failed = {}, {}
+        while engine.has_work:
+            for out in engine.step():
+                if isinstance(out, RequestFailed):
+                    failed[out.request_id] = out.error
+                elif out.finish_reason:
+                    done[out.request_id] = out.transcription.text
+    finally:
+        model.encode, model.decode = real_encode, real_decode
+    assert done == expected
+    assert set(failed) == {"silent", "bad"} and all(isinstance(e, Broken) for e in failed.values())
+    assert passes["encode"] >= 5 and passes["decode"] > 0  # the batch, then each of its four windows alone
+    assert not engine.rows and not engine.requests and not engine.waiting
+
+
 def test_a_tiny_positive_temperature_samples_greedily():
     """A temperature of 1e-222 (OpenAI's range is [0, 1]) divided the logits to inf and the softmax to NaN, which
     failed the engine's whole step (every transcription in the batch); below ``GREEDY_BELOW`` it is the argmax."""
