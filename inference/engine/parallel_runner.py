@@ -32,15 +32,17 @@ class TensorParallelRunner:
         dist.broadcast_object_list([(runner.blocks.num_blocks, runner.blocks.block_size)], src=0)
 
     def run(self, step: ScheduledStep) -> StepLogits:
-        """A failure before the broadcast can be retried (nothing was sent); one in rank 0's forward pass after it
-        can not: the other ranks wait in the pass's collectives (``EngineBroken``). The sampler runs after this,
-        on rank 0 alone, so its failures are retried as on one rank."""
+        """A failure in rank 0's preparation can be retried (nothing was sent). One in the broadcast, or in the
+        forward pass after it, can not (``EngineBroken``): the other ranks wait in the pass's collectives, or one
+        of them is gone (a rank that fails leaves, and rank 0's next collective with it fails: at once on gloo,
+        after the process group's timeout on NCCL). The sampler runs after this, on rank 0 alone, so its failures
+        are retried as on one rank."""
         inputs = self.runner.prepare(step)
-        dist.broadcast_object_list([inputs.for_other_ranks()], src=0)
         try:
+            dist.broadcast_object_list([inputs.for_other_ranks()], src=0)
             logits, prompt_logits = self.runner.execute(inputs)
         except Exception as exc:
-            raise EngineBroken(f"rank 0 failed in a step the other ranks are running: {exc!r}") from exc
+            raise EngineBroken(f"a step across the ranks failed (rank 0's part or a collective): {exc!r}") from exc
         return StepLogits(sample_seqs=inputs.sample_seqs, logits=logits, prompt_logits=prompt_logits)
 
     def stop(self) -> None:

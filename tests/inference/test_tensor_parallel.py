@@ -139,24 +139,35 @@ def test_the_service_serves_a_model_over_two_ranks(tmp_path):
     assert answers[2] == answers[1] and answers[1][0][0] == answers[1][1]
 
 
-def _broken_rank(rank: int, size: int, port: int, path: str, out: str) -> None:
+def _broken_rank(rank: int, size: int, port: int, path: str, out: str, poisoned_rank: int = 0,
+                 leave: bool = False) -> None:  # fmt: skip
+    """Rank ``poisoned_rank``'s forward pass raises on the poisoned prompt (``leave``: the rank exits once its
+    second step is done, between two steps); rank 0 records how its engine ended."""
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=size,
                             timeout=timedelta(seconds=30))  # fmt: skip
     torch.set_num_threads(1)
     model = shard(load_model(Path(path)).eval(), rank, size)
+
+    def hook(module, args):
+        if bool((args[0] == POISON).any()):
+            raise RuntimeError(f"the poisoned prompt on rank {rank}")
+
+    steps = [0]
+
+    def gone(module, args, output):
+        steps[0] += 1
+        if steps[0] == 2:
+            os._exit(0)
+
+    if rank == poisoned_rank:
+        model.register_forward_hook(gone) if leave else model.register_forward_pre_hook(hook)
     if rank:
-        try:
-            follow(model, EngineConfig(**ENGINE))  # its step's collective fails when rank 0 leaves (or times out)
+        try:  # rank 0 leaving fails its step's collective (or it times out); a poisoned rank raises itself
+            follow(model, EngineConfig(**ENGINE))
         finally:
             os._exit(0)
     engine = LLMEngine(model, IdTokenizer(), IdDetokenizer, EngineConfig(**ENGINE))
     engine.runner = TensorParallelRunner(engine.runner)
-
-    def hook(module, args):
-        if bool((args[0] == POISON).any()):
-            raise RuntimeError("the poisoned prompt")
-
-    model.register_forward_pre_hook(hook)
     engine.add_request("ok", PROMPTS[0], GREEDY)
     engine.add_request("poison", [POISON, 5, 6], GREEDY)
     try:
@@ -176,6 +187,21 @@ def test_a_rank_0_failure_after_the_broadcast_breaks_the_engine_instead_of_retry
     out = tmp_path / "outcome.pt"
     mp.spawn(_broken_rank, args=(2, free_port(), str(path), str(out)), nprocs=2, join=True)
     assert torch.load(out) == (
-        "EngineBroken: rank 0 failed in a step the other ranks are running: RuntimeError('the poisoned prompt'); "
-        "0 steps retried"
+        "EngineBroken: a step across the ranks failed (rank 0's part or a collective): RuntimeError('the poisoned "
+        "prompt on rank 0'); 0 steps retried"
     )
+
+
+@pytest.mark.parametrize("leave", [False, True], ids=["fails-in-its-pass", "leaves-between-steps"])
+def test_a_failure_on_another_rank_breaks_rank_0s_engine(tmp_path, leave):
+    """Rank 1 fails in its forward pass and leaves, or leaves between two steps: rank 0's next collective with it
+    (in the pass, or the step's broadcast) fails (gloo: at once), and that is ``EngineBroken`` too, never retried
+    (a retry would wait on a rank that is gone)."""
+    path = rc.llama_checkpoint(tmp_path / "llama")
+    out = tmp_path / "outcome.pt"
+    mp.spawn(_broken_rank, args=(2, free_port(), str(path), str(out), 1, leave), nprocs=2, join=True)
+    outcome = torch.load(out)
+    assert outcome.startswith("EngineBroken: a step across the ranks failed (rank 0's part or a collective): ")
+    assert outcome.endswith("; 0 steps retried") and "poisoned" not in outcome, (
+        outcome
+    )  # rank 1's own error stays there
