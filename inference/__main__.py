@@ -96,7 +96,11 @@ def serve(config: ServerConfig) -> int:
     if server.started:
         print(f"inference service: http://{config.host}:{config.port}/v1  models: {', '.join(registry.models)}",
               flush=True)  # fmt: skip
+    engines_done = threading.Event()
+    if ranks is not None:
+        ranks.watch(engines, engines_done)
     engines.run()
+    engines_done.set()
     server.should_exit = True  # the engines stopped: by a signal (already set), or broken (EngineBroken)
     http.join(timeout=30)
     if engines.broken is not None:  # a rank waits in a collective that never completes: do not wait on it

@@ -6,8 +6,11 @@ gloo on the CPU, over a rendezvous on a free loopback port."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
+import threading
+import time
 
 import torch
 import torch.distributed as dist
@@ -69,6 +72,36 @@ class Ranks:
             process.join(timeout=30)
             if process.is_alive():
                 process.kill()
+
+    def watch(self, engines, engines_done: threading.Event, grace: float = 10.0) -> threading.Thread:
+        """Rank 0 watches the other ranks' processes: one that dies (killed, out of memory, a failure of its own)
+        leaves rank 0 waiting in its next collective, which fails at once on gloo but only after the process
+        group's timeout on NCCL, and nothing would tell until then. So a rank gone breaks the engines
+        (``EngineBroken``: requests answered 503, ``/health`` 503, the service exits 1 to be restarted), and if
+        the engines' thread is stuck in a collective past ``grace`` s, the process exits (1) at once."""
+        from inference.engine.quarantine import EngineBroken
+
+        def run() -> None:
+            while not engines.stopped:
+                gone = next(((r, p) for r, p in enumerate(self.processes, 1) if not p.is_alive()), None)
+                if gone is None:
+                    time.sleep(0.25)
+                    continue
+                rank, process = gone
+                log.critical("tensor parallelism: rank %d exited (code %s); the service stops", rank,
+                             process.exitcode)  # fmt: skip
+                if engines.broken is None:
+                    engines.broken = EngineBroken(f"rank {rank} exited (code {process.exitcode})")
+                engines.stop()
+                if not engines_done.wait(grace):
+                    print(f"inference service: rank {rank} exited and the engines are stuck in a collective; "
+                          "exiting to be restarted", flush=True)  # fmt: skip
+                    os._exit(1)
+                return
+
+        thread = threading.Thread(target=run, name="ranks-watch", daemon=True)
+        thread.start()
+        return thread
 
 
 def start_ranks(config: ServerConfig) -> Ranks:

@@ -205,3 +205,44 @@ def test_a_failure_on_another_rank_breaks_rank_0s_engine(tmp_path, leave):
     assert outcome.endswith("; 0 steps retried") and "poisoned" not in outcome, (
         outcome
     )  # rank 1's own error stays there
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    """(pid, command line) of ``pid``'s child processes."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == pid:
+                found.append((int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()))
+        except (OSError, IndexError, ValueError):  # gone meanwhile
+            continue
+    return found
+
+
+@pytest.mark.live
+def test_the_service_exits_when_another_rank_dies(tmp_path):
+    """A rank process killed while the service is idle: rank 0 would find out only at its next collective (on
+    NCCL, after the process group's timeout), so it watches them: the service stops at once and exits 1, to be
+    restarted, saying which rank died."""
+    import signal
+    import time
+
+    from tests.support.inference import start_service
+
+    directory = rc.tiny_chat_checkpoint(tmp_path / "tiny")
+    service = start_service("--model", f"tiny={directory}:completion", "--threads", "1", "--tensor-parallel-size",
+                            "2", timeout=120)  # fmt: skip
+    try:
+        [(rank_pid, _)] = [c for c in _children(service.process.pid) if "spawn_main" in c[1]]
+        os.kill(rank_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while service.process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        code = service.process.poll()
+    finally:
+        output = service.process.stop(timeout=10)
+    assert code == 1, output
+    assert "rank 1 exited (code -9)" in output, output
