@@ -330,6 +330,11 @@ SCHEMAS: dict[str, dict] = {
                 "description": "vLLM's: extra variables for the model's chat template, e.g. "
                 '`{"enable_thinking": false}` for Qwen3.',
             },
+            "reasoning_effort": {
+                "enum": ["none", "minimal", "low", "medium", "high", "xhigh"],
+                "description": "A variable of the model's chat template; `none` turns a reasoning model's thinking "
+                "off (`enable_thinking: false`).",
+            },
             "store": {
                 **_BOOL,
                 "default": False,

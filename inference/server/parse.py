@@ -238,13 +238,32 @@ def _text_out_only(body: dict) -> None:
                            param="web_search_options")  # fmt: skip
 
 
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")  # OpenAI's
+
+
+def read_reasoning_effort(body: dict, template_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's ``reasoning_effort``, as vLLM reads it: a variable of the chat template (gpt-oss's templates read
+    it), and ``none`` turns a model's thinking off (``enable_thinking: false``, as Qwen3's templates read it).
+    What ``chat_template_kwargs`` sets itself wins."""
+    effort = body.get("reasoning_effort")
+    if effort is None:
+        return template_kwargs
+    if effort not in REASONING_EFFORTS:
+        raise RequestError(f"Invalid value for 'reasoning_effort': {shown(effort)!r}. Supported values are: "
+                           f"{', '.join(map(repr, REASONING_EFFORTS))}.", param="reasoning_effort")  # fmt: skip
+    implied: dict[str, Any] = {"reasoning_effort": effort}
+    if effort == "none":
+        implied["enable_thinking"] = False
+    return {**implied, **template_kwargs}
+
+
 def parse_chat(body: dict, model: LoadedModel) -> ChatRequest:
     _generative(model)
     _text_out_only(body)
     tools = read_tool_request(body)
     messages = read_messages(body, images=model.vision is not None)
     generation = read_generation(body, model.vocab_size, chat=True)
-    return ChatRequest(messages, tools, generation, read_template_kwargs(body))
+    return ChatRequest(messages, tools, generation, read_reasoning_effort(body, read_template_kwargs(body)))
 
 
 def parse_completion(body: dict, model: LoadedModel) -> CompletionRequest:

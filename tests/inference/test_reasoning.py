@@ -146,6 +146,25 @@ def test_enable_thinking_false_leaves_no_reasoning(service, tokenizer):
 
 
 @pytest.mark.live
+def test_reasoning_effort_none_turns_thinking_off(service, tokenizer):
+    """OpenAI's ``reasoning_effort``: ``none`` is ``enable_thinking: false`` (what chat_template_kwargs sets itself
+    wins); the other efforts think as the model does by default; a value OpenAI has not is a 400."""
+    said = script(tokenizer, "<think>", "Hmm", "</think>", "Paris")
+    ask = {"model": "qwen3", "messages": ASK, **said}
+    default = _chat(service, ask)
+    off = _chat(service, {**ask, "chat_template_kwargs": {"enable_thinking": False}})
+    none = _chat(service, {**ask, "reasoning_effort": "none"})
+    assert none["choices"] == off["choices"] and none["usage"]["prompt_tokens"] == off["usage"]["prompt_tokens"]
+    assert none["choices"][0]["message"]["reasoning_content"] is None
+    overruled = _chat(service, {**ask, "reasoning_effort": "none", "chat_template_kwargs": {"enable_thinking": True}})
+    for effort in ("high", "minimal"):
+        assert _chat(service, {**ask, "reasoning_effort": effort})["choices"] == default["choices"]
+    assert overruled["choices"] == default["choices"] and default["choices"][0]["message"]["reasoning_content"] == "Hmm"
+    refused = httpx.post(f"{service}/v1/chat/completions", json={**ask, "reasoning_effort": "max"}, timeout=60)
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "reasoning_effort"
+
+
+@pytest.mark.live
 def test_a_template_that_opens_the_block(service, tokenizer):
     said = script(tokenizer, "Hmm", "</think>", "Paris")
     message = _chat(service, {"model": "r1", "messages": ASK, **said})["choices"][0]["message"]
