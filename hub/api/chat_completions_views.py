@@ -11,35 +11,20 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts import chat_completions as stored
-from hub.api import errors, validation
+from hub.api import errors, paging, validation
 from hub.api.openapi import errors_for
 from hub.api.openapi_schemas import ref
 from hub.api.views import TenantAPIView
 
-MAX_LIMIT = 100
 _ID = OpenApiParameter("completion_id", str, OpenApiParameter.PATH, description="The chat completion's id.")
 _PAGE = [
-    OpenApiParameter("limit", int, description=f"1 to {MAX_LIMIT} (default 20)."),
+    OpenApiParameter("limit", int, description=f"1 to {paging.MAX_LIMIT} (default 20)."),
     OpenApiParameter("order", str, enum=["asc", "desc"], description="By creation time; default `asc`."),
 ]
 
 
 def _not_found(completion_id: str) -> errors.NotFound:
     return errors.NotFound(f"Chat completion with id '{errors.shown(completion_id)}' not found.", param="completion_id")
-
-
-def _paging(request: Request) -> tuple[int, bool]:
-    """(limit, descending) from the query."""
-    try:
-        limit = int(request.query_params.get("limit", "20"))
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= MAX_LIMIT:
-        raise errors.InvalidRequest(f"'limit' must be an integer from 1 to {MAX_LIMIT}.", param="limit")
-    order = request.query_params.get("order", "asc")
-    if order not in ("asc", "desc"):
-        raise errors.InvalidRequest("'order' must be 'asc' or 'desc'.", param="order")
-    return limit, order == "desc"
 
 
 def _metadata_filter(request: Request) -> dict[str, str]:
@@ -52,11 +37,6 @@ def _metadata_filter(request: Request) -> dict[str, str]:
             raise errors.InvalidRequest("Filter on metadata as 'metadata[key]=value'.", param="metadata")
     validation.check_metadata(found, nul=False)
     return found
-
-
-def _list(data: list[dict], has_more: bool) -> dict:
-    return {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None, "has_more": has_more}  # fmt: skip
 
 
 class _StoredView(TenantAPIView):
@@ -89,7 +69,7 @@ class ChatCompletionListView(_StoredView):
         responses={200: ref("ChatCompletionList"), **errors_for(400, 401)},
     )
     def get(self, request: Request) -> Response:
-        limit, descending = _paging(request)
+        limit, descending = paging.limit_and_order(request, "asc")
         metadata = _metadata_filter(request)
         after = request.query_params.get("after")
         cursor = None
@@ -99,7 +79,7 @@ class ChatCompletionListView(_StoredView):
                 raise errors.InvalidRequest(f"No chat completion with id '{errors.shown(after)}'.", param="after")
         page = stored.page(self.key.tenant_id, model=request.query_params.get("model"), metadata=metadata,
                            after=cursor, limit=limit, descending=descending)  # fmt: skip
-        return Response(_list([row.answer() for row in page.rows], page.has_more))
+        return Response(paging.list_object([row.answer() for row in page.rows], page.has_more))
 
 
 class ChatCompletionDetailView(_StoredView):
@@ -172,15 +152,10 @@ class ChatCompletionMessagesView(_StoredView):
         responses={200: ref("ChatCompletionMessageList"), **errors_for(400, 401, 404)},
     )
     def get(self, request: Request, completion_id: str) -> Response:
-        limit, descending = _paging(request)
+        limit, descending = paging.limit_and_order(request, "asc")
         found = self.stored(completion_id)
         messages = [message_object(found.pk, i, m) for i, m in enumerate(found.messages)]
         if descending:
             messages.reverse()
-        after = request.query_params.get("after")
-        if after is not None:
-            ids = [m["id"] for m in messages]
-            if after not in ids:
-                raise errors.InvalidRequest(f"No message with id '{errors.shown(after)}'.", param="after")
-            messages = messages[ids.index(after) + 1 :]
-        return Response(_list(messages[:limit], len(messages) > limit))
+        messages = paging.after(messages, request, "message")
+        return Response(paging.list_object(messages[:limit], len(messages) > limit))

@@ -12,14 +12,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts import conversations as stored
-from hub.api import errors, validation
+from hub.api import errors, paging, validation
 from hub.api.openapi import errors_for
 from hub.api.openapi_schemas import ref
 from hub.api.responses_input import read_items
 from hub.api.views import TenantAPIView
 
 MAX_NEW_ITEMS = 20  # OpenAI's, per request
-MAX_LIMIT = 100
 _ID = OpenApiParameter("conversation_id", str, OpenApiParameter.PATH, description="The conversation's id (`conv_...`).")
 _ITEM_ID = OpenApiParameter("item_id", str, OpenApiParameter.PATH, description="The item's id.")
 _INCLUDE = OpenApiParameter("include", {"type": "array", "items": {"type": "string"}},
@@ -30,11 +29,6 @@ _TAGS = ["conversations"]
 def _not_found(conversation_id: str) -> errors.NotFound:
     return errors.NotFound(f"Conversation with id '{errors.shown(conversation_id)}' not found.",
                            param="conversation_id")  # fmt: skip
-
-
-def _item_list(items: list[dict], has_more: bool = False) -> dict:
-    return {"object": "list", "data": items, "first_id": items[0]["id"] if items else None,
-            "last_id": items[-1]["id"] if items else None, "has_more": has_more}  # fmt: skip
 
 
 def _new_items(raw, history: list[dict], required: bool) -> list[dict]:
@@ -128,7 +122,7 @@ class ConversationItemsView(_ConversationView):
         tags=_TAGS,
         parameters=[
             _ID,
-            OpenApiParameter("limit", int, description=f"1 to {MAX_LIMIT} (default 20)."),
+            OpenApiParameter("limit", int, description=f"1 to {paging.MAX_LIMIT} (default 20)."),
             OpenApiParameter("order", str, enum=["asc", "desc"], description="Default `desc`."),
             OpenApiParameter("after", str, description="An item id: list the items after it."),
             _INCLUDE,
@@ -137,21 +131,13 @@ class ConversationItemsView(_ConversationView):
     )
     def get(self, request: Request, conversation_id: str) -> Response:
         conversation = self.conversation(conversation_id)
-        try:
-            limit = int(request.query_params.get("limit", "20"))
-        except ValueError:
-            limit = 0
-        if not 1 <= limit <= MAX_LIMIT:
-            raise errors.InvalidRequest(f"'limit' must be an integer from 1 to {MAX_LIMIT}.", param="limit")
-        order = request.query_params.get("order", "desc")
-        if order not in ("asc", "desc"):
-            raise errors.InvalidRequest("'order' must be 'asc' or 'desc'.", param="order")
+        limit, descending = paging.limit_and_order(request, "desc")
         after = request.query_params.get("after")
-        page = stored.page(conversation.pk, after=after, limit=limit, descending=order == "desc")
+        page = stored.page(conversation.pk, after=after, limit=limit, descending=descending)
         if page is None:
             raise errors.InvalidRequest(f"No item with id '{errors.shown(after)}' in this conversation.",
                                         param="after")  # fmt: skip
-        return Response(_item_list(page.items, page.has_more))
+        return Response(paging.list_object(page.items, page.has_more))
 
     @extend_schema(
         operation_id="create_conversation_items",
@@ -170,7 +156,7 @@ class ConversationItemsView(_ConversationView):
         except stored.DuplicateItem as twice:  # added meanwhile by another request
             raise errors.InvalidRequest(f"The conversation already has an item with id "
                                         f"'{errors.shown(twice.item_id)}'.", param="items")  # fmt: skip
-        return Response(_item_list(items))
+        return Response(paging.list_object(items, False))
 
 
 class ConversationItemView(_ConversationView):

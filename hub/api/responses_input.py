@@ -81,6 +81,8 @@ def _tool_choice(choice: Any, names: set[str]) -> None:
     if isinstance(choice, str):
         return _choice(choice, "tool_choice", ("auto", "none", "required"))
     kind = _object(choice, "tool_choice").get("type")
+    if kind is None:  # an object names its kind: OpenAI answers a missing one with a 400 too
+        raise missing("tool_choice.type")
     if kind in BUILT_IN_TOOLS:
         message = f"The built-in tool '{kind}' is not supported by this hub."
         raise refuse("tool_choice.type", message, "unsupported_tool")

@@ -9,12 +9,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts import responses as stored
-from hub.api import errors
+from hub.api import errors, paging
 from hub.api.openapi import errors_for
 from hub.api.openapi_schemas import ref
 from hub.api.views import TenantAPIView
 
-MAX_ITEMS = 100
 _ID = OpenApiParameter("response_id", str, OpenApiParameter.PATH, description="The response's id (`resp_...`).")
 
 
@@ -68,36 +67,19 @@ class InputItemsView(_StoredView):
         tags=["responses"],
         parameters=[
             _ID,
-            OpenApiParameter("limit", int, description=f"1 to {MAX_ITEMS} (default 20)."),
+            OpenApiParameter("limit", int, description=f"1 to {paging.MAX_LIMIT} (default 20)."),
             OpenApiParameter("order", str, enum=["asc", "desc"], description="Default `desc`."),
             OpenApiParameter("after", str, description="An item id: list the items after it."),
         ],
         responses={200: ref("ResponseItemList"), **errors_for(400, 401, 404)},
     )
     def get(self, request: Request, response_id: str) -> Response:
-        raw_limit, order = request.query_params.get("limit", "20"), request.query_params.get("order", "desc")
-        try:
-            limit = int(raw_limit)
-        except ValueError:
-            limit = 0
-        if not 1 <= limit <= MAX_ITEMS:
-            raise errors.InvalidRequest(f"'limit' must be an integer from 1 to {MAX_ITEMS}.", param="limit")
-        if order not in ("asc", "desc"):
-            raise errors.InvalidRequest("'order' must be 'asc' or 'desc'.", param="order")
+        limit, descending = paging.limit_and_order(request, "desc")
         items = list(self.stored(response_id).input_items)
-        if order == "desc":
+        if descending:
             items.reverse()
-        after = request.query_params.get("after")
-        if after is not None:
-            ids = [item.get("id") for item in items]
-            if after not in ids:
-                raise errors.InvalidRequest(f"No input item with id '{errors.shown(after)}'.", param="after")
-            items = items[ids.index(after) + 1 :]
-        page = items[:limit]
-        return Response({
-            "object": "list", "data": page, "has_more": len(items) > limit,
-            "first_id": page[0]["id"] if page else None, "last_id": page[-1]["id"] if page else None,
-        })  # fmt: skip
+        items = paging.after(items, request, "input item")
+        return Response(paging.list_object(items[:limit], len(items) > limit))
 
 
 class CancelView(_StoredView):

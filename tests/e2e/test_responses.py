@@ -284,6 +284,7 @@ def test_another_tenants_key_sees_nothing(hub):
         ({}, 400, "input"),
         ({"input": [{"role": "wizard", "content": "x"}]}, 400, "input[0].role"),
         ({"input": "Hi", "tool_choice": {"type": "function", "name": "nope"}}, 400, "tool_choice.name"),
+        ({"input": "Hi", "tool_choice": {"name": "x"}}, 400, "tool_choice.type"),  # found by the fuzz
         ({"input": "Hi", "text": {"format": {"type": "json_schema", "name": "x"}}}, 400, "text.format.schema"),
         ({"input": "Hi", "max_output_tokens": 0}, 400, "max_output_tokens"),
         ({"input": "Hi", "max_output_tokens": 10**6}, 400, "max_output_tokens"),

@@ -1,0 +1,40 @@
+"""The list routes' paging, as OpenAI's: ``limit`` (1 to 100, default 20), ``order`` (``asc`` / ``desc``), ``after``
+(an id of the list: what follows it), and the list object (``data``, ``first_id``, ``last_id``, ``has_more``)."""
+
+from __future__ import annotations
+
+from rest_framework.request import Request
+
+from hub.api import errors
+
+MAX_LIMIT = 100
+
+
+def limit_and_order(request: Request, default_order: str) -> tuple[int, bool]:
+    """(limit, descending) from the query; a 400 naming the field otherwise."""
+    try:
+        limit = int(request.query_params.get("limit", "20"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_LIMIT:
+        raise errors.InvalidRequest(f"'limit' must be an integer from 1 to {MAX_LIMIT}.", param="limit")
+    order = request.query_params.get("order", default_order)
+    if order not in ("asc", "desc"):
+        raise errors.InvalidRequest("'order' must be 'asc' or 'desc'.", param="order")
+    return limit, order == "desc"
+
+
+def after(items: list[dict], request: Request, what: str) -> list[dict]:
+    """``items`` (in the list's order) after the one ``after`` names; all of them without it."""
+    cursor = request.query_params.get("after")
+    if cursor is None:
+        return items
+    ids = [item.get("id") for item in items]
+    if cursor not in ids:
+        raise errors.InvalidRequest(f"No {what} with id '{errors.shown(cursor)}'.", param="after")
+    return items[ids.index(cursor) + 1 :]
+
+
+def list_object(data: list[dict], has_more: bool) -> dict:
+    return {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None, "has_more": has_more}  # fmt: skip
