@@ -22,7 +22,8 @@ _MESSAGE = _obj(
 )
 
 
-def _list(item: dict) -> dict:
+def list_of(item: dict) -> dict:
+    """OpenAI's paged list object of ``item``s (``hub/api/paging.py``)."""
     return _obj(
         {
             "object": {"const": "list"},
@@ -36,8 +37,8 @@ def _list(item: dict) -> dict:
 
 
 CHAT_STORE_SCHEMAS: dict[str, dict] = {
-    "ChatCompletionList": _list({"allOf": [ref("ChatCompletion"), _obj({"metadata": METADATA}, ("metadata",))]}),
-    "ChatCompletionMessageList": _list(_MESSAGE),
+    "ChatCompletionList": list_of({"allOf": [ref("ChatCompletion"), _obj({"metadata": METADATA}, ("metadata",))]}),
+    "ChatCompletionMessageList": list_of(_MESSAGE),
     "ChatCompletionDeleted": _obj(
         {"object": {"const": "chat.completion.deleted"}, "id": _STR, "deleted": {"const": True}},
         ("object", "id", "deleted"),

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from hub.api.openapi_chat_store import list_of
 from hub.api.openapi_responses import ITEM
-from hub.api.openapi_schemas import _BOOL, _INT, _NULLABLE_STR, _STR, METADATA, _obj
+from hub.api.openapi_schemas import _INT, _STR, METADATA, _obj
 
 _NEW_ITEMS = {"type": "array", "maxItems": 20, "items": {"type": "object"},
               "description": "Input items, as `POST /responses` takes them in `input`."}  # fmt: skip
@@ -23,16 +24,7 @@ CONVERSATION_SCHEMAS: dict[str, dict] = {
         ("id", "object", "deleted"),
     ),
     "ConversationItem": ITEM,
-    "ConversationItemList": _obj(
-        {
-            "object": {"const": "list"},
-            "data": {"type": "array", "items": ITEM},
-            "first_id": _NULLABLE_STR,
-            "last_id": _NULLABLE_STR,
-            "has_more": _BOOL,
-        },  # fmt: skip
-        ("object", "data", "first_id", "last_id", "has_more"),
-    ),
+    "ConversationItemList": list_of(ITEM),
     "CreateConversationRequest": _obj(
         {"items": {**_NEW_ITEMS, "type": ["array", "null"]}, "metadata": {**METADATA, "type": ["object", "null"]}}
     ),  # fmt: skip

@@ -251,6 +251,28 @@ class Broken(RuntimeError):
     pass
 
 
+def _three_clips(spoken):
+    """The served Whisper, an engine of 8 rows, three clips and the texts it writes for them (seeded), together."""
+    model, vocab = speech.served_whisper()
+    clips = {"a": spoken["en"][0][1], "b": spoken["en"][2][1], "c": spoken["de"][0][1]}
+    engine = SpeechEngine(model, vocab, max_rows=8, max_windows_per_step=4)
+    for key, samples in clips.items():
+        engine.add_request(key, _job(samples, vocab, seed=0))
+    return model, vocab, engine, clips, {key: job.text for key, job in _run(engine).items()}
+
+
+def _outcomes(engine: SpeechEngine) -> tuple[dict[str, str], dict[str, Exception]]:
+    """Run the engine to the end: ({request: its text}, {request: its error})."""
+    done, failed = {}, {}
+    while engine.has_work:
+        for out in engine.step():
+            if isinstance(out, RequestFailed):
+                failed[out.request_id] = out.error
+            elif out.finish_reason:
+                done[out.request_id] = out.transcription.text
+    return done, failed
+
+
 def _broken(*args, **kwargs):
     raise Broken("this request's own part failed")
 
@@ -260,12 +282,7 @@ def test_a_transcription_whose_own_part_fails_fails_alone(spoken):
     """A request's window, its prefix or its window's end raising fails that request (``RequestFailed``): the others
     in the batch get the texts they get without it. The prefix fails in the middle of the rows a step admits, so the
     last of them moves into its place (``_drop``) and must still decode its own audio."""
-    model, vocab = speech.served_whisper()
-    clips = {"a": spoken["en"][0][1], "b": spoken["en"][2][1], "c": spoken["de"][0][1]}
-    engine = SpeechEngine(model, vocab, max_rows=8, max_windows_per_step=4)
-    for key, samples in clips.items():
-        engine.add_request(key, _job(samples, vocab, seed=0))
-    expected = {key: job.text for key, job in _run(engine).items()}
+    model, vocab, engine, clips, expected = _three_clips(spoken)
     broken = {"bad-prefix": "prefix", "bad-window": "window", "bad-end": "finish_window"}
     # the first step admits a, bad-prefix, b (bad-window fails before it is encoded); then c and bad-end
     order = ["a", "bad-prefix", "b", "bad-window", "c", "bad-end"]
@@ -274,13 +291,7 @@ def test_a_transcription_whose_own_part_fails_fails_alone(spoken):
         if key in broken:
             setattr(job, broken[key], _broken)
         engine.add_request(key, job)
-    done, failed = {}, {}
-    while engine.has_work:
-        for out in engine.step():
-            if isinstance(out, RequestFailed):
-                failed[out.request_id] = out.error
-            elif out.finish_reason:
-                done[out.request_id] = out.transcription.text
+    done, failed = _outcomes(engine)
     assert done == expected
     assert set(failed) == set(broken) and all(isinstance(e, Broken) for e in failed.values())
     assert not engine.rows and not engine.requests and not engine.waiting
@@ -291,12 +302,7 @@ def test_a_batched_pass_that_fails_fails_only_the_request_that_fails_it_alone(sp
     """The encoder raises on a batch holding a silent window, and the decoder's step raises on any pass holding
     the row of request "bad" once it has written 5 tokens: each batch runs again request by request, only the
     silent request and "bad" fail, and the others get the very texts they get without them."""
-    model, vocab = speech.served_whisper()
-    clips = {"a": spoken["en"][0][1], "b": spoken["en"][2][1], "c": spoken["de"][0][1]}
-    engine = SpeechEngine(model, vocab, max_rows=8, max_windows_per_step=4)
-    for key, samples in clips.items():
-        engine.add_request(key, _job(samples, vocab, seed=0))
-    expected = {key: job.text for key, job in _run(engine).items()}
+    model, vocab, engine, clips, expected = _three_clips(spoken)
 
     real_encode, real_decode = model.encode, model.decode
     passes = {"encode": 0, "decode": 0}
@@ -322,13 +328,7 @@ def test_a_batched_pass_that_fails_fails_only_the_request_that_fails_it_alone(sp
         for key in ["a", "silent", "b", "bad", "c"]:
             samples = np.zeros(16000, dtype=np.float32) if key == "silent" else clips.get(key, clips["b"])
             engine.add_request(key, _job(samples, vocab, seed=0))
-        done, failed = {}, {}
-        while engine.has_work:
-            for out in engine.step():
-                if isinstance(out, RequestFailed):
-                    failed[out.request_id] = out.error
-                elif out.finish_reason:
-                    done[out.request_id] = out.transcription.text
+        done, failed = _outcomes(engine)
     finally:
         model.encode, model.decode = real_encode, real_decode
     assert done == expected
