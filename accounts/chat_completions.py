@@ -6,7 +6,7 @@ another tenant's id is not found, exactly like an id that never existed."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
@@ -14,6 +14,7 @@ from django.db.models import Q
 from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
+from accounts import stored
 from accounts.models import StoredChatCompletion
 
 
@@ -23,14 +24,8 @@ class Page:
     has_more: bool
 
 
-def _valid_id(completion_id: object) -> bool:
-    return isinstance(completion_id, str) and "\x00" not in completion_id  # PostgreSQL refuses a NUL in a query
-
-
 def find(tenant_id: int, completion_id: str) -> StoredChatCompletion | None:
-    if not _valid_id(completion_id):
-        return None
-    return StoredChatCompletion.objects.filter(tenant_id=tenant_id, pk=completion_id).first()
+    return stored.find(StoredChatCompletion, tenant_id, completion_id)
 
 
 def save(
@@ -66,30 +61,13 @@ def page(
 
 
 def set_metadata(tenant_id: int, completion_id: str, metadata: dict) -> StoredChatCompletion | None:
-    if not _valid_id(completion_id):
-        return None
-    with transaction.atomic():
-        found = StoredChatCompletion.objects.select_for_update().filter(tenant_id=tenant_id, pk=completion_id).first()
-        if found is not None:
-            found.metadata = metadata
-            found.save(update_fields=["metadata"])
-    return found
+    return stored.set_metadata(StoredChatCompletion, tenant_id, completion_id, metadata)
 
 
 def delete(tenant_id: int, completion_id: str) -> bool:
-    if not _valid_id(completion_id):
-        return False
-    with transaction.atomic():
-        deleted, _ = StoredChatCompletion.objects.filter(tenant_id=tenant_id, pk=completion_id).delete()
-    return bool(deleted)
+    return stored.delete(StoredChatCompletion, tenant_id, completion_id)
 
 
 def expire(now: datetime | None = None) -> int:
     """Delete the completions older than the retention period; returns how many."""
-    days = settings.HUB_CHAT_COMPLETIONS_RETENTION_DAYS
-    if not days:
-        return 0
-    cutoff = (now or timezone.now()) - timedelta(days=days)
-    with transaction.atomic():
-        deleted, _ = StoredChatCompletion.objects.filter(created_at__lt=cutoff).delete()
-    return deleted
+    return stored.expire(StoredChatCompletion, settings.HUB_CHAT_COMPLETIONS_RETENTION_DAYS, now)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts import stored
 from accounts.models import Conversation, ConversationItem
 
 MAX_ITEM_ID = 200  # ConversationItem.item_id's length
@@ -30,18 +31,12 @@ class Page:
     has_more: bool
 
 
-def _valid_id(value: object) -> bool:
-    return isinstance(value, str) and "\x00" not in value  # PostgreSQL refuses a NUL in a query
-
-
 def new_id() -> str:
     return f"conv_{secrets.token_hex(24)}"
 
 
 def find(tenant_id: int, conversation_id: str) -> Conversation | None:
-    if not _valid_id(conversation_id):
-        return None
-    return Conversation.objects.filter(tenant_id=tenant_id, pk=conversation_id).first()
+    return stored.find(Conversation, tenant_id, conversation_id)
 
 
 def _add(conversation_id: str, items: list[dict]) -> None:
@@ -83,7 +78,7 @@ def items(conversation_id: str) -> list[dict]:
 
 
 def item(conversation_id: str, item_id: str) -> dict | None:
-    if not _valid_id(item_id):
+    if not stored.valid_id(item_id):
         return None
     row = ConversationItem.objects.filter(conversation_id=conversation_id, item_id=item_id).first()
     return None if row is None else row.item
@@ -93,7 +88,7 @@ def page(conversation_id: str, *, after: str | None, limit: int, descending: boo
     """A page of items in either order, after the item ``after``; None when there is no such item."""
     rows = ConversationItem.objects.filter(conversation_id=conversation_id)
     if after is not None:
-        if not _valid_id(after):
+        if not stored.valid_id(after):
             return None
         cursor = rows.filter(item_id=after).values_list("id", flat=True).first()
         if cursor is None:
@@ -104,26 +99,15 @@ def page(conversation_id: str, *, after: str | None, limit: int, descending: boo
 
 
 def set_metadata(tenant_id: int, conversation_id: str, metadata: dict) -> Conversation | None:
-    if not _valid_id(conversation_id):
-        return None
-    with transaction.atomic():
-        found = Conversation.objects.select_for_update().filter(tenant_id=tenant_id, pk=conversation_id).first()
-        if found is not None:
-            found.metadata = metadata
-            found.save(update_fields=["metadata"])
-    return found
+    return stored.set_metadata(Conversation, tenant_id, conversation_id, metadata)
 
 
 def delete(tenant_id: int, conversation_id: str) -> bool:
-    if not _valid_id(conversation_id):
-        return False
-    with transaction.atomic():
-        deleted, _ = Conversation.objects.filter(tenant_id=tenant_id, pk=conversation_id).delete()
-    return bool(deleted)
+    return stored.delete(Conversation, tenant_id, conversation_id)
 
 
 def delete_item(conversation_id: str, item_id: str) -> bool:
-    if not _valid_id(item_id):
+    if not stored.valid_id(item_id):
         return False
     with transaction.atomic():
         deleted, _ = ConversationItem.objects.filter(conversation_id=conversation_id, item_id=item_id).delete()

@@ -5,19 +5,18 @@ not found, exactly like an id that never existed."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from accounts import stored
 from accounts.models import StoredResponse
 
 
 def find(tenant_id: int, response_id: str) -> StoredResponse | None:
-    if not isinstance(response_id, str) or "\x00" in response_id:  # PostgreSQL refuses a NUL in a query
-        return None
-    return StoredResponse.objects.filter(tenant_id=tenant_id, pk=response_id).first()
+    return stored.find(StoredResponse, tenant_id, response_id)
 
 
 def save(
@@ -32,19 +31,9 @@ def save(
 
 
 def delete(tenant_id: int, response_id: str) -> bool:
-    if "\x00" in response_id:
-        return False
-    with transaction.atomic():
-        deleted, _ = StoredResponse.objects.filter(tenant_id=tenant_id, pk=response_id).delete()
-    return bool(deleted)
+    return stored.delete(StoredResponse, tenant_id, response_id)
 
 
 def expire(now: datetime | None = None) -> int:
     """Delete the responses older than the retention period; returns how many."""
-    days = settings.HUB_RESPONSES_RETENTION_DAYS
-    if not days:
-        return 0
-    cutoff = (now or timezone.now()) - timedelta(days=days)
-    with transaction.atomic():
-        deleted, _ = StoredResponse.objects.filter(created_at__lt=cutoff).delete()
-    return deleted
+    return stored.expire(StoredResponse, settings.HUB_RESPONSES_RETENTION_DAYS, now)

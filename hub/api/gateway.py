@@ -483,7 +483,7 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
             meter.take_headers(response.headers)
             wants_running_usage = body.get("stream_continuous_usage_stats") in ("true", "1")
         await self._start_stream()
-        complete = False
+        complete = cut = False  # cut: an error event ended the answer, which is then not stored
         try:
             async for line in sse_lines(response):
                 if not line.startswith("data:"):
@@ -491,7 +491,7 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
                 data = line[5:].strip()
                 if data == "[DONE]":
                     complete = True  # the whole answer is relayed: a client that now hangs up aborted nothing
-                    if store is not None and meter.status != 502:  # not an answer cut by an error event
+                    if store is not None and not cut:
                         await store.save(store.assembler.completion(store.id, model_id))
                     await self._event("[DONE]")
                     break
@@ -499,7 +499,7 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
                     raise shutdown.ShuttingDown
                 chunk = json.loads(data)
                 if "error" in chunk:
-                    meter.status = 502
+                    meter.status, cut = 502, True
                     await self._event(chunk)
                     continue
                 meter.take(chunk.get("usage"))

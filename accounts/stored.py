@@ -1,0 +1,53 @@
+"""What the hub keeps for a tenant by id (stored responses, stored chat completions, conversations): the reads and
+writes they share. Every one names the tenant, so another tenant's id is not found, exactly like an id that never
+existed; an id PostgreSQL cannot take (a NUL in it) is not found either."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from django.db import models, transaction
+from django.utils import timezone
+
+Row = TypeVar("Row", bound=models.Model)
+
+
+def valid_id(value: object) -> bool:
+    return isinstance(value, str) and "\x00" not in value  # PostgreSQL refuses a NUL in a query
+
+
+def find(model: type[Row], tenant_id: int, pk: object) -> Row | None:
+    if not valid_id(pk):
+        return None
+    return model.objects.filter(tenant_id=tenant_id, pk=pk).first()
+
+
+def set_metadata(model: type[Row], tenant_id: int, pk: object, metadata: dict) -> Row | None:
+    """Replace the row's ``metadata``; None when the tenant has no such row."""
+    if not valid_id(pk):
+        return None
+    with transaction.atomic():
+        found = model.objects.select_for_update().filter(tenant_id=tenant_id, pk=pk).first()
+        if found is not None:
+            found.metadata = metadata
+            found.save(update_fields=["metadata"])
+    return found
+
+
+def delete(model: type[models.Model], tenant_id: int, pk: object) -> bool:
+    if not valid_id(pk):
+        return False
+    with transaction.atomic():
+        deleted, _ = model.objects.filter(tenant_id=tenant_id, pk=pk).delete()
+    return bool(deleted)
+
+
+def expire(model: type[models.Model], days: int, now: datetime | None = None) -> int:
+    """Delete the rows created more than ``days`` ago (0 keeps them all); returns how many."""
+    if not days:
+        return 0
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    with transaction.atomic():
+        deleted, _ = model.objects.filter(created_at__lt=cutoff).delete()
+    return deleted
