@@ -2,7 +2,7 @@
 (CTranslate2) on the same weights (the packaged Whisper base) and the same files, in the same run, alternating.
 
     python3 -m venv /root/fw-venv && /root/fw-venv/bin/pip install faster-whisper   # the peer, optional
-    .venv/bin/python benchmarks/bench_audio.py [--rounds 3] [--faster-whisper /root/fw-venv/bin/python]
+    .venv/bin/python benchmarks/bench_audio.py [--rounds 3] [--faster-whisper /root/fw-venv/bin/python] [--words]
 
 Files: English sentences spoken by espeak-ng (tests/support/speech.py), joined with a second of silence into
 recordings of about 40 s. Two measures, each a median over the rounds:
@@ -14,7 +14,8 @@ none: float32) and faster-whisper's ``compute_type`` (int8, float32).
 Both sides: greedy first (faster-whisper ``beam_size=1``, ``best_of=1``), the same temperature fallback and
 thresholds, the previous text as prompt, timestamps, language detected, no VAD. Each side's time
 includes decoding the file and its features. Word error rates against the spoken text are printed for both.
-faster-whisper takes 4 files at once as 4 threads on one model (``num_workers=4``).
+faster-whisper takes 4 files at once as 4 threads on one model (``num_workers=4``). ``--words``: both sides
+with word timestamps (the cost of the alignment pass per window).
 """
 
 from __future__ import annotations
@@ -61,9 +62,10 @@ PEER = textwrap.dedent(
     from faster_whisper import WhisperModel
     model = WhisperModel(sys.argv[1], device="cpu", compute_type=sys.argv[3], cpu_threads=int(sys.argv[2]),
                          num_workers=4)
+    words = sys.argv[4] == "words"
     def run(path):
         segments, info = model.transcribe(path, beam_size=1, best_of=1, vad_filter=False,
-                                          condition_on_previous_text=True)
+                                          condition_on_previous_text=True, word_timestamps=words)
         return "".join(s.text for s in segments).strip()
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
@@ -91,7 +93,8 @@ def recordings(folder: Path, count: int) -> list[tuple[Path, str, float]]:
 
 
 class Ours:
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, words: bool) -> None:
+        self.words = words
         directory = resolve_source("packaged:whisper-base")
         self.model = load_model(directory)
         if mode != "none":  # as the service builds it (inference/server/registry.py)
@@ -104,7 +107,7 @@ class Ours:
         for i, path in enumerate(paths):
             samples = decode_audio(path.read_bytes(), max_seconds=3600)
             features = padded_log_mel(samples, self.model.config.num_mel_bins)
-            job = Transcription(features, len(samples), self.vocab, SpeechOptions())
+            job = Transcription(features, len(samples), self.vocab, SpeechOptions(word_timestamps=self.words))
             self.engine.add_request(str(i), job)
         texts: dict[str, str] = {}
         while self.engine.has_work:
@@ -115,7 +118,7 @@ class Ours:
 
 
 class Peer:
-    def __init__(self, python: str, threads: int, folder: Path, compute_type: str) -> None:
+    def __init__(self, python: str, threads: int, folder: Path, compute_type: str, words: bool) -> None:
         script = folder / "faster_whisper_worker.py"
         script.write_text(PEER)
         ct2_dir, model_bin = packaged.whisper_base()
@@ -125,7 +128,7 @@ class Peer:
             for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
                 (model_dir / name).symlink_to(ct2_dir / name)
             (model_dir / "model.bin").symlink_to(model_bin)
-        command = [python, str(script), str(model_dir), str(threads), compute_type]
+        command = [python, str(script), str(model_dir), str(threads), compute_type, "words" if words else "-"]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         json.loads(self.process.stdout.readline())
 
@@ -142,14 +145,15 @@ def main() -> None:
     parser.add_argument("--faster-whisper", help="the python of a venv with faster-whisper (the peer)")
     parser.add_argument("--quantize", default="auto,none", help="our weight modes (auto: what make run serves)")
     parser.add_argument("--compute-types", default="int8,float32", help="faster-whisper's compute types")
+    parser.add_argument("--words", action="store_true", help="word timestamps on both sides")
     args = parser.parse_args()
     threads = torch.get_num_threads()
     folder = Path(tempfile.mkdtemp(prefix="bench-audio-"))
     files = recordings(folder, 4)
-    sides: dict[str, Ours | Peer] = {f"ours {mode}": Ours(mode) for mode in args.quantize.split(",")}
+    sides: dict[str, Ours | Peer] = {f"ours {mode}": Ours(mode, args.words) for mode in args.quantize.split(",")}
     if args.faster_whisper:
         for kind in args.compute_types.split(","):
-            sides[f"faster-whisper {kind}"] = Peer(args.faster_whisper, threads, folder, kind)
+            sides[f"faster-whisper {kind}"] = Peer(args.faster_whisper, threads, folder, kind, args.words)
     results: dict[tuple[str, str], list[float]] = {}
     errors: dict[str, list[float]] = {}
     for _ in range(args.rounds):
@@ -162,7 +166,8 @@ def main() -> None:
                 )
                 for (_, text, _), hyp in zip(chosen, texts, strict=True):
                     errors.setdefault(name, []).append(speech.word_error_rate(text, hyp))
-    print(f"{len(files)} recordings of {files[0][2]:.1f} s, {args.rounds} rounds, {threads} threads")
+    words = ", word timestamps" if args.words else ""
+    print(f"{len(files)} recordings of {files[0][2]:.1f} s, {args.rounds} rounds, {threads} threads{words}")
     print(f"{'':24} {'RTF, batch 1':>14} {'audio s/s, 4 at once':>22} {'WER':>6}")
     for name in sides:
         rtf = statistics.median(results[(name, "batch 1")])

@@ -67,8 +67,9 @@ SPEECH_SCHEMAS = {
             "language": {**_STR, "description": "ISO-639-1 code (`en`, `de`); detected when absent."},
             "timestamp_granularities[]": {
                 "type": "array",
-                "items": {"enum": ["segment"]},
-                "description": "`segment` (with `verbose_json`); `word` is refused.",
+                "items": {"enum": ["segment", "word"]},
+                "description": "With `verbose_json`: `segment` (the default) and / or `word` (each word's start and "
+                "end in `words`, found by the model's alignment heads; a decoder pass more per 30 s window).",
             },
             "stream": {**_BOOL, "default": False},
             "chunking_strategy": {"const": "auto"},
@@ -114,6 +115,10 @@ SPEECH_SCHEMAS = {
             "duration": _NUM,
             "text": _STR,
             "segments": {"type": "array", "items": _SEGMENT},
+            "words": {
+                "type": "array",
+                "items": _obj({"word": _STR, "start": _NUM, "end": _NUM}, ("word", "start", "end")),
+            },
             "usage": _DURATION_USAGE,
         },
         ("language", "duration", "text"),

@@ -1,4 +1,4 @@
-"""Transcriptions batched: each step encodes the windows that are waiting (together, as one batch), starts their
+"""Transcriptions batched: each step encodes the windows that are waiting (each alone: see ``_encode``), starts their
 decoding, and advances every decoding row by one token in one decoder pass.
 
 A request is one row at a time (its current window); a long recording goes window after window while short ones
@@ -6,9 +6,9 @@ join and leave beside it, so nothing waits for a whole file. Rows live in one ``
 rows: the first ``len(self.rows)`` are in use; a row that leaves takes the last row's place, so the rows in use
 stay one contiguous view and a step copies nothing.
 
-A request's failure fails it alone: its own window, language or prefix, its window's end; and a batched pass that
-raises (the encoder's, the decoder's step) runs again request by request, so that only the one that fails alone
-fails (the rest go on as if nothing had happened: a row's numbers never depend on the batch).
+A request's failure fails it alone: its own window, language or prefix, its window's end; and a decoder step that
+raises runs again request by request, so that only the one that fails alone fails (the rest go on as if nothing
+had happened: a row's numbers never depend on the batch).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from inference.engine.output import RequestFailed
+from inference.speech.alignment import find_words
 from inference.speech.rules import apply_rules, sample
 from inference.speech.transcription import MAX_WINDOW_TOKENS, Segment, Transcription
 from inference.speech.vocab import WhisperVocab
@@ -59,6 +60,11 @@ class SpeechEngine:
         # [max_rows, vocab] float32: each row's logits for its next token (the first len(rows) rows are in use)
         weight = model.model.decoder.embed_tokens.weight
         self.next_logits = torch.zeros(max_rows, model.config.vocab_size, device=weight.device)
+        cfg = model.config
+        self.alignment_heads = vocab.alignment_heads or tuple(  # Whisper's default: the second half's heads
+            (layer, head) for layer in range(cfg.decoder_layers // 2, cfg.decoder_layers)
+            for head in range(cfg.decoder_attention_heads)
+        )  # fmt: skip
         self.waiting: list[tuple[str, Transcription]] = []  # need a window encoded (new, or past their last one)
         self.requests: dict[str, Transcription] = {}
 
@@ -139,13 +145,11 @@ class SpeechEngine:
             self._failed(request_id, exc, outputs)
 
     def _encode(self, admitted: list, windows: list[torch.Tensor], outputs: dict) -> tuple[list, torch.Tensor]:
-        """The windows encoded in one batch -> (the requests, [n, 1500, d]). If the batch raises, each window again
-        alone: one that fails alone is the cause, and only its request fails (the encoder keeps no state)."""
+        """The windows encoded -> (the requests, [n, 1500, d]), each window alone: a GEMM's rounding may follow its
+        row count (oneDNN's bf16 one does at Whisper base's 512 x 1536), so a batch would change a window's numbers
+        (and the words' times) with what else is in it; at 1,500 rows a window fills the GEMMs anyway (measured: 4
+        windows alone take no longer than the 4 as one batch). A window that fails fails only its request."""
         weight = self.model.model.encoder.conv1.weight
-        try:
-            return admitted, self.model.encode(torch.stack(windows).to(weight.device, weight.dtype))
-        except Exception:  # noqa: BLE001 - retried window by window below
-            log.warning("a batch of %d windows failed to encode; encoding each alone", len(windows), exc_info=True)
         kept, parts = [], []
         for (request_id, job), window in zip(admitted, windows, strict=True):
             try:
@@ -241,6 +245,8 @@ class SpeechEngine:
         if segments is None:  # decode the window again, hotter, from the same encoded audio
             self._prefill(i)
             return
+        if segments and job.options.word_timestamps:
+            self._align(i, segments)
         out = self._output(outputs, row.request_id)
         out.segments.extend(segments)
         self._drop(i)
@@ -249,6 +255,19 @@ class SpeechEngine:
             out.finish_reason, out.transcription = "stop", job
         else:
             self.waiting.append((row.request_id, job))
+
+    def _align(self, i: int, segments: list[Segment]) -> None:
+        """Word timestamps for a window's accepted ``segments``: its text decoded once more on row i (whose audio is
+        still the window's) after ``<|notimestamps|>``, and the alignment heads' cross-attention read."""
+        job, v = self.rows[i].job, self.vocab
+        task = v.translate if job.options.task == "translate" else v.transcribe
+        prefix = [v.sot, v.languages[job.language], task, v.no_timestamps]
+        text = [t for s in segments for t in s.tokens if t < v.eot]
+        view = self.state.view(i, i + 1)
+        tokens = torch.tensor([[*prefix, *text, v.eot]], device=view.lengths.device)
+        layers = self.model.cross_attention_scores(tokens, view)  # per layer [1, H, T, 1500]
+        scores = torch.stack([layers[layer][0, head] for layer, head in self.alignment_heads])  # [heads, T, 1500]
+        job.add_words(segments, find_words(scores, text, len(prefix), job.window_frames, v, job.language))
 
     def _failed(self, request_id: str, error: Exception, outputs: dict) -> None:
         log.error("transcription %s failed", request_id, exc_info=error)

@@ -163,8 +163,9 @@ class WhisperDecoderLayer(nn.Module):
         k, v = self.kv_proj.split(self.kv_proj(encoded))
         return _heads(k, self.heads), _heads(v, self.heads)
 
-    def forward(self, x, positions, state: DecoderState, i: int, mask: torch.Tensor) -> torch.Tensor:
-        """x [B, T, d] at ``positions`` [B, T]; ``mask`` [B, 1, T, L] the keys each query may see."""
+    def forward(self, x, positions, state: DecoderState, i: int, mask: torch.Tensor, scores: dict | None = None):
+        """x [B, T, d] at ``positions`` [B, T]; ``mask`` [B, 1, T, L] the keys each query may see. ``scores``: a dict
+        that gets this layer's cross-attention logits (``scores[i]``, see ``cross_scores``)."""
         q, k, v = (_heads(t, self.heads) for t in self.qkv_proj.split(self.qkv_proj(self.self_attn_layer_norm(x))))
         rows = torch.arange(x.shape[0], device=x.device)[:, None]
         at = (rows, positions) if state.position_major else (rows, slice(None), positions)
@@ -173,8 +174,16 @@ class WhisperDecoderLayer(nn.Module):
         attend = self._attend_kernels if self.kernels else self._attend
         x = x + self.self_out_proj(attend(q, state.self_k[i], state.self_v[i], mask, state.position_major))
         q = _heads(self.q_proj(self.encoder_attn_layer_norm(x)), self.heads)
+        if scores is not None:
+            scores[i] = self.cross_scores(q, state.cross_k[i], state.position_major)
         x = x + self.cross_out_proj(attend(q, state.cross_k[i], state.cross_v[i], None, state.position_major))
         return x + self.fc2(self.act(self.fc1(self.final_layer_norm(x))))
+
+    def cross_scores(self, q: torch.Tensor, keys: torch.Tensor, position_major: bool) -> torch.Tensor:
+        """q [B, T, H, D] against the window's keys [B, H, P, D] (position-major: [B, P, H, D]) -> the scaled dot
+        products [B, H, T, P] in float32, before the softmax (word timestamps read the alignment heads' ones)."""
+        pattern = "bthd,bphd->bhtp" if position_major else "bthd,bhpd->bhtp"
+        return torch.einsum(pattern, q.float(), keys.float()) * self.scale
 
     def _attend(self, q, keys, values, mask: torch.Tensor | None, position_major: bool) -> torch.Tensor:
         """q [B, T, H, D] over each row's keys / values [B, H, P, D] (position-major: [B, P, H, D]); self-attention:
@@ -284,7 +293,19 @@ class WhisperForConditionalGeneration(nn.Module):
         with forward_context(roles):
             return self._decode(tokens, state)
 
-    def _decode(self, tokens: torch.Tensor, state: DecoderState) -> torch.Tensor:
+    @torch.inference_mode()
+    def cross_attention_scores(self, tokens: torch.Tensor, state: DecoderState) -> list[torch.Tensor]:
+        """tokens [B, T] decoded as a window's prefix from each row's start -> per layer, the cross-attention logits
+        [B, H, T, 1500] (float32, before the softmax): where each token's query looks in the audio."""
+        state.lengths.zero_()
+        scores: dict[int, torch.Tensor] = {}
+        B, T = tokens.shape
+        roles = ForwardContext(cu_seqlens_q=list(range(0, B * T + 1, T)), context_lens=[T] * B, prompt_lens=[T] * B)
+        with forward_context(roles):
+            self._decode(tokens, state, scores)
+        return [scores[i] for i in range(len(scores))]
+
+    def _decode(self, tokens: torch.Tensor, state: DecoderState, scores: dict | None = None) -> torch.Tensor:
         decoder = self.model.decoder
         B, T = tokens.shape
         positions = state.lengths[:, None] + torch.arange(T, device=tokens.device)  # [B, T]
@@ -294,7 +315,7 @@ class WhisperForConditionalGeneration(nn.Module):
         L = int(positions.max()) + 1
         mask = (torch.arange(L, device=tokens.device)[None, None, :] <= positions[:, :, None])[:, None]
         for i, layer in enumerate(decoder.layers):
-            x = layer(x, positions, state, i, mask)
+            x = layer(x, positions, state, i, mask, scores)
         state.lengths += T
         x = decoder.layer_norm(x)
         if self.lm_head is not None:

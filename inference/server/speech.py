@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import string
 
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -21,6 +22,7 @@ from inference.server.streams import ClientGone, counted_sse, deltas, new_id, ss
 from inference.speech.transcription import Segment, Transcription
 from inference.speech.vocab import LANGUAGES, WhisperVocab
 
+PUNCTUATION = string.punctuation + "。，！？：、“”‘’«»¿¡…—"
 AUDIO_TOKENS_PER_SECOND = 50  # Whisper's encoder positions: 1500 per 30 s window (the usage's audio tokens)
 
 
@@ -93,6 +95,18 @@ def _segment(s: Segment) -> dict:
             "no_speech_prob": s.no_speech_prob}  # fmt: skip
 
 
+def _words(segments: list[Segment]) -> list[dict]:
+    """OpenAI's ``words``: each word without its spaces and the punctuation around it (``"volleyball"``, not
+    ``" volleyball."``); a word that is punctuation alone is left out."""
+    out = []
+    for segment in segments:
+        for w in segment.words:
+            text = w.word.strip().strip(PUNCTUATION)
+            if text:
+                out.append({"word": text, "start": w.start, "end": w.end})
+    return out
+
+
 def _logprobs(segments: list[Segment], vocab: WhisperVocab) -> list[dict]:
     """OpenAI's ``logprobs`` of a transcription: each text token (timestamps left out) with its bytes."""
     out = []
@@ -116,8 +130,12 @@ def answer(job: Transcription, parsed: SpeechRequest) -> Response:
         return JSONResponse(body, headers=headers)
     if fmt == "verbose_json":
         body = {"task": job.options.task, "language": LANGUAGES.get(job.language, job.language),
-                "duration": round(job.duration, 2), "text": job.text,
-                "segments": [_segment(s) for s in job.segments], "usage": usage}  # fmt: skip
+                "duration": round(job.duration, 2), "text": job.text}  # fmt: skip
+        if "word" not in parsed.granularities or "segment" in parsed.granularities:  # as OpenAI's: segments unless
+            body["segments"] = [_segment(s) for s in job.segments]  # only words were asked for
+        if "word" in parsed.granularities:
+            body["words"] = _words(job.segments)
+        body["usage"] = usage
         return JSONResponse(body, headers=headers)
     text = {"text": job.text + "\n", "srt": _srt(job.segments), "vtt": _vtt(job.segments)}[fmt]
     return PlainTextResponse(text, headers=headers)

@@ -87,9 +87,6 @@ async def parse_speech(form: FormData, model: LoadedModel, task: str) -> SpeechR
     if granularities and response_format != "verbose_json":
         raise RequestError("'timestamp_granularities' needs response_format 'verbose_json'.",
                            param="timestamp_granularities")  # fmt: skip
-    if "word" in granularities:
-        raise RequestError("Word timestamps are not supported by this server; ask for 'segment'.",
-                           param="timestamp_granularities", code="unsupported_value")  # fmt: skip
     logprobs = _included(form, task, response_format)
     if (_text(form, "chunking_strategy") or "auto") != "auto":  # Whisper's own 30 s windows are its chunking
         raise RequestError("'chunking_strategy' must be 'auto'.", param="chunking_strategy")
@@ -100,7 +97,8 @@ async def parse_speech(form: FormData, model: LoadedModel, task: str) -> SpeechR
     if seed is not None and not seed.strip().lstrip("-").isdigit():
         raise RequestError("'seed' must be an integer.", param="seed", code="invalid_type")
     options = SpeechOptions(task=task, language=code, temperature=temperature, prompt=_text(form, "prompt"),
-                            seed=int(seed) if seed is not None else None)  # fmt: skip
+                            seed=int(seed) if seed is not None else None,
+                            word_timestamps="word" in granularities)  # fmt: skip
     _flag(form, "stream_include_usage")  # checked only: the done event always carries the usage, as OpenAI's
     running = _flag(form, "stream_continuous_usage_stats")
     return SpeechRequest(data, options, response_format, stream, granularities, running, logprobs)

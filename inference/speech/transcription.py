@@ -20,6 +20,7 @@ import torch
 
 from inference.audio.decode import SAMPLE_RATE
 from inference.audio.features import CHUNK_FRAMES, FRAMES_PER_SECOND, HOP_LENGTH, window_at
+from inference.speech.alignment import Word, WordTiming, place_words
 from inference.speech.vocab import TIME_PRECISION, WhisperVocab
 
 COMPRESSION_RATIO_THRESHOLD = 2.4
@@ -38,6 +39,7 @@ class SpeechOptions:
     temperature: float = 0.0  # the first attempt's; the fallback raises it
     prompt: str | None = None
     seed: int | None = None
+    word_timestamps: bool = False  # each segment's words with their times (a decoder pass more per window)
 
     def temperatures(self) -> list[float]:
         steps = [self.temperature]
@@ -59,6 +61,7 @@ class Segment:
     compression_ratio: float
     no_speech_prob: float
     logprobs: list[float] = field(default_factory=list)  # each of ``tokens``' log-probability (as sampled)
+    words: list[Word] = field(default_factory=list)  # with word timestamps
 
 
 def compression_ratio(text: str) -> float:
@@ -83,6 +86,10 @@ class Transcription:
     sampled_tokens: int = 0  # every token sampled, retries included: what the request cost
     done: bool = False
     generator: torch.Generator | None = None
+    # the last accepted window's mel frames of audio, and whether it ended on a single timestamp (word timestamps)
+    window_frames: int = 0
+    single_ending: bool = False
+    last_speech: float = 0.0  # seconds: where the last placed words ended
 
     def __post_init__(self) -> None:
         self.language = self.options.language
@@ -149,6 +156,7 @@ class Transcription:
             self.seek += size
             self._check_done()
             return []
+        self.window_frames, self.single_ending = size, self._single_ending(tokens)
         stats = {"temperature": temperature, "avg_logprob": avg_logprob, "compression_ratio": ratio,
                  "no_speech_prob": no_speech_prob}  # fmt: skip
         pieces, advance = self._split(tokens, size)
@@ -177,7 +185,7 @@ class Transcription:
         to advance."""
         ts = self.vocab.timestamp_begin
         is_ts = [t >= ts for t in tokens]
-        single_ending = is_ts[-2:] == [False, True]
+        single_ending = self._single_ending(tokens)
         cuts = [i + 1 for i in range(len(tokens) - 1) if is_ts[i] and is_ts[i + 1]]
         if cuts:
             if single_ending:
@@ -195,6 +203,23 @@ class Transcription:
         if stamps and stamps[-1] != ts:
             duration = (stamps[-1] - ts) * TIME_PRECISION
         return [(0.0, duration, 0, len(tokens))], size
+
+    def _single_ending(self, tokens: list[int]) -> bool:
+        """The window ended on one timestamp (its speech runs on past it, into the next window)."""
+        return [t >= self.vocab.timestamp_begin for t in tokens[-2:]] == [False, True]
+
+    def add_words(self, segments: list[Segment], words: list[WordTiming]) -> None:
+        """The window's ``segments`` (just accepted) get their ``words`` (times from the window's start); as
+        Whisper, the next window then starts where the last word ended, unless the window ended on one timestamp."""
+        window = segments[0].seek
+        offset = window / FRAMES_PER_SECOND
+        self.last_speech = place_words(segments, words, offset, self.last_speech, self.vocab.eot)
+        if self.single_ending:
+            return
+        last_end = next((w.end for s in reversed(segments) for w in reversed(s.words)), segments[-1].end)
+        if last_end > offset:
+            self.seek = max(window + 1, round(last_end * FRAMES_PER_SECOND))
+            self._check_done()
 
     def _check_done(self) -> None:
         self.done = self.seek >= self.frames

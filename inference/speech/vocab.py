@@ -138,6 +138,9 @@ class WhisperVocab:
     languages: dict[str, int]  # language code -> its token id
     suppress: tuple[int, ...]  # never sampled (punctuation-like symbols that Whisper learned to misuse)
     begin_suppress: tuple[int, ...]  # not sampled first (a blank, the end of text)
+    # (decoder layer, head) of the cross-attention heads that follow the speech (word timestamps), from
+    # generation_config.json; empty: every head of the decoder's second half, as Whisper's default
+    alignment_heads: tuple[tuple[int, int], ...] = ()
 
     @property
     def timestamp_begin(self) -> int:
@@ -176,6 +179,7 @@ class WhisperVocab:
             languages={code: i for code, i in languages.items() if i is not None},
             suppress=tuple(generation.get("suppress_tokens") or ()),
             begin_suppress=tuple(generation.get("begin_suppress_tokens") or (token("Ġ"), token("<|endoftext|>"))),
+            alignment_heads=tuple((int(layer), int(head)) for layer, head in generation.get("alignment_heads") or ()),
         )
 
     def language_code(self, language: str) -> str | None:

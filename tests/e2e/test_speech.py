@@ -152,6 +152,37 @@ def test_log_probabilities_whole_and_streamed(hub, audio):
     assert "logprobs" not in plain.http_response.json()  # only when asked
 
 
+def test_word_timestamps_as_openai_answers_them(hub, audio):
+    """``timestamp_granularities=["word"]``: ``words`` without segments, as OpenAI's example; with both, both, the
+    words inside their segments; each word without spaces or punctuation, in order, within the recording, the
+    text word for word; OpenAI's schema holds."""
+    client = hub()
+    words_only = client.audio.transcriptions.with_raw_response.create(
+        model=WHISPER, file=_upload(audio["four"]), response_format="verbose_json", timestamp_granularities=["word"],
+        language="en", extra_body=SEED,
+    ).http_response.json()  # fmt: skip
+    assert_valid("CreateTranscriptionResponseVerboseJson", words_only)
+    assert "segments" not in words_only
+    words = words_only["words"]
+    assert [w["word"] for w in words] == speech.words(words_only["text"]), words
+    assert all(w["word"] == w["word"].strip(".,!?;: ") for w in words)
+    assert all(a["start"] <= a["end"] <= b["start"] <= b["end"] for a, b in zip(words, words[1:], strict=False))
+    assert 0 <= words[0]["start"] and words[-1]["end"] <= words_only["duration"]
+    assert speech.word_error_rate(" ".join(speech.ENGLISH), words_only["text"]) <= 0.1
+    both = client.audio.transcriptions.create(
+        model=WHISPER, file=_upload(audio["four"]), response_format="verbose_json",
+        timestamp_granularities=["word", "segment"], language="en", extra_body=SEED,
+    )  # fmt: skip
+    assert [w.model_dump() for w in both.words] == words and len(both.segments) >= 4
+    for segment in both.segments:
+        inside = [w for w in words if segment.start <= (w["start"] + w["end"]) / 2 <= segment.end]
+        assert [w["word"] for w in inside] == speech.words(segment.text), (segment, words)
+    segments_only = client.audio.transcriptions.with_raw_response.create(
+        model=WHISPER, file=_upload(audio["four"]), response_format="verbose_json", language="en", extra_body=SEED
+    ).http_response.json()
+    assert "words" not in segments_only and segments_only["text"] == words_only["text"]
+
+
 def test_translation_and_a_named_language(hub, audio):
     client = hub()
     # seeded: greedy decoding of this clip falls just under Whisper's log-probability threshold (SEED)
@@ -239,7 +270,8 @@ def _silence(seconds: float) -> bytes:
         ({"model": WHISPER, "temperature": "3"}, None, 400, "temperature", None),
         ({"model": WHISPER, "language": "klingon"}, None, 400, "language", "unsupported_language"),
         ({"model": WHISPER, "frobnicate": "1"}, None, 400, "frobnicate", "unknown_parameter"),
-        ({"model": WHISPER, "timestamp_granularities[]": "word", "response_format": "verbose_json"}, None, 400,
+        ({"model": WHISPER, "timestamp_granularities[]": "word"}, None, 400, "timestamp_granularities", None),
+        ({"model": WHISPER, "timestamp_granularities[]": "sentence", "response_format": "verbose_json"}, None, 400,
          "timestamp_granularities", None),
         ({"model": WHISPER, "include[]": "tokens"}, None, 400, "include[]", None),
         ({"model": WHISPER, "include[]": "logprobs", "response_format": "verbose_json"}, None, 400, "include[]",
@@ -247,7 +279,7 @@ def _silence(seconds: float) -> bytes:
         ({"model": WHISPER, "chunking_strategy": "server_vad"}, None, 400, "chunking_strategy", None),
     ],
     ids=["no-model", "unknown-model", "chat-model", "not-audio", "empty", "truncated", "too-long", "too-large",
-         "no-file", "stream", "format", "temperature", "language", "unknown-field", "word", "include",
+         "no-file", "stream", "format", "temperature", "language", "unknown-field", "word-json", "sentence", "include",
          "include-verbose", "chunking"],
 )  # fmt: skip
 def test_bad_uploads_get_openai_errors_and_no_usage_row(hub, audio, fields, upload, status, param, code):

@@ -298,10 +298,10 @@ def test_a_transcription_whose_own_part_fails_fails_alone(spoken):
 
 
 @pytest.mark.real_model
-def test_a_batched_pass_that_fails_fails_only_the_request_that_fails_it_alone(spoken):
-    """The encoder raises on a batch holding a silent window, and the decoder's step raises on any pass holding
-    the row of request "bad" once it has written 5 tokens: each batch runs again request by request, only the
-    silent request and "bad" fail, and the others get the very texts they get without them."""
+def test_a_pass_that_fails_fails_only_the_request_that_fails_it_alone(spoken):
+    """The encoder raises on a silent window, and the decoder's step raises on any pass holding the row of request
+    "bad" once it has written 5 tokens: the step runs again request by request, only the silent request and "bad"
+    fail, and the others get the very texts they get without them."""
     model, vocab, engine, clips, expected = _three_clips(spoken)
 
     real_encode, real_decode = model.encode, model.decode
@@ -333,7 +333,7 @@ def test_a_batched_pass_that_fails_fails_only_the_request_that_fails_it_alone(sp
         model.encode, model.decode = real_encode, real_decode
     assert done == expected
     assert set(failed) == {"silent", "bad"} and all(isinstance(e, Broken) for e in failed.values())
-    assert passes["encode"] >= 5 and passes["decode"] > 0  # the batch, then each of its four windows alone
+    assert passes["encode"] >= 5 and passes["decode"] > 0  # each window alone
     assert not engine.rows and not engine.requests and not engine.waiting
 
 

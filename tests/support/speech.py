@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import re
+import string
 import subprocess
 from pathlib import Path
 
@@ -35,6 +36,11 @@ def speak(text: str, language: str, path: Path, words_per_minute: int = 140) -> 
 
 def _words(text: str) -> list[str]:
     return re.sub(r"[^\w\s']", " ", text.lower()).split()
+
+
+def words(text: str) -> list[str]:
+    """A text's words as OpenAI's word timestamps give them: split at spaces, the punctuation around each dropped."""
+    return [w for w in (word.strip(string.punctuation) for word in text.split()) if w]
 
 
 def word_error_rate(reference: str, hypothesis: str) -> float:
@@ -94,6 +100,51 @@ def _whisper():
     from inference.speech.vocab import WhisperVocab
 
     return load_model(whisper_dir()), WhisperVocab.from_dir(whisper_dir())
+
+
+def openai_whisper():
+    """The packaged Whisper base in OpenAI's own ``whisper`` package (the reference for word timestamps): our HF
+    conversion's float32 weights under OpenAI's names, with its alignment heads for base."""
+    require("real_model", "loads the packaged Whisper base")
+    return _openai_whisper()
+
+
+# HF Whisper names -> OpenAI's (in this order: the layer norms before the attentions they name)
+_OPENAI_NAMES = [
+    ("model.", ""), ("embed_positions.weight", "positional_embedding"), ("embed_tokens", "token_embedding"),
+    (".layers.", ".blocks."), ("encoder.layer_norm", "encoder.ln_post"), ("decoder.layer_norm", "decoder.ln"),
+    ("encoder_attn_layer_norm", "cross_attn_ln"), ("self_attn_layer_norm", "attn_ln"), ("final_layer_norm", "mlp_ln"),
+    (".fc1", ".mlp.0"), (".fc2", ".mlp.2"), ("encoder_attn.", "cross_attn."), ("self_attn.", "attn."),
+    ("q_proj", "query"), ("k_proj", "key"), ("v_proj", "value"), ("out_proj", "out"),
+]  # fmt: skip
+
+
+@functools.cache
+def _openai_whisper():
+    import json
+
+    import whisper
+    from safetensors.torch import load_file
+    from whisper.model import ModelDimensions, Whisper
+
+    def renamed(name: str) -> str:
+        for old, new in _OPENAI_NAMES:
+            name = name.replace(old, new, 1) if old == "model." else name.replace(old, new)
+        return name
+
+    weights = load_file(str(whisper_dir() / "model.safetensors"))
+    state = {renamed(k): v.float() for k, v in weights.items() if k != "proj_out.weight"}
+    cfg = json.loads((whisper_dir() / "config.json").read_text())
+    dims = ModelDimensions(
+        n_mels=cfg["num_mel_bins"], n_audio_ctx=cfg["max_source_positions"], n_audio_state=cfg["d_model"],
+        n_audio_head=cfg["encoder_attention_heads"], n_audio_layer=cfg["encoder_layers"], n_vocab=cfg["vocab_size"],
+        n_text_ctx=cfg["max_target_positions"], n_text_state=cfg["d_model"], n_text_head=cfg["decoder_attention_heads"],
+        n_text_layer=cfg["decoder_layers"],
+    )  # fmt: skip
+    model = Whisper(dims)
+    model.load_state_dict(state)
+    model.set_alignment_heads(whisper._ALIGNMENT_HEADS["base"])
+    return model.eval()
 
 
 # container -> (PyAV format, codec, sample rate) for the upload formats OpenAI lists
