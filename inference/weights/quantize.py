@@ -34,7 +34,9 @@ Prefill does not read weights per token, it multiplies many rows at once: above 
 uses a bf16 copy of its weight (``quantize(..., prefill="bfloat16")``, the default): this CPU's AVX-512 BF16
 GEMM runs at ~206 GFLOP/s against fp32's ~84 (512 x 640 @ 640 x 4096), which doubles prefill speed, for
 the precision the decode kernels have anyway (bf16 activations). ``prefill="float32"`` keeps a reference to
-the float weight instead (no copy) and prefill is fp32 bit for bit. Heads always keep the float weight.
+the float weight instead (no copy) and prefill is fp32 bit for bit. Heads always keep the float weight. The bf16
+product runs in fixed row blocks where the CPU has AMX (``row_blocks.py``): there oneDNN's rounding follows the row
+count, which would make a prompt's answer depend on its batch.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from inference.layers.context import current_context
+from inference.weights.row_blocks import linear_in_blocks
 
 # Outside the engine's steps (tests, encoders; in a step rows go by role, see ``QuantizedLinear.by_role``), above
 # this many rows layers multiply by their prefill weight: prefill stays as fast as without quantization. Gemma's
@@ -144,12 +147,12 @@ class QuantizedLinear(nn.Module, abc.ABC):
         return out
 
     def _prefill(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[0] == 1:  # oneDNN's one-row GEMM (a GEMV) rounds differently from its many-row one: two rows
-            return self._prefill(torch.cat([x, x]))[:1]
-        if self.prefill_weight is not None:
-            out = F.linear(x.bfloat16(), self.prefill_weight)
+        if self.prefill_weight is not None:  # in blocks of a fixed row count: a row's bits never follow the count
+            out = linear_in_blocks(x.bfloat16(), self.prefill_weight)
             out = out if self.bias is None else torch.add(self.bias, out)
             return out.to(x.dtype)
+        if x.shape[0] == 1:  # oneDNN's one-row GEMM (a GEMV) rounds differently from its many-row one: two rows
+            return self._prefill(torch.cat([x, x]))[:1]
         if self.float_weight is not None:
             return F.linear(x, self.float_weight.to(x.dtype), self.bias)
         return self._decode(x)

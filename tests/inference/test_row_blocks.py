@@ -1,0 +1,40 @@
+"""The prefill GEMM (inference/weights/row_blocks.py): a row's bits do not depend on how many rows are multiplied
+with it, or where among them it sits, in row blocks of any size on any CPU (oneDNN's AMX kernels round by the row
+count: the blocks are what keeps prompts batch-invariant there), and in the way this machine runs it by default
+(blocks with AMX, one call without); the product is the GEMM's."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from inference.weights.row_blocks import ROW_BLOCK, linear_in_blocks
+
+# K x N of the packaged models' layers and Whisper base's, and an odd one
+SHAPES = [(576, 960), (576, 3072), (1536, 576), (640, 2048), (2048, 640), (512, 1536), (100, 37)]
+
+
+@pytest.mark.parametrize("block", [None, 64, 128])  # None: ROW_BLOCK, this machine's way
+@pytest.mark.parametrize(("k", "n"), SHAPES)
+def test_a_rows_result_is_the_same_whatever_the_row_count(k, n, block):
+    generator = torch.Generator().manual_seed(k * n)
+    weight = torch.randn(n, k, generator=generator).bfloat16()
+    size = block or ROW_BLOCK or 128
+    x = torch.randn(2 * size + 61, k, generator=generator).bfloat16()
+    whole = linear_in_blocks(x, weight, block)
+    assert whole.shape == (x.shape[0], n) and whole.dtype == torch.bfloat16
+    for count in (1, 2, 7, 33, size - 1, size, size + 1, 2 * size + 60):
+        assert torch.equal(linear_in_blocks(x[-count:], weight, block), whole[-count:]), count
+        assert torch.equal(linear_in_blocks(x[:count], weight, block), whole[:count]), count
+    reference = F.linear(x.float(), weight.float())
+    torch.testing.assert_close(whole.float(), reference, atol=0.05 * reference.abs().max().item(), rtol=0.02)
+
+
+def test_other_block_sizes_and_exact_multiples():
+    weight = torch.randn(48, 32).bfloat16()
+    x = torch.randn(64, 32).bfloat16()
+    for block in (0, 1, 16, 64):
+        torch.testing.assert_close(linear_in_blocks(x, weight, block).float(), F.linear(x, weight).float(),
+                                   atol=0.1, rtol=0.02)  # fmt: skip
+    assert linear_in_blocks(x[:0], weight, 16).shape == (0, 48)
