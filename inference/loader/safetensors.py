@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -43,12 +43,14 @@ def safetensors_files(model_dir: Path) -> list[Path]:
     return files
 
 
-def iter_safetensors(model_dir: Path) -> Iterator[tuple[str, torch.Tensor]]:
-    """(HF name, CPU tensor) one at a time: at most one tensor beyond the model is held in memory."""
+def iter_safetensors(model_dir: Path, skip: Collection[str] = ()) -> Iterator[tuple[str, torch.Tensor]]:
+    """(HF name, CPU tensor) one at a time: at most one tensor beyond the model is held in memory; the names in
+    ``skip`` are not read."""
     for path in safetensors_files(model_dir):
         with safe_open(str(path), framework="pt", device="cpu") as f:
             for name in f.keys():
-                yield name, f.get_tensor(name)
+                if name not in skip:
+                    yield name, f.get_tensor(name)
 
 
 def torch_bin_files(model_dir: Path) -> list[Path]:
@@ -65,16 +67,17 @@ def torch_bin_files(model_dir: Path) -> list[Path]:
     return files
 
 
-def iter_weights(model_dir: Path) -> Iterator[tuple[str, torch.Tensor]]:
-    """The checkpoint's tensors: the safetensors if there are any, else the PyTorch pickles, read with
-    ``weights_only=True`` (tensors and plain containers only: a checkpoint cannot run code) and memory-mapped."""
+def iter_weights(model_dir: Path, skip: Collection[str] = ()) -> Iterator[tuple[str, torch.Tensor]]:
+    """The checkpoint's tensors but those named in ``skip``: the safetensors if there are any, else the PyTorch
+    pickles, read with ``weights_only=True`` (tensors and plain containers only: a checkpoint cannot run code) and
+    memory-mapped."""
     model_dir = Path(model_dir)
     if (model_dir / INDEX_FILE).is_file() or any(model_dir.glob("*.safetensors")):
-        yield from iter_safetensors(model_dir)
+        yield from iter_safetensors(model_dir, skip)
         return
     for path in torch_bin_files(model_dir):
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        yield from state.items()
+        yield from ((name, tensor) for name, tensor in state.items() if name not in skip)
         del state
 
 
@@ -88,17 +91,24 @@ def _default_dtype(dtype: torch.dtype):
         torch.set_default_dtype(previous)
 
 
-def load_model(model_dir: Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> nn.Module:
+def load_model(
+    model_dir: Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+    strip: Callable[[nn.Module], set[str]] | None = None,
+) -> nn.Module:  # fmt: skip
     """Build the model that config.json names and fill it from its weights, in ``dtype`` on ``device``.
 
     The model is built on the meta device (no random init, no memory), materialised uninitialised on
     ``device`` and then every parameter is overwritten: ``load_weights`` raises if any is left unset.
+    ``strip``, given the model still on the meta device, removes parameters that something else will provide
+    (GGUF blocks: ``inference.weights.gguf.strip_block_weights``) and returns the checkpoint tensors they were
+    filled from: those are never allocated nor read.
     """
     hf_config = read_hf_config(model_dir)
     with torch.device("meta"), _default_dtype(dtype):
         model = build_model(hf_config)
+    unneeded = strip(model) if strip is not None else set()
     model.to_empty(device=device)
-    model.load_weights(iter_weights(model_dir))
+    model.load_weights(iter_weights(model_dir, unneeded))
     # embedding models (and decoders packaged as one): the pooling of the checkpoint's sentence-transformers files
     if hasattr(model, "default_pooling") or (Path(model_dir) / "modules.json").is_file():
         model.pooling = read_pooling(model_dir, getattr(model, "default_pooling", None))

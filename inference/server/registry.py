@@ -134,15 +134,18 @@ def build_model(spec: ModelSpec, tp: tuple[int, int] | None = None):
     model = weights_cache.load(cached) if cached and spec.engine.weights == "dense" else None
     if model is not None:
         return model, tokenizer, directory
-    model = load_model(directory, dtype=dtype, device=device).eval()
     if spec.engine.weights == "gguf":
-        from inference.weights.gguf import use_gguf_weights
+        from inference.weights.gguf import strip_block_weights, use_gguf_weights
 
         gguf = gguf_file(spec.source)
         if gguf is None or not spec.engine.resolved_kernels():
             raise ConfigError(f"model {spec.id}: engine.weights = gguf needs a GGUF source and the kernels (CUDA)")
-        use_gguf_weights(model, gguf, torch.device(device))
-    elif device == "cpu":
+        # the projections that go to blocks are never loaded dense: the device holds the blocks and the rest only
+        model = load_model(directory, dtype=dtype, device=device, strip=lambda m: strip_block_weights(m, gguf))
+        use_gguf_weights(model.eval(), gguf, torch.device(device))
+        return model, tokenizer, directory
+    model = load_model(directory, dtype=dtype, device=device).eval()
+    if device == "cpu":
         if spec.quantize_mode() != "none":
             from inference.weights.quantize import quantize
 

@@ -112,12 +112,11 @@ class GGUFExperts(nn.Module):
         return f"num_experts={self.num_experts}, intermediate_size={self.intermediate_size}, {'/'.join(self.qtypes)}"
 
 
-def _experts_on_blocks(model: nn.Module, gguf, device: torch.device) -> int:
-    """Each layer's ``FusedMoE`` (``model.layers.N.mlp.experts``) whose three stacks (``blk.N.ffn_*_exps``) are of
-    types the kernel reads becomes a ``GGUFExperts``; returns how many did."""
+def _expert_sources(model: nn.Module, gguf):
+    """(module name, its ``FusedMoE``, the three GGUF stacks ``blk.N.ffn_*_exps``) of each layer whose stacks are
+    of types the kernel reads."""
     from inference.layers.moe import FusedMoE
 
-    replaced = 0
     for module_name, module in list(model.named_modules()):
         match = re.fullmatch(r"model\.layers\.(\d+)\.mlp\.experts", module_name)
         if not isinstance(module, FusedMoE) or match is None:
@@ -127,6 +126,14 @@ def _experts_on_blocks(model: nn.Module, gguf, device: torch.device) -> int:
             log.info("%s: experts' types %s have no kernel; kept dense", module_name,
                      [_qtype(gguf, n) if n in gguf.tensors else None for n in names])  # fmt: skip
             continue
+        yield module_name, module, names
+
+
+def _experts_on_blocks(model: nn.Module, gguf, device: torch.device) -> int:
+    """Each layer's ``FusedMoE`` (``model.layers.N.mlp.experts``) whose three stacks (``blk.N.ffn_*_exps``) are of
+    types the kernel reads becomes a ``GGUFExperts``; returns how many did."""
+    replaced = 0
+    for module_name, module, names in _expert_sources(model, gguf):
         stacks = [(torch.from_numpy(np.array(gguf.raw(n))).to(device), _qtype(gguf, n)) for n in names]
         parent, _, leaf = module_name.rpartition(".")
         setattr(model.get_submodule(parent), leaf, GGUFExperts(*stacks, module.activation))
@@ -152,6 +159,53 @@ def _qtype(gguf, name: str) -> str:
     return gguf.tensors[name].ggml_type.name
 
 
+def _linear_sources(model: nn.Module, gguf):
+    """(module name, the ``nn.Linear``, its HF parts, their GGUF tensors) of each projection whose tensors are of
+    types the kernel reads; fused projections name their parts in shard order."""
+    packed = {ours: {} for ours, _ in getattr(model, "packed_modules", {}).values()}
+    for hf_part, (ours, shard) in getattr(model, "packed_modules", {}).items():
+        packed[ours][shard] = hf_part
+    hf_to_gguf = _hf_modules(gguf, gguf.architecture)
+    rename = getattr(model, "checkpoint_name", None)
+    if rename is not None:  # the HF names as our modules have them (Mixtral's block_sparse_moe is our mlp)
+        ours = {hf: rename(f"{hf}.weight") for hf in hf_to_gguf}
+        hf_to_gguf = {ours[hf].removesuffix(".weight") if isinstance(ours[hf], str) else hf: name
+                      for hf, name in hf_to_gguf.items()}  # fmt: skip
+    for module_name, module in list(model.named_modules()):
+        # dense_only: read as matrices, never called (DeepSeek's kv_b_proj)
+        if not isinstance(module, nn.Linear) or module_name.rpartition(".")[2] in getattr(model, "dense_only", ()):
+            continue
+        parent_name, _, leaf = module_name.rpartition(".")
+        if hasattr(module, "shard_sizes"):  # fused: its HF parts in shard order
+            parts = [f"{parent_name}.{packed[leaf][shard]}" for shard in module.shard_sizes]
+        else:
+            parts = [module_name]
+        names = [hf_to_gguf.get(p) for p in parts]
+        if None in names or any(_qtype(gguf, n) not in GGUF_BLOCKS for n in names):
+            continue
+        yield module_name, module, parts, names
+
+
+def strip_block_weights(model: nn.Module, gguf_path: str | Path) -> set[str]:
+    """On a model built on the meta device, before it is loaded: drop the dense matrices that ``use_gguf_weights``
+    will replace by blocks (so they are never allocated), and return the checkpoint tensors that filled them (the
+    loader skips them). Biases stay: they are loaded, then the blocks' layers take them over."""
+    from inference.loader.convert import _hf_name
+    from inference.loader.gguf import GGUFFile
+
+    unneeded: set[str] = set()
+    with GGUFFile(gguf_path) as gguf:
+        arch = gguf.architecture
+        for _, module, _, names in _linear_sources(model, gguf):
+            del module.weight
+            unneeded.update(_hf_name(arch, n) for n in names)
+        for _, module, names in _expert_sources(model, gguf):
+            del module.w13_weight, module.w2_weight
+            for n in names:  # one checkpoint tensor per expert
+                unneeded.update(_hf_name(arch, n).format(e=e) for e in range(module.num_experts))
+    return unneeded
+
+
 def use_gguf_weights(model: nn.Module, gguf_path: str | Path, device: torch.device) -> int:
     """Replace the projections of ``model`` (loaded from the conversion of ``gguf_path``) whose GGUF tensors
     the kernel reads by ``GGUFLinear``s on ``device``; returns how many were replaced."""
@@ -159,32 +213,12 @@ def use_gguf_weights(model: nn.Module, gguf_path: str | Path, device: torch.devi
     from inference.loader.gguf import GGUFFile
 
     config = model.config
-    packed = {ours: {} for ours, _ in getattr(model, "packed_modules", {}).values()}
-    for hf_part, (ours, shard) in getattr(model, "packed_modules", {}).items():
-        packed[ours][shard] = hf_part
     replaced = 0
     with GGUFFile(gguf_path) as gguf:
         arch = gguf.architecture
         hf_to_gguf = _hf_modules(gguf, arch)
-        rename = getattr(model, "checkpoint_name", None)
-        if rename is not None:  # the HF names as our modules have them (Mixtral's block_sparse_moe is our mlp)
-            ours = {hf: rename(f"{hf}.weight") for hf in hf_to_gguf}
-            hf_to_gguf = {ours[hf].removesuffix(".weight") if isinstance(ours[hf], str) else hf: name
-                          for hf, name in hf_to_gguf.items()}  # fmt: skip
-        for module_name, module in list(model.named_modules()):
-            # dense_only: read as matrices, never called (DeepSeek's kv_b_proj)
-            if not isinstance(module, nn.Linear) or module_name.rpartition(".")[2] in getattr(model, "dense_only", ()):
-                continue
+        for module_name, module, parts, names in _linear_sources(model, gguf):
             parent_name, _, leaf = module_name.rpartition(".")
-            if hasattr(module, "shard_sizes"):  # fused: its HF parts in shard order
-                parts = [f"{parent_name}.{packed[leaf][shard]}" for shard in module.shard_sizes]
-            else:
-                parts = [module_name]
-            names = [hf_to_gguf.get(p) for p in parts]
-            if None in names:
-                continue
-            if any(_qtype(gguf, n) not in GGUF_BLOCKS for n in names):
-                continue
             rows = []
             for hf, name in zip(parts, names, strict=True):
                 raw = torch.from_numpy(np.array(gguf.raw(name)))  # a copy: the file's mapping closes after loading

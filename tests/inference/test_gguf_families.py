@@ -22,7 +22,7 @@ from inference.loader.gguf import GGUFFile
 from inference.loader.gguf_config import llama3_rope_from_freqs
 from inference.loader.safetensors import load_model
 from inference.tokenizer.gguf_vocab import build_tokenizer
-from inference.weights.gguf import GGUFExperts, GGUFLinear, use_gguf_weights
+from inference.weights.gguf import GGUFExperts, GGUFLinear, strip_block_weights, use_gguf_weights
 from tests.support import checkpoints as rc
 from tests.support import gguf_files as gf
 from tests.support import moe_checkpoints as mc
@@ -298,9 +298,16 @@ def test_moe_experts_served_on_blocks_compute_what_the_conversion_does(moe_quant
     # blocks: F32 in the file, dense here)
     linears = layers * (3 + (2 if name == "qwen2moe" else 0)) + 1
     assert sum(isinstance(m, GGUFLinear) for m in model.modules()) == linears and replaced == linears + layers
-    diff = (rc.prefill_logits(model, prompts) - dense).abs().max().item()
+    on_blocks = rc.prefill_logits(model, prompts)
+    diff = (on_blocks - dense).abs().max().item()
     print(f"{name} {qtype}: max |blocks - dense| = {diff:.3g}")
     assert diff < 1e-4
+    # as the service loads it: the experts' stacks and the block projections are never allocated dense
+    stripped = load_model(converted, strip=lambda m: strip_block_weights(m, path))
+    assert not any(hasattr(m, "w13_weight") for m in stripped.modules() if isinstance(m, FusedMoE))
+    assert sum(isinstance(m, torch.nn.Linear) and not hasattr(m, "weight") for m in stripped.modules()) == linears
+    assert use_gguf_weights(stripped, path, torch.device("cpu")) == replaced
+    assert torch.equal(rc.prefill_logits(stripped, prompts), on_blocks)
 
 
 # --- DeepSeek-V2 (deepseek2): MLA, experts, yarn ----------------------------------------------------------------

@@ -11,7 +11,7 @@ from gguf import quants
 from inference import packaged
 from inference.loader.convert import _unpermute_rope_rows, ensure_converted
 from inference.loader.safetensors import load_model
-from inference.weights.gguf import GGUFLinear, use_gguf_weights
+from inference.weights.gguf import GGUFLinear, strip_block_weights, use_gguf_weights
 
 pytestmark = [pytest.mark.real_model, pytest.mark.interpreter]
 
@@ -78,6 +78,43 @@ def test_block_projections_compute_what_the_converted_weights_do(request, which,
     if len(ours.qtypes) > 1:
         with pytest.raises(TypeError, match="one block tensor per type"):
             ours.blocks  # noqa: B018
+
+
+@pytest.mark.parametrize("which", ["gemma", "smollm2"])
+def test_the_service_never_allocates_the_dense_projections(request, which):
+    """As the service loads a GGUF on its blocks: the model is built on the meta device, the projections that go to
+    blocks lose their dense matrices before anything is allocated, their checkpoint tensors are not read, and the
+    result holds exactly what loading dense then swapping gives (blocks, biases, norms, embeddings)."""
+    expected, dense, _, replaced = request.getfixturevalue(which)
+    path = packaged.gemma3_gguf() if which == "gemma" else packaged.smollm2_gguf()
+    skipped: set[str] = set()
+
+    def strip(model):
+        skipped.update(strip_block_weights(model, path))
+        return skipped
+
+    model = load_model(ensure_converted(path), dtype=torch.float32, device="cpu", strip=strip)
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and not any(hasattr(m, "weight") for m in linears)  # every projection of these files
+    assert all(name.endswith("_proj.weight") for name in skipped) and len(skipped) >= len(dense)
+    assert use_gguf_weights(model, path, torch.device("cpu")) == replaced
+    ours, theirs = dict(model.named_buffers()), dict(expected.named_buffers())
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    ours, theirs = dict(model.named_parameters()), dict(expected.named_parameters())
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
+def test_the_service_builds_a_gguf_model_on_its_blocks(smollm2):
+    """``weights = "gguf"`` in a model's engine config: the registry builds it the stripped way, the same model."""
+    from inference.config import EngineConfig, ModelSpec
+    from inference.server.registry import build_model
+
+    expected, _, _, replaced = smollm2
+    engine = EngineConfig(device="cpu", kernels="on", weights="gguf")
+    model, _, _ = build_model(ModelSpec(id="smollm2-blocks", source="packaged:smollm2", kind="chat", engine=engine))
+    assert sum(isinstance(m, GGUFLinear) for m in model.modules()) == replaced
+    ours, theirs = dict(model.named_parameters()), dict(expected.named_parameters())
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
 
 
 def test_unsupported_gguf_type_is_refused():
