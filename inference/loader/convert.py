@@ -112,19 +112,27 @@ def cache_key(gguf_path: str | Path) -> str:
     return f"{stem}-{digest.hexdigest()[:16]}"
 
 
-def ensure_converted(gguf_path: str | Path, cache_root: str | Path | None = None, progress: bool = True) -> Path:
-    """The HF-format directory for ``gguf_path``, converting it first if it is not cached yet."""
+def ensure_converted(
+    gguf_path: str | Path, cache_root: str | Path | None = None, progress: bool = True,
+    skip: frozenset[str] = frozenset(),
+) -> Path:  # fmt: skip
+    """The HF-format directory for ``gguf_path``, converting it first if it is not cached yet. ``skip``: HF tensor
+    names left out (those a model on GGUF blocks never reads: ``inference.weights.gguf.block_tensor_names``); such
+    a conversion is cached apart from the whole one."""
     path = Path(gguf_path)
     if not path.is_file():
         raise ConversionError(f"{path} does not exist")
     root = Path(cache_root) if cache_root is not None else cache_dir() / "converted"
-    target = root / cache_key(path)
+    key = cache_key(path)
+    if skip:
+        key += "-without-" + hashlib.sha256("\n".join(sorted(skip)).encode()).hexdigest()[:8]
+    target = root / key
     if (target / "model.safetensors").is_file():
         return target
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=root))
     try:
-        convert(path, staging, progress=progress)
+        convert(path, staging, progress=progress, skip=skip)
         # mkdtemp and safetensors create owner-only entries; a cache is for every user of the machine
         os.chmod(staging, 0o755)
         for file in staging.iterdir():
@@ -139,8 +147,11 @@ def ensure_converted(gguf_path: str | Path, cache_root: str | Path | None = None
     return target
 
 
-def convert(gguf_path: str | Path, out_dir: str | Path, progress: bool = True) -> None:
-    """Write config.json, model.safetensors, tokenizer files and generation_config.json into ``out_dir``."""
+def convert(
+    gguf_path: str | Path, out_dir: str | Path, progress: bool = True, skip: frozenset[str] = frozenset()
+) -> None:
+    """Write config.json, model.safetensors, tokenizer files and generation_config.json into ``out_dir``; the
+    tensors whose HF names are in ``skip`` are neither dequantized nor written."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with GGUFFile(gguf_path) as gguf:
@@ -156,6 +167,7 @@ def convert(gguf_path: str | Path, out_dir: str | Path, progress: bool = True) -
         names = {
             name: _hf_name(arch, name) for name in gguf.tensors if name != ROPE_FREQS and not name.endswith(_SPLIT_KV_B)
         }
+        names = {name: hf for name, hf in names.items() if hf.format(e=0) not in skip}  # an expert stack: all or none
         gguf_vocab.build_tokenizer(meta).save(str(out / "tokenizer.json"))
         tensors = {}
         for name in tqdm(names, desc=f"converting {Path(gguf_path).name}", disable=not progress):

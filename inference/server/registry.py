@@ -109,7 +109,16 @@ def build_model(spec: ModelSpec, tp: tuple[int, int] | None = None):
     from inference.loader.safetensors import load_model
     from inference.tokenizer.tokenizer import Tokenizer
 
-    directory = resolve_source(spec.source)
+    gguf = gguf_file(spec.source) if spec.engine.weights == "gguf" else None
+    if spec.engine.weights == "gguf" and (gguf is None or not spec.engine.resolved_kernels()):
+        raise ConfigError(f"model {spec.id}: engine.weights = gguf needs a GGUF source and the kernels (CUDA)")
+    if gguf is not None:  # on its blocks: the conversion leaves out what the blocks replace
+        from inference.loader.convert import ensure_converted
+        from inference.weights.gguf import block_tensor_names
+
+        directory = ensure_converted(gguf, skip=block_tensor_names(gguf))
+    else:
+        directory = resolve_source(spec.source)
     dtype = getattr(torch, spec.engine.resolved_dtype())
     device = spec.engine.resolved_device()  # chosen once, at start; on CUDA the layers run on Triton kernels
     if spec.kind == "audio":  # Whisper: float weights as stored, its own vocabulary
@@ -134,12 +143,9 @@ def build_model(spec: ModelSpec, tp: tuple[int, int] | None = None):
     model = weights_cache.load(cached) if cached and spec.engine.weights == "dense" else None
     if model is not None:
         return model, tokenizer, directory
-    if spec.engine.weights == "gguf":
+    if gguf is not None:
         from inference.weights.gguf import strip_block_weights, use_gguf_weights
 
-        gguf = gguf_file(spec.source)
-        if gguf is None or not spec.engine.resolved_kernels():
-            raise ConfigError(f"model {spec.id}: engine.weights = gguf needs a GGUF source and the kernels (CUDA)")
         # the projections that go to blocks are never loaded dense: the device holds the blocks and the rest only
         model = load_model(directory, dtype=dtype, device=device, strip=lambda m: strip_block_weights(m, gguf))
         use_gguf_weights(model.eval(), gguf, torch.device(device))

@@ -206,6 +206,22 @@ def strip_block_weights(model: nn.Module, gguf_path: str | Path) -> set[str]:
     return unneeded
 
 
+def block_tensor_names(gguf_path: str | Path) -> frozenset[str]:
+    """The HF tensors of ``gguf_path``'s conversion that a model on its blocks never reads (``strip_block_weights``
+    on the model its header describes, built on the meta device): the conversion for ``weights = "gguf"`` leaves
+    them out, so it holds little more than the embeddings (a 70B Q4_K_M: ~4 GB instead of ~280 GB)."""
+    from inference.loader.gguf import GGUFFile
+    from inference.loader.gguf_config import ROPE_FREQS, hf_config
+    from inference.models.registry import build_model
+
+    with GGUFFile(gguf_path) as gguf:
+        rope_freqs = gguf.dequantize(ROPE_FREQS) if ROPE_FREQS in gguf.tensors else None
+        config = hf_config(gguf.architecture, gguf.metadata, gguf.tensors, rope_freqs)
+    with torch.device("meta"):
+        model = build_model(config)
+    return frozenset(strip_block_weights(model, gguf_path))
+
+
 def use_gguf_weights(model: nn.Module, gguf_path: str | Path, device: torch.device) -> int:
     """Replace the projections of ``model`` (loaded from the conversion of ``gguf_path``) whose GGUF tensors
     the kernel reads by ``GGUFLinear``s on ``device``; returns how many were replaced."""

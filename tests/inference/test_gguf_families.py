@@ -22,7 +22,13 @@ from inference.loader.gguf import GGUFFile
 from inference.loader.gguf_config import llama3_rope_from_freqs
 from inference.loader.safetensors import load_model
 from inference.tokenizer.gguf_vocab import build_tokenizer
-from inference.weights.gguf import GGUFExperts, GGUFLinear, strip_block_weights, use_gguf_weights
+from inference.weights.gguf import (
+    GGUFExperts,
+    GGUFLinear,
+    block_tensor_names,
+    strip_block_weights,
+    use_gguf_weights,
+)
 from tests.support import checkpoints as rc
 from tests.support import gguf_files as gf
 from tests.support import moe_checkpoints as mc
@@ -302,8 +308,11 @@ def test_moe_experts_served_on_blocks_compute_what_the_conversion_does(moe_quant
     diff = (on_blocks - dense).abs().max().item()
     print(f"{name} {qtype}: max |blocks - dense| = {diff:.3g}")
     assert diff < 1e-4
-    # as the service loads it: the experts' stacks and the block projections are never allocated dense
-    stripped = load_model(converted, strip=lambda m: strip_block_weights(m, path))
+    # as the service loads it: converted without the experts' stacks and the block projections, which are never
+    # allocated dense
+    lean = ensure_converted(path, cache_root=converted.parent, progress=False, skip=block_tensor_names(path))
+    assert lean != converted
+    stripped = load_model(lean, strip=lambda m: strip_block_weights(m, path))
     assert not any(hasattr(m, "w13_weight") for m in stripped.modules() if isinstance(m, FusedMoE))
     assert sum(isinstance(m, torch.nn.Linear) and not hasattr(m, "weight") for m in stripped.modules()) == linears
     assert use_gguf_weights(stripped, path, torch.device("cpu")) == replaced

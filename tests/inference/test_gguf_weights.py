@@ -105,13 +105,22 @@ def test_the_service_never_allocates_the_dense_projections(request, which):
 
 
 def test_the_service_builds_a_gguf_model_on_its_blocks(smollm2):
-    """``weights = "gguf"`` in a model's engine config: the registry builds it the stripped way, the same model."""
+    """``weights = "gguf"`` in a model's engine config: the registry converts the file without the tensors the blocks
+    replace (a conversion of its own, a fraction of the whole one) and builds the same model from it."""
+    from safetensors import safe_open
+
     from inference.config import EngineConfig, ModelSpec
     from inference.server.registry import build_model
 
     expected, _, _, replaced = smollm2
     engine = EngineConfig(device="cpu", kernels="on", weights="gguf")
-    model, _, _ = build_model(ModelSpec(id="smollm2-blocks", source="packaged:smollm2", kind="chat", engine=engine))
+    spec = ModelSpec(id="smollm2-blocks", source="packaged:smollm2", kind="chat", engine=engine)
+    model, _, directory = build_model(spec)
+    whole = ensure_converted(packaged.smollm2_gguf())
+    assert directory != whole and (directory / "tokenizer.json").is_file()
+    with safe_open(str(directory / "model.safetensors"), "pt") as f:
+        assert f.keys() and not any(name.endswith("_proj.weight") for name in f.keys())
+    assert (directory / "model.safetensors").stat().st_size < (whole / "model.safetensors").stat().st_size / 4
     assert sum(isinstance(m, GGUFLinear) for m in model.modules()) == replaced
     ours, theirs = dict(model.named_parameters()), dict(expected.named_parameters())
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
