@@ -177,19 +177,6 @@ def test_packaged_whisper_logits_and_greedy_tokens_equal_transformers(spoken):
         torch.testing.assert_close(logits, expected_logits, atol=1e-3, rtol=0)
 
 
-def _job(samples: np.ndarray, vocab, **options) -> Transcription:
-    return Transcription(padded_log_mel(samples, 80), len(samples), vocab, SpeechOptions(**options))
-
-
-def _run(engine: SpeechEngine) -> dict[str, Transcription]:
-    done = {}
-    while engine.has_work:
-        for out in engine.step():
-            if out.finish_reason:
-                done[out.request_id] = out.transcription
-    return done
-
-
 @pytest.mark.real_model
 def test_speech_is_transcribed_in_its_detected_language_alone_or_batched(spoken):
     """Every sentence at once (up to 8 rows, 4 windows encoded per step), then each alone: the same text; on the
@@ -198,8 +185,8 @@ def test_speech_is_transcribed_in_its_detected_language_alone_or_batched(spoken)
     clips = [(f"{lang}{i}", lang, text, samples) for lang in spoken for i, (text, samples) in enumerate(spoken[lang])]
     engine = SpeechEngine(model, vocab, max_rows=8, max_windows_per_step=4)
     for key, _, _, samples in clips:
-        engine.add_request(key, _job(samples, vocab))
-    batched = _run(engine)
+        engine.add_request(key, speech.transcription(samples, vocab))
+    batched = speech.finish_all(engine)
     rates: dict[str, list[float]] = {"en": [], "de": []}
     for key, language, text, _ in clips:
         assert batched[key].language == language, batched[key].text
@@ -207,8 +194,8 @@ def test_speech_is_transcribed_in_its_detected_language_alone_or_batched(spoken)
     for language, values in rates.items():
         assert np.mean(values) <= MAX_WER[language], (language, values)
     for key, _, _, samples in clips[::3]:  # alone, some of them
-        engine.add_request(key, _job(samples, vocab))
-        assert _run(engine)[key].text == batched[key].text
+        engine.add_request(key, speech.transcription(samples, vocab))
+        assert speech.finish_all(engine)[key].text == batched[key].text
 
 
 @pytest.mark.real_model
@@ -218,8 +205,8 @@ def test_translation_writes_english(spoken):
     # Greedy decoding of this clip averages a log-probability of -1.035, under Whisper's -1 threshold, so the window
     # is decoded again at temperature 0.2: seeded, or the draw (and which attempt wins) would follow whatever used
     # the global generator before in this process.
-    engine.add_request("t", _job(spoken["de"][1][1], vocab, task="translate", language="de", seed=0))
-    text = _run(engine)["t"].text.lower()
+    engine.add_request("t", speech.transcription(spoken["de"][1][1], vocab, task="translate", language="de", seed=0))
+    text = speech.finish_all(engine)["t"].text.lower()
     # Whisper base's own translation of espeak-ng's German (measured): "I'll be back tomorrow with the train, ..."
     assert "tomorrow" in text and "train" in text, text
 
@@ -233,9 +220,9 @@ def test_a_recording_longer_than_a_window_is_written_window_after_window(spoken)
     sentences = [clip for clip in spoken["en"]] * 3
     samples = np.concatenate([part for _, clip in sentences for part in (clip, pause)])
     engine = SpeechEngine(model, vocab, max_rows=1)  # one row: windows take turns, a whole file never blocks
-    engine.add_request("long", _job(samples, vocab, language="en"))
-    engine.add_request("short", _job(spoken["en"][1][1], vocab, language="en"))
-    done = _run(engine)
+    engine.add_request("long", speech.transcription(samples, vocab, language="en"))
+    engine.add_request("short", speech.transcription(spoken["en"][1][1], vocab, language="en"))
+    done = speech.finish_all(engine)
     assert list(done) == ["short", "long"]  # finished first
     assert speech.word_error_rate(spoken["en"][1][0], done["short"].text) <= 0.1
     result = done["long"]
@@ -257,8 +244,8 @@ def _three_clips(spoken):
     clips = {"a": spoken["en"][0][1], "b": spoken["en"][2][1], "c": spoken["de"][0][1]}
     engine = SpeechEngine(model, vocab, max_rows=8, max_windows_per_step=4)
     for key, samples in clips.items():
-        engine.add_request(key, _job(samples, vocab, seed=0))
-    return model, vocab, engine, clips, {key: job.text for key, job in _run(engine).items()}
+        engine.add_request(key, speech.transcription(samples, vocab, seed=0))
+    return model, vocab, engine, clips, {key: job.text for key, job in speech.finish_all(engine).items()}
 
 
 def _outcomes(engine: SpeechEngine) -> tuple[dict[str, str], dict[str, Exception]]:
@@ -287,7 +274,7 @@ def test_a_transcription_whose_own_part_fails_fails_alone(spoken):
     # the first step admits a, bad-prefix, b (bad-window fails before it is encoded); then c and bad-end
     order = ["a", "bad-prefix", "b", "bad-window", "c", "bad-end"]
     for key in order:
-        job = _job(clips.get(key, clips["a"]), vocab, seed=0)
+        job = speech.transcription(clips.get(key, clips["a"]), vocab, seed=0)
         if key in broken:
             setattr(job, broken[key], _broken)
         engine.add_request(key, job)
@@ -327,7 +314,7 @@ def test_a_pass_that_fails_fails_only_the_request_that_fails_it_alone(spoken):
     try:
         for key in ["a", "silent", "b", "bad", "c"]:
             samples = np.zeros(16000, dtype=np.float32) if key == "silent" else clips.get(key, clips["b"])
-            engine.add_request(key, _job(samples, vocab, seed=0))
+            engine.add_request(key, speech.transcription(samples, vocab, seed=0))
         done, failed = _outcomes(engine)
     finally:
         model.encode, model.decode = real_encode, real_decode
@@ -361,8 +348,8 @@ def test_each_token_carries_the_log_probability_it_was_sampled_with(spoken):
     model, vocab = speech.whisper()
     text, samples = spoken["en"][0]
     engine = SpeechEngine(model, vocab, max_rows=2)
-    engine.add_request("a", _job(samples, vocab, language="en"))
-    job = _run(engine)["a"]
+    engine.add_request("a", speech.transcription(samples, vocab, language="en"))
+    job = speech.finish_all(engine)["a"]
     first = job.segments[0]
     assert first.seek == 0 and len(first.logprobs) == len(first.tokens) > 3
     prefix, _ = Transcription(job.features, job.samples, vocab, SpeechOptions(language="en")).prefix()

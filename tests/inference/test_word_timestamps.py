@@ -13,10 +13,8 @@ from whisper.timing import dtw_cpu
 from whisper.timing import median_filter as whisper_median_filter
 from whisper.tokenizer import get_tokenizer
 
-from inference.audio.features import padded_log_mel
 from inference.engine.speech_engine import SpeechEngine
 from inference.speech.alignment import dtw, median_filter, split_words
-from inference.speech.transcription import SpeechOptions, Transcription
 from tests.support import speech
 
 
@@ -61,19 +59,6 @@ def test_words_are_split_as_whisper_s_tokenizer_splits_them(language, text):
     assert words[:-1] == expected_words[:-1] and word_tokens[-1] == [vocab.eot]  # Whisper's last: "<|endoftext|>"
 
 
-def _run(engine: SpeechEngine) -> dict[str, Transcription]:
-    done = {}
-    while engine.has_work:
-        for out in engine.step():
-            if out.finish_reason:
-                done[out.request_id] = out.transcription
-    return done
-
-
-def _job(samples: np.ndarray, vocab, **options) -> Transcription:
-    return Transcription(padded_log_mel(samples, 80), len(samples), vocab, SpeechOptions(**options))
-
-
 def _speech_bounds(samples: np.ndarray) -> tuple[float, float]:
     """Seconds from a clip's start to where espeak-ng's voice starts and stops."""
     loud = np.nonzero(np.abs(samples) > 0.02)[0]
@@ -106,8 +91,8 @@ def test_word_timestamps_equal_openai_whisper_s_on_the_same_weights(sentences):
     reference = speech.openai_whisper()
     assert vocab.alignment_heads == tuple(map(tuple, reference.alignment_heads.indices().T.tolist()))
     engine = SpeechEngine(model, vocab)
-    engine.add_request("ours", _job(samples, vocab, language="en", word_timestamps=True))
-    ours = _run(engine)["ours"]
+    engine.add_request("ours", speech.transcription(samples, vocab, language="en", word_timestamps=True))
+    ours = speech.finish_all(engine)["ours"]
     theirs = whisper.transcribe(reference, samples, language="en", word_timestamps=True, fp16=False)
     assert [(s.seek, s.text) for s in ours.segments] == [(s["seek"], s["text"]) for s in theirs["segments"]]
     assert len({s.seek for s in ours.segments}) == 2
@@ -130,11 +115,11 @@ def test_words_sit_where_they_were_spoken_on_the_served_model_alone_or_batched(s
     samples, spoken = sentences
     model, vocab = speech.served_whisper()
     engine = SpeechEngine(model, vocab, max_rows=4)
-    engine.add_request("alone", _job(samples, vocab, language="en", word_timestamps=True))
-    alone = _run(engine)["alone"]
-    engine.add_request("other", _job(samples[: 16000 * 5], vocab, language="en"))
-    engine.add_request("batched", _job(samples, vocab, language="en", word_timestamps=True))
-    batched = _run(engine)["batched"]
+    engine.add_request("alone", speech.transcription(samples, vocab, language="en", word_timestamps=True))
+    alone = speech.finish_all(engine)["alone"]
+    engine.add_request("other", speech.transcription(samples[: 16000 * 5], vocab, language="en"))
+    engine.add_request("batched", speech.transcription(samples, vocab, language="en", word_timestamps=True))
+    batched = speech.finish_all(engine)["batched"]
     words = [w for s in alone.segments for w in s.words]
     assert words == [w for s in batched.segments for w in s.words]
     assert [(s.start, s.end) for s in alone.segments] == [(s.start, s.end) for s in batched.segments]

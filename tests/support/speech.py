@@ -102,6 +102,24 @@ def _whisper():
     return load_model(whisper_dir()), WhisperVocab.from_dir(whisper_dir())
 
 
+def transcription(samples: np.ndarray, vocab, **options):
+    """A ``Transcription`` of 16 kHz ``samples`` (80 mel bins) with ``SpeechOptions(**options)``."""
+    from inference.audio.features import padded_log_mel
+    from inference.speech.transcription import SpeechOptions, Transcription
+
+    return Transcription(padded_log_mel(samples, 80), len(samples), vocab, SpeechOptions(**options))
+
+
+def finish_all(engine) -> dict:
+    """Step a ``SpeechEngine`` until it is idle -> {request id: its finished ``Transcription``}, in finishing order."""
+    done = {}
+    while engine.has_work:
+        for out in engine.step():
+            if out.finish_reason:
+                done[out.request_id] = out.transcription
+    return done
+
+
 def openai_whisper():
     """The packaged Whisper base in OpenAI's own ``whisper`` package (the reference for word timestamps): our HF
     conversion's float32 weights under OpenAI's names, with its alignment heads for base."""
