@@ -126,7 +126,8 @@ def find_words(
         return []
     weights = scores[:, :, : max(frames // 2, 1)].float().softmax(dim=-1)
     std, mean = torch.std_mean(weights, dim=-2, keepdim=True, unbiased=False)
-    weights = median_filter((weights - mean) / std, MEDIAN_FILTER_WIDTH)
+    # a window of one audio position gives every token the same weights (std 0): zero costs, not NaN's
+    weights = median_filter((weights - mean) / std.clamp_min(1e-12), MEDIAN_FILTER_WIDTH)
     # the rows whose queries predict each text token and the end: the one before the text .. the last text token
     matrix = weights.mean(dim=0)[start - 1 : start + len(text_tokens)]
     rows, columns = dtw(-matrix.double().cpu().numpy())

@@ -14,7 +14,7 @@ from whisper.timing import median_filter as whisper_median_filter
 from whisper.tokenizer import get_tokenizer
 
 from inference.engine.speech_engine import SpeechEngine
-from inference.speech.alignment import dtw, median_filter, split_words
+from inference.speech.alignment import dtw, find_words, median_filter, split_words
 from tests.support import speech
 
 
@@ -34,6 +34,15 @@ def test_median_filter_equals_whisper_s(shape):
     """Mirrored edges, and an axis too short to mirror (left as it is)."""
     x = torch.randn(shape, generator=torch.Generator().manual_seed(sum(shape)))
     torch.testing.assert_close(median_filter(x, 7), whisper_median_filter(x, 7), atol=0, rtol=0)
+
+
+@pytest.mark.real_model  # its vocabulary
+def test_a_window_of_one_audio_position_gives_times_not_nans():
+    """Attention that cannot tell the tokens apart (one position of audio: every weight 1) costs nothing anywhere;
+    Whisper's own arithmetic divides by a zero deviation there and its path leaves the matrix (times of -0.02)."""
+    _, vocab = speech.whisper()
+    words = find_words(torch.zeros(2, 8, 1500), vocab.encode_text(" two words"), 4, 2, vocab, "en")
+    assert [w.word for w in words] == [" two", " words"] and all(w.start == w.end == 0.0 for w in words)
 
 
 @pytest.mark.real_model  # its vocabulary
