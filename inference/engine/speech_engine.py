@@ -65,6 +65,11 @@ class SpeechEngine:
             (layer, head) for layer in range(cfg.decoder_layers // 2, cfg.decoder_layers)
             for head in range(cfg.decoder_attention_heads)
         )  # fmt: skip
+        wrong = [(layer, head) for layer, head in self.alignment_heads
+                 if not (0 <= layer < cfg.decoder_layers and 0 <= head < cfg.decoder_attention_heads)]  # fmt: skip
+        if wrong:
+            raise ValueError(f"generation_config.json's alignment_heads name {wrong}, which this decoder of "
+                             f"{cfg.decoder_layers} layers x {cfg.decoder_attention_heads} heads has not")  # fmt: skip
         self.waiting: list[tuple[str, Transcription]] = []  # need a window encoded (new, or past their last one)
         self.requests: dict[str, Transcription] = {}
 

@@ -5,6 +5,8 @@ model as ``make run`` serves it, each sentence's words where espeak-ng spoke it,
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -34,6 +36,14 @@ def test_median_filter_equals_whisper_s(shape):
     """Mirrored edges, and an axis too short to mirror (left as it is)."""
     x = torch.randn(shape, generator=torch.Generator().manual_seed(sum(shape)))
     torch.testing.assert_close(median_filter(x, 7), whisper_median_filter(x, 7), atol=0, rtol=0)
+
+
+@pytest.mark.real_model  # its vocabulary
+def test_alignment_heads_the_decoder_has_not_are_refused_at_load():
+    model, vocab = speech.whisper()
+    with pytest.raises(ValueError, match=r"alignment_heads name \[\(6, 0\)\].*6 layers x 8 heads"):
+        SpeechEngine(model, dataclasses.replace(vocab, alignment_heads=((5, 7), (6, 0))))
+    assert SpeechEngine(model, dataclasses.replace(vocab, alignment_heads=())).alignment_heads[0] == (3, 0)
 
 
 @pytest.mark.real_model  # its vocabulary
