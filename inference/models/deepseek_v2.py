@@ -158,6 +158,7 @@ class DeepseekV2ForCausalLM(LlamaForCausalLM):
             for name, module in self.named_modules():
                 order = self.row_order(name) if isinstance(module, nn.Linear) else None
                 if order is not None:
-                    module.weight.data = module.weight.data[order.to(module.weight.device)]
+                    if hasattr(module, "weight"):  # not when its rows stay GGUF blocks (reordered as they load)
+                        module.weight.data = module.weight.data[order.to(module.weight.device)]
                     if module.bias is not None:
                         module.bias.data = module.bias.data[order.to(module.bias.device)]
