@@ -164,6 +164,9 @@ class ServerConfig:
         if self.tensor_parallel_size > 1 and [m.kind for m in self.models] not in (["chat"], ["completion"]):
             raise ConfigError("tensor parallelism serves one chat or completion model per service: configure only "
                               f"that model, got {', '.join(f'{m.id} ({m.kind})' for m in self.models)}")  # fmt: skip
+        if self.tensor_parallel_size > 1 and any(m.engine.weights == "gguf" for m in self.models):
+            raise ConfigError("tensor parallelism shards dense weights: engine.weights = gguf (one GPU on the "
+                              "file's blocks) cannot be split over ranks; use weights = dense")  # fmt: skip
 
 
 DEFAULT_MODELS = [

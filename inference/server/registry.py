@@ -112,6 +112,8 @@ def build_model(spec: ModelSpec, tp: tuple[int, int] | None = None):
     gguf = gguf_file(spec.source) if spec.engine.weights == "gguf" else None
     if spec.engine.weights == "gguf" and (gguf is None or not spec.engine.resolved_kernels()):
         raise ConfigError(f"model {spec.id}: engine.weights = gguf needs a GGUF source and the kernels (CUDA)")
+    if gguf is not None and tp is not None:  # also when --tensor-parallel-size came after the config's checks
+        raise ConfigError(f"model {spec.id}: tensor parallelism shards dense weights, not engine.weights = gguf")
     if gguf is not None:  # on its blocks: the conversion leaves out what the blocks replace
         from inference.loader.convert import ensure_converted
         from inference.weights.gguf import block_tensor_names

@@ -48,6 +48,11 @@ def test_toml_config(tmp_path):
     "text, message",
     [
         ("[server]\nport = 0\n[[models]]\nid='a'\nsource='x'\nkind='chat'", "port"),
+        (
+            "[server]\ntensor_parallel_size = 2\n[[models]]\nid='a'\nsource='x.gguf'\nkind='chat'\n"
+            "engine={weights='gguf'}",
+            "tensor parallelism shards dense weights",
+        ),
         ("[[models]]\nid='a'\nsource='x'\nkind='speech'", "kind must be one of"),
         ("[[models]]\nid='a'\nsource='x'\nkind='chat'\n[[models]]\nid='a'\nsource='y'\nkind='chat'", "duplicate"),
         ("[[models]]\nid='a'\nsource='x'\nkind='chat'\nengine={dtype='float8'}", "dtype"),

@@ -109,7 +109,7 @@ def test_the_service_builds_a_gguf_model_on_its_blocks(smollm2):
     replace (a conversion of its own, a fraction of the whole one) and builds the same model from it."""
     from safetensors import safe_open
 
-    from inference.config import EngineConfig, ModelSpec
+    from inference.config import ConfigError, EngineConfig, ModelSpec
     from inference.server.registry import build_model
 
     expected, _, _, replaced = smollm2
@@ -124,6 +124,8 @@ def test_the_service_builds_a_gguf_model_on_its_blocks(smollm2):
     assert sum(isinstance(m, GGUFLinear) for m in model.modules()) == replaced
     ours, theirs = dict(model.named_parameters()), dict(expected.named_parameters())
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    with pytest.raises(ConfigError, match="tensor parallelism shards dense weights"):
+        build_model(spec, tp=(0, 2))
 
 
 def test_unsupported_gguf_type_is_refused():
