@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from inference.env import cache_dir
 from inference.loader.gguf import GGUFFile
 from inference.loader.gguf_config import ROPE_FREQS, ConversionError, hf_config, token_id
+from inference.loader.safetensors import INDEX_FILE
 from inference.tokenizer import gguf_vocab
 from inference.tokenizer.chat_template import END_OF_TURN_TOKENS, GEMMA3_CHAT_TEMPLATE
 
@@ -127,7 +128,7 @@ def ensure_converted(
     if skip:
         key += "-without-" + hashlib.sha256("\n".join(sorted(skip)).encode()).hexdigest()[:8]
     target = root / key
-    if (target / "model.safetensors").is_file():
+    if _converted(target):
         return target
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=root))
@@ -140,7 +141,7 @@ def ensure_converted(
         try:
             os.rename(staging, target)  # atomic; fails if another process got there first
         except OSError:
-            if not (target / "model.safetensors").is_file():
+            if not _converted(target):
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -169,24 +170,68 @@ def convert(
         }
         names = {name: hf for name, hf in names.items() if hf.format(e=0) not in skip}  # an expert stack: all or none
         gguf_vocab.build_tokenizer(meta).save(str(out / "tokenizer.json"))
-        tensors = {}
+        shards = _Shards(out)
         for name in tqdm(names, desc=f"converting {Path(gguf_path).name}", disable=not progress):
             weight = _to_hf(arch, name, gguf.dequantize(name), config)
             if "{e}" in names[name]:  # the experts' stack [E, rows, cols]: one matrix per expert, as HF names them
-                tensors.update({names[name].format(e=e): w.contiguous() for e, w in enumerate(weight)})
+                for e, w in enumerate(weight):
+                    shards.add(names[name].format(e=e), w.contiguous())
             else:
-                tensors[names[name]] = weight
+                shards.add(names[name], weight)
+            del weight
         for name in gguf.tensors:
             if name.endswith(_SPLIT_KV_B[0]):
                 layer = name.split(".")[1]
                 k_b, v_b = gguf.dequantize(name), gguf.dequantize(name.replace("attn_k_b", "attn_v_b"))
-                tensors[f"model.layers.{layer}.self_attn.kv_b_proj.weight"] = _kv_b(k_b, v_b)
-        save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
-        del tensors
+                shards.add(f"model.layers.{layer}.self_attn.kv_b_proj.weight", _kv_b(k_b, v_b))
+        shards.close()
         template = meta.get("tokenizer.chat_template") or (GEMMA3_CHAT_TEMPLATE if arch == "gemma3" else None)
         _write_json(out / "tokenizer_config.json", _tokenizer_config(meta, template, config))
         _write_json(out / "generation_config.json", _generation_config(meta, template))
         _write_json(out / "config.json", config)
+
+
+SHARD_BYTES = 2 * 1024**3  # a conversion's safetensors files hold at most about this much each
+
+
+class _Shards:
+    """The converted tensors written as they come, a file each time ``SHARD_BYTES`` have gathered (with HF's
+    ``model.safetensors.index.json``), so a conversion holds one shard in memory, not the whole model in fp32 (a
+    70B's 280 GB). A model under one shard is a single ``model.safetensors``, as before."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.pending: dict[str, torch.Tensor] = {}
+        self.files: list[tuple[str, list[str]]] = []  # (file name, its tensors)
+        self.total = self.pending_bytes = 0
+
+    def add(self, name: str, tensor: torch.Tensor) -> None:
+        self.pending[name] = tensor
+        size = tensor.numel() * tensor.element_size()
+        self.total += size
+        self.pending_bytes += size
+        if self.pending_bytes >= SHARD_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.pending:
+            name = f"model-{len(self.files) + 1:05d}.safetensors"
+            save_file(self.pending, str(self.out / name), metadata={"format": "pt"})
+            self.files.append((name, list(self.pending)))
+            self.pending, self.pending_bytes = {}, 0
+
+    def close(self) -> None:
+        if not self.files:
+            save_file(self.pending, str(self.out / "model.safetensors"), metadata={"format": "pt"})
+            return
+        self._flush()
+        weight_map = {tensor: file for file, tensors in self.files for tensor in tensors}
+        _write_json(self.out / INDEX_FILE, {"metadata": {"total_size": self.total}, "weight_map": weight_map})
+
+
+def _converted(target: Path) -> bool:
+    """A finished conversion (one file, or shards and their index)."""
+    return (target / "model.safetensors").is_file() or (target / INDEX_FILE).is_file()
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:

@@ -232,6 +232,36 @@ def test_fresh_conversion_writes_float32_weights_and_no_tied_lm_head(tmp_path, p
     assert weights_shape(out, "model.layers.0.self_attn.k_proj.weight") == [192, 576]
 
 
+@pytest.mark.real_model  # loads SmolLM2 twice
+def test_a_large_conversion_is_written_in_shards_as_it_goes(tmp_path, paths, converted, monkeypatch):
+    """Past ``SHARD_BYTES`` a conversion writes a file at a time (so it never holds the whole model in fp32) with
+    HF's index; our loader and transformers read it as the single file."""
+    from transformers import AutoModelForCausalLM
+
+    from inference.loader.safetensors import load_model
+
+    monkeypatch.setattr(conversion, "SHARD_BYTES", 64 * 1024**2)
+    out = ensure_converted(paths["smollm2"], cache_root=tmp_path, progress=False)
+    shards = sorted(p.name for p in out.glob("*.safetensors"))
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    assert "model.safetensors" not in shards and len(shards) >= 8
+    assert sorted(set(index["weight_map"].values())) == shards
+    assert len(index["weight_map"]) == 272 and index["metadata"]["total_size"] == sum(
+        (out / name).stat().st_size for name in shards) - sum(_header_bytes(out / name) for name in shards)  # fmt: skip
+    assert ensure_converted(paths["smollm2"], cache_root=tmp_path, progress=False) == out  # cached as it is
+    ours, whole = load_model(out), load_model(converted["smollm2"])
+    assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), whole.state_dict().values(), strict=True))
+    theirs = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
+    down = whole.model.layers[29].mlp.down_proj.weight
+    torch.testing.assert_close(theirs.model.layers[29].mlp.down_proj.weight, down)
+
+
+def _header_bytes(path: Path) -> int:
+    """A safetensors file's 8-byte length and JSON header."""
+    with open(path, "rb") as f:
+        return 8 + int.from_bytes(f.read(8), "little")
+
+
 def weights_shape(directory: Path, name: str) -> list[int]:
     with safe_open(directory / "model.safetensors", "pt") as weights:
         return list(weights.get_slice(name).get_shape())
