@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hub.api.openapi_schemas import _BOOL, _NULLABLE_STR, _STR, METADATA, _obj, ref
+from hub.api.openapi_schemas import _NULLABLE_STR, _STR, METADATA, _obj, list_of, ref
 
 _MESSAGE = _obj(
     {
@@ -20,20 +20,6 @@ _MESSAGE = _obj(
     },
     ("id", "role", "content"),
 )
-
-
-def list_of(item: dict) -> dict:
-    """OpenAI's paged list object of ``item``s (``hub/api/paging.py``)."""
-    return _obj(
-        {
-            "object": {"const": "list"},
-            "data": {"type": "array", "items": item},
-            "first_id": _NULLABLE_STR,
-            "last_id": _NULLABLE_STR,
-            "has_more": _BOOL,
-        },  # fmt: skip
-        ("object", "data", "first_id", "last_id", "has_more"),
-    )
 
 
 CHAT_STORE_SCHEMAS: dict[str, dict] = {

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from hub.api.openapi_chat_store import list_of
 from hub.api.openapi_responses import ITEM
-from hub.api.openapi_schemas import _INT, _STR, METADATA, _obj
+from hub.api.openapi_schemas import _INT, _STR, METADATA, _obj, list_of
 
 _NEW_ITEMS = {"type": "array", "maxItems": 20, "items": {"type": "object"},
               "description": "Input items, as `POST /responses` takes them in `input`."}  # fmt: skip

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from hub.api import validation as v
-from hub.api.openapi_schemas import _BOOL, _INT, _NULLABLE_STR, _NUM, _STR, _TEXT, METADATA, _obj, ref
+from hub.api.openapi_schemas import _BOOL, _INT, _NULLABLE_STR, _NUM, _STR, _TEXT, METADATA, _obj, list_of, ref
 from hub.api.responses_input import EFFORTS, ROLES
 
 _NULL = {"type": "null"}
@@ -394,14 +394,5 @@ RESPONSES_SCHEMAS: dict[str, dict] = {
     "ResponseDeleted": _obj(
         {"id": _STR, "object": {"const": "response.deleted"}, "deleted": {"const": True}}, ("id", "object", "deleted")
     ),
-    "ResponseItemList": _obj(
-        {
-            "object": {"const": "list"},
-            "data": {"type": "array", "items": ITEM, "description": "Item references resolved, each with its `id`."},
-            "has_more": _BOOL,
-            "first_id": _NULLABLE_STR,
-            "last_id": _NULLABLE_STR,
-        },
-        ("object", "data", "has_more", "first_id", "last_id"),
-    ),
+    "ResponseItemList": list_of(ITEM, "Item references resolved, each with its `id`."),
 }

@@ -53,6 +53,18 @@ _SEGMENT = _obj(
     ("id", "seek", "start", "end", "text", "tokens", "temperature", "avg_logprob", "compression_ratio",
      "no_speech_prob"),
 )  # fmt: skip
+
+
+def list_of(item: dict, description: str | None = None) -> dict:
+    """OpenAI's paged list object of ``item``s (``hub/api/paging.py``); ``description``: of its ``data``."""
+    data = {"type": "array", "items": item, **({"description": description} if description else {})}
+    return _obj(
+        {"object": {"const": "list"}, "data": data, "first_id": _NULLABLE_STR, "last_id": _NULLABLE_STR,
+         "has_more": _BOOL},
+        ("object", "data", "first_id", "last_id", "has_more"),
+    )  # fmt: skip
+
+
 _DURATION_USAGE = _obj({"type": {"const": "duration"}, "seconds": _NUM}, ("type", "seconds"))
 _TOKEN_LOGPROBS = {
     "type": "array",

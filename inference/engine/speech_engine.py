@@ -270,9 +270,11 @@ class SpeechEngine:
         text = [t for s in segments for t in s.tokens if t < v.eot]
         view = self.state.view(i, i + 1)
         tokens = torch.tensor([[*prefix, *text, v.eot]], device=view.lengths.device)
-        layers = self.model.cross_attention_scores(tokens, view)  # per layer [1, H, T, 1500]
+        wanted = {layer for layer, _ in self.alignment_heads}
+        layers = self.model.cross_attention_scores(tokens, view, wanted)  # {layer: [1, H, T, 1500]}
         scores = torch.stack([layers[layer][0, head] for layer, head in self.alignment_heads])  # [heads, T, 1500]
-        job.add_words(segments, find_words(scores, text, len(prefix), job.window_frames, v, job.language))
+        frames = job.window_frames(segments[0].seek)
+        job.add_words(segments, find_words(scores, text, len(prefix), frames, v, job.language))
 
     def _failed(self, request_id: str, error: Exception, outputs: dict) -> None:
         log.error("transcription %s failed", request_id, exc_info=error)

@@ -164,8 +164,8 @@ class WhisperDecoderLayer(nn.Module):
         return _heads(k, self.heads), _heads(v, self.heads)
 
     def forward(self, x, positions, state: DecoderState, i: int, mask: torch.Tensor, scores: dict | None = None):
-        """x [B, T, d] at ``positions`` [B, T]; ``mask`` [B, 1, T, L] the keys each query may see. ``scores``: a dict
-        that gets this layer's cross-attention logits (``scores[i]``, see ``cross_scores``)."""
+        """x [B, T, d] at ``positions`` [B, T]; ``mask`` [B, 1, T, L] the keys each query may see. ``scores``: layer
+        index -> this layer's cross-attention logits (see ``cross_scores``), filled in for the layers it names."""
         q, k, v = (_heads(t, self.heads) for t in self.qkv_proj.split(self.qkv_proj(self.self_attn_layer_norm(x))))
         rows = torch.arange(x.shape[0], device=x.device)[:, None]
         at = (rows, positions) if state.position_major else (rows, slice(None), positions)
@@ -174,7 +174,7 @@ class WhisperDecoderLayer(nn.Module):
         attend = self._attend_kernels if self.kernels else self._attend
         x = x + self.self_out_proj(attend(q, state.self_k[i], state.self_v[i], mask, state.position_major))
         q = _heads(self.q_proj(self.encoder_attn_layer_norm(x)), self.heads)
-        if scores is not None:
+        if scores is not None and i in scores:
             scores[i] = self.cross_scores(q, state.cross_k[i], state.position_major)
         x = x + self.cross_out_proj(attend(q, state.cross_k[i], state.cross_v[i], None, state.position_major))
         return x + self.fc2(self.act(self.fc1(self.final_layer_norm(x))))
@@ -294,16 +294,19 @@ class WhisperForConditionalGeneration(nn.Module):
             return self._decode(tokens, state)
 
     @torch.inference_mode()
-    def cross_attention_scores(self, tokens: torch.Tensor, state: DecoderState) -> list[torch.Tensor]:
-        """tokens [B, T] decoded as a window's prefix from each row's start -> per layer, the cross-attention logits
-        [B, H, T, 1500] (float32, before the softmax): where each token's query looks in the audio."""
+    def cross_attention_scores(
+        self, tokens: torch.Tensor, state: DecoderState, layers: Iterable[int]
+    ) -> dict[int, torch.Tensor]:
+        """tokens [B, T] decoded as a window's prefix from each row's start -> for each of ``layers``, the
+        cross-attention logits [B, H, T, 1500] (float32, before the softmax): where each token's query looks in the
+        audio. The other layers compute none."""
         state.lengths.zero_()
-        scores: dict[int, torch.Tensor] = {}
+        scores: dict[int, torch.Tensor | None] = dict.fromkeys(layers)
         B, T = tokens.shape
         roles = ForwardContext(cu_seqlens_q=list(range(0, B * T + 1, T)), context_lens=[T] * B, prompt_lens=[T] * B)
         with forward_context(roles):
             self._decode(tokens, state, scores)
-        return [scores[i] for i in range(len(scores))]
+        return scores
 
     def _decode(self, tokens: torch.Tensor, state: DecoderState, scores: dict | None = None) -> torch.Tensor:
         decoder = self.model.decoder

@@ -86,9 +86,7 @@ class Transcription:
     sampled_tokens: int = 0  # every token sampled, retries included: what the request cost
     done: bool = False
     generator: torch.Generator | None = None
-    # the last accepted window's mel frames of audio, and whether it ended on a single timestamp (word timestamps)
-    window_frames: int = 0
-    single_ending: bool = False
+    single_ending: bool = False  # the last accepted window ended on one timestamp (word timestamps read it)
     last_speech: float = 0.0  # seconds: where the last placed words ended
 
     def __post_init__(self) -> None:
@@ -151,12 +149,12 @@ class Transcription:
             self.attempt = self.temperatures.index(temperature)
         self._attempts = []
         temperature, self.attempt = self.temperature, 0
-        size = min(CHUNK_FRAMES, self.frames - self.seek)
+        size = self.window_frames(self.seek)
         if silent:
             self.seek += size
             self._check_done()
             return []
-        self.window_frames, self.single_ending = size, self._single_ending(tokens)
+        self.single_ending = [t >= v.timestamp_begin for t in tokens[-2:]] == [False, True]
         stats = {"temperature": temperature, "avg_logprob": avg_logprob, "compression_ratio": ratio,
                  "no_speech_prob": no_speech_prob}  # fmt: skip
         pieces, advance = self._split(tokens, size)
@@ -185,7 +183,7 @@ class Transcription:
         to advance."""
         ts = self.vocab.timestamp_begin
         is_ts = [t >= ts for t in tokens]
-        single_ending = self._single_ending(tokens)
+        single_ending = self.single_ending
         cuts = [i + 1 for i in range(len(tokens) - 1) if is_ts[i] and is_ts[i + 1]]
         if cuts:
             if single_ending:
@@ -204,9 +202,9 @@ class Transcription:
             duration = (stamps[-1] - ts) * TIME_PRECISION
         return [(0.0, duration, 0, len(tokens))], size
 
-    def _single_ending(self, tokens: list[int]) -> bool:
-        """The window ended on one timestamp (its speech runs on past it, into the next window)."""
-        return [t >= self.vocab.timestamp_begin for t in tokens[-2:]] == [False, True]
+    def window_frames(self, seek: int) -> int:
+        """Mel frames of the recording in the window at ``seek`` (a last window is shorter than 30 s)."""
+        return min(CHUNK_FRAMES, self.frames - seek)
 
     def add_words(self, segments: list[Segment], words: list[WordTiming]) -> None:
         """The window's ``segments`` (just accepted) get their ``words`` (times from the window's start); as

@@ -190,19 +190,25 @@ def strip_block_weights(model: nn.Module, gguf_path: str | Path) -> set[str]:
     """On a model built on the meta device, before it is loaded: drop the dense matrices that ``use_gguf_weights``
     will replace by blocks (so they are never allocated), and return the checkpoint tensors that filled them (the
     loader skips them). Biases stay: they are loaded, then the blocks' layers take them over."""
-    from inference.loader.convert import _hf_name
     from inference.loader.gguf import GGUFFile
 
-    unneeded: set[str] = set()
     with GGUFFile(gguf_path) as gguf:
-        arch = gguf.architecture
-        for _, module, _, names in _linear_sources(model, gguf):
-            del module.weight
-            unneeded.update(_hf_name(arch, n) for n in names)
-        for _, module, names in _expert_sources(model, gguf):
-            del module.w13_weight, module.w2_weight
-            for n in names:  # one checkpoint tensor per expert
-                unneeded.update(_hf_name(arch, n).format(e=e) for e in range(module.num_experts))
+        return _strip(model, gguf)
+
+
+def _strip(model: nn.Module, gguf) -> set[str]:
+    """``strip_block_weights`` on an open GGUF file."""
+    from inference.loader.convert import _hf_name
+
+    unneeded: set[str] = set()
+    arch = gguf.architecture
+    for _, module, _, names in _linear_sources(model, gguf):
+        del module.weight
+        unneeded.update(_hf_name(arch, n) for n in names)
+    for _, module, names in _expert_sources(model, gguf):
+        del module.w13_weight, module.w2_weight
+        for n in names:  # one checkpoint tensor per expert
+            unneeded.update(_hf_name(arch, n).format(e=e) for e in range(module.num_experts))
     return unneeded
 
 
@@ -214,12 +220,12 @@ def block_tensor_names(gguf_path: str | Path) -> frozenset[str]:
     from inference.loader.gguf_config import ROPE_FREQS, hf_config
     from inference.models.registry import build_model
 
-    with GGUFFile(gguf_path) as gguf:
+    with GGUFFile(gguf_path) as gguf:  # one read of the header (Gemma's: 0.26 s, its 262k-token vocabulary)
         rope_freqs = gguf.dequantize(ROPE_FREQS) if ROPE_FREQS in gguf.tensors else None
         config = hf_config(gguf.architecture, gguf.metadata, gguf.tensors, rope_freqs)
-    with torch.device("meta"):
-        model = build_model(config)
-    return frozenset(strip_block_weights(model, gguf_path))
+        with torch.device("meta"):
+            model = build_model(config)
+        return frozenset(_strip(model, gguf))
 
 
 def use_gguf_weights(model: nn.Module, gguf_path: str | Path, device: torch.device) -> int:
