@@ -80,6 +80,24 @@ def _load(prefix: str) -> dict | None:
     }
 
 
+def context_of(key_id: int | None) -> KeyContext:
+    """What the key may do now, by its id, as authenticating its secret would give it (for work done later on the
+    key's behalf: a batch's requests); AuthFailed if it may no longer be used."""
+    key = ApiKey.objects.select_related("tenant").filter(pk=key_id).first() if key_id is not None else None
+    if key is None:
+        raise AuthFailed(Failure.UNKNOWN)
+    if key.revoked_at is not None:
+        raise AuthFailed(Failure.REVOKED)
+    if key.expires_at is not None and key.expires_at <= timezone.now():
+        raise AuthFailed(Failure.EXPIRED)
+    if not key.tenant.is_active:
+        raise AuthFailed(Failure.TENANT_DISABLED)
+    return KeyContext(
+        key_id=key.pk, prefix=key.prefix, tenant_id=key.tenant_id, tenant_slug=key.tenant.slug,
+        model_ids=effective_model_ids(key), limits=Limits.of(key), tenant_limits=Limits.of(key.tenant),
+    )  # fmt: skip
+
+
 def authenticate_secret(secret: str) -> KeyContext:
     """Verify a presented secret. Raises AuthFailed with the reason (never echoing the secret)."""
     prefix = prefix_of(secret)

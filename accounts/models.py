@@ -435,3 +435,95 @@ class ConversationItem(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["conversation", "item_id"], name="conversation_item_unique")]
+
+
+class StoredFile(models.Model):
+    """OpenAI's Files API: a tenant's uploaded file (``purpose`` ``batch`` for the Batch API's input) or a batch's
+    output (``batch_output``). The bytes live in the database, so every hub replica serves them."""
+
+    id = models.CharField(max_length=64, primary_key=True)  # file-<24 hex>
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="files")
+    api_key = models.ForeignKey(ApiKey, null=True, on_delete=models.SET_NULL, related_name="+")
+    purpose = models.CharField(max_length=32)
+    filename = models.CharField(max_length=512)
+    bytes = models.BigIntegerField()
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField(null=True, blank=True)  # deleted by accounts.expire_files after it
+    content = models.BinaryField()
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "created_at", "id"]), models.Index(fields=["expires_at"])]
+
+    def resource(self) -> dict:
+        """OpenAI's file object."""
+        found = {"id": self.pk, "object": "file", "bytes": self.bytes, "created_at": int(self.created_at.timestamp()),
+                 "filename": self.filename, "purpose": self.purpose, "status": "processed"}  # fmt: skip
+        if self.expires_at is not None:  # OpenAI's schema has no null here: a file kept until deleted has none
+            found["expires_at"] = int(self.expires_at.timestamp())
+        return found
+
+
+class BatchStatus(models.TextChoices):
+    VALIDATING = "validating"
+    FAILED = "failed"
+    IN_PROGRESS = "in_progress"
+    FINALIZING = "finalizing"
+    COMPLETED = "completed"
+    EXPIRED = "expired"
+    CANCELLING = "cancelling"
+    CANCELLED = "cancelled"
+
+
+class Batch(models.Model):
+    """OpenAI's Batch API: the requests of a ``batch`` file, run in the background through the gateway with the key
+    that created the batch (``hub/batches/``), their answers gathered into output files. ``runner`` and
+    ``heartbeat_at`` say who runs it and when that runner last showed life: a batch whose runner went quiet
+    (a restarted worker) is taken up again by another, which skips the lines already answered."""
+
+    UNFINISHED = (BatchStatus.VALIDATING, BatchStatus.IN_PROGRESS, BatchStatus.FINALIZING, BatchStatus.CANCELLING)
+
+    id = models.CharField(max_length=64, primary_key=True)  # batch_<24 hex>
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="batches")
+    api_key = models.ForeignKey(ApiKey, null=True, on_delete=models.SET_NULL, related_name="+")
+    endpoint = models.CharField(max_length=64)
+    input_file_id = models.CharField(max_length=64)  # the id, kept after the file is deleted
+    completion_window = models.CharField(max_length=8, default="24h")
+    status = models.CharField(max_length=16, choices=BatchStatus.choices, default=BatchStatus.VALIDATING)
+    model = models.CharField(max_length=200, blank=True)
+    errors = models.JSONField(null=True, blank=True)  # OpenAI's BatchError objects, when validation failed
+    output_file_id = models.CharField(max_length=64, blank=True)
+    error_file_id = models.CharField(max_length=64, blank=True)
+    output_expires_seconds = models.IntegerField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, encoder=NulSafeEncoder, decoder=NulSafeDecoder)
+    total = models.IntegerField(default=0)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    in_progress_at = models.DateTimeField(null=True, blank=True)
+    finalizing_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    expired_at = models.DateTimeField(null=True, blank=True)
+    cancelling_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    runner = models.CharField(max_length=64, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "created_at", "id"]), models.Index(fields=["status"])]
+
+
+class BatchResult(models.Model):
+    """One answered line of a batch: the output line as it goes into the output file (``ok``) or the error file."""
+
+    id = models.BigAutoField(primary_key=True)
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="results")
+    line = models.IntegerField()  # 1-based, in the input file
+    ok = models.BooleanField()
+    output = models.JSONField(encoder=NulSafeEncoder, decoder=NulSafeDecoder)
+    input_tokens = models.IntegerField(default=0)
+    cached_tokens = models.IntegerField(default=0)
+    output_tokens = models.IntegerField(default=0)
+    reasoning_tokens = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["batch", "line"], name="batch_result_line_unique")]

@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from accounts import authcache, chat_completions, metering, reports, responses
+from accounts import authcache, chat_completions, files, metering, reports, responses
 from accounts.models import ApiKey, Tenant, UsageReport
 
 log = logging.getLogger(__name__)
@@ -79,3 +79,10 @@ def expire_responses() -> int:
 def expire_chat_completions() -> int:
     """Delete stored chat completions older than ``HUB_CHAT_COMPLETIONS_RETENTION_DAYS``; returns how many."""
     return chat_completions.expire()
+
+
+@shared_task(name="accounts.expire_files")
+def expire_files() -> int:
+    """Delete the files whose ``expires_at`` has passed (a batch's input after 30 days, by default); returns how
+    many."""
+    return files.expire()

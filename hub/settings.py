@@ -174,6 +174,9 @@ CELERY_RESULT_BACKEND = None
 # The queue the hub sends tasks to and its workers read: hubs sharing one Redis for different purposes (a test
 # run beside a live hub) each name their own.
 CELERY_TASK_DEFAULT_QUEUE = env_str("HUB_CELERY_QUEUE", "celery")
+# Threads, not processes: a batch (hub/batches/) is network-bound, and a stopping worker hands its batches back from
+# its main process (the worker_shutting_down signal), which a prefork pool's children would not see.
+CELERY_WORKER_POOL = "threads"
 # Without a broker the embedded default runs tasks in the calling process.
 CELERY_TASK_ALWAYS_EAGER = env_bool("HUB_CELERY_EAGER", REDIS_URL is None)
 CELERY_TASK_EAGER_PROPAGATES = True
@@ -182,6 +185,7 @@ CELERY_BEAT_SCHEDULE = {
     "forget-rotated-secrets": {"task": "accounts.forget_rotated_secrets", "schedule": 3600.0},
     "expire-responses": {"task": "accounts.expire_responses", "schedule": 3600.0},
     "expire-chat-completions": {"task": "accounts.expire_chat_completions", "schedule": 3600.0},
+    "expire-files": {"task": "accounts.expire_files", "schedule": 3600.0},
     "rollup-usage": {"task": "accounts.rollup_usage", "schedule": env_int("HUB_ROLLUP_SECONDS", 300, min_value=1)},
     # Hourly although a report is monthly: a run with nothing to build is one query, and the in-process beat
     # counts from the hub's start, so a daily period could be missed by a hub restarted more often than that.
@@ -270,6 +274,15 @@ HUB_MAX_BODY_BYTES = env_int("HUB_MAX_BODY_BYTES", 8 * 1024 * 1024, min_value=10
 DATA_UPLOAD_MAX_MEMORY_SIZE = HUB_MAX_BODY_BYTES
 # The speech routes' uploads (multipart/form-data): the audio file's limit, 25 MB as OpenAI's.
 HUB_MAX_AUDIO_BYTES = env_int("HUB_MAX_AUDIO_BYTES", 25 * 1024 * 1024, min_value=1024)
+# The Files API's uploads (``POST /files``, a batch's input among them): 200 MB, OpenAI's limit on a batch's input.
+# The file is held in memory while it is received and stored (in the database: every replica serves it).
+HUB_MAX_FILE_BYTES = env_int("HUB_MAX_FILE_BYTES", 200 * 1024 * 1024, min_value=1024)
+# The Batch API's runner (hub/batches/): how many of a batch's requests it sends at once, and how long a runner may
+# show no life (it does every quarter of that) before another takes its batch up again (a worker that died).
+HUB_BATCH_CONCURRENCY = env_int("HUB_BATCH_CONCURRENCY", 8, min_value=1)
+HUB_BATCH_STALE_SECONDS = env_float("HUB_BATCH_STALE_SECONDS", 60.0, min_value=1.0)
+# batches whose runner went quiet (a restart) are taken up again where they stopped
+CELERY_BEAT_SCHEDULE["resume-batches"] = {"task": "hub.resume_batches", "schedule": HUB_BATCH_STALE_SECONDS / 2}
 # Stored Responses API answers (``store``, the default) are deleted this many days after they were made (OpenAI
 # keeps them 30); 0 keeps them until deleted.
 HUB_RESPONSES_RETENTION_DAYS = env_int("HUB_RESPONSES_RETENTION_DAYS", 30, min_value=0)

@@ -4,9 +4,9 @@ and the console's playground relay (``hub/console/live.py``).
 ``read_json`` checks, in this order: the size (413), the Content-Type (415: ``application/json`` or any
 ``application/*+json``, parameters such as ``charset`` ignored), that it parses (400 ``invalid_json``), its depth
 and numbers (``validation.check_json``) and that it is an object (400); each answered with the same OpenAI error.
-A request with no body at all (empty, and no Content-Type) is read as ``{}``: there is no media type to refuse, a
-route that takes no body (``POST /responses/{id}/cancel``, which ``curl -X POST`` sends so) is served, and one
-that needs fields answers which is missing.
+A request with no body at all (empty, with no Content-Type or a JSON one) is read as ``{}``: a route that takes no
+body (``POST /responses/{id}/cancel``, which ``curl -X POST`` sends with no type and OpenAI's SDK as JSON) is served,
+and one that needs fields answers which is missing.
 """
 
 from __future__ import annotations
@@ -26,18 +26,23 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
+def _is_json(kind: str) -> bool:
+    return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
+
+
 def check_content_type(content_type: str | None) -> None:
     """415 unless the Content-Type header names JSON."""
     kind = media_type(content_type)
-    if kind != "application/json" and not (kind.startswith("application/") and kind.endswith("+json")):
+    if not _is_json(kind):
         raise errors.UnsupportedMediaType(
             f"Unsupported Content-Type '{errors.shown(kind or 'none')}'. Send JSON with Content-Type: application/json."
         )
 
 
 def no_body(body: bytes, content_type: str | None) -> bool:
-    """Nothing sent: read as ``{}``, with no media type to check."""
-    return not body and content_type is None
+    """Nothing sent: read as ``{}``. With no Content-Type, or a JSON one: OpenAI's SDK sends ``application/json``
+    and no body for the routes that take none (``batches.cancel``)."""
+    return not body and (content_type is None or _is_json(media_type(content_type)))
 
 
 def read_json(body: bytes, content_type: str | None, limit: int) -> dict:

@@ -4,7 +4,8 @@ For paths under ``/v1``, ``/v2`` and ``/vision`` it refuses oversized bodies (41
 they arrive, not after), authenticates the bearer key (401), and for requests with a body
 requires JSON (415) that parses to an object (400), read by ``hub/api/body.py`` as the console's
 playground reads its own; the speech routes (``/audio/...``) take a multipart/form-data upload instead
-(``hub/api/form.py``; up to ``HUB_MAX_AUDIO_BYTES``), its text fields as ``json`` and its file as ``upload``.
+(``hub/api/form.py``; up to ``HUB_MAX_AUDIO_BYTES``), and so does ``POST /files`` (up to
+``HUB_MAX_FILE_BYTES``), its text fields as ``json`` and its file as ``upload``.
 What it learned is handed downstream as
 ``scope["hub"]`` (an ``EdgeContext``) so Django views and Channels consumers alike read the
 tenant, key and parsed body from one place. Every response gets ``x-request-id``.
@@ -25,7 +26,7 @@ from accounts.authn import KeyContext
 from hub.api import body as body_reader
 from hub.api import errors, form
 from hub.api.auth import authenticate
-from hub.api.paths import base_of, is_api_path, is_upload_path
+from hub.api.paths import base_of, is_api_path, is_file_upload_path, is_upload_path
 
 log = logging.getLogger(__name__)
 
@@ -131,10 +132,12 @@ class ApiEdgeMiddleware:
         await self.app(scope, replay_receive, send_with_id)
 
     async def _check(self, scope, receive, ctx: EdgeContext) -> list[dict]:
-        upload = is_upload_path(scope["path"])
-        limit = settings.HUB_MAX_AUDIO_BYTES + form.FORM_OVERHEAD if upload else settings.HUB_MAX_BODY_BYTES
+        upload = form.AUDIO if is_upload_path(scope["path"]) else None
+        if is_file_upload_path(scope["path"]) and scope["method"] == "POST":
+            upload = form.FILE
+        limit = upload.limit + form.FORM_OVERHEAD if upload else settings.HUB_MAX_BODY_BYTES
         declared = _header(scope, b"content-length")
-        too_large = form.too_large(settings.HUB_MAX_AUDIO_BYTES) if upload else body_reader.too_large(limit)
+        too_large = form.too_large(upload.limit, upload) if upload else body_reader.too_large(limit)
         if declared is not None:
             try:
                 if int(declared) > limit:
@@ -151,7 +154,7 @@ class ApiEdgeMiddleware:
         except _BodyTooLarge:
             raise too_large from None
         if upload:  # 415, 400, 413 for the file itself
-            parsed = form.read_form(body, _header(scope, b"content-type"), settings.HUB_MAX_AUDIO_BYTES)
+            parsed = form.read_form(body, _header(scope, b"content-type"), upload.limit, upload)
             ctx.json, ctx.upload = parsed.fields, parsed.file
             return [{"type": "http.request", "body": b"", "more_body": False}, *tail]  # read from ctx, not twice
         ctx.json = body_reader.read_json(body, _header(scope, b"content-type"), limit)  # 415, 400

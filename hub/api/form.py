@@ -1,17 +1,20 @@
-"""The multipart/form-data body of the speech routes (``/audio/transcriptions``, ``/audio/translations``), read
-once at the edge as ``body.py`` reads JSON: the text fields (OpenAI's SDK sends ``model``, ``stream``,
-``response_format`` and the rest as fields; a repeated field such as ``timestamp_granularities[]`` becomes a
-list) and the one uploaded file, kept as bytes to be sent on to the deployment.
+"""The multipart/form-data body of the upload routes (the speech routes ``/audio/transcriptions`` and
+``/audio/translations``, and ``POST /files``), read once at the edge as ``body.py`` reads JSON: the text fields
+(OpenAI's SDK sends ``model``, ``stream``, ``response_format`` and the rest as fields; a repeated field such as
+``timestamp_granularities[]`` becomes a list) and the one uploaded file, kept as bytes (sent on to the deployment,
+or stored).
 
-Refusals, each an OpenAI error: another Content-Type (415), a form that does not parse (400), a file over
-``HUB_MAX_AUDIO_BYTES`` (413 ``file_too_large``), more than one file or more than ``MAX_FIELDS`` fields (400).
-The parsing itself is python-multipart's (the library Starlette's forms use).
+Refusals, each an OpenAI error: another Content-Type (415), a form that does not parse (400), a file over the
+route's limit (``Kind``: ``HUB_MAX_AUDIO_BYTES`` or ``HUB_MAX_FILE_BYTES``; 413 ``file_too_large``), more than one
+file or more than ``MAX_FIELDS`` fields (400). The parsing itself is python-multipart's (the library Starlette's forms
+use).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
 
 from hub.api import errors
@@ -20,6 +23,23 @@ from hub.api.body import media_type
 MAX_FIELDS = 32
 MAX_FIELD_BYTES = 64 * 1024  # a prompt is the longest text field
 FORM_OVERHEAD = MAX_FIELDS * 1024 + MAX_FIELD_BYTES  # what the body may hold beyond the file: fields, part headers
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a route uploads: how the refusals name it and the setting that caps it."""
+
+    what: str  # "audio file"
+    setting: str  # "HUB_MAX_AUDIO_BYTES"
+    fields: str  # the form's other required field, for the 415's hint
+
+    @property
+    def limit(self) -> int:
+        return getattr(settings, self.setting)
+
+
+AUDIO = Kind("audio file", "HUB_MAX_AUDIO_BYTES", "a 'model' field")
+FILE = Kind("file", "HUB_MAX_FILE_BYTES", "a 'purpose' field")
 
 
 @dataclass(frozen=True)
@@ -35,10 +55,10 @@ class Form:
     file: Upload | None = None
 
 
-def too_large(limit: int) -> errors.PayloadTooLarge:
+def too_large(limit: int, kind: Kind = AUDIO) -> errors.PayloadTooLarge:
     """413 for an upload whose file is over ``limit`` bytes (or whose body is over it and the form's overhead)."""
     return errors.PayloadTooLarge(
-        f"The audio file is larger than {limit:,} bytes (HUB_MAX_AUDIO_BYTES).", param="file", code="file_too_large"
+        f"The {kind.what} is larger than {limit:,} bytes ({kind.setting}).", param="file", code="file_too_large"
     )
 
 
@@ -46,18 +66,19 @@ def _refuse(message: str, param: str | None = None) -> errors.InvalidRequest:
     return errors.InvalidRequest(message, param=param)
 
 
-def read_form(body: bytes, content_type: str | None, max_file_bytes: int) -> Form:
+def read_form(body: bytes, content_type: str | None, max_file_bytes: int, kind: Kind = AUDIO) -> Form:
     """The form in ``body``, or the ``errors.ApiError`` that refuses it."""
     if media_type(content_type) != "multipart/form-data":
         raise errors.UnsupportedMediaType(
-            f"Unsupported Content-Type '{errors.shown(media_type(content_type) or 'none')}'. Send the audio as "
-            "multipart/form-data (a 'file' field and a 'model' field), as OpenAI's SDK does."
+            f"Unsupported Content-Type '{errors.shown(media_type(content_type) or 'none')}'. Send the "
+            f"{kind.what.removesuffix(' file')} as multipart/form-data (a 'file' field and {kind.fields}), as "
+            "OpenAI's SDK does."
         )
     _, options = parse_options_header(content_type)
     boundary = options.get(b"boundary")
     if not boundary:
         raise _refuse("The multipart/form-data Content-Type names no boundary.")
-    form, parts = Form(), _Parts(max_file_bytes)
+    form, parts = Form(), _Parts(max_file_bytes, kind)
     try:
         parser = MultipartParser(boundary, parts.callbacks())
         parser.write(body)
@@ -66,13 +87,15 @@ def read_form(body: bytes, content_type: str | None, max_file_bytes: int) -> For
         raise _refuse(f"The multipart form could not be read ({exc}).") from None
     if not parts.ended:
         raise _refuse("The multipart form ends before its closing boundary.")
-    for name, value, filename, kind in parts.done:
+    for name, value, filename, media in parts.done:
         if filename is not None:
             if form.file is not None:
                 raise _refuse("Send one file per request.", param=name)
             if name != "file":
-                raise _refuse(f"Unexpected file field '{errors.shown(name)}': send the audio as 'file'.", param=name)
-            form.file = Upload(filename, kind, value)
+                raise _refuse(
+                    f"Unexpected file field '{errors.shown(name)}': send the {kind.what} as 'file'.", param=name
+                )
+            form.file = Upload(filename, media, value)
             continue
         try:
             text = value.decode()
@@ -89,8 +112,8 @@ def read_form(body: bytes, content_type: str | None, max_file_bytes: int) -> For
 class _Parts:
     """python-multipart's callbacks, collecting each part as (name, bytes, filename or None, content type)."""
 
-    def __init__(self, max_file_bytes: int):
-        self.max_file_bytes = max_file_bytes
+    def __init__(self, max_file_bytes: int, kind: Kind):
+        self.max_file_bytes, self.kind = max_file_bytes, kind
         self.done: list[tuple[str, bytes, str | None, str]] = []
         self.ended = False
         self._headers: dict[bytes, bytes] = {}
@@ -125,7 +148,7 @@ class _Parts:
         limit = self.max_file_bytes if filename else MAX_FIELD_BYTES
         if len(self._data) > limit:
             if filename:
-                raise too_large(limit)
+                raise too_large(limit, self.kind)
             raise _refuse(f"A form field is longer than {MAX_FIELD_BYTES:,} bytes.")
 
     def _part_end(self) -> None:

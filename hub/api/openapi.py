@@ -12,6 +12,7 @@ from __future__ import annotations
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse
 
+from hub.api.openapi_batches import BATCH_SCHEMAS
 from hub.api.openapi_chat_store import CHAT_STORE_SCHEMAS
 from hub.api.openapi_conversations import CONVERSATION_SCHEMAS
 from hub.api.openapi_rerank import RERANK_SCHEMAS
@@ -31,8 +32,9 @@ ERROR_TEXT = {
     400: "Invalid request, or `context_length_exceeded` with the numbers.",
     401: "Missing, unknown, revoked or expired API key.",
     404: "`model_not_found`: the model does not exist or the key is not entitled to it.",
-    413: "Request body too large (`file_too_large`: an audio upload over `HUB_MAX_AUDIO_BYTES`, 25 MB by default).",
-    415: "The body is not JSON (on the audio routes: not multipart/form-data).",
+    413: "Request body too large (`file_too_large`: an audio upload over `HUB_MAX_AUDIO_BYTES`, 25 MB by default, "
+    "or a file over `HUB_MAX_FILE_BYTES`, 200 MB).",
+    415: "The body is not JSON (on the audio routes and `POST /files`: not multipart/form-data).",
     429: "Rate limit or quota exceeded.",
     502: "`upstream_error`: the model's deployment failed.",
     503: "`service_unavailable`: no deployment of the model is reachable.",
@@ -222,8 +224,8 @@ def add_generation_routes(result, generator, request, public):
         paths[path] = {**paths.get(path, {}), **operations}
     result["paths"] = paths
     components = result.setdefault("components", {})
-    components.setdefault("schemas", {}).update({**SCHEMAS, **RERANK_SCHEMAS, **RESPONSES_SCHEMAS,
-                                                 **CHAT_STORE_SCHEMAS, **CONVERSATION_SCHEMAS})  # fmt: skip
+    components.setdefault("schemas", {}).update({**SCHEMAS, **RERANK_SCHEMAS, **RESPONSES_SCHEMAS, **CHAT_STORE_SCHEMAS,
+                                                 **CONVERSATION_SCHEMAS, **BATCH_SCHEMAS})  # fmt: skip
     result["info"]["description"] = DESCRIPTION.strip()
     result["servers"] = [{"url": f"/{base}"} for base in BASE_PATHS]
     return result

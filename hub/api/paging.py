@@ -10,14 +10,16 @@ from hub.api import errors
 MAX_LIMIT = 100
 
 
-def limit_and_order(request: Request, default_order: str) -> tuple[int, bool]:
+def limit_and_order(
+    request: Request, default_order: str, *, default_limit: int = 20, max_limit: int = MAX_LIMIT
+) -> tuple[int, bool]:  # fmt: skip
     """(limit, descending) from the query; a 400 naming the field otherwise."""
     try:
-        limit = int(request.query_params.get("limit", "20"))
+        limit = int(request.query_params.get("limit", str(default_limit)))
     except ValueError:
         limit = 0
-    if not 1 <= limit <= MAX_LIMIT:
-        raise errors.InvalidRequest(f"'limit' must be an integer from 1 to {MAX_LIMIT}.", param="limit")
+    if not 1 <= limit <= max_limit:
+        raise errors.InvalidRequest(f"'limit' must be an integer from 1 to {max_limit}.", param="limit")
     order = request.query_params.get("order", default_order)
     if order not in ("asc", "desc"):
         raise errors.InvalidRequest("'order' must be 'asc' or 'desc'.", param="order")

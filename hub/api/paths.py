@@ -22,3 +22,8 @@ def is_upload_path(path: str) -> bool:
     """The speech routes, whose bodies are multipart/form-data uploads rather than JSON."""
     parts = path.strip("/").split("/")
     return len(parts) == 3 and parts[1] == "audio"
+
+
+def is_file_upload_path(path: str) -> bool:
+    """``/files``, where a file is uploaded (multipart/form-data, as the speech routes take)."""
+    return path.strip("/").split("/")[1:] == ["files"]

@@ -1,7 +1,9 @@
 from django.urls import path, re_path
 
+from hub.api import batches_views as batches
 from hub.api import chat_completions_views as chats
 from hub.api import conversations_views as conversations
+from hub.api import files_views as files
 from hub.api import responses_views, views
 
 # The same routes under every base URL of the reference (/v1, /v2, /vision).
@@ -34,5 +36,11 @@ api_patterns = [
         conversations.ConversationItemView.as_view(),
         name="conversation-item",
     ),  # fmt: skip
+    path("files", files.FileListView.as_view(), name="files"),
+    path("files/<str:file_id>", files.FileDetailView.as_view(), name="file"),
+    path("files/<str:file_id>/content", files.FileContentView.as_view(), name="file-content"),
+    path("batches", batches.BatchListView.as_view(), name="batches"),
+    path("batches/<str:batch_id>", batches.BatchDetailView.as_view(), name="batch"),
+    path("batches/<str:batch_id>/cancel", batches.BatchCancelView.as_view(), name="batch-cancel"),
     re_path(r"^.*$", views.unknown_url),
 ]

@@ -34,6 +34,12 @@ PUBLIC_ROUTES = {
     "/models/{model_id}": {"get"},
     "/usage": {"get"},
     "/costs": {"get"},
+    "/files": {"get", "post"},
+    "/files/{file_id}": {"get", "delete"},
+    "/files/{file_id}/content": {"get"},
+    "/batches": {"get", "post"},
+    "/batches/{batch_id}": {"get"},
+    "/batches/{batch_id}/cancel": {"post"},
 }
 
 

@@ -34,6 +34,11 @@ ROOTS = [
     "DeletedConversationResource",
     "ConversationItemList",
     "ConversationItem",
+    "OpenAIFile",
+    "ListFilesResponse",
+    "DeleteFileResponse",
+    "Batch",
+    "ListBatchesResponse",
 ]
 OUT = Path(__file__).with_name("responses.json")
 

@@ -36,6 +36,7 @@ class FakeService:
     requests: list[dict] = field(default_factory=list)
     default_tokens: int = 64  # the answer's length without max_tokens
     chunk_delay: float = 0.0  # seconds between a stream's chunks (a stream that stays open a while)
+    answer_delay: float = 0.0  # seconds before a whole (not streamed) chat answer
 
 
 def _chat_answer(body: dict, fake: FakeService) -> tuple[list[str], str]:
@@ -60,6 +61,7 @@ def _app(fake: FakeService):
         prompt = prompt_tokens(body)
         head = {"id": "chatcmpl-fake", "created": int(time.time()), "model": UPSTREAM_NAME}
         if not body.get("stream"):
+            await asyncio.sleep(fake.answer_delay)
             message = {"role": "assistant", "content": "".join(words), "refusal": None}
             choice = {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
             return JSONResponse({**head, "object": "chat.completion", "choices": [choice],

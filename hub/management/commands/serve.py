@@ -191,6 +191,9 @@ class Command(BaseCommand):
         finally:
             if beat is not None:
                 beat.stop()
+                from hub.batches import dispatch
+
+                dispatch.leave_all(timeout=settings.HUB_SHUTDOWN_GRACE_SECONDS)  # batches run here: hand them back
             if child is not None:
                 child.terminate()
                 child.wait(timeout=30)

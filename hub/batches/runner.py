@@ -1,0 +1,187 @@
+"""One batch worked from start to end: claimed (``accounts.batches.claim``: one runner at a time), its input file
+checked (a bad line fails the batch, as OpenAI's validation does), then every line not answered yet sent through the
+gateway (``call.py``), ``HUB_BATCH_CONCURRENCY`` at a time, each answer recorded as it comes, so that a runner that
+dies loses at most the requests it had under way. A heartbeat shows life every quarter of
+``HUB_BATCH_STALE_SECONDS`` and reads the batch back: asked to cancel, past its 24-hour window or its key no longer
+valid, the runner sends no more requests, waits for those under way and finishes the batch (cancelled, expired or
+failed) with what it has. Its process stopping (``leave``), it waits for them too, every one metered, and hands the
+batch back for the next runner. A line refused for the moment (429 for a rate limit, 503) waits and is tried
+again."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+
+from accounts import authn, batch_input, batches, files
+from accounts.models import BatchStatus
+from hub.batches.call import Answer, call
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = (429, 503)
+MAX_RETRY_WAIT = 30.0
+# 429s that waiting does not cure: a spent budget
+_FINAL_CODES = ("insufficient_quota", "budget_exceeded")
+
+
+async def _db(fn, *args, **kwargs):
+    """``fn`` on a pool thread, its connection handed back afterwards."""
+
+    def run():
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return await sync_to_async(run, thread_sensitive=False)()
+
+
+def _tokens(usage: object) -> dict[str, int]:
+    """The batch's token counts from an answer's ``usage`` (chat and completions, embeddings, or responses)."""
+    if not isinstance(usage, dict):
+        return {}
+    details_in = usage.get("prompt_tokens_details") or usage.get("input_tokens_details") or {}
+    details_out = usage.get("completion_tokens_details") or usage.get("output_tokens_details") or {}
+    found = {
+        "input_tokens": usage.get("prompt_tokens", usage.get("input_tokens")),
+        "output_tokens": usage.get("completion_tokens", usage.get("output_tokens")),
+        "cached_tokens": details_in.get("cached_tokens"), "reasoning_tokens": details_out.get("reasoning_tokens"),
+    }  # fmt: skip
+    return {name: value for name, value in found.items() if isinstance(value, int)}
+
+
+def _retry_after(answer: Answer, attempt: int) -> float | None:
+    """Seconds to wait before sending the line again, or None when its answer is final."""
+    if answer.status not in RETRY_STATUSES:
+        return None
+    try:
+        code = json.loads(answer.body)["error"].get("code")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        code = None
+    if code in _FINAL_CODES:
+        return None
+    try:
+        wait = float(answer.headers.get("retry-after", ""))
+    except ValueError:
+        wait = 2.0**attempt
+    return min(max(wait, 0.1), MAX_RETRY_WAIT)
+
+
+class BatchRun:
+    def __init__(self, batch_id: str, runner: str):
+        self.batch_id, self.runner = batch_id, runner
+        self.stop_as: BatchStatus | None = None  # why no more requests go out
+        self.errors: list[dict] | None = None
+        self.lost = False  # another runner took the batch over: leave it alone
+        self.leaving = False  # this process is stopping: finish the requests under way, then hand the batch back
+
+    def leave(self) -> None:
+        self.leaving = True
+
+    async def run(self) -> None:
+        batch = await _db(batches.claim, self.batch_id, self.runner, settings.HUB_BATCH_STALE_SECONDS)
+        if batch is None:
+            return
+        self.expires_at = batch.expires_at
+        self.route = batches.ENDPOINTS[batch.endpoint]
+        try:
+            self.key = await _db(authn.context_of, batch.api_key_id)
+        except authn.AuthFailed as failed:
+            return await _db(batches.fail, self.batch_id, [self._key_error(failed)])
+        content = await _db(files.content, batch.tenant_id, batch.input_file_id)
+        if content is None:
+            message = f"The input file '{batch.input_file_id}' was deleted or has expired."
+            return await _db(batches.fail, self.batch_id, [{"code": "invalid_file", "message": message,
+                                                              "param": "input_file_id", "line": None}])  # fmt: skip
+        parsed = batch_input.read(content, batch.endpoint)
+        if parsed.errors:
+            return await _db(batches.fail, self.batch_id, [e.as_dict() for e in parsed.errors])
+        await _db(batches.start, self.batch_id, len(parsed.requests), parsed.model)
+        done = await _db(batches.done_lines, self.batch_id)
+        pending = [r for r in parsed.requests if r.line not in done]
+        self._check(batch)
+        heart = asyncio.create_task(self._heartbeat())
+        try:
+            gate = asyncio.Semaphore(settings.HUB_BATCH_CONCURRENCY)
+            async with asyncio.TaskGroup() as group:  # one failing (the database gone) stops them all
+                for request in pending:
+                    group.create_task(self._one(request, gate))
+        finally:
+            heart.cancel()
+        if self.lost:
+            return
+        if self.leaving and self.stop_as is None:
+            return await _db(batches.release, self.batch_id, self.runner)
+        status = self.stop_as or BatchStatus.COMPLETED
+        unanswered = []
+        if status == BatchStatus.EXPIRED:
+            answered = await _db(batches.done_lines, self.batch_id)
+            unanswered = [self._expired_line(r) for r in parsed.requests if r.line not in answered]
+        await _db(batches.finish, self.batch_id, status, unanswered, self.errors)
+
+    # --- the lines ---------------------------------------------------------------------------------
+
+    async def _one(self, request: batch_input.Request, gate: asyncio.Semaphore) -> None:
+        async with gate:
+            attempt = 0
+            while True:
+                if self.stop_as is not None or self.leaving:
+                    return
+                request_id = "req_" + secrets.token_hex(12)
+                answer = await call(self.key, self.route, request.body, request_id)
+                wait = _retry_after(answer, attempt)
+                if wait is None:
+                    break
+                attempt += 1
+                await asyncio.sleep(wait)
+        try:
+            body = json.loads(answer.body)
+        except ValueError:
+            body = {"error": {"message": answer.body.decode("utf-8", "replace"), "type": "server_error",
+                              "param": None, "code": None}}  # fmt: skip
+        response = {"status_code": answer.status, "request_id": request_id, "body": body}
+        output = {"id": "batch_req_" + secrets.token_hex(12), "custom_id": request.custom_id, "response": response,
+                  "error": None}  # fmt: skip
+        tokens = _tokens(body.get("usage")) if isinstance(body, dict) else {}
+        await _db(batches.record, self.batch_id, request.line, answer.status == 200, output, tokens)
+
+    @staticmethod
+    def _expired_line(request: batch_input.Request) -> dict:
+        message = "This request could not be executed before the completion window expired."
+        return {"id": "batch_req_" + secrets.token_hex(12), "custom_id": request.custom_id, "response": None,
+                "error": {"code": "batch_expired", "message": message}}  # fmt: skip
+
+    # --- the heartbeat -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _key_error(failed: authn.AuthFailed) -> dict:
+        return {"code": "invalid_api_key", "param": None, "line": None,
+                "message": f"The batch's API key can no longer be used ({failed.reason.value})."}  # fmt: skip
+
+    def _check(self, batch) -> None:
+        if batch.status == BatchStatus.CANCELLING:
+            self.stop_as = BatchStatus.CANCELLED
+        elif timezone.now() >= self.expires_at and self.stop_as is None:
+            self.stop_as = BatchStatus.EXPIRED
+
+    async def _heartbeat(self) -> None:
+        period = settings.HUB_BATCH_STALE_SECONDS / 4
+        while True:
+            await asyncio.sleep(period)
+            batch = await _db(batches.heartbeat, self.batch_id, self.runner)
+            if batch is None:
+                self.lost, self.stop_as = True, BatchStatus.CANCELLED
+                return
+            self._check(batch)
+            try:
+                self.key = await _db(authn.context_of, batch.api_key_id)  # limits and models as they are now
+            except authn.AuthFailed as failed:
+                self.stop_as, self.errors = BatchStatus.FAILED, [self._key_error(failed)]

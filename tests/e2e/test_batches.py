@@ -1,0 +1,263 @@
+"""OpenAI's Files and Batch APIs through a live hub, with the OpenAI SDK, against the fake service (the gateway's
+behaviour): files uploaded, listed, read and deleted; a batch run by a Celery worker, as production runs it, every
+line through the gateway (entitlements, metering, the deployment's name replaced), answers and errors in their
+files; a bad input file failing the batch before anything runs; cancelling; a worker killed mid-batch and the batch
+finished by another, each line answered once; the refusals. The embedded default (no broker) and a real model are
+``test_batches_live.py``'s."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import httpx
+import openai
+import pytest
+
+from accounts import services
+from accounts.models import Batch, BatchResult, UsageRecord
+from hub.tasks import resume_batches
+from tests.openai_spec import assert_valid
+from tests.support.batches import STALE_SECONDS, batch_worker, chat_line, jsonl, lines_of, wait_for
+from tests.support.live import FAKE_CHAT, FAKE_EMBED, rows
+
+pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+
+DONE = ("completed", "failed", "expired", "cancelled")
+
+
+def _raw(hub, method: str, path: str, **kw) -> httpx.Response:
+    return httpx.request(method, f"{hub.url}/v1/{path}", headers={"authorization": f"Bearer {hub.everything.secret}"},
+                         **kw)  # fmt: skip
+
+
+def _upload(client, lines: list, purpose: str = "batch"):
+    return client.files.create(file=("requests.jsonl", jsonl(lines)), purpose=purpose)
+
+
+def test_files_are_uploaded_listed_read_and_deleted(fake_hub):
+    client = fake_hub()
+    first = _upload(client, [chat_line("a", FAKE_CHAT, "hi")])
+    second = client.files.create(file=("notes.txt", b"some notes\n"), purpose="user_data",
+                                 expires_after={"anchor": "created_at", "seconds": 7200})  # fmt: skip
+    assert first.id.startswith("file-") and first.purpose == "batch" and first.filename == "requests.jsonl"
+    assert first.bytes == len(jsonl([chat_line("a", FAKE_CHAT, "hi")]))
+    assert first.expires_at - first.created_at == 30 * 24 * 3600  # a batch input's default, as OpenAI's
+    assert second.expires_at - second.created_at == 7200
+    assert_valid("OpenAIFile", _raw(fake_hub, "GET", f"files/{first.id}").json())
+    assert client.files.retrieve(second.id) == second
+    assert client.files.content(second.id).content == b"some notes\n"
+
+    listed = _raw(fake_hub, "GET", "files").json()
+    assert_valid("ListFilesResponse", listed)
+    assert [f["id"] for f in listed["data"]] == [second.id, first.id]  # newest first
+    assert [f.id for f in client.files.list(purpose="batch")] == [first.id]
+    page = client.files.list(limit=1, order="asc")
+    assert [f.id for f in page.data] == [first.id] and page.has_more
+    assert [f.id for f in client.files.list(after=first.id, order="asc").data] == [second.id]
+
+    deleted = _raw(fake_hub, "DELETE", f"files/{second.id}").json()
+    assert_valid("DeleteFileResponse", deleted)
+    assert deleted == {"id": second.id, "object": "file", "deleted": True}
+    for call in (lambda: client.files.retrieve(second.id), lambda: client.files.content(second.id),
+                 lambda: client.files.delete(second.id)):  # fmt: skip
+        with pytest.raises(openai.NotFoundError):
+            call()
+
+    # another tenant sees none of it
+    other = fake_hub(services.issue_key(services.create_tenant("other", "Other"), name="o"))
+    with pytest.raises(openai.NotFoundError):
+        other.files.retrieve(first.id)
+    assert other.files.list().data == []
+
+
+def test_uploads_are_refused_as_openai_refuses_them(fake_hub):
+    client = fake_hub()
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.files.create(file=("x.jsonl", b"{}\n"), purpose="fine-tuning")  # not a purpose
+    assert bad.value.body["param"] == "purpose" and bad.value.status_code == 400
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.files.create(file=("x.jsonl", b"{}\n"), purpose="batch", expires_after={"anchor": "created_at",
+                                                                                      "seconds": 60})  # fmt: skip
+    assert bad.value.body["param"] == "expires_after.seconds"
+    missing = _raw(fake_hub, "POST", "files", data={"purpose": "batch"}, files={"other": ("x", b"1")})
+    assert missing.status_code == 400 and "file" in missing.json()["error"]["message"]
+    no_purpose = _raw(fake_hub, "POST", "files", files={"file": ("x.jsonl", b"{}\n")})
+    assert no_purpose.status_code == 400 and no_purpose.json()["error"]["param"] == "purpose"
+    as_json = _raw(fake_hub, "POST", "files", json={"purpose": "batch"})
+    assert as_json.status_code == 415 and "'purpose' field" in as_json.json()["error"]["message"]
+
+
+def test_a_batch_runs_every_line_through_the_gateway(fake_hub, fake):
+    client = fake_hub()
+    lines = [
+        chat_line("first", FAKE_CHAT, "one two three"),
+        chat_line("not-entitled", "no-such-model", "hi"),
+        chat_line("short", FAKE_CHAT, "hello", max_tokens=5),
+        chat_line("wrong-kind", FAKE_EMBED, "hi"),
+        chat_line("last", FAKE_CHAT, "x", max_tokens=3),
+    ]
+    batch_file = _upload(client, lines)
+    with batch_worker():
+        created = client.batches.create(input_file_id=batch_file.id, endpoint="/v1/chat/completions",
+                                        completion_window="24h", metadata={"job": "nightly"})  # fmt: skip
+        assert created.status in ("validating", "in_progress") and created.metadata == {"job": "nightly"}
+        batch = wait_for(client, created.id, DONE)
+    assert batch.status == "completed", batch
+    assert_valid("Batch", _raw(fake_hub, "GET", f"batches/{batch.id}").json())
+    assert batch.model is None  # the lines name different models
+    assert (batch.request_counts.total, batch.request_counts.completed, batch.request_counts.failed) == (5, 3, 2)
+    assert batch.in_progress_at and batch.finalizing_at and batch.completed_at and batch.expires_at
+
+    outputs = lines_of(client, batch.output_file_id)
+    assert [o["custom_id"] for o in outputs] == ["first", "short", "last"]  # in input order
+    for output in outputs:
+        assert output["error"] is None and output["id"].startswith("batch_req_")
+        assert output["response"]["status_code"] == 200
+        assert_valid("CreateChatCompletionResponse", output["response"]["body"])
+        assert output["response"]["body"]["model"] == FAKE_CHAT  # the deployment's own name replaced
+    assert [o["response"]["body"]["usage"]["completion_tokens"] for o in outputs] == [64, 5, 3]
+    errors = {o["custom_id"]: o["response"] for o in lines_of(client, batch.error_file_id)}
+    assert errors["not-entitled"]["status_code"] == 404
+    assert errors["not-entitled"]["body"]["error"]["code"] == "model_not_found"
+    assert errors["wrong-kind"]["status_code"] == 400
+    assert client.files.retrieve(batch.output_file_id).purpose == "batch_output"
+
+    # metered as any request, with the batch's key; the batch's usage is their sum
+    metered = rows(3, api_key=fake_hub.everything.key)
+    assert sorted(r.request_id for r in metered) == sorted(o["response"]["request_id"] for o in outputs)
+    assert batch.usage.input_tokens == sum(r.prompt_tokens for r in metered)
+    assert batch.usage.output_tokens == sum(r.completion_tokens for r in metered) == 72
+    assert len(fake.requests) == 3
+
+    listed = _raw(fake_hub, "GET", "batches").json()
+    assert_valid("ListBatchesResponse", listed)
+    assert [b["id"] for b in listed["data"]] == [batch.id]
+
+
+def test_an_invalid_input_file_fails_the_batch_before_any_request(fake_hub, fake):
+    client = fake_hub()
+    lines = [
+        chat_line("a", FAKE_CHAT, "fine"),
+        "{not json",
+        chat_line("a", FAKE_CHAT, "the same custom_id"),
+        {**chat_line("b", FAKE_CHAT, "x"), "url": "/v1/embeddings"},
+        chat_line("c", FAKE_CHAT, "x", stream=True),
+    ]
+    with batch_worker():
+        created = client.batches.create(input_file_id=_upload(client, lines).id, endpoint="/v1/chat/completions",
+                                        completion_window="24h")  # fmt: skip
+        batch = wait_for(client, created.id, DONE)
+    assert batch.status == "failed" and batch.failed_at
+    found = [(e.line, e.code) for e in batch.errors.data]
+    assert found == [(2, "invalid_json_line"), (3, "duplicate_custom_id"), (4, "mismatched_endpoint"),
+                     (5, "invalid_value")]  # fmt: skip
+    assert batch.output_file_id is None and fake.requests == []
+
+
+def test_batch_requests_are_refused_as_openai_refuses_them(fake_hub):
+    client = fake_hub()
+    good = _upload(client, [chat_line("a", FAKE_CHAT, "hi")])
+    notes = client.files.create(file=("n.txt", b"x"), purpose="user_data")
+    cases = [
+        ({"input_file_id": good.id, "endpoint": "/v1/images/generations", "completion_window": "24h"}, "endpoint"),
+        ({"input_file_id": good.id, "endpoint": "/v1/chat/completions", "completion_window": "1h"},
+         "completion_window"),
+        ({"input_file_id": "file-nope", "endpoint": "/v1/chat/completions", "completion_window": "24h"},
+         "input_file_id"),
+        ({"input_file_id": notes.id, "endpoint": "/v1/chat/completions", "completion_window": "24h"}, "input_file_id"),
+        ({"endpoint": "/v1/chat/completions", "completion_window": "24h"}, "input_file_id"),
+        ({"input_file_id": good.id, "endpoint": ["x"], "completion_window": "24h"}, "endpoint"),
+        ({"input_file_id": good.id, "endpoint": "/v1/chat/completions", "completion_window": "24h",
+          "output_expires_after": {"anchor": "created_at", "seconds": 5}}, "output_expires_after.seconds"),
+    ]  # fmt: skip
+    for body, param in cases:
+        answer = _raw(fake_hub, "POST", "batches", json=body)
+        assert answer.status_code == 400 and answer.json()["error"]["param"] == param, (body, answer.text)
+    for method, path in (("GET", "batches/batch_nope"), ("POST", "batches/batch_nope/cancel"),
+                         ("GET", "batches/a%00b")):  # fmt: skip
+        assert _raw(fake_hub, method, path).status_code == 404
+    assert _raw(fake_hub, "GET", "batches?limit=0").json()["error"]["param"] == "limit"
+
+
+def test_a_cancelled_batch_stops_sending_and_keeps_what_it_has(fake_hub, fake):
+    client = fake_hub()
+    fake.answer_delay = 0.4
+    lines = [chat_line(f"r{i}", FAKE_CHAT, "hi", max_tokens=2) for i in range(60)]
+    with batch_worker():
+        created = client.batches.create(input_file_id=_upload(client, lines).id, endpoint="/v1/chat/completions",
+                                        completion_window="24h")  # fmt: skip
+        deadline = time.monotonic() + 30
+        while not BatchResult.objects.filter(batch_id=created.id).exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        cancelling = client.batches.cancel(created.id)
+        assert cancelling.status == "cancelling" and cancelling.cancelling_at
+        batch = wait_for(client, created.id, DONE)
+    assert batch.status == "cancelled" and batch.cancelled_at
+    answered = lines_of(client, batch.output_file_id)
+    assert 0 < len(answered) == batch.request_counts.completed < 60
+    assert len(fake.requests) == len(answered)  # what was sent was answered and kept; nothing sent after
+    with pytest.raises(openai.BadRequestError):  # a finished batch cannot be cancelled ...
+        client.batches.cancel(_finished_batch(client))
+    assert client.batches.cancel(batch.id).status == "cancelled"  # ... a cancelled one is answered as it is
+
+
+def _finished_batch(client) -> str:
+    with batch_worker():
+        created = client.batches.create(input_file_id=_upload(client, [chat_line("a", FAKE_CHAT, "hi")]).id,
+                                        endpoint="/v1/chat/completions", completion_window="24h")  # fmt: skip
+        return wait_for(client, created.id, DONE).id
+
+
+def test_a_batch_whose_worker_died_is_finished_by_another_each_line_once(fake_hub, fake):
+    client = fake_hub()
+    fake.answer_delay = 0.3
+    lines = [chat_line(f"r{i}", FAKE_CHAT, "hi", max_tokens=2) for i in range(40)]
+    with batch_worker() as first:
+        created = client.batches.create(input_file_id=_upload(client, lines).id, endpoint="/v1/chat/completions",
+                                        completion_window="24h")  # fmt: skip
+        deadline = time.monotonic() + 30
+        while BatchResult.objects.filter(batch_id=created.id).count() < 8:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        first.send_signal(signal.SIGKILL)  # a crash: no goodbye, its requests under way lost
+        first.wait()
+    assert client.batches.retrieve(created.id).status == "in_progress"
+    time.sleep(STALE_SECONDS + 0.5)
+    with batch_worker():
+        assert resume_batches.delay()  # what the beat does every HUB_BATCH_STALE_SECONDS / 2
+        batch = wait_for(client, created.id, DONE)
+    assert batch.status == "completed" and batch.request_counts.completed == 40
+    assert sorted(o["custom_id"] for o in lines_of(client, batch.output_file_id)) == sorted(f"r{i}" for i in range(40))
+    # the lines answered before the crash were not sent again; at most those under way then were
+    assert 40 <= len(fake.requests) <= 40 + 8
+    # a process killed outright meters nothing it had under way (as a hub killed mid-request); every answer is
+    assert UsageRecord.objects.filter(api_key=fake_hub.everything.key).count() == 40
+
+
+def test_a_stopping_worker_hands_its_batch_back_with_every_request_metered(fake_hub, fake):
+    client = fake_hub()
+    fake.answer_delay = 0.3
+    lines = [chat_line(f"r{i}", FAKE_CHAT, "hi", max_tokens=2) for i in range(40)]
+    with batch_worker() as first:
+        created = client.batches.create(input_file_id=_upload(client, lines).id, endpoint="/v1/chat/completions",
+                                        completion_window="24h")  # fmt: skip
+        deadline = time.monotonic() + 30
+        while BatchResult.objects.filter(batch_id=created.id).count() < 8:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        started = time.monotonic()
+        first.send_signal(signal.SIGTERM)  # a deploy: the worker does not wait for the batch's end
+        first.wait(timeout=20)
+        assert time.monotonic() - started < 10
+    handed_back = Batch.objects.get(pk=created.id)
+    assert handed_back.status == "in_progress" and handed_back.runner == "" and handed_back.heartbeat_at is None
+    answered = BatchResult.objects.filter(batch_id=created.id).count()
+    assert answered == len(fake.requests) < 40  # the requests under way were finished and kept
+    with batch_worker():
+        assert resume_batches.delay()  # at once: a batch handed back is not waited for
+        batch = wait_for(client, created.id, DONE)
+    assert batch.status == "completed" and batch.request_counts.completed == 40
+    assert len(fake.requests) == 40  # none sent twice
+    assert UsageRecord.objects.filter(api_key=fake_hub.everything.key).count() == 40

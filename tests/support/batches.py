@@ -1,0 +1,60 @@
+"""The Batch API's tests: a Celery worker that runs batches (as production's do), input files written as JSON Lines,
+and the waits for a batch to get somewhere."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from tests.support.hub import database_url_for_subprocess
+from tests.support.processes import Process
+
+STALE_SECONDS = 4  # the tests' HUB_BATCH_STALE_SECONDS: a heartbeat every second, a dead runner replaced in 4
+
+
+@contextmanager
+def batch_worker(**env: str) -> Iterator[Process]:
+    """A Celery worker on this run's queue and the test database (4 threads: batches side by side)."""
+    environment = {**os.environ, "HUB_DATABASE_URL": database_url_for_subprocess(),
+                   "HUB_BATCH_STALE_SECONDS": str(STALE_SECONDS), **env}  # fmt: skip
+    worker = Process(
+        "batch-worker",
+        [sys.executable, "-m", "celery", "-A", "hub", "worker", "--pool", "threads", "--concurrency", "4",
+         "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle"],
+        environment,
+    )  # fmt: skip
+    try:
+        yield worker
+    finally:
+        output = worker.stop()
+        assert "Traceback" not in output, f"the batch worker logged a traceback:\n{output}"
+
+
+def jsonl(lines: list[dict | str]) -> bytes:
+    return "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines).encode()
+
+
+def chat_line(custom_id: str, model: str, text: str, **body) -> dict:
+    return {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": model, "messages": [{"role": "user", "content": text}], **body}}  # fmt: skip
+
+
+def wait_for(client, batch_id: str, statuses: tuple[str, ...], timeout: float = 60):
+    """The batch once its status is one of ``statuses`` (polled as a client would)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        batch = client.batches.retrieve(batch_id)
+        if batch.status in statuses:
+            return batch
+        assert time.monotonic() < deadline, f"batch {batch_id} still {batch.status} after {timeout} s"
+        time.sleep(0.2)
+
+
+def lines_of(client, file_id: str | None) -> list[dict]:
+    if file_id is None:
+        return []
+    return [json.loads(line) for line in client.files.content(file_id).text.splitlines()]
