@@ -170,12 +170,16 @@ class Command(BaseCommand):
         if child is not None:
             out(f"Inference service (direct, no keys): {inference_url}")
             out("")
-        beat = None
-        if settings.CELERY_TASK_ALWAYS_EAGER:  # no broker: the beat schedule runs in this process
+        beat, stopped_by, previous = None, [], {}
+        if settings.CELERY_TASK_ALWAYS_EAGER:  # no broker: the beat schedule (and batches) run in this process
             from hub.beat import InProcessBeat
 
             beat = InProcessBeat()
             beat.start()
+            # uvicorn raises the signal that stopped it again once it has stopped, which would end this process
+            # before the batches are handed back below: note it here, and raise it after that
+            previous = {sig: signal.signal(sig, lambda signum, _: stopped_by.append(signum))
+                        for sig in (signal.SIGTERM, signal.SIGINT)}  # fmt: skip
         try:
             uvicorn.run(
                 "hub.asgi:application",
@@ -197,3 +201,7 @@ class Command(BaseCommand):
             if child is not None:
                 child.terminate()
                 child.wait(timeout=30)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            for sig in stopped_by:
+                signal.raise_signal(sig)
