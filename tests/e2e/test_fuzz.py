@@ -7,7 +7,8 @@ answer a model gave is metered: its usage row is written.
 
 The routes: models, usage and costs; chat, completions, embeddings; rerank and score (on a tiny random-weight
 cross-encoder that a service of this module's own serves); the Responses API, its stored responses and cancel;
-stored chat completions; conversations and their items (the steered cases of these name one the test stored);
+stored chat completions; conversations and their items; files and batches (the steered cases of these name one the
+test stored);
 transcriptions and translations (the steered positive cases carry a
 real recording, so that their other fields reach Whisper).
 
@@ -83,6 +84,15 @@ OPERATIONS = (
     "DELETE /conversations/{conversation_id}/items/{item_id}",
     "POST /audio/transcriptions",
     "POST /audio/translations",
+    "POST /files",
+    "GET /files",
+    "GET /files/{file_id}",
+    "GET /files/{file_id}/content",
+    "DELETE /files/{file_id}",
+    "POST /batches",
+    "GET /batches",
+    "GET /batches/{batch_id}",
+    "POST /batches/{batch_id}/cancel",
 )
 # the model a steered case uses, by path: the right kind for the route, and once in four the wrong kind
 RIGHT = {
@@ -144,7 +154,21 @@ VALID = {  # one valid request per operation, as the OpenAI SDK sends it
     },
     "POST /audio/transcriptions": {"body": {**_AUDIO, "file": "{wav}", "stream": True}},
     "POST /audio/translations": {"body": {**_AUDIO, "file": "{wav}"}},
+    "POST /files": {"body": {"file": "{jsonl}", "purpose": "batch"}},
+    "GET /files": {"query": {"purpose": "batch", "limit": 2}},
+    "GET /files/{file_id}": {"path_parameters": {"file_id": STORED}},
+    "GET /files/{file_id}/content": {"path_parameters": {"file_id": STORED}},
+    "DELETE /files/{file_id}": {"path_parameters": {"file_id": STORED}},
+    "POST /batches": {
+        "body": {"input_file_id": STORED, "endpoint": "/v1/chat/completions", "completion_window": "24h"}
+    },
+    "GET /batches": {"query": {"limit": 2}},
+    "GET /batches/{batch_id}": {"path_parameters": {"batch_id": STORED}},
+    "POST /batches/{batch_id}/cancel": {"path_parameters": {"batch_id": STORED}},
 }
+# a batch's input file: one chat request (no worker runs the fuzz's batches: they stay queued, as created)
+_JSONL = (json.dumps({"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
+                      "body": {"model": FUZZ_CHAT, "messages": _HI, "max_tokens": 1}}) + "\n").encode()  # fmt: skip
 # the status of VALID's request: cancelling takes a background response, which this hub never runs (documented)
 VALID_STATUS = {"POST /responses/{response_id}/cancel": 400}
 ERROR_FIELDS = {"message", "type", "param", "code"}
@@ -193,6 +217,15 @@ def _stored(label: str, session: requests.Session, base_url: str, auth: dict[str
     if "{completion_id}" in label:
         body = {"model": FUZZ_CHAT, "messages": _HI, "max_tokens": SMALL_MAX_TOKENS, "store": True}
         return {"completion_id": post("chat/completions", body)["id"]}
+    if "{file_id}" in label or "/batches" in label:
+        answer = session.post(f"{base_url}/files", data={"purpose": "batch"}, files={"file": ("in.jsonl", _JSONL)},
+                              headers=auth, timeout=30)  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        found = {"file_id": answer.json()["id"]}
+        if "{batch_id}" in label:
+            body = {"input_file_id": found["file_id"], "endpoint": "/v1/chat/completions", "completion_window": "24h"}
+            found["batch_id"] = post("batches", body)["id"]
+        return found
     if "{conversation_id}" in label:
         conversation = post("conversations", {"items": _HI})["id"]
         items = session.get(f"{base_url}/conversations/{conversation}/items", headers=auth, timeout=30).json()
@@ -294,7 +327,9 @@ def test_public_route_under_fuzzing(fuzz, label, mode):
         if "path_parameters" in valid:
             valid["path_parameters"] = {k: stored[k] if v == STORED else v for k, v in valid["path_parameters"].items()}
         if "file" in valid.get("body", {}):
-            valid["body"] = {**valid["body"], "file": _wav()}
+            valid["body"] = {**valid["body"], "file": _wav() if valid["body"]["file"] == "{wav}" else _JSONL}
+        if valid.get("body", {}).get("input_file_id") == STORED:
+            valid["body"] = {**valid["body"], "input_file_id": stored["file_id"]}
         fuzz_one = example(case=operation.Case(**valid), pick=None)(fuzz_one)
     fuzz_one()
     assert mode == GenerationMode.NEGATIVE or statuses[0] == VALID_STATUS.get(label, 200), statuses
