@@ -94,9 +94,7 @@ def find(tenant_id: int, batch_id: object) -> Batch | None:
 
 def page(tenant_id: int, *, after: Batch | None, limit: int) -> Page:
     """One page of the tenant's batches, newest first, after ``after``."""
-    rows = Batch.objects.filter(tenant_id=tenant_id)
-    if after is not None:
-        rows = rows.filter(Q(created_at__lt=after.created_at) | Q(created_at=after.created_at, pk__lt=after.pk))
+    rows = stored.after(Batch.objects.filter(tenant_id=tenant_id), after, descending=True)
     found = list(_counted(rows).order_by("-created_at", "-id")[: limit + 1])
     return Page(found[:limit], len(found) > limit)
 

@@ -10,7 +10,6 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
@@ -49,12 +48,7 @@ def page(
     for i, (key, value) in enumerate(metadata.items()):
         # KeyTextTransform takes the key whole ("a__b" is one key, not a path)
         rows = rows.alias(**{f"meta_{i}": KeyTextTransform(key, "metadata")}).filter(**{f"meta_{i}": value})
-    if after is not None:
-        moment, pk = after.created_at, after.pk
-        if descending:
-            rows = rows.filter(Q(created_at__lt=moment) | Q(created_at=moment, pk__lt=pk))
-        else:
-            rows = rows.filter(Q(created_at__gt=moment) | Q(created_at=moment, pk__gt=pk))
+    rows = stored.after(rows, after, descending)
     order = ("-created_at", "-id") if descending else ("created_at", "id")
     found = list(rows.order_by(*order)[: limit + 1])
     return Page(found[:limit], len(found) > limit)

@@ -77,12 +77,7 @@ def page(
     rows = _live(tenant_id).defer("content")
     if purpose is not None:
         rows = rows.filter(purpose=purpose)
-    if after is not None:
-        moment, pk = after.created_at, after.pk
-        if descending:
-            rows = rows.filter(Q(created_at__lt=moment) | Q(created_at=moment, pk__lt=pk))
-        else:
-            rows = rows.filter(Q(created_at__gt=moment) | Q(created_at=moment, pk__gt=pk))
+    rows = stored.after(rows, after, descending)
     order = ("-created_at", "-id") if descending else ("created_at", "id")
     found = list(rows.order_by(*order)[: limit + 1])
     return Page(found[:limit], len(found) > limit)

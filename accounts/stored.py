@@ -23,6 +23,16 @@ def find(model: type[Row], tenant_id: int, pk: object) -> Row | None:
     return model.objects.filter(tenant_id=tenant_id, pk=pk).first()
 
 
+def after(rows: models.QuerySet[Row], cursor: models.Model | None, descending: bool) -> models.QuerySet[Row]:
+    """The ``rows`` after ``cursor`` in (created_at, id) order, either way (None: all of them)."""
+    if cursor is None:
+        return rows
+    moment, pk = cursor.created_at, cursor.pk
+    if descending:
+        return rows.filter(models.Q(created_at__lt=moment) | models.Q(created_at=moment, pk__lt=pk))
+    return rows.filter(models.Q(created_at__gt=moment) | models.Q(created_at=moment, pk__gt=pk))
+
+
 def set_metadata(model: type[Row], tenant_id: int, pk: object, metadata: dict) -> Row | None:
     """Replace the row's ``metadata``; None when the tenant has no such row."""
     if not valid_id(pk):

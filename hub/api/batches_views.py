@@ -12,6 +12,7 @@ from rest_framework.response import Response
 
 from accounts import batches, files
 from hub.api import errors, paging, validation
+from hub.api.files_views import checked_expiry
 from hub.api.openapi import errors_for
 from hub.api.openapi_schemas import ref
 from hub.api.views import TenantAPIView
@@ -31,12 +32,9 @@ def _output_expiry(value: object) -> int | None:
         raise errors.InvalidRequest("'output_expires_after' must be {\"anchor\": \"created_at\", \"seconds\": ...}.",
                                     param="output_expires_after")  # fmt: skip
     seconds = value.get("seconds")
-    if not (type(seconds) is int and files.MIN_EXPIRY_SECONDS <= seconds <= files.MAX_EXPIRY_SECONDS):
-        raise errors.InvalidRequest(
-            f"'output_expires_after.seconds' must be an integer from {files.MIN_EXPIRY_SECONDS} to "
-            f"{files.MAX_EXPIRY_SECONDS}.", param="output_expires_after.seconds",
-        )  # fmt: skip
-    return seconds
+    if isinstance(seconds, str):  # JSON: a number, not its text
+        seconds = None
+    return checked_expiry(seconds, "output_expires_after.seconds")
 
 
 class BatchListView(TenantAPIView):

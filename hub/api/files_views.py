@@ -25,6 +25,19 @@ def _not_found(file_id: str) -> errors.NotFound:
     return errors.NotFound(f"No such File object: {errors.shown(file_id)}", param="id")
 
 
+def checked_expiry(seconds: object, param: str) -> int:
+    """An ``expires_after`` object's ``seconds`` (an int, or its text in a form), within OpenAI's range."""
+    try:
+        value = int(seconds) if isinstance(seconds, str) or type(seconds) is int else None
+    except ValueError:
+        value = None
+    if value is None or not files.MIN_EXPIRY_SECONDS <= value <= files.MAX_EXPIRY_SECONDS:
+        raise errors.InvalidRequest(
+            f"'{param}' must be an integer from {files.MIN_EXPIRY_SECONDS} to {files.MAX_EXPIRY_SECONDS}.", param=param
+        )
+    return value
+
+
 def _expiry(fields: dict) -> int | None:
     """``expires_after[anchor]`` and ``expires_after[seconds]`` (as OpenAI's SDK writes the object in a form)."""
     anchor, seconds = fields.get("expires_after[anchor]"), fields.get("expires_after[seconds]")
@@ -32,16 +45,7 @@ def _expiry(fields: dict) -> int | None:
         return None
     if anchor != "created_at":
         raise errors.InvalidRequest("'expires_after[anchor]' must be 'created_at'.", param="expires_after.anchor")
-    try:
-        value = int(seconds) if isinstance(seconds, str) else None
-    except ValueError:
-        value = None
-    if value is None or not files.MIN_EXPIRY_SECONDS <= value <= files.MAX_EXPIRY_SECONDS:
-        raise errors.InvalidRequest(
-            f"'expires_after[seconds]' must be an integer from {files.MIN_EXPIRY_SECONDS} to "
-            f"{files.MAX_EXPIRY_SECONDS}.", param="expires_after.seconds",
-        )  # fmt: skip
-    return value
+    return checked_expiry(seconds, "expires_after.seconds")
 
 
 class FileListView(TenantAPIView):

@@ -18,7 +18,7 @@ from accounts import services
 from accounts.models import Batch, BatchResult, UsageRecord
 from hub.tasks import resume_batches
 from tests.openai_spec import assert_valid
-from tests.support.batches import STALE_SECONDS, batch_worker, chat_line, jsonl, lines_of, wait_for
+from tests.support.batches import STALE_SECONDS, answered, batch_worker, chat_line, jsonl, lines_of, wait_for
 from tests.support.live import FAKE_CHAT, FAKE_EMBED, rows
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -187,17 +187,14 @@ def test_a_cancelled_batch_stops_sending_and_keeps_what_it_has(fake_hub, fake):
     with batch_worker():
         created = client.batches.create(input_file_id=_upload(client, lines).id, endpoint="/v1/chat/completions",
                                         completion_window="24h")  # fmt: skip
-        deadline = time.monotonic() + 30
-        while not BatchResult.objects.filter(batch_id=created.id).exists():
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        answered(created.id, 1)
         cancelling = client.batches.cancel(created.id)
         assert cancelling.status == "cancelling" and cancelling.cancelling_at
         batch = wait_for(client, created.id, DONE)
     assert batch.status == "cancelled" and batch.cancelled_at
-    answered = lines_of(client, batch.output_file_id)
-    assert 0 < len(answered) == batch.request_counts.completed < 60
-    assert len(fake.requests) == len(answered)  # what was sent was answered and kept; nothing sent after
+    kept = lines_of(client, batch.output_file_id)
+    assert 0 < len(kept) == batch.request_counts.completed < 60
+    assert len(fake.requests) == len(kept)  # what was sent was answered and kept; nothing sent after
     with pytest.raises(openai.BadRequestError):  # a finished batch cannot be cancelled ...
         client.batches.cancel(_finished_batch(client))
     assert client.batches.cancel(batch.id).status == "cancelled"  # ... a cancelled one is answered as it is
@@ -210,17 +207,20 @@ def _finished_batch(client) -> str:
         return wait_for(client, created.id, DONE).id
 
 
-def test_a_batch_whose_worker_died_is_finished_by_another_each_line_once(fake_hub, fake):
-    client = fake_hub()
+def _under_way(client, fake):
+    """A batch of 40 slow requests (0.3 s each), 8 of them answered."""
     fake.answer_delay = 0.3
     lines = [chat_line(f"r{i}", FAKE_CHAT, "hi", max_tokens=2) for i in range(40)]
+    created = client.batches.create(input_file_id=_upload(client, lines).id, endpoint="/v1/chat/completions",
+                                    completion_window="24h")  # fmt: skip
+    answered(created.id, 8)
+    return created
+
+
+def test_a_batch_whose_worker_died_is_finished_by_another_each_line_once(fake_hub, fake):
+    client = fake_hub()
     with batch_worker() as first:
-        created = client.batches.create(input_file_id=_upload(client, lines).id, endpoint="/v1/chat/completions",
-                                        completion_window="24h")  # fmt: skip
-        deadline = time.monotonic() + 30
-        while BatchResult.objects.filter(batch_id=created.id).count() < 8:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        created = _under_way(client, fake)
         first.send_signal(signal.SIGKILL)  # a crash: no goodbye, its requests under way lost
         first.wait()
     assert client.batches.retrieve(created.id).status == "in_progress"
@@ -238,23 +238,16 @@ def test_a_batch_whose_worker_died_is_finished_by_another_each_line_once(fake_hu
 
 def test_a_stopping_worker_hands_its_batch_back_with_every_request_metered(fake_hub, fake):
     client = fake_hub()
-    fake.answer_delay = 0.3
-    lines = [chat_line(f"r{i}", FAKE_CHAT, "hi", max_tokens=2) for i in range(40)]
     with batch_worker() as first:
-        created = client.batches.create(input_file_id=_upload(client, lines).id, endpoint="/v1/chat/completions",
-                                        completion_window="24h")  # fmt: skip
-        deadline = time.monotonic() + 30
-        while BatchResult.objects.filter(batch_id=created.id).count() < 8:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        created = _under_way(client, fake)
         started = time.monotonic()
         first.send_signal(signal.SIGTERM)  # a deploy: the worker does not wait for the batch's end
         first.wait(timeout=20)
         assert time.monotonic() - started < 10
     handed_back = Batch.objects.get(pk=created.id)
     assert handed_back.status == "in_progress" and handed_back.runner == "" and handed_back.heartbeat_at is None
-    answered = BatchResult.objects.filter(batch_id=created.id).count()
-    assert answered == len(fake.requests) < 40  # the requests under way were finished and kept
+    # the requests under way were finished and kept
+    assert BatchResult.objects.filter(batch_id=created.id).count() == len(fake.requests) < 40
     with batch_worker():
         assert resume_batches.delay()  # at once: a batch handed back is not waited for
         batch = wait_for(client, created.id, DONE)

@@ -5,13 +5,11 @@ a hub restarted mid-batch (stopped as a deploy stops it) finishes it, every requ
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from openai import OpenAI
 
 from accounts.models import BatchResult, UsageRecord
-from tests.support.batches import batch_worker, chat_line, jsonl, lines_of, wait_for
+from tests.support.batches import answered, batch_worker, chat_line, jsonl, lines_of, wait_for
 from tests.support.hub import database_url_for_subprocess, start_hub, stop_hub
 from tests.support.live import CHAT, FAKE_CHAT
 from tests.support.processes import free_port
@@ -72,20 +70,17 @@ def test_the_embedded_default_runs_batches_itself_and_across_a_restart(fake_hub,
         lines = [chat_line(f"r{i}", FAKE_CHAT, "hi", max_tokens=2) for i in range(30)]
         big = client.files.create(file=("b.jsonl", jsonl(lines)), purpose="batch")
         created = client.batches.create(input_file_id=big.id, endpoint="/v1/chat/completions", completion_window="24h")
-        deadline = time.monotonic() + 30
-        while BatchResult.objects.filter(batch_id=created.id).count() < 8:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        answered(created.id, 8)
         output = stop_hub(process)  # SIGTERM: a restart, as a deploy does it
         assert "Traceback" not in output, output
         assert BatchResult.objects.filter(batch_id=created.id).count() == len(fake.requests) < 30, output
         process, url = _embedded_hub(port)
         batch = wait_for(client, created.id, DONE)
-        answered = sorted(o["custom_id"] for o in lines_of(client, batch.output_file_id))
+        custom_ids = sorted(o["custom_id"] for o in lines_of(client, batch.output_file_id))
     finally:
         output = stop_hub(process)
     assert "Traceback" not in output, output
     assert batch.status == "completed" and batch.request_counts.completed == 30
-    assert answered == sorted(f"r{i}" for i in range(30))
+    assert custom_ids == sorted(f"r{i}" for i in range(30))
     assert len(fake.requests) == 30  # none sent twice
     assert UsageRecord.objects.filter(api_key=fake_hub.everything.key).count() == 31

@@ -4,34 +4,34 @@ and the waits for a batch to get somewhere."""
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from tests.support.hub import database_url_for_subprocess
+from accounts.models import BatchResult
+from tests.support.hub import celery_worker
 from tests.support.processes import Process
 
 STALE_SECONDS = 4  # the tests' HUB_BATCH_STALE_SECONDS: a heartbeat every second, a dead runner replaced in 4
 
 
 @contextmanager
-def batch_worker(**env: str) -> Iterator[Process]:
-    """A Celery worker on this run's queue and the test database (4 threads: batches side by side)."""
-    environment = {**os.environ, "HUB_DATABASE_URL": database_url_for_subprocess(),
-                   "HUB_BATCH_STALE_SECONDS": str(STALE_SECONDS), **env}  # fmt: skip
-    worker = Process(
-        "batch-worker",
-        [sys.executable, "-m", "celery", "-A", "hub", "worker", "--pool", "threads", "--concurrency", "4",
-         "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle"],
-        environment,
-    )  # fmt: skip
+def batch_worker() -> Iterator[Process]:
+    """A Celery worker as production runs it, 4 threads (batches side by side), a heartbeat every second."""
+    worker = celery_worker("--concurrency", "4", HUB_BATCH_STALE_SECONDS=str(STALE_SECONDS))
     try:
         yield worker
     finally:
         output = worker.stop()
         assert "Traceback" not in output, f"the batch worker logged a traceback:\n{output}"
+
+
+def answered(batch_id: str, count: int, timeout: float = 30) -> None:
+    """Wait until ``count`` of the batch's lines are answered."""
+    deadline = time.monotonic() + timeout
+    while BatchResult.objects.filter(batch_id=batch_id).count() < count:
+        assert time.monotonic() < deadline, f"batch {batch_id}: fewer than {count} answers after {timeout} s"
+        time.sleep(0.05)
 
 
 def jsonl(lines: list[dict | str]) -> bytes:

@@ -47,16 +47,22 @@ def manage(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def run_on_worker(send: Callable[[], object], done: Callable[[], bool], timeout: float = 60) -> str:
-    """Start a Celery worker on the configured broker (Redis) and the test database, ``send`` a task and wait
-    (up to ``timeout``) until ``done()``; returns the worker's output, for the failure message."""
-    env = {**os.environ, "HUB_DATABASE_URL": database_url_for_subprocess()}
-    worker = Process(
+def celery_worker(*pool: str, **env: str) -> Process:
+    """A Celery worker on the configured broker (this run's queue) and the test database; ``pool``: its pool
+    options (the settings' threads pool, one thread, without them)."""
+    environment = {**os.environ, "HUB_DATABASE_URL": database_url_for_subprocess(), **env}
+    return Process(
         "celery-worker",
-        [sys.executable, "-m", "celery", "-A", "hub", "worker", "--pool", "solo", "--concurrency", "1",
+        [sys.executable, "-m", "celery", "-A", "hub", "worker", *(pool or ("--concurrency", "1")),
          "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle"],
-        env,
+        environment,
     )  # fmt: skip
+
+
+def run_on_worker(send: Callable[[], object], done: Callable[[], bool], timeout: float = 60) -> str:
+    """Start a Celery worker, ``send`` a task and wait (up to ``timeout``) until ``done()``; returns the worker's
+    output, for the failure message."""
+    worker = celery_worker()
     try:
         send()
         deadline = time.monotonic() + timeout
