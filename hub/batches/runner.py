@@ -28,8 +28,6 @@ log = logging.getLogger(__name__)
 
 RETRY_STATUSES = (429, 503)
 MAX_RETRY_WAIT = 30.0
-# 429s that waiting does not cure: a spent budget
-_FINAL_CODES = ("insufficient_quota", "budget_exceeded")
 
 
 async def _db(fn, *args, **kwargs):
@@ -59,14 +57,9 @@ def _tokens(usage: object) -> dict[str, int]:
 
 
 def _retry_after(answer: Answer, attempt: int) -> float | None:
-    """Seconds to wait before sending the line again, or None when its answer is final."""
-    if answer.status not in RETRY_STATUSES:
-        return None
-    try:
-        code = json.loads(answer.body)["error"].get("code")
-    except (ValueError, KeyError, TypeError, AttributeError):
-        code = None
-    if code in _FINAL_CODES:
+    """Seconds to wait before sending the line again, or None when its answer is final: another status, or one
+    the hub marks as not worth retrying (``x-should-retry: false``: a spent budget, a request over a limit)."""
+    if answer.status not in RETRY_STATUSES or answer.headers.get("x-should-retry") == "false":
         return None
     try:
         wait = float(answer.headers.get("retry-after", ""))

@@ -111,3 +111,22 @@ def test_expired_files_are_not_found_and_then_deleted():
     assert not files.delete(tenant.pk, short.pk)
     assert files.expire() == 1
     assert list(StoredFile.objects.values_list("pk", flat=True)) == [kept.pk]
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "attempt", "wait"),
+    [
+        (200, {}, 0, None),
+        (400, {}, 0, None),
+        (429, {"retry-after": "3"}, 0, 3.0),  # a rate limit: as long as the hub says
+        (429, {"retry-after": "600"}, 0, 30.0),  # at most MAX_RETRY_WAIT, then asked again
+        (429, {"x-should-retry": "false"}, 0, None),  # a spent budget, a request over a limit: final
+        (503, {}, 0, 1.0),
+        (503, {}, 3, 8.0),  # no Retry-After: doubling
+    ],
+)  # fmt: skip
+def test_which_answers_a_batch_line_waits_out(status, headers, attempt, wait):
+    from hub.batches.call import Answer
+    from hub.batches.runner import _retry_after
+
+    assert _retry_after(Answer(status, headers, b"{}"), attempt) == wait
