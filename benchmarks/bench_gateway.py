@@ -58,8 +58,8 @@ def _fresh_postgres_database(name: str) -> str:
     return f"postgres://postgres@127.0.0.1:5432/{name}"
 
 
-def start_hub(upstream: str, stack: str, data_dir: Path) -> tuple[Process, str, str]:
-    """A hub with one tenant, one key and the fake model as an external deployment."""
+def start_hub(upstream: str, stack: str, data_dir: Path) -> tuple[Process, str, str, dict]:
+    """A hub with one tenant, one key and the fake model as an external deployment; its environment last."""
     port = free_port()
     env = {**os.environ, "HUB_ENV": "prod", "HUB_SECRET_KEY": "bench-" + "x" * 40, "HUB_ALLOWED_HOSTS": "127.0.0.1",
            "HUB_DATA_DIR": str(data_dir), "HUB_HOST": "127.0.0.1", "HUB_PORT": str(port)}  # fmt: skip
@@ -76,7 +76,7 @@ def start_hub(upstream: str, stack: str, data_dir: Path) -> tuple[Process, str, 
     secret = _manage(env, "create_api_key", "bench", "--name", "bench").strip().splitlines()[-1]
     hub = Process("bench-hub", [sys.executable, "manage.py", "serve", "--no-bootstrap"], env)
     hub.wait_healthy(f"http://127.0.0.1:{port}/health", 180, ok=lambda status: status < 500)
-    return hub, f"http://127.0.0.1:{port}/v1", secret
+    return hub, f"http://127.0.0.1:{port}/v1", secret, env
 
 
 def start_litellm(litellm: str, upstream: str, data_dir: Path) -> tuple[Process, str, str]:
@@ -208,7 +208,7 @@ def main() -> None:
     upstream_url = f"http://127.0.0.1:{up_port}/v1"
     processes = [upstream]
     try:
-        hub, hub_url, hub_key = start_hub(upstream_url, args.stack, data_dir)
+        hub, hub_url, hub_key, _ = start_hub(upstream_url, args.stack, data_dir)
         processes.append(hub)
         targets = [Target("direct", upstream_url, "fake"), Target("hub", hub_url, hub_key)]
         if Path(args.litellm).exists():

@@ -1,20 +1,24 @@
 """OpenAI's Files and Batch APIs through a live hub, with the OpenAI SDK, against the fake service (the gateway's
 behaviour): files uploaded, listed, read and deleted; a batch run by a Celery worker, as production runs it, every
 line through the gateway (entitlements, metering, the deployment's name replaced), answers and errors in their
-files; a bad input file failing the batch before anything runs; cancelling; a worker killed mid-batch and the batch
-finished by another, each line answered once; the refusals. The embedded default (no broker) and a real model are
-``test_batches_live.py``'s."""
+files; a bad input file failing the batch before anything runs; cancelling; a spent budget, a revoked key and the
+24-hour window; a worker killed mid-batch and the batch finished by another, each line answered once; a worker
+stopped (SIGTERM) handing its batch back at once, every request metered; the refusals. The embedded default (no
+broker) and a real model are ``test_batches_live.py``'s."""
 
 from __future__ import annotations
 
 import signal
 import time
+from datetime import timedelta
 
 import httpx
 import openai
 import pytest
+from django.utils import timezone
 
 from accounts import services
+from accounts.limits import Limits
 from accounts.models import Batch, BatchResult, UsageRecord
 from hub.tasks import resume_batches
 from tests.openai_spec import assert_valid
@@ -254,3 +258,51 @@ def test_a_stopping_worker_hands_its_batch_back_with_every_request_metered(fake_
     assert batch.status == "completed" and batch.request_counts.completed == 40
     assert len(fake.requests) == 40  # none sent twice
     assert UsageRecord.objects.filter(api_key=fake_hub.everything.key).count() == 40
+
+
+def test_a_spent_budget_fails_the_lines_past_it_and_the_batch_still_completes(fake_hub, fake):
+    client = fake_hub()
+    services.set_limits(fake_hub.everything.key, Limits(budget=300))  # tokens: a few of the lines' worth
+    lines = [chat_line(f"r{i}", FAKE_CHAT, "hi", max_tokens=50) for i in range(20)]
+    with batch_worker():
+        created = client.batches.create(input_file_id=_upload(client, lines).id, endpoint="/v1/chat/completions",
+                                        completion_window="24h")  # fmt: skip
+        batch = wait_for(client, created.id, DONE, timeout=30)  # not waited out: a spent budget is final
+    assert batch.status == "completed" and 0 < batch.request_counts.completed < 20
+    refused = lines_of(client, batch.error_file_id)
+    assert len(refused) == batch.request_counts.failed == 20 - batch.request_counts.completed
+    assert {(e["response"]["status_code"], e["response"]["body"]["error"]["code"]) for e in refused} == {
+        (429, "insufficient_quota")
+    }
+    assert UsageRecord.objects.filter(api_key=fake_hub.everything.key).count() == batch.request_counts.completed
+    assert len(fake.requests) == batch.request_counts.completed
+
+
+def test_a_batch_whose_key_is_revoked_fails_with_what_it_answered(fake_hub, fake):
+    client = fake_hub()
+    with batch_worker():
+        created = _under_way(client, fake)
+        services.revoke_key(fake_hub.everything.key)
+        other = fake_hub(fake_hub.embed_only)  # the tenant's other key reads the batch
+        batch = wait_for(other, created.id, DONE)
+    assert batch.status == "failed" and batch.failed_at
+    assert [e.code for e in batch.errors.data] == ["invalid_api_key"] and "revoked" in batch.errors.data[0].message
+    kept = lines_of(other, batch.output_file_id)
+    assert 8 <= len(kept) == batch.request_counts.completed < 40 and len(fake.requests) == len(kept)
+
+
+def test_a_batch_past_its_window_expires_with_the_lines_it_never_ran(fake_hub, fake):
+    client = fake_hub()
+    lines = [chat_line(f"r{i}", FAKE_CHAT, "hi") for i in range(5)]
+    created = client.batches.create(input_file_id=_upload(client, lines).id, endpoint="/v1/chat/completions",
+                                    completion_window="24h")  # fmt: skip
+    assert (created.expires_at - created.created_at) == 24 * 3600
+    Batch.objects.filter(pk=created.id).update(expires_at=timezone.now() - timedelta(seconds=1))  # no worker yet
+    with batch_worker():
+        batch = wait_for(client, created.id, DONE)
+    assert batch.status == "expired" and batch.expired_at and batch.request_counts.total == 5
+    never_ran = lines_of(client, batch.error_file_id)
+    assert [(e["custom_id"], e["response"], e["error"]["code"]) for e in never_ran] == [
+        (f"r{i}", None, "batch_expired") for i in range(5)
+    ]
+    assert fake.requests == []
