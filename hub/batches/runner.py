@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import secrets
+from contextlib import suppress
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -75,11 +76,24 @@ class BatchRun:
         self.errors: list[dict] | None = None
         self.lost = False  # another runner took the batch over: leave it alone
         self.leaving = False  # this process is stopping: finish the requests under way, then hand the batch back
+        self.woken: asyncio.Event | None = None  # set when no more requests go out: cuts the lines' waits short
 
     def leave(self) -> None:
         self.leaving = True
+        self._wake()
+
+    def _stop(self, status: BatchStatus) -> None:
+        self.stop_as = self.stop_as or status
+        self._wake()
+
+    def _wake(self) -> None:
+        if self.woken is not None:
+            self.woken.set()
 
     async def run(self) -> None:
+        self.woken = asyncio.Event()
+        if self.leaving:  # asked to leave before it started
+            return
         batch = await _db(batches.claim, self.batch_id, self.runner, settings.HUB_BATCH_STALE_SECONDS)
         if batch is None:
             return
@@ -112,7 +126,9 @@ class BatchRun:
         if self.lost:
             return
         if self.leaving and self.stop_as is None:
-            return await _db(batches.release, self.batch_id, self.runner)
+            answered = await _db(batches.done_lines, self.batch_id)
+            if any(r.line not in answered for r in parsed.requests):  # else it is done: finish it
+                return await _db(batches.release, self.batch_id, self.runner)
         status = self.stop_as or BatchStatus.COMPLETED
         unanswered = []
         if status == BatchStatus.EXPIRED:
@@ -134,7 +150,8 @@ class BatchRun:
                 if wait is None:
                     break
                 attempt += 1
-                await asyncio.sleep(wait)
+                with suppress(TimeoutError):  # a wait that stopping the batch cuts short
+                    await asyncio.wait_for(self.woken.wait(), wait)
         try:
             body = json.loads(answer.body)
         except ValueError:
@@ -161,9 +178,9 @@ class BatchRun:
 
     def _check(self, batch) -> None:
         if batch.status == BatchStatus.CANCELLING:
-            self.stop_as = BatchStatus.CANCELLED
-        elif timezone.now() >= self.expires_at and self.stop_as is None:
-            self.stop_as = BatchStatus.EXPIRED
+            self._stop(BatchStatus.CANCELLED)
+        elif timezone.now() >= self.expires_at:
+            self._stop(BatchStatus.EXPIRED)
 
     async def _heartbeat(self) -> None:
         period = settings.HUB_BATCH_STALE_SECONDS / 4
@@ -171,10 +188,12 @@ class BatchRun:
             await asyncio.sleep(period)
             batch = await _db(batches.heartbeat, self.batch_id, self.runner)
             if batch is None:
-                self.lost, self.stop_as = True, BatchStatus.CANCELLED
+                self.lost = True
+                self._stop(BatchStatus.CANCELLED)
                 return
             self._check(batch)
             try:
                 self.key = await _db(authn.context_of, batch.api_key_id)  # limits and models as they are now
             except authn.AuthFailed as failed:
-                self.stop_as, self.errors = BatchStatus.FAILED, [self._key_error(failed)]
+                self.errors = [self._key_error(failed)]
+                self._stop(BatchStatus.FAILED)

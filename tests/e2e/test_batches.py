@@ -306,3 +306,20 @@ def test_a_batch_past_its_window_expires_with_the_lines_it_never_ran(fake_hub, f
         (f"r{i}", None, "batch_expired") for i in range(5)
     ]
     assert fake.requests == []
+
+
+def test_lines_waiting_out_a_rate_limit_wait_and_a_cancel_cuts_the_wait_short(fake_hub, fake):
+    client = fake_hub()
+    services.set_limits(fake_hub.everything.key, Limits(rpm=2))  # the third request waits for the next minute
+    lines = [chat_line(f"r{i}", FAKE_CHAT, "hi", max_tokens=2) for i in range(6)]
+    with batch_worker():
+        created = client.batches.create(input_file_id=_upload(client, lines).id, endpoint="/v1/chat/completions",
+                                        completion_window="24h")  # fmt: skip
+        answered(created.id, 2)
+        time.sleep(1.5)  # the others are refused (429, Retry-After) and wait; none is recorded as failed
+        assert client.batches.retrieve(created.id).request_counts.failed == 0
+        cancelled_at = time.monotonic()
+        client.batches.cancel(created.id)
+        batch = wait_for(client, created.id, DONE)
+        assert time.monotonic() - cancelled_at < STALE_SECONDS  # not after the minute's wait
+    assert batch.status == "cancelled" and batch.request_counts.completed == 2 == len(fake.requests)

@@ -176,10 +176,10 @@ class Command(BaseCommand):
 
             beat = InProcessBeat()
             beat.start()
-            # uvicorn raises the signal that stopped it again once it has stopped, which would end this process
-            # before the batches are handed back below: note it here, and raise it after that
-            previous = {sig: signal.signal(sig, lambda signum, _: stopped_by.append(signum))
-                        for sig in (signal.SIGTERM, signal.SIGINT)}  # fmt: skip
+            # uvicorn raises the signal that stopped it again once it has stopped: SIGTERM's default would end this
+            # process before the batches are handed back below, so it is noted here and raised after that (SIGINT's
+            # KeyboardInterrupt uvicorn.run swallows itself)
+            previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, lambda signum, _: stopped_by.append(signum))}
         try:
             uvicorn.run(
                 "hub.asgi:application",
