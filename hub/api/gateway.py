@@ -47,7 +47,7 @@ from django.utils import timezone
 from accounts import metering, pricing
 from accounts.models import ModelKind
 from hub import shutdown
-from hub.api import errors, validation
+from hub.api import errors, responses_count, validation
 from hub.api.affinity import prefix_key
 from hub.api.chat_store import HUB_ONLY, ChatStore
 from hub.api.edge import EdgeContext
@@ -64,7 +64,7 @@ from hub.api.ratelimit import (
 from hub.api.relay_common import error_from_upstream, has_output, sse_lines
 from hub.api.responses_relay import ResponsesRelay
 from hub.api.responses_relay import plan as plan_response
-from hub.api.upstream import ModelInfo, Target, upstreams
+from hub.api.upstream import PROMPT_TOKENS_HEADER, RESERVED_PROMPT_HEADER, ModelInfo, Target, upstreams
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,7 @@ log = logging.getLogger(__name__)
 ROUTES = {
     "chat/completions": {ModelKind.CHAT, ModelKind.VISION},
     "responses": {ModelKind.CHAT, ModelKind.VISION},  # OpenAI's Responses API (hub/api/responses_relay.py)
+    "responses/input_tokens": {ModelKind.CHAT, ModelKind.VISION},  # its count (hub/api/responses_count.py)
     "completions": {ModelKind.CHAT, ModelKind.COMPLETION, ModelKind.VISION},
     "embeddings": {ModelKind.EMBEDDING},
     "rerank": {ModelKind.RERANK},  # Jina's and Cohere's shape (also under /v2, Cohere's v2 path)
@@ -84,10 +85,6 @@ _ROUTE_HINT = {
     ModelKind.RERANK: "/rerank or /score",
     ModelKind.AUDIO: "/audio/transcriptions or /audio/translations",
 }
-# Our inference service refuses a prompt longer than the reservation the gateway names (413, before it runs) and
-# gives the exact count; the gateway then reserves that and sends the request again (``_serve``).
-RESERVED_PROMPT_HEADER = "x-reserved-prompt-tokens"
-PROMPT_TOKENS_HEADER = "x-prompt-tokens"
 ENCODER_ROUTES = ("embeddings", "rerank", "score")  # one JSON answer, no generation: no stream, no max_tokens
 
 
@@ -334,6 +331,10 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
             _check_limits(info, route, body)
             if audio:
                 stream = validation.check_form(body, ctx.upload)
+            elif route == "responses/input_tokens":  # counted, not run: no limits, no usage row
+                plan = await plan_response(ctx.key.tenant_id, {**body, "stream": False, "store": False}, model_id)
+                tokens = await responses_count.count(plan, targets, ctx.request_id)
+                return await self._json(200, {"object": "response.input_tokens", "input_tokens": tokens})
             elif route == "responses":  # checked, its stored conversation read, as a chat request for estimates
                 self.plan = await plan_response(ctx.key.tenant_id, body, model_id)
                 stream = body.get("stream") is True

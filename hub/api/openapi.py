@@ -194,7 +194,18 @@ def _responses() -> dict:
     return route
 
 
-RESPONSES_PATHS = {"/responses": _responses()}
+RESPONSES_PATHS = {
+    "/responses": _responses(),
+    "/responses/input_tokens": _post(
+        "Count input tokens",
+        "How many input tokens a Responses API request would have: the same request as `POST /responses` takes "
+        "(its stored conversation, instructions, tools and `text.format` included), counted by the model's own "
+        "inference service without running it. Not metered. An external deployment's model is a 400.",
+        "responses",
+        {"application/json": {"schema": ref("CreateResponseRequest")}},
+        {"application/json": {"schema": ref("ResponseInputTokens")}},
+    ),
+}
 
 
 class EdgeKeyScheme(OpenApiAuthenticationExtension):

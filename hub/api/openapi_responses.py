@@ -220,6 +220,9 @@ _USAGE = _obj(
 )
 
 RESPONSES_SCHEMAS: dict[str, dict] = {
+    "ResponseInputTokens": _obj(
+        {"object": {"const": "response.input_tokens"}, "input_tokens": _INT}, ("object", "input_tokens")
+    ),
     "CreateResponseRequest": _obj(
         {
             "model": {**_STR, "description": "A `chat` or `vision` model the key is entitled to."},

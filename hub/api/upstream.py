@@ -33,6 +33,11 @@ OUTAGE_RETRY_SECONDS = 30.0  # with the database unreachable, how long the last 
 BENCH_SECONDS = 10.0
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 600.0  # a long generation streams for minutes; each chunk resets it
+# Our inference service refuses a prompt longer than the reservation a request names (413, before it runs) and gives
+# the exact count: the gateway then reserves that and sends the request again (``gateway._serve``), and counts a
+# Responses request's input tokens so (``responses_count.py``).
+RESERVED_PROMPT_HEADER = "x-reserved-prompt-tokens"
+PROMPT_TOKENS_HEADER = "x-prompt-tokens"
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,7 @@ OPERATIONS = (
     "POST /rerank",
     "POST /score",
     "POST /responses",
+    "POST /responses/input_tokens",
     "GET /responses/{response_id}",
     "GET /responses/{response_id}/input_items",
     "DELETE /responses/{response_id}",
@@ -97,11 +98,13 @@ OPERATIONS = (
 # the model a steered case uses, by path: the right kind for the route, and once in four the wrong kind
 RIGHT = {
     "/chat/completions": FUZZ_CHAT, "/completions": FUZZ_CHAT, "/responses": FUZZ_CHAT, "/embeddings": EMBED,
+    "/responses/input_tokens": FUZZ_CHAT,
     "/rerank": FUZZ_RERANK, "/score": FUZZ_RERANK, "/audio/transcriptions": WHISPER, "/audio/translations": WHISPER,
     "/models/{model_id}": CHAT,
 }  # fmt: skip
 WRONG = {
     "/chat/completions": EMBED, "/completions": EMBED, "/responses": EMBED, "/embeddings": FUZZ_CHAT,
+    "/responses/input_tokens": EMBED,
     "/rerank": EMBED, "/score": FUZZ_CHAT, "/audio/transcriptions": FUZZ_CHAT, "/audio/translations": EMBED,
     "/models/{model_id}": "nope",
 }  # fmt: skip
@@ -122,6 +125,7 @@ VALID = {  # one valid request per operation, as the OpenAI SDK sends it
     "POST /rerank": {"body": {"model": FUZZ_RERANK, "query": "fox?", "documents": ["a fox", "Paris"], "top_n": 1}},
     "POST /score": {"body": {"model": FUZZ_RERANK, "text_1": "fox?", "text_2": ["a fox", "Paris"]}},
     "POST /responses": {"body": {"model": FUZZ_CHAT, "input": "Hi", "max_output_tokens": 4, "stream": True}},
+    "POST /responses/input_tokens": {"body": {"model": FUZZ_CHAT, "input": "Hi", "instructions": "Be brief."}},
     "GET /responses/{response_id}": {"path_parameters": {"response_id": STORED}},
     "GET /responses/{response_id}/input_items": {"path_parameters": {"response_id": STORED}, "query": {"limit": 1}},
     "DELETE /responses/{response_id}": {"path_parameters": {"response_id": STORED}},

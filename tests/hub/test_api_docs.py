@@ -21,6 +21,7 @@ PUBLIC_ROUTES = {
     "/rerank": {"post"},
     "/score": {"post"},
     "/responses": {"post"},
+    "/responses/input_tokens": {"post"},
     "/responses/{response_id}": {"get", "delete"},
     "/responses/{response_id}/input_items": {"get"},
     "/responses/{response_id}/cancel": {"post"},
