@@ -24,8 +24,8 @@ from openai import OpenAI
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_gateway import BODY, Target, run, start_hub  # noqa: E402
-from tests.support.processes import Process, free_port  # noqa: E402
+from benchmarks.bench_gateway import BODY, Target, run, start_hub, start_upstream  # noqa: E402
+from tests.support.processes import Process  # noqa: E402
 
 
 def batch_seconds(client: OpenAI, requests: int) -> float:
@@ -53,12 +53,10 @@ def main() -> None:
     args = parser.parse_args()
 
     data_dir = Path(tempfile.mkdtemp(prefix="bench-batch-"))
-    up_port = free_port()
-    upstream = Process("bench-upstream", [sys.executable, "benchmarks/fake_upstream.py", "--port", str(up_port)])
-    upstream.wait_healthy(f"http://127.0.0.1:{up_port}/v1/models", 180, ok=lambda status: status < 500)
+    upstream, upstream_url = start_upstream()
     processes = [upstream]
     try:
-        hub, hub_url, key, env = start_hub(f"http://127.0.0.1:{up_port}/v1", args.stack, data_dir)
+        hub, hub_url, key, env = start_hub(upstream_url, args.stack, data_dir)
         processes.append(hub)
         if args.stack == "production":
             worker = Process("bench-worker", [sys.executable, "-m", "celery", "-A", "hub", "worker", "--concurrency",

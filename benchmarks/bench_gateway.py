@@ -58,6 +58,14 @@ def _fresh_postgres_database(name: str) -> str:
     return f"postgres://postgres@127.0.0.1:5432/{name}"
 
 
+def start_upstream() -> tuple[Process, str]:
+    """The fast fake upstream on a free port, and its base URL."""
+    port = free_port()
+    upstream = Process("bench-upstream", [sys.executable, "benchmarks/fake_upstream.py", "--port", str(port)])
+    upstream.wait_healthy(f"http://127.0.0.1:{port}/v1/models", 180, ok=lambda status: status < 500)
+    return upstream, f"http://127.0.0.1:{port}/v1"
+
+
 def start_hub(upstream: str, stack: str, data_dir: Path) -> tuple[Process, str, str, dict]:
     """A hub with one tenant, one key and the fake model as an external deployment; its environment last."""
     port = free_port()
@@ -202,10 +210,7 @@ def main() -> None:
     args = parser.parse_args()
 
     data_dir = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
-    up_port = free_port()
-    upstream = Process("bench-upstream", [sys.executable, "benchmarks/fake_upstream.py", "--port", str(up_port)])
-    upstream.wait_healthy(f"http://127.0.0.1:{up_port}/v1/models", 180, ok=lambda status: status < 500)
-    upstream_url = f"http://127.0.0.1:{up_port}/v1"
+    upstream, upstream_url = start_upstream()
     processes = [upstream]
     try:
         hub, hub_url, hub_key, _ = start_hub(upstream_url, args.stack, data_dir)

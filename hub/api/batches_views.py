@@ -90,12 +90,7 @@ class BatchListView(TenantAPIView):
     )
     def get(self, request: Request) -> Response:
         limit, _ = paging.limit_and_order(request, "desc")
-        after = request.query_params.get("after")
-        cursor = None
-        if after is not None:
-            cursor = batches.find(self.key.tenant_id, after)
-            if cursor is None:
-                raise errors.InvalidRequest(f"No batch with id '{errors.shown(after)}'.", param="after")
+        cursor = paging.cursor(request, lambda pk: batches.find(self.key.tenant_id, pk), "batch")
         page = batches.page(self.key.tenant_id, after=cursor, limit=limit)
         return Response(paging.list_object([batches.resource(row) for row in page.rows], page.has_more))
 

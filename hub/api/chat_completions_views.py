@@ -71,12 +71,7 @@ class ChatCompletionListView(_StoredView):
     def get(self, request: Request) -> Response:
         limit, descending = paging.limit_and_order(request, "asc")
         metadata = _metadata_filter(request)
-        after = request.query_params.get("after")
-        cursor = None
-        if after is not None:
-            cursor = stored.find(self.key.tenant_id, after)
-            if cursor is None:
-                raise errors.InvalidRequest(f"No chat completion with id '{errors.shown(after)}'.", param="after")
+        cursor = paging.cursor(request, lambda pk: stored.find(self.key.tenant_id, pk), "chat completion")
         page = stored.page(self.key.tenant_id, model=request.query_params.get("model"), metadata=metadata,
                            after=cursor, limit=limit, descending=descending)  # fmt: skip
         return Response(paging.list_object([row.answer() for row in page.rows], page.has_more))

@@ -95,12 +95,7 @@ class FileListView(TenantAPIView):
     )
     def get(self, request: Request) -> Response:
         limit, descending = paging.limit_and_order(request, "desc", default_limit=MAX_LIST, max_limit=MAX_LIST)
-        after = request.query_params.get("after")
-        cursor = None
-        if after is not None:
-            cursor = files.find(self.key.tenant_id, after)
-            if cursor is None:
-                raise errors.InvalidRequest(f"No file with id '{errors.shown(after)}'.", param="after")
+        cursor = paging.cursor(request, lambda pk: files.find(self.key.tenant_id, pk), "file")
         page = files.page(self.key.tenant_id, purpose=request.query_params.get("purpose"), after=cursor, limit=limit,
                           descending=descending)  # fmt: skip
         return Response(paging.list_object([row.resource() for row in page.rows], page.has_more))

@@ -61,7 +61,7 @@ from hub.api.ratelimit import (
     limiter,
     reserved_cost,
 )
-from hub.api.relay_common import error_from_upstream, has_output, sse_lines
+from hub.api.relay_common import error_from_upstream, has_output, sse_lines, token_counts
 from hub.api.responses_relay import ResponsesRelay
 from hub.api.responses_relay import plan as plan_response
 from hub.api.upstream import PROMPT_TOKENS_HEADER, RESERVED_PROMPT_HEADER, ModelInfo, Target, upstreams
@@ -122,19 +122,13 @@ class _Meter:
         if usage.get("type") == "duration":  # a transcription's usage: seconds (OpenAI's), tokens per second (ours)
             self.audio_seconds = self.audio_seconds or float(usage.get("seconds") or 0)
             self.prompt_tokens = self.prompt_tokens or math.ceil(self.audio_seconds * AUDIO_TOKENS_PER_SECOND)
-        elif usage.get("type") == "tokens" or "input_tokens" in usage:  # a transcription stream's; a response's
-            self.prompt_tokens = int(usage.get("input_tokens") or 0)
-            self.completion_tokens = int(usage.get("output_tokens") or 0)
-            self.audio_seconds = self.audio_seconds or float(usage.get("seconds") or 0)
-            details = usage.get("input_tokens_details")
-            if isinstance(details, dict):
-                self.cached_tokens = int(details.get("cached_tokens") or 0)
-        else:
-            self.prompt_tokens = int(usage.get("prompt_tokens") or 0)
-            self.completion_tokens = int(usage.get("completion_tokens") or 0)
-            details = usage.get("prompt_tokens_details")
-            if isinstance(details, dict):  # OpenAI's (and ours): the prompt tokens found in a prefix cache
-                self.cached_tokens = int(details.get("cached_tokens") or 0)
+        else:  # a chat's, a completion's, a response's, a transcription stream's
+            counts = token_counts(usage)
+            self.prompt_tokens, self.completion_tokens = counts.prompt, counts.completion
+            if usage.get("type") == "tokens":  # a transcription stream's also names its seconds
+                self.audio_seconds = self.audio_seconds or float(usage.get("seconds") or 0)
+            if counts.cached is not None:  # OpenAI's (and ours): the prompt tokens found in a prefix cache
+                self.cached_tokens = counts.cached
 
     def cost(self, price) -> Decimal:
         """What the counted usage costs at ``price`` (the usage row's own cost, unless the price changed since)."""

@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from rest_framework.request import Request
 
 from hub.api import errors
 
 MAX_LIMIT = 100
+T = TypeVar("T")
 
 
 def limit_and_order(
@@ -35,6 +39,18 @@ def after(items: list[dict], request: Request, what: str) -> list[dict]:
     if cursor not in ids:
         raise errors.InvalidRequest(f"No {what} with id '{errors.shown(cursor)}'.", param="after")
     return items[ids.index(cursor) + 1 :]
+
+
+def cursor(request: Request, find: Callable[[str], T | None], what: str) -> T | None:
+    """The row ``after`` names (``find``: in the key's tenant), None without it; a 400 naming ``after`` if there is
+    no such ``what``."""
+    after = request.query_params.get("after")
+    if after is None:
+        return None
+    found = find(after)
+    if found is None:
+        raise errors.InvalidRequest(f"No {what} with id '{errors.shown(after)}'.", param="after")
+    return found
 
 
 def list_object(data: list[dict], has_more: bool) -> dict:

@@ -1,9 +1,10 @@
 """What the gateway's relays share: the stream's headers, an upstream stream's lines, whether a chat chunk carries
-output, an upstream error answer as ours."""
+output, an upstream error answer as ours, a usage object's token counts."""
 
 from __future__ import annotations
 
 import json
+from typing import NamedTuple
 
 import httpx
 
@@ -23,6 +24,28 @@ async def sse_lines(response: httpx.Response):
             yield line.rstrip(b"\r").decode("utf-8", "replace")
     if pending:
         yield pending.rstrip(b"\r").decode("utf-8", "replace")
+
+
+class TokenCounts(NamedTuple):
+    prompt: int
+    completion: int
+    cached: int | None  # None: the usage has no details (a stream's earlier count stands)
+    reasoning: int | None
+
+
+def token_counts(usage: dict) -> TokenCounts:
+    """An OpenAI usage object's counts: chat's and completions' (``prompt_tokens``, ``completion_tokens``) or the
+    Responses API's and a transcription stream's (``input_tokens``, ``output_tokens``). Read for every streamed
+    chunk that carries usage: kept to plain lookups."""
+    if "input_tokens" in usage or usage.get("type") == "tokens":
+        prompt, completion = usage.get("input_tokens"), usage.get("output_tokens")
+        details_in, details_out = usage.get("input_tokens_details"), usage.get("output_tokens_details")
+    else:
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        details_in, details_out = usage.get("prompt_tokens_details"), usage.get("completion_tokens_details")
+    cached = int(details_in.get("cached_tokens") or 0) if type(details_in) is dict else None
+    reasoning = int(details_out.get("reasoning_tokens") or 0) if type(details_out) is dict else None
+    return TokenCounts(int(prompt or 0), int(completion or 0), cached, reasoning)
 
 
 def has_output(chunk: dict) -> bool:

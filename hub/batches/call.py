@@ -9,6 +9,9 @@ from dataclasses import dataclass
 
 from accounts.authn import KeyContext
 from hub.api.edge import EdgeContext
+from hub.api.gateway import GatewayConsumer
+
+_gateway = GatewayConsumer.as_asgi()  # what hub/asgi.py routes the generation routes to
 
 
 @dataclass(frozen=True)
@@ -20,8 +23,6 @@ class Answer:
 
 async def call(key: KeyContext, route: str, body: dict, request_id: str) -> Answer:
     """``POST /v1/<route>`` with ``body``."""
-    from hub.asgi import gateway_app  # the ASGI application imports Django's; only when a batch runs
-
     ctx = EdgeContext(request_id=request_id, base="v1", key=key, json=body)
     scope = {"type": "http", "method": "POST", "path": f"/v1/{route}", "headers": [], "query_string": b"",
              "hub": ctx}  # fmt: skip
@@ -46,6 +47,6 @@ async def call(key: KeyContext, route: str, body: dict, request_id: str) -> Answ
             if not message.get("more_body"):
                 answered.set()
 
-    await gateway_app(scope, receive, send)
+    await _gateway(scope, receive, send)
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in start.get("headers", [])}
     return Answer(start.get("status", 500), headers, b"".join(chunks))

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from accounts import authn, batch_input, batches, files
 from accounts.models import BatchStatus
+from hub.api.relay_common import token_counts
 from hub.batches.call import Answer, call
 
 log = logging.getLogger(__name__)
@@ -43,18 +44,14 @@ async def _db(fn, *args, **kwargs):
     return await sync_to_async(run, thread_sensitive=False)()
 
 
-def _tokens(usage: object) -> dict[str, int]:
-    """The batch's token counts from an answer's ``usage`` (chat and completions, embeddings, or responses)."""
+def _tokens(body: object) -> dict[str, int]:
+    """The batch's token counts from an answer's ``usage`` (the gateway meters it with the same reading)."""
+    usage = body.get("usage") if isinstance(body, dict) else None
     if not isinstance(usage, dict):
         return {}
-    details_in = usage.get("prompt_tokens_details") or usage.get("input_tokens_details") or {}
-    details_out = usage.get("completion_tokens_details") or usage.get("output_tokens_details") or {}
-    found = {
-        "input_tokens": usage.get("prompt_tokens", usage.get("input_tokens")),
-        "output_tokens": usage.get("completion_tokens", usage.get("output_tokens")),
-        "cached_tokens": details_in.get("cached_tokens"), "reasoning_tokens": details_out.get("reasoning_tokens"),
-    }  # fmt: skip
-    return {name: value for name, value in found.items() if isinstance(value, int)}
+    counts = token_counts(usage)
+    return {"input_tokens": counts.prompt, "output_tokens": counts.completion, "cached_tokens": counts.cached or 0,
+            "reasoning_tokens": counts.reasoning or 0}  # fmt: skip
 
 
 def _retry_after(answer: Answer, attempt: int) -> float | None:
@@ -81,6 +78,11 @@ class BatchRun:
     def leave(self) -> None:
         self.leaving = True
         self._wake()
+
+    @property
+    def sending(self) -> bool:
+        """Whether more requests may go out."""
+        return self.stop_as is None and not self.leaving and not self.lost
 
     def _stop(self, status: BatchStatus) -> None:
         self.stop_as = self.stop_as or status
@@ -142,7 +144,7 @@ class BatchRun:
         async with gate:
             attempt = 0
             while True:
-                if self.stop_as is not None or self.leaving:
+                if not self.sending:
                     return
                 request_id = "req_" + secrets.token_hex(12)
                 answer = await call(self.key, self.route, request.body, request_id)
@@ -160,8 +162,7 @@ class BatchRun:
         response = {"status_code": answer.status, "request_id": request_id, "body": body}
         output = {"id": "batch_req_" + secrets.token_hex(12), "custom_id": request.custom_id, "response": response,
                   "error": None}  # fmt: skip
-        tokens = _tokens(body.get("usage")) if isinstance(body, dict) else {}
-        await _db(batches.record, self.batch_id, request.line, answer.status == 200, output, tokens)
+        await _db(batches.record, self.batch_id, request.line, answer.status == 200, output, _tokens(body))
 
     @staticmethod
     def _expired_line(request: batch_input.Request) -> dict:
@@ -189,7 +190,7 @@ class BatchRun:
             batch = await _db(batches.heartbeat, self.batch_id, self.runner)
             if batch is None:
                 self.lost = True
-                self._stop(BatchStatus.CANCELLED)
+                self._wake()
                 return
             self._check(batch)
             try:

@@ -170,7 +170,7 @@ class Command(BaseCommand):
         if child is not None:
             out(f"Inference service (direct, no keys): {inference_url}")
             out("")
-        beat, stopped_by, previous = None, [], {}
+        beat, stopped_by, previous = None, [], None
         if settings.CELERY_TASK_ALWAYS_EAGER:  # no broker: the beat schedule (and batches) run in this process
             from hub.beat import InProcessBeat
 
@@ -179,7 +179,7 @@ class Command(BaseCommand):
             # uvicorn raises the signal that stopped it again once it has stopped: SIGTERM's default would end this
             # process before the batches are handed back below, so it is noted here and raised after that (SIGINT's
             # KeyboardInterrupt uvicorn.run swallows itself)
-            previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, lambda signum, _: stopped_by.append(signum))}
+            previous = signal.signal(signal.SIGTERM, lambda signum, _: stopped_by.append(signum))
         try:
             uvicorn.run(
                 "hub.asgi:application",
@@ -201,7 +201,7 @@ class Command(BaseCommand):
             if child is not None:
                 child.terminate()
                 child.wait(timeout=30)
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            for sig in stopped_by:
-                signal.raise_signal(sig)
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+            if stopped_by:
+                signal.raise_signal(signal.SIGTERM)
