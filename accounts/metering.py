@@ -38,6 +38,7 @@ class Usage:
     created_at: datetime | None = None  # None: now (set when the row is spooled, so it keeps its time)
     audio_seconds: float = 0.0  # speech routes: the audio's duration, to the millisecond
     cached_tokens: int = 0  # of prompt_tokens, found in the deployment's prefix cache
+    service_tier: str = "default"  # default, flex or batch (hub/api/tiers.py)
 
 
 def usage_record(usage: Usage, prices: PriceBook | None = None) -> UsageRecord:
@@ -60,8 +61,9 @@ def usage_record(usage: Usage, prices: PriceBook | None = None) -> UsageRecord:
         duration_ms=usage.duration_ms,
         audio_seconds=round(usage.audio_seconds, 3),
         cached_tokens=cached,
+        service_tier=usage.service_tier,
         cost=(prices or PriceBook()).cost(usage.model, created_at, usage.prompt_tokens, cached,
-                                          usage.completion_tokens, usage.audio_seconds),
+                                          usage.completion_tokens, usage.audio_seconds, usage.service_tier),
         created_at=created_at,
     )  # fmt: skip
 

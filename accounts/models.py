@@ -8,7 +8,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.validators import MinValueValidator, RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -170,6 +170,12 @@ class ModelPrice(models.Model):
     )
     output_per_million = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
     per_audio_minute = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
+    # flex and batch requests run behind the others (hub/api/tiers.py) and pay this share of the price (OpenAI: half)
+    flex_share = models.DecimalField(
+        max_digits=5, decimal_places=4, default=Decimal("0.5"),
+        validators=[MinValueValidator(Decimal(0)), MaxValueValidator(Decimal(1))],
+        help_text="the share of the price flex and batch requests pay",
+    )  # fmt: skip
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -275,6 +281,8 @@ class UsageRecord(models.Model):
     # Speech routes: the audio's duration (the decoder's tokens are completion_tokens, the audio's prompt_tokens).
     audio_seconds = models.FloatField(default=0.0)
     cached_tokens = models.PositiveIntegerField(default=0, help_text="of prompt_tokens, found in a prefix cache")
+    # default, flex or batch (hub/api/tiers.py): how soon it ran, and which share of the price it pays
+    service_tier = models.CharField(max_length=16, default="default")
     # at the model's price when the row was written (accounts/pricing.py); exact, never a float
     cost = models.DecimalField(max_digits=24, decimal_places=10, default=Decimal(0))
     status_code = models.PositiveSmallIntegerField(validators=[MinValueValidator(100)])

@@ -12,6 +12,7 @@ class InvalidParam(ValueError):
         self.param = param
 
 
+MAX_PRIORITY = 1_000_000
 GREEDY_BELOW = 1e-5  # temperatures below this sample greedily
 
 
@@ -49,6 +50,8 @@ class SamplingParams:
     keep_special_ids: frozenset[int] = frozenset()
     # a reasoning model's think block, when it may think: the guide waits for the end of it
     think: ThinkMarks | None = None
+    # vLLM's request priority: lower runs first (admitted first, preempted last); equal priorities in arrival order
+    priority: int = 0
 
     def __post_init__(self) -> None:
         if self.top_k == -1:
@@ -63,6 +66,7 @@ class SamplingParams:
             ("frequency_penalty", -2.0 <= self.frequency_penalty <= 2.0, "must be between -2 and 2"),
             ("repetition_penalty", 0.0 < self.repetition_penalty <= 10.0, "must be in (0, 10]"),
             ("logprobs", self.logprobs is None or 0 <= self.logprobs <= 20, "must be between 0 and 20"),
+            ("priority", abs(self.priority) <= MAX_PRIORITY, f"must be between -{MAX_PRIORITY} and {MAX_PRIORITY}"),
             ("stop", len(self.stop) <= 4 and all(isinstance(s, str) and s for s in self.stop), "up to 4 strings"),
         ]
         for param, ok, message in checks:

@@ -47,7 +47,7 @@ from django.utils import timezone
 from accounts import metering, pricing
 from accounts.models import ModelKind
 from hub import shutdown
-from hub.api import errors, responses_count, validation
+from hub.api import errors, responses_count, tiers, validation
 from hub.api.affinity import prefix_key
 from hub.api.chat_store import HUB_ONLY, ChatStore
 from hub.api.edge import EdgeContext
@@ -115,6 +115,7 @@ class _Meter:
         self.upstream_broke = False  # the deployment's connection failed mid-answer (killed, crashed)
         self.audio_seconds = 0.0
         self.cached_tokens = 0
+        self.service_tier = tiers.DEFAULT  # the tier it is served in: how soon it runs, which share it pays
 
     def take(self, usage: dict | None) -> None:
         if not isinstance(usage, dict):
@@ -132,7 +133,8 @@ class _Meter:
 
     def cost(self, price) -> Decimal:
         """What the counted usage costs at ``price`` (the usage row's own cost, unless the price changed since)."""
-        return pricing.cost(price, self.prompt_tokens, self.cached_tokens, self.completion_tokens, self.audio_seconds)
+        return pricing.cost(price, self.prompt_tokens, self.cached_tokens, self.completion_tokens, self.audio_seconds,
+                            self.service_tier)  # fmt: skip
 
     def take_headers(self, headers: httpx.Headers) -> None:
         """Our service's speech answers name the audio's exact duration and tokens (and, when done, the output's)."""
@@ -150,6 +152,7 @@ class _Meter:
             completion_tokens=self.completion_tokens, status_code=self.status, streamed=self.streamed,
             aborted=self.aborted, time_to_first_token_ms=ttft, duration_ms=int((now - self.start) * 1000),
             created_at=timezone.now(), audio_seconds=self.audio_seconds, cached_tokens=self.cached_tokens,
+            service_tier=self.service_tier,
         )  # fmt: skip
         await sync_to_async(_record, thread_sensitive=False)(usage)
 
@@ -245,6 +248,8 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
     answered = False  # the whole answer has been sent (what is left is metering)
     limit_headers: list[tuple[bytes, bytes]] = []  # x-ratelimit-*, once the limits let the request in
     chat_store: ChatStore | None = None  # a chat completion with store: true
+    tier = tiers.DEFAULT  # the service tier it is served in (hub/api/tiers.py)
+    shown_tier: str | None = None  # what a chat answer's service_tier says (None: an external deployment's own)
 
     async def dispatch(self, message) -> None:
         # Channels' dispatch first runs close_old_connections in the one thread-sensitive executor, a
@@ -323,6 +328,9 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
             if info is None or not info.enabled or (ctx.base == "vision" and info.kind != ModelKind.VISION):
                 raise errors.ModelNotFound(model_id)
             _check_limits(info, route, body)
+            if route in tiers.ROUTES:
+                tiers.check(body)
+            self.tier = tiers.served(body if route in tiers.ROUTES else {}, batch=ctx.extra.get("batch") is True)
             if audio:
                 stream = validation.check_form(body, ctx.upload)
             elif route == "responses/input_tokens":  # counted, not run: no limits, no usage row
@@ -347,6 +355,7 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
             # hashing the prompt's head is only worth it when there is a deployment to choose
             affinity = prefix_key(*as_chat) if settings.HUB_PREFIX_ROUTING and len(targets) > 1 else None
             meter = _Meter(ctx, model_id, ctx.extra.get("metered_route", route), stream)
+            meter.service_tier = self.tier
             for attempt in range(2):
                 grant = await limiter.acquire(ctx.key, ctx.request_id, need.total, stream,
                                               reserved_cost(need, info.price))  # fmt: skip
@@ -383,6 +392,9 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
                 upstream_route, payload = self.plan.upstream(target, stream)
             else:
                 upstream_route, payload = route, _upstream_body(route, body, target, stream)
+            if route in tiers.ROUTES:
+                tiers.upstream(payload, self.tier, target.external, body.get("priority"))
+                self.shown_tier = None if target.external else tiers.answered(self.tier)
             if reserved is not None and not target.external:
                 headers[RESERVED_PROMPT_HEADER] = str(reserved)
             if ctx.upload is not None:  # a speech upload: a new form, the deployment's model name in it
@@ -444,6 +456,8 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
             await meter.save()
             raise errors.UpstreamError("The model's deployment answered with something other than JSON.") from None
         payload["model"] = model_id
+        if self.shown_tier is not None and self.route() == "chat/completions":
+            payload["service_tier"] = self.shown_tier
         meter.take(payload.get("usage"))
         meter.first_token = time.monotonic()
         if self.chat_store is not None:  # stored before it is sent: the client can retrieve it once it has it
@@ -471,6 +485,7 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
     async def _relay_stream(self, response: httpx.Response, body: dict, model_id: str, meter: _Meter) -> None:
         speech = self.scope["hub"].upload is not None
         store = self.chat_store
+        tier = self.shown_tier if self.route() == "chat/completions" else None
         options = body.get("stream_options") or {}
         wants_usage = options.get("include_usage") is True
         wants_running_usage = options.get("continuous_usage_stats") is True
@@ -497,6 +512,8 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
                     meter.status, cut = 502, True
                     await self._event(chunk)
                     continue
+                if tier is not None:
+                    chunk["service_tier"] = tier
                 meter.take(chunk.get("usage"))
                 if store is not None:
                     chunk["id"] = store.id

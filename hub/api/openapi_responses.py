@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from hub.api import tiers
 from hub.api import validation as v
 from hub.api.openapi_schemas import _BOOL, _INT, _NULLABLE_STR, _NUM, _STR, _TEXT, METADATA, _obj, list_of, ref
 from hub.api.responses_input import EFFORTS, ROLES
@@ -290,6 +291,19 @@ RESPONSES_SCHEMAS: dict[str, dict] = {
                 "type": "array",
                 "items": _STR,
                 "description": "`message.output_text.logprobs` adds the tokens' logprobs to `output_text`.",
+            },
+            "service_tier": {
+                "enum": [*tiers.TIERS, None],
+                "default": "auto",
+                "description": "`flex`: behind default traffic, at the model's flex share of the price; `priority`, "
+                "`fast` and `scale` are served as `default`.",
+            },
+            "priority": {
+                **_INT,
+                "minimum": -tiers.MAX_PRIORITY,
+                "maximum": tiers.MAX_PRIORITY,
+                "default": 0,
+                "description": "vLLM's: may defer the request (a larger value), never advance it.",
             },
             "truncation": {
                 "enum": ["auto", "disabled"],

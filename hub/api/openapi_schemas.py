@@ -7,6 +7,7 @@ schemas state the limits ``hub.api.validation`` enforces, from its own constants
 
 from __future__ import annotations
 
+from hub.api import tiers
 from hub.api import validation as v
 
 
@@ -178,7 +179,23 @@ _SAMPLING = {
         }
     ),
     "user": {**_STR, "maxLength": v.MAX_USER_CHARS},
+    "priority": {
+        **_INT,
+        "minimum": -tiers.MAX_PRIORITY,
+        "maximum": tiers.MAX_PRIORITY,
+        "default": 0,
+        "description": "vLLM's: a larger value runs later. The hub sends our service the larger of it and the "
+        "service tier's (0 default, 1 flex, 2 a batch's lines): a request may defer itself, never go ahead of another.",
+    },
 }
+_SERVICE_TIER = {
+    "enum": [*tiers.TIERS, None],
+    "default": "auto",
+    "description": "`flex`: run behind default traffic (preempted by it when the engine is full), at the model's flex "
+    "share of the price (half by default). `priority`, `fast` and `scale` are served as `default`. The answer's "
+    "`service_tier` names the tier used.",
+}
+_SERVICE_TIER_USED = {**_STR, "description": "The tier the request was served in: `default` or `flex`."}
 
 _REASONING = {
     **_NULLABLE_STR,
@@ -360,6 +377,7 @@ SCHEMAS: dict[str, dict] = {
                 "deployment: the answer then carries the hub's id.",
             },
             "metadata": {**METADATA, "description": "Kept with a stored completion, to filter the list on."},
+            "service_tier": _SERVICE_TIER,
             **_SAMPLING,
         },
         ("model", "messages"),
@@ -390,6 +408,7 @@ SCHEMAS: dict[str, dict] = {
                 ),
             },
             "usage": ref("Usage"),
+            "service_tier": _SERVICE_TIER_USED,
         },
         ("id", "object", "created", "model", "choices", "usage"),
     ),
@@ -419,6 +438,7 @@ SCHEMAS: dict[str, dict] = {
                 ),
             },
             "usage": {"oneOf": [ref("Usage"), {"type": "null"}]},
+            "service_tier": _SERVICE_TIER_USED,
         },
         ("id", "object", "created", "model", "choices"),
         description="One `data:` event of a chat stream.",

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import time
 
+from hub.api import tiers
 from hub.api.responses_input import new_id
 
 # Echoed from the request, with OpenAI's defaults.
@@ -48,7 +49,7 @@ def response_object(response_id: str, body: dict, model: str, created_at: int) -
         tools=[{"type": "function", "name": t["name"], "description": t.get("description"),
                 "parameters": t.get("parameters"), "strict": t.get("strict") is not False}
                for t in body.get("tools") or []],
-        service_tier="default",
+        service_tier=tiers.answered(tiers.served(body)),
     )  # fmt: skip
     # no ``usage`` until the end: OpenAI's schema has no null for it
     return out

@@ -23,7 +23,7 @@ class Answer:
 
 async def call(key: KeyContext, route: str, body: dict, request_id: str) -> Answer:
     """``POST /v1/<route>`` with ``body``."""
-    ctx = EdgeContext(request_id=request_id, base="v1", key=key, json=body)
+    ctx = EdgeContext(request_id=request_id, base="v1", key=key, json=body, extra={"batch": True})  # hub/api/tiers.py
     scope = {"type": "http", "method": "POST", "path": f"/v1/{route}", "headers": [], "query_string": b"",
              "hub": ctx}  # fmt: skip
     answered = asyncio.Event()

@@ -29,6 +29,10 @@ class PriceForm(forms.Form):
     )
     output_per_million = forms.DecimalField(label="Completion, per million tokens", **_MONEY)
     per_audio_minute = forms.DecimalField(label="Per audio minute", required=False, initial=0, **_MONEY)
+    flex_share = forms.DecimalField(
+        label="Flex and batch share", required=False, initial=Decimal("0.5"), min_value=0, max_value=1,
+        max_digits=5, decimal_places=4, help_text="of the price, for flex and batch requests; empty: half",
+    )  # fmt: skip
     effective_from = forms.DateTimeField(
         label="From (UTC)", required=False, help_text="empty: now; usage before it keeps its price",
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
@@ -44,7 +48,7 @@ def _shown(price: ModelPrice) -> dict:
     return {
         "model": price.model_id, "since": price.effective_from, "input": _plain(price.input_per_million),
         "cached": _plain(price.cached_input_per_million), "output": _plain(price.output_per_million),
-        "audio": _plain(price.per_audio_minute),
+        "audio": _plain(price.per_audio_minute), "flex": _plain(price.flex_share),
     }  # fmt: skip
 
 
@@ -69,6 +73,7 @@ class PricesView(OperatorView):
                     output_per_million=data["output_per_million"],
                     cached_input_per_million=data["cached_input_per_million"],
                     per_audio_minute=data["per_audio_minute"] or 0, effective_from=when,
+                    flex_share=Decimal("0.5") if data["flex_share"] is None else data["flex_share"],
                 )  # fmt: skip
             except ValidationError as exc:
                 form.add_error(None, exc)

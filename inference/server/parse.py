@@ -116,6 +116,7 @@ def read_generation(body: dict, vocab_size: int, *, chat: bool) -> GenerationReq
             logit_bias=_logit_bias(body, vocab_size),
             logprobs=logprobs,
             prompt_logprobs=bool(not chat and body.get("echo") and logprobs is not None),
+            priority=_get(body, "priority", (int,), "an integer", 0),  # vLLM's: lower runs first
         )
     except InvalidParam as exc:
         raise RequestError(str(exc), param=exc.param) from None

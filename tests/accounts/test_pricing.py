@@ -19,12 +19,13 @@ JAN = datetime(2026, 1, 1, tzinfo=UTC)
 MID = datetime(2026, 1, 15, 12, tzinfo=UTC)
 
 
-def _row(tenant, at: datetime, prompt: int, cached: int, completion: int, model="chat-small", audio=0.0):
+def _row(tenant, at: datetime, prompt: int, cached: int, completion: int, model="chat-small", audio=0.0,
+         tier="default"):  # fmt: skip
     return metering.record_usage(metering.Usage(
-        request_id=f"req_{at.timestamp()}_{prompt}", tenant_id=tenant.id, api_key_id=None, model=model,
+        request_id=f"req_{at.timestamp()}_{prompt}_{tier}", tenant_id=tenant.id, api_key_id=None, model=model,
         route="chat/completions", prompt_tokens=prompt, completion_tokens=completion, status_code=200, streamed=False,
         aborted=False, time_to_first_token_ms=5, duration_ms=10, created_at=at, cached_tokens=cached,
-        audio_seconds=audio,
+        audio_seconds=audio, service_tier=tier,
     ))  # fmt: skip
 
 
@@ -58,6 +59,21 @@ def test_a_price_change_mid_month_applies_from_its_date_and_never_rewrites_past_
     assert ModelPrice.objects.filter(model_id="chat-small").count() == 3
 
 
+def test_flex_and_batch_pay_the_prices_flex_share(acme):
+    pricing.set_price("chat-small", input_per_million=Decimal("0.15"), cached_input_per_million=Decimal("0.075"),
+                      output_per_million=Decimal("0.6"), effective_from=JAN)  # fmt: skip
+    pricing.set_price("chat-small", input_per_million=Decimal("0.15"), cached_input_per_million=Decimal("0.075"),
+                      output_per_million=Decimal("0.6"), flex_share=Decimal("0.25"), effective_from=MID)  # fmt: skip
+    costs = {tier: _row(acme.tenant, datetime(2026, 1, 3, tzinfo=UTC), 1000, 400, 200, tier=tier).cost
+             for tier in ("default", "flex", "batch")}  # fmt: skip
+    assert costs == {"default": Decimal("0.00024"), "flex": Decimal("0.00012"), "batch": Decimal("0.00012")}
+    later = _row(acme.tenant, datetime(2026, 1, 20, tzinfo=UTC), 1000, 400, 200, tier="flex")
+    assert later.cost == Decimal("0.00006") and later.service_tier == "flex"
+    with pytest.raises(ValidationError, match="at most 1"):
+        pricing.set_price("chat-small", input_per_million=Decimal(1), output_per_million=Decimal(1),
+                          flex_share=Decimal("1.5"))  # fmt: skip
+
+
 def test_audio_is_charged_per_minute(acme):
     services.register_model("whisper", "audio")
     pricing.set_price("whisper", input_per_million=Decimal(0), output_per_million=Decimal(0),
@@ -70,10 +86,11 @@ def test_register_model_sets_prices_with_a_history(catalog):
     call_command("register_model", "chat-small", "--kind", "chat", "--price-input", "0.5", "--price-output", "1.5",
                  "--price-cached-input", "0.05", "--price-from", "2026-01-01", stdout=out)  # fmt: skip
     call_command("register_model", "chat-small", "--kind", "chat", "--price-input", "0.6", "--price-output", "1.8",
-                 "--price-from", "2026-02-01T00:00:00+00:00", stdout=out)  # fmt: skip
+                 "--price-flex-share", "0.4", "--price-from", "2026-02-01T00:00:00+00:00", stdout=out)  # fmt: skip
     prices = list(ModelPrice.objects.filter(model_id="chat-small").order_by("effective_from"))
-    assert [(p.effective_from, p.input_per_million, p.cached_input_per_million) for p in prices] == [
-        (JAN, Decimal("0.5"), Decimal("0.05")), (datetime(2026, 2, 1, tzinfo=UTC), Decimal("0.6"), None)
+    assert [(p.effective_from, p.input_per_million, p.cached_input_per_million, p.flex_share) for p in prices] == [
+        (JAN, Decimal("0.5"), Decimal("0.05"), Decimal("0.5")),
+        (datetime(2026, 2, 1, tzinfo=UTC), Decimal("0.6"), None, Decimal("0.4")),
     ]  # fmt: skip
     assert "price of chat-small from 2026-02-01" in out.getvalue()
     with pytest.raises(ValidationError, match="must not be negative"):

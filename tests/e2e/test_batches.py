@@ -11,13 +11,14 @@ from __future__ import annotations
 import signal
 import time
 from datetime import timedelta
+from decimal import Decimal
 
 import httpx
 import openai
 import pytest
 from django.utils import timezone
 
-from accounts import services
+from accounts import pricing, services
 from accounts.limits import Limits
 from accounts.models import Batch, BatchResult, UsageRecord
 from hub.tasks import resume_batches
@@ -102,6 +103,7 @@ def test_a_batch_runs_every_line_through_the_gateway(fake_hub, fake):
         chat_line("last", FAKE_CHAT, "x", max_tokens=3),
     ]
     batch_file = _upload(client, lines)
+    pricing.set_price(FAKE_CHAT, input_per_million=Decimal(100), output_per_million=Decimal(1000))
     with batch_worker():
         created = client.batches.create(input_file_id=batch_file.id, endpoint="/v1/chat/completions",
                                         completion_window="24h", metadata={"job": "nightly"})  # fmt: skip
@@ -120,6 +122,7 @@ def test_a_batch_runs_every_line_through_the_gateway(fake_hub, fake):
         assert output["response"]["status_code"] == 200
         assert_valid("CreateChatCompletionResponse", output["response"]["body"])
         assert output["response"]["body"]["model"] == FAKE_CHAT  # the deployment's own name replaced
+        assert output["response"]["body"]["service_tier"] == "default"  # as OpenAI's batch answers say
     assert [o["response"]["body"]["usage"]["completion_tokens"] for o in outputs] == [64, 5, 3]
     errors = {o["custom_id"]: o["response"] for o in lines_of(client, batch.error_file_id)}
     assert errors["not-entitled"]["status_code"] == 404
@@ -133,6 +136,11 @@ def test_a_batch_runs_every_line_through_the_gateway(fake_hub, fake):
     assert batch.usage.input_tokens == sum(r.prompt_tokens for r in metered)
     assert batch.usage.output_tokens == sum(r.completion_tokens for r in metered) == 72
     assert len(fake.requests) == 3
+    # in the batch tier (hub/api/tiers.py): behind default and flex traffic, at the model's flex share of the price
+    assert [r["priority"] for r in fake.requests] == [2, 2, 2]
+    for row in metered:
+        full = (Decimal(row.prompt_tokens) * 100 + Decimal(row.completion_tokens) * 1000) / 1_000_000
+        assert row.service_tier == "batch" and row.cost == full / 2 > 0
 
     listed = _raw(fake_hub, "GET", "batches").json()
     assert_valid("ListBatchesResponse", listed)

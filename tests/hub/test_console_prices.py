@@ -25,12 +25,13 @@ def test_operators_set_prices_from_a_date_and_see_the_history(operator, catalog)
     pricing.set_price("chat-small", input_per_million=Decimal("0.5"), output_per_million=Decimal(2),
                       effective_from=datetime(2026, 1, 1, tzinfo=UTC))  # fmt: skip
     form = {"model": "chat-small", "input_per_million": "0.6", "cached_input_per_million": "0.06",
-            "output_per_million": "2.4", "per_audio_minute": "", "effective_from": "2099-01-01T00:00"}  # fmt: skip
+            "output_per_million": "2.4", "per_audio_minute": "", "flex_share": "0.3",
+            "effective_from": "2099-01-01T00:00"}  # fmt: skip
     response = operator.post("/console/prices/", form, follow=True)
     assert response.status_code == 200 and "applies from 2099-01-01 00:00 UTC" in response.content.decode()
     prices = list(ModelPrice.objects.filter(model_id="chat-small").order_by("effective_from"))
-    assert [(p.input_per_million, p.cached_input_per_million) for p in prices] == [
-        (Decimal("0.5"), None), (Decimal("0.6"), Decimal("0.06"))
+    assert [(p.input_per_million, p.cached_input_per_million, p.flex_share) for p in prices] == [
+        (Decimal("0.5"), None, Decimal("0.5")), (Decimal("0.6"), Decimal("0.06"), Decimal("0.3"))
     ]  # fmt: skip
     html = operator.get("/console/prices/").content.decode()
     current = html.split('id="prices"')[1].split("</table>")[0]
@@ -39,6 +40,8 @@ def test_operators_set_prices_from_a_date_and_see_the_history(operator, catalog)
     assert "2099-01-01 00:00 (future)" in html.split('id="price-history"')[1]
     bad = operator.post("/console/prices/", {**form, "input_per_million": "-1"}).content.decode()
     assert "Ensure this value is greater than or equal to 0" in bad
+    too_much = operator.post("/console/prices/", {**form, "flex_share": "1.5"}).content.decode()
+    assert "Ensure this value is less than or equal to 1" in too_much
 
 
 def test_only_operators_see_prices(client, acme):

@@ -98,6 +98,7 @@ def test_engine_device_choice():
         ({"logprobs": 21}, "logprobs"),
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
         ({"logit_bias": {5: 101.0}}, "logit_bias"),
+        ({"priority": -1_000_001}, "priority"),
     ],
 )
 def test_sampling_params_name_the_bad_parameter(kwargs, param):

@@ -17,7 +17,7 @@ from inference.loader.safetensors import load_model
 from inference.sampling_params import SamplingParams
 from inference.tokenizer.tokenizer import Tokenizer
 from tests.support import checkpoints
-from tests.support.models import engine_on, run_to_end
+from tests.support.models import engine_on, run_to_end, watch_preemptions
 
 # --- the block manager ------------------------------------------------------------------------------------------
 
@@ -143,9 +143,7 @@ def test_evictions_and_preemption_stay_exact(tiny):
     engine = engine_on(model, tok, kv_cache_tokens=80, block_size=4, max_model_len=80)
     assert _answers(engine, prompts, _greedy(16), True) == off
     assert engine.blocks.evictions > 0
-    preempted = []
-    preempt = engine.scheduler._preempt_last
-    engine.scheduler._preempt_last = lambda: preempted.append(preempt()) or preempted[-1]
+    preempted = watch_preemptions(engine)
     assert _answers(engine, prompts, _greedy(16), False) == off
     assert preempted and engine.blocks.num_free == engine.blocks.num_blocks
 

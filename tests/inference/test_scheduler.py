@@ -1,7 +1,7 @@
 """The scheduler, the paged KV cache and the sampler through the whole engine, on a tiny random-weight Llama with a
 tokenizer (``checkpoints.tiny_chat_checkpoint``): continuous batching, chunked prefill, preemption, seeds and
-``n``, stop strings, penalties and abort. Whatever else is in the batch, a sequence gets the tokens it gets alone.
-The same engine on the packaged models, against transformers: ``test_engine.py``."""
+``n``, stop strings, penalties, abort and priorities. Whatever else is in the batch, a sequence gets the tokens it
+gets alone. The same engine on the packaged models, against transformers: ``test_engine.py``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from inference.loader.safetensors import load_model
 from inference.sampling_params import SamplingParams
 from inference.tokenizer.tokenizer import Tokenizer
 from tests.support import checkpoints
-from tests.support.models import engine_on, run_to_end
+from tests.support.models import engine_on, run_to_end, watch_preemptions
 
 PROMPTS = [
     "The capital of France is",
@@ -35,6 +35,17 @@ def make(tiny):
 @pytest.fixture
 def encode(tiny):
     return lambda text: tiny[1].encode(text, add_special_tokens=True)
+
+
+def collect(engine, results: dict, steps: int | None = None, finished: list | None = None) -> dict:
+    """Step ``steps`` times (None: until idle), adding each request's tokens to ``results`` (and finish order)."""
+    while engine.has_work and (steps is None or steps > 0):
+        for d in engine.step():
+            results.setdefault(d.request_id, []).extend(d.token_ids)
+            if d.finish_reason is not None and finished is not None:
+                finished.append(d.request_id)
+        steps = None if steps is None else steps - 1
+    return results
 
 
 def greedy(max_tokens: int = 24, **kw) -> SamplingParams:
@@ -78,9 +89,7 @@ def test_chunked_prefill_and_mixed_steps(make, encode, alone):
 def test_preemption_when_the_cache_is_full(make, encode, alone):
     # 8 blocks of 8 tokens cannot hold four sequences of 34 to 63 tokens: some are preempted and recomputed
     engine = make(kv_cache_tokens=64, block_size=8, max_model_len=64)
-    preempted = []
-    preempt = engine.scheduler._preempt_last
-    engine.scheduler._preempt_last = lambda: preempted.append(preempt()) or preempted[-1]
+    preempted = watch_preemptions(engine)
     for i, text in enumerate(PROMPTS):
         engine.add_request(str(i), encode(text), greedy())
     assert {k[0]: r["ids"] for k, r in run_to_end(engine).items()} == alone
@@ -142,3 +151,70 @@ def test_abort_frees_the_sequence_at_once(make, encode):
     assert delta.finish_reason == "abort"
     assert run_to_end(engine)[("b", 0)]["finish"] == "length"
     assert not engine.has_work and engine.blocks.num_free == engine.blocks.num_blocks
+
+
+# --- priorities (vLLM's: a lower value runs first) ---------------------------------------------------------------
+
+
+def test_waiting_requests_are_admitted_by_priority_then_arrival(make, encode, alone):
+    engine = make(max_num_seqs=1)  # one at a time: the finishing order is the admission order
+    for i, priority in [("0", 2), ("1", 0), ("2", 2), ("3", 1)]:
+        engine.add_request(i, encode(PROMPTS[int(i)]), greedy(priority=priority))
+    finished: list[str] = []
+    assert collect(engine, {}, finished=finished) == alone
+    assert finished == ["1", "3", "0", "2"]
+
+
+def test_a_request_of_equal_or_lower_priority_waits_for_a_slot(make, encode, alone):
+    engine = make(max_num_seqs=1)
+    preempted = watch_preemptions(engine)
+    engine.add_request("0", encode(PROMPTS[0]), greedy())
+    results = collect(engine, {}, steps=2)
+    engine.add_request("1", encode(PROMPTS[1]), greedy())
+    engine.add_request("2", encode(PROMPTS[2]), greedy(priority=3))
+    finished: list[str] = []
+    assert collect(engine, results, finished=finished) == {k: alone[k] for k in "012"}
+    assert finished == ["0", "1", "2"] and preempted == []
+
+
+def test_a_higher_priority_request_preempts_the_last_started_lower_one_for_a_slot(make, encode, alone):
+    engine = make(max_num_seqs=2)
+    preempted = watch_preemptions(engine)
+    engine.add_request("0", encode(PROMPTS[0]), greedy(priority=1))
+    engine.add_request("2", encode(PROMPTS[2]), greedy(priority=1))
+    results = collect(engine, {}, steps=3)
+    engine.add_request("1", encode(PROMPTS[1]), greedy())  # the default priority, 0: before both
+    collect(engine, results, steps=1)
+    assert preempted == ["2"]
+    assert [s.request_id for s in engine.scheduler.running] == ["0", "1"]
+    assert [s.request_id for s in engine.scheduler.waiting] == ["2"]
+    finished: list[str] = []
+    # the preempted request is recomputed and gets the tokens it gets alone
+    assert collect(engine, results, finished=finished) == {k: alone[k] for k in "012"}
+    assert finished == ["0", "1", "2"]
+
+
+def test_a_higher_priority_request_preempts_a_lower_one_for_kv_blocks(make, encode, alone):
+    # 8 blocks of 8 tokens: request 2 (34 prompt tokens + 24) holds 7 of them after 15 tokens; request 3 needs 2
+    engine = make(kv_cache_tokens=64, block_size=8, max_model_len=64)
+    preempted = watch_preemptions(engine)
+    engine.add_request("2", encode(PROMPTS[2]), greedy(priority=5))
+    results = collect(engine, {}, steps=16)
+    assert engine.blocks.num_free == 1 and preempted == []
+    engine.add_request("3", encode(PROMPTS[3]), greedy())
+    collect(engine, results, steps=1)
+    assert preempted == ["2"] and [s.request_id for s in engine.scheduler.running] == ["3"]
+    assert collect(engine, results) == {k: alone[k] for k in "23"}
+    assert engine.blocks.num_free == engine.blocks.num_blocks
+
+
+def test_a_full_cache_preempts_the_lowest_priority_first_even_if_it_started_first(make, encode, alone):
+    # 17 + 24 and 11 + 24 tokens need 6 + 5 blocks of the 8: one is preempted mid-decode. With equal priorities that
+    # would be the last started, request 1; here it is request 0, started first but of a lower priority
+    engine = make(kv_cache_tokens=64, block_size=8, max_model_len=64)
+    preempted = watch_preemptions(engine)
+    engine.add_request("0", encode(PROMPTS[0]), greedy(priority=1))
+    results = collect(engine, {}, steps=1)
+    engine.add_request("1", encode(PROMPTS[1]), greedy())
+    assert collect(engine, results) == {k: alone[k] for k in "01"}
+    assert preempted and set(preempted) == {"0"}

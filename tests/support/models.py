@@ -58,6 +58,14 @@ def run_to_end(engine: LLMEngine) -> dict[tuple[str, int], dict]:
     return results
 
 
+def watch_preemptions(engine: LLMEngine) -> list[str]:
+    """The request ids the engine's scheduler preempts, in order, as it does."""
+    preempted: list[str] = []
+    preempt = engine.scheduler._preempt
+    engine.scheduler._preempt = lambda victim, step: preempted.append(victim.request_id) or preempt(victim, step)
+    return preempted
+
+
 def greedy_answers(results: dict) -> dict[str, tuple[list[int], list[float]]]:
     """``run_to_end``'s results → request id → (token ids, their logprobs)."""
     return {key[0]: (r["ids"], [lp.logprob for lp in r["lp"]]) for key, r in results.items()}

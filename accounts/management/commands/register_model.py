@@ -11,7 +11,7 @@ class Command(OperatorCommand):
         "Add or update a catalog entry: register_model <model-id> --kind chat|completion|embedding|vision|audio "
         "[--max-sequence-length N] [--max-output-length N] [--hidden-size N] [--deployment URL "
         "[--upstream-model NAME] [--upstream-api-key KEY]] [--price-input P --price-output P [--price-cached-input P] "
-        "[--price-audio-minute P] [--price-from ISO-DATE]] (prices per million tokens)"
+        "[--price-audio-minute P] [--price-flex-share S] [--price-from ISO-DATE]] (prices per million tokens)"
     )
 
     def add_arguments(self, parser):
@@ -30,6 +30,7 @@ class Command(OperatorCommand):
         parser.add_argument("--price-cached-input", type=Decimal, help="per million cached prompt tokens")
         parser.add_argument("--price-output", type=Decimal, help="per million completion tokens")
         parser.add_argument("--price-audio-minute", type=Decimal, help="per minute of audio (speech models)")
+        parser.add_argument("--price-flex-share", type=Decimal, help="the share flex and batch requests pay (0.5)")
         parser.add_argument("--price-from", type=datetime.fromisoformat, help="when the price applies (ISO 8601)")
 
     def handle(self, model_id, **o):
@@ -46,7 +47,7 @@ class Command(OperatorCommand):
             external=o["external"],
         )
         self.stdout.write(f"registered {model.id} ({model.kind})")
-        prices = ("price_input", "price_cached_input", "price_output", "price_audio_minute")
+        prices = ("price_input", "price_cached_input", "price_output", "price_audio_minute", "price_flex_share")
         if any(o[name] is not None for name in prices):
             when = o["price_from"]
             if when is not None and when.tzinfo is None:
@@ -55,5 +56,6 @@ class Command(OperatorCommand):
                 model.id, input_per_million=o["price_input"] or Decimal(0),
                 output_per_million=o["price_output"] or Decimal(0), cached_input_per_million=o["price_cached_input"],
                 per_audio_minute=o["price_audio_minute"] or Decimal(0), effective_from=when,
+                flex_share=Decimal("0.5") if o["price_flex_share"] is None else o["price_flex_share"],
             )  # fmt: skip
             self.stdout.write(f"price of {model.id} from {price.effective_from.isoformat()}")
