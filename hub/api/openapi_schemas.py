@@ -505,6 +505,8 @@ SCHEMAS: dict[str, dict] = {
             "encoding_format": {"enum": ["float", "base64"], "default": "float"},
             "dimensions": {**_INT, "description": "Must equal the model's `hidden_size` (400 otherwise)."},
             "user": {**_STR, "maxLength": v.MAX_USER_CHARS},
+            "service_tier": _SERVICE_TIER,
+            "priority": _SAMPLING["priority"],
         },
         ("model", "input"),
     ),

@@ -9,6 +9,9 @@ first, preempted last, ``inference/engine/scheduler.py``), which the hub sets fr
 - a batch's lines (``hub/batches``): priority 2, behind both, at the same share; their answers say ``default``,
   as OpenAI's batch answers do.
 
+Chat completions, completions, responses and embeddings take a tier (the embedding engine runs requests by priority
+too); a chat completion's and a response's answer names it.
+
 OpenAI's faster tiers (``priority``, ``fast``, ``scale``) are served as ``default``, and the answer says so (OpenAI:
 "the processing mode actually used"). A tenant's own vLLM ``priority`` may only defer its request: our service gets
 the larger of it and the tier's, so no tenant jumps ahead of another. An external deployment gets OpenAI's
@@ -23,7 +26,7 @@ TIERS = ("auto", "default", "flex", "scale", "priority", "fast")  # OpenAI's Ser
 DEFAULT, FLEX, BATCH = "default", "flex", "batch"  # what the hub serves (and records on the usage row)
 PRIORITY = {DEFAULT: 0, FLEX: 1, BATCH: 2}
 MAX_PRIORITY = 1_000_000  # the inference service's bound (inference/sampling_params.py)
-ROUTES = ("chat/completions", "completions", "responses")  # where the engine schedules by priority
+ROUTES = ("chat/completions", "completions", "responses", "embeddings")  # where our engines schedule by priority
 
 
 def check(body: dict) -> None:

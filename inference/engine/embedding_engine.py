@@ -10,8 +10,11 @@ else the last token, L2-normalised (decoder embedding models).
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -63,26 +66,39 @@ def embed(model: torch.nn.Module, input_ids_list: list[list[int]]) -> torch.Tens
     return pool(hidden_states(model, input_ids_list), lengths, model_pooling(model))
 
 
+class _Waiting(NamedTuple):
+    request_id: str
+    inputs: list[list[int]]
+    token_types: list[list[int]] | None
+    order: tuple[int, int]  # (priority, arrival): vLLM's priority, a lower value first
+
+
 class EmbeddingEngine:
     def __init__(self, model: torch.nn.Module, max_batched_tokens: int = 8192):
         self.model = model
         self.max_batched_tokens = max_batched_tokens
         self.max_model_len = max_input_len(model)
         self.scores = hasattr(model, "scores")  # a cross-encoder: pairs in, one relevance score each out
-        self.waiting: list[tuple[str, list[list[int]], list[list[int]] | None]] = []
+        self.waiting: list[_Waiting] = []  # in the order they run
         self.requests: dict[str, object] = {}
+        self._arrivals = itertools.count()
 
-    def add_request(self, request_id: str, inputs: list[list[int]], token_types: list[list[int]] | None = None) -> None:
-        """``inputs``: token id lists; ``token_types``: a cross-encoder's segment ids, one list per input."""
+    def add_request(
+        self, request_id: str, inputs: list[list[int]], token_types: list[list[int]] | None = None, priority: int = 0
+    ) -> None:
+        """``inputs``: token id lists; ``token_types``: a cross-encoder's segment ids, one list per input;
+        ``priority``: requests run by it (a lower value first: a batch's lines behind interactive ones), then in
+        arrival order."""
         if not inputs or any(not ids for ids in inputs):
             raise ValueError("empty input")
         if token_types is not None and [len(t) for t in token_types] != [len(i) for i in inputs]:
             raise ValueError("token_types must give one type per token")
-        self.waiting.append((request_id, inputs, token_types))
+        entry = _Waiting(request_id, inputs, token_types, (priority, next(self._arrivals)))
+        bisect.insort(self.waiting, entry, key=lambda w: w.order)
         self.requests[request_id] = inputs
 
     def abort(self, request_id: str) -> list:
-        self.waiting = [w for w in self.waiting if w[0] != request_id]
+        self.waiting = [w for w in self.waiting if w.request_id != request_id]
         self.requests.pop(request_id, None)
         return []
 
@@ -97,23 +113,23 @@ class EmbeddingEngine:
     num_running = 0
 
     def step(self) -> list[EmbeddingResult | RequestFailed]:
-        batch: list[tuple[str, list[list[int]], list[list[int]] | None]] = []
+        batch: list[_Waiting] = []
         tokens = 0
-        while self.waiting and (not batch or tokens + sum(map(len, self.waiting[0][1])) <= self.max_batched_tokens):
+        while self.waiting and (not batch or tokens + sum(map(len, self.waiting[0].inputs)) <= self.max_batched_tokens):
             batch.append(self.waiting.pop(0))
-            tokens += sum(map(len, batch[-1][1]))
+            tokens += sum(map(len, batch[-1].inputs))
         try:
             return self._run(batch)
         except Exception as exc:  # noqa: BLE001 - whose input failed is unknown: each request runs again, alone
             log.error("an embedding step over %d request(s) failed", len(batch), exc_info=exc)
             if len(batch) == 1:
-                return [self._failed(batch[0][0], exc)]
+                return [self._failed(batch[0].request_id, exc)]
         results: list[EmbeddingResult | RequestFailed] = []
         for item in batch:
             try:
                 results += self._run([item])
             except Exception as exc:  # noqa: BLE001 - this request's own failure: only it fails
-                results.append(self._failed(item[0], exc))
+                results.append(self._failed(item.request_id, exc))
         return results
 
     def _failed(self, request_id: str, error: Exception) -> RequestFailed:
@@ -121,16 +137,16 @@ class EmbeddingEngine:
         return RequestFailed(request_id, error)
 
     @torch.inference_mode()
-    def _run(self, batch: list[tuple[str, list[list[int]], list[list[int]] | None]]) -> list[EmbeddingResult]:
+    def _run(self, batch: list[_Waiting]) -> list[EmbeddingResult]:
         """One forward pass over ``batch``: every request's vectors (or scores)."""
-        flat = [ids for _, inputs, _ in batch for ids in inputs]
+        flat = [ids for w in batch for ids in w.inputs]
         if self.scores:
-            types = [t for _, inputs, token_types in batch for t in (token_types or [[0] * len(i) for i in inputs])]
+            types = [t for w in batch for t in (w.token_types or [[0] * len(i) for i in w.inputs])]
             values = self.model.scores(flat, types)
         else:
             values = embed(self.model, flat)
         results, offset = [], 0
-        for request_id, inputs, _ in batch:
+        for request_id, inputs, _, _ in batch:
             results.append(EmbeddingResult(request_id, values[offset : offset + len(inputs)], sum(map(len, inputs))))
             offset += len(inputs)
             self.requests.pop(request_id, None)

@@ -32,7 +32,7 @@ async def embeddings(request: Request, body: dict) -> JSONResponse:
             )
     check_reservation(request.headers, sum(len(ids) for ids in encoded))
     request_id = new_id("embd")
-    queue = model.worker.submit(request_id, encoded)
+    queue = model.worker.submit(request_id, encoded, None, parsed.priority)
     result = None
     async for item in deltas(model, request_id, queue, 1, state.metrics):
         result = item

@@ -10,7 +10,7 @@ from typing import Any
 
 from inference.errors import RequestError
 from inference.function_calling.request import ToolRequest, read_tool_request
-from inference.sampling_params import InvalidParam, SamplingParams
+from inference.sampling_params import MAX_PRIORITY, InvalidParam, SamplingParams
 from inference.server.errors import shown
 from inference.server.limits import MAX_COMPLETION_LOGPROBS, MAX_N, MAX_TOP_LOGPROBS
 from inference.server.messages import read_messages
@@ -210,6 +210,7 @@ class CompletionRequest:
 class EmbeddingRequest:
     inputs: list[str | list[int]]
     encoding_format: str  # float | base64
+    priority: int = 0  # vLLM's: a lower value runs first
 
 
 _ROUTES_OF_KIND = {
@@ -299,4 +300,7 @@ def parse_embedding(body: dict, model: LoadedModel) -> EmbeddingRequest:
             f"'dimensions' must be omitted or {model.hidden_size}.",
             param="dimensions",
         )
-    return EmbeddingRequest(inputs, fmt)
+    priority = _get(body, "priority", (int,), "an integer", 0)
+    if abs(priority) > MAX_PRIORITY:
+        raise RequestError(f"'priority' must be between -{MAX_PRIORITY} and {MAX_PRIORITY}.", param="priority")
+    return EmbeddingRequest(inputs, fmt, priority)

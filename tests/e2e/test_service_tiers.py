@@ -97,13 +97,17 @@ def test_responses_take_the_tier_too(priced, fake):
     assert fake.requests[-1]["priority"] == 4
 
 
-def test_embeddings_are_default_whatever_they_ask(priced, fake):
-    body = {"model": FAKE_EMBED, "input": "hi", "service_tier": "flex"}
-    headers = {"authorization": f"Bearer {priced.everything.secret}"}
-    response = httpx.post(f"{priced.url}/v1/embeddings", json=body, headers=headers, timeout=30)
-    assert response.status_code == 200
-    [row] = rows(request_id=response.headers["x-request-id"])
-    assert row.service_tier == "default"
+def test_embeddings_take_a_tier_too(fake_hub, fake):
+    pricing.set_price(FAKE_EMBED, input_per_million=Decimal(100), output_per_million=Decimal(0))
+    headers = {"authorization": f"Bearer {fake_hub.everything.secret}"}
+    for tier, priority in [(None, 0), ("flex", 1)]:
+        body = {"model": FAKE_EMBED, "input": "one two three", "service_tier": tier}
+        response = httpx.post(f"{fake_hub.url}/v1/embeddings", json=body, headers=headers, timeout=30)
+        assert response.status_code == 200 and fake.requests[-1]["priority"] == priority
+        assert "service_tier" not in fake.requests[-1] and "service_tier" not in response.json()
+        [row] = rows(request_id=response.headers["x-request-id"])
+        assert row.service_tier == (tier or "default")
+        assert row.cost == Decimal(row.prompt_tokens) * 100 / 1_000_000 / (2 if tier else 1) > 0
 
 
 @pytest.mark.parametrize(

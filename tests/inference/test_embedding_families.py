@@ -160,6 +160,13 @@ def test_engine_embeds_a_decoder_checkpoint(tmp_path_factory):
     torch.testing.assert_close(torch.cat([r.values for r in results]), embed(model, ids), atol=1e-5, rtol=0)
     assert [r.prompt_tokens for r in results] == [22, 31]
 
+    # by priority (a lower value first), then arrival: a batch's request (2) waits behind later interactive ones
+    engine.add_request("batch", ids[:2], priority=2)
+    engine.add_request("late", ids[2:])
+    engine.add_request("later", ids[:1])
+    order = [r.request_id for r in engine.step() + engine.step() + engine.step()]
+    assert order == ["late", "later", "batch"] and not engine.has_work
+
 
 @pytest.mark.interpreter
 @pytest.mark.parametrize("name", ["xlm-roberta-cls", "qwen3-lasttoken"])

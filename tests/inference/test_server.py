@@ -179,6 +179,8 @@ def test_embeddings_float_and_base64(client, service):
         ("completions", {"model": COMPLETION, "prompt": "x", "best_of": 17}, 400, "best_of"),
         ("embeddings", {"model": EMBED, "input": "x", "dimensions": 100}, 400, "dimensions"),
         ("embeddings", {"model": EMBED, "input": ""}, 400, "input"),
+        ("embeddings", {"model": EMBED, "input": "x", "priority": "high"}, 400, "priority"),
+        ("embeddings", {"model": EMBED, "input": "x", "priority": -(10**7)}, 400, "priority"),
     ],
 )
 def test_bad_requests_get_openai_errors(service, route, body, status, param):
