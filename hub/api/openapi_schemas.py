@@ -550,6 +550,8 @@ SCHEMAS: dict[str, dict] = {
                 "num_model_requests": _INT,
                 "model": _NULLABLE_STR,
                 "api_key_id": {**_NULLABLE_STR, "description": "The key's public prefix."},
+                "service_tier": {**_NULLABLE_STR, "description": "`group_by=service_tier`: default, flex or batch."},
+                "batch": {"type": ["boolean", "null"], "description": "`group_by=batch`: a batch's requests or not."},
             }
         )
     ),

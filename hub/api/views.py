@@ -100,8 +100,11 @@ def unknown_url(request, *args, **kwargs):
     return errors.error_response(errors.UnknownUrl(f"Invalid URL ({request.method} {request.path})"))
 
 
-GROUP_BY = {"day": (), "model": ("model",), "key": ("api_key__prefix",)}
+# OpenAI's groupings too: service_tier (default, flex, batch: hub/api/tiers.py) and batch (a batch's lines or not)
+GROUP_BY = {"day": (), "model": ("model",), "key": ("api_key__prefix",), "service_tier": ("service_tier",),
+            "batch": ("batch",)}  # fmt: skip
 _AUDIO_ROUTE = ExpressionWrapper(Q(route__startswith="audio/"), output_field=BooleanField())
+_BATCH = ExpressionWrapper(Q(service_tier="batch"), output_field=BooleanField())
 MAX_USAGE_DAYS = 366
 
 
@@ -124,8 +127,8 @@ def _date_param(request: Request, name: str, default: date) -> date:
 
 
 class UsageView(TenantAPIView):
-    """``GET /v1/usage?start=YYYY-MM-DD&end=YYYY-MM-DD&group_by=day|model|key``: this tenant's metered
-    requests and tokens in daily buckets (UTC; ``end`` inclusive; default the last 7 days), shaped like
+    """``GET /v1/usage?start=YYYY-MM-DD&end=YYYY-MM-DD&group_by=day|model|key|service_tier|batch``: this tenant's
+    metered requests and tokens in daily buckets (UTC; ``end`` inclusive; default the last 7 days), shaped like
     OpenAI's organization usage API: completions results, and audio_transcriptions results (with the audio's
     ``seconds``) for the speech routes. Read from the raw usage rows, so it is exact and current."""
 
@@ -148,7 +151,7 @@ class UsageView(TenantAPIView):
         hi = datetime.combine(end + timedelta(days=1), time.min, UTC)
         rows = (
             UsageRecord.objects.filter(tenant_id=self.key.tenant_id, created_at__gte=lo, created_at__lt=hi)
-            .annotate(day=TruncDay("created_at", tzinfo=UTC), audio=_AUDIO_ROUTE)
+            .annotate(day=TruncDay("created_at", tzinfo=UTC), audio=_AUDIO_ROUTE, batch=_BATCH)
             .values("day", "audio", *GROUP_BY[group_by])
             .annotate(
                 requests=Count("id"),
@@ -171,6 +174,8 @@ class UsageView(TenantAPIView):
                 "num_model_requests": row["requests"],
                 "model": row.get("model"),
                 "api_key_id": row.get("api_key__prefix"),
+                "service_tier": row.get("service_tier"),
+                "batch": row.get("batch"),
             }  # fmt: skip
             if row["audio"]:  # as OpenAI's audio_transcriptions results: the seconds (and the tokens they count as)
                 result.update(object="organization.usage.audio_transcriptions.result", seconds=round(row["seconds"], 3))

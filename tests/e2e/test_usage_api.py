@@ -15,11 +15,11 @@ pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 DAY = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
-def _usage(tenant, key, model, at, prompt, completion, cached=0):
+def _usage(tenant, key, model, at, prompt, completion, cached=0, tier="default"):
     metering.record_usage(metering.Usage(
         request_id="req_x", tenant_id=tenant.id, api_key_id=key.id, model=model, route="completions",
         prompt_tokens=prompt, completion_tokens=completion, status_code=200, streamed=False, aborted=False,
-        time_to_first_token_ms=1, duration_ms=2, created_at=at, cached_tokens=cached,
+        time_to_first_token_ms=1, duration_ms=2, created_at=at, cached_tokens=cached, service_tier=tier,
     ))  # fmt: skip
 
 
@@ -53,6 +53,22 @@ def test_usage_api_buckets_and_groups_only_the_tenants_own_rows(live_hub, acme, 
     )
     theirs = _get(live_hub, g.secret, start="2026-11-20", end="2026-11-21").json()
     assert [r["total_tokens"] for b in theirs["data"] for r in b["results"]] == [2000]
+
+
+def test_usage_api_groups_by_service_tier_and_batch(live_hub, acme):
+    key = services.issue_key(acme.tenant, name="one")
+    for tier, tokens in [("default", 1), ("default", 2), ("flex", 10), ("batch", 100), ("batch", 200)]:
+        _usage(acme.tenant, key.key, "chat-small", DAY, tokens, 0, tier=tier)
+    by_tier = _get(live_hub, key.secret, start="2026-11-20", end="2026-11-20", group_by="service_tier").json()
+    results = by_tier["data"][0]["results"]
+    assert sorted((r["service_tier"], r["input_tokens"], r["num_model_requests"]) for r in results) == [
+        ("batch", 300, 2), ("default", 3, 2), ("flex", 10, 1)
+    ]  # fmt: skip
+    assert all(r["batch"] is None and r["model"] is None for r in results)
+    by_batch = _get(live_hub, key.secret, start="2026-11-20", end="2026-11-20", group_by="batch").json()
+    assert sorted((r["batch"], r["input_tokens"]) for r in by_batch["data"][0]["results"]) == [(False, 13), (True, 300)]
+    plain = _get(live_hub, key.secret, start="2026-11-20", end="2026-11-20").json()["data"][0]["results"]
+    assert [(r["input_tokens"], r["service_tier"], r["batch"]) for r in plain] == [(313, None, None)]
 
 
 @pytest.mark.parametrize(
