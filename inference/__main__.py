@@ -28,6 +28,14 @@ def _model_flag(value: str) -> ModelSpec:
     return ModelSpec(id=model_id, source=source, kind=kind)
 
 
+def _lora_flag(value: str) -> tuple[str, str]:
+    """NAME=PATH: a PEFT LoRA adapter directory, served as the model NAME."""
+    name, sep, path = value.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"--lora wants NAME=PATH, got {value!r}")
+    return name, path
+
+
 def build_config(args: argparse.Namespace) -> ServerConfig:
     if args.config:
         config = load_config(Path(args.config))
@@ -45,6 +53,12 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         for spec in config.models:
             if spec.kind not in ("embedding", "rerank", "audio"):
                 spec.engine = EngineConfig(**{**spec.engine.__dict__, "quantize": args.quantize})
+    if args.lora:  # vLLM's --lora-modules: on the first chat or completion model
+        base = next((s for s in config.models if s.kind in ("chat", "completion")), None)
+        if base is None:
+            raise ConfigError("--lora needs a chat or completion model to run on")
+        base.lora_modules = {**base.lora_modules, **dict(args.lora)}
+        base.__post_init__()
     if args.no_fused_decode:
         for spec in config.models:
             spec.engine = EngineConfig(**{**spec.engine.__dict__, "fused_decode": False})
@@ -117,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("serve", help="serve models over an OpenAI-compatible HTTP API")
     s.add_argument("--config", help="TOML file with [server], [engine] and [[models]]")
     s.add_argument("--model", action="append", type=_model_flag, help="ID=SOURCE:KIND (repeatable)")
+    s.add_argument("--lora", action="append", type=_lora_flag,
+                   help="NAME=PATH: a PEFT LoRA adapter on the first chat or completion model, served as NAME "
+                   "(repeatable; vLLM's --lora-modules)")  # fmt: skip
     s.add_argument("--host")
     s.add_argument("--port", type=int)
     s.add_argument("--threads", type=int, help="torch threads (default: all cores)")

@@ -98,6 +98,9 @@ class ModelSpec:
     # a reasoning model's think block (Qwen3's <think>...</think>): "auto" returns it apart, as reasoning_content,
     # when the template and vocabulary have one; "off" leaves it in the content
     reasoning: str = "auto"
+    # LoRA adapters on this model (vLLM's --lora-modules): name -> a PEFT adapter directory; each name is served as
+    # a model of its own, the base model with that adapter (chat and completion models)
+    lora_modules: dict[str, str] = field(default_factory=dict)
 
     def quantize_mode(self) -> str:
         """The CPU weights' mode: the engine's, else the kind's default ("none" for encoders, else "auto"; for
@@ -122,6 +125,11 @@ class ModelSpec:
             raise ConfigError(f"model {self.id}: kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         if not self.source:
             raise ConfigError(f"model {self.id}: source is required")
+        if self.lora_modules and self.kind not in ("chat", "completion"):
+            raise ConfigError(f"model {self.id}: LoRA adapters are served on chat and completion models only")
+        for name, path in self.lora_modules.items():
+            if not isinstance(name, str) or not name or name == self.id or not isinstance(path, str) or not path:
+                raise ConfigError(f'model {self.id}: lora_modules takes name = "adapter directory", got {name!r}')
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -156,14 +164,16 @@ class ServerConfig:
             )
         if not self.models:
             raise ConfigError("no models configured")
-        ids = [m.id for m in self.models]
+        ids = [m.id for m in self.models] + [name for m in self.models for name in m.lora_modules]
         if len(set(ids)) != len(ids):
-            raise ConfigError(f"duplicate model ids: {ids}")
+            raise ConfigError(f"duplicate model ids (LoRA adapters' names included): {ids}")
         if self.tensor_parallel_size < 1:
             raise ConfigError(f"server.tensor_parallel_size must be at least 1, got {self.tensor_parallel_size}")
         if self.tensor_parallel_size > 1 and [m.kind for m in self.models] not in (["chat"], ["completion"]):
             raise ConfigError("tensor parallelism serves one chat or completion model per service: configure only "
                               f"that model, got {', '.join(f'{m.id} ({m.kind})' for m in self.models)}")  # fmt: skip
+        if self.tensor_parallel_size > 1 and any(m.lora_modules for m in self.models):
+            raise ConfigError("LoRA adapters are not served with tensor parallelism")
         if self.tensor_parallel_size > 1 and any(m.engine.weights == "gguf" for m in self.models):
             raise ConfigError("tensor parallelism shards dense weights: engine.weights = gguf (one GPU on the "
                               "file's blocks) cannot be split over ranks; use weights = dense")  # fmt: skip

@@ -52,6 +52,8 @@ class SamplingParams:
     think: ThinkMarks | None = None
     # vLLM's request priority: lower runs first (admitted first, preempted last); equal priorities in arrival order
     priority: int = 0
+    # the LoRA adapter's slot in the engine (inference/loader/lora.py), set by the service from the model name
+    lora_id: int | None = None
 
     def __post_init__(self) -> None:
         if self.top_k == -1:

@@ -44,6 +44,7 @@ class StepInputs:
     prompt_rows: dict[int, tuple[int, int, int]]
     with_images: list = field(default_factory=list)
     sample_seqs: list = field(default_factory=list)
+    lora_ids: list[int] | None = None  # each row's LoRA adapter slot (-1: none); None: no adapter in the step
 
     def for_other_ranks(self) -> StepInputs:
         if self.with_images:
@@ -137,7 +138,11 @@ class ModelRunner:
         sample_seqs: list[Sequence] = []
         prompt_rows: dict[int, tuple[int, int, int]] = {}
         with_images: list[tuple[int, Sequence, int, int]] = []  # (offset in the batch, seq, first position, n)
+        lora = any(seq.params.lora_id is not None for seq in step.seqs)
+        lora_ids: list[int] | None = [] if lora else None
         for seq, n in zip(step.seqs, step.num_new_tokens, strict=True):
+            if lora_ids is not None:
+                lora_ids.extend([-1 if seq.params.lora_id is None else seq.params.lora_id] * n)
             start = seq.num_computed
             if seq.mm is not None and start <= seq.mm.last_position:
                 with_images.append((len(input_ids), seq, start, n))
@@ -160,7 +165,7 @@ class ModelRunner:
         return StepInputs(
             input_ids, positions, slots, cu, context_lens, step.is_decode,
             None if self.kernels else [seq.num_prompt for seq in step.seqs],  # the CPU path: rows by role
-            tables, sample_rows, prompt_rows, with_images, sample_seqs,
+            tables, sample_rows, prompt_rows, with_images, sample_seqs, lora_ids,
         )  # fmt: skip
 
     @torch.inference_mode()
@@ -175,18 +180,23 @@ class ModelRunner:
             is_decode=inputs.is_decode,
             # the CPU path computes every row alike whatever the batch (the kernels' path: issue 28)
             prompt_lens=inputs.prompt_lens,
+            lora_ids=inputs.lora_ids,
             **tables,
         )
         ids = torch.tensor(inputs.input_ids, dtype=torch.long, device=device)
         pos = torch.tensor(inputs.positions, dtype=torch.long, device=device)
         embeds = self._image_embeds(ids, inputs.with_images) if inputs.with_images else None
         cu = inputs.cu
-        if self.graphs is not None and inputs.is_decode and self.graphs.fits(len(cu) - 1, ctx.block_tables.shape[1]):
+        # a step with LoRA rows runs the plain forward: the graphs and the fused decode never call the projections,
+        # whose hooks add the adapters (inference/layers/lora.py)
+        plain = inputs.lora_ids is not None
+        graphs = self.graphs is not None and not plain and inputs.is_decode
+        if graphs and self.graphs.fits(len(cu) - 1, ctx.block_tables.shape[1]):
             hidden = self.graphs.run(ids, pos, ctx)
         elif embeds is not None:
             with forward_context(ctx):
                 hidden = self.model(ids, pos, embeds)
-        elif self.fused is not None and ctx.prompt_lens is not None:
+        elif self.fused is not None and ctx.prompt_lens is not None and not plain:
             hidden = self._forward_fused(ids, pos, ctx)
         else:
             with forward_context(ctx):

@@ -41,6 +41,8 @@ class ForwardContext:
     # attention over their own keys); see ``inference/layers/invariant_attention.py``. None (tests, encoders):
     # layers choose by row count.
     prompt_lens: list[int] | None = None
+    # LoRA (inference/layers/lora.py): each token's adapter slot, -1 for none; None when no row has an adapter
+    lora_ids: list[int] | None = None
 
     @property
     def num_seqs(self) -> int:
@@ -67,6 +69,18 @@ class ForwardContext:
             )
         return roles
 
+    def lora_rows(self) -> dict[int, torch.Tensor]:
+        """Adapter slot -> the rows of the flat batch that use it ([n] int64), for the slots in this step."""
+        groups = self.cache.get("lora")
+        if groups is None:
+            rows: dict[int, list[int]] = {}
+            for row, slot in enumerate(self.lora_ids or ()):
+                if slot >= 0:
+                    rows.setdefault(slot, []).append(row)
+            device = self.slot_mapping.device if self.slot_mapping is not None else None
+            groups = self.cache["lora"] = {s: torch.tensor(r, dtype=torch.long, device=device) for s, r in rows.items()}
+        return groups
+
     def _prompt_rows(self, i: int) -> int:
         """How many of sequence i's rows in this step are prompt rows (they come first)."""
         s, e = self.cu_seqlens_q[i], self.cu_seqlens_q[i + 1]
@@ -90,6 +104,7 @@ class ForwardContext:
             slot_mapping=self.slot_mapping[prompt],
             context_slots=self.context_slots[kept],
             prompt_lens=[self.prompt_lens[i] for i in kept],
+            lora_ids=None if self.lora_ids is None else [self.lora_ids[r] for r in prompt.tolist()],
         )
 
     @staticmethod

@@ -87,10 +87,11 @@ async def health(request: Request) -> JSONResponse:
             "waiting": m.engine.num_waiting,
             "load_seconds": m.load_seconds,
             **({"kv_cache": m.engine.blocks.occupancy()} if hasattr(m.engine, "blocks") else {}),
+            **({"lora_adapters": [a.id for a in m.adapters]} if m.adapters else {}),
         }  # fmt: skip
-        for m in request.app.state.registry.models.values()
+        for m in request.app.state.registry.bases  # one per engine: an adapter runs on its base model's
     }
-    broken = next((m.worker.loop.broken for m in request.app.state.registry.models.values() if m.worker.loop.broken),
+    broken = next((m.worker.loop.broken for m in request.app.state.registry.bases if m.worker.loop.broken),
                   None)  # fmt: skip
     if broken is not None:  # the engines stopped (EngineBroken) and the service is exiting: take it out of service
         return JSONResponse({"status": "broken", "error": str(broken), "models": models}, status_code=503)

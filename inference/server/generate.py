@@ -89,7 +89,8 @@ class _Run:
         self.created = int(time.time())
         self.prompt_ids = prompt_ids
         self.prompt_tokens = len(prompt_ids) * gen.n  # usage counts the prompt once per choice
-        self.queue = model.worker.submit(self.id, prompt_ids, gen.params, gen.n, mm)
+        params = gen.params if model.lora_id is None else dataclasses.replace(gen.params, lora_id=model.lora_id)
+        self.queue = model.worker.submit(self.id, prompt_ids, params, gen.n, mm)
         self.state.metrics.prompt_tokens.labels(model.id).inc(self.prompt_tokens)
 
     def _base(self) -> dict:

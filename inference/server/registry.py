@@ -3,9 +3,10 @@ steps (``engine/worker.py``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -77,6 +78,11 @@ class LoadedModel:
     vision: VisionSupport | None = None  # vision models only
     speech: SpeechSupport | None = None  # audio models only
     load_seconds: float = 0.0  # how long this start took to load it (prepared weights cached: seconds)
+    # a LoRA adapter served as a model of its own: its engine slot, and the model it runs on (its name, its path)
+    lora_id: int | None = None
+    parent: str | None = None
+    root: str | None = None
+    adapters: list[LoadedModel] = field(default_factory=list)  # a base model's, served beside it
 
     @property
     def id(self) -> str:
@@ -94,6 +100,7 @@ class LoadedModel:
             "owned_by": "llm-hub",
             "kind": self.kind,
             "max_model_len": self.max_model_len,
+            **({"parent": self.parent, "root": self.root} if self.parent is not None else {}),  # vLLM's, for LoRA
             "meta_data": {
                 "max_sequence_length": self.max_model_len,
                 "hidden_size": self.hidden_size,
@@ -216,7 +223,7 @@ def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop, ranks=None) -> 
         tool_format = ALIASES.get(tool_format, tool_format)
     seconds = time.perf_counter() - start
     log.info("loaded %s from %s in %.1fs", spec.id, directory, seconds)
-    return LoadedModel(
+    loaded = LoadedModel(
         spec=spec,
         tokenizer=tokenizer,
         engine=engine,
@@ -233,11 +240,27 @@ def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop, ranks=None) -> 
         speech=speech,
         load_seconds=round(seconds, 2),
     )
+    loaded.adapters = _adapters(loaded, model)
+    return loaded
+
+
+def _adapters(base: LoadedModel, model: torch.nn.Module) -> list[LoadedModel]:
+    """Each of ``base``'s LoRA adapters attached to its model at a slot of its own, as a model entry of its own."""
+    from inference.loader.lora import attach
+
+    out = []
+    for slot, (name, path) in enumerate(sorted(base.spec.lora_modules.items())):
+        targets = attach(model, Path(path).expanduser(), slot)
+        log.info("LoRA adapter %s on %s: %d projections (%s)", name, base.id, targets, path)
+        spec = dataclasses.replace(base.spec, id=name, lora_modules={})
+        out.append(dataclasses.replace(base, spec=spec, lora_id=slot, parent=base.id, root=str(path), adapters=[]))
+    return out
 
 
 class ModelRegistry:
     def __init__(self, models: list[LoadedModel]):
-        self.models = {m.id: m for m in models}
+        self.bases = list(models)  # one engine each; their adapters share it
+        self.models = {m.id: m for base in models for m in (base, *base.adapters)}
 
     def get(self, model_id) -> LoadedModel:
         if not isinstance(model_id, str) or model_id not in self.models:
@@ -245,5 +268,5 @@ class ModelRegistry:
         return self.models[model_id]
 
     def stop(self) -> None:
-        for model in self.models.values():
+        for model in self.bases:
             model.worker.stop()

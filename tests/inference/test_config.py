@@ -61,6 +61,17 @@ def test_toml_config(tmp_path):
         ("[[models]]\nid='a'\nsource='x'\nkind='chat'\nspeed=3", "speed"),
         ("[server]\nport = 8100\n", "no models"),
         ("not toml [", "cannot read"),
+        ("[[models]]\nid='e'\nsource='x'\nkind='embedding'\nlora_modules={sql='/a'}", "chat and completion models"),
+        ("[[models]]\nid='a'\nsource='x'\nkind='chat'\nlora_modules={a='/a'}", "lora_modules takes"),
+        (
+            "[[models]]\nid='a'\nsource='x'\nkind='chat'\nlora_modules={b='/b'}\n[[models]]\nid='b'\nsource='y'\n"
+            "kind='chat'",
+            "duplicate model ids",
+        ),  # fmt: skip
+        (
+            "[server]\ntensor_parallel_size = 2\n[[models]]\nid='a'\nsource='x'\nkind='chat'\nlora_modules={b='/b'}",
+            "not served with tensor parallelism",
+        ),  # fmt: skip
     ],
 )
 def test_bad_config_names_the_problem(tmp_path, text, message):
@@ -68,6 +79,23 @@ def test_bad_config_names_the_problem(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_config(path)
+
+
+def test_lora_flags_go_to_the_first_generative_model():
+    from inference.__main__ import _lora_flag, build_config
+
+    models = [_model_flag("e=packaged:minilm:embedding"), _model_flag("c=packaged:smollm2:chat")]
+    loras = [_lora_flag("sql=/adapters/sql"), _lora_flag("poem=/adapters/poem")]
+    args = argparse.Namespace(config=None, model=models, host=None, port=None, threads=None, tensor_parallel_size=None,
+                              quantize=None, no_fused_decode=False, lora=loras)  # fmt: skip
+    config = build_config(args)
+    assert config.models[1].lora_modules == {"sql": "/adapters/sql", "poem": "/adapters/poem"}
+    assert config.models[0].lora_modules == {}
+    with pytest.raises(argparse.ArgumentTypeError):
+        _lora_flag("no-path")
+    args.model = [_model_flag("e=packaged:minilm:embedding")]
+    with pytest.raises(ConfigError, match="--lora needs a chat or completion model"):
+        build_config(args)
 
 
 def test_model_flag():
