@@ -14,23 +14,14 @@ its row count).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
 from inference.layers.context import current_context
 
-ROWS = 32  # rows per call of the low-rank products (fixed: the call's shape decides a row's bits)
-
-
-@dataclass
-class LoRAShard:
-    """One adapter's update of one projection, or of one shard of a merged one (q of qkv_proj)."""
-
-    offset: int  # the first output column it adds to
-    a: torch.Tensor  # [r, in] float32
-    b: torch.Tensor  # [size, r] float32, scaled (alpha / r, or alpha / sqrt(r) for rsLoRA)
+# rows per call of the low-rank products (fixed: the call's shape decides a row's bits); small, since most steps
+# decode a few rows and a decode row would otherwise pay for a block of padding
+ROWS = 8
 
 
 def _fixed_rows(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -44,10 +35,21 @@ def _fixed_rows(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 
 class LoRAHook:
-    """The forward hook of one projection: what each adapter slot adds to its output."""
+    """The forward hook of one projection: what each adapter slot adds to its output, as one low-rank pair over the
+    whole output (the shards of a merged projection, q/k/v of ``qkv_proj``, side by side: two products a call)."""
 
-    def __init__(self) -> None:
-        self.adapters: dict[int, list[LoRAShard]] = {}
+    def __init__(self, out_features: int) -> None:
+        self.out_features = out_features
+        self.adapters: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # slot -> (A [R, in], B [out, R]) float32
+
+    def add(self, slot: int, offset: int, a: torch.Tensor, b: torch.Tensor) -> None:
+        """Adapter ``slot``'s update of the output columns from ``offset``: a [r, in], b [size, r], scaled."""
+        full = b.new_zeros(self.out_features, b.shape[1])
+        full[offset : offset + b.shape[0]] = b
+        if slot in self.adapters:  # another shard of the same projection: ranks side by side, B block-diagonal
+            a0, b0 = self.adapters[slot]
+            a, full = torch.cat([a0, a]), torch.cat([b0, full], dim=1)
+        self.adapters[slot] = (a.contiguous(), full.contiguous())
 
     def __call__(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
         ctx = current_context()
@@ -56,10 +58,17 @@ class LoRAHook:
         x = inputs[0]
         if x.dim() != 2 or x.shape[0] != ctx.num_tokens:  # the models call projections on the flat batch
             return None
-        for slot, rows in ctx.lora_rows().items():
-            for shard in self.adapters.get(slot, ()):
-                delta = _fixed_rows(_fixed_rows(x[rows].float(), shard.a), shard.b)
-                output[rows, shard.offset : shard.offset + shard.b.shape[0]] += delta.to(output.dtype)
+        groups = ctx.lora_rows()
+        for slot, rows in groups.items():
+            pair = self.adapters.get(slot)
+            if pair is None:
+                continue
+            a, b = pair
+            if len(groups) == 1 and rows.shape[0] == x.shape[0]:  # every row on this adapter: no gather, no scatter
+                output += _fixed_rows(_fixed_rows(x.float(), a), b).to(output.dtype)
+                continue
+            delta = _fixed_rows(_fixed_rows(x.index_select(0, rows).float(), a), b)
+            output.index_add_(0, rows, delta.to(output.dtype))
         return output
 
 
@@ -67,7 +76,7 @@ def hook_of(module: nn.Module) -> LoRAHook:
     """``module``'s LoRA hook, registered on first use."""
     hook = getattr(module, "lora_hook", None)
     if hook is None:
-        hook = LoRAHook()
+        hook = LoRAHook(module.out_features)
         module.register_forward_hook(hook)
         module.lora_hook = hook
     return hook

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from inference.env import ConfigError
-from inference.layers.lora import LoRAShard, hook_of
+from inference.layers.lora import hook_of
 
 CONFIG_FILE, WEIGHTS_FILE = "adapter_config.json", "adapter_model.safetensors"
 _PREFIX = "base_model.model."
@@ -121,8 +121,7 @@ def attach(model: nn.Module, directory: Path, slot: int) -> int:
                 f"LoRA adapter {directory}: {hf_module!r} has A {tuple(a.shape)} and B {tuple(b.shape)}, the model "
                 f"needs ({config.r}, {module.in_features}) and ({size}, {config.r})"
             )
-        shard = LoRAShard(offset, a.float().to(device), (b.float() * config.scale).to(device))
-        hook_of(module).adapters.setdefault(slot, []).append(shard)
+        hook_of(module).add(slot, offset, a.float().to(device), (b.float() * config.scale).to(device))
     if not pairs:
         raise ConfigError(f"LoRA adapter {directory}: no LoRA weights in {WEIGHTS_FILE}")
     return len(pairs)
