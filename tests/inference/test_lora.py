@@ -1,5 +1,5 @@
-"""LoRA adapters (``inference/loader/lora.py``, ``inference/layers/lora.py``) on a tiny random-weight Llama, against
-transformers with PEFT: adapters PEFT itself writes (random A and B, every projection targeted, rsLoRA too), logits
+"""LoRA adapters (``inference/loader/lora.py``, ``inference/layers/lora.py``) on a tiny random-weight Llama (and
+Qwen2, Qwen3, Gemma 3), against transformers with PEFT: adapters PEFT itself writes (random A and B, every projection targeted, rsLoRA too), logits
 within 1e-3 in float32 and greedy tokens identical; in the engine beside requests of the base model and of another
 adapter, on the default quantization with the fused decode: every answer bit for bit what it is alone; the prefix
 cache never gives one adapter's blocks to another; adapters it cannot serve are refused by name."""
@@ -65,6 +65,25 @@ def test_logits_match_transformers_with_peft(tiny, adapters):
         assert (ours - base).abs().max() > 0.1  # the adapter does change the answer
     with adapters[0][0].disable_adapter():
         torch.testing.assert_close(base, checkpoints.hf_logits(adapters[0][0], prompts), atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("family", ["qwen2", "qwen3", "gemma3"])
+def test_other_families_logits_match_transformers_with_peft(tmp_path, family):
+    """Qwen2 (q/k/v biases), Qwen3 (q/k norms after the projections), Gemma 3 (its own MLP and scaled embeddings)."""
+    make = {"qwen2": checkpoints.qwen2_checkpoint, "qwen3": checkpoints.qwen3_checkpoint,
+            "gemma3": checkpoints.gemma3_checkpoint}[family]  # fmt: skip
+    directory = make(tmp_path / "base")
+    peft, path = _adapter(directory, tmp_path / "adapter", 3, use_rslora=True)
+    model = load_model(directory).eval()
+    attach(model, path, 0)
+    generator = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(0, checkpoints.VOCAB, (n,), generator=generator).tolist() for n in (5, 11)]
+    flat = torch.tensor([t for p in prompts for t in p])
+    ctx = ForwardContext.for_prompts([len(p) for p in prompts])
+    ctx.lora_ids = [0] * len(flat)
+    with torch.inference_mode(), forward_context(ctx):
+        ours = model.compute_logits(model(flat, torch.cat([torch.arange(len(p)) for p in prompts])))
+    torch.testing.assert_close(ours, checkpoints.hf_logits(peft, prompts), atol=1e-3, rtol=0)
 
 
 def test_greedy_tokens_match_peft_generate(tiny, adapters):

@@ -239,13 +239,13 @@ LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 
 
 def lora_adapter(base_dir: Path, out_dir: Path, seed: int, targets=LORA_TARGETS, **config):
-    """A PEFT LoRA adapter on a Llama checkpoint, A and B random (PEFT's own init leaves B zero: a no-op), saved by
+    """A PEFT LoRA adapter on a decoder checkpoint, A and B random (PEFT's own init leaves B zero: a no-op), saved by
     PEFT in ``out_dir``; returns (the PEFT model, in float32, as the reference; ``out_dir``)."""
     from peft import LoraConfig, get_peft_model
-    from transformers import LlamaForCausalLM
+    from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
-    hf = LlamaForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    hf = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     options = {"r": 8, "lora_alpha": 16, "init_lora_weights": False, **config}
     peft = get_peft_model(hf, LoraConfig(target_modules=targets, **options))
     with torch.no_grad():
