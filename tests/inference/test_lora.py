@@ -1,8 +1,9 @@
 """LoRA adapters (``inference/loader/lora.py``, ``inference/layers/lora.py``) on a tiny random-weight Llama (and
-Qwen2, Qwen3, Gemma 3), against transformers with PEFT: adapters PEFT itself writes (random A and B, every projection targeted, rsLoRA too), logits
-within 1e-3 in float32 and greedy tokens identical; in the engine beside requests of the base model and of another
-adapter, on the default quantization with the fused decode: every answer bit for bit what it is alone; the prefix
-cache never gives one adapter's blocks to another; adapters it cannot serve are refused by name."""
+Qwen2, Qwen3, Gemma 3), against transformers with PEFT: adapters PEFT itself writes (random A and B, every
+projection targeted, rsLoRA too), logits within 1e-3 in float32 and greedy tokens identical; in the engine beside
+requests of the base model and of another adapter, on the default quantization with the fused decode: every answer
+bit for bit what it is alone; the prefix cache never gives one adapter's blocks to another; adapters it cannot
+serve are refused by name."""
 
 from __future__ import annotations
 
