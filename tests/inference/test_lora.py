@@ -21,7 +21,7 @@ from inference.tokenizer.tokenizer import Tokenizer
 from inference.weights.quantize import quantize
 from tests.support import checkpoints
 from tests.support.checkpoints import lora_adapter as _adapter
-from tests.support.models import engine_on, greedy_answers, run_to_end
+from tests.support.models import engine_on, greedy_answers, run_to_end, watch_preemptions
 
 PROMPTS = ["The capital of France is", "def fibonacci(n):\n    ", "Once upon a time, in a small village by the sea,"]
 
@@ -136,6 +136,11 @@ def test_every_answer_is_what_it_is_alone_whatever_shares_its_steps(served):
     for i, (p, lora) in enumerate(REQUESTS):
         chunked.add_request(str(i), _ids(tokenizer, PROMPTS[p]), _params(lora))
     assert greedy_answers(run_to_end(chunked)) == alone
+    cramped = engine_on(model, tokenizer, kv_cache_tokens=96, block_size=8, max_model_len=64)  # some preempted
+    preempted = watch_preemptions(cramped)
+    for i, (p, lora) in enumerate(REQUESTS):
+        cramped.add_request(str(i), _ids(tokenizer, PROMPTS[p]), _params(lora))
+    assert greedy_answers(run_to_end(cramped)) == alone and preempted
 
 
 def test_the_prefix_cache_keeps_each_adapters_blocks_apart(served):
