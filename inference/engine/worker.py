@@ -37,6 +37,20 @@ class _Add:
     payload: tuple
 
 
+@dataclass
+class _Call:
+    """``fn(engine)`` to run between two steps (a LoRA adapter attached or detached), its result to ``future``."""
+
+    fn: Callable[[object], object]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future
+
+
+def _settle(future: asyncio.Future, result, error: Exception | None) -> None:
+    if not future.done():  # the caller may have gone (a cancelled request)
+        future.set_exception(error) if error is not None else future.set_result(result)
+
+
 class EngineLoop:
     """Runs the engines of several models; ``run()`` blocks the calling thread until ``stop()``."""
 
@@ -90,7 +104,7 @@ class EngineWorker:
         self.engine = engine
         self.name = name
         self.on_step = on_step
-        self._inbox: list[_Add | str] = []
+        self._inbox: list[_Add | _Call | str] = []
         self._queues: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = {}
 
     @property
@@ -110,6 +124,16 @@ class EngineWorker:
             self._inbox.append(_Add(request_id, payload))
             self.loop.cv.notify()
         return queue
+
+    def call(self, fn: Callable[[object], object]) -> asyncio.Future:
+        """Run ``fn(engine)`` on the loop's thread before the engine's next step, after everything submitted before
+        it; await the returned future for its result (or its exception)."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        with self.loop.cv:
+            self._inbox.append(_Call(fn, loop, future))
+            self.loop.cv.notify()
+        return future
 
     def abort(self, request_id: str) -> None:
         with self.loop.cv:
@@ -139,6 +163,13 @@ class EngineWorker:
             if isinstance(item, str):
                 self.engine.abort(item)  # the client is gone: nothing to deliver
                 self._forget([item])
+                continue
+            if isinstance(item, _Call):
+                try:
+                    result, error = item.fn(self.engine), None
+                except Exception as exc:  # noqa: BLE001 - handed to the caller
+                    result, error = None, exc
+                item.loop.call_soon_threadsafe(_settle, item.future, result, error)
                 continue
             try:
                 self.engine.add_request(item.request_id, *item.payload)

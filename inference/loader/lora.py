@@ -125,3 +125,11 @@ def attach(model: nn.Module, directory: Path, slot: int) -> int:
     if not pairs:
         raise ConfigError(f"LoRA adapter {directory}: no LoRA weights in {WEIGHTS_FILE}")
     return len(pairs)
+
+
+def detach(model: nn.Module, slot: int) -> None:
+    """Take the adapter at ``slot`` off ``model`` (its matrices freed); the projections' hooks stay, empty."""
+    for module in model.modules():
+        hook = getattr(module, "lora_hook", None)
+        if hook is not None:
+            hook.adapters.pop(slot, None)

@@ -16,6 +16,7 @@ from starlette.routing import Route
 from inference.engine.quarantine import EngineBroken
 from inference.errors import RequestError
 from inference.multimodal.fetch import FetchPolicy
+from inference.server import lora_admin
 from inference.server.embeddings import embeddings
 from inference.server.errors import NotFound, ServerError, ServiceError, render
 from inference.server.generate import chat_completions, completions
@@ -175,6 +176,11 @@ def create_app(
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
+    if lora_admin.allowed():  # vLLM's runtime LoRA routes, only when the operator turns them on
+        routes += [
+            Route("/v1/load_lora_adapter", _post(lora_admin.load_lora_adapter), methods=["POST"]),
+            Route("/v1/unload_lora_adapter", _post(lora_admin.unload_lora_adapter), methods=["POST"]),
+        ]
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

@@ -4,6 +4,7 @@ steps (``engine/worker.py``)."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -261,6 +262,11 @@ class ModelRegistry:
     def __init__(self, models: list[LoadedModel]):
         self.bases = list(models)  # one engine each; their adapters share it
         self.models = {m.id: m for base in models for m in (base, *base.adapters)}
+        # adapters loaded at run time take slots never used before (the prefix cache keys blocks by slot)
+        self._slots = itertools.count(max((len(b.adapters) for b in models), default=0))
+
+    def next_lora_slot(self) -> int:
+        return next(self._slots)
 
     def get(self, model_id) -> LoadedModel:
         if not isinstance(model_id, str) or model_id not in self.models:

@@ -6,6 +6,9 @@ are per adapter name."""
 
 from __future__ import annotations
 
+import time
+
+import httpx
 import openai
 import pytest
 import torch
@@ -33,14 +36,12 @@ def served(tmp_path_factory):
     poem = lora_adapter(checkpoint, root / "poem", 2, targets=["q_proj", "v_proj"], r=4)
     args = [*model_flags(f"{BASE}={checkpoint}:completion"), "--lora", f"{SQL}={sql[1]}", "--lora", f"{POEM}={poem[1]}",
             "--quantize", "none"]  # fmt: skip
-    with inference_service(*args) as url:
+    with inference_service(*args, env={"INFERENCE_ALLOW_RUNTIME_LORA": "1"}) as url:
         yield f"{url}/v1", {SQL: sql[0], POEM: poem[0]}, checkpoint
 
 
 def _expected(peft, service_url: str, disable: bool = False) -> str:
     """PEFT's greedy continuation of the prompt as the service tokenizes it (its /tokenize), as text."""
-    import httpx
-
     from inference.tokenizer.tokenizer import Tokenizer
 
     ids = httpx.post(service_url.removesuffix("/v1") + "/tokenize", json={"model": BASE, "prompt": PROMPT},
@@ -93,3 +94,48 @@ def test_the_service_answers_each_adapter_by_its_name(served):
         model=POEM, prompt=PROMPT, max_tokens=12, temperature=0, extra_body={"ignore_eos": True}
     )
     assert answer.model == POEM and answer.choices[0].text == _expected(pefts[POEM], url)
+
+
+def _admin(url: str, route: str, **body) -> httpx.Response:
+    return httpx.post(f"{url}/{route}", json=body, timeout=60)
+
+
+def test_adapters_load_and_unload_at_run_time(served, tmp_path):
+    """vLLM's /v1/load_lora_adapter and /v1/unload_lora_adapter: an adapter added without a restart answers as PEFT
+    does; one in use is not unloaded; a name unloaded and loaded again with other weights answers with the new
+    ones (its blocks in the prefix cache are not the old adapter's)."""
+    url, _, checkpoint = served
+    client = OpenAI(base_url=url, api_key="unused", max_retries=0)
+    late = lora_adapter(checkpoint, tmp_path / "late", 5, targets=["o_proj", "down_proj"])
+    other = lora_adapter(checkpoint, tmp_path / "other", 6)
+
+    def answer(model: str) -> str:
+        return client.completions.create(model=model, prompt=PROMPT, max_tokens=12, temperature=0,
+                                         extra_body={"ignore_eos": True}).choices[0].text  # fmt: skip
+
+    loaded = _admin(url, "load_lora_adapter", lora_name="late", lora_path=str(late[1]))
+    assert loaded.status_code == 200 and loaded.json()["parent"] == BASE
+    assert {"late": BASE} == {c["id"]: c.get("parent") for c in model_cards(url) if c["id"] == "late"}
+    assert answer("late") == _expected(late[0], url)
+    assert _admin(url, "load_lora_adapter", lora_name="late", lora_path=str(late[1])).status_code == 400
+    bad = _admin(url, "load_lora_adapter", lora_name="broken", lora_path=str(tmp_path / "nowhere"))
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "lora_path"
+
+    with client.completions.create(model="late", prompt=PROMPT, max_tokens=200, stream=True,
+                                   extra_body={"ignore_eos": True}) as stream:  # fmt: skip
+        next(iter(stream))  # under way
+        busy = _admin(url, "unload_lora_adapter", lora_name="late")
+        assert busy.status_code == 409 and busy.json()["error"]["code"] == "lora_in_use"
+    assert answer("late") == _expected(late[0], url)  # still served
+    deadline = time.monotonic() + 30  # the aborted stream leaves the engine within a step
+    while (gone := _admin(url, "unload_lora_adapter", lora_name="late")).status_code == 409:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert gone.status_code == 200
+    with pytest.raises(openai.NotFoundError):
+        answer("late")
+    missing = _admin(url, "unload_lora_adapter", lora_name="late")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "lora_not_found"
+
+    assert _admin(url, "load_lora_adapter", lora_name="late", lora_path=str(other[1])).status_code == 200
+    assert answer("late") == _expected(other[0], url) != _expected(late[0], url)

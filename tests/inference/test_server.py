@@ -247,6 +247,8 @@ def test_malformed_json_and_unknown_route(service):
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_json"
     assert httpx.get(f"{service}/v1/nothing").status_code == 404
     assert httpx.get(f"{service}/v1/chat/completions").status_code == 405
+    # vLLM's runtime LoRA routes exist only with INFERENCE_ALLOW_RUNTIME_LORA=1 (tests/e2e/test_lora_live.py)
+    assert httpx.post(f"{service}/v1/load_lora_adapter", json={"lora_name": "x", "lora_path": "/x"}).status_code == 404
 
 
 def test_tokenize_and_detokenize(service):
