@@ -471,6 +471,42 @@ class StoredFile(models.Model):
         return found
 
 
+class UploadStatus(models.TextChoices):
+    PENDING = "pending"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+class Upload(models.Model):
+    """OpenAI's Uploads API: a file sent in parts (``UploadPart``), which becomes a ``StoredFile`` when completed.
+    Parts may be added for an hour; then a pending upload is expired and its parts deleted (``accounts.uploads``)."""
+
+    id = models.CharField(max_length=64, primary_key=True)  # upload_<24 hex>
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="uploads")
+    api_key = models.ForeignKey(ApiKey, null=True, on_delete=models.SET_NULL, related_name="+")
+    filename = models.CharField(max_length=512)
+    purpose = models.CharField(max_length=32)
+    mime_type = models.CharField(max_length=255)
+    bytes = models.BigIntegerField()  # what the client said it will send; completing checks it
+    status = models.CharField(max_length=16, choices=UploadStatus.choices, default=UploadStatus.PENDING)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    file_expires_seconds = models.IntegerField(null=True, blank=True)  # the resulting file's expires_after
+    file = models.ForeignKey(StoredFile, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "expires_at"])]
+
+
+class UploadPart(models.Model):
+    id = models.CharField(max_length=64, primary_key=True)  # part_<24 hex>
+    upload = models.ForeignKey(Upload, on_delete=models.CASCADE, related_name="parts")
+    created_at = models.DateTimeField()
+    bytes = models.BigIntegerField()
+    content = models.BinaryField()
+
+
 class BatchStatus(models.TextChoices):
     VALIDATING = "validating"
     FAILED = "failed"

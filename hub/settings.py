@@ -277,6 +277,8 @@ HUB_MAX_AUDIO_BYTES = env_int("HUB_MAX_AUDIO_BYTES", 25 * 1024 * 1024, min_value
 # The Files API's uploads (``POST /files``, a batch's input among them): 200 MB, OpenAI's limit on a batch's input.
 # The file is held in memory while it is received and stored (in the database: every replica serves it).
 HUB_MAX_FILE_BYTES = env_int("HUB_MAX_FILE_BYTES", 200 * 1024 * 1024, min_value=1024)
+# one part of an upload (POST /uploads/{id}/parts): OpenAI's 64 MB; the whole upload is a file, so HUB_MAX_FILE_BYTES
+HUB_MAX_UPLOAD_PART_BYTES = env_int("HUB_MAX_UPLOAD_PART_BYTES", 64 * 1024 * 1024, min_value=1024)
 # The Batch API's runner (hub/batches/): how many of a batch's requests it sends at once, and how long a runner may
 # show no life (it does every quarter of that) before another takes its batch up again (a worker that died).
 HUB_BATCH_CONCURRENCY = env_int("HUB_BATCH_CONCURRENCY", 8, min_value=1)

@@ -4,8 +4,9 @@ For paths under ``/v1``, ``/v2`` and ``/vision`` it refuses oversized bodies (41
 they arrive, not after), authenticates the bearer key (401), and for requests with a body
 requires JSON (415) that parses to an object (400), read by ``hub/api/body.py`` as the console's
 playground reads its own; the speech routes (``/audio/...``) take a multipart/form-data upload instead
-(``hub/api/form.py``; up to ``HUB_MAX_AUDIO_BYTES``), and so does ``POST /files`` (up to
-``HUB_MAX_FILE_BYTES``), its text fields as ``json`` and its file as ``upload``.
+(``hub/api/form.py``; up to ``HUB_MAX_AUDIO_BYTES``), and so do ``POST /files`` (up to ``HUB_MAX_FILE_BYTES``)
+and ``POST /uploads/{id}/parts`` (``HUB_MAX_UPLOAD_PART_BYTES``), their text fields as ``json`` and their file as
+``upload``.
 What it learned is handed downstream as
 ``scope["hub"]`` (an ``EdgeContext``) so Django views and Channels consumers alike read the
 tenant, key and parsed body from one place. Every response gets ``x-request-id``.
@@ -26,7 +27,7 @@ from accounts.authn import KeyContext
 from hub.api import body as body_reader
 from hub.api import errors, form
 from hub.api.auth import authenticate
-from hub.api.paths import base_of, is_api_path, is_file_upload_path, is_upload_path
+from hub.api.paths import base_of, is_api_path, is_file_upload_path, is_part_upload_path, is_upload_path
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,8 @@ class ApiEdgeMiddleware:
         upload = form.AUDIO if is_upload_path(scope["path"]) else None
         if is_file_upload_path(scope["path"]) and scope["method"] == "POST":
             upload = form.FILE
+        elif is_part_upload_path(scope["path"]) and scope["method"] == "POST":
+            upload = form.PART
         limit = upload.limit + form.FORM_OVERHEAD if upload else settings.HUB_MAX_BODY_BYTES
         declared = _header(scope, b"content-length")
         too_large = form.too_large(upload.limit, upload) if upload else body_reader.too_large(limit)

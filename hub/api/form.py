@@ -1,8 +1,8 @@
 """The multipart/form-data body of the upload routes (the speech routes ``/audio/transcriptions`` and
-``/audio/translations``, and ``POST /files``), read once at the edge as ``body.py`` reads JSON: the text fields
-(OpenAI's SDK sends ``model``, ``stream``, ``response_format`` and the rest as fields; a repeated field such as
-``timestamp_granularities[]`` becomes a list) and the one uploaded file, kept as bytes (sent on to the deployment,
-or stored).
+``/audio/translations``, ``POST /files`` and ``POST /uploads/{id}/parts``), read once at the edge as ``body.py``
+reads JSON: the text fields (OpenAI's SDK sends ``model``, ``stream``, ``response_format`` and the rest as fields; a
+repeated field such as ``timestamp_granularities[]`` becomes a list) and the one uploaded file, kept as bytes (sent
+on to the deployment, or stored).
 
 Refusals, each an OpenAI error: another Content-Type (415), a form that does not parse (400), a file over the
 route's limit (``Kind``: ``HUB_MAX_AUDIO_BYTES`` or ``HUB_MAX_FILE_BYTES``; 413 ``file_too_large``), more than one
@@ -32,6 +32,7 @@ class Kind:
     what: str  # "audio file"
     setting: str  # "HUB_MAX_AUDIO_BYTES"
     fields: str  # the form's other required field, for the 415's hint
+    field: str = "file"  # the file's field
 
     @property
     def limit(self) -> int:
@@ -40,6 +41,7 @@ class Kind:
 
 AUDIO = Kind("audio file", "HUB_MAX_AUDIO_BYTES", "a 'model' field")
 FILE = Kind("file", "HUB_MAX_FILE_BYTES", "a 'purpose' field")
+PART = Kind("upload part", "HUB_MAX_UPLOAD_PART_BYTES", "no other field", field="data")  # POST /uploads/{id}/parts
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ def read_form(body: bytes, content_type: str | None, max_file_bytes: int, kind: 
     if media_type(content_type) != "multipart/form-data":
         raise errors.UnsupportedMediaType(
             f"Unsupported Content-Type '{errors.shown(media_type(content_type) or 'none')}'. Send the "
-            f"{kind.what.removesuffix(' file')} as multipart/form-data (a 'file' field and {kind.fields}), as "
+            f"{kind.what.removesuffix(' file')} as multipart/form-data (a '{kind.field}' field and {kind.fields}), as "
             "OpenAI's SDK does."
         )
     _, options = parse_options_header(content_type)
@@ -91,9 +93,9 @@ def read_form(body: bytes, content_type: str | None, max_file_bytes: int, kind: 
         if filename is not None:
             if form.file is not None:
                 raise _refuse("Send one file per request.", param=name)
-            if name != "file":
+            if name != kind.field:
                 raise _refuse(
-                    f"Unexpected file field '{errors.shown(name)}': send the {kind.what} as 'file'.", param=name
+                    f"Unexpected file field '{errors.shown(name)}': send the {kind.what} as '{kind.field}'.", param=name
                 )
             form.file = Upload(filename, media, value)
             continue

@@ -1,5 +1,5 @@
-"""The OpenAPI component schemas of the Files API and the Batch API (``hub/api/files_views.py``,
-``hub/api/batches_views.py``), OpenAI's shapes."""
+"""The OpenAPI component schemas of the Files, Uploads and Batch APIs (``hub/api/files_views.py``,
+``hub/api/uploads_views.py``, ``hub/api/batches_views.py``), OpenAI's shapes."""
 
 from __future__ import annotations
 
@@ -72,5 +72,46 @@ BATCH_SCHEMAS: dict[str, dict] = {
             "output_expires_after": _EXPIRES_AFTER,
         },
         ("input_file_id", "endpoint", "completion_window"),
+    ),  # fmt: skip
+    "Upload": _obj(
+        {
+            "id": {**_STR, "description": "`upload_...`"},
+            "object": {"const": "upload"},
+            "bytes": _INT,
+            "created_at": _INT,
+            "expires_at": _INT,
+            "filename": _STR,
+            "purpose": {"enum": list(files.UPLOAD_PURPOSES)},
+            "status": {"enum": ["pending", "completed", "cancelled", "expired"]},
+            "file": {"anyOf": [_FILE, {"type": "null"}], "description": "The file, once completed."},
+        },
+        ("id", "object", "bytes", "created_at", "expires_at", "filename", "purpose", "status"),
+    ),  # fmt: skip
+    "UploadPart": _obj(
+        {
+            "id": {**_STR, "description": "`part_...`"},
+            "object": {"const": "upload.part"},
+            "created_at": _INT,
+            "upload_id": _STR,
+        },
+        ("id", "object", "created_at", "upload_id"),
+    ),  # fmt: skip
+    "CreateUploadRequest": _obj(
+        {
+            "filename": {**_STR, "minLength": 1, "maxLength": 512},
+            "purpose": {"enum": list(files.UPLOAD_PURPOSES)},
+            "bytes": {**_INT, "minimum": 1, "description": "The whole file's size; at most `HUB_MAX_FILE_BYTES`."},
+            "mime_type": {**_STR, "minLength": 1, "maxLength": 255},
+            "expires_after": _EXPIRES_AFTER,
+        },
+        ("filename", "purpose", "bytes", "mime_type"),
+    ),  # fmt: skip
+    "AddUploadPartRequest": _obj({"data": {**_STR, "format": "binary"}}, ("data",)),
+    "CompleteUploadRequest": _obj(
+        {
+            "part_ids": {"type": "array", "items": _STR, "minItems": 1},
+            "md5": {**_STR, "minLength": 32, "maxLength": 32, "description": "The content's MD5, hexadecimal."},
+        },
+        ("part_ids",),
     ),  # fmt: skip
 }

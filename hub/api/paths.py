@@ -27,3 +27,9 @@ def is_upload_path(path: str) -> bool:
 def is_file_upload_path(path: str) -> bool:
     """``/files``, where a file is uploaded (multipart/form-data, as the speech routes take)."""
     return path.strip("/").split("/")[1:] == ["files"]
+
+
+def is_part_upload_path(path: str) -> bool:
+    """``/uploads/{id}/parts``, where a part of an upload is sent (multipart/form-data, its bytes as ``data``)."""
+    parts = path.strip("/").split("/")
+    return len(parts) == 4 and parts[1] == "uploads" and parts[3] == "parts"

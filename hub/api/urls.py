@@ -5,6 +5,7 @@ from hub.api import chat_completions_views as chats
 from hub.api import conversations_views as conversations
 from hub.api import files_views as files
 from hub.api import responses_views, views
+from hub.api import uploads_views as uploads
 
 # The same routes under every base URL of the reference (/v1, /v2, /vision).
 api_patterns = [
@@ -39,6 +40,10 @@ api_patterns = [
     path("files", files.FileListView.as_view(), name="files"),
     path("files/<str:file_id>", files.FileDetailView.as_view(), name="file"),
     path("files/<str:file_id>/content", files.FileContentView.as_view(), name="file-content"),
+    path("uploads", uploads.UploadCreateView.as_view(), name="uploads"),
+    path("uploads/<str:upload_id>/parts", uploads.UploadPartView.as_view(), name="upload-parts"),
+    path("uploads/<str:upload_id>/complete", uploads.UploadCompleteView.as_view(), name="upload-complete"),
+    path("uploads/<str:upload_id>/cancel", uploads.UploadCancelView.as_view(), name="upload-cancel"),
     path("batches", batches.BatchListView.as_view(), name="batches"),
     path("batches/<str:batch_id>", batches.BatchDetailView.as_view(), name="batch"),
     path("batches/<str:batch_id>/cancel", batches.BatchCancelView.as_view(), name="batch-cancel"),

@@ -7,8 +7,8 @@ answer a model gave is metered: its usage row is written.
 
 The routes: models, usage and costs; chat, completions, embeddings; rerank and score (on a tiny random-weight
 cross-encoder that a service of this module's own serves); the Responses API, its stored responses and cancel;
-stored chat completions; conversations and their items; files and batches (the steered cases of these name one the
-test stored);
+stored chat completions; conversations and their items; files, uploads and batches (the steered cases of these name
+one the test stored);
 transcriptions and translations (the steered positive cases carry a
 real recording, so that their other fields reach Whisper).
 
@@ -94,6 +94,10 @@ OPERATIONS = (
     "GET /batches",
     "GET /batches/{batch_id}",
     "POST /batches/{batch_id}/cancel",
+    "POST /uploads",
+    "POST /uploads/{upload_id}/parts",
+    "POST /uploads/{upload_id}/complete",
+    "POST /uploads/{upload_id}/cancel",
 )
 # the model a steered case uses, by path: the right kind for the route, and once in four the wrong kind
 RIGHT = {
@@ -169,6 +173,10 @@ VALID = {  # one valid request per operation, as the OpenAI SDK sends it
     "GET /batches": {"query": {"limit": 2}},
     "GET /batches/{batch_id}": {"path_parameters": {"batch_id": STORED}},
     "POST /batches/{batch_id}/cancel": {"path_parameters": {"batch_id": STORED}},
+    "POST /uploads": {"body": {"filename": "in.jsonl", "purpose": "batch", "bytes": 100, "mime_type": "text/jsonl"}},
+    "POST /uploads/{upload_id}/parts": {"path_parameters": {"upload_id": STORED}, "body": {"data": "{jsonl}"}},
+    "POST /uploads/{upload_id}/complete": {"path_parameters": {"upload_id": STORED}, "body": {"part_ids": STORED}},
+    "POST /uploads/{upload_id}/cancel": {"path_parameters": {"upload_id": STORED}},
 }
 # a batch's input file: one chat request (no worker runs the fuzz's batches: they stay queued, as created)
 _JSONL = (json.dumps({"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
@@ -229,6 +237,16 @@ def _stored(label: str, session: requests.Session, base_url: str, auth: dict[str
         if "{batch_id}" in label:
             body = {"input_file_id": found["file_id"], "endpoint": "/v1/chat/completions", "completion_window": "24h"}
             found["batch_id"] = post("batches", body)["id"]
+        return found
+    if "{upload_id}" in label:  # room for parts; for complete, one part that fills it
+        size = len(_JSONL) * (1 if label.endswith("/complete") else 1000)
+        upload = post("uploads", {"filename": "in.jsonl", "purpose": "batch", "bytes": size, "mime_type": "text/jsonl"})
+        found = {"upload_id": upload["id"]}
+        if label.endswith("/complete"):
+            answer = session.post(f"{base_url}/uploads/{upload['id']}/parts", files={"data": ("blob", _JSONL)},
+                                  headers=auth, timeout=30)  # fmt: skip
+            assert answer.status_code == 200, answer.text
+            found["part_ids"] = [answer.json()["id"]]
         return found
     if "{conversation_id}" in label:
         conversation = post("conversations", {"items": _HI})["id"]
@@ -332,6 +350,10 @@ def test_public_route_under_fuzzing(fuzz, label, mode):
             valid["path_parameters"] = {k: stored[k] if v == STORED else v for k, v in valid["path_parameters"].items()}
         if "file" in valid.get("body", {}):
             valid["body"] = {**valid["body"], "file": _wav() if valid["body"]["file"] == "{wav}" else _JSONL}
+        if "data" in valid.get("body", {}):  # an upload's part
+            valid["body"] = {**valid["body"], "data": _JSONL}
+        if valid.get("body", {}).get("part_ids") == STORED:
+            valid["body"] = {**valid["body"], "part_ids": stored["part_ids"]}
         if valid.get("body", {}).get("input_file_id") == STORED:
             valid["body"] = {**valid["body"], "input_file_id": stored["file_id"]}
         fuzz_one = example(case=operation.Case(**valid), pick=None)(fuzz_one)

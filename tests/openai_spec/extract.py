@@ -39,6 +39,8 @@ ROOTS = [
     "DeleteFileResponse",
     "Batch",
     "ListBatchesResponse",
+    "Upload",
+    "UploadPart",
 ]
 OUT = Path(__file__).with_name("responses.json")
 
