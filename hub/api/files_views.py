@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts import files
-from hub.api import errors, paging
+from hub.api import errors, paging, validation
 from hub.api.openapi import errors_for
 from hub.api.openapi_schemas import ref
 from hub.api.views import TenantAPIView
@@ -36,6 +36,18 @@ def checked_expiry(seconds: object, param: str) -> int:
             f"'{param}' must be an integer from {files.MIN_EXPIRY_SECONDS} to {files.MAX_EXPIRY_SECONDS}.", param=param
         )
     return value
+
+
+def checked_purpose(purpose: object) -> str:
+    """An upload's ``purpose`` (a file's, or an Uploads API upload's): one of OpenAI's."""
+    if purpose is None:
+        raise validation.missing("purpose")
+    if purpose not in files.UPLOAD_PURPOSES:
+        raise errors.InvalidRequest(
+            f"Invalid 'purpose': {errors.shown(purpose)}. Expected one of {', '.join(files.UPLOAD_PURPOSES)}.",
+            param="purpose", code="invalid_value",
+        )  # fmt: skip
+    return purpose
 
 
 def _expiry(fields: dict) -> int | None:
@@ -64,15 +76,7 @@ class FileListView(TenantAPIView):
         if upload is None:
             raise errors.InvalidRequest("Missing required parameter: 'file'.", param="file",
                                         code="missing_required_parameter")  # fmt: skip
-        purpose = fields.get("purpose")
-        if purpose is None:
-            raise errors.InvalidRequest("Missing required parameter: 'purpose'.", param="purpose",
-                                        code="missing_required_parameter")  # fmt: skip
-        if purpose not in files.UPLOAD_PURPOSES:
-            raise errors.InvalidRequest(
-                f"Invalid 'purpose': {errors.shown(purpose)}. Expected one of {', '.join(files.UPLOAD_PURPOSES)}.",
-                param="purpose", code="invalid_value",
-            )  # fmt: skip
+        purpose = checked_purpose(fields.get("purpose"))
         filename = (upload.filename or "file")[:512]
         if "\x00" in filename:
             raise errors.InvalidRequest("The file's name holds a NUL character.", param="file")

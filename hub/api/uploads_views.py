@@ -11,9 +11,9 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts import files, uploads
+from accounts import uploads
 from hub.api import errors, validation
-from hub.api.files_views import checked_expiry
+from hub.api.files_views import checked_expiry, checked_purpose
 from hub.api.openapi import errors_for
 from hub.api.openapi_schemas import ref
 from hub.api.views import TenantAPIView
@@ -51,14 +51,7 @@ class UploadCreateView(TenantAPIView):
     def post(self, request: Request) -> Response:
         body = request._request.scope["hub"].json
         filename, mime_type = _text(body, "filename", 512), _text(body, "mime_type", 255)
-        purpose = body.get("purpose")
-        if purpose is None:
-            raise validation.missing("purpose")
-        if purpose not in files.UPLOAD_PURPOSES:
-            raise errors.InvalidRequest(
-                f"Invalid 'purpose': {errors.shown(purpose)}. Expected one of {', '.join(files.UPLOAD_PURPOSES)}.",
-                param="purpose", code="invalid_value",
-            )  # fmt: skip
+        purpose = checked_purpose(body.get("purpose"))
         size = body.get("bytes")
         if size is None:
             raise validation.missing("bytes")
