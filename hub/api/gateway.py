@@ -104,8 +104,9 @@ def _record(usage: metering.Usage) -> None:
 class _Meter:
     """Counts for one request as the deployment reported them, and how it ended."""
 
-    def __init__(self, ctx: EdgeContext, model: str, route: str, streamed: bool):
+    def __init__(self, ctx: EdgeContext, model: str, route: str, streamed: bool, service_tier: str = tiers.DEFAULT):
         self.ctx, self.model, self.route, self.streamed = ctx, model, route, streamed
+        self.service_tier = service_tier  # the tier it is served in: how soon it runs, which share it pays
         self.start = time.monotonic()
         self.first_token: float | None = None
         self.prompt_tokens = 0
@@ -115,7 +116,6 @@ class _Meter:
         self.upstream_broke = False  # the deployment's connection failed mid-answer (killed, crashed)
         self.audio_seconds = 0.0
         self.cached_tokens = 0
-        self.service_tier = tiers.DEFAULT  # the tier it is served in: how soon it runs, which share it pays
 
     def take(self, usage: dict | None) -> None:
         if not isinstance(usage, dict):
@@ -328,9 +328,7 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
             if info is None or not info.enabled or (ctx.base == "vision" and info.kind != ModelKind.VISION):
                 raise errors.ModelNotFound(model_id)
             _check_limits(info, route, body)
-            if route in tiers.ROUTES:
-                tiers.check(body)
-            self.tier = tiers.served(body if route in tiers.ROUTES else {}, batch=ctx.extra.get("batch") is True)
+            self.tier = tiers.of(route, body, batch=ctx.extra.get("batch") is True)
             if audio:
                 stream = validation.check_form(body, ctx.upload)
             elif route == "responses/input_tokens":  # counted, not run: no limits, no usage row
@@ -354,8 +352,7 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
             need = audio_estimate(len(ctx.upload.data)) if audio else estimate(*as_chat, info)
             # hashing the prompt's head is only worth it when there is a deployment to choose
             affinity = prefix_key(*as_chat) if settings.HUB_PREFIX_ROUTING and len(targets) > 1 else None
-            meter = _Meter(ctx, model_id, ctx.extra.get("metered_route", route), stream)
-            meter.service_tier = self.tier
+            meter = _Meter(ctx, model_id, ctx.extra.get("metered_route", route), stream, self.tier)
             for attempt in range(2):
                 grant = await limiter.acquire(ctx.key, ctx.request_id, need.total, stream,
                                               reserved_cost(need, info.price))  # fmt: skip

@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import time
 
-from hub.api import tiers
 from hub.api.responses_input import new_id
 
 # Echoed from the request, with OpenAI's defaults.
@@ -32,8 +31,9 @@ ECHOED = {
 }  # fmt: skip
 
 
-def response_object(response_id: str, body: dict, model: str, created_at: int) -> dict:
-    """The response object before any output (``status: in_progress``)."""
+def response_object(response_id: str, body: dict, model: str, created_at: int, service_tier: str) -> dict:
+    """The response object before any output (``status: in_progress``); ``service_tier``: the tier it is served in
+    (``hub/api/tiers.py``), which OpenAI's answer names."""
     out = {"id": response_id, "object": "response", "created_at": created_at, "status": "in_progress",
            "background": False, "completed_at": None, "error": None, "incomplete_details": None}  # fmt: skip
     for name, default in ECHOED.items():
@@ -49,7 +49,7 @@ def response_object(response_id: str, body: dict, model: str, created_at: int) -
         tools=[{"type": "function", "name": t["name"], "description": t.get("description"),
                 "parameters": t.get("parameters"), "strict": t.get("strict") is not False}
                for t in body.get("tools") or []],
-        service_tier=tiers.answered(tiers.served(body)),
+        service_tier=service_tier,
     )  # fmt: skip
     # no ``usage`` until the end: OpenAI's schema has no null for it
     return out

@@ -67,8 +67,8 @@ class ResponsePlan:
         options = {"include_usage": True, "continuous_usage_stats": True}
         return "chat/completions", {**self.chat, "model": target.model, "stream_options": options}
 
-    def new_response(self) -> dict:
-        response = response_object(self.id, self.body, self.model_id, self.created_at)
+    def new_response(self, service_tier: str) -> dict:
+        response = response_object(self.id, self.body, self.model_id, self.created_at, service_tier)
         response["conversation"] = None if self.conversation is None else {"id": self.conversation}
         return response
 
@@ -175,7 +175,7 @@ class ResponsesRelay:
             raise error
         if target.external:
             return await self._relay_native(response, meter, stream)
-        builder = ResponseBuilder(self.plan.new_response(), logprobs=self.plan.logprobs)
+        builder = ResponseBuilder(self.plan.new_response(self.shown_tier), logprobs=self.plan.logprobs)
         complete = False
         try:
             if stream:

@@ -29,6 +29,16 @@ MAX_PRIORITY = 1_000_000  # the inference service's bound (inference/sampling_pa
 ROUTES = ("chat/completions", "completions", "responses", "embeddings")  # where our engines schedule by priority
 
 
+def of(route: str, body: dict, batch: bool) -> str:
+    """The tier the hub serves a request in, its fields checked: a batch's line is ``batch`` whatever it asks; a route
+    our engines do not schedule (rerank, speech) is ``default`` (or ``batch``) and its fields are not read."""
+    if route in ROUTES:
+        check(body)
+    if batch:
+        return BATCH
+    return FLEX if route in ROUTES and body.get("service_tier") == FLEX else DEFAULT
+
+
 def check(body: dict) -> None:
     """``service_tier`` one of OpenAI's, ``priority`` (vLLM's) an integer our service takes."""
     tier = body.get("service_tier")
@@ -42,13 +52,6 @@ def check(body: dict) -> None:
     ):
         raise InvalidRequest(f"'priority' must be an integer between -{MAX_PRIORITY} and {MAX_PRIORITY}.",
                              param="priority", code="invalid_value")  # fmt: skip
-
-
-def served(body: dict, batch: bool = False) -> str:
-    """The tier the hub serves ``body`` in: a batch's line is ``batch`` whatever it asks."""
-    if batch:
-        return BATCH
-    return FLEX if body.get("service_tier") == FLEX else DEFAULT
 
 
 def answered(tier: str) -> str:

@@ -31,9 +31,13 @@ class MergedLinear(nn.Linear):
         """Each parameter's shards (``load_hf_weights`` loads every one): the weight's and the bias's rows."""
         return {name: list(self.shard_sizes) for name, _ in self.named_parameters(recurse=False)}
 
+    def shard_range(self, shard: str) -> tuple[int, int]:
+        """(first output row, rows) of ``shard``."""
+        return self._offsets[shard], self.shard_sizes[shard]
+
     def load_shard(self, param: nn.Parameter, shard: str, tensor: torch.Tensor, hf_name: str) -> None:
         """Copy one HF weight or bias into the rows of ``shard``."""
-        offset, size = self._offsets[shard], self.shard_sizes[shard]
+        offset, size = self.shard_range(shard)
         target = param.data[offset : offset + size]
         copy_checked(target, tensor, hf_name)
 

@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from inference.env import ConfigError
+from inference.layers.linear import MergedLinear
 from inference.layers.lora import hook_of
 
 CONFIG_FILE, WEIGHTS_FILE = "adapter_config.json", "adapter_model.safetensors"
@@ -62,19 +63,6 @@ class AdapterConfig:
         return cls(r=raw.get("r"), lora_alpha=raw.get("lora_alpha"), use_rslora=bool(raw.get("use_rslora")))
 
 
-def _shards(module: nn.Module) -> dict[str, tuple[int, int]]:
-    """A merged projection's shards, name -> (first output column, size); quantized ones keep the original's
-    ``split``, whose owner knows them."""
-    merged = module if hasattr(module, "shard_sizes") else getattr(getattr(module, "split", None), "__self__", None)
-    if merged is None or not hasattr(merged, "shard_sizes"):
-        return {}
-    out, offset = {}, 0
-    for name, size in merged.shard_sizes.items():
-        out[name] = (offset, size)
-        offset += size
-    return out
-
-
 def _target(model: nn.Module, hf_module: str, directory: Path) -> tuple[nn.Module, int, int]:
     """(our module, first output column, output size) of an HF module name."""
     parent, _, leaf = hf_module.rpartition(".")
@@ -89,8 +77,12 @@ def _target(model: nn.Module, hf_module: str, directory: Path) -> tuple[nn.Modul
         raise ConfigError(f"LoRA adapter {directory}: {hf_module!r} is not a linear projection it may target")
     if shard is None:
         return module, 0, module.out_features
-    offset, size = _shards(module)[shard]
-    return module, offset, size
+    # a quantized projection keeps its MergedLinear's split, whose owner knows where each shard is
+    merged = module if isinstance(module, MergedLinear) else getattr(getattr(module, "split", None), "__self__", None)
+    if not isinstance(merged, MergedLinear):
+        raise ConfigError(f"LoRA adapter {directory}: {hf_module!r} lies in a fused projection this model cannot "
+                          "split (GGUF blocks?)")  # fmt: skip
+    return module, *merged.shard_range(shard)
 
 
 def attach(model: nn.Module, directory: Path, slot: int) -> int:
@@ -110,7 +102,9 @@ def attach(model: nn.Module, directory: Path, slot: int) -> int:
         if not sep or not key.startswith(_PREFIX) or part not in ("A", "B") or not key.endswith(".weight"):
             raise ConfigError(f"LoRA adapter {directory}: unexpected tensor {key!r}")
         pairs.setdefault(head.removeprefix(_PREFIX), {})[part] = tensor
-    device = next(model.parameters()).device
+    if not pairs:
+        raise ConfigError(f"LoRA adapter {directory}: no LoRA weights in {WEIGHTS_FILE}")
+    placed = []  # every matrix checked before any is attached: a refused adapter leaves nothing on the model
     for hf_module, pair in sorted(pairs.items()):
         if set(pair) != {"A", "B"}:
             raise ConfigError(f"LoRA adapter {directory}: {hf_module!r} lacks lora_A or lora_B")
@@ -121,10 +115,11 @@ def attach(model: nn.Module, directory: Path, slot: int) -> int:
                 f"LoRA adapter {directory}: {hf_module!r} has A {tuple(a.shape)} and B {tuple(b.shape)}, the model "
                 f"needs ({config.r}, {module.in_features}) and ({size}, {config.r})"
             )
+        placed.append((module, offset, a, b))
+    device = next(model.parameters()).device
+    for module, offset, a, b in placed:
         hook_of(module).add(slot, offset, a.float().to(device), (b.float() * config.scale).to(device))
-    if not pairs:
-        raise ConfigError(f"LoRA adapter {directory}: no LoRA weights in {WEIGHTS_FILE}")
-    return len(pairs)
+    return len(placed)
 
 
 def detach(model: nn.Module, slot: int) -> None:

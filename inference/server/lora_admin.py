@@ -11,7 +11,6 @@ request can take it meanwhile. The hub learns of a change when ``manage.py sync_
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 
@@ -55,8 +54,7 @@ async def load_lora_adapter(request: Request, body: dict) -> JSONResponse:
         targets = await base.worker.call(lambda engine: attach(engine.model, Path(path).expanduser(), slot))
     except ConfigError as exc:
         raise ServiceError(str(exc), param="lora_path") from None
-    spec = dataclasses.replace(base.spec, id=name, lora_modules={})
-    adapter = dataclasses.replace(base, spec=spec, lora_id=slot, parent=base.id, root=path, adapters=[])
+    adapter = base.adapter(name, slot, path)
     base.adapters.append(adapter)
     registry.models[name] = adapter
     log.info("LoRA adapter %s loaded on %s at run time: %d projections (%s)", name, base.id, targets, path)

@@ -85,6 +85,11 @@ class LoadedModel:
     root: str | None = None
     adapters: list[LoadedModel] = field(default_factory=list)  # a base model's, served beside it
 
+    def adapter(self, name: str, slot: int, path: str) -> LoadedModel:
+        """This (base) model's entry for its LoRA adapter ``name`` at engine ``slot``: the same engine and tokenizer."""
+        spec = dataclasses.replace(self.spec, id=name, lora_modules={})
+        return dataclasses.replace(self, spec=spec, lora_id=slot, parent=self.id, root=path, adapters=[])
+
     @property
     def id(self) -> str:
         return self.spec.id
@@ -253,8 +258,7 @@ def _adapters(base: LoadedModel, model: torch.nn.Module) -> list[LoadedModel]:
     for slot, (name, path) in enumerate(sorted(base.spec.lora_modules.items())):
         targets = attach(model, Path(path).expanduser(), slot)
         log.info("LoRA adapter %s on %s: %d projections (%s)", name, base.id, targets, path)
-        spec = dataclasses.replace(base.spec, id=name, lora_modules={})
-        out.append(dataclasses.replace(base, spec=spec, lora_id=slot, parent=base.id, root=str(path), adapters=[]))
+        out.append(base.adapter(name, slot, str(path)))
     return out
 
 

@@ -1,7 +1,8 @@
 """Service tiers through the hub (``hub/api/tiers.py``), against the fake of our inference service: the priority the
 hub sends for OpenAI's ``service_tier`` and vLLM's ``priority``, the tier the answer names, and the share of the
 price the usage row pays. That the engine runs a lower priority behind a higher one is ``test_scheduler.py``'s (the
-scheduler) and ``test_server.py``'s (our service over HTTP); the batch lines' tier is ``test_batches.py``'s."""
+scheduler) and ``test_server_priority.py``'s (our service over HTTP). A batch's lines: a response's here, chat
+completions' in ``test_batches.py``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from accounts import pricing
 from accounts.models import UsageRecord
+from tests.support.batches import batch_worker, jsonl, lines_of, wait_for
 from tests.support.live import FAKE_CHAT, FAKE_EMBED, barrier, rows
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -128,3 +130,22 @@ def test_bad_tiers_and_priorities_are_openai_errors_and_not_metered(fake_hub, fa
     assert not fake.requests
     barrier(fake_hub)  # every row of the requests before it is written
     assert not UsageRecord.objects.filter(request_id=response.headers["x-request-id"]).exists()
+
+
+def test_a_batchs_lines_are_the_batch_tier_whatever_they_ask(priced, fake):
+    """A line that asks for flex still runs in the batch tier: priority 2, and its answer says default (as OpenAI's
+    batch answers do), a response's as a chat completion's."""
+    client = priced()
+    lines = [
+        {"custom_id": "r", "method": "POST", "url": "/v1/responses",
+         "body": {"model": FAKE_CHAT, "input": "Hi", "max_output_tokens": 3, "service_tier": "flex"}},
+    ]  # fmt: skip
+    batch_file = client.files.create(file=("in.jsonl", jsonl(lines)), purpose="batch")
+    with batch_worker():
+        created = client.batches.create(input_file_id=batch_file.id, endpoint="/v1/responses", completion_window="24h")
+        batch = wait_for(client, created.id, ("completed", "failed", "expired", "cancelled"))
+    [line] = lines_of(client, batch.output_file_id)
+    assert line["response"]["body"]["service_tier"] == "default"
+    assert fake.requests[-1]["priority"] == 2
+    [row] = rows(request_id=line["response"]["request_id"])
+    assert row.service_tier == "batch" and row.cost == _full_cost(row) / 2 > 0

@@ -182,6 +182,20 @@ def test_adapters_it_cannot_serve_are_refused_by_name(tiny, adapters, tmp_path):
     with pytest.raises(ConfigError, match="adapter_config.json"):
         attach(model, tmp_path, 0)
 
+    # a matrix refused after others were read leaves nothing on the model: every one is checked first
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(path / "adapter_model.safetensors")
+    tensors["base_model.model.model.layers.9.self_attn.o_proj.lora_A.weight"] = torch.zeros(8, 64)
+    tensors["base_model.model.model.layers.9.self_attn.o_proj.lora_B.weight"] = torch.zeros(64, 8)
+    late = variant("late", lambda c: None)
+    save_file(tensors, late / "adapter_model.safetensors")
+    with pytest.raises(ConfigError, match="layers.9.self_attn.o_proj' is no projection"):
+        attach(model, late, 7)
+    assert not any(7 in m.lora_hook.adapters for m in model.modules() if hasattr(m, "lora_hook"))
+    assert attach(model, path, 7) == 14  # 7 projections x 2 layers, on 4 modules a layer (q/k/v and gate/up fused)
+    assert sum(7 in m.lora_hook.adapters for m in model.modules() if hasattr(m, "lora_hook")) == 8
+
 
 @pytest.mark.interpreter
 def test_on_the_kernels_the_adapters_greedy_tokens_match_peft(tiny, adapters):
