@@ -71,7 +71,8 @@ def closed(schema: dict) -> dict:
     return walk(schema)
 
 
-def _json(schema: dict) -> str:
+def json_rule(schema: dict) -> str:
+    """A Lark rule body for JSON valid against ``schema``, written as ``json.dumps`` would."""
     return "%json " + json.dumps({**schema, "x-guidance": JSON_STYLE})
 
 
@@ -95,7 +96,7 @@ def _arguments_schema(fn: Function, args_key: str, check: Callable[[str], str]) 
     """The function's parameters schema if llguidance supports it; with ``strict`` an unsupported schema is an
     error, without it the arguments fall back to any JSON object."""
     parameters = closed(fn.parameters)
-    error = check("start: " + _json(_call_schema(fn, parameters, args_key)))
+    error = check("start: " + json_rule(_call_schema(fn, parameters, args_key)))
     if not error:
         return parameters
     if fn.strict:
@@ -111,17 +112,17 @@ def build_grammar(
     json_answer = None
     if answer.type != "text":
         schema = closed(answer.schema) if answer.type == "json_schema" and answer.schema is not None else ANY_OBJECT
-        error = check("start: " + _json(schema))
+        error = check("start: " + json_rule(schema))
         if error:
             if answer.strict or answer.type == "json_object":
                 raise SchemaUnsupported(f"Invalid schema for response_format: {error}", "response_format")
             schema = ANY_OBJECT
-        json_answer = _json(schema)
+        json_answer = json_rule(schema)
     if not request.calls_tools:
         return None if json_answer is None else f"start: {json_answer}\n"
 
     rules = [
-        f"call_{i}: " + _json(_call_schema(fn, _arguments_schema(fn, fmt.args_key, check), fmt.args_key))
+        f"call_{i}: " + json_rule(_call_schema(fn, _arguments_schema(fn, fmt.args_key, check), fmt.args_key))
         for i, fn in enumerate(request.allowed)
     ]
     rules.append("call: " + " | ".join(f"call_{i}" for i in range(len(request.allowed))))

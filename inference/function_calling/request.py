@@ -63,7 +63,8 @@ def _error(message: str, param: str, code: str | None = "invalid_value") -> Requ
     return RequestError(message, param=param, code=code)
 
 
-def _schema(value: Any, param: str) -> dict:
+def check_schema(value: Any, param: str) -> dict:
+    """``value`` if it is a valid JSON Schema (an object), else 400 naming ``param``."""
     if not isinstance(value, dict):
         raise _error(f"Invalid '{param}': expected an object (a JSON Schema).", param, "invalid_type")
     try:
@@ -95,7 +96,7 @@ def _function(tool: Any, i: int) -> Function:
     if description is not None and not isinstance(description, str):
         raise _error(f"Invalid '{param}.function.description': expected a string.", f"{param}.function.description")
     parameters = fn.get("parameters")
-    parameters = EMPTY_PARAMETERS if parameters is None else _schema(parameters, f"{param}.function.parameters")
+    parameters = EMPTY_PARAMETERS if parameters is None else check_schema(parameters, f"{param}.function.parameters")
     strict = fn.get("strict") or False
     if not isinstance(strict, bool):
         raise _error(f"Invalid '{param}.function.strict': expected a boolean.", f"{param}.function.strict")
@@ -143,7 +144,7 @@ def _response_format(value: Any) -> ResponseFormat:
         raise _error("Invalid 'response_format.json_schema.name': expected 1 to 64 letters, digits, '_' or '-'.",
                      "response_format.json_schema.name")  # fmt: skip
     schema = spec.get("schema")
-    schema = {"type": "object"} if schema is None else _schema(schema, "response_format.json_schema.schema")
+    schema = {"type": "object"} if schema is None else check_schema(schema, "response_format.json_schema.schema")
     strict = spec.get("strict") or False
     if not isinstance(strict, bool):
         raise _error("Invalid 'response_format.json_schema.strict': expected a boolean.",

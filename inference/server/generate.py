@@ -247,7 +247,7 @@ async def completions(request: Request, body: dict) -> JSONResponse | StreamingR
     state = request.app.state
     model = state.registry.get(body.get("model"))
     completion = parse_completion(body, model)
-    encoded = build_completion(completion, model)
+    encoded = await build_completion(completion, model)
     gen, echo = completion.generation, completion.echo
     check_reservation(request.headers, sum(len(ids) for ids in encoded) * completion.best_of)
     if gen.stream:

@@ -10,6 +10,7 @@ from typing import Any
 
 from inference.errors import RequestError
 from inference.function_calling.request import ToolRequest, read_tool_request
+from inference.function_calling.structured import Structured, read_structured
 from inference.sampling_params import MAX_PRIORITY, InvalidParam, SamplingParams
 from inference.server.errors import shown
 from inference.server.limits import MAX_COMPLETION_LOGPROBS, MAX_N, MAX_TOP_LOGPROBS
@@ -179,6 +180,7 @@ class ChatRequest:
     tools: ToolRequest  # tools, tool_choice, parallel_tool_calls, response_format
     generation: GenerationRequest
     template_kwargs: dict[str, Any] = field(default_factory=dict)  # vLLM's chat_template_kwargs
+    structured: Structured | None = None  # vLLM's structured_outputs (or guided_*): the answer's shape
 
 
 # the names the renderer gives the template itself, which a request's chat_template_kwargs may not replace
@@ -204,6 +206,7 @@ class CompletionRequest:
     echo: bool
     generation: GenerationRequest
     best_of: int  # candidates generated per prompt, of which the ``n`` likeliest per token are returned (>= n)
+    structured: Structured | None = None  # vLLM's structured_outputs (or guided_*): each answer's shape
 
 
 @dataclass
@@ -263,9 +266,15 @@ def parse_chat(body: dict, model: LoadedModel) -> ChatRequest:
     _generative(model)
     _text_out_only(body)
     tools = read_tool_request(body)
+    structured = read_structured(body)
+    if structured is not None and (tools.calls_tools or tools.response_format.type != "text"):
+        other = "response_format" if tools.response_format.type != "text" else "tools"
+        raise RequestError(f"'{structured.param}' cannot be combined with '{other}': each shapes the whole answer.",
+                           param=structured.param)  # fmt: skip
     messages = read_messages(body, images=model.vision is not None)
     generation = read_generation(body, model.vocab_size, chat=True)
-    return ChatRequest(messages, tools, generation, read_reasoning_effort(body, read_template_kwargs(body)))
+    kwargs = read_reasoning_effort(body, read_template_kwargs(body))
+    return ChatRequest(messages, tools, generation, kwargs, structured)
 
 
 def parse_completion(body: dict, model: LoadedModel) -> CompletionRequest:
@@ -283,7 +292,7 @@ def parse_completion(body: dict, model: LoadedModel) -> CompletionRequest:
     if best_of > n and generation.stream:
         raise RequestError("'best_of' above 'n' cannot be streamed: the best are known only at the end.",
                            param="best_of")  # fmt: skip
-    return CompletionRequest(prompts, bool(body.get("echo")), generation, best_of)
+    return CompletionRequest(prompts, bool(body.get("echo")), generation, best_of, read_structured(body))
 
 
 def parse_embedding(body: dict, model: LoadedModel) -> EmbeddingRequest:

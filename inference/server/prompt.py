@@ -15,6 +15,7 @@ from inference.function_calling.formats import ToolFormat, get_format
 from inference.function_calling.grammar import build_grammar
 from inference.function_calling.prompt import prepare
 from inference.function_calling.request import ToolRequest
+from inference.function_calling.structured import Structured
 from inference.models.inputs import MultiModalPrompt
 from inference.multimodal.fetch import FetchPolicy
 from inference.multimodal.prompt import ImageMarkers, expand_image_tokens, flatten_images, split_markers
@@ -44,7 +45,10 @@ async def build_chat(request: ChatRequest, model: LoadedModel, policy: FetchPoli
     except ValueError as exc:  # the chat template refused the conversation (its raise_exception)
         raise RequestError(str(exc), param="messages") from None
     finalize_max_tokens(model, request.generation, len(ids), "messages")
-    constrained = await _constrain(request.tools, fmt, model, request.generation)
+    if request.structured is not None:
+        constrained = await constrain(request.structured, model, request.generation)
+    else:
+        constrained = await _constrain(request.tools, fmt, model, request.generation)
     think = model.reasoning.marks(ids, model.tokenizer.stop_token_ids) if model.reasoning is not None else None
     if think is not None:
         params = request.generation.params
@@ -53,8 +57,8 @@ async def build_chat(request: ChatRequest, model: LoadedModel, policy: FetchPoli
     return ChatPrompt(ids, mm, fmt, constrained, think)
 
 
-def build_completion(request: CompletionRequest, model: LoadedModel) -> list[list[int]]:
-    """Each prompt's token ids."""
+async def build_completion(request: CompletionRequest, model: LoadedModel) -> list[list[int]]:
+    """Each prompt's token ids; the grammar of a structured output compiled into the sampling params."""
     tokenizer = model.tokenizer
     encoded = [p if isinstance(p, list) else tokenizer.encode(p, add_special_tokens=True) for p in request.prompts]
     for ids in encoded:
@@ -62,6 +66,8 @@ def build_completion(request: CompletionRequest, model: LoadedModel) -> list[lis
             raise RequestError("'prompt' contains token ids outside the vocabulary.", param="prompt")
     for ids in encoded:
         finalize_max_tokens(model, request.generation, len(ids), "prompt")
+    if request.structured is not None:
+        await constrain(request.structured, model, request.generation)
     return encoded
 
 
@@ -131,6 +137,15 @@ def _markers(model: LoadedModel, fmt: ToolFormat) -> dict[str, int]:
     """The format's markers that are control tokens of this vocabulary (e.g. Mistral's ``[TOOL_CALLS]``)."""
     special = model.tokenizer.special_tokens
     return {m: special[m] for m in (fmt.open.strip(), fmt.close.strip()) if m and m in special}
+
+
+async def constrain(structured: Structured, model: LoadedModel, gen: GenerationRequest) -> bool:
+    """Compile a structured output's grammar (off the event loop) into the sampling params."""
+    try:
+        gen.params.guide = await asyncio.to_thread(lambda: model.guides.compile(structured.grammar()))
+    except GrammarError as exc:
+        raise RequestError(f"'{structured.param}' cannot be enforced: {exc}", param=structured.param) from None
+    return True
 
 
 async def _constrain(tools: ToolRequest, fmt: ToolFormat, model: LoadedModel, gen: GenerationRequest) -> bool:
