@@ -19,7 +19,8 @@ from accounts.models import Batch, BatchResult, BatchStatus, StoredFile
 
 # The endpoints a batch may name, and the gateway route each one is.
 ENDPOINTS = {"/v1/chat/completions": "chat/completions", "/v1/completions": "completions",
-             "/v1/embeddings": "embeddings", "/v1/responses": "responses"}  # fmt: skip
+             "/v1/embeddings": "embeddings", "/v1/responses": "responses",
+             "/v1/moderations": "moderations"}  # fmt: skip
 WINDOW = timedelta(hours=24)  # "24h", the one completion window OpenAI offers
 _FINAL_AT = {BatchStatus.COMPLETED: "completed_at", BatchStatus.EXPIRED: "expired_at",
              BatchStatus.CANCELLED: "cancelled_at", BatchStatus.FAILED: "failed_at"}  # fmt: skip

@@ -123,6 +123,7 @@ class ModelKind(models.TextChoices):
     RERANK = "rerank", "Rerank"  # a cross-encoder: /rerank and /score
     VISION = "vision", "Vision"
     AUDIO = "audio", "Audio"
+    MODERATION = "moderation", "Moderation"  # a guard model (Llama Guard): /moderations, also chat
 
 
 class ServedModel(models.Model):

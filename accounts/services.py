@@ -448,6 +448,7 @@ _SERVICE_KINDS = {
     "rerank": ModelKind.RERANK,
     "vision": ModelKind.VISION,
     "audio": ModelKind.AUDIO,
+    "moderation": ModelKind.MODERATION,
 }
 
 

@@ -281,6 +281,8 @@ HUB_MAX_FILE_BYTES = env_int("HUB_MAX_FILE_BYTES", 200 * 1024 * 1024, min_value=
 HUB_MAX_UPLOAD_PART_BYTES = env_int("HUB_MAX_UPLOAD_PART_BYTES", 64 * 1024 * 1024, min_value=1024)
 # The Batch API's runner (hub/batches/): how many of a batch's requests it sends at once, and how long a runner may
 # show no life (it does every quarter of that) before another takes its batch up again (a worker that died).
+# /v1/moderations without a "model" (OpenAI's default): the catalog model it runs on (a guard, kind moderation)
+HUB_MODERATION_MODEL = env_str("HUB_MODERATION_MODEL", "omni-moderation-latest")
 HUB_BATCH_CONCURRENCY = env_int("HUB_BATCH_CONCURRENCY", 8, min_value=1)
 HUB_BATCH_STALE_SECONDS = env_float("HUB_BATCH_STALE_SECONDS", 60.0, min_value=1.0)
 # batches whose runner went quiet (a restart) are taken up again where they stopped

@@ -9,7 +9,7 @@ from pathlib import Path
 from inference.env import ConfigError, env_str
 
 # vision: takes images (LLaVA); audio: Whisper; rerank: a cross-encoder scoring query-document pairs
-KINDS = ("chat", "completion", "embedding", "rerank", "vision", "audio")
+KINDS = ("chat", "completion", "embedding", "rerank", "vision", "audio", "moderation")
 # none: float weights; the rest are CPU decode weights (inference/weights/quantize.py): int8 per row, int4 in
 # groups of 32 (head int4 with its top 1024 logits exact), int4x2 (two int4 levels, ~8 bits), auto (int4 where lossless,
 # as for GGUF Q4 weights, else int4x2)
@@ -89,7 +89,7 @@ class EngineConfig:
 class ModelSpec:
     id: str  # the name clients use
     source: str  # packaged:smollm2 | packaged:gemma3 | packaged:minilm | a .gguf file | an HF directory
-    kind: str  # chat | completion | embedding | rerank | vision | audio
+    kind: str  # chat | completion | embedding | rerank | vision | audio | moderation (a guard: Llama Guard)
     engine: EngineConfig = field(default_factory=EngineConfig)
     max_output_length: int | None = None  # default: max_model_len
     # how the model writes tool calls (LightLLM's --tool_call_parser): auto (from its chat template), hermes,

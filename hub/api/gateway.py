@@ -70,22 +70,26 @@ log = logging.getLogger(__name__)
 
 # route -> model kinds it serves
 ROUTES = {
-    "chat/completions": {ModelKind.CHAT, ModelKind.VISION},
+    # a guard model (kind moderation) answers chat too: vLLM's users call Llama Guard that way
+    "chat/completions": {ModelKind.CHAT, ModelKind.VISION, ModelKind.MODERATION},
     "responses": {ModelKind.CHAT, ModelKind.VISION},  # OpenAI's Responses API (hub/api/responses_relay.py)
     "responses/input_tokens": {ModelKind.CHAT, ModelKind.VISION},  # its count (hub/api/responses_count.py)
-    "completions": {ModelKind.CHAT, ModelKind.COMPLETION, ModelKind.VISION},
+    "completions": {ModelKind.CHAT, ModelKind.COMPLETION, ModelKind.VISION, ModelKind.MODERATION},
     "embeddings": {ModelKind.EMBEDDING},
     "rerank": {ModelKind.RERANK},  # Jina's and Cohere's shape (also under /v2, Cohere's v2 path)
     "score": {ModelKind.RERANK},  # vLLM's
     "audio/transcriptions": {ModelKind.AUDIO},
     "audio/translations": {ModelKind.AUDIO},
+    "moderations": {ModelKind.MODERATION},  # OpenAI's, answered by a guard model (inference/server/moderation.py)
 }
 _ROUTE_HINT = {
     ModelKind.EMBEDDING: "/embeddings",
     ModelKind.RERANK: "/rerank or /score",
     ModelKind.AUDIO: "/audio/transcriptions or /audio/translations",
+    ModelKind.MODERATION: "/moderations, /chat/completions or /completions",
 }
-ENCODER_ROUTES = ("embeddings", "rerank", "score")  # one JSON answer, no generation: no stream, no max_tokens
+# one JSON answer, no stream, no max_tokens (a moderation's verdicts are short, their length the service's)
+ENCODER_ROUTES = ("embeddings", "rerank", "score", "moderations")
 
 
 def _header_list(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
@@ -176,6 +180,8 @@ def _over_reservation(response: httpx.Response) -> int | None:
 
 def _check_model(ctx: EdgeContext, route: str, body: dict) -> str:
     model = body.get("model")
+    if model is None and route == "moderations":  # optional there: OpenAI's default moderation model
+        model = settings.HUB_MODERATION_MODEL
     if not isinstance(model, str) or not model:
         raise errors.InvalidRequest("You must provide a model parameter.", param="model", code="missing_model")
     if not ctx.key.may_use(model):
@@ -189,7 +195,7 @@ def _check_limits(info: ModelInfo, route: str, body: dict) -> None:
         raise errors.InvalidRequest(f"'{info.id}' is a {info.kind} model; use {hint}.", param="model")
     if route.startswith("audio/"):
         return
-    if route in ("rerank", "score"):
+    if route in ("rerank", "score", "moderations"):
         return
     if route == "embeddings":
         dims = body.get("dimensions")
@@ -453,9 +459,10 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
             await meter.save()
             raise errors.UpstreamError("The model's deployment answered with something other than JSON.") from None
         payload["model"] = model_id
+        usage = payload.pop("usage", None) if self.route() == "moderations" else payload.get("usage")  # not OpenAI's
         if self.shown_tier is not None and self.route() == "chat/completions":
             payload["service_tier"] = self.shown_tier
-        meter.take(payload.get("usage"))
+        meter.take(usage)
         meter.first_token = time.monotonic()
         if self.chat_store is not None:  # stored before it is sent: the client can retrieve it once it has it
             payload["id"] = self.chat_store.id

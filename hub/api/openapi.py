@@ -15,6 +15,7 @@ from drf_spectacular.utils import OpenApiResponse
 from hub.api.openapi_batches import BATCH_SCHEMAS
 from hub.api.openapi_chat_store import CHAT_STORE_SCHEMAS
 from hub.api.openapi_conversations import CONVERSATION_SCHEMAS
+from hub.api.openapi_moderations import MODERATION_SCHEMAS
 from hub.api.openapi_rerank import RERANK_SCHEMAS
 from hub.api.openapi_responses import RESPONSES_SCHEMAS
 from hub.api.openapi_schemas import SCHEMAS, ref
@@ -122,6 +123,15 @@ GENERATION_PATHS = {
         "ScoreResponse",
         None,
         "vLLM's score route: a `rerank` model's score of each (`text_1`, `text_2`) pair.",
+    ),
+    "/moderations": _generation(
+        "Create moderation",
+        "ModerationRequest",
+        "ModerationResponse",
+        None,
+        "OpenAI's moderation of each input by a `moderation` model (a guard: Llama Guard and models trained on its "
+        "format): flagged when it answers unsafe, its categories mapped to OpenAI's. Metered by the tokens the "
+        "guard read and wrote.",
     ),
 }
 
@@ -235,8 +245,9 @@ def add_generation_routes(result, generator, request, public):
         paths[path] = {**paths.get(path, {}), **operations}
     result["paths"] = paths
     components = result.setdefault("components", {})
-    components.setdefault("schemas", {}).update({**SCHEMAS, **RERANK_SCHEMAS, **RESPONSES_SCHEMAS, **CHAT_STORE_SCHEMAS,
-                                                 **CONVERSATION_SCHEMAS, **BATCH_SCHEMAS})  # fmt: skip
+    schemas = (SCHEMAS, RERANK_SCHEMAS, MODERATION_SCHEMAS, RESPONSES_SCHEMAS, CHAT_STORE_SCHEMAS, CONVERSATION_SCHEMAS,
+               BATCH_SCHEMAS)  # fmt: skip
+    components.setdefault("schemas", {}).update({name: s for group in schemas for name, s in group.items()})
     result["info"]["description"] = DESCRIPTION.strip()
     result["servers"] = [{"url": f"/{base}"} for base in BASE_PATHS]
     return result

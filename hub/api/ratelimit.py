@@ -42,6 +42,10 @@ TEMPLATE_TOKENS = 64
 TOOL_TOKENS = 64  # per tool: the framing of its listing and of its example call
 FORMAT_TOKENS = 32  # a response_format's instruction
 PAIR_TOKENS = 4  # a cross-encoder's pair markers (XLM-R's <s> a </s></s> b </s>)
+# a guard model's task around each moderation input (Llama Guard 3's: ~400 tokens of categories and instructions)
+# and its verdict (inference/server/moderation.py's VERDICT_TOKENS): a longer task is counted and reserved again
+GUARD_PROMPT_TOKENS = 1024
+MODERATION_OUTPUT_TOKENS = 24
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions; the gateway sends it upstream
 # Speech routes: an audio second counts as 50 prompt tokens (Whisper's encoder positions per second), the text the
 # decoder writes as completion tokens. A reservation assumes 128 kbps audio (a longer duration is refused by our
@@ -74,6 +78,12 @@ def estimate(route: str, body: dict, info: ModelInfo) -> Estimate:
     limit = info.max_sequence_length or None
     if route in ("rerank", "score"):  # a (query, document) pair per document, cut at the model's context
         return Estimate(sum(_clamp(_bound(a) + _bound(b) + PAIR_TOKENS, limit) for a, b in _pairs(route, body)), 0)
+    if route == "moderations":  # each input in the guard's task (its categories, its instructions); a short verdict
+        inputs = body.get("input")
+        parts = isinstance(inputs, list) and any(isinstance(item, dict) for item in inputs)
+        items = inputs if isinstance(inputs, list) and not parts else [inputs]
+        return Estimate(sum(_clamp(_bound(item) + GUARD_PROMPT_TOKENS, limit) for item in items),
+                        MODERATION_OUTPUT_TOKENS * len(items))  # fmt: skip
     if route == "embeddings":
         inputs = body.get("input")
         items = inputs if isinstance(inputs, list) and inputs and not _is_int(inputs[0]) else [inputs]

@@ -26,7 +26,8 @@ TIERS = ("auto", "default", "flex", "scale", "priority", "fast")  # OpenAI's Ser
 DEFAULT, FLEX, BATCH = "default", "flex", "batch"  # what the hub serves (and records on the usage row)
 PRIORITY = {DEFAULT: 0, FLEX: 1, BATCH: 2}
 MAX_PRIORITY = 1_000_000  # the inference service's bound (inference/sampling_params.py)
-ROUTES = ("chat/completions", "completions", "responses", "embeddings")  # where our engines schedule by priority
+# where our engines schedule by priority
+ROUTES = ("chat/completions", "completions", "responses", "embeddings", "moderations")
 
 
 def of(route: str, body: dict, batch: bool) -> str:

@@ -23,6 +23,7 @@ MAX_JSON_DEPTH = 64  # OpenAI's shapes nest < 10 deep; JSON Schemas in tools a f
 MAX_STRING_CHARS = 1_048_576  # OpenAI's cap on one string (a message's content, a prompt, an input)
 MAX_MESSAGES = 2048
 MAX_INPUTS = 2048  # embeddings' input and completions' prompt, as a list (OpenAI: 2048)
+MAX_MODERATION_INPUTS = 32  # moderations' input as a list of strings: each is a generation of its guard model
 MAX_TOOLS = 128  # OpenAI's
 MAX_DOCUMENTS = 1000  # rerank's documents and score's texts (Cohere's limit; the inference service's too)
 MAX_STOP = 4
@@ -356,8 +357,35 @@ def _score_texts(body: dict) -> None:
                       "'text_1', or as many as 'text_2'.")  # fmt: skip
 
 
+def _moderation_input(body: dict) -> None:
+    """moderations' ``input``: a string, an array of strings, or an array of ``text`` / ``image_url`` parts (a guard
+    model refuses images itself, as OpenAI's text-only models do)."""
+    value = body.get("input")
+    if value is None:
+        raise missing("input")
+    if isinstance(value, str):
+        _string(value, "input")
+        return
+    items = _array(value, "input", MAX_INPUTS, "a string, an array of strings or an array of input parts")
+    if all(isinstance(item, str) for item in items):
+        _array(items, "input", MAX_MODERATION_INPUTS)
+        for i, item in enumerate(items):
+            _string(item, f"input[{i}]")
+        return
+    for i, part in enumerate(items):
+        part = _object(part, f"input[{i}]")
+        if part.get("type") == "text":
+            _string(part.get("text"), f"input[{i}].text")
+        elif part.get("type") == "image_url":
+            _object(part.get("image_url"), f"input[{i}].image_url")
+        else:
+            raise _refuse(f"input[{i}].type", "invalid_value",
+                          f"Invalid value for 'input[{i}].type': expected 'text' or 'image_url'.")  # fmt: skip
+
+
 def check_body(route: str, body: dict) -> None:
-    """A model route's JSON body (``chat/completions``, ``completions``, ``embeddings``, ``rerank``, ``score``);
+    """A model route's JSON body (``chat/completions``, ``completions``, ``embeddings``, ``rerank``, ``score``,
+    ``moderations``);
     raises InvalidRequest."""
     if route == "rerank":
         if body.get("query") is None:
@@ -368,6 +396,8 @@ def check_body(route: str, body: dict) -> None:
         _bool(body, "return_documents")
     elif route == "score":
         _score_texts(body)
+    elif route == "moderations":
+        _moderation_input(body)
     elif route == "embeddings":
         _texts_or_tokens(body, "input")
         if body.get("encoding_format") not in (None, "float", "base64"):

@@ -23,6 +23,7 @@ from inference.server.generate import chat_completions, completions
 from inference.server.limits import MAX_BODY_BYTES
 from inference.server.messages import read_messages
 from inference.server.metrics import Metrics
+from inference.server.moderation import moderations
 from inference.server.registry import ModelRegistry
 from inference.server.rerank import rerank, score
 from inference.server.speech import transcriptions, translations
@@ -169,6 +170,7 @@ def create_app(
         Route("/v1/rerank", _post(rerank), methods=["POST"]),
         Route("/v2/rerank", _post(rerank), methods=["POST"]),  # Cohere's v2 path, as vLLM serves it too
         Route("/v1/score", _post(score), methods=["POST"]),
+        Route("/v1/moderations", _post(moderations), methods=["POST"]),
         Route("/v1/audio/transcriptions", _post(transcriptions, json_body=False), methods=["POST"]),
         Route("/v1/audio/translations", _post(translations, json_body=False), methods=["POST"]),
         Route("/tokenize", _post(tokenize), methods=["POST"]),

@@ -65,7 +65,7 @@ def _usage(prompt: int, completion: int, reasoning: int | None = None, cached: i
     return usage
 
 
-class _Run:
+class Run:
     """One generation request: submitted to the engine, consumed as a stream or collected."""
 
     def __init__(
@@ -214,7 +214,7 @@ async def chat_completions(request: Request, body: dict) -> JSONResponse | Strea
     prompt = await build_chat(chat, model, state.image_policy)
     gen = chat.generation
     check_reservation(request.headers, len(prompt.ids) * gen.n)
-    run = _Run(request, state, model, prompt.ids, gen, "chat", lambda: answers.new_parser(chat, prompt), prompt.mm,
+    run = Run(request, state, model, prompt.ids, gen, "chat", lambda: answers.new_parser(chat, prompt), prompt.mm,
                lambda: answers.new_splitter(model, prompt), prompt.think)  # fmt: skip
     if gen.stream:
         return StreamingResponse(run.stream(), media_type="text/event-stream")
@@ -253,10 +253,10 @@ async def completions(request: Request, body: dict) -> JSONResponse | StreamingR
     if gen.stream:
         ids = encoded[0]
         echo_text = model.tokenizer.decode(ids, skip_special_tokens=True) if echo else ""
-        run = _Run(request, state, model, ids, gen, "completion")
+        run = Run(request, state, model, ids, gen, "completion")
         return StreamingResponse(run.stream(echo_text), media_type="text/event-stream")
     candidates = _candidates(gen, completion.best_of)
-    runs = [_Run(request, state, model, ids, candidates, "completion") for ids in encoded]
+    runs = [Run(request, state, model, ids, candidates, "completion") for ids in encoded]
     results = [_best(choices, gen.n) for choices in await asyncio.gather(*(r.collect() for r in runs))]
     out_choices, prompt_total, completion_total, cached_total = [], 0, 0, 0
     for p, (run, (choices, every)) in enumerate(zip(runs, results, strict=True)):

@@ -21,6 +21,7 @@ from inference.env import ConfigError
 from inference.layers.kernel_switch import use_kernels
 from inference.loader.sources import gguf_file, resolve_source
 from inference.server.errors import model_not_found
+from inference.server.guard import GuardFormat, detect
 from inference.server.metrics import Metrics
 
 log = logging.getLogger("inference.registry")
@@ -78,6 +79,7 @@ class LoadedModel:
     reasoning: object = None  # a reasoning model's think markers (inference.server.reasoning.ReasoningFormat)
     vision: VisionSupport | None = None  # vision models only
     speech: SpeechSupport | None = None  # audio models only
+    guard: GuardFormat | None = None  # moderation models only: the categories its chat template lists
     load_seconds: float = 0.0  # how long this start took to load it (prepared weights cached: seconds)
     # a LoRA adapter served as a model of its own: its engine slot, and the model it runs on (its name, its path)
     lora_id: int | None = None
@@ -227,6 +229,7 @@ def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop, ranks=None) -> 
         if tool_format == "auto":
             tool_format = detect_format(tokenizer.chat_template)
         tool_format = ALIASES.get(tool_format, tool_format)
+    guard = _guard(spec, tokenizer) if spec.kind == "moderation" else None
     seconds = time.perf_counter() - start
     log.info("loaded %s from %s in %.1fs", spec.id, directory, seconds)
     loaded = LoadedModel(
@@ -244,10 +247,28 @@ def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop, ranks=None) -> 
         reasoning=reasoning,
         vision=vision,
         speech=speech,
+        guard=guard,
         load_seconds=round(seconds, 2),
     )
     loaded.adapters = _adapters(loaded, model)
     return loaded
+
+
+def _guard(spec: ModelSpec, tokenizer) -> GuardFormat:
+    """A moderation model's categories, read from a conversation its chat template renders."""
+
+    def render(messages: list[dict]) -> str:
+        return tokenizer.decode(tokenizer.apply_chat_template(messages, add_generation_prompt=True),
+                                skip_special_tokens=False)  # fmt: skip
+
+    try:
+        guard = detect(render) if tokenizer.chat_template else None
+    except ValueError as exc:  # the template refused the probe conversation
+        raise ConfigError(f"model {spec.id}: its chat template cannot render a user message: {exc}") from None
+    if guard is None:
+        raise ConfigError(f"model {spec.id}: kind moderation needs a guard model (Llama Guard) whose chat template "
+                          "lists its unsafe-content categories")  # fmt: skip
+    return guard
 
 
 def _adapters(base: LoadedModel, model: torch.nn.Module) -> list[LoadedModel]:

@@ -6,7 +6,8 @@ is one the document gives (its status, its media type and its body, each streame
 answer a model gave is metered: its usage row is written.
 
 The routes: models, usage and costs; chat, completions, embeddings; rerank and score (on a tiny random-weight
-cross-encoder that a service of this module's own serves); the Responses API, its stored responses and cancel;
+cross-encoder that a service of this module's own serves); moderations (on a tiny random-weight guard, served the same
+way); the Responses API, its stored responses and cancel;
 stored chat completions; conversations and their items; files, uploads and batches (the steered cases of these name
 one the test stored);
 transcriptions and translations (the steered positive cases carry a
@@ -41,6 +42,7 @@ from schemathesis.checks import content_type_conformance, response_schema_confor
 from accounts import services
 from accounts.models import ModelKind
 from tests.support import encoders
+from tests.support.checkpoints import guard_checkpoint
 from tests.support.inference import inference_service, model_flags
 from tests.support.live import CHAT, EMBED, WHISPER, rows
 
@@ -53,6 +55,7 @@ FUZZ_CHAT = "fuzz-chat"
 MAX_OUTPUT = 8  # fuzz-chat's max_output_length: a larger max_tokens is the hub's 400, not a long generation
 SMALL_MAX_TOKENS = 4  # given to bodies without one (see above)
 FUZZ_RERANK = "fuzz-rerank"  # a tiny random-weight cross-encoder, served by its own service (``reranker_url``)
+FUZZ_GUARD = "fuzz-guard"  # a tiny random-weight Llama Guard, served by its own service (``guard_url``)
 STORED = "{stored}"  # in VALID: the id of a response stored for the test (``_stored_response``)
 OPERATIONS = (
     "GET /models",
@@ -64,6 +67,7 @@ OPERATIONS = (
     "POST /embeddings",
     "POST /rerank",
     "POST /score",
+    "POST /moderations",
     "POST /responses",
     "POST /responses/input_tokens",
     "GET /responses/{response_id}",
@@ -104,17 +108,17 @@ RIGHT = {
     "/chat/completions": FUZZ_CHAT, "/completions": FUZZ_CHAT, "/responses": FUZZ_CHAT, "/embeddings": EMBED,
     "/responses/input_tokens": FUZZ_CHAT,
     "/rerank": FUZZ_RERANK, "/score": FUZZ_RERANK, "/audio/transcriptions": WHISPER, "/audio/translations": WHISPER,
-    "/models/{model_id}": CHAT,
+    "/models/{model_id}": CHAT, "/moderations": FUZZ_GUARD,
 }  # fmt: skip
 WRONG = {
     "/chat/completions": EMBED, "/completions": EMBED, "/responses": EMBED, "/embeddings": FUZZ_CHAT,
     "/responses/input_tokens": EMBED,
     "/rerank": EMBED, "/score": FUZZ_CHAT, "/audio/transcriptions": FUZZ_CHAT, "/audio/translations": EMBED,
-    "/models/{model_id}": "nope",
+    "/models/{model_id}": "nope", "/moderations": EMBED,
 }  # fmt: skip
 # the routes whose answers are metered (POST: GET /chat/completions lists stored ones): each 200 has its usage row
 METERED = {"/chat/completions", "/completions", "/embeddings", "/rerank", "/score", "/responses",
-           "/audio/transcriptions", "/audio/translations"}  # fmt: skip
+           "/audio/transcriptions", "/audio/translations", "/moderations"}  # fmt: skip
 MAX_TOKENS_FIELD = {"/chat/completions": "max_tokens", "/completions": "max_tokens", "/responses": "max_output_tokens"}
 _HI = [{"role": "user", "content": "Hi"}]
 _AUDIO = {"model": WHISPER, "response_format": "text"}
@@ -128,6 +132,7 @@ VALID = {  # one valid request per operation, as the OpenAI SDK sends it
     "POST /embeddings": {"body": {"model": EMBED, "input": ["a", "b"]}},
     "POST /rerank": {"body": {"model": FUZZ_RERANK, "query": "fox?", "documents": ["a fox", "Paris"], "top_n": 1}},
     "POST /score": {"body": {"model": FUZZ_RERANK, "text_1": "fox?", "text_2": ["a fox", "Paris"]}},
+    "POST /moderations": {"body": {"model": FUZZ_GUARD, "input": ["a fox", "Paris"]}},
     "POST /responses": {"body": {"model": FUZZ_CHAT, "input": "Hi", "max_output_tokens": 4, "stream": True}},
     "POST /responses/input_tokens": {"body": {"model": FUZZ_CHAT, "input": "Hi", "instructions": "Be brief."}},
     "GET /responses/{response_id}": {"path_parameters": {"response_id": STORED}},
@@ -197,8 +202,16 @@ def reranker_url(tmp_path_factory):
         yield f"{url}/v1"
 
 
+@pytest.fixture(scope="module")
+def guard_url(tmp_path_factory):
+    """A service serving a tiny random-weight guard (Llama Guard 3's template): the live service serves none."""
+    checkpoint = guard_checkpoint(tmp_path_factory.mktemp("fuzz-guard") / "guard")
+    with inference_service(*model_flags(f"tiny-guard={checkpoint}:moderation")) as url:
+        yield f"{url}/v1"
+
+
 @pytest.fixture
-def fuzz(hub, inference_url, reranker_url):
+def fuzz(hub, inference_url, reranker_url, guard_url):
     """The hub's schema as schemathesis loads it, an HTTP session, a key entitled to every model, the base URL."""
     services.register_model(
         FUZZ_CHAT, ModelKind.CHAT, max_sequence_length=2048, max_output_length=MAX_OUTPUT,
@@ -208,7 +221,11 @@ def fuzz(hub, inference_url, reranker_url):
         FUZZ_RERANK, ModelKind.RERANK, max_sequence_length=encoders.RERANK_MAX_POSITIONS,
         deployment_url=reranker_url, upstream_model="tiny-rerank",
     )  # fmt: skip
-    services.grant_models(hub.tenant, [FUZZ_CHAT, FUZZ_RERANK])
+    services.register_model(
+        FUZZ_GUARD, ModelKind.MODERATION, max_sequence_length=2048, deployment_url=guard_url,
+        upstream_model="tiny-guard",
+    )  # fmt: skip
+    services.grant_models(hub.tenant, [FUZZ_CHAT, FUZZ_RERANK, FUZZ_GUARD])
     auth = {"authorization": f"Bearer {hub.everything.secret}"}
     with requests.Session() as session:
         yield schemathesis.openapi.from_url(f"{hub.url}/openapi.json"), session, auth, f"{hub.url}/v1"

@@ -20,6 +20,7 @@ PUBLIC_ROUTES = {
     "/embeddings": {"post"},
     "/rerank": {"post"},
     "/score": {"post"},
+    "/moderations": {"post"},
     "/responses": {"post"},
     "/responses/input_tokens": {"post"},
     "/responses/{response_id}": {"get", "delete"},

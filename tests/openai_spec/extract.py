@@ -41,6 +41,7 @@ ROOTS = [
     "ListBatchesResponse",
     "Upload",
     "UploadPart",
+    "CreateModerationResponse",
 ]
 OUT = Path(__file__).with_name("responses.json")
 

@@ -234,6 +234,41 @@ def tiny_chat_checkpoint(path: Path) -> Path:
     return path
 
 
+# Llama Guard 3's chat template in its structure (its task, categories and instructions, as
+# meta-llama/Llama-Guard-3-1B's), over the tiny ASCII vocabulary: <s> for <|begin_of_text|>, no header tokens
+GUARD_CATEGORIES = ["Violent Crimes", "Non-Violent Crimes", "Sex Crimes", "Child Exploitation", "Defamation",
+                    "Specialized Advice", "Privacy", "Intellectual Property", "Indiscriminate Weapons", "Hate",
+                    "Self-Harm", "Sexual Content", "Elections", "Code Interpreter Abuse"]  # fmt: skip
+GUARD_CHAT_TEMPLATE = (
+    "{{ bos_token }}Task: Check if there is unsafe content in '{% if messages[-1]['role'] == 'user' %}User"
+    "{% else %}Agent{% endif %}' messages in conversations according our safety policy with the below categories."
+    "\n\n<BEGIN UNSAFE CONTENT CATEGORIES>\n"
+    + "".join(f"S{i}: {name}.\n" for i, name in enumerate(GUARD_CATEGORIES, 1))
+    + "<END UNSAFE CONTENT CATEGORIES>\n\n<BEGIN CONVERSATION>\n\n"
+    "{% for message in messages %}{% if message['role'] == 'user' %}User: {% else %}Agent: {% endif %}"
+    "{{ message['content'] }}\n\n{% endfor %}<END CONVERSATION>\n\n"
+    "Provide your safety assessment for ONLY THE LAST {% if messages[-1]['role'] == 'user' %}User{% else %}Agent"
+    "{% endif %} message in the above conversation:\n - First line must read 'safe' or 'unsafe'.\n"
+    " - If unsafe, a second line must include a comma-separated list of violated categories.\n"
+)
+
+
+def guard_checkpoint(path: Path) -> Path:
+    """``llama_checkpoint`` with a 2,048-token context (a guard prompt lists its categories: ~700 tokens of this
+    vocabulary) and the ASCII tokenizer carrying ``GUARD_CHAT_TEMPLATE``: a random-weight Llama Guard."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig.from_pretrained(llama_checkpoint(path))
+    config.max_position_embeddings = 2048
+    model = LlamaForCausalLM(config)
+    _randomize(model, seed=7, embed_std=1.0)
+    _save(model, path)
+    tokenizer = _ascii_bpe_tokenizer()
+    tokenizer.chat_template = GUARD_CHAT_TEMPLATE
+    tokenizer.save_pretrained(path)
+    return path
+
+
 # every projection of a Llama layer
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
