@@ -572,3 +572,75 @@ class BatchResult(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["batch", "line"], name="batch_result_line_unique")]
+
+
+class VectorStore(models.Model):
+    """OpenAI's vector stores: files (``VectorStoreFile``) cut into chunks, each embedded by ``embedding_model`` (a
+    catalog embedding model, through the gateway with the key that added the file: limited and metered), searched by
+    a query's embedding (``hub/vector_stores/``). Expires ``expires_after_days`` after it was last active."""
+
+    id = models.CharField(max_length=64, primary_key=True)  # vs_<24 hex>
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="vector_stores")
+    name = models.CharField(max_length=256, blank=True, default="")
+    embedding_model = models.CharField(max_length=128)
+    created_at = models.DateTimeField()
+    last_active_at = models.DateTimeField()
+    expires_after_days = models.IntegerField(null=True, blank=True)  # anchor: last_active_at
+    expires_at = models.DateTimeField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, encoder=NulSafeEncoder, decoder=NulSafeDecoder)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "created_at", "id"]), models.Index(fields=["expires_at"])]
+
+
+class VectorStoreFileBatch(models.Model):
+    id = models.CharField(max_length=64, primary_key=True)  # vsfb_<24 hex>
+    vector_store = models.ForeignKey(VectorStore, on_delete=models.CASCADE, related_name="file_batches")
+    created_at = models.DateTimeField()
+    cancelled = models.BooleanField(default=False)
+
+
+class VectorStoreFileStatus(models.TextChoices):
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+class VectorStoreFile(models.Model):
+    """A file of the Files API in a vector store (its id is the file's), indexed in the background: ``claimed_at``
+    is when an indexer last showed life on it; one that went quiet is taken up again (``accounts.vector_stores``)."""
+
+    id = models.BigAutoField(primary_key=True)
+    vector_store = models.ForeignKey(VectorStore, on_delete=models.CASCADE, related_name="files")
+    file_id = models.CharField(max_length=64)
+    api_key = models.ForeignKey(ApiKey, null=True, on_delete=models.SET_NULL, related_name="+")
+    batch = models.ForeignKey(VectorStoreFileBatch, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="files")  # fmt: skip
+    created_at = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=VectorStoreFileStatus.choices,
+                              default=VectorStoreFileStatus.IN_PROGRESS)  # fmt: skip
+    last_error = models.JSONField(null=True, blank=True)
+    usage_bytes = models.BigIntegerField(default=0)  # its chunks' text and vectors
+    max_chunk_size_tokens = models.IntegerField()
+    chunk_overlap_tokens = models.IntegerField()
+    attributes = models.JSONField(default=dict, encoder=NulSafeEncoder, decoder=NulSafeDecoder)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["vector_store", "file_id"], name="vector_store_file_unique")]
+        indexes = [models.Index(fields=["vector_store", "created_at", "id"]), models.Index(fields=["status"])]
+
+
+class VectorStoreChunk(models.Model):
+    """One chunk of an indexed file: its text and its embedding (float32, unit length, little-endian)."""
+
+    id = models.BigAutoField(primary_key=True)
+    file = models.ForeignKey(VectorStoreFile, on_delete=models.CASCADE, related_name="chunks")
+    vector_store = models.ForeignKey(VectorStore, on_delete=models.CASCADE, related_name="+")
+    position = models.IntegerField()
+    text = models.TextField()
+    embedding = models.BinaryField()
+
+    class Meta:
+        indexes = [models.Index(fields=["vector_store"])]

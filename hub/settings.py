@@ -287,6 +287,12 @@ HUB_BATCH_CONCURRENCY = env_int("HUB_BATCH_CONCURRENCY", 8, min_value=1)
 HUB_BATCH_STALE_SECONDS = env_float("HUB_BATCH_STALE_SECONDS", 60.0, min_value=1.0)
 # batches whose runner went quiet (a restart) are taken up again where they stopped
 CELERY_BEAT_SCHEDULE["resume-batches"] = {"task": "hub.resume_batches", "schedule": HUB_BATCH_STALE_SECONDS / 2}
+# vector stores' files in progress whose indexer went quiet are taken up again the same way
+CELERY_BEAT_SCHEDULE["resume-vector-store-files"] = {"task": "hub.resume_vector_store_files",
+                                                     "schedule": HUB_BATCH_STALE_SECONDS / 2}  # fmt: skip
+# the embedding model a vector store uses unless its creation names one (``embedding_model``): a catalog embedding
+# model the creating key is entitled to
+HUB_VECTOR_STORE_EMBEDDING_MODEL = env_str("HUB_VECTOR_STORE_EMBEDDING_MODEL", "all-minilm-l6-v2")
 # Stored Responses API answers (``store``, the default) are deleted this many days after they were made (OpenAI
 # keeps them 30); 0 keeps them until deleted.
 HUB_RESPONSES_RETENTION_DAYS = env_int("HUB_RESPONSES_RETENTION_DAYS", 30, min_value=0)

@@ -1,4 +1,5 @@
-"""The hub's background work for Celery (autodiscovered with ``accounts.tasks``): the Batch API's runs."""
+"""The hub's background work for Celery (autodiscovered with ``accounts.tasks``): the Batch API's runs, and the
+indexing of vector stores' files."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from celery import shared_task
 from celery.signals import worker_shutting_down
 from django.conf import settings
 
-from accounts import batches
+from accounts import batches, vector_stores
 from hub.batches import dispatch
+from hub.vector_stores import dispatch as vector_store_dispatch
 
 
 @shared_task(name="hub.run_batch", acks_late=True)
@@ -23,6 +25,20 @@ def resume_batches() -> int:
     found = batches.stale(settings.HUB_BATCH_STALE_SECONDS)
     for batch_id in found:
         dispatch.start(batch_id)
+    return len(found)
+
+
+@shared_task(name="hub.index_vector_store_file", acks_late=True)
+def index_vector_store_file(row_id: int) -> None:
+    """Index one file of a vector store on this worker (``hub/vector_stores/indexer.py``)."""
+    vector_store_dispatch.run(row_id).result()
+
+
+@shared_task(name="hub.resume_vector_store_files")
+def resume_vector_store_files() -> int:
+    """Start again the files in progress that no indexer shows life on (a worker or hub restarted); returns how many."""
+    found = vector_stores.stale(settings.HUB_BATCH_STALE_SECONDS)
+    vector_store_dispatch.start(found)
     return len(found)
 
 

@@ -19,6 +19,7 @@ from hub.api.openapi_moderations import MODERATION_SCHEMAS
 from hub.api.openapi_rerank import RERANK_SCHEMAS
 from hub.api.openapi_responses import RESPONSES_SCHEMAS
 from hub.api.openapi_schemas import SCHEMAS, ref
+from hub.api.openapi_vector_stores import VECTOR_STORE_SCHEMAS
 from hub.api.paths import BASE_PATHS
 
 DESCRIPTION = """
@@ -246,7 +247,7 @@ def add_generation_routes(result, generator, request, public):
     result["paths"] = paths
     components = result.setdefault("components", {})
     schemas = (SCHEMAS, RERANK_SCHEMAS, MODERATION_SCHEMAS, RESPONSES_SCHEMAS, CHAT_STORE_SCHEMAS, CONVERSATION_SCHEMAS,
-               BATCH_SCHEMAS)  # fmt: skip
+               BATCH_SCHEMAS, VECTOR_STORE_SCHEMAS)  # fmt: skip
     components.setdefault("schemas", {}).update({name: s for group in schemas for name, s in group.items()})
     result["info"]["description"] = DESCRIPTION.strip()
     result["servers"] = [{"url": f"/{base}"} for base in BASE_PATHS]

@@ -6,6 +6,8 @@ from hub.api import conversations_views as conversations
 from hub.api import files_views as files
 from hub.api import responses_views, views
 from hub.api import uploads_views as uploads
+from hub.api import vector_store_files_views as vs_files
+from hub.api import vector_stores_views as vs
 
 # The same routes under every base URL of the reference (/v1, /v2, /vision).
 api_patterns = [
@@ -47,5 +49,43 @@ api_patterns = [
     path("batches", batches.BatchListView.as_view(), name="batches"),
     path("batches/<str:batch_id>", batches.BatchDetailView.as_view(), name="batch"),
     path("batches/<str:batch_id>/cancel", batches.BatchCancelView.as_view(), name="batch-cancel"),
+    path("vector_stores", vs.VectorStoreListView.as_view(), name="vector-stores"),
+    path("vector_stores/<str:vector_store_id>", vs.VectorStoreDetailView.as_view(), name="vector-store"),
+    path("vector_stores/<str:vector_store_id>/search", vs.VectorStoreSearchView.as_view(), name="vector-store-search"),
+    path(
+        "vector_stores/<str:vector_store_id>/files",
+        vs_files.VectorStoreFileListView.as_view(),
+        name="vector-store-files",
+    ),
+    path(
+        "vector_stores/<str:vector_store_id>/files/<str:file_id>",
+        vs_files.VectorStoreFileDetailView.as_view(),
+        name="vector-store-file",
+    ),
+    path(
+        "vector_stores/<str:vector_store_id>/files/<str:file_id>/content",
+        vs_files.VectorStoreFileContentView.as_view(),
+        name="vector-store-file-content",
+    ),
+    path(
+        "vector_stores/<str:vector_store_id>/file_batches",
+        vs_files.FileBatchCreateView.as_view(),
+        name="vector-store-file-batches",
+    ),
+    path(
+        "vector_stores/<str:vector_store_id>/file_batches/<str:batch_id>",
+        vs_files.FileBatchDetailView.as_view(),
+        name="vector-store-file-batch",
+    ),
+    path(
+        "vector_stores/<str:vector_store_id>/file_batches/<str:batch_id>/cancel",
+        vs_files.FileBatchCancelView.as_view(),
+        name="vector-store-file-batch-cancel",
+    ),
+    path(
+        "vector_stores/<str:vector_store_id>/file_batches/<str:batch_id>/files",
+        vs_files.FileBatchFilesView.as_view(),
+        name="vector-store-file-batch-files",
+    ),
     re_path(r"^.*$", views.unknown_url),
 ]

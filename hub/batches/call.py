@@ -1,6 +1,7 @@
 """One request sent to the gateway's ASGI app in this process, as if it had come through the API edge with the
 batch's key: the same checks, limits, deployments, metering and stored answers as any request. Returns the
-status, headers and body the client would have got."""
+status, headers and body the client would have got. A vector store's indexing and search send their embeddings
+this way too (``hub/vector_stores/``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ from hub.api.gateway import GatewayConsumer
 _gateway = GatewayConsumer.as_asgi()  # what hub/asgi.py routes the generation routes to
 
 
+RETRY_STATUSES = (429, 503)
+MAX_RETRY_WAIT = 30.0
+
+
 @dataclass(frozen=True)
 class Answer:
     status: int
@@ -21,9 +26,26 @@ class Answer:
     body: bytes
 
 
-async def call(key: KeyContext, route: str, body: dict, request_id: str) -> Answer:
-    """``POST /v1/<route>`` with ``body``."""
-    ctx = EdgeContext(request_id=request_id, base="v1", key=key, json=body, extra={"batch": True})  # hub/api/tiers.py
+def retry_after(answer: Answer, attempt: int) -> float | None:
+    """Seconds to wait before sending the request again, or None when its answer is final: another status, or one
+    the hub marks as not worth retrying (``x-should-retry: false``: a spent budget, a request over a limit)."""
+    if answer.status not in RETRY_STATUSES or answer.headers.get("x-should-retry") == "false":
+        return None
+    try:
+        wait = float(answer.headers.get("retry-after", ""))
+    except ValueError:
+        wait = 2.0**attempt
+    return min(max(wait, 0.1), MAX_RETRY_WAIT)
+
+
+async def call(key: KeyContext, route: str, body: dict, request_id: str, *, batch: bool = True,
+               metered_route: str | None = None) -> Answer:  # fmt: skip
+    """``POST /v1/<route>`` with ``body``; ``batch``: in the batch tier (hub/api/tiers.py), behind interactive
+    traffic; ``metered_route``: the route its usage row names (default ``route``)."""
+    extra: dict = {"batch": True} if batch else {}
+    if metered_route is not None:
+        extra["metered_route"] = metered_route
+    ctx = EdgeContext(request_id=request_id, base="v1", key=key, json=body, extra=extra)
     scope = {"type": "http", "method": "POST", "path": f"/v1/{route}", "headers": [], "query_string": b"",
              "hub": ctx}  # fmt: skip
     answered = asyncio.Event()

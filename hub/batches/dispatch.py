@@ -36,6 +36,11 @@ def _the_loop() -> asyncio.AbstractEventLoop:
     return _loop
 
 
+def run_soon(coroutine) -> concurrent.futures.Future:
+    """Run ``coroutine`` on this process's background loop (a vector store's indexing runs there too)."""
+    return asyncio.run_coroutine_threadsafe(coroutine, _the_loop())
+
+
 def submit(batch_id: str) -> concurrent.futures.Future:
     """Run the batch on this process's batch loop (unless it runs there already); its future."""
     with _lock:

@@ -16,32 +16,16 @@ import logging
 import secrets
 from contextlib import suppress
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
 from django.utils import timezone
 
 from accounts import authn, batch_input, batches, files
 from accounts.models import BatchStatus
 from hub.api.relay_common import token_counts
-from hub.batches.call import Answer, call
+from hub.batches.call import call, retry_after
+from hub.pool import db
 
 log = logging.getLogger(__name__)
-
-RETRY_STATUSES = (429, 503)
-MAX_RETRY_WAIT = 30.0
-
-
-async def _db(fn, *args, **kwargs):
-    """``fn`` on a pool thread, its connection handed back afterwards."""
-
-    def run():
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            close_old_connections()
-
-    return await sync_to_async(run, thread_sensitive=False)()
 
 
 def _tokens(body: object) -> dict[str, int]:
@@ -52,18 +36,6 @@ def _tokens(body: object) -> dict[str, int]:
     counts = token_counts(usage)
     return {"input_tokens": counts.prompt, "output_tokens": counts.completion, "cached_tokens": counts.cached or 0,
             "reasoning_tokens": counts.reasoning or 0}  # fmt: skip
-
-
-def _retry_after(answer: Answer, attempt: int) -> float | None:
-    """Seconds to wait before sending the line again, or None when its answer is final: another status, or one
-    the hub marks as not worth retrying (``x-should-retry: false``: a spent budget, a request over a limit)."""
-    if answer.status not in RETRY_STATUSES or answer.headers.get("x-should-retry") == "false":
-        return None
-    try:
-        wait = float(answer.headers.get("retry-after", ""))
-    except ValueError:
-        wait = 2.0**attempt
-    return min(max(wait, 0.1), MAX_RETRY_WAIT)
 
 
 class BatchRun:
@@ -96,25 +68,25 @@ class BatchRun:
         self.woken = asyncio.Event()
         if self.leaving:  # asked to leave before it started
             return
-        batch = await _db(batches.claim, self.batch_id, self.runner, settings.HUB_BATCH_STALE_SECONDS)
+        batch = await db(batches.claim, self.batch_id, self.runner, settings.HUB_BATCH_STALE_SECONDS)
         if batch is None:
             return
         self.expires_at = batch.expires_at
         self.route = batches.ENDPOINTS[batch.endpoint]
         try:
-            self.key = await _db(authn.context_of, batch.api_key_id)
+            self.key = await db(authn.context_of, batch.api_key_id)
         except authn.AuthFailed as failed:
-            return await _db(batches.fail, self.batch_id, [self._key_error(failed)])
-        content = await _db(files.content, batch.tenant_id, batch.input_file_id)
+            return await db(batches.fail, self.batch_id, [self._key_error(failed)])
+        content = await db(files.content, batch.tenant_id, batch.input_file_id)
         if content is None:
             message = f"The input file '{batch.input_file_id}' was deleted or has expired."
-            return await _db(batches.fail, self.batch_id, [{"code": "invalid_file", "message": message,
+            return await db(batches.fail, self.batch_id, [{"code": "invalid_file", "message": message,
                                                               "param": "input_file_id", "line": None}])  # fmt: skip
         parsed = batch_input.read(content, batch.endpoint)
         if parsed.errors:
-            return await _db(batches.fail, self.batch_id, [e.as_dict() for e in parsed.errors])
-        await _db(batches.start, self.batch_id, len(parsed.requests), parsed.model)
-        done = await _db(batches.done_lines, self.batch_id)
+            return await db(batches.fail, self.batch_id, [e.as_dict() for e in parsed.errors])
+        await db(batches.start, self.batch_id, len(parsed.requests), parsed.model)
+        done = await db(batches.done_lines, self.batch_id)
         pending = [r for r in parsed.requests if r.line not in done]
         self._check(batch)
         heart = asyncio.create_task(self._heartbeat())
@@ -128,15 +100,15 @@ class BatchRun:
         if self.lost:
             return
         if self.leaving and self.stop_as is None:
-            answered = await _db(batches.done_lines, self.batch_id)
+            answered = await db(batches.done_lines, self.batch_id)
             if any(r.line not in answered for r in parsed.requests):  # else it is done: finish it
-                return await _db(batches.release, self.batch_id, self.runner)
+                return await db(batches.release, self.batch_id, self.runner)
         status = self.stop_as or BatchStatus.COMPLETED
         unanswered = []
         if status == BatchStatus.EXPIRED:
-            answered = await _db(batches.done_lines, self.batch_id)
+            answered = await db(batches.done_lines, self.batch_id)
             unanswered = [self._expired_line(r) for r in parsed.requests if r.line not in answered]
-        await _db(batches.finish, self.batch_id, status, unanswered, self.errors)
+        await db(batches.finish, self.batch_id, status, unanswered, self.errors)
 
     # --- the lines ---------------------------------------------------------------------------------
 
@@ -148,7 +120,7 @@ class BatchRun:
                     return
                 request_id = "req_" + secrets.token_hex(12)
                 answer = await call(self.key, self.route, request.body, request_id)
-                wait = _retry_after(answer, attempt)
+                wait = retry_after(answer, attempt)
                 if wait is None:
                     break
                 attempt += 1
@@ -162,7 +134,7 @@ class BatchRun:
         response = {"status_code": answer.status, "request_id": request_id, "body": body}
         output = {"id": "batch_req_" + secrets.token_hex(12), "custom_id": request.custom_id, "response": response,
                   "error": None}  # fmt: skip
-        await _db(batches.record, self.batch_id, request.line, answer.status == 200, output, _tokens(body))
+        await db(batches.record, self.batch_id, request.line, answer.status == 200, output, _tokens(body))
 
     @staticmethod
     def _expired_line(request: batch_input.Request) -> dict:
@@ -187,14 +159,14 @@ class BatchRun:
         period = settings.HUB_BATCH_STALE_SECONDS / 4
         while True:
             await asyncio.sleep(period)
-            batch = await _db(batches.heartbeat, self.batch_id, self.runner)
+            batch = await db(batches.heartbeat, self.batch_id, self.runner)
             if batch is None:
                 self.lost = True
                 self._wake()
                 return
             self._check(batch)
             try:
-                self.key = await _db(authn.context_of, batch.api_key_id)  # limits and models as they are now
+                self.key = await db(authn.context_of, batch.api_key_id)  # limits and models as they are now
             except authn.AuthFailed as failed:
                 self.errors = [self._key_error(failed)]
                 self._stop(BatchStatus.FAILED)

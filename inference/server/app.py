@@ -110,6 +110,11 @@ async def tokenize(request: Request, body: dict) -> JSONResponse:
         ids = model.tokenizer.apply_chat_template(
             read_messages(body), add_generation_prompt=bool(body.get("add_generation_prompt", True))
         )
+    elif isinstance(body.get("prompt"), str) and body.get("return_offsets") is True:
+        # each token's span of the text, [start, end) in characters: a vector store cuts its chunks there
+        ids, offsets = model.tokenizer.encode_with_offsets(body["prompt"])
+        return JSONResponse({"tokens": ids, "count": len(ids), "max_model_len": model.max_model_len,
+                             "offsets": offsets})  # fmt: skip
     elif isinstance(body.get("prompt"), str):
         ids = model.tokenizer.encode(body["prompt"], add_special_tokens=bool(body.get("add_special_tokens", True)))
     else:

@@ -159,6 +159,11 @@ class Tokenizer:
         backend = self._parsing if parse_special else self._plain
         return backend.encode(text, add_special_tokens=add_special_tokens).ids
 
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Token ids of ``text`` without special tokens, and each token's span of it ([start, end) in characters)."""
+        encoding = self._plain.encode(text, add_special_tokens=False)
+        return encoding.ids, [tuple(span) for span in encoding.offsets]
+
     def encode_pair(self, first: str, second: str, max_length: int) -> tuple[list[int], list[int]]:
         """A cross-encoder's input: the two texts joined as the tokenizer's post-processor joins a pair (BERT's
         ``[CLS] a [SEP] b [SEP]``, XLM-R's ``<s> a </s></s> b </s>``), ``second`` cut at its end to fit

@@ -126,7 +126,6 @@ def test_expired_files_are_not_found_and_then_deleted():
     ],
 )  # fmt: skip
 def test_which_answers_a_batch_line_waits_out(status, headers, attempt, wait):
-    from hub.batches.call import Answer
-    from hub.batches.runner import _retry_after
+    from hub.batches.call import Answer, retry_after
 
-    assert _retry_after(Answer(status, headers, b"{}"), attempt) == wait
+    assert retry_after(Answer(status, headers, b"{}"), attempt) == wait

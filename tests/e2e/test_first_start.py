@@ -27,6 +27,7 @@ pytestmark = [pytest.mark.real_model, pytest.mark.live]
 MAKE_RUN = ["make", "--no-print-directory", "run"]
 CHAT = "smollm2-135m-instruct"
 WHISPER = "whisper-base"
+EMBED = "all-minilm-l6-v2"
 
 
 def test_make_run_twice_on_one_data_directory(tmp_path):
@@ -44,6 +45,7 @@ def test_make_run_twice_on_one_data_directory(tmp_path):
         client = OpenAI(base_url=f"{url}/v1", api_key=secret, max_retries=0)
         assert chat(client)
         transcribe(client, first_output, tmp_path)
+        assert vector_store(client) == "eiffel.txt"
         prefix = secret[: len("sk-hub-") + 8]
         manage(env, "set_limits", prefix, "--rpm", "1000")  # an operator's change, kept across the restart
     finally:
@@ -63,7 +65,8 @@ def test_make_run_twice_on_one_data_directory(tmp_path):
         assert [m.id for m in client.models.list().data] == [CHAT]
         usage = httpx.get(f"{url}/v1/usage", params={"group_by": "model"}, headers=bearer(secret)).json()
         requests = {r["model"]: r["num_model_requests"] for b in usage["data"] for r in b["results"]}
-        assert requests == {CHAT: 2, WHISPER: 1}  # the first run's calls are still metered, beside this one
+        # the first run's calls are still metered, beside this one (the vector store's indexing and search)
+        assert requests == {CHAT: 2, WHISPER: 1, EMBED: 3}
 
         # A second hub on the same port, and one whose inference port is taken: one line each, no traceback.
         taken = run_to_exit(env, port)
@@ -91,6 +94,15 @@ def chat(client: OpenAI) -> str:
         model=CHAT, messages=[{"role": "user", "content": "Say hi."}], max_tokens=4, temperature=0
     )
     return answer.choices[0].message.content
+
+
+def vector_store(client: OpenAI) -> str:
+    """A vector store indexed by the hub's own process (no broker, no worker) and searched: the best hit's file."""
+    store = client.vector_stores.create(name="notes")
+    for name, text in [("eiffel.txt", b"The Eiffel Tower is in Paris."), ("cats.txt", b"Cats sleep most of the day.")]:
+        row = client.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=(name, text))
+        assert row.status == "completed", row
+    return client.vector_stores.search(store.id, query="a famous tower in France").data[0].filename
 
 
 def transcribe(client: OpenAI, output: str, tmp_path) -> None:

@@ -8,8 +8,8 @@ answer a model gave is metered: its usage row is written.
 The routes: models, usage and costs; chat, completions, embeddings; rerank and score (on a tiny random-weight
 cross-encoder that a service of this module's own serves); moderations (on a tiny random-weight guard, served the same
 way); the Responses API, its stored responses and cancel;
-stored chat completions; conversations and their items; files, uploads and batches (the steered cases of these name
-one the test stored);
+stored chat completions; conversations and their items; files, uploads and batches, vector stores, their files and
+file batches (the steered cases of these name one the test stored);
 transcriptions and translations (the steered positive cases carry a
 real recording, so that their other fields reach Whisper).
 
@@ -49,8 +49,28 @@ from tests.support.live import CHAT, EMBED, WHISPER, rows
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
 EXAMPLES = 50  # per operation and generation mode
-# fewer where a steered case runs Whisper on a real recording (about a second each on this CPU)
-FEWER_EXAMPLES = {"POST /audio/transcriptions": 20, "POST /audio/translations": 20}
+VECTOR_STORE_OPERATIONS = (
+    "POST /vector_stores",
+    "GET /vector_stores",
+    "GET /vector_stores/{vector_store_id}",
+    "POST /vector_stores/{vector_store_id}",
+    "DELETE /vector_stores/{vector_store_id}",
+    "POST /vector_stores/{vector_store_id}/search",
+    "POST /vector_stores/{vector_store_id}/files",
+    "GET /vector_stores/{vector_store_id}/files",
+    "GET /vector_stores/{vector_store_id}/files/{file_id}",
+    "POST /vector_stores/{vector_store_id}/files/{file_id}",
+    "DELETE /vector_stores/{vector_store_id}/files/{file_id}",
+    "GET /vector_stores/{vector_store_id}/files/{file_id}/content",
+    "POST /vector_stores/{vector_store_id}/file_batches",
+    "GET /vector_stores/{vector_store_id}/file_batches/{batch_id}",
+    "POST /vector_stores/{vector_store_id}/file_batches/{batch_id}/cancel",
+    "GET /vector_stores/{vector_store_id}/file_batches/{batch_id}/files",
+)
+# fewer where a steered case runs Whisper on a real recording (about a second each on this CPU), and on the vector
+# store routes (sixteen of them: the budget of a few)
+FEWER_EXAMPLES = {"POST /audio/transcriptions": 20, "POST /audio/translations": 20,
+                  **dict.fromkeys(VECTOR_STORE_OPERATIONS, 10)}  # fmt: skip
 FUZZ_CHAT = "fuzz-chat"
 MAX_OUTPUT = 8  # fuzz-chat's max_output_length: a larger max_tokens is the hub's 400, not a long generation
 SMALL_MAX_TOKENS = 4  # given to bodies without one (see above)
@@ -102,6 +122,7 @@ OPERATIONS = (
     "POST /uploads/{upload_id}/parts",
     "POST /uploads/{upload_id}/complete",
     "POST /uploads/{upload_id}/cancel",
+    *VECTOR_STORE_OPERATIONS,
 )
 # the model a steered case uses, by path: the right kind for the route, and once in four the wrong kind
 RIGHT = {
@@ -118,10 +139,13 @@ WRONG = {
 }  # fmt: skip
 # the routes whose answers are metered (POST: GET /chat/completions lists stored ones): each 200 has its usage row
 METERED = {"/chat/completions", "/completions", "/embeddings", "/rerank", "/score", "/responses",
-           "/audio/transcriptions", "/audio/translations", "/moderations"}  # fmt: skip
+           "/audio/transcriptions", "/audio/translations", "/moderations",
+           "/vector_stores/{vector_store_id}/search"}  # fmt: skip
 MAX_TOKENS_FIELD = {"/chat/completions": "max_tokens", "/completions": "max_tokens", "/responses": "max_output_tokens"}
 _HI = [{"role": "user", "content": "Hi"}]
 _AUDIO = {"model": WHISPER, "response_format": "text"}
+_VS_FILE = {"vector_store_id": STORED, "file_id": STORED}
+_VS_BATCH = {"vector_store_id": STORED, "batch_id": STORED}
 VALID = {  # one valid request per operation, as the OpenAI SDK sends it
     "GET /models": {},
     "GET /models/{model_id}": {"path_parameters": {"model_id": FUZZ_CHAT}},
@@ -182,6 +206,37 @@ VALID = {  # one valid request per operation, as the OpenAI SDK sends it
     "POST /uploads/{upload_id}/parts": {"path_parameters": {"upload_id": STORED}, "body": {"data": "{jsonl}"}},
     "POST /uploads/{upload_id}/complete": {"path_parameters": {"upload_id": STORED}, "body": {"part_ids": STORED}},
     "POST /uploads/{upload_id}/cancel": {"path_parameters": {"upload_id": STORED}},
+    "POST /vector_stores": {"body": {"name": "docs", "metadata": {"a": "b"}}},
+    "GET /vector_stores": {"query": {"limit": 2}},
+    "GET /vector_stores/{vector_store_id}": {"path_parameters": {"vector_store_id": STORED}},
+    "POST /vector_stores/{vector_store_id}": {
+        "path_parameters": {"vector_store_id": STORED},
+        "body": {"name": "renamed"},
+    },
+    "DELETE /vector_stores/{vector_store_id}": {"path_parameters": {"vector_store_id": STORED}},
+    "POST /vector_stores/{vector_store_id}/search": {
+        "path_parameters": {"vector_store_id": STORED},
+        "body": {"query": "fox", "max_num_results": 2},
+    },
+    "POST /vector_stores/{vector_store_id}/files": {
+        "path_parameters": {"vector_store_id": STORED},
+        "body": {"file_id": STORED},
+    },
+    "GET /vector_stores/{vector_store_id}/files": {"path_parameters": {"vector_store_id": STORED}},
+    "GET /vector_stores/{vector_store_id}/files/{file_id}": {"path_parameters": _VS_FILE},
+    "POST /vector_stores/{vector_store_id}/files/{file_id}": {
+        "path_parameters": _VS_FILE,
+        "body": {"attributes": {"a": 1}},
+    },
+    "DELETE /vector_stores/{vector_store_id}/files/{file_id}": {"path_parameters": _VS_FILE},
+    "GET /vector_stores/{vector_store_id}/files/{file_id}/content": {"path_parameters": _VS_FILE},
+    "POST /vector_stores/{vector_store_id}/file_batches": {
+        "path_parameters": {"vector_store_id": STORED},
+        "body": {"file_ids": STORED},
+    },
+    "GET /vector_stores/{vector_store_id}/file_batches/{batch_id}": {"path_parameters": _VS_BATCH},
+    "POST /vector_stores/{vector_store_id}/file_batches/{batch_id}/cancel": {"path_parameters": _VS_BATCH},
+    "GET /vector_stores/{vector_store_id}/file_batches/{batch_id}/files": {"path_parameters": _VS_BATCH},
 }
 # a batch's input file: one chat request (no worker runs the fuzz's batches: they stay queued, as created)
 _JSONL = (json.dumps({"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
@@ -240,6 +295,16 @@ def _stored(label: str, session: requests.Session, base_url: str, auth: dict[str
         assert answer.status_code == 200, answer.text
         return answer.json()
 
+    if label.split(" ")[1].startswith("/vector_stores"):  # a store with a file and a batch of another, or a file
+        note = {"file": ("notes.txt", b"The quick brown fox jumps over the lazy dog.")}
+        upload = session.post(f"{base_url}/files", data={"purpose": "assistants"}, files=note, headers=auth, timeout=30)
+        assert upload.status_code == 200, upload.text
+        file_id = upload.json()["id"]
+        if "{vector_store_id}" not in label:
+            return {}
+        store = post("vector_stores", {"name": "fuzz", "file_ids": [file_id]})["id"]
+        batch = post(f"vector_stores/{store}/file_batches", {"file_ids": [file_id]})["id"]
+        return {"vector_store_id": store, "file_id": file_id, "batch_id": batch, "file_ids": [file_id]}
     if "{response_id}" in label:
         return {"response_id": post("responses", {"model": FUZZ_CHAT, "input": "Hi",
                                                   "max_output_tokens": SMALL_MAX_TOKENS})["id"]}  # fmt: skip
@@ -371,6 +436,10 @@ def test_public_route_under_fuzzing(fuzz, label, mode):
             valid["body"] = {**valid["body"], "data": _JSONL}
         if valid.get("body", {}).get("part_ids") == STORED:
             valid["body"] = {**valid["body"], "part_ids": stored["part_ids"]}
+        if valid.get("body", {}).get("file_id") == STORED:
+            valid["body"] = {**valid["body"], "file_id": stored["file_id"]}
+        if valid.get("body", {}).get("file_ids") == STORED:
+            valid["body"] = {**valid["body"], "file_ids": stored["file_ids"]}
         if valid.get("body", {}).get("input_file_id") == STORED:
             valid["body"] = {**valid["body"], "input_file_id": stored["file_id"]}
         fuzz_one = example(case=operation.Case(**valid), pick=None)(fuzz_one)

@@ -46,6 +46,16 @@ PUBLIC_ROUTES = {
     "/batches": {"get", "post"},
     "/batches/{batch_id}": {"get"},
     "/batches/{batch_id}/cancel": {"post"},
+    "/vector_stores": {"get", "post"},
+    "/vector_stores/{vector_store_id}": {"get", "post", "delete"},
+    "/vector_stores/{vector_store_id}/search": {"post"},
+    "/vector_stores/{vector_store_id}/files": {"get", "post"},
+    "/vector_stores/{vector_store_id}/files/{file_id}": {"get", "post", "delete"},
+    "/vector_stores/{vector_store_id}/files/{file_id}/content": {"get"},
+    "/vector_stores/{vector_store_id}/file_batches": {"post"},
+    "/vector_stores/{vector_store_id}/file_batches/{batch_id}": {"get"},
+    "/vector_stores/{vector_store_id}/file_batches/{batch_id}/cancel": {"post"},
+    "/vector_stores/{vector_store_id}/file_batches/{batch_id}/files": {"get"},
 }
 
 

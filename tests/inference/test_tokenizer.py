@@ -301,3 +301,18 @@ def test_leading_space_after_a_prompt(toks, model):
     assert "".join(_stream(tok, answer, prompt)) == " Paris, of course."
     full = tok.decode(prompt + answer)
     assert full.endswith(" Paris, of course.")
+
+
+@pytest.mark.parametrize("name", ["smollm2", "gemma3"])
+@pytest.mark.parametrize("text", CORPUS, ids=IDS)
+def test_offsets_give_each_tokens_span_of_the_text(toks, name, text):
+    """What a vector store cuts its chunks at (``/tokenize`` with ``return_offsets``): the ids are ``encode``'s
+    without special tokens, each span lies in the text, in order, and together they cover every non-blank character
+    (byte-fallback tokens of one character share its span)."""
+    tok = toks[name]
+    ids, spans = tok.encode_with_offsets(text)
+    assert ids == tok.encode(text, add_special_tokens=False) and len(spans) == len(ids)
+    assert all(0 <= a <= b <= len(text) for a, b in spans)
+    assert [a for a, _ in spans] == sorted(a for a, _ in spans)
+    covered = set().union(*(range(a, b) for a, b in spans)) if spans else set()
+    assert all(i in covered for i, ch in enumerate(text) if not ch.isspace()), text

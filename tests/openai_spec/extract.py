@@ -42,6 +42,15 @@ ROOTS = [
     "Upload",
     "UploadPart",
     "CreateModerationResponse",
+    "VectorStoreObject",
+    "ListVectorStoresResponse",
+    "DeleteVectorStoreResponse",
+    "VectorStoreFileObject",
+    "ListVectorStoreFilesResponse",
+    "DeleteVectorStoreFileResponse",
+    "VectorStoreFileBatchObject",
+    "VectorStoreSearchResultsPage",
+    "VectorStoreFileContentResponse",
 ]
 OUT = Path(__file__).with_name("responses.json")
 

@@ -1,0 +1,189 @@
+"""OpenAI's vector stores on a live hub in front of the live inference service, with the real OpenAI SDK: files
+indexed in the background by the packaged embedding model (all-MiniLM-L6-v2, the hub's default for vector stores),
+searched by meaning, filtered by attributes; every answer checked against OpenAI's schemas; the embeddings of
+indexing and of searches metered to the tenant; the refusals OpenAI makes, each an OpenAI error."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import openai
+import pytest
+
+from accounts import services
+from accounts.models import UsageRecord, VectorStoreChunk
+from tests.openai_spec import assert_valid
+from tests.support.batches import batch_worker
+from tests.support.live import EMBED, hub_clients, rows
+
+pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
+
+DOCS = {
+    "france.txt": "Paris is the capital and largest city of France. The Eiffel Tower stands on the Champ de Mars in "
+    "Paris, and the Louvre is the most visited art museum in the world.",
+    "plants.txt": "Photosynthesis is the process by which green plants use sunlight, water and carbon dioxide to make "
+    "glucose and release oxygen. Chlorophyll in the leaves absorbs the light.",
+    "python.txt": "Python is a programming language that lets you work quickly. Its standard library includes modules "
+    "for regular expressions, JSON, threads and sockets.",
+}
+
+
+@pytest.fixture(scope="module")
+def worker():
+    """A Celery worker, as production indexes files (the live hub has a broker; ``make run``'s runs them itself)."""
+    with batch_worker() as process:
+        yield process
+
+
+def _raw(hub, method: str, path: str, **kwargs) -> httpx.Response:
+    headers = {"authorization": f"Bearer {hub.everything.secret}"}
+    return httpx.request(method, f"{hub.url}/v1/{path}", headers=headers, timeout=60, **kwargs)
+
+
+def _upload(client, name: str, text: str | bytes) -> str:
+    content = text.encode() if isinstance(text, str) else text
+    return client.files.create(file=(name, content), purpose="assistants").id
+
+
+def _settled(client, store_id: str, timeout: float = 120):
+    """The store once none of its files is in progress."""
+    deadline = time.monotonic() + timeout
+    while True:
+        store = client.vector_stores.retrieve(store_id)
+        if store.file_counts.in_progress == 0:
+            return store
+        assert time.monotonic() < deadline, f"{store_id}: files still in progress after {timeout} s: {store}"
+        time.sleep(0.2)
+
+
+def test_files_are_indexed_and_searched_by_meaning(hub):
+    client = hub()
+    ids = {name: _upload(client, name, text) for name, text in DOCS.items()}
+    store = client.vector_stores.create(name="docs", file_ids=list(ids.values()), metadata={"team": "search"})
+    assert store.status in ("in_progress", "completed") and store.file_counts.total == 3
+    store = _settled(client, store.id)
+    assert store.status == "completed" and store.file_counts.completed == 3 and store.usage_bytes > 0
+    assert_valid("VectorStoreObject", _raw(hub, "GET", f"vector_stores/{store.id}").json())
+
+    for query, expected in [("What is the capital of France?", "france.txt"),
+                            ("How do leaves turn sunlight into sugar?", "plants.txt"),
+                            ("a language for writing software", "python.txt")]:  # fmt: skip
+        page = _raw(hub, "POST", f"vector_stores/{store.id}/search", json={"query": query}).json()
+        assert_valid("VectorStoreSearchResultsPage", page)
+        assert page["search_query"] == [query] and len(page["data"]) == 3
+        best = page["data"][0]
+        assert best["filename"] == expected and best["file_id"] == ids[expected], (query, page)
+        assert best["content"] == [{"type": "text", "text": DOCS[expected]}]
+        scores = [hit["score"] for hit in page["data"]]
+        assert scores == sorted(scores, reverse=True) and 0 <= scores[-1] < scores[0] <= 1
+    # the SDK's own search, one result, and a threshold that leaves none
+    found = client.vector_stores.search(store.id, query="Eiffel Tower", max_num_results=1)
+    assert [r.filename for r in found.data] == ["france.txt"]
+    assert not client.vector_stores.search(store.id, query="Eiffel Tower",
+                                           ranking_options={"score_threshold": 0.999}).data  # fmt: skip
+
+    # indexing and searching were metered: each search's query once, the files' chunks in the batch tier
+    indexed = rows(1, route="vector_stores/files")
+    assert indexed and all(r.model == EMBED and r.service_tier == "batch" and r.prompt_tokens > 0 for r in indexed)
+    searched = rows(5, route="vector_stores/search")
+    assert len(searched) == 5 and all(r.service_tier == "default" for r in searched)
+    assert UsageRecord.objects.filter(route="vector_stores/files").count() == len(indexed)
+
+    listed = _raw(hub, "GET", "vector_stores", params={"limit": 5}).json()
+    assert_valid("ListVectorStoresResponse", listed)
+    files = _raw(hub, "GET", f"vector_stores/{store.id}/files", params={"filter": "completed"}).json()
+    assert_valid("ListVectorStoreFilesResponse", files)
+    assert {f["id"] for f in files["data"]} == set(ids.values())
+    assert_valid("VectorStoreFileObject", files["data"][0])
+    content = _raw(hub, "GET", f"vector_stores/{store.id}/files/{ids['plants.txt']}/content").json()
+    assert_valid("VectorStoreFileContentResponse", content)
+    assert content["data"] == [{"type": "text", "text": DOCS["plants.txt"]}]
+
+    removed = _raw(hub, "DELETE", f"vector_stores/{store.id}/files/{ids['france.txt']}").json()
+    assert_valid("DeleteVectorStoreFileResponse", removed)
+    hits = client.vector_stores.search(store.id, query="What is the capital of France?").data
+    assert "france.txt" not in {h.filename for h in hits} and client.files.retrieve(ids["france.txt"])
+    deleted = _raw(hub, "DELETE", f"vector_stores/{store.id}").json()
+    assert_valid("DeleteVectorStoreResponse", deleted)
+    assert not VectorStoreChunk.objects.filter(vector_store_id=store.id).exists()
+    with pytest.raises(openai.NotFoundError):
+        client.vector_stores.retrieve(store.id)
+
+
+def test_chunking_attributes_filters_and_batches(hub):
+    client = hub()
+    store = client.vector_stores.create(name="chunked")
+    long_text = " ".join(f"Sentence number {i} talks about the weather in town {i % 7}." for i in range(120))
+    row = client.vector_stores.files.upload_and_poll(
+        vector_store_id=store.id, file=("long.txt", long_text.encode()), attributes={"kind": "log", "year": 2024},
+        chunking_strategy={"type": "static", "static": {"max_chunk_size_tokens": 100, "chunk_overlap_tokens": 20}},
+    )  # fmt: skip
+    assert row.status == "completed" and row.attributes == {"kind": "log", "year": 2024}
+    assert row.chunking_strategy.static.max_chunk_size_tokens == 100
+    chunks = list(VectorStoreChunk.objects.filter(file__file_id=row.id).order_by("position"))
+    assert len(chunks) > 5 and all(c.text in long_text for c in chunks)
+    assert chunks[0].text.startswith("Sentence number 0") and long_text.endswith(chunks[-1].text)
+    # the default strategy (800 tokens) is cut to MiniLM's context
+    default = client.vector_stores.files.upload_and_poll(
+        vector_store_id=store.id, file=("b.txt", b"Bananas are yellow."), attributes={"kind": "fruit", "year": 2023}
+    )
+    assert default.chunking_strategy.static.max_chunk_size_tokens < 800
+
+    def names(filters) -> set[str]:
+        hits = client.vector_stores.search(store.id, query="weather", filters=filters, max_num_results=50).data
+        return {h.filename for h in hits}
+
+    assert names({"type": "eq", "key": "kind", "value": "fruit"}) == {"b.txt"}
+    assert names({"type": "gte", "key": "year", "value": 2024}) == {"long.txt"}
+    assert names({"type": "or", "filters": [{"type": "eq", "key": "kind", "value": "fruit"},
+                                            {"type": "lt", "key": "year", "value": 2000}]}) == {"b.txt"}  # fmt: skip
+    assert names({"type": "nin", "key": "kind", "value": ["log", "fruit"]}) == set()
+
+    batch = client.vector_stores.file_batches.upload_and_poll(
+        store.id, files=[("x.txt", b"Xylophones are instruments."), ("y.txt", b"Yaks live in the Himalayas.")]
+    )
+    assert batch.status == "completed" and batch.file_counts.completed == 2
+    shown = _raw(hub, "GET", f"vector_stores/{store.id}/file_batches/{batch.id}").json()
+    assert_valid("VectorStoreFileBatchObject", shown)
+    listed = client.vector_stores.file_batches.list_files(batch.id, vector_store_id=store.id)
+    assert len(listed.data) == 2
+    cancelled = client.vector_stores.file_batches.cancel(batch.id, vector_store_id=store.id)
+    assert cancelled.status == "completed"  # nothing was left to cancel
+    assert client.vector_stores.search(store.id, query="animals of the mountains").data[0].filename == "y.txt"
+
+
+def test_failures_and_refusals(hub, live_hub):
+    client = hub()
+    store = client.vector_stores.create(name="mixed")
+    png = client.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=("a.png", b"\x89PNG\r\n\x1a\n\xff"))
+    assert png.status == "failed" and png.last_error.code == "unsupported_file"
+    empty = client.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=("e.txt", b"  \n"))
+    assert empty.status == "failed" and empty.last_error.code == "invalid_file"
+    assert _settled(client, store.id).file_counts.failed == 2
+
+    cases = [
+        ("POST", "vector_stores", {"file_ids": ["file-nope"]}, 404, "file_id"),
+        ("POST", "vector_stores", {"embedding_model": "smollm2-135m-instruct"}, 400, "embedding_model"),
+        ("POST", "vector_stores", {"expires_after": {"anchor": "created_at", "days": 1}}, 400, "expires_after"),
+        ("POST", "vector_stores", {"chunking_strategy": {"type": "static", "static": {"max_chunk_size_tokens": 50,
+                                   "chunk_overlap_tokens": 0}}}, 400,
+         "chunking_strategy.static.max_chunk_size_tokens"),
+        ("POST", f"vector_stores/{store.id}/search", {"query": ""}, 400, "query"),
+        ("POST", f"vector_stores/{store.id}/search", {"query": "x", "max_num_results": 51}, 400, "max_num_results"),
+        ("POST", f"vector_stores/{store.id}/search", {"query": "x", "filters": {"type": "gt", "key": "a"}}, 400,
+         "filters.value"),
+        ("POST", f"vector_stores/{store.id}/files", {"file_id": "file-x", "attributes": {"k" * 65: 1}}, 400,
+         "attributes"),
+        ("GET", f"vector_stores/{store.id}/files/file-nope", None, 404, "file_id"),
+        ("GET", "vector_stores/vs_nope", None, 404, "vector_store_id"),
+    ]  # fmt: skip
+    for method, path, body, status, param in cases:
+        answer = _raw(hub, method, path, json=body)
+        assert answer.status_code == status, (path, body, answer.text)
+        assert answer.json()["error"]["param"] == param, (path, body, answer.json())
+
+    # another tenant's store is not found, exactly like one that never existed
+    other = hub_clients(live_hub, services.create_tenant("globex", "Globex"), [EMBED], EMBED)
+    with pytest.raises(openai.NotFoundError):
+        other().vector_stores.search(store.id, query="x")
