@@ -120,6 +120,12 @@ class _Meter:
         self.upstream_broke = False  # the deployment's connection failed mid-answer (killed, crashed)
         self.audio_seconds = 0.0
         self.cached_tokens = 0
+        self.carried = (0, 0, 0)  # prompt, completion and cached tokens of the calls before this one
+
+    def carry(self) -> None:
+        """Another call to the model follows for this request (a Responses round after a tool the hub ran): the
+        counts so far stay, and the next call's add to them."""
+        self.carried = (self.prompt_tokens, self.completion_tokens, self.cached_tokens)
 
     def take(self, usage: dict | None) -> None:
         if not isinstance(usage, dict):
@@ -129,11 +135,14 @@ class _Meter:
             self.prompt_tokens = self.prompt_tokens or math.ceil(self.audio_seconds * AUDIO_TOKENS_PER_SECOND)
         else:  # a chat's, a completion's, a response's, a transcription stream's
             counts = token_counts(usage)
-            self.prompt_tokens, self.completion_tokens = counts.prompt, counts.completion
+            self.prompt_tokens, self.completion_tokens = (
+                self.carried[0] + counts.prompt,
+                self.carried[1] + counts.completion,
+            )
             if usage.get("type") == "tokens":  # a transcription stream's also names its seconds
                 self.audio_seconds = self.audio_seconds or float(usage.get("seconds") or 0)
             if counts.cached is not None:  # OpenAI's (and ours): the prompt tokens found in a prefix cache
-                self.cached_tokens = counts.cached
+                self.cached_tokens = self.carried[2] + counts.cached
 
     def cost(self, price) -> Decimal:
         """What the counted usage costs at ``price`` (the usage row's own cost, unless the price changed since)."""
@@ -338,11 +347,11 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
             if audio:
                 stream = validation.check_form(body, ctx.upload)
             elif route == "responses/input_tokens":  # counted, not run: no limits, no usage row
-                plan = await plan_response(ctx.key.tenant_id, {**body, "stream": False, "store": False}, model_id)
+                plan = await plan_response(ctx.key, {**body, "stream": False, "store": False}, model_id)
                 tokens = await responses_count.count(plan, targets, ctx.request_id)
                 return await self._json(200, {"object": "response.input_tokens", "input_tokens": tokens})
             elif route == "responses":  # checked, its stored conversation read, as a chat request for estimates
-                self.plan = await plan_response(ctx.key.tenant_id, body, model_id)
+                self.plan = await plan_response(ctx.key, body, model_id)
                 stream = body.get("stream") is True
             else:
                 validation.check_body(route, body)

@@ -116,7 +116,28 @@ _ITEM_REFERENCE = _obj(
     ("type", "id"),
     description="An item of the stored conversation (`previous_response_id`) or earlier in this input, by id.",
 )
-ITEM = {"oneOf": [_with_id(_MESSAGE), _with_id(_FUNCTION_CALL), _with_id(_FUNCTION_CALL_OUTPUT), _with_id(_REASONING)]}
+_FILE_SEARCH_CALL = _obj(
+    {
+        "type": {"const": "file_search_call"},
+        "id": _ID,
+        "status": {"enum": ["in_progress", "searching", "completed", "incomplete", "failed"]},
+        "queries": {"type": "array", "items": _STR},
+        "results": {
+            "oneOf": [
+                {"type": "array", "items": _obj({"file_id": _STR, "filename": _STR, "score": _NUM, "text": _STR,
+                                                 "attributes": {"type": ["object", "null"]}})},
+                _NULL,
+            ],
+            "description": "With `include: [\"file_search_call.results\"]`; else null.",
+        },
+    },
+    ("type", "id", "status", "queries"),
+    description="A search the hub ran for the model's file_search call.",
+)  # fmt: skip
+ITEM = {
+    "oneOf": [_with_id(_MESSAGE), _with_id(_FUNCTION_CALL), _with_id(_FUNCTION_CALL_OUTPUT), _with_id(_REASONING),
+              _FILE_SEARCH_CALL]
+}  # fmt: skip
 _OUTPUT_ITEM = {
     "oneOf": [
         _obj(
@@ -132,9 +153,10 @@ _OUTPUT_ITEM = {
         ),
         _with_id(_FUNCTION_CALL),
         _with_id(_REASONING),
+        _FILE_SEARCH_CALL,
     ],
     "description": "In the order the model wrote them: the think block (`reasoning`), the text (`message`), each "
-    "tool call (`function_call`, its `call_id` the one to answer).",
+    "tool call (`function_call`, its `call_id` the one to answer), each search the hub ran (`file_search_call`).",
 }
 
 # --- request fields ----------------------------------------------------------------------------------------------
@@ -153,15 +175,28 @@ _TOOL = _obj(
         },
     },
     ("type", "name"),
-    description="A function, in the Responses API's flat shape. Built-in tools (`web_search`, `file_search`, "
-    "`computer_use_preview`, `code_interpreter`, `image_generation`, `mcp`, `local_shell`, `custom`...) are refused: "
-    "400 `unsupported_tool`.",
+    description="A function, in the Responses API's flat shape. Of the built-in tools only `file_search` is run; the "
+    "others (`web_search`, `computer_use_preview`, `code_interpreter`, `image_generation`, `mcp`, `local_shell`, "
+    "`custom`...) are refused: 400 `unsupported_tool`.",
+)
+_FILE_SEARCH_TOOL = _obj(
+    {
+        "type": {"const": "file_search"},
+        "vector_store_ids": {"type": "array", "items": _STR, "minItems": 1, "maxItems": 10},
+        "max_num_results": {**_INT, "minimum": 1, "maximum": 50, "default": 10},
+        "filters": {"type": ["object", "null"], "description": "As a vector store search's `filters`."},
+        "ranking_options": _obj({"ranker": _STR, "score_threshold": {**_NUM, "minimum": 0, "maximum": 1}}),
+    },
+    ("type", "vector_store_ids"),
+    description="The hub searches these vector stores (this tenant's, one embedding model) when the model asks; at "
+    "most one per request, on the hub's own deployments.",
 )
 _NAMED = _obj({"type": {"const": "function"}, "name": _STR}, ("type", "name"))
 _TOOL_CHOICE = {
     "oneOf": [
         {"enum": ["auto", "none", "required"]},
         _NAMED,
+        _obj({"type": {"const": "file_search"}}, ("type",), description="Search first (the first round only)."),
         _obj(
             {
                 "type": {"const": "allowed_tools"},
@@ -235,7 +270,14 @@ RESPONSES_SCHEMAS: dict[str, dict] = {
                         "minItems": 1,
                         "maxItems": v.MAX_MESSAGES,
                         "items": {
-                            "oneOf": [_MESSAGE, _FUNCTION_CALL, _FUNCTION_CALL_OUTPUT, _REASONING, _ITEM_REFERENCE]
+                            "oneOf": [
+                                _MESSAGE,
+                                _FUNCTION_CALL,
+                                _FUNCTION_CALL_OUTPUT,
+                                _REASONING,
+                                _FILE_SEARCH_CALL,
+                                _ITEM_REFERENCE,
+                            ]  # fmt: skip
                         },
                     },
                 ],
@@ -268,7 +310,7 @@ RESPONSES_SCHEMAS: dict[str, dict] = {
                 "maximum": v.MAX_TOP_LOGPROBS,
                 "description": "The most likely tokens at each position, in `output_text.logprobs`.",
             },
-            "tools": {"type": "array", "items": _TOOL, "maxItems": v.MAX_TOOLS},
+            "tools": {"type": "array", "items": {"oneOf": [_TOOL, _FILE_SEARCH_TOOL]}, "maxItems": v.MAX_TOOLS},
             "tool_choice": _TOOL_CHOICE,
             "parallel_tool_calls": {**_BOOL, "default": True},
             "max_tool_calls": {
@@ -359,16 +401,21 @@ RESPONSES_SCHEMAS: dict[str, dict] = {
             "tool_choice": _TOOL_CHOICE,
             "tools": {
                 "type": "array",
-                "items": _obj(
-                    {
-                        "type": {"const": "function"},
-                        "name": _STR,
-                        "description": _NULLABLE_STR,
-                        "parameters": {"type": ["object", "null"]},
-                        "strict": _BOOL,
-                    },
-                    ("type", "name"),
-                ),
+                "items": {
+                    "oneOf": [
+                        _obj(
+                            {
+                                "type": {"const": "function"},
+                                "name": _STR,
+                                "description": _NULLABLE_STR,
+                                "parameters": {"type": ["object", "null"]},
+                                "strict": _BOOL,
+                            },
+                            ("type", "name"),
+                        ),
+                        _FILE_SEARCH_TOOL,
+                    ]
+                },
             },
             "text": _obj({"format": _TEXT_FORMAT, "verbosity": _STR}),
             "reasoning": _obj({"effort": _EFFORT, "summary": _NULLABLE_STR}),

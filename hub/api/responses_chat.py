@@ -3,7 +3,9 @@ named in the Responses API's parameters.
 
 ``instructions`` become the first (system) message; the context's items become messages in order: consecutive
 ``function_call`` items one assistant turn with ``tool_calls`` (joined to the assistant message before them),
-each ``function_call_output`` a ``tool`` message, reasoning items dropped. Function tools take chat's nested
+each ``function_call_output`` a ``tool`` message, reasoning items dropped; a ``file_search_call`` the model's call of
+the ``file_search`` function and a ``tool`` message with its results (``hub/api/file_search.py``). The file_search
+tool is that function. Function tools take chat's nested
 shape (``strict`` defaults to true, as OpenAI's Responses API has it); ``text.format`` becomes
 ``response_format``; ``max_output_tokens`` ``max_completion_tokens``; ``reasoning.effort: "none"`` closes the
 think block of a model that reasons (Qwen3's ``enable_thinking: false``).
@@ -11,7 +13,10 @@ think block of a model that reasons (Qwen3's ``enable_thinking: false``).
 
 from __future__ import annotations
 
+import json
 import re
+
+from hub.api.file_search import FILE_SEARCH_FUNCTION, results_text
 
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
 
@@ -48,6 +53,12 @@ def messages(instructions: str | None, items: list[dict]) -> list[dict]:
                     last["content"] = None
             else:
                 out.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif kind == "file_search_call":
+            call_id = "call_" + item["id"]
+            arguments = json.dumps({"queries": item.get("queries") or []})
+            call = {"id": call_id, "type": "function", "function": {"name": "file_search", "arguments": arguments}}
+            out.append({"role": "assistant", "content": None, "tool_calls": [call]})
+            out.append({"role": "tool", "tool_call_id": call_id, "content": results_text(item.get("results"))})
         elif kind == "function_call_output":
             output = item["output"]
             out.append({"role": "tool", "tool_call_id": item["call_id"],
@@ -56,6 +67,8 @@ def messages(instructions: str | None, items: list[dict]) -> list[dict]:
 
 
 def _tool(tool: dict) -> dict:
+    if tool.get("type") == "file_search":
+        return FILE_SEARCH_FUNCTION
     function = {"name": tool["name"], "parameters": tool.get("parameters") or {"type": "object", "properties": {}}}
     if tool.get("description"):
         function["description"] = tool["description"]
@@ -69,8 +82,10 @@ def _tools(body: dict) -> tuple[list[dict], object]:
     choice = body.get("tool_choice")
     if isinstance(choice, dict) and choice.get("type") == "function":
         return tools, {"type": "function", "function": {"name": choice["name"]}}
+    if isinstance(choice, dict) and choice.get("type") == "file_search":
+        return tools, {"type": "function", "function": {"name": "file_search"}}
     if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
-        allowed = {t.get("name") for t in choice["tools"]}
+        allowed = {t.get("name") or t.get("type") for t in choice["tools"]}  # file_search's has no name
         return [t for t in tools if t["function"]["name"] in allowed], choice.get("mode") or "auto"
     return tools, choice
 

@@ -5,9 +5,10 @@ grammars (``strict``), structured output, reasoning.
 
 Items: messages (a string or ``input_text`` / ``input_image`` parts; an assistant's ``output_text``),
 ``function_call``, ``function_call_output`` (its ``call_id`` must name a call before it), ``reasoning`` (kept in
-the history, not shown to the model again, as OpenAI and vLLM drop earlier reasoning) and ``item_reference``
-(an item of the stored conversation). Built-in tools (web search, file search, computer use, code interpreter...)
-are refused by name: this hub runs only the client's functions.
+the history, not shown to the model again, as OpenAI and vLLM drop earlier reasoning), ``file_search_call`` (a
+search this hub ran, sent back) and ``item_reference`` (an item of the stored conversation). Of the built-in tools
+the hub runs ``file_search`` over its vector stores (``hub/api/file_search.py``); the others (web search, computer
+use, code interpreter...) are refused by name.
 """
 
 from __future__ import annotations
@@ -32,12 +33,15 @@ from hub.api.validation import (
     missing,
     wrong_type,
 )
+from hub.vector_stores import filters
 
-ITEM_TYPES = ("message", "function_call", "function_call_output", "reasoning", "item_reference")
+ITEM_TYPES = ("message", "function_call", "function_call_output", "reasoning", "file_search_call", "item_reference")
+FILE_SEARCH = "file_search"  # the built-in tool the hub runs, and the function name the model calls it by
+MAX_SEARCH_RESULTS = 50
 ROLES = ("user", "assistant", "system", "developer")
 BUILT_IN_TOOLS = {
     "web_search": "web search", "web_search_preview": "web search", "web_search_2025_08_26": "web search",
-    "web_search_preview_2025_03_11": "web search", "file_search": "file search", "computer_use_preview": "computer use",
+    "web_search_preview_2025_03_11": "web search", "computer_use_preview": "computer use",
     "computer": "computer use", "code_interpreter": "code interpreter", "image_generation": "image generation",
     "mcp": "remote MCP servers", "local_shell": "local shell", "shell": "shell", "apply_patch": "apply patch",
     "custom": "custom tools",
@@ -60,8 +64,23 @@ def _choice(value: Any, param: str, allowed: tuple[str, ...]) -> None:
                      f"{', '.join(map(repr, allowed))}.")  # fmt: skip
 
 
+def _file_search_tool(tool: dict, param: str) -> None:
+    ids = _array(tool.get("vector_store_ids"), f"{param}.vector_store_ids", 10)
+    for j, store_id in enumerate(ids):
+        _string(store_id, f"{param}.vector_store_ids[{j}]", limit=MAX_USER_CHARS, empty=False)
+    _number(tool.get("max_num_results"), f"{param}.max_num_results", True, 1, MAX_SEARCH_RESULTS)
+    if tool.get("filters") is not None:
+        filters.check(tool["filters"], f"{param}.filters")
+    options = tool.get("ranking_options")
+    if options is not None:
+        _number(_object(options, f"{param}.ranking_options").get("score_threshold"),
+                f"{param}.ranking_options.score_threshold", False, 0, 1)  # fmt: skip
+
+
 def _tool(tool: Any, param: str) -> None:
     kind = _object(tool, param).get("type")
+    if kind == FILE_SEARCH:
+        return _file_search_tool(tool, param)
     if kind in BUILT_IN_TOOLS:
         raise refuse(f"{param}.type", f"The built-in tool '{kind}' ({BUILT_IN_TOOLS[kind]}) is not supported by this "
                      "hub: only function tools ({'type': 'function', ...}) are.", "unsupported_tool")  # fmt: skip
@@ -75,8 +94,12 @@ def _tool(tool: Any, param: str) -> None:
     _bool(tool, "strict", f"{param}.strict")
 
 
-def _tool_choice(choice: Any, names: set[str]) -> None:
+def _tool_choice(choice: Any, names: set[str], file_search: bool) -> None:
     if choice is None or choice in ("auto", "none", "required"):
+        return
+    if isinstance(choice, dict) and choice.get("type") == FILE_SEARCH:
+        if not file_search:
+            raise refuse("tool_choice", "Tool choice 'file_search' needs a file_search tool in 'tools'.")
         return
     if isinstance(choice, str):
         return _choice(choice, "tool_choice", ("auto", "none", "required"))
@@ -92,7 +115,9 @@ def _tool_choice(choice: Any, names: set[str]) -> None:
     elif kind == "allowed_tools":
         _choice(choice.get("mode"), "tool_choice.mode", ("auto", "required"))
         for i, tool in enumerate(_array(choice.get("tools"), "tool_choice.tools", MAX_TOOLS)):
-            if _object(tool, f"tool_choice.tools[{i}]").get("name") not in names:
+            if _object(tool, f"tool_choice.tools[{i}]").get("type") == FILE_SEARCH and file_search:
+                continue
+            if tool.get("name") not in names:
                 message = f"Tool '{errors_shown(tool.get('name'))}' not found in 'tools'."
                 raise refuse(f"tool_choice.tools[{i}]", message)
     else:
@@ -182,7 +207,13 @@ def check_create(body: dict) -> None:
             raise refuse("tools", f"Invalid 'tools': at most {MAX_TOOLS} tools.", "array_above_max_length")
         for i, tool in enumerate(tools):
             _tool(tool, f"tools[{i}]")
-    _tool_choice(body.get("tool_choice"), {t["name"] for t in tools or []})
+    functions = [t for t in tools or [] if t.get("type") == "function"]
+    searches = len(tools or []) - len(functions)
+    if searches > 1:
+        raise refuse("tools", "At most one file_search tool per request.")
+    if searches and FILE_SEARCH in {t["name"] for t in functions}:
+        raise refuse("tools", "A function named 'file_search' cannot be given beside the file_search tool.")
+    _tool_choice(body.get("tool_choice"), {t["name"] for t in functions}, bool(searches))
 
 
 # --- input items -------------------------------------------------------------------------------------------------
@@ -258,6 +289,16 @@ def _item(item: Any, param: str) -> dict:
                 "status": "completed"}  # fmt: skip
     if kind == "reasoning":
         return {**item, "id": item.get("id") or new_id("rs"), "summary": item.get("summary") or []}
+    if kind == "file_search_call":
+        queries = _array(item.get("queries"), f"{param}.queries", None) if item.get("queries") else []
+        for j, query in enumerate(queries):
+            _string(query, f"{param}.queries[{j}]")
+        results = item.get("results")
+        if results is not None:
+            for j, result in enumerate(_array(results, f"{param}.results", MAX_SEARCH_RESULTS)):
+                _string(_object(result, f"{param}.results[{j}]").get("text"), f"{param}.results[{j}].text")
+        return {"id": item.get("id") or new_id("fs"), "type": kind, "status": item.get("status") or "completed",
+                "queries": list(queries), "results": results}  # fmt: skip
     if kind == "item_reference":
         _string(item.get("id"), f"{param}.id", empty=False)
         return {"type": kind, "id": item["id"]}

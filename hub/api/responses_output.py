@@ -8,12 +8,16 @@ semantic stream events, in OpenAI's order, each with its ``sequence_number``.
         reasoning:      response.reasoning_text.delta ... .done
         message:        response.content_part.added, response.output_text.delta ... .done, response.content_part.done
         function_call:  response.function_call_arguments.delta ... .done
+        file_search_call: response.file_search_call.in_progress, .searching, .completed
       response.output_item.done
     response.completed | response.incomplete (max_output_tokens) | response.failed (then ``error`` first)
 
 Output items follow the chunks' order: the think block (``reasoning_content``) as a reasoning item, the text as
 a message with one ``output_text`` part, each tool call as a ``function_call`` item (``call_id`` the service's
-call id). ``usage`` is the service's counted tokens in the Responses API's names.
+call id), but for the calls of a tool the hub runs itself (``hosted``: file_search), which are kept apart
+(``hosted_calls``) for the relay to run and show as ``file_search_call`` items; the relay then starts the next round
+(``next_round``) on the same response. ``usage`` is the service's counted tokens of every round, in the Responses
+API's names.
 """
 
 from __future__ import annotations
@@ -46,13 +50,48 @@ def response_object(response_id: str, body: dict, model: str, created_at: int, s
         model=model, output=[], metadata=body.get("metadata") or {}, store=body.get("store") is not False,
         reasoning={"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
         text={"format": (body.get("text") or {}).get("format") or {"type": "text"}, "verbosity": "medium"},
-        tools=[{"type": "function", "name": t["name"], "description": t.get("description"),
-                "parameters": t.get("parameters"), "strict": t.get("strict") is not False}
-               for t in body.get("tools") or []],
+        tools=[_tool(t) for t in body.get("tools") or []],
         service_tier=service_tier,
     )  # fmt: skip
     # no ``usage`` until the end: OpenAI's schema has no null for it
     return out
+
+
+def add_usage(a: dict | None, b: dict | None) -> dict | None:
+    """Two rounds' chat usage as one."""
+    if a is None or b is None:
+        return a or b
+
+    def total(path: tuple[str, ...]) -> int:
+        def get(usage: dict) -> int:
+            for key in path[:-1]:
+                usage = usage.get(key) or {}
+            return int(usage.get(path[-1]) or 0)
+
+        return get(a) + get(b)
+
+    prompt, completion = total(("prompt_tokens",)), total(("completion_tokens",))
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": total(("prompt_tokens_details", "cached_tokens"))},
+            "completion_tokens_details": {"reasoning_tokens": total(("completion_tokens_details",
+                                                                     "reasoning_tokens"))}}  # fmt: skip
+
+
+def _tool(tool: dict) -> dict:
+    """A tool as the response echoes it, with OpenAI's defaults."""
+    if tool.get("type") == "file_search":
+        options = tool.get("ranking_options") or {}
+        return {"type": "file_search", "vector_store_ids": tool["vector_store_ids"],
+                "max_num_results": tool.get("max_num_results") or 10, "filters": tool.get("filters"),
+                "ranking_options": {"ranker": options.get("ranker") or "auto",
+                                    "score_threshold": options.get("score_threshold") or 0}}  # fmt: skip
+    return {
+        "type": "function",
+        "name": tool["name"],
+        "description": tool.get("description"),
+        "parameters": tool.get("parameters"),
+        "strict": tool.get("strict") is not False,
+    }
 
 
 def usage_of(usage: dict | None) -> dict:
@@ -69,9 +108,12 @@ def usage_of(usage: dict | None) -> dict:
 class ResponseBuilder:
     """Fed the service's chat chunks (``feed``), it returns the events they make and keeps the response object."""
 
-    def __init__(self, response: dict, logprobs: bool = False):
+    def __init__(self, response: dict, logprobs: bool = False, hosted: frozenset[str] = frozenset()):
         self.response = response
         self.logprobs = logprobs
+        self.hosted = hosted  # the function names of the tools the hub runs itself
+        self.hosted_calls: dict[int, dict] = {}  # a hosted call's index in the chunks -> its call_id, arguments
+        self.carried: dict | None = None  # the usage of the rounds before this one
         self.sequence = 0
         self.item: dict | None = None  # the open output item
         self.tool_items: dict[int, dict] = {}  # a tool call's index in the chunks -> its item
@@ -170,8 +212,15 @@ class ResponseBuilder:
 
     def _tool_call(self, call: dict) -> list[dict]:
         events = []
-        index = call.get("index", len(self.tool_items))
+        index = call.get("index", len(self.tool_items) + len(self.hosted_calls))
         function = call.get("function") or {}
+        hosted = self.hosted_calls.get(index)
+        if hosted is None and index not in self.tool_items and function.get("name") in self.hosted:
+            hosted = self.hosted_calls[index] = {"call_id": call.get("id") or new_id("call"),
+                                                 "name": function["name"], "arguments": ""}  # fmt: skip
+        if hosted is not None:
+            hosted["arguments"] += function.get("arguments") or ""
+            return events
         item = self.tool_items.get(index)
         if item is None:
             item = {"id": new_id("fc"), "type": "function_call", "status": "in_progress", "arguments": "",
@@ -185,6 +234,42 @@ class ResponseBuilder:
                                       delta=function["arguments"]))  # fmt: skip
         return events
 
+    # --- tools the hub runs ----------------------------------------------------------------------------------
+
+    def search_started(self) -> tuple[dict, list[dict]]:
+        """A file_search_call item, searching: (the item, its events)."""
+        events = self._close()
+        item = {"id": new_id("fs"), "type": "file_search_call", "status": "in_progress", "queries": [],
+                "results": None}  # fmt: skip
+        self.response["output"].append(item)
+        where = {"output_index": self._index, "item_id": item["id"]}
+        events.append(self._event("response.output_item.added", output_index=self._index, item=item))
+        events.append(self._event("response.file_search_call.in_progress", **where))
+        item["status"] = "searching"
+        events.append(self._event("response.file_search_call.searching", **where))
+        return item, events
+
+    def search_done(self, item: dict, queries: list[str], results: list[dict] | None, failed: bool = False) -> list:
+        """The search's end: its queries, its results (None: not shown), completed (or failed)."""
+        item.update(status="failed" if failed else "completed", queries=queries, results=results)
+        index = self.response["output"].index(item)
+        events = [] if failed else [self._event("response.file_search_call.completed", output_index=index,
+                                                item_id=item["id"])]  # fmt: skip
+        events.append(self._event("response.output_item.done", output_index=index, item=item))
+        return events
+
+    @property
+    def client_calls(self) -> bool:
+        """Whether this round called a function of the client's (the answer then ends with it)."""
+        return bool(self.tool_items)
+
+    def next_round(self) -> list[dict]:
+        """The model answers again on the same response (after the hub ran its tools): the open item closed."""
+        events = self._close()
+        self.carried, self.usage = add_usage(self.carried, self.usage), None
+        self.tool_items, self.hosted_calls, self.finish_reason = {}, {}, None
+        return events
+
     # --- the end ---------------------------------------------------------------------------------------------
 
     def finish(self) -> list[dict]:
@@ -192,8 +277,8 @@ class ResponseBuilder:
         at ``max_output_tokens``), with the usage."""
         cut = self.finish_reason in ("length", "content_filter")
         events = self._close("incomplete" if cut else "completed")
-        self.response.update(status="incomplete" if cut else "completed", usage=usage_of(self.usage),
-                             completed_at=int(time.time()))  # fmt: skip
+        usage = usage_of(add_usage(self.carried, self.usage))
+        self.response.update(status="incomplete" if cut else "completed", usage=usage, completed_at=int(time.time()))
         if cut:
             reason = "max_output_tokens" if self.finish_reason == "length" else "content_filter"
             self.response["incomplete_details"] = {"reason": reason}
@@ -205,7 +290,7 @@ class ResponseBuilder:
         events = self._close("incomplete")
         events.append(self._event("error", code=code, message=message, param=None))
         self.response.update(status="failed", error={"code": "server_error", "message": message},
-                             usage=usage_of(self.usage))  # fmt: skip
+                             usage=usage_of(add_usage(self.carried, self.usage)))  # fmt: skip
         events.append(self._snapshot("response.failed"))
         return events
 

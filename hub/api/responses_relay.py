@@ -8,6 +8,10 @@ OpenAI, vLLM, LiteLLM) gets the Responses API request itself, with the stored co
 ``input`` and ``store: false`` (the hub keeps the conversation, per tenant); its answer is relayed under the hub's
 response id. Either way the response is stored (``store``, the default) before the client sees it complete, and
 metered like a chat: one row (route ``responses``) with the counted tokens, aborted streams included.
+
+With the ``file_search`` tool (``file_search.py``; our service only), a round that ends in the model's call of it is
+followed by the search (its items and events on the same response) and another round with the results, up to
+``MAX_SEARCH_ROUNDS`` searches (the last round may not search again); the rounds' tokens add up in the one row.
 """
 
 from __future__ import annotations
@@ -24,15 +28,18 @@ from django.db import close_old_connections
 
 from accounts import conversations
 from accounts import responses as stored
+from accounts.authn import KeyContext
 from hub import shutdown
-from hub.api import errors
+from hub.api import errors, file_search, tiers
 from hub.api.relay_common import SSE_HEADERS, error_from_upstream, has_output, sse_lines
 from hub.api.responses_chat import chat_body, response_param
 from hub.api.responses_input import check_create, conversation_id, new_id, read_input
 from hub.api.responses_output import ResponseBuilder, response_object
-from hub.api.upstream import Target
+from hub.api.upstream import Target, upstreams
+from hub.vector_stores.embed import EmbeddingFailed
 
 log = logging.getLogger(__name__)
+MAX_SEARCH_ROUNDS = 3
 
 FINAL_EVENTS = ("response.completed", "response.incomplete", "response.failed")
 # What an external deployment must not see: the hub keeps the conversation (and refuses background runs).
@@ -49,6 +56,7 @@ class ResponsePlan:
     id: str = field(default_factory=lambda: new_id("resp"))
     created_at: int = field(default_factory=lambda: int(time.time()))
     conversation: str | None = None  # the conversation it continues and extends
+    file_search: file_search.FileSearch | None = None  # the file_search tool, its stores read
 
     @property
     def store(self) -> bool:
@@ -61,6 +69,9 @@ class ResponsePlan:
     def upstream(self, target: Target, stream: bool) -> tuple[str, dict]:
         """(route, body) for ``target``."""
         if target.external:
+            if self.file_search is not None:
+                raise errors.InvalidRequest(f"'{self.model_id}' is served by an external deployment: the file_search "
+                                            "tool runs on this hub's own deployments only.", param="tools")  # fmt: skip
             native = {k: v for k, v in self.body.items() if k not in _HUB_ONLY}
             native.update(model=target.model, input=self.history + self.items, store=False, stream=stream)
             return "responses", native
@@ -73,8 +84,9 @@ class ResponsePlan:
         return response
 
 
-async def plan(tenant_id: int, body: dict, model_id: str) -> ResponsePlan:
+async def plan(key: KeyContext, body: dict, model_id: str) -> ResponsePlan:
     check_create(body)
+    tenant_id = key.tenant_id
     history: list[dict] = []
     previous, conversation = body.get("previous_response_id"), conversation_id(body)
     if previous is not None:
@@ -86,7 +98,9 @@ async def plan(tenant_id: int, body: dict, model_id: str) -> ResponsePlan:
     elif conversation is not None:
         history = await sync_to_async(_conversation_items, thread_sensitive=False)(tenant_id, conversation)
     items = read_input(body, history)
-    return ResponsePlan(body, model_id, history, items, chat_body(body, history + items), conversation=conversation)
+    search = await file_search.plan(key, body)
+    return ResponsePlan(body, model_id, history, items, chat_body(body, history + items), conversation=conversation,
+                        file_search=search)  # fmt: skip
 
 
 def _find(tenant_id: int, response_id: str):
@@ -175,29 +189,26 @@ class ResponsesRelay:
             raise error
         if target.external:
             return await self._relay_native(response, meter, stream)
-        builder = ResponseBuilder(self.plan.new_response(self.shown_tier), logprobs=self.plan.logprobs)
+        hosted = frozenset({file_search.FILE_SEARCH_NAME}) if self.plan.file_search is not None else frozenset()
+        builder = ResponseBuilder(self.plan.new_response(self.shown_tier), logprobs=self.plan.logprobs, hosted=hosted)
         complete = False
+        later: list[httpx.Response] = []  # the rounds after the first (the gateway closes the first)
         try:
             if stream:
                 await self._start_stream()
                 await self._events(builder.start())
-            async for line in sse_lines(response):
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
+            messages = list(self.plan.chat["messages"])
+            for searches in range(MAX_SEARCH_ROUNDS + 1):
+                await self._consume(response, builder, meter, stream)
+                if not builder.hosted_calls or builder.client_calls or builder.finish_reason == "length":
                     break
-                if shutdown.over():
-                    raise shutdown.ShuttingDown
-                chunk = json.loads(data)
-                if "error" in chunk:  # the service failed mid-answer
-                    raise _Broken(str((chunk["error"] or {}).get("message") or "The model failed."))
-                meter.take(chunk.get("usage"))
-                if meter.first_token is None and has_output(chunk):
-                    meter.first_token = time.monotonic()
-                events = builder.feed(chunk)
+                messages += await self._search(builder, stream)
+                events = builder.next_round()
                 if stream:
                     await self._events(events)
+                meter.carry()
+                response = await self._round(target, messages, last=searches + 1 == MAX_SEARCH_ROUNDS)
+                later.append(response)
             events = builder.finish()
             await self._store(builder.response)
             if stream:
@@ -226,7 +237,83 @@ class ResponsesRelay:
             await self._events(builder.fail(message))
             await self._end_stream()
         finally:
+            for extra in later:
+                await extra.aclose()
             await asyncio.shield(meter.save())
+
+    async def _consume(self, response: httpx.Response, builder: ResponseBuilder, meter, stream: bool) -> None:
+        """One round's chat stream into the response."""
+        async for line in sse_lines(response):
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                break
+            if shutdown.over():
+                raise shutdown.ShuttingDown
+            chunk = json.loads(data)
+            if "error" in chunk:  # the service failed mid-answer
+                raise _Broken(str((chunk["error"] or {}).get("message") or "The model failed."))
+            meter.take(chunk.get("usage"))
+            if meter.first_token is None and has_output(chunk):
+                meter.first_token = time.monotonic()
+            events = builder.feed(chunk)
+            if stream:
+                await self._events(events)
+
+    async def _search(self, builder: ResponseBuilder, stream: bool) -> list[dict]:
+        """Run the round's file_search calls, each shown as a file_search_call item; the chat messages that give
+        the model its call and the results."""
+        search, key = self.plan.file_search, self.scope["hub"].key
+        calls, outputs = [], []
+        for _, call in sorted(builder.hosted_calls.items()):
+            try:
+                queries = [q for q in json.loads(call["arguments"] or "{}").get("queries") or [] if isinstance(q, str)]
+            except (ValueError, AttributeError):
+                queries = []
+            queries = [q for q in queries if q.strip()][: file_search.MAX_QUERIES]
+            item, events = builder.search_started()
+            if stream:
+                await self._events(events)
+            failed, results = False, []
+            if queries:
+                try:
+                    results = await search.run(key, queries)
+                except EmbeddingFailed as failure:
+                    log.warning("file_search of response %s failed: %s", self.plan.id, failure)
+                    failed = True
+            events = builder.search_done(item, queries, results if search.include_results else None, failed)
+            if stream:
+                await self._events(events)
+            calls.append({"id": call["call_id"], "type": "function",
+                          "function": {"name": call["name"], "arguments": call["arguments"]}})  # fmt: skip
+            text = "The search failed." if failed else file_search.results_text(results)
+            outputs.append({"role": "tool", "tool_call_id": call["call_id"], "content": text})
+        return [{"role": "assistant", "content": None, "tool_calls": calls}, *outputs]
+
+    async def _round(self, target: Target, messages: list[dict], last: bool) -> httpx.Response:
+        """The next round's chat stream from the same deployment (``last``: the model may not search again). Its
+        prompt is not checked against the reservation: the limits settle at the counted tokens."""
+        options = {"include_usage": True, "continuous_usage_stats": True}
+        payload = {**self.plan.chat, "messages": messages, "model": target.model, "stream_options": options}
+        if last:
+            payload["tool_choice"] = "none"
+        elif payload.get("tool_choice") not in (None, "auto", "none"):  # a call was asked for, and made: now free
+            payload["tool_choice"] = "auto"
+        tiers.upstream(payload, self.tier, False, self.plan.body.get("priority"))
+        client = upstreams.client()
+        request = client.build_request("POST", target.url("chat/completions"), json=payload,
+                                       headers=target.headers(self.scope["hub"].request_id))  # fmt: skip
+        upstreams.acquire(target)
+        try:
+            response = await client.send(request, stream=True)
+        finally:
+            upstreams.release(target)
+        if response.status_code != 200:
+            content = await response.aread()
+            await response.aclose()
+            raise _Broken(f"the model's deployment answered {response.status_code}: {content[:200]!r}")
+        return response
 
     async def _relay_native(self, response: httpx.Response, meter, stream: bool) -> None:
         """An external deployment's own Responses API answer, under the hub's id and model name."""

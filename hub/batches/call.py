@@ -6,13 +6,20 @@ this way too (``hub/vector_stores/``)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass
 
 from accounts.authn import KeyContext
 from hub.api.edge import EdgeContext
-from hub.api.gateway import GatewayConsumer
 
-_gateway = GatewayConsumer.as_asgi()  # what hub/asgi.py routes the generation routes to
+
+@functools.cache
+def _gateway():
+    """What hub/asgi.py routes the generation routes to (imported here on first use: the gateway's Responses relay
+    runs vector store searches, which call back through this module)."""
+    from hub.api.gateway import GatewayConsumer
+
+    return GatewayConsumer.as_asgi()
 
 
 RETRY_STATUSES = (429, 503)
@@ -69,6 +76,6 @@ async def call(key: KeyContext, route: str, body: dict, request_id: str, *, batc
             if not message.get("more_body"):
                 answered.set()
 
-    await _gateway(scope, receive, send)
+    await _gateway()(scope, receive, send)
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in start.get("headers", [])}
     return Answer(start.get("status", 500), headers, b"".join(chunks))

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from langchain_openai import ChatOpenAI, OpenAIEmbeddings
 
+from tests.support.batches import batch_worker
 from tests.support.live import CHAT, EMBED, rows
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -21,10 +23,10 @@ LLAMAINDEX_PYTHON = ROOT / ".venv-llamaindex" / "bin" / "python"
 AGENTS_PYTHON = ROOT / ".venv-agents" / "bin" / "python"
 
 
-def run_client(python: Path, script: str, hub) -> dict:
+def run_client(python: Path, script: str, hub, *args: str) -> dict:
     """A client in its own venv (``tests/e2e/clients/<script>``) against the hub; the JSON it printed last."""
     run = subprocess.run(
-        [str(python), str(ROOT / "tests/e2e/clients" / script), f"{hub.url}/v1", hub.everything.secret, CHAT],
+        [str(python), str(ROOT / "tests/e2e/clients" / script), f"{hub.url}/v1", hub.everything.secret, CHAT, *args],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
@@ -127,3 +129,21 @@ def test_openai_agents_sdk_runs_an_agent_with_a_function_tool(hub):
     assert [(r.prompt_tokens, r.completion_tokens) for r in metered] == [
         (u["input_tokens"], u["output_tokens"]) for u in result["usage"]
     ]  # fmt: skip
+
+
+def test_openai_agents_sdk_file_search_tool_searches_the_hubs_vector_store(hub):
+    """``FileSearchTool``: the hub runs the search the model asks for over its own vector store, then the model
+    answers; the search is a tool call item of the run, with the results asked for (``include_search_results``)."""
+    client = hub()
+    paris = client.files.create(file=("paris.txt", b"Paris is the capital of France."), purpose="assistants")
+    plants = client.files.create(file=("plants.txt", b"Plants turn sunlight into sugar."), purpose="assistants")
+    with batch_worker():  # indexes the files, as production's workers do
+        store = client.vector_stores.create(name="facts", file_ids=[paris.id, plants.id])
+        while client.vector_stores.retrieve(store.id).file_counts.in_progress:
+            time.sleep(0.2)
+    result = run_client(AGENTS_PYTHON, "agents_file_search_client.py", hub, store.id)
+    assert result["items"][0] == "tool_call_item" and result["items"][-1] == "message_output_item", result
+    [search] = result["searches"]
+    assert search["type"] == "file_search_call" and search["queries"] and search["files"], result
+    assert set(search["files"]) <= {"paris.txt", "plants.txt"} and result["final_output"]
+    assert len(rows(result["responses"], route="responses")) == result["responses"]

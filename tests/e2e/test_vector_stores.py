@@ -15,7 +15,7 @@ from accounts import services
 from accounts.models import UsageRecord, VectorStoreChunk
 from tests.openai_spec import assert_valid
 from tests.support.batches import batch_worker
-from tests.support.live import EMBED, hub_clients, rows
+from tests.support.live import CHAT, EMBED, hub_clients, rows
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
 
@@ -187,3 +187,63 @@ def test_failures_and_refusals(hub, live_hub):
     other = hub_clients(live_hub, services.create_tenant("globex", "Globex"), [EMBED], EMBED)
     with pytest.raises(openai.NotFoundError):
         other().vector_stores.search(store.id, query="x")
+
+
+def test_the_responses_api_runs_file_search(hub):
+    """The model (SmolLM2, made to call the tool by tool_choice) searches the store; the hub runs the search, shows it
+    as a file_search_call item and lets the model answer with the results: one response, one usage row of both
+    rounds."""
+    client = hub()
+    ids = [_upload(client, name, text) for name, text in DOCS.items()]
+    store = _settled(client, client.vector_stores.create(name="rag", file_ids=ids).id)
+    tool = {"type": "file_search", "vector_store_ids": [store.id], "max_num_results": 2}
+    ask = {"model": CHAT, "input": "What is the capital of France?", "tools": [tool], "temperature": 0,
+           "tool_choice": {"type": "file_search"}, "max_output_tokens": 40}  # fmt: skip
+    raw = client.responses.with_raw_response.create(**ask, include=["file_search_call.results"])
+    body = raw.http_response.json()
+    assert_valid("Response", body)
+    call, answer = body["output"][0], body["output"][-1]
+    assert call["type"] == "file_search_call" and call["status"] == "completed" and call["queries"]
+    assert 1 <= len(call["results"]) <= 2 and {r["filename"] for r in call["results"]} <= set(DOCS)
+    assert all(r["text"] == DOCS[r["filename"]] for r in call["results"])
+    assert answer["type"] == "message" and answer["content"][0]["text"]
+    assert body["tools"][0]["vector_store_ids"] == [store.id]
+    [row] = rows(request_id=raw.headers["x-request-id"])
+    assert (row.route, row.prompt_tokens, row.completion_tokens) == (
+        "responses", body["usage"]["input_tokens"], body["usage"]["output_tokens"])  # fmt: skip
+    # the second round read the first's prompt again, and the results: both are counted
+    assert row.prompt_tokens > 2 * len(body["instructions"] or "") + 100
+
+    # streamed: the search's events, in order, each one OpenAI's; results only when asked for
+    events = []
+    with client.responses.stream(**ask) as stream:
+        for event in stream:
+            events.append(event.model_dump(mode="json", exclude_unset=True))
+    for event in events:
+        assert_valid("ResponseStreamEvent", event)
+    kinds = [e["type"] for e in events]
+    searched = [k for k in kinds if k.startswith("response.file_search_call.")]
+    assert searched[:3] == ["response.file_search_call.in_progress", "response.file_search_call.searching",
+                            "response.file_search_call.completed"]  # fmt: skip
+    final = events[-1]["response"]
+    # SmolLM2 may write up to max_output_tokens: then the response is incomplete, as OpenAI's
+    assert kinds[-1] in ("response.completed", "response.incomplete") and final["output"][0]["results"] is None
+
+    # continued: the search stays in the context (stored response, and as input items sent back)
+    more = client.responses.create(model=CHAT, previous_response_id=body["id"], input="And in one word?",
+                                   max_output_tokens=8, temperature=0)  # fmt: skip
+    assert more.output_text
+    again = client.responses.create(model=CHAT, input=[{"role": "user", "content": "Capital of France?"}, call,
+                                                       answer], max_output_tokens=8, temperature=0)  # fmt: skip
+    assert again.output_text
+
+    for changes, status, param in [
+        ({"tools": [{**tool, "vector_store_ids": ["vs_nope"]}]}, 404, "tools.vector_store_ids"),
+        ({"tools": [tool, tool]}, 400, "tools"),
+        ({"tools": [], "tool_choice": {"type": "file_search"}}, 400, "tool_choice"),
+        ({"tools": [{**tool, "max_num_results": 51}]}, 400, "tools[0].max_num_results"),
+        ({"tools": [{**tool, "filters": {"type": "eq", "key": "a"}}]}, 400, "tools[0].filters.value"),
+    ]:
+        answer = _raw(hub, "POST", "responses", json={**ask, **changes})
+        assert answer.status_code == status, (changes, answer.text)
+        assert answer.json()["error"]["param"] == param, (changes, answer.json())
