@@ -48,10 +48,7 @@ def page(
     for i, (key, value) in enumerate(metadata.items()):
         # KeyTextTransform takes the key whole ("a__b" is one key, not a path)
         rows = rows.alias(**{f"meta_{i}": KeyTextTransform(key, "metadata")}).filter(**{f"meta_{i}": value})
-    rows = stored.after(rows, after, descending)
-    order = ("-created_at", "-id") if descending else ("created_at", "id")
-    found = list(rows.order_by(*order)[: limit + 1])
-    return Page(found[:limit], len(found) > limit)
+    return Page(*stored.page(rows, after, limit, descending))
 
 
 def set_metadata(tenant_id: int, completion_id: str, metadata: dict) -> StoredChatCompletion | None:

@@ -77,10 +77,7 @@ def page(
     rows = _live(tenant_id).defer("content")
     if purpose is not None:
         rows = rows.filter(purpose=purpose)
-    rows = stored.after(rows, after, descending)
-    order = ("-created_at", "-id") if descending else ("created_at", "id")
-    found = list(rows.order_by(*order)[: limit + 1])
-    return Page(found[:limit], len(found) > limit)
+    return Page(*stored.page(rows, after, limit, descending))
 
 
 def delete(tenant_id: int, file_id: object) -> bool:

@@ -33,6 +33,15 @@ def after(rows: models.QuerySet[Row], cursor: models.Model | None, descending: b
     return rows.filter(models.Q(created_at__gt=moment) | models.Q(created_at=moment, pk__gt=pk))
 
 
+def page(
+    rows: models.QuerySet[Row], cursor: models.Model | None, limit: int, descending: bool
+) -> tuple[list[Row], bool]:
+    """Up to ``limit`` of ``rows`` after ``cursor`` in (created_at, id) order, either way, and whether more follow."""
+    order = ("-created_at", "-id") if descending else ("created_at", "id")
+    found = list(after(rows, cursor, descending).order_by(*order)[: limit + 1])
+    return found[:limit], len(found) > limit
+
+
 def set_metadata(model: type[Row], tenant_id: int, pk: object, metadata: dict) -> Row | None:
     """Replace the row's ``metadata``; None when the tenant has no such row."""
     if not valid_id(pk):

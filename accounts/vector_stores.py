@@ -95,10 +95,7 @@ def delete_store(tenant_id: int, store_id: object) -> bool:
 
 
 def store_page(tenant_id: int, *, after: VectorStore | None, limit: int, descending: bool) -> Page:
-    rows = stored.after(_live(tenant_id), after, descending)
-    order = ("-created_at", "-id") if descending else ("created_at", "id")
-    found = list(rows.order_by(*order)[: limit + 1])
-    return Page(found[:limit], len(found) > limit)
+    return Page(*stored.page(_live(tenant_id), after, limit, descending))
 
 
 def _counts(files: QuerySet[VectorStoreFile]) -> dict:
@@ -192,10 +189,7 @@ def file_page(files: QuerySet[VectorStoreFile], *, status: str | None, after: Ve
               descending: bool) -> Page:  # fmt: skip
     if status is not None:
         files = files.filter(status=status)
-    files = stored.after(files, after, descending)
-    order = ("-created_at", "-id") if descending else ("created_at", "id")
-    found = list(files.order_by(*order)[: limit + 1])
-    return Page(found[:limit], len(found) > limit)
+    return Page(*stored.page(files, after, limit, descending))
 
 
 def file_resource(row: VectorStoreFile) -> dict:
