@@ -59,7 +59,7 @@ class VectorStoreFileListView(_FilesView):
     @extend_schema(
         operation_id="create_vector_store_file",
         summary="Add a file to a vector store",
-        description="One of the tenant's files, indexed in the background (text files, UTF-8), with its "
+        description="One of the tenant's files, indexed in the background (UTF-8 text, or a PDF's text), with its "
         "`chunking_strategy` (cut to fit the embedding model's context) and `attributes` for search filters.",
         tags=TAGS,
         parameters=[_STORE],

@@ -1,12 +1,14 @@
-"""One file of a vector store indexed: claimed (one indexer at a time), its text read (UTF-8; anything else is an
-``unsupported_file``), cut into chunks of the embedding model's tokens (the model's own deployment tokenizes it,
-``/tokenize`` with offsets; an external one is cut at about four characters a token), the chunks embedded through the
-gateway with the key that added the file (in the batch tier, metered as ``vector_stores/files``), then stored, and the
-file completed. A file cancelled or removed meanwhile is dropped at the next group of chunks; one whose indexer dies
-stays claimed until it goes stale and is taken up again (``hub.resume_vector_store_files``)."""
+"""One file of a vector store indexed: claimed (one indexer at a time), its text read (UTF-8, or a PDF's text layer
+with pypdf; anything else is an ``unsupported_file``), cut into chunks of the embedding model's tokens (the model's
+own deployment tokenizes it, ``/tokenize`` with offsets; an external one is cut at about four characters a token),
+the chunks embedded through the gateway with the key that added the file (in the batch tier, metered as
+``vector_stores/files``), then stored, and the file completed. A file cancelled or removed meanwhile is dropped at the
+next group of chunks; one whose indexer dies stays claimed until it goes stale and is taken up again
+(``hub.resume_vector_store_files``)."""
 
 from __future__ import annotations
 
+import io
 import logging
 import secrets
 
@@ -30,12 +32,29 @@ class Failed(Exception):
         self.code, self.message = code, message
 
 
+def _pdf_text(content: bytes) -> str:
+    """A PDF's text (pypdf), its pages apart by a blank line."""
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        return "\n\n".join(page.extract_text() or "" for page in PdfReader(io.BytesIO(content)).pages)
+    except (PdfReadError, ValueError, KeyError, TypeError) as exc:
+        raise Failed("invalid_file", f"The PDF could not be read ({type(exc).__name__}).") from None
+
+
 def read_text(content: bytes) -> str:
-    """The file's text; a file that is not UTF-8 text (a PDF, an image) is refused."""
+    """The file's text: a PDF's (its text layer; a scan without one has none), else UTF-8 text. Other files (images,
+    office documents) are refused."""
+    if content.startswith(b"%PDF-"):
+        text = _pdf_text(content).replace("\x00", "")
+        if not text.strip():
+            raise Failed("invalid_file", "The PDF has no text to index (a scan without a text layer?).")
+        return text
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError:
-        message = "The file is not UTF-8 text; vector stores here index text files only."
+        message = "The file is neither UTF-8 text nor a PDF; vector stores here index those only."
         raise Failed("unsupported_file", message) from None
     if "\x00" in text:
         raise Failed("unsupported_file", "The file holds NUL characters: it is not a text file.")
