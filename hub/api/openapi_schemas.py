@@ -536,7 +536,12 @@ SCHEMAS: dict[str, dict] = {
         _obj(
             {
                 "object": {
-                    "enum": ["organization.usage.completions.result", "organization.usage.audio_transcriptions.result"]
+                    "enum": [
+                        f"organization.usage.{kind}.result"
+                        for kind in ("completions", "embeddings", "moderations", "audio_transcriptions")
+                    ],
+                    "description": "completions: chat, completions, responses; embeddings: embeddings, rerank, score "
+                    "and vector stores' indexing and searches; moderations; audio_transcriptions: the speech routes.",
                 },
                 "seconds": {
                     "type": "number",

@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import BooleanField, Count, ExpressionWrapper, Q, Sum
+from django.db.models import BooleanField, Case, CharField, Count, ExpressionWrapper, Q, Sum, Value, When
 from django.db.models.functions import TruncDay
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -103,7 +103,16 @@ def unknown_url(request, *args, **kwargs):
 # OpenAI's groupings too: service_tier (default, flex, batch: hub/api/tiers.py) and batch (a batch's lines or not)
 GROUP_BY = {"day": (), "model": ("model",), "key": ("api_key__prefix",), "service_tier": ("service_tier",),
             "batch": ("batch",)}  # fmt: skip
-_AUDIO_ROUTE = ExpressionWrapper(Q(route__startswith="audio/"), output_field=BooleanField())
+# which of OpenAI's usage results a route's rows are: encoders' (embeddings, rerank and score, a vector store's
+# indexing and searches) embeddings, speech's audio_transcriptions, moderations, the rest completions
+EMBEDDING_ROUTES = ("embeddings", "rerank", "score", "vector_stores/files", "vector_stores/search")
+_KIND = Case(
+    When(route__startswith="audio/", then=Value("audio_transcriptions")),
+    When(route__in=EMBEDDING_ROUTES, then=Value("embeddings")),
+    When(route="moderations", then=Value("moderations")),
+    default=Value("completions"),
+    output_field=CharField(),
+)
 _BATCH = ExpressionWrapper(Q(service_tier="batch"), output_field=BooleanField())
 MAX_USAGE_DAYS = 366
 
@@ -129,7 +138,8 @@ def _date_param(request: Request, name: str, default: date) -> date:
 class UsageView(TenantAPIView):
     """``GET /v1/usage?start=YYYY-MM-DD&end=YYYY-MM-DD&group_by=day|model|key|service_tier|batch``: this tenant's
     metered requests and tokens in daily buckets (UTC; ``end`` inclusive; default the last 7 days), shaped like
-    OpenAI's organization usage API: completions results, and audio_transcriptions results (with the audio's
+    OpenAI's organization usage API: completions results (chat, completions, responses), embeddings results (and the
+    encoders' and vector stores' rows), moderations results, and audio_transcriptions results (with the audio's
     ``seconds``) for the speech routes. Read from the raw usage rows, so it is exact and current."""
 
     @extend_schema(
@@ -151,8 +161,8 @@ class UsageView(TenantAPIView):
         hi = datetime.combine(end + timedelta(days=1), time.min, UTC)
         rows = (
             UsageRecord.objects.filter(tenant_id=self.key.tenant_id, created_at__gte=lo, created_at__lt=hi)
-            .annotate(day=TruncDay("created_at", tzinfo=UTC), audio=_AUDIO_ROUTE, batch=_BATCH)
-            .values("day", "audio", *GROUP_BY[group_by])
+            .annotate(day=TruncDay("created_at", tzinfo=UTC), kind=_KIND, batch=_BATCH)
+            .values("day", "kind", *GROUP_BY[group_by])
             .annotate(
                 requests=Count("id"),
                 prompt=Sum("prompt_tokens"),
@@ -161,12 +171,12 @@ class UsageView(TenantAPIView):
                 seconds=Sum("audio_seconds"),
                 cached=Sum("cached_tokens"),
             )
-            .order_by("day", "audio", *GROUP_BY[group_by])
+            .order_by("day", "kind", *GROUP_BY[group_by])
         )
         by_day: dict[date, list[dict]] = {}
         for row in rows:
             result = {
-                "object": "organization.usage.completions.result",
+                "object": f"organization.usage.{row['kind']}.result",
                 "input_tokens": row["prompt"] or 0,
                 "input_cached_tokens": row["cached"] or 0,
                 "output_tokens": row["completion"] or 0,
@@ -177,8 +187,8 @@ class UsageView(TenantAPIView):
                 "service_tier": row.get("service_tier"),
                 "batch": row.get("batch"),
             }  # fmt: skip
-            if row["audio"]:  # as OpenAI's audio_transcriptions results: the seconds (and the tokens they count as)
-                result.update(object="organization.usage.audio_transcriptions.result", seconds=round(row["seconds"], 3))
+            if row["kind"] == "audio_transcriptions":  # as OpenAI's: the seconds (and the tokens they count as)
+                result["seconds"] = round(row["seconds"], 3)
             by_day.setdefault(row["day"].date(), []).append(result)
         return Response(_page(start, end, by_day))
 

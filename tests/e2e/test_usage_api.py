@@ -15,9 +15,9 @@ pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 DAY = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
-def _usage(tenant, key, model, at, prompt, completion, cached=0, tier="default"):
+def _usage(tenant, key, model, at, prompt, completion, cached=0, tier="default", route="completions"):
     metering.record_usage(metering.Usage(
-        request_id="req_x", tenant_id=tenant.id, api_key_id=key.id, model=model, route="completions",
+        request_id="req_x", tenant_id=tenant.id, api_key_id=key.id, model=model, route=route,
         prompt_tokens=prompt, completion_tokens=completion, status_code=200, streamed=False, aborted=False,
         time_to_first_token_ms=1, duration_ms=2, created_at=at, cached_tokens=cached, service_tier=tier,
     ))  # fmt: skip
@@ -69,6 +69,18 @@ def test_usage_api_groups_by_service_tier_and_batch(live_hub, acme):
     assert sorted((r["batch"], r["input_tokens"]) for r in by_batch["data"][0]["results"]) == [(False, 13), (True, 300)]
     plain = _get(live_hub, key.secret, start="2026-11-20", end="2026-11-20").json()["data"][0]["results"]
     assert [(r["input_tokens"], r["service_tier"], r["batch"]) for r in plain] == [(313, None, None)]
+
+
+def test_usage_api_splits_each_day_by_kind_as_openai(live_hub, acme):
+    key = services.issue_key(acme.tenant, name="one")
+    for route, tokens in [("chat/completions", 1), ("responses", 2), ("embeddings", 10), ("vector_stores/files", 20),
+                          ("vector_stores/search", 40), ("rerank", 80), ("moderations", 100)]:  # fmt: skip
+        _usage(acme.tenant, key.key, "m", DAY, tokens, 0, route=route)
+    [bucket] = _get(live_hub, key.secret, start="2026-11-20", end="2026-11-20").json()["data"]
+    assert {r["object"]: r["input_tokens"] for r in bucket["results"]} == {
+        "organization.usage.completions.result": 3, "organization.usage.embeddings.result": 150,
+        "organization.usage.moderations.result": 100,
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize(
