@@ -104,8 +104,12 @@ def _counts(files: QuerySet[VectorStoreFile]) -> dict:
     return {**counts, "total": sum(counts.values())}
 
 
+def expired(store: VectorStore) -> bool:
+    return store.expires_at is not None and store.expires_at <= timezone.now()
+
+
 def store_status(store: VectorStore, counts: dict) -> str:
-    if store.expires_at is not None and store.expires_at <= timezone.now():
+    if expired(store):
         return "expired"
     return "in_progress" if counts[Status.IN_PROGRESS] else "completed"
 

@@ -70,6 +70,9 @@ def _stores(tenant_id: int, ids: list[str]) -> list[VectorStore]:
             if store is None:
                 raise errors.NotFound(f"No vector store found with id '{errors.shown(store_id)}'.",
                                       param="tools.vector_store_ids")  # fmt: skip
+            if vector_stores.expired(store):
+                raise errors.InvalidRequest(f"Vector store '{store.pk}' has expired and can no longer be used.",
+                                            param="tools.vector_store_ids")  # fmt: skip
             found.append(store)
         return found
     finally:

@@ -50,7 +50,7 @@ class VectorStoreView(TenantAPIView):
 
     def usable(self, store: VectorStore) -> VectorStore:
         """The store, unless it has expired (400, as OpenAI)."""
-        if vector_stores.store_status(store, {vector_stores.Status.IN_PROGRESS: 0}) == "expired":
+        if vector_stores.expired(store):
             raise errors.InvalidRequest(f"Vector store '{store.pk}' has expired and can no longer be used.",
                                         param="vector_store_id")  # fmt: skip
         return store

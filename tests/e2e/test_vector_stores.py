@@ -6,13 +6,15 @@ indexing and of searches metered to the tenant; the refusals OpenAI makes, each 
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import httpx
 import openai
 import pytest
+from django.utils import timezone
 
 from accounts import services
-from accounts.models import UsageRecord, VectorStoreChunk
+from accounts.models import UsageRecord, VectorStore, VectorStoreChunk
 from tests.openai_spec import assert_valid
 from tests.support.batches import batch_worker
 from tests.support.live import CHAT, EMBED, hub_clients, rows
@@ -188,6 +190,17 @@ def test_failures_and_refusals(hub, live_hub):
         answer = _raw(hub, method, path, json=body)
         assert answer.status_code == status, (path, body, answer.text)
         assert answer.json()["error"]["param"] == param, (path, body, answer.json())
+
+    # an expired store is shown as such and can no longer be searched, nor added to
+    old = client.vector_stores.create(name="old", expires_after={"anchor": "last_active_at", "days": 1})
+    VectorStore.objects.filter(pk=old.id).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert client.vector_stores.retrieve(old.id).status == "expired"
+    tools = [{"type": "file_search", "vector_store_ids": [old.id]}]
+    asks = [(f"vector_stores/{old.id}/search", {"query": "x"}, "vector_store_id"),
+            ("responses", {"model": CHAT, "input": "x", "tools": tools}, "tools.vector_store_ids")]  # fmt: skip
+    for path, body, param in asks:
+        answer = _raw(hub, "POST", path, json=body)
+        assert answer.status_code == 400 and answer.json()["error"]["param"] == param, answer.text
 
     # another tenant's store is not found, exactly like one that never existed
     other = hub_clients(live_hub, services.create_tenant("globex", "Globex"), [EMBED], EMBED)
