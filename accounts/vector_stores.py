@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Min, Q, QuerySet, Sum
 from django.utils import timezone
 
 from accounts import stored
@@ -300,6 +300,22 @@ def stale(stale_seconds: float) -> list[int]:
     return list(VectorStoreFile.objects.filter(quiet, status=Status.IN_PROGRESS).values_list("pk", flat=True))
 
 
-def chunks_of(store_ids: list[str]) -> QuerySet[VectorStoreChunk]:
-    """The completed files' chunks of the stores, for a search."""
-    return VectorStoreChunk.objects.filter(vector_store_id__in=store_ids, file__status=Status.COMPLETED)
+def completed_files(store_ids: list[str]) -> QuerySet:
+    """(row id, Files API id, attributes) of the stores' completed files, for a search."""
+    return VectorStoreFile.objects.filter(vector_store_id__in=store_ids, status=Status.COMPLETED).values_list(
+        "pk", "file_id", "attributes"
+    )
+
+
+def chunk_summary(file_rows: list[int]) -> dict[int, tuple[int, int]]:
+    """Each file's (first chunk id, number of chunks): what tells a cached copy of its vectors still current (a file
+    indexed again gets new chunks, with new ids)."""
+    found = (VectorStoreChunk.objects.filter(file_id__in=file_rows).values("file_id")
+             .annotate(first=Min("id"), n=Count("id")).values_list("file_id", "first", "n"))  # fmt: skip
+    return {row: (first, n) for row, first, n in found}
+
+
+def chunk_vectors(file_rows: list[int]) -> list[tuple[int, int, bytes]]:
+    """(chunk id, file row id, vector bytes) of those files' chunks, in chunk id order, for a search."""
+    return list(VectorStoreChunk.objects.filter(file_id__in=file_rows).order_by("pk")
+                .values_list("pk", "file_id", "embedding"))  # fmt: skip

@@ -184,3 +184,30 @@ def test_stores_expire_after_their_last_activity(store):
     store.refresh_from_db()
     assert vector_stores.store_resource(store)["status"] == "expired"
     assert vector_stores.expire() == 1 and not VectorStoreFile.objects.exists()
+
+
+def test_searches_read_vectors_from_memory_while_they_stay_current(store, settings):
+    from hub.vector_stores import vectors
+
+    vectors.clear()
+    row = store.files.first()
+    vector_stores.claim(row.pk, stale_seconds=60)
+    vector_stores.finish(row.pk, [("a", np.ones(4, "<f4").tobytes()), ("b", np.zeros(4, "<f4").tobytes())])
+    first = vectors.of_files([row.pk])[row.pk]
+    assert first.matrix.tolist() == [[1.0] * 4, [0.0] * 4]
+    assert vectors.of_files([row.pk])[row.pk] is first  # kept
+    # indexed again (new chunks, new ids): read afresh
+    vector_stores.add_files(store, [Entry(row.file_id, Chunking(), {})], api_key_id=None)
+    vector_stores.claim(row.pk, stale_seconds=60)
+    vector_stores.finish(row.pk, [("c", np.full(4, 2.0, "<f4").tobytes())])
+    again = vectors.of_files([row.pk])[row.pk]
+    assert again is not first and again.matrix.tolist() == [[2.0] * 4]
+    # removed: gone, whatever memory holds
+    vector_stores.remove_file(store, row.file_id)
+    assert vectors.of_files([row.pk]) == {}
+    settings.HUB_VECTOR_CACHE_MB = 0  # nothing kept
+    vectors.clear()
+    other = store.files.first()
+    vector_stores.claim(other.pk, stale_seconds=60)
+    vector_stores.finish(other.pk, [("d", np.ones(4, "<f4").tobytes())])
+    assert vectors.of_files([other.pk])[other.pk] is not vectors.of_files([other.pk])[other.pk]
