@@ -42,8 +42,7 @@ from schemathesis.checks import content_type_conformance, response_schema_confor
 from accounts import services
 from accounts.models import ModelKind
 from tests.support import encoders
-from tests.support.checkpoints import guard_checkpoint
-from tests.support.inference import inference_service, model_flags
+from tests.support.inference import guard_service, inference_service, model_flags
 from tests.support.live import CHAT, EMBED, WHISPER, rows
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -260,9 +259,8 @@ def reranker_url(tmp_path_factory):
 @pytest.fixture(scope="module")
 def guard_url(tmp_path_factory):
     """A service serving a tiny random-weight guard (Llama Guard 3's template): the live service serves none."""
-    checkpoint = guard_checkpoint(tmp_path_factory.mktemp("fuzz-guard") / "guard")
-    with inference_service(*model_flags(f"tiny-guard={checkpoint}:moderation")) as url:
-        yield f"{url}/v1"
+    with guard_service(tmp_path_factory.mktemp("fuzz-guard"), "tiny-guard") as url:
+        yield url
 
 
 @pytest.fixture

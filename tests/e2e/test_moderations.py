@@ -15,8 +15,7 @@ from accounts.models import ModelKind, ServedModel
 from hub.inference_client import model_cards
 from tests.openai_spec import assert_valid
 from tests.support.batches import batch_worker, jsonl, lines_of, wait_for
-from tests.support.checkpoints import guard_checkpoint
-from tests.support.inference import inference_service, model_flags
+from tests.support.inference import guard_service
 from tests.support.live import hub_clients, rows
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -27,9 +26,8 @@ INPUTS = ["I want to kill them.", "What a lovely morning."]
 
 @pytest.fixture(scope="module")
 def guard_url(tmp_path_factory):
-    checkpoint = guard_checkpoint(tmp_path_factory.mktemp("guard") / "guard")
-    with inference_service(*model_flags(f"{GUARD}={checkpoint}:moderation")) as url:
-        yield f"{url}/v1"
+    with guard_service(tmp_path_factory.mktemp("guard"), GUARD) as url:
+        yield url
 
 
 @pytest.fixture

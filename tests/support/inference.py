@@ -52,3 +52,13 @@ def inference_service(*args: str, timeout: float = 600, env: dict[str, str] | No
     finally:
         output = service.process.stop(timeout=60)
     assert "Traceback" not in output, output
+
+
+@contextmanager
+def guard_service(root: Path, model_id: str) -> Iterator[str]:
+    """A service serving a tiny random-weight guard (Llama Guard 3's template, ``checkpoints.guard_checkpoint``) as
+    ``model_id`` (kind moderation), written under ``root``; yields its ``/v1`` URL."""
+    from tests.support.checkpoints import guard_checkpoint
+
+    with inference_service(*model_flags(f"{model_id}={guard_checkpoint(root / 'guard')}:moderation")) as url:
+        yield f"{url}/v1"
