@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import transaction
@@ -29,12 +28,6 @@ _TOKENS = ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens")
 
 class NotCancellable(Exception):
     pass
-
-
-@dataclass(frozen=True)
-class Page:
-    rows: list[Batch]
-    has_more: bool
 
 
 def _counted(rows: QuerySet[Batch]) -> QuerySet[Batch]:
@@ -93,11 +86,9 @@ def find(tenant_id: int, batch_id: object) -> Batch | None:
     return _counted(Batch.objects.filter(tenant_id=tenant_id, pk=batch_id)).first()
 
 
-def page(tenant_id: int, *, after: Batch | None, limit: int) -> Page:
+def page(tenant_id: int, *, after: Batch | None, limit: int) -> stored.Page:
     """One page of the tenant's batches, newest first, after ``after``."""
-    rows = stored.after(Batch.objects.filter(tenant_id=tenant_id), after, descending=True)
-    found = list(_counted(rows).order_by("-created_at", "-id")[: limit + 1])
-    return Page(found[:limit], len(found) > limit)
+    return stored.page(_counted(Batch.objects.filter(tenant_id=tenant_id)), after, limit, descending=True)
 
 
 def cancel(tenant_id: int, batch_id: str) -> Batch | None:

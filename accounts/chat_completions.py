@@ -5,7 +5,6 @@ another tenant's id is not found, exactly like an id that never existed."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
@@ -15,12 +14,6 @@ from django.utils import timezone
 
 from accounts import stored
 from accounts.models import StoredChatCompletion
-
-
-@dataclass(frozen=True)
-class Page:
-    rows: list[StoredChatCompletion]
-    has_more: bool
 
 
 def find(tenant_id: int, completion_id: str) -> StoredChatCompletion | None:
@@ -40,7 +33,7 @@ def save(
 def page(
     tenant_id: int, *, model: str | None, metadata: dict[str, str], after: StoredChatCompletion | None,
     limit: int, descending: bool,
-) -> Page:  # fmt: skip
+) -> stored.Page:  # fmt: skip
     """One page of the tenant's stored completions, oldest first (or newest), after ``after`` in that order."""
     rows = StoredChatCompletion.objects.filter(tenant_id=tenant_id)
     if model is not None:
@@ -48,7 +41,7 @@ def page(
     for i, (key, value) in enumerate(metadata.items()):
         # KeyTextTransform takes the key whole ("a__b" is one key, not a path)
         rows = rows.alias(**{f"meta_{i}": KeyTextTransform(key, "metadata")}).filter(**{f"meta_{i}": value})
-    return Page(*stored.page(rows, after, limit, descending))
+    return stored.page(rows, after, limit, descending)
 
 
 def set_metadata(tenant_id: int, completion_id: str, metadata: dict) -> StoredChatCompletion | None:

@@ -7,7 +7,6 @@ like an id that never existed."""
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -23,12 +22,6 @@ BATCH_OUTPUT = "batch_output"
 # OpenAI: "files with purpose=batch expire after 30 days and all other files are persisted until deleted"
 BATCH_INPUT_DAYS = 30
 MIN_EXPIRY_SECONDS, MAX_EXPIRY_SECONDS = 3600, 30 * 24 * 3600
-
-
-@dataclass(frozen=True)
-class Page:
-    rows: list[StoredFile]
-    has_more: bool
 
 
 def new_id() -> str:
@@ -72,12 +65,12 @@ def content(tenant_id: int, file_id: object) -> bytes | None:
 
 def page(
     tenant_id: int, *, purpose: str | None, after: StoredFile | None, limit: int, descending: bool
-) -> Page:  # fmt: skip
+) -> stored.Page:  # fmt: skip
     """One page of the tenant's files, newest first (or oldest), after ``after`` in that order."""
     rows = _live(tenant_id).defer("content")
     if purpose is not None:
         rows = rows.filter(purpose=purpose)
-    return Page(*stored.page(rows, after, limit, descending))
+    return stored.page(rows, after, limit, descending)
 
 
 def delete(tenant_id: int, file_id: object) -> bool:

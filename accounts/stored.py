@@ -4,13 +4,15 @@ existed; an id PostgreSQL cannot take (a NUL in it) is not found either."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from django.db import models, transaction
 from django.utils import timezone
 
 Row = TypeVar("Row", bound=models.Model)
+T = TypeVar("T")
 
 
 def valid_id(value: object) -> bool:
@@ -33,13 +35,23 @@ def after(rows: models.QuerySet[Row], cursor: models.Model | None, descending: b
     return rows.filter(models.Q(created_at__gt=moment) | models.Q(created_at=moment, pk__gt=pk))
 
 
-def page(
-    rows: models.QuerySet[Row], cursor: models.Model | None, limit: int, descending: bool
-) -> tuple[list[Row], bool]:
-    """Up to ``limit`` of ``rows`` after ``cursor`` in (created_at, id) order, either way, and whether more follow."""
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a list route: its rows, and whether more follow."""
+
+    rows: list[T]
+    has_more: bool
+
+
+def page_of(found: list[T], limit: int) -> Page[T]:
+    """``found``: up to ``limit + 1`` rows, one more than a page to know whether more follow."""
+    return Page(found[:limit], len(found) > limit)
+
+
+def page(rows: models.QuerySet[Row], cursor: models.Model | None, limit: int, descending: bool) -> Page[Row]:
+    """Up to ``limit`` of ``rows`` after ``cursor`` in (created_at, id) order, either way."""
     order = ("-created_at", "-id") if descending else ("created_at", "id")
-    found = list(after(rows, cursor, descending).order_by(*order)[: limit + 1])
-    return found[:limit], len(found) > limit
+    return page_of(list(after(rows, cursor, descending).order_by(*order)[: limit + 1]), limit)
 
 
 def set_metadata(model: type[Row], tenant_id: int, pk: object, metadata: dict) -> Row | None:

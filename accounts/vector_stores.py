@@ -35,12 +35,6 @@ class Chunking:
     chunk_overlap_tokens: int = AUTO_OVERLAP_TOKENS
 
 
-@dataclass(frozen=True)
-class Page:
-    rows: list
-    has_more: bool
-
-
 def new_id(prefix: str) -> str:
     return f"{prefix}_" + secrets.token_hex(12)
 
@@ -94,8 +88,8 @@ def delete_store(tenant_id: int, store_id: object) -> bool:
     return stored.delete(VectorStore, tenant_id, store_id)
 
 
-def store_page(tenant_id: int, *, after: VectorStore | None, limit: int, descending: bool) -> Page:
-    return Page(*stored.page(_live(tenant_id), after, limit, descending))
+def store_page(tenant_id: int, *, after: VectorStore | None, limit: int, descending: bool) -> stored.Page:
+    return stored.page(_live(tenant_id), after, limit, descending)
 
 
 def _counts(files: QuerySet[VectorStoreFile]) -> dict:
@@ -190,10 +184,10 @@ def remove_file(store: VectorStore, file_id: object) -> bool:
 
 
 def file_page(files: QuerySet[VectorStoreFile], *, status: str | None, after: VectorStoreFile | None, limit: int,
-              descending: bool) -> Page:  # fmt: skip
+              descending: bool) -> stored.Page:  # fmt: skip
     if status is not None:
         files = files.filter(status=status)
-    return Page(*stored.page(files, after, limit, descending))
+    return stored.page(files, after, limit, descending)
 
 
 def file_resource(row: VectorStoreFile) -> dict:

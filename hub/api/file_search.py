@@ -9,15 +9,14 @@ OpenAI's), gives the model the results as the function's output, and lets it ans
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-
-from asgiref.sync import sync_to_async
-from django.db import close_old_connections
 
 from accounts import vector_stores
 from accounts.authn import KeyContext
 from accounts.models import VectorStore
 from hub.api import errors
+from hub.pool import db
 from hub.vector_stores.search import search
 
 FILE_SEARCH_NAME = "file_search"  # the function the model calls it by
@@ -63,20 +62,17 @@ def tool_of(body: dict) -> dict | None:
 
 
 def _stores(tenant_id: int, ids: list[str]) -> list[VectorStore]:
-    try:
-        found = []
-        for store_id in dict.fromkeys(ids):
-            store = vector_stores.find_store(tenant_id, store_id)
-            if store is None:
-                raise errors.NotFound(f"No vector store found with id '{errors.shown(store_id)}'.",
-                                      param="tools.vector_store_ids")  # fmt: skip
-            if vector_stores.expired(store):
-                raise errors.InvalidRequest(f"Vector store '{store.pk}' has expired and can no longer be used.",
-                                            param="tools.vector_store_ids")  # fmt: skip
-            found.append(store)
-        return found
-    finally:
-        close_old_connections()
+    found = []
+    for store_id in dict.fromkeys(ids):
+        store = vector_stores.find_store(tenant_id, store_id)
+        if store is None:
+            raise errors.NotFound(f"No vector store found with id '{errors.shown(store_id)}'.",
+                                  param="tools.vector_store_ids")  # fmt: skip
+        if vector_stores.expired(store):
+            raise errors.InvalidRequest(f"Vector store '{store.pk}' has expired and can no longer be used.",
+                                        param="tools.vector_store_ids")  # fmt: skip
+        found.append(store)
+    return found
 
 
 async def plan(key: KeyContext, body: dict) -> FileSearch | None:
@@ -84,7 +80,7 @@ async def plan(key: KeyContext, body: dict) -> FileSearch | None:
     tool = tool_of(body)
     if tool is None:
         return None
-    stores = await sync_to_async(_stores, thread_sensitive=False)(key.tenant_id, tool["vector_store_ids"])
+    stores = await db(_stores, key.tenant_id, tool["vector_store_ids"])
     models = {s.embedding_model for s in stores}
     if len(models) > 1:
         shown = ", ".join(sorted(models))
@@ -96,6 +92,15 @@ async def plan(key: KeyContext, body: dict) -> FileSearch | None:
     threshold = float((tool.get("ranking_options") or {}).get("score_threshold") or 0)
     include = RESULTS_INCLUDE in (body.get("include") or [])
     return FileSearch(stores, tool.get("max_num_results") or DEFAULT_RESULTS, threshold, tool.get("filters"), include)
+
+
+def queries(arguments: str) -> list[str]:
+    """The queries of the model's call (its arguments' JSON): the non-blank strings, at most ``MAX_QUERIES``."""
+    try:
+        found = json.loads(arguments or "{}").get("queries") or []
+    except (ValueError, AttributeError):
+        return []
+    return [q for q in found if isinstance(q, str) and q.strip()][:MAX_QUERIES]
 
 
 def results_text(results: list[dict] | None) -> str:

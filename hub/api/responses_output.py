@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import time
 
+from hub.api.relay_common import token_counts
 from hub.api.responses_input import new_id
 
 # Echoed from the request, with OpenAI's defaults.
@@ -61,20 +62,11 @@ def add_usage(a: dict | None, b: dict | None) -> dict | None:
     """Two rounds' chat usage as one."""
     if a is None or b is None:
         return a or b
-
-    def total(path: tuple[str, ...]) -> int:
-        def get(usage: dict) -> int:
-            for key in path[:-1]:
-                usage = usage.get(key) or {}
-            return int(usage.get(path[-1]) or 0)
-
-        return get(a) + get(b)
-
-    prompt, completion = total(("prompt_tokens",)), total(("completion_tokens",))
+    x, y = token_counts(a), token_counts(b)
+    prompt, completion = x.prompt + y.prompt, x.completion + y.completion
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": total(("prompt_tokens_details", "cached_tokens"))},
-            "completion_tokens_details": {"reasoning_tokens": total(("completion_tokens_details",
-                                                                     "reasoning_tokens"))}}  # fmt: skip
+            "prompt_tokens_details": {"cached_tokens": (x.cached or 0) + (y.cached or 0)},
+            "completion_tokens_details": {"reasoning_tokens": (x.reasoning or 0) + (y.reasoning or 0)}}  # fmt: skip
 
 
 def _tool(tool: dict) -> dict:

@@ -23,8 +23,6 @@ import time
 from dataclasses import dataclass, field
 
 import httpx
-from asgiref.sync import sync_to_async
-from django.db import close_old_connections
 
 from accounts import conversations
 from accounts import responses as stored
@@ -36,6 +34,7 @@ from hub.api.responses_chat import chat_body, response_param
 from hub.api.responses_input import check_create, conversation_id, new_id, read_input
 from hub.api.responses_output import ResponseBuilder, response_object
 from hub.api.upstream import Target, upstreams
+from hub.pool import db
 from hub.vector_stores.embed import EmbeddingFailed
 
 log = logging.getLogger(__name__)
@@ -75,8 +74,13 @@ class ResponsePlan:
             native = {k: v for k, v in self.body.items() if k not in _HUB_ONLY}
             native.update(model=target.model, input=self.history + self.items, store=False, stream=stream)
             return "responses", native
+        return "chat/completions", self.chat_payload(target)
+
+    def chat_payload(self, target: Target, **changes) -> dict:
+        """The chat request for our service at ``target``, always streamed with running usage; ``changes``: a later
+        round's (its messages, its tool choice)."""
         options = {"include_usage": True, "continuous_usage_stats": True}
-        return "chat/completions", {**self.chat, "model": target.model, "stream_options": options}
+        return {**self.chat, "model": target.model, "stream_options": options, **changes}
 
     def new_response(self, service_tier: str) -> dict:
         response = response_object(self.id, self.body, self.model_id, self.created_at, service_tier)
@@ -90,34 +94,24 @@ async def plan(key: KeyContext, body: dict, model_id: str) -> ResponsePlan:
     history: list[dict] = []
     previous, conversation = body.get("previous_response_id"), conversation_id(body)
     if previous is not None:
-        found = await sync_to_async(_find, thread_sensitive=False)(tenant_id, previous)
+        found = await db(stored.find, tenant_id, previous)
         if found is None:
             raise errors.NotFound(f"Previous response with id '{errors.shown(previous)}' not found.",
                                   param="previous_response_id")  # fmt: skip
         history = found.context()
     elif conversation is not None:
-        history = await sync_to_async(_conversation_items, thread_sensitive=False)(tenant_id, conversation)
+        history = await db(_conversation_items, tenant_id, conversation)
     items = read_input(body, history)
     search = await file_search.plan(key, body)
     return ResponsePlan(body, model_id, history, items, chat_body(body, history + items), conversation=conversation,
                         file_search=search)  # fmt: skip
 
 
-def _find(tenant_id: int, response_id: str):
-    try:
-        return stored.find(tenant_id, response_id)
-    finally:
-        close_old_connections()
-
-
 def _conversation_items(tenant_id: int, conversation: str) -> list[dict]:
-    try:
-        if conversations.find(tenant_id, conversation) is None:
-            raise errors.NotFound(f"Conversation with id '{errors.shown(conversation)}' not found.",
-                                  param="conversation")  # fmt: skip
-        return conversations.items(conversation)
-    finally:
-        close_old_connections()
+    if conversations.find(tenant_id, conversation) is None:
+        raise errors.NotFound(f"Conversation with id '{errors.shown(conversation)}' not found.",
+                              param="conversation")  # fmt: skip
+    return conversations.items(conversation)
 
 
 def _extend(plan: ResponsePlan, response: dict) -> None:
@@ -135,8 +129,6 @@ def _extend(plan: ResponsePlan, response: dict) -> None:
                     plan.conversation, twice.item_id)  # fmt: skip
     except Exception:  # noqa: BLE001 - as _save: the answer is sent anyway, the failure logged
         log.exception("response %s could not be added to conversation %s", response.get("id"), plan.conversation)
-    finally:
-        close_old_connections()
 
 
 def _save(plan: ResponsePlan, ctx, response: dict) -> None:
@@ -145,8 +137,6 @@ def _save(plan: ResponsePlan, ctx, response: dict) -> None:
                     input_items=plan.items, response=response)  # fmt: skip
     except Exception:  # noqa: BLE001 - the answer is worth more than its copy: sent anyway, the failure logged
         log.exception("response %s could not be stored", response.get("id"))
-    finally:
-        close_old_connections()
 
 
 def _sse(event: dict) -> bytes:
@@ -173,9 +163,9 @@ class ResponsesRelay:
 
     async def _store(self, response: dict) -> None:
         if self.plan.store:
-            await sync_to_async(_save, thread_sensitive=False)(self.plan, self.scope["hub"], response)
+            await db(_save, self.plan, self.scope["hub"], response)
         if self.plan.conversation is not None:
-            await sync_to_async(_extend, thread_sensitive=False)(self.plan, response)
+            await db(_extend, self.plan, response)
 
     async def _relay_response(self, response: httpx.Response, target: Target, meter, stream: bool) -> None:
         if response.status_code != 200:
@@ -267,11 +257,7 @@ class ResponsesRelay:
         search, key = self.plan.file_search, self.scope["hub"].key
         calls, outputs = [], []
         for _, call in sorted(builder.hosted_calls.items()):
-            try:
-                queries = [q for q in json.loads(call["arguments"] or "{}").get("queries") or [] if isinstance(q, str)]
-            except (ValueError, AttributeError):
-                queries = []
-            queries = [q for q in queries if q.strip()][: file_search.MAX_QUERIES]
+            queries = file_search.queries(call["arguments"])
             item, events = builder.search_started()
             if stream:
                 await self._events(events)
@@ -294,8 +280,7 @@ class ResponsesRelay:
     async def _round(self, target: Target, messages: list[dict], last: bool) -> httpx.Response:
         """The next round's chat stream from the same deployment (``last``: the model may not search again). Its
         prompt is not checked against the reservation: the limits settle at the counted tokens."""
-        options = {"include_usage": True, "continuous_usage_stats": True}
-        payload = {**self.plan.chat, "messages": messages, "model": target.model, "stream_options": options}
+        payload = self.plan.chat_payload(target, messages=messages)
         if last:
             payload["tool_choice"] = "none"
         elif payload.get("tool_choice") not in (None, "auto", "none"):  # a call was asked for, and made: now free

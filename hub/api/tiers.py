@@ -9,8 +9,8 @@ first, preempted last, ``inference/engine/scheduler.py``), which the hub sets fr
 - a batch's lines (``hub/batches``): priority 2, behind both, at the same share; their answers say ``default``,
   as OpenAI's batch answers do.
 
-Chat completions, completions, responses and embeddings take a tier (the embedding engine runs requests by priority
-too); a chat completion's and a response's answer names it.
+Chat completions, completions, responses, embeddings and moderations take a tier (the embedding engine runs requests
+by priority too); a chat completion's and a response's answer names it.
 
 OpenAI's faster tiers (``priority``, ``fast``, ``scale``) are served as ``default``, and the answer says so (OpenAI:
 "the processing mode actually used"). A tenant's own vLLM ``priority`` may only defer its request: our service gets

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # OpenAI's moderation categories, in its order (CreateModerationResponse)
 OPENAI_CATEGORIES = (
@@ -56,6 +56,7 @@ def openai_categories(name: str) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class GuardFormat:
     categories: dict[str, str]  # code -> its name, as the template lists them ("S1" -> "Violent Crimes")
+    guide: object = field(default=None, compare=False)  # ``grammar()`` compiled for this model, once, at its load
 
     def grammar(self) -> str:
         """The answer: optional blank space, then ``safe``, or ``unsafe``, a newline and one or more of the codes."""

@@ -18,7 +18,6 @@ import asyncio
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from inference.engine.guided import GrammarError
 from inference.errors import RequestError
 from inference.server.errors import check_reservation, context_length_exceeded
 from inference.server.generate import Run
@@ -101,15 +100,11 @@ async def moderations(request: Request, body: dict) -> JSONResponse:
         if len(ids) + VERDICT_TOKENS > model.max_model_len:
             raise context_length_exceeded(model.max_model_len, len(ids), VERDICT_TOKENS, "input")
     check_reservation(request.headers, sum(len(ids) for ids in prompts))
-    try:
-        guide = await asyncio.to_thread(model.guides.compile, model.guard.grammar())
-    except GrammarError as exc:  # the template's codes make no grammar: the model's, not the request's, fault
-        raise RuntimeError(f"the guard grammar of {model.id} does not compile: {exc}") from None
     runs = []
     for ids in prompts:
         gen = read_generation({"max_tokens": VERDICT_TOKENS, "temperature": 0, "logprobs": True, "top_logprobs": TOP,
                                "priority": body.get("priority", 0)}, model.vocab_size, chat=True)  # fmt: skip
-        gen.params.guide = guide
+        gen.params.guide = model.guard.guide  # compiled at the model's load
         runs.append(Run(request, state, model, ids, gen, "moderation"))
     answers = await asyncio.gather(*(run.collect() for run in runs))
     prompt_tokens = sum(run.prompt_tokens for run in runs)

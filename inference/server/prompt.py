@@ -6,6 +6,7 @@ must follow. Completions' prompts are encoded and checked the same way."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -139,28 +140,31 @@ def _markers(model: LoadedModel, fmt: ToolFormat) -> dict[str, int]:
     return {m: special[m] for m in (fmt.open.strip(), fmt.close.strip()) if m and m in special}
 
 
-async def constrain(structured: Structured, model: LoadedModel, gen: GenerationRequest) -> bool:
-    """Compile a structured output's grammar (off the event loop) into the sampling params."""
+async def _compile(model: LoadedModel, grammar: Callable[[], str | None], what: str, param: str):
+    """The guide of ``grammar()`` (None for none), compiled off the event loop (the first one builds the vocabulary,
+    ~0.2 s); a grammar that does not compile is a 400 naming ``param``."""
+
+    def compile_guide():
+        text = grammar()
+        return None if text is None else model.guides.compile(text)
+
     try:
-        gen.params.guide = await asyncio.to_thread(lambda: model.guides.compile(structured.grammar()))
+        return await asyncio.to_thread(compile_guide)
     except GrammarError as exc:
-        raise RequestError(f"'{structured.param}' cannot be enforced: {exc}", param=structured.param) from None
+        raise RequestError(f"{what} cannot be enforced: {exc}", param=param) from None
+
+
+async def constrain(structured: Structured, model: LoadedModel, gen: GenerationRequest) -> bool:
+    """Compile a structured output's grammar into the sampling params."""
+    gen.params.guide = await _compile(model, structured.grammar, f"'{structured.param}'", structured.param)
     return True
 
 
 async def _constrain(tools: ToolRequest, fmt: ToolFormat, model: LoadedModel, gen: GenerationRequest) -> bool:
-    """Compile the answer's grammar (off the event loop: the first one builds the vocabulary, ~0.2 s) into the
-    sampling params; False when the answer is free text."""
+    """Compile the answer's grammar into the sampling params; False when the answer is free text."""
     markers = _markers(model, fmt)
-
-    def compile_guide():
-        grammar = build_grammar(tools, fmt, markers, model.guides.check)
-        return None if grammar is None else model.guides.compile(grammar)
-
-    try:
-        guide = await asyncio.to_thread(compile_guide)
-    except GrammarError as exc:
-        raise RequestError(f"The tools or response_format cannot be enforced: {exc}", param="tools") from None
+    grammar = partial(build_grammar, tools, fmt, markers, model.guides.check)
+    guide = await _compile(model, grammar, "The tools or response_format", "tools")
     if guide is None:
         return False
     gen.params.guide = guide

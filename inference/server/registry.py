@@ -15,6 +15,7 @@ import torch
 from inference import weights_cache
 from inference.config import ModelSpec
 from inference.engine.embedding_engine import EmbeddingEngine
+from inference.engine.guided import GrammarError
 from inference.engine.llm_engine import LLMEngine
 from inference.engine.worker import EngineLoop, EngineWorker
 from inference.env import ConfigError
@@ -229,7 +230,7 @@ def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop, ranks=None) -> 
         if tool_format == "auto":
             tool_format = detect_format(tokenizer.chat_template)
         tool_format = ALIASES.get(tool_format, tool_format)
-    guard = _guard(spec, tokenizer) if spec.kind == "moderation" else None
+    guard = _guard(spec, tokenizer, guides) if spec.kind == "moderation" else None
     seconds = time.perf_counter() - start
     log.info("loaded %s from %s in %.1fs", spec.id, directory, seconds)
     loaded = LoadedModel(
@@ -254,8 +255,9 @@ def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop, ranks=None) -> 
     return loaded
 
 
-def _guard(spec: ModelSpec, tokenizer) -> GuardFormat:
-    """A moderation model's categories, read from a conversation its chat template renders."""
+def _guard(spec: ModelSpec, tokenizer, guides) -> GuardFormat:
+    """A moderation model's categories, read from a conversation its chat template renders, and the grammar of its
+    verdicts compiled (every request's answer follows it)."""
 
     def render(messages: list[dict]) -> str:
         return tokenizer.decode(tokenizer.apply_chat_template(messages, add_generation_prompt=True),
@@ -268,7 +270,10 @@ def _guard(spec: ModelSpec, tokenizer) -> GuardFormat:
     if guard is None:
         raise ConfigError(f"model {spec.id}: kind moderation needs a guard model (Llama Guard) whose chat template "
                           "lists its unsafe-content categories")  # fmt: skip
-    return guard
+    try:
+        return dataclasses.replace(guard, guide=guides.compile(guard.grammar()))
+    except GrammarError as exc:
+        raise ConfigError(f"model {spec.id}: its categories' codes make no verdict grammar: {exc}") from None
 
 
 def _adapters(base: LoadedModel, model: torch.nn.Module) -> list[LoadedModel]:

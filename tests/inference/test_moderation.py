@@ -89,7 +89,7 @@ def test_a_model_without_a_guard_template_is_refused(tmp_path):
     checkpoint = tiny_chat_checkpoint(tmp_path / "tiny")
     spec = ModelSpec(id="not-a-guard", source=str(checkpoint), kind="moderation")
     with pytest.raises(ConfigError, match="kind moderation needs a guard model"):
-        _guard(spec, Tokenizer.from_dir(Path(checkpoint)))
+        _guard(spec, Tokenizer.from_dir(Path(checkpoint)), guides=None)  # refused before any grammar
 
 
 @pytest.fixture(scope="module")
