@@ -13,7 +13,7 @@ from django.db.models import Max, Min, Sum
 from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
-from accounts import spool, usage
+from accounts import open_requests, spool, usage
 from accounts.database import database_unreachable
 from accounts.models import RollupPeriod, RollupWatermark, UsageRecord, UsageRollup
 from accounts.pricing import PriceBook
@@ -39,6 +39,8 @@ class Usage:
     audio_seconds: float = 0.0  # speech routes: the audio's duration, to the millisecond
     cached_tokens: int = 0  # of prompt_tokens, found in the deployment's prefix cache
     service_tier: str = "default"  # default, flex or batch (hub/api/tiers.py)
+    usage_id: str = ""  # its OpenRequest row (accounts/open_requests.py), closed with this row; "" none
+    recovered: bool = False  # metered by the reaper, its hub process having died before it could
 
 
 def usage_record(usage: Usage, prices: PriceBook | None = None) -> UsageRecord:
@@ -65,14 +67,18 @@ def usage_record(usage: Usage, prices: PriceBook | None = None) -> UsageRecord:
         cost=(prices or PriceBook()).cost(usage.model, created_at, usage.prompt_tokens, cached,
                                           usage.completion_tokens, usage.audio_seconds, usage.service_tier),
         created_at=created_at,
+        recovered=usage.recovered,
     )  # fmt: skip
 
 
 @transaction.atomic
 def record_usage(usage: Usage) -> UsageRecord:
     """One metering row per request that reached a model (successes, errors after the model started,
-    client-aborted streams): the source of truth that roll-ups and reports are built from."""
+    client-aborted streams): the source of truth that roll-ups and reports are built from. Its open request's row
+    goes in the same transaction; a row the reaper wrote meanwhile (this process looked dead) is replaced."""
     record = usage_record(usage)
+    if usage.usage_id:
+        open_requests.close(usage.usage_id)
     record.save(force_insert=True)
     return record
 

@@ -292,9 +292,33 @@ class UsageRecord(models.Model):
     time_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # written by the reaper (accounts/open_requests.py) for a request whose hub process died before metering it:
+    # its counts are the deployment's tally, or zero where no deployment remembered it
+    recovered = models.BooleanField(default=False)
 
     class Meta:
         indexes = [models.Index(fields=["tenant", "created_at"], name="usage_tenant_time")]
+
+
+class OpenRequest(models.Model):
+    """A request on its way to a model, written before it is sent and deleted with its usage row (in one
+    transaction). A row whose hub process stopped renewing its lease (killed, its node lost) was never metered:
+    the reaper meters it from what the deployments counted (``accounts/open_requests.py``)."""
+
+    usage_id = models.CharField(max_length=32, primary_key=True)  # sent upstream as x-usage-id
+    request_id = models.CharField(max_length=64)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    api_key = models.ForeignKey(ApiKey, null=True, on_delete=models.SET_NULL, related_name="+")
+    model = models.CharField(max_length=128)
+    route = models.CharField(max_length=64)
+    service_tier = models.CharField(max_length=16, default="default")
+    streamed = models.BooleanField(default=False)
+    owner = models.CharField(max_length=32, db_index=True)  # the hub process that sent it (open_requests.OWNER)
+    started_at = models.DateTimeField(default=timezone.now)
+    lease_until = models.DateTimeField(db_index=True)  # renewed by its owner while it lives
+    grant = models.JSONField(null=True, blank=True)  # its rate-limit reservation, settled when reaped
+    # set when reaped: the usage row written for it (a late row from its own process then replaces the counts)
+    record = models.OneToOneField(UsageRecord, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
 
 
 class RollupPeriod(models.TextChoices):

@@ -127,7 +127,7 @@ def _read(fd: int, path: Path) -> list[dict]:
 
 
 def _insert(rows: list[dict]) -> int:
-    from accounts import metering
+    from accounts import metering, open_requests
     from accounts.models import UsageRecord
     from accounts.pricing import PriceBook
     from accounts.usage import watermark
@@ -142,6 +142,9 @@ def _insert(rows: list[dict]) -> int:
             ids = {u.request_id for u in chunk}
             present = set(UsageRecord.objects.filter(request_id__in=ids).values_list("request_id", "created_at"))
             new = [u for u in chunk if (u.request_id, u.created_at) not in present]
+            for u in new:  # their open requests' rows (open_requests.close): one query each, the rare path
+                if u.usage_id:
+                    open_requests.close(u.usage_id)
             UsageRecord.objects.bulk_create([metering.usage_record(u, prices) for u in new])
             fresh += new
     mark = watermark()

@@ -9,7 +9,7 @@ spend logs need Prisma, whose engines are downloaded at first start (impossible 
 less work per request than the hub. Targets alternate within each round; medians over rounds.
 
     .venv/bin/python benchmarks/bench_gateway.py [--rounds 3] [--requests 400] \
-        [--litellm /root/litellm-venv/bin/litellm] [--stack production|embedded]
+        [--litellm /root/litellm-venv/bin/litellm] [--stack production|embedded] [--baseline CHECKOUT]
 
 LiteLLM is the optional peer: ``python3 -m venv /root/litellm-venv &&
 /root/litellm-venv/bin/pip install "litellm[proxy]"`` (under 2 minutes).
@@ -42,8 +42,8 @@ BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Say hello."}],
 LITELLM_MASTER_KEY = "sk-bench-master"
 
 
-def _manage(env: dict, *args: str) -> str:
-    run = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+def _manage(env: dict, *args: str, root: Path = ROOT) -> str:
+    run = subprocess.run([sys.executable, "manage.py", *args], cwd=root, env=env, capture_output=True, text=True)
     if run.returncode:
         raise RuntimeError(f"manage.py {' '.join(args)}: {run.stderr[-2000:]}")
     return run.stdout
@@ -66,23 +66,27 @@ def start_upstream() -> tuple[Process, str]:
     return upstream, f"http://127.0.0.1:{port}/v1"
 
 
-def start_hub(upstream: str, stack: str, data_dir: Path) -> tuple[Process, str, str, dict]:
-    """A hub with one tenant, one key and the fake model as an external deployment; its environment last."""
+def start_hub(
+    upstream: str, stack: str, data_dir: Path, root: Path = ROOT, slot: int = 0
+) -> tuple[Process, str, str, dict]:
+    """A hub (the checkout at ``root``) with one tenant, one key and the fake model as an external deployment; its
+    environment last. ``slot``: which database and Redis database it gets (a baseline hub beside this one)."""
     port = free_port()
+    data_dir = data_dir / f"hub{slot}"
     env = {**os.environ, "HUB_ENV": "prod", "HUB_SECRET_KEY": "bench-" + "x" * 40, "HUB_ALLOWED_HOSTS": "127.0.0.1",
            "HUB_DATA_DIR": str(data_dir), "HUB_HOST": "127.0.0.1", "HUB_PORT": str(port)}  # fmt: skip
     env.pop("HUB_DATABASE_URL", None), env.pop("HUB_REDIS_URL", None)
     if stack == "production":
-        env["HUB_DATABASE_URL"] = _fresh_postgres_database("hub_bench")
-        env["HUB_REDIS_URL"] = "redis://127.0.0.1:6379/5"
-        subprocess.run(["redis-cli", "-n", "5", "flushdb"], capture_output=True)
-    _manage(env, "migrate")
+        env["HUB_DATABASE_URL"] = _fresh_postgres_database(f"hub_bench{slot or ''}")
+        env["HUB_REDIS_URL"] = f"redis://127.0.0.1:6379/{5 + slot}"
+        subprocess.run(["redis-cli", "-n", str(5 + slot), "flushdb"], capture_output=True)
+    _manage(env, "migrate", root=root)
     _manage(env, "register_model", MODEL, "--kind", "chat", "--max-sequence-length", "8192",
-            "--max-output-length", "4096", "--deployment", upstream, "--external")  # fmt: skip
-    _manage(env, "create_tenant", "bench")
-    _manage(env, "grant_models", "bench", MODEL)
-    secret = _manage(env, "create_api_key", "bench", "--name", "bench").strip().splitlines()[-1]
-    hub = Process("bench-hub", [sys.executable, "manage.py", "serve", "--no-bootstrap"], env)
+            "--max-output-length", "4096", "--deployment", upstream, "--external", root=root)  # fmt: skip
+    _manage(env, "create_tenant", "bench", root=root)
+    _manage(env, "grant_models", "bench", MODEL, root=root)
+    secret = _manage(env, "create_api_key", "bench", "--name", "bench", root=root).strip().splitlines()[-1]
+    hub = Process(f"bench-hub{slot}", [sys.executable, "manage.py", "serve", "--no-bootstrap"], env, cwd=root)
     hub.wait_healthy(f"http://127.0.0.1:{port}/health", 180, ok=lambda status: status < 500)
     return hub, f"http://127.0.0.1:{port}/v1", secret, env
 
@@ -207,6 +211,8 @@ def main() -> None:
     parser.add_argument("--stream-requests", type=int, default=200)
     parser.add_argument("--litellm", default=shutil.which("litellm") or "/root/litellm-venv/bin/litellm")
     parser.add_argument("--stack", choices=("production", "embedded"), default="production")
+    parser.add_argument("--baseline", type=Path, help="a checkout of another commit (git worktree add): its hub "
+                        "runs beside this one as target 'baseline', alternating")  # fmt: skip
     args = parser.parse_args()
 
     data_dir = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
@@ -216,6 +222,10 @@ def main() -> None:
         hub, hub_url, hub_key, _ = start_hub(upstream_url, args.stack, data_dir)
         processes.append(hub)
         targets = [Target("direct", upstream_url, "fake"), Target("hub", hub_url, hub_key)]
+        if args.baseline:
+            base, base_url, base_key, _ = start_hub(upstream_url, args.stack, data_dir, args.baseline.resolve(), 1)
+            processes.append(base)
+            targets.append(Target("baseline", base_url, base_key))
         if Path(args.litellm).exists():
             litellm, litellm_url, litellm_key = start_litellm(args.litellm, upstream_url, data_dir)
             processes.append(litellm)

@@ -308,6 +308,12 @@ HUB_AUTH_CACHE_SECONDS = env_int("HUB_AUTH_CACHE_SECONDS", 300, min_value=0)
 # Rate limits and budgets live in Redis (in this process without it). With Redis unreachable, requests through
 # limited keys or tenants are refused with 503 (fail closed: a budget is never overshot); true lets them through.
 HUB_LIMITS_FAIL_OPEN = env_bool("HUB_LIMITS_FAIL_OPEN", False)
+# A request on its way to a model has a row (accounts/open_requests.py) leased this long, renewed by its hub
+# process every quarter of it; once a lease runs out (the process was killed), the beat's reaper meters the
+# request from the deployments' tallies.
+HUB_OPEN_REQUEST_LEASE_SECONDS = env_float("HUB_OPEN_REQUEST_LEASE_SECONDS", 120.0, min_value=0.2)
+CELERY_BEAT_SCHEDULE["reap-open-requests"] = {"task": "hub.reap_open_requests",
+                                              "schedule": HUB_OPEN_REQUEST_LEASE_SECONDS / 2}  # fmt: skip
 # Usage rows that cannot be written (the database down) wait here, and are replayed this often until written.
 HUB_SPOOL_DIR = Path(env_str("HUB_SPOOL_DIR", str(DATA_DIR / "spool"))).resolve()
 HUB_SPOOL_RETRY_SECONDS = env_float("HUB_SPOOL_RETRY_SECONDS", 5.0, min_value=0.1)

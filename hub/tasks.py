@@ -1,5 +1,5 @@
-"""The hub's background work for Celery (autodiscovered with ``accounts.tasks``): the Batch API's runs, and the
-indexing of vector stores' files."""
+"""The hub's background work for Celery (autodiscovered with ``accounts.tasks``): the Batch API's runs, the
+indexing of vector stores' files, and the metering of requests whose hub process died."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from celery.signals import worker_shutting_down
 from django.conf import settings
 
 from accounts import batches, vector_stores
+from hub import reaper
 from hub.batches import dispatch
 from hub.vector_stores import dispatch as vector_store_dispatch
 
@@ -40,6 +41,12 @@ def resume_vector_store_files() -> int:
     found = vector_stores.stale(settings.HUB_BATCH_STALE_SECONDS)
     vector_store_dispatch.start(found)
     return len(found)
+
+
+@shared_task(name="hub.reap_open_requests")
+def reap_open_requests() -> int:
+    """Meter the requests whose hub process died on their way (``hub/reaper.py``); returns how many."""
+    return reaper.reap()
 
 
 @worker_shutting_down.connect

@@ -51,6 +51,7 @@ from hub.api import errors, responses_count, tiers, validation
 from hub.api.affinity import prefix_key
 from hub.api.chat_store import HUB_ONLY, ChatStore
 from hub.api.edge import EdgeContext
+from hub.api.open_calls import USAGE_ID_HEADER, OpenCall
 from hub.api.ratelimit import (
     AUDIO_TOKENS_PER_SECOND,
     COMPLETIONS_DEFAULT_MAX_TOKENS,
@@ -121,6 +122,7 @@ class _Meter:
         self.audio_seconds = 0.0
         self.cached_tokens = 0
         self.carried = (0, 0, 0)  # prompt, completion and cached tokens of the calls before this one
+        self.call: OpenCall | None = None  # the attempt's open row (open_calls.py), closed by the usage row
 
     def carry(self) -> None:
         """Another call to the model follows for this request (a Responses round after a tool the hub ran): the
@@ -144,6 +146,14 @@ class _Meter:
             if counts.cached is not None:  # OpenAI's (and ours): the prompt tokens found in a prefix cache
                 self.cached_tokens = self.carried[2] + counts.cached
 
+    def headers(self, target: Target) -> dict[str, str]:
+        """An upstream request's headers: the request id, the deployment's key, and for our services the usage id
+        they tally its tokens under (what the reaper meters it from, should this process die first)."""
+        headers = target.headers(self.ctx.request_id)
+        if self.call is not None and not target.external:
+            headers[USAGE_ID_HEADER] = self.call.usage_id
+        return headers
+
     def cost(self, price) -> Decimal:
         """What the counted usage costs at ``price`` (the usage row's own cost, unless the price changed since)."""
         return pricing.cost(price, self.prompt_tokens, self.cached_tokens, self.completion_tokens, self.audio_seconds,
@@ -157,6 +167,7 @@ class _Meter:
             self.completion_tokens = int(headers["x-output-tokens"])
 
     async def save(self) -> None:
+        usage_id = "" if self.call is None else self.call.usage_id_if_written()
         now = time.monotonic()
         ttft = None if self.first_token is None else int((self.first_token - self.start) * 1000)
         usage = metering.Usage(
@@ -165,7 +176,7 @@ class _Meter:
             completion_tokens=self.completion_tokens, status_code=self.status, streamed=self.streamed,
             aborted=self.aborted, time_to_first_token_ms=ttft, duration_ms=int((now - self.start) * 1000),
             created_at=timezone.now(), audio_seconds=self.audio_seconds, cached_tokens=self.cached_tokens,
-            service_tier=self.service_tier,
+            service_tier=self.service_tier, usage_id=usage_id,
         )  # fmt: skip
         await sync_to_async(_record, thread_sensitive=False)(usage)
 
@@ -372,7 +383,10 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
                 grant = await limiter.acquire(ctx.key, ctx.request_id, need.total, stream,
                                               reserved_cost(need, info.price))  # fmt: skip
                 self.limit_headers = _header_list(grant.headers) if grant else []
+                meter.call = OpenCall(ctx.request_id, ctx.key.tenant_id, ctx.key.key_id, meter.model, meter.route,
+                                      self.tier, stream, grant)  # fmt: skip
                 try:
+                    await meter.call.write()
                     await self._forward(ctx, route, body, model_id, targets, affinity, meter, stream,
                                         _reserved(grant, need))  # fmt: skip
                     break
@@ -381,6 +395,7 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
                         raise errors.UpstreamError("The model's deployment miscounted the prompt.") from None
                     need = Estimate(over.prompt_tokens, need.output)  # the exact prompt, reserved afresh
                 finally:  # the reservation becomes the counted tokens (none if no model was reached)
+                    await asyncio.shield(meter.call.end())
                     await asyncio.shield(limiter.settle(grant, meter.prompt_tokens + meter.completion_tokens,
                                                         meter.cost(info.price)))  # fmt: skip
         except errors.ApiError as error:
@@ -399,7 +414,7 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
         client = upstreams.client()
         last_error: Exception | None = None
         for target in upstreams.order(targets, affinity):
-            headers = target.headers(ctx.request_id)
+            headers = meter.headers(target)
             if route == "responses":
                 upstream_route, payload = self.plan.upstream(target, stream)
             else:

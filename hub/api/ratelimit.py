@@ -214,6 +214,16 @@ class Grant:
     settled: bool = False
     reserved_cost: int = 0  # units of COST_UNIT
 
+    def state(self) -> dict:
+        """What settling it needs, as JSON (kept with its open request: a reaper settles a dead process's)."""
+        checks = [[c.kind, c.key, c.limit, c.cost, c.extra] for c in self.checks]
+        return {"member": self.member, "reserved": self.reserved, "reserved_cost": self.reserved_cost, "checks": checks}
+
+    @classmethod
+    def from_state(cls, state: dict) -> Grant:
+        checks = [Check(*c) for c in state["checks"]]
+        return cls(state["member"], state["reserved"], checks, reserved_cost=state["reserved_cost"])
+
 
 @dataclass(frozen=True)
 class _Party:

@@ -197,7 +197,7 @@ class ResponsesRelay:
                 if stream:
                     await self._events(events)
                 meter.carry()
-                response = await self._round(target, messages, last=searches + 1 == MAX_SEARCH_ROUNDS)
+                response = await self._round(target, meter, messages, last=searches + 1 == MAX_SEARCH_ROUNDS)
                 later.append(response)
             events = builder.finish()
             await self._store(builder.response)
@@ -277,7 +277,7 @@ class ResponsesRelay:
             outputs.append({"role": "tool", "tool_call_id": call["call_id"], "content": text})
         return [{"role": "assistant", "content": None, "tool_calls": calls}, *outputs]
 
-    async def _round(self, target: Target, messages: list[dict], last: bool) -> httpx.Response:
+    async def _round(self, target: Target, meter, messages: list[dict], last: bool) -> httpx.Response:
         """The next round's chat stream from the same deployment (``last``: the model may not search again). Its
         prompt is not checked against the reservation: the limits settle at the counted tokens."""
         payload = self.plan.chat_payload(target, messages=messages)
@@ -288,7 +288,7 @@ class ResponsesRelay:
         tiers.upstream(payload, self.tier, False, self.plan.body.get("priority"))
         client = upstreams.client()
         request = client.build_request("POST", target.url("chat/completions"), json=payload,
-                                       headers=target.headers(self.scope["hub"].request_id))  # fmt: skip
+                                       headers=meter.headers(target))  # fmt: skip
         upstreams.acquire(target)
         try:
             response = await client.send(request, stream=True)

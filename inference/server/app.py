@@ -28,6 +28,7 @@ from inference.server.registry import ModelRegistry
 from inference.server.rerank import rerank, score
 from inference.server.speech import transcriptions, translations
 from inference.server.streams import ClientGone
+from inference.server.tally import Ledger, Tallied, requests_usage
 from inference.server.vision import held_for
 
 log = logging.getLogger("inference.server")
@@ -178,6 +179,7 @@ def create_app(
         Route("/v1/moderations", _post(moderations), methods=["POST"]),
         Route("/v1/audio/transcriptions", _post(transcriptions, json_body=False), methods=["POST"]),
         Route("/v1/audio/translations", _post(translations, json_body=False), methods=["POST"]),
+        Route("/v1/requests/{usage_id}", requests_usage, methods=["GET"]),  # what a hub call counted (tally.py)
         Route("/tokenize", _post(tokenize), methods=["POST"]),
         Route("/detokenize", _post(detokenize), methods=["POST"]),
         Route("/health", health, methods=["GET"]),
@@ -194,12 +196,15 @@ def create_app(
         yield
         registry.stop()
 
+    ledger = Ledger()
+    middleware = [Middleware(RequireKey, api_key=api_key)] if api_key else []
     app = Starlette(
         routes=routes,
         exception_handlers={404: _not_found, 405: _method_not_allowed, 500: _server_error, Exception: _server_error},
         lifespan=lifespan,
-        middleware=[Middleware(RequireKey, api_key=api_key)] if api_key else [],
+        middleware=[*middleware, Middleware(Tallied, ledger=ledger)],
     )
+    app.state.ledger = ledger
     app.state.registry = registry
     app.state.metrics = metrics_
     app.state.image_policy = image_policy or FetchPolicy.from_env()

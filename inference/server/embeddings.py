@@ -12,6 +12,7 @@ from inference.errors import RequestError
 from inference.server.errors import check_reservation
 from inference.server.parse import parse_embedding
 from inference.server.streams import deltas, new_id
+from inference.server.tally import tally_of
 
 
 async def embeddings(request: Request, body: dict) -> JSONResponse:
@@ -33,6 +34,7 @@ async def embeddings(request: Request, body: dict) -> JSONResponse:
     check_reservation(request.headers, sum(len(ids) for ids in encoded))
     request_id = new_id("embd")
     queue = model.worker.submit(request_id, encoded, None, parsed.priority)
+    tally_of(request).prompt(sum(len(ids) for ids in encoded))
     result = None
     async for item in deltas(model, request_id, queue, 1, state.metrics):
         result = item

@@ -22,6 +22,7 @@ from inference.server.prompt import build_chat, build_completion
 from inference.server.reasoning import ReasoningSplitter, reasoning_tokens
 from inference.server.registry import LoadedModel
 from inference.server.streams import ClientGone, counted_sse, deltas, new_id, sse, wait_disconnect
+from inference.server.tally import tally_of
 
 
 def _logprobs_chat(delta: SeqDelta, tokenizer) -> dict | None:
@@ -92,6 +93,8 @@ class Run:
         params = gen.params if model.lora_id is None else dataclasses.replace(gen.params, lora_id=model.lora_id)
         self.queue = model.worker.submit(self.id, prompt_ids, params, gen.n, mm)
         self.state.metrics.prompt_tokens.labels(model.id).inc(self.prompt_tokens)
+        self.tally = tally_of(request)  # what a hub that dies before metering this is metered from
+        self.tally.prompt(self.prompt_tokens)
 
     def _base(self) -> dict:
         obj = "chat.completion.chunk" if self.kind == "chat" else "text_completion"
@@ -105,6 +108,7 @@ class Run:
 
     def _count(self, delta: SeqDelta) -> None:
         self.state.metrics.generation_tokens.labels(self.model.id).inc(len(delta.token_ids))
+        self.tally.output(self.id, delta.index, delta.completion_tokens, delta.cached_tokens)
 
     def stream(self, echo_text: str = ""):
         return counted_sse(self._events(echo_text), self.state.metrics, self.model.id, self.kind)

@@ -19,6 +19,7 @@ from inference.errors import RequestError
 from inference.server.errors import check_reservation
 from inference.server.registry import LoadedModel
 from inference.server.streams import deltas, new_id
+from inference.server.tally import tally_of
 from inference.tokenizer.tokenizer import TokenizerError
 
 MAX_DOCUMENTS = 1000  # Cohere's limit per request; the hub refuses more first
@@ -87,6 +88,7 @@ async def _scores(request: Request, model: LoadedModel, pairs: Pairs, prefix: st
     check_reservation(request.headers, pairs.tokens)
     request_id = new_id(prefix)
     queue = model.worker.submit(request_id, pairs.ids, pairs.token_types)
+    tally_of(request).prompt(pairs.tokens)
     result = None
     async for item in deltas(model, request_id, queue, 1, state.metrics):
         result = item

@@ -19,6 +19,7 @@ from inference.env import env_float
 from inference.server.errors import ServiceError, check_reservation
 from inference.server.speech_request import SpeechRequest, parse_speech
 from inference.server.streams import ClientGone, counted_sse, deltas, new_id, sse, wait_disconnect
+from inference.server.tally import Tally, tally_of
 from inference.speech.transcription import Segment, Transcription
 from inference.speech.vocab import LANGUAGES, WhisperVocab
 
@@ -141,12 +142,13 @@ def answer(job: Transcription, parsed: SpeechRequest) -> Response:
     return PlainTextResponse(text, headers=headers)
 
 
-async def _events(model, job: Transcription, parsed: SpeechRequest, request_id: str, queue, metrics):
+async def _events(model, job: Transcription, parsed: SpeechRequest, request_id: str, queue, metrics, tally: Tally):
     """OpenAI's transcription events: a delta per segment as each window is accepted, then the whole text.
     With ``running_usage`` every delta carries the usage so far (a gateway meters an aborted stream by it)."""
     sampled, first = 0, True
     async for out in deltas(model, request_id, queue, 1, metrics):
         sampled += out.sampled_tokens
+        tally.output(request_id, 0, sampled)
         for segment in out.segments:
             text = segment.text.lstrip() if first else segment.text
             first = False
@@ -167,14 +169,19 @@ async def _run(request: Request, task: str) -> Response:
     model, parsed, job = await _job(request, task)
     request_id = new_id("trsc")
     queue = model.worker.submit(request_id, job)
+    tally = tally_of(request)
+    tally.prompt(audio_tokens(job.duration), job.duration)
     metrics = request.app.state.metrics
     if parsed.stream:
-        events = counted_sse(_events(model, job, parsed, request_id, queue, metrics), metrics, model.id, "audio")
-        return StreamingResponse(events, media_type="text/event-stream", headers=usage_headers(job))
+        events = _events(model, job, parsed, request_id, queue, metrics, tally)
+        return StreamingResponse(counted_sse(events, metrics, model.id, "audio"), media_type="text/event-stream",
+                                 headers=usage_headers(job))  # fmt: skip
     disconnected = asyncio.ensure_future(wait_disconnect(request.receive))
+    sampled = 0
     try:
-        async for _ in deltas(model, request_id, queue, 1, metrics, disconnected):
-            pass
+        async for out in deltas(model, request_id, queue, 1, metrics, disconnected):
+            sampled += out.sampled_tokens
+            tally.output(request_id, 0, sampled)
     except ClientGone:
         metrics.requests.labels(model.id, "audio", "aborted").inc()
         raise

@@ -21,7 +21,7 @@ from django.utils import timezone
 from accounts import pricing, services
 from accounts.limits import Limits
 from accounts.models import Batch, BatchResult, UsageRecord
-from hub.tasks import resume_batches
+from hub.tasks import reap_open_requests, resume_batches
 from tests.openai_spec import assert_valid
 from tests.support.batches import STALE_SECONDS, answered, batch_worker, chat_line, jsonl, lines_of, wait_for
 from tests.support.live import FAKE_CHAT, FAKE_EMBED, rows
@@ -237,6 +237,9 @@ def test_a_batch_whose_worker_died_is_finished_by_another_each_line_once(fake_hu
         first.wait()
     assert client.batches.retrieve(created.id).status == "in_progress"
     time.sleep(STALE_SECONDS + 0.5)
+    # the requests it had under way: the reaper meters them from what the deployment counted (the beat does this
+    # every HUB_OPEN_REQUEST_LEASE_SECONDS / 2)
+    assert reap_open_requests() > 0
     with batch_worker():
         assert resume_batches.delay()  # what the beat does every HUB_BATCH_STALE_SECONDS / 2
         batch = wait_for(client, created.id, DONE)
@@ -244,8 +247,13 @@ def test_a_batch_whose_worker_died_is_finished_by_another_each_line_once(fake_hu
     assert sorted(o["custom_id"] for o in lines_of(client, batch.output_file_id)) == sorted(f"r{i}" for i in range(40))
     # the lines answered before the crash were not sent again; at most those under way then were
     assert 40 <= len(fake.requests) <= 40 + 8
-    # a process killed outright meters nothing it had under way (as a hub killed mid-request); every answer is
-    assert UsageRecord.objects.filter(api_key=fake_hub.everything.key).count() == 40
+    # every request that reached the model is metered once: the 40 answers, and each one the dead worker had under
+    # way, from the deployment's tally (one it was killed before sending: a row with no tokens)
+    metered = UsageRecord.objects.filter(api_key=fake_hub.everything.key)
+    assert metered.filter(recovered=False).count() == 40
+    recovered = metered.filter(recovered=True)
+    assert recovered.filter(prompt_tokens__gt=0).count() == len(fake.requests) - 40
+    assert {(r.status_code, r.aborted, r.completion_tokens) for r in recovered} <= {(503, True, 2), (503, True, 0)}
 
 
 def test_a_stopping_worker_hands_its_batch_back_with_every_request_metered(fake_hub, fake):

@@ -79,8 +79,12 @@ def test_json_answers_validate(client, schema):
 
 
 def test_json_object_answers_are_objects(client):
-    value = json.loads(_chat(client, {"structured_outputs": {"json_object": True}}, 1, max_completion_tokens=60))
-    assert isinstance(value, dict)
+    """Greedy: an object's keys and strings are the model's to choose, and a sampled one may run past any length
+    (then cut, and no JSON), as it did under some seeds once the prefix cache changed the prompt's numbers."""
+    answer = client.chat.completions.create(model=CHAT, messages=ASK, temperature=0, max_completion_tokens=120,
+                                            extra_body={"structured_outputs": {"json_object": True}})  # fmt: skip
+    assert answer.choices[0].finish_reason == "stop", answer.choices[0].message.content
+    assert isinstance(json.loads(answer.choices[0].message.content), dict)
 
 
 @pytest.mark.parametrize(

@@ -12,13 +12,16 @@ from accounts.models import BatchResult
 from tests.support.hub import celery_worker
 from tests.support.processes import Process
 
+OPEN_LEASE_SECONDS = 1
 STALE_SECONDS = 4  # the tests' HUB_BATCH_STALE_SECONDS: a heartbeat every second, a dead runner replaced in 4
 
 
 @contextmanager
 def batch_worker() -> Iterator[Process]:
-    """A Celery worker as production runs it, 4 threads (batches side by side), a heartbeat every second."""
-    worker = celery_worker("--concurrency", "4", HUB_BATCH_STALE_SECONDS=str(STALE_SECONDS))
+    """A Celery worker as production runs it, 4 threads (batches side by side), a heartbeat every second; its open
+    requests' leases run out a second after it dies (``OPEN_LEASE_SECONDS``: the reaper may meter them then)."""
+    worker = celery_worker("--concurrency", "4", HUB_BATCH_STALE_SECONDS=str(STALE_SECONDS),
+                           HUB_OPEN_REQUEST_LEASE_SECONDS=str(OPEN_LEASE_SECONDS))  # fmt: skip
     try:
         yield worker
     finally:

@@ -37,6 +37,7 @@ class FakeService:
     default_tokens: int = 64  # the answer's length without max_tokens
     chunk_delay: float = 0.0  # seconds between a stream's chunks (a stream that stays open a while)
     answer_delay: float = 0.0  # seconds before a whole (not streamed) chat answer
+    tallies: dict[str, dict] = field(default_factory=dict)  # by x-usage-id, as our service tallies (tally.py)
 
 
 def _chat_answer(body: dict, fake: FakeService) -> tuple[list[str], str]:
@@ -59,9 +60,13 @@ def _app(fake: FakeService):
         fake.requests.append(body)
         words, finish = _chat_answer(body, fake)
         prompt = prompt_tokens(body)
+        tally = {"prompt_tokens": prompt, "completion_tokens": 0, "running": False}  # counted as it is answered
+        if "x-usage-id" in request.headers:
+            fake.tallies[request.headers["x-usage-id"]] = tally
         head = {"id": "chatcmpl-fake", "created": int(time.time()), "model": UPSTREAM_NAME}
         if not body.get("stream"):
             await asyncio.sleep(fake.answer_delay)
+            tally["completion_tokens"] = len(words)
             message = {"role": "assistant", "content": "".join(words), "refusal": None}
             choice = {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
             return JSONResponse({**head, "object": "chat.completion", "choices": [choice],
@@ -81,6 +86,7 @@ def _app(fake: FakeService):
             for i, word in enumerate(words):
                 if fake.chunk_delay:
                     await asyncio.sleep(fake.chunk_delay)
+                tally["completion_tokens"] = i + 1
                 yield chunk({"content": word}, i + 1)
             yield chunk({}, len(words), finish)
             if options.get("include_usage") is True:
@@ -99,7 +105,15 @@ def _app(fake: FakeService):
         usage = {"prompt_tokens": prompt_tokens(body), "total_tokens": prompt_tokens(body)}
         return JSONResponse({"object": "list", "data": data, "model": UPSTREAM_NAME, "usage": usage})
 
+    async def tally(request):
+        found = fake.tallies.get(request.path_params["usage_id"])
+        if found is None:
+            return JSONResponse({"error": {"message": "unknown", "type": "invalid_request_error", "param": None,
+                                           "code": "usage_id_not_found"}}, status_code=404)  # fmt: skip
+        return JSONResponse(found)
+
     return Starlette(routes=[
+        Route("/v1/requests/{usage_id}", tally, methods=["GET"]),
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
     ])  # fmt: skip

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import httpx
 
-from accounts.models import UsageRecord
+from accounts.models import OpenRequest, UsageRecord
 from tests.support.processes import free_port
 
 CHAT, COMPLETION, EMBED = "smollm2-135m-instruct", "gemma-3-270m", "all-minilm-l6-v2"
@@ -28,7 +28,8 @@ CHAT_MAX_OUTPUT = 1024
 
 def settle(quiet: float = 0.3, limit: float = 10) -> None:
     """Wait until the hub has written the usage rows of the test's last answers (a row is committed just
-    after its answer is sent): flushing the database under an in-flight insert deadlocks on PostgreSQL."""
+    after its answer is sent): flushing the database under an in-flight insert deadlocks on PostgreSQL. Then every
+    request's open row must be gone with its usage row (or discarded: it reached no model)."""
     deadline = time.monotonic() + limit
     count, since = UsageRecord.objects.count(), time.monotonic()
     while time.monotonic() < deadline and time.monotonic() - since < quiet:
@@ -36,6 +37,9 @@ def settle(quiet: float = 0.3, limit: float = 10) -> None:
         now = UsageRecord.objects.count()
         if now != count:
             count, since = now, time.monotonic()
+    while (left := list(OpenRequest.objects.filter(record__isnull=True))) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left, [(r.request_id, r.route, r.model) for r in left]
 
 
 def rows(count: int = 1, **filters) -> list[UsageRecord]:
