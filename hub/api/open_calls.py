@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+import weakref
 from contextlib import suppress
 
 from django.db import DatabaseError
@@ -22,16 +23,61 @@ log = logging.getLogger(__name__)
 USAGE_ID_HEADER = "x-usage-id"
 
 
-def _open(row: OpenRequest) -> bool:
+def _open(rows: list[OpenRequest]) -> bool:
     if spool.pending():  # the database is (or just was) down: usage rows queue on disk, and so would this wait
         return False
     try:
-        open_requests.open_request(row)
+        open_requests.open_requests(rows)
         return True
     except DatabaseError as exc:
-        log.warning("request %s sent without its open row (a death of this process would leave it unmetered): %s",
-                    row.request_id, exc)  # fmt: skip
+        log.warning("%d requests sent without their open rows (a death of this process would leave them "
+                    "unmetered): %s", len(rows), exc)  # fmt: skip
         return False
+
+
+class _Writer:
+    """The open rows of one event loop, written together: those that come while an insert runs go in the next
+    one (under load one thread hop and one commit serve many requests)."""
+
+    MAX_ROWS = 500
+
+    def __init__(self) -> None:
+        self.waiting: list[tuple[OpenRequest, asyncio.Future]] = []
+        self.draining = False
+
+    async def write(self, row: OpenRequest) -> bool:
+        done = asyncio.get_running_loop().create_future()
+        self.waiting.append((row, done))
+        if not self.draining:
+            self.draining = True
+            asyncio.ensure_future(self._drain())
+        return await asyncio.shield(done)
+
+    async def _drain(self) -> None:
+        try:
+            while self.waiting:
+                batch, self.waiting = self.waiting[: self.MAX_ROWS], self.waiting[self.MAX_ROWS :]
+                try:
+                    written = await db(_open, [row for row, _ in batch])
+                except Exception:  # noqa: BLE001 - not the database's (that is _open's): logged, sent without rows
+                    log.exception("open rows not written")
+                    written = False
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(written)
+        finally:
+            self.draining = False
+
+
+_writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Writer] = weakref.WeakKeyDictionary()
+
+
+def _writer() -> _Writer:
+    """This event loop's writer (the ASGI server's, a batch runner's, an indexer's)."""
+    loop = asyncio.get_running_loop()
+    if loop not in _writers:
+        _writers[loop] = _Writer()
+    return _writers[loop]
 
 
 class OpenCall:
@@ -49,7 +95,7 @@ class OpenCall:
 
     async def write(self) -> None:
         """Write the row (shielded: a client that leaves meanwhile does not leave it half known)."""
-        self._writing = asyncio.ensure_future(db(_open, self._row))
+        self._writing = asyncio.ensure_future(_writer().write(self._row))
         await asyncio.shield(self._writing)
 
     @property

@@ -2,7 +2,7 @@
 It cannot meter them; their open rows outlive it (``accounts/open_requests.py``), and the reaper meters each from
 what the inference service tallied under its usage id (``inference/server/tally.py``): a stream up to where the
 service saw its client go, a whole answer it was still generating. Their budget reservations are settled to those
-counts."""
+counts. The service's tally of a speech call is checked here too."""
 
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ from accounts.limits import Limits
 from accounts.models import OpenRequest, UsageRecord
 from hub import reaper
 from hub.inference_client import model_cards
+from tests.support import speech
 from tests.support.hub import database_url_for_subprocess, start_hub
-from tests.support.live import CHAT
+from tests.support.live import CHAT, WHISPER
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -116,3 +117,18 @@ def test_the_requests_of_a_killed_hub_are_metered_from_the_services_tally(infere
     # the reservations became the counted tokens
     assert _budget_used(rows["req_stream"]) == stream_row.total_tokens + whole_row.total_tokens
     assert reaper.reap() == 0  # once
+
+
+def test_a_transcription_is_tallied_as_its_metering_headers(inference_url, tmp_path):
+    """A speech call's tally: the audio's tokens and seconds as the prompt, the decoder's sampled tokens (what the
+    gateway meters from x-audio-tokens, x-audio-duration and x-output-tokens)."""
+    audio = speech.speak(speech.ENGLISH[0], "en", tmp_path / "en.wav")
+    answer = httpx.post(f"{inference_url}/audio/transcriptions", data={"model": WHISPER},
+                        files={"file": ("en.wav", audio.read_bytes(), "audio/wav")},
+                        headers={"x-usage-id": "speech-call"}, timeout=120)  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    tally = httpx.get(f"{inference_url}/requests/speech-call", timeout=10).json()
+    assert tally["running"] is False
+    assert tally["prompt_tokens"] == int(answer.headers["x-audio-tokens"]) > 0
+    assert tally["completion_tokens"] == int(answer.headers["x-output-tokens"]) > 0
+    assert tally["audio_seconds"] == pytest.approx(float(answer.headers["x-audio-duration"]), abs=1e-3)
