@@ -1,7 +1,7 @@
 """OpenAI's Files API, per tenant (``StoredFile``): uploaded (``purpose`` ``batch`` for the Batch API, or any of
 OpenAI's other purposes, kept as given), written by a finished batch (``batch_output``), listed in pages, read back,
 deleted on request or when ``expires_at`` has passed (``accounts.expire_files``; an expired file is not found from
-then on, even before the task removes it). Every read names the tenant: another tenant's id is not found, exactly
+then on, even before the task removes it), and with it its place in the tenant's vector stores. Every read names the tenant: another tenant's id is not found, exactly
 like an id that never existed."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from accounts import stored
-from accounts.models import StoredFile
+from accounts.models import StoredFile, VectorStoreFile
 
 # What a client may upload (OpenAI's CreateFileRequest); ``batch_output`` is the hub's own.
 UPLOAD_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
@@ -74,16 +74,26 @@ def page(
 
 
 def delete(tenant_id: int, file_id: object) -> bool:
-    """False for a file the tenant does not have, an expired one included."""
+    """False for a file the tenant does not have, an expired one included. As OpenAI's, the file leaves every
+    vector store of the tenant's with it (its chunks too: no search finds it any more; an indexer at work on it
+    drops its work)."""
     if not stored.valid_id(file_id):
         return False
     with transaction.atomic():
         deleted, _ = _live(tenant_id).filter(pk=file_id).delete()
+        if deleted:
+            VectorStoreFile.objects.filter(vector_store__tenant_id=tenant_id, file_id=file_id).delete()
     return bool(deleted)
 
 
 def expire(now: datetime | None = None) -> int:
-    """Delete the files whose ``expires_at`` has passed; returns how many."""
+    """Delete the files whose ``expires_at`` has passed, and their vector stores' copies; returns how many."""
     with transaction.atomic():
-        deleted, _ = StoredFile.objects.filter(expires_at__lte=now or timezone.now()).delete()
-    return deleted
+        gone = list(StoredFile.objects.filter(expires_at__lte=now or timezone.now()).values_list("pk", "tenant_id"))
+        for start in range(0, len(gone), 1000):
+            chunk = gone[start : start + 1000]
+            StoredFile.objects.filter(pk__in=[pk for pk, _ in chunk]).delete()
+            for tenant_id in {tenant for _, tenant in chunk}:
+                ids = [pk for pk, tenant in chunk if tenant == tenant_id]
+                VectorStoreFile.objects.filter(vector_store__tenant_id=tenant_id, file_id__in=ids).delete()
+    return len(gone)

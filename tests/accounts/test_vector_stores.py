@@ -186,6 +186,26 @@ def test_stores_expire_after_their_last_activity(store):
     assert vector_stores.expire() == 1 and not VectorStoreFile.objects.exists()
 
 
+def test_a_deleted_or_expired_file_leaves_every_store_with_its_chunks(store):
+    """As OpenAI's: deleting the underlying file removes it from all vector stores."""
+    other = vector_stores.create_store(tenant_id=store.tenant_id, name="t", embedding_model="e",
+                                       expires_after_days=None, metadata={})  # fmt: skip
+    first, second = [row.file_id for row in store.files.order_by("id")]
+    vector_stores.add_files(other, [Entry(first, Chunking(), {}), Entry(second, Chunking(), {})], api_key_id=None)
+    row = store.files.get(file_id=first)
+    vector_stores.claim(row.pk, stale_seconds=60)
+    vector_stores.finish(row.pk, [("a", np.ones(4, "<f4").tobytes())])
+    assert files.delete(store.tenant_id, first)
+    assert set(VectorStoreFile.objects.values_list("file_id", flat=True)) == {second}
+    assert VectorStoreFile.objects.filter(file_id=second).count() == 2 and not VectorStoreChunk.objects.exists()
+    assert not vector_stores.renew(row.pk)  # an indexer at work on it drops its work
+    assert vector_stores.store_resource(store)["file_counts"]["total"] == 1
+
+    files.StoredFile.objects.filter(pk=second).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert files.expire() == 1 and not VectorStoreFile.objects.exists()
+    assert VectorStore.objects.count() == 2  # the stores stay, empty
+
+
 def test_searches_read_vectors_from_memory_while_they_stay_current(store, settings):
     from hub.vector_stores import vectors
 
