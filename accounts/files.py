@@ -1,8 +1,8 @@
 """OpenAI's Files API, per tenant (``StoredFile``): uploaded (``purpose`` ``batch`` for the Batch API, or any of
 OpenAI's other purposes, kept as given), written by a finished batch (``batch_output``), listed in pages, read back,
 deleted on request or when ``expires_at`` has passed (``accounts.expire_files``; an expired file is not found from
-then on, even before the task removes it), and with it its place in the tenant's vector stores. Every read names the tenant: another tenant's id is not found, exactly
-like an id that never existed."""
+then on, even before the task removes it), and with it its place in the tenant's vector stores. Every read names the
+tenant: another tenant's id is not found, exactly like an id that never existed."""
 
 from __future__ import annotations
 

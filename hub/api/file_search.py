@@ -16,6 +16,7 @@ from accounts import vector_stores
 from accounts.authn import KeyContext
 from accounts.models import VectorStore
 from hub.api import errors
+from hub.api.citations import marker
 from hub.pool import db
 from hub.vector_stores.search import search
 
@@ -104,10 +105,14 @@ def queries(arguments: str) -> list[str]:
 
 
 def results_text(results: list[dict] | None) -> str:
-    """What the model reads of a search: each passage with its file's name."""
+    """What the model reads of a search: each passage with its file's name and citation marker (``citations.py``),
+    and how to cite one."""
     if results is None:
         return "The search results were not kept."
     if not results:
         return "No results found."
-    return "\n\n".join(f"[{i}] {r.get('filename') or r.get('file_id')}:\n{r.get('text', '')}"
-                       for i, r in enumerate(results, 1))  # fmt: skip
+    passages = "\n\n".join(f"[{i}] {r.get('filename') or r.get('file_id')} {marker(r.get('file_id', ''))}:\n"
+                           f"{r.get('text', '')}" for i, r in enumerate(results, 1))  # fmt: skip
+    how = (f"Cite a passage you use by writing its file's marker, such as {marker(results[0].get('file_id', ''))}, "
+           "right after the sentence it supports.")  # fmt: skip
+    return f"{how}\n\n{passages}"

@@ -6,7 +6,8 @@ semantic stream events, in OpenAI's order, each with its ``sequence_number``.
     response.created, response.in_progress
     per output item: response.output_item.added
         reasoning:      response.reasoning_text.delta ... .done
-        message:        response.content_part.added, response.output_text.delta ... .done, response.content_part.done
+        message:        response.content_part.added, response.output_text.delta (and .annotation.added) ... .done,
+                        response.content_part.done
         function_call:  response.function_call_arguments.delta ... .done
         file_search_call: response.file_search_call.in_progress, .searching, .completed
       response.output_item.done
@@ -16,8 +17,9 @@ Output items follow the chunks' order: the think block (``reasoning_content``) a
 a message with one ``output_text`` part, each tool call as a ``function_call`` item (``call_id`` the service's
 call id), but for the calls of a tool the hub runs itself (``hosted``: file_search), which are kept apart
 (``hosted_calls``) for the relay to run and show as ``file_search_call`` items; the relay then starts the next round
-(``next_round``) on the same response. ``usage`` is the service's counted tokens of every round, in the Responses
-API's names.
+(``next_round``) on the same response. The markers by which the model cites those results become ``file_citation``
+annotations of the text (``citations.py``; ``response.output_text.annotation.added``). ``usage`` is the service's
+counted tokens of every round, in the Responses API's names.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import copy
 import time
 
+from hub.api.citations import Citations
 from hub.api.relay_common import token_counts
 from hub.api.responses_input import new_id
 
@@ -100,10 +103,13 @@ def usage_of(usage: dict | None) -> dict:
 class ResponseBuilder:
     """Fed the service's chat chunks (``feed``), it returns the events they make and keeps the response object."""
 
-    def __init__(self, response: dict, logprobs: bool = False, hosted: frozenset[str] = frozenset()):
+    def __init__(self, response: dict, logprobs: bool = False, hosted: frozenset[str] = frozenset(),
+                 citations: Citations | None = None):  # fmt: skip
         self.response = response
         self.logprobs = logprobs
         self.hosted = hosted  # the function names of the tools the hub runs itself
+        self.citations = citations  # file_search's markers, taken out of the text as annotations
+        self.held_logprobs: list[dict] = []  # of text held back (a marker's start, maybe)
         self.hosted_calls: dict[int, dict] = {}  # a hosted call's index in the chunks -> its call_id, arguments
         self.carried: dict | None = None  # the usage of the rounds before this one
         self.sequence = 0
@@ -151,6 +157,11 @@ class ResponseBuilder:
         where = {"item_id": item["id"], "output_index": self.response["output"].index(item)}
         events = []
         if item["type"] == "message":
+            if self.citations is not None and self.citations.pending:  # a marker never finished: it was text
+                self.item = item
+                events.append(self._delta(self.citations.flush()))
+                self.item = None
+            self.held_logprobs = []
             part = item["content"][0]
             events.append(self._event("response.output_text.done", **where, content_index=0, text=part["text"],
                                       logprobs=part["logprobs"]))  # fmt: skip
@@ -194,13 +205,27 @@ class ResponseBuilder:
         if self.item is None or self.item["type"] != "message":
             events += self._open({"id": new_id("msg"), "type": "message", "role": "assistant", "content": [],
                                   "status": "in_progress"})  # fmt: skip
+        self.held_logprobs += [_logprob(lp) for lp in logprobs] if self.logprobs else []
+        for kind, value in [("text", text)] if self.citations is None else self.citations.feed(text):
+            events.append(self._delta(value) if kind == "text" else self._annotate(value))
+        return events
+
+    def _delta(self, text: str) -> dict:
         part = self.item["content"][0]
         part["text"] += text
-        shown = [_logprob(lp) for lp in logprobs] if self.logprobs else []
+        shown, self.held_logprobs = self.held_logprobs, []
         part["logprobs"] += shown
-        events.append(self._event("response.output_text.delta", item_id=self.item["id"], output_index=self._index,
-                                  content_index=0, delta=text, logprobs=shown))  # fmt: skip
-        return events
+        return self._event("response.output_text.delta", item_id=self.item["id"], output_index=self._index,
+                           content_index=0, delta=text, logprobs=shown)  # fmt: skip
+
+    def _annotate(self, file_id: str) -> dict:
+        """A citation of ``file_id`` where the text now ends."""
+        part = self.item["content"][0]
+        annotation = self.citations.annotation(file_id, len(part["text"]))
+        part["annotations"].append(annotation)
+        return self._event("response.output_text.annotation.added", item_id=self.item["id"],
+                           output_index=self._index, content_index=0, annotation_index=len(part["annotations"]) - 1,
+                           annotation=annotation)  # fmt: skip
 
     def _tool_call(self, call: dict) -> list[dict]:
         events = []
@@ -241,8 +266,12 @@ class ResponseBuilder:
         events.append(self._event("response.file_search_call.searching", **where))
         return item, events
 
-    def search_done(self, item: dict, queries: list[str], results: list[dict] | None, failed: bool = False) -> list:
-        """The search's end: its queries, its results (None: not shown), completed (or failed)."""
+    def search_done(self, item: dict, queries: list[str], results: list[dict] | None, failed: bool = False,
+                    found: list[dict] = ()) -> list:  # fmt: skip
+        """The search's end: its queries, its results (None: not shown), completed (or failed); ``found``: the
+        results, whether shown or not (the model may cite their files)."""
+        if self.citations is not None:
+            self.citations.files.update((r["file_id"], r["filename"]) for r in found)
         item.update(status="failed" if failed else "completed", queries=queries, results=results)
         index = self.response["output"].index(item)
         events = [] if failed else [self._event("response.file_search_call.completed", output_index=index,

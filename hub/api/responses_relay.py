@@ -29,6 +29,7 @@ from accounts import responses as stored
 from accounts.authn import KeyContext
 from hub import shutdown
 from hub.api import errors, file_search, tiers
+from hub.api.citations import Citations
 from hub.api.relay_common import SSE_HEADERS, error_from_upstream, has_output, sse_lines
 from hub.api.responses_chat import chat_body, response_param
 from hub.api.responses_input import check_create, conversation_id, new_id, read_input
@@ -180,7 +181,9 @@ class ResponsesRelay:
         if target.external:
             return await self._relay_native(response, meter, stream)
         hosted = frozenset({file_search.FILE_SEARCH_NAME}) if self.plan.file_search is not None else frozenset()
-        builder = ResponseBuilder(self.plan.new_response(self.shown_tier), logprobs=self.plan.logprobs, hosted=hosted)
+        citations = None if self.plan.file_search is None else Citations.of(self.plan.history + self.plan.items)
+        builder = ResponseBuilder(self.plan.new_response(self.shown_tier), logprobs=self.plan.logprobs, hosted=hosted,
+                                  citations=citations)  # fmt: skip
         complete = False
         later: list[httpx.Response] = []  # the rounds after the first (the gateway closes the first)
         try:
@@ -268,7 +271,7 @@ class ResponsesRelay:
                 except EmbeddingFailed as failure:
                     log.warning("file_search of response %s failed: %s", self.plan.id, failure)
                     failed = True
-            events = builder.search_done(item, queries, results if search.include_results else None, failed)
+            events = builder.search_done(item, queries, results if search.include_results else None, failed, results)
             if stream:
                 await self._events(events)
             calls.append({"id": call["call_id"], "type": "function",
