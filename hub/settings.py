@@ -308,6 +308,8 @@ HUB_AUTH_CACHE_SECONDS = env_int("HUB_AUTH_CACHE_SECONDS", 300, min_value=0)
 # Rate limits and budgets live in Redis (in this process without it). With Redis unreachable, requests through
 # limited keys or tenants are refused with 503 (fail closed: a budget is never overshot); true lets them through.
 HUB_LIMITS_FAIL_OPEN = env_bool("HUB_LIMITS_FAIL_OPEN", False)
+# The most tokens a summary of POST /v1/responses/compact may take (less where the model's output limit is lower).
+HUB_COMPACTION_MAX_TOKENS = env_int("HUB_COMPACTION_MAX_TOKENS", 2048, min_value=16)
 # A request on its way to a model has a row (accounts/open_requests.py) leased this long, renewed by its hub
 # process every quarter of it; once a lease runs out (the process was killed), the beat's reaper meters the
 # request from the deployments' tallies.

@@ -204,7 +204,9 @@ def outsider(db):
 def live_hub(django_db_setup, django_db_blocker):
     """One hub server for the session, on the test database (data must be committed: use
     ``transactional_db`` in tests that call it)."""
-    process, url = start_hub({"HUB_DATABASE_URL": database_url_for_subprocess()}, "--no-bootstrap")
+    # compactions' summaries kept short: the packaged chat model writes ~30 tokens a second on this CPU
+    env = {"HUB_DATABASE_URL": database_url_for_subprocess(), "HUB_COMPACTION_MAX_TOKENS": "48"}
+    process, url = start_hub(env, "--no-bootstrap")
     yield LiveHub(url=url, process=process)
     output = stop_hub(process)
     assert "Traceback" not in output, f"the live hub logged a traceback:\n{output}"

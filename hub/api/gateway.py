@@ -47,9 +47,10 @@ from django.utils import timezone
 from accounts import metering, pricing
 from accounts.models import ModelKind
 from hub import shutdown
-from hub.api import errors, responses_count, tiers, validation
+from hub.api import compaction, errors, responses_count, tiers, validation
 from hub.api.affinity import prefix_key
 from hub.api.chat_store import HUB_ONLY, ChatStore
+from hub.api.compaction import CompactionRelay
 from hub.api.edge import EdgeContext
 from hub.api.open_calls import USAGE_ID_HEADER, OpenCall
 from hub.api.ratelimit import (
@@ -75,6 +76,7 @@ ROUTES = {
     "chat/completions": {ModelKind.CHAT, ModelKind.VISION, ModelKind.MODERATION},
     "responses": {ModelKind.CHAT, ModelKind.VISION},  # OpenAI's Responses API (hub/api/responses_relay.py)
     "responses/input_tokens": {ModelKind.CHAT, ModelKind.VISION},  # its count (hub/api/responses_count.py)
+    "responses/compact": {ModelKind.CHAT, ModelKind.VISION},  # a context summarized (hub/api/compaction.py)
     "completions": {ModelKind.CHAT, ModelKind.COMPLETION, ModelKind.VISION, ModelKind.MODERATION},
     "embeddings": {ModelKind.EMBEDDING},
     "rerank": {ModelKind.RERANK},  # Jina's and Cohere's shape (also under /v2, Cohere's v2 path)
@@ -89,6 +91,8 @@ _ROUTE_HINT = {
     ModelKind.AUDIO: "/audio/transcriptions or /audio/translations",
     ModelKind.MODERATION: "/moderations, /chat/completions or /completions",
 }
+# the routes planned as a Responses request (hub/api/responses_relay.py), sent upstream as the plan's chat request
+_PLANNED = ("responses", compaction.ROUTE)
 # one JSON answer, no stream, no max_tokens (a moderation's verdicts are short, their length the service's)
 ENCODER_ROUTES = ("embeddings", "rerank", "score", "moderations")
 
@@ -263,7 +267,7 @@ def _reserved(grant: Grant | None, need: Estimate) -> int | None:
     return need.prompt
 
 
-class GatewayConsumer(ResponsesRelay, AsyncConsumer):
+class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
     """One HTTP request. The work runs in a task so that ``http.disconnect`` is seen while it streams."""
 
     # No channel layer: a relay talks to nobody else, and a layer would cost a Redis channel and a
@@ -364,6 +368,9 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
             elif route == "responses":  # checked, its stored conversation read, as a chat request for estimates
                 self.plan = await plan_response(ctx.key, body, model_id)
                 stream = body.get("stream") is True
+            elif route == compaction.ROUTE:  # the context read as a response's, the summary asked for
+                self.plan = await compaction.plan(ctx.key, body, model_id, info)
+                stream = False
             else:
                 validation.check_body(route, body)
                 stream = body.get("stream") is True and route not in ENCODER_ROUTES
@@ -374,7 +381,7 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
                     f"No deployment of the model '{errors.shown(model_id)}' is available right now."
                 )
             # a response reserves, and is routed by its prompt's head, as the chat request it becomes
-            as_chat = ("chat/completions", self.plan.chat) if route == "responses" else (route, body)
+            as_chat = ("chat/completions", self.plan.chat) if route in _PLANNED else (route, body)
             need = audio_estimate(len(ctx.upload.data)) if audio else estimate(*as_chat, info)
             # hashing the prompt's head is only worth it when there is a deployment to choose
             affinity = prefix_key(*as_chat) if settings.HUB_PREFIX_ROUTING and len(targets) > 1 else None
@@ -415,7 +422,7 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
         last_error: Exception | None = None
         for target in upstreams.order(targets, affinity):
             headers = meter.headers(target)
-            if route == "responses":
+            if route in _PLANNED:
                 upstream_route, payload = self.plan.upstream(target, stream)
             else:
                 upstream_route, payload = route, _upstream_body(route, body, target, stream)
@@ -442,6 +449,8 @@ class GatewayConsumer(ResponsesRelay, AsyncConsumer):
                     raise _OverReservation(counted)
                 if route == "responses":
                     await self._relay_response(response, target, meter, stream)
+                elif route == compaction.ROUTE:
+                    await self._relay_compaction(response, target, meter)
                 elif stream and response.status_code == 200:
                     await self._relay_stream(response, body, model_id, meter)
                 elif ctx.upload is not None and response.status_code == 200:

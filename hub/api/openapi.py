@@ -14,6 +14,7 @@ from drf_spectacular.utils import OpenApiResponse
 
 from hub.api.openapi_batches import BATCH_SCHEMAS
 from hub.api.openapi_chat_store import CHAT_STORE_SCHEMAS
+from hub.api.openapi_compaction import COMPACTION_SCHEMAS
 from hub.api.openapi_conversations import CONVERSATION_SCHEMAS
 from hub.api.openapi_moderations import MODERATION_SCHEMAS
 from hub.api.openapi_rerank import RERANK_SCHEMAS
@@ -216,6 +217,16 @@ RESPONSES_PATHS = {
         {"application/json": {"schema": ref("CreateResponseRequest")}},
         {"application/json": {"schema": ref("ResponseInputTokens")}},
     ),
+    "/responses/compact": _post(
+        "Compact a response",
+        "A context (`input`, after the stored context of `previous_response_id`) made short: the model writes a "
+        "summary of it for its own later use, and the answer holds the context's user messages, then one "
+        "`compaction` item with the summary, to send back as the next input. Limited and metered as route "
+        "`responses/compact`; not streamed. A model served by an external deployment gets the request as it came.",
+        "responses",
+        {"application/json": {"schema": ref("CompactResponseRequest")}},
+        {"application/json": {"schema": ref("CompactResource")}},
+    ),
 }
 
 
@@ -247,7 +258,7 @@ def add_generation_routes(result, generator, request, public):
     result["paths"] = paths
     components = result.setdefault("components", {})
     schemas = (SCHEMAS, RERANK_SCHEMAS, MODERATION_SCHEMAS, RESPONSES_SCHEMAS, CHAT_STORE_SCHEMAS, CONVERSATION_SCHEMAS,
-               BATCH_SCHEMAS, VECTOR_STORE_SCHEMAS)  # fmt: skip
+               BATCH_SCHEMAS, VECTOR_STORE_SCHEMAS, COMPACTION_SCHEMAS)  # fmt: skip
     components.setdefault("schemas", {}).update({name: s for group in schemas for name, s in group.items()})
     result["info"]["description"] = DESCRIPTION.strip()
     result["servers"] = [{"url": f"/{base}"} for base in BASE_PATHS]

@@ -56,7 +56,7 @@ _REFUSAL = _obj({"type": {"const": "refusal"}, "refusal": _STR}, ("type", "refus
 
 # --- items -------------------------------------------------------------------------------------------------------
 
-_MESSAGE = _obj(
+MESSAGE = _obj(
     {
         "type": {"const": "message", "description": "May be left out: an object with `role` is a message."},
         "id": _ID,
@@ -134,9 +134,15 @@ _FILE_SEARCH_CALL = _obj(
     ("type", "id", "status", "queries"),
     description="A search the hub ran for the model's file_search call.",
 )  # fmt: skip
+COMPACTION = _obj(
+    {"type": {"const": "compaction"}, "id": _ID, "encrypted_content": {**_STR, "minLength": 1}},
+    ("type", "encrypted_content"),
+    description="A summary `POST /responses/compact` made (signed by this hub for this tenant; others are a 400), "
+    "shown to the model in place of what it replaced.",
+)
 ITEM = {
-    "oneOf": [_with_id(_MESSAGE), _with_id(_FUNCTION_CALL), _with_id(_FUNCTION_CALL_OUTPUT), _with_id(_REASONING),
-              _FILE_SEARCH_CALL]
+    "oneOf": [_with_id(MESSAGE), _with_id(_FUNCTION_CALL), _with_id(_FUNCTION_CALL_OUTPUT), _with_id(_REASONING),
+              _FILE_SEARCH_CALL, _with_id(COMPACTION)]
 }  # fmt: skip
 _OUTPUT_ITEM = {
     "oneOf": [
@@ -232,7 +238,7 @@ _TEXT_FORMAT = {
 }
 _EFFORT = {"enum": [*EFFORTS, None]}
 
-_USAGE = _obj(
+USAGE = _obj(
     {
         "input_tokens": _INT,
         "input_tokens_details": _obj(
@@ -271,11 +277,12 @@ RESPONSES_SCHEMAS: dict[str, dict] = {
                         "maxItems": v.MAX_MESSAGES,
                         "items": {
                             "oneOf": [
-                                _MESSAGE,
+                                MESSAGE,
                                 _FUNCTION_CALL,
                                 _FUNCTION_CALL_OUTPUT,
                                 _REASONING,
                                 _FILE_SEARCH_CALL,
+                                COMPACTION,
                                 _ITEM_REFERENCE,
                             ]  # fmt: skip
                         },
@@ -388,7 +395,7 @@ RESPONSES_SCHEMAS: dict[str, dict] = {
             },
             "model": _STR,
             "output": {"type": "array", "items": _OUTPUT_ITEM},
-            "usage": {**_USAGE, "description": f"{_USAGE['description']} Absent until the response ends."},
+            "usage": {**USAGE, "description": f"{USAGE['description']} Absent until the response ends."},
             "instructions": _NULLABLE_STR,
             "max_output_tokens": _NULLABLE_INT,
             "max_tool_calls": _NULLABLE_INT,

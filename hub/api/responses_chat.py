@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 
+from hub.api import compaction_items
 from hub.api.file_search import FILE_SEARCH_FUNCTION, results_text
 
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
@@ -37,11 +38,14 @@ def _content(parts: list[dict]) -> str | list[dict]:
     return out
 
 
-def messages(instructions: str | None, items: list[dict]) -> list[dict]:
+def messages(instructions: str | None, items: list[dict], summaries: dict[str, str] | None = None) -> list[dict]:
+    """The context as chat messages; ``summaries``: the compaction items' (``compaction_items.summaries``)."""
     out: list[dict] = [{"role": "system", "content": instructions}] if instructions else []
     for item in items:
         kind = item["type"]
-        if kind == "message":
+        if kind == "compaction":
+            out.append(compaction_items.shown((summaries or {})[item["encrypted_content"]]))
+        elif kind == "message":
             out.append({"role": item["role"], "content": _content(item["content"])})
         elif kind == "function_call":
             call = {"id": item["call_id"], "type": "function",
@@ -103,9 +107,10 @@ def _response_format(body: dict) -> dict | None:
     return {"type": "json_schema", "json_schema": schema}
 
 
-def chat_body(body: dict, items: list[dict]) -> dict:
+def chat_body(body: dict, items: list[dict], summaries: dict[str, str] | None = None) -> dict:
     """The chat completions request for ``items`` (the whole context: the stored conversation and this input)."""
-    chat: dict = {"model": body["model"], "messages": messages(body.get("instructions"), items), "stream": True}
+    chat: dict = {"model": body["model"], "messages": messages(body.get("instructions"), items, summaries),
+                  "stream": True}  # fmt: skip
     for name in ("temperature", "top_p", "user", "parallel_tool_calls"):
         if body.get(name) is not None:
             chat[name] = body[name]

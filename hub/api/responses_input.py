@@ -6,7 +6,8 @@ grammars (``strict``), structured output, reasoning.
 Items: messages (a string or ``input_text`` / ``input_image`` parts; an assistant's ``output_text``),
 ``function_call``, ``function_call_output`` (its ``call_id`` must name a call before it), ``reasoning`` (kept in
 the history, not shown to the model again, as OpenAI and vLLM drop earlier reasoning), ``file_search_call`` (a
-search this hub ran, sent back) and ``item_reference`` (an item of the stored conversation). Of the built-in tools
+search this hub ran, sent back), ``compaction`` (a summary ``POST /responses/compact`` made) and ``item_reference``
+(an item of the stored conversation). Of the built-in tools
 the hub runs ``file_search`` over its vector stores (``hub/api/file_search.py``); the others (web search, computer
 use, code interpreter...) are refused by name.
 """
@@ -35,7 +36,8 @@ from hub.api.validation import (
 )
 from hub.vector_stores import filters
 
-ITEM_TYPES = ("message", "function_call", "function_call_output", "reasoning", "file_search_call", "item_reference")
+ITEM_TYPES = ("message", "function_call", "function_call_output", "reasoning", "file_search_call", "compaction",
+              "item_reference")  # fmt: skip
 FILE_SEARCH = "file_search"  # the built-in tool the hub runs, and the function name the model calls it by
 MAX_SEARCH_RESULTS = 50
 ROLES = ("user", "assistant", "system", "developer")
@@ -299,6 +301,9 @@ def _item(item: Any, param: str) -> dict:
                 _string(_object(result, f"{param}.results[{j}]").get("text"), f"{param}.results[{j}].text")
         return {"id": item.get("id") or new_id("fs"), "type": kind, "status": item.get("status") or "completed",
                 "queries": list(queries), "results": results}  # fmt: skip
+    if kind == "compaction":  # POST /responses/compact's (compaction_items.py reads it)
+        _string(item.get("encrypted_content"), f"{param}.encrypted_content", limit=None, empty=False)
+        return {"id": item.get("id") or new_id("cmp"), "type": kind, "encrypted_content": item["encrypted_content"]}
     if kind == "item_reference":
         _string(item.get("id"), f"{param}.id", empty=False)
         return {"type": kind, "id": item["id"]}

@@ -28,7 +28,7 @@ from accounts import conversations
 from accounts import responses as stored
 from accounts.authn import KeyContext
 from hub import shutdown
-from hub.api import errors, file_search, tiers
+from hub.api import compaction_items, errors, file_search, tiers
 from hub.api.citations import Citations
 from hub.api.relay_common import SSE_HEADERS, error_from_upstream, has_output, sse_lines
 from hub.api.responses_chat import chat_body, response_param
@@ -57,6 +57,8 @@ class ResponsePlan:
     created_at: int = field(default_factory=lambda: int(time.time()))
     conversation: str | None = None  # the conversation it continues and extends
     file_search: file_search.FileSearch | None = None  # the file_search tool, its stores read
+    summaries: dict[str, str] = field(default_factory=dict)  # the context's compaction items' (compaction_items.py)
+    route: str = "responses"  # or responses/compact (compaction.py)
 
     @property
     def store(self) -> bool:
@@ -73,9 +75,18 @@ class ResponsePlan:
                 raise errors.InvalidRequest(f"'{self.model_id}' is served by an external deployment: the file_search "
                                             "tool runs on this hub's own deployments only.", param="tools")  # fmt: skip
             native = {k: v for k, v in self.body.items() if k not in _HUB_ONLY}
-            native.update(model=target.model, input=self.history + self.items, store=False, stream=stream)
-            return "responses", native
+            native.update(model=target.model, input=[self._native(i) for i in self.history + self.items])
+            if self.route == "responses":
+                native.update(store=False, stream=stream)
+            return self.route, native
         return "chat/completions", self.chat_payload(target)
+
+    def _native(self, item: dict) -> dict:
+        """An item as an external deployment may read it: this hub's compaction items as the summary they hold."""
+        if item.get("type") != "compaction":
+            return item
+        text = compaction_items.shown(self.summaries[item["encrypted_content"]])["content"]
+        return {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}
 
     def chat_payload(self, target: Target, **changes) -> dict:
         """The chat request for our service at ``target``, always streamed with running usage; ``changes``: a later
@@ -103,9 +114,10 @@ async def plan(key: KeyContext, body: dict, model_id: str) -> ResponsePlan:
     elif conversation is not None:
         history = await db(_conversation_items, tenant_id, conversation)
     items = read_input(body, history)
+    summaries = compaction_items.summaries(tenant_id, history, items)
     search = await file_search.plan(key, body)
-    return ResponsePlan(body, model_id, history, items, chat_body(body, history + items), conversation=conversation,
-                        file_search=search)  # fmt: skip
+    return ResponsePlan(body, model_id, history, items, chat_body(body, history + items, summaries),
+                        conversation=conversation, file_search=search, summaries=summaries)  # fmt: skip
 
 
 def _conversation_items(tenant_id: int, conversation: str) -> list[dict]:

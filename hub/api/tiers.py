@@ -27,7 +27,7 @@ DEFAULT, FLEX, BATCH = "default", "flex", "batch"  # what the hub serves (and re
 PRIORITY = {DEFAULT: 0, FLEX: 1, BATCH: 2}
 MAX_PRIORITY = 1_000_000  # the inference service's bound (inference/sampling_params.py)
 # where our engines schedule by priority
-ROUTES = ("chat/completions", "completions", "responses", "embeddings", "moderations")
+ROUTES = ("chat/completions", "completions", "responses", "responses/compact", "embeddings", "moderations")
 
 
 def of(route: str, body: dict, batch: bool) -> str:

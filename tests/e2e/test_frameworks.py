@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 from langchain_openai import ChatOpenAI, OpenAIEmbeddings
 
+from accounts import services
+from accounts.models import ModelKind
 from tests.support.batches import batch_worker
-from tests.support.live import CHAT, EMBED, rows
+from tests.support.live import CHAT, CHAT_MAX_OUTPUT, EMBED, rows
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -147,3 +149,18 @@ def test_openai_agents_sdk_file_search_tool_searches_the_hubs_vector_store(hub):
     assert search["type"] == "file_search_call" and search["queries"] and search["files"], result
     assert set(search["files"]) <= {"paris.txt", "plants.txt"} and result["final_output"]
     assert len(rows(result["responses"], route="responses")) == result["responses"]
+
+
+def test_openai_agents_sdk_compaction_session_compacts_through_the_hub(hub, inference_url):
+    """``OpenAIResponsesCompactionSession``: after each turn the session calls ``responses.compact`` and keeps its
+    output (the user messages and one compaction item) as the history the next turn runs on. The session takes only
+    OpenAI model names: the operator serves the packaged chat model under one too."""
+    alias = "gpt-4.1-mini"
+    services.register_model(alias, ModelKind.CHAT, max_sequence_length=8192, max_output_length=CHAT_MAX_OUTPUT,
+                            deployment_url=inference_url, upstream_model=CHAT)  # fmt: skip
+    services.grant_models(hub.tenant, [alias])
+    result = run_client(AGENTS_PYTHON, "agents_compaction_client.py", hub, alias)
+    assert result["after_first"] == ["message:user", "compaction:"], result
+    assert result["after_second"] == ["message:user", "message:user", "compaction:"], result
+    assert all(result["outputs"])
+    assert len(rows(2, route="responses/compact", model=alias)) == 2

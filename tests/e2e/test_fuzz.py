@@ -89,6 +89,7 @@ OPERATIONS = (
     "POST /moderations",
     "POST /responses",
     "POST /responses/input_tokens",
+    "POST /responses/compact",
     "GET /responses/{response_id}",
     "GET /responses/{response_id}/input_items",
     "DELETE /responses/{response_id}",
@@ -126,18 +127,18 @@ OPERATIONS = (
 # the model a steered case uses, by path: the right kind for the route, and once in four the wrong kind
 RIGHT = {
     "/chat/completions": FUZZ_CHAT, "/completions": FUZZ_CHAT, "/responses": FUZZ_CHAT, "/embeddings": EMBED,
-    "/responses/input_tokens": FUZZ_CHAT,
+    "/responses/input_tokens": FUZZ_CHAT, "/responses/compact": FUZZ_CHAT,
     "/rerank": FUZZ_RERANK, "/score": FUZZ_RERANK, "/audio/transcriptions": WHISPER, "/audio/translations": WHISPER,
     "/models/{model_id}": CHAT, "/moderations": FUZZ_GUARD,
 }  # fmt: skip
 WRONG = {
     "/chat/completions": EMBED, "/completions": EMBED, "/responses": EMBED, "/embeddings": FUZZ_CHAT,
-    "/responses/input_tokens": EMBED,
+    "/responses/input_tokens": EMBED, "/responses/compact": EMBED,
     "/rerank": EMBED, "/score": FUZZ_CHAT, "/audio/transcriptions": FUZZ_CHAT, "/audio/translations": EMBED,
     "/models/{model_id}": "nope", "/moderations": EMBED,
 }  # fmt: skip
 # the routes whose answers are metered (POST: GET /chat/completions lists stored ones): each 200 has its usage row
-METERED = {"/chat/completions", "/completions", "/embeddings", "/rerank", "/score", "/responses",
+METERED = {"/chat/completions", "/completions", "/embeddings", "/rerank", "/score", "/responses", "/responses/compact",
            "/audio/transcriptions", "/audio/translations", "/moderations",
            "/vector_stores/{vector_store_id}/search"}  # fmt: skip
 MAX_TOKENS_FIELD = {"/chat/completions": "max_tokens", "/completions": "max_tokens", "/responses": "max_output_tokens"}
@@ -158,6 +159,12 @@ VALID = {  # one valid request per operation, as the OpenAI SDK sends it
     "POST /moderations": {"body": {"model": FUZZ_GUARD, "input": ["a fox", "Paris"]}},
     "POST /responses": {"body": {"model": FUZZ_CHAT, "input": "Hi", "max_output_tokens": 4, "stream": True}},
     "POST /responses/input_tokens": {"body": {"model": FUZZ_CHAT, "input": "Hi", "instructions": "Be brief."}},
+    "POST /responses/compact": {
+        "body": {
+            "model": FUZZ_CHAT,
+            "input": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}],
+        }
+    },
     "GET /responses/{response_id}": {"path_parameters": {"response_id": STORED}},
     "GET /responses/{response_id}/input_items": {"path_parameters": {"response_id": STORED}, "query": {"limit": 1}},
     "DELETE /responses/{response_id}": {"path_parameters": {"response_id": STORED}},

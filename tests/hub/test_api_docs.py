@@ -23,6 +23,7 @@ PUBLIC_ROUTES = {
     "/moderations": {"post"},
     "/responses": {"post"},
     "/responses/input_tokens": {"post"},
+    "/responses/compact": {"post"},
     "/responses/{response_id}": {"get", "delete"},
     "/responses/{response_id}/input_items": {"get"},
     "/responses/{response_id}/cancel": {"post"},

@@ -26,6 +26,7 @@ ROOTS = [
     "TranscriptTextDoneEvent",
     "Response",
     "ResponseStreamEvent",
+    "CompactResource",
     "ResponseItemList",
     "ChatCompletionList",
     "ChatCompletionMessageList",

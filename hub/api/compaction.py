@@ -1,0 +1,140 @@
+"""OpenAI's ``POST /v1/responses/compact`` (``client.responses.compact``; the Agents SDK's
+``OpenAIResponsesCompactionSession`` calls it when a session grows).
+
+The context (``input``, after the stored response ``previous_response_id`` names; ``instructions`` first) is sent to
+the model once more, with a last user message asking for a summary of it for the model's own later use. The answer is
+OpenAI's ``response.compaction``: the context's user messages as they were, then one ``compaction`` item holding the
+summary (``compaction_items.py``), which stands for everything else (the assistant's messages, tool calls and their
+outputs, reasoning, earlier compactions) when the output is sent back as the next input. Checked, limited and
+metered like a response (route ``responses/compact``); not streamed; a model served by an external deployment gets the
+request as it came (its own compaction)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+import httpx
+from django.conf import settings
+
+from accounts.authn import KeyContext
+from hub import shutdown
+from hub.api import errors
+from hub.api.compaction_items import seal
+from hub.api.relay_common import error_from_upstream
+from hub.api.responses_chat import response_param
+from hub.api.responses_input import new_id
+from hub.api.responses_output import ResponseBuilder, usage_of
+from hub.api.responses_relay import ResponsePlan, _Broken
+from hub.api.responses_relay import plan as plan_response
+from hub.api.upstream import ModelInfo, Target
+from hub.api.validation import _string, wrong_type
+
+log = logging.getLogger(__name__)
+
+ROUTE = "responses/compact"
+ASK = (
+    "You are performing a CONTEXT CHECKPOINT COMPACTION. Summarize the conversation above for your own later use, "
+    "in place of it: the user's goals, constraints and preferences; what was done, found and decided, tool results "
+    "included; and what remains to do. Keep names, numbers and exact values. Write only the summary."
+)
+_FIELDS = ("model", "input", "previous_response_id", "instructions", "prompt_cache_key", "prompt_cache_retention",
+           "prompt_cache_options", "service_tier")  # fmt: skip
+
+
+def _check(body: dict) -> None:
+    if body.get("input") is not None and not isinstance(body["input"], (str, list)):
+        raise wrong_type("input", "a string or an array of input items", body["input"])
+    for name in ("instructions", "previous_response_id", "prompt_cache_key"):
+        if body.get(name) is not None:
+            _string(body[name], name)
+    unknown = sorted(set(body) - set(_FIELDS))
+    if unknown:
+        raise errors.InvalidRequest(f"Unrecognized request argument supplied: {unknown[0]}", param=unknown[0],
+                                    code="unknown_parameter")  # fmt: skip
+
+
+async def plan(key: KeyContext, body: dict, model_id: str, info: ModelInfo) -> ResponsePlan:
+    """The context read as a response's would be (its stored response, its compaction items), and the chat request
+    that asks the model for its summary."""
+    _check(body)
+    context = {"model": model_id, "input": body.get("input") or [], "store": False}
+    for name in ("previous_response_id", "instructions"):
+        if body.get(name) is not None:
+            context[name] = body[name]
+    found = await plan_response(key, context, model_id)
+    if not found.history + found.items:
+        raise errors.InvalidRequest("There is nothing to compact: give 'input', or 'previous_response_id'.",
+                                    param="input", code="missing_required_parameter")  # fmt: skip
+    most = settings.HUB_COMPACTION_MAX_TOKENS
+    found.chat = {"model": model_id, "messages": [*found.chat["messages"], {"role": "user", "content": ASK}],
+                  "stream": True, "max_completion_tokens": min(most, info.max_output_length or most)}  # fmt: skip
+    found.body, found.route = body, ROUTE
+    return found
+
+
+def resource(found: ResponsePlan, tenant_id: int, summary: str, usage: dict | None) -> dict:
+    """OpenAI's CompactResource: the context's user messages, then the compaction item."""
+    kept = [item for item in found.history + found.items if item["type"] == "message" and item["role"] == "user"]
+    compaction = {"type": "compaction", "id": new_id("cmp"), "encrypted_content": seal(tenant_id, summary)}
+    return {"id": found.id, "object": "response.compaction", "output": [*kept, compaction],
+            "created_at": int(time.time()), "usage": usage_of(usage)}  # fmt: skip
+
+
+def _summary(response: dict) -> str:
+    """The answer's text (its think block, if any, left out)."""
+    parts = [p for item in response["output"] if item["type"] == "message" for p in item["content"]]
+    return "".join(p.get("text", "") for p in parts).strip()
+
+
+class CompactionRelay:
+    """``GatewayConsumer``'s half for this route (it provides ``_read``, ``_json``, ``_consume``, ``plan``)."""
+
+    async def _relay_compaction(self, response: httpx.Response, target: Target, meter) -> None:
+        if response.status_code != 200 or target.external:
+            content = await self._read(response, meter)
+            if response.status_code != 200:
+                if response.status_code >= 500:
+                    meter.status = response.status_code
+                    await meter.save()
+                error = error_from_upstream(response.status_code, content)
+                if not target.external:
+                    error.param = response_param(error.param)
+                raise error
+            return await self._relay_native_compaction(content, meter)
+        builder = ResponseBuilder(self.plan.new_response(self.shown_tier))
+        try:
+            await self._consume(response, builder, meter, stream=False)
+            builder.finish()
+            answer = resource(self.plan, self.scope["hub"].key.tenant_id, _summary(builder.response), builder.usage)
+            await self._json(200, answer)
+        except asyncio.CancelledError:
+            meter.aborted, meter.status = True, 499
+            raise
+        except shutdown.ShuttingDown:
+            meter.status = 503
+            raise errors.ServiceUnavailable(shutdown.ShuttingDown.message) from None
+        except (httpx.TransportError, ValueError, _Broken) as exc:
+            log.warning("compaction by %s failed: %s", self.plan.model_id, exc)
+            meter.status, meter.upstream_broke = 502, isinstance(exc, httpx.TransportError)
+            raise errors.UpstreamError("The model's deployment failed while compacting.") from None
+        finally:
+            await asyncio.shield(meter.save())
+
+    async def _relay_native_compaction(self, content: bytes, meter) -> None:
+        """An external deployment's own compaction, relayed under the hub's id."""
+        try:
+            payload = json.loads(content)
+            payload["id"] = self.plan.id
+        except (ValueError, TypeError):
+            meter.status = 502
+            await meter.save()
+            raise errors.UpstreamError("The model's deployment answered with something other than a compaction.")
+        meter.take(payload.get("usage"))
+        meter.first_token = time.monotonic()
+        try:
+            await self._json(200, payload)
+        finally:
+            await asyncio.shield(meter.save())
