@@ -96,7 +96,9 @@ def complete(tenant_id: int, upload_id: object, part_ids: list[str], md5: str | 
             return None
         if len(set(part_ids)) != len(part_ids):
             raise UploadError("'part_ids' names a Part twice.", param="part_ids")
-        parts = {p.pk: p for p in UploadPart.objects.filter(upload=upload, pk__in=part_ids)}
+        # an id that could be none (a NUL, too long) is not looked up: PostgreSQL refuses a NUL in a text value
+        known = [p for p in part_ids if stored.valid_id(p)]
+        parts = {p.pk: p for p in UploadPart.objects.filter(upload=upload, pk__in=known)}
         unknown = [p for p in part_ids if p not in parts]
         if unknown:
             raise UploadError(f"No Part '{unknown[0]}' in this Upload.", param="part_ids")

@@ -64,7 +64,7 @@ async def plan(key: KeyContext, body: dict, model_id: str, info: ModelInfo) -> R
     for name in ("previous_response_id", "instructions"):
         if body.get(name) is not None:
             context[name] = body[name]
-    found = await plan_response(key, context, model_id)
+    found = await plan_response(key, context, model_id, empty_input=True)
     if not found.history + found.items:
         raise errors.InvalidRequest("There is nothing to compact: give 'input', or 'previous_response_id'.",
                                     param="input", code="missing_required_parameter")  # fmt: skip

@@ -100,7 +100,8 @@ class ResponsePlan:
         return response
 
 
-async def plan(key: KeyContext, body: dict, model_id: str) -> ResponsePlan:
+async def plan(key: KeyContext, body: dict, model_id: str, empty_input: bool = False) -> ResponsePlan:
+    """``empty_input``: ``input`` may be an empty array (a compaction of a stored response alone)."""
     check_create(body)
     tenant_id = key.tenant_id
     history: list[dict] = []
@@ -113,7 +114,7 @@ async def plan(key: KeyContext, body: dict, model_id: str) -> ResponsePlan:
         history = found.context()
     elif conversation is not None:
         history = await db(_conversation_items, tenant_id, conversation)
-    items = read_input(body, history)
+    items = [] if empty_input and body["input"] == [] else read_input(body, history)
     summaries = compaction_items.summaries(tenant_id, history, items)
     search = await file_search.plan(key, body)
     return ResponsePlan(body, model_id, history, items, chat_body(body, history + items, summaries),

@@ -12,6 +12,8 @@ from accounts import services
 from tests.openai_spec import assert_valid
 from tests.support.live import CHAT, rows
 
+pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+
 NAME = "My name is Ada Lovelace and I keep bees in Lyon. Reply with one short sentence."
 TOOL_CALL = [
     {"type": "function_call", "call_id": "call_1", "name": "weather", "arguments": '{"city": "Lyon"}'},

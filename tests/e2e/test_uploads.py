@@ -82,6 +82,7 @@ def test_uploads_are_refused_as_openai_refuses_them(fake_hub):
     two = client.uploads.parts.create(upload.id, data=b"ef")
     refused(lambda: client.uploads.complete(upload.id, part_ids=[one.id, one.id]), "part_ids")
     refused(lambda: client.uploads.complete(upload.id, part_ids=[one.id, "part_nope"]), "part_ids")
+    refused(lambda: client.uploads.complete(upload.id, part_ids=[one.id, "\x00"]), "part_ids")  # no 500 from PostgreSQL
     refused(lambda: client.uploads.complete(upload.id, part_ids=[one.id, two.id], md5="0" * 32), "md5")
     assert client.uploads.complete(upload.id, part_ids=[one.id, two.id]).status == "completed"
     refused(lambda: client.uploads.parts.create(upload.id, data=b"x"), "upload_id")  # completed: no more parts

@@ -24,9 +24,9 @@ async def main(base_url: str, api_key: str, _chat: str, model: str) -> dict:
     client = AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0)
     session = OpenAIResponsesCompactionSession("bees", SQLiteSession("bees"), client=client, model=model,
                                                should_trigger_compaction=lambda context: True)  # fmt: skip
-    agent = Agent(name="Keeper", instructions="Answer in a few words.",
+    agent = Agent(name="Keeper", instructions="Answer in one short sentence.",
                   model=OpenAIResponsesModel(model=model, openai_client=client),
-                  model_settings=ModelSettings(max_tokens=12, temperature=0))  # fmt: skip
+                  model_settings=ModelSettings(max_tokens=256, temperature=0))  # fmt: skip
     first = await Runner.run(agent, "My name is Ada and I keep bees.", session=session)
     after_first = await session.get_items()
     second = await Runner.run(agent, "What is my name?", session=session)
