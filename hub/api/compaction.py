@@ -23,8 +23,6 @@ from accounts.authn import KeyContext
 from hub import shutdown
 from hub.api import errors
 from hub.api.compaction_items import seal
-from hub.api.relay_common import error_from_upstream
-from hub.api.responses_chat import response_param
 from hub.api.responses_input import new_id
 from hub.api.responses_output import ResponseBuilder, usage_of
 from hub.api.responses_relay import ResponsePlan, _Broken
@@ -90,20 +88,14 @@ def _summary(response: dict) -> str:
 
 
 class CompactionRelay:
-    """``GatewayConsumer``'s half for this route (it provides ``_read``, ``_json``, ``_consume``, ``plan``)."""
+    """``GatewayConsumer``'s half for this route (it provides ``_read``, ``_json``, ``_refused``, ``_consume``,
+    ``plan``)."""
 
     async def _relay_compaction(self, response: httpx.Response, target: Target, meter) -> None:
-        if response.status_code != 200 or target.external:
-            content = await self._read(response, meter)
-            if response.status_code != 200:
-                if response.status_code >= 500:
-                    meter.status = response.status_code
-                    await meter.save()
-                error = error_from_upstream(response.status_code, content)
-                if not target.external:
-                    error.param = response_param(error.param)
-                raise error
-            return await self._relay_native_compaction(content, meter)
+        if response.status_code != 200:
+            await self._refused(response, target, meter)
+        if target.external:
+            return await self._relay_native_compaction(await self._read(response, meter), meter)
         builder = ResponseBuilder(self.plan.new_response(self.shown_tier))
         try:
             await self._consume(response, builder, meter, stream=False)

@@ -21,6 +21,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import httpx
 
@@ -181,16 +182,21 @@ class ResponsesRelay:
         if self.plan.conversation is not None:
             await db(_extend, self.plan, response)
 
+    async def _refused(self, response: httpx.Response, target: Target, meter) -> NoReturn:
+        """The deployment's error answer, as the client's (our service's params in the Responses API's names);
+        metered when the model may have run (5xx)."""
+        content = await self._read(response, meter)
+        if response.status_code >= 500:
+            meter.status = response.status_code
+            await meter.save()
+        error = error_from_upstream(response.status_code, content)
+        if not target.external:
+            error.param = response_param(error.param)
+        raise error
+
     async def _relay_response(self, response: httpx.Response, target: Target, meter, stream: bool) -> None:
         if response.status_code != 200:
-            content = await self._read(response, meter)
-            if response.status_code >= 500:
-                meter.status = response.status_code
-                await meter.save()
-            error = error_from_upstream(response.status_code, content)
-            if not target.external:
-                error.param = response_param(error.param)
-            raise error
+            await self._refused(response, target, meter)
         if target.external:
             return await self._relay_native(response, meter, stream)
         hosted = frozenset({file_search.FILE_SEARCH_NAME}) if self.plan.file_search is not None else frozenset()
