@@ -408,13 +408,23 @@ class StoredResponse(models.Model):
     # this request's own input items, with their ids
     input_items = models.JSONField(default=list, encoder=NulSafeEncoder, decoder=NulSafeDecoder)
     response = models.JSONField(encoder=NulSafeEncoder, decoder=NulSafeDecoder)  # as the client got it
+    # file_search_call item id -> its results, for the searches whose results the client did not ask to see (OpenAI's
+    # ``include``): a response continuing this one still reads them
+    search_results = models.JSONField(default=dict, encoder=NulSafeEncoder, decoder=NulSafeDecoder)
 
     class Meta:
         indexes = [models.Index(fields=["tenant", "created_at"])]
 
     def context(self) -> list[dict]:
-        """The items a response continuing this one starts from: everything before, this input, this output."""
-        return [*self.history, *self.input_items, *self.response.get("output", [])]
+        """The items a response continuing this one starts from: everything before, this input, this output (its
+        searches with their results, shown or not)."""
+        output = [
+            {**item, "results": self.search_results[item["id"]]}
+            if item.get("type") == "file_search_call" and item.get("results") is None and item.get("id")
+            in self.search_results else item
+            for item in self.response.get("output", [])
+        ]  # fmt: skip
+        return [*self.history, *self.input_items, *output]
 
 
 class StoredChatCompletion(models.Model):

@@ -20,13 +20,16 @@ def find(tenant_id: int, response_id: str) -> StoredResponse | None:
 
 
 def save(
-    *, tenant_id: int, api_key_id: int | None, history: list[dict], input_items: list[dict], response: dict
-) -> StoredResponse:
+    *, tenant_id: int, api_key_id: int | None, history: list[dict], input_items: list[dict], response: dict,
+    search_results: dict[str, list] | None = None,
+) -> StoredResponse:  # fmt: skip
+    """``search_results``: the results of its searches the client was not shown, by item id (kept for its context)."""
     created = datetime.fromtimestamp(response["created_at"], tz=timezone.get_current_timezone())
     with transaction.atomic():
         return StoredResponse.objects.create(
             id=response["id"], tenant_id=tenant_id, api_key_id=api_key_id, model=response["model"],
             created_at=created, history=history, input_items=input_items, response=response,
+            search_results=search_results or {},
         )  # fmt: skip
 
 

@@ -109,6 +109,7 @@ class ResponseBuilder:
         self.logprobs = logprobs
         self.hosted = hosted  # the function names of the tools the hub runs itself
         self.citations = citations  # file_search's markers, taken out of the text as annotations
+        self.unshown_results: dict[str, list] = {}  # a search's results the client did not ask for, by item id
         self.held_logprobs: list[dict] = []  # of text held back (a marker's start, maybe)
         self.hosted_calls: dict[int, dict] = {}  # a hosted call's index in the chunks -> its call_id, arguments
         self.carried: dict | None = None  # the usage of the rounds before this one
@@ -272,6 +273,8 @@ class ResponseBuilder:
         results, whether shown or not (the model may cite their files)."""
         if self.citations is not None:
             self.citations.files.update((r["file_id"], r["filename"]) for r in found)
+        if results is None and not failed:
+            self.unshown_results[item["id"]] = list(found)
         item.update(status="failed" if failed else "completed", queries=queries, results=results)
         index = self.response["output"].index(item)
         events = [] if failed else [self._event("response.file_search_call.completed", output_index=index,

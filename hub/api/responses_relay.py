@@ -129,16 +129,19 @@ def _conversation_items(tenant_id: int, conversation: str) -> list[dict]:
     return conversations.items(conversation)
 
 
-def _extend(plan: ResponsePlan, response: dict) -> None:
+def _extend(plan: ResponsePlan, response: dict, unshown: dict[str, list]) -> None:
     """The response's input and output items added to its conversation, but for those it held already (an
-    ``item_reference`` to one of them, an item sent again by its id)."""
+    ``item_reference`` to one of them, an item sent again by its id). Its searches go in whole (``unshown``: the
+    results the client did not ask to see), for the responses that continue the conversation to read."""
     held, new = {item.get("id") for item in plan.history}, []
     for item in plan.items:
         if item["id"] not in held:
             held.add(item["id"])
             new.append(item)
+    output = [{**item, "results": unshown[item["id"]]} if item.get("id") in unshown else item
+              for item in response.get("output", [])]  # fmt: skip
     try:
-        conversations.add_items(plan.conversation, [*new, *response.get("output", [])])
+        conversations.add_items(plan.conversation, [*new, *output])
     except conversations.DuplicateItem as twice:  # another response added it meanwhile
         log.warning("conversation %s: item %s added meanwhile; this response's items not added",
                     plan.conversation, twice.item_id)  # fmt: skip
@@ -146,10 +149,10 @@ def _extend(plan: ResponsePlan, response: dict) -> None:
         log.exception("response %s could not be added to conversation %s", response.get("id"), plan.conversation)
 
 
-def _save(plan: ResponsePlan, ctx, response: dict) -> None:
+def _save(plan: ResponsePlan, ctx, response: dict, unshown: dict[str, list] | None = None) -> None:
     try:
         stored.save(tenant_id=ctx.key.tenant_id, api_key_id=ctx.key.key_id, history=plan.history,
-                    input_items=plan.items, response=response)  # fmt: skip
+                    input_items=plan.items, response=response, search_results=unshown)  # fmt: skip
     except Exception:  # noqa: BLE001 - the answer is worth more than its copy: sent anyway, the failure logged
         log.exception("response %s could not be stored", response.get("id"))
 
@@ -176,11 +179,12 @@ class ResponsesRelay:
     async def _end_stream(self) -> None:
         await self.send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _store(self, response: dict) -> None:
+    async def _store(self, response: dict, unshown: dict[str, list] | None = None) -> None:
+        """``unshown``: the results of its searches the client did not ask to see, by item id (for its context)."""
         if self.plan.store:
-            await db(_save, self.plan, self.scope["hub"], response)
+            await db(_save, self.plan, self.scope["hub"], response, unshown)
         if self.plan.conversation is not None:
-            await db(_extend, self.plan, response)
+            await db(_extend, self.plan, response, unshown or {})
 
     async def _refused(self, response: httpx.Response, target: Target, meter) -> NoReturn:
         """The deployment's error answer, as the client's (our service's params in the Responses API's names);
@@ -222,7 +226,7 @@ class ResponsesRelay:
                 response = await self._round(target, meter, messages, last=searches + 1 == MAX_SEARCH_ROUNDS)
                 later.append(response)
             events = builder.finish()
-            await self._store(builder.response)
+            await self._store(builder.response, builder.unshown_results)
             if stream:
                 await self._events(events)
                 complete = True

@@ -81,3 +81,16 @@ def test_values_without_nul_are_stored_as_they_are(acme):
         history, response = (json.loads(v) if isinstance(v, str) else v for v in cursor.fetchone())
     assert history == [{"text": text}] and WRAPPER not in response
     assert responses.find(acme.tenant.id, "resp_plain").history == [{"text": text}]
+
+
+def test_search_results_the_client_did_not_see_are_in_the_context_only(acme):
+    """A file_search_call shown without its results (no ``include``) keeps them for the responses continuing it."""
+    found = [{"file_id": "file-1", "filename": "a.txt", "score": 0.9, "text": "Bees make honey.", "attributes": {}}]
+    response = _response("resp_s", timedelta(0))
+    response["output"].insert(0, {"id": "fs_1", "type": "file_search_call", "status": "completed",
+                                  "queries": ["bees"], "results": None})  # fmt: skip
+    stored = responses.save(tenant_id=acme.tenant.id, api_key_id=None, history=[], input_items=[], response=response,
+                            search_results={"fs_1": found})  # fmt: skip
+    stored.refresh_from_db()
+    assert stored.response["output"][0]["results"] is None  # as the client got it
+    assert stored.context()[0] == {**response["output"][0], "results": found}

@@ -15,7 +15,7 @@ import pytest
 from django.utils import timezone
 
 from accounts import services
-from accounts.models import UsageRecord, VectorStore, VectorStoreChunk
+from accounts.models import StoredResponse, UsageRecord, VectorStore, VectorStoreChunk
 from tests.openai_spec import assert_valid
 from tests.support.batches import batch_worker
 from tests.support.live import CHAT, EMBED, hub_clients, rows
@@ -253,6 +253,10 @@ def test_the_responses_api_runs_file_search(hub):
     final = events[-1]["response"]
     # SmolLM2 may write up to max_output_tokens: then the response is incomplete, as OpenAI's
     assert kinds[-1] in ("response.completed", "response.incomplete") and final["output"][0]["results"] is None
+    # results not shown are still kept for the responses that continue this one, as OpenAI's; never shown
+    [search] = [i for i in StoredResponse.objects.get(pk=final["id"]).context() if i["type"] == "file_search_call"]
+    assert search["results"] and {r["filename"] for r in search["results"]} <= set(DOCS)
+    assert client.responses.retrieve(final["id"]).output[0].results is None
 
     # continued: the search stays in the context (stored response, and as input items sent back)
     more = client.responses.create(model=CHAT, previous_response_id=body["id"], input="And in one word?",
