@@ -232,6 +232,7 @@ def fake_hub(live_hub, fake):
                             deployment_url=fake.url)  # fmt: skip
     client = hub_clients(live_hub, services.create_tenant("acme", "Acme"), [FAKE_CHAT, FAKE_EMBED], FAKE_EMBED)
     fake.requests.clear()
+    fake.scripts.clear()
     fake.chunk_delay, fake.answer_delay, fake.default_tokens = 0.0, 0.0, 64
     yield client
     settle()

@@ -216,9 +216,11 @@ class ResponsesRelay:
             messages = list(self.plan.chat["messages"])
             for searches in range(MAX_SEARCH_ROUNDS + 1):
                 await self._consume(response, builder, meter, stream)
-                if not builder.hosted_calls or builder.client_calls or builder.finish_reason == "length":
+                if not builder.hosted_calls or builder.finish_reason == "length":
                     break
                 messages += await self._search(builder, stream)
+                if builder.client_calls:  # the client's call ends the answer; the search is shown, kept in context
+                    break
                 events = builder.next_round()
                 if stream:
                     await self._events(events)

@@ -15,7 +15,7 @@ from accounts import services
 from accounts.limits import Limits
 from accounts.models import ModelKind, StoredResponse
 from tests.openai_spec import assert_valid
-from tests.support.live import FAKE_CHAT, chat_upstream, rows
+from tests.support.live import FAKE_CHAT, FAKE_EMBED, chat_upstream, rows
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -217,3 +217,32 @@ def test_limits_hold_for_responses_as_for_chat(hub, fake):
     assert len(metered) == 2 and all(r.completion_tokens == 4 for r in metered)
     sent = fake.requests[-1]
     assert sent["max_completion_tokens"] == 4 and sent["stream_options"]["continuous_usage_stats"] is True
+
+
+def _call(index: int, name: str, arguments: str) -> dict:
+    return {"tool_calls": [{"index": index, "id": f"call_{index}", "type": "function",
+                            "function": {"name": name, "arguments": arguments}}]}  # fmt: skip
+
+
+def test_a_round_calling_a_function_and_file_search_searches_and_ends_with_the_call(hub, fake):
+    """The model calls the client's function and file_search at once: the hub runs the search (shown, and kept for
+    the context) and the answer ends with the client's call, in one round, as OpenAI's hosted tools run inline."""
+    client = hub()
+    store = client.vector_stores.create(name="notes", extra_body={"embedding_model": FAKE_EMBED})
+    fake.scripts.append([_call(0, "weather", '{"city": "Lyon"}'), _call(1, "file_search", '{"queries": ["bees"]}')])
+    tools = [
+        {
+            "type": "function",
+            "name": "weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        },
+        {"type": "file_search", "vector_store_ids": [store.id]},
+    ]
+    response = client.responses.create(model=FAKE_CHAT, input="The weather, and my notes on bees?", tools=tools)
+    assert [item.type for item in response.output] == ["function_call", "file_search_call"]
+    weather, search = response.output
+    assert (weather.name, weather.call_id, weather.arguments) == ("weather", "call_0", '{"city": "Lyon"}')
+    assert (search.status, search.queries, search.results) == ("completed", ["bees"], None)
+    assert len([r for r in fake.requests if "messages" in r]) == 1  # no second round
+    [kept] = [i for i in StoredResponse.objects.get(pk=response.id).context() if i["type"] == "file_search_call"]
+    assert kept["results"] == []  # the store is empty: searched, nothing found

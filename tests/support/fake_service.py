@@ -38,6 +38,9 @@ class FakeService:
     chunk_delay: float = 0.0  # seconds between a stream's chunks (a stream that stays open a while)
     answer_delay: float = 0.0  # seconds before a whole (not streamed) chat answer
     tallies: dict[str, dict] = field(default_factory=dict)  # by x-usage-id, as our service tallies (tally.py)
+    # streamed chat answers said instead of the words, the first for the next request: each a list of deltas (tool
+    # calls, say), ended with finish_reason "tool_calls"
+    scripts: list[list[dict]] = field(default_factory=list)
 
 
 def _chat_answer(body: dict, fake: FakeService) -> tuple[list[str], str]:
@@ -81,8 +84,18 @@ def _app(fake: FakeService):
                 event["usage"] = _usage(prompt, done)
             return f"data: {json.dumps(event)}\n\n"
 
+        script = fake.scripts.pop(0) if fake.scripts else None
+
         async def events():
             yield chunk({"role": "assistant", "content": ""}, 0)
+            if script is not None:
+                for i, delta in enumerate(script):
+                    yield chunk(delta, i + 1)
+                yield chunk({}, len(script), "tool_calls")
+                usage = {**head, "object": "chat.completion.chunk", "choices": [], "usage": _usage(prompt, len(script))}
+                yield f"data: {json.dumps(usage)}\n\n"
+                yield "data: [DONE]\n\n"
+                return
             for i, word in enumerate(words):
                 if fake.chunk_delay:
                     await asyncio.sleep(fake.chunk_delay)
