@@ -172,6 +172,13 @@ def rebuild_rollups(period: str, start: datetime | None = None, until: datetime 
 WATERMARK_LAG = timedelta(seconds=5)
 
 
+def refresh_rollups_back_to(moment: datetime | None) -> None:
+    """Rows written (or taken out) behind the roll-ups' watermark, ``moment`` the oldest: rebuild from there on."""
+    mark = usage.watermark()
+    if moment is not None and mark is not None and moment < mark:
+        refresh_rollups(since=moment)
+
+
 @transaction.atomic
 def refresh_rollups(since: datetime | None = None, now: datetime | None = None) -> dict[str, int]:
     """Rebuild the hour then day buckets from ``since`` (None: all) up to the new watermark, and record it.

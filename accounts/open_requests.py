@@ -1,6 +1,6 @@
 """Requests on their way to a model, so that none is left unmetered when the hub process sending it dies.
 
-The gateway writes an ``OpenRequest`` row as it sends a request (``open_request``) and deletes it in the
+The gateway writes an ``OpenRequest`` row before it sends a request (``write``) and deletes it in the
 transaction that writes the request's usage row (``metering.record_usage`` calls ``close``), or on its own when
 no model was reached (``discard``). While a process lives, a thread renews the leases of its rows (``renew``,
 every quarter lease). A process killed outright (SIGKILL, an out-of-memory kill, a lost node) leaves rows whose
@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -80,7 +81,7 @@ def _table() -> str:
     return connection.ops.quote_name(OpenRequest._meta.db_table)
 
 
-def open_requests(rows: list[OpenRequest]) -> None:
+def write(rows: list[OpenRequest]) -> None:
     """Write ``rows`` (their usage ids, who and what set) as this process's, leased: one statement."""
     name, until = owner(), timezone.now() + lease()
     values = []
@@ -93,10 +94,6 @@ def open_requests(rows: list[OpenRequest]) -> None:
     each = f"({', '.join(['%s'] * len(_FIELDS))})"
     with connection.cursor() as cursor:
         cursor.execute(f"INSERT INTO {_table()} ({columns}) VALUES {', '.join([each] * len(rows))}", values)
-
-
-def open_request(row: OpenRequest) -> None:
-    open_requests([row])
 
 
 def _delete_open(usage_id: str) -> int:
@@ -120,6 +117,8 @@ def _forget(usage_id: str) -> None:
 def close(usage_id: str) -> None:
     """In the transaction writing the request's own usage row: its open row goes, and so does a row the reaper
     wrote for it meanwhile (its counts were a dead process's guess; these are the request's)."""
+    from accounts import metering  # which calls this: imported here, not at the module's top
+
     deleted = _delete_open(usage_id)
     transaction.on_commit(lambda: _forget(usage_id))
     if deleted:
@@ -129,16 +128,7 @@ def close(usage_id: str) -> None:
         return
     log.warning("request %s was metered by the reaper; its own process metered it after all", reaped.request_id)
     reaped.delete()  # its OpenRequest row with it
-    _rebuild_rollups_from(reaped.created_at)
-
-
-def _rebuild_rollups_from(moment: datetime) -> None:
-    from accounts import metering
-    from accounts.usage import watermark
-
-    mark = watermark()
-    if mark is not None and moment < mark:
-        metering.refresh_rollups(since=moment)
+    metering.refresh_rollups_back_to(reaped.created_at)
 
 
 def renew(name: str) -> int:
@@ -153,8 +143,8 @@ def renew(name: str) -> int:
 
 
 def _renew_forever(name: str) -> None:
-    stop = threading.Event()
-    while not stop.wait(settings.HUB_OPEN_REQUEST_LEASE_SECONDS / 4):
+    while True:
+        time.sleep(settings.HUB_OPEN_REQUEST_LEASE_SECONDS / 4)
         if _owner is None or _owner[1] != name:  # this process was forked from the one that started it
             return
         try:

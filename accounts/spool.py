@@ -130,7 +130,6 @@ def _insert(rows: list[dict]) -> int:
     from accounts import metering, open_requests
     from accounts.models import UsageRecord
     from accounts.pricing import PriceBook
-    from accounts.usage import watermark
 
     prices = PriceBook()  # each model's prices read once for the whole replay
 
@@ -147,10 +146,7 @@ def _insert(rows: list[dict]) -> int:
                     open_requests.close(u.usage_id)
             UsageRecord.objects.bulk_create([metering.usage_record(u, prices) for u in new])
             fresh += new
-    mark = watermark()
-    oldest = min((u.created_at for u in fresh), default=None)
-    if mark is not None and oldest is not None and oldest < mark:  # the roll-ups already passed their time
-        metering.refresh_rollups(since=oldest)
+    metering.refresh_rollups_back_to(min((u.created_at for u in fresh), default=None))
     return len(fresh)
 
 

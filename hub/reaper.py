@@ -14,6 +14,7 @@ from accounts.models import Deployment, OpenRequest
 from accounts.open_requests import UNREACHABLE, Counted, Reaped
 from hub.api.limit_store import RATE, LocalStore
 from hub.api.ratelimit import Grant, limiter
+from hub.api.upstream import Target
 
 log = logging.getLogger(__name__)
 
@@ -24,17 +25,16 @@ def ask(row: OpenRequest, client: httpx.Client) -> Counted | None | object:
     """The sum of what our deployments of the row's model tallied under its usage id (``GET
     /v1/requests/{usage_id}``, inference/server/tally.py); None when every one answered that it does not know it
     (restarted since, or an external API, which tallies nothing); ``UNREACHABLE`` when none could be asked."""
-    deployments = list(Deployment.objects.filter(model_id=row.model, external=False))
-    if not deployments:
+    targets = [Target.of(d, row.model) for d in Deployment.objects.filter(model_id=row.model, external=False)]
+    if not targets:
         return None
     found: list[dict] = []
     reached = False
-    for deployment in deployments:
-        headers = {"authorization": f"Bearer {deployment.api_key}"} if deployment.api_key else {}
+    for target in targets:
         try:
-            answer = client.get(f"{deployment.base_url.rstrip('/')}/requests/{row.usage_id}", headers=headers)
+            answer = client.get(target.url(f"requests/{row.usage_id}"), headers=target.headers(row.request_id))
         except httpx.HTTPError as exc:
-            log.info("deployment %s not asked about %s: %s", deployment.base_url, row.usage_id, exc)
+            log.info("deployment %s not asked about %s: %s", target.base_url, row.usage_id, exc)
             continue
         if answer.status_code == 200:
             found.append(answer.json())

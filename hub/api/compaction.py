@@ -12,7 +12,6 @@ request as it came (its own compaction)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 
@@ -28,7 +27,7 @@ from hub.api.responses_output import ResponseBuilder, usage_of
 from hub.api.responses_relay import ResponsePlan, _Broken
 from hub.api.responses_relay import plan as plan_response
 from hub.api.upstream import ModelInfo, Target
-from hub.api.validation import _string, wrong_type
+from hub.api.validation import wrong_type
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +42,10 @@ _FIELDS = ("model", "input", "previous_response_id", "instructions", "prompt_cac
 
 
 def _check(body: dict) -> None:
+    """What the response's own check (``plan_response``, given the context) does not see: a falsy ``input`` of the
+    wrong type, and fields a compaction does not take."""
     if body.get("input") is not None and not isinstance(body["input"], (str, list)):
         raise wrong_type("input", "a string or an array of input items", body["input"])
-    for name in ("instructions", "previous_response_id", "prompt_cache_key"):
-        if body.get(name) is not None:
-            _string(body[name], name)
     unknown = sorted(set(body) - set(_FIELDS))
     if unknown:
         raise errors.InvalidRequest(f"Unrecognized request argument supplied: {unknown[0]}", param=unknown[0],
@@ -59,7 +57,7 @@ async def plan(key: KeyContext, body: dict, model_id: str, info: ModelInfo) -> R
     that asks the model for its summary."""
     _check(body)
     context = {"model": model_id, "input": body.get("input") or [], "store": False}
-    for name in ("previous_response_id", "instructions"):
+    for name in ("previous_response_id", "instructions", "prompt_cache_key"):
         if body.get(name) is not None:
             context[name] = body[name]
     found = await plan_response(key, context, model_id, empty_input=True)
@@ -88,14 +86,15 @@ def _summary(response: dict) -> str:
 
 
 class CompactionRelay:
-    """``GatewayConsumer``'s half for this route (it provides ``_read``, ``_json``, ``_refused``, ``_consume``,
-    ``plan``)."""
+    """``GatewayConsumer``'s half for this route (it provides ``_read``, ``_refused``, ``_native_json``,
+    ``_consume``, ``_json``, ``plan``)."""
 
     async def _relay_compaction(self, response: httpx.Response, target: Target, meter) -> None:
         if response.status_code != 200:
             await self._refused(response, target, meter)
         if target.external:
-            return await self._relay_native_compaction(await self._read(response, meter), meter)
+            content = await self._read(response, meter)  # an external deployment's own compaction, under the hub's id
+            return await self._native_json(content, meter, "a compaction", self._name, store=False)
         builder = ResponseBuilder(self.plan.new_response(self.shown_tier))
         try:
             await self._consume(response, builder, meter, stream=False)
@@ -115,18 +114,5 @@ class CompactionRelay:
         finally:
             await asyncio.shield(meter.save())
 
-    async def _relay_native_compaction(self, content: bytes, meter) -> None:
-        """An external deployment's own compaction, relayed under the hub's id."""
-        try:
-            payload = json.loads(content)
-            payload["id"] = self.plan.id
-        except (ValueError, TypeError):
-            meter.status = 502
-            await meter.save()
-            raise errors.UpstreamError("The model's deployment answered with something other than a compaction.")
-        meter.take(payload.get("usage"))
-        meter.first_token = time.monotonic()
-        try:
-            await self._json(200, payload)
-        finally:
-            await asyncio.shield(meter.save())
+    def _name(self, payload: dict) -> None:
+        payload["id"] = self.plan.id

@@ -27,7 +27,7 @@ def _open(rows: list[OpenRequest]) -> bool:
     if spool.pending():  # the database is (or just was) down: usage rows queue on disk, and so would this wait
         return False
     try:
-        open_requests.open_requests(rows)
+        open_requests.write(rows)
         return True
     except DatabaseError as exc:
         log.warning("%d requests sent without their open rows (a death of this process would leave them "

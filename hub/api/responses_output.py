@@ -152,17 +152,16 @@ class ResponseBuilder:
         return events
 
     def _close(self, status: str = "completed") -> list[dict]:
+        events = []
+        open_text = self.item is not None and self.item["type"] == "message"
+        if open_text and self.citations is not None and self.citations.pending:  # a marker never finished: text
+            events.append(self._delta(self.citations.flush()))
+        self.held_logprobs = []
         item, self.item = self.item, None
         if item is None:
-            return []
+            return events
         where = {"item_id": item["id"], "output_index": self.response["output"].index(item)}
-        events = []
         if item["type"] == "message":
-            if self.citations is not None and self.citations.pending:  # a marker never finished: it was text
-                self.item = item
-                events.append(self._delta(self.citations.flush()))
-                self.item = None
-            self.held_logprobs = []
             part = item["content"][0]
             events.append(self._event("response.output_text.done", **where, content_index=0, text=part["text"],
                                       logprobs=part["logprobs"]))  # fmt: skip

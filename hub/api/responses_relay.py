@@ -20,6 +20,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NoReturn
 
@@ -328,25 +329,30 @@ class ResponsesRelay:
             raise _Broken(f"the model's deployment answered {response.status_code}: {content[:200]!r}")
         return response
 
+    async def _native_json(self, content: bytes, meter, kind: str, rename: Callable[[dict], None],
+                           store: bool = True) -> None:  # fmt: skip
+        """An external deployment's whole JSON answer (``kind``: what it should be), ``rename``d as the hub's,
+        metered, stored (``store``), sent."""
+        try:
+            payload = json.loads(content)
+            rename(payload)
+        except (ValueError, TypeError, AttributeError):
+            meter.status = 502
+            await meter.save()
+            raise errors.UpstreamError(f"The model's deployment answered with something other than {kind}.") from None
+        meter.take(payload.get("usage"))
+        meter.first_token = time.monotonic()
+        try:
+            if store:
+                await self._store(payload)
+            await self._json(200, payload)
+        finally:
+            await asyncio.shield(meter.save())
+
     async def _relay_native(self, response: httpx.Response, meter, stream: bool) -> None:
         """An external deployment's own Responses API answer, under the hub's id and model name."""
         if not stream:
-            content = await self._read(response, meter)
-            try:
-                payload = json.loads(content)
-                self._rename(payload)
-            except (ValueError, TypeError, AttributeError):
-                meter.status = 502
-                await meter.save()
-                raise errors.UpstreamError("The model's deployment answered with something other than a response.")
-            meter.take(payload.get("usage"))
-            meter.first_token = time.monotonic()
-            try:
-                await self._store(payload)
-                await self._json(200, payload)
-            finally:
-                await asyncio.shield(meter.save())
-            return
+            return await self._native_json(await self._read(response, meter), meter, "a response", self._rename)
         complete = False
         try:
             await self._start_stream()

@@ -48,6 +48,11 @@ class Target:
     api_key: str
     external: bool
 
+    @classmethod
+    def of(cls, deployment: Deployment, model_id: str) -> Target:
+        return cls(deployment.id, deployment.base_url, deployment.upstream_model or model_id, deployment.api_key,
+                   deployment.external)  # fmt: skip
+
     def url(self, route: str) -> str:
         return f"{self.base_url.rstrip('/')}/{route}"
 
@@ -76,11 +81,8 @@ def _load(model_id: str) -> tuple[ModelInfo | None, list[Target]]:
     price = PriceBook().price_at(model.id, timezone.now())
     info = ModelInfo(model.id, model.kind, model.max_sequence_length, model.max_output_length, model.hidden_size,
                      model.enabled, price)  # fmt: skip
-    targets = [
-        Target(d.id, d.base_url, d.upstream_model or model.id, d.api_key, d.external)
-        for d in Deployment.objects.filter(model_id=model_id, enabled=True).order_by("id")
-    ]
-    return info, targets
+    deployments = Deployment.objects.filter(model_id=model_id, enabled=True).order_by("id")
+    return info, [Target.of(d, model.id) for d in deployments]
 
 
 class Upstreams:

@@ -30,7 +30,7 @@ def _forget_open_ids():
 def _open(acme, request_id: str = "req_open", **fields) -> OpenRequest:
     row = OpenRequest(usage_id=uuid.uuid4().hex, request_id=request_id, tenant=acme.tenant, model="chat-small",
                       route="chat/completions", streamed=True, **fields)  # fmt: skip
-    open_requests.open_request(row)
+    open_requests.write([row])
     return row
 
 

@@ -82,6 +82,7 @@ def test_compactions_not_made_here_for_this_tenant_are_refused(hub):
         assert (error["code"], error["param"]) == ("invalid_encrypted_content", "input[0].encrypted_content"), error
 
     for kwargs, param in [({"input": []}, "input"), ({"input": 5}, "input"), ({"input": "x", "stream": True}, "stream"),
+                          ({"input": "x", "instructions": 3}, "instructions"),
                           ({"previous_response_id": "resp_nope"}, "previous_response_id")]:  # fmt: skip
         with pytest.raises(openai.APIStatusError) as caught:
             client.post("/responses/compact", body={"model": CHAT, **kwargs}, cast_to=object)

@@ -59,8 +59,8 @@ def test_the_model_reads_a_compaction_as_an_assistant_turn_with_its_summary():
 
 @pytest.mark.parametrize(
     ("body", "param"),
-    [({"model": "m", "input": 5}, "input"), ({"model": "m", "input": "x", "stream": True}, "stream"),
-     ({"model": "m", "instructions": 3}, "instructions")],
+    [({"model": "m", "input": 5}, "input"), ({"model": "m", "input": 0}, "input"),
+     ({"model": "m", "input": "x", "stream": True}, "stream")],
 )  # fmt: skip
 def test_the_compact_routes_fields_are_checked(body, param):
     with pytest.raises(errors.InvalidRequest) as caught:

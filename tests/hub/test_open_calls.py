@@ -28,8 +28,8 @@ def _call(acme, n: int, grant: Grant | None = None) -> OpenCall:
 
 def test_rows_coming_together_are_written_together(acme, monkeypatch):
     statements: list[int] = []
-    write = open_requests.open_requests
-    monkeypatch.setattr(open_requests, "open_requests", lambda rows: (statements.append(len(rows)), write(rows)))
+    write = open_requests.write
+    monkeypatch.setattr(open_requests, "write", lambda rows: (statements.append(len(rows)), write(rows)))
 
     async def requests() -> list[OpenCall]:
         calls = [_call(acme, n) for n in range(20)]
