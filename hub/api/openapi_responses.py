@@ -323,7 +323,8 @@ RESPONSES_SCHEMAS: dict[str, dict] = {
             "max_tool_calls": {
                 **_INT,
                 "minimum": 1,
-                "description": "Echoed and passed to an external deployment; our inference service does not apply it.",
+                "description": "The most calls of the hub's tools (file_search) the response runs; the model's calls "
+                "past it are ignored and its next round may not call tools. Passed as is to an external deployment.",
             },
             "text": _obj({"format": _TEXT_FORMAT}),
             "reasoning": _obj(

@@ -11,7 +11,9 @@ metered like a chat: one row (route ``responses``) with the counted tokens, abor
 
 With the ``file_search`` tool (``file_search.py``; our service only), a round that ends in the model's call of it is
 followed by the search (its items and events on the same response) and another round with the results, up to
-``MAX_SEARCH_ROUNDS`` searches (the last round may not search again); the rounds' tokens add up in the one row.
+``MAX_SEARCH_ROUNDS`` searches (the last round may not search again) and ``max_tool_calls`` calls (those past it
+ignored, and the round after the last one may not search); the rounds' tokens add up in the one row, and
+``max_output_tokens`` bounds them all (a round gets what the earlier ones left).
 """
 
 from __future__ import annotations
@@ -215,18 +217,26 @@ class ResponsesRelay:
                 await self._start_stream()
                 await self._events(builder.start())
             messages = list(self.plan.chat["messages"])
+            calls_left = self.plan.body.get("max_tool_calls")  # of the hub's tools, in the whole response
             for searches in range(MAX_SEARCH_ROUNDS + 1):
                 await self._consume(response, builder, meter, stream)
-                if not builder.hosted_calls or builder.finish_reason == "length":
+                if not builder.hosted_calls or builder.finish_reason == "length" or calls_left == 0:
                     break
-                messages += await self._search(builder, stream)
+                ran, said = await self._search(builder, stream, calls_left)
+                messages += said
+                calls_left = None if calls_left is None else calls_left - ran
                 if builder.client_calls:  # the client's call ends the answer; the search is shown, kept in context
                     break
                 events = builder.next_round()
                 if stream:
                     await self._events(events)
                 meter.carry()
-                response = await self._round(target, meter, messages, last=searches + 1 == MAX_SEARCH_ROUNDS)
+                left = self._output_left(meter)
+                if left is not None and left <= 0:  # the search calls spent max_output_tokens: cut, as OpenAI's
+                    builder.finish_reason = "length"
+                    break
+                last = searches + 1 == MAX_SEARCH_ROUNDS or calls_left == 0
+                response = await self._round(target, meter, messages, last=last, output_left=left)
                 later.append(response)
             events = builder.finish()
             await self._store(builder.response, builder.unshown_results)
@@ -280,12 +290,13 @@ class ResponsesRelay:
             if stream:
                 await self._events(events)
 
-    async def _search(self, builder: ResponseBuilder, stream: bool) -> list[dict]:
-        """Run the round's file_search calls, each shown as a file_search_call item; the chat messages that give
-        the model its call and the results."""
+    async def _search(self, builder: ResponseBuilder, stream: bool, limit: int | None) -> tuple[int, list[dict]]:
+        """Run the round's file_search calls, each shown as a file_search_call item, the first ``limit`` of them
+        (``max_tool_calls``: the others are ignored, as OpenAI's); how many ran, and the chat messages that give the
+        model its calls and their results."""
         search, key = self.plan.file_search, self.scope["hub"].key
         calls, outputs = [], []
-        for _, call in sorted(builder.hosted_calls.items()):
+        for _, call in sorted(builder.hosted_calls.items())[:limit]:
             queries = file_search.queries(call["arguments"])
             item, events = builder.search_started()
             if stream:
@@ -304,12 +315,22 @@ class ResponsesRelay:
                           "function": {"name": call["name"], "arguments": call["arguments"]}})  # fmt: skip
             text = "The search failed." if failed else file_search.results_text(results)
             outputs.append({"role": "tool", "tool_call_id": call["call_id"], "content": text})
-        return [{"role": "assistant", "content": None, "tool_calls": calls}, *outputs]
+        return len(calls), [{"role": "assistant", "content": None, "tool_calls": calls}, *outputs]
 
-    async def _round(self, target: Target, meter, messages: list[dict], last: bool) -> httpx.Response:
-        """The next round's chat stream from the same deployment (``last``: the model may not search again). Its
-        prompt is not checked against the reservation: the limits settle at the counted tokens."""
+    def _output_left(self, meter) -> int | None:
+        """What is left of ``max_output_tokens`` after the rounds so far: like OpenAI's, it bounds the response's
+        whole output, the calls of its rounds included (None: no bound asked for)."""
+        asked = self.plan.chat.get("max_completion_tokens")
+        return None if asked is None else asked - meter.completion_tokens
+
+    async def _round(self, target: Target, meter, messages: list[dict], last: bool,
+                     output_left: int | None) -> httpx.Response:  # fmt: skip
+        """The next round's chat stream from the same deployment (``last``: the model may not search again;
+        ``output_left``: its ``max_completion_tokens``). Its prompt is not checked against the reservation: the
+        limits settle at the counted tokens."""
         payload = self.plan.chat_payload(target, messages=messages)
+        if output_left is not None:
+            payload["max_completion_tokens"] = output_left
         if last:
             payload["tool_choice"] = "none"
         elif payload.get("tool_choice") not in (None, "auto", "none"):  # a call was asked for, and made: now free

@@ -246,3 +246,41 @@ def test_a_round_calling_a_function_and_file_search_searches_and_ends_with_the_c
     assert len([r for r in fake.requests if "messages" in r]) == 1  # no second round
     [kept] = [i for i in StoredResponse.objects.get(pk=response.id).context() if i["type"] == "file_search_call"]
     assert kept["results"] == []  # the store is empty: searched, nothing found
+
+
+def test_max_output_tokens_bounds_all_the_rounds_of_a_response(hub, fake):
+    """As OpenAI's, ``max_output_tokens`` bounds the response's whole output: each round after a search gets what the
+    rounds before it left, and a response whose searches spent it all ends ``incomplete`` without another round."""
+    client = hub()
+    store = client.vector_stores.create(name="notes", extra_body={"embedding_model": FAKE_EMBED})
+    search = _call(0, "file_search", '{"queries": ["bees"]}')
+    fake.scripts += [[search], [search]]  # one token each (the fake counts a script's deltas)
+    tools = [{"type": "file_search", "vector_store_ids": [store.id]}]
+    raw = client.responses.with_raw_response.create(model=FAKE_CHAT, input="My notes on bees?", max_output_tokens=2,
+                                                    tools=tools)  # fmt: skip
+    assert_valid("Response", raw.http_response.json())
+    response = raw.parse()
+    assert [r["max_completion_tokens"] for r in fake.requests if "messages" in r] == [2, 1]  # no third round
+    assert [item.type for item in response.output] == ["file_search_call", "file_search_call"]
+    assert response.status == "incomplete" and response.incomplete_details.reason == "max_output_tokens"
+    assert response.usage.output_tokens == 2
+    [row] = rows(1, route="responses")
+    assert row.completion_tokens == 2
+
+
+def test_max_tool_calls_bounds_the_searches_a_response_runs(hub, fake):
+    """``max_tool_calls``: calls of the hub's tools past it are ignored (not run, not shown) and the round after the
+    last allowed search may not search again (``tool_choice: none``)."""
+    client = hub()
+    store = client.vector_stores.create(name="notes", extra_body={"embedding_model": FAKE_EMBED})
+    two = [_call(0, "file_search", '{"queries": ["bees"]}'), _call(1, "file_search", '{"queries": ["wasps"]}')]
+    fake.scripts += [two]
+    response = client.responses.create(model=FAKE_CHAT, input="My notes on bees?", max_tool_calls=1,
+                                       tools=[{"type": "file_search", "vector_store_ids": [store.id]}])  # fmt: skip
+    [search, message] = response.output
+    assert (search.type, search.queries, message.type) == ("file_search_call", ["bees"], "message")
+    first, second = [r for r in fake.requests if "messages" in r]
+    assert first.get("tool_choice") in (None, "auto") and second["tool_choice"] == "none"
+    [said] = [m for m in second["messages"] if m.get("tool_calls")]
+    assert [c["function"]["arguments"] for c in said["tool_calls"]] == ['{"queries": ["bees"]}']
+    assert response.max_tool_calls == 1 and response.status == "completed"
