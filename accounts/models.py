@@ -427,6 +427,35 @@ class StoredResponse(models.Model):
         return [*self.history, *self.input_items, *output]
 
 
+class BackgroundState(models.TextChoices):
+    QUEUED = "queued", "queued"
+    IN_PROGRESS = "in_progress", "in progress"
+    DONE = "done", "done"  # the run ended: the stored response holds its answer (completed, incomplete or failed)
+    CANCELLED = "cancelled", "cancelled"
+
+
+class BackgroundResponse(models.Model):
+    """The work of a response created with ``background: true``: its stored response (``queued`` at first) is
+    answered later by a runner (``hub/background/``), which claims it, shows life on ``heartbeat_at`` and writes
+    the answer into the stored response; a runner that goes quiet (its process died) hands it to the next one.
+    Deleted with its stored response."""
+
+    response = models.OneToOneField(StoredResponse, primary_key=True, on_delete=models.CASCADE,
+                                    related_name="background")  # fmt: skip
+    api_key = models.ForeignKey(ApiKey, null=True, on_delete=models.SET_NULL, related_name="+")
+    request = models.JSONField(encoder=NulSafeEncoder, decoder=NulSafeDecoder)  # the request's body, as sent
+    state = models.CharField(max_length=16, choices=BackgroundState.choices, default=BackgroundState.QUEUED)
+    runner = models.CharField(max_length=64, blank=True, default="")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    attempts = models.PositiveIntegerField(default=0)  # runs started: a run lost with its process counts
+
+    UNFINISHED = (BackgroundState.QUEUED, BackgroundState.IN_PROGRESS)
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "heartbeat_at"])]
+
+
 class StoredChatCompletion(models.Model):
     """A chat completion kept for OpenAI's stored chat completions routes (``store: true`` on the request; OpenAI's
     default is not to store): the request's messages and the answer as the client got it, with its ``metadata``

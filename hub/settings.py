@@ -290,6 +290,9 @@ CELERY_BEAT_SCHEDULE["resume-batches"] = {"task": "hub.resume_batches", "schedul
 # vector stores' files in progress whose indexer went quiet are taken up again the same way
 CELERY_BEAT_SCHEDULE["resume-vector-store-files"] = {"task": "hub.resume_vector_store_files",
                                                      "schedule": HUB_BATCH_STALE_SECONDS / 2}  # fmt: skip
+# background responses (``background: true``) whose runner went quiet are answered again from the start
+CELERY_BEAT_SCHEDULE["resume-background-responses"] = {"task": "hub.resume_background_responses",
+                                                       "schedule": HUB_BATCH_STALE_SECONDS / 2}  # fmt: skip
 # the embedding model a vector store uses unless its creation names one (``embedding_model``): a catalog embedding
 # model the creating key is entitled to
 HUB_VECTOR_STORE_EMBEDDING_MODEL = env_str("HUB_VECTOR_STORE_EMBEDDING_MODEL", "all-minilm-l6-v2")

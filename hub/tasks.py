@@ -1,5 +1,5 @@
-"""The hub's background work for Celery (autodiscovered with ``accounts.tasks``): the Batch API's runs, the
-indexing of vector stores' files, and the metering of requests whose hub process died."""
+"""The hub's background work for Celery (autodiscovered with ``accounts.tasks``): the Batch API's runs, background
+responses, the indexing of vector stores' files, and the metering of requests whose hub process died."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from celery import shared_task
 from celery.signals import worker_shutting_down
 from django.conf import settings
 
-from accounts import batches, vector_stores
+from accounts import background, batches, vector_stores
 from hub import reaper
+from hub.background import dispatch as background_dispatch
 from hub.batches import dispatch
 from hub.vector_stores import dispatch as vector_store_dispatch
 
@@ -26,6 +27,21 @@ def resume_batches() -> int:
     found = batches.stale(settings.HUB_BATCH_STALE_SECONDS)
     for batch_id in found:
         dispatch.start(batch_id)
+    return len(found)
+
+
+@shared_task(name="hub.run_background_response", acks_late=True)
+def run_background_response(response_id: str) -> None:
+    """Answer a response created with ``background: true`` on this worker (``hub/background/runner.py``)."""
+    background_dispatch.submit(response_id).result()
+
+
+@shared_task(name="hub.resume_background_responses")
+def resume_background_responses() -> int:
+    """Start again the background responses whose runner went quiet or handed them back; returns how many."""
+    found = background.stale(settings.HUB_BATCH_STALE_SECONDS)
+    for response_id in found:
+        background_dispatch.start(response_id)
     return len(found)
 
 
@@ -54,3 +70,4 @@ def _hand_batches_back(**_) -> None:
     """A worker asked to stop (a deploy, a scale-down) does not wait hours for its batches: each finishes the
     requests under way and is handed back to the next worker (``dispatch.leave_all``)."""
     dispatch.leave_all(timeout=settings.HUB_SHUTDOWN_GRACE_SECONDS)
+    background_dispatch.leave_all(timeout=settings.HUB_SHUTDOWN_GRACE_SECONDS)

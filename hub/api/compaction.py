@@ -2,7 +2,8 @@
 ``OpenAIResponsesCompactionSession`` calls it when a session grows).
 
 The context (``input``, after the stored response ``previous_response_id`` names; ``instructions`` first) is sent to
-the model once more, with a last user message asking for a summary of it for the model's own later use. The answer is
+the model once more, with a last user message asking for a summary of it for the model's own later use (greedy:
+the same context gets the same summary). The answer is
 OpenAI's ``response.compaction``: the context's user messages as they were, then one ``compaction`` item holding the
 summary (``compaction_items.py``), which stands for everything else (the assistant's messages, tool calls and their
 outputs, reasoning, earlier compactions) when the output is sent back as the next input. Checked, limited and
@@ -65,8 +66,10 @@ async def plan(key: KeyContext, body: dict, model_id: str, info: ModelInfo) -> R
         raise errors.InvalidRequest("There is nothing to compact: give 'input', or 'previous_response_id'.",
                                     param="input", code="missing_required_parameter")  # fmt: skip
     most = settings.HUB_COMPACTION_MAX_TOKENS
+    # greedy: a summary to rely on is the model's likeliest, the same for the same context
     found.chat = {"model": model_id, "messages": [*found.chat["messages"], {"role": "user", "content": ASK}],
-                  "stream": True, "max_completion_tokens": min(most, info.max_output_length or most)}  # fmt: skip
+                  "stream": True, "max_completion_tokens": min(most, info.max_output_length or most),
+                  "temperature": 0}  # fmt: skip
     found.body, found.route = body, ROUTE
     return found
 

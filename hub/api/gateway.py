@@ -366,7 +366,14 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
                 tokens = await responses_count.count(plan, targets, ctx.request_id)
                 return await self._json(200, {"object": "response.input_tokens", "input_tokens": tokens})
             elif route == "responses":  # checked, its stored conversation read, as a chat request for estimates
-                self.plan = await plan_response(ctx.key, body, model_id)
+                run = ctx.extra.get("background")  # the run of a queued background response (hub/background/)
+                self.plan = await plan_response(ctx.key, body, model_id, background=run)
+                if body.get("background") is True and run is None:
+                    if not targets:
+                        raise errors.ServiceUnavailable(
+                            f"No deployment of the model '{errors.shown(model_id)}' is available right now."
+                        )
+                    return await self._queue_background(ctx.key)
                 stream = body.get("stream") is True
             elif route == compaction.ROUTE:  # the context read as a response's, the summary asked for
                 self.plan = await compaction.plan(ctx.key, body, model_id, info)

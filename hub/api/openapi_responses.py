@@ -366,9 +366,11 @@ RESPONSES_SCHEMAS: dict[str, dict] = {
             "safety_identifier": {**_STR, "maxLength": v.MAX_USER_CHARS, "description": "Echoed."},
             "prompt_cache_key": {**_STR, "maxLength": v.MAX_USER_CHARS, "description": "Echoed."},
             "background": {
-                "enum": [False, None],
-                "description": "`true` is refused (400 `unsupported_parameter`): this hub runs no background "
-                "responses; stream instead.",
+                "type": ["boolean", "null"],
+                "description": "`true`: the response is stored and answered `queued` at once, then run by a worker "
+                "(poll `GET /responses/{id}`; `POST /responses/{id}/cancel` stops it). Its limits and metering come "
+                "when it runs; a worker that dies has it answered again from the start. Needs `store`; not with "
+                "`stream` (400 `unsupported_parameter`).",
             },
             "conversation": {
                 "oneOf": [_STR, _obj({"id": _STR}, ("id",))],
@@ -386,9 +388,10 @@ RESPONSES_SCHEMAS: dict[str, dict] = {
             "created_at": _INT,
             "completed_at": _NULLABLE_INT,
             "status": {
-                "enum": ["in_progress", "completed", "incomplete", "failed"],
+                "enum": ["queued", "in_progress", "completed", "incomplete", "failed", "cancelled"],
                 "description": "`incomplete`: cut at `max_output_tokens` (or by a content filter); `failed`: the "
-                "deployment failed mid-answer (streams only: a non-streamed answer is then a 502).",
+                "deployment failed mid-answer (streams only: a non-streamed answer is then a 502), or a background "
+                "response's run was refused (`error` says why); `queued`, `cancelled`: background responses only.",
             },
             "error": {"oneOf": [_obj({"code": _STR, "message": _STR}, ("code", "message")), _NULL]},
             "incomplete_details": {

@@ -43,7 +43,8 @@ def response_object(response_id: str, body: dict, model: str, created_at: int, s
     """The response object before any output (``status: in_progress``); ``service_tier``: the tier it is served in
     (``hub/api/tiers.py``), which OpenAI's answer names."""
     out = {"id": response_id, "object": "response", "created_at": created_at, "status": "in_progress",
-           "background": False, "completed_at": None, "error": None, "incomplete_details": None}  # fmt: skip
+           "background": body.get("background") is True, "completed_at": None, "error": None,
+           "incomplete_details": None}  # fmt: skip
     for name, default in ECHOED.items():
         value = body.get(name)
         out[name] = default if value is None else value

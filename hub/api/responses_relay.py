@@ -28,7 +28,7 @@ from typing import NoReturn
 
 import httpx
 
-from accounts import conversations
+from accounts import background, conversations
 from accounts import responses as stored
 from accounts.authn import KeyContext
 from hub import shutdown
@@ -39,6 +39,7 @@ from hub.api.responses_chat import chat_body, response_param
 from hub.api.responses_input import check_create, conversation_id, new_id, read_input
 from hub.api.responses_output import ResponseBuilder, response_object
 from hub.api.upstream import Target, upstreams
+from hub.background import dispatch as background_dispatch
 from hub.pool import db
 from hub.vector_stores.embed import EmbeddingFailed
 
@@ -63,6 +64,7 @@ class ResponsePlan:
     file_search: file_search.FileSearch | None = None  # the file_search tool, its stores read
     summaries: dict[str, str] = field(default_factory=dict)  # the context's compaction items' (compaction_items.py)
     route: str = "responses"  # or responses/compact (compaction.py)
+    background: bool = False  # the run of a response created with background: true, whose stored row it answers
 
     @property
     def store(self) -> bool:
@@ -104,8 +106,10 @@ class ResponsePlan:
         return response
 
 
-async def plan(key: KeyContext, body: dict, model_id: str, empty_input: bool = False) -> ResponsePlan:
-    """``empty_input``: ``input`` may be an empty array (a compaction of a stored response alone)."""
+async def plan(key: KeyContext, body: dict, model_id: str, empty_input: bool = False,
+               background: dict | None = None) -> ResponsePlan:  # fmt: skip
+    """``empty_input``: ``input`` may be an empty array (a compaction of a stored response alone); ``background``:
+    the ``id`` and ``created_at`` of the queued response this request answers (``hub/background/``)."""
     check_create(body)
     tenant_id = key.tenant_id
     history: list[dict] = []
@@ -121,8 +125,11 @@ async def plan(key: KeyContext, body: dict, model_id: str, empty_input: bool = F
     items = [] if empty_input and body["input"] == [] else read_input(body, history)
     summaries = compaction_items.summaries(tenant_id, history, items)
     search = await file_search.plan(key, body)
-    return ResponsePlan(body, model_id, history, items, chat_body(body, history + items, summaries),
-                        conversation=conversation, file_search=search, summaries=summaries)  # fmt: skip
+    planned = ResponsePlan(body, model_id, history, items, chat_body(body, history + items, summaries),
+                           conversation=conversation, file_search=search, summaries=summaries)  # fmt: skip
+    if background is not None:
+        planned.id, planned.created_at, planned.background = background["id"], background["created_at"], True
+    return planned
 
 
 def _conversation_items(tenant_id: int, conversation: str) -> list[dict]:
@@ -160,6 +167,10 @@ def _save(plan: ResponsePlan, ctx, response: dict, unshown: dict[str, list] | No
         log.exception("response %s could not be stored", response.get("id"))
 
 
+def _answer_background(plan: ResponsePlan, response: dict, unshown: dict[str, list] | None) -> bool:
+    return background.answer(plan.id, response, plan.history, plan.items, unshown)
+
+
 def _sse(event: dict) -> bytes:
     return f"event: {event['type']}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n".encode()
 
@@ -183,11 +194,25 @@ class ResponsesRelay:
         await self.send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _store(self, response: dict, unshown: dict[str, list] | None = None) -> None:
-        """``unshown``: the results of its searches the client did not ask to see, by item id (for its context)."""
-        if self.plan.store:
+        """``unshown``: the results of its searches the client did not ask to see, by item id (for its context). A
+        background run writes into its queued row, unless the response was cancelled meanwhile (then its items
+        go in no conversation either)."""
+        if self.plan.background:
+            if not await db(_answer_background, self.plan, response, unshown):
+                return
+        elif self.plan.store:
             await db(_save, self.plan, self.scope["hub"], response, unshown)
         if self.plan.conversation is not None:
             await db(_extend, self.plan, response, unshown or {})
+
+    async def _queue_background(self, key: KeyContext) -> None:
+        """``background: true``: the response stored as ``queued`` with its request, a runner asked to answer it
+        (``hub/background/``), and the queued response answered at once. Its limits and metering come when it runs."""
+        response = self.plan.new_response(tiers.answered(self.tier))
+        row = await db(background.create, tenant_id=key.tenant_id, api_key_id=key.key_id, history=self.plan.history,
+                       input_items=self.plan.items, response=response, request=self.plan.body)  # fmt: skip
+        await asyncio.to_thread(background_dispatch.start, self.plan.id)  # a broker's publish blocks
+        await self._json(200, row.response)
 
     async def _refused(self, response: httpx.Response, target: Target, meter) -> NoReturn:
         """The deployment's error answer, as the client's (our service's params in the Responses API's names);
@@ -413,7 +438,9 @@ class ResponsesRelay:
     def _rename(self, response: dict) -> None:
         response["id"], response["model"] = self.plan.id, self.plan.model_id
         response["previous_response_id"] = self.plan.body.get("previous_response_id")
-        response["store"] = self.plan.store
+        response["store"], response["background"] = self.plan.store, self.plan.background
+        if self.plan.background:  # the queued response's own moment, as the client was shown it
+            response["created_at"] = self.plan.created_at
         response["conversation"] = None if self.plan.conversation is None else {"id": self.plan.conversation}
 
 

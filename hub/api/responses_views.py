@@ -8,11 +8,14 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts import background
 from accounts import responses as stored
+from accounts.stored import valid_id
 from hub.api import errors, paging
 from hub.api.openapi import errors_for
 from hub.api.openapi_schemas import ref
 from hub.api.views import TenantAPIView
+from hub.background import dispatch as background_dispatch
 
 _ID = OpenApiParameter("response_id", str, OpenApiParameter.PATH, description="The response's id (`resp_...`).")
 
@@ -40,7 +43,8 @@ class ResponseDetailView(_StoredView):
     )
     def get(self, request: Request, response_id: str) -> Response:
         if request.query_params.get("stream") in ("true", "1"):
-            raise errors.InvalidRequest("Only background responses can be streamed again; this hub runs none.",
+            raise errors.InvalidRequest("Responses are not streamed again by this hub: poll a background response "
+                                        "until its status is no longer 'queued' or 'in_progress'.",
                                         param="stream")  # fmt: skip
         return Response(self.stored(response_id).response)
 
@@ -55,6 +59,7 @@ class ResponseDetailView(_StoredView):
     def delete(self, request: Request, response_id: str) -> Response:
         if not stored.delete(self.key.tenant_id, response_id):
             raise _not_found(response_id)
+        background_dispatch.stop(response_id)  # a background response still running here stops now
         return Response({"id": response_id, "object": "response.deleted", "deleted": True})
 
 
@@ -87,13 +92,23 @@ class CancelView(_StoredView):
         operation_id="cancel_response",
         request=None,
         summary="Cancel a response",
-        description="Only background responses can be cancelled, and this hub runs none: a stored response is "
-        "answered 400, an unknown one 404. (A streamed response is cancelled by closing the stream.)",
+        description="A background response (`background: true`) that is queued or in progress becomes `cancelled`: "
+        "its run stops within a second or so and is metered for what it produced. One that ended is answered as it "
+        "is. A response created without `background` is answered 400 (a streamed one is cancelled by closing the "
+        "stream), an unknown one 404.",
         tags=["responses"],
         parameters=[_ID],
         responses={200: ref("ResponseObject"), **errors_for(400, 401, 404)},
     )
     def post(self, request: Request, response_id: str) -> Response:
-        self.stored(response_id)
-        raise errors.InvalidRequest("Only responses created with 'background': true can be cancelled.",
-                                    param="response_id")  # fmt: skip
+        if not valid_id(response_id):
+            raise _not_found(response_id)
+        try:
+            response = background.cancel(self.key.tenant_id, response_id)
+        except background.NotBackground:
+            raise errors.InvalidRequest("Only responses created with 'background': true can be cancelled.",
+                                        param="response_id") from None  # fmt: skip
+        if response is None:
+            raise _not_found(response_id)
+        background_dispatch.stop(response_id)
+        return Response(response)

@@ -46,10 +46,13 @@ def retry_after(answer: Answer, attempt: int) -> float | None:
 
 
 async def call(key: KeyContext, route: str, body: dict, request_id: str, *, batch: bool = True,
-               metered_route: str | None = None) -> Answer:  # fmt: skip
+               metered_route: str | None = None, extra: dict | None = None,
+               abort: asyncio.Event | None = None) -> Answer:  # fmt: skip
     """``POST /v1/<route>`` with ``body``; ``batch``: in the batch tier (hub/api/tiers.py), behind interactive
-    traffic; ``metered_route``: the route its usage row names (default ``route``)."""
-    extra: dict = {"batch": True} if batch else {}
+    traffic; ``metered_route``: the route its usage row names (default ``route``); ``extra``: more for the
+    gateway's ``EdgeContext.extra``; ``abort``: once set, the "client" leaves, as one that closed its connection
+    (the gateway stops the request and meters what it produced; the answer is then whatever was sent, if any)."""
+    extra = {**(extra or {}), **({"batch": True} if batch else {})}
     if metered_route is not None:
         extra["metered_route"] = metered_route
     ctx = EdgeContext(request_id=request_id, base="v1", key=key, json=body, extra=extra)
@@ -65,7 +68,15 @@ async def call(key: KeyContext, route: str, body: dict, request_id: str, *, batc
         if not requested:  # the body is read from ctx.json, as the edge leaves it
             requested = True
             return {"type": "http.request", "body": b"", "more_body": False}
-        await answered.wait()  # then the client "leaves", and the consumer finishes its metering
+        if abort is None:
+            await answered.wait()  # then the client "leaves", and the consumer finishes its metering
+        else:
+            waits = [asyncio.ensure_future(answered.wait()), asyncio.ensure_future(abort.wait())]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for wait in waits:
+                    wait.cancel()
         return {"type": "http.disconnect"}
 
     async def send(message: dict) -> None:

@@ -28,7 +28,7 @@ _loop: asyncio.AbstractEventLoop | None = None
 _running: dict[str, tuple[BatchRun, concurrent.futures.Future]] = {}
 
 
-def _the_loop() -> asyncio.AbstractEventLoop:
+def the_loop() -> asyncio.AbstractEventLoop:
     global _loop
     if _loop is None:
         _loop = asyncio.new_event_loop()
@@ -38,7 +38,7 @@ def _the_loop() -> asyncio.AbstractEventLoop:
 
 def run_soon(coroutine) -> concurrent.futures.Future:
     """Run ``coroutine`` on this process's background loop (a vector store's indexing runs there too)."""
-    return asyncio.run_coroutine_threadsafe(coroutine, _the_loop())
+    return asyncio.run_coroutine_threadsafe(coroutine, the_loop())
 
 
 def submit(batch_id: str) -> concurrent.futures.Future:
@@ -48,7 +48,7 @@ def submit(batch_id: str) -> concurrent.futures.Future:
         if running is not None and not running[1].done():
             return running[1]
         run = BatchRun(batch_id, RUNNER)
-        future = asyncio.run_coroutine_threadsafe(run.run(), _the_loop())
+        future = asyncio.run_coroutine_threadsafe(run.run(), the_loop())
         _running[batch_id] = (run, future)
     future.add_done_callback(lambda done: _finished(batch_id, done))
     return future
@@ -60,7 +60,7 @@ def leave_all(timeout: float) -> None:
     with _lock:
         running = list(_running.values())
     for run, _ in running:
-        _the_loop().call_soon_threadsafe(run.leave)
+        the_loop().call_soon_threadsafe(run.leave)
     concurrent.futures.wait([future for _, future in running], timeout=timeout)
 
 

@@ -44,6 +44,7 @@ def test_make_run_twice_on_one_data_directory(tmp_path):
         secret = client_check(url, first_output, inference_url)
         client = OpenAI(base_url=f"{url}/v1", api_key=secret, max_retries=0)
         assert chat(client)
+        assert in_background(client)
         transcribe(client, first_output, tmp_path)
         assert vector_store(client) == "eiffel.txt"
         prefix = secret[: len("sk-hub-") + 8]
@@ -66,7 +67,7 @@ def test_make_run_twice_on_one_data_directory(tmp_path):
         usage = httpx.get(f"{url}/v1/usage", params={"group_by": "model"}, headers=bearer(secret)).json()
         requests = {r["model"]: r["num_model_requests"] for b in usage["data"] for r in b["results"]}
         # the first run's calls are still metered, beside this one (the vector store's indexing and search)
-        assert requests == {CHAT: 2, WHISPER: 1, EMBED: 3}
+        assert requests == {CHAT: 3, WHISPER: 1, EMBED: 3}  # a chat, a background response, this chat
 
         # A second hub on the same port, and one whose inference port is taken: one line each, no traceback.
         taken = run_to_exit(env, port)
@@ -94,6 +95,18 @@ def chat(client: OpenAI) -> str:
         model=CHAT, messages=[{"role": "user", "content": "Say hi."}], max_tokens=4, temperature=0
     )
     return answer.choices[0].message.content
+
+
+def in_background(client: OpenAI) -> str:
+    """A background response answered by the hub's own process (no broker, no worker), polled as OpenAI's docs do."""
+    response = client.responses.create(model=CHAT, input="Say hi.", background=True, max_output_tokens=4, temperature=0)
+    deadline = time.monotonic() + 120
+    while response.status in ("queued", "in_progress"):
+        assert time.monotonic() < deadline, response
+        time.sleep(0.2)
+        response = client.responses.retrieve(response.id)
+    assert response.status in ("completed", "incomplete") and response.background, response
+    return response.output_text
 
 
 def vector_store(client: OpenAI) -> str:

@@ -20,7 +20,7 @@ itself), or to the route's model; the rest keep their random model ids (404s). A
 (``max_output_tokens``) gets a small one: without it, a CPU model would generate up to its context length.
 Steered chat messages without a content get one (the schema requires only a role, so most valid-by-schema chats
 would stop at that 400). The first positive case of each operation is the canonical valid request, and it must be
-served (cancel's is the documented 400: this hub runs no background responses).
+served (cancel's is the documented 400: the stored response it names was not made in the background).
 """
 
 from __future__ import annotations
@@ -247,7 +247,7 @@ VALID = {  # one valid request per operation, as the OpenAI SDK sends it
 # a batch's input file: one chat request (no worker runs the fuzz's batches: they stay queued, as created)
 _JSONL = (json.dumps({"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
                       "body": {"model": FUZZ_CHAT, "messages": _HI, "max_tokens": 1}}) + "\n").encode()  # fmt: skip
-# the status of VALID's request: cancelling takes a background response, which this hub never runs (documented)
+# the status of VALID's request: cancelling takes a background response, and the stored one is not (documented)
 VALID_STATUS = {"POST /responses/{response_id}/cancel": 400}
 ERROR_FIELDS = {"message", "type", "param", "code"}
 CONFORMANCE = [status_code_conformance, content_type_conformance, response_schema_conformance]

@@ -195,9 +195,11 @@ class Command(BaseCommand):
         finally:
             if beat is not None:
                 beat.stop()
+                from hub.background import dispatch as background
                 from hub.batches import dispatch
 
                 dispatch.leave_all(timeout=settings.HUB_SHUTDOWN_GRACE_SECONDS)  # batches run here: hand them back
+                background.leave_all(timeout=settings.HUB_SHUTDOWN_GRACE_SECONDS)  # and background responses
             if child is not None:
                 child.terminate()
                 child.wait(timeout=30)
