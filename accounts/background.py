@@ -1,7 +1,11 @@
 """Responses created with ``background: true``: stored at once (``queued``) with the work to do
 (``BackgroundResponse``), answered later by a runner (``hub/background/``) that claims the work, shows life while it
 runs and writes the answer into the stored response, unless the response was cancelled meanwhile. Every write runs
-in a transaction that locks the work's row, so that a cancel and an answer never both win."""
+in a transaction that locks the work's row, so that a cancel and an answer never both win.
+
+One created with ``stream: true`` also keeps its stream's events (``BackgroundEvents``): ``response.created`` and
+``response.queued`` when it is queued, then those of its run, numbered on; they are read by the clients streaming it
+(``events_after``)."""
 
 from __future__ import annotations
 
@@ -11,7 +15,10 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts.models import BackgroundResponse, BackgroundState, StoredResponse
+from accounts.models import BackgroundEvents, BackgroundResponse, BackgroundState, StoredResponse
+
+# the events a streamed background response ends with (its stream is then over)
+FINAL_EVENTS = ("response.completed", "response.incomplete", "response.failed")
 
 
 class NotBackground(Exception):
@@ -27,7 +34,11 @@ def create(*, tenant_id: int, api_key_id: int | None, history: list[dict], input
             id=response["id"], tenant_id=tenant_id, api_key_id=api_key_id, model=response["model"], created_at=created,
             history=history, input_items=input_items, response={**response, "status": BackgroundState.QUEUED},
         )  # fmt: skip
-        BackgroundResponse.objects.create(response=row, api_key_id=api_key_id, request=request)
+        work = BackgroundResponse.objects.create(response=row, api_key_id=api_key_id, request=request)
+        if request.get("stream") is True:
+            events = [{"type": kind, "response": row.response, "sequence_number": n}
+                      for n, kind in enumerate(("response.created", "response.queued"))]  # fmt: skip
+            BackgroundEvents.objects.create(response=work, first=0, last=1, events=events)
     return row
 
 
@@ -106,19 +117,66 @@ def answer(response_id: str, response: dict, history: list[dict], input_items: l
     return True
 
 
-def fail(response_id: str, code: str, message: str) -> bool:
+def fail(response_id: str, code: str, message: str, failed: dict | None = None) -> bool:
     """The run could not answer (the request was refused when it ran: its key revoked, its context too long...):
-    the stored response ``failed`` with OpenAI's error object."""
+    the stored response ``failed`` with OpenAI's error object, and a streamed one's stream ended with
+    ``response.failed``. ``failed``: the response of the stream's own ``response.failed`` (the deployment failed
+    mid-answer), kept as it is, the stream having ended with it already. False when it was answered already."""
     with transaction.atomic():
         work = _locked(response_id)
         if work is None or work.state not in BackgroundResponse.UNFINISHED:
             return False
         work.state = BackgroundState.DONE
         work.save(update_fields=["state"])
-        work.response.response = {**work.response.response, "status": "failed",
-                                  "error": {"code": code, "message": message}}  # fmt: skip
+        work.response.response = failed or {**work.response.response, "status": "failed",
+                                            "error": {"code": code, "message": message}}  # fmt: skip
         work.response.save(update_fields=["response"])
+        if work.request.get("stream") is True and failed is None:
+            n = _next_sequence(work)
+            event = {"type": "response.failed", "response": work.response.response, "sequence_number": n}
+            BackgroundEvents.objects.create(response=work, first=n, last=n, events=[event])
     return True
+
+
+def _next_sequence(work: BackgroundResponse) -> int:
+    last = work.events.order_by("-last").values_list("last", flat=True).first()
+    return 0 if last is None else last + 1
+
+
+def next_sequence(response_id: str) -> int:
+    """The sequence number the next event of the response's stream takes."""
+    last = BackgroundEvents.objects.filter(response_id=response_id).order_by("-last").values_list("last", flat=True)
+    found = last.first()
+    return 0 if found is None else found + 1
+
+
+def add_events(response_id: str, runner: str, events: list[dict]) -> bool:
+    """Events of the run's stream, numbered on from the last kept; False, and nothing kept, once the work is no
+    longer this runner's (cancelled, deleted, taken over)."""
+    with transaction.atomic():
+        work = _locked(response_id)
+        if work is None or work.runner != runner or work.state not in (BackgroundState.IN_PROGRESS,
+                                                                       BackgroundState.DONE):  # fmt: skip
+            return False
+        if events:
+            n = _next_sequence(work)
+            numbered = [{**event, "sequence_number": n + i} for i, event in enumerate(events)]
+            BackgroundEvents.objects.create(response=work, first=n, last=n + len(events) - 1, events=numbered)
+    return True
+
+
+def events_after(tenant_id: int, response_id: str, after: int) -> tuple[list[dict], str, dict] | None:
+    """The stream's events after sequence number ``after``, the work's state (read first: events come before the
+    state that follows them) and the stored response; None when the tenant has no such streamed background
+    response."""
+    row = StoredResponse.objects.filter(pk=response_id, tenant_id=tenant_id).select_related("background").first()
+    work = getattr(row, "background", None) if row is not None else None
+    if work is None or work.request.get("stream") is not True:
+        return None
+    rows = BackgroundEvents.objects.filter(response=work, last__gt=after).order_by("first")
+    events = [event for chunk in rows.values_list("events", flat=True) for event in chunk
+              if event["sequence_number"] > after]  # fmt: skip
+    return events, work.state, row.response
 
 
 def cancel(tenant_id: int, response_id: str) -> dict | None:

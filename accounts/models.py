@@ -456,6 +456,21 @@ class BackgroundResponse(models.Model):
         indexes = [models.Index(fields=["state", "heartbeat_at"])]
 
 
+class BackgroundEvents(models.Model):
+    """Stream events of a background response created with ``stream: true``, in the order its run sent them (a few
+    per row: each row is one write of the runner's), for the client that streams it and any that streams it again
+    (``GET /v1/responses/{id}?stream=true&starting_after=N``). Deleted with the response."""
+
+    response = models.ForeignKey(BackgroundResponse, on_delete=models.CASCADE, related_name="events")
+    first = models.PositiveIntegerField()  # the sequence numbers of its first and last events
+    last = models.PositiveIntegerField()
+    events = models.JSONField(encoder=NulSafeEncoder, decoder=NulSafeDecoder)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["response", "first"], name="background_events_once")]
+        indexes = [models.Index(fields=["response", "last"])]
+
+
 class StoredChatCompletion(models.Model):
     """A chat completion kept for OpenAI's stored chat completions routes (``store: true`` on the request; OpenAI's
     default is not to store): the request's messages and the answer as the client got it, with its ``metadata``

@@ -369,8 +369,10 @@ RESPONSES_SCHEMAS: dict[str, dict] = {
                 "type": ["boolean", "null"],
                 "description": "`true`: the response is stored and answered `queued` at once, then run by a worker "
                 "(poll `GET /responses/{id}`; `POST /responses/{id}/cancel` stops it). Its limits and metering come "
-                "when it runs; a worker that dies has it answered again from the start. Needs `store`; not with "
-                "`stream` (400 `unsupported_parameter`).",
+                "when it runs; a worker that dies has it answered again from the start. Needs `store`. With "
+                "`stream`, the request streams it (`response.created`, `response.queued`, then the run's events), "
+                "and `GET /responses/{id}?stream=true&starting_after=N` streams it again; a client leaving does not "
+                "stop it.",
             },
             "conversation": {
                 "oneOf": [_STR, _obj({"id": _STR}, ("id",))],

@@ -180,10 +180,6 @@ def check_create(body: dict) -> None:
     if body.get("background") is True and body.get("store") is False:
         raise refuse("background", "A background response is stored: 'background' needs 'store' true.",
                      "invalid_request")  # fmt: skip
-    if body.get("background") is True and body.get("stream") is True:
-        raise refuse("stream", "Background responses are not streamed by this hub: create it, then poll "
-                     "GET /v1/responses/{id} until its status is no longer 'queued' or 'in_progress'.",
-                     "unsupported_parameter")  # fmt: skip
     if body.get("prompt") is not None:
         raise refuse("prompt", "Reusable prompts ('prompt') are not supported by this hub: send the input.",
                      "unsupported_parameter")  # fmt: skip

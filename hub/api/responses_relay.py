@@ -40,6 +40,7 @@ from hub.api.responses_input import check_create, conversation_id, new_id, read_
 from hub.api.responses_output import ResponseBuilder, response_object
 from hub.api.upstream import Target, upstreams
 from hub.background import dispatch as background_dispatch
+from hub.background import tail
 from hub.pool import db
 from hub.vector_stores.embed import EmbeddingFailed
 
@@ -171,10 +172,6 @@ def _answer_background(plan: ResponsePlan, response: dict, unshown: dict[str, li
     return background.answer(plan.id, response, plan.history, plan.items, unshown)
 
 
-def _sse(event: dict) -> bytes:
-    return f"event: {event['type']}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n".encode()
-
-
 class ResponsesRelay:
     """The Responses API's half of ``GatewayConsumer`` (which provides ``send``, ``_read``, ``_json``, the meter
     and the limits)."""
@@ -183,7 +180,7 @@ class ResponsesRelay:
 
     async def _events(self, events: list[dict]) -> None:
         if events:
-            body = b"".join(_sse(e) for e in events)
+            body = b"".join(tail.sse(e) for e in events)
             await self.send({"type": "http.response.body", "body": body, "more_body": True})
 
     async def _start_stream(self) -> None:
@@ -212,7 +209,15 @@ class ResponsesRelay:
         row = await db(background.create, tenant_id=key.tenant_id, api_key_id=key.key_id, history=self.plan.history,
                        input_items=self.plan.items, response=response, request=self.plan.body)  # fmt: skip
         await asyncio.to_thread(background_dispatch.start, self.plan.id)  # a broker's publish blocks
-        await self._json(200, row.response)
+        if self.plan.body.get("stream") is not True:
+            return await self._json(200, row.response)
+        # streamed: its events as the run keeps them; a client that leaves leaves the run going
+        await self._start_stream()
+        async for event in tail.events(key.tenant_id, self.plan.id):
+            await self._events([event])
+            if shutdown.over():  # this process stops; the run goes on: the client streams it again with GET
+                break
+        await self._end_stream()
 
     async def _refused(self, response: httpx.Response, target: Target, meter) -> NoReturn:
         """The deployment's error answer, as the client's (our service's params in the Responses API's names);

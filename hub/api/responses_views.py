@@ -4,6 +4,10 @@ answered exactly like an id that never existed (404)."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import AsyncIterator
+
+from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -16,12 +20,18 @@ from hub.api.openapi import errors_for
 from hub.api.openapi_schemas import ref
 from hub.api.views import TenantAPIView
 from hub.background import dispatch as background_dispatch
+from hub.background import tail
 
 _ID = OpenApiParameter("response_id", str, OpenApiParameter.PATH, description="The response's id (`resp_...`).")
 
 
 def _not_found(response_id: str) -> errors.NotFound:
     return errors.NotFound(f"Response with id '{errors.shown(response_id)}' not found.", param="response_id")
+
+
+async def _sse_bytes(events) -> AsyncIterator[bytes]:
+    async for event in events:
+        yield tail.sse(event)
 
 
 class _StoredView(TenantAPIView):
@@ -36,17 +46,36 @@ class ResponseDetailView(_StoredView):
     @extend_schema(
         operation_id="get_response",
         summary="Retrieve a response",
-        description="A stored response (`store`, the default when it was created), as it was returned.",
+        description="A stored response (`store`, the default when it was created), as it was returned; a background "
+        "response as it is now (`queued`, `in_progress`, then as it ended). With `stream=true`, a response created "
+        "with `background` and `stream` is streamed again: its events (`text/event-stream`, as the creating request "
+        "streamed them) after `starting_after`, then those to come, to the last.",
         tags=["responses"],
-        parameters=[_ID],
+        parameters=[
+            _ID,
+            OpenApiParameter("stream", bool, description="Stream a background response's events again."),
+            OpenApiParameter(
+                "starting_after",
+                int,
+                description="With `stream`: the sequence number to stream after (default: from the first event).",
+            ),  # fmt: skip
+        ],
         responses={200: ref("ResponseObject"), **errors_for(400, 401, 404)},
     )
-    def get(self, request: Request, response_id: str) -> Response:
-        if request.query_params.get("stream") in ("true", "1"):
-            raise errors.InvalidRequest("Responses are not streamed again by this hub: poll a background response "
-                                        "until its status is no longer 'queued' or 'in_progress'.",
-                                        param="stream")  # fmt: skip
-        return Response(self.stored(response_id).response)
+    def get(self, request: Request, response_id: str) -> Response | StreamingHttpResponse:
+        found = self.stored(response_id)
+        if request.query_params.get("stream") not in ("true", "1"):
+            return Response(found.response)
+        after = request.query_params.get("starting_after", "-1")
+        if not re.fullmatch(r"-1|\d{1,9}", after):
+            raise errors.InvalidRequest(f"Invalid 'starting_after': {errors.shown(after)!r}; expected a sequence "
+                                        "number (an integer from 0).", param="starting_after")  # fmt: skip
+        if background.events_after(self.key.tenant_id, response_id, int(after)) is None:
+            raise errors.InvalidRequest("Only responses created with 'background': true and 'stream': true can be "
+                                        "streamed again.", param="stream")  # fmt: skip
+        events = tail.events(self.key.tenant_id, response_id, int(after))
+        return StreamingHttpResponse(_sse_bytes(events), content_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
 
     @extend_schema(
         operation_id="delete_response",

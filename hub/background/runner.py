@@ -5,6 +5,10 @@ answer into the stored response (``accounts.background.answer``). A rate limit o
 (429, 503) keeps it running and it is sent again after the wait the hub asked for (up to ``RETRY_PATIENCE``); any
 other refusal fails it.
 
+A response created with ``stream: true`` is run streamed, its events kept as they come for the clients that stream
+it (``recorder.py``, ``tail.py``); one whose earlier run streamed part of an answer and died is failed rather than
+answered again, its clients having the part.
+
 A heartbeat shows life every second or so: a response cancelled (or deleted, or taken over after this runner went
 quiet) stops the request, which is metered for what it produced. A stopping process (``leave``) stops its request
 too and hands the work back, queued, for the next runner to answer from the start."""
@@ -23,6 +27,7 @@ from django.conf import settings
 
 from accounts import authn, background
 from hub import shutdown
+from hub.background.recorder import Recorder
 from hub.batches.call import call, retry_after
 from hub.pool import db
 
@@ -70,6 +75,11 @@ class BackgroundRun:
             message = f"The response's API key can no longer be used ({failed.reason.value})."
             await db(background.fail, self.response_id, "invalid_api_key", message)
             return
+        if work.request.get("stream") is True and await db(background.next_sequence, self.response_id) > 2:
+            # an earlier run streamed part of an answer, which its clients have: it cannot be taken back
+            message = "The worker answering this response stopped mid-answer; a streamed answer is not started again."
+            await db(background.fail, self.response_id, "server_error", message)
+            return
         heart = asyncio.create_task(self._heartbeat())
         try:
             await self._answer(key, work.request, work.response.response["created_at"])
@@ -84,9 +94,19 @@ class BackgroundRun:
         run = {"id": self.response_id, "created_at": created_at}
         give_up = time.monotonic() + RETRY_PATIENCE
         for attempt in itertools.count():
-            answer = await call(key, "responses", {**request, "stream": False}, f"req_{secrets.token_hex(16)}",
-                                batch=False, extra={"background": run}, abort=self.stop)  # fmt: skip
-            if self.stop.is_set() or answer.status == 200:  # stopped, or answered: the relay wrote the answer
+            recorder = Recorder(self.response_id, self.runner, self.stop) if request.get("stream") is True else None
+            answer = await call(key, "responses", request, f"req_{secrets.token_hex(16)}", batch=False,
+                                extra={"background": run}, abort=self.stop,
+                                sink=None if recorder is None else recorder.feed)  # fmt: skip
+            if recorder is not None:
+                await recorder.close()
+            if self.stop.is_set():
+                return
+            if answer.status == 200:  # the relay wrote the answer, unless its stream failed (the event says why)
+                if recorder is not None and recorder.failed is not None:
+                    error = recorder.failed.get("error") or {}
+                    await db(background.fail, self.response_id, str(error.get("code") or "server_error"),
+                             str(error.get("message") or ""), recorder.failed)  # fmt: skip
                 return
             if shutdown.over():  # refused because this process is stopping: handed back, not failed
                 self.leave()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from accounts.authn import KeyContext
@@ -46,12 +47,13 @@ def retry_after(answer: Answer, attempt: int) -> float | None:
 
 
 async def call(key: KeyContext, route: str, body: dict, request_id: str, *, batch: bool = True,
-               metered_route: str | None = None, extra: dict | None = None,
-               abort: asyncio.Event | None = None) -> Answer:  # fmt: skip
+               metered_route: str | None = None, extra: dict | None = None, abort: asyncio.Event | None = None,
+               sink: Callable[[bytes], Awaitable[None]] | None = None) -> Answer:  # fmt: skip
     """``POST /v1/<route>`` with ``body``; ``batch``: in the batch tier (hub/api/tiers.py), behind interactive
     traffic; ``metered_route``: the route its usage row names (default ``route``); ``extra``: more for the
     gateway's ``EdgeContext.extra``; ``abort``: once set, the "client" leaves, as one that closed its connection
-    (the gateway stops the request and meters what it produced; the answer is then whatever was sent, if any)."""
+    (the gateway stops the request and meters what it produced; the answer is then whatever was sent, if any);
+    ``sink``: given a 200 answer's body as it comes (a stream's events), instead of the ``Answer`` keeping it."""
     extra = {**(extra or {}), **({"batch": True} if batch else {})}
     if metered_route is not None:
         extra["metered_route"] = metered_route
@@ -83,7 +85,10 @@ async def call(key: KeyContext, route: str, body: dict, request_id: str, *, batc
         if message["type"] == "http.response.start":
             start.update(message)
         elif message["type"] == "http.response.body":
-            chunks.append(message.get("body", b""))
+            if sink is not None and start.get("status") == 200:
+                await sink(message.get("body", b""))
+            else:
+                chunks.append(message.get("body", b""))
             if not message.get("more_body"):
                 answered.set()
 

@@ -17,7 +17,8 @@ The budget is fixed (``EXAMPLES`` per operation and mode, derandomized: the same
 is known. To keep the CPU's generations short, the fuzz steers some cases to a catalog model of its own,
 ``fuzz-chat`` (the packaged chat model behind a tiny ``max_output_length``, so the hub refuses big ``max_tokens``
 itself), or to the route's model; the rest keep their random model ids (404s). A body with no ``max_tokens``
-(``max_output_tokens``) gets a small one: without it, a CPU model would generate up to its context length.
+(``max_output_tokens``) gets a small one: without it, a CPU model would generate up to its context length. A
+background response is not streamed (no worker runs the fuzz's: its stream would wait for ever).
 Steered chat messages without a content get one (the schema requires only a role, so most valid-by-schema chats
 would stop at that 400). The first positive case of each operation is the canonical valid request, and it must be
 served (cancel's is the documented 400: the stored response it names was not made in the background).
@@ -373,6 +374,8 @@ def _steer(case: schemathesis.Case, pick: str | None, auth: dict[str, str], stor
     field = MAX_TOKENS_FIELD.get(path)
     if field and case.body.get(field) is None and case.body.get("max_completion_tokens") is None:
         case.body[field] = SMALL_MAX_TOKENS
+    if case.body.get("background") is True and case.body.get("stream") is True:
+        case.body["stream"] = False  # its stream waits for the run, and no worker runs the fuzz's background work
     if real and pick == "right" and path.startswith("/audio/") and "file" in case.body:
         case.body["file"] = _wav()
     messages = case.body.get("messages")

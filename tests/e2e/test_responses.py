@@ -280,7 +280,6 @@ def test_another_tenants_key_sees_nothing(hub):
         ({"input": "Hi", "tools": [{"type": "web_search"}]}, 400, "tools[0].type"),
         ({"input": "Hi", "tools": [{"type": "code_interpreter", "container": {"type": "auto"}}]}, 400, "tools[0].type"),
         ({"input": "Hi", "background": True, "store": False}, 400, "background"),
-        ({"input": "Hi", "background": True, "stream": True}, 400, "stream"),
         ({"input": 3}, 400, "input"),
         ({}, 400, "input"),
         ({"input": [{"role": "wizard", "content": "x"}]}, 400, "input[0].role"),

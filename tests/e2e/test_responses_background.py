@@ -10,6 +10,7 @@ import signal
 import time
 from datetime import timedelta
 
+import httpx
 import openai
 import pytest
 from django.utils import timezone
@@ -125,11 +126,9 @@ def test_a_background_response_whose_worker_died_is_answered_again(fake_hub, fak
 
 def test_requests_that_cannot_be_background_responses_are_refused(fake_hub):
     client = fake_hub()
-    cases = [({"background": True, "store": False}, "background"), ({"background": True, "stream": True}, "stream")]
-    for extra, param in cases:
-        with pytest.raises(openai.BadRequestError) as refused:
-            client.responses.create(model=FAKE_CHAT, input="Hi", **extra)
-        assert refused.value.body["param"] == param
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(model=FAKE_CHAT, input="Hi", background=True, store=False)
+    assert refused.value.body["param"] == "background"
     foreground = client.responses.create(model=FAKE_CHAT, input="Hi", max_output_tokens=2)
     with pytest.raises(openai.BadRequestError) as refused:
         client.responses.cancel(foreground.id)
@@ -138,3 +137,100 @@ def test_requests_that_cannot_be_background_responses_are_refused(fake_hub):
         with pytest.raises(openai.NotFoundError):
             client.responses.cancel(unknown)
     assert not BackgroundResponse.objects.exists()
+
+
+def _events_of(stream) -> list[dict]:
+    return [event.model_dump(mode="json", exclude_unset=True) for event in stream]
+
+
+def test_a_streamed_background_response_is_streamed_again_from_any_event(fake_hub, fake):
+    """``background`` with ``stream``: the creating request streams it (``response.created`` and ``response.queued``
+    first, then the run's events, numbered on), and ``GET …?stream=true&starting_after=N`` streams the same events
+    after N again, whatever became of the first client."""
+    client = fake_hub()
+    fake.default_tokens, fake.chunk_delay = 8, 0.02
+    with batch_worker():
+        events = _events_of(client.responses.create(model=FAKE_CHAT, input="Hi", background=True, stream=True))
+    for event in events:
+        assert_valid("ResponseStreamEvent", event)
+    kinds = [e["type"] for e in events]
+    assert kinds[:3] == ["response.created", "response.queued", "response.in_progress"] and kinds[-1] == (
+        "response.completed")  # fmt: skip
+    assert kinds.count("response.created") == 1 and events[0]["response"]["status"] == "queued"
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    text = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
+    response_id = events[0]["response"]["id"]
+    done = client.responses.retrieve(response_id)
+    assert (text, done.status, done.output_text, done.background) == ("w0 w1 w2 w3 w4 w5 w6 w7 ", "completed", text,
+                                                                       True)  # fmt: skip
+    assert _events_of(client.responses.retrieve(response_id, stream=True)) == events
+    assert _events_of(client.responses.retrieve(response_id, stream=True, starting_after=5)) == events[6:]
+    [row] = rows(1, route="responses")
+    assert (row.completion_tokens, row.aborted) == (8, False)
+
+
+def test_a_client_leaving_the_stream_leaves_the_run_going_and_a_cancel_ends_every_stream(fake_hub, fake):
+    client = fake_hub()
+    fake.default_tokens, fake.chunk_delay = 16, 0.02
+    with batch_worker():
+        with client.responses.create(model=FAKE_CHAT, input="Hi", background=True, stream=True) as stream:
+            first = next(iter(stream))  # then the client goes
+        response_id = first.response.id
+        done = _polled(client, response_id)
+        assert (done.status, done.output_text) == ("completed", " ".join(f"w{i}" for i in range(16)) + " ")
+        [row] = rows(1, route="responses")
+        assert (row.completion_tokens, row.aborted) == (16, False)
+
+        fake.default_tokens, fake.chunk_delay = 64, 0.05
+        seen: list[str] = []
+        for event in client.responses.create(model=FAKE_CHAT, input="Hi", background=True, stream=True):
+            seen.append(event.type)
+            if event.type == "response.created":
+                response_id = event.response.id
+            elif event.type == "response.output_text.delta" and seen.count(event.type) == 3:
+                assert client.responses.cancel(response_id).status == "cancelled"
+        [_, row] = rows(2, route="responses")  # the run stopped, metered for what it produced
+    assert "response.completed" not in seen and seen.count("response.output_text.delta") < 64  # ended by the cancel
+    assert (row.status_code, row.aborted) == (499, True) and row.completion_tokens < 64
+    assert client.responses.retrieve(response_id).status == "cancelled"
+    again = _events_of(client.responses.retrieve(response_id, stream=True))
+    assert "response.completed" not in [e["type"] for e in again]
+
+
+def test_streaming_again_is_for_streamed_background_responses(fake_hub):
+    client = fake_hub()
+    foreground = client.responses.create(model=FAKE_CHAT, input="Hi", max_output_tokens=2)
+    queued = client.responses.create(model=FAKE_CHAT, input="Hi", background=True)  # not streamed (no worker: waits)
+    for response_id, query, param in [(foreground.id, "stream=true", "stream"), (queued.id, "stream=true", "stream"),
+                                      (queued.id, "stream=true&starting_after=x", "starting_after")]:  # fmt: skip
+        answer = httpx.get(f"{fake_hub.url}/v1/responses/{response_id}?{query}",
+                           headers={"authorization": f"Bearer {fake_hub.everything.secret}"})  # fmt: skip
+        assert answer.status_code == 400 and answer.json()["error"]["param"] == param, answer.text
+
+
+def test_a_streamed_background_response_whose_worker_died_fails_rather_than_streaming_twice(fake_hub, fake, settings):
+    """Its clients have part of an answer, which cannot be taken back: the next run fails it, and a client streaming
+    it again gets the part, then ``response.failed``."""
+    settings.HUB_BATCH_STALE_SECONDS = STALE_SECONDS
+    client = fake_hub()
+    fake.chunk_delay = 0.05
+    with batch_worker() as first:
+        stream = client.responses.create(model=FAKE_CHAT, input="Hi", background=True, stream=True)
+        for event in stream:
+            if event.type == "response.created":
+                response_id = event.response.id
+            if event.type == "response.output_text.delta":
+                break
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    stream.close()
+    time.sleep(STALE_SECONDS + 0.5)
+    with batch_worker():
+        assert resume_background_responses() == 1
+        events = _events_of(client.responses.retrieve(response_id, stream=True))
+    assert events[-1]["type"] == "response.failed" and events[-1]["response"]["error"]["code"] == "server_error"
+    assert "response.output_text.delta" in [e["type"] for e in events]
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    assert client.responses.retrieve(response_id).status == "failed"
+    assert len([r for r in fake.requests if "messages" in r]) == 1  # not sent again
+    assert reap_open_requests() == 1  # the lost run, metered from the deployment's tally
