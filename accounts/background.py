@@ -99,17 +99,25 @@ def stale(stale_seconds: float) -> list[str]:
     return list(rows.values_list("pk", flat=True))
 
 
+def _finished(response_id: str) -> BackgroundResponse | None:
+    """The work, locked and marked done (in the caller's transaction); None if it was cancelled, deleted or ended."""
+    work = _locked(response_id)
+    if work is None or work.state not in BackgroundResponse.UNFINISHED:
+        return None
+    work.state = BackgroundState.DONE
+    work.save(update_fields=["state"])
+    return work
+
+
 def answer(response_id: str, response: dict, history: list[dict], input_items: list[dict],
            search_results: dict[str, list] | None = None) -> bool:  # fmt: skip
     """The run's answer (completed, incomplete or failed) written into the stored response, with the context it
     answered (``history``, ``input_items``: read again when it ran); False, and nothing written, when the response
     was cancelled or deleted meanwhile."""
     with transaction.atomic():
-        work = _locked(response_id)
-        if work is None or work.state not in BackgroundResponse.UNFINISHED:
+        work = _finished(response_id)
+        if work is None:
             return False
-        work.state = BackgroundState.DONE
-        work.save(update_fields=["state"])
         row = work.response
         row.response, row.search_results = response, search_results or {}
         row.history, row.input_items = history, input_items
@@ -123,11 +131,9 @@ def fail(response_id: str, code: str, message: str, failed: dict | None = None) 
     ``response.failed``. ``failed``: the response of the stream's own ``response.failed`` (the deployment failed
     mid-answer), kept as it is, the stream having ended with it already. False when it was answered already."""
     with transaction.atomic():
-        work = _locked(response_id)
-        if work is None or work.state not in BackgroundResponse.UNFINISHED:
+        work = _finished(response_id)
+        if work is None:
             return False
-        work.state = BackgroundState.DONE
-        work.save(update_fields=["state"])
         work.response.response = failed or {**work.response.response, "status": "failed",
                                             "error": {"code": code, "message": message}}  # fmt: skip
         work.response.save(update_fields=["response"])

@@ -1,4 +1,4 @@
-"""Where vector stores' files are indexed: on this process's background loop (``hub.batches.dispatch``'s), in the
+"""Where vector stores' files are indexed: on this process's background loop (``hub/batches/runs.py``), in the
 hub's own process without a broker (the embedded default), else by Celery workers (``hub.index_vector_store_file``).
 ``HUB_BATCH_CONCURRENCY`` files at a time per process; a file already waiting here is not queued twice."""
 
@@ -10,7 +10,7 @@ import threading
 
 from django.conf import settings
 
-from hub.batches import dispatch as background
+from hub.batches.runs import run_soon
 from hub.vector_stores.indexer import index
 
 _lock = threading.Lock()
@@ -38,7 +38,7 @@ def run(row_id: int) -> concurrent.futures.Future:
             done.set_result(None)
             return done
         _queued.add(row_id)
-    return background.run_soon(_index(row_id))
+    return run_soon(_index(row_id))
 
 
 def start(row_ids: list[int]) -> None:
