@@ -47,7 +47,7 @@ from django.utils import timezone
 from accounts import metering, pricing
 from accounts.models import ModelKind
 from hub import shutdown
-from hub.api import compaction, errors, responses_count, tiers, validation
+from hub.api import compaction, errors, responses_count, tiers, truncation, validation
 from hub.api.affinity import prefix_key
 from hub.api.chat_store import HUB_ONLY, ChatStore
 from hub.api.compaction import CompactionRelay
@@ -374,6 +374,8 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
                             f"No deployment of the model '{errors.shown(model_id)}' is available right now."
                         )
                     return await self._queue_background(ctx.key)
+                if body.get("truncation") == "auto":  # the context's first items left out until it fits
+                    await truncation.fit(self.plan, info, targets, ctx.request_id)
                 stream = body.get("stream") is True
             elif route == compaction.ROUTE:  # the context read as a response's, the summary asked for
                 self.plan = await compaction.plan(ctx.key, body, model_id, info)

@@ -358,8 +358,10 @@ RESPONSES_SCHEMAS: dict[str, dict] = {
             "truncation": {
                 "enum": ["auto", "disabled"],
                 "default": "disabled",
-                "description": "Our inference service never drops items: a context over the model's length is a 400 "
-                "`context_length_exceeded` either way. Passed to an external deployment.",
+                "description": "`auto`: a context longer than the model's leaves out items from its beginning (cut "
+                "before a user's message; the instructions stay) until it fits with `max_output_tokens`; the stored "
+                "response keeps them all. `disabled`: a 400 `context_length_exceeded`. Passed to an external "
+                "deployment.",
             },
             "metadata": {**METADATA, "description": "Kept with the response, echoed."},
             "user": {**_STR, "maxLength": v.MAX_USER_CHARS},

@@ -92,8 +92,7 @@ def estimate(route: str, body: dict, info: ModelInfo) -> Estimate:
     if route == "completions" and _is_int(body.get("best_of")):  # every candidate is generated, and counted
         n = max(n, body["best_of"])
     if route == "chat/completions":
-        each = _bound(body.get("messages")) + TEMPLATE_TOKENS + _tools_bound(body) + _format_bound(body)
-        prompts = [_clamp(each, limit)]
+        prompts = [_clamp(chat_prompt_bound(body), limit)]
     else:
         value = body.get("prompt")
         many = isinstance(value, list) and value and (isinstance(value[0], (str, list)))
@@ -105,6 +104,11 @@ def estimate(route: str, body: dict, info: ModelInfo) -> Estimate:
         room = limit - prompts[0] if limit else 0
         out = info.max_output_length or max(room, 0) or 4096
     return Estimate(sum(prompts) * n, max(1, out) * n * len(prompts))
+
+
+def chat_prompt_bound(body: dict) -> int:
+    """A bound on a chat request's prompt tokens: its messages' bytes, the template's, the tools' and the format's."""
+    return _bound(body.get("messages")) + TEMPLATE_TOKENS + _tools_bound(body) + _format_bound(body)
 
 
 def _pairs(route: str, body: dict) -> list[tuple[object, object]]:
