@@ -415,16 +415,19 @@ class StoredResponse(models.Model):
     class Meta:
         indexes = [models.Index(fields=["tenant", "created_at"])]
 
-    def context(self) -> list[dict]:
-        """The items a response continuing this one starts from: everything before, this input, this output (its
-        searches with their results, shown or not)."""
-        output = [
+    def output_with_results(self) -> list[dict]:
+        """Its output, with the results of its searches, shown or not."""
+        return [
             {**item, "results": self.search_results[item["id"]]}
             if item.get("type") == "file_search_call" and item.get("results") is None and item.get("id")
             in self.search_results else item
             for item in self.response.get("output", [])
         ]  # fmt: skip
-        return [*self.history, *self.input_items, *output]
+
+    def context(self) -> list[dict]:
+        """The items a response continuing this one starts from: everything before, this input, this output (its
+        searches with their results, shown or not)."""
+        return [*self.history, *self.input_items, *self.output_with_results()]
 
 
 class BackgroundState(models.TextChoices):

@@ -67,10 +67,11 @@ def start_upstream() -> tuple[Process, str]:
 
 
 def start_hub(
-    upstream: str, stack: str, data_dir: Path, root: Path = ROOT, slot: int = 0
+    upstream: str, stack: str, data_dir: Path, root: Path = ROOT, slot: int = 0, external: bool = True
 ) -> tuple[Process, str, str, dict]:
-    """A hub (the checkout at ``root``) with one tenant, one key and the fake model as an external deployment; its
-    environment last. ``slot``: which database and Redis database it gets (a baseline hub beside this one)."""
+    """A hub (the checkout at ``root``) with one tenant, one key and the fake model as an external deployment (else
+    as our own service's: the Responses API goes to it as chat completions); its environment last. ``slot``: which
+    database and Redis database it gets (a baseline hub beside this one)."""
     port = free_port()
     data_dir = data_dir / f"hub{slot}"
     env = {**os.environ, "HUB_ENV": "prod", "HUB_SECRET_KEY": "bench-" + "x" * 40, "HUB_ALLOWED_HOSTS": "127.0.0.1",
@@ -82,7 +83,8 @@ def start_hub(
         subprocess.run(["redis-cli", "-n", str(5 + slot), "flushdb"], capture_output=True)
     _manage(env, "migrate", root=root)
     _manage(env, "register_model", MODEL, "--kind", "chat", "--max-sequence-length", "8192",
-            "--max-output-length", "4096", "--deployment", upstream, "--external", root=root)  # fmt: skip
+            "--max-output-length", "4096", "--deployment", upstream, *(["--external"] if external else []),
+            root=root)  # fmt: skip
     _manage(env, "create_tenant", "bench", root=root)
     _manage(env, "grant_models", "bench", MODEL, root=root)
     secret = _manage(env, "create_api_key", "bench", "--name", "bench", root=root).strip().splitlines()[-1]

@@ -29,6 +29,15 @@ def _not_found(response_id: str) -> errors.NotFound:
     return errors.NotFound(f"Response with id '{errors.shown(response_id)}' not found.", param="response_id")
 
 
+RESULTS_INCLUDE = "file_search_call.results"
+
+
+def _with_results(found) -> dict:
+    """The response with its searches' results, also those the creating request did not ask to see (kept for the
+    context): ``include[]=file_search_call.results`` on retrieve, as OpenAI's."""
+    return {**found.response, "output": found.output_with_results()}
+
+
 async def _sse_bytes(events) -> AsyncIterator[bytes]:
     async for event in events:
         yield tail.sse(event)
@@ -53,6 +62,14 @@ class ResponseDetailView(_StoredView):
         tags=["responses"],
         parameters=[
             _ID,
+            OpenApiParameter(
+                "include[]",
+                str,
+                many=True,
+                enum=[RESULTS_INCLUDE],
+                description="`file_search_call.results`: its searches' results, also when the creating "
+                "request did not include them.",
+            ),  # fmt: skip
             OpenApiParameter("stream", bool, description="Stream a background response's events again."),
             OpenApiParameter(
                 "starting_after",
@@ -65,7 +82,8 @@ class ResponseDetailView(_StoredView):
     def get(self, request: Request, response_id: str) -> Response | StreamingHttpResponse:
         found = self.stored(response_id)
         if request.query_params.get("stream") not in ("true", "1"):
-            return Response(found.response)
+            include = request.query_params.getlist("include[]") + request.query_params.getlist("include")
+            return Response(_with_results(found) if RESULTS_INCLUDE in include else found.response)
         after = request.query_params.get("starting_after", "-1")
         if not re.fullmatch(r"-1|\d{1,9}", after):
             raise errors.InvalidRequest(f"Invalid 'starting_after': {errors.shown(after)!r}; expected a sequence "

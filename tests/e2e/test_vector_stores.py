@@ -258,6 +258,9 @@ def test_the_responses_api_runs_file_search(hub):
     [search] = [i for i in StoredResponse.objects.get(pk=final["id"]).context() if i["type"] == "file_search_call"]
     assert search["results"] and {r["filename"] for r in search["results"]} <= set(DOCS)
     assert client.responses.retrieve(final["id"]).output[0].results is None
+    # ... unless the retrieve asks for them, as OpenAI's
+    shown = client.responses.retrieve(final["id"], include=["file_search_call.results"]).output[0].results
+    assert [r.file_id for r in shown] == [r["file_id"] for r in search["results"]]
 
     # continued: the search stays in the context (stored response, and as input items sent back)
     more = client.responses.create(model=CHAT, previous_response_id=body["id"], input="And in one word?",
