@@ -107,6 +107,7 @@ class ResponseDetailView(_StoredView):
         if not stored.delete(self.key.tenant_id, response_id):
             raise _not_found(response_id)
         background_dispatch.stop(response_id)  # a background response still running here stops now
+        tail.wake(response_id)  # and its streams here end
         return Response({"id": response_id, "object": "response.deleted", "deleted": True})
 
 
@@ -158,4 +159,5 @@ class CancelView(_StoredView):
         if response is None:
             raise _not_found(response_id)
         background_dispatch.stop(response_id)
+        tail.wake(response_id)
         return Response(response)

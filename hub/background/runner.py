@@ -27,6 +27,7 @@ from django.conf import settings
 
 from accounts import authn, background
 from hub import shutdown
+from hub.background import tail
 from hub.background.recorder import Recorder
 from hub.batches.call import call, retry_after
 from hub.pool import db
@@ -79,6 +80,7 @@ class BackgroundRun:
             # an earlier run streamed part of an answer, which its clients have: it cannot be taken back
             message = "The worker answering this response stopped mid-answer; a streamed answer is not started again."
             await db(background.fail, self.response_id, "server_error", message)
+            tail.wake(self.response_id)
             return
         heart = asyncio.create_task(self._heartbeat())
         try:
@@ -107,6 +109,7 @@ class BackgroundRun:
                     error = recorder.failed.get("error") or {}
                     await db(background.fail, self.response_id, str(error.get("code") or "server_error"),
                              str(error.get("message") or ""), recorder.failed)  # fmt: skip
+                tail.wake(self.response_id)
                 return
             if shutdown.over():  # refused because this process is stopping: handed back, not failed
                 self.leave()
@@ -115,6 +118,7 @@ class BackgroundRun:
             if wait is None or time.monotonic() + wait > give_up:
                 code, message = _error_of(answer.body)
                 await db(background.fail, self.response_id, code, message)
+                tail.wake(self.response_id)
                 return
             with suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), wait)

@@ -67,7 +67,7 @@ def test_make_run_twice_on_one_data_directory(tmp_path):
         usage = httpx.get(f"{url}/v1/usage", params={"group_by": "model"}, headers=bearer(secret)).json()
         requests = {r["model"]: r["num_model_requests"] for b in usage["data"] for r in b["results"]}
         # the first run's calls are still metered, beside this one (the vector store's indexing and search)
-        assert requests == {CHAT: 3, WHISPER: 1, EMBED: 3}  # a chat, a background response, this chat
+        assert requests == {CHAT: 4, WHISPER: 1, EMBED: 3}  # a chat, two background responses, this chat
 
         # A second hub on the same port, and one whose inference port is taken: one line each, no traceback.
         taken = run_to_exit(env, port)
@@ -106,6 +106,13 @@ def in_background(client: OpenAI) -> str:
         time.sleep(0.2)
         response = client.responses.retrieve(response.id)
     assert response.status in ("completed", "incomplete") and response.background, response
+    # streamed: the run's events as the hub's own loop writes them, read back by the creating request
+    events = list(client.responses.create(model=CHAT, input="Say hi.", background=True, stream=True,
+                                          max_output_tokens=4, temperature=0))  # fmt: skip
+    kinds = [event.type for event in events]
+    assert kinds[:2] == ["response.created", "response.queued"] and kinds[-1] in (
+        "response.completed", "response.incomplete"), kinds  # fmt: skip
+    assert [event.sequence_number for event in events] == list(range(len(events)))
     return response.output_text
 
 
