@@ -70,10 +70,12 @@ def claim(response_id: str, runner: str, stale_seconds: float) -> BackgroundResp
 
 
 def heartbeat(response_id: str, runner: str) -> bool:
-    """Show life; whether the work is still this runner's to do (not cancelled, deleted or taken over)."""
+    """Show life; whether the work is still this runner's (not cancelled, deleted or taken over). Done counts: the
+    answer is written before the run has sent its last events and ended its request, which it must not cut."""
     with transaction.atomic():
         return bool(
-            BackgroundResponse.objects.filter(pk=response_id, runner=runner, state=BackgroundState.IN_PROGRESS)
+            BackgroundResponse.objects.filter(pk=response_id, runner=runner,
+                                              state__in=(BackgroundState.IN_PROGRESS, BackgroundState.DONE))
             .update(heartbeat_at=timezone.now())
         )  # fmt: skip
 

@@ -68,6 +68,7 @@ def test_the_answer_is_written_with_the_context_it_answered(acme):
     background.claim("resp_bg", "one", STALE)
     item = {"id": "msg_again", "type": "message", "role": "user", "content": []}
     assert background.answer("resp_bg", _answer("resp_bg"), [], [item], {"fs_1": []})
+    assert background.heartbeat("resp_bg", "one")  # still its run's: it sends its last events, ends its request
     row = StoredResponse.objects.get(pk="resp_bg")
     assert (row.response["status"], row.input_items, row.search_results) == ("completed", [item], {"fs_1": []})
     assert background.cancel(acme.tenant.id, "resp_bg")["status"] == "completed"  # ended: left as it is
