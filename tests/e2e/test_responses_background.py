@@ -58,6 +58,16 @@ def test_a_background_response_is_queued_then_answered_by_a_worker(fake_hub, fak
     # an ended background response is left as it is by a cancel, as OpenAI's
     assert client.responses.cancel(done.id).status == "completed"
 
+    # in a conversation: its input and output are added to it once it is answered
+    conversation = client.conversations.create()
+    with batch_worker():
+        queued = client.responses.create(model=FAKE_CHAT, input="Again", background=True,
+                                         conversation=conversation.id)  # fmt: skip
+        answered = _polled(client, queued.id)
+    items = list(client.conversations.items.list(conversation.id, order="asc"))
+    assert [i.type for i in items] == ["message", "message"] and items[1].id == answered.output[0].id
+    assert items[0].content[0].text == "Again"
+
 
 def test_a_background_response_is_cancelled_while_it_runs(fake_hub, fake):
     client = fake_hub()
