@@ -285,6 +285,9 @@ HUB_MAX_UPLOAD_PART_BYTES = env_int("HUB_MAX_UPLOAD_PART_BYTES", 64 * 1024 * 102
 HUB_MODERATION_MODEL = env_str("HUB_MODERATION_MODEL", "omni-moderation-latest")
 HUB_BATCH_CONCURRENCY = env_int("HUB_BATCH_CONCURRENCY", 8, min_value=1)
 HUB_BATCH_STALE_SECONDS = env_float("HUB_BATCH_STALE_SECONDS", 60.0, min_value=1.0)
+# background responses the hub's own process answers at once without a broker (make run); the others wait, queued.
+# A Celery worker answers as many as its concurrency.
+HUB_BACKGROUND_CONCURRENCY = env_int("HUB_BACKGROUND_CONCURRENCY", 16, min_value=1)
 # batches whose runner went quiet (a restart) are taken up again where they stopped
 CELERY_BEAT_SCHEDULE["resume-batches"] = {"task": "hub.resume_batches", "schedule": HUB_BATCH_STALE_SECONDS / 2}
 # vector stores' files in progress whose indexer went quiet are taken up again the same way

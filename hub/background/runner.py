@@ -9,6 +9,9 @@ A response created with ``stream: true`` is run streamed, its events kept as the
 it (``recorder.py``, ``tail.py``); one whose earlier run streamed part of an answer and died is failed rather than
 answered again, its clients having the part.
 
+In the hub's own process (no broker) ``HUB_BACKGROUND_CONCURRENCY`` run at once and the others wait, queued (the
+beat's resume finds the run already waiting here); a Celery worker runs as many as its concurrency (a task each).
+
 A heartbeat shows life every second or so: a response cancelled (or deleted, or taken over after this runner went
 quiet) stops the request, which is metered for what it produced. A stopping process (``leave``) stops its request
 too and hands the work back, queued, for the next runner to answer from the start."""
@@ -54,6 +57,17 @@ def _error_of(content: bytes) -> tuple[str, str]:
         return "server_error", "The response could not be answered."
 
 
+_gates: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+
+
+def _gate() -> asyncio.Semaphore:
+    """This loop's gate (the process's background loop: one)."""
+    loop = asyncio.get_running_loop()
+    if loop not in _gates:
+        _gates[loop] = asyncio.Semaphore(settings.HUB_BACKGROUND_CONCURRENCY)
+    return _gates[loop]
+
+
 class BackgroundRun:
     def __init__(self, response_id: str, runner: str):
         self.response_id, self.runner = response_id, runner
@@ -65,6 +79,12 @@ class BackgroundRun:
         self.stop.set()
 
     async def run(self) -> None:
+        if not settings.CELERY_TASK_ALWAYS_EAGER:  # a Celery worker: its concurrency bounds its runs (a task each)
+            return await self._run()
+        async with _gate():  # the hub's own process: HUB_BACKGROUND_CONCURRENCY at once, the others wait, queued
+            await self._run()
+
+    async def _run(self) -> None:
         if self.leaving:
             return
         work = await db(background.claim, self.response_id, self.runner, settings.HUB_BATCH_STALE_SECONDS)
