@@ -140,15 +140,10 @@ def fail(response_id: str, code: str, message: str, failed: dict | None = None) 
                                             "error": {"code": code, "message": message}}  # fmt: skip
         work.response.save(update_fields=["response"])
         if work.request.get("stream") is True and failed is None:
-            n = _next_sequence(work)
+            n = next_sequence(response_id)
             event = {"type": "response.failed", "response": work.response.response, "sequence_number": n}
             BackgroundEvents.objects.create(response=work, first=n, last=n, events=[event])
     return True
-
-
-def _next_sequence(work: BackgroundResponse) -> int:
-    last = work.events.order_by("-last").values_list("last", flat=True).first()
-    return 0 if last is None else last + 1
 
 
 def next_sequence(response_id: str) -> int:
@@ -162,29 +157,46 @@ def add_events(response_id: str, runner: str, events: list[dict]) -> bool:
     """Events of the run's stream, numbered on from the last kept; False, and nothing kept, once the work is no
     longer this runner's (cancelled, deleted, taken over)."""
     with transaction.atomic():
-        work = _locked(response_id)
+        # the work's row alone, locked (not its stored response: this runs for every write of a stream)
+        work = BackgroundResponse.objects.select_for_update().only("runner", "state").filter(pk=response_id).first()
         if work is None or work.runner != runner or work.state not in (BackgroundState.IN_PROGRESS,
                                                                        BackgroundState.DONE):  # fmt: skip
             return False
         if events:
-            n = _next_sequence(work)
+            n = next_sequence(response_id)
             numbered = [{**event, "sequence_number": n + i} for i, event in enumerate(events)]
             BackgroundEvents.objects.create(response=work, first=n, last=n + len(events) - 1, events=numbered)
     return True
 
 
-def events_after(tenant_id: int, response_id: str, after: int) -> tuple[list[dict], str, dict] | None:
-    """The stream's events after sequence number ``after``, the work's state (read first: events come before the
-    state that follows them) and the stored response; None when the tenant has no such streamed background
-    response."""
-    row = StoredResponse.objects.filter(pk=response_id, tenant_id=tenant_id).select_related("background").first()
-    work = getattr(row, "background", None) if row is not None else None
-    if work is None or work.request.get("stream") is not True:
+def streamed(tenant_id: int, response_id: str) -> bool:
+    """Whether the tenant has such a background response, created with ``stream: true`` (its events are kept)."""
+    work = BackgroundResponse.objects.filter(pk=response_id, response__tenant_id=tenant_id).only("request").first()
+    return work is not None and work.request.get("stream") is True
+
+
+def events_after(response_id: str, after: int) -> tuple[list[dict], str] | None:
+    """A streamed response's events after sequence number ``after`` and its work's state, read first (the events
+    come before the state that follows them); None once it is deleted. Read at every poll of a stream: the work's
+    state and the new events' rows only."""
+    state = BackgroundResponse.objects.filter(pk=response_id).values_list("state", flat=True).first()
+    if state is None:
         return None
-    rows = BackgroundEvents.objects.filter(response=work, last__gt=after).order_by("first")
+    rows = BackgroundEvents.objects.filter(response_id=response_id, last__gt=after).order_by("first")
     events = [event for chunk in rows.values_list("events", flat=True) for event in chunk
               if event["sequence_number"] > after]  # fmt: skip
-    return events, work.state, row.response
+    return events, state
+
+
+def final_event(response_id: str, sequence_number: int) -> dict | None:
+    """The final event a stream would have ended with, made from the stored answer (its run died between the answer
+    and its last events); None once the response is deleted."""
+    row = StoredResponse.objects.filter(pk=response_id).only("response").first()
+    if row is None:
+        return None
+    status = row.response.get("status")
+    kind = f"response.{status}" if f"response.{status}" in FINAL_EVENTS else "response.failed"
+    return {"type": kind, "response": row.response, "sequence_number": sequence_number}
 
 
 def cancel(tenant_id: int, response_id: str) -> dict | None:

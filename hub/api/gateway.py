@@ -366,16 +366,8 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
                 tokens = await responses_count.count(plan, targets, ctx.request_id)
                 return await self._json(200, {"object": "response.input_tokens", "input_tokens": tokens})
             elif route == "responses":  # checked, its stored conversation read, as a chat request for estimates
-                run = ctx.extra.get("background")  # the run of a queued background response (hub/background/)
-                self.plan = await plan_response(ctx.key, body, model_id, background=run)
-                if body.get("background") is True and run is None:
-                    if not targets:
-                        raise errors.ServiceUnavailable(
-                            f"No deployment of the model '{errors.shown(model_id)}' is available right now."
-                        )
-                    return await self._queue_background(ctx.key)
-                if body.get("truncation") == "auto":  # the context's first items left out until it fits
-                    await truncation.fit(self.plan, info, targets, ctx.request_id)
+                # the run of a queued background response (hub/background/) answers it, under its id
+                self.plan = await plan_response(ctx.key, body, model_id, background=ctx.extra.get("background"))
                 stream = body.get("stream") is True
             elif route == compaction.ROUTE:  # the context read as a response's, the summary asked for
                 self.plan = await compaction.plan(ctx.key, body, model_id, info)
@@ -389,6 +381,11 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
                 raise errors.ServiceUnavailable(
                     f"No deployment of the model '{errors.shown(model_id)}' is available right now."
                 )
+            if route == "responses":
+                if body.get("background") is True and not self.plan.background:  # queued now, run later
+                    return await self._queue_background(ctx.key)
+                if body.get("truncation") == "auto":  # the context's first items left out until it fits
+                    await truncation.fit(self.plan, info, targets, ctx.request_id)
             # a response reserves, and is routed by its prompt's head, as the chat request it becomes
             as_chat = ("chat/completions", self.plan.chat) if route in _PLANNED else (route, body)
             need = audio_estimate(len(ctx.upload.data)) if audio else estimate(*as_chat, info)

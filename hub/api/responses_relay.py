@@ -168,10 +168,6 @@ def _save(plan: ResponsePlan, ctx, response: dict, unshown: dict[str, list] | No
         log.exception("response %s could not be stored", response.get("id"))
 
 
-def _answer_background(plan: ResponsePlan, response: dict, unshown: dict[str, list] | None) -> bool:
-    return background.answer(plan.id, response, plan.history, plan.items, unshown)
-
-
 class ResponsesRelay:
     """The Responses API's half of ``GatewayConsumer`` (which provides ``send``, ``_read``, ``_json``, the meter
     and the limits)."""
@@ -195,7 +191,8 @@ class ResponsesRelay:
         background run writes into its queued row, unless the response was cancelled meanwhile (then its items
         go in no conversation either)."""
         if self.plan.background:
-            if not await db(_answer_background, self.plan, response, unshown):
+            plan = self.plan
+            if not await db(background.answer, plan.id, response, plan.history, plan.items, unshown):
                 return
         elif self.plan.store:
             await db(_save, self.plan, self.scope["hub"], response, unshown)
@@ -213,7 +210,7 @@ class ResponsesRelay:
             return await self._json(200, row.response)
         # streamed: its events as the run keeps them; a client that leaves leaves the run going
         await self._start_stream()
-        async for event in tail.events(key.tenant_id, self.plan.id):
+        async for event in tail.events(self.plan.id):
             await self._events([event])
             if shutdown.over():  # this process stops; the run goes on: the client streams it again with GET
                 break

@@ -69,13 +69,13 @@ class ResponseDetailView(_StoredView):
                 enum=[RESULTS_INCLUDE],
                 description="`file_search_call.results`: its searches' results, also when the creating "
                 "request did not include them.",
-            ),  # fmt: skip
+            ),
             OpenApiParameter("stream", bool, description="Stream a background response's events again."),
             OpenApiParameter(
                 "starting_after",
                 int,
                 description="With `stream`: the sequence number to stream after (default: from the first event).",
-            ),  # fmt: skip
+            ),
         ],
         responses={200: ref("ResponseObject"), **errors_for(400, 401, 404)},
     )
@@ -88,10 +88,10 @@ class ResponseDetailView(_StoredView):
         if not re.fullmatch(r"-1|\d{1,9}", after):
             raise errors.InvalidRequest(f"Invalid 'starting_after': {errors.shown(after)!r}; expected a sequence "
                                         "number (an integer from 0).", param="starting_after")  # fmt: skip
-        if background.events_after(self.key.tenant_id, response_id, int(after)) is None:
+        if not background.streamed(self.key.tenant_id, response_id):
             raise errors.InvalidRequest("Only responses created with 'background': true and 'stream': true can be "
                                         "streamed again.", param="stream")  # fmt: skip
-        events = tail.events(self.key.tenant_id, response_id, int(after))
+        events = tail.events(response_id, int(after))
         return StreamingHttpResponse(_sse_bytes(events), content_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
 
@@ -106,8 +106,7 @@ class ResponseDetailView(_StoredView):
     def delete(self, request: Request, response_id: str) -> Response:
         if not stored.delete(self.key.tenant_id, response_id):
             raise _not_found(response_id)
-        background_dispatch.stop(response_id)  # a background response still running here stops now
-        tail.wake(response_id)  # and its streams here end
+        background_dispatch.stop(response_id)  # a background response's run and streams here end now
         return Response({"id": response_id, "object": "response.deleted", "deleted": True})
 
 
@@ -159,5 +158,4 @@ class CancelView(_StoredView):
         if response is None:
             raise _not_found(response_id)
         background_dispatch.stop(response_id)
-        tail.wake(response_id)
         return Response(response)

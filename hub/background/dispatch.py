@@ -9,6 +9,7 @@ import concurrent.futures
 
 from django.conf import settings
 
+from hub.background import tail
 from hub.background.runner import BackgroundRun
 from hub.batches.runs import Runs, the_loop
 
@@ -22,10 +23,11 @@ def submit(response_id: str) -> concurrent.futures.Future:
 
 def stop(response_id: str) -> None:
     """The response was cancelled or deleted: its run in this process, if any, stops now (one elsewhere stops at
-    its next heartbeat)."""
+    its next heartbeat), and its streams in this process end."""
     run = _runs.get(response_id)
     if run is not None:
         the_loop().call_soon_threadsafe(run.stop.set)
+    tail.wake(response_id)
 
 
 def leave_all(timeout: float) -> None:

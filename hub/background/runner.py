@@ -93,15 +93,12 @@ class BackgroundRun:
         try:
             key = await db(authn.context_of, work.api_key_id)
         except authn.AuthFailed as failed:
-            message = f"The response's API key can no longer be used ({failed.reason.value})."
-            await db(background.fail, self.response_id, "invalid_api_key", message)
-            return
+            return await self._fail("invalid_api_key", f"The response's API key can no longer be used "
+                                    f"({failed.reason.value}).")  # fmt: skip
         if work.request.get("stream") is True and await db(background.next_sequence, self.response_id) > 2:
             # an earlier run streamed part of an answer, which its clients have: it cannot be taken back
-            message = "The worker answering this response stopped mid-answer; a streamed answer is not started again."
-            await db(background.fail, self.response_id, "server_error", message)
-            tail.wake(self.response_id)
-            return
+            return await self._fail("server_error", "The worker answering this response stopped mid-answer; a "
+                                    "streamed answer is not started again.")  # fmt: skip
         heart = asyncio.create_task(self._heartbeat())
         try:
             await self._answer(key, work.request, work.response.response["created_at"])
@@ -127,23 +124,24 @@ class BackgroundRun:
             if answer.status == 200:  # the relay wrote the answer, unless its stream failed (the event says why)
                 if recorder is not None and recorder.failed is not None:
                     error = recorder.failed.get("error") or {}
-                    await db(background.fail, self.response_id, str(error.get("code") or "server_error"),
-                             str(error.get("message") or ""), recorder.failed)  # fmt: skip
-                tail.wake(self.response_id)
+                    await self._fail(str(error.get("code") or "server_error"), str(error.get("message") or ""),
+                                     recorder.failed)  # fmt: skip
                 return
             if shutdown.over():  # refused because this process is stopping: handed back, not failed
                 self.leave()
                 return
             wait = retry_after(answer, attempt)
             if wait is None or time.monotonic() + wait > give_up:
-                code, message = _error_of(answer.body)
-                await db(background.fail, self.response_id, code, message)
-                tail.wake(self.response_id)
-                return
+                return await self._fail(*_error_of(answer.body))
             with suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), wait)
             if self.stop.is_set():
                 return
+
+    async def _fail(self, code: str, message: str, failed: dict | None = None) -> None:
+        """The response failed (``accounts.background.fail``); its streams in this process read the end now."""
+        await db(background.fail, self.response_id, code, message, failed)
+        tail.wake(self.response_id)
 
     async def _heartbeat(self) -> None:
         while not self.stop.is_set():

@@ -22,9 +22,6 @@ from hub.pool import db
 POLL_SECONDS = 0.05
 GRACE_SECONDS = 5.0
 
-_FINAL_OF = {"completed": "response.completed", "incomplete": "response.incomplete", "failed": "response.failed"}
-
-
 # the clients streaming a response in this process, by its id: each its loop and the event that wakes it
 _waiting: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
 _lock = threading.Lock()
@@ -38,49 +35,43 @@ def wake(response_id: str) -> None:
         loop.call_soon_threadsafe(event.set)
 
 
-async def _wait(response_id: str, waiter: tuple[asyncio.AbstractEventLoop, asyncio.Event]) -> None:
-    with suppress(TimeoutError):
-        await asyncio.wait_for(waiter[1].wait(), POLL_SECONDS)
-    waiter[1].clear()
-
-
-async def events(tenant_id: int, response_id: str, after: int = -1) -> AsyncIterator[dict]:
-    waiter = (asyncio.get_running_loop(), asyncio.Event())
+async def events(response_id: str, after: int = -1) -> AsyncIterator[dict]:
+    """The stream of a streamed background response (the caller checked it is the client's:
+    ``accounts.background.streamed``)."""
+    loop, woken = asyncio.get_running_loop(), asyncio.Event()
     with _lock:
-        _waiting.setdefault(response_id, set()).add(waiter)
+        _waiting.setdefault(response_id, set()).add((loop, woken))
     try:
-        async for event in _events(tenant_id, response_id, after, waiter):
-            yield event
+        ended: float | None = None
+        while True:
+            found = await db(background.events_after, response_id, after)
+            if found is None:  # deleted meanwhile
+                return
+            kept, state = found
+            for event in kept:
+                yield event
+                after = event["sequence_number"]
+                if event["type"] in background.FINAL_EVENTS:
+                    return
+            if kept:
+                continue
+            if state == BackgroundState.CANCELLED:
+                return
+            if state == BackgroundState.DONE:
+                ended = ended or time.monotonic()
+                if time.monotonic() - ended > GRACE_SECONDS:  # its last events were lost: made from the answer
+                    final = await db(background.final_event, response_id, after + 1)
+                    if final is not None:
+                        yield final
+                    return
+            with suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), POLL_SECONDS)
+            woken.clear()  # before the next read: a wake from now on is seen by the wait after it
     finally:
         with _lock:
-            _waiting.get(response_id, set()).discard(waiter)
+            _waiting.get(response_id, set()).discard((loop, woken))
             if not _waiting.get(response_id, True):
                 del _waiting[response_id]
-
-
-async def _events(tenant_id: int, response_id: str, after: int, waiter) -> AsyncIterator[dict]:
-    ended: float | None = None
-    while True:
-        found = await db(background.events_after, tenant_id, response_id, after)
-        if found is None:  # deleted meanwhile
-            return
-        kept, state, response = found
-        for event in kept:
-            yield event
-            after = event["sequence_number"]
-            if event["type"] in background.FINAL_EVENTS:
-                return
-        if kept:
-            continue
-        if state == BackgroundState.CANCELLED:
-            return
-        if state == BackgroundState.DONE:
-            ended = ended or time.monotonic()
-            if time.monotonic() - ended > GRACE_SECONDS:
-                kind = _FINAL_OF.get(response.get("status"), "response.failed")
-                yield {"type": kind, "response": response, "sequence_number": after + 1}
-                return
-        await _wait(response_id, waiter)
 
 
 def sse(event: dict) -> bytes:

@@ -70,15 +70,13 @@ async def call(key: KeyContext, route: str, body: dict, request_id: str, *, batc
         if not requested:  # the body is read from ctx.json, as the edge leaves it
             requested = True
             return {"type": "http.request", "body": b"", "more_body": False}
-        if abort is None:
-            await answered.wait()  # then the client "leaves", and the consumer finishes its metering
-        else:
-            waits = [asyncio.ensure_future(answered.wait()), asyncio.ensure_future(abort.wait())]
-            try:
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for wait in waits:
-                    wait.cancel()
+        # then the client "leaves" (answered, or aborted), and the consumer finishes its metering
+        waits = [asyncio.ensure_future(event.wait()) for event in (answered, abort) if event is not None]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
         return {"type": "http.disconnect"}
 
     async def send(message: dict) -> None:
