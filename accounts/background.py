@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts import webhooks
 from accounts.models import BackgroundEvents, BackgroundResponse, BackgroundState, StoredResponse
 
 # the events a streamed background response ends with (its stream is then over)
@@ -124,7 +125,14 @@ def answer(response_id: str, response: dict, history: list[dict], input_items: l
         row.response, row.search_results = response, search_results or {}
         row.history, row.input_items = history, input_items
         row.save(update_fields=["response", "search_results", "history", "input_items"])
+        _tell(row, response.get("status"))
     return True
+
+
+def _tell(row: StoredResponse, status: object) -> None:
+    """The end of a background response, told to the tenant's webhooks (``response.completed`` ...)."""
+    if f"response.{status}" in webhooks.EVENT_TYPES:
+        webhooks.emit(row.tenant_id, f"response.{status}", row.pk)
 
 
 def fail(response_id: str, code: str, message: str, failed: dict | None = None) -> bool:
@@ -139,6 +147,7 @@ def fail(response_id: str, code: str, message: str, failed: dict | None = None) 
         work.response.response = failed or {**work.response.response, "status": "failed",
                                             "error": {"code": code, "message": message}}  # fmt: skip
         work.response.save(update_fields=["response"])
+        _tell(work.response, "failed")
         if work.request.get("stream") is True and failed is None:
             n = next_sequence(response_id)
             event = {"type": "response.failed", "response": work.response.response, "sequence_number": n}
@@ -214,4 +223,5 @@ def cancel(tenant_id: int, response_id: str) -> dict | None:
             work.state = BackgroundState.CANCELLED
             work.save(update_fields=["state"])
             _set_status(work, BackgroundState.CANCELLED)
+            _tell(work.response, "cancelled")
         return work.response.response

@@ -13,7 +13,7 @@ from django.db import transaction
 from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
-from accounts import files, stored
+from accounts import files, stored, webhooks
 from accounts.models import Batch, BatchResult, BatchStatus, StoredFile
 
 # The endpoints a batch may name, and the gateway route each one is.
@@ -164,8 +164,15 @@ def start(batch_id: str, total: int, model: str) -> None:
 
 
 def fail(batch_id: str, errors: list[dict]) -> None:
+    """The batch could not run (its file, its key): ``failed``, with OpenAI's BatchError objects; ``batch.failed``
+    told to the tenant's webhooks."""
     with transaction.atomic():
-        Batch.objects.filter(pk=batch_id).update(status=BatchStatus.FAILED, failed_at=timezone.now(), errors=errors)
+        batch = Batch.objects.select_for_update().only("tenant_id", "status").filter(pk=batch_id).first()
+        if batch is None or batch.status not in Batch.UNFINISHED:
+            return
+        now = timezone.now()
+        Batch.objects.filter(pk=batch_id).update(status=BatchStatus.FAILED, failed_at=now, errors=errors)
+        webhooks.emit(batch.tenant_id, "batch.failed", batch_id, now)
 
 
 def done_lines(batch_id: str) -> set[int]:
@@ -205,3 +212,4 @@ def finish(batch_id: str, status: BatchStatus, unanswered: list[dict], errors: l
             made["errors"] = errors
         now = timezone.now()  # the files are written in this transaction: "finalizing" is never seen apart
         Batch.objects.filter(pk=batch_id).update(status=status, finalizing_at=now, **{_FINAL_AT[status]: now}, **made)
+        webhooks.emit(batch.tenant_id, f"batch.{status}", batch_id, now)

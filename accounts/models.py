@@ -725,3 +725,54 @@ class VectorStoreChunk(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["vector_store"])]
+
+
+class WebhookEndpoint(models.Model):
+    """A tenant's webhook endpoint (OpenAI's ``/v1/webhook_endpoints``): the URL the hub POSTs the chosen events to,
+    each signed with its secret (Standard Webhooks, as OpenAI's: ``client.webhooks.unwrap`` verifies them). After a
+    rotation that keeps the old secret, both sign until ``previous_secret_until``."""
+
+    id = models.CharField(max_length=64, primary_key=True)  # wh_<24 hex>
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="webhook_endpoints")
+    name = models.CharField(max_length=200)
+    url = models.URLField(max_length=2048)
+    event_types = models.JSONField(default=list)
+    # the signing secret (whsec_<base64 of 32 bytes>): kept as it is, since the hub signs with it
+    secret = models.CharField(max_length=128)
+    previous_secret = models.CharField(max_length=128, blank=True, default="")
+    previous_secret_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "created_at", "id"])]
+
+
+class DeliveryState(models.TextChoices):
+    PENDING = "pending", "pending"
+    DELIVERED = "delivered", "delivered"
+    FAILED = "failed", "failed"  # refused or unanswered for HUB_WEBHOOK_RETRY_HOURS
+
+
+class WebhookDelivery(models.Model):
+    """One event to send to one endpoint, written in the transaction of the change it tells (a batch or background
+    response that ended), so that none is lost; sent at once, then retried with growing waits until the endpoint
+    answers 2xx or ``HUB_WEBHOOK_RETRY_HOURS`` have passed. ``id`` is the ``webhook-id`` header (the same on every
+    attempt: receivers drop repeats by it); ``payload`` the body, whose ``id`` is the event's (the same for every
+    endpoint it goes to)."""
+
+    id = models.CharField(max_length=64, primary_key=True)  # msg_<24 hex>
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    event_type = models.CharField(max_length=64)
+    payload = models.JSONField()
+    state = models.CharField(max_length=16, choices=DeliveryState.choices, default=DeliveryState.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    # when the next attempt is due; while one is under way, when its lease ends (a sender that died)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_status = models.PositiveIntegerField(null=True, blank=True)  # the endpoint's last HTTP status
+    last_error = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "next_attempt_at"]), models.Index(fields=["endpoint", "created_at"])]

@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from accounts import authcache, chat_completions, files, metering, reports, responses, uploads, vector_stores
+from accounts import authcache, chat_completions, files, metering, reports, responses, uploads, vector_stores, webhooks
 from accounts.models import ApiKey, Tenant, UsageReport
 
 log = logging.getLogger(__name__)
@@ -86,3 +86,9 @@ def expire_files() -> int:
     """Delete the files whose ``expires_at`` has passed (a batch's input after 30 days, by default), and the parts of
     uploads left pending past their hour, and the vector stores past their expiry; returns how many of them."""
     return files.expire() + uploads.expire() + vector_stores.expire()
+
+
+@shared_task(name="accounts.expire_webhook_deliveries")
+def expire_webhook_deliveries() -> int:
+    """Delete the webhook deliveries that ended more than ``HUB_WEBHOOK_DELIVERIES_DAYS`` ago; returns how many."""
+    return webhooks.expire()

@@ -296,6 +296,23 @@ CELERY_BEAT_SCHEDULE["resume-vector-store-files"] = {"task": "hub.resume_vector_
 # background responses (``background: true``) whose runner went quiet are answered again from the start
 CELERY_BEAT_SCHEDULE["resume-background-responses"] = {"task": "hub.resume_background_responses",
                                                        "schedule": HUB_BATCH_STALE_SECONDS / 2}  # fmt: skip
+# Webhooks (``/v1/webhook_endpoints``, hub/webhooks/): each event is POSTed at once, then again after 10 s, 20 s,
+# 40 s ... (at most an hour apart) until the endpoint answers 2xx or HUB_WEBHOOK_RETRY_HOURS have passed (OpenAI's
+# 72). An attempt waits HUB_WEBHOOK_TIMEOUT_SECONDS for the answer; HUB_WEBHOOK_CONCURRENCY are sent at once per
+# process; the beat looks for due retries every HUB_WEBHOOK_SWEEP_SECONDS. Deliveries are listed in the console
+# for HUB_WEBHOOK_DELIVERIES_DAYS.
+HUB_WEBHOOK_TIMEOUT_SECONDS = env_float("HUB_WEBHOOK_TIMEOUT_SECONDS", 10.0, min_value=0.1)
+HUB_WEBHOOK_RETRY_SECONDS = env_float("HUB_WEBHOOK_RETRY_SECONDS", 10.0, min_value=0.01)
+HUB_WEBHOOK_RETRY_HOURS = env_float("HUB_WEBHOOK_RETRY_HOURS", 72.0, min_value=0.0)
+HUB_WEBHOOK_CONCURRENCY = env_int("HUB_WEBHOOK_CONCURRENCY", 16, min_value=1)
+HUB_WEBHOOK_SWEEP_SECONDS = env_float("HUB_WEBHOOK_SWEEP_SECONDS", 5.0, min_value=0.05)
+HUB_WEBHOOK_DELIVERIES_DAYS = env_int("HUB_WEBHOOK_DELIVERIES_DAYS", 7, min_value=1)
+# Whether a webhook may go to a loopback, private or link-local address (a tenant's URL could reach the operator's
+# own network): allowed on the embedded default (make run: one developer, a receiver on localhost), refused with a
+# broker (production) unless set.
+HUB_WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("HUB_WEBHOOK_ALLOW_PRIVATE_URLS", REDIS_URL is None)
+CELERY_BEAT_SCHEDULE["send-webhooks"] = {"task": "hub.send_webhooks", "schedule": HUB_WEBHOOK_SWEEP_SECONDS}
+CELERY_BEAT_SCHEDULE["expire-webhook-deliveries"] = {"task": "accounts.expire_webhook_deliveries", "schedule": 3600.0}
 # the embedding model a vector store uses unless its creation names one (``embedding_model``): a catalog embedding
 # model the creating key is entitled to
 HUB_VECTOR_STORE_EMBEDDING_MODEL = env_str("HUB_VECTOR_STORE_EMBEDDING_MODEL", "all-minilm-l6-v2")

@@ -1,5 +1,5 @@
 """The hub's background work for Celery (autodiscovered with ``accounts.tasks``): the Batch API's runs, background
-responses, the indexing of vector stores' files, and the metering of requests whose hub process died."""
+responses, the indexing of vector stores' files, webhooks, and the metering of requests whose hub process died."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from accounts import background, batches, vector_stores
 from hub import reaper
 from hub.background import dispatch as background_dispatch
 from hub.batches import dispatch
+from hub.batches.runs import run_soon
 from hub.vector_stores import dispatch as vector_store_dispatch
+from hub.webhooks import dispatch as webhooks_dispatch
 
 
 @shared_task(name="hub.run_batch", acks_late=True)
@@ -57,6 +59,12 @@ def resume_vector_store_files() -> int:
     found = vector_stores.stale(settings.HUB_BATCH_STALE_SECONDS)
     vector_store_dispatch.start(found)
     return len(found)
+
+
+@shared_task(name="hub.send_webhooks")
+def send_webhooks() -> int:
+    """Send the webhook deliveries that are due (new events, retries); returns how many attempts were made."""
+    return run_soon(webhooks_dispatch.pump()).result()
 
 
 @shared_task(name="hub.reap_open_requests")

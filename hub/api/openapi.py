@@ -21,6 +21,7 @@ from hub.api.openapi_rerank import RERANK_SCHEMAS
 from hub.api.openapi_responses import RESPONSES_SCHEMAS
 from hub.api.openapi_schemas import SCHEMAS, ref
 from hub.api.openapi_vector_stores import VECTOR_STORE_SCHEMAS
+from hub.api.openapi_webhooks import WEBHOOK_SCHEMAS, webhooks_section
 from hub.api.paths import BASE_PATHS
 
 DESCRIPTION = """
@@ -258,8 +259,9 @@ def add_generation_routes(result, generator, request, public):
     result["paths"] = paths
     components = result.setdefault("components", {})
     schemas = (SCHEMAS, RERANK_SCHEMAS, MODERATION_SCHEMAS, RESPONSES_SCHEMAS, CHAT_STORE_SCHEMAS, CONVERSATION_SCHEMAS,
-               BATCH_SCHEMAS, VECTOR_STORE_SCHEMAS, COMPACTION_SCHEMAS)  # fmt: skip
+               BATCH_SCHEMAS, VECTOR_STORE_SCHEMAS, COMPACTION_SCHEMAS, WEBHOOK_SCHEMAS)  # fmt: skip
     components.setdefault("schemas", {}).update({name: s for group in schemas for name, s in group.items()})
+    result["webhooks"] = webhooks_section()
     result["info"]["description"] = DESCRIPTION.strip()
     result["servers"] = [{"url": f"/{base}"} for base in BASE_PATHS]
     return result

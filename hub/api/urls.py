@@ -8,6 +8,7 @@ from hub.api import responses_views, views
 from hub.api import uploads_views as uploads
 from hub.api import vector_store_files_views as vs_files
 from hub.api import vector_stores_views as vs
+from hub.api import webhooks_views as wh
 
 # The same routes under every base URL of the reference (/v1, /v2, /vision).
 api_patterns = [
@@ -49,6 +50,17 @@ api_patterns = [
     path("batches", batches.BatchListView.as_view(), name="batches"),
     path("batches/<str:batch_id>", batches.BatchDetailView.as_view(), name="batch"),
     path("batches/<str:batch_id>/cancel", batches.BatchCancelView.as_view(), name="batch-cancel"),
+    path("webhook_endpoints", wh.WebhookListView.as_view(), name="webhook-endpoints"),
+    path("webhook_endpoints/<str:webhook_endpoint_id>", wh.WebhookDetailView.as_view(), name="webhook-endpoint"),
+    path(
+        "webhook_endpoints/<str:webhook_endpoint_id>/rotate_secret",
+        wh.WebhookRotateView.as_view(),
+        name="webhook-endpoint-rotate",
+    ),
+    path(
+        "webhook_endpoints/<str:webhook_endpoint_id>/test", wh.WebhookTestView.as_view(), name="webhook-endpoint-test"
+    ),
+    path("webhook_event_types", wh.WebhookEventTypesView.as_view(), name="webhook-event-types"),
     path("vector_stores", vs.VectorStoreListView.as_view(), name="vector-stores"),
     path("vector_stores/<str:vector_store_id>", vs.VectorStoreDetailView.as_view(), name="vector-store"),
     path("vector_stores/<str:vector_store_id>/search", vs.VectorStoreSearchView.as_view(), name="vector-store-search"),

@@ -52,6 +52,14 @@ ROOTS = [
     "VectorStoreFileBatchObject",
     "VectorStoreSearchResultsPage",
     "VectorStoreFileContentResponse",
+    "WebhookBatchCancelled",
+    "WebhookBatchCompleted",
+    "WebhookBatchExpired",
+    "WebhookBatchFailed",
+    "WebhookResponseCancelled",
+    "WebhookResponseCompleted",
+    "WebhookResponseFailed",
+    "WebhookResponseIncomplete",
 ]
 OUT = Path(__file__).with_name("responses.json")
 

@@ -1,0 +1,63 @@
+"""Where a webhook may be sent. A tenant names the URL, and the hub POSTs to it from the operator's network: unless
+``HUB_WEBHOOK_ALLOW_PRIVATE_URLS``, an address that is not global (loopback, private, link-local, shared, reserved)
+is refused, named outright when the endpoint is made (``url_problem``) and after resolving its host before each
+attempt (``resolved_problem``). A name whose address changes between that resolution and the connection is not
+caught (DNS rebinding)."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+ALLOW_SETTING = "HUB_WEBHOOK_ALLOW_PRIVATE_URLS"
+
+
+def _private(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 scope ("fe80::1%eth0") is not part of it
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return not (mapped or ip).is_global
+
+
+def _refused(host: str, address: str) -> str:
+    shown = host if host == address else f"{host} ({address})"
+    return f"{shown} is not a public address; the hub's operator allows those with {ALLOW_SETTING}."
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a webhook endpoint's, None if it can: an http(s) URL with a host and, unless private
+    addresses are allowed, not a private address or ``localhost`` named outright."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # a port out of range raises
+    except ValueError as bad:
+        return f"'url' is not a valid URL: {bad}."
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
+        return "'url' must be an http:// or https:// URL with a host."
+    host = parts.hostname
+    if settings.HUB_WEBHOOK_ALLOW_PRIVATE_URLS:
+        return None
+    if host == "localhost" or host.endswith(".localhost"):
+        return "'url': " + _refused(host, host)
+    try:
+        return "'url': " + _refused(host, host) if _private(host) else None
+    except ValueError:  # a name, not an address: checked when it is resolved
+        return None
+
+
+def resolved_problem(url: str) -> str | None:
+    """Before an attempt: why it may not go to ``url``'s host as it resolves now, None if it may."""
+    if settings.HUB_WEBHOOK_ALLOW_PRIVATE_URLS:
+        return None
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        found = socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)
+    except OSError as failed:
+        return f"{parts.hostname} could not be resolved: {failed}"
+    for *_, address in found:
+        if _private(address[0]):
+            return _refused(parts.hostname, address[0])
+    return None
