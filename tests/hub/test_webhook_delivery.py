@@ -1,0 +1,123 @@
+"""Webhooks sent by the hub's own process (no broker, as ``make run``): an event written is sent on its commit from
+the background loop, signed as OpenAI's SDK verifies; a failing receiver gets it again from the beat's task; a 3xx
+and a receiver that does not answer in time are failed attempts; and the addresses a webhook may not go to."""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import openai
+import pytest
+from django.db import transaction
+
+from accounts import webhooks
+from accounts.models import DeliveryState, WebhookDelivery
+from hub.tasks import send_webhooks
+from hub.webhooks import addresses, signing
+from tests.support.webhooks import receiver
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def embedded(settings):
+    """The hub's own process without a broker: tasks eager, sends on its background loop."""
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    settings.HUB_WEBHOOK_ALLOW_PRIVATE_URLS, settings.HUB_WEBHOOK_RETRY_SECONDS = True, 0.05
+    return settings
+
+
+def _state(delivery_id: str, until: str, timeout: float = 10) -> WebhookDelivery:
+    deadline = time.monotonic() + timeout
+    while (row := WebhookDelivery.objects.get(pk=delivery_id)).state != until or row.last_status is None:
+        assert time.monotonic() < deadline, f"{delivery_id}: {row.state} after {row.attempts} attempts"
+        time.sleep(0.02)
+    return row
+
+
+def test_an_event_is_sent_on_commit_signed_and_sent_again_until_received(acme, embedded):
+    sdk = openai.OpenAI(api_key="unused", base_url="http://127.0.0.1:9/v1")
+    with receiver() as hooks:
+        endpoint, secret = webhooks.create(acme.tenant.id, name="e", url=hooks.url, event_types=["batch.expired"])
+        hooks.statuses = [500]
+        with transaction.atomic():
+            webhooks.emit(acme.tenant.id, "batch.expired", "batch_1")
+        [first] = hooks.wait(1)  # sent on commit, with no worker and no beat
+        time.sleep(0.1)  # the retry is due after 0.05 s: the beat's task sends it
+        assert send_webhooks.apply().get() == 1
+        [_, second] = hooks.wait(2)
+    for attempt in (first, second):
+        event = sdk.webhooks.unwrap(attempt.body, attempt.headers, secret=secret)
+        assert (event.type, event.data.id) == ("batch.expired", "batch_1")
+    assert first.headers["webhook-id"] == second.headers["webhook-id"] and first.body == second.body
+    assert first.headers["user-agent"] == signing.USER_AGENT
+    [row] = WebhookDelivery.objects.filter(endpoint_id=endpoint.id)
+    assert (row.state, row.attempts) == (DeliveryState.DELIVERED, 2)
+    with pytest.raises(openai.InvalidWebhookSignatureError):  # a changed body does not verify
+        sdk.webhooks.unwrap(first.body.replace(b"batch_1", b"batch_2"), first.headers, secret=secret)
+
+
+class _Redirect(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        if self.path == "/slow":
+            time.sleep(1.0)
+        self.send_response(307)
+        self.send_header("location", "/elsewhere")
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_redirect_and_a_receiver_too_slow_are_failed_attempts(acme, embedded):
+    embedded.HUB_WEBHOOK_TIMEOUT_SECONDS, embedded.HUB_WEBHOOK_RETRY_SECONDS = 0.3, 60.0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        for path, kind in (("/moved", "batch.failed"), ("/slow", "batch.cancelled")):
+            webhooks.create(acme.tenant.id, name=path, url=base + path, event_types=[kind])
+            with transaction.atomic():
+                webhooks.emit(acme.tenant.id, kind, "batch_1")
+        moved = _state(WebhookDelivery.objects.get(event_type="batch.failed").pk, DeliveryState.PENDING)
+        assert (moved.last_status, moved.last_error, moved.attempts) == (307, "HTTP 307", 1)
+        deadline = time.monotonic() + 10
+        while not (slow := WebhookDelivery.objects.get(event_type="batch.cancelled")).last_error:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert slow.last_status is None and slow.last_error.startswith("ReadTimeout")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("url", "refused"),
+    [("http://127.0.0.1:8000/h", True), ("http://localhost/h", True), ("http://10.1.2.3/h", True),
+     ("http://[::1]/h", True), ("http://169.254.169.254/latest", True), ("http://[::ffff:127.0.0.1]/h", True),
+     ("https://93.184.215.14/h", False), ("https://hooks.example.com/h", False)],
+)  # fmt: skip
+def test_private_addresses_are_refused_unless_the_operator_allows_them(settings, url, refused):
+    settings.HUB_WEBHOOK_ALLOW_PRIVATE_URLS = False
+    problem = addresses.url_problem(url)
+    assert (problem is not None) is refused
+    if refused:
+        assert "HUB_WEBHOOK_ALLOW_PRIVATE_URLS" in problem and addresses.resolved_problem(url) is not None
+    settings.HUB_WEBHOOK_ALLOW_PRIVATE_URLS = True
+    assert addresses.url_problem(url) is None and addresses.resolved_problem(url) is None
+
+
+@pytest.mark.parametrize("url", ["ftp://x.example.com/", "https://", "http://x.example.com:99999/", "x.example.com"])
+def test_what_is_not_an_http_url_is_refused_whatever_the_setting(settings, url):
+    settings.HUB_WEBHOOK_ALLOW_PRIVATE_URLS = True
+    assert addresses.url_problem(url) is not None
+
+
+def test_a_name_resolving_to_a_private_address_is_not_sent_to(settings):
+    settings.HUB_WEBHOOK_ALLOW_PRIVATE_URLS = False
+    assert addresses.url_problem("http://loopback.test.invalid/h") is None  # a name: judged when resolved
+    problem = addresses.resolved_problem("http://localhost:8080/h")  # resolved (/etc/hosts), not named
+    assert problem is not None and "127.0.0.1" in problem
