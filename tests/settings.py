@@ -18,8 +18,7 @@ os.environ.setdefault("HUB_DATA_DIR", str(_root / ".hub" / "test"))
 os.environ.setdefault("HUB_CACHE_PREFIX", "test-" + secrets.token_hex(4))
 os.environ.setdefault("HUB_CELERY_QUEUE", os.environ["HUB_CACHE_PREFIX"] + "-celery")
 os.environ.setdefault("HUB_LOG_LEVEL", "WARNING")
-# Webhooks go to receivers on loopback (tests/support/webhooks.py), and their retries come after a fifth of a second.
-os.environ.setdefault("HUB_WEBHOOK_ALLOW_PRIVATE_URLS", "true")
+# Webhooks' retries come after a fifth of a second (their receivers: tests/support/webhooks.py).
 os.environ.setdefault("HUB_WEBHOOK_RETRY_SECONDS", "0.2")
 # A pytest-xdist worker inherits the controller's environment (set above, before the workers start) and is a run of
 # its own: its own data directory (the spool, the file cache), key prefix and Celery queue. HUB_TEST_WORKER marks

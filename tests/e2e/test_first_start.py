@@ -21,6 +21,7 @@ from openai import OpenAI
 from tests.support import ROOT, speech
 from tests.support.hub import start_hub, stop_hub
 from tests.support.processes import free_port
+from tests.support.webhooks import receiver
 
 pytestmark = [pytest.mark.real_model, pytest.mark.live]
 
@@ -98,13 +99,21 @@ def chat(client: OpenAI) -> str:
 
 
 def in_background(client: OpenAI) -> str:
-    """A background response answered by the hub's own process (no broker, no worker), polled as OpenAI's docs do."""
-    response = client.responses.create(model=CHAT, input="Say hi.", background=True, max_output_tokens=4, temperature=0)
-    deadline = time.monotonic() + 120
-    while response.status in ("queued", "in_progress"):
-        assert time.monotonic() < deadline, response
-        time.sleep(0.2)
-        response = client.responses.retrieve(response.id)
+    """A background response answered by the hub's own process (no broker, no worker), polled as OpenAI's docs do,
+    its end told to a webhook on localhost (the embedded default allows a loopback receiver)."""
+    with receiver() as hooks:
+        ends = ["response.completed", "response.incomplete"]
+        endpoint = client.webhooks.create(name="local", url=hooks.url, event_types=ends)
+        response = client.responses.create(model=CHAT, input="Say hi.", background=True, max_output_tokens=4,
+                                           temperature=0)  # fmt: skip
+        deadline = time.monotonic() + 120
+        while response.status in ("queued", "in_progress"):
+            assert time.monotonic() < deadline, response
+            time.sleep(0.2)
+            response = client.responses.retrieve(response.id)
+        [told] = hooks.wait(1)
+    event = client.webhooks.unwrap(told.body, told.headers, secret=endpoint.signing_secret)
+    assert (event.type, event.data.id) == (f"response.{response.status}", response.id)
     assert response.status in ("completed", "incomplete") and response.background, response
     # streamed: the run's events as the hub's own loop writes them, read back by the creating request
     events = list(client.responses.create(model=CHAT, input="Say hi.", background=True, stream=True,
