@@ -59,10 +59,11 @@ def resource(endpoint: WebhookEndpoint, secret: str | None = None) -> dict:
 
 def create(tenant_id: int, *, name: str, url: str, event_types: list[str]) -> tuple[WebhookEndpoint, str]:
     """A new endpoint and its signing secret (shown once)."""
-    secret = new_secret()
+    secret, now = new_secret(), timezone.now()
     with transaction.atomic():
         endpoint = WebhookEndpoint.objects.create(id="wh_" + secrets.token_hex(12), tenant_id=tenant_id, name=name,
-                                                  url=url, event_types=list(event_types), secret=secret)  # fmt: skip
+                                                  url=url, event_types=list(event_types), secret=secret,
+                                                  created_at=now, updated_at=now)  # fmt: skip
     return endpoint, secret
 
 

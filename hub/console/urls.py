@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from hub.console import limits, prices, reports, usage, views
+from hub.console import limits, prices, reports, usage, views, webhooks
 
 app_name = "console"
 
@@ -36,6 +36,12 @@ urlpatterns = [
         "invitations/<int:invitation_id>/<str:answer>/", views.AnswerInvitationView.as_view(), name="invitation-answer"
     ),
     path("t/<slug:tenant>/models/", views.ModelsView.as_view(), name="models"),
+    path("t/<slug:tenant>/webhooks/", webhooks.WebhooksView.as_view(), name="webhooks"),
+    path(
+        "t/<slug:tenant>/webhooks/<str:endpoint_id>/<str:action>/",
+        webhooks.WebhookActionView.as_view(),
+        name="webhook-action",
+    ),
     path("t/<slug:tenant>/usage/", usage.TenantUsageView.as_view(), name="usage"),
     path("t/<slug:tenant>/usage.csv", usage.TenantUsageCsvView.as_view(), name="usage-csv"),
     path("t/<slug:tenant>/playground/", usage.PlaygroundView.as_view(), name="playground"),

@@ -10,10 +10,10 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
-from accounts import services
+from accounts import services, webhooks
 from accounts.authn import AuthFailed, authenticate_secret
 from accounts.keys import hash_secret
-from accounts.models import ApiKey, Invitation, Membership, ModelKind, Role
+from accounts.models import ApiKey, Invitation, Membership, ModelKind, Role, WebhookEndpoint
 from tests.support.console import acme_pages
 
 pytestmark = pytest.mark.django_db
@@ -34,8 +34,14 @@ def secret_in(response) -> str:
 
 def acme_posts(acme) -> list[tuple[str, dict]]:
     key = services.issue_key(acme.tenant, name="existing").key
+    hook = webhooks.create(acme.tenant.id, name="existing", url="https://x.example.com/", event_types=["batch.failed"])
     base = "/console/t/acme"
     return [
+        (f"{base}/webhooks/", {"name": "x", "url": "https://y.example.com/", "event_types": ["batch.failed"]}),
+        *[
+            (f"{base}/webhooks/{hook[0].pk}/{action}/", {"event_type": "batch.failed"})
+            for action in ("rotate", "test", "delete")
+        ],
         (f"{base}/keys/", {"name": "x", "scope": "all"}),
         (f"{base}/keys/{key.pk}/", {"scope": "all"}),
         (f"{base}/keys/{key.pk}/revoke/", {}),
@@ -108,6 +114,14 @@ def test_outsider_gets_404_on_every_acme_page(client, acme, outsider):
     assert not ApiKey.objects.filter(revoked_at__isnull=False).exists()
     assert not Membership.objects.filter(user=outsider).exists()
     assert b"acme" not in client.get("/console/").content.lower()
+    assert _webhooks_untouched()
+
+
+def _webhooks_untouched() -> bool:
+    """Only acme_posts' own endpoint, never rotated (a rotation moves updated_at), deleted or tested."""
+    endpoints = list(WebhookEndpoint.objects.all())
+    assert [e.name for e in endpoints] == ["existing"], endpoints
+    return endpoints[0].updated_at == endpoints[0].created_at
 
 
 def test_other_tenants_owner_gets_404_on_acme_pages(client, acme, globex):
@@ -149,6 +163,7 @@ def test_viewer_reads_keys_but_every_post_is_403(client, acme):
     assert ApiKey.objects.count() == keys_before + 1  # only the one acme_posts issued itself
     assert not ApiKey.objects.filter(revoked_at__isnull=False).exists()
     assert Membership.objects.get(tenant=acme.tenant, user=acme.member).role == Role.MEMBER
+    assert _webhooks_untouched()
 
 
 # --- keys --------------------------------------------------------------------------------------------

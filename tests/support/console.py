@@ -11,5 +11,5 @@ def acme_pages(acme) -> list[str]:
     base = "/console/t/acme"
     return [
         f"{base}/", f"{base}/keys/", f"{base}/keys/{key.pk}/", f"{base}/members/", f"{base}/models/",
-        f"{base}/usage/", f"{base}/usage.csv", f"{base}/playground/",
+        f"{base}/usage/", f"{base}/usage.csv", f"{base}/playground/", f"{base}/webhooks/",
     ]  # fmt: skip
