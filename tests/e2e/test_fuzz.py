@@ -9,7 +9,7 @@ The routes: models, usage and costs; chat, completions, embeddings; rerank and s
 cross-encoder that a service of this module's own serves); moderations (on a tiny random-weight guard, served the same
 way); the Responses API, its stored responses and cancel;
 stored chat completions; conversations and their items; files, uploads and batches, vector stores, their files and
-file batches (the steered cases of these name one the test stored);
+file batches, webhook endpoints (the steered cases of these name one the test stored);
 transcriptions and translations (the steered positive cases carry a
 real recording, so that their other fields reach Whisper).
 
@@ -67,10 +67,20 @@ VECTOR_STORE_OPERATIONS = (
     "POST /vector_stores/{vector_store_id}/file_batches/{batch_id}/cancel",
     "GET /vector_stores/{vector_store_id}/file_batches/{batch_id}/files",
 )
+WEBHOOK_OPERATIONS = (
+    "POST /webhook_endpoints",
+    "GET /webhook_endpoints",
+    "GET /webhook_endpoints/{webhook_endpoint_id}",
+    "POST /webhook_endpoints/{webhook_endpoint_id}",
+    "DELETE /webhook_endpoints/{webhook_endpoint_id}",
+    "POST /webhook_endpoints/{webhook_endpoint_id}/rotate_secret",
+    "POST /webhook_endpoints/{webhook_endpoint_id}/test",
+    "GET /webhook_event_types",
+)
 # fewer where a steered case runs Whisper on a real recording (about a second each on this CPU), and on the vector
-# store routes (sixteen of them: the budget of a few)
+# store and webhook routes (sixteen and eight of them: the budget of a few)
 FEWER_EXAMPLES = {"POST /audio/transcriptions": 20, "POST /audio/translations": 20,
-                  **dict.fromkeys(VECTOR_STORE_OPERATIONS, 10)}  # fmt: skip
+                  **dict.fromkeys(VECTOR_STORE_OPERATIONS, 10), **dict.fromkeys(WEBHOOK_OPERATIONS, 10)}  # fmt: skip
 FUZZ_CHAT = "fuzz-chat"
 MAX_OUTPUT = 8  # fuzz-chat's max_output_length: a larger max_tokens is the hub's 400, not a long generation
 SMALL_MAX_TOKENS = 4  # given to bodies without one (see above)
@@ -124,6 +134,7 @@ OPERATIONS = (
     "POST /uploads/{upload_id}/complete",
     "POST /uploads/{upload_id}/cancel",
     *VECTOR_STORE_OPERATIONS,
+    *WEBHOOK_OPERATIONS,
 )
 # the model a steered case uses, by path: the right kind for the route, and once in four the wrong kind
 RIGHT = {
@@ -147,6 +158,7 @@ _HI = [{"role": "user", "content": "Hi"}]
 _AUDIO = {"model": WHISPER, "response_format": "text"}
 _VS_FILE = {"vector_store_id": STORED, "file_id": STORED}
 _VS_BATCH = {"vector_store_id": STORED, "batch_id": STORED}
+_WEBHOOK = {"webhook_endpoint_id": STORED}
 VALID = {  # one valid request per operation, as the OpenAI SDK sends it
     "GET /models": {},
     "GET /models/{model_id}": {"path_parameters": {"model_id": FUZZ_CHAT}},
@@ -244,6 +256,22 @@ VALID = {  # one valid request per operation, as the OpenAI SDK sends it
     "GET /vector_stores/{vector_store_id}/file_batches/{batch_id}": {"path_parameters": _VS_BATCH},
     "POST /vector_stores/{vector_store_id}/file_batches/{batch_id}/cancel": {"path_parameters": _VS_BATCH},
     "GET /vector_stores/{vector_store_id}/file_batches/{batch_id}/files": {"path_parameters": _VS_BATCH},
+    "POST /webhook_endpoints": {
+        "body": {"name": "ops", "url": "https://hooks.example.com/in", "event_types": ["batch.completed"]}
+    },
+    "GET /webhook_endpoints": {"query": {"limit": 2}},
+    "GET /webhook_endpoints/{webhook_endpoint_id}": {"path_parameters": _WEBHOOK},
+    "POST /webhook_endpoints/{webhook_endpoint_id}": {"path_parameters": _WEBHOOK, "body": {"name": "renamed"}},
+    "DELETE /webhook_endpoints/{webhook_endpoint_id}": {"path_parameters": _WEBHOOK},
+    "POST /webhook_endpoints/{webhook_endpoint_id}/rotate_secret": {
+        "path_parameters": _WEBHOOK,
+        "body": {"keep_old_secret_active_for_24_hours": True},
+    },
+    "POST /webhook_endpoints/{webhook_endpoint_id}/test": {
+        "path_parameters": _WEBHOOK,
+        "body": {"event_type": "response.completed"},
+    },
+    "GET /webhook_event_types": {},
 }
 # a batch's input file: one chat request (no worker runs the fuzz's batches: they stay queued, as created)
 _JSONL = (json.dumps({"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
@@ -336,6 +364,9 @@ def _stored(label: str, session: requests.Session, base_url: str, auth: dict[str
             assert answer.status_code == 200, answer.text
             found["part_ids"] = [answer.json()["id"]]
         return found
+    if "{webhook_endpoint_id}" in label:  # its test events go to the hub's own /health (which answers a POST 405)
+        body = {"name": "fuzz", "url": base_url.rsplit("/", 1)[0] + "/health", "event_types": ["batch.failed"]}
+        return {"webhook_endpoint_id": post("webhook_endpoints", body)["id"]}
     if "{conversation_id}" in label:
         conversation = post("conversations", {"items": _HI})["id"]
         items = session.get(f"{base_url}/conversations/{conversation}/items", headers=auth, timeout=30).json()
