@@ -21,7 +21,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from accounts import stored
-from accounts.models import DeliveryState, WebhookDelivery, WebhookEndpoint
+from accounts.models import DeliveryState, Tenant, WebhookDelivery, WebhookEndpoint
 
 # the events this hub sends (OpenAI's of its Batch API and background responses); OpenAI's others (evals, fine-tuning,
 # realtime calls, videos, agents) tell of things the hub does not do
@@ -32,6 +32,7 @@ EVENT_TYPES = (
 SECRET_PREFIX = "whsec_"
 KEEP_OLD_SECRET = timedelta(hours=24)  # rotate_secret's keep_old_secret_active_for_24_hours
 MAX_NAME, MAX_URL = 200, 2048  # the model's fields
+MAX_ENDPOINTS = 50  # per tenant: every event is written once per endpoint that asked for it
 MAX_WAIT_SECONDS = 3600.0  # retries at most an hour apart
 
 # sent (on commit) when deliveries were written: hub/webhooks/dispatch.py sends them
@@ -57,10 +58,17 @@ def resource(endpoint: WebhookEndpoint, secret: str | None = None) -> dict:
     return shown if secret is None else {**shown, "signing_secret": secret}
 
 
+class TooManyEndpoints(Exception):
+    """The tenant has ``MAX_ENDPOINTS`` already."""
+
+
 def create(tenant_id: int, *, name: str, url: str, event_types: list[str]) -> tuple[WebhookEndpoint, str]:
-    """A new endpoint and its signing secret (shown once)."""
+    """A new endpoint and its signing secret (shown once); TooManyEndpoints past ``MAX_ENDPOINTS``."""
     secret, now = new_secret(), timezone.now()
     with transaction.atomic():
+        Tenant.objects.select_for_update().filter(pk=tenant_id).first()  # one creation at a time per tenant
+        if WebhookEndpoint.objects.filter(tenant_id=tenant_id).count() >= MAX_ENDPOINTS:
+            raise TooManyEndpoints(MAX_ENDPOINTS)
         endpoint = WebhookEndpoint.objects.create(id="wh_" + secrets.token_hex(12), tenant_id=tenant_id, name=name,
                                                   url=url, event_types=list(event_types), secret=secret,
                                                   created_at=now, updated_at=now)  # fmt: skip
@@ -142,7 +150,7 @@ def emit(tenant_id: int, event_type: str, object_id: str, at: datetime | None = 
         [WebhookDelivery(id="msg_" + secrets.token_hex(12), endpoint_id=pk, event_type=event_type, payload=body)
          for pk in endpoints]
     )  # fmt: skip
-    transaction.on_commit(lambda: events_added.send(sender=WebhookDelivery))
+    transaction.on_commit(lambda: events_added.send(sender=WebhookDelivery), robust=True)
     return len(endpoints)
 
 

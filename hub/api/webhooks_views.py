@@ -91,8 +91,12 @@ class WebhookListView(WebhookView):
         for name in ("name", "url", "event_types"):
             if body.get(name) is None:
                 raise validation.missing(name)
-        endpoint, secret = webhooks.create(self.key.tenant_id, name=_name(body["name"]), url=_url(body["url"]),
-                                           event_types=_event_types(body["event_types"]))  # fmt: skip
+        try:
+            endpoint, secret = webhooks.create(self.key.tenant_id, name=_name(body["name"]), url=_url(body["url"]),
+                                               event_types=_event_types(body["event_types"]))  # fmt: skip
+        except webhooks.TooManyEndpoints:
+            raise errors.InvalidRequest(f"A project may have at most {webhooks.MAX_ENDPOINTS} webhook endpoints; "
+                                        "delete one first.", code="too_many_endpoints") from None  # fmt: skip
         return Response(webhooks.resource(endpoint, secret))
 
     @extend_schema(

@@ -43,7 +43,11 @@ class WebhooksView(TenantScopedView):
         form = EndpointForm(request.POST)
         if not form.is_valid():
             return self.render_page(form)
-        endpoint, secret = webhooks.create(self.tenant.id, **form.cleaned_data)
+        try:
+            endpoint, secret = webhooks.create(self.tenant.id, **form.cleaned_data)
+        except webhooks.TooManyEndpoints:
+            form.add_error(None, f"A tenant may have at most {webhooks.MAX_ENDPOINTS} webhook endpoints.")
+            return self.render_page(form)
         return render(request, "console/webhook_secret.html", self.get_context_data(endpoint=endpoint, secret=secret))
 
     def render_page(self, form: EndpointForm) -> HttpResponse:

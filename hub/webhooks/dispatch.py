@@ -72,11 +72,22 @@ async def pump() -> int:
         _state["pumping"] = False
 
 
-def kick(**_) -> None:
-    """Deliveries were written (``accounts.webhooks.events_added``, on commit): send them now."""
-    if settings.CELERY_TASK_ALWAYS_EAGER:
-        run_soon(pump())
-        return
-    from hub.tasks import send_webhooks
+def _logged(future) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("webhooks: sending failed (the beat tries again): %r", future.exception())
 
-    send_webhooks.delay()
+
+def kick(**_) -> None:
+    """Deliveries were written (``accounts.webhooks.events_added``, on commit): send them now. Never raises: the
+    change they tell is committed, and a delivery not sent now (the broker unreachable) is sent by the beat's
+    sweep."""
+    try:
+        if settings.CELERY_TASK_ALWAYS_EAGER:
+            run_soon(pump()).add_done_callback(_logged)
+            return
+        from hub.tasks import send_webhooks
+
+        send_webhooks.delay()
+    except Exception as failed:  # noqa: BLE001 - see above
+        log.warning("webhooks: could not start sending now (%r); the beat sends them within %s s", failed,
+                    settings.HUB_WEBHOOK_SWEEP_SECONDS)  # fmt: skip

@@ -120,3 +120,13 @@ def test_ended_deliveries_expire_and_pending_ones_stay(acme):
     WebhookDelivery.objects.update(created_at=timezone.now() - timedelta(days=8))
     assert webhooks.expire(7) == 2
     assert list(WebhookDelivery.objects.values_list("state", flat=True)) == ["pending"]
+
+
+def test_a_tenant_has_at_most_max_endpoints(acme, globex, monkeypatch):
+    monkeypatch.setattr(webhooks, "MAX_ENDPOINTS", 2)
+    _endpoint(acme.tenant, "batch.failed", name="one")
+    _endpoint(acme.tenant, "batch.failed", name="two")
+    with pytest.raises(webhooks.TooManyEndpoints):
+        _endpoint(acme.tenant, "batch.failed", name="three")
+    _endpoint(globex.tenant, "batch.failed", name="another tenant's own")
+    assert WebhookEndpoint.objects.filter(tenant=acme.tenant).count() == 2

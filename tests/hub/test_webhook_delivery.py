@@ -121,3 +121,17 @@ def test_a_name_resolving_to_a_private_address_is_not_sent_to(settings):
     assert addresses.url_problem("http://loopback.test.invalid/h") is None  # a name: judged when resolved
     problem = addresses.resolved_problem("http://localhost:8080/h")  # resolved (/etc/hosts), not named
     assert problem is not None and "127.0.0.1" in problem
+
+
+def test_a_broker_that_cannot_take_the_send_leaves_the_change_committed_and_the_delivery_due(acme, settings,
+                                                                                             monkeypatch):  # fmt: skip
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(send_webhooks, "delay", unreachable)
+    webhooks.create(acme.tenant.id, name="e", url="https://x.example.com/", event_types=["batch.failed"])
+    with transaction.atomic():  # commits, its on-commit send failing: nothing raised here
+        webhooks.emit(acme.tenant.id, "batch.failed", "batch_1")
+    assert WebhookDelivery.objects.get().state == DeliveryState.PENDING  # the beat's sweep sends it
