@@ -84,12 +84,17 @@ def page(tenant_id: int, *, after: WebhookEndpoint | None, limit: int) -> stored
     return stored.page(WebhookEndpoint.objects.filter(tenant_id=tenant_id), after, limit, descending=True)
 
 
-def update(tenant_id: int, endpoint_id: str, changes: dict) -> WebhookEndpoint | None:
-    """Set any of ``name``, ``url``, ``event_types``; ``updated_at`` moves only when one of them changed."""
+def _locked(tenant_id: int, endpoint_id: object) -> WebhookEndpoint | None:
+    """The tenant's endpoint, locked in the caller's transaction; None if it has no such endpoint."""
     if not stored.valid_id(endpoint_id):
         return None
+    return WebhookEndpoint.objects.select_for_update().filter(tenant_id=tenant_id, pk=endpoint_id).first()
+
+
+def update(tenant_id: int, endpoint_id: str, changes: dict) -> WebhookEndpoint | None:
+    """Set any of ``name``, ``url``, ``event_types``; ``updated_at`` moves only when one of them changed."""
     with transaction.atomic():
-        endpoint = WebhookEndpoint.objects.select_for_update().filter(tenant_id=tenant_id, pk=endpoint_id).first()
+        endpoint = _locked(tenant_id, endpoint_id)
         if endpoint is None:
             return None
         changed = [field for field, value in changes.items() if getattr(endpoint, field) != value]
@@ -109,10 +114,8 @@ def delete(tenant_id: int, endpoint_id: object) -> bool:
 def rotate(tenant_id: int, endpoint_id: str, *, keep_old: bool) -> tuple[WebhookEndpoint, str] | None:
     """A new signing secret (shown once); with ``keep_old`` the one it replaces signs too for 24 hours (each
     delivery carries both signatures), else it stops at once."""
-    if not stored.valid_id(endpoint_id):
-        return None
     with transaction.atomic():
-        endpoint = WebhookEndpoint.objects.select_for_update().filter(tenant_id=tenant_id, pk=endpoint_id).first()
+        endpoint = _locked(tenant_id, endpoint_id)
         if endpoint is None:
             return None
         now, secret = timezone.now(), new_secret()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_gateway import MODEL, start_hub, start_upstream  # noqa: E402
+from benchmarks.bench_gateway import MODEL, start_stack  # noqa: E402
 from tests.support.processes import Process  # noqa: E402
 
 BODY = {"model": MODEL, "input": "Say hello.", "max_output_tokens": 16}
@@ -81,15 +80,7 @@ def main() -> None:
     args = parser.parse_args()
     processes: list[Process] = []
     try:
-        upstream, upstream_url = start_upstream()
-        processes.append(upstream)
-        data_dir = Path(tempfile.mkdtemp(prefix="bench-background-"))
-        hub, hub_url, secret, env = start_hub(upstream_url, args.stack, data_dir, external=False)
-        processes.append(hub)
-        if args.stack == "production":
-            worker = [sys.executable, "-m", "celery", "-A", "hub", "worker", "--concurrency", "4", "--loglevel",
-                      "WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle"]  # fmt: skip
-            processes.append(Process("bench-worker", worker, env))
+        processes, hub_url, secret = start_stack(args.stack, "bench-background-", worker_concurrency=4)
         client = httpx.Client(base_url=hub_url, headers={"authorization": f"Bearer {secret}"}, timeout=60)
         poll = args.poll / 1000
         for case in CASES.values():  # warm up, and the worker's first task

@@ -93,6 +93,29 @@ def start_hub(
     return hub, f"http://127.0.0.1:{port}/v1", secret, env
 
 
+def start_stack(stack: str, prefix: str, worker_concurrency: int = 4) -> tuple[list[Process], str, str]:
+    """The fast fake upstream, a hub in front of it (as our own service's deployment) and on the production stack a
+    Celery worker: the processes (stop them last first), the hub's API URL and key. Processes started before a
+    failure are stopped."""
+    processes: list[Process] = []
+    try:
+        upstream, upstream_url = start_upstream()
+        processes.append(upstream)
+        data_dir = Path(tempfile.mkdtemp(prefix=prefix))
+        hub, hub_url, secret, env = start_hub(upstream_url, stack, data_dir, external=False)
+        processes.append(hub)
+        if stack == "production":
+            worker = [sys.executable, "-m", "celery", "-A", "hub", "worker", "--concurrency",
+                      str(worker_concurrency), "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip",
+                      "--without-mingle"]  # fmt: skip
+            processes.append(Process("bench-worker", worker, env))
+    except BaseException:
+        for process in reversed(processes):
+            process.stop()
+        raise
+    return processes, hub_url, secret
+
+
 def start_litellm(litellm: str, upstream: str, data_dir: Path) -> tuple[Process, str, str]:
     port = free_port()
     config = data_dir / "litellm.yaml"

@@ -20,7 +20,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,7 +31,7 @@ from openai import OpenAI
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_gateway import MODEL, start_hub, start_upstream  # noqa: E402
+from benchmarks.bench_gateway import MODEL, start_stack  # noqa: E402
 from tests.support.processes import Process  # noqa: E402
 
 BODY = {"model": MODEL, "input": "Say hello.", "max_output_tokens": 16, "background": True}
@@ -126,15 +125,7 @@ def main() -> None:
     processes: list[Process] = []
     hooks = Receiver()
     try:
-        upstream, upstream_url = start_upstream()
-        processes.append(upstream)
-        data_dir = Path(tempfile.mkdtemp(prefix="bench-webhooks-"))
-        hub, hub_url, secret, env = start_hub(upstream_url, args.stack, data_dir, external=False)
-        processes.append(hub)
-        if args.stack == "production":
-            worker = [sys.executable, "-m", "celery", "-A", "hub", "worker", "--concurrency", "8", "--loglevel",
-                      "WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle"]  # fmt: skip
-            processes.append(Process("bench-worker", worker, env))
+        processes, hub_url, secret = start_stack(args.stack, "bench-webhooks-", worker_concurrency=8)
         client = httpx.Client(base_url=hub_url, headers={"authorization": f"Bearer {secret}"}, timeout=60)
         endpoint = client.post("/webhook_endpoints", json={"name": "bench", "url": hooks.url,
                                                            "event_types": ["response.completed"]})  # fmt: skip

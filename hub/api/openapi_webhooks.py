@@ -12,6 +12,9 @@ _FIELDS = {
     "event_types": {"type": "array", "items": _STR}, "created_at": _INT, "updated_at": _INT,
     "signing_secret_hint": {**_STR, "description": "`whsec_...` and the secret's last four characters."},
 }  # fmt: skip
+# what a creation sets and an update may change
+_SETTABLE = {"name": {**_STR, "minLength": 1, "maxLength": webhooks.MAX_NAME},
+             "url": {**_STR, "maxLength": webhooks.MAX_URL}, "event_types": _TYPES}  # fmt: skip
 _REQUIRED = ("id", "object", "name", "url", "event_types", "created_at")
 _ENDPOINT = _obj(_FIELDS, _REQUIRED)
 _EVENT = _obj(
@@ -33,21 +36,8 @@ WEBHOOK_SCHEMAS: dict[str, dict] = {
         {"id": _STR, "object": {"const": "webhook_endpoint.deleted"}, "deleted": {"const": True}},
         ("id", "object", "deleted"),
     ),  # fmt: skip
-    "CreateWebhookEndpointRequest": _obj(
-        {
-            "name": {**_STR, "minLength": 1, "maxLength": webhooks.MAX_NAME},
-            "url": {**_STR, "maxLength": webhooks.MAX_URL},
-            "event_types": _TYPES,
-        },
-        ("name", "url", "event_types"),
-    ),  # fmt: skip
-    "UpdateWebhookEndpointRequest": _obj(
-        {
-            "name": {**_STR, "minLength": 1, "maxLength": webhooks.MAX_NAME},
-            "url": {**_STR, "maxLength": webhooks.MAX_URL},
-            "event_types": _TYPES,
-        }
-    ),  # fmt: skip
+    "CreateWebhookEndpointRequest": _obj(_SETTABLE, ("name", "url", "event_types")),
+    "UpdateWebhookEndpointRequest": _obj(_SETTABLE),
     "RotateWebhookSecretRequest": _obj({"keep_old_secret_active_for_24_hours": _BOOL}),
     "TestWebhookEndpointRequest": _obj({"event_type": {"enum": list(webhooks.EVENT_TYPES)}}, ("event_type",)),
     "WebhookEndpointTestResult": _obj(

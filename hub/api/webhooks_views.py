@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-import secrets
-
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -180,10 +178,8 @@ class WebhookTestView(WebhookView):
         if body.get("event_type") is None:
             raise validation.missing("event_type")
         kind = _event_type(body["event_type"], "event_type")
-        sample = f"{'batch' if kind.startswith('batch.') else 'resp'}_test_{secrets.token_hex(12)}"
         try:
-            status = sender.send_now(endpoint.url, "msg_test_" + secrets.token_hex(12),
-                                     webhooks.signing_secrets(endpoint), webhooks.event(kind, sample))  # fmt: skip
+            status = sender.send_sample(endpoint, kind)
         except sender.Unreachable as failed:
             message = f"The webhook endpoint could not be reached: {failed}"
             raise errors.InvalidRequest(message, param="webhook_endpoint_id", code="endpoint_unreachable") from None

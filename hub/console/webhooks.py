@@ -4,8 +4,6 @@ delete it. The same writes as ``/v1/webhook_endpoints`` (``accounts.webhooks``),
 
 from __future__ import annotations
 
-import secrets
-
 from django import forms
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
@@ -85,10 +83,8 @@ class WebhookActionView(TenantScopedView):
         if kind not in webhooks.EVENT_TYPES:
             messages.error(request, "Choose an event type to send.")
             return
-        sample = f"{'batch' if kind.startswith('batch.') else 'resp'}_test_{secrets.token_hex(12)}"
         try:
-            status = sender.send_now(endpoint.url, "msg_test_" + secrets.token_hex(12),
-                                     webhooks.signing_secrets(endpoint), webhooks.event(kind, sample))  # fmt: skip
+            status = sender.send_sample(endpoint, kind)
         except sender.Unreachable as failed:
             messages.error(request, f"A test {kind} could not reach {endpoint.name}: {failed}")
             return

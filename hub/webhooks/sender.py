@@ -5,10 +5,13 @@ within ``HUB_WEBHOOK_TIMEOUT_SECONDS``; redirects are not followed (a 3xx is a f
 from __future__ import annotations
 
 import asyncio
+from secrets import token_hex
 
 import httpx
 from django.conf import settings
 
+from accounts import webhooks
+from accounts.models import WebhookEndpoint
 from accounts.webhooks import Due
 from hub.webhooks import addresses, signing
 
@@ -35,18 +38,23 @@ async def attempt(client: httpx.AsyncClient, due: Due) -> tuple[int | None, str]
         return None, _why(failed)
 
 
-def send_now(url: str, message_id: str, secrets: list[str], payload: dict) -> int:
-    """One attempt, in the caller's thread (``POST /v1/webhook_endpoints/{id}/test``): the endpoint's status, or
-    Unreachable."""
-    problem = addresses.resolved_problem(url)
+def send_sample(endpoint: WebhookEndpoint, event_type: str) -> int:
+    """A sample event of ``event_type`` (about a ``resp_test_...`` or ``batch_test_...`` object), signed as every
+    delivery and sent now, in the caller's thread (``POST /v1/webhook_endpoints/{id}/test``, the console's test
+    button); not kept. The endpoint's status, or Unreachable."""
+    problem = addresses.resolved_problem(endpoint.url)
     if problem is not None:
         raise Unreachable(problem)
-    content = signing.body(payload)
+    sample = f"{'batch' if event_type.startswith('batch.') else 'resp'}_test_{token_hex(12)}"
+    content = signing.body(webhooks.event(event_type, sample))
+    headers = signing.headers("msg_test_" + token_hex(12), webhooks.signing_secrets(endpoint), content)
     try:
-        with httpx.Client(follow_redirects=False) as client, client.stream(
-            "POST", url, content=content, headers=signing.headers(message_id, secrets, content),
-            timeout=settings.HUB_WEBHOOK_TIMEOUT_SECONDS,
-        ) as answer:  # fmt: skip
+        with (
+            httpx.Client(follow_redirects=False) as client,
+            client.stream(
+                "POST", endpoint.url, content=content, headers=headers, timeout=settings.HUB_WEBHOOK_TIMEOUT_SECONDS
+            ) as answer,
+        ):
             return answer.status_code
     except httpx.HTTPError as failed:
         raise Unreachable(_why(failed)) from None
