@@ -26,6 +26,7 @@ from accounts import metering, reports, services
 from accounts.models import Role, UsageRecord
 from tests.support.clock import clear_of_midnight
 from tests.support.live import CHAT, EMBED, rows
+from tests.support.webhooks import receiver
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -163,11 +164,30 @@ def test_console_journey_in_a_browser(hub, browser, shots, django_user_model):
         expect(page.locator("h1")).to_be_visible()
         shots(page, name)
 
+    # A webhook endpoint, added on its page (its secret shown once), sent a test event from there.
+    with receiver() as hooks:
+        page.get_by_role("link", name="Webhooks", exact=True).click()
+        page.get_by_label("Name").fill("jobs")
+        page.get_by_label("URL").fill(hooks.url)
+        page.get_by_label("response.completed").check()
+        page.get_by_label("batch.completed").check()
+        page.get_by_role("button", name="Add the endpoint").click()
+        signing = page.locator("#webhook-secret").inner_text().strip()
+        assert signing.startswith("whsec_")
+        page.get_by_role("link", name="Done").click()
+        page.get_by_label("Test event type").select_option("batch.completed")
+        page.get_by_role("button", name="Send a test event").click()
+        expect(page.locator("body")).to_contain_text("it answered HTTP 200")
+        assert signing not in page.content()
+        event = client.webhooks.unwrap(hooks.received[0].body, hooks.received[0].headers, secret=signing)
+        assert event.type == "batch.completed"
+        shots(page, "webhooks")
+
     # An outsider signs in and cannot open any of acme's pages.
     get_user_model().objects.create_user("mallory", password=PASSWORD)
     outsider = browser.new_page()
     sign_in(outsider, url, "mallory")
-    for path in ("keys/", "usage/", "usage.csv", "playground/", "members/", "reports/"):
+    for path in ("keys/", "usage/", "usage.csv", "playground/", "members/", "reports/", "webhooks/"):
         response = outsider.goto(f"{url}/console/t/acme/{path}")
         assert response.status == 404, path
     assert "acme" not in outsider.goto(f"{url}/console/").text().lower()

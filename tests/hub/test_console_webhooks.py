@@ -10,7 +10,6 @@ import pytest
 
 from accounts import webhooks
 from accounts.models import WebhookEndpoint
-from tests.hub.test_console import signed_in
 from tests.support.webhooks import receiver
 
 SECRET_RE = re.compile(r"whsec_[A-Za-z0-9+/=]{44}")
@@ -23,7 +22,7 @@ def _add(client, url: str = "https://hooks.example.com/in", **extra):
 
 
 def test_an_admin_adds_an_endpoint_and_sees_its_secret_once(client, acme):
-    signed_in(client, acme.owner)
+    client.force_login(acme.owner)
     shown = _add(client)
     [secret] = SECRET_RE.findall(shown.content.decode())
     endpoint = WebhookEndpoint.objects.get()
@@ -36,7 +35,7 @@ def test_an_admin_adds_an_endpoint_and_sees_its_secret_once(client, acme):
 @pytest.mark.parametrize("url", ["ftp://hooks.example.com/", "http://127.0.0.1:8000/in"])
 def test_a_url_the_api_refuses_is_a_form_error(client, acme, settings, url):
     settings.HUB_WEBHOOK_ALLOW_PRIVATE_URLS = False
-    signed_in(client, acme.owner)
+    client.force_login(acme.owner)
     refused = _add(client, url=url)
     assert refused.status_code == 200 and not WebhookEndpoint.objects.exists()
     assert b"http:// or https://" in refused.content or b"HUB_WEBHOOK_ALLOW_PRIVATE_URLS" in refused.content
@@ -48,7 +47,7 @@ def test_every_member_sees_the_deliveries_and_only_admins_act(client, acme):
     webhooks.emit(acme.tenant.id, "batch.completed", "batch_seen")
     [due] = webhooks.claim(1, 40.0)
     webhooks.record(due.id, 503, "HTTP 503")
-    signed_in(client, acme.member)
+    client.force_login(acme.member)
     page = client.get(BASE).content.decode()
     assert "batch_seen" in page and "HTTP 503" in page and "pending" in page and "Rotate the secret" not in page
     assert client.post(f"{BASE}{endpoint.pk}/delete/").status_code == 403
@@ -58,7 +57,7 @@ def test_every_member_sees_the_deliveries_and_only_admins_act(client, acme):
 @pytest.mark.django_db(transaction=True)
 def test_an_admin_tests_rotates_and_deletes_an_endpoint(client, acme, settings):
     settings.HUB_WEBHOOK_ALLOW_PRIVATE_URLS = True
-    signed_in(client, acme.owner)
+    client.force_login(acme.owner)
     with receiver() as hooks:
         _add(client, url=hooks.url)
         endpoint = WebhookEndpoint.objects.get()
