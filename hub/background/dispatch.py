@@ -23,11 +23,11 @@ def submit(response_id: str) -> concurrent.futures.Future:
 
 def stop(response_id: str) -> None:
     """The response was cancelled or deleted: its run in this process, if any, stops now (one elsewhere stops at
-    its next heartbeat), and its streams in this process end."""
+    its next heartbeat), and its streams end, in this process and the others."""
     run = _runs.get(response_id)
     if run is not None:
         the_loop().call_soon_threadsafe(run.stop.set)
-    tail.wake(response_id)
+    tail.wake_everywhere(response_id)
 
 
 def leave_all(timeout: float) -> None:

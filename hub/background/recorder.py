@@ -1,9 +1,9 @@
 """A streamed background response's events kept as its run sends them (``accounts.background.add_events``), for
 the clients that stream it: the gateway's answer (``event: …`` / ``data: …`` blocks) is read as it comes, and what
 came is written at once when no write is under way, else with the next write (one row for all that came meanwhile),
-numbered on from the events kept when it was queued; the clients streaming it in this process are woken
-(``tail.wake``). The run's own ``response.created`` is left out: the queued response's came first. A write refused
-(the response cancelled, deleted, or taken over) stops the run."""
+numbered on from the events kept when it was queued; the clients streaming it are woken, in this process and
+the others (``tail.wake_everywhere``). The run's own ``response.created`` is left out: the queued response's came
+first. A write refused (the response cancelled, deleted, or taken over) stops the run."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ class Recorder:
                 if not await db(background.add_events, self.response_id, self.runner, events):
                     self.stop.set()
                     return
-                tail.wake(self.response_id)
+                await asyncio.to_thread(tail.wake_everywhere, self.response_id)
         finally:
             self.writer = None
 

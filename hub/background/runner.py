@@ -139,9 +139,9 @@ class BackgroundRun:
                 return
 
     async def _fail(self, code: str, message: str, failed: dict | None = None) -> None:
-        """The response failed (``accounts.background.fail``); its streams in this process read the end now."""
+        """The response failed (``accounts.background.fail``); its streams, in every process, read the end now."""
         await db(background.fail, self.response_id, code, message, failed)
-        tail.wake(self.response_id)
+        await asyncio.to_thread(tail.wake_everywhere, self.response_id)
 
     async def _heartbeat(self) -> None:
         while not self.stop.is_set():
