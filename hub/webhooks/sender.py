@@ -5,6 +5,7 @@ within ``HUB_WEBHOOK_TIMEOUT_SECONDS``; redirects are not followed (a 3xx is a f
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from secrets import token_hex
 
 import httpx
@@ -14,6 +15,15 @@ from accounts import webhooks
 from accounts.models import WebhookEndpoint
 from accounts.webhooks import Due
 from hub.webhooks import addresses, signing
+
+_resolver_pool: ThreadPoolExecutor | None = None
+
+
+def _resolvers() -> ThreadPoolExecutor:
+    global _resolver_pool
+    if _resolver_pool is None:  # created on the loop's thread only
+        _resolver_pool = ThreadPoolExecutor(settings.HUB_WEBHOOK_CONCURRENCY, thread_name_prefix="webhook-resolve")
+    return _resolver_pool
 
 
 class Unreachable(Exception):
@@ -26,7 +36,8 @@ def _why(failed: Exception) -> str:
 
 async def attempt(client: httpx.AsyncClient, due: Due) -> tuple[int | None, str]:
     """(the endpoint's HTTP status, "") or (None, why there was none)."""
-    problem = await asyncio.to_thread(addresses.resolved_problem, due.url)
+    # on threads of their own: a resolver that hangs must not hold the loop's default pool (the database's calls)
+    problem = await asyncio.get_running_loop().run_in_executor(_resolvers(), addresses.resolved_problem, due.url)
     if problem is not None:
         return None, problem
     content = signing.body(due.payload)
