@@ -4,9 +4,8 @@ and a receiver that does not answer in time are failed attempts; and the address
 
 from __future__ import annotations
 
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import openai
 import pytest
@@ -16,6 +15,7 @@ from accounts import webhooks
 from accounts.models import DeliveryState, WebhookDelivery
 from hub.tasks import send_webhooks
 from hub.webhooks import addresses, signing
+from tests.support.http_server import serving
 from tests.support.webhooks import receiver
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -74,10 +74,8 @@ class _Redirect(BaseHTTPRequestHandler):
 
 def test_a_redirect_and_a_receiver_too_slow_are_failed_attempts(acme, embedded):
     embedded.HUB_WEBHOOK_TIMEOUT_SECONDS, embedded.HUB_WEBHOOK_RETRY_SECONDS = 0.3, 60.0
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Redirect)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with serving(_Redirect) as server:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
         for path, kind in (("/moved", "batch.failed"), ("/slow", "batch.cancelled")):
             webhooks.create(acme.tenant.id, name=path, url=base + path, event_types=[kind])
             with transaction.atomic():
@@ -89,9 +87,6 @@ def test_a_redirect_and_a_receiver_too_slow_are_failed_attempts(acme, embedded):
             assert time.monotonic() < deadline
             time.sleep(0.02)
         assert slow.last_status is None and slow.last_error.startswith("ReadTimeout")
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.mark.parametrize(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import io
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 from PIL import Image
+
+from tests.support.http_server import serving
 
 
 def photo(height: int = 80, width: int = 120, fmt: str = "JPEG", seed: int = 0) -> bytes:
@@ -58,13 +59,7 @@ class _Handler(BaseHTTPRequestHandler):
 @contextmanager
 def image_server() -> Iterator[ThreadingHTTPServer]:
     """Serves ``FILES`` and ``REDIRECTS``; ``server.url`` is its root, ``server.requests`` the paths asked for."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.requests = []
-    server.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(_Handler) as server:
+        server.requests = []
+        server.url = f"http://127.0.0.1:{server.server_address[1]}"
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
