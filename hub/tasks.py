@@ -10,7 +10,7 @@ from django.conf import settings
 from accounts import background, batches, vector_stores
 from hub import reaper
 from hub.background import dispatch as background_dispatch
-from hub.batches import dispatch
+from hub.batches import dispatch, runs
 from hub.batches.runs import run_soon
 from hub.vector_stores import dispatch as vector_store_dispatch
 from hub.webhooks import dispatch as webhooks_dispatch
@@ -76,6 +76,5 @@ def reap_open_requests() -> int:
 @worker_shutting_down.connect
 def _hand_batches_back(**_) -> None:
     """A worker asked to stop (a deploy, a scale-down) does not wait hours for its batches: each finishes the
-    requests under way and is handed back to the next worker (``dispatch.leave_all``)."""
-    dispatch.leave_all(timeout=settings.HUB_SHUTDOWN_GRACE_SECONDS)
-    background_dispatch.leave_all(timeout=settings.HUB_SHUTDOWN_GRACE_SECONDS)
+    requests under way and is handed back to the next worker, its background responses too (``runs.leave_all``)."""
+    runs.leave_all(timeout=settings.HUB_SHUTDOWN_GRACE_SECONDS)

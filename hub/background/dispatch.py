@@ -1,7 +1,8 @@
 """Where background responses are answered: on this process's background loop (``hub/batches/runs.py``), in the
 hub's own process without a broker (the embedded default), else by a Celery worker each
 (``hub.run_background_response``). A response already answered here is not started twice; a stopping process hands
-its responses back (``leave_all``), and a cancel seen in this process stops its run at once (``stop``)."""
+its responses back (``runs.leave_all``: each stops, metered, and is queued again), and a cancel seen in this process
+stops its run at once (``stop``)."""
 
 from __future__ import annotations
 
@@ -28,11 +29,6 @@ def stop(response_id: str) -> None:
     if run is not None:
         the_loop().call_soon_threadsafe(run.stop.set)
     tail.wake_everywhere(response_id)
-
-
-def leave_all(timeout: float) -> None:
-    """This process is stopping: every response it answers stops (metered) and is handed back, queued."""
-    _runs.leave_all(timeout)
 
 
 def start(response_id: str) -> None:

@@ -1,6 +1,6 @@
 """Where batches run: on this process's background loop (``runs.py``), in the hub's own process without a broker
 (the embedded default), else by a Celery worker (``hub.run_batch``); ``start`` picks the one or the other. A
-stopping process hands its batches back (``leave_all``)."""
+stopping process hands its batches back (``runs.leave_all``)."""
 
 from __future__ import annotations
 
@@ -17,12 +17,6 @@ _runs = Runs("batch", BatchRun)
 def submit(batch_id: str) -> concurrent.futures.Future:
     """Run the batch on this process's background loop (unless it runs there already); its future."""
     return _runs.submit(batch_id)
-
-
-def leave_all(timeout: float) -> None:
-    """This process is stopping: every batch it runs finishes the requests under way (each metered) and is handed
-    back, for another runner to take up at once; waits up to ``timeout`` for that."""
-    _runs.leave_all(timeout)
 
 
 def start(batch_id: str) -> None:

@@ -44,14 +44,18 @@ class Run(Protocol):
     def leave(self) -> None: ...
 
 
+_kinds: list[Runs] = []  # every kind of run of this process (``leave_all``)
+
+
 class Runs:
     """The runs of one kind under way in this process, by the id of their work: each started once at a time, all
-    asked to leave (finish what they must and hand their work back) when the process stops."""
+    asked to leave (finish what they must and hand their work back) when the process stops (``leave_all``)."""
 
     def __init__(self, kind: str, make: Callable[[str, str], Run]):
         self.kind, self.make = kind, make
         self.lock = threading.Lock()
         self.running: dict[str, tuple[Run, concurrent.futures.Future]] = {}
+        _kinds.append(self)
 
     def submit(self, work_id: str) -> concurrent.futures.Future:
         """Run the work on the background loop (unless it runs here already); its future."""
@@ -70,13 +74,13 @@ class Runs:
             running = self.running.get(work_id)
         return None if running is None else running[0]
 
-    def leave_all(self, timeout: float) -> None:
-        """This process is stopping: every run leaves; waits up to ``timeout`` for them."""
+    def leave(self) -> list[concurrent.futures.Future]:
+        """Ask every run of this kind to leave; their futures."""
         with self.lock:
             running = list(self.running.values())
         for run, _ in running:
             the_loop().call_soon_threadsafe(run.leave)
-        concurrent.futures.wait([future for _, future in running], timeout=timeout)
+        return [future for _, future in running]
 
     def _finished(self, work_id: str, future: concurrent.futures.Future) -> None:
         with self.lock:
@@ -84,3 +88,12 @@ class Runs:
                 del self.running[work_id]
         if not future.cancelled() and future.exception() is not None:  # taken up again once its heartbeat is stale
             log.error("%s %s stopped: %r", self.kind, work_id, future.exception())
+
+
+def leave_all(timeout: float) -> bool:
+    """This process is stopping: every run of every kind (batches, background responses) leaves at once, finishing
+    what it must (each request under way metered) and handing its work back; waits up to ``timeout`` for them all,
+    one grace for every kind. Whether they all left in time."""
+    futures = [future for kind in _kinds for future in kind.leave()]
+    _, late = concurrent.futures.wait(futures, timeout=timeout)
+    return not late

@@ -195,11 +195,10 @@ class Command(BaseCommand):
         finally:
             if beat is not None:
                 beat.stop()
-                from hub.background import dispatch as background
-                from hub.batches import dispatch
+                from hub.batches import runs
 
-                dispatch.leave_all(timeout=settings.HUB_SHUTDOWN_GRACE_SECONDS)  # batches run here: hand them back
-                background.leave_all(timeout=settings.HUB_SHUTDOWN_GRACE_SECONDS)  # and background responses
+                # the batches and background responses run here: handed back, in one grace
+                runs.leave_all(timeout=settings.HUB_SHUTDOWN_GRACE_SECONDS)
             if child is not None:
                 child.terminate()
                 child.wait(timeout=30)
