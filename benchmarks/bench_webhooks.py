@@ -22,7 +22,7 @@ import statistics
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_gateway import MODEL, start_stack  # noqa: E402
-from tests.support.processes import Process  # noqa: E402
+from tests.support.http_server import serving  # noqa: E402
 
 BODY = {"model": MODEL, "input": "Say hello.", "max_output_tokens": 16, "background": True}
 DONE = ("completed", "incomplete", "failed", "cancelled")
@@ -60,9 +60,7 @@ class Receiver:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+        self.handler, self.url = Handler, ""  # the URL once it is served
 
     def event(self, response_id: str) -> threading.Event:
         with self.lock:
@@ -113,19 +111,10 @@ def burst(client: httpx.Client, hooks: Receiver, count: int) -> tuple[float, flo
 CASES = {"polled": polled, "told by a webhook": told}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--requests", type=int, default=20, help="per case and round")
-    parser.add_argument("--poll", type=float, default=200, help="ms between a background response's polls")
-    parser.add_argument("--burst", type=int, default=64, help="background responses created at once (8 clients)")
-    parser.add_argument("--stack", choices=("production", "embedded"), default="embedded")
-    args = parser.parse_args()
-    os.environ["HUB_WEBHOOK_ALLOW_PRIVATE_URLS"] = "true"  # the receiver is on loopback
-    processes: list[Process] = []
-    hooks = Receiver()
+def measure(args: argparse.Namespace, hooks: Receiver) -> tuple[dict[str, list[float]], list[tuple[float, float]]]:
+    """The stack started, the endpoint made, the rounds run (medians per round, ms) and the bursts; stopped after."""
+    processes, hub_url, secret = start_stack(args.stack, "bench-webhooks-", worker_concurrency=8)
     try:
-        processes, hub_url, secret = start_stack(args.stack, "bench-webhooks-", worker_concurrency=8)
         client = httpx.Client(base_url=hub_url, headers={"authorization": f"Bearer {secret}"}, timeout=60)
         endpoint = client.post("/webhook_endpoints", json={"name": "bench", "url": hooks.url,
                                                            "event_types": ["response.completed"]})  # fmt: skip
@@ -144,10 +133,25 @@ def main() -> None:
                 medians[name].append(statistics.median(times) * 1000)
             bursts.append(burst(client, hooks, args.burst))
             print(f"round {round_ + 1}/{args.rounds} done", flush=True)
+        return medians, bursts
     finally:
         for process in reversed(processes):
             process.stop()
-        hooks.server.shutdown()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=20, help="per case and round")
+    parser.add_argument("--poll", type=float, default=200, help="ms between a background response's polls")
+    parser.add_argument("--burst", type=int, default=64, help="background responses created at once (8 clients)")
+    parser.add_argument("--stack", choices=("production", "embedded"), default="embedded")
+    args = parser.parse_args()
+    os.environ["HUB_WEBHOOK_ALLOW_PRIVATE_URLS"] = "true"  # the receiver is on loopback
+    hooks = Receiver()
+    with serving(hooks.handler) as server:
+        hooks.url = f"http://127.0.0.1:{server.server_address[1]}/hooks"
+        medians, bursts = measure(args, hooks)
     print()
     print(f"webhooks ({args.stack} stack, {args.rounds} rounds x {args.requests} sequential background responses of "
           f"16 tokens; medians, ms from creation until the client knows it ended)")  # fmt: skip

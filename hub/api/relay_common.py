@@ -1,5 +1,5 @@
-"""What the gateway's relays share: the stream's headers, an upstream stream's lines, whether a chat chunk carries
-output, an upstream error answer as ours, a usage object's token counts."""
+"""What the gateway's relays share: the stream's headers, a typed event's bytes, an upstream stream's lines, whether
+a chat chunk carries output, an upstream error answer as ours, a usage object's token counts."""
 
 from __future__ import annotations
 
@@ -11,6 +11,11 @@ import httpx
 from hub.api import errors
 
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+
+
+def typed_event(event: dict) -> bytes:
+    """A typed stream event (the Responses API's) as a server-sent event: its ``type`` as the event's name."""
+    return f"event: {event['type']}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n".encode()
 
 
 async def sse_lines(response: httpx.Response):

@@ -34,7 +34,7 @@ from accounts.authn import KeyContext
 from hub import shutdown
 from hub.api import compaction_items, errors, file_search, tiers
 from hub.api.citations import Citations
-from hub.api.relay_common import SSE_HEADERS, error_from_upstream, has_output, sse_lines
+from hub.api.relay_common import SSE_HEADERS, error_from_upstream, has_output, sse_lines, typed_event
 from hub.api.responses_chat import chat_body, response_param
 from hub.api.responses_input import check_create, conversation_id, new_id, read_input
 from hub.api.responses_output import ResponseBuilder, response_object
@@ -176,7 +176,7 @@ class ResponsesRelay:
 
     async def _events(self, events: list[dict]) -> None:
         if events:
-            body = b"".join(tail.sse(e) for e in events)
+            body = b"".join(typed_event(e) for e in events)
             await self.send({"type": "http.response.body", "body": body, "more_body": True})
 
     async def _start_stream(self) -> None:

@@ -18,6 +18,7 @@ from accounts.stored import valid_id
 from hub.api import errors, paging
 from hub.api.openapi import errors_for
 from hub.api.openapi_schemas import ref
+from hub.api.relay_common import SSE_HEADERS, typed_event
 from hub.api.views import TenantAPIView
 from hub.background import dispatch as background_dispatch
 from hub.background import tail
@@ -40,7 +41,7 @@ def _with_results(found) -> dict:
 
 async def _sse_bytes(events) -> AsyncIterator[bytes]:
     async for event in events:
-        yield tail.sse(event)
+        yield typed_event(event)
 
 
 class _StoredView(TenantAPIView):
@@ -92,8 +93,10 @@ class ResponseDetailView(_StoredView):
             raise errors.InvalidRequest("Only responses created with 'background': true and 'stream': true can be "
                                         "streamed again.", param="stream")  # fmt: skip
         events = tail.events(response_id, int(after))
-        return StreamingHttpResponse(_sse_bytes(events), content_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
+        answer = StreamingHttpResponse(_sse_bytes(events))
+        for name, value in SSE_HEADERS:  # the gateway's streams' own: no cache, no proxy buffering
+            answer[name.decode()] = value.decode()
+        return answer
 
     @extend_schema(
         operation_id="delete_response",

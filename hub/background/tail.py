@@ -11,7 +11,6 @@ made from the stored response after ``GRACE_SECONDS``."""
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -83,7 +82,3 @@ async def events(response_id: str, after: int = -1) -> AsyncIterator[dict]:
             _waiting.get(response_id, set()).discard((loop, woken))
             if not _waiting.get(response_id, True):
                 del _waiting[response_id]
-
-
-def sse(event: dict) -> bytes:
-    return f"event: {event['type']}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n".encode()

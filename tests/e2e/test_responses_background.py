@@ -169,6 +169,9 @@ def test_a_streamed_background_response_is_streamed_again_from_any_event(fake_hu
                                                                        True)  # fmt: skip
     assert _events_of(client.responses.retrieve(response_id, stream=True)) == events
     assert _events_of(client.responses.retrieve(response_id, stream=True, starting_after=5)) == events[6:]
+    with client.responses.with_streaming_response.retrieve(response_id, stream=True) as again:  # a stream's headers
+        shown = {name: again.headers.get(name) for name in ("content-type", "cache-control", "x-accel-buffering")}
+        assert shown == {"content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no"}
     [row] = rows(1, route="responses")
     assert (row.completion_tokens, row.aborted) == (8, False)
 
