@@ -102,13 +102,29 @@ def stale(stale_seconds: float) -> list[str]:
     return list(rows.values_list("pk", flat=True))
 
 
+def without_secrets(request: dict) -> dict:
+    """The request, but for what its run needed and nobody may read afterwards: the ``mcp`` tools' ``authorization``
+    and ``headers``."""
+    tools = request.get("tools")
+    if not isinstance(tools, list):
+        return request
+    kept = [{k: v for k, v in t.items() if k not in ("authorization", "headers")}
+            if isinstance(t, dict) and t.get("type") == "mcp" else t for t in tools]  # fmt: skip
+    return {**request, "tools": kept}
+
+
+def _ended(work: BackgroundResponse, state: str) -> None:
+    """The work ended (``state``), its request's secrets dropped (in the caller's transaction)."""
+    work.state, work.request = state, without_secrets(work.request)
+    work.save(update_fields=["state", "request"])
+
+
 def _finished(response_id: str) -> BackgroundResponse | None:
     """The work, locked and marked done (in the caller's transaction); None if it was cancelled, deleted or ended."""
     work = _locked(response_id)
     if work is None or work.state not in BackgroundResponse.UNFINISHED:
         return None
-    work.state = BackgroundState.DONE
-    work.save(update_fields=["state"])
+    _ended(work, BackgroundState.DONE)
     return work
 
 
@@ -220,8 +236,7 @@ def cancel(tenant_id: int, response_id: str) -> dict | None:
         if work is None:
             raise NotBackground(response_id)
         if work.state in BackgroundResponse.UNFINISHED:
-            work.state = BackgroundState.CANCELLED
-            work.save(update_fields=["state"])
+            _ended(work, BackgroundState.CANCELLED)
             _set_status(work, BackgroundState.CANCELLED)
             _tell(work.response, "cancelled")
         return work.response.response

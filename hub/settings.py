@@ -311,6 +311,11 @@ HUB_WEBHOOK_DELIVERIES_DAYS = env_int("HUB_WEBHOOK_DELIVERIES_DAYS", 7, min_valu
 # own network): allowed on the embedded default (make run: one developer, a receiver on localhost), refused with a
 # broker (production) unless set.
 HUB_WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("HUB_WEBHOOK_ALLOW_PRIVATE_URLS", REDIS_URL is None)
+# The Responses API's ``mcp`` tool (hub/api/mcp_client.py): a remote MCP server's tools listed and called by the
+# hub, each operation waiting at most HUB_MCP_TIMEOUT_SECONDS; as for webhooks, a server on a loopback, private or
+# link-local address only where HUB_MCP_ALLOW_PRIVATE_URLS (the embedded default's, not production's).
+HUB_MCP_TIMEOUT_SECONDS = env_float("HUB_MCP_TIMEOUT_SECONDS", 60.0, min_value=0.1)
+HUB_MCP_ALLOW_PRIVATE_URLS = env_bool("HUB_MCP_ALLOW_PRIVATE_URLS", REDIS_URL is None)
 CELERY_BEAT_SCHEDULE["send-webhooks"] = {"task": "hub.send_webhooks", "schedule": HUB_WEBHOOK_SWEEP_SECONDS}
 CELERY_BEAT_SCHEDULE["expire-webhook-deliveries"] = {"task": "accounts.expire_webhook_deliveries", "schedule": 3600.0}
 # the embedding model a vector store uses unless its creation names one (``embedding_model``): a catalog embedding
@@ -394,5 +399,10 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.request": {"level": "ERROR"}, "httpx": {"level": "WARNING"}},
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+        "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},
+        "mcp": {"level": "WARNING"},
+    },
 }

@@ -428,6 +428,8 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
         last_error: Exception | None = None
         for target in upstreams.order(targets, affinity):
             headers = meter.headers(target)
+            if route == "responses":  # the mcp tools' servers listed, approved calls run: once the limits passed
+                await self.plan.prepare(target)
             if route in _PLANNED:
                 upstream_route, payload = self.plan.upstream(target, stream)
             else:

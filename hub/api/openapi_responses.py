@@ -6,13 +6,22 @@ from __future__ import annotations
 
 from hub.api import tiers
 from hub.api import validation as v
+from hub.api.openapi_mcp import (
+    MCP_APPROVAL_REQUEST,
+    MCP_APPROVAL_RESPONSE,
+    MCP_CALL,
+    MCP_CHOICE,
+    MCP_LIST_TOOLS,
+    MCP_TOOL,
+    MCP_TOOL_ECHO,
+)
 from hub.api.openapi_schemas import _BOOL, _INT, _NULLABLE_STR, _NUM, _STR, _TEXT, METADATA, _obj, list_of, ref
 from hub.api.responses_input import EFFORTS, ROLES
 
 _NULL = {"type": "null"}
 _NULLABLE_INT = {"type": ["integer", "null"]}
 _NAME = {**_STR, "minLength": 1, "maxLength": 64}
-_ID = {**_STR, "description": "Given by the hub when absent (`msg_...`, `fc_...`, `fco_...`, `rs_...`)."}
+_ID = {**_STR, "description": "Given by the hub when absent (`msg_...`, `fc_...`, `fco_...`, `rs_...`, `mcpa_...`)."}
 _ITEM_STATUS = {"enum": ["in_progress", "completed", "incomplete"]}
 
 
@@ -142,7 +151,8 @@ COMPACTION = _obj(
 )
 ITEM = {
     "oneOf": [_with_id(MESSAGE), _with_id(_FUNCTION_CALL), _with_id(_FUNCTION_CALL_OUTPUT), _with_id(_REASONING),
-              _FILE_SEARCH_CALL, _with_id(COMPACTION)]
+              _FILE_SEARCH_CALL, _with_id(COMPACTION), MCP_LIST_TOOLS, MCP_CALL, MCP_APPROVAL_REQUEST,
+              _with_id(MCP_APPROVAL_RESPONSE)]
 }  # fmt: skip
 _OUTPUT_ITEM = {
     "oneOf": [
@@ -160,9 +170,14 @@ _OUTPUT_ITEM = {
         _with_id(_FUNCTION_CALL),
         _with_id(_REASONING),
         _FILE_SEARCH_CALL,
+        MCP_LIST_TOOLS,
+        MCP_CALL,
+        MCP_APPROVAL_REQUEST,
     ],
     "description": "In the order the model wrote them: the think block (`reasoning`), the text (`message`), each "
-    "tool call (`function_call`, its `call_id` the one to answer), each search the hub ran (`file_search_call`).",
+    "tool call (`function_call`, its `call_id` the one to answer), each search the hub ran (`file_search_call`); "
+    "first the MCP servers listed (`mcp_list_tools`) and the approved calls run (`mcp_call`), then each MCP call the "
+    "hub ran (`mcp_call`) or that waits for approval (`mcp_approval_request`).",
 }
 
 # --- request fields ----------------------------------------------------------------------------------------------
@@ -181,8 +196,8 @@ _TOOL = _obj(
         },
     },
     ("type", "name"),
-    description="A function, in the Responses API's flat shape. Of the built-in tools only `file_search` is run; the "
-    "others (`web_search`, `computer_use_preview`, `code_interpreter`, `image_generation`, `mcp`, `local_shell`, "
+    description="A function, in the Responses API's flat shape. Of the built-in tools `file_search` and `mcp` are "
+    "run; the others (`web_search`, `computer_use_preview`, `code_interpreter`, `image_generation`, `local_shell`, "
     "`custom`...) are refused: 400 `unsupported_tool`.",
 )
 _FILE_SEARCH_TOOL = _obj(
@@ -203,13 +218,16 @@ _TOOL_CHOICE = {
         {"enum": ["auto", "none", "required"]},
         _NAMED,
         _obj({"type": {"const": "file_search"}}, ("type",), description="Search first (the first round only)."),
+        MCP_CHOICE,
         _obj(
             {
                 "type": {"const": "allowed_tools"},
                 "mode": {"enum": ["auto", "required"], "default": "auto"},
                 "tools": {
                     "type": "array",
-                    "items": _obj({"type": {"const": "function"}, "name": _STR}, ("name",)),
+                    "items": {
+                        "oneOf": [_obj({"type": {"const": "function"}, "name": _STR}, ("type", "name")), MCP_CHOICE]
+                    },
                     "minItems": 1,
                     "maxItems": v.MAX_TOOLS,
                 },
@@ -317,14 +335,19 @@ RESPONSES_SCHEMAS: dict[str, dict] = {
                 "maximum": v.MAX_TOP_LOGPROBS,
                 "description": "The most likely tokens at each position, in `output_text.logprobs`.",
             },
-            "tools": {"type": "array", "items": {"oneOf": [_TOOL, _FILE_SEARCH_TOOL]}, "maxItems": v.MAX_TOOLS},
+            "tools": {
+                "type": "array",
+                "items": {"oneOf": [_TOOL, _FILE_SEARCH_TOOL, MCP_TOOL]},
+                "maxItems": v.MAX_TOOLS,
+            },
             "tool_choice": _TOOL_CHOICE,
             "parallel_tool_calls": {**_BOOL, "default": True},
             "max_tool_calls": {
                 **_INT,
                 "minimum": 1,
-                "description": "The most calls of the hub's tools (file_search) the response runs; the model's calls "
-                "past it are ignored and its next round may not call tools. Passed as is to an external deployment.",
+                "description": "The most calls of the hub's tools (file_search, mcp) the response runs; the model's "
+                "calls past it are ignored and its next round may not call tools. Passed as is to an external "
+                "deployment.",
             },
             "text": _obj({"format": _TEXT_FORMAT}),
             "reasoning": _obj(
@@ -429,6 +452,7 @@ RESPONSES_SCHEMAS: dict[str, dict] = {
                             ("type", "name"),
                         ),
                         _FILE_SEARCH_TOOL,
+                        MCP_TOOL_ECHO,
                     ]
                 },
             },

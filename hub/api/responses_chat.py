@@ -4,8 +4,9 @@ named in the Responses API's parameters.
 ``instructions`` become the first (system) message; the context's items become messages in order: consecutive
 ``function_call`` items one assistant turn with ``tool_calls`` (joined to the assistant message before them),
 each ``function_call_output`` a ``tool`` message, reasoning items dropped; a ``file_search_call`` the model's call of
-the ``file_search`` function and a ``tool`` message with its results (``hub/api/file_search.py``). The file_search
-tool is that function. Function tools take chat's nested
+the ``file_search`` function and a ``tool`` message with its results (``hub/api/file_search.py``); the mcp tool's
+items as ``mcp_items.py`` shows them. The file_search tool is that function; the mcp tool's functions are added once
+its servers' tools are known (``mcp_tools.py``, before the model runs). Function tools take chat's nested
 shape (``strict`` defaults to true, as OpenAI's Responses API has it); ``text.format`` becomes
 ``response_format``; ``max_output_tokens`` ``max_completion_tokens``; ``reasoning.effort: "none"`` closes the
 think block of a model that reasons (Qwen3's ``enable_thinking: false``).
@@ -16,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 
-from hub.api import compaction_items
+from hub.api import compaction_items, mcp_items
 from hub.api.file_search import FILE_SEARCH_FUNCTION, results_text
 
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
@@ -63,6 +64,8 @@ def messages(instructions: str | None, items: list[dict], summaries: dict[str, s
             call = {"id": call_id, "type": "function", "function": {"name": "file_search", "arguments": arguments}}
             out.append({"role": "assistant", "content": None, "tool_calls": [call]})
             out.append({"role": "tool", "tool_call_id": call_id, "content": results_text(item.get("results"))})
+        elif kind in mcp_items.READERS:
+            out += mcp_items.messages(item, items)
         elif kind == "function_call_output":
             output = item["output"]
             out.append({"role": "tool", "tool_call_id": item["call_id"],
@@ -82,14 +85,18 @@ def _tool(tool: dict) -> dict:
 
 def _tools(body: dict) -> tuple[list[dict], object]:
     """(chat tools, chat tool_choice)."""
-    tools = [_tool(t) for t in body.get("tools") or []]
+    tools = [_tool(t) for t in body.get("tools") or [] if t.get("type") != "mcp"]  # mcp's: mcp_tools.py
     choice = body.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") == "mcp":  # the server's functions are not known yet
+        return tools, None
     if isinstance(choice, dict) and choice.get("type") == "function":
         return tools, {"type": "function", "function": {"name": choice["name"]}}
     if isinstance(choice, dict) and choice.get("type") == "file_search":
         return tools, {"type": "function", "function": {"name": "file_search"}}
     if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
-        allowed = {t.get("name") or t.get("type") for t in choice["tools"]}  # file_search's has no name
+        allowed = {
+            t.get("name") or t.get("type") for t in choice["tools"] if t.get("type") != "mcp"
+        }  # file_search's has no name
         return [t for t in tools if t["function"]["name"] in allowed], choice.get("mode") or "auto"
     return tools, choice
 

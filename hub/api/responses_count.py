@@ -1,7 +1,8 @@
 """``POST /responses/input_tokens``: how many input tokens a Responses API request would have, counted by our
 inference service exactly as it would count them: the same chat request the relay would send (the stored
 conversation, ``instructions``, tools and ``text.format`` rendered into the prompt, images), with a reservation of
-no tokens, which the service refuses before running anything, naming the prompt's exact count. Nothing is
+no tokens, which the service refuses before running anything, naming the prompt's exact count (the mcp tools'
+servers are listed for their functions, but no call is run). Nothing is
 generated, so nothing is metered (as OpenAI does not bill the count). An external deployment cannot be asked so."""
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ async def count(plan: ResponsePlan, targets: list[Target], request_id: str) -> i
             f"'{errors.shown(plan.model_id)}' is served by an external deployment: this hub counts input tokens only "
             "on its own inference service.", param="model",
         )  # fmt: skip
+    await plan.prepare(None, run=False)  # the mcp tools' functions are in the prompt; approved calls are not run
     client = upstreams.client()
     for target in upstreams.order(own, None):
         route, body = plan.upstream(target, stream=True)

@@ -6,10 +6,11 @@ grammars (``strict``), structured output, reasoning.
 Items: messages (a string or ``input_text`` / ``input_image`` parts; an assistant's ``output_text``),
 ``function_call``, ``function_call_output`` (its ``call_id`` must name a call before it), ``reasoning`` (kept in
 the history, not shown to the model again, as OpenAI and vLLM drop earlier reasoning), ``file_search_call`` (a
-search this hub ran, sent back), ``compaction`` (a summary ``POST /responses/compact`` made) and ``item_reference``
-(an item of the stored conversation). Of the built-in tools
-the hub runs ``file_search`` over its vector stores (``hub/api/file_search.py``); the others (web search, computer
-use, code interpreter...) are refused by name.
+search this hub ran, sent back), ``compaction`` (a summary ``POST /responses/compact`` made), the ``mcp`` tool's
+``mcp_list_tools``, ``mcp_call``, ``mcp_approval_request`` and ``mcp_approval_response`` (its ``approval_request_id``
+must name a request before it) and ``item_reference`` (an item of the stored conversation). Of the built-in tools
+the hub runs ``file_search`` over its vector stores (``hub/api/file_search.py``) and ``mcp``, a remote MCP server's
+tools (``hub/api/mcp_tools.py``); the others (web search, computer use, code interpreter...) are refused by name.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import secrets
 from typing import Any
 
 from accounts.conversations import MAX_ITEM_ID
+from hub.api import mcp_items, mcp_tools
 from hub.api.errors import InvalidRequest
 from hub.api.validation import (
     MAX_MESSAGES,
@@ -37,6 +39,7 @@ from hub.api.validation import (
 from hub.vector_stores import filters
 
 ITEM_TYPES = ("message", "function_call", "function_call_output", "reasoning", "file_search_call", "compaction",
+              "mcp_list_tools", "mcp_call", "mcp_approval_request", "mcp_approval_response",
               "item_reference")  # fmt: skip
 FILE_SEARCH = "file_search"  # the built-in tool the hub runs, and the function name the model calls it by
 MAX_SEARCH_RESULTS = 50
@@ -45,7 +48,7 @@ BUILT_IN_TOOLS = {
     "web_search": "web search", "web_search_preview": "web search", "web_search_2025_08_26": "web search",
     "web_search_preview_2025_03_11": "web search", "computer_use_preview": "computer use",
     "computer": "computer use", "code_interpreter": "code interpreter", "image_generation": "image generation",
-    "mcp": "remote MCP servers", "local_shell": "local shell", "shell": "shell", "apply_patch": "apply patch",
+    "local_shell": "local shell", "shell": "shell", "apply_patch": "apply patch",
     "custom": "custom tools",
 }  # fmt: skip
 EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
@@ -83,11 +86,15 @@ def _tool(tool: Any, param: str) -> None:
     kind = _object(tool, param).get("type")
     if kind == FILE_SEARCH:
         return _file_search_tool(tool, param)
+    if kind == mcp_tools.MCP:
+        return mcp_tools.check_tool(tool, param)
     if kind in BUILT_IN_TOOLS:
         raise refuse(f"{param}.type", f"The built-in tool '{kind}' ({BUILT_IN_TOOLS[kind]}) is not supported by this "
-                     "hub: only function tools ({'type': 'function', ...}) are.", "unsupported_tool")  # fmt: skip
+                     "hub: function tools ({'type': 'function', ...}), file_search and mcp are.",
+                     "unsupported_tool")  # fmt: skip
     if kind != "function":
-        raise refuse(f"{param}.type", f"Invalid value for '{param}.type': {kind!r}. Supported values are: 'function'.")
+        raise refuse(f"{param}.type", f"Invalid value for '{param}.type': {errors_shown(kind)}. Supported values are: "
+                     "'function', 'file_search' and 'mcp'.")  # fmt: skip
     _string(tool.get("name"), f"{param}.name", limit=64, empty=False)
     if tool.get("description") is not None:
         _string(tool["description"], f"{param}.description")
@@ -96,13 +103,28 @@ def _tool(tool: Any, param: str) -> None:
     _bool(tool, "strict", f"{param}.strict")
 
 
-def _tool_choice(choice: Any, names: set[str], file_search: bool) -> None:
+def _mcp_choice(choice: dict, labels: set[str], param: str) -> None:
+    """``{"type": "mcp", "server_label", "name"}``: a server of the request's (its tool ``name`` is checked once the
+    server's tools are listed)."""
+    label = choice.get("server_label")
+    if label is None:
+        raise missing(f"{param}.server_label")
+    if label not in labels:
+        raise refuse(f"{param}.server_label", f"Tool choice 'mcp' names the server '{errors_shown(label)}', which no "
+                     "mcp tool in 'tools' has.")  # fmt: skip
+    if choice.get("name") is not None:
+        _string(choice["name"], f"{param}.name", limit=256)
+
+
+def _tool_choice(choice: Any, names: set[str], file_search: bool, labels: set[str]) -> None:
     if choice is None or choice in ("auto", "none", "required"):
         return
     if isinstance(choice, dict) and choice.get("type") == FILE_SEARCH:
         if not file_search:
             raise refuse("tool_choice", "Tool choice 'file_search' needs a file_search tool in 'tools'.")
         return
+    if isinstance(choice, dict) and choice.get("type") == mcp_tools.MCP:
+        return _mcp_choice(choice, labels, "tool_choice")
     if isinstance(choice, str):
         return _choice(choice, "tool_choice", ("auto", "none", "required"))
     kind = _object(choice, "tool_choice").get("type")
@@ -118,6 +140,9 @@ def _tool_choice(choice: Any, names: set[str], file_search: bool) -> None:
         _choice(choice.get("mode"), "tool_choice.mode", ("auto", "required"))
         for i, tool in enumerate(_array(choice.get("tools"), "tool_choice.tools", MAX_TOOLS)):
             if _object(tool, f"tool_choice.tools[{i}]").get("type") == FILE_SEARCH and file_search:
+                continue
+            if tool.get("type") == mcp_tools.MCP:
+                _mcp_choice(tool, labels, f"tool_choice.tools[{i}]")
                 continue
             if tool.get("name") not in names:
                 message = f"Tool '{errors_shown(tool.get('name'))}' not found in 'tools'."
@@ -210,12 +235,15 @@ def check_create(body: dict) -> None:
         for i, tool in enumerate(tools):
             _tool(tool, f"tools[{i}]")
     functions = [t for t in tools or [] if t.get("type") == "function"]
-    searches = len(tools or []) - len(functions)
+    searches = len([t for t in tools or [] if t.get("type") == FILE_SEARCH])
+    mcps = [t for t in tools or [] if t.get("type") == mcp_tools.MCP]
     if searches > 1:
         raise refuse("tools", "At most one file_search tool per request.")
     if searches and FILE_SEARCH in {t["name"] for t in functions}:
         raise refuse("tools", "A function named 'file_search' cannot be given beside the file_search tool.")
-    _tool_choice(body.get("tool_choice"), {t["name"] for t in functions}, bool(searches))
+    mcp_tools.check_tools(mcps)
+    _tool_choice(body.get("tool_choice"), {t["name"] for t in functions}, bool(searches),
+                 {t["server_label"] for t in mcps})  # fmt: skip
 
 
 # --- input items -------------------------------------------------------------------------------------------------
@@ -301,6 +329,8 @@ def _item(item: Any, param: str) -> dict:
                 _string(_object(result, f"{param}.results[{j}]").get("text"), f"{param}.results[{j}].text")
         return {"id": item.get("id") or new_id("fs"), "type": kind, "status": item.get("status") or "completed",
                 "queries": list(queries), "results": results}  # fmt: skip
+    if kind in mcp_items.READERS:
+        return mcp_items.READERS[kind](item, param)
     if kind == "compaction":  # POST /responses/compact's (compaction_items.py reads it)
         _string(item.get("encrypted_content"), f"{param}.encrypted_content", limit=None, empty=False)
         return {"id": item.get("id") or new_id("cmp"), "type": kind, "encrypted_content": item["encrypted_content"]}
@@ -343,6 +373,11 @@ def read_items(raw: list, history: list[dict], name: str) -> list[dict]:
         elif item["type"] == "function_call_output" and item["call_id"] not in calls:
             raise refuse(name, f"No tool call found for function call output with call_id "
                          f"{errors_shown(item['call_id'])}.")  # fmt: skip
+        elif item["type"] == "mcp_approval_response":
+            request = known.get(item["approval_request_id"])
+            if request is None or request.get("type") != "mcp_approval_request":
+                raise refuse(f"{name}[{n}].approval_request_id", f"No MCP approval request found with id "
+                             f"'{errors_shown(item['approval_request_id'])}'.")  # fmt: skip
         known[item["id"]] = item
         items.append(item)
     return items

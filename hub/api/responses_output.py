@@ -10,13 +10,17 @@ semantic stream events, in OpenAI's order, each with its ``sequence_number``.
                         response.content_part.done
         function_call:  response.function_call_arguments.delta ... .done
         file_search_call: response.file_search_call.in_progress, .searching, .completed
+        mcp_list_tools: response.mcp_list_tools.in_progress, .completed | .failed
+        mcp_call:       response.mcp_call_arguments.delta, .done, response.mcp_call.in_progress, .completed | .failed
+        mcp_approval_request: (added and done only)
       response.output_item.done
     response.completed | response.incomplete (max_output_tokens) | response.failed (then ``error`` first)
 
 Output items follow the chunks' order: the think block (``reasoning_content``) as a reasoning item, the text as
 a message with one ``output_text`` part, each tool call as a ``function_call`` item (``call_id`` the service's
-call id), but for the calls of a tool the hub runs itself (``hosted``: file_search), which are kept apart
-(``hosted_calls``) for the relay to run and show as ``file_search_call`` items; the relay then starts the next round
+call id), but for the calls of a tool the hub runs itself (``hosted``: file_search, mcp), which are kept apart
+(``hosted_calls``) for the relay to run and show as ``file_search_call`` and ``mcp_call`` items (or as an
+``mcp_approval_request``, which ends the answer); the relay then starts the next round
 (``next_round``) on the same response. The markers by which the model cites those results become ``file_citation``
 annotations of the text (``citations.py``; ``response.output_text.annotation.added``). ``usage`` is the service's
 counted tokens of every round, in the Responses API's names.
@@ -75,6 +79,13 @@ def add_usage(a: dict | None, b: dict | None) -> dict | None:
 
 def _tool(tool: dict) -> dict:
     """A tool as the response echoes it, with OpenAI's defaults."""
+    if tool.get("type") == "mcp":  # its authorization and headers are secrets: never echoed
+        shown = {"type": "mcp", "server_label": tool["server_label"], "server_url": tool["server_url"],
+                 "allowed_tools": tool.get("allowed_tools"), "headers": None,
+                 "require_approval": tool.get("require_approval") or "always"}  # fmt: skip
+        if tool.get("server_description") is not None:  # a string when present (OpenAI's schema has no null)
+            shown["server_description"] = tool["server_description"]
+        return shown
     if tool.get("type") == "file_search":
         options = tool.get("ranking_options") or {}
         return {"type": "file_search", "vector_store_ids": tool["vector_store_ids"],
@@ -119,6 +130,7 @@ class ResponseBuilder:
         self.tool_items: dict[int, dict] = {}  # a tool call's index in the chunks -> its item
         self.finish_reason: str | None = None
         self.usage: dict | None = None
+        self.awaiting = False  # an mcp call waits for the client's approval
 
     # --- events ----------------------------------------------------------------------------------------------
 
@@ -256,12 +268,10 @@ class ResponseBuilder:
 
     def search_started(self) -> tuple[dict, list[dict]]:
         """A file_search_call item, searching: (the item, its events)."""
-        events = self._close()
         item = {"id": new_id("fs"), "type": "file_search_call", "status": "in_progress", "queries": [],
                 "results": None}  # fmt: skip
-        self.response["output"].append(item)
-        where = {"output_index": self._index, "item_id": item["id"]}
-        events.append(self._event("response.output_item.added", output_index=self._index, item=item))
+        index, events = self._shown(item)
+        where = {"output_index": index, "item_id": item["id"]}
         events.append(self._event("response.file_search_call.in_progress", **where))
         item["status"] = "searching"
         events.append(self._event("response.file_search_call.searching", **where))
@@ -282,10 +292,57 @@ class ResponseBuilder:
         events.append(self._event("response.output_item.done", output_index=index, item=item))
         return events
 
+    def _shown(self, item: dict) -> tuple[int, list[dict]]:
+        """A hosted tool's item added to the output: (its index, its ``output_item.added`` event)."""
+        events = self._close()
+        self.response["output"].append(item)
+        return self._index, [*events, self._event("response.output_item.added", output_index=self._index, item=item)]
+
+    def mcp_list(self, item: dict) -> list[dict]:
+        """A server's tools, listed before the model ran (``item``: as listed, with ``error`` if it failed)."""
+        index, events = self._shown({**item, "tools": [], "error": None})
+        where = {"output_index": index, "item_id": item["id"]}
+        events.append(self._event("response.mcp_list_tools.in_progress", **where))
+        self.response["output"][index] = item
+        done = "failed" if item.get("error") else "completed"
+        events.append(self._event(f"response.mcp_list_tools.{done}", **where))
+        events.append(self._event("response.output_item.done", output_index=index, item=item))
+        return events
+
+    def mcp_call_started(self, label: str, name: str, arguments: str, request_id: str | None = None) -> tuple:
+        """An mcp_call item, calling: (the item, its events)."""
+        item = {"id": new_id("mcp"), "type": "mcp_call", "server_label": label, "name": name, "arguments": "",
+                "output": None, "error": None, "status": "in_progress", "approval_request_id": request_id}  # fmt: skip
+        index, events = self._shown(item)
+        where = {"output_index": index, "item_id": item["id"]}
+        item["arguments"] = arguments
+        events.append(self._event("response.mcp_call_arguments.delta", **where, delta=arguments))
+        events.append(self._event("response.mcp_call_arguments.done", **where, arguments=arguments))
+        events.append(self._event("response.mcp_call.in_progress", **where))
+        item["status"] = "calling"
+        return item, events
+
+    def mcp_call_done(self, item: dict, output: str | None, error: dict | None) -> list[dict]:
+        index = self.response["output"].index(item)
+        item.update(output=output, error=error, status="failed" if error else "completed")
+        events = [self._event(f"response.mcp_call.{item['status']}", output_index=index, item_id=item["id"])]
+        events.append(self._event("response.output_item.done", output_index=index, item=item))
+        return events
+
+    def mcp_approval_request(self, label: str, name: str, arguments: str) -> list[dict]:
+        """A call the client must approve first: the answer ends with it (``awaiting``)."""
+        item = {"id": new_id("mcpr"), "type": "mcp_approval_request", "server_label": label, "name": name,
+                "arguments": arguments}  # fmt: skip
+        index, events = self._shown(item)
+        self.awaiting = True
+        events.append(self._event("response.output_item.done", output_index=index, item=item))
+        return events
+
     @property
     def client_calls(self) -> bool:
-        """Whether this round called a function of the client's (the answer then ends with it)."""
-        return bool(self.tool_items)
+        """Whether this round called a function of the client's, or asked for an approval (the answer then ends
+        with it)."""
+        return bool(self.tool_items) or self.awaiting
 
     def next_round(self) -> list[dict]:
         """The model answers again on the same response (after the hub ran its tools): the open item closed."""

@@ -9,11 +9,14 @@ OpenAI, vLLM, LiteLLM) gets the Responses API request itself, with the stored co
 response id. Either way the response is stored (``store``, the default) before the client sees it complete, and
 metered like a chat: one row (route ``responses``) with the counted tokens, aborted streams included.
 
-With the ``file_search`` tool (``file_search.py``; our service only), a round that ends in the model's call of it is
-followed by the search (its items and events on the same response) and another round with the results, up to
-``MAX_SEARCH_ROUNDS`` searches (the last round may not search again) and ``max_tool_calls`` calls (those past it
-ignored, and the round after the last one may not search); the rounds' tokens add up in the one row, and
-``max_output_tokens`` bounds them all (a round gets what the earlier ones left).
+With the tools the hub runs (``file_search``, ``file_search.py``; ``mcp``, ``mcp_tools.py``; our service only), a
+round that ends in the model's calls of them is followed by the calls (their items and events on the same response,
+``responses_tools.py``) and another round with their outputs, up to ``MAX_TOOL_ROUNDS`` rounds of calls (the last
+round may not call again) and ``max_tool_calls`` calls (those past it ignored, and the round after the last one may
+not call); the rounds' tokens add up in the one row, and ``max_output_tokens`` bounds them all (a round gets what the
+earlier ones left). An mcp call that needs the client's approval ends the answer, as a client's function call does.
+The mcp tool's servers are listed, and the calls the input approved are run, once the request has passed its
+limits, before the model first runs (``ResponsePlan.prepare``).
 """
 
 from __future__ import annotations
@@ -32,20 +35,20 @@ from accounts import background, conversations
 from accounts import responses as stored
 from accounts.authn import KeyContext
 from hub import shutdown
-from hub.api import compaction_items, errors, file_search, tiers
+from hub.api import compaction_items, errors, file_search, mcp_tools, tiers
 from hub.api.citations import Citations
 from hub.api.relay_common import SSE_HEADERS, error_from_upstream, has_output, sse_lines, typed_event
 from hub.api.responses_chat import chat_body, response_param
 from hub.api.responses_input import check_create, conversation_id, new_id, read_input
 from hub.api.responses_output import ResponseBuilder, response_object
+from hub.api.responses_tools import HostedTools
 from hub.api.upstream import Target, upstreams
 from hub.background import dispatch as background_dispatch
 from hub.background import tail
 from hub.pool import db
-from hub.vector_stores.embed import EmbeddingFailed
 
 log = logging.getLogger(__name__)
-MAX_SEARCH_ROUNDS = 3
+MAX_TOOL_ROUNDS = 5
 
 FINAL_EVENTS = ("response.completed", "response.incomplete", "response.failed")
 # What an external deployment must not see: the hub keeps the conversation (and refuses background runs).
@@ -63,6 +66,7 @@ class ResponsePlan:
     created_at: int = field(default_factory=lambda: int(time.time()))
     conversation: str | None = None  # the conversation it continues and extends
     file_search: file_search.FileSearch | None = None  # the file_search tool, its stores read
+    mcp: mcp_tools.McpPlan | None = None  # the mcp tools, their servers' tools once listed
     summaries: dict[str, str] = field(default_factory=dict)  # the context's compaction items' (compaction_items.py)
     route: str = "responses"  # or responses/compact (compaction.py)
     background: bool = False  # the run of a response created with background: true, whose stored row it answers
@@ -87,6 +91,16 @@ class ResponsePlan:
                 native.update(store=False, stream=stream)
             return self.route, native
         return "chat/completions", self.chat_payload(target)
+
+    async def prepare(self, target: Target | None, run: bool = True) -> None:
+        """Before the model first runs (``target``: where; None: counted only): the mcp tools' servers listed and
+        their tools given to the model, and (``run``) the calls the input approved run."""
+        if self.mcp is None:
+            return
+        if target is not None and target.external:
+            raise errors.InvalidRequest(f"'{self.model_id}' is served by an external deployment: the mcp tool runs on "
+                                        "this hub's own deployments only.", param="tools")  # fmt: skip
+        await mcp_tools.prepare(self.mcp, self.body, self.chat, new_id, run)
 
     def _native(self, item: dict) -> dict:
         """An item as an external deployment may read it: this hub's compaction items as the summary they hold."""
@@ -127,7 +141,8 @@ async def plan(key: KeyContext, body: dict, model_id: str, empty_input: bool = F
     summaries = compaction_items.summaries(tenant_id, history, items)
     search = await file_search.plan(key, body)
     planned = ResponsePlan(body, model_id, history, items, chat_body(body, history + items, summaries),
-                           conversation=conversation, file_search=search, summaries=summaries)  # fmt: skip
+                           conversation=conversation, file_search=search, summaries=summaries,
+                           mcp=mcp_tools.plan(body, history + items, items))  # fmt: skip
     if background is not None:
         planned.id, planned.created_at, planned.background = background["id"], background["created_at"], True
     return planned
@@ -168,7 +183,7 @@ def _save(plan: ResponsePlan, ctx, response: dict, unshown: dict[str, list] | No
         log.exception("response %s could not be stored", response.get("id"))
 
 
-class ResponsesRelay:
+class ResponsesRelay(HostedTools):
     """The Responses API's half of ``GatewayConsumer`` (which provides ``send``, ``_read``, ``_json``, the meter
     and the limits)."""
 
@@ -233,7 +248,7 @@ class ResponsesRelay:
             await self._refused(response, target, meter)
         if target.external:
             return await self._relay_native(response, meter, stream)
-        hosted = frozenset({file_search.FILE_SEARCH_NAME}) if self.plan.file_search is not None else frozenset()
+        hosted = self.hosted_names()
         citations = None if self.plan.file_search is None else Citations.of(self.plan.history + self.plan.items)
         builder = ResponseBuilder(self.plan.new_response(self.shown_tier), logprobs=self.plan.logprobs, hosted=hosted,
                                   citations=citations)  # fmt: skip
@@ -243,16 +258,21 @@ class ResponsesRelay:
             if stream:
                 await self._start_stream()
                 await self._events(builder.start())
+            events = self._prepared(builder)
+            if stream:
+                await self._events(events)
             messages = list(self.plan.chat["messages"])
             calls_left = self.plan.body.get("max_tool_calls")  # of the hub's tools, in the whole response
-            for searches in range(MAX_SEARCH_ROUNDS + 1):
+            if calls_left is not None and self.plan.mcp is not None:  # the approved calls run first count
+                calls_left = max(calls_left - len(self.plan.mcp.ran), 0)
+            for rounds in range(MAX_TOOL_ROUNDS + 1):
                 await self._consume(response, builder, meter, stream)
                 if not builder.hosted_calls or builder.finish_reason == "length" or calls_left == 0:
                     break
-                ran, said = await self._search(builder, stream, calls_left)
+                ran, said = await self._hosted(builder, stream, calls_left)
                 messages += said
                 calls_left = None if calls_left is None else calls_left - ran
-                if builder.client_calls:  # the client's call ends the answer; the search is shown, kept in context
+                if builder.client_calls:  # the client's call (or approval) ends the answer; the calls run are kept
                     break
                 events = builder.next_round()
                 if stream:
@@ -262,7 +282,7 @@ class ResponsesRelay:
                 if left is not None and left <= 0:  # the search calls spent max_output_tokens: cut, as OpenAI's
                     builder.finish_reason = "length"
                     break
-                last = searches + 1 == MAX_SEARCH_ROUNDS or calls_left == 0
+                last = rounds + 1 == MAX_TOOL_ROUNDS or calls_left == 0
                 response = await self._round(target, meter, messages, last=last, output_left=left)
                 later.append(response)
             events = builder.finish()
@@ -317,33 +337,6 @@ class ResponsesRelay:
             if stream:
                 await self._events(events)
 
-    async def _search(self, builder: ResponseBuilder, stream: bool, limit: int | None) -> tuple[int, list[dict]]:
-        """Run the round's file_search calls, each shown as a file_search_call item, the first ``limit`` of them
-        (``max_tool_calls``: the others are ignored, as OpenAI's); how many ran, and the chat messages that give the
-        model its calls and their results."""
-        search, key = self.plan.file_search, self.scope["hub"].key
-        calls, outputs = [], []
-        for _, call in sorted(builder.hosted_calls.items())[:limit]:
-            queries = file_search.queries(call["arguments"])
-            item, events = builder.search_started()
-            if stream:
-                await self._events(events)
-            failed, results = False, []
-            if queries:
-                try:
-                    results = await search.run(key, queries)
-                except EmbeddingFailed as failure:
-                    log.warning("file_search of response %s failed: %s", self.plan.id, failure)
-                    failed = True
-            events = builder.search_done(item, queries, results if search.include_results else None, failed, results)
-            if stream:
-                await self._events(events)
-            calls.append({"id": call["call_id"], "type": "function",
-                          "function": {"name": call["name"], "arguments": call["arguments"]}})  # fmt: skip
-            text = "The search failed." if failed else file_search.results_text(results)
-            outputs.append({"role": "tool", "tool_call_id": call["call_id"], "content": text})
-        return len(calls), [{"role": "assistant", "content": None, "tool_calls": calls}, *outputs]
-
     def _output_left(self, meter) -> int | None:
         """What is left of ``max_output_tokens`` after the rounds so far: like OpenAI's, it bounds the response's
         whole output, the calls of its rounds included (None: no bound asked for)."""
@@ -352,9 +345,9 @@ class ResponsesRelay:
 
     async def _round(self, target: Target, meter, messages: list[dict], last: bool,
                      output_left: int | None) -> httpx.Response:  # fmt: skip
-        """The next round's chat stream from the same deployment (``last``: the model may not search again;
-        ``output_left``: its ``max_completion_tokens``). Its prompt is not checked against the reservation: the
-        limits settle at the counted tokens."""
+        """The next round's chat stream from the same deployment (``last``: the model may not call the hub's tools
+        again; ``output_left``: its ``max_completion_tokens``). Its prompt is not checked against the reservation:
+        the limits settle at the counted tokens."""
         payload = self.plan.chat_payload(target, messages=messages)
         if output_left is not None:
             payload["max_completion_tokens"] = output_left

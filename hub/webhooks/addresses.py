@@ -1,8 +1,9 @@
-"""Where a webhook may be sent. A tenant names the URL, and the hub POSTs to it from the operator's network: unless
-``HUB_WEBHOOK_ALLOW_PRIVATE_URLS``, an address that is not global (loopback, private, link-local, shared, reserved)
-is refused, named outright when the endpoint is made (``url_problem``) and after resolving its host before each
-attempt (``resolved_problem``). A name whose address changes between that resolution and the connection is not
-caught (DNS rebinding)."""
+"""Where a webhook may be sent (and where a remote MCP server may be, ``hub/api/mcp_client.py``). A tenant names the
+URL, and the hub calls it from the operator's network: unless the operator's setting allows them
+(``HUB_WEBHOOK_ALLOW_PRIVATE_URLS``, ``HUB_MCP_ALLOW_PRIVATE_URLS``), an address that is not global (loopback,
+private, link-local, shared, reserved) is refused, named outright when the URL is given (``url_problem``) and after
+resolving its host before each call (``resolved_problem``). A name whose address changes between that resolution
+and the connection is not caught (DNS rebinding)."""
 
 from __future__ import annotations
 
@@ -21,35 +22,35 @@ def _private(address: str) -> bool:
     return not (mapped or ip).is_global
 
 
-def _refused(host: str, address: str) -> str:
+def _refused(host: str, address: str, allow: str) -> str:
     shown = host if host == address else f"{host} ({address})"
-    return f"{shown} is not a public address; the hub's operator allows those with {ALLOW_SETTING}."
+    return f"{shown} is not a public address; the hub's operator allows those with {allow}."
 
 
-def url_problem(url: str) -> str | None:
-    """Why ``url`` cannot be a webhook endpoint's, None if it can: an http(s) URL with a host and, unless private
-    addresses are allowed, not a private address or ``localhost`` named outright."""
+def url_problem(url: str, param: str = "url", allow: str = ALLOW_SETTING) -> str | None:
+    """Why ``url`` (the request's ``param``) cannot be called, None if it can: an http(s) URL with a host and, unless
+    the setting ``allow`` allows private addresses, not a private address or ``localhost`` named outright."""
     try:
         parts = urlsplit(url)
         port = parts.port  # a port out of range raises
     except ValueError as bad:
-        return f"'url' is not a valid URL: {bad}."
+        return f"'{param}' is not a valid URL: {bad}."
     if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
-        return "'url' must be an http:// or https:// URL with a host."
+        return f"'{param}' must be an http:// or https:// URL with a host."
     host = parts.hostname
-    if settings.HUB_WEBHOOK_ALLOW_PRIVATE_URLS:
+    if getattr(settings, allow):
         return None
     if host == "localhost" or host.endswith(".localhost"):
-        return "'url': " + _refused(host, host)
+        return f"'{param}': " + _refused(host, host, allow)
     try:
-        return "'url': " + _refused(host, host) if _private(host) else None
+        return f"'{param}': " + _refused(host, host, allow) if _private(host) else None
     except ValueError:  # a name, not an address: checked when it is resolved
         return None
 
 
-def resolved_problem(url: str) -> str | None:
-    """Before an attempt: why it may not go to ``url``'s host as it resolves now, None if it may."""
-    if settings.HUB_WEBHOOK_ALLOW_PRIVATE_URLS:
+def resolved_problem(url: str, allow: str = ALLOW_SETTING) -> str | None:
+    """Before a call: why it may not go to ``url``'s host as it resolves now, None if it may."""
+    if getattr(settings, allow):
         return None
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -59,5 +60,5 @@ def resolved_problem(url: str) -> str | None:
         return f"{parts.hostname} could not be resolved: {failed}"
     for *_, address in found:
         if _private(address[0]):
-            return _refused(parts.hostname, address[0])
+            return _refused(parts.hostname, address[0], allow)
     return None

@@ -17,6 +17,7 @@ from accounts import services
 from accounts.models import ModelKind
 from tests.support.batches import batch_worker
 from tests.support.live import CHAT, CHAT_MAX_OUTPUT, EMBED, rows
+from tests.support.mcp_server import mcp_server
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -149,6 +150,22 @@ def test_openai_agents_sdk_file_search_tool_searches_the_hubs_vector_store(hub):
     assert search["type"] == "file_search_call" and search["queries"] and search["files"], result
     assert set(search["files"]) <= {"paris.txt", "plants.txt"} and result["final_output"]
     assert len(rows(result["responses"], route="responses")) == result["responses"]
+
+
+def test_openai_agents_sdk_hosted_mcp_tool_with_approval(hub):
+    """``HostedMCPTool``: the hub lists the agent's remote MCP server and asks for approval of the model's call
+    (``require_approval: always``); the SDK asks the agent's callback, sends the approval back, and the hub runs
+    the call on the server before the model answers."""
+    with mcp_server() as server:
+        result = run_client(AGENTS_PYTHON, "agents_mcp_client.py", hub, server.url)
+    assert [a["name"] for a in result["asked"]] == ["add"], result
+    [call] = result["calls"]
+    arguments = json.loads(call["arguments"])
+    assert server.calls == [("add", arguments)] and call["output"] == str(arguments["a"] + arguments["b"]), result
+    assert result["items"][:2] == ["mcp_list_tools_item:mcp_list_tools",
+                                   "mcp_approval_request_item:mcp_approval_request"], result  # fmt: skip
+    assert result["items"][-1] == "message_output_item:message", result
+    assert len(rows(result["responses"], route="responses")) == result["responses"] >= 2
 
 
 def test_openai_agents_sdk_compaction_session_compacts_through_the_hub(hub, inference_url):

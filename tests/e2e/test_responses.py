@@ -1,7 +1,8 @@
 """OpenAI's Responses API through a live hub to the real models, with the OpenAI SDK: ``responses.create`` (text,
 an image on a vision model, a function tool that must be called and its output sent back, ``json_schema``),
 ``responses.stream`` (the events in order, each valid against OpenAI's schemas), ``responses.parse``, a
-conversation over ``previous_response_id``, the stored responses' routes, tenancy, metering and bad input."""
+conversation over ``previous_response_id``, the stored responses' routes, tenancy, metering and bad input; a remote
+MCP server's tool called by the model (the ``mcp`` tool's gateway behaviour: ``test_responses_mcp.py``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pydantic import BaseModel
 from accounts import services
 from tests.openai_spec import assert_valid
 from tests.support.live import CHAT, VISION_15, rows
+from tests.support.mcp_server import mcp_server
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -133,6 +135,36 @@ def test_required_function_call_and_its_output_round_trip(hub):
     assert len(rows(3, route="responses")) == 3
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(second.id)  # store: false
+
+
+def test_the_model_calls_a_remote_mcp_servers_tool(hub):
+    """SmolLM2, made to call the server's ``add`` (a named ``mcp`` tool choice): the hub lists the server's tools,
+    runs the model's call on the server and lets the model answer with its output, in one response."""
+    client = hub()
+    with mcp_server() as server:
+        tool = {"type": "mcp", "server_label": "calculator", "server_url": server.url, "require_approval": "never",
+                "allowed_tools": ["add"]}  # fmt: skip
+        raw = client.responses.with_raw_response.create(
+            model=CHAT, input="What is 17 plus 25?", tools=[tool], max_output_tokens=48, temperature=0,
+            tool_choice={"type": "mcp", "server_label": "calculator", "name": "add"},
+        )  # fmt: skip
+    body = raw.http_response.json()
+    assert_valid("Response", body)
+    listed, call, *rest = body["output"]
+    assert listed["type"] == "mcp_list_tools" and [t["name"] for t in listed["tools"]] == [
+        "add",
+        "remember",
+        "wait",
+        "fail",
+    ]
+    assert call["type"] == "mcp_call" and call["name"] == "add", call
+    arguments = json.loads(call["arguments"])
+    assert server.calls == [("add", arguments)] and call["output"] == str(arguments["a"] + arguments["b"])
+    assert call["status"] == "completed" and rest and rest[-1]["type"] == "message"
+    [row] = rows(request_id=raw.headers["x-request-id"])
+    assert (
+        row.prompt_tokens == body["usage"]["input_tokens"] and row.completion_tokens == body["usage"]["output_tokens"]
+    )
 
 
 def test_named_function_choice_and_streamed_call_events(hub):

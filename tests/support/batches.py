@@ -20,10 +20,10 @@ STALE_SECONDS = 4  # the tests' HUB_BATCH_STALE_SECONDS: a heartbeat every secon
 def batch_worker() -> Iterator[Process]:
     """A Celery worker as production runs it, 4 threads (batches side by side), a heartbeat every second; its open
     requests' leases run out a second after it dies (``OPEN_LEASE_SECONDS``: the reaper may meter them then); it
-    sends webhooks to receivers on loopback."""
+    sends webhooks to receivers on loopback, and calls MCP servers there."""
     worker = celery_worker("--concurrency", "4", HUB_BATCH_STALE_SECONDS=str(STALE_SECONDS),
                            HUB_OPEN_REQUEST_LEASE_SECONDS=str(OPEN_LEASE_SECONDS),
-                           HUB_WEBHOOK_ALLOW_PRIVATE_URLS="true")  # fmt: skip
+                           HUB_WEBHOOK_ALLOW_PRIVATE_URLS="true", HUB_MCP_ALLOW_PRIVATE_URLS="true")  # fmt: skip
     try:
         yield worker
     finally:
