@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from tests.support.processes import free_port
+from tests.support.asgi_server import serving
 
 UPSTREAM_NAME = "fake-upstream-name"
 EMBEDDING_DIMENSIONS = 8
@@ -135,18 +134,7 @@ def _app(fake: FakeService):
 @contextmanager
 def fake_service() -> Iterator[FakeService]:
     """The fake on a free loopback port; ``.url`` is its ``/v1`` base URL, to register as a deployment."""
-    import uvicorn
-
     fake = FakeService()
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(_app(fake), host="127.0.0.1", port=port, log_level="critical"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    fake.url = f"http://127.0.0.1:{port}/v1"
-    try:
+    with serving(_app(fake)) as url:
+        fake.url = f"{url}/v1"
         yield fake
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
 import time
 from contextlib import contextmanager
 
 import httpx
 
 from accounts.models import OpenRequest, UsageRecord
-from tests.support.processes import free_port
+from tests.support.asgi_server import serving
 
 CHAT, COMPLETION, EMBED = "smollm2-135m-instruct", "gemma-3-270m", "all-minilm-l6-v2"
 VISION_NEXT, VISION_15 = "llava-next-tiny", "llava-1.5-tiny"
@@ -87,22 +86,12 @@ def chat_upstream(endpoint, route: str = "chat/completions"):
     """A fake deployment (for the gateway's own behaviour) on a loopback port: ``endpoint``, a Starlette endpoint,
     serves ``/v1/<route>`` (chat completions, or the Responses API of an external one); yields the base URL to
     register."""
-    import uvicorn
     from starlette.applications import Starlette
     from starlette.routing import Route
 
-    port = free_port()
     app = Starlette(routes=[Route(f"/v1/{route}", endpoint, methods=["POST"])])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serving(app) as url:
+        yield f"{url}/v1"
 
 
 def read_then_hang_up(hub, model: str, route: str, body: dict, chunks: int) -> tuple[str, dict]:

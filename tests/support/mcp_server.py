@@ -6,13 +6,11 @@ Streamable HTTP on a loopback port, in a thread of the test process. Its tools: 
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from tests.support.processes import free_port
+from tests.support.asgi_server import serving
 
 
 @dataclass
@@ -61,19 +59,7 @@ def _app(server: McpServer):
 
 @contextmanager
 def mcp_server() -> Iterator[McpServer]:
-    import uvicorn
-
     server = McpServer()
-    port = free_port()
-    served = uvicorn.Server(uvicorn.Config(_app(server), host="127.0.0.1", port=port, log_level="critical",
-                                           lifespan="on"))  # fmt: skip
-    thread = threading.Thread(target=served.run, daemon=True)
-    thread.start()
-    while not served.started:
-        time.sleep(0.05)
-    server.url = f"http://127.0.0.1:{port}/mcp"
-    try:
+    with serving(_app(server)) as url:
+        server.url = f"{url}/mcp"
         yield server
-    finally:
-        served.should_exit = True
-        thread.join(timeout=10)
