@@ -4,10 +4,10 @@ server's tools listed, one of them called, over MCP's Streamable HTTP transport 
 
 Each operation is a session of its own (a server keeps nothing of ours between them), sends the tool's ``headers``
 and ``authorization`` (as ``Authorization: Bearer``), follows no redirect off the server's origin (the SDK's rule),
-and waits at most ``HUB_MCP_TIMEOUT_SECONDS``. The server's address is checked as a webhook's is
-(``hub/webhooks/addresses.py``, with ``HUB_MCP_ALLOW_PRIVATE_URLS``). What fails is told in the shapes of OpenAI's
-``mcp_call.error``: ``http_error`` (the server's HTTP status), ``mcp_protocol_error`` (a JSON-RPC error, or no
-answer at all: ``CONNECTION_CLOSED``), ``mcp_tool_execution_error`` (the tool ran and said it failed)."""
+and waits at most ``HUB_MCP_TIMEOUT_SECONDS``. The server's address is checked as a webhook's is, and connected to
+as checked (``hub/webhooks/addresses.py``, with ``HUB_MCP_ALLOW_PRIVATE_URLS``). What fails is told in the shapes
+of OpenAI's ``mcp_call.error``: ``http_error`` (the server's HTTP status), ``mcp_protocol_error`` (a JSON-RPC error,
+or no answer at all: ``CONNECTION_CLOSED``), ``mcp_tool_execution_error`` (the tool ran and said it failed)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ import httpx2
 from django.conf import settings
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED, INVALID_PARAMS
 
@@ -73,12 +72,33 @@ def _failure(exc: BaseException, server: McpServer) -> McpFailed:
                      f"{type(exc).__name__}: {exc}"[:500])  # fmt: skip
 
 
+class _PinnedTransport(httpx2.AsyncBaseTransport):
+    """Requests to the server's host go to the address checked for it (``addresses.Pinned``), not to whatever the
+    name resolves to when the SDK connects (DNS rebinding); ``Host`` stays the request's, and TLS's SNI names the
+    host."""
+
+    def __init__(self, pinned: addresses.Pinned):
+        self.pinned, self.inner = pinned, httpx2.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if self.pinned.address is not None and request.url.host == self.pinned.host:
+            original = str(request.url)
+            request.url = httpx2.URL(self.pinned.url(original))
+            request.extensions = {**request.extensions, **self.pinned.extensions(original)}
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
 async def _session(server: McpServer, operation):
     """``operation(client)`` in a session of its own with the server, within the timeout."""
-    if problem := await asyncio.to_thread(addresses.resolved_problem, server.url, ALLOW_SETTING):
+    pinned, problem = await asyncio.to_thread(addresses.resolve, server.url, ALLOW_SETTING)
+    if problem is not None:
         raise _protocol(CONNECTION_CLOSED, f"The MCP server '{server.label}' may not be called: {problem}")
     timeout = settings.HUB_MCP_TIMEOUT_SECONDS
-    http = create_mcp_http_client(headers=server.headers, timeout=httpx2.Timeout(timeout))
+    http = httpx2.AsyncClient(headers=server.headers, timeout=httpx2.Timeout(timeout),
+                              transport=_PinnedTransport(pinned))  # fmt: skip
     try:
         async with asyncio.timeout(timeout), http:
             async with Client(streamable_http_client(server.url, http_client=http)) as client:

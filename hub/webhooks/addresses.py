@@ -2,13 +2,15 @@
 URL, and the hub calls it from the operator's network: unless the operator's setting allows them
 (``HUB_WEBHOOK_ALLOW_PRIVATE_URLS``, ``HUB_MCP_ALLOW_PRIVATE_URLS``), an address that is not global (loopback,
 private, link-local, shared, reserved) is refused, named outright when the URL is given (``url_problem``) and after
-resolving its host before each call (``resolved_problem``). A name whose address changes between that resolution
-and the connection is not caught (DNS rebinding)."""
+resolving its host before each call (``resolve``); the call then connects to the address checked (``Pinned``), not
+to whatever the name resolves to a moment later (DNS rebinding), naming the host in ``Host`` and in TLS's SNI, whose
+certificate is checked against it."""
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -48,17 +50,51 @@ def url_problem(url: str, param: str = "url", allow: str = ALLOW_SETTING) -> str
         return None
 
 
-def resolved_problem(url: str, allow: str = ALLOW_SETTING) -> str | None:
-    """Before a call: why it may not go to ``url``'s host as it resolves now, None if it may."""
-    if getattr(settings, allow):
-        return None
+@dataclass(frozen=True)
+class Pinned:
+    """A call's host and the address checked for it (``address`` None: the system's resolver decides, where private
+    addresses are allowed)."""
+
+    host: str
+    address: str | None = None
+
+    def url(self, url: str) -> str:
+        """``url`` with the checked address in place of its host."""
+        if self.address is None:
+            return url
+        parts = urlsplit(url)
+        shown = f"[{self.address}]" if ":" in self.address else self.address
+        netloc = shown if parts.port is None else f"{shown}:{parts.port}"
+        return parts._replace(netloc=netloc).geturl()
+
+    def headers(self, url: str) -> dict[str, str]:
+        """The ``Host`` the URL names (its port too, when given)."""
+        if self.address is None:
+            return {}
+        return {"Host": urlsplit(url).netloc.rsplit("@", 1)[-1]}
+
+    def extensions(self, url: str) -> dict[str, str]:
+        """httpx's request extensions: TLS's SNI (and the certificate's check) for the host named."""
+        return {"sni_hostname": self.host} if self.address is not None and url.startswith("https:") else {}
+
+
+def resolve(url: str, allow: str = ALLOW_SETTING) -> tuple[Pinned | None, str | None]:
+    """Before a call: (where it connects, None) or (None, why it may not go to ``url``'s host as it resolves now).
+    Every address the host resolves to must be public; the call goes to the first."""
     parts = urlsplit(url)
+    if getattr(settings, allow):
+        return Pinned(parts.hostname), None
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         found = socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)
     except OSError as failed:
-        return f"{parts.hostname} could not be resolved: {failed}"
+        return None, f"{parts.hostname} could not be resolved: {failed}"
     for *_, address in found:
         if _private(address[0]):
-            return _refused(parts.hostname, address[0], allow)
-    return None
+            return None, _refused(parts.hostname, address[0], allow)
+    return Pinned(parts.hostname, found[0][4][0].split("%", 1)[0]), None
+
+
+def resolved_problem(url: str, allow: str = ALLOW_SETTING) -> str | None:
+    """Before a call: why it may not go to ``url``'s host as it resolves now, None if it may."""
+    return resolve(url, allow)[1]

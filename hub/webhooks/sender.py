@@ -37,13 +37,15 @@ def _why(failed: Exception) -> str:
 async def attempt(client: httpx.AsyncClient, due: Due) -> tuple[int | None, str]:
     """(the endpoint's HTTP status, "") or (None, why there was none)."""
     # on threads of their own: a resolver that hangs must not hold the loop's default pool (the database's calls)
-    problem = await asyncio.get_running_loop().run_in_executor(_resolvers(), addresses.resolved_problem, due.url)
+    pinned, problem = await asyncio.get_running_loop().run_in_executor(_resolvers(), addresses.resolve, due.url)
     if problem is not None:
         return None, problem
     content = signing.body(due.payload)
-    try:
-        async with client.stream("POST", due.url, content=content, timeout=settings.HUB_WEBHOOK_TIMEOUT_SECONDS,
-                                 headers=signing.headers(due.id, due.secrets, content)) as answer:  # fmt: skip
+    headers = {**signing.headers(due.id, due.secrets, content), **pinned.headers(due.url)}
+    try:  # to the address checked, not to what the name resolves to now
+        async with client.stream("POST", pinned.url(due.url), content=content, headers=headers,
+                                 timeout=settings.HUB_WEBHOOK_TIMEOUT_SECONDS,
+                                 extensions=pinned.extensions(due.url)) as answer:  # fmt: skip
             return answer.status_code, "" if answer.is_success else f"HTTP {answer.status_code}"
     except httpx.HTTPError as failed:
         return None, _why(failed)
@@ -53,7 +55,7 @@ def send_sample(endpoint: WebhookEndpoint, event_type: str) -> int:
     """A sample event of ``event_type`` (about a ``resp_test_...`` or ``batch_test_...`` object), signed as every
     delivery and sent now, in the caller's thread (``POST /v1/webhook_endpoints/{id}/test``, the console's test
     button); not kept. The endpoint's status, or Unreachable."""
-    problem = addresses.resolved_problem(endpoint.url)
+    pinned, problem = addresses.resolve(endpoint.url)
     if problem is not None:
         raise Unreachable(problem)
     sample = f"{'batch' if event_type.startswith('batch.') else 'resp'}_test_{token_hex(12)}"
@@ -63,7 +65,12 @@ def send_sample(endpoint: WebhookEndpoint, event_type: str) -> int:
         with (
             httpx.Client(follow_redirects=False) as client,
             client.stream(
-                "POST", endpoint.url, content=content, headers=headers, timeout=settings.HUB_WEBHOOK_TIMEOUT_SECONDS
+                "POST",
+                pinned.url(endpoint.url),
+                content=content,
+                headers={**headers, **pinned.headers(endpoint.url)},
+                timeout=settings.HUB_WEBHOOK_TIMEOUT_SECONDS,
+                extensions=pinned.extensions(endpoint.url),
             ) as answer,
         ):
             return answer.status_code

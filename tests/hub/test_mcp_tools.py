@@ -11,6 +11,8 @@ import pytest
 from hub.api import mcp_client, mcp_items, mcp_tools
 from hub.api.errors import InvalidRequest
 from tests.support.mcp_server import mcp_server
+from tests.support.rebinding import rebinding
+from tests.support.tls import tls_listener
 
 READ = {"name": "read", "input_schema": {"type": "object"}, "annotations": {"readOnlyHint": True}}
 WRITE = {"name": "write", "input_schema": {"type": "object"}, "annotations": None}
@@ -124,3 +126,24 @@ def test_the_clients_failures_in_openais_shapes(settings):
         wrong_path = mcp_client.McpServer("s", served.url.replace("/mcp", "/other"))
         with pytest.raises(mcp_client.McpFailed):
             asyncio.run(mcp_client.list_tools(wrong_path))
+
+
+def test_the_client_connects_to_the_address_it_checked(settings, monkeypatch):
+    """DNS rebinding: the server's name resolves elsewhere after the check; the client still connects to the address
+    checked, naming the host in ``Host``."""
+    settings.HUB_MCP_ALLOW_PRIVATE_URLS = False
+    rebinding(monkeypatch, "mcp.rebind.test")
+    with mcp_server() as served:
+        url = served.url.replace("127.0.0.1", "mcp.rebind.test")
+        tools = asyncio.run(mcp_client.list_tools(mcp_client.McpServer("s", url)))
+    assert "add" in {t["name"] for t in tools}
+    assert {h["host"] for h in served.headers} == {url.split("/")[2]}
+
+
+def test_an_https_server_at_the_checked_address_is_named_for_tls(settings, monkeypatch, tmp_path):
+    settings.HUB_MCP_ALLOW_PRIVATE_URLS = False
+    rebinding(monkeypatch, "mcp.rebind.test")
+    with tls_listener(tmp_path) as (port, names):
+        with pytest.raises(mcp_client.McpFailed) as failed:
+            asyncio.run(mcp_client.list_tools(mcp_client.McpServer("s", f"https://mcp.rebind.test:{port}/mcp")))
+    assert names == ["mcp.rebind.test"] and "CERTIFICATE_VERIFY_FAILED" in failed.value.error["message"]

@@ -14,8 +14,10 @@ from django.db import transaction
 from accounts import webhooks
 from accounts.models import DeliveryState, WebhookDelivery
 from hub.tasks import send_webhooks
-from hub.webhooks import addresses, signing
+from hub.webhooks import addresses, sender, signing
 from tests.support.http_server import serving
+from tests.support.rebinding import rebinding
+from tests.support.tls import tls_listener
 from tests.support.webhooks import receiver
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -116,6 +118,32 @@ def test_a_name_resolving_to_a_private_address_is_not_sent_to(settings):
     assert addresses.url_problem("http://loopback.test.invalid/h") is None  # a name: judged when resolved
     problem = addresses.resolved_problem("http://localhost:8080/h")  # resolved (/etc/hosts), not named
     assert problem is not None and "127.0.0.1" in problem
+
+
+def test_a_webhook_goes_to_the_address_checked_not_to_where_its_name_resolves_later(acme, settings, monkeypatch):
+    """DNS rebinding: the endpoint's name resolves elsewhere after the check; the attempt still goes to the address
+    checked, naming the host in ``Host``."""
+    settings.HUB_WEBHOOK_ALLOW_PRIVATE_URLS = False
+    rebinding(monkeypatch, "hooks.rebind.test")
+    with receiver() as hooks:
+        url = hooks.url.replace("127.0.0.1", "hooks.rebind.test")
+        endpoint, _ = webhooks.create(acme.tenant.id, name="e", url=url, event_types=["batch.expired"])
+        assert sender.send_sample(endpoint, "batch.expired") == 200
+        [attempt] = hooks.wait(1)
+    assert attempt.headers["host"] == url.split("/")[2]
+
+
+def test_an_https_webhook_to_the_checked_address_names_its_host_for_tls(acme, settings, monkeypatch, tmp_path):
+    """Connected to the address checked, TLS still names the endpoint's host (SNI) and checks its certificate (here
+    a self-signed one, refused)."""
+    settings.HUB_WEBHOOK_ALLOW_PRIVATE_URLS = False
+    rebinding(monkeypatch, "hooks.rebind.test")
+    with tls_listener(tmp_path) as (port, names):
+        endpoint, _ = webhooks.create(acme.tenant.id, name="e", url=f"https://hooks.rebind.test:{port}/h",
+                                      event_types=["batch.expired"])  # fmt: skip
+        with pytest.raises(sender.Unreachable) as failed:
+            sender.send_sample(endpoint, "batch.expired")
+    assert names == ["hooks.rebind.test"] and "CERTIFICATE_VERIFY_FAILED" in str(failed.value)
 
 
 def test_a_broker_that_cannot_take_the_send_leaves_the_change_committed_and_the_delivery_due(acme, settings,

@@ -12,11 +12,8 @@ import base64
 import contextlib
 import io
 import ipaddress
-import shutil
 import socket
-import ssl
 import struct
-import subprocess
 import threading
 import time
 import zlib
@@ -27,6 +24,7 @@ from PIL import Image
 
 from inference.env import ConfigError
 from inference.multimodal.fetch import FetchPolicy, ImageFetchError, decode_image, fetch_image_bytes, most_bytes
+from tests.support.tls import tls_listener
 
 LOCAL = FetchPolicy(allow_hosts=("127.0.0.1",), timeout=5.0)
 
@@ -320,33 +318,9 @@ def test_connection_refused_is_a_short_error(server):
 
 def test_https_connects_to_the_checked_ip_with_the_host_name_for_sni_and_verification(tmp_path):
     """The connection goes to the resolved IP, yet TLS names the host (SNI) and the certificate is verified."""
-    openssl = shutil.which("openssl")
-    assert openssl is not None, "the openssl command makes the throwaway certificate (apt-get install openssl)"
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-        + ["-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost"],
-        check=True,
-        capture_output=True,
-    )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    names: list[str | None] = []
-    context.sni_callback = lambda sock, name, ctx: names.append(name)
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-
-        def handshake() -> None:
-            connection, _ = listener.accept()
-            try:
-                context.wrap_socket(connection, server_side=True).close()
-            except (ssl.SSLError, OSError):
-                connection.close()  # the client rejects the self-signed certificate, as it should
-
-        thread = threading.Thread(target=handshake, daemon=True)
-        thread.start()
-        url = f"https://localhost:{listener.getsockname()[1]}/image.png"
+    with tls_listener(tmp_path) as (port, names):
+        url = f"https://localhost:{port}/image.png"
         message = _refused(url, FetchPolicy(allow_hosts=("localhost",), timeout=5.0))
-        thread.join(5)
     assert names == ["localhost"]
     assert "could not connect to image URL host 'localhost'" in message and "CERTIFICATE_VERIFY_FAILED" in message
 

@@ -22,6 +22,7 @@ class McpServer:
 
 def _app(server: McpServer):
     from mcp.server.mcpserver import MCPServer
+    from mcp.server.transport_security import TransportSecuritySettings
     from mcp_types import ToolAnnotations
 
     mcp = MCPServer("calculator")
@@ -47,7 +48,12 @@ def _app(server: McpServer):
         server.calls.append(("fail", {"reason": reason}))
         raise ValueError(f"failed on purpose: {reason}")
 
-    app = mcp.streamable_http_app(stateless_http=True, json_response=True)
+    # any Host: a test names the server by a name of its own (the hub connects to the address it checked for it)
+    app = mcp.streamable_http_app(
+        stateless_http=True,
+        json_response=True,
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+    )
 
     async def recorded(scope, receive, send):
         if scope["type"] == "http":
