@@ -12,7 +12,9 @@ or no answer at all: ``CONNECTION_CLOSED``), ``mcp_tool_execution_error`` (the t
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import ssl
 from dataclasses import dataclass, field
 
 import httpx2
@@ -72,13 +74,20 @@ def _failure(exc: BaseException, server: McpServer) -> McpFailed:
                      f"{type(exc).__name__}: {exc}"[:500])  # fmt: skip
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """The process's TLS context, made once: loading the certificate authorities takes ~25 ms, twice the rest of an
+    operation on a server nearby (``benchmarks/bench_mcp.py``)."""
+    return httpx2.create_ssl_context()
+
+
 class _PinnedTransport(httpx2.AsyncBaseTransport):
     """Requests to the server's host go to the address checked for it (``addresses.Pinned``), not to whatever the
     name resolves to when the SDK connects (DNS rebinding); ``Host`` stays the request's, and TLS's SNI names the
     host."""
 
     def __init__(self, pinned: addresses.Pinned):
-        self.pinned, self.inner = pinned, httpx2.AsyncHTTPTransport()
+        self.pinned, self.inner = pinned, httpx2.AsyncHTTPTransport(verify=_tls())
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         if self.pinned.address is not None and request.url.host == self.pinned.host:
