@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts import webhooks
+from accounts import sealed, webhooks
 from accounts.models import BackgroundEvents, BackgroundResponse, BackgroundState, StoredResponse
 
 # the events a streamed background response ends with (its stream is then over)
@@ -35,7 +35,8 @@ def create(*, tenant_id: int, api_key_id: int | None, history: list[dict], input
             id=response["id"], tenant_id=tenant_id, api_key_id=api_key_id, model=response["model"], created_at=created,
             history=history, input_items=input_items, response={**response, "status": BackgroundState.QUEUED},
         )  # fmt: skip
-        work = BackgroundResponse.objects.create(response=row, api_key_id=api_key_id, request=request)
+        work = BackgroundResponse.objects.create(response=row, api_key_id=api_key_id,
+                                                 request=with_secrets(request, sealed.seal))  # fmt: skip
         if request.get("stream") is True:
             events = [{"type": kind, "response": row.response, "sequence_number": n}
                       for n, kind in enumerate(("response.created", "response.queued"))]  # fmt: skip
@@ -67,6 +68,7 @@ def claim(response_id: str, runner: str, stale_seconds: float) -> BackgroundResp
         work.attempts += 1
         work.save(update_fields=["runner", "heartbeat_at", "state", "attempts"])
         _set_status(work, "in_progress")
+    work.request = with_secrets(work.request, sealed.unseal)  # for the run; kept sealed
     return work
 
 
@@ -102,20 +104,27 @@ def stale(stale_seconds: float) -> list[str]:
     return list(rows.values_list("pk", flat=True))
 
 
-def without_secrets(request: dict) -> dict:
-    """The request, but for what its run needed and nobody may read afterwards: the ``mcp`` tools' ``authorization``
-    and ``headers``."""
+def with_secrets(request: dict, change) -> dict:
+    """The request with ``change`` (``sealed.seal``, ``unseal``; None: dropped) made to what its run needs and nobody
+    may read: the ``mcp`` tools' ``authorization`` and the values of their ``headers``."""
     tools = request.get("tools")
     if not isinstance(tools, list):
         return request
-    kept = [{k: v for k, v in t.items() if k not in ("authorization", "headers")}
-            if isinstance(t, dict) and t.get("type") == "mcp" else t for t in tools]  # fmt: skip
+    kept = []
+    for tool in tools:
+        if isinstance(tool, dict) and tool.get("type") == "mcp":
+            tool = {k: v for k, v in tool.items() if change is not None or k not in ("authorization", "headers")}
+            if isinstance(tool.get("authorization"), str):
+                tool["authorization"] = change(tool["authorization"])
+            if isinstance(tool.get("headers"), dict):
+                tool["headers"] = {k: change(v) if isinstance(v, str) else v for k, v in tool["headers"].items()}
+        kept.append(tool)
     return {**request, "tools": kept}
 
 
 def _ended(work: BackgroundResponse, state: str) -> None:
     """The work ended (``state``), its request's secrets dropped (in the caller's transaction)."""
-    work.state, work.request = state, without_secrets(work.request)
+    work.state, work.request = state, with_secrets(work.request, None)
     work.save(update_fields=["state", "request"])
 
 
@@ -240,3 +249,13 @@ def cancel(tenant_id: int, response_id: str) -> dict | None:
             _set_status(work, BackgroundState.CANCELLED)
             _tell(work.response, "cancelled")
         return work.response.response
+
+
+def reseal() -> int:
+    """The secrets of the requests not run yet sealed with the current ``HUB_SECRET_KEY``; how many requests."""
+    with transaction.atomic():
+        works = list(BackgroundResponse.objects.select_for_update().filter(state__in=BackgroundResponse.UNFINISHED))
+        for work in works:
+            work.request = with_secrets(work.request, sealed.reseal)
+        BackgroundResponse.objects.bulk_update(works, ["request"])
+    return len(works)

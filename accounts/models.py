@@ -737,9 +737,9 @@ class WebhookEndpoint(models.Model):
     name = models.CharField(max_length=200)
     url = models.URLField(max_length=2048)
     event_types = models.JSONField(default=list)
-    # the signing secret (whsec_<base64 of 32 bytes>): kept as it is, since the hub signs with it
-    secret = models.CharField(max_length=128)
-    previous_secret = models.CharField(max_length=128, blank=True, default="")
+    # the signing secret (whsec_<base64 of 32 bytes>), sealed (accounts/sealed.py): the hub signs with it
+    secret = models.CharField(max_length=512)
+    previous_secret = models.CharField(max_length=512, blank=True, default="")
     previous_secret_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)

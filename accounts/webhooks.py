@@ -5,7 +5,8 @@ is told of a change that was rolled back; ``hub/webhooks/`` sends it once the tr
 and again, with growing waits, until the endpoint answers 2xx or ``HUB_WEBHOOK_RETRY_HOURS`` have passed.
 
 A sender claims due deliveries (``claim``: locked rows skipped, so that several senders never send one twice at
-once) under a lease: a sender that dies mid-attempt leaves its deliveries due again when the lease ends."""
+once) under a lease: a sender that dies mid-attempt leaves its deliveries due again when the lease ends. Signing
+secrets are kept sealed (``sealed.py``)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from django.db.models import F
 from django.dispatch import Signal
 from django.utils import timezone
 
-from accounts import stored
+from accounts import sealed, stored
 from accounts.models import DeliveryState, Tenant, WebhookDelivery, WebhookEndpoint
 
 # the events this hub sends (OpenAI's of its Batch API and background responses); OpenAI's others (evals, fine-tuning,
@@ -48,12 +49,17 @@ def hint(secret: str) -> str:
     return f"{SECRET_PREFIX}...{secret[-4:]}"
 
 
+def secret_hint(endpoint: WebhookEndpoint) -> str:
+    """The endpoint's secret as lists show it: its prefix and last four characters."""
+    return hint(sealed.unseal(endpoint.secret))
+
+
 def resource(endpoint: WebhookEndpoint, secret: str | None = None) -> dict:
     """OpenAI's ``WebhookEndpoint`` (``WebhookEndpointWithSecret`` with ``secret``: at creation and rotation only)."""
     shown = {
         "id": endpoint.id, "object": "webhook_endpoint", "name": endpoint.name, "url": endpoint.url,
         "event_types": list(endpoint.event_types), "created_at": int(endpoint.created_at.timestamp()),
-        "updated_at": int(endpoint.updated_at.timestamp()), "signing_secret_hint": hint(endpoint.secret),
+        "updated_at": int(endpoint.updated_at.timestamp()), "signing_secret_hint": secret_hint(endpoint),
     }  # fmt: skip
     return shown if secret is None else {**shown, "signing_secret": secret}
 
@@ -70,7 +76,7 @@ def create(tenant_id: int, *, name: str, url: str, event_types: list[str]) -> tu
         if WebhookEndpoint.objects.filter(tenant_id=tenant_id).count() >= MAX_ENDPOINTS:
             raise TooManyEndpoints(MAX_ENDPOINTS)
         endpoint = WebhookEndpoint.objects.create(id="wh_" + secrets.token_hex(12), tenant_id=tenant_id, name=name,
-                                                  url=url, event_types=list(event_types), secret=secret,
+                                                  url=url, event_types=list(event_types), secret=sealed.seal(secret),
                                                   created_at=now, updated_at=now)  # fmt: skip
     return endpoint, secret
 
@@ -121,7 +127,7 @@ def rotate(tenant_id: int, endpoint_id: str, *, keep_old: bool) -> tuple[Webhook
         now, secret = timezone.now(), new_secret()
         endpoint.previous_secret = endpoint.secret if keep_old else ""
         endpoint.previous_secret_until = now + KEEP_OLD_SECRET if keep_old else None
-        endpoint.secret, endpoint.updated_at = secret, now
+        endpoint.secret, endpoint.updated_at = sealed.seal(secret), now
         endpoint.save(update_fields=["secret", "previous_secret", "previous_secret_until", "updated_at"])
     return endpoint, secret
 
@@ -130,7 +136,8 @@ def signing_secrets(endpoint: WebhookEndpoint, now: datetime | None = None) -> l
     """The secrets a delivery is signed with now: the current one, and the one it replaced while it is kept."""
     until = endpoint.previous_secret_until
     keep = endpoint.previous_secret and until is not None and until > (now or timezone.now())
-    return [endpoint.secret, endpoint.previous_secret] if keep else [endpoint.secret]
+    kept = [endpoint.secret, endpoint.previous_secret] if keep else [endpoint.secret]
+    return [sealed.unseal(secret) for secret in kept]
 
 
 def event(event_type: str, object_id: str, at: datetime | None = None) -> dict:
@@ -225,3 +232,16 @@ def expire(days: int | None = None) -> int:
     with transaction.atomic():
         deleted, _ = WebhookDelivery.objects.filter(created_at__lt=cutoff).exclude(state=DeliveryState.PENDING).delete()
     return deleted
+
+
+def reseal() -> int:
+    """Every endpoint's secrets sealed with the current ``HUB_SECRET_KEY`` (after a rotation); how many endpoints."""
+    with transaction.atomic():
+        endpoints = list(WebhookEndpoint.objects.select_for_update())
+        for endpoint in endpoints:
+            endpoint.secret, endpoint.previous_secret = (
+                sealed.reseal(endpoint.secret),
+                sealed.reseal(endpoint.previous_secret),
+            )
+        WebhookEndpoint.objects.bulk_update(endpoints, ["secret", "previous_secret"])
+    return len(endpoints)

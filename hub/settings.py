@@ -51,6 +51,9 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+# Earlier keys, while a rotation of HUB_SECRET_KEY settles: they still verify what they signed and open the secrets
+# they sealed (accounts/sealed.py); `manage.py reseal_secrets` seals those again with the new key.
+SECRET_KEY_FALLBACKS = env_list("HUB_SECRET_KEY_FALLBACKS", [])
 
 ALLOWED_HOSTS = env_list("HUB_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if HUB_ENV != "prod" else [])
 if HUB_ENV == "prod" and not ALLOWED_HOSTS:

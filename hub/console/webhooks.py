@@ -51,7 +51,7 @@ class WebhooksView(TenantScopedView):
     def render_page(self, form: EndpointForm) -> HttpResponse:
         endpoints = list(WebhookEndpoint.objects.filter(tenant=self.tenant).order_by("-created_at", "-id"))
         recent = webhooks.recent([e.pk for e in endpoints])
-        rows = [(e, webhooks.hint(e.secret), recent[e.pk]) for e in endpoints]
+        rows = [(e, webhooks.secret_hint(e), recent[e.pk]) for e in endpoints]
         context = self.get_context_data(form=form, rows=rows, types=_TYPES)
         return render(self.request, "console/webhooks.html", context)
 
