@@ -67,7 +67,7 @@ def _failure(exc: BaseException, server: McpServer) -> McpFailed:
         status = exc.response.status_code
         return McpFailed({"type": "http_error", "code": status,
                           "message": f"The MCP server '{server.label}' answered HTTP {status}."})  # fmt: skip
-    if isinstance(exc, TimeoutError):
+    if isinstance(exc, (TimeoutError, httpx2.TimeoutException)):  # the whole operation's, or one request's
         return _protocol(CONNECTION_CLOSED, f"The MCP server '{server.label}' did not answer within "
                          f"{settings.HUB_MCP_TIMEOUT_SECONDS:g} s.")  # fmt: skip
     return _protocol(CONNECTION_CLOSED, f"The MCP server '{server.label}' could not be reached: "
