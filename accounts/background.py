@@ -104,22 +104,33 @@ def stale(stale_seconds: float) -> list[str]:
     return list(rows.values_list("pk", flat=True))
 
 
+SECRETS = ("authorization", "headers")  # of an mcp tool: what its run needs and nobody may read
+
+
 def with_secrets(request: dict, change) -> dict:
-    """The request with ``change`` (``sealed.seal``, ``unseal``; None: dropped) made to what its run needs and nobody
-    may read: the ``mcp`` tools' ``authorization`` and the values of their ``headers``."""
+    """The request with ``change`` (``sealed.seal``, ``unseal``; None: dropped) made to its ``mcp`` tools'
+    ``authorization`` and the values of their ``headers``."""
     tools = request.get("tools")
     if not isinstance(tools, list):
         return request
     kept = []
     for tool in tools:
         if isinstance(tool, dict) and tool.get("type") == "mcp":
-            tool = {k: v for k, v in tool.items() if change is not None or k not in ("authorization", "headers")}
-            if isinstance(tool.get("authorization"), str):
-                tool["authorization"] = change(tool["authorization"])
-            if isinstance(tool.get("headers"), dict):
-                tool["headers"] = {k: change(v) if isinstance(v, str) else v for k, v in tool["headers"].items()}
+            if change is None:
+                tool = {k: v for k, v in tool.items() if k not in SECRETS}
+            else:
+                tool = {**tool, **_changed(tool, change)}
         kept.append(tool)
     return {**request, "tools": kept}
+
+
+def _changed(tool: dict, change) -> dict:
+    changed = {}
+    if isinstance(tool.get("authorization"), str):
+        changed["authorization"] = change(tool["authorization"])
+    if isinstance(tool.get("headers"), dict):
+        changed["headers"] = {k: change(v) if isinstance(v, str) else v for k, v in tool["headers"].items()}
+    return changed
 
 
 def _ended(work: BackgroundResponse, state: str) -> None:

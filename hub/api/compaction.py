@@ -23,7 +23,7 @@ from accounts.authn import KeyContext
 from hub import shutdown
 from hub.api import errors
 from hub.api.compaction_items import seal
-from hub.api.responses_input import new_id
+from hub.api.ids import new_id
 from hub.api.responses_output import ResponseBuilder, usage_of
 from hub.api.responses_relay import ResponsePlan, _Broken
 from hub.api.responses_relay import plan as plan_response

@@ -91,9 +91,8 @@ class _PinnedTransport(httpx2.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         if self.pinned.address is not None and request.url.host == self.pinned.host:
-            original = str(request.url)
-            request.url = httpx2.URL(self.pinned.url(original))
-            request.extensions = {**request.extensions, **self.pinned.extensions(original)}
+            request.extensions = {**request.extensions, **self.pinned.extensions(str(request.url))}
+            request.url = request.url.copy_with(host=self.pinned.address)
         return await self.inner.handle_async_request(request)
 
     async def aclose(self) -> None:

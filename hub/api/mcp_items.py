@@ -9,13 +9,8 @@ context with ``approve: false``) is the call and the news that it was declined. 
 
 from __future__ import annotations
 
-import secrets
-
+from hub.api.ids import new_id
 from hub.api.validation import _bool, _object, _string, missing, wrong_type
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(24)}"
 
 
 def _mcp_list_tools(item: dict, param: str) -> dict:
@@ -66,15 +61,19 @@ READERS = {"mcp_list_tools": _mcp_list_tools, "mcp_call": _mcp_call, "mcp_approv
              "mcp_approval_response": _mcp_approval_response}  # fmt: skip
 
 
-def _call(call_id: str, name: str, arguments: str) -> dict:
-    return {
-        "role": "assistant",
-        "content": None,
-        "tool_calls": [{"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}],
-    }
+def said(call_id: str, name: str, arguments: str, output: str) -> list[dict]:
+    """A call of the function ``name`` and what it answered, as the model reads them."""
+    call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+    return [{"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": call_id, "content": output}]  # fmt: skip
 
 
-def error_text(error) -> str:
+def call_output(output: str | None, error) -> str:
+    """What the model reads of an ``mcp_call``: its output, or its error."""
+    return (output or "") if error is None else _error_text(error)
+
+
+def _error_text(error) -> str:
     """An ``mcp_call``'s error as the model reads it."""
     if isinstance(error, dict):
         if error.get("type") == "mcp_tool_execution_error":
@@ -89,17 +88,13 @@ def messages(item: dict, context: list[dict]) -> list[dict]:
     """The chat messages an MCP item of ``context`` is to the model."""
     kind = item["type"]
     if kind == "mcp_call":
-        said = item["output"] if item.get("error") is None else error_text(item["error"])
-        call_id = "call_" + item["id"]
-        return [_call(call_id, item["name"], item["arguments"]),
-                {"role": "tool", "tool_call_id": call_id, "content": said or ""}]  # fmt: skip
+        return said("call_" + item["id"], item["name"], item["arguments"],
+                    call_output(item["output"], item.get("error")))  # fmt: skip
     if kind == "mcp_approval_request":
         answer = next((i for i in context if i.get("type") == "mcp_approval_response"
                        and i.get("approval_request_id") == item["id"]), None)  # fmt: skip
         if answer is None or answer["approve"]:
             return []
-        said = "The user declined this call" + (f": {answer['reason']}" if answer.get("reason") else ".")
-        call_id = "call_" + item["id"]
-        return [_call(call_id, item["name"], item["arguments"]),
-                {"role": "tool", "tool_call_id": call_id, "content": said}]  # fmt: skip
+        declined = "The user declined this call" + (f": {answer['reason']}" if answer.get("reason") else ".")
+        return said("call_" + item["id"], item["name"], item["arguments"], declined)
     return []

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hub.api import mcp_client, mcp_items
-from hub.api.errors import InvalidRequest
+from hub.api.ids import new_id
 from hub.api.mcp_client import McpFailed, McpServer
-from hub.api.validation import _bool, _object, _string, missing
+from hub.api.validation import _bool, _object, _string, missing, refuse
 from hub.webhooks import addresses
 
 MCP = "mcp"
@@ -30,18 +30,14 @@ MAX_HEADERS = 32
 CONNECTORS = ("connector_id", "tunnel_id")  # ChatGPT's connectors and OpenAI's tunnels: OpenAI's own services
 
 
-def _refuse(param: str, message: str, code: str = "invalid_value") -> InvalidRequest:
-    return InvalidRequest(message, param=param, code=code)
-
-
 def _filter(value: Any, param: str) -> None:
     """OpenAI's ``MCPToolFilter``: ``tool_names`` and ``read_only``."""
     for key in _object(value, param):
         if key not in ("tool_names", "read_only"):
-            raise _refuse(f"{param}.{key}", f"Unknown parameter: '{param}.{key}'.", "unknown_parameter")
+            raise refuse(f"{param}.{key}", f"Unknown parameter: '{param}.{key}'.", "unknown_parameter")
     if value.get("tool_names") is not None:
         if not isinstance(value["tool_names"], list):
-            raise _refuse(f"{param}.tool_names", f"Invalid '{param}.tool_names': an array of tool names.")
+            raise refuse(f"{param}.tool_names", f"Invalid '{param}.tool_names': an array of tool names.")
         for i, name in enumerate(value["tool_names"]):
             _string(name, f"{param}.tool_names[{i}]", limit=256)
     _bool(value, "read_only", f"{param}.read_only")
@@ -54,29 +50,29 @@ def check_tool(tool: dict, param: str) -> None:
         raise missing(f"{param}.server_label")
     _string(label, f"{param}.server_label", limit=64)
     if not LABEL.match(label):
-        raise _refuse(f"{param}.server_label", f"Invalid '{param}.server_label': it must start with a letter and "
+        raise refuse(f"{param}.server_label", f"Invalid '{param}.server_label': it must start with a letter and "
                       "hold only letters, digits, '-' and '_' (at most 64).")  # fmt: skip
     for name in CONNECTORS:
         if tool.get(name) is not None:
-            raise _refuse(f"{param}.{name}", f"'{name}' names OpenAI's own services, which this hub cannot reach: "
+            raise refuse(f"{param}.{name}", f"'{name}' names OpenAI's own services, which this hub cannot reach: "
                           "give 'server_url'.", "unsupported_value")  # fmt: skip
     if tool.get("server_url") is None:
         raise missing(f"{param}.server_url")
     _string(tool["server_url"], f"{param}.server_url", limit=2048, empty=False)
     problem = addresses.url_problem(tool["server_url"], f"{param}.server_url", mcp_client.ALLOW_SETTING)
     if problem:
-        raise _refuse(f"{param}.server_url", problem)
+        raise refuse(f"{param}.server_url", problem)
     for name in ("authorization", "server_description"):
         if tool.get(name) is not None:
             _string(tool[name], f"{param}.{name}", limit=8192)
     headers = tool.get("headers")
     if headers is not None:
         if len(_object(headers, f"{param}.headers")) > MAX_HEADERS:
-            raise _refuse(f"{param}.headers", f"Invalid '{param}.headers': at most {MAX_HEADERS} headers.")
+            raise refuse(f"{param}.headers", f"Invalid '{param}.headers': at most {MAX_HEADERS} headers.")
         for key, value in headers.items():
             _string(value, f"{param}.headers.{key}", limit=8192)
             if not key or any(c in key + value for c in "\r\n\x00") or ":" in key:
-                raise _refuse(f"{param}.headers", f"Invalid header '{key[:40]}' in '{param}.headers'.")
+                raise refuse(f"{param}.headers", f"Invalid header '{key[:40]}' in '{param}.headers'.")
     allowed = tool.get("allowed_tools")
     if isinstance(allowed, list):
         for i, name in enumerate(allowed):
@@ -87,18 +83,18 @@ def check_tool(tool: dict, param: str) -> None:
     if isinstance(policy, dict):
         for key in policy:
             if key not in ("always", "never"):
-                raise _refuse(f"{param}.require_approval.{key}", f"Unknown parameter: "
+                raise refuse(f"{param}.require_approval.{key}", f"Unknown parameter: "
                               f"'{param}.require_approval.{key}'.", "unknown_parameter")  # fmt: skip
             _filter(policy[key], f"{param}.require_approval.{key}")
     elif policy not in (None, "always", "never"):
-        raise _refuse(f"{param}.require_approval", f"Invalid value for '{param}.require_approval': supported "
+        raise refuse(f"{param}.require_approval", f"Invalid value for '{param}.require_approval': supported "
                       "values are 'always', 'never' and an object of 'always' and 'never' filters.")  # fmt: skip
 
 
 def check_tools(mcps: list[dict]) -> None:
     labels = [t["server_label"] for t in mcps]
     if len(set(labels)) != len(labels):
-        raise _refuse("tools", "Each mcp tool needs a server_label of its own.")
+        raise refuse("tools", "Each mcp tool needs a server_label of its own.")
 
 
 def _matches(rule: dict, tool: dict) -> bool:
@@ -150,7 +146,7 @@ class McpPlan:
     ran: list[tuple] = field(default_factory=list)  # the approved calls run: (request, output, error)
     ready: bool = False
 
-    async def list_missing(self, new_id) -> None:
+    async def list_missing(self) -> None:
         """The servers whose tools the context does not hold, listed now; each list an ``mcp_list_tools`` item."""
         for label, config in self.configs.items():
             if label in self.listed:
@@ -192,21 +188,20 @@ class McpPlan:
 def plan(body: dict, context: list[dict], items: list[dict]) -> McpPlan | None:
     """The request's mcp tools (None without any); ``context``: the stored conversation and this input."""
     configs = {t["server_label"]: t for t in body.get("tools") or [] if t.get("type") == MCP}
+    approvals = [(n, i) for n, i in enumerate(items) if i.get("type") == "mcp_approval_response" and i["approve"]]
+    if not configs and not approvals:  # most requests: the context is not read
+        return None
     requests = {i["id"]: i for i in context if i.get("type") == "mcp_approval_request"}
     answered = {i.get("approval_request_id") for i in context if i.get("type") == "mcp_call"}
     approved = []
-    for n, item in enumerate(items):
-        if item.get("type") != "mcp_approval_response" or not item["approve"]:
-            continue
+    for n, item in approvals:
         request = requests[item["approval_request_id"]]  # read_items checked that it is in the context
         if request["server_label"] not in configs:
-            raise _refuse(f"input[{n}]", f"The approved call of '{request['name']}' is on the MCP server "
-                          f"'{request['server_label']}', which no mcp tool of this request names.")  # fmt: skip
+            raise refuse(f"input[{n}]", f"The approved call of '{request['name']}' is on the MCP server "
+                         f"'{request['server_label']}', which no mcp tool of this request names.")  # fmt: skip
         if request["id"] not in answered:
             answered.add(request["id"])
             approved.append(request)
-    if not configs:
-        return None
     listed = {}
     for item in context:
         if item.get("type") == "mcp_list_tools" and item.get("server_label") in configs and not item.get("error"):
@@ -229,18 +224,18 @@ def _choice(mcp: McpPlan, choice: dict) -> str | dict:
         return "required"
     function = mcp.function_of(choice["server_label"], choice["name"])
     if function is None:
-        raise _refuse("tool_choice.name", f"Tool choice '{choice['name'][:64]}' is not a tool the MCP server "
+        raise refuse("tool_choice.name", f"Tool choice '{choice['name'][:64]}' is not a tool the MCP server "
                       f"'{choice['server_label']}' lets the model call.")  # fmt: skip
     return {"type": "function", "function": {"name": function}}
 
 
-async def prepare(mcp: McpPlan, body: dict, chat: dict, new_id, run: bool = True) -> None:
+async def prepare(mcp: McpPlan, body: dict, chat: dict, run: bool = True) -> None:
     """Before the model first runs, once: the servers' tools listed where the context lacks them, given to the
     model as functions in ``chat`` (the chat request), and (``run``) the calls this input approved run, their
     outputs added to ``chat``'s messages."""
     if mcp.ready:
         return
-    await mcp.list_missing(new_id)
+    await mcp.list_missing()
     choice = body.get("tool_choice")
     labels = None
     if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
@@ -250,26 +245,20 @@ async def prepare(mcp: McpPlan, body: dict, chat: dict, new_id, run: bool = True
         chat["tools"] = [*chat.get("tools", []), *functions]
         if labels is not None:
             chat["tool_choice"] = choice.get("mode") or "auto"
-        elif choice in (None, "auto", "required", "none"):
-            chat["tool_choice"] = choice or "auto"
+        elif isinstance(choice, str):  # chat_body leaves it out where the request had no other tools
+            chat["tool_choice"] = choice
     if isinstance(choice, dict) and choice.get("type") == MCP:
         chat["tool_choice"] = _choice(mcp, choice)
-    if run:
-        calls, outputs = [], []
-        for request in mcp.approved:
-            output, error = await call(mcp.configs[request["server_label"]], request["name"], request["arguments"])
-            mcp.ran.append((request, output, error))
-            call_id = "call_" + request["id"]
-            function = mcp.function_of(request["server_label"], request["name"]) or request["name"]
-            calls.append({"id": call_id, "type": "function",
-                          "function": {"name": function, "arguments": request["arguments"]}})  # fmt: skip
-            said = output if error is None else mcp_items.error_text(error)
-            outputs.append({"role": "tool", "tool_call_id": call_id, "content": said or ""})
-        if calls:
-            chat["messages"] = [*chat["messages"], {"role": "assistant", "content": None, "tool_calls": calls},
-                                *outputs]  # fmt: skip
-            if chat.get("tool_choice") not in (None, "auto", "none"):  # the call asked for was made: now free
-                chat["tool_choice"] = "auto"
-            if body.get("max_tool_calls") is not None and len(calls) >= body["max_tool_calls"]:
-                chat["tool_choice"] = "none"  # they were this response's calls of the hub's tools: no more
+    for request in mcp.approved if run else []:
+        output, error = await call(mcp.configs[request["server_label"]], request["name"], request["arguments"])
+        mcp.ran.append((request, output, error))
+        function = mcp.function_of(request["server_label"], request["name"]) or request["name"]
+        shown = mcp_items.said("call_" + request["id"], function, request["arguments"],
+                               mcp_items.call_output(output, error))  # fmt: skip
+        chat["messages"] = [*chat["messages"], *shown]
+    if mcp.ran:
+        if chat.get("tool_choice") not in (None, "auto", "none"):  # the call asked for was made: now free
+            chat["tool_choice"] = "auto"
+        if body.get("max_tool_calls") is not None and len(mcp.ran) >= body["max_tool_calls"]:
+            chat["tool_choice"] = "none"  # they were this response's calls of the hub's tools: no more
     mcp.ready = True

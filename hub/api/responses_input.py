@@ -16,12 +16,11 @@ tools (``hub/api/mcp_tools.py``); the others (web search, computer use, code int
 from __future__ import annotations
 
 import json
-import secrets
 from typing import Any
 
 from accounts.conversations import MAX_ITEM_ID
 from hub.api import mcp_items, mcp_tools
-from hub.api.errors import InvalidRequest
+from hub.api.ids import new_id
 from hub.api.validation import (
     MAX_MESSAGES,
     MAX_STRING_CHARS,
@@ -34,6 +33,7 @@ from hub.api.validation import (
     _string,
     check_metadata,
     missing,
+    refuse,
     wrong_type,
 )
 from hub.vector_stores import filters
@@ -52,14 +52,6 @@ BUILT_IN_TOOLS = {
     "custom": "custom tools",
 }  # fmt: skip
 EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(24)}"
-
-
-def refuse(param: str, message: str, code: str | None = "invalid_value") -> InvalidRequest:
-    return InvalidRequest(message, param=param, code=code)
 
 
 def _choice(value: Any, param: str, allowed: tuple[str, ...]) -> None:

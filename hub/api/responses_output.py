@@ -32,8 +32,8 @@ import copy
 import time
 
 from hub.api.citations import Citations
+from hub.api.ids import new_id
 from hub.api.relay_common import token_counts
-from hub.api.responses_input import new_id
 
 # Echoed from the request, with OpenAI's defaults.
 ECHOED = {

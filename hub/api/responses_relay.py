@@ -37,9 +37,10 @@ from accounts.authn import KeyContext
 from hub import shutdown
 from hub.api import compaction_items, errors, file_search, mcp_tools, tiers
 from hub.api.citations import Citations
+from hub.api.ids import new_id
 from hub.api.relay_common import SSE_HEADERS, error_from_upstream, has_output, sse_lines, typed_event
 from hub.api.responses_chat import chat_body, response_param
-from hub.api.responses_input import check_create, conversation_id, new_id, read_input
+from hub.api.responses_input import check_create, conversation_id, read_input
 from hub.api.responses_output import ResponseBuilder, response_object
 from hub.api.responses_tools import HostedTools
 from hub.api.upstream import Target, upstreams
@@ -100,7 +101,7 @@ class ResponsePlan:
         if target is not None and target.external:
             raise errors.InvalidRequest(f"'{self.model_id}' is served by an external deployment: the mcp tool runs on "
                                         "this hub's own deployments only.", param="tools")  # fmt: skip
-        await mcp_tools.prepare(self.mcp, self.body, self.chat, new_id, run)
+        await mcp_tools.prepare(self.mcp, self.body, self.chat, run)
 
     def _native(self, item: dict) -> dict:
         """An item as an external deployment may read it: this hub's compaction items as the summary they hold."""

@@ -88,4 +88,4 @@ class HostedTools:
         await self._shown(events, stream)
         output, error = await mcp_tools.call(config, tool["name"], call["arguments"])
         await self._shown(builder.mcp_call_done(item, output, error), stream)
-        return (output or "") if error is None else mcp_items.error_text(error)
+        return mcp_items.call_output(output, error)

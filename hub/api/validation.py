@@ -78,6 +78,10 @@ def _refuse(param: str, code: str, message: str) -> InvalidRequest:
     return InvalidRequest(message, param=param, code=code)
 
 
+def refuse(param: str, message: str, code: str | None = "invalid_value") -> InvalidRequest:
+    return InvalidRequest(message, param=param, code=code)
+
+
 def wrong_type(param: str, expected: str, value: Any) -> InvalidRequest:
     message = f"Invalid type for '{param}': expected {expected}, but got {_kind(value)} instead."
     return _refuse(param, "invalid_type", message)

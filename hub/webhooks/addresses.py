@@ -13,6 +13,7 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import httpx
 from django.conf import settings
 
 ALLOW_SETTING = "HUB_WEBHOOK_ALLOW_PRIVATE_URLS"
@@ -59,19 +60,14 @@ class Pinned:
     address: str | None = None
 
     def url(self, url: str) -> str:
-        """``url`` with the checked address in place of its host."""
-        if self.address is None:
-            return url
-        parts = urlsplit(url)
-        shown = f"[{self.address}]" if ":" in self.address else self.address
-        netloc = shown if parts.port is None else f"{shown}:{parts.port}"
-        return parts._replace(netloc=netloc).geturl()
+        """``url`` with the checked address in place of its host (its user, port, path and query kept)."""
+        return url if self.address is None else str(httpx.URL(url).copy_with(host=self.address))
 
     def headers(self, url: str) -> dict[str, str]:
         """The ``Host`` the URL names (its port too, when given)."""
         if self.address is None:
             return {}
-        return {"Host": urlsplit(url).netloc.rsplit("@", 1)[-1]}
+        return {"Host": httpx.URL(url).netloc.decode("ascii")}
 
     def extensions(self, url: str) -> dict[str, str]:
         """httpx's request extensions: TLS's SNI (and the certificate's check) for the host named."""
@@ -93,8 +89,3 @@ def resolve(url: str, allow: str = ALLOW_SETTING) -> tuple[Pinned | None, str | 
         if _private(address[0]):
             return None, _refused(parts.hostname, address[0], allow)
     return Pinned(parts.hostname, found[0][4][0].split("%", 1)[0]), None
-
-
-def resolved_problem(url: str, allow: str = ALLOW_SETTING) -> str | None:
-    """Before a call: why it may not go to ``url``'s host as it resolves now, None if it may."""
-    return resolve(url, allow)[1]

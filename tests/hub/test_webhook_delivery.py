@@ -102,9 +102,9 @@ def test_private_addresses_are_refused_unless_the_operator_allows_them(settings,
     problem = addresses.url_problem(url)
     assert (problem is not None) is refused
     if refused:
-        assert "HUB_WEBHOOK_ALLOW_PRIVATE_URLS" in problem and addresses.resolved_problem(url) is not None
+        assert "HUB_WEBHOOK_ALLOW_PRIVATE_URLS" in problem and addresses.resolve(url)[1] is not None
     settings.HUB_WEBHOOK_ALLOW_PRIVATE_URLS = True
-    assert addresses.url_problem(url) is None and addresses.resolved_problem(url) is None
+    assert addresses.url_problem(url) is None and addresses.resolve(url)[1] is None
 
 
 @pytest.mark.parametrize("url", ["ftp://x.example.com/", "https://", "http://x.example.com:99999/", "x.example.com"])
@@ -116,7 +116,7 @@ def test_what_is_not_an_http_url_is_refused_whatever_the_setting(settings, url):
 def test_a_name_resolving_to_a_private_address_is_not_sent_to(settings):
     settings.HUB_WEBHOOK_ALLOW_PRIVATE_URLS = False
     assert addresses.url_problem("http://loopback.test.invalid/h") is None  # a name: judged when resolved
-    problem = addresses.resolved_problem("http://localhost:8080/h")  # resolved (/etc/hosts), not named
+    _, problem = addresses.resolve("http://localhost:8080/h")  # resolved (/etc/hosts), not named
     assert problem is not None and "127.0.0.1" in problem
 
 
@@ -131,6 +131,20 @@ def test_a_webhook_goes_to_the_address_checked_not_to_where_its_name_resolves_la
         assert sender.send_sample(endpoint, "batch.expired") == 200
         [attempt] = hooks.wait(1)
     assert attempt.headers["host"] == url.split("/")[2]
+
+
+def test_a_pinned_url_keeps_all_but_its_host():
+    pinned = addresses.Pinned("hooks.example.com", "93.184.215.14")
+    url = "https://u:p@hooks.example.com:8443/h/ook?a=1"
+    assert pinned.url(url) == "https://u:p@93.184.215.14:8443/h/ook?a=1"
+    assert pinned.headers(url) == {"Host": "hooks.example.com:8443"}
+    assert pinned.extensions(url) == {"sni_hostname": "hooks.example.com"}
+    six = addresses.Pinned("h.example.com", "2606:2800:21f:cb07:6820:80da:af6b:8b2c")
+    assert six.url("http://h.example.com/x") == "http://[2606:2800:21f:cb07:6820:80da:af6b:8b2c]/x"
+    assert six.extensions("http://h.example.com/x") == {} and six.headers("http://h.example.com/x") == {
+        "Host": "h.example.com"}  # fmt: skip
+    unpinned = addresses.Pinned("h.example.com")  # private addresses allowed: the resolver decides
+    assert (unpinned.url(url), unpinned.headers(url), unpinned.extensions(url)) == (url, {}, {})
 
 
 def test_an_https_webhook_to_the_checked_address_names_its_host_for_tls(acme, settings, monkeypatch, tmp_path):
