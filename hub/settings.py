@@ -319,6 +319,9 @@ HUB_WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("HUB_WEBHOOK_ALLOW_PRIVATE_URLS", REDI
 # link-local address only where HUB_MCP_ALLOW_PRIVATE_URLS (the embedded default's, not production's).
 HUB_MCP_TIMEOUT_SECONDS = env_float("HUB_MCP_TIMEOUT_SECONDS", 60.0, min_value=0.1)
 HUB_MCP_ALLOW_PRIVATE_URLS = env_bool("HUB_MCP_ALLOW_PRIVATE_URLS", REDIS_URL is None)
+# A file in a model's input by ``file_url`` (hub/api/file_inputs.py) is fetched by the hub: as for webhooks, from a
+# loopback, private or link-local address only where HUB_FILE_URL_ALLOW_PRIVATE_URLS.
+HUB_FILE_URL_ALLOW_PRIVATE_URLS = env_bool("HUB_FILE_URL_ALLOW_PRIVATE_URLS", REDIS_URL is None)
 CELERY_BEAT_SCHEDULE["send-webhooks"] = {"task": "hub.send_webhooks", "schedule": HUB_WEBHOOK_SWEEP_SECONDS}
 CELERY_BEAT_SCHEDULE["expire-webhook-deliveries"] = {"task": "accounts.expire_webhook_deliveries", "schedule": 3600.0}
 # the embedding model a vector store uses unless its creation names one (``embedding_model``): a catalog embedding

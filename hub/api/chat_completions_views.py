@@ -123,10 +123,10 @@ class ChatCompletionDetailView(_StoredView):
 
 def message_object(completion_id: str, index: int, message: dict) -> dict:
     """A request message as the messages route lists it: ``content`` the text, ``content_parts`` the parts sent
-    (null when the content was a string)."""
+    (null when the content was a string), of OpenAI's kinds there: text and image_url (a file part is left out)."""
     content, parts = message.get("content"), None
     if isinstance(content, list):
-        parts = content
+        parts = [p for p in content if isinstance(p, dict) and p.get("type") in ("text", "image_url")]
         texts = [p.get("text") or "" for p in content if isinstance(p, dict) and p.get("type") == "text"]
         content = "".join(texts) if texts else None
     out = {"id": f"{completion_id}-{index}", "role": message.get("role"), "content": content, "refusal": None,

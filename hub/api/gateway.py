@@ -47,7 +47,7 @@ from django.utils import timezone
 from accounts import metering, pricing
 from accounts.models import ModelKind
 from hub import shutdown
-from hub.api import compaction, errors, responses_count, tiers, truncation, validation
+from hub.api import compaction, errors, file_inputs, responses_count, tiers, truncation, validation
 from hub.api.affinity import prefix_key
 from hub.api.chat_store import HUB_ONLY, ChatStore
 from hub.api.compaction import CompactionRelay
@@ -376,7 +376,8 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
                 validation.check_body(route, body)
                 stream = body.get("stream") is True and route not in ENCODER_ROUTES
                 if route == "chat/completions":
-                    self.chat_store = ChatStore.wanted(ctx, body)
+                    self.chat_store = ChatStore.wanted(ctx, body)  # the messages as sent
+                    body = await file_inputs.inline(ctx.key, body)  # files as their text, before the estimate
             if not targets:
                 raise errors.ServiceUnavailable(
                     f"No deployment of the model '{errors.shown(model_id)}' is available right now."

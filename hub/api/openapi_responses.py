@@ -35,11 +35,28 @@ _INPUT_TEXT = _obj({"type": {"const": "input_text"}, "text": _TEXT}, ("type", "t
 _INPUT_IMAGE = _obj(
     {
         "type": {"const": "input_image"},
-        "image_url": {**_STR, "description": "An http(s) URL or a data:image/...;base64 URL."},
+        "image_url": {**_NULLABLE_STR, "description": "An http(s) URL or a data:image/...;base64 URL."},
+        "file_id": {**_NULLABLE_STR, "description": "Or one of the tenant's files (PNG, JPEG, GIF or WebP)."},
         "detail": {"enum": ["auto", "low", "high"], "default": "auto"},
     },
-    ("type", "image_url"),
-    description="Vision models only. `file_id` (the Files API), `input_file` and `input_audio` are refused (400).",
+    ("type",),
+    description="Vision models only: `image_url` or `file_id`. `input_audio` is refused (400).",
+)
+_INPUT_FILE = _obj(
+    {
+        "type": {"const": "input_file"},
+        "file_id": {**_NULLABLE_STR, "description": "One of the tenant's files (the Files API)."},
+        "filename": {**_STR, "description": "The name the model sees (a stored file's own name otherwise)."},
+        "file_data": {**_STR, "description": "The file, base64 (bare or as a data: URL)."},
+        "file_url": {
+            **_STR,
+            "description": "An http(s) URL the hub fetches (public addresses only, unless the operator allows others).",
+        },  # fmt: skip
+        "detail": {"enum": ["auto", "low", "high"]},
+    },
+    ("type",),
+    description="One of `file_id`, `file_data` or `file_url`: a PDF (its text layer) or UTF-8 text, shown to the "
+    'model as its text in `<file name="...">` ... `</file>`; anything else is a 400 `unsupported_file`.',
 )
 _LOGPROB = _obj(
     {
@@ -73,9 +90,10 @@ MESSAGE = _obj(
         "content": {
             "oneOf": [
                 _TEXT,
-                {"type": "array", "items": {"oneOf": [_INPUT_TEXT, _INPUT_IMAGE, _OUTPUT_TEXT, _REFUSAL]}},
+                {"type": "array", "items": {"oneOf": [_INPUT_TEXT, _INPUT_IMAGE, _INPUT_FILE, _OUTPUT_TEXT, _REFUSAL]}},
             ],
-            "description": "A string, or parts: `input_text` and `input_image`; an assistant's `output_text`.",
+            "description": "A string, or parts: `input_text`, `input_image` and `input_file`; an assistant's "
+            "`output_text`.",
         },
         "status": _ITEM_STATUS,
     },

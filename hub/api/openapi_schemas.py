@@ -280,11 +280,30 @@ _IMAGE_PART = _obj(
     description="Vision models only (listed under /vision): an http(s) URL or a data:image/...;base64 URL; "
     "`detail` is auto, low or high (LLaVA sees every image at its own resolution).",
 )
+_FILE_PART = _obj(
+    {
+        "type": {"const": "file"},
+        "file": _obj(
+            {
+                "file_id": {**_STR, "description": "One of the tenant's files (the Files API)."},
+                "filename": {**_STR, "description": "The name the model sees (a stored file's own name otherwise)."},
+                "file_data": {**_STR, "description": "The file, base64 (bare or as a data: URL)."},
+            }
+        ),
+    },
+    ("type", "file"),
+    description="A PDF (its text layer) or UTF-8 text, by `file_id` or `file_data`: shown to the model as its text "
+    'in `<file name="...">` ... `</file>`; anything else is a 400 `unsupported_file`.',
+)
 _MESSAGE = _obj(
     {
         "role": {"enum": ["system", "developer", "user", "assistant", "tool"]},
         "content": {
-            "oneOf": [_TEXT, {"type": "array", "items": {"oneOf": [_TEXT_PART, _IMAGE_PART]}}, {"type": "null"}]
+            "oneOf": [
+                _TEXT,
+                {"type": "array", "items": {"oneOf": [_TEXT_PART, _IMAGE_PART, _FILE_PART]}},
+                {"type": "null"},
+            ]
         },
         "name": _STR,
         "tool_calls": {"type": "array", "items": _TOOL_CALL},

@@ -17,26 +17,34 @@ from __future__ import annotations
 import json
 import re
 
-from hub.api import compaction_items, mcp_items
+from hub.api import compaction_items, file_inputs, mcp_items
 from hub.api.file_search import FILE_SEARCH_FUNCTION, results_text
 
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
 
 
+_FILE_PARTS = ("input_image", "input_file")  # parts that stay parts (a file is read by file_inputs.py)
+
+
 def _text(parts: list[dict]) -> str:
-    return "\n".join(p.get("text") or p.get("refusal") or "" for p in parts if p["type"] != "input_image")
+    return "\n".join(p.get("text") or p.get("refusal") or "" for p in parts if p["type"] not in _FILE_PARTS)
+
+
+def chat_part(part: dict) -> dict:
+    """A Responses API content part as chat's."""
+    if part["type"] == "input_file":
+        return {"type": "file", "file": {k: part[k] for k in file_inputs.FILE_FIELDS if part.get(k) is not None}}
+    if part["type"] == "input_image" and part.get("image_url") is None:  # by file_id: file_inputs.py reads it
+        return {"type": "image_url", "image_url": {"file_id": part["file_id"], "detail": part.get("detail", "auto")}}
+    if part["type"] == "input_image":
+        return {"type": "image_url", "image_url": {"url": part["image_url"], "detail": part.get("detail", "auto")}}
+    return {"type": "text", "text": part.get("text") or part.get("refusal") or ""}
 
 
 def _content(parts: list[dict]) -> str | list[dict]:
-    if not any(p["type"] == "input_image" for p in parts):
+    if not any(p["type"] in _FILE_PARTS for p in parts):
         return _text(parts)
-    out = []
-    for p in parts:
-        if p["type"] == "input_image":
-            out.append({"type": "image_url", "image_url": {"url": p["image_url"], "detail": p.get("detail", "auto")}})
-        else:
-            out.append({"type": "text", "text": p.get("text") or p.get("refusal") or ""})
-    return out
+    return [chat_part(p) for p in parts]
 
 
 def messages(instructions: str | None, items: list[dict], summaries: dict[str, str] | None = None) -> list[dict]:

@@ -3,7 +3,8 @@ ids (as ``input_items`` lists them and a stored response keeps them), and the wh
 completions request for our inference service, which does the work: the chat template, images, tools and their
 grammars (``strict``), structured output, reasoning.
 
-Items: messages (a string or ``input_text`` / ``input_image`` parts; an assistant's ``output_text``),
+Items: messages (a string or ``input_text`` / ``input_image`` / ``input_file`` parts, files read by
+``file_inputs.py``; an assistant's ``output_text``),
 ``function_call``, ``function_call_output`` (its ``call_id`` must name a call before it), ``reasoning`` (kept in
 the history, not shown to the model again, as OpenAI and vLLM drop earlier reasoning), ``file_search_call`` (a
 search this hub ran, sent back), ``compaction`` (a summary ``POST /responses/compact`` made), the ``mcp`` tool's
@@ -253,20 +254,42 @@ def _part(part: Any, param: str, role: str) -> dict:
         _string(part.get("refusal"), f"{param}.refusal")
         return {"type": "refusal", "refusal": part["refusal"]}
     if kind == "input_image":
-        if part.get("image_url") is None:
-            if part.get("file_id") is not None:
-                raise refuse(f"{param}.file_id", "An input_image by 'file_id' (the Files API) is not supported by this "
-                             "hub: send 'image_url' (an http(s) or data: URL).", "unsupported_value")  # fmt: skip
-            raise missing(f"{param}.image_url")
-        _string(part["image_url"], f"{param}.image_url", limit=None, empty=False)
         _choice(part.get("detail"), f"{param}.detail", ("auto", "low", "high"))
+        if part.get("image_url") is None:
+            if part.get("file_id") is None:
+                raise missing(f"{param}.image_url")
+            _string(part["file_id"], f"{param}.file_id", empty=False)  # read by the gateway (file_inputs.py)
+            return {"type": "input_image", "image_url": None, "file_id": part["file_id"],
+                    "detail": part.get("detail") or "auto"}  # fmt: skip
+        _string(part["image_url"], f"{param}.image_url", limit=None, empty=False)
         return {"type": "input_image", "image_url": part["image_url"], "detail": part.get("detail") or "auto"}
-    if kind in ("input_file", "input_audio"):
+    if kind == "input_file":  # read by the gateway (hub/api/file_inputs.py)
+        return _file(part, param)
+    if kind == "input_audio":
         raise refuse(f"{param}.type", f"'{kind}' content is not supported by this hub.", "unsupported_value")
     if kind is None:
         raise missing(f"{param}.type")
     raise refuse(f"{param}.type", f"Invalid value for '{param}.type': {errors_shown(kind)}. Supported values are: "
-                 "'input_text', 'input_image', 'output_text' and 'refusal'.")  # fmt: skip
+                 "'input_text', 'input_image', 'input_file', 'output_text' and 'refusal'.")  # fmt: skip
+
+
+def _file(part: dict, param: str) -> dict:
+    """An ``input_file``: one of ``file_id``, ``file_data`` (base64) or ``file_url``, and maybe its ``filename``."""
+    found = {"type": "input_file"}
+    for name in ("file_id", "filename", "file_data", "file_url"):
+        if part.get(name) is not None:
+            _string(part[name], f"{param}.{name}", limit=None if name == "file_data" else MAX_STRING_CHARS,
+                    empty=False)  # fmt: skip
+            found[name] = part[name]
+    sources = [name for name in ("file_id", "file_data", "file_url") if name in found]
+    if not sources:
+        raise refuse(param, f"'{param}' needs one of 'file_id', 'file_data' or 'file_url'.",
+                     "missing_required_parameter")  # fmt: skip
+    if len(sources) > 1:
+        raise refuse(param, f"'{param}' takes one of 'file_id', 'file_data' or 'file_url', not "
+                     f"{' and '.join(map(repr, sources))}.")  # fmt: skip
+    _choice(part.get("detail"), f"{param}.detail", ("auto", "low", "high"))
+    return found
 
 
 def _message(item: dict, param: str) -> dict:

@@ -35,11 +35,11 @@ from accounts import background, conversations
 from accounts import responses as stored
 from accounts.authn import KeyContext
 from hub import shutdown
-from hub.api import compaction_items, errors, file_search, mcp_tools, tiers
+from hub.api import compaction_items, errors, file_inputs, file_search, mcp_tools, tiers
 from hub.api.citations import Citations
 from hub.api.ids import new_id
 from hub.api.relay_common import SSE_HEADERS, error_from_upstream, has_output, sse_lines, typed_event
-from hub.api.responses_chat import chat_body, response_param
+from hub.api.responses_chat import chat_body, chat_part, response_param
 from hub.api.responses_input import check_create, conversation_id, read_input
 from hub.api.responses_output import ResponseBuilder, response_object
 from hub.api.responses_tools import HostedTools
@@ -69,6 +69,7 @@ class ResponsePlan:
     file_search: file_search.FileSearch | None = None  # the file_search tool, its stores read
     mcp: mcp_tools.McpPlan | None = None  # the mcp tools, their servers' tools once listed
     summaries: dict[str, str] = field(default_factory=dict)  # the context's compaction items' (compaction_items.py)
+    files: file_inputs.Resolved = field(default_factory=dict)  # the context's files as the model reads them
     route: str = "responses"  # or responses/compact (compaction.py)
     background: bool = False  # the run of a response created with background: true, whose stored row it answers
 
@@ -104,7 +105,10 @@ class ResponsePlan:
         await mcp_tools.prepare(self.mcp, self.body, self.chat, run)
 
     def _native(self, item: dict) -> dict:
-        """An item as an external deployment may read it: this hub's compaction items as the summary they hold."""
+        """An item as an external deployment may read it: this hub's compaction items as the summary they hold, its
+        files as the text (or image) our models get (``file_inputs.py``: the deployment knows none of our ids)."""
+        if item.get("type") == "message" and isinstance(item.get("content"), list) and self.files:
+            return {**item, "content": [file_inputs.native(part, self.files) for part in item["content"]]}
         if item.get("type") != "compaction":
             return item
         text = compaction_items.shown(self.summaries[item["encrypted_content"]])["content"]
@@ -141,12 +145,27 @@ async def plan(key: KeyContext, body: dict, model_id: str, empty_input: bool = F
     items = [] if empty_input and body["input"] == [] else read_input(body, history)
     summaries = compaction_items.summaries(tenant_id, history, items)
     search = await file_search.plan(key, body)
-    planned = ResponsePlan(body, model_id, history, items, chat_body(body, history + items, summaries),
-                           conversation=conversation, file_search=search, summaries=summaries,
+    chat = chat_body(body, history + items, summaries)
+    files = await file_inputs.load(key, chat["messages"], _file_param(items))
+    chat["messages"] = file_inputs.apply(chat["messages"], files)
+    planned = ResponsePlan(body, model_id, history, items, chat, conversation=conversation, file_search=search,
+                           summaries=summaries, files=files,
                            mcp=mcp_tools.plan(body, history + items, items))  # fmt: skip
     if background is not None:
         planned.id, planned.created_at, planned.background = background["id"], background["created_at"], True
     return planned
+
+
+def _file_param(items: list[dict]) -> file_inputs.Where:
+    """Where a file of the context is in the request (chat's messages are not ``input``'s items): the first part of
+    ``input`` naming it, or ``input`` (one of the stored conversation's)."""
+    places: dict[tuple, str] = {}
+    for k, item in enumerate(items):
+        content = item.get("content") if item.get("type") == "message" else None
+        for j, part in enumerate(content if isinstance(content, list) else []):
+            if isinstance(part, dict) and part.get("type") in ("input_file", "input_image"):
+                places.setdefault(file_inputs.key_of(chat_part(part)), f"input[{k}].content[{j}]")
+    return lambda i, j, key: places.get(key, "input")
 
 
 def _conversation_items(tenant_id: int, conversation: str) -> list[dict]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hub.api import responses_count
+from hub.api import file_inputs, responses_count
 from hub.api.ratelimit import chat_prompt_bound
 from hub.api.responses_chat import messages
 from hub.api.responses_relay import ResponsePlan
@@ -23,7 +23,8 @@ from hub.api.upstream import ModelInfo, Target
 def _cut(plan: ResponsePlan, start: int) -> dict:
     """The plan's chat request with the context from item ``start`` on."""
     items = (plan.history + plan.items)[start:]
-    return {**plan.chat, "messages": messages(plan.body.get("instructions"), items, plan.summaries)}
+    chat = messages(plan.body.get("instructions"), items, plan.summaries)
+    return {**plan.chat, "messages": file_inputs.apply(chat, plan.files)}
 
 
 async def fit(plan: ResponsePlan, info: ModelInfo, targets: list[Target], request_id: str) -> None:

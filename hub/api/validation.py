@@ -174,7 +174,7 @@ def check_metadata(value: Any, *, nul: bool = True) -> None:
 
 
 def _part(part: Any, param: str) -> None:
-    """A content part: text and image_url are checked; other types are the deployment's to accept or refuse."""
+    """A content part: text, image_url and file are checked; other types are the deployment's to accept or refuse."""
     kind = _object(part, param).get("type")
     if not isinstance(kind, str):
         raise missing(f"{param}.type") if kind is None else wrong_type(f"{param}.type", "a string", kind)
@@ -188,6 +188,14 @@ def _part(part: Any, param: str) -> None:
             if image.get("detail") not in (None, *DETAILS):
                 where = f"{param}.image_url.detail"
                 raise _refuse(where, "invalid_value", f"Invalid value for '{where}': expected 'auto', 'low' or 'high'.")
+    elif kind == "file":  # read by the gateway (hub/api/file_inputs.py)
+        file = _object(part.get("file"), f"{param}.file")
+        for name in ("file_id", "filename", "file_data"):
+            if file.get(name) is not None:
+                _string(file[name], f"{param}.file.{name}", limit=None if name == "file_data" else MAX_STRING_CHARS)
+        if file.get("file_id") is None and file.get("file_data") is None:
+            raise _refuse(f"{param}.file", "missing_required_parameter",
+                          f"'{param}.file' needs a 'file_id' (the Files API) or 'file_data' (base64).")  # fmt: skip
 
 
 def _message(message: Any, param: str) -> None:

@@ -16,8 +16,8 @@ from hub.api import errors, paging
 from hub.api.openapi import errors_for
 from hub.api.openapi_schemas import ref
 from hub.api.vector_stores_views import TAGS, VectorStoreView
+from hub.documents import Failed, read_text
 from hub.vector_stores import requests
-from hub.vector_stores.indexer import Failed, read_text
 
 _STORE = OpenApiParameter("vector_store_id", str, OpenApiParameter.PATH, description="The vector store's id.")
 _FILE = OpenApiParameter("file_id", str, OpenApiParameter.PATH, description="The file's id (`file-...`).")

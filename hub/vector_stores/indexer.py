@@ -1,14 +1,13 @@
-"""One file of a vector store indexed: claimed (one indexer at a time), its text read (UTF-8, or a PDF's text layer
-with pypdf; anything else is an ``unsupported_file``), cut into chunks of the embedding model's tokens (the model's
-own deployment tokenizes it, ``/tokenize`` with offsets; an external one is cut at about four characters a token),
-the chunks embedded through the gateway with the key that added the file (in the batch tier, metered as
+"""One file of a vector store indexed: claimed (one indexer at a time), its text read (``hub/documents.py``: UTF-8,
+or a PDF's text layer; anything else is an ``unsupported_file``), cut into chunks of the embedding model's tokens
+(the model's own deployment tokenizes it, ``/tokenize`` with offsets; an external one is cut at about four characters
+a token), the chunks embedded through the gateway with the key that added the file (in the batch tier, metered as
 ``vector_stores/files``), then stored, and the file completed. A file cancelled or removed meanwhile is dropped at the
 next group of chunks; one whose indexer dies stays claimed until it goes stale and is taken up again
 (``hub.resume_vector_store_files``)."""
 
 from __future__ import annotations
 
-import io
 import logging
 import secrets
 
@@ -17,6 +16,7 @@ from django.conf import settings
 
 from accounts import authn, files, vector_stores
 from hub.api.upstream import upstreams
+from hub.documents import Failed, read_text
 from hub.pool import db
 from hub.vector_stores import chunking
 from hub.vector_stores.embed import GROUP, EmbeddingFailed, embed
@@ -24,43 +24,6 @@ from hub.vector_stores.embed import GROUP, EmbeddingFailed, embed
 log = logging.getLogger(__name__)
 
 METERED_ROUTE = "vector_stores/files"
-
-
-class Failed(Exception):
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code, self.message = code, message
-
-
-def _pdf_text(content: bytes) -> str:
-    """A PDF's text (pypdf), its pages apart by a blank line."""
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
-
-    try:
-        return "\n\n".join(page.extract_text() or "" for page in PdfReader(io.BytesIO(content)).pages)
-    except (PdfReadError, ValueError, KeyError, TypeError) as exc:
-        raise Failed("invalid_file", f"The PDF could not be read ({type(exc).__name__}).") from None
-
-
-def read_text(content: bytes) -> str:
-    """The file's text: a PDF's (its text layer; a scan without one has none), else UTF-8 text. Other files (images,
-    office documents) are refused."""
-    if content.startswith(b"%PDF-"):
-        text = _pdf_text(content).replace("\x00", "")
-        if not text.strip():
-            raise Failed("invalid_file", "The PDF has no text to index (a scan without a text layer?).")
-        return text
-    try:
-        text = content.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        message = "The file is neither UTF-8 text nor a PDF; vector stores here index those only."
-        raise Failed("unsupported_file", message) from None
-    if "\x00" in text:
-        raise Failed("unsupported_file", "The file holds NUL characters: it is not a text file.")
-    if not text.strip():
-        raise Failed("invalid_file", "The file has no text to index.")
-    return text
 
 
 async def token_spans(model: str, text: str) -> list[tuple[int, int]]:

@@ -14,9 +14,9 @@ from accounts import files, services, vector_stores
 from accounts.models import VectorStore, VectorStoreChunk, VectorStoreFile
 from accounts.vector_stores import Chunking, Entry
 from hub.api import errors
+from hub.documents import Failed, read_text
 from hub.vector_stores import chunking
 from hub.vector_stores import filters as attribute_filters
-from hub.vector_stores.indexer import Failed, read_text
 from hub.vector_stores.requests import chunking as read_chunking
 from tests.openai_spec import assert_valid
 from tests.support.pdfs import text_pdf

@@ -1,0 +1,229 @@
+"""Files in a model's input, as OpenAI takes them: chat's ``file`` content part (``{"file": {"file_id"}}`` or
+``{"file": {"filename", "file_data"}}``), the Responses API's ``input_file`` (those, or a ``file_url``), and its
+``input_image`` by ``file_id``.
+
+Our models read text (and a vision model images), so each file is shown to the model as a text part holding its
+text, read as a vector store reads a file (``hub/documents.py``: a PDF's text layer, or UTF-8 text; other files are
+a 400 ``unsupported_file``), inside ``<file name="...">`` ... ``</file>``; an image named by ``file_id`` becomes a
+``data:`` URL of its bytes. This happens in the gateway, before the request is estimated and limited, so a file's
+tokens are reserved, routed and metered as the prompt's. Every deployment gets the text, ours and external ones alike
+(an OpenAI-compatible provider may not read files, and none knows this hub's file ids); what is stored (a chat
+completion's messages, a response's input items) keeps the file as it was sent.
+
+A ``file_id`` is one of the tenant's files (the Files API); ``file_data`` is base64, bare or as a ``data:`` URL; a
+``file_url`` is fetched by the hub (http or https, up to ``HUB_MAX_FILE_BYTES``, three redirects, each host resolved
+and checked as a webhook's is: a loopback, private or link-local address only where
+``HUB_FILE_URL_ALLOW_PRIVATE_URLS``)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from collections.abc import Callable
+from urllib.parse import urljoin
+
+import httpx
+from django.conf import settings
+
+from accounts import files
+from accounts.authn import KeyContext
+from hub.api import errors
+from hub.documents import Failed, read_text
+from hub.pool import db
+from hub.webhooks import addresses
+
+ALLOW_SETTING = "HUB_FILE_URL_ALLOW_PRIVATE_URLS"
+FETCH_TIMEOUT_SECONDS = 30.0
+MAX_REDIRECTS = 3
+FILE_FIELDS = ("file_id", "filename", "file_data", "file_url")
+_IMAGE_TYPES = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF87a", "image/gif"),
+                (b"GIF89a", "image/gif"))  # fmt: skip
+
+Where = Callable[[int, int, tuple], str]  # (message, part, its key) -> the request's name of it, for errors
+Resolved = dict[tuple, dict]  # a part's key -> the part the model gets
+
+
+def key_of(part: dict) -> tuple | None:
+    """A file part's identity (the same file named twice is read once), None for other parts."""
+    if part.get("type") == "file" and isinstance(part.get("file"), dict):
+        return ("file", *(part["file"].get(name) for name in FILE_FIELDS))
+    image = part.get("image_url")
+    if part.get("type") == "image_url" and isinstance(image, dict) and image.get("file_id") is not None:
+        return ("image", image["file_id"], image.get("detail"))
+    return None
+
+
+def _parts(messages: list[dict]):
+    for i, message in enumerate(messages):
+        content = message.get("content")
+        if isinstance(content, list):
+            for j, part in enumerate(content):
+                if isinstance(part, dict) and (key := key_of(part)) is not None:
+                    yield i, j, key, part
+
+
+def present(messages: object) -> bool:
+    """Whether a chat request's ``messages`` hold a file (or an image by ``file_id``)."""
+    return isinstance(messages, list) and any(True for _ in _parts([m for m in messages if isinstance(m, dict)]))
+
+
+def _image_type(content: bytes) -> str | None:
+    for magic, kind in _IMAGE_TYPES:
+        if content.startswith(magic):
+            return kind
+    if content[:4] == b"RIFF" and content[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+async def _stored(key: KeyContext, file_id: object, param: str) -> tuple[str, bytes]:
+    """(filename, content) of the tenant's file ``file_id``."""
+    row = await db(files.find, key.tenant_id, file_id)
+    content = None if row is None else await db(files.content, key.tenant_id, file_id)
+    if row is None or content is None:
+        raise errors.InvalidRequest(f"No such File object: {errors.shown(file_id)}", param=param)
+    return row.filename, content
+
+
+def _decoded(data: str, param: str) -> bytes:
+    """``file_data``: base64, or a ``data:<type>;base64,`` URL of it."""
+    if data.startswith("data:"):
+        head, _, data = data.partition(",")
+        if not head.endswith(";base64"):
+            raise errors.InvalidRequest(f"'{param}' must be base64: a data: URL with ';base64'.", param=param,
+                                        code="invalid_value")  # fmt: skip
+    try:
+        content = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise errors.InvalidRequest(f"'{param}' is not valid base64.", param=param, code="invalid_value") from None
+    if len(content) > settings.HUB_MAX_FILE_BYTES:
+        raise errors.InvalidRequest(f"The file is larger than {settings.HUB_MAX_FILE_BYTES:,} bytes "
+                                    "(HUB_MAX_FILE_BYTES).", param=param, code="file_too_large")  # fmt: skip
+    return content
+
+
+async def _fetched(url: str, param: str) -> bytes:
+    """The file at ``url``, its host (and each redirect's) checked before connecting (``addresses``)."""
+    async with httpx.AsyncClient(timeout=FETCH_TIMEOUT_SECONDS) as client:
+        for _ in range(MAX_REDIRECTS + 1):
+            if (problem := addresses.url_problem(url, param, ALLOW_SETTING)) is not None:
+                raise errors.InvalidRequest(problem, param=param, code="invalid_value")
+            try:
+                pinned, problem = await asyncio.to_thread(addresses.resolve, url, ALLOW_SETTING)
+            except ValueError:  # a host name IDNA cannot encode
+                pinned, problem = None, "its host is not a valid name."
+            if pinned is None:
+                raise errors.InvalidRequest(f"The file could not be fetched: {problem}", param=param,
+                                            code="invalid_value")  # fmt: skip
+            try:
+                request = client.build_request("GET", pinned.url(url), headers=pinned.headers(url),
+                                               extensions=pinned.extensions(url))  # fmt: skip
+                response = await client.send(request, stream=True)
+                try:
+                    if response.is_redirect and "location" in response.headers:
+                        url = urljoin(url, response.headers["location"])
+                        continue
+                    if response.status_code != 200:
+                        raise errors.InvalidRequest(f"The file could not be fetched: its URL answered "
+                                                    f"{response.status_code}.", param=param,
+                                                    code="invalid_value")  # fmt: skip
+                    body = bytearray()
+                    async for chunk in response.aiter_bytes():
+                        body += chunk
+                        if len(body) > settings.HUB_MAX_FILE_BYTES:
+                            raise errors.InvalidRequest(f"The file is larger than {settings.HUB_MAX_FILE_BYTES:,} "
+                                                        "bytes (HUB_MAX_FILE_BYTES).", param=param,
+                                                        code="file_too_large")  # fmt: skip
+                    return bytes(body)
+                finally:
+                    await response.aclose()
+            except (httpx.HTTPError, httpx.InvalidURL, ValueError) as failed:
+                raise errors.InvalidRequest(f"The file could not be fetched: {type(failed).__name__}.", param=param,
+                                            code="invalid_value") from None  # fmt: skip
+    raise errors.InvalidRequest(f"The file could not be fetched: more than {MAX_REDIRECTS} redirects.", param=param,
+                                code="invalid_value")  # fmt: skip
+
+
+async def _text_part(key: KeyContext, file: dict, param: str) -> dict:
+    name = file.get("filename")
+    if file.get("file_id") is not None:
+        stored_name, content = await _stored(key, file["file_id"], f"{param}.file_id")
+        name = name or stored_name
+    elif file.get("file_data") is not None:
+        content = _decoded(file["file_data"], f"{param}.file_data")
+    else:
+        content = await _fetched(file["file_url"], f"{param}.file_url")
+        name = name or file["file_url"].split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    try:
+        text = await asyncio.to_thread(read_text, content)  # pypdf takes a while on a long PDF: off the loop
+    except Failed as failed:
+        raise errors.InvalidRequest(failed.message, param=param, code=failed.code) from None
+    shown = " ".join((name or "file").replace('"', "'").split())  # one line, its quotes its own
+    return {"type": "text", "text": f'<file name="{shown}">\n{text.strip()}\n</file>'}
+
+
+async def _image_part(key: KeyContext, file_id: str, detail: str | None, param: str) -> dict:
+    _, content = await _stored(key, file_id, f"{param}.file_id")
+    kind = _image_type(content)
+    if kind is None:
+        raise errors.InvalidRequest(f"The file '{errors.shown(file_id)}' is not an image (PNG, JPEG, GIF or WebP).",
+                                    param=f"{param}.file_id", code="invalid_image_format")  # fmt: skip
+    url = f"data:{kind};base64,{base64.b64encode(content).decode('ascii')}"
+    return {"type": "image_url", "image_url": {"url": url, "detail": detail or "auto"}}
+
+
+async def load(key: KeyContext, messages: list[dict], where: Where) -> Resolved:
+    """Each file of ``messages`` (chat's, possibly from a Responses request) read once: its key -> its part."""
+    resolved: Resolved = {}
+    for i, j, part_key, part in _parts(messages):
+        if part_key in resolved:
+            continue
+        if part_key[0] == "image":
+            image = part["image_url"]
+            resolved[part_key] = await _image_part(key, image["file_id"], image.get("detail"), where(i, j, part_key))
+        else:
+            resolved[part_key] = await _text_part(key, part["file"], where(i, j, part_key))
+    return resolved
+
+
+def _content(parts: list, resolved: Resolved) -> str | list:
+    out = [resolved.get(key_of(p), p) if isinstance(p, dict) else p for p in parts]
+    if all(isinstance(p, dict) and p.get("type") == "text" for p in out):  # text alone: one string, a line apart
+        return "\n".join(p["text"] for p in out)
+    return out
+
+
+def apply(messages: list[dict], resolved: Resolved) -> list[dict]:
+    """``messages`` with their files as ``load`` read them (a message without one is the same object)."""
+    if not resolved:
+        return messages
+    out = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list) and any(isinstance(p, dict) and key_of(p) in resolved for p in content):
+            message = {**message, "content": _content(content, resolved)}
+        out.append(message)
+    return out
+
+
+def native(part: dict, resolved: Resolved) -> dict:
+    """A Responses API content part as an external deployment gets it: a file as its text (``input_text``), an
+    image by ``file_id`` as its data: URL."""
+    if part.get("type") == "input_file":
+        found = resolved.get(key_of({"type": "file", "file": {k: part.get(k) for k in FILE_FIELDS}}))
+        return part if found is None else {"type": "input_text", "text": found["text"]}
+    if part.get("type") == "input_image" and part.get("image_url") is None and part.get("file_id") is not None:
+        found = resolved.get(("image", part["file_id"], part.get("detail", "auto")))
+        return part if found is None else {"type": "input_image", "image_url": found["image_url"]["url"],
+                                           "detail": part.get("detail", "auto")}  # fmt: skip
+    return part
+
+
+async def inline(key: KeyContext, body: dict) -> dict:
+    """A chat completions request with its files read (``body`` itself when it names none)."""
+    messages = body.get("messages")
+    if not present(messages):
+        return body
+    resolved = await load(key, messages, lambda i, j, _: f"messages[{i}].content[{j}]")
+    return {**body, "messages": apply(messages, resolved)}

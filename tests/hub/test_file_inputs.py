@@ -1,0 +1,183 @@
+"""Files in a model's input (``hub/api/file_inputs.py``): a chat request's ``file`` parts and an image by
+``file_id`` read from the tenant's files, from base64 and from a URL (against a real server on loopback), shown to
+the model as their text; the same file read once; other tenants' files, bad base64, binary files, scans, private
+addresses, redirect loops refused as OpenAI's errors naming the part."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import pytest
+
+from accounts import files
+from accounts.authn import KeyContext
+from hub.api import errors, file_inputs
+from tests.support.documents import NOTES, PAGES, document_server
+from tests.support.images import photo
+from tests.support.pdfs import text_pdf
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the resolver reads on the pool's threads
+
+PDF_TEXT = "\n\n".join(PAGES)
+
+
+def key_of(tenant) -> KeyContext:
+    return KeyContext(1, "sk-hub-abcdefgh", tenant.pk, tenant.slug, frozenset({"chat-small"}))
+
+
+def stored(tenant, content: bytes, filename: str = "notes.pdf") -> str:
+    return files.create(tenant_id=tenant.pk, api_key_id=None, purpose="user_data", filename=filename,
+                        content=content).pk  # fmt: skip
+
+
+def chat(*parts: dict) -> dict:
+    return {"model": "chat-small", "messages": [{"role": "user", "content": [{"type": "text", "text": "Read:"},
+                                                                             *parts]}]}  # fmt: skip
+
+
+def inline(tenant, body: dict) -> dict:
+    return asyncio.run(file_inputs.inline(key_of(tenant), body))
+
+
+def refused(tenant, body: dict) -> errors.ApiError:
+    with pytest.raises(errors.ApiError) as caught:
+        inline(tenant, body)
+    return caught.value
+
+
+def shown(name: str, text: str) -> str:
+    return f'<file name="{name}">\n{text}\n</file>'
+
+
+def test_a_stored_pdf_becomes_its_text_beside_the_messages_text(acme):
+    file_id = stored(acme.tenant, text_pdf(PAGES))
+    body = chat({"type": "file", "file": {"file_id": file_id}})
+    out = inline(acme.tenant, body)
+    assert out["messages"] == [{"role": "user", "content": "Read:\n" + shown("notes.pdf", PDF_TEXT)}]
+    assert body["messages"][0]["content"][1]["type"] == "file"  # what is stored keeps the part as sent
+    renamed = inline(acme.tenant, chat({"type": "file", "file": {"file_id": file_id, "filename": "plan.pdf"}}))
+    assert renamed["messages"][0]["content"].endswith(shown("plan.pdf", PDF_TEXT))
+
+
+def test_file_data_as_a_data_url_or_bare_base64(acme):
+    encoded = base64.b64encode(NOTES.encode()).decode()
+    for data in (f"data:text/plain;base64,{encoded}", encoded):
+        out = inline(acme.tenant, chat({"type": "file", "file": {"filename": "notes.txt", "file_data": data}}))
+        assert out["messages"][0]["content"] == "Read:\n" + shown("notes.txt", NOTES)
+
+
+def test_a_request_without_files_is_left_as_it_is(acme):
+    body = {"model": "chat-small", "messages": [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]}
+    assert inline(acme.tenant, body) is body
+
+
+def test_the_same_file_twice_is_read_once_and_shown_twice(acme, monkeypatch):
+    file_id = stored(acme.tenant, NOTES.encode(), "notes.txt")
+    reads = []
+    original = files.content
+    monkeypatch.setattr(files, "content", lambda *args: reads.append(args) or original(*args))
+    part = {"type": "file", "file": {"file_id": file_id}}
+    again = [part, {"type": "text", "text": "Again"}]
+    body = {"model": "chat-small", "messages": [{"role": "user", "content": [part]},
+                                                {"role": "assistant", "content": "Read."},
+                                                {"role": "user", "content": again}]}  # fmt: skip
+    out = inline(acme.tenant, body)
+    assert len(reads) == 1
+    assert out["messages"][0]["content"] == shown("notes.txt", NOTES)
+    assert out["messages"][2]["content"] == shown("notes.txt", NOTES) + "\nAgain"
+
+
+def test_an_image_by_file_id_becomes_a_data_url_and_stays_a_part(acme):
+    picture = photo(fmt="PNG")
+    file_id = stored(acme.tenant, picture, "photo.png")
+    body = chat({"type": "image_url", "image_url": {"file_id": file_id, "detail": "low"}})
+    [message] = inline(acme.tenant, body)["messages"]
+    url = f"data:image/png;base64,{base64.b64encode(picture).decode()}"
+    assert message["content"] == [{"type": "text", "text": "Read:"},
+                                  {"type": "image_url", "image_url": {"url": url, "detail": "low"}}]  # fmt: skip
+    text_file = stored(acme.tenant, NOTES.encode(), "notes.txt")
+    error = refused(acme.tenant, chat({"type": "image_url", "image_url": {"file_id": text_file}}))
+    assert error.code == "invalid_image_format" and error.param == "messages[0].content[1].file_id"
+
+
+def test_another_tenants_file_is_no_file(acme, globex):
+    file_id = stored(globex.tenant, NOTES.encode(), "notes.txt")
+    for missing in (file_id, "file-" + "0" * 24, "nope"):
+        error = refused(acme.tenant, chat({"type": "file", "file": {"file_id": missing}}))
+        assert error.status == 400 and error.param == "messages[0].content[1].file_id"
+        assert error.message == f"No such File object: {missing}"
+
+
+@pytest.mark.parametrize(
+    ("content", "code"),
+    [
+        (photo(), "unsupported_file"),  # an image is not a document
+        (b"\x00\x01text", "unsupported_file"),
+        (b"   \n", "invalid_file"),
+        (text_pdf([""]), "invalid_file"),  # a scan: no text layer
+        (b"%PDF-1.4 garbage", "invalid_file"),
+    ],
+)
+def test_what_is_not_a_document_is_refused(acme, content, code):
+    file_id = stored(acme.tenant, content)
+    error = refused(acme.tenant, chat({"type": "file", "file": {"file_id": file_id}}))
+    assert (error.status, error.code, error.param) == (400, code, "messages[0].content[1]")
+
+
+def test_bad_base64_is_refused(acme):
+    for data in ("not base64!", "data:text/plain,plain", "data:text/plain;base64,@@"):
+        error = refused(acme.tenant, chat({"type": "file", "file": {"file_data": data}}))
+        assert error.code == "invalid_value" and error.param == "messages[0].content[1].file_data"
+
+
+def file_url(url: str) -> dict:
+    """A chat part as the Responses API's ``input_file`` with a ``file_url`` becomes (``responses_chat.py``)."""
+    return {"type": "file", "file": {"file_url": url}}
+
+
+def test_a_file_url_is_fetched_redirects_followed_loops_refused(acme, settings):
+    settings.HUB_FILE_URL_ALLOW_PRIVATE_URLS = True
+    with document_server() as server:
+        out = inline(acme.tenant, chat(file_url(f"{server.url}/notes.pdf")))
+        assert out["messages"][0]["content"] == "Read:\n" + shown("notes.pdf", PDF_TEXT)
+        out = inline(acme.tenant, chat(file_url(f"{server.url}/moved")))
+        assert out["messages"][0]["content"] == "Read:\n" + shown("moved", NOTES)
+        for path, says in (("/loop", "more than 3 redirects"), ("/gone", "answered 404")):
+            error = refused(acme.tenant, chat(file_url(server.url + path)))
+            assert says in error.message and error.param == "messages[0].content[1].file_url"
+        assert server.requests.count("/loop") == 4
+
+
+def test_a_file_url_on_a_private_address_is_refused_unless_allowed(acme, settings):
+    settings.HUB_FILE_URL_ALLOW_PRIVATE_URLS = False
+    with document_server() as server:
+        for url in (f"{server.url}/notes.txt", f"http://localhost:{server.server_address[1]}/notes.txt"):
+            error = refused(acme.tenant, chat(file_url(url)))
+            assert "HUB_FILE_URL_ALLOW_PRIVATE_URLS" in error.message and error.status == 400
+        assert server.requests == []  # refused before connecting
+        settings.HUB_FILE_URL_ALLOW_PRIVATE_URLS = True
+        assert inline(acme.tenant, chat(file_url(f"{server.url}/notes.txt")))["messages"][0]["content"].endswith(
+            shown("notes.txt", NOTES)
+        )
+
+
+def test_a_file_larger_than_the_setting_is_refused(acme, settings):
+    settings.HUB_MAX_FILE_BYTES, settings.HUB_FILE_URL_ALLOW_PRIVATE_URLS = 16, True
+    data = base64.b64encode(NOTES.encode()).decode()
+    error = refused(acme.tenant, chat({"type": "file", "file": {"file_data": data}}))
+    assert error.code == "file_too_large"
+    with document_server() as server:
+        assert refused(acme.tenant, chat(file_url(f"{server.url}/notes.txt"))).code == "file_too_large"
+
+
+def test_an_external_deployment_gets_the_files_text_as_input_text():
+    picture = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}}
+    resolved = {("file", "file-1", None, None, None): {"type": "text", "text": shown("a.txt", "A")},
+                ("image", "file-2", "auto"): picture}  # fmt: skip
+    assert file_inputs.native({"type": "input_file", "file_id": "file-1"}, resolved) == {
+        "type": "input_text", "text": shown("a.txt", "A")}  # fmt: skip
+    image = {"type": "input_image", "image_url": None, "file_id": "file-2", "detail": "auto"}
+    assert file_inputs.native(image, resolved)["image_url"] == "data:image/png;base64,AA"
+    text = {"type": "input_text", "text": "x"}
+    assert file_inputs.native(text, resolved) is text
