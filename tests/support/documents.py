@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
-from tests.support.http_server import serving
+from tests.support.http_server import static_server
 from tests.support.pdfs import text_pdf
 
 NOTES = "The launch code is seven seven three. The rover is called Pebble."
@@ -16,32 +16,8 @@ FILES = {"/notes.pdf": (text_pdf(PAGES), "application/pdf"), "/notes.txt": (NOTE
 REDIRECTS = {"/moved": "/notes.txt", "/loop": "/loop", "/to-private": "http://10.0.0.1/notes.txt"}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-        self.server.requests.append(self.path)
-        if self.path in FILES:
-            body, kind = FILES[self.path]
-            self.send_response(200)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        elif self.path in REDIRECTS:
-            self.send_response(302)
-            self.send_header("Location", REDIRECTS[self.path])
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-        else:
-            self.send_error(404)
-
-
 @contextmanager
 def document_server() -> Iterator[ThreadingHTTPServer]:
     """Serves ``FILES`` and ``REDIRECTS``; ``server.url`` is its root, ``server.requests`` the paths asked for."""
-    with serving(_Handler) as server:
-        server.requests = []
-        server.url = f"http://127.0.0.1:{server.server_address[1]}"
+    with static_server(FILES, REDIRECTS) as server:
         yield server

@@ -1,4 +1,5 @@
-"""A threaded HTTP server on loopback for a test's fake of a web server (an image host, a webhook receiver)."""
+"""A threaded HTTP server on loopback for a test's fake of a web server (an image host, a webhook receiver), and one
+that serves fixed files and redirects (``static_server``)."""
 
 from __future__ import annotations
 
@@ -20,3 +21,38 @@ def serving(handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1") -> I
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _static_handler(files: dict[str, tuple[bytes, str]], redirects: dict[str, str]) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            self.server.requests.append(self.path)
+            if self.path in files:
+                body, kind = files[self.path]
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            elif self.path in redirects:
+                self.send_response(302)
+                self.send_header("Location", redirects[self.path])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            else:
+                self.send_error(404)
+
+    return Handler
+
+
+@contextmanager
+def static_server(files: dict[str, tuple[bytes, str]], redirects: dict[str, str]) -> Iterator[ThreadingHTTPServer]:
+    """Serves ``files`` (path -> (body, content type)) and ``redirects`` (path -> Location, a 302); 404 otherwise.
+    ``server.url`` is its root, ``server.requests`` the paths asked for."""
+    with serving(_static_handler(files, redirects)) as server:
+        server.requests = []
+        server.url = f"http://127.0.0.1:{server.server_address[1]}"
+        yield server
