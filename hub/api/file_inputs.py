@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
+import ssl
 from collections.abc import Callable
 from urllib.parse import urljoin
 
@@ -103,9 +105,16 @@ def _decoded(data: str, param: str) -> bytes:
     return content
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """The process's TLS context, made once: loading the certificate authorities took ~30 ms a fetch, most of a
+    small file's (``benchmarks/bench_file_inputs.py``)."""
+    return httpx.create_ssl_context()
+
+
 async def _fetched(url: str, param: str) -> bytes:
     """The file at ``url``, its host (and each redirect's) checked before connecting (``addresses``)."""
-    async with httpx.AsyncClient(timeout=FETCH_TIMEOUT_SECONDS) as client:
+    async with httpx.AsyncClient(timeout=FETCH_TIMEOUT_SECONDS, verify=_tls()) as client:
         for _ in range(MAX_REDIRECTS + 1):
             if (problem := addresses.url_problem(url, param, ALLOW_SETTING)) is not None:
                 raise errors.InvalidRequest(problem, param=param, code="invalid_value")
