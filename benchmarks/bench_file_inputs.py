@@ -1,11 +1,12 @@
 """Files in a model's input: what reading one costs the gateway before the request goes on (``hub/api/file_inputs.py``:
-base64 decoded or the URL fetched, then the text read, a PDF's by pypdf), per file kind and size. No cache: a file
-is read again by every request that names it, so this is paid per request.
+base64 decoded, the URL fetched or the stored file read, then its text, a PDF's by pypdf), per kind and size. A file
+sent as data or by URL is read again by every request that names it; a stored file's text is kept by the process.
 
 Cases, alternating within each round (medians over rounds of ``--requests`` each): a PDF of 10 and of 100 pages
-(``tests/support/pdfs.text_pdf``, a sentence a page) and 100 KB of UTF-8 text, each sent as ``file_data`` and as a
-``file_url`` on a server on loopback; and, for scale, the same request with no file (the resolver's pass over
-the messages alone).
+(``tests/support/pdfs.text_pdf``, a sentence a page) and 100 KB of UTF-8 text, each named by ``file_id`` (stored in
+a SQLite database of the run's own; read for the first time, and read before: its text kept by the process), sent as
+``file_data`` and as a ``file_url`` on a server on loopback; and, for scale, the same request with no file (the
+resolver's pass over the messages alone).
 
     .venv/bin/python benchmarks/bench_file_inputs.py [--rounds 5] [--requests 20]
 """
@@ -18,6 +19,7 @@ import base64
 import os
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,6 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
 os.environ.setdefault("HUB_FILE_URL_ALLOW_PRIVATE_URLS", "true")  # the server is on loopback
+os.environ["HUB_DATA_DIR"] = tempfile.mkdtemp(prefix="bench-file-inputs-")  # SQLite: the stored files' database
+os.environ.pop("HUB_DATABASE_URL", None)
 
 
 def documents() -> dict[str, tuple[bytes, str]]:
@@ -42,14 +46,16 @@ def body(part: dict | None) -> dict:
     return {"model": "m", "messages": [{"role": "user", "content": content}]}
 
 
-async def timed(request: dict, count: int) -> float:
-    """Median seconds of ``count`` reads of ``request``'s files."""
+async def timed(request: dict, count: int, tenant_id: int, cold: bool) -> float:
+    """Median seconds of ``count`` reads of ``request``'s files (``cold``: the stored files' texts forgotten first)."""
     from accounts.authn import KeyContext
     from hub.api import file_inputs
 
-    key = KeyContext(1, "sk-hub-bench", 1, "bench", frozenset({"m"}))
+    key = KeyContext(1, "sk-hub-bench", tenant_id, "bench", frozenset({"m"}))
     times = []
     for _ in range(count):
+        if cold:
+            file_inputs._texts = file_inputs._Texts()
         start = time.perf_counter()
         await file_inputs.inline(key, request)
         times.append(time.perf_counter() - start)
@@ -64,23 +70,36 @@ def main() -> None:
     import django
 
     django.setup()
+    from django.core.management import call_command
+
+    from accounts import files as stored_files
+    from accounts import services
     from tests.support.http_server import static_server
 
+    call_command("migrate", verbosity=0)  # a database of its own (HUB_DATA_DIR: a temporary directory)
+    tenant = services.create_tenant("bench", "Bench")
     files = documents()
     with static_server(files, {}) as server:
-        cases = {"no file": body(None)}
+        cases = {"no file": (body(None), False)}
         for path, (content, kind) in files.items():
+            row = stored_files.create(tenant_id=tenant.pk, api_key_id=None, purpose="user_data", filename=path[1:],
+                                      content=content)  # fmt: skip
+            part = {"type": "file", "file": {"file_id": row.pk}}
+            cases[f"{path[1:]} ({len(content) // 1024} KB) file_id, first read"] = (body(part), True)
+            cases[f"{path[1:]} ({len(content) // 1024} KB) file_id, read before"] = (body(part), False)
             data = f"data:{kind};base64,{base64.b64encode(content).decode()}"
-            cases[f"{path[1:]} ({len(content) // 1024} KB) file_data"] = body(
-                {"type": "file", "file": {"filename": path[1:], "file_data": data}}
+            cases[f"{path[1:]} ({len(content) // 1024} KB) file_data"] = (
+                body({"type": "file", "file": {"filename": path[1:], "file_data": data}}),
+                False,
             )
-            cases[f"{path[1:]} ({len(content) // 1024} KB) file_url"] = body(
-                {"type": "file", "file": {"file_url": server.url + path}}
+            cases[f"{path[1:]} ({len(content) // 1024} KB) file_url"] = (
+                body({"type": "file", "file": {"file_url": server.url + path}}),
+                False,
             )
         medians: dict[str, list[float]] = {name: [] for name in cases}
         for _ in range(args.rounds):
-            for name, request in cases.items():
-                medians[name].append(asyncio.run(timed(request, args.requests)))
+            for name, (request, cold) in cases.items():
+                medians[name].append(asyncio.run(timed(request, args.requests, tenant.pk, cold)))
     print(f"files in the input, the gateway's read: median of {args.rounds} rounds x {args.requests} requests")
     print("| case | ms per request |\n|---|---|")
     for name, values in medians.items():

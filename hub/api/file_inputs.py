@@ -13,7 +13,7 @@ completion's messages, a response's input items) keeps the file as it was sent.
 A ``file_id`` is one of the tenant's files (the Files API); ``file_data`` is base64, bare or as a ``data:`` URL; a
 ``file_url`` is fetched by the hub (http or https, up to ``HUB_MAX_FILE_BYTES``, three redirects, each host resolved
 and checked as a webhook's is: a loopback, private or link-local address only where
-``HUB_FILE_URL_ALLOW_PRIVATE_URLS``)."""
+``HUB_FILE_URL_ALLOW_PRIVATE_URLS``). A stored file's text is kept by the process once read (``_Texts``)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ import base64
 import binascii
 import functools
 import ssl
+from collections import OrderedDict
 from collections.abc import Callable
 from urllib.parse import urljoin
 
@@ -38,6 +39,7 @@ from hub.webhooks import addresses
 ALLOW_SETTING = "HUB_FILE_URL_ALLOW_PRIVATE_URLS"
 FETCH_TIMEOUT_SECONDS = 30.0
 MAX_REDIRECTS = 3
+TEXT_CACHE_CHARS = 64 * 1024 * 1024  # the stored files' texts kept per process (_Texts)
 FILE_FIELDS = ("file_id", "filename", "file_data", "file_url")
 _IMAGE_TYPES = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF87a", "image/gif"),
                 (b"GIF89a", "image/gif"))  # fmt: skip
@@ -79,13 +81,38 @@ def _image_type(content: bytes) -> str | None:
     return None
 
 
-async def _stored(key: KeyContext, file_id: object, param: str) -> tuple[str, bytes]:
-    """(filename, content) of the tenant's file ``file_id``."""
+class _Texts:
+    """The texts of stored files read lately, by (tenant, file id), up to ``limit`` characters in all: a file of the
+    Files API never changes, so a conversation that names one turn after turn (or continues a response that did) has
+    it parsed once per process (a 100-page PDF: ~55 ms, ``benchmarks/bench_file_inputs.py``). The file is looked up
+    every time all the same, so a deleted or expired one is no file."""
+
+    def __init__(self, limit: int = TEXT_CACHE_CHARS):
+        self.limit, self.size, self.texts = limit, 0, OrderedDict[tuple[int, str], str]()
+
+    def get(self, key: tuple[int, str]) -> str | None:
+        if (text := self.texts.get(key)) is not None:
+            self.texts.move_to_end(key)
+        return text
+
+    def put(self, key: tuple[int, str], text: str) -> None:
+        if len(text) > self.limit // 4 or key in self.texts:
+            return
+        self.texts[key], self.size = text, self.size + len(text)
+        while self.size > self.limit:
+            self.size -= len(self.texts.popitem(last=False)[1])
+
+
+_texts = _Texts()
+
+
+async def _stored(key: KeyContext, file_id: object, param: str, content: bool = True) -> tuple[str, bytes | None]:
+    """(filename, content) of the tenant's file ``file_id`` (``content``: else None)."""
     row = await db(files.find, key.tenant_id, file_id)
-    content = None if row is None else await db(files.content, key.tenant_id, file_id)
-    if row is None or content is None:
+    data = await db(files.content, key.tenant_id, file_id) if row is not None and content else None
+    if row is None or (content and data is None):
         raise errors.InvalidRequest(f"No such File object: {errors.shown(file_id)}", param=param)
-    return row.filename, content
+    return row.filename, data
 
 
 def _decoded(data: str, param: str) -> bytes:
@@ -154,20 +181,29 @@ async def _fetched(url: str, param: str) -> bytes:
                                 code="invalid_value")  # fmt: skip
 
 
+async def _read(content: bytes, param: str) -> str:
+    try:
+        return await asyncio.to_thread(read_text, content)  # pypdf takes a while on a long PDF: off the loop
+    except Failed as failed:
+        raise errors.InvalidRequest(failed.message, param=param, code=failed.code) from None
+
+
 async def _text_part(key: KeyContext, file: dict, param: str) -> dict:
-    name = file.get("filename")
+    name, text = file.get("filename"), None
     if file.get("file_id") is not None:
-        stored_name, content = await _stored(key, file["file_id"], f"{param}.file_id")
-        name = name or stored_name
+        cached = (key.tenant_id, file["file_id"])
+        stored_name, _ = await _stored(key, file["file_id"], f"{param}.file_id", content=False)
+        name, text = name or stored_name, _texts.get(cached)
+        if text is None:
+            _, content = await _stored(key, file["file_id"], f"{param}.file_id")
+            _texts.put(cached, text := await _read(content, param))
     elif file.get("file_data") is not None:
         content = _decoded(file["file_data"], f"{param}.file_data")
     else:
         content = await _fetched(file["file_url"], f"{param}.file_url")
         name = name or file["file_url"].split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
-    try:
-        text = await asyncio.to_thread(read_text, content)  # pypdf takes a while on a long PDF: off the loop
-    except Failed as failed:
-        raise errors.InvalidRequest(failed.message, param=param, code=failed.code) from None
+    if text is None:
+        text = await _read(content, param)
     shown = " ".join((name or "file").replace('"', "'").split())  # one line, its quotes its own
     return {"type": "text", "text": f'<file name="{shown}">\n{text.strip()}\n</file>'}
 

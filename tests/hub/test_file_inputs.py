@@ -88,6 +88,31 @@ def test_the_same_file_twice_is_read_once_and_shown_twice(acme, monkeypatch):
     assert out["messages"][2]["content"] == shown("notes.txt", NOTES) + "\nAgain"
 
 
+def test_a_stored_files_text_is_read_once_per_process_and_a_deleted_file_is_gone(acme, monkeypatch):
+    file_id = stored(acme.tenant, text_pdf(PAGES))
+    reads = []
+    original = files.content
+    monkeypatch.setattr(files, "content", lambda *args: reads.append(args) or original(*args))
+    body = chat({"type": "file", "file": {"file_id": file_id}})
+    first, second = inline(acme.tenant, body), inline(acme.tenant, body)
+    assert first == second and len(reads) == 1  # the second request parsed nothing
+    files.delete(acme.tenant.pk, file_id)
+    assert refused(acme.tenant, body).message == f"No such File object: {file_id}"
+
+
+def test_the_texts_kept_stay_within_their_bound_the_oldest_going_first():
+    texts = file_inputs._Texts(limit=100)
+    texts.put((1, "a"), "x" * 20)
+    texts.put((1, "b"), "y" * 20)
+    texts.put((1, "huge"), "z" * 26)  # over a quarter of the bound: not kept
+    assert texts.get((1, "huge")) is None and texts.get((1, "a")) == "x" * 20  # a: now the latest used
+    for name in "cdef":  # 120 characters with a and b: one of 20 must go
+        texts.put((1, name), name * 20)
+    assert texts.size == 100 and texts.get((1, "b")) is None  # b went first
+    assert all(texts.get((1, n)) is not None for n in "acdef")
+    assert texts.get((2, "a")) is None  # another tenant's id is another file
+
+
 def test_an_image_by_file_id_becomes_a_data_url_and_stays_a_part(acme):
     picture = photo(fmt="PNG")
     file_id = stored(acme.tenant, picture, "photo.png")
