@@ -1,11 +1,13 @@
-"""A file's text, as the hub reads it for a model: a PDF's text layer (pypdf), else UTF-8 text. Vector stores index
-it (``hub/vector_stores/indexer.py``) and a file in a model's input is shown to the model as it
-(``hub/api/file_inputs.py``); anything else (images, office documents, scans without a text layer) is refused with a
-code of OpenAI's vector store file errors (``unsupported_file``, ``invalid_file``)."""
+"""A file's text, as the hub reads it for a model: a PDF's text layer (pypdf), a Word document's paragraphs and
+tables (python-docx), a PowerPoint deck's slides (python-pptx), else UTF-8 text. Vector stores index it
+(``hub/vector_stores/indexer.py``) and a file in a model's input is shown to the model as it
+(``hub/api/file_inputs.py``); anything else (images, spreadsheets, scans without a text layer) is refused with a code
+of OpenAI's vector store file errors (``unsupported_file``, ``invalid_file``)."""
 
 from __future__ import annotations
 
 import io
+import zipfile
 
 
 class Failed(Exception):
@@ -24,18 +26,69 @@ def _pdf_text(content: bytes) -> str:
         raise Failed("invalid_file", f"The PDF could not be read ({type(exc).__name__}).") from None
 
 
+def _cells(table) -> str:
+    """A table of python-docx or python-pptx: a line per row, its cells apart by `` | ``."""
+    return "\n".join(" | ".join(cell.text.strip() for cell in row.cells) for row in table.rows)
+
+
+def _docx_text(content: bytes) -> str:
+    """A Word document's body in order: its paragraphs, a line each, and its tables."""
+    from docx import Document
+    from docx.table import Table
+
+    parts = Document(io.BytesIO(content)).iter_inner_content()
+    return "\n".join(_cells(part) if isinstance(part, Table) else part.text for part in parts)
+
+
+def _pptx_text(content: bytes) -> str:
+    """A deck's slides, a blank line apart: each shape's text (and tables), then the speaker's notes."""
+    from pptx import Presentation
+
+    slides = []
+    for slide in Presentation(io.BytesIO(content)).slides:
+        texts = [shape.text_frame.text for shape in slide.shapes if shape.has_text_frame]
+        texts += [_cells(shape.table) for shape in slide.shapes if shape.has_table]
+        if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
+            texts.append(slide.notes_slide.notes_text_frame.text)
+        slides.append("\n".join(t for t in texts if t.strip()))
+    return "\n\n".join(slides)
+
+
+_OFFICE = {"word/document.xml": ("Word document", _docx_text), "ppt/presentation.xml": ("PowerPoint deck", _pptx_text)}
+
+
+def _office_text(content: bytes) -> str | None:
+    """An Office Open XML file's text (None: a zip of another kind)."""
+    try:
+        names = set(zipfile.ZipFile(io.BytesIO(content)).namelist())
+    except (zipfile.BadZipFile, ValueError):
+        return None
+    for marker, (kind, read) in _OFFICE.items():
+        if marker in names:
+            try:
+                return read(content)
+            except Exception as exc:  # noqa: BLE001 - whatever a malformed document makes its reader raise
+                raise Failed("invalid_file", f"The {kind} could not be read ({type(exc).__name__}).") from None
+    return None
+
+
 def read_text(content: bytes) -> str:
-    """The file's text: a PDF's (its text layer; a scan without one has none), else UTF-8 text. Other files (images,
-    office documents) are refused."""
+    """The file's text: a PDF's (its text layer; a scan without one has none), a Word document's or a PowerPoint
+    deck's, else UTF-8 text. Other files (images, spreadsheets, archives) are refused."""
     if content.startswith(b"%PDF-"):
         text = _pdf_text(content).replace("\x00", "")
         if not text.strip():
             raise Failed("invalid_file", "The PDF has no text to read (a scan without a text layer?).")
         return text
+    if content.startswith(b"PK\x03\x04") and (text := _office_text(content)) is not None:
+        if not text.strip():
+            raise Failed("invalid_file", "The document has no text.")
+        return text.replace("\x00", "")
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError:
-        message = "The file is neither UTF-8 text nor a PDF; the hub reads those only."
+        message = ("The file is none of UTF-8 text, a PDF, a Word document (.docx) or a PowerPoint deck (.pptx); the "
+                   "hub reads those only.")  # fmt: skip
         raise Failed("unsupported_file", message) from None
     if "\x00" in text:
         raise Failed("unsupported_file", "The file holds NUL characters: it is not a text file.")

@@ -55,8 +55,9 @@ _INPUT_FILE = _obj(
         "detail": {"enum": ["auto", "low", "high"]},
     },
     ("type",),
-    description="One of `file_id`, `file_data` or `file_url`: a PDF (its text layer) or UTF-8 text, shown to the "
-    'model as its text in `<file name="...">` ... `</file>`; anything else is a 400 `unsupported_file`.',
+    description="One of `file_id`, `file_data` or `file_url`: a PDF (its text layer), a Word document, a PowerPoint "
+    'deck or UTF-8 text, shown to the model as its text in `<file name="...">` ... `</file>`; anything else is a 400 '
+    "`unsupported_file`.",
 )
 _LOGPROB = _obj(
     {

@@ -292,8 +292,9 @@ _FILE_PART = _obj(
         ),
     },
     ("type", "file"),
-    description="A PDF (its text layer) or UTF-8 text, by `file_id` or `file_data`: shown to the model as its text "
-    'in `<file name="...">` ... `</file>`; anything else is a 400 `unsupported_file`.',
+    description="A PDF (its text layer), a Word document, a PowerPoint deck or UTF-8 text, by `file_id` or "
+    '`file_data`: shown to the model as its text in `<file name="...">` ... `</file>`; anything else is a 400 '
+    "`unsupported_file`.",
 )
 _MESSAGE = _obj(
     {

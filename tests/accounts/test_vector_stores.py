@@ -14,12 +14,10 @@ from accounts import files, services, vector_stores
 from accounts.models import VectorStore, VectorStoreChunk, VectorStoreFile
 from accounts.vector_stores import Chunking, Entry
 from hub.api import errors
-from hub.documents import Failed, read_text
 from hub.vector_stores import chunking
 from hub.vector_stores import filters as attribute_filters
 from hub.vector_stores.requests import chunking as read_chunking
 from tests.openai_spec import assert_valid
-from tests.support.pdfs import text_pdf
 
 
 def _spans(text: str) -> list[tuple[int, int]]:
@@ -121,18 +119,6 @@ def test_bad_filters_are_refused(node, param):
     with pytest.raises(errors.InvalidRequest) as caught:
         attribute_filters.check(node)
     assert caught.value.param == param
-
-
-def test_utf8_text_and_pdfs_are_read():
-    assert read_text("\ufeffhello".encode()) == "hello"
-    assert read_text(text_pdf(["Paris is the capital of France.", "Page two."])) == (
-        "Paris is the capital of France.\n\nPage two."
-    )
-    for content, code in [(b"\xff\xfe", "unsupported_file"), (b"a\x00b", "unsupported_file"), (b" \n", "invalid_file"),
-                          (b"%PDF-1.4\nnot really", "invalid_file"), (text_pdf([" "]), "invalid_file")]:  # fmt: skip
-        with pytest.raises(Failed) as caught:
-            read_text(content)
-        assert caught.value.code == code
 
 
 @pytest.fixture

@@ -1,9 +1,9 @@
 """Files in a model's input through a live hub to the real models, with the OpenAI SDK: a chat's ``file`` part by
-``file_id`` (a PDF uploaded with ``files.create``) and by ``file_data``, the Responses API's ``input_file`` by
-``file_data`` and ``file_url`` (from a server on loopback) and over ``previous_response_id``, and an ``input_image``
-by ``file_id`` on a vision model. Each is read as the same request with the file's text (or the image's data: URL)
-written out: the same prompt tokens, the same greedy answer, the same metered row. What is stored keeps the file as
-sent; what is not a document is OpenAI's 400."""
+``file_id`` (a PDF uploaded with ``files.create``) and by ``file_data`` (text, a Word document), the Responses API's
+``input_file`` by ``file_data`` and ``file_url`` (from a server on loopback) and over ``previous_response_id``, and an
+``input_image`` by ``file_id`` on a vision model. Each is read as the same request with the file's text (or the
+image's data: URL) written out: the same prompt tokens, the same greedy answer, the same metered row. What is stored
+keeps the file as sent; what is not a document is OpenAI's 400."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from tests.openai_spec import assert_valid
 from tests.support.documents import NOTES, PAGES, document_server
 from tests.support.images import photo
 from tests.support.live import CHAT, VISION_15, rows
+from tests.support.office import word_document
 from tests.support.pdfs import text_pdf
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -56,13 +57,23 @@ def test_a_chat_reads_an_uploaded_pdf_as_its_text_stores_it_as_sent_and_meters_i
     assert chunks[-1].usage.prompt_tokens == written.usage.prompt_tokens
 
 
-def test_a_chat_reads_file_data_and_refuses_what_is_not_a_document(hub):
+def test_a_chat_reads_file_data_text_and_word_and_refuses_what_is_not_a_document(hub):
     client = hub()
     data = "data:text/plain;base64," + base64.b64encode(NOTES.encode()).decode()
     parts = [{"type": "text", "text": QUESTION}, {"type": "file", "file": {"filename": "notes.txt", "file_data": data}}]
     answer = client.chat.completions.create(model=CHAT, messages=[{"role": "user", "content": parts}], **GREEDY)
     written = client.chat.completions.create(
         model=CHAT, messages=[{"role": "user", "content": f"{QUESTION}\n{shown('notes.txt', NOTES)}"}], **GREEDY
+    )
+    assert answer.usage.prompt_tokens == written.usage.prompt_tokens
+    assert answer.choices[0].message.content == written.choices[0].message.content
+    report = word_document(["The launch code is seven seven three."], [["Rover", "Pebble"]])
+    docx = [{"type": "text", "text": QUESTION}, {"type": "file", "file": {"filename": "notes.docx", "file_data":
+            base64.b64encode(report).decode()}}]  # fmt: skip
+    answer = client.chat.completions.create(model=CHAT, messages=[{"role": "user", "content": docx}], **GREEDY)
+    text = "The launch code is seven seven three.\nRover | Pebble"
+    written = client.chat.completions.create(
+        model=CHAT, messages=[{"role": "user", "content": f"{QUESTION}\n{shown('notes.docx', text)}"}], **GREEDY
     )
     assert answer.usage.prompt_tokens == written.usage.prompt_tokens
     assert answer.choices[0].message.content == written.choices[0].message.content

@@ -19,6 +19,7 @@ from accounts.models import StoredResponse, UsageRecord, VectorStore, VectorStor
 from tests.openai_spec import assert_valid
 from tests.support.batches import batch_worker
 from tests.support.live import CHAT, EMBED, hub_clients, rows
+from tests.support.office import slide_deck
 from tests.support.pdfs import text_pdf
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
@@ -165,11 +166,15 @@ def test_failures_and_refusals(hub, live_hub):
     )
     assert pdf.status == "completed"
     assert client.vector_stores.search(store.id, query="How did revenue change?").data[0].filename == "report.pdf"
+    deck = slide_deck([("Hiking", "Goats climb the steep mountain cliffs."), ("Sea", "Whales sing in the ocean.")])
+    slides = client.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=("talk.pptx", deck))
+    assert slides.status == "completed"
+    assert client.vector_stores.search(store.id, query="Which animals climb cliffs?").data[0].filename == "talk.pptx"
     png = client.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=("a.png", b"\x89PNG\r\n\x1a\n\xff"))
     assert png.status == "failed" and png.last_error.code == "unsupported_file"
     empty = client.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=("e.txt", b"  \n"))
     assert empty.status == "failed" and empty.last_error.code == "invalid_file"
-    assert _settled(client, store.id).file_counts.failed == 2 and _settled(client, store.id).file_counts.completed == 1
+    assert _settled(client, store.id).file_counts.failed == 2 and _settled(client, store.id).file_counts.completed == 2
 
     cases = [
         ("POST", "vector_stores", {"file_ids": ["file-nope"]}, 404, "file_id"),

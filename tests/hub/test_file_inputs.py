@@ -15,6 +15,7 @@ from accounts.authn import KeyContext
 from hub.api import errors, file_inputs
 from tests.support.documents import NOTES, PAGES, document_server
 from tests.support.images import photo
+from tests.support.office import slide_deck, word_document
 from tests.support.pdfs import text_pdf
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the resolver reads on the pool's threads
@@ -58,6 +59,17 @@ def test_a_stored_pdf_becomes_its_text_beside_the_messages_text(acme):
     assert body["messages"][0]["content"][1]["type"] == "file"  # what is stored keeps the part as sent
     renamed = inline(acme.tenant, chat({"type": "file", "file": {"file_id": file_id, "filename": "plan.pdf"}}))
     assert renamed["messages"][0]["content"].endswith(shown("plan.pdf", PDF_TEXT))
+
+
+def test_office_documents_become_their_text(acme):
+    document = stored(acme.tenant, word_document(["Quarterly report."], [["Region", "Sales"], ["North", "12"]]),
+                      "report.docx")  # fmt: skip
+    deck = stored(acme.tenant, slide_deck([("Launch", "The rover is called Pebble.")]), "launch.pptx")
+    out = inline(acme.tenant, chat({"type": "file", "file": {"file_id": document}},
+                                   {"type": "file", "file": {"file_id": deck}}))  # fmt: skip
+    assert out["messages"][0]["content"] == "\n".join([
+        "Read:", shown("report.docx", "Quarterly report.\nRegion | Sales\nNorth | 12"),
+        shown("launch.pptx", "Launch\nThe rover is called Pebble.")])  # fmt: skip
 
 
 def test_file_data_as_a_data_url_or_bare_base64(acme):

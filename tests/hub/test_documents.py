@@ -1,0 +1,63 @@
+"""A file's text as the hub reads it (``hub/documents.py``), for vector stores and for files in a model's input:
+UTF-8 text, a PDF's text layer, a Word document's paragraphs and tables in order, a PowerPoint deck's slides and
+notes; what is none of those, or is broken, refused with OpenAI's codes."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pytest
+
+from hub.documents import Failed, read_text
+from tests.support.images import photo
+from tests.support.office import slide_deck, word_document
+from tests.support.pdfs import text_pdf
+
+
+def test_utf8_text_and_pdfs_are_read():
+    assert read_text("\ufeffhello".encode()) == "hello"
+    assert read_text(text_pdf(["Paris is the capital of France.", "Page two."])) == (
+        "Paris is the capital of France.\n\nPage two."
+    )
+
+
+def test_a_word_documents_paragraphs_and_tables_are_read_in_order():
+    document = word_document(["Quarterly report.", "Revenue grew."], [["Region", "Sales"], ["North", "12"]],
+                             after="The end.")  # fmt: skip
+    assert read_text(document) == "Quarterly report.\nRevenue grew.\nRegion | Sales\nNorth | 12\nThe end."
+
+
+def test_a_decks_slides_are_read_a_blank_line_apart_with_their_notes():
+    deck = slide_deck([("Launch", "The rover is called Pebble."), ("Budget", "Three million.")], {1: "Say it slowly."})
+    assert read_text(deck) == "Launch\nThe rover is called Pebble.\n\nBudget\nThree million.\nSay it slowly."
+
+
+def _zip(files: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("content", "code"),
+    [
+        (b"\xff\xfe", "unsupported_file"),
+        (b"a\x00b", "unsupported_file"),
+        (photo(), "unsupported_file"),
+        (_zip({"data.csv": b"a,b"}), "unsupported_file"),  # a zip, not a document
+        (_zip({"xl/workbook.xml": b"<workbook/>"}), "unsupported_file"),  # a spreadsheet: not read
+        (b" \n", "invalid_file"),
+        (b"%PDF-1.4\nnot really", "invalid_file"),
+        (text_pdf([" "]), "invalid_file"),  # a scan: no text layer
+        (_zip({"word/document.xml": b"<not a document"}), "invalid_file"),
+        (_zip({"ppt/presentation.xml": b"<p/>"}), "invalid_file"),
+        (word_document([" "]), "invalid_file"),  # a document without text
+    ],
+)
+def test_what_is_not_a_readable_document_is_refused(content, code):
+    with pytest.raises(Failed) as caught:
+        read_text(content)
+    assert caught.value.code == code, caught.value.message
