@@ -58,18 +58,13 @@ def key_of(part: dict) -> tuple | None:
     return None
 
 
-def _parts(messages: list[dict]):
+def _parts(messages: list):
     for i, message in enumerate(messages):
-        content = message.get("content")
+        content = message.get("content") if isinstance(message, dict) else None
         if isinstance(content, list):
             for j, part in enumerate(content):
                 if isinstance(part, dict) and (key := key_of(part)) is not None:
                     yield i, j, key, part
-
-
-def present(messages: object) -> bool:
-    """Whether a chat request's ``messages`` hold a file (or an image by ``file_id``)."""
-    return isinstance(messages, list) and any(True for _ in _parts([m for m in messages if isinstance(m, dict)]))
 
 
 def _image_type(content: bytes) -> str | None:
@@ -106,13 +101,23 @@ class _Texts:
 _texts = _Texts()
 
 
-async def _stored(key: KeyContext, file_id: object, param: str, content: bool = True) -> tuple[str, bytes | None]:
-    """(filename, content) of the tenant's file ``file_id`` (``content``: else None)."""
+async def _filename(key: KeyContext, file_id: object, param: str) -> str:
+    """The name of the tenant's file ``file_id`` (looked up without its content)."""
     row = await db(files.find, key.tenant_id, file_id)
-    data = await db(files.content, key.tenant_id, file_id) if row is not None and content else None
-    if row is None or (content and data is None):
-        raise errors.InvalidRequest(f"No such File object: {errors.shown(file_id)}", param=param)
-    return row.filename, data
+    if row is None:
+        raise _no_file(file_id, param)
+    return row.filename
+
+
+async def _content_of(key: KeyContext, file_id: object, param: str) -> bytes:
+    content = await db(files.content, key.tenant_id, file_id)
+    if content is None:
+        raise _no_file(file_id, param)
+    return content
+
+
+def _no_file(file_id: object, param: str) -> errors.InvalidRequest:
+    return errors.InvalidRequest(f"No such File object: {errors.shown(file_id)}", param=param)
 
 
 def _decoded(data: str, param: str) -> bytes:
@@ -139,46 +144,50 @@ def _tls() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+def _unfetched(param: str, why: str, code: str = "invalid_value") -> errors.InvalidRequest:
+    return errors.InvalidRequest(f"The file could not be fetched: {why}", param=param, code=code)
+
+
+async def _pinned(url: str, param: str) -> addresses.Pinned:
+    """Where ``url`` may be fetched from: its host resolved and checked (``addresses``)."""
+    if (problem := addresses.url_problem(url, param, ALLOW_SETTING)) is not None:
+        raise errors.InvalidRequest(problem, param=param, code="invalid_value")
+    try:
+        pinned, problem = await asyncio.to_thread(addresses.resolve, url, ALLOW_SETTING)
+    except ValueError:  # a host name IDNA cannot encode
+        pinned, problem = None, "its host is not a valid name."
+    if pinned is None:
+        raise _unfetched(param, problem)
+    return pinned
+
+
+async def _body(response: httpx.Response, param: str) -> bytes:
+    """A 200's body, up to ``HUB_MAX_FILE_BYTES``."""
+    if response.status_code != 200:
+        raise _unfetched(param, f"its URL answered {response.status_code}.")
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > settings.HUB_MAX_FILE_BYTES:
+            raise _unfetched(param, f"it is larger than {settings.HUB_MAX_FILE_BYTES:,} bytes (HUB_MAX_FILE_BYTES).",
+                             "file_too_large")  # fmt: skip
+    return bytes(body)
+
+
 async def _fetched(url: str, param: str) -> bytes:
-    """The file at ``url``, its host (and each redirect's) checked before connecting (``addresses``)."""
+    """The file at ``url``, its host (and each redirect's) checked before connecting."""
     async with httpx.AsyncClient(timeout=FETCH_TIMEOUT_SECONDS, verify=_tls()) as client:
         for _ in range(MAX_REDIRECTS + 1):
-            if (problem := addresses.url_problem(url, param, ALLOW_SETTING)) is not None:
-                raise errors.InvalidRequest(problem, param=param, code="invalid_value")
+            pinned = await _pinned(url, param)
             try:
-                pinned, problem = await asyncio.to_thread(addresses.resolve, url, ALLOW_SETTING)
-            except ValueError:  # a host name IDNA cannot encode
-                pinned, problem = None, "its host is not a valid name."
-            if pinned is None:
-                raise errors.InvalidRequest(f"The file could not be fetched: {problem}", param=param,
-                                            code="invalid_value")  # fmt: skip
-            try:
-                request = client.build_request("GET", pinned.url(url), headers=pinned.headers(url),
-                                               extensions=pinned.extensions(url))  # fmt: skip
-                response = await client.send(request, stream=True)
-                try:
-                    if response.is_redirect and "location" in response.headers:
-                        url = urljoin(url, response.headers["location"])
-                        continue
-                    if response.status_code != 200:
-                        raise errors.InvalidRequest(f"The file could not be fetched: its URL answered "
-                                                    f"{response.status_code}.", param=param,
-                                                    code="invalid_value")  # fmt: skip
-                    body = bytearray()
-                    async for chunk in response.aiter_bytes():
-                        body += chunk
-                        if len(body) > settings.HUB_MAX_FILE_BYTES:
-                            raise errors.InvalidRequest(f"The file is larger than {settings.HUB_MAX_FILE_BYTES:,} "
-                                                        "bytes (HUB_MAX_FILE_BYTES).", param=param,
-                                                        code="file_too_large")  # fmt: skip
-                    return bytes(body)
-                finally:
-                    await response.aclose()
+                async with client.stream("GET", pinned.url(url), headers=pinned.headers(url),
+                                         extensions=pinned.extensions(url)) as response:  # fmt: skip
+                    if not (response.is_redirect and "location" in response.headers):
+                        return await _body(response, param)
+                    url = urljoin(url, response.headers["location"])
             except (httpx.HTTPError, httpx.InvalidURL, ValueError) as failed:
-                raise errors.InvalidRequest(f"The file could not be fetched: {type(failed).__name__}.", param=param,
-                                            code="invalid_value") from None  # fmt: skip
-    raise errors.InvalidRequest(f"The file could not be fetched: more than {MAX_REDIRECTS} redirects.", param=param,
-                                code="invalid_value")  # fmt: skip
+                raise _unfetched(param, f"{type(failed).__name__}.") from None
+    raise _unfetched(param, f"more than {MAX_REDIRECTS} redirects.")
 
 
 async def _read(content: bytes, param: str) -> str:
@@ -189,27 +198,25 @@ async def _read(content: bytes, param: str) -> str:
 
 
 async def _text_part(key: KeyContext, file: dict, param: str) -> dict:
-    name, text = file.get("filename"), None
+    name = file.get("filename")
     if file.get("file_id") is not None:
-        cached = (key.tenant_id, file["file_id"])
-        stored_name, _ = await _stored(key, file["file_id"], f"{param}.file_id", content=False)
-        name, text = name or stored_name, _texts.get(cached)
-        if text is None:
-            _, content = await _stored(key, file["file_id"], f"{param}.file_id")
-            _texts.put(cached, text := await _read(content, param))
+        file_id, where = file["file_id"], f"{param}.file_id"
+        stored_name = await _filename(key, file_id, where)  # looked up each time: a deleted file is gone
+        name = name or stored_name
+        if (text := _texts.get((key.tenant_id, file_id))) is None:
+            text = await _read(await _content_of(key, file_id, where), param)
+            _texts.put((key.tenant_id, file_id), text)
     elif file.get("file_data") is not None:
-        content = _decoded(file["file_data"], f"{param}.file_data")
+        text = await _read(_decoded(file["file_data"], f"{param}.file_data"), param)
     else:
-        content = await _fetched(file["file_url"], f"{param}.file_url")
+        text = await _read(await _fetched(file["file_url"], f"{param}.file_url"), param)
         name = name or file["file_url"].split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
-    if text is None:
-        text = await _read(content, param)
     shown = " ".join((name or "file").replace('"', "'").split())  # one line, its quotes its own
     return {"type": "text", "text": f'<file name="{shown}">\n{text.strip()}\n</file>'}
 
 
 async def _image_part(key: KeyContext, file_id: str, detail: str | None, param: str) -> dict:
-    _, content = await _stored(key, file_id, f"{param}.file_id")
+    content = await _content_of(key, file_id, f"{param}.file_id")
     kind = _image_type(content)
     if kind is None:
         raise errors.InvalidRequest(f"The file '{errors.shown(file_id)}' is not an image (PNG, JPEG, GIF or WebP).",
@@ -252,23 +259,8 @@ def apply(messages: list[dict], resolved: Resolved) -> list[dict]:
     return out
 
 
-def native(part: dict, resolved: Resolved) -> dict:
-    """A Responses API content part as an external deployment gets it: a file as its text (``input_text``), an
-    image by ``file_id`` as its data: URL."""
-    if part.get("type") == "input_file":
-        found = resolved.get(key_of({"type": "file", "file": {k: part.get(k) for k in FILE_FIELDS}}))
-        return part if found is None else {"type": "input_text", "text": found["text"]}
-    if part.get("type") == "input_image" and part.get("image_url") is None and part.get("file_id") is not None:
-        found = resolved.get(("image", part["file_id"], part.get("detail", "auto")))
-        return part if found is None else {"type": "input_image", "image_url": found["image_url"]["url"],
-                                           "detail": part.get("detail", "auto")}  # fmt: skip
-    return part
-
-
 async def inline(key: KeyContext, body: dict) -> dict:
-    """A chat completions request with its files read (``body`` itself when it names none)."""
+    """A chat completions request with its files read (``body`` itself when it names none: one pass over its parts)."""
     messages = body.get("messages")
-    if not present(messages):
-        return body
     resolved = await load(key, messages, lambda i, j, _: f"messages[{i}].content[{j}]")
-    return {**body, "messages": apply(messages, resolved)}
+    return {**body, "messages": apply(messages, resolved)} if resolved else body

@@ -20,7 +20,7 @@ import json
 from typing import Any
 
 from accounts.conversations import MAX_ITEM_ID
-from hub.api import mcp_items, mcp_tools
+from hub.api import file_inputs, mcp_items, mcp_tools
 from hub.api.ids import new_id
 from hub.api.validation import (
     MAX_MESSAGES,
@@ -276,7 +276,7 @@ def _part(part: Any, param: str, role: str) -> dict:
 def _file(part: dict, param: str) -> dict:
     """An ``input_file``: one of ``file_id``, ``file_data`` (base64) or ``file_url``, and maybe its ``filename``."""
     found = {"type": "input_file"}
-    for name in ("file_id", "filename", "file_data", "file_url"):
+    for name in file_inputs.FILE_FIELDS:
         if part.get(name) is not None:
             _string(part[name], f"{param}.{name}", limit=None if name == "file_data" else MAX_STRING_CHARS,
                     empty=False)  # fmt: skip

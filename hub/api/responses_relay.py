@@ -108,7 +108,7 @@ class ResponsePlan:
         """An item as an external deployment may read it: this hub's compaction items as the summary they hold, its
         files as the text (or image) our models get (``file_inputs.py``: the deployment knows none of our ids)."""
         if item.get("type") == "message" and isinstance(item.get("content"), list) and self.files:
-            return {**item, "content": [file_inputs.native(part, self.files) for part in item["content"]]}
+            return {**item, "content": [native_part(part, self.files) for part in item["content"]]}
         if item.get("type") != "compaction":
             return item
         text = compaction_items.shown(self.summaries[item["encrypted_content"]])["content"]
@@ -156,16 +156,37 @@ async def plan(key: KeyContext, body: dict, model_id: str, empty_input: bool = F
     return planned
 
 
+def _file_key(part: dict) -> tuple | None:
+    """The key ``file_inputs.load`` reads a Responses API content part's file under (None: no file)."""
+    if part.get("type") not in ("input_file", "input_image"):
+        return None
+    return file_inputs.key_of(chat_part(part))
+
+
+def native_part(part: dict, files: file_inputs.Resolved) -> dict:
+    """A content part as an external deployment gets it: a file as its text (``input_text``), an image by ``file_id``
+    as its data: URL (the deployment knows none of this hub's file ids)."""
+    found = files.get(_file_key(part))
+    if found is None:
+        return part
+    if found["type"] == "text":
+        return {"type": "input_text", "text": found["text"]}
+    return {"type": "input_image", "image_url": found["image_url"]["url"], "detail": found["image_url"]["detail"]}
+
+
 def _file_param(items: list[dict]) -> file_inputs.Where:
     """Where a file of the context is in the request (chat's messages are not ``input``'s items): the first part of
-    ``input`` naming it, or ``input`` (one of the stored conversation's)."""
-    places: dict[tuple, str] = {}
-    for k, item in enumerate(items):
-        content = item.get("content") if item.get("type") == "message" else None
-        for j, part in enumerate(content if isinstance(content, list) else []):
-            if isinstance(part, dict) and part.get("type") in ("input_file", "input_image"):
-                places.setdefault(file_inputs.key_of(chat_part(part)), f"input[{k}].content[{j}]")
-    return lambda i, j, key: places.get(key, "input")
+    ``input`` naming it, or ``input`` (one of the stored conversation's). Searched only for a request with a file."""
+
+    def where(i: int, j: int, key: tuple) -> str:
+        for k, item in enumerate(items):
+            content = item.get("content") if item.get("type") == "message" else None
+            for n, part in enumerate(content if isinstance(content, list) else []):
+                if isinstance(part, dict) and _file_key(part) == key:
+                    return f"input[{k}].content[{n}]"
+        return "input"
+
+    return where
 
 
 def _conversation_items(tenant_id: int, conversation: str) -> list[dict]:

@@ -13,6 +13,7 @@ import pytest
 from accounts import files
 from accounts.authn import KeyContext
 from hub.api import errors, file_inputs
+from hub.api.responses_relay import native_part
 from tests.support.documents import NOTES, PAGES, document_server
 from tests.support.images import photo
 from tests.support.office import slide_deck, word_document
@@ -209,12 +210,14 @@ def test_a_file_larger_than_the_setting_is_refused(acme, settings):
 
 
 def test_an_external_deployment_gets_the_files_text_as_input_text():
-    picture = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}}
-    resolved = {("file", "file-1", None, None, None): {"type": "text", "text": shown("a.txt", "A")},
-                ("image", "file-2", "auto"): picture}  # fmt: skip
-    assert file_inputs.native({"type": "input_file", "file_id": "file-1"}, resolved) == {
-        "type": "input_text", "text": shown("a.txt", "A")}  # fmt: skip
-    image = {"type": "input_image", "image_url": None, "file_id": "file-2", "detail": "auto"}
-    assert file_inputs.native(image, resolved)["image_url"] == "data:image/png;base64,AA"
-    text = {"type": "input_text", "text": "x"}
-    assert file_inputs.native(text, resolved) is text
+    text = {"type": "text", "text": shown("a.txt", "A")}
+    picture = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA", "detail": "low"}}
+    resolved = {("file", "file-1", None, None, None): text, ("image", "file-2", "low"): picture}
+    assert native_part({"type": "input_file", "file_id": "file-1"}, resolved) == {"type": "input_text",
+                                                                                  "text": text["text"]}  # fmt: skip
+    image = {"type": "input_image", "image_url": None, "file_id": "file-2", "detail": "low"}
+    assert native_part(image, resolved) == {"type": "input_image", "image_url": "data:image/png;base64,AA",
+                                            "detail": "low"}  # fmt: skip
+    for other in ({"type": "input_text", "text": "x"}, {"type": "input_file", "file_id": "file-3"},
+                  {"type": "input_image", "image_url": "https://example.com/a.png", "detail": "auto"}):  # fmt: skip
+        assert native_part(other, resolved) is other
