@@ -6,7 +6,9 @@ Our models read text (and a vision model images), so each file is shown to the m
 text, read as a vector store reads a file (``hub/documents.py``: a PDF's text layer, a Word document's, a PowerPoint
 deck's, or UTF-8 text; other files are a 400 ``unsupported_file``), inside ``<file name="...">`` ... ``</file>``; an
 image named by ``file_id`` becomes a ``data:`` URL of its bytes. This happens in the gateway, before the request is
-estimated and limited, so a file's tokens are reserved, routed and metered as the prompt's. Every deployment gets the
+estimated and limited, so a file's tokens are reserved, routed and metered as the prompt's; the limits are asked
+first (``admit``, charging nothing) about the request with each document's text empty, so a key they refuse anyway
+makes the hub read no file. Every deployment gets the
 text, ours and external ones alike (an OpenAI-compatible provider may not read files, and none knows this hub's file
 ids); what is stored (a chat completion's messages, a response's input items) keeps the file as it was sent.
 
@@ -23,7 +25,7 @@ import binascii
 import functools
 import ssl
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from urllib.parse import urljoin
 
 import httpx
@@ -46,6 +48,7 @@ _IMAGE_TYPES = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jp
 
 Where = Callable[[int, int, tuple], str]  # (message, part, its key) -> the request's name of it, for errors
 Resolved = dict[tuple, dict]  # a part's key -> the part the model gets
+Admit = Callable[[dict], Awaitable[None]]  # a chat request without its files -> raises if the limits refuse it
 
 
 def key_of(part: dict) -> tuple | None:
@@ -225,12 +228,25 @@ async def _image_part(key: KeyContext, file_id: str, detail: str | None, param: 
     return {"type": "image_url", "image_url": {"url": url, "detail": detail or "auto"}}
 
 
-async def load(key: KeyContext, messages: list[dict], where: Where) -> Resolved:
-    """Each file of ``messages`` (chat's, possibly from a Responses request) read once: its key -> its part."""
+def without_files(body: dict) -> dict:
+    """A chat request as it is once its files are read, but each document's text empty (an image is bounded the
+    same before it is read): a bound from below of its need, known before a file is read."""
+    messages = body.get("messages") or []
+    empty = {key: {"type": "text", "text": ""} for _, _, key, _ in _parts(messages) if key[0] == "file"}
+    return {**body, "messages": apply(messages, empty)}
+
+
+async def load(key: KeyContext, messages: list[dict], where: Where,
+               admit: Callable[[], Awaitable[None]] | None = None) -> Resolved:  # fmt: skip
+    """Each file of ``messages`` (chat's, possibly from a Responses request) read once: its key -> its part.
+    ``admit``: awaited before the first file is read (the limits' early refusal: a refused key makes no read)."""
     resolved: Resolved = {}
     for i, j, part_key, part in _parts(messages):
         if part_key in resolved:
             continue
+        if admit is not None:
+            await admit()
+            admit = None
         if part_key[0] == "image":
             image = part["image_url"]
             resolved[part_key] = await _image_part(key, image["file_id"], image.get("detail"), where(i, j, part_key))
@@ -259,8 +275,10 @@ def apply(messages: list[dict], resolved: Resolved) -> list[dict]:
     return out
 
 
-async def inline(key: KeyContext, body: dict) -> dict:
-    """A chat completions request with its files read (``body`` itself when it names none: one pass over its parts)."""
+async def inline(key: KeyContext, body: dict, admit: Admit | None = None) -> dict:
+    """A chat completions request with its files read (``body`` itself when it names none: one pass over its parts);
+    ``admit``: given the request without its files before one is read."""
     messages = body.get("messages")
-    resolved = await load(key, messages, lambda i, j, _: f"messages[{i}].content[{j}]")
+    before = None if admit is None else (lambda: admit(without_files(body)))  # built only for a request with a file
+    resolved = await load(key, messages, lambda i, j, _: f"messages[{i}].content[{j}]", before)
     return {**body, "messages": apply(messages, resolved)} if resolved else body

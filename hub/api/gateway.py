@@ -367,8 +367,12 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
                 return await self._json(200, {"object": "response.input_tokens", "input_tokens": tokens})
             elif route == "responses":  # checked, its stored conversation read, as a chat request for estimates
                 # the run of a queued background response (hub/background/) answers it, under its id
-                self.plan = await plan_response(ctx.key, body, model_id, background=ctx.extra.get("background"))
                 stream = body.get("stream") is True
+                queued = body.get("background") is True and not ctx.extra.get("background")  # limited when run
+                # truncation may cut the context the files were in: then no bound of its prompt is known early
+                admit = None if queued else self._admit(ctx, info, stream, body.get("truncation") != "auto")
+                self.plan = await plan_response(ctx.key, body, model_id, background=ctx.extra.get("background"),
+                                                admit=admit)  # fmt: skip
             elif route == compaction.ROUTE:  # the context read as a response's, the summary asked for
                 self.plan = await compaction.plan(ctx.key, body, model_id, info)
                 stream = False
@@ -377,7 +381,7 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
                 stream = body.get("stream") is True and route not in ENCODER_ROUTES
                 if route == "chat/completions":
                     self.chat_store = ChatStore.wanted(ctx, body)  # the messages as sent
-                    body = await file_inputs.inline(ctx.key, body)  # files as their text, before the estimate
+                    body = await file_inputs.inline(ctx.key, body, self._admit(ctx, info, stream))  # files as text
             if not targets:
                 raise errors.ServiceUnavailable(
                     f"No deployment of the model '{errors.shown(model_id)}' is available right now."
@@ -420,6 +424,18 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
             error = errors.for_unexpected(exc, f"{self.scope['path']} (request {ctx.request_id})")
             with suppress(Exception):
                 await self._error(error)
+
+    @staticmethod
+    def _admit(ctx: EdgeContext, info: ModelInfo, stream: bool, bounded: bool = True) -> file_inputs.Admit:
+        """Before a request's files are read (as text, before its estimate): the limits asked, charging nothing,
+        about the request without them, a bound from below of its need (``bounded``; else one token). A key they
+        refuse anyway is refused before the hub reads a file for it (a stored one, its base64, a URL fetched)."""
+
+        async def admit(without_files: dict) -> None:
+            need = estimate("chat/completions", without_files, info) if bounded else Estimate(1, 0)
+            await limiter.check(ctx.key, ctx.request_id, need.total, stream, reserved_cost(need, info.price))
+
+        return admit
 
     async def _forward(
         self, ctx, route, body, model_id, targets, affinity: str | None, meter: _Meter, stream: bool,

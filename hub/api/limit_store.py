@@ -1,7 +1,8 @@
 """Where the limits' counters live: Redis (shared by every hub process; each check one Lua script, so it is
 atomic across replicas) or, for the embedded default without Redis, this process's memory (one process).
 
-A request's checks are evaluated together: if any fails, none is charged. Three kinds of counter:
+A request's checks are evaluated together: if any fails, none is charged (a ``peek`` tells the outcome and charges
+none). Three kinds of counter:
 
 - ``RATE``: a token bucket holding up to ``limit`` units, refilled at ``limit`` per minute (requests or
   tokens per minute). A request takes ``cost``; settling gives back (or takes more of) the difference.
@@ -36,13 +37,13 @@ class Outcome:
     remaining: list[float]  # per check, after this request (or now, when one failed)
 
 
-# ARGV: now, member, then per check: kind, limit, cost, extra. Returns {failed(0 = none), retry_after,
-# remaining...} as strings (Lua numbers would be truncated to integers).
+# ARGV: now, member, peek (1: charge nothing), then per check: kind, limit, cost, extra. Returns {failed(0 = none),
+# retry_after, remaining...} as strings (Lua numbers would be truncated to integers).
 ACQUIRE_LUA = """
-local now, member, n = tonumber(ARGV[1]), ARGV[2], #KEYS
+local now, member, peek, n = tonumber(ARGV[1]), ARGV[2], ARGV[3] == '1', #KEYS
 local state, remaining = {}, {}
 for i = 1, n do
-  local b = 2 + (i - 1) * 4
+  local b = 3 + (i - 1) * 4
   local kind, limit, cost, extra = tonumber(ARGV[b+1]), tonumber(ARGV[b+2]), tonumber(ARGV[b+3]), tonumber(ARGV[b+4])
   if kind == 1 then
     local st = redis.call('HMGET', KEYS[i], 'level', 'ts')
@@ -62,23 +63,24 @@ for i = 1, n do
     end
     remaining[i] = limit - used - cost
   else
-    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
-    local open = redis.call('ZCARD', KEYS[i])
+    local open = redis.call('ZCOUNT', KEYS[i], '(' .. now, '+inf')
     if open >= limit then return {tostring(i), '1', '0'} end
     remaining[i] = limit - open - 1
   end
 end
 local out = {'0', '0'}
 for i = 1, n do
-  local b = 2 + (i - 1) * 4
+  local b = 3 + (i - 1) * 4
   local kind, cost, extra = tonumber(ARGV[b+1]), tonumber(ARGV[b+3]), tonumber(ARGV[b+4])
-  if kind == 1 then
+  if peek then
+  elseif kind == 1 then
     redis.call('HSET', KEYS[i], 'level', tostring(state[i] - cost), 'ts', tostring(now))
     redis.call('EXPIRE', KEYS[i], 3600)
   elseif kind == 2 then
     redis.call('INCRBY', KEYS[i], cost)
     redis.call('EXPIREAT', KEYS[i], math.ceil(extra) + 86400)
   else
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
     redis.call('ZADD', KEYS[i], now + extra, member)
     redis.call('EXPIRE', KEYS[i], math.ceil(extra))
   end
@@ -139,9 +141,10 @@ class RedisStore:
             self._clients[id(loop)] = found
         return found[2], found[3], found[1]
 
-    async def acquire(self, checks: list[Check], member: str, now: float) -> Outcome:
+    async def acquire(self, checks: list[Check], member: str, now: float, peek: bool = False) -> Outcome:
+        """``peek``: the outcome alone, nothing charged."""
         acquire, _, _ = self._scripts()
-        args: list = [now, member]
+        args: list = [now, member, int(peek)]
         for c in checks:
             args += [c.kind, c.limit, c.cost, c.extra]
         return _outcome(await acquire(keys=[self.prefix + c.key for c in checks], args=args))
@@ -176,7 +179,7 @@ class LocalStore:
         level, ts = self.buckets.get(c.key, (c.limit, now))
         return min(c.limit, level + max(0.0, now - ts) * c.limit / 60.0)
 
-    async def acquire(self, checks: list[Check], member: str, now: float) -> Outcome:
+    async def acquire(self, checks: list[Check], member: str, now: float, peek: bool = False) -> Outcome:
         with self.lock:
             remaining: list[float] = []
             for i, c in enumerate(checks):
@@ -191,18 +194,20 @@ class LocalStore:
                         return Outcome(i, max(0.0, c.extra - now), [c.limit - used])
                     remaining.append(c.limit - used - c.cost)
                 else:
-                    open_ = {m: t for m, t in self.streams.get(c.key, {}).items() if t > now}
-                    self.streams[c.key] = open_
-                    if len(open_) >= c.limit:
+                    open_ = sum(t > now for t in self.streams.get(c.key, {}).values())
+                    if open_ >= c.limit:
                         return Outcome(i, 1.0, [0])
-                    remaining.append(c.limit - len(open_) - 1)
+                    remaining.append(c.limit - open_ - 1)
+            if peek:
+                return Outcome(None, 0.0, remaining)
             for c in checks:
                 if c.kind == RATE:
                     self.buckets[c.key] = (self._level(c, now) - c.cost, now)
                 elif c.kind == BUDGET:
                     self.used[c.key] = self.used.get(c.key, 0) + c.cost
                 else:
-                    self.streams[c.key][member] = now + c.extra
+                    open_ = {m: t for m, t in self.streams.get(c.key, {}).items() if t > now}
+                    self.streams[c.key] = {**open_, member: now + c.extra}
             return Outcome(None, 0.0, remaining)
 
     async def settle(self, checks: list[tuple[Check, int]], member: str, now: float) -> None:

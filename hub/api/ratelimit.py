@@ -258,6 +258,16 @@ class Limiter:
     ) -> Grant | None:
         """Reserve ``tokens``, ``cost`` (money, for a money budget) and a stream slot; raise the 429 (or 503) the
         first failing check calls for."""
+        return await self._run(ctx, request_id, tokens, stream, cost, peek=False)
+
+    async def check(self, ctx: KeyContext, request_id: str, tokens: int, stream: bool, cost: Decimal | None) -> None:
+        """Raise what ``acquire`` would for this request, charging nothing: a bound from below of a request's need
+        refused now is a request refused before any work is done for it (its files read, for one)."""
+        await self._run(ctx, request_id, tokens, stream, cost, peek=True)
+
+    async def _run(
+        self, ctx: KeyContext, request_id: str, tokens: int, stream: bool, cost: Decimal | None, peek: bool
+    ) -> Grant | None:
         parties = [_Party("tenant", str(ctx.tenant_id), f"tenant {ctx.tenant_slug}", ctx.tenant_limits, ctx.tenant_id)]
         if ctx.key_id is not None:
             parties.insert(0, _Party("key", str(ctx.key_id), f"key {ctx.prefix}…", ctx.limits, ctx.tenant_id))
@@ -270,7 +280,7 @@ class Limiter:
             return None
         try:
             await self._seed_budgets(checks, owners)
-            outcome = await self.store.acquire(checks, request_id, now)
+            outcome = await self.store.acquire(checks, request_id, now, peek)
         except Exception as exc:  # noqa: BLE001 - Redis down or failing: the documented choice below
             if settings.HUB_LIMITS_FAIL_OPEN:
                 log.warning("limits not enforced (HUB_LIMITS_FAIL_OPEN): %s", exc)
@@ -283,6 +293,8 @@ class Limiter:
         headers = self._headers(checks, outcome.remaining if outcome.failed is None else None, now)
         if outcome.failed is not None:
             raise self._refusal(checks[outcome.failed], owners[outcome.failed], outcome, tokens, headers)
+        if peek:
+            return None
         return Grant(request_id, tokens, checks, headers, reserved_cost=cost_units(cost))
 
     async def settle(self, grant: Grant | None, used_tokens: int, used_cost: Decimal | None = None) -> None:

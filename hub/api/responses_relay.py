@@ -127,9 +127,10 @@ class ResponsePlan:
 
 
 async def plan(key: KeyContext, body: dict, model_id: str, empty_input: bool = False,
-               background: dict | None = None) -> ResponsePlan:  # fmt: skip
+               background: dict | None = None, admit: file_inputs.Admit | None = None) -> ResponsePlan:  # fmt: skip
     """``empty_input``: ``input`` may be an empty array (a compaction of a stored response alone); ``background``:
-    the ``id`` and ``created_at`` of the queued response this request answers (``hub/background/``)."""
+    the ``id`` and ``created_at`` of the queued response this request answers (``hub/background/``); ``admit``: given
+    the chat request it becomes, without its files, before one is read (``file_inputs.load``)."""
     check_create(body)
     tenant_id = key.tenant_id
     history: list[dict] = []
@@ -146,7 +147,8 @@ async def plan(key: KeyContext, body: dict, model_id: str, empty_input: bool = F
     summaries = compaction_items.summaries(tenant_id, history, items)
     search = await file_search.plan(key, body)
     chat = chat_body(body, history + items, summaries)
-    files = await file_inputs.load(key, chat["messages"], _file_param(items))
+    before = None if admit is None else (lambda: admit(file_inputs.without_files(chat)))
+    files = await file_inputs.load(key, chat["messages"], _file_param(items), before)
     chat["messages"] = file_inputs.apply(chat["messages"], files)
     planned = ResponsePlan(body, model_id, history, items, chat, conversation=conversation, file_search=search,
                            summaries=summaries, files=files,

@@ -254,6 +254,28 @@ def test_requests_per_minute_with_openai_headers_and_429(hub):
     assert UsageRecord.objects.filter(api_key=issued.key).count() == 2  # the refused request never reached a model
 
 
+def test_a_key_over_its_limits_is_refused_before_its_files_are_read(hub, fake):
+    """The limits are asked before a file is read, charging nothing: an over-limit key gets its 429 even where its
+    file would be a 400 (one it does not have), and the admitted request's file reaches the model as its text."""
+    issued = services.issue_key(hub.tenant, name="one-a-minute")
+    services.set_limits(issued.key, Limits(rpm=1))
+    client = hub(issued)
+    notes = client.files.create(file=("notes.txt", b"The rover is called Pebble."), purpose="user_data")
+
+    def ask(file_id: str):
+        parts = [{"type": "text", "text": "Read:"}, {"type": "file", "file": {"file_id": file_id}}]
+        return client.chat.completions.create(model=FAKE_CHAT, messages=[{"role": "user", "content": parts}],
+                                              max_tokens=2)  # fmt: skip
+
+    ask(notes.id)
+    assert "The rover is called Pebble." in fake.requests[-1]["messages"][0]["content"]
+    with pytest.raises(openai.RateLimitError) as caught:
+        ask("file-nobody-has")
+    assert caught.value.body["code"] == "rate_limit_exceeded"
+    barrier(hub)
+    assert UsageRecord.objects.filter(api_key=issued.key).count() == 1
+
+
 @pytest.fixture
 def long_prompt_upstream():
     """A deployment that speaks our service's reservation protocol and whose template makes every prompt 5000

@@ -15,6 +15,7 @@ from accounts import services
 from accounts.limits import Limits
 from accounts.models import ModelKind, StoredResponse
 from tests.openai_spec import assert_valid
+from tests.support.documents import NOTES, document_server
 from tests.support.live import FAKE_CHAT, FAKE_EMBED, chat_upstream, rows
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -217,6 +218,25 @@ def test_limits_hold_for_responses_as_for_chat(hub, fake):
     assert len(metered) == 2 and all(r.completion_tokens == 4 for r in metered)
     sent = fake.requests[-1]
     assert sent["max_completion_tokens"] == 4 and sent["stream_options"]["continuous_usage_stats"] is True
+
+
+def test_a_key_over_its_limits_is_refused_before_the_hub_fetches_its_file(hub, fake):
+    """The limits are asked, charging nothing, before a file is read: the refused request's ``file_url`` is never
+    fetched; the admitted one's is, and the model reads its text."""
+    issued = services.issue_key(hub.tenant, name="one-a-minute")
+    services.set_limits(issued.key, Limits(rpm=1))
+    client = openai.OpenAI(base_url=f"{hub.url}/v1", api_key=issued.secret, max_retries=0)
+    with document_server() as server:
+        content = [
+            {"type": "input_text", "text": "Read:"},
+            {"type": "input_file", "file_url": f"{server.url}/notes.txt"},
+        ]
+        client.responses.create(model=FAKE_CHAT, input=[{"role": "user", "content": content}], max_output_tokens=2)
+        assert server.requests == ["/notes.txt"] and NOTES in json.dumps(fake.requests[-1]["messages"])
+        with pytest.raises(openai.RateLimitError) as exc:
+            client.responses.create(model=FAKE_CHAT, input=[{"role": "user", "content": content}], max_output_tokens=2)
+        assert exc.value.body["code"] == "rate_limit_exceeded" and server.requests == ["/notes.txt"]
+    assert len(rows(1, route="responses", api_key=issued.key)) == 1
 
 
 def _call(index: int, name: str, arguments: str) -> dict:

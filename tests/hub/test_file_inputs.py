@@ -13,7 +13,9 @@ import pytest
 from accounts import files
 from accounts.authn import KeyContext
 from hub.api import errors, file_inputs
+from hub.api.ratelimit import estimate
 from hub.api.responses_relay import native_part
+from hub.api.upstream import ModelInfo
 from tests.support.documents import NOTES, PAGES, document_server
 from tests.support.images import photo
 from tests.support.office import slide_deck, word_document
@@ -124,6 +126,40 @@ def test_the_texts_kept_stay_within_their_bound_the_oldest_going_first():
     assert texts.size == 100 and texts.get((1, "b")) is None  # b went first
     assert all(texts.get((1, n)) is not None for n in "acdef")
     assert texts.get((2, "a")) is None  # another tenant's id is another file
+
+
+def test_the_limits_are_asked_once_before_a_file_is_read_with_a_bound_from_below(acme, settings):
+    """``admit`` (the gateway's early check of the limits) sees the request with each document's text empty, before
+    any read: what it refuses is fetched by no one; a request without files never asks."""
+    settings.HUB_FILE_URL_ALLOW_PRIVATE_URLS = True
+    info = ModelInfo("chat-small", "chat", max_sequence_length=8192, max_output_length=64, hidden_size=0, enabled=True)
+    asked: list[dict] = []
+
+    async def admit(body: dict) -> None:
+        asked.append(body)
+
+    async def refuse(body: dict) -> None:
+        raise errors.RateLimited("Rate limit reached.", kind="requests")
+
+    with document_server() as server:
+        url = f"{server.url}/notes.txt"
+        parts = [{"type": "text", "text": "One"}, file_url(url), {"type": "text", "text": "Two"}, file_url(url),
+                 {"type": "text", "text": "Three"}]  # fmt: skip
+        body = {"model": "chat-small", "max_tokens": 8, "messages": [{"role": "user", "content": parts}]}
+        with pytest.raises(errors.RateLimited):
+            asyncio.run(file_inputs.inline(key_of(acme.tenant), body, refuse))
+        assert server.requests == []  # refused before the fetch
+        out = asyncio.run(file_inputs.inline(key_of(acme.tenant), body, admit))
+        assert len(asked) == 1 and server.requests == ["/notes.txt"]
+    [without] = asked
+    assert without["messages"][0]["content"] == "One\n\nTwo\n\nThree"  # each file's text empty, as read
+    assert estimate("chat/completions", without, info).total < estimate("chat/completions", out, info).total
+    empty = {"type": "file", "file": {"filename": "a.txt", "file_data": base64.b64encode(b"a").decode()}}
+    short = {**body, "messages": [{"role": "user", "content": [{"type": "text", "text": "A"}, empty] * 4}]}
+    read, lower = inline(acme.tenant, short), file_inputs.without_files(short)
+    assert estimate("chat/completions", lower, info).total <= estimate("chat/completions", read, info).total
+    plain = {"model": "chat-small", "messages": [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]}
+    assert asyncio.run(file_inputs.inline(key_of(acme.tenant), plain, admit)) is plain and len(asked) == 1
 
 
 def test_an_image_by_file_id_becomes_a_data_url_and_stays_a_part(acme):

@@ -16,7 +16,7 @@ from django.conf import settings
 from accounts.authn import KeyContext
 from accounts.limits import Limits
 from hub.api import errors
-from hub.api.limit_store import BUDGET, RATE, STREAMS, Check, LocalStore, RedisStore
+from hub.api.limit_store import BUDGET, RATE, STREAMS, Check, LocalStore, Outcome, RedisStore
 from hub.api.ratelimit import Estimate, Limiter, estimate, estimate_tokens, reset_text
 from hub.api.upstream import ModelInfo
 from tests.support import ROOT
@@ -101,6 +101,22 @@ def test_stream_slots_are_released_or_expire(store):
     run(store.settle([(streams, 0)], "a", T0))
     assert run(store.acquire([streams], "c", T0)).failed is None
     assert run(store.acquire([streams], "d", T0 + 901)).failed is None  # b and c's leases ran out
+
+
+def test_a_peek_tells_the_outcome_and_charges_nothing(store):
+    """``peek``: what acquiring would answer (the limiter's early refusal, before a request's files are read)."""
+    rpm, budget = Check(RATE, "k:rpm", 2, 1), Check(BUDGET, "k:budget", 100, 30, T0 + 60)
+    streams = Check(STREAMS, "k:streams", 1, 1, 900)
+    for _ in range(3):
+        assert run(store.acquire([rpm, budget, streams], "a", T0, peek=True)) == Outcome(None, 0.0, [1, 70, 0])
+    assert run(store.acquire([rpm, budget, streams], "a", T0)).failed is None  # nothing was taken by the peeks
+    assert run(store.acquire([rpm, budget], "b", T0, peek=True)).remaining == [0, 40]
+    assert run(store.acquire([streams], "b", T0, peek=True)).failed == 0  # a's stream holds the one slot
+    assert run(store.acquire([rpm, budget], "b", T0)).failed is None
+    refused = run(store.acquire([rpm], "c", T0, peek=True))
+    assert refused.failed == 0 and refused.retry_after == pytest.approx(30.0)
+    run(store.settle([(streams, 0)], "a", T0))
+    assert run(store.acquire([streams], "c", T0, peek=True)).failed is None
 
 
 # Each process waits at a start line until all four are there (a process slow to start, behind another test's
@@ -251,3 +267,16 @@ def test_redis_unreachable_fails_closed_or_open_as_configured(settings):
     assert "limit store is unreachable" in caught.value.message
     settings.HUB_LIMITS_FAIL_OPEN = True
     assert run(limiter.acquire(context(key=Limits(rpm=5)), "r", 1, stream=False)) is None
+
+
+def test_a_check_refuses_as_acquiring_would_and_charges_nothing(limiter):
+    ctx = context(key=Limits(rpm=1, max_streams=1), tenant=Limits(tpm=1000))
+    for _ in range(3):
+        assert run(limiter.check(ctx, "r1", 600, True, None)) is None
+    assert run(limiter.acquire(ctx, "r1", 600, stream=True)) is not None  # the checks took nothing
+    with pytest.raises(errors.RateLimited) as caught:
+        run(limiter.check(ctx, "r2", 1, False, None))
+    assert caught.value.type == "requests" and "RPM" in caught.value.message
+    with pytest.raises(errors.RateLimited) as caught:
+        run(limiter.check(context(tenant=Limits(tpm=100)), "r3", 101, False, None))
+    assert "Request too large" in caught.value.message
