@@ -1,11 +1,11 @@
 """Files in a model's input: what reading one costs the gateway before the request goes on (``hub/api/file_inputs.py``:
-base64 decoded, the URL fetched or the stored file read, then its text, a PDF's by pypdf), per kind and size. A file
-sent as data or by URL is read again by every request that names it; a stored file's text is kept by the process.
+base64 decoded, the URL fetched or the stored file read, then its text, a PDF's by pypdf), per kind and size. A stored
+file's text is kept by the process, and a document's sent as data or by URL by its digest (UTF-8 text is read again).
 
 Cases, alternating within each round (medians over rounds of ``--requests`` each): a PDF of 10 and of 100 pages
 (``tests/support/pdfs.text_pdf``, a sentence a page) and 100 KB of UTF-8 text, each named by ``file_id`` (stored in
-a SQLite database of the run's own; read for the first time, and read before: its text kept by the process), sent as
-``file_data`` and as a ``file_url`` on a server on loopback; and, for scale, the same request with no file (the
+a SQLite database of the run's own), sent as ``file_data`` and as a ``file_url`` on a server on loopback, each read for
+the first time and read before (its text kept by the process); and, for scale, the same request with no file (the
 resolver's pass over the messages alone).
 
     .venv/bin/python benchmarks/bench_file_inputs.py [--rounds 5] [--requests 20]
@@ -47,7 +47,7 @@ def body(part: dict | None) -> dict:
 
 
 async def timed(request: dict, count: int, tenant_id: int, cold: bool) -> float:
-    """Median seconds of ``count`` reads of ``request``'s files (``cold``: the stored files' texts forgotten first)."""
+    """Median seconds of ``count`` reads of ``request``'s files (``cold``: the texts kept forgotten first)."""
     from accounts.authn import KeyContext
     from hub.api import file_inputs
 
@@ -88,14 +88,11 @@ def main() -> None:
             cases[f"{path[1:]} ({len(content) // 1024} KB) file_id, first read"] = (body(part), True)
             cases[f"{path[1:]} ({len(content) // 1024} KB) file_id, read before"] = (body(part), False)
             data = f"data:{kind};base64,{base64.b64encode(content).decode()}"
-            cases[f"{path[1:]} ({len(content) // 1024} KB) file_data"] = (
-                body({"type": "file", "file": {"filename": path[1:], "file_data": data}}),
-                False,
-            )
-            cases[f"{path[1:]} ({len(content) // 1024} KB) file_url"] = (
-                body({"type": "file", "file": {"file_url": server.url + path}}),
-                False,
-            )
+            sent = {"file_data": {"filename": path[1:], "file_data": data}, "file_url": {"file_url": server.url + path}}
+            for how, file in sent.items():
+                for when, cold in (("first read", True), ("sent before", False)):
+                    cases[f"{path[1:]} ({len(content) // 1024} KB) {how}, {when}"] = (
+                        body({"type": "file", "file": file}), cold)  # fmt: skip
         medians: dict[str, list[float]] = {name: [] for name in cases}
         for _ in range(args.rounds):
             for name, (request, cold) in cases.items():

@@ -15,7 +15,8 @@ ids); what is stored (a chat completion's messages, a response's input items) ke
 A ``file_id`` is one of the tenant's files (the Files API); ``file_data`` is base64, bare or as a ``data:`` URL; a
 ``file_url`` is fetched by the hub (http or https, up to ``HUB_MAX_FILE_BYTES``, three redirects, each host resolved
 and checked as a webhook's is: a loopback, private or link-local address only where
-``HUB_FILE_URL_ALLOW_PRIVATE_URLS``). A stored file's text is kept by the process once read (``_Texts``)."""
+``HUB_FILE_URL_ALLOW_PRIVATE_URLS``). A stored file's text is kept by the process once read, and a document sent as
+data or by URL by its digest (``_Texts``)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import asyncio
 import base64
 import binascii
 import functools
+import hashlib
 import ssl
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -43,6 +45,7 @@ FETCH_TIMEOUT_SECONDS = 30.0
 MAX_REDIRECTS = 3
 TEXT_CACHE_CHARS = 64 * 1024 * 1024  # the stored files' texts kept per process (_Texts)
 FILE_FIELDS = ("file_id", "filename", "file_data", "file_url")
+_DOCUMENTS = (b"%PDF-", b"PK\x03\x04")  # PDFs and Office files: their text is worth keeping (_read_kept)
 _IMAGE_TYPES = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF87a", "image/gif"),
                 (b"GIF89a", "image/gif"))  # fmt: skip
 
@@ -80,10 +83,12 @@ def _image_type(content: bytes) -> str | None:
 
 
 class _Texts:
-    """The texts of stored files read lately, by (tenant, file id), up to ``limit`` characters in all: a file of the
-    Files API never changes, so a conversation that names one turn after turn (or continues a response that did) has
-    it parsed once per process (a 100-page PDF: ~55 ms, ``benchmarks/bench_file_inputs.py``). The file is looked up
-    every time all the same, so a deleted or expired one is no file."""
+    """The texts of files read lately, up to ``limit`` characters in all: a stored file's by (tenant, file id), a
+    document sent as bytes by (tenant, its digest). A file of the Files API never changes, and a client without file
+    ids sends the same ``file_data`` with every turn of a conversation: either way it is parsed once per process (a
+    100-page PDF: ~55 ms, ``benchmarks/bench_file_inputs.py``). A stored file is looked up every time all the same,
+    so a deleted or expired one is no file; a digest is kept per tenant, so no tenant can time whether another sent
+    a document."""
 
     def __init__(self, limit: int = TEXT_CACHE_CHARS):
         self.limit, self.size, self.texts = limit, 0, OrderedDict[tuple[int, str], str]()
@@ -200,6 +205,18 @@ async def _read(content: bytes, param: str) -> str:
         raise errors.InvalidRequest(failed.message, param=param, code=failed.code) from None
 
 
+async def _read_kept(tenant_id: int, content: bytes, param: str) -> str:
+    """A file sent as bytes (``file_data``, ``file_url``): a document's text kept by its digest. UTF-8 text is not
+    kept: it decodes about as fast as it hashes."""
+    if not content.startswith(_DOCUMENTS):
+        return await _read(content, param)
+    kept = (tenant_id, f"sha256:{hashlib.sha256(content).hexdigest()}")
+    if (text := _texts.get(kept)) is None:
+        text = await _read(content, param)
+        _texts.put(kept, text)
+    return text
+
+
 async def _text_part(key: KeyContext, file: dict, param: str) -> dict:
     name = file.get("filename")
     if file.get("file_id") is not None:
@@ -210,9 +227,9 @@ async def _text_part(key: KeyContext, file: dict, param: str) -> dict:
             text = await _read(await _content_of(key, file_id, where), param)
             _texts.put((key.tenant_id, file_id), text)
     elif file.get("file_data") is not None:
-        text = await _read(_decoded(file["file_data"], f"{param}.file_data"), param)
+        text = await _read_kept(key.tenant_id, _decoded(file["file_data"], f"{param}.file_data"), param)
     else:
-        text = await _read(await _fetched(file["file_url"], f"{param}.file_url"), param)
+        text = await _read_kept(key.tenant_id, await _fetched(file["file_url"], f"{param}.file_url"), param)
         name = name or file["file_url"].split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
     shown = " ".join((name or "file").replace('"', "'").split())  # one line, its quotes its own
     return {"type": "text", "text": f'<file name="{shown}">\n{text.strip()}\n</file>'}

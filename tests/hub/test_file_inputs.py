@@ -115,6 +115,29 @@ def test_a_stored_files_text_is_read_once_per_process_and_a_deleted_file_is_gone
     assert refused(acme.tenant, body).message == f"No such File object: {file_id}"
 
 
+def test_a_document_sent_as_bytes_is_parsed_once_per_tenant(acme, globex, monkeypatch, settings):
+    """``file_data`` resent with every turn, or a ``file_url`` fetched again: a document's text is kept by its
+    digest, per tenant (no tenant can time another's); UTF-8 text is read again (as fast as hashing it)."""
+    settings.HUB_FILE_URL_ALLOW_PRIVATE_URLS = True
+    parsed = []
+    original = file_inputs.read_text
+    monkeypatch.setattr(file_inputs, "read_text", lambda content: parsed.append(content[:5]) or original(content))
+    monkeypatch.setattr(file_inputs, "_texts", file_inputs._Texts())
+    pdf = text_pdf(PAGES)
+    as_data = chat({"type": "file", "file": {"filename": "notes.pdf", "file_data": base64.b64encode(pdf).decode()}})
+    first, second = inline(acme.tenant, as_data), inline(acme.tenant, as_data)
+    assert first == second and first["messages"][0]["content"].endswith(shown("notes.pdf", PDF_TEXT))
+    assert parsed == [b"%PDF-"]
+    assert inline(globex.tenant, as_data) == first and parsed == [b"%PDF-"] * 2  # another tenant: parsed again
+    text = chat({"type": "file", "file": {"filename": "notes.txt", "file_data": base64.b64encode(b"Hi").decode()}})
+    inline(acme.tenant, text), inline(acme.tenant, text)
+    assert parsed[2:] == [b"Hi", b"Hi"]
+    with document_server() as server:
+        by_url = chat(file_url(f"{server.url}/notes.pdf"))
+        assert inline(acme.tenant, by_url) == inline(acme.tenant, by_url)
+        assert server.requests == ["/notes.pdf"] * 2 and len(parsed) == 4  # fetched each time, the same bytes kept
+
+
 def test_the_texts_kept_stay_within_their_bound_the_oldest_going_first():
     texts = file_inputs._Texts(limit=100)
     texts.put((1, "a"), "x" * 20)
