@@ -29,7 +29,7 @@ from django.core.cache import cache
 
 from accounts import services
 from accounts.models import ModelKind, Role
-from tests.support import IN_CI, interpreter_checks, markers, parallel
+from tests.support import IN_CI, flush, interpreter_checks, markers, parallel
 from tests.support.fake_service import fake_service
 from tests.support.hub import LiveHub, clear_run_cache, database_url_for_subprocess, start_hub, stop_hub
 from tests.support.live import FAKE_CHAT, FAKE_EMBED, hub_clients, settle
@@ -39,6 +39,7 @@ from tests.support.processes import free_port, redis_server
 
 def pytest_configure(config):
     parallel.configure(config)
+    flush.install()  # a transactional test's tables emptied by DELETE: ~1 ms, not flush's ~170 ms
     for name, description in markers.MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {description}")
     if os.environ.get("TRITON_INTERPRET") == "1":

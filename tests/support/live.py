@@ -25,20 +25,22 @@ FAKE_CHAT, FAKE_EMBED = "fake-chat", "fake-embed"  # the models the ``fake_hub``
 CHAT_MAX_OUTPUT = 1024
 
 
-def settle(quiet: float = 0.3, limit: float = 10) -> None:
-    """Wait until the hub has written the usage rows of the test's last answers (a row is committed just
-    after its answer is sent): flushing the database under an in-flight insert deadlocks on PostgreSQL. Then every
-    request's open row must be gone with its usage row (or discarded: it reached no model)."""
+def settle(quiet: float = 0.1, limit: float = 10) -> None:
+    """Wait until the hub has written the usage rows of the test's answers (flushing the database under an in-flight
+    insert deadlocks on PostgreSQL): a request that went to a model has an open row from before it was sent until its
+    usage row is written, in one transaction with the open row's deletion, so the open rows gone are the rows written
+    (or discarded: it reached no model). Then ``quiet`` seconds without a new row, for a request the hub was still
+    taking in (its answers, stored responses and chats are written before they are sent)."""
     deadline = time.monotonic() + limit
+    while (left := list(OpenRequest.objects.filter(record__isnull=True))) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not left, [(r.request_id, r.route, r.model) for r in left]
     count, since = UsageRecord.objects.count(), time.monotonic()
     while time.monotonic() < deadline and time.monotonic() - since < quiet:
-        time.sleep(0.05)
+        time.sleep(0.02)
         now = UsageRecord.objects.count()
         if now != count:
             count, since = now, time.monotonic()
-    while (left := list(OpenRequest.objects.filter(record__isnull=True))) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not left, [(r.request_id, r.route, r.model) for r in left]
 
 
 def rows(count: int = 1, **filters) -> list[UsageRecord]:
@@ -112,3 +114,4 @@ def read_then_hang_up(hub, model: str, route: str, body: dict, chunks: int) -> t
             if seen == chunks:
                 break
     return request_id, usage
+
