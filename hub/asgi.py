@@ -21,6 +21,7 @@ from hub.api.edge import ApiEdgeMiddleware  # noqa: E402
 from hub.api.gateway import ROUTES, GatewayConsumer  # noqa: E402
 from hub.api.paths import BASE_PATHS  # noqa: E402
 from hub.console.live import PlaygroundRelay, UsageStream  # noqa: E402
+from hub.metrics import MetricsMiddleware  # noqa: E402
 
 _GENERATION = rf"^/?({'|'.join(BASE_PATHS)})/({'|'.join(ROUTES)})/?$"
 _STORED_CHATS = rf"^/?({'|'.join(BASE_PATHS)})/chat/completions/?$"
@@ -45,14 +46,16 @@ _CONSOLE_STREAMS = [
 
 application = ProtocolTypeRouter(
     {
-        "http": ApiEdgeMiddleware(
-            URLRouter(
-                [
-                    re_path(_STORED_CHATS, _chat_completions),
-                    re_path(_GENERATION, gateway_app),
-                    *_CONSOLE_STREAMS,
-                    re_path(r"", django_asgi_app),
-                ]
+        "http": MetricsMiddleware(  # every request counted, timed and seen in flight (GET /metrics)
+            ApiEdgeMiddleware(
+                URLRouter(
+                    [
+                        re_path(_STORED_CHATS, _chat_completions),
+                        re_path(_GENERATION, gateway_app),
+                        *_CONSOLE_STREAMS,
+                        re_path(r"", django_asgi_app),
+                    ]
+                )
             )
         ),
     }

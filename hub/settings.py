@@ -269,7 +269,7 @@ if HUB_ENV == "prod":
         USE_X_FORWARDED_HOST = env_bool("HUB_USE_X_FORWARDED_HOST", False)
     # Redirect plain HTTP to HTTPS (off by default: health probes and the proxy's own checks often speak HTTP).
     SECURE_SSL_REDIRECT = env_bool("HUB_SSL_REDIRECT", False)
-    SECURE_REDIRECT_EXEMPT = [r"^health$", r"^ready$"]
+    SECURE_REDIRECT_EXEMPT = [r"^health$", r"^ready$", r"^metrics$"]  # probes and scrapes inside the cluster
 
 # --- the public API -----------------------------------------------------------------------
 # Bodies above this are refused with 413 before they are read in full.
@@ -322,6 +322,8 @@ HUB_MCP_ALLOW_PRIVATE_URLS = env_bool("HUB_MCP_ALLOW_PRIVATE_URLS", REDIS_URL is
 # A file in a model's input by ``file_url`` (hub/api/file_inputs.py) is fetched by the hub: as for webhooks, from a
 # loopback, private or link-local address only where HUB_FILE_URL_ALLOW_PRIVATE_URLS.
 HUB_FILE_URL_ALLOW_PRIVATE_URLS = env_bool("HUB_FILE_URL_ALLOW_PRIVATE_URLS", REDIS_URL is None)
+# GET /metrics (hub/metrics.py): Prometheus's text format, open like /health unless this bearer token is set
+HUB_METRICS_TOKEN = env_str("HUB_METRICS_TOKEN")
 CELERY_BEAT_SCHEDULE["send-webhooks"] = {"task": "hub.send_webhooks", "schedule": HUB_WEBHOOK_SWEEP_SECONDS}
 CELERY_BEAT_SCHEDULE["expire-webhook-deliveries"] = {"task": "accounts.expire_webhook_deliveries", "schedule": 3600.0}
 # the embedding model a vector store uses unless its creation names one (``embedding_model``): a catalog embedding

@@ -3,7 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from hub import views
+from hub import metrics, views
 from hub.api.paths import BASE_PATHS
 from hub.api.urls import api_patterns
 
@@ -11,6 +11,7 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/console/", permanent=False), name="home"),
     path("health", views.health, name="health"),
     path("ready", views.ready, name="ready"),
+    path("metrics", metrics.view, name="metrics"),
     path("console/", include("hub.console.urls")),
     path("admin/", admin.site.urls),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),

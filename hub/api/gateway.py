@@ -46,7 +46,7 @@ from django.utils import timezone
 
 from accounts import metering, pricing
 from accounts.models import ModelKind
-from hub import shutdown
+from hub import metrics, shutdown
 from hub.api import compaction, errors, file_inputs, responses_count, tiers, truncation, validation
 from hub.api.affinity import prefix_key
 from hub.api.chat_store import HUB_ONLY, ChatStore
@@ -182,6 +182,9 @@ class _Meter:
             created_at=timezone.now(), audio_seconds=self.audio_seconds, cached_tokens=self.cached_tokens,
             service_tier=self.service_tier, usage_id=usage_id,
         )  # fmt: skip
+        first = None if self.first_token is None else self.first_token - self.start
+        metrics.metered(self.model, self.route, self.status, self.prompt_tokens, self.completion_tokens,
+                        self.cached_tokens, first)  # fmt: skip
         await sync_to_async(_record, thread_sensitive=False)(usage)
 
 

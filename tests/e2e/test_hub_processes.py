@@ -20,7 +20,7 @@ from accounts.limits import Limits
 from accounts.models import ModelKind
 from tests.support.buckets import most_admitted, timed
 from tests.support.hub import database_url_for_subprocess, start_hub, stop_hub
-from tests.support.live import FAKE_CHAT, rows
+from tests.support.live import FAKE_CHAT, rows, sample, scrape
 from tests.support.processes import ROOT, free_port
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -76,6 +76,18 @@ def test_two_workers_serve_one_port_and_share_the_limits(live_hub, fake):
         through = statuses.count(200)
         assert set(statuses) == {200, 429} and 10 <= through <= most_admitted(10, elapsed), (elapsed, statuses)
         assert len(rows(through, route="chat/completions")) == through  # each metered once
+        # either worker answers /metrics with both workers' counts
+        http = {"route": "chat/completions", "method": "POST"}
+        deadline = time.monotonic() + 10  # counted once its usage row is written, just after its answer
+        while (
+            sum(sample(after := scrape(url), "hub_http_requests_total", **http, status=s) for s in ("200", "429")) < 16
+        ):
+            assert time.monotonic() < deadline, after
+            time.sleep(0.05)
+        assert sample(after, "hub_http_requests_total", **http, status="200") == through
+        assert sample(after, "hub_model_requests_total", model=FAKE_CHAT, route="chat/completions", status="200") == (
+            through
+        )
     finally:
         output = stop_hub(process)
     assert "Traceback" not in output, output

@@ -24,7 +24,7 @@ from accounts.models import ModelKind, UsageRecord
 from tests.support.buckets import most_admitted, timed
 from tests.support.fake_service import UPSTREAM_NAME
 from tests.support.hub import database_url_for_subprocess, start_hub, stop_hub
-from tests.support.live import FAKE_CHAT, FAKE_EMBED, barrier, chat_upstream, read_then_hang_up, rows
+from tests.support.live import FAKE_CHAT, FAKE_EMBED, barrier, chat_upstream, read_then_hang_up, rows, sample, scrape
 from tests.support.processes import free_port
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -274,6 +274,33 @@ def test_a_key_over_its_limits_is_refused_before_its_files_are_read(hub, fake):
     assert caught.value.body["code"] == "rate_limit_exceeded"
     barrier(hub)
     assert UsageRecord.objects.filter(api_key=issued.key).count() == 1
+
+
+def test_metrics_count_each_request_its_tokens_and_the_refused(hub, fake):
+    """``/metrics`` of the live hub, before and after: the answered request and the refused one by route and status,
+    the answer's tokens and its request per model as its usage row says."""
+    issued = services.issue_key(hub.tenant, name="one-a-minute")
+    services.set_limits(issued.key, Limits(rpm=1))
+    client = hub(issued)
+    before = scrape(hub.url)
+    answer = client.chat.completions.create(model=FAKE_CHAT, messages=HELLO, max_tokens=3)
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model=FAKE_CHAT, messages=HELLO, max_tokens=3)
+    [row] = rows(api_key=issued.key)
+    http = {"route": "chat/completions", "method": "POST"}
+
+    def delta(after, name, **labels):
+        return sample(after, name, **labels) - sample(before, name, **labels)
+
+    deadline = time.monotonic() + 10  # a request is counted once its usage row is written: just after its answer
+    while delta(after := scrape(hub.url), "hub_http_requests_total", **http, status="429") < 1:
+        assert time.monotonic() < deadline, "the refused request was not counted"
+        time.sleep(0.05)
+    assert delta(after, "hub_http_requests_total", **http, status="200") == 1
+    assert delta(after, "hub_http_request_duration_seconds_count", route="chat/completions") == 2
+    assert delta(after, "hub_model_requests_total", model=FAKE_CHAT, route="chat/completions", status="200") == 1
+    tokens = [delta(after, "hub_tokens_total", model=FAKE_CHAT, kind=k) for k in ("prompt", "completion")]
+    assert tokens == [row.prompt_tokens, row.completion_tokens] == [answer.usage.prompt_tokens, 3]
 
 
 @pytest.fixture

@@ -115,3 +115,15 @@ def read_then_hang_up(hub, model: str, route: str, body: dict, chunks: int) -> t
                 break
     return request_id, usage
 
+
+def scrape(url: str) -> dict[tuple[str, tuple], float]:
+    """A hub's ``/metrics`` (``url``: its root): each sample by (name, its labels sorted)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{url}/metrics", timeout=10).raise_for_status().text
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}  # fmt: skip
+
+
+def sample(samples: dict[tuple[str, tuple], float], name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import suppress
 from urllib.parse import urlsplit
@@ -24,6 +27,7 @@ from accounts.services import sync_deployment
 from hub.bootstrap import ADMIN_USERNAME, DEMO_TENANT, bootstrap
 from hub.env import env_int, env_str
 from hub.inference_client import InferenceUnavailable, load_times, model_cards, wait_ready
+from hub.metrics import MULTIPROC_ENV
 
 
 def _die_with_parent() -> None:
@@ -180,6 +184,10 @@ class Command(BaseCommand):
             # process before the batches are handed back below, so it is noted here and raised after that (SIGINT's
             # KeyboardInterrupt uvicorn.run swallows itself)
             previous = signal.signal(signal.SIGTERM, lambda signum, _: stopped_by.append(signum))
+        metrics_dir = None
+        if workers > 1 and not os.environ.get(MULTIPROC_ENV):  # each worker's metrics in files, summed by /metrics
+            metrics_dir = tempfile.mkdtemp(prefix="hub-metrics-")
+            os.environ[MULTIPROC_ENV] = metrics_dir  # read by the workers uvicorn spawns, as they import it
         try:
             uvicorn.run(
                 "hub.asgi:application",
@@ -202,6 +210,8 @@ class Command(BaseCommand):
             if child is not None:
                 child.terminate()
                 child.wait(timeout=30)
+            if metrics_dir is not None:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
             if stopped_by:

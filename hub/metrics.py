@@ -1,0 +1,127 @@
+"""The hub's Prometheus metrics (``GET /metrics``): HTTP requests by route, method and status, in flight and their
+durations (``MetricsMiddleware``, in front of everything), and per model what the gateway metered: its requests by
+route and status, tokens by kind and time to first token (``metered``, from each usage row as it is written).
+
+Labels stay bounded: a route is the API resource (``chat/completions``, ``files``, ``vector_stores``; never an id),
+a model is a catalog id, and no tenant or key is named (the usage API and the console break usage down by those).
+
+``hub serve --workers N`` runs N processes: each writes its values to ``PROMETHEUS_MULTIPROC_DIR`` (a directory the
+serve command makes), and any of them answers ``/metrics`` with the sum (prometheus_client's multiprocess mode: a
+worker uvicorn replaced keeps its counts; one killed mid-request leaves its requests in flight until the hub
+restarts). One process keeps them in memory. ``HUB_METRICS_TOKEN``, when set, is
+the bearer token a scraper must send."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import multiprocess as _multiprocess
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+from hub.api.paths import BASE_PATHS
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+_API_ROUTES = {  # the first segments of API paths whose resource is two segments long
+    "chat": 2, "audio": 2, "responses": 1, "conversations": 1, "files": 1, "uploads": 1, "batches": 1,
+    "vector_stores": 1, "models": 1, "usage": 1, "costs": 1,
+}  # fmt: skip
+
+HTTP_REQUESTS = Counter("hub_http_requests", "HTTP requests answered, by route, method and status",
+                        ["route", "method", "status"])  # fmt: skip
+IN_FLIGHT = Gauge("hub_http_requests_in_flight", "HTTP requests being served (their usage rows included)",
+                  multiprocess_mode="livesum")  # fmt: skip
+DURATION = Histogram("hub_http_request_duration_seconds", "From a request's arrival to its last byte and usage row",
+                     ["route"], buckets=_LATENCY_BUCKETS)  # fmt: skip
+MODEL_REQUESTS = Counter("hub_model_requests", "Requests that reached a model, metered, by model, route and status",
+                         ["model", "route", "status"])  # fmt: skip
+TOKENS = Counter("hub_tokens", "Tokens metered, by model and kind (prompt, completion, cached: of the prompt's)",
+                 ["model", "kind"])  # fmt: skip
+TTFT = Histogram("hub_time_to_first_token_seconds", "Time to a stream's first token (a whole answer's arrival), as "
+                 "the usage rows record it, by model", ["model"], buckets=_LATENCY_BUCKETS)  # fmt: skip
+
+
+_PAGES = {"console", "admin", "health", "ready", "metrics", "openapi.json", "docs", "redoc", "static"}
+_API_KNOWN = {*_API_ROUTES, "completions", "embeddings", "rerank", "score", "moderations", "webhook_endpoints",
+              "webhook_event_types"}  # fmt: skip
+
+
+def route_of(path: str) -> str:
+    """A bounded label for a path: the API resource without ids (``/v1/files/file-1/content`` -> ``files``), else the
+    path's first segment (``console``, ``admin``, ``health``)."""
+    parts = [p for p in path.split("/") if p]
+    if not parts:
+        return "/"
+    if parts[0] not in BASE_PATHS or len(parts) == 1:
+        return parts[0] if parts[0] in _PAGES else "other"
+    resource = parts[1:]
+    return "/".join(resource[: _API_ROUTES.get(resource[0], 1)]) if resource[0] in _API_KNOWN else "other"
+
+
+def metered(model: str, route: str, status: int, prompt: int, completion: int, cached: int,
+            ttft_seconds: float | None) -> None:  # fmt: skip
+    """One usage row's figures, counted as the gateway writes it (just before: a scrape that sees the row's
+    effects in the database sees them here too)."""
+    MODEL_REQUESTS.labels(model, route, str(status)).inc()
+    for kind, count in (("prompt", prompt), ("completion", completion), ("cached", cached)):
+        if count:
+            TOKENS.labels(model, kind).inc(count)
+    if ttft_seconds is not None:
+        TTFT.labels(model).observe(ttft_seconds)
+
+
+class MetricsMiddleware:
+    """ASGI: each HTTP request counted in flight until the app returns (a gateway request returns once its usage row
+    is written), then by its route, method and status, and timed."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        status = 500  # what a request that ends without a response start is (uvicorn answers 500)
+
+        async def watched(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        start = time.monotonic()
+        IN_FLIGHT.inc()
+        try:
+            await self.app(scope, receive, watched)
+        finally:
+            IN_FLIGHT.dec()
+            route = route_of(scope.get("path", ""))
+            HTTP_REQUESTS.labels(route, scope.get("method", ""), str(status)).inc()
+            DURATION.labels(route).observe(time.monotonic() - start)
+
+
+def _registry() -> CollectorRegistry:
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        _multiprocess.MultiProcessCollector(registry)
+        return registry
+    from prometheus_client import REGISTRY
+
+    return REGISTRY
+
+
+def view(request: HttpRequest) -> HttpResponse:
+    """``GET /metrics``: Prometheus's text format; a 401 without ``HUB_METRICS_TOKEN`` where it is set."""
+    token = settings.HUB_METRICS_TOKEN
+    if token:
+        sent = request.headers.get("Authorization", "")
+        if not secrets.compare_digest(sent.encode(), f"Bearer {token}".encode()):
+            response = HttpResponse("metrics need the bearer token HUB_METRICS_TOKEN\n", status=401,
+                                    content_type="text/plain")  # fmt: skip
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return response
+    return HttpResponse(generate_latest(_registry()), content_type=CONTENT_TYPE_PLAIN_0_0_4)  # as the service's

@@ -1,0 +1,138 @@
+"""The hub's Prometheus metrics (``hub/metrics.py``): bounded route labels, the middleware's counts (in flight while
+the app runs, the status sent, a 500 for an app that fails before answering), what the gateway meters per model,
+``/metrics`` behind ``HUB_METRICS_TOKEN``, and several processes summed in multiprocess mode."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
+
+from hub import metrics
+from tests.support import ROOT
+
+
+def value(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@pytest.mark.parametrize(
+    ("path", "route"),
+    [
+        ("/v1/chat/completions", "chat/completions"),
+        ("/v2/chat/completions/chatcmpl-123/messages", "chat/completions"),
+        ("/v1/files/file-abc/content", "files"),
+        ("/vision/audio/transcriptions", "audio/transcriptions"),
+        ("/v1/vector_stores/vs_1/files/file-2", "vector_stores"),
+        ("/v1/responses/resp_1/input_items", "responses"),
+        ("/v1/embeddings", "embeddings"),
+        ("/v1/no-such-route/x", "other"),
+        ("/v1", "other"),
+        ("/console/t/acme/usage", "console"),
+        ("/metrics", "metrics"),
+        ("/wp-login.php", "other"),
+        ("/", "/"),
+    ],
+)
+def test_a_route_label_names_the_resource_never_an_id(path, route):
+    assert metrics.route_of(path) == route
+
+
+def call(app, path: str = "/v1/files", method: str = "GET") -> list[dict]:
+    sent: list[dict] = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(metrics.MetricsMiddleware(app)({"type": "http", "path": path, "method": method}, receive, send))
+    return sent
+
+
+def test_the_middleware_counts_in_flight_then_the_status_and_the_time():
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append(value("hub_http_requests_in_flight"))
+        await send({"type": "http.response.start", "status": 404, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    counted = ("hub_http_requests_total", {"route": "files", "method": "GET", "status": "404"})
+    timed = ("hub_http_request_duration_seconds_count", {"route": "files"})
+    before = (value(counted[0], **counted[1]), value(timed[0], **timed[1]), value("hub_http_requests_in_flight"))
+    assert [m["type"] for m in call(app)] == ["http.response.start", "http.response.body"]
+    assert seen == [before[2] + 1]
+    assert value(counted[0], **counted[1]) == before[0] + 1 and value(timed[0], **timed[1]) == before[1] + 1
+    assert value("hub_http_requests_in_flight") == before[2]
+
+
+def test_an_app_that_fails_before_answering_is_a_500_and_leaves_flight():
+    async def app(scope, receive, send):
+        raise RuntimeError("broken")
+
+    before = value("hub_http_requests_total", route="batches", method="POST", status="500")
+    flying = value("hub_http_requests_in_flight")
+    with pytest.raises(RuntimeError):
+        call(app, "/v1/batches", "POST")
+    assert value("hub_http_requests_total", route="batches", method="POST", status="500") == before + 1
+    assert value("hub_http_requests_in_flight") == flying
+
+
+def test_what_the_gateway_meters_is_counted_per_model():
+    labels = {"model": "m-metrics", "route": "chat/completions", "status": "200"}
+    metrics.metered("m-metrics", "chat/completions", 200, prompt=12, completion=5, cached=8, ttft_seconds=0.2)
+    metrics.metered("m-metrics", "chat/completions", 200, prompt=3, completion=0, cached=0, ttft_seconds=None)
+    assert value("hub_model_requests_total", **labels) == 2
+    assert [value("hub_tokens_total", model="m-metrics", kind=k) for k in ("prompt", "completion", "cached")] == [
+        15, 5, 8,
+    ]  # fmt: skip
+    assert value("hub_time_to_first_token_seconds_count", model="m-metrics") == 1
+    assert value("hub_time_to_first_token_seconds_bucket", model="m-metrics", le="0.25") == 1
+
+
+def test_metrics_are_prometheus_text_and_behind_the_token_where_set(client, settings):
+    settings.HUB_METRICS_TOKEN = None
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/plain; version=0.0.4")
+    names = {family.name for family in text_string_to_metric_families(response.content.decode())}
+    assert {"hub_http_requests", "hub_http_requests_in_flight", "hub_tokens", "hub_model_requests"} <= names
+    settings.HUB_METRICS_TOKEN = "scrape-secret"
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "scrape-secret"}):
+        refused = client.get("/metrics", headers=headers)
+        assert refused.status_code == 401 and refused["WWW-Authenticate"] == 'Bearer realm="metrics"'
+    assert client.get("/metrics", headers={"Authorization": "Bearer scrape-secret"}).status_code == 200
+
+
+WORKER = """
+import os, sys
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+import django
+django.setup()
+from hub import metrics
+metrics.metered("m-multi", "embeddings", 200, prompt=int(sys.argv[1]), completion=0, cached=0, ttft_seconds=None)
+if sys.argv[2] == "scrape":
+    from django.test import RequestFactory
+    print(metrics.view(RequestFactory().get("/metrics")).content.decode())
+"""
+
+
+def test_the_processes_of_a_multi_worker_hub_are_summed(tmp_path):
+    """``serve --workers N`` points every worker at one directory (PROMETHEUS_MULTIPROC_DIR): a scrape of any of them
+    answers the sum, the processes that ended included."""
+    env = {**os.environ, metrics.MULTIPROC_ENV: str(tmp_path)}
+    script = textwrap.dedent(WORKER)
+    subprocess.run([sys.executable, "-c", script, "7", "count"], env=env, cwd=ROOT, check=True, timeout=120)
+    scraped = subprocess.run([sys.executable, "-c", script, "5", "scrape"], env=env, cwd=ROOT, check=True,
+                             timeout=120, capture_output=True, text=True).stdout  # fmt: skip
+    samples = {(s.name, s.labels.get("model"), s.labels.get("kind")): s.value
+               for family in text_string_to_metric_families(scraped) for s in family.samples}  # fmt: skip
+    assert samples[("hub_tokens_total", "m-multi", "prompt")] == 12
+    assert samples[("hub_model_requests_total", "m-multi", None)] == 2
