@@ -1,0 +1,119 @@
+"""The hub's metrics (``hub/metrics.py``): what counting costs a request, and what a scrape costs the hub.
+
+- Per request: an ASGI app answering at once, called bare and behind ``MetricsMiddleware`` (rounds alternating), and
+  ``metered`` (a usage row's per-model counts), in µs.
+- Per scrape: ``GET /metrics`` rendered with ``--models`` catalog models having traffic on 3 routes and 2 statuses, in
+  one process (memory) and summed over ``--workers`` processes' files (prometheus_client's multiprocess mode, as
+  ``serve --workers N`` runs), in ms.
+
+    .venv/bin/python benchmarks/bench_metrics.py [--rounds 7] [--requests 20000] [--models 50] [--workers 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
+
+TRAFFIC = """
+import sys
+from hub import metrics
+for m in range(int(sys.argv[1])):
+    for route in ("chat/completions", "responses", "embeddings"):
+        for status in (200, 429):
+            metrics.metered(f"model-{m}", route, status, 100, 20, 0, 0.05)
+            metrics.HTTP_REQUESTS.labels(route, "POST", str(status)).inc()
+            metrics.DURATION.labels(route).observe(0.1)
+"""
+SCRAPE = """
+import statistics, time
+import django
+django.setup()
+from django.test import RequestFactory
+times = []
+for _ in range(20):
+    start = time.perf_counter()
+    body = metrics.view(RequestFactory().get("/metrics")).content
+    times.append(time.perf_counter() - start)
+print(statistics.median(times) * 1000, len(body))
+"""
+
+
+def _scrape(env: dict, models: int, traffic: bool) -> tuple[float, int]:
+    """A scrape's median ms and its size, in a process of its own (with this process's traffic, or none)."""
+    script = (TRAFFIC if traffic else "from hub import metrics\n") + SCRAPE
+    out = subprocess.run([sys.executable, "-c", script, str(models)], env=env, cwd=ROOT, check=True,
+                         capture_output=True, text=True).stdout.split()  # fmt: skip
+    return float(out[0]), int(out[1])
+
+
+async def _requests(app, count: int) -> float:
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        pass
+
+    scope = {"type": "http", "path": "/v1/chat/completions", "method": "POST"}
+    start = time.perf_counter()
+    for _ in range(count):
+        await app(scope, receive, send)
+    return (time.perf_counter() - start) / count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--models", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=4)
+    args = parser.parse_args()
+    import django
+
+    django.setup()
+    from hub import metrics
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    wrapped = metrics.MetricsMiddleware(app)
+    bare, counted, metered = [], [], []
+    for _ in range(args.rounds):
+        bare.append(asyncio.run(_requests(app, args.requests)))
+        counted.append(asyncio.run(_requests(wrapped, args.requests)))
+        start = time.perf_counter()
+        for _ in range(args.requests):
+            metrics.metered("m", "chat/completions", 200, 100, 20, 0, 0.05)
+        metered.append((time.perf_counter() - start) / args.requests)
+    print(f"per request, median of {args.rounds} rounds x {args.requests}:")
+    plain, behind, counts = (statistics.median(v) * 1e6 for v in (bare, counted, metered))
+    print(f"  bare app {plain:.2f} µs, behind MetricsMiddleware {behind:.2f} µs: +{behind - plain:.2f} µs; "
+          f"metered() {counts:.2f} µs")  # fmt: skip
+    env = {**os.environ}
+    one = _scrape(env, args.models, traffic=True)
+    with tempfile.TemporaryDirectory() as directory:
+        env["PROMETHEUS_MULTIPROC_DIR"] = directory
+        for _ in range(args.workers):
+            subprocess.run([sys.executable, "-c", TRAFFIC, str(args.models)], env=env, cwd=ROOT, check=True)
+        many = _scrape(env, args.models, traffic=False)
+    print(
+        f"a scrape, {args.models} models with traffic (median of 20): one process {one[0]:.1f} ms "
+        f"({one[1] // 1024} KB); {args.workers} workers' files summed {many[0]:.1f} ms ({many[1] // 1024} KB)"
+    )
+    print(f"\nreproduce: .venv/bin/python benchmarks/bench_metrics.py --rounds {args.rounds} --requests "
+          f"{args.requests} --models {args.models} --workers {args.workers}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
