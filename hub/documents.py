@@ -1,11 +1,12 @@
 """A file's text, as the hub reads it for a model: a PDF's text layer (pypdf), a Word document's paragraphs and
-tables (python-docx), a PowerPoint deck's slides (python-pptx), else UTF-8 text. Vector stores index it
-(``hub/vector_stores/indexer.py``) and a file in a model's input is shown to the model as it
-(``hub/api/file_inputs.py``); anything else (images, spreadsheets, scans without a text layer) is refused with a code
-of OpenAI's vector store file errors (``unsupported_file``, ``invalid_file``)."""
+tables (python-docx), a PowerPoint deck's slides (python-pptx), an Excel workbook's sheets (openpyxl), else UTF-8
+text. Vector stores index it (``hub/vector_stores/indexer.py``) and a file in a model's input is shown to the model as
+it (``hub/api/file_inputs.py``); anything else (images, legacy .doc / .xls / .ppt, scans without a text layer) is
+refused with a code of OpenAI's vector store file errors (``unsupported_file``, ``invalid_file``)."""
 
 from __future__ import annotations
 
+import datetime
 import io
 import zipfile
 
@@ -54,7 +55,47 @@ def _pptx_text(content: bytes) -> str:
     return "\n\n".join(slides)
 
 
-_OFFICE = {"word/document.xml": ("Word document", _docx_text), "ppt/presentation.xml": ("PowerPoint deck", _pptx_text)}
+def _shown(value: object) -> str:
+    """A cell's value as a spreadsheet shows it: a whole float without its ``.0``, a date in ISO form, TRUE / FALSE."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, datetime.datetime):
+        return value.isoformat(sep=" ", timespec="seconds").removesuffix(" 00:00:00")
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    return str(value).strip()
+
+
+def _xlsx_text(content: bytes) -> str:
+    """A workbook's sheets in order, a blank line apart: ``Sheet: <name>``, then a line per row holding a value, its
+    cells apart by `` | `` (as a document's tables), empty cells at a row's end left out. A formula shows the value
+    the spreadsheet program saved with it (none if it never computed it)."""
+    from openpyxl import load_workbook
+
+    book = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
+    try:
+        sheets = []
+        for sheet in book.worksheets:
+            rows = []
+            for row in sheet.iter_rows(values_only=True):
+                cells = [_shown(value) for value in row]
+                while cells and not cells[-1]:
+                    cells.pop()
+                if cells:
+                    rows.append(" | ".join(cells))
+            if rows:
+                sheets.append("\n".join([f"Sheet: {sheet.title}", *rows]))
+        return "\n\n".join(sheets)
+    finally:
+        book.close()
+
+
+_OFFICE = {"word/document.xml": ("Word document", _docx_text), "ppt/presentation.xml": ("PowerPoint deck", _pptx_text),
+           "xl/workbook.xml": ("Excel workbook", _xlsx_text)}  # fmt: skip
 
 
 def _office_text(content: bytes) -> str | None:
@@ -73,8 +114,8 @@ def _office_text(content: bytes) -> str | None:
 
 
 def read_text(content: bytes) -> str:
-    """The file's text: a PDF's (its text layer; a scan without one has none), a Word document's or a PowerPoint
-    deck's, else UTF-8 text. Other files (images, spreadsheets, archives) are refused."""
+    """The file's text: a PDF's (its text layer; a scan without one has none), a Word document's, a PowerPoint deck's
+    or an Excel workbook's, else UTF-8 text. Other files (images, legacy Office formats, archives) are refused."""
     if content.startswith(b"%PDF-"):
         text = _pdf_text(content).replace("\x00", "")
         if not text.strip():
@@ -87,8 +128,8 @@ def read_text(content: bytes) -> str:
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError:
-        message = ("The file is none of UTF-8 text, a PDF, a Word document (.docx) or a PowerPoint deck (.pptx); the "
-                   "hub reads those only.")  # fmt: skip
+        message = ("The file is none of UTF-8 text, a PDF, a Word document (.docx), a PowerPoint deck (.pptx) or an "
+                   "Excel workbook (.xlsx); the hub reads those only.")  # fmt: skip
         raise Failed("unsupported_file", message) from None
     if "\x00" in text:
         raise Failed("unsupported_file", "The file holds NUL characters: it is not a text file.")

@@ -4,13 +4,13 @@
 
 Our models read text (and a vision model images), so each file is shown to the model as a text part holding its
 text, read as a vector store reads a file (``hub/documents.py``: a PDF's text layer, a Word document's, a PowerPoint
-deck's, or UTF-8 text; other files are a 400 ``unsupported_file``), inside ``<file name="...">`` ... ``</file>``; an
-image named by ``file_id`` becomes a ``data:`` URL of its bytes. This happens in the gateway, before the request is
-estimated and limited, so a file's tokens are reserved, routed and metered as the prompt's; the limits are asked
-first (``admit``, charging nothing) about the request with each document's text empty, so a key they refuse anyway
-makes the hub read no file. Every deployment gets the
-text, ours and external ones alike (an OpenAI-compatible provider may not read files, and none knows this hub's file
-ids); what is stored (a chat completion's messages, a response's input items) keeps the file as it was sent.
+deck's, an Excel workbook's, or UTF-8 text; other files are a 400 ``unsupported_file``), inside
+``<file name="...">`` ... ``</file>``; an image named by ``file_id`` becomes a ``data:`` URL of its bytes. This
+happens in the gateway, before the request is estimated and limited, so a file's tokens are reserved, routed and
+metered as the prompt's; the limits are asked first (``admit``, charging nothing) about the request with each
+document's text empty, so a key they refuse anyway makes the hub read no file. Every deployment gets the text, ours
+and external ones alike (an OpenAI-compatible provider may not read files, and none knows this hub's file ids); what
+is stored (a chat completion's messages, a response's input items) keeps the file as it was sent.
 
 A ``file_id`` is one of the tenant's files (the Files API); ``file_data`` is base64, bare or as a ``data:`` URL; a
 ``file_url`` is fetched by the hub (http or https, up to ``HUB_MAX_FILE_BYTES``, three redirects, each host resolved

@@ -1,9 +1,10 @@
 """A file's text as the hub reads it (``hub/documents.py``), for vector stores and for files in a model's input:
 UTF-8 text, a PDF's text layer, a Word document's paragraphs and tables in order, a PowerPoint deck's slides and
-notes; what is none of those, or is broken, refused with OpenAI's codes."""
+notes, an Excel workbook's sheets row by row; what is none of those, or is broken, refused with OpenAI's codes."""
 
 from __future__ import annotations
 
+import datetime
 import io
 import zipfile
 
@@ -11,7 +12,7 @@ import pytest
 
 from hub.documents import Failed, read_text
 from tests.support.images import photo
-from tests.support.office import slide_deck, word_document
+from tests.support.office import slide_deck, word_document, workbook
 from tests.support.pdfs import text_pdf
 
 
@@ -33,6 +34,18 @@ def test_a_decks_slides_are_read_a_blank_line_apart_with_their_notes():
     assert read_text(deck) == "Launch\nThe rover is called Pebble.\n\nBudget\nThree million.\nSay it slowly."
 
 
+def test_a_workbooks_sheets_are_read_row_by_row_as_a_spreadsheet_shows_them():
+    book = workbook({
+        "Sales": [["Region", "Units", "Shipped", None], ["North", 12.0, datetime.date(2026, 3, 1)], [],
+                  ["South", 7.5, True, None, None], [None, None, "late"]],
+        "Empty": [],
+        "Notes": [["Ship by", datetime.datetime(2026, 3, 1, 9, 30)], ["=1+1"]],
+    })  # fmt: skip
+    assert read_text(book) == "\n".join([
+        "Sheet: Sales", "Region | Units | Shipped", "North | 12 | 2026-03-01", "South | 7.5 | TRUE", " |  | late", "",
+        "Sheet: Notes", "Ship by | 2026-03-01 09:30:00"])  # fmt: skip
+
+
 def _zip(files: dict[str, bytes]) -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as archive:
@@ -48,7 +61,9 @@ def _zip(files: dict[str, bytes]) -> bytes:
         (b"a\x00b", "unsupported_file"),
         (photo(), "unsupported_file"),
         (_zip({"data.csv": b"a,b"}), "unsupported_file"),  # a zip, not a document
-        (_zip({"xl/workbook.xml": b"<workbook/>"}), "unsupported_file"),  # a spreadsheet: not read
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504), "unsupported_file"),  # legacy .xls / .doc / .ppt
+        (_zip({"xl/workbook.xml": b"<workbook/>"}), "invalid_file"),  # a broken workbook
+        (workbook({"Empty": [[None, ""]]}), "invalid_file"),  # a workbook without values
         (b" \n", "invalid_file"),
         (b"%PDF-1.4\nnot really", "invalid_file"),
         (text_pdf([" "]), "invalid_file"),  # a scan: no text layer

@@ -18,7 +18,7 @@ from hub.api.responses_relay import native_part
 from hub.api.upstream import ModelInfo
 from tests.support.documents import NOTES, PAGES, document_server
 from tests.support.images import photo
-from tests.support.office import slide_deck, word_document
+from tests.support.office import slide_deck, word_document, workbook
 from tests.support.pdfs import text_pdf
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the resolver reads on the pool's threads
@@ -64,15 +64,18 @@ def test_a_stored_pdf_becomes_its_text_beside_the_messages_text(acme):
     assert renamed["messages"][0]["content"].endswith(shown("plan.pdf", PDF_TEXT))
 
 
-def test_office_documents_become_their_text(acme):
+def test_office_documents_become_their_text(acme):  # Word, PowerPoint, Excel
     document = stored(acme.tenant, word_document(["Quarterly report."], [["Region", "Sales"], ["North", "12"]]),
                       "report.docx")  # fmt: skip
     deck = stored(acme.tenant, slide_deck([("Launch", "The rover is called Pebble.")]), "launch.pptx")
+    sheet = stored(acme.tenant, workbook({"Q1": [["Region", "Sales"], ["North", 12]]}), "sales.xlsx")
     out = inline(acme.tenant, chat({"type": "file", "file": {"file_id": document}},
-                                   {"type": "file", "file": {"file_id": deck}}))  # fmt: skip
+                                   {"type": "file", "file": {"file_id": deck}},
+                                   {"type": "file", "file": {"file_id": sheet}}))  # fmt: skip
     assert out["messages"][0]["content"] == "\n".join([
         "Read:", shown("report.docx", "Quarterly report.\nRegion | Sales\nNorth | 12"),
-        shown("launch.pptx", "Launch\nThe rover is called Pebble.")])  # fmt: skip
+        shown("launch.pptx", "Launch\nThe rover is called Pebble."),
+        shown("sales.xlsx", "Sheet: Q1\nRegion | Sales\nNorth | 12")])  # fmt: skip
 
 
 def test_file_data_as_a_data_url_or_bare_base64(acme):

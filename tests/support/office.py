@@ -1,4 +1,5 @@
-"""Office documents the tests write with python-docx and python-pptx (Office Open XML, as Word and PowerPoint save)."""
+"""Office documents the tests write with python-docx, python-pptx and openpyxl (Office Open XML, as Word, PowerPoint
+and Excel save)."""
 
 from __future__ import annotations
 
@@ -37,4 +38,19 @@ def slide_deck(slides: list[tuple[str, str]], notes: dict[int, str] | None = Non
             slide.notes_slide.notes_text_frame.text = notes[i]
     out = io.BytesIO()
     deck.save(out)
+    return out.getvalue()
+
+
+def workbook(sheets: dict[str, list[list]]) -> bytes:
+    """An .xlsx (openpyxl): a worksheet per name, its rows of values (an empty list: an empty row)."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.remove(book.active)
+    for title, rows in sheets.items():
+        sheet = book.create_sheet(title)
+        for row in rows:
+            sheet.append(row)
+    out = io.BytesIO()
+    book.save(out)
     return out.getvalue()
