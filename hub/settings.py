@@ -14,6 +14,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
+from hub import logs
 from hub.env import (
     check_redis_url,
     env_bool,
@@ -401,10 +402,13 @@ SPECTACULAR_SETTINGS = {
 }
 
 LOG_LEVEL = env_choice("HUB_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
+# text, or json: a JSON object a line, for a log pipeline (hub/logs.py; uvicorn's and Celery's records too)
+HUB_LOG_FORMAT = env_choice("HUB_LOG_FORMAT", "text", logs.FORMATS)
+CELERY_WORKER_HIJACK_ROOT_LOGGER = HUB_LOG_FORMAT == "text"  # json: the worker's records go through LOGGING
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {"plain": logs.formatter(HUB_LOG_FORMAT)},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {

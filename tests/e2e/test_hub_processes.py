@@ -93,6 +93,25 @@ def test_two_workers_serve_one_port_and_share_the_limits(live_hub, fake):
     assert "Traceback" not in output, output
 
 
+def test_json_logs_are_one_object_a_line_the_access_log_included(live_hub):
+    """``HUB_LOG_FORMAT=json``: every line the hub writes is one JSON object (uvicorn's records, its access log with
+    the request's fields apart, the serve banner, the hub's own), for a log pipeline to read."""
+    env = {"HUB_DATABASE_URL": database_url_for_subprocess(), "HUB_LOG_FORMAT": "json", "HUB_LOG_LEVEL": "INFO"}
+    process, url = start_hub(env, "--no-bootstrap")
+    try:
+        assert httpx.get(f"{url}/health", timeout=10).status_code == 200
+        assert httpx.get(f"{url}/v1/models", timeout=10).status_code == 401
+    finally:
+        output = stop_hub(process)
+    records = [json.loads(line) for line in output.splitlines() if line.strip()]  # each line parses, or this fails
+    assert all({"time", "level", "logger", "message"} <= set(r) for r in records), records
+    access = {(r["method"], r["path"], r["status"]) for r in records if r["logger"] == "uvicorn.access"}
+    assert {("GET", "/health", 200), ("GET", "/v1/models", 401)} <= access
+    assert any(r["logger"] == "uvicorn.error" and "Uvicorn running" in r["message"] for r in records)
+    [banner] = [r for r in records if r["logger"] == "hub.management.commands.serve"]
+    assert banner["message"].startswith("LLM Hub: ") and "base_url" in banner["message"]
+
+
 def test_several_workers_need_redis():
     env = {k: v for k, v in os.environ.items() if k != "HUB_REDIS_URL"}
     env.update(HUB_DATABASE_URL=database_url_for_subprocess(), HUB_PORT=str(free_port()), HUB_HOST="127.0.0.1")

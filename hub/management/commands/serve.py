@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import logging
 import os
 import shlex
 import shutil
@@ -24,6 +25,7 @@ from django.db import DatabaseError
 
 from accounts.models import ModelKind, ServedModel
 from accounts.services import sync_deployment
+from hub import logs
 from hub.bootstrap import ADMIN_USERNAME, DEMO_TENANT, bootstrap
 from hub.env import env_int, env_str
 from hub.inference_client import InferenceUnavailable, load_times, model_cards, wait_ready
@@ -50,6 +52,8 @@ def _port_taken(host: str, port: int) -> bool:
             raise
     return False
 
+
+log = logging.getLogger(__name__)
 
 SNIPPET = """\
 from openai import OpenAI
@@ -139,10 +143,15 @@ class Command(BaseCommand):
             synced = sync_deployment(inference_url, model_cards(inference_url, api_key), api_key)
             loads = load_times(inference_url)
             shown = ", ".join(f"{m.id} ({loads[m.id]:.1f} s)" if m.id in loads else m.id for m in synced)
-            self.stdout.write(f"inference service ready in {time.monotonic() - started:.1f} s: {shown}")
+            ready = f"inference service ready in {time.monotonic() - started:.1f} s: {shown}"
+            if settings.HUB_LOG_FORMAT == "json":
+                log.info(ready)
+            else:
+                self.stdout.write(ready)
         if not no_bootstrap:
             first = bootstrap(inference_url)
-        out = self.stdout.write
+        banner: list[str] = []  # HUB_LOG_FORMAT=json: the banner is one record of the log's, not lines of text
+        out = banner.append if settings.HUB_LOG_FORMAT == "json" else self.stdout.write
         out("")
         out(f"LLM Hub: {settings.HUB_PUBLIC_URL}")
         out(f"  base_url     {base_url}")
@@ -174,6 +183,8 @@ class Command(BaseCommand):
         if child is not None:
             out(f"Inference service (direct, no keys): {inference_url}")
             out("")
+        if banner:
+            log.info("\n".join(banner).strip())
         beat, stopped_by, previous = None, [], None
         if settings.CELERY_TASK_ALWAYS_EAGER:  # no broker: the beat schedule (and batches) run in this process
             from hub.beat import InProcessBeat
@@ -195,6 +206,7 @@ class Command(BaseCommand):
                 port=settings.HUB_PORT,
                 lifespan="off",
                 log_level=settings.LOG_LEVEL.lower(),
+                **({"log_config": config} if (config := logs.uvicorn_config(settings.HUB_LOG_FORMAT)) else {}),
                 proxy_headers=True,
                 workers=workers,  # > 1: uvicorn's supervisor forks them (each imports hub.asgi itself)
                 # streams in flight end with an error event at the grace period's end (hub/shutdown.py): then close
