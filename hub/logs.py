@@ -3,7 +3,8 @@ pipeline (Loki, Elasticsearch, Cloud Logging): ``time`` (UTC, ISO 8601), ``level
 exception's traceback as ``exc_info``, and an access record's ``client``, ``method``, ``path``, ``http_version`` and
 ``status`` as fields of their own. The same formatter serves Django's loggers (``LOGGING``, ``hub/settings.py``),
 uvicorn's and its access log (``uvicorn_config``, given to ``uvicorn.run`` by ``manage.py serve``), and the Celery
-worker's records (it then leaves the root logger to ``LOGGING``; its start banner is printed unless ``--quiet``). python-json-logger writes the objects.
+worker's records (it then leaves the root logger to ``LOGGING``; its start banner is printed unless ``--quiet``).
+python-json-logger writes the objects.
 
 Imports nothing of Django's: the settings name the formatter by its path."""
 
