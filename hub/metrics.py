@@ -46,6 +46,7 @@ TTFT = Histogram("hub_time_to_first_token_seconds", "Time to a stream's first to
                  "the usage rows record it, by model", ["model"], buckets=_LATENCY_BUCKETS)  # fmt: skip
 
 
+_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}  # any other a client sends: "other"
 _PAGES = {"console", "admin", "health", "ready", "metrics", "openapi.json", "docs", "redoc", "static"}
 _API_KNOWN = {*_API_ROUTES, "completions", "embeddings", "rerank", "score", "moderations", "webhook_endpoints",
               "webhook_event_types"}  # fmt: skip
@@ -100,7 +101,8 @@ class MetricsMiddleware:
         finally:
             IN_FLIGHT.dec()
             route = route_of(scope.get("path", ""))
-            HTTP_REQUESTS.labels(route, scope.get("method", ""), str(status)).inc()
+            method = scope.get("method", "")
+            HTTP_REQUESTS.labels(route, method if method in _METHODS else "other", str(status)).inc()
             DURATION.labels(route).observe(time.monotonic() - start)
 
 

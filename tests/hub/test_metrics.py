@@ -74,6 +74,17 @@ def test_the_middleware_counts_in_flight_then_the_status_and_the_time():
     assert value("hub_http_requests_in_flight") == before[2]
 
 
+def test_a_method_of_the_clients_own_is_other():
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 405, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    before = value("hub_http_requests_total", route="files", method="other", status="405")
+    call(app, "/v1/files", "BREW")
+    assert value("hub_http_requests_total", route="files", method="other", status="405") == before + 1
+    assert value("hub_http_requests_total", route="files", method="BREW", status="405") == 0
+
+
 def test_an_app_that_fails_before_answering_is_a_500_and_leaves_flight():
     async def app(scope, receive, send):
         raise RuntimeError("broken")
