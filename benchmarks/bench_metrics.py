@@ -6,7 +6,12 @@
   one process (memory) and summed over ``--workers`` processes' files (prometheus_client's multiprocess mode, as
   ``serve --workers N`` runs), in ms.
 
+- The backlog (``hub_backlog``): its counts over ``--batches`` batches, 1 % under way, in this run's database
+  (make run's SQLite in a directory of its own; ``HUB_DATABASE_URL`` for PostgreSQL, whose ``bench-*`` tenant the
+  run leaves behind), in ms.
+
     .venv/bin/python benchmarks/bench_metrics.py [--rounds 7] [--requests 20000] [--models 50] [--workers 4]
+                                                 [--batches 100000]
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
+if not os.environ.get("HUB_DATABASE_URL"):  # make run's SQLite, in a directory of this run's own
+    os.environ["HUB_DATA_DIR"] = tempfile.mkdtemp(prefix="bench-metrics-")
 
 TRAFFIC = """
 import sys
@@ -71,16 +78,46 @@ async def _requests(app, count: int) -> float:
     return (time.perf_counter() - start) / count
 
 
+def _backlog(batches: int, rounds: int) -> float:
+    """Median ms of counting the backlog, over ``batches`` batches (99 % ended) in this run's database."""
+    from datetime import timedelta
+
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from accounts import services
+    from accounts.models import Batch
+    from hub import metrics
+
+    call_command("migrate", verbosity=0)
+    tenant = services.create_tenant(f"bench-{time.time_ns()}", "Bench")
+    now = timezone.now()
+    Batch.objects.bulk_create(
+        [Batch(id=f"batch_bench_{tenant.pk}_{i}", tenant=tenant, endpoint="/v1/chat/completions", input_file_id="f",
+               status="in_progress" if i % 100 == 0 else "completed", created_at=now, expires_at=now + timedelta(1))
+         for i in range(batches)], batch_size=5000,
+    )  # fmt: skip
+    times = []
+    for _ in range(rounds * 3):
+        start = time.perf_counter()
+        list(metrics.Backlog().collect())
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--models", type=int, default=50)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--batches", type=int, default=100_000)
     args = parser.parse_args()
     import django
 
     django.setup()
+    from django.db import connection
+
     from hub import metrics
 
     async def app(scope, receive, send):
@@ -100,6 +137,9 @@ def main() -> None:
     plain, behind, counts = (statistics.median(v) * 1e6 for v in (bare, counted, metered))
     print(f"  bare app {plain:.2f} µs, behind MetricsMiddleware {behind:.2f} µs: +{behind - plain:.2f} µs; "
           f"metered() {counts:.2f} µs")  # fmt: skip
+    backlog = _backlog(args.batches, args.rounds)
+    print(f"the backlog's counts (hub_backlog), {args.batches:,} ended batches and 1% under way, on "
+          f"{connection.vendor}: {backlog:.2f} ms a scrape")  # fmt: skip
     env = {**os.environ}
     one = _scrape(env, args.models, traffic=True)
     with tempfile.TemporaryDirectory() as directory:
@@ -112,7 +152,7 @@ def main() -> None:
         f"({one[1] // 1024} KB); {args.workers} workers' files summed {many[0]:.1f} ms ({many[1] // 1024} KB)"
     )
     print(f"\nreproduce: .venv/bin/python benchmarks/bench_metrics.py --rounds {args.rounds} --requests "
-          f"{args.requests} --models {args.models} --workers {args.workers}")  # fmt: skip
+          f"{args.requests} --models {args.models} --workers {args.workers} --batches {args.batches}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The hub's Prometheus metrics (``GET /metrics``): HTTP requests by route, method and status, in flight and their
-durations (``MetricsMiddleware``, in front of everything), and per model what the gateway metered: its requests by
-route and status, tokens by kind and time to first token (``metered``, from each usage row as it is written).
+durations (``MetricsMiddleware``, in front of everything), per model what the gateway metered: its requests by
+route and status, tokens by kind and time to first token (``metered``, from each usage row as it is written), and the
+work waiting or under way, counted in the database at each scrape (``Backlog``).
 
 Labels stay bounded: a route is the API resource (``chat/completions``, ``files``, ``vector_stores``; never an id),
 a model is a catalog id, and no tenant or key is named (the usage API and the console break usage down by those).
@@ -13,6 +14,7 @@ the bearer token a scraper must send."""
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import time
@@ -21,9 +23,13 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess as _multiprocess
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.registry import Collector
 
 from hub.api.paths import BASE_PATHS
+
+log = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -106,6 +112,45 @@ class MetricsMiddleware:
             DURATION.labels(route).observe(time.monotonic() - start)
 
 
+# Work waiting or under way, counted in the database at each scrape: (kind, model, its state field, the states)
+_BACKLOG = (
+    ("batches", "accounts.Batch", "status", ("validating", "in_progress", "finalizing", "cancelling")),
+    ("background_responses", "accounts.BackgroundResponse", "state", ("queued", "in_progress")),
+    ("vector_store_files", "accounts.VectorStoreFile", "status", ("in_progress",)),
+    ("webhook_deliveries", "accounts.WebhookDelivery", "state", ("pending",)),
+)
+
+
+class Backlog(Collector):
+    """``hub_backlog{kind, state}``: the batches, background responses, vector store files and webhook deliveries
+    waiting or under way, and the requests on their way to a model (``model_requests``, ``open``: their open rows),
+    hub-wide. Every hub process reports the same counts (aggregate with ``max``, not ``sum``). A database that does
+    not answer leaves the family out and the rest of the scrape answered."""
+
+    def collect(self):
+        from django.apps import apps
+        from django.db.models import Count
+
+        family = GaugeMetricFamily("hub_backlog", "Work waiting or under way, hub-wide (the database's counts: every "
+                                   "hub process reports the same)", labels=["kind", "state"])  # fmt: skip
+        try:
+            for kind, model, field, states in _BACKLOG:
+                rows = apps.get_model(model).objects.filter(**{f"{field}__in": states}).order_by().values(field)
+                counts = dict(rows.annotate(n=Count("pk")).values_list(field, "n"))  # one GROUP BY
+                for state in states:
+                    family.add_metric([kind, state], counts.get(state, 0))
+            pending = apps.get_model("accounts.OpenRequest").objects.filter(record__isnull=True).count()
+            family.add_metric(["model_requests", "open"], pending)
+        except Exception as exc:  # noqa: BLE001 - the database down (or not migrated): the scrape answers without it
+            log.warning("metrics: the backlog could not be counted: %s", exc)
+            return
+        yield family
+
+
+_BACKLOG_REGISTRY = CollectorRegistry()
+_BACKLOG_REGISTRY.register(Backlog())
+
+
 def _registry() -> CollectorRegistry:
     if os.environ.get(MULTIPROC_ENV):
         registry = CollectorRegistry()
@@ -126,4 +171,5 @@ def view(request: HttpRequest) -> HttpResponse:
                                     content_type="text/plain")  # fmt: skip
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
             return response
-    return HttpResponse(generate_latest(_registry()), content_type=CONTENT_TYPE_PLAIN_0_0_4)  # as the service's
+    body = generate_latest(_registry()) + generate_latest(_BACKLOG_REGISTRY)
+    return HttpResponse(body, content_type=CONTENT_TYPE_PLAIN_0_0_4)  # as the service's

@@ -109,12 +109,46 @@ def test_what_the_gateway_meters_is_counted_per_model():
     assert value("hub_time_to_first_token_seconds_bucket", model="m-metrics", le="0.25") == 1
 
 
+def backlog(text: str) -> dict[tuple[str, str], float]:
+    return {(s.labels["kind"], s.labels["state"]): s.value for family in text_string_to_metric_families(text)
+            if family.name == "hub_backlog" for s in family.samples}  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_the_backlog_is_counted_in_the_database_at_each_scrape(client, acme):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from accounts.models import Batch, OpenRequest
+
+    now = timezone.now()
+    for i, status in enumerate(("in_progress", "in_progress", "validating", "completed")):
+        Batch.objects.create(id=f"batch_{i}", tenant=acme.tenant, endpoint="/v1/chat/completions", status=status,
+                             input_file_id="file-x", created_at=now, expires_at=now + timedelta(1))  # fmt: skip
+    OpenRequest.objects.create(usage_id="u1", request_id="req_1", tenant=acme.tenant, model="m", route="embeddings",
+                               owner="hub-1", lease_until=now)  # fmt: skip
+    counts = backlog(client.get("/metrics").content.decode())
+    assert counts[("batches", "in_progress")] == 2 and counts[("batches", "validating")] == 1
+    assert counts[("batches", "finalizing")] == 0 and ("batches", "completed") not in counts  # ended: not a backlog
+    assert counts[("background_responses", "queued")] == 0 and counts[("model_requests", "open")] == 1
+    Batch.objects.filter(status="validating").update(status="in_progress")
+    assert backlog(client.get("/metrics").content.decode())[("batches", "in_progress")] == 3
+
+
+@pytest.mark.django_db
 def test_metrics_are_prometheus_text_and_behind_the_token_where_set(client, settings):
     settings.HUB_METRICS_TOKEN = None
     response = client.get("/metrics")
     assert response.status_code == 200 and response["Content-Type"].startswith("text/plain; version=0.0.4")
     names = {family.name for family in text_string_to_metric_families(response.content.decode())}
-    assert {"hub_http_requests", "hub_http_requests_in_flight", "hub_tokens", "hub_model_requests"} <= names
+    assert {
+        "hub_http_requests",
+        "hub_http_requests_in_flight",
+        "hub_tokens",
+        "hub_model_requests",
+        "hub_backlog",
+    } <= names
     settings.HUB_METRICS_TOKEN = "scrape-secret"
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "scrape-secret"}):
         refused = client.get("/metrics", headers=headers)
