@@ -8,7 +8,7 @@
 
 - The backlog (``hub_backlog``): its counts over ``--batches`` batches, 1 % under way, in this run's database
   (make run's SQLite in a directory of its own; ``HUB_DATABASE_URL`` for PostgreSQL, whose ``bench-*`` tenant the
-  run leaves behind), in ms.
+  run leaves behind: a second run counts the first's rows too), in ms.
 
     .venv/bin/python benchmarks/bench_metrics.py [--rounds 7] [--requests 20000] [--models 50] [--workers 4]
                                                  [--batches 100000]

@@ -84,7 +84,7 @@ def metered(model: str, route: str, status: int, prompt: int, completion: int, c
 
 class MetricsMiddleware:
     """ASGI: each HTTP request counted in flight until the app returns (a gateway request returns once its usage row
-    is written), then by its route, method and status, and timed."""
+    is written), then by its route, method and status (499: the client left before an answer began), and timed."""
 
     def __init__(self, app):
         self.app = app
@@ -93,17 +93,25 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         status = 500  # what a request that ends without a response start is (uvicorn answers 500)
+        started = False
 
         async def watched(message):
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
             await send(message)
+
+        async def heard():
+            nonlocal status
+            message = await receive()
+            if message["type"] == "http.disconnect" and not started:
+                status = 499  # the client left before an answer began (as its usage row says, and nginx)
+            return message
 
         start = time.monotonic()
         IN_FLIGHT.inc()
         try:
-            await self.app(scope, receive, watched)
+            await self.app(scope, heard, watched)
         finally:
             IN_FLIGHT.dec()
             route = route_of(scope.get("path", ""))

@@ -85,6 +85,20 @@ def test_a_method_of_the_clients_own_is_other():
     assert value("hub_http_requests_total", route="files", method="BREW", status="405") == 0
 
 
+def test_a_client_that_leaves_before_an_answer_is_a_499():
+    async def app(scope, receive, send):
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    async def leaving():
+        return {"type": "http.disconnect"}
+
+    before = value("hub_http_requests_total", route="embeddings", method="POST", status="499")
+    scope = {"type": "http", "path": "/v1/embeddings", "method": "POST"}
+    asyncio.run(metrics.MetricsMiddleware(app)(scope, leaving, None))
+    assert value("hub_http_requests_total", route="embeddings", method="POST", status="499") == before + 1
+
+
 def test_an_app_that_fails_before_answering_is_a_500_and_leaves_flight():
     async def app(scope, receive, send):
         raise RuntimeError("broken")
