@@ -10,6 +10,9 @@ import datetime
 import io
 import zipfile
 
+PDF_MAGIC, OOXML_MAGIC = b"%PDF-", b"PK\x03\x04"  # a PDF's first bytes; an Office Open XML file's (a zip)
+PARSED = (PDF_MAGIC, OOXML_MAGIC)  # the files parsed rather than decoded (a cost worth keeping their text for)
+
 
 class Failed(Exception):
     def __init__(self, code: str, message: str):
@@ -116,12 +119,12 @@ def _office_text(content: bytes) -> str | None:
 def read_text(content: bytes) -> str:
     """The file's text: a PDF's (its text layer; a scan without one has none), a Word document's, a PowerPoint deck's
     or an Excel workbook's, else UTF-8 text. Other files (images, legacy Office formats, archives) are refused."""
-    if content.startswith(b"%PDF-"):
+    if content.startswith(PDF_MAGIC):
         text = _pdf_text(content).replace("\x00", "")
         if not text.strip():
             raise Failed("invalid_file", "The PDF has no text to read (a scan without a text layer?).")
         return text
-    if content.startswith(b"PK\x03\x04") and (text := _office_text(content)) is not None:
+    if content.startswith(OOXML_MAGIC) and (text := _office_text(content)) is not None:
         if not text.strip():
             raise Failed("invalid_file", "The document has no text.")
         return text.replace("\x00", "")

@@ -14,8 +14,10 @@ the bearer token a scraper must send."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import re
 import secrets
 import time
 
@@ -33,10 +35,6 @@ log = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
-_API_ROUTES = {  # the first segments of API paths whose resource is two segments long
-    "chat": 2, "audio": 2, "responses": 1, "conversations": 1, "files": 1, "uploads": 1, "batches": 1,
-    "vector_stores": 1, "models": 1, "usage": 1, "costs": 1,
-}  # fmt: skip
 
 HTTP_REQUESTS = Counter("hub_http_requests", "HTTP requests answered, by route, method and status",
                         ["route", "method", "status"])  # fmt: skip
@@ -53,21 +51,44 @@ TTFT = Histogram("hub_time_to_first_token_seconds", "Time to a stream's first to
 
 
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}  # any other a client sends: "other"
-_PAGES = {"console", "admin", "health", "ready", "metrics", "openapi.json", "docs", "redoc", "static"}
-_API_KNOWN = {*_API_ROUTES, "completions", "embeddings", "rerank", "score", "moderations", "webhook_endpoints",
-              "webhook_event_types"}  # fmt: skip
+
+
+def _head(pattern) -> tuple[str, ...]:
+    """A URL pattern's literal head as path segments (``files/<str:file_id>/content`` -> ``("files",)``; a regular
+    expression's: none)."""
+    head = str(pattern.pattern).split("<", 1)[0].strip("/")
+    return tuple(head.split("/")) if re.fullmatch(r"[\w.-]+(/[\w.-]+)*", head) else ()
+
+
+@functools.cache
+def _known() -> tuple[frozenset[tuple[str, ...]], frozenset[str], int]:
+    """(the API's resources as segments, the pages' first segments, the longest resource's length): from the URL
+    confs and the gateway's routes, at the first request (the URL conf needs Django set up), so that a route added
+    there is labelled as itself."""
+    from hub.api.gateway import ROUTES
+    from hub.api.urls import api_patterns
+    from hub.urls import urlpatterns
+
+    api = {_head(p) for p in api_patterns} | {tuple(route.split("/")) for route in ROUTES}
+    pages = {head[0] for p in urlpatterns if (head := _head(p))} | {settings.STATIC_URL.strip("/")}
+    api.discard(())
+    return frozenset(api), frozenset(pages), max(map(len, api))
 
 
 def route_of(path: str) -> str:
-    """A bounded label for a path: the API resource without ids (``/v1/files/file-1/content`` -> ``files``), else the
-    path's first segment (``console``, ``admin``, ``health``)."""
+    """A bounded label for a path: the API resource it names, without ids (``/v1/files/file-1/content`` ->
+    ``files``), else the page's first segment (``console``, ``admin``, ``health``); anything else is ``other``."""
     parts = [p for p in path.split("/") if p]
     if not parts:
         return "/"
-    if parts[0] not in BASE_PATHS or len(parts) == 1:
-        return parts[0] if parts[0] in _PAGES else "other"
-    resource = parts[1:]
-    return "/".join(resource[: _API_ROUTES.get(resource[0], 1)]) if resource[0] in _API_KNOWN else "other"
+    api, pages, longest = _known()
+    if parts[0] not in BASE_PATHS:
+        return parts[0] if parts[0] in pages else "other"
+    rest = tuple(parts[1 : 1 + longest])
+    for n in range(len(rest), 0, -1):  # the longest resource the path starts with
+        if rest[:n] in api:
+            return "/".join(rest[:n])
+    return "other"
 
 
 def metered(model: str, route: str, status: int, prompt: int, completion: int, cached: int,

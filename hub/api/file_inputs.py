@@ -36,7 +36,7 @@ from django.conf import settings
 from accounts import files
 from accounts.authn import KeyContext
 from hub.api import errors
-from hub.documents import Failed, read_text
+from hub.documents import PARSED, Failed, read_text
 from hub.pool import db
 from hub.webhooks import addresses
 
@@ -45,7 +45,6 @@ FETCH_TIMEOUT_SECONDS = 30.0
 MAX_REDIRECTS = 3
 TEXT_CACHE_CHARS = 64 * 1024 * 1024  # the stored files' texts kept per process (_Texts)
 FILE_FIELDS = ("file_id", "filename", "file_data", "file_url")
-_DOCUMENTS = (b"%PDF-", b"PK\x03\x04")  # PDFs and Office files: their text is worth keeping (_read_kept)
 _IMAGE_TYPES = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF87a", "image/gif"),
                 (b"GIF89a", "image/gif"))  # fmt: skip
 
@@ -208,7 +207,7 @@ async def _read(content: bytes, param: str) -> str:
 async def _read_kept(tenant_id: int, content: bytes, param: str) -> str:
     """A file sent as bytes (``file_data``, ``file_url``): a document's text kept by its digest. UTF-8 text is not
     kept: it decodes about as fast as it hashes."""
-    if not content.startswith(_DOCUMENTS):
+    if not content.startswith(PARSED):
         return await _read(content, param)
     kept = (tenant_id, f"sha256:{hashlib.sha256(content).hexdigest()}")
     if (text := _texts.get(kept)) is None:

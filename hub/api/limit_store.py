@@ -72,17 +72,18 @@ local out = {'0', '0'}
 for i = 1, n do
   local b = 3 + (i - 1) * 4
   local kind, cost, extra = tonumber(ARGV[b+1]), tonumber(ARGV[b+3]), tonumber(ARGV[b+4])
-  if peek then
-  elseif kind == 1 then
-    redis.call('HSET', KEYS[i], 'level', tostring(state[i] - cost), 'ts', tostring(now))
-    redis.call('EXPIRE', KEYS[i], 3600)
-  elseif kind == 2 then
-    redis.call('INCRBY', KEYS[i], cost)
-    redis.call('EXPIREAT', KEYS[i], math.ceil(extra) + 86400)
-  else
-    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
-    redis.call('ZADD', KEYS[i], now + extra, member)
-    redis.call('EXPIRE', KEYS[i], math.ceil(extra))
+  if not peek then
+    if kind == 1 then
+      redis.call('HSET', KEYS[i], 'level', tostring(state[i] - cost), 'ts', tostring(now))
+      redis.call('EXPIRE', KEYS[i], 3600)
+    elseif kind == 2 then
+      redis.call('INCRBY', KEYS[i], cost)
+      redis.call('EXPIREAT', KEYS[i], math.ceil(extra) + 86400)
+    else
+      redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+      redis.call('ZADD', KEYS[i], now + extra, member)
+      redis.call('EXPIRE', KEYS[i], math.ceil(extra))
+    end
   end
   out[#out + 1] = tostring(remaining[i])
 end

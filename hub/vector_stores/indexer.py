@@ -1,10 +1,10 @@
-"""One file of a vector store indexed: claimed (one indexer at a time), its text read (``hub/documents.py``: UTF-8,
-or a PDF's text layer; anything else is an ``unsupported_file``), cut into chunks of the embedding model's tokens
-(the model's own deployment tokenizes it, ``/tokenize`` with offsets; an external one is cut at about four characters
-a token), the chunks embedded through the gateway with the key that added the file (in the batch tier, metered as
-``vector_stores/files``), then stored, and the file completed. A file cancelled or removed meanwhile is dropped at the
-next group of chunks; one whose indexer dies stays claimed until it goes stale and is taken up again
-(``hub.resume_vector_store_files``)."""
+"""One file of a vector store indexed: claimed (one indexer at a time), its text read (``hub/documents.py``: UTF-8, a
+PDF's text layer, a Word document's, a PowerPoint deck's or an Excel workbook's; anything else is an
+``unsupported_file``), cut into chunks of the embedding model's tokens (the model's own deployment tokenizes it,
+``/tokenize`` with offsets; an external one is cut at about four characters a token), the chunks embedded through
+the gateway with the key that added the file (in the batch tier, metered as ``vector_stores/files``), then stored,
+and the file completed. A file cancelled or removed meanwhile is dropped at the next group of chunks; one whose
+indexer dies stays claimed until it goes stale and is taken up again (``hub.resume_vector_store_files``)."""
 
 from __future__ import annotations
 

@@ -31,6 +31,10 @@ def value(name: str, **labels: str) -> float:
         ("/vision/audio/transcriptions", "audio/transcriptions"),
         ("/v1/vector_stores/vs_1/files/file-2", "vector_stores"),
         ("/v1/responses/resp_1/input_items", "responses"),
+        ("/v1/responses/input_tokens", "responses/input_tokens"),  # a route of its own (the gateway's)
+        ("/v1/models/org/some-model", "models"),
+        ("/v1/webhook_event_types", "webhook_event_types"),
+        ("/static/console.css", "static"),
         ("/v1/embeddings", "embeddings"),
         ("/v1/no-such-route/x", "other"),
         ("/v1", "other"),
@@ -41,6 +45,7 @@ def value(name: str, **labels: str) -> float:
     ],
 )
 def test_a_route_label_names_the_resource_never_an_id(path, route):
+    """The resources are read from the URL confs and the gateway's routes: none is listed by hand."""
     assert metrics.route_of(path) == route
 
 
