@@ -75,8 +75,17 @@ def _file_search_tool(tool: dict, param: str) -> None:
                 f"{param}.ranking_options.score_threshold", False, 0, 1)  # fmt: skip
 
 
+def _type(value: Any, param: str, default: str | None = None) -> str | None:
+    """An object's ``type`` (``default`` when it has none), a string or None: what names a tool, a tool choice, an
+    item or a part is looked up by, and an object is no key."""
+    kind = _object(value, param).get("type", default)
+    if kind is not None and not isinstance(kind, str):
+        raise wrong_type(f"{param}.type", "a string", kind)
+    return kind
+
+
 def _tool(tool: Any, param: str) -> None:
-    kind = _object(tool, param).get("type")
+    kind = _type(tool, param)
     if kind == FILE_SEARCH:
         return _file_search_tool(tool, param)
     if kind == mcp_tools.MCP:
@@ -120,7 +129,7 @@ def _tool_choice(choice: Any, names: set[str], file_search: bool, labels: set[st
         return _mcp_choice(choice, labels, "tool_choice")
     if isinstance(choice, str):
         return _choice(choice, "tool_choice", ("auto", "none", "required"))
-    kind = _object(choice, "tool_choice").get("type")
+    kind = _type(choice, "tool_choice")
     if kind is None:  # an object names its kind: OpenAI answers a missing one with a 400 too
         raise missing("tool_choice.type")
     if kind in BUILT_IN_TOOLS:
@@ -243,7 +252,7 @@ def check_create(body: dict) -> None:
 
 
 def _part(part: Any, param: str, role: str) -> dict:
-    kind = _object(part, param).get("type")
+    kind = _type(part, param)
     if kind in ("input_text", "output_text", "text"):
         _string(part.get("text"), f"{param}.text")
         if role == "assistant":
@@ -315,7 +324,7 @@ def _message(item: dict, param: str) -> dict:
 
 
 def _item(item: Any, param: str) -> dict:
-    kind = _object(item, param).get("type", "message" if "role" in item else None)
+    kind = _type(item, param, "message" if isinstance(item, dict) and "role" in item else None)
     if kind == "message":
         return _message(item, param)
     if kind == "function_call":

@@ -1,0 +1,41 @@
+"""The Responses API's input as ``responses_input`` checks it (the conversations' items route reads items too): an
+item, a part, a tool or a tool choice whose ``type`` is not a string is OpenAI's 400 naming it, never a 500 (the fuzz
+found an item's ``type`` object looked up among the mcp items' readers; tools had the same flaw)."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub.api import errors
+from hub.api.responses_input import check_create, read_items
+
+
+@pytest.mark.parametrize("kind", [{"a": 1}, ["message"], 3, True])
+def test_an_item_type_that_is_not_a_string_is_a_400_naming_it(kind):
+    with pytest.raises(errors.ApiError) as caught:
+        read_items([{"type": "message", "role": "user", "content": "Hi"}, {"type": kind}], [], "items")
+    assert caught.value.status == 400 and caught.value.param == "items[1].type"
+
+
+def test_a_message_without_a_type_is_still_a_message():
+    [item] = read_items([{"role": "user", "content": "Hi"}], [], "input")
+    assert item["type"] == "message" and item["content"] == [{"type": "input_text", "text": "Hi"}]
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"tools": [{"type": {"a": 1}}]}, "tools[0].type"),
+        ({"tool_choice": {"type": ["file_search"]}}, "tool_choice.type"),
+    ],
+)
+def test_a_tool_or_a_choice_whose_type_is_not_a_string_is_a_400(body, param):
+    with pytest.raises(errors.ApiError) as caught:
+        check_create({"model": "m", "input": "Hi", **body})
+    assert caught.value.status == 400 and caught.value.param == param and caught.value.code == "invalid_type"
+
+
+def test_a_part_whose_type_is_not_a_string_is_a_400():
+    with pytest.raises(errors.ApiError) as caught:
+        read_items([{"role": "user", "content": [{"type": {"a": 1}, "text": "Hi"}]}], [], "input")
+    assert caught.value.param == "input[0].content[0].type" and caught.value.code == "invalid_type"
