@@ -5,8 +5,9 @@ file's text is kept by the process, and a document's sent as data or by URL by i
 Cases, alternating within each round (medians over rounds of ``--requests`` each): a PDF of 10 and of 100 pages
 (``tests/support/pdfs.text_pdf``, a sentence a page) and 100 KB of UTF-8 text, each named by ``file_id`` (stored in
 a SQLite database of the run's own), sent as ``file_data`` and as a ``file_url`` on a server on loopback, each read for
-the first time and read before (its text kept by the process); and, for scale, the same request with no file (the
-resolver's pass over the messages alone).
+the first time and read before (its text kept by the process); each PDF sent as ``file_data`` to a vision model (its
+text and its pages rendered as PNGs, at ``detail`` auto and low: ``hub/documents.page_images``, pypdfium2), first and
+sent before; and, for scale, the same request with no file (the resolver's pass over the messages alone).
 
     .venv/bin/python benchmarks/bench_file_inputs.py [--rounds 5] [--requests 20]
 """
@@ -46,8 +47,9 @@ def body(part: dict | None) -> dict:
     return {"model": "m", "messages": [{"role": "user", "content": content}]}
 
 
-async def timed(request: dict, count: int, tenant_id: int, cold: bool) -> float:
-    """Median seconds of ``count`` reads of ``request``'s files (``cold``: the texts kept forgotten first)."""
+async def timed(request: dict, count: int, tenant_id: int, cold: bool, vision: bool) -> float:
+    """Median seconds of ``count`` reads of ``request``'s files (``cold``: the texts kept forgotten first;
+    ``vision``: as a vision model gets them, a PDF's pages too)."""
     from accounts.authn import KeyContext
     from hub.api import file_inputs
 
@@ -57,7 +59,7 @@ async def timed(request: dict, count: int, tenant_id: int, cold: bool) -> float:
         if cold:
             file_inputs._texts = file_inputs._Texts()
         start = time.perf_counter()
-        await file_inputs.inline(key, request)
+        await file_inputs.inline(key, request, vision=vision)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -80,23 +82,30 @@ def main() -> None:
     tenant = services.create_tenant("bench", "Bench")
     files = documents()
     with static_server(files, {}) as server:
-        cases = {"no file": (body(None), False)}
+        cases = {"no file": (body(None), False, False)}
         for path, (content, kind) in files.items():
             row = stored_files.create(tenant_id=tenant.pk, api_key_id=None, purpose="user_data", filename=path[1:],
                                       content=content)  # fmt: skip
             part = {"type": "file", "file": {"file_id": row.pk}}
-            cases[f"{path[1:]} ({len(content) // 1024} KB) file_id, first read"] = (body(part), True)
-            cases[f"{path[1:]} ({len(content) // 1024} KB) file_id, read before"] = (body(part), False)
+            cases[f"{path[1:]} ({len(content) // 1024} KB) file_id, first read"] = (body(part), True, False)
+            cases[f"{path[1:]} ({len(content) // 1024} KB) file_id, read before"] = (body(part), False, False)
             data = f"data:{kind};base64,{base64.b64encode(content).decode()}"
             sent = {"file_data": {"filename": path[1:], "file_data": data}, "file_url": {"file_url": server.url + path}}
             for how, file in sent.items():
                 for when, cold in (("first read", True), ("sent before", False)):
                     cases[f"{path[1:]} ({len(content) // 1024} KB) {how}, {when}"] = (
-                        body({"type": "file", "file": file}), cold)  # fmt: skip
+                        body({"type": "file", "file": file}), cold, False)  # fmt: skip
+            if kind != "application/pdf":
+                continue
+            for detail, when, cold in (("auto", "first read", True), ("low", "first read", True),
+                                       ("auto", "sent before", False)):  # fmt: skip
+                file = {**sent["file_data"], "detail": detail}
+                cases[f"{path[1:]} ({len(content) // 1024} KB) file_data to a vision model, detail {detail}, "
+                      f"{when}"] = (body({"type": "file", "file": file}), cold, True)  # fmt: skip
         medians: dict[str, list[float]] = {name: [] for name in cases}
         for _ in range(args.rounds):
-            for name, (request, cold) in cases.items():
-                medians[name].append(asyncio.run(timed(request, args.requests, tenant.pk, cold)))
+            for name, (request, cold, vision) in cases.items():
+                medians[name].append(asyncio.run(timed(request, args.requests, tenant.pk, cold, vision)))
     print(f"files in the input, the gateway's read: median of {args.rounds} rounds x {args.requests} requests")
     print("| case | ms per request |\n|---|---|")
     for name, values in medians.items():

@@ -2,16 +2,19 @@
 tables (python-docx), a PowerPoint deck's slides (python-pptx), an Excel workbook's sheets (openpyxl), else UTF-8
 text. Vector stores index it (``hub/vector_stores/indexer.py``) and a file in a model's input is shown to the model as
 it (``hub/api/file_inputs.py``); anything else (images, legacy .doc / .xls / .ppt, scans without a text layer) is
-refused with a code of OpenAI's vector store file errors (``unsupported_file``, ``invalid_file``)."""
+refused with a code of OpenAI's vector store file errors (``unsupported_file``, ``invalid_file``). A vision model
+also gets a PDF's pages as images (``page_images``, pypdfium2), as OpenAI gives its vision models."""
 
 from __future__ import annotations
 
 import datetime
 import io
+import threading
 import zipfile
 
 PDF_MAGIC, OOXML_MAGIC = b"%PDF-", b"PK\x03\x04"  # a PDF's first bytes; an Office Open XML file's (a zip)
 PARSED = (PDF_MAGIC, OOXML_MAGIC)  # the files parsed rather than decoded (a cost worth keeping their text for)
+_PDFIUM = threading.Lock()  # PDFium is not thread-safe, not even across documents: one call at a time per process
 
 
 class Failed(Exception):
@@ -116,12 +119,13 @@ def _office_text(content: bytes) -> str | None:
     return None
 
 
-def read_text(content: bytes) -> str:
+def read_text(content: bytes, scans: bool = False) -> str:
     """The file's text: a PDF's (its text layer; a scan without one has none), a Word document's, a PowerPoint deck's
-    or an Excel workbook's, else UTF-8 text. Other files (images, legacy Office formats, archives) are refused."""
+    or an Excel workbook's, else UTF-8 text. Other files (images, legacy Office formats, archives) are refused.
+    ``scans``: a PDF without text is its empty text, not refused (a vision model reads its pages)."""
     if content.startswith(PDF_MAGIC):
         text = _pdf_text(content).replace("\x00", "")
-        if not text.strip():
+        if not text.strip() and not scans:
             raise Failed("invalid_file", "The PDF has no text to read (a scan without a text layer?).")
         return text
     if content.startswith(OOXML_MAGIC) and (text := _office_text(content)) is not None:
@@ -139,3 +143,31 @@ def read_text(content: bytes) -> str:
     if not text.strip():
         raise Failed("invalid_file", "The file has no text.")
     return text
+
+
+def page_images(content: bytes, longest: int, most: int) -> list[bytes]:
+    """A PDF's pages as PNG images, each rendered so that its longer side is ``longest`` pixels (its proportions
+    kept). A PDF of more than ``most`` pages is refused before one is rendered."""
+    import pypdfium2
+
+    images = []
+    with _PDFIUM:  # closed in the lock too: a finalizer would call PDFium from whichever thread collects it
+        try:
+            document = pypdfium2.PdfDocument(content)
+        except pypdfium2.PdfiumError as exc:
+            raise Failed("invalid_file", f"The PDF could not be read ({exc}).") from None
+        try:
+            if len(document) > most:
+                raise Failed("file_too_large", f"The PDF has {len(document)} pages; a vision model is given the "
+                             f"pages of a PDF of up to {most} as images.")  # fmt: skip
+            for page in document:
+                width, height = page.get_size()  # in points
+                bitmap = page.render(scale=longest / max(width, height, 1.0))
+                picture = bitmap.to_pil()
+                out = io.BytesIO()
+                picture.save(out, "PNG", compress_level=1)  # text on white: small already, and 3x faster than 6
+                images.append(out.getvalue())
+                bitmap.close(), page.close()
+        finally:
+            document.close()
+    return images

@@ -20,6 +20,7 @@ import httpx
 from django.conf import settings
 
 from accounts.authn import KeyContext
+from accounts.models import ModelKind
 from hub import shutdown
 from hub.api import errors
 from hub.api.compaction_items import seal
@@ -61,7 +62,7 @@ async def plan(key: KeyContext, body: dict, model_id: str, info: ModelInfo) -> R
     for name in ("previous_response_id", "instructions", "prompt_cache_key"):
         if body.get(name) is not None:
             context[name] = body[name]
-    found = await plan_response(key, context, model_id, empty_input=True)
+    found = await plan_response(key, context, model_id, empty_input=True, vision=info.kind == ModelKind.VISION)
     if not found.history + found.items:
         raise errors.InvalidRequest("There is nothing to compact: give 'input', or 'previous_response_id'.",
                                     param="input", code="missing_required_parameter")  # fmt: skip

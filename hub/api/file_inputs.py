@@ -5,7 +5,9 @@
 Our models read text (and a vision model images), so each file is shown to the model as a text part holding its
 text, read as a vector store reads a file (``hub/documents.py``: a PDF's text layer, a Word document's, a PowerPoint
 deck's, an Excel workbook's, or UTF-8 text; other files are a 400 ``unsupported_file``), inside
-``<file name="...">`` ... ``</file>``; an image named by ``file_id`` becomes a ``data:`` URL of its bytes. This
+``<file name="...">`` ... ``</file>``; an image named by ``file_id`` becomes a ``data:`` URL of its bytes. A vision
+model gets a PDF as OpenAI's do: its text, then an image of each page (PNG, its longer side by the file's
+``detail``: ``PAGE_PIXELS``; a scan without a text layer is its images alone). This
 happens in the gateway, before the request is estimated and limited, so a file's tokens are reserved, routed and
 metered as the prompt's; the limits are asked first (``admit``, charging nothing) about the request with each
 document's text empty, so a key they refuse anyway makes the hub read no file. Every deployment gets the text, ours
@@ -36,27 +38,29 @@ from django.conf import settings
 from accounts import files
 from accounts.authn import KeyContext
 from hub.api import errors
-from hub.documents import PARSED, Failed, read_text
+from hub.documents import PARSED, PDF_MAGIC, Failed, page_images, read_text
 from hub.pool import db
 from hub.webhooks import addresses
 
 ALLOW_SETTING = "HUB_FILE_URL_ALLOW_PRIVATE_URLS"
 FETCH_TIMEOUT_SECONDS = 30.0
 MAX_REDIRECTS = 3
-TEXT_CACHE_CHARS = 64 * 1024 * 1024  # the stored files' texts kept per process (_Texts)
+TEXT_CACHE_CHARS = 64 * 1024 * 1024  # the files' texts (and PDF pages' data: URLs) kept per process (_Texts)
 FILE_FIELDS = ("file_id", "filename", "file_data", "file_url")
+PAGE_PIXELS = {"low": 512, "auto": 1024, "high": 1536}  # a PDF page image's longer side, by the file's detail
+MAX_PAGES = 100  # OpenAI's most pages of a PDF given to a vision model
 _IMAGE_TYPES = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF87a", "image/gif"),
                 (b"GIF89a", "image/gif"))  # fmt: skip
 
 Where = Callable[[int, int, tuple], str]  # (message, part, its key) -> the request's name of it, for errors
-Resolved = dict[tuple, dict]  # a part's key -> the part the model gets
+Resolved = dict[tuple, list[dict]]  # a part's key -> the parts the model gets in its place
 Admit = Callable[[dict], Awaitable[None]]  # a chat request without its files -> raises if the limits refuse it
 
 
 def key_of(part: dict) -> tuple | None:
     """A file part's identity (the same file named twice is read once), None for other parts."""
     if part.get("type") == "file" and isinstance(part.get("file"), dict):
-        return ("file", *(part["file"].get(name) for name in FILE_FIELDS))
+        return ("file", *(part["file"].get(name) for name in (*FILE_FIELDS, "detail")))
     image = part.get("image_url")
     if part.get("type") == "image_url" and isinstance(image, dict) and image.get("file_id") is not None:
         return ("image", image["file_id"], image.get("detail"))
@@ -81,28 +85,35 @@ def _image_type(content: bytes) -> str | None:
     return None
 
 
+Kept = str | tuple[str, ...]  # a file's text, or its pages' data: URLs
+
+
+def _chars(value: Kept) -> int:
+    return len(value) if isinstance(value, str) else sum(map(len, value))
+
+
 class _Texts:
-    """The texts of files read lately, up to ``limit`` characters in all: a stored file's by (tenant, file id), a
-    document sent as bytes by (tenant, its digest). A file of the Files API never changes, and a client without file
-    ids sends the same ``file_data`` with every turn of a conversation: either way it is parsed once per process (a
-    100-page PDF: ~55 ms, ``benchmarks/bench_file_inputs.py``). A stored file is looked up every time all the same,
-    so a deleted or expired one is no file; a digest is kept per tenant, so no tenant can time whether another sent
-    a document."""
+    """The texts of files read lately (and a PDF's pages as a vision model gets them), up to ``limit`` characters in
+    all: a stored file's by (tenant, file id), a document sent as bytes by (tenant, its digest). A file of the Files
+    API never changes, and a client without file ids sends the same ``file_data`` with every turn of a conversation:
+    either way it is parsed (its pages rendered) once per process (a 100-page PDF's text: ~55 ms,
+    ``benchmarks/bench_file_inputs.py``). A stored file is looked up every time all the same, so a deleted or expired
+    one is no file; a digest is kept per tenant, so no tenant can time whether another sent a document."""
 
     def __init__(self, limit: int = TEXT_CACHE_CHARS):
-        self.limit, self.size, self.texts = limit, 0, OrderedDict[tuple[int, str], str]()
+        self.limit, self.size, self.texts = limit, 0, OrderedDict[tuple, Kept]()
 
-    def get(self, key: tuple[int, str]) -> str | None:
+    def get(self, key: tuple) -> Kept | None:
         if (text := self.texts.get(key)) is not None:
             self.texts.move_to_end(key)
         return text
 
-    def put(self, key: tuple[int, str], text: str) -> None:
-        if len(text) > self.limit // 4 or key in self.texts:
+    def put(self, key: tuple, text: Kept) -> None:
+        if _chars(text) > self.limit // 4 or key in self.texts:
             return
-        self.texts[key], self.size = text, self.size + len(text)
+        self.texts[key], self.size = text, self.size + _chars(text)
         while self.size > self.limit:
-            self.size -= len(self.texts.popitem(last=False)[1])
+            self.size -= _chars(self.texts.popitem(last=False)[1])
 
 
 _texts = _Texts()
@@ -198,64 +209,95 @@ async def _fetched(url: str, param: str) -> bytes:
 
 
 async def _read(content: bytes, param: str) -> str:
+    """A file's text; a PDF's may be empty (a scan without a text layer: ``_file_parts`` decides)."""
     try:
-        return await asyncio.to_thread(read_text, content)  # pypdf takes a while on a long PDF: off the loop
+        return await asyncio.to_thread(read_text, content, True)  # pypdf takes a while on a long PDF: off the loop
     except Failed as failed:
         raise errors.InvalidRequest(failed.message, param=param, code=failed.code) from None
 
 
-async def _read_kept(tenant_id: int, content: bytes, param: str) -> str:
-    """A file sent as bytes (``file_data``, ``file_url``): a document's text kept by its digest. UTF-8 text is not
-    kept: it decodes about as fast as it hashes."""
-    if not content.startswith(PARSED):
-        return await _read(content, param)
-    kept = (tenant_id, f"sha256:{hashlib.sha256(content).hexdigest()}")
-    if (text := _texts.get(kept)) is None:
-        text = await _read(content, param)
-        _texts.put(kept, text)
-    return text
+async def _pages(content: bytes, detail: str, param: str) -> tuple[str, ...]:
+    """A PDF's pages as PNG ``data:`` URLs, for a vision model (none for another file)."""
+    if not content.startswith(PDF_MAGIC):
+        return ()
+    try:
+        images = await asyncio.to_thread(page_images, content, PAGE_PIXELS[detail], MAX_PAGES)
+    except Failed as failed:
+        raise errors.InvalidRequest(failed.message, param=param, code=failed.code) from None
+    return tuple(f"data:image/png;base64,{base64.b64encode(image).decode('ascii')}" for image in images)
 
 
-async def _text_part(key: KeyContext, file: dict, param: str) -> dict:
-    name = file.get("filename")
+async def _kept(kept: tuple | None, make: Callable[[], Awaitable[Kept]]) -> Kept:
+    """``make()``, or what it made for ``kept`` before (None: not kept)."""
+    if kept is not None and (value := _texts.get(kept)) is not None:
+        return value
+    value = await make()
+    if kept is not None:
+        _texts.put(kept, value)
+    return value
+
+
+async def _file_parts(key: KeyContext, file: dict, param: str, vision: bool) -> list[dict]:
+    """A file part as the model gets it: its text, and for a vision model a PDF's pages after it."""
+    name, detail, content = file.get("filename"), file.get("detail") or "auto", None
     if file.get("file_id") is not None:
         file_id, where = file["file_id"], f"{param}.file_id"
         stored_name = await _filename(key, file_id, where)  # looked up each time: a deleted file is gone
-        name = name or stored_name
-        if (text := _texts.get((key.tenant_id, file_id))) is None:
-            text = await _read(await _content_of(key, file_id, where), param)
-            _texts.put((key.tenant_id, file_id), text)
-    elif file.get("file_data") is not None:
-        text = await _read_kept(key.tenant_id, _decoded(file["file_data"], f"{param}.file_data"), param)
+        name, kept = name or stored_name, (key.tenant_id, file_id)
     else:
-        text = await _read_kept(key.tenant_id, await _fetched(file["file_url"], f"{param}.file_url"), param)
-        name = name or file["file_url"].split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+        if file.get("file_data") is not None:
+            content = _decoded(file["file_data"], f"{param}.file_data")
+        else:
+            content = await _fetched(file["file_url"], f"{param}.file_url")
+            name = name or file["file_url"].split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+        # a document's text kept by its digest; UTF-8 text is not: it decodes about as fast as it hashes
+        kept = (key.tenant_id, f"sha256:{hashlib.sha256(content).hexdigest()}") if content.startswith(PARSED) else None
+
+    async def read() -> bytes:  # a stored file's content, read once and only if nothing of it is kept
+        nonlocal content
+        if content is None:
+            content = await _content_of(key, file_id, where)
+        return content
+
+    async def text() -> str:
+        return await _read(await read(), param)
+
+    async def pages() -> tuple[str, ...]:
+        return await _pages(await read(), detail, param)
+
+    body = await _kept(kept, text)
+    images = await _kept(kept and (*kept, "pages", detail), pages) if vision else ()
+    if not body.strip() and not images:  # only a PDF's text may be empty
+        raise errors.InvalidRequest("The PDF has no text to read (a scan without a text layer?).", param=param,
+                                    code="invalid_file")  # fmt: skip
     shown = " ".join((name or "file").replace('"', "'").split())  # one line, its quotes its own
-    return {"type": "text", "text": f'<file name="{shown}">\n{text.strip()}\n</file>'}
+    return [{"type": "text", "text": f'<file name="{shown}">\n{body.strip()}\n</file>'},
+            *({"type": "image_url", "image_url": {"url": url, "detail": detail}} for url in images)]  # fmt: skip
 
 
-async def _image_part(key: KeyContext, file_id: str, detail: str | None, param: str) -> dict:
+async def _image_part(key: KeyContext, file_id: str, detail: str | None, param: str) -> list[dict]:
     content = await _content_of(key, file_id, f"{param}.file_id")
     kind = _image_type(content)
     if kind is None:
         raise errors.InvalidRequest(f"The file '{errors.shown(file_id)}' is not an image (PNG, JPEG, GIF or WebP).",
                                     param=f"{param}.file_id", code="invalid_image_format")  # fmt: skip
     url = f"data:{kind};base64,{base64.b64encode(content).decode('ascii')}"
-    return {"type": "image_url", "image_url": {"url": url, "detail": detail or "auto"}}
+    return [{"type": "image_url", "image_url": {"url": url, "detail": detail or "auto"}}]
 
 
 def without_files(body: dict) -> dict:
     """A chat request as it is once its files are read, but each document's text empty (an image is bounded the
     same before it is read): a bound from below of its need, known before a file is read."""
     messages = body.get("messages") or []
-    empty = {key: {"type": "text", "text": ""} for _, _, key, _ in _parts(messages) if key[0] == "file"}
+    empty = {key: [{"type": "text", "text": ""}] for _, _, key, _ in _parts(messages) if key[0] == "file"}
     return {**body, "messages": apply(messages, empty)}
 
 
 async def load(key: KeyContext, messages: list[dict], where: Where,
-               admit: Callable[[], Awaitable[None]] | None = None) -> Resolved:  # fmt: skip
-    """Each file of ``messages`` (chat's, possibly from a Responses request) read once: its key -> its part.
-    ``admit``: awaited before the first file is read (the limits' early refusal: a refused key makes no read)."""
+               admit: Callable[[], Awaitable[None]] | None = None, vision: bool = False) -> Resolved:  # fmt: skip
+    """Each file of ``messages`` (chat's, possibly from a Responses request) read once: its key -> its parts.
+    ``admit``: awaited before the first file is read (the limits' early refusal: a refused key makes no read);
+    ``vision``: the model reads images (a PDF's pages are given too)."""
     resolved: Resolved = {}
     for i, j, part_key, part in _parts(messages):
         if part_key in resolved:
@@ -267,12 +309,12 @@ async def load(key: KeyContext, messages: list[dict], where: Where,
             image = part["image_url"]
             resolved[part_key] = await _image_part(key, image["file_id"], image.get("detail"), where(i, j, part_key))
         else:
-            resolved[part_key] = await _text_part(key, part["file"], where(i, j, part_key))
+            resolved[part_key] = await _file_parts(key, part["file"], where(i, j, part_key), vision)
     return resolved
 
 
 def _content(parts: list, resolved: Resolved) -> str | list:
-    out = [resolved.get(key_of(p), p) if isinstance(p, dict) else p for p in parts]
+    out = [q for p in parts for q in (resolved.get(key_of(p), [p]) if isinstance(p, dict) else [p])]
     if all(isinstance(p, dict) and p.get("type") == "text" for p in out):  # text alone: one string, a line apart
         return "\n".join(p["text"] for p in out)
     return out
@@ -291,10 +333,10 @@ def apply(messages: list[dict], resolved: Resolved) -> list[dict]:
     return out
 
 
-async def inline(key: KeyContext, body: dict, admit: Admit | None = None) -> dict:
+async def inline(key: KeyContext, body: dict, admit: Admit | None = None, vision: bool = False) -> dict:
     """A chat completions request with its files read (``body`` itself when it names none: one pass over its parts);
-    ``admit``: given the request without its files before one is read."""
+    ``admit``: given the request without its files before one is read; ``vision``: as ``load``'s."""
     messages = body.get("messages")
     before = None if admit is None else (lambda: admit(without_files(body)))  # built only for a request with a file
-    resolved = await load(key, messages, lambda i, j, _: f"messages[{i}].content[{j}]", before)
+    resolved = await load(key, messages, lambda i, j, _: f"messages[{i}].content[{j}]", before, vision)
     return {**body, "messages": apply(messages, resolved)} if resolved else body

@@ -365,7 +365,8 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
             if audio:
                 stream = validation.check_form(body, ctx.upload)
             elif route == "responses/input_tokens":  # counted, not run: no limits, no usage row
-                plan = await plan_response(ctx.key, {**body, "stream": False, "store": False}, model_id)
+                plan = await plan_response(ctx.key, {**body, "stream": False, "store": False}, model_id,
+                                           vision=info.kind == ModelKind.VISION)  # fmt: skip
                 tokens = await responses_count.count(plan, targets, ctx.request_id)
                 return await self._json(200, {"object": "response.input_tokens", "input_tokens": tokens})
             elif route == "responses":  # checked, its stored conversation read, as a chat request for estimates
@@ -375,7 +376,7 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
                 # truncation may cut the context the files were in: then no bound of its prompt is known early
                 admit = None if queued else self._admit(ctx, info, stream, body.get("truncation") != "auto")
                 self.plan = await plan_response(ctx.key, body, model_id, background=ctx.extra.get("background"),
-                                                admit=admit)  # fmt: skip
+                                                admit=admit, vision=info.kind == ModelKind.VISION)  # fmt: skip
             elif route == compaction.ROUTE:  # the context read as a response's, the summary asked for
                 self.plan = await compaction.plan(ctx.key, body, model_id, info)
                 stream = False
@@ -384,7 +385,9 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
                 stream = body.get("stream") is True and route not in ENCODER_ROUTES
                 if route == "chat/completions":
                     self.chat_store = ChatStore.wanted(ctx, body)  # the messages as sent
-                    body = await file_inputs.inline(ctx.key, body, self._admit(ctx, info, stream))  # files as text
+                    body = await file_inputs.inline(
+                        ctx.key, body, self._admit(ctx, info, stream), info.kind == ModelKind.VISION
+                    )  # files as text (and pages)
             if not targets:
                 raise errors.ServiceUnavailable(
                     f"No deployment of the model '{errors.shown(model_id)}' is available right now."

@@ -52,11 +52,16 @@ _INPUT_FILE = _obj(
             **_STR,
             "description": "An http(s) URL the hub fetches (public addresses only, unless the operator allows others).",
         },  # fmt: skip
-        "detail": {"enum": ["auto", "low", "high"]},
+        "detail": {
+            "enum": ["auto", "low", "high"],
+            "description": "A vision model's PDF pages: rendered 512 (low), 1,024 (auto, the default) or 1,536 (high) "
+            "pixels on their longer side.",
+        },
     },
     ("type",),
     description="One of `file_id`, `file_data` or `file_url`: a PDF (its text layer), a Word document, a PowerPoint "
-    'deck or UTF-8 text, shown to the model as its text in `<file name="...">` ... `</file>`; anything else is a 400 '
+    'deck, an Excel workbook or UTF-8 text, shown to the model as its text in `<file name="...">` ... `</file>`; a '
+    "vision model also gets a PDF's pages as images after it (a scan's pages alone); anything else is a 400 "
     "`unsupported_file`.",
 )
 _LOGPROB = _obj(

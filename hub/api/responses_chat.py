@@ -33,7 +33,8 @@ def _text(parts: list[dict]) -> str:
 def chat_part(part: dict) -> dict:
     """A Responses API content part as chat's."""
     if part["type"] == "input_file":
-        return {"type": "file", "file": {k: part[k] for k in file_inputs.FILE_FIELDS if part.get(k) is not None}}
+        names = (*file_inputs.FILE_FIELDS, "detail")
+        return {"type": "file", "file": {k: part[k] for k in names if part.get(k) is not None}}
     if part["type"] == "input_image" and part.get("image_url") is None:  # by file_id: file_inputs.py reads it
         return {"type": "image_url", "image_url": {"file_id": part["file_id"], "detail": part.get("detail", "auto")}}
     if part["type"] == "input_image":

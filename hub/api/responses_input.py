@@ -297,7 +297,9 @@ def _file(part: dict, param: str) -> dict:
     if len(sources) > 1:
         raise refuse(param, f"'{param}' takes one of 'file_id', 'file_data' or 'file_url', not "
                      f"{' and '.join(map(repr, sources))}.")  # fmt: skip
-    _choice(part.get("detail"), f"{param}.detail", ("auto", "low", "high"))
+    if part.get("detail") is not None:  # how a vision model gets a PDF's pages (file_inputs.PAGE_PIXELS)
+        _choice(part["detail"], f"{param}.detail", ("auto", "low", "high"))
+        found["detail"] = part["detail"]
     return found
 
 

@@ -108,7 +108,8 @@ class ResponsePlan:
         """An item as an external deployment may read it: this hub's compaction items as the summary they hold, its
         files as the text (or image) our models get (``file_inputs.py``: the deployment knows none of our ids)."""
         if item.get("type") == "message" and isinstance(item.get("content"), list) and self.files:
-            return {**item, "content": [native_part(part, self.files) for part in item["content"]]}
+            content = [native for part in item["content"] for native in native_parts(part, self.files)]
+            return {**item, "content": content}
         if item.get("type") != "compaction":
             return item
         text = compaction_items.shown(self.summaries[item["encrypted_content"]])["content"]
@@ -127,10 +128,12 @@ class ResponsePlan:
 
 
 async def plan(key: KeyContext, body: dict, model_id: str, empty_input: bool = False,
-               background: dict | None = None, admit: file_inputs.Admit | None = None) -> ResponsePlan:  # fmt: skip
+               background: dict | None = None, admit: file_inputs.Admit | None = None,
+               vision: bool = False) -> ResponsePlan:  # fmt: skip
     """``empty_input``: ``input`` may be an empty array (a compaction of a stored response alone); ``background``:
     the ``id`` and ``created_at`` of the queued response this request answers (``hub/background/``); ``admit``: given
-    the chat request it becomes, without its files, before one is read (``file_inputs.load``)."""
+    the chat request it becomes, without its files, before one is read (``file_inputs.load``); ``vision``: the model
+    reads images (it gets a PDF's pages too)."""
     check_create(body)
     tenant_id = key.tenant_id
     history: list[dict] = []
@@ -148,7 +151,7 @@ async def plan(key: KeyContext, body: dict, model_id: str, empty_input: bool = F
     search = await file_search.plan(key, body)
     chat = chat_body(body, history + items, summaries)
     before = None if admit is None else (lambda: admit(file_inputs.without_files(chat)))
-    files = await file_inputs.load(key, chat["messages"], _file_param(items), before)
+    files = await file_inputs.load(key, chat["messages"], _file_param(items), before, vision)
     chat["messages"] = file_inputs.apply(chat["messages"], files)
     planned = ResponsePlan(body, model_id, history, items, chat, conversation=conversation, file_search=search,
                            summaries=summaries, files=files,
@@ -165,15 +168,15 @@ def _file_key(part: dict) -> tuple | None:
     return file_inputs.key_of(chat_part(part))
 
 
-def native_part(part: dict, files: file_inputs.Resolved) -> dict:
-    """A content part as an external deployment gets it: a file as its text (``input_text``), an image by ``file_id``
-    as its data: URL (the deployment knows none of this hub's file ids)."""
+def native_parts(part: dict, files: file_inputs.Resolved) -> list[dict]:
+    """A content part as an external deployment gets it: a file as its text (``input_text``) and, for a vision model,
+    a PDF's pages, an image by ``file_id`` as its data: URL (the deployment knows none of this hub's file ids)."""
     found = files.get(_file_key(part))
     if found is None:
-        return part
-    if found["type"] == "text":
-        return {"type": "input_text", "text": found["text"]}
-    return {"type": "input_image", "image_url": found["image_url"]["url"], "detail": found["image_url"]["detail"]}
+        return [part]
+    return [{"type": "input_text", "text": p["text"]} if p["type"] == "text" else
+            {"type": "input_image", "image_url": p["image_url"]["url"], "detail": p["image_url"]["detail"]}
+            for p in found]  # fmt: skip
 
 
 def _file_param(items: list[dict]) -> file_inputs.Where:

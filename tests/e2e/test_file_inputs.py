@@ -1,9 +1,10 @@
 """Files in a model's input through a live hub to the real models, with the OpenAI SDK: a chat's ``file`` part by
 ``file_id`` (a PDF uploaded with ``files.create``) and by ``file_data`` (text, a Word document), the Responses API's
-``input_file`` by ``file_data`` and ``file_url`` (from a server on loopback) and over ``previous_response_id``, and an
-``input_image`` by ``file_id`` on a vision model. Each is read as the same request with the file's text (or the
-image's data: URL) written out: the same prompt tokens, the same greedy answer, the same metered row. What is stored
-keeps the file as sent; what is not a document is OpenAI's 400."""
+``input_file`` by ``file_data`` and ``file_url`` (from a server on loopback) and over ``previous_response_id``, an
+``input_image`` by ``file_id`` on a vision model, and a PDF on a vision model (its text and its pages; a scan's pages
+alone). Each is read as the same request with the file's text (or the image's data: URL, or the pages' PNGs) written
+out: the same prompt tokens, the same greedy answer, the same metered row. What is stored keeps the file as sent;
+what is not a document is OpenAI's 400."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ import httpx
 import openai
 import pytest
 
+from hub.documents import page_images
 from tests.openai_spec import assert_valid
 from tests.support.documents import NOTES, PAGES, document_server
 from tests.support.images import photo
 from tests.support.live import CHAT, VISION_15, rows
 from tests.support.office import word_document
-from tests.support.pdfs import text_pdf
+from tests.support.pdfs import scan_pdf, text_pdf
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -139,3 +141,44 @@ def test_an_input_image_by_file_id_is_the_image_itself(hub):
     ]  # fmt: skip
     assert answers[0].usage.input_tokens == answers[1].usage.input_tokens
     assert answers[0].output_text == answers[1].output_text
+
+
+def pages(pdf: bytes, longest: int, detail: str) -> list[dict]:
+    """A PDF's pages as the Responses API's ``input_image`` parts: PNGs whose longer side is ``longest``."""
+    return [{"type": "input_image", "image_url": "data:image/png;base64," + base64.b64encode(png).decode(),
+             "detail": detail} for png in page_images(pdf, longest, 100)]  # fmt: skip
+
+
+def test_a_vision_model_reads_a_pdfs_text_and_its_pages_and_a_scans_pages_alone(hub):
+    client = hub()
+    pdf = text_pdf(PAGES)
+    file = {"type": "input_file", "filename": "notes.pdf", "file_data": base64.b64encode(pdf).decode(),
+            "detail": "low"}  # fmt: skip
+    greedy = {"max_output_tokens": 5, "temperature": 0}
+    question = {"type": "input_text", "text": QUESTION}
+    raw = client.responses.with_raw_response.create(model=VISION_15, input=[{"role": "user", "content": [
+        question, file]}], **greedy)  # fmt: skip
+    answer = raw.parse()
+    text = {"type": "input_text", "text": shown("notes.pdf", PDF_TEXT)}
+    written = client.responses.create(model=VISION_15, input=[{"role": "user", "content": [
+        question, text, *pages(pdf, 512, "low")]}], **greedy)  # fmt: skip
+    assert answer.usage.input_tokens == written.usage.input_tokens and answer.output_text == written.output_text
+    text_alone = client.responses.create(model=VISION_15, input=[{"role": "user", "content": [question, text]}],
+                                         **greedy)  # fmt: skip
+    assert answer.usage.input_tokens > text_alone.usage.input_tokens  # the pages were seen
+    [row] = rows(1, request_id=raw.headers["x-request-id"])
+    assert row.prompt_tokens == answer.usage.input_tokens
+    scan = client.files.create(file=("scan.pdf", scan_pdf()), purpose="user_data")
+    ask = {"type": "text", "text": "What does it show?"}
+    read = client.chat.completions.create(model=VISION_15, messages=[{"role": "user", "content": [
+        ask, {"type": "file", "file": {"file_id": scan.id}}]}], **GREEDY)  # fmt: skip
+    seen = [{"type": "image_url", "image_url": {"url": page["image_url"], "detail": "auto"}}
+            for page in pages(scan_pdf(), 1024, "auto")]  # fmt: skip
+    shown_scan = client.chat.completions.create(model=VISION_15, messages=[{"role": "user", "content": [
+        ask, {"type": "text", "text": '<file name="scan.pdf">\n\n</file>'}, *seen]}], **GREEDY)  # fmt: skip
+    assert read.usage.prompt_tokens == shown_scan.usage.prompt_tokens
+    assert read.choices[0].message.content == shown_scan.choices[0].message.content
+    with pytest.raises(openai.BadRequestError) as refused:  # a text model has nothing to read in a scan
+        client.chat.completions.create(model=CHAT, messages=[{"role": "user", "content": [
+            {"type": "file", "file": {"file_id": scan.id}}]}], **GREEDY)  # fmt: skip
+    assert (refused.value.body["code"], refused.value.body["param"]) == ("invalid_file", "messages[0].content[0]")

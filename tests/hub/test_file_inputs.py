@@ -7,19 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from accounts import files
 from accounts.authn import KeyContext
 from hub.api import errors, file_inputs
 from hub.api.ratelimit import estimate
-from hub.api.responses_relay import native_part
+from hub.api.responses_relay import native_parts
 from hub.api.upstream import ModelInfo
 from tests.support.documents import NOTES, PAGES, document_server
 from tests.support.images import photo
 from tests.support.office import slide_deck, word_document, workbook
-from tests.support.pdfs import text_pdf
+from tests.support.pdfs import scan_pdf, text_pdf
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the resolver reads on the pool's threads
 
@@ -44,10 +47,22 @@ def inline(tenant, body: dict) -> dict:
     return asyncio.run(file_inputs.inline(key_of(tenant), body))
 
 
-def refused(tenant, body: dict) -> errors.ApiError:
+def seen(tenant, body: dict) -> dict:
+    """``body`` as a vision model gets it."""
+    return asyncio.run(file_inputs.inline(key_of(tenant), body, vision=True))
+
+
+def refused(tenant, body: dict, vision: bool = False) -> errors.ApiError:
     with pytest.raises(errors.ApiError) as caught:
-        inline(tenant, body)
+        seen(tenant, body) if vision else inline(tenant, body)
     return caught.value
+
+
+def picture(part: dict) -> np.ndarray:
+    """An image part's PNG data: URL as its grey pixels (height, width)."""
+    head, _, data = part["image_url"]["url"].partition(",")
+    assert head == "data:image/png;base64"
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("L"))
 
 
 def shown(name: str, text: str) -> str:
@@ -124,7 +139,8 @@ def test_a_document_sent_as_bytes_is_parsed_once_per_tenant(acme, globex, monkey
     settings.HUB_FILE_URL_ALLOW_PRIVATE_URLS = True
     parsed = []
     original = file_inputs.read_text
-    monkeypatch.setattr(file_inputs, "read_text", lambda content: parsed.append(content[:5]) or original(content))
+    monkeypatch.setattr(file_inputs, "read_text", lambda content, scans: parsed.append(content[:5]) or
+                        original(content, scans))  # fmt: skip
     monkeypatch.setattr(file_inputs, "_texts", file_inputs._Texts())
     pdf = text_pdf(PAGES)
     as_data = chat({"type": "file", "file": {"filename": "notes.pdf", "file_data": base64.b64encode(pdf).decode()}})
@@ -139,6 +155,64 @@ def test_a_document_sent_as_bytes_is_parsed_once_per_tenant(acme, globex, monkey
         by_url = chat(file_url(f"{server.url}/notes.pdf"))
         assert inline(acme.tenant, by_url) == inline(acme.tenant, by_url)
         assert server.requests == ["/notes.pdf"] * 2 and len(parsed) == 4  # fetched each time, the same bytes kept
+
+
+@pytest.mark.parametrize("detail", [None, "low", "auto", "high"])
+def test_a_vision_model_gets_a_pdfs_text_then_its_pages_as_images_at_the_files_detail(acme, detail):
+    file_id = stored(acme.tenant, text_pdf(PAGES))
+    file = {"file_id": file_id, **({"detail": detail} if detail else {})}
+    content = seen(acme.tenant, chat({"type": "file", "file": file}))["messages"][0]["content"]
+    assert content[:2] == [{"type": "text", "text": "Read:"}, {"type": "text", "text": shown("notes.pdf", PDF_TEXT)}]
+    pages = content[2:]
+    assert [page["image_url"]["detail"] for page in pages] == [detail or "auto"] * len(PAGES)
+    longest = file_inputs.PAGE_PIXELS[detail or "auto"]
+    pixels = [picture(page) for page in pages]
+    assert all(p.shape[0] == longest and abs(p.shape[1] - 612 * longest / 792) < 1 for p in pixels)  # US Letter
+    inked = [np.argwhere(p < 128) for p in pixels]  # each page's line of text, near its top left (72 pt in, 80 down)
+    assert all(len(ink) and ink.min(axis=0).tolist() > [0.08 * longest, 0.08 * longest] for ink in inked)
+    assert all(ink.max(axis=0)[0] < 0.15 * longest for ink in inked)
+    assert inked[0].tolist() != inked[1].tolist()  # two texts, two pictures
+    assert inline(acme.tenant, chat({"type": "file", "file": file}))["messages"][0]["content"] == (
+        "Read:\n" + shown("notes.pdf", PDF_TEXT))  # a text model: the text alone  # fmt: skip
+
+
+def test_a_scan_is_a_text_models_400_and_a_vision_models_pages(acme):
+    file_id = stored(acme.tenant, scan_pdf(2), "scan.pdf")
+    body = chat({"type": "file", "file": {"file_id": file_id}})
+    error = refused(acme.tenant, body)
+    assert (error.code, error.param) == ("invalid_file", "messages[0].content[1]")
+    assert "scan" in error.message
+    content = seen(acme.tenant, body)["messages"][0]["content"]
+    assert content[1] == {"type": "text", "text": '<file name="scan.pdf">\n\n</file>'}
+    bands = [np.argwhere(picture(page) < 128)[:, 0] for page in content[2:]]  # the rows of each page's dark band
+    scale = 1024 / 792
+    assert [(b.min(), b.max()) for b in bands] == [(round(100 * scale), round(160 * scale) - 1),
+                                                   (round(300 * scale), round(360 * scale) - 1)]  # fmt: skip
+    assert refused(acme.tenant, body).code == "invalid_file"  # its empty text kept: still a text model's 400
+
+
+def test_a_pdfs_pages_are_rendered_once_per_detail_and_a_long_pdf_is_refused(acme, monkeypatch):
+    rendered = []
+    original = file_inputs.page_images
+    monkeypatch.setattr(file_inputs, "page_images", lambda content, longest, most: rendered.append(longest) or
+                        original(content, longest, most))  # fmt: skip
+    monkeypatch.setattr(file_inputs, "_texts", file_inputs._Texts())
+    data = base64.b64encode(text_pdf(PAGES)).decode()
+    body = chat({"type": "file", "file": {"filename": "notes.pdf", "file_data": data}})
+    assert seen(acme.tenant, body) == seen(acme.tenant, body) and rendered == [1024]
+    low = chat({"type": "file", "file": {"filename": "notes.pdf", "file_data": data, "detail": "low"}})
+    assert seen(acme.tenant, low) == seen(acme.tenant, low) and rendered == [1024, 512]
+    inline(acme.tenant, body)  # a text model renders nothing
+    assert rendered == [1024, 512]
+    monkeypatch.setattr(file_inputs, "MAX_PAGES", len(PAGES) - 1)
+    other = chat({"type": "file", "file": {"filename": "long.pdf", "file_data": base64.b64encode(
+        text_pdf([*PAGES, "A third page."])).decode()}})  # fmt: skip
+    error = refused(acme.tenant, other, vision=True)
+    assert (error.code, error.param) == ("file_too_large", "messages[0].content[1]")
+    most = len(PAGES) - 1
+    assert error.message == (
+        f"The PDF has 3 pages; a vision model is given the pages of a PDF of up to {most} as images."
+    )
 
 
 def test_the_texts_kept_stay_within_their_bound_the_oldest_going_first():
@@ -271,15 +345,20 @@ def test_a_file_larger_than_the_setting_is_refused(acme, settings):
         assert refused(acme.tenant, chat(file_url(f"{server.url}/notes.txt"))).code == "file_too_large"
 
 
-def test_an_external_deployment_gets_the_files_text_as_input_text():
+def test_an_external_deployment_gets_the_files_text_as_input_text_and_a_pdfs_pages_as_images():
     text = {"type": "text", "text": shown("a.txt", "A")}
     picture = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA", "detail": "low"}}
-    resolved = {("file", "file-1", None, None, None): text, ("image", "file-2", "low"): picture}
-    assert native_part({"type": "input_file", "file_id": "file-1"}, resolved) == {"type": "input_text",
-                                                                                  "text": text["text"]}  # fmt: skip
+    page = {"type": "image_url", "image_url": {"url": "data:image/png;base64,BB", "detail": "high"}}
+    resolved = {("file", "file-1", None, None, None, None): [text], ("image", "file-2", "low"): [picture],
+                ("file", "file-4", None, None, None, "high"): [text, page]}  # fmt: skip
+    assert native_parts({"type": "input_file", "file_id": "file-1"}, resolved) == [{"type": "input_text",
+                                                                                    "text": text["text"]}]  # fmt: skip
     image = {"type": "input_image", "image_url": None, "file_id": "file-2", "detail": "low"}
-    assert native_part(image, resolved) == {"type": "input_image", "image_url": "data:image/png;base64,AA",
-                                            "detail": "low"}  # fmt: skip
+    assert native_parts(image, resolved) == [{"type": "input_image", "image_url": "data:image/png;base64,AA",
+                                              "detail": "low"}]  # fmt: skip
+    assert native_parts({"type": "input_file", "file_id": "file-4", "detail": "high"}, resolved) == [
+        {"type": "input_text", "text": text["text"]},
+        {"type": "input_image", "image_url": "data:image/png;base64,BB", "detail": "high"}]  # fmt: skip
     for other in ({"type": "input_text", "text": "x"}, {"type": "input_file", "file_id": "file-3"},
                   {"type": "input_image", "image_url": "https://example.com/a.png", "detail": "auto"}):  # fmt: skip
-        assert native_part(other, resolved) is other
+        assert native_parts(other, resolved) == [other]

@@ -1,9 +1,13 @@
 """A small PDF written by hand (no PDF library writes text without another dependency): one page per text, each
-shown in Helvetica, with a correct cross-reference table, as a word processor's export has."""
+shown in Helvetica, with a correct cross-reference table, as a word processor's export has; and a scan (pictures
+of pages, no text layer), as Pillow writes one."""
 
 from __future__ import annotations
 
 import io
+
+import numpy as np
+from PIL import Image
 
 
 def text_pdf(pages: list[str]) -> bytes:
@@ -29,4 +33,17 @@ def text_pdf(pages: list[str]) -> bytes:
     for offset in offsets:
         out.write(b"%010d 00000 n \n" % offset)
     out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, table))
+    return out.getvalue()
+
+
+def scan_pdf(pages: int = 1) -> bytes:
+    """A PDF of ``pages`` scanned pages: each a picture (US Letter at 72 dpi, a dark band at a height of its own),
+    no text."""
+    scans = []
+    for i in range(pages):
+        pixels = np.full((792, 612), 255, dtype=np.uint8)
+        pixels[100 + 200 * i : 160 + 200 * i, 72:540] = 0
+        scans.append(Image.fromarray(pixels))
+    out = io.BytesIO()
+    scans[0].save(out, "PDF", resolution=72.0, save_all=True, append_images=scans[1:])
     return out.getvalue()
