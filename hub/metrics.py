@@ -8,13 +8,14 @@ a model is a catalog id, and no tenant or key is named (the usage API and the co
 
 ``hub serve --workers N`` runs N processes: each writes its values to ``PROMETHEUS_MULTIPROC_DIR`` (a directory the
 serve command makes), and any of them answers ``/metrics`` with the sum (prometheus_client's multiprocess mode: a
-worker uvicorn replaced keeps its counts; one killed mid-request leaves its requests in flight until the hub
-restarts). One process keeps them in memory. ``HUB_METRICS_TOKEN``, when set, is
+worker uvicorn replaced keeps its counts; the requests in flight of one killed mid-request are dropped at the next
+scrape, ``_forget_dead``). One process keeps them in memory. ``HUB_METRICS_TOKEN``, when set, is
 the bearer token a scraper must send."""
 
 from __future__ import annotations
 
 import functools
+import glob
 import logging
 import os
 import re
@@ -180,8 +181,29 @@ _BACKLOG_REGISTRY = CollectorRegistry()
 _BACKLOG_REGISTRY.register(Backlog())
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # no signal sent: only whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: alive
+        return True
+    return True
+
+
+def _forget_dead(directory: str) -> None:
+    """The live gauges (requests in flight) of the workers that are gone: a worker killed mid-request never took its
+    requests out of flight. gunicorn's ``child_exit`` hook would call ``mark_process_dead``; uvicorn's supervisor has
+    none, so a scrape does (counters and histograms of the dead stay summed)."""
+    for path in glob.glob(os.path.join(directory, "gauge_live*_*.db")):
+        pid = os.path.basename(path)[: -len(".db")].rsplit("_", 1)[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            _multiprocess.mark_process_dead(int(pid), directory)
+
+
 def _registry() -> CollectorRegistry:
-    if os.environ.get(MULTIPROC_ENV):
+    if directory := os.environ.get(MULTIPROC_ENV):
+        _forget_dead(directory)
         registry = CollectorRegistry()
         _multiprocess.MultiProcessCollector(registry)
         return registry

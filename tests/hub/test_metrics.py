@@ -182,6 +182,9 @@ import django
 django.setup()
 from hub import metrics
 metrics.metered("m-multi", "embeddings", 200, prompt=int(sys.argv[1]), completion=0, cached=0, ttft_seconds=None)
+if sys.argv[2] == "killed":  # a worker killed mid-request: its request never leaves flight
+    metrics.IN_FLIGHT.inc()
+    os._exit(0)
 if sys.argv[2] == "scrape":
     from django.test import RequestFactory
     print(metrics.view(RequestFactory().get("/metrics")).content.decode())
@@ -190,13 +193,16 @@ if sys.argv[2] == "scrape":
 
 def test_the_processes_of_a_multi_worker_hub_are_summed(tmp_path):
     """``serve --workers N`` points every worker at one directory (PROMETHEUS_MULTIPROC_DIR): a scrape of any of them
-    answers the sum, the processes that ended included."""
+    answers the sum, the processes that ended included; a process killed mid-request has no request in flight."""
     env = {**os.environ, metrics.MULTIPROC_ENV: str(tmp_path)}
     script = textwrap.dedent(WORKER)
-    subprocess.run([sys.executable, "-c", script, "7", "count"], env=env, cwd=ROOT, check=True, timeout=120)
+    subprocess.run([sys.executable, "-c", script, "7", "killed"], env=env, cwd=ROOT, check=True, timeout=120)
+    assert list(tmp_path.glob("gauge_livesum_*.db"))  # what it left
     scraped = subprocess.run([sys.executable, "-c", script, "5", "scrape"], env=env, cwd=ROOT, check=True,
                              timeout=120, capture_output=True, text=True).stdout  # fmt: skip
     samples = {(s.name, s.labels.get("model"), s.labels.get("kind")): s.value
                for family in text_string_to_metric_families(scraped) for s in family.samples}  # fmt: skip
     assert samples[("hub_tokens_total", "m-multi", "prompt")] == 12
     assert samples[("hub_model_requests_total", "m-multi", None)] == 2
+    assert samples[("hub_http_requests_in_flight", None, None)] == 0  # the killed worker's request dropped
+    assert len(list(tmp_path.glob("gauge_livesum_*.db"))) == 1  # the scraper's own
