@@ -59,6 +59,19 @@ def env_bool(name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be a boolean (1/0, true/false, yes/no, on/off), got {raw!r}")
 
 
+PREFILL_DTYPES = ("auto", "bfloat16", "float32")
+
+
+def prefill_dtype() -> str:
+    """INFERENCE_PREFILL_DTYPE: the dtype of a quantized CPU model's prompt GEMMs (``inference/weights/quantize.py``):
+    ``auto`` (the default: bfloat16 where the CPU multiplies bf16 natively, else float32), ``bfloat16`` or
+    ``float32``."""
+    value = env_str("INFERENCE_PREFILL_DTYPE", "auto").lower()
+    if value not in PREFILL_DTYPES:
+        raise ConfigError(f"INFERENCE_PREFILL_DTYPE must be one of {', '.join(PREFILL_DTYPES)}, got {value!r}")
+    return value
+
+
 def cache_dir() -> Path:
     """Converted weights and tokenizers live here (INFERENCE_CACHE_DIR, default ~/.cache/llm-hub)."""
     path = Path(env_str("INFERENCE_CACHE_DIR", str(Path.home() / ".cache" / "llm-hub"))).expanduser()

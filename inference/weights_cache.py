@@ -46,14 +46,18 @@ def code_hash() -> str:
     return digest.hexdigest()[:16]
 
 
-def entry_path(directory: Path, mode: str, dtype: torch.dtype) -> Path:
-    """Where the prepared model for this checkpoint, mode and dtype lives (it may not exist yet)."""
+def entry_path(directory: Path, mode: str, dtype: torch.dtype, prefill: str = "auto") -> Path:
+    """Where the prepared model for this checkpoint, mode, dtype and prefill dtype (``quantize.resolve_prefill``:
+    a cache shared by CPUs of two kinds holds one for each) lives (it may not exist yet)."""
+    from inference.weights.quantize import resolve_prefill
+
     directory = Path(directory).resolve()
     files = sorted(p for p in directory.iterdir() if p.is_file())
     key = json.dumps({
         "checkpoint": str(directory),
         "files": [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files],
         "mode": mode, "dtype": str(dtype), "format": FORMAT_VERSION, "torch": torch.__version__, "code": code_hash(),
+        "prefill": resolve_prefill(prefill),
     }, sort_keys=True)  # fmt: skip
     digest = hashlib.sha256(key.encode()).hexdigest()[:20]
     return cache_dir() / "prepared" / f"{directory.name}-{mode}-{digest}.pt"

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from inference.layers.attention import Attention
+from inference.layers.invariant_rows import in_row_blocks
 from inference.layers.moe import FusedMoE, route
 from inference.layers.norm import RMSNorm
 from inference.layers.rotary import Rope, apply_rope
@@ -76,11 +77,14 @@ class DeepseekV2Attention(nn.Module):
         q_pe, k_pe = apply_rope(q_pe.contiguous(), k_pe.reshape(T, 1, self.rope_dim).contiguous(), rope)
         w = self.kv_b_proj.weight.view(H, self.nope + self.v_dim, self.latent)
         w_uk, w_uv = w[:, : self.nope], w[:, self.nope :]  # [H, nope, L], [H, v, L]
-        q_latent = torch.einsum("thn,hnl->thl", q_nope, w_uk)  # the query's no-rope part in the latent space
+        # the query's no-rope part in the latent space, and below the values out of it: fp32 products over the rows,
+        # in fixed row blocks (a row's bits never follow the batch)
+        q_latent = in_row_blocks(lambda rows: torch.einsum("thn,hnl->thl", rows, w_uk), q_nope)
         q = torch.cat([q_latent, q_pe], dim=-1).reshape(T, -1)  # [T, H * (L + R)]
         kv = torch.cat([self.kv_a_layernorm(latent), k_pe.reshape(T, self.rope_dim)], dim=-1)  # [T, L + R]
         out = self.attn(q, kv, kv).view(T, H, self.latent + self.rope_dim)[..., : self.latent]  # [T, H, L]
-        return self.o_proj(torch.einsum("thl,hvl->thv", out, w_uv).reshape(T, H * self.v_dim))
+        values = in_row_blocks(lambda rows: torch.einsum("thl,hvl->thv", rows, w_uv), out)
+        return self.o_proj(values.reshape(T, H * self.v_dim))
 
 
 class DeepseekV2MoE(nn.Module):

@@ -18,7 +18,7 @@ from inference.engine.embedding_engine import EmbeddingEngine
 from inference.engine.guided import GrammarError
 from inference.engine.llm_engine import LLMEngine
 from inference.engine.worker import EngineLoop, EngineWorker
-from inference.env import ConfigError
+from inference.env import ConfigError, prefill_dtype
 from inference.layers.kernel_switch import use_kernels
 from inference.loader.sources import gguf_file, resolve_source
 from inference.server.errors import model_not_found
@@ -149,7 +149,7 @@ def build_model(spec: ModelSpec, tp: tuple[int, int] | None = None):
             from inference.weights.quantize import quantize
 
             # every layer: the decoder's steps on the int kernels, the encoder and window prefixes on bf16 copies
-            quantize(model, spec.quantize_mode())
+            quantize(model, spec.quantize_mode(), prefill=prefill_dtype())
         return model, WhisperVocab.from_dir(directory), directory
     tokenizer = Tokenizer.from_dir(directory)
     if tp is not None:
@@ -157,7 +157,8 @@ def build_model(spec: ModelSpec, tp: tuple[int, int] | None = None):
 
         return shard(load_model(directory, dtype=dtype, device=device).eval(), *tp), tokenizer, directory
     # the CPU's dense weights are prepared once (quantized, bf16 copies) and memory-mapped on later starts
-    cached = weights_cache.entry_path(directory, spec.quantize_mode(), dtype) if device == "cpu" else None
+    prefill = prefill_dtype()
+    cached = weights_cache.entry_path(directory, spec.quantize_mode(), dtype, prefill) if device == "cpu" else None
     model = weights_cache.load(cached) if cached and spec.engine.weights == "dense" else None
     if model is not None:
         return model, tokenizer, directory
@@ -174,7 +175,7 @@ def build_model(spec: ModelSpec, tp: tuple[int, int] | None = None):
             from inference.weights.quantize import quantize
 
             # a vision-language model's tower and projector run once per image, like a prefill: they stay float
-            quantize(getattr(model, "language_model", model), spec.quantize_mode())
+            quantize(getattr(model, "language_model", model), spec.quantize_mode(), prefill=prefill)
         weights_cache.save(model, cached)
     return model, tokenizer, directory
 

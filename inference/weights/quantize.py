@@ -31,12 +31,13 @@ Heads: int4 for int4 and auto, recomputing the ``EXACT_TOP`` largest logits per 
 the top 1024 logits exact it matches int4x2's KL at half its time (Gemma: ~5.5 + 1.3 ms against ~11 ms).
 
 Prefill does not read weights per token, it multiplies many rows at once: above ``FLOAT_ROWS`` rows a layer
-uses a bf16 copy of its weight (``quantize(..., prefill="bfloat16")``, the default): this CPU's AVX-512 BF16
-GEMM runs at ~206 GFLOP/s against fp32's ~84 (512 x 640 @ 640 x 4096), which doubles prefill speed, for
-the precision the decode kernels have anyway (bf16 activations). ``prefill="float32"`` keeps a reference to
-the float weight instead (no copy) and prefill is fp32 bit for bit. Heads always keep the float weight. The bf16
-product runs in fixed row blocks where the CPU has AMX (``row_blocks.py``): there oneDNN's rounding follows the row
-count, which would make a prompt's answer depend on its batch.
+uses a bf16 copy of its weight (``quantize(..., prefill="bfloat16")``) where the CPU multiplies bf16 natively
+(AVX-512 BF16 or AMX): there its GEMM runs at ~206 GFLOP/s against fp32's ~84 (512 x 640 @ 640 x 4096), which
+doubles prefill speed, for the precision the decode kernels have anyway (bf16 activations). Elsewhere (AVX2: an AMD
+EPYC here ran bf16 at 19 GFLOP/s, fp32 at 150) ``prefill="float32"`` keeps a reference to the float weight instead
+(no copy), in fp32; ``"auto"`` (the default, ``resolve_prefill``) picks by the CPU. Heads always keep the float
+weight. The bf16 product runs in fixed row blocks where the CPU has AMX, the fp32 one always (``row_blocks.py``):
+there the rounding follows the row count, which would make a prompt's answer depend on its batch.
 """
 
 from __future__ import annotations
@@ -45,11 +46,10 @@ import abc
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from inference.layers.context import current_context
-from inference.weights.row_blocks import linear_in_blocks
+from inference.weights.row_blocks import FLOAT_ROW_BLOCK, linear_in_blocks
 
 # Outside the engine's steps (tests, encoders; in a step rows go by role, see ``QuantizedLinear.by_role``), above
 # this many rows layers multiply by their prefill weight: prefill stays as fast as without quantization. Gemma's
@@ -151,10 +151,9 @@ class QuantizedLinear(nn.Module, abc.ABC):
             out = linear_in_blocks(x.bfloat16(), self.prefill_weight)
             out = out if self.bias is None else torch.add(self.bias, out)
             return out.to(x.dtype)
-        if x.shape[0] == 1:  # oneDNN's one-row GEMM (a GEMV) rounds differently from its many-row one: two rows
-            return self._prefill(torch.cat([x, x]))[:1]
-        if self.float_weight is not None:
-            return F.linear(x, self.float_weight.to(x.dtype), self.bias)
+        if self.float_weight is not None:  # fp32, in blocks of a fixed row count too
+            out = linear_in_blocks(x, self.float_weight.to(x.dtype), FLOAT_ROW_BLOCK)
+            return out if self.bias is None else torch.add(self.bias, out)
         return self._decode(x)
 
     def by_rows(self, x: torch.Tensor) -> torch.Tensor:
@@ -394,13 +393,30 @@ def quantized_linear(
     return Int8Linear(weight, bias)
 
 
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX-512 BF16 or AMX); without, torch's bf16 GEMM is several
+    times slower than its fp32 one."""
+    supported = (getattr(torch.cpu, name, lambda: False) for name in ("_is_avx512_bf16_supported",
+                                                                       "_is_amx_tile_supported"))  # fmt: skip
+    return any(check() for check in supported)
+
+
+def resolve_prefill(prefill: str = "auto") -> str:
+    """``bfloat16`` or ``float32``: ``auto`` is bfloat16 where the CPU has native bf16, else float32."""
+    if prefill == "auto":
+        return "bfloat16" if native_bf16() else "float32"
+    if prefill not in ("bfloat16", "float32"):
+        raise ValueError(f"quantize prefill must be auto, bfloat16 or float32, got {prefill!r}")
+    return prefill
+
+
 def quantize(
     model: nn.Module,
     mode: str = "int8",
     group_size: int = DEFAULT_INT4_GROUP,
     head: str | None = None,
     head_exact_top: int | None = None,
-    prefill: str = "bfloat16",
+    prefill: str = "auto",
 ) -> nn.Module:
     """Replace every nn.Linear (fused ones keep their ``split``) and a mixture of experts' stacks
     (``quantize_moe.QuantizedExperts``), and give tied models a quantized head.
@@ -409,13 +425,12 @@ def quantize(
     default ``mode`` for int8 and int4x2 and int4 for int4 and auto. ``head_exact_top``: how many of the
     largest logits per row to recompute from the float weight, by default ``EXACT_TOP`` for an int4 head
     and 0 otherwise. ``group_size``: the int4 group, lowered per matrix to one the kernel takes.
-    ``prefill``: the many-row path of every layer but the head, ``bfloat16`` (a bf16 copy of each weight)
-    or ``float32`` (the float weight itself). Returns the model, changed in place.
+    ``prefill``: the many-row path of every layer but the head, ``bfloat16`` (a bf16 copy of each weight),
+    ``float32`` (the float weight itself) or ``auto`` (``resolve_prefill``). Returns the model, changed in place.
     """
     if mode not in MODES:
         raise ValueError(f"quantize mode must be one of {MODES}, got {mode!r}")
-    if prefill not in ("bfloat16", "float32"):
-        raise ValueError(f"quantize prefill must be bfloat16 or float32, got {prefill!r}")
+    prefill = resolve_prefill(prefill)
     head = head or _DEFAULT_HEAD[mode]
     lm_head = getattr(model, "lm_head", "absent")
     dense_only = getattr(model, "dense_only", ())  # read as matrices, never called (DeepSeek's kv_b_proj)

@@ -18,6 +18,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from inference.env import ConfigError, prefill_dtype
 from inference.layers.context import ForwardContext, forward_context
 from inference.layers.linear import MergedLinear
 from inference.loader.safetensors import load_model
@@ -150,9 +151,10 @@ def test_decode_rows_use_the_kernel_and_prefill_rows_the_float_weight(mode):
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """The tiny random Llama (untied head, biases everywhere): fp32 and one quantized copy per mode."""
+    """The tiny random Llama (untied head, biases everywhere): fp32 and one quantized copy per mode, its prefill on
+    bf16 copies (what ``auto`` picks on a CPU with native bf16; float32 is checked beside it)."""
     base = load_model(rc.llama_checkpoint(tmp_path_factory.mktemp("llama"))).eval()
-    return base, {mode: Q.quantize(_copy(base), mode) for mode in MODES}
+    return base, {mode: Q.quantize(_copy(base), mode, prefill="bfloat16") for mode in MODES}
 
 
 def test_every_linear_is_quantized_and_fused_layers_still_split(tiny):
@@ -272,3 +274,34 @@ def test_smollm2_logits_stay_close_to_fp32(smollm2, mode, quantized_rows_only):
     print(f"{mode}: top-1 {agree}/{total}, KL {kl:.5f}")
     assert agree / total >= SMOLLM2_TOP1_BOUND
     assert kl < SMOLLM2_KL_BOUND
+
+
+def test_auto_prefill_is_bf16_only_where_the_cpu_multiplies_bf16_natively(monkeypatch):
+    """Without AVX-512 BF16 or AMX, torch's bf16 GEMM is emulated: an AMD EPYC (AVX2) ran it at 19 GFLOP/s against
+    fp32's 150, so ``auto`` keeps prefill in fp32 there (bench_prefill.py: the packaged models' prefill 5-7x)."""
+    assert Q.resolve_prefill("auto") == ("bfloat16" if Q.native_bf16() else "float32")
+    assert Q.resolve_prefill("float32") == "float32" and Q.resolve_prefill("bfloat16") == "bfloat16"
+    for cpu_has_it, expected in ((True, "bfloat16"), (False, "float32")):
+        monkeypatch.setattr(Q, "native_bf16", lambda cpu_has_it=cpu_has_it: cpu_has_it)
+        assert Q.resolve_prefill() == expected
+    with pytest.raises(ValueError, match="auto, bfloat16 or float32"):
+        Q.resolve_prefill("float16")
+    monkeypatch.setenv("INFERENCE_PREFILL_DTYPE", "BFloat16")
+    assert prefill_dtype() == "bfloat16"
+    monkeypatch.setenv("INFERENCE_PREFILL_DTYPE", "fp8")
+    with pytest.raises(ConfigError, match="INFERENCE_PREFILL_DTYPE"):
+        prefill_dtype()
+
+
+@pytest.mark.parametrize("prefill", ["float32", "bfloat16"])
+def test_a_prompt_rows_prefill_does_not_follow_the_row_count(tiny, prefill):
+    """A row's prefill product is the same bits however many rows share the call, at any offset: fp32 sgemm rounds
+    rows 2 to 11 of a small product differently from a big one's on an AVX2 EPYC, so the fp32 path runs in fixed row
+    blocks as the bf16 one does with AMX."""
+    base, _ = tiny
+    model = Q.quantize(_copy(base), "int8", prefill=prefill)
+    layer = model.model.layers[0].mlp.down_proj
+    x = torch.randn(300, layer.in_features, generator=torch.Generator().manual_seed(5))
+    whole = layer._prefill(x)
+    for start, count in ((0, 1), (0, 2), (4, 3), (9, 5), (0, 7), (2, 9), (0, 11), (31, 33), (0, 128), (7, 129)):
+        assert torch.equal(layer._prefill(x[start : start + count]), whole[start : start + count]), (start, count)

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from inference.layers.invariant_rows import in_row_blocks
 from inference.weights.row_blocks import ROW_BLOCK, linear_in_blocks
 
 # K x N of the packaged models' layers and Whisper base's, and an odd one
@@ -38,3 +39,21 @@ def test_other_block_sizes_and_exact_multiples():
         torch.testing.assert_close(linear_in_blocks(x, weight, block).float(), F.linear(x, weight).float(),
                                    atol=0.1, rtol=0.02)  # fmt: skip
     assert linear_in_blocks(x[:0], weight, 16).shape == (0, 48)
+
+
+def test_a_batched_product_in_row_blocks_does_not_follow_the_row_count():
+    """``in_row_blocks`` (DeepSeek-V2's absorbed up-projections, an fp32 bmm over the rows): the same bits for a row
+    however many rows share the call and wherever it sits; the same product as one call, within fp32's rounding."""
+    generator = torch.Generator().manual_seed(11)
+    weights = torch.randn(4, 48, 80, generator=generator)  # [heads, n, l]
+    x = torch.randn(301, 4, 48, generator=generator)  # [rows, heads, n]
+
+    def absorb(rows: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("thn,hnl->thl", rows, weights)
+
+    whole = in_row_blocks(absorb, x)
+    assert whole.shape == (301, 4, 80)
+    for start, count in ((0, 1), (0, 2), (3, 5), (10, 11), (40, 33), (0, 128), (7, 129), (0, 301)):
+        assert torch.equal(in_row_blocks(absorb, x[start : start + count]), whole[start : start + count]), count
+    torch.testing.assert_close(whole, absorb(x), rtol=1e-5, atol=1e-4)
+    assert in_row_blocks(absorb, x[:0]).shape == (0, 4, 80)

@@ -59,6 +59,9 @@ def test_a_changed_key_or_a_torn_file_is_rebuilt(tmp_path, monkeypatch):
     assert torch.equal(_logits(build_model(_spec(checkpoint))[0]), reference)
     assert new.stat().st_size > 1000
     assert weights_cache.entry_path(checkpoint, "int8", torch.float32) != new  # the mode is in the key
+    # and the prefill dtype: a cache shared by CPUs with and without native bf16 holds one entry for each
+    shared = {weights_cache.entry_path(checkpoint, "auto", torch.float32, p) for p in ("bfloat16", "float32")}
+    assert len(shared) == 2 and new in shared
 
 
 def test_the_code_and_the_converter_version_are_in_the_keys(monkeypatch):
