@@ -190,9 +190,12 @@ def _part(part: Any, param: str) -> None:
                 raise _refuse(where, "invalid_value", f"Invalid value for '{where}': expected 'auto', 'low' or 'high'.")
     elif kind == "file":  # read by the gateway (hub/api/file_inputs.py)
         file = _object(part.get("file"), f"{param}.file")
-        for name in ("file_id", "filename", "file_data"):
+        for name in ("file_id", "filename", "file_data", "file_url"):  # file_url: a Responses input_file's
             if file.get(name) is not None:
                 _string(file[name], f"{param}.file.{name}", limit=None if name == "file_data" else MAX_STRING_CHARS)
+        if file.get("detail") not in (None, *DETAILS):  # how a vision model gets a PDF's pages
+            where = f"{param}.file.detail"
+            raise _refuse(where, "invalid_value", f"Invalid value for '{where}': expected 'auto', 'low' or 'high'.")
         if file.get("file_id") is None and file.get("file_data") is None:
             raise _refuse(f"{param}.file", "missing_required_parameter",
                           f"'{param}.file' needs a 'file_id' (the Files API) or 'file_data' (base64).")  # fmt: skip

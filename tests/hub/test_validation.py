@@ -142,6 +142,18 @@ BAD = [
         "messages[0].content[0].image_url.detail",
         "invalid_value",
     ),  # fmt: skip
+    (
+        "chat/completions",
+        _messages({"role": "user", "content": [{"type": "file", "file": {"file_id": "f", "detail": "ultra"}}]}),
+        "messages[0].content[0].file.detail",
+        "invalid_value",
+    ),  # fmt: skip
+    (
+        "chat/completions",
+        _messages({"role": "user", "content": [{"type": "file", "file": {"file_id": "f", "file_url": {"a": 1}}}]}),
+        "messages[0].content[0].file.file_url",
+        "invalid_type",
+    ),  # fmt: skip
     ("chat/completions", _messages({"role": "user", "content": "a", "name": 3}), "messages[0].name", "invalid_type"),
     (
         "chat/completions",
