@@ -25,8 +25,9 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from inference.layers.invariant_rows import FLOAT_ROW_BLOCK  # noqa: E402
 from inference.weights.quantize import native_bf16, resolve_prefill  # noqa: E402
-from inference.weights.row_blocks import FLOAT_ROW_BLOCK, linear_in_blocks  # noqa: E402
+from inference.weights.row_blocks import linear_in_blocks  # noqa: E402
 from tests.support.processes import Process, free_port  # noqa: E402
 
 WORDS = "the press spread across Europe printing books pamphlets and newspapers for readers in every city".split()

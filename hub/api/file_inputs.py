@@ -208,22 +208,24 @@ async def _fetched(url: str, param: str) -> bytes:
     raise _unfetched(param, f"more than {MAX_REDIRECTS} redirects.")
 
 
-async def _read(content: bytes, param: str) -> str:
-    """A file's text; a PDF's may be empty (a scan without a text layer: ``_file_parts`` decides)."""
+async def _parsed(param: str, parse: Callable, *args):
+    """``parse(*args)`` off the event loop (pypdf and PDFium take a while on a long PDF); its refusal OpenAI's 400."""
     try:
-        return await asyncio.to_thread(read_text, content, True)  # pypdf takes a while on a long PDF: off the loop
+        return await asyncio.to_thread(parse, *args)
     except Failed as failed:
         raise errors.InvalidRequest(failed.message, param=param, code=failed.code) from None
+
+
+async def _read(content: bytes, param: str) -> str:
+    """A file's text; a PDF's may be empty (a scan without a text layer: ``_file_parts`` decides)."""
+    return await _parsed(param, read_text, content, True)
 
 
 async def _pages(content: bytes, detail: str, param: str) -> tuple[str, ...]:
     """A PDF's pages as PNG ``data:`` URLs, for a vision model (none for another file)."""
     if not content.startswith(PDF_MAGIC):
         return ()
-    try:
-        images = await asyncio.to_thread(page_images, content, PAGE_PIXELS[detail], MAX_PAGES)
-    except Failed as failed:
-        raise errors.InvalidRequest(failed.message, param=param, code=failed.code) from None
+    images = await _parsed(param, page_images, content, PAGE_PIXELS[detail], MAX_PAGES)
     return tuple(f"data:image/png;base64,{base64.b64encode(image).decode('ascii')}" for image in images)
 
 

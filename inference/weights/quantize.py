@@ -49,7 +49,8 @@ import torch
 from torch import nn
 
 from inference.layers.context import current_context
-from inference.weights.row_blocks import FLOAT_ROW_BLOCK, linear_in_blocks
+from inference.layers.invariant_rows import FLOAT_ROW_BLOCK
+from inference.weights.row_blocks import linear_in_blocks
 
 # Outside the engine's steps (tests, encoders; in a step rows go by role, see ``QuantizedLinear.by_role``), above
 # this many rows layers multiply by their prefill weight: prefill stays as fast as without quantization. Gemma's

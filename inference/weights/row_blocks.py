@@ -16,10 +16,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from inference.layers.invariant_rows import FLOAT_ROW_BLOCK  # fp32 prefill, on every CPU
-
-__all__ = ["FLOAT_ROW_BLOCK", "ROW_BLOCK", "linear_in_blocks"]
-
 
 def _default_block() -> int:
     """128 where oneDNN runs bf16 on AMX, else 0 (one call). 128 against 64 and 256 (bench_row_blocks.py, this
