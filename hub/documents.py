@@ -1,9 +1,10 @@
 """A file's text, as the hub reads it for a model: a PDF's text layer (pypdf), a Word document's paragraphs and
 tables (python-docx), a PowerPoint deck's slides (python-pptx), an Excel workbook's sheets (openpyxl), else UTF-8
 text. Vector stores index it (``hub/vector_stores/indexer.py``) and a file in a model's input is shown to the model as
-it (``hub/api/file_inputs.py``); anything else (images, legacy .doc / .xls / .ppt, scans without a text layer) is
-refused with a code of OpenAI's vector store file errors (``unsupported_file``, ``invalid_file``). A vision model
-also gets a PDF's pages as images (``page_images``, pypdfium2), as OpenAI gives its vision models."""
+it (``hub/api/file_inputs.py``); anything else (images, legacy .doc / .xls / .ppt, and for a text model scans without a
+text layer) is refused with a code of OpenAI's vector store file errors (``unsupported_file``, ``invalid_file``). A
+vision model also gets a PDF's pages as images (``page_images``, pypdfium2), as OpenAI gives its vision models, and so
+reads a scan by its pages alone."""
 
 from __future__ import annotations
 

@@ -2,7 +2,9 @@
 CPU). fp32 sgemm picks its kernel by the row count: on an AMD EPYC (AVX2), rows 2 to 11 of a product came out a few
 ulps from the same rows of a 700-row one (2 threads; 2 and 3 at 1 thread). In calls of exactly ``FLOAT_ROW_BLOCK``
 rows (the last padded with zeros) every row is computed by the same kernel wherever it sits: none differed, at any
-offset, at ~15% of a 512-row product's time (``benchmarks/bench_prefill.py``)."""
+offset, at ~15% of a 512-row product's time (``benchmarks/bench_prefill.py``). The prefill GEMM itself is cheaper
+padded to 16 rows in one call where that is checked to hold (``inference/weights/row_blocks.float_linear``); these
+blocks are its fallback, and DeepSeek-V2's absorbed einsums'."""
 
 from __future__ import annotations
 

@@ -148,7 +148,7 @@ def build_model(spec: ModelSpec, tp: tuple[int, int] | None = None):
         if device == "cpu" and spec.quantize_mode() != "none":
             from inference.weights.quantize import quantize
 
-            # every layer: the decoder's steps on the int kernels, the encoder and window prefixes on bf16 copies
+            # every layer: the decoder's steps on the int kernels, the encoder and window prefixes in the prefill dtype
             quantize(model, spec.quantize_mode(), prefill=prefill_dtype())
         return model, WhisperVocab.from_dir(directory), directory
     tokenizer = Tokenizer.from_dir(directory)
@@ -156,7 +156,8 @@ def build_model(spec: ModelSpec, tp: tuple[int, int] | None = None):
         from inference.parallel.tensor_parallel import shard
 
         return shard(load_model(directory, dtype=dtype, device=device).eval(), *tp), tokenizer, directory
-    # the CPU's dense weights are prepared once (quantized, bf16 copies) and memory-mapped on later starts
+    # the CPU's dense weights are prepared once (quantized, plus bf16 copies where prefill runs in bf16) and
+    # memory-mapped on later starts
     prefill = prefill_dtype()
     cached = weights_cache.entry_path(directory, spec.quantize_mode(), dtype, prefill) if device == "cpu" else None
     model = weights_cache.load(cached) if cached and spec.engine.weights == "dense" else None

@@ -36,8 +36,9 @@ uses a bf16 copy of its weight (``quantize(..., prefill="bfloat16")``) where the
 doubles prefill speed, for the precision the decode kernels have anyway (bf16 activations). Elsewhere (AVX2: an AMD
 EPYC here ran bf16 at 19 GFLOP/s, fp32 at 150) ``prefill="float32"`` keeps a reference to the float weight instead
 (no copy), in fp32; ``"auto"`` (the default, ``resolve_prefill``) picks by the CPU. Heads always keep the float
-weight. The bf16 product runs in fixed row blocks where the CPU has AMX, the fp32 one always (``row_blocks.py``):
-there the rounding follows the row count, which would make a prompt's answer depend on its batch.
+weight. The bf16 product runs in fixed row blocks where the CPU has AMX, the fp32 one padded to at least 16 rows
+(``row_blocks.py``): otherwise the rounding follows the row count, which would make a prompt's answer depend on
+its batch.
 """
 
 from __future__ import annotations
@@ -49,8 +50,7 @@ import torch
 from torch import nn
 
 from inference.layers.context import current_context
-from inference.layers.invariant_rows import FLOAT_ROW_BLOCK
-from inference.weights.row_blocks import linear_in_blocks
+from inference.weights.row_blocks import float_linear, linear_in_blocks
 
 # Outside the engine's steps (tests, encoders; in a step rows go by role, see ``QuantizedLinear.by_role``), above
 # this many rows layers multiply by their prefill weight: prefill stays as fast as without quantization. Gemma's
@@ -152,8 +152,8 @@ class QuantizedLinear(nn.Module, abc.ABC):
             out = linear_in_blocks(x.bfloat16(), self.prefill_weight)
             out = out if self.bias is None else torch.add(self.bias, out)
             return out.to(x.dtype)
-        if self.float_weight is not None:  # fp32, in blocks of a fixed row count too
-            out = linear_in_blocks(x, self.float_weight.to(x.dtype), FLOAT_ROW_BLOCK)
+        if self.float_weight is not None:  # fp32, at least 16 rows a call (or in blocks): bits never follow the count
+            out = float_linear(x, self.float_weight.to(x.dtype))
             return out if self.bias is None else torch.add(self.bias, out)
         return self._decode(x)
 

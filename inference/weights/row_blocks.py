@@ -9,12 +9,26 @@ padded with zeros): every row is computed by the same kernel at the same blockin
 equal on all 9 shapes at 16 to 512 rows a block (the block's size itself changes the bits, so it is fixed). On
 AVX-512 BF16 CPUs without AMX a row's bits never followed the count (the batch-invariance tests held there for
 weeks, and do on this machine with oneDNN held to that ISA), so one call does, as fast as before.
+
+fp32 (``float_linear``, prefill where bf16 is emulated) is MKL's sgemm, which rounds rows 1 to 11 of a small product
+differently from the same rows of a big one, and from 12 rows on gives a row the same bits whatever the count and
+offset (an AMD EPYC with AVX2, 1 and 2 threads, 12 to 4,096 rows, six layer shapes). So a product is padded to at
+least ``FLOAT_MIN_ROWS`` rows and made in one call, once a check on the layer's own shape at this thread count has
+found that to hold (``one_call_holds``); elsewhere (another BLAS or CPU) in blocks of ``FLOAT_ROW_BLOCK``. A chunk of
+a few prompt rows beside decoding sequences then costs 16 rows' product, not 128's.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from inference.layers.invariant_rows import FLOAT_ROW_BLOCK
+
+FLOAT_MIN_ROWS = 16  # fp32 products are padded to this many rows (sgemm's small-count kernels stop at 11)
+# Counts checked against the same rows of one product of more (``one_call_holds``), at two offsets
+_CHECK_ROWS, _CHECK_OFFSETS = (16, 17, 31, 64, 127, 200), (0, 7)
+_CHECKED: dict[tuple, bool] = {}  # (out, in, dtype, threads) -> whether one call keeps a row's bits
 
 
 def _default_block() -> int:
@@ -41,3 +55,32 @@ def linear_in_blocks(x: torch.Tensor, weight: torch.Tensor, block: int | None = 
     for start in range(0, padded.shape[0], block):  # torch.mm each time: one kernel for every block
         torch.mm(padded[start : start + block], weight.t(), out=out[start : start + block])
     return out[:rows]
+
+
+def float_linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """x [rows, in] @ weight [out, in].T -> [rows, out] in fp32, a row's bits independent of the row count: one call
+    of at least ``FLOAT_MIN_ROWS`` rows where ``one_call_holds``, else blocks of ``FLOAT_ROW_BLOCK``."""
+    if not one_call_holds(weight):
+        return linear_in_blocks(x, weight, FLOAT_ROW_BLOCK)
+    rows = x.shape[0]
+    if rows >= FLOAT_MIN_ROWS:
+        return F.linear(x, weight)
+    return F.linear(F.pad(x, (0, 0, 0, FLOAT_MIN_ROWS - rows)), weight)[:rows]
+
+
+def one_call_holds(weight: torch.Tensor) -> bool:
+    """Whether one GEMM of ``FLOAT_MIN_ROWS`` rows or more gives each row the bits it has in any other on this CPU, at
+    this thread count and ``weight``'s shape: checked once per (shape, threads) on random rows (~10-50 ms at a
+    model's first prompt; the kernel MKL picks follows the shape and threads, not the values)."""
+    key = (*weight.shape, weight.dtype, torch.get_num_threads())
+    if (known := _CHECKED.get(key)) is None:
+        generator = torch.Generator().manual_seed(0)
+        x = torch.randn(max(_CHECK_ROWS) + max(_CHECK_OFFSETS) + 6, weight.shape[1], generator=generator)
+        x = x.to(weight.dtype)
+        whole = F.linear(x, weight)
+        known = _CHECKED[key] = all(
+            torch.equal(F.linear(x[at : at + count], weight), whole[at : at + count])
+            for count in _CHECK_ROWS
+            for at in _CHECK_OFFSETS
+        )
+    return known
