@@ -1,6 +1,6 @@
 """Prefill on this CPU: the service's prompt tok/s with the prompt GEMMs in bf16 and in fp32
 (``INFERENCE_PREFILL_DTYPE``; ``auto``, the default, picks bf16 only where the CPU multiplies bf16 natively:
-``inference/weights/quantize.resolve_prefill``), and the GEMM itself in both dtypes, plain and in fixed row blocks.
+``inference/weights/quantize.resolve_prefill``), and the GEMM itself in both dtypes, plain, in fixed row blocks and as the service makes it.
 
 For each packaged generative model as ``make run`` serves it (``--quantize auto``): the service started with each
 prefill dtype in turn (alternating, one up at a time; the prepared weights of each are cached by a first start that
@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from inference.layers.invariant_rows import FLOAT_ROW_BLOCK  # noqa: E402
 from inference.weights.quantize import native_bf16, resolve_prefill  # noqa: E402
-from inference.weights.row_blocks import linear_in_blocks  # noqa: E402
+from inference.weights.row_blocks import float_linear, linear_in_blocks  # noqa: E402
 from tests.support.processes import Process, free_port  # noqa: E402
 
 WORDS = "the press spread across Europe printing books pamphlets and newspapers for readers in every city".split()
@@ -40,6 +40,7 @@ def gemm_figures(rows: int = 512, k: int = 576, n: int = 1536, repeat: int = 20)
     ways = {
         "fp32, one call": lambda: F.linear(x, w),
         f"fp32, blocks of {FLOAT_ROW_BLOCK}": lambda: linear_in_blocks(x, w, FLOAT_ROW_BLOCK),
+        "fp32, as the service does (float_linear)": lambda: float_linear(x, w),
         "bf16, one call": lambda: F.linear(x.bfloat16(), w.bfloat16()),
     }
     out = {}
