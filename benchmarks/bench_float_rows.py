@@ -22,6 +22,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench_row_blocks import ttft as ms_to_first_token  # noqa: E402  (the engine otherwise idle)
+
 from inference.config import DEFAULT_MODELS, EngineConfig  # noqa: E402
 from inference.engine.llm_engine import LLMEngine  # noqa: E402
 from inference.sampling_params import SamplingParams  # noqa: E402
@@ -32,14 +34,6 @@ from inference.weights.quantize import resolve_prefill  # noqa: E402
 
 CHECKED = row_blocks.one_call_holds
 WAYS = {"padded to 16, one call": CHECKED, "blocks of 128": lambda weight: False}
-
-
-def ms_to_first_token(engine: LLMEngine, ids: list[int]) -> float:
-    start = time.perf_counter()
-    engine.add_request(f"t{start}", ids, SamplingParams(max_tokens=1, temperature=0.0, ignore_eos=True))
-    while engine.has_work:
-        engine.step()
-    return (time.perf_counter() - start) * 1000
 
 
 def ms_of_a_joining_step(engine: LLMEngine, ids: list[int], decoding: list[list[int]]) -> float:

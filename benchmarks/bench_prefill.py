@@ -1,6 +1,7 @@
 """Prefill on this CPU: the service's prompt tok/s with the prompt GEMMs in bf16 and in fp32
 (``INFERENCE_PREFILL_DTYPE``; ``auto``, the default, picks bf16 only where the CPU multiplies bf16 natively:
-``inference/weights/quantize.resolve_prefill``), and the GEMM itself in both dtypes, plain, in fixed row blocks and as the service makes it.
+``inference/weights/quantize.resolve_prefill``), and the GEMM itself in both dtypes, plain, in fixed row blocks and as
+the service makes it.
 
 For each packaged generative model as ``make run`` serves it (``--quantize auto``): the service started with each
 prefill dtype in turn (alternating, one up at a time; the prepared weights of each are cached by a first start that
