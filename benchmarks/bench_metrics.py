@@ -1,7 +1,7 @@
 """The hub's metrics (``hub/metrics.py``): what counting costs a request, and what a scrape costs the hub.
 
 - Per request: an ASGI app answering at once, called bare and behind ``MetricsMiddleware`` (rounds alternating), and
-  ``metered`` (a usage row's per-model counts), in µs.
+  ``metered`` (a usage row's per-model counts; and per tenant too, with ``HUB_METRICS_TENANTS``), in µs.
 - Per scrape: ``GET /metrics`` rendered with ``--models`` catalog models having traffic on 3 routes and 2 statuses, in
   one process (memory) and summed over ``--workers`` processes' files (prometheus_client's multiprocess mode, as
   ``serve --workers N`` runs), in ms.
@@ -116,6 +116,7 @@ def main() -> None:
     import django
 
     django.setup()
+    from django.conf import settings
     from django.db import connection
 
     from hub import metrics
@@ -125,18 +126,21 @@ def main() -> None:
         await send({"type": "http.response.body", "body": b"{}"})
 
     wrapped = metrics.MetricsMiddleware(app)
-    bare, counted, metered = [], [], []
+    bare, counted, metered, by_tenant = [], [], [], []
     for _ in range(args.rounds):
         bare.append(asyncio.run(_requests(app, args.requests)))
         counted.append(asyncio.run(_requests(wrapped, args.requests)))
-        start = time.perf_counter()
-        for _ in range(args.requests):
-            metrics.metered("m", "chat/completions", 200, 100, 20, 0, 0.05)
-        metered.append((time.perf_counter() - start) / args.requests)
+        for per_tenant, times in ((False, metered), (True, by_tenant)):  # HUB_METRICS_TENANTS off, then on
+            settings.HUB_METRICS_TENANTS = per_tenant
+            start = time.perf_counter()
+            for i in range(args.requests):
+                metrics.metered("m", "chat/completions", 200, 100, 20, 0, 0.05, f"tenant-{i % 50}")
+            times.append((time.perf_counter() - start) / args.requests)
+    settings.HUB_METRICS_TENANTS = False
     print(f"per request, median of {args.rounds} rounds x {args.requests}:")
-    plain, behind, counts = (statistics.median(v) * 1e6 for v in (bare, counted, metered))
+    plain, behind, counts, tenants = (statistics.median(v) * 1e6 for v in (bare, counted, metered, by_tenant))
     print(f"  bare app {plain:.2f} µs, behind MetricsMiddleware {behind:.2f} µs: +{behind - plain:.2f} µs; "
-          f"metered() {counts:.2f} µs")  # fmt: skip
+          f"metered() {counts:.2f} µs, {tenants:.2f} µs with HUB_METRICS_TENANTS (50 tenants)")  # fmt: skip
     backlog = _backlog(args.batches, args.rounds)
     print(f"the backlog's counts (hub_backlog), {args.batches:,} ended batches and 1% under way, on "
           f"{connection.vendor}: {backlog:.2f} ms a scrape")  # fmt: skip

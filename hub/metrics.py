@@ -4,7 +4,10 @@ route and status, tokens by kind and time to first token (``metered``, from each
 work waiting or under way, counted in the database at each scrape (``Backlog``).
 
 Labels stay bounded: a route is the API resource (``chat/completions``, ``files``, ``vector_stores``; never an id),
-a model is a catalog id, and no tenant or key is named (the usage API and the console break usage down by those).
+a model is a catalog id, and no key is named (the usage API and the console break usage down by those). A tenant is
+named only where the operator asks for it (``HUB_METRICS_TENANTS``): ``hub_tenant_model_requests`` and
+``hub_tenant_tokens`` then count the metered requests and tokens again by tenant slug, as LiteLLM's proxy does by
+team, for a dashboard or a chargeback per tenant; a series per tenant and model (and status or kind).
 
 ``hub serve --workers N`` runs N processes: each writes its values to ``PROMETHEUS_MULTIPROC_DIR`` (a directory the
 serve command makes), and any of them answers ``/metrics`` with the sum (prometheus_client's multiprocess mode: a
@@ -47,6 +50,11 @@ MODEL_REQUESTS = Counter("hub_model_requests", "Requests that reached a model, m
                          ["model", "route", "status"])  # fmt: skip
 TOKENS = Counter("hub_tokens", "Tokens metered, by model and kind (prompt, completion, cached: of the prompt's)",
                  ["model", "kind"])  # fmt: skip
+TENANT_REQUESTS = Counter("hub_tenant_model_requests", "Requests that reached a model, metered, by tenant (its slug), "
+                          "model, route and status (with HUB_METRICS_TENANTS)",
+                          ["tenant", "model", "route", "status"])  # fmt: skip
+TENANT_TOKENS = Counter("hub_tenant_tokens", "Tokens metered, by tenant (its slug), model and kind (with "
+                        "HUB_METRICS_TENANTS)", ["tenant", "model", "kind"])  # fmt: skip
 TTFT = Histogram("hub_time_to_first_token_seconds", "Time to a stream's first token (a whole answer's arrival), as "
                  "the usage rows record it, by model", ["model"], buckets=_LATENCY_BUCKETS)  # fmt: skip
 
@@ -93,13 +101,18 @@ def route_of(path: str) -> str:
 
 
 def metered(model: str, route: str, status: int, prompt: int, completion: int, cached: int,
-            ttft_seconds: float | None) -> None:  # fmt: skip
+            ttft_seconds: float | None, tenant: str | None = None) -> None:  # fmt: skip
     """One usage row's figures, counted as the gateway writes it (just before: a scrape that sees the row's
-    effects in the database sees them here too)."""
+    effects in the database sees them here too); by ``tenant`` (a slug) too where ``HUB_METRICS_TENANTS``."""
+    by_tenant = tenant is not None and settings.HUB_METRICS_TENANTS
     MODEL_REQUESTS.labels(model, route, str(status)).inc()
+    if by_tenant:
+        TENANT_REQUESTS.labels(tenant, model, route, str(status)).inc()
     for kind, count in (("prompt", prompt), ("completion", completion), ("cached", cached)):
         if count:
             TOKENS.labels(model, kind).inc(count)
+            if by_tenant:
+                TENANT_TOKENS.labels(tenant, model, kind).inc(count)
     if ttft_seconds is not None:
         TTFT.labels(model).observe(ttft_seconds)
 

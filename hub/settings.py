@@ -325,6 +325,9 @@ HUB_MCP_ALLOW_PRIVATE_URLS = env_bool("HUB_MCP_ALLOW_PRIVATE_URLS", REDIS_URL is
 HUB_FILE_URL_ALLOW_PRIVATE_URLS = env_bool("HUB_FILE_URL_ALLOW_PRIVATE_URLS", REDIS_URL is None)
 # GET /metrics (hub/metrics.py): Prometheus's text format, open like /health unless this bearer token is set
 HUB_METRICS_TOKEN = env_str("HUB_METRICS_TOKEN")
+# Whether /metrics also counts each tenant's requests and tokens (a series per tenant, model and status or kind: off
+# unless the operator wants per-tenant dashboards or chargeback and has the series to spare)
+HUB_METRICS_TENANTS = env_bool("HUB_METRICS_TENANTS", False)
 CELERY_BEAT_SCHEDULE["send-webhooks"] = {"task": "hub.send_webhooks", "schedule": HUB_WEBHOOK_SWEEP_SECONDS}
 CELERY_BEAT_SCHEDULE["expire-webhook-deliveries"] = {"task": "accounts.expire_webhook_deliveries", "schedule": 3600.0}
 # the embedding model a vector store uses unless its creation names one (``embedding_model``): a catalog embedding

@@ -209,7 +209,7 @@ def live_hub(django_db_setup, django_db_blocker):
     # webhooks go to receivers on loopback (tests/support/webhooks.py), the mcp tool to servers there too
     env = {"HUB_DATABASE_URL": database_url_for_subprocess(), "HUB_COMPACTION_MAX_TOKENS": "48",
            "HUB_WEBHOOK_ALLOW_PRIVATE_URLS": "true", "HUB_MCP_ALLOW_PRIVATE_URLS": "true",
-           "HUB_FILE_URL_ALLOW_PRIVATE_URLS": "true"}  # fmt: skip
+           "HUB_FILE_URL_ALLOW_PRIVATE_URLS": "true", "HUB_METRICS_TENANTS": "true"}  # fmt: skip
     process, url = start_hub(env, "--no-bootstrap")
     yield LiveHub(url=url, process=process)
     output = stop_hub(process)

@@ -184,7 +184,7 @@ class _Meter:
         )  # fmt: skip
         first = None if self.first_token is None else self.first_token - self.start
         metrics.metered(self.model, self.route, self.status, self.prompt_tokens, self.completion_tokens,
-                        self.cached_tokens, first)  # fmt: skip
+                        self.cached_tokens, first, self.ctx.key.tenant_slug)  # fmt: skip
         await sync_to_async(_record, thread_sensitive=False)(usage)
 
 

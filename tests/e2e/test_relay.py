@@ -278,7 +278,8 @@ def test_a_key_over_its_limits_is_refused_before_its_files_are_read(hub, fake):
 
 def test_metrics_count_each_request_its_tokens_and_the_refused(hub, fake):
     """``/metrics`` of the live hub, before and after: the answered request and the refused one by route and status,
-    the answer's tokens and its request per model as its usage row says."""
+    the answer's tokens and its request per model as its usage row says, and per tenant (the suite's hub runs with
+    ``HUB_METRICS_TENANTS``)."""
     issued = services.issue_key(hub.tenant, name="one-a-minute")
     services.set_limits(issued.key, Limits(rpm=1))
     client = hub(issued)
@@ -301,6 +302,9 @@ def test_metrics_count_each_request_its_tokens_and_the_refused(hub, fake):
     assert delta(after, "hub_model_requests_total", model=FAKE_CHAT, route="chat/completions", status="200") == 1
     tokens = [delta(after, "hub_tokens_total", model=FAKE_CHAT, kind=k) for k in ("prompt", "completion")]
     assert tokens == [row.prompt_tokens, row.completion_tokens] == [answer.usage.prompt_tokens, 3]
+    tenant = {"tenant": hub.tenant.slug, "model": FAKE_CHAT}
+    assert delta(after, "hub_tenant_model_requests_total", **tenant, route="chat/completions", status="200") == 1
+    assert [delta(after, "hub_tenant_tokens_total", **tenant, kind=k) for k in ("prompt", "completion")] == tokens
 
 
 @pytest.fixture

@@ -128,6 +128,27 @@ def test_what_the_gateway_meters_is_counted_per_model():
     assert value("hub_time_to_first_token_seconds_bucket", model="m-metrics", le="0.25") == 1
 
 
+def test_a_tenant_is_named_only_where_the_operator_asks(settings):
+    """``HUB_METRICS_TENANTS``: off (the default), a tenant's requests and tokens are counted per model alone; on, by
+    its slug too, each tenant apart; a request without a tenant (none given) only per model."""
+    settings.HUB_METRICS_TENANTS = False
+    metrics.metered("m-tenants", "embeddings", 200, prompt=7, completion=0, cached=0, ttft_seconds=None, tenant="acme")
+    assert value("hub_tenant_model_requests_total", tenant="acme", model="m-tenants", route="embeddings",
+                 status="200") == 0  # fmt: skip
+    assert value("hub_tenant_tokens_total", tenant="acme", model="m-tenants", kind="prompt") == 0
+    settings.HUB_METRICS_TENANTS = True
+    for tenant, prompt in (("acme", 4), ("acme", 6), ("globex", 9), (None, 100)):
+        metrics.metered("m-tenants", "embeddings", 200, prompt=prompt, completion=0, cached=0, ttft_seconds=None,
+                        tenant=tenant)  # fmt: skip
+    per_tenant = {t: (value("hub_tenant_model_requests_total", tenant=t, model="m-tenants", route="embeddings",
+                            status="200"), value("hub_tenant_tokens_total", tenant=t, model="m-tenants", kind="prompt"))
+                  for t in ("acme", "globex")}  # fmt: skip
+    assert per_tenant == {"acme": (2, 10), "globex": (1, 9)}
+    assert value("hub_tenant_tokens_total", tenant="acme", model="m-tenants", kind="completion") == 0  # none counted
+    assert value("hub_model_requests_total", model="m-tenants", route="embeddings", status="200") == 5
+    assert value("hub_tokens_total", model="m-tenants", kind="prompt") == 126
+
+
 def backlog(text: str) -> dict[tuple[str, str], float]:
     return {(s.labels["kind"], s.labels["state"]): s.value for family in text_string_to_metric_families(text)
             if family.name == "hub_backlog" for s in family.samples}  # fmt: skip
