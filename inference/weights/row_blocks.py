@@ -70,7 +70,7 @@ def float_linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 def one_call_holds(weight: torch.Tensor) -> bool:
     """Whether one GEMM of ``FLOAT_MIN_ROWS`` rows or more gives each row the bits it has in any other on this CPU, at
-    this thread count and ``weight``'s shape: checked once per (shape, threads) on random rows (~10-50 ms at a
+    this thread count and ``weight``'s shape: checked once per (shape, dtype, threads) on random rows (~10-90 ms at a
     model's first prompt; the kernel MKL picks follows the shape and threads, not the values)."""
     key = (*weight.shape, weight.dtype, torch.get_num_threads())
     if (known := _CHECKED.get(key)) is None:
