@@ -26,6 +26,8 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench_quantize import _best_and_median  # noqa: E402  (a warm-up call, then the best and median of repeat)
+
 from inference.layers.invariant_rows import FLOAT_ROW_BLOCK  # noqa: E402
 from inference.weights.quantize import native_bf16, resolve_prefill  # noqa: E402
 from inference.weights.row_blocks import float_linear, linear_in_blocks  # noqa: E402
@@ -44,16 +46,7 @@ def gemm_figures(rows: int = 512, k: int = 576, n: int = 1536, repeat: int = 20)
         "fp32, as the service does (float_linear)": lambda: float_linear(x, w),
         "bf16, one call": lambda: F.linear(x.bfloat16(), w.bfloat16()),
     }
-    out = {}
-    for name, run in ways.items():
-        run()
-        times = []
-        for _ in range(repeat):
-            start = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - start)
-        out[name] = 2 * rows * k * n / statistics.median(times) / 1e9
-    return out
+    return {name: 2 * rows * k * n / _best_and_median(run, repeat)[1] / 1e9 for name, run in ways.items()}
 
 
 def start(model: str, prefill: str) -> tuple[Process, str]:

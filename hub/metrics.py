@@ -200,7 +200,7 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's: alive
-        return True
+        pass
     return True
 
 

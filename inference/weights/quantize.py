@@ -49,6 +49,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from inference.env import PREFILL_DTYPES
 from inference.layers.context import current_context
 from inference.weights.row_blocks import float_linear, linear_in_blocks
 
@@ -406,7 +407,7 @@ def resolve_prefill(prefill: str = "auto") -> str:
     """``bfloat16`` or ``float32``: ``auto`` is bfloat16 where the CPU has native bf16, else float32."""
     if prefill == "auto":
         return "bfloat16" if native_bf16() else "float32"
-    if prefill not in ("bfloat16", "float32"):
+    if prefill not in PREFILL_DTYPES:
         raise ValueError(f"quantize prefill must be auto, bfloat16 or float32, got {prefill!r}")
     return prefill
 
