@@ -13,6 +13,7 @@ from accounts.models import (
     ApiKey,
     Deployment,
     Membership,
+    ModelFallback,
     ModelPrice,
     ServedModel,
     Tenant,
@@ -80,12 +81,37 @@ class PriceInline(admin.TabularInline):
               "per_audio_minute"]  # fmt: skip
 
 
+class FallbackForm(forms.ModelForm):
+    class Meta:
+        model = ModelFallback
+        fields = ["fallback", "position"]
+
+    def clean(self):
+        data = super().clean()
+        model, fallback = getattr(self.instance, "model", None), data.get("fallback")
+        if model is not None and fallback is not None:
+            if fallback.pk == model.pk:
+                raise forms.ValidationError("A model cannot be its own fallback.")
+            if (why := ModelFallback.mismatch(model, fallback)) is not None:
+                raise forms.ValidationError(why)
+        return data
+
+
+class FallbackInline(admin.TabularInline):
+    """Where the model's requests go when it cannot answer them, lowest position first (``set_fallbacks``)."""
+
+    model = ModelFallback
+    form = FallbackForm
+    fk_name = "model"
+    extra = 0
+
+
 @admin.register(ServedModel)
 class ServedModelAdmin(admin.ModelAdmin):
     list_display = ["id", "kind", "enabled", "max_sequence_length", "max_output_length", "hidden_size", "owned_by"]
     list_filter = ["kind", "enabled"]
     search_fields = ["id"]
-    inlines = [DeploymentInline, PriceInline]
+    inlines = [DeploymentInline, FallbackInline, PriceInline]
 
 
 class ApiKeyForm(forms.ModelForm):

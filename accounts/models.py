@@ -209,6 +209,39 @@ class Deployment(models.Model):
         return f"{self.model_id} @ {self.base_url}"
 
 
+class ModelFallback(models.Model):
+    """Where a model's requests go when it cannot answer them (LiteLLM's router ``fallbacks``): none of its
+    deployments reachable or free (refused, 503, 429), or the request over its context or output length. Tried in
+    ``position`` order, each only where the key may use it (``hub/api/fallbacks.py``)."""
+
+    model = models.ForeignKey(ServedModel, on_delete=models.CASCADE, related_name="fallback_links")
+    fallback = models.ForeignKey(ServedModel, on_delete=models.CASCADE, related_name="+")
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["model", "position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "fallback"], name="fallback_once_per_model"),
+            models.CheckConstraint(condition=~Q(fallback=models.F("model")), name="fallback_not_itself"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_id} -> {self.fallback_id}"
+
+    @staticmethod
+    def mismatch(model, fallback) -> str | None:
+        """Why ``fallback`` cannot answer ``model``'s requests, or None. Both have ``id``, ``kind`` and
+        ``hidden_size`` (a ``ServedModel``, or the gateway's ``ModelInfo``): the request goes on as it was sent, so
+        the fallback must be of the same kind, and an embedding model's must give vectors of the same length."""
+        if fallback.kind != model.kind:
+            return (f"'{fallback.id}' is a {fallback.kind} model and '{model.id}' a {model.kind} model: a fallback "
+                    "must be of the model's kind")  # fmt: skip
+        if model.kind == ModelKind.EMBEDDING and fallback.hidden_size != model.hidden_size:
+            return (f"'{fallback.id}' gives {fallback.hidden_size} dimensions and '{model.id}' {model.hidden_size}: "
+                    "an embedding model's fallback must give as many")  # fmt: skip
+        return None
+
+
 class TenantEntitlement(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="entitlements")
     model = models.ForeignKey(ServedModel, on_delete=models.CASCADE, related_name="entitlements")

@@ -29,6 +29,7 @@ from accounts.models import (
     Deployment,
     Invitation,
     Membership,
+    ModelFallback,
     ModelKind,
     Role,
     ServedModel,
@@ -245,6 +246,24 @@ def _models_by_id(model_ids: Iterable[str]) -> list[ServedModel]:
     if missing:
         raise ValidationError(f"unknown model(s): {', '.join(missing)}")
     return [found[i] for i in ids]
+
+
+@transaction.atomic
+def set_fallbacks(model_id: str, fallback_ids: Iterable[str]) -> list[ServedModel]:
+    """``model_id``'s fallbacks become ``fallback_ids``, in that order (none: it has none). Each must be another
+    model of its kind (``ModelFallback.mismatch``); a fallback's own fallbacks are not followed."""
+    [model] = _models_by_id([model_id])
+    fallbacks = _models_by_id(fallback_ids)
+    for fallback in fallbacks:
+        if fallback.id == model.id:
+            raise ValidationError(f"'{model.id}' cannot be its own fallback")
+        if (why := ModelFallback.mismatch(model, fallback)) is not None:
+            raise ValidationError(why)
+    ModelFallback.objects.filter(model=model).delete()
+    ModelFallback.objects.bulk_create(
+        ModelFallback(model=model, fallback=fallback, position=i) for i, fallback in enumerate(fallbacks)
+    )
+    return fallbacks
 
 
 @transaction.atomic

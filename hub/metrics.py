@@ -55,6 +55,9 @@ TENANT_REQUESTS = Counter("hub_tenant_model_requests", "Requests that reached a 
                           ["tenant", "model", "route", "status"])  # fmt: skip
 TENANT_TOKENS = Counter("hub_tenant_tokens", "Tokens metered, by tenant (its slug), model and kind (with "
                         "HUB_METRICS_TENANTS)", ["tenant", "model", "kind"])  # fmt: skip
+FALLBACKS = Counter("hub_model_fallbacks", "Requests a model could not answer that went on to its next fallback, "
+                    "by model, fallback and reason (unavailable, busy, context)",
+                    ["model", "fallback", "reason"])  # fmt: skip
 TTFT = Histogram("hub_time_to_first_token_seconds", "Time to a stream's first token (a whole answer's arrival), as "
                  "the usage rows record it, by model", ["model"], buckets=_LATENCY_BUCKETS)  # fmt: skip
 

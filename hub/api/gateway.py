@@ -47,7 +47,7 @@ from django.utils import timezone
 from accounts import metering, pricing
 from accounts.models import ModelKind
 from hub import metrics, shutdown
-from hub.api import compaction, errors, file_inputs, responses_count, tiers, truncation, validation
+from hub.api import compaction, errors, fallbacks, file_inputs, responses_count, tiers, truncation, validation
 from hub.api.affinity import prefix_key
 from hub.api.chat_store import HUB_ONLY, ChatStore
 from hub.api.compaction import CompactionRelay
@@ -279,8 +279,9 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
     task: asyncio.Task | None = None
     headers_sent = False
     answered = False  # the whole answer has been sent (what is left is metering)
-    limit_headers: list[tuple[bytes, bytes]] = []  # x-ratelimit-*, once the limits let the request in
+    answer_headers: list[tuple[bytes, bytes]] = []  # x-ratelimit-* and x-hub-fallback-from, once the limits let it in
     chat_store: ChatStore | None = None  # a chat completion with store: true
+    reserved = False  # the request has taken its limits once: a later grant (a fallback's) counts no new request
     tier = tiers.DEFAULT  # the service tier it is served in (hub/api/tiers.py)
     shown_tier: str | None = None  # what a chat answer's service_tier says (None: an external deployment's own)
 
@@ -324,7 +325,7 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
 
     async def _body(self, status: int, content_type: str, body: bytes) -> None:
         headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
-        headers += self.limit_headers
+        headers += self.answer_headers
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
         await self.send({"type": "http.response.body", "body": body})
         self.headers_sent = True
@@ -336,7 +337,7 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
             return
         body = errors.error_bytes(error)
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        headers += _header_list(error.headers()) + self.limit_headers
+        headers += _header_list(error.headers()) + self.answer_headers
         await self.send({"type": "http.response.start", "status": error.status, "headers": headers})
         await self.send({"type": "http.response.body", "body": body})
         self.headers_sent = True
@@ -360,7 +361,13 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
             info, targets = await upstreams.model(model_id)
             if info is None or not info.enabled or (ctx.base == "vision" and info.kind != ModelKind.VISION):
                 raise errors.ModelNotFound(model_id)
-            _check_limits(info, route, body)
+            refused = None  # the request is over the model's output length: its fallbacks may take it
+            try:
+                _check_limits(info, route, body)
+            except errors.InvalidRequest as error:
+                if error.code != fallbacks.TOO_LONG or not info.fallbacks:
+                    raise
+                refused = error
             self.tier = tiers.of(route, body, batch=ctx.extra.get("batch") is True)
             if audio:
                 stream = validation.check_form(body, ctx.upload)
@@ -388,7 +395,10 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
                     body = await file_inputs.inline(
                         ctx.key, body, self._admit(ctx, info, stream), info.kind == ModelKind.VISION
                     )  # files as text (and pages)
-            if not targets:
+            # the model asked for, then its fallbacks the key may use (fallbacks.py)
+            candidates = await fallbacks.chain(ctx, route, body, info, targets, _check_limits, refused)
+            served = [c for c in candidates if c.targets]
+            if not served:
                 raise errors.ServiceUnavailable(
                     f"No deployment of the model '{errors.shown(model_id)}' is available right now."
                 )
@@ -396,32 +406,13 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
                 if body.get("background") is True and not self.plan.background:  # queued now, run later
                     return await self._queue_background(ctx.key)
                 if body.get("truncation") == "auto":  # the context's first items left out until it fits
-                    await truncation.fit(self.plan, info, targets, ctx.request_id)
-            # a response reserves, and is routed by its prompt's head, as the chat request it becomes
-            as_chat = ("chat/completions", self.plan.chat) if route in _PLANNED else (route, body)
-            need = audio_estimate(len(ctx.upload.data)) if audio else estimate(*as_chat, info)
-            # hashing the prompt's head is only worth it when there is a deployment to choose
-            affinity = prefix_key(*as_chat) if settings.HUB_PREFIX_ROUTING and len(targets) > 1 else None
-            meter = _Meter(ctx, model_id, ctx.extra.get("metered_route", route), stream, self.tier)
-            for attempt in range(2):
-                grant = await limiter.acquire(ctx.key, ctx.request_id, need.total, stream,
-                                              reserved_cost(need, info.price))  # fmt: skip
-                self.limit_headers = _header_list(grant.headers) if grant else []
-                meter.call = OpenCall(ctx.request_id, ctx.key.tenant_id, ctx.key.key_id, meter.model, meter.route,
-                                      self.tier, stream, grant)  # fmt: skip
+                    await truncation.fit(self.plan, served[0].info, served[0].targets, ctx.request_id)
+            for i, candidate in enumerate(candidates):
                 try:
-                    await meter.call.write()
-                    await self._forward(ctx, route, body, model_id, targets, affinity, meter, stream,
-                                        _reserved(grant, need))  # fmt: skip
+                    await self._answer(ctx, route, body, candidate, model_id, stream, final=i == len(candidates) - 1)
                     break
-                except _OverReservation as over:
-                    if attempt:  # the deployment counted again and differently: not ours to guess
-                        raise errors.UpstreamError("The model's deployment miscounted the prompt.") from None
-                    need = Estimate(over.prompt_tokens, need.output)  # the exact prompt, reserved afresh
-                finally:  # the reservation becomes the counted tokens (none if no model was reached)
-                    await asyncio.shield(meter.call.end())
-                    await asyncio.shield(limiter.settle(grant, meter.prompt_tokens + meter.completion_tokens,
-                                                        meter.cost(info.price)))  # fmt: skip
+                except fallbacks.Unanswered as unanswered:
+                    fallbacks.moved(candidate.info.id, candidates[i + 1].info.id, unanswered.reason)
         except errors.ApiError as error:
             await self._error(error)
         except asyncio.CancelledError:
@@ -430,6 +421,47 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
             error = errors.for_unexpected(exc, f"{self.scope['path']} (request {ctx.request_id})")
             with suppress(Exception):
                 await self._error(error)
+
+    async def _answer(self, ctx: EdgeContext, route: str, body: dict, candidate: fallbacks.Candidate, asked: str,
+                      stream: bool, final: bool) -> None:  # fmt: skip
+        """The request on ``candidate``'s model: its limits reserved at that model's price, sent to a deployment,
+        relayed and metered. Raises ``fallbacks.Unanswered`` where the model cannot answer it and is not ``final``."""
+        info, targets = candidate.info, candidate.targets
+        if not targets:
+            error = errors.ServiceUnavailable(f"No deployment of the model '{errors.shown(info.id)}' is available "
+                                              "right now.")  # fmt: skip
+            if final:
+                raise error
+            raise fallbacks.Unanswered(error, "unavailable")
+        if route in _PLANNED:
+            self.plan.model_id = info.id  # the response names the model that answered
+        # a response reserves, and is routed by its prompt's head, as the chat request it becomes
+        as_chat = ("chat/completions", self.plan.chat) if route in _PLANNED else (route, body)
+        need = audio_estimate(len(ctx.upload.data)) if route.startswith("audio/") else estimate(*as_chat, info)
+        # hashing the prompt's head is only worth it when there is a deployment to choose
+        affinity = prefix_key(*as_chat) if settings.HUB_PREFIX_ROUTING and len(targets) > 1 else None
+        meter = _Meter(ctx, info.id, ctx.extra.get("metered_route", route), stream, self.tier)
+        moved = [(fallbacks.HEADER.encode(), asked.encode())] if info.id != asked else []
+        for attempt in range(2):
+            grant = await limiter.acquire(ctx.key, ctx.request_id, need.total, stream,
+                                          reserved_cost(need, info.price), again=self.reserved)  # fmt: skip
+            self.reserved = True
+            self.answer_headers = (_header_list(grant.headers) if grant else []) + moved
+            meter.call = OpenCall(ctx.request_id, ctx.key.tenant_id, ctx.key.key_id, meter.model, meter.route,
+                                  self.tier, stream, grant)  # fmt: skip
+            try:
+                await meter.call.write()
+                await self._forward(ctx, route, body, info.id, targets, affinity, meter, stream,
+                                    _reserved(grant, need), final)  # fmt: skip
+                return
+            except _OverReservation as over:
+                if attempt:  # the deployment counted again and differently: not ours to guess
+                    raise errors.UpstreamError("The model's deployment miscounted the prompt.") from None
+                need = Estimate(over.prompt_tokens, need.output)  # the exact prompt, reserved afresh
+            finally:  # the reservation becomes the counted tokens (none if no model was reached)
+                await asyncio.shield(meter.call.end())
+                await asyncio.shield(limiter.settle(grant, meter.prompt_tokens + meter.completion_tokens,
+                                                    meter.cost(info.price)))  # fmt: skip
 
     @staticmethod
     def _admit(ctx: EdgeContext, info: ModelInfo, stream: bool, bounded: bool = True) -> file_inputs.Admit:
@@ -445,11 +477,15 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
 
     async def _forward(
         self, ctx, route, body, model_id, targets, affinity: str | None, meter: _Meter, stream: bool,
-        reserved: int | None,
+        reserved: int | None, final: bool = True,
     ) -> None:  # fmt: skip
+        """To the first deployment that takes the request; one unreachable or busy (``fallbacks.BUSY``) passes it
+        to the next. Where none does, or the request is over the model's context, a model that is not ``final``
+        raises ``fallbacks.Unanswered``; the final one answers that as without fallbacks."""
         client = upstreams.client()
-        last_error: Exception | None = None
-        for target in upstreams.order(targets, affinity):
+        last_error: Exception | str | None = None
+        ordered = upstreams.order(targets, affinity)
+        for n, target in enumerate(ordered):
             headers = meter.headers(target)
             if route == "responses":  # the mcp tools' servers listed, approved calls run: once the limits passed
                 await self.plan.prepare(target)
@@ -478,6 +514,11 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
             try:
                 if (counted := _over_reservation(response)) is not None:
                     raise _OverReservation(counted)
+                if await self._elsewhere(response, meter, final, last=n == len(ordered) - 1):
+                    if response.status_code == 503:  # stopping or broken: the next requests try the others first
+                        upstreams.bench(target)
+                    last_error = f"answered {response.status_code}"
+                    continue
                 if route == "responses":
                     await self._relay_response(response, target, meter, stream)
                 elif route == compaction.ROUTE:
@@ -495,9 +536,28 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
                     upstreams.bench(target)
             return
         log.warning("no deployment of %s reachable: %s", model_id, last_error)
-        raise errors.ServiceUnavailable(
+        error = errors.ServiceUnavailable(
             f"No deployment of the model '{errors.shown(model_id)}' is reachable right now."
         )
+        if not final:
+            raise fallbacks.Unanswered(error, "unavailable")
+        raise error
+
+    async def _elsewhere(self, response: httpx.Response, meter: _Meter, final: bool, last: bool) -> bool:
+        """Whether the deployment's answer passes the request to the next deployment (True), to the next model
+        (raises ``fallbacks.Unanswered``), or is the answer to relay (False). Nothing ran in the first two cases."""
+        status = response.status_code
+        if status not in fallbacks.BUSY and status != 400:
+            return False
+        content = await self._read(response, meter)
+        if status in fallbacks.BUSY:
+            if not last:
+                return True
+            if not final:
+                raise fallbacks.Unanswered(error_from_upstream(status, content), "busy")
+        elif not final and fallbacks.too_long(status, content):  # the same model's other deployments: the same context
+            raise fallbacks.Unanswered(error_from_upstream(status, content), "context")
+        return False
 
     @staticmethod
     async def _read(response: httpx.Response, meter: _Meter) -> bytes:

@@ -254,11 +254,13 @@ class Limiter:
         self._store = None
 
     async def acquire(
-        self, ctx: KeyContext, request_id: str, tokens: int, stream: bool, cost: Decimal | None = None
-    ) -> Grant | None:
+        self, ctx: KeyContext, request_id: str, tokens: int, stream: bool, cost: Decimal | None = None,
+        again: bool = False,
+    ) -> Grant | None:  # fmt: skip
         """Reserve ``tokens``, ``cost`` (money, for a money budget) and a stream slot; raise the 429 (or 503) the
-        first failing check calls for."""
-        return await self._run(ctx, request_id, tokens, stream, cost, peek=False)
+        first failing check calls for. ``again``: the same request reserves anew (its prompt counted exactly, or a
+        fallback model), after settling its earlier grant: its request is counted already."""
+        return await self._run(ctx, request_id, tokens, stream, cost, peek=False, again=again)
 
     async def check(self, ctx: KeyContext, request_id: str, tokens: int, stream: bool, cost: Decimal | None) -> None:
         """Raise what ``acquire`` would for this request, charging nothing: a bound from below of a request's need
@@ -266,8 +268,9 @@ class Limiter:
         await self._run(ctx, request_id, tokens, stream, cost, peek=True)
 
     async def _run(
-        self, ctx: KeyContext, request_id: str, tokens: int, stream: bool, cost: Decimal | None, peek: bool
-    ) -> Grant | None:
+        self, ctx: KeyContext, request_id: str, tokens: int, stream: bool, cost: Decimal | None, peek: bool,
+        again: bool = False,
+    ) -> Grant | None:  # fmt: skip
         parties = [_Party("tenant", str(ctx.tenant_id), f"tenant {ctx.tenant_slug}", ctx.tenant_limits, ctx.tenant_id)]
         if ctx.key_id is not None:
             parties.insert(0, _Party("key", str(ctx.key_id), f"key {ctx.prefix}…", ctx.limits, ctx.tenant_id))
@@ -275,7 +278,7 @@ class Limiter:
         if not parties:
             return None
         now = time.time()
-        checks, owners = self._checks(parties, tokens, stream, now, cost_units(cost))
+        checks, owners = self._checks(parties, tokens, stream, now, cost_units(cost), again)
         if not checks:
             return None
         try:
@@ -315,14 +318,16 @@ class Limiter:
 
     # --- helpers ------------------------------------------------------------------------------------
 
-    def _checks(self, parties: list[_Party], tokens: int, stream: bool, now: float, cost: int = 0):
+    def _checks(self, parties: list[_Party], tokens: int, stream: bool, now: float, cost: int = 0,
+                again: bool = False):  # fmt: skip
         checks: list[Check] = []
         owners: list[_Party] = []
         for p in parties:
             base = f"{p.kind}:{p.ident}"
             lim = p.limits
             if lim.rpm is not None:
-                checks.append(Check(RATE, f"{base}:rpm", lim.rpm, 1))
+                # a request reserving again takes nothing more (its first grant took one), and still gets its headers
+                checks.append(Check(RATE, f"{base}:rpm", lim.rpm, 0 if again else 1))
             if lim.tpm is not None:
                 checks.append(Check(RATE, f"{base}:tpm", lim.tpm, tokens))
             if lim.budget is not None or lim.cost_limit is not None:  # counters named after the period's start

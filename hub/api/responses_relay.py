@@ -241,7 +241,7 @@ class ResponsesRelay(HostedTools):
             await self.send({"type": "http.response.body", "body": body, "more_body": True})
 
     async def _start_stream(self) -> None:
-        await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + self.limit_headers})
+        await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + self.answer_headers})
         self.headers_sent = True
 
     async def _end_stream(self) -> None:

@@ -22,7 +22,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from accounts.database import database_unreachable
-from accounts.models import Deployment, ModelPrice, ServedModel
+from accounts.models import Deployment, ModelFallback, ModelPrice, ServedModel
 from accounts.pricing import PriceBook
 from hub.api.affinity import rank
 
@@ -72,6 +72,7 @@ class ModelInfo:
     hidden_size: int
     enabled: bool
     price: ModelPrice | None = None  # in force when read (a money budget reserves and settles at it)
+    fallbacks: tuple[str, ...] = ()  # where its requests go when it cannot answer them, in order (fallbacks.py)
 
 
 def _load(model_id: str) -> tuple[ModelInfo | None, list[Target]]:
@@ -79,8 +80,9 @@ def _load(model_id: str) -> tuple[ModelInfo | None, list[Target]]:
     if model is None:
         return None, []
     price = PriceBook().price_at(model.id, timezone.now())
+    fallbacks = tuple(ModelFallback.objects.filter(model=model).values_list("fallback_id", flat=True))
     info = ModelInfo(model.id, model.kind, model.max_sequence_length, model.max_output_length, model.hidden_size,
-                     model.enabled, price)  # fmt: skip
+                     model.enabled, price, fallbacks)  # fmt: skip
     deployments = Deployment.objects.filter(model_id=model_id, enabled=True).order_by("id")
     return info, [Target.of(d, model.id) for d in deployments]
 

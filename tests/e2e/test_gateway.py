@@ -12,9 +12,11 @@ import httpx
 import openai
 import pytest
 
-from accounts.models import UsageRecord
+from accounts import services
+from accounts.models import ModelKind, UsageRecord
 from tests.support.images import data_url
 from tests.support.live import CHAT, COMPLETION, EMBED, VISION_15, VISION_NEXT, barrier, read_then_hang_up, rows
+from tests.support.processes import free_port
 from tests.support.samples import WEATHER
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -95,6 +97,28 @@ def test_entitlements_limits_and_kinds(hub):
         hub().embeddings.create(model=CHAT, input="hi")
     barrier(hub)
     assert not UsageRecord.objects.exclude(request_id__startswith="req_barrier_").exists()  # nothing reached a model
+
+
+def test_a_provider_unreachable_falls_back_to_our_model_with_the_request_unchanged(hub):
+    """An operator's external model (OpenAI's name, its provider unreachable here) falls back to the packaged chat
+    model (``set_fallbacks``): the stream is the packaged model's own greedy answer to the same request, named and
+    metered as the packaged model's."""
+    services.register_model("gpt-4o-mini", ModelKind.CHAT, max_sequence_length=128000, max_output_length=16384,
+                            deployment_url=f"http://127.0.0.1:{free_port()}/v1", upstream_api_key="sk-provider",
+                            external=True)  # fmt: skip
+    services.grant_models(hub.tenant, ["gpt-4o-mini"])
+    services.set_fallbacks("gpt-4o-mini", [CHAT])
+    ask = {"messages": [{"role": "user", "content": "Name a colour."}], "max_tokens": 8, "temperature": 0}
+    direct = hub().chat.completions.create(model=CHAT, **ask).choices[0].message.content
+    with hub().chat.completions.with_streaming_response.create(
+        model="gpt-4o-mini", stream=True, stream_options={"include_usage": True}, **ask
+    ) as response:
+        assert response.headers["x-hub-fallback-from"] == "gpt-4o-mini"
+        chunks = list(response.parse())
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == direct
+    assert {c.model for c in chunks} == {CHAT}
+    [row] = rows(request_id=response.headers["x-request-id"])
+    assert (row.model, row.status_code, row.completion_tokens) == (CHAT, 200, chunks[-1].usage.completion_tokens)
 
 
 def test_tool_calls_and_structured_outputs_pass_through_unchanged_and_are_metered(hub, inference_url):

@@ -1,0 +1,216 @@
+"""A model's fallbacks through the live hub (``hub/api/fallbacks.py``), with the OpenAI SDK: a model that cannot
+answer (no deployment reachable, each busy, the request over its output length or context) passes the request to
+its next fallback the key may use, and the answer, its usage row, limits and metrics name the model that answered.
+The deployments are the fake of our service (``fake-chat``, ``fake-embed``) and upstreams that refuse on purpose:
+the gateway's own behaviour, no model runs."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+from starlette.responses import JSONResponse
+
+from accounts import services
+from accounts.limits import Limits
+from accounts.models import ModelKind
+from tests.support.live import FAKE_CHAT, FAKE_EMBED, chat_upstream, rows, sample, scrape
+from tests.support.processes import free_port
+
+pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+
+HELLO = [{"role": "user", "content": "Say hello."}]
+
+
+@pytest.fixture
+def hub(fake_hub):
+    return fake_hub
+
+
+def dead() -> str:
+    """A deployment nobody listens at."""
+    return f"http://127.0.0.1:{free_port()}/v1"
+
+
+def chat_model(name: str, url: str, fallbacks: list[str], tenant, max_output_length: int = 256) -> None:
+    """A chat model served at ``url``, falling back to ``fallbacks``, that ``tenant`` may use. Each test names its
+    own models: a hub reads a model's deployments and fallbacks at most every 5 s."""
+    services.register_model(name, ModelKind.CHAT, max_sequence_length=4096, max_output_length=max_output_length,
+                            deployment_url=url)  # fmt: skip
+    services.grant_models(tenant, [name])
+    services.set_fallbacks(name, fallbacks)
+
+
+@pytest.fixture
+def refusing():
+    """Deployments that answer as an upstream that cannot take a request: ``refusing(status, code)`` is the base URL
+    of one answering ``status`` with OpenAI's error object; ``calls[url]`` counts the requests each got."""
+    calls: dict[str, int] = {}
+    servers = []
+
+    def start(status: int, code: str) -> str:
+        url = None
+
+        async def chat(request):
+            await request.body()
+            calls[url] += 1
+            error = {"message": f"refused with {code}", "type": "invalid_request_error", "param": None, "code": code}
+            return JSONResponse({"error": error}, status_code=status)
+
+        server = chat_upstream(chat)
+        url = server.__enter__()
+        servers.append(server)
+        calls[url] = 0
+        return url
+
+    start.calls = calls
+    yield start
+    for server in servers:
+        server.__exit__(None, None, None)
+
+
+def fallbacks_counted(hub, model: str, fallback: str, reason: str) -> float:
+    return sample(scrape(hub.url), "hub_model_fallbacks_total", model=model, fallback=fallback, reason=reason)
+
+
+def test_a_model_with_no_deployment_reachable_is_answered_by_its_fallback(hub, fake):
+    chat_model("primary", dead(), [FAKE_CHAT], hub.tenant)
+    before = fallbacks_counted(hub, "primary", FAKE_CHAT, "unavailable")
+    response = hub().chat.completions.with_raw_response.create(model="primary", messages=HELLO, max_tokens=7)
+    completion = response.parse()
+    # the answer names the model that answered, the header the one asked for
+    assert completion.model == FAKE_CHAT and response.headers["x-hub-fallback-from"] == "primary"
+    assert completion.choices[0].message.content == "".join(f"w{i} " for i in range(7))
+    [sent] = fake.requests
+    assert sent["messages"] == HELLO and sent["max_tokens"] == 7
+    [row] = rows(request_id=response.headers["x-request-id"])  # one row: the model that answered, its tokens
+    assert (row.model, row.status_code, row.completion_tokens) == (FAKE_CHAT, 200, 7)
+    assert (row.prompt_tokens, row.total_tokens) == (completion.usage.prompt_tokens, completion.usage.total_tokens)
+    # streamed: every chunk from the fallback, under its name
+    with hub().chat.completions.with_streaming_response.create(
+        model="primary", messages=HELLO, max_tokens=5, stream=True, stream_options={"include_usage": True}
+    ) as streamed:
+        assert streamed.headers["x-hub-fallback-from"] == "primary"
+        chunks = list(streamed.parse())
+    assert {c.model for c in chunks} == {FAKE_CHAT}
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "w0 w1 w2 w3 w4 "
+    [row] = rows(request_id=streamed.headers["x-request-id"])
+    assert (row.model, row.streamed, row.completion_tokens) == (FAKE_CHAT, True, chunks[-1].usage.completion_tokens)
+    assert fallbacks_counted(hub, "primary", FAKE_CHAT, "unavailable") == before + 2
+    # a model answering itself says nothing of fallbacks
+    own = hub().chat.completions.with_raw_response.create(model=FAKE_CHAT, messages=HELLO, max_tokens=3)
+    assert "x-hub-fallback-from" not in own.headers and own.parse().model == FAKE_CHAT
+
+
+def test_a_busy_deployment_passes_the_request_on_and_a_busy_model_to_its_fallback(hub, fake, refusing):
+    stopping, limited = refusing(503, "engine_stopped"), refusing(429, "rate_limit_exceeded")
+    # one model: a stopping deployment, then one that answers; the stopping one is benched for the next requests
+    chat_model("half-busy", stopping, [], hub.tenant)
+    services.register_model("half-busy", ModelKind.CHAT, max_sequence_length=4096, max_output_length=256,
+                            deployment_url=fake.url)  # fmt: skip
+    for _ in range(2):
+        assert hub().chat.completions.create(model="half-busy", messages=HELLO, max_tokens=3).model == "half-busy"
+    assert refusing.calls[stopping] == 1 and len(fake.requests) == 2
+    # every deployment busy: the next model; nothing was metered for the busy one
+    chat_model("busy", limited, [FAKE_CHAT], hub.tenant)
+    response = hub().chat.completions.with_raw_response.create(model="busy", messages=HELLO, max_tokens=4)
+    assert response.parse().model == FAKE_CHAT and response.headers["x-hub-fallback-from"] == "busy"
+    assert refusing.calls[limited] == 1
+    [row] = rows(request_id=response.headers["x-request-id"])
+    assert row.model == FAKE_CHAT
+    assert fallbacks_counted(hub, "busy", FAKE_CHAT, "busy") >= 1
+    # the last model tried answers as it would without fallbacks: the upstream's 429, its message
+    chat_model("busy-alone", limited, [], hub.tenant)
+    answer = httpx.post(f"{hub.url}/v1/chat/completions", headers={"authorization": f"Bearer {hub.everything.secret}"},
+                        json={"model": "busy-alone", "messages": HELLO}, timeout=30)  # fmt: skip
+    assert answer.status_code == 429 and answer.json()["error"]["message"] == "refused with rate_limit_exceeded"
+    assert refusing.calls[limited] == 2
+
+
+def test_a_fallback_the_key_may_not_use_or_of_another_kind_is_never_tried(hub, fake):
+    services.register_model("premium", ModelKind.CHAT, max_sequence_length=4096, max_output_length=256,
+                            deployment_url=fake.url)  # fmt: skip
+    chat_model("turned", fake.url, [], hub.tenant)
+    chat_model("guarded", dead(), ["premium", "turned"], hub.tenant)  # premium: not granted to the tenant
+    services.register_model("turned", ModelKind.COMPLETION, max_sequence_length=4096, max_output_length=256)
+    with pytest.raises(openai.InternalServerError) as refused:
+        hub().chat.completions.create(model="guarded", messages=HELLO, max_tokens=3)
+    assert refused.value.status_code == 503 and refused.value.body["code"] == "service_unavailable"
+    assert "'guarded'" in refused.value.body["message"] and fake.requests == []
+    # a key limited to the model asked for reaches none of its fallbacks either
+    services.grant_models(hub.tenant, ["premium"])
+    narrow = services.issue_key(hub.tenant, model_ids=["guarded"])
+    with pytest.raises(openai.InternalServerError):
+        hub(narrow).chat.completions.create(model="guarded", messages=HELLO, max_tokens=3)
+    assert fake.requests == []
+
+
+def test_a_request_over_a_models_output_length_or_context_goes_to_its_fallback(hub, fake, refusing):
+    # max_tokens over the model's own output length (16): refused by the hub without a fallback, answered with one
+    chat_model("short-alone", fake.url, [], hub.tenant, max_output_length=16)
+    with pytest.raises(openai.BadRequestError) as refused:
+        hub().chat.completions.create(model="short-alone", messages=HELLO, max_tokens=32)
+    assert refused.value.body["code"] == "context_length_exceeded"
+    chat_model("short", fake.url, [FAKE_CHAT], hub.tenant, max_output_length=16)
+    response = hub().chat.completions.with_raw_response.create(model="short", messages=HELLO, max_tokens=32)
+    assert response.parse().model == FAKE_CHAT and response.parse().usage.completion_tokens == 32
+    assert fake.requests[-1]["max_tokens"] == 32
+    # the deployment's own 400 context_length_exceeded (a prompt over its context): the next model takes it
+    narrow = refusing(400, "context_length_exceeded")
+    chat_model("narrow", narrow, [FAKE_CHAT], hub.tenant)
+    response = hub().chat.completions.with_raw_response.create(model="narrow", messages=HELLO, max_tokens=3)
+    assert response.parse().model == FAKE_CHAT and refusing.calls[narrow] == 1
+    assert fallbacks_counted(hub, "narrow", FAKE_CHAT, "context") >= 1
+    [row] = rows(request_id=response.headers["x-request-id"])
+    assert row.model == FAKE_CHAT
+    # any other 400 is the client's error, whatever the model: relayed, no fallback tried
+    picky = refusing(400, "invalid_value")
+    chat_model("picky", picky, [FAKE_CHAT], hub.tenant)
+    sent = len(fake.requests)
+    with pytest.raises(openai.BadRequestError) as refused:
+        hub().chat.completions.create(model="picky", messages=HELLO, max_tokens=3)
+    assert refused.value.body["code"] == "invalid_value" and len(fake.requests) == sent
+
+
+def test_an_embedding_model_falls_back_to_one_of_its_dimensions(hub, fake):
+    services.register_model("embed-primary", ModelKind.EMBEDDING, max_sequence_length=512, hidden_size=8,
+                            deployment_url=dead())  # fmt: skip
+    services.grant_models(hub.tenant, ["embed-primary"])
+    services.set_fallbacks("embed-primary", [FAKE_EMBED])
+    response = hub().embeddings.with_raw_response.create(model="embed-primary", input=["one", "two three"])
+    answer = response.parse()
+    assert answer.model == FAKE_EMBED and [len(d.embedding) for d in answer.data] == [8, 8]
+    [row] = rows(request_id=response.headers["x-request-id"])
+    assert (row.model, row.route, row.prompt_tokens) == (FAKE_EMBED, "embeddings", 3)
+
+
+def test_a_fallback_counts_one_request_against_the_limits_and_one_reservation(hub, fake):
+    """The model that could not answer settles its reservation to nothing: a key's requests per minute count the
+    client's request once, and its tokens per minute hold one reservation, as for the fallback asked directly."""
+
+    def limited_key():
+        issued = services.issue_key(hub.tenant)
+        services.set_limits(issued.key, Limits(rpm=10, tpm=600))
+        return issued
+
+    chat_model("limited-primary", dead(), [FAKE_CHAT], hub.tenant)
+    direct = hub(limited_key()).chat.completions.with_raw_response.create(model=FAKE_CHAT, messages=HELLO,
+                                                                          max_tokens=5)  # fmt: skip
+    moved = hub(limited_key()).chat.completions.with_raw_response.create(model="limited-primary", messages=HELLO,
+                                                                         max_tokens=5)  # fmt: skip
+    assert moved.parse().model == FAKE_CHAT and moved.headers["x-hub-fallback-from"] == "limited-primary"
+    for name in ("x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens"):
+        assert moved.headers[name] == direct.headers[name], name
+    assert direct.headers["x-ratelimit-remaining-requests"] == "9"
+    assert int(direct.headers["x-ratelimit-remaining-tokens"]) < 600 - 5
+
+
+def test_a_response_falls_back_and_is_stored_under_the_model_that_answered(hub, fake):
+    chat_model("responses-primary", dead(), [FAKE_CHAT], hub.tenant)
+    raw = hub().responses.with_raw_response.create(model="responses-primary", input="Say hello.", max_output_tokens=6)
+    response = raw.parse()
+    assert raw.headers["x-hub-fallback-from"] == "responses-primary"
+    assert response.model == FAKE_CHAT and response.output_text == "".join(f"w{i} " for i in range(6))
+    assert hub().responses.retrieve(response.id).model == FAKE_CHAT
+    [row] = rows(request_id=raw.headers["x-request-id"])
+    assert (row.model, row.route, row.completion_tokens) == (FAKE_CHAT, "responses", 6)
