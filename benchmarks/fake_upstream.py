@@ -5,7 +5,10 @@ the time measured through a gateway is the gateway's. Non-streaming calls get a 
 usage; streaming calls get ``--chunks`` content chunks, a usage chunk when asked, and ``[DONE]``,
 written back to back.
 
-    python benchmarks/fake_upstream.py --port 9000 [--chunks 16]
+    python benchmarks/fake_upstream.py --port 9000 [--chunks 16] [--refuse 503]
+
+``--refuse STATUS`` answers every chat completion with that status and OpenAI's error object instead: a deployment
+that is stopping (503) or rate limited (429), for the fallback benchmark.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ def _stream(model: str, chunks: int, include_usage: bool, running_usage: bool) -
 
 class FakeUpstream(asyncio.Protocol):
     chunks = 16
+    refuse: int | None = None
 
     def connection_made(self, transport) -> None:
         self.transport, self.buffer = transport, b""
@@ -76,6 +80,9 @@ class FakeUpstream(asyncio.Protocol):
             return self._send(200, b"application/json", payload)
         if method != "POST" or not path.endswith("/chat/completions"):
             return self._send(404, b"application/json", b'{"error": {"message": "not found", "type": "invalid"}}')
+        if self.refuse is not None:
+            error = {"message": "refused on purpose", "type": "server_error", "param": None, "code": None}
+            return self._send(self.refuse, b"application/json", json.dumps({"error": error}).encode())
         request = json.loads(body or b"{}")
         model = request.get("model", "fake-chat")
         if not request.get("stream"):
@@ -106,6 +113,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--chunks", type=int, default=16)
+    parser.add_argument("--refuse", type=int, help="answer every chat completion with this status (an error)")
     args = parser.parse_args()
-    FakeUpstream.chunks = args.chunks
+    FakeUpstream.chunks, FakeUpstream.refuse = args.chunks, args.refuse
     asyncio.run(main(args.port))

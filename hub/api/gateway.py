@@ -427,7 +427,8 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
         """The request on ``candidate``'s model: its limits reserved at that model's price, sent to a deployment,
         relayed and metered. Raises ``fallbacks.Unanswered`` where the model cannot answer it and is not ``final``."""
         info, targets = candidate.info, candidate.targets
-        if not targets:
+        # no deployment, or (with a fallback to go to) every one failed a moment ago: passed over without a try
+        if not targets or (not final and upstreams.all_benched(targets)):
             error = errors.ServiceUnavailable(f"No deployment of the model '{errors.shown(info.id)}' is available "
                                               "right now.")  # fmt: skip
             if final:
@@ -514,9 +515,7 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
             try:
                 if (counted := _over_reservation(response)) is not None:
                     raise _OverReservation(counted)
-                if await self._elsewhere(response, meter, final, last=n == len(ordered) - 1):
-                    if response.status_code == 503:  # stopping or broken: the next requests try the others first
-                        upstreams.bench(target)
+                if await self._elsewhere(response, target, meter, final, last=n == len(ordered) - 1):
                     last_error = f"answered {response.status_code}"
                     continue
                 if route == "responses":
@@ -543,13 +542,16 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
             raise fallbacks.Unanswered(error, "unavailable")
         raise error
 
-    async def _elsewhere(self, response: httpx.Response, meter: _Meter, final: bool, last: bool) -> bool:
+    async def _elsewhere(self, response: httpx.Response, target: Target, meter: _Meter, final: bool,
+                         last: bool) -> bool:  # fmt: skip
         """Whether the deployment's answer passes the request to the next deployment (True), to the next model
         (raises ``fallbacks.Unanswered``), or is the answer to relay (False). Nothing ran in the first two cases."""
         status = response.status_code
         if status not in fallbacks.BUSY and status != 400:
             return False
         content = await self._read(response, meter)
+        if status == 503:  # stopping or broken: the next requests try the model's other deployments first
+            upstreams.bench(target)
         if status in fallbacks.BUSY:
             if not last:
                 return True

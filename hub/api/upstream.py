@@ -140,6 +140,12 @@ class Upstreams:
         ranked = [by_id[i] for i in rank(affinity, list(by_id), self._outstanding)]
         return ranked + ordered[len(healthy) :]
 
+    def all_benched(self, targets: list[Target]) -> bool:
+        """Every one of ``targets`` failed in the last ``BENCH_SECONDS`` (refused a connection, broke, answered 503):
+        a model with a fallback is passed over at once (LiteLLM's cooldown), until one's bench ends."""
+        now = time.monotonic()
+        return all(self._benched_until.get(t.deployment_id, 0) > now for t in targets)
+
     def bench(self, target: Target) -> None:
         self._benched_until[target.deployment_id] = time.monotonic() + BENCH_SECONDS
 

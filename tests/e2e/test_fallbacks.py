@@ -119,6 +119,12 @@ def test_a_busy_deployment_passes_the_request_on_and_a_busy_model_to_its_fallbac
     [row] = rows(request_id=response.headers["x-request-id"])
     assert row.model == FAKE_CHAT
     assert fallbacks_counted(hub, "busy", FAKE_CHAT, "busy") >= 1
+    # a model whose every deployment failed a moment ago (benched: refused, broke, 503) is passed over at once
+    chat_model("stopping-primary", stopping, [FAKE_CHAT], hub.tenant)
+    stopped = refusing.calls[stopping]
+    for _ in range(3):
+        assert hub().chat.completions.create(model="stopping-primary", messages=HELLO, max_tokens=2).model == FAKE_CHAT
+    assert refusing.calls[stopping] == stopped + 1
     # the last model tried answers as it would without fallbacks: the upstream's 429, its message
     chat_model("busy-alone", limited, [], hub.tenant)
     answer = httpx.post(f"{hub.url}/v1/chat/completions", headers={"authorization": f"Bearer {hub.everything.secret}"},
