@@ -5,7 +5,8 @@ deployment nobody listens at (a provider unreachable), and ``busy-primary``, who
 or overloaded). Non-streaming chat completions at concurrency 1 and 8 to each model; "fallback cost" is a model's
 median latency minus ``fake-chat``'s on the same gateway. The hub runs as operators run it (``HUB_ENV=prod``,
 PostgreSQL and Redis: ``bench_gateway.start_hub``), its fallbacks set with ``manage.py set_fallbacks``; LiteLLM with
-its router's ``fallbacks`` and no retries (``num_retries: 0``), as configured by its docs. Targets alternate within
+its router's ``fallbacks``, no retries (``num_retries: 0``) and ``allowed_fails: 1`` with a 10 s ``cooldown_time`` (without
+``allowed_fails`` it never cools down a model of one deployment, and tries it on every request). Targets alternate within
 each round; medians over rounds.
 
     .venv/bin/python benchmarks/bench_fallbacks.py [--rounds 5] [--requests 300] [--litellm PATH]
@@ -74,6 +75,8 @@ def start_litellm(litellm: str, upstream: str, dead: str, busy: str, data_dir: P
     config.write_text(
         f"model_list:\n{entries}"
         f"general_settings:\n  master_key: {LITELLM_MASTER_KEY}\n"
+        # a model group of one deployment is cooled down only with allowed_fails set (LiteLLM PR 8668); 10 s, as the hub
+        "router_settings:\n  allowed_fails: 1\n  cooldown_time: 10\n"
         "litellm_settings:\n  telemetry: false\n  num_retries: 0\n"
         f'  fallbacks: [{{"dead-primary": ["{MODEL}"]}}, {{"busy-primary": ["{MODEL}"]}}]\n'
     )

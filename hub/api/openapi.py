@@ -28,7 +28,8 @@ DESCRIPTION = """
 OpenAI-compatible API of this LLM Hub. Point the OpenAI SDK (or LangChain, LlamaIndex) at
 `<hub>/v1` (or `/v2`; `/vision` lists and serves only vision models) with an API key issued by
 your tenant's owner. Every call needs `Authorization: Bearer <key>`; a key sees only the models
-it is entitled to. Errors are OpenAI's error object. Every response carries `x-request-id`.
+it is entitled to. Errors are OpenAI's error object. Every response carries `x-request-id`; an answer
+given by a model's fallback (its `model` names it) also `x-hub-fallback-from`, the model asked for.
 """
 
 
