@@ -5,9 +5,9 @@ deployment nobody listens at (a provider unreachable), and ``busy-primary``, who
 or overloaded). Non-streaming chat completions at concurrency 1 and 8 to each model; "fallback cost" is a model's
 median latency minus ``fake-chat``'s on the same gateway. The hub runs as operators run it (``HUB_ENV=prod``,
 PostgreSQL and Redis: ``bench_gateway.start_hub``), its fallbacks set with ``manage.py set_fallbacks``; LiteLLM with
-its router's ``fallbacks``, no retries (``num_retries: 0``) and ``allowed_fails: 1`` with a 10 s ``cooldown_time`` (without
-``allowed_fails`` it never cools down a model of one deployment, and tries it on every request). Targets alternate within
-each round; medians over rounds.
+its router's ``fallbacks``, no retries (``num_retries: 0``) and ``allowed_fails: 1`` with a 10 s ``cooldown_time``
+(without ``allowed_fails`` it never cools down a model of one deployment, and tries it on every request). Targets
+alternate within each round; medians over rounds.
 
     .venv/bin/python benchmarks/bench_fallbacks.py [--rounds 5] [--requests 300] [--litellm PATH]
 
@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -36,12 +33,12 @@ from benchmarks.bench_gateway import (  # noqa: E402
     MODEL,
     Result,
     Target,
-    _Connection,
     _manage,
     median,
     start_hub,
     start_upstream,
 )
+from benchmarks.bench_gateway import _load as load  # noqa: E402
 from tests.support.processes import Process, free_port  # noqa: E402
 
 MODELS = (MODEL, "dead-primary", "busy-primary")
@@ -87,24 +84,9 @@ def start_litellm(litellm: str, upstream: str, dead: str, busy: str, data_dir: P
     return proc, f"http://127.0.0.1:{port}/v1"
 
 
-async def _load(target: Target, model: str, concurrency: int, total: int) -> Result:
-    url = httpx.URL(target.base_url)
-    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16})
-    latencies: list[float] = []
-    remaining = total
-
-    async def worker() -> None:
-        nonlocal remaining
-        connection = _Connection(url.host, url.port, url.path.rstrip("/") + "/chat/completions", target.key)
-        while remaining > 0:
-            remaining -= 1
-            latencies.append(await connection.post(body.encode(), False))
-        if connection.writer is not None:
-            connection.writer.close()
-
-    began = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return Result(time.perf_counter() - began, latencies)
+def _load(target: Target, model: str, concurrency: int, total: int) -> Result:
+    request = {"model": model, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16}
+    return asyncio.run(load(target, concurrency, total, False, request))
 
 
 def main() -> None:
@@ -133,14 +115,14 @@ def main() -> None:
         time.sleep(6)  # the hub reads a model's deployments and fallbacks at most every 5 s
         for target in targets:  # warm up: connections, caches, first-request imports, each model once
             for model in MODELS:
-                asyncio.run(_load(target, model, 2, 20))
+                _load(target, model, 2, 20)
 
         results: dict[tuple, dict[str, list[Result]]] = {case: {t.name: [] for t in targets} for case in CASES}
         for round_ in range(args.rounds):
             for model, concurrency in CASES:
                 order = targets[round_ % len(targets) :] + targets[: round_ % len(targets)]
                 for target in order:
-                    result = asyncio.run(_load(target, model, concurrency, args.requests))
+                    result = _load(target, model, concurrency, args.requests)
                     results[(model, concurrency)][target.name].append(result)
             print(f"round {round_ + 1}/{args.rounds} done", flush=True)
         report(results, targets, args)

@@ -200,10 +200,12 @@ class _Connection:
         return time.perf_counter() - start
 
 
-async def _load(target: Target, concurrency: int, total: int, stream: bool) -> Result:
-    """``total`` calls by ``concurrency`` workers, each on its own keep-alive connection."""
+async def _load(target: Target, concurrency: int, total: int, stream: bool, request: dict | None = None) -> Result:
+    """``total`` calls by ``concurrency`` workers, each on its own keep-alive connection (``request``: the body,
+    ``BODY`` by default)."""
     url = httpx.URL(target.base_url)
-    body = json.dumps({**BODY, "stream": True} if stream else BODY).encode()
+    request = request or BODY
+    body = json.dumps({**request, "stream": True} if stream else request).encode()
     latencies: list[float] = []
     remaining = total
 
