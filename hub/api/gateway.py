@@ -7,7 +7,8 @@ and parsed the JSON body (``scope["hub"]``). Here: the model must be one the key
 (404 ``model_not_found``), of a kind the route serves, and ``max_tokens`` within the model's
 ``max_output_length`` (400 ``context_length_exceeded`` with the numbers); prompt + ``max_tokens``
 against ``max_sequence_length`` is checked by the deployment, which alone holds the tokenizer, and
-answers with the same error. Then the request goes to a deployment (``upstream.py``).
+answers with the same error. Then the request goes to a deployment (``upstream.py``), and where the model cannot
+answer it (none of its deployments takes it, or it is over its context) to the model's fallbacks (``fallbacks.py``).
 
 Limits (``ratelimit.py``): before a request goes to a deployment it reserves its worst-case tokens against
 the key's and the tenant's rate limits and budgets (429 when one is spent; ``x-ratelimit-*`` headers on

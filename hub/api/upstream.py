@@ -3,10 +3,10 @@
 A model may have several deployments (our inference services, or an external OpenAI-compatible
 API with its own key). A generation request goes to the healthy one most likely to hold its prompt's prefix in
 its KV cache, within a load bound (``affinity.py``); others to the one with the fewest requests outstanding
-from this process. One that refuses connections is benched for ``BENCH_SECONDS`` and the request
-moves on to the next. The deployment list is read from the database at most every
-``CACHE_SECONDS`` per model (a deployment change reaches every hub process within that); while the database is
-unreachable, the last list read keeps being used.
+from this process. One that refuses connections or answers 503 is benched for ``BENCH_SECONDS``, and the
+request moves on to the next (one answering 429 too: ``gateway._elsewhere``). The deployment list is read from
+the database at most every ``CACHE_SECONDS`` per model (a deployment change reaches every hub process within that);
+while the database is unreachable, the last list read keeps being used.
 """
 
 from __future__ import annotations
