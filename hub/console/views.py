@@ -308,5 +308,11 @@ class ModelsView(TenantScopedView):
     section = "models"
 
     def get(self, request: HttpRequest, tenant: str) -> HttpResponse:
-        models = selectors.tenant_models(request.user, self.tenant).order_by("id")
+        models = list(
+            selectors.tenant_models(request.user, self.tenant).order_by("id").prefetch_related("fallback_links")
+        )
+        # a model's fallbacks as this tenant's keys reach them: only those it may use (others are never tried)
+        usable = {m.id for m in models}
+        for m in models:
+            m.usable_fallbacks = [link.fallback_id for link in m.fallback_links.all() if link.fallback_id in usable]
         return render(request, "console/models.html", self.get_context_data(models=models))

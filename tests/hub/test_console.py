@@ -452,6 +452,19 @@ def test_models_page_shows_the_tenants_models_only(client, acme, globex):
     assert all(m in page for m in ["chat-small", "completion-small", "embed-small", "vision-small", "384"])
 
 
+def test_models_page_shows_a_models_fallbacks_the_tenant_may_use(client, acme, globex):
+    services.register_model("chat-large", ModelKind.CHAT, max_sequence_length=32768, max_output_length=8192)
+    services.register_model("chat-secret", ModelKind.CHAT, max_sequence_length=32768, max_output_length=8192)
+    services.grant_models(acme.tenant, ["chat-large"])
+    services.set_fallbacks("chat-small", ["chat-secret", "chat-large"])
+    signed_in(client, acme.viewer)
+    page = client.get("/console/t/acme/models/").content.decode()
+    row = re.search(r"<code>chat-small</code>.*?</tr>", page, re.S).group()
+    assert "<code>chat-large</code>" in row and "chat-secret" not in page  # never tried for acme's keys
+    row = re.search(r"<code>chat-large</code></td>.*?</tr>", page, re.S).group()
+    assert re.search(r"<td>—</td>\s*</tr>$", row)  # no fallbacks of its own
+
+
 def test_operator_sees_every_tenant_and_the_catalog(client, acme, globex, django_user_model):
     services.register_model("chat-large", ModelKind.CHAT, deployment_url="http://10.0.0.5:8100/v1")
     operator = django_user_model.objects.create_superuser("operator", "", "operator-pw")
