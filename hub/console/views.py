@@ -48,7 +48,7 @@ class IndexView(ConsoleView):
             )
             catalog = list(
                 ServedModel.objects.prefetch_related(
-                    Prefetch("deployments", queryset=Deployment.objects.order_by("base_url"))
+                    Prefetch("deployments", queryset=Deployment.objects.order_by("base_url")), "fallback_links"
                 )
             )
             deployments = [d for m in catalog for d in m.deployments.all()]

@@ -467,10 +467,13 @@ def test_models_page_shows_a_models_fallbacks_the_tenant_may_use(client, acme, g
 
 def test_operator_sees_every_tenant_and_the_catalog(client, acme, globex, django_user_model):
     services.register_model("chat-large", ModelKind.CHAT, deployment_url="http://10.0.0.5:8100/v1")
+    services.set_fallbacks("chat-small", ["chat-large"])
     operator = django_user_model.objects.create_superuser("operator", "", "operator-pw")
     signed_in(client, operator)
     page = client.get("/console/").content.decode()
     assert 'id="operator"' in page
+    row = re.search(r"<code>chat-small</code>.*?</tr>", page, re.S).group()
+    assert re.search(r"<td><code>chat-large</code></td>\s*</tr>$", row)  # its fallbacks, last column
     expected = ["Acme", "Globex", "chat-small", "embed-small", "vision-small", "chat-large", "http://10.0.0.5:8100/v1"]
     for text in expected:
         assert text in page, text
