@@ -89,11 +89,8 @@ class FallbackForm(forms.ModelForm):
     def clean(self):
         data = super().clean()
         model, fallback = getattr(self.instance, "model", None), data.get("fallback")
-        if model is not None and fallback is not None:
-            if fallback.pk == model.pk:
-                raise forms.ValidationError("A model cannot be its own fallback.")
-            if (why := ModelFallback.mismatch(model, fallback)) is not None:
-                raise forms.ValidationError(why)
+        if model is not None and fallback is not None and (why := ModelFallback.mismatch(model, fallback)):
+            raise forms.ValidationError(why)
         return data
 
 

@@ -232,7 +232,10 @@ class ModelFallback(models.Model):
     def mismatch(model, fallback) -> str | None:
         """Why ``fallback`` cannot answer ``model``'s requests, or None. Both have ``id``, ``kind`` and
         ``hidden_size`` (a ``ServedModel``, or the gateway's ``ModelInfo``): the request goes on as it was sent, so
-        the fallback must be of the same kind, and an embedding model's must give vectors of the same length."""
+        the fallback must be another model of the same kind, and an embedding model's must give vectors of the same
+        length. The one check of the service, the admin's form and the gateway."""
+        if fallback.id == model.id:
+            return f"'{model.id}' cannot be its own fallback"
         if fallback.kind != model.kind:
             return (f"'{fallback.id}' is a {fallback.kind} model and '{model.id}' a {model.kind} model: a fallback "
                     "must be of the model's kind")  # fmt: skip

@@ -255,8 +255,6 @@ def set_fallbacks(model_id: str, fallback_ids: Iterable[str]) -> list[ServedMode
     [model] = _models_by_id([model_id])
     fallbacks = _models_by_id(fallback_ids)
     for fallback in fallbacks:
-        if fallback.id == model.id:
-            raise ValidationError(f"'{model.id}' cannot be its own fallback")
         if (why := ModelFallback.mismatch(model, fallback)) is not None:
             raise ValidationError(why)
     ModelFallback.objects.filter(model=model).delete()

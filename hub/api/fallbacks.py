@@ -49,10 +49,8 @@ class Unanswered(Exception):
         self.error, self.reason = error, reason  # reason: unavailable, busy or context (a metric's label)
 
 
-def too_long(status: int, content: bytes) -> bool:
-    """A deployment's answer saying the request is over the model's context."""
-    if status != 400:
-        return False
+def too_long(content: bytes) -> bool:
+    """A deployment's 400 answer saying the request is over the model's context."""
     try:
         return json.loads(content)["error"]["code"] == TOO_LONG
     except (ValueError, KeyError, TypeError):
@@ -80,6 +78,11 @@ async def chain(ctx: EdgeContext, route: str, body: dict, info: ModelInfo, targe
     if refused is not None:
         moved(info.id, found[0].info.id, "context")
     return found
+
+
+def unavailable(model: str) -> errors.ServiceUnavailable:
+    """The answer for a model with no deployment to take the request."""
+    return errors.ServiceUnavailable(f"No deployment of the model '{errors.shown(model)}' is available right now.")
 
 
 def moved(model: str, fallback: str, reason: str) -> None:

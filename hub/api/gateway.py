@@ -400,9 +400,7 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
             candidates = await fallbacks.chain(ctx, route, body, info, targets, _check_limits, refused)
             served = [c for c in candidates if c.targets]
             if not served:
-                raise errors.ServiceUnavailable(
-                    f"No deployment of the model '{errors.shown(model_id)}' is available right now."
-                )
+                raise fallbacks.unavailable(model_id)
             if route == "responses":
                 if body.get("background") is True and not self.plan.background:  # queued now, run later
                     return await self._queue_background(ctx.key)
@@ -430,8 +428,7 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
         info, targets = candidate.info, candidate.targets
         # no deployment, or (with a fallback to go to) every one failed a moment ago: passed over without a try
         if not targets or (not final and upstreams.all_benched(targets)):
-            error = errors.ServiceUnavailable(f"No deployment of the model '{errors.shown(info.id)}' is available "
-                                              "right now.")  # fmt: skip
+            error = fallbacks.unavailable(info.id)
             if final:
                 raise error
             raise fallbacks.Unanswered(error, "unavailable")
@@ -558,7 +555,7 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
                 return True
             if not final:
                 raise fallbacks.Unanswered(error_from_upstream(status, content), "busy")
-        elif not final and fallbacks.too_long(status, content):  # the same model's other deployments: the same context
+        elif not final and fallbacks.too_long(content):  # the same model's other deployments: the same context
             raise fallbacks.Unanswered(error_from_upstream(status, content), "context")
         return False
 

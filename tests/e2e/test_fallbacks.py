@@ -6,6 +6,8 @@ the gateway's own behaviour, no model runs."""
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 import httpx
 import openai
 import pytest
@@ -46,7 +48,6 @@ def refusing():
     """Deployments that answer as an upstream that cannot take a request: ``refusing(status, code)`` is the base URL
     of one answering ``status`` with OpenAI's error object; ``calls[url]`` counts the requests each got."""
     calls: dict[str, int] = {}
-    servers = []
 
     def start(status: int, code: str) -> str:
         url = None
@@ -57,16 +58,13 @@ def refusing():
             error = {"message": f"refused with {code}", "type": "invalid_request_error", "param": None, "code": code}
             return JSONResponse({"error": error}, status_code=status)
 
-        server = chat_upstream(chat)
-        url = server.__enter__()
-        servers.append(server)
+        url = servers.enter_context(chat_upstream(chat))
         calls[url] = 0
         return url
 
     start.calls = calls
-    yield start
-    for server in servers:
-        server.__exit__(None, None, None)
+    with ExitStack() as servers:
+        yield start
 
 
 def fallbacks_counted(hub, model: str, fallback: str, reason: str) -> float:
