@@ -34,6 +34,7 @@ from benchmarks.bench_gateway import (  # noqa: E402
     Result,
     Target,
     _manage,
+    alternating,
     median,
     start_hub,
     start_upstream,
@@ -117,14 +118,8 @@ def main() -> None:
             for model in MODELS:
                 _load(target, model, 2, 20)
 
-        results: dict[tuple, dict[str, list[Result]]] = {case: {t.name: [] for t in targets} for case in CASES}
-        for round_ in range(args.rounds):
-            for model, concurrency in CASES:
-                order = targets[round_ % len(targets) :] + targets[: round_ % len(targets)]
-                for target in order:
-                    result = _load(target, model, concurrency, args.requests)
-                    results[(model, concurrency)][target.name].append(result)
-            print(f"round {round_ + 1}/{args.rounds} done", flush=True)
+        results = alternating(targets, CASES, args.rounds,
+                              lambda target, case: _load(target, *case, args.requests))  # fmt: skip
         report(results, targets, args)
     finally:
         for process in reversed(processes):

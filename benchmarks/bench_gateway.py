@@ -264,18 +264,27 @@ def main() -> None:
             run(target, 2, 10, stream=True)
 
         cases = [(c, False) for c in (1, 8, 32)] + [(1, True), (8, True)]
-        results: dict[tuple, dict[str, list[Result]]] = {case: {t.name: [] for t in targets} for case in cases}
-        for round_ in range(args.rounds):
-            for concurrency, stream in cases:
-                order = targets[round_ % len(targets) :] + targets[: round_ % len(targets)]
-                for target in order:
-                    total = args.stream_requests if stream else args.requests
-                    results[(concurrency, stream)][target.name].append(run(target, concurrency, total, stream))
-            print(f"round {round_ + 1}/{args.rounds} done", flush=True)
-        report(results, targets, args)
+
+        def measure(target: Target, case: tuple[int, bool]) -> Result:
+            concurrency, stream = case
+            return run(target, concurrency, args.stream_requests if stream else args.requests, stream)
+
+        report(alternating(targets, cases, args.rounds, measure), targets, args)
     finally:
         for process in reversed(processes):
             process.stop()
+
+
+def alternating(targets: list[Target], cases: list[tuple], rounds: int, measure) -> dict[tuple, dict[str, list]]:
+    """``measure(target, case)`` for every case and target, ``rounds`` times, the targets' order turning each round
+    (a machine slower for a while slows each of them in turn): by case, by target name, one result per round."""
+    results: dict[tuple, dict[str, list]] = {case: {t.name: [] for t in targets} for case in cases}
+    for round_ in range(rounds):
+        for case in cases:
+            for target in targets[round_ % len(targets) :] + targets[: round_ % len(targets)]:
+                results[case][target.name].append(measure(target, case))
+        print(f"round {round_ + 1}/{rounds} done", flush=True)
+    return results
 
 
 def report(results, targets, args) -> None:
