@@ -31,12 +31,13 @@ class Health:
         return asdict(self)
 
 
-def _probe(url: str, api_key: str) -> tuple[int | None, dict | None, str]:
-    """(latency in ms, the JSON answer, an error text)."""
+def _probe(client: httpx.Client, url: str, api_key: str) -> tuple[int | None, dict | None, str]:
+    """(latency in ms, the JSON answer, an error text). ``client`` is made before the clock starts: making one
+    loads the certificate authorities (~22 ms), which a latency of its own would have counted."""
     headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
     started = time.monotonic()
     try:
-        response = httpx.get(url, headers=headers, timeout=PROBE_TIMEOUT, follow_redirects=False)
+        response = client.get(url, headers=headers)
     except httpx.HTTPError as exc:
         return None, None, f"unreachable: {exc.__class__.__name__}"
     latency = int((time.monotonic() - started) * 1000)
@@ -77,8 +78,11 @@ def check(deployments: list[Deployment]) -> dict[int, Health]:
     live = [d for d in deployments if d.enabled]
     probes = {(_probe_url(d), d.api_key) for d in live}
     if probes:
-        with ThreadPoolExecutor(max_workers=min(16, len(probes))) as pool:
-            answers = dict(zip(probes, pool.map(lambda p: _probe(*p), probes), strict=True))
+        with (
+            httpx.Client(timeout=PROBE_TIMEOUT, follow_redirects=False) as client,
+            ThreadPoolExecutor(max_workers=min(16, len(probes))) as pool,
+        ):
+            answers = dict(zip(probes, pool.map(lambda p: _probe(client, *p), probes), strict=True))
         for d in live:
             out[d.pk] = _judge(d, *answers[(_probe_url(d), d.api_key)])
     return out

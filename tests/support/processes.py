@@ -49,15 +49,18 @@ class Process(subprocess.Popen):
         """Poll ``url`` until its status is ``ok``; the log in the error if the process exits or time runs out
         (the process is then killed)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.returncode}:\n{self.output()[-6000:]}")
-            try:
-                if ok(httpx.get(url, timeout=2).status_code):
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+        # one client for all the polls: a client of its own each (``httpx.get``) loads the certificate authorities
+        # again, ~22 ms of CPU a poll, a tenth of a core while a service starts
+        with httpx.Client(timeout=2) as client:
+            while time.monotonic() < deadline:
+                if self.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited with {self.returncode}:\n{self.output()[-6000:]}")
+                try:
+                    if ok(client.get(url).status_code):
+                        return
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.2)
         self.kill()
         self.wait()
         raise RuntimeError(f"{self.name} did not answer {url} within {timeout:.0f} s:\n{self.output()[-6000:]}")
