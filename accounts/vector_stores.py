@@ -309,6 +309,12 @@ def chunk_summary(file_rows: list[int]) -> dict[int, tuple[int, int]]:
     return {row: (first, n) for row, first, n in found}
 
 
+def chunk_texts(file_rows: list[int]) -> list[tuple[int, int, str]]:
+    """(chunk id, file row id, text) of those files' chunks, in chunk id order, for a keyword search."""
+    return list(VectorStoreChunk.objects.filter(file_id__in=file_rows).order_by("pk")
+                .values_list("pk", "file_id", "text"))  # fmt: skip
+
+
 def chunk_vectors(file_rows: list[int]) -> list[tuple[int, int, bytes]]:
     """(chunk id, file row id, vector bytes) of those files' chunks, in chunk id order, for a search."""
     return list(VectorStoreChunk.objects.filter(file_id__in=file_rows).order_by("pk")

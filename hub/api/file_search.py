@@ -4,8 +4,9 @@ The model sees the tool as a function, ``file_search(queries)``; when it calls i
 runs the search here with the request's key (each query's embedding metered as ``vector_stores/search``), shows the
 call as a ``file_search_call`` item (its ``results`` only with ``include: ["file_search_call.results"]``, as
 OpenAI's), gives the model the results as the function's output, and lets it answer. The tool's
-``vector_store_ids`` (this tenant's stores, one embedding model), ``max_num_results``, ``filters`` and
-``ranking_options.score_threshold`` apply as on ``POST /vector_stores/{id}/search``."""
+``vector_store_ids`` (this tenant's stores, one embedding model), ``max_num_results``, ``filters``,
+``ranking_options.score_threshold`` and ``ranking_options.hybrid_search`` (keywords' ranking fused with the
+embeddings', ``hub/vector_stores/search.py``) apply as on ``POST /vector_stores/{id}/search``."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from accounts.models import VectorStore
 from hub.api import errors
 from hub.api.citations import marker
 from hub.pool import db
-from hub.vector_stores.search import search
+from hub.vector_stores.search import Hybrid, hybrid_of, search
 
 FILE_SEARCH_NAME = "file_search"  # the function the model calls it by
 RESULTS_INCLUDE = "file_search_call.results"
@@ -49,11 +50,12 @@ class FileSearch:
     threshold: float
     filters: dict | None
     include_results: bool
+    hybrid: Hybrid | None = None
 
     async def run(self, key: KeyContext, queries: list[str]) -> list[dict]:
         """The results, best first, as the file_search_call item shows them."""
         hits = await search(key, self.stores, queries, max_results=self.max_results, threshold=self.threshold,
-                            filters=self.filters)  # fmt: skip
+                            filters=self.filters, hybrid=self.hybrid)  # fmt: skip
         return [{"file_id": h.file_id, "filename": h.filename, "score": h.score, "text": h.text,
                  "attributes": h.attributes} for h in hits]  # fmt: skip
 
@@ -90,9 +92,11 @@ async def plan(key: KeyContext, body: dict) -> FileSearch | None:
     if not key.may_use(next(iter(models))):
         raise errors.InvalidRequest(f"The vector stores' embedding model '{next(iter(models))}' is not one this key "
                                     "may use.", param="tools.vector_store_ids")  # fmt: skip
-    threshold = float((tool.get("ranking_options") or {}).get("score_threshold") or 0)
+    options = tool.get("ranking_options") or {}
+    threshold = float(options.get("score_threshold") or 0)
     include = RESULTS_INCLUDE in (body.get("include") or [])
-    return FileSearch(stores, tool.get("max_num_results") or DEFAULT_RESULTS, threshold, tool.get("filters"), include)
+    return FileSearch(stores, tool.get("max_num_results") or DEFAULT_RESULTS, threshold, tool.get("filters"), include,
+                      hybrid_of(options, "tools.ranking_options"))  # fmt: skip
 
 
 def queries(arguments: str) -> list[str]:

@@ -15,7 +15,19 @@ from hub.api.openapi_mcp import (
     MCP_TOOL,
     MCP_TOOL_ECHO,
 )
-from hub.api.openapi_schemas import _BOOL, _INT, _NULLABLE_STR, _NUM, _STR, _TEXT, METADATA, _obj, list_of, ref
+from hub.api.openapi_schemas import (
+    _BOOL,
+    _INT,
+    _NULLABLE_STR,
+    _NUM,
+    _STR,
+    _TEXT,
+    HYBRID_SEARCH,
+    METADATA,
+    _obj,
+    list_of,
+    ref,
+)
 from hub.api.responses_input import EFFORTS, ROLES
 
 _NULL = {"type": "null"}
@@ -230,7 +242,9 @@ _FILE_SEARCH_TOOL = _obj(
         "vector_store_ids": {"type": "array", "items": _STR, "minItems": 1, "maxItems": 10},
         "max_num_results": {**_INT, "minimum": 1, "maximum": 50, "default": 10},
         "filters": {"type": ["object", "null"], "description": "As a vector store search's `filters`."},
-        "ranking_options": _obj({"ranker": _STR, "score_threshold": {**_NUM, "minimum": 0, "maximum": 1}}),
+        "ranking_options": _obj(
+            {"ranker": _STR, "score_threshold": {**_NUM, "minimum": 0, "maximum": 1}, "hybrid_search": HYBRID_SEARCH}
+        ),
     },
     ("type", "vector_store_ids"),
     description="The hub searches these vector stores (this tenant's, one embedding model) when the model asks; at "

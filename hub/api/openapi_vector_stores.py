@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from accounts import vector_stores as vs
-from hub.api.openapi_schemas import _BOOL, _INT, _NUM, _STR, METADATA, _obj, list_of
+from hub.api.openapi_schemas import _BOOL, _INT, _NUM, _STR, HYBRID_SEARCH, METADATA, _obj, list_of
 from hub.vector_stores import filters
 from hub.vector_stores import requests as r
 
@@ -106,6 +106,7 @@ VECTOR_STORE_SCHEMAS = {
                 {
                     "ranker": {"enum": ["none", "auto", "default-2024-11-15"]},
                     "score_threshold": {**_NUM, "minimum": 0, "maximum": 1},
+                    "hybrid_search": HYBRID_SEARCH,
                 }
             ),  # fmt: skip
         },

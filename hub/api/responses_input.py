@@ -38,6 +38,7 @@ from hub.api.validation import (
     wrong_type,
 )
 from hub.vector_stores import filters
+from hub.vector_stores.search import hybrid_of
 
 ITEM_TYPES = ("message", "function_call", "function_call_output", "reasoning", "file_search_call", "compaction",
               "mcp_list_tools", "mcp_call", "mcp_approval_request", "mcp_approval_response",
@@ -73,6 +74,7 @@ def _file_search_tool(tool: dict, param: str) -> None:
     if options is not None:
         _number(_object(options, f"{param}.ranking_options").get("score_threshold"),
                 f"{param}.ranking_options.score_threshold", False, 0, 1)  # fmt: skip
+        hybrid_of(options, f"{param}.ranking_options")
 
 
 def _type(value: Any, param: str, default: str | None = None) -> str | None:

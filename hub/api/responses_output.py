@@ -88,10 +88,12 @@ def _tool(tool: dict) -> dict:
         return shown
     if tool.get("type") == "file_search":
         options = tool.get("ranking_options") or {}
+        ranking = {"ranker": options.get("ranker") or "auto", "score_threshold": options.get("score_threshold") or 0}
+        if options.get("hybrid_search") is not None:
+            ranking["hybrid_search"] = options["hybrid_search"]
         return {"type": "file_search", "vector_store_ids": tool["vector_store_ids"],
                 "max_num_results": tool.get("max_num_results") or 10, "filters": tool.get("filters"),
-                "ranking_options": {"ranker": options.get("ranker") or "auto",
-                                    "score_threshold": options.get("score_threshold") or 0}}  # fmt: skip
+                "ranking_options": ranking}  # fmt: skip
     return {
         "type": "function",
         "name": tool["name"],

@@ -20,7 +20,7 @@ from hub.api.views import TenantAPIView
 from hub.vector_stores import dispatch, requests
 from hub.vector_stores import filters as attribute_filters
 from hub.vector_stores.embed import EmbeddingFailed
-from hub.vector_stores.search import search
+from hub.vector_stores.search import hybrid_of, search
 
 MAX_QUERIES = 10
 MAX_RESULTS = 50  # OpenAI's
@@ -183,8 +183,9 @@ class VectorStoreSearchView(VectorStoreView):
         operation_id="search_vector_store",
         summary="Search a vector store",
         description="The chunks nearest the query (or queries) by the store's embedding model, best first: `score` is "
-        "their cosine similarity (below 0 counts as 0). `filters` on the files' attributes. The query's embedding is "
-        "metered as `vector_stores/search`. `rewrite_query` is accepted; the query is used as given.",
+        "their cosine similarity (below 0 counts as 0), or with `ranking_options.hybrid_search` (as the file_search "
+        "tool's) that ranking fused with the keywords' (BM25). `filters` on the files' attributes. The query's "
+        "embedding is metered as `vector_stores/search`. `rewrite_query` is accepted; the query is used as given.",
         tags=TAGS,
         parameters=[_ID],
         request={"application/json": ref("VectorStoreSearchRequest")},
@@ -200,12 +201,13 @@ class VectorStoreSearchView(VectorStoreView):
         if body.get("filters") is not None:
             attribute_filters.check(body["filters"])
         threshold = _threshold(body.get("ranking_options"))
+        hybrid = hybrid_of(body.get("ranking_options"), "ranking_options")
         if not self.key.may_use(store.embedding_model):
             raise errors.InvalidRequest(f"The store's embedding model '{store.embedding_model}' is not one this key "
                                         "may use.", param="vector_store_id")  # fmt: skip
         try:
             hits = async_to_sync(search)(self.key, [store], queries, max_results=limit, threshold=threshold,
-                                         filters=body.get("filters"),
+                                         filters=body.get("filters"), hybrid=hybrid,
                                          request_id=self.request._request.scope["hub"].request_id)  # fmt: skip
         except EmbeddingFailed as failed:
             raise failed.error from None

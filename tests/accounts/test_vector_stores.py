@@ -217,3 +217,26 @@ def test_searches_read_vectors_from_memory_while_they_stay_current(store, settin
     vector_stores.claim(other.pk, stale_seconds=60)
     vector_stores.finish(other.pk, [("d", np.ones(4, "<f4").tobytes())])
     assert vectors.of_files([other.pk])[other.pk] is not vectors.of_files([other.pk])[other.pk]
+
+
+def test_keyword_postings_are_kept_beside_the_vectors_while_current(store, settings):
+    from hub.vector_stores import keywords, vectors
+
+    vectors.clear()
+    row = store.files.first()
+    vector_stores.claim(row.pk, stale_seconds=60)
+    vector_stores.finish(row.pk, [("a fox", np.ones(4, "<f4").tobytes()), ("the fox fox", np.ones(4, "<f4").tobytes())])
+    first = keywords.of_files([row.pk])[row.pk]
+    assert first.lengths.tolist() == [2, 3] and first.postings["fox"][1].tolist() == [1, 2]
+    assert first.chunk_ids == vectors.of_files([row.pk])[row.pk].chunk_ids  # aligned with the vectors, chunk by chunk
+    assert keywords.of_files([row.pk])[row.pk] is first  # kept
+    vector_stores.add_files(store, [Entry(row.file_id, Chunking(), {})], api_key_id=None)  # indexed again
+    vector_stores.claim(row.pk, stale_seconds=60)
+    vector_stores.finish(row.pk, [("an owl", np.ones(4, "<f4").tobytes())])
+    again = keywords.of_files([row.pk])[row.pk]
+    assert again is not first and set(again.postings) == {"an", "owl"}
+    vectors.clear()  # the one memory of both
+    assert keywords.of_files([row.pk])[row.pk] is not again
+    settings.HUB_VECTOR_CACHE_MB = 0
+    vectors.clear()
+    assert keywords.of_files([row.pk])[row.pk] is not keywords.of_files([row.pk])[row.pk]

@@ -214,6 +214,54 @@ def test_failures_and_refusals(hub, live_hub):
         other().vector_stores.search(store.id, query="x")
 
 
+def test_hybrid_search_fuses_the_keywords_ranking_with_the_embeddings(hub):
+    """``ranking_options.hybrid_search``: a part number no embedding ranks first comes first by its keywords; the
+    scores are the documented fusion of the embeddings' ranking (the same search without it) and the keywords'."""
+    client = hub()
+    docs = {**DOCS, "parts.txt": "Order form. Item ZX-4471 ships in a blue crate."}
+    ids = {_upload(client, name, text): name for name, text in docs.items()}
+    store = _settled(client, client.vector_stores.create(name="hybrid", file_ids=list(ids)).id)
+
+    def search(**options) -> list[dict]:
+        body = {"query": "ZX-4471", "max_num_results": 50, **({"ranking_options": options} if options else {})}
+        page = _raw(hub, "POST", f"vector_stores/{store.id}/search", json=body).json()
+        assert_valid("VectorStoreSearchResultsPage", page)
+        return page["data"]
+
+    by_meaning = [hit["filename"] for hit in search()]
+    assert sorted(by_meaning) == sorted(docs)
+    keywords_only = search(hybrid_search={"embedding_weight": 0, "text_weight": 1})
+    assert [(h["filename"], h["score"]) for h in keywords_only][0] == ("parts.txt", 1.0)
+    assert all(h["score"] == 0 for h in keywords_only[1:])  # no term of the query in them
+    both = search(hybrid_search={"embedding_weight": 1, "text_weight": 1})
+    assert both[0]["filename"] == "parts.txt"
+    for hit in both:
+        fused = 1 / (60 + by_meaning.index(hit["filename"]) + 1) + (1 / 61 if hit["filename"] == "parts.txt" else 0)
+        assert hit["score"] == pytest.approx(fused / (2 / 61), abs=1e-6), (hit, by_meaning)
+    assert [h["filename"] for h in both[1:]] == [n for n in by_meaning if n != "parts.txt"]
+    threshold = search(hybrid_search={"embedding_weight": 1, "text_weight": 1}, score_threshold=0.6)
+    assert [h["filename"] for h in threshold] == ["parts.txt"]
+    refused = _raw(hub, "POST", f"vector_stores/{store.id}/search", json={
+        "query": "x", "ranking_options": {"hybrid_search": {"embedding_weight": 0, "text_weight": 0}}})  # fmt: skip
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "ranking_options.hybrid_search"
+
+    # the Responses API's file_search tool takes it, and echoes it
+    hybrid = {"embedding_weight": 0, "text_weight": 1}
+    tool = {"type": "file_search", "vector_store_ids": [store.id], "ranking_options": {"hybrid_search": hybrid}}
+    raw = client.responses.with_raw_response.create(
+        model=CHAT, input="Search for ZX-4471.", tools=[tool], tool_choice={"type": "file_search"}, max_tool_calls=1,
+        max_output_tokens=64, temperature=0, include=["file_search_call.results"])  # fmt: skip
+    body = raw.http_response.json()
+    assert_valid("Response", body)
+    assert body["tools"][0]["ranking_options"] == {"ranker": "auto", "score_threshold": 0, "hybrid_search": hybrid}
+    call = body["output"][0]
+    assert call["type"] == "file_search_call" and call["status"] == "completed", call
+    # the tool's results are the search's for the model's queries with the same options
+    same = _raw(hub, "POST", f"vector_stores/{store.id}/search", json={
+        "query": call["queries"], "ranking_options": {"hybrid_search": hybrid}}).json()["data"]  # fmt: skip
+    assert [(r["file_id"], r["score"]) for r in call["results"]] == [(h["file_id"], h["score"]) for h in same]
+
+
 def test_the_responses_api_runs_file_search(hub):
     """The model (SmolLM2, made to call the tool by tool_choice) searches the store; the hub runs the search, shows it
     as a file_search_call item and lets the model answer with the results: one response, one usage row of both
@@ -281,6 +329,16 @@ def test_the_responses_api_runs_file_search(hub):
         ({"tools": [], "tool_choice": {"type": "file_search"}}, 400, "tool_choice"),
         ({"tools": [{**tool, "max_num_results": 51}]}, 400, "tools[0].max_num_results"),
         ({"tools": [{**tool, "filters": {"type": "eq", "key": "a"}}]}, 400, "tools[0].filters.value"),
+        (
+            {"tools": [{**tool, "ranking_options": {"hybrid_search": {"embedding_weight": -1, "text_weight": 1}}}]},
+            400,
+            "tools[0].ranking_options.hybrid_search.embedding_weight",
+        ),
+        (
+            {"tools": [{**tool, "ranking_options": {"hybrid_search": {"text_weight": 0, "embedding_weight": 0}}}]},
+            400,
+            "tools[0].ranking_options.hybrid_search",
+        ),
     ]:
         answer = _raw(hub, "POST", "responses", json={**ask, **changes})
         assert answer.status_code == status, (changes, answer.text)

@@ -1,0 +1,94 @@
+"""The keyword half of a hybrid search (the file_search tool's ``ranking_options.hybrid_search``): each candidate
+chunk's BM25 score for the queries, its terms matched as words (Unicode ``\\w+``, case-folded, no stemming).
+
+BM25 as Lucene scores it (bm25s' ``lucene`` method, the tests' reference): for a query term of document frequency
+``df`` among the ``n`` candidate chunks, ``idf = ln(1 + (n - df + 0.5) / (df + 0.5))``, and a chunk of ``dl`` terms
+that holds it ``tf`` times scores ``idf * tf / (tf + k1 * (1 - b + b * dl / avgdl))``, summed over the query's terms
+(a repeated term counts again). The statistics are those of the chunks the search scores, so a filter or another
+store changes them, as it changes the candidates. With several queries a chunk takes its best query's score, as the
+semantic half takes its nearest query.
+
+Each file's postings (term -> the chunks that hold it, how often) are kept in memory beside its vectors
+(``file_cache.py``): a search reads the texts of a file only once while it stays indexed."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from accounts import vector_stores
+from hub.vector_stores import file_cache
+
+K1, B = 1.2, 0.75  # Lucene's (and Elasticsearch's) defaults
+_WORD = re.compile(r"\w+")
+
+
+def terms(text: str) -> list[str]:
+    return _WORD.findall(text.casefold())
+
+
+@dataclass(frozen=True)
+class FileTerms:
+    first: int  # its first chunk's id
+    chunk_ids: list[int]
+    lengths: np.ndarray  # [chunks] float32: each chunk's number of terms
+    postings: dict[str, tuple[np.ndarray, np.ndarray]]  # term -> ([hits] int32 chunk positions, [hits] float32 counts)
+
+    @property
+    def nbytes(self) -> int:  # the arrays, and ~100 bytes of dict entry, tuple and array headers a term
+        return self.lengths.nbytes + sum(p.nbytes + c.nbytes + 100 + len(t) for t, (p, c) in self.postings.items())
+
+
+def index(chunk_ids: list[int], texts: list[str]) -> FileTerms:
+    """One file's postings, its chunks in id order."""
+    found: dict[str, tuple[list[int], list[int]]] = {}
+    lengths = np.zeros(len(texts), np.float32)
+    for position, text in enumerate(texts):
+        words = terms(text)
+        lengths[position] = len(words)
+        for term, count in Counter(words).items():
+            positions, counts = found.setdefault(term, ([], []))
+            positions.append(position)
+            counts.append(count)
+    postings = {t: (np.array(p, np.int32), np.array(c, np.float32)) for t, (p, c) in found.items()}
+    return FileTerms(chunk_ids[0], chunk_ids, lengths, postings)
+
+
+def _read(file_rows: list[int]) -> dict[int, FileTerms]:
+    grouped: dict[int, tuple[list[int], list[str]]] = {}
+    for chunk, row, text in vector_stores.chunk_texts(file_rows):
+        ids, texts = grouped.setdefault(row, ([], []))
+        ids.append(chunk)
+        texts.append(text)
+    return {row: index(ids, texts) for row, (ids, texts) in grouped.items()}
+
+
+def of_files(file_rows: list[int]) -> dict[int, FileTerms]:
+    """The postings of those files' chunks (files without chunks left out); from memory where still current."""
+    return file_cache.of_files("keywords", file_rows, _read)  # type: ignore[return-value]
+
+
+def bm25(files: list[FileTerms], queries: list[str]) -> np.ndarray:
+    """[chunks of ``files``, in their order] each chunk's BM25 score for its best query (0: no query term in it)."""
+    offsets = np.cumsum([0] + [len(f.chunk_ids) for f in files])
+    lengths = np.concatenate([f.lengths for f in files]) if files else np.zeros(0, np.float32)
+    n = len(lengths)
+    if n == 0:
+        return np.zeros(0, np.float32)
+    norm = K1 * (1 - B + B * lengths / max(float(lengths.mean()), 1e-9))
+    best = np.zeros(n, np.float32)
+    for query in queries:
+        score = np.zeros(n, np.float32)
+        for term in terms(query):
+            hits = [(f.postings[term], offset) for f, offset in zip(files, offsets, strict=False) if term in f.postings]
+            if not hits:
+                continue
+            where = np.concatenate([positions + offset for (positions, _), offset in hits])
+            tf = np.concatenate([counts for (_, counts), _ in hits])
+            idf = np.log1p((n - len(where) + 0.5) / (len(where) + 0.5))
+            score[where] += idf * tf / (tf + norm[where])
+        np.maximum(best, score, out=best)
+    return best
