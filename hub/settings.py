@@ -333,7 +333,8 @@ CELERY_BEAT_SCHEDULE["expire-webhook-deliveries"] = {"task": "accounts.expire_we
 # the embedding model a vector store uses unless its creation names one (``embedding_model``): a catalog embedding
 # model the creating key is entitled to
 HUB_VECTOR_STORE_EMBEDDING_MODEL = env_str("HUB_VECTOR_STORE_EMBEDDING_MODEL", "all-minilm-l6-v2")
-# chunk vectors kept in memory per hub process for searches (hub/vector_stores/vectors.py); 0 keeps none
+# chunk vectors, and hybrid searches' keyword postings, kept in memory per hub process for searches
+# (hub/vector_stores/file_cache.py); 0 keeps none
 HUB_VECTOR_CACHE_MB = env_int("HUB_VECTOR_CACHE_MB", 256, min_value=0)
 # Stored Responses API answers (``store``, the default) are deleted this many days after they were made (OpenAI
 # keeps them 30); 0 keeps them until deleted.

@@ -44,10 +44,13 @@ def _keep(kind: str, row: int, value: PerFile) -> None:
             _held -= dropped.nbytes
 
 
-def of_files(kind: str, file_rows: list[int], read: Callable[[list[int]], dict[int, PerFile]]) -> dict[int, PerFile]:
+def of_files(kind: str, file_rows: list[int], read: Callable[[list[int]], dict[int, PerFile]],
+             summary: dict[int, tuple[int, int]] | None = None) -> dict[int, PerFile]:  # fmt: skip
     """``kind``'s copy of those files (files without chunks left out): from memory where still current, the others
-    by ``read`` (file rows -> their copies), then kept."""
-    summary = vector_stores.chunk_summary(file_rows)
+    by ``read`` (file rows -> their copies), then kept. ``summary``: each file's (first chunk id, number of chunks)
+    where the caller has just read them (a search's vectors), else read here."""
+    if summary is None:
+        summary = vector_stores.chunk_summary(file_rows)
     found: dict[int, PerFile] = {}
     with _lock:
         for row, (first, count) in summary.items():

@@ -36,10 +36,7 @@ class FileTerms:
     chunk_ids: list[int]
     lengths: np.ndarray  # [chunks] float32: each chunk's number of terms
     postings: dict[str, tuple[np.ndarray, np.ndarray]]  # term -> ([hits] int32 chunk positions, [hits] float32 counts)
-
-    @property
-    def nbytes(self) -> int:  # the arrays, and ~100 bytes of dict entry, tuple and array headers a term
-        return self.lengths.nbytes + sum(p.nbytes + c.nbytes + 100 + len(t) for t, (p, c) in self.postings.items())
+    nbytes: int  # the arrays, and ~100 bytes of dict entry, tuple and array headers a term
 
 
 def index(chunk_ids: list[int], texts: list[str]) -> FileTerms:
@@ -54,7 +51,8 @@ def index(chunk_ids: list[int], texts: list[str]) -> FileTerms:
             positions.append(position)
             counts.append(count)
     postings = {t: (np.array(p, np.int32), np.array(c, np.float32)) for t, (p, c) in found.items()}
-    return FileTerms(chunk_ids[0], chunk_ids, lengths, postings)
+    size = lengths.nbytes + sum(p.nbytes + c.nbytes + 100 + len(t) for t, (p, c) in postings.items())
+    return FileTerms(chunk_ids[0], chunk_ids, lengths, postings, size)
 
 
 def _read(file_rows: list[int]) -> dict[int, FileTerms]:
@@ -66,9 +64,10 @@ def _read(file_rows: list[int]) -> dict[int, FileTerms]:
     return {row: index(ids, texts) for row, (ids, texts) in grouped.items()}
 
 
-def of_files(file_rows: list[int]) -> dict[int, FileTerms]:
-    """The postings of those files' chunks (files without chunks left out); from memory where still current."""
-    return file_cache.of_files("keywords", file_rows, _read)  # type: ignore[return-value]
+def of_files(file_rows: list[int], summary: dict[int, tuple[int, int]] | None = None) -> dict[int, FileTerms]:
+    """The postings of those files' chunks (files without chunks left out); from memory where still current.
+    ``summary``: each file's (first chunk id, number of chunks), as its vectors just read show them."""
+    return file_cache.of_files("keywords", file_rows, _read, summary)  # type: ignore[return-value]
 
 
 def bm25(files: list[FileTerms], queries: list[str]) -> np.ndarray:

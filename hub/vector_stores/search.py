@@ -127,8 +127,10 @@ async def search(
         return []
     scores = np.clip(np.concatenate([(v.matrix @ asked.T).max(axis=1) for _, v in groups]), 0.0, 1.0)
     if hybrid is not None:
-        postings = await db(keywords.of_files, [row for row, _ in groups])
-        # a file indexed again between the two reads: its chunks match no keyword this once
+        # current where they match the vectors just read (no second query); a file indexed again between the two
+        # reads (its texts newer than its vectors) matches no keyword this once
+        postings = await db(keywords.of_files, [row for row, _ in groups],
+                            {row: (v.first, len(v.chunk_ids)) for row, v in groups})  # fmt: skip
         aligned = [t if (t := postings.get(row)) is not None and t.chunk_ids == v.chunk_ids
                    else keywords.index(v.chunk_ids, [""] * len(v.chunk_ids)) for row, v in groups]  # fmt: skip
         scores = fuse(scores, keywords.bm25(aligned, queries), hybrid)

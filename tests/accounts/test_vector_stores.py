@@ -230,6 +230,7 @@ def test_keyword_postings_are_kept_beside_the_vectors_while_current(store, setti
     assert first.lengths.tolist() == [2, 3] and first.postings["fox"][1].tolist() == [1, 2]
     assert first.chunk_ids == vectors.of_files([row.pk])[row.pk].chunk_ids  # aligned with the vectors, chunk by chunk
     assert keywords.of_files([row.pk])[row.pk] is first  # kept
+    assert keywords.of_files([row.pk], {row.pk: (first.first, 2)})[row.pk] is first  # as a search's vectors show it
     vector_stores.add_files(store, [Entry(row.file_id, Chunking(), {})], api_key_id=None)  # indexed again
     vector_stores.claim(row.pk, stale_seconds=60)
     vector_stores.finish(row.pk, [("an owl", np.ones(4, "<f4").tobytes())])
