@@ -27,11 +27,9 @@ kept, and a re-run reuses those of the same size.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -40,21 +38,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_usage import ensure_database  # noqa: E402
-from tests.support.django_env import setup_django  # noqa: E402
+from benchmarks.bench_vector_search import open_database, parse_args, store_of  # noqa: E402
 
 TOP = 10
 VOCABULARY = 20_000
 WORDS_PER_CHUNK = 130
 QUERY = "w40 w350 w2600"  # words of a few hundredths, thousandths and ten-thousandths of the chunks
-
-
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 50_000])
-    parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/bench_hybrid")
-    return parser.parse_args()
 
 
 def texts_of(size: int) -> list[str]:
@@ -65,46 +54,22 @@ def texts_of(size: int) -> list[str]:
 
 
 def file_of(size: int) -> int:
-    """The row id of a completed file of ``size`` chunks (made once, then reused)."""
-    from accounts import files, services, vector_stores
-    from accounts.models import Tenant, VectorStore, VectorStoreChunk, VectorStoreFile
-
-    name = f"hybrid-{size}"
-    found = VectorStore.objects.filter(name=name).first()
-    if found is not None:
-        return found.files.get().pk
-    tenant = Tenant.objects.filter(slug="bench").first() or services.create_tenant("bench", "Bench")
-    store = vector_stores.create_store(tenant_id=tenant.pk, name=name, embedding_model="all-minilm-l6-v2",
-                                       expires_after_days=None, metadata={})  # fmt: skip
-    stored = files.create(tenant_id=tenant.pk, api_key_id=None, purpose="assistants", filename=f"{name}.txt",
-                          content=b"x")  # fmt: skip
-    [row] = vector_stores.add_files(store, [vector_stores.Entry(stored.pk, vector_stores.Chunking(), {})],
-                                    api_key_id=None)  # fmt: skip
-    vector = np.zeros(4, "<f4").tobytes()  # the keyword half never reads it
+    """The row id of the one file of a store of ``size`` chunks (made once, then reused)."""
     texts = texts_of(size)
-    for start in range(0, size, 5000):
-        VectorStoreChunk.objects.bulk_create(
-            VectorStoreChunk(file=row, vector_store=store, position=i, text=texts[i], embedding=vector)
-            for i in range(start, min(start + 5000, size))
-        )  # fmt: skip
-    VectorStoreFile.objects.filter(pk=row.pk).update(status="completed")
-    return row.pk
+    vector = np.zeros(4, "<f4").tobytes()  # the keyword half never reads it
+    store = store_of(f"hybrid-{size}", size, lambda start, end: [(t, vector) for t in texts[start:end]])
+    return store.files.get().pk
 
 
 def main() -> None:
-    args = parse_args()
+    args = parse_args(__doc__, "bench_hybrid")
     import bm25s
 
-    ensure_database(args.database_url, fresh=False)
-    setup_django({"HUB_DATABASE_URL": args.database_url, "HUB_ENV": "dev",
-                  "HUB_DATA_DIR": tempfile.mkdtemp(prefix="bench-hybrid-")})  # fmt: skip
-    from django.core.management import call_command
-
+    open_database(args.database_url)
     from accounts import vector_stores
     from hub.vector_stores import file_cache, keywords
     from hub.vector_stores.search import Hybrid, fuse
 
-    call_command("migrate", verbosity=0)
     columns = ("read+index", "cached", "bm25+fuse", "bm25s index", "bm25s score")
     print(f"{'chunks':>8}" + "".join(f" {name:>16}" for name in columns) + "   (median / max, ms)  postings MB")
     for size in args.sizes:

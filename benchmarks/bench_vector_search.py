@@ -31,6 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -45,20 +46,21 @@ DIMS = 384
 TOP = 10
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(doc: str = __doc__, database: str = "bench_vectors") -> argparse.Namespace:
+    """The vector store benches' arguments (``doc``: the bench's own, ``database``: its database's name)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 50_000])
     parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/bench_vectors")
+    parser.add_argument("--database-url", default=f"postgres://postgres@127.0.0.1:5432/{database}")
     return parser.parse_args()
 
 
-def store_of(size: int):
-    """A store of ``size`` chunks in one completed file (made once, then reused)."""
+def store_of(name: str, size: int, batch: Callable[[int, int], list[tuple[str, bytes]]]):
+    """A store called ``name`` of ``size`` chunks in one completed file (made once, then reused); ``batch(start,
+    end)``: the (text, vector bytes) of those chunks."""
     from accounts import files, services, vector_stores
     from accounts.models import Tenant, VectorStore, VectorStoreChunk, VectorStoreFile
 
-    name = f"bench-{size}"
     found = VectorStore.objects.filter(name=name).first()
     if found is not None:
         return found
@@ -69,32 +71,46 @@ def store_of(size: int):
                           content=b"x")  # fmt: skip
     [row] = vector_stores.add_files(store, [vector_stores.Entry(stored.pk, vector_stores.Chunking(), {})],
                                     api_key_id=None)  # fmt: skip
-    rng = np.random.default_rng(size)
-    text = ("lorem ipsum dolor sit amet " * 32)[:800]
     for start in range(0, size, 5000):
-        vectors = rng.standard_normal((min(5000, size - start), DIMS)).astype("<f4")
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        chunks = batch(start, min(start + 5000, size))
         VectorStoreChunk.objects.bulk_create(
-            VectorStoreChunk(file=row, vector_store=store, position=start + i, text=text, embedding=v.tobytes())
-            for i, v in enumerate(vectors)
+            VectorStoreChunk(file=row, vector_store=store, position=start + i, text=text, embedding=vector)
+            for i, (text, vector) in enumerate(chunks)
         )  # fmt: skip
     VectorStoreFile.objects.filter(pk=row.pk).update(status="completed")
     return store
+
+
+def open_database(url: str) -> None:
+    """The benchmark's own database, created if missing, Django set up on it and migrated."""
+    ensure_database(url, fresh=False)
+    setup_django({"HUB_DATABASE_URL": url, "HUB_ENV": "dev", "HUB_DATA_DIR": tempfile.mkdtemp(prefix="bench-vs-")})
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def random_store(size: int):
+    """Random unit vectors, one text for all: what the semantic half reads."""
+    rng = np.random.default_rng(size)
+    text = ("lorem ipsum dolor sit amet " * 32)[:800]
+
+    def batch(start: int, end: int) -> list[tuple[str, bytes]]:
+        vectors = rng.standard_normal((end - start, DIMS)).astype("<f4")
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        return [(text, v.tobytes()) for v in vectors]
+
+    return store_of(f"bench-{size}", size, batch)
 
 
 def main() -> None:
     args = parse_args()
     import faiss
 
-    ensure_database(args.database_url, fresh=False)
-    setup_django({"HUB_DATABASE_URL": args.database_url, "HUB_ENV": "dev",
-                  "HUB_DATA_DIR": tempfile.mkdtemp(prefix="bench-vectors-")})  # fmt: skip
-    from django.core.management import call_command
-
+    open_database(args.database_url)
     from hub.vector_stores import vectors
     from hub.vector_stores.search import _candidates, _texts_and_names
 
-    call_command("migrate", verbosity=0)
     query = np.random.default_rng(0).standard_normal((1, DIMS)).astype("<f4")
     query /= np.linalg.norm(query)
     columns = ("read", "cached", "score", "texts", "faiss", "faiss+read")
@@ -105,7 +121,7 @@ def main() -> None:
 
     print(f"{'chunks':>8}" + "".join(f" {name:>16}" for name in columns) + "   (median / max, ms)")
     for size in args.sizes:
-        store = store_of(size)
+        store = random_store(size)
         times: dict[str, list[float]] = {name: [] for name in columns}
         index = faiss.IndexFlatIP(DIMS)
         index.add(matrix(_candidates([store.pk], None))[1])
