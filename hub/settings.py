@@ -333,6 +333,9 @@ CELERY_BEAT_SCHEDULE["expire-webhook-deliveries"] = {"task": "accounts.expire_we
 # the embedding model a vector store uses unless its creation names one (``embedding_model``): a catalog embedding
 # model the creating key is entitled to
 HUB_VECTOR_STORE_EMBEDDING_MODEL = env_str("HUB_VECTOR_STORE_EMBEDDING_MODEL", "all-minilm-l6-v2")
+# a catalog rerank model (a cross-encoder) that re-ranks a search's best chunks when the key may use it and the search
+# does not say ``ranking_options.ranker: "none"`` (hub/vector_stores/search.py); empty: no re-ranking
+HUB_VECTOR_STORE_RERANK_MODEL = env_str("HUB_VECTOR_STORE_RERANK_MODEL", "")
 # chunk vectors, and hybrid searches' keyword postings, kept in memory per hub process for searches
 # (hub/vector_stores/file_cache.py); 0 keeps none
 HUB_VECTOR_CACHE_MB = env_int("HUB_VECTOR_CACHE_MB", 256, min_value=0)

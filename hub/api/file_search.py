@@ -5,8 +5,9 @@ runs the search here with the request's key (each query's embedding metered as `
 call as a ``file_search_call`` item (its ``results`` only with ``include: ["file_search_call.results"]``, as
 OpenAI's), gives the model the results as the function's output, and lets it answer. The tool's
 ``vector_store_ids`` (this tenant's stores, one embedding model), ``max_num_results``, ``filters``,
-``ranking_options.score_threshold`` and ``ranking_options.hybrid_search`` (keywords' ranking fused with the
-embeddings', ``hub/vector_stores/search.py``) apply as on ``POST /vector_stores/{id}/search``."""
+``ranking_options.score_threshold``, ``ranking_options.hybrid_search`` (keywords' ranking fused with the
+embeddings', ``hub/vector_stores/search.py``) and ``ranking_options.ranker`` (re-ranking by the operator's rerank
+model, or ``none``) apply as on ``POST /vector_stores/{id}/search``."""
 
 from __future__ import annotations
 
@@ -51,11 +52,12 @@ class FileSearch:
     filters: dict | None
     include_results: bool
     hybrid: Hybrid | None = None
+    ranker: str | None = None
 
     async def run(self, key: KeyContext, queries: list[str]) -> list[dict]:
         """The results, best first, as the file_search_call item shows them."""
         hits = await search(key, self.stores, queries, max_results=self.max_results, threshold=self.threshold,
-                            filters=self.filters, hybrid=self.hybrid)  # fmt: skip
+                            filters=self.filters, hybrid=self.hybrid, ranker=self.ranker)  # fmt: skip
         return [{"file_id": h.file_id, "filename": h.filename, "score": h.score, "text": h.text,
                  "attributes": h.attributes} for h in hits]  # fmt: skip
 
@@ -96,7 +98,7 @@ async def plan(key: KeyContext, body: dict) -> FileSearch | None:
     threshold = float(options.get("score_threshold") or 0)
     include = RESULTS_INCLUDE in (body.get("include") or [])
     return FileSearch(stores, tool.get("max_num_results") or DEFAULT_RESULTS, threshold, tool.get("filters"), include,
-                      hybrid_of(options, "tools.ranking_options"))  # fmt: skip
+                      hybrid_of(options, "tools.ranking_options"), options.get("ranker"))  # fmt: skip
 
 
 def queries(arguments: str) -> list[str]:

@@ -184,7 +184,9 @@ class VectorStoreSearchView(VectorStoreView):
         summary="Search a vector store",
         description="The chunks nearest the query (or queries) by the store's embedding model, best first: `score` is "
         "their cosine similarity (below 0 counts as 0), or with `ranking_options.hybrid_search` (as the file_search "
-        "tool's) that ranking fused with the keywords' (BM25). `filters` on the files' attributes. The query's "
+        "tool's) that ranking fused with the keywords' (BM25); then, where the operator names a rerank model the key "
+        "may use (`HUB_VECTOR_STORE_RERANK_MODEL`) and `ranking_options.ranker` is not `none`, the best 50 re-ranked "
+        "by it (`score`: its relevance). `filters` on the files' attributes. The query's "
         "embedding is metered as `vector_stores/search`. `rewrite_query` is accepted; the query is used as given.",
         tags=TAGS,
         parameters=[_ID],
@@ -208,6 +210,7 @@ class VectorStoreSearchView(VectorStoreView):
         try:
             hits = async_to_sync(search)(self.key, [store], queries, max_results=limit, threshold=threshold,
                                          filters=body.get("filters"), hybrid=hybrid,
+                                         ranker=(body.get("ranking_options") or {}).get("ranker"),
                                          request_id=self.request._request.scope["hub"].request_id)  # fmt: skip
         except EmbeddingFailed as failed:
             raise failed.error from None

@@ -10,26 +10,38 @@ similarity and by their keywords' BM25 score (``keywords.py``), and fuses the tw
 rank fusion: ``embedding_weight / (60 + semantic rank) + text_weight / (60 + keyword rank)``, the second term only
 for a chunk that holds a query term (60: Cormack et al.'s constant, Elasticsearch's and OpenSearch's default).
 ``score`` is that sum over the most it can be (first in both rankings), so it stays in [0, 1], and
-``score_threshold`` applies to it."""
+``score_threshold`` applies to it.
+
+Re-ranking (``ranking_options.ranker`` other than ``none``, OpenAI's default ``auto``): where the operator names a
+catalog rerank model (``HUB_VECTOR_STORE_RERANK_MODEL``) that the caller's key may use, the best ``RERANK_DEPTH``
+chunks of that ranking are scored again by it (a cross-encoder reads each query with each chunk; through the gateway
+with the caller's key, metered as ``vector_stores/search``), and its relevance (the best query's, clipped to [0, 1])
+is their ``score``, order and threshold. Without such a model the ranking above is the answer."""
 
 from __future__ import annotations
 
+import json
+import secrets
 from dataclasses import dataclass
 
 import numpy as np
+from django.conf import settings
 
 from accounts import vector_stores
 from accounts.authn import KeyContext
 from accounts.models import StoredFile, VectorStore, VectorStoreChunk
 from hub.api import errors
+from hub.api.relay_common import error_from_upstream
+from hub.batches.call import call
 from hub.pool import db
 from hub.vector_stores import filters as attribute_filters
 from hub.vector_stores import keywords, vectors
-from hub.vector_stores.embed import embed
+from hub.vector_stores.embed import EmbeddingFailed, embed
 from hub.vector_stores.vectors import FileVectors
 
 METERED_ROUTE = "vector_stores/search"
 RRF_K = 60
+RERANK_DEPTH = 50  # the chunks a re-ranking reads again: OpenAI's largest max_num_results
 
 
 @dataclass(frozen=True)
@@ -105,6 +117,26 @@ def _candidates(store_ids: list[str], filters: dict | None) -> Candidates:
     return Candidates(files, vectors.of_files(list(files)) if files else {})
 
 
+def reranker(key: KeyContext, ranker: str | None) -> str | None:
+    """The rerank model a search of ``key`` re-ranks with (see above), or None."""
+    model = settings.HUB_VECTOR_STORE_RERANK_MODEL
+    return model if model and ranker != "none" and key.may_use(model) else None
+
+
+async def _relevance(key: KeyContext, model: str, queries: list[str], texts: list[str]) -> np.ndarray:
+    """[len(texts)] the rerank model's relevance of each text to its best query, in [0, 1]."""
+    best = np.zeros(len(texts))
+    for query in queries:
+        body = {"model": model, "query": query, "documents": texts, "return_documents": False}
+        answer = await call(key, "rerank", body, "req_" + secrets.token_hex(12), batch=False,
+                            metered_route=METERED_ROUTE)  # fmt: skip
+        if answer.status != 200:  # as an embedding's failure: the client of the search gets the gateway's error
+            raise EmbeddingFailed(error_from_upstream(answer.status, answer.body))
+        for result in json.loads(answer.body)["results"]:
+            best[result["index"]] = max(best[result["index"]], result["relevance_score"])
+    return np.clip(best, 0.0, 1.0)
+
+
 def _texts_and_names(tenant_id: int, chunk_ids: list[int], file_ids: set[str]) -> tuple[dict, dict]:
     texts = dict(VectorStoreChunk.objects.filter(pk__in=chunk_ids).values_list("pk", "text"))
     names = dict(StoredFile.objects.filter(tenant_id=tenant_id, pk__in=file_ids).values_list("pk", "filename"))
@@ -114,9 +146,10 @@ def _texts_and_names(tenant_id: int, chunk_ids: list[int], file_ids: set[str]) -
 async def search(
     key: KeyContext, stores: list[VectorStore], queries: list[str], *, max_results: int, threshold: float = 0.0,
     filters: dict | None = None, request_id: str | None = None, hybrid: Hybrid | None = None,
+    ranker: str | None = None,
 ) -> list[Hit]:  # fmt: skip
     """The stores share one embedding model (the caller checks); ``request_id``: the id the query's usage row takes;
-    ``hybrid``: fuse the keyword ranking in (see above)."""
+    ``hybrid``: fuse the keyword ranking in; ``ranker``: ``ranking_options.ranker`` (see above)."""
     for store in stores:
         await db(vector_stores.touch, store)
     found = await db(_candidates, [s.pk for s in stores], filters)
@@ -136,7 +169,16 @@ async def search(
         scores = fuse(scores, keywords.bm25(aligned, queries), hybrid)
     chunk_ids = [chunk for _, v in groups for chunk in v.chunk_ids]
     file_rows = [row for row, v in groups for _ in v.chunk_ids]
-    order = [int(i) for i in np.argsort(-scores, kind="stable") if scores[i] >= threshold][:max_results]
+    ranked = np.argsort(-scores, kind="stable")
+    if (model := reranker(key, ranker)) is not None:
+        top = ranked[:RERANK_DEPTH]
+        texts = await db(lambda: dict(VectorStoreChunk.objects.filter(pk__in=[chunk_ids[i] for i in top])
+                                      .values_list("pk", "text")))  # fmt: skip
+        relevance = await _relevance(key, model, queries, [texts.get(chunk_ids[i], "") for i in top])
+        scores = scores.astype(np.float64)
+        scores[top] = relevance
+        ranked = top[np.argsort(-relevance, kind="stable")]
+    order = [int(i) for i in ranked if scores[i] >= threshold][:max_results]
     best = [chunk_ids[i] for i in order]
     files = [found.files[file_rows[i]] for i in order]
     texts, names = await db(_texts_and_names, stores[0].tenant_id, best, {file_id for file_id, _ in files})

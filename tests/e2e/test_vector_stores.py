@@ -15,10 +15,12 @@ import pytest
 from django.utils import timezone
 
 from accounts import services
-from accounts.models import StoredResponse, UsageRecord, VectorStore, VectorStoreChunk
+from accounts.models import ModelKind, StoredResponse, UsageRecord, VectorStore, VectorStoreChunk
 from tests.openai_spec import assert_valid
+from tests.support import encoders
 from tests.support.batches import batch_worker
-from tests.support.live import CHAT, EMBED, hub_clients, rows
+from tests.support.inference import inference_service, model_flags
+from tests.support.live import CHAT, EMBED, STORE_RERANKER, barrier, hub_clients, rows
 from tests.support.office import slide_deck
 from tests.support.pdfs import text_pdf
 
@@ -260,6 +262,51 @@ def test_hybrid_search_fuses_the_keywords_ranking_with_the_embeddings(hub):
     same = _raw(hub, "POST", f"vector_stores/{store.id}/search", json={
         "query": call["queries"], "ranking_options": {"hybrid_search": hybrid}}).json()["data"]  # fmt: skip
     assert [(r["file_id"], r["score"]) for r in call["results"]] == [(h["file_id"], h["score"]) for h in same]
+
+
+@pytest.fixture(scope="module")
+def reranker_url(tmp_path_factory):
+    """A service serving a tiny random-weight BERT cross-encoder (its relevance arbitrary, the same each time)."""
+    checkpoint = encoders.bert_reranker_checkpoint(tmp_path_factory.mktemp("store-rerank") / "bert-rerank")
+    with inference_service(*model_flags(f"tiny-rerank={checkpoint}:rerank")) as url:
+        yield f"{url}/v1"
+
+
+def test_a_rerank_model_reorders_the_best_chunks_unless_ranker_is_none(hub, reranker_url):
+    """The live hub names ``STORE_RERANKER`` (``HUB_VECTOR_STORE_RERANK_MODEL``): once the catalog has it and the key
+    may use it, a search's chunks take its relevance as their score and order (as ``/v1/rerank`` gives it for the
+    same query and texts), metered under ``vector_stores/search``; ``ranker: "none"``, or a key that may not use
+    it, searches as before."""
+    client = hub()
+    ids = {_upload(client, name, text): name for name, text in DOCS.items()}
+    store = _settled(client, client.vector_stores.create(name="rerank", file_ids=list(ids)).id)
+    services.register_model(STORE_RERANKER, ModelKind.RERANK, max_sequence_length=encoders.RERANK_MAX_POSITIONS,
+                            deployment_url=reranker_url, upstream_model="tiny-rerank")  # fmt: skip
+    services.grant_models(hub.tenant, [STORE_RERANKER])
+    key = services.issue_key(hub.tenant, name="rerank")  # a new key: the others' entitlements may be cached
+    query = "What is the capital of France?"
+
+    def search(secret: str, **options) -> list[dict]:
+        body = {"query": query, **({"ranking_options": options} if options else {})}
+        answer = httpx.post(f"{hub.url}/v1/vector_stores/{store.id}/search", json=body, timeout=60,
+                            headers={"authorization": f"Bearer {secret}"})  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        assert_valid("VectorStoreSearchResultsPage", answer.json())
+        return [(hit["filename"], hit["score"]) for hit in answer.json()["data"]]
+
+    reranked = search(key.secret)
+    direct = httpx.post(f"{hub.url}/v1/rerank", headers={"authorization": f"Bearer {key.secret}"}, timeout=60, json={
+        "model": STORE_RERANKER, "query": query, "documents": list(DOCS.values())}).json()  # fmt: skip
+    names = list(DOCS)
+    expected = [(names[r["index"]], round(min(max(r["relevance_score"], 0.0), 1.0), 6)) for r in direct["results"]]
+    assert [n for n, _ in reranked] == [n for n, _ in expected]
+    assert [s for _, s in reranked] == pytest.approx([s for _, s in expected], abs=1e-6)
+    by_meaning = search(hub.embed_only.secret)  # a key that may not use the reranker
+    assert search(key.secret, ranker="none") == by_meaning
+    assert by_meaning[0][0] == "france.txt" and by_meaning != reranked
+    barrier(hub)  # the re-ranking was metered, once: neither of the last two searches re-ranked
+    [row] = rows(route="vector_stores/search", model=STORE_RERANKER)
+    assert row.api_key_id == key.key.pk and row.prompt_tokens > 0
 
 
 def test_the_responses_api_runs_file_search(hub):

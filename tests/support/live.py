@@ -17,6 +17,9 @@ from tests.support.asgi_server import serving
 CHAT, COMPLETION, EMBED = "smollm2-135m-instruct", "gemma-3-270m", "all-minilm-l6-v2"
 VISION_NEXT, VISION_15 = "llava-next-tiny", "llava-1.5-tiny"
 WHISPER = "whisper-base"
+# the live hub's vector store reranker (HUB_VECTOR_STORE_RERANK_MODEL): a catalog model only the tests that register
+# it have (the others search without re-ranking, as on a hub whose operator names none)
+STORE_RERANKER = "store-reranker"
 MAX_AUDIO_SECONDS = 300  # the live service's INFERENCE_MAX_AUDIO_SECONDS
 FAKE_CHAT, FAKE_EMBED = "fake-chat", "fake-embed"  # the models the ``fake_hub`` fixture serves from a fake service
 
