@@ -137,10 +137,13 @@ async def _relevance(key: KeyContext, model: str, queries: list[str], texts: lis
     return np.clip(best, 0.0, 1.0)
 
 
+def _texts(chunk_ids: list[int]) -> dict[int, str]:
+    return dict(VectorStoreChunk.objects.filter(pk__in=chunk_ids).values_list("pk", "text"))
+
+
 def _texts_and_names(tenant_id: int, chunk_ids: list[int], file_ids: set[str]) -> tuple[dict, dict]:
-    texts = dict(VectorStoreChunk.objects.filter(pk__in=chunk_ids).values_list("pk", "text"))
     names = dict(StoredFile.objects.filter(tenant_id=tenant_id, pk__in=file_ids).values_list("pk", "filename"))
-    return texts, names
+    return _texts(chunk_ids), names
 
 
 async def search(
@@ -170,17 +173,19 @@ async def search(
     chunk_ids = [chunk for _, v in groups for chunk in v.chunk_ids]
     file_rows = [row for row, v in groups for _ in v.chunk_ids]
     ranked = np.argsort(-scores, kind="stable")
+    read: dict[int, str] = {}  # chunk id -> text, of the chunks re-ranked (the best are among them)
     if (model := reranker(key, ranker)) is not None:
         top = ranked[:RERANK_DEPTH]
-        texts = await db(lambda: dict(VectorStoreChunk.objects.filter(pk__in=[chunk_ids[i] for i in top])
-                                      .values_list("pk", "text")))  # fmt: skip
-        relevance = await _relevance(key, model, queries, [texts.get(chunk_ids[i], "") for i in top])
+        read = await db(_texts, [chunk_ids[i] for i in top])
+        relevance = await _relevance(key, model, queries, [read.get(chunk_ids[i], "") for i in top])
         scores = scores.astype(np.float64)
         scores[top] = relevance
         ranked = top[np.argsort(-relevance, kind="stable")]
     order = [int(i) for i in ranked if scores[i] >= threshold][:max_results]
     best = [chunk_ids[i] for i in order]
     files = [found.files[file_rows[i]] for i in order]
-    texts, names = await db(_texts_and_names, stores[0].tenant_id, best, {file_id for file_id, _ in files})
+    texts, names = await db(_texts_and_names, stores[0].tenant_id, [c for c in best if c not in read],
+                            {file_id for file_id, _ in files})  # fmt: skip
+    texts.update(read)
     return [Hit(file_id, names.get(file_id, ""), round(float(scores[i]), 6), attributes, texts.get(chunk, ""))
             for i, chunk, (file_id, attributes) in zip(order, best, files, strict=True)]  # fmt: skip
