@@ -37,6 +37,7 @@ from inference.layers.context import ForwardContext, forward_context  # noqa: E4
 from inference.loader.safetensors import load_model  # noqa: E402
 from inference.loader.sources import resolve_source  # noqa: E402
 from inference.sampling_params import SamplingParams  # noqa: E402
+from inference.server.registry import prepare_cpu  # noqa: E402
 from inference.tokenizer.detokenizer import IncrementalDetokenizer  # noqa: E402
 from inference.tokenizer.tokenizer import Tokenizer  # noqa: E402
 from inference.weights import quantize as Q  # noqa: E402
@@ -66,8 +67,7 @@ SENTENCES = [
 def build(name: str, mode: str):
     directory = resolve_source(f"packaged:{name}")
     model = load_model(directory).eval()
-    if mode != "none":
-        Q.quantize(model, mode)
+    prepare_cpu(model, mode)  # as the service: quantized, or under none float rows that do not follow the count
     return model, Tokenizer.from_dir(directory), directory
 
 
@@ -166,8 +166,7 @@ def embeddings(modes: list[str]) -> list[str]:
     rows, fp32 = [], None
     for mode in ["none", *modes]:
         model = load_model(directory).eval()
-        if mode != "none":
-            Q.quantize(model, mode)
+        prepare_cpu(model, mode)
         alone = torch.cat([model.embed([i]) for i in ids])
         together = model.embed(ids)
         fp32 = alone if fp32 is None else fp32
@@ -182,7 +181,7 @@ def embeddings(modes: list[str]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["smollm2", "gemma3"])
-    parser.add_argument("--modes", nargs="+", default=["int8", "int4", "int4x2", "auto"])
+    parser.add_argument("--modes", nargs="*", default=["int8", "int4", "int4x2", "auto"])  # none: fp32 only
     parser.add_argument("--tokens", type=int, default=256)
     parser.add_argument("--no-embeddings", action="store_true")
     args = parser.parse_args()

@@ -30,7 +30,14 @@ from inference.env import cache_dir
 log = logging.getLogger("inference.weights_cache")
 
 FORMAT_VERSION = 1  # bump when what is saved changes shape
-_CODE = ("models", "layers", "weights/quantize.py", "weights/quantize_moe.py", "weights_cache.py")
+_CODE = (
+    "models",
+    "layers",
+    "weights/quantize.py",
+    "weights/quantize_moe.py",
+    "weights/unquantized.py",
+    "weights_cache.py",
+)
 
 
 @cache

@@ -145,11 +145,8 @@ def build_model(spec: ModelSpec, tp: tuple[int, int] | None = None):
         model = load_model(directory, dtype=dtype, device=device).eval()
         if not hasattr(model, "new_state"):
             raise ConfigError(f"model {spec.id}: kind audio needs a Whisper checkpoint")
-        if device == "cpu" and spec.quantize_mode() != "none":
-            from inference.weights.quantize import quantize
-
-            # every layer: the decoder's steps on the int kernels, the encoder and window prefixes in the prefill dtype
-            quantize(model, spec.quantize_mode(), prefill=prefill_dtype())
+        if device == "cpu":
+            prepare_cpu(model, spec.quantize_mode())  # the decoder's steps on the int kernels (or float rows)
         return model, WhisperVocab.from_dir(directory), directory
     tokenizer = Tokenizer.from_dir(directory)
     if tp is not None:
@@ -172,13 +169,23 @@ def build_model(spec: ModelSpec, tp: tuple[int, int] | None = None):
         return model, tokenizer, directory
     model = load_model(directory, dtype=dtype, device=device).eval()
     if device == "cpu":
-        if spec.quantize_mode() != "none":
-            from inference.weights.quantize import quantize
-
-            # a vision-language model's tower and projector run once per image, like a prefill: they stay float
-            quantize(getattr(model, "language_model", model), spec.quantize_mode(), prefill=prefill)
+        # a vision-language model's tower and projector run once per image, like a prefill: they stay float
+        prepare_cpu(getattr(model, "language_model", model), spec.quantize_mode(), prefill)
         weights_cache.save(model, cached)
     return model, tokenizer, directory
+
+
+def prepare_cpu(model: torch.nn.Module, mode: str, prefill: str | None = None) -> None:
+    """Make ``model``'s layers batch invariant on the CPU, in place: quantized in ``mode`` (prompt rows in the
+    ``prefill`` dtype), or under ``none`` float layers whose rows do not depend on the row count."""
+    if mode == "none":
+        from inference.weights.unquantized import keep_float
+
+        keep_float(model)
+        return
+    from inference.weights.quantize import quantize
+
+    quantize(model, mode, prefill=prefill or prefill_dtype())
 
 
 def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop, ranks=None) -> LoadedModel:

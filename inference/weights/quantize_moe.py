@@ -7,7 +7,8 @@ their own ``QuantizedLinear`` (the model's mode: int4 where lossless, int4x2 els
 each (token, expert) row through it by the row's role, as the dense layers do: prompt rows on the bf16 prefill
 copy, generated rows on the int kernels, both bit for bit the same for a row whatever the row count. The pairs
 are grouped by expert (one call per expert with tokens, no per-token loop) and a token's k rows summed in float32
-in the router's order, as ``reference.fused_moe`` does.
+in the router's order, as ``reference.fused_moe`` does. Under ``quantize = "none"`` the experts are
+``FloatLinear``s of the float weights (``unquantized.keep_float``): every row alike, whatever the count.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch import nn
 from inference.layers.context import current_context
 from inference.layers.moe import FusedMoE
 from inference.weights.quantize import QuantizedLinear, quantized_linear
+from inference.weights.unquantized import FloatLinear
 from kernels.reference import gelu_tanh_and_mul, silu_and_mul
 
 
@@ -37,6 +39,10 @@ class QuantizedExperts(nn.Module):
             moe.intermediate_size,
             moe.activation,
         )
+        if mode == "none":  # float experts, every row alike whatever the count (``unquantized.keep_float``)
+            self.w13 = nn.ModuleList(FloatLinear(w, None) for w in moe.w13_weight.detach())
+            self.w2 = nn.ModuleList(FloatLinear(w, None) for w in moe.w2_weight.detach())
+            return
         self.w13 = nn.ModuleList(quantized_linear(w, None, mode, group_size) for w in moe.w13_weight.detach())
         self.w2 = nn.ModuleList(quantized_linear(w, None, mode, group_size) for w in moe.w2_weight.detach())
         if bf16_prefill:
@@ -44,7 +50,7 @@ class QuantizedExperts(nn.Module):
                 layer.use_bf16_prefill()
 
     @staticmethod
-    def _apply(layer: QuantizedLinear, x: torch.Tensor, generated: torch.Tensor | None) -> torch.Tensor:
+    def _apply(layer: QuantizedLinear | FloatLinear, x: torch.Tensor, generated: torch.Tensor | None) -> torch.Tensor:
         if generated is None:  # outside the engine's steps (tests): by row count, as the dense layers
             return layer.by_rows(x)
         return layer.by_role(x, *_roles(generated))

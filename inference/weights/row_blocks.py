@@ -10,12 +10,14 @@ equal on all 9 shapes at 16 to 512 rows a block (the block's size itself changes
 AVX-512 BF16 CPUs without AMX a row's bits never followed the count (the batch-invariance tests held there for
 weeks, and do on this machine with oneDNN held to that ISA), so one call does, as fast as before.
 
-fp32 (``float_linear``, prefill where bf16 is emulated) is MKL's sgemm, which rounds rows 1 to 11 of a small product
-differently from the same rows of a big one, and from 12 rows on gives a row the same bits whatever the count and
-offset (an AMD EPYC with AVX2, 1 and 2 threads, 12 to 4,096 rows, six layer shapes). So a product is padded to at
-least ``FLOAT_MIN_ROWS`` rows and made in one call, once a check on the layer's own shape at this thread count has
-found that to hold (``one_call_holds``); elsewhere (another BLAS or CPU) in blocks of ``FLOAT_ROW_BLOCK``. A chunk of
-a few prompt rows beside decoding sequences then costs 16 rows' product, not 128's.
+fp32 (``float_linear``: prefill where bf16 is emulated, and every row under ``quantize = "none"``) is MKL's sgemm,
+which rounds rows of some small products differently from the same rows of a big one, and from 12 rows on gives a row
+the same bits whatever the count and offset (an AMD EPYC with AVX2, 1 and 2 threads, 12 to 4,096 rows, six layer
+shapes). Under 12 it depends on the count and threads: there 1 to 3 rows differ at 1 thread, and all counts but 4
+and 8 at 2. So a product is made in one call, padded to at least ``FLOAT_MIN_ROWS`` rows or to a smaller count found to
+keep a row's bits, once a check on the layer's own shape at this thread count has found that to hold
+(``one_call_holds``, ``padded_rows``); elsewhere (another BLAS or CPU) in blocks of ``FLOAT_ROW_BLOCK``. A chunk of a
+few prompt rows beside decoding sequences then costs a few rows' product, not 128's.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from inference.layers.invariant_rows import FLOAT_ROW_BLOCK
 FLOAT_MIN_ROWS = 16  # fp32 products are padded to this many rows (sgemm's small-count kernels stop at 11)
 # Counts checked against the same rows of one product of more (``one_call_holds``), at two offsets
 _CHECK_ROWS, _CHECK_OFFSETS = (16, 17, 31, 64, 127, 200), (0, 7)
-_CHECKED: dict[tuple, bool] = {}  # (out, in, dtype, threads) -> whether one call keeps a row's bits
+# (out, in, dtype, threads) -> the counts under FLOAT_MIN_ROWS that keep a row's bits, then FLOAT_MIN_ROWS; None where
+# one call does not keep them (``_small_counts``)
+_CHECKED: dict[tuple, tuple[int, ...] | None] = {}
 
 
 def _default_block() -> int:
@@ -58,29 +62,48 @@ def linear_in_blocks(x: torch.Tensor, weight: torch.Tensor, block: int | None = 
 
 
 def float_linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """x [rows, in] @ weight [out, in].T -> [rows, out] in fp32, a row's bits independent of the row count: one call
-    of at least ``FLOAT_MIN_ROWS`` rows where ``one_call_holds``, else blocks of ``FLOAT_ROW_BLOCK``."""
+    """x [rows, in] @ weight [out, in].T -> [rows, out] in fp32, a row's bits independent of the row count: one call,
+    fewer rows than ``FLOAT_MIN_ROWS`` padded to the next count that keeps a row's bits (``padded_rows``), where
+    ``one_call_holds``; else blocks of ``FLOAT_ROW_BLOCK``."""
     if not one_call_holds(weight):
         return linear_in_blocks(x, weight, FLOAT_ROW_BLOCK)
     rows = x.shape[0]
     if rows >= FLOAT_MIN_ROWS:
         return F.linear(x, weight)
-    return F.linear(F.pad(x, (0, 0, 0, FLOAT_MIN_ROWS - rows)), weight)[:rows]
+    return F.linear(F.pad(x, (0, 0, 0, padded_rows(weight, rows) - rows)), weight)[:rows]
 
 
 def one_call_holds(weight: torch.Tensor) -> bool:
     """Whether one GEMM of ``FLOAT_MIN_ROWS`` rows or more gives each row the bits it has in any other on this CPU, at
-    this thread count and ``weight``'s shape: checked once per (shape, dtype, threads) on random rows (~10-90 ms at a
-    model's first prompt; the kernel MKL picks follows the shape and threads, not the values)."""
+    this thread count and ``weight``'s shape (``_small_counts``)."""
+    return _small_counts(weight) is not None
+
+
+def padded_rows(weight: torch.Tensor, rows: int) -> int:
+    """The fewest rows, at least ``rows`` (< ``FLOAT_MIN_ROWS``), that a product is padded to so that each row has the
+    bits of a big product's: on an AMD EPYC (AVX2) 4 or 8 at 2 threads, 4 and up at 1 (a one-row decode step then
+    multiplies 4 rows, not 16: 0.7x the time on SmolLM2's projections; a one-row product, 0.3x, keeps no row's bits)."""
+    return next(count for count in _small_counts(weight) if count >= rows)
+
+
+def _small_counts(weight: torch.Tensor) -> tuple[int, ...] | None:
+    """The row counts up to ``FLOAT_MIN_ROWS`` whose products give a row its bits in a product of 200, ending with
+    ``FLOAT_MIN_ROWS``; None where counts of ``FLOAT_MIN_ROWS`` and more do not. Checked once per (shape, dtype,
+    threads) on random rows, at two offsets (~10-90 ms at a model's first prompt; the kernel MKL picks follows the
+    shape and threads, not the values)."""
     key = (*weight.shape, weight.dtype, torch.get_num_threads())
-    if (known := _CHECKED.get(key)) is None:
+    if key not in _CHECKED:
         generator = torch.Generator().manual_seed(0)
         x = torch.randn(max(_CHECK_ROWS) + max(_CHECK_OFFSETS) + 6, weight.shape[1], generator=generator)
         x = x.to(weight.dtype)
         whole = F.linear(x, weight)
-        known = _CHECKED[key] = all(
-            torch.equal(F.linear(x[at : at + count], weight), whole[at : at + count])
-            for count in _CHECK_ROWS
-            for at in _CHECK_OFFSETS
-        )
-    return known
+
+        def keeps_bits(count: int) -> bool:
+            return all(
+                torch.equal(F.linear(x[at : at + count], weight), whole[at : at + count]) for at in _CHECK_OFFSETS
+            )
+
+        holds = all(keeps_bits(count) for count in _CHECK_ROWS)
+        small = (*(count for count in range(1, FLOAT_MIN_ROWS) if keeps_bits(count)), FLOAT_MIN_ROWS)
+        _CHECKED[key] = small if holds else None
+    return _CHECKED[key]

@@ -1,10 +1,12 @@
 """Answers of the configuration ``make run`` serves (``DEFAULT_MODELS``: the packaged models, ``quantize`` at its
 default) do not depend on what else is in the batch: greedy tokens and their logprobs bit for bit the same for a
-request alone, beside others, joining mid-flight, or prefilled in chunks of another size; embeddings alone or in a
-batch within 1e-6, and within cosine 0.99999 of sentence-transformers."""
+request alone, beside others, joining mid-flight, or prefilled in chunks of another size; embeddings bit for bit the
+same alone or in a batch, and within cosine 0.99999 of sentence-transformers. The same for a chat model an operator
+serves unquantized (``quantize = "none"``: float layers whose rows do not depend on the row count)."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import pytest
@@ -17,6 +19,7 @@ from inference.packaged import minilm_dir
 from inference.sampling_params import SamplingParams
 from inference.server.registry import build_model
 from inference.tokenizer.detokenizer import IncrementalDetokenizer
+from inference.weights.unquantized import FloatLinear
 from tests.support.models import answers_joining_mid_flight, greedy_answers, run_to_end
 from tests.support.samples import SENTENCES
 
@@ -36,22 +39,25 @@ TOKENS = 24
 
 
 @functools.cache
-def served(model_id: str):
-    """(model, tokenizer) exactly as the default service builds it (one per session: quantizing takes seconds)."""
+def served(model_id: str, quantize: str | None = None):
+    """(model, tokenizer) exactly as the default service builds it, or with the operator's ``quantize`` (one per
+    session: quantizing takes seconds)."""
     spec = next(s for s in DEFAULT_MODELS if s.id == model_id)
     assert spec.engine.quantize is None  # the default: what an operator gets without choosing
+    if quantize is not None:
+        spec = dataclasses.replace(spec, engine=dataclasses.replace(spec.engine, quantize=quantize))
     model, tokenizer, _ = build_model(spec)
     return model, tokenizer
 
 
-def engine(model_id: str, **options) -> LLMEngine:
-    model, tokenizer = served(model_id)
+def engine(model_id: str, quantize: str | None = None, **options) -> LLMEngine:
+    model, tokenizer = served(model_id, quantize)
     config = EngineConfig(**{"kv_cache_tokens": 2048, **options})
     return LLMEngine(model, tokenizer, lambda tok, prompt: IncrementalDetokenizer(tok, prompt), config)
 
 
-def greedy() -> SamplingParams:
-    return SamplingParams(max_tokens=TOKENS, temperature=0.0, ignore_eos=True, logprobs=0)
+def greedy(tokens: int = TOKENS) -> SamplingParams:
+    return SamplingParams(max_tokens=tokens, temperature=0.0, ignore_eos=True, logprobs=0)
 
 
 @pytest.mark.parametrize("model_id", ["smollm2-135m-instruct", "gemma-3-270m"])
@@ -75,6 +81,24 @@ def test_greedy_answers_do_not_depend_on_the_batch(model_id):
     assert partial == alone
 
 
+def test_unquantized_answers_do_not_depend_on_the_batch():
+    """SmolLM2 under ``quantize = "none"`` (fp32 everywhere): plain fp32 GEMMs gave no prompt its logprobs bit for bit
+    alone and batched (``benchmarks/bench_quality.py``); every projection and the tied head are now ``FloatLinear``."""
+    model, tokenizer = served("smollm2-135m-instruct", "none")
+    assert isinstance(model.lm_head, FloatLinear) and not any(isinstance(m, torch.nn.Linear) for m in model.modules())
+    ids = [tokenizer.encode(p, add_special_tokens=True) for p in PROMPTS[:4]]
+    alone = {}
+    for i, prompt in enumerate(ids):
+        e = engine("smollm2-135m-instruct", "none")
+        e.add_request(str(i), prompt, greedy(12))
+        alone.update(greedy_answers(run_to_end(e)))
+    for options in ({}, {"max_batched_tokens": 5}):
+        e = engine("smollm2-135m-instruct", "none", **options)
+        for i, prompt in enumerate(ids):
+            e.add_request(str(i), prompt, greedy(12))
+        assert greedy_answers(run_to_end(e)) == alone, options
+
+
 def test_embeddings_of_the_default_are_batch_invariant_and_exact():
     from sentence_transformers import SentenceTransformer
     from tokenizers import Tokenizer
@@ -88,8 +112,7 @@ def test_embeddings_of_the_default_are_batch_invariant_and_exact():
         alone = torch.cat([model.embed([i]) for i in ids])
         together = model.embed(ids)
         shuffled = model.embed(ids[::-1]).flip(0)
-    assert (alone - together).abs().max().item() <= 1e-6
-    assert (alone - shuffled).abs().max().item() <= 1e-6
+    assert torch.equal(alone, together) and torch.equal(alone, shuffled)  # every layer a FloatLinear (``none``)
     reference = SentenceTransformer(str(minilm_dir()), device="cpu")
     expected = reference.encode(SENTENCES, convert_to_tensor=True).float()
     cosine = F.cosine_similarity(alone, expected, dim=-1)

@@ -1,7 +1,8 @@
 """Mixtures of experts on the CPU as the service runs them (``quantize`` at its default, ``auto``): every expert's
 matrices quantized like the dense layers (``QuantizedExperts``), close to the float model, and answers that do not
 depend on what else is in the batch (a token's rows through an expert the same however many other tokens chose
-it): greedy tokens and logprobs bit for bit the same alone, together, and joining mid-flight in small chunks."""
+it): greedy tokens and logprobs bit for bit the same alone, together, and joining mid-flight in small chunks. The
+same under ``quantize = "none"``, whose experts are float (``FloatLinear``)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from inference.loader.safetensors import load_model
 from inference.sampling_params import SamplingParams
 from inference.weights.quantize import QuantizedLinear, quantize
 from inference.weights.quantize_moe import QuantizedExperts
+from inference.weights.unquantized import FloatLinear, keep_float
 from tests.support import checkpoints as rc
 from tests.support import moe_checkpoints as mc
 from tests.support.checkpoints import IdDetokenizer, IdTokenizer
@@ -32,10 +34,16 @@ TOKENS = 12
 
 
 @pytest.fixture(scope="module", params=list(BUILDERS))
-def served(request, tmp_path_factory):
+def checkpoint(request, tmp_path_factory):
+    """(name, the random-weight checkpoint's directory)."""
+    return request.param, BUILDERS[request.param](tmp_path_factory.mktemp(request.param))
+
+
+@pytest.fixture(scope="module")
+def served(checkpoint):
     """(name, the float model, the model as the service quantizes it)."""
-    path = BUILDERS[request.param](tmp_path_factory.mktemp(request.param))
-    return request.param, load_model(path).eval(), quantize(load_model(path).eval(), "auto")
+    name, path = checkpoint
+    return name, load_model(path).eval(), quantize(load_model(path).eval(), "auto")
 
 
 @functools.cache
@@ -65,7 +73,20 @@ def _engine(model, **options) -> LLMEngine:
 
 
 def test_answers_do_not_depend_on_the_batch(served):
-    _, _, model = served
+    _assert_batch_invariant(served[2])
+
+
+def test_unquantized_answers_do_not_depend_on_the_batch(checkpoint):
+    """``quantize = "none"``: every expert a ``FloatLinear`` on the float weights (no copy), and the same checks."""
+    model = keep_float(load_model(checkpoint[1]).eval())
+    called = [m for name, m in model.named_modules() if name.rpartition(".")[2] not in getattr(model, "dense_only", ())]
+    assert not any(isinstance(m, FusedMoE | torch.nn.Linear) for m in called)  # DeepSeek's kv_b_proj is only read
+    stacks = [m for m in model.modules() if isinstance(m, QuantizedExperts)]
+    assert stacks and all(isinstance(layer, FloatLinear) for s in stacks for layer in (*s.w13, *s.w2))
+    _assert_batch_invariant(model)
+
+
+def _assert_batch_invariant(model) -> None:
     greedy = SamplingParams(max_tokens=TOKENS, temperature=0.0, ignore_eos=True, logprobs=0)
     prompts = _prompts(model.config.vocab_size)
     alone = {}
