@@ -336,6 +336,9 @@ HUB_VECTOR_STORE_EMBEDDING_MODEL = env_str("HUB_VECTOR_STORE_EMBEDDING_MODEL", "
 # a catalog rerank model (a cross-encoder) that re-ranks a search's best chunks when the key may use it and the search
 # does not say ``ranking_options.ranker: "none"`` (hub/vector_stores/search.py); empty: no re-ranking
 HUB_VECTOR_STORE_RERANK_MODEL = env_str("HUB_VECTOR_STORE_RERANK_MODEL", "")
+# a catalog chat model that rewrites a search's queries when it asks ``rewrite_query: true`` and the key may use it
+# (hub/vector_stores/rewrite.py); empty: queries are searched as given
+HUB_VECTOR_STORE_REWRITE_MODEL = env_str("HUB_VECTOR_STORE_REWRITE_MODEL", "")
 # chunk vectors, and hybrid searches' keyword postings, kept in memory per hub process for searches
 # (hub/vector_stores/file_cache.py); 0 keeps none
 HUB_VECTOR_CACHE_MB = env_int("HUB_VECTOR_CACHE_MB", 256, min_value=0)

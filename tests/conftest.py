@@ -32,7 +32,7 @@ from accounts.models import ModelKind, Role
 from tests.support import IN_CI, flush, interpreter_checks, markers, parallel
 from tests.support.fake_service import fake_service
 from tests.support.hub import LiveHub, clear_run_cache, database_url_for_subprocess, start_hub, stop_hub
-from tests.support.live import FAKE_CHAT, FAKE_EMBED, STORE_RERANKER, hub_clients, settle
+from tests.support.live import FAKE_CHAT, FAKE_EMBED, STORE_RERANKER, STORE_REWRITER, hub_clients, settle
 from tests.support.parallel import pytest_configure_node, pytest_xdist_make_scheduler  # noqa: F401 (hooks)
 from tests.support.processes import free_port, redis_server
 
@@ -210,7 +210,8 @@ def live_hub(django_db_setup, django_db_blocker):
     env = {"HUB_DATABASE_URL": database_url_for_subprocess(), "HUB_COMPACTION_MAX_TOKENS": "48",
            "HUB_WEBHOOK_ALLOW_PRIVATE_URLS": "true", "HUB_MCP_ALLOW_PRIVATE_URLS": "true",
            "HUB_FILE_URL_ALLOW_PRIVATE_URLS": "true", "HUB_METRICS_TENANTS": "true",
-           "HUB_VECTOR_STORE_RERANK_MODEL": STORE_RERANKER}  # fmt: skip
+           "HUB_VECTOR_STORE_RERANK_MODEL": STORE_RERANKER,
+           "HUB_VECTOR_STORE_REWRITE_MODEL": STORE_REWRITER}  # fmt: skip
     process, url = start_hub(env, "--no-bootstrap")
     yield LiveHub(url=url, process=process)
     output = stop_hub(process)

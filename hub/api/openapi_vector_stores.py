@@ -66,6 +66,11 @@ _FILE = _obj(
 )  # fmt: skip
 _FILE_REQUEST = _obj({"file_id": _STR, "chunking_strategy": _CHUNKING, "attributes": _ATTRIBUTES}, ("file_id",))
 
+REWRITE = (
+    "Rewrite each query into a search query with the operator's rewrite model (HUB_VECTOR_STORE_REWRITE_MODEL) "
+    "where the key may use it; else the query is used as given. search_query gives what was searched."
+)
+
 
 def _deleted(kind: str) -> dict:
     return _obj({"id": _STR, "object": {"const": kind}, "deleted": {"const": True}}, ("id", "object", "deleted"))
@@ -99,7 +104,7 @@ VECTOR_STORE_SCHEMAS = {
     "VectorStoreSearchRequest": _obj(
         {
             "query": {"oneOf": [_STR, {"type": "array", "items": _STR, "minItems": 1, "maxItems": 10}]},
-            "rewrite_query": {**_BOOL, "description": "Accepted; the query is used as given."},
+            "rewrite_query": {**_BOOL, "default": False, "description": REWRITE},
             "max_num_results": {**_INT, "minimum": 1, "maximum": 50, "default": 10},
             "filters": _FILTER,
             "ranking_options": _obj(

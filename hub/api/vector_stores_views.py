@@ -20,6 +20,7 @@ from hub.api.views import TenantAPIView
 from hub.vector_stores import dispatch, requests
 from hub.vector_stores import filters as attribute_filters
 from hub.vector_stores.embed import EmbeddingFailed
+from hub.vector_stores.rewrite import rewritten
 from hub.vector_stores.search import hybrid_of, search
 
 MAX_QUERIES = 10
@@ -186,8 +187,10 @@ class VectorStoreSearchView(VectorStoreView):
         "their cosine similarity (below 0 counts as 0), or with `ranking_options.hybrid_search` (as the file_search "
         "tool's) that ranking fused with the keywords' (BM25); then, where the operator names a rerank model the key "
         "may use (`HUB_VECTOR_STORE_RERANK_MODEL`) and `ranking_options.ranker` is not `none`, the best 50 re-ranked "
-        "by it (`score`: its relevance). `filters` on the files' attributes. The query's "
-        "embedding is metered as `vector_stores/search`. `rewrite_query` is accepted; the query is used as given.",
+        "by it (`score`: its relevance). `filters` on the files' attributes. With `rewrite_query`, where the operator "
+        "names a chat model the key may use (`HUB_VECTOR_STORE_REWRITE_MODEL`), each query is first rewritten by it "
+        "into a search query, and `search_query` gives what was searched; otherwise the query is used as given. The "
+        "query's embedding (and its rewriting, re-ranking) is metered as `vector_stores/search`.",
         tags=TAGS,
         parameters=[_ID],
         request={"application/json": ref("VectorStoreSearchRequest")},
@@ -204,10 +207,14 @@ class VectorStoreSearchView(VectorStoreView):
             attribute_filters.check(body["filters"])
         threshold = _threshold(body.get("ranking_options"))
         hybrid = hybrid_of(body.get("ranking_options"), "ranking_options")
+        if not isinstance(rewrite := body.get("rewrite_query", False), bool):
+            raise errors.InvalidRequest("'rewrite_query' must be a boolean.", param="rewrite_query")
         if not self.key.may_use(store.embedding_model):
             raise errors.InvalidRequest(f"The store's embedding model '{store.embedding_model}' is not one this key "
                                         "may use.", param="vector_store_id")  # fmt: skip
         try:
+            if rewrite:
+                queries = async_to_sync(rewritten)(self.key, queries)
             hits = async_to_sync(search)(self.key, [store], queries, max_results=limit, threshold=threshold,
                                          filters=body.get("filters"), hybrid=hybrid,
                                          ranker=(body.get("ranking_options") or {}).get("ranker"),

@@ -16,11 +16,12 @@ from django.utils import timezone
 
 from accounts import services
 from accounts.models import ModelKind, StoredResponse, UsageRecord, VectorStore, VectorStoreChunk
+from hub.vector_stores import rewrite
 from tests.openai_spec import assert_valid
 from tests.support import encoders
 from tests.support.batches import batch_worker
 from tests.support.inference import inference_service, model_flags
-from tests.support.live import CHAT, EMBED, STORE_RERANKER, barrier, hub_clients, rows
+from tests.support.live import CHAT, EMBED, STORE_RERANKER, STORE_REWRITER, barrier, hub_clients, rows
 from tests.support.office import slide_deck
 from tests.support.pdfs import text_pdf
 
@@ -307,6 +308,45 @@ def test_a_rerank_model_reorders_the_best_chunks_unless_ranker_is_none(hub, rera
     barrier(hub)  # the re-ranking was metered, once: neither of the last two searches re-ranked
     [row] = rows(route="vector_stores/search", model=STORE_RERANKER)
     assert row.api_key_id == key.key.pk and row.prompt_tokens > 0
+
+
+def test_rewrite_query_searches_what_the_operators_chat_model_wrote(hub, inference_url):
+    """The live hub names ``STORE_REWRITER`` (``HUB_VECTOR_STORE_REWRITE_MODEL``): until the catalog has it and the key
+    may use it, ``rewrite_query`` searches the query as given; then the query is rewritten by it (the chat completion
+    ``rewrite.request`` describes, as ``/v1/chat/completions`` gives it), ``search_query`` shows what was searched,
+    the hits are that text's, and the rewriting is metered once under ``vector_stores/search``."""
+    client = hub()
+    ids = {_upload(client, name, text): name for name, text in DOCS.items()}
+    store = _settled(client, client.vector_stores.create(name="rewrite", file_ids=list(ids)).id)
+    query = "Hello! I was wondering, could you please tell me which city is the capital of France?"
+
+    def search(secret: str, **body) -> dict:
+        answer = httpx.post(f"{hub.url}/v1/vector_stores/{store.id}/search", json={"query": query, **body},
+                            headers={"authorization": f"Bearer {secret}"}, timeout=60)  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        assert_valid("VectorStoreSearchResultsPage", answer.json())
+        return answer.json()
+
+    assert search(hub.everything.secret, rewrite_query=True)["search_query"] == [query]  # no such model yet
+    services.register_model(STORE_REWRITER, ModelKind.CHAT, max_sequence_length=8192, max_output_length=256,
+                            deployment_url=inference_url, upstream_model=CHAT)  # fmt: skip
+    services.grant_models(hub.tenant, [STORE_REWRITER, EMBED])
+    key = services.issue_key(hub.tenant, name="rewrite")  # a new key: the others' entitlements may be cached
+    page = search(key.secret, rewrite_query=True)
+    direct = httpx.post(f"{hub.url}/v1/chat/completions", json=rewrite.request(STORE_REWRITER, query), timeout=60,
+                        headers={"authorization": f"Bearer {key.secret}"}).json()  # fmt: skip
+    written = rewrite.query_of(direct["choices"][0]["message"]["content"], query)
+    print(f"SmolLM2 rewrote {query!r} as {written!r}")
+    assert page["search_query"] == [written] and "\n" not in written, (page["search_query"], direct)
+    as_written = search(key.secret, query=written)
+    assert as_written["search_query"] == [written] and as_written["data"] == page["data"]
+    assert search(key.secret, rewrite_query=False)["search_query"] == [query]
+    refused = httpx.post(f"{hub.url}/v1/vector_stores/{store.id}/search", json={"query": query, "rewrite_query": 1},
+                         headers={"authorization": f"Bearer {key.secret}"}, timeout=60)  # fmt: skip
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "rewrite_query", refused.text
+    barrier(hub)  # the rewriting was metered once: no other search rewrote
+    [row] = rows(route="vector_stores/search", model=STORE_REWRITER)
+    assert row.api_key_id == key.key.pk and row.prompt_tokens > 0 and row.completion_tokens > 0
 
 
 def test_the_responses_api_runs_file_search(hub):

@@ -20,6 +20,7 @@ WHISPER = "whisper-base"
 # the live hub's vector store reranker (HUB_VECTOR_STORE_RERANK_MODEL): a catalog model only the tests that register
 # it have (the others search without re-ranking, as on a hub whose operator names none)
 STORE_RERANKER = "store-reranker"
+STORE_REWRITER = "store-rewriter"  # HUB_VECTOR_STORE_REWRITE_MODEL, likewise (registered by the test that uses it)
 MAX_AUDIO_SECONDS = 300  # the live service's INFERENCE_MAX_AUDIO_SECONDS
 FAKE_CHAT, FAKE_EMBED = "fake-chat", "fake-embed"  # the models the ``fake_hub`` fixture serves from a fake service
 
