@@ -195,6 +195,10 @@ def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop, ranks=None) -> 
 
     start = time.perf_counter()
     model, tokenizer, directory = build_model(spec, None if ranks is None else (0, ranks.size))
+    if spec.engine.resolved_device() == "cpu" and spec.quantize_mode() == "none" and ranks is None:
+        from inference.weights.unquantized import check_rows
+
+        check_rows(model)  # now, not at the first request (seconds for a large head)
     speech = None
     if spec.kind in ("embedding", "rerank"):
         if spec.kind == "rerank" and not hasattr(model, "scores"):

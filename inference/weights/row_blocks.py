@@ -89,8 +89,9 @@ def padded_rows(weight: torch.Tensor, rows: int) -> int:
 def _small_counts(weight: torch.Tensor) -> tuple[int, ...] | None:
     """The row counts up to ``FLOAT_MIN_ROWS`` whose products give a row its bits in a product of 200, ending with
     ``FLOAT_MIN_ROWS``; None where counts of ``FLOAT_MIN_ROWS`` and more do not. Checked once per (shape, dtype,
-    threads) on random rows, at two offsets (~10-90 ms at a model's first prompt; the kernel MKL picks follows the
-    shape and threads, not the values)."""
+    threads) on random rows, at two offsets (~10-90 ms a projection at a model's first prompt, seconds for a large
+    head: ``unquantized.check_rows`` runs it at load; the kernel MKL picks follows the shape and threads, not the
+    values)."""
     key = (*weight.shape, weight.dtype, torch.get_num_threads())
     if key not in _CHECKED:
         generator = torch.Generator().manual_seed(0)

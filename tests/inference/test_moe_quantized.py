@@ -16,9 +16,10 @@ from inference.engine.llm_engine import LLMEngine
 from inference.layers.moe import FusedMoE
 from inference.loader.safetensors import load_model
 from inference.sampling_params import SamplingParams
+from inference.weights import row_blocks
 from inference.weights.quantize import QuantizedLinear, quantize
 from inference.weights.quantize_moe import QuantizedExperts
-from inference.weights.unquantized import FloatLinear, keep_float
+from inference.weights.unquantized import FloatLinear, check_rows, keep_float
 from tests.support import checkpoints as rc
 from tests.support import moe_checkpoints as mc
 from tests.support.checkpoints import IdDetokenizer, IdTokenizer
@@ -83,6 +84,10 @@ def test_unquantized_answers_do_not_depend_on_the_batch(checkpoint):
     assert not any(isinstance(m, FusedMoE | torch.nn.Linear) for m in called)  # DeepSeek's kv_b_proj is only read
     stacks = [m for m in model.modules() if isinstance(m, QuantizedExperts)]
     assert stacks and all(isinstance(layer, FloatLinear) for s in stacks for layer in (*s.w13, *s.w2))
+    check_rows(model)  # as the service does at load: every shape's row check made before the first step
+    threads = torch.get_num_threads()
+    shapes = {(*m.weight.shape, m.weight.dtype, threads) for m in model.modules() if isinstance(m, FloatLinear)}
+    assert shapes <= set(row_blocks._CHECKED)
     _assert_batch_invariant(model)
 
 
