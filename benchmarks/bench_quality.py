@@ -180,7 +180,7 @@ def embeddings(modes: list[str]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=["smollm2", "gemma3"])
+    parser.add_argument("--models", nargs="*", default=["smollm2", "gemma3"])  # none: the embeddings only
     parser.add_argument("--modes", nargs="*", default=["int8", "int4", "int4x2", "auto"])  # none: fp32 only
     parser.add_argument("--tokens", type=int, default=256)
     parser.add_argument("--no-embeddings", action="store_true")

@@ -56,7 +56,7 @@ def hidden_states(model: torch.nn.Module, input_ids_list: list[list[int]]) -> to
     device = next(model.parameters()).device
     input_ids = torch.tensor([t for ids in input_ids_list for t in ids], dtype=torch.long, device=device)
     positions = torch.cat([torch.arange(n, device=device) for n in lengths])
-    with forward_context(ForwardContext.for_prompts(lengths, causal=True)):
+    with forward_context(ForwardContext.for_prompts(lengths, causal=True, roles=True)):  # batch invariant
         return model(input_ids, positions)  # a causal LM's forward stops at the final norm: no logits
 
 

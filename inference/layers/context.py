@@ -38,8 +38,8 @@ class ForwardContext:
     # Batch invariance (the CPU path, set by the model runner): each sequence's prompt length. With it every row
     # is computed the same way whatever else is in the step: prompt rows as a prefill (linear layers on their
     # bf16 weights, attention in blocks of absolute positions), generated rows one by one (the decode kernels,
-    # attention over their own keys); see ``inference/layers/invariant_attention.py``. None (tests, encoders):
-    # layers choose by row count.
+    # attention over their own keys); see ``inference/layers/invariant_attention.py``. Encoders give every row as a
+    # prompt row (``for_prompts(..., roles=True)``). None (tests): layers choose by row count.
     prompt_lens: list[int] | None = None
     # LoRA (inference/layers/lora.py): each token's adapter slot, -1 for none; None when no row has an adapter
     lora_ids: list[int] | None = None
@@ -108,12 +108,15 @@ class ForwardContext:
         )
 
     @staticmethod
-    def for_prompts(lengths: list[int], causal: bool = True) -> ForwardContext:
-        """No cache: each sequence attends to its own ``lengths[i]`` tokens (tests, encoders)."""
+    def for_prompts(lengths: list[int], causal: bool = True, roles: bool = False) -> ForwardContext:
+        """No cache: each sequence attends to its own ``lengths[i]`` tokens (tests, encoders). ``roles``: every row a
+        prompt row (``prompt_lens``), so that quantized layers run each row alike whatever the count (an embedding
+        does not depend on the batch); without, they choose by row count."""
         cu = [0]
         for n in lengths:
             cu.append(cu[-1] + n)
-        return ForwardContext(cu_seqlens_q=cu, context_lens=list(lengths), causal=causal)
+        return ForwardContext(cu_seqlens_q=cu, context_lens=list(lengths), causal=causal,
+                              prompt_lens=list(lengths) if roles else None)  # fmt: skip
 
 
 _CONTEXT: ForwardContext | None = None

@@ -152,7 +152,8 @@ class BertModel(nn.Module):
             flat = [t for types in token_type_ids_list for t in types]
             # a one-type model (XLM-R) reads every segment as type 0, as its tokenizer's model inputs do
             token_types = torch.tensor(flat, dtype=torch.long, device=device).clamp_(0, self.config.type_vocab_size - 1)
-        with forward_context(ForwardContext.for_prompts(lengths, causal=False)):
+        # roles: quantized layers run every row on their prefill weights, so a sequence's states follow no other's
+        with forward_context(ForwardContext.for_prompts(lengths, causal=False, roles=True)):
             return self.forward(input_ids, self.positions(lengths, device), token_types)
 
     @torch.inference_mode()

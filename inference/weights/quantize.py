@@ -159,7 +159,7 @@ class QuantizedLinear(nn.Module, abc.ABC):
         return self._decode(x)
 
     def by_rows(self, x: torch.Tensor) -> torch.Tensor:
-        """Outside the engine's steps (tests, encoders): many rows on the prefill weights, few on the kernel."""
+        """Outside the engine's steps and encoders (tests): many rows on the prefill weights, few on the kernel."""
         return self._prefill(x) if x.shape[0] > FLOAT_ROWS else self._decode(x)
 
     def _decode(self, x: torch.Tensor) -> torch.Tensor:

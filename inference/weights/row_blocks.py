@@ -13,11 +13,11 @@ weeks, and do on this machine with oneDNN held to that ISA), so one call does, a
 fp32 (``float_linear``: prefill where bf16 is emulated, and every row under ``quantize = "none"``) is MKL's sgemm,
 which rounds rows of some small products differently from the same rows of a big one, and from 12 rows on gives a row
 the same bits whatever the count and offset (an AMD EPYC with AVX2, 1 and 2 threads, 12 to 4,096 rows, six layer
-shapes). Under 12 it depends on the count and threads: there 1 to 3 rows differ at 1 thread, and all counts but 4
-and 8 at 2. So a product is made in one call, padded to at least ``FLOAT_MIN_ROWS`` rows or to a smaller count found to
-keep a row's bits, once a check on the layer's own shape at this thread count has found that to hold
-(``one_call_holds``, ``padded_rows``); elsewhere (another BLAS or CPU) in blocks of ``FLOAT_ROW_BLOCK``. A chunk of a
-few prompt rows beside decoding sequences then costs a few rows' product, not 128's.
+shapes). Under 12 it depends on the count and threads: on an AMD EPYC with AVX-512, 1 to 3 rows differ at 1 thread,
+and all counts but 4 and 8 at 2. So a product is made in one call, padded to at least ``FLOAT_MIN_ROWS`` rows or to
+a smaller count found to keep a row's bits, once a check on the layer's own shape at this thread count has found that
+to hold (``one_call_holds``, ``padded_rows``); elsewhere (another BLAS or CPU) in blocks of ``FLOAT_ROW_BLOCK``. A
+chunk of a few prompt rows beside decoding sequences then costs a few rows' product, not 128's.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def one_call_holds(weight: torch.Tensor) -> bool:
 
 def padded_rows(weight: torch.Tensor, rows: int) -> int:
     """The fewest rows, at least ``rows`` (< ``FLOAT_MIN_ROWS``), that a product is padded to so that each row has the
-    bits of a big product's: on an AMD EPYC (AVX2) 4 or 8 at 2 threads, 4 and up at 1 (a one-row decode step then
+    bits of a big product's: on an AMD EPYC with AVX-512 4 or 8 at 2 threads, 4 and up at 1 (a one-row decode step then
     multiplies 4 rows, not 16: 0.7x the time on SmolLM2's projections; a one-row product, 0.3x, keeps no row's bits)."""
     return next(count for count in _small_counts(weight) if count >= rows)
 

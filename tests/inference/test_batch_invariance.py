@@ -1,8 +1,9 @@
 """Answers of the configuration ``make run`` serves (``DEFAULT_MODELS``: the packaged models, ``quantize`` at its
 default) do not depend on what else is in the batch: greedy tokens and their logprobs bit for bit the same for a
 request alone, beside others, joining mid-flight, or prefilled in chunks of another size; embeddings bit for bit the
-same alone or in a batch, and within cosine 0.99999 of sentence-transformers. The same for a chat model an operator
-serves unquantized (``quantize = "none"``: float layers whose rows do not depend on the row count)."""
+same alone or in a batch (quantized by an operator too), and within cosine 0.99999 of sentence-transformers. The
+same for a chat model an operator serves unquantized (``quantize = "none"``: float layers whose rows do not depend on
+the row count)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ import torch.nn.functional as F
 
 from inference.config import DEFAULT_MODELS, EngineConfig
 from inference.engine.llm_engine import LLMEngine
+from inference.loader.safetensors import load_model
 from inference.packaged import minilm_dir
 from inference.sampling_params import SamplingParams
-from inference.server.registry import build_model
+from inference.server.registry import build_model, prepare_cpu
 from inference.tokenizer.detokenizer import IncrementalDetokenizer
+from inference.weights.quantize import QuantizedLinear
 from inference.weights.unquantized import FloatLinear
 from tests.support.models import answers_joining_mid_flight, greedy_answers, run_to_end
 from tests.support.samples import SENTENCES
@@ -118,3 +121,21 @@ def test_embeddings_of_the_default_are_batch_invariant_and_exact():
     cosine = F.cosine_similarity(alone, expected, dim=-1)
     print(f"all-MiniLM-L6-v2 as served: cosine vs sentence-transformers min {cosine.min().item():.7f}")
     assert cosine.min().item() >= 0.99999
+
+
+@pytest.mark.parametrize("mode", ["int8", "auto"])
+def test_an_embedding_model_an_operator_quantizes_is_batch_invariant_too(mode):
+    """Each row of an encoder is a prompt row (``ForwardContext.for_prompts(..., roles=True)``): on the quantized
+    layers' prefill weights whatever the count. Before, a short sentence alone took the int kernels and beside others
+    the prefill weights: up to 2e-2 apart (``benchmarks/bench_quality.py``)."""
+    from tokenizers import Tokenizer
+
+    model = load_model(minilm_dir()).eval()
+    prepare_cpu(model, mode)
+    assert any(isinstance(m, QuantizedLinear) for m in model.modules())
+    tokenizer = Tokenizer.from_file(str(minilm_dir() / "tokenizer.json"))
+    tokenizer.no_padding()
+    ids = [e.ids for e in tokenizer.encode_batch(SENTENCES)]
+    with torch.inference_mode():
+        alone = torch.cat([model.embed([i]) for i in ids])
+        assert torch.equal(alone, model.embed(ids)) and torch.equal(alone, model.embed(ids[::-1]).flip(0))
