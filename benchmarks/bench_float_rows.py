@@ -1,4 +1,4 @@
-"""fp32 prefill products (where bf16 is emulated): padded to 16 rows in one call against blocks of 128 rows.
+"""fp32 prefill products (where bf16 is emulated): padded to at most 16 rows in one call, against blocks of 128 rows.
 
 Both keep a prompt row's bits independent of its batch (``inference/weights/row_blocks.float_linear``); they differ
 in what few rows cost. For each packaged generative model as ``make run`` serves it (``quantize = "auto"``, prefill
@@ -32,8 +32,8 @@ from inference.tokenizer.detokenizer import IncrementalDetokenizer  # noqa: E402
 from inference.weights import row_blocks  # noqa: E402
 from inference.weights.quantize import resolve_prefill  # noqa: E402
 
-CHECKED = row_blocks.one_call_holds
-WAYS = {"padded to 16, one call": CHECKED, "blocks of 128": lambda weight: False}
+CHECKED = row_blocks._small_counts  # the counts a product is padded to; None: blocks
+WAYS = {"padded, one call": CHECKED, "blocks of 128": lambda weight: None}
 
 
 def ms_of_a_joining_step(engine: LLMEngine, ids: list[int], decoding: list[list[int]]) -> float:
@@ -77,10 +77,10 @@ def main() -> None:
             joining: dict[str, list[float]] = {w: [] for w in WAYS}
             for _ in range(args.rounds + 1):  # the first round warms up, not counted
                 for way, holds in WAYS.items():
-                    row_blocks.one_call_holds = holds
+                    row_blocks._small_counts = holds
                     first[way].append(ms_to_first_token(engine, ids))
                     joining[way].append(ms_of_a_joining_step(engine, ids, decoding))
-            row_blocks.one_call_holds = CHECKED
+            row_blocks._small_counts = CHECKED
             cells = [statistics.median(v[1:]) for v in (*first.values(), *joining.values())]
             print(
                 f"{t:6d} " + " ".join(f"{c:30.1f}" for c in cells[:2]) + " " + " ".join(f"{c:38.1f}" for c in cells[2:])

@@ -36,6 +36,7 @@ _CODE = (
     "weights/quantize.py",
     "weights/quantize_moe.py",
     "weights/unquantized.py",
+    "weights/swap.py",
     "weights_cache.py",
 )
 

@@ -52,6 +52,7 @@ from torch import nn
 from inference.env import PREFILL_DTYPES
 from inference.layers.context import current_context
 from inference.weights.row_blocks import float_linear, linear_in_blocks
+from inference.weights.swap import swap_layers, tied_embedding
 
 # Outside the engine's steps (tests, encoders; in a step rows go by role, see ``QuantizedLinear.by_role``), above
 # this many rows layers multiply by their prefill weight: prefill stays as fast as without quantization. Gemma's
@@ -434,27 +435,20 @@ def quantize(
         raise ValueError(f"quantize mode must be one of {MODES}, got {mode!r}")
     prefill = resolve_prefill(prefill)
     head = head or _DEFAULT_HEAD[mode]
-    lm_head = getattr(model, "lm_head", "absent")
-    dense_only = getattr(model, "dense_only", ())  # read as matrices, never called (DeepSeek's kv_b_proj)
-    for module in list(model.modules()):
-        for child_name, child in list(module.named_children()):
-            if isinstance(child, nn.Linear) and child_name not in dense_only:
-                q = quantized_linear(child.weight, child.bias, head if child is lm_head else mode, group_size)
-                if hasattr(child, "split"):  # MergedLinear: keep how to split its output
-                    q.split = child.split
-                if prefill == "bfloat16" and child is not lm_head:
-                    q.use_bf16_prefill()
-                setattr(module, child_name, q)
-    from inference.layers.moe import FusedMoE
     from inference.weights.quantize_moe import QuantizedExperts
 
-    for module in list(model.modules()):  # a mixture of experts' stacks: each expert's matrices as the Linears
-        for child_name, child in list(module.named_children()):
-            if isinstance(child, FusedMoE):
-                setattr(module, child_name, QuantizedExperts(child, mode, group_size, prefill == "bfloat16"))
-    embed = getattr(model, "tied_embeddings", None) or getattr(getattr(model, "model", None), "embed_tokens", None)
-    if lm_head is None and embed is not None:
-        # tied: compute_logits uses lm_head once it is set; the embedding stays float for lookups
+    lm_head = getattr(model, "lm_head", None)
+    embed = tied_embedding(model)
+
+    def linear(child: nn.Linear) -> QuantizedLinear:
+        q = quantized_linear(child.weight, child.bias, head if child is lm_head else mode, group_size)
+        if prefill == "bfloat16" and child is not lm_head:
+            q.use_bf16_prefill()
+        return q
+
+    # a mixture of experts' stacks: each expert's matrices as the Linears
+    swap_layers(model, linear, lambda moe: QuantizedExperts(moe, mode, group_size, prefill == "bfloat16"))
+    if embed is not None:  # tied: the embedding stays float for lookups
         model.lm_head = quantized_linear(embed.weight, None, head, group_size)
     if isinstance(getattr(model, "lm_head", None), QuantizedLinear):
         new_head = model.lm_head

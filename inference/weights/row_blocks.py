@@ -16,7 +16,7 @@ the same bits whatever the count and offset (an AMD EPYC with AVX2, 1 and 2 thre
 shapes). Under 12 it depends on the count and threads: on an AMD EPYC with AVX-512, 1 to 3 rows differ at 1 thread,
 and all counts but 4 and 8 at 2. So a product is made in one call, padded to at least ``FLOAT_MIN_ROWS`` rows or to
 a smaller count found to keep a row's bits, once a check on the layer's own shape at this thread count has found that
-to hold (``one_call_holds``, ``padded_rows``); elsewhere (another BLAS or CPU) in blocks of ``FLOAT_ROW_BLOCK``. A
+to hold (``one_call_holds``); elsewhere (another BLAS or CPU) in blocks of ``FLOAT_ROW_BLOCK``. A
 chunk of a few prompt rows beside decoding sequences then costs a few rows' product, not 128's.
 """
 
@@ -63,27 +63,24 @@ def linear_in_blocks(x: torch.Tensor, weight: torch.Tensor, block: int | None = 
 
 def float_linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """x [rows, in] @ weight [out, in].T -> [rows, out] in fp32, a row's bits independent of the row count: one call,
-    fewer rows than ``FLOAT_MIN_ROWS`` padded to the next count that keeps a row's bits (``padded_rows``), where
-    ``one_call_holds``; else blocks of ``FLOAT_ROW_BLOCK``."""
-    if not one_call_holds(weight):
+    fewer rows than ``FLOAT_MIN_ROWS`` padded to the next count that keeps a row's bits (on an AMD EPYC with AVX-512
+    4 or 8 at 2 threads, 4 and up at 1: a one-row decode step multiplies 4 rows, not 16, 0.7x the time on SmolLM2's
+    projections; a one-row product, 0.3x, keeps no row's bits), where ``one_call_holds``; else blocks of
+    ``FLOAT_ROW_BLOCK``."""
+    counts = _small_counts(weight)  # one lookup a call: every layer of every step under ``none`` comes here
+    if counts is None:
         return linear_in_blocks(x, weight, FLOAT_ROW_BLOCK)
     rows = x.shape[0]
     if rows >= FLOAT_MIN_ROWS:
         return F.linear(x, weight)
-    return F.linear(F.pad(x, (0, 0, 0, padded_rows(weight, rows) - rows)), weight)[:rows]
+    padded = next(count for count in counts if count >= rows)
+    return F.linear(F.pad(x, (0, 0, 0, padded - rows)), weight)[:rows]
 
 
 def one_call_holds(weight: torch.Tensor) -> bool:
     """Whether one GEMM of ``FLOAT_MIN_ROWS`` rows or more gives each row the bits it has in any other on this CPU, at
     this thread count and ``weight``'s shape (``_small_counts``)."""
     return _small_counts(weight) is not None
-
-
-def padded_rows(weight: torch.Tensor, rows: int) -> int:
-    """The fewest rows, at least ``rows`` (< ``FLOAT_MIN_ROWS``), that a product is padded to so that each row has the
-    bits of a big product's: on an AMD EPYC with AVX-512 4 or 8 at 2 threads, 4 and up at 1 (a one-row decode step then
-    multiplies 4 rows, not 16: 0.7x the time on SmolLM2's projections; a one-row product, 0.3x, keeps no row's bits)."""
-    return next(count for count in _small_counts(weight) if count >= rows)
 
 
 def _small_counts(weight: torch.Tensor) -> tuple[int, ...] | None:

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from inference.weights.row_blocks import float_linear, linear_in_blocks, one_call_holds
+from inference.weights.swap import swap_layers, tied_embedding
 
 
 class FloatLinear(nn.Module):
@@ -50,23 +51,13 @@ def keep_float(model: nn.Module) -> nn.Module:
     """Replace every nn.Linear (fused ones keep their ``split``) by a ``FloatLinear`` on the same weights, give a tied
     model a ``FloatLinear`` head on its embedding matrix, and a mixture of experts' stacks ``QuantizedExperts`` of
     ``FloatLinear`` experts (see ``quantize.quantize``, which does the same for the quantized modes). In place."""
-    dense_only = getattr(model, "dense_only", ())  # read as matrices, never called (DeepSeek's kv_b_proj)
-    for module in list(model.modules()):
-        for name, child in list(module.named_children()):
-            if isinstance(child, nn.Linear) and name not in dense_only:
-                replacement = FloatLinear(child.weight, child.bias)
-                if hasattr(child, "split"):  # MergedLinear: keep how to split its output
-                    replacement.split = child.split
-                setattr(module, name, replacement)
-    from inference.layers.moe import FusedMoE
     from inference.weights.quantize_moe import QuantizedExperts
 
-    for module in list(model.modules()):
-        for name, child in list(module.named_children()):
-            if isinstance(child, FusedMoE):
-                setattr(module, name, QuantizedExperts(child, "none", 0))
-    embed = getattr(model, "tied_embeddings", None) or getattr(getattr(model, "model", None), "embed_tokens", None)
-    if getattr(model, "lm_head", "absent") is None and embed is not None:  # tied: compute_logits uses lm_head once set
+    embed = tied_embedding(model)
+    swap_layers(
+        model, lambda child: FloatLinear(child.weight, child.bias), lambda moe: QuantizedExperts(moe, "none", 0)
+    )
+    if embed is not None:
         model.lm_head = FloatLinear(embed.weight, None)
     return model
 
