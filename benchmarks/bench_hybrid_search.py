@@ -5,7 +5,9 @@ For stores of ``--sizes`` chunks (one completed file; texts of 130 words drawn f
 ~800 characters, as a chunk's) written into a dedicated database, it times, alternating, ``--repeat`` runs each:
 
 * ``read+index``: ``keywords.of_files`` with the process's memory emptied first: the chunks' texts read from
-  PostgreSQL and their postings built, what the first hybrid search of a file costs;
+  PostgreSQL and their postings built (the default analyzer's terms: English, stemmed, without stop words), what
+  the first hybrid search of a file costs;
+* ``read+index none``: the same with ``HUB_VECTOR_STORE_KEYWORD_LANGUAGE=none`` (words only): what stemming costs;
 * ``cached``: the same with the postings in memory, checked against the file's first chunk id and count as its
   vectors' read gave them (the search's path: no query of its own), every later one;
 * ``bm25+fuse``: the BM25 scores of a 3-word query over every chunk, fused with a semantic score (``search.fuse``),
@@ -66,11 +68,13 @@ def main() -> None:
     import bm25s
 
     open_database(args.database_url)
+    from django.conf import settings
+
     from accounts import vector_stores
     from hub.vector_stores import file_cache, keywords
     from hub.vector_stores.search import Hybrid, fuse
 
-    columns = ("read+index", "cached", "bm25+fuse", "bm25s index", "bm25s score")
+    columns = ("read+index", "read+index none", "cached", "bm25+fuse", "bm25s index", "bm25s score")
     print(f"{'chunks':>8}" + "".join(f" {name:>16}" for name in columns) + "   (median / max, ms)  postings MB")
     for size in args.sizes:
         row = file_of(size)
@@ -80,11 +84,15 @@ def main() -> None:
         times: dict[str, list[float]] = {name: [] for name in columns}
         for _ in range(args.repeat):  # ours and the peer's alternate, so that a busy core slows both alike
             postings = None  # the last round's copy freed here, not in a span (~40k arrays at 50k chunks)
-            file_cache.clear()
-            t0 = time.perf_counter()
-            keywords.of_files([row])
-            t1 = time.perf_counter()
-            gc.collect()  # the pass the read's objects start (in any later allocation): not the next span's
+            spans = []
+            for language in ("none", settings.HUB_VECTOR_STORE_KEYWORD_LANGUAGE):  # the default's postings stay
+                settings.HUB_VECTOR_STORE_KEYWORD_LANGUAGE = language
+                keywords.analyzer.cache_clear()
+                file_cache.clear()
+                t0 = time.perf_counter()
+                keywords.of_files([row])
+                spans.insert(0, time.perf_counter() - t0)
+                gc.collect()  # the pass the read's objects start (in any later allocation): not the next span's
             t1 = time.perf_counter()
             postings = keywords.of_files([row], summary)[row]
             t2 = time.perf_counter()
@@ -97,7 +105,7 @@ def main() -> None:
             theirs = peer.get_scores(keywords.terms(QUERY))
             their_top = np.argpartition(-theirs, TOP)[:TOP]
             t5 = time.perf_counter()
-            spans = (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)
+            spans += [t2 - t1, t3 - t2, t4 - t3, t5 - t4]
             for name, seconds in zip(times, spans, strict=True):
                 times[name].append(seconds * 1000)
             assert len(best) == TOP

@@ -12,6 +12,7 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 
+import Stemmer  # PyStemmer: the keyword search's languages
 from django.core.exceptions import ImproperlyConfigured
 
 from hub import logs
@@ -339,6 +340,11 @@ HUB_VECTOR_STORE_RERANK_MODEL = env_str("HUB_VECTOR_STORE_RERANK_MODEL", "")
 # a catalog chat model that rewrites a search's queries when it asks ``rewrite_query: true`` and the key may use it
 # (hub/vector_stores/rewrite.py); empty: queries are searched as given
 HUB_VECTOR_STORE_REWRITE_MODEL = env_str("HUB_VECTOR_STORE_REWRITE_MODEL", "")
+# how a hybrid search's keyword half finds the terms of chunks and queries (hub/vector_stores/keywords.py): a Snowball
+# stemmer's language ("english": Lucene's English stop words dropped too, every form of a word one term) or "none"
+# (words only, case-folded)
+HUB_VECTOR_STORE_KEYWORD_LANGUAGE = env_choice("HUB_VECTOR_STORE_KEYWORD_LANGUAGE", "english",
+                                               ("none", *sorted(Stemmer.algorithms())))  # fmt: skip
 # chunk vectors, and hybrid searches' keyword postings, kept in memory per hub process for searches
 # (hub/vector_stores/file_cache.py); 0 keeps none
 HUB_VECTOR_CACHE_MB = env_int("HUB_VECTOR_CACHE_MB", 256, min_value=0)

@@ -27,9 +27,9 @@ _NULLABLE_STR = {"type": ["string", "null"]}
 HYBRID_SEARCH = _obj(
     {"embedding_weight": {**_NUM, "minimum": 0}, "text_weight": {**_NUM, "minimum": 0}},
     ("embedding_weight", "text_weight"),
-    description="Hybrid search: the chunks ranked by embedding similarity and by keywords (BM25), the two rankings "
-    "fused by weighted reciprocal rank fusion; `score` is the fused score over its most, in [0, 1]. One weight at "
-    "least above 0.",
+    description="Hybrid search: the chunks ranked by embedding similarity and by keywords (BM25 over stemmed English "
+    "words without stop words, by default), the two rankings fused by weighted reciprocal rank fusion; `score` is "
+    "the fused score over its most, in [0, 1]. One weight at least above 0.",
 )
 _TOKEN_IDS = {"type": "array", "items": _INT}
 

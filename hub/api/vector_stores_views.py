@@ -185,7 +185,8 @@ class VectorStoreSearchView(VectorStoreView):
         summary="Search a vector store",
         description="The chunks nearest the query (or queries) by the store's embedding model, best first: `score` is "
         "their cosine similarity (below 0 counts as 0), or with `ranking_options.hybrid_search` (as the file_search "
-        "tool's) that ranking fused with the keywords' (BM25); then, where the operator names a rerank model the key "
+        "tool's) that ranking fused with the keywords' (BM25, stemmed words); then, where the operator names a rerank "
+        "model the key "
         "may use (`HUB_VECTOR_STORE_RERANK_MODEL`) and `ranking_options.ranker` is not `none`, the best 50 re-ranked "
         "by it (`score`: its relevance). `filters` on the files' attributes. With `rewrite_query`, where the operator "
         "names a chat model the key may use (`HUB_VECTOR_STORE_REWRITE_MODEL`), each query is first rewritten by it "

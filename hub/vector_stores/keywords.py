@@ -1,5 +1,13 @@
 """The keyword half of a hybrid search (the file_search tool's ``ranking_options.hybrid_search``): each candidate
-chunk's BM25 score for the queries, its terms matched as words (Unicode ``\\w+``, case-folded, no stemming).
+chunk's BM25 score for the queries.
+
+A text's terms (``terms``), much as Elasticsearch's ``english`` analyzer makes them: its words (Unicode ``\\w+``;
+in English an apostrophe inside a word keeps it whole, "fox's", "don't"), case-folded, Lucene's 33 English stop
+words ("the", "of", "and" ...) dropped, and each word stemmed by Snowball's English stemmer (Porter2, by PyStemmer,
+where Elasticsearch has the first Porter: "running", "runs" and "run" are one term; "fox's" is "fox"), so a query
+finds the other forms of its words. ``HUB_VECTOR_STORE_KEYWORD_LANGUAGE`` names
+another Snowball language (its stemmer, no stop words) or ``none`` (words only, case-folded). Chunks and queries go
+through the same analyzer; postings are built from the texts in memory, so a change applies from the next start.
 
 BM25 as Lucene scores it (bm25s' ``lucene`` method, the tests' reference): for a query term of document frequency
 ``df`` among the ``n`` candidate chunks, ``idf = ln(1 + (n - df + 0.5) / (df + 0.5))``, and a chunk of ``dl`` terms
@@ -14,20 +22,59 @@ Each file's postings (term -> the chunks that hold it, how often) are kept in me
 from __future__ import annotations
 
 import re
+import threading
 from collections import Counter
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
+import Stemmer
+from django.conf import settings
 
 from accounts import vector_stores
 from hub.vector_stores import file_cache
 
 K1, B = 1.2, 0.75  # Lucene's (and Elasticsearch's) defaults
+# Lucene's EnglishAnalyzer.ENGLISH_STOP_WORDS_SET (Elasticsearch's ``_english_``)
+ENGLISH_STOP_WORDS = frozenset(
+    "a an and are as at be but by for if in into is it no not of on or such that the their then there these they "
+    "this to was will with".split()
+)
 _WORD = re.compile(r"\w+")
+_ENGLISH_WORD = re.compile(r"\w+(?:'\w+)*")
+
+
+class Analyzer:
+    """A language's way from a text to its terms (``language``: a Snowball stemmer's name, or ``none``)."""
+
+    def __init__(self, language: str) -> None:
+        if language != "none" and language not in Stemmer.algorithms():
+            raise ValueError(f"no Snowball stemmer for {language!r}: one of none, {', '.join(Stemmer.algorithms())}")
+        self.language = language
+        self.stop_words = ENGLISH_STOP_WORDS if language in ("english", "porter") else frozenset()
+        self._words = _ENGLISH_WORD if self.stop_words else _WORD
+        self._local = threading.local()  # a PyStemmer stemmer is not to be shared between threads
+
+    def terms(self, text: str) -> list[str]:
+        words = self._words.findall(text.casefold().replace("\u2019", "'"))  # ’ as '
+        if self.stop_words:
+            words = [w for w in words if w not in self.stop_words]
+        if self.language == "none":
+            return words
+        stemmer = getattr(self._local, "stemmer", None)
+        if stemmer is None:
+            stemmer = self._local.stemmer = Stemmer.Stemmer(self.language)
+        return stemmer.stemWords(words)
+
+
+@cache
+def analyzer() -> Analyzer:
+    return Analyzer(settings.HUB_VECTOR_STORE_KEYWORD_LANGUAGE)
 
 
 def terms(text: str) -> list[str]:
-    return _WORD.findall(text.casefold())
+    """``text``'s terms by the operator's analyzer (``HUB_VECTOR_STORE_KEYWORD_LANGUAGE``)."""
+    return analyzer().terms(text)
 
 
 @dataclass(frozen=True)

@@ -225,8 +225,8 @@ def test_hybrid_search_fuses_the_keywords_ranking_with_the_embeddings(hub):
     ids = {_upload(client, name, text): name for name, text in docs.items()}
     store = _settled(client, client.vector_stores.create(name="hybrid", file_ids=list(ids)).id)
 
-    def search(**options) -> list[dict]:
-        body = {"query": "ZX-4471", "max_num_results": 50, **({"ranking_options": options} if options else {})}
+    def search(query="ZX-4471", **options) -> list[dict]:
+        body = {"query": query, "max_num_results": 50, **({"ranking_options": options} if options else {})}
         page = _raw(hub, "POST", f"vector_stores/{store.id}/search", json=body).json()
         assert_valid("VectorStoreSearchResultsPage", page)
         return page["data"]
@@ -244,6 +244,10 @@ def test_hybrid_search_fuses_the_keywords_ranking_with_the_embeddings(hub):
     assert [h["filename"] for h in both[1:]] == [n for n in by_meaning if n != "parts.txt"]
     threshold = search(hybrid_search={"embedding_weight": 1, "text_weight": 1}, score_threshold=0.6)
     assert [h["filename"] for h in threshold] == ["parts.txt"]
+    # the keywords are stemmed English: "shipping crates" is "ships ... crate", and "the" (a stop word) no term
+    stemmed = search("the shipping crates", hybrid_search={"embedding_weight": 0, "text_weight": 1})
+    assert [(h["filename"], h["score"]) for h in stemmed][0] == ("parts.txt", 1.0)
+    assert all(h["score"] == 0 for h in stemmed[1:])  # france.txt and plants.txt hold "the": not a term
     refused = _raw(hub, "POST", f"vector_stores/{store.id}/search", json={
         "query": "x", "ranking_options": {"hybrid_search": {"embedding_weight": 0, "text_weight": 0}}})  # fmt: skip
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "ranking_options.hybrid_search"

@@ -1,11 +1,13 @@
 """Hybrid search's parts without a database: the keyword half's BM25 equals bm25s' (Lucene's BM25, the reference)
-over files of odd sizes and several queries; the fusion of the two rankings as documented; the weights' checks."""
+over files of odd sizes and several queries; the terms each analyzer finds (English: stemmed, no stop words; another
+language; none); the fusion of the two rankings as documented; the weights' checks."""
 
 from __future__ import annotations
 
 import bm25s
 import numpy as np
 import pytest
+from django.conf import settings
 
 from hub.api import errors
 from hub.vector_stores import keywords
@@ -39,7 +41,34 @@ def test_bm25_equals_lucenes_as_bm25s_scores_it(sizes):
 
 
 def test_terms_are_words_case_folded():
-    assert keywords.terms("Part ZX-4471, STRASSE & Straße!") == ["part", "zx", "4471", "strasse", "strasse"]
+    none = keywords.Analyzer("none")
+    assert none.terms("Part ZX-4471, STRASSE & Straße!") == ["part", "zx", "4471", "strasse", "strasse"]
+    assert none.terms("The runners' fox's") == ["the", "runners", "fox", "s"]
+
+
+def test_english_terms_are_stemmed_without_stop_words():
+    """The default analyzer: the forms of a word are one term, Lucene's English stop words are none, an apostrophe
+    inside a word keeps it whole (a possessive's goes with the stem), and numbers and codes stay as they are."""
+    assert settings.HUB_VECTOR_STORE_KEYWORD_LANGUAGE == "english" and keywords.analyzer().language == "english"
+    english = keywords.Analyzer("english")
+    assert english.terms("The RUNNERS were running; it runs, as a runner's run is.") == [
+        "runner", "were", "run", "run", "runner", "run"]  # fmt: skip
+    assert english.terms("Studies STUDIED studying") == ["studi"] * 3
+    assert english.terms("Don’t ship ZX-4471's crates") == english.terms("don't shipping zx 4471 crate")
+    assert english.terms("the of and to a in is it with") == []
+    german = keywords.Analyzer("german")  # another language: its stemmer, no stop words
+    assert german.terms("Die Häuser und das Haus") == ["die", "haus", "und", "das", "haus"]
+    with pytest.raises(ValueError, match="none, arabic"):
+        keywords.Analyzer("klingon")
+
+
+def test_bm25_finds_the_other_forms_of_a_query_word():
+    texts = ["The fox runs to the river", "a runner by the river", "foxes were running", "the the the"]
+    files = [keywords.index([1, 2, 3, 4], texts)]
+    scores = keywords.bm25(files, ["Running fox"])
+    assert scores[0] > 0 and scores[2] > 0  # "runs", "fox"; "running", "foxes"
+    assert scores[1] == scores[3] == 0  # a runner is not a run (Porter2 keeps agent nouns)
+    assert keywords.bm25(files, ["the"]).tolist() == [0, 0, 0, 0]  # a stop word matches nothing
 
 
 def test_fusion_adds_the_weighted_reciprocal_ranks_over_their_most():

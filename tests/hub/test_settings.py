@@ -89,6 +89,8 @@ def test_production_requires_a_secret_key_and_hosts(tmp_path):
 def test_a_typo_fails_at_start(tmp_path):
     result = _load_settings({"HUB_PORT": "80a", "HUB_DATA_DIR": str(tmp_path)})
     assert result.returncode != 0 and "HUB_PORT must be an integer" in result.stderr
+    result = _load_settings({"HUB_VECTOR_STORE_KEYWORD_LANGUAGE": "klingon", "HUB_DATA_DIR": str(tmp_path)})
+    assert result.returncode != 0 and "HUB_VECTOR_STORE_KEYWORD_LANGUAGE must be one of none, arabic" in result.stderr
 
 
 def test_debug_is_off_unless_asked():
