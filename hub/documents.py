@@ -1,8 +1,10 @@
 """A file's text, as the hub reads it for a model: a PDF's text layer (pypdf), a Word document's paragraphs and
-tables (python-docx), a PowerPoint deck's slides (python-pptx), an Excel workbook's sheets (openpyxl), else UTF-8
-text. Vector stores index it (``hub/vector_stores/indexer.py``) and a file in a model's input is shown to the model as
-it (``hub/api/file_inputs.py``); anything else (images, legacy .doc / .xls / .ppt, and for a text model scans without a
-text layer) is refused with a code of OpenAI's vector store file errors (``unsupported_file``, ``invalid_file``). A
+tables (python-docx), a PowerPoint deck's slides (python-pptx), an Excel workbook's sheets (openpyxl; a legacy .xls
+workbook's by xlrd), an HTML page's text as a browser lays it out (inscriptis: no tags, scripts or styles; tables in
+columns), else UTF-8 text. Vector stores index it (``hub/vector_stores/indexer.py``) and a file in a model's input is
+shown to the model as it (``hub/api/file_inputs.py``); anything else (images, legacy .doc / .ppt, and for a text
+model scans without a text layer) is refused with a code of OpenAI's vector store file errors (``unsupported_file``,
+``invalid_file``). A
 vision model also gets a PDF's pages as images (``page_images``, pypdfium2), as OpenAI gives its vision models, and so
 reads a scan by its pages alone."""
 
@@ -10,11 +12,15 @@ from __future__ import annotations
 
 import datetime
 import io
+import re
 import threading
 import zipfile
 
 PDF_MAGIC, OOXML_MAGIC = b"%PDF-", b"PK\x03\x04"  # a PDF's first bytes; an Office Open XML file's (a zip)
-PARSED = (PDF_MAGIC, OOXML_MAGIC)  # the files parsed rather than decoded (a cost worth keeping their text for)
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # a compound file's: the legacy Office formats (.xls, .doc, .ppt)
+PARSED = (PDF_MAGIC, OOXML_MAGIC, OLE_MAGIC)  # the files parsed rather than decoded (a cost worth keeping their text)
+# an HTML page: its first tag (after an XML declaration, comments, white space) a doctype, <html>, <head> or <body>
+_HTML = re.compile(r"\s*(<\?xml[^>]*>\s*)?(<!--.*?-->\s*)*<(!doctype\s+html|html|head|body)[\s>]", re.I | re.S)
 _PDFIUM = threading.Lock()  # PDFium is not thread-safe, not even across documents: one call at a time per process
 
 
@@ -77,28 +83,79 @@ def _shown(value: object) -> str:
     return str(value).strip()
 
 
+def _sheets(sheets) -> str:
+    """A workbook's sheets ((title, rows of values) in order), a blank line apart: ``Sheet: <name>``, then a line per
+    row holding a value, its cells apart by `` | `` (as a document's tables), empty cells at a row's end left out."""
+    shown = []
+    for title, values in sheets:
+        rows = []
+        for row in values:
+            cells = [_shown(value) for value in row]
+            while cells and not cells[-1]:
+                cells.pop()
+            if cells:
+                rows.append(" | ".join(cells))
+        if rows:
+            shown.append("\n".join([f"Sheet: {title}", *rows]))
+    return "\n\n".join(shown)
+
+
 def _xlsx_text(content: bytes) -> str:
-    """A workbook's sheets in order, a blank line apart: ``Sheet: <name>``, then a line per row holding a value, its
-    cells apart by `` | `` (as a document's tables), empty cells at a row's end left out. A formula shows the value
-    the spreadsheet program saved with it (none if it never computed it)."""
+    """An .xlsx workbook's sheets (``_sheets``). A formula shows the value the spreadsheet program saved with it (none
+    if it never computed it)."""
     from openpyxl import load_workbook
 
     book = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
     try:
-        sheets = []
-        for sheet in book.worksheets:
-            rows = []
-            for row in sheet.iter_rows(values_only=True):
-                cells = [_shown(value) for value in row]
-                while cells and not cells[-1]:
-                    cells.pop()
-                if cells:
-                    rows.append(" | ".join(cells))
-            if rows:
-                sheets.append("\n".join([f"Sheet: {sheet.title}", *rows]))
-        return "\n\n".join(sheets)
+        return _sheets((sheet.title, sheet.iter_rows(values_only=True)) for sheet in book.worksheets)
     finally:
         book.close()
+
+
+def _xls_value(cell, datemode: int) -> object:
+    """An .xls cell's value as openpyxl would give it: a date as a datetime, a boolean as a bool, an error as its
+    text (``#DIV/0!``)."""
+    import xlrd
+
+    if cell.ctype == xlrd.XL_CELL_DATE:
+        return xlrd.xldate.xldate_as_datetime(cell.value, datemode)
+    if cell.ctype == xlrd.XL_CELL_BOOLEAN:
+        return bool(cell.value)
+    if cell.ctype == xlrd.XL_CELL_ERROR:
+        return xlrd.error_text_from_code.get(cell.value, "#ERROR")
+    return cell.value
+
+
+def _ole_text(content: bytes) -> str:
+    """A legacy Office file's text: an Excel 97-2003 workbook's (.xls, xlrd) sheets as an .xlsx's; a Word .doc or a
+    PowerPoint .ppt is refused, naming the format to save it in."""
+    import xlrd
+    from xlrd.compdoc import CompDoc, CompDocError
+
+    quiet = io.StringIO()  # xlrd writes its warnings to a log file, stdout unless given one
+    try:
+        streams = {entry.name for entry in CompDoc(content, logfile=quiet).dirlist}
+    except (CompDocError, IndexError, ValueError) as exc:
+        raise Failed("invalid_file", f"The compound (legacy Office) file could not be read ({exc}).") from None
+    legacy = {"WordDocument": "Word document (.doc): save it as .docx", "PowerPoint Document": "PowerPoint deck "
+              "(.ppt): save it as .pptx"}  # fmt: skip
+    if not streams & {"Workbook", "Book"}:
+        kind = next((kind for name, kind in legacy.items() if name in streams), "compound file (not an .xls)")
+        raise Failed("unsupported_file", f"The hub does not read a legacy {kind}.")
+    try:
+        book = xlrd.open_workbook(file_contents=content, logfile=quiet)
+        return _sheets((sheet.name, [[_xls_value(cell, book.datemode) for cell in row] for row in sheet.get_rows()])
+                       for sheet in book.sheets())  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - whatever a malformed or encrypted workbook makes xlrd raise
+        raise Failed("invalid_file", f"The Excel workbook (.xls) could not be read ({exc}).") from None
+
+
+def _html_text(page: str) -> str:
+    """An HTML page's text as a browser lays it out (inscriptis): blocks on their own lines, a table's cells in
+    columns, a list's items bulleted; no tags, scripts or styles; entities decoded."""
+    from inscriptis import get_text
+
+    return "\n".join(line.rstrip() for line in get_text(page).splitlines()).strip("\n")
 
 
 _OFFICE = {"word/document.xml": ("Word document", _docx_text), "ppt/presentation.xml": ("PowerPoint deck", _pptx_text),
@@ -121,26 +178,34 @@ def _office_text(content: bytes) -> str | None:
 
 
 def read_text(content: bytes, scans: bool = False) -> str:
-    """The file's text: a PDF's (its text layer; a scan without one has none), a Word document's, a PowerPoint deck's
-    or an Excel workbook's, else UTF-8 text. Other files (images, legacy Office formats, archives) are refused.
+    """The file's text: a PDF's (its text layer; a scan without one has none), a Word document's, a PowerPoint deck's,
+    an Excel workbook's (.xlsx or .xls) or an HTML page's, else UTF-8 text. Other files (images, legacy .doc and .ppt,
+    archives) are refused.
     ``scans``: a PDF without text is its empty text, not refused (a vision model reads its pages)."""
     if content.startswith(PDF_MAGIC):
         text = _pdf_text(content).replace("\x00", "")
         if not text.strip() and not scans:
             raise Failed("invalid_file", "The PDF has no text to read (a scan without a text layer?).")
         return text
-    if content.startswith(OOXML_MAGIC) and (text := _office_text(content)) is not None:
-        if not text.strip():
+    office = None
+    if content.startswith(OOXML_MAGIC):
+        office = _office_text(content)
+    elif content.startswith(OLE_MAGIC):
+        office = _ole_text(content)
+    if office is not None:
+        if not office.strip():
             raise Failed("invalid_file", "The document has no text.")
-        return text.replace("\x00", "")
+        return office.replace("\x00", "")
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError:
-        message = ("The file is none of UTF-8 text, a PDF, a Word document (.docx), a PowerPoint deck (.pptx) or an "
-                   "Excel workbook (.xlsx); the hub reads those only.")  # fmt: skip
+        message = ("The file is none of UTF-8 text (HTML included), a PDF, a Word document (.docx), a PowerPoint "
+                   "deck (.pptx) or an Excel workbook (.xlsx, .xls); the hub reads those only.")  # fmt: skip
         raise Failed("unsupported_file", message) from None
     if "\x00" in text:
         raise Failed("unsupported_file", "The file holds NUL characters: it is not a text file.")
+    if _HTML.match(text, 0, 4096):
+        text = _html_text(text)
     if not text.strip():
         raise Failed("invalid_file", "The file has no text.")
     return text

@@ -22,7 +22,7 @@ from tests.support import encoders
 from tests.support.batches import batch_worker
 from tests.support.inference import inference_service, model_flags
 from tests.support.live import CHAT, EMBED, STORE_RERANKER, STORE_REWRITER, barrier, hub_clients, rows
-from tests.support.office import slide_deck
+from tests.support.office import legacy_compound, legacy_workbook, slide_deck
 from tests.support.pdfs import text_pdf
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
@@ -173,11 +173,23 @@ def test_failures_and_refusals(hub, live_hub):
     slides = client.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=("talk.pptx", deck))
     assert slides.status == "completed"
     assert client.vector_stores.search(store.id, query="Which animals climb cliffs?").data[0].filename == "talk.pptx"
+    # an HTML page is indexed as its text, a legacy .xls as an .xlsx (sheets row by row)
+    page = b"<!doctype html><html><head><script>var goats = 1;</script></head><body><p>Owls hunt at night.</p></body>"
+    sheet = legacy_workbook({"Fleet": [["Ship", "Crew"], ["Nautilus", 42]]})
+    for name, data, text in [("owls.html", page, "Owls hunt at night."),
+                             ("fleet.xls", sheet, "Sheet: Fleet\nShip | Crew\nNautilus | 42")]:  # fmt: skip
+        added = client.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=(name, data))
+        assert added.status == "completed", added.last_error
+        content = _raw(hub, "GET", f"vector_stores/{store.id}/files/{added.id}/content").json()
+        assert content["data"] == [{"type": "text", "text": text}]
     png = client.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=("a.png", b"\x89PNG\r\n\x1a\n\xff"))
     assert png.status == "failed" and png.last_error.code == "unsupported_file"
+    doc = client.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=("old.doc", legacy_compound(
+        "WordDocument")))  # fmt: skip
+    assert doc.status == "failed" and doc.last_error.code == "unsupported_file" and ".docx" in doc.last_error.message
     empty = client.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=("e.txt", b"  \n"))
     assert empty.status == "failed" and empty.last_error.code == "invalid_file"
-    assert _settled(client, store.id).file_counts.failed == 2 and _settled(client, store.id).file_counts.completed == 2
+    assert _settled(client, store.id).file_counts.failed == 3 and _settled(client, store.id).file_counts.completed == 4
 
     cases = [
         ("POST", "vector_stores", {"file_ids": ["file-nope"]}, 404, "file_id"),

@@ -1,6 +1,7 @@
 """A file's text as the hub reads it (``hub/documents.py``), for vector stores and for files in a model's input:
 UTF-8 text, a PDF's text layer, a Word document's paragraphs and tables in order, a PowerPoint deck's slides and
-notes, an Excel workbook's sheets row by row; what is none of those, or is broken, refused with OpenAI's codes."""
+notes, an Excel workbook's sheets row by row (.xlsx and .xls alike), an HTML page's text as laid out; what is none of
+those (a legacy .doc or .ppt among them), or is broken, refused with OpenAI's codes."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from hub.documents import Failed, read_text
 from tests.support.images import photo
-from tests.support.office import slide_deck, word_document, workbook
+from tests.support.office import legacy_compound, legacy_workbook, slide_deck, word_document, workbook
 from tests.support.pdfs import text_pdf
 
 
@@ -34,16 +35,47 @@ def test_a_decks_slides_are_read_a_blank_line_apart_with_their_notes():
     assert read_text(deck) == "Launch\nThe rover is called Pebble.\n\nBudget\nThree million.\nSay it slowly."
 
 
-def test_a_workbooks_sheets_are_read_row_by_row_as_a_spreadsheet_shows_them():
-    book = workbook({
+@pytest.mark.parametrize("write", [workbook, legacy_workbook], ids=["xlsx", "xls"])
+def test_a_workbooks_sheets_are_read_row_by_row_as_a_spreadsheet_shows_them(write):
+    book = write({
         "Sales": [["Region", "Units", "Shipped", None], ["North", 12.0, datetime.date(2026, 3, 1)], [],
                   ["South", 7.5, True, None, None], [None, None, "late"]],
         "Empty": [],
-        "Notes": [["Ship by", datetime.datetime(2026, 3, 1, 9, 30)], ["=1+1"]],
+        "Notes": [["Ship by", datetime.datetime(2026, 3, 1, 9, 30)]] + ([["=1+1"]] if write is workbook else []),
     })  # fmt: skip
     assert read_text(book) == "\n".join([
         "Sheet: Sales", "Region | Units | Shipped", "North | 12 | 2026-03-01", "South | 7.5 | TRUE", " |  | late", "",
         "Sheet: Notes", "Ship by | 2026-03-01 09:30:00"])  # fmt: skip
+
+
+PAGE = """<?xml version="1.0" encoding="utf-8"?>
+<!-- saved from a browser -->
+<!DOCTYPE html><html><head><title>Parts</title><style>p { color: red }</style>
+<script>var hidden = "not text";</script></head>
+<body><h1>Order &amp; shipping</h1><p>Item ZX-4471 ships in a <b>blue</b> crate.</p><p>Second&nbsp;paragraph.</p>
+<ul><li>one</li><li>two</li></ul><table><tr><th>Region</th><th>Sales</th></tr><tr><td>North</td><td>12</td></tr>
+</table></body></html>"""
+
+
+def test_an_html_pages_text_is_read_as_laid_out():
+    assert read_text(PAGE.encode()) == "\n".join([
+        "Order & shipping", "", "Item ZX-4471 ships in a blue crate.", "", "Second paragraph.", "", "  * one",
+        "  * two", "Region  Sales", "North   12"])  # fmt: skip
+    assert read_text(b"<BODY><p>just a body") == "just a body"
+    # text that merely holds tags, or starts with a comment or another tag, is text as written
+    for text in ["<!-- draft -->\n# Title\n\nSee <b>this</b>.", "<p>a fragment</p>\n", "Use <html> tags.", "<htmlx>"]:
+        assert read_text(text.encode()) == text
+    with pytest.raises(Failed) as caught:
+        read_text(b"<html><head><script>x()</script></head><body> </body></html>")
+    assert caught.value.code == "invalid_file"
+
+
+@pytest.mark.parametrize(("stream", "named"), [("WordDocument", ".doc"), ("PowerPoint Document", ".ppt"),
+                                                ("Other", "not an .xls")])  # fmt: skip
+def test_a_legacy_word_document_or_deck_is_refused_by_name(stream, named):
+    with pytest.raises(Failed) as caught:
+        read_text(legacy_compound(stream))
+    assert caught.value.code == "unsupported_file" and named in caught.value.message
 
 
 def _zip(files: dict[str, bytes]) -> bytes:
@@ -61,9 +93,11 @@ def _zip(files: dict[str, bytes]) -> bytes:
         (b"a\x00b", "unsupported_file"),
         (photo(), "unsupported_file"),
         (_zip({"data.csv": b"a,b"}), "unsupported_file"),  # a zip, not a document
-        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504), "unsupported_file"),  # legacy .xls / .doc / .ppt
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504), "invalid_file"),  # a broken compound file
         (_zip({"xl/workbook.xml": b"<workbook/>"}), "invalid_file"),  # a broken workbook
         (workbook({"Empty": [[None, ""]]}), "invalid_file"),  # a workbook without values
+        (legacy_workbook({"Empty": [[None, ""]]}), "invalid_file"),
+        (legacy_workbook({"S": [["x"]]})[:1536], "invalid_file"),  # cut short
         (b" \n", "invalid_file"),
         (b"%PDF-1.4\nnot really", "invalid_file"),
         (text_pdf([" "]), "invalid_file"),  # a scan: no text layer

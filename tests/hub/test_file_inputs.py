@@ -21,7 +21,7 @@ from hub.api.responses_relay import native_parts
 from hub.api.upstream import ModelInfo
 from tests.support.documents import NOTES, PAGES, document_server
 from tests.support.images import photo
-from tests.support.office import slide_deck, word_document, workbook
+from tests.support.office import legacy_workbook, slide_deck, word_document, workbook
 from tests.support.pdfs import scan_pdf, text_pdf
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the resolver reads on the pool's threads
@@ -79,18 +79,20 @@ def test_a_stored_pdf_becomes_its_text_beside_the_messages_text(acme):
     assert renamed["messages"][0]["content"].endswith(shown("plan.pdf", PDF_TEXT))
 
 
-def test_office_documents_become_their_text(acme):  # Word, PowerPoint, Excel
+def test_office_documents_and_web_pages_become_their_text(acme):  # Word, PowerPoint, Excel (.xlsx, .xls), HTML
     document = stored(acme.tenant, word_document(["Quarterly report."], [["Region", "Sales"], ["North", "12"]]),
                       "report.docx")  # fmt: skip
     deck = stored(acme.tenant, slide_deck([("Launch", "The rover is called Pebble.")]), "launch.pptx")
     sheet = stored(acme.tenant, workbook({"Q1": [["Region", "Sales"], ["North", 12]]}), "sales.xlsx")
-    out = inline(acme.tenant, chat({"type": "file", "file": {"file_id": document}},
-                                   {"type": "file", "file": {"file_id": deck}},
-                                   {"type": "file", "file": {"file_id": sheet}}))  # fmt: skip
+    old = stored(acme.tenant, legacy_workbook({"Q2": [["South", 7.5]]}), "sales.xls")
+    page = stored(acme.tenant, b"<html><body><h1>News</h1><p>Rates &amp; fees fell.</p></body></html>", "news.html")
+    ids = (document, deck, sheet, old, page)
+    out = inline(acme.tenant, chat(*({"type": "file", "file": {"file_id": i}} for i in ids)))
     assert out["messages"][0]["content"] == "\n".join([
         "Read:", shown("report.docx", "Quarterly report.\nRegion | Sales\nNorth | 12"),
         shown("launch.pptx", "Launch\nThe rover is called Pebble."),
-        shown("sales.xlsx", "Sheet: Q1\nRegion | Sales\nNorth | 12")])  # fmt: skip
+        shown("sales.xlsx", "Sheet: Q1\nRegion | Sales\nNorth | 12"), shown("sales.xls", "Sheet: Q2\nSouth | 7.5"),
+        shown("news.html", "News\n\nRates & fees fell.")])  # fmt: skip
 
 
 def test_file_data_as_a_data_url_or_bare_base64(acme):

@@ -54,3 +54,40 @@ def workbook(sheets: dict[str, list[list]]) -> bytes:
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
+
+
+def legacy_workbook(sheets: dict[str, list[list]]) -> bytes:
+    """An .xls (Excel 97-2003, xlwt), as ``workbook``'s; dates and datetimes formatted as dates, read back so."""
+    import datetime
+
+    import xlwt
+
+    book = xlwt.Workbook()
+    date, stamp = xlwt.easyxf(num_format_str="YYYY-MM-DD"), xlwt.easyxf(num_format_str="YYYY-MM-DD HH:MM:SS")
+    for title, rows in sheets.items():
+        sheet = book.add_sheet(title)
+        for r, row in enumerate(rows):
+            for c, value in enumerate(row):
+                if isinstance(value, datetime.datetime):
+                    sheet.write(r, c, value, stamp)
+                elif isinstance(value, datetime.date):
+                    sheet.write(r, c, value, date)
+                elif value is not None:
+                    sheet.write(r, c, value)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def legacy_compound(stream: str) -> bytes:
+    """A compound file (the legacy Office container) whose one stream is called ``stream`` ("WordDocument": a .doc's,
+    "PowerPoint Document": a .ppt's): an .xls with its "Workbook" stream renamed in the directory (no library here
+    writes a .doc or a .ppt, and the hub reads no further than the names)."""
+    content = bytearray(legacy_workbook({"Sheet": [["x"]]}))
+    old = "Workbook\0".encode("utf-16-le")
+    at = content.index(old)  # the directory entry: a 64-byte UTF-16 name, then its length in bytes (2 bytes)
+    assert at % 128 == 0 and len(stream) < 32
+    name = (stream + "\0").encode("utf-16-le")
+    content[at : at + 64] = name.ljust(64, b"\0")
+    content[at + 64 : at + 66] = len(name).to_bytes(2, "little")
+    return bytes(content)
