@@ -55,10 +55,18 @@ $(HAPROXY):
 	@DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy >/dev/null 2>&1 || \
 	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy)
 
+# A PDF's scanned pages are read by Debian's Tesseract (hub/ocr.py), which the document tests use: installed here when
+# missing (as root). `make run` uses it where it is installed.
+TESSERACT := /usr/bin/tesseract
+$(TESSERACT):
+	@echo "installing Debian's tesseract-ocr for the documents' OCR tests..."
+	@DEBIAN_FRONTEND=noninteractive apt-get install -y -q tesseract-ocr >/dev/null 2>&1 || \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q tesseract-ocr)
+
 # The suite runs on the machine's PostgreSQL and Redis, started when down (tests/services.sh), as in CI, in two
 # pytest-xdist workers (TEST_WORKERS=1 for one): much of a test's time is spent waiting on a server it started.
 TEST_WORKERS ?= 2
-test: $(STAMP) $(CHROMIUM) $(ESPEAK) $(HAPROXY)
+test: $(STAMP) $(CHROMIUM) $(ESPEAK) $(HAPROXY) $(TESSERACT)
 	@bash tests/services.sh $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(STAMP)

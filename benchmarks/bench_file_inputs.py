@@ -6,7 +6,7 @@ Cases, alternating within each round (medians over rounds of ``--requests`` each
 (``tests/support/pdfs.text_pdf``, a sentence a page) and 100 KB of UTF-8 text, each named by ``file_id`` (stored in
 a SQLite database of the run's own), sent as ``file_data`` and as a ``file_url`` on a server on loopback, each read for
 the first time and read before (its text kept by the process); each PDF sent as ``file_data`` to a vision model (its
-text and its pages rendered as PNGs, at ``detail`` auto and low: ``hub/documents.page_images``, pypdfium2), first and
+text and its pages rendered as PNGs, at ``detail`` auto and low: ``hub/pdfs.page_images``, pypdfium2), first and
 sent before; and, for scale, the same request with no file (the resolver's pass over the messages alone).
 
     .venv/bin/python benchmarks/bench_file_inputs.py [--rounds 5] [--requests 20]

@@ -1,43 +1,28 @@
-"""A file's text, as the hub reads it for a model: a PDF's text layer (pypdf), a Word document's paragraphs and
-tables (python-docx), a PowerPoint deck's slides (python-pptx), an Excel workbook's sheets (openpyxl; a legacy .xls
-workbook's by xlrd), an HTML page's text as a browser lays it out (inscriptis: no tags, scripts or styles; tables in
-columns), else UTF-8 text. Vector stores index it (``hub/vector_stores/indexer.py``) and a file in a model's input is
-shown to the model as it (``hub/api/file_inputs.py``); anything else (images, legacy .doc / .ppt, and for a text
-model scans without a text layer) is refused with a code of OpenAI's vector store file errors (``unsupported_file``,
-``invalid_file``). A
-vision model also gets a PDF's pages as images (``page_images``, pypdfium2), as OpenAI gives its vision models, and so
-reads a scan by its pages alone."""
+"""A file's text, as the hub reads it for a model: a PDF's text layer (``pdfs.py``: pypdf; a page without one read
+by OCR where it is on, ``ocr.py``), a Word document's paragraphs and tables (python-docx), a PowerPoint deck's slides
+(python-pptx), an Excel workbook's sheets (openpyxl; a legacy .xls workbook's by xlrd), an HTML page's text as a
+browser lays it out (inscriptis: no tags, scripts or styles; tables in columns), else UTF-8 text. Vector stores index
+it (``hub/vector_stores/indexer.py``) and a file in a model's input is shown to the model as it
+(``hub/api/file_inputs.py``); anything else (images, legacy .doc / .ppt, and for a text model scans that OCR does
+not read) is refused with a code of OpenAI's vector store file errors (``unsupported_file``, ``invalid_file``). A
+vision model also gets a PDF's pages as images (``pdfs.page_images``, pypdfium2), as OpenAI gives its vision models,
+and so reads a scan by its pages alone."""
 
 from __future__ import annotations
 
 import datetime
 import io
 import re
-import threading
 import zipfile
+
+from hub import pdfs
+from hub.pdfs import Failed
 
 PDF_MAGIC, OOXML_MAGIC = b"%PDF-", b"PK\x03\x04"  # a PDF's first bytes; an Office Open XML file's (a zip)
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # a compound file's: the legacy Office formats (.xls, .doc, .ppt)
 PARSED = (PDF_MAGIC, OOXML_MAGIC, OLE_MAGIC)  # the files parsed rather than decoded (a cost worth keeping their text)
 # an HTML page: its first tag (after an XML declaration, comments, white space) a doctype, <html>, <head> or <body>
 _HTML = re.compile(r"\s*(<\?xml[^>]*>\s*)?(<!--.*?-->\s*)*<(!doctype\s+html|html|head|body)[\s>]", re.I | re.S)
-_PDFIUM = threading.Lock()  # PDFium is not thread-safe, not even across documents: one call at a time per process
-
-
-class Failed(Exception):
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code, self.message = code, message
-
-
-def _pdf_text(content: bytes) -> str:
-    """A PDF's text (pypdf), its pages apart by a blank line."""
-    from pypdf import PdfReader
-
-    try:
-        return "\n\n".join(page.extract_text() or "" for page in PdfReader(io.BytesIO(content)).pages)
-    except Exception as exc:  # noqa: BLE001 - whatever a client's malformed PDF makes pypdf raise: an invalid file
-        raise Failed("invalid_file", f"The PDF could not be read ({type(exc).__name__}).") from None
 
 
 def _cells(table) -> str:
@@ -177,15 +162,16 @@ def _office_text(content: bytes) -> str | None:
     return None
 
 
-def read_text(content: bytes, scans: bool = False) -> str:
+def read_text(content: bytes, scans: bool = False, ocr_most: int | None = None) -> str:
     """The file's text: a PDF's (its text layer; a scan without one has none), a Word document's, a PowerPoint deck's,
     an Excel workbook's (.xlsx or .xls) or an HTML page's, else UTF-8 text. Other files (images, legacy .doc and .ppt,
     archives) are refused.
-    ``scans``: a PDF without text is its empty text, not refused (a vision model reads its pages)."""
+    ``scans``: a PDF without text is its empty text, not refused (a vision model reads its pages). ``ocr_most``: the
+    most pages without a text layer read by OCR (``pdfs.text``)."""
     if content.startswith(PDF_MAGIC):
-        text = _pdf_text(content).replace("\x00", "")
+        text = pdfs.text(content, ocr_most).replace("\x00", "")
         if not text.strip() and not scans:
-            raise Failed("invalid_file", "The PDF has no text to read (a scan without a text layer?).")
+            raise Failed("invalid_file", "The PDF has no text to read (a scan without a text layer, and no OCR?).")
         return text
     office = None
     if content.startswith(OOXML_MAGIC):
@@ -209,31 +195,3 @@ def read_text(content: bytes, scans: bool = False) -> str:
     if not text.strip():
         raise Failed("invalid_file", "The file has no text.")
     return text
-
-
-def page_images(content: bytes, longest: int, most: int) -> list[bytes]:
-    """A PDF's pages as PNG images, each rendered so that its longer side is ``longest`` pixels (its proportions
-    kept). A PDF of more than ``most`` pages is refused before one is rendered."""
-    import pypdfium2
-
-    images = []
-    with _PDFIUM:  # closed in the lock too: a finalizer would call PDFium from whichever thread collects it
-        try:
-            document = pypdfium2.PdfDocument(content)
-        except pypdfium2.PdfiumError as exc:
-            raise Failed("invalid_file", f"The PDF could not be read ({exc}).") from None
-        try:
-            if len(document) > most:
-                raise Failed("file_too_large", f"The PDF has {len(document)} pages; a vision model is given the "
-                             f"pages of a PDF of up to {most} as images.")  # fmt: skip
-            for page in document:
-                width, height = page.get_size()  # in points
-                bitmap = page.render(scale=longest / max(width, height, 1.0))
-                picture = bitmap.to_pil()
-                out = io.BytesIO()
-                picture.save(out, "PNG", compress_level=1)  # text on white: small already, and 3x faster than 6
-                images.append(out.getvalue())
-                bitmap.close(), page.close()
-        finally:
-            document.close()
-    return images

@@ -15,7 +15,7 @@ from pathlib import Path
 import Stemmer  # PyStemmer: the keyword search's languages
 from django.core.exceptions import ImproperlyConfigured
 
-from hub import logs
+from hub import logs, ocr
 from hub.env import (
     check_redis_url,
     env_bool,
@@ -324,6 +324,15 @@ HUB_MCP_ALLOW_PRIVATE_URLS = env_bool("HUB_MCP_ALLOW_PRIVATE_URLS", REDIS_URL is
 # A file in a model's input by ``file_url`` (hub/api/file_inputs.py) is fetched by the hub: as for webhooks, from a
 # loopback, private or link-local address only where HUB_FILE_URL_ALLOW_PRIVATE_URLS.
 HUB_FILE_URL_ALLOW_PRIVATE_URLS = env_bool("HUB_FILE_URL_ALLOW_PRIVATE_URLS", REDIS_URL is None)
+# A PDF page without a text layer (a scan) is read by OCR (Tesseract, hub/ocr.py) in these languages, Tesseract's names
+# joined by "+" ("eng+deu"), for vector stores and files in a model's input; "none": not read (kept "" here). By default
+# English where Tesseract is installed (the hub's image has it), else none; each language named is checked here.
+HUB_OCR_LANGUAGES = env_str("HUB_OCR_LANGUAGES", ocr.default_languages() or "none")
+HUB_OCR_LANGUAGES = "" if HUB_OCR_LANGUAGES == "none" else HUB_OCR_LANGUAGES
+if HUB_OCR_LANGUAGES and (_missing := ocr.missing(HUB_OCR_LANGUAGES)):
+    _packages = " ".join(["tesseract-ocr"] + [f"tesseract-ocr-{m}" for m in _missing if m != "eng"])
+    raise ImproperlyConfigured(f"HUB_OCR_LANGUAGES: this machine's Tesseract lacks {', '.join(_missing)} (Debian: "
+                               f"apt-get install {_packages}; none: no OCR)")  # fmt: skip
 # GET /metrics (hub/metrics.py): Prometheus's text format, open like /health unless this bearer token is set
 HUB_METRICS_TOKEN = env_str("HUB_METRICS_TOKEN")
 # Whether /metrics also counts each tenant's requests and tokens (a series per tenant, model and status or kind: off

@@ -3,11 +3,12 @@
 ``input_image`` by ``file_id``.
 
 Our models read text (and a vision model images), so each file is shown to the model as a text part holding its
-text, read as a vector store reads a file (``hub/documents.py``: a PDF's text layer, a Word document's, a PowerPoint
-deck's, an Excel workbook's, or UTF-8 text; other files are a 400 ``unsupported_file``), inside
-``<file name="...">`` ... ``</file>``; an image named by ``file_id`` becomes a ``data:`` URL of its bytes. A vision
-model gets a PDF as OpenAI's do: its text, then an image of each page (PNG, its longer side by the file's
-``detail``: ``PAGE_PIXELS``; a scan without a text layer is its images alone). This
+text, read as a vector store reads a file (``hub/documents.py``: a PDF's text layer, a page without one read by OCR
+where it is on, up to ``MAX_PAGES`` such pages; a Word document's, a PowerPoint deck's, an Excel workbook's, an HTML
+page's, or UTF-8 text; other files are a 400 ``unsupported_file``), inside ``<file name="...">`` ... ``</file>``; an
+image named by ``file_id`` becomes a ``data:`` URL of its bytes. A vision model gets a PDF as OpenAI's do: its text,
+then an image of each page (PNG, its longer side by the file's ``detail``: ``PAGE_PIXELS``; a scan that OCR did not
+read is its images alone). This
 happens in the gateway, before the request is estimated and limited, so a file's tokens are reserved, routed and
 metered as the prompt's; the limits are asked first (``admit``, charging nothing) about the request with each
 document's text empty, so a key they refuse anyway makes the hub read no file. Every deployment gets the text, ours
@@ -38,7 +39,8 @@ from django.conf import settings
 from accounts import files
 from accounts.authn import KeyContext
 from hub.api import errors
-from hub.documents import PARSED, PDF_MAGIC, Failed, page_images, read_text
+from hub.documents import PARSED, PDF_MAGIC, Failed, read_text
+from hub.pdfs import page_images
 from hub.pool import db
 from hub.webhooks import addresses
 
@@ -217,8 +219,9 @@ async def _parsed(param: str, parse: Callable, *args):
 
 
 async def _read(content: bytes, param: str) -> str:
-    """A file's text; a PDF's may be empty (a scan without a text layer: ``_file_parts`` decides)."""
-    return await _parsed(param, read_text, content, True)
+    """A file's text; a PDF's may be empty (a scan without a text layer, or with more such pages than OCR reads in a
+    request: ``_file_parts`` decides)."""
+    return await _parsed(param, read_text, content, True, MAX_PAGES)
 
 
 async def _pages(content: bytes, detail: str, param: str) -> tuple[str, ...]:

@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from hub.documents import page_images
+from hub.pdfs import page_images
 from tests.openai_spec import assert_valid
 from tests.support.documents import NOTES, PAGES, document_server
 from tests.support.images import photo

@@ -23,7 +23,7 @@ from tests.support.batches import batch_worker
 from tests.support.inference import inference_service, model_flags
 from tests.support.live import CHAT, EMBED, STORE_RERANKER, STORE_REWRITER, barrier, hub_clients, rows
 from tests.support.office import legacy_compound, legacy_workbook, slide_deck
-from tests.support.pdfs import text_pdf
+from tests.support.pdfs import mixed_pdf, printed_scan, text_pdf
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
 
@@ -173,11 +173,13 @@ def test_failures_and_refusals(hub, live_hub):
     slides = client.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=("talk.pptx", deck))
     assert slides.status == "completed"
     assert client.vector_stores.search(store.id, query="Which animals climb cliffs?").data[0].filename == "talk.pptx"
-    # an HTML page is indexed as its text, a legacy .xls as an .xlsx (sheets row by row)
+    # an HTML page is indexed as its text, a legacy .xls as an .xlsx (sheets row by row), a scan as OCR reads it
     page = b"<!doctype html><html><head><script>var goats = 1;</script></head><body><p>Owls hunt at night.</p></body>"
     sheet = legacy_workbook({"Fleet": [["Ship", "Crew"], ["Nautilus", 42]]})
+    scan = mixed_pdf([printed_scan(["Invoice 4471 was paid in full."])])
     for name, data, text in [("owls.html", page, "Owls hunt at night."),
-                             ("fleet.xls", sheet, "Sheet: Fleet\nShip | Crew\nNautilus | 42")]:  # fmt: skip
+                             ("fleet.xls", sheet, "Sheet: Fleet\nShip | Crew\nNautilus | 42"),
+                             ("invoice.pdf", scan, "Invoice 4471 was paid in full.")]:  # fmt: skip
         added = client.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=(name, data))
         assert added.status == "completed", added.last_error
         content = _raw(hub, "GET", f"vector_stores/{store.id}/files/{added.id}/content").json()
@@ -189,7 +191,7 @@ def test_failures_and_refusals(hub, live_hub):
     assert doc.status == "failed" and doc.last_error.code == "unsupported_file" and ".docx" in doc.last_error.message
     empty = client.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=("e.txt", b"  \n"))
     assert empty.status == "failed" and empty.last_error.code == "invalid_file"
-    assert _settled(client, store.id).file_counts.failed == 3 and _settled(client, store.id).file_counts.completed == 4
+    assert _settled(client, store.id).file_counts.failed == 3 and _settled(client, store.id).file_counts.completed == 5
 
     cases = [
         ("POST", "vector_stores", {"file_ids": ["file-nope"]}, 404, "file_id"),

@@ -1,7 +1,8 @@
 """A file's text as the hub reads it (``hub/documents.py``), for vector stores and for files in a model's input:
-UTF-8 text, a PDF's text layer, a Word document's paragraphs and tables in order, a PowerPoint deck's slides and
-notes, an Excel workbook's sheets row by row (.xlsx and .xls alike), an HTML page's text as laid out; what is none of
-those (a legacy .doc or .ppt among them), or is broken, refused with OpenAI's codes."""
+UTF-8 text, a PDF's text layer (a scanned page's text read by OCR), a Word document's paragraphs and tables in order,
+a PowerPoint deck's slides and notes, an Excel workbook's sheets row by row (.xlsx and .xls alike), an HTML page's
+text as laid out; what is none of those (a legacy .doc or .ppt among them), or is broken, refused with OpenAI's
+codes."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from hub.documents import Failed, read_text
 from tests.support.images import photo
 from tests.support.office import legacy_compound, legacy_workbook, slide_deck, word_document, workbook
-from tests.support.pdfs import text_pdf
+from tests.support.pdfs import mixed_pdf, printed_scan, scan_pdf, text_pdf
 
 
 def test_utf8_text_and_pdfs_are_read():
@@ -22,6 +23,23 @@ def test_utf8_text_and_pdfs_are_read():
     assert read_text(text_pdf(["Paris is the capital of France.", "Page two."])) == (
         "Paris is the capital of France.\n\nPage two."
     )
+
+
+INVOICE = ["Invoice 4471 was paid in full.", "The rover is called Pebble."]
+
+
+def test_a_pdfs_scanned_pages_are_read_by_ocr(settings):
+    """Tesseract reads the pages without a text layer (English by default, where it is installed: CI installs it);
+    the pages with one keep it. A blank scan is still no text."""
+    assert settings.HUB_OCR_LANGUAGES == "eng"
+    pdf = mixed_pdf(["Page one has text.", printed_scan(INVOICE), "Page three too."])
+    assert read_text(pdf) == "Page one has text.\n\n" + "\n\n".join(INVOICE) + "\n\nPage three too."
+    assert read_text(pdf, ocr_most=0) == "Page one has text.\n\n\n\nPage three too."  # more scans than read
+    with pytest.raises(Failed) as caught:  # a blank scan: OCR finds nothing, and the text model has nothing
+        read_text(scan_pdf(2))
+    assert caught.value.code == "invalid_file" and "scan" in caught.value.message
+    settings.HUB_OCR_LANGUAGES = ""  # off (HUB_OCR_LANGUAGES=none)
+    assert read_text(pdf) == "Page one has text.\n\n\n\nPage three too."
 
 
 def test_a_word_documents_paragraphs_and_tables_are_read_in_order():

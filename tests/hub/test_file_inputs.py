@@ -22,7 +22,7 @@ from hub.api.upstream import ModelInfo
 from tests.support.documents import NOTES, PAGES, document_server
 from tests.support.images import photo
 from tests.support.office import legacy_workbook, slide_deck, word_document, workbook
-from tests.support.pdfs import scan_pdf, text_pdf
+from tests.support.pdfs import mixed_pdf, printed_scan, scan_pdf, text_pdf
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the resolver reads on the pool's threads
 
@@ -141,8 +141,8 @@ def test_a_document_sent_as_bytes_is_parsed_once_per_tenant(acme, globex, monkey
     settings.HUB_FILE_URL_ALLOW_PRIVATE_URLS = True
     parsed = []
     original = file_inputs.read_text
-    monkeypatch.setattr(file_inputs, "read_text", lambda content, scans: parsed.append(content[:5]) or
-                        original(content, scans))  # fmt: skip
+    monkeypatch.setattr(file_inputs, "read_text", lambda content, *args: parsed.append(content[:5]) or
+                        original(content, *args))  # fmt: skip
     monkeypatch.setattr(file_inputs, "_texts", file_inputs._Texts())
     pdf = text_pdf(PAGES)
     as_data = chat({"type": "file", "file": {"filename": "notes.pdf", "file_data": base64.b64encode(pdf).decode()}})
@@ -191,6 +191,12 @@ def test_a_scan_is_a_text_models_400_and_a_vision_models_pages(acme):
     assert [(b.min(), b.max()) for b in bands] == [(round(100 * scale), round(160 * scale) - 1),
                                                    (round(300 * scale), round(360 * scale) - 1)]  # fmt: skip
     assert refused(acme.tenant, body).code == "invalid_file"  # its empty text kept: still a text model's 400
+
+
+def test_a_scans_printed_text_is_read_by_ocr_for_a_text_model(acme):
+    file_id = stored(acme.tenant, mixed_pdf([printed_scan(["Invoice 4471 was paid in full."])]), "invoice.pdf")
+    out = inline(acme.tenant, chat({"type": "file", "file": {"file_id": file_id}}))
+    assert out["messages"][0]["content"] == "Read:\n" + shown("invoice.pdf", "Invoice 4471 was paid in full.")
 
 
 def test_a_pdfs_pages_are_rendered_once_per_detail_and_a_long_pdf_is_refused(acme, monkeypatch):

@@ -91,6 +91,8 @@ def test_a_typo_fails_at_start(tmp_path):
     assert result.returncode != 0 and "HUB_PORT must be an integer" in result.stderr
     result = _load_settings({"HUB_VECTOR_STORE_KEYWORD_LANGUAGE": "klingon", "HUB_DATA_DIR": str(tmp_path)})
     assert result.returncode != 0 and "HUB_VECTOR_STORE_KEYWORD_LANGUAGE must be one of none, arabic" in result.stderr
+    result = _load_settings({"HUB_OCR_LANGUAGES": "eng+klingon", "HUB_DATA_DIR": str(tmp_path)})
+    assert result.returncode != 0 and "HUB_OCR_LANGUAGES: this machine's Tesseract lacks klingon" in result.stderr
 
 
 def test_debug_is_off_unless_asked():

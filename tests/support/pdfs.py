@@ -1,6 +1,7 @@
 """A small PDF written by hand (no PDF library writes text without another dependency): one page per text, each
 shown in Helvetica, with a correct cross-reference table, as a word processor's export has; and a scan (pictures
-of pages, no text layer), as Pillow writes one."""
+of pages, no text layer), as Pillow writes one: blank but for a dark band, or printed (what OCR reads); and a PDF of
+both kinds of pages."""
 
 from __future__ import annotations
 
@@ -46,4 +47,32 @@ def scan_pdf(pages: int = 1) -> bytes:
         scans.append(Image.fromarray(pixels))
     out = io.BytesIO()
     scans[0].save(out, "PDF", resolution=72.0, save_all=True, append_images=scans[1:])
+    return out.getvalue()
+
+
+def printed_scan(lines: list[str]) -> Image.Image:
+    """A scanned page (US Letter at 144 dpi) with ``lines`` printed on it, a line apart: what OCR reads."""
+    from PIL import ImageDraw, ImageFont
+
+    page = Image.new("L", (612 * 2, 792 * 2), 255)
+    draw, font = ImageDraw.Draw(page), ImageFont.load_default(size=28)  # Pillow's own FreeType font
+    for i, line in enumerate(lines):
+        draw.text((144, 200 + 60 * i), line, font=font, fill=0)
+    return page
+
+
+def mixed_pdf(pages: list[str | Image.Image]) -> bytes:
+    """A PDF of ``pages`` in order: a string a page with that text layer (``text_pdf``), an image a scanned page."""
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter()
+    for page in pages:
+        out = io.BytesIO()
+        if isinstance(page, str):
+            out.write(text_pdf([page]))
+        else:
+            page.save(out, "PDF", resolution=144.0)
+        writer.add_page(PdfReader(io.BytesIO(out.getvalue())).pages[0])
+    out = io.BytesIO()
+    writer.write(out)
     return out.getvalue()
