@@ -1,15 +1,16 @@
 """A file's text, as the hub reads it for a model: a PDF's text layer (``pdfs.py``: pypdf; a page without one read
 by OCR where it is on, ``ocr.py``), a Word document's paragraphs and tables (python-docx), a PowerPoint deck's slides
 (python-pptx), an Excel workbook's sheets (openpyxl; a legacy .xls workbook's by xlrd), an HTML page's text as a
-browser lays it out (inscriptis: no tags, scripts or styles; tables in columns), else UTF-8 text. Vector stores index
-it (``hub/vector_stores/indexer.py``) and a file in a model's input is shown to the model as it
-(``hub/api/file_inputs.py``); anything else (images, legacy .doc / .ppt, and for a text model scans that OCR does
-not read) is refused with a code of OpenAI's vector store file errors (``unsupported_file``, ``invalid_file``). A
+browser lays it out (inscriptis: no tags, scripts or styles; tables in columns), else text (UTF-8, or UTF-16 by its
+BOM). Vector stores index it (``hub/vector_stores/indexer.py``) and a file in a model's input is shown to the model
+as it (``hub/api/file_inputs.py``); anything else (images, legacy .doc / .ppt, and for a text model scans that OCR
+does not read) is refused with a code of OpenAI's vector store file errors (``unsupported_file``, ``invalid_file``). A
 vision model also gets a PDF's pages as images (``pdfs.page_images``, pypdfium2), as OpenAI gives its vision models,
 and so reads a scan by its pages alone."""
 
 from __future__ import annotations
 
+import codecs
 import datetime
 import io
 import re
@@ -22,6 +23,8 @@ PDF_MAGIC, OOXML_MAGIC = b"%PDF-", b"PK\x03\x04"  # a PDF's first bytes; an Offi
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # a compound file's: the legacy Office formats (.xls, .doc, .ppt)
 PARSED = (PDF_MAGIC, OOXML_MAGIC, OLE_MAGIC)  # the files parsed rather than decoded (a cost worth keeping their text)
 # an HTML page: its first tag (after an XML declaration, comments, white space) a doctype, <html>, <head> or <body>
+# its charset, as <meta charset="..."> or <meta http-equiv="Content-Type" content="text/html; charset=...">
+_META_CHARSET = re.compile(r"<meta[^>]+charset\s*=\s*[\"']?([\w-]+)", re.I)
 _HTML = re.compile(r"\s*(<\?xml[^>]*>\s*)?(<!--.*?-->\s*)*<(!doctype\s+html|html|head|body)[\s>]", re.I | re.S)
 
 
@@ -162,6 +165,23 @@ def _office_text(content: bytes) -> str | None:
     return None
 
 
+def _decoded(content: bytes) -> str:
+    """Text as OpenAI takes it (UTF-8, its BOM dropped, or UTF-16 by its BOM), or an HTML page in the charset its
+    ``<meta>`` names (a saved page is often windows-1252). Raises ``UnicodeDecodeError`` for anything else."""
+    if content.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return content.decode("utf-16")  # the BOM says the byte order, and is dropped
+    try:
+        return content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        head = content[:4096].decode("latin-1")  # each byte a character: the ASCII markup reads as itself
+        if _HTML.match(head) and (declared := _META_CHARSET.search(head)):
+            try:
+                return content.decode(declared.group(1))
+            except (LookupError, UnicodeDecodeError):
+                pass
+        raise
+
+
 def read_text(content: bytes, scans: bool = False, ocr_most: int | None = None) -> str:
     """The file's text: a PDF's (its text layer; a scan without one has none), a Word document's, a PowerPoint deck's,
     an Excel workbook's (.xlsx or .xls) or an HTML page's, else UTF-8 text. Other files (images, legacy .doc and .ppt,
@@ -183,10 +203,10 @@ def read_text(content: bytes, scans: bool = False, ocr_most: int | None = None) 
             raise Failed("invalid_file", "The document has no text.")
         return office.replace("\x00", "")
     try:
-        text = content.decode("utf-8-sig")
+        text = _decoded(content)
     except UnicodeDecodeError:
-        message = ("The file is none of UTF-8 text (HTML included), a PDF, a Word document (.docx), a PowerPoint "
-                   "deck (.pptx) or an Excel workbook (.xlsx, .xls); the hub reads those only.")  # fmt: skip
+        message = ("The file is none of text in UTF-8 or UTF-16 (HTML included), a PDF, a Word document (.docx), a "
+                   "PowerPoint deck (.pptx) or an Excel workbook (.xlsx, .xls); the hub reads those only.")  # fmt: skip
         raise Failed("unsupported_file", message) from None
     if "\x00" in text:
         raise Failed("unsupported_file", "The file holds NUL characters: it is not a text file.")

@@ -6,6 +6,7 @@ codes."""
 
 from __future__ import annotations
 
+import codecs
 import datetime
 import io
 import zipfile
@@ -20,6 +21,8 @@ from tests.support.pdfs import mixed_pdf, printed_scan, scan_pdf, text_pdf
 
 def test_utf8_text_and_pdfs_are_read():
     assert read_text("\ufeffhello".encode()) == "hello"
+    for codec in ("utf-16", "utf-16-be"):  # UTF-16 by its byte order mark (OpenAI takes UTF-8, UTF-16 and ASCII)
+        assert read_text(codecs.BOM_UTF16_BE * (codec == "utf-16-be") + "Grüße, 世界".encode(codec)) == "Grüße, 世界"
     assert read_text(text_pdf(["Paris is the capital of France.", "Page two."])) == (
         "Paris is the capital of France.\n\nPage two."
     )
@@ -80,6 +83,14 @@ def test_an_html_pages_text_is_read_as_laid_out():
         "Order & shipping", "", "Item ZX-4471 ships in a blue crate.", "", "Second paragraph.", "", "  * one",
         "  * two", "Region  Sales", "North   12"])  # fmt: skip
     assert read_text(b"<BODY><p>just a body") == "just a body"
+    # a saved page in the charset its <meta> names (not UTF-8), either way of naming it
+    equiv = '<META HTTP-EQUIV="Content-Type" CONTENT="text/html; charset=cp1252">'
+    for meta in ('<meta charset="windows-1252">', equiv):
+        page = f"<!DOCTYPE html><html><head>{meta}</head><body><p>Café – naïve</p></body></html>"
+        assert read_text(page.encode("cp1252")) == "Café – naïve"
+    with pytest.raises(Failed) as caught:  # text in another charset than UTF-8 or UTF-16, not a page: refused
+        read_text("Café – naïve".encode("cp1252"))
+    assert caught.value.code == "unsupported_file"
     # text that merely holds tags, or starts with a comment or another tag, is text as written
     for text in ["<!-- draft -->\n# Title\n\nSee <b>this</b>.", "<p>a fragment</p>\n", "Use <html> tags.", "<htmlx>"]:
         assert read_text(text.encode()) == text
@@ -107,7 +118,9 @@ def _zip(files: dict[str, bytes]) -> bytes:
 @pytest.mark.parametrize(
     ("content", "code"),
     [
-        (b"\xff\xfe", "unsupported_file"),
+        (b"\xc3\x28", "unsupported_file"),  # not UTF-8
+        (codecs.BOM_UTF16_LE + b"abc", "unsupported_file"),  # not UTF-16 either: an odd length
+        (codecs.BOM_UTF16_LE, "invalid_file"),  # an empty UTF-16 text
         (b"a\x00b", "unsupported_file"),
         (photo(), "unsupported_file"),
         (_zip({"data.csv": b"a,b"}), "unsupported_file"),  # a zip, not a document
