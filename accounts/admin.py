@@ -84,7 +84,7 @@ class PriceInline(admin.TabularInline):
 class FallbackForm(forms.ModelForm):
     class Meta:
         model = ModelFallback
-        fields = ["fallback", "position"]
+        fields = ["fallback", "position", "on"]
 
     def clean(self):
         data = super().clean()

@@ -209,14 +209,25 @@ class Deployment(models.Model):
         return f"{self.model_id} @ {self.base_url}"
 
 
+class FallbackOn(models.TextChoices):
+    """When a fallback takes a model's request (LiteLLM's router ``fallbacks`` are ``any``, its
+    ``context_window_fallbacks`` ``context``)."""
+
+    ANY = "any", "whenever the model cannot answer"
+    UNAVAILABLE = "unavailable", "only when no deployment takes the request (unreachable, busy)"
+    CONTEXT = "context", "only when the request is over the model's context or output length"
+
+
 class ModelFallback(models.Model):
-    """Where a model's requests go when it cannot answer them (LiteLLM's router ``fallbacks``): none of its
-    deployments reachable or free (refused, 503, 429), or the request over its context or output length. Tried in
-    ``position`` order, each only where the key may use it (``hub/api/fallbacks.py``)."""
+    """Where a model's requests go when it cannot answer them (LiteLLM's router ``fallbacks`` and
+    ``context_window_fallbacks``): none of its deployments reachable or free (refused, 503, 429), or the request over
+    its context or output length, as ``on`` says. Tried in ``position`` order, each only where the key may use it
+    (``hub/api/fallbacks.py``)."""
 
     model = models.ForeignKey(ServedModel, on_delete=models.CASCADE, related_name="fallback_links")
     fallback = models.ForeignKey(ServedModel, on_delete=models.CASCADE, related_name="+")
     position = models.PositiveSmallIntegerField(default=0)
+    on = models.CharField(max_length=16, choices=FallbackOn.choices, default=FallbackOn.ANY)
 
     class Meta:
         ordering = ["model", "position", "id"]
@@ -226,7 +237,13 @@ class ModelFallback(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.model_id} -> {self.fallback_id}"
+        return f"{self.model_id} -> {self.fallback_id}" + (f" ({self.on})" if self.on != FallbackOn.ANY else "")
+
+    @staticmethod
+    def takes(on: str, reason: str) -> bool:
+        """Whether a fallback set ``on`` takes a request its model could not answer for ``reason`` (``unavailable``,
+        ``busy`` or ``context``: the gateway's, and its metric's label)."""
+        return on == FallbackOn.ANY or on == (FallbackOn.CONTEXT if reason == "context" else FallbackOn.UNAVAILABLE)
 
     @staticmethod
     def mismatch(model, fallback) -> str | None:

@@ -27,6 +27,7 @@ from accounts.models import (
     ROLE_RANK,
     ApiKey,
     Deployment,
+    FallbackOn,
     Invitation,
     Membership,
     ModelFallback,
@@ -249,19 +250,26 @@ def _models_by_id(model_ids: Iterable[str]) -> list[ServedModel]:
 
 
 @transaction.atomic
-def set_fallbacks(model_id: str, fallback_ids: Iterable[str]) -> list[ServedModel]:
-    """``model_id``'s fallbacks become ``fallback_ids``, in that order (none: it has none). Each must be another
-    model of its kind (``ModelFallback.mismatch``); a fallback's own fallbacks are not followed."""
+def set_fallbacks(model_id: str, fallback_ids: Iterable[str], *, context_only: Iterable[str] = (),
+                  unavailable_only: Iterable[str] = ()) -> list[ModelFallback]:  # fmt: skip
+    """``model_id``'s fallbacks become ``fallback_ids`` (taking any request it cannot answer), then ``context_only``
+    (only one over its context or output length: LiteLLM's ``context_window_fallbacks``), then ``unavailable_only``
+    (only one no deployment of it takes), in that order (none: it has none). Each must be another model of its kind
+    (``ModelFallback.mismatch``), once; a fallback's own fallbacks are not followed."""
     [model] = _models_by_id([model_id])
-    fallbacks = _models_by_id(fallback_ids)
+    given = [(i, FallbackOn.ANY) for i in fallback_ids] + [(i, FallbackOn.CONTEXT) for i in context_only]
+    given += [(i, FallbackOn.UNAVAILABLE) for i in unavailable_only]
+    if len({i for i, _ in given}) < len(given):
+        raise ValidationError("a model is its fallback at most once")
+    fallbacks = _models_by_id([i for i, _ in given])
     for fallback in fallbacks:
         if (why := ModelFallback.mismatch(model, fallback)) is not None:
             raise ValidationError(why)
     ModelFallback.objects.filter(model=model).delete()
-    ModelFallback.objects.bulk_create(
-        ModelFallback(model=model, fallback=fallback, position=i) for i, fallback in enumerate(fallbacks)
+    return ModelFallback.objects.bulk_create(
+        ModelFallback(model=model, fallback=fallback, position=i, on=on)
+        for i, (fallback, (_, on)) in enumerate(zip(fallbacks, given, strict=True))
     )
-    return fallbacks
 
 
 @transaction.atomic

@@ -1,11 +1,13 @@
 """A model's fallbacks (``ModelFallback``; LiteLLM's router ``fallbacks`` and ``context_window_fallbacks`` in one
-ordered list): where a request goes when its model cannot answer it.
+ordered list, each link's ``on`` saying which): where a request goes when its model cannot answer it.
 
 A model cannot answer a request when none of its deployments takes it, before anything ran: no deployment
 enabled, none reachable, each answered 503 (stopping, broken) or 429 (an external API's rate limit); or when the
 request does not fit it: ``max_tokens`` over its output length (checked here), or the deployment's 400
 ``context_length_exceeded`` (a prompt over its context). The request then goes, as it was sent, to the model's
-fallbacks in order, each one that the key may use (a tenant never reaches a model it is not entitled to), enabled,
+fallbacks in order that take it for that reason (``on``: ``any``, ``unavailable`` or ``context``; a model passed
+over because it is unavailable or busy goes to the next fallback taking ``unavailable``), each one that the key may
+use (a tenant never reaches a model it is not entitled to), enabled,
 of the model's kind (``ModelFallback.mismatch``), with a deployment, and whose output length the request fits. A
 fallback's own fallbacks are not followed. The last model tried answers as it would without fallbacks (its error
 relayed, or 503 ``service_unavailable``).
@@ -21,7 +23,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from accounts.models import ModelFallback
+from accounts.models import FallbackOn, ModelFallback
 from hub import metrics
 from hub.api import errors
 from hub.api.edge import EdgeContext
@@ -35,10 +37,29 @@ TOO_LONG = "context_length_exceeded"
 
 @dataclass(frozen=True)
 class Candidate:
-    """A model that may answer the request, with its enabled deployments."""
+    """A model that may answer the request, with its enabled deployments; ``on``: when it takes the request from
+    the one before (``ModelFallback.on``; the model asked for: ``any``)."""
 
     info: ModelInfo
     targets: list[Target]
+    on: str = FallbackOn.ANY
+
+
+def moves(candidates: list[Candidate], i: int) -> frozenset[str]:
+    """The reasons (``unavailable``, ``context``) for which a model after the ``i``-th would take the request: the
+    ``i``-th raises ``Unanswered`` for those, and answers as without fallbacks for the others."""
+    later = candidates[i + 1 :]
+    return frozenset(r for r in ("unavailable", "context") if any(ModelFallback.takes(c.on, r) for c in later))
+
+
+def next_after(candidates: list[Candidate], i: int, reason: str) -> int:
+    """The index of the model that takes the request the ``i``-th could not answer for ``reason``."""
+    return next(j for j in range(i + 1, len(candidates)) if ModelFallback.takes(candidates[j].on, reason))
+
+
+def takes_context(info: ModelInfo) -> bool:
+    """Whether any of the model's fallbacks takes a request over its context or output length."""
+    return any(ModelFallback.takes(on, "context") for _, on in info.fallbacks)
 
 
 class Unanswered(Exception):
@@ -59,11 +80,12 @@ def too_long(content: bytes) -> bool:
 
 async def chain(ctx: EdgeContext, route: str, body: dict, info: ModelInfo, targets: list[Target], check,
                 refused: errors.ApiError | None) -> list[Candidate]:  # fmt: skip
-    """The models to try in order: the one asked for (unless ``refused``: the request is over its output length),
-    then its usable fallbacks. ``check(info, route, body)`` raises where the request does not fit a model."""
+    """The models to try in order: the one asked for (unless ``refused``: the request is over its output length,
+    so only the fallbacks taking ``context``), then its usable fallbacks. ``check(info, route, body)`` raises where
+    the request does not fit a model."""
     found = [] if refused is not None else [Candidate(info, targets)]
-    for fallback_id in info.fallbacks:
-        if not ctx.key.may_use(fallback_id):
+    for fallback_id, on in info.fallbacks:
+        if not ctx.key.may_use(fallback_id) or (refused is not None and not ModelFallback.takes(on, "context")):
             continue
         fallback, fallback_targets = await upstreams.model(fallback_id)
         if fallback is None or not fallback.enabled or not fallback_targets or ModelFallback.mismatch(info, fallback):
@@ -72,7 +94,7 @@ async def chain(ctx: EdgeContext, route: str, body: dict, info: ModelInfo, targe
             check(fallback, route, body)
         except errors.ApiError:
             continue
-        found.append(Candidate(fallback, fallback_targets))
+        found.append(Candidate(fallback, fallback_targets, on))
     if not found:
         raise refused
     if refused is not None:

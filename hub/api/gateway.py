@@ -366,7 +366,7 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
             try:
                 _check_limits(info, route, body)
             except errors.InvalidRequest as error:
-                if error.code != fallbacks.TOO_LONG or not info.fallbacks:
+                if error.code != fallbacks.TOO_LONG or not fallbacks.takes_context(info):
                     raise
                 refused = error
             self.tier = tiers.of(route, body, batch=ctx.extra.get("batch") is True)
@@ -406,12 +406,16 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
                     return await self._queue_background(ctx.key)
                 if body.get("truncation") == "auto":  # the context's first items left out until it fits
                     await truncation.fit(self.plan, served[0].info, served[0].targets, ctx.request_id)
-            for i, candidate in enumerate(candidates):
+            i = 0
+            while True:  # each model passes the request on only for a reason a later one takes it for (moves)
                 try:
-                    await self._answer(ctx, route, body, candidate, model_id, stream, final=i == len(candidates) - 1)
+                    moves = fallbacks.moves(candidates, i)
+                    await self._answer(ctx, route, body, candidates[i], model_id, stream, moves)
                     break
                 except fallbacks.Unanswered as unanswered:
-                    fallbacks.moved(candidate.info.id, candidates[i + 1].info.id, unanswered.reason)
+                    j = fallbacks.next_after(candidates, i, unanswered.reason)
+                    fallbacks.moved(candidates[i].info.id, candidates[j].info.id, unanswered.reason)
+                    i = j
         except errors.ApiError as error:
             await self._error(error)
         except asyncio.CancelledError:
@@ -422,14 +426,15 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
                 await self._error(error)
 
     async def _answer(self, ctx: EdgeContext, route: str, body: dict, candidate: fallbacks.Candidate, asked: str,
-                      stream: bool, final: bool) -> None:  # fmt: skip
+                      stream: bool, moves: frozenset[str]) -> None:  # fmt: skip
         """The request on ``candidate``'s model: its limits reserved at that model's price, sent to a deployment,
-        relayed and metered. Raises ``fallbacks.Unanswered`` where the model cannot answer it and is not ``final``."""
+        relayed and metered. Raises ``fallbacks.Unanswered`` where the model cannot answer it for a reason in
+        ``moves`` (a later model takes it then: ``fallbacks.moves``); otherwise answers as without fallbacks."""
         info, targets = candidate.info, candidate.targets
         # no deployment, or (with a fallback to go to) every one failed a moment ago: passed over without a try
-        if not targets or (not final and upstreams.all_benched(targets)):
+        if not targets or ("unavailable" in moves and upstreams.all_benched(targets)):
             error = fallbacks.unavailable(info.id)
-            if final:
+            if "unavailable" not in moves:
                 raise error
             raise fallbacks.Unanswered(error, "unavailable")
         if route in _PLANNED:
@@ -451,7 +456,7 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
             try:
                 await meter.call.write()
                 await self._forward(ctx, route, body, info.id, targets, affinity, meter, stream,
-                                    _reserved(grant, need), final)  # fmt: skip
+                                    _reserved(grant, need), moves)  # fmt: skip
                 return
             except _OverReservation as over:
                 if attempt:  # the deployment counted again and differently: not ours to guess
@@ -476,11 +481,11 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
 
     async def _forward(
         self, ctx, route, body, model_id, targets, affinity: str | None, meter: _Meter, stream: bool,
-        reserved: int | None, final: bool = True,
+        reserved: int | None, moves: frozenset[str] = frozenset(),
     ) -> None:  # fmt: skip
         """To the first deployment that takes the request; one unreachable or busy (``fallbacks.BUSY``) passes it
-        to the next. Where none does, or the request is over the model's context, a model that is not ``final``
-        raises ``fallbacks.Unanswered``; the final one answers that as without fallbacks."""
+        to the next. Where none does, or the request is over the model's context, and that reason is in ``moves``,
+        raises ``fallbacks.Unanswered``; otherwise answers that as without fallbacks."""
         client = upstreams.client()
         last_error: Exception | str | None = None
         ordered = upstreams.order(targets, affinity)
@@ -513,7 +518,7 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
             try:
                 if (counted := _over_reservation(response)) is not None:
                     raise _OverReservation(counted)
-                if await self._elsewhere(response, target, meter, final, last=n == len(ordered) - 1):
+                if await self._elsewhere(response, target, meter, moves, last=n == len(ordered) - 1):
                     last_error = f"answered {response.status_code}"
                     continue
                 if route == "responses":
@@ -536,11 +541,11 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
         error = errors.ServiceUnavailable(
             f"No deployment of the model '{errors.shown(model_id)}' is reachable right now."
         )
-        if not final:
+        if "unavailable" in moves:
             raise fallbacks.Unanswered(error, "unavailable")
         raise error
 
-    async def _elsewhere(self, response: httpx.Response, target: Target, meter: _Meter, final: bool,
+    async def _elsewhere(self, response: httpx.Response, target: Target, meter: _Meter, moves: frozenset[str],
                          last: bool) -> bool:  # fmt: skip
         """Whether the deployment's answer passes the request to the next deployment (True), to the next model
         (raises ``fallbacks.Unanswered``), or is the answer to relay (False). Nothing ran in the first two cases."""
@@ -553,9 +558,9 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
         if status in fallbacks.BUSY:
             if not last:
                 return True
-            if not final:
+            if "unavailable" in moves:
                 raise fallbacks.Unanswered(error_from_upstream(status, content), "busy")
-        elif not final and fallbacks.too_long(content):  # the same model's other deployments: the same context
+        elif "context" in moves and fallbacks.too_long(content):  # the same model's other deployments: the same context
             raise fallbacks.Unanswered(error_from_upstream(status, content), "context")
         return False
 

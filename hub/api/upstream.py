@@ -72,7 +72,8 @@ class ModelInfo:
     hidden_size: int
     enabled: bool
     price: ModelPrice | None = None  # in force when read (a money budget reserves and settles at it)
-    fallbacks: tuple[str, ...] = ()  # where its requests go when it cannot answer them, in order (fallbacks.py)
+    # where its requests go when it cannot answer them, in order: (model id, when: ModelFallback.on) (fallbacks.py)
+    fallbacks: tuple[tuple[str, str], ...] = ()
 
 
 def _load(model_id: str) -> tuple[ModelInfo | None, list[Target]]:
@@ -80,7 +81,7 @@ def _load(model_id: str) -> tuple[ModelInfo | None, list[Target]]:
     if model is None:
         return None, []
     price = PriceBook().price_at(model.id, timezone.now())
-    fallbacks = tuple(ModelFallback.objects.filter(model=model).values_list("fallback_id", flat=True))
+    fallbacks = tuple(ModelFallback.objects.filter(model=model).values_list("fallback_id", "on"))
     info = ModelInfo(model.id, model.kind, model.max_sequence_length, model.max_output_length, model.hidden_size,
                      model.enabled, price, fallbacks)  # fmt: skip
     deployments = Deployment.objects.filter(model_id=model_id, enabled=True).order_by("id")

@@ -314,5 +314,5 @@ class ModelsView(TenantScopedView):
         # a model's fallbacks as this tenant's keys reach them: only those it may use (others are never tried)
         usable = {m.id for m in models}
         for m in models:
-            m.usable_fallbacks = [link.fallback_id for link in m.fallback_links.all() if link.fallback_id in usable]
+            m.usable_fallbacks = [link for link in m.fallback_links.all() if link.fallback_id in usable]
         return render(request, "console/models.html", self.get_context_data(models=models))

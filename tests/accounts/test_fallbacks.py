@@ -22,8 +22,12 @@ def run(*args: str) -> str:
     return out.getvalue()
 
 
-def chain(model_id: str) -> list[str]:
-    return list(ModelFallback.objects.filter(model_id=model_id).values_list("fallback_id", flat=True))
+def chain(model_id: str, on: bool = False) -> list:
+    return list(
+        ModelFallback.objects.filter(model_id=model_id).values_list(
+            *(("fallback_id", "on") if on else ("fallback_id",)), flat=not on
+        )
+    )
 
 
 @pytest.fixture
@@ -44,6 +48,22 @@ def test_fallbacks_are_kept_in_the_order_given_replaced_and_cleared(chats):
     assert chain("chat-small") == ["chat-external", "chat-large"]
     assert run("set_fallbacks", "chat-small") == "chat-small: falls back to nothing\n"
     assert chain("chat-small") == [] and "fallbacks=" not in run("list_models")
+
+
+def test_a_fallback_may_take_only_requests_over_the_context_or_only_when_unavailable(chats):
+    said = run("set_fallbacks", "chat-small", "--unavailable-only", "chat-external", "--context-only", "chat-large")
+    assert said == "chat-small: falls back to chat-large (context only), chat-external (unavailable only)\n"
+    assert chain("chat-small", on=True) == [("chat-large", "context"), ("chat-external", "unavailable")]
+    [line] = [line for line in run("list_models").splitlines() if line.startswith("chat-small\t")]
+    assert line.split("\t")[-1] == "fallbacks=chat-large(context),chat-external(unavailable)"
+    services.set_fallbacks("chat-small", ["chat-external"], context_only=["chat-large"])
+    assert chain("chat-small", on=True) == [("chat-external", "any"), ("chat-large", "context")]
+    with pytest.raises(ValidationError, match="at most once"):
+        services.set_fallbacks("chat-small", ["chat-large"], context_only=["chat-large"])
+    assert chain("chat-small") == ["chat-external", "chat-large"]  # nothing changed
+    assert ModelFallback.takes("any", "busy") and ModelFallback.takes("unavailable", "busy")
+    assert ModelFallback.takes("context", "context") and not ModelFallback.takes("context", "unavailable")
+    assert not ModelFallback.takes("unavailable", "context")
 
 
 @pytest.mark.parametrize(
@@ -92,7 +112,7 @@ def test_the_admin_edits_a_models_fallbacks_and_refuses_another_kind(operator, c
     page = "/admin/accounts/servedmodel/chat-small/change/"
     form = next(f for f in forms_of(operator.get(page).content.decode()) if "kind" in f.fields)
     assert "fallback_links-TOTAL_FORMS" in form.fields
-    one = {"fallback_links-TOTAL_FORMS": "1", "fallback_links-0-position": "0"}
+    one = {"fallback_links-TOTAL_FORMS": "1", "fallback_links-0-position": "0", "fallback_links-0-on": "any"}
     answer = operator.post(page, form.data(**one, **{"fallback_links-0-fallback": "vision-small"}))
     assert answer.status_code == 200 and b"must be of the model&#x27;s kind" in answer.content
     answer = operator.post(page, form.data(**one, **{"fallback_links-0-fallback": "chat-small"}))
@@ -100,4 +120,8 @@ def test_the_admin_edits_a_models_fallbacks_and_refuses_another_kind(operator, c
     assert chain("chat-small") == []
     answer = operator.post(page, form.data(**one, **{"fallback_links-0-fallback": "chat-large"}))
     assert answer.status_code == 302, answer.content[:3000]
-    assert chain("chat-small") == ["chat-large"]
+    assert chain("chat-small", on=True) == [("chat-large", "any")]
+    form = next(f for f in forms_of(operator.get(page).content.decode()) if "kind" in f.fields)
+    answer = operator.post(page, form.data(**{"fallback_links-0-on": "context"}))
+    assert answer.status_code == 302, answer.content[:3000]
+    assert chain("chat-small", on=True) == [("chat-large", "context")]

@@ -34,13 +34,14 @@ def dead() -> str:
     return f"http://127.0.0.1:{free_port()}/v1"
 
 
-def chat_model(name: str, url: str, fallbacks: list[str], tenant, max_output_length: int = 256) -> None:
-    """A chat model served at ``url``, falling back to ``fallbacks``, that ``tenant`` may use. Each test names its
-    own models: a hub reads a model's deployments and fallbacks at most every 5 s."""
+def chat_model(name: str, url: str, fallbacks: list[str], tenant, max_output_length: int = 256, **only) -> None:
+    """A chat model served at ``url``, falling back to ``fallbacks`` (and ``context_only`` / ``unavailable_only``
+    ones after them), that ``tenant`` may use. Each test names its own models: a hub reads a model's deployments and
+    fallbacks at most every 5 s."""
     services.register_model(name, ModelKind.CHAT, max_sequence_length=4096, max_output_length=max_output_length,
                             deployment_url=url)  # fmt: skip
     services.grant_models(tenant, [name])
-    services.set_fallbacks(name, fallbacks)
+    services.set_fallbacks(name, fallbacks, **only)
 
 
 @pytest.fixture
@@ -174,6 +175,46 @@ def test_a_request_over_a_models_output_length_or_context_goes_to_its_fallback(h
     with pytest.raises(openai.BadRequestError) as refused:
         hub().chat.completions.create(model="picky", messages=HELLO, max_tokens=3)
     assert refused.value.body["code"] == "invalid_value" and len(fake.requests) == sent
+
+
+def test_a_fallback_only_for_context_or_only_for_availability_takes_only_those(hub, fake, refusing):
+    """LiteLLM's ``context_window_fallbacks`` beside its ``fallbacks``: each link says when it takes the request, and
+    a model passes a request on only to a later one that takes it for that reason."""
+    for name in ("wide", "spare"):  # two more names for the fake's one deployment
+        services.register_model(name, ModelKind.CHAT, max_sequence_length=4096, max_output_length=256,
+                                deployment_url=fake.url)  # fmt: skip
+        services.grant_models(hub.tenant, [name])
+    # unreachable: past the context-only fallback to the one for availability
+    chat_model("down", dead(), [], hub.tenant, context_only=["wide"], unavailable_only=["spare"])
+    answer = hub().chat.completions.with_raw_response.create(model="down", messages=HELLO, max_tokens=3)
+    assert answer.parse().model == "spare" and answer.headers["x-hub-fallback-from"] == "down"
+    assert fallbacks_counted(hub, "down", "spare", "unavailable") == 1 and len(fake.requests) == 1
+    # over its context (the deployment's 400): past the availability-only fallback to the context one
+    narrow = refusing(400, "context_length_exceeded")
+    chat_model("narrow-only", narrow, [], hub.tenant, context_only=["wide"], unavailable_only=["spare"])
+    chat_model("narrow-mixed", narrow, [], hub.tenant, unavailable_only=["spare"], context_only=["wide"])
+    for name in ("narrow-only", "narrow-mixed"):
+        assert hub().chat.completions.create(model=name, messages=HELLO, max_tokens=3).model == "wide"
+        assert fallbacks_counted(hub, name, "wide", "context") == 1
+    # over its output length (the hub's own check): to the context fallback; with none, refused as without any
+    chat_model("short-spare", fake.url, [], hub.tenant, max_output_length=16, unavailable_only=["spare"])
+    with pytest.raises(openai.BadRequestError) as refused:
+        hub().chat.completions.create(model="short-spare", messages=HELLO, max_tokens=32)
+    assert refused.value.body["code"] == "context_length_exceeded"
+    chat_model("short-wide", fake.url, [], hub.tenant, max_output_length=16, unavailable_only=["spare"],
+               context_only=["wide"])  # fmt: skip
+    assert hub().chat.completions.create(model="short-wide", messages=HELLO, max_tokens=32).model == "wide"
+    # busy, with only a fallback for context: the upstream's 429 is the answer, as without fallbacks
+    limited = refusing(429, "rate_limit_exceeded")
+    chat_model("busy-context", limited, [], hub.tenant, context_only=["wide"])
+    with pytest.raises(openai.RateLimitError) as busy:
+        hub().chat.completions.create(model="busy-context", messages=HELLO, max_tokens=3)
+    assert busy.value.body["message"] == "refused with rate_limit_exceeded"
+    # over its context, with only a fallback for availability: the deployment's 400, as without fallbacks
+    chat_model("narrow-spare", narrow, [], hub.tenant, unavailable_only=["spare"])
+    with pytest.raises(openai.BadRequestError) as refused:
+        hub().chat.completions.create(model="narrow-spare", messages=HELLO, max_tokens=3)
+    assert refused.value.body["code"] == "context_length_exceeded"
 
 
 def test_an_embedding_model_falls_back_to_one_of_its_dimensions(hub, fake):

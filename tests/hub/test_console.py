@@ -456,11 +456,13 @@ def test_models_page_shows_a_models_fallbacks_the_tenant_may_use(client, acme, g
     services.register_model("chat-large", ModelKind.CHAT, max_sequence_length=32768, max_output_length=8192)
     services.register_model("chat-secret", ModelKind.CHAT, max_sequence_length=32768, max_output_length=8192)
     services.grant_models(acme.tenant, ["chat-large"])
-    services.set_fallbacks("chat-small", ["chat-secret", "chat-large"])
+    services.set_fallbacks("chat-small", ["chat-secret"], context_only=["chat-large"])
     signed_in(client, acme.viewer)
     page = client.get("/console/t/acme/models/").content.decode()
     row = re.search(r"<code>chat-small</code>.*?</tr>", page, re.S).group()
     assert "<code>chat-large</code>" in row and "chat-secret" not in page  # never tried for acme's keys
+    assert re.search(r"<code>chat-large</code> <span [^>]*title=\"only when the request is over the model&#x27;s "
+                     r"context or output length\">context only</span>", row)  # fmt: skip
     row = re.search(r"<code>chat-large</code></td>.*?</tr>", page, re.S).group()
     assert re.search(r"<td>—</td>\s*</tr>$", row)  # no fallbacks of its own
 
