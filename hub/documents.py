@@ -191,7 +191,8 @@ def read_text(content: bytes, scans: bool = False, ocr_most: int | None = None) 
     if content.startswith(PDF_MAGIC):
         text = pdfs.text(content, ocr_most).replace("\x00", "")
         if not text.strip() and not scans:
-            raise Failed("invalid_file", "The PDF has no text to read (a scan without a text layer, and no OCR?).")
+            raise Failed("invalid_file", "The PDF has no text to read: a scan without a text layer, and OCR off or "
+                         "over its most pages (HUB_OCR_LANGUAGES, HUB_OCR_MAX_PAGES)?")  # fmt: skip
         return text
     office = None
     if content.startswith(OOXML_MAGIC):

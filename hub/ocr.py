@@ -14,6 +14,7 @@ import subprocess
 
 DPI = 300  # Tesseract's documented best resolution for text of ordinary sizes
 TIMEOUT = 120  # seconds for one page, far above the ~1 s a page of text takes
+BLANK = 200  # a page whose darkest pixel is lighter than this (of 255) has no ink: not worth a Tesseract run
 log = logging.getLogger(__name__)
 
 
@@ -49,8 +50,11 @@ def image_text(image) -> str:
     this process's own environment, so cannot set that for Tesseract alone.)"""
     from django.conf import settings
 
+    grey = image.convert("L")
+    if grey.getextrema()[0] > BLANK:  # nothing darker than paper: no text to read (a blank page of a scan)
+        return ""
     out = io.BytesIO()
-    image.convert("L").save(out, "PPM")  # grey: a PGM
+    grey.save(out, "PPM")  # a PGM
     command = ["tesseract", "-", "-", "-l", settings.HUB_OCR_LANGUAGES]
     try:
         done = subprocess.run(command, input=out.getvalue(), capture_output=True, timeout=TIMEOUT, check=False,

@@ -55,7 +55,8 @@ def _rendered(content: bytes, pages: list[int] | None, scale: float, *, most: in
 
 def text(content: bytes, ocr_most: int | None = None) -> str:
     """A PDF's text, its pages apart by a blank line: each page's text layer (pypdf); where OCR is on, a page without
-    one is read from its image, unless the PDF has more such pages than ``ocr_most`` (None: any number)."""
+    one is read from its image, unless the PDF has more such pages than ``ocr_most`` or ``HUB_OCR_MAX_PAGES``."""
+    from django.conf import settings
     from pypdf import PdfReader
 
     try:
@@ -63,7 +64,8 @@ def text(content: bytes, ocr_most: int | None = None) -> str:
     except Exception as exc:  # noqa: BLE001 - whatever a client's malformed PDF makes pypdf raise: an invalid file
         raise Failed("invalid_file", f"The PDF could not be read ({type(exc).__name__}).") from None
     scans = [i for i, page in enumerate(pages) if not page.strip()]
-    if scans and ocr.enabled() and (ocr_most is None or len(scans) <= ocr_most):
+    most = settings.HUB_OCR_MAX_PAGES if ocr_most is None else min(ocr_most, settings.HUB_OCR_MAX_PAGES)
+    if scans and ocr.enabled() and len(scans) <= most:
         for i, read in zip(scans, _read(content, scans), strict=True):
             pages[i] = read
     return "\n\n".join(pages)

@@ -329,6 +329,9 @@ HUB_FILE_URL_ALLOW_PRIVATE_URLS = env_bool("HUB_FILE_URL_ALLOW_PRIVATE_URLS", RE
 # English where Tesseract is installed (the hub's image has it), else none; each language named is checked here.
 HUB_OCR_LANGUAGES = env_str("HUB_OCR_LANGUAGES", ocr.default_languages() or "none")
 HUB_OCR_LANGUAGES = "" if HUB_OCR_LANGUAGES == "none" else HUB_OCR_LANGUAGES
+# A PDF with more pages without a text layer than this is not read by OCR (each takes ~0.5-1 s of a core): a tenant's
+# 10,000-page scan would hold an indexer for hours. A file in a model's input: at most 100 (its request waits).
+HUB_OCR_MAX_PAGES = env_int("HUB_OCR_MAX_PAGES", 500, min_value=0)
 if HUB_OCR_LANGUAGES and (_missing := ocr.missing(HUB_OCR_LANGUAGES)):
     _packages = " ".join(["tesseract-ocr"] + [f"tesseract-ocr-{m}" for m in _missing if m != "eng"])
     raise ImproperlyConfigured(f"HUB_OCR_LANGUAGES: this machine's Tesseract lacks {', '.join(_missing)} (Debian: "

@@ -12,6 +12,7 @@ import io
 import zipfile
 
 import pytest
+from PIL import Image
 
 from hub.documents import Failed, read_text
 from tests.support.images import photo
@@ -41,8 +42,18 @@ def test_a_pdfs_scanned_pages_are_read_by_ocr(settings):
     with pytest.raises(Failed) as caught:  # a blank scan: OCR finds nothing, and the text model has nothing
         read_text(scan_pdf(2))
     assert caught.value.code == "invalid_file" and "scan" in caught.value.message
-    settings.HUB_OCR_LANGUAGES = ""  # off (HUB_OCR_LANGUAGES=none)
+    settings.HUB_OCR_MAX_PAGES = 0  # the most pages without a text layer that a PDF may have to be read
     assert read_text(pdf) == "Page one has text.\n\n\n\nPage three too."
+    settings.HUB_OCR_MAX_PAGES, settings.HUB_OCR_LANGUAGES = 500, ""  # off (HUB_OCR_LANGUAGES=none)
+    assert read_text(pdf) == "Page one has text.\n\n\n\nPage three too."
+
+
+def test_a_blank_page_is_not_given_to_tesseract(monkeypatch):
+    from hub import ocr
+
+    monkeypatch.setattr(ocr.subprocess, "run", lambda *a, **k: pytest.fail("Tesseract ran on a blank page"))
+    assert ocr.image_text(Image.new("L", (1224, 1584), 255)) == ""
+    assert ocr.image_text(Image.new("RGB", (100, 100), (230, 230, 230))) == ""  # grey paper, no ink
 
 
 def test_a_word_documents_paragraphs_and_tables_are_read_in_order():
