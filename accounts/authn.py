@@ -40,14 +40,18 @@ class KeyContext:
     model_ids: frozenset[str]
     limits: Limits = Limits()  # the key's own
     tenant_limits: Limits = Limits()
+    # models the key would use but that are disabled (by the operator, or no longer served): a request for one goes
+    # to its fallbacks that take ``unavailable``, else is a 404 (hub/api/fallbacks.py)
+    disabled_model_ids: frozenset[str] = frozenset()
 
     def may_use(self, model_id: str) -> bool:
         return model_id in self.model_ids
 
 
-def effective_model_ids(key: ApiKey) -> frozenset[str]:
-    """Enabled models of the tenant, narrowed to the key's own list unless it has all of them."""
-    qs = ServedModel.objects.filter(enabled=True, entitlements__tenant_id=key.tenant_id)
+def effective_model_ids(key: ApiKey, enabled: bool = True) -> frozenset[str]:
+    """Enabled models of the tenant (``enabled=False``: its disabled ones), narrowed to the key's own list unless it
+    has all of them."""
+    qs = ServedModel.objects.filter(enabled=enabled, entitlements__tenant_id=key.tenant_id)
     if not key.all_models:
         qs = qs.filter(api_keys=key)
     return frozenset(qs.values_list("id", flat=True))
@@ -75,6 +79,7 @@ def _load(prefix: str) -> dict | None:
         "revoked": key.revoked_at is not None,
         "valid_until": valid_until.timestamp() if valid_until else None,
         "models": sorted(effective_model_ids(key)),
+        "disabled": sorted(effective_model_ids(key, enabled=False)),
         "limits": Limits.of(key).as_dict(),
         "tenant_limits": Limits.of(key.tenant).as_dict(),
     }
@@ -95,6 +100,7 @@ def context_of(key_id: int | None) -> KeyContext:
     return KeyContext(
         key_id=key.pk, prefix=key.prefix, tenant_id=key.tenant_id, tenant_slug=key.tenant.slug,
         model_ids=effective_model_ids(key), limits=Limits.of(key), tenant_limits=Limits.of(key.tenant),
+        disabled_model_ids=effective_model_ids(key, enabled=False),
     )  # fmt: skip
 
 
@@ -126,4 +132,5 @@ def authenticate_secret(secret: str) -> KeyContext:
         model_ids=frozenset(entry["models"]),
         limits=Limits(**entry.get("limits", {})),
         tenant_limits=Limits(**entry.get("tenant_limits", {})),
+        disabled_model_ids=frozenset(entry.get("disabled", ())),  # absent from entries cached before it was kept
     )

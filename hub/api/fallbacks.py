@@ -1,16 +1,17 @@
 """A model's fallbacks (``ModelFallback``; LiteLLM's router ``fallbacks`` and ``context_window_fallbacks`` in one
 ordered list, each link's ``on`` saying which): where a request goes when its model cannot answer it.
 
-A model cannot answer a request when none of its deployments takes it, before anything ran: no deployment
-enabled, none reachable, each answered 503 (stopping, broken) or 429 (an external API's rate limit); or when the
-request does not fit it: ``max_tokens`` over its output length (checked here), or the deployment's 400
-``context_length_exceeded`` (a prompt over its context). The request then goes, as it was sent, to the model's
-fallbacks in order that take it for that reason (``on``: ``any``, ``unavailable`` or ``context``; a model passed
-over because it is unavailable or busy goes to the next fallback taking ``unavailable``), each one that the key may
-use (a tenant never reaches a model it is not entitled to), enabled,
-of the model's kind (``ModelFallback.mismatch``), with a deployment, and whose output length the request fits. A
-fallback's own fallbacks are not followed. The last model tried answers as it would without fallbacks (its error
-relayed, or 503 ``service_unavailable``).
+A model cannot answer a request when none of its deployments takes it, before anything ran: the model disabled
+(by the operator, or no longer served: a 404 where no fallback answers), no deployment enabled, none reachable, each
+answered 503 (stopping, broken) or 429 (an external API's rate limit); or when the request does not fit it:
+``max_tokens`` over its output length (checked here), or the deployment's 400 ``context_length_exceeded`` (a prompt
+over its context). The request then goes, as it was sent, to the model's fallbacks in order that take it for that
+reason (``on``: ``any``, ``unavailable`` or ``context``; a model disabled, unavailable or busy goes to the next
+fallback taking ``unavailable``), each one that the key may use (a tenant never reaches a model it is not entitled
+to), enabled, of the model's kind (``ModelFallback.mismatch``), with a deployment, and whose output length the
+request fits. A fallback's own fallbacks are not followed. The last model tried answers as it would without
+fallbacks (its error relayed, or 503 ``service_unavailable``); a model with no later one for its reason answers so
+too.
 
 Each attempt reserves the limits at its own model's price; one that did not answer settles to nothing and writes no
 usage row. The answer, its usage row and metrics name the model that answered, and ``x-hub-fallback-from`` the
@@ -57,9 +58,18 @@ def next_after(candidates: list[Candidate], i: int, reason: str) -> int:
     return next(j for j in range(i + 1, len(candidates)) if ModelFallback.takes(candidates[j].on, reason))
 
 
-def takes_context(info: ModelInfo) -> bool:
-    """Whether any of the model's fallbacks takes a request over its context or output length."""
-    return any(ModelFallback.takes(on, "context") for _, on in info.fallbacks)
+def takes(info: ModelInfo, reason: str) -> bool:
+    """Whether any of the model's fallbacks takes a request it cannot answer for ``reason``."""
+    return any(ModelFallback.takes(on, reason) for _, on in info.fallbacks)
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The model asked for cannot take the request at all (disabled: ``unavailable``; over its output length:
+    ``context``): ``error`` is the answer unless a fallback taking ``reason`` does."""
+
+    error: errors.ApiError
+    reason: str
 
 
 class Unanswered(Exception):
@@ -79,13 +89,13 @@ def too_long(content: bytes) -> bool:
 
 
 async def chain(ctx: EdgeContext, route: str, body: dict, info: ModelInfo, targets: list[Target], check,
-                refused: errors.ApiError | None) -> list[Candidate]:  # fmt: skip
-    """The models to try in order: the one asked for (unless ``refused``: the request is over its output length,
-    so only the fallbacks taking ``context``), then its usable fallbacks. ``check(info, route, body)`` raises where
-    the request does not fit a model."""
+                refused: Refused | None) -> list[Candidate]:  # fmt: skip
+    """The models to try in order: the one asked for (unless ``refused``: then only the fallbacks taking its
+    reason), then its usable fallbacks. ``check(info, route, body)`` raises where the request does not fit a
+    model."""
     found = [] if refused is not None else [Candidate(info, targets)]
     for fallback_id, on in info.fallbacks:
-        if not ctx.key.may_use(fallback_id) or (refused is not None and not ModelFallback.takes(on, "context")):
+        if not ctx.key.may_use(fallback_id) or (refused is not None and not ModelFallback.takes(on, refused.reason)):
             continue
         fallback, fallback_targets = await upstreams.model(fallback_id)
         if fallback is None or not fallback.enabled or not fallback_targets or ModelFallback.mismatch(info, fallback):
@@ -96,9 +106,9 @@ async def chain(ctx: EdgeContext, route: str, body: dict, info: ModelInfo, targe
             continue
         found.append(Candidate(fallback, fallback_targets, on))
     if not found:
-        raise refused
+        raise refused.error
     if refused is not None:
-        moved(info.id, found[0].info.id, "context")
+        moved(info.id, found[0].info.id, refused.reason)
     return found
 
 

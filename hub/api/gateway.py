@@ -212,7 +212,7 @@ def _check_model(ctx: EdgeContext, route: str, body: dict) -> str:
         model = settings.HUB_MODERATION_MODEL
     if not isinstance(model, str) or not model:
         raise errors.InvalidRequest("You must provide a model parameter.", param="model", code="missing_model")
-    if not ctx.key.may_use(model):
+    if not ctx.key.may_use(model) and model not in ctx.key.disabled_model_ids:  # a disabled one: its fallbacks may
         raise errors.ModelNotFound(model)
     return model
 
@@ -360,15 +360,20 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
             model_id = _check_model(ctx, route, body)
             audio = route.startswith("audio/")
             info, targets = await upstreams.model(model_id)
-            if info is None or not info.enabled or (ctx.base == "vision" and info.kind != ModelKind.VISION):
+            if info is None or (ctx.base == "vision" and info.kind != ModelKind.VISION):
                 raise errors.ModelNotFound(model_id)
-            refused = None  # the request is over the model's output length: its fallbacks may take it
-            try:
-                _check_limits(info, route, body)
-            except errors.InvalidRequest as error:
-                if error.code != fallbacks.TOO_LONG or not fallbacks.takes_context(info):
-                    raise
-                refused = error
+            refused = None  # the model cannot take the request (disabled, or over its output length): its fallbacks may
+            if not info.enabled:  # as if unavailable: not found, unless a fallback the key may use answers
+                if not fallbacks.takes(info, "unavailable"):
+                    raise errors.ModelNotFound(model_id)
+                refused = fallbacks.Refused(errors.ModelNotFound(model_id), "unavailable")
+            else:
+                try:
+                    _check_limits(info, route, body)
+                except errors.InvalidRequest as error:
+                    if error.code != fallbacks.TOO_LONG or not fallbacks.takes(info, "context"):
+                        raise
+                    refused = fallbacks.Refused(error, "context")
             self.tier = tiers.of(route, body, batch=ctx.extra.get("batch") is True)
             if audio:
                 stream = validation.check_form(body, ctx.upload)

@@ -13,9 +13,9 @@ import openai
 import pytest
 from starlette.responses import JSONResponse
 
-from accounts import services
+from accounts import authcache, services
 from accounts.limits import Limits
-from accounts.models import ModelKind
+from accounts.models import ModelKind, ServedModel
 from tests.support.live import FAKE_CHAT, FAKE_EMBED, chat_upstream, rows, sample, scrape
 from tests.support.processes import free_port
 
@@ -215,6 +215,31 @@ def test_a_fallback_only_for_context_or_only_for_availability_takes_only_those(h
     with pytest.raises(openai.BadRequestError) as refused:
         hub().chat.completions.create(model="narrow-spare", messages=HELLO, max_tokens=3)
     assert refused.value.body["code"] == "context_length_exceeded"
+
+
+def test_a_disabled_model_is_answered_by_its_fallback_or_not_found(hub, fake):
+    """A model the operator disabled, or that no service serves any more, is unavailable: a fallback that takes
+    ``unavailable`` (or any) answers, as for a model whose deployments are down; without one it is a 404 as before."""
+    services.register_model("retired-spare", ModelKind.CHAT, max_sequence_length=4096, max_output_length=256,
+                            deployment_url=fake.url)  # fmt: skip
+    services.grant_models(hub.tenant, ["retired-spare"])
+    chat_model("retired", fake.url, [], hub.tenant, unavailable_only=["retired-spare"])
+    chat_model("retired-alone", fake.url, [], hub.tenant, context_only=["retired-spare"])
+    narrow = services.issue_key(hub.tenant, model_ids=["retired"])  # a key that may not use the fallback
+    ServedModel.objects.filter(pk__in=["retired", "retired-alone"]).update(enabled=False)
+    authcache.bump_generation()  # as the admin's and the catalog sync's changes do
+    answer = hub().chat.completions.with_raw_response.create(model="retired", messages=HELLO, max_tokens=3)
+    assert answer.parse().model == "retired-spare" and answer.headers["x-hub-fallback-from"] == "retired"
+    assert fallbacks_counted(hub, "retired", "retired-spare", "unavailable") == 1
+    [row] = rows(request_id=answer.headers["x-request-id"])
+    assert row.model == "retired-spare"
+    with pytest.raises(openai.NotFoundError) as missing:  # its only fallback takes requests over its context only
+        hub().chat.completions.create(model="retired-alone", messages=HELLO, max_tokens=3)
+    assert missing.value.body["code"] == "model_not_found"
+    with pytest.raises(openai.NotFoundError):
+        hub(narrow).chat.completions.create(model="retired", messages=HELLO, max_tokens=3)
+    assert len(fake.requests) == 1  # neither disabled model ran
+    assert "retired" not in {m.id for m in hub().models.list()}  # nor is listed
 
 
 def test_an_embedding_model_falls_back_to_one_of_its_dimensions(hub, fake):
