@@ -364,7 +364,7 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
                 raise errors.ModelNotFound(model_id)
             refused = None  # the model cannot take the request (disabled, or over its output length): its fallbacks may
             if not info.enabled:  # as if unavailable: not found, unless a fallback the key may use answers
-                if not fallbacks.takes(info, "unavailable"):
+                if not fallbacks.takes(info, "unavailable") or route == "responses/input_tokens":  # counts: its own
                     raise errors.ModelNotFound(model_id)
                 refused = fallbacks.Refused(errors.ModelNotFound(model_id), "unavailable")
             else:

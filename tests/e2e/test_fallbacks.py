@@ -240,6 +240,9 @@ def test_a_disabled_model_is_answered_by_its_fallback_or_not_found(hub, fake):
         hub(narrow).chat.completions.create(model="retired", messages=HELLO, max_tokens=3)
     assert len(fake.requests) == 1  # neither disabled model ran
     assert "retired" not in {m.id for m in hub().models.list()}  # nor is listed
+    counted = httpx.post(f"{hub.url}/v1/responses/input_tokens", json={"model": "retired", "input": "Hi"},
+                         headers={"authorization": f"Bearer {hub.everything.secret}"}, timeout=30)  # fmt: skip
+    assert counted.status_code == 404  # a count is the model's own: no fallback counts for it
 
 
 def test_an_embedding_model_falls_back_to_one_of_its_dimensions(hub, fake):
