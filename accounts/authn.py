@@ -48,13 +48,18 @@ class KeyContext:
         return model_id in self.model_ids
 
 
-def effective_model_ids(key: ApiKey, enabled: bool = True) -> frozenset[str]:
-    """Enabled models of the tenant (``enabled=False``: its disabled ones), narrowed to the key's own list unless it
-    has all of them."""
-    qs = ServedModel.objects.filter(enabled=enabled, entitlements__tenant_id=key.tenant_id)
+def model_ids_of(key: ApiKey) -> tuple[frozenset[str], frozenset[str]]:
+    """The tenant's models, narrowed to the key's own list unless it has all of them: (enabled, disabled), one query."""
+    qs = ServedModel.objects.filter(entitlements__tenant_id=key.tenant_id)
     if not key.all_models:
         qs = qs.filter(api_keys=key)
-    return frozenset(qs.values_list("id", flat=True))
+    rows = list(qs.values_list("id", "enabled"))
+    return frozenset(i for i, on in rows if on), frozenset(i for i, on in rows if not on)
+
+
+def effective_model_ids(key: ApiKey) -> frozenset[str]:
+    """Enabled models of the tenant, narrowed to the key's own list unless it has all of them."""
+    return model_ids_of(key)[0]
 
 
 def _load(prefix: str) -> dict | None:
@@ -70,6 +75,7 @@ def _load(prefix: str) -> dict | None:
         if key.previous_valid_until is None and key.revoked_at is None:
             return None  # the grace period was cut short
         valid_until = min(filter(None, [key.expires_at, key.previous_valid_until]), default=None)
+    enabled, disabled = model_ids_of(key)
     return {
         "key_id": key.pk,
         "tenant_id": key.tenant_id,
@@ -78,8 +84,8 @@ def _load(prefix: str) -> dict | None:
         "hash": key.secret_hash if is_current else key.previous_secret_hash,
         "revoked": key.revoked_at is not None,
         "valid_until": valid_until.timestamp() if valid_until else None,
-        "models": sorted(effective_model_ids(key)),
-        "disabled": sorted(effective_model_ids(key, enabled=False)),
+        "models": sorted(enabled),
+        "disabled": sorted(disabled),
         "limits": Limits.of(key).as_dict(),
         "tenant_limits": Limits.of(key.tenant).as_dict(),
     }
@@ -97,10 +103,10 @@ def context_of(key_id: int | None) -> KeyContext:
         raise AuthFailed(Failure.EXPIRED)
     if not key.tenant.is_active:
         raise AuthFailed(Failure.TENANT_DISABLED)
+    enabled, disabled = model_ids_of(key)
     return KeyContext(
         key_id=key.pk, prefix=key.prefix, tenant_id=key.tenant_id, tenant_slug=key.tenant.slug,
-        model_ids=effective_model_ids(key), limits=Limits.of(key), tenant_limits=Limits.of(key.tenant),
-        disabled_model_ids=effective_model_ids(key, enabled=False),
+        model_ids=enabled, limits=Limits.of(key), tenant_limits=Limits.of(key.tenant), disabled_model_ids=disabled,
     )  # fmt: skip
 
 

@@ -22,9 +22,9 @@ from hub.pdfs import Failed
 PDF_MAGIC, OOXML_MAGIC = b"%PDF-", b"PK\x03\x04"  # a PDF's first bytes; an Office Open XML file's (a zip)
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # a compound file's: the legacy Office formats (.xls, .doc, .ppt)
 PARSED = (PDF_MAGIC, OOXML_MAGIC, OLE_MAGIC)  # the files parsed rather than decoded (a cost worth keeping their text)
-# an HTML page: its first tag (after an XML declaration, comments, white space) a doctype, <html>, <head> or <body>
 # its charset, as <meta charset="..."> or <meta http-equiv="Content-Type" content="text/html; charset=...">
 _META_CHARSET = re.compile(r"<meta[^>]+charset\s*=\s*[\"']?([\w-]+)", re.I)
+# an HTML page: its first tag (after an XML declaration, comments, white space) a doctype, <html>, <head> or <body>
 _HTML = re.compile(r"\s*(<\?xml[^>]*>\s*)?(<!--.*?-->\s*)*<(!doctype\s+html|html|head|body)[\s>]", re.I | re.S)
 
 

@@ -7,7 +7,7 @@ import io
 import os
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from hub import ocr
@@ -24,7 +24,8 @@ class Failed(Exception):
 _PDFIUM = threading.Lock()  # PDFium is not thread-safe, not even across documents: one call at a time per process
 
 
-def _rendered(content: bytes, pages: list[int] | None, scale: float, *, most: int | None = None) -> Iterator:
+def _rendered(content: bytes, pages: list[int] | None, scale: float | Callable[[float, float], float], *,
+              most: int | None = None) -> Iterator:  # fmt: skip
     """Each page of ``pages`` (None: all) as a PIL image, ``scale`` pixels a point (``scale(width, height)`` where it
     is a callable). A PDF of more than ``most`` pages is refused before one is rendered. PDFium runs in the lock, a
     page at a time; what the caller does with an image (encode it, read it) runs outside it."""

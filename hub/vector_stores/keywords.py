@@ -5,9 +5,9 @@ A text's terms (``terms``), much as Elasticsearch's ``english`` analyzer makes t
 in English an apostrophe inside a word keeps it whole, "fox's", "don't"), case-folded, Lucene's 33 English stop
 words ("the", "of", "and" ...) dropped, and each word stemmed by Snowball's English stemmer (Porter2, by PyStemmer,
 where Elasticsearch has the first Porter: "running", "runs" and "run" are one term; "fox's" is "fox"), so a query
-finds the other forms of its words. ``HUB_VECTOR_STORE_KEYWORD_LANGUAGE`` names
-another Snowball language (its stemmer, no stop words) or ``none`` (words only, case-folded). Chunks and queries go
-through the same analyzer; postings are built from the texts in memory, so a change applies from the next start.
+finds the other forms of its words. ``HUB_VECTOR_STORE_KEYWORD_LANGUAGE`` names another Snowball language (its
+stemmer, no stop words) or ``none`` (words only, case-folded). Chunks and queries go through the same analyzer;
+postings are built from the texts in memory, so a change applies from the next start.
 
 BM25 as Lucene scores it (bm25s' ``lucene`` method, the tests' reference): for a query term of document frequency
 ``df`` among the ``n`` candidate chunks, ``idf = ln(1 + (n - df + 0.5) / (df + 0.5))``, and a chunk of ``dl`` terms
@@ -51,8 +51,9 @@ class Analyzer:
         if language != "none" and language not in Stemmer.algorithms():
             raise ValueError(f"no Snowball stemmer for {language!r}: one of none, {', '.join(Stemmer.algorithms())}")
         self.language = language
-        self.stop_words = ENGLISH_STOP_WORDS if language in ("english", "porter") else frozenset()
-        self._words = _ENGLISH_WORD if self.stop_words else _WORD
+        english = language in ("english", "porter")
+        self.stop_words = ENGLISH_STOP_WORDS if english else frozenset()
+        self._words = _ENGLISH_WORD if english else _WORD
         self._local = threading.local()  # a PyStemmer stemmer is not to be shared between threads
 
     def terms(self, text: str) -> list[str]:
