@@ -51,7 +51,7 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         config.tensor_parallel_size = args.tensor_parallel_size
     if args.quantize:  # the generative models': encoders and speech models only by their own engine.quantize
         for spec in config.models:
-            if spec.kind not in ("embedding", "rerank", "audio"):
+            if spec.kind not in ("embedding", "rerank", "audio", "tts"):
                 spec.engine = EngineConfig(**{**spec.engine.__dict__, "quantize": args.quantize})
     if args.lora:  # vLLM's --lora-modules: on the first chat or completion model
         base = next((s for s in config.models if s.kind in ("chat", "completion")), None)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from inference.env import ConfigError, env_str
 
-# vision: takes images (LLaVA); audio: Whisper; rerank: a cross-encoder scoring query-document pairs
-KINDS = ("chat", "completion", "embedding", "rerank", "vision", "audio", "moderation")
+# vision: takes images (LLaVA); audio: Whisper; rerank: a cross-encoder scoring query-document pairs; tts: VITS
+KINDS = ("chat", "completion", "embedding", "rerank", "vision", "audio", "moderation", "tts")
 # none: float weights; the rest are CPU decode weights (inference/weights/quantize.py): int8 per row, int4 in
 # groups of 32 (head int4 with its top 1024 logits exact), int4x2 (two int4 levels, ~8 bits), auto (int4 where lossless,
 # as for GGUF Q4 weights, else int4x2)
@@ -89,7 +89,7 @@ class EngineConfig:
 class ModelSpec:
     id: str  # the name clients use
     source: str  # packaged:smollm2 | packaged:gemma3 | packaged:minilm | a .gguf file | an HF directory
-    kind: str  # chat | completion | embedding | rerank | vision | audio | moderation (a guard: Llama Guard)
+    kind: str  # chat | completion | embedding | rerank | vision | audio | moderation (Llama Guard) | tts (VITS)
     engine: EngineConfig = field(default_factory=EngineConfig)
     max_output_length: int | None = None  # default: max_model_len
     # how the model writes tool calls (LightLLM's --tool_call_parser): auto (from its chat template), hermes,
@@ -107,7 +107,7 @@ class ModelSpec:
         speech, the decoder's steps on the int kernels, the encoder and window prefixes on bf16 copies)."""
         if self.engine.quantize is not None:
             return self.engine.quantize
-        return "none" if self.kind in ("embedding", "rerank") else "auto"
+        return "none" if self.kind in ("embedding", "rerank", "tts") else "auto"
 
     def __post_init__(self) -> None:
         from inference.function_calling.formats import FORMAT_NAMES

@@ -20,6 +20,7 @@ from inference.models.qwen2 import Qwen2ForCausalLM
 from inference.models.qwen2_moe import Qwen2MoeForCausalLM
 from inference.models.qwen3 import Qwen3ForCausalLM
 from inference.models.qwen3_moe import Qwen3MoeForCausalLM
+from inference.models.vits import VitsModel
 from inference.models.whisper import WhisperForConditionalGeneration
 from inference.models.xlm_roberta import XLMRobertaModel
 
@@ -44,6 +45,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "LlavaForConditionalGeneration": LlavaForConditionalGeneration,
     "LlavaNextForConditionalGeneration": LlavaNextForConditionalGeneration,
     "WhisperForConditionalGeneration": WhisperForConditionalGeneration,
+    "VitsModel": VitsModel,  # text to speech (MMS-TTS)
 }
 
 

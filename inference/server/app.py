@@ -28,6 +28,7 @@ from inference.server.registry import ModelRegistry
 from inference.server.rerank import rerank, score
 from inference.server.speech import transcriptions, translations
 from inference.server.streams import ClientGone
+from inference.server.synthesis import speech
 from inference.server.tally import Ledger, Tallied, requests_usage
 from inference.server.vision import held_for
 
@@ -179,6 +180,7 @@ def create_app(
         Route("/v1/moderations", _post(moderations), methods=["POST"]),
         Route("/v1/audio/transcriptions", _post(transcriptions, json_body=False), methods=["POST"]),
         Route("/v1/audio/translations", _post(translations, json_body=False), methods=["POST"]),
+        Route("/v1/audio/speech", _post(speech), methods=["POST"]),
         Route("/v1/requests/{usage_id}", requests_usage, methods=["GET"]),  # what a hub call counted (tally.py)
         Route("/tokenize", _post(tokenize), methods=["POST"]),
         Route("/detokenize", _post(detokenize), methods=["POST"]),

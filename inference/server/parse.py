@@ -220,6 +220,7 @@ _ROUTES_OF_KIND = {
     "embedding": "/v1/embeddings",
     "rerank": "/v1/rerank or /v1/score",
     "audio": "/v1/audio/transcriptions or /v1/audio/translations",
+    "tts": "/v1/audio/speech",
 }
 
 

@@ -139,6 +139,13 @@ def build_model(spec: ModelSpec, tp: tuple[int, int] | None = None):
         directory = resolve_source(spec.source)
     dtype = getattr(torch, spec.engine.resolved_dtype())
     device = spec.engine.resolved_device()  # chosen once, at start; on CUDA the layers run on Triton kernels
+    if spec.kind == "tts":  # VITS: float weights as stored (convolutions: nothing to quantize), its characters
+        from inference.synthesis.characters import CharacterTokenizer
+
+        model = load_model(directory, dtype=dtype, device=device).eval()
+        if not hasattr(model, "synthesize"):
+            raise ConfigError(f"model {spec.id}: kind tts needs a VITS checkpoint (VitsModel)")
+        return model, CharacterTokenizer.from_dir(directory, spec.id), directory
     if spec.kind == "audio":  # Whisper: float weights as stored, its own vocabulary
         from inference.speech.vocab import WhisperVocab
 
@@ -195,7 +202,8 @@ def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop, ranks=None) -> 
 
     start = time.perf_counter()
     model, tokenizer, directory = build_model(spec, None if ranks is None else (0, ranks.size))
-    if spec.engine.resolved_device() == "cpu" and spec.quantize_mode() == "none" and ranks is None:
+    float_rows = spec.quantize_mode() == "none" and spec.kind != "tts"  # VITS: convolutions, one utterance a pass
+    if spec.engine.resolved_device() == "cpu" and float_rows and ranks is None:
         from inference.weights.unquantized import check_rows
 
         check_rows(model)  # now, not at the first request (seconds for a large head)
@@ -209,6 +217,11 @@ def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop, ranks=None) -> 
         engine = EmbeddingEngine(model, spec.engine.max_batched_tokens)
         max_len, max_out = engine.max_model_len, 0
         hidden = model.config.hidden_size if spec.kind == "embedding" else 0  # a reranker returns no vectors
+    elif spec.kind == "tts":
+        from inference.engine.synthesis_engine import SynthesisEngine
+
+        engine = SynthesisEngine(model)
+        max_len = hidden = max_out = 0
     elif spec.kind == "audio":
         from inference.engine.speech_engine import SpeechEngine
 
@@ -217,8 +230,9 @@ def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop, ranks=None) -> 
         speech = SpeechSupport(tokenizer, model.config.num_mel_bins)
         max_len, hidden, max_out = engine.max_model_len, 0, engine.max_model_len
     else:
-        if hasattr(model, "new_state"):
-            raise ConfigError(f"model {spec.id}: a Whisper checkpoint serves kind audio, not {spec.kind}")
+        if hasattr(model, "new_state") or hasattr(model, "synthesize"):
+            serves = "audio" if hasattr(model, "new_state") else "tts"
+            raise ConfigError(f"model {spec.id}: a speech checkpoint serves kind {serves}, not {spec.kind}")
 
         def detokenizer(tok, prompt_ids):
             return IncrementalDetokenizer(tok, prompt_ids)
@@ -231,7 +245,7 @@ def load(spec: ModelSpec, metrics: Metrics, engines: EngineLoop, ranks=None) -> 
     vision = _vision_support(spec, model, tokenizer, directory) if spec.kind == "vision" else None
     worker = engines.add(engine, spec.id, on_step=metrics.on_step(spec.id))
     guides, tool_format, reasoning = None, "hermes", None
-    if spec.kind not in ("embedding", "rerank", "audio"):
+    if spec.kind not in ("embedding", "rerank", "audio", "tts"):
         from inference.engine.guided import GuideCompiler
         from inference.function_calling.formats import ALIASES, detect_format
         from inference.server.reasoning import detect

@@ -24,6 +24,8 @@ ROOTS = [
     "CreateTranslationResponseJson",
     "TranscriptTextDeltaEvent",
     "TranscriptTextDoneEvent",
+    "SpeechAudioDeltaEvent",
+    "SpeechAudioDoneEvent",
     "Response",
     "ResponseStreamEvent",
     "CompactResource",

@@ -1,0 +1,79 @@
+"""A VITS checkpoint's tokenizer (HF ``VitsTokenizer``, MMS-TTS's): one token a character of ``vocab.json``, the
+text lower-cased and stripped to the vocabulary, a blank (id 0) between and around the characters.
+
+What we cannot do as the checkpoint was trained is refused when the model loads (``phonemize``: espeak phonemes) or
+for the request (``is_uroman``: text in a non-Latin script must come romanized)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from inference.env import ConfigError
+from inference.errors import RequestError
+
+_NON_ROMAN = re.compile(r"[^\x00-\x7F]")
+
+
+@dataclass(frozen=True)
+class CharacterTokenizer:
+    vocab: dict[str, int]
+    add_blank: bool = True
+    normalize: bool = True
+    romanized: bool = False  # the checkpoint reads uroman's romanization: other scripts are refused
+    language: str | None = None
+    unk_token: str = "<unk>"
+
+    @classmethod
+    def from_dir(cls, directory: Path, model: str = "model") -> CharacterTokenizer:
+        try:
+            vocab = json.loads((Path(directory) / "vocab.json").read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{model}: a VITS checkpoint needs its vocab.json") from None
+        config_path = Path(directory) / "tokenizer_config.json"
+        config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+        if config.get("phonemize", True) and config_path.is_file():
+            raise ConfigError(f"{model}: its tokenizer reads espeak phonemes (phonemize = true), which this service "
+                              "does not make; MMS-TTS checkpoints read characters")  # fmt: skip
+        return cls(vocab=vocab, add_blank=bool(config.get("add_blank", True)),
+                   normalize=bool(config.get("normalize", True)), romanized=bool(config.get("is_uroman", False)),
+                   language=config.get("language"), unk_token=config.get("unk_token") or "<unk>")  # fmt: skip
+
+    def _lowered(self, text: str) -> str:
+        """Lower-cased, except where a vocabulary entry matches as written (transformers' ``normalize_text``)."""
+        out, i = [], 0
+        entries = list(self.vocab)
+        while i < len(text):
+            match = next((entry for entry in entries if entry and text.startswith(entry, i)), None)
+            if match is None:
+                out.append(text[i].lower())
+                i += 1
+            else:
+                out.append(match)
+                i += len(match)
+        return "".join(out)
+
+    def characters(self, text: str, param: str = "input") -> str:
+        """The characters the model reads of ``text``."""
+        if self.normalize:
+            text = self._lowered(text)
+        if self.language == "ron":
+            text = text.replace("ț", "ţ")
+        if self.romanized and _NON_ROMAN.search(text):
+            raise RequestError("This voice reads romanized text (uroman); give the input in Latin letters.",
+                               param=param, code="unsupported_script")  # fmt: skip
+        if self.normalize:
+            text = "".join(c for c in text if c in self.vocab).strip()
+        return text
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` (no characters: an empty list)."""
+        unknown = self.vocab.get(self.unk_token, 0)
+        ids = [self.vocab.get(c, unknown) for c in self.characters(text)]
+        if not ids or not self.add_blank:
+            return ids
+        spaced = [0] * (2 * len(ids) + 1)
+        spaced[1::2] = ids
+        return spaced

@@ -1,0 +1,171 @@
+"""VITS text to speech (``inference/models/vits.py``) against transformers' ``VitsModel`` on random-weight
+checkpoints: the same waveform (fp32, within 1e-3; the same length, so the same durations) with the noise drawn
+from the same seed, with either duration predictor, several speakers and another speaking rate; weight norm
+loaded under either of its names; the tokenizer's ids as ``VitsTokenizer``'s; the text's pieces; and the engine,
+whose answers do not depend on the other requests it speaks beside."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from inference.engine.synthesis_engine import PAUSE_SECONDS, SynthesisEngine, Utterance
+from inference.env import ConfigError
+from inference.errors import RequestError
+from inference.loader.safetensors import load_model
+from inference.synthesis.characters import CharacterTokenizer
+from inference.synthesis.pieces import pieces
+from tests.support.vits import vits_checkpoint
+
+IDS = [0, 8, 0, 5, 0, 12, 0, 12, 0, 15, 0, 27, 0, 23, 0, 15, 0, 18, 0, 12, 0, 4, 0]  # "hello world", blanks between
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("vits")
+    return {
+        "stochastic": vits_checkpoint(root / "stochastic"),
+        "regression": vits_checkpoint(root / "regression", stochastic=False, seed=1),
+        "speakers": vits_checkpoint(root / "speakers", speakers=3, seed=2),
+    }
+
+
+def reference(directory, ids, seed, speaker=None, rate=None):
+    from transformers import VitsModel
+
+    hf = VitsModel.from_pretrained(directory).eval()
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        return hf(torch.tensor([ids]), speaker_id=speaker, speaking_rate=rate).waveform[0]
+
+
+@pytest.mark.parametrize("name", ["stochastic", "regression", "speakers"])
+def test_waveforms_equal_transformers_with_the_same_noise(checkpoints, name):
+    ours = load_model(checkpoints[name])
+    first = 0 if name == "speakers" else None  # transformers leaves a speaker out where none is named; we never do
+    cases = [(0, first, None), (7, first, 1.7)] + ([(3, 2, None), (4, 1, 0.6)] if name == "speakers" else [])
+    for seed, speaker, rate in cases:
+        expected = reference(checkpoints[name], IDS, seed, speaker, rate)
+        got = ours.synthesize(IDS, speaker or 0, rate, torch.Generator().manual_seed(seed))
+        assert got.shape == expected.shape, (name, seed)  # the same durations, frame for frame
+        assert got.dtype == torch.float32 and got.abs().max() > 0.01
+        assert (got - expected).abs().max().item() < 1e-3, (name, seed)
+
+
+def test_weight_norm_loads_under_its_older_names(checkpoints, tmp_path):
+    """Checkpoints saved before PyTorch's parametrizations (MMS-TTS on the Hub) name the halves weight_g/weight_v."""
+    source = checkpoints["stochastic"]
+    tensors = load_file(source / "model.safetensors")
+    renamed = {k.replace("parametrizations.weight.original0", "weight_g").replace("parametrizations.weight.original1",
+                                                                                 "weight_v"): v
+               for k, v in tensors.items()}  # fmt: skip
+    assert any(k.endswith("weight_g") for k in renamed)
+    for name in ("config.json", "vocab.json", "tokenizer_config.json"):
+        (tmp_path / name).write_text((source / name).read_text())
+    save_file(renamed, tmp_path / "model.safetensors")
+    a = load_model(source).synthesize(IDS, generator=torch.Generator().manual_seed(1))
+    b = load_model(tmp_path).synthesize(IDS, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    del renamed[next(k for k in renamed if k.endswith("weight_v"))]
+    save_file(renamed, tmp_path / "model.safetensors")
+    with pytest.raises(ValueError, match="weight norm without both halves"):
+        load_model(tmp_path)
+
+
+TEXTS = ["Hello, World!", "It's a dog-eat-dog world... 42 times", "  spaces   and\ttabs ", "Ünïcode café", "?!"]
+
+
+@pytest.mark.parametrize("blank", [True, False])
+def test_ids_equal_vits_tokenizer_s(checkpoints, tmp_path, blank):
+    from transformers import VitsTokenizer
+
+    directory = vits_checkpoint(tmp_path / "t", tokenizer={"add_blank": blank})
+    theirs = VitsTokenizer.from_pretrained(directory)
+    ours = CharacterTokenizer.from_dir(directory)
+    for text in TEXTS:
+        assert ours.encode(text) == theirs(text)["input_ids"], text
+
+
+def test_what_the_tokenizer_cannot_read_is_refused(tmp_path):
+    phonemes = vits_checkpoint(tmp_path / "p", tokenizer={"phonemize": True})
+    with pytest.raises(ConfigError, match="phonemize"):
+        CharacterTokenizer.from_dir(phonemes)
+    romanized = CharacterTokenizer.from_dir(vits_checkpoint(tmp_path / "r", tokenizer={"is_uroman": True}))
+    assert romanized.encode("plain latin") != []
+    with pytest.raises(RequestError, match="romanized") as caught:
+        romanized.encode("Привет")
+    assert caught.value.param == "input" and caught.value.code == "unsupported_script"
+    (tmp_path / "p" / "vocab.json").unlink()
+    with pytest.raises(ConfigError, match="vocab.json"):
+        CharacterTokenizer.from_dir(tmp_path / "p")
+
+
+def test_text_is_cut_at_sentences_and_long_ones_at_a_space():
+    assert pieces("Hello there.  How are you?\n\nFine; thanks") == ["Hello there.", "How are you?", "Fine; thanks"]
+    assert pieces("Wait... what?! Yes. 3.5 apples") == ["Wait...", "what?!", "Yes.", "3.5 apples"]
+    long = " ".join(f"w{i:03d}" for i in range(100))  # 499 characters, no sentence end
+    cut = pieces(long, most=50)
+    assert all(len(p) <= 50 for p in cut) and " ".join(cut) == long
+    assert pieces("x" * 120, most=50) == ["x" * 50, "x" * 50, "x" * 20]  # one word longer than a piece
+    assert pieces(" \n\n ") == []
+
+
+def _speak(engine: SynthesisEngine, requests: dict[str, Utterance]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    for request_id, utterance in requests.items():
+        engine.add_request(request_id, utterance)
+    audio, order = {r: [] for r in requests}, []
+    while engine.has_work:
+        for out in engine.step():
+            audio[out.request_id].append(torch.from_numpy(out.samples))
+            order.append(out.request_id)
+    return {r: torch.cat(parts) for r, parts in audio.items()}, order
+
+
+def test_a_request_sounds_the_same_alone_or_beside_others_and_requests_take_turns(checkpoints):
+    model = load_model(checkpoints["speakers"])
+    tokenizer = CharacterTokenizer.from_dir(checkpoints["speakers"])
+    texts = {"a": "A first sentence. And a second one.", "b": "Short.", "c": "One. Two. Three."}
+
+    def utterance(request_id: str, seed: int) -> Utterance:
+        ids = [tokenizer.encode(p) for p in pieces(texts[request_id])]
+        return Utterance(ids, speaker=seed % 3, speaking_rate=1.0, generator=torch.Generator().manual_seed(seed))
+
+    alone = {r: _speak(SynthesisEngine(model), {r: utterance(r, i)})[0][r] for i, r in enumerate(texts)}
+    together, order = _speak(SynthesisEngine(model), {r: utterance(r, i) for i, r in enumerate(texts)})
+    for r in texts:
+        assert torch.equal(alone[r], together[r]), r
+    assert order == ["a", "b", "c", "a", "c", "c"]  # a piece each in turn; "b" done after its one
+    # a pause after each piece but the last
+    first_piece = model.synthesize(tokenizer.encode("A first sentence."), 0, 1.0, torch.Generator().manual_seed(0))
+    pause = together["a"][len(first_piece) : len(first_piece) + round(PAUSE_SECONDS * 16000)]
+    assert len(pause) == round(PAUSE_SECONDS * 16000) and not pause.any()
+
+
+def test_a_failing_piece_fails_its_request_alone(checkpoints):
+    model = load_model(checkpoints["stochastic"])
+    engine = SynthesisEngine(model)
+    engine.add_request("bad", Utterance([[0, 999, 0]]))  # an id past the vocabulary: the embedding raises
+    engine.add_request("good", Utterance([IDS], generator=torch.Generator().manual_seed(0)))
+    outputs = engine.step() + engine.step()
+    assert [o.request_id for o in outputs] == ["bad", "good"]
+    assert outputs[0].finish_reason == "error" and outputs[1].finish_reason == "stop"
+    assert not engine.has_work and not engine.requests
+    with pytest.raises(ValueError):
+        engine.add_request("empty", Utterance([[]]))
+
+
+def test_the_config_refuses_what_it_cannot_run(checkpoints, tmp_path):
+    from inference.models.config import ConfigError
+    from inference.models.vits_config import VitsConfig
+
+    hf = json.loads((checkpoints["stochastic"] / "config.json").read_text())
+    VitsConfig.from_hf(hf)
+    with pytest.raises(ConfigError, match="flow_size"):
+        VitsConfig.from_hf({**hf, "flow_size": 7})
+    with pytest.raises(ConfigError, match="speaker_embedding_size"):
+        VitsConfig.from_hf({**hf, "num_speakers": 4, "speaker_embedding_size": 0})
+    with pytest.raises(ConfigError, match="vocab_size"):
+        VitsConfig.from_hf({k: v for k, v in hf.items() if k != "vocab_size"})
