@@ -124,6 +124,7 @@ class ModelKind(models.TextChoices):
     VISION = "vision", "Vision"
     AUDIO = "audio", "Audio"
     MODERATION = "moderation", "Moderation"  # a guard model (Llama Guard): /moderations, also chat
+    TTS = "tts", "Text to speech"  # a VITS voice: /audio/speech
 
 
 class ServedModel(models.Model):

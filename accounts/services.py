@@ -474,6 +474,7 @@ _SERVICE_KINDS = {
     "vision": ModelKind.VISION,
     "audio": ModelKind.AUDIO,
     "moderation": ModelKind.MODERATION,
+    "tts": ModelKind.TTS,
 }
 
 

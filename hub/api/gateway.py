@@ -84,6 +84,7 @@ ROUTES = {
     "score": {ModelKind.RERANK},  # vLLM's
     "audio/transcriptions": {ModelKind.AUDIO},
     "audio/translations": {ModelKind.AUDIO},
+    "audio/speech": {ModelKind.TTS},  # text to speech: JSON in, audio (or its sse events) out
     "moderations": {ModelKind.MODERATION},  # OpenAI's, answered by a guard model (inference/server/moderation.py)
 }
 _ROUTE_HINT = {
@@ -91,7 +92,10 @@ _ROUTE_HINT = {
     ModelKind.RERANK: "/rerank or /score",
     ModelKind.AUDIO: "/audio/transcriptions or /audio/translations",
     ModelKind.MODERATION: "/moderations, /chat/completions or /completions",
+    ModelKind.TTS: "/audio/speech",
 }
+SPEECH = "audio/speech"
+FORM_ROUTES = ("audio/transcriptions", "audio/translations")  # a multipart upload in, as the edge parsed it
 # the routes planned as a Responses request (hub/api/responses_relay.py), sent upstream as the plan's chat request
 _PLANNED = ("responses", compaction.ROUTE)
 # one JSON answer, no stream, no max_tokens (a moderation's verdicts are short, their length the service's)
@@ -249,7 +253,9 @@ def _upstream_body(route: str, body: dict, target: Target, stream: bool) -> dict
     if route == "chat/completions":  # the hub stores chat completions itself (hub/api/chat_store.py)
         for name in HUB_ONLY:
             out.pop(name, None)
-    if route.startswith("audio/"):  # a form's fields
+    if route == SPEECH:
+        return out
+    if route in FORM_ROUTES:  # a form's fields
         if stream and not target.external:
             out["stream_continuous_usage_stats"] = "true"  # vLLM's field: usage in every delta, to meter an abort
         return out
@@ -358,7 +364,7 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
                 raise errors.MethodNotAllowed(self.scope["method"], self.scope["path"], ["POST"])
             body = ctx.json
             model_id = _check_model(ctx, route, body)
-            audio = route.startswith("audio/")
+            audio = route in FORM_ROUTES
             info, targets = await upstreams.model(model_id)
             if info is None or (ctx.base == "vision" and info.kind != ModelKind.VISION):
                 raise errors.ModelNotFound(model_id)
@@ -396,6 +402,8 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
             else:
                 validation.check_body(route, body)
                 stream = body.get("stream") is True and route not in ENCODER_ROUTES
+                if route == SPEECH:  # its events, or the audio file's bytes as they are encoded
+                    stream = body.get("stream_format") == "sse"
                 if route == "chat/completions":
                     self.chat_store = ChatStore.wanted(ctx, body)  # the messages as sent
                     body = await file_inputs.inline(
@@ -446,7 +454,7 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
             self.plan.model_id = info.id  # the response names the model that answered
         # a response reserves, and is routed by its prompt's head, as the chat request it becomes
         as_chat = ("chat/completions", self.plan.chat) if route in _PLANNED else (route, body)
-        need = audio_estimate(len(ctx.upload.data)) if route.startswith("audio/") else estimate(*as_chat, info)
+        need = audio_estimate(len(ctx.upload.data)) if ctx.upload is not None else estimate(*as_chat, info)
         # hashing the prompt's head is only worth it when there is a deployment to choose
         affinity = prefix_key(*as_chat) if settings.HUB_PREFIX_ROUTING and len(targets) > 1 else None
         meter = _Meter(ctx, info.id, ctx.extra.get("metered_route", route), stream, self.tier)
@@ -530,6 +538,8 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
                     await self._relay_response(response, target, meter, stream)
                 elif route == compaction.ROUTE:
                     await self._relay_compaction(response, target, meter)
+                elif route == SPEECH and response.status_code == 200:
+                    await self._relay_audio(response, target, meter)
                 elif stream and response.status_code == 200:
                     await self._relay_stream(response, body, model_id, meter)
                 elif ctx.upload is not None and response.status_code == 200:
@@ -619,6 +629,52 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
             await self._body(200, kind, content)
         finally:
             await asyncio.shield(meter.save())
+
+    async def _relay_audio(self, response: httpx.Response, target: Target, meter: _Meter) -> None:
+        """Spoken audio: the file's bytes (or, with ``stream_format`` sse, its events) passed on as they come. The
+        input's characters are its prompt tokens (``x-input-tokens``, else counted here); the audio's tokens are
+        what our service tallied for the call (also when the client left midway), or an external API's
+        ``speech.audio.done`` usage where it sent one."""
+        try:
+            meter.prompt_tokens = int(response.headers["x-input-tokens"])
+        except (KeyError, ValueError):
+            meter.prompt_tokens = len(self.scope["hub"].json.get("input") or "")
+        kind = response.headers.get("content-type", "application/octet-stream")
+        headers = [(b"content-type", kind.encode())] + self.answer_headers
+        await self.send({"type": "http.response.start", "status": 200, "headers": headers})
+        self.headers_sent = True
+        sse = kind.startswith("text/event-stream")
+        try:
+            async for data in response.aiter_raw():
+                if meter.first_token is None:
+                    meter.first_token = time.monotonic()
+                if sse and b"speech.audio.done" in data:  # an external API's usage (ours is read from its tally)
+                    with suppress(ValueError, AttributeError):
+                        meter.take(json.loads(data.split(b"data:", 1)[1]).get("usage"))
+                await self.send({"type": "http.response.body", "body": data, "more_body": True})
+            await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            meter.aborted, meter.status = True, 499
+            raise
+        except httpx.TransportError as exc:
+            log.warning("upstream audio of %s failed: %s", meter.model, exc)
+            meter.status, meter.upstream_broke = 502, True
+            await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            await asyncio.shield(self._audio_tokens(response, target, meter))
+            await asyncio.shield(meter.save())
+
+    async def _audio_tokens(self, response: httpx.Response, target: Target, meter: _Meter) -> None:
+        """The audio's tokens as our service tallied them under the call's usage id (the upstream stream is closed
+        first: a client gone midway has stopped the synthesis, and what it made so far is counted)."""
+        if target.external or meter.call is None:
+            return
+        await response.aclose()
+        with suppress(httpx.HTTPError, ValueError, KeyError, TypeError):
+            answer = await upstreams.client().get(target.url(f"requests/{meter.call.usage_id}"),
+                                                  headers=target.headers(self.scope["hub"].request_id))  # fmt: skip
+            if answer.status_code == 200:
+                meter.completion_tokens = int(answer.json()["completion_tokens"])
 
     async def _relay_stream(self, response: httpx.Response, body: dict, model_id: str, meter: _Meter) -> None:
         speech = self.scope["hub"].upload is not None

@@ -166,6 +166,22 @@ SPEECH_PATHS = {
         "CreateTranslationRequest",
         "Speech in any language to English text, by an `audio` model; metered as transcriptions.",
     ),
+    "/audio/speech": _post(
+        "Create speech",
+        "Text to speech by a `tts` model (VITS: MMS-TTS voices), at 24 kHz mono in every format. The audio file's "
+        "bytes come as each sentence is spoken (`stream_format: audio`, the default), or as `speech.audio.delta` "
+        "events and a last `speech.audio.done` with the usage (`sse`). Metered by the input's characters (prompt "
+        "tokens) and the audio's 50 tokens a second (completion tokens), also for a client that leaves midway.",
+        "audio",
+        {"application/json": {"schema": ref("CreateSpeechRequest")}},
+        {
+            **{
+                media: {"schema": {"type": "string", "format": "binary"}}
+                for media in ("audio/mpeg", "audio/ogg", "audio/aac", "audio/flac", "audio/wav", "audio/pcm")
+            },
+            "text/event-stream": _events("SpeechAudioEvent", done=False),
+        },  # fmt: skip
+    ),
 }
 
 

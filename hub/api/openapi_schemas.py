@@ -103,6 +103,36 @@ SPEECH_SCHEMAS = {
         ("file", "model"),
     ),  # fmt: skip
     "CreateTranslationRequest": _obj(_SPEECH_FIELDS, ("file", "model")),
+    "CreateSpeechRequest": _obj(
+        {
+            "model": {**_STR, "description": "A `tts` model."},
+            "input": {**_STR, "maxLength": 4096, "description": "The text to say."},
+            "voice": {
+                "oneOf": [_STR, _obj({"id": _STR}, ("id",))],
+                "description": "One of OpenAI's voices (alloy, ash, ballad, coral, echo, fable, onyx, nova, sage, "
+                "shimmer, verse, marin, cedar): on a model of several speakers the n-th names speaker n (modulo their "
+                "number), `speaker_<n>` names one directly; a model of one speaker says every voice with it.",
+            },
+            "instructions": {**_STR, "maxLength": 4096, "description": "Accepted and not followed (as `tts-1`)."},
+            "response_format": {"enum": ["mp3", "opus", "aac", "flac", "wav", "pcm"], "default": "mp3"},
+            "speed": {"type": "number", "minimum": 0.25, "maximum": 4.0, "default": 1.0},
+            "stream_format": {"enum": ["audio", "sse"], "default": "audio"},
+        },
+        ("model", "input", "voice"),
+    ),
+    "SpeechAudioEvent": _obj(
+        {
+            "type": {"enum": ["speech.audio.delta", "speech.audio.done"]},
+            "audio": {**_STR, "description": "A delta's audio, base64: the next bytes of the `response_format` file."},
+            "usage": _obj(
+                {"input_tokens": _INT, "output_tokens": _INT, "total_tokens": _INT},
+                ("input_tokens", "output_tokens", "total_tokens"),
+            ),  # fmt: skip
+        },
+        ("type",),
+        description="A `data:` of speech streamed as events: a `speech.audio.delta` per sentence spoken, then "
+        "`speech.audio.done` with the usage (input: the characters; output: the audio, 50 tokens a second).",
+    ),
     "TranscriptTextEvent": _obj(
         {
             "type": {"enum": ["transcript.text.delta", "transcript.text.done"]},
@@ -565,10 +595,21 @@ SCHEMAS: dict[str, dict] = {
                 "object": {
                     "enum": [
                         f"organization.usage.{kind}.result"
-                        for kind in ("completions", "embeddings", "moderations", "audio_transcriptions")
+                        for kind in (
+                            "completions",
+                            "embeddings",
+                            "moderations",
+                            "audio_transcriptions",
+                            "audio_speeches",
+                        )  # fmt: skip
                     ],
                     "description": "completions: chat, completions, responses; embeddings: embeddings, rerank, score "
-                    "and vector stores' indexing and searches; moderations; audio_transcriptions: the speech routes.",
+                    "and vector stores' indexing and searches; moderations; audio_transcriptions: transcriptions and "
+                    "translations; audio_speeches: text to speech.",
+                },
+                "characters": {
+                    **_INT,
+                    "description": "Characters spoken (audio_speeches results only: their input tokens).",
                 },
                 "seconds": {
                     "type": "number",

@@ -19,9 +19,10 @@ def base_of(path: str) -> str:
 
 
 def is_upload_path(path: str) -> bool:
-    """The speech routes, whose bodies are multipart/form-data uploads rather than JSON."""
+    """The speech-to-text routes, whose bodies are multipart/form-data uploads rather than JSON (``/audio/speech``,
+    text to speech, takes JSON)."""
     parts = path.strip("/").split("/")
-    return len(parts) == 3 and parts[1] == "audio"
+    return len(parts) == 3 and parts[1] == "audio" and parts[2] in ("transcriptions", "translations")
 
 
 def is_file_upload_path(path: str) -> bool:

@@ -53,6 +53,10 @@ COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions; the
 AUDIO_TOKENS_PER_SECOND = 50
 AUDIO_BYTES_PER_SECOND = 16_000
 AUDIO_WINDOW_TOKENS = 224
+# text to speech: a bound on the audio's length, speech slower than any voice at speed 1 (about 15 a second), and
+# a sentence's pause (the service's 0.2 s) for every 20 characters
+SPEECH_CHARACTERS_PER_SECOND = 8
+SPEECH_PAUSE_TOKENS_PER_CHARACTER = 0.5
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,12 @@ def estimate(route: str, body: dict, info: ModelInfo) -> Estimate:
         items = inputs if isinstance(inputs, list) and not parts else [inputs]
         return Estimate(sum(_clamp(_bound(item) + GUARD_PROMPT_TOKENS, limit) for item in items),
                         MODERATION_OUTPUT_TOKENS * len(items))  # fmt: skip
+    if route == "audio/speech":  # the input's characters, and its audio's tokens at the slowest
+        text = body.get("input") if isinstance(body.get("input"), str) else ""
+        speed = body.get("speed") if isinstance(body.get("speed"), int | float) and body["speed"] > 0 else 1.0
+        seconds = len(text) / (SPEECH_CHARACTERS_PER_SECOND * min(speed, 4.0))
+        audio = math.ceil(seconds * AUDIO_TOKENS_PER_SECOND + len(text) * SPEECH_PAUSE_TOKENS_PER_CHARACTER)
+        return Estimate(len(text), audio)
     if route == "embeddings":
         inputs = body.get("input")
         items = inputs if isinstance(inputs, list) and inputs and not _is_int(inputs[0]) else [inputs]

@@ -398,9 +398,30 @@ def _moderation_input(body: dict) -> None:
                           f"Invalid value for 'input[{i}].type': expected 'text' or 'image_url'.")  # fmt: skip
 
 
+SPEECH_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
+
+
+def _speech(body: dict) -> None:
+    """Text to speech's fields as OpenAI's document bounds them (the voice's name is the deployment's to know)."""
+    for param in ("input", "voice"):
+        if body.get(param) is None:
+            raise missing(param)
+    _string(body["input"], "input", limit=4096)
+    voice = body["voice"]
+    if isinstance(voice, dict) and isinstance(voice.get("id"), str) and set(voice) == {"id"}:
+        voice = voice["id"]
+    _string(voice, "voice", limit=256, empty=False)
+    if body.get("instructions") is not None:
+        _string(body["instructions"], "instructions", limit=4096)
+    _number(body.get("speed"), "speed", False, 0.25, 4.0)
+    for param, allowed in (("response_format", SPEECH_FORMATS), ("stream_format", ("audio", "sse"))):
+        if body.get(param) is not None and body[param] not in allowed:
+            raise _refuse(param, "invalid_value", f"Invalid value for '{param}': expected one of {', '.join(allowed)}.")
+
+
 def check_body(route: str, body: dict) -> None:
     """A model route's JSON body (``chat/completions``, ``completions``, ``embeddings``, ``rerank``, ``score``,
-    ``moderations``);
+    ``moderations``, ``audio/speech``);
     raises InvalidRequest."""
     if route == "rerank":
         if body.get("query") is None:
@@ -413,6 +434,8 @@ def check_body(route: str, body: dict) -> None:
         _score_texts(body)
     elif route == "moderations":
         _moderation_input(body)
+    elif route == "audio/speech":
+        _speech(body)
     elif route == "embeddings":
         _texts_or_tokens(body, "input")
         if body.get("encoding_format") not in (None, "float", "base64"):

@@ -104,9 +104,10 @@ def unknown_url(request, *args, **kwargs):
 GROUP_BY = {"day": (), "model": ("model",), "key": ("api_key__prefix",), "service_tier": ("service_tier",),
             "batch": ("batch",)}  # fmt: skip
 # which of OpenAI's usage results a route's rows are: encoders' (embeddings, rerank and score, a vector store's
-# indexing and searches) embeddings, speech's audio_transcriptions, moderations, the rest completions
+# indexing and searches) embeddings, speech's audio_transcriptions and audio_speeches, moderations, the rest completions
 EMBEDDING_ROUTES = ("embeddings", "rerank", "score", "vector_stores/files", "vector_stores/search")
 _KIND = Case(
+    When(route="audio/speech", then=Value("audio_speeches")),
     When(route__startswith="audio/", then=Value("audio_transcriptions")),
     When(route__in=EMBEDDING_ROUTES, then=Value("embeddings")),
     When(route="moderations", then=Value("moderations")),
@@ -139,8 +140,9 @@ class UsageView(TenantAPIView):
     """``GET /v1/usage?start=YYYY-MM-DD&end=YYYY-MM-DD&group_by=day|model|key|service_tier|batch``: this tenant's
     metered requests and tokens in daily buckets (UTC; ``end`` inclusive; default the last 7 days), shaped like
     OpenAI's organization usage API: completions results (chat, completions, responses), embeddings results (and the
-    encoders' and vector stores' rows), moderations results, and audio_transcriptions results (with the audio's
-    ``seconds``) for the speech routes. Read from the raw usage rows, so it is exact and current."""
+    encoders' and vector stores' rows), moderations results, audio_transcriptions results (with the audio's
+    ``seconds``) for transcriptions and translations, and audio_speeches results (with their ``characters``). Read
+    from the raw usage rows, so it is exact and current."""
 
     @extend_schema(
         operation_id="get_usage",
@@ -189,6 +191,8 @@ class UsageView(TenantAPIView):
             }  # fmt: skip
             if row["kind"] == "audio_transcriptions":  # as OpenAI's: the seconds (and the tokens they count as)
                 result["seconds"] = round(row["seconds"], 3)
+            elif row["kind"] == "audio_speeches":  # as OpenAI's: the characters spoken
+                result["characters"] = row["prompt"] or 0
             by_day.setdefault(row["day"].date(), []).append(result)
         return Response(_page(start, end, by_day))
 

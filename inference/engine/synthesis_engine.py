@@ -29,12 +29,9 @@ class Utterance:
     speaker: int = 0
     speaking_rate: float = 1.0
     generator: torch.Generator | None = None
+    characters: int = 0  # of the text: what it is billed by
     spoken: int = 0  # pieces done
     samples: int = 0  # written so far, pauses included
-
-    @property
-    def input_tokens(self) -> int:
-        return sum(map(len, self.pieces))
 
 
 @dataclass

@@ -3,9 +3,9 @@
 comes (``inference/audio/encode.py``) and sent on: the audio file's bytes (``stream_format`` audio, the default) or
 OpenAI's ``speech.audio.delta`` events, then ``speech.audio.done`` with the usage (``stream_format`` sse).
 
-Usage: the input's tokens are the characters the model reads; the output's are the audio at 50 tokens a second
-(as a transcription counts its audio). ``x-input-tokens`` is on every answer; the output is known at the end (the
-done event, and the service's tally that the hub reads for an aborted stream)."""
+Usage: the input's tokens are its characters (what OpenAI bills text to speech by); the output's are the audio at
+50 tokens a second (as a transcription counts its audio). ``x-input-tokens`` is on every answer; the output is
+known at the end (the done event, and the service's tally, which the hub reads, also for an aborted stream)."""
 
 from __future__ import annotations
 
@@ -58,7 +58,8 @@ def _voice(body: dict, model: LoadedModel) -> int:
 
 
 def parse(body: dict, model: LoadedModel) -> tuple[Utterance, str, str]:
-    """The request → (its utterance, response_format, stream_format); OpenAI's errors, by field."""
+    """The request → (its utterance, response_format, stream_format); OpenAI's errors, by field. The utterance's
+    ``input_tokens`` are the input's characters."""
     if model.kind != "tts":
         raise RequestError(f"The model '{model.id}' does not speak (its kind is {model.kind}).", param="model",
                            code="model_not_supported")  # fmt: skip
@@ -95,18 +96,13 @@ def parse(body: dict, model: LoadedModel) -> tuple[Utterance, str, str]:
                            code="empty_input")  # fmt: skip
     generator = torch.Generator().manual_seed(seed if seed is not None else int.from_bytes(os.urandom(8)) >> 1)
     rate = model.engine.model.config.speaking_rate * float(speed)
-    return Utterance(ids, speaker, rate, generator), response_format, stream_format
-
-
-def _input_tokens(utterance: Utterance, model: LoadedModel) -> int:
-    """The characters read: each piece's ids without the blanks between them."""
-    return sum((len(p) - 1) // 2 if model.tokenizer.add_blank else len(p) for p in utterance.pieces)
+    return Utterance(ids, speaker, rate, generator, characters=len(text)), response_format, stream_format
 
 
 async def speech(request: Request, body: dict) -> Response:
     model = request.app.state.registry.get(body.get("model"))
     utterance, response_format, stream_format = parse(body, model)
-    input_tokens = _input_tokens(utterance, model)
+    input_tokens = utterance.characters
     check_reservation(request.headers, input_tokens)
     request_id = new_id("speech")
     queue = model.worker.submit(request_id, utterance)

@@ -11,7 +11,8 @@ way); the Responses API, its stored responses and cancel;
 stored chat completions; conversations and their items; files, uploads and batches, vector stores, their files and
 file batches, webhook endpoints (the steered cases of these name one the test stored);
 transcriptions and translations (the steered positive cases carry a
-real recording, so that their other fields reach Whisper).
+real recording, so that their other fields reach Whisper); speech (on a tiny random-weight VITS voice, served the same
+way).
 
 The budget is fixed (``EXAMPLES`` per operation and mode, derandomized: the same cases on every run) so CI's time
 is known. To keep the CPU's generations short, the fuzz steers some cases to a catalog model of its own,
@@ -45,6 +46,7 @@ from accounts.models import ModelKind
 from tests.support import encoders
 from tests.support.inference import guard_service, inference_service, model_flags
 from tests.support.live import CHAT, EMBED, WHISPER, rows
+from tests.support.vits import vits_checkpoint
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -79,13 +81,14 @@ WEBHOOK_OPERATIONS = (
 )
 # fewer where a steered case runs Whisper on a real recording (about a second each on this CPU), and on the vector
 # store and webhook routes (sixteen and eight of them: the budget of a few)
-FEWER_EXAMPLES = {"POST /audio/transcriptions": 20, "POST /audio/translations": 20,
+FEWER_EXAMPLES = {"POST /audio/transcriptions": 20, "POST /audio/translations": 20, "POST /audio/speech": 20,
                   **dict.fromkeys(VECTOR_STORE_OPERATIONS, 10), **dict.fromkeys(WEBHOOK_OPERATIONS, 10)}  # fmt: skip
 FUZZ_CHAT = "fuzz-chat"
 MAX_OUTPUT = 8  # fuzz-chat's max_output_length: a larger max_tokens is the hub's 400, not a long generation
 SMALL_MAX_TOKENS = 4  # given to bodies without one (see above)
 FUZZ_RERANK = "fuzz-rerank"  # a tiny random-weight cross-encoder, served by its own service (``reranker_url``)
 FUZZ_GUARD = "fuzz-guard"  # a tiny random-weight Llama Guard, served by its own service (``guard_url``)
+FUZZ_TTS = "fuzz-tts"  # a tiny random-weight VITS voice, served by its own service (``tts_url``)
 STORED = "{stored}"  # in VALID: the id of a response stored for the test (``_stored_response``)
 OPERATIONS = (
     "GET /models",
@@ -120,6 +123,7 @@ OPERATIONS = (
     "DELETE /conversations/{conversation_id}/items/{item_id}",
     "POST /audio/transcriptions",
     "POST /audio/translations",
+    "POST /audio/speech",
     "POST /files",
     "GET /files",
     "GET /files/{file_id}",
@@ -141,17 +145,17 @@ RIGHT = {
     "/chat/completions": FUZZ_CHAT, "/completions": FUZZ_CHAT, "/responses": FUZZ_CHAT, "/embeddings": EMBED,
     "/responses/input_tokens": FUZZ_CHAT, "/responses/compact": FUZZ_CHAT,
     "/rerank": FUZZ_RERANK, "/score": FUZZ_RERANK, "/audio/transcriptions": WHISPER, "/audio/translations": WHISPER,
-    "/models/{model_id}": CHAT, "/moderations": FUZZ_GUARD,
+    "/models/{model_id}": CHAT, "/moderations": FUZZ_GUARD, "/audio/speech": FUZZ_TTS,
 }  # fmt: skip
 WRONG = {
     "/chat/completions": EMBED, "/completions": EMBED, "/responses": EMBED, "/embeddings": FUZZ_CHAT,
     "/responses/input_tokens": EMBED, "/responses/compact": EMBED,
     "/rerank": EMBED, "/score": FUZZ_CHAT, "/audio/transcriptions": FUZZ_CHAT, "/audio/translations": EMBED,
-    "/models/{model_id}": "nope", "/moderations": EMBED,
+    "/models/{model_id}": "nope", "/moderations": EMBED, "/audio/speech": WHISPER,
 }  # fmt: skip
 # the routes whose answers are metered (POST: GET /chat/completions lists stored ones): each 200 has its usage row
 METERED = {"/chat/completions", "/completions", "/embeddings", "/rerank", "/score", "/responses", "/responses/compact",
-           "/audio/transcriptions", "/audio/translations", "/moderations",
+           "/audio/transcriptions", "/audio/translations", "/audio/speech", "/moderations",
            "/vector_stores/{vector_store_id}/search"}  # fmt: skip
 MAX_TOKENS_FIELD = {"/chat/completions": "max_tokens", "/completions": "max_tokens", "/responses": "max_output_tokens"}
 _HI = [{"role": "user", "content": "Hi"}]
@@ -210,6 +214,7 @@ VALID = {  # one valid request per operation, as the OpenAI SDK sends it
     },
     "POST /audio/transcriptions": {"body": {**_AUDIO, "file": "{wav}", "stream": True}},
     "POST /audio/translations": {"body": {**_AUDIO, "file": "{wav}"}},
+    "POST /audio/speech": {"body": {"model": FUZZ_TTS, "input": "Hi there.", "voice": "alloy", "stream_format": "sse"}},
     "POST /files": {"body": {"file": "{jsonl}", "purpose": "batch"}},
     "GET /files": {"query": {"purpose": "batch", "limit": 2}},
     "GET /files/{file_id}": {"path_parameters": {"file_id": STORED}},
@@ -299,8 +304,16 @@ def guard_url(tmp_path_factory):
         yield url
 
 
+@pytest.fixture(scope="module")
+def tts_url(tmp_path_factory):
+    """A service serving a tiny random-weight VITS voice: the live service serves none."""
+    checkpoint = vits_checkpoint(tmp_path_factory.mktemp("fuzz-tts") / "voice")
+    with inference_service(*model_flags(f"tiny-tts={checkpoint}:tts")) as url:
+        yield f"{url}/v1"
+
+
 @pytest.fixture
-def fuzz(hub, inference_url, reranker_url, guard_url):
+def fuzz(hub, inference_url, reranker_url, guard_url, tts_url):
     """The hub's schema as schemathesis loads it, an HTTP session, a key entitled to every model, the base URL."""
     services.register_model(
         FUZZ_CHAT, ModelKind.CHAT, max_sequence_length=2048, max_output_length=MAX_OUTPUT,
@@ -314,7 +327,8 @@ def fuzz(hub, inference_url, reranker_url, guard_url):
         FUZZ_GUARD, ModelKind.MODERATION, max_sequence_length=2048, deployment_url=guard_url,
         upstream_model="tiny-guard",
     )  # fmt: skip
-    services.grant_models(hub.tenant, [FUZZ_CHAT, FUZZ_RERANK, FUZZ_GUARD])
+    services.register_model(FUZZ_TTS, ModelKind.TTS, deployment_url=tts_url, upstream_model="tiny-tts")
+    services.grant_models(hub.tenant, [FUZZ_CHAT, FUZZ_RERANK, FUZZ_GUARD, FUZZ_TTS])
     auth = {"authorization": f"Bearer {hub.everything.secret}"}
     with requests.Session() as session:
         yield schemathesis.openapi.from_url(f"{hub.url}/openapi.json"), session, auth, f"{hub.url}/v1"
@@ -409,6 +423,8 @@ def _steer(case: schemathesis.Case, pick: str | None, auth: dict[str, str], stor
         case.body["stream"] = False  # its stream waits for the run, and no worker runs the fuzz's background work
     if real and pick == "right" and path.startswith("/audio/") and "file" in case.body:
         case.body["file"] = _wav()
+    if real and pick == "right" and path == "/audio/speech" and isinstance(case.body.get("voice"), str):
+        case.body["voice"] = "alloy"  # a voice the model has, so that its other fields reach it
     messages = case.body.get("messages")
     if pick == "right" and isinstance(messages, list):  # the schema requires only a role; the hub a content too
         for message in messages:
@@ -431,7 +447,10 @@ def _check(case: schemathesis.Case, response: schemathesis.Response) -> None:
         events = [line[6:] for line in response.content.decode().splitlines() if line.startswith("data: ")]
         parsed = [json.loads(event) for event in events if event != "[DONE]"]
         assert not any("error" in event for event in parsed), f"{where}\n{events}"
-        if case.operation.path == "/responses":  # typed events, the last one final; no [DONE]
+        if case.operation.path == "/audio/speech":  # OpenAI's speech events: audio, then the usage; no [DONE]
+            last = parsed[-1]["type"] if parsed else None
+            assert response.stream_cut_short or last == "speech.audio.done", f"{where}\n{events}"
+        elif case.operation.path == "/responses":  # typed events, the last one final; no [DONE]
             assert not any(event["type"] in ("error", "response.failed") for event in parsed), f"{where}\n{events}"
             last = parsed[-1]["type"] if parsed else None
             assert response.stream_cut_short or last in RESPONSE_ENDS, f"{where}\n{events}"

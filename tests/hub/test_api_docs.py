@@ -33,6 +33,7 @@ PUBLIC_ROUTES = {
     "/conversations/{conversation_id}/items/{item_id}": {"get", "delete"},
     "/audio/transcriptions": {"post"},
     "/audio/translations": {"post"},
+    "/audio/speech": {"post"},
     "/models": {"get"},
     "/models/{model_id}": {"get"},
     "/usage": {"get"},
