@@ -65,6 +65,8 @@ class AudioEncoder:
             self.container = av.open(self.sink, "w", format=codec[0], options=options)
             self.stream = self.container.add_stream(codec[1], rate=RATE, layout="mono")
             self.stream.format = sample_format
+            if response_format in ("mp3", "aac"):  # LAME's default for 24 kHz mono is 32 kb/s: audibly thin speech
+                self.stream.bit_rate = 64000
 
     def _frames(self, samples: np.ndarray | None) -> list[av.AudioFrame]:
         if samples is None:
