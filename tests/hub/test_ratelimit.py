@@ -280,3 +280,14 @@ def test_a_check_refuses_as_acquiring_would_and_charges_nothing(limiter):
     with pytest.raises(errors.RateLimited) as caught:
         run(limiter.check(context(tenant=Limits(tpm=100)), "r3", 101, False, None))
     assert "Request too large" in caught.value.message
+
+
+def test_speech_reserves_its_characters_and_the_slowest_audio():
+    """Text to speech: the input's characters, and the audio at 8 characters a second (slower than a voice speaks at
+    speed 1) with a pause's tokens per 2 characters, scaled by speed (a slower speed, longer audio)."""
+    tts = ModelInfo("voice", "tts", max_sequence_length=0, max_output_length=0, hidden_size=0, enabled=True)
+    text = "Hello there. How are you today?"  # 31 characters
+    assert estimate("audio/speech", {"input": text}, tts) == Estimate(31, 210)  # 31/8 s * 50 + 15.5, rounded up
+    assert estimate("audio/speech", {"input": text, "speed": 0.25}, tts).output == 791  # four times the audio
+    assert estimate("audio/speech", {"input": text, "speed": 4.0}, tts).output == 64
+    assert estimate("audio/speech", {"input": 7}, tts) == Estimate(0, 0)  # refused by validation, reserves nothing

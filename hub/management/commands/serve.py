@@ -65,6 +65,8 @@ print(client.models.retrieve("smollm2-135m-instruct"))"""
 SPEECH_SNIPPET = """\
 with open("speech.mp3", "rb") as audio:  # wav, mp3, m4a, ogg, webm or flac, up to 25 MB
     print(client.audio.transcriptions.create(model="{model}", file=audio).text)"""
+VOICE_SNIPPET = """\
+client.audio.speech.create(model="{model}", voice="alloy", input="Hello from LLM Hub.").write_to_file("hello.mp3")"""
 
 
 class Command(BaseCommand):
@@ -171,14 +173,16 @@ class Command(BaseCommand):
         out("")
         out(SNIPPET.format(base_url=base_url, key=key))
         out("")
-        speech = None
-        with suppress(DatabaseError):  # --no-bootstrap on a database not migrated yet: no example, no crash
-            speech = ServedModel.objects.filter(kind=ModelKind.AUDIO, enabled=True).order_by("id").first()
-        if speech is not None:
-            out("Transcribe speech with the same client:")
-            out("")
-            out(SPEECH_SNIPPET.format(model=speech.id))
-            out("")
+        for kind, intro, snippet in ((ModelKind.AUDIO, "Transcribe speech", SPEECH_SNIPPET),
+                                     (ModelKind.TTS, "Speak text", VOICE_SNIPPET)):  # fmt: skip
+            model = None
+            with suppress(DatabaseError):  # --no-bootstrap on a database not migrated yet: no example, no crash
+                model = ServedModel.objects.filter(kind=kind, enabled=True).order_by("id").first()
+            if model is not None:
+                out(f"{intro} with the same client:")
+                out("")
+                out(snippet.format(model=model.id))
+                out("")
         self.stdout.flush()
         if child is not None:
             out(f"Inference service (direct, no keys): {inference_url}")
