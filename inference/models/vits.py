@@ -177,6 +177,7 @@ class VitsHifiGan(nn.Module):
             for kernel, dilations in zip(config.resblock_kernel_sizes, config.resblock_dilation_sizes, strict=True)
         )
         self.conv_post = nn.Conv1d(start // 2 ** len(self.upsampler), 1, kernel_size=7, padding=3, bias=False)
+        self.reach = _reach(config)
         if config.speaker_embedding_size:
             self.cond = nn.Conv1d(config.speaker_embedding_size, start, 1)
 
@@ -191,6 +192,19 @@ class VitsHifiGan(nn.Module):
             blocks = self.resblocks[i * self.kernels : (i + 1) * self.kernels]
             x = sum(block(x) for block in blocks) / self.kernels
         return torch.tanh(_planar(self.conv_post, F.leaky_relu(x)))[:, 0, 0]  # the default slope here, as VITS
+
+
+def _reach(config: VitsConfig) -> int:
+    """Spectrogram frames each side of a frame that its samples depend on through the vocoder (its receptive field,
+    rounded up), two more to spare: each convolution's reach at its stage's resolution, summed."""
+    frames, resolution = 3.0, 1  # conv_pre: kernel 7
+    for rate, kernel in zip(config.upsample_rates, config.upsample_kernel_sizes, strict=True):
+        frames += math.ceil(kernel / rate) / resolution  # the transposed convolution, at its input's resolution
+        resolution *= rate
+        frames += max(sum((k - 1) // 2 * (d + 1) for d in dilations)  # convs1 dilated d, convs2 not
+                      for k, dilations in zip(config.resblock_kernel_sizes, config.resblock_dilation_sizes,
+                                              strict=True)) / resolution  # fmt: skip
+    return math.ceil(frames + 3 / resolution) + 2  # conv_post: kernel 7
 
 
 class VitsModel(nn.Module):
@@ -212,6 +226,27 @@ class VitsModel(nn.Module):
                    generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
         """Token ids → the waveform [samples] float32 at ``config.sampling_rate``. ``speaking_rate`` scales the
         durations (the config's by default); ``generator`` draws the duration and prior noise."""
+        latents, voice = self.spectrogram(ids, speaker, speaking_rate, generator)
+        return self.vocode(latents, voice)
+
+    @torch.inference_mode()
+    def vocode(self, latents: torch.Tensor, voice: torch.Tensor | None, start: int = 0,
+               stop: int | None = None) -> torch.Tensor:  # fmt: skip
+        """The waveform of frames [start, stop) of ``latents`` [1, flow, frames]: the vocoder run on them and on
+        ``decoder.reach`` frames of context each side, which every sample of theirs depends on, so that the pieces of a
+        spectrogram vocoded one after another make the waveform vocoding it whole would (to float rounding)."""
+        frames = latents.shape[-1]
+        stop = frames if stop is None else min(stop, frames)
+        low, high = max(0, start - self.decoder.reach), min(frames, stop + self.decoder.reach)
+        wave = self.decoder(latents[..., low:high], voice)[0].float()
+        hop = self.config.hop_length
+        return wave[(start - low) * hop : (stop - low) * hop]
+
+    @torch.inference_mode()
+    def spectrogram(self, ids: list[int], speaker: int = 0, speaking_rate: float | None = None,
+                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+        """Token ids → the spectrogram's latents [1, flow, frames] for the vocoder, and the speaker's embedding
+        [1, embedding, 1] (None for a model of one speaker)."""
         cfg = self.config
         device = self.text_encoder.embed_tokens.weight.device
         hidden, means, log_deviations = self.text_encoder(torch.tensor([ids], device=device))
@@ -235,7 +270,7 @@ class VitsModel(nn.Module):
         draw = torch.empty(1, means.shape[-1], cfg.flow_size).transpose(1, 2).normal_(generator=generator)
         draw = draw.to(device, means.dtype)
         latents = means + draw * torch.exp(log_deviations) * cfg.noise_scale
-        return self.decoder(self.flow.reverse(latents, voice), voice)[0].float()
+        return self.flow.reverse(latents, voice), voice
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
         load_hf_weights(self, _folded(weights), skip=_trains_only)

@@ -46,8 +46,9 @@ def client(served):
 
 
 def expected_pcm(directory, text: str, seed: int, speaker: int = 0) -> bytes:
-    """What the service should answer, made here: each piece synthesized with the request's generator, a pause
-    after each but the last, encoded as 24 kHz 16-bit PCM."""
+    """What the service should answer, made here: each piece synthesized whole with the request's generator, a
+    pause after each but the last, encoded as 24 kHz 16-bit PCM. (The service vocodes a stretch at a time: the
+    same samples to float rounding, test_vits.py; so its 16-bit samples may be a step apart: ``same_pcm``.)"""
     model, tokenizer = load_model(directory), CharacterTokenizer.from_dir(directory)
     generator = torch.Generator().manual_seed(seed)
     parts = []
@@ -58,6 +59,12 @@ def expected_pcm(directory, text: str, seed: int, speaker: int = 0) -> bytes:
             parts.append(np.zeros(round(PAUSE_SECONDS * 16000), np.float32))
     encoder = AudioEncoder("pcm", 16000)
     return encoder.feed(np.concatenate(parts)) + encoder.finish()
+
+
+def same_pcm(a: bytes, b: bytes) -> bool:
+    """The same 16-bit samples, each within one step (the rounding of a float a hair apart)."""
+    x, y = np.frombuffer(a, "<i2").astype(int), np.frombuffer(b, "<i2").astype(int)
+    return x.shape == y.shape and len(x) > 0 and int(np.abs(x - y).max()) <= 1
 
 
 def decoded(data: bytes) -> tuple[int, float]:
@@ -72,7 +79,7 @@ def decoded(data: bytes) -> tuple[int, float]:
 def test_every_format_is_the_models_audio_at_24_khz(client, served):
     pcm = client.audio.speech.create(model="voice", voice="alloy", input=TEXT, response_format="pcm",
                                      extra_body={"seed": 5}).content  # fmt: skip
-    assert pcm == expected_pcm(served[1]["voice"], TEXT, seed=5)
+    assert same_pcm(pcm, expected_pcm(served[1]["voice"], TEXT, seed=5))
     seconds = len(pcm) / 2 / 24000
     wav = client.audio.speech.create(model="voice", voice="alloy", input=TEXT, response_format="wav",
                                      extra_body={"seed": 5}).content  # fmt: skip
@@ -93,7 +100,7 @@ def test_streamed_audio_is_the_same_audio_and_a_seed_repeats_it(client, served):
     ) as response:
         assert response.headers["x-input-tokens"] == str(len(TEXT))  # characters, as OpenAI bills speech
         streamed = b"".join(response.iter_bytes())
-    assert streamed == expected_pcm(served[1]["voice"], TEXT, seed=9)
+    assert same_pcm(streamed, expected_pcm(served[1]["voice"], TEXT, seed=9))
     again = client.audio.speech.create(model="voice", voice="alloy", input=TEXT, response_format="pcm",
                                        extra_body={"seed": 9}).content  # fmt: skip
     other = client.audio.speech.create(model="voice", voice="alloy", input=TEXT, response_format="pcm",
@@ -110,12 +117,14 @@ def test_sse_sends_openais_events_adding_up_to_the_audio(client, served):
     assert response.response.headers["content-type"].startswith("text/event-stream")
     events = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")]
     deltas, done = events[:-1], events[-1]
-    assert len(deltas) == 2  # one per piece: the text's two sentences
+    assert len(deltas) >= 2  # a stretch of audio each, of the text's two sentences
     for event in deltas:
         assert_valid("SpeechAudioDeltaEvent", event)
     assert_valid("SpeechAudioDoneEvent", done)
     audio = b"".join(base64.b64decode(e["audio"]) for e in deltas)
-    assert audio == expected_pcm(served[1]["voice"], TEXT, seed=5)
+    assert audio == client.audio.speech.create(model="voice", voice="alloy", input=TEXT, response_format="pcm",
+                                               extra_body={"seed": 5}).content  # fmt: skip
+    assert same_pcm(audio, expected_pcm(served[1]["voice"], TEXT, seed=5))
     usage = done["usage"]
     assert usage["input_tokens"] == len(TEXT)
     assert usage["output_tokens"] == math.ceil(len(audio) / 2 / 24000 * 50)  # 50 a second
@@ -131,7 +140,7 @@ def test_voices_name_a_models_speakers(client, served):
     assert len({alloy, ash, ballad}) == 3  # three speakers
     assert echo == ash  # OpenAI's fifth voice on three speakers: 4 mod 3, the second
     assert say("speaker_2") == ballad and say("speaker_1") == ash
-    assert alloy == expected_pcm(served[1]["voices"], "one two", seed=1, speaker=0)
+    assert same_pcm(alloy, expected_pcm(served[1]["voices"], "one two", seed=1, speaker=0))
     custom = client.audio.speech.create(model="voices", voice={"id": "ash"}, input="one two",
                                         response_format="pcm", extra_body={"seed": 1}).content  # fmt: skip
     assert custom == ash

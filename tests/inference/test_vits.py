@@ -113,6 +113,23 @@ def test_text_is_cut_at_sentences_and_long_ones_at_a_space():
     assert pieces(" \n\n ") == []
 
 
+def test_a_spectrogram_vocoded_a_stretch_at_a_time_is_the_whole_waveform(checkpoints):
+    """Each stretch with ``decoder.reach`` frames of context each side, as the engine vocodes: the same samples as
+    one pass over the whole (to float rounding; without the context, stretches are audibly apart at their joins)."""
+    model = load_model(checkpoints["speakers"])
+    latents, voice = model.spectrogram(IDS * 4, 2, None, torch.Generator().manual_seed(0))
+    frames = latents.shape[-1]
+    assert frames > 100
+    whole = model.vocode(latents, voice)
+    assert torch.equal(whole, model.synthesize(IDS * 4, 2, None, torch.Generator().manual_seed(0)))
+    for size in (7, 33, 64):
+        stretches = torch.cat([model.vocode(latents, voice, s, s + size) for s in range(0, frames, size)])
+        assert stretches.shape == whole.shape and (stretches - whole).abs().max().item() < 1e-4, size
+    reach, model.decoder.reach = model.decoder.reach, 1
+    cut = torch.cat([model.vocode(latents, voice, s, s + 33) for s in range(0, frames, 33)])
+    assert (cut - whole).abs().max().item() > 1e-3 and reach > 1
+
+
 def _speak(engine: SynthesisEngine, requests: dict[str, Utterance]) -> tuple[dict[str, torch.Tensor], list[str]]:
     for request_id, utterance in requests.items():
         engine.add_request(request_id, utterance)
@@ -137,11 +154,18 @@ def test_a_request_sounds_the_same_alone_or_beside_others_and_requests_take_turn
     together, order = _speak(SynthesisEngine(model), {r: utterance(r, i) for i, r in enumerate(texts)})
     for r in texts:
         assert torch.equal(alone[r], together[r]), r
-    assert order == ["a", "b", "c", "a", "c", "c"]  # a piece each in turn; "b" done after its one
+    # a stretch each in turn: nobody takes two steps running while another waits
+    assert order[:3] == ["a", "b", "c"] and len(order) > 6
+    alone_steps = {r: len(_speak(SynthesisEngine(model), {r: utterance(r, i)})[1]) for i, r in enumerate(texts)}
+    assert {r: order.count(r) for r in texts} == alone_steps
+    for i, request in enumerate(order[:-1]):
+        still = {r for r in texts if r in order[i + 1 :]}
+        assert request != order[i + 1] or still == {request}, order
     # a pause after each piece but the last
     first_piece = model.synthesize(tokenizer.encode("A first sentence."), 0, 1.0, torch.Generator().manual_seed(0))
     pause = together["a"][len(first_piece) : len(first_piece) + round(PAUSE_SECONDS * 16000)]
     assert len(pause) == round(PAUSE_SECONDS * 16000) and not pause.any()
+    assert together["a"][len(first_piece) - 1] != 0  # the piece's own last sample comes before it
 
 
 def test_a_failing_piece_fails_its_request_alone(checkpoints):
@@ -149,10 +173,12 @@ def test_a_failing_piece_fails_its_request_alone(checkpoints):
     engine = SynthesisEngine(model)
     engine.add_request("bad", Utterance([[0, 999, 0]]))  # an id past the vocabulary: the embedding raises
     engine.add_request("good", Utterance([IDS], generator=torch.Generator().manual_seed(0)))
-    outputs = engine.step() + engine.step()
-    assert [o.request_id for o in outputs] == ["bad", "good"]
-    assert outputs[0].finish_reason == "error" and outputs[1].finish_reason == "stop"
-    assert not engine.has_work and not engine.requests
+    outputs = []
+    while engine.has_work:
+        outputs += engine.step()
+    assert outputs[0].request_id == "bad" and outputs[0].finish_reason == "error"
+    assert {o.request_id for o in outputs[1:]} == {"good"} and outputs[-1].finish_reason == "stop"
+    assert not engine.requests
     with pytest.raises(ValueError):
         engine.add_request("empty", Utterance([[]]))
 
