@@ -1,5 +1,7 @@
-"""A PDF as the hub reads it: its text layer by pypdf, page by page, a page without one read by OCR where it is on
-(``hub/ocr.py``: rendered by pypdfium2, read by Tesseract), and for a vision model its pages as images."""
+"""A PDF as the hub reads it: its text layer by pypdf, page by page, a scanned page read by OCR where it is on
+(``hub/ocr.py``: rendered by pypdfium2, read by Tesseract), and for a vision model its pages as images. A scanned page
+is one without a text layer, or one whose text layer is a stamp (a page number, a header: under ``STAMP_CHARACTERS``)
+on a picture that covers most of it; OCR reads the whole page then, stamp and all."""
 
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ class Failed(Exception):
 
 
 _PDFIUM = threading.Lock()  # PDFium is not thread-safe, not even across documents: one call at a time per process
+STAMP_CHARACTERS = 80  # a text layer shorter than this over a page-sized picture is a stamp on a scan
+PICTURED = 0.5  # the share of a page its pictures cover for it to count as a scan
 
 
 def _rendered(content: bytes, pages: list[int] | None, scale: float | Callable[[float, float], float], *,
@@ -64,12 +68,46 @@ def text(content: bytes, ocr_most: int | None = None) -> str:
         pages = [page.extract_text() or "" for page in PdfReader(io.BytesIO(content)).pages]
     except Exception as exc:  # noqa: BLE001 - whatever a client's malformed PDF makes pypdf raise: an invalid file
         raise Failed("invalid_file", f"The PDF could not be read ({type(exc).__name__}).") from None
+    if not ocr.enabled():
+        return "\n\n".join(pages)
     scans = [i for i, page in enumerate(pages) if not page.strip()]
+    stamped = [i for i, page in enumerate(pages) if 0 < len(page.strip()) < STAMP_CHARACTERS]
+    if stamped:
+        scans = sorted(scans + _pictured(content, stamped))
     most = settings.HUB_OCR_MAX_PAGES if ocr_most is None else min(ocr_most, settings.HUB_OCR_MAX_PAGES)
-    if scans and ocr.enabled() and len(scans) <= most:
+    if scans and len(scans) <= most:
         for i, read in zip(scans, _read(content, scans), strict=True):
-            pages[i] = read
+            pages[i] = read if read.strip() else pages[i]  # a stamp on a blank picture: the stamp's text stays
     return "\n\n".join(pages)
+
+
+def _pictured(content: bytes, indexes: list[int]) -> list[int]:
+    """Of the pages ``indexes``, those whose pictures (image objects, clipped to the page) cover ``PICTURED`` of
+    it. Overlapping pictures count twice: a scan is one picture a page."""
+    import pypdfium2
+    import pypdfium2.raw as pdfium
+
+    found = []
+    with _PDFIUM:
+        try:
+            document = pypdfium2.PdfDocument(content)
+        except pypdfium2.PdfiumError:
+            return []  # pypdf read it; without PDFium's reading too, nothing is rendered to be read either
+        try:
+            for index in indexes:
+                page = document[index]
+                width, height = page.get_size()
+                covered = 0.0
+                for picture in page.get_objects(filter=(pdfium.FPDF_PAGEOBJ_IMAGE,)):
+                    left, bottom, right, top = picture.get_bounds()
+                    wide = max(0.0, min(right, width) - max(left, 0.0))
+                    covered += wide * max(0.0, min(top, height) - max(bottom, 0.0))
+                page.close()
+                if covered >= PICTURED * width * height:
+                    found.append(index)
+        finally:
+            document.close()
+    return found
 
 
 def _read(content: bytes, scans: list[int]) -> list[str]:

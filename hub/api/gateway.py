@@ -651,6 +651,8 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
                 if sse and b"speech.audio.done" in data:  # an external API's usage (ours is read from its tally)
                     with suppress(ValueError, AttributeError):
                         meter.take(json.loads(data.split(b"data:", 1)[1]).get("usage"))
+                elif sse and b'"error"' in data:  # the deployment failed midway (base64 audio holds no quote)
+                    meter.status = 502
                 await self.send({"type": "http.response.body", "body": data, "more_body": True})
             await self.send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:

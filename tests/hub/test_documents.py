@@ -48,6 +48,19 @@ def test_a_pdfs_scanned_pages_are_read_by_ocr(settings):
     assert read_text(pdf) == "Page one has text.\n\n\n\nPage three too."
 
 
+def test_a_scan_under_a_stamp_is_read_by_ocr_and_a_page_of_text_is_not():
+    """A page number stamped over a scan (a text layer under STAMP_CHARACTERS on a page a picture covers) does not
+    hide the scan: OCR reads the whole page. A short page without a picture, and a picture under a long text layer
+    (a scan already OCR'd), keep their text layers."""
+    text = read_text(mixed_pdf([(printed_scan(INVOICE), "Page 2 of 9"), "Short page."]))
+    assert all(line in text for line in INVOICE) and "Page 2 of 9" in text  # the stamp is on the page read
+    assert text.endswith("\n\nShort page.")
+    layer = "This scan was read before and carries its text layer, as OCRmyPDF writes one. " * 2
+    assert read_text(mixed_pdf([(printed_scan(INVOICE), layer)])).strip() == layer.strip()
+    blank = Image.new("L", (1224, 1584), 255)  # a stamp on a blank picture: OCR finds nothing, the stamp stays
+    assert read_text(mixed_pdf([(blank, "Page 3 of 9")])) == "Page 3 of 9"
+
+
 def test_a_blank_page_is_not_given_to_tesseract(monkeypatch):
     from hub import ocr
 

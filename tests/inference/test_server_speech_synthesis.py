@@ -150,6 +150,17 @@ def test_voices_name_a_models_speakers(client, served):
     assert single[0] == single[1]
 
 
+def test_speed_scales_the_audio_and_instructions_are_accepted(client):
+    def seconds(**fields) -> float:
+        pcm = client.audio.speech.create(model="voice", voice="alloy", input="one two three", response_format="pcm",
+                                         extra_body={"seed": 2}, **fields).content  # fmt: skip
+        return len(pcm) / 2 / 24000
+
+    normal, fast, slow = seconds(), seconds(speed=2.0), seconds(speed=0.5)
+    assert fast < 0.7 * normal and slow > 1.5 * normal  # durations scale (each token's rounded up to a frame)
+    assert seconds(instructions="Speak cheerfully.") == normal  # as tts-1: accepted, not followed
+
+
 def test_the_tally_meters_what_was_said(served):
     url = served[0]
     with httpx.Client(base_url=url, timeout=60) as http:

@@ -61,8 +61,10 @@ def printed_scan(lines: list[str]) -> Image.Image:
     return page
 
 
-def mixed_pdf(pages: list[str | Image.Image]) -> bytes:
-    """A PDF of ``pages`` in order: a string a page with that text layer (``text_pdf``), an image a scanned page."""
+def mixed_pdf(pages: list[str | Image.Image | tuple[Image.Image, str]]) -> bytes:
+    """A PDF of ``pages`` in order: a string a page with that text layer (``text_pdf``), an image a scanned page, an
+    (image, text) pair a scanned page with that text layer stamped over it (a page number, as a scanner's software
+    or a PDF editor adds one)."""
     from pypdf import PdfReader, PdfWriter
 
     writer = PdfWriter()
@@ -71,8 +73,10 @@ def mixed_pdf(pages: list[str | Image.Image]) -> bytes:
         if isinstance(page, str):
             out.write(text_pdf([page]))
         else:
-            page.save(out, "PDF", resolution=144.0)
-        writer.add_page(PdfReader(io.BytesIO(out.getvalue())).pages[0])
+            (page[0] if isinstance(page, tuple) else page).save(out, "PDF", resolution=144.0)
+        made = writer.add_page(PdfReader(io.BytesIO(out.getvalue())).pages[0])
+        if isinstance(page, tuple):  # merged once the page is the writer's (pypdf 7 merges only there)
+            made.merge_page(PdfReader(io.BytesIO(text_pdf([page[1]]))).pages[0])
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
