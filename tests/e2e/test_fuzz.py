@@ -44,9 +44,8 @@ from schemathesis.checks import content_type_conformance, response_schema_confor
 from accounts import services
 from accounts.models import ModelKind
 from tests.support import encoders
-from tests.support.inference import guard_service, inference_service, model_flags
+from tests.support.inference import guard_service, inference_service, model_flags, tts_service
 from tests.support.live import CHAT, EMBED, WHISPER, rows
-from tests.support.vits import vits_checkpoint
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -307,9 +306,8 @@ def guard_url(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tts_url(tmp_path_factory):
     """A service serving a tiny random-weight VITS voice: the live service serves none."""
-    checkpoint = vits_checkpoint(tmp_path_factory.mktemp("fuzz-tts") / "voice")
-    with inference_service(*model_flags(f"tiny-tts={checkpoint}:tts")) as url:
-        yield f"{url}/v1"
+    with tts_service(tmp_path_factory.mktemp("fuzz-tts"), "tiny-tts") as url:
+        yield url
 
 
 @pytest.fixture

@@ -18,9 +18,8 @@ from accounts import services
 from accounts.models import ModelKind, ServedModel
 from hub.inference_client import model_cards
 from tests.openai_spec import assert_valid
-from tests.support.inference import inference_service, model_flags
+from tests.support.inference import tts_service
 from tests.support.live import hub_clients, rows
-from tests.support.vits import vits_checkpoint
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -35,9 +34,8 @@ def audio_tokens(pcm: bytes) -> int:
 
 @pytest.fixture(scope="module")
 def tts_url(tmp_path_factory):
-    checkpoint = vits_checkpoint(tmp_path_factory.mktemp("tts") / "voice")
-    with inference_service(*model_flags(f"{MODEL}={checkpoint}:tts")) as url:
-        yield f"{url}/v1"
+    with tts_service(tmp_path_factory.mktemp("tts"), MODEL) as url:
+        yield url
 
 
 @pytest.fixture

@@ -62,3 +62,13 @@ def guard_service(root: Path, model_id: str) -> Iterator[str]:
 
     with inference_service(*model_flags(f"{model_id}={guard_checkpoint(root / 'guard')}:moderation")) as url:
         yield f"{url}/v1"
+
+
+@contextmanager
+def tts_service(root: Path, model_id: str) -> Iterator[str]:
+    """A service serving a tiny random-weight VITS voice (``vits.vits_checkpoint``) as ``model_id`` (kind tts),
+    written under ``root``; yields its ``/v1`` URL."""
+    from tests.support.vits import vits_checkpoint
+
+    with inference_service(*model_flags(f"{model_id}={vits_checkpoint(root / 'voice')}:tts")) as url:
+        yield f"{url}/v1"
