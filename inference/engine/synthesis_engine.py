@@ -49,7 +49,7 @@ class SynthesisOutput:
     request_id: str
     samples: np.ndarray  # float32 mono at the model's sampling rate: this stretch (and a finished piece's pause)
     finish_reason: str | None = None  # "stop" with the last piece
-    utterance: Utterance | None = None
+    total_samples: int = 0  # the request's so far, this stretch's included (the engine goes on meanwhile)
     index: int = 0
 
 
@@ -106,7 +106,7 @@ class SynthesisEngine:
         else:
             del self.requests[request_id]
         utterance.samples += len(samples)
-        return [SynthesisOutput(request_id, samples, finish, utterance)]
+        return [SynthesisOutput(request_id, samples, finish, utterance.samples)]
 
     def _next_stretch(self, utterance: Utterance) -> torch.Tensor:
         """The next ``VOCODER_FRAMES`` frames' audio of the utterance's current piece (its spectrogram made first

@@ -110,23 +110,24 @@ async def speech(request: Request, body: dict) -> Response:
     tally.prompt(input_tokens)
     encoder = AudioEncoder(response_format, model.engine.rate)
     outputs = deltas(model, request_id, queue, 1, metrics)
-    try:  # the first piece before the answer starts: a failure is still an error answer, not a cut-off file
+    try:  # the first stretch before the answer starts: a failure is still an error answer, not a cut-off file
         first = await anext(outputs)
     except BaseException:
         metrics.requests.labels(model.id, "tts", "error").inc()
         await outputs.aclose()
         raise
 
-    async def pieces_():
+    async def in_order():
         yield first
         async for out in outputs:
             yield out
 
     async def audio():
-        status = "aborted"
+        status, samples = "aborted", 0
         try:
-            async for out in pieces_():
-                tally.output(request_id, 0, audio_tokens(out.utterance.samples, model.engine.rate))
+            async for out in in_order():
+                samples = out.total_samples
+                tally.output(request_id, 0, audio_tokens(samples, model.engine.rate))
                 data = await run_in_threadpool(encoder.feed, out.samples)
                 if out.finish_reason:
                     data += await run_in_threadpool(encoder.finish)
@@ -135,7 +136,7 @@ async def speech(request: Request, body: dict) -> Response:
                 elif data:
                     yield sse({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
             if stream_format == "sse":
-                output = audio_tokens(utterance.samples, model.engine.rate)
+                output = audio_tokens(samples, model.engine.rate)
                 yield sse({"type": "speech.audio.done", "usage": {"input_tokens": input_tokens,
                            "output_tokens": output, "total_tokens": input_tokens + output}})  # fmt: skip
             status = "ok"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from inference.env import ConfigError
 from inference.errors import RequestError
+from inference.synthesis.numbers import spoken_numbers
 
 _NON_ROMAN = re.compile(r"[^\x00-\x7F]")
 
@@ -25,6 +26,10 @@ class CharacterTokenizer:
     romanized: bool = False  # the checkpoint reads uroman's romanization: other scripts are refused
     language: str | None = None
     unk_token: str = "<unk>"
+
+    @property
+    def reads_digits(self) -> bool:
+        return any(c.isdigit() for entry in self.vocab for c in entry)
 
     @classmethod
     def from_dir(cls, directory: Path, model: str = "model") -> CharacterTokenizer:
@@ -56,7 +61,10 @@ class CharacterTokenizer:
         return "".join(out)
 
     def characters(self, text: str, param: str = "input") -> str:
-        """The characters the model reads of ``text``."""
+        """The characters the model reads of ``text`` (its numbers said in words where the vocabulary has no
+        digit: ``numbers.py``)."""
+        if not self.reads_digits:
+            text = spoken_numbers(text, self.language)
         if self.normalize:
             text = self._lowered(text)
         if self.language == "ron":

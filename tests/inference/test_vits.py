@@ -75,7 +75,13 @@ def test_weight_norm_loads_under_its_older_names(checkpoints, tmp_path):
         load_model(tmp_path)
 
 
-TEXTS = ["Hello, World!", "It's a dog-eat-dog world... 42 times", "  spaces   and\ttabs ", "Ünïcode café", "?!"]
+TEXTS = ["Hello, World!", "It's a dog-eat-dog world...", "  spaces   and\ttabs ", "Ünïcode café", "?!"]
+# numbers, and what transformers' tokenizer reads where they are said in words (it drops digits the vocabulary lacks)
+NUMBERS = {
+    "Meet at 3 pm on May 5th, room 101.": "Meet at three pm on May fifth, room one hundred and one.",
+    "Pi is 3.14; it costs 1,200 dollars.": "Pi is three point one four; it costs one thousand, two hundred dollars.",
+    "Call 1234567890123456": "Call one two three four five six seven eight nine zero one two three four five six",
+}
 
 
 @pytest.mark.parametrize("blank", [True, False])
@@ -87,6 +93,9 @@ def test_ids_equal_vits_tokenizer_s(checkpoints, tmp_path, blank):
     ours = CharacterTokenizer.from_dir(directory)
     for text in TEXTS:
         assert ours.encode(text) == theirs(text)["input_ids"], text
+    for text, said in NUMBERS.items():  # numbers said in words first (the checkpoint's language: English)
+        assert ours.encode(text) == theirs(said)["input_ids"], text
+        assert theirs(text)["input_ids"] != theirs(said)["input_ids"]  # transformers' own drops the digits
 
 
 def test_what_the_tokenizer_cannot_read_is_refused(tmp_path):
@@ -195,3 +204,16 @@ def test_the_config_refuses_what_it_cannot_run(checkpoints, tmp_path):
         VitsConfig.from_hf({**hf, "num_speakers": 4, "speaker_embedding_size": 0})
     with pytest.raises(ConfigError, match="vocab_size"):
         VitsConfig.from_hf({k: v for k, v in hf.items() if k != "vocab_size"})
+
+
+def test_numbers_are_said_in_the_voices_language_where_it_reads_no_digits(tmp_path):
+    from inference.synthesis.numbers import spoken_numbers
+
+    assert spoken_numbers("es kostet 1.200,50 Euro", "deu") == "es kostet eintausendzweihundert Komma fünf Euro"
+    assert spoken_numbers("il y a 21 ans", "fra") == "il y a vingt et un ans"
+    assert spoken_numbers("v2 and 7", "eng") == "v2 and seven"  # a number inside a word stays as written
+    assert spoken_numbers("room 5", "xyz") == "room 5" and spoken_numbers("room 5", None) == "room 5"
+    digits = vits_checkpoint(tmp_path / "d", tokenizer={"language": "eng"})
+    vocab = json.loads((digits / "vocab.json").read_text())
+    (digits / "vocab.json").write_text(json.dumps({**vocab, "5": len(vocab)}))  # a voice that reads digits
+    assert CharacterTokenizer.from_dir(digits).characters("room 5") == "room 5"
