@@ -1,7 +1,8 @@
 """POST /v1/audio/speech: OpenAI's text to speech on a VITS model (kind ``tts``). The text is cut into pieces
-(``inference/synthesis/pieces.py``) that the model's engine speaks in turn; each piece's audio is encoded as it
-comes (``inference/audio/encode.py``) and sent on: the audio file's bytes (``stream_format`` audio, the default) or
-OpenAI's ``speech.audio.delta`` events, then ``speech.audio.done`` with the usage (``stream_format`` sse).
+(``inference/synthesis/pieces.py``, sentences) that the model's engine speaks a stretch of audio at a time; each
+stretch is encoded as it comes (``inference/audio/encode.py``) and sent on: the audio file's bytes
+(``stream_format`` audio, the default) or OpenAI's ``speech.audio.delta`` events, then ``speech.audio.done`` with
+the usage (``stream_format`` sse).
 
 Usage: the input's tokens are its characters (what OpenAI bills text to speech by); the output's are the audio at
 50 tokens a second (as a transcription counts its audio). ``x-input-tokens`` is on every answer; the output is
@@ -140,7 +141,7 @@ async def speech(request: Request, body: dict) -> Response:
                 yield sse({"type": "speech.audio.done", "usage": {"input_tokens": input_tokens,
                            "output_tokens": output, "total_tokens": input_tokens + output}})  # fmt: skip
             status = "ok"
-        except ServiceError as error:  # a later piece failed: an sse stream says so; an audio file just ends
+        except ServiceError as error:  # a later stretch failed: an sse stream says so; an audio file just ends
             status = "error"
             if stream_format == "sse":
                 yield sse(error.body())
