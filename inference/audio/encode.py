@@ -79,7 +79,7 @@ class AudioEncoder:
 
     def _encoded(self, frames: list[av.AudioFrame], flush: bool = False) -> bytes:
         if self.container is None:  # wav and pcm: the resampled 16-bit samples themselves
-            data = b"".join(bytes(f.to_ndarray().astype("<i2").tobytes()) for f in frames)
+            data = b"".join(f.to_ndarray().astype("<i2", copy=False).tobytes() for f in frames)
             if self.format == "wav" and not self.started:
                 data = wav_header() + data
             self.started = True

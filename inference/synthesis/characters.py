@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from inference.env import ConfigError
@@ -27,7 +28,7 @@ class CharacterTokenizer:
     language: str | None = None
     unk_token: str = "<unk>"
 
-    @property
+    @cached_property  # once per voice, not per piece of every request
     def reads_digits(self) -> bool:
         return any(c.isdigit() for entry in self.vocab for c in entry)
 
@@ -49,9 +50,8 @@ class CharacterTokenizer:
     def _lowered(self, text: str) -> str:
         """Lower-cased, except where a vocabulary entry matches as written (transformers' ``normalize_text``)."""
         out, i = [], 0
-        entries = list(self.vocab)
         while i < len(text):
-            match = next((entry for entry in entries if entry and text.startswith(entry, i)), None)
+            match = next((entry for entry in self.vocab if entry and text.startswith(entry, i)), None)
             if match is None:
                 out.append(text[i].lower())
                 i += 1
