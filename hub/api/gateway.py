@@ -54,6 +54,7 @@ from hub.api.chat_store import HUB_ONLY, ChatStore
 from hub.api.compaction import CompactionRelay
 from hub.api.edge import EdgeContext
 from hub.api.open_calls import USAGE_ID_HEADER, OpenCall
+from hub.api.paths import FORM_ROUTES  # a multipart upload in, as the edge parsed it
 from hub.api.ratelimit import (
     AUDIO_TOKENS_PER_SECOND,
     COMPLETIONS_DEFAULT_MAX_TOKENS,
@@ -95,7 +96,6 @@ _ROUTE_HINT = {
     ModelKind.TTS: "/audio/speech",
 }
 SPEECH = "audio/speech"
-FORM_ROUTES = ("audio/transcriptions", "audio/translations")  # a multipart upload in, as the edge parsed it
 # the routes planned as a Responses request (hub/api/responses_relay.py), sent upstream as the plan's chat request
 _PLANNED = ("responses", compaction.ROUTE)
 # one JSON answer, no stream, no max_tokens (a moderation's verdicts are short, their length the service's)

@@ -18,11 +18,15 @@ def base_of(path: str) -> str:
     return path.lstrip("/").split("/", 1)[0]
 
 
+# the speech-to-text routes, whose bodies are multipart/form-data uploads rather than JSON (``audio/speech``, text
+# to speech, takes JSON)
+FORM_ROUTES = ("audio/transcriptions", "audio/translations")
+
+
 def is_upload_path(path: str) -> bool:
-    """The speech-to-text routes, whose bodies are multipart/form-data uploads rather than JSON (``/audio/speech``,
-    text to speech, takes JSON)."""
-    parts = path.strip("/").split("/")
-    return len(parts) == 3 and parts[1] == "audio" and parts[2] in ("transcriptions", "translations")
+    """``/{base}/`` and one of ``FORM_ROUTES``."""
+    parts = path.strip("/").split("/", 1)
+    return len(parts) == 2 and parts[1] in FORM_ROUTES
 
 
 def is_file_upload_path(path: str) -> bool:

@@ -24,12 +24,12 @@ from inference.engine.synthesis_engine import Utterance
 from inference.errors import RequestError
 from inference.server.errors import ServiceError, check_reservation
 from inference.server.registry import LoadedModel
+from inference.server.speech import AUDIO_TOKENS_PER_SECOND  # audio counts alike, heard or spoken
 from inference.server.streams import deltas, new_id, sse
 from inference.server.tally import tally_of
 from inference.synthesis.pieces import pieces
 
 MAX_INPUT_CHARACTERS = 4096  # OpenAI's
-AUDIO_TOKENS_PER_SECOND = 50
 # OpenAI's voices, in its documented order: on a model of several speakers, the n-th names speaker n (mod the count)
 VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse", "marin",
           "cedar")  # fmt: skip
