@@ -155,6 +155,7 @@ def test_two_hubs_behind_haproxy_and_two_inference_hosts(live_hub, hosts, tmp_pa
                 _scenario(url, hubs, inference)
             except AssertionError:
                 print("hub1's log:", hubs["hub1"].output()[-4000:])
+                print("the balancer's log:", balancer.output()[-4000:])  # its servers' state changes, with reasons
                 raise
         finally:
             outputs = {p.name: p.stop(timeout=20) for p in processes}
