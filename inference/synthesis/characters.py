@@ -1,22 +1,20 @@
 """A VITS checkpoint's tokenizer (HF ``VitsTokenizer``, MMS-TTS's): one token a character of ``vocab.json``, the
 text lower-cased and stripped to the vocabulary, a blank (id 0) between and around the characters.
 
-What we cannot do as the checkpoint was trained is refused when the model loads (``phonemize``: espeak phonemes) or
-for the request (``is_uroman``: text in a non-Latin script must come romanized)."""
+A checkpoint trained on uroman's romanization (``is_uroman``) reads text in any script romanized first
+(``romanize.py``). One that reads espeak phonemes (``phonemize``) is refused when the model loads: we do not make
+them."""
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 from inference.env import ConfigError
-from inference.errors import RequestError
 from inference.synthesis.numbers import spoken_numbers
-
-_NON_ROMAN = re.compile(r"[^\x00-\x7F]")
+from inference.synthesis.romanize import romanized, romanizer
 
 
 @dataclass(frozen=True)
@@ -24,7 +22,7 @@ class CharacterTokenizer:
     vocab: dict[str, int]
     add_blank: bool = True
     normalize: bool = True
-    romanized: bool = False  # the checkpoint reads uroman's romanization: other scripts are refused
+    romanized: bool = False  # the checkpoint reads uroman's romanization: other scripts are romanized first
     language: str | None = None
     unk_token: str = "<unk>"
 
@@ -43,9 +41,12 @@ class CharacterTokenizer:
         if config.get("phonemize", True) and config_path.is_file():
             raise ConfigError(f"{model}: its tokenizer reads espeak phonemes (phonemize = true), which this service "
                               "does not make; MMS-TTS checkpoints read characters")  # fmt: skip
-        return cls(vocab=vocab, add_blank=bool(config.get("add_blank", True)),
-                   normalize=bool(config.get("normalize", True)), romanized=bool(config.get("is_uroman", False)),
-                   language=config.get("language"), unk_token=config.get("unk_token") or "<unk>")  # fmt: skip
+        tokenizer = cls(vocab=vocab, add_blank=bool(config.get("add_blank", True)),
+                        normalize=bool(config.get("normalize", True)), romanized=bool(config.get("is_uroman", False)),
+                        language=config.get("language"), unk_token=config.get("unk_token") or "<unk>")  # fmt: skip
+        if tokenizer.romanized:
+            romanizer()  # its tables loaded now, with the model, not on the first request
+        return tokenizer
 
     def _lowered(self, text: str) -> str:
         """Lower-cased, except where a vocabulary entry matches as written (transformers' ``normalize_text``)."""
@@ -60,18 +61,18 @@ class CharacterTokenizer:
                 i += len(match)
         return "".join(out)
 
-    def characters(self, text: str, param: str = "input") -> str:
-        """The characters the model reads of ``text`` (its numbers said in words where the vocabulary has no
-        digit: ``numbers.py``)."""
+    def characters(self, text: str) -> str:
+        """The characters the model reads of ``text``: its numbers said in words where the vocabulary has no digit
+        (``numbers.py``), then transformers' steps: lower-cased, romanized for a uroman voice, stripped to the
+        vocabulary."""
         if not self.reads_digits:
             text = spoken_numbers(text, self.language)
         if self.normalize:
             text = self._lowered(text)
         if self.language == "ron":
             text = text.replace("ț", "ţ")
-        if self.romanized and _NON_ROMAN.search(text):
-            raise RequestError("This voice reads romanized text (uroman); give the input in Latin letters.",
-                               param=param, code="unsupported_script")  # fmt: skip
+        if self.romanized:
+            text = romanized(text)
         if self.normalize:
             text = "".join(c for c in text if c in self.vocab).strip()
         return text

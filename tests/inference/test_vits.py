@@ -14,7 +14,6 @@ from safetensors.torch import load_file, save_file
 
 from inference.engine.synthesis_engine import PAUSE_SECONDS, SynthesisEngine, Utterance
 from inference.env import ConfigError
-from inference.errors import RequestError
 from inference.loader.safetensors import load_model
 from inference.synthesis.characters import CharacterTokenizer
 from inference.synthesis.pieces import pieces
@@ -98,15 +97,24 @@ def test_ids_equal_vits_tokenizer_s(checkpoints, tmp_path, blank):
         assert theirs(text)["input_ids"] != theirs(said)["input_ids"]  # transformers' own drops the digits
 
 
-def test_what_the_tokenizer_cannot_read_is_refused(tmp_path):
+def test_a_uroman_voice_reads_other_scripts_romanized_as_transformers_does(tmp_path):
+    """``is_uroman`` (MMS-TTS's voices for Hindi, Korean, Arabic, Russian, ...): the text romanized by uroman, then
+    stripped to the characters; transformers' ``VitsTokenizer`` romanizes the same way when uroman is installed."""
+    from transformers import VitsTokenizer
+
+    directory = vits_checkpoint(tmp_path / "r", tokenizer={"is_uroman": True, "language": "hin"})
+    ours, theirs = CharacterTokenizer.from_dir(directory), VitsTokenizer.from_pretrained(directory)
+    for text in ("Привет, мир", "नमस्ते दुनिया", "안녕하세요", "مرحبا بالعالم", "Ελλάδα", "Straße café", "plain latin"):
+        assert ours.encode(text) == theirs(text)["input_ids"], text
+    assert ours.characters("Привет, мир") == "privet mir" and ours.characters("नमस्ते") == "namaste"
+    plain = CharacterTokenizer.from_dir(vits_checkpoint(tmp_path / "p", tokenizer={"language": "hin"}))
+    assert plain.characters("नमस्ते") == ""  # a voice that is not uroman's reads its own characters only
+
+
+def test_a_phonemizing_voice_is_refused(tmp_path):
     phonemes = vits_checkpoint(tmp_path / "p", tokenizer={"phonemize": True})
     with pytest.raises(ConfigError, match="phonemize"):
         CharacterTokenizer.from_dir(phonemes)
-    romanized = CharacterTokenizer.from_dir(vits_checkpoint(tmp_path / "r", tokenizer={"is_uroman": True}))
-    assert romanized.encode("plain latin") != []
-    with pytest.raises(RequestError, match="romanized") as caught:
-        romanized.encode("Привет")
-    assert caught.value.param == "input" and caught.value.code == "unsupported_script"
     (tmp_path / "p" / "vocab.json").unlink()
     with pytest.raises(ConfigError, match="vocab.json"):
         CharacterTokenizer.from_dir(tmp_path / "p")
@@ -213,6 +221,11 @@ def test_numbers_are_said_in_the_voices_language_where_it_reads_no_digits(tmp_pa
     assert spoken_numbers("il y a 21 ans", "fra") == "il y a vingt et un ans"
     assert spoken_numbers("v2 and 7", "eng") == "v2 and seven"  # a number inside a word stays as written
     assert spoken_numbers("room 5", "xyz") == "room 5" and spoken_numbers("room 5", None) == "room 5"
+    # other scripts, with their own marks; Korean's counters follow the number unspaced
+    assert spoken_numbers("стоит 1 200,5 рублей", "rus") == "стоит одна тысяча двести целых пять десятых рублей"
+    assert spoken_numbers("사과 3.5개와 1,200원", "kor") == "사과 삼 점 오개와 천이백원"
+    russian = vits_checkpoint(tmp_path / "ru", tokenizer={"language": "rus", "is_uroman": True})
+    assert CharacterTokenizer.from_dir(russian).characters("Мне 25 лет") == "mne dvadtsat pyat let"
     digits = vits_checkpoint(tmp_path / "d", tokenizer={"language": "eng"})
     vocab = json.loads((digits / "vocab.json").read_text())
     (digits / "vocab.json").write_text(json.dumps({**vocab, "5": len(vocab)}))  # a voice that reads digits
