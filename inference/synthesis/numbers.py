@@ -1,9 +1,11 @@
 """Numbers said as words in the voice's language (num2words), for checkpoints whose characters hold no digit: MMS-TTS's
 read letters only, and transformers' tokenizer drops what they do not hold, so "at 3 pm" would be said "at pm".
 Cardinals, decimals ("3.5": "three point five"), numbers with thousands marks as the language writes them ("1,200"
-in English, "1.200" in German, "1 200" in Russian) and English ordinals ("5th"); a run of more than 15 digits (a
-phone or card number) digit by digit. A language num2words does not know keeps its digits, which the tokenizer then
-drops, as transformers does."""
+in English, "1.200" in German, "1 200" in Russian), amounts of money ("$5.50": "five dollars, fifty cents", "5 €":
+"fünf Euro"; dollars, euros, pounds and roubles, where num2words names them in the language), and in English
+ordinals ("5th", a day after its month), years after a word that announces one ("in 1999": "nineteen ninety-nine")
+and decades ("the 1990s"); a run of more than 15 digits (a phone or card number) digit by digit. A language
+num2words does not know keeps its digits, which the tokenizer then drops, as transformers does."""
 
 from __future__ import annotations
 
@@ -27,14 +29,65 @@ MARKS = {"en": _ENGLISH_MARKS, "ko": _ENGLISH_MARKS, "he": _ENGLISH_MARKS, "bn":
 LONGEST = 15  # digits said as one number; a longer run is said digit by digit
 
 
+CURRENCIES = {"$": "USD", "€": "EUR", "£": "GBP", "₽": "RUB"}  # a symbol before or after the amount
+_MONTHS = r"(?:jan|febr)uary|march|april|may|june|july|august|september|october|november|december"
+# English: a four-digit number after one of these words (or a month, a day's date) is said as a year ("in 1999":
+# "nineteen ninety-nine"), a day's number after a month as an ordinal ("May 5": "May fifth")
+YEAR_CUES = re.compile(
+    rf"(?:\b(?:in|since|until|till|by|from|of|year|circa|during|before|after|around|spring|summer|"
+    rf"autumn|fall|winter|{_MONTHS})(?:\s+\d{{1,2}}(?:st|nd|rd|th)?,?)?)\s+$",
+    re.IGNORECASE,
+)
+DAY_CUES = re.compile(rf"\b(?:{_MONTHS})\s+$", re.IGNORECASE)
+_SYMBOLS = "".join(CURRENCIES)
+
+
 @cache
 def _pattern(language: str) -> re.Pattern:
-    """A number: its digits with the language's thousands marks, a decimal part, an English ordinal's suffix. Not
-    one inside a Latin word ("v2"); one that a letter of another script follows is (Korean's counters: "3개")."""
+    """A number: its digits with the language's thousands marks, a decimal part, a currency's symbol before or after
+    it, an English ordinal's or decade's suffix ("5th", "1990s"). Not one inside a Latin word ("v2"); one that a
+    letter of another script follows is (Korean's counters: "3개")."""
     thousands, decimal = MARKS.get(language, (r"\.", ","))
-    ordinal = "(?P<ordinal>st|nd|rd|th)?" if language == "en" else "(?P<ordinal>(?!))?"  # (?!): never, elsewhere
-    return re.compile(rf"(?<![0-9A-Za-z_.,])(?P<whole>\d{{1,3}}(?:{thousands}\d{{3}})+|\d+)"
-                      rf"(?:{decimal}(?P<part>\d+))?{ordinal}(?![0-9A-Za-z_])")  # fmt: skip
+    if language == "en":
+        suffix = "(?:(?P<ordinal>st|nd|rd|th)|(?P<decade>'?s))?"
+    else:
+        suffix = "(?P<ordinal>(?!))?(?P<decade>(?!))?"  # (?!): never
+    return re.compile(rf"(?<![0-9A-Za-z_.,])(?:(?P<before>[{_SYMBOLS}])\s?)?"
+                      rf"(?P<whole>\d{{1,3}}(?:{thousands}\d{{3}})+|\d+)(?:{decimal}(?P<part>\d+))?"
+                      rf"(?:\s?(?P<after>[{_SYMBOLS}])|{suffix})(?![0-9A-Za-z_])")  # fmt: skip
+
+
+@cache
+def _zero_cents(language: str, currency: str) -> str | None:
+    """What num2words says after a whole amount ("…, zero cents", "… und null Cent"), to be left out; None where
+    it says no amount in ``currency``."""
+    from num2words import CONVERTER_CLASSES
+
+    try:
+        zero = CONVERTER_CLASSES[language].to_currency(Decimal(0), currency=currency)
+    except (NotImplementedError, TypeError, KeyError):  # TypeError: a language whose to_currency takes no currency
+        return None
+    word = zero.split()[0]
+    second = zero.find(f" {word} ", len(word))  # the cents' zero, after the connector ("," or "und", "et", "con")
+    if second < 0:
+        return ""
+    head = zero[:second].rstrip()
+    return zero[len(head) - 1 if head.endswith(",") else head.rfind(" ") :]
+
+
+def _money(whole: str, part: str | None, language: str, currency: str) -> str | None:
+    from num2words import CONVERTER_CLASSES
+
+    tail = _zero_cents(language, currency)
+    if tail is None:
+        return None
+    said = CONVERTER_CLASSES[language].to_currency(Decimal(f"{whole}.{part or 0}"), currency=currency)
+    return said[: len(said) - len(tail)] if tail and not part and said.endswith(tail) else said
+
+
+def _plural(words: str) -> str:
+    """A decade: its number's last word in the plural ("nineteen ninety": "nineteen nineties")."""
+    return words[:-1] + "ies" if words.endswith("y") else words + "s"
 
 
 def spoken_numbers(text: str, language: str | None) -> str:
@@ -47,12 +100,31 @@ def spoken_numbers(text: str, language: str | None) -> str:
 
     def said(match: re.Match) -> str:  # its neighbours are no letters or digits (the pattern): no space to add
         whole = re.sub(r"\D", "", match["whole"])
+        symbol = match["before"] or match["after"]
         if len(whole) > LONGEST:
-            return " ".join(num2words(int(d), lang=code) for d in whole)
-        if match["ordinal"]:
-            return num2words(int(whole), lang=code, to="ordinal")
-        if match["part"]:  # "three point zero five": num2words reads a Decimal's digits after the mark one by one
-            return num2words(Decimal(f"{whole}.{match['part']}"), lang=code)
-        return num2words(int(whole), lang=code)
+            return (symbol or "") + " ".join(num2words(int(d), lang=code) for d in whole)
+        if symbol and (money := _money(whole, match["part"], code, CURRENCIES[symbol])) is not None:
+            return money
+        if match["ordinal"] or (code == "en" and len(whole) <= 2 and DAY_CUES.search(text, 0, match.start())):
+            words = num2words(int(whole), lang=code, to="ordinal")
+        elif match["part"]:  # "three point zero five": num2words reads a Decimal's digits after the mark one by one
+            words = num2words(Decimal(f"{whole}.{match['part']}"), lang=code)
+        elif (
+            len(match["whole"]) == 4
+            and 1100 <= int(whole) < 2100
+            and (match["decade"] or YEAR_CUES.search(text, 0, match.start()))
+        ):
+            words = num2words(int(whole), lang=code, to="year")
+        else:
+            words = num2words(int(whole), lang=code)
+        if match["decade"]:
+            words = _plural(words)
+        return (
+            f"{match['before']} {words}"
+            if match["before"]
+            else f"{words} {match['after']}"
+            if match["after"]
+            else words
+        )
 
     return _pattern(code).sub(said, text)

@@ -221,6 +221,19 @@ def test_numbers_are_said_in_the_voices_language_where_it_reads_no_digits(tmp_pa
     assert spoken_numbers("il y a 21 ans", "fra") == "il y a vingt et un ans"
     assert spoken_numbers("v2 and 7", "eng") == "v2 and seven"  # a number inside a word stays as written
     assert spoken_numbers("room 5", "xyz") == "room 5" and spoken_numbers("room 5", None) == "room 5"
+    # money, before or after its amount; English years, decades and days
+    assert spoken_numbers("$5.50 or $1,200 or 3 €", "eng") == (
+        "five dollars, fifty cents or one thousand, two hundred dollars or three euro"
+    )
+    assert (
+        spoken_numbers("kostet 1.200,50 € oder 1€", "deu")
+        == "kostet eintausendzweihundert Euro und fünfzig Cent oder ein Euro"
+    )
+    assert spoken_numbers("costs $5", "swe") == "costs $ fem"  # no dollars in num2words' Swedish: the number alone
+    assert spoken_numbers("In 1999, the 1990s, May 5, 2024; 1999 apples", "eng") == (
+        "In nineteen ninety-nine, the nineteen nineties, May fifth, twenty twenty-four; "
+        "one thousand, nine hundred and ninety-nine apples"
+    )
     # other scripts, with their own marks; Korean's counters follow the number unspaced
     assert spoken_numbers("стоит 1 200,5 рублей", "rus") == "стоит одна тысяча двести целых пять десятых рублей"
     assert spoken_numbers("사과 3.5개와 1,200원", "kor") == "사과 삼 점 오개와 천이백원"
