@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 
 _NON_ROMAN = re.compile(r"[^\x00-\x7F]")  # transformers' ``has_non_roman_characters``: anything past ASCII
+_LOCK = threading.Lock()  # uroman fills caches and counters on its instance as it goes: one string at a time (~1 ms)
 
 
 @functools.cache
@@ -23,4 +25,7 @@ def romanizer():
 
 def romanized(text: str) -> str:
     """``text`` in Latin letters (unchanged where it is ASCII already)."""
-    return romanizer().romanize_string(text) if _NON_ROMAN.search(text) else text
+    if not _NON_ROMAN.search(text):
+        return text
+    with _LOCK:
+        return romanizer().romanize_string(text)
