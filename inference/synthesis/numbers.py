@@ -2,10 +2,11 @@
 read letters only, and transformers' tokenizer drops what they do not hold, so "at 3 pm" would be said "at pm".
 Cardinals, decimals ("3.5": "three point five"), numbers with thousands marks as the language writes them ("1,200"
 in English, "1.200" in German, "1 200" in Russian), amounts of money ("$5.50": "five dollars, fifty cents", "5 €":
-"fünf Euro"; dollars, euros, pounds and roubles, where num2words names them in the language), and in English
-ordinals ("5th", a day after its month), years after a word that announces one ("in 1999": "nineteen ninety-nine")
-and decades ("the 1990s"); a run of more than 15 digits (a phone or card number) digit by digit. A language
-num2words does not know keeps its digits, which the tokenizer then drops, as transformers does."""
+"fünf Euro"; dollars, euros, pounds and roubles, where num2words names them in the language), in English ordinals
+("5th", a day after its month) and decades ("the 1990s"), in English, German and Dutch years after a word that
+announces one ("in 1999": "nineteen ninety-nine"), German days of a month ("am 3. Mai": "am dritten Mai"); a run of
+more than 15 digits (a phone or card number) digit by digit. A language num2words does not know keeps its digits,
+which the tokenizer then drops, as transformers does."""
 
 from __future__ import annotations
 
@@ -31,13 +32,30 @@ LONGEST = 15  # digits said as one number; a longer run is said digit by digit
 
 CURRENCIES = {"$": "USD", "€": "EUR", "£": "GBP", "₽": "RUB"}  # a symbol before or after the amount
 _MONTHS = r"(?:jan|febr)uary|march|april|may|june|july|august|september|october|november|december"
-# English: a four-digit number after one of these words (or a month, a day's date) is said as a year ("in 1999":
-# "nineteen ninety-nine"), a day's number after a month as an ordinal ("May 5": "May fifth")
-YEAR_CUES = re.compile(
-    rf"(?:\b(?:in|since|until|till|by|from|of|year|circa|during|before|after|around|spring|summer|"
-    rf"autumn|fall|winter|{_MONTHS})(?:\s+\d{{1,2}}(?:st|nd|rd|th)?,?)?)\s+$",
-    re.IGNORECASE,
+_GERMAN_MONTHS = r"januar|februar|märz|april|mai|juni|juli|august|september|oktober|november|dezember"
+
+
+def _cues(words: str, months: str, day: str) -> re.Pattern:
+    """After one of ``words`` or a month (and a day's date), a four-digit number is a year."""
+    return re.compile(rf"(?:\b(?:{words}|{months})(?:\s+{day})?)\s+$", re.IGNORECASE)
+
+
+# a four-digit number after a word that announces a year is said as one, where the language says years otherwise
+# than other numbers: "in 1999": "nineteen ninety-nine", "im Jahr 1999": "neunzehnhundertneunundneunzig"
+YEAR_CUES = {
+    "en": _cues("in|since|until|till|by|from|of|year|circa|during|before|after|around|spring|summer|autumn|fall|"
+                "winter", _MONTHS, r"\d{1,2}(?:st|nd|rd|th)?,?"),
+    "de": _cues(r"im\s+jahre?|jahr|seit|bis|von|ab|um|vor|nach|anfang|ende|mitte|sommer|winter|frühjahr|herbst",
+                _GERMAN_MONTHS, r"\d{1,2}\."),
+    "nl": _cues("in|sinds|tot|van|vanaf|rond|voor|na|jaar|zomer|winter|lente|herfst",
+                r"januari|februari|maart|april|mei|juni|juli|augustus|september|oktober|november|december",
+                r"\d{1,2}"),
+}  # fmt: skip
+# German dates: "am 3. Mai" is "am dritten Mai" (after a preposition that takes the dative), "der 3. Mai" "der dritte"
+GERMAN_DAY = re.compile(
+    rf"(?<![0-9A-Za-z_.,])(?P<day>[1-9]|[12]\d|3[01])\.(?=\s+(?:{_GERMAN_MONTHS})\b)", re.IGNORECASE
 )
+GERMAN_DATIVE = re.compile(r"\b(?:am|vom|zum|dem|im)\s+$", re.IGNORECASE)
 DAY_CUES = re.compile(rf"\b(?:{_MONTHS})\s+$", re.IGNORECASE)
 _SYMBOLS = "".join(CURRENCIES)
 
@@ -90,6 +108,13 @@ def _plural(words: str) -> str:
     return words[:-1] + "ies" if words.endswith("y") else words + "s"
 
 
+def _german_day(text: str, match: re.Match) -> str:
+    from num2words import num2words
+
+    day = num2words(int(match["day"]), lang="de", to="ordinal")
+    return day + "n" if GERMAN_DATIVE.search(text, 0, match.start()) else day
+
+
 def spoken_numbers(text: str, language: str | None) -> str:
     """``text`` with each number written out in ``language`` (ISO 639-3, as MMS-TTS names it; None or unknown:
     unchanged)."""
@@ -97,6 +122,9 @@ def spoken_numbers(text: str, language: str | None) -> str:
     if code is None or not any(c.isdigit() for c in text):
         return text
     from num2words import num2words
+
+    if code == "de":
+        text = GERMAN_DAY.sub(lambda m: _german_day(text, m), text)
 
     def said(match: re.Match) -> str:  # its neighbours are no letters or digits (the pattern): no space to add
         whole = re.sub(r"\D", "", match["whole"])
@@ -112,7 +140,7 @@ def spoken_numbers(text: str, language: str | None) -> str:
         elif (
             len(match["whole"]) == 4
             and 1100 <= int(whole) < 2100
-            and (match["decade"] or YEAR_CUES.search(text, 0, match.start()))
+            and (match["decade"] or (code in YEAR_CUES and YEAR_CUES[code].search(text, 0, match.start())))
         ):
             words = num2words(int(whole), lang=code, to="year")
         else:

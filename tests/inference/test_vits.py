@@ -234,6 +234,11 @@ def test_numbers_are_said_in_the_voices_language_where_it_reads_no_digits(tmp_pa
         "In nineteen ninety-nine, the nineteen nineties, May fifth, twenty twenty-four; "
         "one thousand, nine hundred and ninety-nine apples"
     )
+    assert spoken_numbers("im Jahr 1999, am 3. Mai 1999, der 21. Juni; 1999 Äpfel", "deu") == (
+        "im Jahr neunzehnhundertneunundneunzig, am dritten Mai neunzehnhundertneunundneunzig, "
+        "der einundzwanzigste Juni; eintausendneunhundertneunundneunzig Äpfel"
+    )
+    assert spoken_numbers("sinds 1999", "nld") == "sinds negentien honderd negenennegentig"
     # other scripts, with their own marks; Korean's counters follow the number unspaced
     assert spoken_numbers("стоит 1 200,5 рублей", "rus") == "стоит одна тысяча двести целых пять десятых рублей"
     assert spoken_numbers("사과 3.5개와 1,200원", "kor") == "사과 삼 점 오개와 천이백원"
