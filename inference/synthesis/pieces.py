@@ -9,12 +9,31 @@ import re
 
 MOST_CHARACTERS = 300
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？…])\s+|\n\s*\n")
+# a period that ends no sentence: after a day's or a rank's number (German "am 3. Mai", "der 2. Platz") or a title,
+# or before a word in lower case ("at 5 p.m. today"; an ellipsis still ends one: "Wait... what?")
+_TITLES = r"mr|mrs|ms|dr|prof|st|jr|sr|vs|nr|hr|fr|ca|bzw|z\.b|e\.g|i\.e"
+_NO_END_BEFORE = re.compile(rf"(?:(?<![\d.,])\d{{1,2}}|\b(?:{_TITLES}))\.$", re.IGNORECASE)
+_LOWER_AFTER = re.compile(r"(?<![.])\.$")
+
+
+def _sentences(text: str) -> list[str]:
+    out, start = [], 0
+    for end in _SENTENCE_END.finditer(text):
+        before = text[start : end.start()]
+        following = text[end.end() : end.end() + 1]
+        if not end.group().startswith("\n") and (
+            _NO_END_BEFORE.search(before) or (following.islower() and _LOWER_AFTER.search(before))
+        ):
+            continue
+        out.append(before)
+        start = end.end()
+    return [*out, text[start:]]
 
 
 def pieces(text: str, most: int = MOST_CHARACTERS) -> list[str]:
     """``text`` in order, each piece at most ``most`` characters, blank ones left out."""
     out = []
-    for sentence in _SENTENCE_END.split(text):
+    for sentence in _sentences(text):
         sentence = " ".join(sentence.split())
         while len(sentence) > most:
             cut = max(sentence.rfind(" ", 0, most + 1), sentence.rfind(",", 0, most) + 1)

@@ -123,6 +123,11 @@ def test_a_phonemizing_voice_is_refused(tmp_path):
 def test_text_is_cut_at_sentences_and_long_ones_at_a_space():
     assert pieces("Hello there.  How are you?\n\nFine; thanks") == ["Hello there.", "How are you?", "Fine; thanks"]
     assert pieces("Wait... what?! Yes. 3.5 apples") == ["Wait...", "what?!", "Yes.", "3.5 apples"]
+    # periods that end no sentence: a day's number, a title, one before a word in lower case
+    assert pieces("Wir sehen uns am 3. Mai. Gut.") == ["Wir sehen uns am 3. Mai.", "Gut."]
+    assert pieces("Dr. Smith came at 5 p.m. today. Born in 1999. OK") == [
+        "Dr. Smith came at 5 p.m. today.", "Born in 1999.", "OK"
+    ]  # fmt: skip
     long = " ".join(f"w{i:03d}" for i in range(100))  # 499 characters, no sentence end
     cut = pieces(long, most=50)
     assert all(len(p) <= 50 for p in cut) and " ".join(cut) == long
