@@ -31,7 +31,7 @@ LONGEST = 15  # digits said as one number; a longer run is said digit by digit
 
 
 CURRENCIES = {"$": "USD", "€": "EUR", "£": "GBP", "₽": "RUB"}  # a symbol before or after the amount
-_MONTHS = r"(?:jan|febr)uary|march|april|may|june|july|august|september|october|november|december"
+_MONTHS = r"January|February|March|April|May|June|July|August|September|October|November|December"
 _GERMAN_MONTHS = r"januar|februar|märz|april|mai|juni|juli|august|september|oktober|november|dezember"
 
 
@@ -56,7 +56,7 @@ GERMAN_DAY = re.compile(
     rf"(?<![0-9A-Za-z_.,])(?P<day>[1-9]|[12]\d|3[01])\.(?=\s+(?:{_GERMAN_MONTHS})\b)", re.IGNORECASE
 )
 GERMAN_DATIVE = re.compile(r"\b(?:am|vom|zum|dem|im)\s+$", re.IGNORECASE)
-DAY_CUES = re.compile(rf"\b(?:{_MONTHS})\s+$", re.IGNORECASE)
+DAY_CUES = re.compile(rf"\b(?:{_MONTHS})\s+$")  # capitalized: "may 5 people" is no date
 _SYMBOLS = "".join(CURRENCIES)
 
 
@@ -67,7 +67,7 @@ def _pattern(language: str) -> re.Pattern:
     letter of another script follows is (Korean's counters: "3개")."""
     thousands, decimal = MARKS.get(language, (r"\.", ","))
     if language == "en":
-        suffix = "(?:(?P<ordinal>st|nd|rd|th)|(?P<decade>'?s))?"
+        suffix = "(?:(?P<ordinal>st|nd|rd|th)|(?<=0)(?P<decade>'?s))?"  # a decade ends in 0 ("5s" is no decade)
     else:
         suffix = "(?P<ordinal>(?!))?(?P<decade>(?!))?"  # (?!): never
     return re.compile(rf"(?<![0-9A-Za-z_.,])(?:(?P<before>[{_SYMBOLS}])\s?)?"

@@ -235,6 +235,7 @@ def test_numbers_are_said_in_the_voices_language_where_it_reads_no_digits(tmp_pa
         == "kostet eintausendzweihundert Euro und fünfzig Cent oder ein Euro"
     )
     assert spoken_numbers("costs $5", "swe") == "costs $ fem"  # no dollars in num2words' Swedish: the number alone
+    assert spoken_numbers("a 5s wait; may 5 people", "eng") == "a 5s wait; may five people"  # no decade, no date
     assert spoken_numbers("In 1999, the 1990s, May 5, 2024; 1999 apples", "eng") == (
         "In nineteen ninety-nine, the nineteen nineties, May fifth, twenty twenty-four; "
         "one thousand, nine hundred and ninety-nine apples"
