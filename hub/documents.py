@@ -1,9 +1,10 @@
 """A file's text, as the hub reads it for a model: a PDF's text layer (``pdfs.py``: pypdf; a page without one read
 by OCR where it is on, ``ocr.py``), a Word document's paragraphs and tables (python-docx), a PowerPoint deck's slides
-(python-pptx), an Excel workbook's sheets (openpyxl; a legacy .xls workbook's by xlrd), an HTML page's text as a
+(python-pptx), an Excel workbook's sheets (openpyxl; a legacy .xls workbook's by xlrd), a legacy Word 97-2003
+document's text (``word97.py``), an HTML page's text as a
 browser lays it out (inscriptis: no tags, scripts or styles; tables in columns), else text (UTF-8, or UTF-16 by its
 BOM). Vector stores index it (``hub/vector_stores/indexer.py``) and a file in a model's input is shown to the model
-as it (``hub/api/file_inputs.py``); anything else (images, legacy .doc / .ppt, and for a text model scans that OCR
+as it (``hub/api/file_inputs.py``); anything else (images, legacy .ppt, and for a text model scans that OCR
 does not read) is refused with a code of OpenAI's vector store file errors (``unsupported_file``, ``invalid_file``). A
 vision model also gets a PDF's pages as images (``pdfs.page_images``, pypdfium2), as OpenAI gives its vision models,
 and so reads a scan by its pages alone."""
@@ -16,7 +17,7 @@ import io
 import re
 import zipfile
 
-from hub import pdfs
+from hub import pdfs, word97
 from hub.pdfs import Failed
 
 PDF_MAGIC, OOXML_MAGIC = b"%PDF-", b"PK\x03\x04"  # a PDF's first bytes; an Office Open XML file's (a zip)
@@ -115,20 +116,27 @@ def _xls_value(cell, datemode: int) -> object:
 
 
 def _ole_text(content: bytes) -> str:
-    """A legacy Office file's text: an Excel 97-2003 workbook's (.xls, xlrd) sheets as an .xlsx's; a Word .doc or a
-    PowerPoint .ppt is refused, naming the format to save it in."""
+    """A legacy Office file's text: an Excel 97-2003 workbook's (.xls, xlrd) sheets as an .xlsx's, a Word 97-2003
+    document's (.doc, ``word97.py``) as a .docx's; a PowerPoint .ppt is refused, naming the format to save it in."""
     import xlrd
     from xlrd.compdoc import CompDoc, CompDocError
 
     quiet = io.StringIO()  # xlrd writes its warnings to a log file, stdout unless given one
     try:
         streams = {entry.name for entry in CompDoc(content, logfile=quiet).dirlist}
-    except (CompDocError, IndexError, ValueError) as exc:
+    except (CompDocError, IndexError, ValueError, AssertionError) as exc:  # xlrd asserts too
         raise Failed("invalid_file", f"The compound (legacy Office) file could not be read ({exc}).") from None
-    legacy = {"WordDocument": "Word document (.doc): save it as .docx", "PowerPoint Document": "PowerPoint deck "
-              "(.ppt): save it as .pptx"}  # fmt: skip
+    if "WordDocument" in streams:
+        compound = CompDoc(content, logfile=quiet)
+        try:
+            tables = {name: compound.get_named_stream(name) for name in ("0Table", "1Table") if name in streams}
+            word = compound.get_named_stream("WordDocument")
+        except (CompDocError, IndexError, ValueError, AssertionError) as exc:  # xlrd asserts too
+            raise Failed("invalid_file", f"The compound (legacy Office) file could not be read ({exc}).") from None
+        return word97.doc_text(word, tables)
     if not streams & {"Workbook", "Book"}:
-        kind = next((kind for name, kind in legacy.items() if name in streams), "compound file (not an .xls)")
+        kind = ("PowerPoint deck (.ppt): save it as .pptx" if "PowerPoint Document" in streams
+                else "compound file (not an .xls or a .doc)")  # fmt: skip
         raise Failed("unsupported_file", f"The hub does not read a legacy {kind}.")
     try:
         book = xlrd.open_workbook(file_contents=content, logfile=quiet)
@@ -184,8 +192,8 @@ def _decoded(content: bytes) -> str:
 
 def read_text(content: bytes, scans: bool = False, ocr_most: int | None = None) -> str:
     """The file's text: a PDF's (its text layer; a scan without one has none), a Word document's, a PowerPoint deck's,
-    an Excel workbook's (.xlsx or .xls) or an HTML page's, else UTF-8 text. Other files (images, legacy .doc and .ppt,
-    archives) are refused.
+    an Excel workbook's (.xlsx or .xls), a legacy Word document's (.doc) or an HTML page's, else UTF-8 text. Other files
+    (images, legacy .ppt, archives) are refused.
     ``scans``: a PDF without text is its empty text, not refused (a vision model reads its pages). ``ocr_most``: the
     most pages without a text layer read by OCR (``pdfs.text``)."""
     if content.startswith(PDF_MAGIC):
@@ -206,8 +214,10 @@ def read_text(content: bytes, scans: bool = False, ocr_most: int | None = None) 
     try:
         text = _decoded(content)
     except UnicodeDecodeError:
-        message = ("The file is none of text in UTF-8 or UTF-16 (HTML included), a PDF, a Word document (.docx), a "
-                   "PowerPoint deck (.pptx) or an Excel workbook (.xlsx, .xls); the hub reads those only.")  # fmt: skip
+        message = (
+            "The file is none of text in UTF-8 or UTF-16 (HTML included), a PDF, a Word document (.docx, "
+            ".doc), a PowerPoint deck (.pptx) or an Excel workbook (.xlsx, .xls): the hub reads those only."
+        )
         raise Failed("unsupported_file", message) from None
     if "\x00" in text:
         raise Failed("unsupported_file", "The file holds NUL characters: it is not a text file.")

@@ -21,6 +21,7 @@ from tests.openai_spec import assert_valid
 from tests.support import encoders
 from tests.support.batches import batch_worker
 from tests.support.inference import inference_service, model_flags
+from tests.support.legacy_word import legacy_word_document
 from tests.support.live import CHAT, EMBED, STORE_RERANKER, STORE_REWRITER, barrier, hub_clients, rows
 from tests.support.office import legacy_compound, legacy_workbook, slide_deck
 from tests.support.pdfs import mixed_pdf, printed_scan, text_pdf
@@ -173,12 +174,15 @@ def test_failures_and_refusals(hub, live_hub):
     slides = client.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=("talk.pptx", deck))
     assert slides.status == "completed"
     assert client.vector_stores.search(store.id, query="Which animals climb cliffs?").data[0].filename == "talk.pptx"
-    # an HTML page is indexed as its text, a legacy .xls as an .xlsx (sheets row by row), a scan as OCR reads it
+    # an HTML page is indexed as its text, a legacy .xls as an .xlsx (sheets row by row), a legacy .doc as a .docx, a
+    # scan as OCR reads it
     page = b"<!doctype html><html><head><script>var goats = 1;</script></head><body><p>Owls hunt at night.</p></body>"
     sheet = legacy_workbook({"Fleet": [["Ship", "Crew"], ["Nautilus", 42]]})
     scan = mixed_pdf([printed_scan(["Invoice 4471 was paid in full."])])
     for name, data, text in [("owls.html", page, "Owls hunt at night."),
                              ("fleet.xls", sheet, "Sheet: Fleet\nShip | Crew\nNautilus | 42"),
+                             ("memo.doc", legacy_word_document("Memo\rThe café opens at nine.\r"),
+                              "Memo\nThe café opens at nine."),
                              ("invoice.pdf", scan, "Invoice 4471 was paid in full.")]:  # fmt: skip
         added = client.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=(name, data))
         assert added.status == "completed", added.last_error
@@ -186,12 +190,12 @@ def test_failures_and_refusals(hub, live_hub):
         assert content["data"] == [{"type": "text", "text": text}]
     png = client.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=("a.png", b"\x89PNG\r\n\x1a\n\xff"))
     assert png.status == "failed" and png.last_error.code == "unsupported_file"
-    doc = client.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=("old.doc", legacy_compound(
-        "WordDocument")))  # fmt: skip
-    assert doc.status == "failed" and doc.last_error.code == "unsupported_file" and ".docx" in doc.last_error.message
+    ppt = client.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=("old.ppt", legacy_compound(
+        "PowerPoint Document")))  # fmt: skip
+    assert ppt.status == "failed" and ppt.last_error.code == "unsupported_file" and ".pptx" in ppt.last_error.message
     empty = client.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=("e.txt", b"  \n"))
     assert empty.status == "failed" and empty.last_error.code == "invalid_file"
-    assert _settled(client, store.id).file_counts.failed == 3 and _settled(client, store.id).file_counts.completed == 5
+    assert _settled(client, store.id).file_counts.failed == 3 and _settled(client, store.id).file_counts.completed == 6
 
     cases = [
         ("POST", "vector_stores", {"file_ids": ["file-nope"]}, 404, "file_id"),

@@ -1,21 +1,25 @@
 """A file's text as the hub reads it (``hub/documents.py``), for vector stores and for files in a model's input:
 UTF-8 text, a PDF's text layer (a scanned page's text read by OCR), a Word document's paragraphs and tables in order,
-a PowerPoint deck's slides and notes, an Excel workbook's sheets row by row (.xlsx and .xls alike), an HTML page's
-text as laid out; what is none of those (a legacy .doc or .ppt among them), or is broken, refused with OpenAI's
-codes."""
+a PowerPoint deck's slides and notes, an Excel workbook's sheets row by row (.xlsx and .xls alike), a legacy Word
+document's (.doc) text as a .docx's, an HTML page's text as laid out; what is none of those (a legacy .ppt among
+them), or is broken, refused with OpenAI's codes."""
 
 from __future__ import annotations
 
 import codecs
 import datetime
 import io
+import random
+import struct
 import zipfile
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from hub.documents import Failed, read_text
 from tests.support.images import photo
+from tests.support.legacy_word import legacy_word_document
 from tests.support.office import legacy_compound, legacy_workbook, slide_deck, word_document, workbook
 from tests.support.pdfs import mixed_pdf, printed_scan, scan_pdf, text_pdf
 
@@ -75,6 +79,48 @@ def test_a_word_documents_paragraphs_and_tables_are_read_in_order():
     assert read_text(document) == "Quarterly report.\nRevenue grew.\nRegion | Sales\nNorth | 12\nThe end."
 
 
+def test_a_legacy_word_document_is_read_as_the_same_document_in_docx():
+    """A .doc (Word 97-2003) through its piece table: 8-bit and UTF-16 pieces, a table, a field's result without its
+    code (nested too), breaks; the text the same .docx gives. And a document Word itself saved."""
+    said = "Revenue grew 12 % in Zürich — Привет, 東京."
+    fields = "Page \x13 PAGE \x143\x15 of \x13 IF \x13 NUMPAGES \x149\x15 > 1 \x14nine\x15."  # "Page 3 of nine."
+    document = f"Quarterly report.\r{said}\rRegion\x07Sales\x07\x07North\x0712\x07\x07{fields}\x0bThe end.\r"
+    docx = word_document(["Quarterly report.", said], [["Region", "Sales"], ["North", "12"]],
+                         after="Page 3 of nine.\nThe end.")  # fmt: skip
+    expected = f"Quarterly report.\n{said}\nRegion | Sales\nNorth | 12\nPage 3 of nine.\nThe end."
+    assert read_text(legacy_word_document(document)) == read_text(docx) == expected
+    saved = (Path(__file__).parents[1] / "data" / "saved-by-word-97-2003.doc").read_bytes()  # tests/data/README.md
+    assert read_text(saved) == "Test OLE file, saved as Word 97-2003 Document."
+
+
+def test_a_legacy_word_document_that_cannot_be_read_is_refused():
+    fine = legacy_word_document("Hello.\r")
+    at = fine.index(struct.pack("<HH", 0xA5EC, 0x00C1))  # the FIB, at the WordDocument stream's start
+    piece = struct.pack("<I", 0x800 * 2 | 0x40000000)  # its one piece's fc: 8-bit characters at 0x800
+    past = fine.replace(piece, struct.pack("<I", 0x10000 * 2 | 0x40000000), 1)  # now past the stream's end
+    cases = {
+        "encrypted": (legacy_word_document("Hello.\r", encrypted=True), "invalid_file", "encrypted"),
+        "word 95": (fine[:at + 2] + struct.pack("<H", 0x0068) + fine[at + 4:], "unsupported_file", "Word 6 or 95"),
+        "no header": (fine[:at] + b"\0\0" + fine[at + 2:], "invalid_file", "header"),
+        "piece past the end": (past, "invalid_file", "piece"),
+        "a renamed .xls": (legacy_compound("WordDocument"), "invalid_file", "Word 97-2003 header"),
+    }  # fmt: skip
+    for name, (content, code, message) in cases.items():
+        with pytest.raises(Failed) as caught:
+            read_text(content)
+        assert caught.value.code == code and message in caught.value.message, name
+    document = legacy_word_document("Quarterly report.\rПривет\x07a\x07\x07\x13 PAGE \x143\x15\r")
+    randomness = random.Random(7)
+    for _ in range(300):  # bytes broken anywhere: its text or a refusal, never another error
+        broken = bytearray(document)
+        for _ in range(randomness.randint(1, 8)):
+            broken[randomness.randrange(len(broken))] = randomness.randrange(256)
+        try:
+            assert isinstance(read_text(bytes(broken)), str)
+        except Failed as refused:
+            assert refused.code in ("invalid_file", "unsupported_file")
+
+
 def test_a_decks_slides_are_read_a_blank_line_apart_with_their_notes():
     deck = slide_deck([("Launch", "The rover is called Pebble."), ("Budget", "Three million.")], {1: "Say it slowly."})
     assert read_text(deck) == "Launch\nThe rover is called Pebble.\n\nBudget\nThree million.\nSay it slowly."
@@ -123,9 +169,8 @@ def test_an_html_pages_text_is_read_as_laid_out():
     assert caught.value.code == "invalid_file"
 
 
-@pytest.mark.parametrize(("stream", "named"), [("WordDocument", ".doc"), ("PowerPoint Document", ".ppt"),
-                                                ("Other", "not an .xls")])  # fmt: skip
-def test_a_legacy_word_document_or_deck_is_refused_by_name(stream, named):
+@pytest.mark.parametrize(("stream", "named"), [("PowerPoint Document", ".ppt"), ("Other", "not an .xls or a .doc")])
+def test_a_legacy_deck_or_another_compound_file_is_refused_by_name(stream, named):
     with pytest.raises(Failed) as caught:
         read_text(legacy_compound(stream))
     assert caught.value.code == "unsupported_file" and named in caught.value.message
