@@ -88,5 +88,5 @@ def legacy_word_document(text: str, encrypted: bool = False) -> bytes:
     plc = struct.pack(f"<{len(cps)}i", *cps) + b"".join(pieces)
     clx = b"\x02" + struct.pack("<I", len(plc)) + plc
     flags = 0x0200 | 0x1000 | (0x0100 if encrypted else 0)  # fWhichTblStm (1Table), fExtChar, fEncrypted
-    word[: TEXT_AT] = _fib(len(text), len(clx), len(word), flags).ljust(TEXT_AT, b"\0")
+    word[:TEXT_AT] = _fib(len(text), len(clx), len(word), flags).ljust(TEXT_AT, b"\0")
     return _compound([("WordDocument", bytes(word)), ("1Table", clx)])
