@@ -75,6 +75,11 @@ def _pattern(language: str) -> re.Pattern:
                       rf"(?:\s?(?P<after>[{_SYMBOLS}])|{suffix})(?![0-9A-Za-z_])")  # fmt: skip
 
 
+# what num2words raises where it says no amount: no such currency in the language (NotImplementedError, KeyError), no
+# currencies at all (AttributeError: Vietnamese; TypeError: Swedish takes no currency), or an amount past its units
+_NO_AMOUNT = (NotImplementedError, KeyError, AttributeError, TypeError, IndexError, OverflowError)
+
+
 @cache
 def _zero_cents(language: str, currency: str) -> str | None:
     """What num2words says after a whole amount ("…, zero cents", "… und null Cent"), to be left out; None where
@@ -83,7 +88,7 @@ def _zero_cents(language: str, currency: str) -> str | None:
 
     try:
         zero = CONVERTER_CLASSES[language].to_currency(Decimal(0), currency=currency)
-    except (NotImplementedError, TypeError, KeyError):  # TypeError: a language whose to_currency takes no currency
+    except _NO_AMOUNT:
         return None
     word = zero.split()[0]
     second = zero.find(f" {word} ", len(word))  # the cents' zero, after the connector ("," or "und", "et", "con")
@@ -99,7 +104,10 @@ def _money(whole: str, part: str | None, language: str, currency: str) -> str | 
     tail = _zero_cents(language, currency)
     if tail is None:
         return None
-    said = CONVERTER_CLASSES[language].to_currency(Decimal(f"{whole}.{part or 0}"), currency=currency)
+    try:
+        said = CONVERTER_CLASSES[language].to_currency(Decimal(f"{whole}.{part or 0}"), currency=currency)
+    except _NO_AMOUNT:  # Romanian's fails past its largest unit: the number is said alone
+        return None
     return said[: len(said) - len(tail)] if tail and not part and said.endswith(tail) else said
 
 
