@@ -123,16 +123,14 @@ def _ole_text(content: bytes) -> str:
 
     quiet = io.StringIO()  # xlrd writes its warnings to a log file, stdout unless given one
     try:
-        streams = {entry.name for entry in CompDoc(content, logfile=quiet).dirlist}
+        compound = CompDoc(content, logfile=quiet)
+        streams = {entry.name for entry in compound.dirlist}
+        if "WordDocument" in streams:
+            tables = {name: compound.get_named_stream(name) for name in ("0Table", "1Table") if name in streams}
+            word = compound.get_named_stream("WordDocument")
     except (CompDocError, IndexError, ValueError, AssertionError) as exc:  # xlrd asserts too
         raise Failed("invalid_file", f"The compound (legacy Office) file could not be read ({exc}).") from None
     if "WordDocument" in streams:
-        compound = CompDoc(content, logfile=quiet)
-        try:
-            tables = {name: compound.get_named_stream(name) for name in ("0Table", "1Table") if name in streams}
-            word = compound.get_named_stream("WordDocument")
-        except (CompDocError, IndexError, ValueError, AssertionError) as exc:  # xlrd asserts too
-            raise Failed("invalid_file", f"The compound (legacy Office) file could not be read ({exc}).") from None
         return word97.doc_text(word, tables)
     if not streams & {"Workbook", "Book"}:
         kind = ("PowerPoint deck (.ppt): save it as .pptx" if "PowerPoint Document" in streams

@@ -155,12 +155,8 @@ def spoken_numbers(text: str, language: str | None) -> str:
             words = num2words(int(whole), lang=code)
         if match["decade"]:
             words = _plural(words)
-        return (
-            f"{match['before']} {words}"
-            if match["before"]
-            else f"{words} {match['after']}"
-            if match["after"]
-            else words
-        )
+        if match["before"]:
+            return f"{match['before']} {words}"
+        return f"{words} {match['after']}" if match["after"] else words
 
     return _pattern(code).sub(said, text)

@@ -13,7 +13,6 @@ _SENTENCE_END = re.compile(r"(?<=[.!?。！？…])\s+|\n\s*\n")
 # or before a word in lower case ("at 5 p.m. today"; an ellipsis still ends one: "Wait... what?")
 _TITLES = r"mr|mrs|ms|dr|prof|st|jr|sr|vs|nr|hr|fr|ca|bzw|z\.b|e\.g|i\.e"
 _NO_END_BEFORE = re.compile(rf"(?:(?<![\d.,])\d{{1,2}}|\b(?:{_TITLES}))\.$", re.IGNORECASE)
-_LOWER_AFTER = re.compile(r"(?<![.])\.$")
 
 
 def _sentences(text: str) -> list[str]:
@@ -22,7 +21,7 @@ def _sentences(text: str) -> list[str]:
         before = text[start : end.start()]
         following = text[end.end() : end.end() + 1]
         if not end.group().startswith("\n") and (
-            _NO_END_BEFORE.search(before) or (following.islower() and _LOWER_AFTER.search(before))
+            _NO_END_BEFORE.search(before) or (following.islower() and before.endswith(".") and before[-2:] != "..")
         ):
             continue
         out.append(before)
