@@ -120,8 +120,9 @@ def _validate_arguments(raw: str, schema: dict, record: UsageRecord, max_tokens:
         arguments = json.loads(raw)
     except json.JSONDecodeError:
         if max_tokens is None:
-            model = ServedModel.objects.get(model_id=record.model)
-            max_tokens = min(model.max_output_length, model.max_sequence_length - record.prompt_tokens)
+            model = ServedModel.objects.get(id=record.model)  # its primary key is the model's id
+            room = model.max_sequence_length - record.prompt_tokens
+            max_tokens = min(model.max_output_length, room) if model.max_output_length else room  # 0: no own limit
         assert raw.startswith("{") and record.completion_tokens == max_tokens, (raw, record.completion_tokens)
         return
     jsonschema.validate(arguments, schema)
