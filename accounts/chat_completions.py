@@ -9,7 +9,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models.fields.json import KeyTextTransform
+from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
 from accounts import stored
@@ -39,8 +39,10 @@ def page(
     if model is not None:
         rows = rows.filter(model=model)
     for i, (key, value) in enumerate(metadata.items()):
-        # KeyTextTransform takes the key whole ("a__b" is one key, not a path)
-        rows = rows.alias(**{f"meta_{i}": KeyTextTransform(key, "metadata")}).filter(**{f"meta_{i}": value})
+        # KeyTransform takes the key whole ("a__b" is one key, not a path), and its exact lookup compares JSON with
+        # JSON on every backend. KeyTextTransform's compared the text with the value read as JSON on SQLite, which
+        # failed with "malformed JSON" for any string (a 503 under make run).
+        rows = rows.alias(**{f"meta_{i}": KeyTransform(key, "metadata")}).filter(**{f"meta_{i}": value})
     return stored.page(rows, after, limit, descending)
 
 

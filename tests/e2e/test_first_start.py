@@ -63,6 +63,7 @@ def test_make_run_twice_on_one_data_directory(tmp_path):
             model=CHAT, messages=[{"role": "user", "content": "Say hi."}], max_tokens=4, temperature=0
         )
         assert answer.parse().choices[0].message.content
+        assert len(stored_ids(client, {"run": "first"})) == 1  # the stored completion, kept across the restart
         assert answer.headers["x-ratelimit-limit-requests"] == "1000"
         assert [m.id for m in client.models.list().data] == [CHAT]
         usage = httpx.get(f"{url}/v1/usage", params={"group_by": "model"}, headers=bearer(secret)).json()
@@ -92,10 +93,19 @@ def bearer(secret: str) -> dict[str, str]:
 
 
 def chat(client: OpenAI) -> str:
+    """A stored chat completion, found again by its metadata as the OpenAI SDK filters (``metadata[key]=value``,
+    a JSON lookup: on SQLite it was a 503, 'malformed JSON')."""
     answer = client.chat.completions.create(
-        model=CHAT, messages=[{"role": "user", "content": "Say hi."}], max_tokens=4, temperature=0
-    )
+        model=CHAT, messages=[{"role": "user", "content": "Say hi."}], max_tokens=4, temperature=0, store=True,
+        metadata={"run": "first", "a__b": "c"},
+    )  # fmt: skip
+    assert stored_ids(client, {"run": "first", "a__b": "c"}) == [answer.id]
+    assert stored_ids(client, {"run": "second"}) == stored_ids(client, {"a": "c"}) == []
     return answer.choices[0].message.content
+
+
+def stored_ids(client: OpenAI, metadata: dict[str, str]) -> list[str]:
+    return [c.id for c in client.chat.completions.list(metadata=metadata)]
 
 
 def in_background(client: OpenAI) -> str:
