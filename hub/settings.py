@@ -446,3 +446,7 @@ LOGGING = {
         "mcp": {"level": "WARNING"},
     },
 }
+if not REDIS_URL:
+    # The embedded default runs the beat's tasks on a thread of the hub (hub/beat.py): Celery's line for each task
+    # that succeeded (webhooks every 5 s) would bury the requests' log; a failure is still logged.
+    LOGGING["loggers"]["celery.app.trace"] = {"level": "WARNING"}

@@ -160,7 +160,8 @@ def errors_shown(value: Any) -> str:
 
 
 def _text_format(text: Any) -> None:
-    fmt = _object(text, "text").get("format")
+    _choice(_object(text, "text").get("verbosity"), "text.verbosity", ("low", "medium", "high"))  # echoed back
+    fmt = text.get("format")
     if fmt is None:
         return
     kind = _object(fmt, "text.format").get("type")
@@ -193,6 +194,9 @@ def conversation_id(body: dict) -> str | None:
 
 def check_create(body: dict) -> None:
     """The create request's fields (``input``'s items are checked as they are read, by ``read_input``)."""
+    if body.get("prompt") is not None:  # before input: a request made for a stored prompt may have none
+        raise refuse("prompt", "Reusable prompts ('prompt') are not supported by this hub: send the input.",
+                     "unsupported_parameter")  # fmt: skip
     if body.get("input") is None:
         raise missing("input")
     if not isinstance(body["input"], (str, list)):
@@ -209,9 +213,6 @@ def check_create(body: dict) -> None:
     if body.get("background") is True and body.get("store") is False:
         raise refuse("background", "A background response is stored: 'background' needs 'store' true.",
                      "invalid_request")  # fmt: skip
-    if body.get("prompt") is not None:
-        raise refuse("prompt", "Reusable prompts ('prompt') are not supported by this hub: send the input.",
-                     "unsupported_parameter")  # fmt: skip
     if body.get("previous_response_id") is not None:
         _string(body["previous_response_id"], "previous_response_id", limit=MAX_USER_CHARS, empty=False)
     if conversation_id(body) is not None and body.get("previous_response_id") is not None:

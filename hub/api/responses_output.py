@@ -58,7 +58,8 @@ def response_object(response_id: str, body: dict, model: str, created_at: int, s
     out.update(
         model=model, output=[], metadata=body.get("metadata") or {}, store=body.get("store") is not False,
         reasoning={"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
-        text={"format": (body.get("text") or {}).get("format") or {"type": "text"}, "verbosity": "medium"},
+        text={"format": (body.get("text") or {}).get("format") or {"type": "text"},
+              "verbosity": (body.get("text") or {}).get("verbosity") or "medium"},
         tools=[_tool(t) for t in body.get("tools") or []],
         service_tier=service_tier,
     )  # fmt: skip

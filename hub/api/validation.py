@@ -237,7 +237,8 @@ def _message(message: Any, param: str) -> None:
 def _tools(body: dict) -> None:
     if body.get("tools") is not None:
         for i, tool in enumerate(_array(body["tools"], "tools", MAX_TOOLS)):
-            function = _object(_object(tool, f"tools[{i}]").get("function"), f"tools[{i}].function")
+            _tool_type(_object(tool, f"tools[{i}]").get("type"), f"tools[{i}].type")
+            function = _object(tool.get("function"), f"tools[{i}].function")
             _string(function.get("name"), f"tools[{i}].function.name", limit=64, empty=False)
             if function.get("description") is not None:
                 _string(function["description"], f"tools[{i}].function.description")
@@ -249,6 +250,18 @@ def _tools(body: dict) -> None:
     if body.get("response_format") is not None:
         _object(body["response_format"], "response_format")
     _bool(body, "parallel_tool_calls")
+
+
+def _tool_type(kind: Any, param: str) -> None:
+    """``function`` (or left out, as older clients do); OpenAI's ``custom`` tools (free-form text input) are named
+    as unsupported rather than read as a function without one."""
+    if kind is None or kind == "function":
+        return
+    if kind == "custom":
+        raise refuse(param, f"Custom tools ('{param}': 'custom') are not supported by this hub: use function tools "
+                     "({'type': 'function', ...}).", "unsupported_value")  # fmt: skip
+    shown = repr(kind) if isinstance(kind, str) else type(kind).__name__
+    raise refuse(param, f"Invalid value for '{param}': {shown}. Supported values are: 'function'.")
 
 
 def _stop(body: dict) -> None:

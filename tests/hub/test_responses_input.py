@@ -39,3 +39,28 @@ def test_a_part_whose_type_is_not_a_string_is_a_400():
     with pytest.raises(errors.ApiError) as caught:
         read_items([{"role": "user", "content": [{"type": {"a": 1}, "text": "Hi"}]}], [], "input")
     assert caught.value.param == "input[0].content[0].type" and caught.value.code == "invalid_type"
+
+
+def test_a_reusable_prompt_without_input_is_refused_by_name():
+    """OpenAI's ``prompt`` (a prompt stored in its dashboard) may come without ``input``: the refusal names the
+    parameter this hub lacks, not the input (it said "Missing required parameter: 'input'")."""
+    with pytest.raises(errors.ApiError) as caught:
+        check_create({"model": "m", "prompt": {"id": "pmpt_1", "variables": {"x": "y"}}})
+    assert (caught.value.param, caught.value.code) == ("prompt", "unsupported_parameter")
+
+
+@pytest.mark.parametrize("verbosity", ["loud", 5, ["low"]])
+def test_a_verbosity_outside_low_medium_high_is_a_400(verbosity):
+    with pytest.raises(errors.ApiError) as caught:
+        check_create({"model": "m", "input": "Hi", "text": {"verbosity": verbosity}})
+    assert caught.value.status == 400 and caught.value.param == "text.verbosity"
+
+
+def test_the_response_echoes_the_verbosity_asked_for():
+    """As OpenAI's does (a small model is not told it: the field is kept, as ``chat.completions``' is)."""
+    from hub.api.responses_output import response_object
+
+    for text, echoed in [({"verbosity": "low"}, "low"), ({}, "medium"), (None, "medium")]:
+        body = {"model": "m", "input": "Hi", **({"text": text} if text is not None else {})}
+        check_create(body)
+        assert response_object("resp_1", body, "m", 0, "default")["text"]["verbosity"] == echoed

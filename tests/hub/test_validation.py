@@ -217,6 +217,19 @@ BAD = [
     ("chat/completions", _with(CHAT, tools=[TOOL, {"type": "function"}]), "tools[1].function", "invalid_type"),
     (
         "chat/completions",
+        _with(CHAT, tools=[{"type": "custom", "custom": {"name": "code"}}]),
+        "tools[0].type",
+        "unsupported_value",
+    ),  # OpenAI's free-form tools: named, not read as a function without one
+    (
+        "chat/completions",
+        _with(CHAT, tools=[{"type": "web", "function": {"name": "f"}}]),
+        "tools[0].type",
+        "invalid_value",
+    ),
+    ("chat/completions", _with(CHAT, tools=[{"type": 1, "function": {"name": "f"}}]), "tools[0].type", "invalid_value"),
+    (
+        "chat/completions",
         _with(CHAT, tools=[{"type": "function", "function": {"name": "f", "parameters": "x"}}]),
         "tools[0].function.parameters",
         "invalid_type",
