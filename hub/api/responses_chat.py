@@ -157,6 +157,15 @@ _PARAMS = (
 )
 
 
+# the service names the chat message's part; the client sent an input item, whose index may differ (instructions)
+_IMAGE_PART = re.compile(r"messages\[\d+\]\.content\[\d+\] is an image_url part")
+
+
+def response_message(message: str) -> str:
+    """A chat request's error message as the Responses API's client reads it."""
+    return _IMAGE_PART.sub("the input has an input_image part", message)
+
+
 def response_param(param: str | None) -> str | None:
     """A chat request's parameter as the Responses API names it (``tools[0].function.parameters`` ->
     ``tools[0].parameters``), for the service's errors."""

@@ -39,7 +39,7 @@ from hub.api import compaction_items, errors, file_inputs, file_search, mcp_tool
 from hub.api.citations import Citations
 from hub.api.ids import new_id
 from hub.api.relay_common import SSE_HEADERS, error_from_upstream, has_output, sse_lines, typed_event
-from hub.api.responses_chat import chat_body, chat_part, response_param
+from hub.api.responses_chat import chat_body, chat_part, response_message, response_param
 from hub.api.responses_input import check_create, conversation_id, read_input
 from hub.api.responses_output import ResponseBuilder, response_object
 from hub.api.responses_tools import HostedTools
@@ -286,7 +286,7 @@ class ResponsesRelay(HostedTools):
             await meter.save()
         error = error_from_upstream(response.status_code, content)
         if not target.external:
-            error.param = response_param(error.param)
+            error.param, error.message = response_param(error.param), response_message(error.message)
         raise error
 
     async def _relay_response(self, response: httpx.Response, target: Target, meter, stream: bool) -> None:

@@ -64,3 +64,19 @@ def test_the_response_echoes_the_verbosity_asked_for():
         body = {"model": "m", "input": "Hi", **({"text": text} if text is not None else {})}
         check_create(body)
         assert response_object("resp_1", body, "m", 0, "default")["text"]["verbosity"] == echoed
+
+
+def test_the_service_s_refusal_of_an_image_reads_in_the_responses_api_s_terms():
+    """Our service names the chat message's part (``messages[2].content[1] is an image_url part``); a Responses
+    client sent ``input[1]`` (instructions became message 0), so the relay names the input's part kind instead."""
+    from hub.api.responses_chat import response_message, response_param
+    from inference.errors import RequestError
+    from inference.server.messages import _parts
+
+    content = [{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": "data:,"}}]
+    with pytest.raises(RequestError) as refused:
+        _parts(content, 2, "user", "small", images=False)
+    message = response_message(str(refused.value))
+    assert "messages[" not in message and "image_url" not in message and "input_image" in message, message
+    assert message.startswith("The model 'small' does not accept images") and "vision model" in message
+    assert response_param(refused.value.param) == "input"
