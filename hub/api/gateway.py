@@ -48,7 +48,17 @@ from django.utils import timezone
 from accounts import metering, pricing
 from accounts.models import ModelKind
 from hub import metrics, shutdown
-from hub.api import compaction, errors, fallbacks, file_inputs, responses_count, tiers, truncation, validation
+from hub.api import (
+    compaction,
+    errors,
+    fallbacks,
+    file_inputs,
+    legacy_functions,
+    responses_count,
+    tiers,
+    truncation,
+    validation,
+)
 from hub.api.affinity import prefix_key
 from hub.api.chat_store import HUB_ONLY, ChatStore
 from hub.api.compaction import CompactionRelay
@@ -288,6 +298,7 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
     answered = False  # the whole answer has been sent (what is left is metering)
     answer_headers: list[tuple[bytes, bytes]] = []  # x-ratelimit-* and x-hub-fallback-from, once the limits let it in
     chat_store: ChatStore | None = None  # a chat completion with store: true
+    legacy: bool = False  # a chat completion with the deprecated functions / function_call (legacy_functions.py)
     reserved = False  # the request has taken its limits once: a later grant (a fallback's) counts no new request
     tier = tiers.DEFAULT  # the service tier it is served in (hub/api/tiers.py)
     shown_tier: str | None = None  # what a chat answer's service_tier says (None: an external deployment's own)
@@ -400,12 +411,14 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
                 self.plan = await compaction.plan(ctx.key, body, model_id, info)
                 stream = False
             else:
+                if route == "chat/completions" and legacy_functions.wanted(body):
+                    self.legacy, body = True, legacy_functions.as_tools(body)  # asked and answered as functions
                 validation.check_body(route, body)
                 stream = body.get("stream") is True and route not in ENCODER_ROUTES
                 if route == SPEECH:  # its events, or the audio file's bytes as they are encoded
                     stream = body.get("stream_format") == "sse"
                 if route == "chat/completions":
-                    self.chat_store = ChatStore.wanted(ctx, body)  # the messages as sent
+                    self.chat_store = ChatStore.wanted(ctx, ctx.json)  # the messages as sent
                     body = await file_inputs.inline(
                         ctx.key, body, self._admit(ctx, info, stream), info.kind == ModelKind.VISION
                     )  # files as text (and pages)
@@ -430,6 +443,8 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
                     fallbacks.moved(candidates[i].info.id, candidates[j].info.id, unanswered.reason)
                     i = j
         except errors.ApiError as error:
+            if self.legacy:
+                legacy_functions.rename(error)
             await self._error(error)
         except asyncio.CancelledError:
             raise
@@ -608,6 +623,8 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
             payload["service_tier"] = self.shown_tier
         meter.take(usage)
         meter.first_token = time.monotonic()
+        if self.legacy:
+            payload = legacy_functions.answer(payload)
         if self.chat_store is not None:  # stored before it is sent: the client can retrieve it once it has it
             payload["id"] = self.chat_store.id
             await self.chat_store.save(payload)
@@ -698,7 +715,8 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
                 if data == "[DONE]":
                     complete = True  # the whole answer is relayed: a client that now hangs up aborted nothing
                     if store is not None and not cut:
-                        await store.save(store.assembler.completion(store.id, model_id))
+                        completion = store.assembler.completion(store.id, model_id)
+                        await store.save(legacy_functions.answer(completion) if self.legacy else completion)
                     await self._event("[DONE]")
                     break
                 if shutdown.over():
@@ -731,7 +749,7 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
                 if meter.first_token is None and has_output(chunk):  # not the role-only first chunk
                     meter.first_token = time.monotonic()
                 chunk["model"] = model_id
-                await self._event(chunk)
+                await self._event(legacy_functions.chunk(chunk) if self.legacy else chunk)
             await self.send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             if not complete:

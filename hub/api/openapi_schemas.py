@@ -333,9 +333,15 @@ _FILE_PART = _obj(
     '`file_data`: shown to the model as its text in `<file name="...">` ... `</file>`; anything else is a 400 '
     "`unsupported_file`.",
 )
+_FUNCTION_CALL = _obj(
+    {"name": _STR, "arguments": {**_STR, "description": "A JSON object, serialised."}},
+    ("name", "arguments"),
+    description="Deprecated, as OpenAI's: the call of the legacy `functions` (today a tool call).",
+    deprecated=True,
+)
 _MESSAGE = _obj(
     {
-        "role": {"enum": ["system", "developer", "user", "assistant", "tool"]},
+        "role": {"enum": ["system", "developer", "user", "assistant", "tool", "function"]},
         "content": {
             "oneOf": [
                 _TEXT,
@@ -346,6 +352,7 @@ _MESSAGE = _obj(
         "name": _STR,
         "tool_calls": {"type": "array", "items": _TOOL_CALL},
         "tool_call_id": _STR,
+        "function_call": _FUNCTION_CALL,
     },
     ("role",),
 )
@@ -415,6 +422,21 @@ SCHEMAS: dict[str, dict] = {
                 "description": "Default: auto with tools, none without. Required and named calls are enforced.",
             },  # fmt: skip
             "parallel_tool_calls": {**_BOOL, "default": True},
+            "functions": {
+                "type": "array",
+                "items": _TOOL["properties"]["function"],
+                "minItems": 1,
+                "maxItems": v.MAX_TOOLS,
+                "deprecated": True,
+                "description": "OpenAI's deprecated function calling, still served: the functions as tools, at most "
+                "one call an answer, given back as `message.function_call` with `finish_reason: function_call`; a "
+                "`function` message (its `name` and `content`) answers the latest call of that name.",
+            },
+            "function_call": {
+                "oneOf": [{"enum": ["none", "auto"]}, _obj({"name": _STR}, ("name",))],
+                "deprecated": True,
+                "description": "With `functions`: as `tool_choice`.",
+            },
             "response_format": _RESPONSE_FORMAT,
             "chat_template_kwargs": {
                 "type": "object",
@@ -457,9 +479,10 @@ SCHEMAS: dict[str, dict] = {
                                 "reasoning_content": _REASONING,
                                 "reasoning": _REASONING,
                                 "tool_calls": {"type": "array", "items": _TOOL_CALL},
+                                "function_call": _FUNCTION_CALL,
                             }
                         ),
-                        "finish_reason": {"enum": ["stop", "length", "tool_calls"]},
+                        "finish_reason": {"enum": ["stop", "length", "tool_calls", "function_call"]},
                         "logprobs": _LOGPROBS,
                     }
                 ),
@@ -487,6 +510,7 @@ SCHEMAS: dict[str, dict] = {
                                 "reasoning_content": _REASONING,
                                 "reasoning": _REASONING,
                                 "tool_calls": {"type": "array", "items": _TOOL_CALL_DELTA},
+                                "function_call": _obj({"name": _STR, "arguments": _STR}, deprecated=True),
                             }
                         ),
                         "finish_reason": {"type": ["string", "null"]},

@@ -165,6 +165,59 @@ def test_tool_calls_and_structured_outputs_pass_through_unchanged_and_are_metere
     assert sum(r.streamed for r in metered.values()) == 1
 
 
+def test_deprecated_functions_are_answered_as_functions(hub, inference_url):
+    """OpenAI's legacy ``functions`` / ``function_call``, as older clients send them: the hub asks the model with
+    tools (one call at most) and answers as OpenAI did, ``message.function_call`` and ``finish_reason:
+    function_call``, streamed as ``delta.function_call``; a ``function`` message answers the call. Each answer is
+    the one the same request in tools gets from the service; stored as the client read it; metered."""
+    question = [{"role": "user", "content": "Weather in Hamburg?"}]
+    legacy = dict(model=CHAT, functions=[WEATHER["function"]], max_tokens=80, temperature=0)
+    today = dict(model=CHAT, tools=[WEATHER], parallel_tool_calls=False, max_tokens=80, temperature=0)
+    direct = openai.OpenAI(base_url=inference_url, api_key="x", max_retries=0).chat.completions
+
+    answer = hub().chat.completions.create(messages=question, function_call={"name": WEATHER["function"]["name"]},
+                                           store=True, **legacy)  # fmt: skip
+    expected = direct.create(messages=question, tool_choice={"type": "function", "function": WEATHER["function"]},
+                             **today).choices[0]  # fmt: skip
+    [choice] = answer.choices
+    call = choice.message.function_call
+    assert (choice.finish_reason, choice.message.tool_calls) == ("function_call", None)
+    assert (call.name, call.arguments) == (expected.message.tool_calls[0].function.name,
+                                           expected.message.tool_calls[0].function.arguments)  # fmt: skip
+    assert json.loads(call.arguments)["format"] in ("celsius", "fahrenheit")
+    stored = hub().chat.completions.retrieve(answer.id).choices[0].message.function_call
+    assert (stored.name, stored.arguments) == (call.name, call.arguments)
+
+    chunks = list(hub().chat.completions.create(messages=question, function_call={"name": call.name}, stream=True,
+                                                **legacy))  # fmt: skip
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    assert all(d.tool_calls is None for d in deltas)
+    names = [d.function_call.name for d in deltas if d.function_call and d.function_call.name]
+    arguments = "".join(d.function_call.arguments for d in deltas if d.function_call)
+    assert (names, arguments) == ([call.name], call.arguments)
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "function_call"
+
+    # the result given back as a function message: the answer the service gives the same turn as a tool message
+    result = "22 degrees celsius and sunny"
+    function = {"name": call.name, "arguments": call.arguments}
+    turn = [{"role": "assistant", "content": None, "function_call": function},
+            {"role": "function", "name": call.name, "content": result}]  # fmt: skip
+    then = hub().chat.completions.create(messages=question + turn, **legacy).choices[0]
+    tool_call = {"id": "c1", "type": "function", "function": function}
+    as_tools = [{"role": "assistant", "content": None, "tool_calls": [tool_call]},
+                {"role": "tool", "tool_call_id": "c1", "content": result}]  # fmt: skip
+    expected = direct.create(messages=question + as_tools, **today).choices[0]
+    assert then.message.content == expected.message.content
+    assert then.finish_reason == {"tool_calls": "function_call"}.get(expected.finish_reason, expected.finish_reason)
+
+    with pytest.raises(openai.BadRequestError) as raised:  # named as sent, not as the tools it became
+        hub().chat.completions.create(messages=question, functions=[{"name": "f", "parameters": "x"}], max_tokens=5,
+                                      model=CHAT)  # fmt: skip
+    assert raised.value.body["param"] == "functions[0].parameters"
+    metered = rows(3, tenant_id=hub.tenant.id, model=CHAT)  # the refusal reached no model
+    assert len(metered) == 3 and all(r.status_code == 200 and r.completion_tokens > 0 for r in metered)
+
+
 def _look(url: str, text: str = "What's in this image?") -> list[dict]:
     return [
         {"role": "user", "content": [{"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": url}}]}
