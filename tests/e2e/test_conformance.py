@@ -57,6 +57,24 @@ def test_streamed_chunks_carry_usage_null_until_the_usage_chunk(transactional_db
     assert all("usage" not in c for c in events(hub, "chat/completions", body))
 
 
+def test_a_deprecated_function_call_is_openais_shape(transactional_db, hub):
+    """``functions`` answered as OpenAI did: ``message.function_call``, ``finish_reason: function_call``, and
+    streamed ``delta.function_call`` (tests/e2e/test_gateway.py checks what they hold)."""
+    function = {"name": "pick", "parameters": {"type": "object", "properties": {"colour": {"enum": ["red", "blue"]}},
+                                               "required": ["colour"]}}  # fmt: skip
+    body = {"model": CHAT, "messages": MESSAGES, "max_tokens": 60, "temperature": 0, "functions": [function],
+            "function_call": {"name": "pick"}}  # fmt: skip
+    answer = post(hub, "chat/completions", body).json()
+    assert_valid("CreateChatCompletionResponse", answer)
+    [choice] = answer["choices"]
+    assert choice["finish_reason"] == "function_call" and "tool_calls" not in choice["message"]
+    chunks = events(hub, "chat/completions", {**body, "stream": True})
+    for chunk in chunks:
+        assert_valid("CreateChatCompletionStreamResponse", chunk)
+    assert chunks[-1]["choices"][0]["finish_reason"] == "function_call"
+    assert any("function_call" in c["choices"][0]["delta"] for c in chunks)
+
+
 def test_completions_default_to_16_tokens(transactional_db, hub):
     body = {"model": COMPLETION, "prompt": "Once upon a time, in a land far away,", "temperature": 0,
             "stop": None}  # fmt: skip
