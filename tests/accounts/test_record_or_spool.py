@@ -6,6 +6,7 @@ them. The spool itself is tested in test_spool.py, a live outage in tests/e2e/te
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import pytest
 from django.db import DatabaseError, DataError, IntegrityError, InterfaceError, OperationalError, ProgrammingError
@@ -51,6 +52,13 @@ def _failing(exc: Exception):
     return record_usage
 
 
+def _from_sqlite(message: str) -> OperationalError:
+    """Django's OperationalError as it wraps sqlite3's (``__cause__``)."""
+    error = OperationalError(message)
+    error.__cause__ = sqlite3.OperationalError(message)
+    return error
+
+
 @pytest.mark.parametrize(
     ("exc", "unreachable"),
     [
@@ -62,6 +70,10 @@ def _failing(exc: Exception):
         (DataError("value too long"), False),
         (DatabaseError("something else"), False),
         (ValueError("not the database"), False),
+        (_from_sqlite("database is locked"), True),  # the embedded default, busy: retry
+        (_from_sqlite("unable to open database file"), True),
+        (_from_sqlite("malformed JSON"), False),  # a query SQLite cannot run: a bug, not a 503 (it was one)
+        (_from_sqlite("no such table: accounts_tenant"), False),
     ],
     ids=lambda v: type(v).__name__ if isinstance(v, Exception) else str(v),
 )
