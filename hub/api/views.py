@@ -101,8 +101,9 @@ def unknown_url(request, *args, **kwargs):
 
 
 # OpenAI's groupings too: service_tier (default, flex, batch: hub/api/tiers.py) and batch (a batch's lines or not)
-GROUP_BY = {"day": (), "model": ("model",), "key": ("api_key__prefix",), "service_tier": ("service_tier",),
-            "batch": ("batch",)}  # fmt: skip
+# api_key_id: OpenAI's name for key (the results' field either way)
+GROUP_BY = {"day": (), "model": ("model",), "key": ("api_key__prefix",), "api_key_id": ("api_key__prefix",),
+            "service_tier": ("service_tier",), "batch": ("batch",)}  # fmt: skip
 # which of OpenAI's usage results a route's rows are: encoders' (embeddings, rerank and score, a vector store's
 # indexing and searches) embeddings, speech's audio_transcriptions and audio_speeches, moderations, the rest completions
 EMBEDDING_ROUTES = ("embeddings", "rerank", "score", "vector_stores/files", "vector_stores/search")
@@ -137,12 +138,12 @@ def _date_param(request: Request, name: str, default: date) -> date:
 
 
 class UsageView(TenantAPIView):
-    """``GET /v1/usage?start=YYYY-MM-DD&end=YYYY-MM-DD&group_by=day|model|key|service_tier|batch``: this tenant's
-    metered requests and tokens in daily buckets (UTC; ``end`` inclusive; default the last 7 days), shaped like
-    OpenAI's organization usage API: completions results (chat, completions, responses), embeddings results (and the
-    encoders' and vector stores' rows), moderations results, audio_transcriptions results (with the audio's
-    ``seconds``) for transcriptions and translations, and audio_speeches results (with their ``characters``). Read
-    from the raw usage rows, so it is exact and current."""
+    """``GET /v1/usage?start=YYYY-MM-DD&end=YYYY-MM-DD&group_by=day|model|key|service_tier|batch`` (``api_key_id``:
+    OpenAI's name for ``key``): this tenant's metered requests and tokens in daily buckets (UTC; ``end`` inclusive;
+    default the last 7 days), shaped like OpenAI's organization usage API: completions results (chat, completions,
+    responses), embeddings results (and the encoders' and vector stores' rows), moderations results,
+    audio_transcriptions results (with the audio's ``seconds``) for transcriptions and translations, and
+    audio_speeches results (with their ``characters``). Read from the raw usage rows, so it is exact and current."""
 
     @extend_schema(
         operation_id="get_usage",

@@ -51,6 +51,8 @@ def test_usage_api_buckets_and_groups_only_the_tenants_own_rows(live_hub, acme, 
     assert sorted((r["api_key_id"], r["total_tokens"]) for r in by_key["data"][0]["results"]) == sorted(
         [(a1.key.prefix, 15), (a2.key.prefix, 3)]
     )
+    # OpenAI's name for the grouping, which is also the results' field
+    assert _get(live_hub, a2.secret, start="2026-11-20", end="2026-11-20", group_by="api_key_id").json() == by_key
     theirs = _get(live_hub, g.secret, start="2026-11-20", end="2026-11-21").json()
     assert [r["total_tokens"] for b in theirs["data"] for r in b["results"]] == [2000]
 
