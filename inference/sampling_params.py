@@ -38,6 +38,9 @@ class SamplingParams:
     stop: list[str] = field(default_factory=list)
     stop_token_ids: list[int] = field(default_factory=list)
     ignore_eos: bool = False
+    # vLLM's: no end (EOS, stop_token_ids, stop strings) before this many tokens; a stop string kept in the text
+    min_tokens: int = 0
+    include_stop_str_in_output: bool = False
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     repetition_penalty: float = 1.0
@@ -60,6 +63,7 @@ class SamplingParams:
             self.top_k = 0
         checks = [
             ("max_tokens", self.max_tokens >= 1, "must be at least 1"),
+            ("min_tokens", self.min_tokens >= 0, "must be at least 0"),
             ("temperature", 0.0 <= self.temperature <= 2.0, "must be between 0 and 2"),
             ("top_p", 0.0 <= self.top_p <= 1.0, "must be in [0, 1]"),
             ("top_k", self.top_k >= 0, "must be -1, 0 or positive"),

@@ -193,6 +193,17 @@ _SAMPLING = {
     },
     "stop_token_ids": {**_TOKEN_IDS, "description": "vLLM extension."},
     "ignore_eos": {**_BOOL, "default": False, "description": "vLLM extension."},
+    "min_tokens": {
+        **_INT,
+        "minimum": 0,
+        "default": 0,
+        "description": "vLLM extension: no end (EOS, `stop_token_ids`, `stop`) before this many tokens.",
+    },
+    "include_stop_str_in_output": {
+        **_BOOL,
+        "default": False,
+        "description": "vLLM extension: the `stop` string that ended the answer is kept at its end.",
+    },
     "seed": {
         **_INT,
         "minimum": v.INT64[0],

@@ -56,8 +56,9 @@ _NUMBERS: tuple[tuple[str, bool, float | None, float | None], ...] = (
     ("top_k", True, -1, INT32_MAX),  # vLLM extensions from here on
     ("min_p", False, 0, 1),
     ("repetition_penalty", False, MIN_POSITIVE, 10),
+    ("min_tokens", True, 0, None),
 )
-_BOOLS = ("stream", "ignore_eos")
+_BOOLS = ("stream", "ignore_eos", "include_stop_str_in_output")
 
 
 def _kind(value: Any) -> str:

@@ -54,17 +54,25 @@ class OutputProcessor:
                     break
         return best
 
+    def ends_banned(self) -> list[int]:
+        """The ids the next token may not be while the sequence is short of ``min_tokens`` (its stop ids)."""
+        return sorted(self.stop_ids) if len(self.seq.output_ids) < self.seq.params.min_tokens else []
+
     def on_token(self, token_id: int) -> SeqDelta:
         """Account for a newly sampled token; decide whether the sequence is finished."""
         seq = self.seq
         finish: str | None = None
         text = ""
-        if token_id in self.stop_ids:
+        may_end = len(seq.output_ids) >= seq.params.min_tokens  # this token counted, as vLLM's stop checker
+        if token_id in self.stop_ids and may_end:
             finish = "stop"
         else:
             self.pending += self.detok.add(token_id)
-            cut = min((i for i in (self.pending.find(s) for s in self.stops) if i >= 0), default=-1)
-            if cut >= 0:
+            found = [(i, s) for i, s in ((self.pending.find(s), s) for s in self.stops) if i >= 0] if may_end else []
+            if found:
+                cut, stop = min(found)
+                if seq.params.include_stop_str_in_output:
+                    cut += len(stop)
                 text, self.pending, finish = self.pending[:cut], "", "stop"
             else:
                 keep = self._held_back(self.pending)

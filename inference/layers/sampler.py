@@ -85,13 +85,15 @@ def sample(
     generators: list[torch.Generator | None],
     kernels: bool = False,
     allowed: tuple[list[int], torch.Tensor] | None = None,
+    banned: list[list[int]] | None = None,
 ) -> SampleResult:
     """logits: [N, vocab] float32, one row per sequence; histories: (prompt ids, output ids). With ``kernels``,
     the rows that sample (not greedy) go through the Triton sampling kernel.
     ``allowed``: (rows, [len(rows), V] bool) the only tokens those rows may take (constrained decoding); logprobs
-    stay those of the model's own distribution."""
+    stay those of the model's own distribution. ``banned``: per row, the ids it may not take this step (the ends of
+    a sequence short of its ``min_tokens``), or empty."""
     raw = logits
-    if allowed is not None or any(p.logit_bias or p.needs_penalties for p in params):
+    if allowed is not None or banned is not None or any(p.logit_bias or p.needs_penalties for p in params):
         logits = logits.clone()  # changed in place below; plain rows (greedy or sampled) read the raw logits
     if allowed is not None:
         rows, masks = allowed
@@ -110,6 +112,8 @@ def sample(
             row[ids] += torch.tensor(list(p.logit_bias.values()), dtype=row.dtype, device=row.device)
         if p.needs_penalties:
             _apply_penalties(row, p, *histories[i])
+        if banned is not None and banned[i]:
+            row[torch.tensor(banned[i], dtype=torch.long, device=row.device)] = float("-inf")
         if p.greedy:
             tokens.append(int(row.argmax()))
             continue

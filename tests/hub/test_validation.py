@@ -38,6 +38,7 @@ GOOD = [
     ("chat/completions", _with(CHAT, some_future_field={"x": [1]}, metadata={"a": "b"}, store=False)),
     ("chat/completions", _with(CHAT, temperature=0, top_p=1, n=16, max_tokens=1, seed=-(2**63), stop=["a", "b"])),
     ("chat/completions", _with(CHAT, temperature=2.0, presence_penalty=-2, frequency_penalty=2, top_k=-1, min_p=1)),
+    ("chat/completions", _with(CHAT, min_tokens=0, include_stop_str_in_output=True)),
     ("chat/completions", _with(CHAT, temperature=1e-5, top_p=1e-5, repetition_penalty=1e-5)),
     ("chat/completions", _with(CHAT, temperature=5e-324, top_p=0)),  # greedy; the most likely token only
     ("completions", _with(COMPLETION, temperature=1e-40, top_p=5e-324)),
@@ -186,6 +187,9 @@ BAD = [
     ("chat/completions", _with(CHAT, seed=2**63), "seed", "integer_above_max_value"),
     ("chat/completions", _with(CHAT, seed="42"), "seed", "invalid_type"),
     ("chat/completions", _with(CHAT, top_k=2**31), "top_k", "integer_above_max_value"),
+    ("chat/completions", _with(CHAT, min_tokens=-1), "min_tokens", "integer_below_min_value"),
+    ("completions", _with(COMPLETION, min_tokens=1.5), "min_tokens", "invalid_type"),
+    ("chat/completions", _with(CHAT, include_stop_str_in_output="yes"), "include_stop_str_in_output", "invalid_type"),
     ("chat/completions", _with(CHAT, repetition_penalty=0), "repetition_penalty", "decimal_below_min_value"),
     ("chat/completions", _with(CHAT, repetition_penalty=1e-300), "repetition_penalty", "decimal_below_min_value"),
     ("chat/completions", _with(CHAT, logprobs=1), "logprobs", "invalid_type"),

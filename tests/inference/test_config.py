@@ -167,3 +167,19 @@ def test_listening_beyond_loopback_needs_a_shared_secret(monkeypatch):
     assert ServerConfig(models=models, host="127.0.0.1").api_key is None  # loopback: no secret needed
     monkeypatch.setenv("INFERENCE_API_KEY", "e" * 20)
     assert ServerConfig(models=models, host="::").api_key == "e" * 20
+
+
+def test_a_row_short_of_min_tokens_draws_none_of_its_ends():
+    """``banned`` (the engine's ends of a sequence short of ``min_tokens``): never drawn, greedy or sampled, even
+    where the model puts all its mass on them; the logprobs stay the model's; other rows are untouched."""
+    from inference.layers.sampler import sample
+
+    logits = torch.zeros(3, 40)
+    logits[:, 7] = logits[:, 9] = 50.0  # the ends, far the likeliest
+    params = [SamplingParams(temperature=0.0, logprobs=0), SamplingParams(temperature=1.0, seed=3),
+              SamplingParams(temperature=0.0)]  # fmt: skip
+    gens = [None, torch.Generator().manual_seed(3), None]
+    result = sample(logits, params, [([], [])] * 3, gens, banned=[[7, 9], [7, 9], []])
+    assert result.token_ids[0] not in (7, 9) and result.token_ids[1] not in (7, 9) and result.token_ids[2] == 7
+    assert result.logprobs[0][0] == pytest.approx(float(torch.log_softmax(logits[0], -1)[result.token_ids[0]]))
+    assert logits[0, 7] == 50.0  # the caller's logits are left as they were

@@ -66,6 +66,43 @@ def test_max_tokens_and_eos():
     assert "<|im_end|>" not in result["text"]
 
 
+def test_min_tokens_holds_back_the_ends_and_a_stop_string_keeps_itself_when_asked():
+    """vLLM's ``min_tokens``: no stop id is drawn, and no stop string ends the answer, before that many tokens (the
+    answer goes on where it would have ended, the same tokens before); ``include_stop_str_in_output`` keeps the
+    stop string that ended it. Each request's answer is the one it gets alone, batched with the others."""
+    tokenizer = loaded("smollm2")[1]
+    chat = tokenizer.apply_chat_template([{"role": "user", "content": "Say hi."}], add_generation_prompt=True)
+    asks = {
+        "plain": SamplingParams(max_tokens=200, temperature=0.0),
+        "longer": SamplingParams(max_tokens=200, temperature=0.0, min_tokens=30),
+        "stop": SamplingParams(max_tokens=200, temperature=0.0, stop=["!"]),
+        "stop late": SamplingParams(max_tokens=200, temperature=0.0, stop=["!"], min_tokens=10),
+        "stop kept": SamplingParams(max_tokens=200, temperature=0.0, stop=["!"], include_stop_str_in_output=True),
+    }
+    alone = {}
+    for name, params in asks.items():
+        engine = make_engine("smollm2")
+        engine.add_request(name, chat, params)
+        alone[name] = run_to_end(engine)[(name, 0)]
+    engine = make_engine("smollm2")
+    for name, params in asks.items():
+        engine.add_request(name, chat, params)
+    together = {name: (r["ids"], r["text"]) for (name, _), r in run_to_end(engine).items()}
+    assert together == {name: (r["ids"], r["text"]) for name, r in alone.items()}
+
+    plain, longer = alone["plain"], alone["longer"]
+    ends = set(tokenizer.stop_token_ids)
+    assert plain["finish"] == "stop" and plain["ids"][-1] in ends and len(plain["ids"]) < 30  # it would end early
+    assert longer["ids"][: len(plain["ids"]) - 1] == plain["ids"][:-1]  # the same answer, until its end
+    assert not ends & set(longer["ids"][:30]) and len(longer["ids"]) >= 30
+    assert longer["text"].startswith(plain["text"]) and len(longer["text"]) > len(plain["text"])
+
+    stopped, late, kept = alone["stop"]["text"], alone["stop late"]["text"], alone["stop kept"]["text"]
+    assert "!" in plain["text"] and stopped == plain["text"][: plain["text"].index("!")]
+    assert kept == stopped + "!" and alone["stop kept"]["finish"] == "stop"
+    assert late.startswith(stopped + "!") and len(alone["stop late"]["ids"]) >= 10  # the early "!" did not end it
+
+
 def test_logprobs_are_the_models_distribution():
     ids = encode("smollm2", PROMPTS[0])
     engine = make_engine("smollm2")

@@ -37,3 +37,18 @@ def test_only_embeddings_refuse_empty_strings():
     for value in ("", ["", "a"]):
         with pytest.raises(RequestError, match="input"):
             read_embedding_inputs({"input": value})
+
+
+def test_min_tokens_and_include_stop_str_in_output_are_read_and_checked():
+    """vLLM's sampling extras: read into the request's params; ``min_tokens`` above ``max_tokens`` (or below 0)
+    is the client's 400, as vLLM's."""
+    from inference.server.parse import read_generation
+
+    read = read_generation({"max_tokens": 8, "min_tokens": 8, "include_stop_str_in_output": True}, 100, chat=False)
+    assert (read.params.min_tokens, read.params.include_stop_str_in_output) == (8, True)
+    assert read_generation({}, 100, chat=True).params.min_tokens == 0  # off unless asked
+    for body in [{"max_completion_tokens": 4, "min_tokens": 5}, {"min_tokens": -1}, {"min_tokens": "3"},
+                 {"include_stop_str_in_output": "yes"}]:  # fmt: skip
+        with pytest.raises(RequestError) as refused:
+            read_generation(body, 100, chat=True)
+        assert refused.value.param in ("min_tokens", "include_stop_str_in_output"), body

@@ -300,3 +300,16 @@ def test_the_engine_sampler_sends_min_p_rows_to_the_kernel():
                                        torch.tensor([p.min_p for p in params], device=DEVICE))  # fmt: skip
     assert all(kept[i, t] > 0 for i, t in enumerate(tokens)), tokens
     assert tokens[4] == int(logits[4].argmax())
+
+
+def test_the_kernel_rows_draw_none_of_the_banned_ids():
+    """A sequence short of ``min_tokens`` sampled by the kernel: its ends (banned) are never drawn."""
+    from inference.layers.sampler import sample
+    from inference.sampling_params import SamplingParams
+
+    logits = _logits(4, 300, seed=12).contiguous()
+    logits[:, 5] = logits[:, 6] = 40.0
+    params = [SamplingParams(temperature=1.0, top_k=k, seed=i) for i, k in enumerate([0, 3, 50, 0])]
+    gens = [torch.Generator().manual_seed(i) for i in range(4)]
+    tokens = sample(logits, params, [([], [])] * 4, gens, kernels=True, banned=[[5, 6], [5, 6], [5, 6], []]).token_ids
+    assert all(t not in (5, 6) for t in tokens[:3]) and tokens[3] in (5, 6), tokens
