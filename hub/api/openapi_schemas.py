@@ -449,6 +449,17 @@ SCHEMAS: dict[str, dict] = {
                 "description": "With `functions`: as `tool_choice`.",
             },
             "response_format": _RESPONSE_FORMAT,
+            "continue_final_message": {
+                **_BOOL,
+                "default": False,
+                "description": "vLLM's: the final message is left open and the answer continues it (a prefill of the "
+                "assistant's answer); no new turn is opened.",
+            },
+            "add_generation_prompt": {
+                **_BOOL,
+                "description": "vLLM's: whether the prompt opens the assistant's turn (default: true, false with "
+                "`continue_final_message`).",
+            },
             "chat_template_kwargs": {
                 "type": "object",
                 "description": "vLLM's: extra variables for the model's chat template, e.g. "

@@ -24,6 +24,7 @@ from inference.server.limits import MAX_BODY_BYTES
 from inference.server.messages import read_messages
 from inference.server.metrics import Metrics
 from inference.server.moderation import moderations
+from inference.server.parse import read_turn
 from inference.server.registry import ModelRegistry
 from inference.server.rerank import rerank, score
 from inference.server.speech import transcriptions, translations
@@ -109,9 +110,12 @@ async def metrics(request: Request) -> Response:
 async def tokenize(request: Request, body: dict) -> JSONResponse:
     model = request.app.state.registry.get(body.get("model"))
     if "messages" in body:
-        ids = model.tokenizer.apply_chat_template(
-            read_messages(body), add_generation_prompt=bool(body.get("add_generation_prompt", True))
-        )
+        opens, continues = read_turn(body)  # vLLM's: the prompt a chat request with these would get
+        try:
+            ids = model.tokenizer.apply_chat_template(read_messages(body), add_generation_prompt=opens,
+                                                      continue_final_message=continues)  # fmt: skip
+        except ValueError as exc:  # the template refused the conversation, as a chat request's 400
+            raise ServiceError(str(exc), param="messages") from None
     elif isinstance(body.get("prompt"), str) and body.get("return_offsets") is True:
         # each token's span of the text, [start, end) in characters: a vector store cuts its chunks there
         ids, offsets = model.tokenizer.encode_with_offsets(body["prompt"])

@@ -186,6 +186,9 @@ class ChatRequest:
     generation: GenerationRequest
     template_kwargs: dict[str, Any] = field(default_factory=dict)  # vLLM's chat_template_kwargs
     structured: Structured | None = None  # vLLM's structured_outputs (or guided_*): the answer's shape
+    # vLLM's: the prompt opens the model's turn, or (continue_final_message) leaves the final message open: a prefill
+    add_generation_prompt: bool = True
+    continue_final_message: bool = False
 
 
 # the names the renderer gives the template itself, which a request's chat_template_kwargs may not replace
@@ -280,7 +283,20 @@ def parse_chat(body: dict, model: LoadedModel) -> ChatRequest:
     messages = read_messages(body, images=model.vision is not None)
     generation = read_generation(body, model.vocab_size, chat=True)
     kwargs = read_reasoning_effort(body, read_template_kwargs(body))
-    return ChatRequest(messages, tools, generation, kwargs, structured)
+    opens, continues = read_turn(body)
+    return ChatRequest(messages, tools, generation, kwargs, structured, add_generation_prompt=opens,
+                       continue_final_message=continues)  # fmt: skip
+
+
+def read_turn(body: dict) -> tuple[bool, bool]:
+    """(add_generation_prompt, continue_final_message): continuing the final message opens no new turn, so it
+    leaves add_generation_prompt off unless the request asked for both (vLLM's 400)."""
+    continues = _get(body, "continue_final_message", (bool,), "a boolean", False)
+    opens = _get(body, "add_generation_prompt", (bool,), "a boolean", None)
+    if continues and opens:
+        raise RequestError("Cannot set both 'continue_final_message' and 'add_generation_prompt' to true.",
+                           param="continue_final_message")  # fmt: skip
+    return (not continues) if opens is None else opens, continues
 
 
 def parse_completion(body: dict, model: LoadedModel) -> CompletionRequest:

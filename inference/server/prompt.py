@@ -101,7 +101,8 @@ async def _chat_ids(
     if model.vision is not None:
         markers = ImageMarkers.new()
         flat, images = flatten_images(request.messages, markers)
-    kwargs = request.template_kwargs
+    kwargs = {**request.template_kwargs, "add_generation_prompt": request.add_generation_prompt,
+              "continue_final_message": request.continue_final_message}  # fmt: skip
     if not images:
         return _render(request.tools, fmt, model, request.messages, kwargs=kwargs), None
     inputs = await load_images(images, model, policy)
@@ -121,17 +122,18 @@ def _render(
     kwargs: dict | None = None,
 ) -> list[int]:
     """The conversation and the tools, in the template's way or in ours. ``images``: the markers standing for the
-    request's images in ``messages``; each becomes one image token. ``kwargs``: the request's template variables."""
+    request's images in ``messages``; each becomes one image token. ``kwargs``: the request's template variables,
+    and whether the prompt opens the model's turn (``add_generation_prompt``) or continues the final message."""
     messages, template_tools = prepare(messages, tools, model.tokenizer.chat_template, fmt)
     render = partial(model.tokenizer.apply_chat_template, **(kwargs or {}))
     if images is None:
-        return render(messages, add_generation_prompt=True, tools=template_tools)
+        return render(messages, tools=template_tools)
     if model.vision.content_format == "parts":
-        return render(split_markers(messages, images), add_generation_prompt=True, tools=template_tools, parts=True)
+        return render(split_markers(messages, images), tools=template_tools, parts=True)
     pattern = images.pattern()
     marks = {m: model.vision.image_token for msg in messages if isinstance(msg.get("content"), str)
              for m in pattern.findall(msg["content"])}  # fmt: skip
-    return render(messages, add_generation_prompt=True, tools=template_tools, placeholders=marks)
+    return render(messages, tools=template_tools, placeholders=marks)
 
 
 def _markers(model: LoadedModel, fmt: ToolFormat) -> dict[str, int]:

@@ -163,3 +163,32 @@ def normalize_messages(messages: list[dict[str, Any]], keep_parts: bool = False)
             raise ChatTemplateError("message content must be a string or a list of text parts")
         out.append(message)
     return out
+
+
+def tag_final_message(messages: list[dict[str, Any]], tag: str) -> list[dict[str, Any]]:
+    """``messages`` with ``tag`` after the final message's text (its content, or its last text part), for
+    ``cut_at_tag``: vLLM's and transformers' ``continue_final_message``, done as transformers does it."""
+    if not messages or not isinstance(messages[-1], dict):
+        raise ChatTemplateError("continue_final_message needs a final message to continue")
+    final = dict(messages[-1])
+    content = final.get("content")
+    parts = content if isinstance(content, list) else []
+    texts = [i for i, part in enumerate(parts) if isinstance(part, dict) and "text" in part]
+    if isinstance(content, str) and content.strip():
+        final["content"] = content + tag
+    elif texts:
+        content = list(content)
+        content[texts[-1]] = {**content[texts[-1]], "text": str(content[texts[-1]]["text"]) + tag}
+        final["content"] = content
+    else:
+        raise ChatTemplateError("continue_final_message needs a final message with text to continue")
+    return [*messages[:-1], final]
+
+
+def cut_at_tag(rendered: str, tag: str) -> str:
+    """The rendered conversation up to the final message's end (``tag_final_message``'s tag): the template's
+    end-of-turn markup left out. A template that trimmed the text's trailing spaces is followed (transformers')."""
+    at = rendered.rfind(tag.strip())
+    if at < 0:
+        raise ChatTemplateError("continue_final_message: the template does not show the final message's text")
+    return rendered[:at] if rendered[at : at + len(tag)] == tag else rendered[:at].rstrip()

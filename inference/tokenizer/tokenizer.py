@@ -192,10 +192,12 @@ class Tokenizer:
         *,
         parts: bool = False,
         placeholders: dict[str, str] | None = None,
+        continue_final_message: bool = False,
         **kwargs: Any,
     ) -> str:
         """The prompt text the template makes of ``messages`` (what ``apply_chat_template`` tokenizes)."""
-        return self._render(messages, add_generation_prompt, tools, kwargs, parts, placeholders)[0]
+        return self._render(messages, add_generation_prompt, tools, kwargs, parts, placeholders,
+                            continue_final_message)[0]  # fmt: skip
 
     def apply_chat_template(
         self,
@@ -205,6 +207,7 @@ class Tokenizer:
         *,
         parts: bool = False,
         placeholders: dict[str, str] | None = None,
+        continue_final_message: bool = False,
         **kwargs: Any,
     ) -> list[int]:
         """Token ids of the rendered conversation; only the template's own control tokens are special.
@@ -212,8 +215,10 @@ class Tokenizer:
         ``parts``: pass contents to the template as lists of parts (``{"type": "text"|"image"}``), for templates
         that place images themselves (llava-hf's). ``placeholders``: marker text the caller put in the messages
         -> the control token it stands for (an image token, for templates that only know strings); markers are
-        unguessable per call, so a user cannot write one."""
-        text, protected = self._render(messages, add_generation_prompt, tools, kwargs, parts, placeholders)
+        unguessable per call, so a user cannot write one. ``continue_final_message``: the final message left open
+        for the model to continue (no generation prompt; ``chat_template.final_message_end``)."""
+        text, protected = self._render(messages, add_generation_prompt, tools, kwargs, parts, placeholders,
+                                       continue_final_message)  # fmt: skip
         if not protected:  # nothing in the messages looks like a control token: tokenize as HF does
             return self._parsing.encode(text, add_special_tokens=False).ids
         ids: list[int] = []
@@ -232,12 +237,16 @@ class Tokenizer:
         kwargs: dict[str, Any],
         parts: bool = False,
         placeholders: dict[str, str] | None = None,
+        continue_final_message: bool = False,
     ) -> tuple[str, list[tuple[int, int]]]:
         """(prompt text, sorted [start, end) spans of control-token text that came from the messages)."""
         if not self.chat_template:
             raise chat_template.ChatTemplateError("this model has no chat template; use a completion request")
         originals: list[str] = []
         nonce = str(secrets.randbelow(10**12)).zfill(12)  # digits survive |upper, |lower, |trim
+        tag = f"CONTINUE{nonce}TAG "  # after the final message's text, to cut there (continue_final_message)
+        if continue_final_message:
+            messages = chat_template.tag_final_message(messages, tag)
 
         def shield(value: Any) -> Any:  # every string the caller sent, roles and tool schemas included
             if isinstance(value, str):
@@ -258,6 +267,8 @@ class Tokenizer:
         )
         for marker, token in (placeholders or {}).items():  # not shielded: they become template control tokens
             rendered = rendered.replace(marker, token)
+        if continue_final_message:  # the tag is plain text: shielded contents before it are whole
+            rendered = chat_template.cut_at_tag(rendered, tag)
         if not originals:
             return rendered, []
         parts: list[str] = []

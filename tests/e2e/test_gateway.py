@@ -218,6 +218,30 @@ def test_deprecated_functions_are_answered_as_functions(hub, inference_url):
     assert len(metered) == 3 and all(r.status_code == 200 and r.completion_tokens > 0 for r in metered)
 
 
+def test_a_prefilled_answer_is_continued(hub, inference_url):
+    """vLLM's ``continue_final_message``: the final (assistant) message is left open and the model continues it;
+    the answer equals the service's completion of the prompt transformers renders for it (its own
+    ``continue_final_message``). Asking for a new turn as well is the client's 400."""
+    from transformers import AutoTokenizer
+
+    from tests.support.models import model_dir
+
+    messages = [{"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": "My favourite is"}]
+    extra = {"continue_final_message": True}
+    answer = hub().chat.completions.create(model=CHAT, messages=messages, max_tokens=12, temperature=0,
+                                           extra_body=extra)  # fmt: skip
+    hf = AutoTokenizer.from_pretrained(model_dir("smollm2"))
+    ids = hf.apply_chat_template(messages, continue_final_message=True, return_dict=True)["input_ids"]
+    direct = openai.OpenAI(base_url=inference_url, api_key="x", max_retries=0)
+    expected = direct.completions.create(model=CHAT, prompt=ids, max_tokens=12, temperature=0).choices[0].text
+    assert answer.choices[0].message.content == expected and expected.strip()
+    assert answer.usage.prompt_tokens == len(ids)
+    with pytest.raises(openai.BadRequestError) as raised:
+        hub().chat.completions.create(model=CHAT, messages=messages, max_tokens=4,
+                                      extra_body={**extra, "add_generation_prompt": True})  # fmt: skip
+    assert raised.value.body["param"] == "continue_final_message"
+
+
 def _look(url: str, text: str = "What's in this image?") -> list[dict]:
     return [
         {"role": "user", "content": [{"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": url}}]}

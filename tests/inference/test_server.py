@@ -258,6 +258,19 @@ def test_tokenize_and_detokenize(service):
     assert text["prompt"] == "Hello world"
     chat = httpx.post(f"{service}/tokenize", json={"model": CHAT, "messages": MESSAGES}).json()
     assert chat["count"] > tokens["count"]
+    # vLLM's turn options: no generation prompt; the final message left open (a prefill's prompt)
+    closed = httpx.post(f"{service}/tokenize", json={"model": CHAT, "messages": MESSAGES,
+                                                     "add_generation_prompt": False}).json()  # fmt: skip
+    prefill = [*MESSAGES, {"role": "assistant", "content": "It is"}]
+    opened = httpx.post(f"{service}/tokenize", json={"model": CHAT, "messages": prefill,
+                                                     "continue_final_message": True}).json()  # fmt: skip
+    assert closed["tokens"] == chat["tokens"][: closed["count"]] < chat["tokens"]
+    assert opened["tokens"][: chat["count"]] == chat["tokens"]  # the assistant's turn, opened and begun
+    assert httpx.post(f"{service}/detokenize", json={"model": CHAT, "tokens": opened["tokens"]}).json()[
+        "prompt"].endswith("<|im_start|>assistant\nIt is")  # fmt: skip
+    refused = httpx.post(f"{service}/tokenize", json={"model": CHAT, "messages": [{"role": "user", "content": " "}],
+                                                      "continue_final_message": True})  # fmt: skip
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "messages"
 
 
 def test_client_disconnect_frees_the_sequence(service):

@@ -223,6 +223,27 @@ def test_chat_template_renders_and_tokenizes_like_plain_text(dirs, toks, model):
     assert tok.render_chat(CHAT, add_generation_prompt=False) == RENDERED[model].removesuffix(prompt)
 
 
+@pytest.mark.parametrize("model", ["gemma3", "smollm2"])
+@pytest.mark.parametrize("prefill", ["The answer is", "The answer is ", "  padded  ", "It is <|im_end|> 4"])
+def test_the_final_message_is_continued_as_transformers_renders_it(dirs, toks, model, prefill):
+    """vLLM's ``continue_final_message`` (a prefill): the conversation cut just after the final message's text, as
+    transformers' ``apply_chat_template(..., continue_final_message=True)`` cuts it (spaces the template trims, a
+    control token typed in the text), and tokenized with that text plain."""
+    from transformers import AutoTokenizer
+
+    hf = AutoTokenizer.from_pretrained(dirs[model])
+    messages = [*CHAT, {"role": "assistant", "content": prefill}]
+    expected = hf.apply_chat_template(messages, tokenize=False, continue_final_message=True)
+    tok = toks[model]
+    assert tok.render_chat(messages, add_generation_prompt=False, continue_final_message=True) == expected
+    ids = tok.apply_chat_template(messages, add_generation_prompt=False, continue_final_message=True)
+    assert tok.decode(ids, skip_special_tokens=False) == expected
+    whole = tok.apply_chat_template(messages, add_generation_prompt=False)
+    assert ids == whole[: len(ids)] and len(ids) < len(whole)  # the same tokens, the turn left open
+    with pytest.raises(ChatTemplateError, match="final message"):
+        tok.apply_chat_template([*CHAT, {"role": "assistant", "content": " "}], continue_final_message=True)
+
+
 def test_smollm2_template_adds_its_default_system_prompt(toks):
     text = toks["smollm2"].render_chat([{"role": "user", "content": "Hi"}])
     assert text.startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")
