@@ -15,7 +15,8 @@ from starlette.responses import JSONResponse
 
 from accounts import authcache, services
 from accounts.limits import Limits
-from accounts.models import ModelKind, ServedModel
+from accounts.models import Deployment, ModelKind, ServedModel
+from hub.api.affinity import prefix_key, rank
 from tests.support.live import FAKE_CHAT, FAKE_EMBED, chat_upstream, rows, sample, scrape
 from tests.support.processes import free_port
 
@@ -42,6 +43,18 @@ def chat_model(name: str, url: str, fallbacks: list[str], tenant, max_output_len
                             deployment_url=url)  # fmt: skip
     services.grant_models(tenant, [name])
     services.set_fallbacks(name, fallbacks, **only)
+
+
+def preferring(model: str, url: str) -> list[dict]:
+    """Messages whose prompt ranks ``model``'s deployment at ``url`` first (``affinity.rank``, as the hub orders the
+    healthy deployments): which one a prompt prefers hangs on the deployments' ids, which depend on what ran before
+    (a fixed prompt went to the answering deployment first in one CI run and never to the stopping one)."""
+    ids = dict(Deployment.objects.filter(model_id=model).values_list("base_url", "id"))
+    for i in range(1000):
+        messages = [{"role": "user", "content": f"Hello {i}"}]
+        if rank(prefix_key("chat/completions", {"messages": messages}), list(ids.values()), {})[0] == ids[url]:
+            return messages
+    raise AssertionError(f"no prompt prefers {url} of {ids}")
 
 
 @pytest.fixture
@@ -107,8 +120,9 @@ def test_a_busy_deployment_passes_the_request_on_and_a_busy_model_to_its_fallbac
     chat_model("half-busy", stopping, [], hub.tenant)
     services.register_model("half-busy", ModelKind.CHAT, max_sequence_length=4096, max_output_length=256,
                             deployment_url=fake.url)  # fmt: skip
+    hello = preferring("half-busy", stopping)  # tried first, then benched: the second goes to fake at once
     for _ in range(2):
-        assert hub().chat.completions.create(model="half-busy", messages=HELLO, max_tokens=3).model == "half-busy"
+        assert hub().chat.completions.create(model="half-busy", messages=hello, max_tokens=3).model == "half-busy"
     assert refusing.calls[stopping] == 1 and len(fake.requests) == 2
     # every deployment busy: the next model; nothing was metered for the busy one
     chat_model("busy", limited, [FAKE_CHAT], hub.tenant)
