@@ -41,6 +41,7 @@ class SamplingParams:
     # vLLM's: no end (EOS, stop_token_ids, stop strings) before this many tokens; a stop string kept in the text
     min_tokens: int = 0
     include_stop_str_in_output: bool = False
+    skip_special_tokens: bool = True  # vLLM's: false writes the control tokens a model generates into the text
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     repetition_penalty: float = 1.0

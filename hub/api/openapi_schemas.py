@@ -204,6 +204,11 @@ _SAMPLING = {
         "default": False,
         "description": "vLLM extension: the `stop` string that ended the answer is kept at its end.",
     },
+    "skip_special_tokens": {
+        **_BOOL,
+        "default": True,
+        "description": "vLLM extension: false writes the control tokens the model generates into the text.",
+    },
     "seed": {
         **_INT,
         "minimum": v.INT64[0],

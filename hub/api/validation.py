@@ -58,7 +58,8 @@ _NUMBERS: tuple[tuple[str, bool, float | None, float | None], ...] = (
     ("repetition_penalty", False, MIN_POSITIVE, 10),
     ("min_tokens", True, 0, None),
 )
-_BOOLS = ("stream", "ignore_eos", "include_stop_str_in_output", "continue_final_message", "add_generation_prompt")
+_BOOLS = ("stream", "ignore_eos", "include_stop_str_in_output", "continue_final_message", "add_generation_prompt",
+          "skip_special_tokens")  # fmt: skip
 
 
 def _kind(value: Any) -> str:

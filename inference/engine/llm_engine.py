@@ -98,6 +98,7 @@ class LLMEngine:
             detokenizer = self.detokenizer_factory(self.tokenizer, prompt_ids)
             if params.keep_special_ids:
                 detokenizer.keep_special_ids = params.keep_special_ids
+            detokenizer.skip_special_tokens = params.skip_special_tokens
             self.outputs[seq.seq_id] = OutputProcessor(seq, detokenizer, self.stop_token_ids, self.max_model_len)
             self.scheduler.add(seq)
             seqs.append(seq)

@@ -116,6 +116,7 @@ def read_generation(body: dict, vocab_size: int, *, chat: bool) -> GenerationReq
             ignore_eos=_get(body, "ignore_eos", (bool,), "a boolean", False),
             min_tokens=_get(body, "min_tokens", (int,), "an integer", 0),
             include_stop_str_in_output=_get(body, "include_stop_str_in_output", (bool,), "a boolean", False),
+            skip_special_tokens=_get(body, "skip_special_tokens", (bool,), "a boolean", True),
             presence_penalty=float(_get(body, "presence_penalty", number, "a number", 0.0)),
             frequency_penalty=float(_get(body, "frequency_penalty", number, "a number", 0.0)),
             repetition_penalty=float(_get(body, "repetition_penalty", number, "a number", 1.0)),

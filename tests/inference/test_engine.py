@@ -103,6 +103,20 @@ def test_min_tokens_holds_back_the_ends_and_a_stop_string_keeps_itself_when_aske
     assert late.startswith(stopped + "!") and len(alone["stop late"]["ids"]) >= 10  # the early "!" did not end it
 
 
+def test_generated_control_tokens_are_written_only_when_asked():
+    """vLLM's ``skip_special_tokens``: on by default (a control token the model generates is left out of the text),
+    off writes it; the tokens are the same either way."""
+    tokenizer = loaded("smollm2")[1]
+    start = tokenizer.special_tokens["<|im_start|>"]
+    engine = make_engine("smollm2")
+    for name, skip in [("skipped", True), ("written", False)]:
+        engine.add_request(name, encode("smollm2", PROMPTS[0]),
+                           greedy(3, logit_bias={start: 100.0}, skip_special_tokens=skip))  # fmt: skip
+    results = run_to_end(engine)
+    assert results[("skipped", 0)]["ids"] == results[("written", 0)]["ids"] == [start] * 3
+    assert (results[("skipped", 0)]["text"], results[("written", 0)]["text"]) == ("", "<|im_start|>" * 3)
+
+
 def test_logprobs_are_the_models_distribution():
     ids = encode("smollm2", PROMPTS[0])
     engine = make_engine("smollm2")

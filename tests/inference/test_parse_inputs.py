@@ -39,16 +39,18 @@ def test_only_embeddings_refuse_empty_strings():
             read_embedding_inputs({"input": value})
 
 
-def test_min_tokens_and_include_stop_str_in_output_are_read_and_checked():
-    """vLLM's sampling extras: read into the request's params; ``min_tokens`` above ``max_tokens`` (or below 0)
-    is the client's 400, as vLLM's."""
+def test_vllm_s_sampling_extras_are_read_and_checked():
+    """``min_tokens``, ``include_stop_str_in_output``, ``skip_special_tokens``: read into the request's params;
+    ``min_tokens`` above ``max_tokens`` (or below 0), or a wrong type, is the client's 400, as vLLM's."""
     from inference.server.parse import read_generation
 
-    read = read_generation({"max_tokens": 8, "min_tokens": 8, "include_stop_str_in_output": True}, 100, chat=False)
-    assert (read.params.min_tokens, read.params.include_stop_str_in_output) == (8, True)
-    assert read_generation({}, 100, chat=True).params.min_tokens == 0  # off unless asked
+    body = {"max_tokens": 8, "min_tokens": 8, "include_stop_str_in_output": True, "skip_special_tokens": False}
+    params = read_generation(body, 100, chat=False).params
+    assert (params.min_tokens, params.include_stop_str_in_output, params.skip_special_tokens) == (8, True, False)
+    default = read_generation({}, 100, chat=True).params
+    assert (default.min_tokens, default.include_stop_str_in_output, default.skip_special_tokens) == (0, False, True)
     for body in [{"max_completion_tokens": 4, "min_tokens": 5}, {"min_tokens": -1}, {"min_tokens": "3"},
-                 {"include_stop_str_in_output": "yes"}]:  # fmt: skip
+                 {"include_stop_str_in_output": "yes"}, {"skip_special_tokens": 0}]:  # fmt: skip
         with pytest.raises(RequestError) as refused:
             read_generation(body, 100, chat=True)
-        assert refused.value.param in ("min_tokens", "include_stop_str_in_output"), body
+        assert refused.value.param == next(iter(body.keys() - {"max_completion_tokens"})), body
