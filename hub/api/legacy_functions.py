@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable
 from typing import Any
 
 from hub.api import validation
@@ -94,30 +95,25 @@ def _messages(messages: Any) -> Any:
 
 def answer(completion: dict) -> dict:
     """A chat completion as the legacy client reads it: its (one) tool call as ``function_call``."""
-    out = copy.deepcopy(completion)
-    for choice in out.get("choices") or []:
-        message = choice.get("message") or {}
-        calls = message.pop("tool_calls", None)
-        if calls:
-            function = calls[0]["function"]
-            message["function_call"] = {"name": function["name"], "arguments": function["arguments"]}
-        if choice.get("finish_reason") == "tool_calls":
-            choice["finish_reason"] = "function_call"
-    return out
+    return _as_function_call(completion, "message", lambda f: {"name": f["name"], "arguments": f["arguments"]})
 
 
 def chunk(event: dict) -> dict:
-    """A streamed chunk likewise: a call's fragments (index 0: one call at most) as ``delta.function_call``."""
-    out = copy.deepcopy(event)
+    """A streamed chunk likewise: a call's fragments (index 0: one call at most) as ``delta.function_call``, the
+    name in the first only."""
+    return _as_function_call(event, "delta", lambda f: {**({"name": f["name"]} if f.get("name") is not None else {}),
+                                                       "arguments": f.get("arguments") or ""})  # fmt: skip
+
+
+def _as_function_call(answer: dict, part: str, function_call: Callable[[dict], dict]) -> dict:
+    """A copy of ``answer`` whose choices' ``part`` (message or delta) holds its first tool call's function as
+    ``function_call``, and whose ``finish_reason`` says ``function_call`` where it said ``tool_calls``."""
+    out = copy.deepcopy(answer)
     for choice in out.get("choices") or []:
-        delta = choice.get("delta") or {}
-        calls = delta.pop("tool_calls", None)
+        holder = choice.get(part) or {}
+        calls = holder.pop("tool_calls", None)
         if calls:
-            function = calls[0].get("function") or {}
-            delta["function_call"] = {
-                **({"name": function["name"]} if function.get("name") is not None else {}),
-                "arguments": function.get("arguments") or "",
-            }
+            holder["function_call"] = function_call(calls[0].get("function") or {})
         if choice.get("finish_reason") == "tool_calls":
             choice["finish_reason"] = "function_call"
     return out
