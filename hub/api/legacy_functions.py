@@ -50,13 +50,13 @@ def as_tools(body: dict) -> dict:
             raise missing(f"functions[{i}].name")
     out = {k: v for k, v in body.items() if k not in ("functions", "function_call")}
     out["tools"] = [{"type": "function", "function": function} for function in functions]
-    out["tool_choice"] = _choice(body.get("function_call"))
+    out["tool_choice"] = _tool_choice(body.get("function_call"))
     out["parallel_tool_calls"] = False
     out["messages"] = _messages(body.get("messages"))
     return out
 
 
-def _choice(choice: Any) -> Any:
+def _tool_choice(choice: Any) -> Any:
     if choice is None or choice in ("none", "auto"):
         return choice or "auto"
     if isinstance(choice, dict) and isinstance(choice.get("name"), str):

@@ -29,6 +29,7 @@ from hub.api.validation import (
     MAX_USER_CHARS,
     _array,
     _bool,
+    _choice,
     _number,
     _object,
     _string,
@@ -54,13 +55,6 @@ BUILT_IN_TOOLS = {
     "custom": "custom tools",
 }  # fmt: skip
 EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
-
-
-def _choice(value: Any, param: str, allowed: tuple[str, ...]) -> None:
-    if value is not None and value not in allowed:
-        shown = repr(value) if isinstance(value, str) else type(value).__name__
-        raise refuse(param, f"Invalid value for '{param}': {shown}. Supported values are: "
-                     f"{', '.join(map(repr, allowed))}.")  # fmt: skip
 
 
 def _file_search_tool(tool: dict, param: str) -> None:

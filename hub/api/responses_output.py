@@ -54,12 +54,11 @@ def response_object(response_id: str, body: dict, model: str, created_at: int, s
         out[name] = default if value is None else value
     if body.get("user") is not None:  # a string when present (OpenAI's schema has no null for it)
         out["user"] = body["user"]
-    reasoning = body.get("reasoning") or {}
+    reasoning, text = body.get("reasoning") or {}, body.get("text") or {}
     out.update(
         model=model, output=[], metadata=body.get("metadata") or {}, store=body.get("store") is not False,
         reasoning={"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
-        text={"format": (body.get("text") or {}).get("format") or {"type": "text"},
-              "verbosity": (body.get("text") or {}).get("verbosity") or "medium"},
+        text={"format": text.get("format") or {"type": "text"}, "verbosity": text.get("verbosity") or "medium"},
         tools=[_tool(t) for t in body.get("tools") or []],
         service_tier=service_tier,
     )  # fmt: skip

@@ -257,13 +257,18 @@ def _tools(body: dict) -> None:
 def _tool_type(kind: Any, param: str) -> None:
     """``function`` (or left out, as older clients do); OpenAI's ``custom`` tools (free-form text input) are named
     as unsupported rather than read as a function without one."""
-    if kind is None or kind == "function":
-        return
     if kind == "custom":
         raise refuse(param, f"Custom tools ('{param}': 'custom') are not supported by this hub: use function tools "
                      "({'type': 'function', ...}).", "unsupported_value")  # fmt: skip
-    shown = repr(kind) if isinstance(kind, str) else type(kind).__name__
-    raise refuse(param, f"Invalid value for '{param}': {shown}. Supported values are: 'function'.")
+    _choice(kind, param, ("function",))
+
+
+def _choice(value: Any, param: str, allowed: tuple[str, ...]) -> None:
+    """``value`` (None: left out) one of ``allowed``, else OpenAI's 400 listing them."""
+    if value is not None and value not in allowed:
+        shown = repr(value) if isinstance(value, str) else type(value).__name__
+        raise refuse(param, f"Invalid value for '{param}': {shown}. Supported values are: "
+                     f"{', '.join(map(repr, allowed))}.")  # fmt: skip
 
 
 def _stop(body: dict) -> None:

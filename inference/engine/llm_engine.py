@@ -189,8 +189,9 @@ class LLMEngine:
             mask = may_think(guided, masks.result())
             allowed = ([row[s.seq_id] for s in guided], never_empty(mask, self.stop_token_ids))
         generators = [s.generator for s in result.sample_seqs]
-        # short of min_tokens: its ends may not be drawn (a grammar's sequence ends when its grammar does)
-        banned = [self.outputs[s.seq_id].ends_banned() if s.matcher is None else [] for s in result.sample_seqs]
+        banned = None  # per row, the ends a sequence short of min_tokens may not draw (a grammar's ends with it)
+        if any(len(s.output_ids) < s.params.min_tokens for s in result.sample_seqs):
+            banned = [self.outputs[s.seq_id].ends_banned() if s.matcher is None else [] for s in result.sample_seqs]
         # a seed's draws so far (5 KB each): if the sampler fails after some rows drew, the retry draws them again
         seeded = [(g, g.get_state()) for g, s in zip(generators, result.sample_seqs, strict=True)
                   if g is not None and not s.params.greedy]  # fmt: skip
@@ -202,7 +203,7 @@ class LLMEngine:
                 generators,
                 kernels=self.runner.kernels,
                 allowed=allowed,
-                banned=banned if any(banned) else None,
+                banned=banned,
             )
         except Exception:
             for generator, state in seeded:

@@ -38,6 +38,7 @@ class OutputProcessor:
         self.seq = seq
         self.detok = detokenizer
         self.stop_ids = set(seq.params.stop_token_ids) | (set() if seq.params.ignore_eos else stop_token_ids)
+        self.ends = sorted(self.stop_ids)  # the sampler's banned ids while short of min_tokens
         self.stops = seq.params.stop
         self.max_model_len = max_model_len
         self.pending = ""  # decoded, not yet sent: may be the start of a stop string
@@ -56,7 +57,7 @@ class OutputProcessor:
 
     def ends_banned(self) -> list[int]:
         """The ids the next token may not be while the sequence is short of ``min_tokens`` (its stop ids)."""
-        return sorted(self.stop_ids) if len(self.seq.output_ids) < self.seq.params.min_tokens else []
+        return self.ends if len(self.seq.output_ids) < self.seq.params.min_tokens else []
 
     def on_token(self, token_id: int) -> SeqDelta:
         """Account for a newly sampled token; decide whether the sequence is finished."""

@@ -100,8 +100,8 @@ def read_generation(body: dict, vocab_size: int, *, chat: bool) -> GenerationReq
         raise RequestError(f"'n' must be between 1 and {MAX_N}.", param="n")
     if max_tokens is not None and max_tokens < 1:
         raise RequestError("'max_tokens' must be at least 1.", param="max_tokens")
-    min_tokens = body.get("min_tokens")
-    if max_tokens is not None and isinstance(min_tokens, int) and min_tokens > max_tokens:
+    min_tokens = _get(body, "min_tokens", (int,), "an integer", 0)
+    if max_tokens is not None and min_tokens > max_tokens:
         raise RequestError("'min_tokens' must not be above 'max_tokens'.", param="min_tokens")
     try:
         params = SamplingParams(
@@ -114,7 +114,7 @@ def read_generation(body: dict, vocab_size: int, *, chat: bool) -> GenerationReq
             stop=_stop(body),
             stop_token_ids=_get(body, "stop_token_ids", (list,), "a list of token ids", []),
             ignore_eos=_get(body, "ignore_eos", (bool,), "a boolean", False),
-            min_tokens=_get(body, "min_tokens", (int,), "an integer", 0),
+            min_tokens=min_tokens,
             include_stop_str_in_output=_get(body, "include_stop_str_in_output", (bool,), "a boolean", False),
             skip_special_tokens=_get(body, "skip_special_tokens", (bool,), "a boolean", True),
             presence_penalty=float(_get(body, "presence_penalty", number, "a number", 0.0)),

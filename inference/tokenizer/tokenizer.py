@@ -216,7 +216,7 @@ class Tokenizer:
         that place images themselves (llava-hf's). ``placeholders``: marker text the caller put in the messages
         -> the control token it stands for (an image token, for templates that only know strings); markers are
         unguessable per call, so a user cannot write one. ``continue_final_message``: the final message left open
-        for the model to continue (no generation prompt; ``chat_template.final_message_end``)."""
+        for the model to continue (``chat_template.tag_final_message`` and ``cut_at_tag``)."""
         text, protected = self._render(messages, add_generation_prompt, tools, kwargs, parts, placeholders,
                                        continue_final_message)  # fmt: skip
         if not protected:  # nothing in the messages looks like a control token: tokenize as HF does
