@@ -46,6 +46,8 @@ class SamplingParams:
     frequency_penalty: float = 0.0
     repetition_penalty: float = 1.0
     logit_bias: dict[int, float] = field(default_factory=dict)
+    allowed_token_ids: list[int] | None = None  # vLLM's: the only ids an answer may hold (None: any)
+    bad_words_ids: list[list[int]] = field(default_factory=list)  # vLLM's bad_words, tokenized: never generated
     logprobs: int | None = None  # None: none; k >= 0: the chosen token's plus the top k
     prompt_logprobs: bool = False  # completions' echo + logprobs
     # constrained decoding: a compiled grammar (inference.engine.guided.Guide) every sequence follows
@@ -74,6 +76,8 @@ class SamplingParams:
             ("repetition_penalty", 0.0 < self.repetition_penalty <= 10.0, "must be in (0, 10]"),
             ("logprobs", self.logprobs is None or 0 <= self.logprobs <= 20, "must be between 0 and 20"),
             ("priority", abs(self.priority) <= MAX_PRIORITY, f"must be between -{MAX_PRIORITY} and {MAX_PRIORITY}"),
+            ("allowed_token_ids", self.allowed_token_ids is None or len(self.allowed_token_ids) > 0, "must hold ids"),
+            ("bad_words", all(self.bad_words_ids), "must be non-empty words"),
             ("stop", len(self.stop) <= 4 and all(isinstance(s, str) and s for s in self.stop), "up to 4 strings"),
         ]
         for param, ok, message in checks:

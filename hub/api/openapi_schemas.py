@@ -175,6 +175,12 @@ SPEECH_SCHEMAS = {
     ),  # fmt: skip
 }
 
+_TRUNCATE = {
+    **_INT,
+    "minimum": -1,
+    "description": "vLLM extension: only the prompt's last k tokens are read (-1: the model's context length); a "
+    "text keeps the model's own special tokens. 0 is refused.",
+}
 _SAMPLING = {
     "temperature": {
         **_NUM,
@@ -209,6 +215,18 @@ _SAMPLING = {
         "default": True,
         "description": "vLLM extension: false writes the control tokens the model generates into the text.",
     },
+    "allowed_token_ids": {
+        **_TOKEN_IDS,
+        "minItems": 1,
+        "description": "vLLM extension: the only token ids the answer may hold (an end too, unless listed).",
+    },
+    "bad_words": {
+        "type": "array",
+        "items": {**_STR, "minLength": 1},
+        "maxItems": v.MAX_BAD_WORDS,
+        "description": "vLLM extension: words never generated (as tokenized alone and after a space).",
+    },
+    "truncate_prompt_tokens": _TRUNCATE,
     "seed": {
         **_INT,
         "minimum": v.INT64[0],
@@ -612,6 +630,7 @@ SCHEMAS: dict[str, dict] = {
             },
             "encoding_format": {"enum": ["float", "base64"], "default": "float"},
             "dimensions": {**_INT, "description": "Must equal the model's `hidden_size` (400 otherwise)."},
+            "truncate_prompt_tokens": _TRUNCATE,
             "user": {**_STR, "maxLength": v.MAX_USER_CHARS},
             "service_tier": _SERVICE_TIER,
             "priority": _SAMPLING["priority"],

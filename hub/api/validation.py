@@ -31,6 +31,7 @@ MAX_N = 16  # the inference service's limit, documented in the OpenAPI schema (O
 MAX_TOP_LOGPROBS = 20
 MAX_COMPLETION_LOGPROBS = 5
 MAX_USER_CHARS = 256
+MAX_BAD_WORDS = 128  # vLLM's bad_words: the inference service's limit (each is matched at every step)
 MAX_METADATA = 16  # OpenAI's metadata: 16 pairs, keys up to 64 characters, values up to 512
 INT32_MAX = 2**31 - 1
 INT64 = (-(2**63), 2**63 - 1)  # a seed is a 64-bit integer; the engine adds the choice's index to it
@@ -309,9 +310,17 @@ def _sampling(body: dict, chat: bool) -> None:
         _best_of(body)
     _stop(body)
     _logit_bias(body)
-    ids = body.get("stop_token_ids")
-    if ids is not None and not (isinstance(ids, list) and all(_is_int(t) and 0 <= t <= INT32_MAX for t in ids)):
-        raise wrong_type("stop_token_ids", "an array of token ids", ids)
+    for name in ("stop_token_ids", "allowed_token_ids"):
+        ids = body.get(name)
+        if ids is not None and not (isinstance(ids, list) and all(_is_int(t) and 0 <= t <= INT32_MAX for t in ids)):
+            raise wrong_type(name, "an array of token ids", ids)
+    if body.get("allowed_token_ids") == []:
+        _array([], "allowed_token_ids", None)  # the empty array's refusal: nothing could be generated
+    words = body.get("bad_words")
+    if words is not None and words != []:
+        for i, word in enumerate(_array(words, "bad_words", MAX_BAD_WORDS, "an array of strings")):
+            _string(word, f"bad_words[{i}]", empty=False)
+    _truncation(body)
     options = body.get("stream_options")
     if options is not None:
         for name in ("include_usage", "continuous_usage_stats"):
@@ -319,6 +328,14 @@ def _sampling(body: dict, chat: bool) -> None:
         if options and body.get("stream") is not True:
             raise _refuse("stream_options", "invalid_value", "The 'stream_options' parameter is only allowed when "
                           "'stream' is enabled.")  # fmt: skip
+
+
+def _truncation(body: dict) -> None:
+    """vLLM's ``truncate_prompt_tokens``: -1 (the model's context length) or at least 1."""
+    _number(body.get("truncate_prompt_tokens"), "truncate_prompt_tokens", True, -1, None)
+    if body.get("truncate_prompt_tokens") == 0:
+        raise _refuse("truncate_prompt_tokens", "invalid_value", "Invalid value for 'truncate_prompt_tokens': it "
+                      "must be -1 (the model's context length) or at least 1.")  # fmt: skip
 
 
 def _best_of(body: dict) -> None:
@@ -462,6 +479,7 @@ def check_body(route: str, body: dict) -> None:
             message = "Invalid value for 'encoding_format': expected 'float' or 'base64'."
             raise _refuse("encoding_format", "invalid_value", message)
         _number(body.get("dimensions"), "dimensions", True, 1, None)
+        _truncation(body)
     elif route == "chat/completions":
         if body.get("messages") is None:
             raise missing("messages")

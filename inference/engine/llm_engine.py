@@ -189,9 +189,10 @@ class LLMEngine:
             mask = may_think(guided, masks.result())
             allowed = ([row[s.seq_id] for s in guided], never_empty(mask, self.stop_token_ids))
         generators = [s.generator for s in result.sample_seqs]
-        banned = None  # per row, the ends a sequence short of min_tokens may not draw (a grammar's ends with it)
-        if any(len(s.output_ids) < s.params.min_tokens for s in result.sample_seqs):
-            banned = [self.outputs[s.seq_id].ends_banned() if s.matcher is None else [] for s in result.sample_seqs]
+        # per row, what it may not draw: the ends while short of min_tokens (a grammar's ends with it), bad words
+        banned = None
+        if any(len(s.output_ids) < s.params.min_tokens or s.params.bad_words_ids for s in result.sample_seqs):
+            banned = [self.outputs[s.seq_id].banned(ends=s.matcher is None) for s in result.sample_seqs]
         # a seed's draws so far (5 KB each): if the sampler fails after some rows drew, the retry draws them again
         seeded = [(g, g.get_state()) for g, s in zip(generators, result.sample_seqs, strict=True)
                   if g is not None and not s.params.greedy]  # fmt: skip

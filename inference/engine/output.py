@@ -55,9 +55,15 @@ class OutputProcessor:
                     break
         return best
 
-    def ends_banned(self) -> list[int]:
-        """The ids the next token may not be while the sequence is short of ``min_tokens`` (its stop ids)."""
-        return self.ends if len(self.seq.output_ids) < self.seq.params.min_tokens else []
+    def banned(self, ends: bool = True) -> list[int]:
+        """The ids the next token may not be: the stop ids while the sequence is short of ``min_tokens`` (if
+        ``ends``), and each bad word's last token where the output ends with the rest of the word (vLLM's rule)."""
+        seq = self.seq
+        ids = self.ends if ends and len(seq.output_ids) < seq.params.min_tokens else []
+        for word in seq.params.bad_words_ids:
+            if len(word) == 1 or seq.output_ids[1 - len(word) :] == word[:-1]:
+                ids = [*ids, word[-1]]
+        return ids
 
     def on_token(self, token_id: int) -> SeqDelta:
         """Account for a newly sampled token; decide whether the sequence is finished."""

@@ -78,6 +78,26 @@ def _sample_with_kernel(logits: torch.Tensor, rows: list[int], params: list[Samp
     return ids.tolist()
 
 
+def _keep_only(row: torch.Tensor, ids: list[int]) -> None:
+    """In place on one row [V]: -inf but at ``ids`` (vLLM's allowed_token_ids), unless none of them may be taken
+    (a grammar's mask excludes them all): then the grammar's choice stands."""
+    keep = torch.tensor(ids, dtype=torch.long, device=row.device)
+    kept = row[keep]
+    if bool(torch.isfinite(kept).any()):
+        row.fill_(float("-inf"))
+        row[keep] = kept
+
+
+def _ban(row: torch.Tensor, ids: list[int]) -> None:
+    """In place on one row [V]: -inf at ``ids``, unless nothing would be left to take (a request whose own
+    constraints conflict, e.g. allowed_token_ids that are all ends while short of min_tokens): then unchanged."""
+    index = torch.tensor(ids, dtype=torch.long, device=row.device)
+    before = row[index]
+    row[index] = float("-inf")
+    if not bool(torch.isfinite(row).any()):
+        row[index] = before
+
+
 def sample(
     logits: torch.Tensor,
     params: list[SamplingParams],
@@ -91,9 +111,11 @@ def sample(
     the rows that sample (not greedy) go through the Triton sampling kernel.
     ``allowed``: (rows, [len(rows), V] bool) the only tokens those rows may take (constrained decoding); logprobs
     stay those of the model's own distribution. ``banned``: per row, the ids it may not take this step (the ends of
-    a sequence short of its ``min_tokens``), or empty."""
+    a sequence short of its ``min_tokens``, the last token of a bad word it is writing), or empty. A row's own
+    ``allowed_token_ids`` apply too; bans never leave a row nothing to take (then they are lifted for the step)."""
     raw = logits
-    if allowed is not None or banned is not None or any(p.logit_bias or p.needs_penalties for p in params):
+    if (allowed is not None or banned is not None
+            or any(p.logit_bias or p.needs_penalties or p.allowed_token_ids is not None for p in params)):  # fmt: skip
         logits = logits.clone()  # changed in place below; plain rows (greedy or sampled) read the raw logits
     if allowed is not None:
         rows, masks = allowed
@@ -112,8 +134,10 @@ def sample(
             row[ids] += torch.tensor(list(p.logit_bias.values()), dtype=row.dtype, device=row.device)
         if p.needs_penalties:
             _apply_penalties(row, p, *histories[i])
+        if p.allowed_token_ids is not None:
+            _keep_only(row, p.allowed_token_ids)
         if banned is not None and banned[i]:
-            row[torch.tensor(banned[i], dtype=torch.long, device=row.device)] = float("-inf")
+            _ban(row, banned[i])
         if p.greedy:
             tokens.append(int(row.argmax()))
             continue

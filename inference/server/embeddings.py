@@ -13,6 +13,7 @@ from inference.server.errors import check_reservation
 from inference.server.parse import parse_embedding
 from inference.server.streams import deltas, new_id
 from inference.server.tally import tally_of
+from inference.server.token_controls import encode_kept
 
 
 async def embeddings(request: Request, body: dict) -> JSONResponse:
@@ -20,7 +21,7 @@ async def embeddings(request: Request, body: dict) -> JSONResponse:
     model = state.registry.get(body.get("model"))
     parsed = parse_embedding(body, model)
     tokenizer = model.tokenizer
-    encoded = [i if isinstance(i, list) else tokenizer.encode(i, add_special_tokens=True) for i in parsed.inputs]
+    encoded = [encode_kept(tokenizer, i, parsed.truncate) for i in parsed.inputs]
     for i, ids in enumerate(encoded):
         if any(not 0 <= t < model.vocab_size for t in ids):
             raise RequestError(f"input[{i}] contains token ids outside the vocabulary.", param="input")

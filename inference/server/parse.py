@@ -16,6 +16,7 @@ from inference.server.errors import shown
 from inference.server.limits import MAX_COMPLETION_LOGPROBS, MAX_N, MAX_TOP_LOGPROBS
 from inference.server.messages import read_messages
 from inference.server.registry import LoadedModel
+from inference.server.token_controls import read_allowed_token_ids, read_bad_words, read_truncation
 
 
 def _type_error(param: str, expected: str) -> RequestError:
@@ -68,6 +69,7 @@ class GenerationRequest:
     stream: bool
     include_usage: bool
     continuous_usage: bool  # vLLM's stream_options.continuous_usage_stats: usage so far in every chunk
+    truncate: int | None = None  # vLLM's truncate_prompt_tokens: the prompt's last tokens kept (None: all)
 
 
 def read_generation(body: dict, vocab_size: int, *, chat: bool) -> GenerationRequest:
@@ -121,6 +123,7 @@ def read_generation(body: dict, vocab_size: int, *, chat: bool) -> GenerationReq
             frequency_penalty=float(_get(body, "frequency_penalty", number, "a number", 0.0)),
             repetition_penalty=float(_get(body, "repetition_penalty", number, "a number", 1.0)),
             logit_bias=_logit_bias(body, vocab_size),
+            allowed_token_ids=read_allowed_token_ids(body, vocab_size),
             logprobs=logprobs,
             prompt_logprobs=bool(not chat and body.get("echo") and logprobs is not None),
             priority=_get(body, "priority", (int,), "an integer", 0),  # vLLM's: lower runs first
@@ -135,6 +138,14 @@ def read_generation(body: dict, vocab_size: int, *, chat: bool) -> GenerationReq
         include_usage=bool(_get(stream_options, "include_usage", (bool,), "a boolean", False)),
         continuous_usage=bool(_get(stream_options, "continuous_usage_stats", (bool,), "a boolean", False)),
     )
+
+
+def _read_generation(body: dict, model: LoadedModel, *, chat: bool) -> GenerationRequest:
+    """A generation route's sampling, with the controls that need the model's tokenizer and context length."""
+    generation = read_generation(body, model.vocab_size, chat=chat)
+    generation.params.bad_words_ids = read_bad_words(body, model.tokenizer)
+    generation.truncate = read_truncation(body, model.max_model_len)
+    return generation
 
 
 def _texts_or_token_ids(value: object, empty_texts: bool) -> list[str | list[int]] | None:
@@ -223,6 +234,7 @@ class EmbeddingRequest:
     inputs: list[str | list[int]]
     encoding_format: str  # float | base64
     priority: int = 0  # vLLM's: a lower value runs first
+    truncate: int | None = None  # vLLM's truncate_prompt_tokens: each input's last tokens kept (None: all)
 
 
 _ROUTES_OF_KIND = {
@@ -282,7 +294,7 @@ def parse_chat(body: dict, model: LoadedModel) -> ChatRequest:
         raise RequestError(f"'{structured.param}' cannot be combined with '{other}': each shapes the whole answer.",
                            param=structured.param)  # fmt: skip
     messages = read_messages(body, images=model.vision is not None)
-    generation = read_generation(body, model.vocab_size, chat=True)
+    generation = _read_generation(body, model, chat=True)
     kwargs = read_reasoning_effort(body, read_template_kwargs(body))
     opens, continues = read_turn(body)
     return ChatRequest(messages, tools, generation, kwargs, structured, add_generation_prompt=opens,
@@ -305,7 +317,7 @@ def parse_completion(body: dict, model: LoadedModel) -> CompletionRequest:
     if body.get("suffix"):
         raise RequestError("'suffix' is not supported by this model.", param="suffix")
     prompts = read_prompts(body)
-    generation = read_generation(body, model.vocab_size, chat=False)
+    generation = _read_generation(body, model, chat=False)
     if len(prompts) > 1 and generation.stream:
         raise RequestError("Streaming supports a single prompt per request.", param="prompt")
     n = generation.n
@@ -335,4 +347,4 @@ def parse_embedding(body: dict, model: LoadedModel) -> EmbeddingRequest:
     priority = _get(body, "priority", (int,), "an integer", 0)
     if abs(priority) > MAX_PRIORITY:
         raise RequestError(f"'priority' must be between -{MAX_PRIORITY} and {MAX_PRIORITY}.", param="priority")
-    return EmbeddingRequest(inputs, fmt, priority)
+    return EmbeddingRequest(inputs, fmt, priority, read_truncation(body, model.max_model_len))

@@ -24,6 +24,7 @@ from inference.sampling_params import ThinkMarks
 from inference.server.errors import context_length_exceeded
 from inference.server.parse import ChatRequest, CompletionRequest, GenerationRequest
 from inference.server.registry import LoadedModel
+from inference.server.token_controls import cut_chat, encode_kept
 from inference.server.vision import load_images
 
 # OpenAI's /v1/completions generates 16 tokens when max_tokens is not given (chat: up to the model's limit)
@@ -45,6 +46,7 @@ async def build_chat(request: ChatRequest, model: LoadedModel, policy: FetchPoli
         ids, mm = await _chat_ids(request, model, fmt, policy)
     except ValueError as exc:  # the chat template refused the conversation (its raise_exception)
         raise RequestError(str(exc), param="messages") from None
+    ids = cut_chat(ids, request.generation.truncate, images=mm is not None)
     finalize_max_tokens(model, request.generation, len(ids), "messages")
     if request.structured is not None:
         constrained = await constrain(request.structured, model, request.generation)
@@ -61,7 +63,7 @@ async def build_chat(request: ChatRequest, model: LoadedModel, policy: FetchPoli
 async def build_completion(request: CompletionRequest, model: LoadedModel) -> list[list[int]]:
     """Each prompt's token ids; the grammar of a structured output compiled into the sampling params."""
     tokenizer = model.tokenizer
-    encoded = [p if isinstance(p, list) else tokenizer.encode(p, add_special_tokens=True) for p in request.prompts]
+    encoded = [encode_kept(tokenizer, p, request.generation.truncate) for p in request.prompts]
     for ids in encoded:
         if any(not 0 <= t < model.vocab_size for t in ids):
             raise RequestError("'prompt' contains token ids outside the vocabulary.", param="prompt")

@@ -153,11 +153,22 @@ class Tokenizer:
 
     # --- encode / decode ------------------------------------------------------------------------
 
-    def encode(self, text: str, add_special_tokens: bool = True, parse_special: bool = False) -> list[int]:
+    def encode(
+        self, text: str, add_special_tokens: bool = True, parse_special: bool = False, keep_last: int | None = None
+    ) -> list[int]:
         """Token ids of ``text``. Control tokens written in it stay text unless ``parse_special`` (trusted
-        text only). ``add_special_tokens`` adds what the model adds to every input (e.g. Gemma's BOS)."""
+        text only). ``add_special_tokens`` adds what the model adds to every input (e.g. Gemma's BOS).
+        ``keep_last``: at most this many ids, the text's last tokens and the special ones (transformers'
+        ``truncation_side="left"``; the last ids only when the special tokens alone take that many)."""
         backend = self._parsing if parse_special else self._plain
-        return backend.encode(text, add_special_tokens=add_special_tokens).ids
+        if keep_last is None:
+            return backend.encode(text, add_special_tokens=add_special_tokens).ids
+        encoding = backend.encode(text, add_special_tokens=False)
+        room = keep_last - (backend.num_special_tokens_to_add(False) if add_special_tokens else 0)
+        if room < 1:
+            return backend.encode(text, add_special_tokens=add_special_tokens).ids[-keep_last:]
+        encoding.truncate(room, direction="left")
+        return backend.post_process(encoding, add_special_tokens=add_special_tokens).ids
 
     def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
         """Token ids of ``text`` without special tokens, and each token's span of it ([start, end) in characters)."""

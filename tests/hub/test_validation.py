@@ -39,6 +39,8 @@ GOOD = [
     ("chat/completions", _with(CHAT, temperature=0, top_p=1, n=16, max_tokens=1, seed=-(2**63), stop=["a", "b"])),
     ("chat/completions", _with(CHAT, temperature=2.0, presence_penalty=-2, frequency_penalty=2, top_k=-1, min_p=1)),
     ("chat/completions", _with(CHAT, min_tokens=0, include_stop_str_in_output=True)),
+    ("chat/completions", _with(CHAT, allowed_token_ids=[0, 5], bad_words=["x", " y z"], truncate_prompt_tokens=-1)),
+    ("completions", _with(COMPLETION, bad_words=[], truncate_prompt_tokens=1, allowed_token_ids=None)),
     ("chat/completions", _with(CHAT, temperature=1e-5, top_p=1e-5, repetition_penalty=1e-5)),
     ("chat/completions", _with(CHAT, temperature=5e-324, top_p=0)),  # greedy; the most likely token only
     ("completions", _with(COMPLETION, temperature=1e-40, top_p=5e-324)),
@@ -87,6 +89,7 @@ GOOD = [
     ("embeddings", EMBEDDING),
     ("embeddings", _with(EMBEDDING, input=["a"] * validation.MAX_INPUTS, encoding_format="base64", dimensions=384)),
     ("embeddings", _with(EMBEDDING, input=[[101, 102]], user="me", unknown=True)),
+    ("embeddings", _with(EMBEDDING, truncate_prompt_tokens=256)),
 ]
 
 BAD = [
@@ -191,6 +194,14 @@ BAD = [
     ("completions", _with(COMPLETION, min_tokens=1.5), "min_tokens", "invalid_type"),
     ("chat/completions", _with(CHAT, include_stop_str_in_output="yes"), "include_stop_str_in_output", "invalid_type"),
     ("completions", _with(COMPLETION, skip_special_tokens=1), "skip_special_tokens", "invalid_type"),
+    ("chat/completions", _with(CHAT, allowed_token_ids=[]), "allowed_token_ids", "empty_array"),
+    ("completions", _with(COMPLETION, allowed_token_ids=[1, -2]), "allowed_token_ids", "invalid_type"),
+    ("chat/completions", _with(CHAT, bad_words="x"), "bad_words", "invalid_type"),
+    ("chat/completions", _with(CHAT, bad_words=["x", ""]), "bad_words[1]", "empty_string"),
+    ("completions", _with(COMPLETION, bad_words=["w"] * 129), "bad_words", "array_above_max_length"),
+    ("chat/completions", _with(CHAT, truncate_prompt_tokens=0), "truncate_prompt_tokens", "invalid_value"),
+    ("completions", _with(COMPLETION, truncate_prompt_tokens=-2), "truncate_prompt_tokens", "integer_below_min_value"),
+    ("embeddings", _with(EMBEDDING, truncate_prompt_tokens="8"), "truncate_prompt_tokens", "invalid_type"),
     ("chat/completions", _with(CHAT, continue_final_message="yes"), "continue_final_message", "invalid_type"),
     ("chat/completions", _with(CHAT, repetition_penalty=0), "repetition_penalty", "decimal_below_min_value"),
     ("chat/completions", _with(CHAT, repetition_penalty=1e-300), "repetition_penalty", "decimal_below_min_value"),

@@ -103,6 +103,52 @@ def test_min_tokens_holds_back_the_ends_and_a_stop_string_keeps_itself_when_aske
     assert late.startswith(stopped + "!") and len(alone["stop late"]["ids"]) >= 10  # the early "!" did not end it
 
 
+def test_bad_words_and_allowed_token_ids_shape_the_answer_the_same_in_a_batch():
+    """vLLM's ``bad_words`` (one token, or several: the last banned only after the rest) and ``allowed_token_ids``
+    (the only ids drawn, the end among them): the answer follows the plain one until the word, then goes around
+    it; each request's answer is the one it gets alone."""
+    from inference.server.token_controls import read_bad_words
+
+    tokenizer = loaded("smollm2")[1]
+    chat = tokenizer.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
+                                         add_generation_prompt=True)  # fmt: skip
+    plain_params = SamplingParams(max_tokens=30, temperature=0.0)
+    engine = make_engine("smollm2")
+    engine.add_request("plain", chat, plain_params)
+    plain = run_to_end(engine)[("plain", 0)]
+    assert plain["text"] == "The capital of France is Paris." and plain["finish"] == "stop"
+    paris = tokenizer.encode(" Paris", add_special_tokens=False)
+    capital_of = tokenizer.encode(" capital of", add_special_tokens=False)
+    assert len(paris) == 1 and len(capital_of) == 2 and plain["ids"][1:3] == capital_of
+    allowed = sorted(set(plain["ids"]) - set(paris))
+    asks = {
+        "plain": plain_params,
+        "no paris": SamplingParams(max_tokens=30, temperature=0.0,
+                                   bad_words_ids=read_bad_words({"bad_words": ["Paris"]}, tokenizer)),
+        "no capital of": SamplingParams(max_tokens=30, temperature=0.0,
+                                        bad_words_ids=read_bad_words({"bad_words": ["capital of"]}, tokenizer)),
+        "allowed": SamplingParams(max_tokens=12, temperature=0.0, allowed_token_ids=allowed),
+    }  # fmt: skip
+    alone = {}
+    for name, params in asks.items():
+        engine = make_engine("smollm2")
+        engine.add_request(name, chat, params)
+        alone[name] = run_to_end(engine)[(name, 0)]
+    engine = make_engine("smollm2")
+    for name, params in asks.items():
+        engine.add_request(name, chat, params)
+    together = {name: (r["ids"], r["text"]) for (name, _), r in run_to_end(engine).items()}
+    assert together == {name: (r["ids"], r["text"]) for name, r in alone.items()}
+
+    no_paris, no_capital_of = alone["no paris"], alone["no capital of"]
+    assert no_paris["text"].startswith("The capital of France is ") and "Paris" not in no_paris["text"]
+    assert no_paris["ids"][:5] == plain["ids"][:5]
+    ids = no_capital_of["ids"]
+    assert ids[:2] == plain["ids"][:2] and ids[2] != capital_of[1]  # " capital" written, " of" not after it
+    assert all(ids[i : i + 2] != capital_of for i in range(len(ids) - 1))
+    assert set(alone["allowed"]["ids"]) <= set(allowed) and alone["allowed"]["ids"] != plain["ids"]
+
+
 def test_generated_control_tokens_are_written_only_when_asked():
     """vLLM's ``skip_special_tokens``: on by default (a control token the model generates is left out of the text),
     off writes it; the tokens are the same either way."""

@@ -181,6 +181,16 @@ def test_embeddings_float_and_base64(client, service):
         ("embeddings", {"model": EMBED, "input": ""}, 400, "input"),
         ("embeddings", {"model": EMBED, "input": "x", "priority": "high"}, 400, "priority"),
         ("embeddings", {"model": EMBED, "input": "x", "priority": -(10**7)}, 400, "priority"),
+        ("embeddings", {"model": EMBED, "input": "x", "truncate_prompt_tokens": 0}, 400, "truncate_prompt_tokens"),
+        (
+            "completions",
+            {"model": COMPLETION, "prompt": "x", "truncate_prompt_tokens": 10**6},
+            400,
+            "truncate_prompt_tokens",
+        ),
+        ("chat/completions", {"model": CHAT, "messages": MESSAGES, "allowed_token_ids": []}, 400, "allowed_token_ids"),
+        ("completions", {"model": COMPLETION, "prompt": "x", "allowed_token_ids": [10**7]}, 400, "allowed_token_ids"),
+        ("chat/completions", {"model": CHAT, "messages": MESSAGES, "bad_words": [""]}, 400, "bad_words"),
     ],
 )
 def test_bad_requests_get_openai_errors(service, route, body, status, param):
@@ -214,6 +224,59 @@ def test_context_length_exceeded_names_the_numbers(client):
         client.chat.completions.create(model=CHAT, messages=[{"role": "user", "content": long_prompt}], max_tokens=10)
     assert err.value.code == "context_length_exceeded"
     assert "8192" in err.value.message and "10 in the completion" in err.value.message
+
+
+def _tokens(service: str, model: str, prompt: str) -> list[int]:
+    return httpx.post(f"{service}/tokenize", json={"model": model, "prompt": prompt}, timeout=60).json()["tokens"]
+
+
+def test_truncate_prompt_tokens_reads_the_prompts_last_tokens(client, service):
+    """vLLM's ``truncate_prompt_tokens``: a prompt longer than the context is answered from its last k tokens
+    (the usage counts those), as the same tokens sent as the prompt are; a text keeps the model's BOS; an embedding
+    input keeps its [CLS] and [SEP] around its last tokens; -1 cuts to the context length (nothing, here)."""
+    long_chat = [{"role": "user", "content": "word " * 8200 + "What is the capital of France?"}]
+    kept = client.chat.completions.create(model=CHAT, messages=long_chat, max_tokens=8, temperature=0,
+                                          extra_body={"truncate_prompt_tokens": 40})  # fmt: skip
+    assert kept.usage.prompt_tokens == 40 and kept.choices[0].message.content
+    short = client.chat.completions.create(model=CHAT, messages=MESSAGES, max_tokens=4, temperature=0)
+    whole = client.chat.completions.create(model=CHAT, messages=MESSAGES, max_tokens=4, temperature=0,
+                                           extra_body={"truncate_prompt_tokens": -1})  # fmt: skip
+    assert whole.usage.prompt_tokens == short.usage.prompt_tokens
+    assert whole.choices[0].message.content == short.choices[0].message.content
+
+    prompt = "One, two, three, four, five, six, seven, eight, nine,"
+    cut = client.completions.create(model=COMPLETION, prompt=prompt, max_tokens=6, temperature=0, echo=True,
+                                    extra_body={"truncate_prompt_tokens": 6})  # fmt: skip
+    tokens = _tokens(service, COMPLETION, prompt)
+    kept_ids = tokens[:1] + tokens[-5:]  # the BOS, then the last five
+    same = client.completions.create(model=COMPLETION, prompt=kept_ids, max_tokens=6, temperature=0)
+    echoed = httpx.post(f"{service}/detokenize", json={"model": COMPLETION, "tokens": tokens[-5:]}).json()["prompt"]
+    assert cut.usage.prompt_tokens == same.usage.prompt_tokens == 6 and len(tokens) > 6
+    assert cut.choices[0].text == echoed + same.choices[0].text and echoed.endswith(" nine,")
+
+    text = "a sentence about the sea, the sky and the long white beaches of the coast"
+    embedded = client.embeddings.create(model=EMBED, input=text, encoding_format="float",
+                                        extra_body={"truncate_prompt_tokens": 8})  # fmt: skip
+    assert embedded.usage.prompt_tokens == 8
+    full = _tokens(service, EMBED, text)
+    direct = client.embeddings.create(model=EMBED, input=[full[:1] + full[-7:-1] + full[-1:]], encoding_format="float")
+    assert np.allclose(embedded.data[0].embedding, direct.data[0].embedding, atol=1e-5)
+
+
+def test_bad_words_and_allowed_token_ids_over_http(client, service):
+    """vLLM's ``bad_words`` and ``allowed_token_ids``, sent as the OpenAI SDK sends extra fields."""
+    ask = dict(model=CHAT, messages=[{"role": "user", "content": "What is the capital of France?"}], temperature=0)
+    plain = client.chat.completions.create(max_tokens=20, **ask).choices[0].message.content
+    assert "Paris" in plain
+    avoided = client.chat.completions.create(max_tokens=20, extra_body={"bad_words": ["Paris"]}, **ask)
+    assert "Paris" not in avoided.choices[0].message.content
+    only = client.completions.create(model=COMPLETION, prompt="The sea is", max_tokens=5, temperature=1.0, seed=3,
+                                     logprobs=0, extra_body={"allowed_token_ids": [600, 700, 800]})  # fmt: skip
+    ids = only.choices[0].logprobs.tokens
+    assert len(ids) == 5 and only.choices[0].finish_reason == "length"
+    detokenized = [httpx.post(f"{service}/detokenize", json={"model": COMPLETION, "tokens": [t]}).json()["prompt"]
+                   for t in (600, 700, 800)]  # fmt: skip
+    assert "".join(ids) == only.choices[0].text and set(ids) <= set(detokenized)
 
 
 @pytest.mark.parametrize(

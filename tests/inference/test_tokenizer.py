@@ -180,6 +180,24 @@ def test_converted_tokenizer_loads_in_transformers(dirs, toks):
             assert hf(text, split_special_tokens=True)["input_ids"] == toks[name].encode(text), (name, text)
 
 
+def test_keeping_a_texts_last_tokens_is_transformers_left_truncation(dirs, toks):
+    """``keep_last`` (vLLM's truncate_prompt_tokens on a text): the text's last tokens and the model's special
+    tokens (Gemma's BOS stays first), as transformers' ``truncation_side="left"`` cuts, at every length."""
+    from transformers import AutoTokenizer
+
+    text = CORPUS[0]
+    for name, directory in dirs.items():
+        hf = AutoTokenizer.from_pretrained(directory, truncation_side="left")
+        whole = toks[name].encode(text)
+        for keep in (2, 3, 7, len(whole) - 1, len(whole), len(whole) + 5):
+            expected = hf(text, split_special_tokens=True, truncation=True, max_length=keep)["input_ids"]
+            assert toks[name].encode(text, keep_last=keep) == expected, (name, keep)
+            assert len(expected) == min(keep, len(whole))
+    gemma = toks["gemma3"]
+    assert gemma.encode(text, keep_last=4)[0] == gemma.bos_token_id
+    assert gemma.encode(text, keep_last=1) == gemma.encode(text)[-1:]  # the BOS alone would take all the room
+
+
 def test_control_tokens_typed_in_text_stay_text(toks):
     gemma, smol = toks["gemma3"], toks["smollm2"]
     assert 106 not in gemma.encode("<end_of_turn>") and gemma.decode(gemma.encode("<end_of_turn>")) == "<end_of_turn>"

@@ -313,3 +313,19 @@ def test_the_kernel_rows_draw_none_of_the_banned_ids():
     gens = [torch.Generator().manual_seed(i) for i in range(4)]
     tokens = sample(logits, params, [([], [])] * 4, gens, kernels=True, banned=[[5, 6], [5, 6], [5, 6], []]).token_ids
     assert all(t not in (5, 6) for t in tokens[:3]) and tokens[3] in (5, 6), tokens
+
+
+def test_the_kernel_rows_draw_only_their_allowed_ids():
+    """vLLM's ``allowed_token_ids`` on rows the kernel samples: only those ids are drawn, with any top-k / top-p."""
+    from inference.layers.sampler import sample
+    from inference.sampling_params import SamplingParams
+
+    logits = _logits(4, 300, seed=13).contiguous()
+    allowed = [[3, 77, 299], [150], [10, 11, 12, 13], None]
+    settings = zip([0, 2, 50, 0], [1.0, 0.5, 0.9, 1.0], allowed, strict=True)
+    params = [SamplingParams(temperature=1.0, top_k=k, top_p=p, seed=i, allowed_token_ids=a)
+              for i, (k, p, a) in enumerate(settings)]  # fmt: skip
+    gens = [torch.Generator().manual_seed(i) for i in range(4)]
+    for _ in range(5):
+        tokens = sample(logits, params, [([], [])] * 4, gens, kernels=True).token_ids
+        assert all(t in a for t, a in zip(tokens[:3], allowed, strict=False)), tokens
