@@ -387,6 +387,10 @@ HUB_SPOOL_RETRY_SECONDS = env_float("HUB_SPOOL_RETRY_SECONDS", 5.0, min_value=0.
 # several deployments of a model: send a request to the one most likely to hold its prompt's prefix in its KV cache
 # (within a load bound); false: fewest outstanding requests
 HUB_PREFIX_ROUTING = env_bool("HUB_PREFIX_ROUTING", True)
+# whose requests share our deployments' prompt caches (hub/api/prompt_cache.py): "tenant", each tenant its own (as
+# OpenAI's caches are per organization: no tenant can tell from a response's speed or cached_tokens what another
+# sent); "shared", all tenants (an operator whose tenants trust each other, for more cache hits on common prompts)
+HUB_PROMPT_CACHE_SCOPE = env_choice("HUB_PROMPT_CACHE_SCOPE", "tenant", ("tenant", "shared"))
 # the currency of the model prices (accounts.pricing) and of /v1/costs (ISO 4217, lower case as OpenAI writes it)
 HUB_CURRENCY = env_str("HUB_CURRENCY", "usd").lower()
 if not (len(HUB_CURRENCY) == 3 and HUB_CURRENCY.isascii() and HUB_CURRENCY.isalpha()):

@@ -58,6 +58,9 @@ class SamplingParams:
     think: ThinkMarks | None = None
     # vLLM's request priority: lower runs first (admitted first, preempted last); equal priorities in arrival order
     priority: int = 0
+    # vLLM's cache_salt: the prompt's blocks are cached under it too, so prompts of different salts share none (the
+    # hub sends each tenant's own: no tenant can tell from another's speed or cached_tokens what it sent)
+    cache_salt: str | None = None
     # the LoRA adapter's slot in the engine (inference/loader/lora.py), set by the service from the model name
     lora_id: int | None = None
 
@@ -78,6 +81,7 @@ class SamplingParams:
             ("priority", abs(self.priority) <= MAX_PRIORITY, f"must be between -{MAX_PRIORITY} and {MAX_PRIORITY}"),
             ("allowed_token_ids", self.allowed_token_ids is None or len(self.allowed_token_ids) > 0, "must hold ids"),
             ("bad_words", all(self.bad_words_ids), "must be non-empty words"),
+            ("cache_salt", self.cache_salt is None or len(self.cache_salt) > 0, "must be a non-empty string"),
             ("stop", len(self.stop) <= 4 and all(isinstance(s, str) and s for s in self.stop), "up to 4 strings"),
         ]
         for param, ok, message in checks:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from hub.api import validation as v
-from hub.api.openapi_schemas import _BOOL, _NUM, _STR, _TEXT, _obj
+from hub.api.openapi_schemas import _BOOL, _CACHE_SALT, _NUM, _STR, _TEXT, _obj
 
 # OpenAI's categories (inference/server/guard.py's OPENAI_CATEGORIES)
 CATEGORIES = (
@@ -39,6 +39,7 @@ MODERATION_SCHEMAS = {
                     {"type": "array", "items": _PART, "minItems": 1, "description": "One input: its texts joined."},
                 ]
             },
+            "cache_salt": _CACHE_SALT,
         },
         ("input",),
     ),

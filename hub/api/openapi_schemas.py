@@ -181,6 +181,13 @@ _TRUNCATE = {
     "description": "vLLM extension: only the prompt's last k tokens are read (-1: the model's context length); a "
     "text keeps the model's own special tokens. 0 is refused.",
 }
+_CACHE_SALT = {
+    **_STR,
+    "minLength": 1,
+    "maxLength": v.MAX_USER_CHARS,
+    "description": "vLLM extension: splits the prompt cache further. Each tenant has its own cache on our deployments "
+    "(`HUB_PROMPT_CACHE_SCOPE`); requests of one tenant with different salts share no cached prompt either.",
+}
 _SAMPLING = {
     "temperature": {
         **_NUM,
@@ -227,6 +234,7 @@ _SAMPLING = {
         "description": "vLLM extension: words never generated (as tokenized alone and after a space).",
     },
     "truncate_prompt_tokens": _TRUNCATE,
+    "cache_salt": _CACHE_SALT,
     "seed": {
         **_INT,
         "minimum": v.INT64[0],

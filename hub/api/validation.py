@@ -321,6 +321,7 @@ def _sampling(body: dict, chat: bool) -> None:
         for i, word in enumerate(_array(words, "bad_words", MAX_BAD_WORDS, "an array of strings")):
             _string(word, f"bad_words[{i}]", empty=False)
     _truncation(body)
+    _cache_salt(body)
     options = body.get("stream_options")
     if options is not None:
         for name in ("include_usage", "continuous_usage_stats"):
@@ -328,6 +329,12 @@ def _sampling(body: dict, chat: bool) -> None:
         if options and body.get("stream") is not True:
             raise _refuse("stream_options", "invalid_value", "The 'stream_options' parameter is only allowed when "
                           "'stream' is enabled.")  # fmt: skip
+
+
+def _cache_salt(body: dict) -> None:
+    """vLLM's ``cache_salt``: a non-empty string (hub/api/prompt_cache.py folds it into the tenant's own)."""
+    if body.get("cache_salt") is not None:
+        _string(body["cache_salt"], "cache_salt", limit=MAX_USER_CHARS, empty=False)
 
 
 def _truncation(body: dict) -> None:
@@ -471,6 +478,7 @@ def check_body(route: str, body: dict) -> None:
         _score_texts(body)
     elif route == "moderations":
         _moderation_input(body)
+        _cache_salt(body)
     elif route == "audio/speech":
         _speech(body)
     elif route == "embeddings":

@@ -89,12 +89,15 @@ class Sequence:
 
     def prefix_keys(self, block_size: int) -> list[tuple]:
         """The prefix cache's key of each full prompt block: (hash of the previous key, the block's tokens, the
-        images' content for a vision prompt, the LoRA adapter), so a key stands for everything before the block's
-        end (an adapter's keys and values differ from the base model's for the same tokens)."""
+        images' content for a vision prompt, the LoRA adapter, the request's cache salt), so a key stands for
+        everything before the block's end (an adapter's keys and values differ from the base model's for the same
+        tokens), and prompts of different salts share no block."""
         if self._prefix_keys is None:
             extra = self.mm.content_key() if self.mm is not None else None
             if self.params.lora_id is not None:
                 extra = ("lora", self.params.lora_id, extra)
+            if self.params.cache_salt is not None:
+                extra = ("salt", self.params.cache_salt, extra)
             keys: list[tuple] = []
             parent = hash(extra)
             for start in range(0, len(self.prompt_ids) - block_size + 1, block_size):

@@ -103,7 +103,8 @@ async def moderations(request: Request, body: dict) -> JSONResponse:
     runs = []
     for ids in prompts:
         gen = read_generation({"max_tokens": VERDICT_TOKENS, "temperature": 0, "logprobs": True, "top_logprobs": TOP,
-                               "priority": body.get("priority", 0)}, model.vocab_size, chat=True)  # fmt: skip
+                               "priority": body.get("priority", 0), "cache_salt": body.get("cache_salt")},
+                              model.vocab_size, chat=True)  # fmt: skip
         gen.params.guide = model.guard.guide  # compiled at the model's load
         runs.append(Run(request, state, model, ids, gen, "moderation"))
     answers = await asyncio.gather(*(run.collect() for run in runs))

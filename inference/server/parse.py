@@ -127,6 +127,7 @@ def read_generation(body: dict, vocab_size: int, *, chat: bool) -> GenerationReq
             logprobs=logprobs,
             prompt_logprobs=bool(not chat and body.get("echo") and logprobs is not None),
             priority=_get(body, "priority", (int,), "an integer", 0),  # vLLM's: lower runs first
+            cache_salt=_get(body, "cache_salt", (str,), "a string"),
         )
     except InvalidParam as exc:
         raise RequestError(str(exc), param=exc.param) from None

@@ -6,6 +6,7 @@ deployment's own checks, tool calls and vision. The gateway's behaviour that nee
 from __future__ import annotations
 
 import json
+import secrets
 import time
 
 import httpx
@@ -298,6 +299,29 @@ def test_images_refused_through_the_hub_are_400s_and_not_metered(hub):
     assert "private address" in exc.value.body["message"]
     barrier(hub)
     assert not UsageRecord.objects.exclude(request_id__startswith="req_barrier_").exists()  # refused before a model
+
+
+def test_tenants_share_no_cached_prompt_and_a_clients_salt_splits_its_own(hub):
+    """Each tenant its own prompt cache on our deployments (hub/api/prompt_cache.py), as OpenAI's are per
+    organization: a prompt acme sent is cached for acme's next request, not for globex's first one, which caches it
+    for globex's next; vLLM's cache_salt sent by a client splits its tenant's cache further."""
+    globex = services.create_tenant("globex", "Globex")
+    services.grant_models(globex, [CHAT])
+    other = openai.OpenAI(base_url=f"{hub.url}/v1", api_key=services.issue_key(globex, name="k").secret, max_retries=0)
+    system = f"You are concierge {secrets.token_hex(6)} of a hotel; answer in one short sentence. " * 8
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": "Is breakfast included?"}]
+
+    def cached(client: openai.OpenAI, **extra) -> int:
+        answer = client.chat.completions.create(model=CHAT, messages=messages, max_tokens=1, extra_body=extra)
+        return answer.usage.prompt_tokens_details.cached_tokens
+
+    counts = [cached(hub()), cached(hub()), cached(other), cached(other)]
+    hit = counts[1]
+    assert hit > 100 and counts == [0, hit, 0, hit]
+    assert [cached(hub(), cache_salt="user-1"), cached(hub(), cache_salt="user-1"), cached(hub())] == [0, hit, hit]
+    with pytest.raises(openai.BadRequestError) as refused:
+        hub().chat.completions.create(model=CHAT, messages=messages, extra_body={"cache_salt": ""})
+    assert refused.value.body["param"] == "cache_salt"
 
 
 def test_cached_tokens_reach_the_client_and_the_usage_row_with_its_cost(hub):

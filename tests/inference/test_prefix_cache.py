@@ -71,6 +71,24 @@ def test_keys_chain_the_whole_prefix_and_the_images():
     assert _seq([1, 2, 3, 4, 0], mm=_image(2.0)).prefix_keys(4) == _seq([1, 2, 3, 4, 0], mm=_image(2.0)).prefix_keys(4)
 
 
+def test_prompts_of_different_cache_salts_share_no_block():
+    """vLLM's ``cache_salt`` (the hub's per tenant): the same prompt under another salt, or none, matches nothing."""
+    blocks = BlockManager(num_blocks=8, block_size=4)
+    prompt = [1, 2, 3, 4, 5, 6, 7, 8, 0]
+
+    def salted(salt: str | None) -> Sequence:
+        return Sequence("r", 0, prompt, SamplingParams(max_tokens=1, cache_salt=salt))
+
+    computed = salted("tenant-a")
+    blocks.grow(computed, len(prompt))
+    computed.num_computed = len(prompt)
+    blocks.register(computed)
+    assert blocks.match(salted("tenant-a")) == computed.block_table[:2]
+    assert blocks.match(salted("tenant-b")) == [] and blocks.match(salted(None)) == []
+    with pytest.raises(ValueError, match="cache_salt"):
+        SamplingParams(cache_salt="")
+
+
 def _image(value: float):
     from inference.models.inputs import ImageInput, MultiModalPrompt
 

@@ -191,6 +191,8 @@ def test_embeddings_float_and_base64(client, service):
         ("chat/completions", {"model": CHAT, "messages": MESSAGES, "allowed_token_ids": []}, 400, "allowed_token_ids"),
         ("completions", {"model": COMPLETION, "prompt": "x", "allowed_token_ids": [10**7]}, 400, "allowed_token_ids"),
         ("chat/completions", {"model": CHAT, "messages": MESSAGES, "bad_words": [""]}, 400, "bad_words"),
+        ("completions", {"model": COMPLETION, "prompt": "x", "cache_salt": ""}, 400, "cache_salt"),
+        ("chat/completions", {"model": CHAT, "messages": MESSAGES, "cache_salt": 7}, 400, "cache_salt"),
     ],
 )
 def test_bad_requests_get_openai_errors(service, route, body, status, param):
@@ -368,6 +370,20 @@ def test_metrics_are_prometheus(client, service):
     names += ["inference_time_to_first_token_seconds_bucket", "inference_time_per_output_token_seconds_bucket"]
     for name in names:
         assert name in text, name
+
+
+def test_a_cache_salt_keeps_a_prompts_cached_blocks_to_requests_with_that_salt(client):
+    """vLLM's ``cache_salt`` (the hub sends each tenant's): the same prompt under another salt, or none, is computed
+    afresh; under the same salt it is found in the cache."""
+    prompt = f"Note {time.time_ns()}: " + "the tide comes in twice a day along this coast. " * 12
+
+    def cached(**extra) -> int:
+        answer = client.completions.create(model=COMPLETION, prompt=prompt, max_tokens=1, extra_body=extra)
+        return answer.usage.prompt_tokens_details.cached_tokens
+
+    counts = [cached(cache_salt="a"), cached(cache_salt="a"), cached(cache_salt="b"), cached(), cached()]
+    hit = counts[1]
+    assert hit > 100 and counts == [0, hit, 0, 0, hit]
 
 
 def test_prefix_cache_in_usage_metrics_and_health(client, service):
