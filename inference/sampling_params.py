@@ -49,7 +49,8 @@ class SamplingParams:
     allowed_token_ids: list[int] | None = None  # vLLM's: the only ids an answer may hold (None: any)
     bad_words_ids: list[list[int]] = field(default_factory=list)  # vLLM's bad_words, tokenized: never generated
     logprobs: int | None = None  # None: none; k >= 0: the chosen token's plus the top k
-    prompt_logprobs: bool = False  # completions' echo + logprobs
+    # the prompt's logprobs, each with its top k (None: none): completions' echo + logprobs, vLLM's prompt_logprobs
+    prompt_logprobs: int | None = None
     # constrained decoding: a compiled grammar (inference.engine.guided.Guide) every sequence follows
     guide: Any = None
     # control tokens decoded into the text anyway: a tool-call format's markers (e.g. Mistral's [TOOL_CALLS])
@@ -78,6 +79,7 @@ class SamplingParams:
             ("frequency_penalty", -2.0 <= self.frequency_penalty <= 2.0, "must be between -2 and 2"),
             ("repetition_penalty", 0.0 < self.repetition_penalty <= 10.0, "must be in (0, 10]"),
             ("logprobs", self.logprobs is None or 0 <= self.logprobs <= 20, "must be between 0 and 20"),
+            ("prompt_logprobs", self.prompt_logprobs is None or 0 <= self.prompt_logprobs <= 20, "must be in [0, 20]"),
             ("priority", abs(self.priority) <= MAX_PRIORITY, f"must be between -{MAX_PRIORITY} and {MAX_PRIORITY}"),
             ("allowed_token_ids", self.allowed_token_ids is None or len(self.allowed_token_ids) > 0, "must hold ids"),
             ("bad_words", all(self.bad_words_ids), "must be non-empty words"),

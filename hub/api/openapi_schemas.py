@@ -181,6 +181,24 @@ _TRUNCATE = {
     "description": "vLLM extension: only the prompt's last k tokens are read (-1: the model's context length); a "
     "text keeps the model's own special tokens. 0 is refused.",
 }
+_ANSWER_IDS = {**_TOKEN_IDS, "description": "With `return_token_ids` (vLLM's): the choice's generated token ids."}
+_PROMPT_IDS = {**_TOKEN_IDS, "description": "With `return_token_ids` (vLLM's): the prompt's token ids."}
+_PROMPT_LOGPROBS = {
+    "type": "array",
+    "items": {
+        "oneOf": [
+            {"type": "null"},
+            {
+                "type": "object",
+                "additionalProperties": _obj(
+                    {"logprob": _NUM, "rank": _INT, "decoded_token": _STR}, ("logprob", "rank", "decoded_token")
+                ),
+            },
+        ]
+    },
+    "description": "With `prompt_logprobs` (vLLM's): per prompt token, null for the first, else token id → its "
+    "logprob, rank and text, for the prompt's token and the top k.",
+}
 _CACHE_SALT = {
     **_STR,
     "minLength": 1,
@@ -235,6 +253,24 @@ _SAMPLING = {
     },
     "truncate_prompt_tokens": _TRUNCATE,
     "cache_salt": _CACHE_SALT,
+    "prompt_logprobs": {
+        **_INT,
+        "minimum": 0,
+        "maximum": v.MAX_TOP_LOGPROBS,
+        "description": "vLLM extension: each prompt token's logprob, rank and top k, as `prompt_logprobs` in the "
+        "answer (a chat's at its top level, a completion's in each choice); not with `stream`.",
+    },
+    "return_tokens_as_token_ids": {
+        **_BOOL,
+        "default": False,
+        "description": "vLLM extension: logprobs name each token `token_id:<id>`.",
+    },
+    "return_token_ids": {
+        **_BOOL,
+        "default": False,
+        "description": "vLLM extension: the answer carries `prompt_token_ids` and each choice its `token_ids` (each "
+        "chunk its own, the first the prompt's).",
+    },
     "seed": {
         **_INT,
         "minimum": v.INT64[0],
@@ -537,11 +573,14 @@ SCHEMAS: dict[str, dict] = {
                         ),
                         "finish_reason": {"enum": ["stop", "length", "tool_calls", "function_call"]},
                         "logprobs": _LOGPROBS,
+                        "token_ids": _ANSWER_IDS,
                     }
                 ),
             },
             "usage": ref("Usage"),
             "service_tier": _SERVICE_TIER_USED,
+            "prompt_token_ids": _PROMPT_IDS,
+            "prompt_logprobs": _PROMPT_LOGPROBS,
         },
         ("id", "object", "created", "model", "choices", "usage"),
     ),
@@ -568,11 +607,13 @@ SCHEMAS: dict[str, dict] = {
                         ),
                         "finish_reason": {"type": ["string", "null"]},
                         "logprobs": _LOGPROBS,
+                        "token_ids": _ANSWER_IDS,
                     }
                 ),
             },
             "usage": {"oneOf": [ref("Usage"), {"type": "null"}]},
             "service_tier": _SERVICE_TIER_USED,
+            "prompt_token_ids": _PROMPT_IDS,
         },
         ("id", "object", "created", "model", "choices"),
         description="One `data:` event of a chat stream.",
@@ -617,6 +658,9 @@ SCHEMAS: dict[str, dict] = {
                         "text": _STR,
                         "finish_reason": {"type": ["string", "null"]},
                         "logprobs": _LOGPROBS,
+                        "token_ids": _ANSWER_IDS,
+                        "prompt_token_ids": _PROMPT_IDS,
+                        "prompt_logprobs": _PROMPT_LOGPROBS,
                     }
                 ),
             },

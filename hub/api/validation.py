@@ -60,7 +60,7 @@ _NUMBERS: tuple[tuple[str, bool, float | None, float | None], ...] = (
     ("min_tokens", True, 0, None),
 )
 _BOOLS = ("stream", "ignore_eos", "include_stop_str_in_output", "continue_final_message", "add_generation_prompt",
-          "skip_special_tokens")  # fmt: skip
+          "skip_special_tokens", "return_tokens_as_token_ids", "return_token_ids")  # fmt: skip
 
 
 def _kind(value: Any) -> str:
@@ -322,6 +322,9 @@ def _sampling(body: dict, chat: bool) -> None:
             _string(word, f"bad_words[{i}]", empty=False)
     _truncation(body)
     _cache_salt(body)
+    _number(body.get("prompt_logprobs"), "prompt_logprobs", True, 0, MAX_TOP_LOGPROBS)
+    if body.get("prompt_logprobs") is not None and body.get("stream") is True:
+        raise _refuse("prompt_logprobs", "invalid_value", "'prompt_logprobs' are not available when 'stream' is true.")
     options = body.get("stream_options")
     if options is not None:
         for name in ("include_usage", "continuous_usage_stats"):

@@ -232,7 +232,7 @@ class LLMEngine:
             end = self.outputs[seq.seq_id].finish_now("stop")  # the grammar is complete
             delta.text += end.text
             delta.finish_reason = "stop"
-        if seq.params.prompt_logprobs and len(seq.output_ids) == 1:
+        if seq.params.prompt_logprobs is not None and len(seq.output_ids) == 1:
             delta.prompt_logprobs = seq.prompt_logprobs
         if delta.finish_reason:
             self.scheduler.finish(seq, delta.finish_reason)
@@ -248,7 +248,7 @@ class LLMEngine:
         if first == 0:
             seq.prompt_logprobs.append(None)
         lp = torch.log_softmax(logits.float(), dim=-1)
-        k = seq.params.logprobs or 0
+        k = seq.params.prompt_logprobs or 0
         for j in range(lp.shape[0]):
             target = first + j + 1
             if target >= seq.num_prompt:
@@ -258,7 +258,8 @@ class LLMEngine:
             if k:
                 values, ids = torch.topk(lp[j], k)
                 top = list(zip(ids.tolist(), values.tolist(), strict=True))
-            seq.prompt_logprobs.append(TokenLogprob(token, float(lp[j, token]), top))
+            rank = int((lp[j] > lp[j, token]).sum()) + 1  # vLLM's prompt_logprobs name it
+            seq.prompt_logprobs.append(TokenLogprob(token, float(lp[j, token]), top, rank))
 
     def _forget(self, seq: Sequence) -> None:
         self.outputs.pop(seq.seq_id, None)

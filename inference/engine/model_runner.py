@@ -152,7 +152,7 @@ class ModelRunner:
                 slots.append(self.blocks.slot(seq, p))
             cu.append(cu[-1] + n)
             context_lens.append(start + n)
-            if seq.params.prompt_logprobs and start < seq.num_prompt:
+            if seq.params.prompt_logprobs is not None and start < seq.num_prompt:
                 prompt_rows[seq.seq_id] = (start, cu[-2], cu[-2] + min(n, seq.num_prompt - start))
             if start + n == seq.num_tokens:  # everything known is computed: sample the next token
                 sample_rows.append(cu[-1] - 1)

@@ -89,7 +89,7 @@ class Scheduler:
         is no slot or not enough free blocks for them."""
         if len(self.running) >= self.max_num_seqs:
             return None
-        hits = self.blocks.match(seq) if not seq.params.prompt_logprobs else []
+        hits = self.blocks.match(seq) if seq.params.prompt_logprobs is None else []
         start = len(hits) * self.blocks.block_size
         n = min(seq.num_tokens - start, budget)
         if -(-(start + n) // self.blocks.block_size) - len(hits) + self.blocks.revived(hits) > self.blocks.num_free:

@@ -23,14 +23,16 @@ from inference.server.reasoning import ReasoningSplitter, reasoning_tokens
 from inference.server.registry import LoadedModel
 from inference.server.streams import ClientGone, counted_sse, deltas, new_id, sse, wait_disconnect
 from inference.server.tally import tally_of
+from inference.server.token_outputs import TokenOutputs, namer, prompt_logprobs
 
 
-def _logprobs_chat(delta: SeqDelta, tokenizer) -> dict | None:
+def _logprobs_chat(delta: SeqDelta, tokenizer, as_ids: bool = False) -> dict | None:
     if not delta.logprobs:
         return None
+    name = namer(tokenizer, as_ids)
 
     def entry(token_id: int, logprob: float) -> dict:
-        text = tokenizer.decode([token_id], skip_special_tokens=False)
+        text = name(token_id)
         return {"token": text, "logprob": logprob, "bytes": list(text.encode())}
 
     return {
@@ -42,15 +44,17 @@ def _logprobs_chat(delta: SeqDelta, tokenizer) -> dict | None:
     }
 
 
-def _logprobs_completion(items, tokenizer, text_offset: int) -> dict:
+def _logprobs_completion(items, tokenizer, text_offset: int, as_ids: bool = False, k: int | None = None) -> dict:
+    """``k``: the top logprobs each item shows (None: all it has)."""
     tokens, token_logprobs, top, offsets = [], [], [], []
+    name = namer(tokenizer, as_ids)
     for lp in items:
         if lp is None:  # the first prompt token has no logprob
             continue
         text = tokenizer.decode([lp.token_id], skip_special_tokens=False)
-        tokens.append(text)
+        tokens.append(name(lp.token_id))
         token_logprobs.append(lp.logprob)
-        top.append({tokenizer.decode([t], skip_special_tokens=False): v for t, v in lp.top} if lp.top else None)
+        top.append({name(t): v for t, v in lp.top[:k]} if lp.top[:k] else None)
         offsets.append(text_offset)
         text_offset += len(text)
     return {"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": top, "text_offset": offsets}
@@ -125,15 +129,18 @@ class Run:
         parsers = [self.parser() for _ in range(self.gen.n)]
         splitters = [self.splitter() for _ in range(self.gen.n)]
         called = [False] * self.gen.n
+        wanted = self.gen.outputs  # vLLM's token outputs
+        prompt_ids = {"prompt_token_ids": self.prompt_ids} if wanted.token_ids else {}
         if self.kind == "chat":
             # content null, not "": an answer of tool calls only has no content (as the non-streamed one)
             first = {"role": "assistant", "content": None if parsers[0] else "", "refusal": None}
             for i in range(self.gen.n):
                 choice = {"index": i, "delta": first, "logprobs": None}
-                yield sse({**self._base(), "choices": [{**choice, "finish_reason": None}], **self._no_usage()})
-        elif echo_text:
+                yield sse({**self._base(), "choices": [{**choice, "finish_reason": None}], **self._no_usage(),
+                           **prompt_ids})  # fmt: skip
+        elif echo_text or prompt_ids:
             for i in range(self.gen.n):
-                choice = {"index": i, "text": echo_text, "logprobs": None, "finish_reason": None}
+                choice = {"index": i, "text": echo_text, "logprobs": None, "finish_reason": None, **prompt_ids}
                 yield sse({**self._base(), "choices": [choice], **self._no_usage()})
         cached: dict[int, int] = {}
         async for delta in deltas(self.model, self.id, self.queue, self.gen.n, self.state.metrics):
@@ -142,7 +149,8 @@ class Run:
             cached[delta.index] = delta.cached_tokens
             if self.model.reasoning is not None:  # only a reasoning model's usage reads the tokens back
                 outputs[delta.index] += delta.token_ids
-            if not delta.text and not delta.finish_reason and not delta.logprobs:
+            ids = {"token_ids": delta.token_ids} if wanted.token_ids else {}
+            if not delta.text and not delta.finish_reason and not delta.logprobs and not ids:
                 continue
             if self.kind == "chat":
                 parser, splitter = parsers[delta.index], splitters[delta.index]
@@ -160,16 +168,17 @@ class Run:
                 if parser is not None:
                     pieces += answers.stream_deltas(parser.finish()) if delta.finish_reason else []
                     called[delta.index] = called[delta.index] or bool(parser.calls)
-                if not pieces and not delta.finish_reason and not delta.logprobs:
+                if not pieces and not delta.finish_reason and not delta.logprobs and not ids:
                     continue  # text held back (a call's markup, a think tag): nothing to send yet
                 choices = [{"index": delta.index, "delta": piece, "logprobs": None, "finish_reason": None}
                            for piece in pieces or [{}]]  # fmt: skip
-                choices[0]["logprobs"] = _logprobs_chat(delta, self.model.tokenizer)
+                choices[0].update(logprobs=_logprobs_chat(delta, self.model.tokenizer, wanted.as_ids), **ids)
                 choices[-1]["finish_reason"] = answers.finish_reason(delta.finish_reason, called[delta.index])
             else:
-                lp = _logprobs_completion(delta.logprobs, self.model.tokenizer, 0) if delta.logprobs else None
+                lp = (_logprobs_completion(delta.logprobs, self.model.tokenizer, 0, wanted.as_ids)
+                      if delta.logprobs else None)  # fmt: skip
                 choices = [{"index": delta.index, "text": delta.text, "logprobs": lp,
-                            "finish_reason": delta.finish_reason}]  # fmt: skip
+                            "finish_reason": delta.finish_reason, **ids}]  # fmt: skip
             for choice in choices:
                 chunk = {**self._base(), "choices": [choice]}
                 if self.gen.continuous_usage:  # what a gateway meters from if the client goes away
@@ -194,8 +203,7 @@ class Run:
                 self._count(delta)
                 c = choices[delta.index]
                 c["text"] += delta.text
-                if self.model.reasoning is not None:  # for the usage's reasoning tokens only
-                    c["ids"] += delta.token_ids
+                c["ids"] += delta.token_ids  # the usage's reasoning tokens, vLLM's return_token_ids
                 c["logprobs"] += delta.logprobs
                 c["finish"] = delta.finish_reason or c["finish"]
                 c["tokens"] = delta.completion_tokens
@@ -229,22 +237,32 @@ async def chat_completions(request: Request, body: dict) -> JSONResponse | Strea
         c["reasoning"], c["text"] = splitter.split(c["text"]) if splitter else (None, c["text"])
         parser = answers.new_parser(chat, prompt)
         replies.append(parser.parse(c["text"]) if parser else None)
-    reasons = model.reasoning is not None
+    reasons, wanted = model.reasoning is not None, gen.outputs
     return JSONResponse({
         "id": run.id, "object": "chat.completion", "created": run.created, "model": model.id,
         "choices": [
             {
                 "index": i,
                 "message": answers.message(reply, c["text"], c["reasoning"], reasons),
-                "logprobs": _logprobs_chat(SeqDelta(run.id, i, "", [], c["logprobs"]), model.tokenizer)
+                "logprobs": _logprobs_chat(SeqDelta(run.id, i, "", [], c["logprobs"]), model.tokenizer, wanted.as_ids)
                 if gen.params.logprobs is not None else None,
                 "finish_reason": answers.finish_reason(c["finish"], bool(reply and reply.tool_calls)),
+                **({"token_ids": c["ids"]} if wanted.token_ids else {}),
             }
             for i, (c, reply) in enumerate(zip(choices, replies, strict=True))
         ],
         "usage": _usage(run.prompt_tokens, sum(c["tokens"] for c in choices),
                         run.reasoning_tokens([c["ids"] for c in choices]), sum(c["cached"] for c in choices)),
+        **_prompt_outputs(wanted, run.prompt_ids, choices[0]["prompt_logprobs"], model.tokenizer),
     })  # fmt: skip
+
+
+def _prompt_outputs(wanted: TokenOutputs, prompt_ids: list[int], items, tokenizer) -> dict:
+    """vLLM's prompt_token_ids and prompt_logprobs, where asked for."""
+    out: dict = {"prompt_token_ids": prompt_ids} if wanted.token_ids else {}
+    if wanted.prompt_logprobs is not None:
+        out["prompt_logprobs"] = prompt_logprobs(items or [], wanted.prompt_logprobs, namer(tokenizer, wanted.as_ids))
+    return out
 
 
 async def completions(request: Request, body: dict) -> JSONResponse | StreamingResponse:
@@ -268,13 +286,16 @@ async def completions(request: Request, body: dict) -> JSONResponse | StreamingR
         prompt_total += run.prompt_tokens
         completion_total += sum(c["tokens"] for c in every)  # every candidate was generated: all are counted
         cached_total += sum(c["cached"] for c in every)
+        wanted = gen.outputs
         for i, c in enumerate(choices):
             logprobs = None
             if gen.params.logprobs is not None:
                 items = (c["prompt_logprobs"] or []) + c["logprobs"] if echo else c["logprobs"]
-                logprobs = _logprobs_completion(items, model.tokenizer, 0)
+                logprobs = _logprobs_completion(items, model.tokenizer, 0, wanted.as_ids, gen.params.logprobs)
             out_choices.append({
                 "index": p * gen.n + i, "text": prefix + c["text"], "logprobs": logprobs, "finish_reason": c["finish"],
+                **_prompt_outputs(wanted, run.prompt_ids, c["prompt_logprobs"], model.tokenizer),
+                **({"token_ids": c["ids"]} if wanted.token_ids else {}),
             })  # fmt: skip
     return JSONResponse({
         "id": runs[0].id, "object": "text_completion", "created": runs[0].created, "model": model.id,

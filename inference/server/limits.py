@@ -7,6 +7,7 @@ from __future__ import annotations
 MAX_N = 16  # choices per request
 MAX_TOP_LOGPROBS = 20  # chat's top_logprobs (the sampler returns at most this many)
 MAX_COMPLETION_LOGPROBS = 5  # completions' logprobs, as OpenAI's
+MAX_BAD_WORDS = 128  # vLLM's bad_words: each is matched against every answer at every step
 MAX_IMAGES = 8  # per request: LLaVA was trained on one; each costs up to ~2900 tokens
 MAX_BODY_BYTES = 16 * 1024 * 1024
 ROLES = ("system", "developer", "user", "assistant", "tool")

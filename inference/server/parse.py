@@ -17,6 +17,7 @@ from inference.server.limits import MAX_COMPLETION_LOGPROBS, MAX_N, MAX_TOP_LOGP
 from inference.server.messages import read_messages
 from inference.server.registry import LoadedModel
 from inference.server.token_controls import read_allowed_token_ids, read_bad_words, read_truncation
+from inference.server.token_outputs import TokenOutputs, read_token_outputs
 
 
 def _type_error(param: str, expected: str) -> RequestError:
@@ -70,6 +71,7 @@ class GenerationRequest:
     include_usage: bool
     continuous_usage: bool  # vLLM's stream_options.continuous_usage_stats: usage so far in every chunk
     truncate: int | None = None  # vLLM's truncate_prompt_tokens: the prompt's last tokens kept (None: all)
+    outputs: TokenOutputs = TokenOutputs()  # vLLM's prompt_logprobs, return_tokens_as_token_ids, return_token_ids
 
 
 def read_generation(body: dict, vocab_size: int, *, chat: bool) -> GenerationRequest:
@@ -125,7 +127,7 @@ def read_generation(body: dict, vocab_size: int, *, chat: bool) -> GenerationReq
             logit_bias=_logit_bias(body, vocab_size),
             allowed_token_ids=read_allowed_token_ids(body, vocab_size),
             logprobs=logprobs,
-            prompt_logprobs=bool(not chat and body.get("echo") and logprobs is not None),
+            prompt_logprobs=logprobs if not chat and body.get("echo") and logprobs is not None else None,
             priority=_get(body, "priority", (int,), "an integer", 0),  # vLLM's: lower runs first
             cache_salt=_get(body, "cache_salt", (str,), "a string"),
         )
@@ -146,6 +148,9 @@ def _read_generation(body: dict, model: LoadedModel, *, chat: bool) -> Generatio
     generation = read_generation(body, model.vocab_size, chat=chat)
     generation.params.bad_words_ids = read_bad_words(body, model.tokenizer)
     generation.truncate = read_truncation(body, model.max_model_len)
+    generation.outputs = outputs = read_token_outputs(body)
+    if outputs.prompt_logprobs is not None:  # with echo's (completions), the more of the two
+        generation.params.prompt_logprobs = max(outputs.prompt_logprobs, generation.params.prompt_logprobs or 0)
     return generation
 
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from inference.errors import RequestError
-
-MAX_BAD_WORDS = 128  # each is matched against every answer at every step
+from inference.server.limits import MAX_BAD_WORDS
 
 
 def read_allowed_token_ids(body: dict, vocab_size: int) -> list[int] | None:

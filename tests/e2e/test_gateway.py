@@ -245,14 +245,18 @@ def test_a_prefilled_answer_is_continued(hub, inference_url):
 
 def test_vllms_token_controls_pass_through_and_the_prompt_read_is_metered(hub):
     """vLLM's ``truncate_prompt_tokens`` (a prompt past the context answered from its last tokens, metered as
-    those), ``bad_words`` and ``allowed_token_ids`` reach the service; a bad value is the hub's 400, not metered."""
+    those), ``bad_words``, ``allowed_token_ids``, ``return_token_ids`` and ``prompt_logprobs`` reach the service and
+    come back; a bad value is the hub's 400, not metered."""
     long_chat = [{"role": "user", "content": "word " * 9000 + "What is the capital of France?"}]
     cut = hub().chat.completions.create(model=CHAT, messages=long_chat, max_tokens=8, temperature=0,
                                         extra_body={"truncate_prompt_tokens": 40, "bad_words": ["Paris"]})  # fmt: skip
     assert cut.usage.prompt_tokens == 40 and "Paris" not in cut.choices[0].message.content
     only = hub().completions.create(model=COMPLETION, prompt="The sea is", max_tokens=4, logprobs=0,
-                                    extra_body={"allowed_token_ids": [600, 700]})  # fmt: skip
-    assert len(only.choices[0].logprobs.tokens) == 4
+                                    extra_body={"allowed_token_ids": [600, 700], "return_token_ids": True,
+                                                "prompt_logprobs": 1})  # fmt: skip
+    choice = only.choices[0]
+    assert len(choice.logprobs.tokens) == 4 and set(choice.token_ids) <= {600, 700}
+    assert len(choice.prompt_logprobs) == len(choice.prompt_token_ids) == only.usage.prompt_tokens
     [chat_row, completion_row] = rows(2)
     assert (chat_row.model, chat_row.prompt_tokens) == (CHAT, 40)
     assert chat_row.completion_tokens == cut.usage.completion_tokens

@@ -14,6 +14,7 @@ def test_the_sampling_limits_are_the_services():
     assert validation.MAX_N == limits.MAX_N
     assert validation.MAX_TOP_LOGPROBS == limits.MAX_TOP_LOGPROBS
     assert validation.MAX_COMPLETION_LOGPROBS == limits.MAX_COMPLETION_LOGPROBS
+    assert validation.MAX_BAD_WORDS == limits.MAX_BAD_WORDS
 
 
 def test_the_roles_and_image_details_are_the_services():

@@ -372,6 +372,69 @@ def test_metrics_are_prometheus(client, service):
         assert name in text, name
 
 
+def test_prompt_logprobs_in_vllms_shape_agree_with_echoed_logprobs(client, service):
+    """vLLM's ``prompt_logprobs``: per prompt token (null for the first) the token's logprob and rank and the top k,
+    in each completion choice and at a chat answer's top level; the same numbers completions' echo gives. Refused
+    when streaming, as vLLM does."""
+    prompt = "The capital of France is Paris, and the capital of Spain is"
+    ids = _tokens(service, COMPLETION, prompt)
+    cut = client.completions.create(model=COMPLETION, prompt=prompt, max_tokens=1, temperature=0,
+                                    extra_body={"prompt_logprobs": 3})  # fmt: skip
+    echoed = client.completions.create(model=COMPLETION, prompt=prompt, max_tokens=1, temperature=0, echo=True,
+                                       logprobs=3)  # fmt: skip
+    table = cut.choices[0].prompt_logprobs
+    assert len(table) == len(ids) and table[0] is None
+    echo_lp = echoed.choices[0].logprobs
+    for position, (token, entry) in enumerate(zip(ids[1:], table[1:], strict=True), start=1):
+        mine = entry[str(token)]
+        assert mine["logprob"] == pytest.approx(echo_lp.token_logprobs[position - 1], abs=1e-5)
+        ranks = sorted(v["rank"] for v in entry.values())  # the top 3, and the prompt's token if it is not among them
+        assert ranks[:3] == [1, 2, 3] and (len(entry) == 3) == (mine["rank"] <= 3) and len(entry) <= 4
+        assert (mine["rank"] == 1) == (mine["logprob"] >= max(v["logprob"] for v in entry.values()) - 1e-6)
+        assert sorted(v["logprob"] for v in entry.values() if v["rank"] <= 3) == pytest.approx(
+            sorted(echo_lp.top_logprobs[position - 1].values()), abs=1e-5
+        )
+    assert any(entry[str(t)]["rank"] > 3 for t, entry in zip(ids[1:], table[1:], strict=True))  # outside the top
+    chat = client.chat.completions.create(
+        model=CHAT, messages=MESSAGES, max_tokens=1, extra_body={"prompt_logprobs": 0}
+    )
+    assert len(chat.prompt_logprobs) == chat.usage.prompt_tokens and all(len(e) == 1 for e in chat.prompt_logprobs[1:])
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model=CHAT, messages=MESSAGES, stream=True, extra_body={"prompt_logprobs": 1})
+    assert refused.value.body["param"] == "prompt_logprobs"
+
+
+def test_token_ids_are_returned_and_named_when_asked(client, service):
+    """vLLM's ``return_token_ids`` (the prompt's ids and each choice's, whole or chunk by chunk) and
+    ``return_tokens_as_token_ids`` (logprobs name tokens ``token_id:<id>``)."""
+    ask = dict(model=CHAT, messages=MESSAGES, max_tokens=12, temperature=0)
+    whole = client.chat.completions.create(
+        logprobs=True, top_logprobs=2, **ask, extra_body={"return_token_ids": True, "return_tokens_as_token_ids": True}
+    )
+    prompt = httpx.post(f"{service}/tokenize", json={"model": CHAT, "messages": MESSAGES}).json()["tokens"]
+    ids = whole.choices[0].token_ids
+    assert whole.prompt_token_ids == prompt and len(ids) == whole.usage.completion_tokens
+    text = httpx.post(f"{service}/detokenize", json={"model": CHAT, "tokens": ids}).json()["prompt"]
+    assert text.startswith(whole.choices[0].message.content)
+    content = whole.choices[0].logprobs.content
+    assert [c.token for c in content] == [f"token_id:{t}" for t in ids]
+    assert all(top.token.startswith("token_id:") for c in content for top in c.top_logprobs)
+    chunks = list(client.chat.completions.create(stream=True, **ask, extra_body={"return_token_ids": True}))
+    assert chunks[0].prompt_token_ids == prompt
+    assert [t for c in chunks for t in (getattr(c.choices[0], "token_ids", None) or [])] == ids
+    plain = client.chat.completions.create(**ask)
+    assert not hasattr(plain, "prompt_token_ids") and not hasattr(plain.choices[0], "token_ids")
+
+    completion = client.completions.create(model=COMPLETION, prompt="One, two,", max_tokens=5, temperature=0,
+                                           extra_body={"return_token_ids": True})  # fmt: skip
+    choice = completion.choices[0]
+    assert choice.prompt_token_ids == _tokens(service, COMPLETION, "One, two,") and len(choice.token_ids) == 5
+    streamed = list(client.completions.create(model=COMPLETION, prompt="One, two,", max_tokens=5, temperature=0,
+                                              stream=True, extra_body={"return_token_ids": True}))  # fmt: skip
+    assert streamed[0].choices[0].prompt_token_ids == choice.prompt_token_ids
+    assert [t for c in streamed for t in (getattr(c.choices[0], "token_ids", None) or [])] == choice.token_ids
+
+
 def test_a_cache_salt_keeps_a_prompts_cached_blocks_to_requests_with_that_salt(client):
     """vLLM's ``cache_salt`` (the hub sends each tenant's): the same prompt under another salt, or none, is computed
     afresh; under the same salt it is found in the cache."""
