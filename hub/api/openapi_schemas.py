@@ -532,6 +532,12 @@ SCHEMAS: dict[str, dict] = {
                 "description": "vLLM's: extra variables for the model's chat template, e.g. "
                 '`{"enable_thinking": false}` for Qwen3.',
             },
+            "documents": {
+                "type": "array",
+                "items": {"type": "object", "additionalProperties": _STR},
+                "description": "vLLM's: documents a RAG chat template shows the model (`title`, `text` each); a "
+                "template that reads none leaves them out.",
+            },
             "reasoning_effort": {
                 "enum": ["none", "minimal", "low", "medium", "high", "xhigh"],
                 "description": "A variable of the model's chat template; `none` turns a reasoning model's thinking "

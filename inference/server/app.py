@@ -24,13 +24,13 @@ from inference.server.limits import MAX_BODY_BYTES
 from inference.server.messages import read_messages
 from inference.server.metrics import Metrics
 from inference.server.moderation import moderations
-from inference.server.parse import read_turn
 from inference.server.registry import ModelRegistry
 from inference.server.rerank import rerank, score
 from inference.server.speech import transcriptions, translations
 from inference.server.streams import ClientGone
 from inference.server.synthesis import speech
 from inference.server.tally import Ledger, Tallied, requests_usage
+from inference.server.template_inputs import read_turn
 from inference.server.vision import held_for
 
 log = logging.getLogger("inference.server")

@@ -16,6 +16,7 @@ from inference.server.errors import shown
 from inference.server.limits import MAX_COMPLETION_LOGPROBS, MAX_N, MAX_TOP_LOGPROBS
 from inference.server.messages import read_messages
 from inference.server.registry import LoadedModel
+from inference.server.template_inputs import read_documents, read_reasoning_effort, read_template_kwargs, read_turn
 from inference.server.token_controls import read_allowed_token_ids, read_bad_words, read_truncation
 from inference.server.token_outputs import TokenOutputs, read_token_outputs
 
@@ -209,23 +210,6 @@ class ChatRequest:
     continue_final_message: bool = False
 
 
-# the names the renderer gives the template itself, which a request's chat_template_kwargs may not replace
-_TEMPLATE_NAMES = frozenset({
-    "messages", "tools", "add_generation_prompt", "bos_token", "eos_token", "unk_token", "pad_token",
-    "special_tokens", "raise_exception", "strftime_now", "parts", "placeholders",
-})  # fmt: skip
-
-
-def read_template_kwargs(body: dict) -> dict[str, Any]:
-    """``chat_template_kwargs`` (vLLM's): extra variables for the chat template, e.g. ``{"enable_thinking": false}``
-    for Qwen3. Names are identifiers; the template's own variables cannot be replaced."""
-    raw = _get(body, "chat_template_kwargs", (dict,), "an object", {})
-    for name in raw:
-        if not name.isidentifier() or name in _TEMPLATE_NAMES:
-            raise RequestError(f"chat_template_kwargs cannot set {shown(name)!r}.", param="chat_template_kwargs")
-    return dict(raw)
-
-
 @dataclass
 class CompletionRequest:
     prompts: list[str | list[int]]  # one or several prompts, as text or token ids
@@ -258,6 +242,21 @@ def _generative(model: LoadedModel) -> None:
                            param="model")  # fmt: skip
 
 
+# vLLM's fields this service does not serve, refused rather than ignored: an answer without them would read as one
+# with them (vLLM itself refuses a request's own chat template unless its operator trusts them)
+_NOT_SERVED = {
+    "use_beam_search": "Beam search is not supported: sample with 'n' and 'best_of' (completions) instead.",
+    "logits_processors": "Custom logits processors are not supported.",
+    "chat_template": "A request's own chat template is not accepted: the model's template renders every request.",
+}
+
+
+def _not_served(body: dict) -> None:
+    for name, message in _NOT_SERVED.items():
+        if body.get(name) not in (None, False, [], ""):
+            raise RequestError(message, param=name, code="unsupported_parameter")
+
+
 def _text_out_only(body: dict) -> None:
     """Output the models here cannot give is refused, not silently left out: a client that asked for spoken
     audio or for web results would otherwise read an answer without them as if they were there."""
@@ -271,27 +270,9 @@ def _text_out_only(body: dict) -> None:
                            param="web_search_options")  # fmt: skip
 
 
-REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")  # OpenAI's
-
-
-def read_reasoning_effort(body: dict, template_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """OpenAI's ``reasoning_effort``, as vLLM reads it: a variable of the chat template (gpt-oss's templates read
-    it), and ``none`` turns a model's thinking off (``enable_thinking: false``, as Qwen3's templates read it).
-    What ``chat_template_kwargs`` sets itself wins."""
-    effort = body.get("reasoning_effort")
-    if effort is None:
-        return template_kwargs
-    if effort not in REASONING_EFFORTS:
-        raise RequestError(f"Invalid value for 'reasoning_effort': {shown(effort)!r}. Supported values are: "
-                           f"{', '.join(map(repr, REASONING_EFFORTS))}.", param="reasoning_effort")  # fmt: skip
-    implied: dict[str, Any] = {"reasoning_effort": effort}
-    if effort == "none":
-        implied["enable_thinking"] = False
-    return {**implied, **template_kwargs}
-
-
 def parse_chat(body: dict, model: LoadedModel) -> ChatRequest:
     _generative(model)
+    _not_served(body)
     _text_out_only(body)
     tools = read_tool_request(body)
     structured = read_structured(body)
@@ -301,25 +282,15 @@ def parse_chat(body: dict, model: LoadedModel) -> ChatRequest:
                            param=structured.param)  # fmt: skip
     messages = read_messages(body, images=model.vision is not None)
     generation = _read_generation(body, model, chat=True)
-    kwargs = read_reasoning_effort(body, read_template_kwargs(body))
+    kwargs = read_documents(body, read_reasoning_effort(body, read_template_kwargs(body)))
     opens, continues = read_turn(body)
     return ChatRequest(messages, tools, generation, kwargs, structured, add_generation_prompt=opens,
                        continue_final_message=continues)  # fmt: skip
 
 
-def read_turn(body: dict) -> tuple[bool, bool]:
-    """(add_generation_prompt, continue_final_message): continuing the final message opens no new turn, so it
-    leaves add_generation_prompt off unless the request asked for both (vLLM's 400)."""
-    continues = _get(body, "continue_final_message", (bool,), "a boolean", False)
-    opens = _get(body, "add_generation_prompt", (bool,), "a boolean", None)
-    if continues and opens:
-        raise RequestError("Cannot set both 'continue_final_message' and 'add_generation_prompt' to true.",
-                           param="continue_final_message")  # fmt: skip
-    return (not continues) if opens is None else opens, continues
-
-
 def parse_completion(body: dict, model: LoadedModel) -> CompletionRequest:
     _generative(model)
+    _not_served(body)
     if body.get("suffix"):
         raise RequestError("'suffix' is not supported by this model.", param="suffix")
     prompts = read_prompts(body)
