@@ -253,6 +253,13 @@ _SAMPLING = {
     },
     "truncate_prompt_tokens": _TRUNCATE,
     "cache_salt": _CACHE_SALT,
+    "use_beam_search": {
+        **_BOOL,
+        "default": False,
+        "description": "vLLM extension: the `n` best beams (at most 10) by cumulative logprob / length ** "
+        "`length_penalty`, best first; not with `stream`, a grammar or `prompt_logprobs`.",
+    },
+    "length_penalty": {**_NUM, "default": 1, "description": "vLLM extension: beam search's length exponent."},
     "prompt_logprobs": {
         **_INT,
         "minimum": 0,

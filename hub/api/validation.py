@@ -58,9 +58,10 @@ _NUMBERS: tuple[tuple[str, bool, float | None, float | None], ...] = (
     ("min_p", False, 0, 1),
     ("repetition_penalty", False, MIN_POSITIVE, 10),
     ("min_tokens", True, 0, None),
+    ("length_penalty", False, None, None),  # beam search's
 )
 _BOOLS = ("stream", "ignore_eos", "include_stop_str_in_output", "continue_final_message", "add_generation_prompt",
-          "skip_special_tokens", "return_tokens_as_token_ids", "return_token_ids")  # fmt: skip
+          "skip_special_tokens", "return_tokens_as_token_ids", "return_token_ids", "use_beam_search")  # fmt: skip
 
 
 def _kind(value: Any) -> str:

@@ -13,9 +13,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 
 from inference.engine.output import SeqDelta
+from inference.errors import RequestError
 from inference.function_calling.parsers import ToolCallParser
 from inference.sampling_params import ThinkMarks
 from inference.server import answers
+from inference.server.beam_search import BeamRun, check_unconstrained, read_beam_search
 from inference.server.errors import check_reservation
 from inference.server.parse import GenerationRequest, parse_chat, parse_completion
 from inference.server.prompt import build_chat, build_completion
@@ -223,11 +225,17 @@ async def chat_completions(request: Request, body: dict) -> JSONResponse | Strea
     state = request.app.state
     model = state.registry.get(body.get("model"))
     chat = parse_chat(body, model)
+    beams = read_beam_search(body, chat.generation)
     prompt = await build_chat(chat, model, state.image_policy)
     gen = chat.generation
     check_reservation(request.headers, len(prompt.ids) * gen.n)
-    run = Run(request, state, model, prompt.ids, gen, "chat", lambda: answers.new_parser(chat, prompt), prompt.mm,
-               lambda: answers.new_splitter(model, prompt), prompt.think)  # fmt: skip
+    run: Run | BeamRun
+    if beams is not None:
+        check_unconstrained(gen)
+        run = BeamRun(request, state, model, prompt.ids, gen, "chat", beams, prompt.mm, prompt.think)
+    else:
+        run = Run(request, state, model, prompt.ids, gen, "chat", lambda: answers.new_parser(chat, prompt), prompt.mm,
+                  lambda: answers.new_splitter(model, prompt), prompt.think)  # fmt: skip
     if gen.stream:
         return StreamingResponse(run.stream(), media_type="text/event-stream")
     choices = await run.collect()
@@ -269,6 +277,9 @@ async def completions(request: Request, body: dict) -> JSONResponse | StreamingR
     state = request.app.state
     model = state.registry.get(body.get("model"))
     completion = parse_completion(body, model)
+    beams = read_beam_search(body, completion.generation)
+    if beams is not None and completion.best_of > completion.generation.n:
+        raise RequestError("'best_of' above 'n' cannot be combined with beam search.", param="best_of")
     encoded = await build_completion(completion, model)
     gen, echo = completion.generation, completion.echo
     check_reservation(request.headers, sum(len(ids) for ids in encoded) * completion.best_of)
@@ -278,7 +289,12 @@ async def completions(request: Request, body: dict) -> JSONResponse | StreamingR
         run = Run(request, state, model, ids, gen, "completion")
         return StreamingResponse(run.stream(echo_text), media_type="text/event-stream")
     candidates = _candidates(gen, completion.best_of)
-    runs = [Run(request, state, model, ids, candidates, "completion") for ids in encoded]
+    runs: list[Run] | list[BeamRun]
+    if beams is not None:
+        check_unconstrained(gen)
+        runs = [BeamRun(request, state, model, ids, gen, "completion", beams) for ids in encoded]
+    else:
+        runs = [Run(request, state, model, ids, candidates, "completion") for ids in encoded]
     results = [_best(choices, gen.n) for choices in await asyncio.gather(*(r.collect() for r in runs))]
     out_choices, prompt_total, completion_total, cached_total = [], 0, 0, 0
     for p, (run, (choices, every)) in enumerate(zip(runs, results, strict=True)):

@@ -245,7 +245,6 @@ def _generative(model: LoadedModel) -> None:
 # vLLM's fields this service does not serve, refused rather than ignored: an answer without them would read as one
 # with them (vLLM itself refuses a request's own chat template unless its operator trusts them)
 _NOT_SERVED = {
-    "use_beam_search": "Beam search is not supported: sample with 'n' and 'best_of' (completions) instead.",
     "logits_processors": "Custom logits processors are not supported.",
     "chat_template": "A request's own chat template is not accepted: the model's template renders every request.",
 }

@@ -245,8 +245,8 @@ def test_a_prefilled_answer_is_continued(hub, inference_url):
 
 def test_vllms_token_controls_pass_through_and_the_prompt_read_is_metered(hub):
     """vLLM's ``truncate_prompt_tokens`` (a prompt past the context answered from its last tokens, metered as
-    those), ``bad_words``, ``allowed_token_ids``, ``return_token_ids`` and ``prompt_logprobs`` reach the service and
-    come back; a bad value is the hub's 400, not metered."""
+    those), ``bad_words``, ``allowed_token_ids``, ``return_token_ids``, ``prompt_logprobs`` and beam search reach the
+    service and come back, metered as the service counted; a bad value is the hub's 400, not metered."""
     long_chat = [{"role": "user", "content": "word " * 9000 + "What is the capital of France?"}]
     cut = hub().chat.completions.create(model=CHAT, messages=long_chat, max_tokens=8, temperature=0,
                                         extra_body={"truncate_prompt_tokens": 40, "bad_words": ["Paris"]})  # fmt: skip
@@ -257,14 +257,18 @@ def test_vllms_token_controls_pass_through_and_the_prompt_read_is_metered(hub):
     choice = only.choices[0]
     assert len(choice.logprobs.tokens) == 4 and set(choice.token_ids) <= {600, 700}
     assert len(choice.prompt_logprobs) == len(choice.prompt_token_ids) == only.usage.prompt_tokens
-    [chat_row, completion_row] = rows(2)
+    beams = hub().completions.create(model=COMPLETION, prompt="Red, yellow", max_tokens=3, n=2,
+                                     extra_body={"use_beam_search": True})  # fmt: skip
+    assert len({c.text for c in beams.choices}) == 2
+    [chat_row, completion_row, beam_row] = rows(3)
     assert (chat_row.model, chat_row.prompt_tokens) == (CHAT, 40)
     assert chat_row.completion_tokens == cut.usage.completion_tokens
     assert (completion_row.model, completion_row.completion_tokens) == (COMPLETION, 4)
+    assert (beam_row.prompt_tokens, beam_row.completion_tokens) == (beams.usage.prompt_tokens, 6)
     with pytest.raises(openai.BadRequestError) as refused:
         hub().chat.completions.create(model=CHAT, messages=long_chat, extra_body={"truncate_prompt_tokens": 0})
     assert refused.value.body["param"] == "truncate_prompt_tokens"
-    assert UsageRecord.objects.count() == 2
+    assert UsageRecord.objects.count() == 3
 
 
 def _look(url: str, text: str = "What's in this image?") -> list[dict]:

@@ -43,6 +43,7 @@ GOOD = [
     ("completions", _with(COMPLETION, bad_words=[], truncate_prompt_tokens=1, allowed_token_ids=None)),
     ("chat/completions", _with(CHAT, prompt_logprobs=20, return_token_ids=True, return_tokens_as_token_ids=False)),
     ("completions", _with(COMPLETION, prompt_logprobs=0, cache_salt="tenant-user-7")),
+    ("completions", _with(COMPLETION, use_beam_search=True, n=4, length_penalty=-0.5)),
     ("chat/completions", _with(CHAT, temperature=1e-5, top_p=1e-5, repetition_penalty=1e-5)),
     ("chat/completions", _with(CHAT, temperature=5e-324, top_p=0)),  # greedy; the most likely token only
     ("completions", _with(COMPLETION, temperature=1e-40, top_p=5e-324)),
@@ -205,6 +206,8 @@ BAD = [
     ("chat/completions", _with(CHAT, prompt_logprobs=21), "prompt_logprobs", "integer_above_max_value"),
     ("completions", _with(COMPLETION, prompt_logprobs=1, stream=True), "prompt_logprobs", "invalid_value"),
     ("chat/completions", _with(CHAT, return_token_ids="yes"), "return_token_ids", "invalid_type"),
+    ("chat/completions", _with(CHAT, use_beam_search=1), "use_beam_search", "invalid_type"),
+    ("completions", _with(COMPLETION, length_penalty="long"), "length_penalty", "invalid_type"),
     ("completions", _with(COMPLETION, return_tokens_as_token_ids=1), "return_tokens_as_token_ids", "invalid_type"),
     ("completions", _with(COMPLETION, cache_salt=""), "cache_salt", "empty_string"),
     ("chat/completions", _with(CHAT, cache_salt=["a"]), "cache_salt", "invalid_type"),

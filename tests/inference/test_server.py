@@ -435,6 +435,64 @@ def test_token_ids_are_returned_and_named_when_asked(client, service):
     assert [t for c in streamed for t in (getattr(c.choices[0], "token_ids", None) or [])] == choice.token_ids
 
 
+def test_beam_search_equals_vllms_algorithm_over_the_models_own_logprobs(client, service):
+    """vLLM's ``use_beam_search``: the n beams equal vLLM's beam search run here step by step over the service's own
+    next-token logprobs (a completion of one token, its top 2n named by id): ends finish a beam, the others are cut
+    to the n best by cumulative logprob / length ** length_penalty (the prompt counted, the end not). The usage
+    counts the prompt per beam and every returned beam's tokens."""
+    prompt, width, steps, penalty = "Primary colours: red, yellow", 2, 5, 0.5
+    ids = _tokens(service, COMPLETION, prompt)
+    comma = _tokens(service, COMPLETION, "a,")[-1]
+
+    def top(tokens: list[int]) -> list[tuple[int, float]]:
+        answer = client.completions.create(model=COMPLETION, prompt=ids + tokens, max_tokens=1, temperature=0,
+                                           logprobs=2 * width, extra_body={"return_tokens_as_token_ids": True,
+                                                                           "ignore_eos": True})  # fmt: skip
+        table = answer.choices[0].logprobs.top_logprobs[0]
+        return sorted(((int(k.removeprefix("token_id:")), v) for k, v in table.items()), key=lambda kv: -kv[1])
+
+    def score(beam: tuple[list[int], float, bool]) -> float:
+        tokens, logprob, ended = beam
+        return logprob / (len(ids) + len(tokens) - ended) ** penalty
+
+    live, done = [([], 0.0, False)], []
+    for _ in range(steps):
+        grown = [(tokens + [t], logprob + v, t == comma) for tokens, logprob, _ in live for t, v in top(tokens)]
+        done += [beam for beam in grown if beam[2]]
+        live = sorted([beam for beam in grown if not beam[2]], key=score, reverse=True)[:width]
+    expected = sorted(done + live, key=score, reverse=True)[:width]
+    assert any(ended for _, _, ended in expected) and not all(ended for _, _, ended in expected)  # both kinds ranked
+
+    beams = {"use_beam_search": True, "length_penalty": penalty, "ignore_eos": True, "stop_token_ids": [comma],
+             "return_token_ids": True}  # fmt: skip
+    answer = client.completions.create(model=COMPLETION, prompt=prompt, max_tokens=steps, n=width, extra_body=beams)
+    assert [c.token_ids for c in answer.choices] == [tokens for tokens, _, _ in expected]
+    assert [c.finish_reason for c in answer.choices] == ["stop" if ended else "length" for _, _, ended in expected]
+    assert answer.usage.prompt_tokens == width * len(ids)
+    assert answer.usage.completion_tokens == sum(len(tokens) for tokens, _, _ in expected)
+
+
+def test_beam_search_on_a_chat_ranks_its_beams_and_refuses_what_it_cannot_do(client):
+    """A chat's beams come back best first by their own logprobs' score (length_penalty 1: the mean over prompt and
+    answer), each with its text; streaming, more than 10 beams and prompt logprobs are refused."""
+    answer = client.chat.completions.create(model=CHAT, messages=MESSAGES, max_tokens=8, n=3, logprobs=True,
+                                            extra_body={"use_beam_search": True})  # fmt: skip
+    prompt = answer.usage.prompt_tokens // 3
+    scores = []
+    for choice in answer.choices:
+        tokens = choice.logprobs.content
+        ended = choice.finish_reason == "stop"
+        scores.append(sum(t.logprob for t in tokens) / (prompt + len(tokens) - ended))
+        assert choice.message.content and len(tokens) <= 8
+    assert scores == sorted(scores, reverse=True) and len({c.message.content for c in answer.choices}) == 3
+    for extra, param in [({"stream": True}, "use_beam_search"), ({"n": 11}, "n"), ({"prompt_logprobs": 1},
+                                                                                    "prompt_logprobs")]:  # fmt: skip
+        body = {"model": CHAT, "messages": MESSAGES, "use_beam_search": True, **extra}
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.post("/chat/completions", body=body, cast_to=httpx.Response)
+        assert refused.value.body["param"] == param
+
+
 def test_a_cache_salt_keeps_a_prompts_cached_blocks_to_requests_with_that_salt(client):
     """vLLM's ``cache_salt`` (the hub sends each tenant's): the same prompt under another salt, or none, is computed
     afresh; under the same salt it is found in the cache."""

@@ -43,11 +43,11 @@ def test_documents_are_objects_of_strings(value):
 
 @pytest.mark.parametrize(
     "body",
-    [{"use_beam_search": True}, {"logits_processors": ["my.module:Proc"]}, {"chat_template": "{{ messages }}"}],
-    ids=["beam search", "logits processors", "chat template"],
+    [{"logits_processors": ["my.module:Proc"]}, {"chat_template": "{{ messages }}"}],
+    ids=["logits processors", "chat template"],
 )
 def test_vllm_fields_not_served_are_refused_naming_them(body):
     with pytest.raises(RequestError) as error:
         _not_served(body)
     assert error.value.param == next(iter(body)) and error.value.code == "unsupported_parameter"
-    _not_served({"use_beam_search": False, "logits_processors": [], "chat_template": None})  # the defaults pass
+    _not_served({"logits_processors": [], "chat_template": None})  # the defaults pass
