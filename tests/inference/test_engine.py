@@ -66,6 +66,22 @@ def test_max_tokens_and_eos():
     assert "<|im_end|>" not in result["text"]
 
 
+def alone_and_together(prompt: list[int], asks: dict[str, SamplingParams]) -> dict[str, dict]:
+    """Each request's answer on SmolLM2 run alone, checked equal (ids and text) to its answer in one batch with
+    the others."""
+    alone = {}
+    for name, params in asks.items():
+        engine = make_engine("smollm2")
+        engine.add_request(name, prompt, params)
+        alone[name] = run_to_end(engine)[(name, 0)]
+    engine = make_engine("smollm2")
+    for name, params in asks.items():
+        engine.add_request(name, prompt, params)
+    together = {name: (r["ids"], r["text"]) for (name, _), r in run_to_end(engine).items()}
+    assert together == {name: (r["ids"], r["text"]) for name, r in alone.items()}
+    return alone
+
+
 def test_min_tokens_holds_back_the_ends_and_a_stop_string_keeps_itself_when_asked():
     """vLLM's ``min_tokens``: no stop id is drawn, and no stop string ends the answer, before that many tokens (the
     answer goes on where it would have ended, the same tokens before); ``include_stop_str_in_output`` keeps the
@@ -79,16 +95,7 @@ def test_min_tokens_holds_back_the_ends_and_a_stop_string_keeps_itself_when_aske
         "stop late": SamplingParams(max_tokens=200, temperature=0.0, stop=["!"], min_tokens=10),
         "stop kept": SamplingParams(max_tokens=200, temperature=0.0, stop=["!"], include_stop_str_in_output=True),
     }
-    alone = {}
-    for name, params in asks.items():
-        engine = make_engine("smollm2")
-        engine.add_request(name, chat, params)
-        alone[name] = run_to_end(engine)[(name, 0)]
-    engine = make_engine("smollm2")
-    for name, params in asks.items():
-        engine.add_request(name, chat, params)
-    together = {name: (r["ids"], r["text"]) for (name, _), r in run_to_end(engine).items()}
-    assert together == {name: (r["ids"], r["text"]) for name, r in alone.items()}
+    alone = alone_and_together(chat, asks)
 
     plain, longer = alone["plain"], alone["longer"]
     ends = set(tokenizer.stop_token_ids)
@@ -129,16 +136,7 @@ def test_bad_words_and_allowed_token_ids_shape_the_answer_the_same_in_a_batch():
                                         bad_words_ids=read_bad_words({"bad_words": ["capital of"]}, tokenizer)),
         "allowed": SamplingParams(max_tokens=12, temperature=0.0, allowed_token_ids=allowed),
     }  # fmt: skip
-    alone = {}
-    for name, params in asks.items():
-        engine = make_engine("smollm2")
-        engine.add_request(name, chat, params)
-        alone[name] = run_to_end(engine)[(name, 0)]
-    engine = make_engine("smollm2")
-    for name, params in asks.items():
-        engine.add_request(name, chat, params)
-    together = {name: (r["ids"], r["text"]) for (name, _), r in run_to_end(engine).items()}
-    assert together == {name: (r["ids"], r["text"]) for name, r in alone.items()}
+    alone = alone_and_together(chat, asks)
 
     no_paris, no_capital_of = alone["no paris"], alone["no capital of"]
     assert no_paris["text"].startswith("The capital of France is ") and "Paris" not in no_paris["text"]
