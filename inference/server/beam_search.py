@@ -5,8 +5,7 @@ computed); a continuation that is an end token finishes its beam, the ``n`` best
 (``max_tokens``, or no beam left) the ``n`` best of the finished and live beams are the answer, best first. Beams
 are ranked as vLLM ranks them: cumulative logprob / length ** length_penalty, the prompt counted in the length.
 
-Not streamed, and not with a grammar (tools that must be called, a schema) or prompt logprobs: vLLM's beam search
-has neither. The usage counts the prompt once per beam returned and the returned beams' tokens, as vLLM's does."""
+Not streamed, and not with a grammar (tools, a schema: this service's tool calls follow one) or prompt logprobs. The usage counts the prompt once per beam returned and the returned beams' tokens, as vLLM's does."""
 
 from __future__ import annotations
 
@@ -56,9 +55,10 @@ def read_beam_search(body: dict, gen: GenerationRequest) -> BeamSearch | None:
 
 
 def check_unconstrained(gen: GenerationRequest) -> None:
-    """After the prompt is built: a grammar (tools that must be called, a schema) cannot shape beams."""
+    """After the prompt is built: a grammar (a request's tools, where the model's tool format has one; a schema)
+    cannot shape beams."""
     if gen.params.guide is not None:
-        raise RequestError("Beam search cannot follow a grammar (tools that must be called, a response format).",
+        raise RequestError("Beam search cannot follow a grammar: leave out 'tools' and 'response_format'.",
                            param="use_beam_search")  # fmt: skip
 
 
