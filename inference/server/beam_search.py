@@ -5,7 +5,8 @@ computed); a continuation that is an end token finishes its beam, the ``n`` best
 (``max_tokens``, or no beam left) the ``n`` best of the finished and live beams are the answer, best first. Beams
 are ranked as vLLM ranks them: cumulative logprob / length ** length_penalty, the prompt counted in the length.
 
-Not streamed, and not with a grammar (tools, a schema: this service's tool calls follow one) or prompt logprobs. The usage counts the prompt once per beam returned and the returned beams' tokens, as vLLM's does."""
+Not streamed, and not with a grammar (tools, a schema: this service's tool calls follow one) or prompt logprobs.
+The usage counts the prompt once per beam returned and the returned beams' tokens, as vLLM's does."""
 
 from __future__ import annotations
 
