@@ -17,8 +17,9 @@ the answer), and settles to the counted tokens when it ends, however it ends.
 Metering: the deployment always reports usage (the hub asks for it on every stream, and for running
 counts in every chunk from our inference service, vLLM's ``continuous_usage_stats``), so one usage
 row per request that reached a model is written with counted tokens, never estimates: for
-successes, for upstream failures after the model started, and for streams the client aborted (the
-tokens generated up to the last chunk relayed). A client that goes away cancels the relay task,
+successes, for upstream failures after the model started, for streams the client aborted (the
+tokens generated up to the last chunk relayed) and for whole answers it stopped waiting for (what our
+service tallied for the call: ``_abandoned``). A client that goes away cancels the relay task,
 which closes the upstream stream: our inference service aborts the generation within a step.
 
 Speech routes: the edge parsed the multipart upload (its fields as the body, its file as ``ctx.upload``); the
@@ -143,6 +144,7 @@ class _Meter:
         self.cached_tokens = 0
         self.carried = (0, 0, 0)  # prompt, completion and cached tokens of the calls before this one
         self.call: OpenCall | None = None  # the attempt's open row (open_calls.py), closed by the usage row
+        self.saved = False  # its usage row is written (or spooled)
 
     def carry(self) -> None:
         """Another call to the model follows for this request (a Responses round after a tool the hub ran): the
@@ -187,6 +189,7 @@ class _Meter:
             self.completion_tokens = int(headers["x-output-tokens"])
 
     async def save(self) -> None:
+        self.saved = True
         usage_id = "" if self.call is None else self.call.usage_id_if_written()
         now = time.monotonic()
         ttft = None if self.first_token is None else int((self.first_token - self.start) * 1000)
@@ -546,6 +549,10 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
                 upstreams.bench(target)
                 last_error = exc
                 continue
+            except asyncio.CancelledError:  # the client left while the deployment worked on the request
+                upstreams.release(target)
+                await asyncio.shield(self._abandoned(target, meter))
+                raise
             try:
                 if (counted := _over_reservation(response)) is not None:
                     raise _OverReservation(counted)
@@ -564,6 +571,9 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
                     await self._relay_speech(response, meter)
                 else:
                     await self._relay_json(response, model_id, meter)
+            except asyncio.CancelledError:  # a stream's relay meters its own abort; a whole answer's is this
+                await asyncio.shield(self._abandoned(target, meter, response))
+                raise
             finally:
                 upstreams.release(target)
                 await response.aclose()
@@ -689,14 +699,38 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
     async def _audio_tokens(self, response: httpx.Response, target: Target, meter: _Meter) -> None:
         """The audio's tokens as our service tallied them under the call's usage id (the upstream stream is closed
         first: a client gone midway has stopped the synthesis, and what it made so far is counted)."""
-        if target.external or meter.call is None:
-            return
         await response.aclose()
-        with suppress(httpx.HTTPError, ValueError, KeyError, TypeError):
+        tally = await self._tally(target, meter)
+        with suppress(KeyError, ValueError, TypeError):
+            meter.completion_tokens = int(tally["completion_tokens"])
+
+    async def _tally(self, target: Target, meter: _Meter) -> dict:
+        """What our service counted for the call so far (``GET /v1/requests/{usage_id}``); {} where it cannot say
+        (an external deployment, no usage id, not reachable)."""
+        if target.external or meter.call is None:
+            return {}
+        with suppress(httpx.HTTPError, ValueError):
             answer = await upstreams.client().get(target.url(f"requests/{meter.call.usage_id}"),
                                                   headers=target.headers(self.scope["hub"].request_id))  # fmt: skip
-            if answer.status_code == 200:
-                meter.completion_tokens = int(answer.json()["completion_tokens"])
+            if answer.status_code == 200 and isinstance(tally := answer.json(), dict):
+                return tally
+        return {}
+
+    async def _abandoned(self, target: Target, meter: _Meter, response: httpx.Response | None = None) -> None:
+        """The client left before its whole answer came: the request reached the model, so it is metered (499,
+        aborted) with what our service counted for it until it stopped (the connection is closed first, which
+        stops it); an external deployment's count is unknown (none). A relay that metered it already is left."""
+        if meter.saved:
+            return
+        if response is not None:
+            await response.aclose()
+        meter.aborted, meter.status = True, 499
+        tally = await self._tally(target, meter)
+        counted = {"prompt_tokens": tally.get("prompt_tokens"), "completion_tokens": tally.get("completion_tokens"),
+                   "prompt_tokens_details": {"cached_tokens": tally.get("cached_tokens")}}  # fmt: skip
+        with suppress(ValueError, TypeError):  # as a usage: a Responses request's earlier calls stay counted
+            meter.take(counted)
+        await meter.save()
 
     async def _relay_stream(self, response: httpx.Response, body: dict, model_id: str, meter: _Meter) -> None:
         speech = self.scope["hub"].upload is not None

@@ -34,15 +34,33 @@ def test_an_aborted_stream_is_metered_with_the_tokens_it_produced(hub):
     assert row.aborted and row.streamed and row.status_code == 499
     assert row.prompt_tokens == seen["prompt_tokens"] and 5 <= seen["completion_tokens"] <= row.completion_tokens
     assert row.completion_tokens < 400  # stopped: the service aborted the generation
-    # the service freed the sequence: nothing left running
+    assert _running_settles_to_zero(hub, COMPLETION)  # the service freed the sequence
+
+
+def test_a_client_leaving_a_whole_answer_is_metered_with_what_ran(hub):
+    """A client that stops waiting for a non-streamed answer (its timeout) while the model generates: the hub
+    stops the request and meters it (499, aborted) with what our service counted for it until then: the whole
+    prompt, the tokens generated so far."""
+    ask = dict(model=CHAT, messages=[{"role": "user", "content": "Tell me a long story."}], max_tokens=400,
+               extra_body={"ignore_eos": True})  # fmt: skip
+    prompt = hub().chat.completions.create(**{**ask, "max_tokens": 1}).usage.prompt_tokens
+    request_id = f"req_leaves_{secrets.token_hex(6)}"
+    with pytest.raises(openai.APITimeoutError):
+        hub().with_options(timeout=2.0).chat.completions.create(**ask, extra_headers={"x-request-id": request_id})
+    [row] = rows(request_id=request_id)
+    assert (row.status_code, row.aborted, row.streamed, row.prompt_tokens) == (499, True, False, prompt)
+    assert row.completion_tokens < 400  # stopped: the service aborted the generation
+    assert _running_settles_to_zero(hub, CHAT)
+
+
+def _running_settles_to_zero(hub, model: str) -> bool:
+    """Whether the service's health shows nothing of ``model`` running within 10 s (an aborted request freed)."""
     deadline = time.monotonic() + 10
-    health = {}
     while time.monotonic() < deadline:
-        health = httpx.get(hub.inference_health(), timeout=5).json()["models"][COMPLETION]
-        if health["running"] == 0:
-            break
+        if httpx.get(hub.inference_health(), timeout=5).json()["models"][model]["running"] == 0:
+            return True
         time.sleep(0.1)
-    assert health["running"] == 0
+    return False
 
 
 def test_completions_and_embeddings_through_every_base_url(hub):
