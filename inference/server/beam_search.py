@@ -126,6 +126,8 @@ class BeamRun:
                         else:
                             grown.append(child)
                 live = sorted(grown, key=self._score, reverse=True)[:width]  # stable: ties keep the engine's order
+                for i, beam in enumerate(live):  # so far, for a gateway that meters a client gone midway
+                    self.tally.output(self.id, i, len(beam.tokens), 0)
                 if not live:
                     break
         except ClientGone:
