@@ -112,16 +112,20 @@ def test_a_background_response_tells_its_end_signed_and_a_failing_receiver_gets_
         assert len({a.headers["webhook-id"] for a in attempts}) == 1  # the same delivery, each time
         [row] = WebhookDelivery.objects.filter(endpoint_id=endpoint.id)
         assert (row.state, row.attempts, row.last_status) == (DeliveryState.DELIVERED, 3, 200)
-        # a cancel is told too; a wrong secret does not verify
-        fake.answer_delay = 30.0
-        running = client.responses.create(model=FAKE_CHAT, input="Hi", background=True)
-        client.responses.cancel(running.id)
-        cancelled = _verified(client, hooks.wait(4)[3], endpoint.signing_secret)
+        # a cancel is told too; a wrong secret does not verify. The run must still be going when the cancel comes:
+        # the hub streams from the deployment (a Responses request always is), so each word waits 10 s (a whole
+        # answer's delay would not apply, and a loaded machine's cancel could come after the answer: "completed")
+        fake.chunk_delay = 10.0
+        try:
+            running = client.responses.create(model=FAKE_CHAT, input="Hi", background=True)
+            client.responses.cancel(running.id)
+            cancelled = _verified(client, hooks.wait(4)[3], endpoint.signing_secret)
+        finally:
+            fake.chunk_delay = 0.0  # the session's fake: the next tests answer at once
         assert (cancelled.type, cancelled.data.id) == ("response.cancelled", running.id)
         with pytest.raises(openai.InvalidWebhookSignatureError):
             client.webhooks.unwrap(hooks.received[3].body, hooks.received[3].headers,
                                    secret=client.webhooks.rotate_secret(endpoint.id).signing_secret)  # fmt: skip
-        fake.answer_delay = 0.0
 
 
 def test_many_background_responses_at_once_each_tell_their_end_once(fake_hub, fake):
