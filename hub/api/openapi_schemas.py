@@ -539,6 +539,12 @@ SCHEMAS: dict[str, dict] = {
                 "description": "vLLM's: extra variables for the model's chat template, e.g. "
                 '`{"enable_thinking": false}` for Qwen3.',
             },
+            "echo": {
+                **_BOOL,
+                "default": False,
+                "description": "vLLM's: when the final message is the assistant's (say with `continue_final_message`), "
+                "the answer's content starts with it.",
+            },
             "documents": {
                 "type": "array",
                 "items": {"type": "object", "additionalProperties": _STR},

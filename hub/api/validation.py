@@ -499,6 +499,7 @@ def check_body(route: str, body: dict) -> None:
             _message(message, f"messages[{i}]")
         _tools(body)
         _sampling(body, chat=True)
+        _bool(body, "echo")  # vLLM's: the final assistant message written before the answer
         _bool(body, "store")  # kept by the hub (hub/api/chat_store.py)
         check_metadata(body.get("metadata"), nul=False)
     else:

@@ -25,41 +25,7 @@ from inference.server.reasoning import ReasoningSplitter, reasoning_tokens
 from inference.server.registry import LoadedModel
 from inference.server.streams import ClientGone, counted_sse, deltas, new_id, sse, wait_disconnect
 from inference.server.tally import tally_of
-from inference.server.token_outputs import TokenOutputs, namer, prompt_logprobs
-
-
-def _logprobs_chat(delta: SeqDelta, tokenizer, as_ids: bool = False) -> dict | None:
-    if not delta.logprobs:
-        return None
-    name = namer(tokenizer, as_ids)
-
-    def entry(token_id: int, logprob: float) -> dict:
-        text = name(token_id)
-        return {"token": text, "logprob": logprob, "bytes": list(text.encode())}
-
-    return {
-        "content": [
-            {**entry(lp.token_id, lp.logprob), "top_logprobs": [entry(t, v) for t, v in lp.top]}
-            for lp in delta.logprobs
-        ],
-        "refusal": None,
-    }
-
-
-def _logprobs_completion(items, tokenizer, text_offset: int, as_ids: bool = False, k: int | None = None) -> dict:
-    """``k``: the top logprobs each item shows (None: all it has)."""
-    tokens, token_logprobs, top, offsets = [], [], [], []
-    name = namer(tokenizer, as_ids)
-    for lp in items:
-        if lp is None:  # the first prompt token has no logprob
-            continue
-        text = tokenizer.decode([lp.token_id], skip_special_tokens=False)
-        tokens.append(name(lp.token_id))
-        token_logprobs.append(lp.logprob)
-        top.append({name(t): v for t, v in lp.top[:k]} if lp.top[:k] else None)
-        offsets.append(text_offset)
-        text_offset += len(text)
-    return {"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": top, "text_offset": offsets}
+from inference.server.token_outputs import logprobs_chat, logprobs_completion, prompt_outputs
 
 
 def _usage(prompt: int, completion: int, reasoning: int | None = None, cached: int = 0) -> dict:
@@ -140,6 +106,9 @@ class Run:
                 choice = {"index": i, "delta": first, "logprobs": None}
                 yield sse({**self._base(), "choices": [{**choice, "finish_reason": None}], **self._no_usage(),
                            **prompt_ids})  # fmt: skip
+                if echo_text:  # vLLM's chat echo: the final assistant message, before the answer
+                    choice = {"index": i, "delta": {"content": echo_text}, "logprobs": None, "finish_reason": None}
+                    yield sse({**self._base(), "choices": [choice], **self._no_usage()})
         elif echo_text or prompt_ids:
             for i in range(self.gen.n):
                 choice = {"index": i, "text": echo_text, "logprobs": None, "finish_reason": None, **prompt_ids}
@@ -174,10 +143,10 @@ class Run:
                     continue  # text held back (a call's markup, a think tag): nothing to send yet
                 choices = [{"index": delta.index, "delta": piece, "logprobs": None, "finish_reason": None}
                            for piece in pieces or [{}]]  # fmt: skip
-                choices[0].update(logprobs=_logprobs_chat(delta, self.model.tokenizer, wanted.as_ids), **ids)
+                choices[0].update(logprobs=logprobs_chat(delta, self.model.tokenizer, wanted.as_ids), **ids)
                 choices[-1]["finish_reason"] = answers.finish_reason(delta.finish_reason, called[delta.index])
             else:
-                lp = (_logprobs_completion(delta.logprobs, self.model.tokenizer, 0, wanted.as_ids)
+                lp = (logprobs_completion(delta.logprobs, self.model.tokenizer, 0, wanted.as_ids)
                       if delta.logprobs else None)  # fmt: skip
                 choices = [{"index": delta.index, "text": delta.text, "logprobs": lp,
                             "finish_reason": delta.finish_reason, **ids}]  # fmt: skip
@@ -237,7 +206,7 @@ async def chat_completions(request: Request, body: dict) -> JSONResponse | Strea
         run = Run(request, state, model, prompt.ids, gen, "chat", lambda: answers.new_parser(chat, prompt), prompt.mm,
                   lambda: answers.new_splitter(model, prompt), prompt.think)  # fmt: skip
     if gen.stream:
-        return StreamingResponse(run.stream(), media_type="text/event-stream")
+        return StreamingResponse(run.stream(chat.echo), media_type="text/event-stream")
     choices = await run.collect()
     replies = []
     for c in choices:
@@ -251,8 +220,8 @@ async def chat_completions(request: Request, body: dict) -> JSONResponse | Strea
         "choices": [
             {
                 "index": i,
-                "message": answers.message(reply, c["text"], c["reasoning"], reasons),
-                "logprobs": _logprobs_chat(SeqDelta(run.id, i, "", [], c["logprobs"]), model.tokenizer, wanted.as_ids)
+                "message": _echoed(chat.echo, answers.message(reply, c["text"], c["reasoning"], reasons)),
+                "logprobs": logprobs_chat(SeqDelta(run.id, i, "", [], c["logprobs"]), model.tokenizer, wanted.as_ids)
                 if gen.params.logprobs is not None else None,
                 "finish_reason": answers.finish_reason(c["finish"], bool(reply and reply.tool_calls)),
                 **({"token_ids": c["ids"]} if wanted.token_ids else {}),
@@ -261,16 +230,15 @@ async def chat_completions(request: Request, body: dict) -> JSONResponse | Strea
         ],
         "usage": _usage(run.prompt_tokens, sum(c["tokens"] for c in choices),
                         run.reasoning_tokens([c["ids"] for c in choices]), sum(c["cached"] for c in choices)),
-        **_prompt_outputs(wanted, run.prompt_ids, choices[0]["prompt_logprobs"], model.tokenizer),
+        **prompt_outputs(wanted, run.prompt_ids, choices[0]["prompt_logprobs"], model.tokenizer),
     })  # fmt: skip
 
 
-def _prompt_outputs(wanted: TokenOutputs, prompt_ids: list[int], items, tokenizer) -> dict:
-    """vLLM's prompt_token_ids and prompt_logprobs, where asked for."""
-    out: dict = {"prompt_token_ids": prompt_ids} if wanted.token_ids else {}
-    if wanted.prompt_logprobs is not None:
-        out["prompt_logprobs"] = prompt_logprobs(items or [], wanted.prompt_logprobs, namer(tokenizer, wanted.as_ids))
-    return out
+def _echoed(echo: str, message: dict) -> dict:
+    """vLLM's chat echo: the final assistant message's text before the answer's content."""
+    if echo:
+        message["content"] = echo + (message.get("content") or "")
+    return message
 
 
 async def completions(request: Request, body: dict) -> JSONResponse | StreamingResponse:
@@ -307,10 +275,10 @@ async def completions(request: Request, body: dict) -> JSONResponse | StreamingR
             logprobs = None
             if gen.params.logprobs is not None:
                 items = (c["prompt_logprobs"] or []) + c["logprobs"] if echo else c["logprobs"]
-                logprobs = _logprobs_completion(items, model.tokenizer, 0, wanted.as_ids, gen.params.logprobs)
+                logprobs = logprobs_completion(items, model.tokenizer, 0, wanted.as_ids, gen.params.logprobs)
             out_choices.append({
                 "index": p * gen.n + i, "text": prefix + c["text"], "logprobs": logprobs, "finish_reason": c["finish"],
-                **_prompt_outputs(wanted, run.prompt_ids, c["prompt_logprobs"], model.tokenizer),
+                **prompt_outputs(wanted, run.prompt_ids, c["prompt_logprobs"], model.tokenizer),
                 **({"token_ids": c["ids"]} if wanted.token_ids else {}),
             })  # fmt: skip
     return JSONResponse({

@@ -16,7 +16,13 @@ from inference.server.errors import shown
 from inference.server.limits import MAX_COMPLETION_LOGPROBS, MAX_N, MAX_TOP_LOGPROBS
 from inference.server.messages import read_messages
 from inference.server.registry import LoadedModel
-from inference.server.template_inputs import read_documents, read_reasoning_effort, read_template_kwargs, read_turn
+from inference.server.template_inputs import (
+    read_documents,
+    read_echo,
+    read_reasoning_effort,
+    read_template_kwargs,
+    read_turn,
+)
 from inference.server.token_controls import read_allowed_token_ids, read_bad_words, read_truncation
 from inference.server.token_outputs import TokenOutputs, read_token_outputs
 
@@ -208,6 +214,7 @@ class ChatRequest:
     # vLLM's: the prompt opens the model's turn, or (continue_final_message) leaves the final message open: a prefill
     add_generation_prompt: bool = True
     continue_final_message: bool = False
+    echo: str = ""  # vLLM's chat echo: the final message's text, when it is the assistant's, written before the answer
 
 
 @dataclass
@@ -284,7 +291,7 @@ def parse_chat(body: dict, model: LoadedModel) -> ChatRequest:
     kwargs = read_documents(body, read_reasoning_effort(body, read_template_kwargs(body)))
     opens, continues = read_turn(body)
     return ChatRequest(messages, tools, generation, kwargs, structured, add_generation_prompt=opens,
-                       continue_final_message=continues)  # fmt: skip
+                       continue_final_message=continues, echo=read_echo(body, messages))  # fmt: skip
 
 
 def parse_completion(body: dict, model: LoadedModel) -> CompletionRequest:

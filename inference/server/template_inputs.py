@@ -80,3 +80,14 @@ def read_turn(body: dict) -> tuple[bool, bool]:
         raise RequestError("Cannot set both 'continue_final_message' and 'add_generation_prompt' to true.",
                            param="continue_final_message")  # fmt: skip
     return (not continues) if opens is None else opens, continues
+
+
+def read_echo(body: dict, messages: list[dict]) -> str:
+    """vLLM's chat ``echo``: the answer starts with the final message's text when that message is the assistant's
+    (the one ``continue_final_message`` continues); otherwise nothing."""
+    if not _flag(body, "echo", False) or not messages or messages[-1].get("role") != "assistant":
+        return ""
+    content = messages[-1].get("content")
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return content if isinstance(content, str) else ""

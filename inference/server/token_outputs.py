@@ -1,4 +1,5 @@
-"""vLLM's token-level outputs of the generation routes, read once and written in vLLM's shapes:
+"""The token-level outputs of the generation routes: logprobs in OpenAI's shapes (a chat's, a completion's), and
+vLLM's token outputs, read once and written in vLLM's shapes:
 
 - ``prompt_logprobs`` (k, 0 to 20): each prompt token's logprob, its rank in the model's distribution and the top k
   there: a list over the prompt, null for its first token (nothing predicts it), else ``{token_id: {"logprob",
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from inference.engine.output import SeqDelta
 from inference.engine.sequence import TokenLogprob
 from inference.errors import RequestError
 from inference.server.limits import MAX_TOP_LOGPROBS
@@ -66,4 +68,46 @@ def prompt_logprobs(items: list[TokenLogprob | None], k: int, name: Callable[[in
         for rank, (token_id, logprob) in enumerate(lp.top[:k], start=1):
             entry.setdefault(str(token_id), {"logprob": logprob, "rank": rank, "decoded_token": name(token_id)})
         out.append(entry)
+    return out
+
+
+def logprobs_chat(delta: SeqDelta, tokenizer, as_ids: bool = False) -> dict | None:
+    if not delta.logprobs:
+        return None
+    name = namer(tokenizer, as_ids)
+
+    def entry(token_id: int, logprob: float) -> dict:
+        text = name(token_id)
+        return {"token": text, "logprob": logprob, "bytes": list(text.encode())}
+
+    return {
+        "content": [
+            {**entry(lp.token_id, lp.logprob), "top_logprobs": [entry(t, v) for t, v in lp.top]}
+            for lp in delta.logprobs
+        ],
+        "refusal": None,
+    }
+
+
+def logprobs_completion(items, tokenizer, text_offset: int, as_ids: bool = False, k: int | None = None) -> dict:
+    """``k``: the top logprobs each item shows (None: all it has)."""
+    tokens, token_logprobs, top, offsets = [], [], [], []
+    name = namer(tokenizer, as_ids)
+    for lp in items:
+        if lp is None:  # the first prompt token has no logprob
+            continue
+        text = tokenizer.decode([lp.token_id], skip_special_tokens=False)
+        tokens.append(name(lp.token_id))
+        token_logprobs.append(lp.logprob)
+        top.append({name(t): v for t, v in lp.top[:k]} if lp.top[:k] else None)
+        offsets.append(text_offset)
+        text_offset += len(text)
+    return {"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": top, "text_offset": offsets}
+
+
+def prompt_outputs(wanted: TokenOutputs, prompt_ids: list[int], items, tokenizer) -> dict:
+    """vLLM's prompt_token_ids and prompt_logprobs, where asked for."""
+    out: dict = {"prompt_token_ids": prompt_ids} if wanted.token_ids else {}
+    if wanted.prompt_logprobs is not None:
+        out["prompt_logprobs"] = prompt_logprobs(items or [], wanted.prompt_logprobs, namer(tokenizer, wanted.as_ids))
     return out

@@ -207,6 +207,7 @@ BAD = [
     ("completions", _with(COMPLETION, prompt_logprobs=1, stream=True), "prompt_logprobs", "invalid_value"),
     ("chat/completions", _with(CHAT, return_token_ids="yes"), "return_token_ids", "invalid_type"),
     ("chat/completions", _with(CHAT, use_beam_search=1), "use_beam_search", "invalid_type"),
+    ("chat/completions", _with(CHAT, echo="yes"), "echo", "invalid_type"),
     ("completions", _with(COMPLETION, length_penalty="long"), "length_penalty", "invalid_type"),
     ("completions", _with(COMPLETION, return_tokens_as_token_ids=1), "return_tokens_as_token_ids", "invalid_type"),
     ("completions", _with(COMPLETION, cache_salt=""), "cache_salt", "empty_string"),

@@ -493,6 +493,23 @@ def test_beam_search_on_a_chat_ranks_its_beams_and_refuses_what_it_cannot_do(cli
         assert refused.value.body["param"] == param
 
 
+def test_a_continued_message_is_echoed_before_the_answer_when_asked(client):
+    """vLLM's chat ``echo``: the final assistant message (here continued) comes back before the answer, whole and
+    streamed; a final user's message is not echoed."""
+    messages = [{"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": "My favourite is"}]
+    ask = dict(model=CHAT, messages=messages, max_tokens=6, temperature=0)
+    plain = client.chat.completions.create(**ask, extra_body={"continue_final_message": True}).choices[0].message
+    echoed = client.chat.completions.create(**ask, extra_body={"continue_final_message": True, "echo": True})
+    assert echoed.choices[0].message.content == "My favourite is" + plain.content and plain.content.strip()
+    chunks = client.chat.completions.create(**ask, stream=True, extra_body={"continue_final_message": True,
+                                                                            "echo": True})  # fmt: skip
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == echoed.choices[0].message.content
+    alone = client.chat.completions.create(model=CHAT, messages=MESSAGES, max_tokens=4, temperature=0)
+    same = client.chat.completions.create(model=CHAT, messages=MESSAGES, max_tokens=4, temperature=0,
+                                          extra_body={"echo": True})  # fmt: skip
+    assert same.choices[0].message.content == alone.choices[0].message.content
+
+
 def test_a_cache_salt_keeps_a_prompts_cached_blocks_to_requests_with_that_salt(client):
     """vLLM's ``cache_salt`` (the hub sends each tenant's): the same prompt under another salt, or none, is computed
     afresh; under the same salt it is found in the cache."""
