@@ -531,9 +531,9 @@ class GatewayConsumer(ResponsesRelay, CompactionRelay, AsyncConsumer):
                 upstream_route, payload = route, _upstream_body(route, body, target, stream)
             if route in tiers.ROUTES:
                 tiers.upstream(payload, self.tier, target.external, body.get("priority"))
+                self.shown_tier = None if target.external else tiers.answered(self.tier)
             if route in prompt_cache.ROUTES:
                 prompt_cache.salt(payload, ctx.key.tenant_id if ctx.key else None, target.external)
-                self.shown_tier = None if target.external else tiers.answered(self.tier)
             if reserved is not None and not target.external:
                 headers[RESERVED_PROMPT_HEADER] = str(reserved)
             if ctx.upload is not None:  # a speech upload: a new form, the deployment's model name in it
