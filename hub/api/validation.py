@@ -60,8 +60,10 @@ _NUMBERS: tuple[tuple[str, bool, float | None, float | None], ...] = (
     ("min_tokens", True, 0, None),
     ("length_penalty", False, None, None),  # beam search's
 )
+# echo: completions' (OpenAI's) and a chat's (vLLM's: the final assistant message before the answer)
 _BOOLS = ("stream", "ignore_eos", "include_stop_str_in_output", "continue_final_message", "add_generation_prompt",
-          "skip_special_tokens", "return_tokens_as_token_ids", "return_token_ids", "use_beam_search")  # fmt: skip
+          "skip_special_tokens", "return_tokens_as_token_ids", "return_token_ids", "use_beam_search",
+          "echo")  # fmt: skip
 
 
 def _kind(value: Any) -> str:
@@ -499,12 +501,10 @@ def check_body(route: str, body: dict) -> None:
             _message(message, f"messages[{i}]")
         _tools(body)
         _sampling(body, chat=True)
-        _bool(body, "echo")  # vLLM's: the final assistant message written before the answer
         _bool(body, "store")  # kept by the hub (hub/api/chat_store.py)
         check_metadata(body.get("metadata"), nul=False)
     else:
         _texts_or_tokens(body, "prompt")  # "" may tokenize to nothing (no BOS): nothing to continue
-        _bool(body, "echo")
         if body.get("suffix") is not None:
             _string(body["suffix"], "suffix")
         _sampling(body, chat=False)

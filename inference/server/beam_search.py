@@ -20,7 +20,7 @@ from inference.engine.sequence import TokenLogprob
 from inference.errors import RequestError
 from inference.sampling_params import SamplingParams
 from inference.server.parse import GenerationRequest
-from inference.server.reasoning import reasoning_tokens
+from inference.server.reasoning import answers_reasoning_tokens
 from inference.server.registry import LoadedModel
 from inference.server.streams import ClientGone, deltas, new_id, wait_disconnect
 from inference.server.tally import tally_of
@@ -149,6 +149,4 @@ class BeamRun:
                 "finish": beam.finish, "tokens": len(beam.tokens), "cached": 0}  # fmt: skip
 
     def reasoning_tokens(self, outputs: list[list[int]]) -> int | None:
-        if self.model.reasoning is None or self.kind != "chat":
-            return None
-        return sum(reasoning_tokens(self.think, ids) for ids in outputs)
+        return answers_reasoning_tokens(self.model.reasoning is not None and self.kind == "chat", self.think, outputs)

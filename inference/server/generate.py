@@ -21,7 +21,7 @@ from inference.server.beam_search import BeamRun, check_unconstrained, read_beam
 from inference.server.errors import check_reservation
 from inference.server.parse import GenerationRequest, parse_chat, parse_completion
 from inference.server.prompt import build_chat, build_completion
-from inference.server.reasoning import ReasoningSplitter, reasoning_tokens
+from inference.server.reasoning import ReasoningSplitter, answers_reasoning_tokens
 from inference.server.registry import LoadedModel
 from inference.server.streams import ClientGone, counted_sse, deltas, new_id, sse, wait_disconnect
 from inference.server.tally import tally_of
@@ -87,9 +87,7 @@ class Run:
 
     def reasoning_tokens(self, outputs: list[list[int]]) -> int | None:
         """The choices' tokens in think blocks (None: not a reasoning model)."""
-        if self.model.reasoning is None or self.kind != "chat":
-            return None
-        return sum(reasoning_tokens(self.think, ids) for ids in outputs)
+        return answers_reasoning_tokens(self.model.reasoning is not None and self.kind == "chat", self.think, outputs)
 
     async def _events(self, echo_text: str):
         completion_tokens: dict[int, int] = {}

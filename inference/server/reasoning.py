@@ -124,6 +124,12 @@ class ReasoningSplitter:
         return (reasoning if self.thought else None), content
 
 
+def answers_reasoning_tokens(reasons: bool, marks: ThinkMarks | None, outputs: list[list[int]]) -> int | None:
+    """The choices' tokens in think blocks: usage's ``completion_tokens_details.reasoning_tokens`` (None: not a
+    reasoning model's chat answer)."""
+    return sum(reasoning_tokens(marks, ids) for ids in outputs) if reasons else None
+
+
 def reasoning_tokens(marks: ThinkMarks | None, output_ids: list[int]) -> int:
     """Generated tokens that belong to the think block, its tags included (all of them when it never closed)."""
     if marks is None:

@@ -84,10 +84,8 @@ def read_turn(body: dict) -> tuple[bool, bool]:
 
 def read_echo(body: dict, messages: list[dict]) -> str:
     """vLLM's chat ``echo``: the answer starts with the final message's text when that message is the assistant's
-    (the one ``continue_final_message`` continues); otherwise nothing."""
-    if not _flag(body, "echo", False) or not messages or messages[-1].get("role") != "assistant":
+    (the one ``continue_final_message`` continues); otherwise nothing. ``messages``: ``read_messages``', in which an
+    assistant's content is one string (None beside tool calls)."""
+    if not _flag(body, "echo", False) or messages[-1]["role"] != "assistant":
         return ""
-    content = messages[-1].get("content")
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return content if isinstance(content, str) else ""
+    return messages[-1]["content"] or ""

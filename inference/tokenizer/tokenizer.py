@@ -165,10 +165,10 @@ class Tokenizer:
             return backend.encode(text, add_special_tokens=add_special_tokens).ids
         encoding = backend.encode(text, add_special_tokens=False)
         room = keep_last - (backend.num_special_tokens_to_add(False) if add_special_tokens else 0)
-        if room < 1:
-            return backend.encode(text, add_special_tokens=add_special_tokens).ids[-keep_last:]
-        encoding.truncate(room, direction="left")
-        return backend.post_process(encoding, add_special_tokens=add_special_tokens).ids
+        if room >= 1:
+            encoding.truncate(room, direction="left")
+        ids = backend.post_process(encoding, add_special_tokens=add_special_tokens).ids
+        return ids if room >= 1 else ids[-keep_last:]
 
     def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
         """Token ids of ``text`` without special tokens, and each token's span of it ([start, end) in characters)."""
