@@ -51,21 +51,30 @@ def model_not_found(model: str) -> NotFound:
     return NotFound(f"The model '{shown(model)}' does not exist.", param="model", code="model_not_found")
 
 
-def context_length_exceeded(max_len: int, prompt: int, completion: int, what: str = "messages") -> ServiceError:
-    return ServiceError(
-        f"This model's maximum context length is {max_len} tokens. However, you requested "
-        f"{prompt + completion} tokens ({prompt} in the {what}, {completion} in the completion). "
-        f"Please reduce the length of the {what} or completion.",
-        param=what,
-        code="context_length_exceeded",
-    )
-
-
 # A gateway that reserved tokens against a budget names the prompt tokens it reserved; a longer prompt is refused
 # before it runs (no model time, nothing to meter), with the exact count, so the gateway can reserve that and send
 # the request again. Without the header nothing is checked.
 RESERVED_PROMPT_HEADER = "x-reserved-prompt-tokens"
 PROMPT_TOKENS_HEADER = "x-prompt-tokens"
+
+
+class ContextLengthExceeded(ServiceError):
+    """Prompt + completion over the model's context. The prompt's exact count travels in ``x-prompt-tokens`` as
+    with ``OverReservation``, so a gateway that counts a prompt (``/responses/input_tokens``, ``truncation:
+    "auto"``'s cut) learns it also when the prompt alone is longer than the context."""
+
+    def __init__(self, max_len: int, prompt: int, completion: int, what: str = "messages"):
+        super().__init__(
+            f"This model's maximum context length is {max_len} tokens. However, you requested "
+            f"{prompt + completion} tokens ({prompt} in the {what}, {completion} in the completion). "
+            f"Please reduce the length of the {what} or completion.",
+            param=what,
+            code="context_length_exceeded",
+        )
+        self.prompt_tokens = prompt
+
+    def headers(self) -> dict[str, str]:
+        return {PROMPT_TOKENS_HEADER: str(self.prompt_tokens)}
 
 
 class OverReservation(ServiceError):

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from inference.errors import RequestError
-from inference.server.errors import check_reservation, context_length_exceeded
+from inference.server.errors import ContextLengthExceeded, check_reservation
 from inference.server.generate import Run
 from inference.server.guard import OPENAI_CATEGORIES, unsafe_probability, verdict
 from inference.server.parse import read_generation
@@ -98,7 +98,7 @@ async def moderations(request: Request, body: dict) -> JSONResponse:
                for t in texts]  # fmt: skip
     for ids in prompts:
         if len(ids) + VERDICT_TOKENS > model.max_model_len:
-            raise context_length_exceeded(model.max_model_len, len(ids), VERDICT_TOKENS, "input")
+            raise ContextLengthExceeded(model.max_model_len, len(ids), VERDICT_TOKENS, "input")
     check_reservation(request.headers, sum(len(ids) for ids in prompts))
     runs = []
     for ids in prompts:

@@ -21,7 +21,7 @@ from inference.models.inputs import MultiModalPrompt
 from inference.multimodal.fetch import FetchPolicy
 from inference.multimodal.prompt import ImageMarkers, expand_image_tokens, flatten_images, split_markers
 from inference.sampling_params import ThinkMarks
-from inference.server.errors import context_length_exceeded
+from inference.server.errors import ContextLengthExceeded
 from inference.server.parse import ChatRequest, CompletionRequest, GenerationRequest
 from inference.server.registry import LoadedModel
 from inference.server.token_controls import cut_chat, encode_kept
@@ -79,7 +79,7 @@ def finalize_max_tokens(model: LoadedModel, gen: GenerationRequest, prompt_len: 
     room = model.max_model_len - prompt_len
     if gen.max_tokens is None:
         if room < 1:
-            raise context_length_exceeded(model.max_model_len, prompt_len, 1, what)
+            raise ContextLengthExceeded(model.max_model_len, prompt_len, 1, what)
         default = COMPLETIONS_DEFAULT_MAX_TOKENS if what == "prompt" else model.max_output_length
         gen.params.max_tokens = min(room, default, model.max_output_length)
         return
@@ -91,7 +91,7 @@ def finalize_max_tokens(model: LoadedModel, gen: GenerationRequest, prompt_len: 
             code="max_tokens_exceeded",
         )
     if gen.max_tokens > room:
-        raise context_length_exceeded(model.max_model_len, prompt_len, gen.max_tokens, what)
+        raise ContextLengthExceeded(model.max_model_len, prompt_len, gen.max_tokens, what)
     gen.params.max_tokens = gen.max_tokens
 
 

@@ -5,10 +5,11 @@ fits goes whole. Checked against the counts of ``client.responses.input_tokens.c
 
 from __future__ import annotations
 
+import openai
 import pytest
 
 from accounts import services
-from accounts.models import ModelKind
+from accounts.models import ModelKind, ServedModel
 from tests.support.live import CHAT, CHAT_MAX_OUTPUT
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -54,3 +55,28 @@ def test_a_long_context_leaves_out_its_first_turns_until_it_fits(hub, inference_
     answer = client.responses.create(model=SHORT, input=short, instructions=INSTRUCTIONS, truncation="auto",
                                      max_output_tokens=OUT, temperature=0)  # fmt: skip
     assert answer.usage.input_tokens == whole
+
+
+def test_a_context_longer_than_the_models_whole_length_is_counted_and_cut(hub):
+    """The case ``truncation: "auto"`` is for: a context longer than the model's whole length, not only than what
+    ``max_output_tokens`` leaves (the test above serves a shorter catalog length than the service's). Its count
+    used to be the service's 400, which failed the request ('messages' named)."""
+    length = ServedModel.objects.get(id=CHAT).max_sequence_length
+    client = hub()
+    items = [
+        {"role": "user", "content": "Tell me about bees. " + "bees " * length},  # alone longer than the model's length
+        {"role": "assistant", "content": "Bees live in hives."},
+        {"role": "user", "content": "What did we talk about?"},
+    ]
+
+    def count(start: int) -> int:
+        return client.responses.input_tokens.count(model=CHAT, input=items[start:]).input_tokens
+
+    assert count(0) > length  # counted, as OpenAI counts it
+    response = client.responses.create(model=CHAT, input=items, truncation="auto", max_output_tokens=OUT,
+                                       temperature=0)  # fmt: skip
+    assert response.usage.input_tokens == count(2) and response.output_text  # cut before the last user's message
+    for truncation in ("auto", "disabled"):  # nothing to cut: the one message is too long either way
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.responses.create(model=CHAT, input=items[:1], truncation=truncation, max_output_tokens=OUT)
+        assert refused.value.code == "context_length_exceeded" and refused.value.param == "input", truncation

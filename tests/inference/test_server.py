@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import time
 
 import httpx
@@ -226,6 +227,9 @@ def test_context_length_exceeded_names_the_numbers(client):
         client.chat.completions.create(model=CHAT, messages=[{"role": "user", "content": long_prompt}], max_tokens=10)
     assert err.value.code == "context_length_exceeded"
     assert "8192" in err.value.message and "10 in the completion" in err.value.message
+    # the prompt's exact count travels with it (the hub counts a too-long context so: truncation "auto")
+    prompt = int(re.search(r"\((\d+) in the messages", err.value.message).group(1))
+    assert int(err.value.response.headers["x-prompt-tokens"]) == prompt > 8192
 
 
 def _tokens(service: str, model: str, prompt: str) -> list[int]:
