@@ -238,7 +238,8 @@ def _check_model(ctx: EdgeContext, route: str, body: dict) -> str:
 def _check_limits(info: ModelInfo, route: str, body: dict) -> None:
     if info.kind not in ROUTES[route]:
         hint = _ROUTE_HINT.get(info.kind, "/chat/completions or /completions")
-        raise errors.InvalidRequest(f"'{info.id}' is a {info.kind} model; use {hint}.", param="model")
+        article = "an" if info.kind[:1] in "aeiou" else "a"  # "an embedding model"
+        raise errors.InvalidRequest(f"'{info.id}' is {article} {info.kind} model; use {hint}.", param="model")
     if route.startswith("audio/"):
         return
     if route in ("rerank", "score", "moderations"):

@@ -430,7 +430,7 @@ _MESSAGE = _obj(
         "content": {
             "oneOf": [
                 _TEXT,
-                {"type": "array", "items": {"oneOf": [_TEXT_PART, _IMAGE_PART, _FILE_PART]}},
+                {"type": "array", "items": {"oneOf": [_TEXT_PART, _IMAGE_PART, _FILE_PART]}, "minItems": 1},
                 {"type": "null"},
             ]
         },
@@ -564,6 +564,20 @@ SCHEMAS: dict[str, dict] = {
                 "deployment: the answer then carries the hub's id.",
             },
             "metadata": {**METADATA, "description": "Kept with a stored completion, to filter the list on."},
+            "prediction": {
+                "oneOf": [
+                    _obj(
+                        {
+                            "type": {"const": "content"},
+                            "content": {"oneOf": [_TEXT, {"type": "array", "items": _TEXT_PART, "minItems": 1}]},
+                        },
+                        ("type", "content"),
+                    ),
+                    {"type": "null"},
+                ],
+                "description": "OpenAI's Predicted Outputs: checked, not used (the answer is the one without them; no "
+                "predicted token is reported accepted or rejected).",
+            },
             "service_tier": _SERVICE_TIER,
             **_SAMPLING,
         },

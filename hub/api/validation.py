@@ -216,8 +216,8 @@ def _message(message: Any, param: str) -> None:
         raise _refuse(f"{param}.role", "invalid_value", f"Invalid value: {shown}. Supported values are: "
                       f"{', '.join(map(repr, ROLES))}.")  # fmt: skip
     content = message.get("content")
-    if isinstance(content, list):
-        for j, part in enumerate(content):
+    if isinstance(content, list):  # OpenAI's minItems 1, every role's
+        for j, part in enumerate(_array(content, f"{param}.content", None)):
             _part(part, f"{param}.content[{j}]")
     elif content is not None or role != "assistant":  # an assistant's turn may be only tool calls
         if "content" not in message:
@@ -335,6 +335,26 @@ def _sampling(body: dict, chat: bool) -> None:
         if options and body.get("stream") is not True:
             raise _refuse("stream_options", "invalid_value", "The 'stream_options' parameter is only allowed when "
                           "'stream' is enabled.")  # fmt: skip
+
+
+def _prediction(body: dict) -> None:
+    """OpenAI's Predicted Outputs, checked as its schema gives them. Not used: they only let OpenAI write a known
+    answer faster, and the answer is the one without them, so no predicted token is reported accepted or rejected."""
+    prediction = body.get("prediction")
+    if prediction is None:
+        return
+    if _object(prediction, "prediction").get("type") != "content":
+        raise _refuse("prediction.type", "invalid_value", "Invalid value for 'prediction.type': expected 'content'.")
+    content = prediction.get("content")
+    if content is None:
+        raise missing("prediction.content")
+    if not isinstance(content, list):
+        return _string(content, "prediction.content")
+    for j, part in enumerate(_array(content, "prediction.content", None, "a string or an array of text parts")):
+        if _object(part, f"prediction.content[{j}]").get("type") != "text":
+            raise _refuse(f"prediction.content[{j}].type", "invalid_value",
+                          f"Invalid value for 'prediction.content[{j}].type': expected 'text'.")  # fmt: skip
+        _string(part.get("text"), f"prediction.content[{j}].text")
 
 
 def _cache_salt(body: dict) -> None:
@@ -501,6 +521,7 @@ def check_body(route: str, body: dict) -> None:
             _message(message, f"messages[{i}]")
         _tools(body)
         _sampling(body, chat=True)
+        _prediction(body)
         _bool(body, "store")  # kept by the hub (hub/api/chat_store.py)
         check_metadata(body.get("metadata"), nul=False)
     else:

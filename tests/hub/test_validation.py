@@ -39,6 +39,9 @@ GOOD = [
     ("chat/completions", _with(CHAT, temperature=0, top_p=1, n=16, max_tokens=1, seed=-(2**63), stop=["a", "b"])),
     ("chat/completions", _with(CHAT, temperature=2.0, presence_penalty=-2, frequency_penalty=2, top_k=-1, min_p=1)),
     ("chat/completions", _with(CHAT, min_tokens=0, include_stop_str_in_output=True)),
+    ("chat/completions", _with(CHAT, prediction={"type": "content", "content": "def f():\n    return 1\n"})),
+    ("chat/completions", _with(CHAT, prediction={"type": "content", "content": [{"type": "text", "text": "a"}]})),
+    ("chat/completions", _with(CHAT, prediction=None)),
     ("chat/completions", _with(CHAT, allowed_token_ids=[0, 5], bad_words=["x", " y z"], truncate_prompt_tokens=-1)),
     ("completions", _with(COMPLETION, bad_words=[], truncate_prompt_tokens=1, allowed_token_ids=None)),
     ("chat/completions", _with(CHAT, prompt_logprobs=20, return_token_ids=True, return_tokens_as_token_ids=False)),
@@ -99,6 +102,39 @@ BAD = [
     # (route, body, param, code)
     ("chat/completions", {"model": "m"}, "messages", "missing_required_parameter"),
     ("chat/completions", _with(CHAT, messages=[]), "messages", "empty_array"),
+    ("chat/completions", _messages({"role": "user", "content": []}), "messages[0].content", "empty_array"),
+    (
+        "chat/completions",
+        _messages({"role": "system", "content": []}, {"role": "user", "content": "a"}),
+        "messages[0].content",
+        "empty_array",
+    ),  # fmt: skip
+    ("chat/completions", _with(CHAT, prediction="a"), "prediction", "invalid_type"),
+    ("chat/completions", _with(CHAT, prediction={"type": "x", "content": "a"}), "prediction.type", "invalid_value"),
+    (
+        "chat/completions",
+        _with(CHAT, prediction={"type": "content"}),
+        "prediction.content",
+        "missing_required_parameter",
+    ),  # fmt: skip
+    (
+        "chat/completions",
+        _with(CHAT, prediction={"type": "content", "content": []}),
+        "prediction.content",
+        "empty_array",
+    ),  # fmt: skip
+    (
+        "chat/completions",
+        _with(CHAT, prediction={"type": "content", "content": [{"type": "image_url"}]}),
+        "prediction.content[0].type",
+        "invalid_value",
+    ),  # fmt: skip
+    (
+        "chat/completions",
+        _with(CHAT, prediction={"type": "content", "content": 5}),
+        "prediction.content",
+        "invalid_type",
+    ),  # fmt: skip
     ("chat/completions", _with(CHAT, messages="Hi"), "messages", "invalid_type"),
     (
         "chat/completions",
