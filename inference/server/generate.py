@@ -112,6 +112,7 @@ class Run:
                 choice = {"index": i, "text": echo_text, "logprobs": None, "finish_reason": None, **prompt_ids}
                 yield sse({**self._base(), "choices": [choice], **self._no_usage()})
         cached: dict[int, int] = {}
+        shown = [len(echo_text)] * self.gen.n  # each choice's text so far: its next token's text_offset
         async for delta in deltas(self.model, self.id, self.queue, self.gen.n, self.state.metrics):
             self._count(delta)
             completion_tokens[delta.index] = delta.completion_tokens
@@ -144,8 +145,9 @@ class Run:
                 choices[0].update(logprobs=logprobs_chat(delta, self.model.tokenizer, wanted.as_ids), **ids)
                 choices[-1]["finish_reason"] = answers.finish_reason(delta.finish_reason, called[delta.index])
             else:
-                lp = (logprobs_completion(delta.logprobs, self.model.tokenizer, 0, wanted.as_ids)
+                lp = (logprobs_completion(delta.logprobs, self.model.tokenizer, shown[delta.index], wanted.as_ids)
                       if delta.logprobs else None)  # fmt: skip
+                shown[delta.index] += len(delta.text)
                 choices = [{"index": delta.index, "text": delta.text, "logprobs": lp,
                             "finish_reason": delta.finish_reason, **ids}]  # fmt: skip
             for choice in choices:
@@ -273,7 +275,8 @@ async def completions(request: Request, body: dict) -> JSONResponse | StreamingR
             logprobs = None
             if gen.params.logprobs is not None:
                 items = (c["prompt_logprobs"] or []) + c["logprobs"] if echo else c["logprobs"]
-                logprobs = logprobs_completion(items, model.tokenizer, 0, wanted.as_ids, gen.params.logprobs)
+                logprobs = logprobs_completion(items, model.tokenizer, 0, wanted.as_ids, gen.params.logprobs,
+                                               run.prompt_ids[0] if echo else None)  # fmt: skip
             out_choices.append({
                 "index": p * gen.n + i, "text": prefix + c["text"], "logprobs": logprobs, "finish_reason": c["finish"],
                 **prompt_outputs(wanted, run.prompt_ids, c["prompt_logprobs"], model.tokenizer),

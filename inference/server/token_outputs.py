@@ -89,19 +89,28 @@ def logprobs_chat(delta: SeqDelta, tokenizer, as_ids: bool = False) -> dict | No
     }
 
 
-def logprobs_completion(items, tokenizer, text_offset: int, as_ids: bool = False, k: int | None = None) -> dict:
-    """``k``: the top logprobs each item shows (None: all it has)."""
+def logprobs_completion(
+    items, tokenizer, text_offset: int, as_ids: bool = False, k: int | None = None, first: int | None = None
+) -> dict:
+    """``k``: the top logprobs each item shows (None: all it has). ``first``: with echo, the prompt's first token,
+    whose item is None: it is listed with a null logprob, as OpenAI and vLLM list it, so that the i-th entry is the
+    i-th token (lm-eval-harness reads a continuation's logprobs by position). ``text_offset``: where the first
+    token's text starts in the choice's text; each token moves it by its text as the choice shows it (a special
+    token, not shown, by nothing)."""
     tokens, token_logprobs, top, offsets = [], [], [], []
     name = namer(tokenizer, as_ids)
     for lp in items:
-        if lp is None:  # the first prompt token has no logprob
+        if lp is None and first is None:
             continue
-        text = tokenizer.decode([lp.token_id], skip_special_tokens=False)
-        tokens.append(name(lp.token_id))
-        token_logprobs.append(lp.logprob)
-        top.append({name(t): v for t, v in lp.top[:k]} if lp.top[:k] else None)
+        if lp is None:
+            token_id, logprob, its_top = first, None, None
+        else:
+            token_id, logprob, its_top = lp.token_id, lp.logprob, {name(t): v for t, v in lp.top[:k]} or None
+        tokens.append(name(token_id))
+        token_logprobs.append(logprob)
+        top.append(its_top)
         offsets.append(text_offset)
-        text_offset += len(text)
+        text_offset += len(tokenizer.decode([token_id], skip_special_tokens=True))
     return {"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": top, "text_offset": offsets}
 
 

@@ -109,19 +109,46 @@ def test_completions_echo_logprobs_and_n(client):
     choice = response.choices[0]
     assert choice.text.startswith("The capital of France is") and len(choice.text) > len("The capital of France is")
     lp = choice.logprobs
-    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs)
-    assert len(lp.tokens) == response.usage.prompt_tokens - 1 + response.usage.completion_tokens
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == len(lp.text_offset)
+    # every token, the prompt's first (Gemma's BOS) with no logprob, as OpenAI and vLLM list them: lm-eval-harness
+    # reads a continuation's logprobs by position
+    assert len(lp.tokens) == response.usage.prompt_tokens + response.usage.completion_tokens
+    assert lp.tokens[0] == "<bos>" and lp.token_logprobs[0] is None and lp.top_logprobs[0] is None
+    assert None not in lp.token_logprobs[1:] and None not in lp.top_logprobs[1:]
+    _offsets_point_into_the_text(choice.text, lp)
+    # a model without a BOS: its first token is a word of the text, listed too (it was left out, and every offset
+    # after it pointed one token early)
+    chat_model = client.completions.create(model=CHAT, prompt="The sky is", max_tokens=3, temperature=0, echo=True,
+                                           logprobs=1)  # fmt: skip
+    lp = chat_model.choices[0].logprobs
+    assert len(lp.tokens) == chat_model.usage.prompt_tokens + chat_model.usage.completion_tokens
+    assert lp.tokens[:3] == ["The", " sky", " is"] and lp.token_logprobs[0] is None and lp.text_offset[:3] == [0, 3, 7]
+    _offsets_point_into_the_text(chat_model.choices[0].text, lp)
     sampled = client.completions.create(model=COMPLETION, prompt="Once upon a time", max_tokens=8, n=3, seed=1)
     assert [c.index for c in sampled.choices] == [0, 1, 2]
     assert 3 <= sampled.usage.completion_tokens <= 24
     assert len({c.text for c in sampled.choices}) > 1
 
 
+def _offsets_point_into_the_text(text: str, lp) -> None:
+    """Each token's text_offset is where its text stands in the choice's text (a special token shows none)."""
+    for token, offset in zip(lp.tokens, lp.text_offset, strict=True):
+        if token != "<bos>":
+            assert text[offset : offset + len(token)] == token, (token, offset, text)
+
+
 def test_completions_streaming(client):
     stream = client.completions.create(model=COMPLETION, prompt="1, 2, 3,", max_tokens=8, temperature=0, stream=True)
     text = "".join(chunk.choices[0].text for chunk in stream if chunk.choices)
-    whole = client.completions.create(model=COMPLETION, prompt="1, 2, 3,", max_tokens=8, temperature=0)
+    whole = client.completions.create(model=COMPLETION, prompt="1, 2, 3,", max_tokens=8, temperature=0, logprobs=1)
     assert text == whole.choices[0].text and text
+    # a streamed token's text_offset counts the text of the chunks before it, as the whole answer's does (each
+    # chunk's started again at 0)
+    stream = client.completions.create(model=COMPLETION, prompt="1, 2, 3,", max_tokens=8, temperature=0, stream=True,
+                                       logprobs=1)  # fmt: skip
+    chunks = [chunk.choices[0] for chunk in stream if chunk.choices]
+    assert [o for c in chunks if c.logprobs for o in c.logprobs.text_offset] == whole.choices[0].logprobs.text_offset
+    _offsets_point_into_the_text(text, whole.choices[0].logprobs)
 
 
 def test_stop_sequences_and_seed(client):
@@ -391,12 +418,12 @@ def test_prompt_logprobs_in_vllms_shape_agree_with_echoed_logprobs(client, servi
     echo_lp = echoed.choices[0].logprobs
     for position, (token, entry) in enumerate(zip(ids[1:], table[1:], strict=True), start=1):
         mine = entry[str(token)]
-        assert mine["logprob"] == pytest.approx(echo_lp.token_logprobs[position - 1], abs=1e-5)
+        assert mine["logprob"] == pytest.approx(echo_lp.token_logprobs[position], abs=1e-5)
         ranks = sorted(v["rank"] for v in entry.values())  # the top 3, and the prompt's token if it is not among them
         assert ranks[:3] == [1, 2, 3] and (len(entry) == 3) == (mine["rank"] <= 3) and len(entry) <= 4
         assert (mine["rank"] == 1) == (mine["logprob"] >= max(v["logprob"] for v in entry.values()) - 1e-6)
         assert sorted(v["logprob"] for v in entry.values() if v["rank"] <= 3) == pytest.approx(
-            sorted(echo_lp.top_logprobs[position - 1].values()), abs=1e-5
+            sorted(echo_lp.top_logprobs[position].values()), abs=1e-5
         )
     assert any(entry[str(t)]["rank"] > 3 for t, entry in zip(ids[1:], table[1:], strict=True))  # outside the top
     chat = client.chat.completions.create(
