@@ -71,6 +71,8 @@ class SamplingParams:
         checks = [
             ("max_tokens", self.max_tokens >= 1, "must be at least 1"),
             ("min_tokens", self.min_tokens >= 0, "must be at least 0"),
+            # a torch generator's seed is 64 bits (2**80 failed the request in the sampler, a 500)
+            ("seed", self.seed is None or -(2**63) <= self.seed < 2**63, "must be a 64-bit integer"),
             ("temperature", 0.0 <= self.temperature <= 2.0, "must be between 0 and 2"),
             ("top_p", 0.0 <= self.top_p <= 1.0, "must be in [0, 1]"),
             ("top_k", self.top_k >= 0, "must be -1, 0 or positive"),

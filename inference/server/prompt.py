@@ -82,6 +82,12 @@ def finalize_max_tokens(model: LoadedModel, gen: GenerationRequest, prompt_len: 
             raise ContextLengthExceeded(model.max_model_len, prompt_len, 1, what)
         default = COMPLETIONS_DEFAULT_MAX_TOKENS if what == "prompt" else model.max_output_length
         gen.params.max_tokens = min(room, default, model.max_output_length)
+        if gen.params.min_tokens > gen.params.max_tokens:  # as vLLM: a min_tokens no answer can reach is refused
+            raise RequestError(
+                f"'min_tokens' ({gen.params.min_tokens}) is above the {gen.params.max_tokens} tokens this answer may "
+                "have (max_tokens was not given).",
+                param="min_tokens",
+            )
         return
     if gen.max_tokens > model.max_output_length:
         raise RequestError(

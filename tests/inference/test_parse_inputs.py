@@ -49,7 +49,10 @@ def test_vllm_s_sampling_extras_are_read_and_checked():
     assert (params.min_tokens, params.include_stop_str_in_output, params.skip_special_tokens) == (8, True, False)
     default = read_generation({}, 100, chat=True).params
     assert (default.min_tokens, default.include_stop_str_in_output, default.skip_special_tokens) == (0, False, True)
+    assert read_generation({"seed": -(2**63)}, 100, chat=True).params.seed == -(2**63)  # 64 bits, signed
+    assert read_generation({"seed": 2**63 - 1}, 100, chat=True).params.seed == 2**63 - 1
     for body in [{"max_completion_tokens": 4, "min_tokens": 5}, {"min_tokens": -1}, {"min_tokens": "3"},
+                 {"seed": 2**63}, {"seed": -(2**63) - 1},
                  {"include_stop_str_in_output": "yes"}, {"skip_special_tokens": 0}]:  # fmt: skip
         with pytest.raises(RequestError) as refused:
             read_generation(body, 100, chat=True)

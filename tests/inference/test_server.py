@@ -221,6 +221,11 @@ def test_embeddings_float_and_base64(client, service):
         ("chat/completions", {"model": CHAT, "messages": MESSAGES, "bad_words": [""]}, 400, "bad_words"),
         ("completions", {"model": COMPLETION, "prompt": "x", "cache_salt": ""}, 400, "cache_salt"),
         ("chat/completions", {"model": CHAT, "messages": MESSAGES, "cache_salt": 7}, 400, "cache_salt"),
+        # found under make run: a seed over 64 bits failed in the sampler (500); a min_tokens no answer can reach,
+        # with no max_tokens, generated up to the context's end (vLLM refuses both)
+        ("chat/completions", {"model": CHAT, "messages": MESSAGES, "seed": 2**80}, 400, "seed"),
+        ("completions", {"model": COMPLETION, "prompt": "x", "seed": -(2**63) - 1}, 400, "seed"),
+        ("chat/completions", {"model": CHAT, "messages": MESSAGES, "min_tokens": 10**6}, 400, "min_tokens"),
     ],
 )
 def test_bad_requests_get_openai_errors(service, route, body, status, param):
