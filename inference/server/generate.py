@@ -107,7 +107,9 @@ class Run:
                 if echo_text:  # vLLM's chat echo: the final assistant message, before the answer
                     choice = {"index": i, "delta": {"content": echo_text}, "logprobs": None, "finish_reason": None}
                     yield sse({**self._base(), "choices": [choice], **self._no_usage()})
-        elif echo_text or prompt_ids:
+        # echo with logprobs: the prompt's text comes with its logprobs, which come with the first token (vLLM's)
+        pending = [self.kind != "chat" and bool(echo_text) and self.gen.params.logprobs is not None] * self.gen.n
+        if self.kind != "chat" and (echo_text or prompt_ids) and not pending[0]:
             for i in range(self.gen.n):
                 choice = {"index": i, "text": echo_text, "logprobs": None, "finish_reason": None, **prompt_ids}
                 yield sse({**self._base(), "choices": [choice], **self._no_usage()})
@@ -144,6 +146,14 @@ class Run:
                            for piece in pieces or [{}]]  # fmt: skip
                 choices[0].update(logprobs=logprobs_chat(delta, self.model.tokenizer, wanted.as_ids), **ids)
                 choices[-1]["finish_reason"] = answers.finish_reason(delta.finish_reason, called[delta.index])
+            elif pending[delta.index]:
+                pending[delta.index] = False
+                items = (delta.prompt_logprobs or []) + delta.logprobs
+                lp = logprobs_completion(items, self.model.tokenizer, 0, wanted.as_ids, self.gen.params.logprobs,
+                                         self.prompt_ids[0])  # fmt: skip
+                shown[delta.index] += len(delta.text)
+                choices = [{"index": delta.index, "text": echo_text + delta.text, "logprobs": lp,
+                            "finish_reason": delta.finish_reason, **prompt_ids, **ids}]  # fmt: skip
             else:
                 lp = (logprobs_completion(delta.logprobs, self.model.tokenizer, shown[delta.index], wanted.as_ids)
                       if delta.logprobs else None)  # fmt: skip

@@ -149,6 +149,16 @@ def test_completions_streaming(client):
     chunks = [chunk.choices[0] for chunk in stream if chunk.choices]
     assert [o for c in chunks if c.logprobs for o in c.logprobs.text_offset] == whole.choices[0].logprobs.text_offset
     _offsets_point_into_the_text(text, whole.choices[0].logprobs)
+    # with echo, the prompt's logprobs too (they were left out): its text and theirs come in the first token's
+    # chunk, as vLLM sends them, and the stream adds up to the whole answer
+    ask = dict(model=COMPLETION, prompt="1, 2, 3,", max_tokens=8, temperature=0, logprobs=2, echo=True)
+    whole = client.completions.create(**ask).choices[0]
+    chunks = [chunk.choices[0] for chunk in client.completions.create(**ask, stream=True) if chunk.choices]
+    assert chunks[0].text.startswith("1, 2, 3,") and chunks[0].logprobs.token_logprobs[0] is None
+    assert "".join(c.text for c in chunks) == whole.text
+    for field in ("tokens", "token_logprobs", "top_logprobs", "text_offset"):
+        streamed = [v for c in chunks if c.logprobs for v in getattr(c.logprobs, field)]
+        assert streamed == getattr(whole.logprobs, field), field
 
 
 def test_stop_sequences_and_seed(client):
