@@ -556,6 +556,11 @@ SCHEMAS: dict[str, dict] = {
                 "description": "A variable of the model's chat template; `none` turns a reasoning model's thinking "
                 "off (`enable_thinking: false`).",
             },
+            "verbosity": {
+                "enum": ["low", "medium", "high"],
+                "description": "OpenAI's hint on the answer's length: checked, not used (these models have no such "
+                "control).",
+            },
             "store": {
                 **_BOOL,
                 "default": False,

@@ -315,10 +315,15 @@ def _sampling(body: dict, chat: bool) -> None:
     _logit_bias(body)
     for name in ("stop_token_ids", "allowed_token_ids"):
         ids = body.get(name)
-        if ids is not None and not (isinstance(ids, list) and all(_is_int(t) and 0 <= t <= INT32_MAX for t in ids)):
-            raise wrong_type(name, "an array of token ids", ids)
-    if body.get("allowed_token_ids") == []:
-        _array([], "allowed_token_ids", None)  # the empty array's refusal: nothing could be generated
+        if ids is None or ids == [] and name == "stop_token_ids":
+            continue
+        # an empty allowed_token_ids is refused: nothing could be generated
+        for i, token in enumerate(_array(ids, name, None, "an array of token ids")):
+            if not _is_int(token):
+                raise wrong_type(f"{name}[{i}]", "a token id (an integer)", token)
+            if not 0 <= token <= INT32_MAX:
+                message = f"Invalid '{name}[{i}]': {token} is not a token id (0 to {INT32_MAX})."
+                raise _refuse(f"{name}[{i}]", "invalid_value", message)
     words = body.get("bad_words")
     if words is not None and words != []:
         for i, word in enumerate(_array(words, "bad_words", MAX_BAD_WORDS, "an array of strings")):

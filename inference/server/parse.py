@@ -254,7 +254,9 @@ def _generative(model: LoadedModel) -> None:
 _NOT_SERVED = {
     "logits_processors": "Custom logits processors are not supported.",
     "chat_template": "A request's own chat template is not accepted: the model's template renders every request.",
+    "prompt_embeds": "Prompt embeddings are not accepted: send the prompt as text or token ids.",
 }
+VERBOSITIES = ("low", "medium", "high")
 
 
 def _not_served(body: dict) -> None:
@@ -271,6 +273,10 @@ def _text_out_only(body: dict) -> None:
         raise RequestError("This model writes text only: 'modalities' may only be [\"text\"].", param="modalities")
     if body.get("audio") is not None:
         raise RequestError("This model writes text only: 'audio' output is not supported.", param="audio")
+    verbosity = body.get("verbosity")  # OpenAI's hint; these models have no such control, so it changes nothing
+    if verbosity is not None and verbosity not in VERBOSITIES:
+        raise RequestError(f"Invalid value for 'verbosity': {shown(verbosity)!r}. Supported values are: "
+                           f"{', '.join(map(repr, VERBOSITIES))}.", param="verbosity")  # fmt: skip
     if body.get("web_search_options") is not None:
         raise RequestError("This service does not search the web: 'web_search_options' is not supported.",
                            param="web_search_options")  # fmt: skip

@@ -43,8 +43,8 @@ def test_documents_are_objects_of_strings(value):
 
 @pytest.mark.parametrize(
     "body",
-    [{"logits_processors": ["my.module:Proc"]}, {"chat_template": "{{ messages }}"}],
-    ids=["logits processors", "chat template"],
+    [{"logits_processors": ["my.module:Proc"]}, {"chat_template": "{{ messages }}"}, {"prompt_embeds": "AAAA"}],
+    ids=["logits processors", "chat template", "prompt embeddings"],
 )
 def test_vllm_fields_not_served_are_refused_naming_them(body):
     with pytest.raises(RequestError) as error:
