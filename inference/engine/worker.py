@@ -112,13 +112,13 @@ class EngineWorker:
         """Called under the loop's lock: anything to add, abort or step."""
         return bool(self._inbox) or self.engine.has_work
 
-    def submit(self, request_id: str, *payload) -> asyncio.Queue:
-        """Queue a request (``engine.add_request(request_id, *payload)``); deltas arrive on the queue.
-        A queue item that is an Exception means the request failed."""
+    def submit(self, request_id: str, *payload, queue: asyncio.Queue | None = None) -> asyncio.Queue:
+        """Queue a request (``engine.add_request(request_id, *payload)``); deltas arrive on the queue (a new one, or
+        ``queue``: one shared by the prompts of a streamed completion). An Exception item means the request failed."""
         if self.loop.broken is not None:  # nothing steps the engines any more: the service is stopping
             raise EngineBroken(f"the engines stopped: {self.loop.broken}")
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue = asyncio.Queue()
+        queue = asyncio.Queue() if queue is None else queue
         with self.loop.cv:
             self._queues[request_id] = (loop, queue)
             self._inbox.append(_Add(request_id, payload))

@@ -53,7 +53,10 @@ class Run:
         mm=None,
         splitter: Callable[[], ReasoningSplitter | None] | None = None,
         think: ThinkMarks | None = None,
+        more: list[list[int]] | None = None,
     ):
+        """``more``: a streamed completion's other prompts, each its own engine request on the same queue, whose
+        choices follow the first prompt's (prompt ``p``'s choice ``i`` is choice ``p * n + i``, as OpenAI's)."""
         self.request, self.state, self.model, self.gen, self.kind = request, app_state, model, gen, kind
         self.parser = parser or (lambda: None)  # a chat's tool-call parser, one per choice
         self.splitter = splitter or (lambda: None)  # a reasoning model's think block apart, one per choice
@@ -61,9 +64,15 @@ class Run:
         self.id = new_id("chatcmpl" if kind == "chat" else "cmpl")
         self.created = int(time.time())
         self.prompt_ids = prompt_ids
-        self.prompt_tokens = len(prompt_ids) * gen.n  # usage counts the prompt once per choice
+        self.prompts = [prompt_ids, *(more or [])]
+        self.ids = [self.id] + [f"{self.id}-{p}" for p in range(1, len(self.prompts))]  # the engine's requests
+        self.choices = gen.n * len(self.prompts)
+        self.prompt_tokens = sum(map(len, self.prompts)) * gen.n  # usage counts a prompt once per choice
         params = gen.params if model.lora_id is None else dataclasses.replace(gen.params, lora_id=model.lora_id)
         self.queue = model.worker.submit(self.id, prompt_ids, params, gen.n, mm)
+        for request_id, ids in zip(self.ids[1:], self.prompts[1:], strict=True):
+            model.worker.submit(request_id, ids, params, gen.n, mm, queue=self.queue)
+        self._first = {request_id: p * gen.n for p, request_id in enumerate(self.ids)}  # its first choice's index
         self.state.metrics.prompt_tokens.labels(model.id).inc(self.prompt_tokens)
         self.tally = tally_of(request)  # what a hub that dies before metering this is metered from
         self.tally.prompt(self.prompt_tokens)
@@ -82,40 +91,45 @@ class Run:
         self.state.metrics.generation_tokens.labels(self.model.id).inc(len(delta.token_ids))
         self.tally.output(self.id, delta.index, delta.completion_tokens, delta.cached_tokens)
 
-    def stream(self, echo_text: str = ""):
-        return counted_sse(self._events(echo_text), self.state.metrics, self.model.id, self.kind)
+    def stream(self, echo: list[str] | None = None):
+        """``echo``: each prompt's text written before its choices' answers (completions' echo, vLLM's chat echo)."""
+        echo = echo or [""] * len(self.prompts)
+        return counted_sse(self._events(echo), self.state.metrics, self.model.id, self.kind)
 
     def reasoning_tokens(self, outputs: list[list[int]]) -> int | None:
         """The choices' tokens in think blocks (None: not a reasoning model)."""
         return answers_reasoning_tokens(self.model.reasoning is not None and self.kind == "chat", self.think, outputs)
 
-    async def _events(self, echo_text: str):
+    async def _events(self, echo: list[str]):
+        n, total = self.gen.n, self.choices
         completion_tokens: dict[int, int] = {}
-        outputs: list[list[int]] = [[] for _ in range(self.gen.n)]
-        parsers = [self.parser() for _ in range(self.gen.n)]
-        splitters = [self.splitter() for _ in range(self.gen.n)]
-        called = [False] * self.gen.n
+        outputs: list[list[int]] = [[] for _ in range(total)]
+        parsers = [self.parser() for _ in range(total)]
+        splitters = [self.splitter() for _ in range(total)]
+        called = [False] * total
         wanted = self.gen.outputs  # vLLM's token outputs
-        prompt_ids = {"prompt_token_ids": self.prompt_ids} if wanted.token_ids else {}
+        prompt_of, echo_of = [self.prompts[c // n] for c in range(total)], [echo[c // n] for c in range(total)]
+        prompt_ids = [{"prompt_token_ids": ids} if wanted.token_ids else {} for ids in prompt_of]
         if self.kind == "chat":
             # content null, not "": an answer of tool calls only has no content (as the non-streamed one)
             first = {"role": "assistant", "content": None if parsers[0] else "", "refusal": None}
-            for i in range(self.gen.n):
+            for i in range(total):
                 choice = {"index": i, "delta": first, "logprobs": None}
                 yield sse({**self._base(), "choices": [{**choice, "finish_reason": None}], **self._no_usage(),
-                           **prompt_ids})  # fmt: skip
-                if echo_text:  # vLLM's chat echo: the final assistant message, before the answer
-                    choice = {"index": i, "delta": {"content": echo_text}, "logprobs": None, "finish_reason": None}
+                           **prompt_ids[i]})  # fmt: skip
+                if echo_of[i]:  # vLLM's chat echo: the final assistant message, before the answer
+                    choice = {"index": i, "delta": {"content": echo_of[i]}, "logprobs": None, "finish_reason": None}
                     yield sse({**self._base(), "choices": [choice], **self._no_usage()})
         # echo with logprobs: the prompt's text comes with its logprobs, which come with the first token (vLLM's)
-        pending = [self.kind != "chat" and bool(echo_text) and self.gen.params.logprobs is not None] * self.gen.n
-        if self.kind != "chat" and (echo_text or prompt_ids) and not pending[0]:
-            for i in range(self.gen.n):
-                choice = {"index": i, "text": echo_text, "logprobs": None, "finish_reason": None, **prompt_ids}
+        pending = [self.kind != "chat" and bool(text) and self.gen.params.logprobs is not None for text in echo_of]
+        for i in range(total) if self.kind != "chat" else ():
+            if (echo_of[i] or prompt_ids[i]) and not pending[i]:
+                choice = {"index": i, "text": echo_of[i], "logprobs": None, "finish_reason": None, **prompt_ids[i]}
                 yield sse({**self._base(), "choices": [choice], **self._no_usage()})
         cached: dict[int, int] = {}
-        shown = [len(echo_text)] * self.gen.n  # each choice's text so far: its next token's text_offset
-        async for delta in deltas(self.model, self.id, self.queue, self.gen.n, self.state.metrics):
+        shown = [len(text) for text in echo_of]  # each choice's text so far: its next token's text_offset
+        async for delta in deltas(self.model, self.ids, self.queue, total, self.state.metrics):
+            delta = self._numbered(delta)
             self._count(delta)
             completion_tokens[delta.index] = delta.completion_tokens
             cached[delta.index] = delta.cached_tokens
@@ -150,10 +164,10 @@ class Run:
                 pending[delta.index] = False
                 items = (delta.prompt_logprobs or []) + delta.logprobs
                 lp = logprobs_completion(items, self.model.tokenizer, 0, wanted.as_ids, self.gen.params.logprobs,
-                                         self.prompt_ids[0])  # fmt: skip
+                                         prompt_of[delta.index][0])  # fmt: skip
                 shown[delta.index] += len(delta.text)
-                choices = [{"index": delta.index, "text": echo_text + delta.text, "logprobs": lp,
-                            "finish_reason": delta.finish_reason, **prompt_ids, **ids}]  # fmt: skip
+                choices = [{"index": delta.index, "text": echo_of[delta.index] + delta.text, "logprobs": lp,
+                            "finish_reason": delta.finish_reason, **prompt_ids[delta.index], **ids}]  # fmt: skip
             else:
                 lp = (logprobs_completion(delta.logprobs, self.model.tokenizer, shown[delta.index], wanted.as_ids)
                       if delta.logprobs else None)  # fmt: skip
@@ -174,13 +188,20 @@ class Run:
             yield sse({**self._base(), "choices": [], "usage": usage})
         yield sse("[DONE]")
 
+    def _numbered(self, delta: SeqDelta) -> SeqDelta:
+        """``delta`` as the choice it is among all the prompts' (its engine request's first choice on)."""
+        first = self._first[delta.request_id]
+        return dataclasses.replace(delta, index=first + delta.index) if first else delta
+
     async def collect(self) -> list[dict]:
         """Every choice's full text, token logprobs and finish reason; aborts if the client leaves."""
         disconnected = asyncio.ensure_future(wait_disconnect(self.request.receive))
         choices = [{"text": "", "ids": [], "logprobs": [], "prompt_logprobs": None, "finish": None, "tokens": 0,
-                    "cached": 0} for _ in range(self.gen.n)]  # fmt: skip
+                    "cached": 0} for _ in range(self.choices)]  # fmt: skip
         try:
-            async for delta in deltas(self.model, self.id, self.queue, self.gen.n, self.state.metrics, disconnected):
+            async for delta in deltas(self.model, self.ids, self.queue, self.choices, self.state.metrics,
+                                      disconnected):  # fmt: skip
+                delta = self._numbered(delta)
                 self._count(delta)
                 c = choices[delta.index]
                 c["text"] += delta.text
@@ -216,7 +237,7 @@ async def chat_completions(request: Request, body: dict) -> JSONResponse | Strea
         run = Run(request, state, model, prompt.ids, gen, "chat", lambda: answers.new_parser(chat, prompt), prompt.mm,
                   lambda: answers.new_splitter(model, prompt), prompt.think)  # fmt: skip
     if gen.stream:
-        return StreamingResponse(run.stream(chat.echo), media_type="text/event-stream")
+        return StreamingResponse(run.stream([chat.echo]), media_type="text/event-stream")
     choices = await run.collect()
     replies = []
     for c in choices:
@@ -261,11 +282,10 @@ async def completions(request: Request, body: dict) -> JSONResponse | StreamingR
     encoded = await build_completion(completion, model)
     gen, echo = completion.generation, completion.echo
     check_reservation(request.headers, sum(len(ids) for ids in encoded) * completion.best_of)
-    if gen.stream:
-        ids = encoded[0]
-        echo_text = model.tokenizer.decode(ids, skip_special_tokens=True) if echo else ""
-        run = Run(request, state, model, ids, gen, "completion")
-        return StreamingResponse(run.stream(echo_text), media_type="text/event-stream")
+    if gen.stream:  # every prompt's choices in one stream, prompt p's i-th as choice p * n + i
+        echoed = [model.tokenizer.decode(ids, skip_special_tokens=True) if echo else "" for ids in encoded]
+        run = Run(request, state, model, encoded[0], gen, "completion", more=encoded[1:])
+        return StreamingResponse(run.stream(echoed), media_type="text/event-stream")
     candidates = _candidates(gen, completion.best_of)
     runs: list[Run] | list[BeamRun]
     if beams is not None:

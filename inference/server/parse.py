@@ -307,8 +307,6 @@ def parse_completion(body: dict, model: LoadedModel) -> CompletionRequest:
         raise RequestError("'suffix' is not supported by this model.", param="suffix")
     prompts = read_prompts(body)
     generation = _read_generation(body, model, chat=False)
-    if len(prompts) > 1 and generation.stream:
-        raise RequestError("Streaming supports a single prompt per request.", param="prompt")
     n = generation.n
     best_of = _get(body, "best_of", (int,), "an integer", n)
     if not n <= best_of <= MAX_N:

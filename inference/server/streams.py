@@ -27,13 +27,14 @@ def sse(obj: dict | str) -> bytes:
 
 
 async def deltas(
-    model: LoadedModel, request_id: str, queue: asyncio.Queue, n: int, metrics: Metrics, disconnected=None
+    model: LoadedModel, request_id: str | list[str], queue: asyncio.Queue, n: int, metrics: Metrics, disconnected=None
 ) -> AsyncIterator[SeqDelta]:
-    """Yield a request's deltas until its ``n`` sequences finish. Aborts the request upstream if the
-    consumer stops early (cancellation, client gone) so its KV blocks are freed within a step."""
+    """Yield a request's deltas until its ``n`` sequences finish (of all the requests ``request_id`` lists, which
+    share ``queue``). Aborts the requests upstream if the consumer stops early (cancellation, client gone) so their
+    KV blocks are freed within a step."""
     finished = 0
     start = time.monotonic()
-    last: dict[int, float] = {}
+    last: dict[tuple[str, int], float] = {}
     try:
         while finished < n:
             if disconnected is None:
@@ -49,17 +50,19 @@ async def deltas(
                 raise ServerError(f"The model failed while generating: {item.__class__.__name__}.")
             now = time.monotonic()
             if getattr(item, "token_ids", None):
-                if item.index not in last:
+                seq = (item.request_id, item.index)
+                if seq not in last:
                     metrics.ttft.labels(model.id).observe(now - start)
                 else:
-                    metrics.tpot.labels(model.id).observe((now - last[item.index]) / len(item.token_ids))
-                last[item.index] = now
+                    metrics.tpot.labels(model.id).observe((now - last[seq]) / len(item.token_ids))
+                last[seq] = now
             if item.finish_reason:
                 finished += 1
             yield item
     finally:
         if finished < n:
-            model.worker.abort(request_id)
+            for each in [request_id] if isinstance(request_id, str) else request_id:
+                model.worker.abort(each)
 
 
 async def wait_disconnect(receive) -> None:

@@ -161,6 +161,26 @@ def test_completions_streaming(client):
         assert streamed == getattr(whole.logprobs, field), field
 
 
+def test_several_prompts_stream_as_their_choices(client):
+    """A list of prompts streams as OpenAI and vLLM stream it (it was a 400): prompt p's i-th choice is choice
+    p * n + i, each the same answer as unstreamed, its echo and logprobs too, and the usage counts them all."""
+    ask = dict(model=COMPLETION, prompt=["1, 2, 3,", "Monday, Tuesday,"], n=2, max_tokens=5, temperature=0,
+               echo=True, logprobs=1)  # fmt: skip
+    whole = client.completions.create(**ask)
+    stream = client.completions.create(**ask, stream=True, stream_options={"include_usage": True})
+    chunks = list(stream)
+    texts, offsets = ["", "", "", ""], [[], [], [], []]
+    for chunk in chunks[:-1]:
+        for choice in chunk.choices:
+            texts[choice.index] += choice.text
+            offsets[choice.index] += choice.logprobs.text_offset if choice.logprobs else []
+    assert texts == [c.text for c in whole.choices] and texts[2].startswith("Monday, Tuesday,")
+    assert offsets == [c.logprobs.text_offset for c in whole.choices]
+    assert chunks[-1].usage.model_dump() == whole.usage.model_dump() and whole.usage.prompt_tokens > 0
+    finished = [c.choices[0].index for c in chunks[:-1] if c.choices[0].finish_reason]
+    assert sorted(finished) == [0, 1, 2, 3]
+
+
 def test_stop_sequences_and_seed(client):
     kwargs = dict(model=COMPLETION, prompt="1, 2, 3, 4,", max_tokens=20, temperature=0)
     full = client.completions.create(**kwargs).choices[0].text
@@ -396,17 +416,27 @@ def test_tokenize_and_detokenize(service):
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "messages"
 
 
-def test_client_disconnect_frees_the_sequence(service):
-    body = {"model": CHAT, "messages": MESSAGES, "max_tokens": 4000, "stream": True, "ignore_eos": True}
-    with httpx.stream("POST", f"{service}/v1/chat/completions", json=body, timeout=60) as response:
+@pytest.mark.parametrize(
+    "route, body, running",
+    [
+        ("chat/completions", {"model": CHAT, "messages": MESSAGES}, 1),
+        ("completions", {"model": COMPLETION, "prompt": ["Once upon a time", "Dear diary,", "1, 2, 3,"]}, 3),
+    ],
+    ids=["chat", "several prompts"],
+)
+def test_client_disconnect_frees_the_sequence(service, route, body, running):
+    """A streamed request's sequences, each prompt's of a completion's list too, are freed when its client goes."""
+    body = {**body, "max_tokens": 4000, "stream": True, "ignore_eos": True}
+    model = body["model"]
+    with httpx.stream("POST", f"{service}/v1/{route}", json=body, timeout=60) as response:
         lines = response.iter_lines()
-        for _ in range(6):
+        for _ in range(6 * running):
             next(lines)
-        assert httpx.get(f"{service}/health").json()["models"][CHAT]["running"] == 1
+        assert httpx.get(f"{service}/health").json()["models"][model]["running"] == running
     deadline = time.monotonic() + 10
-    while httpx.get(f"{service}/health").json()["models"][CHAT]["running"] and time.monotonic() < deadline:
+    while httpx.get(f"{service}/health").json()["models"][model]["running"] and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert httpx.get(f"{service}/health").json()["models"][CHAT]["running"] == 0
+    assert httpx.get(f"{service}/health").json()["models"][model]["running"] == 0
 
 
 def test_a_client_leaving_a_non_streamed_request_aborts_it_quietly(service):
