@@ -294,6 +294,14 @@ class ResponseBuilder:
         events.append(self._event("response.output_item.done", output_index=index, item=item))
         return events
 
+    def hosted_cut(self, item: dict) -> list[dict]:
+        """A hosted tool's call that ``max_output_tokens`` cut before the model had written it whole: shown, not run,
+        as an ``incomplete`` item (a function call cut there is shown so too)."""
+        item["status"] = "incomplete"
+        index, events = self._shown(item)
+        events.append(self._event("response.output_item.done", output_index=index, item=item))
+        return events
+
     def _shown(self, item: dict) -> tuple[int, list[dict]]:
         """A hosted tool's item added to the output: (its index, its ``output_item.added`` event)."""
         events = self._close()

@@ -313,6 +313,8 @@ class ResponsesRelay(HostedTools):
                 calls_left = max(calls_left - len(self.plan.mcp.ran), 0)
             for rounds in range(MAX_TOOL_ROUNDS + 1):
                 await self._consume(response, builder, meter, stream)
+                if builder.hosted_calls and builder.finish_reason == "length":
+                    await self._cut_hosted(builder, stream)
                 if not builder.hosted_calls or builder.finish_reason == "length" or calls_left == 0:
                     break
                 ran, said = await self._hosted(builder, stream, calls_left)

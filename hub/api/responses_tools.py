@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 
 from hub.api import file_search, mcp_items, mcp_tools
+from hub.api.ids import new_id
 from hub.api.responses_output import ResponseBuilder
 from hub.vector_stores.embed import EmbeddingFailed
 
@@ -58,6 +59,19 @@ class HostedTools:
             outputs.append({"role": "tool", "tool_call_id": call["call_id"], "content": text})
         said = [{"role": "assistant", "content": None, "tool_calls": calls}, *outputs] if calls else []
         return len(taken), said
+
+    async def _cut_hosted(self, builder: ResponseBuilder, stream: bool) -> None:
+        """The round's calls of the hub's tools that ``max_output_tokens`` cut (their arguments unfinished): shown
+        as incomplete items, not run (they were left out of the output)."""
+        for _, call in sorted(builder.hosted_calls.items()):
+            if self.plan.file_search is not None and call["name"] == file_search.FILE_SEARCH_NAME:
+                item = {"id": new_id("fs"), "type": "file_search_call", "queries": [], "results": None}
+            else:
+                label, tool = self.plan.mcp.functions[call["name"]]
+                item = {"id": new_id("mcp"), "type": "mcp_call", "server_label": label, "name": tool["name"],
+                        "arguments": call["arguments"], "output": None, "error": None,
+                        "approval_request_id": None}  # fmt: skip
+            await self._shown(builder.hosted_cut(item), stream)
 
     async def _search(self, builder: ResponseBuilder, stream: bool, call: dict) -> str:
         """A file_search call, shown as a file_search_call item; what the model reads of it."""

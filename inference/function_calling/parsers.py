@@ -74,10 +74,15 @@ Chars = Generator[None, str, str]
 class ToolCallParser:
     """Feed the answer's text with ``feed`` (any chunking), then call ``finish``; both return events."""
 
-    def __init__(self, fmt: ToolFormat | str, tool_names: list[str], live: bool = False):
+    def __init__(self, fmt: ToolFormat | str, tool_names: list[str], live: bool = False, forced: bool = False,
+                 named: str | None = None):  # fmt: skip
+        """``forced``: a grammar makes the whole answer calls (tool_choice "required" or a named function), so what
+        an answer cut short (``max_tokens``) left of a call's markup is never content; ``named``: that function,
+        shown called (its arguments unwritten) if the cut came before the model wrote its name."""
         self.fmt = get_format(fmt) if isinstance(fmt, str) else fmt
         self.tools = set(tool_names)
         self.live = live  # the model's own format is grammar-constrained
+        self.forced, self.named = forced, named
         self.calls: list[ToolCall] = []
         self._out: list[Event] = []
         self._text = ""  # text not yet sent: may be the start of a trigger
@@ -109,6 +114,12 @@ class ToolCallParser:
     def finish(self) -> list[Event]:
         if self._section is not None:
             self._section_char(_EOF)
+        if self.forced:
+            self._text, self._ws = "", ""  # a call's markup cut short
+            if self.named is not None and not self.calls:
+                call = ToolCall(self.named, "")
+                self._out.append(CallDelta(0, id=call.id, name=call.name))
+                self.calls.append(call)
         self._flush_text(final=True)
         if self._ws and not self.calls:
             self._out.append(Content(self._ws))
@@ -219,7 +230,7 @@ class ToolCallParser:
                 self._out.append(CallDelta(len(self.calls), id=call.id, name=call.name))
                 self._out.append(CallDelta(len(self.calls), arguments=call.arguments))
                 self.calls.append(call)
-        elif not ok and not (self._section_live and raw and self._emitted_in_section):
+        elif not ok and not (self._section_live and raw and self._emitted_in_section) and not self.forced:
             self._content(raw)  # not calls after all: the text was content
         self._emitted_in_section = False
 

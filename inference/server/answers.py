@@ -13,7 +13,10 @@ def new_parser(request: ChatRequest, prompt: ChatPrompt) -> ToolCallParser | Non
     """A fresh parser per choice, or None when the answer cannot hold calls."""
     if not request.tools.calls_tools:
         return None
-    return ToolCallParser(prompt.fmt, [t.name for t in request.tools.allowed], live=prompt.constrained)
+    tools = request.tools
+    forced = prompt.constrained and tools.choice in ("required", "function")
+    return ToolCallParser(prompt.fmt, [t.name for t in tools.allowed], live=prompt.constrained, forced=forced,
+                          named=tools.function if forced and tools.choice == "function" else None)  # fmt: skip
 
 
 def new_splitter(model, prompt: ChatPrompt) -> ReasoningSplitter | None:

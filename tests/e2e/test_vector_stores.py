@@ -424,6 +424,17 @@ def test_the_responses_api_runs_file_search(hub):
     shown = client.responses.retrieve(final["id"], include=["file_search_call.results"]).output[0].results
     assert [r.file_id for r in shown] == [r["file_id"] for r in search["results"]]
 
+    # cut by max_output_tokens before the model had written its call whole: shown as an incomplete call, not run
+    # (found under make run: it was left out, the output empty, or its markup, "<tool_", was shown as text)
+    cut = client.responses.with_raw_response.create(**{**ask, "max_output_tokens": 3}).http_response.json()
+    assert_valid("Response", cut)
+    assert cut["status"] == "incomplete" and cut["incomplete_details"] == {"reason": "max_output_tokens"}
+    assert [(o["type"], o["status"], o["queries"], o["results"]) for o in cut["output"]] == [
+        ("file_search_call", "incomplete", [], None)]  # fmt: skip
+    with client.responses.stream(**{**ask, "max_output_tokens": 3}) as stream:
+        kinds = [event.type for event in stream]
+    assert kinds[2:] == ["response.output_item.added", "response.output_item.done", "response.incomplete"]
+
     # continued: the search stays in the context (stored response, and as input items sent back)
     more = client.responses.create(model=CHAT, previous_response_id=body["id"], input="And in one word?",
                                    max_output_tokens=8, temperature=0)  # fmt: skip

@@ -144,6 +144,20 @@ def test_live_calls_announce_the_name_first_then_stream_the_arguments_in_pieces(
     assert "".join(e.text for e in events if isinstance(e, Content)) == "Sure."
 
 
+@pytest.mark.parametrize("cut", ["<tool_", "<tool_call>", '<tool_call>\n{"na', '<tool_call>\n{"name": "calc'])
+@pytest.mark.parametrize("size", [1, 3, 1000])
+def test_a_forced_call_cut_before_its_name_leaves_no_markup_in_the_content(cut, size):
+    """Found under make run: tool_choice "required" or a named function (a grammar makes the whole answer calls),
+    cut by max_tokens before the call's name was whole, answered the markup ("<tool_") as content. Now there is no
+    content, and a named function is shown called, its arguments unwritten; an unforced answer's text stays."""
+    for named, calls in [(None, []), ("calculate", [("calculate", "")])]:
+        parser = ToolCallParser("hermes", TOOLS, live=True, forced=True, named=named)
+        events = [e for i in range(0, len(cut), size) for e in parser.feed(cut[i : i + size])] + parser.finish()
+        parsed = assemble(events)
+        assert parsed.content is None and [(c.name, c.arguments) for c in parsed.tool_calls] == calls, named
+    assert parse_tool_calls(cut, TOOLS, "hermes", live=True).content == cut.strip()
+
+
 def test_held_sections_wait_for_their_end():
     parser = ToolCallParser("hermes", TOOLS, live=False)
     assert parser.feed('<tool_call>{"name": "calculate", "arguments": {"expr') == []
