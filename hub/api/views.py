@@ -22,10 +22,10 @@ from rest_framework.views import APIView
 
 from accounts.authn import KeyContext
 from accounts.models import ModelKind, ServedModel, UsageRecord
-from accounts.usage import FIRST_DAY, LAST_DAY
-from hub.api import errors
+from hub.api import errors, usage_range
 from hub.api.openapi import errors_for
 from hub.api.openapi_schemas import ref
+from hub.api.usage_range import range_params
 
 
 class EdgeKeyAuthentication(BaseAuthentication):
@@ -116,25 +116,6 @@ _KIND = Case(
     output_field=CharField(),
 )
 _BATCH = ExpressionWrapper(Q(service_tier="batch"), output_field=BooleanField())
-MAX_USAGE_DAYS = 366
-
-
-def _date_param(request: Request, name: str, default: date) -> date:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    try:
-        day = date.fromisoformat(raw)
-    except ValueError:
-        raise errors.InvalidRequest(
-            f"'{name}' must be a date as YYYY-MM-DD, got '{errors.shown(raw)}'.", param=name
-        ) from None
-    # Day arithmetic (the default start, the end's next day) must stay within datetime's range.
-    if not FIRST_DAY <= day <= LAST_DAY:
-        raise errors.InvalidRequest(
-            f"'{name}' must be between {FIRST_DAY} and {LAST_DAY}, got '{errors.shown(raw)}'.", param=name
-        )
-    return day
 
 
 class UsageView(TenantAPIView):
@@ -151,15 +132,11 @@ class UsageView(TenantAPIView):
         description="Metered requests and tokens of the key's tenant in daily UTC buckets, shaped like "
         "OpenAI's organization usage API.",
         tags=["usage"],
-        parameters=[
-            OpenApiParameter("start", str, description="First day, YYYY-MM-DD (default: `end` - 6 days)."),
-            OpenApiParameter("end", str, description="Last day, inclusive, YYYY-MM-DD (default: today, UTC)."),
-            OpenApiParameter("group_by", str, enum=list(GROUP_BY), description="Split each day's results."),
-        ],
+        parameters=usage_range.parameters(GROUP_BY, "Split each day's results."),
         responses={200: ref("UsagePage"), **errors_for(400, 401)},
     )
     def get(self, request: Request) -> Response:
-        start, end, group_by = _range_params(request, GROUP_BY)
+        start, end, group_by = range_params(request, GROUP_BY)
         lo = datetime.combine(start, time.min, UTC)
         hi = datetime.combine(end + timedelta(days=1), time.min, UTC)
         rows = (
@@ -198,21 +175,6 @@ class UsageView(TenantAPIView):
         return Response(_page(start, end, by_day))
 
 
-def _range_params(request: Request, groups: dict) -> tuple[date, date, str]:
-    """(start, end inclusive, group_by) of a usage or costs query (default: the last 7 days, grouped by day)."""
-    today = datetime.now(UTC).date()
-    end = _date_param(request, "end", today)
-    start = _date_param(request, "start", end - timedelta(days=6))
-    group_by = request.query_params.get("group_by", "day")
-    if group_by not in groups:
-        raise errors.InvalidRequest(f"'group_by' must be one of {', '.join(groups)}.", param="group_by")
-    if start > end:
-        raise errors.InvalidRequest("'start' must not be after 'end'.", param="start")
-    if (end - start).days >= MAX_USAGE_DAYS:
-        raise errors.InvalidRequest(f"Ask for at most {MAX_USAGE_DAYS} days at a time.", param="end")
-    return start, end, group_by
-
-
 def _page(start: date, end: date, by_day: dict[date, list[dict]]) -> dict:
     """OpenAI's page of daily buckets (every day of the range, empty ones too)."""
     buckets = []
@@ -243,15 +205,11 @@ class CostsView(TenantAPIView):
         description="The cost of the key's tenant's metered requests in daily UTC buckets, shaped like OpenAI's "
         "organization costs API.",
         tags=["usage"],
-        parameters=[
-            OpenApiParameter("start", str, description="First day, YYYY-MM-DD (default: `end` - 6 days)."),
-            OpenApiParameter("end", str, description="Last day, inclusive, YYYY-MM-DD (default: today, UTC)."),
-            OpenApiParameter("group_by", str, enum=list(COST_GROUPS), description="Split each day by model."),
-        ],
+        parameters=usage_range.parameters(COST_GROUPS, "Split each day by model."),
         responses={200: ref("CostsPage"), **errors_for(400, 401)},
     )
     def get(self, request: Request) -> Response:
-        start, end, group_by = _range_params(request, COST_GROUPS)
+        start, end, group_by = range_params(request, COST_GROUPS)
         lo = datetime.combine(start, time.min, UTC)
         hi = datetime.combine(end + timedelta(days=1), time.min, UTC)
         rows = (

@@ -90,12 +90,34 @@ def test_usage_api_splits_each_day_by_kind_as_openai(live_hub, acme):
     [({"start": "20-11-2026"}, "start"), ({"group_by": "hour"}, "group_by"),
      ({"start": "2026-11-22", "end": "2026-11-20"}, "start"), ({"start": "2024-01-01", "end": "2026-01-01"}, "end"),
      ({"end": "9999-12-31"}, "end"), ({"end": "0001-01-01"}, "end"),
-     ({"start": "0001-01-01", "end": "0001-01-02"}, "end")],
+     ({"start": "0001-01-01", "end": "0001-01-02"}, "end"),
+     # found under make run: OpenAI's names and any other parameter were ignored (the default week came back)
+     ({"limit": "3"}, "limit"), ({"models": "chat-small"}, "models"), ({"bucket_width": "1h"}, "bucket_width"),
+     ({"start_time": "abc"}, "start_time"), ({"start_time": "1", "end": "2026-11-20"}, "start"),
+     ({"start_time": "1763683200", "end_time": "1763596800"}, "start_time"), ({"end_time": "-5"}, "end_time"),
+     ({"start_time": "1700000000", "end_time": "1800000000"}, "end_time"),
+     ({"group_by": ["model", "api_key_id"]}, "group_by")],
 )  # fmt: skip
 def test_usage_api_rejects_bad_parameters(live_hub, acme, params, param):
     key = services.issue_key(acme.tenant, name="one")
     response = _get(live_hub, key.secret, **params)
     assert response.status_code == 400 and response.json()["error"]["param"] == param
+
+
+def test_usage_api_takes_openais_unix_times_too(live_hub, acme):
+    """OpenAI's organization usage names: ``start_time`` / ``end_time`` (Unix seconds, the end exclusive) ask for
+    the UTC days they fall in, in daily buckets (``bucket_width=1d``), for usage and costs alike."""
+    key = services.issue_key(acme.tenant, name="one")
+    _usage(acme.tenant, key.key, "chat-small", DAY, 10, 5)
+    _usage(acme.tenant, key.key, "chat-small", DAY + timedelta(days=1), 1, 2)
+    midnight = int(DAY.replace(hour=0).timestamp())
+    for route in ("usage", "costs"):
+        dated = _get(live_hub, key.secret, route, start="2026-11-20", end="2026-11-21").json()
+        timed = _get(live_hub, key.secret, route, start_time=midnight, end_time=midnight + 2 * 86400,
+                     bucket_width="1d").json()  # fmt: skip
+        assert timed == dated and len(dated["data"]) == 2, route
+    one = _get(live_hub, key.secret, start_time=midnight + 3600, end_time=midnight + 86400).json()
+    assert [b["start_time"] for b in one["data"]] == [midnight] and one["data"][0]["results"][0]["input_tokens"] == 10
 
 
 def test_costs_api_sums_each_rows_cost_at_its_own_price(live_hub, acme, globex):

@@ -1,0 +1,93 @@
+"""The days a usage or costs query asks for (``GET /v1/usage``, ``GET /v1/costs``): ``start`` / ``end`` as UTC dates
+(``end`` inclusive), or OpenAI's organization usage names, ``start_time`` / ``end_time`` in Unix seconds (``end_time``
+exclusive), each read as the UTC day it falls in, and ``bucket_width`` (daily buckets only: ``1d``). A parameter
+these routes do not know is a 400 naming it: a client that sent OpenAI's ``limit`` or ``models`` would otherwise read
+the default week, unfiltered, as the answer to what it asked."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+
+from drf_spectacular.utils import OpenApiParameter
+from rest_framework.request import Request
+
+from accounts.usage import FIRST_DAY, LAST_DAY
+from hub.api import errors
+
+MAX_USAGE_DAYS = 366
+_DATES, _TIMES = ("start", "end"), ("start_time", "end_time")
+KNOWN = {*_DATES, *_TIMES, "bucket_width", "group_by"}
+
+
+def parameters(groups: dict, grouping: str) -> list[OpenApiParameter]:
+    """The routes' query parameters, for the OpenAPI document."""
+    return [
+        OpenApiParameter("start", str, description="First day, YYYY-MM-DD (default: `end` - 6 days)."),
+        OpenApiParameter("end", str, description="Last day, inclusive, YYYY-MM-DD (default: today, UTC)."),
+        OpenApiParameter("start_time", int, description="OpenAI's name: Unix seconds, its UTC day the first."),
+        OpenApiParameter("end_time", int, description="OpenAI's name: Unix seconds (exclusive), the last day's end."),
+        OpenApiParameter("bucket_width", str, enum=["1d"], description="Daily buckets only."),
+        OpenApiParameter("group_by", str, enum=list(groups), description=grouping),
+    ]
+
+
+def _refuse(message: str, param: str, code: str | None = None) -> errors.InvalidRequest:
+    return errors.InvalidRequest(message, param=param, code=code)
+
+
+def _date(request: Request, name: str, default: date) -> date:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        day = date.fromisoformat(raw)
+    except ValueError:
+        raise _refuse(f"'{name}' must be a date as YYYY-MM-DD, got '{errors.shown(raw)}'.", name) from None
+    # Day arithmetic (the default start, the end's next day) must stay within datetime's range.
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise _refuse(f"'{name}' must be between {FIRST_DAY} and {LAST_DAY}, got '{errors.shown(raw)}'.", name)
+    return day
+
+
+def _time(request: Request, name: str, default: date) -> date:
+    """The UTC day of a Unix time (of the second before it, for the exclusive ``end_time``)."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    lo = int(datetime.combine(FIRST_DAY, time.min, UTC).timestamp())
+    hi = int(datetime.combine(LAST_DAY, time.max, UTC).timestamp())
+    try:
+        seconds = int(raw)
+    except ValueError:
+        raise _refuse(f"'{name}' must be a Unix time in seconds, got '{errors.shown(raw)}'.", name) from None
+    if not lo < seconds <= hi:
+        raise _refuse(f"'{name}' must be between {lo + 1} and {hi}, got {seconds}.", name)
+    return datetime.fromtimestamp(seconds - (name == "end_time"), UTC).date()
+
+
+def range_params(request: Request, groups: dict) -> tuple[date, date, str]:
+    """(first day, last day inclusive, group_by) (default: the last 7 days, grouped by day)."""
+    params = request.query_params
+    unknown = sorted(set(params) - KNOWN)
+    if unknown:
+        raise _refuse(f"Unknown parameter: '{errors.shown(unknown[0])}'. This route takes {', '.join(sorted(KNOWN))}.",
+                      unknown[0], "unknown_parameter")  # fmt: skip
+    if params.get("bucket_width", "1d") != "1d":
+        raise _refuse(f"'bucket_width' must be '1d' (daily buckets), got '{errors.shown(params['bucket_width'])}'.",
+                      "bucket_width")  # fmt: skip
+    names = _TIMES if any(name in params for name in _TIMES) else _DATES
+    if names == _TIMES and any(name in params for name in _DATES):
+        raise _refuse("Give 'start' / 'end' (dates) or 'start_time' / 'end_time' (Unix seconds), not both.", "start")
+    read = _time if names == _TIMES else _date
+    end = read(request, names[1], datetime.now(UTC).date())
+    start = read(request, names[0], end - timedelta(days=6))
+    if len(params.getlist("group_by")) > 1:
+        raise _refuse("'group_by' takes one grouping.", "group_by")
+    group_by = params.get("group_by", "day")
+    if group_by not in groups:
+        raise _refuse(f"'group_by' must be one of {', '.join(groups)}.", "group_by")
+    if start > end:
+        raise _refuse(f"'{names[0]}' must not be after '{names[1]}'.", names[0])
+    if (end - start).days >= MAX_USAGE_DAYS:
+        raise _refuse(f"Ask for at most {MAX_USAGE_DAYS} days at a time.", names[1])
+    return start, end, group_by
