@@ -19,3 +19,5 @@ urlpatterns = [
     path("redoc", SpectacularRedocView.as_view(url_name="openapi"), name="redoc"),
     *[path(f"{base}/", include((api_patterns, "api"), namespace=base)) for base in BASE_PATHS],
 ]
+
+handler404 = "hub.api.views.not_found"  # OpenAI's error for an API route asked without /v1

@@ -152,6 +152,10 @@ class ApiEdgeMiddleware:
 
         if scope["method"] not in _BODY_METHODS:
             return []
+        coding = (_header(scope, b"content-encoding") or "identity").strip().lower()
+        if coding not in ("", "identity"):  # a compressed body would fail as JSON that does not parse, or pass unread
+            raise errors.UnsupportedMediaType(
+                f"Content-Encoding '{errors.shown(coding)}' is not supported: send the body uncompressed.")  # fmt: skip
         try:
             body, tail = await _read_body(receive, limit)
         except _BodyTooLarge:

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db.models import BooleanField, Case, CharField, Count, ExpressionWrapper, Q, Sum, Value, When
 from django.db.models.functions import TruncDay
 from django.views.decorators.csrf import csrf_exempt
+from django.views.defaults import page_not_found
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
@@ -98,6 +99,20 @@ class ModelDetailView(TenantAPIView):
 @csrf_exempt
 def unknown_url(request, *args, **kwargs):
     return errors.error_response(errors.UnknownUrl(f"Invalid URL ({request.method} {request.path})"))
+
+
+def not_found(request, exception=None):
+    """The site's 404: OpenAI's error, naming the fix, for an API route asked without its base (a client whose
+    ``base_url`` lacks ``/v1`` got an HTML page its SDK showed whole); the HTML page for anything else (the
+    console's)."""
+    from hub.api.gateway import ROUTES
+    from hub.api.urls import api_patterns
+
+    heads = {str(p.pattern).split("/", 1)[0] for p in api_patterns} | {r.split("/", 1)[0] for r in ROUTES}
+    if request.path.strip("/").split("/", 1)[0] in heads - {"^.*$"}:
+        message = f"Invalid URL ({request.method} {request.path}): the API is under /v1 (a base_url ending in /v1)."
+        return errors.error_response(errors.UnknownUrl(message))
+    return page_not_found(request, exception)
 
 
 # OpenAI's groupings too: service_tier (default, flex, batch: hub/api/tiers.py) and batch (a batch's lines or not)

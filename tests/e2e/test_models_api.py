@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
+import json
+
 import httpx
 import openai
 import pytest
@@ -247,6 +250,32 @@ def test_415_unsupported_media_type(live_hub, acme_key):
     )
     assert response.status_code == 415
     assert_openai_error(response.json(), "unsupported_media_type")
+
+
+def test_a_compressed_body_is_refused_naming_its_encoding(live_hub, acme_key):
+    """Found under make run: a gzip body was a 400 'could not parse the JSON', and one marked 'br' but sent plain
+    was served; OpenAI's SDK sends bodies uncompressed."""
+    body = json.dumps({"model": "chat-small", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    for coding, content in [("gzip", gzip.compress(body)), ("br", body)]:
+        response = httpx.post(f"{live_hub.api()}/chat/completions", content=content, headers={
+            "Authorization": f"Bearer {acme_key.secret}", "Content-Type": "application/json",
+            "Content-Encoding": coding})  # fmt: skip
+        assert response.status_code == 415 and f"'{coding}'" in response.json()["error"]["message"]
+        assert_openai_error(response.json(), "unsupported_media_type")
+
+
+def test_an_api_route_without_its_base_is_a_json_404_naming_it(live_hub, acme_key):
+    """Found under make run: a client whose base_url lacked /v1 got Django's HTML page, which OpenAI's SDK showed
+    whole; the console's own 404 stays a page."""
+    for method, path in [("POST", "chat/completions"), ("GET", "models"), ("POST", "audio/speech"),
+                         ("GET", "vector_stores/vs_x")]:  # fmt: skip
+        response = httpx.request(method, f"{live_hub.url}/{path}", json={},
+                                 headers={"Authorization": f"Bearer {acme_key.secret}"})  # fmt: skip
+        assert response.status_code == 404, path
+        assert_openai_error(response.json(), "unknown_url")
+        assert "under /v1" in response.json()["error"]["message"]
+    page = httpx.get(f"{live_hub.url}/console/no-such-page/")
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
 
 
 def test_unknown_url_is_json_404(live_hub, acme_key):
