@@ -234,7 +234,7 @@ class EmbeddingRequest:
     truncate: int | None = None  # vLLM's truncate_prompt_tokens: each input's last tokens kept (None: all)
 
 
-_ROUTES_OF_KIND = {
+NOT_GENERATIVE = _ROUTES_OF_KIND = {
     "embedding": "/v1/embeddings",
     "rerank": "/v1/rerank or /v1/score",
     "audio": "/v1/audio/transcriptions or /v1/audio/translations",

@@ -74,6 +74,16 @@ async def build_completion(request: CompletionRequest, model: LoadedModel) -> li
     return encoded
 
 
+async def chat_prompt_ids(request: ChatRequest, model: LoadedModel, policy: FetchPolicy) -> list[int]:
+    """The prompt a chat request gets, its tools, template variables and images included, neither cut nor
+    checked against the context: what ``/tokenize`` counts (vLLM's, for a chat request's prompt)."""
+    try:
+        ids, _ = await _chat_ids(request, model, get_format(model.tool_format), policy)
+    except ValueError as exc:  # the chat template refused the conversation (its raise_exception)
+        raise RequestError(str(exc), param="messages") from None
+    return ids
+
+
 def finalize_max_tokens(model: LoadedModel, gen: GenerationRequest, prompt_len: int, what: str) -> None:
     """Check prompt + max_tokens against the model's limits (400 with the numbers), fill the default."""
     room = model.max_model_len - prompt_len

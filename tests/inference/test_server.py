@@ -416,6 +416,22 @@ def test_tokenize_and_detokenize(service):
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "messages"
 
 
+def test_tokenize_counts_the_prompt_a_chat_request_gets(client, service):
+    """vLLM's /tokenize of messages is the prompt a chat request with them gets: its tools, the calls in its history
+    and its template variables too (found under make run: they were left out, so the count was short)."""
+    tools = [{"type": "function", "function": {"name": "get_weather", "description": "The weather in a city.",
+              "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]  # fmt: skip
+    history = [*MESSAGES, {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "Snow, -3 C."}]  # fmt: skip
+    plain = httpx.post(f"{service}/tokenize", json={"model": CHAT, "messages": history}).json()
+    counted = httpx.post(f"{service}/tokenize", json={"model": CHAT, "messages": history, "tools": tools}).json()
+    asked = client.chat.completions.create(model=CHAT, messages=history, tools=tools, max_tokens=1)
+    assert counted["count"] == asked.usage.prompt_tokens > plain["count"]
+    text = httpx.post(f"{service}/detokenize", json={"model": CHAT, "tokens": counted["tokens"]}).json()["prompt"]
+    assert "get_weather" in text and "Oslo" in text
+
+
 @pytest.mark.parametrize(
     "route, body, running",
     [
