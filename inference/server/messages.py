@@ -44,7 +44,7 @@ def _text(content, i: int) -> str:
                     param=f"messages[{i}].content[{j}]",
                 )
             texts.append(part["text"])
-        return "".join(texts)
+        return "\n".join(texts)  # as vLLM joins them (and the Responses API's parts, hub/api/responses_chat.py)
     raise RequestError(f"messages[{i}].content must be a string or a list of parts.", param=f"messages[{i}]")
 
 

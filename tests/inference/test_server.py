@@ -430,6 +430,11 @@ def test_tokenize_counts_the_prompt_a_chat_request_gets(client, service):
     assert counted["count"] == asked.usage.prompt_tokens > plain["count"]
     text = httpx.post(f"{service}/detokenize", json={"model": CHAT, "tokens": counted["tokens"]}).json()["prompt"]
     assert "get_weather" in text and "Oslo" in text
+    # text parts are joined by a newline, as vLLM joins them and as the Responses API's parts are (they ran together)
+    parts = [{"role": "user", "content": [{"type": "text", "text": "Hello"}, {"type": "text", "text": "world"}]}]
+    joined = [{"role": "user", "content": "Hello\nworld"}]
+    assert (httpx.post(f"{service}/tokenize", json={"model": CHAT, "messages": parts}).json()
+            == httpx.post(f"{service}/tokenize", json={"model": CHAT, "messages": joined}).json())  # fmt: skip
 
 
 @pytest.mark.parametrize(
