@@ -4,7 +4,10 @@ to the gateway at once."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -67,6 +70,15 @@ def test_create_tenant_with_limits(catalog):
 def test_set_limits_errors(acme, args, message):
     with pytest.raises(CommandError, match=message):
         run("set_limits", *args)
+
+
+def test_a_bad_limit_on_the_command_line_is_a_usage_error_not_a_traceback():
+    """Found by hand: ``manage.py set_limits acme --rpm -5`` printed a traceback (the check raised CommandError
+    inside argparse); it is argparse's error now, with the usage and exit status 2."""
+    done = subprocess.run([sys.executable, "manage.py", "set_limits", "--tenant", "acme", "--rpm", "-5"],
+                          capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2])  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "argument --rpm: a limit must be at least 1" in done.stderr
 
 
 def test_who_may_set_limits(acme, django_user_model):

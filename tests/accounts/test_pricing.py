@@ -11,9 +11,10 @@ from io import StringIO
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from accounts import metering, pricing, services, spool
-from accounts.models import ModelPrice, UsageRecord
+from accounts.models import ModelPrice, ServedModel, UsageRecord
 
 JAN = datetime(2026, 1, 1, tzinfo=UTC)
 MID = datetime(2026, 1, 15, 12, tzinfo=UTC)
@@ -97,6 +98,15 @@ def test_register_model_sets_prices_with_a_history(catalog):
         pricing.set_price("chat-small", input_per_million=Decimal(-1), output_per_million=Decimal(0))
     with pytest.raises(ValidationError, match="not in the catalog"):
         pricing.set_price("nope", input_per_million=Decimal(1), output_per_million=Decimal(1))
+
+
+def test_a_model_whose_price_is_refused_is_not_registered(db):
+    """Found by hand: ``register_model x --price-input -1`` said "registered x", then refused the price, and the
+    model stayed in the catalog without it. A command's writes are one transaction."""
+    out = StringIO()
+    with pytest.raises(CommandError, match="must not be negative"):
+        call_command("register_model", "priced-wrong", "--kind", "chat", "--price-input", "-1", stdout=out)
+    assert not ServedModel.objects.filter(id="priced-wrong").exists() and out.getvalue() == ""
 
 
 def test_a_spooled_row_replayed_later_is_charged_at_its_own_time(acme, tmp_path, settings):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
 from accounts.models import ApiKey, Tenant
 
@@ -33,10 +34,12 @@ def validation_message(exc: ValidationError) -> str:
 
 
 class OperatorCommand(BaseCommand):
-    """Turns ValidationError from the services into a clean CommandError."""
+    """Turns ValidationError from the services into a clean CommandError. A command's writes are one transaction:
+    one that fails part way changes nothing (register_model registered a model, then refused its price)."""
 
     def execute(self, *args, **options):
         try:
-            return super().execute(*args, **options)
+            with transaction.atomic():
+                return super().execute(*args, **options)
         except ValidationError as exc:
             raise CommandError(validation_message(exc)) from None

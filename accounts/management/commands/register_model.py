@@ -46,7 +46,7 @@ class Command(OperatorCommand):
             upstream_api_key=o["upstream_api_key"],
             external=o["external"],
         )
-        self.stdout.write(f"registered {model.id} ({model.kind})")
+        said = [f"registered {model.id} ({model.kind})"]  # written once all is done: a refused price undoes it
         prices = ("price_input", "price_cached_input", "price_output", "price_audio_minute", "price_flex_share")
         if any(o[name] is not None for name in prices):
             when = o["price_from"]
@@ -58,4 +58,5 @@ class Command(OperatorCommand):
                 per_audio_minute=o["price_audio_minute"] or Decimal(0), effective_from=when,
                 flex_share=Decimal("0.5") if o["price_flex_share"] is None else o["price_flex_share"],
             )  # fmt: skip
-            self.stdout.write(f"price of {model.id} from {price.effective_from.isoformat()}")
+            said.append(f"price of {model.id} from {price.effective_from.isoformat()}")
+        self.stdout.write("\n".join(said))

@@ -1,5 +1,6 @@
 """Set a key's or a tenant's rate limits and token budget."""
 
+from argparse import ArgumentTypeError
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
@@ -31,9 +32,9 @@ def _limit(text: str) -> int | str:
     try:
         value = int(text)
     except ValueError:
-        raise CommandError(f"a limit must be a whole number or '{UNSET}', got {text!r}") from None
-    if value < 1:
-        raise CommandError(f"a limit must be at least 1 (or '{UNSET}'), got {value}")
+        raise ArgumentTypeError(f"a limit must be a whole number or '{UNSET}', got {text!r}") from None
+    if value < 1:  # argparse's own error: a CommandError here was a traceback on the command line
+        raise ArgumentTypeError(f"a limit must be at least 1 (or '{UNSET}'), got {value}")
     return value
 
 
@@ -43,9 +44,9 @@ def _amount(text: str) -> str:
     try:
         value = Decimal(text)
     except InvalidOperation:
-        raise CommandError(f"a money budget must be an amount or '{UNSET}', got {text!r}") from None
+        raise ArgumentTypeError(f"a money budget must be an amount or '{UNSET}', got {text!r}") from None
     if not value.is_finite() or value <= 0:
-        raise CommandError(f"a money budget must be more than 0 (or '{UNSET}'), got {text}")
+        raise ArgumentTypeError(f"a money budget must be more than 0 (or '{UNSET}'), got {text}")
     return str(value)
 
 
