@@ -65,6 +65,9 @@ def _check(value: object, line: int, endpoint: str) -> tuple[str, dict] | LineEr
     if body.get("stream") not in (None, False):
         return LineError("invalid_value", "A batch request cannot be streamed ('stream' must be false).", line,
                          "body.stream")  # fmt: skip
+    if body.get("background") not in (None, False):  # its answer would be a queued response, run outside the batch
+        return LineError("invalid_value", "A batch request cannot run in the background ('background' must be "
+                         "false).", line, "body.background")  # fmt: skip
     return custom_id, body
 
 

@@ -47,6 +47,8 @@ def test_good_lines_are_read_in_order_and_blank_lines_skipped():
         (_line(body=[1]), "missing_required_parameter", "body"),
         (_line(body={"messages": []}), "missing_required_parameter", "body.model"),
         (_line(body={"model": "m", "stream": True}), "invalid_value", "body.stream"),
+        # found under make run: a Responses line in the background was answered "queued" and run outside the batch
+        (_line(body={"model": "m", "background": True}), "invalid_value", "body.background"),
     ],
 )  # fmt: skip
 def test_a_bad_line_is_named_with_its_number(line, code, param):
