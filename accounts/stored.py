@@ -48,10 +48,19 @@ def page_of(found: list[T], limit: int) -> Page[T]:
     return Page(found[:limit], len(found) > limit)
 
 
-def page(rows: models.QuerySet[Row], cursor: models.Model | None, limit: int, descending: bool) -> Page[Row]:
-    """Up to ``limit`` of ``rows`` after ``cursor`` in (created_at, id) order, either way."""
+def page(
+    rows: models.QuerySet[Row], cursor: models.Model | None, limit: int, descending: bool,
+    before: models.Model | None = None,
+) -> Page[Row]:  # fmt: skip
+    """Up to ``limit`` of ``rows`` after ``cursor`` in (created_at, id) order, either way; or, with ``before``
+    (OpenAI's, on the vector stores' lists), the ``limit`` just before it, in the same order (``has_more``: more
+    come before them)."""
     order = ("-created_at", "-id") if descending else ("created_at", "id")
-    return page_of(list(after(rows, cursor, descending).order_by(*order)[: limit + 1]), limit)
+    if before is None:
+        return page_of(list(after(rows, cursor, descending).order_by(*order)[: limit + 1]), limit)
+    back = ("created_at", "id") if descending else ("-created_at", "-id")  # read away from ``before``
+    found = page_of(list(after(rows, before, not descending).order_by(*back)[: limit + 1]), limit)
+    return Page(found.rows[::-1], found.has_more)
 
 
 def set_metadata(model: type[Row], tenant_id: int, pk: object, metadata: dict) -> Row | None:

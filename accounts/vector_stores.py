@@ -88,8 +88,9 @@ def delete_store(tenant_id: int, store_id: object) -> bool:
     return stored.delete(VectorStore, tenant_id, store_id)
 
 
-def store_page(tenant_id: int, *, after: VectorStore | None, limit: int, descending: bool) -> stored.Page:
-    return stored.page(_live(tenant_id), after, limit, descending)
+def store_page(tenant_id: int, *, after: VectorStore | None, limit: int, descending: bool,
+               before: VectorStore | None = None) -> stored.Page:  # fmt: skip
+    return stored.page(_live(tenant_id), after, limit, descending, before)
 
 
 def _counts(files: QuerySet[VectorStoreFile]) -> dict:
@@ -184,10 +185,10 @@ def remove_file(store: VectorStore, file_id: object) -> bool:
 
 
 def file_page(files: QuerySet[VectorStoreFile], *, status: str | None, after: VectorStoreFile | None, limit: int,
-              descending: bool) -> stored.Page:  # fmt: skip
+              descending: bool, before: VectorStoreFile | None = None) -> stored.Page:  # fmt: skip
     if status is not None:
         files = files.filter(status=status)
-    return stored.page(files, after, limit, descending)
+    return stored.page(files, after, limit, descending, before)
 
 
 def file_resource(row: VectorStoreFile) -> dict:

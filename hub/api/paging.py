@@ -41,16 +41,23 @@ def after(items: list[dict], request: Request, what: str) -> list[dict]:
     return items[ids.index(cursor) + 1 :]
 
 
-def cursor(request: Request, find: Callable[[str], T | None], what: str) -> T | None:
-    """The row ``after`` names (``find``: in the key's tenant), None without it; a 400 naming ``after`` if there is
-    no such ``what``."""
-    after = request.query_params.get("after")
-    if after is None:
+def cursor(request: Request, find: Callable[[str], T | None], what: str, name: str = "after") -> T | None:
+    """The row ``after`` (or ``name``) names (``find``: in the key's tenant), None without it; a 400 naming it if
+    there is no such ``what``."""
+    value = request.query_params.get(name)
+    if value is None:
         return None
-    found = find(after)
+    found = find(value)
     if found is None:
-        raise errors.InvalidRequest(f"No {what} with id '{errors.shown(after)}'.", param="after")
+        raise errors.InvalidRequest(f"No {what} with id '{errors.shown(value)}'.", param=name)
     return found
+
+
+def cursors(request: Request, find: Callable[[str], T | None], what: str) -> tuple[T | None, T | None]:
+    """(after, before): OpenAI's two cursors of the vector stores' lists, at most one of them."""
+    if "after" in request.query_params and "before" in request.query_params:
+        raise errors.InvalidRequest("Give 'after' or 'before', not both.", param="before")
+    return cursor(request, find, what), cursor(request, find, what, "before")
 
 
 def list_object(data: list[dict], has_more: bool) -> dict:

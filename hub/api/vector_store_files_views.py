@@ -26,6 +26,7 @@ _LIST = [
     OpenApiParameter("limit", int, description="1 to 100 (default 20)."),
     OpenApiParameter("order", str, enum=["asc", "desc"], description="By creation time; default `desc`."),
     OpenApiParameter("after", str, description="A file's id: list those after it."),
+    OpenApiParameter("before", str, description="A file's id: list those just before it."),
     OpenApiParameter("filter", str, enum=[s.value for s in VectorStoreFileStatus], description="Only this status."),
 ]
 
@@ -50,8 +51,9 @@ class _FilesView(VectorStoreView):
         if status is not None and status not in VectorStoreFileStatus.values:
             raise errors.InvalidRequest(f"'filter' must be one of {', '.join(VectorStoreFileStatus.values)}.",
                                         param="filter")  # fmt: skip
-        cursor = paging.cursor(request, lambda pk: vector_stores.find_file(store, pk), "vector store file")
-        page = vector_stores.file_page(rows, status=status, after=cursor, limit=limit, descending=descending)
+        after, before = paging.cursors(request, lambda pk: vector_stores.find_file(store, pk), "vector store file")
+        page = vector_stores.file_page(rows, status=status, after=after, limit=limit, descending=descending,
+                                       before=before)  # fmt: skip
         return Response(paging.list_object([vector_stores.file_resource(r) for r in page.rows], page.has_more))
 
 

@@ -111,13 +111,16 @@ class VectorStoreListView(VectorStoreView):
             OpenApiParameter("limit", int, description="1 to 100 (default 20)."),
             OpenApiParameter("order", str, enum=["asc", "desc"], description="By creation time; default `desc`."),
             OpenApiParameter("after", str, description="A vector store's id: list those after it."),
+            OpenApiParameter("before", str, description="A vector store's id: list those just before it."),
         ],
         responses={200: ref("VectorStoreList"), **errors_for(400, 401)},
     )
     def get(self, request: Request) -> Response:
         limit, descending = paging.limit_and_order(request, "desc")
-        cursor = paging.cursor(request, lambda pk: vector_stores.find_store(self.key.tenant_id, pk), "vector store")
-        page = vector_stores.store_page(self.key.tenant_id, after=cursor, limit=limit, descending=descending)
+        after, before = paging.cursors(request, lambda pk: vector_stores.find_store(self.key.tenant_id, pk),
+                                       "vector store")  # fmt: skip
+        page = vector_stores.store_page(self.key.tenant_id, after=after, limit=limit, descending=descending,
+                                        before=before)  # fmt: skip
         return Response(paging.list_object([vector_stores.store_resource(s) for s in page.rows], page.has_more))
 
 

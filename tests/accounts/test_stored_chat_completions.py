@@ -10,6 +10,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from accounts import chat_completions as stored
+from accounts import stored as generic
 from accounts import tasks
 from accounts.models import StoredChatCompletion
 
@@ -57,6 +58,23 @@ def test_pages_in_either_order_after_a_cursor(acme):
     assert _ids(acme.tenant, after=cursor, descending=True) == (["chatcmpl-3"], False)
     cursor = stored.find(acme.tenant.id, "chatcmpl-2")  # a tie on the time: the id decides, both ways
     assert _ids(acme.tenant, after=cursor, descending=True) == (["chatcmpl-1", "chatcmpl-3"], False)
+
+
+def test_a_page_before_a_cursor_is_the_one_just_before_it_in_the_lists_order(acme):
+    """OpenAI's ``before`` (the vector stores' lists take it): the ``limit`` rows just before the cursor, in the
+    list's order either way, ``has_more`` when more come before them."""
+    for i in range(5):
+        _store(acme.tenant, f"chatcmpl-{i}")
+    rows = StoredChatCompletion.objects.filter(tenant_id=acme.tenant.id)
+
+    def ids(cursor: str, limit: int, descending: bool) -> tuple[list[str], bool]:
+        page = generic.page(rows, None, limit, descending, before=stored.find(acme.tenant.id, cursor))
+        return [row.pk for row in page.rows], page.has_more
+
+    assert ids("chatcmpl-3", 2, False) == (["chatcmpl-1", "chatcmpl-2"], True)
+    assert ids("chatcmpl-3", 5, False) == (["chatcmpl-0", "chatcmpl-1", "chatcmpl-2"], False)
+    assert ids("chatcmpl-1", 2, True) == (["chatcmpl-3", "chatcmpl-2"], True)
+    assert ids("chatcmpl-4", 9, True) == ([], False)
 
 
 def test_filters_by_model_and_metadata(acme):

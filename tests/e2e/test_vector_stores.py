@@ -212,11 +212,19 @@ def test_failures_and_refusals(hub, live_hub):
          "attributes"),
         ("GET", f"vector_stores/{store.id}/files/file-nope", None, 404, "file_id"),
         ("GET", "vector_stores/vs_nope", None, 404, "vector_store_id"),
+        # found under make run: an unknown 'before' was ignored (the first page came back)
+        ("GET", "vector_stores?before=vs_nope", None, 400, "before"),
+        ("GET", f"vector_stores?before={store.id}&after={store.id}", None, 400, "before"),
+        ("GET", f"vector_stores/{store.id}/files?before=file-nope", None, 400, "before"),
     ]  # fmt: skip
     for method, path, body, status, param in cases:
         answer = _raw(hub, method, path, json=body)
         assert answer.status_code == status, (path, body, answer.text)
         assert answer.json()["error"]["param"] == param, (path, body, answer.json())
+    # OpenAI's 'before': the page just before a file, in the list's order (newest first)
+    listed = [f.id for f in client.vector_stores.files.list(vector_store_id=store.id, limit=100)]
+    before = client.vector_stores.files.list(vector_store_id=store.id, before=listed[4], limit=2)
+    assert [f.id for f in before.data] == listed[2:4] and before.has_more
 
     # an expired store is shown as such and can no longer be searched, nor added to
     old = client.vector_stores.create(name="old", expires_after={"anchor": "last_active_at", "days": 1})
