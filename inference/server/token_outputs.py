@@ -92,11 +92,11 @@ def logprobs_chat(delta: SeqDelta, tokenizer, as_ids: bool = False) -> dict | No
 def logprobs_completion(
     items, tokenizer, text_offset: int, as_ids: bool = False, k: int | None = None, first: int | None = None
 ) -> dict:
-    """``k``: the top logprobs each item shows (None: all it has). ``first``: with echo, the prompt's first token,
-    whose item is None: it is listed with a null logprob, as OpenAI and vLLM list it, so that the i-th entry is the
-    i-th token (lm-eval-harness reads a continuation's logprobs by position). ``text_offset``: where the first
-    token's text starts in the choice's text; each token moves it by its text as the choice shows it (a special
-    token, not shown, by nothing)."""
+    """``k``: the top logprobs each item shows (None: all it has), the item's own token among them. ``first``:
+    with echo, the prompt's first token, whose item is None: it is listed with a null logprob, as OpenAI and vLLM
+    list it, so that the i-th entry is the i-th token (lm-eval-harness reads a continuation's logprobs by
+    position). ``text_offset``: where the first token's text starts in the choice's text; each token moves it by
+    its text as the choice shows it (a special token, not shown, by nothing)."""
     tokens, token_logprobs, top, offsets = [], [], [], []
     name = namer(tokenizer, as_ids)
     for lp in items:
@@ -104,8 +104,10 @@ def logprobs_completion(
             continue
         if lp is None:
             token_id, logprob, its_top = first, None, None
-        else:
-            token_id, logprob, its_top = lp.token_id, lp.logprob, {name(t): v for t, v in lp.top[:k]} or None
+        else:  # the top k and the chosen token ("up to logprobs + 1" in OpenAI's words; vLLM's too): with
+            # logprobs 0, the chosen one alone (it was null, which OpenAI's schema does not allow)
+            token_id, logprob, its_top = lp.token_id, lp.logprob, {name(t): v for t, v in lp.top[:k]}
+            its_top.setdefault(name(token_id), logprob)
         tokens.append(name(token_id))
         token_logprobs.append(logprob)
         top.append(its_top)

@@ -124,6 +124,10 @@ def test_completions_echo_logprobs_and_n(client):
     assert len(lp.tokens) == chat_model.usage.prompt_tokens + chat_model.usage.completion_tokens
     assert lp.tokens[:3] == ["The", " sky", " is"] and lp.token_logprobs[0] is None and lp.text_offset[:3] == [0, 3, 7]
     _offsets_point_into_the_text(chat_model.choices[0].text, lp)
+    # logprobs 0: each token's own logprob as its top one (it was null, which OpenAI's schema does not allow)
+    zero = client.completions.create(model=CHAT, prompt="The sky is", max_tokens=3, temperature=0, logprobs=0)
+    lp = zero.choices[0].logprobs
+    assert lp.top_logprobs == [{t: v} for t, v in zip(lp.tokens, lp.token_logprobs, strict=True)]
     sampled = client.completions.create(model=COMPLETION, prompt="Once upon a time", max_tokens=8, n=3, seed=1)
     assert [c.index for c in sampled.choices] == [0, 1, 2]
     assert 3 <= sampled.usage.completion_tokens <= 24
@@ -500,7 +504,9 @@ def test_prompt_logprobs_in_vllms_shape_agree_with_echoed_logprobs(client, servi
         ranks = sorted(v["rank"] for v in entry.values())  # the top 3, and the prompt's token if it is not among them
         assert ranks[:3] == [1, 2, 3] and (len(entry) == 3) == (mine["rank"] <= 3) and len(entry) <= 4
         assert (mine["rank"] == 1) == (mine["logprob"] >= max(v["logprob"] for v in entry.values()) - 1e-6)
-        assert sorted(v["logprob"] for v in entry.values() if v["rank"] <= 3) == pytest.approx(
+        # the echo's top logprobs: the same top 3 and, where it is not among them, the prompt's token (OpenAI's "up
+        # to logprobs + 1")
+        assert sorted(v["logprob"] for v in entry.values()) == pytest.approx(
             sorted(echo_lp.top_logprobs[position].values()), abs=1e-5
         )
     assert any(entry[str(t)]["rank"] > 3 for t, entry in zip(ids[1:], table[1:], strict=True))  # outside the top
