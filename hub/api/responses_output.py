@@ -43,6 +43,26 @@ ECHOED = {
 }  # fmt: skip
 
 
+def search_item() -> dict:
+    """A file_search_call item, before its search."""
+    return {"id": new_id("fs"), "type": "file_search_call", "status": "in_progress", "queries": [], "results": None}
+
+
+def mcp_call_item(label: str, name: str, arguments: str, request_id: str | None = None) -> dict:
+    """An mcp_call item, before its call; ``request_id``: the approval request it answers."""
+    return {
+        "id": new_id("mcp"),
+        "type": "mcp_call",
+        "server_label": label,
+        "name": name,
+        "arguments": arguments,
+        "output": None,
+        "error": None,
+        "status": "in_progress",
+        "approval_request_id": request_id,
+    }
+
+
 def response_object(response_id: str, body: dict, model: str, created_at: int, service_tier: str) -> dict:
     """The response object before any output (``status: in_progress``); ``service_tier``: the tier it is served in
     (``hub/api/tiers.py``), which OpenAI's answer names."""
@@ -270,8 +290,7 @@ class ResponseBuilder:
 
     def search_started(self) -> tuple[dict, list[dict]]:
         """A file_search_call item, searching: (the item, its events)."""
-        item = {"id": new_id("fs"), "type": "file_search_call", "status": "in_progress", "queries": [],
-                "results": None}  # fmt: skip
+        item = search_item()
         index, events = self._shown(item)
         where = {"output_index": index, "item_id": item["id"]}
         events.append(self._event("response.file_search_call.in_progress", **where))
@@ -321,8 +340,7 @@ class ResponseBuilder:
 
     def mcp_call_started(self, label: str, name: str, arguments: str, request_id: str | None = None) -> tuple:
         """An mcp_call item, calling: (the item, its events)."""
-        item = {"id": new_id("mcp"), "type": "mcp_call", "server_label": label, "name": name, "arguments": "",
-                "output": None, "error": None, "status": "in_progress", "approval_request_id": request_id}  # fmt: skip
+        item = mcp_call_item(label, name, "", request_id)
         index, events = self._shown(item)
         where = {"output_index": index, "item_id": item["id"]}
         item["arguments"] = arguments

@@ -7,8 +7,7 @@ from __future__ import annotations
 import logging
 
 from hub.api import file_search, mcp_items, mcp_tools
-from hub.api.ids import new_id
-from hub.api.responses_output import ResponseBuilder
+from hub.api.responses_output import ResponseBuilder, mcp_call_item, search_item
 from hub.vector_stores.embed import EmbeddingFailed
 
 log = logging.getLogger(__name__)
@@ -65,12 +64,10 @@ class HostedTools:
         as incomplete items, not run (they were left out of the output)."""
         for _, call in sorted(builder.hosted_calls.items()):
             if self.plan.file_search is not None and call["name"] == file_search.FILE_SEARCH_NAME:
-                item = {"id": new_id("fs"), "type": "file_search_call", "queries": [], "results": None}
+                item = search_item()
             else:
                 label, tool = self.plan.mcp.functions[call["name"]]
-                item = {"id": new_id("mcp"), "type": "mcp_call", "server_label": label, "name": tool["name"],
-                        "arguments": call["arguments"], "output": None, "error": None,
-                        "approval_request_id": None}  # fmt: skip
+                item = mcp_call_item(label, tool["name"], call["arguments"])
             await self._shown(builder.hosted_cut(item), stream)
 
     async def _search(self, builder: ResponseBuilder, stream: bool, call: dict) -> str:

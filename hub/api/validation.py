@@ -315,9 +315,8 @@ def _sampling(body: dict, chat: bool) -> None:
     _logit_bias(body)
     for name in ("stop_token_ids", "allowed_token_ids"):
         ids = body.get(name)
-        if ids is None or ids == [] and name == "stop_token_ids":
-            continue
-        # an empty allowed_token_ids is refused: nothing could be generated
+        if ids is None or (ids == [] and name == "stop_token_ids"):
+            continue  # an empty allowed_token_ids is refused (below): nothing could be generated
         for i, token in enumerate(_array(ids, name, None, "an array of token ids")):
             if not _is_int(token):
                 raise wrong_type(f"{name}[{i}]", "a token id (an integer)", token)

@@ -7,6 +7,7 @@ one base class, not in each view.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
@@ -101,15 +102,21 @@ def unknown_url(request, *args, **kwargs):
     return errors.error_response(errors.UnknownUrl(f"Invalid URL ({request.method} {request.path})"))
 
 
+@functools.cache
+def _api_heads() -> frozenset[str]:
+    """The first path segments of the API's routes (Django's and the gateway's), without their base."""
+    from hub.api.gateway import ROUTES  # imported here: hub.api.urls imports this module
+    from hub.api.urls import api_patterns
+
+    heads = {str(p.pattern).split("/", 1)[0] for p in api_patterns} | {r.split("/", 1)[0] for r in ROUTES}
+    return frozenset(heads - {"^.*$"})
+
+
 def not_found(request, exception=None):
     """The site's 404: OpenAI's error, naming the fix, for an API route asked without its base (a client whose
     ``base_url`` lacks ``/v1`` got an HTML page its SDK showed whole); the HTML page for anything else (the
     console's)."""
-    from hub.api.gateway import ROUTES
-    from hub.api.urls import api_patterns
-
-    heads = {str(p.pattern).split("/", 1)[0] for p in api_patterns} | {r.split("/", 1)[0] for r in ROUTES}
-    if request.path.strip("/").split("/", 1)[0] in heads - {"^.*$"}:
+    if request.path.strip("/").split("/", 1)[0] in _api_heads():
         message = f"Invalid URL ({request.method} {request.path}): the API is under /v1 (a base_url ending in /v1)."
         return errors.error_response(errors.UnknownUrl(message))
     return page_not_found(request, exception)

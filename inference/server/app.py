@@ -24,7 +24,7 @@ from inference.server.limits import MAX_BODY_BYTES
 from inference.server.messages import read_messages
 from inference.server.metrics import Metrics
 from inference.server.moderation import moderations
-from inference.server.parse import NOT_GENERATIVE, parse_chat
+from inference.server.parse import ROUTES_OF_KIND, parse_chat
 from inference.server.prompt import chat_prompt_ids
 from inference.server.registry import ModelRegistry
 from inference.server.rerank import rerank, score
@@ -111,7 +111,7 @@ async def metrics(request: Request) -> Response:
 
 async def tokenize(request: Request, body: dict) -> JSONResponse:
     model = request.app.state.registry.get(body.get("model"))
-    if "messages" in body and model.kind not in NOT_GENERATIVE:  # vLLM's: the prompt a chat request gets
+    if "messages" in body and model.kind not in ROUTES_OF_KIND:  # vLLM's: the prompt a chat request gets
         ids = await chat_prompt_ids(parse_chat(body, model), model, request.app.state.image_policy)
     elif "messages" in body:
         opens, continues = read_turn(body)

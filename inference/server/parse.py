@@ -234,7 +234,7 @@ class EmbeddingRequest:
     truncate: int | None = None  # vLLM's truncate_prompt_tokens: each input's last tokens kept (None: all)
 
 
-NOT_GENERATIVE = _ROUTES_OF_KIND = {
+ROUTES_OF_KIND = {  # the kinds that do not generate text, and their routes
     "embedding": "/v1/embeddings",
     "rerank": "/v1/rerank or /v1/score",
     "audio": "/v1/audio/transcriptions or /v1/audio/translations",
@@ -243,9 +243,9 @@ NOT_GENERATIVE = _ROUTES_OF_KIND = {
 
 
 def _generative(model: LoadedModel) -> None:
-    if model.kind in _ROUTES_OF_KIND:
+    if model.kind in ROUTES_OF_KIND:
         article = "an" if model.kind[0] in "aeiou" else "a"
-        raise RequestError(f"'{model.id}' is {article} {model.kind} model; use {_ROUTES_OF_KIND[model.kind]}.",
+        raise RequestError(f"'{model.id}' is {article} {model.kind} model; use {ROUTES_OF_KIND[model.kind]}.",
                            param="model")  # fmt: skip
 
 

@@ -42,10 +42,7 @@ class ChatPrompt:
 
 async def build_chat(request: ChatRequest, model: LoadedModel, policy: FetchPolicy) -> ChatPrompt:
     fmt = get_format(model.tool_format)
-    try:
-        ids, mm = await _chat_ids(request, model, fmt, policy)
-    except ValueError as exc:  # the chat template refused the conversation (its raise_exception)
-        raise RequestError(str(exc), param="messages") from None
+    ids, mm = await _chat_ids(request, model, fmt, policy)
     ids = cut_chat(ids, request.generation.truncate, images=mm is not None)
     finalize_max_tokens(model, request.generation, len(ids), "messages")
     if request.structured is not None:
@@ -77,10 +74,7 @@ async def build_completion(request: CompletionRequest, model: LoadedModel) -> li
 async def chat_prompt_ids(request: ChatRequest, model: LoadedModel, policy: FetchPolicy) -> list[int]:
     """The prompt a chat request gets, its tools, template variables and images included, neither cut nor
     checked against the context: what ``/tokenize`` counts (vLLM's, for a chat request's prompt)."""
-    try:
-        ids, _ = await _chat_ids(request, model, get_format(model.tool_format), policy)
-    except ValueError as exc:  # the chat template refused the conversation (its raise_exception)
-        raise RequestError(str(exc), param="messages") from None
+    ids, _ = await _chat_ids(request, model, get_format(model.tool_format), policy)
     return ids
 
 
@@ -114,7 +108,17 @@ def finalize_max_tokens(model: LoadedModel, gen: GenerationRequest, prompt_len: 
 async def _chat_ids(
     request: ChatRequest, model: LoadedModel, fmt: ToolFormat, policy: FetchPolicy
 ) -> tuple[list[int], MultiModalPrompt | None]:
-    """(prompt ids with every image's tokens, the images' inputs or None)."""
+    """(prompt ids with every image's tokens, the images' inputs or None); a conversation the chat template refuses
+    (its raise_exception) is a 400 naming ``messages``."""
+    try:
+        return await _placed(request, model, fmt, policy)
+    except ValueError as exc:
+        raise RequestError(str(exc), param="messages") from None
+
+
+async def _placed(
+    request: ChatRequest, model: LoadedModel, fmt: ToolFormat, policy: FetchPolicy
+) -> tuple[list[int], MultiModalPrompt | None]:
     images: list[tuple[str, str]] = []
     if model.vision is not None:
         markers = ImageMarkers.new()
