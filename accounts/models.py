@@ -484,6 +484,19 @@ class StoredResponse(models.Model):
         return [*self.history, *self.input_items, *self.output_with_results()]
 
 
+class StoredResponseItem(models.Model):
+    """The id of an item of a stored response (one of its input items or an output item) -> that response: how an
+    ``item_reference`` names an item of an earlier response without ``previous_response_id`` (a client that sends
+    the whole conversation each turn, as OpenAI's Codex CLI does, references the items the hub made by id)."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    item_id = models.CharField(max_length=200)
+    response = models.ForeignKey(StoredResponse, on_delete=models.CASCADE, related_name="items")
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "item_id"])]
+
+
 class BackgroundState(models.TextChoices):
     QUEUED = "queued", "queued"
     IN_PROGRESS = "in_progress", "in progress"

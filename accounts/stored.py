@@ -89,5 +89,5 @@ def expire(model: type[models.Model], days: int, now: datetime | None = None) ->
         return 0
     cutoff = (now or timezone.now()) - timedelta(days=days)
     with transaction.atomic():
-        deleted, _ = model.objects.filter(created_at__lt=cutoff).delete()
-    return deleted
+        _, deleted = model.objects.filter(created_at__lt=cutoff).delete()
+    return deleted.get(model._meta.label, 0)  # the rows themselves, not what went with them (a response's item ids)

@@ -1,7 +1,8 @@
 """OpenAI's Conversations API: ``POST /v1/conversations``; ``GET``, ``POST`` (new metadata) and ``DELETE
 /v1/conversations/{id}``; ``GET`` and ``POST /v1/conversations/{id}/items``; ``GET`` and ``DELETE
 /v1/conversations/{id}/items/{item_id}``. Items are the Responses API's input items, read as ``POST /v1/responses``
-reads them (``responses_input.read_items``); a response created with ``conversation`` continues the conversation
+reads them (``responses_input.read_items``: an ``item_reference`` names an item of the conversation or of a stored
+response); a response created with ``conversation`` continues the conversation
 and adds its input and output to it (``responses_relay.py``). Scoped to the key's tenant by ``TenantAPIView``:
 another tenant's id is answered exactly like an id that never existed (404)."""
 
@@ -12,10 +13,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts import conversations as stored
+from accounts import responses
 from hub.api import errors, paging, validation
 from hub.api.openapi import errors_for
 from hub.api.openapi_schemas import ref
-from hub.api.responses_input import read_items
+from hub.api.responses_input import read_items, references
 from hub.api.views import TenantAPIView
 
 MAX_NEW_ITEMS = 20  # OpenAI's, per request
@@ -31,7 +33,7 @@ def _not_found(conversation_id: str) -> errors.NotFound:
                            param="conversation_id")  # fmt: skip
 
 
-def _new_items(raw, history: list[dict], required: bool) -> list[dict]:
+def _new_items(raw, history: list[dict], required: bool, tenant_id: int) -> list[dict]:
     """``items`` of a request: up to 20 input items, none by an id the conversation holds."""
     if raw is None:
         if required:
@@ -41,7 +43,8 @@ def _new_items(raw, history: list[dict], required: bool) -> list[dict]:
         raise validation.wrong_type("items", "an array of input items", raw)
     if len(raw) > MAX_NEW_ITEMS or (required and not raw):
         raise errors.InvalidRequest(f"'items' must hold 1 to {MAX_NEW_ITEMS} items.", param="items")
-    items = read_items(raw, history, "items")
+    named = references(raw) - {item.get("id") for item in history}
+    items = read_items(raw, history, "items", responses.items_by_id(tenant_id, named) if named else None)
     held = {item.get("id") for item in history}
     for n, item in enumerate(items):
         if item["id"] in held:
@@ -74,7 +77,7 @@ class ConversationCreateView(_ConversationView):
     def post(self, request: Request) -> Response:
         body = self.body()
         validation.check_metadata(body.get("metadata"))
-        items = _new_items(body.get("items"), [], required=False)
+        items = _new_items(body.get("items"), [], required=False, tenant_id=self.key.tenant_id)
         conversation = stored.create(tenant_id=self.key.tenant_id, api_key_id=self.key.key_id,
                                      metadata=dict(body.get("metadata") or {}), items=items)  # fmt: skip
         return Response(conversation.resource())
@@ -150,7 +153,9 @@ class ConversationItemsView(_ConversationView):
     )
     def post(self, request: Request, conversation_id: str) -> Response:
         conversation = self.conversation(conversation_id)
-        items = _new_items(self.body().get("items"), stored.items(conversation.pk), required=True)
+        items = _new_items(
+            self.body().get("items"), stored.items(conversation.pk), required=True, tenant_id=self.key.tenant_id
+        )
         try:
             stored.add_items(conversation.pk, items)
         except stored.DuplicateItem as twice:  # added meanwhile by another request

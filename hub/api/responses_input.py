@@ -9,9 +9,11 @@ Items: messages (a string or ``input_text`` / ``input_image`` / ``input_file`` p
 the history, not shown to the model again, as OpenAI and vLLM drop earlier reasoning), ``file_search_call`` (a
 search this hub ran, sent back), ``compaction`` (a summary ``POST /responses/compact`` made), the ``mcp`` tool's
 ``mcp_list_tools``, ``mcp_call``, ``mcp_approval_request`` and ``mcp_approval_response`` (its ``approval_request_id``
-must name a request before it) and ``item_reference`` (an item of the stored conversation). Of the built-in tools
-the hub runs ``file_search`` over its vector stores (``hub/api/file_search.py``) and ``mcp``, a remote MCP server's
-tools (``hub/api/mcp_tools.py``); the others (web search, computer use, code interpreter...) are refused by name.
+must name a request before it) and ``item_reference`` (an item of the stored conversation, or of any stored
+response of the tenant: a client sending the whole conversation each turn names the items the hub made by id).
+Of the built-in tools the hub runs ``file_search`` over its vector stores (``hub/api/file_search.py``) and ``mcp``, a
+remote MCP server's tools (``hub/api/mcp_tools.py``); the others (web search, computer use, code interpreter...) are
+refused by name.
 """
 
 from __future__ import annotations
@@ -366,21 +368,31 @@ def _item(item: Any, param: str) -> dict:
                  f"are: {', '.join(map(repr, ITEM_TYPES))}.", "unsupported_value")  # fmt: skip
 
 
-def read_input(body: dict, history: list[dict]) -> list[dict]:
+def read_input(body: dict, history: list[dict], stored: dict[str, dict] | None = None) -> list[dict]:
     """This request's input as items with ids (see ``read_items``)."""
     raw = body["input"]
     if isinstance(raw, str):
         return [{"id": new_id("msg"), "type": "message", "role": "user",
                  "content": [{"type": "input_text", "text": raw}], "status": "completed"}]  # fmt: skip
-    return read_items(_array(raw, "input", MAX_MESSAGES, "a string or an array of input items"), history, "input")
+    raw = _array(raw, "input", MAX_MESSAGES, "a string or an array of input items")
+    return read_items(raw, history, "input", stored)
 
 
-def read_items(raw: list, history: list[dict], name: str) -> list[dict]:
+def references(raw: object) -> set[str]:
+    """The ids that the ``item_reference`` items of ``raw`` (``input``, or a conversation's new ``items``) name;
+    looked up among the tenant's stored responses before the items are read (``read_items``' ``stored``)."""
+    entries = raw if isinstance(raw, list) else []
+    return {e["id"] for e in entries if isinstance(e, dict) and e.get("type") == "item_reference"
+            and isinstance(e.get("id"), str)}  # fmt: skip
+
+
+def read_items(raw: list, history: list[dict], name: str, stored: dict[str, dict] | None = None) -> list[dict]:
     """Items with ids (``name``: the field they came in, for errors). ``item_reference`` resolves against
-    ``history`` (the stored conversation) and the items before it; a ``function_call_output`` must answer a call
-    made before it. An id given is at most MAX_ITEM_ID characters, without NUL (a conversation's column)."""
+    ``history`` (the stored conversation), the items before it and ``stored`` (items of the tenant's stored
+    responses by id, as OpenAI resolves a reference to any stored item); a ``function_call_output`` must answer a
+    call made before it. An id given is at most MAX_ITEM_ID characters, without NUL (a conversation's column)."""
     items: list[dict] = []
-    known = {i.get("id"): i for i in history if i.get("id")}
+    known = {**(stored or {}), **{i.get("id"): i for i in history if i.get("id")}}
     calls = {i["call_id"] for i in history if i.get("type") == "function_call"}
     for n, entry in enumerate(raw):
         item = _item(entry, f"{name}[{n}]")

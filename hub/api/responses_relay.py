@@ -40,7 +40,7 @@ from hub.api.citations import Citations
 from hub.api.ids import new_id
 from hub.api.relay_common import SSE_HEADERS, error_from_upstream, has_output, sse_lines, typed_event
 from hub.api.responses_chat import chat_body, chat_part, response_message, response_param
-from hub.api.responses_input import check_create, conversation_id, read_input
+from hub.api.responses_input import check_create, conversation_id, read_input, references
 from hub.api.responses_output import ResponseBuilder, response_object
 from hub.api.responses_tools import HostedTools
 from hub.api.upstream import Target, upstreams
@@ -146,7 +146,9 @@ async def plan(key: KeyContext, body: dict, model_id: str, empty_input: bool = F
         history = found.context()
     elif conversation is not None:
         history = await db(_conversation_items, tenant_id, conversation)
-    items = [] if empty_input and body["input"] == [] else read_input(body, history)
+    named = references(body.get("input")) - {item.get("id") for item in history}
+    found = await db(stored.items_by_id, tenant_id, named) if named else {}
+    items = [] if empty_input and body["input"] == [] else read_input(body, history, found)
     summaries = compaction_items.summaries(tenant_id, history, items)
     search = await file_search.plan(key, body)
     chat = chat_body(body, history + items, summaries)

@@ -4,15 +4,17 @@ jsonb refuses them)."""
 
 from __future__ import annotations
 
+import importlib
 import json
 from datetime import timedelta
 
+from django.apps import apps
 from django.db import connection
 from django.utils import timezone
 
 from accounts import responses, tasks
 from accounts.json_nul import WRAPPER
-from accounts.models import StoredResponse
+from accounts.models import StoredResponse, StoredResponseItem
 
 
 def _response(response_id: str, age: timedelta) -> dict:
@@ -94,3 +96,28 @@ def test_search_results_the_client_did_not_see_are_in_the_context_only(acme):
     stored.refresh_from_db()
     assert stored.response["output"][0]["results"] is None  # as the client got it
     assert stored.context()[0] == {**response["output"][0], "results": found}
+
+
+def test_items_are_found_by_id_among_the_tenants_stored_responses(acme, globex):
+    _store(acme.tenant, "resp_a")
+    _store(globex.tenant, "resp_g")
+    found = responses.items_by_id(acme.tenant.id, {"in_resp_a", "msg_resp_a", "msg_resp_g", "nope", "msg_\x00"})
+    assert {k: v["type"] for k, v in found.items()} == {"in_resp_a": "message", "msg_resp_a": "message"}
+    assert found["msg_resp_a"]["content"][0]["text"] == "hi"
+    # an item sent again in a later response: the latest one's
+    later = _response("resp_b", timedelta(0))
+    later["output"][0]["content"][0]["text"] = "again"
+    later["output"][0]["id"] = "msg_resp_a"
+    responses.save(tenant_id=acme.tenant.id, api_key_id=None, history=[], input_items=[], response=later)
+    assert responses.items_by_id(acme.tenant.id, {"msg_resp_a"})["msg_resp_a"]["content"][0]["text"] == "again"
+    assert responses.delete(acme.tenant.id, "resp_b") and responses.delete(acme.tenant.id, "resp_a")
+    assert responses.items_by_id(acme.tenant.id, {"in_resp_a", "msg_resp_a"}) == {}
+
+
+def test_the_migration_indexes_the_items_of_the_responses_stored_before(acme):
+    _store(acme.tenant, "resp_before")
+    StoredResponseItem.objects.all().delete()  # as 0030 left them: no index
+    migration = importlib.import_module("accounts.migrations.0031_stored_response_items")
+    migration.index_stored_items(apps, None)
+    assert set(responses.items_by_id(acme.tenant.id, {"in_resp_before", "msg_resp_before"})) == {
+        "in_resp_before", "msg_resp_before"}  # fmt: skip

@@ -304,3 +304,47 @@ def test_max_tool_calls_bounds_the_searches_a_response_runs(hub, fake):
     [said] = [m for m in second["messages"] if m.get("tool_calls")]
     assert [c["function"]["arguments"] for c in said["tool_calls"]] == ['{"queries": ["bees"]}']
     assert response.max_tool_calls == 1 and response.status == "completed"
+
+
+def test_an_item_reference_names_an_item_of_any_stored_response(hub, fake):
+    """As OpenAI's Codex CLI sends a turn: the whole conversation again, without ``previous_response_id``, the items
+    the hub made named by ``item_reference`` (the model's call, then the client's output for it). They resolve
+    against the tenant's stored responses; one deleted, not stored or of another tenant is not found."""
+    client = hub()
+    weather = {"type": "function", "name": "weather",
+               "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}  # fmt: skip
+    fake.scripts.append([_call(0, "weather", '{"city": "Lyon"}')])
+    first = client.responses.create(model=FAKE_CHAT, input="Weather in Lyon?", tools=[weather])
+    [call] = first.output
+    [asked] = client.responses.input_items.list(first.id).data
+    fake.default_tokens = 2
+    turn = [{"type": "item_reference", "id": asked.id}, {"type": "item_reference", "id": call.id},
+            {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny."}]  # fmt: skip
+    second = client.responses.create(model=FAKE_CHAT, input=turn, tools=[weather])
+    sent = fake.requests[-1]["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "tool"]
+    assert sent[0]["content"] == "Weather in Lyon?" and sent[2]["content"] == "Sunny."
+    assert sent[1]["tool_calls"][0]["function"] == {"name": "weather", "arguments": '{"city": "Lyon"}'}
+    assert second.status == "completed"
+    # the referenced items are kept whole, as the stored conversation holds them
+    kept = client.responses.input_items.list(second.id, order="asc").data
+    assert [(i.type, i.id) for i in kept[:2]] == [("message", asked.id), ("function_call", call.id)]
+    # a conversation's new items may name them too
+    conversation = client.conversations.create(items=[{"type": "item_reference", "id": second.output[0].id}])
+    [item] = client.conversations.items.list(conversation.id).data
+    assert (item.id, item.type) == (second.output[0].id, "message")
+
+    outsider_tenant = services.create_tenant("initech", "Initech")
+    services.grant_models(outsider_tenant, [FAKE_CHAT])
+    outsider = openai.OpenAI(base_url=f"{hub.url}/v1", max_retries=0,
+                             api_key=services.issue_key(outsider_tenant, name="other").secret)  # fmt: skip
+    unstored = client.responses.create(model=FAKE_CHAT, input="Hi.", store=False)
+    deleted = client.responses.create(model=FAKE_CHAT, input="Hi.")
+    client.responses.delete(deleted.id)
+    client.responses.delete(first.id)  # its items are still the second's input: they stay found
+    client.responses.create(model=FAKE_CHAT, input=[{"type": "item_reference", "id": call.id}])
+    for who, item_id in ((outsider, second.output[0].id), (client, deleted.output[0].id),
+                         (client, unstored.output[0].id)):  # fmt: skip
+        with pytest.raises(openai.BadRequestError) as exc:
+            who.responses.create(model=FAKE_CHAT, input=[{"type": "item_reference", "id": item_id}])
+        assert exc.value.body["param"] == "input[0].id" and "not found" in exc.value.body["message"]
