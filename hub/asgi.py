@@ -1,4 +1,5 @@
-"""The hub's ASGI application: Channels' router with the API edge in front.
+"""The hub's ASGI application: Channels' router with the API edge in front, and CORS for the API routes in
+front of that (a browser's preflight is answered without a key: hub/api/cors.py).
 
 Django serves the pages and JSON routes; the generation routes (chat completions, completions,
 embeddings, streaming or not) are a Channels consumer, matched ahead of the Django catch-all, and so
@@ -17,6 +18,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.sessions import SessionMiddlewareStack  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from hub.api.cors import ApiCorsMiddleware  # noqa: E402
 from hub.api.edge import ApiEdgeMiddleware  # noqa: E402
 from hub.api.gateway import ROUTES, GatewayConsumer  # noqa: E402
 from hub.api.paths import BASE_PATHS  # noqa: E402
@@ -47,14 +49,16 @@ _CONSOLE_STREAMS = [
 application = ProtocolTypeRouter(
     {
         "http": MetricsMiddleware(  # every request counted, timed and seen in flight (GET /metrics)
-            ApiEdgeMiddleware(
-                URLRouter(
-                    [
-                        re_path(_STORED_CHATS, _chat_completions),
-                        re_path(_GENERATION, gateway_app),
-                        *_CONSOLE_STREAMS,
-                        re_path(r"", django_asgi_app),
-                    ]
+            ApiCorsMiddleware(
+                ApiEdgeMiddleware(
+                    URLRouter(
+                        [
+                            re_path(_STORED_CHATS, _chat_completions),
+                            re_path(_GENERATION, gateway_app),
+                            *_CONSOLE_STREAMS,
+                            re_path(r"", django_asgi_app),
+                        ]
+                    )
                 )
             )
         ),

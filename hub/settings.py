@@ -61,6 +61,8 @@ ALLOWED_HOSTS = env_list("HUB_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"
 if HUB_ENV == "prod" and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("HUB_ALLOWED_HOSTS must be set when HUB_ENV=prod")
 CSRF_TRUSTED_ORIGINS = env_list("HUB_CSRF_TRUSTED_ORIGINS", [])
+# the origins whose pages may call the API from a browser (hub/api/cors.py): "*" all, empty none
+HUB_CORS_ALLOWED_ORIGINS = env_list("HUB_CORS_ALLOWED_ORIGINS", ["*"])
 
 INSTALLED_APPS = [
     "django.contrib.admin",

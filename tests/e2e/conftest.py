@@ -5,8 +5,10 @@ once per session; a local image server its allow-list permits."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+from playwright.sync_api import sync_playwright
 
 from accounts import services
 from hub.inference_client import model_cards
@@ -25,6 +27,22 @@ from tests.support.live import (
     hub_clients,
     settle,
 )
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    """Debian's Chromium, headless, driven by Playwright."""
+    if not Path(CHROMIUM).exists():  # CI installs it (.ci/run); a missing browser is a failure, not a skip
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium")
+    # Playwright's sync API runs an event loop on this thread, and Django then refuses ORM calls here (the
+    # test's own setup and checks), though nothing async touches them: allow them, for this test only.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "1")
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
+        yield chromium
+        chromium.close()
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 from openai import OpenAI
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from accounts import metering, reports, services
 from accounts.models import Role, UsageRecord
@@ -30,21 +30,7 @@ from tests.support.webhooks import receiver
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "correct horse battery staple"
-
-
-@pytest.fixture
-def browser(monkeypatch):
-    if not Path(CHROMIUM).exists():  # CI installs it (.ci/run); a missing browser is a failure, not a skip
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium")
-    # Playwright's sync API runs an event loop on this thread, and Django then refuses ORM calls here (the
-    # test's own setup and checks), though nothing async touches them: allow them, for this test only.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "1")
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
