@@ -481,6 +481,7 @@ SCHEMAS: dict[str, dict] = {
             "created": _INT,
             "owned_by": _STR,
             "meta_data": ref("ModelMetaData"),
+            "max_model_len": {**_INT, "description": "vLLM's: prompt + output tokens (when the catalog knows it)."},
         },
         ("id", "object", "created", "owned_by", "meta_data"),
     ),

@@ -60,13 +60,17 @@ class TenantAPIView(APIView):
 
 
 def model_object(model: ServedModel) -> dict:
-    return {
+    """OpenAI's model object, the reference's ``meta_data``, and vLLM's ``max_model_len`` where the length is known."""
+    card = {
         "id": model.id,
         "object": "model",
         "created": int(model.created_at.timestamp()),
         "owned_by": model.owned_by,
         "meta_data": model.meta_data,
     }
+    if model.max_sequence_length:
+        card["max_model_len"] = model.max_sequence_length
+    return card
 
 
 class ModelListView(TenantAPIView):

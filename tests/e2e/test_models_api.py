@@ -51,6 +51,8 @@ def test_list_models_with_meta_data_like_the_reference(live_hub, acme_key):
     embed = next(m for m in models.data if m.id == "embed-small")
     assert embed.meta_data == {"max_sequence_length": 512, "hidden_size": 384, "max_output_length": 0}
     assert all(m.object == "model" and m.owned_by == "llm-hub" and m.created > 0 for m in models.data)
+    # vLLM's max_model_len too, as clients written against vLLM read it
+    assert [m.max_model_len for m in models.data] == [m.meta_data["max_sequence_length"] for m in models.data]
 
 
 def test_retrieve_model(live_hub, acme_key):
