@@ -61,7 +61,7 @@ SPEECH_PAUSE_TOKENS_PER_CHARACTER = 0.5
 
 @dataclass(frozen=True)
 class Estimate:
-    """The most a request may spend, in the deployment's counting: ``prompt`` (each prompt once per choice, as
+    """The most a request may spend, in the deployment's counting: ``prompt`` (each prompt once, whatever ``n``, as
     usage reports it) and ``output`` (everything it may generate)."""
 
     prompt: int
@@ -75,10 +75,10 @@ class Estimate:
 def estimate(route: str, body: dict, info: ModelInfo) -> Estimate:
     """A request's reservation: a bound on each prompt (its text's bytes; the tools' and the response format's
     JSON, twice for the tools as our prompt format lists each and shows an example call; images at their most),
-    times ``n`` (completions' ``best_of`` when more), plus all it may generate (``max_tokens``, else the model's
-    output limit, else the rest of its context; per prompt and choice). For our inference service it need not be
-    exact: the service refuses a prompt longer than the reservation before running it, with the exact count, and
-    the gateway reserves that instead."""
+    once whatever ``n``, plus all it may generate (``max_tokens``, else the model's output limit, else the rest of
+    its context; per prompt and choice, ``n`` of them, completions' ``best_of`` when more). For our inference
+    service it need not be exact: the service refuses a prompt longer than the reservation before running it, with
+    the exact count, and the gateway reserves that instead."""
     limit = info.max_sequence_length or None
     if route in ("rerank", "score"):  # a (query, document) pair per document, cut at the model's context
         return Estimate(sum(_clamp(_bound(a) + _bound(b) + PAIR_TOKENS, limit) for a, b in _pairs(route, body)), 0)
@@ -113,7 +113,7 @@ def estimate(route: str, body: dict, info: ModelInfo) -> Estimate:
     if out is None:
         room = limit - prompts[0] if limit else 0
         out = info.max_output_length or max(room, 0) or 4096
-    return Estimate(sum(prompts) * n, max(1, out) * n * len(prompts))
+    return Estimate(sum(prompts), max(1, out) * n * len(prompts))
 
 
 def chat_prompt_bound(body: dict) -> int:

@@ -81,7 +81,7 @@ class BeamRun:
         self.id = new_id("chatcmpl" if kind == "chat" else "cmpl")
         self.created = int(time.time())
         self.prompt_ids = prompt_ids
-        self.prompt_tokens = len(prompt_ids) * gen.n  # as Run: the prompt once per choice
+        self.prompt_tokens = len(prompt_ids)  # as Run: the prompt once, whatever n
         self.tally = tally_of(request)
         self.tally.prompt(self.prompt_tokens)
         self.state.metrics.prompt_tokens.labels(model.id).inc(self.prompt_tokens)

@@ -93,7 +93,7 @@ class OverReservation(ServiceError):
 
 
 def check_reservation(headers, prompt_tokens: int) -> None:
-    """``prompt_tokens``: as usage will report them (every prompt, once per choice)."""
+    """``prompt_tokens``: as usage will report them (every prompt once, whatever ``n``)."""
     raw = headers.get(RESERVED_PROMPT_HEADER)
     if raw is None:
         return

@@ -38,6 +38,13 @@ def _usage(prompt: int, completion: int, reasoning: int | None = None, cached: i
     return usage
 
 
+def prompt_cached(delta: SeqDelta, n: int) -> int:
+    """The prompt tokens a choice found cached, counted for its prompt's first choice only: the prompt is counted once
+    (usage), and its first choice's prefill is the one that found what was cached before the request (the other
+    choices find that choice's prefill too)."""
+    return delta.cached_tokens if delta.index % n == 0 else 0
+
+
 class Run:
     """One generation request: submitted to the engine, consumed as a stream or collected."""
 
@@ -67,7 +74,8 @@ class Run:
         self.prompts = [prompt_ids, *(more or [])]
         self.ids = [self.id] + [f"{self.id}-{p}" for p in range(1, len(self.prompts))]  # the engine's requests
         self.choices = gen.n * len(self.prompts)
-        self.prompt_tokens = sum(map(len, self.prompts)) * gen.n  # usage counts a prompt once per choice
+        # usage counts each prompt once, whatever n (OpenAI's and vLLM's): its choices share it
+        self.prompt_tokens = sum(map(len, self.prompts))
         params = gen.params if model.lora_id is None else dataclasses.replace(gen.params, lora_id=model.lora_id)
         self.queue = model.worker.submit(self.id, prompt_ids, params, gen.n, mm)
         for request_id, ids in zip(self.ids[1:], self.prompts[1:], strict=True):
@@ -89,7 +97,7 @@ class Run:
 
     def _count(self, delta: SeqDelta) -> None:
         self.state.metrics.generation_tokens.labels(self.model.id).inc(len(delta.token_ids))
-        self.tally.output(self.id, delta.index, delta.completion_tokens, delta.cached_tokens)
+        self.tally.output(self.id, delta.index, delta.completion_tokens, prompt_cached(delta, self.gen.n))
 
     def stream(self, echo: list[str] | None = None):
         """``echo``: each prompt's text written before its choices' answers (completions' echo, vLLM's chat echo)."""
@@ -132,7 +140,7 @@ class Run:
             delta = self._numbered(delta)
             self._count(delta)
             completion_tokens[delta.index] = delta.completion_tokens
-            cached[delta.index] = delta.cached_tokens
+            cached[delta.index] = prompt_cached(delta, n)
             if self.model.reasoning is not None:  # only a reasoning model's usage reads the tokens back
                 outputs[delta.index] += delta.token_ids
             ids = {"token_ids": delta.token_ids} if wanted.token_ids else {}
@@ -209,7 +217,7 @@ class Run:
                 c["logprobs"] += delta.logprobs
                 c["finish"] = delta.finish_reason or c["finish"]
                 c["tokens"] = delta.completion_tokens
-                c["cached"] = delta.cached_tokens
+                c["cached"] = prompt_cached(delta, self.gen.n)
                 if delta.prompt_logprobs is not None:
                     c["prompt_logprobs"] = delta.prompt_logprobs
         except ClientGone:
@@ -228,7 +236,7 @@ async def chat_completions(request: Request, body: dict) -> JSONResponse | Strea
     beams = read_beam_search(body, chat.generation)
     prompt = await build_chat(chat, model, state.image_policy)
     gen = chat.generation
-    check_reservation(request.headers, len(prompt.ids) * gen.n)
+    check_reservation(request.headers, len(prompt.ids))
     run: Run | BeamRun
     if beams is not None:
         check_unconstrained(gen)
@@ -281,7 +289,7 @@ async def completions(request: Request, body: dict) -> JSONResponse | StreamingR
         raise RequestError("'best_of' above 'n' cannot be combined with beam search.", param="best_of")
     encoded = await build_completion(completion, model)
     gen, echo = completion.generation, completion.echo
-    check_reservation(request.headers, sum(len(ids) for ids in encoded) * completion.best_of)
+    check_reservation(request.headers, sum(len(ids) for ids in encoded))
     if gen.stream:  # every prompt's choices in one stream, prompt p's i-th as choice p * n + i
         echoed = [model.tokenizer.decode(ids, skip_special_tokens=True) if echo else "" for ids in encoded]
         run = Run(request, state, model, encoded[0], gen, "completion", more=encoded[1:])

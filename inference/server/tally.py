@@ -39,7 +39,7 @@ class Tally:
     ended: float = 0.0  # monotonic time the last one ended
 
     def prompt(self, tokens: int, audio_seconds: float = 0.0) -> None:
-        """A prompt submitted to the engine (each choice's copy counted, as usage counts it)."""
+        """A prompt submitted to the engine (once, whatever its choices, as usage counts it)."""
         self.prompt_tokens += tokens
         self.audio_seconds += audio_seconds
 

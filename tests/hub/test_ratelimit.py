@@ -163,16 +163,16 @@ def context(key: Limits | None = None, tenant: Limits | None = None) -> KeyConte
 
 def test_the_worst_case_estimate():
     body = {"messages": [{"role": "user", "content": "é" * 200}], "max_tokens": 50, "n": 2}
-    # bytes bound the tokens; each choice counts its prompt (as usage reports it) and its output
-    assert estimate("chat/completions", body, INFO) == Estimate((64 + 8 + 400) * 2, 100)
+    # bytes bound the tokens; the prompt counted once (as usage reports it, OpenAI's and vLLM's), each choice's output
+    assert estimate("chat/completions", body, INFO) == Estimate(64 + 8 + 400, 100)
     assert estimate_tokens("chat/completions", {"messages": []}, INFO) == 64 + 512  # the model's output limit
     assert estimate_tokens("completions", {"prompt": "x" * 5000, "max_tokens": 1}, INFO) == 2048 + 1
     # several prompts: each bounded by the context, each generating max_tokens per choice
     body = {"prompt": ["x" * 5000, "abc", [1, 2, 3, 4]], "max_tokens": 7, "n": 3}
-    assert estimate("completions", body, INFO) == Estimate((2048 + 3 + 4) * 3, 7 * 3 * 3)
+    assert estimate("completions", body, INFO) == Estimate(2048 + 3 + 4, 7 * 3 * 3)
     assert estimate("completions", {"prompt": [5, 6, 7]}, INFO) == Estimate(3, 16)  # one prompt of token ids
     # best_of: every candidate is generated and counted, as n of them would be
-    assert estimate("completions", {"prompt": [5, 6, 7], "n": 2, "best_of": 5}, INFO) == Estimate(3 * 5, 16 * 5)
+    assert estimate("completions", {"prompt": [5, 6, 7], "n": 2, "best_of": 5}, INFO) == Estimate(3, 16 * 5)
     assert estimate_tokens("embeddings", {"input": ["abcd", "efgh"]}, INFO) == 8
     assert estimate_tokens("embeddings", {"input": ["x" * 3000, "x" * 3000]}, INFO) == 2 * 2048  # each input
     assert estimate_tokens("embeddings", {"input": [[1, 2], [3]]}, INFO) == 3

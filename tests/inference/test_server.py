@@ -185,6 +185,37 @@ def test_several_prompts_stream_as_their_choices(client):
     assert sorted(finished) == [0, 1, 2, 3]
 
 
+@pytest.mark.parametrize("route", ["chat", "completions"])
+def test_n_choices_count_their_prompt_once(client, route):
+    """As OpenAI and vLLM count it: ``n`` multiplies the output, not the prompt, whole or streamed (it was counted
+    once per choice, and the cached tokens too), and the cached tokens stay within the prompt."""
+    if route == "chat":
+        ask = dict(model=CHAT, messages=[{"role": "user", "content": "Name a colour."}], max_tokens=4, seed=3)
+        create = client.chat.completions.create
+    else:
+        prompts = ["Red, green, blue, yellow, orange, purple, pink, brown, black, white, grey,",
+                   "One, two, three, four, five, six, seven, eight, nine, ten, eleven, twelve,"]  # fmt: skip
+        ask = dict(model=COMPLETION, prompt=prompts, max_tokens=4, seed=3, extra_body={"return_token_ids": True})
+        create = client.completions.create
+    one, three = create(**ask), create(**ask, n=3)
+    streamed = list(create(**ask, n=3, stream=True, stream_options={"include_usage": True}))[-1].usage
+    assert len(three.choices) == 3 * len(one.choices)
+    assert one.usage.prompt_tokens == three.usage.prompt_tokens == streamed.prompt_tokens > 0
+    assert three.usage.completion_tokens == streamed.completion_tokens > one.usage.completion_tokens
+    for usage in (three.usage, streamed):
+        assert usage.prompt_tokens_details.cached_tokens <= usage.prompt_tokens
+    warm = create(**ask, n=3)  # the prompt is cached by now: its full blocks, once
+    blocks = sum((n - 1) // 16 * 16 for n in _prompt_lengths(one))
+    assert warm.usage.prompt_tokens_details.cached_tokens == blocks > 0
+
+
+def _prompt_lengths(answer) -> list[int]:
+    """Each prompt's tokens, from an n=1 answer (a chat: one prompt; completions: one choice per prompt)."""
+    if answer.object == "chat.completion":
+        return [answer.usage.prompt_tokens]
+    return [len(c.prompt_token_ids) for c in answer.choices]
+
+
 def test_stop_sequences_and_seed(client):
     kwargs = dict(model=COMPLETION, prompt="1, 2, 3, 4,", max_tokens=20, temperature=0)
     full = client.completions.create(**kwargs).choices[0].text
@@ -373,7 +404,7 @@ def test_bad_words_and_allowed_token_ids_over_http(client, service):
 )
 def test_a_prompt_longer_than_its_reservation_is_refused_with_its_count(service, route, body):
     """A gateway names the prompt tokens it reserved (x-reserved-prompt-tokens): a longer prompt is refused before
-    it runs (413, the exact count in x-prompt-tokens, as usage counts it: every prompt once per choice); a
+    it runs (413, the exact count in x-prompt-tokens, as usage counts it: every prompt once, whatever n); a
     reservation of exactly that count runs, and reports that count."""
     url = f"{service}/v1/{route}"
     refused = httpx.post(url, json=body, headers={"x-reserved-prompt-tokens": "3"}, timeout=120)
@@ -583,7 +614,7 @@ def test_beam_search_equals_vllms_algorithm_over_the_models_own_logprobs(client,
     answer = client.completions.create(model=COMPLETION, prompt=prompt, max_tokens=steps, n=width, extra_body=beams)
     assert [c.token_ids for c in answer.choices] == [tokens for tokens, _, _ in expected]
     assert [c.finish_reason for c in answer.choices] == ["stop" if ended else "length" for _, _, ended in expected]
-    assert answer.usage.prompt_tokens == width * len(ids)
+    assert answer.usage.prompt_tokens == len(ids)  # the prompt once, as vLLM counts it, whatever the beams
     assert answer.usage.completion_tokens == sum(len(tokens) for tokens, _, _ in expected)
 
 
