@@ -46,10 +46,17 @@ def _flag(form: FormData, name: str) -> bool:
     return value in ("true", "1")
 
 
+def _not_auto() -> RequestError:
+    return RequestError("'chunking_strategy' must be 'auto': Whisper's own 30 s windows cut the audio (a server_vad "
+                        "object is not supported).", param="chunking_strategy")  # fmt: skip
+
+
 async def parse_speech(form: FormData, model: LoadedModel, task: str) -> SpeechRequest:
     if model.kind != "audio":
         raise RequestError(f"The model '{model.id}' does not transcribe audio (its kind is {model.kind}).",
                            param="model", code="model_not_supported")  # fmt: skip
+    if any(key.startswith("chunking_strategy[") for key in form.keys()):  # an object, as the SDK sends server_vad
+        raise _not_auto()
     unknown = sorted(set(form.keys()) - _FIELDS)
     if unknown:
         raise RequestError(f"Unrecognized request argument supplied: {unknown[0]}", param=unknown[0],
@@ -88,8 +95,8 @@ async def parse_speech(form: FormData, model: LoadedModel, task: str) -> SpeechR
         raise RequestError("'timestamp_granularities' needs response_format 'verbose_json'.",
                            param="timestamp_granularities")  # fmt: skip
     logprobs = _included(form, task, response_format)
-    if (_text(form, "chunking_strategy") or "auto") != "auto":  # Whisper's own 30 s windows are its chunking
-        raise RequestError("'chunking_strategy' must be 'auto'.", param="chunking_strategy")
+    if (_text(form, "chunking_strategy") or "auto") != "auto":
+        raise _not_auto()
     stream = _flag(form, "stream")
     if stream and response_format not in ("json", "text"):
         raise RequestError("Streaming is available with response_format 'json' or 'text'.", param="stream")

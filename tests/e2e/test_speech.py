@@ -277,10 +277,13 @@ def _silence(seconds: float) -> bytes:
         ({"model": WHISPER, "include[]": "logprobs", "response_format": "verbose_json"}, None, 400, "include[]",
          None),
         ({"model": WHISPER, "chunking_strategy": "server_vad"}, None, 400, "chunking_strategy", None),
+        # the object, as the OpenAI SDK sends it in a form
+        ({"model": WHISPER, "chunking_strategy[type]": "server_vad", "chunking_strategy[threshold]": "0.5"}, None, 400,
+         "chunking_strategy", None),
     ],
     ids=["no-model", "unknown-model", "chat-model", "not-audio", "empty", "truncated", "too-long", "too-large",
          "no-file", "stream", "format", "temperature", "language", "unknown-field", "word-json", "sentence", "include",
-         "include-verbose", "chunking"],
+         "include-verbose", "chunking", "chunking-object"],
 )  # fmt: skip
 def test_bad_uploads_get_openai_errors_and_no_usage_row(hub, audio, fields, upload, status, param, code):
     english = audio["en"].read_bytes()
