@@ -20,7 +20,7 @@ from inference.server import lora_admin
 from inference.server.embeddings import embeddings
 from inference.server.errors import NotFound, ServerError, ServiceError, render
 from inference.server.generate import chat_completions, completions
-from inference.server.limits import MAX_BODY_BYTES
+from inference.server.limits import MAX_BODY_BYTES, MAX_JSON_DEPTH
 from inference.server.messages import read_messages
 from inference.server.metrics import Metrics
 from inference.server.moderation import moderations
@@ -48,9 +48,23 @@ async def _json(request: Request) -> dict:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ServiceError(f"We could not parse the JSON body of your request ({exc}).", code="invalid_json") from None
+    except RecursionError:  # nested deeper than the parser's recursion limit (about 1,000 levels)
+        raise _too_deep() from None
     if not isinstance(data, dict):
         raise ServiceError("The request body must be a JSON object.")
+    stack = [(data, 1)]  # iterative: no depth can overflow the stack here
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise _too_deep()
+        stack += [(child, depth + 1) for child in (node.values() if isinstance(node, dict) else node)
+                  if isinstance(child, (dict, list))]  # fmt: skip
     return data
+
+
+def _too_deep() -> ServiceError:
+    return ServiceError(f"The JSON body of your request is nested too deeply: at most {MAX_JSON_DEPTH} levels.",
+                        code="invalid_json")  # fmt: skip
 
 
 def _post(handler, json_body: bool = True):

@@ -10,6 +10,9 @@ MAX_COMPLETION_LOGPROBS = 5  # completions' logprobs, as OpenAI's
 MAX_BAD_WORDS = 128  # vLLM's bad_words: each is matched against every answer at every step
 MAX_IMAGES = 8  # per request: LLaVA was trained on one; each costs up to ~2900 tokens
 MAX_BODY_BYTES = 16 * 1024 * 1024
+# levels of JSON a body may nest (the hub refuses past 64 and its Responses API adds a level or two); past it, a
+# JSON Schema in the body would overflow the stack of the libraries that read it (jsonschema recurses per level)
+MAX_JSON_DEPTH = 128
 ROLES = ("system", "developer", "user", "assistant", "tool")
 IMAGE_DETAILS = ("auto", "low", "high")
 MAX_AUDIO_BYTES = 25 * 1024 * 1024  # an upload to /v1/audio/*, as OpenAI's 25 MB

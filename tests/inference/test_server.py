@@ -423,6 +423,21 @@ def test_a_prompt_longer_than_its_reservation_is_refused_with_its_count(service,
 def test_malformed_json_and_unknown_route(service):
     bad = httpx.post(f"{service}/v1/chat/completions", content=b"{nope", headers={"content-type": "application/json"})
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_json"
+    # nested past the JSON parser's recursion limit (it was a 500); the hub refuses past 64 levels before this
+    deep = b'{"model": "x", "metadata": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    bad = httpx.post(f"{service}/v1/chat/completions", content=deep, headers={"content-type": "application/json"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_json"
+    # within the parser's limit, a schema nested 300 levels deep overflowed jsonschema's stack (a 500): past 128
+    # levels the body is refused; within them, even as a schema of schemas, it is answered
+    for levels, status in ((300, 400), (60, 200)):
+        schema: dict = {"type": "string"}
+        for _ in range(levels):
+            schema = {"type": "object", "properties": {"a": schema}, "required": ["a"]}
+        for extra in ({"response_format": {"type": "json_schema", "json_schema": {"name": "deep", "schema": schema}}},
+                      {"tools": [{"type": "function", "function": {"name": "f", "parameters": schema}}]}):  # fmt: skip
+            answer = httpx.post(f"{service}/v1/chat/completions", timeout=120,
+                                json={"model": CHAT, "messages": MESSAGES, "max_tokens": 3, **extra})  # fmt: skip
+            assert answer.status_code == status, answer.text
     assert httpx.get(f"{service}/v1/nothing").status_code == 404
     assert httpx.get(f"{service}/v1/chat/completions").status_code == 405
     # vLLM's runtime LoRA routes exist only with INFERENCE_ALLOW_RUNTIME_LORA=1 (tests/e2e/test_lora_live.py)
