@@ -38,6 +38,7 @@ class ApiCorsMiddleware:
                 allow_methods=METHODS,
                 allow_headers=["*"],
                 expose_headers=EXPOSED,
+                allow_private_network=True,  # a page on the internet may call a hub on a private network
                 max_age=MAX_AGE,
             )
         return self._cors[origins]

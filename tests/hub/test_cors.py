@@ -7,7 +7,7 @@ import asyncio
 from hub.api.cors import ApiCorsMiddleware
 
 
-def _call(method: str, path: str, origin: str) -> tuple[list[dict], list[str]]:
+def _call(method: str, path: str, origin: str, private: bool = False) -> tuple[list[dict], list[str]]:
     """(the messages sent, the requests that reached the app behind the middleware)."""
     sent, reached = [], []
 
@@ -23,6 +23,7 @@ def _call(method: str, path: str, origin: str) -> tuple[list[dict], list[str]]:
         sent.append(message)
 
     headers = [(b"host", b"127.0.0.1:8000"), (b"origin", origin.encode()), (b"access-control-request-method", b"POST")]
+    headers += [(b"access-control-request-private-network", b"true")] if private else []
     scope = {"type": "http", "method": method, "path": path, "query_string": b"", "headers": headers}
     asyncio.run(ApiCorsMiddleware(app)(scope, receive, send))
     return sent, reached
@@ -38,6 +39,9 @@ def test_a_list_of_origins_allows_those_alone(settings):
     headers = _headers(sent)
     assert sent[0]["status"] == 200 and reached == []
     assert headers["access-control-allow-origin"] == "https://app.example.com" and headers["vary"].startswith("Origin")
+    # a page on the internet calling a hub on a private network (Chromium's Private Network Access preflight)
+    sent, reached = _call("OPTIONS", "/v1/chat/completions", "https://app.example.com", private=True)
+    assert sent[0]["status"] == 200 and _headers(sent)["access-control-allow-private-network"] == "true"
     sent, reached = _call("OPTIONS", "/v1/chat/completions", "https://evil.example.com")
     assert sent[0]["status"] == 400 and reached == [] and "access-control-allow-origin" not in _headers(sent)
     sent, reached = _call("GET", "/v1/models", "https://evil.example.com")
