@@ -43,8 +43,7 @@ def _new_items(raw, history: list[dict], required: bool, tenant_id: int) -> list
         raise validation.wrong_type("items", "an array of input items", raw)
     if len(raw) > MAX_NEW_ITEMS or (required and not raw):
         raise errors.InvalidRequest(f"'items' must hold 1 to {MAX_NEW_ITEMS} items.", param="items")
-    named = references(raw) - {item.get("id") for item in history}
-    items = read_items(raw, history, "items", responses.items_by_id(tenant_id, named) if named else None)
+    items = read_items(raw, history, "items", responses.items_by_id(tenant_id, references(raw, history)))
     held = {item.get("id") for item in history}
     for n, item in enumerate(items):
         if item["id"] in held:

@@ -43,6 +43,11 @@ def _filter(value: Any, param: str) -> None:
     _bool(value, "read_only", f"{param}.read_only")
 
 
+def _header_safe(text: str) -> bool:
+    """Whether ``text`` can go in an HTTP header as is: printable ASCII, spaces and tabs (no CR, LF or NUL)."""
+    return all(" " <= c <= "~" or c == "\t" for c in text)
+
+
 def check_tool(tool: dict, param: str) -> None:
     """An ``mcp`` tool of the request, in OpenAI's words."""
     label = tool.get("server_label")
@@ -65,14 +70,18 @@ def check_tool(tool: dict, param: str) -> None:
     for name in ("authorization", "server_description"):
         if tool.get(name) is not None:
             _string(tool[name], f"{param}.{name}", limit=8192)
+    if tool.get("authorization") is not None and not _header_safe(tool["authorization"]):
+        raise refuse(f"{param}.authorization", f"Invalid '{param}.authorization': printable ASCII only (it is sent "
+                     "in an HTTP header).")  # fmt: skip
     headers = tool.get("headers")
     if headers is not None:
         if len(_object(headers, f"{param}.headers")) > MAX_HEADERS:
             raise refuse(f"{param}.headers", f"Invalid '{param}.headers': at most {MAX_HEADERS} headers.")
         for key, value in headers.items():
             _string(value, f"{param}.headers.{key}", limit=8192)
-            if not key or any(c in key + value for c in "\r\n\x00") or ":" in key:
-                raise refuse(f"{param}.headers", f"Invalid header '{key[:40]}' in '{param}.headers'.")
+            if not key or ":" in key or " " in key or not _header_safe(key + value):
+                raise refuse(f"{param}.headers", f"Invalid header '{key[:40]}' in '{param}.headers': printable "
+                             "ASCII only.")  # fmt: skip
     allowed = tool.get("allowed_tools")
     if isinstance(allowed, list):
         for i, name in enumerate(allowed):

@@ -378,12 +378,14 @@ def read_input(body: dict, history: list[dict], stored: dict[str, dict] | None =
     return read_items(raw, history, "input", stored)
 
 
-def references(raw: object) -> set[str]:
-    """The ids that the ``item_reference`` items of ``raw`` (``input``, or a conversation's new ``items``) name;
-    looked up among the tenant's stored responses before the items are read (``read_items``' ``stored``)."""
+def references(raw: object, history: list[dict]) -> set[str]:
+    """The ids that the ``item_reference`` items of ``raw`` (``input``, or a conversation's new ``items``) name
+    beyond ``history``: looked up among the tenant's stored responses before the items are read (``read_items``'
+    ``stored``)."""
     entries = raw if isinstance(raw, list) else []
-    return {e["id"] for e in entries if isinstance(e, dict) and e.get("type") == "item_reference"
-            and isinstance(e.get("id"), str)}  # fmt: skip
+    named = {e["id"] for e in entries if isinstance(e, dict) and e.get("type") == "item_reference"
+             and isinstance(e.get("id"), str)}  # fmt: skip
+    return named - {item.get("id") for item in history}
 
 
 def read_items(raw: list, history: list[dict], name: str, stored: dict[str, dict] | None = None) -> list[dict]:

@@ -146,8 +146,8 @@ async def plan(key: KeyContext, body: dict, model_id: str, empty_input: bool = F
         history = found.context()
     elif conversation is not None:
         history = await db(_conversation_items, tenant_id, conversation)
-    named = references(body.get("input")) - {item.get("id") for item in history}
-    referenced = await db(stored.items_by_id, tenant_id, named) if named else {}
+    named = references(body.get("input"), history)
+    referenced = await db(stored.items_by_id, tenant_id, named) if named else {}  # no pool thread for none
     items = [] if empty_input and body["input"] == [] else read_input(body, history, referenced)
     summaries = compaction_items.summaries(tenant_id, history, items)
     search = await file_search.plan(key, body)

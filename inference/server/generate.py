@@ -38,13 +38,6 @@ def _usage(prompt: int, completion: int, reasoning: int | None = None, cached: i
     return usage
 
 
-def prompt_cached(delta: SeqDelta, n: int) -> int:
-    """The prompt tokens a choice found cached, counted for its prompt's first choice only: the prompt is counted once
-    (usage), and its first choice's prefill is the one that found what was cached before the request (the other
-    choices find that choice's prefill too)."""
-    return delta.cached_tokens if delta.index % n == 0 else 0
-
-
 class Run:
     """One generation request: submitted to the engine, consumed as a stream or collected."""
 
@@ -95,9 +88,14 @@ class Run:
             return {"usage": _usage(self.prompt_tokens, 0)}
         return {"usage": None} if self.gen.include_usage else {}
 
-    def _count(self, delta: SeqDelta) -> None:
+    def _count(self, delta: SeqDelta) -> int:
+        """Count a numbered delta (metrics, tally); returns the cached prompt tokens its usage counts: its prompt's
+        first choice's only, as the prompt is counted once, and that choice's prefill is the one that found what was
+        cached before the request (the other choices find that prefill too)."""
+        cached = delta.cached_tokens if delta.index % self.gen.n == 0 else 0
         self.state.metrics.generation_tokens.labels(self.model.id).inc(len(delta.token_ids))
-        self.tally.output(self.id, delta.index, delta.completion_tokens, prompt_cached(delta, self.gen.n))
+        self.tally.output(self.id, delta.index, delta.completion_tokens, cached)
+        return cached
 
     def stream(self, echo: list[str] | None = None):
         """``echo``: each prompt's text written before its choices' answers (completions' echo, vLLM's chat echo)."""
@@ -138,9 +136,8 @@ class Run:
         shown = [len(text) for text in echo_of]  # each choice's text so far: its next token's text_offset
         async for delta in deltas(self.model, self.ids, self.queue, total, self.state.metrics):
             delta = self._numbered(delta)
-            self._count(delta)
+            cached[delta.index] = self._count(delta)
             completion_tokens[delta.index] = delta.completion_tokens
-            cached[delta.index] = prompt_cached(delta, n)
             if self.model.reasoning is not None:  # only a reasoning model's usage reads the tokens back
                 outputs[delta.index] += delta.token_ids
             ids = {"token_ids": delta.token_ids} if wanted.token_ids else {}
@@ -210,14 +207,14 @@ class Run:
             async for delta in deltas(self.model, self.ids, self.queue, self.choices, self.state.metrics,
                                       disconnected):  # fmt: skip
                 delta = self._numbered(delta)
-                self._count(delta)
+                cached = self._count(delta)
                 c = choices[delta.index]
                 c["text"] += delta.text
                 c["ids"] += delta.token_ids  # the usage's reasoning tokens, vLLM's return_token_ids
                 c["logprobs"] += delta.logprobs
                 c["finish"] = delta.finish_reason or c["finish"]
                 c["tokens"] = delta.completion_tokens
-                c["cached"] = prompt_cached(delta, self.gen.n)
+                c["cached"] = cached
                 if delta.prompt_logprobs is not None:
                     c["prompt_logprobs"] = delta.prompt_logprobs
         except ClientGone:

@@ -438,7 +438,8 @@ def _check(case: schemathesis.Case, response: schemathesis.Response) -> None:
     if response.status_code == 200:
         request_id = (response.headers.get("x-request-id") or [""])[0]
         ANSWERED[request_id] = f"{json.dumps(case.body, default=str)[:1000]} -> {response.content[:500]!r}"
-        if case.operation.path == "/responses" and b'"background": true' in response.content[:2000]:
+        json_answer = response.headers.get("content-type", [""])[0].startswith("application/json")
+        if case.operation.path == "/responses" and json_answer and response.json().get("status") == "queued":
             QUEUED.add(request_id)
     where = f"{response.request.method} {response.request.url} -> {response.status_code}\n{case.as_curl_command()}"
     assert response.status_code < 500, f"{where}\n{response.content[:2000]!r}"

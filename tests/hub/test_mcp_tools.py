@@ -109,6 +109,24 @@ def test_a_server_on_a_private_address_only_where_the_operator_allows_it(setting
     mcp_tools.check_tool({**tool, "server_url": "http://127.0.0.1:9/mcp"}, "tools[0]")
 
 
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"authorization": "tok\u00e9n"}, "tools[0].authorization"),  # was a 500: httpx sends ASCII headers only
+        ({"authorization": "a\nb"}, "tools[0].authorization"),
+        ({"headers": {"X-Key": "v\u0141"}}, "tools[0].headers"),
+        ({"headers": {"X K": "v"}}, "tools[0].headers"),
+        ({"headers": {"X-Key\u00e9": "v"}}, "tools[0].headers"),
+    ],
+)
+def test_credentials_go_in_headers_as_printable_ascii(extra, param):
+    tool = {"type": "mcp", "server_label": "s", "server_url": "https://mcp.example.com/mcp"}
+    mcp_tools.check_tool({**tool, "authorization": "tok-1 2", "headers": {"X-Key": "k\t1"}}, "tools[0]")
+    with pytest.raises(InvalidRequest) as refused:
+        mcp_tools.check_tool({**tool, **extra}, "tools[0]")
+    assert refused.value.param == param
+
+
 def test_the_clients_failures_in_openais_shapes(settings):
     settings.HUB_MCP_ALLOW_PRIVATE_URLS = True
     with mcp_server() as served:
