@@ -147,8 +147,12 @@ class QuotaExceeded(ApiError):
     type = "insufficient_quota"
     code = "insufficient_quota"
 
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message, param=param, code=code)
+        self.extra_headers: dict[str, str] = {}  # the limiter's x-ratelimit-*, where the key has rate limits
+
     def headers(self) -> dict[str, str]:
-        return {"x-should-retry": "false"}
+        return {**self.extra_headers, "x-should-retry": "false"}
 
 
 class UpstreamError(ApiError):

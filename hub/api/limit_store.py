@@ -34,39 +34,46 @@ class Check:
 class Outcome:
     failed: int | None  # index of the first check that failed, or None
     retry_after: float  # seconds, for the failed check
-    remaining: list[float]  # per check, after this request (or now, when one failed)
+    remaining: list[float]  # per check, after this request (or now, when one failed: nothing was charged)
 
 
 # ARGV: now, member, peek (1: charge nothing), then per check: kind, limit, cost, extra. Returns {failed(0 = none),
-# retry_after, remaining...} as strings (Lua numbers would be truncated to integers).
+# retry_after, remaining...} as strings (Lua numbers would be truncated to integers): what each check has left after
+# this request, or, when one refuses it (nothing is charged), what each has left now.
 ACQUIRE_LUA = """
 local now, member, peek, n = tonumber(ARGV[1]), ARGV[2], ARGV[3] == '1', #KEYS
-local state, remaining = {}, {}
+local state, remaining, left, failed, wait = {}, {}, {}, 0, 0
 for i = 1, n do
   local b = 3 + (i - 1) * 4
   local kind, limit, cost, extra = tonumber(ARGV[b+1]), tonumber(ARGV[b+2]), tonumber(ARGV[b+3]), tonumber(ARGV[b+4])
+  local short, delay
   if kind == 1 then
     local st = redis.call('HMGET', KEYS[i], 'level', 'ts')
     local level = tonumber(st[1]) or limit
     local ts = tonumber(st[2]) or now
     level = math.min(limit, level + math.max(0, now - ts) * limit / 60.0)
-    state[i] = level
-    if cost > level then
-      local wait = (cost > limit) and -1 or (cost - level) * 60.0 / limit
-      return {tostring(i), tostring(wait), tostring(level)}
-    end
-    remaining[i] = level - cost
+    state[i], left[i] = level, level
+    short = cost > level
+    delay = (cost > limit) and -1 or (cost - level) * 60.0 / limit
   elseif kind == 2 then
     local used = tonumber(redis.call('GET', KEYS[i]) or '0')
-    if used + cost > limit then
-      return {tostring(i), tostring(math.max(0, extra - now)), tostring(limit - used)}
-    end
-    remaining[i] = limit - used - cost
+    left[i] = limit - used
+    short = used + cost > limit
+    delay = math.max(0, extra - now)
   else
     local open = redis.call('ZCOUNT', KEYS[i], '(' .. now, '+inf')
-    if open >= limit then return {tostring(i), '1', '0'} end
-    remaining[i] = limit - open - 1
+    left[i] = limit - open
+    short = open >= limit
+    delay = 1
   end
+  remaining[i] = left[i] - cost
+  if kind == 3 then remaining[i] = left[i] - 1 end
+  if short and failed == 0 then failed, wait = i, delay end
+end
+if failed > 0 then
+  local out = {tostring(failed), tostring(wait)}
+  for i = 1, n do out[#out + 1] = tostring(left[i]) end
+  return out
 end
 local out = {'0', '0'}
 for i = 1, n do
@@ -118,7 +125,7 @@ def _outcome(reply: list) -> Outcome:
     values = [float(v.decode() if isinstance(v, bytes) else v) for v in reply]
     failed = int(values[0])
     if failed:
-        return Outcome(failed - 1, values[1], [values[2]])
+        return Outcome(failed - 1, values[1], values[2:])
     return Outcome(None, 0.0, values[2:])
 
 
@@ -183,22 +190,28 @@ class LocalStore:
     async def acquire(self, checks: list[Check], member: str, now: float, peek: bool = False) -> Outcome:
         with self.lock:
             remaining: list[float] = []
+            left: list[float] = []  # each check's level now, before this request
+            refusal: tuple[int, float] | None = None
             for i, c in enumerate(checks):
                 if c.kind == RATE:
                     level = self._level(c, now)
-                    if c.cost > level:
-                        return Outcome(i, -1 if c.cost > c.limit else (c.cost - level) * 60.0 / c.limit, [level])
+                    short, wait = c.cost > level, -1 if c.cost > c.limit else (c.cost - level) * 60.0 / c.limit
+                    left.append(level)
                     remaining.append(level - c.cost)
                 elif c.kind == BUDGET:
                     used = self.used.get(c.key, 0)
-                    if used + c.cost > c.limit:
-                        return Outcome(i, max(0.0, c.extra - now), [c.limit - used])
+                    short, wait = used + c.cost > c.limit, max(0.0, c.extra - now)
+                    left.append(c.limit - used)
                     remaining.append(c.limit - used - c.cost)
                 else:
                     open_ = sum(t > now for t in self.streams.get(c.key, {}).values())
-                    if open_ >= c.limit:
-                        return Outcome(i, 1.0, [0])
+                    short, wait = open_ >= c.limit, 1.0
+                    left.append(c.limit - open_)
                     remaining.append(c.limit - open_ - 1)
+                if short and refusal is None:
+                    refusal = (i, wait)
+            if refusal is not None:
+                return Outcome(refusal[0], refusal[1], left)
             if peek:
                 return Outcome(None, 0.0, remaining)
             for c in checks:

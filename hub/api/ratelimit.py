@@ -303,7 +303,8 @@ class Limiter:
                 "The hub cannot check this key's rate limits right now (its limit store is unreachable). "
                 "Please retry shortly."
             ) from None
-        headers = self._headers(checks, outcome.remaining if outcome.failed is None else None, now)
+        # a refusal charged nothing: its headers say what each limit has left now, as OpenAI's 429s do
+        headers = self._headers(checks, outcome.remaining, now)
         if outcome.failed is not None:
             raise self._refusal(checks[outcome.failed], owners[outcome.failed], outcome, tokens, headers)
         if peek:
@@ -361,10 +362,8 @@ class Limiter:
                 used = await sync_to_async(_used, thread_sensitive=False)(p, c)
                 await self.store.seed(c.key, used, c.extra)
 
-    def _headers(self, checks: list[Check], remaining: list[float] | None, now: float) -> dict[str, str]:
+    def _headers(self, checks: list[Check], remaining: list[float], now: float) -> dict[str, str]:
         headers: dict[str, str] = {}
-        if remaining is None:
-            return headers
         for suffix, name in ((":rpm", "requests"), (":tpm", "tokens")):
             rates = [
                 (c, r) for c, r in zip(checks, remaining, strict=True) if c.kind == RATE and c.key.endswith(suffix)
@@ -378,11 +377,19 @@ class Limiter:
         return headers
 
     def _refusal(self, check: Check, party: _Party, outcome, tokens: int, headers: dict) -> errors.ApiError:
+        """The 429 of the first limit that refused the request, with every limit's headers."""
+        error = self._refusal_of(check, party, outcome, tokens)
+        error.extra_headers = headers
+        return error
+
+    def _refusal_of(
+        self, check: Check, party: _Party, outcome, tokens: int
+    ) -> errors.RateLimited | errors.QuotaExceeded:
         wait = outcome.retry_after
         if check.kind == BUDGET and check.key.endswith(":cost"):
             period = "day" if ":day:" in check.key else "month"
             currency = settings.HUB_CURRENCY.upper()
-            left = max(0, int(outcome.remaining[0])) * COST_UNIT
+            left = max(0, int(outcome.remaining[outcome.failed])) * COST_UNIT
             return errors.QuotaExceeded(
                 f"You exceeded your current quota: the {party.label} has a budget of {check.limit * COST_UNIT:f} "
                 f"{currency} per {period} and {left:f} {currency} are left; this request may cost up to "
@@ -392,7 +399,7 @@ class Limiter:
             period = "day" if ":day:" in check.key else "month"
             return errors.QuotaExceeded(
                 f"You exceeded your current quota: the {party.label} has a budget of {check.limit:,} tokens per "
-                f"{period} and {max(0, int(outcome.remaining[0])):,} are left; this request may use up to "
+                f"{period} and {max(0, int(outcome.remaining[outcome.failed])):,} are left; this request may use up to "
                 f"{tokens:,}. The budget renews at the start of the next {period} (UTC)."
             )
         if check.kind == STREAMS:
@@ -414,7 +421,6 @@ class Limiter:
             f"requested {check.cost:,}. Please try again in {reset_text(wait)}.", kind=unit,
         )  # fmt: skip
         error.retry_after = wait
-        error.extra_headers = headers
         return error
 
 

@@ -250,6 +250,11 @@ def test_requests_per_minute_with_openai_headers_and_429(hub):
     assert response.status_code == 429 and int(response.headers["retry-after"]) >= 1
     error = response.json()["error"]
     assert error["code"] == "rate_limit_exceeded" and error["type"] == "requests" and "RPM" in error["message"]
+    # as OpenAI's 429s: the limits' headers, the requests' spent
+    assert response.headers["x-ratelimit-limit-requests"] == "2"
+    assert response.headers["x-ratelimit-remaining-requests"] == "0"
+    assert response.headers["x-ratelimit-limit-tokens"] == "10000"
+    assert 0 < int(response.headers["x-ratelimit-remaining-tokens"]) < 10_000
     barrier(hub)
     assert UsageRecord.objects.filter(api_key=issued.key).count() == 2  # the refused request never reached a model
 

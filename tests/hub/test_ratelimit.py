@@ -52,6 +52,7 @@ def test_checks_are_all_or_nothing(store):
     assert run(store.acquire([key_rpm, tenant_tpm], "a", T0)).failed is None
     refused = run(store.acquire([key_rpm, tenant_tpm], "b", T0))
     assert refused.failed == 1 and refused.retry_after == pytest.approx(36.0)  # 60 tokens short at 100/min
+    assert refused.remaining == [9, 20]  # what each check has left now (the 429's x-ratelimit-* headers)
     after = run(store.acquire([key_rpm], "c", T0))
     assert after.remaining == [8]  # the refused request took nothing from the key's bucket
 
@@ -216,7 +217,8 @@ def test_no_limits_no_work(limiter):
     assert run(limiter.acquire(context(), "r", 100, stream=True)) is None
 
 
-def test_refusals_are_openai_errors_with_retry_headers(limiter):
+def test_refusals_are_openai_errors_with_retry_headers(limiter, monkeypatch):
+    monkeypatch.setattr("hub.api.ratelimit.time.time", lambda: T0)  # the buckets refill nothing between the calls
     ctx = context(key=Limits(rpm=1), tenant=Limits(tpm=1000))
     grant = run(limiter.acquire(ctx, "r1", 300, stream=False))
     assert grant.headers["x-ratelimit-limit-requests"] == "1"
@@ -229,9 +231,15 @@ def test_refusals_are_openai_errors_with_retry_headers(limiter):
     assert error.status == 429 and error.type == "requests" and error.code == "rate_limit_exceeded"
     assert "requests per minute (RPM) on key sk-hub-abcdefgh…" in error.message
     assert error.headers()["Retry-After"] == "60"
+    # the 429 carries OpenAI's x-ratelimit-* headers too, each limit's level now (the refusal took nothing)
+    assert {k: v for k, v in error.headers().items() if k.startswith("x-ratelimit-")} == {
+        "x-ratelimit-limit-requests": "1", "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1m0s",
+        "x-ratelimit-limit-tokens": "1000", "x-ratelimit-remaining-tokens": "700", "x-ratelimit-reset-tokens": "18s",
+    }  # fmt: skip
     with pytest.raises(errors.RateLimited) as caught:
         run(limiter.acquire(context(tenant=Limits(tpm=100)), "r3", 101, stream=False))
     assert "Request too large" in caught.value.message and caught.value.headers()["x-should-retry"] == "false"
+    assert caught.value.headers()["x-ratelimit-remaining-tokens"] == "100"
 
 
 @pytest.mark.django_db
@@ -243,9 +251,23 @@ def test_a_spent_budget_is_insufficient_quota_and_settling_returns_the_unused(li
     assert caught.value.code == "insufficient_quota" and "tenant acme has a budget of 1,000 tokens per day" in (
         caught.value.message
     )
-    assert caught.value.headers() == {"x-should-retry": "false"}
+    assert caught.value.headers() == {"x-should-retry": "false"}  # a budget alone: no rate headers
     run(limiter.settle(grant, 100))  # it used 100
     assert run(limiter.acquire(ctx, "r3", 300, stream=False)) is not None
+
+
+@pytest.mark.django_db
+def test_a_spent_budget_of_a_rate_limited_key_has_the_rate_headers(limiter, monkeypatch):
+    monkeypatch.setattr("hub.api.ratelimit.time.time", lambda: T0)
+    ctx = context(key=Limits(rpm=10, budget=100, budget_period="month"))
+    run(limiter.acquire(ctx, "r1", 80, stream=False))
+    with pytest.raises(errors.QuotaExceeded) as caught:
+        run(limiter.acquire(ctx, "r2", 30, stream=False))
+    assert "20 are left" in caught.value.message
+    assert caught.value.headers() == {
+        "x-ratelimit-limit-requests": "10", "x-ratelimit-remaining-requests": "9", "x-ratelimit-reset-requests": "6s",
+        "x-should-retry": "false",
+    }  # fmt: skip
 
 
 def test_streams_per_key(limiter):
@@ -255,6 +277,7 @@ def test_streams_per_key(limiter):
     with pytest.raises(errors.RateLimited) as caught:
         run(limiter.acquire(ctx, "s2", 10, stream=True))
     assert caught.value.code == "concurrent_streams_exceeded"
+    assert caught.value.headers()["Retry-After"] == "1"
     run(limiter.settle(first, 5))
     assert run(limiter.acquire(ctx, "s3", 10, stream=True)) is not None
 
