@@ -44,6 +44,7 @@ class ToolRequest:
     tools: list[Function] = field(default_factory=list)
     choice: str = "none"  # none | auto | required | function (then ``function``)
     function: str | None = None  # the named tool of tool_choice {"type": "function", ...}
+    only: frozenset[str] | None = None  # tool_choice {"type": "allowed_tools", ...}: the tools it may call
     parallel: bool = True
     response_format: ResponseFormat = field(default_factory=lambda: ResponseFormat("text"))
 
@@ -56,7 +57,9 @@ class ToolRequest:
         """The tools the answer may call."""
         if self.choice == "function":
             return [t for t in self.tools if t.name == self.function]
-        return self.tools if self.choice != "none" else []
+        if self.choice == "none":
+            return []
+        return self.tools if self.only is None else [t for t in self.tools if t.name in self.only]
 
 
 def _error(message: str, param: str, code: str | None = "invalid_value") -> RequestError:
@@ -114,16 +117,46 @@ def _choice(body: dict, request: ToolRequest) -> None:
     if value in ("none", "auto", "required"):
         request.choice = value
         return
+    if isinstance(value, dict) and value.get("type") == "allowed_tools":
+        return _allowed_tools(value.get("allowed_tools"), request)
     name = value.get("function", {}).get("name") if isinstance(value, dict) else None
     if not isinstance(value, dict) or value.get("type") != "function" or not isinstance(name, str):
         raise _error(
-            "Invalid value for 'tool_choice': expected 'none', 'auto', 'required' or "
-            "{'type': 'function', 'function': {'name': ...}}.",
+            "Invalid value for 'tool_choice': expected 'none', 'auto', 'required', "
+            "{'type': 'function', 'function': {'name': ...}} or {'type': 'allowed_tools', 'allowed_tools': ...}.",
             "tool_choice",
         )
     if name not in {t.name for t in request.tools}:
         raise _error(f"Invalid value for 'tool_choice': no function named '{name}' is in 'tools'.", "tool_choice")
     request.choice, request.function = "function", name
+
+
+def _allowed_tools(spec: Any, request: ToolRequest) -> None:
+    """OpenAI's ``{"type": "allowed_tools", "allowed_tools": {"mode": "auto" | "required", "tools": [{"type":
+    "function", "function": {"name": ...}}, ...]}}``: the answer may call only those; the prompt still shows every
+    tool (what OpenAI keeps it for: the prompt, and so its cached prefix, stays the same whichever are allowed)."""
+    param = "tool_choice.allowed_tools"
+    if not isinstance(spec, dict):
+        raise _error(f"Missing required parameter: '{param}'.", param, "missing_required_parameter")
+    mode = spec.get("mode")
+    if mode not in ("auto", "required"):
+        raise _error(f"Invalid value for '{param}.mode': expected 'auto' or 'required'.", f"{param}.mode")
+    tools = spec.get("tools")
+    if not isinstance(tools, list) or not tools:
+        raise _error(f"Invalid '{param}.tools': expected a non-empty array of tools.", f"{param}.tools")
+    names = {t.name for t in request.tools}
+    only = set()
+    for i, tool in enumerate(tools):
+        where = f"{param}.tools[{i}]"
+        function = tool.get("function") if isinstance(tool, dict) else None
+        name = function.get("name") if isinstance(function, dict) else None
+        if not isinstance(tool, dict) or tool.get("type") != "function" or not isinstance(name, str):
+            raise _error(f"Invalid value for '{where}': expected {{'type': 'function', 'function': {{'name': ...}}}}.",
+                         where)  # fmt: skip
+        if name not in names:
+            raise _error(f"Invalid value for '{where}': no function named '{name[:64]}' is in 'tools'.", where)
+        only.add(name)
+    request.choice, request.only = mode, frozenset(only)
 
 
 def _response_format(value: Any) -> ResponseFormat:

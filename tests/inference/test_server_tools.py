@@ -18,6 +18,8 @@ pytestmark = [pytest.mark.real_model, pytest.mark.live]
 
 CHAT = "smollm2"
 ASK = [{"role": "user", "content": "What's the weather like today in Hamburg?"}]
+# OpenAI's allowed_tools: asked about the weather, the model may only call the calculator
+ONLY_CALC = {"type": "allowed_tools", "allowed_tools": {"mode": "required", "tools": [CALC]}}
 SCHEMAS = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
 
 
@@ -49,8 +51,9 @@ def _calls(message) -> list[tuple[str, dict]]:
         {"tool_choice": "required", "temperature": 1.0, "seed": 5, "parallel_tool_calls": True},
         {"tool_choice": {"type": "function", "function": {"name": "calculate"}}, "temperature": 0.7, "seed": 2},
         {"tool_choice": "auto", "temperature": 0},
+        {"tool_choice": ONLY_CALC, "temperature": 0.7, "seed": 3},
     ],
-    ids=["required", "required-t1", "named", "auto-greedy"],
+    ids=["required", "required-t1", "named", "auto-greedy", "allowed-tools"],
 )
 def test_streamed_tool_calls_assemble_to_the_non_streamed_answer(client, options):
     kwargs = dict(model=CHAT, messages=ASK, tools=TOOLS, max_tokens=120, **options)
@@ -61,7 +64,7 @@ def test_streamed_tool_calls_assemble_to_the_non_streamed_answer(client, options
     calls = _calls(choice.message)
     assert calls
     if isinstance(options["tool_choice"], dict):
-        assert [name for name, _ in calls] == ["calculate"]
+        assert {name for name, _ in calls} == {"calculate"}
 
     chunks = []
     with client.chat.completions.stream(**kwargs) as stream:  # the SDK's helper assembles the deltas

@@ -18,6 +18,8 @@ from inference.tokenizer.tokenizer import Tokenizer
 from tests.support.models import model_dir
 from tests.support.samples import HISTORY, TOOLS, WEATHER
 
+ONLY = [{"type": "function", "function": {"name": "calculate"}}]  # tool_choice allowed_tools' list
+
 # --- the request --------------------------------------------------------------------------------------
 
 
@@ -42,6 +44,19 @@ from tests.support.samples import HISTORY, TOOLS, WEATHER
         ({"response_format": {"type": "json_schema", "json_schema": {"name": "a b", "schema": {}}}},
          "response_format.json_schema.name"),
         ({"functions": [{"name": "f"}]}, "functions"),
+        ({"tools": TOOLS, "tool_choice": {"type": "allowed_tools"}}, "tool_choice.allowed_tools"),
+        ({"tools": TOOLS, "tool_choice": {"type": "allowed_tools", "allowed_tools": {"mode": "none", "tools": ONLY}}},
+         "tool_choice.allowed_tools.mode"),
+        ({"tools": TOOLS, "tool_choice": {"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": []}}},
+         "tool_choice.allowed_tools.tools"),
+        ({"tools": TOOLS, "tool_choice": {"type": "allowed_tools", "allowed_tools": {
+            "mode": "auto", "tools": [{"type": "function", "function": {"name": "nope"}}]}}},
+         "tool_choice.allowed_tools.tools[0]"),
+        ({"tools": TOOLS, "tool_choice": {"type": "allowed_tools", "allowed_tools": {
+            "mode": "auto", "tools": [{"type": "custom", "custom": {"name": "calculate"}}]}}},
+         "tool_choice.allowed_tools.tools[0]"),
+        ({"tools": TOOLS, "tool_choice": {"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [7]}}},
+         "tool_choice.allowed_tools.tools[0]"),
     ],
 )  # fmt: skip
 def test_bad_tool_requests_name_the_parameter(body, param):
@@ -58,6 +73,21 @@ def test_tool_choice_defaults_and_named_choice():
     named = read_tool_request({"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "calculate"}}})
     assert named.choice == "function" and [t.name for t in named.allowed] == ["calculate"]
     assert read_tool_request({"tools": TOOLS, "tool_choice": "none"}).allowed == []
+
+
+@pytest.mark.parametrize("mode", ["auto", "required"])
+def test_allowed_tools_narrow_the_calls_and_keep_every_tool_in_the_prompt(compiler, mode):
+    """OpenAI's ``allowed_tools``: the answer may call only the listed tools; the prompt lists them all (so it, and
+    its cached prefix, stay the same whichever tools a turn allows)."""
+    choice = {"type": "allowed_tools", "allowed_tools": {"mode": mode, "tools": ONLY}}
+    request = read_tool_request({"tools": TOOLS, "tool_choice": choice})
+    assert request.choice == mode and [t.name for t in request.allowed] == ["calculate"]
+    messages, _ = prepare(HISTORY, request, "{{ messages }}", FORMATS["hermes"])
+    assert '"name": "get_current_weather"' in messages[0]["content"] and '"name": "calculate"' in messages[0]["content"]
+    grammar = build_grammar(request, FORMATS["hermes"], {}, compiler.check)
+    assert _accepts(compiler, grammar, _written("hermes", TWO))
+    assert not _accepts(compiler, grammar, _written("hermes", CALL), then_stop=False)
+    assert _accepts(compiler, grammar, "No call needed.") is (mode == "auto")
 
 
 # --- the prompt ---------------------------------------------------------------------------------------
