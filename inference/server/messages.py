@@ -30,12 +30,18 @@ def _tool_calls(value, i: int) -> list[dict]:
     return calls
 
 
-def _text(content, i: int) -> str:
+def _text(content, i: int, role: str) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
         texts = []
         for j, part in enumerate(content):
+            if role == "assistant" and isinstance(part, dict) and part.get("type") == "refusal":
+                # OpenAI's assistant parts are text and refusal: a refusal is what the assistant said (as vLLM reads it)
+                if not isinstance(part.get("refusal"), str):
+                    raise RequestError(f"messages[{i}].content[{j}].refusal must be a string.",
+                                       param=f"messages[{i}].content[{j}].refusal", code="invalid_type")  # fmt: skip
+                part = {"type": "text", "text": part["refusal"]}
             if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
                 kind = part.get("type") if isinstance(part, dict) else type(part).__name__
                 raise RequestError(
@@ -65,7 +71,7 @@ def _image_part(part: dict, i: int, j: int) -> dict:
 def _parts(content, i: int, role: str, model: str, images: bool) -> str | list[dict]:
     """A content that may hold images: a string, or a list of text and image parts (``image_url``)."""
     if not isinstance(content, list) or not any(isinstance(p, dict) and p.get("type") == "image_url" for p in content):
-        return _text(content, i)
+        return _text(content, i, role)
     j = next(j for j, p in enumerate(content) if isinstance(p, dict) and p.get("type") == "image_url")
     if not images:
         raise RequestError(
@@ -109,7 +115,7 @@ def read_messages(body: dict, images: bool = False) -> list[dict]:
         item: dict = {"role": role}
         if role == "assistant" and message.get("tool_calls"):
             item["tool_calls"] = _tool_calls(message["tool_calls"], i)
-            item["content"] = _text(content, i) if content is not None else None
+            item["content"] = _text(content, i, role) if content is not None else None
         else:
             model = str(body.get("model"))
             item["content"] = "" if content is None and role == "assistant" else _parts(content, i, role, model, images)

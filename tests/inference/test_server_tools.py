@@ -154,3 +154,19 @@ def test_the_sdk_raises_bad_request_for_an_invalid_tool(client):
     with pytest.raises(openai.BadRequestError) as raised:
         client.chat.completions.create(model=CHAT, messages=ASK, tools=[{"type": "function", "function": {}}])
     assert raised.value.body["param"] == "tools[0].function.name"
+
+
+def test_an_assistant_turn_with_refusal_parts_reads_as_its_text(client):
+    """OpenAI's assistant content parts are ``text`` and ``refusal``: a history holding a refusal part (another
+    provider's answer, replayed) is read as that text, the same prompt as the joined string."""
+
+    def answer(content) -> str:
+        messages = [*ASK, {"role": "assistant", "content": content}, {"role": "user", "content": "Why not?"}]
+        completion = client.chat.completions.create(model=CHAT, messages=messages, max_tokens=12, temperature=0)
+        return completion.choices[0].message.content
+
+    parts = [{"type": "text", "text": "Sorry."}, {"type": "refusal", "refusal": "I cannot check the weather."}]
+    assert answer(parts) == answer("Sorry.\nI cannot check the weather.")
+    with pytest.raises(openai.BadRequestError) as raised:
+        answer([{"type": "refusal", "refusal": 7}])
+    assert raised.value.body["param"] == "messages[1].content[0].refusal"
