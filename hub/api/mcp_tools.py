@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from hub.api import mcp_client, mcp_items
+from hub.api import mcp_client, mcp_items, responses_chat
 from hub.api.ids import new_id
 from hub.api.mcp_client import McpFailed, McpServer
 from hub.api.validation import _bool, _object, _string, missing, refuse
@@ -252,6 +252,7 @@ async def prepare(mcp: McpPlan, body: dict, chat: dict, run: bool = True) -> Non
     functions = mcp.chat_functions(labels)
     if functions:
         chat["tools"] = [*chat.get("tools", []), *functions]
+        responses_chat.parallel_calls(body, chat)
         if labels is not None:
             chat["tool_choice"] = choice.get("mode") or "auto"
         elif isinstance(choice, str):  # chat_body leaves it out where the request had no other tools

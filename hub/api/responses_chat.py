@@ -123,11 +123,18 @@ def _response_format(body: dict) -> dict | None:
     return {"type": "json_schema", "json_schema": schema}
 
 
+def parallel_calls(body: dict, chat: dict) -> None:
+    """``parallel_tool_calls`` goes to a chat request that has tools: a response's is its default (true) and is
+    allowed without tools (OpenAI's Responses API echoes it), where chat's is a 400."""
+    if body.get("parallel_tool_calls") is not None:
+        chat["parallel_tool_calls"] = body["parallel_tool_calls"]
+
+
 def chat_body(body: dict, items: list[dict], summaries: dict[str, str] | None = None) -> dict:
     """The chat completions request for ``items`` (the whole context: the stored conversation and this input)."""
     chat: dict = {"model": body["model"], "messages": messages(body.get("instructions"), items, summaries),
                   "stream": True}  # fmt: skip
-    for name in ("temperature", "top_p", "user", "parallel_tool_calls"):
+    for name in ("temperature", "top_p", "user"):
         if body.get(name) is not None:
             chat[name] = body[name]
     if body.get("max_output_tokens") is not None:
@@ -135,6 +142,7 @@ def chat_body(body: dict, items: list[dict], summaries: dict[str, str] | None = 
     tools, choice = _tools(body)
     if tools:
         chat["tools"] = tools
+        parallel_calls(body, chat)
     if choice is not None and (tools or choice == "none"):
         chat["tool_choice"] = choice
     if (fmt := _response_format(body)) is not None:

@@ -98,6 +98,17 @@ def test_raw_answer_and_cut_at_max_output_tokens_are_valid(hub):
     assert body["usage"]["output_tokens"] == 3 and body["output"][0]["status"] == "incomplete"
 
 
+def test_parallel_tool_calls_is_taken_with_or_without_tools(hub):
+    """A response's ``parallel_tool_calls`` is its default (true), echoed back: allowed without tools, unlike chat's."""
+    for parallel in (True, False):
+        answer = hub().responses.create(model=CHAT, input="Hi.", parallel_tool_calls=parallel, max_output_tokens=2)
+        assert answer.parallel_tool_calls is parallel and answer.status in ("completed", "incomplete")
+    called = hub().responses.create(model=CHAT, input="Weather in Oslo and in Rome?", tools=[WEATHER],
+                                    tool_choice="required", parallel_tool_calls=False,
+                                    max_output_tokens=60)  # fmt: skip
+    assert [o.type for o in called.output] == ["function_call"] and called.parallel_tool_calls is False
+
+
 def test_image_input_on_a_vision_model(hub, images):
     content = [{"type": "input_text", "text": "What is in the picture?"},
                {"type": "input_image", "image_url": f"{images.url}/photo.jpg"}]  # fmt: skip
