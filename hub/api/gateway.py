@@ -100,13 +100,17 @@ ROUTES = {
     "audio/speech": {ModelKind.TTS},  # text to speech: JSON in, audio (or its sse events) out
     "moderations": {ModelKind.MODERATION},  # OpenAI's, answered by a guard model (inference/server/moderation.py)
 }
-_ROUTE_HINT = {
-    ModelKind.EMBEDDING: "/embeddings",
-    ModelKind.RERANK: "/rerank or /score",
-    ModelKind.AUDIO: "/audio/transcriptions or /audio/translations",
-    ModelKind.MODERATION: "/moderations, /chat/completions or /completions",
-    ModelKind.TTS: "/audio/speech",
-}
+# the routes a wrong route's 400 names for the model's kind (the others in ROUTES are parts of these)
+_HINTED = ("chat/completions", "responses", "completions", "embeddings", "rerank", "score", "audio/transcriptions",
+           "audio/translations", "audio/speech", "moderations")  # fmt: skip
+
+
+def route_hint(kind: str) -> str:
+    """The routes that serve a model of ``kind``: "/completions", "/rerank or /score", ..."""
+    routes = [f"/{route}" for route in _HINTED if kind in ROUTES[route]]
+    return routes[0] if len(routes) == 1 else f"{', '.join(routes[:-1])} or {routes[-1]}"
+
+
 SPEECH = "audio/speech"
 # the routes planned as a Responses request (hub/api/responses_relay.py), sent upstream as the plan's chat request
 _PLANNED = ("responses", compaction.ROUTE)
@@ -237,9 +241,9 @@ def _check_model(ctx: EdgeContext, route: str, body: dict) -> str:
 
 def _check_limits(info: ModelInfo, route: str, body: dict) -> None:
     if info.kind not in ROUTES[route]:
-        hint = _ROUTE_HINT.get(info.kind, "/chat/completions or /completions")
         article = "an" if info.kind[:1] in "aeiou" else "a"  # "an embedding model"
-        raise errors.InvalidRequest(f"'{info.id}' is {article} {info.kind} model; use {hint}.", param="model")
+        raise errors.InvalidRequest(f"'{info.id}' is {article} {info.kind} model; use {route_hint(info.kind)}.",
+                                    param="model")  # fmt: skip
     if route.startswith("audio/"):
         return
     if route in ("rerank", "score", "moderations"):

@@ -441,3 +441,26 @@ def test_the_edge_refuses_deep_non_finite_and_unparsable_json(secret, body, mess
 @pytest.mark.django_db(transaction=True)
 def test_the_edge_passes_a_body_at_the_depth_limit(secret):
     assert _post(secret, json.dumps(_nested(validation.MAX_JSON_DEPTH)).encode())[2]
+
+
+@pytest.mark.parametrize(
+    "kind, route, hint",
+    [
+        ("completion", "chat/completions", "use /completions."),
+        ("chat", "audio/speech", "use /chat/completions, /responses or /completions."),
+        ("embedding", "rerank", "use /embeddings."),
+        ("rerank", "embeddings", "use /rerank or /score."),
+        ("moderation", "responses", "use /chat/completions, /completions or /moderations."),
+        ("audio", "chat/completions", "use /audio/transcriptions or /audio/translations."),
+    ],
+)
+def test_a_model_on_a_route_that_does_not_serve_its_kind_is_told_the_routes_that_do(kind, route, hint):
+    """The 400 names the routes that serve the model's kind, and never the route it came on."""
+    from hub.api.gateway import _check_limits
+    from hub.api.upstream import ModelInfo
+
+    info = ModelInfo("m", kind, max_sequence_length=2048, max_output_length=256, hidden_size=0, enabled=True)
+    with pytest.raises(InvalidRequest) as caught:
+        _check_limits(info, route, {})
+    article = "an" if kind[0] in "aeiou" else "a"
+    assert caught.value.message == f"'m' is {article} {kind} model; {hint}" and caught.value.param == "model"
