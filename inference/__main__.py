@@ -49,6 +49,8 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         config.threads = args.threads
     if args.tensor_parallel_size:
         config.tensor_parallel_size = args.tensor_parallel_size
+    if args.tally_path:
+        config.tally_path = args.tally_path
     if args.quantize:  # the generative models': encoders and speech models only by their own engine.quantize
         for spec in config.models:
             if spec.kind not in ("embedding", "rerank", "audio", "tts"):
@@ -89,8 +91,8 @@ def serve(config: ServerConfig) -> int:
 
         ranks = start_ranks(config)  # the other ranks load their slices; this process is rank 0
     registry = ModelRegistry([load(spec, metrics, engines, ranks) for spec in config.models])
-    server = uvicorn.Server(uvicorn.Config(create_app(registry, metrics, api_key=config.api_key), host=config.host,
-                                           port=config.port, log_level="warning"))  # fmt: skip
+    app = create_app(registry, metrics, api_key=config.api_key, tally_path=config.tally_path)
+    server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning"))
 
     def serve_http() -> None:
         try:
@@ -137,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--host")
     s.add_argument("--port", type=int)
     s.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    s.add_argument(
+        "--tally-path",
+        help="keep what each hub call counted in this SQLite file too, so that calls "
+        "running when the service was killed are metered after a restart (default: INFERENCE_TALLY_PATH)",
+    )
     s.add_argument("--tensor-parallel-size", type=int, help="split the model over N processes (GPUs; gloo on the CPU)")
     s.add_argument("--quantize", choices=list(QUANTIZE_MODES), help="override every generative model's engine.quantize")
     s.add_argument("--no-fused-decode", action="store_true", help="decode on the torch path (engine.fused_decode off)")

@@ -151,6 +151,9 @@ class ServerConfig:
     # > 1: the one generative model split over this many processes (``inference/parallel``; NCCL over that many
     # GPUs, gloo on the CPU), one scheduler in this process driving them
     tensor_parallel_size: int = 1
+    # the tally's ledger also on disk (``inference/server/journal.py``): calls this service was running when it was
+    # killed are still metered after it is started again on the same file (``make run`` gives its data directory's)
+    tally_path: str | None = field(default_factory=lambda: env_str("INFERENCE_TALLY_PATH", "") or None)
 
     def __post_init__(self) -> None:
         if not 1 <= self.port <= 65535:

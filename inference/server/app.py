@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
@@ -20,6 +21,7 @@ from inference.server import lora_admin
 from inference.server.embeddings import embeddings
 from inference.server.errors import NotFound, ServerError, ServiceError, render
 from inference.server.generate import chat_completions, completions
+from inference.server.journal import Journal, keep
 from inference.server.limits import MAX_BODY_BYTES, MAX_JSON_DEPTH
 from inference.server.messages import read_messages
 from inference.server.metrics import Metrics
@@ -186,10 +188,12 @@ class RequireKey:
 
 
 def create_app(
-    registry: ModelRegistry, metrics_: Metrics, image_policy: FetchPolicy | None = None, api_key: str | None = None
-) -> Starlette:
+    registry: ModelRegistry, metrics_: Metrics, image_policy: FetchPolicy | None = None, api_key: str | None = None,
+    tally_path: str | None = None,
+) -> Starlette:  # fmt: skip
     """``image_policy``: how vision requests may fetch images (default: from the INFERENCE_IMAGE_* variables);
-    ``api_key``: the shared secret every request but ``/health`` must carry (None: none, loopback only)."""
+    ``api_key``: the shared secret every request but ``/health`` must carry (None: none, loopback only);
+    ``tally_path``: the file the tally's ledger is kept in too (``journal.py``; None: in memory only)."""
     routes = [
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", get_model, methods=["GET"]),
@@ -215,12 +219,24 @@ def create_app(
             Route("/v1/unload_lora_adapter", _post(lora_admin.unload_lora_adapter), methods=["POST"]),
         ]
 
+    ledger = Ledger()
+    journal = None
+    if tally_path:
+        journal = Journal(tally_path)
+        if loaded := journal.load(ledger):
+            log.info("%d calls read back from the tally journal %s", loaded, tally_path)
+
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        keeping = asyncio.ensure_future(keep(ledger, journal)) if journal else None
         yield
+        if keeping is not None:
+            keeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeping
+            journal.close()
         registry.stop()
 
-    ledger = Ledger()
     middleware = [Middleware(RequireKey, api_key=api_key)] if api_key else []
     app = Starlette(
         routes=routes,

@@ -61,11 +61,14 @@ class Ledger:
     def __init__(self, entries: int = LEDGER_ENTRIES, seconds: float = LEDGER_SECONDS):
         self.entries, self.seconds = entries, seconds
         self._tallies: OrderedDict[str, Tally] = OrderedDict()  # least recently opened or ended first
+        self._running: dict[str, Tally] = {}  # those with a call running
+        self._ended: dict[str, Tally] = {}  # those whose last call ended since ``changed`` was last asked
 
     def open(self, usage_id: str) -> Tally:
         tally = self._tallies.pop(usage_id, None) or Tally(usage_id)
         self._tallies[usage_id] = tally
         tally.calls += 1
+        self._running[usage_id] = tally
         while len(self._tallies) > self.entries:
             self._tallies.popitem(last=False)
         return tally
@@ -73,8 +76,22 @@ class Ledger:
     def close(self, tally: Tally) -> None:
         tally.calls -= 1
         tally.ended = time.monotonic()
+        if tally.calls <= 0 and self._running.get(tally.usage_id) is tally:
+            del self._running[tally.usage_id]
+            self._ended[tally.usage_id] = tally
         if self._tallies.get(tally.usage_id) is tally:  # the order is the last activity's
             self._tallies.move_to_end(tally.usage_id)
+
+    def changed(self) -> list[Tally]:
+        """The tallies that may have counted something since the last time this was asked (``journal.py``)."""
+        changed = [*self._ended.values(), *(t for k, t in self._running.items() if k not in self._ended)]
+        self._ended = {}
+        return changed
+
+    def restore(self, tally: Tally) -> None:
+        """An ended call read back from the journal (unless this ledger has it already)."""
+        if tally.usage_id not in self._tallies:
+            self._tallies[tally.usage_id] = tally
 
     def get(self, usage_id: str) -> Tally | None:
         self._forget_old()

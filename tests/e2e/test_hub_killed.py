@@ -23,7 +23,9 @@ from hub import reaper
 from hub.inference_client import model_cards
 from tests.support import speech
 from tests.support.hub import database_url_for_subprocess, start_hub
+from tests.support.inference import model_flags, start_service
 from tests.support.live import CHAT, WHISPER
+from tests.support.processes import free_port
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -117,6 +119,60 @@ def test_the_requests_of_a_killed_hub_are_metered_from_the_services_tally(infere
     # the reservations became the counted tokens
     assert _budget_used(rows["req_stream"]) == stream_row.total_tokens + whole_row.total_tokens
     assert reaper.reap() == 0  # once
+
+
+@pytest.mark.real_model
+def test_a_call_running_when_the_hub_and_its_service_die_together_is_metered_from_the_journal(tmp_path):
+    """``make run``'s hub and service are one process group: killed together (SIGKILL, the out-of-memory killer), the
+    service's memory ledger goes too. Its journal (``server.tally_path``, written every second) is read back when it
+    starts again on the same file, and the reaper meters the call from it."""
+    port, journal = free_port(), str(tmp_path / "tally.sqlite3")
+    flags = [*model_flags(f"{CHAT}=packaged:smollm2:chat"), "--tally-path", journal]
+    service = start_service(*flags, port=port)
+    url = f"{service.url}/v1"
+    process = None
+    try:
+        services.sync_deployment(url, model_cards(url))
+        tenant = services.create_tenant("acme", "Acme")
+        services.grant_models(tenant, [CHAT])
+        issued = services.issue_key(tenant, name="k")
+        env = {"HUB_DATABASE_URL": database_url_for_subprocess(), "HUB_OPEN_REQUEST_LEASE_SECONDS": "1"}
+        process, hub_url = start_hub(env, "--no-bootstrap")
+        client = OpenAI(base_url=f"{hub_url}/v1", api_key=issued.secret, max_retries=0)
+        stream = client.chat.completions.create(
+            model=CHAT, messages=STORY, max_tokens=400, stream=True, extra_body={"ignore_eos": True},
+            stream_options={"include_usage": True, "continuous_usage_stats": True},
+        )  # fmt: skip
+        chunks, seen, early, since = iter(stream), None, None, None
+        for chunk in chunks:
+            seen = chunk.usage or seen
+            if early is None and seen is not None and seen.completion_tokens >= 3:
+                early, since = seen, time.monotonic()
+            if since is not None and time.monotonic() - since > 3:  # the journal was written at least twice since
+                break
+        assert early is not None and seen.completion_tokens < 400
+        process.kill()  # both at once, no goodbye
+        service.process.kill()
+        process.wait(timeout=30)
+        service.process.wait(timeout=30)
+        service.process.stop()
+        assert not UsageRecord.objects.exists()
+
+        service = start_service(*flags, port=port)  # the same file
+        deadline, reaped = time.monotonic() + 60, 0
+        while not reaped:
+            assert time.monotonic() < deadline, list(OpenRequest.objects.values())
+            time.sleep(0.5)
+            reaped += reaper.reap()
+        [record] = UsageRecord.objects.all()
+        assert record.recovered and record.aborted and record.streamed and record.api_key_id == issued.key.id
+        assert record.prompt_tokens == early.prompt_tokens  # the prompt, counted when it was submitted
+        assert early.completion_tokens <= record.completion_tokens < 400
+    finally:
+        if process is not None:
+            process.stop()
+        output = service.process.stop()
+        assert "Traceback" not in output, output
 
 
 def test_a_transcription_is_tallied_as_its_metering_headers(inference_url, tmp_path):

@@ -87,9 +87,11 @@ def test_lora_flags_go_to_the_first_generative_model():
     models = [_model_flag("e=packaged:minilm:embedding"), _model_flag("c=packaged:smollm2:chat")]
     loras = [_lora_flag("sql=/adapters/sql"), _lora_flag("poem=/adapters/poem")]
     args = argparse.Namespace(config=None, model=models, host=None, port=None, threads=None, tensor_parallel_size=None,
-                              quantize=None, no_fused_decode=False, lora=loras)  # fmt: skip
+                              quantize=None, no_fused_decode=False, lora=loras,
+                              tally_path="/data/tally.sqlite3")  # fmt: skip
     config = build_config(args)
     assert config.models[1].lora_modules == {"sql": "/adapters/sql", "poem": "/adapters/poem"}
+    assert config.tally_path == "/data/tally.sqlite3"  # --tally-path
     assert config.models[0].lora_modules == {}
     with pytest.raises(argparse.ArgumentTypeError):
         _lora_flag("no-path")

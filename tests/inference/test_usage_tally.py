@@ -4,11 +4,13 @@ counts as the usage it answers, an aborted stream's tokens up to its abort, seve
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import httpx
 import pytest
 
+from inference.server.journal import Journal, _flush
 from inference.server.tally import Ledger
 from tests.support.inference import inference_service, model_flags
 
@@ -49,6 +51,41 @@ def test_a_tally_adds_prompts_and_keeps_each_sequences_running_total():
         "audio_seconds": 1.25,
         "running": True,
     }
+
+
+def test_the_journal_writes_what_ran_or_ended_and_a_new_ledger_reads_it_back_as_ended(tmp_path):
+    """``server.tally_path``: the calls running or ended since the last write are written; a ledger started on the
+    file (a service started again) answers them as ended, with their counts; those past the ledger's time are not
+    read back."""
+    ledger, journal = Ledger(), Journal(tmp_path / "tally.sqlite3")
+    running, ended, quiet = ledger.open("running"), ledger.open("ended"), ledger.open("quiet")
+    running.prompt(12)
+    running.output("run", 0, 5, cached=4)
+    ended.prompt(3, audio_seconds=0.5)
+    ledger.close(ended)
+    ledger.close(quiet)
+    asyncio.run(_flush(ledger, journal))  # what ``keep`` does every second: all three
+    assert {t.usage_id for t in ledger.changed()} == {"running"}  # the ended ones were written once
+    running.output("run", 0, 9, cached=4)
+    asyncio.run(_flush(ledger, journal))
+    journal.close()
+
+    restarted = Ledger()
+    assert Journal(tmp_path / "tally.sqlite3").load(restarted) == 3
+    assert restarted.get("running").answer() == {
+        "id": "running", "object": "usage_tally", "prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21,
+        "cached_tokens": 4, "audio_seconds": 0.0, "running": False,
+    }  # fmt: skip
+    assert restarted.get("ended").answer()["audio_seconds"] == 0.5 and restarted.changed() == []
+    assert Journal(tmp_path / "tally.sqlite3", seconds=0.0).load(Ledger()) == 0  # past the ledger's time
+
+
+def test_a_journal_that_cannot_be_written_leaves_the_ledger_answering(tmp_path, caplog):
+    ledger, journal = Ledger(), Journal(tmp_path / "tally.sqlite3")
+    ledger.open("u").prompt(4)
+    journal.close()  # every write now fails, as on a full or vanished disk
+    asyncio.run(_flush(ledger, journal))
+    assert "could not write the tally journal" in caplog.text and ledger.get("u").answer()["prompt_tokens"] == 4
 
 
 @pytest.fixture(scope="module")

@@ -91,7 +91,9 @@ class Command(BaseCommand):
     def start_inference(self, inference_url: str) -> subprocess.Popen:
         """The embedded default's inference service: a child process on HUB_INFERENCE_URL's port."""
         port = urlsplit(inference_url).port or 8100
-        args = [sys.executable, "-m", "inference", "serve", "--port", str(port)]
+        # its tally kept beside the database: calls running when both processes were killed are metered on restart
+        args = [sys.executable, "-m", "inference", "serve", "--port", str(port),
+                "--tally-path", str(settings.DATA_DIR / "inference-tally.sqlite3")]  # fmt: skip
         args += shlex.split(env_str("HUB_INFERENCE_ARGS", ""))
         log_path = settings.DATA_DIR / "inference.log"
         self.stdout.write(f"starting the inference service on :{port} (log: {log_path}); the first start converts")
