@@ -332,6 +332,9 @@ def test_compose_wires_one_environment_and_requires_its_secrets():
     assert services["postgres"]["environment"]["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
     assert hub_env["HUB_REDIS_URL"] == "redis://redis:6379/0"
     assert services["inference"]["environment"]["INFERENCE_API_KEY"] == hub_env["INFERENCE_API_KEY"]
+    # its tally journal on its own volume, kept across its restarts
+    tally = services["inference"]["environment"]["INFERENCE_TALLY_PATH"]
+    assert any(tally.startswith(v.split(":")[1] + "/") for v in services["inference"]["volumes"])
     assert hub_env["HUB_ALLOWED_HOSTS"].split(",")[0] == "localhost"  # the health checks' Host
     example = (ROOT / "deploy" / "compose" / "example.env").read_text()
     for key in ("HUB_SECRET_KEY", "POSTGRES_PASSWORD", "INFERENCE_API_KEY"):
@@ -540,6 +543,9 @@ def test_an_inference_deployment_per_model_with_gpus_and_health_probes(helm):
             assert container[probe]["httpGet"] == {"path": "/health", "port": "http"}, probe
         key = next(e for e in container["env"] if e["name"] == "INFERENCE_API_KEY")["valueFrom"]["secretKeyRef"]
         assert key == {"name": "llm-hub-secrets", "key": "INFERENCE_API_KEY"}
+        # the tally journal on the pod's own emptyDir (/tmp): kept across a container's restart, never shared
+        tally = next(e for e in container["env"] if e["name"] == "INFERENCE_TALLY_PATH")["value"]
+        assert tally.startswith("/tmp/") and {"name": "tmp", "emptyDir": {}} in spec["volumes"]
         limits = container["resources"].get("limits", {})
         gpu_tolerated = any(t.get("key") == "nvidia.com/gpu" for t in spec.get("tolerations", []))
         if model.get("gpus"):
