@@ -66,8 +66,7 @@ for i = 1, n do
     short = open >= limit
     delay = 1
   end
-  remaining[i] = left[i] - cost
-  if kind == 3 then remaining[i] = left[i] - 1 end
+  remaining[i] = left[i] - cost  -- a stream's cost is its one slot
   if short and failed == 0 then failed, wait = i, delay end
 end
 if failed > 0 then
