@@ -78,11 +78,13 @@ def serve(config: ServerConfig) -> int:
 
     from inference.engine.worker import EngineLoop
     from inference.server.app import create_app
+    from inference.server.journal import Journal
     from inference.server.metrics import Metrics
     from inference.server.registry import ModelRegistry, load
 
     if config.threads:
         torch.set_num_threads(config.threads)
+    journal = Journal(config.tally_path) if config.tally_path else None  # before the models load: a bad path fails fast
     metrics = Metrics()
     engines = EngineLoop()
     ranks = None
@@ -91,7 +93,7 @@ def serve(config: ServerConfig) -> int:
 
         ranks = start_ranks(config)  # the other ranks load their slices; this process is rank 0
     registry = ModelRegistry([load(spec, metrics, engines, ranks) for spec in config.models])
-    app = create_app(registry, metrics, api_key=config.api_key, tally_path=config.tally_path)
+    app = create_app(registry, metrics, api_key=config.api_key, journal=journal)
     server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning"))
 
     def serve_http() -> None:

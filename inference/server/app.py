@@ -189,11 +189,11 @@ class RequireKey:
 
 def create_app(
     registry: ModelRegistry, metrics_: Metrics, image_policy: FetchPolicy | None = None, api_key: str | None = None,
-    tally_path: str | None = None,
+    journal: Journal | None = None,
 ) -> Starlette:  # fmt: skip
     """``image_policy``: how vision requests may fetch images (default: from the INFERENCE_IMAGE_* variables);
     ``api_key``: the shared secret every request but ``/health`` must carry (None: none, loopback only);
-    ``tally_path``: the file the tally's ledger is kept in too (``journal.py``; None: in memory only)."""
+    ``journal``: the file the tally's ledger is kept in too (``journal.py``; None: in memory only)."""
     routes = [
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", get_model, methods=["GET"]),
@@ -220,11 +220,8 @@ def create_app(
         ]
 
     ledger = Ledger()
-    journal = None
-    if tally_path:
-        journal = Journal(tally_path)
-        if loaded := journal.load(ledger):
-            log.info("%d calls read back from the tally journal %s", loaded, tally_path)
+    if journal is not None and (loaded := journal.load(ledger)):
+        log.info("%d calls read back from the tally journal %s", loaded, journal.path)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

@@ -17,6 +17,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from inference.env import ConfigError
 from inference.server.tally import LEDGER_SECONDS, Ledger, Tally
 
 log = logging.getLogger(__name__)
@@ -35,12 +36,15 @@ Row = tuple[str, int, int, int, float, float]  # usage_id, prompt, completion, c
 class Journal:
     def __init__(self, path: str | Path, seconds: float = LEDGER_SECONDS) -> None:
         self.path, self.seconds = Path(path), seconds
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # written from one thread at a time (``keep``'s flushes run one after another), read at start
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # a process killed loses nothing; a power cut the last commit
-        self._db.executescript(_SCHEMA)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # written from one thread at a time (``keep``'s flushes run one after another), read at start
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # a process killed loses nothing; a power cut the last commit
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"server.tally_path {self.path}: cannot keep the tally journal there ({exc})") from None
 
     def load(self, ledger: Ledger) -> int:
         """The calls written within the ledger's time into ``ledger``, as ended when they were last written."""

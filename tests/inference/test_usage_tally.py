@@ -10,6 +10,7 @@ import time
 import httpx
 import pytest
 
+from inference.env import ConfigError
 from inference.server.journal import Journal, _flush
 from inference.server.tally import Ledger
 from tests.support.inference import inference_service, model_flags
@@ -78,6 +79,12 @@ def test_the_journal_writes_what_ran_or_ended_and_a_new_ledger_reads_it_back_as_
     }  # fmt: skip
     assert restarted.get("ended").answer()["audio_seconds"] == 0.5 and restarted.changed() == []
     assert Journal(tmp_path / "tally.sqlite3", seconds=0.0).load(Ledger()) == 0  # past the ledger's time
+
+
+def test_a_journal_where_none_can_be_kept_is_a_config_error_naming_it(tmp_path):
+    (tmp_path / "file").write_text("")  # a file where its directory should be
+    with pytest.raises(ConfigError, match="server.tally_path .*file/tally.sqlite3: cannot keep the tally journal"):
+        Journal(tmp_path / "file" / "tally.sqlite3")
 
 
 def test_a_journal_that_cannot_be_written_leaves_the_ledger_answering(tmp_path, caplog):
