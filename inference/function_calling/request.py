@@ -145,7 +145,7 @@ def _allowed_tools(spec: Any, request: ToolRequest) -> None:
     if not isinstance(tools, list) or not tools:
         raise _error(f"Invalid '{param}.tools': expected a non-empty array of tools.", f"{param}.tools")
     names = {t.name for t in request.tools}
-    only = set()
+    only: set[str] = set()
     for i, tool in enumerate(tools):
         where = f"{param}.tools[{i}]"
         function = tool.get("function") if isinstance(tool, dict) else None

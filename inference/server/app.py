@@ -219,7 +219,7 @@ def create_app(
             Route("/v1/unload_lora_adapter", _post(lora_admin.unload_lora_adapter), methods=["POST"]),
         ]
 
-    ledger = Ledger()
+    ledger = Ledger(journaled=journal is not None)
     if journal is not None and (loaded := journal.load(ledger)):
         log.info("%d calls read back from the tally journal %s", loaded, journal.path)
 

@@ -58,8 +58,9 @@ class Tally:
 
 
 class Ledger:
-    def __init__(self, entries: int = LEDGER_ENTRIES, seconds: float = LEDGER_SECONDS):
-        self.entries, self.seconds = entries, seconds
+    def __init__(self, entries: int = LEDGER_ENTRIES, seconds: float = LEDGER_SECONDS, journaled: bool = False):
+        """``journaled``: a journal asks for what ``changed`` (without one, nothing is kept for it)."""
+        self.entries, self.seconds, self.journaled = entries, seconds, journaled
         self._tallies: OrderedDict[str, Tally] = OrderedDict()  # least recently opened or ended first
         self._running: dict[str, Tally] = {}  # those with a call running
         self._ended: dict[str, Tally] = {}  # those whose last call ended since ``changed`` was last asked
@@ -78,7 +79,8 @@ class Ledger:
         tally.ended = time.monotonic()
         if tally.calls <= 0 and self._running.get(tally.usage_id) is tally:
             del self._running[tally.usage_id]
-            self._ended[tally.usage_id] = tally
+            if self.journaled:
+                self._ended[tally.usage_id] = tally
         if self._tallies.get(tally.usage_id) is tally:  # the order is the last activity's
             self._tallies.move_to_end(tally.usage_id)
 

@@ -58,7 +58,7 @@ def test_the_journal_writes_what_ran_or_ended_and_a_new_ledger_reads_it_back_as_
     """``server.tally_path``: the calls running or ended since the last write are written; a ledger started on the
     file (a service started again) answers them as ended, with their counts; those past the ledger's time are not
     read back."""
-    ledger, journal = Ledger(), Journal(tmp_path / "tally.sqlite3")
+    ledger, journal = Ledger(journaled=True), Journal(tmp_path / "tally.sqlite3")
     running, ended, quiet = ledger.open("running"), ledger.open("ended"), ledger.open("quiet")
     running.prompt(12)
     running.output("run", 0, 5, cached=4)
@@ -79,6 +79,9 @@ def test_the_journal_writes_what_ran_or_ended_and_a_new_ledger_reads_it_back_as_
     }  # fmt: skip
     assert restarted.get("ended").answer()["audio_seconds"] == 0.5 and restarted.changed() == []
     assert Journal(tmp_path / "tally.sqlite3", seconds=0.0).load(Ledger()) == 0  # past the ledger's time
+    unjournaled = Ledger()  # a service without a journal keeps nothing for one
+    unjournaled.close(unjournaled.open("u"))
+    assert unjournaled.changed() == []
 
 
 def test_a_journal_where_none_can_be_kept_is_a_config_error_naming_it(tmp_path):
@@ -88,7 +91,7 @@ def test_a_journal_where_none_can_be_kept_is_a_config_error_naming_it(tmp_path):
 
 
 def test_a_journal_that_cannot_be_written_leaves_the_ledger_answering(tmp_path, caplog):
-    ledger, journal = Ledger(), Journal(tmp_path / "tally.sqlite3")
+    ledger, journal = Ledger(journaled=True), Journal(tmp_path / "tally.sqlite3")
     ledger.open("u").prompt(4)
     journal.close()  # every write now fails, as on a full or vanished disk
     asyncio.run(_flush(ledger, journal))
