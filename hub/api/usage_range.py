@@ -27,7 +27,11 @@ def parameters(groups: dict, grouping: str) -> list[OpenApiParameter]:
         OpenApiParameter("start_time", int, description="OpenAI's name: Unix seconds, its UTC day the first."),
         OpenApiParameter("end_time", int, description="OpenAI's name: Unix seconds (exclusive), the last day's end."),
         OpenApiParameter("bucket_width", str, enum=["1d"], description="Daily buckets only."),
-        OpenApiParameter("group_by", str, enum=list(groups), description=grouping),
+        OpenApiParameter(
+            "group_by",
+            {"type": "array", "items": {"type": "string", "enum": list(groups)}},
+            description=f"{grouping} May be given more than once: split by each.",
+        ),
     ]
 
 
@@ -65,8 +69,9 @@ def _time(request: Request, name: str, default: date) -> date:
     return datetime.fromtimestamp(seconds - (name == "end_time"), UTC).date()
 
 
-def range_params(request: Request, groups: dict) -> tuple[date, date, str]:
-    """(first day, last day inclusive, group_by) (default: the last 7 days, grouped by day)."""
+def range_params(request: Request, groups: dict) -> tuple[date, date, tuple[str, ...]]:
+    """(first day, last day inclusive, the fields to group each day's results by) (default: the last 7 days, by
+    day only). ``group_by`` may come more than once, as OpenAI's array: the results split by all of them."""
     params = request.query_params
     unknown = sorted(set(params) - KNOWN)
     if unknown:
@@ -81,13 +86,13 @@ def range_params(request: Request, groups: dict) -> tuple[date, date, str]:
     read = _time if names == _TIMES else _date
     end = read(request, names[1], datetime.now(UTC).date())
     start = read(request, names[0], end - timedelta(days=6))
-    if len(params.getlist("group_by")) > 1:
-        raise _refuse("'group_by' takes one grouping.", "group_by")
-    group_by = params.get("group_by", "day")
-    if group_by not in groups:
-        raise _refuse(f"'group_by' must be one of {', '.join(groups)}.", "group_by")
+    asked = params.getlist("group_by") or ["day"]
+    wrong = next((name for name in asked if name not in groups), None)
+    if wrong is not None:
+        raise _refuse(f"'group_by' must be one of {', '.join(groups)}, got '{errors.shown(wrong)}'.", "group_by")
+    fields = tuple(dict.fromkeys(field for name in asked for field in groups[name]))  # once each, in order
     if start > end:
         raise _refuse(f"'{names[0]}' must not be after '{names[1]}'.", names[0])
     if (end - start).days >= MAX_USAGE_DAYS:
         raise _refuse(f"Ask for at most {MAX_USAGE_DAYS} days at a time.", names[1])
-    return start, end, group_by
+    return start, end, fields

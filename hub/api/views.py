@@ -146,11 +146,12 @@ _BATCH = ExpressionWrapper(Q(service_tier="batch"), output_field=BooleanField())
 
 class UsageView(TenantAPIView):
     """``GET /v1/usage?start=YYYY-MM-DD&end=YYYY-MM-DD&group_by=day|model|key|service_tier|batch`` (``api_key_id``:
-    OpenAI's name for ``key``): this tenant's metered requests and tokens in daily buckets (UTC; ``end`` inclusive;
-    default the last 7 days), shaped like OpenAI's organization usage API: completions results (chat, completions,
-    responses), embeddings results (and the encoders' and vector stores' rows), moderations results,
-    audio_transcriptions results (with the audio's ``seconds``) for transcriptions and translations, and
-    audio_speeches results (with their ``characters``). Read from the raw usage rows, so it is exact and current."""
+    OpenAI's name for ``key``; ``group_by`` repeated: split by each, as OpenAI's array): this tenant's metered
+    requests and tokens in daily buckets (UTC; ``end`` inclusive; default the last 7 days), shaped like OpenAI's
+    organization usage API: completions results (chat, completions, responses), embeddings results (and the encoders'
+    and vector stores' rows), moderations results, audio_transcriptions results (with the audio's ``seconds``) for
+    transcriptions and translations, and audio_speeches results (with their ``characters``). Read from the raw usage
+    rows, so it is exact and current."""
 
     @extend_schema(
         operation_id="get_usage",
@@ -162,13 +163,13 @@ class UsageView(TenantAPIView):
         responses={200: ref("UsagePage"), **errors_for(400, 401)},
     )
     def get(self, request: Request) -> Response:
-        start, end, group_by = range_params(request, GROUP_BY)
+        start, end, fields = range_params(request, GROUP_BY)
         lo = datetime.combine(start, time.min, UTC)
         hi = datetime.combine(end + timedelta(days=1), time.min, UTC)
         rows = (
             UsageRecord.objects.filter(tenant_id=self.key.tenant_id, created_at__gte=lo, created_at__lt=hi)
             .annotate(day=TruncDay("created_at", tzinfo=UTC), kind=_KIND, batch=_BATCH)
-            .values("day", "kind", *GROUP_BY[group_by])
+            .values("day", "kind", *fields)
             .annotate(
                 requests=Count("id"),
                 prompt=Sum("prompt_tokens"),
@@ -177,7 +178,7 @@ class UsageView(TenantAPIView):
                 seconds=Sum("audio_seconds"),
                 cached=Sum("cached_tokens"),
             )
-            .order_by("day", "kind", *GROUP_BY[group_by])
+            .order_by("day", "kind", *fields)
         )
         by_day: dict[date, list[dict]] = {}
         for row in rows:
@@ -235,15 +236,15 @@ class CostsView(TenantAPIView):
         responses={200: ref("CostsPage"), **errors_for(400, 401)},
     )
     def get(self, request: Request) -> Response:
-        start, end, group_by = range_params(request, COST_GROUPS)
+        start, end, fields = range_params(request, COST_GROUPS)
         lo = datetime.combine(start, time.min, UTC)
         hi = datetime.combine(end + timedelta(days=1), time.min, UTC)
         rows = (
             UsageRecord.objects.filter(tenant_id=self.key.tenant_id, created_at__gte=lo, created_at__lt=hi)
             .annotate(day=TruncDay("created_at", tzinfo=UTC))
-            .values("day", *COST_GROUPS[group_by])
+            .values("day", *fields)
             .annotate(cost=Sum("cost"))
-            .order_by("day", *COST_GROUPS[group_by])
+            .order_by("day", *fields)
         )
         by_day: dict[date, list[dict]] = {}
         for row in rows:

@@ -53,6 +53,12 @@ def test_usage_api_buckets_and_groups_only_the_tenants_own_rows(live_hub, acme, 
     )
     # OpenAI's name for the grouping, which is also the results' field
     assert _get(live_hub, a2.secret, start="2026-11-20", end="2026-11-20", group_by="api_key_id").json() == by_key
+    # OpenAI's group_by is an array: several at once split by each (a grouping named twice counts once)
+    for groups in (["model", "api_key_id"], ["api_key_id", "model", "key", "day"]):
+        both = _get(live_hub, a1.secret, start="2026-11-20", end="2026-11-20", group_by=groups).json()
+        assert sorted((r["model"], r["api_key_id"], r["total_tokens"]) for r in both["data"][0]["results"]) == sorted(
+            [("chat-small", a1.key.prefix, 15), ("chat-small", a2.key.prefix, 3)]
+        ), groups
     theirs = _get(live_hub, g.secret, start="2026-11-20", end="2026-11-21").json()
     assert [r["total_tokens"] for b in theirs["data"] for r in b["results"]] == [2000]
 
@@ -96,7 +102,7 @@ def test_usage_api_splits_each_day_by_kind_as_openai(live_hub, acme):
      ({"start_time": "abc"}, "start_time"), ({"start_time": "1", "end": "2026-11-20"}, "start"),
      ({"start_time": "1763683200", "end_time": "1763596800"}, "start_time"), ({"end_time": "-5"}, "end_time"),
      ({"start_time": "1700000000", "end_time": "1800000000"}, "end_time"),
-     ({"group_by": ["model", "api_key_id"]}, "group_by")],
+     ({"group_by": ["model", "hour"]}, "group_by")],
 )  # fmt: skip
 def test_usage_api_rejects_bad_parameters(live_hub, acme, params, param):
     key = services.issue_key(acme.tenant, name="one")
