@@ -1,11 +1,13 @@
 """The days a usage or costs query asks for (``GET /v1/usage``, ``GET /v1/costs``): ``start`` / ``end`` as UTC dates
 (``end`` inclusive), or OpenAI's organization usage names, ``start_time`` / ``end_time`` in Unix seconds (``end_time``
-exclusive), each read as the UTC day it falls in, and ``bucket_width`` (daily buckets only: ``1d``). A parameter
-these routes do not know is a 400 naming it: a client that sent OpenAI's ``limit`` or ``models`` would otherwise read
-the default week, unfiltered, as the answer to what it asked."""
+exclusive), each read as the UTC day it falls in, and ``bucket_width`` (daily buckets only: ``1d``); OpenAI's
+``limit`` (buckets a page) and ``page`` (the ``next_page`` cursor of the page before: its first day). A parameter
+these routes do not know is a 400 naming it: a client that sent OpenAI's ``models`` would otherwise read the default
+week, unfiltered, as the answer to what it asked."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from drf_spectacular.utils import OpenApiParameter
@@ -16,7 +18,7 @@ from hub.api import errors
 
 MAX_USAGE_DAYS = 366
 _DATES, _TIMES = ("start", "end"), ("start_time", "end_time")
-KNOWN = {*_DATES, *_TIMES, "bucket_width", "group_by"}
+KNOWN = {*_DATES, *_TIMES, "bucket_width", "group_by", "limit", "page"}
 
 
 def parameters(groups: dict, grouping: str) -> list[OpenApiParameter]:
@@ -27,6 +29,8 @@ def parameters(groups: dict, grouping: str) -> list[OpenApiParameter]:
         OpenApiParameter("start_time", int, description="OpenAI's name: Unix seconds, its UTC day the first."),
         OpenApiParameter("end_time", int, description="OpenAI's name: Unix seconds (exclusive), the last day's end."),
         OpenApiParameter("bucket_width", str, enum=["1d"], description="Daily buckets only."),
+        OpenApiParameter("limit", int, description=f"Buckets a page, 1 to {MAX_USAGE_DAYS} (default: all)."),
+        OpenApiParameter("page", str, description="The `next_page` of the page before (with the same query)."),
         OpenApiParameter(
             "group_by",
             {"type": "array", "items": {"type": "string", "enum": list(groups)}},
@@ -69,9 +73,17 @@ def _time(request: Request, name: str, default: date) -> date:
     return datetime.fromtimestamp(seconds - (name == "end_time"), UTC).date()
 
 
-def range_params(request: Request, groups: dict) -> tuple[date, date, tuple[str, ...]]:
-    """(first day, last day inclusive, the fields to group each day's results by) (default: the last 7 days, by
-    day only). ``group_by`` may come more than once, as OpenAI's array: the results split by all of them."""
+@dataclass(frozen=True)
+class Range:
+    start: date  # this page's first day
+    end: date  # and its last, inclusive
+    fields: tuple[str, ...]  # what each day's results are grouped by
+    next_page: date | None = None  # the next page's first day, where the range goes on
+
+
+def range_params(request: Request, groups: dict) -> Range:
+    """The page of days asked for (default: the last 7 days, by day only, in one page). ``group_by`` may come more
+    than once, as OpenAI's array: the results split by all of them."""
     params = request.query_params
     unknown = sorted(set(params) - KNOWN)
     if unknown:
@@ -95,4 +107,27 @@ def range_params(request: Request, groups: dict) -> tuple[date, date, tuple[str,
         raise _refuse(f"'{names[0]}' must not be after '{names[1]}'.", names[0])
     if (end - start).days >= MAX_USAGE_DAYS:
         raise _refuse(f"Ask for at most {MAX_USAGE_DAYS} days at a time.", names[1])
-    return start, end, fields
+    return _paged(request, start, end, fields)
+
+
+def _paged(request: Request, start: date, end: date, fields: tuple[str, ...]) -> Range:
+    """The page ``page`` (a first day) and ``limit`` (days) pick from the range."""
+    params = request.query_params
+    if "page" in params:
+        try:
+            first = date.fromisoformat(params["page"])
+        except ValueError:
+            first = None
+        if first is None or not start <= first <= end:
+            raise _refuse(f"'page' must be the 'next_page' of an earlier page of this query, got "
+                          f"'{errors.shown(params['page'])}'.", "page")  # fmt: skip
+        start = first
+    if "limit" in params:
+        limit = params["limit"]
+        if not limit.isdigit() or not 1 <= int(limit) <= MAX_USAGE_DAYS:
+            raise _refuse(f"'limit' must be an integer from 1 to {MAX_USAGE_DAYS}, got '{errors.shown(limit)}'.",
+                          "limit")  # fmt: skip
+        last = start + timedelta(days=int(limit) - 1)
+        if last < end:
+            return Range(start, last, fields, last + timedelta(days=1))
+    return Range(start, end, fields)

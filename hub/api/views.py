@@ -27,7 +27,7 @@ from accounts.models import ModelKind, ServedModel, UsageRecord
 from hub.api import errors, usage_range
 from hub.api.openapi import errors_for
 from hub.api.openapi_schemas import ref
-from hub.api.usage_range import range_params
+from hub.api.usage_range import Range, range_params
 
 
 class EdgeKeyAuthentication(BaseAuthentication):
@@ -163,9 +163,10 @@ class UsageView(TenantAPIView):
         responses={200: ref("UsagePage"), **errors_for(400, 401)},
     )
     def get(self, request: Request) -> Response:
-        start, end, fields = range_params(request, GROUP_BY)
-        lo = datetime.combine(start, time.min, UTC)
-        hi = datetime.combine(end + timedelta(days=1), time.min, UTC)
+        asked = range_params(request, GROUP_BY)
+        fields = asked.fields
+        lo = datetime.combine(asked.start, time.min, UTC)
+        hi = datetime.combine(asked.end + timedelta(days=1), time.min, UTC)
         rows = (
             UsageRecord.objects.filter(tenant_id=self.key.tenant_id, created_at__gte=lo, created_at__lt=hi)
             .annotate(day=TruncDay("created_at", tzinfo=UTC), kind=_KIND, batch=_BATCH)
@@ -199,14 +200,14 @@ class UsageView(TenantAPIView):
             elif row["kind"] == "audio_speeches":  # as OpenAI's: the characters spoken
                 result["characters"] = row["prompt"] or 0
             by_day.setdefault(row["day"].date(), []).append(result)
-        return Response(_page(start, end, by_day))
+        return Response(_page(asked, by_day))
 
 
-def _page(start: date, end: date, by_day: dict[date, list[dict]]) -> dict:
-    """OpenAI's page of daily buckets (every day of the range, empty ones too)."""
+def _page(asked: Range, by_day: dict[date, list[dict]]) -> dict:
+    """OpenAI's page of daily buckets (every day of the page, empty ones too)."""
     buckets = []
-    day = start
-    while day <= end:
+    day = asked.start
+    while day <= asked.end:
         begin = datetime.combine(day, time.min, UTC)
         buckets.append({
             "object": "bucket",
@@ -215,7 +216,9 @@ def _page(start: date, end: date, by_day: dict[date, list[dict]]) -> dict:
             "results": by_day.get(day, []),
         })  # fmt: skip
         day += timedelta(days=1)
-    return {"object": "page", "data": buckets, "has_more": False, "next_page": None}
+    more = asked.next_page
+    return {"object": "page", "data": buckets, "has_more": more is not None,
+            "next_page": None if more is None else more.isoformat()}  # fmt: skip
 
 
 COST_GROUPS = {"day": (), "line_item": ("model",)}
@@ -236,9 +239,10 @@ class CostsView(TenantAPIView):
         responses={200: ref("CostsPage"), **errors_for(400, 401)},
     )
     def get(self, request: Request) -> Response:
-        start, end, fields = range_params(request, COST_GROUPS)
-        lo = datetime.combine(start, time.min, UTC)
-        hi = datetime.combine(end + timedelta(days=1), time.min, UTC)
+        asked = range_params(request, COST_GROUPS)
+        fields = asked.fields
+        lo = datetime.combine(asked.start, time.min, UTC)
+        hi = datetime.combine(asked.end + timedelta(days=1), time.min, UTC)
         rows = (
             UsageRecord.objects.filter(tenant_id=self.key.tenant_id, created_at__gte=lo, created_at__lt=hi)
             .annotate(day=TruncDay("created_at", tzinfo=UTC))
@@ -254,4 +258,4 @@ class CostsView(TenantAPIView):
                 "line_item": row.get("model"),
                 "project_id": None,
             })  # fmt: skip
-        return Response(_page(start, end, by_day))
+        return Response(_page(asked, by_day))

@@ -98,7 +98,8 @@ def test_usage_api_splits_each_day_by_kind_as_openai(live_hub, acme):
      ({"end": "9999-12-31"}, "end"), ({"end": "0001-01-01"}, "end"),
      ({"start": "0001-01-01", "end": "0001-01-02"}, "end"),
      # found under make run: OpenAI's names and any other parameter were ignored (the default week came back)
-     ({"limit": "3"}, "limit"), ({"models": "chat-small"}, "models"), ({"bucket_width": "1h"}, "bucket_width"),
+     ({"limit": "0"}, "limit"), ({"limit": "3.5"}, "limit"), ({"page": "2020-01-01"}, "page"), ({"page": "x"}, "page"),
+     ({"models": "chat-small"}, "models"), ({"bucket_width": "1h"}, "bucket_width"),
      ({"start_time": "abc"}, "start_time"), ({"start_time": "1", "end": "2026-11-20"}, "start"),
      ({"start_time": "1763683200", "end_time": "1763596800"}, "start_time"), ({"end_time": "-5"}, "end_time"),
      ({"start_time": "1700000000", "end_time": "1800000000"}, "end_time"),
@@ -108,6 +109,24 @@ def test_usage_api_rejects_bad_parameters(live_hub, acme, params, param):
     key = services.issue_key(acme.tenant, name="one")
     response = _get(live_hub, key.secret, **params)
     assert response.status_code == 400 and response.json()["error"]["param"] == param
+
+
+def test_usage_and_costs_come_in_pages_of_limit_buckets_as_openais(live_hub, acme):
+    """OpenAI's ``limit`` (buckets a page) and ``next_page`` cursor, sent back as ``page`` with the same query: the
+    pages, one after another, are the whole range's buckets."""
+    key = services.issue_key(acme.tenant, name="one")
+    for day in range(3):
+        _usage(acme.tenant, key.key, "chat-small", DAY + timedelta(days=day), 10 + day, 1)
+    for route in ("usage", "costs"):
+        query = {"start": "2026-11-20", "end": "2026-11-22"}
+        whole = _get(live_hub, key.secret, route, **query).json()
+        assert whole["has_more"] is False and whole["next_page"] is None and len(whole["data"]) == 3
+        first = _get(live_hub, key.secret, route, **query, limit=2).json()
+        assert first["has_more"] is True and first["next_page"] == "2026-11-22", route
+        second = _get(live_hub, key.secret, route, **query, limit=2, page=first["next_page"]).json()
+        assert second["has_more"] is False and second["next_page"] is None
+        assert first["data"] + second["data"] == whole["data"], route
+        assert _get(live_hub, key.secret, route, **query, limit=3).json() == whole  # the range fits: one page
 
 
 def test_usage_api_takes_openais_unix_times_too(live_hub, acme):
