@@ -1,12 +1,13 @@
-"""The days a usage or costs query asks for (``GET /v1/usage``, ``GET /v1/costs``): ``start`` / ``end`` as UTC dates
+"""The buckets a usage or costs query asks for (``GET /v1/usage``, ``GET /v1/costs``): ``start`` / ``end`` as UTC dates
 (``end`` inclusive), or OpenAI's organization usage names, ``start_time`` / ``end_time`` in Unix seconds (``end_time``
-exclusive), each read as the UTC day it falls in, and ``bucket_width`` (daily buckets only: ``1d``); OpenAI's
-``limit`` (buckets a page) and ``page`` (the ``next_page`` cursor of the page before: its first day). A parameter
-these routes do not know is a 400 naming it: a client that sent OpenAI's ``models`` would otherwise read the default
-week, unfiltered, as the answer to what it asked."""
+exclusive), each read as the bucket it falls in; ``bucket_width`` ``1d`` (the default: UTC days) or ``1h`` (hours);
+OpenAI's ``limit`` (buckets a page) and ``page`` (the ``next_page`` cursor of the page before: its first bucket). A
+parameter these routes do not know is a 400 naming it: a client that sent OpenAI's ``models`` would otherwise read
+the default week, unfiltered, as the answer to what it asked."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -19,6 +20,8 @@ from hub.api import errors
 MAX_USAGE_DAYS = 366
 _DATES, _TIMES = ("start", "end"), ("start_time", "end_time")
 KNOWN = {*_DATES, *_TIMES, "bucket_width", "group_by", "limit", "page"}
+# bucket_width -> (the bucket, the most of them a query covers, the default range's, the unit named in errors)
+WIDTHS = {"1d": (timedelta(days=1), MAX_USAGE_DAYS, 7, "days"), "1h": (timedelta(hours=1), 31 * 24, 24, "hours")}
 
 
 def parameters(groups: dict, grouping: str) -> list[OpenApiParameter]:
@@ -26,10 +29,17 @@ def parameters(groups: dict, grouping: str) -> list[OpenApiParameter]:
     return [
         OpenApiParameter("start", str, description="First day, YYYY-MM-DD (default: `end` - 6 days)."),
         OpenApiParameter("end", str, description="Last day, inclusive, YYYY-MM-DD (default: today, UTC)."),
-        OpenApiParameter("start_time", int, description="OpenAI's name: Unix seconds, its UTC day the first."),
-        OpenApiParameter("end_time", int, description="OpenAI's name: Unix seconds (exclusive), the last day's end."),
-        OpenApiParameter("bucket_width", str, enum=["1d"], description="Daily buckets only."),
-        OpenApiParameter("limit", int, description=f"Buckets a page, 1 to {MAX_USAGE_DAYS} (default: all)."),
+        OpenApiParameter("start_time", int, description="OpenAI's name: Unix seconds, its bucket the first."),
+        OpenApiParameter(
+            "end_time", int, description="OpenAI's name: Unix seconds (exclusive), the last bucket's end."
+        ),
+        OpenApiParameter(
+            "bucket_width",
+            str,
+            enum=list(WIDTHS),
+            description="`1d` (default): UTC days; `1h`: hours (31 days' at most; without a range, the last 24).",
+        ),  # fmt: skip
+        OpenApiParameter("limit", int, description="Buckets a page, 1 to the most a query covers (default: all)."),
         OpenApiParameter("page", str, description="The `next_page` of the page before (with the same query)."),
         OpenApiParameter(
             "group_by",
@@ -39,14 +49,40 @@ def parameters(groups: dict, grouping: str) -> list[OpenApiParameter]:
     ]
 
 
+@dataclass(frozen=True)
+class Range:
+    start: datetime  # this page's first bucket's start (UTC)
+    end: datetime  # and its last one's end, exclusive
+    width: timedelta  # a bucket
+    fields: tuple[str, ...]  # what each bucket's results are grouped by
+    next_page: datetime | None = None  # the next page's first bucket, where the range goes on
+
+    @property
+    def hourly(self) -> bool:
+        return self.width < timedelta(days=1)
+
+    def buckets(self) -> Iterator[datetime]:
+        at = self.start
+        while at < self.end:
+            yield at
+            at += self.width
+
+    def cursor(self) -> str | None:
+        """``next_page``: the next page's first bucket, as a day or an hour (UTC)."""
+        if self.next_page is None:
+            return None
+        return self.next_page.strftime("%Y-%m-%dT%H:00:00Z" if self.hourly else "%Y-%m-%d")
+
+
 def _refuse(message: str, param: str, code: str | None = None) -> errors.InvalidRequest:
     return errors.InvalidRequest(message, param=param, code=code)
 
 
-def _date(request: Request, name: str, default: date) -> date:
+def _date(request: Request, name: str) -> datetime | None:
+    """The UTC midnight of a date parameter (None: not given)."""
     raw = request.query_params.get(name)
     if raw is None:
-        return default
+        return None
     try:
         day = date.fromisoformat(raw)
     except ValueError:
@@ -54,14 +90,14 @@ def _date(request: Request, name: str, default: date) -> date:
     # Day arithmetic (the default start, the end's next day) must stay within datetime's range.
     if not FIRST_DAY <= day <= LAST_DAY:
         raise _refuse(f"'{name}' must be between {FIRST_DAY} and {LAST_DAY}, got '{errors.shown(raw)}'.", name)
-    return day
+    return datetime.combine(day, time.min, UTC)
 
 
-def _time(request: Request, name: str, default: date) -> date:
-    """The UTC day of a Unix time (of the second before it, for the exclusive ``end_time``)."""
+def _time(request: Request, name: str) -> datetime | None:
+    """A Unix time parameter (None: not given)."""
     raw = request.query_params.get(name)
     if raw is None:
-        return default
+        return None
     lo = int(datetime.combine(FIRST_DAY, time.min, UTC).timestamp())
     hi = int(datetime.combine(LAST_DAY, time.max, UTC).timestamp())
     try:
@@ -70,64 +106,72 @@ def _time(request: Request, name: str, default: date) -> date:
         raise _refuse(f"'{name}' must be a Unix time in seconds, got '{errors.shown(raw)}'.", name) from None
     if not lo < seconds <= hi:
         raise _refuse(f"'{name}' must be between {lo + 1} and {hi}, got {seconds}.", name)
-    return datetime.fromtimestamp(seconds - (name == "end_time"), UTC).date()
+    return datetime.fromtimestamp(seconds, UTC)
 
 
-@dataclass(frozen=True)
-class Range:
-    start: date  # this page's first day
-    end: date  # and its last, inclusive
-    fields: tuple[str, ...]  # what each day's results are grouped by
-    next_page: date | None = None  # the next page's first day, where the range goes on
+def _floor(at: datetime, width: timedelta) -> datetime:
+    """The start of the bucket ``at`` falls in."""
+    day = datetime.combine(at.date(), time.min, UTC)
+    return day + (at - day) // width * width
 
 
 def range_params(request: Request, groups: dict) -> Range:
-    """The page of days asked for (default: the last 7 days, by day only, in one page). ``group_by`` may come more
+    """The page of buckets asked for (default: the last 7 days, by day only, in one page). ``group_by`` may come more
     than once, as OpenAI's array: the results split by all of them."""
     params = request.query_params
     unknown = sorted(set(params) - KNOWN)
     if unknown:
         raise _refuse(f"Unknown parameter: '{errors.shown(unknown[0])}'. This route takes {', '.join(sorted(KNOWN))}.",
                       unknown[0], "unknown_parameter")  # fmt: skip
-    if params.get("bucket_width", "1d") != "1d":
-        raise _refuse(f"'bucket_width' must be '1d' (daily buckets), got '{errors.shown(params['bucket_width'])}'.",
+    width_name = params.get("bucket_width", "1d")
+    if width_name not in WIDTHS:
+        raise _refuse(f"'bucket_width' must be '1d' (days) or '1h' (hours), got '{errors.shown(width_name)}'.",
                       "bucket_width")  # fmt: skip
+    width, most, default_count, unit = WIDTHS[width_name]
     names = _TIMES if any(name in params for name in _TIMES) else _DATES
     if names == _TIMES and any(name in params for name in _DATES):
         raise _refuse("Give 'start' / 'end' (dates) or 'start_time' / 'end_time' (Unix seconds), not both.", "start")
-    read = _time if names == _TIMES else _date
-    end = read(request, names[1], datetime.now(UTC).date())
-    start = read(request, names[0], end - timedelta(days=6))
+    if names == _TIMES:  # (the end read first: its error is the one a range wrong at both ends gets)
+        after = _time(request, "end_time")
+        first = _time(request, "start_time")
+        end = None if after is None else _floor(after - timedelta(seconds=1), width) + width  # exclusive
+    else:
+        last_day = _date(request, "end")
+        first = _date(request, "start")
+        end = None if last_day is None else last_day + timedelta(days=1)  # the whole last day
+    end = end or _floor(datetime.now(UTC), width) + width  # the bucket now falls in, the last
+    start = end - default_count * width if first is None else _floor(first, width)
     asked = params.getlist("group_by") or ["day"]
     wrong = next((name for name in asked if name not in groups), None)
     if wrong is not None:
         raise _refuse(f"'group_by' must be one of {', '.join(groups)}, got '{errors.shown(wrong)}'.", "group_by")
     fields = tuple(dict.fromkeys(field for name in asked for field in groups[name]))  # once each, in order
-    if start > end:
+    if start >= end:
         raise _refuse(f"'{names[0]}' must not be after '{names[1]}'.", names[0])
-    if (end - start).days >= MAX_USAGE_DAYS:
-        raise _refuse(f"Ask for at most {MAX_USAGE_DAYS} days at a time.", names[1])
-    return _paged(request, start, end, fields)
+    if (end - start) / width > most:
+        raise _refuse(f"Ask for at most {most} {unit} at a time.", names[1])
+    return _paged(request, Range(start, end, width, fields), most)
 
 
-def _paged(request: Request, start: date, end: date, fields: tuple[str, ...]) -> Range:
-    """The page ``page`` (a first day) and ``limit`` (days) pick from the range."""
+def _paged(request: Request, whole: Range, most: int) -> Range:
+    """The page ``page`` (a first bucket) and ``limit`` (buckets) pick from the range."""
     params = request.query_params
+    start = whole.start
     if "page" in params:
         try:
-            first = date.fromisoformat(params["page"])
+            first = datetime.fromisoformat(params["page"])
+            first = first.replace(tzinfo=UTC) if first.tzinfo is None else first.astimezone(UTC)
         except ValueError:
             first = None
-        if first is None or not start <= first <= end:
+        if first is None or not whole.start <= first < whole.end or _floor(first, whole.width) != first:
             raise _refuse(f"'page' must be the 'next_page' of an earlier page of this query, got "
                           f"'{errors.shown(params['page'])}'.", "page")  # fmt: skip
         start = first
+    end, more = whole.end, None
     if "limit" in params:
         limit = params["limit"]
-        if not limit.isdigit() or not 1 <= int(limit) <= MAX_USAGE_DAYS:
-            raise _refuse(f"'limit' must be an integer from 1 to {MAX_USAGE_DAYS}, got '{errors.shown(limit)}'.",
-                          "limit")  # fmt: skip
-        last = start + timedelta(days=int(limit) - 1)
-        if last < end:
-            return Range(start, last, fields, last + timedelta(days=1))
-    return Range(start, end, fields)
+        if not limit.isdigit() or not 1 <= int(limit) <= most:
+            raise _refuse(f"'limit' must be an integer from 1 to {most}, got '{errors.shown(limit)}'.", "limit")
+        if start + int(limit) * whole.width < whole.end:
+            end = more = start + int(limit) * whole.width
+    return Range(start, end, whole.width, whole.fields, more)

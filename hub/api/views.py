@@ -8,12 +8,12 @@ one base class, not in each view.
 from __future__ import annotations
 
 import functools
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.conf import settings
 from django.db.models import BooleanField, Case, CharField, Count, ExpressionWrapper, Q, Sum, Value, When
-from django.db.models.functions import TruncDay
+from django.db.models.functions import TruncDay, TruncHour
 from django.views.decorators.csrf import csrf_exempt
 from django.views.defaults import page_not_found
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -147,7 +147,8 @@ _BATCH = ExpressionWrapper(Q(service_tier="batch"), output_field=BooleanField())
 class UsageView(TenantAPIView):
     """``GET /v1/usage?start=YYYY-MM-DD&end=YYYY-MM-DD&group_by=day|model|key|service_tier|batch`` (``api_key_id``:
     OpenAI's name for ``key``; ``group_by`` repeated: split by each, as OpenAI's array): this tenant's metered
-    requests and tokens in daily buckets (UTC; ``end`` inclusive; default the last 7 days), shaped like OpenAI's
+    requests and tokens in daily buckets (UTC; ``end`` inclusive; default the last 7 days; or hourly with
+    ``bucket_width=1h``), shaped like OpenAI's
     organization usage API: completions results (chat, completions, responses), embeddings results (and the encoders'
     and vector stores' rows), moderations results, audio_transcriptions results (with the audio's ``seconds``) for
     transcriptions and translations, and audio_speeches results (with their ``characters``). Read from the raw usage
@@ -165,11 +166,11 @@ class UsageView(TenantAPIView):
     def get(self, request: Request) -> Response:
         asked = range_params(request, GROUP_BY)
         fields = asked.fields
-        lo = datetime.combine(asked.start, time.min, UTC)
-        hi = datetime.combine(asked.end + timedelta(days=1), time.min, UTC)
         rows = (
-            UsageRecord.objects.filter(tenant_id=self.key.tenant_id, created_at__gte=lo, created_at__lt=hi)
-            .annotate(day=TruncDay("created_at", tzinfo=UTC), kind=_KIND, batch=_BATCH)
+            UsageRecord.objects.filter(
+                tenant_id=self.key.tenant_id, created_at__gte=asked.start, created_at__lt=asked.end
+            )
+            .annotate(day=_bucket(asked), kind=_KIND, batch=_BATCH)
             .values("day", "kind", *fields)
             .annotate(
                 requests=Count("id"),
@@ -181,7 +182,7 @@ class UsageView(TenantAPIView):
             )
             .order_by("day", "kind", *fields)
         )
-        by_day: dict[date, list[dict]] = {}
+        by_bucket: dict[datetime, list[dict]] = {}
         for row in rows:
             result = {
                 "object": f"organization.usage.{row['kind']}.result",
@@ -199,26 +200,24 @@ class UsageView(TenantAPIView):
                 result["seconds"] = round(row["seconds"], 3)
             elif row["kind"] == "audio_speeches":  # as OpenAI's: the characters spoken
                 result["characters"] = row["prompt"] or 0
-            by_day.setdefault(row["day"].date(), []).append(result)
-        return Response(_page(asked, by_day))
+            by_bucket.setdefault(row["day"], []).append(result)
+        return Response(_page(asked, by_bucket))
 
 
-def _page(asked: Range, by_day: dict[date, list[dict]]) -> dict:
-    """OpenAI's page of daily buckets (every day of the page, empty ones too)."""
-    buckets = []
-    day = asked.start
-    while day <= asked.end:
-        begin = datetime.combine(day, time.min, UTC)
-        buckets.append({
-            "object": "bucket",
-            "start_time": int(begin.timestamp()),
-            "end_time": int((begin + timedelta(days=1)).timestamp()),
-            "results": by_day.get(day, []),
-        })  # fmt: skip
-        day += timedelta(days=1)
-    more = asked.next_page
-    return {"object": "page", "data": buckets, "has_more": more is not None,
-            "next_page": None if more is None else more.isoformat()}  # fmt: skip
+def _bucket(asked: Range):
+    """A usage row's bucket: its UTC day's or hour's start."""
+    return (TruncHour if asked.hourly else TruncDay)("created_at", tzinfo=UTC)
+
+
+def _page(asked: Range, by_bucket: dict[datetime, list[dict]]) -> dict:
+    """OpenAI's page of buckets (every one of the page, empty ones too)."""
+    buckets = [{
+        "object": "bucket",
+        "start_time": int(begin.timestamp()),
+        "end_time": int((begin + asked.width).timestamp()),
+        "results": by_bucket.get(begin, []),
+    } for begin in asked.buckets()]  # fmt: skip
+    return {"object": "page", "data": buckets, "has_more": asked.next_page is not None, "next_page": asked.cursor()}
 
 
 COST_GROUPS = {"day": (), "line_item": ("model",)}
@@ -241,21 +240,21 @@ class CostsView(TenantAPIView):
     def get(self, request: Request) -> Response:
         asked = range_params(request, COST_GROUPS)
         fields = asked.fields
-        lo = datetime.combine(asked.start, time.min, UTC)
-        hi = datetime.combine(asked.end + timedelta(days=1), time.min, UTC)
         rows = (
-            UsageRecord.objects.filter(tenant_id=self.key.tenant_id, created_at__gte=lo, created_at__lt=hi)
-            .annotate(day=TruncDay("created_at", tzinfo=UTC))
+            UsageRecord.objects.filter(
+                tenant_id=self.key.tenant_id, created_at__gte=asked.start, created_at__lt=asked.end
+            )
+            .annotate(day=_bucket(asked))
             .values("day", *fields)
             .annotate(cost=Sum("cost"))
             .order_by("day", *fields)
         )
-        by_day: dict[date, list[dict]] = {}
+        by_bucket: dict[datetime, list[dict]] = {}
         for row in rows:
-            by_day.setdefault(row["day"].date(), []).append({
+            by_bucket.setdefault(row["day"], []).append({
                 "object": "organization.costs.result",
                 "amount": {"value": row["cost"] or Decimal(0), "currency": settings.HUB_CURRENCY},
                 "line_item": row.get("model"),
                 "project_id": None,
             })  # fmt: skip
-        return Response(_page(asked, by_day))
+        return Response(_page(asked, by_bucket))

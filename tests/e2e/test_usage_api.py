@@ -99,7 +99,10 @@ def test_usage_api_splits_each_day_by_kind_as_openai(live_hub, acme):
      ({"start": "0001-01-01", "end": "0001-01-02"}, "end"),
      # found under make run: OpenAI's names and any other parameter were ignored (the default week came back)
      ({"limit": "0"}, "limit"), ({"limit": "3.5"}, "limit"), ({"page": "2020-01-01"}, "page"), ({"page": "x"}, "page"),
-     ({"models": "chat-small"}, "models"), ({"bucket_width": "1h"}, "bucket_width"),
+     ({"models": "chat-small"}, "models"), ({"bucket_width": "1m"}, "bucket_width"),
+     ({"bucket_width": "1h", "start": "2026-10-01", "end": "2026-11-20"}, "end"),
+     ({"bucket_width": "1h", "limit": "745"}, "limit"),
+     ({"page": "2026-11-20T05:30:00Z", "bucket_width": "1h", "start": "2026-11-20", "end": "2026-11-20"}, "page"),
      ({"start_time": "abc"}, "start_time"), ({"start_time": "1", "end": "2026-11-20"}, "start"),
      ({"start_time": "1763683200", "end_time": "1763596800"}, "start_time"), ({"end_time": "-5"}, "end_time"),
      ({"start_time": "1700000000", "end_time": "1800000000"}, "end_time"),
@@ -127,6 +130,31 @@ def test_usage_and_costs_come_in_pages_of_limit_buckets_as_openais(live_hub, acm
         assert second["has_more"] is False and second["next_page"] is None
         assert first["data"] + second["data"] == whole["data"], route
         assert _get(live_hub, key.secret, route, **query, limit=3).json() == whole  # the range fits: one page
+
+
+def test_hourly_buckets_with_bucket_width_1h(live_hub, acme):
+    """OpenAI's ``bucket_width=1h``: a bucket an hour, each row in the hour it was metered; times read as the hours
+    they fall in; pages of ``limit`` hours."""
+    key = services.issue_key(acme.tenant, name="one")
+    _usage(acme.tenant, key.key, "chat-small", DAY, 10, 5)  # 12:00
+    _usage(acme.tenant, key.key, "chat-small", DAY + timedelta(minutes=59), 1, 2)  # 12:59, the same hour
+    _usage(acme.tenant, key.key, "chat-small", DAY + timedelta(hours=2, minutes=1), 7, 0)  # 14:01
+    noon = int(DAY.timestamp())
+    page = _get(live_hub, key.secret, start_time=noon + 600, end_time=noon + 3 * 3600 + 1, bucket_width="1h").json()
+    assert [b["start_time"] for b in page["data"]] == [noon + h * 3600 for h in range(4)]  # 12:00 to 15:00
+    assert all(b["end_time"] - b["start_time"] == 3600 for b in page["data"])
+    hours = [[(r["input_tokens"], r["num_model_requests"]) for r in b["results"]] for b in page["data"]]
+    assert hours == [[(11, 2)], [], [(7, 1)], []]
+    day = _get(live_hub, key.secret, "costs", start="2026-11-20", end="2026-11-20", bucket_width="1h").json()
+    assert len(day["data"]) == 24 and day["data"][0]["start_time"] == noon - 12 * 3600
+    first = _get(live_hub, key.secret, start="2026-11-20", end="2026-11-20", bucket_width="1h", limit=13).json()
+    assert first["has_more"] is True and first["next_page"] == "2026-11-20T13:00:00Z"
+    rest = _get(live_hub, key.secret, start="2026-11-20", end="2026-11-20", bucket_width="1h", limit=13,
+                page=first["next_page"]).json()  # fmt: skip
+    assert len(first["data"]) + len(rest["data"]) == 24 and rest["has_more"] is False
+    assert [r["input_tokens"] for b in first["data"] + rest["data"] for r in b["results"]] == [11, 7]
+    recent = _get(live_hub, key.secret, bucket_width="1h").json()["data"]  # no range: the last 24 hours
+    assert len(recent) == 24 and recent[-1]["start_time"] <= datetime.now(UTC).timestamp() < recent[-1]["end_time"]
 
 
 def test_usage_api_takes_openais_unix_times_too(live_hub, acme):
