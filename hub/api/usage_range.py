@@ -115,13 +115,14 @@ def _floor(at: datetime, width: timedelta) -> datetime:
     return day + (at - day) // width * width
 
 
-def range_params(request: Request, groups: dict) -> Range:
+def range_params(request: Request, groups: dict, filters: tuple[str, ...] = ()) -> Range:
     """The page of buckets asked for (default: the last 7 days, by day only, in one page). ``group_by`` may come more
-    than once, as OpenAI's array: the results split by all of them."""
+    than once, as OpenAI's array: the results split by all of them. ``filters``: the route's other parameters."""
     params = request.query_params
-    unknown = sorted(set(params) - KNOWN)
+    known = KNOWN | set(filters)
+    unknown = sorted(set(params) - known)
     if unknown:
-        raise _refuse(f"Unknown parameter: '{errors.shown(unknown[0])}'. This route takes {', '.join(sorted(KNOWN))}.",
+        raise _refuse(f"Unknown parameter: '{errors.shown(unknown[0])}'. This route takes {', '.join(sorted(known))}.",
                       unknown[0], "unknown_parameter")  # fmt: skip
     width_name = params.get("bucket_width", "1d")
     if width_name not in WIDTHS:

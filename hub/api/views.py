@@ -144,6 +144,12 @@ _KIND = Case(
 _BATCH = ExpressionWrapper(Q(service_tier="batch"), output_field=BooleanField())
 
 
+USAGE_FILTERS = {  # OpenAI's names
+    "models": "Only these models' usage (may be given more than once).",
+    "api_key_ids": "Only these keys' usage, by the id the results name them with (may be given more than once).",
+}
+
+
 class UsageView(TenantAPIView):
     """``GET /v1/usage?start=YYYY-MM-DD&end=YYYY-MM-DD&group_by=day|model|key|service_tier|batch`` (``api_key_id``:
     OpenAI's name for ``key``; ``group_by`` repeated: split by each, as OpenAI's array): this tenant's metered
@@ -160,15 +166,26 @@ class UsageView(TenantAPIView):
         description="Metered requests and tokens of the key's tenant in daily UTC buckets, shaped like "
         "OpenAI's organization usage API.",
         tags=["usage"],
-        parameters=usage_range.parameters(GROUP_BY, "Split each day's results."),
+        parameters=[
+            *usage_range.parameters(GROUP_BY, "Split each day's results."),
+            *(
+                OpenApiParameter(name, {"type": "array", "items": {"type": "string"}}, description=text)
+                for name, text in USAGE_FILTERS.items()
+            ),
+        ],
         responses={200: ref("UsagePage"), **errors_for(400, 401)},
     )
     def get(self, request: Request) -> Response:
-        asked = range_params(request, GROUP_BY)
+        asked = range_params(request, GROUP_BY, tuple(USAGE_FILTERS))
         fields = asked.fields
+        only = {}  # OpenAI's filters: each may be given more than once
+        if models := request.query_params.getlist("models"):
+            only["model__in"] = models
+        if keys := request.query_params.getlist("api_key_ids"):
+            only["api_key__prefix__in"] = keys
         rows = (
             UsageRecord.objects.filter(
-                tenant_id=self.key.tenant_id, created_at__gte=asked.start, created_at__lt=asked.end
+                tenant_id=self.key.tenant_id, created_at__gte=asked.start, created_at__lt=asked.end, **only
             )
             .annotate(day=_bucket(asked), kind=_KIND, batch=_BATCH)
             .values("day", "kind", *fields)

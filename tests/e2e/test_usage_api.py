@@ -59,6 +59,17 @@ def test_usage_api_buckets_and_groups_only_the_tenants_own_rows(live_hub, acme, 
         assert sorted((r["model"], r["api_key_id"], r["total_tokens"]) for r in both["data"][0]["results"]) == sorted(
             [("chat-small", a1.key.prefix, 15), ("chat-small", a2.key.prefix, 3)]
         ), groups
+    # OpenAI's filters, each an array: only these models', only these keys' (the id the results name them by)
+    only = _get(live_hub, a1.secret, start="2026-11-20", end="2026-11-21", models=["embed-small", "nope"]).json()
+    assert [[r["input_tokens"] for r in b["results"]] for b in only["data"]] == [[], [7]]
+    only = _get(live_hub, a1.secret, start="2026-11-20", end="2026-11-21", api_key_ids=a2.key.prefix).json()
+    assert [[r["input_tokens"] for r in b["results"]] for b in only["data"]] == [[1], []]
+    both = _get(live_hub, a1.secret, start="2026-11-20", end="2026-11-21", api_key_ids=a1.key.prefix,
+                models="chat-small", group_by="api_key_id").json()  # fmt: skip
+    per_day = [[(r["api_key_id"], r["input_tokens"]) for r in b["results"]] for b in both["data"]]
+    assert per_day == [[(a1.key.prefix, 10)], []]
+    theirs = _get(live_hub, g.secret, start="2026-11-20", end="2026-11-20", api_key_ids=a1.key.prefix).json()
+    assert theirs["data"][0]["results"] == []  # another tenant's key: nothing of it shows
     theirs = _get(live_hub, g.secret, start="2026-11-20", end="2026-11-21").json()
     assert [r["total_tokens"] for b in theirs["data"] for r in b["results"]] == [2000]
 
@@ -99,7 +110,7 @@ def test_usage_api_splits_each_day_by_kind_as_openai(live_hub, acme):
      ({"start": "0001-01-01", "end": "0001-01-02"}, "end"),
      # found under make run: OpenAI's names and any other parameter were ignored (the default week came back)
      ({"limit": "0"}, "limit"), ({"limit": "3.5"}, "limit"), ({"page": "2020-01-01"}, "page"), ({"page": "x"}, "page"),
-     ({"models": "chat-small"}, "models"), ({"bucket_width": "1m"}, "bucket_width"),
+     ({"project_ids": "p"}, "project_ids"), ({"bucket_width": "1m"}, "bucket_width"),
      ({"bucket_width": "1h", "start": "2026-10-01", "end": "2026-11-20"}, "end"),
      ({"bucket_width": "1h", "limit": "745"}, "limit"),
      ({"page": "2026-11-20T05:30:00Z", "bucket_width": "1h", "start": "2026-11-20", "end": "2026-11-20"}, "page"),
