@@ -162,7 +162,7 @@ def _paged(request: Request, whole: Range, most: int) -> Range:
         try:
             first = datetime.fromisoformat(params["page"])
             first = first.replace(tzinfo=UTC) if first.tzinfo is None else first.astimezone(UTC)
-        except ValueError:
+        except (ValueError, OverflowError):  # not a time, or one that leaves datetime's range in UTC
             first = None
         if first is None or not whole.start <= first < whole.end or _floor(first, whole.width) != first:
             raise _refuse(f"'page' must be the 'next_page' of an earlier page of this query, got "

@@ -114,6 +114,7 @@ def test_usage_api_splits_each_day_by_kind_as_openai(live_hub, acme):
      ({"bucket_width": "1h", "start": "2026-10-01", "end": "2026-11-20"}, "end"),
      ({"bucket_width": "1h", "limit": "745"}, "limit"),
      ({"page": "2026-11-20T05:30:00Z", "bucket_width": "1h", "start": "2026-11-20", "end": "2026-11-20"}, "page"),
+     ({"page": "0001-01-01T00:00:00+14:00"}, "page"),
      ({"start_time": "abc"}, "start_time"), ({"start_time": "1", "end": "2026-11-20"}, "start"),
      ({"start_time": "1763683200", "end_time": "1763596800"}, "start_time"), ({"end_time": "-5"}, "end_time"),
      ({"start_time": "1700000000", "end_time": "1800000000"}, "end_time"),
