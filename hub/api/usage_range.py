@@ -173,6 +173,6 @@ def _paged(request: Request, whole: Range, most: int) -> Range:
         limit = params["limit"]
         if not limit.isdigit() or not 1 <= int(limit) <= most:
             raise _refuse(f"'limit' must be an integer from 1 to {most}, got '{errors.shown(limit)}'.", "limit")
-        if start + int(limit) * whole.width < whole.end:
+        if int(limit) < (whole.end - start) / whole.width:  # (counted, not added: the range may end at datetime's)
             end = more = start + int(limit) * whole.width
     return Range(start, end, whole.width, whole.fields, more)

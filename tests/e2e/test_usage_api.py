@@ -144,6 +144,14 @@ def test_usage_and_costs_come_in_pages_of_limit_buckets_as_openais(live_hub, acm
         assert _get(live_hub, key.secret, route, **query, limit=3).json() == whole  # the range fits: one page
 
 
+def test_a_page_at_the_end_of_the_calendar_is_answered(live_hub, acme):
+    """A limit larger than what is left of a range ending on the last day allowed (9999-12-30) is one page."""
+    key = services.issue_key(acme.tenant, name="one")
+    for width in ("1d", "1h"):
+        page = _get(live_hub, key.secret, start="9999-12-30", end="9999-12-30", limit=366, bucket_width=width)
+        assert page.status_code == 200 and page.json()["has_more"] is False, page.text
+
+
 def test_hourly_buckets_with_bucket_width_1h(live_hub, acme):
     """OpenAI's ``bucket_width=1h``: a bucket an hour, each row in the hour it was metered; times read as the hours
     they fall in; pages of ``limit`` hours."""
