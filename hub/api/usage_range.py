@@ -171,7 +171,7 @@ def _paged(request: Request, whole: Range, most: int) -> Range:
     end, more = whole.end, None
     if "limit" in params:
         limit = params["limit"]
-        if not limit.isdigit() or not 1 <= int(limit) <= most:
+        if not (limit.isascii() and limit.isdigit() and len(limit) <= 6) or not 1 <= int(limit) <= most:
             raise _refuse(f"'limit' must be an integer from 1 to {most}, got '{errors.shown(limit)}'.", "limit")
         if int(limit) < (whole.end - start) / whole.width:  # (counted, not added: the range may end at datetime's)
             end = more = start + int(limit) * whole.width

@@ -109,7 +109,8 @@ def test_usage_api_splits_each_day_by_kind_as_openai(live_hub, acme):
      ({"end": "9999-12-31"}, "end"), ({"end": "0001-01-01"}, "end"),
      ({"start": "0001-01-01", "end": "0001-01-02"}, "end"),
      # found under make run: OpenAI's names and any other parameter were ignored (the default week came back)
-     ({"limit": "0"}, "limit"), ({"limit": "3.5"}, "limit"), ({"page": "2020-01-01"}, "page"), ({"page": "x"}, "page"),
+     ({"limit": "0"}, "limit"), ({"limit": "3.5"}, "limit"), ({"limit": "²"}, "limit"),
+     ({"limit": "9" * 5000}, "limit"), ({"page": "2020-01-01"}, "page"), ({"page": "x"}, "page"),
      ({"project_ids": "p"}, "project_ids"), ({"bucket_width": "1m"}, "bucket_width"),
      ({"models": "a\x00b"}, "models"), ({"api_key_ids": ""}, "api_key_ids"), ({"models": ["m"] * 101}, "models"),
      ({"bucket_width": "1h", "start": "2026-10-01", "end": "2026-11-20"}, "end"),
