@@ -46,28 +46,23 @@ local state, remaining, left, failed, wait = {}, {}, {}, 0, 0
 for i = 1, n do
   local b = 3 + (i - 1) * 4
   local kind, limit, cost, extra = tonumber(ARGV[b+1]), tonumber(ARGV[b+2]), tonumber(ARGV[b+3]), tonumber(ARGV[b+4])
-  local short, delay
+  local delay
   if kind == 1 then
     local st = redis.call('HMGET', KEYS[i], 'level', 'ts')
     local level = tonumber(st[1]) or limit
     local ts = tonumber(st[2]) or now
     level = math.min(limit, level + math.max(0, now - ts) * limit / 60.0)
     state[i], left[i] = level, level
-    short = cost > level
     delay = (cost > limit) and -1 or (cost - level) * 60.0 / limit
   elseif kind == 2 then
-    local used = tonumber(redis.call('GET', KEYS[i]) or '0')
-    left[i] = limit - used
-    short = used + cost > limit
+    left[i] = limit - tonumber(redis.call('GET', KEYS[i]) or '0')
     delay = math.max(0, extra - now)
-  else
-    local open = redis.call('ZCOUNT', KEYS[i], '(' .. now, '+inf')
-    left[i] = limit - open
-    short = open >= limit
+  else  -- a stream's cost is its one slot
+    left[i] = limit - redis.call('ZCOUNT', KEYS[i], '(' .. now, '+inf')
     delay = 1
   end
-  remaining[i] = left[i] - cost  -- a stream's cost is its one slot
-  if short and failed == 0 then failed, wait = i, delay end
+  remaining[i] = left[i] - cost
+  if cost > left[i] and failed == 0 then failed, wait = i, delay end
 end
 if failed > 0 then
   local out = {tostring(failed), tostring(wait)}
@@ -188,29 +183,24 @@ class LocalStore:
 
     async def acquire(self, checks: list[Check], member: str, now: float, peek: bool = False) -> Outcome:
         with self.lock:
-            remaining: list[float] = []
             left: list[float] = []  # each check's level now, before this request
             refusal: tuple[int, float] | None = None
             for i, c in enumerate(checks):
                 if c.kind == RATE:
                     level = self._level(c, now)
-                    short, wait = c.cost > level, -1 if c.cost > c.limit else (c.cost - level) * 60.0 / c.limit
                     left.append(level)
-                    remaining.append(level - c.cost)
+                    wait = -1 if c.cost > c.limit else (c.cost - level) * 60.0 / c.limit
                 elif c.kind == BUDGET:
-                    used = self.used.get(c.key, 0)
-                    short, wait = used + c.cost > c.limit, max(0.0, c.extra - now)
-                    left.append(c.limit - used)
-                    remaining.append(c.limit - used - c.cost)
-                else:
-                    open_ = sum(t > now for t in self.streams.get(c.key, {}).values())
-                    short, wait = open_ >= c.limit, 1.0
-                    left.append(c.limit - open_)
-                    remaining.append(c.limit - open_ - 1)
-                if short and refusal is None:
+                    left.append(c.limit - self.used.get(c.key, 0))
+                    wait = max(0.0, c.extra - now)
+                else:  # a stream's cost is its one slot
+                    left.append(c.limit - sum(t > now for t in self.streams.get(c.key, {}).values()))
+                    wait = 1.0
+                if c.cost > left[-1] and refusal is None:
                     refusal = (i, wait)
             if refusal is not None:
                 return Outcome(refusal[0], refusal[1], left)
+            remaining = [level - c.cost for level, c in zip(left, checks, strict=True)]
             if peek:
                 return Outcome(None, 0.0, remaining)
             for c in checks:

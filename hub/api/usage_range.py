@@ -176,3 +176,15 @@ def _paged(request: Request, whole: Range, most: int) -> Range:
         if int(limit) < (whole.end - start) / whole.width:  # (counted, not added: the range may end at datetime's)
             end = more = start + int(limit) * whole.width
     return Range(start, end, whole.width, whole.fields, more)
+
+
+MAX_FILTER_VALUES = 100
+
+
+def filter_values(request: Request, name: str) -> list[str]:
+    """A filter's values (``range_params``' ``filters``): at most 100 ids, each up to 256 characters and without NUL
+    (which PostgreSQL's text refuses)."""
+    values = request.query_params.getlist(name)
+    if len(values) > MAX_FILTER_VALUES or any(not 0 < len(v) <= 256 or "\x00" in v for v in values):
+        raise _refuse(f"'{name}' takes up to {MAX_FILTER_VALUES} ids of 1 to 256 characters.", name)
+    return values

@@ -27,7 +27,7 @@ from accounts.models import ModelKind, ServedModel, UsageRecord
 from hub.api import errors, usage_range
 from hub.api.openapi import errors_for
 from hub.api.openapi_schemas import ref
-from hub.api.usage_range import Range, range_params
+from hub.api.usage_range import Range, filter_values, range_params
 
 
 class EdgeKeyAuthentication(BaseAuthentication):
@@ -150,19 +150,6 @@ USAGE_FILTERS = {  # OpenAI's names
 }
 
 
-MAX_FILTER_VALUES = 100
-
-
-def _filter_values(request: Request, name: str) -> list[str]:
-    """A filter's values: at most 100 ids, each up to 256 characters and without NUL (which PostgreSQL's text
-    refuses)."""
-    values = request.query_params.getlist(name)
-    if len(values) > MAX_FILTER_VALUES or any(not 0 < len(v) <= 256 or "\x00" in v for v in values):
-        raise errors.InvalidRequest(f"'{name}' takes up to {MAX_FILTER_VALUES} ids of 1 to 256 characters.",
-                                    param=name)  # fmt: skip
-    return values
-
-
 class UsageView(TenantAPIView):
     """``GET /v1/usage?start=YYYY-MM-DD&end=YYYY-MM-DD&group_by=day|model|key|service_tier|batch`` (``api_key_id``:
     OpenAI's name for ``key``; ``group_by`` repeated: split by each, as OpenAI's array): this tenant's metered
@@ -192,9 +179,9 @@ class UsageView(TenantAPIView):
         asked = range_params(request, GROUP_BY, tuple(USAGE_FILTERS))
         fields = asked.fields
         only = {}  # OpenAI's filters: each may be given more than once
-        if models := _filter_values(request, "models"):
+        if models := filter_values(request, "models"):
             only["model__in"] = models
-        if keys := _filter_values(request, "api_key_ids"):
+        if keys := filter_values(request, "api_key_ids"):
             only["api_key__prefix__in"] = keys
         rows = (
             UsageRecord.objects.filter(

@@ -62,14 +62,14 @@ class Ledger:
         """``journaled``: a journal asks for what ``changed`` (without one, nothing is kept for it)."""
         self.entries, self.seconds, self.journaled = entries, seconds, journaled
         self._tallies: OrderedDict[str, Tally] = OrderedDict()  # least recently opened or ended first
-        self._running: dict[str, Tally] = {}  # those with a call running
-        self._ended: dict[str, Tally] = {}  # those whose last call ended since ``changed`` was last asked
+        self._changed: dict[str, Tally] = {}  # (journaled) opened since ``changed`` was last asked, or running
 
     def open(self, usage_id: str) -> Tally:
         tally = self._tallies.pop(usage_id, None) or Tally(usage_id)
         self._tallies[usage_id] = tally
         tally.calls += 1
-        self._running[usage_id] = tally
+        if self.journaled:
+            self._changed[usage_id] = tally
         while len(self._tallies) > self.entries:
             self._tallies.popitem(last=False)
         return tally
@@ -77,17 +77,13 @@ class Ledger:
     def close(self, tally: Tally) -> None:
         tally.calls -= 1
         tally.ended = time.monotonic()
-        if tally.calls <= 0 and self._running.get(tally.usage_id) is tally:
-            del self._running[tally.usage_id]
-            if self.journaled:
-                self._ended[tally.usage_id] = tally
         if self._tallies.get(tally.usage_id) is tally:  # the order is the last activity's
             self._tallies.move_to_end(tally.usage_id)
 
     def changed(self) -> list[Tally]:
         """The tallies that may have counted something since the last time this was asked (``journal.py``)."""
-        changed = [*self._ended.values(), *(t for k, t in self._running.items() if k not in self._ended)]
-        self._ended = {}
+        changed = list(self._changed.values())
+        self._changed = {k: t for k, t in self._changed.items() if t.calls > 0}  # a running one counts on
         return changed
 
     def restore(self, tally: Tally) -> None:
